@@ -1,0 +1,140 @@
+# Tessera build. Everything is found through pkg-config; generated code and
+# binaries go to build/. `make help` lists the targets.
+
+SHELL := /bin/bash
+BUILD := build
+PKGS := rdkafka hiredis libpq libprotobuf-c libevent libevent_pthreads jansson libsodium
+SERVICES := ingest ledger tiering campaign notification
+
+CC ?= cc
+OPT ?= -O2
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -g $(OPT) -Wall -Wextra -Wno-unused-parameter \
+	-Wformat=2 -Wshadow -Wstrict-prototypes -fno-strict-aliasing -pthread
+DEPS_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+DEPS_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CFLAGS_ALL = $(CFLAGS_BASE) $(DEPS_CFLAGS) -I$(BUILD)/gen -Ilibs $(CFLAGS)
+LDLIBS_ALL = $(DEPS_LIBS) -lpthread -lm $(LDLIBS)
+
+PROTOS := $(shell find proto -name '*.proto' | sort)
+PROTO_C := $(patsubst proto/%.proto,$(BUILD)/gen/%.pb-c.c,$(PROTOS))
+PROTO_H := $(PROTO_C:.c=.h)
+PROTO_O := $(patsubst $(BUILD)/gen/%.c,$(BUILD)/obj/gen/%.o,$(PROTO_C))
+
+LIB_SRC := $(sort $(wildcard libs/*/*.c))
+LIB_O := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRC))
+LIBTESSERA := $(BUILD)/libtessera.a
+
+# Each service: main.c plus its other files; the other files also form an
+# archive so unit tests can link a service's pure rules without its main().
+svc_src = $(sort $(wildcard services/$(1)/*.c))
+svc_mig = $(sort $(wildcard services/$(1)/migrations/*.sql))
+SVC_BINS := $(patsubst %,$(BUILD)/bin/tessera-%,$(SERVICES))
+SVC_ARCHIVES := $(patsubst %,$(BUILD)/svc_%.a,$(SERVICES))
+
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRC))
+SYS_SRC := $(sort $(wildcard tests/integration/test_*.c tests/e2e/test_*.c))
+SYS_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(SYS_SRC))
+TEST_SUPPORT_SRC := $(sort $(wildcard tests/support/*.c))
+TEST_SUPPORT_O := $(patsubst %.c,$(BUILD)/obj/%.o,$(TEST_SUPPORT_SRC))
+
+TOOLS := $(BUILD)/bin/tessera-devbroker
+
+# Prerequisites below use $$* (secondary expansion) to list a service's files.
+.SECONDEXPANSION:
+# Keep generated sources and objects between runs.
+.SECONDARY:
+
+.PHONY: all deps build run stop test unit bench format format-check clean help
+all: build
+
+help:
+	@echo "make run     - install what is missing, build, start the local runtime and all services"
+	@echo "make stop    - stop what make run started (ordered)"
+	@echo "make test    - build, unit tests, then integration and end-to-end tests on a private runtime"
+	@echo "make format  - clang-format the C sources"
+	@echo "make clean   - remove build/"
+
+deps:
+	@./deploy/local/install-deps.sh
+
+build: $(SVC_BINS) $(TOOLS) $(BUILD)/tessera.desc
+
+run: deps
+	@$(MAKE) --no-print-directory build
+	@./deploy/local/run.sh
+
+stop:
+	@./deploy/local/runtime.sh stop
+
+test: deps
+	@$(MAKE) --no-print-directory build tests-build
+	@./tests/run.sh
+
+tests-build: $(UNIT_BINS) $(SYS_BINS)
+
+format:
+	@clang-format -i $$(find libs services tests deploy -name '*.[ch]')
+
+format-check:
+	@clang-format --dry-run --Werror $$(find libs services tests deploy -name '*.[ch]')
+
+clean:
+	rm -rf $(BUILD)
+
+# --- protobuf ---------------------------------------------------------------
+$(BUILD)/gen/.stamp: $(PROTOS)
+	@mkdir -p $(BUILD)/gen
+	protoc-c --c_out=$(BUILD)/gen -Iproto $(PROTOS)
+	@touch $@
+
+$(PROTO_C) $(PROTO_H): $(BUILD)/gen/.stamp
+
+$(BUILD)/tessera.desc: $(PROTOS)
+	@mkdir -p $(BUILD)
+	protoc-c --include_imports --descriptor_set_out=$@ -Iproto $(PROTOS)
+
+$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c $(BUILD)/gen/.stamp
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Wno-shadow -c $< -o $@
+
+# --- objects ----------------------------------------------------------------
+$(BUILD)/obj/%.o: %.c $(BUILD)/gen/.stamp
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+$(LIBTESSERA): $(LIB_O) $(PROTO_O)
+	@rm -f $@
+	ar rcs $@ $^
+
+# SQL migrations are compiled into each service binary.
+$(BUILD)/gen/migrations_%.c: deploy/tools/embed-migrations.sh $$(call svc_mig,$$*)
+	@mkdir -p $(dir $@)
+	./deploy/tools/embed-migrations.sh $* services/$*/migrations > $@
+
+$(BUILD)/obj/gen/migrations_%.o: $(BUILD)/gen/migrations_%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/svc_%.a: $$(patsubst %.c,$(BUILD)/obj/%.o,$$(filter-out services/$$*/main.c,$$(call svc_src,$$*))) $(BUILD)/obj/gen/migrations_%.o
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/bin/tessera-%: $(BUILD)/obj/services/%/main.o $(BUILD)/svc_%.a $(LIBTESSERA)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+$(BUILD)/bin/tessera-devbroker: $(BUILD)/obj/deploy/local/devbroker.o $(LIBTESSERA)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+# --- tests ------------------------------------------------------------------
+$(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(SVC_ARCHIVES) $(LIBTESSERA)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL) $(shell pkg-config --libs cmocka)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_SUPPORT_O) $(SVC_ARCHIVES) $(LIBTESSERA)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL) $(shell pkg-config --libs cmocka libcurl)
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages Tessera builds and runs with, and nothing
+# else. Does nothing (and needs no network) when everything is already there.
+set -euo pipefail
+
+packages=(
+  build-essential pkg-config make gcc
+  librdkafka-dev libhiredis-dev libpq-dev
+  libprotobuf-c-dev protobuf-c-compiler
+  libevent-dev libjansson-dev libsodium-dev libcmocka-dev
+  libcurl4-openssl-dev
+  postgresql postgresql-client redis-server
+  curl ca-certificates procps
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}" >&2
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  sudo="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,57 @@
+/* Blocking PostgreSQL access for consumer threads and tools: connect with
+ * timeouts and a search_path, run statements, transactions. One PGconn per
+ * thread. The libevent front door uses pg_pool.h instead. */
+#ifndef TESSERA_DB_H
+#define TESSERA_DB_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#define DB_CONNECT_TIMEOUT_S 5
+#define DB_STATEMENT_TIMEOUT_MS_DEFAULT 30000
+
+/* Connects (connect_timeout 5 s), sets statement_timeout and
+ * search_path to "<schema>, public" (schema may be NULL), application_name.
+ * Returns NULL with err. Caller closes with PQfinish. */
+PGconn *db_connect(const char *dsn, const char *schema, const char *app_name,
+                   int statement_timeout_ms, char *err, size_t err_len);
+
+/* Runs SQL without parameters that returns no rows (may hold several
+ * statements). 0 or -1 with err. */
+int db_exec(PGconn *pg, const char *sql, char *err, size_t err_len)
+    __attribute__((warn_unused_result));
+
+/* Runs a parameterised statement with text parameters (NULL element = SQL
+ * NULL). Returns the result (TUPLES_OK or COMMAND_OK; caller PQclears) or
+ * NULL with err; the SQLSTATE of a failure is copied to sqlstate when not
+ * NULL (6 bytes). */
+PGresult *db_query(PGconn *pg, const char *sql, int nparams, const char *const *params,
+                   char *err, size_t err_len, char sqlstate[6]) __attribute__((warn_unused_result));
+
+/* BEGIN / COMMIT / ROLLBACK. Rollback never fails loudly (logged). */
+int db_begin(PGconn *pg, char *err, size_t err_len) __attribute__((warn_unused_result));
+int db_commit(PGconn *pg, char *err, size_t err_len) __attribute__((warn_unused_result));
+void db_rollback(PGconn *pg);
+
+/* True when the connection is usable; otherwise tries PQreset once. */
+bool db_healthy(PGconn *pg);
+
+/* Appends text to a growing buffer as one element of a PostgreSQL array
+ * literal ("{"a","b\"c"}"): quoted and escaped. NULL value = NULL element.
+ * Used to send many rows in one statement through unnest(). */
+struct db_array {
+    char *buf;
+    size_t len, cap;
+    size_t count;
+};
+void db_array_init(struct db_array *a);
+void db_array_add(struct db_array *a, const char *value);
+void db_array_add_int(struct db_array *a, long long value);
+/* bytea element in hex form (\x...). */
+void db_array_add_bytea(struct db_array *a, const void *data, size_t len);
+/* Closes the literal and returns it (owned by a; valid until free). */
+const char *db_array_finish(struct db_array *a);
+void db_array_free(struct db_array *a);
+
+#endif

@@ -1,0 +1,94 @@
+/* HTTP helpers on libevent's evhttp: a route table with {param} segments,
+ * request accessors, JSON and RFC 9457 problem+json replies, and limits.
+ *
+ * A handler gets a struct http_exchange and must answer it exactly once,
+ * either before returning or later from another libevent callback (async
+ * handlers wait for PostgreSQL, Redis or the ledger). If the client goes
+ * away first, the exchange is marked gone: replying then only frees it. */
+#ifndef TESSERA_HTTP_H
+#define TESSERA_HTTP_H
+
+#include <event2/event.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define HTTP_PARAMS_MAX 8
+
+struct http_server;
+struct http_exchange;
+
+typedef void (*http_handler_fn)(struct http_exchange *ex, void *app);
+
+struct http_route {
+    const char *method;  /* "GET", "POST", "PUT", "PATCH", "DELETE" */
+    const char *pattern; /* "/v1/members/{member_id}/topups" */
+    http_handler_fn handler;
+};
+
+struct http_limits {
+    size_t body_max_bytes;      /* API limit: larger bodies get 413 problem+json */
+    size_t body_hard_max_bytes; /* evhttp stops reading past this (its own 413) */
+    size_t headers_max_bytes;
+    size_t json_depth_max;      /* deeper JSON is 400 */
+    int timeout_s;              /* idle connection / slow client timeout */
+};
+
+#define HTTP_LIMITS_DEFAULT                                                                    \
+    ((struct http_limits){.body_max_bytes = 64 * 1024,                                         \
+                          .body_hard_max_bytes = 16 * 1024 * 1024,                             \
+                          .headers_max_bytes = 16 * 1024,                                      \
+                          .json_depth_max = 16,                                                \
+                          .timeout_s = 30})
+
+/* Binds addr:port (port 0 picks a free one) and serves routes on base.
+ * Unknown paths get 404 and known paths with another method 405, both as
+ * problem+json. routes must outlive the server. Returns NULL with err. */
+struct http_server *http_server_new(struct event_base *base, const char *addr, uint16_t port,
+                                    const struct http_route *routes, size_t route_count,
+                                    const struct http_limits *limits, void *app, char *err,
+                                    size_t err_len);
+uint16_t http_server_port(const struct http_server *srv);
+/* Stops accepting; exchanges still in flight may still be answered. */
+void http_server_free(struct http_server *srv);
+
+/* --- request accessors (valid until the exchange is answered) --- */
+const char *http_method(const struct http_exchange *ex);
+const char *http_path(const struct http_exchange *ex);
+/* Value of a {param} of the matched route, percent-decoded; NULL if none. */
+const char *http_param(const struct http_exchange *ex, const char *name);
+/* Query-string value, percent-decoded; NULL when absent. */
+const char *http_query(const struct http_exchange *ex, const char *name);
+const char *http_header(const struct http_exchange *ex, const char *name);
+const unsigned char *http_body(const struct http_exchange *ex, size_t *len);
+/* Client address as text, e.g. "127.0.0.1". */
+const char *http_peer(const struct http_exchange *ex);
+
+/* Parses the body as a JSON object under the limits. On failure answers the
+ * exchange itself (413 payload_too_large, 400 malformed_json, 415
+ * unsupported_media_type when Content-Type is present and not JSON) and
+ * returns false. On success *out is a new reference the caller decrefs. */
+bool http_read_json_object(struct http_exchange *ex, json_t **out) __attribute__((warn_unused_result));
+
+/* --- replies: each frees the exchange; call exactly one, once --- */
+/* Steals the reference to body. Adds extra headers given as name, value
+ * pairs ending in NULL. */
+void http_reply_json(struct http_exchange *ex, int status, json_t *body, ...)
+    __attribute__((sentinel));
+/* RFC 9457 body {type, title, status, detail, code}; type is
+ * "https://tessera.dev/problems/<code>". extra (stolen, may be NULL) is
+ * merged into the body (e.g. "errors"). */
+void http_reply_problem(struct http_exchange *ex, int status, const char *code, const char *detail,
+                        json_t *extra);
+/* Replies with a status and a raw body of the given content type. */
+void http_reply_raw(struct http_exchange *ex, int status, const char *content_type,
+                    const char *body, size_t len);
+
+/* True when the client has gone away; the handler may skip work. */
+bool http_exchange_gone(const struct http_exchange *ex);
+
+/* Standard title for a status code ("Not Found"). */
+const char *http_status_title(int status);
+
+#endif

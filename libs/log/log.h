@@ -1,0 +1,30 @@
+/* JSON-lines logging to stderr: one object per line with ts, level,
+ * service and msg, plus optional string fields. Thread-safe (one write(2)
+ * per line). */
+#ifndef TESSERA_LOG_H
+#define TESSERA_LOG_H
+
+#include <stdbool.h>
+
+enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR };
+
+/* Sets the service name printed on every line and the lowest level shown.
+ * Call once at start, before threads. */
+void log_init(const char *service, enum log_level min_level);
+
+/* Parses "debug" | "info" | "warn" | "error"; false on anything else. */
+bool log_level_parse(const char *text, enum log_level *out) __attribute__((warn_unused_result));
+
+/* printf-style message, JSON-escaped into "msg". */
+void log_write(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Message plus extra string fields given as key, value pairs ending in NULL:
+ * log_fields(LOG_INFO, "consumer assigned", "topic", t, "partition", "3", NULL) */
+void log_fields(enum log_level level, const char *msg, ...) __attribute__((sentinel));
+
+#define log_debug(...) log_write(LOG_DEBUG, __VA_ARGS__)
+#define log_info(...) log_write(LOG_INFO, __VA_ARGS__)
+#define log_warn(...) log_write(LOG_WARN, __VA_ARGS__)
+#define log_error(...) log_write(LOG_ERROR, __VA_ARGS__)
+
+#endif
