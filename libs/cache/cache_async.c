@@ -1,0 +1,281 @@
+/* The Redis member-state cache, asynchronous half (see cache.h): hiredis
+ * on the ingest libevent loop. Everything here runs on the loop thread.
+ *
+ * hiredis 0.14 has no command timeout, so each request carries its own
+ * timer. A request is owned jointly by hiredis (until its reply callback
+ * runs, which hiredis guarantees, with a NULL reply on disconnect or free)
+ * and by its timer; whichever of the two comes first calls the user's
+ * callback, and the hiredis reply callback, always the last owner, frees
+ * it. Requests refused before reaching hiredis are owned by the timer
+ * alone. */
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+
+#include "cache/cache.h"
+#include "cache/cache_internal.h"
+#include "log/log.h"
+
+#define CACHE_ASYNC_REQUEST_TIMEOUT_MS 100 /* a cache read slower than this is a miss we cannot afford */
+#define CACHE_ASYNC_CONNECT_TIMEOUT_MS 1000
+#define CACHE_ASYNC_BACKOFF_MIN_MS 100
+#define CACHE_ASYNC_BACKOFF_MAX_MS 5000
+#define CACHE_HOST_MAX 256
+
+struct cache_req {
+    struct cache_req *prev, *next; /* in cache_async.reqs while alive */
+    struct cache_async *c;
+    cache_balances_cb cb;
+    void *arg;
+    struct event *ev_timeout;
+    bool answered;  /* cb has run */
+    bool in_hiredis; /* hiredis still holds it as privdata */
+    char tenant_id[CACHE_KEY_MAX];
+    char member_id[CACHE_KEY_MAX];
+};
+
+struct cache_async {
+    struct event_base *base;
+    char host[CACHE_HOST_MAX];
+    int port;
+    redisAsyncContext *ac; /* NULL while down; freed by hiredis on a drop */
+    bool connected;
+    bool closing;
+    int backoff_ms;
+    struct event *ev_reconnect;      /* back-off timer while down */
+    struct event *ev_connect_timeout; /* armed while connecting */
+    struct cache_req *reqs;          /* every live request, for cache_async_free */
+};
+
+static void cache_async_connect(struct cache_async *c);
+
+static void timer_arm(struct event *ev, int ms)
+{
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    evtimer_add(ev, &tv);
+}
+
+/* ---- requests ---- */
+
+static void req_unlink_free(struct cache_req *r)
+{
+    struct cache_async *c = r->c;
+    if (r->prev != NULL)
+        r->prev->next = r->next;
+    else
+        c->reqs = r->next;
+    if (r->next != NULL)
+        r->next->prev = r->prev;
+    event_free(r->ev_timeout);
+    free(r);
+}
+
+/* Calls the user's callback exactly once for r. */
+static void req_answer(struct cache_req *r, int status, const struct cache_balances *b)
+{
+    if (r->answered)
+        return;
+    r->answered = true;
+    evtimer_del(r->ev_timeout);
+    r->cb(r->arg, status, b);
+}
+
+/* Timer: the reply is late (or the request never reached Redis). A late
+ * reply will find answered set and only free. */
+static void req_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct cache_req *r = arg;
+    req_answer(r, -1, NULL);
+    if (!r->in_hiredis)
+        req_unlink_free(r);
+}
+
+/* hiredis reply callback; reply is NULL when the link dropped or the
+ * context is being freed. Last owner: always frees r. */
+static void req_reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    struct cache_req *r = privdata;
+    r->in_hiredis = false;
+    if (!r->answered) {
+        struct cache_balances b = {.tenant_id = r->tenant_id, .member_id = r->member_id};
+        int status = cache_balances_from_reply(reply, &b);
+        req_answer(r, status, status == 1 ? &b : NULL);
+    }
+    req_unlink_free(r);
+}
+
+/* ---- connection ---- */
+
+static void schedule_reconnect(struct cache_async *c)
+{
+    c->ac = NULL;
+    c->connected = false;
+    if (c->closing)
+        return;
+    evtimer_del(c->ev_connect_timeout);
+    timer_arm(c->ev_reconnect, c->backoff_ms);
+    c->backoff_ms *= 2;
+    if (c->backoff_ms > CACHE_ASYNC_BACKOFF_MAX_MS)
+        c->backoff_ms = CACHE_ASYNC_BACKOFF_MAX_MS;
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    struct cache_async *c = ac->data;
+    if (status != REDIS_OK) {
+        /* hiredis frees ac after this returns */
+        log_warn("cache: connect to %s:%d failed: %s", c->host, c->port, ac->errstr);
+        schedule_reconnect(c);
+        return;
+    }
+    evtimer_del(c->ev_connect_timeout);
+    c->connected = true;
+    c->backoff_ms = CACHE_ASYNC_BACKOFF_MIN_MS;
+    log_info("cache: connected to %s:%d", c->host, c->port);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    struct cache_async *c = ac->data;
+    if (!c->closing)
+        log_warn("cache: link to %s:%d dropped: %s", c->host, c->port,
+                 status == REDIS_OK ? "closed" : ac->errstr);
+    schedule_reconnect(c);
+}
+
+/* Still not connected: give up on this attempt. Freeing a context that
+ * never connected runs neither callback, so we schedule the retry. */
+static void connect_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct cache_async *c = arg;
+    if (c->ac == NULL || c->connected)
+        return;
+    log_warn("cache: connect to %s:%d timed out", c->host, c->port);
+    redisAsyncFree(c->ac);
+    schedule_reconnect(c);
+}
+
+static void reconnect_cb(evutil_socket_t fd, short what, void *arg)
+{
+    cache_async_connect(arg);
+}
+
+static void cache_async_connect(struct cache_async *c)
+{
+    assert(c->ac == NULL);
+    redisAsyncContext *ac = redisAsyncConnect(c->host, c->port);
+    if (ac == NULL || ac->err) {
+        log_warn("cache: connect to %s:%d failed: %s", c->host, c->port,
+                 ac != NULL ? ac->errstr : "out of memory");
+        if (ac != NULL)
+            redisAsyncFree(ac);
+        schedule_reconnect(c);
+        return;
+    }
+    ac->data = c;
+    if (redisLibeventAttach(ac, c->base) != REDIS_OK) {
+        redisAsyncFree(ac);
+        schedule_reconnect(c);
+        return;
+    }
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    c->ac = ac;
+    timer_arm(c->ev_connect_timeout, CACHE_ASYNC_CONNECT_TIMEOUT_MS);
+}
+
+/* ---- public ---- */
+
+struct cache_async *cache_async_new(struct event_base *base, const char *host, int port,
+                                    char *err, size_t err_len)
+{
+    assert(base != NULL && host != NULL && port > 0);
+    struct cache_async *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        goto oom;
+    if (strlen(host) >= sizeof c->host) {
+        snprintf(err, err_len, "cache: host name too long");
+        free(c);
+        return NULL;
+    }
+    strcpy(c->host, host);
+    c->base = base;
+    c->port = port;
+    c->backoff_ms = CACHE_ASYNC_BACKOFF_MIN_MS;
+    c->ev_reconnect = evtimer_new(base, reconnect_cb, c);
+    c->ev_connect_timeout = evtimer_new(base, connect_timeout_cb, c);
+    if (c->ev_reconnect == NULL || c->ev_connect_timeout == NULL)
+        goto oom;
+    cache_async_connect(c); /* a failure only schedules a retry */
+    return c;
+oom:
+    snprintf(err, err_len, "cache: out of memory");
+    cache_async_free(c);
+    return NULL;
+}
+
+void cache_async_get_balances(struct cache_async *c, const char *tenant_id, const char *member_id,
+                              cache_balances_cb cb, void *arg)
+{
+    assert(c != NULL && tenant_id != NULL && member_id != NULL && cb != NULL);
+    struct cache_req *r = calloc(1, sizeof *r);
+    assert(r != NULL);
+    r->c = c;
+    r->cb = cb;
+    r->arg = arg;
+    r->ev_timeout = evtimer_new(c->base, req_timeout_cb, r);
+    assert(r->ev_timeout != NULL);
+    r->next = c->reqs;
+    if (c->reqs != NULL)
+        c->reqs->prev = r;
+    c->reqs = r;
+
+    char key[CACHE_KEY_MAX];
+    bool ok = strlen(tenant_id) < sizeof r->tenant_id && strlen(member_id) < sizeof r->member_id &&
+              cache_balances_key(key, sizeof key, tenant_id, member_id) == 0;
+    if (ok) {
+        strcpy(r->tenant_id, tenant_id);
+        strcpy(r->member_id, member_id);
+    }
+    if (ok && c->connected &&
+        redisAsyncCommand(c->ac, req_reply_cb, r, "HMGET %s points sv_principal sv_bonus version",
+                          key) == REDIS_OK) {
+        r->in_hiredis = true;
+        timer_arm(r->ev_timeout, CACHE_ASYNC_REQUEST_TIMEOUT_MS);
+        return;
+    }
+    /* Down or bad key: -1 on the next loop turn, never inside this call. */
+    timer_arm(r->ev_timeout, 0);
+}
+
+bool cache_async_connected(const struct cache_async *c)
+{
+    assert(c != NULL);
+    return c->connected;
+}
+
+/* Every request still waiting gets its callback (-1) here, synchronously.
+ * Must not be called from inside a cache callback. */
+void cache_async_free(struct cache_async *c)
+{
+    if (c == NULL)
+        return;
+    c->closing = true;
+    if (c->ac != NULL)
+        redisAsyncFree(c->ac); /* runs reply callbacks with NULL: they answer and free */
+    c->ac = NULL;
+    while (c->reqs != NULL) {
+        struct cache_req *r = c->reqs;
+        assert(!r->in_hiredis);
+        req_answer(r, -1, NULL);
+        req_unlink_free(r);
+    }
+    if (c->ev_reconnect != NULL)
+        event_free(c->ev_reconnect);
+    if (c->ev_connect_timeout != NULL)
+        event_free(c->ev_connect_timeout);
+    free(c);
+}

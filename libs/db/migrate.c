@@ -1,0 +1,174 @@
+/* Versioned migrations (see migrate.h). Runs at service start on a
+ * blocking connection, before any consumer or HTTP listener. */
+#include "db/migrate.h"
+
+#include <assert.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db/db.h"
+#include "db/db_internal.h"
+#include "log/log.h"
+
+#define MIGRATE_SQL_MAX 2048
+#define MIGRATE_ERR_MAX 512
+
+/* Everything a service's schema needs before its own migrations run. */
+static const char BOOKKEEPING_SQL[] =
+    "CREATE SCHEMA IF NOT EXISTS %1$s;"
+    "CREATE TABLE IF NOT EXISTS %1$s.schema_migrations ("
+    "  version int PRIMARY KEY, name text NOT NULL,"
+    "  applied_at timestamptz NOT NULL DEFAULT now());"
+    "CREATE TABLE IF NOT EXISTS %1$s.consumer_offsets ("
+    "  group_id text, topic text, partition int,"
+    "  next_offset bigint NOT NULL, cluster_id text NOT NULL,"
+    "  updated_at timestamptz NOT NULL DEFAULT now(),"
+    "  PRIMARY KEY (group_id, topic, partition));"
+    "CREATE TABLE IF NOT EXISTS %1$s.outbox ("
+    "  id bigserial PRIMARY KEY, topic text NOT NULL, key text NOT NULL,"
+    "  payload bytea NOT NULL, created_at timestamptz NOT NULL DEFAULT now());";
+
+/* Serialises migrators of one schema for the rest of the transaction; the
+ * key is derived from the schema name so other schemas never wait. */
+static int migrate_lock(PGconn *pg, const char *schema, char *err, size_t err_len)
+{
+    const char *params[] = {schema};
+    PGresult *res = db_query(pg, "SELECT pg_advisory_xact_lock(hashtext('tessera.migrate.' || $1))",
+                             1, params, err, err_len, NULL);
+    if (res == NULL)
+        return -1;
+    PQclear(res);
+    return 0;
+}
+
+/* Runs sql (a format with the quoted schema as %1$s) inside a transaction
+ * that holds the migration lock. */
+static int migrate_bookkeeping(PGconn *pg, const char *schema, const char *ident, char *err,
+                               size_t err_len)
+{
+    char sql[MIGRATE_SQL_MAX];
+    int n = snprintf(sql, sizeof sql, BOOKKEEPING_SQL, ident);
+    assert(n > 0 && (size_t)n < sizeof sql);
+    if (db_begin(pg, err, err_len) != 0)
+        return -1;
+    if (migrate_lock(pg, schema, err, err_len) != 0 || db_exec(pg, sql, err, err_len) != 0 ||
+        db_commit(pg, err, err_len) != 0) {
+        db_rollback(pg);
+        return -1;
+    }
+    return 0;
+}
+
+static bool migration_known(const struct db_migration *migrations, size_t count, int version)
+{
+    for (size_t i = 0; i < count; i++)
+        if (migrations[i].version == version)
+            return true;
+    return false;
+}
+
+/* Reads the recorded versions (inside the locked transaction), refuses
+ * unknown ones and returns through *next the first migration not applied
+ * yet (count when none). */
+static int migrate_find_next(PGconn *pg, const struct db_migration *migrations, size_t count,
+                             size_t *next, char *err, size_t err_len)
+{
+    PGresult *res = db_query(pg, "SELECT version FROM schema_migrations ORDER BY version", 0,
+                             NULL, err, err_len, NULL);
+    if (res == NULL)
+        return -1;
+    int max_version = 0;
+    for (int row = 0; row < PQntuples(res); row++) {
+        int version = atoi(PQgetvalue(res, row, 0));
+        if (!migration_known(migrations, count, version)) {
+            char msg[MIGRATE_ERR_MAX];
+            snprintf(msg, sizeof msg,
+                     "database has migration %d unknown to this binary (a newer version "
+                     "migrated it)",
+                     version);
+            db_set_err(err, err_len, "db_migrate", msg);
+            PQclear(res);
+            return -1;
+        }
+        if (version > max_version)
+            max_version = version;
+    }
+    PQclear(res);
+    *next = count;
+    for (size_t i = 0; i < count; i++) {
+        if (migrations[i].version > max_version) {
+            *next = i;
+            break;
+        }
+    }
+    return 0;
+}
+
+/* One transaction: lock, look at what is recorded, apply at most one
+ * migration. *applied tells the caller whether to go round again. */
+static int migrate_step(PGconn *pg, const char *schema, const char *ident,
+                        const struct db_migration *migrations, size_t count, bool *applied,
+                        char *err, size_t err_len)
+{
+    char sql[MIGRATE_SQL_MAX];
+    snprintf(sql, sizeof sql, "SET LOCAL search_path TO %s, public", ident);
+    *applied = false;
+    if (db_begin(pg, err, err_len) != 0)
+        return -1;
+    size_t next = count;
+    if (migrate_lock(pg, schema, err, err_len) != 0 || db_exec(pg, sql, err, err_len) != 0 ||
+        migrate_find_next(pg, migrations, count, &next, err, err_len) != 0)
+        goto fail;
+    if (next == count) {
+        db_rollback(pg); /* nothing written; ends the transaction */
+        return 0;
+    }
+    const struct db_migration *m = &migrations[next];
+    char version[16];
+    snprintf(version, sizeof version, "%d", m->version);
+    const char *params[] = {version, m->name};
+    if (db_exec(pg, m->sql, err, err_len) != 0)
+        goto fail;
+    PGresult *res = db_query(pg, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                             2, params, err, err_len, NULL);
+    if (res == NULL)
+        goto fail;
+    PQclear(res);
+    if (db_commit(pg, err, err_len) != 0)
+        goto fail;
+    log_fields(LOG_INFO, "migration applied", "schema", schema, "version", version, "name",
+               m->name, NULL);
+    *applied = true;
+    return 0;
+fail:
+    db_rollback(pg);
+    return -1;
+}
+
+int db_migrate(PGconn *pg, const char *schema, const struct db_migration *migrations,
+               size_t count, char *err, size_t err_len)
+{
+    assert(pg != NULL && schema != NULL && (migrations != NULL || count == 0));
+    for (size_t i = 0; i < count; i++) {
+        assert(migrations[i].version > 0 && migrations[i].sql != NULL && migrations[i].name != NULL);
+        assert(i == 0 || migrations[i].version > migrations[i - 1].version);
+    }
+    if (schema[0] == '\0' || strlen(schema) > DB_SCHEMA_NAME_MAX) {
+        db_set_err(err, err_len, "db_migrate", "bad schema name");
+        return -1;
+    }
+    char *ident = PQescapeIdentifier(pg, schema, strlen(schema));
+    if (ident == NULL) {
+        db_set_err(err, err_len, "db_migrate", PQerrorMessage(pg));
+        return -1;
+    }
+    int rc = migrate_bookkeeping(pg, schema, ident, err, err_len);
+    bool applied = true;
+    /* Bounded by count: each round applies one migration or stops. */
+    for (size_t round = 0; rc == 0 && applied && round <= count; round++)
+        rc = migrate_step(pg, schema, ident, migrations, count, &applied, err, err_len);
+    PQfreemem(ident);
+    return rc;
+}
