@@ -1,0 +1,303 @@
+/* Integration tests of libs/cache against a real Redis given by
+ * TESSERA_REDIS_HOST / TESSERA_REDIS_PORT (skipped when unset). Keys use a
+ * per-run tenant id; one test flushes the whole server on purpose. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "cache/cache.h"
+
+#define ERR_MAX 256
+#define TIMEOUT_MS 2000
+#define DEADLINE_MS 10000
+#define TICK_MS 10
+
+static const char *host;
+static int port;
+static char tenant[64];
+static redisContext *rc;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg) {}
+
+/* Runs the loop until done(arg) or the deadline (a tick brings the loop
+ * back to check). True when done. */
+static bool loop_until(struct event_base *base, bool (*done)(void *), void *arg, int deadline_ms)
+{
+    struct event *tick = event_new(base, -1, EV_PERSIST, tick_cb, NULL);
+    struct timeval tv = {0, TICK_MS * 1000};
+    event_add(tick, &tv);
+    int64_t deadline = now_ms() + deadline_ms;
+    bool ok;
+    while (!(ok = done(arg)) && now_ms() < deadline)
+        event_base_loop(base, EVLOOP_ONCE);
+    event_free(tick);
+    return ok;
+}
+
+static int group_setup(void **state)
+{
+    host = getenv("TESSERA_REDIS_HOST");
+    const char *port_text = getenv("TESSERA_REDIS_PORT");
+    if (host == NULL || port_text == NULL)
+        return 0;
+    port = atoi(port_text);
+    snprintf(tenant, sizeof tenant, "test-cache-%d", (int)getpid());
+    char err[ERR_MAX];
+    rc = cache_connect(host, port, TIMEOUT_MS, err, sizeof err);
+    if (rc == NULL) {
+        fprintf(stderr, "cannot connect: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    if (rc == NULL)
+        return 0;
+    char pattern[128];
+    snprintf(pattern, sizeof pattern, "tessera:%s:*", tenant);
+    redisReply *keys = redisCommand(rc, "KEYS %s", pattern);
+    for (size_t i = 0; keys != NULL && i < keys->elements; i++)
+        freeReplyObject(redisCommand(rc, "DEL %s", keys->element[i]->str));
+    freeReplyObject(keys);
+    redisFree(rc);
+    return 0;
+}
+
+#define REQUIRE_REDIS()                                                                            \
+    do {                                                                                           \
+        if (rc == NULL)                                                                            \
+            skip();                                                                                \
+    } while (0)
+
+static struct cache_balances bal(const char *member, int64_t points, int64_t version)
+{
+    return (struct cache_balances){.tenant_id = tenant, .member_id = member, .points = points,
+                                   .sv_principal = points * 10, .sv_bonus = points * 100,
+                                   .version = version};
+}
+
+static void test_key(void **state)
+{
+    char key[CACHE_KEY_MAX];
+    assert_int_equal(cache_balances_key(key, sizeof key, "t1", "m1"), 0);
+    assert_string_equal(key, "tessera:t1:member:m1:balances");
+    char small[10];
+    assert_int_equal(cache_balances_key(small, sizeof small, "t1", "m1"), -1);
+    char long_member[CACHE_KEY_MAX + 1];
+    memset(long_member, 'm', CACHE_KEY_MAX);
+    long_member[CACHE_KEY_MAX] = '\0';
+    assert_int_equal(cache_balances_key(key, sizeof key, "t1", long_member), -1);
+}
+
+static void test_put_versioned(void **state)
+{
+    REQUIRE_REDIS();
+    char err[ERR_MAX];
+    struct cache_balances v2 = bal("m-versioned", 200, 2), v1 = bal("m-versioned", 100, 1);
+    assert_int_equal(cache_put_balances(rc, &v2, 1, err, sizeof err), 1);
+    assert_int_equal(cache_put_balances(rc, &v1, 1, err, sizeof err), 0); /* older: ignored */
+    assert_int_equal(cache_put_balances(rc, &v2, 1, err, sizeof err), 0); /* same: ignored */
+    struct cache_balances got = {.tenant_id = "untouched", .member_id = "untouched"};
+    assert_int_equal(cache_get_balances(rc, tenant, "m-versioned", &got), 1);
+    assert_int_equal(got.points, 200);
+    assert_int_equal(got.sv_principal, 2000);
+    assert_int_equal(got.sv_bonus, 20000);
+    assert_int_equal(got.version, 2);
+    assert_string_equal(got.tenant_id, "untouched");
+
+    /* One pipelined batch: two new hashes, one stale write, one newer. */
+    struct cache_balances batch[] = {bal("m-b1", 1, 1), bal("m-b2", -5, 7), bal("m-versioned", 150, 1),
+                                     bal("m-versioned", 300, 3)};
+    assert_int_equal(cache_put_balances(rc, batch, 4, err, sizeof err), 3);
+    assert_int_equal(cache_get_balances(rc, tenant, "m-versioned", &got), 1);
+    assert_int_equal(got.points, 300);
+    assert_int_equal(cache_get_balances(rc, tenant, "m-b2", &got), 1);
+    assert_int_equal(got.points, -5);
+}
+
+static void test_put_after_script_flush(void **state)
+{
+    REQUIRE_REDIS();
+    char err[ERR_MAX];
+    freeReplyObject(redisCommand(rc, "SCRIPT FLUSH"));
+    struct cache_balances items[] = {bal("m-noscript", 5, 10), bal("m-noscript2", 6, 10)};
+    assert_int_equal(cache_put_balances(rc, items, 2, err, sizeof err), 2);
+    /* The script is loaded again: EVALSHA works on the next batch. */
+    items[0].version = 11;
+    assert_int_equal(cache_put_balances(rc, items, 1, err, sizeof err), 1);
+    struct cache_balances got = {0};
+    assert_int_equal(cache_get_balances(rc, tenant, "m-noscript", &got), 1);
+    assert_int_equal(got.version, 11);
+}
+
+static void test_get_miss(void **state)
+{
+    REQUIRE_REDIS();
+    struct cache_balances got = {0};
+    assert_int_equal(cache_get_balances(rc, tenant, "m-nobody", &got), 0);
+}
+
+/* ---- async ---- */
+
+struct get_call {
+    int calls;
+    int status;
+    struct cache_balances b;
+};
+
+static void get_cb(void *arg, int status, const struct cache_balances *b)
+{
+    struct get_call *call = arg;
+    call->calls++;
+    call->status = status;
+    if (status == 1) {
+        assert_non_null(b);
+        call->b = *b;
+    }
+}
+
+static bool call_done(void *arg)
+{
+    return ((struct get_call *)arg)->calls > 0;
+}
+
+static bool async_connected(void *arg)
+{
+    return cache_async_connected(arg);
+}
+
+/* Issues a get and waits for its answer; checks the callback was not run
+ * inside the call and ran exactly once. */
+static struct get_call async_get(struct event_base *base, struct cache_async *c, const char *member)
+{
+    struct get_call call = {0};
+    cache_async_get_balances(c, tenant, member, get_cb, &call);
+    assert_int_equal(call.calls, 0);
+    assert_true(loop_until(base, call_done, &call, DEADLINE_MS));
+    /* Let any stray second call or late timer show up. */
+    struct event *ev = evtimer_new(base, tick_cb, NULL);
+    struct timeval tv = {0, 200 * 1000};
+    evtimer_add(ev, &tv);
+    event_base_loop(base, EVLOOP_ONCE);
+    event_free(ev);
+    assert_int_equal(call.calls, 1);
+    return call;
+}
+
+static void test_async_get_hit_miss_flush(void **state)
+{
+    REQUIRE_REDIS();
+    char err[ERR_MAX];
+    struct cache_balances v = bal("m-async", 42, 4);
+    assert_int_equal(cache_put_balances(rc, &v, 1, err, sizeof err), 1);
+
+    struct event_base *base = event_base_new();
+    struct cache_async *c = cache_async_new(base, host, port, err, sizeof err);
+    assert_non_null(c);
+    assert_true(loop_until(base, async_connected, c, DEADLINE_MS));
+
+    struct get_call hit = async_get(base, c, "m-async");
+    assert_int_equal(hit.status, 1);
+    assert_int_equal(hit.b.points, 42);
+    assert_int_equal(hit.b.version, 4);
+    assert_string_equal(hit.b.member_id, "m-async");
+
+    struct get_call miss = async_get(base, c, "m-async-nobody");
+    assert_int_equal(miss.status, 0);
+
+    freeReplyObject(redisCommand(rc, "FLUSHALL"));
+    struct get_call flushed = async_get(base, c, "m-async");
+    assert_int_equal(flushed.status, 0);
+
+    /* Outstanding at free: answered exactly once, with -1. */
+    struct get_call pending = {0};
+    cache_async_get_balances(c, tenant, "m-async", get_cb, &pending);
+    cache_async_free(c);
+    assert_int_equal(pending.calls, 1);
+    assert_int_equal(pending.status, -1);
+    event_base_free(base);
+}
+
+/* A port on which nothing listens: bind, read the port, close. */
+static int unused_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+static void test_async_unreachable(void **state)
+{
+    char err[ERR_MAX];
+    struct event_base *base = event_base_new();
+    struct cache_async *c = cache_async_new(base, "127.0.0.1", unused_port(), err, sizeof err);
+    assert_non_null(c);
+    int64_t start = now_ms();
+    struct get_call call = async_get(base, c, "m-any");
+    assert_int_equal(call.status, -1);
+    assert_true(now_ms() - start < DEADLINE_MS);
+    assert_false(cache_async_connected(c));
+    cache_async_free(c);
+    event_base_free(base);
+}
+
+/* Accepts the connection (kernel backlog) but never answers: the request
+ * must time out with -1, exactly once. */
+static void test_async_request_timeout(void **state)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(fd, 4), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    char err[ERR_MAX];
+    struct event_base *base = event_base_new();
+    struct cache_async *c = cache_async_new(base, "127.0.0.1", ntohs(sa.sin_port), err, sizeof err);
+    assert_non_null(c);
+    assert_true(loop_until(base, async_connected, c, DEADLINE_MS));
+    struct get_call call = async_get(base, c, "m-silent");
+    assert_int_equal(call.status, -1);
+    cache_async_free(c); /* the request is still in hiredis: freed, not answered again */
+    assert_int_equal(call.calls, 1);
+    event_base_free(base);
+    close(fd);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_key),
+        cmocka_unit_test(test_put_versioned),
+        cmocka_unit_test(test_put_after_script_flush),
+        cmocka_unit_test(test_get_miss),
+        cmocka_unit_test(test_async_get_hit_miss_flush),
+        cmocka_unit_test(test_async_unreachable),
+        cmocka_unit_test(test_async_request_timeout),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
