@@ -1,0 +1,62 @@
+/* Shared between the files of libs/http; not for services. */
+#ifndef TESSERA_HTTP_INTERNAL_H
+#define TESSERA_HTTP_INTERNAL_H
+
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <sys/queue.h>
+#include <netinet/in.h>
+
+#include "http/http.h"
+
+/* Longest method name we route ("DELETE", "OPTIONS") plus NUL. */
+#define HTTP_METHOD_MAX_BYTES 8
+/* "Allow" header text: every routable method, comma-separated. */
+#define HTTP_ALLOW_MAX_BYTES 64
+
+/* One request being served. Created by the server's request callback and
+ * freed by exactly one reply function. req is NULL once the exchange is
+ * gone: libevent freed (or handed us) the request when its connection
+ * closed, so nothing of the request may be touched any more. The exchange
+ * keeps copies of everything it needs and does not point at the server, so
+ * it may outlive http_server_free. */
+struct http_exchange {
+    struct evhttp_request *req;
+    struct evhttp_connection *evcon;
+    bool gone;
+    char method[HTTP_METHOD_MAX_BYTES];
+    char *path;                /* raw (still percent-encoded) path */
+    struct evkeyvalq query;    /* decoded query pairs */
+    size_t param_count;
+    char *param_names[HTTP_PARAMS_MAX];
+    char *param_values[HTTP_PARAMS_MAX]; /* percent-decoded */
+    size_t body_max_bytes;
+    size_t json_depth_max;
+    char peer[INET6_ADDRSTRLEN];
+};
+
+/* A {param} capture: spans into the pattern and into the request path. */
+struct http_capture {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+};
+
+enum http_match { HTTP_MATCH_NONE, HTTP_MATCH_PATH_ONLY, HTTP_MATCH_FULL };
+
+/* Router (router.c). */
+void http_routes_check(const struct http_route *routes, size_t count);
+bool http_route_match_path(const char *pattern, const char *path, struct http_capture *caps,
+                           size_t *cap_count);
+/* Finds the route for method and path. HTTP_MATCH_PATH_ONLY means some
+ * route has the path with other methods: allow then lists them. */
+enum http_match http_routes_find(const struct http_route *routes, size_t count,
+                                 const char *method, const char *path,
+                                 const struct http_route **found, struct http_capture *caps,
+                                 size_t *cap_count, char *allow, size_t allow_len);
+
+/* Replies with extra headers (name, value pairs) taken from a va_list. */
+void http_exchange_free(struct http_exchange *ex);
+
+#endif

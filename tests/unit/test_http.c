@@ -1,0 +1,555 @@
+/* Unit tests for libs/http: a real server on 127.0.0.1:0 driven by its
+ * event loop in the test thread, and a raw-socket client in a second
+ * thread. The client only records bytes; all asserts run in the test
+ * thread after the loop stops. Every wait has a deadline. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <event2/event.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "http/http.h"
+#include "http/validate.h"
+
+#define CLIENT_REQUESTS_MAX 16
+#define CLIENT_DEADLINE_MS 5000
+#define LOOP_DEADLINE_S 10
+#define RESPONSE_MAX_BYTES (64 * 1024)
+#define ASYNC_DELAY_MS 50
+#define TEST_BODY_MAX_BYTES 1024
+
+/* --- the application under test ------------------------------------------ */
+
+struct app {
+    struct event_base *base;
+    struct http_server *srv;
+    struct http_exchange *held;
+    bool held_was_gone;
+    int async_replies;
+};
+
+static void on_member_get(struct http_exchange *ex, void *arg)
+{
+    const char *phone = http_query(ex, "phone");
+    json_t *body = json_pack("{s:s, s:s?, s:s}", "member_id", http_param(ex, "member_id"),
+                             "phone", phone, "method", http_method(ex));
+    http_reply_json(ex, 200, body, "X-Test", "yes", NULL);
+}
+
+static void on_card_get(struct http_exchange *ex, void *arg)
+{
+    http_reply_json(ex, 200,
+                    json_pack("{s:s, s:s}", "member_id", http_param(ex, "member_id"), "card_id",
+                              http_param(ex, "card_id")),
+                    NULL);
+}
+
+static void on_member_put(struct http_exchange *ex, void *arg)
+{
+    http_reply_raw(ex, 204, NULL, NULL, 0);
+}
+
+static void on_member_post(struct http_exchange *ex, void *arg)
+{
+    static const char *const known[] = {"name", "phone", "age", "gender", "deep", NULL};
+    static const char *const genders[] = {"f", "m", "x", NULL};
+    const char *name = NULL, *phone = NULL, *gender = NULL;
+    int64_t age = -1;
+    struct validation v;
+    json_t *obj;
+
+    if (!http_read_json_object(ex, &obj))
+        return;
+    validation_init(&v);
+    validate_string(&v, obj, "name", true, 1, 4, &name);
+    validate_string(&v, obj, "phone", true, 5, 20, &phone);
+    validate_int(&v, obj, "age", false, 0, 150, &age);
+    validate_enum(&v, obj, "gender", false, genders, &gender);
+    validate_no_unknown_fields(&v, obj, known);
+    if (!validation_ok(&v)) {
+        validation_reply(ex, &v);
+        validation_free(&v);
+        json_decref(obj);
+        return;
+    }
+    validation_free(&v);
+    http_reply_json(ex, 201, json_pack("{s:s, s:I}", "name", name, "age", (json_int_t)age), NULL);
+    json_decref(obj);
+}
+
+struct pending {
+    struct http_exchange *ex;
+    struct app *app;
+    struct event *timer;
+};
+
+static void on_slow_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct pending *p = arg;
+    p->app->async_replies++;
+    http_reply_json(p->ex, 200, json_pack("{s:b}", "async", 1), NULL);
+    event_free(p->timer);
+    free(p);
+}
+
+/* Answers later, from a timer callback, like a handler waiting on the
+ * ledger. */
+static void on_slow(struct http_exchange *ex, void *arg)
+{
+    struct app *app = arg;
+    struct pending *p = calloc(1, sizeof(*p));
+    struct timeval tv = {0, ASYNC_DELAY_MS * 1000};
+    p->ex = ex;
+    p->app = app;
+    p->timer = evtimer_new(app->base, on_slow_timer, p);
+    evtimer_add(p->timer, &tv);
+}
+
+static void on_hold_reply(evutil_socket_t fd, short what, void *arg)
+{
+    struct app *app = arg;
+    app->held_was_gone = http_exchange_gone(app->held);
+    /* Legal on a gone exchange: frees only ours, never the request. */
+    http_reply_json(app->held, 200, json_pack("{s:b}", "late", 1), NULL);
+    app->held = NULL;
+    event_base_loopbreak(app->base);
+}
+
+static void on_hold_free_server(evutil_socket_t fd, short what, void *arg)
+{
+    struct app *app = arg;
+    struct timeval later = {0, 10 * 1000};
+    http_server_free(app->srv); /* tears down the connection in flight */
+    app->srv = NULL;
+    event_base_once(app->base, -1, EV_TIMEOUT, on_hold_reply, app, &later);
+}
+
+/* Keeps the exchange; the server is freed before it is answered. */
+static void on_hold(struct http_exchange *ex, void *arg)
+{
+    struct app *app = arg;
+    struct timeval now = {0, 0};
+    app->held = ex;
+    event_base_once(app->base, -1, EV_TIMEOUT, on_hold_free_server, app, &now);
+}
+
+static const struct http_route routes[] = {
+    {"GET", "/v1/members/{member_id}", on_member_get},
+    {"PUT", "/v1/members/{member_id}", on_member_put},
+    {"GET", "/v1/members/{member_id}/cards/{card_id}", on_card_get},
+    {"POST", "/v1/members", on_member_post},
+    {"GET", "/v1/slow", on_slow},
+    {"GET", "/v1/hold", on_hold},
+};
+
+/* --- the client thread ---------------------------------------------------- */
+
+struct client_job {
+    uint16_t port;
+    int done_fd;         /* written once when the client is finished */
+    size_t count;
+    const char *reqs[CLIENT_REQUESTS_MAX];
+    bool close_early[CLIENT_REQUESTS_MAX]; /* send, then close at once */
+    char *resps[CLIENT_REQUESTS_MAX];      /* raw responses, "" if none */
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Sends one request on a new connection and reads until the server closes
+ * (requests say Connection: close) or the deadline passes. */
+static char *client_exchange(uint16_t port, const char *req, bool close_early)
+{
+    char *buf = calloc(1, RESPONSE_MAX_BYTES + 1);
+    size_t len = 0;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+        goto done;
+    for (size_t off = 0, n = strlen(req); off < n;) {
+        ssize_t w = send(fd, req + off, n - off, MSG_NOSIGNAL);
+        if (w <= 0)
+            goto done;
+        off += (size_t)w;
+    }
+    if (close_early)
+        goto done;
+    int64_t deadline = now_ms() + CLIENT_DEADLINE_MS;
+    while (len < RESPONSE_MAX_BYTES) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int64_t left = deadline - now_ms();
+        if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
+            break;
+        ssize_t r = recv(fd, buf + len, RESPONSE_MAX_BYTES - len, 0);
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+    }
+done:
+    if (fd >= 0)
+        close(fd);
+    buf[len] = '\0';
+    return buf;
+}
+
+static void *client_main(void *arg)
+{
+    struct client_job *job = arg;
+    for (size_t i = 0; i < job->count; i++)
+        job->resps[i] = client_exchange(job->port, job->reqs[i], job->close_early[i]);
+    char one = 1;
+    if (write(job->done_fd, &one, 1) != 1)
+        abort();
+    return NULL;
+}
+
+static void on_client_done(evutil_socket_t fd, short what, void *arg)
+{
+    event_base_loopbreak(arg);
+}
+
+/* Runs the loop until the client thread is done (or the deadline). */
+static void run_client(struct app *app, struct client_job *job)
+{
+    int fds[2];
+    pthread_t th;
+    struct timeval deadline = {LOOP_DEADLINE_S, 0};
+    assert_int_equal(pipe(fds), 0);
+    job->port = http_server_port(app->srv);
+    job->done_fd = fds[1];
+    struct event *done = event_new(app->base, fds[0], EV_READ, on_client_done, app->base);
+    event_add(done, &deadline);
+    assert_int_equal(pthread_create(&th, NULL, client_main, job), 0);
+    event_base_dispatch(app->base);
+    pthread_join(th, NULL); /* finishes within its own deadlines */
+    event_free(done);
+    close(fds[0]);
+    close(fds[1]);
+    for (size_t i = 0; i < job->count; i++)
+        assert_non_null(job->resps[i]);
+}
+
+static void job_free(struct client_job *job)
+{
+    for (size_t i = 0; i < job->count; i++)
+        free(job->resps[i]);
+}
+
+/* --- response parsing ----------------------------------------------------- */
+
+struct resp {
+    int status;
+    char headers[4096];
+    json_t *json;
+};
+
+static struct resp parse_resp(const char *raw)
+{
+    struct resp r = {0};
+    if (sscanf(raw, "HTTP/1.%*d %d", &r.status) != 1)
+        return r;
+    const char *end = strstr(raw, "\r\n\r\n");
+    assert_non_null(end);
+    size_t hlen = (size_t)(end - raw) < sizeof(r.headers) - 1 ? (size_t)(end - raw)
+                                                             : sizeof(r.headers) - 1;
+    memcpy(r.headers, raw, hlen);
+    r.json = json_loads(end + 4, 0, NULL);
+    return r;
+}
+
+static void assert_header(const struct resp *r, const char *line)
+{
+    if (strcasestr(r->headers, line) == NULL)
+        fail_msg("header \"%s\" missing in:\n%s", line, r->headers);
+}
+
+static const char *jstr(json_t *obj, const char *key)
+{
+    const char *s = json_string_value(json_object_get(obj, key));
+    if (s == NULL)
+        fail_msg("no string field %s", key);
+    return s;
+}
+
+static void assert_problem(const struct resp *r, int status, const char *code)
+{
+    char type[128];
+    assert_int_equal(r->status, status);
+    assert_header(r, "Content-Type: application/problem+json");
+    assert_non_null(r->json);
+    snprintf(type, sizeof(type), "https://tessera.dev/problems/%s", code);
+    assert_string_equal(jstr(r->json, "type"), type);
+    assert_string_equal(jstr(r->json, "code"), code);
+    assert_string_equal(jstr(r->json, "title"), http_status_title(status));
+    assert_int_equal(json_integer_value(json_object_get(r->json, "status")), status);
+    assert_non_null(json_string_value(json_object_get(r->json, "detail")));
+}
+
+/* --- fixtures ------------------------------------------------------------- */
+
+static int setup(void **state)
+{
+    struct app *app = calloc(1, sizeof(*app));
+    struct http_limits limits = HTTP_LIMITS_DEFAULT;
+    char err[256];
+    limits.body_max_bytes = TEST_BODY_MAX_BYTES;
+    limits.body_hard_max_bytes = 64 * 1024;
+    limits.json_depth_max = 4;
+    signal(SIGPIPE, SIG_IGN); /* as every service does */
+    app->base = event_base_new();
+    app->srv = http_server_new(app->base, "127.0.0.1", 0, routes,
+                               sizeof(routes) / sizeof(routes[0]), &limits, app, err, sizeof(err));
+    if (app->srv == NULL)
+        fail_msg("server: %s", err);
+    assert_true(http_server_port(app->srv) > 0);
+    *state = app;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct app *app = *state;
+    http_server_free(app->srv);
+    event_base_free(app->base);
+    free(app);
+    return 0;
+}
+
+#define GET(path) "GET " path " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+
+static char *post_request(const char *content_type, const char *body)
+{
+    char *req = NULL;
+    int n = asprintf(&req,
+                     "POST /v1/members HTTP/1.1\r\nHost: t\r\nConnection: close\r\n%s%s%s"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     content_type ? "Content-Type: " : "", content_type ? content_type : "",
+                     content_type ? "\r\n" : "", strlen(body), body);
+    assert_true(n > 0);
+    return req;
+}
+
+/* --- tests ---------------------------------------------------------------- */
+
+static void test_routing_params_query(void **state)
+{
+    struct app *app = *state;
+    struct client_job job = {.count = 3,
+                             .reqs = {GET("/v1/members/ab%20c%2Fd?phone=%2B86+138&x=1"),
+                                      GET("/v1/members/m1/cards/c%C3%A9"),
+                                      "PUT /v1/members/m1 HTTP/1.1\r\nHost: t\r\n"
+                                      "Connection: close\r\nContent-Length: 0\r\n\r\n"}};
+    run_client(app, &job);
+    struct resp r = parse_resp(job.resps[0]);
+    assert_int_equal(r.status, 200);
+    assert_header(&r, "Content-Type: application/json");
+    assert_header(&r, "X-Test: yes");
+    assert_string_equal(jstr(r.json, "member_id"), "ab c/d");
+    assert_string_equal(jstr(r.json, "phone"), "+86 138");
+    assert_string_equal(jstr(r.json, "method"), "GET");
+    json_decref(r.json);
+    r = parse_resp(job.resps[1]);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(jstr(r.json, "member_id"), "m1");
+    assert_string_equal(jstr(r.json, "card_id"), "c\xc3\xa9");
+    json_decref(r.json);
+    r = parse_resp(job.resps[2]);
+    assert_int_equal(r.status, 204);
+    job_free(&job);
+}
+
+static void test_not_found_and_method(void **state)
+{
+    struct app *app = *state;
+    struct client_job job = {
+        .count = 4,
+        .reqs = {GET("/v1/nothing"), GET("/v1/members/m1/"),
+                 "DELETE /v1/members/m1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                 GET("/v1/members/m1?flag")}};
+    run_client(app, &job);
+    struct resp r = parse_resp(job.resps[0]);
+    assert_problem(&r, 404, "not_found");
+    assert_non_null(strstr(jstr(r.json, "detail"), "/v1/nothing"));
+    json_decref(r.json);
+    r = parse_resp(job.resps[1]);
+    assert_problem(&r, 404, "not_found"); /* no trailing-slash aliasing */
+    json_decref(r.json);
+    r = parse_resp(job.resps[2]);
+    assert_problem(&r, 405, "method_not_allowed");
+    assert_header(&r, "Allow: GET, PUT");
+    json_decref(r.json);
+    r = parse_resp(job.resps[3]);
+    assert_problem(&r, 400, "bad_request");
+    json_decref(r.json);
+    job_free(&job);
+}
+
+static void test_json_errors(void **state)
+{
+    struct app *app = *state;
+    char big[TEST_BODY_MAX_BYTES + 200];
+    memset(big, ' ', sizeof(big) - 1);
+    big[0] = '{';
+    big[sizeof(big) - 2] = '}';
+    big[sizeof(big) - 1] = '\0';
+    char *reqs[] = {
+        post_request("application/json", "{\"name\": "),
+        post_request(NULL, "[1, 2]"),
+        post_request("application/json", big),
+        post_request("text/plain", "{}"),
+        /* depth 5 > 4 */
+        post_request("application/json", "{\"deep\":[[[{\"a\":1}]]]}"),
+        post_request("application/json", "{\"name\":\"a\",\"name\":\"b\"}"),
+    };
+    struct client_job job = {.count = 6};
+    for (size_t i = 0; i < job.count; i++)
+        job.reqs[i] = reqs[i];
+    run_client(app, &job);
+
+    struct resp r = parse_resp(job.resps[0]);
+    assert_problem(&r, 400, "malformed_json");
+    assert_non_null(strstr(jstr(r.json, "detail"), "line 1"));
+    json_decref(r.json);
+    r = parse_resp(job.resps[1]);
+    assert_problem(&r, 400, "malformed_json");
+    assert_non_null(strstr(jstr(r.json, "detail"), "object"));
+    json_decref(r.json);
+    r = parse_resp(job.resps[2]);
+    assert_problem(&r, 413, "payload_too_large");
+    json_decref(r.json);
+    r = parse_resp(job.resps[3]);
+    assert_problem(&r, 415, "unsupported_media_type");
+    json_decref(r.json);
+    r = parse_resp(job.resps[4]);
+    assert_problem(&r, 400, "malformed_json");
+    assert_non_null(strstr(jstr(r.json, "detail"), "too deep"));
+    json_decref(r.json);
+    r = parse_resp(job.resps[5]);
+    assert_problem(&r, 400, "malformed_json"); /* duplicate key */
+    json_decref(r.json);
+    for (size_t i = 0; i < job.count; i++)
+        free(reqs[i]);
+    job_free(&job);
+}
+
+static void test_validation_and_success(void **state)
+{
+    struct app *app = *state;
+    char *reqs[] = {
+        post_request("application/json",
+                     "{\"name\":\"\",\"age\":200,\"gender\":\"q\",\"extra\":1,\"deep\":[[[1]]]}"),
+        post_request("application/json; charset=utf-8",
+                     "{\"name\":\"\xe5\xbc\xa0\xe4\xb8\x89\xe4\xb8\x89\xe4\xb8\x89\","
+                     "\"phone\":\"13800000000\",\"age\":30}"),
+    };
+    struct client_job job = {.count = 2, .reqs = {reqs[0], reqs[1]}};
+    run_client(app, &job);
+
+    struct resp r = parse_resp(job.resps[0]);
+    assert_problem(&r, 422, "validation_failed");
+    assert_string_equal(jstr(r.json, "detail"), "invalid fields: name, phone, age, gender, extra");
+    json_t *errors = json_object_get(r.json, "errors");
+    assert_int_equal(json_array_size(errors), 5);
+    assert_string_equal(jstr(json_array_get(errors, 0), "field"), "name");
+    assert_string_equal(jstr(json_array_get(errors, 1), "message"), "is required");
+    assert_string_equal(jstr(json_array_get(errors, 4), "field"), "extra");
+    assert_string_equal(jstr(json_array_get(errors, 4), "message"), "unknown field");
+    json_decref(r.json);
+    /* Four Chinese characters fit max 4 (12 bytes): lengths are in characters. */
+    r = parse_resp(job.resps[1]);
+    assert_int_equal(r.status, 201);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "age")), 30);
+    json_decref(r.json);
+    free(reqs[0]);
+    free(reqs[1]);
+    job_free(&job);
+}
+
+static void test_async_reply(void **state)
+{
+    struct app *app = *state;
+    struct client_job job = {.count = 1, .reqs = {GET("/v1/slow")}};
+    run_client(app, &job);
+    struct resp r = parse_resp(job.resps[0]);
+    assert_int_equal(r.status, 200);
+    assert_true(json_is_true(json_object_get(r.json, "async")));
+    assert_int_equal(app->async_replies, 1);
+    json_decref(r.json);
+    job_free(&job);
+}
+
+/* The client leaves before the async answer; the server must answer into
+ * the void without harm and keep serving. The second slow request's timer
+ * fires after the first's, so the first reply happened before it. */
+static void test_client_gone_async(void **state)
+{
+    struct app *app = *state;
+    struct client_job job = {.count = 3,
+                             .reqs = {GET("/v1/slow"), GET("/v1/slow"), GET("/v1/members/z")},
+                             .close_early = {true, false, false}};
+    run_client(app, &job);
+    assert_string_equal(job.resps[0], "");
+    struct resp r = parse_resp(job.resps[1]);
+    assert_int_equal(r.status, 200);
+    json_decref(r.json);
+    r = parse_resp(job.resps[2]);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(jstr(r.json, "member_id"), "z");
+    json_decref(r.json);
+    assert_int_equal(app->async_replies, 2);
+    job_free(&job);
+}
+
+/* The connection is torn down (server freed) while the handler still holds
+ * the exchange: libevent frees the request, the close callback marks the
+ * exchange gone, and the late reply touches nothing of libevent's. */
+static void test_connection_torn_down_in_flight(void **state)
+{
+    struct app *app = *state;
+    struct client_job job = {.count = 1, .reqs = {GET("/v1/hold")}};
+    run_client(app, &job);
+    /* The loop may have stopped (client saw EOF) before the late reply. */
+    if (app->held != NULL) {
+        struct timeval deadline = {LOOP_DEADLINE_S, 0};
+        event_base_loopexit(app->base, &deadline);
+        event_base_dispatch(app->base);
+    }
+    assert_null(app->held);
+    assert_true(app->held_was_gone);
+    assert_string_equal(job.resps[0], "");
+    job_free(&job);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_routing_params_query, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_not_found_and_method, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_json_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_validation_and_success, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_async_reply, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_gone_async, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connection_torn_down_in_flight, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
