@@ -1,0 +1,281 @@
+/* The idempotent producer: one rd_kafka_t per bus_producer, delivery
+ * reports served either on a libevent loop (queue watcher on the main
+ * queue) or by the caller through bus_producer_poll/flush. */
+#include "bus/bus_internal.h"
+#include "bus/topics.h"
+
+#include "log/log.h"
+
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BUS_PRODUCE_RETRY_POLL_MS 100 /* poll between queue-full retries */
+#define BUS_DEAD_LETTER_TIMEOUT_MS 10000
+#define BUS_LINGER_MS_MAX 10000
+/* Dead letters whose report is awaited: one in the normal case, more only
+ * after timeouts (a late report still lands in its own slot). */
+#define BUS_DEAD_LETTER_SLOTS 8
+
+struct bus_producer {
+    rd_kafka_t *rk;
+    struct event_base *base; /* NULL: the caller polls */
+    struct bus_qwatch qwatch;
+    bus_delivery_fn on_delivery;
+    void *ctx;
+    /* Enqueued and not yet reported. Atomic because a caller may read it
+     * from another thread than the one serving delivery reports. */
+    atomic_int outstanding;
+    /* Results of dead letters: their reports go here, not to on_delivery
+     * (which does not know about them). __IN_PROGRESS marks a busy slot. */
+    rd_kafka_resp_err_t dead_letter_slots[BUS_DEAD_LETTER_SLOTS];
+};
+
+/* The dead-letter slot msg_opaque points to, or NULL. */
+static rd_kafka_resp_err_t *bus_dead_letter_slot(struct bus_producer *p, void *msg_opaque) {
+    uintptr_t at = (uintptr_t)msg_opaque;
+    uintptr_t first = (uintptr_t)&p->dead_letter_slots[0];
+    if (at < first || at >= first + sizeof(p->dead_letter_slots))
+        return NULL;
+    return msg_opaque;
+}
+
+/* Delivery report callback, from rd_kafka_poll on the loop or the caller's
+ * thread. Exactly one per enqueued message, whatever its fate. */
+static void bus_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque) {
+    struct bus_producer *p = opaque;
+    void *msg_opaque = rkm->_private;
+
+    BUS_ASSERT(atomic_fetch_sub(&p->outstanding, 1) > 0);
+    if (rkm->err != RD_KAFKA_RESP_ERR_NO_ERROR)
+        log_fields(LOG_WARN, "kafka delivery failed", "topic", rd_kafka_topic_name(rkm->rkt),
+                   "error", rd_kafka_err2name(rkm->err), NULL);
+    rd_kafka_resp_err_t *slot = bus_dead_letter_slot(p, msg_opaque);
+    if (slot != NULL) {
+        *slot = rkm->err;
+        return;
+    }
+    if (p->on_delivery != NULL)
+        p->on_delivery(p->ctx, msg_opaque, rkm->err);
+    else if (msg_opaque != NULL)
+        *(rd_kafka_resp_err_t *)msg_opaque = rkm->err;
+}
+
+/* Queue watcher drain: serves the delivery reports waiting; true when it
+ * stopped at BUS_DRAIN_EVENTS_MAX with more left. */
+static bool bus_producer_drain(void *arg) {
+    struct bus_producer *p = arg;
+    int served = 0;
+    while (served < BUS_DRAIN_EVENTS_MAX) {
+        int n = rd_kafka_poll(p->rk, 0);
+        if (n <= 0)
+            return false;
+        served += n;
+    }
+    return true;
+}
+
+static bool bus_producer_configure(rd_kafka_conf_t *conf, const struct bus_config *cfg,
+                                   char *err, size_t err_len) {
+    char linger[16];
+
+    if (cfg->linger_ms < 0 || cfg->linger_ms > BUS_LINGER_MS_MAX) {
+        snprintf(err, err_len, "linger_ms %d outside 0..%d", cfg->linger_ms, BUS_LINGER_MS_MAX);
+        return false;
+    }
+    snprintf(linger, sizeof(linger), "%d", cfg->linger_ms);
+    const struct bus_setting settings[] = {
+        /* No duplicates or reordering on retries; needs acks=all. */
+        {"enable.idempotence", "true"},
+        {"acks", "all"},
+        /* Same partition for a key as the Java clients' default. */
+        {"partitioner", "murmur2_random"},
+        {"linger.ms", linger},
+    };
+    return bus_conf_apply(conf, "producer", settings, sizeof(settings) / sizeof(settings[0]),
+                          err, err_len);
+}
+
+struct bus_producer *bus_producer_new(const struct bus_config *cfg, struct event_base *base,
+                                      bus_delivery_fn on_delivery, void *ctx, char *err,
+                                      size_t err_len) {
+    struct bus_producer *p = calloc(1, sizeof(*p));
+    BUS_ASSERT(p != NULL);
+    p->base = base;
+    p->on_delivery = on_delivery;
+    p->ctx = ctx;
+    atomic_init(&p->outstanding, 0);
+    for (int i = 0; i < BUS_DEAD_LETTER_SLOTS; i++)
+        p->dead_letter_slots[i] = RD_KAFKA_RESP_ERR_NO_ERROR;
+
+    rd_kafka_conf_t *conf = bus_conf_new(cfg, err, err_len);
+    if (conf == NULL)
+        goto fail;
+    if (!bus_producer_configure(conf, cfg, err, err_len)) {
+        rd_kafka_conf_destroy(conf);
+        goto fail;
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, bus_on_delivery);
+    rd_kafka_conf_set_opaque(conf, p);
+    p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, err_len);
+    if (p->rk == NULL) {
+        rd_kafka_conf_destroy(conf);
+        goto fail;
+    }
+    if (base != NULL && bus_qwatch_start(&p->qwatch, base, rd_kafka_queue_get_main(p->rk),
+                                         bus_producer_drain, p, err, err_len) != 0)
+        goto fail;
+    return p;
+fail:
+    bus_producer_free(p);
+    return NULL;
+}
+
+/* One enqueue attempt and, for blocking producers, the queue-full retries.
+ * Takes ownership of headers in every case. */
+static rd_kafka_resp_err_t bus_produce_raw(struct bus_producer *p, const char *topic,
+                                           const void *key, size_t key_len,
+                                           const void *payload, size_t len,
+                                           rd_kafka_headers_t *headers, void *msg_opaque) {
+    rd_kafka_resp_err_t err;
+
+    for (int attempt = 0;; attempt++) {
+        err = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
+                                RD_KAFKA_V_VALUE((void *)payload, len),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(msg_opaque),
+                                RD_KAFKA_V_END);
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            atomic_fetch_add(&p->outstanding, 1);
+            return err; /* librdkafka owns headers now */
+        }
+        /* A loop-driven producer must not block the loop: the caller
+         * decides (503, back-pressure). A blocking one serves reports,
+         * which frees queue space, and tries again. */
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || p->base != NULL ||
+            attempt >= BUS_PRODUCE_RETRIES_MAX)
+            break;
+        rd_kafka_poll(p->rk, BUS_PRODUCE_RETRY_POLL_MS);
+    }
+    if (headers != NULL)
+        rd_kafka_headers_destroy(headers);
+    if (err == RD_KAFKA_RESP_ERR__FATAL)
+        bus_log_fatal(p->rk);
+    else if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+        log_fields(LOG_WARN, "kafka produce failed", "topic", topic, "error",
+                   rd_kafka_err2name(err), NULL);
+    return err;
+}
+
+rd_kafka_resp_err_t bus_produce(struct bus_producer *p, const char *topic, const char *key,
+                                const void *payload, size_t len, rd_kafka_headers_t *headers,
+                                void *msg_opaque) {
+    BUS_ASSERT(p != NULL && topic != NULL && key != NULL);
+    BUS_ASSERT(payload != NULL || len == 0);
+    return bus_produce_raw(p, topic, key, strlen(key), payload, len, headers, msg_opaque);
+}
+
+void bus_producer_poll(struct bus_producer *p, int timeout_ms) {
+    BUS_ASSERT(p != NULL && timeout_ms >= 0);
+    rd_kafka_poll(p->rk, timeout_ms);
+}
+
+int bus_producer_flush(struct bus_producer *p, int timeout_ms) {
+    BUS_ASSERT(p != NULL && timeout_ms >= 0);
+    /* rd_kafka_flush serves delivery reports itself, also when a loop
+     * normally does it. */
+    if (rd_kafka_flush(p->rk, timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return -1;
+    return 0;
+}
+
+int bus_producer_outstanding(struct bus_producer *p) {
+    BUS_ASSERT(p != NULL);
+    return atomic_load(&p->outstanding);
+}
+
+void bus_producer_free(struct bus_producer *p) {
+    if (p == NULL)
+        return;
+    if (p->rk != NULL && bus_producer_flush(p, BUS_CLOSE_FLUSH_MS) != 0)
+        log_fields(LOG_ERROR, "kafka producer closed with messages undelivered", "client",
+                   rd_kafka_name(p->rk), NULL);
+    bus_qwatch_stop(&p->qwatch);
+    if (p->rk != NULL)
+        rd_kafka_destroy(p->rk);
+    free(p);
+}
+
+rd_kafka_t *bus_producer_handle(struct bus_producer *p) {
+    BUS_ASSERT(p != NULL);
+    return p->rk;
+}
+
+/* ------------------------------------------------------------ dead letter */
+
+/* The original headers (CloudEvents routing data) plus why and where the
+ * message was dead-lettered. Caller owns the result. */
+static rd_kafka_headers_t *bus_dead_letter_headers(const rd_kafka_message_t *rkm,
+                                                   const char *service, const char *reason) {
+    rd_kafka_headers_t *orig = NULL;
+    rd_kafka_headers_t *hdrs;
+    char partition[16], offset[24];
+
+    if (rd_kafka_message_headers(rkm, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        hdrs = rd_kafka_headers_copy(orig);
+    else
+        hdrs = rd_kafka_headers_new(5);
+    snprintf(partition, sizeof(partition), "%" PRId32, rkm->partition);
+    snprintf(offset, sizeof(offset), "%" PRId64, rkm->offset);
+    rd_kafka_header_add(hdrs, "x-original-topic", -1, rd_kafka_topic_name(rkm->rkt), -1);
+    rd_kafka_header_add(hdrs, "x-original-partition", -1, partition, -1);
+    rd_kafka_header_add(hdrs, "x-original-offset", -1, offset, -1);
+    rd_kafka_header_add(hdrs, "x-dead-letter-reason", -1, reason, -1);
+    rd_kafka_header_add(hdrs, "x-dead-letter-service", -1, service, -1);
+    return hdrs;
+}
+
+static rd_kafka_resp_err_t *bus_dead_letter_slot_take(struct bus_producer *p) {
+    for (int i = 0; i < BUS_DEAD_LETTER_SLOTS; i++) {
+        if (p->dead_letter_slots[i] != RD_KAFKA_RESP_ERR__IN_PROGRESS) {
+            p->dead_letter_slots[i] = RD_KAFKA_RESP_ERR__IN_PROGRESS;
+            return &p->dead_letter_slots[i];
+        }
+    }
+    return NULL;
+}
+
+/* Waits for the delivery report of the dead letter (up to
+ * BUS_DEAD_LETTER_TIMEOUT_MS) so the caller commits past the original only
+ * once the copy is stored. Returns the delivery result, __TIMED_OUT, or
+ * __QUEUE_FULL while too many earlier dead letters are still unreported. */
+rd_kafka_resp_err_t bus_dead_letter(struct bus_producer *p, const rd_kafka_message_t *rkm,
+                                    const char *service, const char *reason) {
+    BUS_ASSERT(p != NULL && rkm != NULL && rkm->rkt != NULL);
+    BUS_ASSERT(service != NULL && reason != NULL);
+    BUS_ASSERT(p->base == NULL); /* blocking producers only */
+
+    rd_kafka_resp_err_t *slot = bus_dead_letter_slot_take(p);
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__QUEUE_FULL;
+    if (slot != NULL) {
+        rd_kafka_headers_t *hdrs = bus_dead_letter_headers(rkm, service, reason);
+        err = bus_produce_raw(p, TOPIC_DEAD_LETTER, rkm->key, rkm->key_len, rkm->payload,
+                              rkm->len, hdrs, slot);
+        if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+            *slot = err; /* never enqueued: the slot is free again */
+    }
+    for (int waited_ms = 0; err == RD_KAFKA_RESP_ERR_NO_ERROR &&
+                            *slot == RD_KAFKA_RESP_ERR__IN_PROGRESS &&
+                            waited_ms < BUS_DEAD_LETTER_TIMEOUT_MS;
+         waited_ms += BUS_PRODUCE_RETRY_POLL_MS)
+        rd_kafka_poll(p->rk, BUS_PRODUCE_RETRY_POLL_MS);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        err = *slot == RD_KAFKA_RESP_ERR__IN_PROGRESS ? RD_KAFKA_RESP_ERR__TIMED_OUT : *slot;
+    log_fields(err ? LOG_ERROR : LOG_WARN, "message dead-lettered", "topic",
+               rd_kafka_topic_name(rkm->rkt), "reason", reason, "result", rd_kafka_err2name(err),
+               NULL);
+    return err;
+}

@@ -1,0 +1,180 @@
+/* The tail: follows every partition of one topic from its end on a
+ * libevent loop, without joining a group and without committing.
+ *
+ * Readiness: at start the high watermark of every partition is queried
+ * (blocking, like the metadata request) and each partition is assigned at
+ * exactly that offset. Every message produced after bus_tail_new returns
+ * has a higher offset and is seen; none from before is. So the tail is
+ * ready as soon as it is created; bus_tail_ready exists so callers need
+ * not know that. (Assigning at RD_KAFKA_OFFSET_END instead would resolve
+ * the end later, and a message produced in between would be skipped.) */
+#include "bus/bus_internal.h"
+
+#include "log/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BUS_TAIL_PARTITIONS_MAX 1024
+#define BUS_GROUP_ID_LEN_MAX 256
+
+struct bus_tail {
+    rd_kafka_t *rk;
+    struct bus_qwatch qwatch;
+    bus_tail_fn on_message;
+    void *ctx;
+    bool ready;
+};
+
+/* librdkafka 2.0.2 keeps assign() and the consumer queue on the group
+ * handle, which exists only with a group.id; the tail never joins that
+ * group (no subscribe) and never commits to it. */
+static bool bus_tail_configure(rd_kafka_conf_t *conf, const struct bus_config *cfg, char *err,
+                               size_t err_len) {
+    char group_id[BUS_GROUP_ID_LEN_MAX];
+
+    snprintf(group_id, sizeof(group_id), "tessera-tail.%s",
+             cfg->client_id ? cfg->client_id : "anonymous");
+    const struct bus_setting settings[] = {
+        {"group.id", group_id},
+        {"enable.auto.commit", "false"},
+        {"enable.auto.offset.store", "false"},
+        {"isolation.level", "read_committed"},
+    };
+    return bus_conf_apply(conf, "tail", settings, sizeof(settings) / sizeof(settings[0]), err,
+                          err_len);
+}
+
+/* Partition count of topic from a metadata request (blocking); -1 with
+ * err when the topic is unknown or the cluster does not answer. */
+static int bus_tail_partition_count(rd_kafka_t *rk, const char *topic, char *err,
+                                    size_t err_len) {
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    BUS_ASSERT(rkt != NULL);
+    rd_kafka_resp_err_t kerr = rd_kafka_metadata(rk, 0, rkt, &md, BUS_START_TIMEOUT_MS);
+    rd_kafka_topic_destroy(rkt);
+    int count = -1;
+    if (kerr != RD_KAFKA_RESP_ERR_NO_ERROR)
+        snprintf(err, err_len, "kafka metadata for %s: %s", topic, rd_kafka_err2str(kerr));
+    else if (md->topic_cnt != 1 || md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR)
+        snprintf(err, err_len, "kafka topic %s: %s", topic,
+                 rd_kafka_err2str(md->topic_cnt ? md->topics[0].err
+                                                : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC));
+    else if (md->topics[0].partition_cnt < 1 ||
+             md->topics[0].partition_cnt > BUS_TAIL_PARTITIONS_MAX)
+        snprintf(err, err_len, "kafka topic %s: %d partitions", topic,
+                 md->topics[0].partition_cnt);
+    else
+        count = md->topics[0].partition_cnt;
+    if (md != NULL)
+        rd_kafka_metadata_destroy(md);
+    return count;
+}
+
+/* Assigns every partition at its current high watermark (see the top of
+ * this file). 0, or -1 with err. */
+static int bus_tail_assign_at_end(rd_kafka_t *rk, const char *topic, char *err,
+                                  size_t err_len) {
+    int count = bus_tail_partition_count(rk, topic, err, err_len);
+    if (count < 0)
+        return -1;
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(count);
+    int rc = 0;
+    for (int32_t i = 0; rc == 0 && i < count; i++) {
+        int64_t low, high;
+        rd_kafka_resp_err_t kerr = rd_kafka_query_watermark_offsets(rk, topic, i, &low, &high,
+                                                                    BUS_START_TIMEOUT_MS);
+        if (kerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            snprintf(err, err_len, "kafka watermarks of %s/%d: %s", topic, i,
+                     rd_kafka_err2str(kerr));
+            rc = -1;
+        } else {
+            rd_kafka_topic_partition_list_add(parts, topic, i)->offset = high;
+        }
+    }
+    if (rc == 0) {
+        rd_kafka_resp_err_t kerr = rd_kafka_assign(rk, parts);
+        if (kerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            snprintf(err, err_len, "kafka assign %s: %s", topic, rd_kafka_err2str(kerr));
+            rc = -1;
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(parts);
+    return rc;
+}
+
+/* Queue watcher drain, on the loop: hands each message to on_message.
+ * True when it stopped at BUS_DRAIN_EVENTS_MAX with more left. */
+static bool bus_tail_drain(void *arg) {
+    struct bus_tail *t = arg;
+    for (int served = 0; served < BUS_DRAIN_EVENTS_MAX; served++) {
+        rd_kafka_message_t *rkm = rd_kafka_consumer_poll(t->rk, 0);
+        if (rkm == NULL)
+            return false;
+        if (rkm->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+            t->on_message(t->ctx, rkm);
+        else if (rkm->err == RD_KAFKA_RESP_ERR__FATAL)
+            bus_log_fatal(t->rk);
+        else if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            log_fields(LOG_WARN, "kafka tail error", "error", rd_kafka_err2name(rkm->err),
+                       "reason", rd_kafka_message_errstr(rkm), NULL);
+        rd_kafka_message_destroy(rkm);
+    }
+    return true;
+}
+
+struct bus_tail *bus_tail_new(const struct bus_config *cfg, struct event_base *base,
+                              const char *topic, bus_tail_fn on_message, void *ctx, char *err,
+                              size_t err_len) {
+    BUS_ASSERT(cfg != NULL && base != NULL && topic != NULL && on_message != NULL);
+
+    struct bus_tail *t = calloc(1, sizeof(*t));
+    BUS_ASSERT(t != NULL);
+    t->on_message = on_message;
+    t->ctx = ctx;
+    rd_kafka_conf_t *conf = bus_conf_new(cfg, err, err_len);
+    if (conf == NULL)
+        goto fail;
+    if (!bus_tail_configure(conf, cfg, err, err_len)) {
+        rd_kafka_conf_destroy(conf);
+        goto fail;
+    }
+    t->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, err_len);
+    if (t->rk == NULL) {
+        rd_kafka_conf_destroy(conf);
+        goto fail;
+    }
+    /* Errors and logs go to the consumer queue too: one queue to watch. */
+    rd_kafka_poll_set_consumer(t->rk);
+    if (bus_qwatch_start(&t->qwatch, base, rd_kafka_queue_get_consumer(t->rk), bus_tail_drain,
+                         t, err, err_len) != 0)
+        goto fail;
+    if (bus_tail_assign_at_end(t->rk, topic, err, err_len) != 0)
+        goto fail;
+    t->ready = true;
+    log_fields(LOG_INFO, "kafka tail following", "topic", topic, NULL);
+    return t;
+fail:
+    bus_tail_free(t);
+    return NULL;
+}
+
+bool bus_tail_ready(const struct bus_tail *t) {
+    BUS_ASSERT(t != NULL);
+    return t->ready;
+}
+
+void bus_tail_free(struct bus_tail *t) {
+    if (t == NULL)
+        return;
+    bus_qwatch_stop(&t->qwatch);
+    if (t->rk != NULL) {
+        /* No group membership to leave; this only stops the fetchers. */
+        rd_kafka_assign(t->rk, NULL);
+        rd_kafka_consumer_close(t->rk);
+        rd_kafka_destroy(t->rk);
+    }
+    free(t);
+}
