@@ -116,7 +116,8 @@ $(BUILD)/obj/gen/migrations_%.o: $(BUILD)/gen/migrations_%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
-$(BUILD)/svc_%.a: $$(patsubst %.c,$(BUILD)/obj/%.o,$$(filter-out services/$$*/main.c,$$(call svc_src,$$*))) $(BUILD)/obj/gen/migrations_%.o
+# (No % inside the expansion: make would replace it with the stem.)
+$(BUILD)/svc_%.a: $$(addprefix $(BUILD)/obj/,$$(addsuffix .o,$$(basename $$(filter-out services/$$*/main.c,$$(call svc_src,$$*))))) $(BUILD)/obj/gen/migrations_%.o
 	@rm -f $@
 	ar rcs $@ $^
 

@@ -1,0 +1,151 @@
+#include "events/codec.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int64_t event_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void event_format_time(int64_t unix_us, char out[32])
+{
+    time_t secs = (time_t)(unix_us / 1000000);
+    int ms = (int)((unix_us % 1000000) / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    char base[24];
+    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, 32, "%s.%03dZ", base, ms < 0 ? 0 : ms);
+}
+
+static char *or_empty(const char *s)
+{
+    return (char *)(s ? s : protobuf_c_empty_string);
+}
+
+void envelope_init(Envelope *env, Actor *actor, struct event_meta *meta)
+{
+    assert(env && actor && meta && meta->tenant_id);
+    tessera__envelope__v1__envelope__init(env);
+    tessera__envelope__v1__actor__init(actor);
+    uuid7_generate(meta->event_id);
+    int64_t now = event_now_us();
+    env->event_id = meta->event_id;
+    env->tenant_id = or_empty(meta->tenant_id);
+    env->branch_id = or_empty(meta->branch_id);
+    env->member_id = or_empty(meta->member_id);
+    env->causation_id = or_empty(meta->causation_id);
+    env->correlation_id = or_empty(meta->correlation_id);
+    env->occurred_at_us = meta->occurred_at_us ? meta->occurred_at_us : now;
+    env->recorded_at_us = now;
+    actor->kind = or_empty(meta->actor_kind);
+    actor->id = or_empty(meta->actor_id);
+    env->actor = actor;
+}
+
+/* The payload's descriptor, found through the oneof's field number. */
+static const ProtobufCMessageDescriptor *payload_descriptor(const Envelope *env)
+{
+    if (env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD__NOT_SET)
+        return NULL;
+    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(
+        &tessera__envelope__v1__envelope__descriptor, (unsigned)env->payload_case);
+    return f ? (const ProtobufCMessageDescriptor *)f->descriptor : NULL;
+}
+
+const char *envelope_payload_type(const Envelope *env)
+{
+    const ProtobufCMessageDescriptor *d = payload_descriptor(env);
+    return d ? d->name : "";
+}
+
+uint8_t *envelope_encode(Envelope *env, size_t *len)
+{
+    const ProtobufCMessageDescriptor *d = payload_descriptor(env);
+    if (!d)
+        return NULL;
+    env->type = (char *)d->name;
+    size_t size = tessera__envelope__v1__envelope__get_packed_size(env);
+    if (size == 0 || size > EVENT_ENCODED_MAX)
+        return NULL;
+    uint8_t *buf = malloc(size);
+    if (!buf)
+        return NULL;
+    size_t packed = tessera__envelope__v1__envelope__pack(env, buf);
+    assert(packed == size);
+    *len = size;
+    return buf;
+}
+
+static bool id_ok(const char *s, bool required)
+{
+    size_t n = s ? strlen(s) : 0;
+    return n < EVENT_ID_FIELD_MAX && (!required || n > 0);
+}
+
+Envelope *envelope_decode(const void *data, size_t len, char *err, size_t err_len)
+{
+    if (!data || len == 0 || len > EVENT_ENCODED_MAX) {
+        snprintf(err, err_len, "event size %zu outside 1..%d bytes", len, EVENT_ENCODED_MAX);
+        return NULL;
+    }
+    Envelope *env = tessera__envelope__v1__envelope__unpack(NULL, len, data);
+    if (!env) {
+        snprintf(err, err_len, "not a tessera.envelope.v1.Envelope");
+        return NULL;
+    }
+    const char *why = NULL;
+    if (!uuid_is_valid(env->event_id))
+        why = "event_id is not a UUID";
+    else if (!id_ok(env->tenant_id, true))
+        why = "tenant_id missing or too long";
+    else if (!id_ok(env->branch_id, false) || !id_ok(env->member_id, false) ||
+             !id_ok(env->causation_id, false) || !id_ok(env->correlation_id, false))
+        why = "an id field is too long";
+    else if (env->actor && (!id_ok(env->actor->kind, false) || !id_ok(env->actor->id, false)))
+        why = "actor too long";
+    else if (!payload_descriptor(env))
+        why = "no payload";
+    else if (strcmp(env->type, envelope_payload_type(env)) != 0)
+        why = "type does not match payload";
+    if (why) {
+        snprintf(err, err_len, "%s", why);
+        envelope_free(env);
+        return NULL;
+    }
+    return env;
+}
+
+void envelope_free(Envelope *env)
+{
+    if (env)
+        tessera__envelope__v1__envelope__free_unpacked(env, NULL);
+}
+
+static void header_add(rd_kafka_headers_t *h, const char *name, const char *value)
+{
+    rd_kafka_resp_err_t e = rd_kafka_header_add(h, name, -1, value, -1);
+    assert(e == RD_KAFKA_RESP_ERR_NO_ERROR);
+}
+
+rd_kafka_headers_t *envelope_cloudevents_headers(const Envelope *env, const char *source)
+{
+    char when[32];
+    event_format_time(env->occurred_at_us, when);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(8);
+    header_add(h, "ce_specversion", "1.0");
+    header_add(h, "ce_id", env->event_id);
+    header_add(h, "ce_source", source);
+    header_add(h, "ce_type", env->type);
+    header_add(h, "ce_time", when);
+    if (env->member_id && env->member_id[0])
+        header_add(h, "ce_subject", env->member_id);
+    header_add(h, "content-type", "application/protobuf");
+    return h;
+}

@@ -1,0 +1,89 @@
+#include "service/admin.h"
+
+#include <assert.h>
+#include <stdlib.h>
+
+#include "http/http.h"
+
+struct admin_server {
+    struct http_server *http;
+    const char *service;
+    admin_ready_fn ready;
+    admin_metrics_fn metrics;
+    void *ctx;
+};
+
+static void handle_livez(struct http_exchange *ex, void *app)
+{
+    struct admin_server *a = app;
+    http_reply_json(ex, 200, json_pack("{s:s, s:s}", "status", "alive", "service", a->service),
+                    NULL);
+}
+
+static void handle_readyz(struct http_exchange *ex, void *app)
+{
+    struct admin_server *a = app;
+    json_t *checks = json_object();
+    bool ok = a->ready(a->ctx, checks);
+    http_reply_json(ex, ok ? 200 : 503,
+                    json_pack("{s:s, s:s, s:o}", "status", ok ? "ready" : "not_ready", "service",
+                              a->service, "checks", checks),
+                    NULL);
+}
+
+static void handle_metrics(struct http_exchange *ex, void *app)
+{
+    struct admin_server *a = app;
+    struct evbuffer *out = evbuffer_new();
+    assert(out);
+    a->metrics(a->ctx, out);
+    size_t len = evbuffer_get_length(out);
+    const char *body = (const char *)evbuffer_pullup(out, -1);
+    http_reply_raw(ex, 200, "text/plain; version=0.0.4", body ? body : "", len);
+    evbuffer_free(out);
+}
+
+static const struct http_route admin_routes[] = {
+    {"GET", "/livez", handle_livez},
+    {"GET", "/readyz", handle_readyz},
+    {"GET", "/metrics", handle_metrics},
+};
+
+struct admin_server *admin_server_new(struct event_base *base, const char *addr, uint16_t port,
+                                      const char *service, admin_ready_fn ready,
+                                      admin_metrics_fn metrics, void *ctx, char *err,
+                                      size_t err_len)
+{
+    struct admin_server *a = calloc(1, sizeof(*a));
+    assert(a);
+    *a = (struct admin_server){
+        .service = service, .ready = ready, .metrics = metrics, .ctx = ctx};
+    struct http_limits limits = HTTP_LIMITS_DEFAULT;
+    limits.body_max_bytes = 1024;
+    a->http = http_server_new(base, addr, port, admin_routes,
+                              sizeof(admin_routes) / sizeof(admin_routes[0]), &limits, a, err,
+                              err_len);
+    if (!a->http) {
+        free(a);
+        return NULL;
+    }
+    return a;
+}
+
+uint16_t admin_server_port(const struct admin_server *a)
+{
+    return http_server_port(a->http);
+}
+
+void admin_server_free(struct admin_server *a)
+{
+    if (!a)
+        return;
+    http_server_free(a->http);
+    free(a);
+}
+
+void admin_metric(struct evbuffer *out, const char *name, const char *type, long long value)
+{
+    evbuffer_add_printf(out, "# TYPE %s %s\n%s %lld\n", name, type, name, value);
+}

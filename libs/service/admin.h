@@ -1,0 +1,32 @@
+/* The admin port every service serves beside its work: /livez (the
+ * process answers), /readyz (its dependencies are reachable and its
+ * partitions assigned; 503 with the failing checks otherwise) and /metrics
+ * (Prometheus text format). */
+#ifndef TESSERA_ADMIN_H
+#define TESSERA_ADMIN_H
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Adds one boolean per dependency to checks ("postgres": true, ...) and
+ * returns whether all are good. Called on the loop. */
+typedef bool (*admin_ready_fn)(void *ctx, json_t *checks);
+/* Appends metric lines ("# TYPE x gauge\nx 1\n") to out. */
+typedef void (*admin_metrics_fn)(void *ctx, struct evbuffer *out);
+
+struct admin_server;
+
+struct admin_server *admin_server_new(struct event_base *base, const char *addr, uint16_t port,
+                                      const char *service, admin_ready_fn ready,
+                                      admin_metrics_fn metrics, void *ctx, char *err,
+                                      size_t err_len);
+uint16_t admin_server_port(const struct admin_server *a);
+void admin_server_free(struct admin_server *a);
+
+/* Appends "# TYPE name type\nname value\n". */
+void admin_metric(struct evbuffer *out, const char *name, const char *type, long long value);
+
+#endif

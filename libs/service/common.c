@@ -1,0 +1,117 @@
+#include "service/common.h"
+
+#include <assert.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "db/db.h"
+#include "log/log.h"
+
+int service_init(const char *service, const char *summary, int argc, char **argv,
+                 const struct config_entry *table, size_t count,
+                 const struct service_common_config *common)
+{
+    if (config_wants_help(argc, argv)) {
+        config_print_help(stdout, argv[0], summary, table, count);
+        printf("\nFlags:\n  --migrate-only   apply this service's migrations and exit\n");
+        return 1;
+    }
+    char err[256];
+    if (config_load(table, count, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s: configuration error: %s (see --help)\n", service, err);
+        return -1;
+    }
+    enum log_level level;
+    if (!log_level_parse(common->log_level, &level)) {
+        fprintf(stderr, "%s: configuration error: TESSERA_LOG_LEVEL: unknown level '%s'\n",
+                service, common->log_level);
+        return -1;
+    }
+    log_init(service, level);
+    config_log_effective(table, count);
+    return 0;
+}
+
+bool service_migrate_only(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--migrate-only") == 0)
+            return true;
+    return false;
+}
+
+int service_migrate(const struct service_common_config *c, const char *schema,
+                    const struct db_migration *migrations, size_t count)
+{
+    char err[512];
+    PGconn *pg = db_connect(c->pg_dsn, NULL, "tessera-migrate", 600000, err, sizeof(err));
+    if (!pg) {
+        log_fields(LOG_ERROR, "migrations: cannot connect", "error", err, NULL);
+        return -1;
+    }
+    int rc = db_migrate(pg, schema, migrations, count, err, sizeof(err));
+    if (rc < 0)
+        log_fields(LOG_ERROR, "migrations failed", "schema", schema, "error", err, NULL);
+    else
+        log_fields(LOG_INFO, "migrations applied", "schema", schema, NULL);
+    PQfinish(pg);
+    return rc;
+}
+
+void service_bus_config(const struct service_common_config *c, const char *service,
+                        char *client_id, size_t client_id_len, struct bus_config *out)
+{
+    char host[64] = "host";
+    gethostname(host, sizeof(host) - 1);
+    snprintf(client_id, client_id_len, "%s-%s-%d", service, host, (int)getpid());
+    *out = (struct bus_config){.bootstrap = c->kafka_bootstrap,
+                               .client_id = client_id,
+                               .session_timeout_ms = (int)c->kafka_session_timeout_ms,
+                               .linger_ms = (int)c->kafka_linger_ms};
+}
+
+struct service_signals {
+    struct event *sigint, *sigterm;
+    void (*on_stop)(void *ctx);
+    void *ctx;
+    int received;
+};
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct service_signals *s = arg;
+    if (++s->received > 1) {
+        log_warn("second signal %d: exiting at once", (int)sig);
+        _exit(1);
+    }
+    log_info("signal %d: shutting down (send again to exit at once)", (int)sig);
+    s->on_stop(s->ctx);
+}
+
+struct service_signals *service_signals_new(struct event_base *base, void (*on_stop)(void *ctx),
+                                            void *ctx)
+{
+    struct service_signals *s = calloc(1, sizeof(*s));
+    assert(s);
+    s->on_stop = on_stop;
+    s->ctx = ctx;
+    s->sigint = evsignal_new(base, SIGINT, on_signal, s);
+    s->sigterm = evsignal_new(base, SIGTERM, on_signal, s);
+    assert(s->sigint && s->sigterm);
+    event_add(s->sigint, NULL);
+    event_add(s->sigterm, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    return s;
+}
+
+void service_signals_free(struct service_signals *s)
+{
+    if (!s)
+        return;
+    event_free(s->sigint);
+    event_free(s->sigterm);
+    free(s);
+}

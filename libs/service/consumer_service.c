@@ -1,0 +1,133 @@
+#include "service/consumer_service.h"
+
+#include <assert.h>
+#include <event2/thread.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "log/log.h"
+#include "service/admin.h"
+
+struct runner {
+    const struct consumer_service *svc;
+    struct event_base *base;
+    struct event *pipeline_ended;
+    struct pipeline *pipeline;
+    bool stopping;
+};
+
+static bool runner_ready(void *arg, json_t *checks)
+{
+    struct runner *r = arg;
+    const struct pipeline_stats *s = pipeline_stats(r->pipeline);
+    bool pg = atomic_load(&s->postgres_ok);
+    bool assigned = atomic_load(&s->assignment_received);
+    json_object_set_new(checks, "postgres", json_boolean(pg));
+    json_object_set_new(checks, "kafka_assignment", json_boolean(assigned));
+    bool extra = r->svc->ready ? r->svc->ready(r->svc->ctx, checks) : true;
+    return pg && assigned && extra && !r->stopping;
+}
+
+static void runner_metrics(void *arg, struct evbuffer *out)
+{
+    struct runner *r = arg;
+    const struct pipeline_stats *s = pipeline_stats(r->pipeline);
+    admin_metric(out, "tessera_consumer_lag_messages", "gauge", atomic_load(&s->lag));
+    admin_metric(out, "tessera_consumer_assigned_partitions", "gauge",
+                 atomic_load(&s->assigned_partitions));
+    admin_metric(out, "tessera_batches_total", "counter", atomic_load(&s->batches));
+    admin_metric(out, "tessera_messages_total", "counter", atomic_load(&s->messages));
+    admin_metric(out, "tessera_dead_letters_total", "counter", atomic_load(&s->dead_letters));
+    admin_metric(out, "tessera_batches_fenced_total", "counter", atomic_load(&s->fenced));
+    admin_metric(out, "tessera_batch_retries_total", "counter", atomic_load(&s->retries));
+    admin_metric(out, "tessera_outbox_relayed_total", "counter", atomic_load(&s->relayed));
+    if (r->svc->metrics)
+        r->svc->metrics(r->svc->ctx, out);
+}
+
+/* First signal: the pipeline finishes its batch, commits and leaves the
+ * group; its thread then wakes the loop through pipeline_ended. */
+static void runner_stop(void *arg)
+{
+    struct runner *r = arg;
+    r->stopping = true;
+    pipeline_request_stop(r->pipeline);
+}
+
+/* Called on the pipeline thread; libevent is built thread-aware. */
+static void runner_pipeline_exited(void *arg)
+{
+    struct runner *r = arg;
+    event_active(r->pipeline_ended, 0, 0);
+}
+
+static void on_pipeline_ended(evutil_socket_t fd, short what, void *arg)
+{
+    struct runner *r = arg;
+    event_base_loopbreak(r->base);
+}
+
+int consumer_service_run(int argc, char **argv, const struct consumer_service *svc,
+                         const struct config_entry *table, size_t table_count,
+                         struct service_common_config *common, const long long *batch_max,
+                         const long long *poll_timeout_ms)
+{
+    int rc = service_init(svc->name, svc->summary, argc, argv, table, table_count, common);
+    if (rc != 0)
+        return rc > 0 ? 0 : 2;
+    if (service_migrate(common, svc->schema, svc->migrations, svc->migration_count) < 0)
+        return 1;
+    if (service_migrate_only(argc, argv))
+        return 0;
+    if (svc->setup && svc->setup(svc->ctx, common) < 0)
+        return 1;
+
+    evthread_use_pthreads();
+    struct runner r = {.svc = svc, .base = event_base_new()};
+    assert(r.base);
+    r.pipeline_ended = event_new(r.base, -1, 0, on_pipeline_ended, &r);
+
+    char client_id[128], err[512];
+    struct bus_config bus;
+    service_bus_config(common, svc->name, client_id, sizeof(client_id), &bus);
+    struct pipeline_config pc = {.service = svc->name,
+                                 .group_id = svc->group_id,
+                                 .topics = svc->topics,
+                                 .topic_count = svc->topic_count,
+                                 .bus = &bus,
+                                 .pg_dsn = common->pg_dsn,
+                                 .schema = svc->schema,
+                                 .statement_timeout_ms = (int)common->pg_statement_timeout_ms,
+                                 .batch_max = (size_t)*batch_max,
+                                 .poll_timeout_ms = (int)*poll_timeout_ms};
+    r.pipeline = pipeline_start(&pc, svc->ops, svc->ctx, runner_pipeline_exited, &r, err,
+                                sizeof(err));
+    if (!r.pipeline) {
+        log_fields(LOG_ERROR, "cannot start the consumer", "error", err, NULL);
+        return 1;
+    }
+    struct admin_server *admin =
+        admin_server_new(r.base, common->admin_addr, (uint16_t)common->admin_port, svc->name,
+                         runner_ready, runner_metrics, &r, err, sizeof(err));
+    if (!admin) {
+        log_fields(LOG_ERROR, "cannot open the admin port", "error", err, NULL);
+        pipeline_request_stop(r.pipeline);
+        pipeline_join(r.pipeline);
+        return 1;
+    }
+    char port[8];
+    snprintf(port, sizeof(port), "%u", admin_server_port(admin));
+    log_fields(LOG_INFO, "started", "admin_port", port, NULL);
+    struct service_signals *signals = service_signals_new(r.base, runner_stop, &r);
+
+    event_base_dispatch(r.base);
+
+    pipeline_join(r.pipeline);
+    bool failed = !r.stopping;
+    admin_server_free(admin);
+    service_signals_free(signals);
+    event_free(r.pipeline_ended);
+    event_base_free(r.base);
+    log_info("stopped");
+    return failed ? 1 : 0;
+}

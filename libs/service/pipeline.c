@@ -1,0 +1,343 @@
+#include "service/pipeline.h"
+
+#include <assert.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "db/db.h"
+#include "db/offsets.h"
+#include "log/log.h"
+
+#define PIPELINE_RANGES_MAX 512 /* distinct partitions in one batch */
+
+struct pipeline {
+    struct pipeline_config cfg;
+    struct pipeline_ops ops;
+    void *ctx;
+    void (*on_exit)(void *);
+    void *exit_ctx;
+    char source[64];
+    PGconn *pg;
+    struct bus_consumer *consumer;
+    struct bus_producer *producer;
+    pthread_t thread;
+    atomic_bool stop;
+    atomic_bool failed;
+    struct pipeline_stats stats;
+};
+
+void pipeline_mark_poison(struct pipeline_batch *b, size_t i, const char *reason)
+{
+    assert(i < b->count && reason);
+    b->poison[i] = reason;
+}
+
+void pipeline_emit(struct pipeline_batch *b, const char *topic, const char *key,
+                   uint8_t *payload, size_t len)
+{
+    assert(payload);
+    if (b->out_count == b->out_cap) {
+        b->out_cap = b->out_cap ? b->out_cap * 2 : 64;
+        b->out = realloc(b->out, b->out_cap * sizeof(*b->out));
+        assert(b->out);
+    }
+    b->out[b->out_count++] =
+        (struct outbox_row){.topic = strdup(topic), .key = strdup(key), .payload = payload, .len = len};
+}
+
+static void batch_reset_outputs(struct pipeline_batch *b)
+{
+    for (size_t i = 0; i < b->out_count; i++) {
+        free((char *)b->out[i].topic);
+        free((char *)b->out[i].key);
+        free((uint8_t *)b->out[i].payload);
+    }
+    b->out_count = 0;
+    memset(b->poison, 0, b->count * sizeof(*b->poison));
+}
+
+/* ------------------------------------------------------- offsets on assign */
+static int on_assign(void *arg, rd_kafka_topic_partition_list_t *parts)
+{
+    struct pipeline *p = arg;
+    char err[256];
+    if (!db_healthy(p->pg) ||
+        db_offsets_load(p->pg, p->cfg.group_id, bus_consumer_cluster_id(p->consumer), parts, err,
+                        sizeof(err)) < 0) {
+        log_fields(LOG_ERROR, "cannot load stored offsets for assignment", "error", err, NULL);
+        return -1;
+    }
+    for (int i = 0; i < parts->cnt; i++) {
+        char part[16], off[24];
+        snprintf(part, sizeof(part), "%d", (int)parts->elems[i].partition);
+        snprintf(off, sizeof(off), "%lld", (long long)parts->elems[i].offset);
+        log_fields(LOG_INFO, "partition assigned", "topic", parts->elems[i].topic, "partition",
+                   part, "start_offset", off, NULL);
+    }
+    atomic_store(&p->stats.assigned_partitions, parts->cnt);
+    atomic_store(&p->stats.assignment_received, true);
+    return 0;
+}
+
+static void on_revoke(void *arg, const rd_kafka_topic_partition_list_t *parts)
+{
+    struct pipeline *p = arg;
+    log_fields(LOG_INFO, "partitions revoked", NULL);
+    atomic_store(&p->stats.assigned_partitions, 0);
+}
+
+/* ------------------------------------------------------------ the batches */
+/* One [first, next) range per partition of the batch. */
+static size_t batch_ranges(const struct pipeline_batch *b, struct db_offset_range *r, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < b->count; i++) {
+        const rd_kafka_message_t *m = b->msgs[i];
+        const char *topic = rd_kafka_topic_name(m->rkt);
+        size_t j = 0;
+        while (j < n && !(r[j].partition == m->partition && strcmp(r[j].topic, topic) == 0))
+            j++;
+        if (j == n) {
+            assert(n < max);
+            r[n++] = (struct db_offset_range){
+                .topic = topic, .partition = m->partition, .first = m->offset, .next = m->offset + 1};
+        } else {
+            if (m->offset < r[j].first)
+                r[j].first = m->offset;
+            if (m->offset + 1 > r[j].next)
+                r[j].next = m->offset + 1;
+        }
+    }
+    return n;
+}
+
+/* Another instance moved the stored offsets past our batch: seek every
+ * partition of the batch to what is stored and drop the batch. */
+static void handle_fence(struct pipeline *p, const struct db_offset_range *r, size_t n)
+{
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new((int)n);
+    for (size_t i = 0; i < n; i++)
+        rd_kafka_topic_partition_list_add(parts, r[i].topic, r[i].partition);
+    char err[256];
+    if (db_offsets_load(p->pg, p->cfg.group_id, bus_consumer_cluster_id(p->consumer), parts, err,
+                        sizeof(err)) == 0)
+        bus_consumer_seek(p->consumer, parts);
+    else
+        log_fields(LOG_ERROR, "fenced, and cannot reload offsets", "error", err, NULL);
+    rd_kafka_topic_partition_list_destroy(parts);
+    atomic_fetch_add(&p->stats.fenced, 1);
+    log_fields(LOG_WARN, "batch fenced: another instance already applied it; seeking", NULL);
+}
+
+static void send_dead_letters(struct pipeline *p, struct pipeline_batch *b)
+{
+    for (size_t i = 0; i < b->count; i++) {
+        if (!b->poison[i])
+            continue;
+        log_fields(LOG_WARN, "dead-lettering a message", "reason", b->poison[i], NULL);
+        bus_dead_letter(p->producer, b->msgs[i], p->cfg.service, b->poison[i]);
+        atomic_fetch_add(&p->stats.dead_letters, 1);
+    }
+}
+
+enum attempt_result { ATTEMPT_COMMITTED, ATTEMPT_FENCED, ATTEMPT_FAILED };
+
+/* One try at a batch in one transaction. */
+static enum attempt_result batch_attempt(struct pipeline *p, struct pipeline_batch *b,
+                                         const struct db_offset_range *r, size_t nr, char *err,
+                                         size_t err_len)
+{
+    batch_reset_outputs(b);
+    if (p->ops.begin_batch)
+        p->ops.begin_batch(p->ctx);
+    if (db_begin(p->pg, err, err_len) < 0)
+        return ATTEMPT_FAILED;
+    if (p->ops.apply(p->ctx, p->pg, b, err, err_len) < 0)
+        goto fail;
+    if (outbox_append(p->pg, b->out, b->out_count, err, err_len) < 0)
+        goto fail;
+    int stored = db_offsets_store(p->pg, p->cfg.group_id, bus_consumer_cluster_id(p->consumer), r,
+                                  nr, err, err_len);
+    if (stored < 0)
+        goto fail;
+    if (stored == 1) {
+        db_rollback(p->pg);
+        return ATTEMPT_FENCED;
+    }
+    /* Dead letters are flushed before commit: a crash in between sends one
+     * twice, never loses it. */
+    send_dead_letters(p, b);
+    if (bus_producer_flush(p->producer, OUTBOX_FLUSH_TIMEOUT_MS) < 0) {
+        snprintf(err, err_len, "dead-letter delivery timed out");
+        goto fail;
+    }
+    if (db_commit(p->pg, err, err_len) < 0)
+        return ATTEMPT_FAILED;
+    return ATTEMPT_COMMITTED;
+fail:
+    db_rollback(p->pg);
+    return ATTEMPT_FAILED;
+}
+
+static void backoff_sleep(int attempt)
+{
+    int ms = 100 << (attempt < 6 ? attempt : 6);
+    if (ms > PIPELINE_RETRY_BACKOFF_MAX_MS)
+        ms = PIPELINE_RETRY_BACKOFF_MAX_MS;
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void relay_outbox(struct pipeline *p)
+{
+    char err[256];
+    for (;;) {
+        int n = outbox_relay(p->pg, p->producer, p->source, OUTBOX_RELAY_BATCH_MAX, err,
+                             sizeof(err));
+        if (n < 0) {
+            log_fields(LOG_WARN, "outbox relay failed; will retry", "error", err, NULL);
+            return;
+        }
+        atomic_fetch_add(&p->stats.relayed, n);
+        if (n < OUTBOX_RELAY_BATCH_MAX)
+            return;
+    }
+}
+
+/* Applies one batch, retrying transient failures until it commits, is
+ * fenced, or a stop is requested (then nothing is committed and the next
+ * owner re-reads it). */
+static void process_batch(struct pipeline *p, struct pipeline_batch *b)
+{
+    struct db_offset_range ranges[PIPELINE_RANGES_MAX];
+    size_t nr = batch_ranges(b, ranges, PIPELINE_RANGES_MAX);
+    char err[512];
+    for (int attempt = 0;; attempt++) {
+        enum attempt_result r = batch_attempt(p, b, ranges, nr, err, sizeof(err));
+        atomic_store(&p->stats.postgres_ok, r != ATTEMPT_FAILED || db_healthy(p->pg));
+        if (r == ATTEMPT_FENCED) {
+            handle_fence(p, ranges, nr);
+            return;
+        }
+        if (r == ATTEMPT_COMMITTED)
+            break;
+        atomic_fetch_add(&p->stats.retries, 1);
+        log_fields(LOG_ERROR, "batch failed; retrying", "error", err, NULL);
+        if (atomic_load(&p->stop))
+            return;
+        backoff_sleep(attempt);
+        db_healthy(p->pg); /* resets a broken connection */
+    }
+    atomic_fetch_add(&p->stats.batches, 1);
+    atomic_fetch_add(&p->stats.messages, (long long)b->count);
+    if (p->ops.after_commit)
+        p->ops.after_commit(p->ctx, b);
+    if (b->out_count > 0)
+        relay_outbox(p);
+}
+
+static void *pipeline_main(void *arg)
+{
+    struct pipeline *p = arg;
+    size_t max = p->cfg.batch_max;
+    struct pipeline_batch b = {.msgs = calloc(max, sizeof(*b.msgs)),
+                               .poison = calloc(max, sizeof(*b.poison))};
+    assert(b.msgs && b.poison);
+    relay_outbox(p); /* events a crash left behind */
+    while (!atomic_load(&p->stop)) {
+        b.count = bus_consumer_poll_batch(p->consumer, b.msgs, max, p->cfg.poll_timeout_ms);
+        atomic_store(&p->stats.lag, bus_consumer_lag(p->consumer));
+        if (b.count == 0) {
+            atomic_store(&p->stats.postgres_ok, db_healthy(p->pg));
+            continue;
+        }
+        process_batch(p, &b);
+        batch_reset_outputs(&b);
+        for (size_t i = 0; i < b.count; i++)
+            rd_kafka_message_destroy(b.msgs[i]);
+        b.count = 0;
+        atomic_store(&p->stats.lag, bus_consumer_lag(p->consumer));
+    }
+    free(b.out);
+    free(b.msgs);
+    free(b.poison);
+    log_info("pipeline stopping: leaving the consumer group");
+    bus_consumer_close(p->consumer);
+    p->consumer = NULL;
+    if (p->on_exit)
+        p->on_exit(p->exit_ctx);
+    return NULL;
+}
+
+struct pipeline *pipeline_start(const struct pipeline_config *cfg, const struct pipeline_ops *ops,
+                                void *ctx, void (*on_exit)(void *exit_ctx), void *exit_ctx,
+                                char *err, size_t err_len)
+{
+    assert(cfg->batch_max > 0 && cfg->batch_max <= PIPELINE_BATCH_MAX && ops->apply);
+    struct pipeline *p = calloc(1, sizeof(*p));
+    assert(p);
+    p->cfg = *cfg;
+    p->ops = *ops;
+    p->ctx = ctx;
+    p->on_exit = on_exit;
+    p->exit_ctx = exit_ctx;
+    atomic_store(&p->stats.lag, -1);
+    snprintf(p->source, sizeof(p->source), "/tessera/%s", cfg->service);
+
+    p->pg = db_connect(cfg->pg_dsn, cfg->schema, cfg->service, cfg->statement_timeout_ms, err,
+                       err_len);
+    if (!p->pg)
+        goto fail;
+    atomic_store(&p->stats.postgres_ok, true);
+    p->producer = bus_producer_new(cfg->bus, NULL, NULL, NULL, err, err_len);
+    if (!p->producer)
+        goto fail;
+    static const struct bus_consumer_ops consumer_ops = {.on_assign = on_assign,
+                                                         .on_revoke = on_revoke};
+    p->consumer = bus_consumer_new(cfg->bus, cfg->group_id, cfg->topics, cfg->topic_count,
+                                   &consumer_ops, p, err, err_len);
+    if (!p->consumer)
+        goto fail;
+    log_fields(LOG_INFO, "consumer started", "group", cfg->group_id, "cluster_id",
+               bus_consumer_cluster_id(p->consumer), NULL);
+    if (pthread_create(&p->thread, NULL, pipeline_main, p) != 0) {
+        snprintf(err, err_len, "cannot start the pipeline thread");
+        goto fail;
+    }
+    return p;
+fail:
+    bus_consumer_close(p->consumer);
+    bus_producer_free(p->producer);
+    if (p->pg)
+        PQfinish(p->pg);
+    free(p);
+    return NULL;
+}
+
+void pipeline_request_stop(struct pipeline *p)
+{
+    atomic_store(&p->stop, true);
+}
+
+void pipeline_join(struct pipeline *p)
+{
+    if (!p)
+        return;
+    pthread_join(p->thread, NULL);
+    bus_producer_free(p->producer);
+    PQfinish(p->pg);
+    free(p);
+}
+
+const struct pipeline_stats *pipeline_stats(const struct pipeline *p)
+{
+    return &p->stats;
+}
+
+bool pipeline_failed(const struct pipeline *p)
+{
+    return atomic_load(&p->failed);
+}

@@ -1,0 +1,100 @@
+/* The consumer pipeline every Kafka-consuming service runs on its own
+ * thread: poll a batch, apply it in ONE PostgreSQL transaction together
+ * with the consumed offsets and the outbox rows of the events it emits,
+ * commit, then run after_commit (cache writes) and relay the outbox.
+ *
+ * Exactly-once effects follow: offsets only move with effects, a restart
+ * seeks to the offsets stored with the effects, and a second instance that
+ * finds the stored offsets past its batch (it lost the partition) rolls
+ * back and seeks instead of applying twice. Undecodable messages go to the
+ * dead-letter topic and the partition moves on. */
+#ifndef TESSERA_PIPELINE_H
+#define TESSERA_PIPELINE_H
+
+#include <libpq-fe.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bus/bus.h"
+#include "outbox/outbox.h"
+
+#define PIPELINE_BATCH_MAX 2000
+#define PIPELINE_RETRY_BACKOFF_MAX_MS 5000
+
+struct pipeline_batch {
+    rd_kafka_message_t **msgs;
+    size_t count;
+    const char **poison; /* per message: why it goes to dead-letter, or NULL */
+    struct outbox_row *out;
+    size_t out_count, out_cap;
+};
+
+/* Marks message i as poison (reason must be a static string). */
+void pipeline_mark_poison(struct pipeline_batch *b, size_t i, const char *reason);
+/* Queues an event to publish after commit; takes ownership of payload
+ * (malloc'ed, e.g. from envelope_encode). topic and key are copied. */
+void pipeline_emit(struct pipeline_batch *b, const char *topic, const char *key,
+                   uint8_t *payload, size_t len);
+
+struct pipeline_ops {
+    /* Inside the batch's transaction, on the pipeline thread. Applies every
+     * message not marked poison. Returns 0, or -1 for a transient failure
+     * (database error): the transaction is rolled back and the same batch
+     * retried with back-off. Must not keep state across calls that a
+     * rollback would make wrong (or reset it in begin_batch). */
+    int (*apply)(void *ctx, PGconn *pg, struct pipeline_batch *b, char *err, size_t err_len);
+    /* After a successful commit (cache writes, metrics). May be NULL. */
+    void (*after_commit)(void *ctx, struct pipeline_batch *b);
+    /* Before each attempt at a batch (including retries). May be NULL. */
+    void (*begin_batch)(void *ctx);
+};
+
+struct pipeline_config {
+    const char *service; /* also the CloudEvents source "/tessera/<service>" */
+    const char *group_id;
+    const char *const *topics;
+    size_t topic_count;
+    const struct bus_config *bus;
+    const char *pg_dsn;
+    const char *schema;
+    int statement_timeout_ms;
+    size_t batch_max;
+    int poll_timeout_ms;
+};
+
+/* Counters the admin port reads from the loop thread. */
+struct pipeline_stats {
+    atomic_bool postgres_ok;
+    atomic_bool assignment_received; /* joined the group and got partitions (maybe none) */
+    atomic_int assigned_partitions;
+    atomic_llong lag;                /* -1 while unknown */
+    atomic_llong batches;
+    atomic_llong messages;
+    atomic_llong dead_letters;
+    atomic_llong fenced;
+    atomic_llong retries;
+    atomic_llong relayed;
+};
+
+struct pipeline;
+
+/* Connects (PostgreSQL, Kafka consumer and producer) and starts the thread.
+ * on_exit(exit_ctx) is called from the pipeline thread when it ends (after
+ * a stop or a fatal error); it may wake the main loop. NULL with err. */
+struct pipeline *pipeline_start(const struct pipeline_config *cfg, const struct pipeline_ops *ops,
+                                void *ctx, void (*on_exit)(void *exit_ctx), void *exit_ctx,
+                                char *err, size_t err_len);
+
+/* Asks the thread to finish the batch in hand, commit it and leave the
+ * group; returns at once. */
+void pipeline_request_stop(struct pipeline *p);
+/* Joins the thread and frees everything. */
+void pipeline_join(struct pipeline *p);
+
+const struct pipeline_stats *pipeline_stats(const struct pipeline *p);
+/* True when the thread ended because of an error rather than a stop. */
+bool pipeline_failed(const struct pipeline *p);
+
+#endif

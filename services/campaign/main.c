@@ -1,0 +1,41 @@
+/* tessera-campaign: the rules engine (earning rules, streaks, referrals,
+ * coupons, reminders). It listens to member and ledger facts; today it
+ * keeps the per-tenant tally the rules will build on. It never writes
+ * balances: grants go to the ledger as commands. */
+#include "bus/topics.h"
+#include "service/consumer_service.h"
+#include "service/event_tally.h"
+
+extern const struct db_migration campaign_migrations[];
+extern const unsigned campaign_migrations_count;
+
+static struct service_common_config common;
+static long long batch_max, poll_timeout_ms;
+
+static const struct config_entry config_table[] = {
+    SERVICE_COMMON_CONFIG(common, "9103"),
+    {"TESSERA_CAMPAIGN_BATCH_MAX", CONFIG_INT, &batch_max, "1000", 1, PIPELINE_BATCH_MAX, false,
+     "events applied in one transaction at most"},
+    {"TESSERA_CAMPAIGN_POLL_TIMEOUT_MS", CONFIG_INT, &poll_timeout_ms, "200", 1, 5000, false,
+     "how long a poll waits for the first event"},
+};
+
+int main(int argc, char **argv)
+{
+    static const char *const topics[] = {TOPIC_MEMBER_EVENTS, TOPIC_LEDGER_EVENTS};
+    static const struct pipeline_ops ops = {.apply = event_tally_apply};
+    const struct consumer_service svc = {
+        .name = "campaign",
+        .summary = "tessera-campaign: the rules engine",
+        .schema = "campaign",
+        .group_id = "campaign",
+        .topics = topics,
+        .topic_count = 2,
+        .migrations = campaign_migrations,
+        .migration_count = campaign_migrations_count,
+        .ops = &ops,
+    };
+    return consumer_service_run(argc, argv, &svc, config_table,
+                                sizeof(config_table) / sizeof(config_table[0]), &common,
+                                &batch_max, &poll_timeout_ms);
+}

@@ -1,0 +1,249 @@
+/* Money endpoints answered with the ledger's verdict: top-ups and
+ * purchases. Each request is checked, its member and branch confirmed,
+ * its Idempotency-Key claimed, then sent to the ledger as a command with a
+ * command id the ledger applies at most once. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http/validate.h"
+#include "ingest.h"
+#include "money/money.h"
+
+#define PURCHASE_ITEMS_MAX 200
+
+static const char *const topup_fields[] = {"amount", "branch_id", "payment_method", NULL};
+static const char *const topup_methods[] = {"cash", "bank_card", "wechat_pay", "alipay", "other",
+                                            NULL};
+static const char *const purchase_fields[] = {"amount", "branch_id", "payment", "items",
+                                              "coupon_id", NULL};
+static const char *const purchase_methods[] = {"cash", "bank_card", "wechat_pay", "alipay",
+                                               "stored_value", NULL};
+static const char *const item_fields[] = {"sku", "category", "quantity", "unit_price", NULL};
+
+/* "Prefer: wait=N" (seconds) changes the wait budget, up to the maximum. */
+static void read_prefer_wait(struct req *r)
+{
+    const char *prefer = http_header(r->ex, "Prefer");
+    const char *w = prefer ? strstr(prefer, "wait=") : NULL;
+    if (!w)
+        return;
+    long secs = strtol(w + 5, NULL, 10);
+    if (secs >= 0 && secs * 1000 <= INGEST_WAIT_MAX_MS)
+        r->wait_ms = (int)(secs * 1000);
+}
+
+static void validate_items(struct validation *v, json_t *items)
+{
+    if (!items)
+        return;
+    if (!json_is_array(items) || json_array_size(items) > PURCHASE_ITEMS_MAX) {
+        validation_add(v, "items", "must be an array of at most 200 items");
+        return;
+    }
+    size_t i;
+    json_t *item;
+    json_array_foreach(items, i, item) {
+        if (!json_is_object(item)) {
+            validation_add(v, "items", "every item must be an object");
+            return;
+        }
+        struct validation one;
+        validation_init(&one);
+        const char *s;
+        int64_t n;
+        validate_no_unknown_fields(&one, item, item_fields);
+        validate_string(&one, item, "sku", true, 1, 64, &s);
+        validate_string(&one, item, "category", false, 1, 64, &s);
+        validate_int(&one, item, "quantity", true, 1, 100000, &n);
+        validate_int(&one, item, "unit_price", true, 0, MONEY_AMOUNT_MAX, &n);
+        if (!validation_ok(&one)) {
+            char field[32];
+            snprintf(field, sizeof(field), "items[%zu]", i);
+            validation_add(v, field, "needs sku, quantity (1..100000) and unit_price (minor units)");
+        }
+        validation_free(&one);
+    }
+}
+
+/* Checks the body; answers and returns false when it is not acceptable. */
+static bool validate_command(struct req *r, bool purchase)
+{
+    struct validation v;
+    validation_init(&v);
+    json_t *b = r->body;
+    const char *branch = NULL, *method = NULL;
+    int64_t amount = 0;
+    validate_no_unknown_fields(&v, b, purchase ? purchase_fields : topup_fields);
+    validate_int(&v, b, "amount", true, 1, MONEY_AMOUNT_MAX, &amount);
+    validate_string(&v, b, "branch_id", true, 1, INGEST_KEY_MAX - 1, &branch);
+    if (purchase) {
+        json_t *payment = json_object_get(b, "payment");
+        if (!json_is_object(payment))
+            validation_add(&v, "payment", "required: an object with a method");
+        else if (!validate_enum(&v, payment, "method", true, purchase_methods, &method))
+            validation_add(&v, "payment.method",
+                           "one of cash, bank_card, wechat_pay, alipay, stored_value");
+        validate_items(&v, json_object_get(b, "items"));
+        if (json_object_get(b, "coupon_id"))
+            validation_add(&v, "coupon_id", "coupons are not accepted yet");
+    } else {
+        validate_enum(&v, b, "payment_method", true, topup_methods, &method);
+    }
+    if (!validation_ok(&v)) {
+        validation_reply(r->ex, &v);
+        req_free(r);
+        return false;
+    }
+    validation_free(&v);
+    if (!auth_may_use_branch(r, branch)) {
+        http_reply_problem(r->ex, 403, "forbidden", "this key acts only for its own branch", NULL);
+        req_free(r);
+        return false;
+    }
+    snprintf(r->branch_id, sizeof(r->branch_id), "%s", branch);
+    return true;
+}
+
+static void fill_items(RecordPurchase *p, json_t *items, PurchaseItem *store, PurchaseItem **ptrs)
+{
+    size_t i;
+    json_t *item;
+    p->n_items = 0;
+    p->items = ptrs;
+    json_array_foreach(items, i, item) {
+        tessera__ledger__v1__purchase_item__init(&store[i]);
+        const char *cat = json_string_value(json_object_get(item, "category"));
+        store[i].sku = (char *)json_string_value(json_object_get(item, "sku"));
+        store[i].category = (char *)(cat ? cat : "");
+        store[i].quantity = json_integer_value(json_object_get(item, "quantity"));
+        store[i].unit_price = json_integer_value(json_object_get(item, "unit_price"));
+        ptrs[p->n_items++] = &store[i];
+    }
+}
+
+/* Encodes the command into r->command (once the command id is final). */
+static bool encode_command(struct req *r)
+{
+    struct event_meta meta = {.tenant_id = r->caller.tenant_id,
+                              .branch_id = r->branch_id,
+                              .member_id = r->member_id,
+                              .correlation_id = r->command_id,
+                              .actor_kind = "api_key",
+                              .actor_id = r->caller.key_id};
+    Envelope env;
+    Actor actor;
+    TopUpStoredValue topup;
+    RecordPurchase purchase;
+    PurchaseItem items[PURCHASE_ITEMS_MAX];
+    PurchaseItem *item_ptrs[PURCHASE_ITEMS_MAX];
+    envelope_init(&env, &actor, &meta);
+    int64_t amount = json_integer_value(json_object_get(r->body, "amount"));
+    json_t *payment = json_object_get(r->body, "payment");
+    if (payment) {
+        tessera__ledger__v1__record_purchase__init(&purchase);
+        purchase.command_id = r->command_id;
+        purchase.amount = amount;
+        purchase.payment_method = (char *)json_string_value(json_object_get(payment, "method"));
+        purchase.currency = "CNY";
+        fill_items(&purchase, json_object_get(r->body, "items"), items, item_ptrs);
+        env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_RECORD_PURCHASE;
+        env.record_purchase = &purchase;
+    } else {
+        tessera__ledger__v1__top_up_stored_value__init(&topup);
+        topup.command_id = r->command_id;
+        topup.amount = amount;
+        topup.payment_method =
+            (char *)json_string_value(json_object_get(r->body, "payment_method"));
+        topup.currency = "CNY";
+        env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_TOP_UP_STORED_VALUE;
+        env.top_up_stored_value = &topup;
+    }
+    free(r->command);
+    r->command = envelope_encode(&env, &r->command_len);
+    return r->command != NULL;
+}
+
+static void send_command(struct req *r)
+{
+    if (!encode_command(r)) {
+        http_reply_problem(r->ex, 413, "payload_too_large", "the command is too large", NULL);
+        req_free(r);
+        return;
+    }
+    waiter_send_and_wait(r);
+}
+
+static void on_checked(void *arg, PGresult *res, const char *err, const char *sqlstate)
+{
+    struct req *r = arg;
+    if (!res) {
+        req_fail_db(r, err);
+        return;
+    }
+    if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+        http_reply_problem(r->ex, 404, "not_found", "no such member", NULL);
+        req_free(r);
+        return;
+    }
+    if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
+        struct validation v;
+        validation_init(&v);
+        validation_add(&v, "branch_id", "no such branch in this tenant");
+        validation_reply(r->ex, &v);
+        req_free(r);
+        return;
+    }
+    uuid7_generate(r->command_id);
+    idem_claim_then(r, send_command);
+}
+
+static void command_authenticated(struct req *r, bool purchase)
+{
+    if (strcmp(r->caller.scope, "admin") != 0 && strcmp(r->caller.scope, "pos") != 0) {
+        http_reply_problem(r->ex, 403, "forbidden", "this key may not move money", NULL);
+        req_free(r);
+        return;
+    }
+    const char *id = http_param(r->ex, "member_id");
+    if (!id || !uuid_is_valid(id)) {
+        http_reply_problem(r->ex, 404, "not_found", "no such member", NULL);
+        req_free(r);
+        return;
+    }
+    snprintf(r->member_id, sizeof(r->member_id), "%s", id);
+    if (!http_read_json_object(r->ex, &r->body)) {
+        req_free(r);
+        return;
+    }
+    if (!validate_command(r, purchase))
+        return;
+    read_prefer_wait(r);
+    const char *p[3] = {r->caller.tenant_id, r->member_id, r->branch_id};
+    if (pg_pool_query(r->app->pg,
+                      "SELECT EXISTS (SELECT 1 FROM members WHERE tenant_id = $1 AND "
+                      "member_id = $2), EXISTS (SELECT 1 FROM branches WHERE tenant_id = $1 "
+                      "AND branch_id = $3)",
+                      3, p, on_checked, r) < 0)
+        req_fail_db(r, "queue full");
+}
+
+static void topup_authenticated(struct req *r)
+{
+    command_authenticated(r, false);
+}
+
+static void purchase_authenticated(struct req *r)
+{
+    command_authenticated(r, true);
+}
+
+void commands_topup(struct http_exchange *ex, void *app)
+{
+    auth_then(req_new(app, ex), topup_authenticated);
+}
+
+void commands_purchase(struct http_exchange *ex, void *app)
+{
+    auth_then(req_new(app, ex), purchase_authenticated);
+}

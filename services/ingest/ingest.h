@@ -1,0 +1,143 @@
+/* The ingest service: Tessera's HTTP front door. Everything runs on one
+ * libevent loop: HTTP, PostgreSQL (pg_pool), Redis (cache_async), the
+ * Kafka producer and the tail of ledger-events that brings verdicts. */
+#ifndef TESSERA_INGEST_H
+#define TESSERA_INGEST_H
+
+#include <event2/event.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bus/bus.h"
+#include "cache/cache.h"
+#include "db/pg_pool.h"
+#include "events/codec.h"
+#include "http/http.h"
+#include "service/common.h"
+
+#define INGEST_WAITERS_BUCKETS 4096
+#define INGEST_WAIT_MAX_MS 30000
+#define INGEST_KEY_MAX 128 /* Idempotency-Key, ids in paths */
+
+struct waiter;
+
+struct ingest {
+    struct event_base *base;
+    struct service_common_config common;
+    long long api_port;
+    const char *api_addr;
+    long long wait_default_ms;
+    long long pg_pool_size;
+    long long body_max_bytes;
+    struct pg_pool *pg;
+    struct cache_async *cache;
+    struct bus_producer *producer;
+    struct bus_tail *verdicts;
+    struct http_server *api;
+    struct event *outbox_timer;
+    struct waiter *waiters[INGEST_WAITERS_BUCKETS];
+    bool stopping;
+    /* counters for /metrics */
+    long long requests, commands_sent, verdicts_matched, wait_timeouts, relayed_events;
+};
+
+/* Who is calling: filled by authentication. */
+struct caller {
+    char tenant_id[INGEST_KEY_MAX];
+    char scope[32];
+    char branch_id[INGEST_KEY_MAX]; /* "" unless a pos key */
+    char key_id[24];                /* first characters of the key hash, for the actor */
+};
+
+/* One API request through its asynchronous steps. */
+struct req {
+    struct ingest *app;
+    struct http_exchange *ex;
+    struct caller caller;
+    json_t *body;
+    char member_id[INGEST_KEY_MAX];
+    char idem_key[INGEST_KEY_MAX]; /* "" when the client sent none */
+    char request_hash[65];
+    char command_id[UUID_STR_SIZE];
+    int wait_ms;
+    /* the command, encoded, while it is (re)sent */
+    uint8_t *command;
+    size_t command_len;
+    char branch_id[INGEST_KEY_MAX];
+    char member_no[32]; /* registration */
+    char referral_code[16];
+    char *attributes_json; /* registration, malloc'ed */
+    void (*next)(struct req *r);
+};
+
+struct req *req_new(struct ingest *app, struct http_exchange *ex);
+/* Frees the request (not the exchange: replies free that). */
+void req_free(struct req *r);
+
+/* auth.c: checks the bearer key, then calls r->next (or answers 401). */
+void auth_then(struct req *r, void (*next)(struct req *r));
+/* True when the caller may act for branch_id (admin: any; pos: its own). */
+bool auth_may_use_branch(struct req *r, const char *branch_id);
+
+/* idempotency.c */
+/* Hashes method, path and body into r->request_hash. */
+void idem_hash_request(struct req *r);
+/* With an Idempotency-Key: claims it for r->command_id, then calls
+ * r->next; a known key is answered from its record (replay, 422, 409) or,
+ * when its command has no answer yet, resumes waiting for it. Without a
+ * key calls r->next directly. */
+void idem_claim_then(struct req *r, void (*next)(struct req *r));
+/* With an Idempotency-Key: answers from the record when there is one
+ * (replay, 422), else calls next; the caller then stores the record with
+ * its effect (registration does both in one statement). */
+void idem_lookup_then(struct req *r, void (*next)(struct req *r));
+/* Records the answer of an idempotent request (fire and forget). */
+void idem_store_answer(struct ingest *app, const struct caller *c, const char *idem_key,
+                       int status, json_t *body);
+
+/* waiters.c: commands waiting for their verdict */
+/* Sends r->command to ledger-commands and waits for the verdict up to
+ * r->wait_ms; answers 202 with an operation id past that. */
+void waiter_send_and_wait(struct req *r);
+bool waiter_pending(struct ingest *app, const char *command_id);
+/* bus_tail callback for ledger-events. */
+void waiters_on_event(void *ctx, const rd_kafka_message_t *rkm);
+/* What a produced message was, for its delivery report (the opaque). */
+struct delivery {
+    enum { DELIVERY_COMMAND, DELIVERY_MEMBER_EVENT } kind;
+    char id[UUID_STR_SIZE]; /* command id, or outbox row id */
+};
+struct delivery *delivery_new(int kind, const char *id);
+/* bus_producer delivery callback: dispatches on the kind. */
+void ingest_on_delivery(void *ctx, void *msg_opaque, rd_kafka_resp_err_t err);
+void waiters_on_delivery(struct ingest *app, const char *command_id, rd_kafka_resp_err_t err);
+void member_events_on_delivery(struct ingest *app, const char *outbox_id, rd_kafka_resp_err_t err);
+void waiters_fail_all(struct ingest *app);
+
+/* verdicts.c: a ledger verdict as an HTTP answer */
+int verdict_to_response(const Envelope *verdict, json_t **body);
+/* Replies with body (stolen) as JSON, or problem+json for errors. */
+void answer_json(struct http_exchange *ex, int status, json_t *body);
+
+/* members.c, commands.c, operations.c: route handlers */
+void members_register(struct http_exchange *ex, void *app);
+void members_get(struct http_exchange *ex, void *app);
+void members_find(struct http_exchange *ex, void *app);
+void commands_topup(struct http_exchange *ex, void *app);
+void commands_purchase(struct http_exchange *ex, void *app);
+void operations_get(struct http_exchange *ex, void *app);
+
+/* member_view.c: a member's profile with balances (cache, then ledger). */
+json_t *balances_json(int64_t points, int64_t principal, int64_t bonus);
+void member_view_reply(struct req *r, const char *member_id);
+
+/* outbox_relay.c: member events from ingest's own outbox */
+void member_events_publish(struct ingest *app, const char *outbox_id, const char *member_id,
+                           const uint8_t *payload, size_t len);
+void member_events_sweep(evutil_socket_t fd, short what, void *arg);
+
+/* Answers a failed pg_pool statement as 503 and frees r. */
+void req_fail_db(struct req *r, const char *err);
+
+#endif

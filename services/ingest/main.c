@@ -1,0 +1,192 @@
+/* tessera-ingest: the HTTP API. Authenticates, validates, turns requests
+ * into events and ledger commands, and answers with the ledger's verdict. */
+#include <event2/thread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus/topics.h"
+#include "ingest.h"
+#include "log/log.h"
+#include "service/admin.h"
+
+#define DRAIN_CHECK_MS 50
+#define DRAIN_MAX_MS 5000
+#define OUTBOX_SWEEP_S 3
+
+extern const struct db_migration ingest_migrations[];
+extern const unsigned ingest_migrations_count;
+
+static struct ingest app;
+
+static const struct config_entry config_table[] = {
+    SERVICE_COMMON_CONFIG(app.common, "9100"),
+    {"TESSERA_API_ADDR", CONFIG_STRING, &app.api_addr, "127.0.0.1", 0, 0, false,
+     "address the HTTP API listens on"},
+    {"TESSERA_API_PORT", CONFIG_INT, &app.api_port, "8080", 0, 65535, false,
+     "port of the HTTP API (0 picks a free one)"},
+    {"TESSERA_WAIT_MS", CONFIG_INT, &app.wait_default_ms, "2000", 0, INGEST_WAIT_MAX_MS, false,
+     "how long a money request waits for the ledger before answering 202"},
+    {"TESSERA_PG_POOL_SIZE", CONFIG_INT, &app.pg_pool_size, "4", 1, 64, false,
+     "PostgreSQL connections of the API"},
+    {"TESSERA_BODY_MAX_BYTES", CONFIG_INT, &app.body_max_bytes, "65536", 1024, 1048576, false,
+     "largest accepted request body"},
+};
+
+/* Handlers refuse new work while the service drains. */
+#define GUARDED(name, handler)                                                                 \
+    static void name(struct http_exchange *ex, void *a)                                        \
+    {                                                                                          \
+        if (((struct ingest *)a)->stopping) {                                                  \
+            http_reply_problem(ex, 503, "unavailable", "the service is shutting down", NULL);  \
+            return;                                                                            \
+        }                                                                                      \
+        handler(ex, a);                                                                        \
+    }
+GUARDED(route_register, members_register)
+GUARDED(route_find, members_find)
+GUARDED(route_get, members_get)
+GUARDED(route_topup, commands_topup)
+GUARDED(route_purchase, commands_purchase)
+GUARDED(route_operation, operations_get)
+
+static const struct http_route api_routes[] = {
+    {"POST", "/v1/members", route_register},
+    {"GET", "/v1/members", route_find},
+    {"GET", "/v1/members/{member_id}", route_get},
+    {"POST", "/v1/members/{member_id}/topups", route_topup},
+    {"POST", "/v1/members/{member_id}/purchases", route_purchase},
+    {"GET", "/v1/operations/{operation_id}", route_operation},
+};
+
+static bool ingest_ready(void *ctx, json_t *checks)
+{
+    struct ingest *a = ctx;
+    bool pg = pg_pool_healthy(a->pg), redis = cache_async_connected(a->cache),
+         kafka = bus_tail_ready(a->verdicts);
+    json_object_set_new(checks, "postgres", json_boolean(pg));
+    json_object_set_new(checks, "redis", json_boolean(redis));
+    json_object_set_new(checks, "kafka_verdicts", json_boolean(kafka));
+    return pg && redis && kafka && !a->stopping;
+}
+
+static void ingest_metrics(void *ctx, struct evbuffer *out)
+{
+    struct ingest *a = ctx;
+    admin_metric(out, "tessera_http_requests_total", "counter", a->requests);
+    admin_metric(out, "tessera_ledger_commands_sent_total", "counter", a->commands_sent);
+    admin_metric(out, "tessera_ledger_verdicts_matched_total", "counter", a->verdicts_matched);
+    admin_metric(out, "tessera_ledger_wait_timeouts_total", "counter", a->wait_timeouts);
+    admin_metric(out, "tessera_member_events_published_total", "counter", a->relayed_events);
+    admin_metric(out, "tessera_pg_pending_statements", "gauge", (long long)pg_pool_pending(a->pg));
+    admin_metric(out, "tessera_kafka_outstanding_messages", "gauge",
+                 bus_producer_outstanding(a->producer));
+}
+
+static bool waiters_empty(const struct ingest *a)
+{
+    for (unsigned i = 0; i < INGEST_WAITERS_BUCKETS; i++)
+        if (a->waiters[i])
+            return false;
+    return true;
+}
+
+/* Staged shutdown: refuse new requests, let those in flight get their
+ * verdicts (bounded), then stop. */
+static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+    static int waited_ms;
+    waited_ms += DRAIN_CHECK_MS;
+    bool idle = waiters_empty(&app) && pg_pool_pending(app.pg) == 0 &&
+                bus_producer_outstanding(app.producer) == 0;
+    if (!idle && waited_ms < DRAIN_MAX_MS)
+        return;
+    waiters_fail_all(&app);
+    event_base_loopbreak(app.base);
+}
+
+static void ingest_stop(void *ctx)
+{
+    app.stopping = true;
+    struct timeval tv = {0, DRAIN_CHECK_MS * 1000};
+    struct event *drain = event_new(app.base, -1, EV_PERSIST, on_drain_tick, NULL);
+    event_add(drain, &tv);
+}
+
+static int ingest_open(char *err, size_t err_len)
+{
+    static char client_id[128];
+    static struct bus_config bus;
+    service_bus_config(&app.common, "ingest", client_id, sizeof(client_id), &bus);
+    app.pg = pg_pool_new(app.base, app.common.pg_dsn, "ingest", (unsigned)app.pg_pool_size,
+                         (int)app.common.pg_statement_timeout_ms, err, err_len);
+    if (!app.pg)
+        return -1;
+    app.cache = cache_async_new(app.base, app.common.redis_host, (int)app.common.redis_port, err,
+                                err_len);
+    if (!app.cache)
+        return -1;
+    app.producer = bus_producer_new(&bus, app.base, ingest_on_delivery, &app, err, err_len);
+    if (!app.producer)
+        return -1;
+    app.verdicts =
+        bus_tail_new(&bus, app.base, TOPIC_LEDGER_EVENTS, waiters_on_event, &app, err, err_len);
+    if (!app.verdicts)
+        return -1;
+    struct http_limits limits = HTTP_LIMITS_DEFAULT;
+    limits.body_max_bytes = (size_t)app.body_max_bytes;
+    app.api = http_server_new(app.base, app.api_addr, (uint16_t)app.api_port, api_routes,
+                              sizeof(api_routes) / sizeof(api_routes[0]), &limits, &app, err,
+                              err_len);
+    return app.api ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+    int rc = service_init("ingest", "tessera-ingest: the HTTP API", argc, argv, config_table,
+                          sizeof(config_table) / sizeof(config_table[0]), &app.common);
+    if (rc != 0)
+        return rc > 0 ? 0 : 2;
+    if (service_migrate(&app.common, "ingest", ingest_migrations, ingest_migrations_count) < 0)
+        return 1;
+    if (service_migrate_only(argc, argv))
+        return 0;
+    evthread_use_pthreads();
+    app.base = event_base_new();
+    char err[512];
+    if (ingest_open(err, sizeof(err)) < 0) {
+        log_fields(LOG_ERROR, "cannot start", "error", err, NULL);
+        return 1;
+    }
+    struct admin_server *admin = admin_server_new(
+        app.base, app.common.admin_addr, (uint16_t)app.common.admin_port, "ingest", ingest_ready,
+        ingest_metrics, &app, err, sizeof(err));
+    if (!admin) {
+        log_fields(LOG_ERROR, "cannot open the admin port", "error", err, NULL);
+        return 1;
+    }
+    struct service_signals *signals = service_signals_new(app.base, ingest_stop, NULL);
+    struct timeval sweep_every = {OUTBOX_SWEEP_S, 0};
+    app.outbox_timer = event_new(app.base, -1, EV_PERSIST, member_events_sweep, &app);
+    event_add(app.outbox_timer, &sweep_every);
+
+    char api_port[8], admin_port[8];
+    snprintf(api_port, sizeof(api_port), "%u", http_server_port(app.api));
+    snprintf(admin_port, sizeof(admin_port), "%u", admin_server_port(admin));
+    log_fields(LOG_INFO, "started", "api_addr", app.api_addr, "api_port", api_port, "admin_port",
+               admin_port, NULL);
+
+    event_base_dispatch(app.base);
+
+    http_server_free(app.api);
+    bus_tail_free(app.verdicts);
+    bus_producer_free(app.producer);
+    admin_server_free(admin);
+    service_signals_free(signals);
+    event_free(app.outbox_timer);
+    cache_async_free(app.cache);
+    pg_pool_free(app.pg);
+    event_base_free(app.base);
+    log_info("stopped");
+    return 0;
+}

@@ -1,0 +1,336 @@
+/* Member registration and look-ups. A registration is one statement: the
+ * member row, the MemberRegistered event in ingest's outbox and, with an
+ * Idempotency-Key, the answer, so either all of it happened or none. The
+ * phone's uniqueness per tenant is a database constraint, so two
+ * registrations racing for one phone get exactly one member. */
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus/topics.h"
+#include "http/validate.h"
+#include "ingest.h"
+#include "log/log.h"
+
+#define MEMBER_NAME_MAX 100
+#define MEMBER_EMAIL_MAX 254
+#define MEMBER_ATTRIBUTES_MAX 4096 /* bytes of JSON */
+#define REFERRAL_CODE_LEN 8
+
+static const char *const register_fields[] = {"name",   "phone",     "email",
+                                              "birthday", "gender",  "branch_id",
+                                              "referral_code", "attributes", NULL};
+static const char *const genders[] = {"female", "male", "other", "undisclosed", NULL};
+
+/* ------------------------------------------------------------ validation */
+static bool phone_ok(const char *p)
+{
+    size_t digits = 0;
+    if (*p == '+')
+        p++;
+    for (; *p; p++, digits++)
+        if (*p < '0' || *p > '9')
+            return false;
+    return digits >= 5 && digits <= 20;
+}
+
+static bool birthday_ok(const char *d)
+{
+    int y, m, day;
+    char tail;
+    if (strlen(d) != 10 || sscanf(d, "%4d-%2d-%2d%c", &y, &m, &day, &tail) != 3)
+        return false;
+    static const int days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (y < 1900 || y > 2100 || m < 1 || m > 12 || day < 1 || day > days[m - 1])
+        return false;
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return !(m == 2 && day == 29 && !leap);
+}
+
+struct registration {
+    const char *name, *phone, *email, *birthday, *gender, *branch_id, *referred_by;
+    char *attributes; /* JSON text, malloc'ed */
+};
+
+static bool validate_registration(struct req *r, struct registration *g)
+{
+    struct validation v;
+    validation_init(&v);
+    json_t *b = r->body;
+    validate_no_unknown_fields(&v, b, register_fields);
+    *g = (struct registration){0};
+    validate_string(&v, b, "name", true, 1, MEMBER_NAME_MAX, &g->name);
+    if (validate_string(&v, b, "phone", true, 1, 24, &g->phone) && g->phone && !phone_ok(g->phone))
+        validation_add(&v, "phone", "must be 5 to 20 digits, optionally after a +");
+    if (validate_string(&v, b, "email", false, 3, MEMBER_EMAIL_MAX, &g->email) && g->email &&
+        !strchr(g->email, '@'))
+        validation_add(&v, "email", "must be an email address");
+    if (validate_string(&v, b, "birthday", false, 10, 10, &g->birthday) && g->birthday &&
+        !birthday_ok(g->birthday))
+        validation_add(&v, "birthday", "must be a date YYYY-MM-DD");
+    validate_enum(&v, b, "gender", false, genders, &g->gender);
+    validate_string(&v, b, "branch_id", true, 1, INGEST_KEY_MAX - 1, &g->branch_id);
+    validate_string(&v, b, "referral_code", false, 4, 16, &g->referred_by);
+    json_t *attrs = json_object_get(b, "attributes");
+    if (attrs && !json_is_object(attrs))
+        validation_add(&v, "attributes", "must be an object");
+    else {
+        g->attributes = attrs ? json_dumps(attrs, JSON_COMPACT) : strdup("{}");
+        if (g->attributes && strlen(g->attributes) > MEMBER_ATTRIBUTES_MAX)
+            validation_add(&v, "attributes", "must be at most 4096 bytes of JSON");
+    }
+    if (g->branch_id && validation_ok(&v) && !auth_may_use_branch(r, g->branch_id)) {
+        validation_free(&v);
+        free(g->attributes);
+        http_reply_problem(r->ex, 403, "forbidden", "this key acts only for its own branch", NULL);
+        req_free(r);
+        return false;
+    }
+    if (!validation_ok(&v)) {
+        free(g->attributes);
+        validation_reply(r->ex, &v);
+        req_free(r);
+        return false;
+    }
+    validation_free(&v);
+    return true;
+}
+
+static const char *body_string(struct req *r, const char *field)
+{
+    return json_string_value(json_object_get(r->body, field));
+}
+
+static void make_referral_code(char out[REFERRAL_CODE_LEN + 1])
+{
+    /* No 0/O or 1/I: codes are read aloud and typed. */
+    static const char alphabet[] = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
+    for (int i = 0; i < REFERRAL_CODE_LEN; i++)
+        out[i] = alphabet[randombytes_uniform(sizeof(alphabet) - 1)];
+    out[REFERRAL_CODE_LEN] = '\0';
+}
+
+/* The MemberRegistered envelope as bytea text ("\x..."), malloc'ed. */
+static char *encode_registered(struct req *r)
+{
+    struct event_meta meta = {.tenant_id = r->caller.tenant_id,
+                              .branch_id = body_string(r, "branch_id"),
+                              .member_id = r->member_id,
+                              .actor_kind = "api_key",
+                              .actor_id = r->caller.key_id};
+    Envelope env;
+    Actor actor;
+    MemberRegistered m;
+    envelope_init(&env, &actor, &meta);
+    tessera__member__v1__member_registered__init(&m);
+    m.member_no = r->member_no;
+    m.name = (char *)body_string(r, "name");
+    m.phone = (char *)body_string(r, "phone");
+#define OPT(f) (body_string(r, f) ? (char *)body_string(r, f) : (char *)"")
+    m.email = OPT("email");
+    m.birthday = OPT("birthday");
+    m.gender = OPT("gender");
+    m.referred_by_code = OPT("referral_code");
+#undef OPT
+    m.referral_code = r->referral_code;
+    m.attributes_json = r->attributes_json;
+    env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_MEMBER_REGISTERED;
+    env.member_registered = &m;
+    size_t len = 0;
+    uint8_t *bin = envelope_encode(&env, &len);
+    if (!bin)
+        return NULL;
+    r->command = bin; /* kept to publish after commit */
+    r->command_len = len;
+    char *hex = malloc(2 * len + 3);
+    memcpy(hex, "\\x", 2);
+    sodium_bin2hex(hex + 2, 2 * len + 1, bin, len);
+    return hex;
+}
+
+static json_t *registration_answer(struct req *r)
+{
+    return json_pack("{s:s, s:s, s:s}", "member_id", r->member_id, "member_no", r->member_no,
+                     "referral_code", r->referral_code);
+}
+
+static void on_inserted(void *arg, PGresult *res, const char *err, const char *sqlstate)
+{
+    struct req *r = arg;
+    if (!res) {
+        bool unique = strcmp(sqlstate, "23505") == 0;
+        if (unique && r->idem_key[0] && strstr(err, "idempotency_keys")) {
+            /* the same key raced us and won: answer as it did */
+            idem_lookup_then(r, NULL);
+            return;
+        }
+        if (unique && strstr(err, "members_tenant_phone_key")) {
+            http_reply_problem(r->ex, 409, "duplicate_phone",
+                               "a member with this phone is already registered", NULL);
+            req_free(r);
+            return;
+        }
+        req_fail_db(r, err);
+        return;
+    }
+    member_events_publish(r->app, PQgetvalue(res, 0, 0), r->member_id, r->command,
+                          r->command_len);
+    char location[200];
+    snprintf(location, sizeof(location), "/v1/members/%s", r->member_id);
+    http_reply_json(r->ex, 201, registration_answer(r), "Location", location, NULL);
+    req_free(r);
+}
+
+static void insert_member(struct req *r)
+{
+    char *payload = encode_registered(r);
+    json_t *answer = registration_answer(r);
+    char *answer_text = json_dumps(answer, JSON_COMPACT);
+    json_decref(answer);
+    const char *p[16] = {r->caller.tenant_id,
+                         r->member_id,
+                         r->member_no,
+                         body_string(r, "name"),
+                         body_string(r, "phone"),
+                         body_string(r, "email"),
+                         body_string(r, "birthday"),
+                         body_string(r, "gender"),
+                         body_string(r, "branch_id"),
+                         r->referral_code,
+                         body_string(r, "referral_code"),
+                         r->attributes_json,
+                         payload,
+                         r->idem_key[0] ? r->idem_key : NULL,
+                         r->request_hash,
+                         answer_text};
+    int rc = pg_pool_query(
+        r->app->pg,
+        "WITH m AS (INSERT INTO members (tenant_id, member_id, member_no, name, phone, email, "
+        "birthday, gender, branch_id, referral_code, referred_by, attributes) VALUES ($1, $2, "
+        "$3, $4, $5, $6, $7::date, $8, $9, $10, $11, $12::jsonb) RETURNING member_id), "
+        "o AS (INSERT INTO outbox (topic, key, payload) SELECT '" TOPIC_MEMBER_EVENTS
+        "', member_id, $13::bytea FROM m RETURNING id), "
+        "i AS (INSERT INTO idempotency_keys (tenant_id, idempotency_key, request_hash, "
+        "response_status, response_body) SELECT $1, $14, $15, 201, $16 FROM m "
+        "WHERE $14::text IS NOT NULL) "
+        "SELECT id FROM o",
+        16, p, on_inserted, r);
+    free(payload);
+    free(answer_text);
+    if (rc < 0)
+        req_fail_db(r, "queue full");
+}
+
+static void on_prepared(void *arg, PGresult *res, const char *err, const char *sqlstate)
+{
+    struct req *r = arg;
+    if (!res) {
+        req_fail_db(r, err);
+        return;
+    }
+    if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
+        struct validation v;
+        validation_init(&v);
+        validation_add(&v, "branch_id", "no such branch in this tenant");
+        validation_reply(r->ex, &v);
+        req_free(r);
+        return;
+    }
+    snprintf(r->member_no, sizeof(r->member_no), "M%s", PQgetvalue(res, 0, 0));
+    uuid7_generate(r->member_id);
+    make_referral_code(r->referral_code);
+    insert_member(r);
+}
+
+/* After the idempotency look-up found nothing: a member number, and the
+ * branch checked, in one round trip. */
+static void prepare(struct req *r)
+{
+    const char *p[2] = {r->caller.tenant_id, body_string(r, "branch_id")};
+    if (pg_pool_query(r->app->pg,
+                      "SELECT nextval('member_no_seq'), EXISTS (SELECT 1 FROM branches "
+                      "WHERE tenant_id = $1 AND branch_id = $2)",
+                      2, p, on_prepared, r) < 0)
+        req_fail_db(r, "queue full");
+}
+
+static void register_authenticated(struct req *r)
+{
+    if (strcmp(r->caller.scope, "admin") != 0 && strcmp(r->caller.scope, "pos") != 0) {
+        http_reply_problem(r->ex, 403, "forbidden", "this key may not register members", NULL);
+        req_free(r);
+        return;
+    }
+    if (!http_read_json_object(r->ex, &r->body)) {
+        req_free(r);
+        return;
+    }
+    struct registration g;
+    if (!validate_registration(r, &g))
+        return;
+    r->attributes_json = g.attributes;
+    idem_lookup_then(r, prepare);
+}
+
+void members_register(struct http_exchange *ex, void *app)
+{
+    auth_then(req_new(app, ex), register_authenticated);
+}
+
+/* ------------------------------------------------------------ look-ups */
+static void get_authenticated(struct req *r)
+{
+    const char *id = http_param(r->ex, "member_id");
+    if (!id || !uuid_is_valid(id)) {
+        http_reply_problem(r->ex, 404, "not_found", "no such member", NULL);
+        req_free(r);
+        return;
+    }
+    member_view_reply(r, id);
+}
+
+void members_get(struct http_exchange *ex, void *app)
+{
+    auth_then(req_new(app, ex), get_authenticated);
+}
+
+static void on_found(void *arg, PGresult *res, const char *err, const char *sqlstate)
+{
+    struct req *r = arg;
+    if (!res) {
+        req_fail_db(r, err);
+        return;
+    }
+    if (PQntuples(res) == 0) {
+        http_reply_problem(r->ex, 404, "not_found", "no member with this phone", NULL);
+        req_free(r);
+        return;
+    }
+    char id[INGEST_KEY_MAX];
+    snprintf(id, sizeof(id), "%s", PQgetvalue(res, 0, 0));
+    member_view_reply(r, id);
+}
+
+static void find_authenticated(struct req *r)
+{
+    const char *phone = http_query(r->ex, "phone");
+    if (!phone || !phone_ok(phone)) {
+        struct validation v;
+        validation_init(&v);
+        validation_add(&v, "phone", "query parameter phone is required: 5 to 20 digits");
+        validation_reply(r->ex, &v);
+        req_free(r);
+        return;
+    }
+    const char *p[2] = {r->caller.tenant_id, phone};
+    if (pg_pool_query(r->app->pg,
+                      "SELECT member_id FROM members WHERE tenant_id = $1 AND phone = $2", 2, p,
+                      on_found, r) < 0)
+        req_fail_db(r, "queue full");
+}
+
+void members_find(struct http_exchange *ex, void *app)
+{
+    auth_then(req_new(app, ex), find_authenticated);
+}

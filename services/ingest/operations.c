@@ -1,0 +1,70 @@
+/* GET /v1/operations/{id}: the verdict of a command that answered 202
+ * (or of any command), read from the ledger's own record of verdicts. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ingest.h"
+
+static void on_verdict(void *arg, PGresult *res, const char *err, const char *sqlstate)
+{
+    struct req *r = arg;
+    if (!res) {
+        req_fail_db(r, err);
+        return;
+    }
+    if (PQntuples(res) == 0) {
+        if (waiter_pending(r->app, r->command_id))
+            http_reply_json(r->ex, 200,
+                            json_pack("{s:s, s:s}", "operation_id", r->command_id, "status",
+                                      "pending"),
+                            NULL);
+        else
+            http_reply_problem(r->ex, 404, "not_found",
+                               "no verdict for this operation (unknown, or not applied yet)",
+                               NULL);
+        req_free(r);
+        return;
+    }
+    size_t len = 0;
+    unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(res, 0, 0), &len);
+    char why[128];
+    Envelope *env = raw ? envelope_decode(raw, len, why, sizeof(why)) : NULL;
+    PQfreemem(raw);
+    json_t *result = NULL;
+    int status = env ? verdict_to_response(env, &result) : -1;
+    envelope_free(env);
+    if (status < 0) {
+        http_reply_problem(r->ex, 500, "internal", "the stored verdict cannot be read", NULL);
+        req_free(r);
+        return;
+    }
+    http_reply_json(r->ex, 200,
+                    json_pack("{s:s, s:s, s:i, s:o}", "operation_id", r->command_id, "status",
+                              status < 400 ? "posted" : "rejected", "http_status", status,
+                              "result", result),
+                    NULL);
+    req_free(r);
+}
+
+static void operation_authenticated(struct req *r)
+{
+    const char *id = http_param(r->ex, "operation_id");
+    if (!id || !uuid_is_valid(id)) {
+        http_reply_problem(r->ex, 404, "not_found", "no such operation", NULL);
+        req_free(r);
+        return;
+    }
+    snprintf(r->command_id, sizeof(r->command_id), "%s", id);
+    const char *p[2] = {r->caller.tenant_id, r->command_id};
+    if (pg_pool_query(r->app->pg,
+                      "SELECT verdict FROM ledger.commands WHERE tenant_id = $1 "
+                      "AND command_id = $2",
+                      2, p, on_verdict, r) < 0)
+        req_fail_db(r, "queue full");
+}
+
+void operations_get(struct http_exchange *ex, void *app)
+{
+    auth_then(req_new(app, ex), operation_authenticated);
+}

@@ -1,0 +1,36 @@
+/* The life of one API request across its asynchronous steps. */
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ingest.h"
+#include "log/log.h"
+
+struct req *req_new(struct ingest *app, struct http_exchange *ex)
+{
+    struct req *r = calloc(1, sizeof(*r));
+    assert(r);
+    r->app = app;
+    r->ex = ex;
+    r->wait_ms = (int)app->wait_default_ms;
+    app->requests++;
+    return r;
+}
+
+void req_free(struct req *r)
+{
+    if (!r)
+        return;
+    json_decref(r->body);
+    free(r->command);
+    free(r->attributes_json);
+    free(r);
+}
+
+void req_fail_db(struct req *r, const char *err)
+{
+    log_fields(LOG_ERROR, "database statement failed", "error", err ? err : "", NULL);
+    http_reply_problem(r->ex, 503, "unavailable", "the database is unavailable; retry shortly",
+                       NULL);
+    req_free(r);
+}

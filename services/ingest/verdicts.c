@@ -1,0 +1,64 @@
+/* A ledger verdict as the HTTP answer the POS gets: the same whether it
+ * arrives while the request waits, on a retry with the same
+ * Idempotency-Key, or through GET /v1/operations/{id}. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ingest.h"
+
+static json_t *verdict_balances(const Balances *b)
+{
+    if (!b)
+        return balances_json(0, 0, 0);
+    return balances_json(b->points, b->stored_value_principal, b->stored_value_bonus);
+}
+
+static int rejected_status(const char *code)
+{
+    if (strcmp(code, "invalid_amount") == 0)
+        return 422;
+    return 409; /* insufficient_balance, balance_overflow: the state refuses it */
+}
+
+/* Returns the HTTP status and sets *body (new reference); -1 when env is
+ * not a verdict. */
+int verdict_to_response(const Envelope *env, json_t **body)
+{
+    if (env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LEDGER_REJECTED) {
+        const LedgerRejected *v = env->ledger_rejected;
+        int status = rejected_status(v->code);
+        *body = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:o}", "type",
+                          "https://tessera.dev/problems/", "title", http_status_title(status),
+                          "status", status, "detail", v->detail, "code", v->code, "operation_id",
+                          v->command_id, "balances", verdict_balances(v->balances));
+        json_object_set_new(*body, "type",
+                            json_sprintf("https://tessera.dev/problems/%s", v->code));
+        return status;
+    }
+    if (env->payload_case != TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LEDGER_POSTED)
+        return -1;
+    const LedgerPosted *v = env->ledger_posted;
+    if (strcmp(v->command_type, "topup") == 0) {
+        *body = json_pack("{s:s, s:s, s:s, s:I, s:I, s:o}", "operation_id", v->command_id,
+                          "posting_id", v->posting_id, "status", "posted", "amount",
+                          (json_int_t)v->amount, "bonus", (json_int_t)v->bonus, "balances",
+                          verdict_balances(v->balances));
+    } else {
+        *body = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:o}", "operation_id",
+                          v->command_id, "purchase_id", v->purchase_id, "status", "completed",
+                          "amount", (json_int_t)v->amount, "charged", (json_int_t)v->charged,
+                          "discount_applied", (json_int_t)0, "paid_principal",
+                          (json_int_t)v->paid_principal, "paid_bonus",
+                          (json_int_t)v->paid_bonus, "balances", verdict_balances(v->balances));
+    }
+    return 201;
+}
+
+void answer_json(struct http_exchange *ex, int status, json_t *body)
+{
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    http_reply_raw(ex, status, status >= 400 ? "application/problem+json" : "application/json",
+                   text ? text : "{}", text ? strlen(text) : 2);
+    free(text);
+}

@@ -1,0 +1,487 @@
+/* Applying a batch of ledger commands: decode, load what the batch needs
+ * in three statements, decide every command in order in memory (a member's
+ * commands arrive in order on one partition), then write commands, journal
+ * lines and balances in three statements. The pipeline commits all of it
+ * with the offsets and the outbox. */
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus/topics.h"
+#include "events/codec.h"
+#include "ids/uuid7.h"
+#include "ledger.h"
+#include "log/log.h"
+#include "money/money.h"
+
+#define ACCOUNT_MAX 300
+
+/* ------------------------------------------------------- batch state */
+void ledger_begin_batch(void *ctx)
+{
+    struct ledger_ctx *l = ctx;
+    for (size_t i = 0; i < l->member_count; i++) {
+        free(l->members[i].tenant_id);
+        free(l->members[i].member_id);
+    }
+    for (size_t i = 0; i < l->ladder_count; i++)
+        free(l->ladders[i].tenant_id);
+    for (size_t i = 0; i < l->verdict_count; i++) {
+        free(l->verdicts[i].tenant_id);
+        free(l->verdicts[i].command_id);
+        free(l->verdicts[i].envelope);
+    }
+    l->member_count = l->ladder_count = l->verdict_count = 0;
+    store_rows_free(&l->rows);
+    store_rows_init(&l->rows);
+}
+
+static void *grow(void *arr, size_t count, size_t *cap, size_t elem)
+{
+    if (count < *cap)
+        return arr;
+    *cap = *cap ? *cap * 2 : 64;
+    arr = realloc(arr, *cap * elem);
+    assert(arr);
+    return arr;
+}
+
+/* Lookups are linear: a batch holds at most PIPELINE_BATCH_MAX commands. */
+struct ledger_member *ledger_member_find(struct ledger_ctx *l, const char *tenant_id,
+                                         const char *member_id, bool create)
+{
+    for (size_t i = 0; i < l->member_count; i++)
+        if (strcmp(l->members[i].member_id, member_id) == 0 &&
+            strcmp(l->members[i].tenant_id, tenant_id) == 0)
+            return &l->members[i];
+    if (!create)
+        return NULL;
+    l->members = grow(l->members, l->member_count, &l->member_cap, sizeof(*l->members));
+    struct ledger_member *m = &l->members[l->member_count++];
+    *m = (struct ledger_member){.tenant_id = strdup(tenant_id), .member_id = strdup(member_id)};
+    return m;
+}
+
+struct ledger_ladder *ledger_ladder_find(struct ledger_ctx *l, const char *tenant_id, bool create)
+{
+    for (size_t i = 0; i < l->ladder_count; i++)
+        if (strcmp(l->ladders[i].tenant_id, tenant_id) == 0)
+            return &l->ladders[i];
+    if (!create)
+        return NULL;
+    l->ladders = grow(l->ladders, l->ladder_count, &l->ladder_cap, sizeof(*l->ladders));
+    struct ledger_ladder *ld = &l->ladders[l->ladder_count++];
+    *ld = (struct ledger_ladder){.tenant_id = strdup(tenant_id)};
+    return ld;
+}
+
+struct ledger_verdict *ledger_verdict_find(struct ledger_ctx *l, const char *tenant_id,
+                                           const char *command_id)
+{
+    for (size_t i = 0; i < l->verdict_count; i++)
+        if (strcmp(l->verdicts[i].command_id, command_id) == 0 &&
+            strcmp(l->verdicts[i].tenant_id, tenant_id) == 0)
+            return &l->verdicts[i];
+    return NULL;
+}
+
+void ledger_verdict_add(struct ledger_ctx *l, const char *tenant_id, const char *command_id,
+                        uint8_t *envelope, size_t len)
+{
+    l->verdicts = grow(l->verdicts, l->verdict_count, &l->verdict_cap, sizeof(*l->verdicts));
+    l->verdicts[l->verdict_count++] = (struct ledger_verdict){.tenant_id = strdup(tenant_id),
+                                                              .command_id = strdup(command_id),
+                                                              .envelope = envelope,
+                                                              .len = len};
+}
+
+/* ------------------------------------------------------- commands */
+static const char *command_id_of(const Envelope *env)
+{
+    switch (env->payload_case) {
+    case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_TOP_UP_STORED_VALUE:
+        return env->top_up_stored_value->command_id;
+    case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_RECORD_PURCHASE:
+        return env->record_purchase->command_id;
+    default:
+        return NULL;
+    }
+}
+
+static const char *command_type_of(const Envelope *env)
+{
+    return env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_TOP_UP_STORED_VALUE
+               ? "topup"
+               : "purchase";
+}
+
+/* What one command produced, before it is encoded. */
+struct outcome {
+    const Envelope *cmd;
+    struct ledger_member *member;
+    char posting_id[UUID_STR_SIZE];
+    JournalLine lines[4];
+    JournalLine *line_ptrs[4];
+    char accounts[4][ACCOUNT_MAX];
+    size_t line_count;
+    const char *reject_code; /* NULL: posted */
+    const char *reject_detail;
+    int64_t amount, charged, bonus, paid_principal, paid_bonus;
+    char purchase_id[UUID_STR_SIZE];
+};
+
+static void outcome_line(struct outcome *o, const char *account, const char *asset, int64_t amount)
+{
+    if (amount == 0)
+        return;
+    assert(o->line_count < 4);
+    size_t i = o->line_count++;
+    snprintf(o->accounts[i], ACCOUNT_MAX, "%s", account);
+    tessera__ledger__v1__journal_line__init(&o->lines[i]);
+    o->lines[i].account = o->accounts[i];
+    o->lines[i].asset = (char *)asset;
+    o->lines[i].amount = amount;
+    o->line_ptrs[i] = &o->lines[i];
+}
+
+static void decide_topup(struct ledger_ctx *l, struct outcome *o)
+{
+    const Envelope *env = o->cmd;
+    const TopUpStoredValue *t = env->top_up_stored_value;
+    struct ledger_ladder *ld = ledger_ladder_find(l, env->tenant_id, false);
+    int64_t bonus = ld ? rules_topup_bonus(ld->steps, ld->count, t->amount) : 0;
+    struct sv_balance after;
+    enum rules_result r = rules_plan_topup(o->member->sv, t->amount, bonus, &after);
+    o->amount = t->amount;
+    if (r != RULES_OK) {
+        o->reject_code = rules_result_code(r);
+        o->reject_detail = "the top-up amount is not acceptable";
+        return;
+    }
+    char member[ACCOUNT_MAX], sold[ACCOUNT_MAX], issued[ACCOUNT_MAX];
+    snprintf(member, sizeof(member), "member:%s", env->member_id);
+    snprintf(sold, sizeof(sold), "tenant:%s:branch:%s:sv_sold", env->tenant_id, env->branch_id);
+    snprintf(issued, sizeof(issued), "tenant:%s:sv_bonus_issued", env->tenant_id);
+    outcome_line(o, member, "sv_principal", t->amount);
+    outcome_line(o, sold, "sv_principal", -t->amount);
+    outcome_line(o, member, "sv_bonus", bonus);
+    outcome_line(o, issued, "sv_bonus", -bonus);
+    o->member->sv = after;
+    o->bonus = bonus;
+    o->charged = t->amount;
+}
+
+static void decide_purchase(struct ledger_ctx *l, struct outcome *o)
+{
+    const Envelope *env = o->cmd;
+    const RecordPurchase *p = env->record_purchase;
+    o->amount = p->amount;
+    o->charged = p->amount; /* tier discounts come with the tiering rules */
+    if (strcmp(p->payment_method, "stored_value") == 0) {
+        int64_t from_p = 0, from_b = 0;
+        enum rules_result r = rules_plan_sv_spend(o->member->sv, o->charged, &from_p, &from_b);
+        if (r != RULES_OK) {
+            o->reject_code = rules_result_code(r);
+            o->reject_detail = r == RULES_INSUFFICIENT_BALANCE
+                                   ? "the stored-value balance does not cover the charge"
+                                   : "the purchase amount is not acceptable";
+            return;
+        }
+        char member[ACCOUNT_MAX], redeemed[ACCOUNT_MAX];
+        snprintf(member, sizeof(member), "member:%s", env->member_id);
+        snprintf(redeemed, sizeof(redeemed), "tenant:%s:branch:%s:sv_redeemed", env->tenant_id,
+                 env->branch_id);
+        outcome_line(o, member, "sv_principal", -from_p);
+        outcome_line(o, redeemed, "sv_principal", from_p);
+        outcome_line(o, member, "sv_bonus", -from_b);
+        outcome_line(o, redeemed, "sv_bonus", from_b);
+        o->member->sv.principal -= from_p;
+        o->member->sv.bonus -= from_b;
+        o->paid_principal = from_p;
+        o->paid_bonus = from_b;
+    } else if (p->amount <= 0 || p->amount > MONEY_AMOUNT_MAX) {
+        o->reject_code = rules_result_code(RULES_INVALID_AMOUNT);
+        o->reject_detail = "the purchase amount is not acceptable";
+        return;
+    }
+    uuid7_generate(o->purchase_id);
+}
+
+/* ------------------------------------------------------- encoding */
+static void outcome_meta(const struct outcome *o, struct event_meta *meta)
+{
+    const Envelope *c = o->cmd;
+    *meta = (struct event_meta){.tenant_id = c->tenant_id,
+                                .branch_id = c->branch_id,
+                                .member_id = c->member_id,
+                                .causation_id = c->event_id,
+                                .correlation_id =
+                                    c->correlation_id[0] ? c->correlation_id : c->event_id,
+                                .actor_kind = "service",
+                                .actor_id = "ledger"};
+}
+
+static void outcome_balances(const struct outcome *o, Balances *bal)
+{
+    tessera__ledger__v1__balances__init(bal);
+    bal->points = o->member->points;
+    bal->stored_value_principal = o->member->sv.principal;
+    bal->stored_value_bonus = o->member->sv.bonus;
+    bal->version = o->member->version;
+}
+
+/* The verdict envelope (LedgerPosted or LedgerRejected), encoded. */
+static uint8_t *encode_verdict(const struct outcome *o, size_t *len)
+{
+    struct event_meta meta;
+    Envelope env;
+    Actor actor;
+    Balances bal;
+    LedgerPosted posted;
+    LedgerRejected rejected;
+    outcome_meta(o, &meta);
+    envelope_init(&env, &actor, &meta);
+    outcome_balances(o, &bal);
+    const char *cmd_id = command_id_of(o->cmd);
+    if (o->reject_code) {
+        tessera__ledger__v1__ledger_rejected__init(&rejected);
+        rejected.command_id = (char *)cmd_id;
+        rejected.command_type = (char *)command_type_of(o->cmd);
+        rejected.code = (char *)o->reject_code;
+        rejected.detail = (char *)o->reject_detail;
+        rejected.balances = &bal;
+        env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LEDGER_REJECTED;
+        env.ledger_rejected = &rejected;
+    } else {
+        tessera__ledger__v1__ledger_posted__init(&posted);
+        posted.command_id = (char *)cmd_id;
+        posted.posting_id = (char *)o->posting_id;
+        posted.command_type = (char *)command_type_of(o->cmd);
+        posted.n_lines = o->line_count;
+        posted.lines = (JournalLine **)o->line_ptrs;
+        posted.balances = &bal;
+        posted.amount = o->amount;
+        posted.charged = o->charged;
+        posted.bonus = o->bonus;
+        posted.purchase_id = (char *)o->purchase_id;
+        posted.paid_principal = o->paid_principal;
+        posted.paid_bonus = o->paid_bonus;
+        env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LEDGER_POSTED;
+        env.ledger_posted = &posted;
+    }
+    return envelope_encode(&env, len);
+}
+
+/* The business fact of a posted command (StoredValueToppedUp or
+ * PurchaseRecorded), for tiering, campaign and analytics. */
+static uint8_t *encode_fact(const struct outcome *o, size_t *len)
+{
+    struct event_meta meta;
+    Envelope env;
+    Actor actor;
+    Balances bal;
+    StoredValueToppedUp topped;
+    PurchaseRecorded purchase;
+    outcome_meta(o, &meta);
+    envelope_init(&env, &actor, &meta);
+    env.occurred_at_us = o->cmd->occurred_at_us;
+    outcome_balances(o, &bal);
+    if (o->cmd->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_TOP_UP_STORED_VALUE) {
+        tessera__ledger__v1__stored_value_topped_up__init(&topped);
+        topped.command_id = o->cmd->top_up_stored_value->command_id;
+        topped.amount = o->amount;
+        topped.bonus = o->bonus;
+        topped.payment_method = o->cmd->top_up_stored_value->payment_method;
+        topped.balances = &bal;
+        env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_STORED_VALUE_TOPPED_UP;
+        env.stored_value_topped_up = &topped;
+    } else {
+        const RecordPurchase *p = o->cmd->record_purchase;
+        tessera__ledger__v1__purchase_recorded__init(&purchase);
+        purchase.command_id = p->command_id;
+        purchase.purchase_id = (char *)o->purchase_id;
+        purchase.amount = o->amount;
+        purchase.charged = o->charged;
+        purchase.payment_method = p->payment_method;
+        purchase.paid_principal = o->paid_principal;
+        purchase.paid_bonus = o->paid_bonus;
+        purchase.n_items = p->n_items;
+        purchase.items = p->items;
+        env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_PURCHASE_RECORDED;
+        env.purchase_recorded = &purchase;
+    }
+    return envelope_encode(&env, len);
+}
+
+/* ------------------------------------------------------- rows */
+static void record_rows(struct ledger_ctx *l, const struct outcome *o, const uint8_t *verdict,
+                        size_t verdict_len)
+{
+    struct ledger_rows *r = &l->rows;
+    const Envelope *c = o->cmd;
+    const char *cmd_id = command_id_of(c);
+    char actor[2 * EVENT_ID_FIELD_MAX + 2] = "";
+    if (c->actor)
+        snprintf(actor, sizeof(actor), "%s:%s", c->actor->kind, c->actor->id);
+    db_array_add(&r->cmd_tenant, c->tenant_id);
+    db_array_add(&r->cmd_id, cmd_id);
+    db_array_add(&r->cmd_type, command_type_of(c));
+    db_array_add(&r->cmd_member, c->member_id);
+    db_array_add(&r->cmd_status, o->reject_code ? "rejected" : "posted");
+    db_array_add(&r->cmd_code, o->reject_code);
+    db_array_add(&r->cmd_posting, o->reject_code ? NULL : o->posting_id);
+    db_array_add_bytea(&r->cmd_verdict, verdict, verdict_len);
+    const char *method = c->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_TOP_UP_STORED_VALUE
+                             ? c->top_up_stored_value->payment_method
+                             : c->record_purchase->payment_method;
+    char reason[128];
+    snprintf(reason, sizeof(reason), "%s:%s", command_type_of(c), method);
+    for (size_t i = 0; i < o->line_count; i++) {
+        bool member_line = strncmp(o->lines[i].account, "member:", 7) == 0;
+        db_array_add(&r->j_posting, o->posting_id);
+        db_array_add(&r->j_command, cmd_id);
+        db_array_add(&r->j_tenant, c->tenant_id);
+        db_array_add(&r->j_member, member_line ? c->member_id : NULL);
+        db_array_add(&r->j_branch, c->branch_id);
+        db_array_add(&r->j_account, o->lines[i].account);
+        db_array_add(&r->j_asset, o->lines[i].asset);
+        db_array_add_int(&r->j_amount, o->lines[i].amount);
+        db_array_add(&r->j_reason, reason);
+        db_array_add(&r->j_actor, actor);
+    }
+}
+
+/* A command seen before: answer with the original verdict again, marked
+ * duplicate, and change nothing. */
+static void emit_duplicate(struct ledger_ctx *l, struct pipeline_batch *b, const Envelope *cmd,
+                           const struct ledger_verdict *v)
+{
+    char why[128];
+    Envelope *env = envelope_decode(v->envelope, v->len, why, sizeof(why));
+    if (!env) {
+        log_fields(LOG_ERROR, "stored verdict does not decode", "reason", why, NULL);
+        return;
+    }
+    char event_id[UUID_STR_SIZE];
+    uuid7_generate(event_id);
+    char *own_event_id = env->event_id, *own_causation_id = env->causation_id;
+    env->event_id = event_id;
+    env->causation_id = cmd->event_id;
+    env->recorded_at_us = event_now_us();
+    if (env->ledger_posted && env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LEDGER_POSTED)
+        env->ledger_posted->duplicate = true;
+    else if (env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LEDGER_REJECTED)
+        env->ledger_rejected->duplicate = true;
+    size_t len = 0;
+    uint8_t *out = envelope_encode(env, &len);
+    /* Give the decoded strings back so envelope_free frees what it owns. */
+    env->event_id = own_event_id;
+    env->causation_id = own_causation_id;
+    envelope_free(env);
+    if (out)
+        pipeline_emit(b, TOPIC_LEDGER_EVENTS, cmd->member_id, out, len);
+    atomic_fetch_add(&l->duplicates, 1);
+}
+
+static void apply_one(struct ledger_ctx *l, struct pipeline_batch *b, const Envelope *cmd)
+{
+    const char *cmd_id = command_id_of(cmd);
+    struct ledger_verdict *seen = ledger_verdict_find(l, cmd->tenant_id, cmd_id);
+    if (seen) {
+        emit_duplicate(l, b, cmd, seen);
+        return;
+    }
+    struct outcome o = {.cmd = cmd,
+                        .member = ledger_member_find(l, cmd->tenant_id, cmd->member_id, false)};
+    assert(o.member);
+    uuid7_generate(o.posting_id);
+    struct ledger_member before = *o.member;
+    if (cmd->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_TOP_UP_STORED_VALUE)
+        decide_topup(l, &o);
+    else
+        decide_purchase(l, &o);
+    if (o.reject_code) {
+        *o.member = before; /* a rejection changes nothing */
+        o.line_count = 0;
+    } else if (o.line_count > 0) {
+        o.member->version++;
+        o.member->dirty = true;
+    }
+    size_t vlen = 0;
+    uint8_t *verdict = encode_verdict(&o, &vlen);
+    assert(verdict); /* bounded fields: an encoding failure is a programmer error */
+    record_rows(l, &o, verdict, vlen);
+    uint8_t *copy = malloc(vlen);
+    assert(copy);
+    memcpy(copy, verdict, vlen);
+    ledger_verdict_add(l, cmd->tenant_id, cmd_id, copy, vlen);
+    if (!o.reject_code) {
+        size_t flen = 0;
+        uint8_t *fact = encode_fact(&o, &flen);
+        if (fact)
+            pipeline_emit(b, TOPIC_LEDGER_EVENTS, cmd->member_id, fact, flen);
+        atomic_fetch_add(&l->posted, 1);
+    } else {
+        atomic_fetch_add(&l->rejected, 1);
+    }
+    pipeline_emit(b, TOPIC_LEDGER_EVENTS, cmd->member_id, verdict, vlen);
+}
+
+/* Checks a decoded envelope is a ledger command we can key; the reason
+ * when not (the message goes to dead-letter). */
+static const char *command_problem(const Envelope *env)
+{
+    const char *id = command_id_of(env);
+    if (!id)
+        return "not a ledger command";
+    if (!uuid_is_valid(id))
+        return "command_id is not a UUID";
+    if (!env->member_id[0])
+        return "command without member_id";
+    return NULL;
+}
+
+int ledger_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *err, size_t err_len)
+{
+    struct ledger_ctx *l = ctx;
+    Envelope **envs = calloc(b->count, sizeof(*envs));
+    assert(envs);
+    struct db_array cmd_tenants, cmd_ids;
+    db_array_init(&cmd_tenants);
+    db_array_init(&cmd_ids);
+    for (size_t i = 0; i < b->count; i++) {
+        char why[128];
+        const rd_kafka_message_t *m = b->msgs[i];
+        envs[i] = envelope_decode(m->payload, m->len, why, sizeof(why));
+        const char *problem = envs[i] ? command_problem(envs[i]) : "undecodable envelope";
+        if (problem) {
+            pipeline_mark_poison(b, i, problem);
+            envelope_free(envs[i]);
+            envs[i] = NULL;
+            continue;
+        }
+        ledger_member_find(l, envs[i]->tenant_id, envs[i]->member_id, true);
+        ledger_ladder_find(l, envs[i]->tenant_id, true);
+        db_array_add(&cmd_tenants, envs[i]->tenant_id);
+        db_array_add(&cmd_ids, command_id_of(envs[i]));
+    }
+    int rc = store_load(pg, l, &cmd_tenants, &cmd_ids, err, err_len);
+    if (rc == 0) {
+        for (size_t i = 0; i < b->count; i++)
+            if (envs[i])
+                apply_one(l, b, envs[i]);
+        rc = store_write(pg, l, err, err_len);
+    }
+    for (size_t i = 0; i < b->count; i++)
+        envelope_free(envs[i]);
+    free(envs);
+    db_array_free(&cmd_tenants);
+    db_array_free(&cmd_ids);
+    return rc;
+}
+
+void ledger_after_commit(void *ctx, struct pipeline_batch *b)
+{
+    ledger_cache_sync(ctx);
+}

@@ -1,0 +1,80 @@
+/* tessera-ledger: the only writer of balances. Consumes ledger-commands,
+ * applies each exactly once with a double-entry journal, and publishes
+ * verdicts and facts on ledger-events. */
+#include "bus/topics.h"
+#include "cache/cache.h"
+#include "ledger.h"
+#include "service/admin.h"
+#include "service/consumer_service.h"
+
+extern const struct db_migration ledger_migrations[];
+extern const unsigned ledger_migrations_count;
+
+static struct service_common_config common;
+static long long batch_max, poll_timeout_ms;
+
+static const struct config_entry config_table[] = {
+    SERVICE_COMMON_CONFIG(common, "9101"),
+    {"TESSERA_LEDGER_BATCH_MAX", CONFIG_INT, &batch_max, "500", 1, PIPELINE_BATCH_MAX, false,
+     "commands applied in one transaction at most"},
+    {"TESSERA_LEDGER_POLL_TIMEOUT_MS", CONFIG_INT, &poll_timeout_ms, "100", 1, 5000, false,
+     "how long a poll waits for the first command"},
+};
+
+static struct ledger_ctx ledger;
+
+static int ledger_setup(void *ctx, const struct service_common_config *c)
+{
+    struct ledger_ctx *l = ctx;
+    l->redis_host = c->redis_host;
+    l->redis_port = (int)c->redis_port;
+    store_rows_init(&l->rows);
+    char err[256];
+    l->rc = cache_connect(l->redis_host, l->redis_port, 1000, err, sizeof(err));
+    atomic_store(&l->redis_ok, l->rc != NULL);
+    return 0; /* the cache may come later: it is only a cache */
+}
+
+static bool ledger_ready(void *ctx, json_t *checks)
+{
+    struct ledger_ctx *l = ctx;
+    bool redis = atomic_load(&l->redis_ok);
+    json_object_set_new(checks, "redis", json_boolean(redis));
+    return redis;
+}
+
+static void ledger_metrics(void *ctx, struct evbuffer *out)
+{
+    struct ledger_ctx *l = ctx;
+    admin_metric(out, "tessera_ledger_commands_posted_total", "counter", atomic_load(&l->posted));
+    admin_metric(out, "tessera_ledger_commands_rejected_total", "counter",
+                 atomic_load(&l->rejected));
+    admin_metric(out, "tessera_ledger_commands_duplicate_total", "counter",
+                 atomic_load(&l->duplicates));
+}
+
+int main(int argc, char **argv)
+{
+    static const char *const topics[] = {TOPIC_LEDGER_COMMANDS};
+    static const struct pipeline_ops ops = {.apply = ledger_apply_batch,
+                                            .after_commit = ledger_after_commit,
+                                            .begin_batch = ledger_begin_batch};
+    const struct consumer_service svc = {
+        .name = "ledger",
+        .summary = "tessera-ledger: applies ledger commands exactly once",
+        .schema = "ledger",
+        .group_id = "ledger",
+        .topics = topics,
+        .topic_count = 1,
+        .migrations = ledger_migrations,
+        .migration_count = ledger_migrations_count,
+        .ops = &ops,
+        .ctx = &ledger,
+        .setup = ledger_setup,
+        .ready = ledger_ready,
+        .metrics = ledger_metrics,
+    };
+    return consumer_service_run(argc, argv, &svc, config_table,
+                                sizeof(config_table) / sizeof(config_table[0]), &common,
+                                &batch_max, &poll_timeout_ms);
+}

@@ -1,0 +1,213 @@
+/* The ledger's PostgreSQL statements. A batch costs a fixed number of
+ * round trips whatever its size: three loads, three writes, all through
+ * unnest() of array parameters. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ledger.h"
+#include "log/log.h"
+
+#define ROWS_EACH(r, X)                                                                        \
+    X(r->cmd_tenant) X(r->cmd_id) X(r->cmd_type) X(r->cmd_member) X(r->cmd_status)              \
+        X(r->cmd_code) X(r->cmd_posting) X(r->cmd_verdict) X(r->j_posting) X(r->j_command)      \
+            X(r->j_tenant) X(r->j_member) X(r->j_branch) X(r->j_account) X(r->j_asset)          \
+                X(r->j_amount) X(r->j_reason) X(r->j_actor)
+
+#define INIT_ONE(a) db_array_init(&(a));
+#define FREE_ONE(a) db_array_free(&(a));
+
+void store_rows_init(struct ledger_rows *r)
+{
+    ROWS_EACH(r, INIT_ONE)
+}
+
+void store_rows_free(struct ledger_rows *r)
+{
+    ROWS_EACH(r, FREE_ONE)
+}
+
+static int64_t int_at(const PGresult *res, int row, int col)
+{
+    return strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+static int load_balances(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
+{
+    struct db_array tenants, members;
+    db_array_init(&tenants);
+    db_array_init(&members);
+    for (size_t i = 0; i < l->member_count; i++) {
+        db_array_add(&tenants, l->members[i].tenant_id);
+        db_array_add(&members, l->members[i].member_id);
+    }
+    const char *params[2] = {db_array_finish(&tenants), db_array_finish(&members)};
+    PGresult *res = db_query(pg,
+                             "SELECT b.tenant_id, b.member_id, b.points, b.sv_principal, "
+                             "b.sv_bonus, b.version FROM balances b "
+                             "JOIN unnest($1::text[], $2::text[]) AS k(t, m) "
+                             "ON b.tenant_id = k.t AND b.member_id = k.m",
+                             2, params, err, err_len, NULL);
+    db_array_free(&tenants);
+    db_array_free(&members);
+    if (!res)
+        return -1;
+    for (int i = 0; i < PQntuples(res); i++) {
+        struct ledger_member *m =
+            ledger_member_find(l, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), false);
+        if (!m)
+            continue;
+        m->points = int_at(res, i, 2);
+        m->sv.principal = int_at(res, i, 3);
+        m->sv.bonus = int_at(res, i, 4);
+        m->version = int_at(res, i, 5);
+    }
+    PQclear(res);
+    return 0;
+}
+
+static int load_ladders(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
+{
+    struct db_array tenants;
+    db_array_init(&tenants);
+    for (size_t i = 0; i < l->ladder_count; i++)
+        db_array_add(&tenants, l->ladders[i].tenant_id);
+    const char *params[1] = {db_array_finish(&tenants)};
+    PGresult *res = db_query(pg,
+                             "SELECT tenant_id, threshold, bonus FROM topup_bonus_steps "
+                             "WHERE tenant_id = ANY($1::text[]) ORDER BY tenant_id, threshold",
+                             1, params, err, err_len, NULL);
+    db_array_free(&tenants);
+    if (!res)
+        return -1;
+    for (int i = 0; i < PQntuples(res); i++) {
+        struct ledger_ladder *ld = ledger_ladder_find(l, PQgetvalue(res, i, 0), false);
+        if (!ld || ld->count == RULES_BONUS_STEPS_MAX)
+            continue;
+        ld->steps[ld->count++] =
+            (struct bonus_step){.threshold = int_at(res, i, 1), .bonus = int_at(res, i, 2)};
+    }
+    PQclear(res);
+    return 0;
+}
+
+static int load_verdicts(PGconn *pg, struct ledger_ctx *l, const char *tenants_literal,
+                         const char *ids_literal, char *err, size_t err_len)
+{
+    const char *params[2] = {tenants_literal, ids_literal};
+    PGresult *res = db_query(pg,
+                             "SELECT c.tenant_id, c.command_id, c.verdict FROM commands c "
+                             "JOIN unnest($1::text[], $2::text[]) AS k(t, id) "
+                             "ON c.tenant_id = k.t AND c.command_id = k.id",
+                             2, params, err, err_len, NULL);
+    if (!res)
+        return -1;
+    for (int i = 0; i < PQntuples(res); i++) {
+        size_t len = 0;
+        unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(res, i, 2), &len);
+        if (!raw)
+            continue;
+        uint8_t *copy = malloc(len);
+        memcpy(copy, raw, len);
+        PQfreemem(raw);
+        ledger_verdict_add(l, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), copy, len);
+    }
+    PQclear(res);
+    return 0;
+}
+
+int store_load(PGconn *pg, struct ledger_ctx *l, struct db_array *cmd_tenants,
+               struct db_array *cmd_ids, char *err, size_t err_len)
+{
+    if (load_verdicts(pg, l, db_array_finish(cmd_tenants), db_array_finish(cmd_ids), err,
+                      err_len) < 0 ||
+        load_balances(pg, l, err, err_len) < 0 || load_ladders(pg, l, err, err_len) < 0)
+        return -1;
+    return 0;
+}
+
+static int write_commands(PGconn *pg, struct ledger_rows *r, char *err, size_t err_len)
+{
+    if (r->cmd_id.count == 0)
+        return 0;
+    const char *p[8] = {db_array_finish(&r->cmd_tenant), db_array_finish(&r->cmd_id),
+                        db_array_finish(&r->cmd_type),   db_array_finish(&r->cmd_member),
+                        db_array_finish(&r->cmd_status), db_array_finish(&r->cmd_code),
+                        db_array_finish(&r->cmd_posting), db_array_finish(&r->cmd_verdict)};
+    PGresult *res = db_query(pg,
+                             "INSERT INTO commands (tenant_id, command_id, command_type, "
+                             "member_id, status, code, posting_id, verdict) "
+                             "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
+                             "$4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[])",
+                             8, p, err, err_len, NULL);
+    if (!res)
+        return -1;
+    PQclear(res);
+    return 0;
+}
+
+static int write_journal(PGconn *pg, struct ledger_rows *r, char *err, size_t err_len)
+{
+    if (r->j_posting.count == 0)
+        return 0;
+    const char *p[10] = {db_array_finish(&r->j_posting), db_array_finish(&r->j_command),
+                         db_array_finish(&r->j_tenant),  db_array_finish(&r->j_member),
+                         db_array_finish(&r->j_branch),  db_array_finish(&r->j_account),
+                         db_array_finish(&r->j_asset),   db_array_finish(&r->j_amount),
+                         db_array_finish(&r->j_reason),  db_array_finish(&r->j_actor)};
+    PGresult *res = db_query(pg,
+                             "INSERT INTO journal (posting_id, command_id, tenant_id, member_id, "
+                             "branch_id, account, asset, amount, reason, actor) "
+                             "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
+                             "$4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], "
+                             "$9::text[], $10::text[])",
+                             10, p, err, err_len, NULL);
+    if (!res)
+        return -1;
+    PQclear(res);
+    return 0;
+}
+
+static int write_balances(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
+{
+    struct db_array t, m, pts, pr, bo, ver;
+    db_array_init(&t), db_array_init(&m), db_array_init(&pts);
+    db_array_init(&pr), db_array_init(&bo), db_array_init(&ver);
+    for (size_t i = 0; i < l->member_count; i++) {
+        const struct ledger_member *mb = &l->members[i];
+        if (!mb->dirty)
+            continue;
+        db_array_add(&t, mb->tenant_id);
+        db_array_add(&m, mb->member_id);
+        db_array_add_int(&pts, mb->points);
+        db_array_add_int(&pr, mb->sv.principal);
+        db_array_add_int(&bo, mb->sv.bonus);
+        db_array_add_int(&ver, mb->version);
+    }
+    int rc = 0;
+    if (t.count > 0) {
+        const char *p[6] = {db_array_finish(&t),  db_array_finish(&m),  db_array_finish(&pts),
+                            db_array_finish(&pr), db_array_finish(&bo), db_array_finish(&ver)};
+        PGresult *res = db_query(
+            pg,
+            "INSERT INTO balances (tenant_id, member_id, points, sv_principal, sv_bonus, "
+            "version) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], "
+            "$5::bigint[], $6::bigint[]) ON CONFLICT (tenant_id, member_id) DO UPDATE SET "
+            "points = EXCLUDED.points, sv_principal = EXCLUDED.sv_principal, "
+            "sv_bonus = EXCLUDED.sv_bonus, version = EXCLUDED.version, updated_at = now()",
+            6, p, err, err_len, NULL);
+        rc = res ? 0 : -1;
+        PQclear(res);
+    }
+    db_array_free(&t), db_array_free(&m), db_array_free(&pts);
+    db_array_free(&pr), db_array_free(&bo), db_array_free(&ver);
+    return rc;
+}
+
+int store_write(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
+{
+    if (write_commands(pg, &l->rows, err, err_len) < 0 ||
+        write_journal(pg, &l->rows, err, err_len) < 0 || write_balances(pg, l, err, err_len) < 0)
+        return -1;
+    return 0;
+}
