@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# `make run`: starts the local runtime and the five services, prints where
+# the API is and the demo admin key, and stops everything in order on
+# Ctrl-C (or `make stop` from another shell).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+local_dir=${TESSERA_LOCAL_DIR:-$repo/.local}
+api_port=${TESSERA_LOCAL_API_PORT:-8080}
+
+stopping=0
+stop() {
+  [ $stopping -eq 0 ] || return 0
+  stopping=1
+  echo
+  echo "Stopping Tessera..."
+  "$here/runtime.sh" stop
+  echo "Stopped."
+  exit 0
+}
+trap stop INT TERM
+
+"$here/runtime.sh" start
+cat <<INFO
+
+Tessera is running.
+  API:            http://127.0.0.1:$api_port
+  Demo admin key: $(cat "$local_dir/api-key")   (also in $local_dir/api-key)
+  Tenant:         demo (branches hq, branch-1)
+  Logs:           $local_dir/logs/
+Press Ctrl-C to stop (or run 'make stop' in another shell).
+INFO
+
+# Stay in the foreground until a signal, or until the API exits on its own.
+while [ -f "$local_dir/pids/ingest.pid" ] && kill -0 "$(cat "$local_dir/pids/ingest.pid")" 2>/dev/null; do
+  sleep 1 &
+  wait $! || true
+done
+[ $stopping -eq 1 ] || { echo "The API stopped; stopping the rest." >&2; "$here/runtime.sh" stop; }

@@ -1,0 +1,243 @@
+#!/usr/bin/env bash
+# The local runtime: PostgreSQL and Redis from Debian's packages with their
+# data under $TESSERA_LOCAL_DIR (default .local/), the development Kafka
+# broker, and the five services. Used by `make run`, `make stop` and the
+# tests (which point TESSERA_LOCAL_DIR and the ports elsewhere).
+#
+#   runtime.sh start            infrastructure, migrations, demo tenant, services
+#   runtime.sh stop             ordered: ingest, drain consumers, consumers, broker, Redis, PostgreSQL
+#   runtime.sh start-service S  start one service (ingest ledger tiering campaign notification)
+#   runtime.sh stop-service S   SIGTERM one service and wait for it
+#   runtime.sh kill-service S   SIGKILL one service (crash tests)
+#   runtime.sh env              print the environment services and tests use
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+local_dir=${TESSERA_LOCAL_DIR:-$repo/.local}
+pg_port=${TESSERA_LOCAL_PG_PORT:-55432}
+redis_port=${TESSERA_LOCAL_REDIS_PORT:-56379}
+api_port=${TESSERA_LOCAL_API_PORT:-8080}
+admin_base=${TESSERA_LOCAL_ADMIN_PORT_BASE:-9100}
+partitions=${TESSERA_LOCAL_PARTITIONS:-6}
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+services=(ingest ledger tiering campaign notification)
+consumers=(ledger tiering campaign notification)
+ready_timeout_s=${TESSERA_LOCAL_READY_TIMEOUT_S:-60}
+
+say() { echo "runtime: $*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+admin_port_of() {
+  case $1 in
+    ingest) echo $((admin_base + 0)) ;; ledger) echo $((admin_base + 1)) ;;
+    tiering) echo $((admin_base + 2)) ;; campaign) echo $((admin_base + 3)) ;;
+    notification) echo $((admin_base + 4)) ;; *) die "unknown service '$1'" ;;
+  esac
+}
+
+pg_dsn() { echo "host=127.0.0.1 port=$pg_port user=tessera dbname=tessera"; }
+
+# Runs a command as the postgres user when we are root (PostgreSQL refuses
+# to run as root), as ourselves otherwise.
+as_pg() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# Polls until a command succeeds or the deadline passes.
+wait_for() {
+  local what=$1 seconds=$2; shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || { say "timed out waiting for $what"; return 1; }
+    sleep 0.1
+  done
+}
+
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# ---------------------------------------------------------------- PostgreSQL
+pg_data_dir() {
+  # The data lives under the local dir; if the postgres user cannot reach
+  # it (a checkout under a private home), it lives in /var/lib/tessera and
+  # the local dir holds a link to it.
+  local want=$local_dir/pg
+  if [ "$(id -u)" -eq 0 ] && [ ! -L "$want" ]; then
+    mkdir -p "$want"
+    chown postgres "$want"
+    if ! runuser -u postgres -- test -w "$want"; then
+      local alt
+      alt=/var/lib/tessera/$(echo "$local_dir" | md5sum | cut -c1-12)/pg
+      mkdir -p "$alt"
+      chown postgres "$alt"
+      rmdir "$want" 2>/dev/null || true
+      ln -sfn "$alt" "$want"
+    fi
+  fi
+  mkdir -p "$want"
+  echo "$want"
+}
+
+start_postgres() {
+  local dir
+  dir=$(pg_data_dir)
+  if [ ! -f "$dir/data/PG_VERSION" ]; then
+    say "initialising PostgreSQL in $dir/data"
+    as_pg "$pg_bin/initdb" -D "$dir/data" -U tessera --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+  fi
+  mkdir -p "$dir/run"
+  [ "$(id -u)" -eq 0 ] && chown postgres "$dir/run"
+  if ! as_pg "$pg_bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+    as_pg "$pg_bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
+      -o "-p $pg_port -k $dir/run -c listen_addresses=127.0.0.1 -c max_connections=200 ${TESSERA_LOCAL_PG_OPTIONS:-}" \
+      start >/dev/null
+  fi
+  wait_for "PostgreSQL" 30 psql "host=127.0.0.1 port=$pg_port user=tessera dbname=postgres" -c 'select 1'
+  if ! psql -tA "host=127.0.0.1 port=$pg_port user=tessera dbname=postgres" \
+      -c "select 1 from pg_database where datname = 'tessera'" | grep -q 1; then
+    createdb -h 127.0.0.1 -p "$pg_port" -U tessera tessera
+  fi
+}
+
+stop_postgres() {
+  local dir=$local_dir/pg
+  [ -f "$dir/data/PG_VERSION" ] || return 0
+  as_pg "$pg_bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+# --------------------------------------------------------------------- Redis
+start_redis() {
+  mkdir -p "$local_dir/redis"
+  if ! pid_alive "$local_dir/redis/redis.pid"; then
+    redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$local_dir/redis" \
+      --save "" --appendonly no --daemonize yes --pidfile "$local_dir/redis/redis.pid" \
+      --logfile "$local_dir/redis/redis.log"
+  fi
+  wait_for "Redis" 30 redis-cli -p "$redis_port" ping
+}
+
+stop_redis() {
+  redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true
+}
+
+# -------------------------------------------------------------------- Kafka
+start_broker() {
+  mkdir -p "$local_dir/pids" "$local_dir/logs"
+  if pid_alive "$local_dir/pids/broker.pid" && [ -s "$local_dir/kafka.bootstrap" ]; then
+    return 0
+  fi
+  rm -f "$local_dir/kafka.bootstrap"
+  setsid "$repo/build/bin/tessera-devbroker" --partitions "$partitions" \
+    --bootstrap-file "$local_dir/kafka.bootstrap" >>"$local_dir/logs/broker.log" 2>&1 &
+  echo $! >"$local_dir/pids/broker.pid"
+  wait_for "the Kafka broker" 30 test -s "$local_dir/kafka.bootstrap"
+}
+
+stop_pidfile() {
+  local name=$1 file=$local_dir/pids/$1.pid seconds=${2:-30}
+  pid_alive "$file" || { rm -f "$file"; return 0; }
+  kill -TERM "$(cat "$file")" 2>/dev/null || true
+  if ! wait_for "$name to stop" "$seconds" bash -c "! kill -0 $(cat "$file") 2>/dev/null"; then
+    say "$name did not stop in time; killing it"
+    kill -KILL "$(cat "$file")" 2>/dev/null || true
+  fi
+  rm -f "$file"
+}
+
+# ----------------------------------------------------------------- services
+# Fills the array svc_env with the environment of service $1.
+service_env() {
+  svc_env=(
+    "TESSERA_KAFKA_BOOTSTRAP=$(cat "$local_dir/kafka.bootstrap")"
+    "TESSERA_PG_DSN=$(pg_dsn)"
+    "TESSERA_REDIS_HOST=127.0.0.1"
+    "TESSERA_REDIS_PORT=$redis_port"
+    "TESSERA_ADMIN_PORT=$(admin_port_of "$1")"
+    "TESSERA_API_PORT=$api_port"
+  )
+}
+
+migrate_all() {
+  for svc in "${services[@]}"; do
+    service_env "$svc"
+    env "${svc_env[@]}" "$repo/build/bin/tessera-$svc" --migrate-only \
+      >>"$local_dir/logs/$svc.log" 2>&1 || die "migrations of $svc failed (see $local_dir/logs/$svc.log)"
+  done
+}
+
+start_service() {
+  local svc=$1 file=$local_dir/pids/$1.pid
+  mkdir -p "$local_dir/pids" "$local_dir/logs"
+  pid_alive "$file" && return 0
+  service_env "$svc"
+  env "${svc_env[@]}" setsid "$repo/build/bin/tessera-$svc" >>"$local_dir/logs/$svc.log" 2>&1 &
+  echo $! >"$file"
+}
+
+wait_ready() {
+  local svc=$1
+  wait_for "$svc to be ready (see $local_dir/logs/$svc.log)" "$ready_timeout_s" \
+    curl -fsS "http://127.0.0.1:$(admin_port_of "$svc")/readyz"
+}
+
+seed_demo() {
+  local key_file=$local_dir/api-key
+  if [ ! -s "$key_file" ]; then
+    echo "tsk_$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')" >"$key_file"
+    chmod 600 "$key_file"
+  fi
+  psql -q -v ON_ERROR_STOP=1 -v api_key="$(cat "$key_file")" "$(pg_dsn)" \
+    -f "$repo/deploy/local/seed-demo.sql" >/dev/null
+}
+
+# Waits until every consumer has read everything on its topics, so the
+# broker can stop without losing an event.
+drain_consumers() {
+  local deadline=$((SECONDS + 30))
+  for svc in "${consumers[@]}"; do
+    pid_alive "$local_dir/pids/$svc.pid" || continue
+    until [ "$(curl -fsS "http://127.0.0.1:$(admin_port_of "$svc")/metrics" 2>/dev/null |
+               awk '/^tessera_consumer_lag_messages /{print $2}')" = "0" ]; do
+      [ $SECONDS -lt $deadline ] || { say "$svc did not drain in time"; break; }
+      sleep 0.1
+    done
+  done
+}
+
+cmd_start() {
+  mkdir -p "$local_dir/logs" "$local_dir/pids"
+  start_postgres
+  start_redis
+  start_broker
+  migrate_all
+  seed_demo
+  for svc in "${consumers[@]}"; do start_service "$svc"; done
+  start_service ingest
+  for svc in "${services[@]}"; do wait_ready "$svc" || die "$svc is not ready"; done
+}
+
+cmd_stop() {
+  stop_pidfile ingest
+  drain_consumers
+  for svc in "${consumers[@]}"; do stop_pidfile "$svc"; done
+  stop_pidfile broker
+  rm -f "$local_dir/kafka.bootstrap"
+  stop_redis
+  stop_postgres
+}
+
+case ${1:-} in
+  start) cmd_start ;;
+  stop) cmd_stop ;;
+  start-service) start_service "$2"; wait_ready "$2" ;;
+  stop-service) stop_pidfile "$2" ;;
+  kill-service) kill -KILL "$(cat "$local_dir/pids/$2.pid")"; rm -f "$local_dir/pids/$2.pid" ;;
+  env)
+    echo "TESSERA_PG_DSN='$(pg_dsn)'"
+    echo "TESSERA_REDIS_HOST=127.0.0.1"
+    echo "TESSERA_REDIS_PORT=$redis_port"
+    echo "TESSERA_KAFKA_BOOTSTRAP=$(cat "$local_dir/kafka.bootstrap" 2>/dev/null)"
+    echo "TESSERA_API_URL=http://127.0.0.1:$api_port"
+    echo "TESSERA_API_KEY=$(cat "$local_dir/api-key" 2>/dev/null)"
+    ;;
+  *) echo "usage: $0 start|stop|start-service S|stop-service S|kill-service S|env" >&2; exit 2 ;;
+esac

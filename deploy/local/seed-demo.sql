@@ -1,0 +1,28 @@
+-- The demo tenant `make run` creates: branches hq and branch-1, the
+-- default tier ladder, the top-up bonus ladder (1 000 -> +100,
+-- 2 000 -> +300, 5 000 -> +1 000 yuan; amounts in fen) and the admin key
+-- (only its SHA-256 is stored). Safe to run again.
+
+INSERT INTO ingest.tenants (tenant_id, name) VALUES ('demo', 'Demo Chain')
+    ON CONFLICT DO NOTHING;
+INSERT INTO ingest.branches (tenant_id, branch_id, name) VALUES
+    ('demo', 'hq', 'Headquarters'),
+    ('demo', 'branch-1', 'Branch 1')
+    ON CONFLICT DO NOTHING;
+INSERT INTO ingest.api_keys (key_hash, tenant_id, name, scope)
+    VALUES (encode(sha256(convert_to(:'api_key', 'UTF8')), 'hex'), 'demo', 'demo admin', 'admin')
+    ON CONFLICT DO NOTHING;
+
+INSERT INTO ledger.topup_bonus_steps (tenant_id, threshold, bonus) VALUES
+    ('demo', 100000, 10000),
+    ('demo', 200000, 30000),
+    ('demo', 500000, 100000)
+    ON CONFLICT DO NOTHING;
+
+INSERT INTO tiering.tier_levels
+    (tenant_id, rank, name, min_cumulative_spend, min_annual_spend, invitation_only, discount_bp)
+VALUES
+    ('demo', 1, 'Basic', 50000, NULL, false, 8500),
+    ('demo', 2, 'Advanced', 200000, 500000, false, 8000),
+    ('demo', 3, 'Premium', 2000001, NULL, false, 7000)
+    ON CONFLICT DO NOTHING;
