@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# `make test`: unit tests, then integration and end-to-end tests against a
+# fresh local runtime of their own (.local-test/, other ports, so `make
+# run`'s data is never touched). Ends with one line "N passed, M failed".
+set -uo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+
+export TESSERA_LOCAL_DIR=$repo/.local-test
+export TESSERA_LOCAL_PG_PORT=55532
+export TESSERA_LOCAL_REDIS_PORT=56479
+export TESSERA_LOCAL_API_PORT=18080
+export TESSERA_LOCAL_ADMIN_PORT_BASE=19100
+export TESSERA_LOCAL_PG_OPTIONS="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+export TESSERA_KAFKA_SESSION_TIMEOUT_MS=6000
+export TESSERA_RUNTIME=$repo/deploy/local/runtime.sh
+export CMOCKA_MESSAGE_OUTPUT=TAP
+
+passed=0
+failed=0
+log_dir=$repo/build/test-logs
+mkdir -p "$log_dir"
+
+# Runs one cmocka binary with TAP output and counts its results; a binary
+# that dies before reporting every test counts as one more failure.
+run_binary() {
+  local bin=$1 name out status ok notok planned
+  name=$(basename "$bin")
+  out=$log_dir/$name.tap
+  "$bin" >"$out" 2>&1
+  status=$?
+  ok=$(grep -c '^ok ' "$out")
+  notok=$(grep -c '^not ok ' "$out")
+  planned=$(sed -n 's/^1\.\.\([0-9]*\).*/\1/p' "$out" | head -n 1)
+  passed=$((passed + ok))
+  failed=$((failed + notok))
+  if [ "$status" -ne 0 ] && [ "$notok" -eq 0 ]; then
+    failed=$((failed + 1))
+    echo "FAIL $name: exited $status without reporting a failure (see $out)"
+  elif [ -n "$planned" ] && [ $((ok + notok)) -lt "$planned" ]; then
+    failed=$((failed + 1))
+    echo "FAIL $name: ran $((ok + notok)) of $planned tests (see $out)"
+  fi
+  grep '^not ok ' "$out" | sed "s/^/FAIL $name: /"
+  echo "  $name: ok=$ok not_ok=$notok"
+}
+
+echo "== unit tests"
+for bin in build/tests/unit/test_*; do
+  [ -x "$bin" ] && run_binary "$bin"
+done
+
+echo "== starting a private runtime in $TESSERA_LOCAL_DIR"
+"$TESSERA_RUNTIME" stop >/dev/null 2>&1
+rm -rf "$TESSERA_LOCAL_DIR"
+cleanup() { "$TESSERA_RUNTIME" stop >/dev/null 2>&1; }
+trap cleanup EXIT
+if "$TESSERA_RUNTIME" start; then
+  eval "$("$TESSERA_RUNTIME" env | sed 's/^/export /')"
+  echo "== integration and end-to-end tests"
+  for bin in build/tests/integration/test_* build/tests/e2e/test_*; do
+    [ -x "$bin" ] && run_binary "$bin"
+  done
+else
+  failed=$((failed + 1))
+  echo "FAIL runtime: the local runtime did not start; logs in $TESSERA_LOCAL_DIR/logs"
+  tail -n 20 "$TESSERA_LOCAL_DIR"/logs/*.log 2>/dev/null
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
