@@ -218,6 +218,10 @@ cmd_start() {
 cmd_stop() {
   stop_pidfile ingest
   drain_consumers
+  # The consumers leave their groups in parallel: signal all, then wait.
+  for svc in "${consumers[@]}"; do
+    pid_alive "$local_dir/pids/$svc.pid" && kill -TERM "$(cat "$local_dir/pids/$svc.pid")" 2>/dev/null
+  done
   for svc in "${consumers[@]}"; do stop_pidfile "$svc"; done
   stop_pidfile broker
   rm -f "$local_dir/kafka.bootstrap"
