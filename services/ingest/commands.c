@@ -187,11 +187,7 @@ static void on_checked(void *arg, PGresult *res, const char *err, const char *sq
         return;
     }
     if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
-        struct validation v;
-        validation_init(&v);
-        validation_add(&v, "branch_id", "no such branch in this tenant");
-        validation_reply(r->ex, &v);
-        req_free(r);
+        req_reply_invalid(r, "branch_id", "no such branch in this tenant");
         return;
     }
     uuid7_generate(r->command_id);

@@ -137,6 +137,8 @@ void member_events_publish(struct ingest *app, const char *outbox_id, const char
                            const uint8_t *payload, size_t len);
 void member_events_sweep(evutil_socket_t fd, short what, void *arg);
 
+/* Answers 422 validation_failed for one field and frees r. */
+void req_reply_invalid(struct req *r, const char *field, const char *message);
 /* Answers a failed pg_pool statement as 503 and frees r. */
 void req_fail_db(struct req *r, const char *err);
 

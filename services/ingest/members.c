@@ -230,11 +230,7 @@ static void on_prepared(void *arg, PGresult *res, const char *err, const char *s
         return;
     }
     if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
-        struct validation v;
-        validation_init(&v);
-        validation_add(&v, "branch_id", "no such branch in this tenant");
-        validation_reply(r->ex, &v);
-        req_free(r);
+        req_reply_invalid(r, "branch_id", "no such branch in this tenant");
         return;
     }
     snprintf(r->member_no, sizeof(r->member_no), "M%s", PQgetvalue(res, 0, 0));
@@ -316,11 +312,7 @@ static void find_authenticated(struct req *r)
 {
     const char *phone = http_query(r->ex, "phone");
     if (!phone || !phone_ok(phone)) {
-        struct validation v;
-        validation_init(&v);
-        validation_add(&v, "phone", "query parameter phone is required: 5 to 20 digits");
-        validation_reply(r->ex, &v);
-        req_free(r);
+        req_reply_invalid(r, "phone", "query parameter phone is required: 5 to 20 digits");
         return;
     }
     const char *p[2] = {r->caller.tenant_id, phone};

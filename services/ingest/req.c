@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http/validate.h"
 #include "ingest.h"
 #include "log/log.h"
 
@@ -32,5 +33,14 @@ void req_fail_db(struct req *r, const char *err)
     log_fields(LOG_ERROR, "database statement failed", "error", err ? err : "", NULL);
     http_reply_problem(r->ex, 503, "unavailable", "the database is unavailable; retry shortly",
                        NULL);
+    req_free(r);
+}
+
+void req_reply_invalid(struct req *r, const char *field, const char *message)
+{
+    struct validation v;
+    validation_init(&v);
+    validation_add(&v, field, message);
+    validation_reply(r->ex, &v);
     req_free(r);
 }
