@@ -213,9 +213,12 @@ size_t bus_consumer_poll_batch(struct bus_consumer *c, rd_kafka_message_t **msgs
     BUS_ASSERT(c != NULL && msgs != NULL && max > 0 && timeout_ms >= 0);
     if (c->pending && bus_now_ms() >= c->next_assign_try_ms)
         bus_consumer_try_assign(c);
+    int64_t deadline_ms = bus_now_ms() + timeout_ms;
     while (count < max && errors < BUS_POLL_ERRORS_MAX) {
-        /* Wait only for the first message; then take what is fetched. */
-        rd_kafka_message_t *rkm = rd_kafka_consumer_poll(c->rk, count ? 0 : timeout_ms);
+        /* Wait only for the first message (error events do not extend the
+         * wait); then take what is already fetched. */
+        int64_t left_ms = count ? 0 : deadline_ms - bus_now_ms();
+        rd_kafka_message_t *rkm = rd_kafka_consumer_poll(c->rk, left_ms > 0 ? (int)left_ms : 0);
         if (rkm == NULL)
             break;
         if (rkm->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
