@@ -13,6 +13,7 @@
 #include "log/log.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,7 +29,10 @@
 #define TEST_MESSAGES 120
 #define TEST_BATCH_MAX 64
 #define TEST_PARTITIONS_MAX 256
+/* 6 s, the smallest session Kafka brokers accept by default: the mock
+ * cluster's rebalance waits scale with it (see deploy/local/devbroker.c). */
 #define TEST_SESSION_TIMEOUT_MS 6000
+#define TEST_TAKEOVER_MS_MAX 15000
 
 static struct {
     char bootstrap[256];
@@ -401,6 +405,75 @@ static void test_dead_letter_headers(void **state) {
     bus_producer_free(p);
 }
 
+/* ------------------------------------------------------ member killed */
+
+/* Child process: joins group on topic, reports its assigned partition
+ * count on fd once it has some, then keeps polling until killed. */
+static _Noreturn void member_run(const char *group, const char *topic, int fd) {
+    char err[256];
+    const char *topics[] = {topic};
+    struct seen s;
+    rd_kafka_message_t *msgs[TEST_BATCH_MAX];
+    bool told = false;
+
+    seen_init(&s);
+    struct bus_config cfg = test_config("test-doomed");
+    struct bus_consumer *c = bus_consumer_new(&cfg, group, topics, 1, &stored_ops, &s, err,
+                                              sizeof(err));
+    if (c == NULL)
+        _exit(1);
+    for (;;) {
+        size_t n = bus_consumer_poll_batch(c, msgs, TEST_BATCH_MAX, 100);
+        for (size_t k = 0; k < n; k++)
+            rd_kafka_message_destroy(msgs[k]);
+        unsigned char count = (unsigned char)bus_consumer_assigned_count(c);
+        if (!told && count > 0)
+            told = write(fd, &count, 1) == 1;
+    }
+}
+
+/* A member killed with SIGKILL (no LeaveGroup) is replaced by a new one,
+ * which gets every partition within TEST_TAKEOVER_MS_MAX. */
+static void test_group_recovers_after_sigkill(void **state) {
+    char group[128];
+    int fds[2];
+    unsigned char partitions = 0;
+    struct seen s;
+
+    group_name(group, sizeof(group), "killed");
+    assert_int_equal(pipe(fds), 0);
+    pid_t child = fork(); /* no librdkafka handle is alive here */
+    assert_true(child >= 0);
+    if (child == 0) {
+        close(fds[0]);
+        member_run(group, TOPIC_NOTIFY_REQUESTS, fds[1]);
+    }
+    close(fds[1]);
+    struct pollfd pfd = {fds[0], POLLIN, 0};
+    assert_int_equal(poll(&pfd, 1, TEST_DEADLINE_MS), 1);
+    assert_int_equal(read(fds[0], &partitions, 1), 1);
+    close(fds[0]);
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+
+    int64_t killed_ms = now_ms();
+    seen_init(&s);
+    struct bus_consumer *c = consumer_new(group, TOPIC_NOTIFY_REQUESTS, &s);
+    while (bus_consumer_assigned_count(c) < partitions &&
+           now_ms() - killed_ms < TEST_DEADLINE_MS) {
+        rd_kafka_message_t *msgs[TEST_BATCH_MAX];
+        size_t n = bus_consumer_poll_batch(c, msgs, TEST_BATCH_MAX, 100);
+        for (size_t k = 0; k < n; k++)
+            rd_kafka_message_destroy(msgs[k]);
+    }
+    int64_t took_ms = now_ms() - killed_ms;
+    fprintf(stderr, "# takeover after SIGKILL: %" PRId64 " ms (session %d ms)\n", took_ms,
+            TEST_SESSION_TIMEOUT_MS);
+    assert_int_equal(bus_consumer_assigned_count(c), partitions);
+    assert_true(took_ms < TEST_TAKEOVER_MS_MAX);
+    bus_consumer_close(c);
+}
+
 /* ---------------------------------------------------------------- broker */
 
 /* Waits for the broker to publish its address; false if it exits or the
@@ -467,6 +540,7 @@ int main(void) {
         cmocka_unit_test(test_resume_from_stored_offsets),
         cmocka_unit_test(test_tail_follows_end),
         cmocka_unit_test(test_dead_letter_headers),
+        cmocka_unit_test(test_group_recovers_after_sigkill),
     };
     return cmocka_run_group_tests_name("bus", tests, broker_start, broker_stop);
 }
