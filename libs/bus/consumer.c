@@ -78,7 +78,9 @@ static void bus_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     if (c->ops.on_revoke != NULL && c->assignment != NULL && !c->pending)
         c->ops.on_revoke(c->ctx, parts);
     bus_consumer_forget_assignment(c);
-    rd_kafka_assign(rk, NULL);
+    rd_kafka_resp_err_t aerr = rd_kafka_assign(rk, NULL);
+    if (aerr != RD_KAFKA_RESP_ERR_NO_ERROR)
+        log_fields(LOG_ERROR, "kafka unassign failed", "error", rd_kafka_err2name(aerr), NULL);
     log_info("consumer: partitions revoked");
 }
 
