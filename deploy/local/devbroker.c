@@ -4,12 +4,19 @@
  * exist, and runs until SIGTERM or SIGINT. Nothing is kept on disk: a
  * restart is a new cluster (new cluster id, empty topics).
  *
- * Consumer groups on the mock cluster (librdkafka 2.0.2): a member that
- * dies without leaving stays in the group until its session.timeout.ms
- * passes (checked every second), and a rebalance waits up to
- * session.timeout.ms - 1 s for members to rejoin (3 s for the first join
- * of an empty group). Both follow the clients' session.timeout.ms; the
- * mock has no setting of its own for them. */
+ * Consumer groups on the mock cluster (librdkafka 2.0.2,
+ * src/rdkafka_mock_cgrp.c) have no settings of their own; every wait
+ * follows the members' session.timeout.ms (S):
+ *  - a member killed without LeaveGroup stays until S has passed since its
+ *    last heartbeat, JoinGroup or SyncGroup (checked every second);
+ *  - a rebalance waits S - 1 s for members to (re)join, 3 s when the group
+ *    was empty, 100 ms when every member has rejoined after a failed sync;
+ *  - the leader is the first member in the list, dead or alive, so a new
+ *    member that joins before the dead one expired may wait for a second
+ *    round.
+ * A restarted member therefore gets its partitions after about S, or about
+ * 2 S - 1 s when the dead member is elected first: keep S at 6000 ms in
+ * local runs and tests when a takeover must finish within 15 s. */
 #include "bus/topics.h"
 #include "log/log.h"
 

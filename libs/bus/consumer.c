@@ -78,7 +78,9 @@ static void bus_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     if (c->ops.on_revoke != NULL && c->assignment != NULL && !c->pending)
         c->ops.on_revoke(c->ctx, parts);
     bus_consumer_forget_assignment(c);
-    rd_kafka_assign(rk, NULL);
+    rd_kafka_resp_err_t aerr = rd_kafka_assign(rk, NULL);
+    if (aerr != RD_KAFKA_RESP_ERR_NO_ERROR)
+        log_fields(LOG_ERROR, "kafka unassign failed", "error", rd_kafka_err2name(aerr), NULL);
     log_info("consumer: partitions revoked");
 }
 
@@ -213,9 +215,12 @@ size_t bus_consumer_poll_batch(struct bus_consumer *c, rd_kafka_message_t **msgs
     BUS_ASSERT(c != NULL && msgs != NULL && max > 0 && timeout_ms >= 0);
     if (c->pending && bus_now_ms() >= c->next_assign_try_ms)
         bus_consumer_try_assign(c);
+    int64_t deadline_ms = bus_now_ms() + timeout_ms;
     while (count < max && errors < BUS_POLL_ERRORS_MAX) {
-        /* Wait only for the first message; then take what is fetched. */
-        rd_kafka_message_t *rkm = rd_kafka_consumer_poll(c->rk, count ? 0 : timeout_ms);
+        /* Wait only for the first message (error events do not extend the
+         * wait); then take what is already fetched. */
+        int64_t left_ms = count ? 0 : deadline_ms - bus_now_ms();
+        rd_kafka_message_t *rkm = rd_kafka_consumer_poll(c->rk, left_ms > 0 ? (int)left_ms : 0);
         if (rkm == NULL)
             break;
         if (rkm->err != RD_KAFKA_RESP_ERR_NO_ERROR) {

@@ -49,7 +49,8 @@ static void bus_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void 
     struct bus_producer *p = opaque;
     void *msg_opaque = rkm->_private;
 
-    BUS_ASSERT(atomic_fetch_sub(&p->outstanding, 1) > 0);
+    int before = atomic_fetch_sub(&p->outstanding, 1);
+    BUS_ASSERT(before > 0); /* one report per enqueued message */
     if (rkm->err != RD_KAFKA_RESP_ERR_NO_ERROR)
         log_fields(LOG_WARN, "kafka delivery failed", "topic", rd_kafka_topic_name(rkm->rkt),
                    "error", rd_kafka_err2name(rkm->err), NULL);

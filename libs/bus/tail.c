@@ -105,8 +105,8 @@ static int bus_tail_assign_at_end(rd_kafka_t *rk, const char *topic, char *err,
     return rc;
 }
 
-/* Queue watcher drain, on the loop: hands each message to on_message.
- * True when it stopped at BUS_DRAIN_EVENTS_MAX with more left. */
+/* Queue watcher drain, on the loop: hands each message to on_message
+ * (which borrows it for the call and must not free the tail). True when it stopped at BUS_DRAIN_EVENTS_MAX with more left. */
 static bool bus_tail_drain(void *arg) {
     struct bus_tail *t = arg;
     for (int served = 0; served < BUS_DRAIN_EVENTS_MAX; served++) {
