@@ -153,6 +153,9 @@ service_env() {
     "TESSERA_REDIS_PORT=$redis_port"
     "TESSERA_ADMIN_PORT=$(admin_port_of "$1")"
     "TESSERA_API_PORT=$api_port"
+    # The development broker answers an empty fetch only after the full
+    # wait, even when data arrives meanwhile: keep the wait short.
+    "TESSERA_KAFKA_FETCH_WAIT_MAX_MS=${TESSERA_KAFKA_FETCH_WAIT_MAX_MS:-10}"
   )
 }
 

@@ -23,6 +23,10 @@ struct bus_config {
     const char *client_id; /* client.id, e.g. "ledger-<host>-<pid>" */
     int session_timeout_ms;
     int linger_ms;
+    /* fetch.wait.max.ms of consumers and tails; 0 keeps librdkafka's 500.
+     * The development broker holds an empty fetch for the whole wait even
+     * when data arrives, so the local runtime sets it low. */
+    int fetch_wait_max_ms;
 };
 
 /* ---------------------------------------------------------------- producer */

@@ -96,6 +96,8 @@ static bool bus_consumer_configure(rd_kafka_conf_t *conf, const struct bus_confi
         return false;
     }
     snprintf(session, sizeof(session), "%d", session_ms);
+    char fetch_wait[16];
+    snprintf(fetch_wait, sizeof(fetch_wait), "%d", cfg->fetch_wait_max_ms > 0 ? cfg->fetch_wait_max_ms : 500);
     /* Three heartbeats per session, as Kafka recommends. */
     snprintf(heartbeat, sizeof(heartbeat), "%d", session_ms / 3);
     const struct bus_setting settings[] = {
@@ -108,6 +110,7 @@ static bool bus_consumer_configure(rd_kafka_conf_t *conf, const struct bus_confi
         {"session.timeout.ms", session},
         {"heartbeat.interval.ms", heartbeat},
         {"partition.assignment.strategy", "range"},
+        {"fetch.wait.max.ms", fetch_wait},
     };
     return bus_conf_apply(conf, "consumer", settings, sizeof(settings) / sizeof(settings[0]),
                           err, err_len);

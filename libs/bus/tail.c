@@ -32,7 +32,9 @@ struct bus_tail {
  * group (no subscribe) and never commits to it. */
 static bool bus_tail_configure(rd_kafka_conf_t *conf, const struct bus_config *cfg, char *err,
                                size_t err_len) {
-    char group_id[BUS_GROUP_ID_LEN_MAX];
+    char group_id[BUS_GROUP_ID_LEN_MAX], fetch_wait[16];
+
+    snprintf(fetch_wait, sizeof(fetch_wait), "%d", cfg->fetch_wait_max_ms > 0 ? cfg->fetch_wait_max_ms : 500);
 
     snprintf(group_id, sizeof(group_id), "tessera-tail.%s",
              cfg->client_id ? cfg->client_id : "anonymous");
@@ -41,6 +43,7 @@ static bool bus_tail_configure(rd_kafka_conf_t *conf, const struct bus_config *c
         {"enable.auto.commit", "false"},
         {"enable.auto.offset.store", "false"},
         {"isolation.level", "read_committed"},
+        {"fetch.wait.max.ms", fetch_wait},
     };
     return bus_conf_apply(conf, "tail", settings, sizeof(settings) / sizeof(settings[0]), err,
                           err_len);

@@ -70,7 +70,8 @@ void service_bus_config(const struct service_common_config *c, const char *servi
     *out = (struct bus_config){.bootstrap = c->kafka_bootstrap,
                                .client_id = client_id,
                                .session_timeout_ms = (int)c->kafka_session_timeout_ms,
-                               .linger_ms = (int)c->kafka_linger_ms};
+                               .linger_ms = (int)c->kafka_linger_ms,
+                               .fetch_wait_max_ms = (int)c->kafka_fetch_wait_max_ms};
 }
 
 struct service_signals {

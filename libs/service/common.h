@@ -16,6 +16,7 @@ struct service_common_config {
     const char *kafka_bootstrap;
     long long kafka_session_timeout_ms;
     long long kafka_linger_ms;
+    long long kafka_fetch_wait_max_ms;
     const char *pg_dsn;
     long long pg_statement_timeout_ms;
     const char *redis_host;
@@ -34,6 +35,8 @@ struct service_common_config {
          6000, 300000, false, "consumer group session timeout"},                                  \
         {"TESSERA_KAFKA_LINGER_MS", CONFIG_INT, &(c).kafka_linger_ms, "2", 0, 1000, false,        \
          "producer linger.ms (batching delay)"},                                                  \
+        {"TESSERA_KAFKA_FETCH_WAIT_MAX_MS", CONFIG_INT, &(c).kafka_fetch_wait_max_ms, "500", 1,  \
+         10000, false, "consumer fetch.wait.max.ms (the local runtime uses 10)"},                 \
         {"TESSERA_PG_DSN", CONFIG_STRING, &(c).pg_dsn,                                            \
          "host=127.0.0.1 port=55432 user=tessera dbname=tessera", 0, 0, true,                     \
          "PostgreSQL connection string (libpq)"},                                                 \
