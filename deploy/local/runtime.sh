@@ -9,6 +9,8 @@
 #   runtime.sh start-service S  start one service (ingest ledger tiering campaign notification)
 #   runtime.sh stop-service S   SIGTERM one service and wait for it
 #   runtime.sh kill-service S   SIGKILL one service (crash tests)
+#   runtime.sh restart-kafka    stop the services in order, restart the broker (empty, with
+#                               a new cluster id), start the services again
 #   runtime.sh env              print the environment services and tests use
 set -euo pipefail
 
@@ -132,15 +134,22 @@ start_broker() {
   wait_for "the Kafka broker" 30 test -s "$local_dir/kafka.bootstrap"
 }
 
-stop_pidfile() {
+# Waits for the process of a pid file to exit (SIGKILL past the deadline).
+# A service takes a second SIGTERM as "exit at once", so each gets one.
+await_pidfile() {
   local name=$1 file=$local_dir/pids/$1.pid seconds=${2:-30}
   pid_alive "$file" || { rm -f "$file"; return 0; }
-  kill -TERM "$(cat "$file")" 2>/dev/null || true
   if ! wait_for "$name to stop" "$seconds" bash -c "! kill -0 $(cat "$file") 2>/dev/null"; then
     say "$name did not stop in time; killing it"
     kill -KILL "$(cat "$file")" 2>/dev/null || true
   fi
   rm -f "$file"
+}
+
+stop_pidfile() {
+  local file=$local_dir/pids/$1.pid
+  pid_alive "$file" && kill -TERM "$(cat "$file")" 2>/dev/null
+  await_pidfile "$@"
 }
 
 # ----------------------------------------------------------------- services
@@ -213,19 +222,27 @@ cmd_start() {
   start_broker
   migrate_all
   seed_demo
-  for svc in "${consumers[@]}"; do start_service "$svc"; done
-  start_service ingest
-  for svc in "${services[@]}"; do wait_ready "$svc" || die "$svc is not ready"; done
+  start_services
 }
 
-cmd_stop() {
+stop_services() {
   stop_pidfile ingest
   drain_consumers
   # The consumers leave their groups in parallel: signal all, then wait.
   for svc in "${consumers[@]}"; do
     pid_alive "$local_dir/pids/$svc.pid" && kill -TERM "$(cat "$local_dir/pids/$svc.pid")" 2>/dev/null
   done
-  for svc in "${consumers[@]}"; do stop_pidfile "$svc"; done
+  for svc in "${consumers[@]}"; do await_pidfile "$svc"; done
+}
+
+start_services() {
+  for svc in "${consumers[@]}"; do start_service "$svc"; done
+  start_service ingest
+  for svc in "${services[@]}"; do wait_ready "$svc" || die "$svc is not ready"; done
+}
+
+cmd_stop() {
+  stop_services
   stop_pidfile broker
   rm -f "$local_dir/kafka.bootstrap"
   stop_redis
@@ -234,6 +251,7 @@ cmd_stop() {
 
 case ${1:-} in
   start) cmd_start ;;
+  restart-kafka) stop_services; stop_pidfile broker; start_broker; start_services ;;
   stop) cmd_stop ;;
   start-service) start_service "$2"; wait_ready "$2" ;;
   stop-service) stop_pidfile "$2" ;;

@@ -54,6 +54,12 @@ rd_kafka_resp_err_t bus_produce(struct bus_producer *p, const char *topic, const
                                 const void *payload, size_t len, rd_kafka_headers_t *headers,
                                 void *msg_opaque);
 
+/* Fetches the metadata of the topics this producer will write (blocking,
+ * at start-up), so the first message to each is not held for a metadata
+ * refresh. -1 when some topic did not answer (logged; not fatal). */
+int bus_producer_prepare_topics(struct bus_producer *p, const char *const *topics, size_t count,
+                                int timeout_ms);
+
 /* Serves delivery reports for up to timeout_ms. */
 void bus_producer_poll(struct bus_producer *p, int timeout_ms);
 /* Waits until every enqueued message is delivered or failed; 0 when the

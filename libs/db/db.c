@@ -49,7 +49,7 @@ int db_session_options(char *out, size_t out_len, const char *schema, int statem
 {
     assert(out != NULL && out_len > 0);
     assert(statement_timeout_ms >= 0);
-    int n = snprintf(out, out_len, "-c statement_timeout=%d -c search_path=", statement_timeout_ms);
+    int n = snprintf(out, out_len, "-c client_min_messages=warning -c statement_timeout=%d -c search_path=", statement_timeout_ms);
     if (n < 0 || (size_t)n >= out_len)
         return -1;
     size_t pos = (size_t)n;

@@ -10,7 +10,8 @@
 #define DB_ERR_PREFIX_MAX 128
 
 /* Writes the libpq "options" value that sets statement_timeout and
- * search_path ("<schema>, public"; schema may be NULL) at connection start.
+ * search_path ("<schema>, public"; schema may be NULL) at connection start,
+ * and keeps NOTICEs ("already exists, skipping") out of the JSON logs.
  * Settings given this way survive PQreset and the pool's background
  * reconnects, which a SET after connecting would not. -1 when the schema
  * name is too long or out_len too small. */

@@ -70,7 +70,10 @@ uint8_t *envelope_encode(Envelope *env, size_t *len)
     const ProtobufCMessageDescriptor *d = payload_descriptor(env);
     if (!d)
         return NULL;
-    env->type = (char *)d->name;
+    /* A decoded envelope owns its type string (and decode checked it
+     * matches): only a built one gets the static name. */
+    if (!env->type || strcmp(env->type, d->name) != 0)
+        env->type = (char *)d->name;
     size_t size = tessera__envelope__v1__envelope__get_packed_size(env);
     if (size == 0 || size > EVENT_ENCODED_MAX)
         return NULL;

@@ -55,7 +55,9 @@ void envelope_init(Envelope *env, Actor *actor, struct event_meta *meta);
  * or "" when no payload is set. */
 const char *envelope_payload_type(const Envelope *env);
 
-/* Encodes env (setting env->type from its payload first). Returns a
+/* Encodes env (setting env->type from its payload first, unless it
+ * already names it: a decoded envelope can be changed and re-encoded, then
+ * freed with envelope_free). Returns a
  * malloc'ed buffer the caller frees, or NULL when the payload is missing or
  * the encoding is larger than EVENT_ENCODED_MAX. */
 uint8_t *envelope_encode(Envelope *env, size_t *len) __attribute__((warn_unused_result));

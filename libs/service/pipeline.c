@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "db/db.h"
+#include "bus/topics.h"
 #include "db/offsets.h"
 #include "log/log.h"
 
@@ -295,6 +296,8 @@ struct pipeline *pipeline_start(const struct pipeline_config *cfg, const struct 
     p->producer = bus_producer_new(cfg->bus, NULL, NULL, NULL, err, err_len);
     if (!p->producer)
         goto fail;
+    static const char *const all_topics[] = TOPICS_ALL;
+    bus_producer_prepare_topics(p->producer, all_topics, TOPICS_ALL_COUNT, 5000);
     static const struct bus_consumer_ops consumer_ops = {.on_assign = on_assign,
                                                          .on_revoke = on_revoke};
     p->consumer = bus_consumer_new(cfg->bus, cfg->group_id, cfg->topics, cfg->topic_count,

@@ -161,7 +161,12 @@ static bool encode_command(struct req *r)
     }
     free(r->command);
     r->command = envelope_encode(&env, &r->command_len);
-    return r->command != NULL;
+    if (!r->command)
+        return false;
+    if (r->headers)
+        rd_kafka_headers_destroy(r->headers);
+    r->headers = envelope_cloudevents_headers(&env, "/tessera/ingest");
+    return true;
 }
 
 static void send_command(struct req *r)

@@ -64,6 +64,7 @@ struct req {
     /* the command, encoded, while it is (re)sent */
     uint8_t *command;
     size_t command_len;
+    rd_kafka_headers_t *headers; /* CloudEvents headers of the command, until produced */
     char branch_id[INGEST_KEY_MAX];
     char member_no[32]; /* registration */
     char referral_code[16];

@@ -129,6 +129,8 @@ static int ingest_open(char *err, size_t err_len)
     app.producer = bus_producer_new(&bus, app.base, ingest_on_delivery, &app, err, err_len);
     if (!app.producer)
         return -1;
+    static const char *const produced[] = {TOPIC_LEDGER_COMMANDS, TOPIC_MEMBER_EVENTS};
+    bus_producer_prepare_topics(app.producer, produced, 2, 5000);
     app.verdicts =
         bus_tail_new(&bus, app.base, TOPIC_LEDGER_EVENTS, waiters_on_event, &app, err, err_len);
     if (!app.verdicts)

@@ -62,8 +62,11 @@ void member_events_publish(struct ingest *app, const char *outbox_id, const char
     Envelope *env = envelope_decode(payload, len, why, sizeof(why));
     rd_kafka_headers_t *headers = env ? envelope_cloudevents_headers(env, "/tessera/ingest") : NULL;
     envelope_free(env);
-    rd_kafka_resp_err_t e = bus_produce(app->producer, TOPIC_MEMBER_EVENTS, member_id, payload,
-                                        len, headers, delivery_new(DELIVERY_MEMBER_EVENT, outbox_id));
+    struct delivery *d = delivery_new(DELIVERY_MEMBER_EVENT, outbox_id);
+    rd_kafka_resp_err_t e =
+        bus_produce(app->producer, TOPIC_MEMBER_EVENTS, member_id, payload, len, headers, d);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+        free(d); /* no delivery report comes for a message not enqueued */
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
         log_fields(LOG_WARN, "member event not enqueued; the sweep will retry", "error",
                    rd_kafka_err2str(e), NULL);

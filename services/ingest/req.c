@@ -25,6 +25,8 @@ void req_free(struct req *r)
     json_decref(r->body);
     free(r->command);
     free(r->attributes_json);
+    if (r->headers)
+        rd_kafka_headers_destroy(r->headers);
     free(r);
 }
 

@@ -87,10 +87,13 @@ void waiter_send_and_wait(struct req *r)
     struct waiter **slot = find_slot(app, w->command_id);
     *slot = w;
 
-    rd_kafka_resp_err_t e =
-        bus_produce(app->producer, TOPIC_LEDGER_COMMANDS, r->member_id, r->command,
-                    r->command_len, NULL, delivery_new(DELIVERY_COMMAND, r->command_id));
+    rd_kafka_headers_t *headers = r->headers;
+    r->headers = NULL; /* bus_produce takes them in every case */
+    struct delivery *d = delivery_new(DELIVERY_COMMAND, r->command_id);
+    rd_kafka_resp_err_t e = bus_produce(app->producer, TOPIC_LEDGER_COMMANDS, r->member_id,
+                                        r->command, r->command_len, headers, d);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        free(d); /* no delivery report comes for a message not enqueued */
         waiter_take(app, r->command_id);
         log_fields(LOG_ERROR, "cannot enqueue a ledger command", "error", rd_kafka_err2str(e),
                    NULL);

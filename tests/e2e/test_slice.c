@@ -199,6 +199,34 @@ static void test_duplicate_phone(void **state)
     expect_problem(api_post("/v1/members", body, NULL), 409, "duplicate_phone");
 }
 
+/* A registration retried with the same Idempotency-Key is one member and
+ * the same answer; the key with another body is refused. */
+static void test_registration_idempotency(void **state)
+{
+    char phone[16], body[256], key[64];
+    test_unique_phone(phone);
+    snprintf(key, sizeof(key), "register-%s", phone);
+    snprintf(body, sizeof(body), "{\"name\":\"Once\",\"phone\":\"%s\",\"branch_id\":\"hq\"}",
+             phone);
+    struct api_response first = api_post("/v1/members", body, key);
+    assert_int_equal(first.status, 201);
+    struct api_response again = api_post("/v1/members", body, key);
+    assert_int_equal(again.status, 201);
+    assert_string_equal(json_str_at(again.body, "member_id"), json_str_at(first.body, "member_id"));
+    assert_string_equal(json_str_at(again.body, "member_no"), json_str_at(first.body, "member_no"));
+    expect_problem(api_post("/v1/members", "{\"name\":\"Other\",\"phone\":\"13912345678\","
+                                           "\"branch_id\":\"hq\"}",
+                            key),
+                   422, "idempotency_key_reused");
+    PGconn *pg = test_pg();
+    const char *p[1] = {phone};
+    assert_int_equal(
+        test_pg_int(pg, "SELECT count(*) FROM ingest.members WHERE phone = $1", 1, p), 1);
+    PQfinish(pg);
+    api_response_free(&first);
+    api_response_free(&again);
+}
+
 struct race {
     const char *body;
     long status;
@@ -319,12 +347,56 @@ static void test_ledger_sigkill(void **state)
     api_response_free(&b2);
 }
 
+/* The development broker restarts empty with a new cluster id. The
+ * ledger's stored offsets belong to the old cluster: it must start the new
+ * one from the beginning instead of seeking past new commands. */
+static void test_broker_restart_new_cluster(void **state)
+{
+    enum { MEMBERS = 12 };
+    char members[MEMBERS][64], path[1024];
+    for (int i = 0; i < MEMBERS; i++) {
+        test_register_member(members[i]); /* spread over the partitions */
+        path_of(path, sizeof(path), members[i], "/topups");
+        struct api_response r = api_post(
+            path, "{\"amount\":1000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}", NULL);
+        assert_int_equal(r.status, 201);
+        api_response_free(&r);
+    }
+    PGconn *pg = test_pg();
+    PGresult *res = PQexec(pg, "SELECT DISTINCT cluster_id FROM ledger.consumer_offsets");
+    assert_int_equal(PQntuples(res), 1);
+    char old_cluster[128];
+    snprintf(old_cluster, sizeof(old_cluster), "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+
+    assert_int_equal(runtime_do("restart-kafka"), 0);
+
+    for (int i = 0; i < MEMBERS; i++) {
+        path_of(path, sizeof(path), members[i], "/topups");
+        struct api_response r = api_post(
+            path, "{\"amount\":2000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}", NULL);
+        if (r.status != 201)
+            fprintf(stderr, "after the restart: %ld %s\n", r.status, r.raw);
+        assert_int_equal(r.status, 201);
+        assert_int_equal(json_int_at(r.body, "balances.stored_value"), 3000);
+        api_response_free(&r);
+    }
+    /* The offsets the ledger stored since belong to the new cluster. */
+    const char *p[1] = {old_cluster};
+    assert_true(test_pg_int(pg,
+                            "SELECT count(*) FROM ledger.consumer_offsets WHERE cluster_id <> $1",
+                            1, p) > 0);
+    PQfinish(pg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_walkthrough),        cmocka_unit_test(test_idempotency_key),
         cmocka_unit_test(test_bad_input),          cmocka_unit_test(test_duplicate_phone),
         cmocka_unit_test(test_duplicate_phone_race), cmocka_unit_test(test_ledger_sigkill),
+        cmocka_unit_test(test_registration_idempotency),
+        cmocka_unit_test(test_broker_restart_new_cluster),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

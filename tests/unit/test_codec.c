@@ -95,6 +95,27 @@ static void test_cloudevents_headers(void **state)
     free(buf);
 }
 
+/* The ledger re-emits stored verdicts: decode, change, encode, free. */
+static void test_reencode_decoded(void **state)
+{
+    size_t len = 0;
+    uint8_t *buf = encode_topup(&len, "demo", 7);
+    char err[128];
+    Envelope *env = envelope_decode(buf, len, err, sizeof(err));
+    assert_non_null(env);
+    env->top_up_stored_value->amount = 8;
+    size_t len2 = 0;
+    uint8_t *again = envelope_encode(env, &len2);
+    assert_non_null(again);
+    envelope_free(env); /* must not free a string the encoder put in */
+    Envelope *back = envelope_decode(again, len2, err, sizeof(err));
+    assert_non_null(back);
+    assert_int_equal(back->top_up_stored_value->amount, 8);
+    envelope_free(back);
+    free(again);
+    free(buf);
+}
+
 static void test_time_format(void **state)
 {
     char out[32];
@@ -108,6 +129,7 @@ int main(void)
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_rejects_garbage_and_limits),
         cmocka_unit_test(test_cloudevents_headers),
+        cmocka_unit_test(test_reencode_decoded),
         cmocka_unit_test(test_time_format),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
