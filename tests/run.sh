@@ -6,11 +6,14 @@ set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 
+# TESSERA_TEST_PORT_OFFSET moves every port, so several checkouts can
+# test at once on one machine.
+off=${TESSERA_TEST_PORT_OFFSET:-0}
 export TESSERA_LOCAL_DIR=$repo/.local-test
-export TESSERA_LOCAL_PG_PORT=55532
-export TESSERA_LOCAL_REDIS_PORT=56479
-export TESSERA_LOCAL_API_PORT=18080
-export TESSERA_LOCAL_ADMIN_PORT_BASE=19100
+export TESSERA_LOCAL_PG_PORT=$((55532 + off))
+export TESSERA_LOCAL_REDIS_PORT=$((56479 + off))
+export TESSERA_LOCAL_API_PORT=$((18080 + off))
+export TESSERA_LOCAL_ADMIN_PORT_BASE=$((19100 + off))
 export TESSERA_LOCAL_PG_OPTIONS="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
 export TESSERA_KAFKA_SESSION_TIMEOUT_MS=6000
 export TESSERA_RUNTIME=$repo/deploy/local/runtime.sh
