@@ -49,6 +49,7 @@ GUARDED(route_get, members_get)
 GUARDED(route_topup, commands_topup)
 GUARDED(route_purchase, commands_purchase)
 GUARDED(route_operation, operations_get)
+GUARDED(route_batch, batch_post)
 
 static const struct http_route api_routes[] = {
     {"POST", "/v1/members", route_register},
@@ -57,6 +58,7 @@ static const struct http_route api_routes[] = {
     {"POST", "/v1/members/{member_id}/topups", route_topup},
     {"POST", "/v1/members/{member_id}/purchases", route_purchase},
     {"GET", "/v1/operations/{operation_id}", route_operation},
+    {"POST", "/v1/events:batch", route_batch},
 };
 
 static bool ingest_ready(void *ctx, json_t *checks)
