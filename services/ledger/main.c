@@ -1,6 +1,9 @@
 /* tessera-ledger: the only writer of balances. Consumes ledger-commands,
  * applies each exactly once with a double-entry journal, and publishes
  * verdicts and facts on ledger-events. */
+#include <string.h>
+
+#include "audit.h"
 #include "bus/topics.h"
 #include "cache/cache.h"
 #include "ledger.h"
@@ -53,8 +56,30 @@ static void ledger_metrics(void *ctx, struct evbuffer *out)
                  atomic_load(&l->duplicates));
 }
 
+static bool wants_audit(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--audit") == 0)
+            return true;
+    return false;
+}
+
+/* --audit reads the same configuration table as the service, checks every
+ * invariant and exits (see audit.c); it never consumes or writes. */
+static int run_audit(int argc, char **argv)
+{
+    int rc = service_init("ledger", "tessera-ledger --audit: checks the ledger's invariants",
+                          argc, argv, config_table, sizeof(config_table) / sizeof(config_table[0]),
+                          &common);
+    if (rc != 0)
+        return rc > 0 ? 0 : 2;
+    return ledger_audit_run(common.pg_dsn, common.redis_host, (int)common.redis_port, stdout);
+}
+
 int main(int argc, char **argv)
 {
+    if (wants_audit(argc, argv))
+        return run_audit(argc, argv);
     static const char *const topics[] = {TOPIC_LEDGER_COMMANDS};
     static const struct pipeline_ops ops = {.apply = ledger_apply_batch,
                                             .after_commit = ledger_after_commit,
