@@ -24,12 +24,12 @@
 #include "db/db.h"
 #include "events/codec.h"
 
-#define AUDIT_EXAMPLES_MAX 20
-#define AUDIT_FETCH_ROWS 2000
-#define AUDIT_SCAN_COUNT 1000
-#define AUDIT_CACHE_RECHECK_MS 3000
+#define AUDIT_EXAMPLES_MAX          20
+#define AUDIT_FETCH_ROWS            2000
+#define AUDIT_SCAN_COUNT            1000
+#define AUDIT_CACHE_RECHECK_MS      3000
 #define AUDIT_CACHE_RECHECK_STEP_MS 100
-#define AUDIT_CACHE_DIFFS_MAX 10000
+#define AUDIT_CACHE_DIFFS_MAX       10000
 
 struct audit {
     PGconn *pg;
@@ -40,8 +40,7 @@ struct audit {
     int checks;
 };
 
-static void audit_result(struct audit *a, const char *name, long long problems,
-                         const char *what_ok)
+static void audit_result(struct audit *a, const char *name, long long problems, const char *what_ok)
 {
     a->checks++;
     if (problems == 0) {
@@ -216,14 +215,14 @@ static void check_verdicts(struct audit *a)
 {
     char err[512];
     long long commands = 0, problems = 0;
-    PGresult *res = db_query(
-        a->pg,
-        "DECLARE audit_verdicts NO SCROLL CURSOR FOR "
-        "SELECT c.tenant_id, c.command_id, c.status, c.verdict, count(j.line_id), "
-        "coalesce(sum(abs(j.amount)), 0) FROM commands c LEFT JOIN journal j "
-        "ON j.posting_id = c.posting_id AND j.tenant_id = c.tenant_id "
-        "GROUP BY c.tenant_id, c.command_id",
-        0, NULL, err, sizeof(err), NULL);
+    PGresult *res =
+        db_query(a->pg,
+                 "DECLARE audit_verdicts NO SCROLL CURSOR FOR "
+                 "SELECT c.tenant_id, c.command_id, c.status, c.verdict, count(j.line_id), "
+                 "coalesce(sum(abs(j.amount)), 0) FROM commands c LEFT JOIN journal j "
+                 "ON j.posting_id = c.posting_id AND j.tenant_id = c.tenant_id "
+                 "GROUP BY c.tenant_id, c.command_id",
+                 0, NULL, err, sizeof(err), NULL);
     if (!res) {
         fprintf(a->out, "audit: ERROR verdicts: %s\n", err);
         a->checks++, a->failed_checks++;
@@ -233,8 +232,7 @@ static void check_verdicts(struct audit *a)
     char examples[AUDIT_EXAMPLES_MAX][300];
     int shown = 0;
     for (;;) {
-        res = db_query(a->pg, "FETCH 2000 FROM audit_verdicts", 0, NULL, err, sizeof(err),
-                       NULL);
+        res = db_query(a->pg, "FETCH 2000 FROM audit_verdicts", 0, NULL, err, sizeof(err), NULL);
         if (!res || PQntuples(res) == 0)
             break;
         for (int i = 0; i < PQntuples(res); i++, commands++) {
@@ -333,8 +331,7 @@ static void sleep_ms(int ms)
 
 /* Scans every cached member; returns how many were compared, fills diffs
  * with those that did not agree at first sight. -1 when Redis fails. */
-static long long cache_scan(redisContext *rc, struct cached *diffs, size_t *ndiff,
-                            struct audit *a)
+static long long cache_scan(redisContext *rc, struct cached *diffs, size_t *ndiff, struct audit *a)
 {
     long long seen = 0;
     char cursor[32] = "0";

@@ -71,9 +71,8 @@ static void scratch_member(char member_id[64])
     char path[128];
     test_register_member(member_id);
     snprintf(path, sizeof(path), "/v1/members/%s/topups", member_id);
-    struct api_response r =
-        api_post(path, "{\"amount\":100000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}",
-                 NULL);
+    struct api_response r = api_post(
+        path, "{\"amount\":100000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}", NULL);
     assert_int_equal(r.status, 201);
     api_response_free(&r);
 }
@@ -84,12 +83,10 @@ static void test_balance_tampered(void **state)
     scratch_member(member_id);
     expect_audit_passes();
     PGconn *pg = test_pg();
-    pg_exec(pg,
-            "UPDATE ledger.balances SET sv_principal = sv_principal + 1 WHERE member_id = $1",
+    pg_exec(pg, "UPDATE ledger.balances SET sv_principal = sv_principal + 1 WHERE member_id = $1",
             member_id);
     expect_audit_fails("balances equal the journal", member_id);
-    pg_exec(pg,
-            "UPDATE ledger.balances SET sv_principal = sv_principal - 1 WHERE member_id = $1",
+    pg_exec(pg, "UPDATE ledger.balances SET sv_principal = sv_principal - 1 WHERE member_id = $1",
             member_id);
     expect_audit_passes();
     PQfinish(pg);
