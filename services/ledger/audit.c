@@ -255,6 +255,27 @@ static void check_verdicts(struct audit *a)
         fprintf(a->out, "audit: note: %s\n", err);
 }
 
+/* Points live in lots: a member's points equal its lots' remaining sum.
+ * Every posted refund has its row in the refund trail, with its posting. */
+static void check_points_and_refunds(struct audit *a)
+{
+    audit_examples(a, "points balances equal their lots",
+                   "WITH x AS (SELECT tenant_id, member_id, sum(remaining) AS lots "
+                   "FROM point_lots GROUP BY 1, 2) "
+                   "SELECT count(*) OVER () AS n, coalesce(b.tenant_id, x.tenant_id) AS tenant, "
+                   "coalesce(b.member_id, x.member_id) AS member, b.points, x.lots "
+                   "FROM balances b FULL JOIN x USING (tenant_id, member_id) "
+                   "WHERE coalesce(b.points, 0) <> coalesce(x.lots, 0) ORDER BY 2, 3 LIMIT 20",
+                   "every member");
+    audit_examples(a, "every refund is in the refund trail",
+                   "SELECT count(*) OVER () AS n, c.tenant_id, c.command_id, r.refund_id, "
+                   "r.posting_id FROM commands c LEFT JOIN refunds r ON r.tenant_id = "
+                   "c.tenant_id AND r.command_id = c.command_id WHERE c.status = 'posted' AND "
+                   "c.command_type LIKE 'refund\\_%' AND (r.refund_id IS NULL OR "
+                   "r.posting_id <> c.posting_id) ORDER BY 2, 3 LIMIT 20",
+                   "every refund");
+}
+
 /* ------------------------------------------------------------ Redis */
 struct cached {
     char tenant_id[CACHE_KEY_MAX];
@@ -431,6 +452,7 @@ int ledger_audit_run(const char *pg_dsn, const char *redis_host, int redis_port,
     check_negative(&a);
     check_commands_sql(&a);
     check_verdicts(&a);
+    check_points_and_refunds(&a);
     db_rollback(a.pg); /* read only: nothing to keep */
     check_cache(&a);
     PQfinish(a.pg);

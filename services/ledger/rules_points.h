@@ -7,9 +7,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define POINTS_ADJUST_MAX 1000000000LL /* one adjustment, either sign */
+#define POINTS_ADJUST_MAX  1000000000LL /* one adjustment, either sign */
 #define POINTS_PERIODS_MAX 1200
-#define POINTS_US_PER_DAY 86400000000LL
+#define POINTS_US_PER_DAY  86400000000LL
 
 enum points_expiry_kind {
     POINTS_EXPIRE_NEVER = 0,
