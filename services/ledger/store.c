@@ -8,12 +8,11 @@
 #include "ledger.h"
 #include "log/log.h"
 
-#define ROWS_EACH(r, X)                                                                            \
-    X(r->cmd_tenant)                                                                               \
-    X(r->cmd_id) X(r->cmd_type) X(r->cmd_member) X(r->cmd_status) X(r->cmd_code) X(r->cmd_posting) \
-        X(r->cmd_verdict) X(r->j_posting) X(r->j_command) X(r->j_tenant) X(r->j_member)            \
-            X(r->j_branch) X(r->j_account) X(r->j_asset) X(r->j_amount) X(r->j_reason)             \
-                X(r->j_actor)
+#define ROWS_EACH(r, X)                                                                        \
+    X(r->cmd_tenant) X(r->cmd_id) X(r->cmd_type) X(r->cmd_member) X(r->cmd_status)              \
+        X(r->cmd_code) X(r->cmd_posting) X(r->cmd_verdict) X(r->j_posting) X(r->j_command)      \
+            X(r->j_tenant) X(r->j_member) X(r->j_branch) X(r->j_account) X(r->j_asset)          \
+                X(r->j_amount) X(r->j_reason) X(r->j_actor)
 
 #define INIT_ONE(a) db_array_init(&(a));
 #define FREE_ONE(a) db_array_free(&(a));
@@ -120,8 +119,8 @@ static int load_verdicts(PGconn *pg, struct ledger_ctx *l, const char *tenants_l
 int store_load(PGconn *pg, struct ledger_ctx *l, struct db_array *cmd_tenants,
                struct db_array *cmd_ids, char *err, size_t err_len)
 {
-    if (load_verdicts(pg, l, db_array_finish(cmd_tenants), db_array_finish(cmd_ids), err, err_len) <
-            0 ||
+    if (load_verdicts(pg, l, db_array_finish(cmd_tenants), db_array_finish(cmd_ids), err,
+                      err_len) < 0 ||
         load_balances(pg, l, err, err_len) < 0 || load_ladders(pg, l, err, err_len) < 0 ||
         points_load(pg, l, err, err_len) < 0 || refunds_load(pg, l, err, err_len) < 0)
         return -1;
@@ -132,9 +131,9 @@ static int write_commands(PGconn *pg, struct ledger_rows *r, char *err, size_t e
 {
     if (r->cmd_id.count == 0)
         return 0;
-    const char *p[8] = {db_array_finish(&r->cmd_tenant),  db_array_finish(&r->cmd_id),
-                        db_array_finish(&r->cmd_type),    db_array_finish(&r->cmd_member),
-                        db_array_finish(&r->cmd_status),  db_array_finish(&r->cmd_code),
+    const char *p[8] = {db_array_finish(&r->cmd_tenant), db_array_finish(&r->cmd_id),
+                        db_array_finish(&r->cmd_type),   db_array_finish(&r->cmd_member),
+                        db_array_finish(&r->cmd_status), db_array_finish(&r->cmd_code),
                         db_array_finish(&r->cmd_posting), db_array_finish(&r->cmd_verdict)};
     PGresult *res = db_query(pg,
                              "INSERT INTO commands (tenant_id, command_id, command_type, "
