@@ -69,6 +69,8 @@ struct req {
     char member_no[32]; /* registration */
     char referral_code[16];
     char *attributes_json; /* registration, malloc'ed */
+    long long list_limit;     /* lists: page size */
+    long long list_before_id; /* lists: the page ends before this key; 0: newest */
     void (*next)(struct req *r);
 };
 
@@ -147,6 +149,9 @@ void ledger_request_send(struct req *r, Envelope *env);
 /* points.c, refunds.c: route handlers */
 void points_adjust(struct http_exchange *ex, void *app);
 void refunds_create(struct http_exchange *ex, void *app);
+/* history.c, reports.c: route handlers */
+void history_get(struct http_exchange *ex, void *app);
+void reports_prepaid_liability(struct http_exchange *ex, void *app);
 bool ingest_parse_rfc3339_us(const char *text, int64_t *out);
 
 /* member_view.c: a member's profile with balances (cache, then ledger). */

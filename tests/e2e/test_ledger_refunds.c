@@ -23,7 +23,8 @@ static struct api_response member_post(const char *member_id, const char *tail, 
 static void topup(const char *member_id, int64_t amount)
 {
     char body[128];
-    snprintf(body, sizeof(body), "{\"amount\":%lld,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}",
+    snprintf(body, sizeof(body),
+             "{\"amount\":%lld,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}",
              (long long)amount);
     struct api_response r = member_post(member_id, "/topups", body);
     assert_int_equal(r.status, 201);
@@ -71,10 +72,10 @@ static void test_refund_partly_spent_topup(void **state)
     topup(member_id, 100000);
     sv_purchase(member_id, 11000, purchase);
 
-    struct api_response r = member_post(
-        member_id, "/refunds",
-        "{\"kind\":\"stored_value\",\"reason\":\"moving away\",\"branch_id\":\"hq\","
-        "\"principal\":30000}");
+    struct api_response r =
+        member_post(member_id, "/refunds",
+                    "{\"kind\":\"stored_value\",\"reason\":\"moving away\",\"branch_id\":\"hq\","
+                    "\"principal\":30000}");
     assert_int_equal(r.status, 201);
     assert_string_equal(json_str_at(r.body, "status"), "refunded");
     assert_int_equal(json_int_at(r.body, "principal"), 30000);
@@ -142,9 +143,9 @@ static void test_refund_fee_rule(void **state)
                 "SET fee_bp = 200, fee_min = 500");
     test_register_member(member_id);
     topup(member_id, 20000);
-    struct api_response r = member_post(
-        member_id, "/refunds",
-        "{\"kind\":\"stored_value\",\"reason\":\"fee test\",\"branch_id\":\"hq\"}");
+    struct api_response r =
+        member_post(member_id, "/refunds",
+                    "{\"kind\":\"stored_value\",\"reason\":\"fee test\",\"branch_id\":\"hq\"}");
     exec_ok(pg, "DELETE FROM ledger.refund_fee_rules WHERE tenant_id = 'demo'");
     assert_int_equal(r.status, 201);
     assert_int_equal(json_int_at(r.body, "principal"), 20000);
@@ -203,9 +204,9 @@ static void test_refund_bad_input(void **state)
     char member_id[64];
     test_register_member(member_id);
     topup(member_id, 10000);
-    expect_problem(member_post(member_id, "/refunds",
-                               "{\"kind\":\"stored_value\",\"branch_id\":\"hq\"}"),
-                   422, "validation_failed");
+    expect_problem(
+        member_post(member_id, "/refunds", "{\"kind\":\"stored_value\",\"branch_id\":\"hq\"}"), 422,
+        "validation_failed");
     expect_problem(member_post(member_id, "/refunds",
                                "{\"kind\":\"card\",\"reason\":\"x\",\"branch_id\":\"hq\"}"),
                    422, "validation_failed");
