@@ -36,6 +36,7 @@ typedef Tessera__Ledger__V1__RefundStoredValue RefundStoredValue;
 typedef Tessera__Ledger__V1__RefundPurchase RefundPurchase;
 typedef Tessera__Ledger__V1__RefundDetail RefundDetail;
 typedef Tessera__Ledger__V1__RefundRecorded RefundRecorded;
+typedef Tessera__Ledger__V1__PrepaidThresholdCrossed PrepaidThresholdCrossed;
 
 #define EVENT_ENCODED_MAX (256 * 1024) /* bytes; larger events are refused both ways */
 #define EVENT_ID_FIELD_MAX 128         /* tenant, branch, member, actor ids */

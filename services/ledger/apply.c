@@ -493,6 +493,8 @@ int ledger_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *er
             if (envs[i])
                 apply_one(l, b, envs[i]);
         rc = store_write(pg, l, err, err_len);
+        if (rc == 0)
+            rc = prepaid_track(pg, l, b, err, err_len);
     }
     for (size_t i = 0; i < b->count; i++)
         envelope_free(envs[i]);

@@ -256,7 +256,8 @@ static void check_verdicts(struct audit *a)
 }
 
 /* Points live in lots: a member's points equal its lots' remaining sum.
- * Every posted refund has its row in the refund trail, with its posting. */
+ * Every posted refund has its row in the refund trail, with its posting.
+ * Each tenant's tracked prepaid total is its members' stored value. */
 static void check_points_and_refunds(struct audit *a)
 {
     audit_examples(a, "points balances equal their lots",
@@ -274,6 +275,13 @@ static void check_points_and_refunds(struct audit *a)
                    "c.command_type LIKE 'refund\\_%' AND (r.refund_id IS NULL OR "
                    "r.posting_id <> c.posting_id) ORDER BY 2, 3 LIMIT 20",
                    "every refund");
+    audit_examples(a, "tenant prepaid totals equal the members' balances",
+                   "WITH b AS (SELECT tenant_id, sum(sv_principal + sv_bonus) AS s FROM balances "
+                   "GROUP BY 1) SELECT count(*) OVER () AS n, coalesce(t.tenant_id, b.tenant_id) "
+                   "AS tenant, t.outstanding, b.s AS balances FROM tenant_prepaid t FULL JOIN b "
+                   "USING (tenant_id) WHERE coalesce(t.outstanding, 0) <> coalesce(b.s, 0) "
+                   "ORDER BY 2 LIMIT 20",
+                   "every tenant");
 }
 
 /* ------------------------------------------------------------ Redis */

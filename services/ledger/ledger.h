@@ -170,6 +170,11 @@ void refunds_begin_batch(struct ledger_ctx *l);
 int refunds_load(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len);
 int refunds_write(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len);
 
+/* prepaid.c: after store_write, in the batch's transaction: the tenants'
+ * outstanding prepaid value and their threshold crossings (as events). */
+int prepaid_track(PGconn *pg, struct ledger_ctx *l, struct pipeline_batch *b, char *err,
+                  size_t err_len);
+
 /* expiry.c: the points expiry scheduler (a thread of its own). */
 int expiry_scheduler_start(const struct service_common_config *c, long long interval_ms);
 

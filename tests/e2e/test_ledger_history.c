@@ -135,12 +135,54 @@ static void test_liability_matches_balances(void **state)
     PQfinish(pg);
 }
 
+static int64_t crossings(PGconn *pg, const char *threshold, const char *above)
+{
+    const char *p[2] = {threshold, above};
+    return test_pg_int(pg,
+                       "SELECT count(*) FROM ledger.prepaid_threshold_crossings WHERE "
+                       "tenant_id = 'demo' AND threshold = $1::bigint AND above = $2::boolean",
+                       2, p);
+}
+
+/* A threshold 1 500 yuan above today's outstanding: a 1 000 top-up (+100
+ * bonus) stays below, a 500 one crosses it (one event), refunding that
+ * member's stored value crosses back. */
+static void test_prepaid_threshold_crossing(void **state)
+{
+    char member_id[64], threshold[32], sql[256];
+    PGconn *pg = test_pg();
+    int64_t now = test_pg_int(
+        pg,
+        "SELECT coalesce(sum(outstanding), 0) FROM ledger.tenant_prepaid WHERE tenant_id = 'demo'",
+        0, NULL);
+    snprintf(threshold, sizeof(threshold), "%lld", (long long)(now + 150000));
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO ledger.prepaid_thresholds VALUES ('demo', %s) ON CONFLICT (tenant_id) "
+             "DO UPDATE SET threshold = EXCLUDED.threshold",
+             threshold);
+    PQclear(PQexec(pg, sql));
+    test_register_member(member_id);
+    post_ok(member_id, "/topups",
+            "{\"amount\":100000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}");
+    assert_int_equal(crossings(pg, threshold, "true"), 0);
+    post_ok(member_id, "/topups",
+            "{\"amount\":50000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}");
+    assert_int_equal(crossings(pg, threshold, "true"), 1);
+    post_ok(member_id, "/refunds",
+            "{\"kind\":\"stored_value\",\"reason\":\"threshold test\",\"branch_id\":\"hq\"}");
+    assert_int_equal(crossings(pg, threshold, "false"), 1);
+    assert_int_equal(crossings(pg, threshold, "true"), 1);
+    PQclear(PQexec(pg, "DELETE FROM ledger.prepaid_thresholds WHERE tenant_id = 'demo'"));
+    PQfinish(pg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_history_newest_first_in_pages),
         cmocka_unit_test(test_history_bad_input),
         cmocka_unit_test(test_liability_matches_balances),
+        cmocka_unit_test(test_prepaid_threshold_crossing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -75,3 +75,32 @@ CREATE TRIGGER refunds_no_change BEFORE UPDATE OR DELETE ON refunds
     FOR EACH ROW EXECUTE FUNCTION refunds_append_only();
 CREATE TRIGGER refunds_no_truncate BEFORE TRUNCATE ON refunds
     FOR EACH STATEMENT EXECUTE FUNCTION refunds_append_only();
+
+-- Outstanding prepaid stored value per tenant (principal + bonus), kept
+-- up to date by every batch in its own transaction, so crossing a
+-- tenant's threshold is detected exactly once, as an event. The audit
+-- checks it against the sum of the members' balances.
+CREATE TABLE tenant_prepaid (
+    tenant_id    text   PRIMARY KEY,
+    outstanding  bigint NOT NULL
+);
+INSERT INTO tenant_prepaid (tenant_id, outstanding)
+    SELECT tenant_id, sum(sv_principal + sv_bonus) FROM balances GROUP BY tenant_id;
+
+-- A tenant's configured threshold (minor units); no row: no alert.
+CREATE TABLE prepaid_thresholds (
+    tenant_id  text   PRIMARY KEY,
+    threshold  bigint NOT NULL CHECK (threshold > 0)
+);
+
+-- Every crossing, up or down, as recorded with the PrepaidThresholdCrossed
+-- event it emitted.
+CREATE TABLE prepaid_threshold_crossings (
+    crossing_id  bigserial   PRIMARY KEY,
+    tenant_id    text        NOT NULL,
+    threshold    bigint      NOT NULL,
+    outstanding  bigint      NOT NULL,
+    above        boolean     NOT NULL,
+    command_id   text        NOT NULL,  -- the batch's last command that moved the tenant's value
+    created_at   timestamptz NOT NULL DEFAULT now()
+);
