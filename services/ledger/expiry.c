@@ -70,7 +70,13 @@ static bool expiry_lead(struct expiry *x)
 static rd_kafka_resp_err_t expiry_send(struct expiry *x, const PGresult *res, int i,
                                        rd_kafka_resp_err_t *result)
 {
+    /* The command's time is never before the lot's expiry: the lot was
+     * found due by PostgreSQL's clock, and a lagging local clock must not
+     * make the ledger refuse it as not due (its command id, the lot id,
+     * could then never be used again). */
+    int64_t expires_us = strtoll(PQgetvalue(res, i, 4), NULL, 10), now_us = event_now_us();
     struct event_meta meta = {.tenant_id = PQgetvalue(res, i, 0),
+                              .occurred_at_us = now_us > expires_us ? now_us : expires_us,
                               .member_id = PQgetvalue(res, i, 1),
                               .branch_id = PQgetvalue(res, i, 3),
                               .actor_kind = "service",
@@ -102,7 +108,8 @@ static int expiry_round(struct expiry *x)
 {
     char err[256];
     PGresult *res = db_query(x->pg,
-                             "SELECT tenant_id, member_id, lot_id, coalesce(branch_id, '') "
+                             "SELECT tenant_id, member_id, lot_id, coalesce(branch_id, ''), "
+                             "(extract(epoch FROM expires_at) * 1000000)::bigint "
                              "FROM point_lots WHERE remaining > 0 AND expires_at <= now() "
                              "ORDER BY expires_at LIMIT 1000",
                              0, NULL, err, sizeof(err), NULL);
