@@ -100,6 +100,17 @@ void idem_store_answer(struct ingest *app, const struct caller *c, const char *i
                        int status, json_t *body);
 
 /* waiters.c: commands waiting for their verdict */
+enum wait_outcome { WAIT_VERDICT, WAIT_TIMEOUT, WAIT_UNDELIVERED, WAIT_SHUTDOWN };
+/* Called exactly once per waited command, on the loop; verdict is set
+ * only with WAIT_VERDICT and lives during the call. */
+typedef void (*waiter_done_fn)(void *arg, enum wait_outcome outcome, const Envelope *verdict);
+/* Sends an encoded command (copied) to ledger-commands keyed by member and
+ * waits up to wait_ms for its verdict. Takes headers in every case.
+ * Returns 0; -1 when a waiter for command_id exists already; -2 when the
+ * command could not be enqueued (done is not called for -1/-2). */
+int waiter_send(struct ingest *app, const char *command_id, const char *member_id,
+                const uint8_t *command, size_t len, rd_kafka_headers_t *headers, int wait_ms,
+                waiter_done_fn done, void *arg);
 /* Sends r->command to ledger-commands and waits for the verdict up to
  * r->wait_ms; answers 202 with an operation id past that. */
 void waiter_send_and_wait(struct req *r);
@@ -123,6 +134,13 @@ int verdict_to_response(const Envelope *verdict, json_t **body);
 /* Replies with body (stolen) as JSON, or problem+json for errors. */
 void answer_json(struct http_exchange *ex, int status, json_t *body);
 
+/* commands.c: money commands, shared with the batch endpoint */
+struct validation;
+void commands_check_fields(struct validation *v, json_t *body, bool purchase, const char **branch);
+uint8_t *commands_encode(const struct caller *c, const char *member_id, const char *branch_id,
+                         const char *command_id, json_t *body, size_t *len,
+                         rd_kafka_headers_t **headers);
+
 /* members.c, commands.c, operations.c: route handlers */
 void members_register(struct http_exchange *ex, void *app);
 void members_get(struct http_exchange *ex, void *app);
@@ -130,6 +148,7 @@ void members_find(struct http_exchange *ex, void *app);
 void commands_topup(struct http_exchange *ex, void *app);
 void commands_purchase(struct http_exchange *ex, void *app);
 void operations_get(struct http_exchange *ex, void *app);
+void batch_post(struct http_exchange *ex, void *app);
 
 /* commands.c: "Prefer: wait=N" (seconds) sets r->wait_ms, up to the maximum. */
 void commands_read_prefer_wait(struct req *r);
