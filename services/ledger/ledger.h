@@ -147,6 +147,9 @@ struct outcome {
 void outcome_line(struct outcome *o, const char *account, const char *asset, int64_t amount);
 
 /* points.c */
+/* Makes room for one more element of a batch array (doubling; asserts on
+ * out of memory). Returns the array, maybe moved. */
+void *ledger_grow(void *arr, size_t count, size_t *cap, size_t elem);
 bool points_is_command(const Envelope *env);
 const char *points_command_id(const Envelope *env);
 const char *points_command_type(const Envelope *env);

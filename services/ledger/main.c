@@ -90,7 +90,9 @@ int main(int argc, char **argv)
                                             .begin_batch = ledger_begin_batch};
     const struct consumer_service svc = {
         .name = "ledger",
-        .summary = "tessera-ledger: applies ledger commands exactly once",
+        .summary = "tessera-ledger: applies ledger commands exactly once\n"
+                   "  --audit   check every ledger invariant, print a report and exit "
+                   "(0 all hold, 1 not, 2 cannot run)",
         .schema = "ledger",
         .group_id = "ledger",
         .topics = topics,

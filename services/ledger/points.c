@@ -14,7 +14,7 @@
 
 #define POINTS_POLICY_KIND_MAX 16
 
-static void *grow(void *arr, size_t count, size_t *cap, size_t elem)
+void *ledger_grow(void *arr, size_t count, size_t *cap, size_t elem)
 {
     if (count < *cap)
         return arr;
@@ -61,7 +61,7 @@ void points_begin_batch(struct ledger_ctx *l)
 static struct ledger_lot *lot_add(struct ledger_ctx *l, const char *tenant_id,
                                   const char *member_id, const char *branch_id)
 {
-    l->lots = grow(l->lots, l->lot_count, &l->lot_cap, sizeof(*l->lots));
+    l->lots = ledger_grow(l->lots, l->lot_count, &l->lot_cap, sizeof(*l->lots));
     struct ledger_lot *lot = &l->lots[l->lot_count++];
     *lot = (struct ledger_lot){.tenant_id = strdup(tenant_id),
                                .member_id = strdup(member_id),
@@ -276,7 +276,8 @@ static int load_policies(PGconn *pg, struct ledger_ctx *l, char *err, size_t err
                                        .utc_offset_minutes = atoi(PQgetvalue(res, i, 3))};
         if (!rules_points_kind_parse(PQgetvalue(res, i, 1), &policy.kind))
             continue; /* the table's CHECK makes this impossible */
-        l->policies = grow(l->policies, l->policy_count, &l->policy_cap, sizeof(*l->policies));
+        l->policies =
+            ledger_grow(l->policies, l->policy_count, &l->policy_cap, sizeof(*l->policies));
         l->policies[l->policy_count++] = (struct ledger_points_policy){
             .tenant_id = strdup(PQgetvalue(res, i, 0)), .policy = policy};
     }

@@ -14,21 +14,11 @@
 
 #define REFUND_ROWS(l, X)                                                                          \
     X(l->r_id)                                                                                     \
-    X(l->r_tenant) X(l->r_member) X(l->r_branch) X(l->r_command) X(l->r_posting) X(l->r_kind)      \
-        X(l->r_purchase) X(l->r_principal) X(l->r_bonus) X(l->r_fee) X(l->r_payout) X(l->r_reason) \
-            X(l->r_actor)
+    X(l->r_tenant)                                                                                 \
+    X(l->r_member) X(l->r_branch) X(l->r_command) X(l->r_posting) X(l->r_kind) X(l->r_purchase)    \
+        X(l->r_principal) X(l->r_bonus) X(l->r_fee) X(l->r_payout) X(l->r_reason) X(l->r_actor)
 #define INIT_ONE(a) db_array_init(&(a));
 #define FREE_ONE(a) db_array_free(&(a));
-
-static void *grow(void *arr, size_t count, size_t *cap, size_t elem)
-{
-    if (count < *cap)
-        return arr;
-    *cap = *cap ? *cap * 2 : 16;
-    arr = realloc(arr, *cap * elem);
-    assert(arr);
-    return arr;
-}
 
 bool refunds_is_command(const Envelope *env)
 {
@@ -89,8 +79,8 @@ void refunds_note(struct ledger_ctx *l, const Envelope *env)
     const char *purchase = env->refund_purchase->purchase_command_id;
     if (refundable_find(l, env->tenant_id, purchase))
         return;
-    l->refundables =
-        grow(l->refundables, l->refundable_count, &l->refundable_cap, sizeof(*l->refundables));
+    l->refundables = ledger_grow(l->refundables, l->refundable_count, &l->refundable_cap,
+                                 sizeof(*l->refundables));
     l->refundables[l->refundable_count++] = (struct ledger_refundable){
         .tenant_id = strdup(env->tenant_id), .purchase_command_id = strdup(purchase)};
 }
@@ -287,7 +277,7 @@ static int load_fee_rules(PGconn *pg, struct ledger_ctx *l, char *err, size_t er
         return -1;
     for (int i = 0; i < PQntuples(res); i++) {
         l->fee_rules =
-            grow(l->fee_rules, l->fee_rule_count, &l->fee_rule_cap, sizeof(*l->fee_rules));
+            ledger_grow(l->fee_rules, l->fee_rule_count, &l->fee_rule_cap, sizeof(*l->fee_rules));
         l->fee_rules[l->fee_rule_count++] =
             (struct ledger_fee_rule){.tenant_id = strdup(PQgetvalue(res, i, 0)),
                                      .fee_bp = strtoll(PQgetvalue(res, i, 1), NULL, 10),
