@@ -27,6 +27,7 @@
 struct expiry {
     const struct service_common_config *common;
     long long interval_ms;
+    long long cache_resync_s;
     struct bus_config bus;
     char client_id[128];
     struct bus_producer *producer;
@@ -136,6 +137,8 @@ static int expiry_round(struct expiry *x)
 static void *expiry_main(void *arg)
 {
     struct expiry *x = arg;
+    /* First repair what a crash may have left stale in the cache. */
+    ledger_cache_resync(x->common, x->cache_resync_s);
     for (;;) {
         expiry_sleep(x->interval_ms);
         if (!expiry_lead(x))
@@ -150,14 +153,16 @@ static void *expiry_main(void *arg)
     return NULL;
 }
 
-/* Starts the scheduler thread (detached: it holds no state worth a clean
- * stop, see above). 0 or -1 when the producer cannot be made. */
-int expiry_scheduler_start(const struct service_common_config *c, long long interval_ms)
+/* Starts the scheduler thread (which first resyncs the cache) (detached: it holds no state worth a
+ * clean stop, see above). 0 or -1 when the producer cannot be made. */
+int expiry_scheduler_start(const struct service_common_config *c, long long interval_ms,
+                           long long cache_resync_s)
 {
     static struct expiry x;
     char err[256];
     x.common = c;
     x.interval_ms = interval_ms;
+    x.cache_resync_s = cache_resync_s;
     service_bus_config(c, "ledger-expiry", x.client_id, sizeof(x.client_id), &x.bus);
     x.producer = bus_producer_new(&x.bus, NULL, NULL, NULL, err, sizeof(err));
     if (!x.producer) {

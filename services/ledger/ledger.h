@@ -178,8 +178,14 @@ int refunds_write(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len);
 int prepaid_track(PGconn *pg, struct ledger_ctx *l, struct pipeline_batch *b, char *err,
                   size_t err_len);
 
+/* cache_resync.c: rewrites the cached balances changed in the last
+ * window_s seconds from PostgreSQL (versioned; 0 disables). Blocking; run
+ * by the scheduler thread at start. */
+void ledger_cache_resync(const struct service_common_config *c, long long window_s);
+
 /* expiry.c: the points expiry scheduler (a thread of its own). */
-int expiry_scheduler_start(const struct service_common_config *c, long long interval_ms);
+int expiry_scheduler_start(const struct service_common_config *c, long long interval_ms,
+                           long long cache_resync_s);
 
 /* pipeline_ops callbacks (apply.c) */
 void ledger_begin_batch(void *ctx);

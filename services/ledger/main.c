@@ -14,7 +14,7 @@ extern const struct db_migration ledger_migrations[];
 extern const unsigned ledger_migrations_count;
 
 static struct service_common_config common;
-static long long batch_max, poll_timeout_ms, expiry_interval_ms;
+static long long batch_max, poll_timeout_ms, expiry_interval_ms, cache_resync_s;
 
 static const struct config_entry config_table[] = {
     SERVICE_COMMON_CONFIG(common, "9101"),
@@ -24,6 +24,8 @@ static const struct config_entry config_table[] = {
      "how long a poll waits for the first command"},
     {"TESSERA_LEDGER_EXPIRY_INTERVAL_MS", CONFIG_INT, &expiry_interval_ms, "2000", 100, 3600000,
      false, "how often the points expiry scheduler looks for due lots"},
+    {"TESSERA_LEDGER_CACHE_RESYNC_S", CONFIG_INT, &cache_resync_s, "3600", 0, 31536000, false,
+     "at start, rewrite cached balances changed this recently (0: off)"},
 };
 
 static struct ledger_ctx ledger;
@@ -37,7 +39,7 @@ static int ledger_setup(void *ctx, const struct service_common_config *c)
     char err[256];
     l->rc = cache_connect(l->redis_host, l->redis_port, 1000, err, sizeof(err));
     atomic_store(&l->redis_ok, l->rc != NULL);
-    if (expiry_scheduler_start(c, expiry_interval_ms) < 0)
+    if (expiry_scheduler_start(c, expiry_interval_ms, cache_resync_s) < 0)
         return -1;
     return 0; /* the cache may come later: it is only a cache */
 }
