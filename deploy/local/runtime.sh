@@ -11,6 +11,7 @@
 #   runtime.sh kill-service S   SIGKILL one service (crash tests)
 #   runtime.sh restart-kafka    stop the services in order, restart the broker (empty, with
 #                               a new cluster id), start the services again
+#   runtime.sh audit            tessera-ledger --audit against this runtime (exit 0: all holds)
 #   runtime.sh env              print the environment services and tests use
 set -euo pipefail
 
@@ -256,6 +257,7 @@ case ${1:-} in
   start-service) start_service "$2"; wait_ready "$2" ;;
   stop-service) stop_pidfile "$2" ;;
   kill-service) kill -KILL "$(cat "$local_dir/pids/$2.pid")"; rm -f "$local_dir/pids/$2.pid" ;;
+  audit) service_env ledger; env "${svc_env[@]}" TESSERA_LOG_LEVEL=warn "$repo/build/bin/tessera-ledger" --audit ;;
   env)
     echo "TESSERA_PG_DSN='$(pg_dsn)'"
     echo "TESSERA_REDIS_HOST=127.0.0.1"
@@ -264,5 +266,5 @@ case ${1:-} in
     echo "TESSERA_API_URL=http://127.0.0.1:$api_port"
     echo "TESSERA_API_KEY=$(cat "$local_dir/api-key" 2>/dev/null)"
     ;;
-  *) echo "usage: $0 start|stop|start-service S|stop-service S|kill-service S|env" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|start-service S|stop-service S|kill-service S|audit|env" >&2; exit 2 ;;
 esac

@@ -22,7 +22,7 @@ static const char *const purchase_methods[] = {"cash", "bank_card", "wechat_pay"
 static const char *const item_fields[] = {"sku", "category", "quantity", "unit_price", NULL};
 
 /* "Prefer: wait=N" (seconds) changes the wait budget, up to the maximum. */
-static void read_prefer_wait(struct req *r)
+void commands_read_prefer_wait(struct req *r)
 {
     const char *prefer = http_header(r->ex, "Prefer");
     const char *w = prefer ? strstr(prefer, "wait=") : NULL;
@@ -237,7 +237,7 @@ static void command_authenticated(struct req *r, bool purchase)
     }
     if (!validate_command(r, purchase))
         return;
-    read_prefer_wait(r);
+    commands_read_prefer_wait(r);
     const char *p[3] = {r->caller.tenant_id, r->member_id, r->branch_id};
     if (pg_pool_query(r->app->pg,
                       "SELECT EXISTS (SELECT 1 FROM members WHERE tenant_id = $1 AND "

@@ -69,6 +69,8 @@ struct req {
     char member_no[32]; /* registration */
     char referral_code[16];
     char *attributes_json; /* registration, malloc'ed */
+    long long list_limit;     /* lists: page size */
+    long long list_before_id; /* lists: the page ends before this key; 0: newest */
     void (*next)(struct req *r);
 };
 
@@ -147,6 +149,29 @@ void commands_topup(struct http_exchange *ex, void *app);
 void commands_purchase(struct http_exchange *ex, void *app);
 void operations_get(struct http_exchange *ex, void *app);
 void batch_post(struct http_exchange *ex, void *app);
+
+/* commands.c: "Prefer: wait=N" (seconds) sets r->wait_ms, up to the maximum. */
+void commands_read_prefer_wait(struct req *r);
+
+/* ledger_requests.c: the steps points and refund requests share. */
+/* Reads the member id of the path and the JSON body; answers (404, 400)
+ * and frees r when either is wrong. */
+bool ledger_request_member_path(struct req *r);
+/* Confirms the member (404) and r->branch_id (422; "" takes the member's
+ * home branch), assigns r->command_id, claims the Idempotency-Key, then
+ * calls send. */
+void ledger_request_check_then(struct req *r, void (*send)(struct req *r));
+void ledger_request_meta(struct req *r, struct event_meta *meta);
+/* Encodes env as r's command and waits for the ledger's verdict. */
+void ledger_request_send(struct req *r, Envelope *env);
+
+/* points.c, refunds.c: route handlers */
+void points_adjust(struct http_exchange *ex, void *app);
+void refunds_create(struct http_exchange *ex, void *app);
+/* history.c, reports.c: route handlers */
+void history_get(struct http_exchange *ex, void *app);
+void reports_prepaid_liability(struct http_exchange *ex, void *app);
+bool ingest_parse_rfc3339_us(const char *text, int64_t *out);
 
 /* member_view.c: a member's profile with balances (cache, then ledger). */
 json_t *balances_json(int64_t points, int64_t principal, int64_t bonus);
