@@ -1,7 +1,8 @@
-/* Mixed ledger commands from several clients while the ledger is killed
- * with SIGKILL three times at random moments and restarted: afterwards
- * every command has exactly one verdict, every member holds exactly what
- * its commands imply, and the audit passes. */
+/* Over 10 000 mixed ledger commands — single requests from several
+ * clients and offline batches — while the ledger is killed with SIGKILL
+ * three times at random moments and restarted: afterwards every command
+ * has exactly one verdict, every member holds exactly what its commands
+ * imply, and the audit passes. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,7 +22,12 @@ enum {
     MEMBERS_PER_CLIENT = 4,
     ROUNDS = 15, /* per member: a purchase and a points grant each */
     KILLS = 3,
-    COMMANDS = CLIENTS * MEMBERS_PER_CLIENT * (1 + 2 * ROUNDS),
+    SINGLE_COMMANDS = CLIENTS * MEMBERS_PER_CLIENT * (1 + 2 * ROUNDS),
+    BATCH_MEMBERS = 91,
+    BATCH_PURCHASES = 99, /* per batch member, after its top-up */
+    BATCH_MEMBERS_PER_REQUEST = 5,
+    BATCH_COMMANDS = BATCH_MEMBERS * (1 + BATCH_PURCHASES),
+    COMMANDS = SINGLE_COMMANDS + BATCH_COMMANDS,
 };
 
 struct client {
@@ -71,6 +77,64 @@ static void *client_main(void *arg)
     return NULL;
 }
 
+/* The batch client: each member a top-up, then 99 stored-value purchases
+ * of 11 yuan, five members to a request, all lines of a member in order. */
+static char batch_members[BATCH_MEMBERS][64];
+static int batch_unexpected;
+
+static void *batch_client_main(void *arg)
+{
+    size_t cap = 1 << 20;
+    char *body = malloc(cap);
+    for (int first = 0; first < BATCH_MEMBERS; first += BATCH_MEMBERS_PER_REQUEST) {
+        size_t len = 0;
+        int lines = 0;
+        for (int m = first; m < first + BATCH_MEMBERS_PER_REQUEST && m < BATCH_MEMBERS; m++)
+            for (int n = 0; n <= BATCH_PURCHASES; n++, lines++)
+                len += (size_t)snprintf(
+                    body + len, cap - len,
+                    n == 0 ? "{\"type\":\"topup\",\"member_id\":\"%s\",\"idempotency_key\":"
+                             "\"crash-b-%s-%d\",\"amount\":100000,\"branch_id\":\"hq\","
+                             "\"payment_method\":\"cash\"}\n"
+                           : "{\"type\":\"purchase\",\"member_id\":\"%s\",\"idempotency_key\":"
+                             "\"crash-b-%s-%d\",\"amount\":1100,\"branch_id\":\"branch-1\","
+                             "\"payment\":{\"method\":\"stored_value\"}}\n",
+                    batch_members[m], batch_members[m], n);
+        const char *headers[] = {"Content-Type: application/x-ndjson", "Prefer: wait=1", NULL};
+        struct api_response r = api_call("POST", "/v1/events:batch", body, NULL, headers);
+        if (r.status != 200) {
+            fprintf(stderr, "unexpected %ld on a batch: %s\n", r.status, r.raw ? r.raw : "");
+            batch_unexpected++;
+        } else {
+            json_t *results = json_object_get(r.body, "results");
+            for (size_t i = 0; i < json_array_size(results); i++) {
+                json_int_t st = json_integer_value(
+                    json_object_get(json_array_get(results, i), "status"));
+                if (st != 201 && st != 202)
+                    batch_unexpected++;
+            }
+        }
+        api_response_free(&r);
+        atomic_fetch_add(&sent, lines);
+    }
+    free(body);
+    return NULL;
+}
+
+static void expect_batch_member(PGconn *pg, const char *member_id)
+{
+    const char *p[1] = {member_id};
+    assert_int_equal(
+        test_pg_int(pg, "SELECT count(*) FROM ledger.commands WHERE member_id = $1", 1, p),
+        1 + BATCH_PURCHASES);
+    assert_int_equal(
+        test_pg_int(pg, "SELECT sv_principal FROM ledger.balances WHERE member_id = $1", 1, p),
+        100000 - 1000 * BATCH_PURCHASES);
+    assert_int_equal(
+        test_pg_int(pg, "SELECT sv_bonus FROM ledger.balances WHERE member_id = $1", 1, p),
+        10000 - 100 * BATCH_PURCHASES);
+}
+
 static bool sent_reached(void *arg)
 {
     return atomic_load(&sent) >= *(int *)arg;
@@ -78,7 +142,7 @@ static bool sent_reached(void *arg)
 
 struct verdict_count {
     PGconn *pg;
-    char members[CLIENTS * MEMBERS_PER_CLIENT * 40 + 8]; /* a text[] literal */
+    char members[(CLIENTS * MEMBERS_PER_CLIENT + BATCH_MEMBERS) * 40 + 8]; /* a text[] */
 };
 
 static bool all_applied(void *arg)
@@ -110,13 +174,16 @@ static void expect_member(PGconn *pg, const char *member_id)
 static void test_sigkill_under_load_then_audit(void **state)
 {
     static struct client clients[CLIENTS];
-    pthread_t threads[CLIENTS];
+    pthread_t threads[CLIENTS], batch_thread;
     for (int i = 0; i < CLIENTS; i++)
         for (int m = 0; m < MEMBERS_PER_CLIENT; m++)
             test_register_member(clients[i].members[m]);
+    for (int m = 0; m < BATCH_MEMBERS; m++)
+        test_register_member(batch_members[m]);
     srand((unsigned)time(NULL));
     for (int i = 0; i < CLIENTS; i++)
         pthread_create(&threads[i], NULL, client_main, &clients[i]);
+    pthread_create(&batch_thread, NULL, batch_client_main, NULL);
     /* Kill at random points of the load, each after more commands went out. */
     for (int k = 0; k < KILLS; k++) {
         int at = COMMANDS * (k + 1) / (KILLS + 2) + rand() % (COMMANDS / (KILLS + 2) / 2 + 1);
@@ -126,6 +193,7 @@ static void test_sigkill_under_load_then_audit(void **state)
     }
     for (int i = 0; i < CLIENTS; i++)
         pthread_join(threads[i], NULL);
+    pthread_join(batch_thread, NULL);
 
     PGconn *pg = test_pg();
     static struct verdict_count v;
@@ -135,6 +203,8 @@ static void test_sigkill_under_load_then_audit(void **state)
         for (int m = 0; m < MEMBERS_PER_CLIENT; m++)
             len += (size_t)snprintf(v.members + len, sizeof(v.members) - len, "%s%s",
                                     len ? "," : "{", clients[i].members[m]);
+    for (int m = 0; m < BATCH_MEMBERS; m++)
+        len += (size_t)snprintf(v.members + len, sizeof(v.members) - len, ",%s", batch_members[m]);
     snprintf(v.members + len, sizeof(v.members) - len, "}");
     assert_true(poll_until(all_applied, &v, 120000));
     for (int i = 0; i < CLIENTS; i++) {
@@ -142,6 +212,9 @@ static void test_sigkill_under_load_then_audit(void **state)
         for (int m = 0; m < MEMBERS_PER_CLIENT; m++)
             expect_member(pg, clients[i].members[m]);
     }
+    assert_int_equal(batch_unexpected, 0);
+    for (int m = 0; m < BATCH_MEMBERS; m++)
+        expect_batch_member(pg, batch_members[m]);
     PQfinish(pg);
     assert_int_equal(runtime_do("audit"), 0);
 }
