@@ -1,6 +1,7 @@
 /* POST /v1/events:batch — a day of offline POS records in one request:
- * NDJSON, one command per line ("type", "member_id", "idempotency_key"
- * plus the body of its single endpoint), up to BATCH_LINES_MAX lines.
+ * NDJSON, one command per line ("type": topup | purchase |
+ * points_adjustment, "member_id", "idempotency_key" plus the body of its
+ * single endpoint), up to BATCH_LINES_MAX lines.
  * Every line is answered in order with what its single endpoint would
  * have answered; a line whose key was seen before is answered from its
  * record, never applied twice. The whole batch costs a fixed number of
@@ -33,7 +34,7 @@ struct batch_line {
     struct batch *batch;
     enum line_state state;
     int line_no; /* 1-based line of the body */
-    bool purchase;
+    enum { LINE_TOPUP, LINE_PURCHASE, LINE_POINTS } kind;
     json_t *body; /* the line without type, member_id, idempotency_key */
     char member_id[INGEST_KEY_MAX];
     char branch_id[INGEST_KEY_MAX];
@@ -115,10 +116,17 @@ static void line_parse(struct batch *b, struct batch_line *l, const char *text, 
     struct validation v;
     validation_init(&v);
     const char *type = json_string_value(json_object_get(obj, "type"));
-    if (!type || (strcmp(type, "topup") != 0 && strcmp(type, "purchase") != 0))
-        validation_add(&v, "type", "one of topup, purchase");
+    bool known = true;
+    if (type && strcmp(type, "topup") == 0)
+        l->kind = LINE_TOPUP;
+    else if (type && strcmp(type, "purchase") == 0)
+        l->kind = LINE_PURCHASE;
+    else if (type && strcmp(type, "points_adjustment") == 0)
+        l->kind = LINE_POINTS;
     else
-        l->purchase = strcmp(type, "purchase") == 0;
+        known = false;
+    if (!known)
+        validation_add(&v, "type", "one of topup, purchase, points_adjustment");
     json_object_del(obj, "type");
     if (!take_string(obj, "member_id", l->member_id, sizeof(l->member_id)) ||
         !uuid_is_valid(l->member_id))
@@ -126,7 +134,10 @@ static void line_parse(struct batch *b, struct batch_line *l, const char *text, 
     if (!take_string(obj, "idempotency_key", l->key, sizeof(l->key)))
         validation_add(&v, "idempotency_key", "required: 1 to 127 characters");
     const char *branch = NULL;
-    commands_check_fields(&v, obj, l->purchase, &branch);
+    if (l->kind == LINE_POINTS)
+        points_check_fields(&v, obj, &branch); /* no branch: the member's home branch */
+    else
+        commands_check_fields(&v, obj, l->kind == LINE_PURCHASE, &branch);
     if (branch)
         snprintf(l->branch_id, sizeof(l->branch_id), "%s", branch);
     if (!validation_ok(&v)) {
@@ -144,6 +155,10 @@ static void line_parse(struct batch *b, struct batch_line *l, const char *text, 
         return;
     }
     validation_free(&v);
+    if (l->kind == LINE_POINTS && strcmp(b->r->caller.scope, "admin") != 0) {
+        line_problem(l, 403, "forbidden", "only an admin key adjusts points");
+        return;
+    }
     if (!auth_may_use_branch(b->r, l->branch_id)) {
         line_problem(l, 403, "forbidden", "this key acts only for its own branch");
         return;
@@ -317,8 +332,11 @@ static void send_lines(struct batch *b)
             continue;
         size_t len = 0;
         rd_kafka_headers_t *headers = NULL;
-        uint8_t *cmd = commands_encode(&r->caller, l->member_id, l->branch_id, l->command_id,
-                                       l->body, &len, &headers);
+        uint8_t *cmd = l->kind == LINE_POINTS
+                           ? points_encode(&r->caller, l->member_id, l->branch_id, l->command_id,
+                                           l->body, &len, &headers)
+                           : commands_encode(&r->caller, l->member_id, l->branch_id,
+                                             l->command_id, l->body, &len, &headers);
         if (!cmd) {
             line_problem(l, 413, "payload_too_large", "the command is too large");
             continue;
@@ -450,12 +468,13 @@ static void claim_keys(struct batch *b)
     }
 }
 
-static bool in_result(PGresult *res, const char *kind, const char *value)
+/* The row of kind ('m' member, 'b' branch) and value, or -1. */
+static int find_row(PGresult *res, const char *kind, const char *value)
 {
     for (int i = 0; i < PQntuples(res); i++)
         if (strcmp(PQgetvalue(res, i, 0), kind) == 0 && strcmp(PQgetvalue(res, i, 1), value) == 0)
-            return true;
-    return false;
+            return i;
+    return -1;
 }
 
 static void on_checked(void *arg, PGresult *res, const char *err, const char *sqlstate)
@@ -470,9 +489,12 @@ static void on_checked(void *arg, PGresult *res, const char *err, const char *sq
         struct batch_line *l = &b->lines[i];
         if (l->state != LINE_SEND)
             continue;
-        if (!in_result(res, "m", l->member_id))
+        int member = find_row(res, "m", l->member_id);
+        if (member >= 0 && !l->branch_id[0]) /* points without a branch: the home branch */
+            snprintf(l->branch_id, sizeof(l->branch_id), "%s", PQgetvalue(res, member, 2));
+        if (member < 0)
             line_problem(l, 404, "not_found", "no such member");
-        else if (!in_result(res, "b", l->branch_id))
+        else if (find_row(res, "b", l->branch_id) < 0)
             line_problem(l, 422, "validation_failed", "invalid fields: branch_id (no such branch)");
     }
     claim_keys(b);
@@ -489,9 +511,10 @@ static void check_members(struct batch *b)
             db_array_add(&members, b->lines[i].member_id);
     const char *p[2] = {b->r->caller.tenant_id, db_array_finish(&members)};
     int rc = pg_pool_query(b->r->app->pg,
-                           "SELECT 'm', m.member_id FROM members m WHERE m.tenant_id = $1 "
-                           "AND m.member_id = ANY($2::text[]) "
-                           "UNION ALL SELECT 'b', branch_id FROM branches WHERE tenant_id = $1",
+                           "SELECT 'm', m.member_id, m.branch_id FROM members m "
+                           "WHERE m.tenant_id = $1 AND m.member_id = ANY($2::text[]) "
+                           "UNION ALL SELECT 'b', branch_id, '' FROM branches "
+                           "WHERE tenant_id = $1",
                            2, p, on_checked, b);
     db_array_free(&members);
     if (rc < 0) {

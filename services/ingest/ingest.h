@@ -165,6 +165,12 @@ void ledger_request_meta(struct req *r, struct event_meta *meta);
 /* Encodes env as r's command and waits for the ledger's verdict. */
 void ledger_request_send(struct req *r, Envelope *env);
 
+/* points.c: adjustments, shared with the batch endpoint */
+void points_check_fields(struct validation *v, json_t *body, const char **branch);
+uint8_t *points_encode(const struct caller *c, const char *member_id, const char *branch_id,
+                       const char *command_id, json_t *body, size_t *len,
+                       rd_kafka_headers_t **headers);
+
 /* points.c, refunds.c: route handlers */
 void points_adjust(struct http_exchange *ex, void *app);
 void refunds_create(struct http_exchange *ex, void *app);

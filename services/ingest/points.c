@@ -56,27 +56,34 @@ bool ingest_parse_rfc3339_us(const char *text, int64_t *out)
     return true;
 }
 
+/* Records every problem of an adjustment's body in v; sets *branch (NULL
+ * when absent). Shared with the batch endpoint. */
+void points_check_fields(struct validation *v, json_t *b, const char **branch)
+{
+    int64_t points = 0, expires_us = 0;
+    const char *reason = NULL, *expires = NULL;
+    validate_no_unknown_fields(v, b, adjustment_fields);
+    if (validate_int(v, b, "points", true, -POINTS_ABS_MAX, POINTS_ABS_MAX, &points) &&
+        points == 0)
+        validation_add(v, "points", "must not be 0");
+    validate_string(v, b, "reason", true, 1, POINTS_REASON_MAX, &reason);
+    validate_string(v, b, "branch_id", false, 1, INGEST_KEY_MAX - 1, branch);
+    if (validate_string(v, b, "expires_at", false, 1, 64, &expires) && expires) {
+        if (!ingest_parse_rfc3339_us(expires, &expires_us))
+            validation_add(v, "expires_at", "must be an RFC 3339 time");
+        else if (expires_us <= event_now_us())
+            validation_add(v, "expires_at", "must be in the future");
+        else if (points < 0)
+            validation_add(v, "expires_at", "only a grant (points > 0) has an expiry");
+    }
+}
+
 static bool validate_adjustment(struct req *r)
 {
     struct validation v;
     validation_init(&v);
-    json_t *b = r->body;
-    int64_t points = 0, expires_us = 0;
-    const char *reason = NULL, *expires = NULL, *branch = NULL;
-    validate_no_unknown_fields(&v, b, adjustment_fields);
-    if (validate_int(&v, b, "points", true, -POINTS_ABS_MAX, POINTS_ABS_MAX, &points) &&
-        points == 0)
-        validation_add(&v, "points", "must not be 0");
-    validate_string(&v, b, "reason", true, 1, POINTS_REASON_MAX, &reason);
-    validate_string(&v, b, "branch_id", false, 1, INGEST_KEY_MAX - 1, &branch);
-    if (validate_string(&v, b, "expires_at", false, 1, 64, &expires) && expires) {
-        if (!ingest_parse_rfc3339_us(expires, &expires_us))
-            validation_add(&v, "expires_at", "must be an RFC 3339 time");
-        else if (expires_us <= event_now_us())
-            validation_add(&v, "expires_at", "must be in the future");
-        else if (points < 0)
-            validation_add(&v, "expires_at", "only a grant (points > 0) has an expiry");
-    }
+    const char *branch = NULL;
+    points_check_fields(&v, r->body, &branch);
     if (!validation_ok(&v)) {
         validation_reply(r->ex, &v);
         req_free(r);
@@ -87,24 +94,51 @@ static bool validate_adjustment(struct req *r)
     return true;
 }
 
-static void adjustment_send(struct req *r)
+/* Encodes an AdjustPoints command from a checked body; the caller frees
+ * the result and owns *headers. NULL when too large. */
+uint8_t *points_encode(const struct caller *c, const char *member_id, const char *branch_id,
+                       const char *command_id, json_t *body, size_t *len,
+                       rd_kafka_headers_t **headers)
 {
-    struct event_meta meta;
+    struct event_meta meta = {.tenant_id = c->tenant_id,
+                              .branch_id = branch_id,
+                              .member_id = member_id,
+                              .correlation_id = command_id,
+                              .actor_kind = "api_key",
+                              .actor_id = c->key_id};
     Envelope env;
     Actor actor;
     AdjustPoints cmd;
-    ledger_request_meta(r, &meta);
     envelope_init(&env, &actor, &meta);
     tessera__ledger__v1__adjust_points__init(&cmd);
-    cmd.command_id = r->command_id;
-    cmd.points = json_integer_value(json_object_get(r->body, "points"));
-    cmd.reason = (char *)json_string_value(json_object_get(r->body, "reason"));
-    const char *expires = json_string_value(json_object_get(r->body, "expires_at"));
+    cmd.command_id = (char *)command_id;
+    cmd.points = json_integer_value(json_object_get(body, "points"));
+    cmd.reason = (char *)json_string_value(json_object_get(body, "reason"));
+    const char *expires = json_string_value(json_object_get(body, "expires_at"));
     if (expires && !ingest_parse_rfc3339_us(expires, &cmd.expires_at_us))
         cmd.expires_at_us = 0; /* validated before: cannot happen */
     env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_ADJUST_POINTS;
     env.adjust_points = &cmd;
-    ledger_request_send(r, &env);
+    uint8_t *out = envelope_encode(&env, len);
+    if (out)
+        *headers = envelope_cloudevents_headers(&env, "/tessera/ingest");
+    return out;
+}
+
+static void adjustment_send(struct req *r)
+{
+    free(r->command);
+    if (r->headers)
+        rd_kafka_headers_destroy(r->headers);
+    r->headers = NULL;
+    r->command = points_encode(&r->caller, r->member_id, r->branch_id, r->command_id, r->body,
+                               &r->command_len, &r->headers);
+    if (!r->command) {
+        http_reply_problem(r->ex, 413, "payload_too_large", "the command is too large", NULL);
+        req_free(r);
+        return;
+    }
+    waiter_send_and_wait(r);
 }
 
 static void adjustment_authenticated(struct req *r)

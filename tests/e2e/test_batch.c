@@ -146,6 +146,38 @@ static void test_batch_applies_once(void **state)
     free(body.text);
 }
 
+/* Admin points adjustments in bulk: grants, a deduction, and one that
+ * would go negative and is refused, in order. */
+static void test_batch_points_adjustments(void **state)
+{
+    char member[64], body[2048], path[128];
+    test_register_member(member);
+    size_t len = 0;
+    static const int points[] = {100, 100, 100, -50, -1000};
+    for (int i = 0; i < 5; i++)
+        len += (size_t)snprintf(body + len, sizeof(body) - len,
+                                "{\"type\":\"points_adjustment\",\"member_id\":\"%s\","
+                                "\"idempotency_key\":\"pts-%s-%d\",\"points\":%d,"
+                                "\"reason\":\"goodwill\"}\n",
+                                member, member, i, points[i]);
+    struct api_response r = post_batch(body);
+    assert_int_equal(r.status, 200);
+    json_t *results = json_object_get(r.body, "results");
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(json_integer_value(json_object_get(json_array_get(results, (size_t)i),
+                                                            "status")),
+                         201);
+    json_t *last = json_array_get(results, 4);
+    assert_int_equal(json_integer_value(json_object_get(last, "status")), 409);
+    assert_string_equal(json_str_at(json_object_get(last, "result"), "code"),
+                        "insufficient_points");
+    api_response_free(&r);
+    snprintf(path, sizeof(path), "/v1/members/%.64s", member);
+    r = api_get(path);
+    assert_int_equal(json_int_at(r.body, "balances.points"), 250);
+    api_response_free(&r);
+}
+
 static void test_batch_refuses_bad_bodies(void **state)
 {
     struct api_response r = api_call("POST", "/v1/events:batch", "{}", NULL, NULL);
@@ -171,6 +203,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batch_applies_once),
+        cmocka_unit_test(test_batch_points_adjustments),
         cmocka_unit_test(test_batch_refuses_bad_bodies),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
