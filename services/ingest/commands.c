@@ -136,12 +136,8 @@ uint8_t *commands_encode(const struct caller *c, const char *member_id, const ch
                          const char *command_id, json_t *body, size_t *len,
                          rd_kafka_headers_t **headers)
 {
-    struct event_meta meta = {.tenant_id = c->tenant_id,
-                              .branch_id = branch_id,
-                              .member_id = member_id,
-                              .correlation_id = command_id,
-                              .actor_kind = "api_key",
-                              .actor_id = c->key_id};
+    struct event_meta meta;
+    command_meta(&meta, c, member_id, branch_id, command_id);
     Envelope env;
     Actor actor;
     TopUpStoredValue topup;
@@ -169,32 +165,17 @@ uint8_t *commands_encode(const struct caller *c, const char *member_id, const ch
         env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_TOP_UP_STORED_VALUE;
         env.top_up_stored_value = &topup;
     }
-    uint8_t *out = envelope_encode(&env, len);
-    if (out)
-        *headers = envelope_cloudevents_headers(&env, "/tessera/ingest");
-    return out;
+    return command_encode(&env, len, headers);
 }
 
-/* Encodes the command into r->command (once the command id is final). */
-static bool encode_command(struct req *r)
-{
-    free(r->command);
-    if (r->headers)
-        rd_kafka_headers_destroy(r->headers);
-    r->headers = NULL;
-    r->command = commands_encode(&r->caller, r->member_id, r->branch_id, r->command_id, r->body,
-                                 &r->command_len, &r->headers);
-    return r->command != NULL;
-}
-
+/* Once the command id is final (idempotency claimed). */
 static void send_command(struct req *r)
 {
-    if (!encode_command(r)) {
-        http_reply_problem(r->ex, 413, "payload_too_large", "the command is too large", NULL);
-        req_free(r);
-        return;
-    }
-    waiter_send_and_wait(r);
+    size_t len = 0;
+    rd_kafka_headers_t *headers = NULL;
+    uint8_t *command = commands_encode(&r->caller, r->member_id, r->branch_id, r->command_id,
+                                       r->body, &len, &headers);
+    req_send_command(r, command, len, headers);
 }
 
 static void on_checked(void *arg, PGresult *res, const char *err, const char *sqlstate)

@@ -162,6 +162,15 @@ bool ledger_request_member_path(struct req *r);
  * calls send. */
 void ledger_request_check_then(struct req *r, void (*send)(struct req *r));
 void ledger_request_meta(struct req *r, struct event_meta *meta);
+/* The metadata of a command an API key sends for a member. */
+void command_meta(struct event_meta *meta, const struct caller *c, const char *member_id,
+                  const char *branch_id, const char *command_id);
+/* Encodes a command envelope and its CloudEvents headers (caller owns
+ * both); NULL when too large. */
+uint8_t *command_encode(Envelope *env, size_t *len, rd_kafka_headers_t **headers);
+/* Takes an encoded command (NULL: answers 413) and sends it for r,
+ * waiting for the verdict. */
+void req_send_command(struct req *r, uint8_t *command, size_t len, rd_kafka_headers_t *headers);
 /* Encodes env as r's command and waits for the ledger's verdict. */
 void ledger_request_send(struct req *r, Envelope *env);
 

@@ -60,29 +60,52 @@ bool ledger_request_member_path(struct req *r)
     return true;
 }
 
-/* Encodes env into r->command with its CloudEvents headers and sends it,
- * waiting for the verdict. */
-void ledger_request_send(struct req *r, Envelope *env)
+void command_meta(struct event_meta *meta, const struct caller *c, const char *member_id,
+                  const char *branch_id, const char *command_id)
+{
+    *meta = (struct event_meta){.tenant_id = c->tenant_id,
+                                .branch_id = branch_id,
+                                .member_id = member_id,
+                                .correlation_id = command_id,
+                                .actor_kind = "api_key",
+                                .actor_id = c->key_id};
+}
+
+uint8_t *command_encode(Envelope *env, size_t *len, rd_kafka_headers_t **headers)
+{
+    uint8_t *out = envelope_encode(env, len);
+    if (out)
+        *headers = envelope_cloudevents_headers(env, "/tessera/ingest");
+    return out;
+}
+
+void req_send_command(struct req *r, uint8_t *command, size_t len, rd_kafka_headers_t *headers)
 {
     free(r->command);
-    r->command = envelope_encode(env, &r->command_len);
-    if (!r->command) {
+    if (r->headers)
+        rd_kafka_headers_destroy(r->headers);
+    r->command = command;
+    r->command_len = len;
+    r->headers = headers;
+    if (!command) {
         http_reply_problem(r->ex, 413, "payload_too_large", "the command is too large", NULL);
         req_free(r);
         return;
     }
-    if (r->headers)
-        rd_kafka_headers_destroy(r->headers);
-    r->headers = envelope_cloudevents_headers(env, "/tessera/ingest");
     waiter_send_and_wait(r);
+}
+
+/* Encodes env as r's command with its CloudEvents headers and sends it,
+ * waiting for the verdict. */
+void ledger_request_send(struct req *r, Envelope *env)
+{
+    size_t len = 0;
+    rd_kafka_headers_t *headers = NULL;
+    uint8_t *command = command_encode(env, &len, &headers);
+    req_send_command(r, command, len, headers);
 }
 
 void ledger_request_meta(struct req *r, struct event_meta *meta)
 {
-    *meta = (struct event_meta){.tenant_id = r->caller.tenant_id,
-                                .branch_id = r->branch_id,
-                                .member_id = r->member_id,
-                                .correlation_id = r->command_id,
-                                .actor_kind = "api_key",
-                                .actor_id = r->caller.key_id};
+    command_meta(meta, &r->caller, r->member_id, r->branch_id, r->command_id);
 }

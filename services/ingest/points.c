@@ -100,12 +100,8 @@ uint8_t *points_encode(const struct caller *c, const char *member_id, const char
                        const char *command_id, json_t *body, size_t *len,
                        rd_kafka_headers_t **headers)
 {
-    struct event_meta meta = {.tenant_id = c->tenant_id,
-                              .branch_id = branch_id,
-                              .member_id = member_id,
-                              .correlation_id = command_id,
-                              .actor_kind = "api_key",
-                              .actor_id = c->key_id};
+    struct event_meta meta;
+    command_meta(&meta, c, member_id, branch_id, command_id);
     Envelope env;
     Actor actor;
     AdjustPoints cmd;
@@ -119,26 +115,16 @@ uint8_t *points_encode(const struct caller *c, const char *member_id, const char
         cmd.expires_at_us = 0; /* validated before: cannot happen */
     env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_ADJUST_POINTS;
     env.adjust_points = &cmd;
-    uint8_t *out = envelope_encode(&env, len);
-    if (out)
-        *headers = envelope_cloudevents_headers(&env, "/tessera/ingest");
-    return out;
+    return command_encode(&env, len, headers);
 }
 
 static void adjustment_send(struct req *r)
 {
-    free(r->command);
-    if (r->headers)
-        rd_kafka_headers_destroy(r->headers);
-    r->headers = NULL;
-    r->command = points_encode(&r->caller, r->member_id, r->branch_id, r->command_id, r->body,
-                               &r->command_len, &r->headers);
-    if (!r->command) {
-        http_reply_problem(r->ex, 413, "payload_too_large", "the command is too large", NULL);
-        req_free(r);
-        return;
-    }
-    waiter_send_and_wait(r);
+    size_t len = 0;
+    rd_kafka_headers_t *headers = NULL;
+    uint8_t *command = points_encode(&r->caller, r->member_id, r->branch_id, r->command_id,
+                                     r->body, &len, &headers);
+    req_send_command(r, command, len, headers);
 }
 
 static void adjustment_authenticated(struct req *r)
