@@ -208,7 +208,7 @@ drain_consumers() {
   for svc in "${consumers[@]}"; do
     pid_alive "$local_dir/pids/$svc.pid" || continue
     until [ "$(curl -fsS "http://127.0.0.1:$(admin_port_of "$svc")/metrics" 2>/dev/null |
-               awk '/^tessera_consumer_lag_messages /{print $2}')" = "0" ]; do
+               awk '/^tessera_consumer_total_lag_messages /{print $2}')" = "0" ]; do
       [ $SECONDS -lt $deadline ] || { say "$svc did not drain in time"; break; }
       sleep 0.1
     done

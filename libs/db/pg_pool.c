@@ -13,6 +13,7 @@
 #include "db/db.h"
 #include "db/db_internal.h"
 #include "log/log.h"
+#include "metrics/metrics.h"
 
 #define PG_POOL_CONNS_MAX 64
 #define PG_POOL_BACKOFF_MIN_MS 100
@@ -40,6 +41,7 @@ struct pg_req {
     PGresult *res;                        /* owned until after the callback */
     char err[PG_POOL_ERR_MAX];            /* "" on success */
     char sqlstate[6];
+    double sent_s; /* when it went to the server, for the round-trip histogram */
 };
 
 struct req_list {
@@ -334,6 +336,7 @@ static void conn_send(struct pg_conn *c, struct pg_req *r)
 {
     assert(c->state == CONN_IDLE && c->req == NULL);
     c->req = r;
+    r->sent_s = metrics_now_seconds();
     conn_set_state(c, CONN_BUSY);
     if (!PQsendQueryParams(c->pg, r->sql, r->nparams, NULL, r->params, NULL, NULL, 0)) {
         conn_broken(c, PQerrorMessage(c->pg));
@@ -362,6 +365,18 @@ static void req_take_result(struct pg_req *r, PGresult *res)
     PQclear(res);
 }
 
+/* Round trip of one statement, from send to its last result; failures
+ * are labelled apart so a slow error does not look like a slow query. */
+static void pg_pool_observe(const struct pg_req *r)
+{
+    struct metric_family *f = metrics_histogram(
+        "tessera_pg_query_duration_seconds",
+        "PostgreSQL statement round trip from the async pool, by result.", "result",
+        metrics_buckets_seconds, metrics_buckets_seconds_count);
+    metrics_observe(metrics_with(f, r->err[0] == '\0' ? "ok" : "error"),
+                    metrics_now_seconds() - r->sent_s);
+}
+
 /* Reads results of the statement in flight until libpq says it is
  * complete (PQgetResult NULL) or would block. */
 static void conn_read_results(struct pg_conn *c)
@@ -372,6 +387,7 @@ static void conn_read_results(struct pg_conn *c)
             struct pg_req *r = c->req;
             c->req = NULL;
             conn_set_state(c, CONN_IDLE);
+            pg_pool_observe(r);
             req_finish(c->pool, r);
             pool_dispatch(c->pool);
             return;

@@ -50,6 +50,11 @@ struct http_server *http_server_new(struct event_base *base, const char *addr, u
                                     const struct http_limits *limits, void *app, char *err,
                                     size_t err_len);
 uint16_t http_server_port(const struct http_server *srv);
+/* Records tessera_http_requests_total and
+ * tessera_http_request_duration_seconds for every request of this server,
+ * labelled server=name (a static string), method, route pattern and
+ * status. Off until called. */
+void http_server_set_metrics_name(struct http_server *srv, const char *name);
 /* Stops accepting; exchanges still in flight may still be answered. */
 void http_server_free(struct http_server *srv);
 

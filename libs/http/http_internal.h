@@ -33,6 +33,12 @@ struct http_exchange {
     size_t body_max_bytes;
     size_t json_depth_max;
     char peer[INET6_ADDRSTRLEN];
+    /* For request metrics: NULL metrics_server means none are recorded.
+     * route is the matched pattern (route tables are static), "unmatched"
+     * otherwise, so labels stay few whatever paths clients send. */
+    const char *metrics_server;
+    const char *route;
+    double started_s;
 };
 
 /* A {param} capture: spans into the pattern and into the request path. */

@@ -28,19 +28,14 @@ static bool runner_ready(void *arg, json_t *checks)
     return pg && assigned && extra && !r->stopping;
 }
 
+/* The pipeline's own metrics live in the registry (pipeline_metrics.c);
+ * this adds the assignment gauge and the service's extra lines. */
 static void runner_metrics(void *arg, struct evbuffer *out)
 {
     struct runner *r = arg;
     const struct pipeline_stats *s = pipeline_stats(r->pipeline);
-    admin_metric(out, "tessera_consumer_lag_messages", "gauge", atomic_load(&s->lag));
     admin_metric(out, "tessera_consumer_assigned_partitions", "gauge",
                  atomic_load(&s->assigned_partitions));
-    admin_metric(out, "tessera_batches_total", "counter", atomic_load(&s->batches));
-    admin_metric(out, "tessera_messages_total", "counter", atomic_load(&s->messages));
-    admin_metric(out, "tessera_dead_letters_total", "counter", atomic_load(&s->dead_letters));
-    admin_metric(out, "tessera_batches_fenced_total", "counter", atomic_load(&s->fenced));
-    admin_metric(out, "tessera_batch_retries_total", "counter", atomic_load(&s->retries));
-    admin_metric(out, "tessera_outbox_relayed_total", "counter", atomic_load(&s->relayed));
     if (r->svc->metrics)
         r->svc->metrics(r->svc->ctx, out);
 }

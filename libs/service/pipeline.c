@@ -11,6 +11,8 @@
 #include "bus/topics.h"
 #include "db/offsets.h"
 #include "log/log.h"
+#include "metrics/metrics.h"
+#include "service/pipeline_metrics.h"
 
 #define PIPELINE_RANGES_MAX 512 /* distinct partitions in one batch */
 
@@ -88,6 +90,7 @@ static void on_revoke(void *arg, const rd_kafka_topic_partition_list_t *parts)
     struct pipeline *p = arg;
     log_fields(LOG_INFO, "partitions revoked", NULL);
     atomic_store(&p->stats.assigned_partitions, 0);
+    pipeline_metrics_revoked();
 }
 
 /* ------------------------------------------------------------ the batches */
@@ -130,6 +133,8 @@ static void handle_fence(struct pipeline *p, const struct db_offset_range *r, si
         log_fields(LOG_ERROR, "fenced, and cannot reload offsets", "error", err, NULL);
     rd_kafka_topic_partition_list_destroy(parts);
     atomic_fetch_add(&p->stats.fenced, 1);
+    pipeline_metrics_count("tessera_consumer_batches_fenced_total",
+                           "Batches dropped because another instance already applied them.", 1);
     log_fields(LOG_WARN, "batch fenced: another instance already applied it; seeking", NULL);
 }
 
@@ -141,6 +146,7 @@ static void send_dead_letters(struct pipeline *p, struct pipeline_batch *b)
         log_fields(LOG_WARN, "dead-lettering a message", "reason", b->poison[i], NULL);
         bus_dead_letter(p->producer, b->msgs[i], p->cfg.service, b->poison[i]);
         atomic_fetch_add(&p->stats.dead_letters, 1);
+        pipeline_metrics_dead_letter(b->msgs[i]);
     }
 }
 
@@ -203,6 +209,8 @@ static void relay_outbox(struct pipeline *p)
             return;
         }
         atomic_fetch_add(&p->stats.relayed, n);
+        pipeline_metrics_count("tessera_outbox_relayed_total", "Outbox events relayed to Kafka.",
+                               n);
         if (n < OUTBOX_RELAY_BATCH_MAX)
             return;
     }
@@ -216,6 +224,7 @@ static void process_batch(struct pipeline *p, struct pipeline_batch *b)
     struct db_offset_range ranges[PIPELINE_RANGES_MAX];
     size_t nr = batch_ranges(b, ranges, PIPELINE_RANGES_MAX);
     char err[512];
+    double started_s = metrics_now_seconds();
     for (int attempt = 0;; attempt++) {
         enum attempt_result r = batch_attempt(p, b, ranges, nr, err, sizeof(err));
         atomic_store(&p->stats.postgres_ok, r != ATTEMPT_FAILED || db_healthy(p->pg));
@@ -226,6 +235,8 @@ static void process_batch(struct pipeline *p, struct pipeline_batch *b)
         if (r == ATTEMPT_COMMITTED)
             break;
         atomic_fetch_add(&p->stats.retries, 1);
+        pipeline_metrics_count("tessera_consumer_batch_retries_total",
+                               "Batch attempts that failed and were retried.", 1);
         log_fields(LOG_ERROR, "batch failed; retrying", "error", err, NULL);
         if (atomic_load(&p->stop))
             return;
@@ -234,10 +245,13 @@ static void process_batch(struct pipeline *p, struct pipeline_batch *b)
     }
     atomic_fetch_add(&p->stats.batches, 1);
     atomic_fetch_add(&p->stats.messages, (long long)b->count);
+    pipeline_metrics_batch(b, metrics_now_seconds() - started_s);
     if (p->ops.after_commit)
         p->ops.after_commit(p->ctx, b);
-    if (b->out_count > 0)
+    if (b->out_count > 0) {
         relay_outbox(p);
+        pipeline_metrics_outbox_backlog(p->pg);
+    }
 }
 
 static void *pipeline_main(void *arg)
@@ -248,9 +262,11 @@ static void *pipeline_main(void *arg)
                                .poison = calloc(max, sizeof(*b.poison))};
     assert(b.msgs && b.poison);
     relay_outbox(p); /* events a crash left behind */
+    pipeline_metrics_outbox_backlog(p->pg);
     while (!atomic_load(&p->stop)) {
         b.count = bus_consumer_poll_batch(p->consumer, b.msgs, max, p->cfg.poll_timeout_ms);
         atomic_store(&p->stats.lag, bus_consumer_lag(p->consumer));
+        pipeline_metrics_lags(p->consumer);
         if (b.count == 0) {
             atomic_store(&p->stats.postgres_ok, db_healthy(p->pg));
             continue;
@@ -287,6 +303,7 @@ struct pipeline *pipeline_start(const struct pipeline_config *cfg, const struct 
     p->exit_ctx = exit_ctx;
     atomic_store(&p->stats.lag, -1);
     snprintf(p->source, sizeof(p->source), "/tessera/%s", cfg->service);
+    pipeline_metrics_register();
 
     p->pg = db_connect(cfg->pg_dsn, cfg->schema, cfg->service, cfg->statement_timeout_ms, err,
                        err_len);

@@ -1,6 +1,7 @@
 /* tessera-ingest: the HTTP API. Authenticates, validates, turns requests
  * into events and ledger commands, and answers with the ledger's verdict. */
 #include <event2/thread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include "bus/topics.h"
 #include "ingest.h"
 #include "log/log.h"
+#include "metrics/metrics.h"
 #include "service/admin.h"
 
 #define DRAIN_CHECK_MS 50
@@ -70,17 +72,37 @@ static bool ingest_ready(void *ctx, json_t *checks)
     return pg && redis && kafka && !a->stopping;
 }
 
-static void ingest_metrics(void *ctx, struct evbuffer *out)
+/* Read at each /metrics render on the loop, where these fields live.
+ * HTTP requests, Kafka deliveries and PostgreSQL/Redis round trips are
+ * counted by the libraries themselves. */
+static void ingest_collect(void *ctx)
 {
     struct ingest *a = ctx;
-    admin_metric(out, "tessera_http_requests_total", "counter", a->requests);
-    admin_metric(out, "tessera_ledger_commands_sent_total", "counter", a->commands_sent);
-    admin_metric(out, "tessera_ledger_verdicts_matched_total", "counter", a->verdicts_matched);
-    admin_metric(out, "tessera_ledger_wait_timeouts_total", "counter", a->wait_timeouts);
-    admin_metric(out, "tessera_member_events_published_total", "counter", a->relayed_events);
-    admin_metric(out, "tessera_pg_pending_statements", "gauge", (long long)pg_pool_pending(a->pg));
-    admin_metric(out, "tessera_kafka_outstanding_messages", "gauge",
-                 bus_producer_outstanding(a->producer));
+    static const struct {
+        const char *name, *help;
+        size_t offset;
+    } counters[] = {
+        {"tessera_ledger_commands_sent_total", "Ledger commands produced by this instance.",
+         offsetof(struct ingest, commands_sent)},
+        {"tessera_ledger_verdicts_matched_total", "Ledger verdicts that reached a waiting request.",
+         offsetof(struct ingest, verdicts_matched)},
+        {"tessera_ledger_wait_timeouts_total",
+         "Money requests answered 202 because the verdict came too late.",
+         offsetof(struct ingest, wait_timeouts)},
+        {"tessera_member_events_published_total", "Member events relayed from ingest's outbox.",
+         offsetof(struct ingest, relayed_events)},
+    };
+    for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++)
+        metrics_set(metrics_series(metrics_counter(counters[i].name, counters[i].help, NULL), NULL),
+                    (double)*(const long long *)((const char *)a + counters[i].offset));
+    metrics_set(metrics_series(metrics_gauge("tessera_pg_pool_pending_statements",
+                                             "Statements queued or running in the pool.", NULL),
+                               NULL),
+                (double)pg_pool_pending(a->pg));
+    metrics_set(metrics_series(metrics_gauge("tessera_kafka_outstanding_messages",
+                                             "Messages produced and not yet acknowledged.", NULL),
+                               NULL),
+                (double)bus_producer_outstanding(a->producer));
 }
 
 static bool waiters_empty(const struct ingest *a)
@@ -162,11 +184,13 @@ int main(int argc, char **argv)
     }
     struct admin_server *admin = admin_server_new(
         app.base, app.common.admin_addr, (uint16_t)app.common.admin_port, "ingest", ingest_ready,
-        ingest_metrics, &app, err, sizeof(err));
+        NULL, &app, err, sizeof(err));
     if (!admin) {
         log_fields(LOG_ERROR, "cannot open the admin port", "error", err, NULL);
         return 1;
     }
+    metrics_on_collect(ingest_collect, &app);
+    http_server_set_metrics_name(app.api, "api");
     struct service_signals *signals = service_signals_new(app.base, ingest_stop, NULL);
     struct timeval sweep_every = {OUTBOX_SWEEP_S, 0};
     app.outbox_timer = event_new(app.base, -1, EV_PERSIST, member_events_sweep, &app);

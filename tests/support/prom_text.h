@@ -19,7 +19,7 @@ struct prom_family_seen {
     char type[16];
 };
 
-static bool prom_name_ok(const char *s, size_t len)
+static inline bool prom_name_ok(const char *s, size_t len)
 {
     if (len == 0 || !(isalpha((unsigned char)s[0]) || s[0] == '_' || s[0] == ':'))
         return false;
@@ -30,7 +30,7 @@ static bool prom_name_ok(const char *s, size_t len)
 }
 
 /* Parses {a="x",b="y"} at *p; advances past it. */
-static bool prom_labels_ok(const char **p)
+static inline bool prom_labels_ok(const char **p)
 {
     const char *s = *p;
     if (*s != '{')
@@ -61,7 +61,7 @@ static bool prom_labels_ok(const char **p)
     return true;
 }
 
-static bool prom_value_ok(const char *s)
+static inline bool prom_value_ok(const char *s)
 {
     if (strcmp(s, "+Inf") == 0 || strcmp(s, "-Inf") == 0 || strcmp(s, "NaN") == 0)
         return true;
@@ -71,7 +71,7 @@ static bool prom_value_ok(const char *s)
 }
 
 /* The family a sample name belongs to, given the last TYPE line. */
-static bool prom_sample_in_family(const char *name, size_t len, const struct prom_family_seen *f)
+static inline bool prom_sample_in_family(const char *name, size_t len, const struct prom_family_seen *f)
 {
     size_t flen = strlen(f->name);
     if (len == flen && strncmp(name, f->name, len) == 0)
@@ -85,13 +85,13 @@ static bool prom_sample_in_family(const char *name, size_t len, const struct pro
            (slen == 6 && strncmp(suffix, "_count", 6) == 0);
 }
 
-static bool prom_fail(char *why, size_t why_len, int line, const char *what)
+static inline bool prom_fail(char *why, size_t why_len, int line, const char *what)
 {
     snprintf(why, why_len, "line %d: %s", line, what);
     return false;
 }
 
-static bool prom_comment_ok(const char *l, struct prom_family_seen *seen, size_t *nseen,
+static inline bool prom_comment_ok(const char *l, struct prom_family_seen *seen, size_t *nseen,
                             char *why, size_t why_len, int line)
 {
     char kind[8], name[128], rest[64] = "";
@@ -124,7 +124,7 @@ static bool prom_comment_ok(const char *l, struct prom_family_seen *seen, size_t
  * samples, sample names inside the declared family, label syntax and
  * escapes, numeric values, counters named *_total, a trailing newline.
  * On failure writes the first problem to why. */
-static bool prom_validate(const char *text, char *why, size_t why_len)
+static inline bool prom_validate(const char *text, char *why, size_t why_len)
 {
     static struct prom_family_seen seen[PROM_FAMILIES_MAX];
     size_t nseen = 0;
@@ -164,7 +164,7 @@ static bool prom_validate(const char *text, char *why, size_t why_len)
 /* Sum of the samples named name whose label text contains every
  * comma-free fragment of match (e.g. "route=\"/v1/members\"",
  * or NULL for all). -1 when there is no such sample. */
-static double prom_sum(const char *text, const char *name, const char *match)
+static inline double prom_sum(const char *text, const char *name, const char *match)
 {
     double sum = 0;
     bool found = false;
