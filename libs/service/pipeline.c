@@ -13,6 +13,7 @@
 #include "log/log.h"
 #include "metrics/metrics.h"
 #include "service/pipeline_metrics.h"
+#include "trace/trace.h"
 
 #define PIPELINE_RANGES_MAX 512 /* distinct partitions in one batch */
 
@@ -138,12 +139,33 @@ static void handle_fence(struct pipeline *p, const struct db_offset_range *r, si
     log_fields(LOG_WARN, "batch fenced: another instance already applied it; seeking", NULL);
 }
 
+/* A header's value as a string ("" when absent or not text). */
+static void header_text(const rd_kafka_message_t *m, const char *name, char *out, size_t len)
+{
+    rd_kafka_headers_t *h = NULL;
+    const void *v = NULL;
+    size_t n = 0;
+    out[0] = '\0';
+    if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        rd_kafka_header_get_last(h, name, &v, &n) == RD_KAFKA_RESP_ERR_NO_ERROR && v)
+        snprintf(out, len, "%.*s", (int)n, (const char *)v);
+}
+
 static void send_dead_letters(struct pipeline *p, struct pipeline_batch *b)
 {
     for (size_t i = 0; i < b->count; i++) {
         if (!b->poison[i])
             continue;
-        log_fields(LOG_WARN, "dead-lettering a message", "reason", b->poison[i], NULL);
+        /* The CloudEvents headers name the event, member and trace even
+         * when the payload cannot be decoded. */
+        char event_id[64], member[128], traceparent[TRACEPARENT_SIZE], trace_id[TRACE_ID_SIZE];
+        header_text(b->msgs[i], "ce_id", event_id, sizeof(event_id));
+        header_text(b->msgs[i], "ce_subject", member, sizeof(member));
+        header_text(b->msgs[i], "ce_traceparent", traceparent, sizeof(traceparent));
+        trace_id_of(traceparent, trace_id);
+        log_fields(LOG_WARN, "dead-lettering a message", "reason", b->poison[i], "topic",
+                   rd_kafka_topic_name(b->msgs[i]->rkt), "event_id", event_id, "member_id",
+                   member, "trace_id", trace_id, NULL);
         bus_dead_letter(p->producer, b->msgs[i], p->cfg.service, b->poison[i]);
         atomic_fetch_add(&p->stats.dead_letters, 1);
         pipeline_metrics_dead_letter(b->msgs[i]);

@@ -130,7 +130,8 @@ static bool encode_command(struct req *r)
                               .member_id = r->member_id,
                               .correlation_id = r->command_id,
                               .actor_kind = "api_key",
-                              .actor_id = r->caller.key_id};
+                              .actor_id = r->caller.key_id,
+                              .traceparent = r->traceparent};
     Envelope env;
     Actor actor;
     TopUpStoredValue topup;

@@ -15,6 +15,7 @@
 #include "events/codec.h"
 #include "http/http.h"
 #include "service/common.h"
+#include "trace/trace.h"
 
 #define INGEST_WAITERS_BUCKETS 4096
 #define INGEST_WAIT_MAX_MS 30000
@@ -60,6 +61,7 @@ struct req {
     char idem_key[INGEST_KEY_MAX]; /* "" when the client sent none */
     char request_hash[65];
     char command_id[UUID_STR_SIZE];
+    char traceparent[TRACEPARENT_SIZE]; /* this request's span; copied into its events */
     int wait_ms;
     /* the command, encoded, while it is (re)sent */
     uint8_t *command;

@@ -191,6 +191,7 @@ int main(int argc, char **argv)
     }
     metrics_on_collect(ingest_collect, &app);
     http_server_set_metrics_name(app.api, "api");
+    http_server_set_access_log(app.api, true);
     struct service_signals *signals = service_signals_new(app.base, ingest_stop, NULL);
     struct timeval sweep_every = {OUTBOX_SWEEP_S, 0};
     app.outbox_timer = event_new(app.base, -1, EV_PERSIST, member_events_sweep, &app);

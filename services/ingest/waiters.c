@@ -78,6 +78,7 @@ void waiter_send_and_wait(struct req *r)
         req_free(r);
         return;
     }
+    http_exchange_log_field(r->ex, "correlation_id", r->command_id);
     struct waiter *w = calloc(1, sizeof(*w));
     assert(w);
     snprintf(w->command_id, sizeof(w->command_id), "%s", r->command_id);
