@@ -9,6 +9,9 @@
 #   runtime.sh start-service S  start one service (ingest ledger tiering campaign notification)
 #   runtime.sh stop-service S   SIGTERM one service and wait for it
 #   runtime.sh kill-service S   SIGKILL one service (crash tests)
+#   runtime.sh launch-service S start one service without waiting for it to be ready
+#   runtime.sh stop-postgres|start-postgres|stop-redis|start-redis
+#                               take one dependency away and back (resilience tests)
 #   runtime.sh restart-kafka    stop the services in order, restart the broker (empty, with
 #                               a new cluster id), start the services again
 #   runtime.sh env              print the environment services and tests use
@@ -256,6 +259,11 @@ case ${1:-} in
   start-service) start_service "$2"; wait_ready "$2" ;;
   stop-service) stop_pidfile "$2" ;;
   kill-service) kill -KILL "$(cat "$local_dir/pids/$2.pid")"; rm -f "$local_dir/pids/$2.pid" ;;
+  launch-service) start_service "$2" ;;
+  stop-postgres) stop_postgres ;;
+  start-postgres) start_postgres ;;
+  stop-redis) stop_redis; wait_for "Redis to stop" 10 bash -c "! redis-cli -p $redis_port ping" ;;
+  start-redis) start_redis ;;
   env)
     echo "TESSERA_PG_DSN='$(pg_dsn)'"
     echo "TESSERA_REDIS_HOST=127.0.0.1"
@@ -264,5 +272,5 @@ case ${1:-} in
     echo "TESSERA_API_URL=http://127.0.0.1:$api_port"
     echo "TESSERA_API_KEY=$(cat "$local_dir/api-key" 2>/dev/null)"
     ;;
-  *) echo "usage: $0 start|stop|start-service S|stop-service S|kill-service S|env" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|start-service S|stop-service S|kill-service S|launch-service S|stop-postgres|start-postgres|stop-redis|start-redis|env" >&2; exit 2 ;;
 esac

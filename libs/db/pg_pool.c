@@ -445,8 +445,12 @@ static void pool_dispatch(struct pg_pool *pool)
 
 /* ---- public ---- */
 
-/* Blocking first connect of every connection, at start-up only. */
-static int pool_connect_all(struct pg_pool *pool, char *err, size_t err_len)
+/* Blocking first connect of every connection, at start-up only, so a
+ * service that starts with its database up can query at once. A server
+ * that is not there yet is not an error: the connection goes down with
+ * back-off and the loop keeps trying (pg_pool_healthy stays false, so
+ * /readyz answers 503, until one connects). */
+static void pool_connect_all(struct pg_pool *pool)
 {
     const char *keys[] = {"dbname", "connect_timeout", "options", "fallback_application_name", NULL};
     const char *vals[] = {pool->dsn, pool->connect_timeout, pool->options, PG_POOL_APP_NAME, NULL};
@@ -454,16 +458,11 @@ static int pool_connect_all(struct pg_pool *pool, char *err, size_t err_len)
         struct pg_conn *c = &pool->conns[i];
         c->pg = PQconnectdbParams(keys, vals, 1);
         if (c->pg == NULL || PQstatus(c->pg) != CONNECTION_OK) {
-            db_set_err(err, err_len, "pg_pool_new", c->pg != NULL ? PQerrorMessage(c->pg) : "out of memory");
-            return -1;
+            conn_broken(c, c->pg != NULL ? PQerrorMessage(c->pg) : "out of memory");
+            continue;
         }
         conn_up(c);
-        if (c->state != CONN_IDLE) {
-            db_set_err(err, err_len, "pg_pool_new", "cannot make the connection non-blocking");
-            return -1;
-        }
     }
-    return 0;
 }
 
 struct pg_pool *pg_pool_new(struct event_base *base, const char *dsn, const char *schema,
@@ -505,8 +504,7 @@ struct pg_pool *pg_pool_new(struct event_base *base, const char *dsn, const char
             goto fail;
         }
     }
-    if (pool_connect_all(pool, err, err_len) != 0)
-        goto fail;
+    pool_connect_all(pool);
     return pool;
 fail:
     pg_pool_free(pool);

@@ -11,6 +11,7 @@
 #include "log/log.h"
 #include "metrics/metrics.h"
 #include "service/admin.h"
+#include "service/startup.h"
 
 #define DRAIN_CHECK_MS 50
 #define DRAIN_MAX_MS 5000
@@ -20,6 +21,8 @@ extern const struct db_migration ingest_migrations[];
 extern const unsigned ingest_migrations_count;
 
 static struct ingest app;
+static struct startup *startup; /* waits for the database before opening the API */
+static int exit_code;
 
 static const struct config_entry config_table[] = {
     SERVICE_COMMON_CONFIG(app.common, "9100"),
@@ -64,12 +67,17 @@ static const struct http_route api_routes[] = {
 static bool ingest_ready(void *ctx, json_t *checks)
 {
     struct ingest *a = ctx;
+    json_object_set_new(checks, "startup", json_boolean(a->api != NULL));
+    if (!a->api)
+        return false;
     bool pg = pg_pool_healthy(a->pg), redis = cache_async_connected(a->cache),
          kafka = bus_tail_ready(a->verdicts);
     json_object_set_new(checks, "postgres", json_boolean(pg));
     json_object_set_new(checks, "redis", json_boolean(redis));
     json_object_set_new(checks, "kafka_verdicts", json_boolean(kafka));
-    return pg && redis && kafka && !a->stopping;
+    /* Redis is only a cache: without it reads fall back to PostgreSQL and
+     * writes go on, so it is reported but does not take us out of service. */
+    return pg && kafka && !a->stopping;
 }
 
 /* Read at each /metrics render on the loop, where these fields live.
@@ -78,6 +86,8 @@ static bool ingest_ready(void *ctx, json_t *checks)
 static void ingest_collect(void *ctx)
 {
     struct ingest *a = ctx;
+    if (!a->api)
+        return; /* still starting */
     static const struct {
         const char *name, *help;
         size_t offset;
@@ -130,6 +140,10 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 static void ingest_stop(void *ctx)
 {
     app.stopping = true;
+    if (!startup_finished(startup) || !app.api) {
+        event_base_loopbreak(app.base); /* nothing was accepted yet */
+        return;
+    }
     struct timeval tv = {0, DRAIN_CHECK_MS * 1000};
     struct event *drain = event_new(app.base, -1, EV_PERSIST, on_drain_tick, NULL);
     event_add(drain, &tv);
@@ -165,23 +179,51 @@ static int ingest_open(char *err, size_t err_len)
     return app.api ? 0 : -1;
 }
 
+/* The start-up step, on the start-up thread: migrations need the
+ * database, which may not be up yet. */
+static int ingest_migrate_step(void *ctx, char *err, size_t err_len)
+{
+    if (service_migrate(&app.common, "ingest", ingest_migrations, ingest_migrations_count) < 0) {
+        snprintf(err, err_len, "migrations did not apply (see the log line before)");
+        return -1;
+    }
+    return 0;
+}
+
+/* On the loop once migrations applied: open the clients and the API. */
+static void ingest_on_started(void *ctx)
+{
+    char err[512];
+    if (ingest_open(err, sizeof(err)) < 0) {
+        log_fields(LOG_ERROR, "cannot start", "error", err, NULL);
+        exit_code = 1;
+        event_base_loopbreak(app.base);
+        return;
+    }
+    http_server_set_metrics_name(app.api, "api");
+    http_server_set_access_log(app.api, true);
+    struct timeval sweep_every = {OUTBOX_SWEEP_S, 0};
+    app.outbox_timer = event_new(app.base, -1, EV_PERSIST, member_events_sweep, &app);
+    event_add(app.outbox_timer, &sweep_every);
+    char api_port[8];
+    snprintf(api_port, sizeof(api_port), "%u", http_server_port(app.api));
+    log_fields(LOG_INFO, "started", "api_addr", app.api_addr, "api_port", api_port, NULL);
+}
+
 int main(int argc, char **argv)
 {
     int rc = service_init("ingest", "tessera-ingest: the HTTP API", argc, argv, config_table,
                           sizeof(config_table) / sizeof(config_table[0]), &app.common);
     if (rc != 0)
         return rc > 0 ? 0 : 2;
-    if (service_migrate(&app.common, "ingest", ingest_migrations, ingest_migrations_count) < 0)
-        return 1;
     if (service_migrate_only(argc, argv))
-        return 0;
+        return service_migrate(&app.common, "ingest", ingest_migrations,
+                               ingest_migrations_count) < 0;
     evthread_use_pthreads();
     app.base = event_base_new();
     char err[512];
-    if (ingest_open(err, sizeof(err)) < 0) {
-        log_fields(LOG_ERROR, "cannot start", "error", err, NULL);
-        return 1;
-    }
+    /* The admin port comes first, so /readyz can say 503 while the
+     * database or the broker are not there yet. */
     struct admin_server *admin = admin_server_new(
         app.base, app.common.admin_addr, (uint16_t)app.common.admin_port, "ingest", ingest_ready,
         NULL, &app, err, sizeof(err));
@@ -189,31 +231,26 @@ int main(int argc, char **argv)
         log_fields(LOG_ERROR, "cannot open the admin port", "error", err, NULL);
         return 1;
     }
-    metrics_on_collect(ingest_collect, &app);
-    http_server_set_metrics_name(app.api, "api");
-    http_server_set_access_log(app.api, true);
-    struct service_signals *signals = service_signals_new(app.base, ingest_stop, NULL);
-    struct timeval sweep_every = {OUTBOX_SWEEP_S, 0};
-    app.outbox_timer = event_new(app.base, -1, EV_PERSIST, member_events_sweep, &app);
-    event_add(app.outbox_timer, &sweep_every);
-
-    char api_port[8], admin_port[8];
-    snprintf(api_port, sizeof(api_port), "%u", http_server_port(app.api));
+    char admin_port[8];
     snprintf(admin_port, sizeof(admin_port), "%u", admin_server_port(admin));
-    log_fields(LOG_INFO, "started", "api_addr", app.api_addr, "api_port", api_port, "admin_port",
-               admin_port, NULL);
+    log_fields(LOG_INFO, "starting", "admin_port", admin_port, NULL);
+    metrics_on_collect(ingest_collect, &app);
+    struct service_signals *signals = service_signals_new(app.base, ingest_stop, NULL);
+    startup = startup_begin(app.base, "migrations", ingest_migrate_step, ingest_on_started, &app);
 
     event_base_dispatch(app.base);
 
+    startup_free(startup);
     http_server_free(app.api);
     bus_tail_free(app.verdicts);
     bus_producer_free(app.producer);
     admin_server_free(admin);
     service_signals_free(signals);
-    event_free(app.outbox_timer);
+    if (app.outbox_timer)
+        event_free(app.outbox_timer);
     cache_async_free(app.cache);
     pg_pool_free(app.pg);
     event_base_free(app.base);
     log_info("stopped");
-    return 0;
+    return exit_code;
 }
