@@ -81,11 +81,29 @@ struct tail_run {
     struct seen seen;
 };
 
+/* The broker's current address: other tests restart it (on a new port),
+ * so the file the runtime writes wins over the environment. */
+static const char *bootstrap(void)
+{
+    static char addr[256];
+    char path[512];
+    snprintf(path, sizeof(path), "%s/kafka.bootstrap", getenv("TESSERA_LOCAL_DIR"));
+    FILE *f = fopen(path, "r");
+    if (f && fgets(addr, sizeof(addr), f)) {
+        addr[strcspn(addr, "\n")] = '\0';
+        fclose(f);
+        return addr;
+    }
+    if (f)
+        fclose(f);
+    return getenv("TESSERA_KAFKA_BOOTSTRAP");
+}
+
 static void tail_open(struct tail_run *t, const char *topic, const char *trace_id)
 {
     static struct bus_config cfg;
     char err[256];
-    cfg = (struct bus_config){.bootstrap = getenv("TESSERA_KAFKA_BOOTSTRAP"),
+    cfg = (struct bus_config){.bootstrap = bootstrap(),
                               .client_id = "test-tracing",
                               .session_timeout_ms = 6000,
                               .linger_ms = 0,
