@@ -69,3 +69,14 @@ double ops_metric(const char *service, const char *name, const char *match)
     free(text);
     return v;
 }
+
+double ops_metric_at(int admin_port, const char *name, const char *match)
+{
+    char url[128];
+    long status;
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", admin_port);
+    char *text = ops_http_get(url, &status);
+    double v = status == 200 ? prom_sum(text, name, match) : -1;
+    free(text);
+    return v;
+}

@@ -24,4 +24,7 @@ char *ops_http_get(const char *url, long *status);
  * labels contain match; -1 when absent or unreachable). */
 double ops_metric(const char *service, const char *name, const char *match);
 
+/* The same for any admin port (a second instance of a service). */
+double ops_metric_at(int admin_port, const char *name, const char *match);
+
 #endif
