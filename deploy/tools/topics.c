@@ -4,7 +4,8 @@
  * docker-compose "topics" job does).
  *
  *   tessera-topics [--bootstrap HOST:PORT] [--partitions N]
- *                  [--replication-factor N] [--prefix P] [--dry-run] [--list]
+ *                  [--replication-factor N] [--prefix P] [--timeout-ms N]
+ *                  [--dry-run] [--list]
  *
  * Exit status: 0 done (or nothing to do), 1 the cluster refused or did
  * not answer, 2 bad usage, 3 a shrink was asked for (nothing changed). */
@@ -24,6 +25,7 @@ struct options {
     const char *prefix;
     int partitions;
     int replication_factor;
+    int timeout_ms;
     bool dry_run;
     bool list;
 };
@@ -37,9 +39,10 @@ static void usage(FILE *out)
             "  --partitions          partitions of every topic (default %d; only grows)\n"
             "  --replication-factor  for new topics (default 3; 1 on a single broker)\n"
             "  --prefix              prepended to every topic name (one cluster, many setups)\n"
+            "  --timeout-ms          wait for the cluster per request (default %d)\n"
             "  --dry-run             print the plan, change nothing\n"
             "  --list                print the topic table and exit\n",
-            TOPICS_PARTITIONS_DEFAULT);
+            TOPICS_PARTITIONS_DEFAULT, TOPIC_ADMIN_TIMEOUT_MS);
 }
 
 static int parse_int(const char *s, int min, int max, int *out)
@@ -60,6 +63,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"partitions", required_argument, NULL, 'p'},
         {"replication-factor", required_argument, NULL, 'r'},
         {"prefix", required_argument, NULL, 'x'},
+        {"timeout-ms", required_argument, NULL, 't'},
         {"dry-run", no_argument, NULL, 'n'},
         {"list", no_argument, NULL, 'l'},
         {"help", no_argument, NULL, 'h'},
@@ -67,7 +71,8 @@ static int parse_options(int argc, char **argv, struct options *o)
     *o = (struct options){.bootstrap = getenv("TESSERA_KAFKA_BOOTSTRAP"),
                           .prefix = "",
                           .partitions = TOPICS_PARTITIONS_DEFAULT,
-                          .replication_factor = 3};
+                          .replication_factor = 3,
+                          .timeout_ms = TOPIC_ADMIN_TIMEOUT_MS};
     for (int c; (c = getopt_long(argc, argv, "", longs, NULL)) != -1;) {
         if (c == 'b')
             o->bootstrap = optarg;
@@ -82,6 +87,8 @@ static int parse_options(int argc, char **argv, struct options *o)
         else if (c == 'p' && parse_int(optarg, 1, TOPIC_ADMIN_PARTITIONS_MAX, &o->partitions) == 0)
             continue;
         else if (c == 'r' && parse_int(optarg, 1, 16, &o->replication_factor) == 0)
+            continue;
+        else if (c == 't' && parse_int(optarg, 100, 600000, &o->timeout_ms) == 0)
             continue;
         else
             return usage(stderr), 2;
@@ -116,10 +123,10 @@ static int apply_one(rd_kafka_t *rk, const struct options *o, const char *name,
     char err[512] = "";
     int rc = 0;
     if (a == TOPIC_CREATE)
-        rc = topic_admin_create(rk, name, spec, o->partitions, o->replication_factor, err,
-                                sizeof(err));
+        rc = topic_admin_create(rk, name, spec, o->partitions, o->replication_factor,
+                                o->timeout_ms, err, sizeof(err));
     else if (a == TOPIC_GROW)
-        rc = topic_admin_grow(rk, name, o->partitions, err, sizeof(err));
+        rc = topic_admin_grow(rk, name, o->partitions, o->timeout_ms, err, sizeof(err));
     if (rc < 0) {
         fprintf(stderr, "tessera-topics: %s: %s failed: %s\n", name, topic_action_name(a), err);
         return 1;
@@ -160,7 +167,8 @@ int main(int argc, char **argv)
         name_ptrs[i] = names[i];
     }
     char err[512];
-    if (topic_admin_describe(rk, name_ptrs, topic_specs_count, current, err, sizeof(err)) < 0) {
+    if (topic_admin_describe(rk, name_ptrs, topic_specs_count, current, o.timeout_ms, err,
+                             sizeof(err)) < 0) {
         fprintf(stderr, "tessera-topics: %s\n", err);
         rd_kafka_destroy(rk);
         return 1;
@@ -168,8 +176,12 @@ int main(int argc, char **argv)
     bool refused = false;
     for (size_t i = 0; i < topic_specs_count; i++) {
         plan[i] = topic_plan(current[i], o.partitions);
-        printf("%s: %d partitions, want %d: %s\n", names[i], current[i], o.partitions,
-               topic_action_name(plan[i]));
+        if (current[i] < 0)
+            printf("%s: missing, want %d: %s\n", names[i], o.partitions,
+                   topic_action_name(plan[i]));
+        else
+            printf("%s: %d partitions, want %d: %s\n", names[i], current[i], o.partitions,
+                   topic_action_name(plan[i]));
         if (plan[i] == TOPIC_REFUSE_SHRINK) {
             refused = true;
             fprintf(stderr,
@@ -183,8 +195,10 @@ int main(int argc, char **argv)
     if (refused)
         rc = 3; /* nothing changed, not even the topics that could be */
     else if (!o.dry_run)
-        for (size_t i = 0; i < topic_specs_count; i++)
-            rc |= apply_one(rk, &o, names[i], &topic_specs[i], plan[i]);
+        /* The first refusal stops the run: the rest would most likely fail
+         * the same way, each after a full timeout. Re-running resumes. */
+        for (size_t i = 0; i < topic_specs_count && rc == 0; i++)
+            rc = apply_one(rk, &o, names[i], &topic_specs[i], plan[i]);
     rd_kafka_destroy(rk);
     return rc;
 }

@@ -45,12 +45,12 @@ const char *topic_action_name(enum topic_action a)
 }
 
 int topic_admin_describe(rd_kafka_t *rk, const char *const *names, size_t count, int *partitions,
-                         char *err, size_t err_len)
+                         int timeout_ms, char *err, size_t err_len)
 {
     const struct rd_kafka_metadata *md = NULL;
     /* all_topics=1: a request naming a missing topic would auto-create it
      * on brokers with auto.create.topics.enable. */
-    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, NULL, &md, TOPIC_ADMIN_TIMEOUT_MS);
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, NULL, &md, timeout_ms);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
         snprintf(err, err_len, "metadata: %s", rd_kafka_err2str(e));
         return -1;
@@ -66,9 +66,9 @@ int topic_admin_describe(rd_kafka_t *rk, const char *const *names, size_t count,
 }
 
 /* Waits for the admin result event and checks the one topic result. */
-static int admin_wait(rd_kafka_queue_t *q, bool create, char *err, size_t err_len)
+static int admin_wait(rd_kafka_queue_t *q, bool create, int timeout_ms, char *err, size_t err_len)
 {
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, TOPIC_ADMIN_TIMEOUT_MS + 5000);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 5000);
     if (!ev) {
         snprintf(err, err_len, "no answer from the cluster in time");
         return -1;
@@ -93,18 +93,20 @@ static int admin_wait(rd_kafka_queue_t *q, bool create, char *err, size_t err_le
     return rc;
 }
 
-static rd_kafka_AdminOptions_t *admin_options(rd_kafka_t *rk, rd_kafka_admin_op_t op)
+static rd_kafka_AdminOptions_t *admin_options(rd_kafka_t *rk, rd_kafka_admin_op_t op,
+                                              int timeout_ms)
 {
     char e[256];
     rd_kafka_AdminOptions_t *o = rd_kafka_AdminOptions_new(rk, op);
     assert(o);
-    rd_kafka_AdminOptions_set_operation_timeout(o, TOPIC_ADMIN_TIMEOUT_MS, e, sizeof(e));
-    rd_kafka_AdminOptions_set_request_timeout(o, TOPIC_ADMIN_TIMEOUT_MS, e, sizeof(e));
+    rd_kafka_AdminOptions_set_operation_timeout(o, timeout_ms, e, sizeof(e));
+    rd_kafka_AdminOptions_set_request_timeout(o, timeout_ms, e, sizeof(e));
     return o;
 }
 
 int topic_admin_create(rd_kafka_t *rk, const char *name, const struct topic_spec *spec,
-                       int partitions, int replication_factor, char *err, size_t err_len)
+                       int partitions, int replication_factor, int timeout_ms, char *err,
+                       size_t err_len)
 {
     rd_kafka_NewTopic_t *nt =
         rd_kafka_NewTopic_new(name, partitions, replication_factor, err, err_len);
@@ -117,25 +119,26 @@ int topic_admin_create(rd_kafka_t *rk, const char *name, const struct topic_spec
         return -1;
     }
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_AdminOptions_t *o = admin_options(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_t *o = admin_options(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS, timeout_ms);
     rd_kafka_CreateTopics(rk, &nt, 1, o, q);
-    int rc = admin_wait(q, true, err, err_len);
+    int rc = admin_wait(q, true, timeout_ms, err, err_len);
     rd_kafka_AdminOptions_destroy(o);
     rd_kafka_NewTopic_destroy(nt);
     rd_kafka_queue_destroy(q);
     return rc;
 }
 
-int topic_admin_grow(rd_kafka_t *rk, const char *name, int partitions, char *err, size_t err_len)
+int topic_admin_grow(rd_kafka_t *rk, const char *name, int partitions, int timeout_ms, char *err,
+                     size_t err_len)
 {
     rd_kafka_NewPartitions_t *np = rd_kafka_NewPartitions_new(name, (size_t)partitions, err,
                                                               err_len);
     if (!np)
         return -1;
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_AdminOptions_t *o = admin_options(rk, RD_KAFKA_ADMIN_OP_CREATEPARTITIONS);
+    rd_kafka_AdminOptions_t *o = admin_options(rk, RD_KAFKA_ADMIN_OP_CREATEPARTITIONS, timeout_ms);
     rd_kafka_CreatePartitions(rk, &np, 1, o, q);
-    int rc = admin_wait(q, false, err, err_len);
+    int rc = admin_wait(q, false, timeout_ms, err, err_len);
     rd_kafka_AdminOptions_destroy(o);
     rd_kafka_NewPartitions_destroy(np);
     rd_kafka_queue_destroy(q);

@@ -13,7 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define TOPIC_ADMIN_TIMEOUT_MS 30000
+#define TOPIC_ADMIN_TIMEOUT_MS 30000 /* default wait for the cluster per request */
 #define TOPIC_ADMIN_PARTITIONS_MAX 1024
 
 struct topic_spec {
@@ -38,15 +38,16 @@ const char *topic_action_name(enum topic_action a);
  * does not exist). 0, or -1 with err. Topics the broker auto-creates on
  * metadata requests are NOT requested by name, so asking never creates. */
 int topic_admin_describe(rd_kafka_t *rk, const char *const *names, size_t count, int *partitions,
-                         char *err, size_t err_len);
+                         int timeout_ms, char *err, size_t err_len);
 
 /* CreateTopics for one topic with partitions, replication factor and the
  * spec's configs. 0, or -1 with the broker's error in err. */
 int topic_admin_create(rd_kafka_t *rk, const char *name, const struct topic_spec *spec,
-                       int partitions, int replication_factor, char *err, size_t err_len);
+                       int partitions, int replication_factor, int timeout_ms, char *err,
+                       size_t err_len);
 
 /* CreatePartitions: grows a topic to `partitions` in total. 0 or -1. */
-int topic_admin_grow(rd_kafka_t *rk, const char *name, int partitions, char *err,
+int topic_admin_grow(rd_kafka_t *rk, const char *name, int partitions, int timeout_ms, char *err,
                      size_t err_len);
 
 #endif
