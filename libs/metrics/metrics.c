@@ -178,6 +178,7 @@ static void atomic_double_add(_Atomic double *v, double delta)
 
 void metrics_add(struct metric_series *s, double delta)
 {
+    assert(s->family->type != METRIC_COUNTER || delta >= 0); /* counters only go up */
     atomic_double_add(&s->value, delta);
 }
 

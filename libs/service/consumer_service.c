@@ -143,10 +143,12 @@ int consumer_service_run(int argc, char **argv, const struct consumer_service *s
 
     event_base_dispatch(r.base);
 
-    bool started = startup_finished(r.startup);
-    startup_free(r.startup);
-    if (started)
+    /* A pipeline the start-up thread started while we were stopping is
+     * stopped too: it leaves the group instead of timing out of it. */
+    if (startup_free(r.startup)) {
+        pipeline_request_stop(r.pipeline);
         pipeline_join(r.pipeline);
+    }
     bool failed = !r.stopping;
     admin_server_free(admin);
     service_signals_free(signals);

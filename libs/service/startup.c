@@ -98,17 +98,19 @@ bool startup_finished(const struct startup *s)
     return s && atomic_load(&s->finished);
 }
 
-void startup_free(struct startup *s)
+bool startup_free(struct startup *s)
 {
     if (!s)
-        return;
+        return false;
     pthread_mutex_lock(&s->lock);
     s->stop = true;
     pthread_cond_signal(&s->wake);
     pthread_mutex_unlock(&s->lock);
     pthread_join(s->thread, NULL);
+    bool finished = atomic_load(&s->finished);
     event_free(s->ev_done);
     pthread_cond_destroy(&s->wake);
     pthread_mutex_destroy(&s->lock);
     free(s);
+    return finished;
 }

@@ -25,7 +25,9 @@ struct startup *startup_begin(struct event_base *base, const char *what, startup
 /* True once the step succeeded (done has been or is about to be called). */
 bool startup_finished(const struct startup *s);
 /* Stops retrying (a shutdown during start-up), joins the thread and
- * frees. A step in progress finishes first; done is not called after. */
-void startup_free(struct startup *s);
+ * frees. A step in progress finishes first; done is not called after.
+ * Returns whether the step succeeded (perhaps during this call), so the
+ * caller can stop what the step started. */
+bool startup_free(struct startup *s);
 
 #endif

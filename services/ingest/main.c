@@ -240,7 +240,7 @@ int main(int argc, char **argv)
 
     event_base_dispatch(app.base);
 
-    startup_free(startup);
+    (void)startup_free(startup); /* the API, if opened, is closed below */
     http_server_free(app.api);
     bus_tail_free(app.verdicts);
     bus_producer_free(app.producer);
