@@ -16,13 +16,14 @@
 #define DRAIN_CHECK_MS 50
 #define DRAIN_MAX_MS 5000
 #define OUTBOX_SWEEP_S 3
+#define INGEST_KAFKA_PROBE_MS 5000 /* one start-up check of the broker */
 
 extern const struct db_migration ingest_migrations[];
 extern const unsigned ingest_migrations_count;
 
 static struct ingest app;
 static struct startup *startup; /* waits for the database before opening the API */
-static int exit_code;
+static struct event *open_retry; /* armed while ingest_open keeps failing */
 
 static const struct config_entry config_table[] = {
     SERVICE_COMMON_CONFIG(app.common, "9100"),
@@ -179,12 +180,42 @@ static int ingest_open(char *err, size_t err_len)
     return app.api ? 0 : -1;
 }
 
+static void ingest_on_started(void *ctx);
+static void ingest_on_started_cb(evutil_socket_t fd, short what, void *arg)
+{
+    ingest_on_started(arg);
+}
+
+/* Undoes a partial ingest_open so it can be tried again. */
+static void ingest_close(void)
+{
+    http_server_free(app.api);
+    bus_tail_free(app.verdicts);
+    bus_producer_free(app.producer);
+    cache_async_free(app.cache);
+    pg_pool_free(app.pg);
+    app.api = NULL;
+    app.verdicts = NULL;
+    app.producer = NULL;
+    app.cache = NULL;
+    app.pg = NULL;
+}
+
 /* The start-up step, on the start-up thread: migrations need the
- * database, which may not be up yet. */
-static int ingest_migrate_step(void *ctx, char *err, size_t err_len)
+ * database and the verdict tail needs the broker, either of which may not
+ * be up yet. Checking the broker here keeps the loop (and /readyz) from
+ * blocking on it in ingest_open. */
+static int ingest_start_step(void *ctx, char *err, size_t err_len)
 {
     if (service_migrate(&app.common, "ingest", ingest_migrations, ingest_migrations_count) < 0) {
         snprintf(err, err_len, "migrations did not apply (see the log line before)");
+        return -1;
+    }
+    char client_id[128], cluster[128];
+    struct bus_config bus;
+    service_bus_config(&app.common, "ingest", client_id, sizeof(client_id), &bus);
+    if (bus_cluster_id(&bus, cluster, sizeof(cluster), INGEST_KAFKA_PROBE_MS) < 0) {
+        snprintf(err, err_len, "Kafka at %s does not answer", app.common.kafka_bootstrap);
         return -1;
     }
     return 0;
@@ -193,11 +224,24 @@ static int ingest_migrate_step(void *ctx, char *err, size_t err_len)
 /* On the loop once migrations applied: open the clients and the API. */
 static void ingest_on_started(void *ctx)
 {
+    static int backoff_ms = STARTUP_BACKOFF_MIN_MS;
     char err[512];
+    if (app.stopping)
+        return;
     if (ingest_open(err, sizeof(err)) < 0) {
-        log_fields(LOG_ERROR, "cannot start", "error", err, NULL);
-        exit_code = 1;
-        event_base_loopbreak(app.base);
+        /* The broker went away since the step checked it, or the port is
+         * taken: try again later rather than exit. */
+        char wait[16];
+        snprintf(wait, sizeof(wait), "%d", backoff_ms);
+        log_fields(LOG_WARN, "cannot open the clients; retrying", "retry_in_ms", wait, "error",
+                   err, NULL);
+        ingest_close();
+        if (!open_retry)
+            open_retry = evtimer_new(app.base, ingest_on_started_cb, NULL);
+        struct timeval tv = {backoff_ms / 1000, (backoff_ms % 1000) * 1000};
+        evtimer_add(open_retry, &tv);
+        backoff_ms = backoff_ms * 2 > STARTUP_BACKOFF_MAX_MS ? STARTUP_BACKOFF_MAX_MS
+                                                             : backoff_ms * 2;
         return;
     }
     http_server_set_metrics_name(app.api, "api");
@@ -236,21 +280,20 @@ int main(int argc, char **argv)
     log_fields(LOG_INFO, "starting", "admin_port", admin_port, NULL);
     metrics_on_collect(ingest_collect, &app);
     struct service_signals *signals = service_signals_new(app.base, ingest_stop, NULL);
-    startup = startup_begin(app.base, "migrations", ingest_migrate_step, ingest_on_started, &app);
+    startup = startup_begin(app.base, "migrations and Kafka", ingest_start_step,
+                            ingest_on_started, &app);
 
     event_base_dispatch(app.base);
 
     (void)startup_free(startup); /* the API, if opened, is closed below */
-    http_server_free(app.api);
-    bus_tail_free(app.verdicts);
-    bus_producer_free(app.producer);
-    admin_server_free(admin);
-    service_signals_free(signals);
     if (app.outbox_timer)
         event_free(app.outbox_timer);
-    cache_async_free(app.cache);
-    pg_pool_free(app.pg);
+    if (open_retry)
+        event_free(open_retry);
+    ingest_close();
+    admin_server_free(admin);
+    service_signals_free(signals);
     event_base_free(app.base);
     log_info("stopped");
-    return exit_code;
+    return 0;
 }
