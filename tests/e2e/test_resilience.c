@@ -12,6 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "../support/api_client.h"
 #include "../support/ops_client.h"
@@ -175,11 +179,72 @@ static void test_redis_restart_under_traffic(void **state)
     wait_all_ready();
 }
 
+/* An ingest of its own (other ports) whose broker address answers
+ * nothing: it stays alive and unready, keeps retrying, and a SIGTERM
+ * during start-up ends it promptly with status 0. */
+#define NOKAFKA_PORT_SHIFT 50 /* beside the runtime's ports, inside this offset's range of 100 */
+#define NOKAFKA_STOP_MS 10000
+
+static pid_t spawn_ingest_without_kafka(int admin_port, const char *log_path)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char admin[16], api[16];
+        snprintf(admin, sizeof(admin), "%d", admin_port);
+        snprintf(api, sizeof(api), "%d", admin_port + 1);
+        setenv("TESSERA_KAFKA_BOOTSTRAP", "127.0.0.1:1", 1);
+        setenv("TESSERA_ADMIN_PORT", admin, 1);
+        setenv("TESSERA_API_PORT", api, 1);
+        FILE *log = freopen(log_path, "w", stderr);
+        (void)log;
+        execl("build/bin/tessera-ingest", "tessera-ingest", (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static bool url_answers(void *arg)
+{
+    long status;
+    free(ops_http_get(arg, &status));
+    return status == 503;
+}
+
+static void test_ingest_waits_for_an_absent_broker(void **state)
+{
+    int port = ops_admin_port("ingest") + NOKAFKA_PORT_SHIFT;
+    char url[128], log_path[512];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/readyz", port);
+    snprintf(log_path, sizeof(log_path), "%s/logs/ingest-nokafka.log", getenv("TESSERA_LOCAL_DIR"));
+    pid_t pid = spawn_ingest_without_kafka(port, log_path);
+    assert_true(poll_until(url_answers, url, READY_DEADLINE_MS));
+    long status;
+    char *body = ops_http_get(url, &status);
+    assert_int_equal(status, 503);
+    assert_non_null(strstr(body, "\"startup\":false"));
+    free(body);
+
+    assert_int_equal(kill(pid, SIGTERM), 0);
+    int wstatus = 0;
+    struct timespec pause = {0, 20 * 1000 * 1000};
+    for (int waited = 0; waitpid(pid, &wstatus, WNOHANG) == 0; waited += 20) {
+        if (waited > NOKAFKA_STOP_MS) {
+            kill(pid, SIGKILL);
+            fail_msg("ingest did not stop within %d ms of SIGTERM", NOKAFKA_STOP_MS);
+        }
+        nanosleep(&pause, NULL);
+    }
+    assert_true(WIFEXITED(wstatus));
+    assert_int_equal(WEXITSTATUS(wstatus), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_services_start_without_postgres),
         cmocka_unit_test(test_redis_restart_under_traffic),
+        cmocka_unit_test(test_ingest_waits_for_an_absent_broker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
