@@ -39,19 +39,22 @@ TEST_SUPPORT_SRC := $(sort $(wildcard tests/support/*.c))
 TEST_SUPPORT_O := $(patsubst %.c,$(BUILD)/obj/%.o,$(TEST_SUPPORT_SRC))
 
 TOOLS := $(BUILD)/bin/tessera-devbroker $(BUILD)/bin/tessera-topics
+BENCH_BINS := $(BUILD)/bin/tessera-loadgen $(BUILD)/bin/tessera-bench-bare \
+	$(BUILD)/bin/tessera-bench-produce
 
 # Prerequisites below use $$* (secondary expansion) to list a service's files.
 .SECONDEXPANSION:
 # Keep generated sources and objects between runs.
 .SECONDARY:
 
-.PHONY: all deps build run stop test unit bench format format-check clean help
+.PHONY: all deps build run stop test unit bench bench-build format format-check clean help
 all: build
 
 help:
 	@echo "make run     - install what is missing, build, start the local runtime and all services"
 	@echo "make stop    - stop what make run started (ordered)"
 	@echo "make test    - build, unit tests, then integration and end-to-end tests on a private runtime"
+	@echo "make bench   - benchmarks against their baselines on a private runtime (~10 min)"
 	@echo "make format  - clang-format the C sources"
 	@echo "make clean   - remove build/"
 
@@ -72,6 +75,13 @@ test: deps
 	@./tests/run.sh
 
 tests-build: $(UNIT_BINS) $(SYS_BINS)
+
+# Benchmarks: bounded in time, never part of `make test`.
+bench: deps
+	@$(MAKE) --no-print-directory build bench-build
+	@./bench/run.sh
+
+bench-build: $(BENCH_BINS)
 
 format:
 	@clang-format -i $$(find libs services tests deploy -name '*.[ch]')
@@ -130,6 +140,18 @@ $(BUILD)/bin/tessera-devbroker: $(BUILD)/obj/deploy/local/devbroker.o $(LIBTESSE
 	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
 $(BUILD)/bin/tessera-topics: $(BUILD)/obj/deploy/tools/topics.o $(LIBTESSERA)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+$(BUILD)/bin/tessera-loadgen: $(BUILD)/obj/bench/loadgen.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+$(BUILD)/bin/tessera-bench-bare: $(BUILD)/obj/bench/bare_server.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+$(BUILD)/bin/tessera-bench-produce: $(BUILD)/obj/bench/produce.o $(LIBTESSERA)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 

@@ -64,6 +64,16 @@ if "$TESSERA_RUNTIME" start; then
   for bin in build/tests/integration/test_* build/tests/e2e/test_*; do
     [ -x "$bin" ] && run_binary "$bin"
   done
+  # Whatever the tests did, the ledger's invariants must still hold.
+  echo "== ledger audit"
+  if "$TESSERA_RUNTIME" audit >"$log_dir/ledger-audit.txt" 2>&1; then
+    passed=$((passed + 1))
+    echo "  ledger audit: ok ($(tail -n 1 "$log_dir/ledger-audit.txt"))"
+  else
+    failed=$((failed + 1))
+    echo "FAIL ledger audit (see $log_dir/ledger-audit.txt):"
+    grep -v '^audit: ok' "$log_dir/ledger-audit.txt" | sed 's/^/  /'
+  fi
 else
   failed=$((failed + 1))
   echo "FAIL runtime: the local runtime did not start; logs in $TESSERA_LOCAL_DIR/logs"

@@ -8,17 +8,22 @@ repo=$(cd "$here/../.." && pwd)
 local_dir=${TESSERA_LOCAL_DIR:-$repo/.local}
 api_port=${TESSERA_LOCAL_API_PORT:-8080}
 
+# Ctrl-C reaches everything in the terminal's process group at once; a
+# pipe reader (`make run | tee`) may be gone before we print, and printing
+# must not kill the stop half-way.
+trap '' PIPE
+
 stopping=0
 stop() {
   [ $stopping -eq 0 ] || return 0
   stopping=1
-  echo
-  echo "Stopping Tessera..."
-  "$here/runtime.sh" stop
-  echo "Stopped."
+  echo 2>/dev/null || true
+  echo "Stopping Tessera..." 2>/dev/null || true
+  "$here/runtime.sh" stop 2>/dev/null
+  echo "Stopped." 2>/dev/null || true
   exit 0
 }
-trap stop INT TERM
+trap stop INT TERM HUP
 
 "$here/runtime.sh" start
 cat <<INFO

@@ -18,6 +18,7 @@
 #                               take one dependency away and back (resilience tests)
 #   runtime.sh restart-kafka    stop the services in order, restart the broker (empty, with
 #                               a new cluster id), start the services again
+#   runtime.sh audit            tessera-ledger --audit against this runtime (exit 0: all holds)
 #   runtime.sh env              print the environment services and tests use
 set -euo pipefail
 
@@ -301,6 +302,7 @@ case ${1:-} in
   start-postgres) start_postgres ;;
   stop-redis) stop_redis; wait_for "Redis to stop" 10 bash -c "! redis-cli -p $redis_port ping" ;;
   start-redis) start_redis ;;
+  audit) service_env ledger; env "${svc_env[@]}" TESSERA_LOG_LEVEL=warn "$repo/build/bin/tessera-ledger" --audit ;;
   env)
     echo "TESSERA_PG_DSN='$(pg_dsn)'"
     echo "TESSERA_REDIS_HOST=127.0.0.1"
@@ -309,5 +311,5 @@ case ${1:-} in
     echo "TESSERA_API_URL=http://127.0.0.1:$api_port"
     echo "TESSERA_API_KEY=$(cat "$local_dir/api-key" 2>/dev/null)"
     ;;
-  *) echo "usage: $0 start|stop|start-service S|stop-service S|kill-service S|launch-service S|start-instance S N|stop-instance S N|kill-instance S N|stop-postgres|start-postgres|stop-redis|start-redis|env" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|start-service S|stop-service S|kill-service S|launch-service S|start-instance S N|stop-instance S N|kill-instance S N|stop-postgres|start-postgres|stop-redis|start-redis|audit|env" >&2; exit 2 ;;
 esac

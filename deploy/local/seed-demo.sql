@@ -26,3 +26,9 @@ VALUES
     ('demo', 2, 'Advanced', 200000, 500000, false, 8000),
     ('demo', 3, 'Premium', 2000001, NULL, false, 7000)
     ON CONFLICT DO NOTHING;
+
+-- Points expire at the end of the 12th month after the month they were
+-- earned, in Shanghai time (rules_points.h).
+INSERT INTO ledger.points_policy (tenant_id, kind, periods, utc_offset_minutes)
+    VALUES ('demo', 'end_of_month', 12, 480)
+    ON CONFLICT DO NOTHING;

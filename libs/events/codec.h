@@ -27,6 +27,16 @@ typedef Tessera__Ledger__V1__PurchaseRecorded PurchaseRecorded;
 typedef Tessera__Ledger__V1__JournalLine JournalLine;
 typedef Tessera__Ledger__V1__LedgerPosted LedgerPosted;
 typedef Tessera__Ledger__V1__LedgerRejected LedgerRejected;
+typedef Tessera__Ledger__V1__AdjustPoints AdjustPoints;
+typedef Tessera__Ledger__V1__ExpirePoints ExpirePoints;
+typedef Tessera__Ledger__V1__PointsAdjusted PointsAdjusted;
+typedef Tessera__Ledger__V1__PointsExpired PointsExpired;
+typedef Tessera__Ledger__V1__PointsLotDetail PointsLotDetail;
+typedef Tessera__Ledger__V1__RefundStoredValue RefundStoredValue;
+typedef Tessera__Ledger__V1__RefundPurchase RefundPurchase;
+typedef Tessera__Ledger__V1__RefundDetail RefundDetail;
+typedef Tessera__Ledger__V1__RefundRecorded RefundRecorded;
+typedef Tessera__Ledger__V1__PrepaidThresholdCrossed PrepaidThresholdCrossed;
 
 #define EVENT_ENCODED_MAX (256 * 1024) /* bytes; larger events are refused both ways */
 #define EVENT_ID_FIELD_MAX 128         /* tenant, branch, member, actor ids */

@@ -29,7 +29,7 @@ static bool media_type_is_json(const char *content_type)
 
 /* Depth of nested arrays/objects (a scalar is 0, {} is 1). Stops
  * descending past limit, so the recursion is bounded by limit too. */
-static size_t json_depth(json_t *value, size_t limit)
+size_t http_json_depth(json_t *value, size_t limit)
 {
     size_t deepest = 0, d;
     if (limit == 0)
@@ -39,7 +39,7 @@ static size_t json_depth(json_t *value, size_t limit)
         json_t *child;
         json_object_foreach(value, key, child)
         {
-            d = json_depth(child, limit - 1);
+            d = http_json_depth(child, limit - 1);
             deepest = d > deepest ? d : deepest;
             if (deepest >= limit)
                 break;
@@ -51,7 +51,7 @@ static size_t json_depth(json_t *value, size_t limit)
         json_t *child;
         json_array_foreach(value, i, child)
         {
-            d = json_depth(child, limit - 1);
+            d = http_json_depth(child, limit - 1);
             deepest = d > deepest ? d : deepest;
             if (deepest >= limit)
                 break;
@@ -101,7 +101,7 @@ bool http_read_json_object(struct http_exchange *ex, json_t **out)
         http_reply_problem(ex, 400, "malformed_json", "the body must be a JSON object", NULL);
         return false;
     }
-    if (json_depth(root, ex->json_depth_max) > ex->json_depth_max) {
+    if (http_json_depth(root, ex->json_depth_max) > ex->json_depth_max) {
         json_decref(root);
         snprintf(detail, sizeof(detail), "JSON nested too deep (more than %zu levels)",
                  ex->json_depth_max);

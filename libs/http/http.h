@@ -84,6 +84,10 @@ const char *http_peer(const struct http_exchange *ex);
  * returns false. On success *out is a new reference the caller decrefs. */
 bool http_read_json_object(struct http_exchange *ex, json_t **out) __attribute__((warn_unused_result));
 
+/* Nesting depth of a decoded JSON value (a scalar is 0, {} is 1), counted
+ * no deeper than limit + 1: for bodies read another way (NDJSON lines). */
+size_t http_json_depth(json_t *value, size_t limit);
+
 /* --- replies: each frees the exchange; call exactly one, once --- */
 /* Steals the reference to body. Adds extra headers given as name, value
  * pairs ending in NULL. */

@@ -16,6 +16,23 @@
 #include "trace/trace.h"
 
 #define PIPELINE_RANGES_MAX 512 /* distinct partitions in one batch */
+#define RELAY_SWEEP_EVERY_S 5      /* look for stranded outbox rows this often */
+#define RELAY_STRANDED_AGE_S 10    /* rows this old and not in flight are stranded */
+
+/* The outbox rows of one committed batch (or one sweep), produced without
+ * waiting: the pipeline never waits for the broker (the development
+ * broker takes ~40 ms to acknowledge a produce spread over 6 partitions).
+ * When every event of the group is delivered its rows become deletable;
+ * they are deleted in the next batch's transaction (or alone when idle).
+ * When one fails, the rows stay and the sweep sends them again. */
+struct relay_group {
+    struct relay_group *next;
+    struct pipeline *p;
+    int64_t *ids;
+    size_t count;
+    size_t pending;
+    bool failed;
+};
 
 struct pipeline {
     struct pipeline_config cfg;
@@ -28,6 +45,11 @@ struct pipeline {
     struct bus_consumer *consumer;
     struct bus_producer *producer;
     pthread_t thread;
+    /* Events of committed batches on their way to Kafka (see relay_*). */
+    struct relay_group *in_flight;
+    int64_t *deletable; /* outbox ids delivered, rows still to delete */
+    size_t deletable_count, deletable_cap;
+    struct timespec last_sweep;
     atomic_bool stop;
     atomic_bool failed;
     struct pipeline_stats stats;
@@ -172,12 +194,135 @@ static void send_dead_letters(struct pipeline *p, struct pipeline_batch *b)
     }
 }
 
+static void relay_deletable_add(struct pipeline *p, const int64_t *ids, size_t n)
+{
+    if (p->deletable_count + n > p->deletable_cap) {
+        p->deletable_cap = (p->deletable_count + n) * 2;
+        p->deletable = realloc(p->deletable, p->deletable_cap * sizeof(*p->deletable));
+        assert(p->deletable);
+    }
+    memcpy(p->deletable + p->deletable_count, ids, n * sizeof(*ids));
+    p->deletable_count += n;
+}
+
+static void relay_deletable_drop(struct pipeline *p, size_t n)
+{
+    assert(n <= p->deletable_count);
+    memmove(p->deletable, p->deletable + n, (p->deletable_count - n) * sizeof(*p->deletable));
+    p->deletable_count -= n;
+}
+
+/* Delivery report of one relayed event (producer callback, served on the
+ * pipeline thread by bus_producer_poll). */
+static void relay_on_delivery(void *ctx, void *msg_opaque, rd_kafka_resp_err_t err)
+{
+    struct relay_group *g = msg_opaque;
+    struct pipeline *p = ctx;
+    if (!g)
+        return;
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        g->failed = true;
+        log_fields(LOG_WARN, "event not delivered; its outbox row will be sent again", "error",
+                   rd_kafka_err2str(err), NULL);
+    }
+    if (--g->pending > 0)
+        return;
+    if (!g->failed) {
+        relay_deletable_add(p, g->ids, g->count);
+        atomic_fetch_add(&p->stats.relayed, (long long)g->count);
+        pipeline_metrics_count("tessera_outbox_relayed_total", "Outbox events relayed to Kafka.",
+                               (long long)g->count);
+    }
+    struct relay_group **link = &p->in_flight;
+    while (*link != g)
+        link = &(*link)->next;
+    *link = g->next;
+    free(g->ids);
+    free(g);
+}
+
+/* Produces rows whose outbox ids are ids, as one group. */
+static void relay_send(struct pipeline *p, const struct outbox_row *rows, const int64_t *ids,
+                       size_t n)
+{
+    if (n == 0)
+        return;
+    struct relay_group *g = calloc(1, sizeof(*g));
+    assert(g);
+    g->p = p;
+    g->ids = malloc(n * sizeof(*ids));
+    assert(g->ids);
+    memcpy(g->ids, ids, n * sizeof(*ids));
+    g->count = n;
+    g->pending = n;
+    g->next = p->in_flight;
+    p->in_flight = g;
+    for (size_t i = 0; i < n; i++) {
+        rd_kafka_resp_err_t e = outbox_produce(p->producer, p->source, &rows[i], g);
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR) /* no report will come for it */
+            relay_on_delivery(p, g, e);
+    }
+}
+
+/* Deletes the rows of delivered events. Inside a batch's transaction it
+ * rides along with the batch; when idle it runs alone. */
+static int relay_delete_delivered(struct pipeline *p, char *err, size_t err_len)
+{
+    if (p->deletable_count == 0)
+        return 0;
+    if (outbox_delete(p->pg, p->deletable, p->deletable_count, err, err_len) < 0)
+        return -1;
+    return 0;
+}
+
+/* Rows nobody is sending (a crash between commit and delivery, a failed
+ * delivery): sent again, at least once. Only while nothing is in flight,
+ * so a row is never in two groups. */
+static void relay_sweep(struct pipeline *p, int older_than_s)
+{
+    if (p->in_flight)
+        return;
+    struct outbox_stranded st = {0};
+    char err[256];
+    if (outbox_stranded(p->pg, older_than_s, OUTBOX_RELAY_BATCH_MAX, &st, err, sizeof(err)) < 0) {
+        log_fields(LOG_WARN, "outbox sweep failed; will retry", "error", err, NULL);
+        return;
+    }
+    if (st.count > 0)
+        log_fields(LOG_INFO, "sending stranded outbox rows again", NULL);
+    relay_send(p, st.rows, st.ids, st.count);
+    outbox_stranded_free(&st);
+}
+
+/* Between batches: serve delivery reports, delete what was delivered when
+ * no batch will carry it, and sweep now and then. */
+static void relay_tick(struct pipeline *p, bool idle)
+{
+    bus_producer_poll(p->producer, 0);
+    char err[256];
+    if (idle && p->deletable_count > 0) {
+        size_t n = p->deletable_count;
+        if (relay_delete_delivered(p, err, sizeof(err)) == 0)
+            relay_deletable_drop(p, n);
+        else
+            log_fields(LOG_WARN, "could not delete relayed outbox rows", "error", err, NULL);
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (now.tv_sec - p->last_sweep.tv_sec >= RELAY_SWEEP_EVERY_S) {
+        p->last_sweep = now;
+        relay_sweep(p, RELAY_STRANDED_AGE_S);
+        pipeline_metrics_outbox_backlog(p->pg, p->deletable_count);
+    }
+}
+
 enum attempt_result { ATTEMPT_COMMITTED, ATTEMPT_FENCED, ATTEMPT_FAILED };
 
-/* One try at a batch in one transaction. */
+/* One try at a batch in one transaction. *ids receives the outbox ids of
+ * the batch's events (malloc'ed; the caller frees). */
 static enum attempt_result batch_attempt(struct pipeline *p, struct pipeline_batch *b,
-                                         const struct db_offset_range *r, size_t nr, char *err,
-                                         size_t err_len)
+                                         const struct db_offset_range *r, size_t nr,
+                                         int64_t **ids, char *err, size_t err_len)
 {
     batch_reset_outputs(b);
     if (p->ops.begin_batch)
@@ -186,7 +331,13 @@ static enum attempt_result batch_attempt(struct pipeline *p, struct pipeline_bat
         return ATTEMPT_FAILED;
     if (p->ops.apply(p->ctx, p->pg, b, err, err_len) < 0)
         goto fail;
-    if (outbox_append(p->pg, b->out, b->out_count, err, err_len) < 0)
+    free(*ids);
+    *ids = calloc(b->out_count + 1, sizeof(**ids));
+    assert(*ids);
+    if (b->out_count > 0 && outbox_append(p->pg, b->out, b->out_count, *ids, err, err_len) < 0)
+        goto fail;
+    size_t deleted = p->deletable_count; /* reports served below add more */
+    if (relay_delete_delivered(p, err, err_len) < 0)
         goto fail;
     int stored = db_offsets_store(p->pg, p->cfg.group_id, bus_consumer_cluster_id(p->consumer), r,
                                   nr, err, err_len);
@@ -196,15 +347,12 @@ static enum attempt_result batch_attempt(struct pipeline *p, struct pipeline_bat
         db_rollback(p->pg);
         return ATTEMPT_FENCED;
     }
-    /* Dead letters are flushed before commit: a crash in between sends one
-     * twice, never loses it. */
+    /* Dead letters are delivered before commit: a crash in between sends
+     * one twice, never loses it (bus_dead_letter waits for each). */
     send_dead_letters(p, b);
-    if (bus_producer_flush(p->producer, OUTBOX_FLUSH_TIMEOUT_MS) < 0) {
-        snprintf(err, err_len, "dead-letter delivery timed out");
-        goto fail;
-    }
     if (db_commit(p->pg, err, err_len) < 0)
         return ATTEMPT_FAILED;
+    relay_deletable_drop(p, deleted); /* deleted with the batch */
     return ATTEMPT_COMMITTED;
 fail:
     db_rollback(p->pg);
@@ -220,24 +368,6 @@ static void backoff_sleep(int attempt)
     nanosleep(&ts, NULL);
 }
 
-static void relay_outbox(struct pipeline *p)
-{
-    char err[256];
-    for (;;) {
-        int n = outbox_relay(p->pg, p->producer, p->source, OUTBOX_RELAY_BATCH_MAX, err,
-                             sizeof(err));
-        if (n < 0) {
-            log_fields(LOG_WARN, "outbox relay failed; will retry", "error", err, NULL);
-            return;
-        }
-        atomic_fetch_add(&p->stats.relayed, n);
-        pipeline_metrics_count("tessera_outbox_relayed_total", "Outbox events relayed to Kafka.",
-                               n);
-        if (n < OUTBOX_RELAY_BATCH_MAX)
-            return;
-    }
-}
-
 /* Applies one batch, retrying transient failures until it commits, is
  * fenced, or a stop is requested (then nothing is committed and the next
  * owner re-reads it). */
@@ -246,12 +376,15 @@ static void process_batch(struct pipeline *p, struct pipeline_batch *b)
     struct db_offset_range ranges[PIPELINE_RANGES_MAX];
     size_t nr = batch_ranges(b, ranges, PIPELINE_RANGES_MAX);
     char err[512];
+    int64_t *ids = NULL;
     double started_s = metrics_now_seconds();
     for (int attempt = 0;; attempt++) {
-        enum attempt_result r = batch_attempt(p, b, ranges, nr, err, sizeof(err));
+        bus_producer_poll(p->producer, 0); /* reports decide what the batch deletes */
+        enum attempt_result r = batch_attempt(p, b, ranges, nr, &ids, err, sizeof(err));
         atomic_store(&p->stats.postgres_ok, r != ATTEMPT_FAILED || db_healthy(p->pg));
         if (r == ATTEMPT_FENCED) {
             handle_fence(p, ranges, nr);
+            free(ids);
             return;
         }
         if (r == ATTEMPT_COMMITTED)
@@ -260,8 +393,10 @@ static void process_batch(struct pipeline *p, struct pipeline_batch *b)
         pipeline_metrics_count("tessera_consumer_batch_retries_total",
                                "Batch attempts that failed and were retried.", 1);
         log_fields(LOG_ERROR, "batch failed; retrying", "error", err, NULL);
-        if (atomic_load(&p->stop))
+        if (atomic_load(&p->stop)) {
+            free(ids);
             return;
+        }
         backoff_sleep(attempt);
         db_healthy(p->pg); /* resets a broken connection */
     }
@@ -270,10 +405,8 @@ static void process_batch(struct pipeline *p, struct pipeline_batch *b)
     pipeline_metrics_batch(b, metrics_now_seconds() - started_s);
     if (p->ops.after_commit)
         p->ops.after_commit(p->ctx, b);
-    if (b->out_count > 0) {
-        relay_outbox(p);
-        pipeline_metrics_outbox_backlog(p->pg);
-    }
+    relay_send(p, b->out, ids, b->out_count);
+    free(ids);
 }
 
 static void *pipeline_main(void *arg)
@@ -283,12 +416,14 @@ static void *pipeline_main(void *arg)
     struct pipeline_batch b = {.msgs = calloc(max, sizeof(*b.msgs)),
                                .poison = calloc(max, sizeof(*b.poison))};
     assert(b.msgs && b.poison);
-    relay_outbox(p); /* events a crash left behind */
-    pipeline_metrics_outbox_backlog(p->pg);
+    relay_sweep(p, 0); /* events a crash left behind */
+    pipeline_metrics_outbox_backlog(p->pg, p->deletable_count);
     while (!atomic_load(&p->stop)) {
-        b.count = bus_consumer_poll_batch(p->consumer, b.msgs, max, p->cfg.poll_timeout_ms);
+        int wait_ms = p->in_flight ? 1 : p->cfg.poll_timeout_ms; /* reports are due soon */
+        b.count = bus_consumer_poll_batch(p->consumer, b.msgs, max, wait_ms);
         atomic_store(&p->stats.lag, bus_consumer_lag(p->consumer));
         pipeline_metrics_lags(p->consumer);
+        relay_tick(p, b.count == 0);
         if (b.count == 0) {
             atomic_store(&p->stats.postgres_ok, db_healthy(p->pg));
             continue;
@@ -303,6 +438,11 @@ static void *pipeline_main(void *arg)
     free(b.out);
     free(b.msgs);
     free(b.poison);
+    /* Let in-flight events land and their rows go, so a clean stop leaves
+     * nothing for the next start to send twice. */
+    if (bus_producer_flush(p->producer, OUTBOX_FLUSH_TIMEOUT_MS) < 0)
+        log_warn("pipeline stopping with events still in flight; they will be sent again");
+    relay_tick(p, true);
     log_info("pipeline stopping: leaving the consumer group");
     bus_consumer_close(p->consumer);
     p->consumer = NULL;
@@ -332,7 +472,7 @@ struct pipeline *pipeline_start(const struct pipeline_config *cfg, const struct 
     if (!p->pg)
         goto fail;
     atomic_store(&p->stats.postgres_ok, true);
-    p->producer = bus_producer_new(cfg->bus, NULL, NULL, NULL, err, err_len);
+    p->producer = bus_producer_new(cfg->bus, NULL, relay_on_delivery, p, err, err_len);
     if (!p->producer)
         goto fail;
     static const char *const all_topics[] = TOPICS_ALL;
@@ -369,7 +509,14 @@ void pipeline_join(struct pipeline *p)
     if (!p)
         return;
     pthread_join(p->thread, NULL);
-    bus_producer_free(p->producer);
+    bus_producer_free(p->producer); /* serves the last reports */
+    while (p->in_flight) {           /* undelivered: their rows stay for the sweep */
+        struct relay_group *g = p->in_flight;
+        p->in_flight = g->next;
+        free(g->ids);
+        free(g);
+    }
+    free(p->deletable);
     PQfinish(p->pg);
     free(p);
 }

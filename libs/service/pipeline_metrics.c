@@ -11,6 +11,7 @@
 #include "metrics/metrics.h"
 
 #define PIPELINE_LAG_PARTITIONS_MAX 1024
+#define PIPELINE_LAG_EVERY_S 0.05
 
 static struct metric_family *lag_family(void)
 {
@@ -57,6 +58,13 @@ void pipeline_metrics_count(const char *name, const char *help, long long delta)
 
 void pipeline_metrics_lags(struct bus_consumer *consumer)
 {
+    /* The pipeline polls every millisecond while events are in flight:
+     * the per-partition walk runs at most every PIPELINE_LAG_EVERY_S. */
+    static double last_s;
+    double now_s = metrics_now_seconds();
+    if (now_s - last_s < PIPELINE_LAG_EVERY_S)
+        return;
+    last_s = now_s;
     static struct bus_partition_lag lags[PIPELINE_LAG_PARTITIONS_MAX];
     size_t n = bus_consumer_partition_lags(consumer, lags, PIPELINE_LAG_PARTITIONS_MAX);
     struct metric_family *f = lag_family();
@@ -111,7 +119,7 @@ void pipeline_metrics_dead_letter(const rd_kafka_message_t *rkm)
                              rd_kafka_topic_name(rkm->rkt)));
 }
 
-void pipeline_metrics_outbox_backlog(PGconn *pg)
+void pipeline_metrics_outbox_backlog(PGconn *pg, size_t delivered_not_deleted)
 {
     char err[256];
     PGresult *res = db_query(pg, "SELECT count(*) FROM outbox", 0, NULL, err, sizeof(err), NULL);
@@ -120,6 +128,6 @@ void pipeline_metrics_outbox_backlog(PGconn *pg)
     metrics_set(metrics_series(metrics_gauge("tessera_outbox_backlog_events",
                                              "Events in the outbox not yet relayed.", NULL),
                                NULL),
-                strtod(PQgetvalue(res, 0, 0), NULL));
+                strtod(PQgetvalue(res, 0, 0), NULL) - (double)delivered_not_deleted);
     PQclear(res);
 }

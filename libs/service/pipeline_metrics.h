@@ -21,7 +21,8 @@ void pipeline_metrics_revoked(void);
 /* A committed batch and how long it took (seconds). */
 void pipeline_metrics_batch(const struct pipeline_batch *b, double seconds);
 void pipeline_metrics_dead_letter(const rd_kafka_message_t *rkm);
-/* Counts the rows still in the outbox (outside a transaction). */
-void pipeline_metrics_outbox_backlog(PGconn *pg);
+/* Rows still in the outbox minus those already delivered and waiting to
+ * be deleted (outside a transaction). */
+void pipeline_metrics_outbox_backlog(PGconn *pg, size_t delivered_not_deleted);
 
 #endif

@@ -22,7 +22,7 @@ static const char *const purchase_methods[] = {"cash", "bank_card", "wechat_pay"
 static const char *const item_fields[] = {"sku", "category", "quantity", "unit_price", NULL};
 
 /* "Prefer: wait=N" (seconds) changes the wait budget, up to the maximum. */
-static void read_prefer_wait(struct req *r)
+void commands_read_prefer_wait(struct req *r)
 {
     const char *prefer = http_header(r->ex, "Prefer");
     const char *w = prefer ? strstr(prefer, "wait=") : NULL;
@@ -66,30 +66,37 @@ static void validate_items(struct validation *v, json_t *items)
     }
 }
 
+/* Records every problem of a money command's body in v; sets *branch.
+ * Shared by the single endpoints and the batch endpoint. */
+void commands_check_fields(struct validation *v, json_t *b, bool purchase, const char **branch)
+{
+    const char *method = NULL;
+    int64_t amount = 0;
+    validate_no_unknown_fields(v, b, purchase ? purchase_fields : topup_fields);
+    validate_int(v, b, "amount", true, 1, MONEY_AMOUNT_MAX, &amount);
+    validate_string(v, b, "branch_id", true, 1, INGEST_KEY_MAX - 1, branch);
+    if (purchase) {
+        json_t *payment = json_object_get(b, "payment");
+        if (!json_is_object(payment))
+            validation_add(v, "payment", "required: an object with a method");
+        else if (!validate_enum(v, payment, "method", true, purchase_methods, &method))
+            validation_add(v, "payment.method",
+                           "one of cash, bank_card, wechat_pay, alipay, stored_value");
+        validate_items(v, json_object_get(b, "items"));
+        if (json_object_get(b, "coupon_id"))
+            validation_add(v, "coupon_id", "coupons are not accepted yet");
+    } else {
+        validate_enum(v, b, "payment_method", true, topup_methods, &method);
+    }
+}
+
 /* Checks the body; answers and returns false when it is not acceptable. */
 static bool validate_command(struct req *r, bool purchase)
 {
     struct validation v;
     validation_init(&v);
-    json_t *b = r->body;
-    const char *branch = NULL, *method = NULL;
-    int64_t amount = 0;
-    validate_no_unknown_fields(&v, b, purchase ? purchase_fields : topup_fields);
-    validate_int(&v, b, "amount", true, 1, MONEY_AMOUNT_MAX, &amount);
-    validate_string(&v, b, "branch_id", true, 1, INGEST_KEY_MAX - 1, &branch);
-    if (purchase) {
-        json_t *payment = json_object_get(b, "payment");
-        if (!json_is_object(payment))
-            validation_add(&v, "payment", "required: an object with a method");
-        else if (!validate_enum(&v, payment, "method", true, purchase_methods, &method))
-            validation_add(&v, "payment.method",
-                           "one of cash, bank_card, wechat_pay, alipay, stored_value");
-        validate_items(&v, json_object_get(b, "items"));
-        if (json_object_get(b, "coupon_id"))
-            validation_add(&v, "coupon_id", "coupons are not accepted yet");
-    } else {
-        validate_enum(&v, b, "payment_method", true, topup_methods, &method);
-    }
+    const char *branch = NULL;
+    commands_check_fields(&v, r->body, purchase, &branch);
     if (!validation_ok(&v)) {
         validation_reply(r->ex, &v);
         req_free(r);
@@ -122,16 +129,20 @@ static void fill_items(RecordPurchase *p, json_t *items, PurchaseItem *store, Pu
     }
 }
 
-/* Encodes the command into r->command (once the command id is final). */
-static bool encode_command(struct req *r)
+/* Encodes a money command (top-up when body has no "payment", purchase
+ * otherwise) for the ledger. Returns the encoding (caller frees) and its
+ * CloudEvents headers (caller owns), or NULL when it is too large. */
+uint8_t *commands_encode(const struct caller *c, const char *member_id, const char *branch_id,
+                         const char *command_id, const char *traceparent, json_t *body,
+                         size_t *len, rd_kafka_headers_t **headers)
 {
-    struct event_meta meta = {.tenant_id = r->caller.tenant_id,
-                              .branch_id = r->branch_id,
-                              .member_id = r->member_id,
-                              .correlation_id = r->command_id,
+    struct event_meta meta = {.tenant_id = c->tenant_id,
+                              .branch_id = branch_id,
+                              .member_id = member_id,
+                              .correlation_id = command_id,
                               .actor_kind = "api_key",
-                              .actor_id = r->caller.key_id,
-                              .traceparent = r->traceparent};
+                              .actor_id = c->key_id,
+                              .traceparent = traceparent};
     Envelope env;
     Actor actor;
     TopUpStoredValue topup;
@@ -139,35 +150,42 @@ static bool encode_command(struct req *r)
     PurchaseItem items[PURCHASE_ITEMS_MAX];
     PurchaseItem *item_ptrs[PURCHASE_ITEMS_MAX];
     envelope_init(&env, &actor, &meta);
-    int64_t amount = json_integer_value(json_object_get(r->body, "amount"));
-    json_t *payment = json_object_get(r->body, "payment");
+    int64_t amount = json_integer_value(json_object_get(body, "amount"));
+    json_t *payment = json_object_get(body, "payment");
     if (payment) {
         tessera__ledger__v1__record_purchase__init(&purchase);
-        purchase.command_id = r->command_id;
+        purchase.command_id = (char *)command_id;
         purchase.amount = amount;
         purchase.payment_method = (char *)json_string_value(json_object_get(payment, "method"));
         purchase.currency = "CNY";
-        fill_items(&purchase, json_object_get(r->body, "items"), items, item_ptrs);
+        fill_items(&purchase, json_object_get(body, "items"), items, item_ptrs);
         env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_RECORD_PURCHASE;
         env.record_purchase = &purchase;
     } else {
         tessera__ledger__v1__top_up_stored_value__init(&topup);
-        topup.command_id = r->command_id;
+        topup.command_id = (char *)command_id;
         topup.amount = amount;
-        topup.payment_method =
-            (char *)json_string_value(json_object_get(r->body, "payment_method"));
+        topup.payment_method = (char *)json_string_value(json_object_get(body, "payment_method"));
         topup.currency = "CNY";
         env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_TOP_UP_STORED_VALUE;
         env.top_up_stored_value = &topup;
     }
+    uint8_t *out = envelope_encode(&env, len);
+    if (out)
+        *headers = envelope_cloudevents_headers(&env, "/tessera/ingest");
+    return out;
+}
+
+/* Encodes the command into r->command (once the command id is final). */
+static bool encode_command(struct req *r)
+{
     free(r->command);
-    r->command = envelope_encode(&env, &r->command_len);
-    if (!r->command)
-        return false;
     if (r->headers)
         rd_kafka_headers_destroy(r->headers);
-    r->headers = envelope_cloudevents_headers(&env, "/tessera/ingest");
-    return true;
+    r->headers = NULL;
+    r->command = commands_encode(&r->caller, r->member_id, r->branch_id, r->command_id,
+                                 r->traceparent, r->body, &r->command_len, &r->headers);
+    return r->command != NULL;
 }
 
 static void send_command(struct req *r)
@@ -220,7 +238,7 @@ static void command_authenticated(struct req *r, bool purchase)
     }
     if (!validate_command(r, purchase))
         return;
-    read_prefer_wait(r);
+    commands_read_prefer_wait(r);
     const char *p[3] = {r->caller.tenant_id, r->member_id, r->branch_id};
     if (pg_pool_query(r->app->pg,
                       "SELECT EXISTS (SELECT 1 FROM members WHERE tenant_id = $1 AND "

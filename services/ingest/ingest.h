@@ -71,6 +71,8 @@ struct req {
     char member_no[32]; /* registration */
     char referral_code[16];
     char *attributes_json; /* registration, malloc'ed */
+    long long list_limit;     /* lists: page size */
+    long long list_before_id; /* lists: the page ends before this key; 0: newest */
     void (*next)(struct req *r);
 };
 
@@ -100,6 +102,17 @@ void idem_store_answer(struct ingest *app, const struct caller *c, const char *i
                        int status, json_t *body);
 
 /* waiters.c: commands waiting for their verdict */
+enum wait_outcome { WAIT_VERDICT, WAIT_TIMEOUT, WAIT_UNDELIVERED, WAIT_SHUTDOWN };
+/* Called exactly once per waited command, on the loop; verdict is set
+ * only with WAIT_VERDICT and lives during the call. */
+typedef void (*waiter_done_fn)(void *arg, enum wait_outcome outcome, const Envelope *verdict);
+/* Sends an encoded command (copied) to ledger-commands keyed by member and
+ * waits up to wait_ms for its verdict. Takes headers in every case.
+ * Returns 0; -1 when a waiter for command_id exists already; -2 when the
+ * command could not be enqueued (done is not called for -1/-2). */
+int waiter_send(struct ingest *app, const char *command_id, const char *member_id,
+                const uint8_t *command, size_t len, rd_kafka_headers_t *headers, int wait_ms,
+                waiter_done_fn done, void *arg);
 /* Sends r->command to ledger-commands and waits for the verdict up to
  * r->wait_ms; answers 202 with an operation id past that. */
 void waiter_send_and_wait(struct req *r);
@@ -123,6 +136,13 @@ int verdict_to_response(const Envelope *verdict, json_t **body);
 /* Replies with body (stolen) as JSON, or problem+json for errors. */
 void answer_json(struct http_exchange *ex, int status, json_t *body);
 
+/* commands.c: money commands, shared with the batch endpoint */
+struct validation;
+void commands_check_fields(struct validation *v, json_t *body, bool purchase, const char **branch);
+uint8_t *commands_encode(const struct caller *c, const char *member_id, const char *branch_id,
+                         const char *command_id, const char *traceparent, json_t *body,
+                         size_t *len, rd_kafka_headers_t **headers);
+
 /* members.c, commands.c, operations.c: route handlers */
 void members_register(struct http_exchange *ex, void *app);
 void members_get(struct http_exchange *ex, void *app);
@@ -130,6 +150,30 @@ void members_find(struct http_exchange *ex, void *app);
 void commands_topup(struct http_exchange *ex, void *app);
 void commands_purchase(struct http_exchange *ex, void *app);
 void operations_get(struct http_exchange *ex, void *app);
+void batch_post(struct http_exchange *ex, void *app);
+
+/* commands.c: "Prefer: wait=N" (seconds) sets r->wait_ms, up to the maximum. */
+void commands_read_prefer_wait(struct req *r);
+
+/* ledger_requests.c: the steps points and refund requests share. */
+/* Reads the member id of the path and the JSON body; answers (404, 400)
+ * and frees r when either is wrong. */
+bool ledger_request_member_path(struct req *r);
+/* Confirms the member (404) and r->branch_id (422; "" takes the member's
+ * home branch), assigns r->command_id, claims the Idempotency-Key, then
+ * calls send. */
+void ledger_request_check_then(struct req *r, void (*send)(struct req *r));
+void ledger_request_meta(struct req *r, struct event_meta *meta);
+/* Encodes env as r's command and waits for the ledger's verdict. */
+void ledger_request_send(struct req *r, Envelope *env);
+
+/* points.c, refunds.c: route handlers */
+void points_adjust(struct http_exchange *ex, void *app);
+void refunds_create(struct http_exchange *ex, void *app);
+/* history.c, reports.c: route handlers */
+void history_get(struct http_exchange *ex, void *app);
+void reports_prepaid_liability(struct http_exchange *ex, void *app);
+bool ingest_parse_rfc3339_us(const char *text, int64_t *out);
 
 /* member_view.c: a member's profile with balances (cache, then ledger). */
 json_t *balances_json(int64_t points, int64_t principal, int64_t bonus);

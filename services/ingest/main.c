@@ -55,6 +55,11 @@ GUARDED(route_get, members_get)
 GUARDED(route_topup, commands_topup)
 GUARDED(route_purchase, commands_purchase)
 GUARDED(route_operation, operations_get)
+GUARDED(route_batch, batch_post)
+GUARDED(route_points_adjust, points_adjust)
+GUARDED(route_refund, refunds_create)
+GUARDED(route_history, history_get)
+GUARDED(route_liability, reports_prepaid_liability)
 
 static const struct http_route api_routes[] = {
     {"POST", "/v1/members", route_register},
@@ -63,6 +68,11 @@ static const struct http_route api_routes[] = {
     {"POST", "/v1/members/{member_id}/topups", route_topup},
     {"POST", "/v1/members/{member_id}/purchases", route_purchase},
     {"GET", "/v1/operations/{operation_id}", route_operation},
+    {"POST", "/v1/events:batch", route_batch},
+    {"POST", "/v1/members/{member_id}/points-adjustments", route_points_adjust},
+    {"POST", "/v1/members/{member_id}/refunds", route_refund},
+    {"GET", "/v1/members/{member_id}/ledger", route_history},
+    {"GET", "/v1/reports/prepaid-liability", route_liability},
 };
 
 static bool ingest_ready(void *ctx, json_t *checks)

@@ -15,9 +15,56 @@ static json_t *verdict_balances(const Balances *b)
 
 static int rejected_status(const char *code)
 {
-    if (strcmp(code, "invalid_amount") == 0)
+    if (strcmp(code, "invalid_amount") == 0 || strcmp(code, "invalid_points") == 0 ||
+        strcmp(code, "validation_failed") == 0)
         return 422;
-    return 409; /* insufficient_balance, balance_overflow: the state refuses it */
+    if (strcmp(code, "not_found") == 0)
+        return 404;
+    /* insufficient_balance, insufficient_points, balance_overflow,
+     * nothing_to_refund, already_refunded, not_refundable: the state refuses it */
+    return 409;
+}
+
+/* A posted points command: the points moved and, for a grant, its lot. */
+static json_t *verdict_points_json(const LedgerPosted *v)
+{
+    json_t *body = json_pack("{s:s, s:s, s:s, s:I, s:o}", "operation_id", v->command_id,
+                             "posting_id", v->posting_id, "status", "posted", "points",
+                             (json_int_t)(v->points_lot ? v->points_lot->points : 0), "balances",
+                             verdict_balances(v->balances));
+    if (v->points_lot && v->points_lot->lot_id[0] && v->points_lot->points > 0) {
+        char expires[32];
+        json_object_set_new(body, "lot_id", json_string(v->points_lot->lot_id));
+        if (v->points_lot->expires_at_us > 0) {
+            event_format_time(v->points_lot->expires_at_us, expires);
+            json_object_set_new(body, "expires_at", json_string(expires));
+        } else {
+            json_object_set_new(body, "expires_at", json_null());
+        }
+    }
+    return body;
+}
+
+/* A posted refund: what left the member, what it got back, the fee. */
+static json_t *verdict_refund_json(const LedgerPosted *v)
+{
+    const RefundDetail *d = v->refund;
+    if (!d)
+        return json_pack("{s:s, s:s}", "operation_id", v->command_id, "status", "refunded");
+    bool purchase = strcmp(d->kind, "purchase") == 0;
+    json_t *body =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:o}", "operation_id", v->command_id, "refund_id",
+                  d->refund_id, "posting_id", v->posting_id, "status", "refunded", "kind", d->kind,
+                  "principal", (json_int_t)d->principal, "balances", verdict_balances(v->balances));
+    if (purchase) {
+        json_object_set_new(body, "purchase_operation_id", json_string(d->purchase_command_id));
+        json_object_set_new(body, "bonus_returned", json_integer(d->bonus));
+    } else {
+        json_object_set_new(body, "bonus_forfeited", json_integer(d->bonus));
+        json_object_set_new(body, "fee", json_integer(d->fee));
+        json_object_set_new(body, "payout", json_integer(d->payout));
+    }
+    return body;
 }
 
 /* Returns the HTTP status and sets *body (new reference); -1 when env is
@@ -38,7 +85,11 @@ int verdict_to_response(const Envelope *env, json_t **body)
     if (env->payload_case != TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LEDGER_POSTED)
         return -1;
     const LedgerPosted *v = env->ledger_posted;
-    if (strcmp(v->command_type, "topup") == 0) {
+    if (strncmp(v->command_type, "points_", 7) == 0) {
+        *body = verdict_points_json(v);
+    } else if (strncmp(v->command_type, "refund_", 7) == 0) {
+        *body = verdict_refund_json(v);
+    } else if (strcmp(v->command_type, "topup") == 0) {
         *body = json_pack("{s:s, s:s, s:s, s:I, s:I, s:o}", "operation_id", v->command_id,
                           "posting_id", v->posting_id, "status", "posted", "amount",
                           (json_int_t)v->amount, "bonus", (json_int_t)v->bonus, "balances",

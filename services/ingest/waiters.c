@@ -1,8 +1,9 @@
-/* Requests waiting for the ledger's verdict. A command goes to
+/* Commands waiting for the ledger's verdict. A command goes to
  * ledger-commands keyed by member id; the ledger's verdict comes back on
  * ledger-events, which every ingest instance tails; the instance holding a
- * waiter for that command id answers its client. Past the wait budget the
- * client gets 202 and an operation id to poll. */
+ * waiter for that command id hands the verdict to it. Past the wait budget
+ * the waiter ends with WAIT_TIMEOUT (a single request answers 202 and an
+ * operation id to poll). */
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +16,8 @@
 struct waiter {
     struct waiter *next;
     char command_id[UUID_STR_SIZE];
-    struct req *r;
+    waiter_done_fn done;
+    void *arg;
     struct event *timer;
     struct ingest *app;
 };
@@ -41,85 +43,115 @@ bool waiter_pending(struct ingest *app, const char *command_id)
     return *find_slot(app, command_id) != NULL;
 }
 
-/* Unlinks and frees the waiter; returns its request (still unanswered). */
-static struct req *waiter_take(struct ingest *app, const char *command_id)
+/* Unlinks the waiter of command_id and ends it with outcome. */
+static void waiter_end(struct ingest *app, const char *command_id, enum wait_outcome outcome,
+                       const Envelope *verdict)
 {
     struct waiter **slot = find_slot(app, command_id);
     struct waiter *w = *slot;
     if (!w)
-        return NULL;
+        return;
     *slot = w->next;
-    struct req *r = w->r;
     event_free(w->timer);
+    waiter_done_fn done = w->done;
+    void *arg = w->arg;
     free(w);
-    return r;
+    done(arg, outcome, verdict);
 }
 
 static void on_wait_timeout(evutil_socket_t fd, short what, void *arg)
 {
     struct waiter *w = arg;
-    struct ingest *app = w->app;
-    struct req *r = waiter_take(app, w->command_id);
-    app->wait_timeouts++;
-    char location[96];
-    snprintf(location, sizeof(location), "/v1/operations/%s", r->command_id);
-    http_reply_json(r->ex, 202,
-                    json_pack("{s:s, s:s}", "operation_id", r->command_id, "status", "pending"),
-                    "Location", location, NULL);
+    w->app->wait_timeouts++;
+    char command_id[UUID_STR_SIZE];
+    snprintf(command_id, sizeof(command_id), "%s", w->command_id);
+    waiter_end(w->app, command_id, WAIT_TIMEOUT, NULL);
+}
+
+int waiter_send(struct ingest *app, const char *command_id, const char *member_id,
+                const uint8_t *command, size_t len, rd_kafka_headers_t *headers, int wait_ms,
+                waiter_done_fn done, void *arg)
+{
+    if (waiter_pending(app, command_id)) {
+        if (headers)
+            rd_kafka_headers_destroy(headers);
+        return -1;
+    }
+    struct delivery *d = delivery_new(DELIVERY_COMMAND, command_id);
+    rd_kafka_resp_err_t e =
+        bus_produce(app->producer, TOPIC_LEDGER_COMMANDS, member_id, command, len, headers, d);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        free(d); /* no delivery report comes for a message not enqueued */
+        log_fields(LOG_ERROR, "cannot enqueue a ledger command", "error", rd_kafka_err2str(e),
+                   NULL);
+        return -2;
+    }
+    struct waiter *w = calloc(1, sizeof(*w));
+    assert(w);
+    snprintf(w->command_id, sizeof(w->command_id), "%s", command_id);
+    w->done = done;
+    w->arg = arg;
+    w->app = app;
+    w->timer = evtimer_new(app->base, on_wait_timeout, w);
+    *find_slot(app, w->command_id) = w;
+    app->commands_sent++;
+    struct timeval tv = {.tv_sec = wait_ms / 1000, .tv_usec = (wait_ms % 1000) * 1000};
+    evtimer_add(w->timer, &tv);
+    return 0;
+}
+
+/* ---------------------------------------------- a single request waiting */
+static void request_done(void *arg, enum wait_outcome outcome, const Envelope *verdict)
+{
+    struct req *r = arg;
+    if (outcome == WAIT_VERDICT) {
+        json_t *body = NULL;
+        int status = verdict_to_response(verdict, &body);
+        if (r->idem_key[0])
+            idem_store_answer(r->app, &r->caller, r->idem_key, status, body);
+        answer_json(r->ex, status, body);
+    } else if (outcome == WAIT_TIMEOUT) {
+        char location[96];
+        snprintf(location, sizeof(location), "/v1/operations/%s", r->command_id);
+        http_reply_json(r->ex, 202,
+                        json_pack("{s:s, s:s}", "operation_id", r->command_id, "status",
+                                  "pending"),
+                        "Location", location, NULL);
+    } else {
+        http_reply_problem(r->ex, 503, "unavailable",
+                           outcome == WAIT_SHUTDOWN ? "the service is shutting down"
+                                                    : "the ledger cannot be reached; retry",
+                           NULL);
+    }
     req_free(r);
 }
 
 void waiter_send_and_wait(struct req *r)
 {
-    struct ingest *app = r->app;
-    if (waiter_pending(app, r->command_id)) {
+    http_exchange_log_field(r->ex, "correlation_id", r->command_id);
+    rd_kafka_headers_t *headers = r->headers;
+    r->headers = NULL; /* waiter_send takes them in every case */
+    int rc = waiter_send(r->app, r->command_id, r->member_id, r->command, r->command_len,
+                         headers, r->wait_ms, request_done, r);
+    if (rc == -1) {
         http_reply_problem(r->ex, 409, "request_in_progress",
                            "a request with this Idempotency-Key is still in progress", NULL);
         req_free(r);
-        return;
-    }
-    http_exchange_log_field(r->ex, "correlation_id", r->command_id);
-    struct waiter *w = calloc(1, sizeof(*w));
-    assert(w);
-    snprintf(w->command_id, sizeof(w->command_id), "%s", r->command_id);
-    w->r = r;
-    w->app = app;
-    w->timer = evtimer_new(app->base, on_wait_timeout, w);
-    struct waiter **slot = find_slot(app, w->command_id);
-    *slot = w;
-
-    rd_kafka_headers_t *headers = r->headers;
-    r->headers = NULL; /* bus_produce takes them in every case */
-    struct delivery *d = delivery_new(DELIVERY_COMMAND, r->command_id);
-    rd_kafka_resp_err_t e = bus_produce(app->producer, TOPIC_LEDGER_COMMANDS, r->member_id,
-                                        r->command, r->command_len, headers, d);
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        free(d); /* no delivery report comes for a message not enqueued */
-        waiter_take(app, r->command_id);
-        log_fields(LOG_ERROR, "cannot enqueue a ledger command", "error", rd_kafka_err2str(e),
-                   NULL);
+    } else if (rc < 0) {
         http_reply_problem(r->ex, 503, "unavailable", "the ledger cannot be reached; retry",
                            NULL);
         req_free(r);
-        return;
     }
-    app->commands_sent++;
-    struct timeval tv = {.tv_sec = r->wait_ms / 1000, .tv_usec = (r->wait_ms % 1000) * 1000};
-    evtimer_add(w->timer, &tv);
 }
 
-/* Delivery report of a command: only failures need an answer here. */
+/* ---------------------------------------------- verdicts and deliveries */
+/* Delivery report of a command: only failures end a waiter here. */
 void waiters_on_delivery(struct ingest *app, const char *command_id, rd_kafka_resp_err_t err)
 {
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
         return;
-    struct req *r = waiter_take(app, command_id);
     log_fields(LOG_ERROR, "ledger command not delivered", "error", rd_kafka_err2str(err), NULL);
-    if (r) {
-        http_reply_problem(r->ex, 503, "unavailable", "the ledger cannot be reached; retry",
-                           NULL);
-        req_free(r);
-    }
+    waiter_end(app, command_id, WAIT_UNDELIVERED, NULL);
 }
 
 static const char *verdict_command_id(const Envelope *env)
@@ -135,6 +167,7 @@ static const char *verdict_command_id(const Envelope *env)
  * CloudEvents type header saves decoding events that are not verdicts. */
 void waiters_on_event(void *ctx, const rd_kafka_message_t *rkm)
 {
+    static const char verdict_prefix[] = "tessera.ledger.v1.Ledger";
     struct ingest *app = ctx;
     rd_kafka_headers_t *hdrs = NULL;
     const void *type = NULL;
@@ -142,22 +175,17 @@ void waiters_on_event(void *ctx, const rd_kafka_message_t *rkm)
     if (rd_kafka_message_headers(rkm, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR &&
         rd_kafka_header_get_last(hdrs, "ce_type", &type, &type_len) ==
             RD_KAFKA_RESP_ERR_NO_ERROR &&
-        !(type_len > 13 && memcmp(type, "tessera.ledger.v1.Ledger", type_len < 24 ? type_len : 24) == 0))
+        (type_len < sizeof(verdict_prefix) - 1 ||
+         memcmp(type, verdict_prefix, sizeof(verdict_prefix) - 1) != 0))
         return;
     char why[128];
     Envelope *env = envelope_decode(rkm->payload, rkm->len, why, sizeof(why));
     if (!env)
         return;
     const char *command_id = verdict_command_id(env);
-    struct req *r = command_id ? waiter_take(app, command_id) : NULL;
-    if (r) {
+    if (command_id && waiter_pending(app, command_id)) {
         app->verdicts_matched++;
-        json_t *body = NULL;
-        int status = verdict_to_response(env, &body);
-        if (r->idem_key[0])
-            idem_store_answer(app, &r->caller, r->idem_key, status, body);
-        answer_json(r->ex, status, body);
-        req_free(r);
+        waiter_end(app, command_id, WAIT_VERDICT, env);
     }
     envelope_free(env);
 }
@@ -166,9 +194,9 @@ void waiters_fail_all(struct ingest *app)
 {
     for (unsigned i = 0; i < INGEST_WAITERS_BUCKETS; i++) {
         while (app->waiters[i]) {
-            struct req *r = waiter_take(app, app->waiters[i]->command_id);
-            http_reply_problem(r->ex, 503, "unavailable", "the service is shutting down", NULL);
-            req_free(r);
+            char command_id[UUID_STR_SIZE];
+            snprintf(command_id, sizeof(command_id), "%s", app->waiters[i]->command_id);
+            waiter_end(app, command_id, WAIT_SHUTDOWN, NULL);
         }
     }
 }

@@ -15,7 +15,7 @@
 #include "log/log.h"
 #include "money/money.h"
 
-#define ACCOUNT_MAX 300
+#define ACCOUNT_MAX LEDGER_ACCOUNT_MAX
 
 /* ------------------------------------------------------- batch state */
 void ledger_begin_batch(void *ctx)
@@ -33,6 +33,8 @@ void ledger_begin_batch(void *ctx)
         free(l->verdicts[i].envelope);
     }
     l->member_count = l->ladder_count = l->verdict_count = 0;
+    points_begin_batch(l);
+    refunds_begin_batch(l);
     store_rows_free(&l->rows);
     store_rows_init(&l->rows);
 }
@@ -105,37 +107,28 @@ static const char *command_id_of(const Envelope *env)
     case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_RECORD_PURCHASE:
         return env->record_purchase->command_id;
     default:
-        return NULL;
+        if (points_is_command(env))
+            return points_command_id(env);
+        return refunds_is_command(env) ? refunds_command_id(env) : NULL;
     }
 }
 
 static const char *command_type_of(const Envelope *env)
 {
+    if (points_is_command(env))
+        return points_command_type(env);
+    if (refunds_is_command(env))
+        return refunds_command_type(env);
     return env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_TOP_UP_STORED_VALUE
                ? "topup"
                : "purchase";
 }
 
-/* What one command produced, before it is encoded. */
-struct outcome {
-    const Envelope *cmd;
-    struct ledger_member *member;
-    char posting_id[UUID_STR_SIZE];
-    JournalLine lines[4];
-    JournalLine *line_ptrs[4];
-    char accounts[4][ACCOUNT_MAX];
-    size_t line_count;
-    const char *reject_code; /* NULL: posted */
-    const char *reject_detail;
-    int64_t amount, charged, bonus, paid_principal, paid_bonus;
-    char purchase_id[UUID_STR_SIZE];
-};
-
-static void outcome_line(struct outcome *o, const char *account, const char *asset, int64_t amount)
+void outcome_line(struct outcome *o, const char *account, const char *asset, int64_t amount)
 {
     if (amount == 0)
         return;
-    assert(o->line_count < 4);
+    assert(o->line_count < LEDGER_LINES_MAX);
     size_t i = o->line_count++;
     snprintf(o->accounts[i], ACCOUNT_MAX, "%s", account);
     tessera__ledger__v1__journal_line__init(&o->lines[i]);
@@ -241,6 +234,8 @@ static uint8_t *encode_verdict(const struct outcome *o, size_t *len)
     Balances bal;
     LedgerPosted posted;
     LedgerRejected rejected;
+    PointsLotDetail lot;
+    RefundDetail refund;
     outcome_meta(o, &meta);
     envelope_init(&env, &actor, &meta);
     outcome_balances(o, &bal);
@@ -268,6 +263,17 @@ static uint8_t *encode_verdict(const struct outcome *o, size_t *len)
         posted.purchase_id = (char *)o->purchase_id;
         posted.paid_principal = o->paid_principal;
         posted.paid_bonus = o->paid_bonus;
+        if (points_is_command(o->cmd)) {
+            tessera__ledger__v1__points_lot_detail__init(&lot);
+            lot.lot_id = (char *)o->lot_id;
+            lot.expires_at_us = o->lot_expires_at_us;
+            lot.points = o->points;
+            posted.points_lot = &lot;
+        }
+        if (o->is_refund) {
+            refunds_fill_detail(o, &refund);
+            posted.refund = &refund;
+        }
         env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LEDGER_POSTED;
         env.ledger_posted = &posted;
     }
@@ -288,6 +294,10 @@ static uint8_t *encode_fact(const struct outcome *o, size_t *len)
     envelope_init(&env, &actor, &meta);
     env.occurred_at_us = o->cmd->occurred_at_us;
     outcome_balances(o, &bal);
+    if (points_is_command(o->cmd))
+        return points_encode_fact(o, &env, &bal, len);
+    if (refunds_is_command(o->cmd))
+        return refunds_encode_fact(o, &env, &bal, len);
     if (o->cmd->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_TOP_UP_STORED_VALUE) {
         tessera__ledger__v1__stored_value_topped_up__init(&topped);
         topped.command_id = o->cmd->top_up_stored_value->command_id;
@@ -333,11 +343,16 @@ static void record_rows(struct ledger_ctx *l, const struct outcome *o, const uin
     db_array_add(&r->cmd_code, o->reject_code);
     db_array_add(&r->cmd_posting, o->reject_code ? NULL : o->posting_id);
     db_array_add_bytea(&r->cmd_verdict, verdict, verdict_len);
-    const char *method = c->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_TOP_UP_STORED_VALUE
-                             ? c->top_up_stored_value->payment_method
-                             : c->record_purchase->payment_method;
-    char reason[128];
-    snprintf(reason, sizeof(reason), "%s:%s", command_type_of(c), method);
+    char reason[LEDGER_REASON_MAX];
+    if (o->reason[0]) {
+        snprintf(reason, sizeof(reason), "%s", o->reason);
+    } else {
+        const char *method =
+            c->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_TOP_UP_STORED_VALUE
+                ? c->top_up_stored_value->payment_method
+                : c->record_purchase->payment_method;
+        snprintf(reason, sizeof(reason), "%s:%s", command_type_of(c), method);
+    }
     for (size_t i = 0; i < o->line_count; i++) {
         bool member_line = strncmp(o->lines[i].account, "member:", 7) == 0;
         db_array_add(&r->j_posting, o->posting_id);
@@ -403,6 +418,10 @@ static void apply_one(struct ledger_ctx *l, struct pipeline_batch *b, const Enve
     struct ledger_member before = *o.member;
     if (cmd->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_TOP_UP_STORED_VALUE)
         decide_topup(l, &o);
+    else if (points_is_command(cmd))
+        points_decide(l, &o);
+    else if (refunds_is_command(cmd))
+        refunds_decide(l, &o);
     else
         decide_purchase(l, &o);
     if (o.reject_code) {
@@ -466,6 +485,8 @@ int ledger_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *er
             continue;
         }
         ledger_member_find(l, envs[i]->tenant_id, envs[i]->member_id, true);
+        l->lots_wanted |= points_is_command(envs[i]);
+        refunds_note(l, envs[i]);
         ledger_ladder_find(l, envs[i]->tenant_id, true);
         db_array_add(&cmd_tenants, envs[i]->tenant_id);
         db_array_add(&cmd_ids, command_id_of(envs[i]));
@@ -476,6 +497,8 @@ int ledger_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *er
             if (envs[i])
                 apply_one(l, b, envs[i]);
         rc = store_write(pg, l, err, err_len);
+        if (rc == 0)
+            rc = prepaid_track(pg, l, b, err, err_len);
     }
     for (size_t i = 0; i < b->count; i++)
         envelope_free(envs[i]);

@@ -11,7 +11,11 @@
 #include <stdint.h>
 
 #include "db/db.h"
+#include "events/codec.h"
+#include "ids/uuid7.h"
 #include "rules.h"
+#include "rules_points.h"
+#include "service/common.h"
 #include "service/pipeline.h"
 
 struct ledger_member {
@@ -27,6 +31,38 @@ struct ledger_ladder {
     char *tenant_id;
     struct bonus_step steps[RULES_BONUS_STEPS_MAX];
     size_t count;
+};
+
+/* A points lot of a batch member (points.c); loaded with remaining > 0. */
+struct ledger_lot {
+    char *tenant_id;
+    char *member_id;
+    char *branch_id;
+    char lot_id[UUID_STR_SIZE];
+    char posting_id[UUID_STR_SIZE];
+    int64_t granted, remaining;
+    int64_t expires_at_us; /* 0: never */
+    bool is_new, dirty;    /* to insert / to update */
+};
+
+struct ledger_points_policy {
+    char *tenant_id;
+    struct points_policy policy; /* kind never when the tenant has none */
+};
+
+/* A tenant's refund fee rule (refunds.c); zero when the tenant has none. */
+struct ledger_fee_rule {
+    char *tenant_id;
+    int64_t fee_bp, fee_min;
+};
+
+/* A purchase a refund in the batch names (refunds.c). */
+struct ledger_refundable {
+    char *tenant_id;
+    char *purchase_command_id;
+    char *member_id;          /* NULL: no such posted purchase */
+    int64_t principal, bonus; /* what it drew from stored value */
+    bool refunded;            /* already refunded (before or earlier in the batch) */
 };
 
 /* A verdict already given: from the database or earlier in the batch. */
@@ -61,7 +97,95 @@ struct ledger_ctx {
     struct ledger_verdict *verdicts;
     size_t verdict_count, verdict_cap;
     struct ledger_rows rows;
+    /* points (points.c): lots of the batch's members, tenants' policies */
+    bool lots_wanted;
+    struct ledger_lot *lots;
+    size_t lot_count, lot_cap;
+    struct ledger_points_policy *policies;
+    size_t policy_count, policy_cap;
+    /* refunds (refunds.c) */
+    bool refunds_wanted;
+    struct ledger_fee_rule *fee_rules;
+    size_t fee_rule_count, fee_rule_cap;
+    struct ledger_refundable *refundables;
+    size_t refundable_count, refundable_cap;
+    struct db_array r_id, r_tenant, r_member, r_branch, r_command, r_posting, r_kind, r_purchase,
+        r_principal, r_bonus, r_fee, r_payout, r_reason, r_actor;
 };
+
+#define LEDGER_ACCOUNT_MAX 300
+#define LEDGER_LINES_MAX   8
+#define LEDGER_REASON_MAX  300
+
+/* What one command produced, before it is encoded (apply.c decides
+ * top-ups and purchases, points.c and refunds.c their commands). */
+struct outcome {
+    const Envelope *cmd;
+    struct ledger_member *member;
+    char posting_id[UUID_STR_SIZE];
+    JournalLine lines[LEDGER_LINES_MAX];
+    JournalLine *line_ptrs[LEDGER_LINES_MAX];
+    char accounts[LEDGER_LINES_MAX][LEDGER_ACCOUNT_MAX];
+    size_t line_count;
+    const char *reject_code; /* NULL: posted */
+    const char *reject_detail;
+    int64_t amount, charged, bonus, paid_principal, paid_bonus;
+    char purchase_id[UUID_STR_SIZE];
+    char reason[LEDGER_REASON_MAX]; /* journal reason; "" = "<type>:<method>" */
+    /* points commands */
+    int64_t points;
+    char lot_id[UUID_STR_SIZE];
+    int64_t lot_expires_at_us;
+    /* refunds */
+    bool is_refund;
+    char refund_id[UUID_STR_SIZE];
+    const char *refund_kind;
+    int64_t refund_principal, refund_bonus, refund_fee, refund_payout;
+};
+
+/* Adds a journal line (none when amount is 0). */
+void outcome_line(struct outcome *o, const char *account, const char *asset, int64_t amount);
+
+/* points.c */
+/* Makes room for one more element of a batch array (doubling; asserts on
+ * out of memory). Returns the array, maybe moved. */
+void *ledger_grow(void *arr, size_t count, size_t *cap, size_t elem);
+bool points_is_command(const Envelope *env);
+const char *points_command_id(const Envelope *env);
+const char *points_command_type(const Envelope *env);
+void points_decide(struct ledger_ctx *l, struct outcome *o);
+/* The fact of a posted points command, encoded; env, actor and bal are
+ * the caller's, already filled. */
+uint8_t *points_encode_fact(const struct outcome *o, Envelope *env, Balances *bal, size_t *len);
+void points_begin_batch(struct ledger_ctx *l);
+int points_load(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len);
+int points_write(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len);
+
+/* refunds.c */
+bool refunds_is_command(const Envelope *env);
+const char *refunds_command_id(const Envelope *env);
+const char *refunds_command_type(const Envelope *env);
+void refunds_note(struct ledger_ctx *l, const Envelope *env);
+void refunds_decide(struct ledger_ctx *l, struct outcome *o);
+uint8_t *refunds_encode_fact(const struct outcome *o, Envelope *env, Balances *bal, size_t *len);
+void refunds_fill_detail(const struct outcome *o, RefundDetail *d);
+void refunds_begin_batch(struct ledger_ctx *l);
+int refunds_load(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len);
+int refunds_write(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len);
+
+/* prepaid.c: after store_write, in the batch's transaction: the tenants'
+ * outstanding prepaid value and their threshold crossings (as events). */
+int prepaid_track(PGconn *pg, struct ledger_ctx *l, struct pipeline_batch *b, char *err,
+                  size_t err_len);
+
+/* cache_resync.c: rewrites the cached balances changed in the last
+ * window_s seconds from PostgreSQL (versioned; 0 disables). Blocking; run
+ * by the scheduler thread at start. */
+void ledger_cache_resync(const struct service_common_config *c, long long window_s);
+
+/* expiry.c: the points expiry scheduler (a thread of its own). */
+int expiry_scheduler_start(const struct service_common_config *c, long long interval_ms,
+                           long long cache_resync_s);
 
 /* pipeline_ops callbacks (apply.c) */
 void ledger_begin_batch(void *ctx);

@@ -1,6 +1,9 @@
 /* tessera-ledger: the only writer of balances. Consumes ledger-commands,
  * applies each exactly once with a double-entry journal, and publishes
  * verdicts and facts on ledger-events. */
+#include <string.h>
+
+#include "audit.h"
 #include "bus/topics.h"
 #include "cache/cache.h"
 #include "ledger.h"
@@ -11,7 +14,7 @@ extern const struct db_migration ledger_migrations[];
 extern const unsigned ledger_migrations_count;
 
 static struct service_common_config common;
-static long long batch_max, poll_timeout_ms;
+static long long batch_max, poll_timeout_ms, expiry_interval_ms, cache_resync_s;
 
 static const struct config_entry config_table[] = {
     SERVICE_COMMON_CONFIG(common, "9101"),
@@ -19,6 +22,10 @@ static const struct config_entry config_table[] = {
      "commands applied in one transaction at most"},
     {"TESSERA_LEDGER_POLL_TIMEOUT_MS", CONFIG_INT, &poll_timeout_ms, "100", 1, 5000, false,
      "how long a poll waits for the first command"},
+    {"TESSERA_LEDGER_EXPIRY_INTERVAL_MS", CONFIG_INT, &expiry_interval_ms, "2000", 100, 3600000,
+     false, "how often the points expiry scheduler looks for due lots"},
+    {"TESSERA_LEDGER_CACHE_RESYNC_S", CONFIG_INT, &cache_resync_s, "3600", 0, 31536000, false,
+     "at start, rewrite cached balances changed this recently (0: off)"},
 };
 
 static struct ledger_ctx ledger;
@@ -32,6 +39,8 @@ static int ledger_setup(void *ctx, const struct service_common_config *c)
     char err[256];
     l->rc = cache_connect(l->redis_host, l->redis_port, 1000, err, sizeof(err));
     atomic_store(&l->redis_ok, l->rc != NULL);
+    if (expiry_scheduler_start(c, expiry_interval_ms, cache_resync_s) < 0)
+        return -1;
     return 0; /* the cache may come later: it is only a cache */
 }
 
@@ -53,15 +62,39 @@ static void ledger_metrics(void *ctx, struct evbuffer *out)
                  atomic_load(&l->duplicates));
 }
 
+static bool wants_audit(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--audit") == 0)
+            return true;
+    return false;
+}
+
+/* --audit reads the same configuration table as the service, checks every
+ * invariant and exits (see audit.c); it never consumes or writes. */
+static int run_audit(int argc, char **argv)
+{
+    int rc = service_init("ledger", "tessera-ledger --audit: checks the ledger's invariants",
+                          argc, argv, config_table, sizeof(config_table) / sizeof(config_table[0]),
+                          &common);
+    if (rc != 0)
+        return rc > 0 ? 0 : 2;
+    return ledger_audit_run(common.pg_dsn, common.redis_host, (int)common.redis_port, stdout);
+}
+
 int main(int argc, char **argv)
 {
+    if (wants_audit(argc, argv))
+        return run_audit(argc, argv);
     static const char *const topics[] = {TOPIC_LEDGER_COMMANDS};
     static const struct pipeline_ops ops = {.apply = ledger_apply_batch,
                                             .after_commit = ledger_after_commit,
                                             .begin_batch = ledger_begin_batch};
     const struct consumer_service svc = {
         .name = "ledger",
-        .summary = "tessera-ledger: applies ledger commands exactly once",
+        .summary = "tessera-ledger: applies ledger commands exactly once\n"
+                   "  --audit   check every ledger invariant, print a report and exit "
+                   "(0 all hold, 1 not, 2 cannot run)",
         .schema = "ledger",
         .group_id = "ledger",
         .topics = topics,

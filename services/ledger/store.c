@@ -121,7 +121,8 @@ int store_load(PGconn *pg, struct ledger_ctx *l, struct db_array *cmd_tenants,
 {
     if (load_verdicts(pg, l, db_array_finish(cmd_tenants), db_array_finish(cmd_ids), err,
                       err_len) < 0 ||
-        load_balances(pg, l, err, err_len) < 0 || load_ladders(pg, l, err, err_len) < 0)
+        load_balances(pg, l, err, err_len) < 0 || load_ladders(pg, l, err, err_len) < 0 ||
+        points_load(pg, l, err, err_len) < 0 || refunds_load(pg, l, err, err_len) < 0)
         return -1;
     return 0;
 }
@@ -207,7 +208,8 @@ static int write_balances(PGconn *pg, struct ledger_ctx *l, char *err, size_t er
 int store_write(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
 {
     if (write_commands(pg, &l->rows, err, err_len) < 0 ||
-        write_journal(pg, &l->rows, err, err_len) < 0 || write_balances(pg, l, err, err_len) < 0)
+        write_journal(pg, &l->rows, err, err_len) < 0 || write_balances(pg, l, err, err_len) < 0 ||
+        points_write(pg, l, err, err_len) < 0 || refunds_write(pg, l, err, err_len) < 0)
         return -1;
     return 0;
 }

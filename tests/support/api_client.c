@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,10 +50,13 @@ struct api_response api_call(const char *method, const char *path, const char *b
         snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key);
         list = curl_slist_append(list, auth);
     }
-    if (body)
-        list = curl_slist_append(list, "Content-Type: application/json");
-    for (const char *const *h = headers; h && *h; h++)
+    bool typed = false;
+    for (const char *const *h = headers; h && *h; h++) {
         list = curl_slist_append(list, *h);
+        typed |= strncasecmp(*h, "Content-Type:", 13) == 0;
+    }
+    if (body && !typed)
+        list = curl_slist_append(list, "Content-Type: application/json");
     struct buffer buf = {0};
     curl_easy_setopt(curl, CURLOPT_URL, url);
     curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);

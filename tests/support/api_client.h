@@ -17,8 +17,9 @@ struct api_response {
 };
 
 /* Sends method path (relative to TESSERA_API_URL) with the demo key (or
- * key, when not NULL; "" sends no Authorization header), an optional JSON
- * body and extra headers ("Name: value", NULL-terminated). */
+ * key, when not NULL; "" sends no Authorization header), an optional body
+ * (sent as application/json unless headers name a Content-Type) and extra
+ * headers ("Name: value", NULL-terminated). */
 struct api_response api_call(const char *method, const char *path, const char *body,
                              const char *key, const char *const *headers);
 void api_response_free(struct api_response *r);

@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# `make bench`: Tessera against the limits of the parts it is built on,
+# each figure next to a baseline measured in the same run on the same
+# machine. Runs on a private runtime (.local-bench/, its own ports), takes
+# about 10 minutes, prints a Markdown table and writes it with a JSON file
+# to bench/results/. Never part of `make test`.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+
+export TESSERA_LOCAL_DIR=$repo/.local-bench
+export TESSERA_LOCAL_PG_PORT=55632
+export TESSERA_LOCAL_REDIS_PORT=56579
+export TESSERA_LOCAL_API_PORT=18180
+export TESSERA_LOCAL_ADMIN_PORT_BASE=19200
+export TESSERA_LOCAL_PARTITIONS=${BENCH_PARTITIONS:-12}
+export TESSERA_KAFKA_FETCH_WAIT_MAX_MS=${BENCH_FETCH_WAIT_MAX_MS:-2}
+export TESSERA_LOCAL_PG_OPTIONS="-c shared_buffers=256MB"
+runtime=$repo/deploy/local/runtime.sh
+bin=$repo/build/bin
+members=${BENCH_MEMBERS:-100000}
+big_members=${BENCH_BIG_MEMBERS:-1000000}
+e2e_rate=${BENCH_E2E_RATE:-2000}
+e2e_seconds=${BENCH_E2E_SECONDS:-60}
+work=$TESSERA_LOCAL_DIR/bench
+results_dir=$repo/bench/results
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+api_port=$TESSERA_LOCAL_API_PORT
+ledger_admin=$((TESSERA_LOCAL_ADMIN_PORT_BASE + 1))
+bare_port=$((TESSERA_LOCAL_API_PORT + 919))
+
+say() { echo "bench: $*" >&2; }
+now() { date +%s.%N; }
+elapsed() { echo "$2 - $1" | bc -l; }
+ratio() { echo "scale=3; $1 / $2" | bc -l; }
+jget() { sed -n "s/.*\"$1\":\([-0-9.e]*\).*/\1/p" <<<"$2"; }
+psql_bench() { psql -qtA -v ON_ERROR_STOP=1 "host=127.0.0.1 port=$TESSERA_LOCAL_PG_PORT user=tessera dbname=tessera" "$@"; }
+metric() { curl -fsS "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m {print $2}'; }
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$(cat "$TESSERA_LOCAL_DIR/pids/$1.pid")/status"; }
+hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$(cat "$TESSERA_LOCAL_DIR/pids/$1.pid")/status"; }
+
+command -v bc >/dev/null || { say "installing bc"; apt-get install -y -qq bc >/dev/null; }
+
+cleanup() { "$runtime" stop >/dev/null 2>&1 || true; pkill -f "tessera-bench-bare $bare_port" 2>/dev/null || true; }
+trap cleanup EXIT
+
+say "starting a private runtime in $TESSERA_LOCAL_DIR ($TESSERA_LOCAL_PARTITIONS partitions)"
+"$runtime" stop >/dev/null 2>&1 || true
+rm -rf "$TESSERA_LOCAL_DIR"
+"$runtime" start
+mkdir -p "$work" "$results_dir"
+key=$(cat "$TESSERA_LOCAL_DIR/api-key")
+bootstrap=$(cat "$TESSERA_LOCAL_DIR/kafka.bootstrap")
+
+# Members are made in bulk with SQL: registration is not what is measured.
+make_members() { # from to
+  psql_bench -c "INSERT INTO ingest.members (tenant_id, member_id, member_no, name, phone, branch_id, referral_code)
+    SELECT 'demo', gen_random_uuid()::text, 'B' || n, 'Bench ' || n, '17' || lpad(n::text, 9, '0'), 'hq', 'B' || lpad(n::text, 9, '0')
+    FROM generate_series($1, $2) AS n"
+}
+say "creating $members members"
+make_members 1 "$members"
+psql_bench -c "SELECT member_id FROM ingest.members WHERE member_no LIKE 'B%' ORDER BY member_no" >"$work/members.txt"
+
+# ---------------------------------------------------------------- scenario 2
+say "scenario 2: batch ingest (top up every member, 10 000 lines a request)"
+split -l 10000 "$work/members.txt" "$work/chunk."
+for f in "$work"/chunk.*; do
+  awk -v run="$stamp" '{printf "{\"type\":\"topup\",\"member_id\":\"%s\",\"idempotency_key\":\"bench-%s-%s\",\"amount\":100000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}\n", $1, run, $1}' "$f" >"$f.ndjson"
+done
+t0=$(now)
+batch_refused=0
+for f in "$work"/chunk.*.ndjson; do
+  out=$(curl -fsS -X POST "http://127.0.0.1:$api_port/v1/events:batch" -H "Authorization: Bearer $key" \
+    -H 'Content-Type: application/x-ndjson' -H 'Prefer: wait=30' --data-binary @"$f")
+  batch_refused=$((batch_refused + $(jget refused "$out") + $(jget pending "$out")))
+done
+t1=$(now)
+batch_rate=$(echo "$members / $(elapsed "$t0" "$t1")" | bc -l)
+raw=$("$bin/tessera-bench-produce" "$bootstrap" "$work/members.txt" "$members" notify-events 100000)
+raw_rate=$(jget rate "$raw")
+
+# ---------------------------------------------------------------- scenario 3
+say "scenario 3: ledger apply rate, exactly once, vs COPY of the same journal rows"
+"$runtime" stop-service ledger
+before=$(psql_bench -c "SELECT count(*) FROM ledger.commands")
+"$bin/tessera-bench-produce" "$bootstrap" "$work/members.txt" "$members" ledger-commands 100000 >/dev/null
+"$runtime" start-service ledger
+start_count=$(metric "$ledger_admin" tessera_messages_total)
+t0=$(now)
+deadline=$((SECONDS + 300))
+while [ "$(psql_bench -c "SELECT count(*) FROM ledger.commands")" -lt $((before + members)) ]; do
+  [ $SECONDS -lt $deadline ] || { say "ledger did not finish in time"; break; }
+  sleep 0.2
+done
+t1=$(now)
+apply_rate=$(echo "($(psql_bench -c "SELECT count(*) FROM ledger.commands") - $before) / $(elapsed "$t0" "$t1")" | bc -l)
+lines_per_posting=4
+awk -v n="$members" 'BEGIN { for (i = 0; i < n; i++) {
+    p = sprintf("bench-copy-%d", i);
+    printf "%s\tbench-copy-%d\tdemo\tm%d\thq\tmember:m%d\tsv_principal\t100000\tbench-copy\tbench\n", p, i, i, i, i;
+    printf "%s\tbench-copy-%d\tdemo\t\\N\thq\ttenant:demo:branch:hq:sv_sold\tsv_principal\t-100000\tbench-copy\tbench\n", p, i;
+    printf "%s\tbench-copy-%d\tdemo\tm%d\thq\tmember:m%d\tsv_bonus\t10000\tbench-copy\tbench\n", p, i, i, i;
+    printf "%s\tbench-copy-%d\tdemo\t\\N\thq\ttenant:demo:sv_bonus_issued\tsv_bonus\t-10000\tbench-copy\tbench\n", p, i } }' >"$work/journal.tsv"
+t0=$(now)
+psql_bench -c "\\copy ledger.journal (posting_id, command_id, tenant_id, member_id, branch_id, account, asset, amount, reason, actor) FROM '$work/journal.tsv'"
+t1=$(now)
+copy_rate=$(echo "$members / $(elapsed "$t0" "$t1")" | bc -l)
+psql_bench -c "DELETE FROM ledger.journal WHERE reason = 'bench-copy'"
+
+# ---------------------------------------------------------------- scenario 1
+say "scenario 1: single requests over keep-alive HTTP vs a bare libevent server"
+"$bin/tessera-bench-bare" "$bare_port" &
+sleep 0.2
+bare=$("$bin/tessera-loadgen" --target bare --port "$bare_port" --connections 64 --duration 10)
+pkill -f "tessera-bench-bare $bare_port" || true
+single=$("$bin/tessera-loadgen" --target purchase --port "$api_port" --key "$key" \
+  --members "$work/members.txt" --connections 64 --duration 10)
+half_rate=$(printf '%.0f' "$(echo "$(jget rps "$single") / 2" | bc -l)")
+half=$("$bin/tessera-loadgen" --target purchase --port "$api_port" --key "$key" \
+  --members "$work/members.txt" --connections 64 --duration 10 --rate "$half_rate")
+
+# ---------------------------------------------------------------- scenario 4
+say "scenario 4: end to end at $e2e_rate purchases/s for $e2e_seconds s (cash and stored value)"
+rss_before=$(for s in ingest ledger tiering campaign notification; do echo "$s:$(rss_kb $s)"; done)
+e2e=$("$bin/tessera-loadgen" --target purchase --port "$api_port" --key "$key" \
+  --members "$work/members.txt" --connections 128 --duration "$e2e_seconds" --rate "$e2e_rate" \
+  --stored-value-pct 50 --visible-every 20)
+t0=$(now)
+until [ "$(metric "$ledger_admin" tessera_consumer_lag_messages)" = "0" ] && \
+      [ "$(metric $((TESSERA_LOCAL_ADMIN_PORT_BASE + 2)) tessera_consumer_lag_messages)" = "0" ]; do
+  sleep 0.05
+  [ "$(elapsed "$t0" "$(now)" | cut -d. -f1)" -lt 60 ] || break
+done
+drain_s=$(elapsed "$t0" "$(now)")
+rss_after=$(for s in ingest ledger tiering campaign notification; do echo "$s:$(rss_kb $s)"; done)
+
+# ---------------------------------------------------------------- scenario 5
+say "scenario 5: memory with $big_members members known"
+make_members $((members + 1)) "$big_members"
+psql_bench -c "SELECT member_id FROM ingest.members ORDER BY random() LIMIT 200000" >"$work/all-members.txt"
+"$bin/tessera-loadgen" --target purchase --port "$api_port" --key "$key" \
+  --members "$work/all-members.txt" --connections 64 --duration 15 --rate 1000 >/dev/null
+mem_rows=""
+mem_json=""
+for s in ingest ledger tiering campaign notification; do
+  b=$(sed -n "s/^$s://p" <<<"$rss_before"); a=$(sed -n "s/^$s://p" <<<"$rss_after")
+  peak=$(hwm_kb "$s"); now_kb=$(rss_kb "$s")
+  mem_rows+="| $s | $((b / 1024)) MiB | $((a / 1024)) MiB | $((now_kb / 1024)) MiB | $((peak / 1024)) MiB |"$'\n'
+  mem_json+="\"$s\":{\"rss_before_e2e_kb\":$b,\"rss_after_e2e_kb\":$a,\"rss_1m_members_kb\":$now_kb,\"peak_kb\":$peak},"
+done
+
+# ------------------------------------------------------------------- report
+machine="$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1), Linux $(uname -r)"
+verdict() { if [ "$(echo "$1" | bc -l)" = "1" ]; then echo "met"; else echo "**not met**"; fi; }
+f1() { printf '%.1f' "$1"; }
+s1_ratio=$(ratio "$(jget rps "$single")" "$(jget rps "$bare")")
+s2_ratio=$(ratio "$batch_rate" "$raw_rate")
+s3_ratio=$(ratio "$apply_rate" "$copy_rate")
+md=$results_dir/$stamp.md
+cat >"$md" <<MD
+# Tessera benchmark, $stamp
+
+Machine: $machine. Development broker (librdkafka mock cluster), $TESSERA_LOCAL_PARTITIONS partitions,
+fetch.wait.max.ms $TESSERA_KAFKA_FETCH_WAIT_MAX_MS; PostgreSQL 15 with fsync on; load generator on the same machine.
+
+| scenario | Tessera | baseline (same run) | ratio | goal | |
+|---|---|---|---|---|---|
+| 1. single purchase (cash), closed loop, 64 connections | $(f1 "$(jget rps "$single")") req/s, p50 $(jget p50_ms "$single") ms, p95 $(jget p95_ms "$single") ms, p99 $(jget p99_ms "$single") ms | bare libevent: $(f1 "$(jget rps "$bare")") req/s, p99 $(jget p99_ms "$bare") ms | $s1_ratio | ≥ 0.70 | $(verdict "$s1_ratio >= 0.70") |
+| 1b. same at half that load ($half_rate req/s, open loop) | p50 $(jget p50_ms "$half") ms, p95 $(jget p95_ms "$half") ms, p99 $(jget p99_ms "$half") ms | | | p99 < 10 ms | $(verdict "$(jget p99_ms "$half") < 10") |
+| 2. batch ingest, 10 000 lines a request, $members top-ups (answered with verdicts) | $(f1 "$batch_rate") lines/s ($batch_refused lines not applied) | raw librdkafka producer, same events: $(f1 "$raw_rate") events/s | $s2_ratio | ≥ 0.50 | $(verdict "$s2_ratio >= 0.50") |
+| 3. ledger apply, exactly once, $members top-ups over $members members | $(f1 "$apply_rate") postings/s | COPY of the same journal rows ($lines_per_posting a posting): $(f1 "$copy_rate") postings/s | $s3_ratio | ≥ 0.50 | $(verdict "$s3_ratio >= 0.50") |
+| 4. end to end, $e2e_rate purchases/s for $e2e_seconds s, half stored value | $(jget requests "$e2e") requests ($(jget status_5xx "$e2e") 5xx, $(jget errors "$e2e") errors), $(f1 "$(jget rps "$e2e")") req/s; accepted p99 $(jget p99_ms "$e2e") ms; balance visible p50 $(jget visible_p50_ms "$e2e") ms, p99 $(jget visible_p99_ms "$e2e") ms | | | p99 < 100 ms | $(verdict "$(jget visible_p99_ms "$e2e") < 100 && $(jget p99_ms "$e2e") < 100") |
+| 4b. consumer lag back to zero after the load | $(printf '%.2f' "$drain_s") s | | | ≤ 1 s | $(verdict "$drain_s <= 1") |
+
+Memory (resident; peak is the process's high-water mark over the whole run):
+
+| service | before scenario 4 | after scenario 4 | with $big_members members | peak |
+|---|---|---|---|---|
+$mem_rows
+MD
+cat >"$results_dir/$stamp.json" <<JSON
+{"stamp":"$stamp","machine":"$machine","partitions":$TESSERA_LOCAL_PARTITIONS,
+ "single":$single,"single_half_load":$half,"bare":$bare,
+ "batch":{"lines":$members,"lines_per_s":$batch_rate,"not_applied":$batch_refused},"raw_producer":$raw,
+ "ledger_apply_postings_per_s":$apply_rate,"copy_postings_per_s":$copy_rate,
+ "end_to_end":$e2e,"lag_drain_s":$drain_s,
+ "memory":{${mem_json%,}}}
+JSON
+cat "$md"
+say "results in $md and ${md%.md}.json"

@@ -1,0 +1,554 @@
+/* POST /v1/events:batch — a day of offline POS records in one request:
+ * NDJSON, one command per line ("type", "member_id", "idempotency_key"
+ * plus the body of its single endpoint), up to BATCH_LINES_MAX lines.
+ * Every line is answered in order with what its single endpoint would
+ * have answered; a line whose key was seen before is answered from its
+ * record, never applied twice. The whole batch costs a fixed number of
+ * database round trips (check members, claim keys, read known keys,
+ * record answers) whatever its size, and its commands travel to the
+ * ledger together. */
+#include <assert.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db/db.h"
+#include "http/validate.h"
+#include "ingest.h"
+#include "log/log.h"
+
+#define BATCH_LINES_MAX 10000
+#define BATCH_BODY_MAX_BYTES (8 * 1024 * 1024)
+#define BATCH_JSON_DEPTH_MAX 8
+
+enum line_state {
+    LINE_ANSWERED, /* status and result are final */
+    LINE_SEND,     /* to send to the ledger (new, or resumed after a crash) */
+    LINE_WAITING,  /* sent; its waiter will answer */
+    LINE_COPY,     /* the same key as an earlier line: copies its answer */
+};
+
+struct batch_line {
+    struct batch *batch;
+    enum line_state state;
+    int line_no; /* 1-based line of the body */
+    bool purchase;
+    json_t *body; /* the line without type, member_id, idempotency_key */
+    char member_id[INGEST_KEY_MAX];
+    char branch_id[INGEST_KEY_MAX];
+    char key[INGEST_KEY_MAX];
+    char hash[65];
+    char command_id[UUID_STR_SIZE];
+    long copy_of; /* LINE_COPY: index of the first line with this key */
+    int status;
+    json_t *result;
+    bool record;   /* a verdict to record under the key */
+    bool replayed; /* answered from the key's record */
+};
+
+struct batch {
+    struct req *r;
+    struct batch_line *lines;
+    size_t count;
+    size_t waiting;
+};
+
+static void line_answer(struct batch_line *l, int status, json_t *result)
+{
+    l->state = LINE_ANSWERED;
+    l->status = status;
+    json_decref(l->result);
+    l->result = result;
+}
+
+static void line_problem(struct batch_line *l, int status, const char *code, const char *detail)
+{
+    line_answer(l, status,
+                json_pack("{s:s, s:s, s:i, s:s, s:s}", "type", "https://tessera.dev/problems/",
+                          "title", http_status_title(status), "status", status, "detail", detail,
+                          "code", code));
+    json_object_set_new(l->result, "type", json_sprintf("https://tessera.dev/problems/%s", code));
+}
+
+static void batch_free(struct batch *b)
+{
+    for (size_t i = 0; i < b->count; i++) {
+        json_decref(b->lines[i].body);
+        json_decref(b->lines[i].result);
+    }
+    free(b->lines);
+    req_free(b->r);
+    free(b);
+}
+
+/* ------------------------------------------------------------- parsing */
+static const char *take_string(json_t *obj, const char *field, char *out, size_t out_len)
+{
+    const char *s = json_string_value(json_object_get(obj, field));
+    if (!s || !*s || strlen(s) >= out_len)
+        return NULL;
+    snprintf(out, out_len, "%s", s);
+    json_object_del(obj, field);
+    return out;
+}
+
+/* Decodes and checks one line; on failure the line is answered. */
+static void line_parse(struct batch *b, struct batch_line *l, const char *text, size_t len)
+{
+    json_error_t jerr;
+    crypto_hash_sha256_state st;
+    unsigned char digest[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256_init(&st);
+    crypto_hash_sha256_update(&st, (const unsigned char *)"batch\n", 6);
+    crypto_hash_sha256_update(&st, (const unsigned char *)text, len);
+    crypto_hash_sha256_final(&st, digest);
+    sodium_bin2hex(l->hash, sizeof(l->hash), digest, sizeof(digest));
+
+    json_t *obj = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!json_is_object(obj) || http_json_depth(obj, BATCH_JSON_DEPTH_MAX) > BATCH_JSON_DEPTH_MAX) {
+        json_decref(obj);
+        line_problem(l, 400, "malformed_json", "the line is not a JSON object (or is too deep)");
+        return;
+    }
+    l->body = obj;
+    struct validation v;
+    validation_init(&v);
+    const char *type = json_string_value(json_object_get(obj, "type"));
+    if (!type || (strcmp(type, "topup") != 0 && strcmp(type, "purchase") != 0))
+        validation_add(&v, "type", "one of topup, purchase");
+    else
+        l->purchase = strcmp(type, "purchase") == 0;
+    json_object_del(obj, "type");
+    if (!take_string(obj, "member_id", l->member_id, sizeof(l->member_id)) ||
+        !uuid_is_valid(l->member_id))
+        validation_add(&v, "member_id", "required: a member id");
+    if (!take_string(obj, "idempotency_key", l->key, sizeof(l->key)))
+        validation_add(&v, "idempotency_key", "required: 1 to 127 characters");
+    const char *branch = NULL;
+    commands_check_fields(&v, obj, l->purchase, &branch);
+    if (branch)
+        snprintf(l->branch_id, sizeof(l->branch_id), "%s", branch);
+    if (!validation_ok(&v)) {
+        char detail[512] = "invalid fields:";
+        size_t i;
+        json_t *e;
+        json_array_foreach(v.errors, i, e) {
+            size_t n = strlen(detail);
+            snprintf(detail + n, sizeof(detail) - n, "%s %s", i ? "," : "",
+                     json_string_value(json_object_get(e, "field")));
+        }
+        line_problem(l, 422, "validation_failed", detail);
+        json_object_set(l->result, "errors", v.errors);
+        validation_free(&v);
+        return;
+    }
+    validation_free(&v);
+    if (!auth_may_use_branch(b->r, l->branch_id)) {
+        line_problem(l, 403, "forbidden", "this key acts only for its own branch");
+        return;
+    }
+    l->state = LINE_SEND;
+}
+
+/* Lines sharing a key with an earlier line copy its answer. */
+static void mark_repeated_keys(struct batch *b)
+{
+    for (size_t i = 0; i < b->count; i++) {
+        struct batch_line *l = &b->lines[i];
+        if (l->state != LINE_SEND)
+            continue;
+        for (size_t j = 0; j < i; j++) {
+            if (b->lines[j].key[0] && strcmp(b->lines[j].key, l->key) == 0) {
+                l->state = LINE_COPY;
+                l->copy_of = (long)(b->lines[j].state == LINE_COPY ? b->lines[j].copy_of : (long)j);
+                break;
+            }
+        }
+    }
+}
+
+/* Splits the body into lines; false after answering a body-level error. */
+static bool batch_parse(struct batch *b, const char *body, size_t len)
+{
+    size_t lines = 0;
+    for (size_t i = 0; i < len; i++)
+        lines += body[i] == '\n';
+    lines++;
+    if (lines > BATCH_LINES_MAX + 1) {
+        http_reply_problem(b->r->ex, 413, "payload_too_large",
+                           "a batch holds at most 10000 lines", NULL);
+        return false;
+    }
+    b->lines = calloc(lines, sizeof(*b->lines));
+    assert(b->lines);
+    const char *p = body, *end = body + len;
+    int line_no = 0;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *stop = nl ? nl : end;
+        line_no++;
+        size_t n = (size_t)(stop - p);
+        if (n && p[n - 1] == '\r')
+            n--;
+        if (n > 0) {
+            struct batch_line *l = &b->lines[b->count++];
+            *l = (struct batch_line){.batch = b, .line_no = line_no, .copy_of = -1};
+            line_parse(b, l, p, n);
+        }
+        p = nl ? nl + 1 : end;
+    }
+    if (b->count == 0) {
+        http_reply_problem(b->r->ex, 422, "validation_failed", "the batch holds no lines", NULL);
+        return false;
+    }
+    if (b->count > BATCH_LINES_MAX) {
+        http_reply_problem(b->r->ex, 413, "payload_too_large",
+                           "a batch holds at most 10000 lines", NULL);
+        return false;
+    }
+    mark_repeated_keys(b);
+    return true;
+}
+
+/* ------------------------------------------------------------- answers */
+static json_t *line_json(const struct batch_line *l, const struct batch_line *source)
+{
+    json_t *o = json_pack("{s:i, s:i, s:O}", "line", l->line_no, "status", source->status,
+                          "result", source->result ? source->result : json_null());
+    if (l->key[0])
+        json_object_set_new(o, "idempotency_key", json_string(l->key));
+    if (source != l)
+        json_object_set_new(o, "repeats_line", json_integer(source->line_no));
+    return o;
+}
+
+static void on_recorded(void *arg, PGresult *res, const char *err, const char *sqlstate)
+{
+    if (!res)
+        log_fields(LOG_WARN, "could not record the batch's answers", "error", err, NULL);
+}
+
+/* Records the verdicts under their keys, so a re-sent batch is answered
+ * from them; fire and forget like single requests. */
+static void record_answers(struct batch *b)
+{
+    struct db_array keys, statuses, bodies;
+    db_array_init(&keys), db_array_init(&statuses), db_array_init(&bodies);
+    for (size_t i = 0; i < b->count; i++) {
+        const struct batch_line *l = &b->lines[i];
+        if (!l->record)
+            continue;
+        char *text = json_dumps(l->result, JSON_COMPACT);
+        db_array_add(&keys, l->key);
+        db_array_add_int(&statuses, l->status);
+        db_array_add(&bodies, text);
+        free(text);
+    }
+    if (keys.count > 0) {
+        const char *p[4] = {b->r->caller.tenant_id, db_array_finish(&keys),
+                            db_array_finish(&statuses), db_array_finish(&bodies)};
+        if (pg_pool_query(b->r->app->pg,
+                          "UPDATE idempotency_keys i SET response_status = u.s, response_body = u.b "
+                          "FROM unnest($2::text[], $3::int[], $4::text[]) AS u(k, s, b) "
+                          "WHERE i.tenant_id = $1 AND i.idempotency_key = u.k",
+                          4, p, on_recorded, NULL) < 0)
+            log_warn("could not queue the batch's answers");
+    }
+    db_array_free(&keys), db_array_free(&statuses), db_array_free(&bodies);
+}
+
+static void batch_finish(struct batch *b)
+{
+    record_answers(b);
+    json_t *results = json_array();
+    long posted = 0, rejected = 0, replayed = 0, pending = 0, refused = 0;
+    for (size_t i = 0; i < b->count; i++) {
+        const struct batch_line *l = &b->lines[i];
+        const struct batch_line *src = l->state == LINE_COPY ? &b->lines[l->copy_of] : l;
+        json_array_append_new(results, line_json(l, src));
+        if (src != l || src->replayed)
+            replayed++;
+        else if (src->record && src->status == 201)
+            posted++;
+        else if (src->record)
+            rejected++;
+        else if (src->status == 202)
+            pending++;
+        else
+            refused++;
+    }
+    http_reply_json(b->r->ex, 200,
+                    json_pack("{s:o, s:{s:i, s:I, s:I, s:I, s:I, s:I}}", "results", results,
+                              "summary", "lines", (int)b->count, "posted", (json_int_t)posted,
+                              "rejected", (json_int_t)rejected, "replayed", (json_int_t)replayed,
+                              "pending", (json_int_t)pending, "refused", (json_int_t)refused),
+                    NULL);
+    batch_free(b);
+}
+
+static void line_done(void *arg, enum wait_outcome outcome, const Envelope *verdict)
+{
+    struct batch_line *l = arg;
+    struct batch *b = l->batch;
+    if (outcome == WAIT_VERDICT) {
+        json_t *body = NULL;
+        int status = verdict_to_response(verdict, &body);
+        line_answer(l, status, body);
+        l->record = true;
+    } else if (outcome == WAIT_TIMEOUT) {
+        line_answer(l, 202,
+                    json_pack("{s:s, s:s}", "operation_id", l->command_id, "status", "pending"));
+    } else {
+        line_problem(l, 503, "unavailable", "the ledger cannot be reached; retry the line");
+    }
+    if (--b->waiting == 0)
+        batch_finish(b);
+}
+
+/* ---------------------------------------------------------- the steps */
+static void send_lines(struct batch *b)
+{
+    struct req *r = b->r;
+    b->waiting = 1; /* held until every line is sent */
+    for (size_t i = 0; i < b->count; i++) {
+        struct batch_line *l = &b->lines[i];
+        if (l->state != LINE_SEND)
+            continue;
+        size_t len = 0;
+        rd_kafka_headers_t *headers = NULL;
+        uint8_t *cmd = commands_encode(&r->caller, l->member_id, l->branch_id, l->command_id,
+                                       r->traceparent, l->body, &len, &headers);
+        if (!cmd) {
+            line_problem(l, 413, "payload_too_large", "the command is too large");
+            continue;
+        }
+        b->waiting++;
+        l->state = LINE_WAITING;
+        int rc = waiter_send(r->app, l->command_id, l->member_id, cmd, len, headers, r->wait_ms,
+                             line_done, l);
+        free(cmd);
+        if (rc < 0) {
+            b->waiting--;
+            if (rc == -1)
+                line_problem(l, 409, "request_in_progress",
+                             "a request with this key is still in progress");
+            else
+                line_problem(l, 503, "unavailable", "the ledger cannot be reached; retry");
+        }
+    }
+    if (--b->waiting == 0)
+        batch_finish(b);
+}
+
+static struct batch_line *line_by_key(struct batch *b, const char *key)
+{
+    for (size_t i = 0; i < b->count; i++)
+        if (b->lines[i].state == LINE_SEND && strcmp(b->lines[i].key, key) == 0)
+            return &b->lines[i];
+    return NULL;
+}
+
+/* Keys someone had before: replay their answer, refuse a different
+ * request, or resume the command they became. */
+static void on_known_keys(void *arg, PGresult *res, const char *err, const char *sqlstate)
+{
+    struct batch *b = arg;
+    if (!res) {
+        http_reply_problem(b->r->ex, 503, "unavailable", "the database is unavailable", NULL);
+        batch_free(b);
+        return;
+    }
+    for (int i = 0; i < PQntuples(res); i++) {
+        struct batch_line *l = line_by_key(b, PQgetvalue(res, i, 0));
+        if (!l)
+            continue;
+        if (strcmp(PQgetvalue(res, i, 1), l->hash) != 0)
+            line_problem(l, 422, "idempotency_key_reused",
+                         "this idempotency_key was used with a different line");
+        else if (!PQgetisnull(res, i, 3)) {
+            line_answer(l, atoi(PQgetvalue(res, i, 3)), json_loads(PQgetvalue(res, i, 4), 0, NULL));
+            l->replayed = true;
+        }
+        else
+            snprintf(l->command_id, sizeof(l->command_id), "%s", PQgetvalue(res, i, 2));
+    }
+    send_lines(b);
+}
+
+static void on_claimed(void *arg, PGresult *res, const char *err, const char *sqlstate)
+{
+    struct batch *b = arg;
+    if (!res) {
+        http_reply_problem(b->r->ex, 503, "unavailable", "the database is unavailable", NULL);
+        batch_free(b);
+        return;
+    }
+    /* Claimed keys are ours: send. The others were known before. */
+    bool *claimed = calloc(b->count, sizeof(*claimed));
+    for (int i = 0; i < PQntuples(res); i++) {
+        struct batch_line *l = line_by_key(b, PQgetvalue(res, i, 0));
+        if (l)
+            claimed[l - b->lines] = true;
+    }
+    struct db_array known;
+    db_array_init(&known);
+    for (size_t i = 0; i < b->count; i++)
+        if (b->lines[i].state == LINE_SEND && !claimed[i])
+            db_array_add(&known, b->lines[i].key);
+    free(claimed);
+    if (known.count == 0) {
+        db_array_free(&known);
+        send_lines(b);
+        return;
+    }
+    const char *p[2] = {b->r->caller.tenant_id, db_array_finish(&known)};
+    int rc = pg_pool_query(b->r->app->pg,
+                           "SELECT idempotency_key, request_hash, coalesce(command_id, ''), "
+                           "response_status, response_body FROM idempotency_keys "
+                           "WHERE tenant_id = $1 AND idempotency_key = ANY($2::text[])",
+                           2, p, on_known_keys, b);
+    db_array_free(&known);
+    if (rc < 0) {
+        http_reply_problem(b->r->ex, 503, "unavailable", "the database is busy; retry", NULL);
+        batch_free(b);
+    }
+}
+
+/* Claims every new key with one statement; each line gets a fresh
+ * command id, replaced by the stored one when its key was known. */
+static void claim_keys(struct batch *b)
+{
+    struct db_array keys, hashes, ids;
+    db_array_init(&keys), db_array_init(&hashes), db_array_init(&ids);
+    for (size_t i = 0; i < b->count; i++) {
+        struct batch_line *l = &b->lines[i];
+        if (l->state != LINE_SEND)
+            continue;
+        uuid7_generate(l->command_id);
+        db_array_add(&keys, l->key);
+        db_array_add(&hashes, l->hash);
+        db_array_add(&ids, l->command_id);
+    }
+    if (keys.count == 0) {
+        db_array_free(&keys), db_array_free(&hashes), db_array_free(&ids);
+        send_lines(b);
+        return;
+    }
+    const char *p[4] = {b->r->caller.tenant_id, db_array_finish(&keys), db_array_finish(&hashes),
+                        db_array_finish(&ids)};
+    int rc = pg_pool_query(b->r->app->pg,
+                           "INSERT INTO idempotency_keys (tenant_id, idempotency_key, "
+                           "request_hash, command_id) SELECT $1, k, h, c FROM "
+                           "unnest($2::text[], $3::text[], $4::text[]) AS u(k, h, c) "
+                           "ON CONFLICT DO NOTHING RETURNING idempotency_key",
+                           4, p, on_claimed, b);
+    db_array_free(&keys), db_array_free(&hashes), db_array_free(&ids);
+    if (rc < 0) {
+        http_reply_problem(b->r->ex, 503, "unavailable", "the database is busy; retry", NULL);
+        batch_free(b);
+    }
+}
+
+static bool in_result(PGresult *res, const char *kind, const char *value)
+{
+    for (int i = 0; i < PQntuples(res); i++)
+        if (strcmp(PQgetvalue(res, i, 0), kind) == 0 && strcmp(PQgetvalue(res, i, 1), value) == 0)
+            return true;
+    return false;
+}
+
+static void on_checked(void *arg, PGresult *res, const char *err, const char *sqlstate)
+{
+    struct batch *b = arg;
+    if (!res) {
+        http_reply_problem(b->r->ex, 503, "unavailable", "the database is unavailable", NULL);
+        batch_free(b);
+        return;
+    }
+    for (size_t i = 0; i < b->count; i++) {
+        struct batch_line *l = &b->lines[i];
+        if (l->state != LINE_SEND)
+            continue;
+        if (!in_result(res, "m", l->member_id))
+            line_problem(l, 404, "not_found", "no such member");
+        else if (!in_result(res, "b", l->branch_id))
+            line_problem(l, 422, "validation_failed", "invalid fields: branch_id (no such branch)");
+    }
+    claim_keys(b);
+}
+
+/* Which of the batch's members exist, and the tenant's branches, in one
+ * round trip. */
+static void check_members(struct batch *b)
+{
+    struct db_array members;
+    db_array_init(&members);
+    for (size_t i = 0; i < b->count; i++)
+        if (b->lines[i].state == LINE_SEND)
+            db_array_add(&members, b->lines[i].member_id);
+    const char *p[2] = {b->r->caller.tenant_id, db_array_finish(&members)};
+    int rc = pg_pool_query(b->r->app->pg,
+                           "SELECT 'm', m.member_id FROM members m WHERE m.tenant_id = $1 "
+                           "AND m.member_id = ANY($2::text[]) "
+                           "UNION ALL SELECT 'b', branch_id FROM branches WHERE tenant_id = $1",
+                           2, p, on_checked, b);
+    db_array_free(&members);
+    if (rc < 0) {
+        http_reply_problem(b->r->ex, 503, "unavailable", "the database is busy; retry", NULL);
+        batch_free(b);
+    }
+}
+
+static bool ndjson_content_type(const char *ct)
+{
+    static const char *const accepted[] = {"application/x-ndjson", "application/jsonl",
+                                           "application/json-seq", NULL};
+    if (!ct)
+        return true;
+    for (const char *const *a = accepted; *a; a++)
+        if (strncasecmp(ct, *a, strlen(*a)) == 0)
+            return true;
+    return false;
+}
+
+static void batch_authenticated(struct req *r)
+{
+    if (strcmp(r->caller.scope, "admin") != 0 && strcmp(r->caller.scope, "pos") != 0) {
+        http_reply_problem(r->ex, 403, "forbidden", "this key may not move money", NULL);
+        req_free(r);
+        return;
+    }
+    if (!ndjson_content_type(http_header(r->ex, "Content-Type"))) {
+        http_reply_problem(r->ex, 415, "unsupported_media_type",
+                           "send one JSON object per line as application/x-ndjson", NULL);
+        req_free(r);
+        return;
+    }
+    size_t len = 0;
+    const char *body = (const char *)http_body(r->ex, &len);
+    if (len > BATCH_BODY_MAX_BYTES) {
+        http_reply_problem(r->ex, 413, "payload_too_large", "a batch body is at most 8 MiB",
+                           NULL);
+        req_free(r);
+        return;
+    }
+    const char *prefer = http_header(r->ex, "Prefer");
+    const char *w = prefer ? strstr(prefer, "wait=") : NULL;
+    long secs = w ? strtol(w + 5, NULL, 10) : INGEST_WAIT_MAX_MS / 1000;
+    r->wait_ms = secs >= 0 && secs * 1000 <= INGEST_WAIT_MAX_MS ? (int)secs * 1000
+                                                                : INGEST_WAIT_MAX_MS;
+    struct batch *b = calloc(1, sizeof(*b));
+    assert(b);
+    b->r = r;
+    if (!batch_parse(b, body ? body : "", len)) {
+        batch_free(b);
+        return;
+    }
+    check_members(b);
+}
+
+void batch_post(struct http_exchange *ex, void *app)
+{
+    auth_then(req_new(app, ex), batch_authenticated);
+}

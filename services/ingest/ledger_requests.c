@@ -1,0 +1,89 @@
+/* What the points and refund endpoints share on their way to the ledger:
+ * the member (and branch) confirmed in one statement, then the
+ * Idempotency-Key claimed for a fresh command id. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http/validate.h"
+#include "ingest.h"
+
+/* Columns: the member's home branch (no row: no member), whether the
+ * requested branch exists. */
+static void on_member_checked(void *arg, PGresult *res, const char *err, const char *sqlstate)
+{
+    struct req *r = arg;
+    if (!res) {
+        req_fail_db(r, err);
+        return;
+    }
+    if (PQntuples(res) == 0) {
+        http_reply_problem(r->ex, 404, "not_found", "no such member", NULL);
+        req_free(r);
+        return;
+    }
+    if (!r->branch_id[0]) {
+        snprintf(r->branch_id, sizeof(r->branch_id), "%s", PQgetvalue(res, 0, 0));
+    } else if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
+        req_reply_invalid(r, "branch_id", "no such branch in this tenant");
+        return;
+    }
+    uuid7_generate(r->command_id);
+    idem_claim_then(r, r->next);
+}
+
+void ledger_request_check_then(struct req *r, void (*send)(struct req *r))
+{
+    r->next = send;
+    const char *p[3] = {r->caller.tenant_id, r->member_id, r->branch_id};
+    if (pg_pool_query(r->app->pg,
+                      "SELECT m.branch_id, EXISTS (SELECT 1 FROM branches b WHERE "
+                      "b.tenant_id = $1 AND b.branch_id = $3) FROM members m "
+                      "WHERE m.tenant_id = $1 AND m.member_id = $2",
+                      3, p, on_member_checked, r) < 0)
+        req_fail_db(r, "queue full");
+}
+
+bool ledger_request_member_path(struct req *r)
+{
+    const char *id = http_param(r->ex, "member_id");
+    if (!id || !uuid_is_valid(id)) {
+        http_reply_problem(r->ex, 404, "not_found", "no such member", NULL);
+        req_free(r);
+        return false;
+    }
+    snprintf(r->member_id, sizeof(r->member_id), "%s", id);
+    if (!http_read_json_object(r->ex, &r->body)) {
+        req_free(r);
+        return false;
+    }
+    return true;
+}
+
+/* Encodes env into r->command with its CloudEvents headers and sends it,
+ * waiting for the verdict. */
+void ledger_request_send(struct req *r, Envelope *env)
+{
+    free(r->command);
+    r->command = envelope_encode(env, &r->command_len);
+    if (!r->command) {
+        http_reply_problem(r->ex, 413, "payload_too_large", "the command is too large", NULL);
+        req_free(r);
+        return;
+    }
+    if (r->headers)
+        rd_kafka_headers_destroy(r->headers);
+    r->headers = envelope_cloudevents_headers(env, "/tessera/ingest");
+    waiter_send_and_wait(r);
+}
+
+void ledger_request_meta(struct req *r, struct event_meta *meta)
+{
+    *meta = (struct event_meta){.tenant_id = r->caller.tenant_id,
+                                .branch_id = r->branch_id,
+                                .member_id = r->member_id,
+                                .correlation_id = r->command_id,
+                                .actor_kind = "api_key",
+                                .actor_id = r->caller.key_id,
+                                .traceparent = r->traceparent};
+}

@@ -1,0 +1,126 @@
+/* POST /v1/members/{id}/points-adjustments: an admin grants (points > 0)
+ * or deducts (points < 0) points with a required reason, answered with the
+ * ledger's verdict like a top-up. A grant may name its expiry; otherwise
+ * the tenant's points policy decides (in the ledger). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "http/validate.h"
+#include "ingest.h"
+
+#define POINTS_REASON_MAX 200
+#define POINTS_ABS_MAX    1000000000LL
+
+static const char *const adjustment_fields[] = {"points", "reason", "expires_at", "branch_id",
+                                                NULL};
+
+/* RFC 3339 ("2027-01-01T00:00:00Z", fraction and ±hh:mm offset allowed)
+ * to µs since the epoch; false when it is not one. */
+bool ingest_parse_rfc3339_us(const char *text, int64_t *out)
+{
+    struct tm tm = {0};
+    int consumed = 0;
+    if (sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+               &tm.tm_min, &tm.tm_sec, &consumed) != 6 ||
+        consumed != 19)
+        return false;
+    if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
+        tm.tm_min > 59 || tm.tm_sec > 60)
+        return false;
+    const char *p = text + consumed;
+    int64_t frac_us = 0, scale = 100000;
+    if (*p == '.') {
+        for (p++; *p >= '0' && *p <= '9'; p++, scale /= 10)
+            frac_us += scale > 0 ? (*p - '0') * scale : 0;
+    }
+    int64_t offset_s = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int oh, om, n = 0;
+        if (sscanf(p + 1, "%2d:%2d%n", &oh, &om, &n) != 2 || n != 5 || oh > 23 || om > 59)
+            return false;
+        offset_s = (*p == '-' ? -1 : 1) * (oh * 3600 + om * 60);
+        p += 6;
+    } else {
+        return false;
+    }
+    if (*p != '\0')
+        return false;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    time_t t = timegm(&tm);
+    *out = ((int64_t)t - offset_s) * 1000000 + frac_us;
+    return true;
+}
+
+static bool validate_adjustment(struct req *r)
+{
+    struct validation v;
+    validation_init(&v);
+    json_t *b = r->body;
+    int64_t points = 0, expires_us = 0;
+    const char *reason = NULL, *expires = NULL, *branch = NULL;
+    validate_no_unknown_fields(&v, b, adjustment_fields);
+    if (validate_int(&v, b, "points", true, -POINTS_ABS_MAX, POINTS_ABS_MAX, &points) &&
+        points == 0)
+        validation_add(&v, "points", "must not be 0");
+    validate_string(&v, b, "reason", true, 1, POINTS_REASON_MAX, &reason);
+    validate_string(&v, b, "branch_id", false, 1, INGEST_KEY_MAX - 1, &branch);
+    if (validate_string(&v, b, "expires_at", false, 1, 64, &expires) && expires) {
+        if (!ingest_parse_rfc3339_us(expires, &expires_us))
+            validation_add(&v, "expires_at", "must be an RFC 3339 time");
+        else if (expires_us <= event_now_us())
+            validation_add(&v, "expires_at", "must be in the future");
+        else if (points < 0)
+            validation_add(&v, "expires_at", "only a grant (points > 0) has an expiry");
+    }
+    if (!validation_ok(&v)) {
+        validation_reply(r->ex, &v);
+        req_free(r);
+        return false;
+    }
+    validation_free(&v);
+    snprintf(r->branch_id, sizeof(r->branch_id), "%s", branch ? branch : "");
+    return true;
+}
+
+static void adjustment_send(struct req *r)
+{
+    struct event_meta meta;
+    Envelope env;
+    Actor actor;
+    AdjustPoints cmd;
+    ledger_request_meta(r, &meta);
+    envelope_init(&env, &actor, &meta);
+    tessera__ledger__v1__adjust_points__init(&cmd);
+    cmd.command_id = r->command_id;
+    cmd.points = json_integer_value(json_object_get(r->body, "points"));
+    cmd.reason = (char *)json_string_value(json_object_get(r->body, "reason"));
+    const char *expires = json_string_value(json_object_get(r->body, "expires_at"));
+    if (expires && !ingest_parse_rfc3339_us(expires, &cmd.expires_at_us))
+        cmd.expires_at_us = 0; /* validated before: cannot happen */
+    env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_ADJUST_POINTS;
+    env.adjust_points = &cmd;
+    ledger_request_send(r, &env);
+}
+
+static void adjustment_authenticated(struct req *r)
+{
+    if (strcmp(r->caller.scope, "admin") != 0) {
+        http_reply_problem(r->ex, 403, "forbidden", "only an admin key adjusts points", NULL);
+        req_free(r);
+        return;
+    }
+    if (!ledger_request_member_path(r) || !validate_adjustment(r))
+        return;
+    commands_read_prefer_wait(r);
+    ledger_request_check_then(r, adjustment_send);
+}
+
+void points_adjust(struct http_exchange *ex, void *app)
+{
+    auth_then(req_new(app, ex), adjustment_authenticated);
+}

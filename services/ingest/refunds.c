@@ -1,0 +1,118 @@
+/* POST /v1/members/{id}/refunds, answered with the ledger's verdict:
+ *   {"kind":"stored_value", "reason", "branch_id", "principal"?, "refund_method"?}
+ *     pays back unspent principal (all of it without "principal"); the
+ *     bonus is forfeited in proportion and the tenant's fee kept;
+ *   {"kind":"purchase", "reason", "branch_id", "purchase_operation_id"}
+ *     returns what a stored-value purchase drew.
+ * A reason is always required: it goes to the journal and the refund
+ * trail. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http/validate.h"
+#include "ingest.h"
+#include "money/money.h"
+
+#define REFUND_REASON_MAX 200
+
+static const char *const refund_fields[] = {
+    "kind", "reason", "branch_id", "principal", "refund_method", "purchase_operation_id", NULL};
+static const char *const refund_kinds[] = {"stored_value", "purchase", NULL};
+static const char *const refund_methods[] = {"cash",   "bank_card", "wechat_pay",
+                                             "alipay", "original",  NULL};
+
+static void validate_kind_fields(struct validation *v, json_t *b, const char *kind)
+{
+    const char *s = NULL;
+    int64_t n = 0;
+    bool purchase = kind && strcmp(kind, "purchase") == 0;
+    if (purchase) {
+        if (validate_string(v, b, "purchase_operation_id", true, 1, INGEST_KEY_MAX - 1, &s) &&
+            !uuid_is_valid(s))
+            validation_add(v, "purchase_operation_id", "must be the purchase's operation_id");
+        if (json_object_get(b, "principal") || json_object_get(b, "refund_method"))
+            validation_add(v, "principal", "a purchase refund returns what it drew: no principal");
+        return;
+    }
+    validate_int(v, b, "principal", false, 1, MONEY_AMOUNT_MAX, &n);
+    validate_enum(v, b, "refund_method", false, refund_methods, &s);
+    if (json_object_get(b, "purchase_operation_id"))
+        validation_add(v, "purchase_operation_id", "only for kind purchase");
+}
+
+static bool validate_refund(struct req *r)
+{
+    struct validation v;
+    validation_init(&v);
+    json_t *b = r->body;
+    const char *kind = NULL, *reason = NULL, *branch = NULL;
+    validate_no_unknown_fields(&v, b, refund_fields);
+    validate_enum(&v, b, "kind", true, refund_kinds, &kind);
+    validate_string(&v, b, "reason", true, 1, REFUND_REASON_MAX, &reason);
+    validate_string(&v, b, "branch_id", true, 1, INGEST_KEY_MAX - 1, &branch);
+    validate_kind_fields(&v, b, kind);
+    if (!validation_ok(&v)) {
+        validation_reply(r->ex, &v);
+        req_free(r);
+        return false;
+    }
+    validation_free(&v);
+    if (!auth_may_use_branch(r, branch)) {
+        http_reply_problem(r->ex, 403, "forbidden", "this key acts only for its own branch", NULL);
+        req_free(r);
+        return false;
+    }
+    snprintf(r->branch_id, sizeof(r->branch_id), "%s", branch);
+    return true;
+}
+
+static void refund_send(struct req *r)
+{
+    struct event_meta meta;
+    Envelope env;
+    Actor actor;
+    RefundStoredValue sv;
+    RefundPurchase purchase;
+    ledger_request_meta(r, &meta);
+    envelope_init(&env, &actor, &meta);
+    const char *kind = json_string_value(json_object_get(r->body, "kind"));
+    const char *reason = json_string_value(json_object_get(r->body, "reason"));
+    if (strcmp(kind, "purchase") == 0) {
+        tessera__ledger__v1__refund_purchase__init(&purchase);
+        purchase.command_id = r->command_id;
+        purchase.purchase_command_id =
+            (char *)json_string_value(json_object_get(r->body, "purchase_operation_id"));
+        purchase.reason = (char *)reason;
+        env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_REFUND_PURCHASE;
+        env.refund_purchase = &purchase;
+    } else {
+        const char *method = json_string_value(json_object_get(r->body, "refund_method"));
+        tessera__ledger__v1__refund_stored_value__init(&sv);
+        sv.command_id = r->command_id;
+        sv.principal = json_integer_value(json_object_get(r->body, "principal"));
+        sv.reason = (char *)reason;
+        sv.refund_method = (char *)(method ? method : "original");
+        env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_REFUND_STORED_VALUE;
+        env.refund_stored_value = &sv;
+    }
+    ledger_request_send(r, &env);
+}
+
+static void refund_authenticated(struct req *r)
+{
+    if (strcmp(r->caller.scope, "admin") != 0 && strcmp(r->caller.scope, "pos") != 0) {
+        http_reply_problem(r->ex, 403, "forbidden", "this key may not move money", NULL);
+        req_free(r);
+        return;
+    }
+    if (!ledger_request_member_path(r) || !validate_refund(r))
+        return;
+    commands_read_prefer_wait(r);
+    ledger_request_check_then(r, refund_send);
+}
+
+void refunds_create(struct http_exchange *ex, void *app)
+{
+    auth_then(req_new(app, ex), refund_authenticated);
+}

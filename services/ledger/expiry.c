@@ -1,0 +1,177 @@
+/* The points expiry scheduler: a thread of the ledger that, every
+ * interval, finds lots whose expiry is due and sends one ExpirePoints
+ * command per lot through ledger-commands, keyed by member. So expiry is
+ * applied by the partition owner in order with the member's other
+ * commands, exactly once like any command: the command id is the lot id,
+ * and a lot sent twice (the next round came before the first was applied)
+ * yields a duplicate verdict and changes nothing.
+ *
+ * Only one ledger instance schedules at a time: the one whose connection
+ * holds a session advisory lock. The scheduler keeps no state; a crash or
+ * stop in the middle of a round only means the next round (here or in
+ * another instance) sends those lots again. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bus/topics.h"
+#include "ledger.h"
+#include "log/log.h"
+
+#define EXPIRY_LOTS_PER_ROUND   1000
+#define EXPIRY_FLUSH_TIMEOUT_MS 10000
+#define EXPIRY_LOCK_KEY         "tessera-ledger-points-expiry"
+
+struct expiry {
+    const struct service_common_config *common;
+    long long interval_ms;
+    long long cache_resync_s;
+    struct bus_config bus;
+    char client_id[128];
+    struct bus_producer *producer;
+    PGconn *pg;
+    bool leader;
+};
+
+static void expiry_sleep(long long ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* (Re)connects and tries for the scheduler's lock; true when we hold it. */
+static bool expiry_lead(struct expiry *x)
+{
+    char err[256];
+    if (x->pg && !db_healthy(x->pg)) {
+        PQfinish(x->pg); /* a new session must take the lock again */
+        x->pg = NULL;
+    }
+    if (!x->pg) {
+        x->leader = false;
+        x->pg = db_connect(x->common->pg_dsn, "ledger", "tessera-ledger-expiry",
+                           (int)x->common->pg_statement_timeout_ms, err, sizeof(err));
+        if (!x->pg)
+            return false;
+    }
+    if (x->leader)
+        return true;
+    const char *p[1] = {EXPIRY_LOCK_KEY};
+    PGresult *res =
+        db_query(x->pg, "SELECT pg_try_advisory_lock(hashtext($1))", 1, p, err, sizeof(err), NULL);
+    x->leader = res && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    if (x->leader)
+        log_info("points expiry scheduler: this instance schedules");
+    return x->leader;
+}
+
+static rd_kafka_resp_err_t expiry_send(struct expiry *x, const PGresult *res, int i,
+                                       rd_kafka_resp_err_t *result)
+{
+    /* The command's time is never before the lot's expiry: the lot was
+     * found due by PostgreSQL's clock, and a lagging local clock must not
+     * make the ledger refuse it as not due (its command id, the lot id,
+     * could then never be used again). */
+    int64_t expires_us = strtoll(PQgetvalue(res, i, 4), NULL, 10), now_us = event_now_us();
+    struct event_meta meta = {.tenant_id = PQgetvalue(res, i, 0),
+                              .occurred_at_us = now_us > expires_us ? now_us : expires_us,
+                              .member_id = PQgetvalue(res, i, 1),
+                              .branch_id = PQgetvalue(res, i, 3),
+                              .actor_kind = "service",
+                              .actor_id = "ledger-expiry"};
+    Envelope env;
+    Actor actor;
+    ExpirePoints cmd;
+    envelope_init(&env, &actor, &meta);
+    tessera__ledger__v1__expire_points__init(&cmd);
+    cmd.command_id = (char *)PQgetvalue(res, i, 2);
+    cmd.lot_id = (char *)PQgetvalue(res, i, 2);
+    env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_EXPIRE_POINTS;
+    env.expire_points = &cmd;
+    size_t len = 0;
+    uint8_t *payload = envelope_encode(&env, &len);
+    if (!payload)
+        return RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE;
+    rd_kafka_headers_t *headers = envelope_cloudevents_headers(&env, "/tessera/ledger");
+    *result = RD_KAFKA_RESP_ERR__IN_PROGRESS;
+    rd_kafka_resp_err_t e = bus_produce(x->producer, TOPIC_LEDGER_COMMANDS, meta.member_id, payload,
+                                        len, headers, result);
+    free(payload);
+    return e;
+}
+
+/* One round: the due lots, oldest expiry first, sent and flushed.
+ * Returns how many were delivered. */
+static int expiry_round(struct expiry *x)
+{
+    char err[256];
+    PGresult *res = db_query(x->pg,
+                             "SELECT tenant_id, member_id, lot_id, coalesce(branch_id, ''), "
+                             "(extract(epoch FROM expires_at) * 1000000)::bigint "
+                             "FROM point_lots WHERE remaining > 0 AND expires_at <= now() "
+                             "ORDER BY expires_at LIMIT 1000",
+                             0, NULL, err, sizeof(err), NULL);
+    if (!res) {
+        log_fields(LOG_WARN, "points expiry: cannot read due lots", "error", err, NULL);
+        return -1;
+    }
+    int n = PQntuples(res), delivered = 0;
+    rd_kafka_resp_err_t *results = calloc((size_t)n + 1, sizeof(*results));
+    for (int i = 0; i < n; i++)
+        if (expiry_send(x, res, i, &results[i]) != RD_KAFKA_RESP_ERR_NO_ERROR)
+            results[i] = RD_KAFKA_RESP_ERR__FAIL;
+    bus_producer_flush(x->producer, EXPIRY_FLUSH_TIMEOUT_MS);
+    for (int i = 0; i < n; i++)
+        delivered += results[i] == RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (delivered < n)
+        log_fields(LOG_WARN, "points expiry: some commands were not delivered; next round retries",
+                   NULL);
+    free(results);
+    PQclear(res);
+    return delivered;
+}
+
+static void *expiry_main(void *arg)
+{
+    struct expiry *x = arg;
+    /* First repair what a crash may have left stale in the cache. */
+    ledger_cache_resync(x->common, x->cache_resync_s);
+    for (;;) {
+        expiry_sleep(x->interval_ms);
+        if (!expiry_lead(x))
+            continue;
+        int n = expiry_round(x);
+        if (n > 0) {
+            char count[16];
+            snprintf(count, sizeof(count), "%d", n);
+            log_fields(LOG_INFO, "points expiry commands sent", "lots", count, NULL);
+        }
+    }
+    return NULL;
+}
+
+/* Starts the scheduler thread (which first resyncs the cache) (detached: it holds no state worth a
+ * clean stop, see above). 0 or -1 when the producer cannot be made. */
+int expiry_scheduler_start(const struct service_common_config *c, long long interval_ms,
+                           long long cache_resync_s)
+{
+    static struct expiry x;
+    char err[256];
+    x.common = c;
+    x.interval_ms = interval_ms;
+    x.cache_resync_s = cache_resync_s;
+    service_bus_config(c, "ledger-expiry", x.client_id, sizeof(x.client_id), &x.bus);
+    x.producer = bus_producer_new(&x.bus, NULL, NULL, NULL, err, sizeof(err));
+    if (!x.producer) {
+        log_fields(LOG_ERROR, "points expiry: cannot create a producer", "error", err, NULL);
+        return -1;
+    }
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, expiry_main, &x) != 0)
+        return -1;
+    pthread_detach(thread);
+    return 0;
+}

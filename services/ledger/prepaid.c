@@ -1,0 +1,72 @@
+/* Prepaid liability per tenant, tracked inside each batch: the stored
+ * value the batch moved in or out of members' balances is added to
+ * tenant_prepaid in the batch's transaction, and a tenant whose total
+ * crosses its configured threshold (either way) gets one
+ * PrepaidThresholdCrossed event through the outbox and a row in
+ * prepaid_threshold_crossings. Exactly once, like everything the batch
+ * does. The cost: one statement per batch that moved stored value, and
+ * batches of two ledger instances touching one tenant commit one after
+ * the other on its row (rows are locked in tenant order: no deadlock). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus/topics.h"
+#include "ledger.h"
+
+static void emit_crossing(struct pipeline_batch *b, const PGresult *res, int i)
+{
+    struct event_meta meta = {
+        .tenant_id = PQgetvalue(res, i, 0), .actor_kind = "service", .actor_id = "ledger"};
+    Envelope env;
+    Actor actor;
+    PrepaidThresholdCrossed fact;
+    envelope_init(&env, &actor, &meta);
+    tessera__ledger__v1__prepaid_threshold_crossed__init(&fact);
+    fact.tenant_id = (char *)meta.tenant_id;
+    fact.outstanding = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+    fact.threshold = strtoll(PQgetvalue(res, i, 2), NULL, 10);
+    fact.above = strcmp(PQgetvalue(res, i, 3), "t") == 0;
+    env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_PREPAID_THRESHOLD_CROSSED;
+    env.prepaid_threshold_crossed = &fact;
+    size_t len = 0;
+    uint8_t *payload = envelope_encode(&env, &len);
+    if (payload) /* takes ownership */
+        pipeline_emit(b, TOPIC_LEDGER_EVENTS, meta.tenant_id, payload, len);
+}
+
+/* After store_write, in the same transaction. The journal arrays were
+ * finished by store_write, so their literals are read as they are. */
+int prepaid_track(PGconn *pg, struct ledger_ctx *l, struct pipeline_batch *b, char *err,
+                  size_t err_len)
+{
+    const struct ledger_rows *r = &l->rows;
+    if (r->j_posting.count == 0)
+        return 0;
+    const char *p[5] = {r->j_tenant.buf, r->j_member.buf, r->j_asset.buf, r->j_amount.buf,
+                        r->j_command.buf};
+    PGresult *res = db_query(
+        pg,
+        "WITH x AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], "
+        "$5::text[]) WITH ORDINALITY AS x(t, m, s, a, c, n) WHERE m IS NOT NULL "
+        "AND s IN ('sv_principal', 'sv_bonus')), "
+        "d AS (SELECT t, sum(a) AS delta, (array_agg(c ORDER BY n DESC))[1] AS last_command "
+        "FROM x GROUP BY t HAVING sum(a) <> 0), "
+        "u AS (INSERT INTO tenant_prepaid (tenant_id, outstanding) SELECT t, delta FROM d "
+        "ORDER BY t ON CONFLICT (tenant_id) DO UPDATE SET outstanding = "
+        "tenant_prepaid.outstanding + EXCLUDED.outstanding RETURNING tenant_id, outstanding), "
+        "c AS (SELECT u.tenant_id, u.outstanding, p.threshold, u.outstanding >= p.threshold "
+        "AS above, d.last_command FROM u JOIN d ON d.t = u.tenant_id JOIN prepaid_thresholds p "
+        "ON p.tenant_id = u.tenant_id WHERE (u.outstanding >= p.threshold) <> "
+        "(u.outstanding - d.delta >= p.threshold)), "
+        "i AS (INSERT INTO prepaid_threshold_crossings (tenant_id, threshold, outstanding, "
+        "above, command_id) SELECT tenant_id, threshold, outstanding, above, last_command "
+        "FROM c) SELECT tenant_id, outstanding, threshold, above FROM c",
+        5, p, err, err_len, NULL);
+    if (!res)
+        return -1;
+    for (int i = 0; i < PQntuples(res); i++)
+        emit_crossing(b, res, i);
+    PQclear(res);
+    return 0;
+}

@@ -1,0 +1,155 @@
+/* Mixed ledger commands from several clients while the ledger is killed
+ * with SIGKILL three times at random moments and restarted: afterwards
+ * every command has exactly one verdict, every member holds exactly what
+ * its commands imply, and the audit passes. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../support/api_client.h"
+
+enum {
+    CLIENTS = 8,
+    MEMBERS_PER_CLIENT = 4,
+    ROUNDS = 15, /* per member: a purchase and a points grant each */
+    KILLS = 3,
+    COMMANDS = CLIENTS * MEMBERS_PER_CLIENT * (1 + 2 * ROUNDS),
+};
+
+struct client {
+    char members[MEMBERS_PER_CLIENT][64];
+    int unexpected; /* answers other than 201 and 202 */
+};
+
+static atomic_int sent;
+
+/* POST with an Idempotency-Key and a short wait, so a dead ledger costs a
+ * client one second (202) rather than two. */
+static void send_one(struct client *c, const char *member_id, const char *tail, const char *body,
+                     int n)
+{
+    char path[160], idem[160];
+    snprintf(path, sizeof(path), "/v1/members/%s%s", member_id, tail);
+    snprintf(idem, sizeof(idem), "Idempotency-Key: crash-%s-%d", member_id, n);
+    const char *headers[] = {"Prefer: wait=1", idem, NULL};
+    struct api_response r = api_call("POST", path, body, NULL, headers);
+    if (r.status != 201 && r.status != 202) {
+        fprintf(stderr, "unexpected %ld on %s: %s\n", r.status, path, r.raw ? r.raw : "");
+        c->unexpected++;
+    }
+    api_response_free(&r);
+    atomic_fetch_add(&sent, 1);
+}
+
+/* Each member: a 1 000 yuan top-up (+100 bonus), then rounds of an 11
+ * yuan stored-value purchase (10 principal + 1 bonus, exactly, at this
+ * 10:1 ratio) and a grant of 10 points. One member's commands go in
+ * order, so the end state is known whatever the verdicts said. */
+static void *client_main(void *arg)
+{
+    struct client *c = arg;
+    for (int m = 0; m < MEMBERS_PER_CLIENT; m++)
+        send_one(c, c->members[m], "/topups",
+                 "{\"amount\":100000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}", 0);
+    for (int round = 0; round < ROUNDS; round++)
+        for (int m = 0; m < MEMBERS_PER_CLIENT; m++) {
+            send_one(c, c->members[m], "/purchases",
+                     "{\"amount\":1100,\"branch_id\":\"branch-1\",\"payment\":{\"method\":"
+                     "\"stored_value\"}}",
+                     1 + 2 * round);
+            send_one(c, c->members[m], "/points-adjustments",
+                     "{\"points\":10,\"reason\":\"crash test\"}", 2 + 2 * round);
+        }
+    return NULL;
+}
+
+static bool sent_reached(void *arg)
+{
+    return atomic_load(&sent) >= *(int *)arg;
+}
+
+struct verdict_count {
+    PGconn *pg;
+    char members[CLIENTS * MEMBERS_PER_CLIENT * 40 + 8]; /* a text[] literal */
+};
+
+static bool all_applied(void *arg)
+{
+    struct verdict_count *v = arg;
+    const char *p[1] = {v->members};
+    return test_pg_int(v->pg,
+                       "SELECT count(*) FROM ledger.commands WHERE member_id = ANY($1::text[])",
+                       1, p) >= COMMANDS;
+}
+
+static void expect_member(PGconn *pg, const char *member_id)
+{
+    const char *p[1] = {member_id};
+    assert_int_equal(
+        test_pg_int(pg, "SELECT count(*) FROM ledger.commands WHERE member_id = $1", 1, p),
+        1 + 2 * ROUNDS);
+    assert_int_equal(
+        test_pg_int(pg, "SELECT sv_principal FROM ledger.balances WHERE member_id = $1", 1, p),
+        100000 - 1000 * ROUNDS);
+    assert_int_equal(
+        test_pg_int(pg, "SELECT sv_bonus FROM ledger.balances WHERE member_id = $1", 1, p),
+        10000 - 100 * ROUNDS);
+    assert_int_equal(
+        test_pg_int(pg, "SELECT points FROM ledger.balances WHERE member_id = $1", 1, p),
+        10 * ROUNDS);
+}
+
+static void test_sigkill_under_load_then_audit(void **state)
+{
+    static struct client clients[CLIENTS];
+    pthread_t threads[CLIENTS];
+    for (int i = 0; i < CLIENTS; i++)
+        for (int m = 0; m < MEMBERS_PER_CLIENT; m++)
+            test_register_member(clients[i].members[m]);
+    srand((unsigned)time(NULL));
+    for (int i = 0; i < CLIENTS; i++)
+        pthread_create(&threads[i], NULL, client_main, &clients[i]);
+    /* Kill at random points of the load, each after more commands went out. */
+    for (int k = 0; k < KILLS; k++) {
+        int at = COMMANDS * (k + 1) / (KILLS + 2) + rand() % (COMMANDS / (KILLS + 2) / 2 + 1);
+        assert_true(poll_until(sent_reached, &at, 120000));
+        assert_int_equal(runtime_do("kill-service ledger"), 0);
+        assert_int_equal(runtime_do("start-service ledger"), 0);
+    }
+    for (int i = 0; i < CLIENTS; i++)
+        pthread_join(threads[i], NULL);
+
+    PGconn *pg = test_pg();
+    static struct verdict_count v;
+    v.pg = pg;
+    size_t len = 0;
+    for (int i = 0; i < CLIENTS; i++)
+        for (int m = 0; m < MEMBERS_PER_CLIENT; m++)
+            len += (size_t)snprintf(v.members + len, sizeof(v.members) - len, "%s%s",
+                                    len ? "," : "{", clients[i].members[m]);
+    snprintf(v.members + len, sizeof(v.members) - len, "}");
+    assert_true(poll_until(all_applied, &v, 120000));
+    for (int i = 0; i < CLIENTS; i++) {
+        assert_int_equal(clients[i].unexpected, 0);
+        for (int m = 0; m < MEMBERS_PER_CLIENT; m++)
+            expect_member(pg, clients[i].members[m]);
+    }
+    PQfinish(pg);
+    assert_int_equal(runtime_do("audit"), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sigkill_under_load_then_audit),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,188 @@
+/* A member's journal over HTTP (newest first, paged with an opaque
+ * cursor) and the prepaid-liability report, checked against the ledger's
+ * own balances. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../support/api_client.h"
+
+static void post_ok(const char *member_id, const char *tail, const char *body)
+{
+    char path[160];
+    snprintf(path, sizeof(path), "/v1/members/%s%s", member_id, tail);
+    struct api_response r = api_post(path, body, NULL);
+    if (r.status != 201)
+        fprintf(stderr, "%s -> %ld %s\n", path, r.status, r.raw);
+    assert_int_equal(r.status, 201);
+    api_response_free(&r);
+}
+
+static struct api_response history(const char *member_id, const char *query)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "/v1/members/%s/ledger%s", member_id, query);
+    return api_get(path);
+}
+
+/* A top-up (principal and bonus lines), a stored-value purchase (two
+ * lines) and a points grant (one line): five lines, read two at a time. */
+static void test_history_newest_first_in_pages(void **state)
+{
+    char member_id[64], query[128];
+    test_register_member(member_id);
+    post_ok(member_id, "/topups",
+            "{\"amount\":100000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}");
+    post_ok(
+        member_id, "/purchases",
+        "{\"amount\":11000,\"branch_id\":\"branch-1\",\"payment\":{\"method\":\"stored_value\"}}");
+    post_ok(member_id, "/points-adjustments", "{\"points\":10,\"reason\":\"birthday\"}");
+
+    const char *want_types[] = {"points_adjustment", "purchase", "purchase", "topup", "topup"};
+    int64_t sums[3] = {0}; /* points, principal, bonus */
+    char cursor[128] = "";
+    int seen = 0;
+    for (int page = 0; page < 3; page++) {
+        snprintf(query, sizeof(query), "?limit=2%s%s", cursor[0] ? "&cursor=" : "", cursor);
+        struct api_response r = history(member_id, query);
+        assert_int_equal(r.status, 200);
+        json_t *entries = json_object_get(r.body, "entries");
+        assert_int_equal(json_array_size(entries), page < 2 ? 2 : 1);
+        size_t i;
+        json_t *e;
+        json_array_foreach(entries, i, e)
+        {
+            assert_string_equal(json_str_at(e, "type"), want_types[seen++]);
+            const char *asset = json_str_at(e, "asset");
+            int k = strcmp(asset, "points") == 0 ? 0 : strcmp(asset, "sv_principal") == 0 ? 1 : 2;
+            sums[k] += json_int_at(e, "amount");
+            assert_true(strlen(json_str_at(e, "reason")) > 0);
+        }
+        json_t *next = json_object_get(r.body, "next_cursor");
+        if (page < 2) {
+            assert_true(json_is_string(next));
+            snprintf(cursor, sizeof(cursor), "%s", json_string_value(next));
+        } else {
+            assert_true(json_is_null(next));
+        }
+        api_response_free(&r);
+    }
+    assert_int_equal(seen, 5);
+    /* the lines explain the balances exactly */
+    assert_int_equal(sums[0], 10);
+    assert_int_equal(sums[1], 90000);
+    assert_int_equal(sums[2], 9000);
+}
+
+static void test_history_bad_input(void **state)
+{
+    char member_id[64];
+    test_register_member(member_id);
+    const char *bad[] = {"?limit=0", "?limit=501", "?limit=ten", "?cursor=not-a-cursor",
+                         "?cursor=AQ"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct api_response r = history(member_id, bad[i]);
+        assert_int_equal(r.status, 422);
+        assert_string_equal(json_str_at(r.body, "code"), "validation_failed");
+        api_response_free(&r);
+    }
+    struct api_response r = history(member_id, "");
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(json_object_get(r.body, "entries")), 0);
+    api_response_free(&r);
+    r = history("01900000-0000-7000-8000-000000000000", "");
+    assert_int_equal(r.status, 404);
+    api_response_free(&r);
+}
+
+static int64_t report_int(const char *query, const char *path)
+{
+    char url[256];
+    snprintf(url, sizeof(url), "/v1/reports/prepaid-liability%s", query);
+    struct api_response r = api_get(url);
+    assert_int_equal(r.status, 200);
+    int64_t v = json_int_at(r.body, path);
+    api_response_free(&r);
+    return v;
+}
+
+/* The tenant's outstanding stored value is what its members hold; a sale
+ * at branch-1 shows there as sold and outstanding. */
+static void test_liability_matches_balances(void **state)
+{
+    char member_id[64];
+    PGconn *pg = test_pg();
+    int64_t sold_before = report_int("?branch_id=branch-1", "tenant.stored_value_principal.sold");
+    test_register_member(member_id);
+    post_ok(member_id, "/topups",
+            "{\"amount\":200000,\"branch_id\":\"branch-1\",\"payment_method\":\"alipay\"}");
+    assert_int_equal(report_int("?branch_id=branch-1", "tenant.stored_value_principal.sold"),
+                     sold_before + 200000);
+    int64_t principal = test_pg_int(
+        pg, "SELECT coalesce(sum(sv_principal), 0) FROM ledger.balances WHERE tenant_id = 'demo'",
+        0, NULL);
+    int64_t bonus = test_pg_int(
+        pg, "SELECT coalesce(sum(sv_bonus), 0) FROM ledger.balances WHERE tenant_id = 'demo'", 0,
+        NULL);
+    assert_int_equal(report_int("", "tenant.stored_value_principal.outstanding"), principal);
+    assert_int_equal(report_int("", "tenant.stored_value_bonus.outstanding"), bonus);
+    assert_int_equal(report_int("", "tenant.outstanding"), principal + bonus);
+    PQfinish(pg);
+}
+
+static int64_t crossings(PGconn *pg, const char *threshold, const char *above)
+{
+    const char *p[2] = {threshold, above};
+    return test_pg_int(pg,
+                       "SELECT count(*) FROM ledger.prepaid_threshold_crossings WHERE "
+                       "tenant_id = 'demo' AND threshold = $1::bigint AND above = $2::boolean",
+                       2, p);
+}
+
+/* A threshold 1 500 yuan above today's outstanding: a 1 000 top-up (+100
+ * bonus) stays below, a 500 one crosses it (one event), refunding that
+ * member's stored value crosses back. */
+static void test_prepaid_threshold_crossing(void **state)
+{
+    char member_id[64], threshold[32], sql[256];
+    PGconn *pg = test_pg();
+    int64_t now = test_pg_int(
+        pg,
+        "SELECT coalesce(sum(outstanding), 0) FROM ledger.tenant_prepaid WHERE tenant_id = 'demo'",
+        0, NULL);
+    snprintf(threshold, sizeof(threshold), "%lld", (long long)(now + 150000));
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO ledger.prepaid_thresholds VALUES ('demo', %s) ON CONFLICT (tenant_id) "
+             "DO UPDATE SET threshold = EXCLUDED.threshold",
+             threshold);
+    PQclear(PQexec(pg, sql));
+    test_register_member(member_id);
+    post_ok(member_id, "/topups",
+            "{\"amount\":100000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}");
+    assert_int_equal(crossings(pg, threshold, "true"), 0);
+    post_ok(member_id, "/topups",
+            "{\"amount\":50000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}");
+    assert_int_equal(crossings(pg, threshold, "true"), 1);
+    post_ok(member_id, "/refunds",
+            "{\"kind\":\"stored_value\",\"reason\":\"threshold test\",\"branch_id\":\"hq\"}");
+    assert_int_equal(crossings(pg, threshold, "false"), 1);
+    assert_int_equal(crossings(pg, threshold, "true"), 1);
+    PQclear(PQexec(pg, "DELETE FROM ledger.prepaid_thresholds WHERE tenant_id = 'demo'"));
+    PQfinish(pg);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_history_newest_first_in_pages),
+        cmocka_unit_test(test_history_bad_input),
+        cmocka_unit_test(test_liability_matches_balances),
+        cmocka_unit_test(test_prepaid_threshold_crossing),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
