@@ -86,7 +86,6 @@ say "scenario 3: ledger apply rate, exactly once, vs COPY of the same journal ro
 before=$(psql_bench -c "SELECT count(*) FROM ledger.commands")
 "$bin/tessera-bench-produce" "$bootstrap" "$work/members.txt" "$members" ledger-commands 100000 >/dev/null
 "$runtime" start-service ledger
-start_count=$(metric "$ledger_admin" tessera_messages_total)
 t0=$(now)
 deadline=$((SECONDS + 300))
 while [ "$(psql_bench -c "SELECT count(*) FROM ledger.commands")" -lt $((before + members)) ]; do
@@ -127,8 +126,8 @@ e2e=$("$bin/tessera-loadgen" --target purchase --port "$api_port" --key "$key" \
   --members "$work/members.txt" --connections 128 --duration "$e2e_seconds" --rate "$e2e_rate" \
   --stored-value-pct 50 --visible-every 20)
 t0=$(now)
-until [ "$(metric "$ledger_admin" tessera_consumer_lag_messages)" = "0" ] && \
-      [ "$(metric $((TESSERA_LOCAL_ADMIN_PORT_BASE + 2)) tessera_consumer_lag_messages)" = "0" ]; do
+until [ "$(metric "$ledger_admin" tessera_consumer_total_lag_messages)" = "0" ] && \
+      [ "$(metric $((TESSERA_LOCAL_ADMIN_PORT_BASE + 2)) tessera_consumer_total_lag_messages)" = "0" ]; do
   sleep 0.05
   [ "$(elapsed "$t0" "$(now)" | cut -d. -f1)" -lt 60 ] || break
 done

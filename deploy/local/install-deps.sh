@@ -11,6 +11,7 @@ packages=(
   libcurl4-openssl-dev
   postgresql postgresql-client redis-server
   curl ca-certificates procps
+  docker-compose python3-yaml   # tests validate docker-compose.yml and deploy/k8s (no engine needed)
 )
 
 missing=()

@@ -9,6 +9,13 @@
 #   runtime.sh start-service S  start one service (ingest ledger tiering campaign notification)
 #   runtime.sh stop-service S   SIGTERM one service and wait for it
 #   runtime.sh kill-service S   SIGKILL one service (crash tests)
+#   runtime.sh launch-service S start one service without waiting for it to be ready
+#   runtime.sh start-instance S N   start instance N (2, 3, ...) of a consumer service beside
+#                               the first: same group, admin port + 10*(N-1), pids/S-N.pid,
+#                               logs/S-N.log, TESSERA_INSTANCE_ID=S-N
+#   runtime.sh stop-instance S N | kill-instance S N   SIGTERM / SIGKILL one instance
+#   runtime.sh stop-postgres|start-postgres|stop-redis|start-redis
+#                               take one dependency away and back (resilience tests)
 #   runtime.sh restart-kafka    stop the services in order, restart the broker (empty, with
 #                               a new cluster id), start the services again
 #   runtime.sh audit            tessera-ledger --audit against this runtime (exit 0: all holds)
@@ -55,6 +62,9 @@ wait_for() {
     sleep 0.1
   done
 }
+
+# Admin port of instance n of a service (instance 1 is the service itself).
+instance_admin_port() { echo $(($(admin_port_of "$1") + 10 * ($2 - 1))); }
 
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
@@ -186,6 +196,31 @@ start_service() {
   echo $! >"$file"
 }
 
+# Instance $2 (>= 2) of consumer service $1: the same consumer group, its
+# own admin port, pid file, log and instance id.
+start_instance() {
+  local svc=$1 n=$2 name=$1-$2
+  [ "$n" -ge 2 ] || die "instances start at 2 (1 is the service itself)"
+  mkdir -p "$local_dir/pids" "$local_dir/logs"
+  pid_alive "$local_dir/pids/$name.pid" && return 0
+  service_env "$svc"
+  env "${svc_env[@]}" "TESSERA_ADMIN_PORT=$(instance_admin_port "$svc" "$n")" \
+    "TESSERA_INSTANCE_ID=$name" setsid "$repo/build/bin/tessera-$svc" \
+    >>"$local_dir/logs/$name.log" 2>&1 &
+  echo $! >"$local_dir/pids/$name.pid"
+  wait_for "$name to be ready (see $local_dir/logs/$name.log)" "$ready_timeout_s" \
+    curl -fsS "http://127.0.0.1:$(instance_admin_port "$svc" "$n")/readyz"
+}
+
+# Every extra instance (pids/<svc>-<n>.pid), for stop.
+extra_instances() {
+  local f
+  for f in "$local_dir"/pids/*-[0-9]*.pid; do
+    if [ -e "$f" ]; then basename "$f" .pid; fi
+  done
+  return 0 # set -e: no instance is not a failure
+}
+
 wait_ready() {
   local svc=$1
   wait_for "$svc to be ready (see $local_dir/logs/$svc.log)" "$ready_timeout_s" \
@@ -209,7 +244,7 @@ drain_consumers() {
   for svc in "${consumers[@]}"; do
     pid_alive "$local_dir/pids/$svc.pid" || continue
     until [ "$(curl -fsS "http://127.0.0.1:$(admin_port_of "$svc")/metrics" 2>/dev/null |
-               awk '/^tessera_consumer_lag_messages /{print $2}')" = "0" ]; do
+               awk '/^tessera_consumer_total_lag_messages /{print $2}')" = "0" ]; do
       [ $SECONDS -lt $deadline ] || { say "$svc did not drain in time"; break; }
       sleep 0.1
     done
@@ -230,10 +265,12 @@ stop_services() {
   stop_pidfile ingest
   drain_consumers
   # The consumers leave their groups in parallel: signal all, then wait.
-  for svc in "${consumers[@]}"; do
+  local extra
+  extra=$(extra_instances)
+  for svc in "${consumers[@]}" $extra; do
     pid_alive "$local_dir/pids/$svc.pid" && kill -TERM "$(cat "$local_dir/pids/$svc.pid")" 2>/dev/null
   done
-  for svc in "${consumers[@]}"; do await_pidfile "$svc"; done
+  for svc in "${consumers[@]}" $extra; do await_pidfile "$svc"; done
 }
 
 start_services() {
@@ -257,6 +294,14 @@ case ${1:-} in
   start-service) start_service "$2"; wait_ready "$2" ;;
   stop-service) stop_pidfile "$2" ;;
   kill-service) kill -KILL "$(cat "$local_dir/pids/$2.pid")"; rm -f "$local_dir/pids/$2.pid" ;;
+  launch-service) start_service "$2" ;;
+  start-instance) start_instance "$2" "$3" ;;
+  stop-instance) stop_pidfile "$2-$3" ;;
+  kill-instance) kill -KILL "$(cat "$local_dir/pids/$2-$3.pid")"; rm -f "$local_dir/pids/$2-$3.pid" ;;
+  stop-postgres) stop_postgres ;;
+  start-postgres) start_postgres ;;
+  stop-redis) stop_redis; wait_for "Redis to stop" 10 bash -c "! redis-cli -p $redis_port ping" ;;
+  start-redis) start_redis ;;
   audit) service_env ledger; env "${svc_env[@]}" TESSERA_LOG_LEVEL=warn "$repo/build/bin/tessera-ledger" --audit ;;
   env)
     echo "TESSERA_PG_DSN='$(pg_dsn)'"
@@ -266,5 +311,5 @@ case ${1:-} in
     echo "TESSERA_API_URL=http://127.0.0.1:$api_port"
     echo "TESSERA_API_KEY=$(cat "$local_dir/api-key" 2>/dev/null)"
     ;;
-  *) echo "usage: $0 start|stop|start-service S|stop-service S|kill-service S|audit|env" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|start-service S|stop-service S|kill-service S|launch-service S|start-instance S N|stop-instance S N|kill-instance S N|stop-postgres|start-postgres|stop-redis|start-redis|audit|env" >&2; exit 2 ;;
 esac

@@ -118,6 +118,16 @@ int bus_consumer_assigned_count(const struct bus_consumer *c);
 /* Sum over assigned partitions of (high watermark - position), from the
  * client's cached watermarks; -1 while unknown. */
 int64_t bus_consumer_lag(struct bus_consumer *c);
+/* The lag of each assigned partition (high watermark - position) into
+ * out (up to max; -1 lag while unknown). Returns how many were written.
+ * From the polling thread. */
+struct bus_partition_lag {
+    const char *topic; /* valid until the next rebalance */
+    int32_t partition;
+    int64_t lag;
+};
+size_t bus_consumer_partition_lags(struct bus_consumer *c, struct bus_partition_lag *out,
+                                   size_t max);
 /* Leaves the group cleanly and destroys. NULL is fine. */
 void bus_consumer_close(struct bus_consumer *c);
 

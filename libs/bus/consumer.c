@@ -307,6 +307,26 @@ int64_t bus_consumer_lag(struct bus_consumer *c) {
     return lag;
 }
 
+size_t bus_consumer_partition_lags(struct bus_consumer *c, struct bus_partition_lag *out,
+                                   size_t max) {
+    BUS_ASSERT(c != NULL);
+    if (c->assignment == NULL || c->pending)
+        return 0;
+    rd_kafka_topic_partition_list_t *positions =
+        rd_kafka_topic_partition_list_copy(c->assignment);
+    size_t n = 0;
+    bool known = rd_kafka_position(c->rk, positions) == RD_KAFKA_RESP_ERR_NO_ERROR;
+    for (int i = 0; i < positions->cnt && n < max; i++) {
+        const rd_kafka_topic_partition_t *a = &c->assignment->elems[i];
+        out[n++] = (struct bus_partition_lag){
+            .topic = a->topic,
+            .partition = a->partition,
+            .lag = known ? bus_partition_lag(c, &positions->elems[i], a) : -1};
+    }
+    rd_kafka_topic_partition_list_destroy(positions);
+    return n;
+}
+
 void bus_consumer_close(struct bus_consumer *c) {
     if (c == NULL)
         return;

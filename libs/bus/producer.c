@@ -5,6 +5,7 @@
 #include "bus/topics.h"
 
 #include "log/log.h"
+#include "metrics/metrics.h"
 
 #include <inttypes.h>
 #include <stdatomic.h>
@@ -44,6 +45,16 @@ static rd_kafka_resp_err_t *bus_dead_letter_slot(struct bus_producer *p, void *m
     return msg_opaque;
 }
 
+/* Counts a delivery report by topic and result: "produced" means the
+ * broker acknowledged it (acks=all), not merely that it was enqueued. */
+static void bus_producer_observe(const rd_kafka_message_t *rkm) {
+    struct metric_family *f = metrics_counter(
+        "tessera_kafka_produced_messages_total",
+        "Messages produced to Kafka, by topic and delivery result.", "topic,result");
+    metrics_inc(metrics_with(f, rd_kafka_topic_name(rkm->rkt),
+                             rkm->err == RD_KAFKA_RESP_ERR_NO_ERROR ? "ok" : "error"));
+}
+
 /* Delivery report callback, from rd_kafka_poll on the loop or the caller's
  * thread. Exactly one per enqueued message, whatever its fate. */
 static void bus_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque) {
@@ -52,6 +63,7 @@ static void bus_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void 
 
     int before = atomic_fetch_sub(&p->outstanding, 1);
     BUS_ASSERT(before > 0); /* one report per enqueued message */
+    bus_producer_observe(rkm);
     if (rkm->err != RD_KAFKA_RESP_ERR_NO_ERROR)
         log_fields(LOG_WARN, "kafka delivery failed", "topic", rd_kafka_topic_name(rkm->rkt),
                    "error", rd_kafka_err2name(rkm->err), NULL);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cache/cache_internal.h"
+#include "metrics/metrics.h"
 
 #define CACHE_PUT_MAX 4096 /* items in one pipelined write */
 #define CACHE_ERR_MAX 256
@@ -158,8 +159,30 @@ static int cache_read_puts(redisContext *rc, size_t count, bool *retry, int *rep
     return rc_status;
 }
 
+static int cache_put_balances_timed(redisContext *rc, const struct cache_balances *items,
+                                    size_t count, char *err, size_t err_len);
+
+void cache_observe(const char *op, double seconds)
+{
+    struct metric_family *f = metrics_histogram(
+        "tessera_redis_command_duration_seconds",
+        "Redis round trip by operation (a pipelined batch counts once).", "op",
+        metrics_buckets_seconds, metrics_buckets_seconds_count);
+    metrics_observe(metrics_with(f, op), seconds);
+}
+
 int cache_put_balances(redisContext *rc, const struct cache_balances *items, size_t count,
                        char *err, size_t err_len)
+{
+    double started_s = metrics_now_seconds();
+    int replaced = cache_put_balances_timed(rc, items, count, err, err_len);
+    if (replaced >= 0)
+        cache_observe("put_balances", metrics_now_seconds() - started_s);
+    return replaced;
+}
+
+static int cache_put_balances_timed(redisContext *rc, const struct cache_balances *items,
+                                    size_t count, char *err, size_t err_len)
 {
     assert(rc != NULL && (items != NULL || count == 0));
     assert(count <= CACHE_PUT_MAX);

@@ -18,6 +18,7 @@
 #include "cache/cache.h"
 #include "cache/cache_internal.h"
 #include "log/log.h"
+#include "metrics/metrics.h"
 
 #define CACHE_ASYNC_REQUEST_TIMEOUT_MS 100 /* a cache read slower than this is a miss we cannot afford */
 #define CACHE_ASYNC_CONNECT_TIMEOUT_MS 1000
@@ -33,6 +34,7 @@ struct cache_req {
     struct event *ev_timeout;
     bool answered;  /* cb has run */
     bool in_hiredis; /* hiredis still holds it as privdata */
+    double sent_s;   /* for the round-trip histogram */
     char tenant_id[CACHE_KEY_MAX];
     char member_id[CACHE_KEY_MAX];
 };
@@ -99,6 +101,8 @@ static void req_reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
 {
     struct cache_req *r = privdata;
     r->in_hiredis = false;
+    if (reply != NULL)
+        cache_observe("get_balances", metrics_now_seconds() - r->sent_s);
     if (!r->answered) {
         struct cache_balances b = {.tenant_id = r->tenant_id, .member_id = r->member_id};
         int status = cache_balances_from_reply(reply, &b);
@@ -244,6 +248,7 @@ void cache_async_get_balances(struct cache_async *c, const char *tenant_id, cons
         redisAsyncCommand(c->ac, req_reply_cb, r, "HMGET %s points sv_principal sv_bonus version",
                           key) == REDIS_OK) {
         r->in_hiredis = true;
+        r->sent_s = metrics_now_seconds();
         timer_arm(r->ev_timeout, CACHE_ASYNC_REQUEST_TIMEOUT_MS);
         return;
     }

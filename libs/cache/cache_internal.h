@@ -11,4 +11,7 @@
  * missing reply. */
 int cache_balances_from_reply(const redisReply *reply, struct cache_balances *out);
 
+/* Observes one Redis round trip in tessera_redis_command_duration_seconds. */
+void cache_observe(const char *op, double seconds);
+
 #endif

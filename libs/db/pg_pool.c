@@ -13,6 +13,7 @@
 #include "db/db.h"
 #include "db/db_internal.h"
 #include "log/log.h"
+#include "metrics/metrics.h"
 
 #define PG_POOL_CONNS_MAX 64
 #define PG_POOL_BACKOFF_MIN_MS 100
@@ -40,6 +41,7 @@ struct pg_req {
     PGresult *res;                        /* owned until after the callback */
     char err[PG_POOL_ERR_MAX];            /* "" on success */
     char sqlstate[6];
+    double sent_s; /* when it went to the server, for the round-trip histogram */
 };
 
 struct req_list {
@@ -334,6 +336,7 @@ static void conn_send(struct pg_conn *c, struct pg_req *r)
 {
     assert(c->state == CONN_IDLE && c->req == NULL);
     c->req = r;
+    r->sent_s = metrics_now_seconds();
     conn_set_state(c, CONN_BUSY);
     if (!PQsendQueryParams(c->pg, r->sql, r->nparams, NULL, r->params, NULL, NULL, 0)) {
         conn_broken(c, PQerrorMessage(c->pg));
@@ -362,6 +365,18 @@ static void req_take_result(struct pg_req *r, PGresult *res)
     PQclear(res);
 }
 
+/* Round trip of one statement, from send to its last result; failures
+ * are labelled apart so a slow error does not look like a slow query. */
+static void pg_pool_observe(const struct pg_req *r)
+{
+    struct metric_family *f = metrics_histogram(
+        "tessera_pg_query_duration_seconds",
+        "PostgreSQL statement round trip from the async pool, by result.", "result",
+        metrics_buckets_seconds, metrics_buckets_seconds_count);
+    metrics_observe(metrics_with(f, r->err[0] == '\0' ? "ok" : "error"),
+                    metrics_now_seconds() - r->sent_s);
+}
+
 /* Reads results of the statement in flight until libpq says it is
  * complete (PQgetResult NULL) or would block. */
 static void conn_read_results(struct pg_conn *c)
@@ -372,6 +387,7 @@ static void conn_read_results(struct pg_conn *c)
             struct pg_req *r = c->req;
             c->req = NULL;
             conn_set_state(c, CONN_IDLE);
+            pg_pool_observe(r);
             req_finish(c->pool, r);
             pool_dispatch(c->pool);
             return;
@@ -429,8 +445,12 @@ static void pool_dispatch(struct pg_pool *pool)
 
 /* ---- public ---- */
 
-/* Blocking first connect of every connection, at start-up only. */
-static int pool_connect_all(struct pg_pool *pool, char *err, size_t err_len)
+/* Blocking first connect of every connection, at start-up only, so a
+ * service that starts with its database up can query at once. A server
+ * that is not there yet is not an error: the connection goes down with
+ * back-off and the loop keeps trying (pg_pool_healthy stays false, so
+ * /readyz answers 503, until one connects). */
+static void pool_connect_all(struct pg_pool *pool)
 {
     const char *keys[] = {"dbname", "connect_timeout", "options", "fallback_application_name", NULL};
     const char *vals[] = {pool->dsn, pool->connect_timeout, pool->options, PG_POOL_APP_NAME, NULL};
@@ -438,16 +458,11 @@ static int pool_connect_all(struct pg_pool *pool, char *err, size_t err_len)
         struct pg_conn *c = &pool->conns[i];
         c->pg = PQconnectdbParams(keys, vals, 1);
         if (c->pg == NULL || PQstatus(c->pg) != CONNECTION_OK) {
-            db_set_err(err, err_len, "pg_pool_new", c->pg != NULL ? PQerrorMessage(c->pg) : "out of memory");
-            return -1;
+            conn_broken(c, c->pg != NULL ? PQerrorMessage(c->pg) : "out of memory");
+            continue;
         }
         conn_up(c);
-        if (c->state != CONN_IDLE) {
-            db_set_err(err, err_len, "pg_pool_new", "cannot make the connection non-blocking");
-            return -1;
-        }
     }
-    return 0;
 }
 
 struct pg_pool *pg_pool_new(struct event_base *base, const char *dsn, const char *schema,
@@ -489,8 +504,7 @@ struct pg_pool *pg_pool_new(struct event_base *base, const char *dsn, const char
             goto fail;
         }
     }
-    if (pool_connect_all(pool, err, err_len) != 0)
-        goto fail;
+    pool_connect_all(pool);
     return pool;
 fail:
     pg_pool_free(pool);

@@ -22,7 +22,10 @@ struct pg_pool;
 typedef void (*pg_pool_cb)(void *arg, PGresult *res, const char *err, const char *sqlstate);
 
 /* Opens conn_count connections (blocking, once, at start-up) with
- * search_path "<schema>, public" and statement_timeout. NULL with err. */
+ * search_path "<schema>, public" and statement_timeout. Connections that
+ * fail then are retried in the background with back-off, so the pool is
+ * usable before its database is up (pg_pool_healthy tells). NULL with err
+ * only for bad arguments or memory. */
 struct pg_pool *pg_pool_new(struct event_base *base, const char *dsn, const char *schema,
                             unsigned conn_count, int statement_timeout_ms, char *err,
                             size_t err_len);

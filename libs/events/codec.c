@@ -42,6 +42,7 @@ void envelope_init(Envelope *env, Actor *actor, struct event_meta *meta)
     env->member_id = or_empty(meta->member_id);
     env->causation_id = or_empty(meta->causation_id);
     env->correlation_id = or_empty(meta->correlation_id);
+    env->traceparent = or_empty(meta->traceparent);
     env->occurred_at_us = meta->occurred_at_us ? meta->occurred_at_us : now;
     env->recorded_at_us = now;
     actor->kind = or_empty(meta->actor_kind);
@@ -109,7 +110,8 @@ Envelope *envelope_decode(const void *data, size_t len, char *err, size_t err_le
     else if (!id_ok(env->tenant_id, true))
         why = "tenant_id missing or too long";
     else if (!id_ok(env->branch_id, false) || !id_ok(env->member_id, false) ||
-             !id_ok(env->causation_id, false) || !id_ok(env->correlation_id, false))
+             !id_ok(env->causation_id, false) || !id_ok(env->correlation_id, false) ||
+             !id_ok(env->traceparent, false))
         why = "an id field is too long";
     else if (env->actor && (!id_ok(env->actor->kind, false) || !id_ok(env->actor->id, false)))
         why = "actor too long";
@@ -149,6 +151,9 @@ rd_kafka_headers_t *envelope_cloudevents_headers(const Envelope *env, const char
     header_add(h, "ce_time", when);
     if (env->member_id && env->member_id[0])
         header_add(h, "ce_subject", env->member_id);
+    /* The CloudEvents distributed-tracing extension in Kafka binary mode. */
+    if (env->traceparent && env->traceparent[0])
+        header_add(h, "ce_traceparent", env->traceparent);
     header_add(h, "content-type", "application/protobuf");
     return h;
 }

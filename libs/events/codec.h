@@ -52,7 +52,8 @@ struct event_meta {
     const char *correlation_id;
     const char *actor_kind;
     const char *actor_id;
-    int64_t occurred_at_us; /* 0: now */
+    const char *traceparent; /* W3C trace context to carry on (NULL: none) */
+    int64_t occurred_at_us;  /* 0: now */
 };
 
 /* Fills env and actor (which env then points to) from meta, generating

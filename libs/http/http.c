@@ -29,6 +29,7 @@
 
 #include "http/http_internal.h"
 #include "log/log.h"
+#include "metrics/metrics.h"
 
 struct http_server {
     struct event_base *base;
@@ -39,6 +40,8 @@ struct http_server {
     struct http_limits limits;
     void *app;
     uint16_t port;
+    const char *metrics_name; /* NULL: no request metrics */
+    bool access_log;
 };
 
 #define HTTP_CONTENT_TYPE_JSON "application/json"
@@ -78,6 +81,61 @@ bool http_exchange_gone(const struct http_exchange *ex)
     return ex->gone;
 }
 
+/* One request answered (or its client gone, counted with the status it
+ * would have had): a counter and a latency histogram per route pattern. */
+static void exchange_log(const struct http_exchange *ex, int status)
+{
+    char code[8], ms[24];
+    const char *kv[2 * HTTP_LOG_FIELDS_MAX + 1] = {NULL};
+    snprintf(code, sizeof(code), "%d", status);
+    snprintf(ms, sizeof(ms), "%.3f", (metrics_now_seconds() - ex->started_s) * 1000.0);
+    for (size_t i = 0; i < ex->log_count; i++) {
+        kv[2 * i] = ex->log_keys[i];
+        kv[2 * i + 1] = ex->log_values[i];
+    }
+    /* Unused pairs are NULL: log_fields stops at the first NULL key. */
+    log_fields(LOG_INFO, "http request", "method", ex->method, "route",
+               ex->route != NULL ? ex->route : "unmatched", "status", code, "duration_ms", ms,
+               "client_gone", ex->gone ? "true" : "false", kv[0], kv[1], kv[2], kv[3], kv[4],
+               kv[5], kv[6], kv[7], kv[8], kv[9], kv[10], kv[11], NULL);
+}
+
+void http_exchange_log_field(struct http_exchange *ex, const char *key, const char *value)
+{
+    assert(ex != NULL && key != NULL);
+    size_t i = 0;
+    while (i < ex->log_count && strcmp(ex->log_keys[i], key) != 0)
+        i++;
+    if (i == HTTP_LOG_FIELDS_MAX)
+        return; /* a full line keeps its first fields */
+    ex->log_keys[i] = key;
+    snprintf(ex->log_values[i], HTTP_LOG_VALUE_MAX, "%s", value != NULL ? value : "");
+    if (i == ex->log_count)
+        ex->log_count++;
+}
+
+static void exchange_observe(const struct http_exchange *ex, int status)
+{
+    if (ex->access_log)
+        exchange_log(ex, status);
+    if (ex->metrics_server == NULL)
+        return;
+    char code[8];
+    snprintf(code, sizeof(code), "%d", status);
+    const char *route = ex->route != NULL ? ex->route : "unmatched";
+    metrics_inc(metrics_with(metrics_counter("tessera_http_requests_total",
+                                             "HTTP requests answered, by route pattern and status.",
+                                             "server,method,route,status"),
+                             ex->metrics_server, ex->method, route, code));
+    metrics_observe(
+        metrics_with(metrics_histogram("tessera_http_request_duration_seconds",
+                                       "Time from request to reply, by route pattern and status.",
+                                       "server,method,route,status", metrics_buckets_seconds,
+                                       metrics_buckets_seconds_count),
+                     ex->metrics_server, ex->method, route, code),
+        metrics_now_seconds() - ex->started_s);
+}
+
 /* Extra reply headers a caller may pass (name/value pairs). */
 #define HTTP_REPLY_HEADERS_MAX 8
 
@@ -87,6 +145,7 @@ static void exchange_send(struct http_exchange *ex, int status, const char *cont
                           struct evbuffer *body, const char *const *headers)
 {
     assert(ex != NULL && status >= 100 && status <= 599);
+    exchange_observe(ex, status);
     if (ex->gone) {
         http_exchange_free(ex);
         return;
@@ -293,6 +352,9 @@ static struct http_exchange *exchange_new(struct http_server *srv, struct evhttp
     ex->evcon = evhttp_request_get_connection(req);
     assert(ex->evcon != NULL);
     ex->body_max_bytes = srv->limits.body_max_bytes;
+    ex->metrics_server = srv->metrics_name;
+    ex->access_log = srv->access_log;
+    ex->started_s = metrics_now_seconds();
     ex->json_depth_max = srv->limits.json_depth_max;
     snprintf(ex->method, sizeof(ex->method), "%s",
              method_name(evhttp_request_get_command(req)));
@@ -370,6 +432,7 @@ static void server_on_request(struct evhttp_request *req, void *arg)
     case HTTP_MATCH_FULL:
         break;
     }
+    ex->route = route->pattern;
     if (!exchange_set_params(ex, caps, cap_count)) {
         snprintf(detail, sizeof(detail), "no resource at %.200s", ex->path);
         http_reply_problem(ex, 404, "not_found", detail, NULL);
@@ -456,6 +519,18 @@ fail:
 uint16_t http_server_port(const struct http_server *srv)
 {
     return srv->port;
+}
+
+void http_server_set_metrics_name(struct http_server *srv, const char *name)
+{
+    assert(srv != NULL && name != NULL);
+    srv->metrics_name = name;
+}
+
+void http_server_set_access_log(struct http_server *srv, bool on)
+{
+    assert(srv != NULL);
+    srv->access_log = on;
 }
 
 /* Closes the listener and every connection. Exchanges still in flight are

@@ -50,6 +50,19 @@ struct http_server *http_server_new(struct event_base *base, const char *addr, u
                                     const struct http_limits *limits, void *app, char *err,
                                     size_t err_len);
 uint16_t http_server_port(const struct http_server *srv);
+/* Records tessera_http_requests_total and
+ * tessera_http_request_duration_seconds for every request of this server,
+ * labelled server=name (a static string), method, route pattern and
+ * status. Off until called. */
+void http_server_set_metrics_name(struct http_server *srv, const char *name);
+/* Writes one JSON log line per answered request ("http request": method,
+ * route pattern, status, duration_ms and the fields handlers added with
+ * http_exchange_log_field). Off until called. */
+void http_server_set_access_log(struct http_server *srv, bool on);
+/* Adds (or replaces) a field of this request's access-log line, e.g.
+ * tenant_id, member_id, correlation_id, trace_id. key must be a static
+ * string; value is copied (cut at 127 bytes). Up to 6 fields. */
+void http_exchange_log_field(struct http_exchange *ex, const char *key, const char *value);
 /* Stops accepting; exchanges still in flight may still be answered. */
 void http_server_free(struct http_server *srv);
 

@@ -14,6 +14,9 @@
 /* "Allow" header text: every routable method, comma-separated. */
 #define HTTP_ALLOW_MAX_BYTES 64
 
+#define HTTP_LOG_FIELDS_MAX 6
+#define HTTP_LOG_VALUE_MAX 128
+
 /* One request being served. Created by the server's request callback and
  * freed by exactly one reply function. req is NULL once the exchange is
  * gone: libevent freed (or handed us) the request when its connection
@@ -33,6 +36,18 @@ struct http_exchange {
     size_t body_max_bytes;
     size_t json_depth_max;
     char peer[INET6_ADDRSTRLEN];
+    /* For request metrics: NULL metrics_server means none are recorded.
+     * route is the matched pattern (route tables are static), "unmatched"
+     * otherwise, so labels stay few whatever paths clients send. */
+    const char *metrics_server;
+    const char *route;
+    double started_s;
+    /* Access log: one line per answered request with these fields (keys
+     * are static strings, values copied). */
+    bool access_log;
+    size_t log_count;
+    const char *log_keys[HTTP_LOG_FIELDS_MAX];
+    char log_values[HTTP_LOG_FIELDS_MAX][HTTP_LOG_VALUE_MAX];
 };
 
 /* A {param} capture: spans into the pattern and into the request path. */

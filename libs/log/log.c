@@ -26,6 +26,7 @@
 #define LOG_TRUNCATED_MARKER "...[truncated]"
 
 static char log_service[LOG_SERVICE_MAX_BYTES] = "tessera";
+static char log_instance[LOG_SERVICE_MAX_BYTES]; /* "" until set: not printed */
 static enum log_level log_min_level = LOG_INFO;
 
 static const char *const log_level_names[] = {"debug", "info", "warn", "error"};
@@ -42,6 +43,12 @@ void log_init(const char *service, enum log_level min_level)
     assert(min_level >= LOG_DEBUG && min_level <= LOG_ERROR);
     snprintf(log_service, sizeof(log_service), "%s", service);
     log_min_level = min_level;
+}
+
+void log_set_instance(const char *instance)
+{
+    assert(instance != NULL);
+    snprintf(log_instance, sizeof(log_instance), "%s", instance);
 }
 
 bool log_level_parse(const char *text, enum log_level *out)
@@ -165,6 +172,10 @@ static void line_begin(struct log_line *line, enum log_level level)
     line_append_str(line, log_level_names[level]);
     line_append_str(line, "\",\"service\":");
     line_append_json(line, log_service, LOG_SERVICE_MAX_BYTES);
+    if (log_instance[0] != '\0') {
+        line_append_str(line, ",\"instance\":");
+        line_append_json(line, log_instance, LOG_SERVICE_MAX_BYTES);
+    }
 }
 
 /* Closes the object and writes the whole line with one write(2). A full

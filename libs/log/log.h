@@ -12,6 +12,11 @@ enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR };
  * Call once at start, before threads. */
 void log_init(const char *service, enum log_level min_level);
 
+/* Sets the instance id printed on every line ("instance"), e.g.
+ * "ledger-host-1234" or the pod name, so lines of two replicas of one
+ * service can be told apart. Call once at start, before threads. */
+void log_set_instance(const char *instance);
+
 /* Parses "debug" | "info" | "warn" | "error"; false on anything else. */
 bool log_level_parse(const char *text, enum log_level *out) __attribute__((warn_unused_result));
 

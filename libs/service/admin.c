@@ -1,9 +1,11 @@
 #include "service/admin.h"
 
 #include <assert.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "http/http.h"
+#include "metrics/metrics.h"
 
 struct admin_server {
     struct http_server *http;
@@ -36,7 +38,12 @@ static void handle_metrics(struct http_exchange *ex, void *app)
     struct admin_server *a = app;
     struct evbuffer *out = evbuffer_new();
     assert(out);
-    a->metrics(a->ctx, out);
+    size_t registry_len;
+    char *registry = metrics_render(&registry_len);
+    evbuffer_add(out, registry, registry_len);
+    free(registry);
+    if (a->metrics)
+        a->metrics(a->ctx, out);
     size_t len = evbuffer_get_length(out);
     const char *body = (const char *)evbuffer_pullup(out, -1);
     http_reply_raw(ex, 200, "text/plain; version=0.0.4", body ? body : "", len);
@@ -67,6 +74,8 @@ struct admin_server *admin_server_new(struct event_base *base, const char *addr,
         free(a);
         return NULL;
     }
+    static pthread_once_t process_metrics_once = PTHREAD_ONCE_INIT;
+    pthread_once(&process_metrics_once, metrics_process_init);
     return a;
 }
 
@@ -85,5 +94,6 @@ void admin_server_free(struct admin_server *a)
 
 void admin_metric(struct evbuffer *out, const char *name, const char *type, long long value)
 {
-    evbuffer_add_printf(out, "# TYPE %s %s\n%s %lld\n", name, type, name, value);
+    evbuffer_add_printf(out, "# HELP %s See the metrics table in README.md.\n# TYPE %s %s\n%s %lld\n",
+                        name, name, type, name, value);
 }

@@ -14,7 +14,9 @@
 /* Adds one boolean per dependency to checks ("postgres": true, ...) and
  * returns whether all are good. Called on the loop. */
 typedef bool (*admin_ready_fn)(void *ctx, json_t *checks);
-/* Appends metric lines ("# TYPE x gauge\nx 1\n") to out. */
+/* Appends metric lines ("# TYPE x gauge\nx 1\n") to out, after the
+ * families of the process-wide registry (libs/metrics), which /metrics
+ * always renders first. May be NULL. */
 typedef void (*admin_metrics_fn)(void *ctx, struct evbuffer *out);
 
 struct admin_server;
@@ -26,7 +28,8 @@ struct admin_server *admin_server_new(struct event_base *base, const char *addr,
 uint16_t admin_server_port(const struct admin_server *a);
 void admin_server_free(struct admin_server *a);
 
-/* Appends "# TYPE name type\nname value\n". */
+/* Appends "# HELP ...\n# TYPE name type\nname value\n" for one unlabelled
+ * value; prefer a registry family (metrics.h), which carries real help. */
 void admin_metric(struct evbuffer *out, const char *name, const char *type, long long value);
 
 #endif

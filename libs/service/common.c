@@ -10,6 +10,26 @@
 #include "db/db.h"
 #include "log/log.h"
 
+static char instance_id[64];
+
+/* The configured id, else one unique on this host (pods get the pod name
+ * through TESSERA_INSTANCE_ID in the manifests). */
+static void service_set_instance(const char *service, const char *configured)
+{
+    if (configured && configured[0]) {
+        snprintf(instance_id, sizeof(instance_id), "%s", configured);
+        return;
+    }
+    char host[32] = "host";
+    gethostname(host, sizeof(host) - 1);
+    snprintf(instance_id, sizeof(instance_id), "%s-%s-%d", service, host, (int)getpid());
+}
+
+const char *service_instance_id(void)
+{
+    return instance_id;
+}
+
 int service_init(const char *service, const char *summary, int argc, char **argv,
                  const struct config_entry *table, size_t count,
                  const struct service_common_config *common)
@@ -31,6 +51,8 @@ int service_init(const char *service, const char *summary, int argc, char **argv
         return -1;
     }
     log_init(service, level);
+    service_set_instance(service, common->instance_id);
+    log_set_instance(instance_id);
     config_log_effective(table, count);
     return 0;
 }
@@ -64,9 +86,9 @@ int service_migrate(const struct service_common_config *c, const char *schema,
 void service_bus_config(const struct service_common_config *c, const char *service,
                         char *client_id, size_t client_id_len, struct bus_config *out)
 {
-    char host[64] = "host";
-    gethostname(host, sizeof(host) - 1);
-    snprintf(client_id, client_id_len, "%s-%s-%d", service, host, (int)getpid());
+    if (!instance_id[0])
+        service_set_instance(service, NULL); /* called without service_init (tests) */
+    snprintf(client_id, client_id_len, "%s", instance_id);
     *out = (struct bus_config){.bootstrap = c->kafka_bootstrap,
                                .client_id = client_id,
                                .session_timeout_ms = (int)c->kafka_session_timeout_ms,

@@ -24,6 +24,7 @@ struct service_common_config {
     const char *admin_addr;
     long long admin_port;
     const char *log_level;
+    const char *instance_id; /* "" in the table: <service>-<host>-<pid> */
 };
 
 /* The entries every service's table starts with; default_admin_port is the
@@ -51,7 +52,9 @@ struct service_common_config {
         {"TESSERA_ADMIN_PORT", CONFIG_INT, &(c).admin_port, default_admin_port, 0, 65535, false,  \
          "admin port (0 picks a free one)"},                                                      \
         {"TESSERA_LOG_LEVEL", CONFIG_STRING, &(c).log_level, "info", 0, 0, false,                 \
-         "debug | info | warn | error"}
+         "debug | info | warn | error"},                                                          \
+        {"TESSERA_INSTANCE_ID", CONFIG_STRING, &(c).instance_id, "", 0, 0, false,                 \
+         "this replica's id in logs, metrics and client.id (default <service>-<host>-<pid>)"}
 
 /* Handles --help, loads the table, starts logging and logs the effective
  * configuration. Returns 0 to go on, 1 when --help was printed (exit 0),
@@ -67,8 +70,12 @@ bool service_migrate_only(int argc, char **argv);
 int service_migrate(const struct service_common_config *c, const char *schema,
                     const struct db_migration *migrations, size_t count);
 
+/* This process's instance id: TESSERA_INSTANCE_ID, or
+ * <service>-<host>-<pid> when that is empty. Set by service_init. */
+const char *service_instance_id(void);
+
 /* Fills a bus_config from the common configuration; client_id gets the
- * service name, host and pid (buffer owned by the caller). */
+ * instance id (buffer owned by the caller). */
 void service_bus_config(const struct service_common_config *c, const char *service,
                         char *client_id, size_t client_id_len, struct bus_config *out);
 

@@ -7,18 +7,25 @@
 
 #include "log/log.h"
 #include "service/admin.h"
+#include "service/startup.h"
 
 struct runner {
     const struct consumer_service *svc;
+    struct service_common_config *common;
+    struct pipeline_config pc;
     struct event_base *base;
     struct event *pipeline_ended;
-    struct pipeline *pipeline;
+    struct startup *startup;
+    struct pipeline *pipeline; /* set by the start-up thread, then read on the loop */
     bool stopping;
 };
 
 static bool runner_ready(void *arg, json_t *checks)
 {
     struct runner *r = arg;
+    json_object_set_new(checks, "startup", json_boolean(startup_finished(r->startup)));
+    if (!startup_finished(r->startup))
+        return false;
     const struct pipeline_stats *s = pipeline_stats(r->pipeline);
     bool pg = atomic_load(&s->postgres_ok);
     bool assigned = atomic_load(&s->assignment_received);
@@ -28,19 +35,16 @@ static bool runner_ready(void *arg, json_t *checks)
     return pg && assigned && extra && !r->stopping;
 }
 
+/* The pipeline's own metrics live in the registry (pipeline_metrics.c);
+ * this adds the assignment gauge and the service's extra lines. */
 static void runner_metrics(void *arg, struct evbuffer *out)
 {
     struct runner *r = arg;
+    if (!startup_finished(r->startup))
+        return;
     const struct pipeline_stats *s = pipeline_stats(r->pipeline);
-    admin_metric(out, "tessera_consumer_lag_messages", "gauge", atomic_load(&s->lag));
     admin_metric(out, "tessera_consumer_assigned_partitions", "gauge",
                  atomic_load(&s->assigned_partitions));
-    admin_metric(out, "tessera_batches_total", "counter", atomic_load(&s->batches));
-    admin_metric(out, "tessera_messages_total", "counter", atomic_load(&s->messages));
-    admin_metric(out, "tessera_dead_letters_total", "counter", atomic_load(&s->dead_letters));
-    admin_metric(out, "tessera_batches_fenced_total", "counter", atomic_load(&s->fenced));
-    admin_metric(out, "tessera_batch_retries_total", "counter", atomic_load(&s->retries));
-    admin_metric(out, "tessera_outbox_relayed_total", "counter", atomic_load(&s->relayed));
     if (r->svc->metrics)
         r->svc->metrics(r->svc->ctx, out);
 }
@@ -51,6 +55,10 @@ static void runner_stop(void *arg)
 {
     struct runner *r = arg;
     r->stopping = true;
+    if (!startup_finished(r->startup)) {
+        event_base_loopbreak(r->base); /* nothing consumed yet */
+        return;
+    }
     pipeline_request_stop(r->pipeline);
 }
 
@@ -67,6 +75,26 @@ static void on_pipeline_ended(evutil_socket_t fd, short what, void *arg)
     event_base_loopbreak(r->base);
 }
 
+/* The start-up step, retried with back-off on the start-up thread until
+ * PostgreSQL (migrations, offsets) and Kafka (the group) are there. */
+static int runner_start_step(void *arg, char *err, size_t err_len)
+{
+    struct runner *r = arg;
+    const struct consumer_service *svc = r->svc;
+    if (service_migrate(r->common, svc->schema, svc->migrations, svc->migration_count) < 0) {
+        snprintf(err, err_len, "migrations did not apply (see the log line before)");
+        return -1;
+    }
+    r->pipeline = pipeline_start(&r->pc, svc->ops, svc->ctx, runner_pipeline_exited, r, err,
+                                 err_len);
+    return r->pipeline ? 0 : -1;
+}
+
+static void runner_started(void *arg)
+{
+    log_info("started: consuming");
+}
+
 int consumer_service_run(int argc, char **argv, const struct consumer_service *svc,
                          const struct config_entry *table, size_t table_count,
                          struct service_common_config *common, const long long *batch_max,
@@ -75,54 +103,52 @@ int consumer_service_run(int argc, char **argv, const struct consumer_service *s
     int rc = service_init(svc->name, svc->summary, argc, argv, table, table_count, common);
     if (rc != 0)
         return rc > 0 ? 0 : 2;
-    if (service_migrate(common, svc->schema, svc->migrations, svc->migration_count) < 0)
-        return 1;
     if (service_migrate_only(argc, argv))
-        return 0;
+        return service_migrate(common, svc->schema, svc->migrations, svc->migration_count) < 0;
     if (svc->setup && svc->setup(svc->ctx, common) < 0)
         return 1;
 
     evthread_use_pthreads();
-    struct runner r = {.svc = svc, .base = event_base_new()};
+    struct runner r = {.svc = svc, .common = common, .base = event_base_new()};
     assert(r.base);
     r.pipeline_ended = event_new(r.base, -1, 0, on_pipeline_ended, &r);
 
     char client_id[128], err[512];
     struct bus_config bus;
     service_bus_config(common, svc->name, client_id, sizeof(client_id), &bus);
-    struct pipeline_config pc = {.service = svc->name,
-                                 .group_id = svc->group_id,
-                                 .topics = svc->topics,
-                                 .topic_count = svc->topic_count,
-                                 .bus = &bus,
-                                 .pg_dsn = common->pg_dsn,
-                                 .schema = svc->schema,
-                                 .statement_timeout_ms = (int)common->pg_statement_timeout_ms,
-                                 .batch_max = (size_t)*batch_max,
-                                 .poll_timeout_ms = (int)*poll_timeout_ms};
-    r.pipeline = pipeline_start(&pc, svc->ops, svc->ctx, runner_pipeline_exited, &r, err,
-                                sizeof(err));
-    if (!r.pipeline) {
-        log_fields(LOG_ERROR, "cannot start the consumer", "error", err, NULL);
-        return 1;
-    }
+    r.pc = (struct pipeline_config){.service = svc->name,
+                                    .group_id = svc->group_id,
+                                    .topics = svc->topics,
+                                    .topic_count = svc->topic_count,
+                                    .bus = &bus,
+                                    .pg_dsn = common->pg_dsn,
+                                    .schema = svc->schema,
+                                    .statement_timeout_ms = (int)common->pg_statement_timeout_ms,
+                                    .batch_max = (size_t)*batch_max,
+                                    .poll_timeout_ms = (int)*poll_timeout_ms};
+    /* The admin port first: /readyz says 503 until the pipeline runs. */
     struct admin_server *admin =
         admin_server_new(r.base, common->admin_addr, (uint16_t)common->admin_port, svc->name,
                          runner_ready, runner_metrics, &r, err, sizeof(err));
     if (!admin) {
         log_fields(LOG_ERROR, "cannot open the admin port", "error", err, NULL);
-        pipeline_request_stop(r.pipeline);
-        pipeline_join(r.pipeline);
         return 1;
     }
     char port[8];
     snprintf(port, sizeof(port), "%u", admin_server_port(admin));
-    log_fields(LOG_INFO, "started", "admin_port", port, NULL);
+    log_fields(LOG_INFO, "starting", "admin_port", port, NULL);
     struct service_signals *signals = service_signals_new(r.base, runner_stop, &r);
+    r.startup = startup_begin(r.base, "migrations and consumer", runner_start_step,
+                              runner_started, &r);
 
     event_base_dispatch(r.base);
 
-    pipeline_join(r.pipeline);
+    /* A pipeline the start-up thread started while we were stopping is
+     * stopped too: it leaves the group instead of timing out of it. */
+    if (startup_free(r.startup)) {
+        pipeline_request_stop(r.pipeline);
+        pipeline_join(r.pipeline);
+    }
     bool failed = !r.stopping;
     admin_server_free(admin);
     service_signals_free(signals);

@@ -11,6 +11,9 @@
 #include "bus/topics.h"
 #include "db/offsets.h"
 #include "log/log.h"
+#include "metrics/metrics.h"
+#include "service/pipeline_metrics.h"
+#include "trace/trace.h"
 
 #define PIPELINE_RANGES_MAX 512 /* distinct partitions in one batch */
 #define RELAY_SWEEP_EVERY_S 5      /* look for stranded outbox rows this often */
@@ -110,6 +113,7 @@ static void on_revoke(void *arg, const rd_kafka_topic_partition_list_t *parts)
     struct pipeline *p = arg;
     log_fields(LOG_INFO, "partitions revoked", NULL);
     atomic_store(&p->stats.assigned_partitions, 0);
+    pipeline_metrics_revoked();
 }
 
 /* ------------------------------------------------------------ the batches */
@@ -152,7 +156,21 @@ static void handle_fence(struct pipeline *p, const struct db_offset_range *r, si
         log_fields(LOG_ERROR, "fenced, and cannot reload offsets", "error", err, NULL);
     rd_kafka_topic_partition_list_destroy(parts);
     atomic_fetch_add(&p->stats.fenced, 1);
+    pipeline_metrics_count("tessera_consumer_batches_fenced_total",
+                           "Batches dropped because another instance already applied them.", 1);
     log_fields(LOG_WARN, "batch fenced: another instance already applied it; seeking", NULL);
+}
+
+/* A header's value as a string ("" when absent or not text). */
+static void header_text(const rd_kafka_message_t *m, const char *name, char *out, size_t len)
+{
+    rd_kafka_headers_t *h = NULL;
+    const void *v = NULL;
+    size_t n = 0;
+    out[0] = '\0';
+    if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        rd_kafka_header_get_last(h, name, &v, &n) == RD_KAFKA_RESP_ERR_NO_ERROR && v)
+        snprintf(out, len, "%.*s", (int)n, (const char *)v);
 }
 
 static void send_dead_letters(struct pipeline *p, struct pipeline_batch *b)
@@ -160,9 +178,19 @@ static void send_dead_letters(struct pipeline *p, struct pipeline_batch *b)
     for (size_t i = 0; i < b->count; i++) {
         if (!b->poison[i])
             continue;
-        log_fields(LOG_WARN, "dead-lettering a message", "reason", b->poison[i], NULL);
+        /* The CloudEvents headers name the event, member and trace even
+         * when the payload cannot be decoded. */
+        char event_id[64], member[128], traceparent[TRACEPARENT_SIZE], trace_id[TRACE_ID_SIZE];
+        header_text(b->msgs[i], "ce_id", event_id, sizeof(event_id));
+        header_text(b->msgs[i], "ce_subject", member, sizeof(member));
+        header_text(b->msgs[i], "ce_traceparent", traceparent, sizeof(traceparent));
+        trace_id_of(traceparent, trace_id);
+        log_fields(LOG_WARN, "dead-lettering a message", "reason", b->poison[i], "topic",
+                   rd_kafka_topic_name(b->msgs[i]->rkt), "event_id", event_id, "member_id",
+                   member, "trace_id", trace_id, NULL);
         bus_dead_letter(p->producer, b->msgs[i], p->cfg.service, b->poison[i]);
         atomic_fetch_add(&p->stats.dead_letters, 1);
+        pipeline_metrics_dead_letter(b->msgs[i]);
     }
 }
 
@@ -202,6 +230,8 @@ static void relay_on_delivery(void *ctx, void *msg_opaque, rd_kafka_resp_err_t e
     if (!g->failed) {
         relay_deletable_add(p, g->ids, g->count);
         atomic_fetch_add(&p->stats.relayed, (long long)g->count);
+        pipeline_metrics_count("tessera_outbox_relayed_total", "Outbox events relayed to Kafka.",
+                               (long long)g->count);
     }
     struct relay_group **link = &p->in_flight;
     while (*link != g)
@@ -282,6 +312,7 @@ static void relay_tick(struct pipeline *p, bool idle)
     if (now.tv_sec - p->last_sweep.tv_sec >= RELAY_SWEEP_EVERY_S) {
         p->last_sweep = now;
         relay_sweep(p, RELAY_STRANDED_AGE_S);
+        pipeline_metrics_outbox_backlog(p->pg, p->deletable_count);
     }
 }
 
@@ -346,6 +377,7 @@ static void process_batch(struct pipeline *p, struct pipeline_batch *b)
     size_t nr = batch_ranges(b, ranges, PIPELINE_RANGES_MAX);
     char err[512];
     int64_t *ids = NULL;
+    double started_s = metrics_now_seconds();
     for (int attempt = 0;; attempt++) {
         bus_producer_poll(p->producer, 0); /* reports decide what the batch deletes */
         enum attempt_result r = batch_attempt(p, b, ranges, nr, &ids, err, sizeof(err));
@@ -358,6 +390,8 @@ static void process_batch(struct pipeline *p, struct pipeline_batch *b)
         if (r == ATTEMPT_COMMITTED)
             break;
         atomic_fetch_add(&p->stats.retries, 1);
+        pipeline_metrics_count("tessera_consumer_batch_retries_total",
+                               "Batch attempts that failed and were retried.", 1);
         log_fields(LOG_ERROR, "batch failed; retrying", "error", err, NULL);
         if (atomic_load(&p->stop)) {
             free(ids);
@@ -368,6 +402,7 @@ static void process_batch(struct pipeline *p, struct pipeline_batch *b)
     }
     atomic_fetch_add(&p->stats.batches, 1);
     atomic_fetch_add(&p->stats.messages, (long long)b->count);
+    pipeline_metrics_batch(b, metrics_now_seconds() - started_s);
     if (p->ops.after_commit)
         p->ops.after_commit(p->ctx, b);
     relay_send(p, b->out, ids, b->out_count);
@@ -382,10 +417,12 @@ static void *pipeline_main(void *arg)
                                .poison = calloc(max, sizeof(*b.poison))};
     assert(b.msgs && b.poison);
     relay_sweep(p, 0); /* events a crash left behind */
+    pipeline_metrics_outbox_backlog(p->pg, p->deletable_count);
     while (!atomic_load(&p->stop)) {
         int wait_ms = p->in_flight ? 1 : p->cfg.poll_timeout_ms; /* reports are due soon */
         b.count = bus_consumer_poll_batch(p->consumer, b.msgs, max, wait_ms);
         atomic_store(&p->stats.lag, bus_consumer_lag(p->consumer));
+        pipeline_metrics_lags(p->consumer);
         relay_tick(p, b.count == 0);
         if (b.count == 0) {
             atomic_store(&p->stats.postgres_ok, db_healthy(p->pg));
@@ -428,6 +465,7 @@ struct pipeline *pipeline_start(const struct pipeline_config *cfg, const struct 
     p->exit_ctx = exit_ctx;
     atomic_store(&p->stats.lag, -1);
     snprintf(p->source, sizeof(p->source), "/tessera/%s", cfg->service);
+    pipeline_metrics_register();
 
     p->pg = db_connect(cfg->pg_dsn, cfg->schema, cfg->service, cfg->statement_timeout_ms, err,
                        err_len);

@@ -37,6 +37,7 @@ static void on_key(void *arg, PGresult *res, const char *err, const char *sqlsta
         req_free(r);
         return;
     }
+    http_exchange_log_field(r->ex, "tenant_id", r->caller.tenant_id);
     r->next(r);
 }
 

@@ -334,9 +334,10 @@ static void send_lines(struct batch *b)
         rd_kafka_headers_t *headers = NULL;
         uint8_t *cmd = l->kind == LINE_POINTS
                            ? points_encode(&r->caller, l->member_id, l->branch_id, l->command_id,
-                                           l->body, &len, &headers)
+                                           r->traceparent, l->body, &len, &headers)
                            : commands_encode(&r->caller, l->member_id, l->branch_id,
-                                             l->command_id, l->body, &len, &headers);
+                                             l->command_id, r->traceparent, l->body, &len,
+                                             &headers);
         if (!cmd) {
             line_problem(l, 413, "payload_too_large", "the command is too large");
             continue;

@@ -133,11 +133,11 @@ static void fill_items(RecordPurchase *p, json_t *items, PurchaseItem *store, Pu
  * otherwise) for the ledger. Returns the encoding (caller frees) and its
  * CloudEvents headers (caller owns), or NULL when it is too large. */
 uint8_t *commands_encode(const struct caller *c, const char *member_id, const char *branch_id,
-                         const char *command_id, json_t *body, size_t *len,
-                         rd_kafka_headers_t **headers)
+                         const char *command_id, const char *traceparent, json_t *body,
+                         size_t *len, rd_kafka_headers_t **headers)
 {
     struct event_meta meta;
-    command_meta(&meta, c, member_id, branch_id, command_id);
+    command_meta(&meta, c, member_id, branch_id, command_id, traceparent);
     Envelope env;
     Actor actor;
     TopUpStoredValue topup;
@@ -174,7 +174,7 @@ static void send_command(struct req *r)
     size_t len = 0;
     rd_kafka_headers_t *headers = NULL;
     uint8_t *command = commands_encode(&r->caller, r->member_id, r->branch_id, r->command_id,
-                                       r->body, &len, &headers);
+                                       r->traceparent, r->body, &len, &headers);
     req_send_command(r, command, len, headers);
 }
 

@@ -15,6 +15,7 @@
 #include "events/codec.h"
 #include "http/http.h"
 #include "service/common.h"
+#include "trace/trace.h"
 
 #define INGEST_WAITERS_BUCKETS 4096
 #define INGEST_WAIT_MAX_MS 30000
@@ -60,6 +61,7 @@ struct req {
     char idem_key[INGEST_KEY_MAX]; /* "" when the client sent none */
     char request_hash[65];
     char command_id[UUID_STR_SIZE];
+    char traceparent[TRACEPARENT_SIZE]; /* this request's span; copied into its events */
     int wait_ms;
     /* the command, encoded, while it is (re)sent */
     uint8_t *command;
@@ -138,8 +140,8 @@ void answer_json(struct http_exchange *ex, int status, json_t *body);
 struct validation;
 void commands_check_fields(struct validation *v, json_t *body, bool purchase, const char **branch);
 uint8_t *commands_encode(const struct caller *c, const char *member_id, const char *branch_id,
-                         const char *command_id, json_t *body, size_t *len,
-                         rd_kafka_headers_t **headers);
+                         const char *command_id, const char *traceparent, json_t *body,
+                         size_t *len, rd_kafka_headers_t **headers);
 
 /* members.c, commands.c, operations.c: route handlers */
 void members_register(struct http_exchange *ex, void *app);
@@ -164,7 +166,7 @@ void ledger_request_check_then(struct req *r, void (*send)(struct req *r));
 void ledger_request_meta(struct req *r, struct event_meta *meta);
 /* The metadata of a command an API key sends for a member. */
 void command_meta(struct event_meta *meta, const struct caller *c, const char *member_id,
-                  const char *branch_id, const char *command_id);
+                  const char *branch_id, const char *command_id, const char *traceparent);
 /* Encodes a command envelope and its CloudEvents headers (caller owns
  * both); NULL when too large. */
 uint8_t *command_encode(Envelope *env, size_t *len, rd_kafka_headers_t **headers);
@@ -177,7 +179,7 @@ void ledger_request_send(struct req *r, Envelope *env);
 /* points.c: adjustments, shared with the batch endpoint */
 void points_check_fields(struct validation *v, json_t *body, const char **branch);
 uint8_t *points_encode(const struct caller *c, const char *member_id, const char *branch_id,
-                       const char *command_id, json_t *body, size_t *len,
+                       const char *command_id, const char *traceparent, json_t *body, size_t *len,
                        rd_kafka_headers_t **headers);
 
 /* points.c, refunds.c: route handlers */

@@ -61,14 +61,15 @@ bool ledger_request_member_path(struct req *r)
 }
 
 void command_meta(struct event_meta *meta, const struct caller *c, const char *member_id,
-                  const char *branch_id, const char *command_id)
+                  const char *branch_id, const char *command_id, const char *traceparent)
 {
     *meta = (struct event_meta){.tenant_id = c->tenant_id,
                                 .branch_id = branch_id,
                                 .member_id = member_id,
                                 .correlation_id = command_id,
                                 .actor_kind = "api_key",
-                                .actor_id = c->key_id};
+                                .actor_id = c->key_id,
+                                .traceparent = traceparent};
 }
 
 uint8_t *command_encode(Envelope *env, size_t *len, rd_kafka_headers_t **headers)
@@ -107,5 +108,5 @@ void ledger_request_send(struct req *r, Envelope *env)
 
 void ledger_request_meta(struct req *r, struct event_meta *meta)
 {
-    command_meta(meta, &r->caller, r->member_id, r->branch_id, r->command_id);
+    command_meta(meta, &r->caller, r->member_id, r->branch_id, r->command_id, r->traceparent);
 }

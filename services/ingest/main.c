@@ -1,6 +1,7 @@
 /* tessera-ingest: the HTTP API. Authenticates, validates, turns requests
  * into events and ledger commands, and answers with the ledger's verdict. */
 #include <event2/thread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,16 +9,21 @@
 #include "bus/topics.h"
 #include "ingest.h"
 #include "log/log.h"
+#include "metrics/metrics.h"
 #include "service/admin.h"
+#include "service/startup.h"
 
 #define DRAIN_CHECK_MS 50
 #define DRAIN_MAX_MS 5000
 #define OUTBOX_SWEEP_S 3
+#define INGEST_KAFKA_PROBE_MS 5000 /* one start-up check of the broker */
 
 extern const struct db_migration ingest_migrations[];
 extern const unsigned ingest_migrations_count;
 
 static struct ingest app;
+static struct startup *startup; /* waits for the database before opening the API */
+static struct event *open_retry; /* armed while ingest_open keeps failing */
 
 static const struct config_entry config_table[] = {
     SERVICE_COMMON_CONFIG(app.common, "9100"),
@@ -72,25 +78,52 @@ static const struct http_route api_routes[] = {
 static bool ingest_ready(void *ctx, json_t *checks)
 {
     struct ingest *a = ctx;
+    json_object_set_new(checks, "startup", json_boolean(a->api != NULL));
+    if (!a->api)
+        return false;
     bool pg = pg_pool_healthy(a->pg), redis = cache_async_connected(a->cache),
          kafka = bus_tail_ready(a->verdicts);
     json_object_set_new(checks, "postgres", json_boolean(pg));
     json_object_set_new(checks, "redis", json_boolean(redis));
     json_object_set_new(checks, "kafka_verdicts", json_boolean(kafka));
-    return pg && redis && kafka && !a->stopping;
+    /* Redis is only a cache: without it reads fall back to PostgreSQL and
+     * writes go on, so it is reported but does not take us out of service. */
+    return pg && kafka && !a->stopping;
 }
 
-static void ingest_metrics(void *ctx, struct evbuffer *out)
+/* Read at each /metrics render on the loop, where these fields live.
+ * HTTP requests, Kafka deliveries and PostgreSQL/Redis round trips are
+ * counted by the libraries themselves. */
+static void ingest_collect(void *ctx)
 {
     struct ingest *a = ctx;
-    admin_metric(out, "tessera_http_requests_total", "counter", a->requests);
-    admin_metric(out, "tessera_ledger_commands_sent_total", "counter", a->commands_sent);
-    admin_metric(out, "tessera_ledger_verdicts_matched_total", "counter", a->verdicts_matched);
-    admin_metric(out, "tessera_ledger_wait_timeouts_total", "counter", a->wait_timeouts);
-    admin_metric(out, "tessera_member_events_published_total", "counter", a->relayed_events);
-    admin_metric(out, "tessera_pg_pending_statements", "gauge", (long long)pg_pool_pending(a->pg));
-    admin_metric(out, "tessera_kafka_outstanding_messages", "gauge",
-                 bus_producer_outstanding(a->producer));
+    if (!a->api)
+        return; /* still starting */
+    static const struct {
+        const char *name, *help;
+        size_t offset;
+    } counters[] = {
+        {"tessera_ledger_commands_sent_total", "Ledger commands produced by this instance.",
+         offsetof(struct ingest, commands_sent)},
+        {"tessera_ledger_verdicts_matched_total", "Ledger verdicts that reached a waiting request.",
+         offsetof(struct ingest, verdicts_matched)},
+        {"tessera_ledger_wait_timeouts_total",
+         "Money requests answered 202 because the verdict came too late.",
+         offsetof(struct ingest, wait_timeouts)},
+        {"tessera_member_events_published_total", "Member events relayed from ingest's outbox.",
+         offsetof(struct ingest, relayed_events)},
+    };
+    for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++)
+        metrics_set(metrics_series(metrics_counter(counters[i].name, counters[i].help, NULL), NULL),
+                    (double)*(const long long *)((const char *)a + counters[i].offset));
+    metrics_set(metrics_series(metrics_gauge("tessera_pg_pool_pending_statements",
+                                             "Statements queued or running in the pool.", NULL),
+                               NULL),
+                (double)pg_pool_pending(a->pg));
+    metrics_set(metrics_series(metrics_gauge("tessera_kafka_outstanding_messages",
+                                             "Messages produced and not yet acknowledged.", NULL),
+                               NULL),
+                (double)bus_producer_outstanding(a->producer));
 }
 
 static bool waiters_empty(const struct ingest *a)
@@ -118,6 +151,10 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 static void ingest_stop(void *ctx)
 {
     app.stopping = true;
+    if (!startup_finished(startup) || !app.api) {
+        event_base_loopbreak(app.base); /* nothing was accepted yet */
+        return;
+    }
     struct timeval tv = {0, DRAIN_CHECK_MS * 1000};
     struct event *drain = event_new(app.base, -1, EV_PERSIST, on_drain_tick, NULL);
     event_add(drain, &tv);
@@ -153,51 +190,119 @@ static int ingest_open(char *err, size_t err_len)
     return app.api ? 0 : -1;
 }
 
+static void ingest_on_started(void *ctx);
+static void ingest_on_started_cb(evutil_socket_t fd, short what, void *arg)
+{
+    ingest_on_started(arg);
+}
+
+/* Undoes a partial ingest_open so it can be tried again. */
+static void ingest_close(void)
+{
+    http_server_free(app.api);
+    bus_tail_free(app.verdicts);
+    bus_producer_free(app.producer);
+    cache_async_free(app.cache);
+    pg_pool_free(app.pg);
+    app.api = NULL;
+    app.verdicts = NULL;
+    app.producer = NULL;
+    app.cache = NULL;
+    app.pg = NULL;
+}
+
+/* The start-up step, on the start-up thread: migrations need the
+ * database and the verdict tail needs the broker, either of which may not
+ * be up yet. Checking the broker here keeps the loop (and /readyz) from
+ * blocking on it in ingest_open. */
+static int ingest_start_step(void *ctx, char *err, size_t err_len)
+{
+    if (service_migrate(&app.common, "ingest", ingest_migrations, ingest_migrations_count) < 0) {
+        snprintf(err, err_len, "migrations did not apply (see the log line before)");
+        return -1;
+    }
+    char client_id[128], cluster[128];
+    struct bus_config bus;
+    service_bus_config(&app.common, "ingest", client_id, sizeof(client_id), &bus);
+    if (bus_cluster_id(&bus, cluster, sizeof(cluster), INGEST_KAFKA_PROBE_MS) < 0) {
+        snprintf(err, err_len, "Kafka at %s does not answer", app.common.kafka_bootstrap);
+        return -1;
+    }
+    return 0;
+}
+
+/* On the loop once migrations applied: open the clients and the API. */
+static void ingest_on_started(void *ctx)
+{
+    static int backoff_ms = STARTUP_BACKOFF_MIN_MS;
+    char err[512];
+    if (app.stopping)
+        return;
+    if (ingest_open(err, sizeof(err)) < 0) {
+        /* The broker went away since the step checked it, or the port is
+         * taken: try again later rather than exit. */
+        char wait[16];
+        snprintf(wait, sizeof(wait), "%d", backoff_ms);
+        log_fields(LOG_WARN, "cannot open the clients; retrying", "retry_in_ms", wait, "error",
+                   err, NULL);
+        ingest_close();
+        if (!open_retry)
+            open_retry = evtimer_new(app.base, ingest_on_started_cb, NULL);
+        struct timeval tv = {backoff_ms / 1000, (backoff_ms % 1000) * 1000};
+        evtimer_add(open_retry, &tv);
+        backoff_ms = backoff_ms * 2 > STARTUP_BACKOFF_MAX_MS ? STARTUP_BACKOFF_MAX_MS
+                                                             : backoff_ms * 2;
+        return;
+    }
+    http_server_set_metrics_name(app.api, "api");
+    http_server_set_access_log(app.api, true);
+    struct timeval sweep_every = {OUTBOX_SWEEP_S, 0};
+    app.outbox_timer = event_new(app.base, -1, EV_PERSIST, member_events_sweep, &app);
+    event_add(app.outbox_timer, &sweep_every);
+    char api_port[8];
+    snprintf(api_port, sizeof(api_port), "%u", http_server_port(app.api));
+    log_fields(LOG_INFO, "started", "api_addr", app.api_addr, "api_port", api_port, NULL);
+}
+
 int main(int argc, char **argv)
 {
     int rc = service_init("ingest", "tessera-ingest: the HTTP API", argc, argv, config_table,
                           sizeof(config_table) / sizeof(config_table[0]), &app.common);
     if (rc != 0)
         return rc > 0 ? 0 : 2;
-    if (service_migrate(&app.common, "ingest", ingest_migrations, ingest_migrations_count) < 0)
-        return 1;
     if (service_migrate_only(argc, argv))
-        return 0;
+        return service_migrate(&app.common, "ingest", ingest_migrations,
+                               ingest_migrations_count) < 0;
     evthread_use_pthreads();
     app.base = event_base_new();
     char err[512];
-    if (ingest_open(err, sizeof(err)) < 0) {
-        log_fields(LOG_ERROR, "cannot start", "error", err, NULL);
-        return 1;
-    }
+    /* The admin port comes first, so /readyz can say 503 while the
+     * database or the broker are not there yet. */
     struct admin_server *admin = admin_server_new(
         app.base, app.common.admin_addr, (uint16_t)app.common.admin_port, "ingest", ingest_ready,
-        ingest_metrics, &app, err, sizeof(err));
+        NULL, &app, err, sizeof(err));
     if (!admin) {
         log_fields(LOG_ERROR, "cannot open the admin port", "error", err, NULL);
         return 1;
     }
-    struct service_signals *signals = service_signals_new(app.base, ingest_stop, NULL);
-    struct timeval sweep_every = {OUTBOX_SWEEP_S, 0};
-    app.outbox_timer = event_new(app.base, -1, EV_PERSIST, member_events_sweep, &app);
-    event_add(app.outbox_timer, &sweep_every);
-
-    char api_port[8], admin_port[8];
-    snprintf(api_port, sizeof(api_port), "%u", http_server_port(app.api));
+    char admin_port[8];
     snprintf(admin_port, sizeof(admin_port), "%u", admin_server_port(admin));
-    log_fields(LOG_INFO, "started", "api_addr", app.api_addr, "api_port", api_port, "admin_port",
-               admin_port, NULL);
+    log_fields(LOG_INFO, "starting", "admin_port", admin_port, NULL);
+    metrics_on_collect(ingest_collect, &app);
+    struct service_signals *signals = service_signals_new(app.base, ingest_stop, NULL);
+    startup = startup_begin(app.base, "migrations and Kafka", ingest_start_step,
+                            ingest_on_started, &app);
 
     event_base_dispatch(app.base);
 
-    http_server_free(app.api);
-    bus_tail_free(app.verdicts);
-    bus_producer_free(app.producer);
+    (void)startup_free(startup); /* the API, if opened, is closed below */
+    if (app.outbox_timer)
+        event_free(app.outbox_timer);
+    if (open_retry)
+        event_free(open_retry);
+    ingest_close();
     admin_server_free(admin);
     service_signals_free(signals);
-    event_free(app.outbox_timer);
-    cache_async_free(app.cache);
-    pg_pool_free(app.pg);
     event_base_free(app.base);
     log_info("stopped");
     return 0;

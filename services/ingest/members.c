@@ -118,7 +118,8 @@ static char *encode_registered(struct req *r)
                               .branch_id = body_string(r, "branch_id"),
                               .member_id = r->member_id,
                               .actor_kind = "api_key",
-                              .actor_id = r->caller.key_id};
+                              .actor_id = r->caller.key_id,
+                              .traceparent = r->traceparent};
     Envelope env;
     Actor actor;
     MemberRegistered m;

@@ -97,11 +97,11 @@ static bool validate_adjustment(struct req *r)
 /* Encodes an AdjustPoints command from a checked body; the caller frees
  * the result and owns *headers. NULL when too large. */
 uint8_t *points_encode(const struct caller *c, const char *member_id, const char *branch_id,
-                       const char *command_id, json_t *body, size_t *len,
+                       const char *command_id, const char *traceparent, json_t *body, size_t *len,
                        rd_kafka_headers_t **headers)
 {
     struct event_meta meta;
-    command_meta(&meta, c, member_id, branch_id, command_id);
+    command_meta(&meta, c, member_id, branch_id, command_id, traceparent);
     Envelope env;
     Actor actor;
     AdjustPoints cmd;
@@ -123,7 +123,7 @@ static void adjustment_send(struct req *r)
     size_t len = 0;
     rd_kafka_headers_t *headers = NULL;
     uint8_t *command = points_encode(&r->caller, r->member_id, r->branch_id, r->command_id,
-                                     r->body, &len, &headers);
+                                     r->traceparent, r->body, &len, &headers);
     req_send_command(r, command, len, headers);
 }
 

@@ -7,6 +7,19 @@
 #include "ingest.h"
 #include "log/log.h"
 
+/* Continues the client's W3C trace (or starts one) and names the request
+ * in its access-log line; the member is known from the path when there. */
+static void req_trace_start(struct req *r)
+{
+    char trace_id[TRACE_ID_SIZE];
+    trace_continue(http_header(r->ex, "traceparent"), r->traceparent);
+    trace_id_of(r->traceparent, trace_id);
+    http_exchange_log_field(r->ex, "trace_id", trace_id);
+    const char *member = http_param(r->ex, "member_id");
+    if (member)
+        http_exchange_log_field(r->ex, "member_id", member);
+}
+
 struct req *req_new(struct ingest *app, struct http_exchange *ex)
 {
     struct req *r = calloc(1, sizeof(*r));
@@ -15,6 +28,7 @@ struct req *req_new(struct ingest *app, struct http_exchange *ex)
     r->ex = ex;
     r->wait_ms = (int)app->wait_default_ms;
     app->requests++;
+    req_trace_start(r);
     return r;
 }
 

@@ -128,6 +128,7 @@ static void request_done(void *arg, enum wait_outcome outcome, const Envelope *v
 
 void waiter_send_and_wait(struct req *r)
 {
+    http_exchange_log_field(r->ex, "correlation_id", r->command_id);
     rd_kafka_headers_t *headers = r->headers;
     r->headers = NULL; /* waiter_send takes them in every case */
     int rc = waiter_send(r->app, r->command_id, r->member_id, r->command, r->command_len,

@@ -212,7 +212,8 @@ static void outcome_meta(const struct outcome *o, struct event_meta *meta)
                                 .correlation_id =
                                     c->correlation_id[0] ? c->correlation_id : c->event_id,
                                 .actor_kind = "service",
-                                .actor_id = "ledger"};
+                                .actor_id = "ledger",
+                                .traceparent = c->traceparent};
 }
 
 static void outcome_balances(const struct outcome *o, Balances *bal)
@@ -381,8 +382,10 @@ static void emit_duplicate(struct ledger_ctx *l, struct pipeline_batch *b, const
     char event_id[UUID_STR_SIZE];
     uuid7_generate(event_id);
     char *own_event_id = env->event_id, *own_causation_id = env->causation_id;
+    char *own_traceparent = env->traceparent;
     env->event_id = event_id;
     env->causation_id = cmd->event_id;
+    env->traceparent = cmd->traceparent; /* the retry's trace, not the first request's */
     env->recorded_at_us = event_now_us();
     if (env->ledger_posted && env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LEDGER_POSTED)
         env->ledger_posted->duplicate = true;
@@ -393,6 +396,7 @@ static void emit_duplicate(struct ledger_ctx *l, struct pipeline_batch *b, const
     /* Give the decoded strings back so envelope_free frees what it owns. */
     env->event_id = own_event_id;
     env->causation_id = own_causation_id;
+    env->traceparent = own_traceparent;
     envelope_free(env);
     if (out)
         pipeline_emit(b, TOPIC_LEDGER_EVENTS, cmd->member_id, out, len);

@@ -82,6 +82,30 @@ static void test_line_shape_and_escaping(void **state)
     free(out);
 }
 
+/* Replicas of one service are told apart by the instance field; it is
+ * left out until set. */
+static void test_instance_field(void **state)
+{
+    log_init("ledger", LOG_INFO);
+    log_set_instance("ledger-2");
+    capture_begin();
+    log_info("with instance");
+    char *out = capture_end();
+    json_t *obj = parse_line(out);
+    assert_string_equal(json_string_value(json_object_get(obj, "instance")), "ledger-2");
+    json_decref(obj);
+    free(out);
+
+    log_set_instance("");
+    capture_begin();
+    log_info("without instance");
+    out = capture_end();
+    obj = parse_line(out);
+    assert_null(json_object_get(obj, "instance"));
+    json_decref(obj);
+    free(out);
+}
+
 static void test_fields_and_level_filter(void **state)
 {
     log_init("ingest", LOG_WARN);
@@ -145,6 +169,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_line_shape_and_escaping),
         cmocka_unit_test(test_fields_and_level_filter),
+        cmocka_unit_test(test_instance_field),
         cmocka_unit_test(test_truncation_and_bad_utf8),
         cmocka_unit_test(test_level_parse),
     };

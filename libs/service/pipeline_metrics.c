@@ -1,0 +1,133 @@
+/* The consumer pipeline's Prometheus metrics, kept apart from the
+ * pipeline's control flow. Everything here runs on the pipeline thread;
+ * the admin loop only renders. */
+#include "service/pipeline_metrics.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "db/db.h"
+#include "log/log.h"
+#include "metrics/metrics.h"
+
+#define PIPELINE_LAG_PARTITIONS_MAX 1024
+#define PIPELINE_LAG_EVERY_S 0.05
+
+static struct metric_family *lag_family(void)
+{
+    return metrics_gauge("tessera_consumer_lag_messages",
+                         "Messages behind the high watermark, per assigned partition "
+                         "(-1 while unknown).",
+                         "topic,partition");
+}
+
+void pipeline_metrics_register(void)
+{
+    /* Families appear in /metrics from the start, before any traffic. */
+    lag_family();
+    metrics_gauge("tessera_consumer_total_lag_messages",
+                  "Messages behind over every assigned partition (-1 while unknown).", NULL);
+    metrics_counter("tessera_consumer_messages_total", "Messages consumed and committed, by topic.",
+                    "topic");
+    metrics_counter("tessera_consumer_dead_letters_total",
+                    "Messages sent to the dead-letter topic, by original topic.", "topic");
+    pipeline_metrics_count("tessera_consumer_batches_total", "Batches committed.", 0);
+    pipeline_metrics_count("tessera_consumer_batches_fenced_total",
+                           "Batches dropped because another instance already applied them.", 0);
+    pipeline_metrics_count("tessera_consumer_batch_retries_total",
+                           "Batch attempts that failed and were retried.", 0);
+    pipeline_metrics_count("tessera_outbox_relayed_total", "Outbox events relayed to Kafka.", 0);
+    metrics_series(metrics_histogram("tessera_consumer_batch_messages",
+                                     "Messages per committed batch.", NULL, metrics_buckets_counts,
+                                     metrics_buckets_counts_count),
+                   NULL);
+    metrics_series(metrics_histogram("tessera_consumer_batch_duration_seconds",
+                                     "Time to apply and commit one batch, retries included.", NULL,
+                                     metrics_buckets_seconds, metrics_buckets_seconds_count),
+                   NULL);
+    metrics_set(metrics_series(metrics_gauge("tessera_outbox_backlog_events",
+                                             "Events in the outbox not yet relayed.", NULL),
+                               NULL),
+                0);
+}
+
+void pipeline_metrics_count(const char *name, const char *help, long long delta)
+{
+    metrics_add(metrics_series(metrics_counter(name, help, NULL), NULL), (double)delta);
+}
+
+void pipeline_metrics_lags(struct bus_consumer *consumer)
+{
+    /* The pipeline polls every millisecond while events are in flight:
+     * the per-partition walk runs at most every PIPELINE_LAG_EVERY_S. */
+    static double last_s;
+    double now_s = metrics_now_seconds();
+    if (now_s - last_s < PIPELINE_LAG_EVERY_S)
+        return;
+    last_s = now_s;
+    static struct bus_partition_lag lags[PIPELINE_LAG_PARTITIONS_MAX];
+    size_t n = bus_consumer_partition_lags(consumer, lags, PIPELINE_LAG_PARTITIONS_MAX);
+    struct metric_family *f = lag_family();
+    /* Partitions another instance took over disappear from our output. */
+    metrics_gauge_hide_all(f);
+    for (size_t i = 0; i < n; i++) {
+        char part[16];
+        snprintf(part, sizeof(part), "%d", (int)lags[i].partition);
+        metrics_set(metrics_with(f, lags[i].topic, part), (double)lags[i].lag);
+    }
+    metrics_set(metrics_series(metrics_gauge("tessera_consumer_total_lag_messages",
+                                             "Messages behind over every assigned partition "
+                                             "(-1 while unknown).",
+                                             NULL),
+                               NULL),
+                (double)bus_consumer_lag(consumer));
+}
+
+void pipeline_metrics_revoked(void)
+{
+    metrics_gauge_hide_all(lag_family());
+}
+
+void pipeline_metrics_batch(const struct pipeline_batch *b, double seconds)
+{
+    struct metric_family *consumed = metrics_counter(
+        "tessera_consumer_messages_total", "Messages consumed and committed, by topic.", "topic");
+    for (size_t i = 0; i < b->count; i++)
+        metrics_inc(metrics_with(consumed, rd_kafka_topic_name(b->msgs[i]->rkt)));
+    metrics_observe(metrics_series(metrics_histogram("tessera_consumer_batch_messages",
+                                                     "Messages per committed batch.", NULL,
+                                                     metrics_buckets_counts,
+                                                     metrics_buckets_counts_count),
+                                   NULL),
+                    (double)b->count);
+    metrics_observe(
+        metrics_series(metrics_histogram("tessera_consumer_batch_duration_seconds",
+                                         "Time to apply and commit one batch, retries included.",
+                                         NULL, metrics_buckets_seconds,
+                                         metrics_buckets_seconds_count),
+                       NULL),
+        seconds);
+    pipeline_metrics_count("tessera_consumer_batches_total", "Batches committed.", 1);
+}
+
+void pipeline_metrics_dead_letter(const rd_kafka_message_t *rkm)
+{
+    metrics_inc(metrics_with(metrics_counter("tessera_consumer_dead_letters_total",
+                                             "Messages sent to the dead-letter topic, by original "
+                                             "topic.",
+                                             "topic"),
+                             rd_kafka_topic_name(rkm->rkt)));
+}
+
+void pipeline_metrics_outbox_backlog(PGconn *pg, size_t delivered_not_deleted)
+{
+    char err[256];
+    PGresult *res = db_query(pg, "SELECT count(*) FROM outbox", 0, NULL, err, sizeof(err), NULL);
+    if (!res)
+        return; /* the next batch tries again; the gauge keeps its last value */
+    metrics_set(metrics_series(metrics_gauge("tessera_outbox_backlog_events",
+                                             "Events in the outbox not yet relayed.", NULL),
+                               NULL),
+                strtod(PQgetvalue(res, 0, 0), NULL) - (double)delivered_not_deleted);
+    PQclear(res);
+}

@@ -1,0 +1,28 @@
+/* Prometheus metrics of the consumer pipeline (see README, Operations):
+ * consumed messages by topic, lag per partition, batch sizes and
+ * durations, dead letters, fencing, retries, outbox relay and backlog.
+ * All called from the pipeline thread. */
+#ifndef TESSERA_PIPELINE_METRICS_H
+#define TESSERA_PIPELINE_METRICS_H
+
+#include <libpq-fe.h>
+
+#include "bus/bus.h"
+#include "service/pipeline.h"
+
+/* Registers every family so /metrics lists them before any traffic. */
+void pipeline_metrics_register(void);
+/* Adds delta to an unlabelled counter. */
+void pipeline_metrics_count(const char *name, const char *help, long long delta);
+/* Lag per assigned partition and in total, after each poll. */
+void pipeline_metrics_lags(struct bus_consumer *consumer);
+/* Partitions were taken away: their lag is no longer ours to report. */
+void pipeline_metrics_revoked(void);
+/* A committed batch and how long it took (seconds). */
+void pipeline_metrics_batch(const struct pipeline_batch *b, double seconds);
+void pipeline_metrics_dead_letter(const rd_kafka_message_t *rkm);
+/* Rows still in the outbox minus those already delivered and waiting to
+ * be deleted (outside a transaction). */
+void pipeline_metrics_outbox_backlog(PGconn *pg, size_t delivered_not_deleted);
+
+#endif
