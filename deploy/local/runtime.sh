@@ -10,9 +10,9 @@
 #   runtime.sh stop-service S   SIGTERM one service and wait for it
 #   runtime.sh kill-service S   SIGKILL one service (crash tests)
 #   runtime.sh launch-service S start one service without waiting for it to be ready
-#   runtime.sh start-instance S N   start instance N (2, 3, ...) of a consumer service beside
-#                               the first: same group, admin port + 10*(N-1), pids/S-N.pid,
-#                               logs/S-N.log, TESSERA_INSTANCE_ID=S-N
+#   runtime.sh start-instance S N   start instance N (2, 3, ...) of a service beside the
+#                               first: same group, admin port + 10*(N-1) (ingest: its API port
+#                               too), pids/S-N.pid, logs/S-N.log, TESSERA_INSTANCE_ID=S-N
 #   runtime.sh stop-instance S N | kill-instance S N   SIGTERM / SIGKILL one instance
 #   runtime.sh stop-postgres|start-postgres|stop-redis|start-redis
 #                               take one dependency away and back (resilience tests)
@@ -204,7 +204,9 @@ start_instance() {
   mkdir -p "$local_dir/pids" "$local_dir/logs"
   pid_alive "$local_dir/pids/$name.pid" && return 0
   service_env "$svc"
+  # A second ingest serves the API on its own port too: api port + 10*(N-1).
   env "${svc_env[@]}" "TESSERA_ADMIN_PORT=$(instance_admin_port "$svc" "$n")" \
+    "TESSERA_API_PORT=$((api_port + 10 * (n - 1)))" \
     "TESSERA_INSTANCE_ID=$name" setsid "$repo/build/bin/tessera-$svc" \
     >>"$local_dir/logs/$name.log" 2>&1 &
   echo $! >"$local_dir/pids/$name.pid"
