@@ -403,6 +403,18 @@ static void emit_duplicate(struct ledger_ctx *l, struct pipeline_batch *b, const
     atomic_fetch_add(&l->duplicates, 1);
 }
 
+/* One line per verdict, so an operator can follow a request from ingest's
+ * access log (same correlation id and trace) to the ledger's decision:
+ * rejections at info, postings at debug. */
+static void log_verdict(const Envelope *cmd, const char *cmd_id, const struct outcome *o)
+{
+    log_fields(o->reject_code ? LOG_INFO : LOG_DEBUG,
+               o->reject_code ? "command rejected" : "command posted", "tenant", cmd->tenant_id,
+               "member", cmd->member_id, "command_id", cmd_id, "correlation_id",
+               cmd->correlation_id, "traceparent", cmd->traceparent, "code",
+               o->reject_code ? o->reject_code : "", NULL);
+}
+
 static void apply_one(struct ledger_ctx *l, struct pipeline_batch *b, const Envelope *cmd)
 {
     const char *cmd_id = command_id_of(cmd);
@@ -448,6 +460,7 @@ static void apply_one(struct ledger_ctx *l, struct pipeline_batch *b, const Enve
     } else {
         atomic_fetch_add(&l->rejected, 1);
     }
+    log_verdict(cmd, cmd_id, &o);
     pipeline_emit(b, TOPIC_LEDGER_EVENTS, cmd->member_id, verdict, vlen);
 }
 

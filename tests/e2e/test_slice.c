@@ -28,6 +28,25 @@ static int64_t stored_value_of(const char *member_id)
     return v;
 }
 
+struct log_search {
+    const char *needle_a, *needle_b;
+};
+
+/* True when one line of the test runtime's ledger log holds both needles. */
+static bool ledger_log_has(void *arg)
+{
+    const struct log_search *q = arg;
+    char path[512], line[8192];
+    snprintf(path, sizeof(path), "%s/logs/ledger.log", getenv("TESSERA_LOCAL_DIR"));
+    FILE *f = fopen(path, "r");
+    bool found = false;
+    while (f && !found && fgets(line, sizeof(line), f))
+        found = strstr(line, q->needle_a) && strstr(line, q->needle_b);
+    if (f)
+        fclose(f);
+    return found;
+}
+
 /* register -> look up by phone -> top up 1 000 yuan (1 100 with bonus) ->
  * stored-value purchase -> over-balance purchase refused, nothing changed. */
 static void test_walkthrough(void **state)
@@ -85,6 +104,10 @@ static void test_walkthrough(void **state)
     assert_int_equal(r.status, 409);
     assert_string_equal(json_str_at(r.body, "code"), "insufficient_balance");
     assert_non_null(strstr(r.content_type, "application/problem+json"));
+    /* The ledger logs the rejection with who and why, for operators. */
+    struct log_search rejected = {.needle_a = json_str_at(r.body, "operation_id"),
+                                  .needle_b = "\"code\":\"insufficient_balance\""};
+    assert_true(poll_until(ledger_log_has, &rejected, 5000));
     api_response_free(&r);
     assert_int_equal(stored_value_of(member_id), 99000);
 
