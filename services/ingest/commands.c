@@ -16,7 +16,7 @@ static const char *const topup_fields[] = {"amount", "branch_id", "payment_metho
 static const char *const topup_methods[] = {"cash", "bank_card", "wechat_pay", "alipay", "other",
                                             NULL};
 static const char *const purchase_fields[] = {"amount", "branch_id", "payment", "items",
-                                              "coupon_id", NULL};
+                                              "coupon_id", "card_id", NULL};
 static const char *const purchase_methods[] = {"cash", "bank_card", "wechat_pay", "alipay",
                                                "stored_value", NULL};
 static const char *const item_fields[] = {"sku", "category", "quantity", "unit_price", NULL};
@@ -83,8 +83,14 @@ void commands_check_fields(struct validation *v, json_t *b, bool purchase, const
             validation_add(v, "payment.method",
                            "one of cash, bank_card, wechat_pay, alipay, stored_value");
         validate_items(v, json_object_get(b, "items"));
-        if (json_object_get(b, "coupon_id"))
-            validation_add(v, "coupon_id", "coupons are not accepted yet");
+        const char *coupon = NULL;
+        if (validate_string(v, b, "coupon_id", false, 1, INGEST_KEY_MAX - 1, &coupon) && coupon &&
+            !uuid_is_valid(coupon))
+            validation_add(v, "coupon_id", "must be a coupon id");
+        const char *card = NULL;
+        if (validate_string(v, b, "card_id", false, 1, INGEST_KEY_MAX - 1, &card) && card &&
+            !uuid_is_valid(card))
+            validation_add(v, "card_id", "must be the id of the member's discount card");
     } else {
         validate_enum(v, b, "payment_method", true, topup_methods, &method);
     }
@@ -153,6 +159,10 @@ uint8_t *commands_encode(const struct caller *c, const char *member_id, const ch
         purchase.amount = amount;
         purchase.payment_method = (char *)json_string_value(json_object_get(payment, "method"));
         purchase.currency = "CNY";
+        const char *coupon = json_string_value(json_object_get(body, "coupon_id"));
+        purchase.coupon_id = (char *)(coupon ? coupon : "");
+        const char *card = json_string_value(json_object_get(body, "card_id"));
+        purchase.card_id = (char *)(card ? card : "");
         fill_items(&purchase, json_object_get(body, "items"), items, item_ptrs);
         env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_RECORD_PURCHASE;
         env.record_purchase = &purchase;

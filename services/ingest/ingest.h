@@ -73,6 +73,7 @@ struct req {
     char *attributes_json; /* registration, malloc'ed */
     long long list_limit;     /* lists: page size */
     long long list_before_id; /* lists: the page ends before this key; 0: newest */
+    int32_t utc_offset_s;  /* card uses: the tenant's time zone when checked */
     void (*next)(struct req *r);
 };
 
@@ -189,6 +190,32 @@ void refunds_create(struct http_exchange *ex, void *app);
 void history_get(struct http_exchange *ex, void *app);
 void reports_prepaid_liability(struct http_exchange *ex, void *app);
 bool ingest_parse_rfc3339_us(const char *text, int64_t *out);
+/* products.c, cards.c: card products, tenant card limits, member cards */
+void products_define(struct http_exchange *ex, void *app);
+void card_limits_put(struct http_exchange *ex, void *app);
+void cards_issue(struct http_exchange *ex, void *app);
+void cards_renew(struct http_exchange *ex, void *app);
+void cards_use(struct http_exchange *ex, void *app);
+void cards_freeze(struct http_exchange *ex, void *app);
+/* A card command's verdict as the HTTP answer; -1 when env is not one. */
+int cards_verdict_to_response(const Envelope *env, json_t **body);
+/* 404/422 for card rejections that are not state conflicts; 0 otherwise. */
+int cards_rejected_status(const char *code);
+/* Adds the member's cards and usable coupons (the ledger's projections,
+ * read only) to the view in r->body, answers 200 with it and frees r. */
+void cards_view_reply(struct req *r);
+/* card_liability.c: GET /v1/reports/card-liability */
+void reports_card_liability(struct http_exchange *ex, void *app);
+/* cards.c: confirms member, branch and card, claims the Idempotency-Key,
+ * then calls send (card and coupon commands). */
+void cards_check_then_send(struct req *r, void (*send)(struct req *r));
+/* coupons.c */
+void coupons_issue(struct http_exchange *ex, void *app);
+void coupons_redeem(struct http_exchange *ex, void *app);
+int coupons_verdict_to_response(const LedgerPosted *v, json_t **body);
+/* Sends a card command: encodes r->command with the payload the caller
+ * set on env (from meta), then waits for the verdict. */
+void cards_send_envelope(struct req *r, Envelope *env);
 
 /* member_view.c: a member's profile with balances (cache, then ledger). */
 json_t *balances_json(int64_t points, int64_t principal, int64_t bonus);

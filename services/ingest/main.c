@@ -55,6 +55,15 @@ GUARDED(route_get, members_get)
 GUARDED(route_topup, commands_topup)
 GUARDED(route_purchase, commands_purchase)
 GUARDED(route_operation, operations_get)
+GUARDED(route_product, products_define)
+GUARDED(route_card_limits, card_limits_put)
+GUARDED(route_card_issue, cards_issue)
+GUARDED(route_card_renew, cards_renew)
+GUARDED(route_card_use, cards_use)
+GUARDED(route_card_freeze, cards_freeze)
+GUARDED(route_coupon_issue, coupons_issue)
+GUARDED(route_coupon_redeem, coupons_redeem)
+GUARDED(route_card_liability, reports_card_liability)
 GUARDED(route_batch, batch_post)
 GUARDED(route_points_adjust, points_adjust)
 GUARDED(route_refund, refunds_create)
@@ -68,6 +77,15 @@ static const struct http_route api_routes[] = {
     {"POST", "/v1/members/{member_id}/topups", route_topup},
     {"POST", "/v1/members/{member_id}/purchases", route_purchase},
     {"GET", "/v1/operations/{operation_id}", route_operation},
+    {"POST", "/v1/products", route_product},
+    {"PUT", "/v1/config/card-limits", route_card_limits},
+    {"POST", "/v1/members/{member_id}/cards", route_card_issue},
+    {"POST", "/v1/members/{member_id}/cards/{card_id}/renewals", route_card_renew},
+    {"POST", "/v1/members/{member_id}/cards/{card_id}/uses", route_card_use},
+    {"POST", "/v1/members/{member_id}/cards/{card_id}/freeze", route_card_freeze},
+    {"POST", "/v1/members/{member_id}/coupons", route_coupon_issue},
+    {"POST", "/v1/members/{member_id}/coupons/{coupon_id}/redeem", route_coupon_redeem},
+    {"GET", "/v1/reports/card-liability", route_card_liability},
     {"POST", "/v1/events:batch", route_batch},
     {"POST", "/v1/members/{member_id}/points-adjustments", route_points_adjust},
     {"POST", "/v1/members/{member_id}/refunds", route_refund},

@@ -17,8 +17,7 @@ json_t *balances_json(int64_t points, int64_t principal, int64_t bonus)
 static void view_finish(struct req *r, json_t *balances)
 {
     json_object_set_new(r->body, "balances", balances);
-    http_reply_json(r->ex, 200, json_incref(r->body), NULL);
-    req_free(r);
+    cards_view_reply(r);
 }
 
 static void on_ledger_balances(void *arg, PGresult *res, const char *err, const char *sqlstate)

@@ -15,6 +15,9 @@ static json_t *verdict_balances(const Balances *b)
 
 static int rejected_status(const char *code)
 {
+    int card_status = cards_rejected_status(code);
+    if (card_status)
+        return card_status;
     if (strcmp(code, "invalid_amount") == 0 || strcmp(code, "invalid_points") == 0 ||
         strcmp(code, "validation_failed") == 0)
         return 422;
@@ -84,6 +87,9 @@ int verdict_to_response(const Envelope *env, json_t **body)
     }
     if (env->payload_case != TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LEDGER_POSTED)
         return -1;
+    int card_status = cards_verdict_to_response(env, body);
+    if (card_status >= 0)
+        return card_status;
     const LedgerPosted *v = env->ledger_posted;
     if (strncmp(v->command_type, "points_", 7) == 0) {
         *body = verdict_points_json(v);
@@ -98,7 +104,7 @@ int verdict_to_response(const Envelope *env, json_t **body)
         *body = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:o}", "operation_id",
                           v->command_id, "purchase_id", v->purchase_id, "status", "completed",
                           "amount", (json_int_t)v->amount, "charged", (json_int_t)v->charged,
-                          "discount_applied", (json_int_t)0, "paid_principal",
+                          "discount_applied", (json_int_t)v->discount_applied, "paid_principal",
                           (json_int_t)v->paid_principal, "paid_bonus",
                           (json_int_t)v->paid_bonus, "balances", verdict_balances(v->balances));
     }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "bus/topics.h"
+#include "cards.h"
 #include "events/codec.h"
 #include "ids/uuid7.h"
 #include "ledger.h"
@@ -33,6 +34,9 @@ void ledger_begin_batch(void *ctx)
         free(l->verdicts[i].envelope);
     }
     l->member_count = l->ladder_count = l->verdict_count = 0;
+    if (!l->cards)
+        l->cards = cards_new();
+    cards_begin_batch(l->cards);
     points_begin_batch(l);
     refunds_begin_batch(l);
     store_rows_free(&l->rows);
@@ -109,7 +113,9 @@ static const char *command_id_of(const Envelope *env)
     default:
         if (points_is_command(env))
             return points_command_id(env);
-        return refunds_is_command(env) ? refunds_command_id(env) : NULL;
+        if (refunds_is_command(env))
+            return refunds_command_id(env);
+        return cards_command_id(env);
     }
 }
 
@@ -171,7 +177,20 @@ static void decide_purchase(struct ledger_ctx *l, struct outcome *o)
     const RecordPurchase *p = env->record_purchase;
     o->amount = p->amount;
     o->charged = p->amount; /* tier discounts come with the tiering rules */
-    if (strcmp(p->payment_method, "stored_value") == 0) {
+    /* A discount card first, then a coupon on what is left (cards.c). */
+    int64_t off = 0;
+    const char *code = p->card_id[0] ? cards_purchase_discount(l, env, o->charged, &off) : NULL;
+    o->charged -= off;
+    if (!code && p->coupon_id[0])
+        code = cards_purchase_coupon_plan(l, env, o->charged, &o->coupon_discount);
+    if (code) {
+        o->reject_code = code;
+        o->reject_detail = "the card or coupon cannot be used with this purchase";
+        return;
+    }
+    o->charged -= o->coupon_discount;
+    o->discount = off + o->coupon_discount;
+    if (strcmp(p->payment_method, "stored_value") == 0 && o->charged > 0) {
         int64_t from_p = 0, from_b = 0;
         enum rules_result r = rules_plan_sv_spend(o->member->sv, o->charged, &from_p, &from_b);
         if (r != RULES_OK) {
@@ -263,6 +282,7 @@ static uint8_t *encode_verdict(const struct outcome *o, size_t *len)
         posted.purchase_id = (char *)o->purchase_id;
         posted.paid_principal = o->paid_principal;
         posted.paid_bonus = o->paid_bonus;
+        posted.discount_applied = o->discount;
         if (points_is_command(o->cmd)) {
             tessera__ledger__v1__points_lot_detail__init(&lot);
             lot.lot_id = (char *)o->lot_id;
@@ -314,6 +334,7 @@ static uint8_t *encode_fact(const struct outcome *o, size_t *len)
         purchase.purchase_id = (char *)o->purchase_id;
         purchase.amount = o->amount;
         purchase.charged = o->charged;
+        purchase.discount_applied = o->discount;
         purchase.payment_method = p->payment_method;
         purchase.paid_principal = o->paid_principal;
         purchase.paid_bonus = o->paid_bonus;
@@ -423,6 +444,10 @@ static void apply_one(struct ledger_ctx *l, struct pipeline_batch *b, const Enve
         emit_duplicate(l, b, cmd, seen);
         return;
     }
+    if (cards_command_id(cmd)) {
+        cards_apply(l, b, cmd);
+        return;
+    }
     struct outcome o = {.cmd = cmd,
                         .member = ledger_member_find(l, cmd->tenant_id, cmd->member_id, false)};
     assert(o.member);
@@ -443,6 +468,10 @@ static void apply_one(struct ledger_ctx *l, struct pipeline_batch *b, const Enve
         o.member->version++;
         o.member->dirty = true;
     }
+    if (!o.reject_code &&
+        cmd->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_RECORD_PURCHASE &&
+        cmd->record_purchase->coupon_id[0])
+        cards_purchase_coupon_commit(l, cmd, o.coupon_discount);
     size_t vlen = 0;
     uint8_t *verdict = encode_verdict(&o, &vlen);
     assert(verdict); /* bounded fields: an encoding failure is a programmer error */
@@ -473,7 +502,7 @@ static const char *command_problem(const Envelope *env)
         return "not a ledger command";
     if (!uuid_is_valid(id))
         return "command_id is not a UUID";
-    if (!env->member_id[0])
+    if (!env->member_id[0] && !cards_is_tenant_command(env))
         return "command without member_id";
     return NULL;
 }
@@ -501,10 +530,13 @@ int ledger_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *er
         l->lots_wanted |= points_is_command(envs[i]);
         refunds_note(l, envs[i]);
         ledger_ladder_find(l, envs[i]->tenant_id, true);
+        cards_note(l, envs[i]);
         db_array_add(&cmd_tenants, envs[i]->tenant_id);
         db_array_add(&cmd_ids, command_id_of(envs[i]));
     }
     int rc = store_load(pg, l, &cmd_tenants, &cmd_ids, err, err_len);
+    if (rc == 0)
+        rc = cards_load(pg, l, err, err_len);
     if (rc == 0) {
         for (size_t i = 0; i < b->count; i++)
             if (envs[i])
@@ -513,6 +545,8 @@ int ledger_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *er
         if (rc == 0)
             rc = prepaid_track(pg, l, b, err, err_len);
     }
+    if (rc == 0)
+        rc = cards_write(pg, l, err, err_len);
     for (size_t i = 0; i < b->count; i++)
         envelope_free(envs[i]);
     free(envs);

@@ -111,6 +111,7 @@ struct ledger_ctx {
     size_t refundable_count, refundable_cap;
     struct db_array r_id, r_tenant, r_member, r_branch, r_command, r_posting, r_kind, r_purchase,
         r_principal, r_bonus, r_fee, r_payout, r_reason, r_actor;
+    struct ledger_cards *cards; /* card commands' batch state (cards.c) */
 };
 
 #define LEDGER_ACCOUNT_MAX 300
@@ -130,6 +131,8 @@ struct outcome {
     const char *reject_code; /* NULL: posted */
     const char *reject_detail;
     int64_t amount, charged, bonus, paid_principal, paid_bonus;
+    int64_t discount;        /* purchases: a discount card's and a coupon's (cards.c) */
+    int64_t coupon_discount; /* the coupon's part */
     char purchase_id[UUID_STR_SIZE];
     char reason[LEDGER_REASON_MAX]; /* journal reason; "" = "<type>:<method>" */
     /* points commands */

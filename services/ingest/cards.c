@@ -1,0 +1,401 @@
+/* Member cards: sell (or renew) a card of a product, use it at a branch,
+ * freeze it. Each request is checked, its member, branch and card
+ * confirmed, its Idempotency-Key claimed, then sent to the ledger as a
+ * command the ledger applies exactly once; the answer is the ledger's
+ * verdict, like a top-up's. GET /v1/members/{id} lists the cards from the
+ * ledger's projection (read only: only the ledger writes it). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http/validate.h"
+#include "ingest.h"
+#include "events/card_types.h"
+
+#define FREEZE_DAYS_MAX 366
+
+enum card_route { ROUTE_ISSUE, ROUTE_RENEW, ROUTE_USE, ROUTE_FREEZE };
+
+static const char *const issue_fields[] = {"product_id", "branch_id", "payment", NULL};
+static const char *const renew_fields[] = {"branch_id", "payment", NULL};
+static const char *const use_fields[] = {"branch_id", NULL};
+static const char *const freeze_fields[] = {"days", "branch_id", NULL};
+static const char *const pay_methods[] = {"cash",   "bank_card",    "wechat_pay",
+                                          "alipay", "stored_value", NULL};
+
+static void validate_payment(struct validation *v, json_t *b)
+{
+    const char *method;
+    json_t *payment = json_object_get(b, "payment");
+    if (!json_is_object(payment))
+        validation_add(v, "payment", "required: an object with a method");
+    else if (!validate_enum(v, payment, "method", true, pay_methods, &method))
+        validation_add(v, "payment.method",
+                       "one of cash, bank_card, wechat_pay, alipay, stored_value");
+}
+
+/* Checks the body for the route; answers and returns false when not
+ * acceptable. Sets r->branch_id ("" when a freeze names none). */
+static bool validate_body(struct req *r, enum card_route route)
+{
+    static const char *const *const fields[] = {issue_fields, renew_fields, use_fields,
+                                                freeze_fields};
+    struct validation v;
+    validation_init(&v);
+    json_t *b = r->body;
+    const char *branch = "", *s;
+    int64_t n;
+    validate_no_unknown_fields(&v, b, fields[route]);
+    validate_string(&v, b, "branch_id", route != ROUTE_FREEZE, 1, INGEST_KEY_MAX - 1, &branch);
+    if (route == ROUTE_ISSUE)
+        validate_string(&v, b, "product_id", true, 1, INGEST_KEY_MAX - 1, &s);
+    if (route == ROUTE_ISSUE || route == ROUTE_RENEW)
+        validate_payment(&v, b);
+    if (route == ROUTE_FREEZE)
+        validate_int(&v, b, "days", true, 1, FREEZE_DAYS_MAX, &n);
+    if (!validation_ok(&v)) {
+        validation_reply(r->ex, &v);
+        req_free(r);
+        return false;
+    }
+    validation_free(&v);
+    if (branch[0] && !auth_may_use_branch(r, branch)) {
+        http_reply_problem(r->ex, 403, "forbidden", "this key acts only for its own branch", NULL);
+        req_free(r);
+        return false;
+    }
+    snprintf(r->branch_id, sizeof(r->branch_id), "%s", branch);
+    return true;
+}
+
+/* ------------------------------------------------------- sending */
+void cards_send_envelope(struct req *r, Envelope *env)
+{
+    ledger_request_send(r, env); /* encodes, 413 when too large, waits */
+}
+
+static const char *payment_method(struct req *r)
+{
+    return json_string_value(json_object_get(json_object_get(r->body, "payment"), "method"));
+}
+
+/* A sold card's id is its command's id: a resent command names the same
+ * card, and the ledger applies it once. */
+static void send_issue(struct req *r)
+{
+    struct event_meta meta;
+    Envelope env;
+    Actor actor;
+    IssueCard ic;
+    ledger_request_meta(r, &meta);
+    envelope_init(&env, &actor, &meta);
+    tessera__cards__v1__issue_card__init(&ic);
+    ic.command_id = r->command_id;
+    ic.card_id = r->command_id;
+    ic.product_id = (char *)json_string_value(json_object_get(r->body, "product_id"));
+    ic.payment_method = (char *)payment_method(r);
+    const char *renew = http_param(r->ex, "card_id");
+    ic.renew_card_id = (char *)(renew ? renew : "");
+    env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_ISSUE_CARD;
+    env.issue_card = &ic;
+    cards_send_envelope(r, &env);
+}
+
+static void send_use(struct req *r)
+{
+    struct event_meta meta;
+    Envelope env;
+    Actor actor;
+    UseCard uc;
+    ledger_request_meta(r, &meta);
+    envelope_init(&env, &actor, &meta);
+    tessera__cards__v1__use_card__init(&uc);
+    uc.command_id = r->command_id;
+    uc.card_id = (char *)http_param(r->ex, "card_id");
+    uc.utc_offset_s = r->utc_offset_s;
+    env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_USE_CARD;
+    env.use_card = &uc;
+    cards_send_envelope(r, &env);
+}
+
+static void send_freeze(struct req *r)
+{
+    struct event_meta meta;
+    Envelope env;
+    Actor actor;
+    FreezeCard fc;
+    ledger_request_meta(r, &meta);
+    envelope_init(&env, &actor, &meta);
+    tessera__cards__v1__freeze_card__init(&fc);
+    fc.command_id = r->command_id;
+    fc.card_id = (char *)http_param(r->ex, "card_id");
+    fc.days = json_integer_value(json_object_get(r->body, "days"));
+    env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_FREEZE_CARD;
+    env.freeze_card = &fc;
+    cards_send_envelope(r, &env);
+}
+
+/* ------------------------------------------------------- checking */
+/* Columns: member exists, branch exists (or none named), the tenant's UTC
+ * offset now, the card's product when the member holds that card. */
+static void on_checked(void *arg, PGresult *res, const char *err, const char *sqlstate)
+{
+    struct req *r = arg;
+    if (!res) {
+        req_fail_db(r, err);
+        return;
+    }
+    if (PQntuples(res) == 0 || strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+        http_reply_problem(r->ex, 404, "not_found", "no such member", NULL);
+        req_free(r);
+        return;
+    }
+    if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
+        req_reply_invalid(r, "branch_id", "no such branch in this tenant");
+        return;
+    }
+    r->utc_offset_s = (int32_t)strtol(PQgetvalue(res, 0, 2), NULL, 10);
+    if (http_param(r->ex, "card_id") && PQgetisnull(res, 0, 3)) {
+        http_reply_problem(r->ex, 404, "card_not_found", "the member has no such card", NULL);
+        req_free(r);
+        return;
+    }
+    if (r->next == send_issue && http_param(r->ex, "card_id"))
+        json_object_set_new(r->body, "product_id", json_string(PQgetvalue(res, 0, 3)));
+    uuid7_generate(r->command_id);
+    idem_claim_then(r, r->next);
+}
+
+static void card_authenticated(struct req *r, enum card_route route, void (*send)(struct req *))
+{
+    if (strcmp(r->caller.scope, "admin") != 0 && strcmp(r->caller.scope, "pos") != 0) {
+        http_reply_problem(r->ex, 403, "forbidden", "this key may not act on cards", NULL);
+        req_free(r);
+        return;
+    }
+    const char *id = http_param(r->ex, "member_id"), *card = http_param(r->ex, "card_id");
+    if (!id || !uuid_is_valid(id) || (card && !uuid_is_valid(card))) {
+        http_reply_problem(r->ex, 404,
+                           card && id && uuid_is_valid(id) ? "card_not_found" : "not_found",
+                           card ? "no such member or card" : "no such member", NULL);
+        req_free(r);
+        return;
+    }
+    snprintf(r->member_id, sizeof(r->member_id), "%s", id);
+    if (!http_read_json_object(r->ex, &r->body) || !validate_body(r, route))
+        return;
+    cards_check_then_send(r, send);
+}
+
+/* Confirms the member, the branch (when one is named) and the card (when
+ * the path names one), reads the tenant's UTC offset, claims the
+ * Idempotency-Key, then calls send. */
+void cards_check_then_send(struct req *r, void (*send)(struct req *r))
+{
+    const char *prefer = http_header(r->ex, "Prefer");
+    const char *w = prefer ? strstr(prefer, "wait=") : NULL;
+    long secs = w ? strtol(w + 5, NULL, 10) : -1;
+    if (secs >= 0 && secs * 1000 <= INGEST_WAIT_MAX_MS)
+        r->wait_ms = (int)(secs * 1000);
+    r->next = send;
+    const char *card = http_param(r->ex, "card_id");
+    const char *p[4] = {r->caller.tenant_id, r->member_id, r->branch_id, card ? card : ""};
+    if (pg_pool_query(r->app->pg,
+                      "SELECT EXISTS (SELECT 1 FROM members WHERE tenant_id = $1 AND "
+                      "member_id = $2), ($3 = '' OR EXISTS (SELECT 1 FROM branches WHERE "
+                      "tenant_id = $1 AND branch_id = $3)), "
+                      "EXTRACT(EPOCH FROM (now() AT TIME ZONE t.time_zone) - "
+                      "(now() AT TIME ZONE 'UTC'))::int, "
+                      "(SELECT product_id FROM ledger.cards WHERE tenant_id = $1 AND "
+                      "card_id = $4 AND member_id = $2) "
+                      "FROM tenants t WHERE t.tenant_id = $1",
+                      4, p, on_checked, r) < 0)
+        req_fail_db(r, "queue full");
+}
+
+static void issue_authenticated(struct req *r)
+{
+    card_authenticated(r, ROUTE_ISSUE, send_issue);
+}
+
+static void renew_authenticated(struct req *r)
+{
+    card_authenticated(r, ROUTE_RENEW, send_issue);
+}
+
+static void use_authenticated(struct req *r)
+{
+    card_authenticated(r, ROUTE_USE, send_use);
+}
+
+static void freeze_authenticated(struct req *r)
+{
+    card_authenticated(r, ROUTE_FREEZE, send_freeze);
+}
+
+void cards_issue(struct http_exchange *ex, void *app)
+{
+    auth_then(req_new(app, ex), issue_authenticated);
+}
+
+void cards_renew(struct http_exchange *ex, void *app)
+{
+    auth_then(req_new(app, ex), renew_authenticated);
+}
+
+void cards_use(struct http_exchange *ex, void *app)
+{
+    auth_then(req_new(app, ex), use_authenticated);
+}
+
+void cards_freeze(struct http_exchange *ex, void *app)
+{
+    auth_then(req_new(app, ex), freeze_authenticated);
+}
+
+/* ------------------------------------------------------- answers */
+int cards_rejected_status(const char *code)
+{
+    if (strcmp(code, "card_not_found") == 0 || strcmp(code, "coupon_not_found") == 0)
+        return 404;
+    if (strcmp(code, "product_not_found") == 0 || strcmp(code, "invalid_command") == 0)
+        return 422;
+    return 0;
+}
+
+static json_t *time_or_null(int64_t us)
+{
+    if (us <= 0)
+        return json_null();
+    char text[32];
+    event_format_time(us, text);
+    return json_string(text);
+}
+
+static json_t *card_json(const CardState *c)
+{
+    json_t *j =
+        json_pack("{s:s, s:s, s:s, s:o, s:o, s:I, s:I}", "card_id", c->card_id, "product_id",
+                  c->product_id, "kind", c->kind, "valid_from", time_or_null(c->valid_from_us),
+                  "valid_to", time_or_null(c->valid_to_us), "freeze_days_left",
+                  (json_int_t)c->freeze_days_left, "uses_today", (json_int_t)c->uses_today);
+    if (strcmp(c->kind, "count") == 0)
+        json_object_set_new(j, "uses_left", json_integer(c->uses_left));
+    if (strcmp(c->kind, "discount") == 0)
+        json_object_set_new(j, "discount_bp", json_integer(c->discount_bp));
+    if (c->frozen_until_us > 0)
+        json_object_set_new(j, "frozen_until", time_or_null(c->frozen_until_us));
+    return j;
+}
+
+int cards_verdict_to_response(const Envelope *env, json_t **body)
+{
+    if (env->payload_case != TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LEDGER_POSTED)
+        return -1;
+    const LedgerPosted *v = env->ledger_posted;
+    const char *type = v->command_type;
+    if (strncmp(type, "coupon_", 7) == 0 && v->coupon)
+        return coupons_verdict_to_response(v, body);
+    if (strcmp(type, "card_limits") == 0) {
+        *body = json_pack("{s:s, s:s}", "operation_id", v->command_id, "status", "applied");
+        return 200;
+    }
+    if (!v->card || (strncmp(type, "card_", 5) != 0 && strcmp(type, "product_define") != 0))
+        return -1;
+    if (strcmp(type, "product_define") == 0) {
+        *body = json_pack("{s:s, s:s, s:s, s:I, s:s}", "operation_id", v->command_id, "product_id",
+                          v->card->product_id, "kind", v->card->kind, "price",
+                          (json_int_t)v->card->price, "status", "defined");
+        return 201;
+    }
+    *body = card_json(v->card);
+    if (strcmp(type, "card_use") != 0)
+        json_object_del(*body, "uses_today"); /* a count of the day of the last use */
+    json_object_set_new(*body, "operation_id", json_string(v->command_id));
+    static const char *const types[] = {"card_issue", "card_renew", "card_use", "card_freeze"};
+    static const char *const statuses[] = {"issued", "renewed", "used", "frozen"};
+    for (size_t i = 0; i < 4; i++)
+        if (strcmp(type, types[i]) == 0)
+            json_object_set_new(*body, "status", json_string(statuses[i]));
+    if (strcmp(type, "card_issue") == 0 || strcmp(type, "card_renew") == 0) {
+        json_object_set_new(*body, "charged", json_integer(v->charged));
+        json_object_set_new(*body, "paid_principal", json_integer(v->paid_principal));
+        json_object_set_new(*body, "paid_bonus", json_integer(v->paid_bonus));
+        json_object_set_new(*body, "balances",
+                            balances_json(v->balances ? v->balances->points : 0,
+                                          v->balances ? v->balances->stored_value_principal : 0,
+                                          v->balances ? v->balances->stored_value_bonus : 0));
+    }
+    return 201;
+}
+
+/* ------------------------------------------------------- the view */
+/* The coupons the member can still use, then the answer. */
+static void on_coupons(void *arg, PGresult *res, const char *err, const char *sqlstate)
+{
+    struct req *r = arg;
+    if (!res) {
+        req_fail_db(r, err);
+        return;
+    }
+    json_t *coupons = json_array();
+    for (int i = 0; i < PQntuples(res); i++) {
+        bool value = strcmp(PQgetvalue(res, i, 1), "value") == 0;
+        json_t *c = json_pack("{s:s, s:s, s:o}", "coupon_id", PQgetvalue(res, i, 0), "kind",
+                              PQgetvalue(res, i, 1), "valid_to",
+                              time_or_null(strtoll(PQgetvalue(res, i, 4), NULL, 10)));
+        json_object_set_new(c, value ? "value" : "percent_bp",
+                            json_integer(strtoll(PQgetvalue(res, i, value ? 2 : 3), NULL, 10)));
+        json_array_append_new(coupons, c);
+    }
+    json_object_set_new(r->body, "coupons", coupons);
+    http_reply_json(r->ex, 200, json_incref(r->body), NULL);
+    req_free(r);
+}
+
+static void on_cards(void *arg, PGresult *res, const char *err, const char *sqlstate)
+{
+    struct req *r = arg;
+    if (!res) {
+        req_fail_db(r, err);
+        return;
+    }
+    json_t *cards = json_array();
+    for (int i = 0; i < PQntuples(res); i++) {
+        CardState c;
+        tessera__cards__v1__card_state__init(&c);
+        c.card_id = PQgetvalue(res, i, 0);
+        c.product_id = PQgetvalue(res, i, 1);
+        c.kind = PQgetvalue(res, i, 2);
+        c.uses_left = strtoll(PQgetvalue(res, i, 3), NULL, 10);
+        c.valid_from_us = strtoll(PQgetvalue(res, i, 4), NULL, 10);
+        c.valid_to_us = strtoll(PQgetvalue(res, i, 5), NULL, 10);
+        c.frozen_until_us = strtoll(PQgetvalue(res, i, 6), NULL, 10);
+        c.freeze_days_left = strtoll(PQgetvalue(res, i, 7), NULL, 10);
+        c.discount_bp = strtoll(PQgetvalue(res, i, 8), NULL, 10);
+        json_t *j = card_json(&c);
+        json_object_del(j, "uses_today"); /* only meaningful at the moment of a use */
+        json_array_append_new(cards, j);
+    }
+    json_object_set_new(r->body, "cards", cards);
+    const char *p[2] = {r->caller.tenant_id, r->member_id};
+    if (pg_pool_query(r->app->pg,
+                      "SELECT coupon_id, kind, value, percent_bp, valid_to_us FROM ledger.coupons "
+                      "WHERE tenant_id = $1 AND member_id = $2 AND redeemed_by IS NULL "
+                      "AND valid_to_us > (extract(epoch FROM now()) * 1000000)::bigint "
+                      "ORDER BY valid_to_us, coupon_id LIMIT 100",
+                      2, p, on_coupons, r) < 0)
+        req_fail_db(r, "queue full");
+}
+
+void cards_view_reply(struct req *r)
+{
+    const char *p[2] = {r->caller.tenant_id, r->member_id};
+    if (pg_pool_query(r->app->pg,
+                      "SELECT card_id, product_id, kind, uses_left, valid_from_us, valid_to_us, "
+                      "frozen_until_us, freeze_days_left, discount_bp FROM ledger.cards "
+                      "WHERE tenant_id = $1 AND member_id = $2 ORDER BY created_at, card_id "
+                      "LIMIT 100",
+                      2, p, on_cards, r) < 0)
+        req_fail_db(r, "queue full");
+}

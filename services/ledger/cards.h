@@ -1,0 +1,56 @@
+/* Cards in the ledger: products, tenant card limits, cards sold, used and
+ * frozen. Same shape as the money commands: the batch loads what it needs
+ * in a fixed number of statements, decides every command in memory in
+ * order (rules_cards.c), and writes through unnest(); verdicts and journal
+ * lines go into the ledger's own rows (ledger.h) so duplicates, offsets
+ * and the outbox work exactly as for top-ups. */
+#ifndef TESSERA_LEDGER_CARDS_H
+#define TESSERA_LEDGER_CARDS_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+#include "events/codec.h"
+#include "rules_cards.h"
+#include "service/pipeline.h"
+#include "events/card_types.h"
+
+#define CARD_BRANCHES_MAX 32 /* branches a product may be restricted to */
+
+struct ledger_ctx;
+struct ledger_cards;
+
+/* Batch state of the card commands; the ledger owns one. */
+struct ledger_cards *cards_new(void);
+void cards_free(struct ledger_cards *c);
+void cards_begin_batch(struct ledger_cards *c);
+
+/* The command id of a card command, NULL for any other payload. */
+const char *cards_command_id(const Envelope *env);
+/* True for commands about the whole tenant (no member_id). */
+bool cards_is_tenant_command(const Envelope *env);
+
+/* Notes what a command will need loaded (its card, product, limits). */
+void cards_note(struct ledger_ctx *l, const Envelope *env);
+int cards_load(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len);
+/* Decides one card command (not a duplicate: apply.c answered those),
+ * recording its verdict, journal lines and events. */
+void cards_apply(struct ledger_ctx *l, struct pipeline_batch *b, const Envelope *cmd);
+int cards_write(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len);
+
+/* A purchase naming a coupon (apply.c): the discount the member's coupon
+ * gives on amount, or the refusal's code; changes nothing until commit. */
+const char *cards_purchase_coupon_plan(struct ledger_ctx *l, const Envelope *cmd, int64_t amount,
+                                       int64_t *discount);
+/* A purchase naming a discount card (apply.c): what the member's card
+ * takes off amount, or the refusal's code. Changes nothing. */
+const char *cards_purchase_discount(struct ledger_ctx *l, const Envelope *cmd, int64_t amount,
+                                    int64_t *discount);
+
+struct ledger_coupon;
+/* A coupon as verdicts carry it; borrows strings from k. */
+void cards_coupon_state(const struct ledger_coupon *k, CouponState *cs);
+/* The purchase was posted: its coupon is used. */
+void cards_purchase_coupon_commit(struct ledger_ctx *l, const Envelope *cmd, int64_t discount);
+
+#endif

@@ -1,0 +1,229 @@
+#include "rules_cards.h"
+
+#include <string.h>
+
+struct card_limits card_limits_default(void)
+{
+    /* The defaults of the domain brief: 3 uses a day, no prepaid cap, an
+     * alert on 3 uses within 10 minutes or two branches within 30. */
+    return (struct card_limits){.daily_uses_max = 3,
+                                .prepaid_days_max = 0,
+                                .prepaid_uses_max = 0,
+                                .burst_uses = 3,
+                                .burst_window_s = 600,
+                                .far_branch_window_s = 1800};
+}
+
+const char *rules_card_code(enum card_result r)
+{
+    switch (r) {
+    case CARD_OK:
+        return "ok";
+    case CARD_EXPIRED:
+        return "card_expired";
+    case CARD_FROZEN:
+        return "card_frozen";
+    case CARD_NO_USES_LEFT:
+        return "no_uses_left";
+    case CARD_DAILY_LIMIT_REACHED:
+        return "daily_limit_reached";
+    case CARD_NOT_VALID_HERE:
+        return "card_not_valid_here";
+    case CARD_FREEZE_NOT_ALLOWED:
+        return "freeze_not_allowed";
+    case CARD_FREEZE_EXCEEDS_ALLOWANCE:
+        return "freeze_exceeds_allowance";
+    case CARD_PREPAID_CAP_EXCEEDED:
+        return "prepaid_cap_exceeded";
+    case CARD_INVALID:
+        return "invalid_command";
+    case CARD_COUPON_USED:
+        return "coupon_used";
+    case CARD_COUPON_EXPIRED:
+        return "coupon_expired";
+    case CARD_NOT_A_DISCOUNT_CARD:
+        return "not_a_discount_card";
+    case CARD_NOT_USABLE:
+        return "card_not_usable";
+    }
+    return "unknown";
+}
+
+static const char *const kind_names[] = {"count", "time", "discount", "subscription"};
+
+enum card_kind rules_card_kind(const char *name)
+{
+    for (int k = CARD_COUNT; k < CARD_KIND_UNKNOWN; k++)
+        if (name && strcmp(name, kind_names[k]) == 0)
+            return (enum card_kind)k;
+    return CARD_KIND_UNKNOWN;
+}
+
+const char *rules_card_kind_name(enum card_kind k)
+{
+    return k < CARD_KIND_UNKNOWN ? kind_names[k] : "unknown";
+}
+
+int64_t rules_local_day(int64_t at_us, int32_t utc_offset_s)
+{
+    int64_t local_us = at_us + (int64_t)utc_offset_s * 1000000LL;
+    int64_t day = local_us / CARD_US_PER_DAY;
+    if (local_us % CARD_US_PER_DAY < 0)
+        day--; /* C division truncates toward zero; days floor */
+    return day;
+}
+
+enum card_result rules_card_check_cap(const struct card_limits *lim, const struct card_terms *t)
+{
+    if (t->kind == CARD_COUNT)
+        return lim->prepaid_uses_max > 0 && t->uses > lim->prepaid_uses_max
+                   ? CARD_PREPAID_CAP_EXCEEDED
+                   : CARD_OK;
+    return lim->prepaid_days_max > 0 && t->validity_days > lim->prepaid_days_max
+               ? CARD_PREPAID_CAP_EXCEEDED
+               : CARD_OK;
+}
+
+struct card_state rules_card_issue(const struct card_terms *t, int64_t now_us)
+{
+    return (struct card_state){.kind = t->kind,
+                               .uses_left = t->kind == CARD_COUNT ? t->uses : 0,
+                               .valid_from_us = now_us,
+                               .valid_to_us = now_us + t->validity_days * CARD_US_PER_DAY,
+                               .freeze_days_left = t->freeze_days_max};
+}
+
+enum card_result rules_card_renew(struct card_state *c, const struct card_terms *t, int64_t now_us)
+{
+    if (t->kind != c->kind || t->validity_days <= 0)
+        return CARD_INVALID;
+    int64_t from = c->valid_to_us > now_us ? c->valid_to_us : now_us;
+    c->valid_to_us = from + t->validity_days * CARD_US_PER_DAY;
+    if (c->kind == CARD_COUNT)
+        c->uses_left += t->uses;
+    c->freeze_days_left += t->freeze_days_max;
+    return CARD_OK;
+}
+
+/* Keeps the newest CARD_RECENT_USES_MAX use times, oldest first. */
+static void remember_use(struct card_state *c, int64_t now_us)
+{
+    if (c->recent_count == CARD_RECENT_USES_MAX) {
+        memmove(c->recent_uses_us, c->recent_uses_us + 1,
+                (CARD_RECENT_USES_MAX - 1) * sizeof(c->recent_uses_us[0]));
+        c->recent_count--;
+    }
+    c->recent_uses_us[c->recent_count++] = now_us;
+}
+
+enum card_result rules_card_use(const struct card_limits *lim, struct card_state *c, int64_t now_us,
+                                int32_t utc_offset_s, bool branch_ok)
+{
+    /* Order matters for the answer: a card that is over is "expired" even
+     * at the wrong branch; a frozen one says so before counting uses. */
+    if (c->kind == CARD_DISCOUNT)
+        return CARD_NOT_USABLE;
+    if (now_us >= c->valid_to_us || now_us < c->valid_from_us)
+        return CARD_EXPIRED;
+    if (now_us < c->frozen_until_us)
+        return CARD_FROZEN;
+    if (!branch_ok)
+        return CARD_NOT_VALID_HERE;
+    if (c->kind == CARD_COUNT && c->uses_left <= 0)
+        return CARD_NO_USES_LEFT;
+    int64_t day = rules_local_day(now_us, utc_offset_s);
+    int64_t today = c->use_day == day ? c->uses_on_day : 0;
+    if (today >= lim->daily_uses_max)
+        return CARD_DAILY_LIMIT_REACHED;
+    if (c->kind == CARD_COUNT)
+        c->uses_left--;
+    c->use_day = day;
+    c->uses_on_day = today + 1;
+    remember_use(c, now_us);
+    return CARD_OK;
+}
+
+enum card_result rules_card_freeze(struct card_state *c, int64_t days, int64_t now_us)
+{
+    if (c->kind != CARD_TIME && c->kind != CARD_SUBSCRIPTION)
+        return CARD_FREEZE_NOT_ALLOWED;
+    if (days <= 0 || days > CARD_FREEZE_DAYS_MAX)
+        return CARD_INVALID;
+    if (now_us >= c->valid_to_us)
+        return CARD_EXPIRED;
+    if (days > c->freeze_days_left)
+        return CARD_FREEZE_EXCEEDS_ALLOWANCE;
+    int64_t from = c->frozen_until_us > now_us ? c->frozen_until_us : now_us;
+    c->frozen_until_us = from + days * CARD_US_PER_DAY;
+    c->valid_to_us += days * CARD_US_PER_DAY;
+    c->freeze_days_left -= days;
+    return CARD_OK;
+}
+
+enum card_fraud rules_card_fraud(const struct card_limits *lim, const struct card_state *c,
+                                 int64_t now_us, bool other_branch, int64_t previous_use_us,
+                                 int64_t *in_window)
+{
+    int64_t window_us = lim->burst_window_s * 1000000LL, n = 0;
+    for (int i = 0; i < c->recent_count; i++)
+        if (c->recent_uses_us[i] > now_us - window_us && c->recent_uses_us[i] <= now_us)
+            n++;
+    *in_window = n;
+    if (n >= lim->burst_uses)
+        return CARD_FRAUD_BURST;
+    if (other_branch && previous_use_us > 0 && lim->far_branch_window_s > 0 &&
+        now_us - previous_use_us < lim->far_branch_window_s * 1000000LL)
+        return CARD_FRAUD_DISTANT_BRANCHES;
+    return CARD_FRAUD_NONE;
+}
+
+static const char *const coupon_kind_names[] = {"value", "percent"};
+
+enum coupon_kind rules_coupon_kind(const char *name)
+{
+    for (int k = COUPON_VALUE; k < COUPON_KIND_UNKNOWN; k++)
+        if (name && strcmp(name, coupon_kind_names[k]) == 0)
+            return (enum coupon_kind)k;
+    return COUPON_KIND_UNKNOWN;
+}
+
+const char *rules_coupon_kind_name(enum coupon_kind k)
+{
+    return k < COUPON_KIND_UNKNOWN ? coupon_kind_names[k] : "unknown";
+}
+
+enum card_result rules_coupon_redeem(const struct coupon_state *c, int64_t amount, int64_t now_us,
+                                     int64_t *discount)
+{
+    if (c->redeemed)
+        return CARD_COUPON_USED;
+    if (now_us >= c->valid_to_us || now_us < c->valid_from_us)
+        return CARD_COUPON_EXPIRED;
+    if (amount < 0 || (c->kind == COUPON_PERCENT && amount == 0))
+        return CARD_INVALID;
+    if (c->kind == COUPON_VALUE) {
+        *discount = amount > 0 && amount < c->value ? amount : c->value;
+        return CARD_OK;
+    }
+    /* 128-bit product: any int64 amount times 10 000 fits */
+    *discount = (int64_t)((__int128)amount * c->percent_bp / 10000);
+    return CARD_OK;
+}
+
+enum card_result rules_card_discount(const struct card_state *c, int64_t discount_bp,
+                                     int64_t amount, int64_t now_us, bool branch_ok,
+                                     int64_t *discount)
+{
+    if (c->kind != CARD_DISCOUNT)
+        return CARD_NOT_A_DISCOUNT_CARD;
+    if (now_us >= c->valid_to_us || now_us < c->valid_from_us)
+        return CARD_EXPIRED;
+    if (now_us < c->frozen_until_us)
+        return CARD_FROZEN;
+    if (!branch_ok)
+        return CARD_NOT_VALID_HERE;
+    if (amount <= 0 || discount_bp <= 0 || discount_bp > 10000)
+        return CARD_INVALID;
+    *discount = amount - (int64_t)((__int128)amount * discount_bp / 10000);
+    return CARD_OK;
+}
