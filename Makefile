@@ -47,7 +47,7 @@ BENCH_BINS := $(BUILD)/bin/tessera-loadgen $(BUILD)/bin/tessera-bench-bare \
 # Keep generated sources and objects between runs.
 .SECONDARY:
 
-.PHONY: all deps build run stop test unit bench bench-build format format-check clean help
+.PHONY: all deps build run stop test unit bench bench-build format format-check clean help fuzz
 all: build
 
 help:
@@ -55,6 +55,7 @@ help:
 	@echo "make stop    - stop what make run started (ordered)"
 	@echo "make test    - build, unit tests, then integration and end-to-end tests on a private runtime"
 	@echo "make bench   - benchmarks against their baselines on a private runtime (~10 min)"
+	@echo "make fuzz    - build the libFuzzer targets (clang) and run each for FUZZ_SECONDS (30)"
 	@echo "make format  - clang-format the C sources"
 	@echo "make clean   - remove build/"
 
@@ -163,5 +164,23 @@ $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(SVC_ARCHIVES) $(LIBTESSERA)
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_SUPPORT_O) $(SVC_ARCHIVES) $(LIBTESSERA)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL) $(shell pkg-config --libs cmocka libcurl)
+
+# --- fuzzing (clang + libFuzzer, ASan, UBSan) --------------------------------
+# Each tests/fuzz/fuzz_<name>.c is a libFuzzer target; the project's own
+# archives are linked in as they are (gcc-built, not instrumented).
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 30
+FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+	-fno-sanitize-recover=undefined -Wno-unused-parameter
+
+fuzz: $(FUZZ_BINS)
+	@./tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(SVC_ARCHIVES) $(LIBTESSERA)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(DEPS_CFLAGS) -I$(BUILD)/gen -Ilibs -o $@ $< $(SVC_ARCHIVES) \
+		$(LIBTESSERA) $(LDLIBS_ALL)
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

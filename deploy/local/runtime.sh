@@ -19,6 +19,8 @@
 #   runtime.sh restart-kafka    stop the services in order, restart the broker (empty, with
 #                               a new cluster id), start the services again
 #   runtime.sh audit            tessera-ledger --audit against this runtime (exit 0: all holds)
+#   runtime.sh rotate-master-key  new PII master key (the old one kept as previous),
+#                               restart ingest, reseal every member row, drop the old key
 #   runtime.sh env              print the environment services and tests use
 set -euo pipefail
 
@@ -163,6 +165,55 @@ stop_pidfile() {
   await_pidfile "$@"
 }
 
+# ----------------------------------------------------------------- secrets
+# The PII master key lives only in $local_dir (mode 600), like the demo API
+# key: generated on first start, never in the repository.
+new_master_key() { od -An -N32 -tx1 /dev/urandom | tr -d ' \n'; }
+
+ensure_master_key() {
+  local file=$local_dir/master-key
+  if [ ! -s "$file" ]; then
+    (umask 077; new_master_key >"$file"; echo 1 >"$local_dir/master-key.version")
+  fi
+}
+
+# Appends ingest's key configuration to svc_env.
+master_key_env() {
+  svc_env+=("TESSERA_MASTER_KEY=$(cat "$local_dir/master-key")"
+            "TESSERA_MASTER_KEY_VERSION=$(cat "$local_dir/master-key.version" 2>/dev/null || echo 1)")
+  if [ -s "$local_dir/master-key.previous" ]; then
+    svc_env+=("TESSERA_MASTER_KEY_PREVIOUS=$(cat "$local_dir/master-key.previous")")
+  fi
+}
+
+# Seals rows not yet under the current key (plaintext rows of an older
+# schema, or the previous key after a rotation).
+reencrypt_pii() {
+  service_env ingest
+  env "${svc_env[@]}" "$repo/build/bin/tessera-ingest" --reencrypt-pii \
+    >>"$local_dir/logs/ingest.log" 2>&1 || die "re-encryption failed (see $local_dir/logs/ingest.log)"
+}
+
+# A rotation as an operator does it: the new key current, the old one
+# previous; restart ingest; reseal; then drop the old key and restart again.
+rotate_master_key() {
+  ensure_master_key
+  local version
+  version=$(cat "$local_dir/master-key.version" 2>/dev/null || echo 1)
+  (umask 077
+   cp "$local_dir/master-key" "$local_dir/master-key.previous"
+   new_master_key >"$local_dir/master-key"
+   echo $((version + 1)) >"$local_dir/master-key.version")
+  stop_pidfile ingest
+  start_service ingest
+  wait_ready ingest || die "ingest is not ready after the key change"
+  reencrypt_pii
+  rm -f "$local_dir/master-key.previous"
+  stop_pidfile ingest
+  start_service ingest
+  wait_ready ingest || die "ingest is not ready without the previous key"
+}
+
 # ----------------------------------------------------------------- services
 # Fills the array svc_env with the environment of service $1.
 service_env() {
@@ -177,6 +228,7 @@ service_env() {
     # wait, even when data arrives meanwhile: keep the wait short.
     "TESSERA_KAFKA_FETCH_WAIT_MAX_MS=${TESSERA_KAFKA_FETCH_WAIT_MAX_MS:-10}"
   )
+  if [ "$1" = ingest ]; then master_key_env; fi
 }
 
 migrate_all() {
@@ -258,7 +310,9 @@ cmd_start() {
   start_postgres
   start_redis
   start_broker
+  ensure_master_key
   migrate_all
+  reencrypt_pii
   seed_demo
   start_services
 }
@@ -291,6 +345,7 @@ cmd_stop() {
 
 case ${1:-} in
   start) cmd_start ;;
+  rotate-master-key) rotate_master_key ;;
   restart-kafka) stop_services; stop_pidfile broker; start_broker; start_services ;;
   stop) cmd_stop ;;
   start-service) start_service "$2"; wait_ready "$2" ;;

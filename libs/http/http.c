@@ -233,6 +233,16 @@ void http_reply_problem(struct http_exchange *ex, int status, const char *code, 
     exchange_send_problem(ex, status, code, detail, extra, NULL);
 }
 
+void http_reply_problem_retry_after(struct http_exchange *ex, int status, const char *code,
+                                    const char *detail, int retry_after_s)
+{
+    char seconds[16];
+    snprintf(seconds, sizeof(seconds), "%d", retry_after_s);
+    const char *headers[] = {"Retry-After", seconds, NULL};
+    exchange_send_problem(ex, status, code, detail,
+                          json_pack("{s:i}", "retry_after_s", retry_after_s), headers);
+}
+
 void http_reply_raw(struct http_exchange *ex, int status, const char *content_type,
                     const char *body, size_t len)
 {

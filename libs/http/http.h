@@ -98,6 +98,10 @@ void http_reply_json(struct http_exchange *ex, int status, json_t *body, ...)
  * merged into the body (e.g. "errors"). */
 void http_reply_problem(struct http_exchange *ex, int status, const char *code, const char *detail,
                         json_t *extra);
+/* The same with a Retry-After header (seconds) and retry_after_s in the
+ * body: 429 rate_limited, 503 while draining. */
+void http_reply_problem_retry_after(struct http_exchange *ex, int status, const char *code,
+                                    const char *detail, int retry_after_s);
 /* Replies with a status and a raw body of the given content type. */
 void http_reply_raw(struct http_exchange *ex, int status, const char *content_type,
                     const char *body, size_t len);

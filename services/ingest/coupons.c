@@ -98,6 +98,8 @@ static void coupon_authenticated(struct req *r, bool issue)
         return;
     }
     snprintf(r->member_id, sizeof(r->member_id), "%s", id);
+    if (issue)
+        r->audit_action = "coupon.issue";
     if (!http_read_json_object(r->ex, &r->body))
         return;
     struct validation v;

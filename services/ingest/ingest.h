@@ -14,6 +14,10 @@
 #include "db/pg_pool.h"
 #include "events/codec.h"
 #include "http/http.h"
+#include "pii.h"
+#include "pwhash.h"
+#include "ratelimit.h"
+#include "sessions.h"
 #include "service/common.h"
 #include "trace/trace.h"
 
@@ -31,6 +35,15 @@ struct ingest {
     long long wait_default_ms;
     long long pg_pool_size;
     long long body_max_bytes;
+    const char *master_key_hex;          /* secret; wiped from the keyring only */
+    const char *master_key_previous_hex; /* secret; "" when not rotating */
+    long long master_key_version;
+    struct pii_keyring pii;
+    long long rate_key_per_s, rate_key_burst, rate_ip_per_s, rate_ip_burst;
+    struct rate_limiter limiter;
+    long long session_ttl_s, member_devices_max;
+    struct session_store *sessions;
+    struct pwhash_pool pwhash;
     struct pg_pool *pg;
     struct cache_async *cache;
     struct bus_producer *producer;
@@ -40,6 +53,7 @@ struct ingest {
     struct waiter *waiters[INGEST_WAITERS_BUCKETS];
     bool stopping;
     /* counters for /metrics */
+    long long rate_limited;
     long long requests, commands_sent, verdicts_matched, wait_timeouts, relayed_events;
 };
 
@@ -48,7 +62,7 @@ struct caller {
     char tenant_id[INGEST_KEY_MAX];
     char scope[32];
     char branch_id[INGEST_KEY_MAX]; /* "" unless a pos key */
-    char key_id[24];                /* first characters of the key hash, for the actor */
+    char key_id[24];                /* the key's public id (api_keys.key_id), for the actor */
 };
 
 /* One API request through its asynchronous steps. */
@@ -75,6 +89,14 @@ struct req {
     long long list_before_id; /* lists: the page ends before this key; 0: newest */
     int32_t utc_offset_s;  /* card uses: the tenant's time zone when checked */
     void (*next)(struct req *r);
+    void (*admin_next)(struct req *r); /* auth_admin_then's continuation */
+    char target[INGEST_KEY_MAX];       /* admin endpoints: the id acted on */
+    const char *audit_action;          /* money commands whose verdict is audited */
+    int audit_status;                  /* the verdict, while its audit row is written */
+    json_t *audit_result;
+    char *secret;                      /* a new API key until shown; wiped by req_free */
+    void *login;                       /* member_auth.c's state; wiped and freed by req_free */
+    size_t login_size;
 };
 
 struct req *req_new(struct ingest *app, struct http_exchange *ex);
@@ -83,6 +105,18 @@ void req_free(struct req *r);
 
 /* auth.c: checks the bearer key, then calls r->next (or answers 401). */
 void auth_then(struct req *r, void (*next)(struct req *r));
+/* SHA-256 of a key as 64 hex digits: what api_keys.key_hash stores. */
+void auth_hash_key(const char *key, char out[65]);
+/* Authenticates, then requires an admin key, then calls next. */
+void auth_admin_then(struct req *r, void (*next)(struct req *r));
+/* Takes a token from the client address's bucket; otherwise answers 429
+ * and frees r. */
+bool auth_address_within_rate(struct req *r);
+/* A bucket by any name (login attempts per member): the same contract. */
+bool auth_within_rate(struct req *r, const char *name, long long per_s, long long burst);
+/* True for an admin key; otherwise answers 403 forbidden, frees r and
+ * returns false. */
+bool auth_require_admin(struct req *r);
 /* True when the caller may act for branch_id (admin: any; pos: its own). */
 bool auth_may_use_branch(struct req *r, const char *branch_id);
 
@@ -118,6 +152,8 @@ int waiter_send(struct ingest *app, const char *command_id, const char *member_i
  * r->wait_ms; answers 202 with an operation id past that. */
 void waiter_send_and_wait(struct req *r);
 bool waiter_pending(struct ingest *app, const char *command_id);
+/* The same, only for a command of this tenant (what a caller may see). */
+bool waiter_pending_in_tenant(struct ingest *app, const char *tenant_id, const char *command_id);
 /* bus_tail callback for ledger-events. */
 void waiters_on_event(void *ctx, const rd_kafka_message_t *rkm);
 /* What a produced message was, for its delivery report (the opaque). */
@@ -151,6 +187,33 @@ void members_find(struct http_exchange *ex, void *app);
 void commands_topup(struct http_exchange *ex, void *app);
 void commands_purchase(struct http_exchange *ex, void *app);
 void operations_get(struct http_exchange *ex, void *app);
+/* api_keys.c, branches.c, audit.c: admin endpoints (each audited) */
+void api_keys_create(struct http_exchange *ex, void *app);
+void api_keys_list(struct http_exchange *ex, void *app);
+void api_keys_revoke(struct http_exchange *ex, void *app);
+void branches_create(struct http_exchange *ex, void *app);
+void audit_list(struct http_exchange *ex, void *app);
+/* Appends an audit row for a money command's verdict (r->audit_action,
+ * the member as target, after = {request, status, result}), then answers
+ * the verdict (result stolen) and frees r: the client hears of a refund
+ * only once its audit row is written (or its failure logged). */
+void audit_verdict_then_answer(struct req *r, int status, json_t *result);
+/* member_auth.c, me.c: member login and self-service */
+void member_auth_sms_code(struct http_exchange *ex, void *app);
+void member_auth_login(struct http_exchange *ex, void *app);
+void member_auth_logout(struct http_exchange *ex, void *app);
+void me_get(struct http_exchange *ex, void *app);
+void me_set_password(struct http_exchange *ex, void *app);
+/* Checks a member session token (Bearer tsm_...), fills r->caller (scope
+ * "member") and r->member_id, then calls next; 401 otherwise. */
+void member_session_then(struct req *r, void (*next)(struct req *r));
+/* The SQL that appends an audit row for an admin action in the same
+ * statement: a CTE named `audit` over a CTE `changed(target, before,
+ * after)`, taking $1 tenant, $2 actor key id, $3 actor address and the
+ * action as a literal. */
+#define AUDIT_CTE(action)                                                                      \
+    "audit AS (INSERT INTO audit_log (tenant_id, actor_key_id, actor_ip, action, target, "    \
+    "before, after) SELECT $1, $2, $3, '" action "', target, before, after FROM changed) "
 void batch_post(struct http_exchange *ex, void *app);
 
 /* commands.c: "Prefer: wait=N" (seconds) sets r->wait_ms, up to the maximum. */
@@ -225,6 +288,18 @@ void member_view_reply(struct req *r, const char *member_id);
 void member_events_publish(struct ingest *app, const char *outbox_id, const char *member_id,
                            const uint8_t *payload, size_t len);
 void member_events_sweep(evutil_socket_t fd, short what, void *arg);
+
+/* pii_reencrypt.c: `tessera-ingest --reencrypt-pii` (blocking, a tool
+ * run): seals every member row not yet under the current master key
+ * (legacy plaintext or the previous key). Returns the number of rows
+ * resealed, or -1 with err (rows under an unknown key count as failures). */
+long long pii_reencrypt_all(const char *pg_dsn, const struct pii_keyring *k, char *err,
+                            size_t err_len);
+/* members.c: the member's blind index as a bytea literal for the current
+ * key and, during a rotation, the previous one ("" without one). */
+bool members_phone_indexes(const struct ingest *app, const char *tenant_id, const char *phone,
+                           char current[PII_BLIND_INDEX_HEX_BYTES],
+                           char previous[PII_BLIND_INDEX_HEX_BYTES]);
 
 /* Answers 422 validation_failed for one field and frees r. */
 void req_reply_invalid(struct req *r, const char *field, const char *message);

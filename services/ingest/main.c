@@ -17,6 +17,7 @@
 #define DRAIN_MAX_MS 5000
 #define OUTBOX_SWEEP_S 3
 #define INGEST_KAFKA_PROBE_MS 5000 /* one start-up check of the broker */
+#define RATE_BUCKETS 65536 /* keys and addresses tracked at once (~6 MiB) */
 
 extern const struct db_migration ingest_migrations[];
 extern const unsigned ingest_migrations_count;
@@ -37,6 +38,24 @@ static const struct config_entry config_table[] = {
      "PostgreSQL connections of the API"},
     {"TESSERA_BODY_MAX_BYTES", CONFIG_INT, &app.body_max_bytes, "65536", 1024, 1048576, false,
      "largest accepted request body"},
+    {"TESSERA_RATE_KEY_PER_S", CONFIG_INT, &app.rate_key_per_s, "1000", 1, RATE_PER_S_MAX, false,
+     "requests per second per API key and instance (a key's own rate_limit_per_s wins)"},
+    {"TESSERA_RATE_KEY_BURST", CONFIG_INT, &app.rate_key_burst, "2000", 1, RATE_PER_S_MAX, false,
+     "requests an idle API key may send at once"},
+    {"TESSERA_RATE_IP_PER_S", CONFIG_INT, &app.rate_ip_per_s, "2000", 1, RATE_PER_S_MAX, false,
+     "requests per second per client address and instance (before authentication)"},
+    {"TESSERA_RATE_IP_BURST", CONFIG_INT, &app.rate_ip_burst, "4000", 1, RATE_PER_S_MAX, false,
+     "requests an idle client address may send at once"},
+    {"TESSERA_SESSION_TTL_S", CONFIG_INT, &app.session_ttl_s, "86400", 60, 2592000, false,
+     "lifetime of a member session token"},
+    {"TESSERA_MEMBER_DEVICES_MAX", CONFIG_INT, &app.member_devices_max, "3", 1, 100, false,
+     "devices a member may log in from"},
+    {"TESSERA_MASTER_KEY", CONFIG_STRING, &app.master_key_hex, NULL, 0, 0, true,
+     "master key sealing member PII: 64 hex digits (32 random bytes); never commit it"},
+    {"TESSERA_MASTER_KEY_VERSION", CONFIG_INT, &app.master_key_version, "1", 1, 1000000, false,
+     "version of TESSERA_MASTER_KEY; raise it by one on every rotation"},
+    {"TESSERA_MASTER_KEY_PREVIOUS", CONFIG_STRING, &app.master_key_previous_hex, "", 0, 0, true,
+     "the master key before the last rotation, until --reencrypt-pii has run"},
 };
 
 /* Handlers refuse new work while the service drains. */
@@ -55,6 +74,16 @@ GUARDED(route_get, members_get)
 GUARDED(route_topup, commands_topup)
 GUARDED(route_purchase, commands_purchase)
 GUARDED(route_operation, operations_get)
+GUARDED(route_key_create, api_keys_create)
+GUARDED(route_key_list, api_keys_list)
+GUARDED(route_key_revoke, api_keys_revoke)
+GUARDED(route_branch_create, branches_create)
+GUARDED(route_audit_list, audit_list)
+GUARDED(route_sms_code, member_auth_sms_code)
+GUARDED(route_login, member_auth_login)
+GUARDED(route_logout, member_auth_logout)
+GUARDED(route_me, me_get)
+GUARDED(route_me_password, me_set_password)
 GUARDED(route_product, products_define)
 GUARDED(route_card_limits, card_limits_put)
 GUARDED(route_card_issue, cards_issue)
@@ -77,6 +106,16 @@ static const struct http_route api_routes[] = {
     {"POST", "/v1/members/{member_id}/topups", route_topup},
     {"POST", "/v1/members/{member_id}/purchases", route_purchase},
     {"GET", "/v1/operations/{operation_id}", route_operation},
+    {"POST", "/v1/api-keys", route_key_create},
+    {"GET", "/v1/api-keys", route_key_list},
+    {"DELETE", "/v1/api-keys/{key_id}", route_key_revoke},
+    {"POST", "/v1/branches", route_branch_create},
+    {"GET", "/v1/audit-log", route_audit_list},
+    {"POST", "/v1/auth/sms-codes", route_sms_code},
+    {"POST", "/v1/auth/sessions", route_login},
+    {"DELETE", "/v1/auth/sessions", route_logout},
+    {"GET", "/v1/me", route_me},
+    {"PUT", "/v1/me/password", route_me_password},
     {"POST", "/v1/products", route_product},
     {"PUT", "/v1/config/card-limits", route_card_limits},
     {"POST", "/v1/members/{member_id}/cards", route_card_issue},
@@ -130,6 +169,8 @@ static void ingest_collect(void *ctx)
          offsetof(struct ingest, wait_timeouts)},
         {"tessera_member_events_published_total", "Member events relayed from ingest's outbox.",
          offsetof(struct ingest, relayed_events)},
+        {"tessera_http_rate_limited_total", "Requests refused with 429 by a rate limit.",
+         offsetof(struct ingest, rate_limited)},
     };
     for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++)
         metrics_set(metrics_series(metrics_counter(counters[i].name, counters[i].help, NULL), NULL),
@@ -159,7 +200,7 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
     static int waited_ms;
     waited_ms += DRAIN_CHECK_MS;
     bool idle = waiters_empty(&app) && pg_pool_pending(app.pg) == 0 &&
-                bus_producer_outstanding(app.producer) == 0;
+                app.pwhash.inflight == 0 && bus_producer_outstanding(app.producer) == 0;
     if (!idle && waited_ms < DRAIN_MAX_MS)
         return;
     waiters_fail_all(&app);
@@ -194,12 +235,18 @@ static int ingest_open(char *err, size_t err_len)
     app.producer = bus_producer_new(&bus, app.base, ingest_on_delivery, &app, err, err_len);
     if (!app.producer)
         return -1;
-    static const char *const produced[] = {TOPIC_LEDGER_COMMANDS, TOPIC_MEMBER_EVENTS};
-    bus_producer_prepare_topics(app.producer, produced, 2, 5000);
+    static const char *const produced[] = {TOPIC_LEDGER_COMMANDS, TOPIC_MEMBER_EVENTS,
+                                           TOPIC_NOTIFY_REQUESTS};
+    bus_producer_prepare_topics(app.producer, produced, 3, 5000);
     app.verdicts =
         bus_tail_new(&bus, app.base, TOPIC_LEDGER_EVENTS, waiters_on_event, &app, err, err_len);
     if (!app.verdicts)
         return -1;
+    app.sessions = session_store_new(app.base, app.common.redis_host, (int)app.common.redis_port);
+    if (!app.sessions) {
+        snprintf(err, err_len, "cannot create the session store");
+        return -1;
+    }
     struct http_limits limits = HTTP_LIMITS_DEFAULT;
     limits.body_max_bytes = (size_t)app.body_max_bytes;
     app.api = http_server_new(app.base, app.api_addr, (uint16_t)app.api_port, api_routes,
@@ -221,7 +268,9 @@ static void ingest_close(void)
     bus_tail_free(app.verdicts);
     bus_producer_free(app.producer);
     cache_async_free(app.cache);
+    session_store_free(app.sessions);
     pg_pool_free(app.pg);
+    app.sessions = NULL;
     app.api = NULL;
     app.verdicts = NULL;
     app.producer = NULL;
@@ -282,6 +331,36 @@ static void ingest_on_started(void *ctx)
     log_fields(LOG_INFO, "started", "api_addr", app.api_addr, "api_port", api_port, NULL);
 }
 
+static bool wants_reencrypt(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--reencrypt-pii") == 0)
+            return true;
+    return false;
+}
+
+/* `--reencrypt-pii`: the second half of a master key rotation (and of the
+ * upgrade from plaintext rows). Safe to run while instances serve: every
+ * row is resealed under a compare-and-set on its key version. */
+static int reencrypt_and_exit(void)
+{
+    char err[512];
+    if (service_migrate(&app.common, "ingest", ingest_migrations, ingest_migrations_count) < 0) {
+        pii_keyring_wipe(&app.pii);
+        return 1;
+    }
+    long long n = pii_reencrypt_all(app.common.pg_dsn, &app.pii, err, sizeof(err));
+    pii_keyring_wipe(&app.pii);
+    if (n < 0) {
+        log_fields(LOG_ERROR, "re-encryption failed", "error", err, NULL);
+        return 1;
+    }
+    char count[24];
+    snprintf(count, sizeof(count), "%lld", n);
+    log_fields(LOG_INFO, "re-encryption done", "rows", count, NULL);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int rc = service_init("ingest", "tessera-ingest: the HTTP API", argc, argv, config_table,
@@ -291,9 +370,21 @@ int main(int argc, char **argv)
     if (service_migrate_only(argc, argv))
         return service_migrate(&app.common, "ingest", ingest_migrations,
                                ingest_migrations_count) < 0;
+    char err[512];
+    if (pii_keyring_init(&app.pii, app.master_key_hex, (int)app.master_key_version,
+                         app.master_key_previous_hex, err, sizeof(err)) < 0) {
+        log_fields(LOG_ERROR, "bad master key configuration", "error", err, NULL);
+        return 2;
+    }
+    if (wants_reencrypt(argc, argv))
+        return reencrypt_and_exit();
+    if (rate_limiter_init(&app.limiter, RATE_BUCKETS) < 0) {
+        log_error("no memory for the rate limiter");
+        return 1;
+    }
     evthread_use_pthreads();
     app.base = event_base_new();
-    char err[512];
+    app.pwhash.base = app.base;
     /* The admin port comes first, so /readyz can say 503 while the
      * database or the broker are not there yet. */
     struct admin_server *admin = admin_server_new(
@@ -322,6 +413,8 @@ int main(int argc, char **argv)
     admin_server_free(admin);
     service_signals_free(signals);
     event_base_free(app.base);
+    pii_keyring_wipe(&app.pii);
+    rate_limiter_free(&app.limiter);
     log_info("stopped");
     return 0;
 }

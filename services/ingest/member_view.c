@@ -1,11 +1,14 @@
 /* A member as the API shows it: the profile from ingest's directory, the
  * balances from the Redis cache, or from the ledger's own table when the
  * cache misses or is down (the cache is only a cache). */
+#include <assert.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ingest.h"
+#include "log/log.h"
 
 json_t *balances_json(int64_t points, int64_t principal, int64_t bonus)
 {
@@ -57,6 +60,84 @@ static json_t *text_or_null(const PGresult *res, int col)
     return PQgetisnull(res, 0, col) ? json_null() : json_string(PQgetvalue(res, 0, col));
 }
 
+/* Columns of the profile query below. */
+enum {
+    COL_ID,
+    COL_NO,
+    COL_KEY_VERSION,
+    COL_NAME,
+    COL_PHONE,
+    COL_EMAIL,
+    COL_NAME_ENC,
+    COL_PHONE_ENC,
+    COL_EMAIL_ENC,
+    COL_BIRTHDAY,
+    COL_GENDER,
+    COL_BRANCH,
+    COL_REFERRAL,
+    COL_REFERRED_BY,
+    COL_ATTRIBUTES,
+    COL_CREATED,
+    COL_BIRTHDAY_ENC,
+    COL_GENDER_ENC,
+    COL_ATTRIBUTES_ENC
+};
+
+/* One PII field in the clear, malloc'ed: opened from its sealed column, or
+ * copied from the legacy plaintext column of a row not yet resealed
+ * (version 0). NULL for an absent field; *ok turns false when a sealed
+ * field does not open. */
+static char *pii_text(struct req *r, const PGresult *res, int plain_col, int sealed_col,
+                      const char *field, bool *ok)
+{
+    int version = atoi(PQgetvalue(res, 0, COL_KEY_VERSION));
+    if (version == 0)
+        return PQgetisnull(res, 0, plain_col) ? NULL : strdup(PQgetvalue(res, 0, plain_col));
+    if (PQgetisnull(res, 0, sealed_col))
+        return NULL;
+    char *clear = pii_open(&r->app->pii, version, r->caller.tenant_id, r->member_id, field,
+                           PQgetvalue(res, 0, sealed_col));
+    *ok = *ok && clear;
+    return clear;
+}
+
+static json_t *pii_field(struct req *r, const PGresult *res, int plain_col, int sealed_col,
+                         const char *field, bool *ok)
+{
+    char *clear = pii_text(r, res, plain_col, sealed_col, field, ok);
+    json_t *v = clear ? json_string(clear) : json_null();
+    if (clear)
+        sodium_memzero(clear, strlen(clear));
+    free(clear);
+    return v;
+}
+
+/* The attributes object (legacy jsonb text or sealed JSON text). */
+static json_t *pii_attributes(struct req *r, const PGresult *res, bool *ok)
+{
+    char *clear = pii_text(r, res, COL_ATTRIBUTES, COL_ATTRIBUTES_ENC, "attributes", ok);
+    json_t *attrs = clear ? json_loads(clear, 0, NULL) : NULL;
+    if (clear)
+        sodium_memzero(clear, strlen(clear));
+    free(clear);
+    return json_is_object(attrs) ? attrs : (json_decref(attrs), json_object());
+}
+
+static json_t *profile_json(struct req *r, const PGresult *res, bool *ok)
+{
+    return json_pack(
+        "{s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:s, s:s, s:o, s:o, s:s, s:n, s:[]}", "member_id",
+        PQgetvalue(res, 0, COL_ID), "member_no", PQgetvalue(res, 0, COL_NO), "name",
+        pii_field(r, res, COL_NAME, COL_NAME_ENC, "name", ok), "phone",
+        pii_field(r, res, COL_PHONE, COL_PHONE_ENC, "phone", ok), "email",
+        pii_field(r, res, COL_EMAIL, COL_EMAIL_ENC, "email", ok), "birthday",
+        pii_field(r, res, COL_BIRTHDAY, COL_BIRTHDAY_ENC, "birthday", ok), "gender",
+        pii_field(r, res, COL_GENDER, COL_GENDER_ENC, "gender", ok), "branch_id",
+        PQgetvalue(res, 0, COL_BRANCH), "referral_code", PQgetvalue(res, 0, COL_REFERRAL),
+        "referred_by", text_or_null(res, COL_REFERRED_BY), "attributes", pii_attributes(r, res, ok),
+        "registered_at", PQgetvalue(res, 0, COL_CREATED), "tier", "cards");
+}
+
 static void on_profile(void *arg, PGresult *res, const char *err, const char *sqlstate)
 {
     struct req *r = arg;
@@ -69,16 +150,19 @@ static void on_profile(void *arg, PGresult *res, const char *err, const char *sq
         req_free(r);
         return;
     }
-    json_t *attrs = json_loads(PQgetvalue(res, 0, 10), 0, NULL);
+    bool ok = true;
     json_decref(r->body);
-    r->body = json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:s, s:o, s:o, s:s, s:n, s:[]}",
-                        "member_id", PQgetvalue(res, 0, 0), "member_no", PQgetvalue(res, 0, 1),
-                        "name", PQgetvalue(res, 0, 2), "phone", PQgetvalue(res, 0, 3), "email",
-                        text_or_null(res, 4), "birthday", text_or_null(res, 5), "gender",
-                        text_or_null(res, 6), "branch_id", PQgetvalue(res, 0, 7),
-                        "referral_code", PQgetvalue(res, 0, 8), "referred_by",
-                        text_or_null(res, 9), "attributes", attrs ? attrs : json_object(),
-                        "registered_at", PQgetvalue(res, 0, 11), "tier", "cards");
+    r->body = profile_json(r, res, &ok);
+    assert(r->body); /* the format matches its arguments */
+    if (!ok) {
+        /* A key missing from the ring or a tampered row: never guess. */
+        log_fields(LOG_ERROR, "member PII does not open", "member_id", r->member_id, "key_version",
+                   PQgetvalue(res, 0, COL_KEY_VERSION), NULL);
+        http_reply_problem(r->ex, 500, "pii_unavailable",
+                           "the member's personal data cannot be decrypted", NULL);
+        req_free(r);
+        return;
+    }
     cache_async_get_balances(r->app->cache, r->caller.tenant_id, r->member_id, on_cached, r);
 }
 
@@ -87,10 +171,12 @@ void member_view_reply(struct req *r, const char *member_id)
     snprintf(r->member_id, sizeof(r->member_id), "%s", member_id);
     const char *p[2] = {r->caller.tenant_id, r->member_id};
     if (pg_pool_query(r->app->pg,
-                      "SELECT member_id, member_no, name, phone, email, birthday::text, gender, "
+                      "SELECT member_id, member_no, pii_key_version, name, phone, email, "
+                      "name_enc, phone_enc, email_enc, birthday::text, gender, "
                       "branch_id, referral_code, referred_by, attributes::text, "
-                      "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
-                      "FROM members WHERE tenant_id = $1 AND member_id = $2",
+                      "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+                      "birthday_enc, gender_enc, attributes_enc FROM members WHERE tenant_id = $1 "
+                      "AND member_id = $2",
                       2, p, on_profile, r) < 0)
         req_fail_db(r, "queue full");
 }

@@ -1,8 +1,10 @@
 /* Member registration and look-ups. A registration is one statement: the
  * member row, the MemberRegistered event in ingest's outbox and, with an
- * Idempotency-Key, the answer, so either all of it happened or none. The
- * phone's uniqueness per tenant is a database constraint, so two
- * registrations racing for one phone get exactly one member. */
+ * Idempotency-Key, the answer, so either all of it happened or none. Name,
+ * phone, email, birthday, gender and attributes are sealed before they
+ * reach the database (pii.h); the
+ * phone's uniqueness per tenant is a unique constraint on its keyed blind
+ * index, so two registrations racing for one phone get exactly one member. */
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -156,6 +158,13 @@ static json_t *registration_answer(struct req *r)
                      "referral_code", r->referral_code);
 }
 
+static void reply_duplicate_phone(struct req *r)
+{
+    http_reply_problem(r->ex, 409, "duplicate_phone",
+                       "a member with this phone is already registered", NULL);
+    req_free(r);
+}
+
 static void on_inserted(void *arg, PGresult *res, const char *err, const char *sqlstate)
 {
     struct req *r = arg;
@@ -166,13 +175,17 @@ static void on_inserted(void *arg, PGresult *res, const char *err, const char *s
             idem_lookup_then(r, NULL);
             return;
         }
-        if (unique && strstr(err, "members_tenant_phone_key")) {
-            http_reply_problem(r->ex, 409, "duplicate_phone",
-                               "a member with this phone is already registered", NULL);
-            req_free(r);
+        if (unique && strstr(err, "members_tenant_phone")) {
+            reply_duplicate_phone(r);
             return;
         }
         req_fail_db(r, err);
+        return;
+    }
+    if (PQntuples(res) == 0) {
+        /* the phone is registered under the previous key (a rotation is
+         * under way): the insert's NOT EXISTS refused it */
+        reply_duplicate_phone(r);
         return;
     }
     member_events_publish(r->app, PQgetvalue(res, 0, 0), r->member_id, r->command,
@@ -183,40 +196,107 @@ static void on_inserted(void *arg, PGresult *res, const char *err, const char *s
     req_free(r);
 }
 
+bool members_phone_indexes(const struct ingest *app, const char *tenant_id, const char *phone,
+                           char current[PII_BLIND_INDEX_HEX_BYTES],
+                           char previous[PII_BLIND_INDEX_HEX_BYTES])
+{
+    previous[0] = '\0';
+    if (app->pii.previous_version &&
+        !pii_blind_index(&app->pii, app->pii.previous_version, tenant_id, phone, previous))
+        return false;
+    return pii_blind_index(&app->pii, app->pii.current_version, tenant_id, phone, current);
+}
+
+/* The member's personal fields sealed for its row; NULL entries when
+ * sealing failed (only absent optional fields are NULL on success). */
+struct sealed_pii {
+    char *name, *phone, *email, *birthday, *gender, *attributes;
+    char index[PII_BLIND_INDEX_HEX_BYTES], previous_index[PII_BLIND_INDEX_HEX_BYTES];
+    char version[16];
+};
+
+/* Seals field of the body (optional: NULL stays NULL); false on failure. */
+static bool seal_field(struct req *r, const char *field, const char *value, char **out)
+{
+    *out = value ? pii_seal(&r->app->pii, r->caller.tenant_id, r->member_id, field, value) : NULL;
+    return *out || !value;
+}
+
+static bool seal_registration(struct req *r, struct sealed_pii *s)
+{
+    const char *t = r->caller.tenant_id;
+    bool ok = seal_field(r, "name", body_string(r, "name"), &s->name) &&
+              seal_field(r, "phone", body_string(r, "phone"), &s->phone) &&
+              seal_field(r, "email", body_string(r, "email"), &s->email) &&
+              seal_field(r, "birthday", body_string(r, "birthday"), &s->birthday) &&
+              seal_field(r, "gender", body_string(r, "gender"), &s->gender) &&
+              seal_field(r, "attributes", r->attributes_json, &s->attributes);
+    snprintf(s->version, sizeof(s->version), "%d", r->app->pii.current_version);
+    return ok &&
+           members_phone_indexes(r->app, t, body_string(r, "phone"), s->index, s->previous_index);
+}
+
+static void sealed_pii_free(struct sealed_pii *s)
+{
+    free(s->name);
+    free(s->phone);
+    free(s->email);
+    free(s->birthday);
+    free(s->gender);
+    free(s->attributes);
+}
+
+/* The member row (PII sealed), its MemberRegistered in the outbox and the
+ * idempotency record, in one statement. During a rotation the phone's
+ * index under the previous key must not exist either ($18); the unique
+ * constraint covers the current key. */
 static void insert_member(struct req *r)
 {
+    struct sealed_pii sealed = {0};
+    if (!seal_registration(r, &sealed)) {
+        sealed_pii_free(&sealed);
+        req_fail_db(r, "could not seal the member's PII");
+        return;
+    }
     char *payload = encode_registered(r);
     json_t *answer = registration_answer(r);
     char *answer_text = json_dumps(answer, JSON_COMPACT);
     json_decref(answer);
-    const char *p[16] = {r->caller.tenant_id,
+    const char *p[19] = {r->caller.tenant_id,
                          r->member_id,
                          r->member_no,
-                         body_string(r, "name"),
-                         body_string(r, "phone"),
-                         body_string(r, "email"),
-                         body_string(r, "birthday"),
-                         body_string(r, "gender"),
+                         sealed.name,
+                         sealed.phone,
+                         sealed.email,
+                         sealed.birthday,
+                         sealed.gender,
                          body_string(r, "branch_id"),
                          r->referral_code,
                          body_string(r, "referral_code"),
-                         r->attributes_json,
+                         sealed.attributes,
                          payload,
                          r->idem_key[0] ? r->idem_key : NULL,
                          r->request_hash,
-                         answer_text};
+                         answer_text,
+                         sealed.index,
+                         sealed.previous_index[0] ? sealed.previous_index : NULL,
+                         sealed.version};
     int rc = pg_pool_query(
         r->app->pg,
-        "WITH m AS (INSERT INTO members (tenant_id, member_id, member_no, name, phone, email, "
-        "birthday, gender, branch_id, referral_code, referred_by, attributes) VALUES ($1, $2, "
-        "$3, $4, $5, $6, $7::date, $8, $9, $10, $11, $12::jsonb) RETURNING member_id), "
+        "WITH m AS (INSERT INTO members (tenant_id, member_id, member_no, name_enc, phone_enc, "
+        "email_enc, birthday_enc, gender_enc, branch_id, referral_code, referred_by, "
+        "attributes_enc, phone_bidx, pii_key_version) SELECT $1, $2, $3, $4::bytea, $5::bytea, "
+        "$6::bytea, $7::bytea, $8::bytea, $9, $10, $11, $12::bytea, $17::bytea, $19::int "
+        "WHERE NOT EXISTS (SELECT 1 FROM members WHERE tenant_id = $1 "
+        "AND phone_bidx = $18::bytea) RETURNING member_id), "
         "o AS (INSERT INTO outbox (topic, key, payload) SELECT '" TOPIC_MEMBER_EVENTS
         "', member_id, $13::bytea FROM m RETURNING id), "
         "i AS (INSERT INTO idempotency_keys (tenant_id, idempotency_key, request_hash, "
         "response_status, response_body) SELECT $1, $14, $15, 201, $16 FROM m "
         "WHERE $14::text IS NOT NULL) "
         "SELECT id FROM o",
-        16, p, on_inserted, r);
+        19, p, on_inserted, r);
+    sealed_pii_free(&sealed);
     free(payload);
     free(answer_text);
     if (rc < 0)
@@ -316,10 +396,18 @@ static void find_authenticated(struct req *r)
         req_reply_invalid(r, "phone", "query parameter phone is required: 5 to 20 digits");
         return;
     }
-    const char *p[2] = {r->caller.tenant_id, phone};
+    char index[PII_BLIND_INDEX_HEX_BYTES], previous[PII_BLIND_INDEX_HEX_BYTES];
+    if (!members_phone_indexes(r->app, r->caller.tenant_id, phone, index, previous)) {
+        req_fail_db(r, "no key for the phone's blind index");
+        return;
+    }
+    /* Only the keyed index is compared: the database never sees the phone.
+     * During a rotation a row may still carry the previous key's index. */
+    const char *p[3] = {r->caller.tenant_id, index, previous[0] ? previous : NULL};
     if (pg_pool_query(r->app->pg,
-                      "SELECT member_id FROM members WHERE tenant_id = $1 AND phone = $2", 2, p,
-                      on_found, r) < 0)
+                      "SELECT member_id FROM members WHERE tenant_id = $1 "
+                      "AND phone_bidx IN ($2::bytea, $3::bytea)",
+                      3, p, on_found, r) < 0)
         req_fail_db(r, "queue full");
 }
 

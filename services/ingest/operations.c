@@ -14,7 +14,8 @@ static void on_verdict(void *arg, PGresult *res, const char *err, const char *sq
         return;
     }
     if (PQntuples(res) == 0) {
-        if (waiter_pending(r->app, r->command_id))
+        /* another tenant's command in flight is as unknown as any */
+        if (waiter_pending_in_tenant(r->app, r->caller.tenant_id, r->command_id))
             http_reply_json(r->ex, 200,
                             json_pack("{s:s, s:s}", "operation_id", r->command_id, "status",
                                       "pending"),

@@ -136,6 +136,7 @@ static void adjustment_authenticated(struct req *r)
     }
     if (!ledger_request_member_path(r) || !validate_adjustment(r))
         return;
+    r->audit_action = "points.adjust";
     commands_read_prefer_wait(r);
     ledger_request_check_then(r, adjustment_send);
 }

@@ -177,6 +177,7 @@ static void product_authenticated(struct req *r)
     if (!admin_only(r) || !http_read_json_object(r->ex, &r->body) || !validate_product(r))
         return;
     snprintf(r->member_id, sizeof(r->member_id), "%s", r->caller.tenant_id);
+    r->audit_action = "product.define";
     json_t *ids = json_object_get(r->body, "branch_ids");
     char *ids_json = json_dumps(ids ? ids : json_array(), JSON_COMPACT);
     const char *p[2] = {r->caller.tenant_id, ids_json};
@@ -240,6 +241,7 @@ static void limits_authenticated(struct req *r)
     }
     validation_free(&v);
     snprintf(r->member_id, sizeof(r->member_id), "%s", r->caller.tenant_id);
+    r->audit_action = "card_limits.put";
     uuid7_generate(r->command_id);
     idem_claim_then(r, send_limits);
 }

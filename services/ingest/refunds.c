@@ -108,6 +108,7 @@ static void refund_authenticated(struct req *r)
     }
     if (!ledger_request_member_path(r) || !validate_refund(r))
         return;
+    r->audit_action = "refund";
     commands_read_prefer_wait(r);
     ledger_request_check_then(r, refund_send);
 }

@@ -1,5 +1,6 @@
 /* The life of one API request across its asynchronous steps. */
 #include <assert.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,8 +38,17 @@ void req_free(struct req *r)
     if (!r)
         return;
     json_decref(r->body);
+    json_decref(r->audit_result);
     free(r->command);
     free(r->attributes_json);
+    if (r->login) {
+        sodium_memzero(r->login, r->login_size);
+        free(r->login);
+    }
+    if (r->secret) {
+        sodium_memzero(r->secret, strlen(r->secret));
+        free(r->secret);
+    }
     if (r->headers)
         rd_kafka_headers_destroy(r->headers);
     free(r);

@@ -16,6 +16,7 @@
 struct waiter {
     struct waiter *next;
     char command_id[UUID_STR_SIZE];
+    char tenant_id[INGEST_KEY_MAX]; /* from the command: who may see it pending */
     waiter_done_fn done;
     void *arg;
     struct event *timer;
@@ -41,6 +42,21 @@ static struct waiter **find_slot(struct ingest *app, const char *command_id)
 bool waiter_pending(struct ingest *app, const char *command_id)
 {
     return *find_slot(app, command_id) != NULL;
+}
+
+bool waiter_pending_in_tenant(struct ingest *app, const char *tenant_id, const char *command_id)
+{
+    const struct waiter *w = *find_slot(app, command_id);
+    return w && strcmp(w->tenant_id, tenant_id) == 0;
+}
+
+/* The tenant of an encoded command (a decode of a few hundred bytes). */
+static void command_tenant(const uint8_t *command, size_t len, char out[INGEST_KEY_MAX])
+{
+    char why[128];
+    Envelope *env = envelope_decode(command, len, why, sizeof(why));
+    snprintf(out, INGEST_KEY_MAX, "%s", env && env->tenant_id ? env->tenant_id : "");
+    envelope_free(env);
 }
 
 /* Unlinks the waiter of command_id and ends it with outcome. */
@@ -89,6 +105,7 @@ int waiter_send(struct ingest *app, const char *command_id, const char *member_i
     struct waiter *w = calloc(1, sizeof(*w));
     assert(w);
     snprintf(w->command_id, sizeof(w->command_id), "%s", command_id);
+    command_tenant(command, len, w->tenant_id);
     w->done = done;
     w->arg = arg;
     w->app = app;
@@ -109,6 +126,10 @@ static void request_done(void *arg, enum wait_outcome outcome, const Envelope *v
         int status = verdict_to_response(verdict, &body);
         if (r->idem_key[0])
             idem_store_answer(r->app, &r->caller, r->idem_key, status, body);
+        if (r->audit_action) {
+            audit_verdict_then_answer(r, status, body); /* answers and frees r */
+            return;
+        }
         answer_json(r->ex, status, body);
     } else if (outcome == WAIT_TIMEOUT) {
         char location[96];

@@ -185,6 +185,25 @@ static void test_redis_restart_under_traffic(void **state)
 #define NOKAFKA_PORT_SHIFT 50 /* beside the runtime's ports, inside this offset's range of 100 */
 #define NOKAFKA_STOP_MS 10000
 
+/* ingest needs the runtime's PII master key (and its version) to start:
+ * both live in the runtime's directory, never in the repository. */
+static void use_runtime_master_key(void)
+{
+    const char *names[2][2] = {{"master-key", "TESSERA_MASTER_KEY"},
+                               {"master-key.version", "TESSERA_MASTER_KEY_VERSION"}};
+    for (int i = 0; i < 2; i++) {
+        char path[512], value[128] = "";
+        snprintf(path, sizeof(path), "%s/%s", getenv("TESSERA_LOCAL_DIR"), names[i][0]);
+        FILE *f = fopen(path, "r");
+        if (f && fgets(value, sizeof(value), f))
+            value[strcspn(value, "\n")] = '\0';
+        if (f)
+            fclose(f);
+        if (value[0])
+            setenv(names[i][1], value, 1);
+    }
+}
+
 static pid_t spawn_ingest_without_kafka(int admin_port, const char *log_path)
 {
     pid_t pid = fork();
@@ -196,6 +215,7 @@ static pid_t spawn_ingest_without_kafka(int admin_port, const char *log_path)
         setenv("TESSERA_KAFKA_BOOTSTRAP", "127.0.0.1:1", 1);
         setenv("TESSERA_ADMIN_PORT", admin, 1);
         setenv("TESSERA_API_PORT", api, 1);
+        use_runtime_master_key();
         FILE *log = freopen(log_path, "w", stderr);
         (void)log;
         execl("build/bin/tessera-ingest", "tessera-ingest", (char *)NULL);

@@ -1,0 +1,194 @@
+/* Sealing and blind-indexing member PII (see pii.h for the key scheme). */
+#include "pii.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TENANT_ROOT_PREFIX "tessera-tenant:"
+#define SEAL_KDF_ID        1
+#define SEAL_KDF_CONTEXT   "tsrpii01"
+#define INDEX_KDF_ID       2
+#define INDEX_KDF_CONTEXT  "tsrbidx1"
+#define CODE_KDF_ID        3
+#define CODE_KDF_CONTEXT   "tsrcode1"
+#define AD_MAX             512
+#define NONCE_BYTES        crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
+#define TAG_BYTES          crypto_aead_xchacha20poly1305_ietf_ABYTES
+
+_Static_assert(sizeof(SEAL_KDF_CONTEXT) - 1 == crypto_kdf_CONTEXTBYTES, "kdf context size");
+_Static_assert(sizeof(INDEX_KDF_CONTEXT) - 1 == crypto_kdf_CONTEXTBYTES, "kdf context size");
+_Static_assert(PII_MASTER_KEY_BYTES == crypto_kdf_KEYBYTES, "master key size");
+
+static int key_from_hex(unsigned char out[PII_MASTER_KEY_BYTES], const char *hex)
+{
+    size_t len = 0;
+    if (!hex || strlen(hex) != 2 * PII_MASTER_KEY_BYTES)
+        return -1;
+    if (sodium_hex2bin(out, PII_MASTER_KEY_BYTES, hex, strlen(hex), NULL, &len, NULL) != 0)
+        return -1;
+    return len == PII_MASTER_KEY_BYTES ? 0 : -1;
+}
+
+int pii_keyring_init(struct pii_keyring *k, const char *current_hex, int current_version,
+                     const char *previous_hex, char *err, size_t err_len)
+{
+    memset(k, 0, sizeof(*k));
+    if (sodium_init() < 0) {
+        snprintf(err, err_len, "libsodium did not initialise");
+        return -1;
+    }
+    if (current_version < 1 || current_version > PII_MASTER_KEY_VERSION_MAX) {
+        snprintf(err, err_len, "the master key version must be 1..%d", PII_MASTER_KEY_VERSION_MAX);
+        return -1;
+    }
+    if (key_from_hex(k->current, current_hex) < 0) {
+        snprintf(err, err_len, "TESSERA_MASTER_KEY must be 64 hex digits (32 random bytes)");
+        return -1;
+    }
+    k->current_version = current_version;
+    if (previous_hex && *previous_hex) {
+        if (current_version < 2 || key_from_hex(k->previous, previous_hex) < 0) {
+            pii_keyring_wipe(k);
+            snprintf(err, err_len,
+                     "TESSERA_MASTER_KEY_PREVIOUS must be 64 hex digits, with a current "
+                     "version of 2 or more");
+            return -1;
+        }
+        k->previous_version = current_version - 1;
+    }
+    return 0;
+}
+
+void pii_keyring_wipe(struct pii_keyring *k)
+{
+    sodium_memzero(k, sizeof(*k));
+}
+
+bool pii_keyring_has(const struct pii_keyring *k, int version)
+{
+    return version >= 1 && (version == k->current_version || version == k->previous_version);
+}
+
+static const unsigned char *master_of(const struct pii_keyring *k, int version)
+{
+    if (version >= 1 && version == k->current_version)
+        return k->current;
+    if (version >= 1 && version == k->previous_version)
+        return k->previous;
+    return NULL;
+}
+
+/* Derives the tenant's key number kdf_id; false when the version is unknown. */
+static bool derive(const struct pii_keyring *k, int version, const char *tenant_id, uint64_t kdf_id,
+                   const char *context, unsigned char out[32])
+{
+    const unsigned char *master = master_of(k, version);
+    if (!master)
+        return false;
+    unsigned char root[crypto_kdf_KEYBYTES];
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, master, PII_MASTER_KEY_BYTES, sizeof(root));
+    crypto_generichash_update(&st, (const unsigned char *)TENANT_ROOT_PREFIX,
+                              strlen(TENANT_ROOT_PREFIX));
+    crypto_generichash_update(&st, (const unsigned char *)tenant_id, strlen(tenant_id));
+    crypto_generichash_final(&st, root, sizeof(root));
+    crypto_kdf_derive_from_key(out, 32, kdf_id, context, root);
+    sodium_memzero(root, sizeof(root));
+    return true;
+}
+
+/* "tenant\0member\0field": binds a ciphertext to its row and column. */
+static size_t make_ad(unsigned char ad[AD_MAX], const char *tenant_id, const char *member_id,
+                      const char *field)
+{
+    int n = snprintf((char *)ad, AD_MAX, "%s%c%s%c%s", tenant_id, 0, member_id, 0, field);
+    return n > 0 && n < AD_MAX ? (size_t)n : 0;
+}
+
+char *pii_seal(const struct pii_keyring *k, const char *tenant_id, const char *member_id,
+               const char *field, const char *plaintext)
+{
+    size_t len = plaintext ? strlen(plaintext) : 0;
+    unsigned char ad[AD_MAX], key[32];
+    size_t ad_len = make_ad(ad, tenant_id, member_id, field);
+    if (!plaintext || len > PII_PLAINTEXT_MAX || ad_len == 0)
+        return NULL;
+    if (!derive(k, k->current_version, tenant_id, SEAL_KDF_ID, SEAL_KDF_CONTEXT, key))
+        return NULL;
+    unsigned char sealed[NONCE_BYTES + PII_PLAINTEXT_MAX + TAG_BYTES];
+    randombytes_buf(sealed, NONCE_BYTES);
+    unsigned long long sealed_len = 0;
+    crypto_aead_xchacha20poly1305_ietf_encrypt(sealed + NONCE_BYTES, &sealed_len,
+                                               (const unsigned char *)plaintext, len, ad, ad_len,
+                                               NULL, sealed, key);
+    sodium_memzero(key, sizeof(key));
+    size_t total = NONCE_BYTES + (size_t)sealed_len;
+    char *hex = malloc(2 * total + 3);
+    if (!hex)
+        return NULL;
+    memcpy(hex, "\\x", 2);
+    sodium_bin2hex(hex + 2, 2 * total + 1, sealed, total);
+    return hex;
+}
+
+char *pii_open(const struct pii_keyring *k, int version, const char *tenant_id,
+               const char *member_id, const char *field, const char *bytea_text)
+{
+    unsigned char sealed[NONCE_BYTES + PII_PLAINTEXT_MAX + TAG_BYTES], ad[AD_MAX], key[32];
+    size_t sealed_len = 0, ad_len = make_ad(ad, tenant_id, member_id, field);
+    if (!bytea_text || strncmp(bytea_text, "\\x", 2) != 0 || ad_len == 0)
+        return NULL;
+    const char *hex = bytea_text + 2;
+    if (strlen(hex) > 2 * sizeof(sealed) ||
+        sodium_hex2bin(sealed, sizeof(sealed), hex, strlen(hex), NULL, &sealed_len, NULL) != 0 ||
+        sealed_len < NONCE_BYTES + TAG_BYTES)
+        return NULL;
+    if (!derive(k, version, tenant_id, SEAL_KDF_ID, SEAL_KDF_CONTEXT, key))
+        return NULL;
+    char *plain = malloc(sealed_len - NONCE_BYTES - TAG_BYTES + 1);
+    unsigned long long plain_len = 0;
+    int rc = plain ? crypto_aead_xchacha20poly1305_ietf_decrypt(
+                         (unsigned char *)plain, &plain_len, NULL, sealed + NONCE_BYTES,
+                         sealed_len - NONCE_BYTES, ad, ad_len, sealed, key)
+                   : -1;
+    sodium_memzero(key, sizeof(key));
+    if (rc != 0) {
+        free(plain);
+        return NULL;
+    }
+    plain[plain_len] = '\0';
+    return plain;
+}
+
+bool pii_blind_index(const struct pii_keyring *k, int version, const char *tenant_id,
+                     const char *phone, char out[PII_BLIND_INDEX_HEX_BYTES])
+{
+    unsigned char key[32], digest[32];
+    if (!derive(k, version, tenant_id, INDEX_KDF_ID, INDEX_KDF_CONTEXT, key))
+        return false;
+    crypto_generichash(digest, sizeof(digest), (const unsigned char *)phone, strlen(phone), key,
+                       sizeof(key));
+    sodium_memzero(key, sizeof(key));
+    memcpy(out, "\\x", 2);
+    sodium_bin2hex(out + 2, PII_BLIND_INDEX_HEX_BYTES - 2, digest, sizeof(digest));
+    return true;
+}
+
+bool pii_code_hash(const struct pii_keyring *k, const char *tenant_id, const char *phone_index,
+                   const char *code, char out[PII_BLIND_INDEX_HEX_BYTES])
+{
+    unsigned char key[32], digest[32];
+    if (!derive(k, k->current_version, tenant_id, CODE_KDF_ID, CODE_KDF_CONTEXT, key))
+        return false;
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, key, sizeof(key), sizeof(digest));
+    crypto_generichash_update(&st, (const unsigned char *)phone_index, strlen(phone_index) + 1);
+    crypto_generichash_update(&st, (const unsigned char *)code, strlen(code));
+    crypto_generichash_final(&st, digest, sizeof(digest));
+    sodium_memzero(key, sizeof(key));
+    memcpy(out, "\\x", 2);
+    sodium_bin2hex(out + 2, PII_BLIND_INDEX_HEX_BYTES - 2, digest, sizeof(digest));
+    return true;
+}

@@ -1,0 +1,287 @@
+/* Tenant isolation: a second tenant ("rival", made here with test-only
+ * SQL, its admin key hashed like any other) calls every endpoint for the
+ * first tenant's member, operation, key and audit trail. Every answer is
+ * 404 or 403 or the rival's own (empty) data, and never holds the demo
+ * member's id, phone or name. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sodium.h>
+
+#include "../support/api_client.h"
+
+static char rival_key[80];
+
+struct demo_member {
+    char id[64], phone[16], name[64], operation_id[64], key_id[64], idem_key[64];
+};
+static struct demo_member demo;
+
+static void exec_ok(PGconn *pg, const char *sql, int n, const char *const *p)
+{
+    PGresult *res = PQexecParams(pg, sql, n, NULL, p, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+}
+
+/* The rival tenant with its own hq branch (same id as demo's on purpose). */
+static void make_rival_tenant(void)
+{
+    unsigned char raw[24];
+    randombytes_buf(raw, sizeof(raw));
+    strcpy(rival_key, "tsk_");
+    sodium_bin2hex(rival_key + 4, sizeof(rival_key) - 4, raw, sizeof(raw));
+    PGconn *pg = test_pg();
+    exec_ok(pg,
+            "INSERT INTO ingest.tenants (tenant_id, name) VALUES ('rival', 'Rival Chain') "
+            "ON CONFLICT DO NOTHING",
+            0, NULL);
+    exec_ok(pg,
+            "INSERT INTO ingest.branches (tenant_id, branch_id, name) VALUES "
+            "('rival', 'hq', 'Rival HQ') ON CONFLICT DO NOTHING",
+            0, NULL);
+    const char *p[1] = {rival_key};
+    exec_ok(pg,
+            "INSERT INTO ingest.api_keys (key_hash, tenant_id, name, scope) VALUES "
+            "(encode(sha256(convert_to($1, 'UTF8')), 'hex'), 'rival', 'rival admin', 'admin')",
+            1, p);
+    PQfinish(pg);
+}
+
+/* A demo member with a top-up (an operation) and a demo pos key. */
+static void make_demo_data(void)
+{
+    char body[256], path[128];
+    test_unique_phone(demo.phone);
+    snprintf(demo.name, sizeof(demo.name), "Isolated %.10s", demo.phone + 5);
+    snprintf(body, sizeof(body), "{\"name\":\"%s\",\"phone\":\"%s\",\"branch_id\":\"hq\"}",
+             demo.name, demo.phone);
+    struct api_response r = api_post("/v1/members", body, NULL);
+    assert_int_equal(r.status, 201);
+    snprintf(demo.id, sizeof(demo.id), "%s", json_str_at(r.body, "member_id"));
+    api_response_free(&r);
+    snprintf(path, sizeof(path), "/v1/members/%s/topups", demo.id);
+    snprintf(demo.idem_key, sizeof(demo.idem_key), "iso-topup-%s", demo.phone);
+    r = api_post(path, "{\"amount\":5000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}",
+                 demo.idem_key);
+    assert_int_equal(r.status, 201);
+    snprintf(demo.operation_id, sizeof(demo.operation_id), "%s",
+             json_str_at(r.body, "operation_id"));
+    api_response_free(&r);
+    r = api_call("POST", "/v1/api-keys",
+                 "{\"name\":\"demo till\",\"scope\":\"pos\","
+                 "\"branch_id\":\"hq\"}",
+                 NULL, NULL);
+    assert_int_equal(r.status, 201);
+    snprintf(demo.key_id, sizeof(demo.key_id), "%s", json_str_at(r.body, "key_id"));
+    api_response_free(&r);
+}
+
+static int setup(void **state)
+{
+    make_rival_tenant();
+    make_demo_data();
+    return 0;
+}
+
+static void assert_no_demo_data(const struct api_response *r)
+{
+    assert_null(strstr(r->raw, demo.id));
+    assert_null(strstr(r->raw, demo.phone));
+    assert_null(strstr(r->raw, demo.name));
+    assert_null(strstr(r->raw, demo.operation_id));
+    assert_null(strstr(r->raw, demo.key_id));
+}
+
+struct probe {
+    const char *method, *path, *body; /* %M member id, %O operation, %P phone, %K key id */
+    long status;
+    const char *code;
+};
+
+static void expand(char *out, size_t len, const char *tmpl)
+{
+    size_t n = 0;
+    for (const char *t = tmpl; *t && n + 64 < len; t++) {
+        const char *v = NULL;
+        if (t[0] == '%' && t[1] == 'M')
+            v = demo.id;
+        else if (t[0] == '%' && t[1] == 'O')
+            v = demo.operation_id;
+        else if (t[0] == '%' && t[1] == 'P')
+            v = demo.phone;
+        else if (t[0] == '%' && t[1] == 'K')
+            v = demo.key_id;
+        if (v) {
+            n += (size_t)snprintf(out + n, len - n, "%s", v);
+            t++;
+        } else {
+            out[n++] = *t;
+        }
+    }
+    out[n] = '\0';
+}
+
+/* Every route of the API, aimed at the demo tenant's things. */
+static const struct probe probes[] = {
+    {"GET", "/v1/members/%M", NULL, 404, "not_found"},
+    {"GET", "/v1/members?phone=%P", NULL, 404, "not_found"},
+    {"POST", "/v1/members/%M/topups",
+     "{\"amount\":1000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}", 404, "not_found"},
+    {"POST", "/v1/members/%M/purchases",
+     "{\"amount\":1000,\"branch_id\":\"hq\",\"payment\":{\"method\":\"stored_value\"}}", 404,
+     "not_found"},
+    {"GET", "/v1/operations/%O", NULL, 404, "not_found"},
+    {"GET", "/v1/members/%M/ledger", NULL, 404, "not_found"},
+    {"POST", "/v1/members/%M/cards",
+     "{\"product_id\":\"p1\",\"branch_id\":\"hq\",\"payment\":{\"method\":\"cash\"}}", 404,
+     "not_found"},
+    {"POST", "/v1/members/%M/cards/%O/uses", "{\"branch_id\":\"hq\"}", 404, "not_found"},
+    {"POST", "/v1/members/%M/cards/%O/freeze", "{\"days\":3}", 404, "not_found"},
+    {"POST", "/v1/members/%M/coupons", "{\"kind\":\"value\",\"value\":100,\"valid_days\":7}", 404,
+     "not_found"},
+    {"POST", "/v1/members/%M/coupons/%O/redeem", "{\"branch_id\":\"hq\"}", 404, "not_found"},
+    {"POST", "/v1/members/%M/points-adjustments", "{\"points\":100,\"reason\":\"probe\"}", 404,
+     "not_found"},
+    {"POST", "/v1/members/%M/refunds",
+     "{\"kind\":\"stored_value\",\"reason\":\"probe\",\"branch_id\":\"hq\"}", 404, "not_found"},
+    {"DELETE", "/v1/api-keys/%K", NULL, 404, "not_found"},
+    {"POST", "/v1/api-keys", "{\"name\":\"x\",\"scope\":\"pos\",\"branch_id\":\"branch-1\"}", 422,
+     "validation_failed"},
+    {"POST", "/v1/members", "{\"name\":\"x\",\"phone\":\"13900000000\",\"branch_id\":\"branch-1\"}",
+     422, "validation_failed"},
+};
+
+static void test_every_endpoint_with_another_tenants_key(void **state)
+{
+    for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++) {
+        char path[256], body[512];
+        expand(path, sizeof(path), probes[i].path);
+        if (probes[i].body)
+            expand(body, sizeof(body), probes[i].body);
+        struct api_response r =
+            api_call(probes[i].method, path, probes[i].body ? body : NULL, rival_key, NULL);
+        if (r.status != probes[i].status)
+            fprintf(stderr, "test: %s %s answered %ld: %s\n", probes[i].method, path, r.status,
+                    r.raw);
+        assert_int_equal(r.status, probes[i].status);
+        assert_string_equal(json_str_at(r.body, "code"), probes[i].code);
+        assert_no_demo_data(&r);
+        api_response_free(&r);
+    }
+}
+
+/* The batch upload checks every line's member in the caller's tenant: a
+ * line for the demo member, with the demo's own Idempotency-Key, is a
+ * per-line 404 and replays nothing of demo's. */
+static void test_batch_line_for_another_tenants_member(void **state)
+{
+    char body[512];
+    snprintf(body, sizeof(body),
+             "{\"type\":\"topup\",\"member_id\":\"%s\",\"idempotency_key\":\"%s\","
+             "\"amount\":5000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}\n",
+             demo.id, demo.idem_key);
+    const char *headers[] = {"Content-Type: application/x-ndjson", NULL};
+    struct api_response r = api_call("POST", "/v1/events:batch", body, rival_key, headers);
+    assert_int_equal(r.status, 200);
+    json_t *line = json_array_get(json_object_get(r.body, "results"), 0);
+    assert_int_equal(json_int_at(line, "status"), 404);
+    assert_string_equal(json_str_at(line, "result.code"), "not_found");
+    /* (the line's own key, which holds the phone, is echoed: nothing else) */
+    assert_null(strstr(r.raw, demo.operation_id));
+    assert_null(strstr(r.raw, demo.name));
+    assert_null(strstr(r.raw, "\"balances\""));
+    api_response_free(&r);
+}
+
+/* The tenant's outstanding prepaid liability (principal and bonus). */
+static int64_t liability(const char *key)
+{
+    struct api_response r = api_call("GET", "/v1/reports/prepaid-liability", NULL, key, NULL);
+    assert_int_equal(r.status, 200);
+    int64_t v = json_int_at(r.body, "tenant.outstanding");
+    api_response_free(&r);
+    return v;
+}
+
+/* Lists and reports show only the caller's tenant. */
+static void test_lists_hold_only_own_tenant(void **state)
+{
+    const char *lists[] = {"/v1/api-keys", "/v1/audit-log", "/v1/reports/prepaid-liability",
+                           "/v1/reports/card-liability"};
+    for (size_t i = 0; i < 4; i++) {
+        struct api_response r = api_call("GET", lists[i], NULL, rival_key, NULL);
+        assert_int_equal(r.status, 200);
+        assert_no_demo_data(&r);
+        assert_null(strstr(r.raw, "demo admin"));
+        assert_null(strstr(r.raw, "\"demo\""));
+        api_response_free(&r);
+    }
+    /* demo's money moves; the rival's liability does not */
+    int64_t rival_before = liability(rival_key), demo_before = liability(NULL);
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/members/%s/topups", demo.id);
+    struct api_response r =
+        api_post(path, "{\"amount\":7000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}", NULL);
+    assert_int_equal(r.status, 201);
+    api_response_free(&r);
+    assert_int_equal(liability(rival_key), rival_before);
+    assert_int_equal(liability(NULL), demo_before + 7000);
+}
+
+/* The same phone, the same branch id and the same Idempotency-Key mean
+ * nothing across tenants: the rival gets its own answers, not demo's. */
+static void test_shared_names_do_not_cross(void **state)
+{
+    char body[256], path[128];
+    snprintf(body, sizeof(body),
+             "{\"name\":\"Rival Member\",\"phone\":\"%s\",\"branch_id\":\"hq\"}", demo.phone);
+    struct api_response r = api_call("POST", "/v1/members", body, rival_key, NULL);
+    assert_int_equal(r.status, 201); /* not duplicate_phone: the index is keyed per tenant */
+    char rival_member[64];
+    snprintf(rival_member, sizeof(rival_member), "%s", json_str_at(r.body, "member_id"));
+    api_response_free(&r);
+    snprintf(path, sizeof(path), "/v1/members?phone=%s", demo.phone);
+    r = api_call("GET", path, NULL, rival_key, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(json_str_at(r.body, "member_id"), rival_member);
+    assert_string_equal(json_str_at(r.body, "name"), "Rival Member");
+    api_response_free(&r);
+
+    char idem_header[96];
+    snprintf(idem_header, sizeof(idem_header), "Idempotency-Key: %s", demo.idem_key);
+    const char *headers[] = {idem_header, NULL};
+    snprintf(path, sizeof(path), "/v1/members/%s/topups", rival_member);
+    r = api_call("POST", path, "{\"amount\":5000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}",
+                 rival_key, headers);
+    assert_int_equal(r.status, 201);
+    assert_string_not_equal(json_str_at(r.body, "operation_id"), demo.operation_id);
+    assert_no_demo_data(&r);
+    api_response_free(&r);
+
+    /* and the demo member is untouched by all of it */
+    snprintf(path, sizeof(path), "/v1/members/%s", demo.id);
+    r = api_get(path);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(json_str_at(r.body, "name"), demo.name);
+    assert_int_equal(json_int_at(r.body, "balances.stored_value"), 5000 + 7000);
+    api_response_free(&r);
+}
+
+int main(void)
+{
+    if (sodium_init() < 0)
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_endpoint_with_another_tenants_key),
+        cmocka_unit_test(test_batch_line_for_another_tenants_member),
+        cmocka_unit_test(test_lists_hold_only_own_tenant),
+        cmocka_unit_test(test_shared_names_do_not_cross),
+    };
+    return cmocka_run_group_tests(tests, setup, NULL);
+}
