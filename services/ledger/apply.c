@@ -350,20 +350,7 @@ static uint8_t *encode_fact(const struct outcome *o, size_t *len)
 static void record_rows(struct ledger_ctx *l, const struct outcome *o, const uint8_t *verdict,
                         size_t verdict_len)
 {
-    struct ledger_rows *r = &l->rows;
     const Envelope *c = o->cmd;
-    const char *cmd_id = command_id_of(c);
-    char actor[2 * EVENT_ID_FIELD_MAX + 2] = "";
-    if (c->actor)
-        snprintf(actor, sizeof(actor), "%s:%s", c->actor->kind, c->actor->id);
-    db_array_add(&r->cmd_tenant, c->tenant_id);
-    db_array_add(&r->cmd_id, cmd_id);
-    db_array_add(&r->cmd_type, command_type_of(c));
-    db_array_add(&r->cmd_member, c->member_id);
-    db_array_add(&r->cmd_status, o->reject_code ? "rejected" : "posted");
-    db_array_add(&r->cmd_code, o->reject_code);
-    db_array_add(&r->cmd_posting, o->reject_code ? NULL : o->posting_id);
-    db_array_add_bytea(&r->cmd_verdict, verdict, verdict_len);
     char reason[LEDGER_REASON_MAX];
     if (o->reason[0]) {
         snprintf(reason, sizeof(reason), "%s", o->reason);
@@ -374,19 +361,8 @@ static void record_rows(struct ledger_ctx *l, const struct outcome *o, const uin
                 : c->record_purchase->payment_method;
         snprintf(reason, sizeof(reason), "%s:%s", command_type_of(c), method);
     }
-    for (size_t i = 0; i < o->line_count; i++) {
-        bool member_line = strncmp(o->lines[i].account, "member:", 7) == 0;
-        db_array_add(&r->j_posting, o->posting_id);
-        db_array_add(&r->j_command, cmd_id);
-        db_array_add(&r->j_tenant, c->tenant_id);
-        db_array_add(&r->j_member, member_line ? c->member_id : NULL);
-        db_array_add(&r->j_branch, c->branch_id);
-        db_array_add(&r->j_account, o->lines[i].account);
-        db_array_add(&r->j_asset, o->lines[i].asset);
-        db_array_add_int(&r->j_amount, o->lines[i].amount);
-        db_array_add(&r->j_reason, reason);
-        db_array_add(&r->j_actor, actor);
-    }
+    store_add_verdict(&l->rows, c, command_id_of(c), command_type_of(c), o->reject_code,
+                      o->posting_id, verdict, verdict_len, o->lines, o->line_count, reason);
 }
 
 /* A command seen before: answer with the original verdict again, marked

@@ -211,6 +211,12 @@ int store_load(PGconn *pg, struct ledger_ctx *l, struct db_array *cmd_tenants,
                struct db_array *cmd_ids, char *err, size_t err_len);
 int store_write(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len);
 void store_rows_init(struct ledger_rows *r);
+/* Adds a command's one verdict row and its journal lines (each with the
+ * reason and the actor: the history answers "why") to the batch's rows. */
+void store_add_verdict(struct ledger_rows *r, const Envelope *c, const char *cmd_id,
+                       const char *cmd_type, const char *reject_code, const char *posting_id,
+                       const uint8_t *verdict, size_t verdict_len, const JournalLine *lines,
+                       size_t line_count, const char *reason);
 void store_rows_free(struct ledger_rows *r);
 
 /* the cache side (cache_sync.c) */

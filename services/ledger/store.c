@@ -27,6 +27,37 @@ void store_rows_free(struct ledger_rows *r)
     ROWS_EACH(r, FREE_ONE)
 }
 
+void store_add_verdict(struct ledger_rows *r, const Envelope *c, const char *cmd_id,
+                       const char *cmd_type, const char *reject_code, const char *posting_id,
+                       const uint8_t *verdict, size_t verdict_len, const JournalLine *lines,
+                       size_t line_count, const char *reason)
+{
+    char actor[2 * EVENT_ID_FIELD_MAX + 2] = "";
+    if (c->actor)
+        snprintf(actor, sizeof(actor), "%s:%s", c->actor->kind, c->actor->id);
+    db_array_add(&r->cmd_tenant, c->tenant_id);
+    db_array_add(&r->cmd_id, cmd_id);
+    db_array_add(&r->cmd_type, cmd_type);
+    db_array_add(&r->cmd_member, c->member_id);
+    db_array_add(&r->cmd_status, reject_code ? "rejected" : "posted");
+    db_array_add(&r->cmd_code, reject_code);
+    db_array_add(&r->cmd_posting, reject_code ? NULL : posting_id);
+    db_array_add_bytea(&r->cmd_verdict, verdict, verdict_len);
+    for (size_t i = 0; i < line_count; i++) {
+        bool member_line = strncmp(lines[i].account, "member:", 7) == 0;
+        db_array_add(&r->j_posting, posting_id);
+        db_array_add(&r->j_command, cmd_id);
+        db_array_add(&r->j_tenant, c->tenant_id);
+        db_array_add(&r->j_member, member_line ? c->member_id : NULL);
+        db_array_add(&r->j_branch, c->branch_id);
+        db_array_add(&r->j_account, lines[i].account);
+        db_array_add(&r->j_asset, lines[i].asset);
+        db_array_add_int(&r->j_amount, lines[i].amount);
+        db_array_add(&r->j_reason, reason);
+        db_array_add(&r->j_actor, actor);
+    }
+}
+
 static int64_t int_at(const PGresult *res, int row, int col)
 {
     return strtoll(PQgetvalue(res, row, col), NULL, 10);
