@@ -81,7 +81,13 @@ static void on_recorded(void *arg, PGresult *res, const char *err, const char *s
     if (!res)
         log_fields(LOG_ERROR, "audit row not written", "action", r->audit_action, "member_id",
                    r->member_id, "error", err ? err : "", NULL);
-    answer_json(r->ex, r->audit_status, r->audit_result);
+    if (r->audit_status == 202) {
+        char location[96];
+        snprintf(location, sizeof(location), "/v1/operations/%s", r->command_id);
+        http_reply_json(r->ex, 202, r->audit_result, "Location", location, NULL);
+    } else {
+        answer_json(r->ex, r->audit_status, r->audit_result);
+    }
     r->audit_result = NULL;
     req_free(r);
 }

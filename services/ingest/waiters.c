@@ -132,12 +132,15 @@ static void request_done(void *arg, enum wait_outcome outcome, const Envelope *v
         }
         answer_json(r->ex, status, body);
     } else if (outcome == WAIT_TIMEOUT) {
+        json_t *pending =
+            json_pack("{s:s, s:s}", "operation_id", r->command_id, "status", "pending");
+        if (r->audit_action) { /* audited as pending: the verdict is in the ledger's record */
+            audit_verdict_then_answer(r, 202, pending); /* answers and frees r */
+            return;
+        }
         char location[96];
         snprintf(location, sizeof(location), "/v1/operations/%s", r->command_id);
-        http_reply_json(r->ex, 202,
-                        json_pack("{s:s, s:s}", "operation_id", r->command_id, "status",
-                                  "pending"),
-                        "Location", location, NULL);
+        http_reply_json(r->ex, 202, pending, "Location", location, NULL);
     } else {
         http_reply_problem(r->ex, 503, "unavailable",
                            outcome == WAIT_SHUTDOWN ? "the service is shutting down"

@@ -352,6 +352,30 @@ static void test_card_admin_actions_are_audited(void **state)
     PQfinish(pg);
 }
 
+/* An audited command whose verdict comes after the wait is audited as
+ * pending (202) before the client hears the 202. */
+static void test_audited_command_answered_202_is_audited(void **state)
+{
+    char member[64], path[160];
+    test_register_member(member);
+    snprintf(path, sizeof(path), "/v1/members/%s/points-adjustments", member);
+    assert_int_equal(runtime_do("stop-service ledger"), 0);
+    const char *headers[] = {"Prefer: wait=1", NULL};
+    struct api_response r =
+        api_call("POST", path, "{\"points\":5,\"reason\":\"late verdict\"}", NULL, headers);
+    assert_int_equal(runtime_do("start-service ledger"), 0);
+    assert_int_equal(r.status, 202);
+    api_response_free(&r);
+    PGconn *pg = test_pg();
+    const char *p[1] = {member};
+    assert_int_equal(test_pg_int(pg,
+                                 "SELECT count(*) FROM ingest.audit_log WHERE target = $1 AND "
+                                 "action = 'points.adjust' AND (after->>'status')::int = 202",
+                                 1, p),
+                     1);
+    PQfinish(pg);
+}
+
 int main(void)
 {
     srand((unsigned)time(NULL));
@@ -366,6 +390,7 @@ int main(void)
         cmocka_unit_test(test_audit_log_is_queryable_and_append_only),
         cmocka_unit_test(test_points_adjustment_and_refund_are_audited),
         cmocka_unit_test(test_card_admin_actions_are_audited),
+        cmocka_unit_test(test_audited_command_answered_202_is_audited),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
