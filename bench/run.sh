@@ -46,6 +46,27 @@ metric() { curl -fsS "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m {pri
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$(cat "$TESSERA_LOCAL_DIR/pids/$1.pid")/status"; }
 hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$(cat "$TESSERA_LOCAL_DIR/pids/$1.pid")/status"; }
 
+# Peak resident memory of every service during one scenario: sampled every
+# 0.2 s in the background (VmHWM covers the whole life of a process).
+services=(ingest ledger tiering campaign notification)
+sample_start() {
+  rm -f "$work/rss.samples"
+  ( while :; do
+      for s in "${services[@]}"; do echo "$s $(rss_kb "$s" 2>/dev/null || echo 0)"; done
+      sleep 0.2
+    done >>"$work/rss.samples" ) &
+  sampler=$!
+}
+sample_stop() { # prints "ingest 70 MiB, ledger 63 MiB, ..."
+  kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true
+  awk '{ if ($2 > m[$1]) m[$1] = $2 } END {
+         n = split("ingest ledger tiering campaign notification", order, " ");
+         for (i = 1; i <= n; i++) printf "%s%s %d", (i > 1 ? ", " : ""), order[i], m[order[i]] / 1024;
+         printf " MiB" }' "$work/rss.samples"
+}
+# p-th percentile (0-100) of the numbers in a file, one per line.
+percentile_of() { sort -n "$1" | awk -v p="$2" '{ v[NR] = $1 } END { i = int(p / 100 * (NR - 1) + 0.5) + 1; printf "%.1f", v[i] * 1000 }'; }
+
 command -v bc >/dev/null || { say "installing bc"; apt-get install -y -qq bc >/dev/null; }
 
 cleanup() { "$runtime" stop >/dev/null 2>&1 || true; pkill -f "tessera-bench-bare $bare_port" 2>/dev/null || true; }
@@ -75,14 +96,22 @@ split -l 10000 "$work/members.txt" "$work/chunk."
 for f in "$work"/chunk.*; do
   awk -v run="$stamp" '{printf "{\"type\":\"topup\",\"member_id\":\"%s\",\"idempotency_key\":\"bench-%s-%s\",\"amount\":100000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}\n", $1, run, $1}' "$f" >"$f.ndjson"
 done
+sample_start
 t0=$(now)
 batch_refused=0
+: >"$work/batch.seconds"
 for f in "$work"/chunk.*.ndjson; do
+  b0=$(now)
   out=$(curl -fsS -X POST "http://127.0.0.1:$api_port/v1/events:batch" -H "Authorization: Bearer $key" \
     -H 'Content-Type: application/x-ndjson' -H 'Prefer: wait=30' --data-binary @"$f")
+  elapsed "$b0" "$(now)" >>"$work/batch.seconds"
   batch_refused=$((batch_refused + $(jget refused "$out") + $(jget pending "$out")))
 done
 t1=$(now)
+mem_s2=$(sample_stop)
+batch_p50=$(percentile_of "$work/batch.seconds" 50)
+batch_p95=$(percentile_of "$work/batch.seconds" 95)
+batch_p99=$(percentile_of "$work/batch.seconds" 99)
 batch_rate=$(echo "$members / $(elapsed "$t0" "$t1")" | bc -l)
 raw=$("$bin/tessera-bench-produce" "$bootstrap" "$work/members.txt" "$members" notify-events 100000)
 raw_rate=$(jget rate "$raw")
@@ -93,6 +122,7 @@ say "scenario 3: ledger apply rate, exactly once, vs COPY of the same journal ro
 before=$(psql_bench -c "SELECT count(*) FROM ledger.commands")
 "$bin/tessera-bench-produce" "$bootstrap" "$work/members.txt" "$members" ledger-commands 100000 >/dev/null
 "$runtime" start-service ledger
+sample_start
 t0=$(now)
 deadline=$((SECONDS + 300))
 while [ "$(psql_bench -c "SELECT count(*) FROM ledger.commands")" -lt $((before + members)) ]; do
@@ -100,6 +130,7 @@ while [ "$(psql_bench -c "SELECT count(*) FROM ledger.commands")" -lt $((before 
   sleep 0.2
 done
 t1=$(now)
+mem_s3=$(sample_stop)
 apply_rate=$(echo "($(psql_bench -c "SELECT count(*) FROM ledger.commands") - $before) / $(elapsed "$t0" "$t1")" | bc -l)
 lines_per_posting=4
 awk -v n="$members" 'BEGIN { for (i = 0; i < n; i++) {
@@ -120,15 +151,18 @@ say "scenario 1: single requests over keep-alive HTTP vs a bare libevent server"
 sleep 0.2
 bare=$("$bin/tessera-loadgen" --target bare --port "$bare_port" --connections 64 --duration 10)
 pkill -f "tessera-bench-bare $bare_port" || true
+sample_start
 single=$("$bin/tessera-loadgen" --target purchase --port "$api_port" --key "$key" \
   --members "$work/members.txt" --connections 64 --duration 10)
 half_rate=$(printf '%.0f' "$(echo "$(jget rps "$single") / 2" | bc -l)")
 half=$("$bin/tessera-loadgen" --target purchase --port "$api_port" --key "$key" \
   --members "$work/members.txt" --connections 64 --duration 10 --rate "$half_rate")
+mem_s1=$(sample_stop)
 
 # ---------------------------------------------------------------- scenario 4
 say "scenario 4: end to end at $e2e_rate purchases/s for $e2e_seconds s (cash and stored value)"
 rss_before=$(for s in ingest ledger tiering campaign notification; do echo "$s:$(rss_kb $s)"; done)
+sample_start
 e2e=$("$bin/tessera-loadgen" --target purchase --port "$api_port" --key "$key" \
   --members "$work/members.txt" --connections 128 --duration "$e2e_seconds" --rate "$e2e_rate" \
   --stored-value-pct 50 --visible-every 20)
@@ -139,6 +173,7 @@ until [ "$(metric "$ledger_admin" tessera_consumer_total_lag_messages)" = "0" ] 
   [ "$(elapsed "$t0" "$(now)" | cut -d. -f1)" -lt 60 ] || break
 done
 drain_s=$(elapsed "$t0" "$(now)")
+mem_s4=$(sample_stop)
 rss_after=$(for s in ingest ledger tiering campaign notification; do echo "$s:$(rss_kb $s)"; done)
 
 # ---------------------------------------------------------------- scenario 5
@@ -174,12 +209,21 @@ fetch.wait.max.ms $TESSERA_KAFKA_FETCH_WAIT_MAX_MS; PostgreSQL 15 with fsync on;
 |---|---|---|---|---|---|
 | 1. single purchase (cash), closed loop, 64 connections | $(f1 "$(jget rps "$single")") req/s, p50 $(jget p50_ms "$single") ms, p95 $(jget p95_ms "$single") ms, p99 $(jget p99_ms "$single") ms | bare libevent: $(f1 "$(jget rps "$bare")") req/s, p99 $(jget p99_ms "$bare") ms | $s1_ratio | ≥ 0.70 | $(verdict "$s1_ratio >= 0.70") |
 | 1b. same at half that load ($half_rate req/s, open loop) | p50 $(jget p50_ms "$half") ms, p95 $(jget p95_ms "$half") ms, p99 $(jget p99_ms "$half") ms | | | p99 < 10 ms | $(verdict "$(jget p99_ms "$half") < 10") |
-| 2. batch ingest, 10 000 lines a request, $members top-ups (answered with verdicts) | $(f1 "$batch_rate") lines/s ($batch_refused lines not applied) | raw librdkafka producer, same events: $(f1 "$raw_rate") events/s | $s2_ratio | ≥ 0.50 | $(verdict "$s2_ratio >= 0.50") |
+| 2. batch ingest, 10 000 lines a request, $members top-ups (answered with verdicts) | $(f1 "$batch_rate") lines/s ($batch_refused lines not applied); a request of 10 000 lines p50 $batch_p50 ms, p95 $batch_p95 ms, p99 $batch_p99 ms | raw librdkafka producer, same events: $(f1 "$raw_rate") events/s | $s2_ratio | ≥ 0.50 | $(verdict "$s2_ratio >= 0.50") |
 | 3. ledger apply, exactly once, $members top-ups over $members members | $(f1 "$apply_rate") postings/s | COPY of the same journal rows ($lines_per_posting a posting): $(f1 "$copy_rate") postings/s | $s3_ratio | ≥ 0.50 | $(verdict "$s3_ratio >= 0.50") |
 | 4. end to end, $e2e_rate purchases/s for $e2e_seconds s, half stored value | $(jget requests "$e2e") requests ($(jget status_5xx "$e2e") 5xx, $(jget errors "$e2e") errors), $(f1 "$(jget rps "$e2e")") req/s; accepted p99 $(jget p99_ms "$e2e") ms; balance visible p50 $(jget visible_p50_ms "$e2e") ms, p99 $(jget visible_p99_ms "$e2e") ms | | | p99 < 100 ms | $(verdict "$(jget visible_p99_ms "$e2e") < 100 && $(jget p99_ms "$e2e") < 100") |
 | 4b. consumer lag back to zero after the load | $(printf '%.2f' "$drain_s") s | | | ≤ 1 s | $(verdict "$drain_s <= 1") |
 
-Memory (resident; peak is the process's high-water mark over the whole run):
+Peak resident memory of each service during each scenario (sampled every 0.2 s):
+
+| scenario | peak resident memory |
+|---|---|
+| 1. single requests | $mem_s1 |
+| 2. batch ingest | $mem_s2 |
+| 3. ledger apply | $mem_s3 |
+| 4. end to end | $mem_s4 |
+
+Memory over the run (resident; peak is the process's high-water mark over its whole life):
 
 | service | before scenario 4 | after scenario 4 | with $big_members members | peak |
 |---|---|---|---|---|
@@ -188,7 +232,8 @@ MD
 cat >"$results_dir/$stamp.json" <<JSON
 {"stamp":"$stamp","machine":"$machine","partitions":$TESSERA_LOCAL_PARTITIONS,
  "single":$single,"single_half_load":$half,"bare":$bare,
- "batch":{"lines":$members,"lines_per_s":$batch_rate,"not_applied":$batch_refused},"raw_producer":$raw,
+ "batch":{"lines":$members,"lines_per_s":$batch_rate,"not_applied":$batch_refused,"request_p50_ms":$batch_p50,"request_p95_ms":$batch_p95,"request_p99_ms":$batch_p99},
+ "peak_rss":{"single":"$mem_s1","batch":"$mem_s2","ledger_apply":"$mem_s3","end_to_end":"$mem_s4"},"raw_producer":$raw,
  "ledger_apply_postings_per_s":$apply_rate,"copy_postings_per_s":$copy_rate,
  "end_to_end":$e2e,"lag_drain_s":$drain_s,
  "memory":{${mem_json%,}}}
