@@ -78,7 +78,8 @@ test: deps
 tests-build: $(UNIT_BINS) $(SYS_BINS)
 
 # Benchmarks: bounded in time, never part of `make test`.
-bench: deps
+bench:
+	@./deploy/local/install-deps.sh bench
 	@$(MAKE) --no-print-directory build bench-build
 	@./bench/run.sh
 
@@ -175,7 +176,9 @@ FUZZ_SECONDS ?= 30
 FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=undefined -Wno-unused-parameter
 
-fuzz: $(FUZZ_BINS)
+fuzz:
+	@./deploy/local/install-deps.sh fuzz
+	@$(MAKE) --no-print-directory $(FUZZ_BINS)
 	@./tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
 
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(SVC_ARCHIVES) $(LIBTESSERA)

@@ -67,7 +67,7 @@ sample_stop() { # prints "ingest 70 MiB, ledger 63 MiB, ..."
 # p-th percentile (0-100) of the numbers in a file, one per line.
 percentile_of() { sort -n "$1" | awk -v p="$2" '{ v[NR] = $1 } END { i = int(p / 100 * (NR - 1) + 0.5) + 1; printf "%.1f", v[i] * 1000 }'; }
 
-command -v bc >/dev/null || { say "installing bc"; apt-get install -y -qq bc >/dev/null; }
+command -v bc >/dev/null || "$repo/deploy/local/install-deps.sh" bench
 
 cleanup() { "$runtime" stop >/dev/null 2>&1 || true; pkill -f "tessera-bench-bare $bare_port" 2>/dev/null || true; }
 trap cleanup EXIT

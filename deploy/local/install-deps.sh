@@ -14,6 +14,16 @@ packages=(
   docker-compose python3-yaml   # tests validate docker-compose.yml and deploy/k8s (no engine needed)
 )
 
+# Extra groups for the targets that need more: `install-deps.sh fuzz`
+# (clang and libFuzzer for make fuzz), `install-deps.sh bench` (bc).
+for group in "$@"; do
+  case $group in
+    fuzz) packages+=(clang libclang-rt-14-dev) ;;
+    bench) packages+=(bc) ;;
+    *) echo "install-deps: unknown group '$group' (fuzz, bench)" >&2; exit 2 ;;
+  esac
+done
+
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed'; then
