@@ -211,6 +211,9 @@ int store_load(PGconn *pg, struct ledger_ctx *l, struct db_array *cmd_tenants,
                struct db_array *cmd_ids, char *err, size_t err_len);
 int store_write(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len);
 void store_rows_init(struct ledger_rows *r);
+/* Per-tenant settings of the batch's tenants: sql's $1 is their array. */
+PGresult *store_query_batch_tenants(PGconn *pg, const struct ledger_ctx *l, const char *sql,
+                                    char *err, size_t err_len);
 /* Adds a command's one verdict row and its journal lines (each with the
  * reason and the actor: the history answers "why") to the batch's rows. */
 void store_add_verdict(struct ledger_rows *r, const Envelope *c, const char *cmd_id,

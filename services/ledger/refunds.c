@@ -263,16 +263,11 @@ uint8_t *refunds_encode_fact(const struct outcome *o, Envelope *env, Balances *b
 /* ------------------------------------------------------- database */
 static int load_fee_rules(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
 {
-    struct db_array tenants;
-    db_array_init(&tenants);
-    for (size_t i = 0; i < l->ladder_count; i++) /* one ladder entry per batch tenant */
-        db_array_add(&tenants, l->ladders[i].tenant_id);
-    const char *p[1] = {db_array_finish(&tenants)};
-    PGresult *res = db_query(pg,
-                             "SELECT tenant_id, fee_bp, fee_min FROM refund_fee_rules "
-                             "WHERE tenant_id = ANY($1::text[])",
-                             1, p, err, err_len, NULL);
-    db_array_free(&tenants);
+    PGresult *res = store_query_batch_tenants(
+        pg, l,
+        "SELECT tenant_id, fee_bp, fee_min FROM refund_fee_rules "
+        "WHERE tenant_id = ANY($1::text[])",
+        err, err_len);
     if (!res)
         return -1;
     for (int i = 0; i < PQntuples(res); i++) {

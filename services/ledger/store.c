@@ -97,18 +97,29 @@ static int load_balances(PGconn *pg, struct ledger_ctx *l, char *err, size_t err
     return 0;
 }
 
-static int load_ladders(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
+/* Runs a query of per-tenant settings whose $1 is the batch's tenants
+ * (the ladders hold one entry per tenant of the batch). Returns the result
+ * (caller PQclears) or NULL with err. */
+PGresult *store_query_batch_tenants(PGconn *pg, const struct ledger_ctx *l, const char *sql,
+                                    char *err, size_t err_len)
 {
     struct db_array tenants;
     db_array_init(&tenants);
     for (size_t i = 0; i < l->ladder_count; i++)
         db_array_add(&tenants, l->ladders[i].tenant_id);
     const char *params[1] = {db_array_finish(&tenants)};
-    PGresult *res = db_query(pg,
-                             "SELECT tenant_id, threshold, bonus FROM topup_bonus_steps "
-                             "WHERE tenant_id = ANY($1::text[]) ORDER BY tenant_id, threshold",
-                             1, params, err, err_len, NULL);
+    PGresult *res = db_query(pg, sql, 1, params, err, err_len, NULL);
     db_array_free(&tenants);
+    return res;
+}
+
+static int load_ladders(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
+{
+    PGresult *res = store_query_batch_tenants(
+        pg, l,
+        "SELECT tenant_id, threshold, bonus FROM topup_bonus_steps "
+        "WHERE tenant_id = ANY($1::text[]) ORDER BY tenant_id, threshold",
+        err, err_len);
     if (!res)
         return -1;
     for (int i = 0; i < PQntuples(res); i++) {
