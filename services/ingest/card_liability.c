@@ -48,17 +48,9 @@ static void on_rows(void *arg, PGresult *res, const char *err, const char *sqlst
 
 static void card_liability_authenticated(struct req *r)
 {
-    const char *branch = http_query(r->ex, "branch_id");
-    if (strcmp(r->caller.scope, "pos") == 0 && (!branch || !auth_may_use_branch(r, branch))) {
-        http_reply_problem(r->ex, 403, "forbidden", "a pos key reports only on its own branch",
-                           NULL);
-        req_free(r);
+    const char *branch = NULL;
+    if (!report_branch_filter(r, &branch))
         return;
-    }
-    if (branch && (!*branch || strlen(branch) >= INGEST_KEY_MAX)) {
-        req_reply_invalid(r, "branch_id", "a branch id");
-        return;
-    }
     /* numeric arithmetic: a paid total times uses or microseconds would
      * overflow bigint */
     const char *p[2] = {r->caller.tenant_id, branch};

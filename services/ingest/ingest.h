@@ -301,6 +301,9 @@ bool members_phone_indexes(const struct ingest *app, const char *tenant_id, cons
                            char current[PII_BLIND_INDEX_HEX_BYTES],
                            char previous[PII_BLIND_INDEX_HEX_BYTES]);
 
+/* reports.c: ?branch_id= of a report (pos keys: their own branch only);
+ * false after answering and freeing r. */
+bool report_branch_filter(struct req *r, const char **branch);
 /* Answers 422 validation_failed for one field and frees r. */
 void req_reply_invalid(struct req *r, const char *field, const char *message);
 /* Answers a failed pg_pool statement as 503 and frees r. */

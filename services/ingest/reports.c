@@ -103,19 +103,29 @@ static void on_counters(void *arg, PGresult *res, const char *err, const char *s
     req_free(r);
 }
 
-static void liability_authenticated(struct req *r)
+/* Reads ?branch_id= of a report: a pos key must name its own branch; a bad
+ * value is 422. Answers, frees r and returns false when refused. */
+bool report_branch_filter(struct req *r, const char **branch)
 {
-    const char *branch = http_query(r->ex, "branch_id");
-    if (strcmp(r->caller.scope, "pos") == 0 && (!branch || !auth_may_use_branch(r, branch))) {
+    *branch = http_query(r->ex, "branch_id");
+    if (strcmp(r->caller.scope, "pos") == 0 && (!*branch || !auth_may_use_branch(r, *branch))) {
         http_reply_problem(r->ex, 403, "forbidden", "a pos key reports only on its own branch",
                            NULL);
         req_free(r);
-        return;
+        return false;
     }
-    if (branch && (!*branch || strlen(branch) >= INGEST_KEY_MAX)) {
+    if (*branch && (!**branch || strlen(*branch) >= INGEST_KEY_MAX)) {
         req_reply_invalid(r, "branch_id", "a branch id");
-        return;
+        return false;
     }
+    return true;
+}
+
+static void liability_authenticated(struct req *r)
+{
+    const char *branch = NULL;
+    if (!report_branch_filter(r, &branch))
+        return;
     const char *p[2] = {r->caller.tenant_id, branch};
     if (pg_pool_query(r->app->pg,
                       "SELECT coalesce(branch_id, ''), asset, regexp_replace(account, '^.*:', ''), "
