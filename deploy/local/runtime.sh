@@ -89,7 +89,8 @@ pg_data_dir() {
     fi
   fi
   mkdir -p "$want"
-  echo "$want"
+  # The real path: the postgres user may not traverse the link's directory.
+  readlink -f "$want"
 }
 
 start_postgres() {
@@ -114,7 +115,8 @@ start_postgres() {
 }
 
 stop_postgres() {
-  local dir=$local_dir/pg
+  local dir
+  dir=$(readlink -f "$local_dir/pg")
   [ -f "$dir/data/PG_VERSION" ] || return 0
   as_pg "$pg_bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
 }
