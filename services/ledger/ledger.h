@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "db/copy.h"
 #include "db/db.h"
 #include "events/codec.h"
 #include "ids/uuid7.h"
@@ -73,12 +74,23 @@ struct ledger_verdict {
     size_t len;
 };
 
-/* Rows of one batch, as PostgreSQL array literals for unnest(). */
+/* Stored value a batch moved in or out of one tenant's members' balances
+ * (prepaid.c), and the last command that moved it. */
+struct ledger_prepaid_delta {
+    char *tenant_id;
+    int64_t delta;
+    char *last_command_id;
+};
+
+/* Rows one batch writes: verdicts and journal lines as COPY rows (the
+ * journal is most of what the ledger writes), and the per-tenant prepaid
+ * deltas summed as lines are added. */
 struct ledger_rows {
-    struct db_array cmd_tenant, cmd_id, cmd_type, cmd_member, cmd_status, cmd_code, cmd_posting,
-        cmd_verdict;
-    struct db_array j_posting, j_command, j_tenant, j_member, j_branch, j_account, j_asset,
-        j_amount, j_reason, j_actor;
+    struct db_copy commands;
+    struct db_copy journal;
+    size_t journal_lines;
+    struct ledger_prepaid_delta *prepaid;
+    size_t prepaid_count, prepaid_cap;
 };
 
 struct ledger_ctx {

@@ -35,34 +35,45 @@ static void emit_crossing(struct pipeline_batch *b, const PGresult *res, int i)
         pipeline_emit(b, TOPIC_LEDGER_EVENTS, meta.tenant_id, payload, len);
 }
 
-/* After store_write, in the same transaction. The journal arrays were
- * finished by store_write, so their literals are read as they are. */
+/* After store_write, in the same transaction: the batch's per-tenant
+ * deltas (summed by store_add_verdict) are a handful of rows. */
 int prepaid_track(PGconn *pg, struct ledger_ctx *l, struct pipeline_batch *b, char *err,
                   size_t err_len)
 {
     const struct ledger_rows *r = &l->rows;
-    if (r->j_posting.count == 0)
+    struct db_array tenants, deltas, commands;
+    db_array_init(&tenants), db_array_init(&deltas), db_array_init(&commands);
+    for (size_t i = 0; i < r->prepaid_count; i++) {
+        if (r->prepaid[i].delta == 0)
+            continue;
+        db_array_add(&tenants, r->prepaid[i].tenant_id);
+        db_array_add_int(&deltas, r->prepaid[i].delta);
+        db_array_add(&commands, r->prepaid[i].last_command_id);
+    }
+    PGresult *res = NULL;
+    size_t moved = tenants.count;
+    if (moved > 0) {
+        const char *p[3] = {db_array_finish(&tenants), db_array_finish(&deltas),
+                            db_array_finish(&commands)};
+        res = db_query(
+            pg,
+            "WITH d AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[]) "
+            "AS d(t, delta, last_command)), "
+            "u AS (INSERT INTO tenant_prepaid (tenant_id, outstanding) SELECT t, delta FROM d "
+            "ORDER BY t ON CONFLICT (tenant_id) DO UPDATE SET outstanding = "
+            "tenant_prepaid.outstanding + EXCLUDED.outstanding RETURNING tenant_id, outstanding), "
+            "c AS (SELECT u.tenant_id, u.outstanding, p.threshold, u.outstanding >= p.threshold "
+            "AS above, d.last_command FROM u JOIN d ON d.t = u.tenant_id JOIN prepaid_thresholds p "
+            "ON p.tenant_id = u.tenant_id WHERE (u.outstanding >= p.threshold) <> "
+            "(u.outstanding - d.delta >= p.threshold)), "
+            "i AS (INSERT INTO prepaid_threshold_crossings (tenant_id, threshold, outstanding, "
+            "above, command_id) SELECT tenant_id, threshold, outstanding, above, last_command "
+            "FROM c) SELECT tenant_id, outstanding, threshold, above FROM c",
+            3, p, err, err_len, NULL);
+    }
+    db_array_free(&tenants), db_array_free(&deltas), db_array_free(&commands);
+    if (moved == 0)
         return 0;
-    const char *p[5] = {r->j_tenant.buf, r->j_member.buf, r->j_asset.buf, r->j_amount.buf,
-                        r->j_command.buf};
-    PGresult *res = db_query(
-        pg,
-        "WITH x AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], "
-        "$5::text[]) WITH ORDINALITY AS x(t, m, s, a, c, n) WHERE m IS NOT NULL "
-        "AND s IN ('sv_principal', 'sv_bonus')), "
-        "d AS (SELECT t, sum(a) AS delta, (array_agg(c ORDER BY n DESC))[1] AS last_command "
-        "FROM x GROUP BY t HAVING sum(a) <> 0), "
-        "u AS (INSERT INTO tenant_prepaid (tenant_id, outstanding) SELECT t, delta FROM d "
-        "ORDER BY t ON CONFLICT (tenant_id) DO UPDATE SET outstanding = "
-        "tenant_prepaid.outstanding + EXCLUDED.outstanding RETURNING tenant_id, outstanding), "
-        "c AS (SELECT u.tenant_id, u.outstanding, p.threshold, u.outstanding >= p.threshold "
-        "AS above, d.last_command FROM u JOIN d ON d.t = u.tenant_id JOIN prepaid_thresholds p "
-        "ON p.tenant_id = u.tenant_id WHERE (u.outstanding >= p.threshold) <> "
-        "(u.outstanding - d.delta >= p.threshold)), "
-        "i AS (INSERT INTO prepaid_threshold_crossings (tenant_id, threshold, outstanding, "
-        "above, command_id) SELECT tenant_id, threshold, outstanding, above, last_command "
-        "FROM c) SELECT tenant_id, outstanding, threshold, above FROM c",
-        5, p, err, err_len, NULL);
     if (!res)
         return -1;
     for (int i = 0; i < PQntuples(res); i++)

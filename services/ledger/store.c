@@ -1,6 +1,8 @@
 /* The ledger's PostgreSQL statements. A batch costs a fixed number of
- * round trips whatever its size: three loads, three writes, all through
- * unnest() of array parameters. */
+ * round trips whatever its size: loads through unnest() of array
+ * parameters, verdicts and journal lines through COPY, balances through
+ * one upsert. */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,23 +10,46 @@
 #include "ledger.h"
 #include "log/log.h"
 
-#define ROWS_EACH(r, X)                                                                        \
-    X(r->cmd_tenant) X(r->cmd_id) X(r->cmd_type) X(r->cmd_member) X(r->cmd_status)              \
-        X(r->cmd_code) X(r->cmd_posting) X(r->cmd_verdict) X(r->j_posting) X(r->j_command)      \
-            X(r->j_tenant) X(r->j_member) X(r->j_branch) X(r->j_account) X(r->j_asset)          \
-                X(r->j_amount) X(r->j_reason) X(r->j_actor)
-
-#define INIT_ONE(a) db_array_init(&(a));
-#define FREE_ONE(a) db_array_free(&(a));
-
 void store_rows_init(struct ledger_rows *r)
 {
-    ROWS_EACH(r, INIT_ONE)
+    memset(r, 0, sizeof(*r));
+    db_copy_init(&r->commands);
+    db_copy_init(&r->journal);
 }
 
 void store_rows_free(struct ledger_rows *r)
 {
-    ROWS_EACH(r, FREE_ONE)
+    db_copy_free(&r->commands);
+    db_copy_free(&r->journal);
+    for (size_t i = 0; i < r->prepaid_count; i++) {
+        free(r->prepaid[i].tenant_id);
+        free(r->prepaid[i].last_command_id);
+    }
+    free(r->prepaid);
+    memset(r, 0, sizeof(*r));
+}
+
+/* Stored value moving in or out of a member's balance changes the tenant's
+ * outstanding prepaid liability (prepaid.c). */
+static void add_prepaid_delta(struct ledger_rows *r, const char *tenant_id, const char *cmd_id,
+                              int64_t amount)
+{
+    struct ledger_prepaid_delta *d = NULL;
+    for (size_t i = 0; i < r->prepaid_count && !d; i++) /* a batch has few tenants */
+        if (strcmp(r->prepaid[i].tenant_id, tenant_id) == 0)
+            d = &r->prepaid[i];
+    if (!d) {
+        if (r->prepaid_count == r->prepaid_cap) {
+            r->prepaid_cap = r->prepaid_cap ? 2 * r->prepaid_cap : 8;
+            r->prepaid = realloc(r->prepaid, r->prepaid_cap * sizeof(*r->prepaid));
+            assert(r->prepaid);
+        }
+        d = &r->prepaid[r->prepaid_count++];
+        *d = (struct ledger_prepaid_delta){.tenant_id = strdup(tenant_id)};
+    }
+    d->delta += amount;
+    free(d->last_command_id);
+    d->last_command_id = strdup(cmd_id);
 }
 
 void store_add_verdict(struct ledger_rows *r, const Envelope *c, const char *cmd_id,
@@ -35,26 +60,34 @@ void store_add_verdict(struct ledger_rows *r, const Envelope *c, const char *cmd
     char actor[2 * EVENT_ID_FIELD_MAX + 2] = "";
     if (c->actor)
         snprintf(actor, sizeof(actor), "%s:%s", c->actor->kind, c->actor->id);
-    db_array_add(&r->cmd_tenant, c->tenant_id);
-    db_array_add(&r->cmd_id, cmd_id);
-    db_array_add(&r->cmd_type, cmd_type);
-    db_array_add(&r->cmd_member, c->member_id);
-    db_array_add(&r->cmd_status, reject_code ? "rejected" : "posted");
-    db_array_add(&r->cmd_code, reject_code);
-    db_array_add(&r->cmd_posting, reject_code ? NULL : posting_id);
-    db_array_add_bytea(&r->cmd_verdict, verdict, verdict_len);
+    struct db_copy *cmd = &r->commands;
+    db_copy_text(cmd, c->tenant_id);
+    db_copy_text(cmd, cmd_id);
+    db_copy_text(cmd, cmd_type);
+    db_copy_text(cmd, c->member_id);
+    db_copy_text(cmd, reject_code ? "rejected" : "posted");
+    db_copy_text(cmd, reject_code);
+    db_copy_text(cmd, reject_code ? NULL : posting_id);
+    db_copy_bytea(cmd, verdict, verdict_len);
+    db_copy_end_row(cmd);
     for (size_t i = 0; i < line_count; i++) {
         bool member_line = strncmp(lines[i].account, "member:", 7) == 0;
-        db_array_add(&r->j_posting, posting_id);
-        db_array_add(&r->j_command, cmd_id);
-        db_array_add(&r->j_tenant, c->tenant_id);
-        db_array_add(&r->j_member, member_line ? c->member_id : NULL);
-        db_array_add(&r->j_branch, c->branch_id);
-        db_array_add(&r->j_account, lines[i].account);
-        db_array_add(&r->j_asset, lines[i].asset);
-        db_array_add_int(&r->j_amount, lines[i].amount);
-        db_array_add(&r->j_reason, reason);
-        db_array_add(&r->j_actor, actor);
+        struct db_copy *j = &r->journal;
+        db_copy_text(j, posting_id);
+        db_copy_text(j, cmd_id);
+        db_copy_text(j, c->tenant_id);
+        db_copy_text(j, member_line ? c->member_id : NULL);
+        db_copy_text(j, c->branch_id);
+        db_copy_text(j, lines[i].account);
+        db_copy_text(j, lines[i].asset);
+        db_copy_int(j, lines[i].amount);
+        db_copy_text(j, reason);
+        db_copy_text(j, actor);
+        db_copy_end_row(j);
+        r->journal_lines++;
+        if (member_line && (strcmp(lines[i].asset, "sv_principal") == 0 ||
+                            strcmp(lines[i].asset, "sv_bonus") == 0))
+            add_prepaid_delta(r, c->tenant_id, cmd_id, lines[i].amount);
     }
 }
 
@@ -171,44 +204,18 @@ int store_load(PGconn *pg, struct ledger_ctx *l, struct db_array *cmd_tenants,
 
 static int write_commands(PGconn *pg, struct ledger_rows *r, char *err, size_t err_len)
 {
-    if (r->cmd_id.count == 0)
-        return 0;
-    const char *p[8] = {db_array_finish(&r->cmd_tenant), db_array_finish(&r->cmd_id),
-                        db_array_finish(&r->cmd_type),   db_array_finish(&r->cmd_member),
-                        db_array_finish(&r->cmd_status), db_array_finish(&r->cmd_code),
-                        db_array_finish(&r->cmd_posting), db_array_finish(&r->cmd_verdict)};
-    PGresult *res = db_query(pg,
-                             "INSERT INTO commands (tenant_id, command_id, command_type, "
-                             "member_id, status, code, posting_id, verdict) "
-                             "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
-                             "$4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[])",
-                             8, p, err, err_len, NULL);
-    if (!res)
-        return -1;
-    PQclear(res);
-    return 0;
+    return db_copy_send(pg,
+                        "COPY commands (tenant_id, command_id, command_type, member_id, status, "
+                        "code, posting_id, verdict) FROM STDIN",
+                        &r->commands, err, err_len);
 }
 
 static int write_journal(PGconn *pg, struct ledger_rows *r, char *err, size_t err_len)
 {
-    if (r->j_posting.count == 0)
-        return 0;
-    const char *p[10] = {db_array_finish(&r->j_posting), db_array_finish(&r->j_command),
-                         db_array_finish(&r->j_tenant),  db_array_finish(&r->j_member),
-                         db_array_finish(&r->j_branch),  db_array_finish(&r->j_account),
-                         db_array_finish(&r->j_asset),   db_array_finish(&r->j_amount),
-                         db_array_finish(&r->j_reason),  db_array_finish(&r->j_actor)};
-    PGresult *res = db_query(pg,
-                             "INSERT INTO journal (posting_id, command_id, tenant_id, member_id, "
-                             "branch_id, account, asset, amount, reason, actor) "
-                             "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
-                             "$4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], "
-                             "$9::text[], $10::text[])",
-                             10, p, err, err_len, NULL);
-    if (!res)
-        return -1;
-    PQclear(res);
-    return 0;
+    return db_copy_send(pg,
+                        "COPY journal (posting_id, command_id, tenant_id, member_id, branch_id, "
+                        "account, asset, amount, reason, actor) FROM STDIN",
+                        &r->journal, err, err_len);
 }
 
 static int write_balances(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
