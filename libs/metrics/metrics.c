@@ -226,6 +226,11 @@ void metrics_gauge_hide_all(struct metric_family *f)
     pthread_mutex_unlock(&f->lock);
 }
 
+void metrics_series_hide(struct metric_series *s)
+{
+    assert(s->family->type == METRIC_GAUGE);
+    atomic_store(&s->hidden, true);
+}
 
 /* --------------------------------------------------------------- rendering */
 void metrics_on_collect(void (*collect)(void *ctx), void *ctx)

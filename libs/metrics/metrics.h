@@ -61,6 +61,8 @@ double metrics_value(const struct metric_series *s);     /* counter/gauge; histo
 /* Hides every series of a gauge family until it is set again (e.g. the lag
  * of partitions this instance no longer owns). */
 void metrics_gauge_hide_all(struct metric_family *f);
+/* Hides one gauge series until it is set again. */
+void metrics_series_hide(struct metric_series *s);
 
 /* Called at the start of every render, on the rendering thread (the admin
  * loop): sets gauges that are read rather than pushed (memory, pool

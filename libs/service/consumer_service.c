@@ -16,7 +16,11 @@ struct runner {
     struct event_base *base;
     struct event *pipeline_ended;
     struct startup *startup;
-    struct pipeline *pipeline; /* set by the start-up thread, then read on the loop */
+    /* Set by the start-up thread, then read on the loop. */
+    struct pipeline *pipelines[CONSUMER_WORKERS_MAX];
+    bool running[CONSUMER_WORKERS_MAX];
+    size_t worker_count;
+    atomic_size_t ended; /* pipelines whose thread has ended */
     bool stopping;
 };
 
@@ -26,9 +30,12 @@ static bool runner_ready(void *arg, json_t *checks)
     json_object_set_new(checks, "startup", json_boolean(startup_finished(r->startup)));
     if (!startup_finished(r->startup))
         return false;
-    const struct pipeline_stats *s = pipeline_stats(r->pipeline);
-    bool pg = atomic_load(&s->postgres_ok);
-    bool assigned = atomic_load(&s->assignment_received);
+    bool pg = true, assigned = true;
+    for (size_t i = 0; i < r->worker_count; i++) {
+        const struct pipeline_stats *s = pipeline_stats(r->pipelines[i]);
+        pg = pg && atomic_load(&s->postgres_ok);
+        assigned = assigned && atomic_load(&s->assignment_received);
+    }
     json_object_set_new(checks, "postgres", json_boolean(pg));
     json_object_set_new(checks, "kafka_assignment", json_boolean(assigned));
     bool extra = r->svc->ready ? r->svc->ready(r->svc->ctx, checks) : true;
@@ -42,15 +49,16 @@ static void runner_metrics(void *arg, struct evbuffer *out)
     struct runner *r = arg;
     if (!startup_finished(r->startup))
         return;
-    const struct pipeline_stats *s = pipeline_stats(r->pipeline);
-    admin_metric(out, "tessera_consumer_assigned_partitions", "gauge",
-                 atomic_load(&s->assigned_partitions));
+    long long assigned = 0;
+    for (size_t i = 0; i < r->worker_count; i++)
+        assigned += atomic_load(&pipeline_stats(r->pipelines[i])->assigned_partitions);
+    admin_metric(out, "tessera_consumer_assigned_partitions", "gauge", assigned);
     if (r->svc->metrics)
         r->svc->metrics(r->svc->ctx, out);
 }
 
-/* First signal: the pipeline finishes its batch, commits and leaves the
- * group; its thread then wakes the loop through pipeline_ended. */
+/* First signal: each pipeline finishes its batch, commits and leaves the
+ * group; the last thread to end wakes the loop through pipeline_ended. */
 static void runner_stop(void *arg)
 {
     struct runner *r = arg;
@@ -59,19 +67,27 @@ static void runner_stop(void *arg)
         event_base_loopbreak(r->base); /* nothing consumed yet */
         return;
     }
-    pipeline_request_stop(r->pipeline);
+    for (size_t i = 0; i < r->worker_count; i++)
+        pipeline_request_stop(r->pipelines[i]);
 }
 
-/* Called on the pipeline thread; libevent is built thread-aware. */
+/* Called on a pipeline thread; libevent is built thread-aware. One worker
+ * ending on an error ends the service (the others are stopped). */
 static void runner_pipeline_exited(void *arg)
 {
     struct runner *r = arg;
+    atomic_fetch_add(&r->ended, 1);
     event_active(r->pipeline_ended, 0, 0);
 }
 
 static void on_pipeline_ended(evutil_socket_t fd, short what, void *arg)
 {
     struct runner *r = arg;
+    if (atomic_load(&r->ended) < r->worker_count) {
+        for (size_t i = 0; i < r->worker_count; i++) /* one failed: stop the rest */
+            pipeline_request_stop(r->pipelines[i]);
+        return;
+    }
     event_base_loopbreak(r->base);
 }
 
@@ -85,9 +101,28 @@ static int runner_start_step(void *arg, char *err, size_t err_len)
         snprintf(err, err_len, "migrations did not apply (see the log line before)");
         return -1;
     }
-    r->pipeline = pipeline_start(&r->pc, svc->ops, svc->ctx, runner_pipeline_exited, r, err,
-                                 err_len);
-    return r->pipeline ? 0 : -1;
+    size_t want = svc->workers ? (size_t)*svc->workers : 1;
+    assert(want >= 1 && want <= CONSUMER_WORKERS_MAX);
+    /* Every worker is prepared before any joins the group, so they join in
+     * one rebalance. A retry after a failure redoes only what is missing. */
+    for (size_t i = 0; i < want; i++) {
+        if (r->pipelines[i])
+            continue;
+        void *ctx = svc->worker_ctx ? svc->worker_ctx(svc->ctx, i) : svc->ctx;
+        r->pipelines[i] = pipeline_prepare(&r->pc, svc->ops, ctx, runner_pipeline_exited, r,
+                                           err, err_len);
+        if (!r->pipelines[i])
+            return -1;
+    }
+    for (size_t i = 0; i < want; i++) {
+        if (r->running[i])
+            continue;
+        if (pipeline_run(r->pipelines[i], err, err_len) < 0)
+            return -1;
+        r->running[i] = true;
+    }
+    r->worker_count = want;
+    return 0;
 }
 
 static void runner_started(void *arg)
@@ -145,10 +180,12 @@ int consumer_service_run(int argc, char **argv, const struct consumer_service *s
 
     /* A pipeline the start-up thread started while we were stopping is
      * stopped too: it leaves the group instead of timing out of it. */
-    if (startup_free(r.startup)) {
-        pipeline_request_stop(r.pipeline);
-        pipeline_join(r.pipeline);
-    }
+    startup_free(r.startup);
+    for (size_t i = 0; i < CONSUMER_WORKERS_MAX; i++)
+        if (r.running[i]) /* some may have started before a failed retry */
+            pipeline_request_stop(r.pipelines[i]);
+    for (size_t i = 0; i < CONSUMER_WORKERS_MAX; i++)
+        pipeline_join(r.pipelines[i]); /* NULL is fine */
     bool failed = !r.stopping;
     admin_server_free(admin);
     service_signals_free(signals);

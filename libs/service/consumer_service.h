@@ -11,6 +11,8 @@
 #include "service/common.h"
 #include "service/pipeline.h"
 
+#define CONSUMER_WORKERS_MAX 16
+
 struct consumer_service {
     const char *name;    /* "ledger" */
     const char *summary; /* one line for --help */
@@ -22,6 +24,14 @@ struct consumer_service {
     size_t migration_count;
     const struct pipeline_ops *ops;
     void *ctx;
+    /* Optional: several pipelines (workers) in one process, each a member
+     * of the consumer group with its own partitions, PostgreSQL connection
+     * and context, so batches of different partitions are applied in
+     * parallel like separate instances would. workers points at the
+     * configured count (NULL: one); worker_ctx(ctx, i) gives worker i's
+     * pipeline context (worker 0 may be ctx itself). */
+    const long long *workers;
+    void *(*worker_ctx)(void *ctx, size_t worker);
     /* Optional: called once configuration is loaded, before the pipeline
      * starts (connect the cache, load settings). 0 or -1 to exit. */
     int (*setup)(void *ctx, const struct service_common_config *common);

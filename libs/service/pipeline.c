@@ -53,7 +53,56 @@ struct pipeline {
     atomic_bool stop;
     atomic_bool failed;
     struct pipeline_stats stats;
+    struct pipeline_lag_view lag_view;
+    bool running; /* the thread was started (pipeline_run) */
 };
+
+/* The process's live pipelines (a service may run several workers), for
+ * the total lag gauge: the sum over them, set when /metrics renders, so
+ * "lag is 0" means every worker has caught up. */
+#define PIPELINES_MAX 64
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct pipeline *live[PIPELINES_MAX];
+static size_t live_count;
+
+static void collect_total_lag(void *unused)
+{
+    pthread_mutex_lock(&live_lock);
+    long long total = live_count ? 0 : -1;
+    for (size_t i = 0; i < live_count; i++) {
+        long long lag = atomic_load(&live[i]->stats.lag);
+        if (lag < 0 || total < 0)
+            total = -1;
+        else
+            total += lag;
+    }
+    pthread_mutex_unlock(&live_lock);
+    pipeline_metrics_total_lag(total);
+}
+
+static void live_add(struct pipeline *p)
+{
+    static bool collecting;
+    pthread_mutex_lock(&live_lock);
+    assert(live_count < PIPELINES_MAX);
+    live[live_count++] = p;
+    bool first = !collecting;
+    collecting = true;
+    pthread_mutex_unlock(&live_lock);
+    if (first)
+        metrics_on_collect(collect_total_lag, NULL);
+}
+
+static void live_remove(struct pipeline *p)
+{
+    pthread_mutex_lock(&live_lock);
+    for (size_t i = 0; i < live_count; i++)
+        if (live[i] == p) {
+            live[i] = live[--live_count];
+            break;
+        }
+    pthread_mutex_unlock(&live_lock);
+}
 
 void pipeline_mark_poison(struct pipeline_batch *b, size_t i, const char *reason)
 {
@@ -113,7 +162,7 @@ static void on_revoke(void *arg, const rd_kafka_topic_partition_list_t *parts)
     struct pipeline *p = arg;
     log_fields(LOG_INFO, "partitions revoked", NULL);
     atomic_store(&p->stats.assigned_partitions, 0);
-    pipeline_metrics_revoked();
+    pipeline_metrics_revoked(&p->lag_view);
 }
 
 /* ------------------------------------------------------------ the batches */
@@ -422,7 +471,7 @@ static void *pipeline_main(void *arg)
         int wait_ms = p->in_flight ? 1 : p->cfg.poll_timeout_ms; /* reports are due soon */
         b.count = bus_consumer_poll_batch(p->consumer, b.msgs, max, wait_ms);
         atomic_store(&p->stats.lag, bus_consumer_lag(p->consumer));
-        pipeline_metrics_lags(p->consumer);
+        pipeline_metrics_lags(&p->lag_view, p->consumer);
         relay_tick(p, b.count == 0);
         if (b.count == 0) {
             atomic_store(&p->stats.postgres_ok, db_healthy(p->pg));
@@ -451,9 +500,10 @@ static void *pipeline_main(void *arg)
     return NULL;
 }
 
-struct pipeline *pipeline_start(const struct pipeline_config *cfg, const struct pipeline_ops *ops,
-                                void *ctx, void (*on_exit)(void *exit_ctx), void *exit_ctx,
-                                char *err, size_t err_len)
+struct pipeline *pipeline_prepare(const struct pipeline_config *cfg,
+                                  const struct pipeline_ops *ops, void *ctx,
+                                  void (*on_exit)(void *exit_ctx), void *exit_ctx, char *err,
+                                  size_t err_len)
 {
     assert(cfg->batch_max > 0 && cfg->batch_max <= PIPELINE_BATCH_MAX && ops->apply);
     struct pipeline *p = calloc(1, sizeof(*p));
@@ -477,26 +527,48 @@ struct pipeline *pipeline_start(const struct pipeline_config *cfg, const struct 
         goto fail;
     static const char *const all_topics[] = TOPICS_ALL;
     bus_producer_prepare_topics(p->producer, all_topics, TOPICS_ALL_COUNT, 5000);
-    static const struct bus_consumer_ops consumer_ops = {.on_assign = on_assign,
-                                                         .on_revoke = on_revoke};
-    p->consumer = bus_consumer_new(cfg->bus, cfg->group_id, cfg->topics, cfg->topic_count,
-                                   &consumer_ops, p, err, err_len);
-    if (!p->consumer)
-        goto fail;
-    log_fields(LOG_INFO, "consumer started", "group", cfg->group_id, "cluster_id",
-               bus_consumer_cluster_id(p->consumer), NULL);
-    if (pthread_create(&p->thread, NULL, pipeline_main, p) != 0) {
-        snprintf(err, err_len, "cannot start the pipeline thread");
-        goto fail;
-    }
     return p;
 fail:
-    bus_consumer_close(p->consumer);
     bus_producer_free(p->producer);
     if (p->pg)
         PQfinish(p->pg);
     free(p);
     return NULL;
+}
+
+int pipeline_run(struct pipeline *p, char *err, size_t err_len)
+{
+    assert(!p->running);
+    static const struct bus_consumer_ops consumer_ops = {.on_assign = on_assign,
+                                                         .on_revoke = on_revoke};
+    p->consumer = bus_consumer_new(p->cfg.bus, p->cfg.group_id, p->cfg.topics,
+                                   p->cfg.topic_count, &consumer_ops, p, err, err_len);
+    if (!p->consumer)
+        return -1;
+    log_fields(LOG_INFO, "consumer started", "group", p->cfg.group_id, "cluster_id",
+               bus_consumer_cluster_id(p->consumer), NULL);
+    live_add(p);
+    if (pthread_create(&p->thread, NULL, pipeline_main, p) != 0) {
+        live_remove(p);
+        bus_consumer_close(p->consumer);
+        p->consumer = NULL;
+        snprintf(err, err_len, "cannot start the pipeline thread");
+        return -1;
+    }
+    p->running = true;
+    return 0;
+}
+
+struct pipeline *pipeline_start(const struct pipeline_config *cfg, const struct pipeline_ops *ops,
+                                void *ctx, void (*on_exit)(void *exit_ctx), void *exit_ctx,
+                                char *err, size_t err_len)
+{
+    struct pipeline *p = pipeline_prepare(cfg, ops, ctx, on_exit, exit_ctx, err, err_len);
+    if (p && pipeline_run(p, err, err_len) < 0) {
+        pipeline_join(p);
+        return NULL;
+    }
+    return p;
 }
 
 void pipeline_request_stop(struct pipeline *p)
@@ -508,7 +580,10 @@ void pipeline_join(struct pipeline *p)
 {
     if (!p)
         return;
-    pthread_join(p->thread, NULL);
+    if (p->running) {
+        pthread_join(p->thread, NULL);
+        live_remove(p);
+    }
     bus_producer_free(p->producer); /* serves the last reports */
     while (p->in_flight) {           /* undelivered: their rows stay for the sweep */
         struct relay_group *g = p->in_flight;

@@ -86,6 +86,16 @@ struct pipeline;
 struct pipeline *pipeline_start(const struct pipeline_config *cfg, const struct pipeline_ops *ops,
                                 void *ctx, void (*on_exit)(void *exit_ctx), void *exit_ctx,
                                 char *err, size_t err_len);
+/* pipeline_start in two steps, so several workers of one process can
+ * prepare (PostgreSQL, producer, topic metadata: up to a second each) and
+ * then join the group together, in one rebalance instead of one per
+ * worker. pipeline_join frees a pipeline that never ran. */
+struct pipeline *pipeline_prepare(const struct pipeline_config *cfg,
+                                  const struct pipeline_ops *ops, void *ctx,
+                                  void (*on_exit)(void *exit_ctx), void *exit_ctx, char *err,
+                                  size_t err_len);
+int pipeline_run(struct pipeline *p, char *err, size_t err_len)
+    __attribute__((warn_unused_result));
 
 /* Asks the thread to finish the batch in hand, commit it and leave the
  * group; returns at once. */

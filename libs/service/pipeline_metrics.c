@@ -5,12 +5,12 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "db/db.h"
 #include "log/log.h"
 #include "metrics/metrics.h"
 
-#define PIPELINE_LAG_PARTITIONS_MAX 1024
 #define PIPELINE_LAG_EVERY_S 0.05
 
 static struct metric_family *lag_family(void)
@@ -56,36 +56,51 @@ void pipeline_metrics_count(const char *name, const char *help, long long delta)
     metrics_add(metrics_series(metrics_counter(name, help, NULL), NULL), (double)delta);
 }
 
-void pipeline_metrics_lags(struct bus_consumer *consumer)
+void pipeline_metrics_lags(struct pipeline_lag_view *v, struct bus_consumer *consumer)
 {
     /* The pipeline polls every millisecond while events are in flight:
      * the per-partition walk runs at most every PIPELINE_LAG_EVERY_S. */
-    static double last_s;
     double now_s = metrics_now_seconds();
-    if (now_s - last_s < PIPELINE_LAG_EVERY_S)
+    if (now_s - v->last_s < PIPELINE_LAG_EVERY_S)
         return;
-    last_s = now_s;
-    static struct bus_partition_lag lags[PIPELINE_LAG_PARTITIONS_MAX];
-    size_t n = bus_consumer_partition_lags(consumer, lags, PIPELINE_LAG_PARTITIONS_MAX);
+    v->last_s = now_s;
+    size_t n = bus_consumer_partition_lags(consumer, v->lags, PIPELINE_LAG_PARTITIONS_MAX);
     struct metric_family *f = lag_family();
-    /* Partitions another instance took over disappear from our output. */
-    metrics_gauge_hide_all(f);
+    struct metric_series *now_shown[PIPELINE_LAG_PARTITIONS_MAX];
     for (size_t i = 0; i < n; i++) {
         char part[16];
-        snprintf(part, sizeof(part), "%d", (int)lags[i].partition);
-        metrics_set(metrics_with(f, lags[i].topic, part), (double)lags[i].lag);
+        snprintf(part, sizeof(part), "%d", (int)v->lags[i].partition);
+        now_shown[i] = metrics_with(f, v->lags[i].topic, part);
+        metrics_set(now_shown[i], (double)v->lags[i].lag);
     }
+    /* Partitions another instance or worker took over disappear from our
+     * output; another worker's partitions are left alone. */
+    for (size_t i = 0; i < v->count; i++) {
+        bool kept = false;
+        for (size_t j = 0; j < n && !kept; j++)
+            kept = v->shown[i] == now_shown[j];
+        if (!kept)
+            metrics_series_hide(v->shown[i]);
+    }
+    memcpy(v->shown, now_shown, n * sizeof(*now_shown));
+    v->count = n;
+}
+
+void pipeline_metrics_revoked(struct pipeline_lag_view *v)
+{
+    for (size_t i = 0; i < v->count; i++)
+        metrics_series_hide(v->shown[i]);
+    v->count = 0;
+}
+
+void pipeline_metrics_total_lag(long long lag)
+{
     metrics_set(metrics_series(metrics_gauge("tessera_consumer_total_lag_messages",
                                              "Messages behind over every assigned partition "
                                              "(-1 while unknown).",
                                              NULL),
                                NULL),
-                (double)bus_consumer_lag(consumer));
-}
-
-void pipeline_metrics_revoked(void)
-{
-    metrics_gauge_hide_all(lag_family());
+                (double)lag);
 }
 
 void pipeline_metrics_batch(const struct pipeline_batch *b, double seconds)

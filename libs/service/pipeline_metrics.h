@@ -14,10 +14,22 @@
 void pipeline_metrics_register(void);
 /* Adds delta to an unlabelled counter. */
 void pipeline_metrics_count(const char *name, const char *help, long long delta);
-/* Lag per assigned partition and in total, after each poll. */
-void pipeline_metrics_lags(struct bus_consumer *consumer);
+/* The per-partition lag series one pipeline shows. Several pipelines of
+ * one process (workers) each show their own partitions' series. */
+#define PIPELINE_LAG_PARTITIONS_MAX 1024
+struct pipeline_lag_view {
+    double last_s;
+    size_t count;
+    struct metric_series *shown[PIPELINE_LAG_PARTITIONS_MAX];
+    struct bus_partition_lag lags[PIPELINE_LAG_PARTITIONS_MAX]; /* scratch */
+};
+/* Lag per assigned partition, after each poll (at most every 50 ms). The
+ * total over the process's pipelines is read at render time (pipeline.c). */
+void pipeline_metrics_lags(struct pipeline_lag_view *v, struct bus_consumer *consumer);
 /* Partitions were taken away: their lag is no longer ours to report. */
-void pipeline_metrics_revoked(void);
+void pipeline_metrics_revoked(struct pipeline_lag_view *v);
+/* The total lag gauge, set at render time. */
+void pipeline_metrics_total_lag(long long lag);
 /* A committed batch and how long it took (seconds). */
 void pipeline_metrics_batch(const struct pipeline_batch *b, double seconds);
 void pipeline_metrics_dead_letter(const rd_kafka_message_t *rkm);

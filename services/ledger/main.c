@@ -14,12 +14,14 @@ extern const struct db_migration ledger_migrations[];
 extern const unsigned ledger_migrations_count;
 
 static struct service_common_config common;
-static long long batch_max, poll_timeout_ms, expiry_interval_ms, cache_resync_s;
+static long long batch_max, poll_timeout_ms, expiry_interval_ms, cache_resync_s, workers;
 
 static const struct config_entry config_table[] = {
     SERVICE_COMMON_CONFIG(common, "9101"),
     {"TESSERA_LEDGER_BATCH_MAX", CONFIG_INT, &batch_max, "500", 1, PIPELINE_BATCH_MAX, false,
      "commands applied in one transaction at most"},
+    {"TESSERA_LEDGER_WORKERS", CONFIG_INT, &workers, "2", 1, CONSUMER_WORKERS_MAX, false,
+     "pipelines applying batches in parallel, each owning its own partitions (like instances)"},
     {"TESSERA_LEDGER_POLL_TIMEOUT_MS", CONFIG_INT, &poll_timeout_ms, "100", 1, 5000, false,
      "how long a poll waits for the first command"},
     {"TESSERA_LEDGER_EXPIRY_INTERVAL_MS", CONFIG_INT, &expiry_interval_ms, "2000", 100, 3600000,
@@ -28,17 +30,26 @@ static const struct config_entry config_table[] = {
      "at start, rewrite cached balances changed this recently (0: off)"},
 };
 
-static struct ledger_ctx ledger;
+/* One context per worker: a batch's state belongs to the pipeline thread
+ * applying it. */
+static struct ledger_ctx ledgers[CONSUMER_WORKERS_MAX];
+
+static void *ledger_worker_ctx(void *ctx, size_t worker)
+{
+    return &ledgers[worker];
+}
 
 static int ledger_setup(void *ctx, const struct service_common_config *c)
 {
-    struct ledger_ctx *l = ctx;
-    l->redis_host = c->redis_host;
-    l->redis_port = (int)c->redis_port;
-    store_rows_init(&l->rows);
-    char err[256];
-    l->rc = cache_connect(l->redis_host, l->redis_port, 1000, err, sizeof(err));
-    atomic_store(&l->redis_ok, l->rc != NULL);
+    for (long long i = 0; i < workers; i++) {
+        struct ledger_ctx *l = &ledgers[i];
+        l->redis_host = c->redis_host;
+        l->redis_port = (int)c->redis_port;
+        store_rows_init(&l->rows);
+        char err[256];
+        l->rc = cache_connect(l->redis_host, l->redis_port, 1000, err, sizeof(err));
+        atomic_store(&l->redis_ok, l->rc != NULL);
+    }
     if (expiry_scheduler_start(c, expiry_interval_ms, cache_resync_s) < 0)
         return -1;
     return 0; /* the cache may come later: it is only a cache */
@@ -46,20 +57,24 @@ static int ledger_setup(void *ctx, const struct service_common_config *c)
 
 static bool ledger_ready(void *ctx, json_t *checks)
 {
-    struct ledger_ctx *l = ctx;
-    bool redis = atomic_load(&l->redis_ok);
+    bool redis = true;
+    for (long long i = 0; i < workers; i++)
+        redis = redis && atomic_load(&ledgers[i].redis_ok);
     json_object_set_new(checks, "redis", json_boolean(redis));
     return true; /* only a cache: batches commit without it and it is rebuilt later */
 }
 
 static void ledger_metrics(void *ctx, struct evbuffer *out)
 {
-    struct ledger_ctx *l = ctx;
-    admin_metric(out, "tessera_ledger_commands_posted_total", "counter", atomic_load(&l->posted));
-    admin_metric(out, "tessera_ledger_commands_rejected_total", "counter",
-                 atomic_load(&l->rejected));
-    admin_metric(out, "tessera_ledger_commands_duplicate_total", "counter",
-                 atomic_load(&l->duplicates));
+    long long posted = 0, rejected = 0, duplicates = 0;
+    for (long long i = 0; i < workers; i++) {
+        posted += atomic_load(&ledgers[i].posted);
+        rejected += atomic_load(&ledgers[i].rejected);
+        duplicates += atomic_load(&ledgers[i].duplicates);
+    }
+    admin_metric(out, "tessera_ledger_commands_posted_total", "counter", posted);
+    admin_metric(out, "tessera_ledger_commands_rejected_total", "counter", rejected);
+    admin_metric(out, "tessera_ledger_commands_duplicate_total", "counter", duplicates);
 }
 
 static bool wants_audit(int argc, char **argv)
@@ -102,7 +117,9 @@ int main(int argc, char **argv)
         .migrations = ledger_migrations,
         .migration_count = ledger_migrations_count,
         .ops = &ops,
-        .ctx = &ledger,
+        .ctx = ledgers,
+        .workers = &workers,
+        .worker_ctx = ledger_worker_ctx,
         .setup = ledger_setup,
         .ready = ledger_ready,
         .metrics = ledger_metrics,
