@@ -19,7 +19,7 @@
 #define RESYNC_TIMEOUT_MS 2000
 
 /* Writes one chunk of rows (tenant, member, points, principal, bonus,
- * version) to Redis; -1 on a Redis failure. */
+ * version, points pending) to Redis; -1 on a Redis failure. */
 static int resync_chunk(redisContext *rc, const PGresult *res, char *err, size_t err_len)
 {
     int n = PQntuples(res);
@@ -30,7 +30,9 @@ static int resync_chunk(redisContext *rc, const PGresult *res, char *err, size_t
                                            .points = strtoll(PQgetvalue(res, i, 2), NULL, 10),
                                            .sv_principal = strtoll(PQgetvalue(res, i, 3), NULL, 10),
                                            .sv_bonus = strtoll(PQgetvalue(res, i, 4), NULL, 10),
-                                           .version = strtoll(PQgetvalue(res, i, 5), NULL, 10)};
+                                           .version = strtoll(PQgetvalue(res, i, 5), NULL, 10),
+                                           .points_pending =
+                                               strtoll(PQgetvalue(res, i, 6), NULL, 10)};
     return cache_put_balances(rc, items, (size_t)n, err, err_len) < 0 ? -1 : n;
 }
 
@@ -44,7 +46,7 @@ static long long resync_pages(PGconn *pg, redisContext *rc, const char *window_s
         const char *p[3] = {window_s, tenant, member};
         PGresult *res = db_query(pg,
                                  "SELECT tenant_id, member_id, points, sv_principal, sv_bonus, "
-                                 "version FROM balances WHERE updated_at > now() - $1::bigint * "
+                                 "version, points_pending FROM balances WHERE updated_at > now() - $1::bigint * "
                                  "interval '1 second' AND (tenant_id, member_id) > ($2, $3) "
                                  "ORDER BY tenant_id, member_id LIMIT 1000",
                                  3, p, err, sizeof(err), NULL);
