@@ -15,18 +15,21 @@
 #define CACHE_ERR_MAX 256
 
 /* Replaces the hash only when it holds no version or an older one, so a
- * late write never undoes a newer one. KEYS[1] the hash; ARGV points,
- * sv_principal, sv_bonus, version, points_pending. Returns 1 when written,
- * 0 when not. */
+ * late write never undoes a newer one; or the same version without
+ * points_pending (written before it was cached: the same balances, so
+ * completing it is safe, and the start-up resync repairs such hashes).
+ * KEYS[1] the hash; ARGV points, sv_principal, sv_bonus, version,
+ * points_pending. Returns 1 when written, 0 when not. */
 static const char PUT_SCRIPT[] =
     "local v = redis.call('HGET', KEYS[1], 'version')\n"
-    "if v and tonumber(v) >= tonumber(ARGV[4]) then return 0 end\n"
+    "if v and (tonumber(v) > tonumber(ARGV[4]) or (tonumber(v) == tonumber(ARGV[4]) and "
+    "redis.call('HEXISTS', KEYS[1], 'points_pending') == 1)) then return 0 end\n"
     "redis.call('HSET', KEYS[1], 'points', ARGV[1], 'sv_principal', ARGV[2], 'sv_bonus', "
     "ARGV[3], 'version', ARGV[4], 'points_pending', ARGV[5])\n"
     "return 1";
 /* SHA1 of PUT_SCRIPT; cache_connect asserts Redis agrees, so an edit of the
  * script without this line fails at the first connect, not silently. */
-static const char PUT_SCRIPT_SHA[] = "45a6cf24cec5164aba9ed9a793d7f06d3c84ee58";
+static const char PUT_SCRIPT_SHA[] = "5604573a0cebb4f45727af7e4114aaf03bcc46d9";
 
 int cache_balances_key(char *out, size_t out_len, const char *tenant_id, const char *member_id)
 {

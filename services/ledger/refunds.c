@@ -78,12 +78,15 @@ struct ledger_refundable *refunds_purchase_find(struct ledger_ctx *l, const char
 void refunds_note(struct ledger_ctx *l, const Envelope *env)
 {
     const char *purchase = NULL;
-    if (env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_EARN_POINTS)
+    if (env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_EARN_POINTS) {
         purchase = env->earn_points->purchase_command_id;
-    else if (env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_REFUND_PURCHASE)
+        if (!purchase[0])
+            return; /* an activity's points: no purchase to look at */
+    } else if (env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_REFUND_PURCHASE) {
         purchase = env->refund_purchase->purchase_command_id;
-    else if (!refunds_is_command(env))
+    } else if (!refunds_is_command(env)) {
         return;
+    }
     l->refunds_wanted = true;
     if (env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_REFUND_PURCHASE)
         l->lots_wanted = true;

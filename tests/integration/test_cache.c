@@ -159,7 +159,8 @@ static void test_get_miss(void **state)
 }
 
 /* A hash written before points_pending was cached is a miss (readers go
- * to PostgreSQL), and the next versioned write completes it. */
+ * to PostgreSQL); a write of the same version (the start-up resync) or a
+ * newer one completes it, an older one does not. */
 static void test_hash_without_points_pending(void **state)
 {
     REQUIRE_REDIS();
@@ -169,6 +170,13 @@ static void test_hash_without_points_pending(void **state)
         redisCommand(rc, "HSET %s points 5 sv_principal 50 sv_bonus 500 version 3", key));
     struct cache_balances got = {0};
     assert_int_equal(cache_get_balances(rc, tenant, "m-old-format", &got), 0);
+    /* an older version never replaces it; the same version completes it */
+    struct cache_balances v2 = bal("m-old-format", 9, 2), v3 = bal("m-old-format", 5, 3);
+    assert_int_equal(cache_put_balances(rc, &v2, 1, err, sizeof err), 0);
+    assert_int_equal(cache_put_balances(rc, &v3, 1, err, sizeof err), 1);
+    assert_int_equal(cache_get_balances(rc, tenant, "m-old-format", &got), 1);
+    assert_int_equal(got.points_pending, 15);
+    assert_int_equal(cache_put_balances(rc, &v3, 1, err, sizeof err), 0); /* complete: same is ignored */
     struct cache_balances v4 = bal("m-old-format", 7, 4);
     assert_int_equal(cache_put_balances(rc, &v4, 1, err, sizeof err), 1);
     assert_int_equal(cache_get_balances(rc, tenant, "m-old-format", &got), 1);

@@ -8,7 +8,10 @@
 -- the points the purchase earned.
 
 -- Extends whatever asset list the journal allows (as 0003 does) with
--- points_pending, instead of replacing it.
+-- points_pending, instead of replacing it. The constraint reads either
+-- ARRAY['points'::text, ...] (as 0001 wrote it) or '{card_days,...}'::text[]
+-- (as 0003 rewrote it): every quoted literal, braces stripped, split at
+-- commas, gives the names.
 DO $$
 DECLARE
     c record;
@@ -17,7 +20,10 @@ BEGIN
     FOR c IN SELECT conname, pg_get_constraintdef(oid) AS def FROM pg_constraint
              WHERE conrelid = 'journal'::regclass AND contype = 'c'
                AND pg_get_constraintdef(oid) LIKE '%asset%' LOOP
-        assets := assets || ARRAY(SELECT m[1] FROM regexp_matches(c.def, '''([a-z_]+)''', 'g') AS m);
+        assets := assets || ARRAY(
+            SELECT a FROM regexp_matches(c.def, '''([^'']*)''', 'g') AS m,
+                          unnest(string_to_array(btrim(m[1], '{}'), ',')) AS a
+            WHERE a ~ '^[a-z_]+$');
         EXECUTE format('ALTER TABLE journal DROP CONSTRAINT %I', c.conname);
     END LOOP;
     assets := ARRAY(SELECT DISTINCT a FROM unnest(assets) AS a ORDER BY a);
