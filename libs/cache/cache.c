@@ -131,10 +131,9 @@ static int cache_append_put(redisContext *rc, const char *cmd, const char *scrip
     if (cache_balances_key(key, sizeof key, b->tenant_id, b->member_id) != 0)
         return -1;
     return redisAppendCommand(rc,
-                              "%s %s 1 %s %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64
-                              " %" PRId64,
-                              cmd, script, key, b->points, b->sv_principal, b->sv_bonus,
-                              b->version, b->points_pending) == REDIS_OK
+                              "%s %s 1 %s %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64,
+                              cmd, script, key, b->points, b->sv_principal, b->sv_bonus, b->version,
+                              b->points_pending) == REDIS_OK
                ? 0
                : -1;
 }

@@ -20,8 +20,8 @@
 #define REFUND_REASON_MAX 200
 
 static const char *const refund_fields[] = {
-    "kind", "reason", "branch_id", "principal", "refund_method", "purchase_operation_id", "amount",
-    NULL};
+    "kind",   "reason", "branch_id", "principal", "refund_method", "purchase_operation_id",
+    "amount", NULL};
 static const char *const refund_kinds[] = {"stored_value", "purchase", NULL};
 static const char *const refund_methods[] = {"cash",   "bank_card", "wechat_pay",
                                              "alipay", "original",  NULL};

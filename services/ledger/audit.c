@@ -360,10 +360,10 @@ static enum cache_verdict cache_compare(struct audit *a, redisContext *rc, const
     PQclear(res);
     snprintf(why, why_len,
              "redis points=%" PRId64 " points_pending=%" PRId64 " sv_principal=%" PRId64
-             " sv_bonus=%" PRId64 " version=%" PRId64 ", postgres %" PRId64 "/%" PRId64
-             "/%" PRId64 "/%" PRId64 " version=%" PRId64,
-             cb.points, cb.points_pending, cb.sv_principal, cb.sv_bonus, cb.version, pg[0],
-             pg[4], pg[1], pg[2], pg[3]);
+             " sv_bonus=%" PRId64 " version=%" PRId64 ", postgres %" PRId64 "/%" PRId64 "/%" PRId64
+             "/%" PRId64 " version=%" PRId64,
+             cb.points, cb.points_pending, cb.sv_principal, cb.sv_bonus, cb.version, pg[0], pg[4],
+             pg[1], pg[2], pg[3]);
     if (cb.points == pg[0] && cb.sv_principal == pg[1] && cb.sv_bonus == pg[2] &&
         cb.version == pg[3] && cb.points_pending == pg[4])
         return CACHE_AGREES;

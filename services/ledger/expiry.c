@@ -24,8 +24,8 @@
 #define SCHEDULER_LOTS_PER_ROUND 1000 /* the LIMIT of the due-lot queries */
 #define STRINGIFY_(x)            #x
 #define STRINGIFY(x)             STRINGIFY_(x)
-#define EXPIRY_FLUSH_TIMEOUT_MS 10000
-#define EXPIRY_LOCK_KEY         "tessera-ledger-points-expiry"
+#define EXPIRY_FLUSH_TIMEOUT_MS  10000
+#define EXPIRY_LOCK_KEY          "tessera-ledger-points-expiry"
 
 struct expiry {
     const struct service_common_config *common;
@@ -97,8 +97,8 @@ static rd_kafka_resp_err_t scheduler_produce(struct expiry *x, Envelope *env,
         return RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE;
     rd_kafka_headers_t *headers = envelope_cloudevents_headers(env, "/tessera/ledger");
     *result = RD_KAFKA_RESP_ERR__IN_PROGRESS;
-    rd_kafka_resp_err_t e = bus_produce(x->producer, TOPIC_LEDGER_COMMANDS, env->member_id,
-                                        payload, len, headers, result);
+    rd_kafka_resp_err_t e = bus_produce(x->producer, TOPIC_LEDGER_COMMANDS, env->member_id, payload,
+                                        len, headers, result);
     free(payload);
     return e;
 }
@@ -165,8 +165,10 @@ static int scheduler_round(struct expiry *x, const char *what, const char *sql, 
     for (int i = 0; i < n; i++)
         delivered += results[i] == RD_KAFKA_RESP_ERR_NO_ERROR;
     if (delivered < n)
-        log_fields(LOG_WARN, "points scheduler: some commands were not delivered; next round "
-                             "retries", "what", what, NULL);
+        log_fields(LOG_WARN,
+                   "points scheduler: some commands were not delivered; next round "
+                   "retries",
+                   "what", what, NULL);
     free(results);
     PQclear(res);
     if (delivered > 0) {

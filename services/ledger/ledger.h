@@ -43,9 +43,9 @@ struct ledger_lot {
     char lot_id[UUID_STR_SIZE];
     char posting_id[UUID_STR_SIZE];
     int64_t granted, remaining;
-    int64_t expires_at_us; /* 0: never */
-    bool pending;          /* remaining counts in points_pending until it vests */
-    int64_t vests_at_us;   /* 0: vested at grant */
+    int64_t expires_at_us;     /* 0: never */
+    bool pending;              /* remaining counts in points_pending until it vests */
+    int64_t vests_at_us;       /* 0: vested at grant */
     char *purchase_command_id; /* earned lots: the purchase that earned them ("" none) */
     char *rule;                /* earned lots: the earning rule ("" none) */
     int64_t earned;            /* earned lots: what the rule awarded (>= granted); else 0 */

@@ -306,8 +306,8 @@ static int64_t earn_granted(const struct ledger_refundable *p, int64_t points)
     if (!p)
         return points;
     const struct purchase_refund_state *s = &p->state;
-    int64_t withheld = rules_refund_share(s->refunded, s->charged, s->points_earned + points) -
-                       s->points_reversed;
+    int64_t withheld =
+        rules_refund_share(s->refunded, s->charged, s->points_earned + points) - s->points_reversed;
     if (withheld <= 0)
         return points;
     return withheld >= points ? 0 : points - withheld;
@@ -328,8 +328,9 @@ static void decide_earn(struct ledger_ctx *l, struct outcome *o)
     bool of_purchase = e->purchase_command_id[0] != '\0';
     snprintf(o->reason, sizeof(o->reason), "points_earned:%s%s%s", e->rule,
              of_purchase ? ":purchase:" : "", e->purchase_command_id);
-    if (e->points <= 0 || e->points > POINTS_ADJUST_MAX || !e->rule[0]) {
-        reject(o, "invalid_points", "points must be positive and the rule named");
+    if (e->points <= 0 || e->points > POINTS_ADJUST_MAX || !e->rule[0] ||
+        strlen(e->rule) > POINTS_RULE_MAX) {
+        reject(o, "invalid_points", "points must be positive and the rule named (128 at most)");
         return;
     }
     struct ledger_refundable *p = NULL;
@@ -450,8 +451,7 @@ int64_t points_reverse_for_refund(struct ledger_ctx *l, struct outcome *o,
             .pending = lot->pending,
             .of_purchase = strcmp(lot->purchase_command_id, purchase_command_id) == 0};
     }
-    int64_t unrecovered =
-        rules_points_plan_reversal(views, n, command_time_us(cmd), points, take);
+    int64_t unrecovered = rules_points_plan_reversal(views, n, command_time_us(cmd), points, take);
     int64_t from_pending = 0, from_vested = 0;
     for (size_t k = 0; k < n; k++) {
         if (take[k] == 0)
@@ -584,8 +584,9 @@ static int load_lots(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len
     PGresult *res = db_query(
         pg,
         "SELECT x.lot_id, x.tenant_id, x.member_id, coalesce(x.branch_id, ''), x.posting_id, "
-        "x.granted, x.remaining, coalesce((extract(epoch FROM x.expires_at) * 1000000)::bigint, 0), "
-        "x.pending, coalesce((extract(epoch FROM x.vests_at) * 1000000)::bigint, 0), "
+        "x.granted, x.remaining, "
+        "coalesce((extract(epoch FROM x.expires_at) * 1000000)::bigint, 0), x.pending, "
+        "coalesce((extract(epoch FROM x.vests_at) * 1000000)::bigint, 0), "
         "coalesce(x.purchase_command_id, ''), coalesce(x.rule, ''), coalesce(x.earned, 0) "
         "FROM point_lots x JOIN unnest($1::text[], $2::text[]) AS k(t, m) "
         "ON x.tenant_id = k.t AND x.member_id = k.m WHERE x.remaining > 0 ORDER BY x.lot_id",
@@ -627,11 +628,11 @@ int points_load(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
 #define LOT_COLUMNS 13
 int points_write(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
 {
-    struct db_array id, t, m, br, post, granted, remaining, expires, pending, vests, purchase,
-        rule, earned;
-    struct db_array *all[LOT_COLUMNS] = {&id,       &t,       &m,      &br,    &post,
+    struct db_array id, t, m, br, post, granted, remaining, expires, pending, vests, purchase, rule,
+        earned;
+    struct db_array *all[LOT_COLUMNS] = {&id,       &t,         &m,       &br,      &post,
                                          &granted,  &remaining, &expires, &pending, &vests,
-                                         &purchase, &rule,    &earned};
+                                         &purchase, &rule,      &earned};
     for (size_t k = 0; k < LOT_COLUMNS; k++)
         db_array_init(all[k]);
     for (size_t i = 0; i < l->lot_count; i++) {

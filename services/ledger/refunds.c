@@ -19,9 +19,10 @@
 #define REFUND_ROWS(l, X)                                                                          \
     X(l->r_id)                                                                                     \
     X(l->r_tenant)                                                                                 \
-    X(l->r_member) X(l->r_branch) X(l->r_command) X(l->r_posting) X(l->r_kind) X(l->r_purchase)    \
-        X(l->r_principal) X(l->r_bonus) X(l->r_fee) X(l->r_payout) X(l->r_reason) X(l->r_actor) \
-            X(l->r_amount) X(l->r_points_reversed) X(l->r_points_unrecovered)
+    X(l->r_member)                                                                                 \
+    X(l->r_branch) X(l->r_command) X(l->r_posting) X(l->r_kind) X(l->r_purchase) X(l->r_principal) \
+        X(l->r_bonus) X(l->r_fee) X(l->r_payout) X(l->r_reason) X(l->r_actor) X(l->r_amount)       \
+            X(l->r_points_reversed) X(l->r_points_unrecovered)
 #define INIT_ONE(a) db_array_init(&(a));
 #define FREE_ONE(a) db_array_free(&(a));
 
@@ -175,8 +176,9 @@ static void decide_purchase_refund(struct ledger_ctx *l, struct outcome *o)
     enum refund_result res = rules_plan_purchase_refund(&p->state, r->amount, &plan);
     if (res != REFUND_OK) {
         o->reject_code = rules_refund_code(res);
-        o->reject_detail = res == REFUND_ALREADY    ? "this purchase was refunded in full before"
-                           : res == REFUND_EXCEEDS  ? "more than what is left of the purchase to refund"
+        o->reject_detail = res == REFUND_ALREADY ? "this purchase was refunded in full before"
+                           : res == REFUND_EXCEEDS
+                               ? "more than what is left of the purchase to refund"
                            : res == REFUND_NOT_REFUNDABLE ? "the purchase charged nothing"
                                                           : "the refund amount is not acceptable";
         return;

@@ -158,8 +158,8 @@ static void reversal_take(const struct points_lot_view *lot, int64_t *take_i, in
     *points -= t;
 }
 
-int64_t rules_points_plan_reversal(const struct points_lot_view *lots, size_t count,
-                                   int64_t now_us, int64_t points, int64_t *take)
+int64_t rules_points_plan_reversal(const struct points_lot_view *lots, size_t count, int64_t now_us,
+                                   int64_t points, int64_t *take)
 {
     assert(points >= 0);
     for (size_t i = 0; i < count; i++)

@@ -8,10 +8,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define POINTS_ADJUST_MAX  1000000000LL /* one adjustment, either sign */
-#define POINTS_PERIODS_MAX 1200
-#define POINTS_US_PER_DAY  86400000000LL
+#define POINTS_ADJUST_MAX       1000000000LL /* one adjustment, either sign */
+#define POINTS_PERIODS_MAX      1200
+#define POINTS_US_PER_DAY       86400000000LL
 #define POINTS_LOCK_SECONDS_MAX (366LL * 86400) /* the table's CHECK says the same */
+#define POINTS_RULE_MAX         128             /* characters of an earning rule's name */
 
 enum points_expiry_kind {
     POINTS_EXPIRE_NEVER = 0,
@@ -73,7 +74,7 @@ enum points_result rules_points_plan_spend(const struct points_lot_view *lots, s
  * spending order. Other pending lots and expired lots are never touched.
  * Writes take[i] for every lot and returns what could not be taken back
  * (the member spent it; balances never go negative). */
-int64_t rules_points_plan_reversal(const struct points_lot_view *lots, size_t count,
-                                   int64_t now_us, int64_t points, int64_t *take);
+int64_t rules_points_plan_reversal(const struct points_lot_view *lots, size_t count, int64_t now_us,
+                                   int64_t points, int64_t *take);
 
 #endif

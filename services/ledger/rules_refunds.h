@@ -19,12 +19,12 @@ struct refund_plan {
 
 enum refund_result {
     REFUND_OK = 0,
-    REFUND_INVALID_AMOUNT,  /* "invalid_amount" */
-    REFUND_INSUFFICIENT,    /* "insufficient_balance": more than the unspent principal */
-    REFUND_NOTHING,         /* "nothing_to_refund": no principal left */
-    REFUND_NOT_REFUNDABLE,  /* "not_refundable": the purchase charged nothing */
-    REFUND_ALREADY,         /* "already_refunded": nothing of the purchase is left to refund */
-    REFUND_EXCEEDS,         /* "exceeds_refundable": more than what is left to refund */
+    REFUND_INVALID_AMOUNT, /* "invalid_amount" */
+    REFUND_INSUFFICIENT,   /* "insufficient_balance": more than the unspent principal */
+    REFUND_NOTHING,        /* "nothing_to_refund": no principal left */
+    REFUND_NOT_REFUNDABLE, /* "not_refundable": the purchase charged nothing */
+    REFUND_ALREADY,        /* "already_refunded": nothing of the purchase is left to refund */
+    REFUND_EXCEEDS,        /* "exceeds_refundable": more than what is left to refund */
 };
 const char *rules_refund_code(enum refund_result r);
 

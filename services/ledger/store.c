@@ -231,8 +231,8 @@ static int write_balances(PGconn *pg, struct ledger_ctx *l, char *err, size_t er
     }
     int rc = 0;
     if (t.count > 0) {
-        const char *p[7] = {db_array_finish(&t),  db_array_finish(&m),  db_array_finish(&pts),
-                            db_array_finish(&pr), db_array_finish(&bo), db_array_finish(&ver),
+        const char *p[7] = {db_array_finish(&t),   db_array_finish(&m),  db_array_finish(&pts),
+                            db_array_finish(&pr),  db_array_finish(&bo), db_array_finish(&ver),
                             db_array_finish(&pend)};
         PGresult *res = db_query(
             pg,

@@ -49,8 +49,9 @@ static void set_lock(const char *seconds)
 {
     PGconn *pg = test_pg();
     const char *p[1] = {seconds};
-    exec_ok(pg, "UPDATE ledger.points_policy SET lock_seconds = $1::bigint WHERE tenant_id = '"
-                TENANT "'",
+    exec_ok(pg,
+            "UPDATE ledger.points_policy SET lock_seconds = $1::bigint WHERE tenant_id = '" TENANT
+            "'",
             1, p);
     PQfinish(pg);
 }
@@ -89,8 +90,7 @@ static int setup(void **state)
             0, NULL);
     PQfinish(pg);
     char err[256];
-    struct bus_config cfg = {getenv("TESSERA_KAFKA_BOOTSTRAP"), "test-points-pending", 6000, 5,
-                             10};
+    struct bus_config cfg = {getenv("TESSERA_KAFKA_BOOTSTRAP"), "test-points-pending", 6000, 5, 10};
     assert_non_null(cfg.bootstrap);
     producer = bus_producer_new(&cfg, NULL, NULL, NULL, err, sizeof(err));
     assert_non_null(producer);
@@ -198,9 +198,9 @@ static void produce(Envelope *env)
     uint8_t *payload = envelope_encode(env, &len);
     assert_non_null(payload);
     rd_kafka_resp_err_t delivered = RD_KAFKA_RESP_ERR__IN_PROGRESS;
-    assert_int_equal(
-        bus_produce(producer, TOPIC_LEDGER_COMMANDS, env->member_id, payload, len, NULL, &delivered),
-        RD_KAFKA_RESP_ERR_NO_ERROR);
+    assert_int_equal(bus_produce(producer, TOPIC_LEDGER_COMMANDS, env->member_id, payload, len,
+                                 NULL, &delivered),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
     assert_int_equal(bus_producer_flush(producer, 10000), 0);
     assert_int_equal(delivered, RD_KAFKA_RESP_ERR_NO_ERROR);
     free(payload);
@@ -254,9 +254,10 @@ static bool command_recorded(void *arg)
 {
     PGconn *pg = test_pg();
     const char *p[1] = {arg};
-    int64_t n = test_pg_int(
-        pg, "SELECT count(*) FROM ledger.commands WHERE tenant_id = '" TENANT "' AND command_id = $1",
-        1, p);
+    int64_t n = test_pg_int(pg,
+                            "SELECT count(*) FROM ledger.commands WHERE tenant_id = '" TENANT
+                            "' AND command_id = $1",
+                            1, p);
     PQfinish(pg);
     return n == 1;
 }
@@ -508,7 +509,8 @@ static struct balances me_balances(const char *member_id, const char *phone)
             2, p);
     PQfinish(pg);
     snprintf(body, sizeof(body),
-             "{\"phone\":\"%s\",\"password\":\"pending-pass-1\",\"device_id\":\"pos-test\"}", phone);
+             "{\"phone\":\"%s\",\"password\":\"pending-pass-1\",\"device_id\":\"pos-test\"}",
+             phone);
     struct api_response r = call("POST", "/v1/auth/sessions", body);
     assert_int_equal(r.status, 201);
     snprintf(token, sizeof(token), "%s", json_str_at(r.body, "token"));

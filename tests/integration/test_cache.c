@@ -91,9 +91,13 @@ static int group_teardown(void **state)
 
 static struct cache_balances bal(const char *member, int64_t points, int64_t version)
 {
-    return (struct cache_balances){.tenant_id = tenant, .member_id = member, .points = points,
-                                   .sv_principal = points * 10, .sv_bonus = points * 100,
-                                   .version = version, .points_pending = points * 3};
+    return (struct cache_balances){.tenant_id = tenant,
+                                   .member_id = member,
+                                   .points = points,
+                                   .sv_principal = points * 10,
+                                   .sv_bonus = points * 100,
+                                   .version = version,
+                                   .points_pending = points * 3};
 }
 
 static void test_key(void **state)
@@ -176,7 +180,8 @@ static void test_hash_without_points_pending(void **state)
     assert_int_equal(cache_put_balances(rc, &v3, 1, err, sizeof err), 1);
     assert_int_equal(cache_get_balances(rc, tenant, "m-old-format", &got), 1);
     assert_int_equal(got.points_pending, 15);
-    assert_int_equal(cache_put_balances(rc, &v3, 1, err, sizeof err), 0); /* complete: same is ignored */
+    assert_int_equal(cache_put_balances(rc, &v3, 1, err, sizeof err),
+                     0); /* complete: same is ignored */
     struct cache_balances v4 = bal("m-old-format", 7, 4);
     assert_int_equal(cache_put_balances(rc, &v4, 1, err, sizeof err), 1);
     assert_int_equal(cache_get_balances(rc, tenant, "m-old-format", &got), 1);

@@ -84,8 +84,8 @@ static void test_extends_the_0001_form(void **state)
 
 static void test_extends_the_0003_form(void **state)
 {
-    static const char *const kept[] = {"card_days", "card_uses", "points", "sv_bonus",
-                                       "sv_principal", NULL};
+    static const char *const kept[] = {"card_days", "card_uses",    "points",
+                                       "sv_bonus",  "sv_principal", NULL};
     check_extends("CREATE TABLE journal (asset text NOT NULL, amount bigint, CONSTRAINT "
                   "journal_asset_check CHECK (asset = ANY ('{card_days,card_uses,points,"
                   "sv_bonus,sv_principal}'::text[])))",

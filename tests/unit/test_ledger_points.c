@@ -175,12 +175,14 @@ static void test_pending_not_spent(void **state)
 static void test_reversal_order_and_unrecovered(void **state)
 {
     static const struct points_lot_view member_lots[] = {
-        /* 0 */ {.remaining = 70, .expires_at_us = 0},                       /* other, vested */
-        /* 1 */ {.remaining = 40, .expires_at_us = 5000, .of_purchase = true}, /* vested, partly spent */
-        /* 2 */ {.remaining = 25, .expires_at_us = 1000},                    /* other, expires first */
-        /* 3 */ {.remaining = 60, .pending = true, .of_purchase = true},     /* the purchase's pending */
-        /* 4 */ {.remaining = 80, .pending = true},                          /* another purchase's, pending */
-        /* 5 */ {.remaining = 15, .expires_at_us = 500},                     /* other, already expired */
+        /* 0 */ {.remaining = 70, .expires_at_us = 0},                         /* other, vested */
+        /* 1 */ {.remaining = 40, .expires_at_us = 5000, .of_purchase = true}, /* vested, partly
+                                                                                  spent */
+        /* 2 */ {.remaining = 25, .expires_at_us = 1000},                /* other, expires first */
+        /* 3 */ {.remaining = 60, .pending = true, .of_purchase = true}, /* the purchase's pending
+                                                                          */
+        /* 4 */ {.remaining = 80, .pending = true},      /* another purchase's, pending */
+        /* 5 */ {.remaining = 15, .expires_at_us = 500}, /* other, already expired */
     };
     static const struct {
         int64_t points;
@@ -188,11 +190,11 @@ static void test_reversal_order_and_unrecovered(void **state)
         int64_t take[6];
     } cases[] = {
         {0, 0, {0, 0, 0, 0, 0, 0}},
-        {50, 0, {0, 0, 0, 50, 0, 0}},     /* pending first: clean */
+        {50, 0, {0, 0, 0, 50, 0, 0}}, /* pending first: clean */
         {60, 0, {0, 0, 0, 60, 0, 0}},
-        {61, 0, {0, 1, 0, 60, 0, 0}},     /* then the purchase's vested lot */
+        {61, 0, {0, 1, 0, 60, 0, 0}}, /* then the purchase's vested lot */
         {100, 0, {0, 40, 0, 60, 0, 0}},
-        {110, 0, {0, 40, 10, 60, 0, 0}},  /* then other vested lots, soonest expiry first */
+        {110, 0, {0, 40, 10, 60, 0, 0}}, /* then other vested lots, soonest expiry first */
         {125, 0, {0, 40, 25, 60, 0, 0}},
         {195, 0, {70, 40, 25, 60, 0, 0}}, /* everything the member may spend */
         {200, 5, {70, 40, 25, 60, 0, 0}}, /* spent: never below zero, never pending of others */
