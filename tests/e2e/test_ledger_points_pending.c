@@ -565,6 +565,25 @@ static void test_vest_by_scheduler_then_spend_and_refund(void **state)
     b = me_balances(member, phone);
     assert_int_equal(b.points, 50);
     assert_int_equal(b.pending, 0);
+    /* the history shows the vesting: pending out, points in, with the reason */
+    char path[128], reason[96];
+    snprintf(path, sizeof(path), "/v1/members/%s/ledger", member);
+    snprintf(reason, sizeof(reason), "points_vested:%s", lot);
+    struct api_response h = call("GET", path, NULL);
+    assert_int_equal(h.status, 200);
+    json_t *entries = json_object_get(h.body, "entries");
+    int64_t pending_moved = 0, points_moved = 0;
+    for (size_t i = 0; i < json_array_size(entries); i++) {
+        json_t *e = json_array_get(entries, i);
+        if (strcmp(json_str_at(e, "type"), "points_vesting") != 0)
+            continue;
+        assert_string_equal(json_str_at(e, "reason"), reason);
+        *(strcmp(json_str_at(e, "asset"), "points") == 0 ? &points_moved : &pending_moved) +=
+            json_int_at(e, "amount");
+    }
+    assert_int_equal(pending_moved, -50);
+    assert_int_equal(points_moved, 50);
+    api_response_free(&h);
 
     /* spendable now */
     struct api_response r = adjust(member, -30);
