@@ -27,8 +27,10 @@ VALUES
     ('demo', 3, 'Premium', 2000001, NULL, false, 7000)
     ON CONFLICT DO NOTHING;
 
--- Points expire at the end of the 12th month after the month they were
--- earned, in Shanghai time (rules_points.h).
-INSERT INTO ledger.points_policy (tenant_id, kind, periods, utc_offset_minutes)
-    VALUES ('demo', 'end_of_month', 12, 480)
+-- Points expire at the end of the 12th month after the month they became
+-- spendable, in Shanghai time (rules_points.h); points earned by purchases
+-- stay pending (not spendable, reversed cleanly by a refund) for a 7-day
+-- lock period (604 800 s).
+INSERT INTO ledger.points_policy (tenant_id, kind, periods, utc_offset_minutes, lock_seconds)
+    VALUES ('demo', 'end_of_month', 12, 480, 604800)
     ON CONFLICT DO NOTHING;

@@ -15,17 +15,21 @@
 #define CACHE_ERR_MAX 256
 
 /* Replaces the hash only when it holds no version or an older one, so a
- * late write never undoes a newer one. KEYS[1] the hash; ARGV points,
- * sv_principal, sv_bonus, version. Returns 1 when written, 0 when not. */
+ * late write never undoes a newer one; or the same version without
+ * points_pending (written before it was cached: the same balances, so
+ * completing it is safe, and the start-up resync repairs such hashes).
+ * KEYS[1] the hash; ARGV points, sv_principal, sv_bonus, version,
+ * points_pending. Returns 1 when written, 0 when not. */
 static const char PUT_SCRIPT[] =
     "local v = redis.call('HGET', KEYS[1], 'version')\n"
-    "if v and tonumber(v) >= tonumber(ARGV[4]) then return 0 end\n"
+    "if v and (tonumber(v) > tonumber(ARGV[4]) or (tonumber(v) == tonumber(ARGV[4]) and "
+    "redis.call('HEXISTS', KEYS[1], 'points_pending') == 1)) then return 0 end\n"
     "redis.call('HSET', KEYS[1], 'points', ARGV[1], 'sv_principal', ARGV[2], 'sv_bonus', "
-    "ARGV[3], 'version', ARGV[4])\n"
+    "ARGV[3], 'version', ARGV[4], 'points_pending', ARGV[5])\n"
     "return 1";
 /* SHA1 of PUT_SCRIPT; cache_connect asserts Redis agrees, so an edit of the
  * script without this line fails at the first connect, not silently. */
-static const char PUT_SCRIPT_SHA[] = "3e8e2ec8c079bb76009172af43b04231c5f62184";
+static const char PUT_SCRIPT_SHA[] = "5604573a0cebb4f45727af7e4114aaf03bcc46d9";
 
 int cache_balances_key(char *out, size_t out_len, const char *tenant_id, const char *member_id)
 {
@@ -53,14 +57,16 @@ static bool parse_i64(const redisReply *r, int64_t *out)
 
 int cache_balances_from_reply(const redisReply *reply, struct cache_balances *out)
 {
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 4)
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 5)
         return -1;
     struct cache_balances b = *out;
-    int64_t *fields[] = {&b.points, &b.sv_principal, &b.sv_bonus, &b.version};
-    for (size_t i = 0; i < 4; i++) {
+    int64_t *fields[] = {&b.points, &b.sv_principal, &b.sv_bonus, &b.version, &b.points_pending};
+    for (size_t i = 0; i < 5; i++) {
         const redisReply *e = reply->element[i];
+        /* absent or partly written (flushed mid-way), or written before
+         * points_pending was cached: a miss, read from PostgreSQL */
         if (e->type == REDIS_REPLY_NIL)
-            return 0; /* absent or partly written (flushed mid-way): a miss */
+            return 0;
         if (!parse_i64(e, fields[i]))
             return -1;
     }
@@ -124,9 +130,10 @@ static int cache_append_put(redisContext *rc, const char *cmd, const char *scrip
     assert(b->tenant_id != NULL && b->member_id != NULL);
     if (cache_balances_key(key, sizeof key, b->tenant_id, b->member_id) != 0)
         return -1;
-    return redisAppendCommand(rc, "%s %s 1 %s %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64, cmd,
-                              script, key, b->points, b->sv_principal, b->sv_bonus, b->version) ==
-                   REDIS_OK
+    return redisAppendCommand(rc,
+                              "%s %s 1 %s %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64,
+                              cmd, script, key, b->points, b->sv_principal, b->sv_bonus, b->version,
+                              b->points_pending) == REDIS_OK
                ? 0
                : -1;
 }
@@ -233,7 +240,8 @@ int cache_get_balances(redisContext *rc, const char *tenant_id, const char *memb
     char key[CACHE_KEY_MAX];
     if (cache_balances_key(key, sizeof key, tenant_id, member_id) != 0)
         return -1;
-    redisReply *r = redisCommand(rc, "HMGET %s points sv_principal sv_bonus version", key);
+    redisReply *r =
+        redisCommand(rc, "HMGET %s points sv_principal sv_bonus version points_pending", key);
     int status = cache_balances_from_reply(r, out);
     freeReplyObject(r);
     return status;

@@ -1,7 +1,9 @@
 /* The Redis member-state cache. Balances live in a hash per member,
  * "tessera:<tenant>:member:<member>:balances" with fields points,
- * sv_principal, sv_bonus and version. Writes go through a Lua script that
- * only replaces an older version, so a late write never undoes a newer one.
+ * sv_principal, sv_bonus, version and points_pending (a hash without
+ * points_pending, written before it was cached, reads as a miss). Writes
+ * go through a Lua script that only replaces an older version, so a late
+ * write never undoes a newer one.
  * The cache can be flushed at any time: readers fall back to PostgreSQL. */
 #ifndef TESSERA_CACHE_H
 #define TESSERA_CACHE_H
@@ -21,6 +23,7 @@ struct cache_balances {
     int64_t sv_principal;
     int64_t sv_bonus;
     int64_t version;
+    int64_t points_pending;
 };
 
 /* Writes the key of a member's balances hash; -1 when it does not fit. */

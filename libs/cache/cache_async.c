@@ -245,7 +245,8 @@ void cache_async_get_balances(struct cache_async *c, const char *tenant_id, cons
         strcpy(r->member_id, member_id);
     }
     if (ok && c->connected &&
-        redisAsyncCommand(c->ac, req_reply_cb, r, "HMGET %s points sv_principal sv_bonus version",
+        redisAsyncCommand(c->ac, req_reply_cb, r,
+                          "HMGET %s points sv_principal sv_bonus version points_pending",
                           key) == REDIS_OK) {
         r->in_hiredis = true;
         r->sent_s = metrics_now_seconds();

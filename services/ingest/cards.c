@@ -321,10 +321,7 @@ int cards_verdict_to_response(const Envelope *env, json_t **body)
         json_object_set_new(*body, "charged", json_integer(v->charged));
         json_object_set_new(*body, "paid_principal", json_integer(v->paid_principal));
         json_object_set_new(*body, "paid_bonus", json_integer(v->paid_bonus));
-        json_object_set_new(*body, "balances",
-                            balances_json(v->balances ? v->balances->points : 0,
-                                          v->balances ? v->balances->stored_value_principal : 0,
-                                          v->balances ? v->balances->stored_value_bonus : 0));
+        json_object_set_new(*body, "balances", balances_json_of(v->balances));
     }
     return 201;
 }

@@ -281,7 +281,9 @@ int coupons_verdict_to_response(const LedgerPosted *v, json_t **body);
 void cards_send_envelope(struct req *r, Envelope *env);
 
 /* member_view.c: a member's profile with balances (cache, then ledger). */
-json_t *balances_json(int64_t points, int64_t principal, int64_t bonus);
+json_t *balances_json(int64_t points, int64_t points_pending, int64_t principal, int64_t bonus);
+/* The same from a verdict's or fact's Balances (all zero when NULL). */
+json_t *balances_json_of(const Balances *b);
 void member_view_reply(struct req *r, const char *member_id);
 
 /* outbox_relay.c: member events from ingest's own outbox */

@@ -10,11 +10,22 @@
 #include "ingest.h"
 #include "log/log.h"
 
-json_t *balances_json(int64_t points, int64_t principal, int64_t bonus)
+/* points_pending: earned points still in the tenant's lock period, not
+ * spendable yet (not part of points). */
+json_t *balances_json(int64_t points, int64_t points_pending, int64_t principal, int64_t bonus)
 {
-    return json_pack("{s:I, s:I, s:I, s:I}", "points", (json_int_t)points, "stored_value",
-                     (json_int_t)(principal + bonus), "stored_value_principal",
-                     (json_int_t)principal, "stored_value_bonus", (json_int_t)bonus);
+    return json_pack("{s:I, s:I, s:I, s:I, s:I}", "points", (json_int_t)points, "points_pending",
+                     (json_int_t)points_pending, "stored_value", (json_int_t)(principal + bonus),
+                     "stored_value_principal", (json_int_t)principal, "stored_value_bonus",
+                     (json_int_t)bonus);
+}
+
+json_t *balances_json_of(const Balances *b)
+{
+    if (!b)
+        return balances_json(0, 0, 0, 0);
+    return balances_json(b->points, b->points_pending, b->stored_value_principal,
+                         b->stored_value_bonus);
 }
 
 static void view_finish(struct req *r, json_t *balances)
@@ -31,10 +42,11 @@ static void on_ledger_balances(void *arg, PGresult *res, const char *err, const 
         return;
     }
     if (PQntuples(res) == 0) {
-        view_finish(r, balances_json(0, 0, 0));
+        view_finish(r, balances_json(0, 0, 0, 0));
         return;
     }
     view_finish(r, balances_json(strtoll(PQgetvalue(res, 0, 0), NULL, 10),
+                                 strtoll(PQgetvalue(res, 0, 3), NULL, 10),
                                  strtoll(PQgetvalue(res, 0, 1), NULL, 10),
                                  strtoll(PQgetvalue(res, 0, 2), NULL, 10)));
 }
@@ -43,13 +55,13 @@ static void on_cached(void *arg, int status, const struct cache_balances *b)
 {
     struct req *r = arg;
     if (status == 1) {
-        view_finish(r, balances_json(b->points, b->sv_principal, b->sv_bonus));
+        view_finish(r, balances_json(b->points, b->points_pending, b->sv_principal, b->sv_bonus));
         return;
     }
     /* A read of the ledger's projection: only the ledger writes it. */
     const char *p[2] = {r->caller.tenant_id, r->member_id};
     if (pg_pool_query(r->app->pg,
-                      "SELECT points, sv_principal, sv_bonus FROM ledger.balances "
+                      "SELECT points, sv_principal, sv_bonus, points_pending FROM ledger.balances "
                       "WHERE tenant_id = $1 AND member_id = $2",
                       2, p, on_ledger_balances, r) < 0)
         req_fail_db(r, "queue full");

@@ -2,8 +2,11 @@
  *   {"kind":"stored_value", "reason", "branch_id", "principal"?, "refund_method"?}
  *     pays back unspent principal (all of it without "principal"); the
  *     bonus is forfeited in proportion and the tenant's fee kept;
- *   {"kind":"purchase", "reason", "branch_id", "purchase_operation_id"}
- *     returns what a stored-value purchase drew.
+ *   {"kind":"purchase", "reason", "branch_id", "purchase_operation_id", "amount"?}
+ *     refunds a purchase, whatever paid for it, whole or (with "amount",
+ *     of its charged amount) in parts: each part returns its share of the
+ *     stored value the purchase drew and takes back its share of the
+ *     points it earned (points_reversed, points_unrecovered when spent).
  * A reason is always required: it goes to the journal and the refund
  * trail. */
 #include <stdio.h>
@@ -17,7 +20,8 @@
 #define REFUND_REASON_MAX 200
 
 static const char *const refund_fields[] = {
-    "kind", "reason", "branch_id", "principal", "refund_method", "purchase_operation_id", NULL};
+    "kind",   "reason", "branch_id", "principal", "refund_method", "purchase_operation_id",
+    "amount", NULL};
 static const char *const refund_kinds[] = {"stored_value", "purchase", NULL};
 static const char *const refund_methods[] = {"cash",   "bank_card", "wechat_pay",
                                              "alipay", "original",  NULL};
@@ -31,10 +35,14 @@ static void validate_kind_fields(struct validation *v, json_t *b, const char *ki
         if (validate_string(v, b, "purchase_operation_id", true, 1, INGEST_KEY_MAX - 1, &s) &&
             !uuid_is_valid(s))
             validation_add(v, "purchase_operation_id", "must be the purchase's operation_id");
+        validate_int(v, b, "amount", false, 1, MONEY_AMOUNT_MAX, &n);
         if (json_object_get(b, "principal") || json_object_get(b, "refund_method"))
-            validation_add(v, "principal", "a purchase refund returns what it drew: no principal");
+            validation_add(v, "principal",
+                           "a purchase refund returns its share of what it drew: no principal");
         return;
     }
+    if (json_object_get(b, "amount"))
+        validation_add(v, "amount", "only for kind purchase (stored value refunds: principal)");
     validate_int(v, b, "principal", false, 1, MONEY_AMOUNT_MAX, &n);
     validate_enum(v, b, "refund_method", false, refund_methods, &s);
     if (json_object_get(b, "purchase_operation_id"))
@@ -84,6 +92,7 @@ static void refund_send(struct req *r)
         purchase.purchase_command_id =
             (char *)json_string_value(json_object_get(r->body, "purchase_operation_id"));
         purchase.reason = (char *)reason;
+        purchase.amount = json_integer_value(json_object_get(r->body, "amount")); /* 0: the rest */
         env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_REFUND_PURCHASE;
         env.refund_purchase = &purchase;
     } else {

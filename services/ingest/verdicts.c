@@ -8,9 +8,7 @@
 
 static json_t *verdict_balances(const Balances *b)
 {
-    if (!b)
-        return balances_json(0, 0, 0);
-    return balances_json(b->points, b->stored_value_principal, b->stored_value_bonus);
+    return balances_json_of(b);
 }
 
 static int rejected_status(const char *code)
@@ -24,7 +22,8 @@ static int rejected_status(const char *code)
     if (strcmp(code, "not_found") == 0)
         return 404;
     /* insufficient_balance, insufficient_points, balance_overflow,
-     * nothing_to_refund, already_refunded, not_refundable: the state refuses it */
+     * nothing_to_refund, already_refunded, exceeds_refundable,
+     * not_refundable: the state refuses it */
     return 409;
 }
 
@@ -61,7 +60,10 @@ static json_t *verdict_refund_json(const LedgerPosted *v)
                   "principal", (json_int_t)d->principal, "balances", verdict_balances(v->balances));
     if (purchase) {
         json_object_set_new(body, "purchase_operation_id", json_string(d->purchase_command_id));
+        json_object_set_new(body, "amount", json_integer(d->amount));
         json_object_set_new(body, "bonus_returned", json_integer(d->bonus));
+        json_object_set_new(body, "points_reversed", json_integer(d->points_reversed));
+        json_object_set_new(body, "points_unrecovered", json_integer(d->points_unrecovered));
     } else {
         json_object_set_new(body, "bonus_forfeited", json_integer(d->bonus));
         json_object_set_new(body, "fee", json_integer(d->fee));

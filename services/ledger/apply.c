@@ -239,6 +239,7 @@ static void outcome_balances(const struct outcome *o, Balances *bal)
 {
     tessera__ledger__v1__balances__init(bal);
     bal->points = o->member->points;
+    bal->points_pending = o->member->points_pending;
     bal->stored_value_principal = o->member->sv.principal;
     bal->stored_value_bonus = o->member->sv.bonus;
     bal->version = o->member->version;
@@ -287,6 +288,7 @@ static uint8_t *encode_verdict(const struct outcome *o, size_t *len)
             tessera__ledger__v1__points_lot_detail__init(&lot);
             lot.lot_id = (char *)o->lot_id;
             lot.expires_at_us = o->lot_expires_at_us;
+            lot.vests_at_us = o->lot_vests_at_us;
             lot.points = o->points;
             posted.points_lot = &lot;
         }
@@ -476,8 +478,13 @@ static const char *command_problem(const Envelope *env)
     const char *id = command_id_of(env);
     if (!id)
         return "not a ledger command";
-    if (!uuid_is_valid(id))
+    if (points_is_command(env)) {
+        const char *problem = points_command_id_problem(env);
+        if (problem)
+            return problem;
+    } else if (!uuid_is_valid(id)) {
         return "command_id is not a UUID";
+    }
     if (!env->member_id[0] && !cards_is_tenant_command(env))
         return "command without member_id";
     return NULL;

@@ -97,15 +97,18 @@ static void check_balances(struct audit *a)
         a, "balances equal the journal",
         "WITH j AS (SELECT tenant_id, member_id, "
         "  coalesce(sum(amount) FILTER (WHERE asset = 'points'), 0) AS points, "
+        "  coalesce(sum(amount) FILTER (WHERE asset = 'points_pending'), 0) AS points_pending, "
         "  coalesce(sum(amount) FILTER (WHERE asset = 'sv_principal'), 0) AS sv_principal, "
         "  coalesce(sum(amount) FILTER (WHERE asset = 'sv_bonus'), 0) AS sv_bonus "
         "  FROM journal WHERE member_id IS NOT NULL GROUP BY 1, 2) "
         "SELECT count(*) OVER () AS n, coalesce(b.tenant_id, j.tenant_id) AS tenant, "
         "  coalesce(b.member_id, j.member_id) AS member, "
-        "  b.points, j.points AS journal_points, b.sv_principal, "
+        "  b.points, j.points AS journal_points, b.points_pending, "
+        "  j.points_pending AS journal_points_pending, b.sv_principal, "
         "  j.sv_principal AS journal_sv_principal, b.sv_bonus, j.sv_bonus AS journal_sv_bonus "
         "FROM balances b FULL JOIN j USING (tenant_id, member_id) "
         "WHERE coalesce(b.points, 0) <> coalesce(j.points, 0) "
+        "   OR coalesce(b.points_pending, 0) <> coalesce(j.points_pending, 0) "
         "   OR coalesce(b.sv_principal, 0) <> coalesce(j.sv_principal, 0) "
         "   OR coalesce(b.sv_bonus, 0) <> coalesce(j.sv_bonus, 0) "
         "ORDER BY 2, 3 LIMIT 20",
@@ -122,6 +125,11 @@ static void check_postings(struct audit *a)
                    "FROM journal GROUP BY posting_id, asset HAVING sum(amount) <> 0 "
                    "ORDER BY 2 LIMIT 20",
                    ok);
+    audit_examples(a, "the journal sums to zero per tenant and asset",
+                   "SELECT count(*) OVER () AS n, tenant_id, asset, sum(amount) AS sum "
+                   "FROM journal GROUP BY tenant_id, asset HAVING sum(amount) <> 0 "
+                   "ORDER BY 2, 3 LIMIT 20",
+                   "every asset, points_pending included");
     audit_examples(a, "member lines name their member's account",
                    "SELECT count(*) OVER () AS n, line_id, member_id, account FROM journal "
                    "WHERE (member_id IS NULL) <> (account NOT LIKE 'member:%') "
@@ -135,8 +143,9 @@ static void check_postings(struct audit *a)
 static void check_negative(struct audit *a)
 {
     audit_examples(a, "no negative balance now",
-                   "SELECT count(*) OVER () AS n, tenant_id, member_id, points, sv_principal, "
-                   "sv_bonus FROM balances WHERE least(points, sv_principal, sv_bonus) < 0 "
+                   "SELECT count(*) OVER () AS n, tenant_id, member_id, points, points_pending, "
+                   "sv_principal, sv_bonus FROM balances "
+                   "WHERE least(points, points_pending, sv_principal, sv_bonus) < 0 "
                    "ORDER BY 2, 3 LIMIT 20",
                    "every member");
     audit_examples(a, "no balance was ever negative",
@@ -255,19 +264,25 @@ static void check_verdicts(struct audit *a)
         fprintf(a->out, "audit: note: %s\n", err);
 }
 
-/* Points live in lots: a member's points equal its lots' remaining sum.
+/* Points live in lots: a member's points equal the remaining points of
+ * its vested lots, its points_pending those of its pending lots.
  * Every posted refund has its row in the refund trail, with its posting.
  * Each tenant's tracked prepaid total is its members' stored value. */
 static void check_points_and_refunds(struct audit *a)
 {
     audit_examples(a, "points balances equal their lots",
-                   "WITH x AS (SELECT tenant_id, member_id, sum(remaining) AS lots "
+                   "WITH x AS (SELECT tenant_id, member_id, "
+                   "sum(remaining) FILTER (WHERE NOT pending) AS lots, "
+                   "sum(remaining) FILTER (WHERE pending) AS pending_lots "
                    "FROM point_lots GROUP BY 1, 2) "
                    "SELECT count(*) OVER () AS n, coalesce(b.tenant_id, x.tenant_id) AS tenant, "
-                   "coalesce(b.member_id, x.member_id) AS member, b.points, x.lots "
+                   "coalesce(b.member_id, x.member_id) AS member, b.points, x.lots, "
+                   "b.points_pending, x.pending_lots "
                    "FROM balances b FULL JOIN x USING (tenant_id, member_id) "
-                   "WHERE coalesce(b.points, 0) <> coalesce(x.lots, 0) ORDER BY 2, 3 LIMIT 20",
-                   "every member");
+                   "WHERE coalesce(b.points, 0) <> coalesce(x.lots, 0) "
+                   "   OR coalesce(b.points_pending, 0) <> coalesce(x.pending_lots, 0) "
+                   "ORDER BY 2, 3 LIMIT 20",
+                   "every member, vested and pending");
     audit_examples(a, "every refund is in the refund trail",
                    "SELECT count(*) OVER () AS n, c.tenant_id, c.command_id, r.refund_id, "
                    "r.posting_id FROM commands c LEFT JOIN refunds r ON r.tenant_id = "
@@ -329,7 +344,8 @@ static enum cache_verdict cache_compare(struct audit *a, redisContext *rc, const
     const char *p[2] = {c->tenant_id, c->member_id};
     char err[256];
     PGresult *res = db_query(a->pg,
-                             "SELECT points, sv_principal, sv_bonus, version FROM balances "
+                             "SELECT points, sv_principal, sv_bonus, version, points_pending "
+                             "FROM balances "
                              "WHERE tenant_id = $1 AND member_id = $2",
                              2, p, err, sizeof(err), NULL);
     if (!res || PQntuples(res) == 0) {
@@ -338,16 +354,18 @@ static enum cache_verdict cache_compare(struct audit *a, redisContext *rc, const
         PQclear(res);
         return CACHE_WRONG;
     }
-    int64_t pg[4];
-    for (int k = 0; k < 4; k++)
+    int64_t pg[5];
+    for (int k = 0; k < 5; k++)
         pg[k] = strtoll(PQgetvalue(res, 0, k), NULL, 10);
     PQclear(res);
     snprintf(why, why_len,
-             "redis points=%" PRId64 " sv_principal=%" PRId64 " sv_bonus=%" PRId64
-             " version=%" PRId64 ", postgres %" PRId64 "/%" PRId64 "/%" PRId64 " version=%" PRId64,
-             cb.points, cb.sv_principal, cb.sv_bonus, cb.version, pg[0], pg[1], pg[2], pg[3]);
+             "redis points=%" PRId64 " points_pending=%" PRId64 " sv_principal=%" PRId64
+             " sv_bonus=%" PRId64 " version=%" PRId64 ", postgres %" PRId64 "/%" PRId64 "/%" PRId64
+             "/%" PRId64 " version=%" PRId64,
+             cb.points, cb.points_pending, cb.sv_principal, cb.sv_bonus, cb.version, pg[0], pg[4],
+             pg[1], pg[2], pg[3]);
     if (cb.points == pg[0] && cb.sv_principal == pg[1] && cb.sv_bonus == pg[2] &&
-        cb.version == pg[3])
+        cb.version == pg[3] && cb.points_pending == pg[4])
         return CACHE_AGREES;
     return cb.version < pg[3] ? CACHE_BEHIND : CACHE_WRONG;
 }

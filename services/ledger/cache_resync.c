@@ -19,18 +19,20 @@
 #define RESYNC_TIMEOUT_MS 2000
 
 /* Writes one chunk of rows (tenant, member, points, principal, bonus,
- * version) to Redis; -1 on a Redis failure. */
+ * version, points pending) to Redis; -1 on a Redis failure. */
 static int resync_chunk(redisContext *rc, const PGresult *res, char *err, size_t err_len)
 {
     int n = PQntuples(res);
     struct cache_balances items[RESYNC_CHUNK];
     for (int i = 0; i < n; i++)
-        items[i] = (struct cache_balances){.tenant_id = PQgetvalue(res, i, 0),
-                                           .member_id = PQgetvalue(res, i, 1),
-                                           .points = strtoll(PQgetvalue(res, i, 2), NULL, 10),
-                                           .sv_principal = strtoll(PQgetvalue(res, i, 3), NULL, 10),
-                                           .sv_bonus = strtoll(PQgetvalue(res, i, 4), NULL, 10),
-                                           .version = strtoll(PQgetvalue(res, i, 5), NULL, 10)};
+        items[i] =
+            (struct cache_balances){.tenant_id = PQgetvalue(res, i, 0),
+                                    .member_id = PQgetvalue(res, i, 1),
+                                    .points = strtoll(PQgetvalue(res, i, 2), NULL, 10),
+                                    .sv_principal = strtoll(PQgetvalue(res, i, 3), NULL, 10),
+                                    .sv_bonus = strtoll(PQgetvalue(res, i, 4), NULL, 10),
+                                    .version = strtoll(PQgetvalue(res, i, 5), NULL, 10),
+                                    .points_pending = strtoll(PQgetvalue(res, i, 6), NULL, 10)};
     return cache_put_balances(rc, items, (size_t)n, err, err_len) < 0 ? -1 : n;
 }
 
@@ -42,12 +44,13 @@ static long long resync_pages(PGconn *pg, redisContext *rc, const char *window_s
     long long rewritten = 0;
     for (;;) {
         const char *p[3] = {window_s, tenant, member};
-        PGresult *res = db_query(pg,
-                                 "SELECT tenant_id, member_id, points, sv_principal, sv_bonus, "
-                                 "version FROM balances WHERE updated_at > now() - $1::bigint * "
-                                 "interval '1 second' AND (tenant_id, member_id) > ($2, $3) "
-                                 "ORDER BY tenant_id, member_id LIMIT 1000",
-                                 3, p, err, sizeof(err), NULL);
+        PGresult *res = db_query(
+            pg,
+            "SELECT tenant_id, member_id, points, sv_principal, sv_bonus, "
+            "version, points_pending FROM balances WHERE updated_at > now() - $1::bigint * "
+            "interval '1 second' AND (tenant_id, member_id) > ($2, $3) "
+            "ORDER BY tenant_id, member_id LIMIT 1000",
+            3, p, err, sizeof(err), NULL);
         if (!res) {
             log_fields(LOG_WARN, "cache resync: cannot read balances", "error", err, NULL);
             return -1;

@@ -41,7 +41,8 @@ void ledger_cache_sync(struct ledger_ctx *l)
                                              .points = m->points,
                                              .sv_principal = m->sv.principal,
                                              .sv_bonus = m->sv.bonus,
-                                             .version = m->version};
+                                             .version = m->version,
+                                             .points_pending = m->points_pending};
     }
     char err[256];
     if (cache_put_balances(l->rc, items, n, err, sizeof(err)) < 0) {

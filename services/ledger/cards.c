@@ -837,6 +837,7 @@ static void outcome_balances(const struct card_outcome *o, Balances *bal)
     if (!o->member)
         return;
     bal->points = o->member->points;
+    bal->points_pending = o->member->points_pending;
     bal->stored_value_principal = o->member->sv.principal;
     bal->stored_value_bonus = o->member->sv.bonus;
     bal->version = o->member->version;

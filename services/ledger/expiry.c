@@ -1,8 +1,9 @@
-/* The points expiry scheduler: a thread of the ledger that, every
- * interval, finds lots whose expiry is due and sends one ExpirePoints
- * command per lot through ledger-commands, keyed by member. So expiry is
- * applied by the partition owner in order with the member's other
- * commands, exactly once like any command: the command id is the lot id,
+/* The points scheduler: a thread of the ledger that, every interval,
+ * finds pending lots whose lock period is over and lots whose expiry is
+ * due, and sends one VestPoints or ExpirePoints command per lot through
+ * ledger-commands, keyed by member. So vesting and expiry are applied by
+ * the partition owner in order with the member's other commands, exactly
+ * once like any command: the command id is "vest:<lot id>" or the lot id,
  * and a lot sent twice (the next round came before the first was applied)
  * yields a duplicate verdict and changes nothing.
  *
@@ -20,9 +21,11 @@
 #include "ledger.h"
 #include "log/log.h"
 
-#define EXPIRY_LOTS_PER_ROUND   1000
-#define EXPIRY_FLUSH_TIMEOUT_MS 10000
-#define EXPIRY_LOCK_KEY         "tessera-ledger-points-expiry"
+#define SCHEDULER_LOTS_PER_ROUND 1000 /* the LIMIT of the due-lot queries */
+#define STRINGIFY_(x)            #x
+#define STRINGIFY(x)             STRINGIFY_(x)
+#define EXPIRY_FLUSH_TIMEOUT_MS  10000
+#define EXPIRY_LOCK_KEY          "tessera-ledger-points-expiry"
 
 struct expiry {
     const struct service_common_config *common;
@@ -68,71 +71,128 @@ static bool expiry_lead(struct expiry *x)
     return x->leader;
 }
 
+/* Columns of a due-lot query: tenant, member, lot, branch, due (µs). The
+ * command's time is never before the lot is due: the lot was found due
+ * by PostgreSQL's clock, and a lagging local clock must not make the
+ * ledger refuse it as not due (its command id could then never be used
+ * again). */
+static void due_meta(const PGresult *res, int i, const char *actor, struct event_meta *meta)
+{
+    int64_t due_us = strtoll(PQgetvalue(res, i, 4), NULL, 10), now_us = event_now_us();
+    *meta = (struct event_meta){.tenant_id = PQgetvalue(res, i, 0),
+                                .occurred_at_us = now_us > due_us ? now_us : due_us,
+                                .member_id = PQgetvalue(res, i, 1),
+                                .branch_id = PQgetvalue(res, i, 3),
+                                .actor_kind = "service",
+                                .actor_id = actor};
+}
+
+/* Produces a built command to ledger-commands, keyed by its member. */
+static rd_kafka_resp_err_t scheduler_produce(struct expiry *x, Envelope *env,
+                                             rd_kafka_resp_err_t *result)
+{
+    size_t len = 0;
+    uint8_t *payload = envelope_encode(env, &len);
+    if (!payload)
+        return RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE;
+    rd_kafka_headers_t *headers = envelope_cloudevents_headers(env, "/tessera/ledger");
+    *result = RD_KAFKA_RESP_ERR__IN_PROGRESS;
+    rd_kafka_resp_err_t e = bus_produce(x->producer, TOPIC_LEDGER_COMMANDS, env->member_id, payload,
+                                        len, headers, result);
+    free(payload);
+    return e;
+}
+
+/* ExpirePoints: the command id is the lot id. */
 static rd_kafka_resp_err_t expiry_send(struct expiry *x, const PGresult *res, int i,
                                        rd_kafka_resp_err_t *result)
 {
-    /* The command's time is never before the lot's expiry: the lot was
-     * found due by PostgreSQL's clock, and a lagging local clock must not
-     * make the ledger refuse it as not due (its command id, the lot id,
-     * could then never be used again). */
-    int64_t expires_us = strtoll(PQgetvalue(res, i, 4), NULL, 10), now_us = event_now_us();
-    struct event_meta meta = {.tenant_id = PQgetvalue(res, i, 0),
-                              .occurred_at_us = now_us > expires_us ? now_us : expires_us,
-                              .member_id = PQgetvalue(res, i, 1),
-                              .branch_id = PQgetvalue(res, i, 3),
-                              .actor_kind = "service",
-                              .actor_id = "ledger-expiry"};
+    struct event_meta meta;
     Envelope env;
     Actor actor;
     ExpirePoints cmd;
+    due_meta(res, i, "ledger-expiry", &meta);
     envelope_init(&env, &actor, &meta);
     tessera__ledger__v1__expire_points__init(&cmd);
     cmd.command_id = (char *)PQgetvalue(res, i, 2);
     cmd.lot_id = (char *)PQgetvalue(res, i, 2);
     env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_EXPIRE_POINTS;
     env.expire_points = &cmd;
-    size_t len = 0;
-    uint8_t *payload = envelope_encode(&env, &len);
-    if (!payload)
-        return RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE;
-    rd_kafka_headers_t *headers = envelope_cloudevents_headers(&env, "/tessera/ledger");
-    *result = RD_KAFKA_RESP_ERR__IN_PROGRESS;
-    rd_kafka_resp_err_t e = bus_produce(x->producer, TOPIC_LEDGER_COMMANDS, meta.member_id, payload,
-                                        len, headers, result);
-    free(payload);
-    return e;
+    return scheduler_produce(x, &env, result);
 }
 
-/* One round: the due lots, oldest expiry first, sent and flushed.
- * Returns how many were delivered. */
-static int expiry_round(struct expiry *x)
+/* VestPoints: the command id is "vest:<lot id>", so a lot vests once. */
+static rd_kafka_resp_err_t vest_send(struct expiry *x, const PGresult *res, int i,
+                                     rd_kafka_resp_err_t *result)
+{
+    struct event_meta meta;
+    Envelope env;
+    Actor actor;
+    VestPoints cmd;
+    char command_id[UUID_STR_SIZE + 8];
+    due_meta(res, i, "ledger-vesting", &meta);
+    envelope_init(&env, &actor, &meta);
+    tessera__ledger__v1__vest_points__init(&cmd);
+    snprintf(command_id, sizeof(command_id), "vest:%s", PQgetvalue(res, i, 2));
+    cmd.command_id = command_id;
+    cmd.lot_id = (char *)PQgetvalue(res, i, 2);
+    env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_VEST_POINTS;
+    env.vest_points = &cmd;
+    return scheduler_produce(x, &env, result);
+}
+
+typedef rd_kafka_resp_err_t (*due_send_fn)(struct expiry *x, const PGresult *res, int i,
+                                           rd_kafka_resp_err_t *result);
+
+/* One round: the due lots sql finds (at most SCHEDULER_LOTS_PER_ROUND,
+ * soonest due first), one command each, sent and flushed. Returns how
+ * many were delivered, or -1. */
+static int scheduler_round(struct expiry *x, const char *what, const char *sql, due_send_fn send)
 {
     char err[256];
-    PGresult *res = db_query(x->pg,
-                             "SELECT tenant_id, member_id, lot_id, coalesce(branch_id, ''), "
-                             "(extract(epoch FROM expires_at) * 1000000)::bigint "
-                             "FROM point_lots WHERE remaining > 0 AND expires_at <= now() "
-                             "ORDER BY expires_at LIMIT 1000",
-                             0, NULL, err, sizeof(err), NULL);
+    PGresult *res = db_query(x->pg, sql, 0, NULL, err, sizeof(err), NULL);
     if (!res) {
-        log_fields(LOG_WARN, "points expiry: cannot read due lots", "error", err, NULL);
+        log_fields(LOG_WARN, "points scheduler: cannot read due lots", "what", what, "error", err,
+                   NULL);
         return -1;
     }
     int n = PQntuples(res), delivered = 0;
     rd_kafka_resp_err_t *results = calloc((size_t)n + 1, sizeof(*results));
     for (int i = 0; i < n; i++)
-        if (expiry_send(x, res, i, &results[i]) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        if (send(x, res, i, &results[i]) != RD_KAFKA_RESP_ERR_NO_ERROR)
             results[i] = RD_KAFKA_RESP_ERR__FAIL;
     bus_producer_flush(x->producer, EXPIRY_FLUSH_TIMEOUT_MS);
     for (int i = 0; i < n; i++)
         delivered += results[i] == RD_KAFKA_RESP_ERR_NO_ERROR;
     if (delivered < n)
-        log_fields(LOG_WARN, "points expiry: some commands were not delivered; next round retries",
-                   NULL);
+        log_fields(LOG_WARN,
+                   "points scheduler: some commands were not delivered; next round "
+                   "retries",
+                   "what", what, NULL);
     free(results);
     PQclear(res);
+    if (delivered > 0) {
+        char count[16];
+        snprintf(count, sizeof(count), "%d", delivered);
+        log_fields(LOG_INFO, "points scheduler: commands sent", "what", what, "lots", count, NULL);
+    }
     return delivered;
 }
+
+/* Vested lots whose expiry is due (a pending lot's expiry counts from when
+ * it vests, so it is never due while pending). */
+static const char EXPIRY_DUE_SQL[] =
+    "SELECT tenant_id, member_id, lot_id, coalesce(branch_id, ''), "
+    "(extract(epoch FROM expires_at) * 1000000)::bigint "
+    "FROM point_lots WHERE remaining > 0 AND expires_at <= now() AND NOT pending "
+    "ORDER BY expires_at LIMIT " STRINGIFY(SCHEDULER_LOTS_PER_ROUND);
+
+/* Pending lots whose lock period is over. */
+static const char VEST_DUE_SQL[] =
+    "SELECT tenant_id, member_id, lot_id, coalesce(branch_id, ''), "
+    "(extract(epoch FROM vests_at) * 1000000)::bigint "
+    "FROM point_lots WHERE pending AND remaining > 0 AND vests_at <= now() "
+    "ORDER BY vests_at LIMIT " STRINGIFY(SCHEDULER_LOTS_PER_ROUND);
 
 static void *expiry_main(void *arg)
 {
@@ -143,12 +203,10 @@ static void *expiry_main(void *arg)
         expiry_sleep(x->interval_ms);
         if (!expiry_lead(x))
             continue;
-        int n = expiry_round(x);
-        if (n > 0) {
-            char count[16];
-            snprintf(count, sizeof(count), "%d", n);
-            log_fields(LOG_INFO, "points expiry commands sent", "lots", count, NULL);
-        }
+        /* Vesting first: a lot that vests and expires in the same round
+         * is then found by the next expiry round, already vested. */
+        scheduler_round(x, "vesting", VEST_DUE_SQL, vest_send);
+        scheduler_round(x, "expiry", EXPIRY_DUE_SQL, expiry_send);
     }
     return NULL;
 }

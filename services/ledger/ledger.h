@@ -16,6 +16,7 @@
 #include "ids/uuid7.h"
 #include "rules.h"
 #include "rules_points.h"
+#include "rules_refunds.h"
 #include "service/common.h"
 #include "service/pipeline.h"
 
@@ -24,6 +25,7 @@ struct ledger_member {
     char *member_id;
     struct sv_balance sv;
     int64_t points;
+    int64_t points_pending; /* earned, still in the lock period */
     int64_t version;
     bool dirty; /* changed in this batch: write to PostgreSQL and Redis */
 };
@@ -42,8 +44,13 @@ struct ledger_lot {
     char lot_id[UUID_STR_SIZE];
     char posting_id[UUID_STR_SIZE];
     int64_t granted, remaining;
-    int64_t expires_at_us; /* 0: never */
-    bool is_new, dirty;    /* to insert / to update */
+    int64_t expires_at_us;     /* 0: never */
+    bool pending;              /* remaining counts in points_pending until it vests */
+    int64_t vests_at_us;       /* 0: vested at grant */
+    char *purchase_command_id; /* earned lots: the purchase that earned them ("" none) */
+    char *rule;                /* earned lots: the earning rule ("" none) */
+    int64_t earned;            /* earned lots: what the rule awarded (>= granted); else 0 */
+    bool is_new, dirty;        /* to insert / to update */
 };
 
 struct ledger_points_policy {
@@ -57,13 +64,14 @@ struct ledger_fee_rule {
     int64_t fee_bp, fee_min;
 };
 
-/* A purchase a refund in the batch names (refunds.c). */
+/* A purchase a refund or an earning in the batch names (refunds.c), with
+ * what its earlier refunds and earnings did (before or earlier in the
+ * batch: decisions keep it current). */
 struct ledger_refundable {
     char *tenant_id;
     char *purchase_command_id;
-    char *member_id;          /* NULL: no such posted purchase */
-    int64_t principal, bonus; /* what it drew from stored value */
-    bool refunded;            /* already refunded (before or earlier in the batch) */
+    char *member_id; /* NULL: no such posted purchase */
+    struct purchase_refund_state state;
 };
 
 /* A verdict already given: from the database or earlier in the batch. */
@@ -122,7 +130,8 @@ struct ledger_ctx {
     struct ledger_refundable *refundables;
     size_t refundable_count, refundable_cap;
     struct db_array r_id, r_tenant, r_member, r_branch, r_command, r_posting, r_kind, r_purchase,
-        r_principal, r_bonus, r_fee, r_payout, r_reason, r_actor;
+        r_principal, r_bonus, r_fee, r_payout, r_reason, r_actor, r_amount, r_points_reversed,
+        r_points_unrecovered;
     struct ledger_cards *cards; /* card commands' batch state (cards.c) */
 };
 
@@ -151,11 +160,13 @@ struct outcome {
     int64_t points;
     char lot_id[UUID_STR_SIZE];
     int64_t lot_expires_at_us;
+    int64_t lot_vests_at_us; /* earnings: 0 when the lot is spendable at once */
     /* refunds */
     bool is_refund;
     char refund_id[UUID_STR_SIZE];
     const char *refund_kind;
     int64_t refund_principal, refund_bonus, refund_fee, refund_payout;
+    int64_t refund_amount, points_reversed, points_unrecovered; /* purchase refunds */
 };
 
 /* Adds a journal line (none when amount is 0). */
@@ -167,6 +178,9 @@ void outcome_line(struct outcome *o, const char *account, const char *asset, int
 void *ledger_grow(void *arr, size_t count, size_t *cap, size_t elem);
 bool points_is_command(const Envelope *env);
 const char *points_command_id(const Envelope *env);
+/* Why a points command's id is unusable, or NULL: earnings carry an id
+ * derived from their cause, vestings "vest:<lot id>", the rest a UUID. */
+const char *points_command_id_problem(const Envelope *env);
 const char *points_command_type(const Envelope *env);
 void points_decide(struct ledger_ctx *l, struct outcome *o);
 /* The fact of a posted points command, encoded; env, actor and bal are
@@ -175,12 +189,21 @@ uint8_t *points_encode_fact(const struct outcome *o, Envelope *env, Balances *ba
 void points_begin_batch(struct ledger_ctx *l);
 int points_load(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len);
 int points_write(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len);
+/* A refund of purchase_command_id takes back `points` earned by it
+ * (rules_points_plan_reversal): adds the journal lines to o, moves the
+ * member's balances and lots, and returns what could not be taken back. */
+int64_t points_reverse_for_refund(struct ledger_ctx *l, struct outcome *o,
+                                  const char *purchase_command_id, int64_t points);
 
 /* refunds.c */
 bool refunds_is_command(const Envelope *env);
 const char *refunds_command_id(const Envelope *env);
 const char *refunds_command_type(const Envelope *env);
 void refunds_note(struct ledger_ctx *l, const Envelope *env);
+/* The purchase a refund or an earning of the batch names (noted by
+ * refunds_note, loaded by refunds_load); NULL when none was noted. */
+struct ledger_refundable *refunds_purchase_find(struct ledger_ctx *l, const char *tenant_id,
+                                                const char *purchase_command_id);
 void refunds_decide(struct ledger_ctx *l, struct outcome *o);
 uint8_t *refunds_encode_fact(const struct outcome *o, Envelope *env, Balances *bal, size_t *len);
 void refunds_fill_detail(const struct outcome *o, RefundDetail *d);

@@ -1,9 +1,13 @@
 /* Points commands: admin adjustments (grants make a lot, deductions spend
- * soonest-expiring lots first) and lot expiry. The batch loads the lots of
- * its members and its tenants' policies only when it holds a points
- * command, decides in memory like every ledger command, and writes new and
- * changed lots with one statement. A member's points balance always
- * equals the sum of its lots' remaining points (the audit checks it). */
+ * soonest-expiring lots first), earnings (a lot pending for the tenant's
+ * lock period, named after its purchase and rule), vesting and expiry of
+ * lots, and the reversal a purchase refund asks for. The batch loads the
+ * lots of its members and its tenants' policies only when it holds a
+ * points command or a purchase refund, decides in memory like every
+ * ledger command, and writes new and changed lots with one statement. A
+ * member's points balance always equals the remaining points of its
+ * vested lots, and points_pending those of its pending lots (the audit
+ * checks both). */
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +15,7 @@
 
 #include "ledger.h"
 #include "money/money.h"
+#include "rules_refunds.h"
 
 #define POINTS_POLICY_KIND_MAX 16
 
@@ -24,24 +29,76 @@ void *ledger_grow(void *arr, size_t count, size_t *cap, size_t elem)
     return arr;
 }
 
+#define VEST_ID_PREFIX "vest:"
+
 bool points_is_command(const Envelope *env)
 {
-    return env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_ADJUST_POINTS ||
-           env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_EXPIRE_POINTS;
+    switch (env->payload_case) {
+    case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_ADJUST_POINTS:
+    case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_EXPIRE_POINTS:
+    case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_EARN_POINTS:
+    case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_VEST_POINTS:
+        return true;
+    default:
+        return false;
+    }
 }
 
 const char *points_command_id(const Envelope *env)
 {
-    return env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_ADJUST_POINTS
-               ? env->adjust_points->command_id
-               : env->expire_points->command_id;
+    switch (env->payload_case) {
+    case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_ADJUST_POINTS:
+        return env->adjust_points->command_id;
+    case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_EARN_POINTS:
+        return env->earn_points->command_id;
+    case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_VEST_POINTS:
+        return env->vest_points->command_id;
+    default:
+        return env->expire_points->command_id;
+    }
 }
 
 const char *points_command_type(const Envelope *env)
 {
-    return env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_ADJUST_POINTS
-               ? "points_adjustment"
-               : "points_expiry";
+    switch (env->payload_case) {
+    case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_ADJUST_POINTS:
+        return "points_adjustment";
+    case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_EARN_POINTS:
+        return "points_earning";
+    case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_VEST_POINTS:
+        return "points_vesting";
+    default:
+        return "points_expiry";
+    }
+}
+
+/* An id made by another service from its cause ("earn:<purchase id>"):
+ * printable, bounded like every id of an envelope. */
+static bool derived_id_ok(const char *id)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n >= EVENT_ID_FIELD_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)id[i] <= ' ' || (unsigned char)id[i] == 0x7f)
+            return false;
+    return true;
+}
+
+const char *points_command_id_problem(const Envelope *env)
+{
+    const char *id = points_command_id(env);
+    if (env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_EARN_POINTS)
+        return derived_id_ok(id) ? NULL : "command_id is empty, too long or not printable";
+    if (env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_VEST_POINTS) {
+        const VestPoints *v = env->vest_points;
+        size_t k = strlen(VEST_ID_PREFIX);
+        if (!uuid_is_valid(v->lot_id) || strncmp(id, VEST_ID_PREFIX, k) != 0 ||
+            strcmp(id + k, v->lot_id) != 0)
+            return "command_id is not \"vest:<lot id>\"";
+        return NULL;
+    }
+    return uuid_is_valid(id) ? NULL : "command_id is not a UUID";
 }
 
 /* ------------------------------------------------------- batch state */
@@ -51,6 +108,8 @@ void points_begin_batch(struct ledger_ctx *l)
         free(l->lots[i].tenant_id);
         free(l->lots[i].member_id);
         free(l->lots[i].branch_id);
+        free(l->lots[i].purchase_command_id);
+        free(l->lots[i].rule);
     }
     for (size_t i = 0; i < l->policy_count; i++)
         free(l->policies[i].tenant_id);
@@ -65,13 +124,17 @@ static struct ledger_lot *lot_add(struct ledger_ctx *l, const char *tenant_id,
     struct ledger_lot *lot = &l->lots[l->lot_count++];
     *lot = (struct ledger_lot){.tenant_id = strdup(tenant_id),
                                .member_id = strdup(member_id),
-                               .branch_id = strdup(branch_id)};
+                               .branch_id = strdup(branch_id),
+                               .purchase_command_id = strdup(""),
+                               .rule = strdup("")};
+    assert(lot->tenant_id && lot->member_id && lot->branch_id && lot->purchase_command_id &&
+           lot->rule);
     return lot;
 }
 
 static const struct points_policy *policy_of(struct ledger_ctx *l, const char *tenant_id)
 {
-    static const struct points_policy never = {POINTS_EXPIRE_NEVER, 0, 0};
+    static const struct points_policy never = {POINTS_EXPIRE_NEVER, 0, 0, 0};
     for (size_t i = 0; i < l->policy_count; i++)
         if (strcmp(l->policies[i].tenant_id, tenant_id) == 0)
             return &l->policies[i].policy;
@@ -135,8 +198,9 @@ static void decide_grant(struct ledger_ctx *l, struct outcome *o, const AdjustPo
     o->lot_expires_at_us = expires;
 }
 
-/* A deduction spends the member's lots soonest-expiring first; refused
- * when the spendable lots hold less (nothing changes). */
+/* A deduction spends the member's vested lots soonest-expiring first;
+ * refused when the spendable lots hold less (nothing changes): pending
+ * points are not the member's to spend yet. */
 static void decide_deduction(struct ledger_ctx *l, struct outcome *o, int64_t points)
 {
     const Envelope *cmd = o->cmd;
@@ -148,7 +212,9 @@ static void decide_deduction(struct ledger_ctx *l, struct outcome *o, int64_t po
     for (size_t i = 0; i < l->lot_count; i++)
         if (lot_of_member(&l->lots[i], cmd)) {
             mine[n] = &l->lots[i];
-            views[n++] = (struct points_lot_view){l->lots[i].remaining, l->lots[i].expires_at_us};
+            views[n++] = (struct points_lot_view){.remaining = l->lots[i].remaining,
+                                                  .expires_at_us = l->lots[i].expires_at_us,
+                                                  .pending = l->lots[i].pending};
         }
     enum points_result r = rules_points_plan_spend(views, n, command_time_us(cmd), points, take);
     if (r != POINTS_OK || o->member->points < points) {
@@ -189,23 +255,31 @@ static void decide_adjust(struct ledger_ctx *l, struct outcome *o)
         decide_deduction(l, o, -a->points);
 }
 
+/* The member's loaded lot lot_id (loaded: it has points left), or NULL. */
+static struct ledger_lot *lot_find(struct ledger_ctx *l, const Envelope *cmd, const char *lot_id)
+{
+    for (size_t i = 0; i < l->lot_count; i++)
+        if (strcmp(l->lots[i].lot_id, lot_id) == 0 && lot_of_member(&l->lots[i], cmd))
+            return &l->lots[i];
+    return NULL;
+}
+
 /* What is left of a due lot expires. A lot already spent or expired is
  * not loaded: the command posts nothing (the scheduler may send a lot
- * twice; the command id, the lot id, makes the second a duplicate). */
+ * twice; the command id, the lot id, makes the second a duplicate). A
+ * pending lot is never due: its expiry counts from when it vests, and the
+ * scheduler only looks at vested lots. */
 static void decide_expiry(struct ledger_ctx *l, struct outcome *o)
 {
     const Envelope *cmd = o->cmd;
     const ExpirePoints *e = cmd->expire_points;
     snprintf(o->lot_id, sizeof(o->lot_id), "%s", e->lot_id);
     snprintf(o->reason, sizeof(o->reason), "points_expiry:%s", e->lot_id);
-    struct ledger_lot *lot = NULL;
-    for (size_t i = 0; i < l->lot_count && !lot; i++)
-        if (strcmp(l->lots[i].lot_id, e->lot_id) == 0 && lot_of_member(&l->lots[i], cmd))
-            lot = &l->lots[i];
+    struct ledger_lot *lot = lot_find(l, cmd, e->lot_id);
     if (!lot || lot->remaining == 0)
         return;
     o->lot_expires_at_us = lot->expires_at_us;
-    if (lot->expires_at_us == 0 || lot->expires_at_us > command_time_us(cmd)) {
+    if (lot->pending || lot->expires_at_us == 0 || lot->expires_at_us > command_time_us(cmd)) {
         reject(o, "not_due", "the lot has not expired yet");
         return;
     }
@@ -221,12 +295,203 @@ static void decide_expiry(struct ledger_ctx *l, struct outcome *o)
     o->points = -points;
 }
 
+/* How many of an earning's points are granted: all of them, unless it
+ * names a purchase part of which was refunded before the points came.
+ * Then the refunded share of everything the purchase earned, less what
+ * its refunds already took back, is withheld (the same cumulative share a
+ * later refund would reverse), so the order of earning and refunding
+ * never changes what the member keeps. */
+static int64_t earn_granted(const struct ledger_refundable *p, int64_t points)
+{
+    if (!p)
+        return points;
+    const struct purchase_refund_state *s = &p->state;
+    int64_t withheld =
+        rules_refund_share(s->refunded, s->charged, s->points_earned + points) - s->points_reversed;
+    if (withheld <= 0)
+        return points;
+    return withheld >= points ? 0 : points - withheld;
+}
+
+/* Points earned by a rule (the campaign service sends them): a new lot,
+ * pending until now + the tenant's lock (spendable at once without one),
+ * held as points_pending in the journal against the tenant's
+ * points_earned account. Its expiry counts from when it vests, not from
+ * the grant: a lot never expires while pending (so expiry only ever sees
+ * vested lots) and the member always gets the policy's whole spendable
+ * period. An earning that names a purchase needs it posted for this
+ * member; a refund of the purchase later takes its share back. */
+static void decide_earn(struct ledger_ctx *l, struct outcome *o)
+{
+    const Envelope *cmd = o->cmd;
+    const EarnPoints *e = cmd->earn_points;
+    bool of_purchase = e->purchase_command_id[0] != '\0';
+    snprintf(o->reason, sizeof(o->reason), "points_earned:%s%s%s", e->rule,
+             of_purchase ? ":purchase:" : "", e->purchase_command_id);
+    if (e->points <= 0 || e->points > POINTS_ADJUST_MAX || !e->rule[0] ||
+        strlen(e->rule) > POINTS_RULE_MAX) {
+        reject(o, "invalid_points", "points must be positive and the rule named (128 at most)");
+        return;
+    }
+    struct ledger_refundable *p = NULL;
+    if (of_purchase) {
+        p = refunds_purchase_find(l, cmd->tenant_id, e->purchase_command_id);
+        if (!p || !p->member_id || strcmp(p->member_id, cmd->member_id) != 0) {
+            reject(o, "not_found", "no such purchase of this member");
+            return;
+        }
+    }
+    int64_t granted = earn_granted(p, e->points);
+    if (granted == 0) {
+        reject(o, "purchase_refunded", "the purchase was refunded: nothing left to earn on");
+        return;
+    }
+    const struct points_policy *policy = policy_of(l, cmd->tenant_id);
+    int64_t now = command_time_us(cmd), vests = rules_points_vests_at_us(policy, now);
+    int64_t expires = rules_points_expiry_us(policy, vests);
+    bool pending = vests > now;
+    if (expires != 0 && expires <= vests) {
+        reject(o, "invalid_points", "the tenant's policy would expire the points at once");
+        return;
+    }
+    int64_t after;
+    if (!money_add(pending ? o->member->points_pending : o->member->points, granted, &after)) {
+        reject(o, "balance_overflow", "the points balance would overflow");
+        return;
+    }
+    struct ledger_lot *lot = lot_add(l, cmd->tenant_id, cmd->member_id, cmd->branch_id);
+    uuid7_generate(lot->lot_id);
+    snprintf(lot->posting_id, sizeof(lot->posting_id), "%s", o->posting_id);
+    lot->granted = lot->remaining = granted;
+    lot->earned = e->points;
+    lot->expires_at_us = expires;
+    lot->pending = pending;
+    lot->vests_at_us = pending ? vests : 0;
+    free(lot->purchase_command_id);
+    free(lot->rule);
+    lot->purchase_command_id = strdup(e->purchase_command_id);
+    lot->rule = strdup(e->rule);
+    assert(lot->purchase_command_id && lot->rule);
+    lot->is_new = true;
+    char member[LEDGER_ACCOUNT_MAX], earned[LEDGER_ACCOUNT_MAX];
+    const char *asset = pending ? "points_pending" : "points";
+    snprintf(member, sizeof(member), "member:%s", cmd->member_id);
+    points_account(earned, cmd, "points_earned");
+    outcome_line(o, member, asset, granted);
+    outcome_line(o, earned, asset, -granted);
+    *(pending ? &o->member->points_pending : &o->member->points) = after;
+    if (p) {
+        p->state.points_earned += e->points;
+        p->state.points_reversed += e->points - granted;
+    }
+    o->points = granted;
+    snprintf(o->lot_id, sizeof(o->lot_id), "%s", lot->lot_id);
+    o->lot_expires_at_us = expires;
+    o->lot_vests_at_us = lot->vests_at_us;
+}
+
+/* A pending lot whose lock is over vests: what is left of it moves from
+ * points_pending to points (four lines through the tenant's points_earned
+ * account, each asset balanced). A lot already vested, or emptied by a
+ * refund, posts nothing; the command id "vest:<lot id>" makes a resent
+ * command a duplicate, so a lot vests once. */
+static void decide_vest(struct ledger_ctx *l, struct outcome *o)
+{
+    const Envelope *cmd = o->cmd;
+    const VestPoints *v = cmd->vest_points;
+    snprintf(o->lot_id, sizeof(o->lot_id), "%s", v->lot_id);
+    snprintf(o->reason, sizeof(o->reason), "points_vested:%s", v->lot_id);
+    struct ledger_lot *lot = lot_find(l, cmd, v->lot_id);
+    if (!lot || lot->remaining == 0 || !lot->pending)
+        return;
+    o->lot_expires_at_us = lot->expires_at_us;
+    o->lot_vests_at_us = lot->vests_at_us;
+    if (lot->vests_at_us > command_time_us(cmd)) {
+        reject(o, "not_due", "the lot's lock period is not over");
+        return;
+    }
+    int64_t points = lot->remaining, after;
+    if (!money_add(o->member->points, points, &after)) {
+        reject(o, "balance_overflow", "the points balance would overflow");
+        return;
+    }
+    char member[LEDGER_ACCOUNT_MAX], earned[LEDGER_ACCOUNT_MAX];
+    snprintf(member, sizeof(member), "member:%s", cmd->member_id);
+    points_account(earned, cmd, "points_earned");
+    outcome_line(o, member, "points_pending", -points);
+    outcome_line(o, earned, "points_pending", points);
+    outcome_line(o, member, "points", points);
+    outcome_line(o, earned, "points", -points);
+    o->member->points_pending -= points;
+    o->member->points = after;
+    lot->pending = false;
+    lot->dirty = true;
+    o->points = points;
+}
+
+int64_t points_reverse_for_refund(struct ledger_ctx *l, struct outcome *o,
+                                  const char *purchase_command_id, int64_t points)
+{
+    if (points == 0)
+        return 0;
+    const Envelope *cmd = o->cmd;
+    size_t n = 0;
+    struct ledger_lot **mine = calloc(l->lot_count + 1, sizeof(*mine));
+    struct points_lot_view *views = calloc(l->lot_count + 1, sizeof(*views));
+    int64_t *take = calloc(l->lot_count + 1, sizeof(*take));
+    assert(mine && views && take);
+    for (size_t i = 0; i < l->lot_count; i++) {
+        struct ledger_lot *lot = &l->lots[i];
+        if (!lot_of_member(lot, cmd))
+            continue;
+        mine[n] = lot;
+        views[n++] = (struct points_lot_view){
+            .remaining = lot->remaining,
+            .expires_at_us = lot->expires_at_us,
+            .pending = lot->pending,
+            .of_purchase = strcmp(lot->purchase_command_id, purchase_command_id) == 0};
+    }
+    int64_t unrecovered = rules_points_plan_reversal(views, n, command_time_us(cmd), points, take);
+    int64_t from_pending = 0, from_vested = 0;
+    for (size_t k = 0; k < n; k++) {
+        if (take[k] == 0)
+            continue;
+        mine[k]->remaining -= take[k];
+        mine[k]->dirty = true;
+        *(mine[k]->pending ? &from_pending : &from_vested) += take[k];
+    }
+    char member[LEDGER_ACCOUNT_MAX], reversed[LEDGER_ACCOUNT_MAX];
+    snprintf(member, sizeof(member), "member:%s", cmd->member_id);
+    points_account(reversed, cmd, "points_reversed");
+    outcome_line(o, member, "points_pending", -from_pending);
+    outcome_line(o, reversed, "points_pending", from_pending);
+    outcome_line(o, member, "points", -from_vested);
+    outcome_line(o, reversed, "points", from_vested);
+    o->member->points_pending -= from_pending;
+    o->member->points -= from_vested;
+    /* lots hold exactly the balances: taking from lots cannot go below zero */
+    assert(o->member->points >= 0 && o->member->points_pending >= 0);
+    free(mine);
+    free(views);
+    free(take);
+    return unrecovered;
+}
+
 void points_decide(struct ledger_ctx *l, struct outcome *o)
 {
-    if (o->cmd->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_ADJUST_POINTS)
+    switch (o->cmd->payload_case) {
+    case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_ADJUST_POINTS:
         decide_adjust(l, o);
-    else
+        break;
+    case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_EARN_POINTS:
+        decide_earn(l, o);
+        break;
+    case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_VEST_POINTS:
+        decide_vest(l, o);
+        break;
+    default:
         decide_expiry(l, o);
+    }
 }
 
 /* ------------------------------------------------------- encoding */
@@ -234,7 +499,30 @@ uint8_t *points_encode_fact(const struct outcome *o, Envelope *env, Balances *ba
 {
     PointsAdjusted adjusted;
     PointsExpired expired;
-    if (o->cmd->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_ADJUST_POINTS) {
+    PointsEarned earned;
+    PointsVested vested;
+    if (o->cmd->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_EARN_POINTS) {
+        const EarnPoints *e = o->cmd->earn_points;
+        tessera__ledger__v1__points_earned__init(&earned);
+        earned.command_id = e->command_id;
+        earned.points = o->points;
+        earned.purchase_command_id = e->purchase_command_id;
+        earned.rule = e->rule;
+        earned.lot_id = (char *)o->lot_id;
+        earned.vests_at_us = o->lot_vests_at_us;
+        earned.expires_at_us = o->lot_expires_at_us;
+        earned.balances = bal;
+        env->payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_POINTS_EARNED;
+        env->points_earned = &earned;
+    } else if (o->cmd->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_VEST_POINTS) {
+        tessera__ledger__v1__points_vested__init(&vested);
+        vested.command_id = o->cmd->vest_points->command_id;
+        vested.lot_id = (char *)o->lot_id;
+        vested.points = o->points;
+        vested.balances = bal;
+        env->payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_POINTS_VESTED;
+        env->points_vested = &vested;
+    } else if (o->cmd->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_ADJUST_POINTS) {
         tessera__ledger__v1__points_adjusted__init(&adjusted);
         adjusted.command_id = o->cmd->adjust_points->command_id;
         adjusted.points = o->points;
@@ -261,14 +549,15 @@ static int load_policies(PGconn *pg, struct ledger_ctx *l, char *err, size_t err
 {
     PGresult *res = store_query_batch_tenants(
         pg, l,
-        "SELECT tenant_id, kind, periods, utc_offset_minutes "
+        "SELECT tenant_id, kind, periods, utc_offset_minutes, lock_seconds "
         "FROM points_policy WHERE tenant_id = ANY($1::text[])",
         err, err_len);
     if (!res)
         return -1;
     for (int i = 0; i < PQntuples(res); i++) {
         struct points_policy policy = {.periods = atoi(PQgetvalue(res, i, 2)),
-                                       .utc_offset_minutes = atoi(PQgetvalue(res, i, 3))};
+                                       .utc_offset_minutes = atoi(PQgetvalue(res, i, 3)),
+                                       .lock_seconds = strtoll(PQgetvalue(res, i, 4), NULL, 10)};
         if (!rules_points_kind_parse(PQgetvalue(res, i, 1), &policy.kind))
             continue; /* the table's CHECK makes this impossible */
         l->policies =
@@ -295,7 +584,10 @@ static int load_lots(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len
     PGresult *res = db_query(
         pg,
         "SELECT x.lot_id, x.tenant_id, x.member_id, coalesce(x.branch_id, ''), x.posting_id, "
-        "x.granted, x.remaining, coalesce((extract(epoch FROM x.expires_at) * 1000000)::bigint, 0) "
+        "x.granted, x.remaining, "
+        "coalesce((extract(epoch FROM x.expires_at) * 1000000)::bigint, 0), x.pending, "
+        "coalesce((extract(epoch FROM x.vests_at) * 1000000)::bigint, 0), "
+        "coalesce(x.purchase_command_id, ''), coalesce(x.rule, ''), coalesce(x.earned, 0) "
         "FROM point_lots x JOIN unnest($1::text[], $2::text[]) AS k(t, m) "
         "ON x.tenant_id = k.t AND x.member_id = k.m WHERE x.remaining > 0 ORDER BY x.lot_id",
         2, p, err, err_len, NULL);
@@ -311,6 +603,14 @@ static int load_lots(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len
         lot->granted = strtoll(PQgetvalue(res, i, 5), NULL, 10);
         lot->remaining = strtoll(PQgetvalue(res, i, 6), NULL, 10);
         lot->expires_at_us = strtoll(PQgetvalue(res, i, 7), NULL, 10);
+        lot->pending = strcmp(PQgetvalue(res, i, 8), "t") == 0;
+        lot->vests_at_us = strtoll(PQgetvalue(res, i, 9), NULL, 10);
+        free(lot->purchase_command_id);
+        free(lot->rule);
+        lot->purchase_command_id = strdup(PQgetvalue(res, i, 10));
+        lot->rule = strdup(PQgetvalue(res, i, 11));
+        assert(lot->purchase_command_id && lot->rule);
+        lot->earned = strtoll(PQgetvalue(res, i, 12), NULL, 10);
     }
     PQclear(res);
     return 0;
@@ -323,12 +623,17 @@ int points_load(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
     return load_policies(pg, l, err, err_len) < 0 || load_lots(pg, l, err, err_len) < 0 ? -1 : 0;
 }
 
-/* New lots and lots whose remaining changed, in one upsert. */
+/* New lots and lots whose remaining (or pending state) changed, in one
+ * upsert. */
+#define LOT_COLUMNS 13
 int points_write(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
 {
-    struct db_array id, t, m, br, post, granted, remaining, expires;
-    struct db_array *all[] = {&id, &t, &m, &br, &post, &granted, &remaining, &expires};
-    for (size_t k = 0; k < 8; k++)
+    struct db_array id, t, m, br, post, granted, remaining, expires, pending, vests, purchase, rule,
+        earned;
+    struct db_array *all[LOT_COLUMNS] = {&id,       &t,         &m,       &br,      &post,
+                                         &granted,  &remaining, &expires, &pending, &vests,
+                                         &purchase, &rule,      &earned};
+    for (size_t k = 0; k < LOT_COLUMNS; k++)
         db_array_init(all[k]);
     for (size_t i = 0; i < l->lot_count; i++) {
         const struct ledger_lot *lot = &l->lots[i];
@@ -342,25 +647,38 @@ int points_write(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
         db_array_add_int(&granted, lot->granted);
         db_array_add_int(&remaining, lot->remaining);
         db_array_add_int(&expires, lot->expires_at_us);
+        db_array_add(&pending, lot->pending ? "t" : "f");
+        db_array_add_int(&vests, lot->vests_at_us);
+        db_array_add(&purchase, lot->purchase_command_id[0] ? lot->purchase_command_id : NULL);
+        db_array_add(&rule, lot->rule[0] ? lot->rule : NULL);
+        if (lot->earned > 0)
+            db_array_add_int(&earned, lot->earned);
+        else
+            db_array_add(&earned, NULL);
     }
     int rc = 0;
     if (id.count > 0) {
-        const char *p[8];
-        for (size_t k = 0; k < 8; k++)
+        const char *p[LOT_COLUMNS];
+        for (size_t k = 0; k < LOT_COLUMNS; k++)
             p[k] = db_array_finish(all[k]);
         PGresult *res = db_query(
             pg,
             "INSERT INTO point_lots (lot_id, tenant_id, member_id, branch_id, posting_id, "
-            "granted, remaining, expires_at) SELECT i, t, m, b, p, g, r, CASE WHEN e = 0 THEN "
-            "NULL ELSE 'epoch'::timestamptz + e * interval '1 microsecond' END "
+            "granted, remaining, expires_at, pending, vests_at, purchase_command_id, rule, "
+            "earned) SELECT i, t, m, b, p, g, r, CASE WHEN e = 0 THEN NULL ELSE "
+            "'epoch'::timestamptz + e * interval '1 microsecond' END, pe, CASE WHEN v = 0 THEN "
+            "NULL ELSE 'epoch'::timestamptz + v * interval '1 microsecond' END, pu, ru, ea "
             "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
-            "$6::bigint[], $7::bigint[], $8::bigint[]) AS x(i, t, m, b, p, g, r, e) "
-            "ON CONFLICT (lot_id) DO UPDATE SET remaining = EXCLUDED.remaining",
-            8, p, err, err_len, NULL);
+            "$6::bigint[], $7::bigint[], $8::bigint[], $9::boolean[], $10::bigint[], "
+            "$11::text[], $12::text[], $13::bigint[]) "
+            "AS x(i, t, m, b, p, g, r, e, pe, v, pu, ru, ea) "
+            "ON CONFLICT (lot_id) DO UPDATE SET remaining = EXCLUDED.remaining, "
+            "pending = EXCLUDED.pending",
+            LOT_COLUMNS, p, err, err_len, NULL);
         rc = res ? 0 : -1;
         PQclear(res);
     }
-    for (size_t k = 0; k < 8; k++)
+    for (size_t k = 0; k < LOT_COLUMNS; k++)
         db_array_free(all[k]);
     return rc;
 }

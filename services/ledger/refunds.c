@@ -1,8 +1,12 @@
 /* Refunds: unspent stored-value principal paid back (bonus forfeited in
- * proportion, the tenant's fee kept: rules_refunds.h), and a stored-value
- * purchase returned (exactly what it drew, principal and bonus, once).
- * Every refund also lands in the append-only refund trail (ledger.refunds)
- * in the batch's transaction. */
+ * proportion, the tenant's fee kept: rules_refunds.h), and a purchase
+ * refunded whole or in parts, whatever paid for it: each part returns its
+ * share of the stored value the purchase drew (principal and bonus) and
+ * takes back its share of the points the purchase earned, with cumulative
+ * rounding so the parts add up exactly to the whole. Every refund also
+ * lands in the append-only refund trail (ledger.refunds) in the batch's
+ * transaction. The purchases named by refunds and by earnings are loaded
+ * here too, with what their earlier refunds and earnings did. */
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,8 +19,10 @@
 #define REFUND_ROWS(l, X)                                                                          \
     X(l->r_id)                                                                                     \
     X(l->r_tenant)                                                                                 \
-    X(l->r_member) X(l->r_branch) X(l->r_command) X(l->r_posting) X(l->r_kind) X(l->r_purchase)    \
-        X(l->r_principal) X(l->r_bonus) X(l->r_fee) X(l->r_payout) X(l->r_reason) X(l->r_actor)
+    X(l->r_member)                                                                                 \
+    X(l->r_branch) X(l->r_command) X(l->r_posting) X(l->r_kind) X(l->r_purchase) X(l->r_principal) \
+        X(l->r_bonus) X(l->r_fee) X(l->r_payout) X(l->r_reason) X(l->r_actor) X(l->r_amount)       \
+            X(l->r_points_reversed) X(l->r_points_unrecovered)
 #define INIT_ONE(a) db_array_init(&(a));
 #define FREE_ONE(a) db_array_free(&(a));
 
@@ -57,8 +63,8 @@ void refunds_begin_batch(struct ledger_ctx *l)
     REFUND_ROWS(l, INIT_ONE)
 }
 
-static struct ledger_refundable *refundable_find(struct ledger_ctx *l, const char *tenant_id,
-                                                 const char *purchase_command_id)
+struct ledger_refundable *refunds_purchase_find(struct ledger_ctx *l, const char *tenant_id,
+                                                const char *purchase_command_id)
 {
     for (size_t i = 0; i < l->refundable_count; i++)
         if (strcmp(l->refundables[i].purchase_command_id, purchase_command_id) == 0 &&
@@ -68,16 +74,24 @@ static struct ledger_refundable *refundable_find(struct ledger_ctx *l, const cha
 }
 
 /* Called for every decoded command of a batch: remembers what the load
- * must fetch for the refunds among them. */
+ * must fetch for the refunds among them, and the purchases refunds and
+ * earnings name. A purchase refund also needs the member's lots. */
 void refunds_note(struct ledger_ctx *l, const Envelope *env)
 {
-    if (!refunds_is_command(env))
+    const char *purchase = NULL;
+    if (env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_EARN_POINTS) {
+        purchase = env->earn_points->purchase_command_id;
+        if (!purchase[0])
+            return; /* an activity's points: no purchase to look at */
+    } else if (env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_REFUND_PURCHASE) {
+        purchase = env->refund_purchase->purchase_command_id;
+    } else if (!refunds_is_command(env)) {
         return;
+    }
     l->refunds_wanted = true;
-    if (env->payload_case != TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_REFUND_PURCHASE)
-        return;
-    const char *purchase = env->refund_purchase->purchase_command_id;
-    if (refundable_find(l, env->tenant_id, purchase))
+    if (env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_REFUND_PURCHASE)
+        l->lots_wanted = true;
+    if (!purchase || !purchase[0] || refunds_purchase_find(l, env->tenant_id, purchase))
         return;
     l->refundables = ledger_grow(l->refundables, l->refundable_count, &l->refundable_cap,
                                  sizeof(*l->refundables));
@@ -138,14 +152,19 @@ static void decide_sv_refund(struct ledger_ctx *l, struct outcome *o)
     o->amount = plan.payout;
 }
 
-/* A stored-value purchase comes back whole: what it drew returns to the
- * member's principal and bonus, the refunding branch's redemptions go
- * down by as much. Once per purchase. */
+/* A purchase refunded whole or in part (amount 0: all that is left),
+ * whatever paid for it. Its share of what the purchase drew from stored
+ * value returns to the member's principal and bonus (the refunding
+ * branch's redemptions go down by as much; a cash or card purchase drew
+ * none, its money goes back outside the ledger), and its share of the
+ * points the purchase earned is taken back (points.c): pending lots of the
+ * purchase first, then the rest of its vested lots, then other vested
+ * lots; what the member already spent is reported as unrecovered. */
 static void decide_purchase_refund(struct ledger_ctx *l, struct outcome *o)
 {
     const Envelope *cmd = o->cmd;
     const RefundPurchase *r = cmd->refund_purchase;
-    struct ledger_refundable *p = refundable_find(l, cmd->tenant_id, r->purchase_command_id);
+    struct ledger_refundable *p = refunds_purchase_find(l, cmd->tenant_id, r->purchase_command_id);
     o->refund_kind = "purchase";
     snprintf(o->reason, sizeof(o->reason), "refund_purchase:%s", r->reason);
     if (!p || !p->member_id || strcmp(p->member_id, cmd->member_id) != 0) {
@@ -153,19 +172,20 @@ static void decide_purchase_refund(struct ledger_ctx *l, struct outcome *o)
         o->reject_detail = "no such purchase of this member";
         return;
     }
-    if (p->refunded) {
-        o->reject_code = "already_refunded";
-        o->reject_detail = "this purchase was refunded before";
+    struct purchase_refund_plan plan;
+    enum refund_result res = rules_plan_purchase_refund(&p->state, r->amount, &plan);
+    if (res != REFUND_OK) {
+        o->reject_code = rules_refund_code(res);
+        o->reject_detail = res == REFUND_ALREADY ? "this purchase was refunded in full before"
+                           : res == REFUND_EXCEEDS
+                               ? "more than what is left of the purchase to refund"
+                           : res == REFUND_NOT_REFUNDABLE ? "the purchase charged nothing"
+                                                          : "the refund amount is not acceptable";
         return;
     }
     struct sv_balance after;
-    if (p->principal + p->bonus == 0) {
-        o->reject_code = "not_refundable";
-        o->reject_detail = "only purchases paid with stored value are refunded by the ledger";
-        return;
-    }
-    if (!money_add(o->member->sv.principal, p->principal, &after.principal) ||
-        !money_add(o->member->sv.bonus, p->bonus, &after.bonus)) {
+    if (!money_add(o->member->sv.principal, plan.principal, &after.principal) ||
+        !money_add(o->member->sv.bonus, plan.bonus, &after.bonus)) {
         o->reject_code = "balance_overflow";
         o->reject_detail = "the stored-value balance would overflow";
         return;
@@ -173,15 +193,23 @@ static void decide_purchase_refund(struct ledger_ctx *l, struct outcome *o)
     char member[LEDGER_ACCOUNT_MAX], redeemed[LEDGER_ACCOUNT_MAX];
     snprintf(member, sizeof(member), "member:%s", cmd->member_id);
     branch_account(redeemed, cmd, "sv_redeemed");
-    outcome_line(o, member, "sv_principal", p->principal);
-    outcome_line(o, redeemed, "sv_principal", -p->principal);
-    outcome_line(o, member, "sv_bonus", p->bonus);
-    outcome_line(o, redeemed, "sv_bonus", -p->bonus);
+    outcome_line(o, member, "sv_principal", plan.principal);
+    outcome_line(o, redeemed, "sv_principal", -plan.principal);
+    outcome_line(o, member, "sv_bonus", plan.bonus);
+    outcome_line(o, redeemed, "sv_bonus", -plan.bonus);
     o->member->sv = after;
-    p->refunded = true;
-    o->refund_principal = p->principal;
-    o->refund_bonus = p->bonus;
-    o->amount = p->principal + p->bonus;
+    /* Last: nothing below can refuse, and the lots it moves stay moved. */
+    int64_t unrecovered = points_reverse_for_refund(l, o, r->purchase_command_id, plan.points);
+    p->state.refunded += plan.amount;
+    p->state.principal_returned += plan.principal;
+    p->state.bonus_returned += plan.bonus;
+    p->state.points_reversed += plan.points;
+    o->refund_principal = plan.principal;
+    o->refund_bonus = plan.bonus;
+    o->refund_amount = plan.amount;
+    o->points_reversed = plan.points;
+    o->points_unrecovered = unrecovered;
+    o->amount = plan.amount;
 }
 
 static void record_trail(struct ledger_ctx *l, const struct outcome *o)
@@ -206,6 +234,9 @@ static void record_trail(struct ledger_ctx *l, const struct outcome *o)
     db_array_add(&l->r_reason,
                  purchase ? c->refund_purchase->reason : c->refund_stored_value->reason);
     db_array_add(&l->r_actor, actor);
+    db_array_add_int(&l->r_amount, o->refund_amount);
+    db_array_add_int(&l->r_points_reversed, o->points_reversed);
+    db_array_add_int(&l->r_points_unrecovered, o->points_unrecovered);
 }
 
 void refunds_decide(struct ledger_ctx *l, struct outcome *o)
@@ -244,6 +275,9 @@ void refunds_fill_detail(const struct outcome *o, RefundDetail *d)
     d->payout = o->refund_payout;
     d->purchase_command_id = purchase ? c->refund_purchase->purchase_command_id : "";
     d->reason = purchase ? c->refund_purchase->reason : c->refund_stored_value->reason;
+    d->amount = o->refund_amount;
+    d->points_reversed = o->points_reversed;
+    d->points_unrecovered = o->points_unrecovered;
 }
 
 uint8_t *refunds_encode_fact(const struct outcome *o, Envelope *env, Balances *bal, size_t *len)
@@ -282,8 +316,30 @@ static int load_fee_rules(PGconn *pg, struct ledger_ctx *l, char *err, size_t er
     return 0;
 }
 
-/* The purchases the batch's refunds name: their member, what they drew
- * from stored value (their member lines), and whether already refunded. */
+/* What the purchase's stored verdict says it charged and drew; false
+ * when the verdict does not decode as a posting. */
+static bool purchase_terms(const char *verdict_text, struct purchase_refund_state *st)
+{
+    size_t len = 0;
+    unsigned char *raw = PQunescapeBytea((const unsigned char *)verdict_text, &len);
+    char why[128];
+    Envelope *env = raw ? envelope_decode(raw, len, why, sizeof(why)) : NULL;
+    PQfreemem(raw);
+    bool ok = env && env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LEDGER_POSTED;
+    if (ok) {
+        st->charged = env->ledger_posted->charged;
+        st->paid_principal = env->ledger_posted->paid_principal;
+        st->paid_bonus = env->ledger_posted->paid_bonus;
+    }
+    envelope_free(env);
+    return ok;
+}
+
+/* The purchases the batch's refunds and earnings name: their member, what
+ * they charged and drew from stored value (from their verdict), what their
+ * refunds took so far and the points they earned (from their lots: earned
+ * is what the rules awarded, and earned - granted the share withheld
+ * because a refund came first, which counts as reversed). */
 static int load_refundables(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
 {
     if (l->refundable_count == 0)
@@ -298,14 +354,17 @@ static int load_refundables(PGconn *pg, struct ledger_ctx *l, char *err, size_t 
     const char *p[2] = {db_array_finish(&tenants), db_array_finish(&ids)};
     PGresult *res = db_query(
         pg,
-        "SELECT k.t, k.id, c.member_id, "
-        "coalesce(-sum(j.amount) FILTER (WHERE j.asset = 'sv_principal'), 0), "
-        "coalesce(-sum(j.amount) FILTER (WHERE j.asset = 'sv_bonus'), 0), "
-        "EXISTS (SELECT 1 FROM refunds r WHERE r.tenant_id = k.t AND r.purchase_command_id = k.id) "
+        "SELECT k.t, k.id, c.member_id, c.verdict, r.amount, r.principal, r.bonus, "
+        "r.points + x.withheld, x.earned "
         "FROM unnest($1::text[], $2::text[]) AS k(t, id) JOIN commands c ON c.tenant_id = k.t "
         "AND c.command_id = k.id AND c.status = 'posted' AND c.command_type = 'purchase' "
-        "LEFT JOIN journal j ON j.posting_id = c.posting_id AND j.member_id IS NOT NULL "
-        "GROUP BY k.t, k.id, c.member_id",
+        "CROSS JOIN LATERAL (SELECT coalesce(sum(amount), 0) AS amount, "
+        "coalesce(sum(principal), 0) AS principal, coalesce(sum(bonus), 0) AS bonus, "
+        "coalesce(sum(points_reversed), 0) AS points FROM refunds "
+        "WHERE tenant_id = k.t AND purchase_command_id = k.id) r "
+        "CROSS JOIN LATERAL (SELECT coalesce(sum(earned), 0) AS earned, "
+        "coalesce(sum(earned - granted), 0) AS withheld FROM point_lots "
+        "WHERE tenant_id = k.t AND purchase_command_id = k.id) x",
         2, p, err, err_len, NULL);
     db_array_free(&tenants);
     db_array_free(&ids);
@@ -313,13 +372,17 @@ static int load_refundables(PGconn *pg, struct ledger_ctx *l, char *err, size_t 
         return -1;
     for (int i = 0; i < PQntuples(res); i++) {
         struct ledger_refundable *r =
-            refundable_find(l, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
-        if (!r)
+            refunds_purchase_find(l, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
+        struct purchase_refund_state st = {0};
+        if (!r || !purchase_terms(PQgetvalue(res, i, 3), &st))
             continue;
+        st.refunded = strtoll(PQgetvalue(res, i, 4), NULL, 10);
+        st.principal_returned = strtoll(PQgetvalue(res, i, 5), NULL, 10);
+        st.bonus_returned = strtoll(PQgetvalue(res, i, 6), NULL, 10);
+        st.points_reversed = strtoll(PQgetvalue(res, i, 7), NULL, 10);
+        st.points_earned = strtoll(PQgetvalue(res, i, 8), NULL, 10);
         r->member_id = strdup(PQgetvalue(res, i, 2));
-        r->principal = strtoll(PQgetvalue(res, i, 3), NULL, 10);
-        r->bonus = strtoll(PQgetvalue(res, i, 4), NULL, 10);
-        r->refunded = strcmp(PQgetvalue(res, i, 5), "t") == 0;
+        r->state = st;
     }
     PQclear(res);
     return 0;
@@ -337,21 +400,32 @@ int refunds_write(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
 {
     if (l->r_id.count == 0)
         return 0;
-    const char *p[14] = {db_array_finish(&l->r_id),        db_array_finish(&l->r_tenant),
-                         db_array_finish(&l->r_member),    db_array_finish(&l->r_branch),
-                         db_array_finish(&l->r_command),   db_array_finish(&l->r_posting),
-                         db_array_finish(&l->r_kind),      db_array_finish(&l->r_purchase),
-                         db_array_finish(&l->r_principal), db_array_finish(&l->r_bonus),
-                         db_array_finish(&l->r_fee),       db_array_finish(&l->r_payout),
-                         db_array_finish(&l->r_reason),    db_array_finish(&l->r_actor)};
+    const char *p[17] = {db_array_finish(&l->r_id),
+                         db_array_finish(&l->r_tenant),
+                         db_array_finish(&l->r_member),
+                         db_array_finish(&l->r_branch),
+                         db_array_finish(&l->r_command),
+                         db_array_finish(&l->r_posting),
+                         db_array_finish(&l->r_kind),
+                         db_array_finish(&l->r_purchase),
+                         db_array_finish(&l->r_principal),
+                         db_array_finish(&l->r_bonus),
+                         db_array_finish(&l->r_fee),
+                         db_array_finish(&l->r_payout),
+                         db_array_finish(&l->r_reason),
+                         db_array_finish(&l->r_actor),
+                         db_array_finish(&l->r_amount),
+                         db_array_finish(&l->r_points_reversed),
+                         db_array_finish(&l->r_points_unrecovered)};
     PGresult *res = db_query(
         pg,
         "INSERT INTO refunds (refund_id, tenant_id, member_id, branch_id, command_id, "
-        "posting_id, kind, purchase_command_id, principal, bonus, fee, payout, reason, actor) "
+        "posting_id, kind, purchase_command_id, principal, bonus, fee, payout, reason, actor, "
+        "amount, points_reversed, points_unrecovered) "
         "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
         "$6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], "
-        "$12::bigint[], $13::text[], $14::text[])",
-        14, p, err, err_len, NULL);
+        "$12::bigint[], $13::text[], $14::text[], $15::bigint[], $16::bigint[], $17::bigint[])",
+        17, p, err, err_len, NULL);
     if (!res)
         return -1;
     PQclear(res);

@@ -89,6 +89,12 @@ int64_t rules_points_expiry_us(const struct points_policy *p, int64_t granted_at
     return next_day * POINTS_US_PER_DAY - offset_us;
 }
 
+int64_t rules_points_vests_at_us(const struct points_policy *p, int64_t earned_at_us)
+{
+    assert(p->lock_seconds >= 0 && p->lock_seconds <= POINTS_LOCK_SECONDS_MAX);
+    return earned_at_us + p->lock_seconds * 1000000;
+}
+
 struct spend_order {
     size_t index;
     int64_t expires_at_us;
@@ -108,7 +114,8 @@ static int spend_order_cmp(const void *a, const void *b)
 
 static bool spendable(const struct points_lot_view *lot, int64_t now_us)
 {
-    return lot->remaining > 0 && (lot->expires_at_us == 0 || lot->expires_at_us > now_us);
+    return lot->remaining > 0 && !lot->pending &&
+           (lot->expires_at_us == 0 || lot->expires_at_us > now_us);
 }
 
 enum points_result rules_points_plan_spend(const struct points_lot_view *lots, size_t count,
@@ -141,4 +148,42 @@ enum points_result rules_points_plan_spend(const struct points_lot_view *lots, s
     }
     free(order);
     return POINTS_OK;
+}
+
+/* Takes up to *points from lot i into take[i]. */
+static void reversal_take(const struct points_lot_view *lot, int64_t *take_i, int64_t *points)
+{
+    int64_t t = lot->remaining < *points ? lot->remaining : *points;
+    *take_i += t;
+    *points -= t;
+}
+
+int64_t rules_points_plan_reversal(const struct points_lot_view *lots, size_t count, int64_t now_us,
+                                   int64_t points, int64_t *take)
+{
+    assert(points >= 0);
+    for (size_t i = 0; i < count; i++)
+        take[i] = 0;
+    /* 1. the purchase's pending lots, oldest first */
+    for (size_t i = 0; i < count && points > 0; i++)
+        if (lots[i].of_purchase && lots[i].pending && lots[i].remaining > 0)
+            reversal_take(&lots[i], &take[i], &points);
+    /* 2. what is left of the purchase's vested lots */
+    for (size_t i = 0; i < count && points > 0; i++)
+        if (lots[i].of_purchase && spendable(&lots[i], now_us))
+            reversal_take(&lots[i], &take[i], &points);
+    if (points == 0 || count == 0)
+        return points;
+    /* 3. the member's other vested lots, as a deduction would spend them */
+    size_t n = 0;
+    struct spend_order *order = malloc(count * sizeof(*order));
+    assert(order);
+    for (size_t i = 0; i < count; i++)
+        if (!lots[i].of_purchase && spendable(&lots[i], now_us))
+            order[n++] = (struct spend_order){.index = i, .expires_at_us = lots[i].expires_at_us};
+    qsort(order, n, sizeof(*order), spend_order_cmp);
+    for (size_t k = 0; k < n && points > 0; k++)
+        reversal_take(&lots[order[k].index], &take[order[k].index], &points);
+    free(order);
+    return points;
 }

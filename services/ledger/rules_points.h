@@ -1,5 +1,6 @@
-/* Pure points rules: when a lot expires under a tenant's policy, and which
- * lots a deduction spends. No I/O; unit-tested from tables. */
+/* Pure points rules: when a lot vests and expires under a tenant's
+ * policy, which lots a deduction spends, and which lots a refund takes
+ * earned points back from. No I/O; unit-tested from tables. */
 #ifndef TESSERA_LEDGER_RULES_POINTS_H
 #define TESSERA_LEDGER_RULES_POINTS_H
 
@@ -7,9 +8,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define POINTS_ADJUST_MAX  1000000000LL /* one adjustment, either sign */
-#define POINTS_PERIODS_MAX 1200
-#define POINTS_US_PER_DAY  86400000000LL
+#define POINTS_ADJUST_MAX       1000000000LL /* one adjustment, either sign */
+#define POINTS_PERIODS_MAX      1200
+#define POINTS_US_PER_DAY       86400000000LL
+#define POINTS_LOCK_SECONDS_MAX (366LL * 86400) /* the table's CHECK says the same */
+#define POINTS_RULE_MAX         128             /* characters of an earning rule's name */
 
 enum points_expiry_kind {
     POINTS_EXPIRE_NEVER = 0,
@@ -26,6 +29,7 @@ struct points_policy {
     enum points_expiry_kind kind;
     int periods;
     int utc_offset_minutes;
+    int64_t lock_seconds; /* earned points stay pending this long; 0: spendable at once */
 };
 
 /* "never" | "days" | "end_of_month" | "end_of_year" -> kind; false when
@@ -36,10 +40,17 @@ bool rules_points_kind_parse(const char *text, enum points_expiry_kind *kind);
  * under policy, or 0 for never. The lot is spendable while now < that. */
 int64_t rules_points_expiry_us(const struct points_policy *policy, int64_t granted_at_us);
 
-/* A lot as the spending rule sees it. */
+/* When points earned at earned_at_us vest under policy: earned_at_us
+ * plus the lock (exactly, in seconds: no calendar involved). With no lock
+ * that is earned_at_us itself, and the lot is never pending. */
+int64_t rules_points_vests_at_us(const struct points_policy *policy, int64_t earned_at_us);
+
+/* A lot as the spending and reversal rules see it. */
 struct points_lot_view {
     int64_t remaining;
     int64_t expires_at_us; /* 0: never */
+    bool pending;          /* inside its lock period: never spent */
+    bool of_purchase;      /* earned by the purchase being refunded (reversal only) */
 };
 
 enum points_result {
@@ -51,10 +62,19 @@ const char *rules_points_code(enum points_result r);
 
 /* Spends `points` (> 0) from lots: soonest-expiring first, never-expiring
  * last, equal expiries in the order given (the caller passes them oldest
- * first). Lots already expired at now_us are not spendable. Writes what
- * each lot gives to take[i] (0 for most). Refused, with take untouched,
- * when the spendable lots hold less. */
+ * first). Pending lots and lots already expired at now_us are not
+ * spendable. Writes what each lot gives to take[i] (0 for most). Refused,
+ * with take untouched, when the spendable lots hold less. */
 enum points_result rules_points_plan_spend(const struct points_lot_view *lots, size_t count,
                                            int64_t now_us, int64_t points, int64_t *take);
+
+/* Takes back `points` (>= 0) earned by a refunded purchase: first from the
+ * purchase's own pending lots (clean: never spendable), then from what is
+ * left of its vested lots, then from the member's other vested lots in the
+ * spending order. Other pending lots and expired lots are never touched.
+ * Writes take[i] for every lot and returns what could not be taken back
+ * (the member spent it; balances never go negative). */
+int64_t rules_points_plan_reversal(const struct points_lot_view *lots, size_t count, int64_t now_us,
+                                   int64_t points, int64_t *take);
 
 #endif

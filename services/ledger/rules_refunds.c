@@ -13,6 +13,12 @@ const char *rules_refund_code(enum refund_result r)
         return "insufficient_balance";
     case REFUND_NOTHING:
         return "nothing_to_refund";
+    case REFUND_NOT_REFUNDABLE:
+        return "not_refundable";
+    case REFUND_ALREADY:
+        return "already_refunded";
+    case REFUND_EXCEEDS:
+        return "exceeds_refundable";
     }
     return "unknown";
 }
@@ -42,5 +48,45 @@ enum refund_result rules_plan_sv_refund(struct sv_balance bal, int64_t requested
     p.fee = fee;
     p.payout = principal - fee;
     *out = p;
+    return REFUND_OK;
+}
+
+int64_t rules_refund_share(int64_t part, int64_t whole, int64_t whole_value)
+{
+    if (whole <= 0)
+        return 0;
+    return (int64_t)((__int128)part * whole_value / whole);
+}
+
+static int64_t at_least_zero(int64_t v)
+{
+    return v > 0 ? v : 0;
+}
+
+enum refund_result rules_plan_purchase_refund(const struct purchase_refund_state *s,
+                                              int64_t requested, struct purchase_refund_plan *out)
+{
+    if (requested < 0 || requested > MONEY_AMOUNT_MAX)
+        return REFUND_INVALID_AMOUNT;
+    if (s->charged <= 0)
+        return REFUND_NOT_REFUNDABLE;
+    int64_t left = s->charged - s->refunded;
+    if (left <= 0)
+        return REFUND_ALREADY;
+    int64_t amount = requested == 0 ? left : requested;
+    if (amount > left)
+        return REFUND_EXCEEDS;
+    int64_t total = s->refunded + amount;
+    int64_t principal = rules_refund_share(total, s->charged, s->paid_principal);
+    int64_t drawn = rules_refund_share(total, s->charged, s->paid_principal + s->paid_bonus);
+    int64_t points = rules_refund_share(total, s->charged, s->points_earned);
+    /* Earlier refunds never took more than these totals (the shares only
+     * grow with R), but a state read from elsewhere is not trusted to. */
+    *out = (struct purchase_refund_plan){
+        .amount = amount,
+        .principal = at_least_zero(principal - s->principal_returned),
+        .bonus = at_least_zero(drawn - principal - s->bonus_returned),
+        .points = at_least_zero(points - s->points_reversed),
+    };
     return REFUND_OK;
 }

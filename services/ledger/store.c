@@ -108,7 +108,7 @@ static int load_balances(PGconn *pg, struct ledger_ctx *l, char *err, size_t err
     const char *params[2] = {db_array_finish(&tenants), db_array_finish(&members)};
     PGresult *res = db_query(pg,
                              "SELECT b.tenant_id, b.member_id, b.points, b.sv_principal, "
-                             "b.sv_bonus, b.version FROM balances b "
+                             "b.sv_bonus, b.version, b.points_pending FROM balances b "
                              "JOIN unnest($1::text[], $2::text[]) AS k(t, m) "
                              "ON b.tenant_id = k.t AND b.member_id = k.m",
                              2, params, err, err_len, NULL);
@@ -125,6 +125,7 @@ static int load_balances(PGconn *pg, struct ledger_ctx *l, char *err, size_t err
         m->sv.principal = int_at(res, i, 3);
         m->sv.bonus = int_at(res, i, 4);
         m->version = int_at(res, i, 5);
+        m->points_pending = int_at(res, i, 6);
     }
     PQclear(res);
     return 0;
@@ -220,9 +221,9 @@ static int write_journal(PGconn *pg, struct ledger_rows *r, char *err, size_t er
 
 static int write_balances(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
 {
-    struct db_array t, m, pts, pr, bo, ver;
+    struct db_array t, m, pts, pr, bo, ver, pend;
     db_array_init(&t), db_array_init(&m), db_array_init(&pts);
-    db_array_init(&pr), db_array_init(&bo), db_array_init(&ver);
+    db_array_init(&pr), db_array_init(&bo), db_array_init(&ver), db_array_init(&pend);
     for (size_t i = 0; i < l->member_count; i++) {
         const struct ledger_member *mb = &l->members[i];
         if (!mb->dirty)
@@ -233,24 +234,27 @@ static int write_balances(PGconn *pg, struct ledger_ctx *l, char *err, size_t er
         db_array_add_int(&pr, mb->sv.principal);
         db_array_add_int(&bo, mb->sv.bonus);
         db_array_add_int(&ver, mb->version);
+        db_array_add_int(&pend, mb->points_pending);
     }
     int rc = 0;
     if (t.count > 0) {
-        const char *p[6] = {db_array_finish(&t),  db_array_finish(&m),  db_array_finish(&pts),
-                            db_array_finish(&pr), db_array_finish(&bo), db_array_finish(&ver)};
+        const char *p[7] = {db_array_finish(&t),   db_array_finish(&m),  db_array_finish(&pts),
+                            db_array_finish(&pr),  db_array_finish(&bo), db_array_finish(&ver),
+                            db_array_finish(&pend)};
         PGresult *res = db_query(
             pg,
             "INSERT INTO balances (tenant_id, member_id, points, sv_principal, sv_bonus, "
-            "version) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], "
-            "$5::bigint[], $6::bigint[]) ON CONFLICT (tenant_id, member_id) DO UPDATE SET "
-            "points = EXCLUDED.points, sv_principal = EXCLUDED.sv_principal, "
-            "sv_bonus = EXCLUDED.sv_bonus, version = EXCLUDED.version, updated_at = now()",
-            6, p, err, err_len, NULL);
+            "version, points_pending) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], "
+            "$4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[]) ON CONFLICT (tenant_id, "
+            "member_id) DO UPDATE SET points = EXCLUDED.points, sv_principal = "
+            "EXCLUDED.sv_principal, sv_bonus = EXCLUDED.sv_bonus, version = EXCLUDED.version, "
+            "points_pending = EXCLUDED.points_pending, updated_at = now()",
+            7, p, err, err_len, NULL);
         rc = res ? 0 : -1;
         PQclear(res);
     }
     db_array_free(&t), db_array_free(&m), db_array_free(&pts);
-    db_array_free(&pr), db_array_free(&bo), db_array_free(&ver);
+    db_array_free(&pr), db_array_free(&bo), db_array_free(&ver), db_array_free(&pend);
     return rc;
 }
 

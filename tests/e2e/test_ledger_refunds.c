@@ -1,7 +1,9 @@
 /* Refunds over HTTP: a partly spent top-up refunded in two steps (only
  * unspent principal comes back, the bonus is forfeited in proportion), the
- * tenant's fee rule, a stored-value purchase returned once, the refund
- * trail refusing changes, and bad input changing nothing. */
+ * tenant's fee rule, a stored-value purchase returned once in full and a
+ * cash purchase refunded, the refund trail refusing changes, and bad
+ * input changing nothing. Partial purchase refunds and the points they
+ * reverse: test_ledger_points_pending.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -182,7 +184,8 @@ static void test_refund_purchase_once(void **state)
     api_response_free(&r);
     expect_problem(member_post(member_id, "/refunds", body), 409, "already_refunded");
 
-    /* a cash purchase is not the ledger's to refund */
+    /* a cash purchase is refunded too: its money goes back outside the
+     * ledger, no stored value moves, the trail records the amount */
     r = member_post(member_id, "/purchases",
                     "{\"amount\":5000,\"branch_id\":\"hq\",\"payment\":{\"method\":\"cash\"}}");
     assert_int_equal(r.status, 201);
@@ -191,7 +194,15 @@ static void test_refund_purchase_once(void **state)
              "\"purchase_operation_id\":\"%s\"}",
              json_str_at(r.body, "operation_id"));
     api_response_free(&r);
-    expect_problem(member_post(member_id, "/refunds", body), 409, "not_refundable");
+    r = member_post(member_id, "/refunds", body);
+    assert_int_equal(r.status, 201);
+    assert_int_equal(json_int_at(r.body, "amount"), 5000);
+    assert_int_equal(json_int_at(r.body, "principal"), 0);
+    assert_int_equal(json_int_at(r.body, "bonus_returned"), 0);
+    assert_int_equal(json_int_at(r.body, "points_reversed"), 0);
+    assert_int_equal(json_int_at(r.body, "balances.stored_value_principal"), 100000);
+    api_response_free(&r);
+    expect_problem(member_post(member_id, "/refunds", body), 409, "already_refunded");
     expect_problem(member_post(member_id, "/refunds",
                                "{\"kind\":\"purchase\",\"reason\":\"x\",\"branch_id\":\"hq\","
                                "\"purchase_operation_id\":\"01900000-0000-7000-8000-"
@@ -217,6 +228,16 @@ static void test_refund_bad_input(void **state)
                                "{\"kind\":\"stored_value\",\"reason\":\"x\",\"branch_id\":\"hq\","
                                "\"principal\":10001}"),
                    409, "insufficient_balance");
+    /* amount is for purchase refunds only, and at least 1 fen */
+    expect_problem(member_post(member_id, "/refunds",
+                               "{\"kind\":\"stored_value\",\"reason\":\"x\",\"branch_id\":\"hq\","
+                               "\"amount\":100}"),
+                   422, "validation_failed");
+    expect_problem(member_post(member_id, "/refunds",
+                               "{\"kind\":\"purchase\",\"reason\":\"x\",\"branch_id\":\"hq\","
+                               "\"purchase_operation_id\":\"01900000-0000-7000-8000-000000000000\","
+                               "\"amount\":0}"),
+                   422, "validation_failed");
     PGconn *pg = test_pg();
     const char *p[1] = {member_id};
     assert_int_equal(

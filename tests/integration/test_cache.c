@@ -91,9 +91,13 @@ static int group_teardown(void **state)
 
 static struct cache_balances bal(const char *member, int64_t points, int64_t version)
 {
-    return (struct cache_balances){.tenant_id = tenant, .member_id = member, .points = points,
-                                   .sv_principal = points * 10, .sv_bonus = points * 100,
-                                   .version = version};
+    return (struct cache_balances){.tenant_id = tenant,
+                                   .member_id = member,
+                                   .points = points,
+                                   .sv_principal = points * 10,
+                                   .sv_bonus = points * 100,
+                                   .version = version,
+                                   .points_pending = points * 3};
 }
 
 static void test_key(void **state)
@@ -123,6 +127,7 @@ static void test_put_versioned(void **state)
     assert_int_equal(got.sv_principal, 2000);
     assert_int_equal(got.sv_bonus, 20000);
     assert_int_equal(got.version, 2);
+    assert_int_equal(got.points_pending, 600);
     assert_string_equal(got.tenant_id, "untouched");
 
     /* One pipelined batch: two new hashes, one stale write, one newer. */
@@ -155,6 +160,33 @@ static void test_get_miss(void **state)
     REQUIRE_REDIS();
     struct cache_balances got = {0};
     assert_int_equal(cache_get_balances(rc, tenant, "m-nobody", &got), 0);
+}
+
+/* A hash written before points_pending was cached is a miss (readers go
+ * to PostgreSQL); a write of the same version (the start-up resync) or a
+ * newer one completes it, an older one does not. */
+static void test_hash_without_points_pending(void **state)
+{
+    REQUIRE_REDIS();
+    char key[CACHE_KEY_MAX], err[ERR_MAX];
+    assert_int_equal(cache_balances_key(key, sizeof key, tenant, "m-old-format"), 0);
+    freeReplyObject(
+        redisCommand(rc, "HSET %s points 5 sv_principal 50 sv_bonus 500 version 3", key));
+    struct cache_balances got = {0};
+    assert_int_equal(cache_get_balances(rc, tenant, "m-old-format", &got), 0);
+    /* an older version never replaces it; the same version completes it */
+    struct cache_balances v2 = bal("m-old-format", 9, 2), v3 = bal("m-old-format", 5, 3);
+    assert_int_equal(cache_put_balances(rc, &v2, 1, err, sizeof err), 0);
+    assert_int_equal(cache_put_balances(rc, &v3, 1, err, sizeof err), 1);
+    assert_int_equal(cache_get_balances(rc, tenant, "m-old-format", &got), 1);
+    assert_int_equal(got.points_pending, 15);
+    assert_int_equal(cache_put_balances(rc, &v3, 1, err, sizeof err),
+                     0); /* complete: same is ignored */
+    struct cache_balances v4 = bal("m-old-format", 7, 4);
+    assert_int_equal(cache_put_balances(rc, &v4, 1, err, sizeof err), 1);
+    assert_int_equal(cache_get_balances(rc, tenant, "m-old-format", &got), 1);
+    assert_int_equal(got.points_pending, 21);
+    assert_int_equal(got.version, 4);
 }
 
 /* ---- async ---- */
@@ -224,6 +256,7 @@ static void test_async_get_hit_miss_flush(void **state)
     assert_int_equal(hit.status, 1);
     assert_int_equal(hit.b.points, 42);
     assert_int_equal(hit.b.version, 4);
+    assert_int_equal(hit.b.points_pending, 126);
     assert_string_equal(hit.member_id, "m-async");
 
     struct get_call miss = async_get(base, c, "m-async-nobody");
@@ -299,6 +332,7 @@ int main(void)
         cmocka_unit_test(test_put_versioned),
         cmocka_unit_test(test_put_after_script_flush),
         cmocka_unit_test(test_get_miss),
+        cmocka_unit_test(test_hash_without_points_pending),
         cmocka_unit_test(test_async_get_hit_miss_flush),
         cmocka_unit_test(test_async_unreachable),
         cmocka_unit_test(test_async_request_timeout),
