@@ -10,8 +10,8 @@ cd "$repo"
 # test at once on one machine.
 off=${TESSERA_TEST_PORT_OFFSET:-0}
 export TESSERA_LOCAL_DIR=$repo/.local-test
-export TESSERA_LOCAL_PG_PORT=$((55532 + off))
-export TESSERA_LOCAL_REDIS_PORT=$((56479 + off))
+export TESSERA_LOCAL_PG_PORT=$((25532 + off))
+export TESSERA_LOCAL_REDIS_PORT=$((26479 + off))
 export TESSERA_LOCAL_API_PORT=$((18080 + off))
 export TESSERA_LOCAL_ADMIN_PORT_BASE=$((19100 + off))
 export TESSERA_LOCAL_PG_OPTIONS="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "db/copy.h"
 #include "db/db.h"
 #include "events/codec.h"
 #include "log/log.h"
@@ -14,31 +15,34 @@ int outbox_append(PGconn *pg, const struct outbox_row *rows, size_t count, int64
 {
     if (count == 0)
         return 0;
-    struct db_array topics, keys, payloads;
-    db_array_init(&topics);
-    db_array_init(&keys);
-    db_array_init(&payloads);
-    for (size_t i = 0; i < count; i++) {
-        db_array_add(&topics, rows[i].topic);
-        db_array_add(&keys, rows[i].key);
-        db_array_add_bytea(&payloads, rows[i].payload, rows[i].len);
-    }
-    const char *params[3] = {db_array_finish(&topics), db_array_finish(&keys),
-                             db_array_finish(&payloads)};
-    PGresult *res = db_query(pg,
-                             "INSERT INTO outbox (topic, key, payload) "
-                             "SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]) "
-                             "RETURNING id",
-                             3, params, err, err_len, NULL);
-    db_array_free(&topics);
-    db_array_free(&keys);
-    db_array_free(&payloads);
+    /* The ids first, then the rows through COPY: COPY cannot return them,
+     * and an insert through unnest() pays for parsing every payload as an
+     * array element (twice the cost for a batch of ledger verdicts). */
+    char n[24];
+    snprintf(n, sizeof(n), "%zu", count);
+    const char *params[1] = {n};
+    PGresult *res = db_query(pg, "SELECT nextval('outbox_id_seq') FROM generate_series(1, $1::int)",
+                             1, params, err, err_len, NULL);
     if (!res)
         return -1;
-    for (int i = 0; ids && i < PQntuples(res) && (size_t)i < count; i++)
-        ids[i] = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+    assert((size_t)PQntuples(res) == count);
+    struct db_copy copy;
+    db_copy_init(&copy);
+    for (size_t i = 0; i < count; i++) {
+        int64_t id = strtoll(PQgetvalue(res, (int)i, 0), NULL, 10);
+        if (ids)
+            ids[i] = id;
+        db_copy_int(&copy, id);
+        db_copy_text(&copy, rows[i].topic);
+        db_copy_text(&copy, rows[i].key);
+        db_copy_bytea(&copy, rows[i].payload, rows[i].len);
+        db_copy_end_row(&copy);
+    }
     PQclear(res);
-    return 0;
+    int rc = db_copy_send(pg, "COPY outbox (id, topic, key, payload) FROM STDIN", &copy, err,
+                          err_len);
+    db_copy_free(&copy);
+    return rc;
 }
 
 int outbox_delete(PGconn *pg, const int64_t *ids, size_t count, char *err, size_t err_len)
