@@ -193,18 +193,17 @@ static int cache_read_puts(redisContext *rc, size_t count, bool *retry, int *rep
 }
 
 /* Checks one member's cards before anything is appended (see below):
- * the key fits, the set is all of the member's cards or none past the
- * limit, and every card encodes. */
+ * the key fits, the set is all of the member's cards (within the limit)
+ * or none, and every card encodes. */
 static bool cache_cards_ok(const struct cache_member_cards *m)
 {
     char key[CACHE_KEY_MAX], value[CACHE_CARD_VALUE_MAX];
     if (m->tenant_id == NULL || m->member_id == NULL ||
         cache_cards_key(key, sizeof key, m->tenant_id, m->member_id) != 0 || m->card_count < 0)
         return false;
-    bool all = m->card_count <= CACHE_CARDS_PER_MEMBER_MAX;
-    if ((all && (int64_t)m->n_cards != m->card_count) || (!all && m->n_cards != 0) ||
-        (m->n_cards > 0 && m->cards == NULL))
-        return false;
+    if (m->n_cards > 0 && ((int64_t)m->n_cards != m->card_count ||
+                           m->n_cards > CACHE_CARDS_PER_MEMBER_MAX || m->cards == NULL))
+        return false; /* all of the member's cards, or the count alone */
     for (size_t i = 0; i < m->n_cards; i++)
         if (cache_card_encode(&m->cards[i], value, sizeof value) < 0)
             return false;

@@ -71,8 +71,9 @@ struct cache_card {
 };
 
 /* One member's cards for one versioned write: card_count is every card
- * the member has; cards holds all of them (n_cards == card_count), or
- * none when card_count > CACHE_CARDS_PER_MEMBER_MAX. Borrowed pointers. */
+ * the member has; cards holds all of them (n_cards == card_count, at most
+ * CACHE_CARDS_PER_MEMBER_MAX), or none: the count alone, which readers
+ * take for a miss (a member past the limit). Borrowed pointers. */
 struct cache_member_cards {
     const char *tenant_id;
     const char *member_id;
