@@ -123,11 +123,12 @@ static long long resync_card_pages(PGconn *pg, redisContext *rc, const char *win
     return rewritten;
 }
 
-void ledger_cache_resync(const struct service_common_config *c, long long window_s)
+int ledger_cache_resync(const struct service_common_config *c, long long window_s)
 {
     if (window_s <= 0)
-        return;
+        return 0;
     char err[256], window[24];
+    int status = -1;
     PGconn *pg = db_connect(c->pg_dsn, "ledger", "tessera-ledger-resync",
                             (int)c->pg_statement_timeout_ms, err, sizeof(err));
     redisContext *rc =
@@ -146,10 +147,12 @@ void ledger_cache_resync(const struct service_common_config *c, long long window
             snprintf(card_members, sizeof(card_members), "%lld", k);
             log_fields(LOG_INFO, "cache resync done", "members", count, "card_members",
                        card_members, "window_s", window, NULL);
+            status = 0;
         }
     }
     if (rc)
         redisFree(rc);
     if (pg)
         PQfinish(pg);
+    return status;
 }

@@ -5,10 +5,13 @@
  * back to PostgreSQL meanwhile. Versioned writes keep a late write from
  * replacing a newer one.
  *
- * Writes skipped while Redis was away are repaired when it comes back: the
- * first successful write after an outage starts a resync (cache_resync.c,
- * on a thread of its own so batches go on) of everything changed since
- * the outage began. */
+ * Writes skipped while Redis is away are repaired when it comes back,
+ * whether or not more commands arrive: every skipped or failed write asks
+ * the repair thread (started on demand, one at a time) to resync
+ * everything changed since the outage began; it waits for Redis to answer,
+ * then runs the resync (cache_resync.c) while batches go on. Versioned
+ * writes make the two safe to interleave. TESSERA_LEDGER_CACHE_RESYNC_S=0
+ * turns the repair off with the start-up resync. */
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -19,10 +22,10 @@
 #include "ledger.h"
 #include "log/log.h"
 
-#define CACHE_TIMEOUT_MS         1000
-#define CACHE_BACKOFF_MIN_MS     100
-#define CACHE_BACKOFF_MAX_MS     5000
-#define CACHE_RESYNC_MARGIN_S    60 /* batches committed just before the failure was seen */
+#define CACHE_TIMEOUT_MS      1000
+#define CACHE_BACKOFF_MIN_MS  100
+#define CACHE_BACKOFF_MAX_MS  5000
+#define CACHE_RESYNC_MARGIN_S 60 /* a batch commits before its failed write is seen */
 
 static double wall_now_s(void)
 {
@@ -38,7 +41,91 @@ static double mono_now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* The cache is away from now on (or since start, see ledger_cache_down). */
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* ---- the repair thread ---- */
+/* Waits (with back-off) until Redis accepts a connection. */
+static void repair_wait_for_redis(const struct ledger_ctx *l)
+{
+    int backoff_ms = CACHE_BACKOFF_MIN_MS;
+    for (;;) {
+        char err[256];
+        redisContext *rc =
+            cache_connect(l->redis_host, l->redis_port, CACHE_TIMEOUT_MS, err, sizeof(err));
+        if (rc) {
+            redisFree(rc);
+            return;
+        }
+        sleep_ms(backoff_ms);
+        backoff_ms = backoff_ms * 2 > CACHE_BACKOFF_MAX_MS ? CACHE_BACKOFF_MAX_MS : backoff_ms * 2;
+    }
+}
+
+/* Records that writes since since_us (wall clock) need repairing; keeps
+ * the oldest request. Any thread. */
+static void repair_note(struct ledger_ctx *l, long long since_us)
+{
+    long long cur = atomic_load(&l->repair_since_us);
+    while ((cur == 0 || since_us < cur) &&
+           !atomic_compare_exchange_weak(&l->repair_since_us, &cur, since_us))
+        ;
+}
+
+/* Takes requests until none is left: each waits for Redis, then resyncs
+ * the window from its start to now (and is taken again if that fails).
+ * Detached: a stop in the middle only leaves the start-up resync to do
+ * the rest. */
+static void *repair_main(void *arg)
+{
+    struct ledger_ctx *l = arg;
+    for (;;) {
+        repair_wait_for_redis(l);
+        long long since_us = atomic_exchange(&l->repair_since_us, 0);
+        if (since_us == 0) {
+            atomic_store(&l->repair_running, false);
+            /* a request that came between the exchange and the store */
+            if (atomic_load(&l->repair_since_us) == 0 || atomic_exchange(&l->repair_running, true))
+                return NULL;
+            continue;
+        }
+        long long window_s = (long long)ceil(wall_now_s() - (double)since_us / 1e6) +
+                             CACHE_RESYNC_MARGIN_S;
+        log_fields(LOG_INFO, "redis answers; repairing what changed while writes were skipped",
+                   NULL);
+        if (ledger_cache_resync(l->common, window_s) != 0) {
+            repair_note(l, since_us);
+            sleep_ms(CACHE_BACKOFF_MAX_MS);
+        }
+    }
+}
+
+/* Asks for the writes skipped since since_s (wall clock) to be repaired;
+ * starts the repair thread unless it runs. Pipeline thread. */
+static void repair_request(struct ledger_ctx *l, double since_s)
+{
+    if (l->cache_resync_s <= 0 || l->common == NULL)
+        return;
+    repair_note(l, (long long)(since_s * 1e6));
+    if (atomic_exchange(&l->repair_running, true))
+        return; /* the running thread takes it */
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, repair_main, l) != 0) {
+        atomic_store(&l->repair_running, false);
+        log_fields(LOG_WARN, "cache repair thread not started; the next skipped write retries",
+                   NULL);
+        return;
+    }
+    pthread_detach(thread);
+}
+
+/* ---- the pipeline thread's connection ---- */
+/* The cache is away from now on: drop the link, back off, and ask for a
+ * repair of what this batch (and the next ones, until a write succeeds)
+ * did not write. */
 static void cache_lost(struct ledger_ctx *l)
 {
     if (l->rc) {
@@ -52,22 +139,25 @@ static void cache_lost(struct ledger_ctx *l)
     l->cache_backoff_ms = l->cache_backoff_ms ? l->cache_backoff_ms * 2 : CACHE_BACKOFF_MIN_MS;
     if (l->cache_backoff_ms > CACHE_BACKOFF_MAX_MS)
         l->cache_backoff_ms = CACHE_BACKOFF_MAX_MS;
+    repair_request(l, l->cache_down_since_s);
 }
 
 void ledger_cache_down(struct ledger_ctx *l)
 {
     /* Down at start: the start-up resync may have been skipped too, so
      * the repair covers its window as well. */
-    cache_lost(l);
     l->cache_down_since_s = wall_now_s() - (double)l->cache_resync_s;
+    cache_lost(l);
 }
 
 static bool cache_ensure(struct ledger_ctx *l)
 {
     if (l->rc)
         return true;
-    if (mono_now_s() < l->cache_retry_at_s)
-        return false; /* backing off: this batch's writes wait for the repair */
+    if (mono_now_s() < l->cache_retry_at_s) {
+        repair_request(l, l->cache_down_since_s); /* this batch's writes too */
+        return false;
+    }
     char err[256];
     l->rc = cache_connect(l->redis_host, l->redis_port, CACHE_TIMEOUT_MS, err, sizeof(err));
     if (!l->rc) {
@@ -77,45 +167,6 @@ static bool cache_ensure(struct ledger_ctx *l)
     }
     atomic_store(&l->redis_ok, true);
     return true;
-}
-
-/* ---- the repair after an outage ---- */
-static void *resync_main(void *arg)
-{
-    struct ledger_ctx *l = arg;
-    for (;;) {
-        long long window_s = atomic_exchange(&l->resync_window_s, 0);
-        if (window_s > 0) {
-            ledger_cache_resync(l->common, window_s);
-            continue;
-        }
-        atomic_store(&l->resync_running, false);
-        /* a request that came between the exchange and the store */
-        if (atomic_load(&l->resync_window_s) == 0 || atomic_exchange(&l->resync_running, true))
-            return NULL;
-    }
-}
-
-/* Redis answers again after an outage that began at down_since_s (wall
- * clock): rewrite what changed since, unless resync is turned off. */
-static void cache_back(struct ledger_ctx *l, double down_since_s)
-{
-    if (l->cache_resync_s <= 0 || l->common == NULL)
-        return;
-    long long window_s = (long long)ceil(wall_now_s() - down_since_s) + CACHE_RESYNC_MARGIN_S;
-    long long asked = atomic_load(&l->resync_window_s);
-    while (asked < window_s && !atomic_compare_exchange_weak(&l->resync_window_s, &asked, window_s))
-        ;
-    if (atomic_exchange(&l->resync_running, true))
-        return; /* the running resync takes the new window too */
-    pthread_t thread;
-    if (pthread_create(&thread, NULL, resync_main, l) != 0) {
-        atomic_store(&l->resync_running, false);
-        log_fields(LOG_WARN, "cache resync after an outage not started", NULL);
-        return;
-    }
-    pthread_detach(thread);
-    log_fields(LOG_INFO, "redis is back; resyncing what changed meanwhile", NULL);
 }
 
 void ledger_cache_sync(struct ledger_ctx *l)
@@ -145,10 +196,9 @@ void ledger_cache_sync(struct ledger_ctx *l)
         log_fields(LOG_WARN, "redis write failed; reconnecting", "error", err, NULL);
         cache_lost(l);
     } else if (l->cache_down_since_s != 0) {
-        double since = l->cache_down_since_s;
+        log_fields(LOG_INFO, "redis writes resumed", NULL);
         l->cache_down_since_s = 0;
         l->cache_backoff_ms = 0;
-        cache_back(l, since);
     }
     free(items);
 }

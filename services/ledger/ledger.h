@@ -89,12 +89,12 @@ struct ledger_ctx {
     long long cache_resync_s;
     redisContext *rc;
     atomic_bool redis_ok;
-    /* the cache while Redis is away (cache_sync.c; pipeline thread) */
-    double cache_down_since_s; /* wall clock; 0 while Redis answers */
-    double cache_retry_at_s;   /* monotonic: next connect attempt */
+    /* the cache while Redis is away (cache_sync.c) */
+    double cache_down_since_s; /* pipeline thread: wall clock; 0 while Redis answers */
+    double cache_retry_at_s;   /* pipeline thread: monotonic, next connect attempt */
     int cache_backoff_ms;
-    atomic_llong resync_window_s; /* a repair asked for (seconds back) */
-    atomic_bool resync_running;
+    atomic_llong repair_since_us; /* the repair thread's: oldest write skipped; 0 none */
+    atomic_bool repair_running;
     /* counters for /metrics */
     atomic_llong posted, rejected, duplicates;
     /* the batch in hand (reset by ledger_begin_batch) */
@@ -192,8 +192,9 @@ int prepaid_track(PGconn *pg, struct ledger_ctx *l, struct pipeline_batch *b, ch
 /* cache_resync.c: rewrites the cached balances and cards changed in the
  * last window_s seconds from PostgreSQL (versioned; 0 disables). Blocking;
  * run by the scheduler thread at start, and by cache_sync.c's repair
- * thread when Redis comes back after an outage. */
-void ledger_cache_resync(const struct service_common_config *c, long long window_s);
+ * thread once Redis answers again after an outage. */
+/* Returns 0, or -1 when PostgreSQL or Redis failed it (logged). */
+int ledger_cache_resync(const struct service_common_config *c, long long window_s);
 
 /* expiry.c: the points expiry scheduler (a thread of its own). */
 int expiry_scheduler_start(const struct service_common_config *c, long long interval_ms,
