@@ -271,7 +271,9 @@ int cache_put_member_state(redisContext *rc, const struct cache_balances *balanc
     double started_s = metrics_now_seconds();
     int replaced = cache_put_timed(rc, balances, nb, cards, nc, err, err_len);
     if (replaced >= 0)
-        cache_observe(nc == 0 ? "put_balances" : nb == 0 ? "put_cards" : "put_member_state",
+        cache_observe(nc == 0   ? "put_balances"
+                      : nb == 0 ? "put_cards"
+                                : "put_member_state",
                       metrics_now_seconds() - started_s);
     return replaced;
 }
@@ -312,7 +314,8 @@ static int cache_put_timed(redisContext *rc, const struct cache_balances *balanc
      * would leave commands behind whose replies nobody reads. */
     char key[CACHE_KEY_MAX];
     for (size_t i = 0; i < nb; i++) {
-        if (cache_balances_key(key, sizeof key, balances[i].tenant_id, balances[i].member_id) != 0) {
+        if (cache_balances_key(key, sizeof key, balances[i].tenant_id, balances[i].member_id) !=
+            0) {
             if (err != NULL)
                 snprintf(err, err_len, "cache put: key too long");
             return -1;

@@ -50,7 +50,7 @@ int cache_get_balances(redisContext *rc, const char *tenant_id, const char *memb
 #define CACHE_CARDS_PER_MEMBER_MAX 100 /* more: only "#count" is cached, readers ask PostgreSQL */
 #define CACHE_CARD_ID_MAX          128 /* card and product ids, with their NUL */
 #define CACHE_CARD_KIND_MAX        16
-#define CACHE_CARD_VALUE_MAX       512 /* one encoded card */
+#define CACHE_CARD_VALUE_MAX       512      /* one encoded card */
 #define CACHE_CARDS_COUNT_FIELD    "#count" /* never a card id: those are UUIDs */
 
 /* One card as the cache holds it: what a reader shows, nothing that goes

@@ -29,8 +29,8 @@
 struct cache_req {
     struct cache_req *prev, *next; /* in cache_async.reqs while alive */
     struct cache_async *c;
-    cache_balances_cb cb;      /* a balances read, or */
-    cache_cards_cb cards_cb;   /* a cards read */
+    cache_balances_cb cb;    /* a balances read, or */
+    cache_cards_cb cards_cb; /* a cards read */
     void *arg;
     struct event *ev_timeout;
     bool answered;  /* cb has run */
@@ -118,7 +118,8 @@ static void req_reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
     struct cache_req *r = privdata;
     r->in_hiredis = false;
     if (reply != NULL)
-        cache_observe(r->cards_cb ? "get_cards" : "get_balances", metrics_now_seconds() - r->sent_s);
+        cache_observe(r->cards_cb ? "get_cards" : "get_balances",
+                      metrics_now_seconds() - r->sent_s);
     if (!r->answered && r->cards_cb != NULL) {
         req_answer_cards(r, reply);
     } else if (!r->answered) {
@@ -257,7 +258,8 @@ static struct cache_req *req_new(struct cache_async *c, void *arg)
 
 /* Copies the ids into r and writes its key with key_fn; true when the
  * request can go to Redis now (connected, ids fit). */
-static bool req_prepare(struct cache_req *r, int (*key_fn)(char *, size_t, const char *, const char *),
+static bool req_prepare(struct cache_req *r,
+                        int (*key_fn)(char *, size_t, const char *, const char *),
                         const char *tenant_id, const char *member_id, char key[CACHE_KEY_MAX])
 {
     bool ok = strlen(tenant_id) < sizeof r->tenant_id && strlen(member_id) < sizeof r->member_id &&

@@ -117,10 +117,9 @@ int cache_card_decode(const char *field, size_t field_len, const char *value, si
     if (!next_token(&s, end, &tok, &len) || !kind_ok(tok, len))
         return -1;
     memcpy(out->kind, tok, len);
-    int64_t *numbers[CARD_NUMERIC_FIELDS] = {&out->uses_left,       &out->valid_from_us,
-                                             &out->valid_to_us,     &out->frozen_until_us,
-                                             &out->freeze_days_left, &out->discount_bp,
-                                             &out->created_us};
+    int64_t *numbers[CARD_NUMERIC_FIELDS] = {
+        &out->uses_left,        &out->valid_from_us, &out->valid_to_us, &out->frozen_until_us,
+        &out->freeze_days_left, &out->discount_bp,   &out->created_us};
     for (size_t i = 0; i < CARD_NUMERIC_FIELDS; i++)
         if (!next_token(&s, end, &tok, &len) || !parse_int(tok, len, true, numbers[i]))
             return -1;

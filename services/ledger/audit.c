@@ -379,8 +379,8 @@ static long long cache_scan(redisContext *rc, const struct cache_check *k, struc
     long long seen = 0;
     char cursor[32] = "0";
     do {
-        redisReply *r = redisCommand(rc, "SCAN %s MATCH %s COUNT %d", cursor, k->pattern,
-                                     AUDIT_SCAN_COUNT);
+        redisReply *r =
+            redisCommand(rc, "SCAN %s MATCH %s COUNT %d", cursor, k->pattern, AUDIT_SCAN_COUNT);
         if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
             if (r)
                 freeReplyObject(r);

@@ -18,9 +18,9 @@
 #include "ledger.h"
 #include "log/log.h"
 
-#define RESYNC_CHUNK        1000
+#define RESYNC_CHUNK         1000
 #define RESYNC_CARDS_MEMBERS 500 /* members whose cards one page rewrites */
-#define RESYNC_TIMEOUT_MS   2000
+#define RESYNC_TIMEOUT_MS    2000
 
 /* Writes one chunk of rows (tenant, member, points, principal, bonus,
  * version) to Redis; -1 on a Redis failure. */

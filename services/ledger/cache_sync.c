@@ -92,8 +92,8 @@ static void *repair_main(void *arg)
                 return NULL;
             continue;
         }
-        long long window_s = (long long)ceil(wall_now_s() - (double)since_us / 1e6) +
-                             CACHE_RESYNC_MARGIN_S;
+        long long window_s =
+            (long long)ceil(wall_now_s() - (double)since_us / 1e6) + CACHE_RESYNC_MARGIN_S;
         log_fields(LOG_INFO, "redis answers; repairing what changed while writes were skipped",
                    NULL);
         if (ledger_cache_resync(l->common, window_s) != 0) {

@@ -1426,12 +1426,12 @@ size_t cards_cache_state(struct ledger_cards *c, const struct cache_member_cards
     for (size_t i = 0; i < c->cached_member_count; i++) {
         const struct cached_member *cm = &c->cached_members[i];
         bool whole = cm->n != SIZE_MAX && cm->card_count <= CACHE_CARDS_PER_MEMBER_MAX;
-        c->cache_items[i] = (struct cache_member_cards){
-            .tenant_id = cm->tenant_id,
-            .member_id = cm->member_id,
-            .card_count = cm->card_count,
-            .cards = whole ? &c->cached[cm->first] : NULL,
-            .n_cards = whole ? cm->n : 0};
+        c->cache_items[i] =
+            (struct cache_member_cards){.tenant_id = cm->tenant_id,
+                                        .member_id = cm->member_id,
+                                        .card_count = cm->card_count,
+                                        .cards = whole ? &c->cached[cm->first] : NULL,
+                                        .n_cards = whole ? cm->n : 0};
     }
     *out = c->cache_items;
     return c->cached_member_count;

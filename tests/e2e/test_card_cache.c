@@ -27,11 +27,11 @@
 #include "cache/cache.h"
 #include "events/codec.h"
 
-#define DEADLINE_MS       30000
-#define AUDIT_OUTPUT_MAX  65536
-#define CARDS_READS       "tessera_ingest_member_cards_reads_total"
-#define FROM_CACHE        "source=\"cache\""
-#define FROM_POSTGRES     "source=\"postgres\""
+#define DEADLINE_MS      30000
+#define AUDIT_OUTPUT_MAX 65536
+#define CARDS_READS      "tessera_ingest_member_cards_reads_total"
+#define FROM_CACHE       "source=\"cache\""
+#define FROM_POSTGRES    "source=\"postgres\""
 
 static char run_id[32];
 static char product[64];
@@ -382,8 +382,8 @@ static void test_me_reads_cache(void **state)
     assert_true(poll_until(sessions_answer, NULL, DEADLINE_MS));
     char phone[16], body[256], member[64], card[64], code[8], token[160];
     test_unique_phone(phone);
-    snprintf(body, sizeof(body), "{\"name\":\"Cache Member\",\"phone\":\"%s\",\"branch_id\":\"hq\"}",
-             phone);
+    snprintf(body, sizeof(body),
+             "{\"name\":\"Cache Member\",\"phone\":\"%s\",\"branch_id\":\"hq\"}", phone);
     struct api_response r = api_post("/v1/members", body, NULL);
     assert_int_equal(r.status, 201);
     snprintf(member, sizeof(member), "%s", json_str_at(r.body, "member_id"));

@@ -161,8 +161,11 @@ static void test_get_miss(void **state)
 
 static struct cache_card cc(const char *id, int64_t version, int64_t uses_left)
 {
-    struct cache_card c = {.version = version, .uses_left = uses_left,
-                           .valid_from_us = 1000, .valid_to_us = 2000, .created_us = 1000};
+    struct cache_card c = {.version = version,
+                           .uses_left = uses_left,
+                           .valid_from_us = 1000,
+                           .valid_to_us = 2000,
+                           .created_us = 1000};
     snprintf(c.card_id, sizeof c.card_id, "%s", id);
     snprintf(c.product_id, sizeof c.product_id, "p1");
     snprintf(c.kind, sizeof c.kind, "count");
@@ -172,8 +175,11 @@ static struct cache_card cc(const char *id, int64_t version, int64_t uses_left)
 static struct cache_member_cards member_cards(const char *member, const struct cache_card *cards,
                                               size_t n)
 {
-    return (struct cache_member_cards){.tenant_id = tenant, .member_id = member,
-                                       .card_count = (int64_t)n, .cards = cards, .n_cards = n};
+    return (struct cache_member_cards){.tenant_id = tenant,
+                                       .member_id = member,
+                                       .card_count = (int64_t)n,
+                                       .cards = cards,
+                                       .n_cards = n};
 }
 
 static const struct cache_card *read_card(const struct cache_cards_read *r, const char *id)
@@ -218,8 +224,8 @@ static void test_cards_put_versioned(void **state)
     assert_int_equal(read_card(&got, "c2")->version, 1);
 
     /* a member past the limit: only the count, and readers miss */
-    m = (struct cache_member_cards){.tenant_id = tenant, .member_id = "m-cards",
-                                    .card_count = CACHE_CARDS_PER_MEMBER_MAX + 1};
+    m = (struct cache_member_cards){
+        .tenant_id = tenant, .member_id = "m-cards", .card_count = CACHE_CARDS_PER_MEMBER_MAX + 1};
     assert_int_equal(cache_put_cards(rc, &m, 1, err, sizeof err), 0);
     assert_int_equal(cache_get_cards(rc, tenant, "m-cards", &got), 0);
     assert_int_equal(got.card_count, CACHE_CARDS_PER_MEMBER_MAX + 1);
@@ -240,10 +246,16 @@ static void test_cards_script_follows_the_rule(void **state)
     struct rule_case {
         const char *cached; /* NULL: no field */
         int64_t incoming;
-    } cases[] = {{NULL, 0},        {NULL, 4},        {"3|count|1|1|2|0|0|0|1|p", 4},
-                 {"4|count|1|1|2|0|0|0|1|p", 4},   {"5|count|1|1|2|0|0|0|1|p", 4},
-                 {"10|count|1|1|2|0|0|0|1|p", 9}, {"9|count|1|1|2|0|0|0|1|p", 10},
-                 {"garbage", 1},   {"", 1},          {"-3|count|1|1|2|0|0|0|1|p", 1}};
+    } cases[] = {{NULL, 0},
+                 {NULL, 4},
+                 {"3|count|1|1|2|0|0|0|1|p", 4},
+                 {"4|count|1|1|2|0|0|0|1|p", 4},
+                 {"5|count|1|1|2|0|0|0|1|p", 4},
+                 {"10|count|1|1|2|0|0|0|1|p", 9},
+                 {"9|count|1|1|2|0|0|0|1|p", 10},
+                 {"garbage", 1},
+                 {"", 1},
+                 {"-3|count|1|1|2|0|0|0|1|p", 1}};
     char key[CACHE_KEY_MAX], err[ERR_MAX], value[CACHE_CARD_VALUE_MAX];
     assert_int_equal(cache_cards_key(key, sizeof key, tenant, "m-rule"), 0);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -252,9 +264,8 @@ static void test_cards_script_follows_the_rule(void **state)
             freeReplyObject(redisCommand(rc, "HSET %s c1 %s", key, cases[i].cached));
         struct cache_card in = cc("c1", cases[i].incoming, 42);
         int len = cache_card_encode(&in, value, sizeof value);
-        bool want = cache_card_replaces(cases[i].cached,
-                                        cases[i].cached ? strlen(cases[i].cached) : 0, value,
-                                        (size_t)len);
+        bool want = cache_card_replaces(
+            cases[i].cached, cases[i].cached ? strlen(cases[i].cached) : 0, value, (size_t)len);
         struct cache_member_cards m = member_cards("m-rule", &in, 1);
         int written = cache_put_cards(rc, &m, 1, err, sizeof err);
         redisReply *r = redisCommand(rc, "HGET %s c1", key);

@@ -67,7 +67,8 @@ static void test_roundtrip_every_kind(void **state)
 {
     static const char *const kinds[] = {"count", "time", "discount", "subscription"};
     for (size_t i = 0; i < 4; i++) {
-        struct cache_card c = card("0190a1b2-0000-7000-8000-000000000001", kinds[i], (int64_t)i + 1);
+        struct cache_card c =
+            card("0190a1b2-0000-7000-8000-000000000001", kinds[i], (int64_t)i + 1);
         c.discount_bp = i == 2 ? 8500 : 0;
         c.frozen_until_us = i == 1 ? c.valid_from_us + 3 * US_PER_DAY : 0;
         roundtrip(&c);
@@ -117,19 +118,19 @@ static void test_encode_refuses(void **state)
 static void test_decode_refuses(void **state)
 {
     static const char *const bad[] = {
-        "",                                  /* nothing */
-        "1|count|7|1|2|0|0|0|5",             /* no product id */
-        "1|count|7|1|2|0|0|0|5|",            /* empty product id */
-        "-1|count|7|1|2|0|0|0|5|p",          /* negative version */
-        "x|count|7|1|2|0|0|0|5|p",           /* not a number */
-        "1|count|7a|1|2|0|0|0|5|p",          /* trailing garbage */
-        "1|count||1|2|0|0|0|5|p",            /* empty number */
-        "1|count|-|1|2|0|0|0|5|p",           /* a sign alone */
-        "1|count|+7|1|2|0|0|0|5|p",          /* no plus signs */
-        "1|co unt|7|1|2|0|0|0|5|p",          /* kind */
+        "",                                           /* nothing */
+        "1|count|7|1|2|0|0|0|5",                      /* no product id */
+        "1|count|7|1|2|0|0|0|5|",                     /* empty product id */
+        "-1|count|7|1|2|0|0|0|5|p",                   /* negative version */
+        "x|count|7|1|2|0|0|0|5|p",                    /* not a number */
+        "1|count|7a|1|2|0|0|0|5|p",                   /* trailing garbage */
+        "1|count||1|2|0|0|0|5|p",                     /* empty number */
+        "1|count|-|1|2|0|0|0|5|p",                    /* a sign alone */
+        "1|count|+7|1|2|0|0|0|5|p",                   /* no plus signs */
+        "1|co unt|7|1|2|0|0|0|5|p",                   /* kind */
         "1|count|7|1|99999999999999999999|0|0|0|5|p", /* overflow */
-        "1|count|7|1|2|0|0|5|p",             /* a field short */
-        " 1|count|7|1|2|0|0|0|5|p",          /* leading space */
+        "1|count|7|1|2|0|0|5|p",                      /* a field short */
+        " 1|count|7|1|2|0|0|0|5|p",                   /* leading space */
     };
     struct cache_card out;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -191,8 +192,8 @@ static void fake_add(struct fake_reply *f, const char *field, const char *value)
     for (int k = 0; k < 2; k++) {
         size_t i = f->top.elements++;
         snprintf(f->text[i], sizeof f->text[i], "%s", parts[k]);
-        f->strs[i] = (redisReply){.type = REDIS_REPLY_STRING, .str = f->text[i],
-                                  .len = strlen(f->text[i])};
+        f->strs[i] =
+            (redisReply){.type = REDIS_REPLY_STRING, .str = f->text[i], .len = strlen(f->text[i])};
         f->elems[i] = &f->strs[i];
     }
 }
