@@ -6,6 +6,7 @@
 #include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cache/cache_internal.h"
@@ -30,6 +31,30 @@ static const char PUT_SCRIPT[] =
 /* SHA1 of PUT_SCRIPT; cache_connect asserts Redis agrees, so an edit of the
  * script without this line fails at the first connect, not silently. */
 static const char PUT_SCRIPT_SHA[] = "5604573a0cebb4f45727af7e4114aaf03bcc46d9";
+
+/* A member's cards hash (see cache.h): each card field is replaced only
+ * when the hash holds no readable version of it or an older one
+ * (cache_card_replaces is the same rule in C), and "#count" only grows.
+ * KEYS[1] the hash; ARGV[1] the member's card count, then pairs of card id
+ * and encoded state. Returns the number of card fields written. */
+static const char CARDS_SCRIPT[] =
+    "local function ver(s)\n"
+    "  if not s then return nil end\n"
+    "  return tonumber(string.match(s, '^(%d+)|'))\n"
+    "end\n"
+    "local n = tonumber(redis.call('HGET', KEYS[1], '#count'))\n"
+    "if not n or n < tonumber(ARGV[1]) then redis.call('HSET', KEYS[1], '#count', ARGV[1]) end\n"
+    "local written = 0\n"
+    "for i = 2, #ARGV, 2 do\n"
+    "  local old = ver(redis.call('HGET', KEYS[1], ARGV[i]))\n"
+    "  if not old or old < ver(ARGV[i + 1]) then\n"
+    "    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])\n"
+    "    written = written + 1\n"
+    "  end\n"
+    "end\n"
+    "return written";
+/* SHA1 of CARDS_SCRIPT, checked like PUT_SCRIPT_SHA. */
+static const char CARDS_SCRIPT_SHA[] = "97fce68dd30d49f61673f6e34a47fef9bbf54b4e";
 
 int cache_balances_key(char *out, size_t out_len, const char *tenant_id, const char *member_id)
 {
@@ -80,11 +105,12 @@ static void cache_set_err(char *err, size_t err_len, const char *what, const red
         snprintf(err, err_len, "%s: %s", what, rc != NULL && rc->err ? rc->errstr : "unexpected reply");
 }
 
-/* Loads the script so EVALSHA works on this server; a failover or SCRIPT
+/* Loads one script so EVALSHA works on this server; a failover or SCRIPT
  * FLUSH later is handled by the EVAL fallback. */
-static int cache_load_script(redisContext *rc, char *err, size_t err_len)
+static int cache_load_one(redisContext *rc, const char *body, const char *sha, char *err,
+                          size_t err_len)
 {
-    redisReply *r = redisCommand(rc, "SCRIPT LOAD %s", PUT_SCRIPT);
+    redisReply *r = redisCommand(rc, "SCRIPT LOAD %s", body);
     if (r == NULL || r->type != REDIS_REPLY_STRING) {
         if (r != NULL && r->type == REDIS_REPLY_ERROR && err != NULL)
             snprintf(err, err_len, "cache script load: %s", r->str);
@@ -93,9 +119,16 @@ static int cache_load_script(redisContext *rc, char *err, size_t err_len)
         freeReplyObject(r);
         return -1;
     }
-    assert(strcmp(r->str, PUT_SCRIPT_SHA) == 0);
+    assert(strcmp(r->str, sha) == 0);
     freeReplyObject(r);
     return 0;
+}
+
+static int cache_load_script(redisContext *rc, char *err, size_t err_len)
+{
+    if (cache_load_one(rc, PUT_SCRIPT, PUT_SCRIPT_SHA, err, err_len) != 0)
+        return -1;
+    return cache_load_one(rc, CARDS_SCRIPT, CARDS_SCRIPT_SHA, err, err_len);
 }
 
 redisContext *cache_connect(const char *host, int port, int timeout_ms, char *err, size_t err_len)
@@ -152,7 +185,7 @@ static int cache_read_puts(redisContext *rc, size_t count, bool *retry, int *rep
             return -1; /* connection broken: the caller reconnects */
         }
         if (r->type == REDIS_REPLY_INTEGER) {
-            *replaced += r->integer == 1;
+            *replaced += (int)r->integer; /* balances: 0 or 1; cards: fields written */
         } else if (r->type == REDIS_REPLY_ERROR && retry != NULL &&
                    strncmp(r->str, "NOSCRIPT", 8) == 0) {
             retry[i] = true;
@@ -166,8 +199,68 @@ static int cache_read_puts(redisContext *rc, size_t count, bool *retry, int *rep
     return rc_status;
 }
 
-static int cache_put_balances_timed(redisContext *rc, const struct cache_balances *items,
-                                    size_t count, char *err, size_t err_len);
+/* Checks one member's cards before anything is appended (see below):
+ * the key fits, the set is all of the member's cards (within the limit)
+ * or none, and every card encodes. */
+static bool cache_cards_ok(const struct cache_member_cards *m)
+{
+    char key[CACHE_KEY_MAX], value[CACHE_CARD_VALUE_MAX];
+    if (m->tenant_id == NULL || m->member_id == NULL ||
+        cache_cards_key(key, sizeof key, m->tenant_id, m->member_id) != 0 || m->card_count < 0)
+        return false;
+    if (m->n_cards > 0 && ((int64_t)m->n_cards != m->card_count ||
+                           m->n_cards > CACHE_CARDS_PER_MEMBER_MAX || m->cards == NULL))
+        return false; /* all of the member's cards, or the count alone */
+    for (size_t i = 0; i < m->n_cards; i++)
+        if (cache_card_encode(&m->cards[i], value, sizeof value) < 0)
+            return false;
+    return true;
+}
+
+/* Appends one member's versioned cards write: cmd script 1 key count
+ * (id value)... ; checked by cache_cards_ok first. */
+static int cache_append_cards(redisContext *rc, const char *cmd, const char *script,
+                              const struct cache_member_cards *m)
+{
+    enum { HEAD = 5, ARGS_MAX = HEAD + 2 * CACHE_CARDS_PER_MEMBER_MAX };
+    const char *argv[ARGS_MAX];
+    size_t argvlen[ARGS_MAX];
+    char key[CACHE_KEY_MAX], count[24];
+    assert(m->n_cards <= CACHE_CARDS_PER_MEMBER_MAX);
+    if (cache_cards_key(key, sizeof key, m->tenant_id, m->member_id) != 0)
+        return -1;
+    /* hiredis copies the arguments into its output buffer: the values only
+     * live through the call */
+    char(*values)[CACHE_CARD_VALUE_MAX] =
+        m->n_cards > 0 ? malloc(m->n_cards * sizeof(*values)) : NULL;
+    if (m->n_cards > 0 && values == NULL)
+        return -1;
+    snprintf(count, sizeof count, "%" PRId64, m->card_count);
+    const char *head[HEAD] = {cmd, script, "1", key, count};
+    size_t argc = 0;
+    for (; argc < HEAD; argc++) {
+        argv[argc] = head[argc];
+        argvlen[argc] = strlen(head[argc]);
+    }
+    for (size_t i = 0; i < m->n_cards; i++) {
+        int len = cache_card_encode(&m->cards[i], values[i], sizeof values[i]);
+        if (len < 0) {
+            free(values);
+            return -1;
+        }
+        argv[argc] = m->cards[i].card_id;
+        argvlen[argc++] = strlen(m->cards[i].card_id);
+        argv[argc] = values[i];
+        argvlen[argc++] = (size_t)len;
+    }
+    int status = redisAppendCommandArgv(rc, (int)argc, argv, argvlen) == REDIS_OK ? 0 : -1;
+    free(values);
+    return status;
+}
+
+static int cache_put_timed(redisContext *rc, const struct cache_balances *balances, size_t nb,
+                           const struct cache_member_cards *cards, size_t nc, char *err,
+                           size_t err_len);
 
 void cache_observe(const char *op, double seconds)
 {
@@ -178,35 +271,73 @@ void cache_observe(const char *op, double seconds)
     metrics_observe(metrics_with(f, op), seconds);
 }
 
-int cache_put_balances(redisContext *rc, const struct cache_balances *items, size_t count,
-                       char *err, size_t err_len)
+int cache_put_member_state(redisContext *rc, const struct cache_balances *balances, size_t nb,
+                           const struct cache_member_cards *cards, size_t nc, char *err,
+                           size_t err_len)
 {
     double started_s = metrics_now_seconds();
-    int replaced = cache_put_balances_timed(rc, items, count, err, err_len);
+    int replaced = cache_put_timed(rc, balances, nb, cards, nc, err, err_len);
     if (replaced >= 0)
-        cache_observe("put_balances", metrics_now_seconds() - started_s);
+        cache_observe(nc == 0   ? "put_balances"
+                      : nb == 0 ? "put_cards"
+                                : "put_member_state",
+                      metrics_now_seconds() - started_s);
     return replaced;
 }
 
-static int cache_put_balances_timed(redisContext *rc, const struct cache_balances *items,
-                                    size_t count, char *err, size_t err_len)
+int cache_put_balances(redisContext *rc, const struct cache_balances *items, size_t count,
+                       char *err, size_t err_len)
 {
-    assert(rc != NULL && (items != NULL || count == 0));
-    assert(count <= CACHE_PUT_MAX);
+    return cache_put_member_state(rc, items, count, NULL, 0, err, err_len);
+}
+
+int cache_put_cards(redisContext *rc, const struct cache_member_cards *cards, size_t count,
+                    char *err, size_t err_len)
+{
+    return cache_put_member_state(rc, NULL, 0, cards, count, err, err_len);
+}
+
+/* Appends item i of the combined pipeline: balances first, then cards. */
+static int cache_append_item(redisContext *rc, bool by_sha, const struct cache_balances *balances,
+                             size_t nb, const struct cache_member_cards *cards, size_t i)
+{
+    if (i < nb)
+        return cache_append_put(rc, by_sha ? "EVALSHA" : "EVAL",
+                                by_sha ? PUT_SCRIPT_SHA : PUT_SCRIPT, &balances[i]);
+    return cache_append_cards(rc, by_sha ? "EVALSHA" : "EVAL",
+                              by_sha ? CARDS_SCRIPT_SHA : CARDS_SCRIPT, &cards[i - nb]);
+}
+
+static int cache_put_timed(redisContext *rc, const struct cache_balances *balances, size_t nb,
+                           const struct cache_member_cards *cards, size_t nc, char *err,
+                           size_t err_len)
+{
+    assert(rc != NULL && (balances != NULL || nb == 0) && (cards != NULL || nc == 0));
+    assert(nb + nc <= CACHE_PUT_MAX);
+    size_t count = nb + nc;
     bool retry[CACHE_PUT_MAX];
     memset(retry, 0, count * sizeof retry[0]);
     /* Keys are checked before anything is appended: a half-built pipeline
      * would leave commands behind whose replies nobody reads. */
     char key[CACHE_KEY_MAX];
-    for (size_t i = 0; i < count; i++) {
-        if (cache_balances_key(key, sizeof key, items[i].tenant_id, items[i].member_id) != 0) {
+    for (size_t i = 0; i < nb; i++) {
+        if (cache_balances_key(key, sizeof key, balances[i].tenant_id, balances[i].member_id) !=
+            0) {
             if (err != NULL)
                 snprintf(err, err_len, "cache put: key too long");
             return -1;
         }
     }
+    for (size_t i = 0; i < nc; i++) {
+        if (!cache_cards_ok(&cards[i])) {
+            if (err != NULL)
+                snprintf(err, err_len, "cache put: member %s: cards not cacheable",
+                         cards[i].member_id ? cards[i].member_id : "(none)");
+            return -1;
+        }
+    }
     for (size_t i = 0; i < count; i++) {
-        if (cache_append_put(rc, "EVALSHA", PUT_SCRIPT_SHA, &items[i]) != 0) {
+        if (cache_append_item(rc, true, balances, nb, cards, i) != 0) {
             if (err != NULL)
                 snprintf(err, err_len, "cache put: out of memory");
             return -1; /* context unusable now: the caller reconnects */
@@ -216,11 +347,11 @@ static int cache_put_balances_timed(redisContext *rc, const struct cache_balance
     if (cache_read_puts(rc, count, retry, &replaced, err, err_len) != 0)
         return -1;
     /* The server lost its scripts (restart, failover, SCRIPT FLUSH): send the
-     * body for those items, and load it again for the next batches. */
+     * body for those items, and load them again for the next batches. */
     size_t again = 0;
     for (size_t i = 0; i < count; i++) {
         if (retry[i]) {
-            if (cache_append_put(rc, "EVAL", PUT_SCRIPT, &items[i]) != 0)
+            if (cache_append_item(rc, false, balances, nb, cards, i) != 0)
                 return -1;
             again++;
         }

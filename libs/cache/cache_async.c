@@ -29,7 +29,8 @@
 struct cache_req {
     struct cache_req *prev, *next; /* in cache_async.reqs while alive */
     struct cache_async *c;
-    cache_balances_cb cb;
+    cache_balances_cb cb;    /* a balances read, or */
+    cache_cards_cb cards_cb; /* a cards read */
     void *arg;
     struct event *ev_timeout;
     bool answered;  /* cb has run */
@@ -75,14 +76,29 @@ static void req_unlink_free(struct cache_req *r)
     free(r);
 }
 
-/* Calls the user's callback exactly once for r. */
-static void req_answer(struct cache_req *r, int status, const struct cache_balances *b)
+/* Calls the user's callback exactly once for r; result is a struct
+ * cache_balances or a struct cache_cards_read (by the request's kind), or
+ * NULL unless status is 1. */
+static void req_answer(struct cache_req *r, int status, const void *result)
 {
     if (r->answered)
         return;
     r->answered = true;
     evtimer_del(r->ev_timeout);
-    r->cb(r->arg, status, b);
+    if (r->cards_cb != NULL)
+        r->cards_cb(r->arg, status, result);
+    else
+        r->cb(r->arg, status, result);
+}
+
+/* A cards reply, decoded for the user's callback. */
+static void req_answer_cards(struct cache_req *r, const redisReply *reply)
+{
+    struct cache_cards_read *cards = malloc(sizeof(*cards));
+    assert(cards != NULL);
+    int status = cache_cards_from_reply(reply, cards);
+    req_answer(r, status, status == 1 ? cards : NULL);
+    free(cards);
 }
 
 /* Timer: the reply is late (or the request never reached Redis). A late
@@ -102,8 +118,11 @@ static void req_reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
     struct cache_req *r = privdata;
     r->in_hiredis = false;
     if (reply != NULL)
-        cache_observe("get_balances", metrics_now_seconds() - r->sent_s);
-    if (!r->answered) {
+        cache_observe(r->cards_cb ? "get_cards" : "get_balances",
+                      metrics_now_seconds() - r->sent_s);
+    if (!r->answered && r->cards_cb != NULL) {
+        req_answer_cards(r, reply);
+    } else if (!r->answered) {
         struct cache_balances b = {.tenant_id = r->tenant_id, .member_id = r->member_id};
         int status = cache_balances_from_reply(reply, &b);
         req_answer(r, status, status == 1 ? &b : NULL);
@@ -221,14 +240,12 @@ oom:
     return NULL;
 }
 
-void cache_async_get_balances(struct cache_async *c, const char *tenant_id, const char *member_id,
-                              cache_balances_cb cb, void *arg)
+/* A request linked into c's list, with its timer; not yet sent. */
+static struct cache_req *req_new(struct cache_async *c, void *arg)
 {
-    assert(c != NULL && tenant_id != NULL && member_id != NULL && cb != NULL);
     struct cache_req *r = calloc(1, sizeof *r);
     assert(r != NULL);
     r->c = c;
-    r->cb = cb;
     r->arg = arg;
     r->ev_timeout = evtimer_new(c->base, req_timeout_cb, r);
     assert(r->ev_timeout != NULL);
@@ -236,25 +253,60 @@ void cache_async_get_balances(struct cache_async *c, const char *tenant_id, cons
     if (c->reqs != NULL)
         c->reqs->prev = r;
     c->reqs = r;
+    return r;
+}
 
-    char key[CACHE_KEY_MAX];
+/* Copies the ids into r and writes its key with key_fn; true when the
+ * request can go to Redis now (connected, ids fit). */
+static bool req_prepare(struct cache_req *r,
+                        int (*key_fn)(char *, size_t, const char *, const char *),
+                        const char *tenant_id, const char *member_id, char key[CACHE_KEY_MAX])
+{
     bool ok = strlen(tenant_id) < sizeof r->tenant_id && strlen(member_id) < sizeof r->member_id &&
-              cache_balances_key(key, sizeof key, tenant_id, member_id) == 0;
+              key_fn(key, CACHE_KEY_MAX, tenant_id, member_id) == 0;
     if (ok) {
         strcpy(r->tenant_id, tenant_id);
         strcpy(r->member_id, member_id);
     }
-    if (ok && c->connected &&
-        redisAsyncCommand(c->ac, req_reply_cb, r,
-                          "HMGET %s points sv_principal sv_bonus version points_pending",
-                          key) == REDIS_OK) {
+    return ok && r->c->connected;
+}
+
+/* After redisAsyncCommand (sent: it returned REDIS_OK) or instead of it:
+ * arms the request's timeout, or answers -1 on the next loop turn (down,
+ * bad key), never inside the caller's call. */
+static void req_sent(struct cache_req *r, bool sent)
+{
+    if (sent) {
         r->in_hiredis = true;
         r->sent_s = metrics_now_seconds();
         timer_arm(r->ev_timeout, CACHE_ASYNC_REQUEST_TIMEOUT_MS);
         return;
     }
-    /* Down or bad key: -1 on the next loop turn, never inside this call. */
     timer_arm(r->ev_timeout, 0);
+}
+
+void cache_async_get_balances(struct cache_async *c, const char *tenant_id, const char *member_id,
+                              cache_balances_cb cb, void *arg)
+{
+    assert(c != NULL && tenant_id != NULL && member_id != NULL && cb != NULL);
+    struct cache_req *r = req_new(c, arg);
+    r->cb = cb;
+    char key[CACHE_KEY_MAX];
+    req_sent(r, req_prepare(r, cache_balances_key, tenant_id, member_id, key) &&
+                    redisAsyncCommand(c->ac, req_reply_cb, r,
+                                      "HMGET %s points sv_principal sv_bonus version points_pending",
+                                      key) == REDIS_OK);
+}
+
+void cache_async_get_cards(struct cache_async *c, const char *tenant_id, const char *member_id,
+                           cache_cards_cb cb, void *arg)
+{
+    assert(c != NULL && tenant_id != NULL && member_id != NULL && cb != NULL);
+    struct cache_req *r = req_new(c, arg);
+    r->cards_cb = cb;
+    char key[CACHE_KEY_MAX];
+    req_sent(r, req_prepare(r, cache_cards_key, tenant_id, member_id, key) &&
+                    redisAsyncCommand(c->ac, req_reply_cb, r, "HGETALL %s", key) == REDIS_OK);
 }
 
 bool cache_async_connected(const struct cache_async *c)

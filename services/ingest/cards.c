@@ -3,7 +3,9 @@
  * confirmed, its Idempotency-Key claimed, then sent to the ledger as a
  * command the ledger applies exactly once; the answer is the ledger's
  * verdict, like a top-up's. GET /v1/members/{id} lists the cards from the
- * ledger's projection (read only: only the ledger writes it). */
+ * ledger's Redis cache, or on a miss from its projection (read only: only
+ * the ledger writes either), with each card's status computed at read
+ * time from its validity. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +13,8 @@
 #include "http/validate.h"
 #include "ingest.h"
 #include "events/card_types.h"
+#include "log/log.h"
+#include "metrics/metrics.h"
 
 #define FREEZE_DAYS_MAX 366
 
@@ -350,30 +354,42 @@ static void on_coupons(void *arg, PGresult *res, const char *err, const char *sq
     req_free(r);
 }
 
-static void on_cards(void *arg, PGresult *res, const char *err, const char *sqlstate)
+/* A card as the member view shows it, from either source: its status is
+ * computed now from its validity, never read from a cache. */
+static json_t *card_view_json(const struct cache_card *k, int64_t now_us)
 {
-    struct req *r = arg;
-    if (!res) {
-        req_fail_db(r, err);
-        return;
-    }
-    json_t *cards = json_array();
-    for (int i = 0; i < PQntuples(res); i++) {
-        CardState c;
-        tessera__cards__v1__card_state__init(&c);
-        c.card_id = PQgetvalue(res, i, 0);
-        c.product_id = PQgetvalue(res, i, 1);
-        c.kind = PQgetvalue(res, i, 2);
-        c.uses_left = strtoll(PQgetvalue(res, i, 3), NULL, 10);
-        c.valid_from_us = strtoll(PQgetvalue(res, i, 4), NULL, 10);
-        c.valid_to_us = strtoll(PQgetvalue(res, i, 5), NULL, 10);
-        c.frozen_until_us = strtoll(PQgetvalue(res, i, 6), NULL, 10);
-        c.freeze_days_left = strtoll(PQgetvalue(res, i, 7), NULL, 10);
-        c.discount_bp = strtoll(PQgetvalue(res, i, 8), NULL, 10);
-        json_t *j = card_json(&c);
-        json_object_del(j, "uses_today"); /* only meaningful at the moment of a use */
-        json_array_append_new(cards, j);
-    }
+    CardState c;
+    tessera__cards__v1__card_state__init(&c);
+    c.card_id = (char *)k->card_id;
+    c.product_id = (char *)k->product_id;
+    c.kind = (char *)k->kind;
+    c.uses_left = k->uses_left;
+    c.valid_from_us = k->valid_from_us;
+    c.valid_to_us = k->valid_to_us;
+    c.frozen_until_us = k->frozen_until_us;
+    c.freeze_days_left = k->freeze_days_left;
+    c.discount_bp = k->discount_bp;
+    json_t *j = card_json(&c);
+    json_object_del(j, "uses_today"); /* only meaningful at the moment of a use */
+    json_object_set_new(j, "status", json_string(cache_card_status(k, now_us)));
+    return j;
+}
+
+/* Counts which source answered a member's cards, in
+ * tessera_ingest_member_cards_reads_total{source="cache"|"postgres"}. */
+static void count_cards_source(struct req *r, const char *source)
+{
+    metrics_inc(metrics_with(metrics_counter("tessera_ingest_member_cards_reads_total",
+                                             "Member views' cards, by the source that answered "
+                                             "(cache, or postgres on a miss or with Redis away).",
+                                             "source"),
+                             source));
+    log_fields(LOG_DEBUG, "member cards read", "member_id", r->member_id, "source", source, NULL);
+}
+
+/* The coupons, then the answer (both sources of cards end here). */
+static void cards_then_coupons(struct req *r, json_t *cards)
+{
     json_object_set_new(r->body, "cards", cards);
     const char *p[2] = {r->caller.tenant_id, r->member_id};
     if (pg_pool_query(r->app->pg,
@@ -385,8 +401,47 @@ static void on_cards(void *arg, PGresult *res, const char *err, const char *sqls
         req_fail_db(r, "queue full");
 }
 
-void cards_view_reply(struct req *r)
+static void on_cards(void *arg, PGresult *res, const char *err, const char *sqlstate)
 {
+    struct req *r = arg;
+    if (!res) {
+        req_fail_db(r, err);
+        return;
+    }
+    json_t *cards = json_array();
+    int64_t now_us = event_now_us();
+    for (int i = 0; i < PQntuples(res); i++) {
+        struct cache_card k = {0};
+        snprintf(k.card_id, sizeof(k.card_id), "%s", PQgetvalue(res, i, 0));
+        snprintf(k.product_id, sizeof(k.product_id), "%s", PQgetvalue(res, i, 1));
+        snprintf(k.kind, sizeof(k.kind), "%s", PQgetvalue(res, i, 2));
+        k.uses_left = strtoll(PQgetvalue(res, i, 3), NULL, 10);
+        k.valid_from_us = strtoll(PQgetvalue(res, i, 4), NULL, 10);
+        k.valid_to_us = strtoll(PQgetvalue(res, i, 5), NULL, 10);
+        k.frozen_until_us = strtoll(PQgetvalue(res, i, 6), NULL, 10);
+        k.freeze_days_left = strtoll(PQgetvalue(res, i, 7), NULL, 10);
+        k.discount_bp = strtoll(PQgetvalue(res, i, 8), NULL, 10);
+        json_array_append_new(cards, card_view_json(&k, now_us));
+    }
+    cards_then_coupons(r, cards);
+}
+
+/* The ledger's cards cache answered: a complete set is served as it is
+ * (ordered like the query below), anything else asks PostgreSQL. */
+static void on_cached_cards(void *arg, int status, const struct cache_cards_read *cached)
+{
+    struct req *r = arg;
+    if (status == 1) {
+        count_cards_source(r, "cache");
+        json_t *cards = json_array();
+        int64_t now_us = event_now_us();
+        for (size_t i = 0; i < cached->n_cards; i++)
+            json_array_append_new(cards, card_view_json(&cached->cards[i], now_us));
+        cards_then_coupons(r, cards);
+        return;
+    }
+    count_cards_source(r, "postgres");
+    /* A read of the ledger's projection: only the ledger writes it. */
     const char *p[2] = {r->caller.tenant_id, r->member_id};
     if (pg_pool_query(r->app->pg,
                       "SELECT card_id, product_id, kind, uses_left, valid_from_us, valid_to_us, "
@@ -395,4 +450,13 @@ void cards_view_reply(struct req *r)
                       "LIMIT 100",
                       2, p, on_cards, r) < 0)
         req_fail_db(r, "queue full");
+}
+
+/* The query's LIMIT: a member with more cards is never served from the
+ * cache (only its count is cached), so both sources list the same. */
+_Static_assert(CACHE_CARDS_PER_MEMBER_MAX == 100, "the cards query's LIMIT");
+
+void cards_view_reply(struct req *r)
+{
+    cache_async_get_cards(r->app->cache, r->caller.tenant_id, r->member_id, on_cached_cards, r);
 }

@@ -4,10 +4,10 @@
  * The PostgreSQL checks run in one REPEATABLE READ READ ONLY transaction,
  * so a live ledger committing meanwhile never makes the journal and the
  * balances look different: they are read from one snapshot. The Redis
- * check runs afterwards against fresh reads, because the cache is written
- * after commit; a member whose cache is older than PostgreSQL is re-read
- * for a short while before it counts as a difference (a batch may be
- * between its commit and its cache write).
+ * checks (balances, then cards) run afterwards against fresh reads,
+ * because the cache is written after commit; a member whose cache is
+ * older than PostgreSQL is re-read for a short while before it counts as
+ * a difference (a batch may be between its commit and its cache write).
  *
  * Exit status: 0 every invariant holds, 1 some do not (the report names
  * them, with up to AUDIT_EXAMPLES_MAX examples each), 2 the audit could
@@ -305,10 +305,10 @@ struct cached {
     char member_id[CACHE_KEY_MAX];
 };
 
-/* "tessera:<tenant>:member:<member>:balances" -> tenant, member. */
-static bool parse_key(const char *key, struct cached *c)
+/* "tessera:<tenant>:member:<member><suffix>" -> tenant, member. */
+static bool parse_key(const char *key, const char *suffix, struct cached *c)
 {
-    const char *prefix = "tessera:", *suffix = ":balances";
+    const char *prefix = "tessera:";
     size_t len = strlen(key), plen = strlen(prefix), slen = strlen(suffix);
     const char *mid = strstr(key, ":member:");
     if (len <= plen + slen || strncmp(key, prefix, plen) != 0 || !mid ||
@@ -327,6 +327,18 @@ static bool parse_key(const char *key, struct cached *c)
 }
 
 enum cache_verdict { CACHE_AGREES, CACHE_BEHIND, CACHE_WRONG };
+
+#define AUDIT_WHY_MAX 512 /* one member's difference, as reported */
+
+/* What one kind of cached hash is checked with. */
+struct cache_check {
+    const char *name;    /* the check, as the report names it */
+    const char *pattern; /* SCAN MATCH */
+    const char *suffix;  /* of the key, after the member id */
+    const char *what;    /* "cached members" */
+    enum cache_verdict (*compare)(struct audit *a, redisContext *rc, const struct cached *c,
+                                  char *why, size_t why_len);
+};
 
 /* Compares one cached member with its row in PostgreSQL (fresh read). A
  * cache older than PostgreSQL may be a write in flight (CACHE_BEHIND); a
@@ -376,15 +388,17 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-/* Scans every cached member; returns how many were compared, fills diffs
- * with those that did not agree at first sight. -1 when Redis fails. */
-static long long cache_scan(redisContext *rc, struct cached *diffs, size_t *ndiff, struct audit *a)
+/* Scans every cached member's hash of one kind; returns how many were
+ * compared, fills diffs with those that did not agree at first sight. -1
+ * when Redis fails. */
+static long long cache_scan(redisContext *rc, const struct cache_check *k, struct cached *diffs,
+                            size_t *ndiff, struct audit *a)
 {
     long long seen = 0;
     char cursor[32] = "0";
     do {
-        redisReply *r = redisCommand(rc, "SCAN %s MATCH tessera:*:member:*:balances COUNT %d",
-                                     cursor, AUDIT_SCAN_COUNT);
+        redisReply *r =
+            redisCommand(rc, "SCAN %s MATCH %s COUNT %d", cursor, k->pattern, AUDIT_SCAN_COUNT);
         if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
             if (r)
                 freeReplyObject(r);
@@ -393,11 +407,11 @@ static long long cache_scan(redisContext *rc, struct cached *diffs, size_t *ndif
         snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
         for (size_t i = 0; i < r->element[1]->elements; i++) {
             struct cached c;
-            char why[256];
-            if (!parse_key(r->element[1]->element[i]->str, &c))
+            char why[AUDIT_WHY_MAX];
+            if (!parse_key(r->element[1]->element[i]->str, k->suffix, &c))
                 continue;
             seen++;
-            if (cache_compare(a, rc, &c, why, sizeof(why)) != CACHE_AGREES &&
+            if (k->compare(a, rc, &c, why, sizeof(why)) != CACHE_AGREES &&
                 *ndiff < AUDIT_CACHE_DIFFS_MAX)
                 diffs[(*ndiff)++] = c;
         }
@@ -406,34 +420,187 @@ static long long cache_scan(redisContext *rc, struct cached *diffs, size_t *ndif
     return seen;
 }
 
-/* Redis agrees with PostgreSQL for every cached member. */
-static void check_cache(struct audit *a)
+/* ---- cards ---- */
+enum {
+    AC_CARD,
+    AC_PRODUCT,
+    AC_KIND,
+    AC_USES,
+    AC_FROM,
+    AC_TO,
+    AC_FROZEN,
+    AC_FREEZE_LEFT,
+    AC_DISCOUNT,
+    AC_VERSION,
+    AC_CREATED
+};
+
+static const struct cache_card *cached_card(const struct cache_cards_read *cr, const char *id)
+{
+    for (size_t i = 0; i < cr->n_cards; i++)
+        if (strcmp(cr->cards[i].card_id, id) == 0)
+            return &cr->cards[i];
+    return NULL;
+}
+
+/* One PostgreSQL row against its cached card (same version): NULL when
+ * every cached field agrees, else the name of the first that does not. */
+static const char *card_field_differs(const PGresult *res, int i, const struct cache_card *k)
+{
+    if (strcmp(PQgetvalue(res, i, AC_PRODUCT), k->product_id) != 0)
+        return "product_id";
+    if (strcmp(PQgetvalue(res, i, AC_KIND), k->kind) != 0)
+        return "kind";
+    const struct {
+        int col;
+        int64_t cached;
+        const char *name;
+    } ints[] = {{AC_USES, k->uses_left, "uses_left"},
+                {AC_FROM, k->valid_from_us, "valid_from_us"},
+                {AC_TO, k->valid_to_us, "valid_to_us"},
+                {AC_FROZEN, k->frozen_until_us, "frozen_until_us"},
+                {AC_FREEZE_LEFT, k->freeze_days_left, "freeze_days_left"},
+                {AC_DISCOUNT, k->discount_bp, "discount_bp"},
+                {AC_CREATED, k->created_us, "created_us"}};
+    for (size_t f = 0; f < sizeof(ints) / sizeof(ints[0]); f++)
+        if (strtoll(PQgetvalue(res, i, ints[f].col), NULL, 10) != ints[f].cached)
+            return ints[f].name;
+    return NULL;
+}
+
+/* PostgreSQL's cards against the cached set, card by card (the count
+ * already agrees). Fills why for the first difference. */
+static enum cache_verdict cards_compare_each(const PGresult *res, const struct cache_cards_read *cr,
+                                             char *why, size_t why_len)
+{
+    int rows = PQntuples(res);
+    for (size_t i = 0; i < cr->n_cards; i++) {
+        bool known = false;
+        for (int r = 0; r < rows && !known; r++)
+            known = strcmp(PQgetvalue(res, r, AC_CARD), cr->cards[i].card_id) == 0;
+        if (!known) {
+            snprintf(why, why_len, "card %s is cached but not in postgres", cr->cards[i].card_id);
+            return CACHE_WRONG;
+        }
+    }
+    enum cache_verdict v = CACHE_AGREES;
+    for (int r = 0; r < rows; r++) {
+        const char *id = PQgetvalue(res, r, AC_CARD);
+        const struct cache_card *k = cached_card(cr, id);
+        int64_t version = strtoll(PQgetvalue(res, r, AC_VERSION), NULL, 10);
+        const char *field = k && k->version == version ? card_field_differs(res, r, k) : NULL;
+        if (k && k->version == version && !field)
+            continue;
+        if (!k)
+            snprintf(why, why_len, "card %s is missing from the cached set", id);
+        else if (field)
+            snprintf(why, why_len,
+                     "card %s version %" PRId64 ": %s differs (redis uses_left=%" PRId64
+                     ", postgres uses_left=%s)",
+                     id, version, field, k->uses_left, PQgetvalue(res, r, AC_USES));
+        else
+            snprintf(why, why_len,
+                     "card %s: redis version %" PRId64 " uses_left=%" PRId64
+                     ", postgres version %" PRId64 " uses_left=%s",
+                     id, k->version, k->uses_left, version, PQgetvalue(res, r, AC_USES));
+        if (!k || field || k->version > version)
+            return CACHE_WRONG;
+        v = CACHE_BEHIND; /* keep looking: a wrong card elsewhere says more */
+    }
+    return v;
+}
+
+/* Compares a member's cached cards with PostgreSQL (fresh read): the
+ * count, then every card by version and state. A count or a card older
+ * than PostgreSQL may be a write in flight (CACHE_BEHIND); a card with
+ * other values at its version, a newer one, one PostgreSQL does not have,
+ * an unreadable field or a missing count is wrong. A member past
+ * CACHE_CARDS_PER_MEMBER_MAX is only checked for its count: readers never
+ * use its cards. */
+static enum cache_verdict cards_compare(struct audit *a, redisContext *rc, const struct cached *c,
+                                        char *why, size_t why_len)
+{
+    static struct cache_cards_read cr; /* large; the audit is one thread */
+    if (cache_get_cards(rc, c->tenant_id, c->member_id, &cr) < 0) {
+        snprintf(why, why_len, "the cached cards are unreadable");
+        return CACHE_WRONG;
+    }
+    if (cr.card_count < 0 && cr.n_cards == 0 && cr.n_bad == 0)
+        return CACHE_AGREES; /* gone meanwhile: a flush */
+    if (cr.card_count < 0 || cr.n_bad > 0) {
+        snprintf(why, why_len, "%s (%zu unreadable field(s))",
+                 cr.card_count < 0 ? "no readable card count" : "unreadable cards", cr.n_bad);
+        return CACHE_WRONG;
+    }
+    const char *p[2] = {c->tenant_id, c->member_id};
+    char err[256];
+    PGresult *res = db_query(a->pg,
+                             "SELECT card_id, product_id, kind, uses_left, valid_from_us, "
+                             "valid_to_us, frozen_until_us, freeze_days_left, discount_bp, "
+                             "version, (extract(epoch FROM created_at) * 1000000)::bigint "
+                             "FROM cards WHERE tenant_id = $1 AND member_id = $2",
+                             2, p, err, sizeof(err), NULL);
+    if (!res) {
+        snprintf(why, why_len, "cannot read the cards (%.200s)", err);
+        return CACHE_WRONG;
+    }
+    int rows = PQntuples(res);
+    enum cache_verdict v = CACHE_AGREES;
+    if (cr.card_count != rows) {
+        snprintf(why, why_len, "redis card count %" PRId64 ", postgres %d", cr.card_count, rows);
+        v = cr.card_count < rows ? CACHE_BEHIND : CACHE_WRONG;
+    } else if (rows <= CACHE_CARDS_PER_MEMBER_MAX) {
+        v = cards_compare_each(res, &cr, why, why_len);
+    }
+    PQclear(res);
+    return v;
+}
+
+static const struct cache_check balances_check = {
+    .name = "redis agrees with postgres",
+    .pattern = "tessera:*:member:*:balances",
+    .suffix = ":balances",
+    .what = "cached members",
+    .compare = cache_compare,
+};
+
+static const struct cache_check cards_check = {
+    .name = "redis cards agree with postgres",
+    .pattern = "tessera:*:member:*:cards",
+    .suffix = ":cards",
+    .what = "members with cached cards",
+    .compare = cards_compare,
+};
+
+/* Redis agrees with PostgreSQL for every cached member, for one kind of
+ * hash. */
+static void check_cache(struct audit *a, const struct cache_check *k)
 {
     char err[256];
     redisContext *rc = cache_connect(a->redis_host, a->redis_port, 2000, err, sizeof(err));
     if (!rc) {
-        fprintf(a->out, "audit: ERROR redis agrees with postgres: %s\n", err);
+        fprintf(a->out, "audit: ERROR %s: %s\n", k->name, err);
         a->checks++, a->failed_checks++;
         return;
     }
     struct cached *diffs = calloc(AUDIT_CACHE_DIFFS_MAX, sizeof(*diffs));
     size_t ndiff = 0;
-    long long seen = cache_scan(rc, diffs, &ndiff, a);
+    long long seen = cache_scan(rc, k, diffs, &ndiff, a);
     if (seen < 0) {
-        fprintf(a->out, "audit: ERROR redis agrees with postgres: SCAN failed\n");
+        fprintf(a->out, "audit: ERROR %s: SCAN failed\n", k->name);
         a->checks++, a->failed_checks++;
         goto done;
     }
     /* Members behind PostgreSQL get a few moments for a write in flight. */
-    char why[AUDIT_EXAMPLES_MAX][CACHE_KEY_MAX * 3 + 8];
+    static char why[AUDIT_EXAMPLES_MAX][CACHE_KEY_MAX * 2 + AUDIT_WHY_MAX + 8];
     long long wrong = 0;
     for (int waited = 0; ndiff > 0; waited += AUDIT_CACHE_RECHECK_STEP_MS) {
         size_t keep = 0;
         wrong = 0;
         bool final = waited >= AUDIT_CACHE_RECHECK_MS;
         for (size_t i = 0; i < ndiff; i++) {
-            char one[256];
-            enum cache_verdict v = cache_compare(a, rc, &diffs[i], one, sizeof(one));
+            char one[AUDIT_WHY_MAX];
+            enum cache_verdict v = k->compare(a, rc, &diffs[i], one, sizeof(one));
             if (v == CACHE_AGREES)
                 continue;
             if (v == CACHE_WRONG || final) {
@@ -450,8 +617,8 @@ static void check_cache(struct audit *a)
         sleep_ms(AUDIT_CACHE_RECHECK_STEP_MS);
     }
     char ok[64];
-    snprintf(ok, sizeof(ok), "%lld cached members", seen);
-    audit_result(a, "redis agrees with postgres", wrong, ok);
+    snprintf(ok, sizeof(ok), "%lld %s", seen, k->what);
+    audit_result(a, k->name, wrong, ok);
     for (long long i = 0; i < wrong && i < AUDIT_EXAMPLES_MAX; i++)
         fprintf(a->out, "          %s\n", why[i]);
 done:
@@ -480,7 +647,8 @@ int ledger_audit_run(const char *pg_dsn, const char *redis_host, int redis_port,
     check_verdicts(&a);
     check_points_and_refunds(&a);
     db_rollback(a.pg); /* read only: nothing to keep */
-    check_cache(&a);
+    check_cache(&a, &balances_check);
+    check_cache(&a, &cards_check);
     PQfinish(a.pg);
     if (a.failed_checks == 0) {
         fprintf(out, "audit: passed (%d checks)\n", a.checks);

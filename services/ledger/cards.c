@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "bus/topics.h"
+#include "cache/cache.h"
 #include "coupons.h"
 #include "ids/uuid7.h"
 #include "ledger.h"
@@ -55,6 +56,15 @@ struct card {
     struct branches branches;
 };
 
+/* A member whose cards changed in the batch, with every card it has as
+ * the cache holds them (read back inside the batch's transaction, so what
+ * goes to Redis is exactly what commits). */
+struct cached_member {
+    char tenant_id[ID_MAX], member_id[ID_MAX];
+    int64_t card_count;
+    size_t first, n; /* in ledger_cards.cached */
+};
+
 struct ledger_cards {
     struct product *products;
     size_t product_count, product_cap;
@@ -63,6 +73,13 @@ struct ledger_cards {
     struct card *cards;
     size_t card_count, card_cap;
     struct ledger_coupons *coupons;
+    /* for the cache, after commit (cards_cache_state) */
+    struct cached_member *cached_members;
+    size_t cached_member_count, cached_member_cap;
+    struct cache_card *cached;
+    size_t cached_count, cached_cap;
+    struct cache_member_cards *cache_items; /* built by cards_cache_state */
+    size_t cache_item_cap;
 };
 
 struct ledger_cards *cards_new(void)
@@ -80,6 +97,9 @@ void cards_free(struct ledger_cards *c)
     free(c->products);
     free(c->limits);
     free(c->cards);
+    free(c->cached_members);
+    free(c->cached);
+    free(c->cache_items);
     coupons_free(c->coupons);
     free(c);
 }
@@ -87,6 +107,7 @@ void cards_free(struct ledger_cards *c)
 void cards_begin_batch(struct ledger_cards *c)
 {
     c->product_count = c->limit_count = c->card_count = 0;
+    c->cached_member_count = c->cached_count = 0;
     coupons_begin_batch(c->coupons);
 }
 
@@ -1276,11 +1297,153 @@ static int write_cards(PGconn *pg, struct ledger_cards *c, char *err, size_t err
     return rc;
 }
 
+/* ------------------------------------------------------- the cache */
+enum cache_col {
+    KC_TENANT,
+    KC_MEMBER,
+    KC_CARD,
+    KC_PRODUCT,
+    KC_KIND,
+    KC_USES,
+    KC_FROM,
+    KC_TO,
+    KC_FROZEN,
+    KC_FREEZE_LEFT,
+    KC_DISCOUNT,
+    KC_VERSION,
+    KC_CREATED,
+    KC_COUNT
+};
+
+/* One row of load_cache_state into a cache card; false when it does not
+ * fit the cache's bounds (the member is then cached as its count alone,
+ * which readers take for a miss). */
+static bool cache_card_from_row(const PGresult *res, int i, struct cache_card *k)
+{
+    memset(k, 0, sizeof(*k));
+    static const enum cache_col text_cols[] = {KC_CARD, KC_PRODUCT, KC_KIND};
+    char *texts[] = {k->card_id, k->product_id, k->kind};
+    size_t sizes[] = {sizeof(k->card_id), sizeof(k->product_id), sizeof(k->kind)};
+    for (size_t t = 0; t < 3; t++) {
+        if ((size_t)PQgetlength(res, i, (int)text_cols[t]) >= sizes[t])
+            return false;
+        memcpy(texts[t], PQgetvalue(res, i, (int)text_cols[t]),
+               (size_t)PQgetlength(res, i, (int)text_cols[t]));
+    }
+    k->uses_left = int_at(res, i, KC_USES);
+    k->valid_from_us = int_at(res, i, KC_FROM);
+    k->valid_to_us = int_at(res, i, KC_TO);
+    k->frozen_until_us = int_at(res, i, KC_FROZEN);
+    k->freeze_days_left = int_at(res, i, KC_FREEZE_LEFT);
+    k->discount_bp = int_at(res, i, KC_DISCOUNT);
+    k->version = int_at(res, i, KC_VERSION);
+    k->created_us = int_at(res, i, KC_CREATED);
+    char value[CACHE_CARD_VALUE_MAX];
+    return cache_card_encode(k, value, sizeof(value)) >= 0;
+}
+
+/* Every card of the members named by tenants/members (arrays, a member
+ * may repeat) as the cache holds them, replacing what c held for the
+ * cache. A member past CACHE_CARDS_PER_MEMBER_MAX cards sends one row, for
+ * its count. */
+int cards_cache_load(PGconn *pg, struct ledger_cards *c, struct db_array *tenants,
+                     struct db_array *members, char *err, size_t err_len)
+{
+    c->cached_member_count = c->cached_count = 0;
+    if (tenants->count == 0)
+        return 0;
+    char limit[24];
+    snprintf(limit, sizeof(limit), "%d", CACHE_CARDS_PER_MEMBER_MAX);
+    const char *p[3] = {db_array_finish(tenants), db_array_finish(members), limit};
+    PGresult *res = db_query(
+        pg,
+        "SELECT tenant_id, member_id, card_id, product_id, kind, uses_left, valid_from_us, "
+        "valid_to_us, frozen_until_us, freeze_days_left, discount_bp, version, created_us, n "
+        "FROM (SELECT c.*, (extract(epoch FROM c.created_at) * 1000000)::bigint AS created_us, "
+        "count(*) OVER w AS n, row_number() OVER (w ORDER BY c.created_at, c.card_id) AS rn "
+        "FROM cards c JOIN (SELECT DISTINCT t, m FROM unnest($1::text[], $2::text[]) AS k(t, m)) "
+        "k ON c.tenant_id = k.t AND c.member_id = k.m "
+        "WINDOW w AS (PARTITION BY c.tenant_id, c.member_id)) x "
+        "WHERE n <= $3::bigint OR rn = 1 ORDER BY tenant_id, member_id, rn",
+        3, p, err, err_len, NULL);
+    if (!res)
+        return -1;
+    struct cached_member *cm = NULL;
+    for (int i = 0; i < PQntuples(res); i++) {
+        const char *tenant = PQgetvalue(res, i, KC_TENANT), *member = PQgetvalue(res, i, KC_MEMBER);
+        if (!cm || strcmp(cm->member_id, member) != 0 || strcmp(cm->tenant_id, tenant) != 0) {
+            c->cached_members = grow(c->cached_members, c->cached_member_count,
+                                     &c->cached_member_cap, sizeof(*c->cached_members));
+            cm = &c->cached_members[c->cached_member_count++];
+            memset(cm, 0, sizeof(*cm));
+            copy_id(cm->tenant_id, tenant);
+            copy_id(cm->member_id, member);
+            cm->card_count = int_at(res, i, KC_COUNT);
+            cm->first = c->cached_count;
+        }
+        if (cm->card_count > CACHE_CARDS_PER_MEMBER_MAX || cm->n == SIZE_MAX)
+            continue; /* the count alone (see above) */
+        c->cached = grow(c->cached, c->cached_count, &c->cached_cap, sizeof(*c->cached));
+        if (!cache_card_from_row(res, i, &c->cached[c->cached_count])) {
+            log_fields(LOG_WARN, "card does not fit the cache; its member is cached as a count",
+                       "card_id", PQgetvalue(res, i, KC_CARD), NULL);
+            c->cached_count = cm->first; /* drop what this member had */
+            cm->n = SIZE_MAX;
+            continue;
+        }
+        c->cached_count++;
+        cm->n++;
+    }
+    PQclear(res);
+    return 0;
+}
+
+/* Every card of every member whose cards changed in this batch, read
+ * back in the batch's transaction: the cache gets each such member's
+ * whole set (so a hash refilled after a flush is complete again at the
+ * first change) with each card's committed version. */
+static int load_cache_state(PGconn *pg, struct ledger_cards *c, char *err, size_t err_len)
+{
+    struct db_array t, m;
+    db_array_init(&t), db_array_init(&m);
+    for (size_t i = 0; i < c->card_count; i++) {
+        if (!c->cards[i].dirty)
+            continue;
+        db_array_add(&t, c->cards[i].tenant_id);
+        db_array_add(&m, c->cards[i].member_id);
+    }
+    int rc = cards_cache_load(pg, c, &t, &m, err, err_len);
+    db_array_free(&t), db_array_free(&m);
+    return rc;
+}
+
+size_t cards_cache_state(struct ledger_cards *c, const struct cache_member_cards **out)
+{
+    if (c->cached_member_count > c->cache_item_cap) {
+        c->cache_item_cap = c->cached_member_count;
+        c->cache_items = realloc(c->cache_items, c->cache_item_cap * sizeof(*c->cache_items));
+        assert(c->cache_items);
+    }
+    for (size_t i = 0; i < c->cached_member_count; i++) {
+        const struct cached_member *cm = &c->cached_members[i];
+        bool whole = cm->n != SIZE_MAX && cm->card_count <= CACHE_CARDS_PER_MEMBER_MAX;
+        c->cache_items[i] =
+            (struct cache_member_cards){.tenant_id = cm->tenant_id,
+                                        .member_id = cm->member_id,
+                                        .card_count = cm->card_count,
+                                        .cards = whole ? &c->cached[cm->first] : NULL,
+                                        .n_cards = whole ? cm->n : 0};
+    }
+    *out = c->cache_items;
+    return c->cached_member_count;
+}
+
 int cards_write(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
 {
     struct ledger_cards *c = l->cards;
     if (write_products(pg, c, err, err_len) < 0 || write_limits(pg, c, err, err_len) < 0 ||
-        write_cards(pg, c, err, err_len) < 0 || coupons_write(pg, c->coupons, err, err_len) < 0)
+        write_cards(pg, c, err, err_len) < 0 || coupons_write(pg, c->coupons, err, err_len) < 0 ||
+        load_cache_state(pg, c, err, err_len) < 0)
         return -1;
     return 0;
 }

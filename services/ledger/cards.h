@@ -10,6 +10,7 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 
+#include "db/db.h"
 #include "events/codec.h"
 #include "rules_cards.h"
 #include "service/pipeline.h"
@@ -36,7 +37,19 @@ int cards_load(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len);
 /* Decides one card command (not a duplicate: apply.c answered those),
  * recording its verdict, journal lines and events. */
 void cards_apply(struct ledger_ctx *l, struct pipeline_batch *b, const Envelope *cmd);
+/* Writes the batch's card rows, then reads back every card of each member
+ * whose cards changed, for the cache. */
 int cards_write(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len);
+
+struct cache_member_cards;
+/* Loads into c, for the cache, every card of the members named by the two
+ * arrays (tenant and member per element; the resync's pages use it too). */
+int cards_cache_load(PGconn *pg, struct ledger_cards *c, struct db_array *tenants,
+                     struct db_array *members, char *err, size_t err_len);
+/* After commit (cache_sync.c): the members whose cards the batch changed,
+ * each with its whole committed set; *out stays valid until the next
+ * batch begins. Returns how many. */
+size_t cards_cache_state(struct ledger_cards *c, const struct cache_member_cards **out);
 
 /* A purchase naming a coupon (apply.c): the discount the member's coupon
  * gives on amount, or the refusal's code; changes nothing until commit. */

@@ -105,8 +105,16 @@ struct ledger_ctx {
     /* configuration */
     const char *redis_host;
     int redis_port;
+    const struct service_common_config *common;
+    long long cache_resync_s;
     redisContext *rc;
     atomic_bool redis_ok;
+    /* the cache while Redis is away (cache_sync.c) */
+    double cache_down_since_s; /* pipeline thread: wall clock; 0 while Redis answers */
+    double cache_retry_at_s;   /* pipeline thread: monotonic, next connect attempt */
+    int cache_backoff_ms;
+    atomic_llong repair_since_us; /* the repair thread's: oldest write skipped; 0 none */
+    atomic_bool repair_running;
     /* counters for /metrics */
     atomic_llong posted, rejected, duplicates;
     /* the batch in hand (reset by ledger_begin_batch) */
@@ -216,10 +224,12 @@ int refunds_write(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len);
 int prepaid_track(PGconn *pg, struct ledger_ctx *l, struct pipeline_batch *b, char *err,
                   size_t err_len);
 
-/* cache_resync.c: rewrites the cached balances changed in the last
- * window_s seconds from PostgreSQL (versioned; 0 disables). Blocking; run
- * by the scheduler thread at start. */
-void ledger_cache_resync(const struct service_common_config *c, long long window_s);
+/* cache_resync.c: rewrites the cached balances and cards changed in the
+ * last window_s seconds from PostgreSQL (versioned; 0 disables). Blocking;
+ * run by the scheduler thread at start, and by cache_sync.c's repair
+ * thread once Redis answers again after an outage. */
+/* Returns 0, or -1 when PostgreSQL or Redis failed it (logged). */
+int ledger_cache_resync(const struct service_common_config *c, long long window_s);
 
 /* expiry.c: the points expiry scheduler (a thread of its own). */
 int expiry_scheduler_start(const struct service_common_config *c, long long interval_ms,
@@ -258,6 +268,10 @@ void store_add_verdict(struct ledger_rows *r, const Envelope *c, const char *cmd
 void store_rows_free(struct ledger_rows *r);
 
 /* the cache side (cache_sync.c) */
+/* After commit: the batch's balances and cards to Redis, one round trip. */
 void ledger_cache_sync(struct ledger_ctx *l);
+/* Redis was not there at start: the first write that succeeds repairs
+ * what changed since (including the start-up resync's window). */
+void ledger_cache_down(struct ledger_ctx *l);
 
 #endif

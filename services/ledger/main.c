@@ -27,7 +27,8 @@ static const struct config_entry config_table[] = {
     {"TESSERA_LEDGER_EXPIRY_INTERVAL_MS", CONFIG_INT, &expiry_interval_ms, "2000", 100, 3600000,
      false, "how often the points expiry scheduler looks for due lots"},
     {"TESSERA_LEDGER_CACHE_RESYNC_S", CONFIG_INT, &cache_resync_s, "3600", 0, 31536000, false,
-     "at start, rewrite cached balances changed this recently (0: off)"},
+     "at start (and when Redis comes back), rewrite cached balances and cards changed this "
+     "recently (0: off)"},
 };
 
 /* One context per worker: a batch's state belongs to the pipeline thread
@@ -45,10 +46,14 @@ static int ledger_setup(void *ctx, const struct service_common_config *c)
         struct ledger_ctx *l = &ledgers[i];
         l->redis_host = c->redis_host;
         l->redis_port = (int)c->redis_port;
+        l->common = c;
+        l->cache_resync_s = cache_resync_s;
         store_rows_init(&l->rows);
         char err[256];
         l->rc = cache_connect(l->redis_host, l->redis_port, 1000, err, sizeof(err));
         atomic_store(&l->redis_ok, l->rc != NULL);
+        if (!l->rc)
+            ledger_cache_down(l);
     }
     if (expiry_scheduler_start(c, expiry_interval_ms, cache_resync_s) < 0)
         return -1;

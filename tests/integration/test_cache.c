@@ -189,6 +189,155 @@ static void test_hash_without_points_pending(void **state)
     assert_int_equal(got.version, 4);
 }
 
+/* ---- cards ---- */
+
+static struct cache_card cc(const char *id, int64_t version, int64_t uses_left)
+{
+    struct cache_card c = {.version = version,
+                           .uses_left = uses_left,
+                           .valid_from_us = 1000,
+                           .valid_to_us = 2000,
+                           .created_us = 1000};
+    snprintf(c.card_id, sizeof c.card_id, "%s", id);
+    snprintf(c.product_id, sizeof c.product_id, "p1");
+    snprintf(c.kind, sizeof c.kind, "count");
+    return c;
+}
+
+static struct cache_member_cards member_cards(const char *member, const struct cache_card *cards,
+                                              size_t n)
+{
+    return (struct cache_member_cards){.tenant_id = tenant,
+                                       .member_id = member,
+                                       .card_count = (int64_t)n,
+                                       .cards = cards,
+                                       .n_cards = n};
+}
+
+static const struct cache_card *read_card(const struct cache_cards_read *r, const char *id)
+{
+    for (size_t i = 0; i < r->n_cards; i++)
+        if (strcmp(r->cards[i].card_id, id) == 0)
+            return &r->cards[i];
+    return NULL;
+}
+
+/* Each card is versioned on its own within the member's hash: in one
+ * write a newer card replaces its field while an older one is ignored;
+ * the count never shrinks. */
+static void test_cards_put_versioned(void **state)
+{
+    REQUIRE_REDIS();
+    char err[ERR_MAX];
+    static struct cache_cards_read got;
+    struct cache_card first[] = {cc("c1", 1, 10), cc("c2", 1, 5)};
+    struct cache_member_cards m = member_cards("m-cards", first, 2);
+    assert_int_equal(cache_put_cards(rc, &m, 1, err, sizeof err), 2);
+    assert_int_equal(cache_get_cards(rc, tenant, "m-cards", &got), 1);
+    assert_int_equal(got.card_count, 2);
+    assert_int_equal(read_card(&got, "c1")->uses_left, 10);
+
+    /* c1 used twice (v3), while a late write still carries c2 at v1 */
+    struct cache_card second[] = {cc("c1", 3, 8), cc("c2", 1, 5)};
+    m = member_cards("m-cards", second, 2);
+    assert_int_equal(cache_put_cards(rc, &m, 1, err, sizeof err), 1);
+    /* an instance that lost the partition writes its older state late */
+    struct cache_card late[] = {cc("c1", 2, 9), cc("c2", 1, 5)};
+    m = member_cards("m-cards", late, 2);
+    assert_int_equal(cache_put_cards(rc, &m, 1, err, sizeof err), 0);
+    /* and an even older one, from before c2 existed */
+    struct cache_card older[] = {cc("c1", 1, 10)};
+    m = member_cards("m-cards", older, 1);
+    assert_int_equal(cache_put_cards(rc, &m, 1, err, sizeof err), 0);
+    assert_int_equal(cache_get_cards(rc, tenant, "m-cards", &got), 1);
+    assert_int_equal(got.card_count, 2);
+    assert_int_equal(read_card(&got, "c1")->version, 3);
+    assert_int_equal(read_card(&got, "c1")->uses_left, 8);
+    assert_int_equal(read_card(&got, "c2")->version, 1);
+
+    /* a member past the limit: only the count, and readers miss */
+    m = (struct cache_member_cards){
+        .tenant_id = tenant, .member_id = "m-cards", .card_count = CACHE_CARDS_PER_MEMBER_MAX + 1};
+    assert_int_equal(cache_put_cards(rc, &m, 1, err, sizeof err), 0);
+    assert_int_equal(cache_get_cards(rc, tenant, "m-cards", &got), 0);
+    assert_int_equal(got.card_count, CACHE_CARDS_PER_MEMBER_MAX + 1);
+
+    /* a set that is not the member's whole set is refused before sending */
+    m = member_cards("m-cards", first, 2);
+    m.card_count = 3;
+    assert_int_equal(cache_put_cards(rc, &m, 1, err, sizeof err), -1);
+    assert_int_equal(cache_get_cards(rc, tenant, "m-nobody", &got), 0);
+}
+
+/* The script and cache_card_replaces (what the unit tests check) agree on
+ * every case of a table: the cached field, if any, against an incoming
+ * write. */
+static void test_cards_script_follows_the_rule(void **state)
+{
+    REQUIRE_REDIS();
+    struct rule_case {
+        const char *cached; /* NULL: no field */
+        int64_t incoming;
+    } cases[] = {{NULL, 0},
+                 {NULL, 4},
+                 {"3|count|1|1|2|0|0|0|1|p", 4},
+                 {"4|count|1|1|2|0|0|0|1|p", 4},
+                 {"5|count|1|1|2|0|0|0|1|p", 4},
+                 {"10|count|1|1|2|0|0|0|1|p", 9},
+                 {"9|count|1|1|2|0|0|0|1|p", 10},
+                 {"garbage", 1},
+                 {"", 1},
+                 {"-3|count|1|1|2|0|0|0|1|p", 1}};
+    char key[CACHE_KEY_MAX], err[ERR_MAX], value[CACHE_CARD_VALUE_MAX];
+    assert_int_equal(cache_cards_key(key, sizeof key, tenant, "m-rule"), 0);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        freeReplyObject(redisCommand(rc, "DEL %s", key));
+        if (cases[i].cached)
+            freeReplyObject(redisCommand(rc, "HSET %s c1 %s", key, cases[i].cached));
+        struct cache_card in = cc("c1", cases[i].incoming, 42);
+        int len = cache_card_encode(&in, value, sizeof value);
+        bool want = cache_card_replaces(
+            cases[i].cached, cases[i].cached ? strlen(cases[i].cached) : 0, value, (size_t)len);
+        struct cache_member_cards m = member_cards("m-rule", &in, 1);
+        int written = cache_put_cards(rc, &m, 1, err, sizeof err);
+        redisReply *r = redisCommand(rc, "HGET %s c1", key);
+        assert_non_null(r);
+        bool replaced = r->type == REDIS_REPLY_STRING && strcmp(r->str, value) == 0;
+        freeReplyObject(r);
+        if (written != (want ? 1 : 0) || replaced != want)
+            fail_msg("case %zu (cached %s, incoming v%lld): script wrote %d, rule says %d", i,
+                     cases[i].cached ? cases[i].cached : "none", (long long)cases[i].incoming,
+                     written, want);
+    }
+}
+
+/* Balances and cards of a batch go in one pipelined call, and survive the
+ * server losing its scripts. */
+static void test_member_state_one_call(void **state)
+{
+    REQUIRE_REDIS();
+    char err[ERR_MAX];
+    freeReplyObject(redisCommand(rc, "SCRIPT FLUSH"));
+    struct cache_balances b[] = {bal("m-state", 7, 3), bal("m-state2", 8, 1)};
+    struct cache_card cards[] = {cc("k1", 2, 4)};
+    struct cache_member_cards m[] = {member_cards("m-state", cards, 1),
+                                     member_cards("m-state2", NULL, 0)};
+    assert_int_equal(cache_put_member_state(rc, b, 2, m, 2, err, sizeof err), 3);
+    struct cache_balances got = {0};
+    assert_int_equal(cache_get_balances(rc, tenant, "m-state", &got), 1);
+    assert_int_equal(got.points, 7);
+    static struct cache_cards_read read;
+    assert_int_equal(cache_get_cards(rc, tenant, "m-state", &read), 1);
+    assert_int_equal(read.cards[0].uses_left, 4);
+    assert_int_equal(cache_get_cards(rc, tenant, "m-state2", &read), 1); /* zero cards, known */
+    assert_int_equal(read.n_cards, 0);
+    /* EVALSHA works again for both scripts */
+    cards[0] = cc("k1", 3, 3);
+    assert_int_equal(cache_put_member_state(rc, b, 1, m, 1, err, sizeof err), 1);
+    assert_int_equal(cache_get_cards(rc, tenant, "m-state", &read), 1);
+    assert_int_equal(read.cards[0].uses_left, 3);
+}
+
 /* ---- async ---- */
 
 struct get_call {
@@ -275,6 +424,64 @@ static void test_async_get_hit_miss_flush(void **state)
     event_base_free(base);
 }
 
+struct cards_call {
+    int calls;
+    int status;
+    int64_t uses_left;
+};
+
+static void cards_cb(void *arg, int status, const struct cache_cards_read *cards)
+{
+    struct cards_call *call = arg;
+    call->calls++;
+    call->status = status;
+    if (status == 1) {
+        assert_non_null(cards);
+        call->uses_left = cards->n_cards > 0 ? cards->cards[0].uses_left : -1;
+    } else {
+        assert_null(cards);
+    }
+}
+
+static bool cards_done(void *arg)
+{
+    return ((struct cards_call *)arg)->calls > 0;
+}
+
+static struct cards_call async_get_cards(struct event_base *base, struct cache_async *c,
+                                         const char *member)
+{
+    struct cards_call call = {0};
+    cache_async_get_cards(c, tenant, member, cards_cb, &call);
+    assert_int_equal(call.calls, 0);
+    assert_true(loop_until(base, cards_done, &call, DEADLINE_MS));
+    return call;
+}
+
+static void test_async_get_cards(void **state)
+{
+    REQUIRE_REDIS();
+    char err[ERR_MAX];
+    struct cache_card cards[] = {cc("a1", 1, 9)};
+    struct cache_member_cards m = member_cards("m-async-cards", cards, 1);
+    assert_int_equal(cache_put_cards(rc, &m, 1, err, sizeof err), 1);
+    struct event_base *base = event_base_new();
+    struct cache_async *c = cache_async_new(base, host, port, err, sizeof err);
+    assert_non_null(c);
+    assert_true(loop_until(base, async_connected, c, DEADLINE_MS));
+    struct cards_call hit = async_get_cards(base, c, "m-async-cards");
+    assert_int_equal(hit.status, 1);
+    assert_int_equal(hit.uses_left, 9);
+    /* a hash missing the count (half-refilled) is a miss, like no hash */
+    char key[CACHE_KEY_MAX];
+    assert_int_equal(cache_cards_key(key, sizeof key, tenant, "m-async-cards"), 0);
+    freeReplyObject(redisCommand(rc, "HDEL %s %s", key, CACHE_CARDS_COUNT_FIELD));
+    assert_int_equal(async_get_cards(base, c, "m-async-cards").status, 0);
+    assert_int_equal(async_get_cards(base, c, "m-async-cards-nobody").status, 0);
+    cache_async_free(c);
+    event_base_free(base);
+}
+
 /* A port on which nothing listens: bind, read the port, close. */
 static int unused_port(void)
 {
@@ -333,6 +540,10 @@ int main(void)
         cmocka_unit_test(test_put_after_script_flush),
         cmocka_unit_test(test_get_miss),
         cmocka_unit_test(test_hash_without_points_pending),
+        cmocka_unit_test(test_cards_put_versioned),
+        cmocka_unit_test(test_cards_script_follows_the_rule),
+        cmocka_unit_test(test_member_state_one_call),
+        cmocka_unit_test(test_async_get_cards),
         cmocka_unit_test(test_async_get_hit_miss_flush),
         cmocka_unit_test(test_async_unreachable),
         cmocka_unit_test(test_async_request_timeout),
