@@ -17,11 +17,11 @@ typedef Tessera__Campaign__V1__EarningRulesChanged EarningRulesChanged;
 #define EARNING_CATEGORIES_MAX      32 /* excluded categories of one rule */
 #define EARNING_CATEGORY_LEN_MAX    64 /* characters, like a purchase item's category */
 /* A purchase's tier multiplier (10000 = x1; 0 on the fact means x1). */
-#define EARNING_MULTIPLIER_BP_MAX   INT64_C(100000)
+#define EARNING_MULTIPLIER_BP_MAX INT64_C(100000)
 /* Points one purchase may earn: the ledger's bound on one grant. */
-#define EARNING_POINTS_MAX          INT64_C(1000000000)
+#define EARNING_POINTS_MAX INT64_C(1000000000)
 /* "earn:" + the purchase's command id. */
-#define EARNING_COMMAND_ID_PREFIX   "earn:"
-#define EARNING_RULE_PURCHASE       "purchase"
+#define EARNING_COMMAND_ID_PREFIX "earn:"
+#define EARNING_RULE_PURCHASE     "purchase"
 
 #endif

@@ -38,8 +38,8 @@
 
 /* A purchase of the batch that may earn. */
 struct purchase_seen {
-    size_t msg;            /* index in the batch */
-    const Envelope *env;   /* borrowed from the batch's decoded envelopes */
+    size_t msg;          /* index in the batch */
+    const Envelope *env; /* borrowed from the batch's decoded envelopes */
     bool has_rule;
     char change_id[EVENT_ID_FIELD_MAX];
     int64_t points;
@@ -112,7 +112,8 @@ static int store_rule_changes(PGconn *pg, struct earning_batch *e, struct pipeli
     db_array_init(&categories);
     for (size_t i = 0; i < e->count; i++) {
         const Envelope *env = e->envs[i];
-        if (!env || env->payload_case != TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_EARNING_RULES_CHANGED)
+        if (!env ||
+            env->payload_case != TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_EARNING_RULES_CHANGED)
             continue;
         const EarningRulesChanged *c = env->earning_rules_changed;
         struct earning_rule rule = c->purchase ? rule_of(c->purchase) : (struct earning_rule){0};
@@ -140,19 +141,19 @@ static int store_rule_changes(PGconn *pg, struct earning_batch *e, struct pipeli
     }
     int rc = 0;
     if (tenants.count > 0) {
-        const char *p[7] = {db_array_finish(&tenants),  db_array_finish(&ids),
-                            db_array_finish(&times),    db_array_finish(&enabled),
-                            db_array_finish(&units),    db_array_finish(&per_unit),
+        const char *p[7] = {db_array_finish(&tenants),   db_array_finish(&ids),
+                            db_array_finish(&times),     db_array_finish(&enabled),
+                            db_array_finish(&units),     db_array_finish(&per_unit),
                             db_array_finish(&categories)};
-        PGresult *res = db_query(
-            pg,
-            "INSERT INTO earning_rules (tenant_id, change_id, effective_from_us, "
-            "purchase_enabled, purchase_unit_amount, purchase_points_per_unit, "
-            "purchase_excluded_categories) SELECT t, c, at, en, ua, ppu, cats::jsonb FROM "
-            "unnest($1::text[], $2::text[], $3::bigint[], $4::boolean[], $5::bigint[], "
-            "$6::bigint[], $7::text[]) AS u(t, c, at, en, ua, ppu, cats) "
-            "ON CONFLICT (tenant_id, change_id) DO NOTHING",
-            7, p, err, err_len, NULL);
+        PGresult *res =
+            db_query(pg,
+                     "INSERT INTO earning_rules (tenant_id, change_id, effective_from_us, "
+                     "purchase_enabled, purchase_unit_amount, purchase_points_per_unit, "
+                     "purchase_excluded_categories) SELECT t, c, at, en, ua, ppu, cats::jsonb FROM "
+                     "unnest($1::text[], $2::text[], $3::bigint[], $4::boolean[], $5::bigint[], "
+                     "$6::bigint[], $7::text[]) AS u(t, c, at, en, ua, ppu, cats) "
+                     "ON CONFLICT (tenant_id, change_id) DO NOTHING",
+                     7, p, err, err_len, NULL);
         rc = res ? 0 : -1;
         PQclear(res);
     }
@@ -171,7 +172,8 @@ static void collect_purchases(struct earning_batch *e, struct pipeline_batch *b)
     assert(e->purchases);
     for (size_t i = 0; i < e->count; i++) {
         const Envelope *env = e->envs[i];
-        if (!env || env->payload_case != TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_PURCHASE_RECORDED ||
+        if (!env ||
+            env->payload_case != TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_PURCHASE_RECORDED ||
             env->purchase_recorded->charged <= 0)
             continue;
         size_t id_len = strlen(env->purchase_recorded->command_id);
@@ -207,8 +209,8 @@ static bool earn_one(struct purchase_seen *s, PGresult *res, int row, struct pip
                                         .multiplier_bp = p->points_multiplier_bp,
                                         .items = p->items,
                                         .item_count = p->n_items};
-    enum earning_result r = ok ? rules_earning_purchase_points(&rule, &purchase, &s->points)
-                               : EARNING_INVALID_RULE;
+    enum earning_result r =
+        ok ? rules_earning_purchase_points(&rule, &purchase, &s->points) : EARNING_INVALID_RULE;
     json_decref(cats);
     if (r != EARNING_OK) {
         log_fields(LOG_ERROR, "purchase cannot earn", "tenant", s->env->tenant_id, "member",
@@ -234,8 +236,7 @@ static int compute_points(PGconn *pg, struct earning_batch *e, struct pipeline_b
         db_array_add_int(&times, e->purchases[i].env->occurred_at_us);
         db_array_add_int(&idx, (long long)i);
     }
-    const char *p[3] = {db_array_finish(&tenants), db_array_finish(&times),
-                        db_array_finish(&idx)};
+    const char *p[3] = {db_array_finish(&tenants), db_array_finish(&times), db_array_finish(&idx)};
     PGresult *res = db_query(
         pg,
         "SELECT u.i, r.change_id, r.purchase_enabled, r.purchase_unit_amount, "
@@ -371,8 +372,7 @@ static int record_and_emit(struct campaign_ctx *c, PGconn *pg, struct earning_ba
 int earning_apply_batch(struct campaign_ctx *c, PGconn *pg, struct pipeline_batch *b, char *err,
                         size_t err_len)
 {
-    struct earning_batch e = {.envs = calloc(b->count + 1, sizeof(Envelope *)),
-                              .count = b->count};
+    struct earning_batch e = {.envs = calloc(b->count + 1, sizeof(Envelope *)), .count = b->count};
     assert(e.envs);
     for (size_t i = 0; i < b->count; i++) {
         if (b->poison[i] || !may_concern_earning(b->msgs[i]))

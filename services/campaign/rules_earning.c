@@ -67,8 +67,7 @@ static bool eligible_amount(const struct earning_rule *r, const struct earning_p
 }
 
 enum earning_result rules_earning_purchase_points(const struct earning_rule *r,
-                                                  const struct earning_purchase *p,
-                                                  int64_t *points)
+                                                  const struct earning_purchase *p, int64_t *points)
 {
     assert(r != NULL && p != NULL && points != NULL);
     if (!rules_earning_rule_valid(r))

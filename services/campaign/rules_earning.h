@@ -52,8 +52,7 @@ bool rules_earning_rule_valid(const struct earning_rule *r);
  * Every product is taken in 128 bits, so no input in range overflows.
  * *points is written only with EARNING_OK. */
 enum earning_result rules_earning_purchase_points(const struct earning_rule *r,
-                                                  const struct earning_purchase *p,
-                                                  int64_t *points)
+                                                  const struct earning_purchase *p, int64_t *points)
     __attribute__((warn_unused_result));
 
 /* A static word for logs and dead-letter reasons. */

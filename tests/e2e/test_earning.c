@@ -6,8 +6,8 @@
  * /v1/config/earning-rules changes the points of the next purchase, is
  * audited, refuses bad bodies with 422 and changes nothing then; a change
  * applies only to purchases recorded after it, even when an older
- * purchase's fact reaches the campaign later; the tier multiplier on the fact is honoured; another tenant's
- * rules are its own.
+ * purchase's fact reaches the campaign later; the tier multiplier on the fact is honoured; another
+ * tenant's rules are its own.
  *
  * Until the ledger applies EarnPoints it dead-letters them, so nothing
  * here looks at balances: only at what the campaign emitted and stored. */
@@ -27,7 +27,7 @@
 #include "events/codec.h"
 #include "trace/trace.h"
 
-#define DEADLINE_MS 20000
+#define DEADLINE_MS   20000
 #define PURCHASE_TYPE "tessera.ledger.v1.PurchaseRecorded"
 
 /* ------------------------------------------------------------ helpers */
@@ -55,8 +55,8 @@ static void put_rules(const char *body, const char *key, long status, char chang
 
 /* A cash purchase of amount at hq; extra is more of the body (",\"items\":[...]")
  * and traceparent an optional header. Writes the operation id. */
-static void purchase(const char *member, int64_t amount, const char *extra,
-                     const char *traceparent, char op[64])
+static void purchase(const char *member, int64_t amount, const char *extra, const char *traceparent,
+                     char op[64])
 {
     char path[160], body[1024], trace_header[128];
     snprintf(path, sizeof(path), "/v1/members/%s/purchases", member);
@@ -215,8 +215,7 @@ static void on_keep(void *ctx, const rd_kafka_message_t *m)
         id = env->purchase_recorded->command_id;
     else if (env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_RECORD_PURCHASE)
         id = env->record_purchase->command_id;
-    if (!k->found && id && strcmp(env->type, k->want_type) == 0 &&
-        strcmp(id, k->command_id) == 0) {
+    if (!k->found && id && strcmp(env->type, k->want_type) == 0 && strcmp(id, k->command_id) == 0) {
         k->found = true;
         k->partition = m->partition;
         snprintf(k->key, sizeof(k->key), "%.*s", (int)m->key_len, (const char *)m->key);
@@ -393,9 +392,9 @@ static void expect_invalid(const char *body, const char *field)
     bool named = false;
     json_t *errors = json_object_get(r.body, "errors");
     for (size_t i = 0; i < json_array_size(errors); i++)
-        named = named ||
-                strcmp(json_string_value(json_object_get(json_array_get(errors, i), "field")),
-                       field) == 0;
+        named =
+            named || strcmp(json_string_value(json_object_get(json_array_get(errors, i), "field")),
+                            field) == 0;
     if (!named)
         fail_msg("422 for %s does not name %s: %s", body, field, r.raw);
     api_response_free(&r);
@@ -450,8 +449,10 @@ static void test_bad_rules_are_refused_and_change_nothing(void **state)
     api_response_free(&r);
 
     /* only admins configure */
-    r = api_call("POST", "/v1/api-keys", "{\"name\":\"earning till\",\"scope\":\"pos\","
-                 "\"branch_id\":\"hq\"}", NULL, NULL);
+    r = api_call("POST", "/v1/api-keys",
+                 "{\"name\":\"earning till\",\"scope\":\"pos\","
+                 "\"branch_id\":\"hq\"}",
+                 NULL, NULL);
     expect_status(&r, 201);
     char pos_key[128];
     snprintf(pos_key, sizeof(pos_key), "%s", json_str_at(r.body, "key"));

@@ -7,9 +7,9 @@
 #include <string.h>
 #include <time.h>
 
-#define READ_DEADLINE_MS   30000
-#define BROKER_TIMEOUT_MS  5000
-#define PARTITIONS_MAX     256
+#define READ_DEADLINE_MS  30000
+#define BROKER_TIMEOUT_MS 5000
+#define PARTITIONS_MAX    256
 
 static int64_t now_ms(void)
 {
@@ -158,9 +158,9 @@ int topic_produce(const char *topic, int32_t partition, const void *key, size_t 
     rd_kafka_resp_err_t result = RD_KAFKA_RESP_ERR__IN_PROGRESS;
     rd_kafka_resp_err_t e = rd_kafka_producev(
         rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
-        RD_KAFKA_V_KEY((void *)key, key_len),
-        RD_KAFKA_V_VALUE((void *)payload, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(&result), RD_KAFKA_V_END);
+        RD_KAFKA_V_KEY((void *)key, key_len), RD_KAFKA_V_VALUE((void *)payload, len),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(headers),
+        RD_KAFKA_V_OPAQUE(&result), RD_KAFKA_V_END);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR && headers)
         rd_kafka_headers_destroy(headers); /* not taken on failure */
     if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
