@@ -256,7 +256,17 @@ static bool encode_change(struct rules_put *put)
 
 /* The audit row (target: the tenant, like card limits; after: the
  * request, the change id and the rule as stored) and the event's outbox
- * row, in one statement. */
+ * row, in one statement: $1 tenant, $2 actor key id, $3 actor address,
+ * $4 after, $5 the event. */
+/* clang-format off */
+static const char publish_sql[] =
+    "WITH changed AS (SELECT $1::text AS target, NULL::jsonb AS before, $4::jsonb AS after), "
+    AUDIT_CTE("earning_rules.put")
+    ", o AS (INSERT INTO outbox (topic, key, payload) "
+    "VALUES ('" TOPIC_MEMBER_EVENTS "', $1, $5::bytea) RETURNING id) "
+    "SELECT id FROM o";
+/* clang-format on */
+
 static void publish(struct rules_put *put)
 {
     struct req *r = put->r;
@@ -270,14 +280,7 @@ static void publish(struct rules_put *put)
     char *after_text = json_dumps(after, JSON_COMPACT);
     json_decref(after);
     const char *p[5] = {r->caller.tenant_id, r->caller.key_id, http_peer(r->ex), after_text, hex};
-    int rc = pg_pool_query(r->app->pg,
-                           "WITH changed AS (SELECT $1::text AS target, NULL::jsonb AS "
-                           "before, $4::jsonb AS after), " AUDIT_CTE(
-                               "earning_rules.put") ", o AS (INSERT INTO outbox (topic, key, "
-                                                    "payload) VALUES ('" TOPIC_MEMBER_EVENTS
-                                                    "', $1, $5::bytea) RETURNING id) "
-                                                    "SELECT id FROM o",
-                           5, p, on_published, put);
+    int rc = pg_pool_query(r->app->pg, publish_sql, 5, p, on_published, put);
     free(after_text);
     free(hex);
     if (rc < 0)
