@@ -1,7 +1,8 @@
 -- The demo tenant `make run` creates: branches hq and branch-1, the
 -- default tier ladder, the top-up bonus ladder (1 000 -> +100,
--- 2 000 -> +300, 5 000 -> +1 000 yuan; amounts in fen) and the admin key
--- (only its SHA-256 is stored). Safe to run again.
+-- 2 000 -> +300, 5 000 -> +1 000 yuan; amounts in fen), the purchase
+-- earning rule (1 point per yuan) and the admin key (only its SHA-256 is
+-- stored). Safe to run again.
 
 INSERT INTO ingest.tenants (tenant_id, name) VALUES ('demo', 'Demo Chain')
     ON CONFLICT DO NOTHING;
@@ -33,4 +34,12 @@ VALUES
 -- lock period (604 800 s).
 INSERT INTO ledger.points_policy (tenant_id, kind, periods, utc_offset_minutes, lock_seconds)
     VALUES ('demo', 'end_of_month', 12, 480, 604800)
+    ON CONFLICT DO NOTHING;
+
+-- Purchases earn 1 point per yuan (100 fen) charged, rounded down, in
+-- force since the beginning (effective_from_us 0). PUT
+-- /v1/config/earning-rules replaces it for purchases recorded after.
+INSERT INTO campaign.earning_rules (tenant_id, change_id, effective_from_us, purchase_enabled,
+                                    purchase_unit_amount, purchase_points_per_unit)
+    VALUES ('demo', 'seed', 0, true, 100, 1)
     ON CONFLICT DO NOTHING;

@@ -1,10 +1,11 @@
 /* tessera-campaign: the rules engine (earning rules, streaks, referrals,
- * coupons, reminders). It listens to member and ledger facts; today it
- * keeps the per-tenant tally the rules will build on. It never writes
- * balances: grants go to the ledger as commands. */
+ * coupons, reminders). It listens to member and ledger facts, keeps the
+ * per-tenant tally and earns points for purchases under each tenant's
+ * earning rules. It never writes balances: points go to the ledger as
+ * EarnPoints commands. */
 #include "bus/topics.h"
+#include "campaign.h"
 #include "service/consumer_service.h"
-#include "service/event_tally.h"
 
 extern const struct db_migration campaign_migrations[];
 extern const unsigned campaign_migrations_count;
@@ -23,7 +24,10 @@ static const struct config_entry config_table[] = {
 int main(int argc, char **argv)
 {
     static const char *const topics[] = {TOPIC_MEMBER_EVENTS, TOPIC_LEDGER_EVENTS};
-    static const struct pipeline_ops ops = {.apply = event_tally_apply};
+    static struct campaign_ctx campaign;
+    static const struct pipeline_ops ops = {.apply = campaign_apply_batch,
+                                            .after_commit = campaign_after_commit,
+                                            .begin_batch = campaign_begin_batch};
     const struct consumer_service svc = {
         .name = "campaign",
         .summary = "tessera-campaign: the rules engine",
@@ -34,6 +38,7 @@ int main(int argc, char **argv)
         .migrations = campaign_migrations,
         .migration_count = campaign_migrations_count,
         .ops = &ops,
+        .ctx = &campaign,
     };
     return consumer_service_run(argc, argv, &svc, config_table,
                                 sizeof(config_table) / sizeof(config_table[0]), &common,

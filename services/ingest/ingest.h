@@ -272,6 +272,9 @@ void reports_card_liability(struct http_exchange *ex, void *app);
 /* cards.c: confirms member, branch and card, claims the Idempotency-Key,
  * then calls send (card and coupon commands). */
 void cards_check_then_send(struct req *r, void (*send)(struct req *r));
+/* earning_rules.c: PUT /v1/config/earning-rules (admin), published to the
+ * campaign service; answers once it has stored the change (or 202). */
+void earning_rules_put(struct http_exchange *ex, void *app);
 /* coupons.c */
 void coupons_issue(struct http_exchange *ex, void *app);
 void coupons_redeem(struct http_exchange *ex, void *app);

@@ -1,0 +1,33 @@
+/* The campaign service: the rules engine. Today it keeps the per-tenant
+ * event tally and earns points for purchases (earning.c, with the pure
+ * rule in rules_earning.c). */
+#ifndef TESSERA_CAMPAIGN_H
+#define TESSERA_CAMPAIGN_H
+
+#include <libpq-fe.h>
+
+#include "service/pipeline.h"
+
+/* What the last attempt at a batch earned, counted in /metrics once the
+ * batch commits (an attempt rolled back and retried must not count). */
+struct campaign_ctx {
+    long long earn_commands; /* EarnPoints emitted */
+    long long earn_points;   /* their points */
+    long long earn_skipped;  /* purchases that earned nothing: no rule, disabled, below a unit */
+};
+
+/* pipeline_ops of the campaign (pipeline thread). */
+void campaign_begin_batch(void *ctx);
+int campaign_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *err,
+                         size_t err_len);
+void campaign_after_commit(void *ctx, struct pipeline_batch *b);
+
+/* earning.c: inside the batch's transaction, after the tally: applies
+ * EarningRulesChanged facts, then earns for PurchaseRecorded facts (see
+ * the comment at the top of earning.c). Messages already marked poison
+ * are skipped; those it cannot apply are marked. 0 or -1 with err (the
+ * batch is retried). */
+int earning_apply_batch(struct campaign_ctx *c, PGconn *pg, struct pipeline_batch *b, char *err,
+                        size_t err_len);
+
+#endif

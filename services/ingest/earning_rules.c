@@ -1,0 +1,316 @@
+/* PUT /v1/config/earning-rules (admin): the tenant's earning rules.
+ *
+ * The rules are the campaign service's (it decides with them and owns its
+ * schema), so ingest does what it does for card products and limits, the
+ * ledger's configuration: it validates the change and sends it as an
+ * event the owner applies, then answers with the owner's outcome. The
+ * event is an EarningRulesChanged fact on member-events keyed by tenant
+ * (the campaign already consumes that topic, whose facts are kept
+ * forever, so a rebuilt campaign replays every change). Its outbox row
+ * and the audit row are written by one statement: a change is audited if
+ * and only if it is published.
+ *
+ * The change is in force for purchases recorded at or after its
+ * occurred_at, whenever the campaign gets to them. The answer waits (the
+ * money wait budget, Prefer: wait=N) until the campaign has stored it:
+ * 200 {status: "applied"} means every purchase recorded after the answer
+ * earns under it; 202 {status: "accepted"} means the campaign has not
+ * stored it yet (it is down or far behind) and will. */
+#include <assert.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bus/topics.h"
+#include "events/campaign_types.h"
+#include "http/validate.h"
+#include "ingest.h"
+#include "log/log.h"
+
+#define RULES_POLL_MS 20 /* how often the answer looks for the campaign's row */
+
+static const char *const rules_fields[] = {"purchase", NULL};
+static const char *const purchase_fields[] = {"enabled", "unit_amount", "points_per_unit",
+                                              "excluded_categories", NULL};
+
+/* One PUT from the statement that publishes it to its answer. */
+struct rules_put {
+    struct req *r;
+    struct event *timer;
+    int64_t effective_from_us;
+    int64_t deadline_ms; /* monotonic */
+    json_t *purchase;    /* the rule as stored and answered */
+};
+
+static int64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void rules_put_free(struct rules_put *put)
+{
+    if (put->timer)
+        event_free(put->timer);
+    json_decref(put->purchase);
+    req_free(put->r);
+    free(put);
+}
+
+/* ------------------------------------------------------------ validation */
+static void validate_categories(struct validation *v, json_t *cats)
+{
+    if (!cats || json_is_null(cats))
+        return;
+    if (!json_is_array(cats) || json_array_size(cats) > EARNING_CATEGORIES_MAX) {
+        validation_add(v, "excluded_categories", "must be an array of at most 32 categories");
+        return;
+    }
+    for (size_t i = 0; i < json_array_size(cats); i++) {
+        json_t *c = json_array_get(cats, i);
+        const char *s = json_string_value(c);
+        size_t chars = 0; /* characters, not bytes, like validate_string */
+        for (const char *p = s; p && *p; p++)
+            chars += ((unsigned char)*p & 0xc0) != 0x80;
+        if (!s || chars == 0 || chars > EARNING_CATEGORY_LEN_MAX) {
+            validation_add(v, "excluded_categories",
+                           "each category is a string of 1 to 64 characters");
+            return;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (json_equal(c, json_array_get(cats, j))) {
+                validation_add(v, "excluded_categories", "a category is named twice");
+                return;
+            }
+    }
+}
+
+/* Checks the purchase rule into v with its own field names, then copies
+ * the errors under "purchase.<field>". */
+static void validate_purchase(struct validation *v, json_t *purchase)
+{
+    struct validation one;
+    validation_init(&one);
+    int64_t n;
+    json_t *enabled = json_object_get(purchase, "enabled");
+    validate_no_unknown_fields(&one, purchase, purchase_fields);
+    if (enabled && !json_is_null(enabled) && !json_is_boolean(enabled))
+        validation_add(&one, "enabled", "must be true or false");
+    validate_int(&one, purchase, "unit_amount", true, 1, EARNING_UNIT_AMOUNT_MAX, &n);
+    validate_int(&one, purchase, "points_per_unit", true, 1, EARNING_POINTS_PER_UNIT_MAX, &n);
+    validate_categories(&one, json_object_get(purchase, "excluded_categories"));
+    size_t i;
+    json_t *e;
+    json_array_foreach(one.errors, i, e)
+    {
+        char field[96];
+        snprintf(field, sizeof(field), "purchase.%s",
+                 json_string_value(json_object_get(e, "field")));
+        validation_add(v, field, json_string_value(json_object_get(e, "message")));
+    }
+    validation_free(&one);
+}
+
+/* The body as one 422 naming every bad field, or true. */
+static bool validate_rules(struct req *r)
+{
+    struct validation v;
+    validation_init(&v);
+    validate_no_unknown_fields(&v, r->body, rules_fields);
+    json_t *purchase = json_object_get(r->body, "purchase");
+    if (!purchase || json_is_null(purchase))
+        validation_add(&v, "purchase", "is required");
+    else if (!json_is_object(purchase))
+        validation_add(&v, "purchase", "must be an object");
+    else
+        validate_purchase(&v, purchase);
+    if (validation_ok(&v)) {
+        validation_free(&v);
+        return true;
+    }
+    validation_reply(r->ex, &v);
+    req_free(r);
+    return false;
+}
+
+/* The validated purchase rule with its defaults filled in (new reference). */
+static json_t *purchase_rule_json(json_t *purchase)
+{
+    json_t *enabled = json_object_get(purchase, "enabled");
+    json_t *cats = json_object_get(purchase, "excluded_categories");
+    return json_pack("{s:b, s:I, s:I, s:O}", "enabled", !json_is_false(enabled), "unit_amount",
+                     json_integer_value(json_object_get(purchase, "unit_amount")),
+                     "points_per_unit",
+                     json_integer_value(json_object_get(purchase, "points_per_unit")),
+                     "excluded_categories", json_is_array(cats) ? cats : json_array());
+}
+
+/* ------------------------------------------------------------ the answer */
+static json_t *answer_body(const struct rules_put *put, const char *status)
+{
+    char at[32];
+    event_format_time(put->effective_from_us, at);
+    return json_pack("{s:s, s:s, s:s, s:O}", "status", status, "change_id", put->r->command_id,
+                     "effective_from", at, "purchase", put->purchase);
+}
+
+static void answer(struct rules_put *put, bool applied)
+{
+    http_reply_json(put->r->ex, applied ? 200 : 202,
+                    answer_body(put, applied ? "applied" : "accepted"), NULL);
+    rules_put_free(put);
+}
+
+static void poll_again(struct rules_put *put)
+{
+    struct timeval tv = {0, RULES_POLL_MS * 1000};
+    evtimer_add(put->timer, &tv);
+}
+
+static void on_polled(void *arg, PGresult *res, const char *err, const char *sqlstate)
+{
+    struct rules_put *put = arg;
+    /* An error (the campaign's schema not migrated yet) is "not yet". */
+    if (res && PQntuples(res) > 0) {
+        answer(put, true);
+        return;
+    }
+    if (put->r->app->stopping || monotonic_ms() >= put->deadline_ms) {
+        answer(put, false);
+        return;
+    }
+    poll_again(put);
+}
+
+/* Timer: has the campaign stored the change? (Read only: ingest reads
+ * other services' projections, never writes them.) */
+static void on_poll_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct rules_put *put = arg;
+    const char *p[2] = {put->r->caller.tenant_id, put->r->command_id};
+    if (pg_pool_query(put->r->app->pg,
+                      "SELECT 1 FROM campaign.earning_rules WHERE tenant_id = $1 "
+                      "AND change_id = $2",
+                      2, p, on_polled, put) < 0)
+        on_polled(put, NULL, "queue full", "");
+}
+
+static void on_published(void *arg, PGresult *res, const char *err, const char *sqlstate)
+{
+    struct rules_put *put = arg;
+    struct req *r = put->r;
+    if (!res) {
+        put->r = NULL;
+        rules_put_free(put);
+        req_fail_db(r, err);
+        return;
+    }
+    member_events_publish(r->app, PQgetvalue(res, 0, 0), r->caller.tenant_id, r->command,
+                          r->command_len);
+    put->deadline_ms = monotonic_ms() + r->wait_ms;
+    put->timer = evtimer_new(r->app->base, on_poll_tick, put);
+    assert(put->timer);
+    on_poll_tick(-1, 0, put);
+}
+
+/* The EarningRulesChanged event into r->command; false when it does not
+ * encode (a bounded body always does). */
+static bool encode_change(struct rules_put *put)
+{
+    struct req *r = put->r;
+    struct event_meta meta = {.tenant_id = r->caller.tenant_id,
+                              .branch_id = "",
+                              .member_id = "",
+                              .correlation_id = r->command_id,
+                              .actor_kind = "api_key",
+                              .actor_id = r->caller.key_id,
+                              .traceparent = r->traceparent};
+    Envelope env;
+    Actor actor;
+    EarningRulesChanged change;
+    PurchaseEarningRule rule;
+    char *cats[EARNING_CATEGORIES_MAX];
+    envelope_init(&env, &actor, &meta);
+    put->effective_from_us = env.occurred_at_us;
+    tessera__campaign__v1__earning_rules_changed__init(&change);
+    tessera__campaign__v1__purchase_earning_rule__init(&rule);
+    json_t *p = put->purchase, *list = json_object_get(p, "excluded_categories");
+    rule.enabled = json_is_true(json_object_get(p, "enabled"));
+    rule.unit_amount = json_integer_value(json_object_get(p, "unit_amount"));
+    rule.points_per_unit = json_integer_value(json_object_get(p, "points_per_unit"));
+    rule.n_excluded_categories = json_array_size(list);
+    assert(rule.n_excluded_categories <= EARNING_CATEGORIES_MAX); /* validated */
+    for (size_t i = 0; i < rule.n_excluded_categories; i++)
+        cats[i] = (char *)json_string_value(json_array_get(list, i));
+    rule.excluded_categories = cats;
+    change.change_id = r->command_id;
+    change.purchase = &rule;
+    env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_EARNING_RULES_CHANGED;
+    env.earning_rules_changed = &change;
+    r->command = envelope_encode(&env, &r->command_len);
+    return r->command != NULL;
+}
+
+/* The audit row (target: the tenant, like card limits; after: the
+ * request, the change id and the rule as stored) and the event's outbox
+ * row, in one statement: $1 tenant, $2 actor key id, $3 actor address,
+ * $4 after, $5 the event. */
+/* clang-format off */
+static const char publish_sql[] =
+    "WITH changed AS (SELECT $1::text AS target, NULL::jsonb AS before, $4::jsonb AS after), "
+    AUDIT_CTE("earning_rules.put")
+    ", o AS (INSERT INTO outbox (topic, key, payload) "
+    "VALUES ('" TOPIC_MEMBER_EVENTS "', $1, $5::bytea) RETURNING id) "
+    "SELECT id FROM o";
+/* clang-format on */
+
+static void publish(struct rules_put *put)
+{
+    struct req *r = put->r;
+    char *hex = malloc(2 * r->command_len + 3);
+    assert(hex);
+    memcpy(hex, "\\x", 2);
+    sodium_bin2hex(hex + 2, 2 * r->command_len + 1, r->command, r->command_len);
+    json_t *after = answer_body(put, "published");
+    json_object_del(after, "status");
+    json_object_set(after, "request", r->body);
+    char *after_text = json_dumps(after, JSON_COMPACT);
+    json_decref(after);
+    const char *p[5] = {r->caller.tenant_id, r->caller.key_id, http_peer(r->ex), after_text, hex};
+    int rc = pg_pool_query(r->app->pg, publish_sql, 5, p, on_published, put);
+    free(after_text);
+    free(hex);
+    if (rc < 0)
+        on_published(put, NULL, "queue full", "");
+}
+
+static void put_authorized(struct req *r)
+{
+    if (!http_read_json_object(r->ex, &r->body)) {
+        req_free(r);
+        return;
+    }
+    if (!validate_rules(r))
+        return;
+    commands_read_prefer_wait(r);
+    struct rules_put *put = calloc(1, sizeof(*put));
+    assert(put);
+    put->r = r;
+    put->purchase = purchase_rule_json(json_object_get(r->body, "purchase"));
+    uuid7_generate(r->command_id); /* the change id */
+    if (!put->purchase || !encode_change(put)) {
+        http_reply_problem(r->ex, 413, "payload_too_large", "the rules do not fit in an event",
+                           NULL);
+        rules_put_free(put);
+        return;
+    }
+    publish(put);
+}
+
+void earning_rules_put(struct http_exchange *ex, void *app)
+{
+    auth_admin_then(req_new(app, ex), put_authorized);
+}
