@@ -1,9 +1,12 @@
 /* Over 10 000 mixed ledger commands — single requests from several
- * clients and offline batches — with two ledger instances splitting the
+ * clients and offline batches, plus the points every purchase earns (sent
+ * by the campaign service) — with two ledger instances splitting the
  * partitions, the first killed with SIGKILL three times at random moments
  * and restarted, the second stopped (SIGTERM) in the middle of the load:
  * afterwards every command has exactly one verdict, every member holds
- * exactly what its commands imply, and the audit passes. */
+ * exactly what its commands imply, and the audit passes. Purchases stay
+ * under the demo ladder's first tier (500 yuan), so no tier discount
+ * changes prices in the middle. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -29,6 +32,11 @@ enum {
     BATCH_MEMBERS_PER_REQUEST = 5,
     BATCH_COMMANDS = BATCH_MEMBERS * (1 + BATCH_PURCHASES),
     COMMANDS = SINGLE_COMMANDS + BATCH_COMMANDS,
+    /* the demo tenant earns 1 point a yuan, pending for 7 days: 11 for an
+     * 11-yuan purchase, 4 for a 4.40-yuan batch purchase */
+    SINGLE_EARNED = 11,
+    BATCH_EARNED = 4,
+    EARNINGS = CLIENTS * MEMBERS_PER_CLIENT * ROUNDS + BATCH_MEMBERS * BATCH_PURCHASES,
 };
 
 struct client {
@@ -79,7 +87,9 @@ static void *client_main(void *arg)
 }
 
 /* The batch client: each member a top-up, then 99 stored-value purchases
- * of 11 yuan, five members to a request, all lines of a member in order. */
+ * of 4.40 yuan (4 principal + 0.40 bonus, exactly, at the 10:1 ratio; 435.60
+ * yuan in all, under the first tier), five members to a request, all lines
+ * of a member in order. */
 static char batch_members[BATCH_MEMBERS][64];
 static int batch_unexpected;
 
@@ -98,7 +108,7 @@ static void *batch_client_main(void *arg)
                              "\"crash-b-%s-%d\",\"amount\":100000,\"branch_id\":\"hq\","
                              "\"payment_method\":\"cash\"}\n"
                            : "{\"type\":\"purchase\",\"member_id\":\"%s\",\"idempotency_key\":"
-                             "\"crash-b-%s-%d\",\"amount\":1100,\"branch_id\":\"branch-1\","
+                             "\"crash-b-%s-%d\",\"amount\":440,\"branch_id\":\"branch-1\","
                              "\"payment\":{\"method\":\"stored_value\"}}\n",
                     batch_members[m], batch_members[m], n);
         const char *headers[] = {"Content-Type: application/x-ndjson", "Prefer: wait=1", NULL};
@@ -127,13 +137,16 @@ static void expect_batch_member(PGconn *pg, const char *member_id)
     const char *p[1] = {member_id};
     assert_int_equal(
         test_pg_int(pg, "SELECT count(*) FROM ledger.commands WHERE member_id = $1", 1, p),
-        1 + BATCH_PURCHASES);
+        1 + BATCH_PURCHASES + BATCH_PURCHASES);
     assert_int_equal(
         test_pg_int(pg, "SELECT sv_principal FROM ledger.balances WHERE member_id = $1", 1, p),
-        100000 - 1000 * BATCH_PURCHASES);
+        100000 - 400 * BATCH_PURCHASES);
     assert_int_equal(
         test_pg_int(pg, "SELECT sv_bonus FROM ledger.balances WHERE member_id = $1", 1, p),
-        10000 - 100 * BATCH_PURCHASES);
+        10000 - 40 * BATCH_PURCHASES);
+    assert_int_equal(
+        test_pg_int(pg, "SELECT points_pending FROM ledger.balances WHERE member_id = $1", 1, p),
+        BATCH_EARNED * BATCH_PURCHASES);
 }
 
 static bool sent_reached(void *arg)
@@ -152,7 +165,7 @@ static bool all_applied(void *arg)
     const char *p[1] = {v->members};
     return test_pg_int(v->pg,
                        "SELECT count(*) FROM ledger.commands WHERE member_id = ANY($1::text[])",
-                       1, p) >= COMMANDS;
+                       1, p) >= COMMANDS + EARNINGS;
 }
 
 static void expect_member(PGconn *pg, const char *member_id)
@@ -160,7 +173,7 @@ static void expect_member(PGconn *pg, const char *member_id)
     const char *p[1] = {member_id};
     assert_int_equal(
         test_pg_int(pg, "SELECT count(*) FROM ledger.commands WHERE member_id = $1", 1, p),
-        1 + 2 * ROUNDS);
+        1 + 2 * ROUNDS + ROUNDS);
     assert_int_equal(
         test_pg_int(pg, "SELECT sv_principal FROM ledger.balances WHERE member_id = $1", 1, p),
         100000 - 1000 * ROUNDS);
@@ -170,6 +183,9 @@ static void expect_member(PGconn *pg, const char *member_id)
     assert_int_equal(
         test_pg_int(pg, "SELECT points FROM ledger.balances WHERE member_id = $1", 1, p),
         10 * ROUNDS);
+    assert_int_equal(
+        test_pg_int(pg, "SELECT points_pending FROM ledger.balances WHERE member_id = $1", 1, p),
+        SINGLE_EARNED * ROUNDS);
 }
 
 static void test_sigkill_under_load_then_audit(void **state)
