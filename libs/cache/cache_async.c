@@ -30,6 +30,8 @@ struct cache_req {
     struct cache_req *prev, *next; /* in cache_async.reqs while alive */
     struct cache_async *c;
     cache_balances_cb cb;
+    cache_reply_cb raw_cb; /* instead of cb: a raw request (cache_async_raw) */
+    const char *op;        /* the round trip's name in the histogram */
     void *arg;
     struct event *ev_timeout;
     bool answered;  /* cb has run */
@@ -82,7 +84,10 @@ static void req_answer(struct cache_req *r, int status, const struct cache_balan
         return;
     r->answered = true;
     evtimer_del(r->ev_timeout);
-    r->cb(r->arg, status, b);
+    if (r->raw_cb)
+        r->raw_cb(r->arg, NULL); /* raw requests get here only without a reply */
+    else
+        r->cb(r->arg, status, b);
 }
 
 /* Timer: the reply is late (or the request never reached Redis). A late
@@ -102,8 +107,12 @@ static void req_reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
     struct cache_req *r = privdata;
     r->in_hiredis = false;
     if (reply != NULL)
-        cache_observe("get_balances", metrics_now_seconds() - r->sent_s);
-    if (!r->answered) {
+        cache_observe(r->op, metrics_now_seconds() - r->sent_s);
+    if (!r->answered && r->raw_cb) {
+        r->answered = true;
+        evtimer_del(r->ev_timeout);
+        r->raw_cb(r->arg, reply);
+    } else if (!r->answered) {
         struct cache_balances b = {.tenant_id = r->tenant_id, .member_id = r->member_id};
         int status = cache_balances_from_reply(reply, &b);
         req_answer(r, status, status == 1 ? &b : NULL);
@@ -221,14 +230,13 @@ oom:
     return NULL;
 }
 
-void cache_async_get_balances(struct cache_async *c, const char *tenant_id, const char *member_id,
-                              cache_balances_cb cb, void *arg)
+/* A live request of c (linked, its timer made, not yet armed). */
+static struct cache_req *req_new(struct cache_async *c, const char *op, void *arg)
 {
-    assert(c != NULL && tenant_id != NULL && member_id != NULL && cb != NULL);
     struct cache_req *r = calloc(1, sizeof *r);
     assert(r != NULL);
     r->c = c;
-    r->cb = cb;
+    r->op = op;
     r->arg = arg;
     r->ev_timeout = evtimer_new(c->base, req_timeout_cb, r);
     assert(r->ev_timeout != NULL);
@@ -236,6 +244,31 @@ void cache_async_get_balances(struct cache_async *c, const char *tenant_id, cons
     if (c->reqs != NULL)
         c->reqs->prev = r;
     c->reqs = r;
+    return r;
+}
+
+void cache_async_raw(struct cache_async *c, const char *op, const char *key, const char *fmt,
+                     cache_reply_cb cb, void *arg)
+{
+    assert(c != NULL && op != NULL && fmt != NULL && cb != NULL);
+    struct cache_req *r = req_new(c, op, arg);
+    r->raw_cb = cb;
+    if (key != NULL && c->connected &&
+        redisAsyncCommand(c->ac, req_reply_cb, r, fmt, key) == REDIS_OK) {
+        r->in_hiredis = true;
+        r->sent_s = metrics_now_seconds();
+        timer_arm(r->ev_timeout, CACHE_ASYNC_REQUEST_TIMEOUT_MS);
+        return;
+    }
+    timer_arm(r->ev_timeout, 0); /* down or no key: NULL on the next loop turn */
+}
+
+void cache_async_get_balances(struct cache_async *c, const char *tenant_id, const char *member_id,
+                              cache_balances_cb cb, void *arg)
+{
+    assert(c != NULL && tenant_id != NULL && member_id != NULL && cb != NULL);
+    struct cache_req *r = req_new(c, "get_balances", arg);
+    r->cb = cb;
 
     char key[CACHE_KEY_MAX];
     bool ok = strlen(tenant_id) < sizeof r->tenant_id && strlen(member_id) < sizeof r->member_id &&
