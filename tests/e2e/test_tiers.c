@@ -538,6 +538,70 @@ static void test_chain_with_card_and_coupon(void **state)
     api_response_free(&r);
 }
 
+/* The ledger's outbox relays at least once: the same PurchaseRecorded
+ * fact twice on ledger-events (here sent by the test) counts once, and
+ * the member moves up once. */
+static void test_fact_relayed_twice_counts_once(void **state)
+{
+    char member[64], command_id[UUID_STR_SIZE];
+    test_register_member(member);
+    uuid7_generate(command_id);
+    struct event_meta meta = {.tenant_id = "demo",
+                              .branch_id = "hq",
+                              .member_id = member,
+                              .actor_kind = "service",
+                              .actor_id = "ledger"};
+    Envelope env;
+    Actor actor;
+    PurchaseRecorded pr;
+    envelope_init(&env, &actor, &meta);
+    tessera__ledger__v1__purchase_recorded__init(&pr);
+    pr.command_id = command_id;
+    pr.purchase_id = command_id;
+    pr.amount = pr.charged = 70000;
+    pr.payment_method = "cash";
+    env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_PURCHASE_RECORDED;
+    env.purchase_recorded = &pr;
+    size_t len = 0;
+    uint8_t *payload = envelope_encode(&env, &len);
+    assert_non_null(payload);
+
+    char err[256];
+    struct bus_config cfg = {getenv("TESSERA_KAFKA_BOOTSTRAP"), "test-tiers-relay", 6000, 5, 10};
+    assert_non_null(cfg.bootstrap);
+    struct bus_producer *p = bus_producer_new(&cfg, NULL, NULL, NULL, err, sizeof(err));
+    assert_non_null(p);
+    rd_kafka_resp_err_t results[2] = {RD_KAFKA_RESP_ERR__IN_PROGRESS,
+                                      RD_KAFKA_RESP_ERR__IN_PROGRESS};
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(bus_produce(p, TOPIC_LEDGER_EVENTS, member, payload, len,
+                                     envelope_cloudevents_headers(&env, "/tessera/ledger"),
+                                     &results[i]),
+                         RD_KAFKA_RESP_ERR_NO_ERROR);
+    assert_int_equal(bus_producer_flush(p, 10000), 0);
+    assert_int_equal(results[0], RD_KAFKA_RESP_ERR_NO_ERROR);
+    assert_int_equal(results[1], RD_KAFKA_RESP_ERR_NO_ERROR);
+    bus_producer_free(p);
+    free(payload);
+
+    wait_for_tier(member, "Basic");
+    PGconn *pg = test_pg();
+    const char *q[1] = {member};
+    /* A later purchase's fact follows both copies on the member's
+     * partition: once it is counted, both copies were consumed. */
+    wait_for_spend(pg, member, 70000);
+    struct api_response r = purchase_ok(member, 100, "cash", NULL, NULL);
+    api_response_free(&r);
+    wait_for_spend(pg, member, 70085);
+    assert_int_equal(
+        test_pg_int(pg, "SELECT purchases FROM tiering.member_spend WHERE member_id = $1", 1, q),
+        2);
+    assert_int_equal(
+        test_pg_int(pg, "SELECT count(*) FROM tiering.tier_changes WHERE member_id = $1", 1, q),
+        1);
+    PQfinish(pg);
+}
+
 int main(void)
 {
     snprintf(run_id, sizeof(run_id), "%d-%ld", (int)getpid(), (long)time(NULL));
@@ -546,6 +610,7 @@ int main(void)
         cmocka_unit_test(test_cache_first_then_postgres),
         cmocka_unit_test(test_batch_lines_priced_with_their_tiers),
         cmocka_unit_test(test_chain_with_card_and_coupon),
+        cmocka_unit_test(test_fact_relayed_twice_counts_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
