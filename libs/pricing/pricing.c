@@ -23,10 +23,8 @@ bool pricing_begin(struct pricing_quote *q, int64_t amount, int64_t tier_bp)
     if (amount <= 0 || amount > MONEY_AMOUNT_MAX || !pricing_rate_ok(tier_bp))
         return false;
     int64_t off = pricing_rate_off(amount, tier_bp);
-    *q = (struct pricing_quote){.amount = amount,
-                                .tier_discount = off,
-                                .charged = amount - off,
-                                .stage = PRICING_TIER};
+    *q = (struct pricing_quote){
+        .amount = amount, .tier_discount = off, .charged = amount - off, .stage = PRICING_TIER};
     return true;
 }
 

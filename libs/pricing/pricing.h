@@ -23,11 +23,11 @@
 enum pricing_stage { PRICING_TIER, PRICING_CARD, PRICING_COUPON };
 
 struct pricing_quote {
-    int64_t amount;          /* the list price */
-    int64_t tier_discount;   /* 1. the tier's, off the list price */
-    int64_t card_discount;   /* 2. a discount card's, off what the tier left */
-    int64_t coupon_discount; /* 3. a coupon's, off what the card left */
-    int64_t charged;         /* what is left to pay */
+    int64_t amount;           /* the list price */
+    int64_t tier_discount;    /* 1. the tier's, off the list price */
+    int64_t card_discount;    /* 2. a discount card's, off what the tier left */
+    int64_t coupon_discount;  /* 3. a coupon's, off what the card left */
+    int64_t charged;          /* what is left to pay */
     enum pricing_stage stage; /* the last step taken */
 };
 

@@ -59,10 +59,9 @@ static void quote_answer(struct req *r)
         json_object_set_new(card, "discount", json_integer(q.card_discount));
     json_t *body = json_pack(
         "{s:s, s:s, s:I, s:o, s:I, s:I, s:I, s:[s]}", "member_id", r->member_id, "branch_id",
-        r->branch_id, "amount", (json_int_t)q.amount, "tier", tier_json(&r->tier),
-        "tier_discount", (json_int_t)q.tier_discount, "discount_applied",
-        (json_int_t)pricing_discount_total(&q), "charged", (json_int_t)q.charged, "not_included",
-        "coupons");
+        r->branch_id, "amount", (json_int_t)q.amount, "tier", tier_json(&r->tier), "tier_discount",
+        (json_int_t)q.tier_discount, "discount_applied", (json_int_t)pricing_discount_total(&q),
+        "charged", (json_int_t)q.charged, "not_included", "coupons");
     if (card)
         json_object_set(body, "card", card);
     http_reply_json(r->ex, 200, body, NULL);

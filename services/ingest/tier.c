@@ -14,8 +14,8 @@ json_t *tier_json(const struct member_tier *t)
 {
     if (!t->has)
         return json_null();
-    return json_pack("{s:s, s:i, s:I, s:I}", "name", t->name, "rank", (int)t->rank,
-                     "discount_bp", (json_int_t)t->discount_bp, "points_multiplier_bp",
+    return json_pack("{s:s, s:i, s:I, s:I}", "name", t->name, "rank", (int)t->rank, "discount_bp",
+                     (json_int_t)t->discount_bp, "points_multiplier_bp",
                      (json_int_t)t->points_multiplier_bp);
 }
 

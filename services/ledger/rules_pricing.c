@@ -18,8 +18,8 @@ const char *rules_price_purchase(int64_t amount, int64_t tier_bp, const struct p
         return rules_result_code(RULES_INVALID_AMOUNT);
     if (card) {
         int64_t off = 0;
-        enum card_result r = rules_card_discount(card->st, card->discount_bp, next.charged,
-                                                 now_us, card->branch_ok, &off);
+        enum card_result r = rules_card_discount(card->st, card->discount_bp, next.charged, now_us,
+                                                 card->branch_ok, &off);
         /* The tier may leave nothing of a tiny bill (85% of 1 fen is 0):
          * a valid card then takes nothing, where its rule refuses an
          * empty bill. */

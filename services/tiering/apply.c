@@ -93,8 +93,8 @@ static void emit_changed(struct pipeline_batch *b, const Envelope *p,
                               .branch_id = p->branch_id,
                               .member_id = p->member_id,
                               .causation_id = p->event_id,
-                              .correlation_id = p->correlation_id[0] ? p->correlation_id
-                                                                     : p->event_id,
+                              .correlation_id =
+                                  p->correlation_id[0] ? p->correlation_id : p->event_id,
                               .actor_kind = "service",
                               .actor_id = "tiering",
                               .traceparent = p->traceparent,
@@ -124,9 +124,9 @@ static void emit_changed(struct pipeline_batch *b, const Envelope *p,
     memcpy(event_id, meta.event_id, UUID_STR_SIZE);
 }
 
-static void add_change_row(struct tiering_ctx *t, const Envelope *p,
-                           const struct tiering_member *m, bool has_previous,
-                           const struct tier_level *previous, const char *event_id)
+static void add_change_row(struct tiering_ctx *t, const Envelope *p, const struct tiering_member *m,
+                           bool has_previous, const struct tier_level *previous,
+                           const char *event_id)
 {
     struct tiering_change_rows *r = &t->changes;
     char at[32];
@@ -161,9 +161,8 @@ static void decide_purchase(struct tiering_ctx *t, struct pipeline_batch *b, con
     assert(m && ld);
     int32_t year = tier_local_year(p->occurred_at_us, ld->utc_offset_minutes);
     if (!tier_spend_add(&m->spend, p->purchase_recorded->charged, year)) {
-        log_fields(LOG_ERROR, "purchase not counted: charged out of range", "tenant",
-                   p->tenant_id, "member", p->member_id, "command_id",
-                   p->purchase_recorded->command_id, NULL);
+        log_fields(LOG_ERROR, "purchase not counted: charged out of range", "tenant", p->tenant_id,
+                   "member", p->member_id, "command_id", p->purchase_recorded->command_id, NULL);
         return;
     }
     m->purchases++;
@@ -191,8 +190,7 @@ static void decide_purchase(struct tiering_ctx *t, struct pipeline_batch *b, con
                m->tier.name, "reason", m->reason, "correlation_id", p->correlation_id, NULL);
 }
 
-int tiering_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *err,
-                        size_t err_len)
+int tiering_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *err, size_t err_len)
 {
     struct tiering_ctx *t = ctx;
     Envelope **envs = calloc(b->count, sizeof(*envs));
@@ -208,8 +206,8 @@ int tiering_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *e
         if (e->payload_case != TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_PURCHASE_RECORDED ||
             !e->member_id[0] || !e->purchase_recorded->command_id[0])
             continue;
-        t->purchases = grow(t->purchases, t->purchase_count, &t->purchase_cap,
-                            sizeof(*t->purchases));
+        t->purchases =
+            grow(t->purchases, t->purchase_count, &t->purchase_cap, sizeof(*t->purchases));
         t->purchases[t->purchase_count++] = (struct tiering_purchase){.env = e};
         tiering_member_find(t, e->tenant_id, e->member_id, true);
         tiering_ladder_find(t, e->tenant_id, true);

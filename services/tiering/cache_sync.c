@@ -33,8 +33,9 @@ static void keep_for_retry(struct tiering_ctx *t, const struct cache_tier *items
     if (n > room) {
         char dropped[24];
         snprintf(dropped, sizeof(dropped), "%zu", n - room);
-        log_fields(LOG_WARN, "cache writes dropped: members keep an older cached tier until "
-                             "their next purchase",
+        log_fields(LOG_WARN,
+                   "cache writes dropped: members keep an older cached tier until "
+                   "their next purchase",
                    "dropped", dropped, NULL);
         n = room;
     }

@@ -10,10 +10,10 @@
 
 static struct db_array *change_col(struct tiering_change_rows *r, int i)
 {
-    struct db_array *cols[CHANGE_COLS] = {&r->tenant,   &r->member,   &r->version,  &r->from_rank,
-                                          &r->from_name, &r->to_rank, &r->to_name,  &r->reason,
-                                          &r->lifetime, &r->annual,   &r->year,     &r->purchase,
-                                          &r->event,    &r->at};
+    struct db_array *cols[CHANGE_COLS] = {&r->tenant,    &r->member,  &r->version, &r->from_rank,
+                                          &r->from_name, &r->to_rank, &r->to_name, &r->reason,
+                                          &r->lifetime,  &r->annual,  &r->year,    &r->purchase,
+                                          &r->event,     &r->at};
     return cols[i];
 }
 
@@ -49,9 +49,8 @@ int tiering_store_count(PGconn *pg, struct tiering_ctx *t, char *err, size_t err
         db_array_add_int(&amounts, e->purchase_recorded->charged);
         db_array_add(&times, at);
     }
-    const char *p[5] = {db_array_finish(&tenants), db_array_finish(&ids),
-                        db_array_finish(&members), db_array_finish(&amounts),
-                        db_array_finish(&times)};
+    const char *p[5] = {db_array_finish(&tenants), db_array_finish(&ids), db_array_finish(&members),
+                        db_array_finish(&amounts), db_array_finish(&times)};
     /* A fact the ledger's outbox relayed twice (or twice in this batch)
      * is inserted once; RETURNING names the purchases seen for the first
      * time. */
@@ -90,16 +89,16 @@ static int load_members(PGconn *pg, struct tiering_ctx *t, char *err, size_t err
         db_array_add(&members, t->members[i].member_id);
     }
     const char *p[2] = {db_array_finish(&tenants), db_array_finish(&members)};
-    PGresult *res = db_query(
-        pg,
-        "SELECT k.t, k.m, coalesce(s.lifetime_spend, 0), coalesce(s.annual_spend, 0), "
-        "coalesce(s.spend_year, 0), coalesce(s.purchases, 0), "
-        "coalesce((extract(epoch FROM s.last_purchase_at) * 1000000)::bigint, 0), "
-        "mt.rank, mt.name, mt.discount_bp, mt.points_multiplier_bp, mt.version "
-        "FROM unnest($1::text[], $2::text[]) AS k(t, m) "
-        "LEFT JOIN member_spend s ON s.tenant_id = k.t AND s.member_id = k.m "
-        "LEFT JOIN member_tiers mt ON mt.tenant_id = k.t AND mt.member_id = k.m",
-        2, p, err, err_len, NULL);
+    PGresult *res =
+        db_query(pg,
+                 "SELECT k.t, k.m, coalesce(s.lifetime_spend, 0), coalesce(s.annual_spend, 0), "
+                 "coalesce(s.spend_year, 0), coalesce(s.purchases, 0), "
+                 "coalesce((extract(epoch FROM s.last_purchase_at) * 1000000)::bigint, 0), "
+                 "mt.rank, mt.name, mt.discount_bp, mt.points_multiplier_bp, mt.version "
+                 "FROM unnest($1::text[], $2::text[]) AS k(t, m) "
+                 "LEFT JOIN member_spend s ON s.tenant_id = k.t AND s.member_id = k.m "
+                 "LEFT JOIN member_tiers mt ON mt.tenant_id = k.t AND mt.member_id = k.m",
+                 2, p, err, err_len, NULL);
     db_array_free(&tenants), db_array_free(&members);
     if (!res)
         return -1;

@@ -84,8 +84,7 @@ struct tiering_ctx {
 
 /* pipeline_ops callbacks (apply.c, cache_sync.c) */
 void tiering_begin_batch(void *ctx);
-int tiering_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *err,
-                        size_t err_len);
+int tiering_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *err, size_t err_len);
 void tiering_after_commit(void *ctx, struct pipeline_batch *b);
 
 /* lookups in the batch state (apply.c) */

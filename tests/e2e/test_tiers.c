@@ -178,8 +178,7 @@ static const struct bus_consumer_ops from_beginning = {assign_from_beginning, NU
  * the beginning until `want` of them arrived or the deadline passed. */
 typedef Tessera__Tiering__V1__TierChanged TierChanged;
 
-static size_t read_tier_changes(const char *member_id, size_t want, TierChanged **out,
-                                size_t max)
+static size_t read_tier_changes(const char *member_id, size_t want, TierChanged **out, size_t max)
 {
     char group[128], err[256];
     snprintf(group, sizeof(group), "test-tiers-%s-%s", run_id, member_id);
@@ -198,9 +197,9 @@ static size_t read_tier_changes(const char *member_id, size_t want, TierChanged 
         size_t got = bus_consumer_poll_batch(c, msgs, 256, 200);
         for (size_t i = 0; i < got; i++) {
             char why[128];
-            Envelope *env = msgs[i]->err ? NULL
-                                         : envelope_decode(msgs[i]->payload, msgs[i]->len, why,
-                                                           sizeof(why));
+            Envelope *env = msgs[i]->err
+                                ? NULL
+                                : envelope_decode(msgs[i]->payload, msgs[i]->len, why, sizeof(why));
             if (env && env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_TIER_CHANGED &&
                 strcmp(env->member_id, member_id) == 0 && n < max) {
                 /* keep the payload: detach it from the envelope */
@@ -229,9 +228,9 @@ static void test_threshold_then_tier_discount_first(void **state)
     char member[64], op[64], key[96];
     PGconn *pg = test_pg();
     test_register_member(member);
-    struct api_response r = member_post(
-        member, "/topups", "{\"amount\":300000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}",
-        NULL);
+    struct api_response r =
+        member_post(member, "/topups",
+                    "{\"amount\":300000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}", NULL);
     assert_int_equal(r.status, 201);
     assert_int_equal(json_int_at(r.body, "balances.stored_value_bonus"), 30000);
     api_response_free(&r);
@@ -256,8 +255,7 @@ static void test_threshold_then_tier_discount_first(void **state)
     wait_for_spend(pg, member, 49999);
     const char *p[1] = {member};
     assert_int_equal(
-        test_pg_int(pg, "SELECT count(*) FROM tiering.member_tiers WHERE member_id = $1", 1, p),
-        0);
+        test_pg_int(pg, "SELECT count(*) FROM tiering.member_tiers WHERE member_id = $1", 1, p), 0);
     r = view(member);
     assert_true(json_is_null(json_object_get(r.body, "tier")));
     api_response_free(&r);
@@ -307,8 +305,7 @@ static void test_threshold_then_tier_discount_first(void **state)
     assert_int_equal(json_int_at(r.body, "charged"), 9350);
     api_response_free(&r);
     r = view(member);
-    assert_int_equal(json_int_at(r.body, "balances.stored_value"),
-                     principal + bonus - 9350);
+    assert_int_equal(json_int_at(r.body, "balances.stored_value"), principal + bonus - 9350);
     api_response_free(&r);
 
     /* The ledger: one posting, the member's lines take exactly the
@@ -347,8 +344,7 @@ static void test_threshold_then_tier_discount_first(void **state)
                                  1, p),
                      1);
     assert_int_equal(
-        test_pg_int(pg, "SELECT count(*) FROM tiering.tier_changes WHERE member_id = $1", 1, p),
-        1);
+        test_pg_int(pg, "SELECT count(*) FROM tiering.tier_changes WHERE member_id = $1", 1, p), 1);
     redisContext *rc = test_redis();
     struct cached_wait cw = {rc, member, 1};
     assert_true(poll_until(tier_cached, &cw, TIER_DEADLINE_MS));
@@ -379,8 +375,8 @@ static void test_cache_first_then_postgres(void **state)
 
     /* A newer cached tier (as tiering would write after an upgrade) is
      * what the purchase is priced with. */
-    struct cache_tier planted = {.rank = 9, .discount_bp = 5000, .points_multiplier_bp = 20000,
-                                 .version = 2};
+    struct cache_tier planted = {
+        .rank = 9, .discount_bp = 5000, .points_multiplier_bp = 20000, .version = 2};
     snprintf(planted.tenant_id, sizeof(planted.tenant_id), "demo");
     snprintf(planted.member_id, sizeof(planted.member_id), "%s", member);
     snprintf(planted.name, sizeof(planted.name), "Planted");
@@ -597,8 +593,7 @@ static void test_fact_relayed_twice_counts_once(void **state)
         test_pg_int(pg, "SELECT purchases FROM tiering.member_spend WHERE member_id = $1", 1, q),
         2);
     assert_int_equal(
-        test_pg_int(pg, "SELECT count(*) FROM tiering.tier_changes WHERE member_id = $1", 1, q),
-        1);
+        test_pg_int(pg, "SELECT count(*) FROM tiering.tier_changes WHERE member_id = $1", 1, q), 1);
     PQfinish(pg);
 }
 

@@ -72,8 +72,8 @@ static const struct chain_case cases[] = {
     {10000, 8500, &count_card, 8000, NO_COUPON, 0, "not_a_discount_card", 0, 0, 0, 0},
     {10000, 8500, &live_card, 8000, USED_COUPON, 500, "coupon_used", 0, 0, 0, 0},
     /* the largest bill: 128-bit products, no overflow */
-    {MONEY_AMOUNT_MAX, 8500, &live_card, 9999, NO_COUPON, 0, NULL, 1500000000000, 850000000,
-     0, 8499150000000},
+    {MONEY_AMOUNT_MAX, 8500, &live_card, 9999, NO_COUPON, 0, NULL, 1500000000000, 850000000, 0,
+     8499150000000},
 };
 
 static struct coupon_state coupon_of(enum coupon_case c, int64_t value)
@@ -149,8 +149,7 @@ static void test_every_fen_conserved(void **state)
             assert_string_equal(code, "invalid_amount");
             continue;
         }
-        assert_int_equal(q.tier_discount + q.card_discount + q.coupon_discount + q.charged,
-                         amount);
+        assert_int_equal(q.tier_discount + q.card_discount + q.coupon_discount + q.charged, amount);
         assert_true(q.charged >= 0 && q.tier_discount >= 0 && q.card_discount >= 0);
         int64_t after_tier = amount - q.tier_discount;
         if (tier_bp > 0) {
@@ -162,9 +161,9 @@ static void test_every_fen_conserved(void **state)
         }
         int64_t ledger_card_off = 0;
         if (after_tier > 0) {
-            assert_int_equal(
-                rules_card_discount(&live_card, card_bp, after_tier, NOW_US, true, &ledger_card_off),
-                CARD_OK);
+            assert_int_equal(rules_card_discount(&live_card, card_bp, after_tier, NOW_US, true,
+                                                 &ledger_card_off),
+                             CARD_OK);
         }
         struct pricing_quote quote;
         assert_true(pricing_begin(&quote, amount, tier_bp));
@@ -179,7 +178,7 @@ static void test_rate_off(void **state)
     static const struct {
         int64_t left, rate_bp, off;
     } rates[] = {
-        {10000, 8500, 1500}, {10001, 8500, 1501}, {1, 8500, 1},   {1, 10000, 0},
+        {10000, 8500, 1500}, {10001, 8500, 1501}, {1, 8500, 1},    {1, 10000, 0},
         {0, 8500, 0},        {10000, 0, 0},       {9999, 1, 9999}, {12345, 7000, 3704},
     };
     for (size_t i = 0; i < sizeof(rates) / sizeof(rates[0]); i++)

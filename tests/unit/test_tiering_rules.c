@@ -14,22 +14,45 @@
 /* deploy/local/seed-demo.sql's ladder, out of order, with an
  * invitation-only level above it that no spend reaches */
 static const struct tier_level demo[] = {
-    {.rank = 3, .name = "Premium", .min_cumulative_spend = 2000001, .min_annual_spend = -1,
-     .discount_bp = 7000, .points_multiplier_bp = 10000},
-    {.rank = 1, .name = "Basic", .min_cumulative_spend = 50000, .min_annual_spend = -1,
-     .discount_bp = 8500, .points_multiplier_bp = 10000},
-    {.rank = 4, .name = "Black", .min_cumulative_spend = 0, .min_annual_spend = 0,
-     .invitation_only = true, .discount_bp = 6000, .points_multiplier_bp = 20000},
-    {.rank = 2, .name = "Advanced", .min_cumulative_spend = 200000, .min_annual_spend = 500000,
-     .discount_bp = 8000, .points_multiplier_bp = 10000},
+    {.rank = 3,
+     .name = "Premium",
+     .min_cumulative_spend = 2000001,
+     .min_annual_spend = -1,
+     .discount_bp = 7000,
+     .points_multiplier_bp = 10000},
+    {.rank = 1,
+     .name = "Basic",
+     .min_cumulative_spend = 50000,
+     .min_annual_spend = -1,
+     .discount_bp = 8500,
+     .points_multiplier_bp = 10000},
+    {.rank = 4,
+     .name = "Black",
+     .min_cumulative_spend = 0,
+     .min_annual_spend = 0,
+     .invitation_only = true,
+     .discount_bp = 6000,
+     .points_multiplier_bp = 20000},
+    {.rank = 2,
+     .name = "Advanced",
+     .min_cumulative_spend = 200000,
+     .min_annual_spend = 500000,
+     .discount_bp = 8000,
+     .points_multiplier_bp = 10000},
 };
 #define DEMO_COUNT (sizeof(demo) / sizeof(demo[0]))
 
 /* A ladder whose annual threshold is below the cumulative one. */
 static const struct tier_level annual[] = {
-    {.rank = 1, .name = "Basic", .min_cumulative_spend = 50000, .min_annual_spend = -1,
+    {.rank = 1,
+     .name = "Basic",
+     .min_cumulative_spend = 50000,
+     .min_annual_spend = -1,
      .discount_bp = 8500},
-    {.rank = 2, .name = "Advanced", .min_cumulative_spend = 200000, .min_annual_spend = 100000,
+    {.rank = 2,
+     .name = "Advanced",
+     .min_cumulative_spend = 200000,
+     .min_annual_spend = 100000,
      .discount_bp = 8000},
 };
 
@@ -54,8 +77,8 @@ static void test_qualify_demo_boundaries(void **state)
         {60000, 499999, "Basic", TIER_REASON_CUMULATIVE},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        struct tier_spend s = {.lifetime = cases[i].lifetime, .annual = cases[i].annual,
-                               .year = 2026};
+        struct tier_spend s = {
+            .lifetime = cases[i].lifetime, .annual = cases[i].annual, .year = 2026};
         enum tier_reason why = TIER_REASON_CUMULATIVE;
         const struct tier_level *l = tier_qualify(demo, DEMO_COUNT, &s, &why);
         if (!cases[i].tier) {
@@ -111,7 +134,7 @@ static void test_upgrade_only(void **state)
         {true, 2, 0, false},  /* a ladder edit leaves the member reaching nothing */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        const struct tier_level *q = cases[i].which == 0 ? NULL
+        const struct tier_level *q = cases[i].which == 0   ? NULL
                                      : cases[i].which == 1 ? basic
                                                            : advanced;
         assert_int_equal(tier_is_upgrade(cases[i].has_current, cases[i].current_rank, q),
@@ -121,8 +144,12 @@ static void test_upgrade_only(void **state)
 
 static int64_t utc_us(int y, int mon, int d, int h, int min, int s)
 {
-    struct tm tm = {.tm_year = y - 1900, .tm_mon = mon - 1, .tm_mday = d, .tm_hour = h,
-                    .tm_min = min, .tm_sec = s};
+    struct tm tm = {.tm_year = y - 1900,
+                    .tm_mon = mon - 1,
+                    .tm_mday = d,
+                    .tm_hour = h,
+                    .tm_min = min,
+                    .tm_sec = s};
     return (int64_t)timegm(&tm) * 1000000;
 }
 
