@@ -29,7 +29,9 @@ bool tiering_cache_ensure(struct tiering_ctx *t)
 
 static void keep_for_retry(struct tiering_ctx *t, const struct cache_tier *items, size_t n)
 {
-    size_t room = TIERING_CACHE_RETRY_MAX - t->unsynced_count;
+    if (!t->unsynced) /* made the first time Redis fails, kept after */
+        t->unsynced = calloc(TIERING_CACHE_RETRY_MAX, sizeof(*t->unsynced));
+    size_t room = t->unsynced ? TIERING_CACHE_RETRY_MAX - t->unsynced_count : 0;
     if (n > room) {
         char dropped[24];
         snprintf(dropped, sizeof(dropped), "%zu", n - room);
@@ -39,7 +41,9 @@ static void keep_for_retry(struct tiering_ctx *t, const struct cache_tier *items
                    "dropped", dropped, NULL);
         n = room;
     }
-    memmove(t->unsynced + t->unsynced_count, items, n * sizeof(*items));
+    if (n == 0)
+        return;
+    memcpy(t->unsynced + t->unsynced_count, items, n * sizeof(*items));
     t->unsynced_count += n;
 }
 
@@ -58,11 +62,6 @@ static void member_item(const struct tiering_member *m, struct cache_tier *c)
 void tiering_after_commit(void *ctx, struct pipeline_batch *b)
 {
     struct tiering_ctx *t = ctx;
-    if (!t->unsynced) {
-        t->unsynced = calloc(TIERING_CACHE_RETRY_MAX, sizeof(*t->unsynced));
-        if (!t->unsynced)
-            return;
-    }
     size_t n = 0;
     for (size_t i = 0; i < t->member_count; i++)
         n += t->members[i].spent;
@@ -71,7 +70,8 @@ void tiering_after_commit(void *ctx, struct pipeline_batch *b)
     struct cache_tier *items = calloc(n + t->unsynced_count, sizeof(*items));
     if (!items)
         return;
-    memcpy(items, t->unsynced, t->unsynced_count * sizeof(*items));
+    if (t->unsynced_count > 0)
+        memcpy(items, t->unsynced, t->unsynced_count * sizeof(*items));
     size_t count = t->unsynced_count;
     t->unsynced_count = 0;
     for (size_t i = 0; i < t->member_count; i++)
