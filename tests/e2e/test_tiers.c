@@ -165,6 +165,24 @@ static void member_at_basic(char member_id[64])
 }
 
 /* ------------------------------------------------- tier-events */
+/* The broker's current address: other tests restart it (on a new port),
+ * so the file the runtime writes wins over the environment. */
+static const char *bootstrap(void)
+{
+    static char addr[256];
+    char path[512];
+    snprintf(path, sizeof(path), "%s/kafka.bootstrap", getenv("TESSERA_LOCAL_DIR"));
+    FILE *f = fopen(path, "r");
+    if (f && fgets(addr, sizeof(addr), f)) {
+        addr[strcspn(addr, "\n")] = '\0';
+        fclose(f);
+        return addr;
+    }
+    if (f)
+        fclose(f);
+    return getenv("TESSERA_KAFKA_BOOTSTRAP");
+}
+
 static int assign_from_beginning(void *ctx, rd_kafka_topic_partition_list_t *parts)
 {
     for (int i = 0; i < parts->cnt; i++)
@@ -182,9 +200,8 @@ static size_t read_tier_changes(const char *member_id, size_t want, TierChanged 
 {
     char group[128], err[256];
     snprintf(group, sizeof(group), "test-tiers-%s-%s", run_id, member_id);
-    const char *bootstrap = getenv("TESSERA_KAFKA_BOOTSTRAP");
-    assert_non_null(bootstrap);
-    struct bus_config cfg = {bootstrap, group, 6000, 5, 10};
+    struct bus_config cfg = {bootstrap(), group, 6000, 5, 10};
+    assert_non_null(cfg.bootstrap);
     const char *topics[1] = {TOPIC_TIER_EVENTS};
     struct bus_consumer *c =
         bus_consumer_new(&cfg, group, topics, 1, &from_beginning, NULL, err, sizeof(err));
@@ -563,7 +580,7 @@ static void test_fact_relayed_twice_counts_once(void **state)
     assert_non_null(payload);
 
     char err[256];
-    struct bus_config cfg = {getenv("TESSERA_KAFKA_BOOTSTRAP"), "test-tiers-relay", 6000, 5, 10};
+    struct bus_config cfg = {bootstrap(), "test-tiers-relay", 6000, 5, 10};
     assert_non_null(cfg.bootstrap);
     struct bus_producer *p = bus_producer_new(&cfg, NULL, NULL, NULL, err, sizeof(err));
     assert_non_null(p);
