@@ -190,8 +190,10 @@ static void decide_purchase(struct ledger_ctx *l, struct outcome *o)
                                     env->occurred_at_us, &q);
     if (code) {
         bool bad_amount = p->amount <= 0 || p->amount > MONEY_AMOUNT_MAX;
+        bool bad_tier = !pricing_rate_ok(p->tier_discount_bp);
         o->reject_code = code;
         o->reject_detail = bad_amount ? "the purchase amount is not acceptable"
+                           : bad_tier ? "the tier's rate is not acceptable"
                                       : "the card or coupon cannot be used with this purchase";
         return;
     }
