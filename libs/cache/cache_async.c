@@ -30,7 +30,9 @@ struct cache_req {
     struct cache_req *prev, *next; /* in cache_async.reqs while alive */
     struct cache_async *c;
     cache_balances_cb cb;    /* a balances read, or */
-    cache_cards_cb cards_cb; /* a cards read */
+    cache_cards_cb cards_cb; /* a cards read, or */
+    cache_reply_cb raw_cb;   /* a raw request (cache_async_raw) */
+    const char *op;          /* the round trip's name in the histogram */
     void *arg;
     struct event *ev_timeout;
     bool answered;  /* cb has run */
@@ -85,7 +87,9 @@ static void req_answer(struct cache_req *r, int status, const void *result)
         return;
     r->answered = true;
     evtimer_del(r->ev_timeout);
-    if (r->cards_cb != NULL)
+    if (r->raw_cb)
+        r->raw_cb(r->arg, NULL); /* raw requests get here only without a reply */
+    else if (r->cards_cb != NULL)
         r->cards_cb(r->arg, status, result);
     else
         r->cb(r->arg, status, result);
@@ -118,9 +122,12 @@ static void req_reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
     struct cache_req *r = privdata;
     r->in_hiredis = false;
     if (reply != NULL)
-        cache_observe(r->cards_cb ? "get_cards" : "get_balances",
-                      metrics_now_seconds() - r->sent_s);
-    if (!r->answered && r->cards_cb != NULL) {
+        cache_observe(r->op, metrics_now_seconds() - r->sent_s);
+    if (!r->answered && r->raw_cb) {
+        r->answered = true;
+        evtimer_del(r->ev_timeout);
+        r->raw_cb(r->arg, reply);
+    } else if (!r->answered && r->cards_cb != NULL) {
         req_answer_cards(r, reply);
     } else if (!r->answered) {
         struct cache_balances b = {.tenant_id = r->tenant_id, .member_id = r->member_id};
@@ -240,12 +247,13 @@ oom:
     return NULL;
 }
 
-/* A request linked into c's list, with its timer; not yet sent. */
-static struct cache_req *req_new(struct cache_async *c, void *arg)
+/* A live request of c (linked, its timer made, not yet armed). */
+static struct cache_req *req_new(struct cache_async *c, const char *op, void *arg)
 {
     struct cache_req *r = calloc(1, sizeof *r);
     assert(r != NULL);
     r->c = c;
+    r->op = op;
     r->arg = arg;
     r->ev_timeout = evtimer_new(c->base, req_timeout_cb, r);
     assert(r->ev_timeout != NULL);
@@ -285,11 +293,21 @@ static void req_sent(struct cache_req *r, bool sent)
     timer_arm(r->ev_timeout, 0);
 }
 
+void cache_async_raw(struct cache_async *c, const char *op, const char *key, const char *fmt,
+                     cache_reply_cb cb, void *arg)
+{
+    assert(c != NULL && op != NULL && fmt != NULL && cb != NULL);
+    struct cache_req *r = req_new(c, op, arg);
+    r->raw_cb = cb; /* down or no key: NULL on the next loop turn */
+    req_sent(r, key != NULL && c->connected &&
+                    redisAsyncCommand(c->ac, req_reply_cb, r, fmt, key) == REDIS_OK);
+}
+
 void cache_async_get_balances(struct cache_async *c, const char *tenant_id, const char *member_id,
                               cache_balances_cb cb, void *arg)
 {
     assert(c != NULL && tenant_id != NULL && member_id != NULL && cb != NULL);
-    struct cache_req *r = req_new(c, arg);
+    struct cache_req *r = req_new(c, "get_balances", arg);
     r->cb = cb;
     char key[CACHE_KEY_MAX];
     req_sent(r, req_prepare(r, cache_balances_key, tenant_id, member_id, key) &&
@@ -302,7 +320,7 @@ void cache_async_get_cards(struct cache_async *c, const char *tenant_id, const c
                            cache_cards_cb cb, void *arg)
 {
     assert(c != NULL && tenant_id != NULL && member_id != NULL && cb != NULL);
-    struct cache_req *r = req_new(c, arg);
+    struct cache_req *r = req_new(c, "get_cards", arg);
     r->cards_cb = cb;
     char key[CACHE_KEY_MAX];
     req_sent(r, req_prepare(r, cache_cards_key, tenant_id, member_id, key) &&

@@ -14,4 +14,13 @@ int cache_balances_from_reply(const redisReply *reply, struct cache_balances *ou
 /* Observes one Redis round trip in tessera_redis_command_duration_seconds. */
 void cache_observe(const char *op, double seconds);
 
+/* A raw request on the ingest loop (cache_async.c) for the cache's other
+ * hashes (cache_tier.c): cb is called exactly once, on the loop, with the
+ * reply (NULL when Redis is down, the reply is late or key is NULL); the
+ * reply lives during the call. fmt holds one %s, the key; op names the
+ * round trip in the histogram. */
+typedef void (*cache_reply_cb)(void *arg, const redisReply *reply);
+void cache_async_raw(struct cache_async *c, const char *op, const char *key, const char *fmt,
+                     cache_reply_cb cb, void *arg);
+
 #endif

@@ -41,6 +41,7 @@ struct batch_line {
     char key[INGEST_KEY_MAX];
     char hash[65];
     char command_id[UUID_STR_SIZE];
+    struct member_tier tier; /* purchases: the member's tier when checked */
     long copy_of; /* LINE_COPY: index of the first line with this key */
     int status;
     json_t *result;
@@ -336,8 +337,8 @@ static void send_lines(struct batch *b)
                            ? points_encode(&r->caller, l->member_id, l->branch_id, l->command_id,
                                            r->traceparent, l->body, &len, &headers)
                            : commands_encode(&r->caller, l->member_id, l->branch_id,
-                                             l->command_id, r->traceparent, l->body, &len,
-                                             &headers);
+                                             l->command_id, r->traceparent, l->body, &l->tier,
+                                             &len, &headers);
         if (!cmd) {
             line_problem(l, 413, "payload_too_large", "the command is too large");
             continue;
@@ -493,6 +494,8 @@ static void on_checked(void *arg, PGresult *res, const char *err, const char *sq
         int member = find_row(res, "m", l->member_id);
         if (member >= 0 && !l->branch_id[0]) /* points without a branch: the home branch */
             snprintf(l->branch_id, sizeof(l->branch_id), "%s", PQgetvalue(res, member, 2));
+        if (member >= 0 && l->kind == LINE_PURCHASE)
+            tier_from_row(&l->tier, res, member, 3);
         if (member < 0)
             line_problem(l, 404, "not_found", "no such member");
         else if (find_row(res, "b", l->branch_id) < 0)
@@ -501,8 +504,10 @@ static void on_checked(void *arg, PGresult *res, const char *err, const char *sq
     claim_keys(b);
 }
 
-/* Which of the batch's members exist, and the tenant's branches, in one
- * round trip. */
+/* Which of the batch's members exist, with their tiers (tiering's table:
+ * the whole batch in the same single statement, where the cache would
+ * cost a round trip of its own), and the tenant's branches, in one round
+ * trip. */
 static void check_members(struct batch *b)
 {
     struct db_array members;
@@ -512,10 +517,13 @@ static void check_members(struct batch *b)
             db_array_add(&members, b->lines[i].member_id);
     const char *p[2] = {b->r->caller.tenant_id, db_array_finish(&members)};
     int rc = pg_pool_query(b->r->app->pg,
-                           "SELECT 'm', m.member_id, m.branch_id FROM members m "
+                           "SELECT 'm', m.member_id, m.branch_id, t.name, t.rank, "
+                           "t.discount_bp, t.points_multiplier_bp FROM members m "
+                           "LEFT JOIN tiering.member_tiers t ON t.tenant_id = m.tenant_id "
+                           "AND t.member_id = m.member_id "
                            "WHERE m.tenant_id = $1 AND m.member_id = ANY($2::text[]) "
-                           "UNION ALL SELECT 'b', branch_id, '' FROM branches "
-                           "WHERE tenant_id = $1",
+                           "UNION ALL SELECT 'b', branch_id, '', NULL, NULL, NULL, NULL "
+                           "FROM branches WHERE tenant_id = $1",
                            2, p, on_checked, b);
     db_array_free(&members);
     if (rc < 0) {

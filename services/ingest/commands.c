@@ -140,7 +140,8 @@ static void fill_items(RecordPurchase *p, json_t *items, PurchaseItem *store, Pu
  * CloudEvents headers (caller owns), or NULL when it is too large. */
 uint8_t *commands_encode(const struct caller *c, const char *member_id, const char *branch_id,
                          const char *command_id, const char *traceparent, json_t *body,
-                         size_t *len, rd_kafka_headers_t **headers)
+                         const struct member_tier *tier, size_t *len,
+                         rd_kafka_headers_t **headers)
 {
     struct event_meta meta;
     command_meta(&meta, c, member_id, branch_id, command_id, traceparent);
@@ -164,6 +165,7 @@ uint8_t *commands_encode(const struct caller *c, const char *member_id, const ch
         const char *card = json_string_value(json_object_get(body, "card_id"));
         purchase.card_id = (char *)(card ? card : "");
         fill_items(&purchase, json_object_get(body, "items"), items, item_ptrs);
+        tier_fill_purchase(&purchase, tier);
         env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_RECORD_PURCHASE;
         env.record_purchase = &purchase;
     } else {
@@ -184,8 +186,13 @@ static void send_command(struct req *r)
     size_t len = 0;
     rd_kafka_headers_t *headers = NULL;
     uint8_t *command = commands_encode(&r->caller, r->member_id, r->branch_id, r->command_id,
-                                       r->traceparent, r->body, &len, &headers);
+                                       r->traceparent, r->body, &r->tier, &len, &headers);
     req_send_command(r, command, len, headers);
+}
+
+static void claim_then_send(struct req *r)
+{
+    idem_claim_then(r, send_command);
 }
 
 static void on_checked(void *arg, PGresult *res, const char *err, const char *sqlstate)
@@ -205,7 +212,11 @@ static void on_checked(void *arg, PGresult *res, const char *err, const char *sq
         return;
     }
     uuid7_generate(r->command_id);
-    idem_claim_then(r, send_command);
+    /* A purchase is priced under the member's tier as it is now. */
+    if (json_object_get(r->body, "payment"))
+        tier_lookup_then(r, claim_then_send);
+    else
+        claim_then_send(r);
 }
 
 static void command_authenticated(struct req *r, bool purchase)

@@ -65,6 +65,15 @@ struct caller {
     char key_id[24];                /* the key's public id (api_keys.key_id), for the actor */
 };
 
+/* A member's tier as the API shows it and a purchase carries it. */
+struct member_tier {
+    bool has; /* false: no tier */
+    char name[65];
+    int32_t rank;
+    int64_t discount_bp;          /* share of the price paid: 8500 = 85% */
+    int64_t points_multiplier_bp; /* 10000 = x1 */
+};
+
 /* One API request through its asynchronous steps. */
 struct req {
     struct ingest *app;
@@ -88,6 +97,7 @@ struct req {
     long long list_limit;     /* lists: page size */
     long long list_before_id; /* lists: the page ends before this key; 0: newest */
     int32_t utc_offset_s;  /* card uses: the tenant's time zone when checked */
+    struct member_tier tier; /* tier_lookup_then's answer */
     void (*next)(struct req *r);
     void (*admin_next)(struct req *r); /* auth_admin_then's continuation */
     char target[INGEST_KEY_MAX];       /* admin endpoints: the id acted on */
@@ -176,9 +186,11 @@ void answer_json(struct http_exchange *ex, int status, json_t *body);
 /* commands.c: money commands, shared with the batch endpoint */
 struct validation;
 void commands_check_fields(struct validation *v, json_t *body, bool purchase, const char **branch);
+/* tier (NULL or none: no tier) goes into a purchase's RecordPurchase. */
 uint8_t *commands_encode(const struct caller *c, const char *member_id, const char *branch_id,
                          const char *command_id, const char *traceparent, json_t *body,
-                         size_t *len, rd_kafka_headers_t **headers);
+                         const struct member_tier *tier, size_t *len,
+                         rd_kafka_headers_t **headers);
 
 /* members.c, commands.c, operations.c: route handlers */
 void members_register(struct http_exchange *ex, void *app);
@@ -282,6 +294,20 @@ int coupons_verdict_to_response(const LedgerPosted *v, json_t **body);
 /* Sends a card command: encodes r->command with the payload the caller
  * set on env (from meta), then waits for the verdict. */
 void cards_send_envelope(struct req *r, Envelope *env);
+
+/* tier.c: the member's current tier (the cache, then tiering's table). */
+/* Reads r->member_id's tier into r->tier, then calls next; answers 503
+ * and frees r when the database fails. */
+void tier_lookup_then(struct req *r, void (*next)(struct req *r));
+/* {name, rank, discount_bp, points_multiplier_bp}, or null without one. */
+json_t *tier_json(const struct member_tier *t);
+/* Columns col.. of row: name (NULL: no tier), rank, discount_bp,
+ * points_multiplier_bp. */
+void tier_from_row(struct member_tier *t, const PGresult *res, int row, int col);
+/* Sets RecordPurchase.tier_* (borrows t's name). */
+void tier_fill_purchase(RecordPurchase *p, const struct member_tier *t);
+/* quote.c: GET /v1/members/{id}/quote */
+void quote_get(struct http_exchange *ex, void *app);
 
 /* member_view.c: a member's profile with balances (cache, then ledger). */
 json_t *balances_json(int64_t points, int64_t points_pending, int64_t principal, int64_t bonus);

@@ -99,6 +99,7 @@ GUARDED(route_points_adjust, points_adjust)
 GUARDED(route_refund, refunds_create)
 GUARDED(route_history, history_get)
 GUARDED(route_liability, reports_prepaid_liability)
+GUARDED(route_quote, quote_get)
 
 static const struct http_route api_routes[] = {
     {"POST", "/v1/members", route_register},
@@ -131,6 +132,7 @@ static const struct http_route api_routes[] = {
     {"POST", "/v1/members/{member_id}/points-adjustments", route_points_adjust},
     {"POST", "/v1/members/{member_id}/refunds", route_refund},
     {"GET", "/v1/members/{member_id}/ledger", route_history},
+    {"GET", "/v1/members/{member_id}/quote", route_quote},
     {"GET", "/v1/reports/prepaid-liability", route_liability},
 };
 

@@ -1,6 +1,7 @@
 /* A member as the API shows it: the profile from ingest's directory, the
  * balances from the Redis cache, or from the ledger's own table when the
- * cache misses or is down (the cache is only a cache). */
+ * cache misses or is down (the cache is only a cache), and the tier the
+ * same way (tier.c). */
 #include <assert.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -28,10 +29,16 @@ json_t *balances_json_of(const Balances *b)
                          b->stored_value_bonus);
 }
 
+static void view_with_tier(struct req *r)
+{
+    json_object_set_new(r->body, "tier", tier_json(&r->tier));
+    cards_view_reply(r);
+}
+
 static void view_finish(struct req *r, json_t *balances)
 {
     json_object_set_new(r->body, "balances", balances);
-    cards_view_reply(r);
+    tier_lookup_then(r, view_with_tier);
 }
 
 static void on_ledger_balances(void *arg, PGresult *res, const char *err, const char *sqlstate)

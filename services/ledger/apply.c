@@ -171,25 +171,36 @@ static void decide_topup(struct ledger_ctx *l, struct outcome *o)
     o->charged = t->amount;
 }
 
+/* A purchase's price (rules_pricing.c): the tier's discount off the list
+ * price first (折上折), then the named discount card's and coupon's, each
+ * on what the step before left; stored value pays what is left, principal
+ * and bonus pro rata. */
 static void decide_purchase(struct ledger_ctx *l, struct outcome *o)
 {
     const Envelope *env = o->cmd;
     const RecordPurchase *p = env->record_purchase;
     o->amount = p->amount;
-    o->charged = p->amount; /* tier discounts come with the tiering rules */
-    /* A discount card first, then a coupon on what is left (cards.c). */
-    int64_t off = 0;
-    const char *code = p->card_id[0] ? cards_purchase_discount(l, env, o->charged, &off) : NULL;
-    o->charged -= off;
-    if (!code && p->coupon_id[0])
-        code = cards_purchase_coupon_plan(l, env, o->charged, &o->coupon_discount);
+    struct price_card card_terms;
+    const struct price_card *card;
+    const struct coupon_state *coupon;
+    struct pricing_quote q;
+    const char *code = cards_purchase_terms(l, env, &card_terms, &card, &coupon);
+    if (!code)
+        code = rules_price_purchase(p->amount, p->tier_discount_bp, card, coupon,
+                                    env->occurred_at_us, &q);
     if (code) {
+        bool bad_amount = p->amount <= 0 || p->amount > MONEY_AMOUNT_MAX;
+        bool bad_tier = !pricing_rate_ok(p->tier_discount_bp);
         o->reject_code = code;
-        o->reject_detail = "the card or coupon cannot be used with this purchase";
+        o->reject_detail = bad_amount ? "the purchase amount is not acceptable"
+                           : bad_tier ? "the tier's rate is not acceptable"
+                                      : "the card or coupon cannot be used with this purchase";
         return;
     }
-    o->charged -= o->coupon_discount;
-    o->discount = off + o->coupon_discount;
+    o->charged = q.charged;
+    o->tier_discount = q.tier_discount;
+    o->coupon_discount = q.coupon_discount;
+    o->discount = pricing_discount_total(&q);
     if (strcmp(p->payment_method, "stored_value") == 0 && o->charged > 0) {
         int64_t from_p = 0, from_b = 0;
         enum rules_result r = rules_plan_sv_spend(o->member->sv, o->charged, &from_p, &from_b);
@@ -212,10 +223,6 @@ static void decide_purchase(struct ledger_ctx *l, struct outcome *o)
         o->member->sv.bonus -= from_b;
         o->paid_principal = from_p;
         o->paid_bonus = from_b;
-    } else if (p->amount <= 0 || p->amount > MONEY_AMOUNT_MAX) {
-        o->reject_code = rules_result_code(RULES_INVALID_AMOUNT);
-        o->reject_detail = "the purchase amount is not acceptable";
-        return;
     }
     uuid7_generate(o->purchase_id);
 }
@@ -284,6 +291,10 @@ static uint8_t *encode_verdict(const struct outcome *o, size_t *len)
         posted.paid_principal = o->paid_principal;
         posted.paid_bonus = o->paid_bonus;
         posted.discount_applied = o->discount;
+        if (o->cmd->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_RECORD_PURCHASE) {
+            posted.tier_discount = o->tier_discount;
+            posted.tier = o->cmd->record_purchase->tier;
+        }
         if (points_is_command(o->cmd)) {
             tessera__ledger__v1__points_lot_detail__init(&lot);
             lot.lot_id = (char *)o->lot_id;
@@ -342,6 +353,9 @@ static uint8_t *encode_fact(const struct outcome *o, size_t *len)
         purchase.paid_bonus = o->paid_bonus;
         purchase.n_items = p->n_items;
         purchase.items = p->items;
+        purchase.tier_discount = o->tier_discount;
+        purchase.points_multiplier_bp = p->points_multiplier_bp;
+        purchase.tier = p->tier;
         env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_PURCHASE_RECORDED;
         env.purchase_recorded = &purchase;
     }

@@ -795,33 +795,39 @@ static void decide_redeem_coupon(struct ledger_ctx *l, struct card_outcome *o)
     coupons_commit_redeem(o->coupon, rc->command_id, o->cmd->occurred_at_us, o->discount);
 }
 
-const char *cards_purchase_coupon_plan(struct ledger_ctx *l, const Envelope *cmd, int64_t amount,
-                                       int64_t *discount)
-{
-    struct ledger_coupon *k;
-    return coupons_plan_redeem(l->cards->coupons, cmd, cmd->record_purchase->coupon_id, amount, &k,
-                               discount);
-}
-
 void cards_purchase_coupon_commit(struct ledger_ctx *l, const Envelope *cmd, int64_t discount)
 {
-    /* planned by the same command a moment ago (cards_purchase_coupon_plan) */
+    /* priced by the same command a moment ago (cards_purchase_terms) */
     struct ledger_coupon *k =
         coupons_get(l->cards->coupons, cmd->tenant_id, cmd->record_purchase->coupon_id);
     assert(k && k->found && !k->st.redeemed);
     coupons_commit_redeem(k, cmd->record_purchase->command_id, cmd->occurred_at_us, discount);
 }
 
-const char *cards_purchase_discount(struct ledger_ctx *l, const Envelope *cmd, int64_t amount,
-                                    int64_t *discount)
+const char *cards_purchase_terms(struct ledger_ctx *l, const Envelope *cmd,
+                                 struct price_card *card_out, const struct price_card **card,
+                                 const struct coupon_state **coupon)
 {
-    struct card *k = own_card(l, cmd, cmd->record_purchase->card_id);
-    if (!k)
-        return "card_not_found";
-    enum card_result r =
-        rules_card_discount(&k->st, k->discount_bp, amount, cmd->occurred_at_us,
-                            branch_allowed(&k->branches, cmd->branch_id), discount);
-    return r == CARD_OK ? NULL : rules_card_code(r);
+    const RecordPurchase *p = cmd->record_purchase;
+    *card = NULL;
+    *coupon = NULL;
+    if (p->card_id[0]) {
+        struct card *k = own_card(l, cmd, p->card_id);
+        if (!k)
+            return "card_not_found";
+        *card_out = (struct price_card){.st = &k->st,
+                                        .discount_bp = k->discount_bp,
+                                        .branch_ok = branch_allowed(&k->branches, cmd->branch_id)};
+        *card = card_out;
+    }
+    if (p->coupon_id[0]) {
+        struct ledger_coupon *k = coupons_get(l->cards->coupons, cmd->tenant_id, p->coupon_id);
+        /* another member's coupon is as unknown as one never issued */
+        if (!k || !k->found || strcmp(k->member_id, cmd->member_id) != 0)
+            return "coupon_not_found";
+        *coupon = &k->st;
+    }
+    return NULL;
 }
 
 /* Borrows strings from k. */

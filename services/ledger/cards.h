@@ -13,6 +13,7 @@
 #include "db/db.h"
 #include "events/codec.h"
 #include "rules_cards.h"
+#include "rules_pricing.h"
 #include "service/pipeline.h"
 #include "events/card_types.h"
 
@@ -51,14 +52,14 @@ int cards_cache_load(PGconn *pg, struct ledger_cards *c, struct db_array *tenant
  * batch begins. Returns how many. */
 size_t cards_cache_state(struct ledger_cards *c, const struct cache_member_cards **out);
 
-/* A purchase naming a coupon (apply.c): the discount the member's coupon
- * gives on amount, or the refusal's code; changes nothing until commit. */
-const char *cards_purchase_coupon_plan(struct ledger_ctx *l, const Envelope *cmd, int64_t amount,
-                                       int64_t *discount);
-/* A purchase naming a discount card (apply.c): what the member's card
- * takes off amount, or the refusal's code. Changes nothing. */
-const char *cards_purchase_discount(struct ledger_ctx *l, const Envelope *cmd, int64_t amount,
-                                    int64_t *discount);
+/* The discount card and coupon a purchase names (apply.c), for the
+ * pricing rules (rules_price_purchase): NULL with *card and *coupon set
+ * (each NULL when the purchase names none; they borrow the batch state),
+ * or card_not_found / coupon_not_found for one that is not the member's.
+ * Changes nothing. */
+const char *cards_purchase_terms(struct ledger_ctx *l, const Envelope *cmd,
+                                 struct price_card *card_out, const struct price_card **card,
+                                 const struct coupon_state **coupon);
 
 struct ledger_coupon;
 /* A coupon as verdicts carry it; borrows strings from k. */

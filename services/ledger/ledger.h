@@ -160,8 +160,9 @@ struct outcome {
     const char *reject_code; /* NULL: posted */
     const char *reject_detail;
     int64_t amount, charged, bonus, paid_principal, paid_bonus;
-    int64_t discount;        /* purchases: a discount card's and a coupon's (cards.c) */
+    int64_t discount;        /* purchases: the tier's, a discount card's and a coupon's */
     int64_t coupon_discount; /* the coupon's part */
+    int64_t tier_discount;   /* purchases: the tier's part, taken first */
     char purchase_id[UUID_STR_SIZE];
     char reason[LEDGER_REASON_MAX]; /* journal reason; "" = "<type>:<method>" */
     /* points commands */

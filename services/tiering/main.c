@@ -1,6 +1,10 @@
-/* tessera-tiering: keeps each member's qualifying spend from the ledger's
- * facts; tier evaluation and TierChanged events build on it. */
+/* tessera-tiering: each member's qualifying spend and tier, from the
+ * ledger's facts. Upgrades a member as soon as a purchase lifts the spend
+ * over a level of the tenant's ladder, emits TierChanged on tier-events
+ * and caches the member's tier in Redis for ingest's pricing. */
 #include "bus/topics.h"
+#include "cache/cache.h"
+#include "service/admin.h"
 #include "service/consumer_service.h"
 #include "tiering.h"
 
@@ -18,10 +22,42 @@ static const struct config_entry config_table[] = {
      "how long a poll waits for the first event"},
 };
 
+static struct tiering_ctx tiering;
+
+static int tiering_setup(void *ctx, const struct service_common_config *c)
+{
+    struct tiering_ctx *t = ctx;
+    t->redis_host = c->redis_host;
+    t->redis_port = (int)c->redis_port;
+    tiering_change_rows_init(&t->changes);
+    tiering_cache_ensure(t);
+    return 0; /* the cache may come later: it is only a cache */
+}
+
+static bool tiering_ready(void *ctx, json_t *checks)
+{
+    struct tiering_ctx *t = ctx;
+    json_object_set_new(checks, "redis", json_boolean(atomic_load(&t->redis_ok)));
+    return true; /* only a cache: ingest reads member_tiers on a miss */
+}
+
+static void tiering_metrics(void *ctx, struct evbuffer *out)
+{
+    struct tiering_ctx *t = ctx;
+    admin_metric(out, "tessera_tiering_purchases_counted_total", "counter",
+                 atomic_load(&t->purchases_counted));
+    admin_metric(out, "tessera_tiering_purchases_duplicate_total", "counter",
+                 atomic_load(&t->duplicates_ignored));
+    admin_metric(out, "tessera_tiering_tier_changes_total", "counter",
+                 atomic_load(&t->tier_changes));
+}
+
 int main(int argc, char **argv)
 {
     static const char *const topics[] = {TOPIC_LEDGER_EVENTS};
-    static const struct pipeline_ops ops = {.apply = tiering_apply_batch};
+    static const struct pipeline_ops ops = {.apply = tiering_apply_batch,
+                                            .after_commit = tiering_after_commit,
+                                            .begin_batch = tiering_begin_batch};
     const struct consumer_service svc = {
         .name = "tiering",
         .summary = "tessera-tiering: qualifying spend and tiers",
@@ -32,8 +68,12 @@ int main(int argc, char **argv)
         .migrations = tiering_migrations,
         .migration_count = tiering_migrations_count,
         .ops = &ops,
+        .ctx = &tiering,
+        .setup = tiering_setup,
+        .ready = tiering_ready,
+        .metrics = tiering_metrics,
     };
     return consumer_service_run(argc, argv, &svc, config_table,
-                                sizeof(config_table) / sizeof(config_table[0]), &common,
-                                &batch_max, &poll_timeout_ms);
+                                sizeof(config_table) / sizeof(config_table[0]), &common, &batch_max,
+                                &poll_timeout_ms);
 }

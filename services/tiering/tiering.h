@@ -1,11 +1,112 @@
+/* The tiering service's shared state: what one batch of ledger facts
+ * loaded and will write. Only the pipeline thread touches it, except the
+ * atomics the admin port reads.
+ *
+ * A batch: count the batch's purchases once each (qualifying_purchases,
+ * keyed by purchase command id, so a fact the ledger's outbox relays twice
+ * is not counted twice), load its members' spend and tiers and its
+ * tenants' ladders, decide every purchase in order in memory (rules.c),
+ * write spend, tiers and the trail, and emit TierChanged on tier-events
+ * through the outbox: all in the transaction of the consumed offsets.
+ * After commit the batch's members' tiers go to Redis (cache_sync.c). */
 #ifndef TESSERA_TIERING_H
 #define TESSERA_TIERING_H
 
+#include <hiredis/hiredis.h>
 #include <libpq-fe.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
 
+#include "cache/cache_tier.h"
+#include "db/db.h"
+#include "events/codec.h"
+#include "rules.h"
 #include "service/pipeline.h"
 
-int tiering_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *err,
-                        size_t err_len);
+typedef Tessera__Tiering__V1__Tier Tier;
+typedef Tessera__Tiering__V1__TierChanged TierChanged;
+
+#define TIERING_CACHE_RETRY_MAX 10000 /* failed cache writes kept for the next batch */
+
+struct tiering_member {
+    char *tenant_id;
+    char *member_id;
+    struct tier_spend spend;
+    int64_t purchases;
+    int64_t last_purchase_at_us; /* 0: none yet */
+    bool has_tier;
+    struct tier_level tier; /* a copy of the level held, when has_tier */
+    const char *reason;     /* of the last change (static string) */
+    int64_t version;        /* tier version: +1 per change; 0 never had one */
+    int64_t changed_at_us;
+    bool spent;        /* a purchase counted in this batch: spend to write */
+    bool tier_changed; /* its member_tiers row to write */
+};
+
+struct tiering_ladder {
+    char *tenant_id;
+    struct tier_level levels[TIER_LEVELS_MAX];
+    size_t count;
+    int32_t utc_offset_minutes; /* the calendar year of annual spend */
+};
+
+/* A batch's purchase facts, in order: counted means first seen. */
+struct tiering_purchase {
+    const Envelope *env;
+    bool counted;
+};
+
+/* Rows of tier_changes, as array literals for unnest(). */
+struct tiering_change_rows {
+    struct db_array tenant, member, version, from_rank, from_name, to_rank, to_name, reason,
+        lifetime, annual, year, purchase, event, at;
+};
+
+struct tiering_ctx {
+    const char *redis_host;
+    int redis_port;
+    redisContext *rc;
+    atomic_bool redis_ok;
+    atomic_llong purchases_counted, duplicates_ignored, tier_changes;
+    /* the batch in hand (reset by tiering_begin_batch) */
+    struct tiering_member *members;
+    size_t member_count, member_cap;
+    struct tiering_ladder *ladders;
+    size_t ladder_count, ladder_cap;
+    struct tiering_purchase *purchases;
+    size_t purchase_count, purchase_cap;
+    struct tiering_change_rows changes;
+    /* cache writes that failed, tried again after the next batch */
+    struct cache_tier *unsynced;
+    size_t unsynced_count;
+};
+
+/* pipeline_ops callbacks (apply.c, cache_sync.c) */
+void tiering_begin_batch(void *ctx);
+int tiering_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *err, size_t err_len);
+void tiering_after_commit(void *ctx, struct pipeline_batch *b);
+
+/* lookups in the batch state (apply.c) */
+struct tiering_member *tiering_member_find(struct tiering_ctx *t, const char *tenant_id,
+                                           const char *member_id, bool create);
+struct tiering_ladder *tiering_ladder_find(struct tiering_ctx *t, const char *tenant_id,
+                                           bool create);
+
+/* store.c: the database side, inside the batch's transaction. */
+/* Records the batch's purchases in qualifying_purchases and marks those
+ * not seen before as counted. */
+int tiering_store_count(PGconn *pg, struct tiering_ctx *t, char *err, size_t err_len);
+/* Loads the batch members' spend and tiers and its tenants' ladders. */
+int tiering_store_load(PGconn *pg, struct tiering_ctx *t, char *err, size_t err_len);
+/* Writes spend, changed tiers and the change trail. */
+int tiering_store_write(PGconn *pg, struct tiering_ctx *t, char *err, size_t err_len);
+void tiering_change_rows_init(struct tiering_change_rows *r);
+void tiering_change_rows_free(struct tiering_change_rows *r);
+
+/* cache_sync.c */
+/* Connects to Redis when not connected (logs and returns false when it
+ * cannot: the cache is only a cache). */
+bool tiering_cache_ensure(struct tiering_ctx *t);
 
 #endif

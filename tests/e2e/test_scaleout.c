@@ -175,6 +175,24 @@ static void join_load(struct worker *w, pthread_t *threads)
                      w[t].first_bad);
 }
 
+/* The points a member's purchases earned (the campaign service sends one
+ * EarnPoints, "earn:<purchase>", per purchase; 7 points for 7 yuan) have
+ * all been applied. */
+struct earned_wait {
+    PGconn *pg;
+    const struct member_book *m;
+};
+
+static bool earnings_applied(void *arg)
+{
+    struct earned_wait *e = arg;
+    const char *p[1] = {e->m->id};
+    return test_pg_int(e->pg,
+                       "SELECT count(*) FROM ledger.commands WHERE member_id = $1 "
+                       "AND command_id LIKE 'earn:%'",
+                       1, p) >= e->m->purchases;
+}
+
 /* Nothing lost, nothing doubled, per member and over the whole journal. */
 static void audit_ledger(PGconn *pg, const struct worker *w)
 {
@@ -182,16 +200,28 @@ static void audit_ledger(PGconn *pg, const struct worker *w)
         for (int i = 0; i < MEMBERS_PER_THREAD; i++) {
             const struct member_book *m = &w[t].members[i];
             const char *p[1] = {m->id};
+            struct earned_wait ew = {pg, m};
+            assert_true(poll_until(earnings_applied, &ew, DEADLINE_MS));
             assert_int_equal(test_pg_int(pg,
                                          "SELECT count(DISTINCT command_id) FROM ledger.commands "
-                                         "WHERE member_id = $1",
+                                         "WHERE member_id = $1 AND command_id NOT LIKE 'earn:%'",
                                          1, p),
                              m->commands);
             assert_int_equal(test_pg_int(pg,
+                                         "SELECT count(DISTINCT command_id) FROM ledger.commands "
+                                         "WHERE member_id = $1 AND command_id LIKE 'earn:%'",
+                                         1, p),
+                             m->purchases);
+            assert_int_equal(test_pg_int(pg,
                                          "SELECT count(DISTINCT posting_id) FROM ledger.journal "
-                                         "WHERE member_id = $1",
+                                         "WHERE member_id = $1 AND command_id NOT LIKE 'earn:%'",
                                          1, p),
                              m->postings);
+            assert_int_equal(test_pg_int(pg,
+                                         "SELECT points_pending FROM ledger.balances "
+                                         "WHERE member_id = $1",
+                                         1, p),
+                             PURCHASE_AMOUNT / 100 * m->purchases);
             int64_t journal = test_pg_int(
                 pg, "SELECT coalesce(sum(amount), 0) FROM ledger.journal WHERE member_id = $1 "
                     "AND asset IN ('sv_principal', 'sv_bonus')",

@@ -138,6 +138,7 @@ static const struct probe probes[] = {
      "not_found"},
     {"GET", "/v1/operations/%O", NULL, 404, "not_found"},
     {"GET", "/v1/members/%M/ledger", NULL, 404, "not_found"},
+    {"GET", "/v1/members/%M/quote?amount=1000&branch_id=hq", NULL, 404, "not_found"},
     {"POST", "/v1/members/%M/cards",
      "{\"product_id\":\"p1\",\"branch_id\":\"hq\",\"payment\":{\"method\":\"cash\"}}", 404,
      "not_found"},

@@ -1,0 +1,85 @@
+#include "rules.h"
+
+#include <assert.h>
+
+#include "money/money.h"
+
+const char *tier_reason_name(enum tier_reason r)
+{
+    switch (r) {
+    case TIER_REASON_CUMULATIVE:
+        return "cumulative_spend";
+    case TIER_REASON_ANNUAL:
+        return "annual_spend";
+    case TIER_REASON_NONE:
+        break;
+    }
+    return "";
+}
+
+const struct tier_level *tier_qualify(const struct tier_level *ladder, size_t count,
+                                      const struct tier_spend *spend, enum tier_reason *why)
+{
+    assert(count <= TIER_LEVELS_MAX && (ladder || count == 0));
+    const struct tier_level *best = NULL;
+    enum tier_reason best_why = TIER_REASON_NONE;
+    for (size_t i = 0; i < count; i++) {
+        const struct tier_level *t = &ladder[i];
+        if (t->invitation_only)
+            continue;
+        enum tier_reason r = TIER_REASON_NONE;
+        if (spend->lifetime >= t->min_cumulative_spend)
+            r = TIER_REASON_CUMULATIVE;
+        else if (t->min_annual_spend >= 0 && spend->annual >= t->min_annual_spend)
+            r = TIER_REASON_ANNUAL;
+        if (r != TIER_REASON_NONE && (!best || t->rank > best->rank)) {
+            best = t;
+            best_why = r;
+        }
+    }
+    if (why)
+        *why = best_why;
+    return best;
+}
+
+bool tier_is_upgrade(bool has_current, int32_t current_rank, const struct tier_level *qualified)
+{
+    return qualified && (!has_current || qualified->rank > current_rank);
+}
+
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    return a / b - (a % b != 0 && (a < 0) != (b < 0));
+}
+
+int32_t tier_local_year(int64_t at_us, int32_t utc_offset_minutes)
+{
+    /* days since 1970-01-01 in the zone, then the civil year (H. Hinnant's
+     * days_from_civil inverse; proleptic Gregorian) */
+    int64_t secs = floor_div(at_us, 1000000) + (int64_t)utc_offset_minutes * 60;
+    int64_t z = floor_div(secs, 86400) + 719468;
+    int64_t era = floor_div(z, 146097);
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    int64_t month = mp < 10 ? mp + 3 : mp - 9;
+    return (int32_t)(yoe + era * 400 + (month <= 2));
+}
+
+bool tier_spend_add(struct tier_spend *s, int64_t amount, int32_t year)
+{
+    if (amount < 0)
+        return false;
+    struct tier_spend next = *s;
+    if (!money_add(next.lifetime, amount, &next.lifetime))
+        return false;
+    if (year > next.year) {
+        next.year = year;
+        next.annual = amount;
+    } else if (year == next.year && !money_add(next.annual, amount, &next.annual)) {
+        return false;
+    }
+    *s = next;
+    return true;
+}

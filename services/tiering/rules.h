@@ -1,0 +1,68 @@
+/* Tiering's pure rules: which level of a tenant's ladder a member's spend
+ * qualifies for, whether that moves the member, and the calendar-year
+ * spend. No I/O; unit-tested from tables (tests/unit/test_tiering_rules.c).
+ *
+ * Today tiers only go up, at once, when a purchase lifts the spend over a
+ * level (the ARCHITECTURE's "upgrade immediately"). Downgrades at the end
+ * of a qualifying period are a later step: it will call tier_qualify with
+ * the period's spend and decide with its own policy instead of
+ * tier_is_upgrade. */
+#ifndef TESSERA_TIERING_RULES_H
+#define TESSERA_TIERING_RULES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define TIER_LEVELS_MAX 32 /* levels of one tenant's ladder */
+#define TIER_NAME_MAX   64 /* bytes of a level's name */
+
+struct tier_level {
+    int32_t rank; /* higher is better; unique per tenant */
+    char name[TIER_NAME_MAX + 1];
+    int64_t min_cumulative_spend; /* lifetime spend that reaches it */
+    int64_t min_annual_spend;     /* calendar-year spend that reaches it; < 0: none */
+    bool invitation_only;         /* never reached by spend */
+    int64_t discount_bp;          /* share of the price paid: 8500 = 85% */
+    int64_t points_multiplier_bp; /* 10000 = x1 */
+};
+
+/* A member's qualifying spend: lifetime, and the calendar year `year` (in
+ * the tenant's time zone) with what was spent in it. */
+struct tier_spend {
+    int64_t lifetime;
+    int64_t annual;
+    int32_t year; /* 0: nothing counted yet */
+};
+
+enum tier_reason { TIER_REASON_NONE, TIER_REASON_CUMULATIVE, TIER_REASON_ANNUAL };
+
+/* "cumulative_spend", "annual_spend" (what TierChanged.reason says). */
+const char *tier_reason_name(enum tier_reason r);
+
+/* The highest-ranked level the spend reaches: lifetime spend at least its
+ * min_cumulative_spend, or (when it has one) the year's spend at least its
+ * min_annual_spend. Invitation-only levels are never reached. NULL when
+ * none is reached (or the ladder is empty). *why says which threshold did
+ * it (cumulative when both). Levels may come in any order. */
+const struct tier_level *tier_qualify(const struct tier_level *ladder, size_t count,
+                                      const struct tier_spend *spend, enum tier_reason *why);
+
+/* The upgrade policy: true when qualified (may be NULL) ranks above the
+ * member's current tier (has_current false: none), so the member moves
+ * to it now. A member never moves down here, nor off an invitation-only
+ * tier by spend. */
+bool tier_is_upgrade(bool has_current, int32_t current_rank, const struct tier_level *qualified);
+
+/* The calendar year of at_us (microseconds since the epoch, UTC) in a zone
+ * utc_offset_minutes east of UTC. */
+int32_t tier_local_year(int64_t at_us, int32_t utc_offset_minutes);
+
+/* Counts a purchase of amount made in local year `year`: lifetime always;
+ * the year's spend when it is the current year (a later year starts a new
+ * one; a purchase from an earlier year, uploaded late, counts for the
+ * lifetime only). False (nothing changed) on overflow or amount < 0. */
+bool tier_spend_add(struct tier_spend *s, int64_t amount, int32_t year)
+    __attribute__((warn_unused_result));
+
+#endif
