@@ -39,6 +39,7 @@ void ledger_begin_batch(void *ctx)
     cards_begin_batch(l->cards);
     points_begin_batch(l);
     refunds_begin_batch(l);
+    firstday_begin_batch(l);
     store_rows_free(&l->rows);
     store_rows_init(&l->rows);
 }
@@ -209,6 +210,12 @@ static void decide_purchase(struct ledger_ctx *l, struct outcome *o)
             o->reject_detail = r == RULES_INSUFFICIENT_BALANCE
                                    ? "the stored-value balance does not cover the charge"
                                    : "the purchase amount is not acceptable";
+            return;
+        }
+        o->reject_code = firstday_check(l, env, o->member, o->charged);
+        if (o->reject_code) {
+            o->reject_detail = "stored value topped up today may be spent today only up to "
+                               "the tenant's first-day limit";
             return;
         }
         char member[ACCOUNT_MAX], redeemed[ACCOUNT_MAX];
@@ -460,6 +467,8 @@ static void apply_one(struct ledger_ctx *l, struct pipeline_batch *b, const Enve
         o.member->version++;
         o.member->dirty = true;
     }
+    if (!o.reject_code)
+        firstday_posted(l, &o);
     if (!o.reject_code &&
         cmd->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_RECORD_PURCHASE &&
         cmd->record_purchase->coupon_id[0])
@@ -528,12 +537,15 @@ int ledger_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *er
         refunds_note(l, envs[i]);
         ledger_ladder_find(l, envs[i]->tenant_id, true);
         cards_note(l, envs[i]);
+        firstday_note(l, envs[i]);
         db_array_add(&cmd_tenants, envs[i]->tenant_id);
         db_array_add(&cmd_ids, command_id_of(envs[i]));
     }
     int rc = store_load(pg, l, &cmd_tenants, &cmd_ids, err, err_len);
     if (rc == 0)
         rc = cards_load(pg, l, err, err_len);
+    if (rc == 0)
+        rc = firstday_load(pg, l, err, err_len);
     if (rc == 0) {
         for (size_t i = 0; i < b->count; i++)
             if (envs[i])

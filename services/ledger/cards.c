@@ -354,7 +354,8 @@ static int load_limits(PGconn *pg, struct ledger_cards *c, char *err, size_t err
     const char *p[1] = {db_array_finish(&t)};
     PGresult *res = db_query(pg,
                              "SELECT tenant_id, daily_uses_max, prepaid_days_max, "
-                             "prepaid_uses_max, burst_uses, burst_window_s, far_branch_window_s "
+                             "prepaid_uses_max, burst_uses, burst_window_s, far_branch_window_s, "
+                             "first_day_topup_spend_max "
                              "FROM card_limits WHERE tenant_id = ANY($1::text[])",
                              1, p, err, err_len, NULL);
     db_array_free(&t);
@@ -367,7 +368,8 @@ static int load_limits(PGconn *pg, struct ledger_cards *c, char *err, size_t err
                                        .prepaid_uses_max = int_at(res, i, 3),
                                        .burst_uses = int_at(res, i, 4),
                                        .burst_window_s = int_at(res, i, 5),
-                                       .far_branch_window_s = int_at(res, i, 6)};
+                                       .far_branch_window_s = int_at(res, i, 6),
+                                       .first_day_topup_spend_max = int_at(res, i, 7)};
     }
     PQclear(res);
     return 0;
@@ -543,25 +545,35 @@ static void decide_set_limits(struct ledger_ctx *l, struct card_outcome *o)
         next.far_branch_window_s = s->far_branch_window_s;
     next.prepaid_days_max = s->prepaid_days_max;
     next.prepaid_uses_max = s->prepaid_uses_max;
+    next.first_day_topup_spend_max = s->first_day_topup_spend_max;
     if (next.daily_uses_max < 1 || next.daily_uses_max > 1000 || next.burst_uses < 2 ||
         next.burst_window_s < 1 || next.prepaid_days_max < 0 || next.prepaid_uses_max < 0 ||
-        next.far_branch_window_s < 0) {
+        next.far_branch_window_s < 0 || next.first_day_topup_spend_max < 0 ||
+        next.first_day_topup_spend_max > FIRST_DAY_LIMIT_MAX) {
         reject(o, "invalid_command", "the card limits are not acceptable");
         return;
     }
     tl->lim = next;
     tl->dirty = true;
+    firstday_limit_set(l, o->cmd->tenant_id, next.first_day_topup_spend_max);
 }
 
 /* Paying a card's price from stored value: drawn pro rata and redeemed at
  * the selling branch like a purchase (the prepaid report and settlement
  * read sv_redeemed; the line's reason says it bought a card). */
-static bool pay_from_stored_value(struct card_outcome *o)
+static bool pay_from_stored_value(struct ledger_ctx *l, struct card_outcome *o)
 {
     int64_t from_p = 0, from_b = 0;
     enum rules_result r = rules_plan_sv_spend(o->member->sv, o->price, &from_p, &from_b);
     if (r != RULES_OK) {
         reject(o, rules_result_code(r), "the stored-value balance does not cover the card");
+        return false;
+    }
+    const char *first_day = firstday_check(l, o->cmd, o->member, o->price);
+    if (first_day) {
+        reject(o, first_day,
+               "stored value topped up today may be spent today only up to the tenant's "
+               "first-day limit");
         return false;
     }
     const Envelope *e = o->cmd;
@@ -674,7 +686,7 @@ static void decide_issue(struct ledger_ctx *l, struct card_outcome *o)
         return;
     o->card = &next;
     if (strcmp(ic->payment_method, "stored_value") == 0 && p->price > 0 &&
-        !pay_from_stored_value(o))
+        !pay_from_stored_value(l, o))
         return;
     credit_card(o, &p->terms);
     struct card *k = card_find(l->cards, e->tenant_id, next.card_id, true);
@@ -1169,8 +1181,8 @@ static int write_products(PGconn *pg, struct ledger_cards *c, char *err, size_t 
 
 static int write_limits(PGconn *pg, struct ledger_cards *c, char *err, size_t err_len)
 {
-    struct db_array a[7];
-    for (int i = 0; i < 7; i++)
+    struct db_array a[8];
+    for (int i = 0; i < 8; i++)
         db_array_init(&a[i]);
     for (size_t i = 0; i < c->limit_count; i++) {
         const struct tenant_limits *t = &c->limits[i];
@@ -1183,26 +1195,30 @@ static int write_limits(PGconn *pg, struct ledger_cards *c, char *err, size_t er
         db_array_add_int(&a[4], t->lim.burst_uses);
         db_array_add_int(&a[5], t->lim.burst_window_s);
         db_array_add_int(&a[6], t->lim.far_branch_window_s);
+        db_array_add_int(&a[7], t->lim.first_day_topup_spend_max);
     }
     int rc = 0;
     if (a[0].count > 0) {
-        const char *p[7];
-        for (int i = 0; i < 7; i++)
+        const char *p[8];
+        for (int i = 0; i < 8; i++)
             p[i] = db_array_finish(&a[i]);
         rc = run(pg,
                  "INSERT INTO card_limits (tenant_id, daily_uses_max, prepaid_days_max, "
-                 "prepaid_uses_max, burst_uses, burst_window_s, far_branch_window_s) "
+                 "prepaid_uses_max, burst_uses, burst_window_s, far_branch_window_s, "
+                 "first_day_topup_spend_max) "
                  "SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], "
-                 "$5::bigint[], $6::bigint[], $7::bigint[]) "
+                 "$5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[]) "
                  "ON CONFLICT (tenant_id) DO UPDATE SET "
                  "daily_uses_max = EXCLUDED.daily_uses_max, "
                  "prepaid_days_max = EXCLUDED.prepaid_days_max, "
                  "prepaid_uses_max = EXCLUDED.prepaid_uses_max, "
                  "burst_uses = EXCLUDED.burst_uses, burst_window_s = EXCLUDED.burst_window_s, "
-                 "far_branch_window_s = EXCLUDED.far_branch_window_s, updated_at = now()",
-                 7, p, err, err_len);
+                 "far_branch_window_s = EXCLUDED.far_branch_window_s, "
+                 "first_day_topup_spend_max = EXCLUDED.first_day_topup_spend_max, "
+                 "updated_at = now()",
+                 8, p, err, err_len);
     }
-    for (int i = 0; i < 7; i++)
+    for (int i = 0; i < 8; i++)
         db_array_free(&a[i]);
     return rc;
 }

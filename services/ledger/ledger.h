@@ -15,6 +15,7 @@
 #include "events/codec.h"
 #include "ids/uuid7.h"
 #include "rules.h"
+#include "rules_firstday.h"
 #include "rules_points.h"
 #include "rules_refunds.h"
 #include "service/common.h"
@@ -28,6 +29,19 @@ struct ledger_member {
     int64_t points_pending; /* earned, still in the lock period */
     int64_t version;
     bool dirty; /* changed in this batch: write to PostgreSQL and Redis */
+    /* the first-day limit (firstday.c): set for members that spend stored
+     * value in the batch, in tenants with a limit */
+    bool fd_noted, fd_tracked;
+    int32_t fd_offset_s;   /* the tenant's UTC offset, from the member's first spend */
+    int64_t fd_since_us;   /* local midnight of that spend's day */
+    struct sv_fresh fresh; /* today's fresh value: loaded, then kept current */
+};
+
+/* A tenant's first-day limit as the batch decides with it (firstday.c). */
+struct ledger_fd_tenant {
+    char *tenant_id;
+    int64_t limit;   /* card_limits.first_day_topup_spend_max; 0: none */
+    bool set_in_batch; /* a SetCardLimits of the batch names it */
 };
 
 struct ledger_ladder {
@@ -141,6 +155,11 @@ struct ledger_ctx {
         r_principal, r_bonus, r_fee, r_payout, r_reason, r_actor, r_amount, r_points_reversed,
         r_points_unrecovered;
     struct ledger_cards *cards; /* card commands' batch state (cards.c) */
+    /* the first-day limit (firstday.c) */
+    bool fd_wanted;    /* a stored-value spend in the batch */
+    int64_t fd_now_us; /* the batch's clock: its local day is "today" */
+    struct ledger_fd_tenant *fd_tenants;
+    size_t fd_tenant_count, fd_tenant_cap;
 };
 
 #define LEDGER_ACCOUNT_MAX 300
@@ -219,6 +238,23 @@ void refunds_fill_detail(const struct outcome *o, RefundDetail *d);
 void refunds_begin_batch(struct ledger_ctx *l);
 int refunds_load(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len);
 int refunds_write(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len);
+
+/* firstday.c: the first-day limit on freshly topped-up stored value
+ * (rules_firstday.h). Called from the pipeline thread, in the batch's
+ * phases: note (decode), load (after cards_load), check (deciding a
+ * stored-value spend), posted (after every posted command). */
+void firstday_begin_batch(struct ledger_ctx *l);
+void firstday_note(struct ledger_ctx *l, const Envelope *env);
+int firstday_load(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len);
+/* May m pay charge from stored value for cmd (a purchase or a card sale)?
+ * NULL, or the rejection code "first_day_limit_exceeded". Changes nothing. */
+const char *firstday_check(struct ledger_ctx *l, const Envelope *cmd,
+                           const struct ledger_member *m, int64_t charge);
+/* After a posted top-up or stored-value refund: keeps today's fresh value
+ * of a tracked member current. */
+void firstday_posted(struct ledger_ctx *l, const struct outcome *o);
+/* A SetCardLimits of the batch changed the tenant's limit. */
+void firstday_limit_set(struct ledger_ctx *l, const char *tenant_id, int64_t limit);
 
 /* prepaid.c: after store_write, in the batch's transaction: the tenants'
  * outstanding prepaid value and their threshold crossings (as events). */

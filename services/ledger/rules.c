@@ -13,6 +13,8 @@ const char *rules_result_code(enum rules_result r)
         return "invalid_amount";
     case RULES_OVERFLOW:
         return "balance_overflow";
+    case RULES_FIRST_DAY_LIMIT_EXCEEDED:
+        return "first_day_limit_exceeded";
     }
     return "unknown";
 }

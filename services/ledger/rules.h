@@ -22,6 +22,7 @@ enum rules_result {
     RULES_INSUFFICIENT_BALANCE,
     RULES_INVALID_AMOUNT,
     RULES_OVERFLOW,
+    RULES_FIRST_DAY_LIMIT_EXCEEDED, /* rules_firstday.h */
 };
 
 /* Stable machine word for a rejection ("insufficient_balance"). */

@@ -11,7 +11,8 @@ struct card_limits card_limits_default(void)
                                 .prepaid_uses_max = 0,
                                 .burst_uses = 3,
                                 .burst_window_s = 600,
-                                .far_branch_window_s = 1800};
+                                .far_branch_window_s = 1800,
+                                .first_day_topup_spend_max = 0};
 }
 
 const char *rules_card_code(enum card_result r)

@@ -41,6 +41,7 @@ struct card_limits {
     int64_t burst_uses;
     int64_t burst_window_s;
     int64_t far_branch_window_s; /* 0: no distant-branch alert */
+    int64_t first_day_topup_spend_max; /* stored value, not cards (rules_firstday.h); 0: none */
 };
 
 /* The terms a card is sold with (a product's, copied onto the card). */
