@@ -51,6 +51,7 @@ struct batch_line {
 
 struct batch {
     struct req *r;
+    int32_t utc_offset_s; /* the tenant's time zone now (purchases' first-day limit) */
     struct batch_line *lines;
     size_t count;
     size_t waiting;
@@ -338,7 +339,7 @@ static void send_lines(struct batch *b)
                                            r->traceparent, l->body, &len, &headers)
                            : commands_encode(&r->caller, l->member_id, l->branch_id,
                                              l->command_id, r->traceparent, l->body, &l->tier,
-                                             &len, &headers);
+                                             b->utc_offset_s, &len, &headers);
         if (!cmd) {
             line_problem(l, 413, "payload_too_large", "the command is too large");
             continue;
@@ -487,6 +488,9 @@ static void on_checked(void *arg, PGresult *res, const char *err, const char *sq
         batch_free(b);
         return;
     }
+    for (int i = 0; i < PQntuples(res); i++)
+        if (strcmp(PQgetvalue(res, i, 0), "z") == 0)
+            b->utc_offset_s = (int32_t)strtol(PQgetvalue(res, i, 1), NULL, 10);
     for (size_t i = 0; i < b->count; i++) {
         struct batch_line *l = &b->lines[i];
         if (l->state != LINE_SEND)
@@ -506,7 +510,8 @@ static void on_checked(void *arg, PGresult *res, const char *err, const char *sq
 
 /* Which of the batch's members exist, with their tiers (tiering's table:
  * the whole batch in the same single statement, where the cache would
- * cost a round trip of its own), and the tenant's branches, in one round
+ * cost a round trip of its own), the tenant's branches and its UTC offset now
+ * (the first-day limit's local day), in one round
  * trip. */
 static void check_members(struct batch *b)
 {
@@ -523,7 +528,10 @@ static void check_members(struct batch *b)
                            "AND t.member_id = m.member_id "
                            "WHERE m.tenant_id = $1 AND m.member_id = ANY($2::text[]) "
                            "UNION ALL SELECT 'b', branch_id, '', NULL, NULL, NULL, NULL "
-                           "FROM branches WHERE tenant_id = $1",
+                           "FROM branches WHERE tenant_id = $1 "
+                           "UNION ALL SELECT 'z', EXTRACT(EPOCH FROM (now() AT TIME ZONE "
+                           "time_zone) - (now() AT TIME ZONE 'UTC'))::int::text, '', NULL, "
+                           "NULL, NULL, NULL FROM tenants WHERE tenant_id = $1",
                            2, p, on_checked, b);
     db_array_free(&members);
     if (rc < 0) {

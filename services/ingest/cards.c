@@ -100,6 +100,7 @@ static void send_issue(struct req *r)
     ic.payment_method = (char *)payment_method(r);
     const char *renew = http_param(r->ex, "card_id");
     ic.renew_card_id = (char *)(renew ? renew : "");
+    ic.utc_offset_s = r->utc_offset_s;
     env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_ISSUE_CARD;
     env.issue_card = &ic;
     cards_send_envelope(r, &env);

@@ -140,7 +140,7 @@ static void fill_items(RecordPurchase *p, json_t *items, PurchaseItem *store, Pu
  * CloudEvents headers (caller owns), or NULL when it is too large. */
 uint8_t *commands_encode(const struct caller *c, const char *member_id, const char *branch_id,
                          const char *command_id, const char *traceparent, json_t *body,
-                         const struct member_tier *tier, size_t *len,
+                         const struct member_tier *tier, int32_t utc_offset_s, size_t *len,
                          rd_kafka_headers_t **headers)
 {
     struct event_meta meta;
@@ -166,6 +166,7 @@ uint8_t *commands_encode(const struct caller *c, const char *member_id, const ch
         purchase.card_id = (char *)(card ? card : "");
         fill_items(&purchase, json_object_get(body, "items"), items, item_ptrs);
         tier_fill_purchase(&purchase, tier);
+        purchase.utc_offset_s = utc_offset_s;
         env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_RECORD_PURCHASE;
         env.record_purchase = &purchase;
     } else {
@@ -186,7 +187,8 @@ static void send_command(struct req *r)
     size_t len = 0;
     rd_kafka_headers_t *headers = NULL;
     uint8_t *command = commands_encode(&r->caller, r->member_id, r->branch_id, r->command_id,
-                                       r->traceparent, r->body, &r->tier, &len, &headers);
+                                       r->traceparent, r->body, &r->tier, r->utc_offset_s, &len,
+                                       &headers);
     req_send_command(r, command, len, headers);
 }
 
@@ -211,6 +213,7 @@ static void on_checked(void *arg, PGresult *res, const char *err, const char *sq
         req_reply_invalid(r, "branch_id", "no such branch in this tenant");
         return;
     }
+    r->utc_offset_s = (int32_t)strtol(PQgetvalue(res, 0, 2), NULL, 10);
     uuid7_generate(r->command_id);
     /* A purchase is priced under the member's tier as it is now. */
     if (json_object_get(r->body, "payment"))
@@ -244,7 +247,9 @@ static void command_authenticated(struct req *r, bool purchase)
     if (pg_pool_query(r->app->pg,
                       "SELECT EXISTS (SELECT 1 FROM members WHERE tenant_id = $1 AND "
                       "member_id = $2), EXISTS (SELECT 1 FROM branches WHERE tenant_id = $1 "
-                      "AND branch_id = $3)",
+                      "AND branch_id = $3), coalesce((SELECT EXTRACT(EPOCH FROM "
+                      "(now() AT TIME ZONE t.time_zone) - (now() AT TIME ZONE 'UTC'))::int "
+                      "FROM tenants t WHERE t.tenant_id = $1), 0)",
                       3, p, on_checked, r) < 0)
         req_fail_db(r, "queue full");
 }

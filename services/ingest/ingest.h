@@ -96,7 +96,7 @@ struct req {
     char *attributes_json; /* registration, malloc'ed */
     long long list_limit;     /* lists: page size */
     long long list_before_id; /* lists: the page ends before this key; 0: newest */
-    int32_t utc_offset_s;  /* card uses: the tenant's time zone when checked */
+    int32_t utc_offset_s;  /* card uses, purchases: the tenant's time zone when checked */
     struct member_tier tier; /* tier_lookup_then's answer */
     void (*next)(struct req *r);
     void (*admin_next)(struct req *r); /* auth_admin_then's continuation */
@@ -186,10 +186,11 @@ void answer_json(struct http_exchange *ex, int status, json_t *body);
 /* commands.c: money commands, shared with the batch endpoint */
 struct validation;
 void commands_check_fields(struct validation *v, json_t *body, bool purchase, const char **branch);
-/* tier (NULL or none: no tier) goes into a purchase's RecordPurchase. */
+/* tier (NULL or none: no tier) and the tenant's UTC offset now (the
+ * first-day limit's local day) go into a purchase's RecordPurchase. */
 uint8_t *commands_encode(const struct caller *c, const char *member_id, const char *branch_id,
                          const char *command_id, const char *traceparent, json_t *body,
-                         const struct member_tier *tier, size_t *len,
+                         const struct member_tier *tier, int32_t utc_offset_s, size_t *len,
                          rd_kafka_headers_t **headers);
 
 /* members.c, commands.c, operations.c: route handlers */

@@ -32,6 +32,7 @@ static const char *const limit_fields[] = {"daily_uses_max",
                                            "burst_uses",
                                            "burst_window_s",
                                            "far_branch_window_s",
+                                           "first_day_topup_spend_max",
                                            NULL};
 
 static bool admin_only(struct req *r)
@@ -214,6 +215,8 @@ static void send_limits(struct req *r)
     s.burst_uses = json_integer_value(json_object_get(b, "burst_uses"));
     s.burst_window_s = json_integer_value(json_object_get(b, "burst_window_s"));
     s.far_branch_window_s = json_integer_value(json_object_get(b, "far_branch_window_s"));
+    s.first_day_topup_spend_max =
+        json_integer_value(json_object_get(b, "first_day_topup_spend_max"));
     env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_SET_CARD_LIMITS;
     env.set_card_limits = &s;
     cards_send_envelope(r, &env);
@@ -234,6 +237,7 @@ static void limits_authenticated(struct req *r)
     validate_int(&v, b, "burst_uses", false, 2, 100, &n);
     validate_int(&v, b, "burst_window_s", false, 1, 86400, &n);
     validate_int(&v, b, "far_branch_window_s", false, 1, 86400, &n);
+    validate_int(&v, b, "first_day_topup_spend_max", false, 0, MONEY_AMOUNT_MAX, &n);
     if (!validation_ok(&v)) {
         validation_reply(r->ex, &v);
         req_free(r);
