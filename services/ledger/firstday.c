@@ -55,8 +55,8 @@ static struct ledger_fd_tenant *tenant_find(struct ledger_ctx *l, const char *te
             return &l->fd_tenants[i];
     if (!create)
         return NULL;
-    l->fd_tenants = ledger_grow(l->fd_tenants, l->fd_tenant_count, &l->fd_tenant_cap,
-                                sizeof(*l->fd_tenants));
+    l->fd_tenants =
+        ledger_grow(l->fd_tenants, l->fd_tenant_count, &l->fd_tenant_cap, sizeof(*l->fd_tenants));
     struct ledger_fd_tenant *t = &l->fd_tenants[l->fd_tenant_count++];
     *t = (struct ledger_fd_tenant){.tenant_id = strdup(tenant_id)};
     assert(t->tenant_id);
@@ -175,8 +175,8 @@ int firstday_load(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
     return 0;
 }
 
-const char *firstday_check(struct ledger_ctx *l, const Envelope *cmd,
-                           const struct ledger_member *m, int64_t charge)
+const char *firstday_check(struct ledger_ctx *l, const Envelope *cmd, const struct ledger_member *m,
+                           int64_t charge)
 {
     if (!m->fd_tracked)
         return NULL; /* no limit in the tenant, or no stored value spent */

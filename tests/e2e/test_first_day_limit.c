@@ -86,8 +86,8 @@ static void register_member(char member_id[64])
 {
     char body[160], phone[16];
     test_unique_phone(phone);
-    snprintf(body, sizeof(body), "{\"name\":\"Fresh Member\",\"phone\":\"%s\",\"branch_id\":\"hq\"}",
-             phone);
+    snprintf(body, sizeof(body),
+             "{\"name\":\"Fresh Member\",\"phone\":\"%s\",\"branch_id\":\"hq\"}", phone);
     struct api_response r = call("POST", "/v1/members", body);
     assert_int_equal(r.status, 201);
     snprintf(member_id, 64, "%s", json_str_at(r.body, "member_id"));
@@ -145,9 +145,8 @@ static void expect_refused(struct api_response r, int64_t stored_value)
                                  "AND code = 'first_day_limit_exceeded'",
                                  1, p),
                      1);
-    assert_int_equal(test_pg_int(pg, "SELECT count(*) FROM ledger.journal WHERE command_id = $1",
-                                 1, p),
-                     0);
+    assert_int_equal(
+        test_pg_int(pg, "SELECT count(*) FROM ledger.journal WHERE command_id = $1", 1, p), 0);
     PQfinish(pg);
     api_response_free(&r);
 }

@@ -20,7 +20,8 @@
 /* µs since the epoch of a wall-clock time in Shanghai. */
 static int64_t sh(int y, int mo, int d, int h, int mi)
 {
-    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h, .tm_min = mi};
+    struct tm tm = {
+        .tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h, .tm_min = mi};
     return ((int64_t)timegm(&tm) - SHANGHAI_S) * 1000000LL;
 }
 
@@ -37,11 +38,13 @@ struct fd_case {
     int64_t limit;
     struct sv_balance before; /* at the start of the case's events */
     struct ev events[EVENTS_MAX];
-    int day;        /* the charge's day of January 2026, at 12:00 Shanghai */
+    int day; /* the charge's day of January 2026, at 12:00 Shanghai */
     int64_t charge;
     enum rules_result expected;
 };
 
+/* one case a line or two: a table */
+/* clang-format off */
 static const struct fd_case cases[] = {
     {"no top-up today: no limit", 20000, {100000, 0}, {{0}}, 2, 100000, RULES_OK},
     {"no top-up today, one yesterday: no limit", 20000, {0, 0},
@@ -95,6 +98,7 @@ static const struct fd_case cases[] = {
      {{EV_TOPUP, 2026, 1, 2, 9, 0, 30000, 0}, {EV_REFUND, 2026, 1, 2, 10, 0, 40000, 0}}, 2,
      40000, RULES_OK},
 };
+/* clang-format on */
 
 /* The case's events in order; returns the charge's verdict. */
 static enum rules_result run_case(const struct fd_case *c)
@@ -196,10 +200,8 @@ static void test_code_is_stable(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_first_day_table),
-        cmocka_unit_test(test_boundary_everywhere),
-        cmocka_unit_test(test_fresh_days),
-        cmocka_unit_test(test_day_start),
+        cmocka_unit_test(test_first_day_table), cmocka_unit_test(test_boundary_everywhere),
+        cmocka_unit_test(test_fresh_days),      cmocka_unit_test(test_day_start),
         cmocka_unit_test(test_code_is_stable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
