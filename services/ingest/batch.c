@@ -510,9 +510,8 @@ static void on_checked(void *arg, PGresult *res, const char *err, const char *sq
 
 /* Which of the batch's members exist, with their tiers (tiering's table:
  * the whole batch in the same single statement, where the cache would
- * cost a round trip of its own), the tenant's branches and its UTC offset now
- * (the first-day limit's local day), in one round
- * trip. */
+ * cost a round trip of its own), the tenant's branches and its UTC offset
+ * now (the first-day limit's local day), in one round trip. */
 static void check_members(struct batch *b)
 {
     struct db_array members;
