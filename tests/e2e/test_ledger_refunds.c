@@ -164,6 +164,21 @@ static void test_refund_fee_rule(void **state)
     PQfinish(pg);
 }
 
+/* The points a purchase earned (the campaign service sends "earn:<op>"
+ * after the purchase) have been applied. */
+static bool earning_posted(void *arg)
+{
+    const char *op = arg;
+    PGconn *pg = test_pg();
+    const char *p[1] = {op};
+    int64_t n = test_pg_int(pg,
+                            "SELECT count(*) FROM ledger.commands WHERE command_id = 'earn:' || $1 "
+                            "AND status = 'posted'",
+                            1, p);
+    PQfinish(pg);
+    return n == 1;
+}
+
 static void test_refund_purchase_once(void **state)
 {
     char member_id[64], purchase[64], body[256];
@@ -185,21 +200,26 @@ static void test_refund_purchase_once(void **state)
     expect_problem(member_post(member_id, "/refunds", body), 409, "already_refunded");
 
     /* a cash purchase is refunded too: its money goes back outside the
-     * ledger, no stored value moves, the trail records the amount */
+     * ledger, no stored value moves, the trail records the amount, and the
+     * 50 points it earned (pending: the demo tenant's 7-day lock) go back */
     r = member_post(member_id, "/purchases",
                     "{\"amount\":5000,\"branch_id\":\"hq\",\"payment\":{\"method\":\"cash\"}}");
     assert_int_equal(r.status, 201);
+    char cash_op[64];
+    snprintf(cash_op, sizeof(cash_op), "%s", json_str_at(r.body, "operation_id"));
     snprintf(body, sizeof(body),
              "{\"kind\":\"purchase\",\"reason\":\"x\",\"branch_id\":\"hq\","
              "\"purchase_operation_id\":\"%s\"}",
-             json_str_at(r.body, "operation_id"));
+             cash_op);
     api_response_free(&r);
+    assert_true(poll_until(earning_posted, cash_op, 15000));
     r = member_post(member_id, "/refunds", body);
     assert_int_equal(r.status, 201);
     assert_int_equal(json_int_at(r.body, "amount"), 5000);
     assert_int_equal(json_int_at(r.body, "principal"), 0);
     assert_int_equal(json_int_at(r.body, "bonus_returned"), 0);
-    assert_int_equal(json_int_at(r.body, "points_reversed"), 0);
+    assert_int_equal(json_int_at(r.body, "points_reversed"), 50);
+    assert_int_equal(json_int_at(r.body, "points_unrecovered"), 0);
     assert_int_equal(json_int_at(r.body, "balances.stored_value_principal"), 100000);
     api_response_free(&r);
     expect_problem(member_post(member_id, "/refunds", body), 409, "already_refunded");
