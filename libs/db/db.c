@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "db/db_internal.h"
-#include "db/prepared.h"
 #include "log/log.h"
 
 #define DB_ARRAY_CAP_MIN 256
@@ -126,19 +125,7 @@ PGresult *db_query(PGconn *pg, const char *sql, int nparams, const char *const *
     assert(nparams >= 0 && (nparams == 0 || params != NULL));
     if (sqlstate != NULL)
         sqlstate[0] = '\0';
-    char name[DB_PREPARED_NAME_MAX];
-    PGresult *res = NULL;
-    if (db_prepared_name(pg, sql, nparams, name) == 0) {
-        res = PQexecPrepared(pg, name, nparams, params, NULL, NULL, 0);
-        const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-        if (state && strcmp(state, "26000") == 0) { /* the session lost it: unprepared */
-            db_prepared_forget(pg);
-            PQclear(res);
-            res = NULL;
-        }
-    }
-    if (!res)
-        res = PQexecParams(pg, sql, nparams, NULL, params, NULL, NULL, 0);
+    PGresult *res = PQexecParams(pg, sql, nparams, NULL, params, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus(res);
     if (res != NULL && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK))
         return res;
