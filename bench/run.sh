@@ -118,32 +118,43 @@ raw_rate=$(jget rate "$raw")
 
 # ---------------------------------------------------------------- scenario 3
 say "scenario 3: ledger apply rate, exactly once, vs COPY of the same journal rows"
-"$runtime" stop-service ledger
-before=$(psql_bench -c "SELECT count(*) FROM ledger.commands")
-"$bin/tessera-bench-produce" "$bootstrap" "$work/members.txt" "$members" ledger-commands 100000 >/dev/null
-"$runtime" start-service ledger
-sample_start
 # The rate is taken between 10% and 90% of the backlog applied, from the
 # ledger's own committed-messages counter (polled every 50 ms: cheap, unlike
 # counting rows, which would take PostgreSQL CPU from the ledger): neither
 # joining the group nor the last partial batches are in it.
 applied() { curl -fsS "http://127.0.0.1:$ledger_admin/metrics" 2>/dev/null |
   awk '$1 ~ /^tessera_consumer_messages_total/ {s += $2} END {print s + 0}' || echo 0; }
-deadline=$((SECONDS + 300))
-t0=""; t1=""
-while :; do
-  n=$(applied)
-  [ -z "$t0" ] && [ "$n" -ge $((members / 10)) ] && { t0=$(now); n0=$n; }
-  [ -n "$t0" ] && [ "$n" -ge $((members * 9 / 10)) ] && { t1=$(now); n1=$n; break; }
-  [ $SECONDS -lt $deadline ] || { say "ledger did not finish in time"; t0=${t0:-$(now)}; n0=${n0:-0}; t1=$(now); n1=$n; break; }
-  sleep 0.05
-done
-until [ "$(applied)" -ge "$members" ] || [ $SECONDS -ge $deadline ]; do sleep 0.1; done
-mem_s3=$(sample_stop)
-# Exactly once: one verdict per command, no more, no less.
-verdicts=$(( $(psql_bench -c "SELECT count(*) FROM ledger.commands") - before ))
-[ "$verdicts" -eq "$members" ] || say "WARNING: $verdicts verdicts for $members commands"
-apply_rate=$(echo "($n1 - $n0) / $(elapsed "$t0" "$t1")" | bc -l)
+# apply_run N: $members top-ups produced while the ledger is stopped, then
+# applied by a ledger with N workers; sets apply_rate and mem_s3.
+apply_run() {
+  "$runtime" stop-service ledger
+  local before n n0 n1 t0="" t1="" deadline=$((SECONDS + 300)) verdicts
+  before=$(psql_bench -c "SELECT count(*) FROM ledger.commands")
+  "$bin/tessera-bench-produce" "$bootstrap" "$work/members.txt" "$members" ledger-commands 100000 >/dev/null
+  TESSERA_LEDGER_WORKERS=$1 "$runtime" start-service ledger
+  sample_start
+  while :; do
+    n=$(applied)
+    [ -z "$t0" ] && [ "$n" -ge $((members / 10)) ] && { t0=$(now); n0=$n; }
+    [ -n "$t0" ] && [ "$n" -ge $((members * 9 / 10)) ] && { t1=$(now); n1=$n; break; }
+    [ $SECONDS -lt $deadline ] || { say "ledger did not finish in time"; t0=${t0:-$(now)}; n0=${n0:-0}; t1=$(now); n1=$n; break; }
+    sleep 0.05
+  done
+  until [ "$(applied)" -ge "$members" ] || [ $SECONDS -ge $deadline ]; do sleep 0.1; done
+  mem_s3=$(sample_stop)
+  # Exactly once: one verdict per command, no more, no less.
+  verdicts=$(( $(psql_bench -c "SELECT count(*) FROM ledger.commands") - before ))
+  [ "$verdicts" -eq "$members" ] || say "WARNING: $verdicts verdicts for $members commands"
+  apply_rate=$(echo "($n1 - $n0) / $(elapsed "$t0" "$t1")" | bc -l)
+}
+# One worker (the default) and two (TESSERA_LEDGER_WORKERS=2: two pipelines
+# in the process, each with its own partitions and PostgreSQL connection).
+apply_run 1
+apply_rate_1=$apply_rate
+apply_run 2
+apply_rate_2=$apply_rate
+"$runtime" stop-service ledger
+"$runtime" start-service ledger # the default again for the scenarios below
 lines_per_posting=4
 awk -v n="$members" 'BEGIN { for (i = 0; i < n; i++) {
     p = sprintf("bench-copy-%d", i);
@@ -209,7 +220,8 @@ verdict() { if [ "$(echo "$1" | bc -l)" = "1" ]; then echo "met"; else echo "**n
 f1() { printf '%.1f' "$1"; }
 s1_ratio=$(ratio "$(jget rps "$single")" "$(jget rps "$bare")")
 s2_ratio=$(ratio "$batch_rate" "$raw_rate")
-s3_ratio=$(ratio "$apply_rate" "$copy_rate")
+s3_ratio=$(ratio "$apply_rate_2" "$copy_rate")
+s3_ratio_1=$(ratio "$apply_rate_1" "$copy_rate")
 md=$results_dir/$stamp.md
 cat >"$md" <<MD
 # Tessera benchmark, $stamp
@@ -222,7 +234,8 @@ fetch.wait.max.ms $TESSERA_KAFKA_FETCH_WAIT_MAX_MS; PostgreSQL 15 with fsync on;
 | 1. single purchase (cash), closed loop, 64 connections | $(f1 "$(jget rps "$single")") req/s, p50 $(jget p50_ms "$single") ms, p95 $(jget p95_ms "$single") ms, p99 $(jget p99_ms "$single") ms | bare libevent: $(f1 "$(jget rps "$bare")") req/s, p99 $(jget p99_ms "$bare") ms | $s1_ratio | ≥ 0.70 | $(verdict "$s1_ratio >= 0.70") |
 | 1b. same at half that load ($half_rate req/s, open loop) | p50 $(jget p50_ms "$half") ms, p95 $(jget p95_ms "$half") ms, p99 $(jget p99_ms "$half") ms | | | p99 < 10 ms | $(verdict "$(jget p99_ms "$half") < 10") |
 | 2. batch ingest, 10 000 lines a request, $members top-ups (answered with verdicts) | $(f1 "$batch_rate") lines/s ($batch_refused lines not applied); a request of 10 000 lines p50 $batch_p50 ms, p95 $batch_p95 ms, p99 $batch_p99 ms | raw librdkafka producer, same events: $(f1 "$raw_rate") events/s | $s2_ratio | ≥ 0.50 | $(verdict "$s2_ratio >= 0.50") |
-| 3. ledger apply, exactly once, $members top-ups over $members members, ${TESSERA_LEDGER_WORKERS:-2} ledger workers, rate between 10% and 90% applied | $(f1 "$apply_rate") postings/s | COPY of the same journal rows ($lines_per_posting a posting): $(f1 "$copy_rate") postings/s | $s3_ratio | ≥ 0.50 | $(verdict "$s3_ratio >= 0.50") |
+| 3. ledger apply, exactly once, $members top-ups over $members members, 2 ledger workers, rate between 10% and 90% applied | $(f1 "$apply_rate_2") postings/s | COPY of the same journal rows ($lines_per_posting a posting): $(f1 "$copy_rate") postings/s | $s3_ratio | ≥ 0.50 | $(verdict "$s3_ratio >= 0.50") |
+| 3a. the same with 1 ledger worker (the default) | $(f1 "$apply_rate_1") postings/s | the same COPY | $s3_ratio_1 | | |
 | 4. end to end, $e2e_rate purchases/s for $e2e_seconds s, half stored value | $(jget requests "$e2e") requests ($(jget status_5xx "$e2e") 5xx, $(jget errors "$e2e") errors), $(f1 "$(jget rps "$e2e")") req/s; accepted p99 $(jget p99_ms "$e2e") ms; balance visible p50 $(jget visible_p50_ms "$e2e") ms, p99 $(jget visible_p99_ms "$e2e") ms | | | p99 < 100 ms | $(verdict "$(jget visible_p99_ms "$e2e") < 100 && $(jget p99_ms "$e2e") < 100") |
 | 4b. consumer lag back to zero after the load | $(printf '%.2f' "$drain_s") s | | | ≤ 1 s | $(verdict "$drain_s <= 1") |
 
@@ -246,7 +259,7 @@ cat >"$results_dir/$stamp.json" <<JSON
  "single":$single,"single_half_load":$half,"bare":$bare,
  "batch":{"lines":$members,"lines_per_s":$batch_rate,"not_applied":$batch_refused,"request_p50_ms":$batch_p50,"request_p95_ms":$batch_p95,"request_p99_ms":$batch_p99},
  "peak_rss":{"single":"$mem_s1","batch":"$mem_s2","ledger_apply":"$mem_s3","end_to_end":"$mem_s4"},"raw_producer":$raw,
- "ledger_apply_postings_per_s":$apply_rate,"copy_postings_per_s":$copy_rate,
+ "ledger_apply_postings_per_s":$apply_rate_2,"ledger_apply_postings_per_s_1_worker":$apply_rate_1,"copy_postings_per_s":$copy_rate,
  "end_to_end":$e2e,"lag_drain_s":$drain_s,
  "memory":{${mem_json%,}}}
 JSON

@@ -1,8 +1,9 @@
 /* Over 10 000 mixed ledger commands — single requests from several
  * clients and offline batches, plus the points every purchase earns (sent
  * by the campaign service) — with two ledger instances splitting the
- * partitions, the first killed with SIGKILL three times at random moments
- * and restarted, the second stopped (SIGTERM) in the middle of the load:
+ * partitions (the second running two workers), the first killed with
+ * SIGKILL three times at random moments and restarted, the second stopped
+ * (SIGTERM) in the middle of the load:
  * afterwards every command has exactly one verdict, every member holds
  * exactly what its commands imply, and the audit passes. Purchases stay
  * under the demo ladder's first tier (500 yuan), so no tier discount
@@ -198,7 +199,11 @@ static void test_sigkill_under_load_then_audit(void **state)
     for (int m = 0; m < BATCH_MEMBERS; m++)
         test_register_member(batch_members[m]);
     srand((unsigned)time(NULL));
+    /* The second instance runs two pipelines (workers) of its own: three
+     * members of the group, one process SIGKILLed, the other stopped. */
+    setenv("TESSERA_LEDGER_WORKERS", "2", 1);
     assert_int_equal(runtime_do("start-instance ledger 2"), 0);
+    unsetenv("TESSERA_LEDGER_WORKERS");
     for (int i = 0; i < CLIENTS; i++)
         pthread_create(&threads[i], NULL, client_main, &clients[i]);
     pthread_create(&batch_thread, NULL, batch_client_main, NULL);
