@@ -2,7 +2,7 @@
 # `make bench`: Tessera against the limits of the parts it is built on,
 # each figure next to a baseline measured in the same run on the same
 # machine. Runs on a private runtime (.local-bench/, its own ports), takes
-# about 10 minutes, prints a Markdown table and writes it with a JSON file
+# about 5 minutes, prints a Markdown table and writes it with a JSON file
 # to bench/results/. Never part of `make test`.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
