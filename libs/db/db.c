@@ -11,7 +11,7 @@
 #include "log/log.h"
 
 #define DB_ARRAY_CAP_MIN 256
-#define DB_INT_TEXT_MAX 24 /* "-9223372036854775808" plus NUL, rounded up */
+#define DB_INT_TEXT_MAX  24 /* "-9223372036854775808" plus NUL, rounded up */
 
 void db_set_err(char *err, size_t err_len, const char *prefix, const char *msg)
 {
@@ -49,7 +49,9 @@ int db_session_options(char *out, size_t out_len, const char *schema, int statem
 {
     assert(out != NULL && out_len > 0);
     assert(statement_timeout_ms >= 0);
-    int n = snprintf(out, out_len, "-c client_min_messages=warning -c statement_timeout=%d -c search_path=", statement_timeout_ms);
+    int n = snprintf(out, out_len,
+                     "-c client_min_messages=warning -c statement_timeout=%d -c search_path=",
+                     statement_timeout_ms);
     if (n < 0 || (size_t)n >= out_len)
         return -1;
     size_t pos = (size_t)n;
@@ -110,7 +112,8 @@ int db_exec(PGconn *pg, const char *sql, char *err, size_t err_len)
     PGresult *res = PQexec(pg, sql);
     ExecStatusType st = PQresultStatus(res);
     if (res == NULL || (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)) {
-        db_set_err(err, err_len, "db_exec", res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(pg));
+        db_set_err(err, err_len, "db_exec",
+                   res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(pg));
         PQclear(res);
         return -1;
     }
@@ -118,8 +121,8 @@ int db_exec(PGconn *pg, const char *sql, char *err, size_t err_len)
     return 0;
 }
 
-PGresult *db_query(PGconn *pg, const char *sql, int nparams, const char *const *params,
-                   char *err, size_t err_len, char sqlstate[6])
+PGresult *db_query(PGconn *pg, const char *sql, int nparams, const char *const *params, char *err,
+                   size_t err_len, char sqlstate[6])
 {
     assert(pg != NULL && sql != NULL);
     assert(nparams >= 0 && (nparams == 0 || params != NULL));
@@ -129,7 +132,8 @@ PGresult *db_query(PGconn *pg, const char *sql, int nparams, const char *const *
     ExecStatusType st = PQresultStatus(res);
     if (res != NULL && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK))
         return res;
-    db_set_err(err, err_len, "db_query", res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(pg));
+    db_set_err(err, err_len, "db_query",
+               res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(pg));
     if (sqlstate != NULL && res != NULL) {
         const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         if (state != NULL) {
@@ -278,4 +282,22 @@ void db_array_free(struct db_array *a)
         return;
     free(a->buf);
     memset(a, 0, sizeof *a);
+}
+
+int db_write_columns(PGconn *pg, const char *sql, struct db_array *cols, int n, char *err,
+                     size_t err_len)
+{
+    assert(n > 0 && n <= DB_COLUMNS_MAX);
+    int rc = 0;
+    if (cols[0].count > 0) {
+        const char *params[DB_COLUMNS_MAX];
+        for (int i = 0; i < n; i++)
+            params[i] = db_array_finish(&cols[i]);
+        PGresult *res = db_query(pg, sql, n, params, err, err_len, NULL);
+        rc = res ? 0 : -1;
+        PQclear(res);
+    }
+    for (int i = 0; i < n; i++)
+        db_array_free(&cols[i]);
+    return rc;
 }

@@ -8,7 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define DB_CONNECT_TIMEOUT_S 5
+#define DB_CONNECT_TIMEOUT_S            5
 #define DB_STATEMENT_TIMEOUT_MS_DEFAULT 30000
 
 /* Connects (connect_timeout 5 s), sets statement_timeout and
@@ -26,8 +26,8 @@ int db_exec(PGconn *pg, const char *sql, char *err, size_t err_len)
  * NULL). Returns the result (TUPLES_OK or COMMAND_OK; caller PQclears) or
  * NULL with err; the SQLSTATE of a failure is copied to sqlstate when not
  * NULL (6 bytes). */
-PGresult *db_query(PGconn *pg, const char *sql, int nparams, const char *const *params,
-                   char *err, size_t err_len, char sqlstate[6]) __attribute__((warn_unused_result));
+PGresult *db_query(PGconn *pg, const char *sql, int nparams, const char *const *params, char *err,
+                   size_t err_len, char sqlstate[6]) __attribute__((warn_unused_result));
 
 /* BEGIN / COMMIT / ROLLBACK. Rollback never fails loudly (logged). */
 int db_begin(PGconn *pg, char *err, size_t err_len) __attribute__((warn_unused_result));
@@ -53,5 +53,13 @@ void db_array_add_bytea(struct db_array *a, const void *data, size_t len);
 /* Closes the literal and returns it (owned by a; valid until free). */
 const char *db_array_finish(struct db_array *a);
 void db_array_free(struct db_array *a);
+
+/* A batch's rows as n column arrays (one row per element): runs sql, whose
+ * parameters $1..$n are the columns (an INSERT ... SELECT FROM unnest()),
+ * when the first column holds any row, and frees the arrays either way.
+ * 0, or -1 with err. */
+#define DB_COLUMNS_MAX 32
+int db_write_columns(PGconn *pg, const char *sql, struct db_array *cols, int n, char *err,
+                     size_t err_len) __attribute__((warn_unused_result));
 
 #endif

@@ -1123,16 +1123,6 @@ static void add_branches(struct db_array *outer, const struct branches *b)
     db_array_free(&inner);
 }
 
-static int run(PGconn *pg, const char *sql, int n, const char *const *params, char *err,
-               size_t err_len)
-{
-    PGresult *res = db_query(pg, sql, n, params, err, err_len, NULL);
-    if (!res)
-        return -1;
-    PQclear(res);
-    return 0;
-}
-
 static int write_products(PGconn *pg, struct ledger_cards *c, char *err, size_t err_len)
 {
     struct db_array a[11];
@@ -1154,29 +1144,21 @@ static int write_products(PGconn *pg, struct ledger_cards *c, char *err, size_t 
         db_array_add_int(&a[9], p->discount_bp);
         db_array_add(&a[10], p->defined_by);
     }
-    int rc = 0;
-    if (a[0].count > 0) {
-        const char *p[11];
-        for (int i = 0; i < 11; i++)
-            p[i] = db_array_finish(&a[i]);
-        rc = run(pg,
-                 "INSERT INTO card_products (tenant_id, product_id, kind, name, price, uses, "
-                 "validity_days, branch_ids, freeze_days_max, discount_bp, defined_by) "
-                 "SELECT t, id, k, n, pr, u, v, b::text[], f, d, by FROM unnest($1::text[], "
-                 "$2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[], "
-                 "$8::text[], $9::bigint[], $10::bigint[], $11::text[]) "
-                 "AS x(t, id, k, n, pr, u, v, b, f, d, by) "
-                 "ON CONFLICT (tenant_id, product_id) DO UPDATE SET kind = EXCLUDED.kind, "
-                 "name = EXCLUDED.name, price = EXCLUDED.price, uses = EXCLUDED.uses, "
-                 "validity_days = EXCLUDED.validity_days, branch_ids = EXCLUDED.branch_ids, "
-                 "freeze_days_max = EXCLUDED.freeze_days_max, "
-                 "discount_bp = EXCLUDED.discount_bp, defined_by = EXCLUDED.defined_by, "
-                 "updated_at = now()",
-                 11, p, err, err_len);
-    }
-    for (int i = 0; i < 11; i++)
-        db_array_free(&a[i]);
-    return rc;
+    return db_write_columns(
+        pg,
+        "INSERT INTO card_products (tenant_id, product_id, kind, name, price, uses, "
+        "validity_days, branch_ids, freeze_days_max, discount_bp, defined_by) "
+        "SELECT t, id, k, n, pr, u, v, b::text[], f, d, by FROM unnest($1::text[], "
+        "$2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[], "
+        "$8::text[], $9::bigint[], $10::bigint[], $11::text[]) "
+        "AS x(t, id, k, n, pr, u, v, b, f, d, by) "
+        "ON CONFLICT (tenant_id, product_id) DO UPDATE SET kind = EXCLUDED.kind, "
+        "name = EXCLUDED.name, price = EXCLUDED.price, uses = EXCLUDED.uses, "
+        "validity_days = EXCLUDED.validity_days, branch_ids = EXCLUDED.branch_ids, "
+        "freeze_days_max = EXCLUDED.freeze_days_max, "
+        "discount_bp = EXCLUDED.discount_bp, defined_by = EXCLUDED.defined_by, "
+        "updated_at = now()",
+        a, 11, err, err_len);
 }
 
 static int write_limits(PGconn *pg, struct ledger_cards *c, char *err, size_t err_len)
@@ -1197,30 +1179,22 @@ static int write_limits(PGconn *pg, struct ledger_cards *c, char *err, size_t er
         db_array_add_int(&a[6], t->lim.far_branch_window_s);
         db_array_add_int(&a[7], t->lim.first_day_topup_spend_max);
     }
-    int rc = 0;
-    if (a[0].count > 0) {
-        const char *p[8];
-        for (int i = 0; i < 8; i++)
-            p[i] = db_array_finish(&a[i]);
-        rc = run(pg,
-                 "INSERT INTO card_limits (tenant_id, daily_uses_max, prepaid_days_max, "
-                 "prepaid_uses_max, burst_uses, burst_window_s, far_branch_window_s, "
-                 "first_day_topup_spend_max) "
-                 "SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], "
-                 "$5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[]) "
-                 "ON CONFLICT (tenant_id) DO UPDATE SET "
-                 "daily_uses_max = EXCLUDED.daily_uses_max, "
-                 "prepaid_days_max = EXCLUDED.prepaid_days_max, "
-                 "prepaid_uses_max = EXCLUDED.prepaid_uses_max, "
-                 "burst_uses = EXCLUDED.burst_uses, burst_window_s = EXCLUDED.burst_window_s, "
-                 "far_branch_window_s = EXCLUDED.far_branch_window_s, "
-                 "first_day_topup_spend_max = EXCLUDED.first_day_topup_spend_max, "
-                 "updated_at = now()",
-                 8, p, err, err_len);
-    }
-    for (int i = 0; i < 8; i++)
-        db_array_free(&a[i]);
-    return rc;
+    return db_write_columns(
+        pg,
+        "INSERT INTO card_limits (tenant_id, daily_uses_max, prepaid_days_max, "
+        "prepaid_uses_max, burst_uses, burst_window_s, far_branch_window_s, "
+        "first_day_topup_spend_max) "
+        "SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], "
+        "$5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[]) "
+        "ON CONFLICT (tenant_id) DO UPDATE SET "
+        "daily_uses_max = EXCLUDED.daily_uses_max, "
+        "prepaid_days_max = EXCLUDED.prepaid_days_max, "
+        "prepaid_uses_max = EXCLUDED.prepaid_uses_max, "
+        "burst_uses = EXCLUDED.burst_uses, burst_window_s = EXCLUDED.burst_window_s, "
+        "far_branch_window_s = EXCLUDED.far_branch_window_s, "
+        "first_day_topup_spend_max = EXCLUDED.first_day_topup_spend_max, "
+        "updated_at = now()",
+        a, 8, err, err_len);
 }
 
 enum card_col {
@@ -1287,36 +1261,28 @@ static int write_cards(PGconn *pg, struct ledger_cards *c, char *err, size_t err
     for (size_t i = 0; i < c->card_count; i++)
         if (c->cards[i].dirty)
             add_card_row(a, &c->cards[i]);
-    int rc = 0;
-    if (a[CC_TENANT].count > 0) {
-        const char *p[CC_COUNT];
-        for (int i = 0; i < CC_COUNT; i++)
-            p[i] = db_array_finish(&a[i]);
-        rc = run(pg,
-                 "INSERT INTO cards (tenant_id, card_id, member_id, product_id, kind, price, "
-                 "uses_left, valid_from_us, valid_to_us, frozen_until_us, freeze_days_left, "
-                 "discount_bp, branch_ids, use_day, uses_on_day, recent_uses_us, "
-                 "last_branch_id, sold_branch_id, version, paid_total, uses_total) "
-                 "SELECT t, id, m, p, k, pr, u, vf, vt, fz, fl, d, b::text[], dy, od, "
-                 "r::bigint[], lb, sb, v, pt, ut FROM unnest($1::text[], $2::text[], $3::text[], "
-                 "$4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], "
-                 "$9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::text[], "
-                 "$14::bigint[], $15::bigint[], $16::text[], $17::text[], $18::text[], "
-                 "$19::bigint[], $20::bigint[], $21::bigint[]) AS x(t, id, m, p, k, pr, u, vf, "
-                 "vt, fz, fl, d, b, dy, od, r, lb, sb, v, pt, ut) "
-                 "ON CONFLICT (tenant_id, card_id) DO UPDATE SET "
-                 "uses_left = EXCLUDED.uses_left, valid_to_us = EXCLUDED.valid_to_us, "
-                 "frozen_until_us = EXCLUDED.frozen_until_us, "
-                 "freeze_days_left = EXCLUDED.freeze_days_left, use_day = EXCLUDED.use_day, "
-                 "uses_on_day = EXCLUDED.uses_on_day, recent_uses_us = EXCLUDED.recent_uses_us, "
-                 "last_branch_id = EXCLUDED.last_branch_id, version = EXCLUDED.version, "
-                 "price = EXCLUDED.price, paid_total = EXCLUDED.paid_total, "
-                 "uses_total = EXCLUDED.uses_total, updated_at = now()",
-                 CC_COUNT, p, err, err_len);
-    }
-    for (int i = 0; i < CC_COUNT; i++)
-        db_array_free(&a[i]);
-    return rc;
+    return db_write_columns(
+        pg,
+        "INSERT INTO cards (tenant_id, card_id, member_id, product_id, kind, price, "
+        "uses_left, valid_from_us, valid_to_us, frozen_until_us, freeze_days_left, "
+        "discount_bp, branch_ids, use_day, uses_on_day, recent_uses_us, "
+        "last_branch_id, sold_branch_id, version, paid_total, uses_total) "
+        "SELECT t, id, m, p, k, pr, u, vf, vt, fz, fl, d, b::text[], dy, od, "
+        "r::bigint[], lb, sb, v, pt, ut FROM unnest($1::text[], $2::text[], $3::text[], "
+        "$4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], "
+        "$9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::text[], "
+        "$14::bigint[], $15::bigint[], $16::text[], $17::text[], $18::text[], "
+        "$19::bigint[], $20::bigint[], $21::bigint[]) AS x(t, id, m, p, k, pr, u, vf, "
+        "vt, fz, fl, d, b, dy, od, r, lb, sb, v, pt, ut) "
+        "ON CONFLICT (tenant_id, card_id) DO UPDATE SET "
+        "uses_left = EXCLUDED.uses_left, valid_to_us = EXCLUDED.valid_to_us, "
+        "frozen_until_us = EXCLUDED.frozen_until_us, "
+        "freeze_days_left = EXCLUDED.freeze_days_left, use_day = EXCLUDED.use_day, "
+        "uses_on_day = EXCLUDED.uses_on_day, recent_uses_us = EXCLUDED.recent_uses_us, "
+        "last_branch_id = EXCLUDED.last_branch_id, version = EXCLUDED.version, "
+        "price = EXCLUDED.price, paid_total = EXCLUDED.paid_total, "
+        "uses_total = EXCLUDED.uses_total, updated_at = now()",
+        a, CC_COUNT, err, err_len);
 }
 
 /* ------------------------------------------------------- the cache */

@@ -142,28 +142,17 @@ int coupons_write(PGconn *pg, struct ledger_coupons *c, char *err, size_t err_le
             db_array_add(&a[RA], NULL);
         db_array_add_int(&a[D], k->discount);
     }
-    int rc = 0;
-    if (a[T].count > 0) {
-        const char *p[COLS];
-        for (int i = 0; i < COLS; i++)
-            p[i] = db_array_finish(&a[i]);
-        PGresult *res = db_query(
-            pg,
-            "INSERT INTO coupons (tenant_id, coupon_id, member_id, kind, name, value, "
-            "percent_bp, valid_from_us, valid_to_us, redeemed_by, redeemed_at_us, discount) "
-            "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
-            "$6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], "
-            "$11::bigint[], $12::bigint[]) "
-            "ON CONFLICT (tenant_id, coupon_id) DO UPDATE SET "
-            "redeemed_by = EXCLUDED.redeemed_by, redeemed_at_us = EXCLUDED.redeemed_at_us, "
-            "discount = EXCLUDED.discount",
-            COLS, p, err, err_len, NULL);
-        rc = res ? 0 : -1;
-        PQclear(res);
-    }
-    for (int i = 0; i < COLS; i++)
-        db_array_free(&a[i]);
-    return rc;
+    return db_write_columns(
+        pg,
+        "INSERT INTO coupons (tenant_id, coupon_id, member_id, kind, name, value, "
+        "percent_bp, valid_from_us, valid_to_us, redeemed_by, redeemed_at_us, discount) "
+        "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
+        "$6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], "
+        "$11::bigint[], $12::bigint[]) "
+        "ON CONFLICT (tenant_id, coupon_id) DO UPDATE SET "
+        "redeemed_by = EXCLUDED.redeemed_by, redeemed_at_us = EXCLUDED.redeemed_at_us, "
+        "discount = EXCLUDED.discount",
+        a, COLS, err, err_len);
 }
 
 const char *coupons_issue(struct ledger_coupons *c, const Envelope *cmd, struct ledger_coupon **out)

@@ -196,29 +196,18 @@ static int write_spend(PGconn *pg, struct tiering_ctx *t, char *err, size_t err_
         db_array_add_int(&a[P], m->purchases);
         db_array_add(&a[AT], at);
     }
-    int rc = 0;
-    if (a[T].count > 0) {
-        const char *p[COLS];
-        for (int i = 0; i < COLS; i++)
-            p[i] = db_array_finish(&a[i]);
-        /* The batch decided from rows it read in this transaction, and a
-         * member's facts have one consumer at a time: absolute values. */
-        PGresult *res = db_query(
-            pg,
-            "INSERT INTO member_spend (tenant_id, member_id, lifetime_spend, annual_spend, "
-            "spend_year, purchases, last_purchase_at) SELECT * FROM unnest($1::text[], "
-            "$2::text[], $3::bigint[], $4::bigint[], $5::int[], $6::bigint[], "
-            "$7::timestamptz[]) ON CONFLICT (tenant_id, member_id) DO UPDATE SET "
-            "lifetime_spend = EXCLUDED.lifetime_spend, annual_spend = EXCLUDED.annual_spend, "
-            "spend_year = EXCLUDED.spend_year, purchases = EXCLUDED.purchases, "
-            "last_purchase_at = EXCLUDED.last_purchase_at",
-            COLS, p, err, err_len, NULL);
-        rc = res ? 0 : -1;
-        PQclear(res);
-    }
-    for (int i = 0; i < COLS; i++)
-        db_array_free(&a[i]);
-    return rc;
+    /* The batch decided from rows it read in this transaction, and a
+     * member's facts have one consumer at a time: absolute values. */
+    return db_write_columns(
+        pg,
+        "INSERT INTO member_spend (tenant_id, member_id, lifetime_spend, annual_spend, "
+        "spend_year, purchases, last_purchase_at) SELECT * FROM unnest($1::text[], "
+        "$2::text[], $3::bigint[], $4::bigint[], $5::int[], $6::bigint[], "
+        "$7::timestamptz[]) ON CONFLICT (tenant_id, member_id) DO UPDATE SET "
+        "lifetime_spend = EXCLUDED.lifetime_spend, annual_spend = EXCLUDED.annual_spend, "
+        "spend_year = EXCLUDED.spend_year, purchases = EXCLUDED.purchases, "
+        "last_purchase_at = EXCLUDED.last_purchase_at",
+        a, COLS, err, err_len);
 }
 
 static int write_tiers(PGconn *pg, struct tiering_ctx *t, char *err, size_t err_len)
@@ -243,27 +232,16 @@ static int write_tiers(PGconn *pg, struct tiering_ctx *t, char *err, size_t err_
         db_array_add_int(&a[V], m->version);
         db_array_add(&a[AT], at);
     }
-    int rc = 0;
-    if (a[T].count > 0) {
-        const char *p[COLS];
-        for (int i = 0; i < COLS; i++)
-            p[i] = db_array_finish(&a[i]);
-        PGresult *res = db_query(
-            pg,
-            "INSERT INTO member_tiers (tenant_id, member_id, rank, name, discount_bp, "
-            "points_multiplier_bp, reason, version, changed_at) SELECT * FROM unnest("
-            "$1::text[], $2::text[], $3::int[], $4::text[], $5::int[], $6::int[], $7::text[], "
-            "$8::bigint[], $9::timestamptz[]) ON CONFLICT (tenant_id, member_id) DO UPDATE SET "
-            "rank = EXCLUDED.rank, name = EXCLUDED.name, discount_bp = EXCLUDED.discount_bp, "
-            "points_multiplier_bp = EXCLUDED.points_multiplier_bp, reason = EXCLUDED.reason, "
-            "version = EXCLUDED.version, changed_at = EXCLUDED.changed_at",
-            COLS, p, err, err_len, NULL);
-        rc = res ? 0 : -1;
-        PQclear(res);
-    }
-    for (int i = 0; i < COLS; i++)
-        db_array_free(&a[i]);
-    return rc;
+    return db_write_columns(
+        pg,
+        "INSERT INTO member_tiers (tenant_id, member_id, rank, name, discount_bp, "
+        "points_multiplier_bp, reason, version, changed_at) SELECT * FROM unnest("
+        "$1::text[], $2::text[], $3::int[], $4::text[], $5::int[], $6::int[], $7::text[], "
+        "$8::bigint[], $9::timestamptz[]) ON CONFLICT (tenant_id, member_id) DO UPDATE SET "
+        "rank = EXCLUDED.rank, name = EXCLUDED.name, discount_bp = EXCLUDED.discount_bp, "
+        "points_multiplier_bp = EXCLUDED.points_multiplier_bp, reason = EXCLUDED.reason, "
+        "version = EXCLUDED.version, changed_at = EXCLUDED.changed_at",
+        a, COLS, err, err_len);
 }
 
 static int write_changes(PGconn *pg, struct tiering_ctx *t, char *err, size_t err_len)
