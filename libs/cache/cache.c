@@ -56,16 +56,22 @@ static const char CARDS_SCRIPT[] =
 /* SHA1 of CARDS_SCRIPT, checked like PUT_SCRIPT_SHA. */
 static const char CARDS_SCRIPT_SHA[] = "97fce68dd30d49f61673f6e34a47fef9bbf54b4e";
 
-int cache_balances_key(char *out, size_t out_len, const char *tenant_id, const char *member_id)
+int cache_member_key(char *out, size_t out_len, const char *tenant_id, const char *member_id,
+                     const char *hash)
 {
-    assert(out != NULL && tenant_id != NULL && member_id != NULL);
+    assert(out != NULL && tenant_id != NULL && member_id != NULL && hash != NULL);
     if (out_len > CACHE_KEY_MAX)
         out_len = CACHE_KEY_MAX;
-    int n = snprintf(out, out_len, "tessera:%s:member:%s:balances", tenant_id, member_id);
+    int n = snprintf(out, out_len, "tessera:%s:member:%s:%s", tenant_id, member_id, hash);
     return n < 0 || (size_t)n >= out_len ? -1 : 0;
 }
 
-static bool parse_i64(const redisReply *r, int64_t *out)
+int cache_balances_key(char *out, size_t out_len, const char *tenant_id, const char *member_id)
+{
+    return cache_member_key(out, out_len, tenant_id, member_id, "balances");
+}
+
+bool cache_reply_i64(const redisReply *r, int64_t *out)
 {
     if (r->type != REDIS_REPLY_STRING || r->len == 0 || r->len > 20)
         return false;
@@ -92,7 +98,7 @@ int cache_balances_from_reply(const redisReply *reply, struct cache_balances *ou
          * points_pending was cached: a miss, read from PostgreSQL */
         if (e->type == REDIS_REPLY_NIL)
             return 0;
-        if (!parse_i64(e, fields[i]))
+        if (!cache_reply_i64(e, fields[i]))
             return -1;
     }
     *out = b;

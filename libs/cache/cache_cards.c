@@ -24,11 +24,7 @@
 
 int cache_cards_key(char *out, size_t out_len, const char *tenant_id, const char *member_id)
 {
-    assert(out != NULL && tenant_id != NULL && member_id != NULL);
-    if (out_len > CACHE_KEY_MAX)
-        out_len = CACHE_KEY_MAX;
-    int n = snprintf(out, out_len, "tessera:%s:member:%s:cards", tenant_id, member_id);
-    return n < 0 || (size_t)n >= out_len ? -1 : 0;
+    return cache_member_key(out, out_len, tenant_id, member_id, "cards");
 }
 
 static bool kind_ok(const char *s, size_t len)

@@ -1,8 +1,10 @@
-/* Shared by cache.c and cache_async.c only. */
+/* Shared by the cache's own files only. */
 #ifndef TESSERA_CACHE_INTERNAL_H
 #define TESSERA_CACHE_INTERNAL_H
 
 #include <hiredis/hiredis.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 #include "cache/cache.h"
 
@@ -10,6 +12,14 @@
  * numeric fields of out (other fields untouched). 1 hit, 0 miss, -1 bad or
  * missing reply. */
 int cache_balances_from_reply(const redisReply *reply, struct cache_balances *out);
+
+/* Writes "tessera:<tenant>:member:<member>:<hash>" (the key of one of a
+ * member's hashes) into out; -1 when it does not fit CACHE_KEY_MAX. */
+int cache_member_key(char *out, size_t out_len, const char *tenant_id, const char *member_id,
+                     const char *hash);
+
+/* A reply element holding a decimal int64 (as HMGET returns numbers). */
+bool cache_reply_i64(const redisReply *r, int64_t *out);
 
 /* Observes one Redis round trip in tessera_redis_command_duration_seconds. */
 void cache_observe(const char *op, double seconds);

@@ -27,26 +27,7 @@ static const char PUT_TIER_SCRIPT[] =
 
 int cache_tier_key(char *out, size_t out_len, const char *tenant_id, const char *member_id)
 {
-    assert(out != NULL && tenant_id != NULL && member_id != NULL);
-    if (out_len > CACHE_KEY_MAX)
-        out_len = CACHE_KEY_MAX;
-    int n = snprintf(out, out_len, "tessera:%s:member:%s:tier", tenant_id, member_id);
-    return n < 0 || (size_t)n >= out_len ? -1 : 0;
-}
-
-static bool reply_i64(const redisReply *r, int64_t *out)
-{
-    if (r->type != REDIS_REPLY_STRING || r->len == 0 || r->len > 20)
-        return false;
-    char text[24];
-    memcpy(text, r->str, r->len);
-    text[r->len] = '\0';
-    char *end = NULL;
-    long long v = strtoll(text, &end, 10);
-    if (*end != '\0')
-        return false;
-    *out = v;
-    return true;
+    return cache_member_key(out, out_len, tenant_id, member_id, "tier");
 }
 
 /* An HMGET of CACHE_TIER_FIELDS into out (ids untouched): 1 hit, 0 miss
@@ -62,8 +43,8 @@ static int tier_from_reply(const redisReply *reply, struct cache_tier *out)
     if (name->type != REDIS_REPLY_STRING || name->len > CACHE_TIER_NAME_MAX)
         return -1;
     int64_t rank, v[3];
-    if (!reply_i64(reply->element[1], &rank) || !reply_i64(reply->element[2], &v[0]) ||
-        !reply_i64(reply->element[3], &v[1]) || !reply_i64(reply->element[4], &v[2]))
+    if (!cache_reply_i64(reply->element[1], &rank) || !cache_reply_i64(reply->element[2], &v[0]) ||
+        !cache_reply_i64(reply->element[3], &v[1]) || !cache_reply_i64(reply->element[4], &v[2]))
         return -1;
     memcpy(out->name, name->str, name->len);
     out->name[name->len] = '\0';
