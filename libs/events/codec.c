@@ -93,6 +93,61 @@ static bool id_ok(const char *s, bool required)
     return n < EVENT_ID_FIELD_MAX && (!required || n > 0);
 }
 
+/* True when text is well-formed UTF-8 (no overlong forms, surrogates or
+ * code points past U+10FFFF). */
+static bool utf8_ok(const char *text)
+{
+    const unsigned char *p = (const unsigned char *)text;
+    while (*p) {
+        unsigned char c = *p;
+        int extra = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2
+                                 : (c & 0xf8) == 0xf0 ? 3 : -1;
+        if (extra < 0 || (extra == 1 && c < 0xc2) || (c == 0xf4 && p[1] > 0x8f) || c > 0xf4)
+            return false;
+        if ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] > 0x9f) ||
+            (c == 0xf0 && p[1] < 0x90))
+            return false; /* overlong, surrogate, overlong */
+        for (int i = 1; i <= extra; i++)
+            if ((p[i] & 0xc0) != 0x80)
+                return false;
+        p += 1 + extra;
+    }
+    return true;
+}
+
+/* Every string field of m and of the messages it holds is UTF-8. protobuf-c
+ * does not check: an event carrying bytes PostgreSQL refuses as text would
+ * fail its batch on every retry instead of going to the dead-letter topic. */
+static bool strings_ok(const ProtobufCMessage *m)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        const char *at = (const char *)m + f->offset;
+        if (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+            uint32_t set = *(const uint32_t *)((const char *)m + f->quantifier_offset);
+            if (set != f->id)
+                continue;
+        }
+        size_t n = 1;
+        const void *const *items = (const void *const *)at;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            n = *(const size_t *)((const char *)m + f->quantifier_offset);
+            items = *(const void *const *const *)at;
+        }
+        for (size_t k = 0; k < n; k++) {
+            const void *v = items[k];
+            if (!v)
+                continue;
+            if (f->type == PROTOBUF_C_TYPE_STRING ? !utf8_ok(v) : !strings_ok(v))
+                return false;
+        }
+    }
+    return true;
+}
+
 Envelope *envelope_decode(const void *data, size_t len, char *err, size_t err_len)
 {
     if (!data || len == 0 || len > EVENT_ENCODED_MAX) {
@@ -119,6 +174,8 @@ Envelope *envelope_decode(const void *data, size_t len, char *err, size_t err_le
         why = "no payload";
     else if (strcmp(env->type, envelope_payload_type(env)) != 0)
         why = "type does not match payload";
+    else if (!strings_ok(&env->base))
+        why = "a string field is not UTF-8";
     if (why) {
         snprintf(err, err_len, "%s", why);
         envelope_free(env);

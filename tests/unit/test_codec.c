@@ -116,6 +116,71 @@ static void test_reencode_decoded(void **state)
     free(buf);
 }
 
+/* A purchase fact whose strings are given: the payment method (a payload
+ * field), the second item's category (a field of a repeated message) and
+ * the actor id (a field of the envelope's own sub-message). */
+static uint8_t *encode_purchase_strings(size_t *len, const char *method, const char *category,
+                                        const char *actor_id)
+{
+    struct event_meta meta = {.tenant_id = "demo", .branch_id = "hq", .member_id = "m-1",
+                              .actor_kind = "api_key", .actor_id = actor_id};
+    Envelope env;
+    Actor actor;
+    PurchaseRecorded p;
+    PurchaseItem items[2], *item_ptrs[2] = {&items[0], &items[1]};
+    envelope_init(&env, &actor, &meta);
+    tessera__ledger__v1__purchase_recorded__init(&p);
+    for (int i = 0; i < 2; i++) {
+        tessera__ledger__v1__purchase_item__init(&items[i]);
+        items[i].sku = "sku-1";
+        items[i].quantity = 1;
+    }
+    items[0].category = "课程";
+    items[1].category = (char *)category;
+    p.command_id = "01a2a2a2-0000-7000-8000-000000000002";
+    p.payment_method = (char *)method;
+    p.n_items = 2;
+    p.items = item_ptrs;
+    env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_PURCHASE_RECORDED;
+    env.purchase_recorded = &p;
+    return envelope_encode(&env, len);
+}
+
+/* protobuf-c does not check that strings are UTF-8; the codec does, in
+ * every string of the envelope, so such an event is refused on arrival
+ * (and dead-lettered) instead of failing its batch in PostgreSQL forever. */
+static void test_decode_refuses_strings_that_are_not_utf8(void **state)
+{
+    const struct {
+        const char *method, *category, *actor;
+        bool ok;
+    } cases[] = {
+        {"stored_value", "饮品", "k", true},       /* multibyte is fine */
+        {"caf\xc3\xa9 \xf0\x9f\x8d\xb5", "x", "k", true}, /* 2- and 4-byte sequences */
+        {"cash\xff", "x", "k", false},            /* not a UTF-8 byte */
+        {"cash", "\xc0\x80", "k", false},         /* overlong NUL, in a repeated message */
+        {"cash", "x", "\xed\xa0\x80", false},     /* a surrogate, in the actor */
+        {"cash", "\xe4\xbd", "k", false},          /* truncated sequence */
+        {"cash", "\xf4\x90\x80\x80", "k", false}, /* past U+10FFFF */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t len = 0;
+        uint8_t *buf = encode_purchase_strings(&len, cases[i].method, cases[i].category,
+                                               cases[i].actor);
+        assert_non_null(buf);
+        char err[128] = "";
+        Envelope *env = envelope_decode(buf, len, err, sizeof(err));
+        if (cases[i].ok) {
+            assert_non_null(env);
+        } else {
+            assert_null(env);
+            assert_non_null(strstr(err, "UTF-8"));
+        }
+        envelope_free(env);
+        free(buf);
+    }
+}
+
 static void test_time_format(void **state)
 {
     char out[32];
@@ -130,6 +195,7 @@ int main(void)
         cmocka_unit_test(test_rejects_garbage_and_limits),
         cmocka_unit_test(test_cloudevents_headers),
         cmocka_unit_test(test_reencode_decoded),
+        cmocka_unit_test(test_decode_refuses_strings_that_are_not_utf8),
         cmocka_unit_test(test_time_format),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
