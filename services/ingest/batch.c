@@ -275,9 +275,70 @@ static void record_answers(struct batch *b)
     db_array_free(&keys), db_array_free(&statuses), db_array_free(&bodies);
 }
 
+static void batch_reply(struct batch *b);
+
+static void on_audited(void *arg, PGresult *res, const char *err, const char *sqlstate)
+{
+    struct batch *b = arg;
+    if (!res)
+        log_fields(LOG_ERROR, "batch audit rows not written", "action", "points.adjust",
+                   "error", err ? err : "", NULL);
+    batch_reply(b);
+}
+
+/* Points adjustments are admin actions: each line sent to the ledger (its
+ * verdict, or pending past the wait) gets an audit_log row like a single
+ * POST /v1/members/{id}/points-adjustments (audit_verdict_then_answer),
+ * all in one statement, written before the batch is answered (a failure
+ * is logged and the answer goes out, as for single requests). Repeats and
+ * replays were audited when first sent. True when the answer waits for
+ * the rows. */
+static bool audit_points_lines(struct batch *b)
+{
+    struct db_array targets, afters;
+    db_array_init(&targets), db_array_init(&afters);
+    for (size_t i = 0; i < b->count; i++) {
+        const struct batch_line *l = &b->lines[i];
+        if (l->kind != LINE_POINTS || l->state == LINE_COPY || l->replayed ||
+            !(l->record || l->status == 202))
+            continue;
+        json_t *after = json_pack("{s:O, s:i, s:O}", "request", l->body ? l->body : json_null(),
+                                  "status", l->status, "result",
+                                  l->result ? l->result : json_null());
+        char *text = after ? json_dumps(after, JSON_COMPACT) : NULL;
+        json_decref(after);
+        db_array_add(&targets, l->member_id);
+        db_array_add(&afters, text ? text : "{}");
+        free(text);
+    }
+    bool queued = false;
+    if (targets.count > 0) {
+        struct req *r = b->r;
+        const char *p[5] = {r->caller.tenant_id, r->caller.key_id, http_peer(r->ex),
+                            db_array_finish(&targets), db_array_finish(&afters)};
+        queued = pg_pool_query(r->app->pg,
+                               "INSERT INTO audit_log (tenant_id, actor_key_id, actor_ip, action, "
+                               "target, after) SELECT $1, $2, $3, 'points.adjust', t, a::jsonb "
+                               "FROM unnest($4::text[], $5::text[]) WITH ORDINALITY AS u(t, a, n) "
+                               "ORDER BY n",
+                               5, p, on_audited, b) == 0;
+        if (!queued)
+            log_fields(LOG_ERROR, "batch audit rows not written", "action", "points.adjust",
+                       "error", "queue full", NULL);
+    }
+    db_array_free(&targets), db_array_free(&afters);
+    return queued;
+}
+
 static void batch_finish(struct batch *b)
 {
     record_answers(b);
+    if (!audit_points_lines(b))
+        batch_reply(b);
+}
+
+static void batch_reply(struct batch *b)
+{
     json_t *results = json_array();
     long posted = 0, rejected = 0, replayed = 0, pending = 0, refused = 0;
     for (size_t i = 0; i < b->count; i++) {

@@ -176,6 +176,37 @@ static void test_batch_points_adjustments(void **state)
     r = api_get(path);
     assert_int_equal(json_int_at(r.body, "balances.points"), 250);
     api_response_free(&r);
+
+    /* Each line is an admin action with its own audit row, written before
+     * the batch is answered, the refused one included; a re-sent batch
+     * adds none. */
+    PGconn *pg = test_pg();
+    const char *p[1] = {member};
+    assert_int_equal(test_pg_int(pg,
+                                 "SELECT count(*) FROM ingest.audit_log WHERE target = $1 AND "
+                                 "action = 'points.adjust'",
+                                 1, p),
+                     5);
+    r = post_batch(body);
+    assert_int_equal(r.status, 200);
+    api_response_free(&r);
+    assert_int_equal(test_pg_int(pg,
+                                 "SELECT count(*) FROM ingest.audit_log WHERE target = $1 AND "
+                                 "action = 'points.adjust'",
+                                 1, p),
+                     5);
+    assert_int_equal(test_pg_int(pg,
+                                 "SELECT count(*) FROM ingest.audit_log WHERE target = $1 AND "
+                                 "action = 'points.adjust' AND after->'request'->>'reason' = "
+                                 "'goodwill' AND (after->>'status')::int IN (201, 409)",
+                                 1, p),
+                     5);
+    assert_int_equal(test_pg_int(pg,
+                                 "SELECT sum((after->'request'->>'points')::int) FROM "
+                                 "ingest.audit_log WHERE target = $1 AND action = 'points.adjust'",
+                                 1, p),
+                     100 + 100 + 100 - 50 - 1000);
+    PQfinish(pg);
 }
 
 static void test_batch_refuses_bad_bodies(void **state)
