@@ -15,6 +15,21 @@ DEPS_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS_ALL = $(CFLAGS_BASE) $(DEPS_CFLAGS) -I$(BUILD)/gen -Ilibs $(CFLAGS)
 LDLIBS_ALL = $(DEPS_LIBS) -lpthread -lm $(LDLIBS)
 
+# Sanitizers: `make test SAN=address,undefined` builds everything with them
+# and tests/run.sh fails on any report (see "Sanitizers" in tests/run.sh).
+# The objects of another SAN/OPT are thrown away first: build/.flags says
+# what build/ was compiled with, so a plain `make test` after a sanitized one
+# rebuilds plainly instead of mixing the two.
+SAN ?=
+ifneq ($(SAN),)
+CFLAGS_BASE += -fsanitize=$(SAN) -fno-omit-frame-pointer
+endif
+BUILD_FLAGS_NOW := san=$(SAN) opt=$(OPT)
+ifneq ($(BUILD_FLAGS_NOW),$(shell cat $(BUILD)/.flags 2>/dev/null))
+$(shell rm -rf $(BUILD)/obj $(BUILD)/bin $(BUILD)/tests $(BUILD)/*.a; mkdir -p $(BUILD); \
+	echo '$(BUILD_FLAGS_NOW)' > $(BUILD)/.flags)
+endif
+
 PROTOS := $(shell find proto -name '*.proto' | sort)
 PROTO_C := $(patsubst proto/%.proto,$(BUILD)/gen/%.pb-c.c,$(PROTOS))
 PROTO_H := $(PROTO_C:.c=.h)
@@ -54,6 +69,7 @@ help:
 	@echo "make run     - install what is missing, build, start the local runtime and all services"
 	@echo "make stop    - stop what make run started (ordered)"
 	@echo "make test    - build, unit tests, then integration and end-to-end tests on a private runtime"
+	@echo "               (SAN=address,undefined: everything built with ASan and UBSan, any report fails)"
 	@echo "make bench   - benchmarks against their baselines on a private runtime (~10 min)"
 	@echo "make fuzz    - build the libFuzzer targets (clang) and run each for FUZZ_SECONDS (30)"
 	@echo "make format  - clang-format the C sources"
@@ -73,7 +89,7 @@ stop:
 
 test: deps
 	@$(MAKE) --no-print-directory build tests-build
-	@./tests/run.sh
+	@TESSERA_SAN=$(SAN) ./tests/run.sh
 
 tests-build: $(UNIT_BINS) $(SYS_BINS)
 

@@ -24,6 +24,20 @@ failed=0
 log_dir=$repo/build/test-logs
 mkdir -p "$log_dir"
 
+# Sanitizers (make test SAN=...): every process of the run (tests and the
+# services they start) writes its reports under $san_dir instead of
+# stderr, keeps going after a UBSan report, and the run fails if any report
+# was written: a service's report would otherwise vanish into its log.
+san_dir=$log_dir/san
+rm -rf "$san_dir"
+if [ -n "${TESSERA_SAN:-}" ]; then
+  mkdir -p "$san_dir"
+  export ASAN_OPTIONS="log_path=$san_dir/asan:log_exe_name=1:fast_unwind_on_malloc=0:detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=0"
+  export LSAN_OPTIONS="suppressions=$repo/tests/lsan.supp:print_suppressions=0"
+  export UBSAN_OPTIONS="log_path=$san_dir/ubsan:log_exe_name=1:print_stacktrace=1:halt_on_error=0"
+  echo "== sanitizers: $TESSERA_SAN (reports go to $san_dir)"
+fi
+
 # Runs one cmocka binary with TAP output and counts its results; a binary
 # that dies before reporting every test counts as one more failure.
 run_binary() {
@@ -78,6 +92,22 @@ else
   failed=$((failed + 1))
   echo "FAIL runtime: the local runtime did not start; logs in $TESSERA_LOCAL_DIR/logs"
   tail -n 20 "$TESSERA_LOCAL_DIR"/logs/*.log 2>/dev/null
+fi
+
+# Reports written by any process of the run, services included.
+if [ -n "${TESSERA_SAN:-}" ]; then
+  reports=$(find "$san_dir" -type f -size +0 2>/dev/null | sort)
+  if [ -n "$reports" ]; then
+    failed=$((failed + 1))
+    echo "FAIL sanitizers: $(echo "$reports" | wc -l) report(s):"
+    for r in $reports; do
+      echo "  $r:"
+      grep -m 5 -E 'ERROR|runtime error|SUMMARY' "$r" | sed 's/^/    /'
+    done
+  else
+    passed=$((passed + 1))
+    echo "  sanitizers ($TESSERA_SAN): no report"
+  fi
 fi
 
 echo "$passed passed, $failed failed"

@@ -13,17 +13,17 @@
 #include "service/admin.h"
 #include "service/startup.h"
 
-#define DRAIN_CHECK_MS 50
-#define DRAIN_MAX_MS 5000
-#define OUTBOX_SWEEP_S 3
-#define INGEST_KAFKA_PROBE_MS 5000 /* one start-up check of the broker */
-#define RATE_BUCKETS 65536 /* keys and addresses tracked at once (~6 MiB) */
+#define DRAIN_CHECK_MS        50
+#define DRAIN_MAX_MS          5000
+#define OUTBOX_SWEEP_S        3
+#define INGEST_KAFKA_PROBE_MS 5000  /* one start-up check of the broker */
+#define RATE_BUCKETS          65536 /* keys and addresses tracked at once (~6 MiB) */
 
 extern const struct db_migration ingest_migrations[];
 extern const unsigned ingest_migrations_count;
 
 static struct ingest app;
-static struct startup *startup; /* waits for the database before opening the API */
+static struct startup *startup;  /* waits for the database before opening the API */
 static struct event *open_retry; /* armed while ingest_open keeps failing */
 
 static const struct config_entry config_table[] = {
@@ -59,14 +59,14 @@ static const struct config_entry config_table[] = {
 };
 
 /* Handlers refuse new work while the service drains. */
-#define GUARDED(name, handler)                                                                 \
-    static void name(struct http_exchange *ex, void *a)                                        \
-    {                                                                                          \
-        if (((struct ingest *)a)->stopping) {                                                  \
-            http_reply_problem(ex, 503, "unavailable", "the service is shutting down", NULL);  \
-            return;                                                                            \
-        }                                                                                      \
-        handler(ex, a);                                                                        \
+#define GUARDED(name, handler)                                                                     \
+    static void name(struct http_exchange *ex, void *a)                                            \
+    {                                                                                              \
+        if (((struct ingest *)a)->stopping) {                                                      \
+            http_reply_problem(ex, 503, "unavailable", "the service is shutting down", NULL);      \
+            return;                                                                                \
+        }                                                                                          \
+        handler(ex, a);                                                                            \
     }
 GUARDED(route_register, members_register)
 GUARDED(route_find, members_find)
@@ -199,12 +199,15 @@ static bool waiters_empty(const struct ingest *a)
 
 /* Staged shutdown: refuse new requests, let those in flight get their
  * verdicts (bounded), then stop. */
+/* The shutdown's drain check (ingest_stop), freed when the loop ends. */
+static struct event *drain_timer;
+
 static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
     static int waited_ms;
     waited_ms += DRAIN_CHECK_MS;
-    bool idle = waiters_empty(&app) && pg_pool_pending(app.pg) == 0 &&
-                app.pwhash.inflight == 0 && bus_producer_outstanding(app.producer) == 0;
+    bool idle = waiters_empty(&app) && pg_pool_pending(app.pg) == 0 && app.pwhash.inflight == 0 &&
+                bus_producer_outstanding(app.producer) == 0;
     if (!idle && waited_ms < DRAIN_MAX_MS)
         return;
     waiters_fail_all(&app);
@@ -218,9 +221,12 @@ static void ingest_stop(void *ctx)
         event_base_loopbreak(app.base); /* nothing was accepted yet */
         return;
     }
+    if (drain_timer)
+        return; /* a second signal while draining: already on its way out */
     struct timeval tv = {0, DRAIN_CHECK_MS * 1000};
-    struct event *drain = event_new(app.base, -1, EV_PERSIST, on_drain_tick, NULL);
-    event_add(drain, &tv);
+    drain_timer = event_new(app.base, -1, EV_PERSIST, on_drain_tick, NULL);
+    assert(drain_timer);
+    event_add(drain_timer, &tv);
 }
 
 static int ingest_open(char *err, size_t err_len)
@@ -232,8 +238,8 @@ static int ingest_open(char *err, size_t err_len)
                          (int)app.common.pg_statement_timeout_ms, err, err_len);
     if (!app.pg)
         return -1;
-    app.cache = cache_async_new(app.base, app.common.redis_host, (int)app.common.redis_port, err,
-                                err_len);
+    app.cache =
+        cache_async_new(app.base, app.common.redis_host, (int)app.common.redis_port, err, err_len);
     if (!app.cache)
         return -1;
     app.producer = bus_producer_new(&bus, app.base, ingest_on_delivery, &app, err, err_len);
@@ -253,9 +259,9 @@ static int ingest_open(char *err, size_t err_len)
     }
     struct http_limits limits = HTTP_LIMITS_DEFAULT;
     limits.body_max_bytes = (size_t)app.body_max_bytes;
-    app.api = http_server_new(app.base, app.api_addr, (uint16_t)app.api_port, api_routes,
-                              sizeof(api_routes) / sizeof(api_routes[0]), &limits, &app, err,
-                              err_len);
+    app.api =
+        http_server_new(app.base, app.api_addr, (uint16_t)app.api_port, api_routes,
+                        sizeof(api_routes) / sizeof(api_routes[0]), &limits, &app, err, err_len);
     return app.api ? 0 : -1;
 }
 
@@ -314,15 +320,15 @@ static void ingest_on_started(void *ctx)
          * taken: try again later rather than exit. */
         char wait[16];
         snprintf(wait, sizeof(wait), "%d", backoff_ms);
-        log_fields(LOG_WARN, "cannot open the clients; retrying", "retry_in_ms", wait, "error",
-                   err, NULL);
+        log_fields(LOG_WARN, "cannot open the clients; retrying", "retry_in_ms", wait, "error", err,
+                   NULL);
         ingest_close();
         if (!open_retry)
             open_retry = evtimer_new(app.base, ingest_on_started_cb, NULL);
         struct timeval tv = {backoff_ms / 1000, (backoff_ms % 1000) * 1000};
         evtimer_add(open_retry, &tv);
-        backoff_ms = backoff_ms * 2 > STARTUP_BACKOFF_MAX_MS ? STARTUP_BACKOFF_MAX_MS
-                                                             : backoff_ms * 2;
+        backoff_ms =
+            backoff_ms * 2 > STARTUP_BACKOFF_MAX_MS ? STARTUP_BACKOFF_MAX_MS : backoff_ms * 2;
         return;
     }
     http_server_set_metrics_name(app.api, "api");
@@ -372,8 +378,8 @@ int main(int argc, char **argv)
     if (rc != 0)
         return rc > 0 ? 0 : 2;
     if (service_migrate_only(argc, argv))
-        return service_migrate(&app.common, "ingest", ingest_migrations,
-                               ingest_migrations_count) < 0;
+        return service_migrate(&app.common, "ingest", ingest_migrations, ingest_migrations_count) <
+               0;
     char err[512];
     if (pii_keyring_init(&app.pii, app.master_key_hex, (int)app.master_key_version,
                          app.master_key_previous_hex, err, sizeof(err)) < 0) {
@@ -391,9 +397,9 @@ int main(int argc, char **argv)
     app.pwhash.base = app.base;
     /* The admin port comes first, so /readyz can say 503 while the
      * database or the broker are not there yet. */
-    struct admin_server *admin = admin_server_new(
-        app.base, app.common.admin_addr, (uint16_t)app.common.admin_port, "ingest", ingest_ready,
-        NULL, &app, err, sizeof(err));
+    struct admin_server *admin =
+        admin_server_new(app.base, app.common.admin_addr, (uint16_t)app.common.admin_port, "ingest",
+                         ingest_ready, NULL, &app, err, sizeof(err));
     if (!admin) {
         log_fields(LOG_ERROR, "cannot open the admin port", "error", err, NULL);
         return 1;
@@ -403,8 +409,8 @@ int main(int argc, char **argv)
     log_fields(LOG_INFO, "starting", "admin_port", admin_port, NULL);
     metrics_on_collect(ingest_collect, &app);
     struct service_signals *signals = service_signals_new(app.base, ingest_stop, NULL);
-    startup = startup_begin(app.base, "migrations and Kafka", ingest_start_step,
-                            ingest_on_started, &app);
+    startup =
+        startup_begin(app.base, "migrations and Kafka", ingest_start_step, ingest_on_started, &app);
 
     event_base_dispatch(app.base);
 
@@ -413,6 +419,8 @@ int main(int argc, char **argv)
         event_free(app.outbox_timer);
     if (open_retry)
         event_free(open_retry);
+    if (drain_timer)
+        event_free(drain_timer);
     ingest_close();
     admin_server_free(admin);
     service_signals_free(signals);

@@ -26,14 +26,9 @@ static const char *const product_fields[] = {"product_id",  "kind",       "name"
 static const char *const kinds[] = {"count", "time", "discount", "subscription", NULL};
 static const char *const periods[] = {"month", "quarter", "half_year", "year", NULL};
 static const int64_t period_days[] = {30, 91, 182, 365};
-static const char *const limit_fields[] = {"daily_uses_max",
-                                           "prepaid_days_max",
-                                           "prepaid_uses_max",
-                                           "burst_uses",
-                                           "burst_window_s",
-                                           "far_branch_window_s",
-                                           "first_day_topup_spend_max",
-                                           NULL};
+static const char *const limit_fields[] = {
+    "daily_uses_max", "prepaid_days_max",    "prepaid_uses_max",          "burst_uses",
+    "burst_window_s", "far_branch_window_s", "first_day_topup_spend_max", NULL};
 
 static bool admin_only(struct req *r)
 {
@@ -180,7 +175,9 @@ static void product_authenticated(struct req *r)
     snprintf(r->member_id, sizeof(r->member_id), "%s", r->caller.tenant_id);
     r->audit_action = "product.define";
     json_t *ids = json_object_get(r->body, "branch_ids");
-    char *ids_json = json_dumps(ids ? ids : json_array(), JSON_COMPACT);
+    json_t *none = ids ? NULL : json_array(); /* ours: released below */
+    char *ids_json = json_dumps(ids ? ids : none, JSON_COMPACT);
+    json_decref(none);
     const char *p[2] = {r->caller.tenant_id, ids_json};
     int rc = pg_pool_query(r->app->pg,
                            "SELECT NOT EXISTS (SELECT 1 FROM jsonb_array_elements_text($2::jsonb) "
