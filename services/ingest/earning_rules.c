@@ -141,11 +141,12 @@ static json_t *purchase_rule_json(json_t *purchase)
 {
     json_t *enabled = json_object_get(purchase, "enabled");
     json_t *cats = json_object_get(purchase, "excluded_categories");
-    return json_pack("{s:b, s:I, s:I, s:O}", "enabled", !json_is_false(enabled), "unit_amount",
+    /* "o" takes the reference: a new empty array, or one more on cats. */
+    return json_pack("{s:b, s:I, s:I, s:o}", "enabled", !json_is_false(enabled), "unit_amount",
                      json_integer_value(json_object_get(purchase, "unit_amount")),
                      "points_per_unit",
                      json_integer_value(json_object_get(purchase, "points_per_unit")),
-                     "excluded_categories", json_is_array(cats) ? cats : json_array());
+                     "excluded_categories", json_is_array(cats) ? json_incref(cats) : json_array());
 }
 
 /* ------------------------------------------------------------ the answer */
