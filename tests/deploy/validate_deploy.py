@@ -4,7 +4,7 @@
 docker-compose.yml: `docker-compose config` must accept it (Debian's
 docker-compose parses and resolves it offline), then the resolved file must
 have: the official apache/kafka 3.9.x image in KRaft mode, a topics job,
-PostgreSQL and Redis with healthchecks, and every service built from
+PostgreSQL and Redis with healthchecks, Redis with requirepass, and every service built from
 deploy/docker/Dockerfile with an admin-port healthcheck and depends_on
 conditions.
 
@@ -68,6 +68,9 @@ def check_compose(doc):
             problems.append(f"{name}: image {svc['image']} is not pinned by version")
         if "build" in svc and not image_pinned(svc.get("image")):
             problems.append(f"{name}: a built service needs an image name with a version tag")
+    redis_cmd = " ".join(svcs.get("redis", {}).get("command", []))
+    if "requirepass" not in redis_cmd:
+        problems.append("redis: no requirepass (Redis AUTH)")
     topics = svcs.get("topics", {})
     if topics.get("build", {}).get("args", {}).get("SERVICE") != "topics":
         problems.append("topics: no topic-creation job built from the Dockerfile")
@@ -79,6 +82,8 @@ def check_compose(doc):
         build = s.get("build", {})
         if not str(build.get("dockerfile", "")).endswith("deploy/docker/Dockerfile"):
             problems.append(f"{name}: not built from deploy/docker/Dockerfile")
+        if "TESSERA_REDIS_PASSWORD" not in s.get("environment", {}):
+            problems.append(f"{name}: no TESSERA_REDIS_PASSWORD")
         if build.get("args", {}).get("SERVICE") != name:
             problems.append(f"{name}: build arg SERVICE is not {name}")
         test = " ".join(s.get("healthcheck", {}).get("test", []))
@@ -158,6 +163,8 @@ def check_k8s(docs):
         if envs.get("TESSERA_INSTANCE_ID", {}).get("valueFrom", {}).get("fieldRef", {}).get(
                 "fieldPath") != "metadata.name":
             problems.append(f"k8s {name}: TESSERA_INSTANCE_ID is not the pod name")
+        if "secretKeyRef" not in envs.get("TESSERA_REDIS_PASSWORD", {}).get("valueFrom", {}):
+            problems.append(f"k8s {name}: TESSERA_REDIS_PASSWORD is not from a Secret")
         if not any(p["spec"].get("selector", {}).get("matchLabels") == labels for p in pdbs):
             problems.append(f"k8s {name}: no PodDisruptionBudget selects it")
     return problems
@@ -210,6 +217,11 @@ def self_test(compose, docs):
         ("no seccomp", lambda c, k: (pod(k, "tessera-ingest")["securityContext"].pop(
             "seccompProfile", None), container(k, "tessera-ingest")["securityContext"].pop(
             "seccompProfile", None))),
+        ("redis without a password", lambda c, k: c["services"]["redis"].update(
+            command=["redis-server"])),
+        ("k8s without the redis password", lambda c, k: container(k, "tessera-ledger").update(
+            env=[e for e in container(k, "tessera-ledger")["env"]
+                 if e["name"] != "TESSERA_REDIS_PASSWORD"])),
         ("job as root", lambda c, k: pod(k, "tessera-topics")["securityContext"].update(
             runAsNonRoot=False)),
     ]

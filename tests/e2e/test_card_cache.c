@@ -42,6 +42,8 @@ static int setup(void **state)
     snprintf(run_id, sizeof(run_id), "%ld-%d", (long)time(NULL), (int)getpid());
     snprintf(product, sizeof(product), "cache-ten-%s", run_id);
     char err[256];
+    if (cache_set_password(getenv("TESSERA_REDIS_PASSWORD")) != 0)
+        return -1;
     rc = cache_connect(getenv("TESSERA_REDIS_HOST"), atoi(getenv("TESSERA_REDIS_PORT")), 2000, err,
                        sizeof(err));
     if (!rc) {
