@@ -100,6 +100,7 @@ struct req {
     struct member_tier tier; /* tier_lookup_then's answer */
     void (*next)(struct req *r);
     void (*admin_next)(struct req *r); /* auth_admin_then's continuation */
+    bool app_route;                    /* the route takes app keys (auth_app_then) */
     char target[INGEST_KEY_MAX];       /* admin endpoints: the id acted on */
     const char *audit_action;          /* money commands whose verdict is audited */
     int audit_status;                  /* the verdict, while its audit row is written */
@@ -113,8 +114,12 @@ struct req *req_new(struct ingest *app, struct http_exchange *ex);
 /* Frees the request (not the exchange: replies free that). */
 void req_free(struct req *r);
 
-/* auth.c: checks the bearer key, then calls r->next (or answers 401). */
+/* auth.c: checks the bearer key, then calls r->next (or answers 401; an
+ * app key answers 403: it serves only the routes of auth_app_then). */
 void auth_then(struct req *r, void (*next)(struct req *r));
+/* The member login routes (/v1/auth/...): only an app key passes (403 for
+ * every other scope), then next. */
+void auth_app_then(struct req *r, void (*next)(struct req *r));
 /* SHA-256 of a key as 64 hex digits: what api_keys.key_hash stores. */
 void auth_hash_key(const char *key, char out[65]);
 /* Authenticates, then requires an admin key, then calls next. */

@@ -395,13 +395,13 @@ static void test_me_reads_cache(void **state)
     assert_true(poll_until(cache_holds, &issued, DEADLINE_MS));
 
     snprintf(body, sizeof(body), "{\"phone\":\"%s\"}", phone);
-    r = api_post("/v1/auth/sms-codes", body, NULL);
+    r = api_app_post("/v1/auth/sms-codes", body);
     assert_int_equal(r.status, 202);
     api_response_free(&r);
     assert_true(read_login_code(member, code));
     snprintf(body, sizeof(body), "{\"phone\":\"%s\",\"code\":\"%s\",\"device_id\":\"cache-test\"}",
              phone, code);
-    r = api_post("/v1/auth/sessions", body, NULL);
+    r = api_app_post("/v1/auth/sessions", body);
     assert_int_equal(r.status, 201);
     snprintf(token, sizeof(token), "%s", json_str_at(r.body, "token"));
     api_response_free(&r);
