@@ -202,6 +202,8 @@ uint8_t *commands_encode(const struct caller *c, const char *member_id, const ch
 void members_register(struct http_exchange *ex, void *app);
 void members_get(struct http_exchange *ex, void *app);
 void members_find(struct http_exchange *ex, void *app);
+/* erasure.c: DELETE /v1/members/{id}/personal-data (admin, audited). */
+void members_erase_personal_data(struct http_exchange *ex, void *app);
 void commands_topup(struct http_exchange *ex, void *app);
 void commands_purchase(struct http_exchange *ex, void *app);
 void operations_get(struct http_exchange *ex, void *app);
