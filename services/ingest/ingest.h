@@ -14,6 +14,7 @@
 #include "db/pg_pool.h"
 #include "events/codec.h"
 #include "http/http.h"
+#include "idempotency_purge.h"
 #include "pii.h"
 #include "pwhash.h"
 #include "ratelimit.h"
@@ -50,11 +51,15 @@ struct ingest {
     struct bus_tail *verdicts;
     struct http_server *api;
     struct event *outbox_timer;
+    long long idem_retention_s, idem_purge_interval_ms;
+    struct idem_purge *idem_purge;
+    struct event *idem_purge_timer;
     struct waiter *waiters[INGEST_WAITERS_BUCKETS];
     bool stopping;
     /* counters for /metrics */
     long long rate_limited;
     long long requests, commands_sent, verdicts_matched, wait_timeouts, relayed_events;
+    long long idem_purged;
 };
 
 /* Who is calling: filled by authentication. */

@@ -30,3 +30,8 @@ ALTER TABLE members ADD CONSTRAINT members_pii_sealed_or_legacy CHECK (
     OR (personal_data_erased_at IS NOT NULL
         AND num_nonnulls(phone, phone_enc, name, name_enc, email, email_enc, birthday,
                          birthday_enc, gender, gender_enc, attributes_enc, phone_bidx) = 0));
+
+-- Idempotency-Keys and their stored answers are purged after
+-- TESSERA_IDEMPOTENCY_RETENTION_S (7 days by default), in batches that find
+-- expired rows through this index.
+CREATE INDEX idempotency_keys_created_idx ON idempotency_keys (created_at);
