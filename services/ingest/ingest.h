@@ -335,8 +335,9 @@ void member_events_sweep(evutil_socket_t fd, short what, void *arg);
 
 /* pii_reencrypt.c: `tessera-ingest --reencrypt-pii` (blocking, a tool
  * run): seals every member row not yet under the current master key
- * (legacy plaintext or the previous key). Returns the number of rows
- * resealed, or -1 with err (rows under an unknown key count as failures). */
+ * (legacy plaintext or the previous key) and rewraps every member's data
+ * key under it. Returns the number of rows resealed and keys rewrapped, or
+ * -1 with err (rows under an unknown key count as failures). */
 long long pii_reencrypt_all(const char *pg_dsn, const struct pii_keyring *k, char *err,
                             size_t err_len);
 /* members.c: the member's blind index as a bytea literal for the current
