@@ -17,7 +17,7 @@ Every pod (Deployments and the topics Job) meets the Kubernetes
 "restricted" Pod Security Standard: runAsNonRoot, seccompProfile
 RuntimeDefault, and per container allowPrivilegeEscalation false,
 readOnlyRootFilesystem true and capabilities drop ALL. Every image, in the
-manifests and in docker-compose.yml, is pinned by a version tag (digits
+manifests, in docker-compose.yml and the Dockerfile's FROM lines, is pinned by a version tag (digits
 and dots, never `latest` or no tag).
 
 Prints one line per problem and exits 1 if there is any. --self-test
@@ -98,6 +98,16 @@ def check_compose(doc):
     return problems
 
 
+def check_dockerfile(text):
+    """Every FROM names an image pinned by version."""
+    problems = []
+    for line in text.splitlines():
+        words = line.split()
+        if words[:1] == ["FROM"] and len(words) > 1 and not image_pinned(words[1]):
+            problems.append(f"Dockerfile: base image {words[1]} is not pinned by version")
+    return problems
+
+
 def load_k8s(directory):
     docs = []
     for f in sorted(glob.glob(os.path.join(directory, "*.yaml"))):
@@ -170,9 +180,13 @@ def check_k8s(docs):
     return problems
 
 
-def self_test(compose, docs):
+def self_test(compose, docs, dockerfile):
     """Each mutation must produce at least one problem."""
     failures = []
+    for what, text in [("bare debian:12", dockerfile.replace("debian:12.8 ", "debian:12 ")),
+                       ("slim latest", dockerfile.replace("debian:12.8-slim", "debian:latest"))]:
+        if text == dockerfile or not check_dockerfile(text):
+            failures.append("self-test: not caught: " + what)
     mutations = [
         ("kafka 3.7", lambda c, k: c["services"]["kafka"].update(image="apache/kafka:3.7.0")),
         ("no topics job", lambda c, k: c["services"].pop("topics")),
@@ -240,9 +254,11 @@ def main():
         print(err)
         return 1
     docs = load_k8s(os.path.join(root, "deploy", "k8s"))
-    problems = check_compose(compose) + check_k8s(docs)
+    with open(os.path.join(root, "deploy", "docker", "Dockerfile")) as fh:
+        dockerfile = fh.read()
+    problems = check_compose(compose) + check_k8s(docs) + check_dockerfile(dockerfile)
     if "--self-test" in sys.argv:
-        problems += self_test(compose, docs)
+        problems += self_test(compose, docs, dockerfile)
     for p in problems:
         print(p)
     return 1 if problems else 0
