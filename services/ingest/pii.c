@@ -230,8 +230,8 @@ uint8_t *pii_box_open(const unsigned char key[PII_DATA_KEY_BYTES], const char *t
     uint8_t *plain = malloc(len - PII_BOX_OVERHEAD + 1);
     unsigned long long plain_len = 0;
     if (!plain || crypto_aead_xchacha20poly1305_ietf_decrypt(
-                      plain, &plain_len, NULL, sealed + NONCE_BYTES, len - NONCE_BYTES, ad,
-                      ad_len, sealed, key) != 0) {
+                      plain, &plain_len, NULL, sealed + NONCE_BYTES, len - NONCE_BYTES, ad, ad_len,
+                      sealed, key) != 0) {
         free(plain);
         return NULL;
     }

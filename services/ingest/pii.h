@@ -31,9 +31,11 @@
 #define PII_BLIND_INDEX_HEX_BYTES  69   /* "\x" + 64 hex digits + NUL */
 #define PII_PLAINTEXT_MAX          1024 /* longest sealed field (bytes) */
 #define PII_DATA_KEY_BYTES         32
-#define PII_BOX_OVERHEAD           40   /* nonce (24) and tag (16) of pii_box_seal */
+#define PII_BOX_OVERHEAD           40    /* nonce (24) and tag (16) of pii_box_seal */
 #define PII_BOX_PLAINTEXT_MAX      16384 /* longest data sealed under a data key */
-#define PII_MEMBER_REGISTERED_FIELD "member_registered" /* AD of MemberRegistered's seal */
+
+/* The field named in the associated data of MemberRegistered's seal. */
+#define PII_MEMBER_REGISTERED_FIELD "member_registered"
 
 struct pii_keyring {
     int current_version;

@@ -122,8 +122,9 @@ static int key_rewrap(PGconn *pg, const struct pii_keyring *k, const PGresult *r
         wrapped = pii_data_key_wrap(k, tenant, member, key);
     sodium_memzero(key, sizeof(key));
     if (!wrapped) {
-        snprintf(err, err_len, "data key of member %s of tenant %s: key version %s does not open it",
-                 member, tenant, PQgetvalue(res, row, 2));
+        snprintf(err, err_len,
+                 "data key of member %s of tenant %s: key version %s does not open it", member,
+                 tenant, PQgetvalue(res, row, 2));
         return -1;
     }
     snprintf(version, sizeof(version), "%d", k->current_version);

@@ -216,9 +216,8 @@ static void test_master_key_rotation(void **state)
                                  "$1::int",
                                  1, v),
                      0);
-    assert_int_equal(test_pg_int(pg, "SELECT count(*) FROM ingest.member_keys WHERE member_id = $1",
-                                 1, p),
-                     1);
+    assert_int_equal(
+        test_pg_int(pg, "SELECT count(*) FROM ingest.member_keys WHERE member_id = $1", 1, p), 1);
     res = PQexecParams(pg, "SELECT phone_enc::text FROM ingest.members WHERE member_id = $1", 1,
                        NULL, p, NULL, NULL, 0);
     assert_string_not_equal(PQgetvalue(res, 0, 0), old_sealed);

@@ -201,8 +201,8 @@ static const struct route_probe routes[] = {
     {"GET", "/v1/members?phone=%P", NULL, APP_403, TOK_401},
     {"GET", "/v1/members/%M", NULL, APP_403, TOK_401},
     {"DELETE", "/v1/members/%M/personal-data", NULL, APP_403, TOK_401},
-    {"POST", "/v1/members/%M/topups", "{\"amount\":1000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}",
-     APP_403, TOK_401},
+    {"POST", "/v1/members/%M/topups",
+     "{\"amount\":1000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}", APP_403, TOK_401},
     {"POST", "/v1/members/%M/purchases",
      "{\"amount\":1000,\"branch_id\":\"hq\",\"payment\":{\"method\":\"cash\"}}", APP_403, TOK_401},
     {"GET", "/v1/operations/%O", NULL, APP_403, TOK_401},
@@ -217,11 +217,12 @@ static const struct route_probe routes[] = {
     {"DELETE", "/v1/auth/sessions", NULL, 401, "unauthorized", 0},
     {"GET", "/v1/me", NULL, 401, "unauthorized", 0},
     {"PUT", "/v1/me/password", "{\"password\":\"x\"}", 401, "unauthorized", 0},
-    {"POST", "/v1/products", "{\"kind\":\"count\",\"name\":\"x\",\"price\":1,\"uses\":1,\"validity_days\":1}",
-     APP_403, TOK_401},
+    {"POST", "/v1/products",
+     "{\"kind\":\"count\",\"name\":\"x\",\"price\":1,\"uses\":1,\"validity_days\":1}", APP_403,
+     TOK_401},
     {"PUT", "/v1/config/card-limits", "{\"daily_uses_max\":3}", APP_403, TOK_401},
-    {"PUT", "/v1/config/earning-rules", "{\"purchase\":{\"unit_amount\":100,\"points_per_unit\":1}}",
-     APP_403, TOK_401},
+    {"PUT", "/v1/config/earning-rules",
+     "{\"purchase\":{\"unit_amount\":100,\"points_per_unit\":1}}", APP_403, TOK_401},
     {"POST", "/v1/members/%M/cards",
      "{\"product_id\":\"p1\",\"branch_id\":\"hq\",\"payment\":{\"method\":\"cash\"}}", APP_403,
      TOK_401},
@@ -229,15 +230,15 @@ static const struct route_probe routes[] = {
      "{\"branch_id\":\"hq\",\"payment\":{\"method\":\"cash\"}}", APP_403, TOK_401},
     {"POST", "/v1/members/%M/cards/%O/uses", "{\"branch_id\":\"hq\"}", APP_403, TOK_401},
     {"POST", "/v1/members/%M/cards/%O/freeze", "{\"days\":3}", APP_403, TOK_401},
-    {"POST", "/v1/members/%M/coupons", "{\"kind\":\"value\",\"value\":100,\"valid_days\":7}", APP_403,
-     TOK_401},
+    {"POST", "/v1/members/%M/coupons", "{\"kind\":\"value\",\"value\":100,\"valid_days\":7}",
+     APP_403, TOK_401},
     {"POST", "/v1/members/%M/coupons/%O/redeem", "{\"branch_id\":\"hq\"}", APP_403, TOK_401},
     {"GET", "/v1/reports/card-liability", NULL, APP_403, TOK_401},
     {"POST", "/v1/events:batch", "{\"type\":\"topup\"}", APP_403, TOK_401},
     {"POST", "/v1/members/%M/points-adjustments", "{\"points\":100,\"reason\":\"probe\"}", APP_403,
      TOK_401},
-    {"POST", "/v1/members/%M/refunds", "{\"kind\":\"stored_value\",\"reason\":\"probe\",\"branch_id\":\"hq\"}",
-     APP_403, TOK_401},
+    {"POST", "/v1/members/%M/refunds",
+     "{\"kind\":\"stored_value\",\"reason\":\"probe\",\"branch_id\":\"hq\"}", APP_403, TOK_401},
     {"GET", "/v1/members/%M/ledger", NULL, APP_403, TOK_401},
     {"GET", "/v1/members/%M/quote?amount=1000&branch_id=hq", NULL, APP_403, TOK_401},
     {"GET", "/v1/reports/prepaid-liability", NULL, APP_403, TOK_401},
@@ -301,8 +302,8 @@ static void expect_probe(const char *who, const char *method, const char *path, 
 {
     struct api_response r = api_call(method, path, body, key, NULL);
     if (r.status != status)
-        fprintf(stderr, "test: %s: %s %s answered %ld, not %ld: %s\n", who, method, path,
-                r.status, status, r.raw);
+        fprintf(stderr, "test: %s: %s %s answered %ld, not %ld: %s\n", who, method, path, r.status,
+                status, r.raw);
     assert_int_equal(r.status, status);
     if (code)
         assert_string_equal(json_str_at(r.body, "code"), code);
@@ -316,8 +317,8 @@ static void member_token(const char *app_key, char member[64], char token[160])
 {
     char phone[16], body[256], hash[crypto_pwhash_STRBYTES];
     test_unique_phone(phone);
-    snprintf(body, sizeof(body), "{\"name\":\"Token Holder\",\"phone\":\"%s\",\"branch_id\":\"hq\"}",
-             phone);
+    snprintf(body, sizeof(body),
+             "{\"name\":\"Token Holder\",\"phone\":\"%s\",\"branch_id\":\"hq\"}", phone);
     struct api_response r = api_post("/v1/members", body, NULL);
     assert_int_equal(r.status, 201);
     snprintf(member, 64, "%s", json_str_at(r.body, "member_id"));
@@ -357,8 +358,8 @@ static void test_app_key_and_member_token_on_every_route(void **state)
         expect_probe("app key", routes[i].method, path, b, app_key, routes[i].app_status,
                      routes[i].app_code);
         if (routes[i].member_status)
-            expect_probe("member token", routes[i].method, path, b, token,
-                         routes[i].member_status, "unauthorized");
+            expect_probe("member token", routes[i].method, path, b, token, routes[i].member_status,
+                         "unauthorized");
     }
     /* the token's own routes: its member, never another */
     struct api_response r = api_call("GET", "/v1/me", NULL, token, NULL);

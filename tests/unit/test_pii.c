@@ -159,8 +159,8 @@ static void test_data_key_wrap_and_box(void **state)
 
     const uint8_t plain[] = "Li Lei 13800138000";
     size_t len = 0, open_len = 0;
-    uint8_t *sealed = pii_box_seal(key, "demo", "m-1", "member_registered", plain,
-                                   sizeof(plain) - 1, &len);
+    uint8_t *sealed =
+        pii_box_seal(key, "demo", "m-1", "member_registered", plain, sizeof(plain) - 1, &len);
     assert_non_null(sealed);
     assert_int_equal(len, sizeof(plain) - 1 + PII_BOX_OVERHEAD);
     assert_null(memmem(sealed, len, "13800138000", 11));
