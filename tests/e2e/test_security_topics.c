@@ -229,10 +229,16 @@ static void test_erasure_shreds_every_copy(void **state)
         api_post(path, "{\"amount\":3000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}", NULL),
         201, NULL);
     struct registered g = {.member_id = m.id};
+    struct api_response r0;
     assert_true(poll_until(registered_on_topic, &g, RELAY_DEADLINE_MS));
     Tessera__Member__V1__MemberPersonalData *d = open_personal(m.id, &g);
     assert_non_null(d);
     tessera__member__v1__member_personal_data__free_unpacked(d, NULL);
+    snprintf(path, sizeof(path), "/v1/members/%s", m.id);
+    r0 = api_get(path);
+    assert_int_equal(r0.status, 200);
+    assert_true(json_is_null(json_object_get(r0.body, "personal_data_erased_at")));
+    api_response_free(&r0);
 
     /* only admins erase */
     struct api_response r =
@@ -269,6 +275,7 @@ static void test_erasure_shreds_every_copy(void **state)
     assert_true(json_is_null(json_object_get(r.body, "email")));
     assert_true(json_is_null(json_object_get(r.body, "birthday")));
     assert_int_equal(json_object_size(json_object_get(r.body, "attributes")), 0);
+    assert_string_equal(json_str_at(r.body, "personal_data_erased_at"), erased_at);
     assert_int_equal(json_int_at(r.body, "balances.stored_value"), 3000);
     assert_null(strstr(r.raw, m.phone));
     assert_null(strstr(r.raw, m.name));
