@@ -16,6 +16,8 @@ export TESSERA_LOCAL_API_PORT=$((18080 + off))
 export TESSERA_LOCAL_ADMIN_PORT_BASE=$((19100 + off))
 export TESSERA_LOCAL_PG_OPTIONS="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
 export TESSERA_KAFKA_SESSION_TIMEOUT_MS=6000
+# Expired Idempotency-Keys are purged every half second (test_idempotency_purge).
+export TESSERA_IDEMPOTENCY_PURGE_INTERVAL_MS=500
 export TESSERA_RUNTIME=$repo/deploy/local/runtime.sh
 export CMOCKA_MESSAGE_OUTPUT=TAP
 

@@ -122,17 +122,31 @@ stop_postgres() {
 }
 
 # --------------------------------------------------------------------- Redis
+# Redis asks for a password (requirepass), generated on first start into
+# $local_dir/redis-password (mode 600, like master-key) and handed to the
+# services as TESSERA_REDIS_PASSWORD and to redis-cli as REDISCLI_AUTH. It
+# reaches redis-server through a config file, never its command line.
+ensure_redis_password() {
+  local file=$local_dir/redis-password
+  [ -s "$file" ] || (umask 077; od -An -N24 -tx1 /dev/urandom | tr -d ' \n' >"$file")
+  REDISCLI_AUTH=$(cat "$file")
+  export REDISCLI_AUTH
+}
+
 start_redis() {
   mkdir -p "$local_dir/redis"
+  ensure_redis_password
   if ! pid_alive "$local_dir/redis/redis.pid"; then
-    redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$local_dir/redis" \
-      --save "" --appendonly no --daemonize yes --pidfile "$local_dir/redis/redis.pid" \
-      --logfile "$local_dir/redis/redis.log"
+    (umask 077; echo "requirepass $REDISCLI_AUTH" >"$local_dir/redis/redis.conf")
+    redis-server "$local_dir/redis/redis.conf" --port "$redis_port" --bind 127.0.0.1 \
+      --dir "$local_dir/redis" --save "" --appendonly no --daemonize yes \
+      --pidfile "$local_dir/redis/redis.pid" --logfile "$local_dir/redis/redis.log"
   fi
   wait_for "Redis" 30 redis-cli -p "$redis_port" ping
 }
 
 stop_redis() {
+  ensure_redis_password
   redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true
 }
 
@@ -224,6 +238,7 @@ service_env() {
     "TESSERA_PG_DSN=$(pg_dsn)"
     "TESSERA_REDIS_HOST=127.0.0.1"
     "TESSERA_REDIS_PORT=$redis_port"
+    "TESSERA_REDIS_PASSWORD=$(cat "$local_dir/redis-password" 2>/dev/null)"
     "TESSERA_ADMIN_PORT=$(admin_port_of "$1")"
     "TESSERA_API_PORT=$api_port"
     # The development broker answers an empty fetch only after the full
@@ -366,6 +381,8 @@ case ${1:-} in
     echo "TESSERA_PG_DSN='$(pg_dsn)'"
     echo "TESSERA_REDIS_HOST=127.0.0.1"
     echo "TESSERA_REDIS_PORT=$redis_port"
+    echo "TESSERA_REDIS_PASSWORD=$(cat "$local_dir/redis-password" 2>/dev/null)"
+    echo "REDISCLI_AUTH=$(cat "$local_dir/redis-password" 2>/dev/null)"
     echo "TESSERA_KAFKA_BOOTSTRAP=$(cat "$local_dir/kafka.bootstrap" 2>/dev/null)"
     echo "TESSERA_API_URL=http://127.0.0.1:$api_port"
     echo "TESSERA_API_KEY=$(cat "$local_dir/api-key" 2>/dev/null)"

@@ -152,6 +152,8 @@ redisContext *cache_connect(const char *host, int port, int timeout_ms, char *er
         cache_set_err(err, err_len, "cache set timeout", rc);
         goto fail;
     }
+    if (cache_auth(rc, err, err_len) != 0)
+        goto fail;
     if (cache_load_script(rc, err, err_len) != 0)
         goto fail;
     return rc;

@@ -18,7 +18,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CACHE_KEY_MAX 256
+#define CACHE_KEY_MAX      256
+#define CACHE_PASSWORD_MAX 512
+
+/* ---- AUTH (cache_auth.c) ----
+ * Sets the password every connection opened afterwards by this process
+ * (cache_connect, cache_async_new, the session store) sends with AUTH;
+ * NULL or "" sends none. Call once at start-up, before threads start
+ * (service_init does, from TESSERA_REDIS_PASSWORD). -1 when too long. */
+int cache_set_password(const char *password) __attribute__((warn_unused_result));
+/* Sends AUTH on a blocking connection (nothing without a password).
+ * 0, or -1 with err (a wrong password, or Redis wants none). */
+int cache_auth(redisContext *rc, char *err, size_t err_len) __attribute__((warn_unused_result));
+/* Queues AUTH as the first command of a new asynchronous link; a refusal
+ * is logged and the link's later commands fail. 0, or -1. */
+struct redisAsyncContext;
+int cache_async_auth(struct redisAsyncContext *ac) __attribute__((warn_unused_result));
 
 struct cache_balances {
     const char *tenant_id;
@@ -143,8 +158,8 @@ struct cache_async;
 typedef void (*cache_balances_cb)(void *arg, int status, const struct cache_balances *b);
 
 /* Connects on base and reconnects with back-off when the link drops. */
-struct cache_async *cache_async_new(struct event_base *base, const char *host, int port,
-                                    char *err, size_t err_len);
+struct cache_async *cache_async_new(struct event_base *base, const char *host, int port, char *err,
+                                    size_t err_len);
 /* Calls cb on the loop exactly once (immediately with -1 when down). */
 void cache_async_get_balances(struct cache_async *c, const char *tenant_id, const char *member_id,
                               cache_balances_cb cb, void *arg);

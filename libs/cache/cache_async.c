@@ -213,6 +213,11 @@ static void cache_async_connect(struct cache_async *c)
     }
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    if (cache_async_auth(ac) != 0) {
+        redisAsyncFree(ac);
+        schedule_reconnect(c);
+        return;
+    }
     c->ac = ac;
     timer_arm(c->ev_connect_timeout, CACHE_ASYNC_CONNECT_TIMEOUT_MS);
 }

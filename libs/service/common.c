@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cache/cache.h"
 #include "db/db.h"
 #include "log/log.h"
 
@@ -51,6 +52,11 @@ int service_init(const char *service, const char *summary, int argc, char **argv
         return -1;
     }
     log_init(service, level);
+    if (cache_set_password(common->redis_password) < 0) {
+        fprintf(stderr, "%s: configuration error: TESSERA_REDIS_PASSWORD is over %d bytes\n",
+                service, CACHE_PASSWORD_MAX);
+        return -1;
+    }
     service_set_instance(service, common->instance_id);
     log_set_instance(instance_id);
     config_log_effective(table, count);

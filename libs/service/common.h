@@ -21,6 +21,7 @@ struct service_common_config {
     long long pg_statement_timeout_ms;
     const char *redis_host;
     long long redis_port;
+    const char *redis_password; /* secret; "" when Redis asks for none */
     const char *admin_addr;
     long long admin_port;
     const char *log_level;
@@ -47,6 +48,8 @@ struct service_common_config {
          "Redis host of the member-state cache"},                                                 \
         {"TESSERA_REDIS_PORT", CONFIG_INT, &(c).redis_port, "56379", 1, 65535, false,             \
          "Redis port"},                                                                           \
+        {"TESSERA_REDIS_PASSWORD", CONFIG_STRING, &(c).redis_password, "", 0, 0, true,            \
+         "Redis AUTH password (requirepass); empty: none"},                                       \
         {"TESSERA_ADMIN_ADDR", CONFIG_STRING, &(c).admin_addr, "127.0.0.1", 0, 0, false,          \
          "address of the admin port (/livez, /readyz, /metrics)"},                                \
         {"TESSERA_ADMIN_PORT", CONFIG_INT, &(c).admin_port, default_admin_port, 0, 65535, false,  \

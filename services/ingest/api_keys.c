@@ -1,8 +1,9 @@
 /* API keys, managed by admins: POST /v1/api-keys makes one and shows it
  * once (only its SHA-256 is stored), GET lists the tenant's keys without
  * secrets, DELETE /v1/api-keys/{key_id} revokes one. Scopes: admin, pos
- * (bound to one branch of the tenant), analytics:read (GET only). Every
- * change is audited in the same statement.
+ * (bound to one branch of the tenant), analytics:read (GET only), app
+ * (publishable: only the member login routes, see auth.c). Every change is
+ * audited in the same statement.
  *
  * Idempotency-Key is not honoured here on purpose: replaying the answer
  * would mean storing the secret. A retried create makes a second key,
@@ -27,7 +28,7 @@
 
 static const char *const create_fields[] = {
     "name", "scope", "branch_id", "expires_at", "rate_limit_per_s", NULL};
-static const char *const scopes[] = {"admin", "pos", "analytics:read", NULL};
+static const char *const scopes[] = {"admin", "pos", "analytics:read", "app", NULL};
 
 /* RFC 3339 UTC with seconds ("2027-01-31T00:00:00Z"); false otherwise. */
 static bool parse_utc(const char *s, time_t *out)

@@ -1,5 +1,9 @@
 /* Bearer API keys. Only the SHA-256 of a key is stored; a request's key is
  * hashed and looked up (tenant, scope, branch, not revoked or expired).
+ * Scopes are checked here, before any handler runs: analytics:read only
+ * reads, and an app key (publishable: shipped inside member apps, so
+ * anyone may hold it) reaches only the login routes, which in turn take
+ * nothing but an app key.
  * SHA-256 rather than a slow password hash: keys are 32 random bytes, so
  * there is nothing to guess, and every request pays for the hash. */
 #include <sodium.h>
@@ -92,6 +96,15 @@ static void on_key(void *arg, PGresult *res, const char *err, const char *sqlsta
         req_free(r);
         return;
     }
+    bool app_key = strcmp(r->caller.scope, "app") == 0;
+    if (app_key != r->app_route) {
+        http_reply_problem(r->ex, 403, "forbidden",
+                           app_key ? "an app key serves only member login (/v1/auth/*)"
+                                   : "member login takes the tenant's app key",
+                           NULL);
+        req_free(r);
+        return;
+    }
     http_exchange_log_field(r->ex, "tenant_id", r->caller.tenant_id);
     r->next(r);
 }
@@ -122,6 +135,12 @@ void auth_then(struct req *r, void (*next)(struct req *r))
                       "AND (expires_at IS NULL OR expires_at > now())",
                       1, params, on_key, r) < 0)
         req_fail_db(r, "queue full");
+}
+
+void auth_app_then(struct req *r, void (*next)(struct req *r))
+{
+    r->app_route = true;
+    auth_then(r, next);
 }
 
 bool auth_may_use_branch(struct req *r, const char *branch_id)

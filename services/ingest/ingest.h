@@ -14,6 +14,7 @@
 #include "db/pg_pool.h"
 #include "events/codec.h"
 #include "http/http.h"
+#include "idempotency_purge.h"
 #include "pii.h"
 #include "pwhash.h"
 #include "ratelimit.h"
@@ -50,11 +51,15 @@ struct ingest {
     struct bus_tail *verdicts;
     struct http_server *api;
     struct event *outbox_timer;
+    long long idem_retention_s, idem_purge_interval_ms;
+    struct idem_purge *idem_purge;
+    struct event *idem_purge_timer;
     struct waiter *waiters[INGEST_WAITERS_BUCKETS];
     bool stopping;
     /* counters for /metrics */
     long long rate_limited;
     long long requests, commands_sent, verdicts_matched, wait_timeouts, relayed_events;
+    long long idem_purged;
 };
 
 /* Who is calling: filled by authentication. */
@@ -100,6 +105,7 @@ struct req {
     struct member_tier tier; /* tier_lookup_then's answer */
     void (*next)(struct req *r);
     void (*admin_next)(struct req *r); /* auth_admin_then's continuation */
+    bool app_route;                    /* the route takes app keys (auth_app_then) */
     char target[INGEST_KEY_MAX];       /* admin endpoints: the id acted on */
     const char *audit_action;          /* money commands whose verdict is audited */
     int audit_status;                  /* the verdict, while its audit row is written */
@@ -113,8 +119,12 @@ struct req *req_new(struct ingest *app, struct http_exchange *ex);
 /* Frees the request (not the exchange: replies free that). */
 void req_free(struct req *r);
 
-/* auth.c: checks the bearer key, then calls r->next (or answers 401). */
+/* auth.c: checks the bearer key, then calls r->next (or answers 401; an
+ * app key answers 403: it serves only the routes of auth_app_then). */
 void auth_then(struct req *r, void (*next)(struct req *r));
+/* The member login routes (/v1/auth/...): only an app key passes (403 for
+ * every other scope), then next. */
+void auth_app_then(struct req *r, void (*next)(struct req *r));
 /* SHA-256 of a key as 64 hex digits: what api_keys.key_hash stores. */
 void auth_hash_key(const char *key, char out[65]);
 /* Authenticates, then requires an admin key, then calls next. */
@@ -197,6 +207,8 @@ uint8_t *commands_encode(const struct caller *c, const char *member_id, const ch
 void members_register(struct http_exchange *ex, void *app);
 void members_get(struct http_exchange *ex, void *app);
 void members_find(struct http_exchange *ex, void *app);
+/* erasure.c: DELETE /v1/members/{id}/personal-data (admin, audited). */
+void members_erase_personal_data(struct http_exchange *ex, void *app);
 void commands_topup(struct http_exchange *ex, void *app);
 void commands_purchase(struct http_exchange *ex, void *app);
 void operations_get(struct http_exchange *ex, void *app);
@@ -323,8 +335,9 @@ void member_events_sweep(evutil_socket_t fd, short what, void *arg);
 
 /* pii_reencrypt.c: `tessera-ingest --reencrypt-pii` (blocking, a tool
  * run): seals every member row not yet under the current master key
- * (legacy plaintext or the previous key). Returns the number of rows
- * resealed, or -1 with err (rows under an unknown key count as failures). */
+ * (legacy plaintext or the previous key) and rewraps every member's data
+ * key under it. Returns the number of rows resealed and keys rewrapped, or
+ * -1 with err (rows under an unknown key count as failures). */
 long long pii_reencrypt_all(const char *pg_dsn, const struct pii_keyring *k, char *err,
                             size_t err_len);
 /* members.c: the member's blind index as a bytea literal for the current

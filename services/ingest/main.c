@@ -50,6 +50,10 @@ static const struct config_entry config_table[] = {
      "lifetime of a member session token"},
     {"TESSERA_MEMBER_DEVICES_MAX", CONFIG_INT, &app.member_devices_max, "3", 1, 100, false,
      "devices a member may log in from"},
+    {"TESSERA_IDEMPOTENCY_RETENTION_S", CONFIG_INT, &app.idem_retention_s, "604800", 3600, 31622400,
+     false, "how long Idempotency-Keys and their answers are kept (a retry after that is new)"},
+    {"TESSERA_IDEMPOTENCY_PURGE_INTERVAL_MS", CONFIG_INT, &app.idem_purge_interval_ms, "60000", 100,
+     3600000, false, "how often expired Idempotency-Keys are purged"},
     {"TESSERA_MASTER_KEY", CONFIG_STRING, &app.master_key_hex, NULL, 0, 0, true,
      "master key sealing member PII: 64 hex digits (32 random bytes); never commit it"},
     {"TESSERA_MASTER_KEY_VERSION", CONFIG_INT, &app.master_key_version, "1", 1, 1000000, false,
@@ -71,6 +75,7 @@ static const struct config_entry config_table[] = {
 GUARDED(route_register, members_register)
 GUARDED(route_find, members_find)
 GUARDED(route_get, members_get)
+GUARDED(route_erase, members_erase_personal_data)
 GUARDED(route_topup, commands_topup)
 GUARDED(route_purchase, commands_purchase)
 GUARDED(route_operation, operations_get)
@@ -105,6 +110,7 @@ static const struct http_route api_routes[] = {
     {"POST", "/v1/members", route_register},
     {"GET", "/v1/members", route_find},
     {"GET", "/v1/members/{member_id}", route_get},
+    {"DELETE", "/v1/members/{member_id}/personal-data", route_erase},
     {"POST", "/v1/members/{member_id}/topups", route_topup},
     {"POST", "/v1/members/{member_id}/purchases", route_purchase},
     {"GET", "/v1/operations/{operation_id}", route_operation},
@@ -175,6 +181,9 @@ static void ingest_collect(void *ctx)
          offsetof(struct ingest, relayed_events)},
         {"tessera_http_rate_limited_total", "Requests refused with 429 by a rate limit.",
          offsetof(struct ingest, rate_limited)},
+        {"tessera_idempotency_keys_purged_total",
+         "Idempotency-Keys (and their stored answers) deleted after the retention.",
+         offsetof(struct ingest, idem_purged)},
     };
     for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++)
         metrics_set(metrics_series(metrics_counter(counters[i].name, counters[i].help, NULL), NULL),
@@ -238,8 +247,13 @@ static int ingest_open(char *err, size_t err_len)
                          (int)app.common.pg_statement_timeout_ms, err, err_len);
     if (!app.pg)
         return -1;
-    app.cache =
-        cache_async_new(app.base, app.common.redis_host, (int)app.common.redis_port, err, err_len);
+    app.idem_purge = idem_purge_new(app.pg, app.idem_retention_s, IDEM_PURGE_BATCH_MAX);
+    if (!app.idem_purge) {
+        snprintf(err, err_len, "no memory for the idempotency purge");
+        return -1;
+    }
+    app.cache = cache_async_new(app.base, app.common.redis_host, (int)app.common.redis_port, err,
+                                err_len);
     if (!app.cache)
         return -1;
     app.producer = bus_producer_new(&bus, app.base, ingest_on_delivery, &app, err, err_len);
@@ -271,6 +285,28 @@ static void ingest_on_started_cb(evutil_socket_t fd, short what, void *arg)
     ingest_on_started(arg);
 }
 
+static void on_idem_purged(void *arg, long long purged, bool ok)
+{
+    struct ingest *a = arg;
+    a->idem_purged += purged;
+    if (purged > 0) {
+        char n[24];
+        snprintf(n, sizeof(n), "%lld", purged);
+        log_fields(LOG_INFO, "expired idempotency keys purged", "rows", n, NULL);
+    }
+}
+
+/* Every TESSERA_IDEMPOTENCY_PURGE_INTERVAL_MS on the loop: purge what the
+ * retention let go, by ingest's own clock (a run still going is left). */
+static void on_idem_purge_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct ingest *a = arg;
+    if (a->stopping || !pg_pool_healthy(a->pg) || idem_purge_running(a->idem_purge))
+        return;
+    if (idem_purge_run(a->idem_purge, event_now_us(), on_idem_purged, a) < 0)
+        log_warn("could not queue the idempotency purge");
+}
+
 /* Undoes a partial ingest_open so it can be tried again. */
 static void ingest_close(void)
 {
@@ -279,7 +315,9 @@ static void ingest_close(void)
     bus_producer_free(app.producer);
     cache_async_free(app.cache);
     session_store_free(app.sessions);
-    pg_pool_free(app.pg);
+    pg_pool_free(app.pg); /* ends a purge run in progress (its statement fails) */
+    idem_purge_free(app.idem_purge);
+    app.idem_purge = NULL;
     app.sessions = NULL;
     app.api = NULL;
     app.verdicts = NULL;
@@ -336,6 +374,10 @@ static void ingest_on_started(void *ctx)
     struct timeval sweep_every = {OUTBOX_SWEEP_S, 0};
     app.outbox_timer = event_new(app.base, -1, EV_PERSIST, member_events_sweep, &app);
     event_add(app.outbox_timer, &sweep_every);
+    struct timeval purge_every = {app.idem_purge_interval_ms / 1000,
+                                  (app.idem_purge_interval_ms % 1000) * 1000};
+    app.idem_purge_timer = event_new(app.base, -1, EV_PERSIST, on_idem_purge_tick, &app);
+    event_add(app.idem_purge_timer, &purge_every);
     char api_port[8];
     snprintf(api_port, sizeof(api_port), "%u", http_server_port(app.api));
     log_fields(LOG_INFO, "started", "api_addr", app.api_addr, "api_port", api_port, NULL);
@@ -417,6 +459,8 @@ int main(int argc, char **argv)
     (void)startup_free(startup); /* the API, if opened, is closed below */
     if (app.outbox_timer)
         event_free(app.outbox_timer);
+    if (app.idem_purge_timer)
+        event_free(app.idem_purge_timer);
     if (open_retry)
         event_free(open_retry);
     if (drain_timer)

@@ -1,5 +1,6 @@
-/* Member login (the app calls these with its tenant's API key; the member
- * proves who they are with a code or a password):
+/* Member login (the app calls these with its tenant's app key, the only
+ * scope they take; the member proves who they are with a code or a
+ * password):
  *
  *   POST /v1/auth/sms-codes {phone}   a six-digit code goes out as a
  *       LoginCodeRequested on notify-requests; only its keyed hash is kept.
@@ -191,7 +192,7 @@ static void sms_code_authenticated(struct req *r)
 
 void member_auth_sms_code(struct http_exchange *ex, void *app)
 {
-    auth_then(req_new(app, ex), sms_code_authenticated);
+    auth_app_then(req_new(app, ex), sms_code_authenticated);
 }
 
 /* ------------------------------------------------------------ sessions */
@@ -395,7 +396,7 @@ static void login_authenticated(struct req *r)
 
 void member_auth_login(struct http_exchange *ex, void *app)
 {
-    auth_then(req_new(app, ex), login_authenticated);
+    auth_app_then(req_new(app, ex), login_authenticated);
 }
 
 /* ------------------------------------------------------------ logout */

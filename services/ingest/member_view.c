@@ -99,7 +99,8 @@ enum {
     COL_CREATED,
     COL_BIRTHDAY_ENC,
     COL_GENDER_ENC,
-    COL_ATTRIBUTES_ENC
+    COL_ATTRIBUTES_ENC,
+    COL_ERASED /* personal_data_erased_at: null, or when the personal data was erased */
 };
 
 /* One PII field in the clear, malloc'ed: opened from its sealed column, or
@@ -144,7 +145,7 @@ static json_t *pii_attributes(struct req *r, const PGresult *res, bool *ok)
 
 static json_t *profile_json(struct req *r, const PGresult *res, bool *ok)
 {
-    return json_pack(
+    json_t *v = json_pack(
         "{s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:s, s:s, s:o, s:o, s:s, s:n, s:[]}", "member_id",
         PQgetvalue(res, 0, COL_ID), "member_no", PQgetvalue(res, 0, COL_NO), "name",
         pii_field(r, res, COL_NAME, COL_NAME_ENC, "name", ok), "phone",
@@ -155,6 +156,8 @@ static json_t *profile_json(struct req *r, const PGresult *res, bool *ok)
         PQgetvalue(res, 0, COL_BRANCH), "referral_code", PQgetvalue(res, 0, COL_REFERRAL),
         "referred_by", text_or_null(res, COL_REFERRED_BY), "attributes", pii_attributes(r, res, ok),
         "registered_at", PQgetvalue(res, 0, COL_CREATED), "tier", "cards");
+    json_object_set_new(v, "personal_data_erased_at", text_or_null(res, COL_ERASED));
+    return v;
 }
 
 static void on_profile(void *arg, PGresult *res, const char *err, const char *sqlstate)
@@ -194,7 +197,9 @@ void member_view_reply(struct req *r, const char *member_id)
                       "name_enc, phone_enc, email_enc, birthday::text, gender, "
                       "branch_id, referral_code, referred_by, attributes::text, "
                       "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
-                      "birthday_enc, gender_enc, attributes_enc FROM members WHERE tenant_id = $1 "
+                      "birthday_enc, gender_enc, attributes_enc, to_char(personal_data_erased_at "
+                      "AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM members "
+                      "WHERE tenant_id = $1 "
                       "AND member_id = $2",
                       2, p, on_profile, r) < 0)
         req_fail_db(r, "queue full");

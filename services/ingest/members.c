@@ -113,8 +113,36 @@ static void make_referral_code(char out[REFERRAL_CODE_LEN + 1])
     out[REFERRAL_CODE_LEN] = '\0';
 }
 
-/* The MemberRegistered envelope as bytea text ("\x..."), malloc'ed. */
-static char *encode_registered(struct req *r)
+/* The member's personal fields, encoded and sealed under its data key
+ * (what MemberRegistered carries instead of them); malloc'ed, or NULL. */
+static uint8_t *seal_personal(struct req *r, const unsigned char key[PII_DATA_KEY_BYTES],
+                              size_t *len)
+{
+    Tessera__Member__V1__MemberPersonalData d;
+    tessera__member__v1__member_personal_data__init(&d);
+#define OPT(f) (body_string(r, f) ? (char *)body_string(r, f) : (char *)"")
+    d.name = OPT("name");
+    d.phone = OPT("phone");
+    d.email = OPT("email");
+    d.birthday = OPT("birthday");
+    d.gender = OPT("gender");
+#undef OPT
+    d.attributes_json = r->attributes_json;
+    size_t plain_len = tessera__member__v1__member_personal_data__get_packed_size(&d);
+    uint8_t *plain = malloc(plain_len ? plain_len : 1);
+    if (!plain)
+        return NULL;
+    tessera__member__v1__member_personal_data__pack(&d, plain);
+    uint8_t *sealed = pii_box_seal(key, r->caller.tenant_id, r->member_id,
+                                   PII_MEMBER_REGISTERED_FIELD, plain, plain_len, len);
+    sodium_memzero(plain, plain_len);
+    free(plain);
+    return sealed;
+}
+
+/* The MemberRegistered envelope as bytea text ("\x..."), malloc'ed; its
+ * personal fields sealed under the member's data key. */
+static char *encode_registered(struct req *r, const unsigned char key[PII_DATA_KEY_BYTES])
 {
     struct event_meta meta = {.tenant_id = r->caller.tenant_id,
                               .branch_id = body_string(r, "branch_id"),
@@ -128,20 +156,17 @@ static char *encode_registered(struct req *r)
     envelope_init(&env, &actor, &meta);
     tessera__member__v1__member_registered__init(&m);
     m.member_no = r->member_no;
-    m.name = (char *)body_string(r, "name");
-    m.phone = (char *)body_string(r, "phone");
-#define OPT(f) (body_string(r, f) ? (char *)body_string(r, f) : (char *)"")
-    m.email = OPT("email");
-    m.birthday = OPT("birthday");
-    m.gender = OPT("gender");
-    m.referred_by_code = OPT("referral_code");
-#undef OPT
+    m.referred_by_code =
+        body_string(r, "referral_code") ? (char *)body_string(r, "referral_code") : (char *)"";
     m.referral_code = r->referral_code;
-    m.attributes_json = r->attributes_json;
+    m.personal_sealed.data = seal_personal(r, key, &m.personal_sealed.len);
+    if (!m.personal_sealed.data)
+        return NULL;
     env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_MEMBER_REGISTERED;
     env.member_registered = &m;
     size_t len = 0;
     uint8_t *bin = envelope_encode(&env, &len);
+    free(m.personal_sealed.data);
     if (!bin)
         return NULL;
     r->command = bin; /* kept to publish after commit */
@@ -211,6 +236,7 @@ bool members_phone_indexes(const struct ingest *app, const char *tenant_id, cons
  * sealing failed (only absent optional fields are NULL on success). */
 struct sealed_pii {
     char *name, *phone, *email, *birthday, *gender, *attributes;
+    char *data_key; /* the member's data key, wrapped under the tenant key */
     char index[PII_BLIND_INDEX_HEX_BYTES], previous_index[PII_BLIND_INDEX_HEX_BYTES];
     char version[16];
 };
@@ -222,7 +248,8 @@ static bool seal_field(struct req *r, const char *field, const char *value, char
     return *out || !value;
 }
 
-static bool seal_registration(struct req *r, struct sealed_pii *s)
+static bool seal_registration(struct req *r, const unsigned char key[PII_DATA_KEY_BYTES],
+                              struct sealed_pii *s)
 {
     const char *t = r->caller.tenant_id;
     bool ok = seal_field(r, "name", body_string(r, "name"), &s->name) &&
@@ -232,7 +259,8 @@ static bool seal_registration(struct req *r, struct sealed_pii *s)
               seal_field(r, "gender", body_string(r, "gender"), &s->gender) &&
               seal_field(r, "attributes", r->attributes_json, &s->attributes);
     snprintf(s->version, sizeof(s->version), "%d", r->app->pii.current_version);
-    return ok &&
+    s->data_key = ok ? pii_data_key_wrap(&r->app->pii, t, r->member_id, key) : NULL;
+    return ok && s->data_key &&
            members_phone_indexes(r->app, t, body_string(r, "phone"), s->index, s->previous_index);
 }
 
@@ -244,25 +272,30 @@ static void sealed_pii_free(struct sealed_pii *s)
     free(s->birthday);
     free(s->gender);
     free(s->attributes);
+    free(s->data_key);
 }
 
-/* The member row (PII sealed), its MemberRegistered in the outbox and the
- * idempotency record, in one statement. During a rotation the phone's
- * index under the previous key must not exist either ($18); the unique
- * constraint covers the current key. */
+/* The member row (PII sealed), its data key, its MemberRegistered in the
+ * outbox and the idempotency record, in one statement. During a rotation
+ * the phone's index under the previous key must not exist either ($18);
+ * the unique constraint covers the current key. */
 static void insert_member(struct req *r)
 {
     struct sealed_pii sealed = {0};
-    if (!seal_registration(r, &sealed)) {
+    unsigned char key[PII_DATA_KEY_BYTES];
+    pii_data_key_new(key);
+    char *payload = NULL;
+    if (!seal_registration(r, key, &sealed) || !(payload = encode_registered(r, key))) {
+        sodium_memzero(key, sizeof(key));
         sealed_pii_free(&sealed);
         req_fail_db(r, "could not seal the member's PII");
         return;
     }
-    char *payload = encode_registered(r);
+    sodium_memzero(key, sizeof(key));
     json_t *answer = registration_answer(r);
     char *answer_text = json_dumps(answer, JSON_COMPACT);
     json_decref(answer);
-    const char *p[19] = {r->caller.tenant_id,
+    const char *p[20] = {r->caller.tenant_id,
                          r->member_id,
                          r->member_no,
                          sealed.name,
@@ -280,7 +313,8 @@ static void insert_member(struct req *r)
                          answer_text,
                          sealed.index,
                          sealed.previous_index[0] ? sealed.previous_index : NULL,
-                         sealed.version};
+                         sealed.version,
+                         sealed.data_key};
     int rc = pg_pool_query(
         r->app->pg,
         "WITH m AS (INSERT INTO members (tenant_id, member_id, member_no, name_enc, phone_enc, "
@@ -289,13 +323,15 @@ static void insert_member(struct req *r)
         "$6::bytea, $7::bytea, $8::bytea, $9, $10, $11, $12::bytea, $17::bytea, $19::int "
         "WHERE NOT EXISTS (SELECT 1 FROM members WHERE tenant_id = $1 "
         "AND phone_bidx = $18::bytea) RETURNING member_id), "
+        "k AS (INSERT INTO member_keys (tenant_id, member_id, key_version, data_key_enc) "
+        "SELECT $1, member_id, $19::int, $20::bytea FROM m), "
         "o AS (INSERT INTO outbox (topic, key, payload) SELECT '" TOPIC_MEMBER_EVENTS
         "', member_id, $13::bytea FROM m RETURNING id), "
         "i AS (INSERT INTO idempotency_keys (tenant_id, idempotency_key, request_hash, "
         "response_status, response_body) SELECT $1, $14, $15, 201, $16 FROM m "
         "WHERE $14::text IS NOT NULL) "
         "SELECT id FROM o",
-        19, p, on_inserted, r);
+        20, p, on_inserted, r);
     sealed_pii_free(&sealed);
     free(payload);
     free(answer_text);

@@ -13,6 +13,7 @@
 #define INDEX_KDF_CONTEXT  "tsrbidx1"
 #define CODE_KDF_ID        3
 #define CODE_KDF_CONTEXT   "tsrcode1"
+#define DATA_KEY_FIELD     "data_key" /* the AD's field of a wrapped data key */
 #define AD_MAX             512
 #define NONCE_BYTES        crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
 #define TAG_BYTES          crypto_aead_xchacha20poly1305_ietf_ABYTES
@@ -191,4 +192,94 @@ bool pii_code_hash(const struct pii_keyring *k, const char *tenant_id, const cha
     memcpy(out, "\\x", 2);
     sodium_bin2hex(out + 2, PII_BLIND_INDEX_HEX_BYTES - 2, digest, sizeof(digest));
     return true;
+}
+
+/* ------------------------------------------------------------ data keys */
+void pii_data_key_new(unsigned char key[PII_DATA_KEY_BYTES])
+{
+    crypto_aead_xchacha20poly1305_ietf_keygen(key);
+}
+
+uint8_t *pii_box_seal(const unsigned char key[PII_DATA_KEY_BYTES], const char *tenant_id,
+                      const char *member_id, const char *field, const uint8_t *plain, size_t len,
+                      size_t *out_len)
+{
+    unsigned char ad[AD_MAX];
+    size_t ad_len = make_ad(ad, tenant_id, member_id, field);
+    if (len > PII_BOX_PLAINTEXT_MAX || ad_len == 0)
+        return NULL;
+    uint8_t *out = malloc(len + PII_BOX_OVERHEAD);
+    if (!out)
+        return NULL;
+    randombytes_buf(out, NONCE_BYTES);
+    unsigned long long sealed_len = 0;
+    crypto_aead_xchacha20poly1305_ietf_encrypt(out + NONCE_BYTES, &sealed_len, plain, len, ad,
+                                               ad_len, NULL, out, key);
+    *out_len = NONCE_BYTES + (size_t)sealed_len;
+    return out;
+}
+
+uint8_t *pii_box_open(const unsigned char key[PII_DATA_KEY_BYTES], const char *tenant_id,
+                      const char *member_id, const char *field, const uint8_t *sealed, size_t len,
+                      size_t *out_len)
+{
+    unsigned char ad[AD_MAX];
+    size_t ad_len = make_ad(ad, tenant_id, member_id, field);
+    if (len < PII_BOX_OVERHEAD || len > PII_BOX_PLAINTEXT_MAX + PII_BOX_OVERHEAD || ad_len == 0)
+        return NULL;
+    uint8_t *plain = malloc(len - PII_BOX_OVERHEAD + 1);
+    unsigned long long plain_len = 0;
+    if (!plain || crypto_aead_xchacha20poly1305_ietf_decrypt(
+                      plain, &plain_len, NULL, sealed + NONCE_BYTES, len - NONCE_BYTES, ad, ad_len,
+                      sealed, key) != 0) {
+        free(plain);
+        return NULL;
+    }
+    plain[plain_len] = '\0';
+    *out_len = (size_t)plain_len;
+    return plain;
+}
+
+char *pii_data_key_wrap(const struct pii_keyring *k, const char *tenant_id, const char *member_id,
+                        const unsigned char key[PII_DATA_KEY_BYTES])
+{
+    unsigned char tenant_key[32];
+    if (!derive(k, k->current_version, tenant_id, SEAL_KDF_ID, SEAL_KDF_CONTEXT, tenant_key))
+        return NULL;
+    size_t len = 0;
+    uint8_t *sealed = pii_box_seal(tenant_key, tenant_id, member_id, DATA_KEY_FIELD, key,
+                                   PII_DATA_KEY_BYTES, &len);
+    sodium_memzero(tenant_key, sizeof(tenant_key));
+    char *hex = sealed ? malloc(2 * len + 3) : NULL;
+    if (hex) {
+        memcpy(hex, "\\x", 2);
+        sodium_bin2hex(hex + 2, 2 * len + 1, sealed, len);
+    }
+    free(sealed);
+    return hex;
+}
+
+bool pii_data_key_unwrap(const struct pii_keyring *k, int version, const char *tenant_id,
+                         const char *member_id, const char *bytea_text,
+                         unsigned char key[PII_DATA_KEY_BYTES])
+{
+    uint8_t sealed[PII_DATA_KEY_BYTES + PII_BOX_OVERHEAD];
+    size_t sealed_len = 0, plain_len = 0;
+    unsigned char tenant_key[32];
+    if (!bytea_text || strncmp(bytea_text, "\\x", 2) != 0 ||
+        strlen(bytea_text + 2) != 2 * sizeof(sealed) ||
+        sodium_hex2bin(sealed, sizeof(sealed), bytea_text + 2, 2 * sizeof(sealed), NULL,
+                       &sealed_len, NULL) != 0 ||
+        !derive(k, version, tenant_id, SEAL_KDF_ID, SEAL_KDF_CONTEXT, tenant_key))
+        return false;
+    uint8_t *plain = pii_box_open(tenant_key, tenant_id, member_id, DATA_KEY_FIELD, sealed,
+                                  sealed_len, &plain_len);
+    sodium_memzero(tenant_key, sizeof(tenant_key));
+    bool ok = plain && plain_len == PII_DATA_KEY_BYTES;
+    if (ok)
+        memcpy(key, plain, PII_DATA_KEY_BYTES);
+    if (plain)
+        sodium_memzero(plain, plain_len);
+    free(plain);
+    return ok;
 }

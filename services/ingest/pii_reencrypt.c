@@ -4,7 +4,9 @@
  *
  * Rows go in batches. Each update is a compare-and-set on the row's key
  * version, so a concurrent run or a registration never loses a write; a
- * row changed meanwhile is simply picked up by the next batch. */
+ * row changed meanwhile is simply picked up by the next batch. Members'
+ * data keys (member_keys) are rewrapped the same way: the keys themselves
+ * never change, so what was sealed under them stays readable. */
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,6 +109,65 @@ static int row_reseal(PGconn *pg, const struct pii_keyring *k, const PGresult *r
     return changed;
 }
 
+/* Rewraps one member's data key under the current master key; 1 when
+ * updated, 0 when it changed meanwhile (or was destroyed), -1. */
+static int key_rewrap(PGconn *pg, const struct pii_keyring *k, const PGresult *res, int row,
+                      char *err, size_t err_len)
+{
+    const char *tenant = PQgetvalue(res, row, 0), *member = PQgetvalue(res, row, 1);
+    unsigned char key[PII_DATA_KEY_BYTES];
+    char *wrapped = NULL, version[16];
+    if (pii_data_key_unwrap(k, atoi(PQgetvalue(res, row, 2)), tenant, member,
+                            PQgetvalue(res, row, 3), key))
+        wrapped = pii_data_key_wrap(k, tenant, member, key);
+    sodium_memzero(key, sizeof(key));
+    if (!wrapped) {
+        snprintf(err, err_len,
+                 "data key of member %s of tenant %s: key version %s does not open it", member,
+                 tenant, PQgetvalue(res, row, 2));
+        return -1;
+    }
+    snprintf(version, sizeof(version), "%d", k->current_version);
+    const char *p[5] = {tenant, member, PQgetvalue(res, row, 2), wrapped, version};
+    PGresult *up = db_query(pg,
+                            "UPDATE member_keys SET data_key_enc = $4::bytea, key_version = $5 "
+                            "WHERE tenant_id = $1 AND member_id = $2 AND key_version = $3",
+                            5, p, err, err_len, NULL);
+    free(wrapped);
+    if (!up)
+        return -1;
+    int changed = atoi(PQcmdTuples(up));
+    PQclear(up);
+    return changed;
+}
+
+/* Every data key not under the current master key, in batches. */
+static long long rewrap_keys(PGconn *pg, const struct pii_keyring *k, char *err, size_t err_len)
+{
+    char version[16];
+    snprintf(version, sizeof(version), "%d", k->current_version);
+    const char *p[1] = {version};
+    long long rewrapped = 0;
+    for (;;) {
+        PGresult *res = db_query(pg,
+                                 "SELECT tenant_id, member_id, key_version, data_key_enc "
+                                 "FROM member_keys WHERE key_version <> $1 LIMIT " REENCRYPT_BATCH,
+                                 1, p, err, err_len, NULL);
+        if (!res)
+            return -1;
+        int rows = PQntuples(res), rc = 0;
+        for (int i = 0; i < rows && rc >= 0; i++) {
+            rc = key_rewrap(pg, k, res, i, err, err_len);
+            rewrapped += rc > 0 ? rc : 0;
+        }
+        PQclear(res);
+        if (rc < 0)
+            return -1;
+        if (rows == 0)
+            return rewrapped;
+    }
+}
+
 long long pii_reencrypt_all(const char *pg_dsn, const struct pii_keyring *k, char *err,
                             size_t err_len)
 {
@@ -123,7 +184,8 @@ long long pii_reencrypt_all(const char *pg_dsn, const struct pii_keyring *k, cha
                                  "email, birthday::text, gender, attributes::text, name_enc, "
                                  "phone_enc, email_enc, birthday_enc, gender_enc, attributes_enc "
                                  "FROM members "
-                                 "WHERE pii_key_version <> $1 LIMIT " REENCRYPT_BATCH,
+                                 "WHERE pii_key_version <> $1 AND personal_data_erased_at IS NULL "
+                                 "LIMIT " REENCRYPT_BATCH,
                                  1, p, err, err_len, NULL);
         if (!res) {
             resealed = -1;
@@ -140,6 +202,7 @@ long long pii_reencrypt_all(const char *pg_dsn, const struct pii_keyring *k, cha
         if (rc < 0 || rows == 0)
             break;
     }
+    long long keys = resealed < 0 ? -1 : rewrap_keys(pg, k, err, err_len);
     PQfinish(pg);
-    return resealed;
+    return keys < 0 ? -1 : resealed + keys;
 }

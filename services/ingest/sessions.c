@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache/cache.h"
 #include "log/log.h"
 
 #define SESSION_HOST_MAX 256
@@ -60,6 +61,10 @@ static void connect_store(struct session_store *s)
     }
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    if (cache_async_auth(ac) != 0) {
+        redisAsyncFree(ac);
+        return;
+    }
     s->ac = ac;
 }
 

@@ -42,6 +42,8 @@ static int setup(void **state)
     snprintf(run_id, sizeof(run_id), "%ld-%d", (long)time(NULL), (int)getpid());
     snprintf(product, sizeof(product), "cache-ten-%s", run_id);
     char err[256];
+    if (cache_set_password(getenv("TESSERA_REDIS_PASSWORD")) != 0)
+        return -1;
     rc = cache_connect(getenv("TESSERA_REDIS_HOST"), atoi(getenv("TESSERA_REDIS_PORT")), 2000, err,
                        sizeof(err));
     if (!rc) {
@@ -393,13 +395,13 @@ static void test_me_reads_cache(void **state)
     assert_true(poll_until(cache_holds, &issued, DEADLINE_MS));
 
     snprintf(body, sizeof(body), "{\"phone\":\"%s\"}", phone);
-    r = api_post("/v1/auth/sms-codes", body, NULL);
+    r = api_app_post("/v1/auth/sms-codes", body);
     assert_int_equal(r.status, 202);
     api_response_free(&r);
     assert_true(read_login_code(member, code));
     snprintf(body, sizeof(body), "{\"phone\":\"%s\",\"code\":\"%s\",\"device_id\":\"cache-test\"}",
              phone, code);
-    r = api_post("/v1/auth/sessions", body, NULL);
+    r = api_app_post("/v1/auth/sessions", body);
     assert_int_equal(r.status, 201);
     snprintf(token, sizeof(token), "%s", json_str_at(r.body, "token"));
     api_response_free(&r);

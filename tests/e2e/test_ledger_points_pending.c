@@ -511,7 +511,12 @@ static struct balances me_balances(const char *member_id, const char *phone)
     snprintf(body, sizeof(body),
              "{\"phone\":\"%s\",\"password\":\"pending-pass-1\",\"device_id\":\"pos-test\"}",
              phone);
-    struct api_response r = call("POST", "/v1/auth/sessions", body);
+    struct api_response r = call("POST", "/v1/api-keys", "{\"name\":\"app\",\"scope\":\"app\"}");
+    assert_int_equal(r.status, 201);
+    char app_key[128];
+    snprintf(app_key, sizeof(app_key), "%s", json_str_at(r.body, "key"));
+    api_response_free(&r);
+    r = api_call("POST", "/v1/auth/sessions", body, app_key, NULL);
     assert_int_equal(r.status, 201);
     snprintf(token, sizeof(token), "%s", json_str_at(r.body, "token"));
     api_response_free(&r);

@@ -106,7 +106,7 @@ static void request_code(const struct member *m)
 {
     char body[96];
     snprintf(body, sizeof(body), "{\"phone\":\"%s\"}", m->phone);
-    struct api_response r = api_post("/v1/auth/sms-codes", body, NULL);
+    struct api_response r = api_app_post("/v1/auth/sms-codes", body);
     assert_int_equal(r.status, 202);
     api_response_free(&r);
 }
@@ -118,7 +118,7 @@ static long login(const struct member *m, const char *secret_field, const char *
     char body[320];
     snprintf(body, sizeof(body), "{\"phone\":\"%s\",\"%s\":\"%s\",\"device_id\":\"%s\"}", m->phone,
              secret_field, secret, device);
-    struct api_response r = api_post("/v1/auth/sessions", body, NULL);
+    struct api_response r = api_app_post("/v1/auth/sessions", body);
     long status = r.status;
     if (status == 201 && token)
         snprintf(token, 160, "%s", json_str_at(r.body, "token"));
@@ -308,7 +308,7 @@ static void test_sms_codes_per_address_are_limited(void **state)
         char body[96];
         test_unique_phone(nobody.phone);
         snprintf(body, sizeof(body), "{\"phone\":\"%s\"}", nobody.phone);
-        struct api_response r = api_post("/v1/auth/sms-codes", body, NULL);
+        struct api_response r = api_app_post("/v1/auth/sms-codes", body);
         accepted += r.status == 202;
         limited += r.status == 429 && strcmp(json_str_at(r.body, "code"), "rate_limited") == 0;
         api_response_free(&r);
@@ -319,17 +319,16 @@ static void test_sms_codes_per_address_are_limited(void **state)
 
 static void test_login_input_is_validated(void **state)
 {
-    struct api_response r = api_post("/v1/auth/sessions", "{\"phone\":\"13900000000\"}", NULL);
+    struct api_response r = api_app_post("/v1/auth/sessions", "{\"phone\":\"13900000000\"}");
     assert_int_equal(r.status, 422);
     assert_string_equal(json_str_at(r.body, "code"), "validation_failed");
     api_response_free(&r);
-    r = api_post("/v1/auth/sessions",
-                 "{\"phone\":\"13900000000\",\"code\":\"123456\",\"password\":\"abcdefgh\","
-                 "\"device_id\":\"d\"}",
-                 NULL);
+    r = api_app_post("/v1/auth/sessions",
+                     "{\"phone\":\"13900000000\",\"code\":\"123456\",\"password\":\"abcdefgh\","
+                     "\"device_id\":\"d\"}");
     assert_int_equal(r.status, 422);
     api_response_free(&r);
-    r = api_post("/v1/auth/sms-codes", "{\"phone\":\"not a phone\"}", NULL);
+    r = api_app_post("/v1/auth/sms-codes", "{\"phone\":\"not a phone\"}");
     assert_int_equal(r.status, 422);
     api_response_free(&r);
     r = api_call("POST", "/v1/auth/sms-codes", "{\"phone\":\"13900000000\"}", "", NULL);

@@ -123,8 +123,8 @@ static int start_second_ingest(void **state)
     read_file("master-key.version", version, sizeof(version));
     second_api_port = main_api_port() + SECOND_PORT_SHIFT;
     int n = 0;
-    const char *pass[] = {"TESSERA_PG_DSN", "TESSERA_REDIS_HOST", "TESSERA_REDIS_PORT",
-                          "TESSERA_KAFKA_BOOTSTRAP", "PATH"};
+    const char *pass[] = {"TESSERA_PG_DSN",         "TESSERA_REDIS_HOST",      "TESSERA_REDIS_PORT",
+                          "TESSERA_REDIS_PASSWORD", "TESSERA_KAFKA_BOOTSTRAP", "PATH"};
     for (size_t i = 0; i < sizeof(pass) / sizeof(pass[0]); i++)
         snprintf(env_buf[n++], sizeof(env_buf[0]), "%s=%s", pass[i], getenv(pass[i]));
     snprintf(env_buf[n++], sizeof(env_buf[0]), "TESSERA_API_PORT=%d", second_api_port);

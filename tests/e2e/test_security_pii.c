@@ -105,8 +105,9 @@ static void test_schema_holds_no_plaintext_pii(void **state)
     struct member m;
     register_member(&m);
     assert_api_shows(&m);
-    /* The MemberRegistered event carries the phone to Kafka (by design);
-     * its outbox row is deleted once Kafka has it. */
+    /* The MemberRegistered event carries the personal data sealed under
+     * the member's data key (test_security_topics); its outbox row is
+     * deleted once Kafka has it. */
     assert_true(poll_until(outbox_relayed, &m, 15000));
     PGconn *pg = test_pg();
     assert_int_equal(rows_containing(pg, m.phone), 0);
@@ -126,7 +127,8 @@ static void test_schema_holds_no_plaintext_pii(void **state)
                                  "AND pii_key_version >= 1",
                                  1, p),
                      1);
-    assert_int_equal(rows_containing(pg, m.id), 1);
+    /* the member row and its data key (wrapped) */
+    assert_int_equal(rows_containing(pg, m.id), 2);
     PQfinish(pg);
 }
 
@@ -202,10 +204,20 @@ static void test_master_key_rotation(void **state)
     char version[24];
     snprintf(version, sizeof(version), "%lld", (long long)(before + 1));
     const char *v[1] = {version};
+    assert_int_equal(test_pg_int(pg,
+                                 "SELECT count(*) FROM ingest.members WHERE pii_key_version <> "
+                                 "$1::int AND personal_data_erased_at IS NULL",
+                                 1, v),
+                     0);
+    /* members' data keys are rewrapped, not replaced: the events sealed
+     * under them stay readable (test_security_topics opens them) */
+    assert_int_equal(test_pg_int(pg,
+                                 "SELECT count(*) FROM ingest.member_keys WHERE key_version <> "
+                                 "$1::int",
+                                 1, v),
+                     0);
     assert_int_equal(
-        test_pg_int(pg, "SELECT count(*) FROM ingest.members WHERE pii_key_version <> $1::int", 1,
-                    v),
-        0);
+        test_pg_int(pg, "SELECT count(*) FROM ingest.member_keys WHERE member_id = $1", 1, p), 1);
     res = PQexecParams(pg, "SELECT phone_enc::text FROM ingest.members WHERE member_id = $1", 1,
                        NULL, p, NULL, NULL, 0);
     assert_string_not_equal(PQgetvalue(res, 0, 0), old_sealed);

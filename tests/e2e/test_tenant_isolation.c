@@ -2,7 +2,10 @@
  * SQL, its admin key hashed like any other) calls every endpoint for the
  * first tenant's member, operation, key and audit trail. Every answer is
  * 404 or 403 or the rival's own (empty) data, and never holds the demo
- * member's id, phone or name. */
+ * member's id, phone or name. The scope matrix calls every route of
+ * ingest (checked against its route table) with the demo tenant's app key
+ * and with a member's session token: the app key reaches only member
+ * login, the token only /v1/me and logout. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sodium.h>
+#include <sys/types.h>
 
 #include "../support/api_client.h"
 
@@ -152,6 +156,7 @@ static const struct probe probes[] = {
     {"POST", "/v1/members/%M/refunds",
      "{\"kind\":\"stored_value\",\"reason\":\"probe\",\"branch_id\":\"hq\"}", 404, "not_found"},
     {"DELETE", "/v1/api-keys/%K", NULL, 404, "not_found"},
+    {"DELETE", "/v1/members/%M/personal-data", NULL, 404, "not_found"},
     {"POST", "/v1/api-keys", "{\"name\":\"x\",\"scope\":\"pos\",\"branch_id\":\"branch-1\"}", 422,
      "validation_failed"},
     {"POST", "/v1/members", "{\"name\":\"x\",\"phone\":\"13900000000\",\"branch_id\":\"branch-1\"}",
@@ -175,6 +180,213 @@ static void test_every_endpoint_with_another_tenants_key(void **state)
         assert_no_demo_data(&r);
         api_response_free(&r);
     }
+}
+
+/* ------------------------------------------------ the scope matrix */
+/* Every route of ingest with a body that would be valid for an admin, and
+ * what an app key and a member token (of another member than %M) get.
+ * 0 for the member token: its own routes, checked separately. */
+struct route_probe {
+    const char *method, *path, *body;
+    long app_status;
+    const char *app_code;
+    long member_status;
+};
+
+#define APP_403 403, "forbidden"
+#define TOK_401 401
+static const struct route_probe routes[] = {
+    {"POST", "/v1/members", "{\"name\":\"x\",\"phone\":\"13900000001\",\"branch_id\":\"hq\"}",
+     APP_403, TOK_401},
+    {"GET", "/v1/members?phone=%P", NULL, APP_403, TOK_401},
+    {"GET", "/v1/members/%M", NULL, APP_403, TOK_401},
+    {"DELETE", "/v1/members/%M/personal-data", NULL, APP_403, TOK_401},
+    {"POST", "/v1/members/%M/topups",
+     "{\"amount\":1000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}", APP_403, TOK_401},
+    {"POST", "/v1/members/%M/purchases",
+     "{\"amount\":1000,\"branch_id\":\"hq\",\"payment\":{\"method\":\"cash\"}}", APP_403, TOK_401},
+    {"GET", "/v1/operations/%O", NULL, APP_403, TOK_401},
+    {"POST", "/v1/api-keys", "{\"name\":\"x\",\"scope\":\"admin\"}", APP_403, TOK_401},
+    {"GET", "/v1/api-keys", NULL, APP_403, TOK_401},
+    {"DELETE", "/v1/api-keys/%K", NULL, APP_403, TOK_401},
+    {"POST", "/v1/branches", "{\"branch_id\":\"app-made\",\"name\":\"x\"}", APP_403, TOK_401},
+    {"GET", "/v1/audit-log", NULL, APP_403, TOK_401},
+    {"POST", "/v1/auth/sms-codes", "{\"phone\":\"%P\"}", 202, NULL, TOK_401},
+    {"POST", "/v1/auth/sessions", "{\"phone\":\"%P\",\"code\":\"000000\",\"device_id\":\"m\"}", 401,
+     "invalid_code", TOK_401},
+    {"DELETE", "/v1/auth/sessions", NULL, 401, "unauthorized", 0},
+    {"GET", "/v1/me", NULL, 401, "unauthorized", 0},
+    {"PUT", "/v1/me/password", "{\"password\":\"x\"}", 401, "unauthorized", 0},
+    {"POST", "/v1/products",
+     "{\"kind\":\"count\",\"name\":\"x\",\"price\":1,\"uses\":1,\"validity_days\":1}", APP_403,
+     TOK_401},
+    {"PUT", "/v1/config/card-limits", "{\"daily_uses_max\":3}", APP_403, TOK_401},
+    {"PUT", "/v1/config/earning-rules",
+     "{\"purchase\":{\"unit_amount\":100,\"points_per_unit\":1}}", APP_403, TOK_401},
+    {"POST", "/v1/members/%M/cards",
+     "{\"product_id\":\"p1\",\"branch_id\":\"hq\",\"payment\":{\"method\":\"cash\"}}", APP_403,
+     TOK_401},
+    {"POST", "/v1/members/%M/cards/%O/renewals",
+     "{\"branch_id\":\"hq\",\"payment\":{\"method\":\"cash\"}}", APP_403, TOK_401},
+    {"POST", "/v1/members/%M/cards/%O/uses", "{\"branch_id\":\"hq\"}", APP_403, TOK_401},
+    {"POST", "/v1/members/%M/cards/%O/freeze", "{\"days\":3}", APP_403, TOK_401},
+    {"POST", "/v1/members/%M/coupons", "{\"kind\":\"value\",\"value\":100,\"valid_days\":7}",
+     APP_403, TOK_401},
+    {"POST", "/v1/members/%M/coupons/%O/redeem", "{\"branch_id\":\"hq\"}", APP_403, TOK_401},
+    {"GET", "/v1/reports/card-liability", NULL, APP_403, TOK_401},
+    {"POST", "/v1/events:batch", "{\"type\":\"topup\"}", APP_403, TOK_401},
+    {"POST", "/v1/members/%M/points-adjustments", "{\"points\":100,\"reason\":\"probe\"}", APP_403,
+     TOK_401},
+    {"POST", "/v1/members/%M/refunds",
+     "{\"kind\":\"stored_value\",\"reason\":\"probe\",\"branch_id\":\"hq\"}", APP_403, TOK_401},
+    {"GET", "/v1/members/%M/ledger", NULL, APP_403, TOK_401},
+    {"GET", "/v1/members/%M/quote?amount=1000&branch_id=hq", NULL, APP_403, TOK_401},
+    {"GET", "/v1/reports/prepaid-liability", NULL, APP_403, TOK_401},
+};
+#define ROUTES_COUNT (sizeof(routes) / sizeof(routes[0]))
+
+/* The pattern of a probe's path as ingest's route table spells it. */
+static void route_pattern(const char *path, char *out, size_t len)
+{
+    static const struct {
+        const char *from, *to;
+    } names[] = {{"%M", "{member_id}"}, {"%O", "{operation_id}"}, {"%K", "{key_id}"}};
+    size_t n = 0;
+    for (const char *p = path; *p && *p != '?' && n + 16 < len; p++) {
+        const char *to = NULL;
+        for (size_t i = 0; i < 3 && p[0] == '%'; i++)
+            if (p[1] == names[i].from[1])
+                to = names[i].to;
+        if (to) {
+            bool card = n >= 7 && strncmp(out + n - 7, "/cards/", 7) == 0;
+            bool coupon = n >= 9 && strncmp(out + n - 9, "/coupons/", 9) == 0;
+            to = card ? "{card_id}" : coupon ? "{coupon_id}" : to;
+            n += (size_t)snprintf(out + n, len - n, "%s", to);
+            p++;
+        } else {
+            out[n++] = *p;
+        }
+    }
+    out[n] = '\0';
+}
+
+/* Every {"METHOD", "/v1/..."} line of services/ingest/main.c has a probe,
+ * so a new route cannot skip the matrix. */
+static void test_matrix_covers_every_route(void **state)
+{
+    FILE *f = fopen("services/ingest/main.c", "r");
+    assert_non_null(f);
+    char line[512], method[16], path[256];
+    int seen = 0;
+    while (fgets(line, sizeof(line), f)) {
+        if (sscanf(line, " {\"%15[A-Z]\", \"%255[^\"]\"", method, path) != 2 ||
+            strncmp(path, "/v1/", 4) != 0)
+            continue;
+        seen++;
+        bool found = false;
+        for (size_t i = 0; i < ROUTES_COUNT && !found; i++) {
+            char pattern[256];
+            route_pattern(routes[i].path, pattern, sizeof(pattern));
+            found = strcmp(routes[i].method, method) == 0 && strcmp(pattern, path) == 0;
+        }
+        if (!found)
+            fprintf(stderr, "test: route %s %s has no probe in the scope matrix\n", method, path);
+        assert_true(found);
+    }
+    fclose(f);
+    assert_int_equal(seen, (int)ROUTES_COUNT);
+}
+
+static void expect_probe(const char *who, const char *method, const char *path, const char *body,
+                         const char *key, long status, const char *code)
+{
+    struct api_response r = api_call(method, path, body, key, NULL);
+    if (r.status != status)
+        fprintf(stderr, "test: %s: %s %s answered %ld, not %ld: %s\n", who, method, path, r.status,
+                status, r.raw);
+    assert_int_equal(r.status, status);
+    if (code)
+        assert_string_equal(json_str_at(r.body, "code"), code);
+    assert_no_demo_data(&r);
+    api_response_free(&r);
+}
+
+/* A session token for a fresh demo member, through an app key and a
+ * password set with test-only SQL (argon2id at its cheapest). */
+static void member_token(const char *app_key, char member[64], char token[160])
+{
+    char phone[16], body[256], hash[crypto_pwhash_STRBYTES];
+    test_unique_phone(phone);
+    snprintf(body, sizeof(body),
+             "{\"name\":\"Token Holder\",\"phone\":\"%s\",\"branch_id\":\"hq\"}", phone);
+    struct api_response r = api_post("/v1/members", body, NULL);
+    assert_int_equal(r.status, 201);
+    snprintf(member, 64, "%s", json_str_at(r.body, "member_id"));
+    api_response_free(&r);
+    assert_int_equal(crypto_pwhash_str(hash, "matrix-pass-1", 13, crypto_pwhash_OPSLIMIT_MIN,
+                                       crypto_pwhash_MEMLIMIT_MIN),
+                     0);
+    PGconn *pg = test_pg();
+    const char *p[2] = {member, hash};
+    exec_ok(pg,
+            "INSERT INTO ingest.member_credentials (tenant_id, member_id, password_hash) VALUES "
+            "('demo', $1, $2)",
+            2, p);
+    PQfinish(pg);
+    snprintf(body, sizeof(body),
+             "{\"phone\":\"%s\",\"password\":\"matrix-pass-1\",\"device_id\":\"matrix\"}", phone);
+    r = api_call("POST", "/v1/auth/sessions", body, app_key, NULL);
+    assert_int_equal(r.status, 201);
+    snprintf(token, 160, "%s", json_str_at(r.body, "token"));
+    api_response_free(&r);
+}
+
+/* An app key is publishable: it reaches member login and nothing else (no
+ * money, no member, no admin route); a member token reaches the member's
+ * own routes only. Neither ever sees the demo member. */
+static void test_app_key_and_member_token_on_every_route(void **state)
+{
+    const char *app_key = test_app_key();
+    char member[64], token[160];
+    member_token(app_key, member, token);
+    for (size_t i = 0; i < ROUTES_COUNT; i++) {
+        char path[256], body[512];
+        expand(path, sizeof(path), routes[i].path);
+        if (routes[i].body)
+            expand(body, sizeof(body), routes[i].body);
+        const char *b = routes[i].body ? body : NULL;
+        expect_probe("app key", routes[i].method, path, b, app_key, routes[i].app_status,
+                     routes[i].app_code);
+        if (routes[i].member_status)
+            expect_probe("member token", routes[i].method, path, b, token, routes[i].member_status,
+                         "unauthorized");
+    }
+    /* the token's own routes: its member, never another */
+    struct api_response r = api_call("GET", "/v1/me", NULL, token, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(json_str_at(r.body, "member_id"), member);
+    assert_no_demo_data(&r);
+    api_response_free(&r);
+    expect_probe("member token", "PUT", "/v1/me/password", "{\"password\":\"short\"}", token, 422,
+                 "validation_failed");
+    /* admin and pos keys are not app keys: the login routes refuse them */
+    expect_probe("admin key", "POST", "/v1/auth/sms-codes", "{\"phone\":\"13900000002\"}", NULL,
+                 403, "forbidden");
+    /* another tenant's app key cannot log into a demo member */
+    r = api_call("POST", "/v1/api-keys", "{\"name\":\"rival app\",\"scope\":\"app\"}", rival_key,
+                 NULL);
+    assert_int_equal(r.status, 201);
+    char rival_app[128];
+    snprintf(rival_app, sizeof(rival_app), "%s", json_str_at(r.body, "key"));
+    api_response_free(&r);
+    char body[256];
+    snprintf(body, sizeof(body),
+             "{\"phone\":\"%s\",\"password\":\"matrix-pass-1\",\"device_id\":\"matrix\"}",
+             demo.phone);
+    expect_probe("rival app key", "POST", "/v1/auth/sessions", body, rival_app, 401,
+                 "invalid_credentials");
+    expect_probe("member token", "DELETE", "/v1/auth/sessions", NULL, token, 204, NULL);
+    expect_probe("ended token", "GET", "/v1/me", NULL, token, 401, "unauthorized");
 }
 
 /* The batch upload checks every line's member in the caller's tenant: a
@@ -283,6 +495,8 @@ int main(void)
         cmocka_unit_test(test_batch_line_for_another_tenants_member),
         cmocka_unit_test(test_lists_hold_only_own_tenant),
         cmocka_unit_test(test_shared_names_do_not_cross),
+        cmocka_unit_test(test_matrix_covers_every_route),
+        cmocka_unit_test(test_app_key_and_member_token_on_every_route),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

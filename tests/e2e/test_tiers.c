@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <hiredis/hiredis.h>
+
+#include "cache/cache.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,6 +141,9 @@ static redisContext *test_redis(void)
     assert_non_null(port);
     redisContext *rc = redisConnect(host, atoi(port));
     assert_true(rc && !rc->err);
+    char err[256];
+    assert_int_equal(cache_set_password(getenv("TESSERA_REDIS_PASSWORD")), 0);
+    assert_int_equal(cache_auth(rc, err, sizeof(err)), 0);
     return rc;
 }
 

@@ -18,10 +18,10 @@
 
 #include "cache/cache.h"
 
-#define ERR_MAX 256
-#define TIMEOUT_MS 2000
+#define ERR_MAX     256
+#define TIMEOUT_MS  2000
 #define DEADLINE_MS 10000
-#define TICK_MS 10
+#define TICK_MS     10
 
 static const char *host;
 static int port;
@@ -35,7 +35,9 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void tick_cb(evutil_socket_t fd, short what, void *arg) {}
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+}
 
 /* Runs the loop until done(arg) or the deadline (a tick brings the loop
  * back to check). True when done. */
@@ -61,6 +63,8 @@ static int group_setup(void **state)
     port = atoi(port_text);
     snprintf(tenant, sizeof tenant, "test-cache-%d", (int)getpid());
     char err[ERR_MAX];
+    if (cache_set_password(getenv("TESSERA_REDIS_PASSWORD")) != 0)
+        return -1;
     rc = cache_connect(host, port, TIMEOUT_MS, err, sizeof err);
     if (rc == NULL) {
         fprintf(stderr, "cannot connect: %s\n", err);
@@ -131,8 +135,8 @@ static void test_put_versioned(void **state)
     assert_string_equal(got.tenant_id, "untouched");
 
     /* One pipelined batch: two new hashes, one stale write, one newer. */
-    struct cache_balances batch[] = {bal("m-b1", 1, 1), bal("m-b2", -5, 7), bal("m-versioned", 150, 1),
-                                     bal("m-versioned", 300, 3)};
+    struct cache_balances batch[] = {bal("m-b1", 1, 1), bal("m-b2", -5, 7),
+                                     bal("m-versioned", 150, 1), bal("m-versioned", 300, 3)};
     assert_int_equal(cache_put_balances(rc, batch, 4, err, sizeof err), 3);
     assert_int_equal(cache_get_balances(rc, tenant, "m-versioned", &got), 1);
     assert_int_equal(got.points, 300);
@@ -389,6 +393,31 @@ static struct get_call async_get(struct event_base *base, struct cache_async *c,
     return call;
 }
 
+/* The runtime's Redis asks for a password: a client without it can do
+ * nothing, one with a wrong password cannot connect, and every connection
+ * the services open (sync and async) sends TESSERA_REDIS_PASSWORD. */
+static void test_password_required(void **state)
+{
+    REQUIRE_REDIS();
+    redisContext *raw = redisConnect(host, port);
+    assert_true(raw && !raw->err);
+    redisReply *r = redisCommand(raw, "GET %s", "tessera:any");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ERROR);
+    assert_non_null(strstr(r->str, "NOAUTH"));
+    freeReplyObject(r);
+    redisFree(raw);
+
+    char err[ERR_MAX] = "";
+    assert_int_equal(cache_set_password("not-the-password"), 0);
+    assert_null(cache_connect(host, port, TIMEOUT_MS, err, sizeof err));
+    assert_non_null(strstr(err, "cache auth"));
+    assert_int_equal(cache_set_password(getenv("TESSERA_REDIS_PASSWORD")), 0);
+    redisContext *ok = cache_connect(host, port, TIMEOUT_MS, err, sizeof err);
+    assert_non_null(ok);
+    redisFree(ok);
+}
+
 static void test_async_get_hit_miss_flush(void **state)
 {
     REQUIRE_REDIS();
@@ -536,6 +565,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_key),
+        cmocka_unit_test(test_password_required),
         cmocka_unit_test(test_put_versioned),
         cmocka_unit_test(test_put_after_script_flush),
         cmocka_unit_test(test_get_miss),

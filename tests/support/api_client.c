@@ -108,6 +108,27 @@ struct api_response api_get(const char *path)
     return api_call("GET", path, NULL, NULL, NULL);
 }
 
+const char *test_app_key(void)
+{
+    static char key[128];
+    if (key[0])
+        return key;
+    struct api_response r =
+        api_call("POST", "/v1/api-keys", "{\"name\":\"test app\",\"scope\":\"app\"}", NULL, NULL);
+    if (r.status != 201) {
+        fprintf(stderr, "test: app key creation answered %ld: %s\n", r.status, r.raw);
+        abort();
+    }
+    snprintf(key, sizeof(key), "%s", json_str_at(r.body, "key"));
+    api_response_free(&r);
+    return key;
+}
+
+struct api_response api_app_post(const char *path, const char *body)
+{
+    return api_call("POST", path, body, test_app_key(), NULL);
+}
+
 void test_unique_phone(char out[16])
 {
     static unsigned counter;

@@ -28,6 +28,12 @@ void api_response_free(struct api_response *r);
 struct api_response api_post(const char *path, const char *body, const char *idem_key);
 struct api_response api_get(const char *path);
 
+/* The demo tenant's app key (made once per process with the demo admin
+ * key): what a member app sends to the member login routes. */
+const char *test_app_key(void);
+/* POST JSON to a member login route with test_app_key(). */
+struct api_response api_app_post(const char *path, const char *body);
+
 /* A phone number unique to this run, e.g. "139" + 8 digits. */
 void test_unique_phone(char out[16]);
 /* Registers a member at hq and writes its id; asserts 201. */

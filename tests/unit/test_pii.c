@@ -135,10 +135,54 @@ static void test_too_long_plaintext_is_refused(void **state)
     free(big);
 }
 
+/* A member's data key: wrapped under the tenant key and bound to the
+ * member; what it seals opens only with it, for that member and field. */
+static void test_data_key_wrap_and_box(void **state)
+{
+    struct pii_keyring k = ring(KEY_A, 1, NULL);
+    unsigned char key[PII_DATA_KEY_BYTES], back[PII_DATA_KEY_BYTES], other[PII_DATA_KEY_BYTES];
+    pii_data_key_new(key);
+    pii_data_key_new(other);
+    assert_memory_not_equal(key, other, sizeof(key));
+    char *wrapped = pii_data_key_wrap(&k, "demo", "m-1", key);
+    assert_non_null(wrapped);
+    assert_true(pii_data_key_unwrap(&k, 1, "demo", "m-1", wrapped, back));
+    assert_memory_equal(key, back, sizeof(key));
+    assert_false(pii_data_key_unwrap(&k, 1, "demo", "m-2", wrapped, back));
+    assert_false(pii_data_key_unwrap(&k, 1, "rival", "m-1", wrapped, back));
+    assert_false(pii_data_key_unwrap(&k, 2, "demo", "m-1", wrapped, back));
+    /* after a rotation the previous version still unwraps it */
+    struct pii_keyring rotated = ring(KEY_B, 2, KEY_A);
+    assert_true(pii_data_key_unwrap(&rotated, 1, "demo", "m-1", wrapped, back));
+    assert_false(pii_data_key_unwrap(&rotated, 2, "demo", "m-1", wrapped, back));
+    free(wrapped);
+
+    const uint8_t plain[] = "Li Lei 13800138000";
+    size_t len = 0, open_len = 0;
+    uint8_t *sealed =
+        pii_box_seal(key, "demo", "m-1", "member_registered", plain, sizeof(plain) - 1, &len);
+    assert_non_null(sealed);
+    assert_int_equal(len, sizeof(plain) - 1 + PII_BOX_OVERHEAD);
+    assert_null(memmem(sealed, len, "13800138000", 11));
+    uint8_t *opened = pii_box_open(key, "demo", "m-1", "member_registered", sealed, len, &open_len);
+    assert_non_null(opened);
+    assert_int_equal(open_len, sizeof(plain) - 1);
+    assert_memory_equal(opened, plain, open_len);
+    free(opened);
+    /* a destroyed key is gone for good: no other key, member or field opens it */
+    assert_null(pii_box_open(other, "demo", "m-1", "member_registered", sealed, len, &open_len));
+    assert_null(pii_box_open(key, "demo", "m-2", "member_registered", sealed, len, &open_len));
+    assert_null(pii_box_open(key, "demo", "m-1", "name", sealed, len, &open_len));
+    sealed[len - 1] ^= 1;
+    assert_null(pii_box_open(key, "demo", "m-1", "member_registered", sealed, len, &open_len));
+    free(sealed);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_seal_open_round_trip),
+        cmocka_unit_test(test_data_key_wrap_and_box),
         cmocka_unit_test(test_sealed_value_is_bound_to_its_row),
         cmocka_unit_test(test_wrong_key_or_version_does_not_open),
         cmocka_unit_test(test_rotation_reads_previous_and_seals_current),

@@ -1,0 +1,77 @@
+/* DELETE /v1/members/{member_id}/personal-data (admin): a member's right
+ * to erasure. One statement, audited in it:
+ *
+ *   - the member row loses name, phone, email, birthday, gender,
+ *     attributes and the phone's blind index (so the phone is free again
+ *     and nobody finds the member by it); personal_data_erased_at is set;
+ *   - the member's data key is deleted: every MemberRegistered of the
+ *     member on member-events (kept forever, copied to any consumer) was
+ *     sealed under it and can no longer be opened (crypto-shredding);
+ *   - the member's password hash, login codes and devices go too.
+ *
+ * The member id, member number, branch, balances, cards and the ledger's
+ * journal stay: money is never erased, and they hold no personal data.
+ * Erasing again answers the same (the first erasure's time). */
+#include <stdio.h>
+#include <string.h>
+
+#include "ids/uuid7.h"
+#include "ingest.h"
+
+static void on_erased(void *arg, PGresult *res, const char *err, const char *sqlstate)
+{
+    struct req *r = arg;
+    if (!res) {
+        req_fail_db(r, err);
+        return;
+    }
+    if (PQntuples(res) == 0) {
+        http_reply_problem(r->ex, 404, "not_found", "no such member", NULL);
+        req_free(r);
+        return;
+    }
+    http_reply_json(r->ex, 200,
+                    json_pack("{s:s, s:b, s:s}", "member_id", PQgetvalue(res, 0, 0),
+                              "personal_data_erased", 1, "erased_at", PQgetvalue(res, 0, 1)),
+                    NULL);
+    req_free(r);
+}
+
+static void erase_authorized(struct req *r)
+{
+    const char *id = http_param(r->ex, "member_id");
+    if (!id || !uuid_is_valid(id)) {
+        http_reply_problem(r->ex, 404, "not_found", "no such member", NULL);
+        req_free(r);
+        return;
+    }
+    snprintf(r->member_id, sizeof(r->member_id), "%s", id);
+    const char *p[4] = {r->caller.tenant_id, r->caller.key_id, http_peer(r->ex), r->member_id};
+    if (pg_pool_query(
+            r->app->pg,
+            "WITH b AS (SELECT member_id, personal_data_erased_at AS was FROM members "
+            "WHERE tenant_id = $1 AND member_id = $4 FOR UPDATE), "
+            "m AS (UPDATE members SET name = NULL, phone = NULL, email = NULL, birthday = NULL, "
+            "gender = NULL, attributes = '{}', name_enc = NULL, phone_enc = NULL, "
+            "email_enc = NULL, birthday_enc = NULL, gender_enc = NULL, attributes_enc = NULL, "
+            "phone_bidx = NULL, personal_data_erased_at = coalesce(personal_data_erased_at, "
+            "now()) WHERE tenant_id = $1 AND member_id = (SELECT member_id FROM b) "
+            "RETURNING member_id, personal_data_erased_at AS erased_at), "
+            "k AS (DELETE FROM member_keys WHERE tenant_id = $1 AND member_id = $4), "
+            "c AS (DELETE FROM member_credentials WHERE tenant_id = $1 AND member_id = $4), "
+            "s AS (DELETE FROM sms_codes WHERE tenant_id = $1 AND member_id = $4), "
+            "d AS (DELETE FROM member_devices WHERE tenant_id = $1 AND member_id = $4), "
+            "changed AS (SELECT m.member_id AS target, jsonb_build_object("
+            "'personal_data_erased_at', b.was) AS before, jsonb_build_object("
+            "'personal_data_erased_at', m.erased_at, 'data_key', 'destroyed') AS after "
+            "FROM m JOIN b USING (member_id)), " AUDIT_CTE(
+                "member.personal_data.erase") "SELECT member_id, to_char(erased_at AT TIME ZONE "
+                                              "'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM m",
+            4, p, on_erased, r) < 0)
+        req_fail_db(r, "queue full");
+}
+
+void members_erase_personal_data(struct http_exchange *ex, void *app)
+{
+    auth_admin_then(req_new(app, ex), erase_authorized);
+}
