@@ -15,8 +15,8 @@
 #include "service/pipeline_metrics.h"
 #include "trace/trace.h"
 
-#define RELAY_SWEEP_EVERY_S  5  /* look for stranded outbox rows this often */
-#define RELAY_STRANDED_AGE_S 10 /* rows this old and not in flight are stranded */
+#define RELAY_SWEEP_EVERY_S 5      /* look for stranded outbox rows this often */
+#define RELAY_STRANDED_AGE_S 10    /* rows this old and not in flight are stranded */
 
 /* The outbox rows of one committed batch (or one sweep), produced without
  * waiting: the pipeline never waits for the broker (the development
@@ -110,8 +110,8 @@ void pipeline_mark_poison(struct pipeline_batch *b, size_t i, const char *reason
     b->poison[i] = reason;
 }
 
-void pipeline_emit(struct pipeline_batch *b, const char *topic, const char *key, uint8_t *payload,
-                   size_t len)
+void pipeline_emit(struct pipeline_batch *b, const char *topic, const char *key,
+                   uint8_t *payload, size_t len)
 {
     assert(payload);
     if (b->out_count == b->out_cap) {
@@ -119,8 +119,8 @@ void pipeline_emit(struct pipeline_batch *b, const char *topic, const char *key,
         b->out = realloc(b->out, b->out_cap * sizeof(*b->out));
         assert(b->out);
     }
-    b->out[b->out_count++] = (struct outbox_row){
-        .topic = strdup(topic), .key = strdup(key), .payload = payload, .len = len};
+    b->out[b->out_count++] =
+        (struct outbox_row){.topic = strdup(topic), .key = strdup(key), .payload = payload, .len = len};
 }
 
 static void batch_reset_outputs(struct pipeline_batch *b)
@@ -178,10 +178,8 @@ static size_t batch_ranges(const struct pipeline_batch *b, struct db_offset_rang
             j++;
         if (j == n) {
             assert(n < max);
-            r[n++] = (struct db_offset_range){.topic = topic,
-                                              .partition = m->partition,
-                                              .first = m->offset,
-                                              .next = m->offset + 1};
+            r[n++] = (struct db_offset_range){
+                .topic = topic, .partition = m->partition, .first = m->offset, .next = m->offset + 1};
         } else {
             if (m->offset < r[j].first)
                 r[j].first = m->offset;
@@ -237,8 +235,8 @@ static void send_dead_letters(struct pipeline *p, struct pipeline_batch *b)
         header_text(b->msgs[i], "ce_traceparent", traceparent, sizeof(traceparent));
         trace_id_of(traceparent, trace_id);
         log_fields(LOG_WARN, "dead-lettering a message", "reason", b->poison[i], "topic",
-                   rd_kafka_topic_name(b->msgs[i]->rkt), "event_id", event_id, "member_id", member,
-                   "trace_id", trace_id, NULL);
+                   rd_kafka_topic_name(b->msgs[i]->rkt), "event_id", event_id, "member_id",
+                   member, "trace_id", trace_id, NULL);
         bus_dead_letter(p->producer, b->msgs[i], p->cfg.service, b->poison[i]);
         atomic_fetch_add(&p->stats.dead_letters, 1);
         pipeline_metrics_dead_letter(b->msgs[i]);
@@ -372,8 +370,8 @@ enum attempt_result { ATTEMPT_COMMITTED, ATTEMPT_FENCED, ATTEMPT_FAILED };
 /* One try at a batch in one transaction. *ids receives the outbox ids of
  * the batch's events (malloc'ed; the caller frees). */
 static enum attempt_result batch_attempt(struct pipeline *p, struct pipeline_batch *b,
-                                         const struct db_offset_range *r, size_t nr, int64_t **ids,
-                                         char *err, size_t err_len)
+                                         const struct db_offset_range *r, size_t nr,
+                                         int64_t **ids, char *err, size_t err_len)
 {
     batch_reset_outputs(b);
     if (p->ops.begin_batch)
@@ -503,9 +501,10 @@ static void *pipeline_main(void *arg)
     return NULL;
 }
 
-struct pipeline *pipeline_prepare(const struct pipeline_config *cfg, const struct pipeline_ops *ops,
-                                  void *ctx, void (*on_exit)(void *exit_ctx), void *exit_ctx,
-                                  char *err, size_t err_len)
+struct pipeline *pipeline_prepare(const struct pipeline_config *cfg,
+                                  const struct pipeline_ops *ops, void *ctx,
+                                  void (*on_exit)(void *exit_ctx), void *exit_ctx, char *err,
+                                  size_t err_len)
 {
     assert(cfg->batch_max > 0 && cfg->batch_max <= PIPELINE_BATCH_MAX && ops->apply);
     struct pipeline *p = calloc(1, sizeof(*p));
@@ -524,8 +523,8 @@ struct pipeline *pipeline_prepare(const struct pipeline_config *cfg, const struc
         goto fail;
     }
 
-    p->pg =
-        db_connect(cfg->pg_dsn, cfg->schema, cfg->service, cfg->statement_timeout_ms, err, err_len);
+    p->pg = db_connect(cfg->pg_dsn, cfg->schema, cfg->service, cfg->statement_timeout_ms, err,
+                       err_len);
     if (!p->pg)
         goto fail;
     atomic_store(&p->stats.postgres_ok, true);
@@ -549,8 +548,8 @@ int pipeline_run(struct pipeline *p, char *err, size_t err_len)
     assert(!p->running);
     static const struct bus_consumer_ops consumer_ops = {.on_assign = on_assign,
                                                          .on_revoke = on_revoke};
-    p->consumer = bus_consumer_new(p->cfg.bus, p->cfg.group_id, p->cfg.topics, p->cfg.topic_count,
-                                   &consumer_ops, p, err, err_len);
+    p->consumer = bus_consumer_new(p->cfg.bus, p->cfg.group_id, p->cfg.topics,
+                                   p->cfg.topic_count, &consumer_ops, p, err, err_len);
     if (!p->consumer)
         return -1;
     log_fields(LOG_INFO, "consumer started", "group", p->cfg.group_id, "cluster_id",
@@ -593,7 +592,7 @@ void pipeline_join(struct pipeline *p)
         live_remove(p);
     }
     bus_producer_free(p->producer); /* serves the last reports */
-    while (p->in_flight) {          /* undelivered: their rows stay for the sweep */
+    while (p->in_flight) {           /* undelivered: their rows stay for the sweep */
         struct relay_group *g = p->in_flight;
         p->in_flight = g->next;
         free(g->ids);

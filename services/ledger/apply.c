@@ -410,8 +410,7 @@ static void emit_duplicate(struct ledger_ctx *l, struct pipeline_batch *b, const
     env->causation_id = cmd->event_id;
     env->traceparent = cmd->traceparent; /* the retry's trace, not the first request's */
     env->recorded_at_us = event_now_us();
-    if (env->ledger_posted &&
-        env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LEDGER_POSTED)
+    if (env->ledger_posted && env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LEDGER_POSTED)
         env->ledger_posted->duplicate = true;
     else if (env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LEDGER_REJECTED)
         env->ledger_rejected->duplicate = true;

@@ -41,7 +41,7 @@ struct ledger_member {
 /* A tenant's first-day limit as the batch decides with it (firstday.c). */
 struct ledger_fd_tenant {
     char *tenant_id;
-    int64_t limit;     /* card_limits.first_day_topup_spend_max; 0: none */
+    int64_t limit;   /* card_limits.first_day_topup_spend_max; 0: none */
     bool set_in_batch; /* a SetCardLimits of the batch names it */
 };
 
@@ -252,8 +252,8 @@ void firstday_note(struct ledger_ctx *l, const Envelope *env);
 int firstday_load(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len);
 /* May m pay charge from stored value for cmd (a purchase or a card sale)?
  * NULL, or the rejection code "first_day_limit_exceeded". Changes nothing. */
-const char *firstday_check(struct ledger_ctx *l, const Envelope *cmd, const struct ledger_member *m,
-                           int64_t charge);
+const char *firstday_check(struct ledger_ctx *l, const Envelope *cmd,
+                           const struct ledger_member *m, int64_t charge);
 /* After a posted top-up or stored-value refund: keeps today's fresh value
  * of a tracked member current. */
 void firstday_posted(struct ledger_ctx *l, const struct outcome *o);
