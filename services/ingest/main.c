@@ -414,6 +414,7 @@ int main(int argc, char **argv)
     if (open_retry)
         event_free(open_retry);
     ingest_close();
+    member_events_free(&app); /* after the producer's last reports */
     admin_server_free(admin);
     service_signals_free(signals);
     event_base_free(app.base);
