@@ -47,7 +47,7 @@ BENCH_BINS := $(BUILD)/bin/tessera-loadgen $(BUILD)/bin/tessera-bench-bare \
 # Keep generated sources and objects between runs.
 .SECONDARY:
 
-.PHONY: all deps build run stop test unit bench bench-build format format-check clean help fuzz
+.PHONY: all deps build run stop test unit bench bench-build format format-check clean help fuzz tsan
 all: build
 
 help:
@@ -56,6 +56,7 @@ help:
 	@echo "make test    - build, unit tests, then integration and end-to-end tests on a private runtime"
 	@echo "make bench   - benchmarks against their baselines on a private runtime (~10 min)"
 	@echo "make fuzz    - build the libFuzzer targets (clang) and run each for FUZZ_SECONDS (30)"
+	@echo "make tsan    - ThreadSanitizer: the ledger with 2 workers through the card, crash and scale-out tests"
 	@echo "make format  - clang-format the C sources"
 	@echo "make clean   - remove build/"
 
@@ -77,6 +78,16 @@ test: deps
 
 tests-build: $(UNIT_BINS) $(SYS_BINS)
 
+# ThreadSanitizer: the services built instrumented into build-tsan/ (their
+# own objects; build/ stays as it is), run by tests/tsan.sh with the
+# ledger on two workers under the ordinary test binaries. Not part of
+# `make test` (instrumented services are several times slower).
+TSAN_BUILD := build-tsan
+tsan: deps
+	@$(MAKE) --no-print-directory build tests-build
+	@$(MAKE) --no-print-directory BUILD=$(TSAN_BUILD) OPT=-O1 CFLAGS="-fsanitize=thread" build
+	@./tests/tsan.sh $(TSAN_BUILD)
+
 # Benchmarks: bounded in time, never part of `make test`.
 bench:
 	@./deploy/local/install-deps.sh bench
@@ -92,7 +103,7 @@ format-check:
 	@clang-format --dry-run --Werror $$(find libs services tests deploy -name '*.[ch]')
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(TSAN_BUILD)
 
 # --- protobuf ---------------------------------------------------------------
 $(BUILD)/gen/.stamp: $(PROTOS)
