@@ -27,7 +27,7 @@
 enum {
     CLIENTS = 8,
     MEMBERS_PER_CLIENT = 4,
-    ROUNDS = 15, /* per member: a purchase and a points grant each */
+    ROUNDS = 15,     /* per member: a purchase and a points grant each */
     CARD_ROUNDS = 2, /* rounds 0 and ROUNDS / 2 also sell the member a card (cash) */
     KILLS = 3,
     SINGLE_COMMANDS = CLIENTS * MEMBERS_PER_CLIENT * (1 + 2 * ROUNDS + CARD_ROUNDS),
