@@ -81,11 +81,19 @@ tests-build: $(UNIT_BINS) $(SYS_BINS)
 # ThreadSanitizer: the services built instrumented into build-tsan/ (their
 # own objects; build/ stays as it is), run by tests/tsan.sh with the
 # ledger on two workers under the ordinary test binaries. Not part of
-# `make test` (instrumented services are several times slower).
+# `make test` (instrumented services are several times slower). The
+# binaries carry tests/tsan/thrd_create.c (C11 threads for librdkafka
+# through pthreads, which libtsan sees) and are always relinked.
 TSAN_BUILD := build-tsan
+TSAN_MAKE = $(MAKE) --no-print-directory BUILD=$(TSAN_BUILD) OPT=-O1 CFLAGS="-fsanitize=thread"
+TSAN_THRD := $(TSAN_BUILD)/obj/tests/tsan/thrd_create.o
+TSAN_LDLIBS := $(TSAN_THRD) -Wl,--export-dynamic-symbol=thrd_create \
+	-Wl,--export-dynamic-symbol=thrd_join -Wl,--export-dynamic-symbol=thrd_detach
 tsan: deps
 	@$(MAKE) --no-print-directory build tests-build
-	@$(MAKE) --no-print-directory BUILD=$(TSAN_BUILD) OPT=-O1 CFLAGS="-fsanitize=thread" build
+	@$(TSAN_MAKE) $(TSAN_THRD)
+	@rm -rf $(TSAN_BUILD)/bin
+	@$(TSAN_MAKE) LDLIBS="$(TSAN_LDLIBS)" build
 	@./tests/tsan.sh $(TSAN_BUILD)
 
 # Benchmarks: bounded in time, never part of `make test`.

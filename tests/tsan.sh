@@ -30,7 +30,7 @@ export CMOCKA_MESSAGE_OUTPUT=TAP
 reports=$TESSERA_LOCAL_DIR/tsan
 # halt_on_error=0: a report does not stop the service (the tests go on and
 # every report is collected); the run fails on any report file.
-export TSAN_OPTIONS="log_path=$reports/report halt_on_error=0 second_deadlock_stack=1"
+export TSAN_OPTIONS="log_path=$reports/report halt_on_error=0 second_deadlock_stack=1 suppressions=$repo/tests/tsan/suppressions.txt"
 
 tests=(e2e/test_cards e2e/test_card_cache e2e/test_ledger_crash_audit e2e/test_scaleout)
 log_dir=$repo/build/test-logs/tsan
