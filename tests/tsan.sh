@@ -32,7 +32,8 @@ reports=$TESSERA_LOCAL_DIR/tsan
 # every report is collected); the run fails on any report file.
 export TSAN_OPTIONS="log_path=$reports/report halt_on_error=0 second_deadlock_stack=1 suppressions=$repo/tests/tsan/suppressions.txt"
 
-tests=(e2e/test_cards e2e/test_card_cache e2e/test_ledger_crash_audit e2e/test_scaleout)
+# TESSERA_TSAN_TESTS overrides the list (paths under build/tests).
+read -r -a tests <<<"${TESSERA_TSAN_TESTS:-e2e/test_cards e2e/test_card_cache e2e/test_ledger_crash_audit e2e/test_scaleout}"
 log_dir=$repo/build/test-logs/tsan
 mkdir -p "$log_dir"
 passed=0

@@ -49,8 +49,8 @@ struct pipeline {
     struct bus_consumer *consumer;
     struct bus_producer *producer;
     pthread_t thread;
-    /* Events of committed batches on their way to Kafka (see relay_*). */
     struct db_offset_range *ranges; /* batch_max of them: a batch's partitions */
+    /* Events of committed batches on their way to Kafka (see relay_*). */
     struct relay_group *in_flight;
     int64_t *deletable; /* outbox ids delivered, rows still to delete */
     size_t deletable_count, deletable_cap;
