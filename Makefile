@@ -81,8 +81,9 @@ tests-build: $(UNIT_BINS) $(SYS_BINS)
 # ThreadSanitizer: the services built instrumented into build-tsan/ (their
 # own objects; build/ stays as it is), run by tests/tsan.sh with the
 # ledger on two workers under the ordinary test binaries. Not part of
-# `make test` (instrumented services are several times slower). The
-# binaries carry tests/tsan/thrd_create.c (C11 threads for librdkafka
+# `make test` (instrumented services are several times slower). Two
+# ledger workers in one test process (test_ledger_card_workers) run
+# instrumented too. The binaries carry tests/tsan/thrd_create.c (C11 threads for librdkafka
 # through pthreads, which libtsan sees) and are always relinked.
 TSAN_BUILD := build-tsan
 TSAN_MAKE = $(MAKE) --no-print-directory BUILD=$(TSAN_BUILD) OPT=-O1 CFLAGS="-fsanitize=thread"
@@ -92,8 +93,8 @@ TSAN_LDLIBS := $(TSAN_THRD) -Wl,--export-dynamic-symbol=thrd_create \
 tsan: deps
 	@$(MAKE) --no-print-directory build tests-build
 	@$(TSAN_MAKE) $(TSAN_THRD)
-	@rm -rf $(TSAN_BUILD)/bin
-	@$(TSAN_MAKE) LDLIBS="$(TSAN_LDLIBS)" build
+	@rm -rf $(TSAN_BUILD)/bin $(TSAN_BUILD)/tests
+	@$(TSAN_MAKE) LDLIBS="$(TSAN_LDLIBS)" build $(TSAN_BUILD)/tests/integration/test_ledger_card_workers
 	@./tests/tsan.sh $(TSAN_BUILD)
 
 # Benchmarks: bounded in time, never part of `make test`.

@@ -4,7 +4,9 @@
 # threads (points scheduler, cache repair), through the end-to-end tests
 # that drive card sales and uses, the crash test's mix and the scale-out
 # test. Every service runs from the instrumented build (argument 1, made
-# by `make tsan`); the tests themselves are the ordinary binaries. A
+# by `make tsan`); the tests are the ordinary binaries, except
+# test_ledger_card_workers, whose two ledger workers run in the test
+# process and are instrumented themselves. A
 # private runtime in .local-tsan/, ports moved by TESSERA_TEST_PORT_OFFSET
 # + 50 so it can run beside `make test`. Any ThreadSanitizer report (one
 # file per process under .local-tsan/tsan/) fails the run. Ends with one
@@ -32,6 +34,9 @@ reports=$TESSERA_LOCAL_DIR/tsan
 # every report is collected); the run fails on any report file.
 export TSAN_OPTIONS="log_path=$reports/report halt_on_error=0 second_deadlock_stack=1 suppressions=$repo/tests/tsan/suppressions.txt"
 
+# Instrumented tests (from the TSan build): two ledger workers in the test
+# process itself, selling cards at once.
+instrumented=(integration/test_ledger_card_workers)
 # TESSERA_TSAN_TESTS overrides the list (paths under build/tests).
 read -r -a tests <<<"${TESSERA_TSAN_TESTS:-e2e/test_cards e2e/test_card_cache e2e/test_ledger_crash_audit e2e/test_scaleout}"
 log_dir=$repo/build/test-logs/tsan
@@ -51,10 +56,10 @@ if ! "$TESSERA_RUNTIME" start; then
   exit 1
 fi
 eval "$("$TESSERA_RUNTIME" env | sed 's/^/export /')"
-for t in "${tests[@]}"; do
+for t in "${instrumented[@]/#/$tsan_build/tests/}" "${tests[@]/#/build/tests/}"; do
   name=$(basename "$t")
   out=$log_dir/$name.tap
-  build/tests/$t >"$out" 2>&1
+  "$t" >"$out" 2>&1
   status=$?
   ok=$(grep -c '^ok ' "$out")
   notok=$(grep -c '^not ok ' "$out")
