@@ -62,7 +62,7 @@ BENCH_BINS := $(BUILD)/bin/tessera-loadgen $(BUILD)/bin/tessera-bench-bare \
 # Keep generated sources and objects between runs.
 .SECONDARY:
 
-.PHONY: all deps build run stop test unit bench bench-build format format-check clean help fuzz
+.PHONY: all deps build run stop test unit bench bench-build format format-check clean help fuzz tsan
 all: build
 
 help:
@@ -72,6 +72,7 @@ help:
 	@echo "               (SAN=address,undefined: everything built with ASan and UBSan, any report fails)"
 	@echo "make bench   - benchmarks against their baselines on a private runtime (~10 min)"
 	@echo "make fuzz    - build the libFuzzer targets (clang) and run each for FUZZ_SECONDS (30)"
+	@echo "make tsan    - ThreadSanitizer: the ledger with 2 workers through the card, crash and scale-out tests"
 	@echo "make format  - clang-format the C sources"
 	@echo "make clean   - remove build/"
 
@@ -93,6 +94,25 @@ test: deps
 
 tests-build: $(UNIT_BINS) $(SYS_BINS)
 
+# ThreadSanitizer: the services built instrumented into build-tsan/ (their
+# own objects; build/ stays as it is), run by tests/tsan.sh with the
+# ledger on two workers under the ordinary test binaries. Not part of
+# `make test` (instrumented services are several times slower). Two
+# ledger workers in one test process (test_ledger_card_workers) run
+# instrumented too. The binaries carry tests/tsan/thrd_create.c (C11 threads for librdkafka
+# through pthreads, which libtsan sees) and are always relinked.
+TSAN_BUILD := build-tsan
+TSAN_MAKE = $(MAKE) --no-print-directory BUILD=$(TSAN_BUILD) OPT=-O1 CFLAGS="-fsanitize=thread"
+TSAN_THRD := $(TSAN_BUILD)/obj/tests/tsan/thrd_create.o
+TSAN_LDLIBS := $(TSAN_THRD) -Wl,--export-dynamic-symbol=thrd_create \
+	-Wl,--export-dynamic-symbol=thrd_join -Wl,--export-dynamic-symbol=thrd_detach
+tsan: deps
+	@$(MAKE) --no-print-directory build tests-build
+	@$(TSAN_MAKE) $(TSAN_THRD)
+	@rm -rf $(TSAN_BUILD)/bin $(TSAN_BUILD)/tests
+	@$(TSAN_MAKE) LDLIBS="$(TSAN_LDLIBS)" build $(TSAN_BUILD)/tests/integration/test_ledger_card_workers
+	@./tests/tsan.sh $(TSAN_BUILD)
+
 # Benchmarks: bounded in time, never part of `make test`.
 bench:
 	@./deploy/local/install-deps.sh bench
@@ -108,7 +128,7 @@ format-check:
 	@clang-format --dry-run --Werror $$(find libs services tests deploy -name '*.[ch]')
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(TSAN_BUILD)
 
 # --- protobuf ---------------------------------------------------------------
 $(BUILD)/gen/.stamp: $(PROTOS)

@@ -31,6 +31,8 @@ redis_port=${TESSERA_LOCAL_REDIS_PORT:-56379}
 api_port=${TESSERA_LOCAL_API_PORT:-8080}
 admin_base=${TESSERA_LOCAL_ADMIN_PORT_BASE:-9100}
 partitions=${TESSERA_LOCAL_PARTITIONS:-6}
+# The services' binaries (`make tsan` points this at its instrumented build).
+bin_dir=${TESSERA_BIN_DIR:-$repo/build/bin}
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 services=(ingest ledger tiering campaign notification)
 consumers=(ledger tiering campaign notification)
@@ -206,7 +208,7 @@ master_key_env() {
 # schema, or the previous key after a rotation).
 reencrypt_pii() {
   service_env ingest
-  env "${svc_env[@]}" "$repo/build/bin/tessera-ingest" --reencrypt-pii \
+  env "${svc_env[@]}" "$bin_dir/tessera-ingest" --reencrypt-pii \
     >>"$local_dir/logs/ingest.log" 2>&1 || die "re-encryption failed (see $local_dir/logs/ingest.log)"
 }
 
@@ -251,7 +253,7 @@ service_env() {
 migrate_all() {
   for svc in "${services[@]}"; do
     service_env "$svc"
-    env "${svc_env[@]}" "$repo/build/bin/tessera-$svc" --migrate-only \
+    env "${svc_env[@]}" "$bin_dir/tessera-$svc" --migrate-only \
       >>"$local_dir/logs/$svc.log" 2>&1 || die "migrations of $svc failed (see $local_dir/logs/$svc.log)"
   done
 }
@@ -261,7 +263,7 @@ start_service() {
   mkdir -p "$local_dir/pids" "$local_dir/logs"
   pid_alive "$file" && return 0
   service_env "$svc"
-  env "${svc_env[@]}" setsid "$repo/build/bin/tessera-$svc" >>"$local_dir/logs/$svc.log" 2>&1 &
+  env "${svc_env[@]}" setsid "$bin_dir/tessera-$svc" >>"$local_dir/logs/$svc.log" 2>&1 &
   echo $! >"$file"
 }
 
@@ -276,7 +278,7 @@ start_instance() {
   # A second ingest serves the API on its own port too: api port + 10*(N-1).
   env "${svc_env[@]}" "TESSERA_ADMIN_PORT=$(instance_admin_port "$svc" "$n")" \
     "TESSERA_API_PORT=$((api_port + 10 * (n - 1)))" \
-    "TESSERA_INSTANCE_ID=$name" setsid "$repo/build/bin/tessera-$svc" \
+    "TESSERA_INSTANCE_ID=$name" setsid "$bin_dir/tessera-$svc" \
     >>"$local_dir/logs/$name.log" 2>&1 &
   echo $! >"$local_dir/pids/$name.pid"
   wait_for "$name to be ready (see $local_dir/logs/$name.log)" "$ready_timeout_s" \
@@ -376,7 +378,7 @@ case ${1:-} in
   start-postgres) start_postgres ;;
   stop-redis) stop_redis; wait_for "Redis to stop" 10 bash -c "! redis-cli -p $redis_port ping" ;;
   start-redis) start_redis ;;
-  audit) service_env ledger; env "${svc_env[@]}" TESSERA_LOG_LEVEL=warn "$repo/build/bin/tessera-ledger" --audit ;;
+  audit) service_env ledger; env "${svc_env[@]}" TESSERA_LOG_LEVEL=warn "$bin_dir/tessera-ledger" --audit ;;
   env)
     echo "TESSERA_PG_DSN='$(pg_dsn)'"
     echo "TESSERA_REDIS_HOST=127.0.0.1"

@@ -14,6 +14,8 @@
 
 #define MIGRATE_SQL_MAX 2048
 #define MIGRATE_ERR_MAX 512
+#define DB_STR_(x)      #x
+#define DB_STR(x)       DB_STR_(x)
 
 /* Everything a service's schema needs before its own migrations run. */
 static const char BOOKKEEPING_SQL[] =
@@ -28,7 +30,15 @@ static const char BOOKKEEPING_SQL[] =
     "  PRIMARY KEY (group_id, topic, partition));"
     "CREATE TABLE IF NOT EXISTS %1$s.outbox ("
     "  id bigserial PRIMARY KEY, topic text NOT NULL, key text NOT NULL,"
-    "  payload bytea NOT NULL, created_at timestamptz NOT NULL DEFAULT now());";
+    "  payload bytea NOT NULL, created_at timestamptz NOT NULL DEFAULT now());"
+    /* The relay's lease (outbox/outbox.h), added to outboxes made before
+     * it; checked first so a start takes no table lock when it is there. */
+    "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = "
+    "  '%1$s.outbox'::regclass AND attname = 'lease_until' AND NOT attisdropped) THEN"
+    "  ALTER TABLE %1$s.outbox ADD COLUMN lease_owner text,"
+    "    ADD COLUMN lease_until timestamptz NOT NULL"
+    "    DEFAULT now() + interval '" DB_STR(DB_OUTBOX_LEASE_S) " seconds';"
+    " END IF; END $$;";
 
 /* Serialises migrators of one schema for the rest of the transaction; the
  * key is derived from the schema name so other schemas never wait. */

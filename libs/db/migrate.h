@@ -7,6 +7,10 @@
 #include <libpq-fe.h>
 #include <stddef.h>
 
+/* How long a new outbox row is leased to the relay that inserted it (the
+ * column default; outbox/outbox.h explains the lease). */
+#define DB_OUTBOX_LEASE_S 30
+
 struct db_migration {
     int version; /* NNNN of the file name; strictly increasing */
     const char *name;

@@ -1,6 +1,7 @@
 #include "outbox/outbox.h"
 
 #include <assert.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,8 +11,8 @@
 #include "events/codec.h"
 #include "log/log.h"
 
-int outbox_append(PGconn *pg, const struct outbox_row *rows, size_t count, int64_t *ids,
-                  char *err, size_t err_len)
+int outbox_append(PGconn *pg, const struct outbox_row *rows, size_t count, int64_t *ids, char *err,
+                  size_t err_len)
 {
     if (count == 0)
         return 0;
@@ -26,6 +27,8 @@ int outbox_append(PGconn *pg, const struct outbox_row *rows, size_t count, int64
     if (!res)
         return -1;
     assert((size_t)PQntuples(res) == count);
+    /* The new rows take the column's default lease: this relay sends them
+     * after commit (see outbox.h). */
     struct db_copy copy;
     db_copy_init(&copy);
     for (size_t i = 0; i < count; i++) {
@@ -39,8 +42,8 @@ int outbox_append(PGconn *pg, const struct outbox_row *rows, size_t count, int64
         db_copy_end_row(&copy);
     }
     PQclear(res);
-    int rc = db_copy_send(pg, "COPY outbox (id, topic, key, payload) FROM STDIN", &copy, err,
-                          err_len);
+    int rc =
+        db_copy_send(pg, "COPY outbox (id, topic, key, payload) FROM STDIN", &copy, err, err_len);
     db_copy_free(&copy);
     return rc;
 }
@@ -54,8 +57,8 @@ int outbox_delete(PGconn *pg, const int64_t *ids, size_t count, char *err, size_
     for (size_t i = 0; i < count; i++)
         db_array_add_int(&a, ids[i]);
     const char *params[1] = {db_array_finish(&a)};
-    PGresult *res = db_query(pg, "DELETE FROM outbox WHERE id = ANY($1::bigint[])", 1, params,
-                             err, err_len, NULL);
+    PGresult *res = db_query(pg, "DELETE FROM outbox WHERE id = ANY($1::bigint[])", 1, params, err,
+                             err_len, NULL);
     db_array_free(&a);
     if (!res)
         return -1;
@@ -79,45 +82,102 @@ rd_kafka_resp_err_t outbox_produce(struct bus_producer *p, const char *source,
     return bus_produce(p, row->topic, row->key, row->payload, row->len, headers, msg_opaque);
 }
 
-int outbox_stranded(PGconn *pg, int older_than_s, size_t max, struct outbox_stranded *out,
-                    char *err, size_t err_len)
+#define STR_(x) #x
+#define STR(x)  STR_(x)
+
+const char OUTBOX_CLAIM_SQL[] =
+    "UPDATE outbox o SET lease_owner = $1, lease_until = now() + interval '" STR(
+        OUTBOX_LEASE_S) " seconds' "
+                        "FROM (SELECT id FROM outbox WHERE lease_until <= now() AND id <> "
+                        "ALL($2::bigint[]) "
+                        "ORDER BY id LIMIT $3::int FOR UPDATE SKIP LOCKED) c "
+                        "WHERE o.id = c.id RETURNING o.id, o.topic, o.key, o.payload";
+
+const char OUTBOX_RENEW_SQL[] =
+    "UPDATE outbox SET lease_owner = $1, lease_until = now() + interval '" STR(
+        OUTBOX_LEASE_S) " seconds' "
+                        "WHERE id = ANY($2::bigint[]) AND (lease_owner IS NULL OR lease_owner = "
+                        "$1)";
+
+/* ids as a bigint[] literal in a (caller frees with db_array_free). */
+static const char *ids_literal(struct db_array *a, const int64_t *ids, size_t count)
 {
-    char age[24], limit[24];
-    snprintf(age, sizeof(age), "%d", older_than_s);
-    snprintf(limit, sizeof(limit), "%zu", max > OUTBOX_RELAY_BATCH_MAX ? OUTBOX_RELAY_BATCH_MAX : max);
-    const char *params[2] = {age, limit};
-    PGresult *res = db_query(pg,
-                             "SELECT id, topic, key, payload FROM outbox WHERE created_at <= "
-                             "now() - make_interval(secs => $1::int) ORDER BY id LIMIT $2",
-                             2, params, err, err_len, NULL);
+    db_array_init(a);
+    for (size_t i = 0; i < count; i++)
+        db_array_add_int(a, ids[i]);
+    return db_array_finish(a);
+}
+
+/* Copies row i of a claim's result into out; false when out of memory. */
+static bool stranded_copy(const PGresult *res, int i, struct outbox_stranded *out)
+{
+    size_t len = 0;
+    unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(res, i, 3), &len);
+    if (!raw)
+        return false;
+    uint8_t *copy = malloc(len ? len : 1);
+    char *topic = strdup(PQgetvalue(res, i, 1)), *key = strdup(PQgetvalue(res, i, 2));
+    if (copy)
+        memcpy(copy, raw, len);
+    PQfreemem(raw);
+    if (!copy || !topic || !key) {
+        free(copy), free(topic), free(key);
+        return false;
+    }
+    out->ids[out->count] = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+    out->rows[out->count++] =
+        (struct outbox_row){.topic = topic, .key = key, .payload = copy, .len = len};
+    return true;
+}
+
+int outbox_claim(PGconn *pg, const char *owner, const int64_t *skip, size_t skip_count, size_t max,
+                 struct outbox_stranded *out, char *err, size_t err_len)
+{
+    assert(owner && strlen(owner) < OUTBOX_OWNER_MAX && (skip || skip_count == 0));
+    *out = (struct outbox_stranded){0};
+    char limit[24];
+    snprintf(limit, sizeof(limit), "%zu",
+             max > OUTBOX_RELAY_BATCH_MAX ? OUTBOX_RELAY_BATCH_MAX : max);
+    struct db_array a;
+    const char *params[3] = {owner, ids_literal(&a, skip, skip_count), limit};
+    PGresult *res = db_query(pg, OUTBOX_CLAIM_SQL, 3, params, err, err_len, NULL);
+    db_array_free(&a);
     if (!res)
         return -1;
     int n = PQntuples(res);
-    out->count = 0;
     out->ids = calloc((size_t)n + 1, sizeof(*out->ids));
     out->rows = calloc((size_t)n + 1, sizeof(*out->rows));
-    assert(out->ids && out->rows);
-    for (int i = 0; i < n; i++) {
-        size_t len = 0;
-        unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(res, i, 3), &len);
-        if (!raw)
-            continue;
-        uint8_t *copy = malloc(len ? len : 1);
-        memcpy(copy, raw, len);
-        PQfreemem(raw);
-        out->ids[out->count] = strtoll(PQgetvalue(res, i, 0), NULL, 10);
-        out->rows[out->count++] = (struct outbox_row){.topic = strdup(PQgetvalue(res, i, 1)),
-                                                      .key = strdup(PQgetvalue(res, i, 2)),
-                                                      .payload = copy,
-                                                      .len = len};
+    bool ok = out->ids && out->rows;
+    for (int i = 0; ok && i < n; i++)
+        ok = stranded_copy(res, i, out);
+    PQclear(res);
+    if (!ok) {
+        /* The rows claimed but not copied are sent when their lease ends. */
+        outbox_stranded_free(out);
+        snprintf(err, err_len, "outbox claim: out of memory");
+        return -1;
     }
+    return 0;
+}
+
+int outbox_renew(PGconn *pg, const char *owner, const int64_t *ids, size_t count, char *err,
+                 size_t err_len)
+{
+    if (count == 0)
+        return 0;
+    struct db_array a;
+    const char *params[2] = {owner, ids_literal(&a, ids, count)};
+    PGresult *res = db_query(pg, OUTBOX_RENEW_SQL, 2, params, err, err_len, NULL);
+    db_array_free(&a);
+    if (!res)
+        return -1;
     PQclear(res);
     return 0;
 }
 
 void outbox_stranded_free(struct outbox_stranded *s)
 {
-    for (size_t i = 0; i < s->count; i++) {
+    for (size_t i = 0; s->rows && i < s->count; i++) {
         free((char *)s->rows[i].topic);
         free((char *)s->rows[i].key);
         free((uint8_t *)s->rows[i].payload);

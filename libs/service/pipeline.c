@@ -10,21 +10,23 @@
 #include "db/db.h"
 #include "bus/topics.h"
 #include "db/offsets.h"
+#include "ids/uuid7.h"
 #include "log/log.h"
 #include "metrics/metrics.h"
 #include "service/pipeline_metrics.h"
 #include "trace/trace.h"
 
-#define PIPELINE_RANGES_MAX 512 /* distinct partitions in one batch */
 #define RELAY_SWEEP_EVERY_S 5      /* look for stranded outbox rows this often */
-#define RELAY_STRANDED_AGE_S 10    /* rows this old and not in flight are stranded */
+#define RELAY_RENEW_AFTER_S (OUTBOX_LEASE_S / 3) /* in flight this long: renew its lease */
 
 /* The outbox rows of one committed batch (or one sweep), produced without
  * waiting: the pipeline never waits for the broker (the development
  * broker takes ~40 ms to acknowledge a produce spread over 6 partitions).
  * When every event of the group is delivered its rows become deletable;
  * they are deleted in the next batch's transaction (or alone when idle).
- * When one fails, the rows stay and the sweep sends them again. */
+ * When one fails, the rows stay and a sweep sends them again once their
+ * lease is over (outbox.h). While a group is in flight its rows are
+ * never claimed again here, and their lease is renewed for other relays. */
 struct relay_group {
     struct relay_group *next;
     struct pipeline *p;
@@ -32,6 +34,7 @@ struct relay_group {
     size_t count;
     size_t pending;
     bool failed;
+    double sent_s; /* monotonic */
 };
 
 struct pipeline {
@@ -41,10 +44,12 @@ struct pipeline {
     void (*on_exit)(void *);
     void *exit_ctx;
     char source[64];
+    char owner[OUTBOX_OWNER_MAX]; /* this relay's name on the outbox rows it leases */
     PGconn *pg;
     struct bus_consumer *consumer;
     struct bus_producer *producer;
     pthread_t thread;
+    struct db_offset_range *ranges; /* batch_max of them: a batch's partitions */
     /* Events of committed batches on their way to Kafka (see relay_*). */
     struct relay_group *in_flight;
     int64_t *deletable; /* outbox ids delivered, rows still to delete */
@@ -304,6 +309,7 @@ static void relay_send(struct pipeline *p, const struct outbox_row *rows, const 
     memcpy(g->ids, ids, n * sizeof(*ids));
     g->count = n;
     g->pending = n;
+    g->sent_s = metrics_now_seconds();
     g->next = p->in_flight;
     p->in_flight = g;
     for (size_t i = 0; i < n; i++) {
@@ -324,16 +330,47 @@ static int relay_delete_delivered(struct pipeline *p, char *err, size_t err_len)
     return 0;
 }
 
-/* Rows nobody is sending (a crash between commit and delivery, a failed
- * delivery): sent again, at least once. Only while nothing is in flight,
- * so a row is never in two groups. */
-static void relay_sweep(struct pipeline *p, int older_than_s)
+/* The outbox ids this relay holds: in flight (only those sent at least
+ * older_s ago) and delivered but not deleted yet. malloc'ed (NULL when
+ * none, or out of memory: then *n is 0 and the caller does without). */
+static int64_t *relay_held_ids(const struct pipeline *p, double older_s, size_t *n)
 {
-    if (p->in_flight)
-        return;
+    double now_s = metrics_now_seconds();
+    size_t count = p->deletable_count;
+    for (const struct relay_group *g = p->in_flight; g; g = g->next)
+        count += now_s - g->sent_s >= older_s ? g->count : 0;
+    int64_t *ids = count ? malloc(count * sizeof(*ids)) : NULL;
+    *n = 0;
+    if (!ids)
+        return NULL;
+    if (p->deletable_count)
+        memcpy(ids, p->deletable, p->deletable_count * sizeof(*ids));
+    *n = p->deletable_count;
+    for (const struct relay_group *g = p->in_flight; g; g = g->next)
+        if (now_s - g->sent_s >= older_s) {
+            memcpy(ids + *n, g->ids, g->count * sizeof(*ids));
+            *n += g->count;
+        }
+    return ids;
+}
+
+/* Rows nobody is sending (a crash between commit and delivery, a failed
+ * delivery), claimed with a lease and sent again, at least once. Runs
+ * whatever is in flight (so it is never starved by a steady load), and
+ * skips what this relay holds: a row is never in two groups, and nothing
+ * librdkafka still holds is produced twice. */
+static void relay_sweep(struct pipeline *p)
+{
+    size_t held_count = 0;
+    int64_t *held = relay_held_ids(p, 0, &held_count);
+    if (!held && (p->in_flight || p->deletable_count))
+        return; /* out of memory: the next sweep tries again */
     struct outbox_stranded st = {0};
     char err[256];
-    if (outbox_stranded(p->pg, older_than_s, OUTBOX_RELAY_BATCH_MAX, &st, err, sizeof(err)) < 0) {
+    int rc = outbox_claim(p->pg, p->owner, held, held_count, OUTBOX_RELAY_BATCH_MAX, &st, err,
+                          sizeof(err));
+    free(held);
+    if (rc < 0) {
         log_fields(LOG_WARN, "outbox sweep failed; will retry", "error", err, NULL);
         return;
     }
@@ -341,6 +378,20 @@ static void relay_sweep(struct pipeline *p, int older_than_s)
         log_fields(LOG_INFO, "sending stranded outbox rows again", NULL);
     relay_send(p, st.rows, st.ids, st.count);
     outbox_stranded_free(&st);
+}
+
+/* Keeps the lease of rows in flight a while (Kafka slow or away:
+ * librdkafka holds them up to message.timeout.ms), so no other relay
+ * claims them meanwhile. */
+static void relay_renew(struct pipeline *p)
+{
+    size_t n = 0;
+    int64_t *ids = relay_held_ids(p, RELAY_RENEW_AFTER_S, &n);
+    char err[256];
+    if (n > 0 && outbox_renew(p->pg, p->owner, ids, n, err, sizeof(err)) < 0)
+        log_fields(LOG_WARN, "could not renew the lease of outbox rows in flight", "error", err,
+                   NULL);
+    free(ids);
 }
 
 /* Between batches: serve delivery reports, delete what was delivered when
@@ -360,7 +411,8 @@ static void relay_tick(struct pipeline *p, bool idle)
     clock_gettime(CLOCK_MONOTONIC, &now);
     if (now.tv_sec - p->last_sweep.tv_sec >= RELAY_SWEEP_EVERY_S) {
         p->last_sweep = now;
-        relay_sweep(p, RELAY_STRANDED_AGE_S);
+        relay_renew(p);
+        relay_sweep(p);
         pipeline_metrics_outbox_backlog(p->pg, p->deletable_count);
     }
 }
@@ -422,8 +474,9 @@ static void backoff_sleep(int attempt)
  * owner re-reads it). */
 static void process_batch(struct pipeline *p, struct pipeline_batch *b)
 {
-    struct db_offset_range ranges[PIPELINE_RANGES_MAX];
-    size_t nr = batch_ranges(b, ranges, PIPELINE_RANGES_MAX);
+    /* One range per partition, at most one per message of the batch. */
+    struct db_offset_range *ranges = p->ranges;
+    size_t nr = batch_ranges(b, ranges, p->cfg.batch_max);
     char err[512];
     int64_t *ids = NULL;
     double started_s = metrics_now_seconds();
@@ -465,7 +518,7 @@ static void *pipeline_main(void *arg)
     struct pipeline_batch b = {.msgs = calloc(max, sizeof(*b.msgs)),
                                .poison = calloc(max, sizeof(*b.poison))};
     assert(b.msgs && b.poison);
-    relay_sweep(p, 0); /* events a crash left behind */
+    relay_sweep(p); /* events a crash left behind, once their lease is over */
     pipeline_metrics_outbox_backlog(p->pg, p->deletable_count);
     while (!atomic_load(&p->stop)) {
         int wait_ms = p->in_flight ? 1 : p->cfg.poll_timeout_ms; /* reports are due soon */
@@ -515,7 +568,15 @@ struct pipeline *pipeline_prepare(const struct pipeline_config *cfg,
     p->exit_ctx = exit_ctx;
     atomic_store(&p->stats.lag, -1);
     snprintf(p->source, sizeof(p->source), "/tessera/%s", cfg->service);
+    char lease_id[UUID_STR_SIZE];
+    uuid7_generate(lease_id); /* unique per pipeline and start */
+    snprintf(p->owner, sizeof(p->owner), "%.40s/%s", cfg->service, lease_id);
     pipeline_metrics_register();
+    p->ranges = calloc(cfg->batch_max, sizeof(*p->ranges));
+    if (!p->ranges) {
+        snprintf(err, err_len, "pipeline: out of memory");
+        goto fail;
+    }
 
     p->pg = db_connect(cfg->pg_dsn, cfg->schema, cfg->service, cfg->statement_timeout_ms, err,
                        err_len);
@@ -532,6 +593,7 @@ fail:
     bus_producer_free(p->producer);
     if (p->pg)
         PQfinish(p->pg);
+    free(p->ranges);
     free(p);
     return NULL;
 }
@@ -592,6 +654,7 @@ void pipeline_join(struct pipeline *p)
         free(g);
     }
     free(p->deletable);
+    free(p->ranges);
     PQfinish(p->pg);
     free(p);
 }

@@ -198,7 +198,10 @@ static bool batch_parse(struct batch *b, const char *body, size_t len)
         return false;
     }
     b->lines = calloc(lines, sizeof(*b->lines));
-    assert(b->lines);
+    if (!b->lines) {
+        http_reply_problem(b->r->ex, 503, "unavailable", "out of memory; retry", NULL);
+        return false;
+    }
     const char *p = body, *end = body + len;
     int line_no = 0;
     while (p < end) {
@@ -467,7 +470,15 @@ static void on_claimed(void *arg, PGresult *res, const char *err, const char *sq
         return;
     }
     /* Claimed keys are ours: send. The others were known before. */
-    bool *claimed = calloc(b->count, sizeof(*claimed));
+    bool *claimed = calloc(b->count + 1, sizeof(*claimed));
+    if (!claimed) {
+        /* The keys stay claimed without an answer: a retry of the batch
+         * sends their lines under the same command ids, as after a crash
+         * here. */
+        http_reply_problem(b->r->ex, 503, "unavailable", "out of memory; retry", NULL);
+        batch_free(b);
+        return;
+    }
     for (int i = 0; i < PQntuples(res); i++) {
         struct batch_line *l = line_by_key(b, PQgetvalue(res, i, 0));
         if (l)

@@ -54,6 +54,7 @@ struct ingest {
     long long idem_retention_s, idem_purge_interval_ms;
     struct idem_purge *idem_purge;
     struct event *idem_purge_timer;
+    struct member_relay *relay; /* member events in flight (member_events.c) */
     struct waiter *waiters[INGEST_WAITERS_BUCKETS];
     bool stopping;
     /* counters for /metrics */
@@ -332,6 +333,8 @@ void member_view_reply(struct req *r, const char *member_id);
 void member_events_publish(struct ingest *app, const char *outbox_id, const char *member_id,
                            const uint8_t *payload, size_t len);
 void member_events_sweep(evutil_socket_t fd, short what, void *arg);
+/* Frees what the relay keeps (at exit, after the last delivery report). */
+void member_events_free(struct ingest *app);
 
 /* pii_reencrypt.c: `tessera-ingest --reencrypt-pii` (blocking, a tool
  * run): seals every member row not yet under the current master key

@@ -466,6 +466,7 @@ int main(int argc, char **argv)
     if (drain_timer)
         event_free(drain_timer);
     ingest_close();
+    member_events_free(&app); /* after the producer's last reports */
     admin_server_free(admin);
     service_signals_free(signals);
     event_base_free(app.base);

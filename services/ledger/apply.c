@@ -34,6 +34,7 @@ void ledger_begin_batch(void *ctx)
         free(l->verdicts[i].envelope);
     }
     l->member_count = l->ladder_count = l->verdict_count = 0;
+    l->batch_posted = l->batch_rejected = l->batch_duplicates = 0;
     if (!l->cards)
         l->cards = cards_new();
     cards_begin_batch(l->cards);
@@ -66,7 +67,9 @@ struct ledger_member *ledger_member_find(struct ledger_ctx *l, const char *tenan
         return NULL;
     l->members = grow(l->members, l->member_count, &l->member_cap, sizeof(*l->members));
     struct ledger_member *m = &l->members[l->member_count++];
-    *m = (struct ledger_member){.tenant_id = strdup(tenant_id), .member_id = strdup(member_id)};
+    *m = (struct ledger_member){
+        .tenant_id = strdup(tenant_id), .member_id = strdup(member_id), .loaded_version = -1};
+    assert(m->tenant_id && m->member_id);
     return m;
 }
 
@@ -420,7 +423,7 @@ static void emit_duplicate(struct ledger_ctx *l, struct pipeline_batch *b, const
     envelope_free(env);
     if (out)
         pipeline_emit(b, TOPIC_LEDGER_EVENTS, cmd->member_id, out, len);
-    atomic_fetch_add(&l->duplicates, 1);
+    l->batch_duplicates++;
 }
 
 /* One line per verdict, so an operator can follow a request from ingest's
@@ -486,9 +489,9 @@ static void apply_one(struct ledger_ctx *l, struct pipeline_batch *b, const Enve
         uint8_t *fact = encode_fact(&o, &flen);
         if (fact)
             pipeline_emit(b, TOPIC_LEDGER_EVENTS, cmd->member_id, fact, flen);
-        atomic_fetch_add(&l->posted, 1);
+        l->batch_posted++;
     } else {
-        atomic_fetch_add(&l->rejected, 1);
+        l->batch_rejected++;
     }
     log_verdict(cmd, cmd_id, &o);
     pipeline_emit(b, TOPIC_LEDGER_EVENTS, cmd->member_id, verdict, vlen);
@@ -566,5 +569,9 @@ int ledger_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *er
 
 void ledger_after_commit(void *ctx, struct pipeline_batch *b)
 {
-    ledger_cache_sync(ctx);
+    struct ledger_ctx *l = ctx;
+    atomic_fetch_add(&l->posted, l->batch_posted);
+    atomic_fetch_add(&l->rejected, l->batch_rejected);
+    atomic_fetch_add(&l->duplicates, l->batch_duplicates);
+    ledger_cache_sync(l);
 }

@@ -80,6 +80,10 @@ struct ledger_cards {
     size_t cached_count, cached_cap;
     struct cache_member_cards *cache_items; /* built by cards_cache_state */
     size_t cache_item_cap;
+    /* The card a sale or renewal plans before it is paid for (large, so
+     * not on the stack). Per worker: each pipeline owns its ledger_cards,
+     * and one shared card would let two workers' sales swap cards. */
+    struct card planned;
 };
 
 struct ledger_cards *cards_new(void)
@@ -681,16 +685,16 @@ static void decide_issue(struct ledger_ctx *l, struct card_outcome *o)
         reject(o, "prepaid_cap_exceeded", "a single prepaid sale may not exceed the tenant's cap");
         return;
     }
-    static struct card next; /* large; the pipeline thread is the only caller */
-    if (!plan_issue(l, o, p, &next))
+    struct card *next = &l->cards->planned;
+    if (!plan_issue(l, o, p, next))
         return;
-    o->card = &next;
+    o->card = next;
     if (strcmp(ic->payment_method, "stored_value") == 0 && p->price > 0 &&
         !pay_from_stored_value(l, o))
         return;
     credit_card(o, &p->terms);
-    struct card *k = card_find(l->cards, e->tenant_id, next.card_id, true);
-    *k = next;
+    struct card *k = card_find(l->cards, e->tenant_id, next->card_id, true);
+    *k = *next;
     k->dirty = true;
     k->version++;
     o->card = k;
@@ -1103,9 +1107,9 @@ void cards_apply(struct ledger_ctx *l, struct pipeline_batch *b, const Envelope 
     const char *key = tenant ? cmd->tenant_id : cmd->member_id;
     if (!o.reject_code) {
         emit_facts(b, &o, key);
-        atomic_fetch_add(&l->posted, 1);
+        l->batch_posted++;
     } else {
-        atomic_fetch_add(&l->rejected, 1);
+        l->batch_rejected++;
     }
     pipeline_emit(b, TOPIC_LEDGER_EVENTS, key, verdict, vlen);
 }

@@ -7,10 +7,14 @@
  * and a lot sent twice (the next round came before the first was applied)
  * yields a duplicate verdict and changes nothing.
  *
+ * While the ledger lags, a lot sent is still due in the next rounds: the
+ * scheduler remembers what was delivered and sends it again only after a
+ * back-off (rules_resend.h), not every round.
+ *
  * Only one ledger instance schedules at a time: the one whose connection
- * holds a session advisory lock. The scheduler keeps no state; a crash or
- * stop in the middle of a round only means the next round (here or in
- * another instance) sends those lots again. */
+ * holds a session advisory lock. Its memory of what it sent lives in the
+ * thread; a crash, or another instance taking over, only means those lots
+ * are sent once more (duplicate verdicts). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +24,7 @@
 #include "bus/topics.h"
 #include "ledger.h"
 #include "log/log.h"
+#include "rules_resend.h"
 
 #define SCHEDULER_LOTS_PER_ROUND 1000 /* the LIMIT of the due-lot queries */
 #define STRINGIFY_(x)            #x
@@ -36,7 +41,15 @@ struct expiry {
     struct bus_producer *producer;
     PGconn *pg;
     bool leader;
+    struct resend_memory vest_sent, expiry_sent; /* what each kind delivered */
 };
+
+static int64_t mono_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static void expiry_sleep(long long ms)
 {
@@ -54,6 +67,7 @@ static bool expiry_lead(struct expiry *x)
     }
     if (!x->pg) {
         x->leader = false;
+        x->vest_sent.count = x->expiry_sent.count = 0; /* another may have led meanwhile */
         x->pg = db_connect(x->common->pg_dsn, "ledger", "tessera-ledger-expiry",
                            (int)x->common->pg_statement_timeout_ms, err, sizeof(err));
         if (!x->pg)
@@ -145,9 +159,10 @@ typedef rd_kafka_resp_err_t (*due_send_fn)(struct expiry *x, const PGresult *res
                                            rd_kafka_resp_err_t *result);
 
 /* One round: the due lots sql finds (at most SCHEDULER_LOTS_PER_ROUND,
- * soonest due first), one command each, sent and flushed. Returns how
- * many were delivered, or -1. */
-static int scheduler_round(struct expiry *x, const char *what, const char *sql, due_send_fn send)
+ * soonest due first), one command each for those not delivered recently
+ * (sent), produced and flushed. Returns how many were delivered, or -1. */
+static int scheduler_round(struct expiry *x, const char *what, const char *sql, due_send_fn send,
+                           struct resend_memory *sent)
 {
     char err[256];
     PGresult *res = db_query(x->pg, sql, 0, NULL, err, sizeof(err), NULL);
@@ -156,15 +171,36 @@ static int scheduler_round(struct expiry *x, const char *what, const char *sql, 
                    NULL);
         return -1;
     }
-    int n = PQntuples(res), delivered = 0;
+    int n = PQntuples(res), delivered = 0, attempted = 0;
     rd_kafka_resp_err_t *results = calloc((size_t)n + 1, sizeof(*results));
-    for (int i = 0; i < n; i++)
+    if (!results) {
+        log_fields(LOG_WARN, "points scheduler: out of memory; next round retries", "what", what,
+                   NULL);
+        PQclear(res);
+        return -1;
+    }
+    int64_t now_ms = mono_now_ms();
+    resend_round_begin(sent);
+    for (int i = 0; i < n; i++) {
+        results[i] = RD_KAFKA_RESP_ERR__NOENT; /* not sent this round */
+        if (!resend_due(sent, PQgetvalue(res, i, 2), now_ms))
+            continue;
+        attempted++;
         if (send(x, res, i, &results[i]) != RD_KAFKA_RESP_ERR_NO_ERROR)
             results[i] = RD_KAFKA_RESP_ERR__FAIL;
-    bus_producer_flush(x->producer, EXPIRY_FLUSH_TIMEOUT_MS);
+    }
+    /* Every report must have landed before results is freed (a report
+     * writes into it); librdkafka gives one within message.timeout.ms. */
+    while (attempted > 0 && bus_producer_flush(x->producer, EXPIRY_FLUSH_TIMEOUT_MS) < 0)
+        log_fields(LOG_WARN, "points scheduler: Kafka is slow to acknowledge; still waiting",
+                   "what", what, NULL);
     for (int i = 0; i < n; i++)
-        delivered += results[i] == RD_KAFKA_RESP_ERR_NO_ERROR;
-    if (delivered < n)
+        if (results[i] == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            delivered++;
+            (void)resend_delivered(sent, PQgetvalue(res, i, 2), now_ms);
+        }
+    resend_round_end(sent);
+    if (delivered < attempted)
         log_fields(LOG_WARN,
                    "points scheduler: some commands were not delivered; next round "
                    "retries",
@@ -205,8 +241,8 @@ static void *expiry_main(void *arg)
             continue;
         /* Vesting first: a lot that vests and expires in the same round
          * is then found by the next expiry round, already vested. */
-        scheduler_round(x, "vesting", VEST_DUE_SQL, vest_send);
-        scheduler_round(x, "expiry", EXPIRY_DUE_SQL, expiry_send);
+        scheduler_round(x, "vesting", VEST_DUE_SQL, vest_send, &x->vest_sent);
+        scheduler_round(x, "expiry", EXPIRY_DUE_SQL, expiry_send, &x->expiry_sent);
     }
     return NULL;
 }

@@ -28,7 +28,8 @@ struct ledger_member {
     int64_t points;
     int64_t points_pending; /* earned, still in the lock period */
     int64_t version;
-    bool dirty; /* changed in this batch: write to PostgreSQL and Redis */
+    int64_t loaded_version; /* as the batch loaded it; -1: no row yet (store.c) */
+    bool dirty;             /* changed in this batch: write to PostgreSQL and Redis */
     /* the first-day limit (firstday.c): set for members that spend stored
      * value in the batch, in tenants with a limit */
     bool fd_noted, fd_tracked;
@@ -113,6 +114,7 @@ struct ledger_rows {
     size_t journal_lines;
     struct ledger_prepaid_delta *prepaid;
     size_t prepaid_count, prepaid_cap;
+    bool out_of_memory; /* a row could not be kept: the batch fails (and is retried) */
 };
 
 struct ledger_ctx {
@@ -129,8 +131,10 @@ struct ledger_ctx {
     int cache_backoff_ms;
     atomic_llong repair_since_us; /* the repair thread's: oldest write skipped; 0 none */
     atomic_bool repair_running;
-    /* counters for /metrics */
+    /* counters for /metrics, moved only after a commit: a retried batch
+     * decides its commands again and must not count them twice */
     atomic_llong posted, rejected, duplicates;
+    long long batch_posted, batch_rejected, batch_duplicates; /* the batch in hand */
     /* the batch in hand (reset by ledger_begin_batch) */
     struct ledger_member *members;
     size_t member_count, member_cap;

@@ -36,13 +36,18 @@ static void add_prepaid_delta(struct ledger_rows *r, const char *tenant_id, cons
 {
     struct ledger_prepaid_delta *d = NULL;
     for (size_t i = 0; i < r->prepaid_count && !d; i++) /* a batch has few tenants */
-        if (strcmp(r->prepaid[i].tenant_id, tenant_id) == 0)
+        if (r->prepaid[i].tenant_id && strcmp(r->prepaid[i].tenant_id, tenant_id) == 0)
             d = &r->prepaid[i];
     if (!d) {
         if (r->prepaid_count == r->prepaid_cap) {
-            r->prepaid_cap = r->prepaid_cap ? 2 * r->prepaid_cap : 8;
-            r->prepaid = realloc(r->prepaid, r->prepaid_cap * sizeof(*r->prepaid));
-            assert(r->prepaid);
+            size_t cap = r->prepaid_cap ? 2 * r->prepaid_cap : 8;
+            void *grown = realloc(r->prepaid, cap * sizeof(*r->prepaid));
+            if (!grown) {
+                r->out_of_memory = true;
+                return;
+            }
+            r->prepaid = grown;
+            r->prepaid_cap = cap;
         }
         d = &r->prepaid[r->prepaid_count++];
         *d = (struct ledger_prepaid_delta){.tenant_id = strdup(tenant_id)};
@@ -50,6 +55,7 @@ static void add_prepaid_delta(struct ledger_rows *r, const char *tenant_id, cons
     d->delta += amount;
     free(d->last_command_id);
     d->last_command_id = strdup(cmd_id);
+    r->out_of_memory |= !d->tenant_id || !d->last_command_id;
 }
 
 void store_add_verdict(struct ledger_rows *r, const Envelope *c, const char *cmd_id,
@@ -124,7 +130,7 @@ static int load_balances(PGconn *pg, struct ledger_ctx *l, char *err, size_t err
         m->points = int_at(res, i, 2);
         m->sv.principal = int_at(res, i, 3);
         m->sv.bonus = int_at(res, i, 4);
-        m->version = int_at(res, i, 5);
+        m->version = m->loaded_version = int_at(res, i, 5);
         m->points_pending = int_at(res, i, 6);
     }
     PQclear(res);
@@ -149,11 +155,11 @@ PGresult *store_query_batch_tenants(PGconn *pg, const struct ledger_ctx *l, cons
 
 static int load_ladders(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
 {
-    PGresult *res = store_query_batch_tenants(
-        pg, l,
-        "SELECT tenant_id, threshold, bonus FROM topup_bonus_steps "
-        "WHERE tenant_id = ANY($1::text[]) ORDER BY tenant_id, threshold",
-        err, err_len);
+    PGresult *res =
+        store_query_batch_tenants(pg, l,
+                                  "SELECT tenant_id, threshold, bonus FROM topup_bonus_steps "
+                                  "WHERE tenant_id = ANY($1::text[]) ORDER BY tenant_id, threshold",
+                                  err, err_len);
     if (!res)
         return -1;
     for (int i = 0; i < PQntuples(res); i++) {
@@ -183,9 +189,15 @@ static int load_verdicts(PGconn *pg, struct ledger_ctx *l, const char *tenants_l
         unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(res, i, 2), &len);
         if (!raw)
             continue;
-        uint8_t *copy = malloc(len);
-        memcpy(copy, raw, len);
+        uint8_t *copy = malloc(len ? len : 1);
+        if (copy)
+            memcpy(copy, raw, len);
         PQfreemem(raw);
+        if (!copy) {
+            snprintf(err, err_len, "load verdicts: out of memory");
+            PQclear(res);
+            return -1;
+        }
         ledger_verdict_add(l, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), copy, len);
     }
     PQclear(res);
@@ -195,8 +207,8 @@ static int load_verdicts(PGconn *pg, struct ledger_ctx *l, const char *tenants_l
 int store_load(PGconn *pg, struct ledger_ctx *l, struct db_array *cmd_tenants,
                struct db_array *cmd_ids, char *err, size_t err_len)
 {
-    if (load_verdicts(pg, l, db_array_finish(cmd_tenants), db_array_finish(cmd_ids), err,
-                      err_len) < 0 ||
+    if (load_verdicts(pg, l, db_array_finish(cmd_tenants), db_array_finish(cmd_ids), err, err_len) <
+            0 ||
         load_balances(pg, l, err, err_len) < 0 || load_ladders(pg, l, err, err_len) < 0 ||
         points_load(pg, l, err, err_len) < 0 || refunds_load(pg, l, err, err_len) < 0)
         return -1;
@@ -219,47 +231,86 @@ static int write_journal(PGconn *pg, struct ledger_rows *r, char *err, size_t er
                         &r->journal, err, err_len);
 }
 
+/* The balances of the batch's changed members, written only where the
+ * row is still as the batch loaded it (same version, or still absent).
+ * Loads take no lock, so two workers can load one member's balance at
+ * once (after partitions grow, a member's old and new partitions can
+ * belong to different workers for a while): the second write then finds
+ * another version, or a row where it found none, and the whole batch
+ * fails and is retried from a fresh load instead of overwriting the
+ * first. Under READ COMMITTED, a write that waits for the other
+ * transaction's row lock re-checks the version against the committed
+ * row. */
+static const char WRITE_BALANCES_SQL[] =
+    "WITH u AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], "
+    "$5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[]) "
+    "AS u(t, m, points, principal, bonus, version, pending, loaded)), "
+    "upd AS (UPDATE balances b SET points = u.points, sv_principal = u.principal, "
+    "sv_bonus = u.bonus, version = u.version, points_pending = u.pending, updated_at = now() "
+    "FROM u WHERE u.loaded >= 0 AND b.tenant_id = u.t AND b.member_id = u.m "
+    "AND b.version = u.loaded RETURNING 1), "
+    "ins AS (INSERT INTO balances (tenant_id, member_id, points, sv_principal, sv_bonus, "
+    "version, points_pending) SELECT t, m, points, principal, bonus, version, pending FROM u "
+    "WHERE u.loaded < 0 ON CONFLICT (tenant_id, member_id) DO NOTHING RETURNING 1) "
+    "SELECT (SELECT count(*) FROM upd) + (SELECT count(*) FROM ins)";
+
+enum {
+    BAL_TENANT,
+    BAL_MEMBER,
+    BAL_POINTS,
+    BAL_PRINCIPAL,
+    BAL_BONUS,
+    BAL_VERSION,
+    BAL_PENDING,
+    BAL_LOADED,
+    BAL_COLUMNS
+};
+
 static int write_balances(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
 {
-    struct db_array t, m, pts, pr, bo, ver, pend;
-    db_array_init(&t), db_array_init(&m), db_array_init(&pts);
-    db_array_init(&pr), db_array_init(&bo), db_array_init(&ver), db_array_init(&pend);
+    struct db_array a[BAL_COLUMNS];
+    for (int i = 0; i < BAL_COLUMNS; i++)
+        db_array_init(&a[i]);
     for (size_t i = 0; i < l->member_count; i++) {
         const struct ledger_member *mb = &l->members[i];
         if (!mb->dirty)
             continue;
-        db_array_add(&t, mb->tenant_id);
-        db_array_add(&m, mb->member_id);
-        db_array_add_int(&pts, mb->points);
-        db_array_add_int(&pr, mb->sv.principal);
-        db_array_add_int(&bo, mb->sv.bonus);
-        db_array_add_int(&ver, mb->version);
-        db_array_add_int(&pend, mb->points_pending);
+        db_array_add(&a[BAL_TENANT], mb->tenant_id);
+        db_array_add(&a[BAL_MEMBER], mb->member_id);
+        db_array_add_int(&a[BAL_POINTS], mb->points);
+        db_array_add_int(&a[BAL_PRINCIPAL], mb->sv.principal);
+        db_array_add_int(&a[BAL_BONUS], mb->sv.bonus);
+        db_array_add_int(&a[BAL_VERSION], mb->version);
+        db_array_add_int(&a[BAL_PENDING], mb->points_pending);
+        db_array_add_int(&a[BAL_LOADED], mb->loaded_version);
     }
+    size_t dirty = a[BAL_TENANT].count;
     int rc = 0;
-    if (t.count > 0) {
-        const char *p[7] = {db_array_finish(&t),   db_array_finish(&m),  db_array_finish(&pts),
-                            db_array_finish(&pr),  db_array_finish(&bo), db_array_finish(&ver),
-                            db_array_finish(&pend)};
-        PGresult *res = db_query(
-            pg,
-            "INSERT INTO balances (tenant_id, member_id, points, sv_principal, sv_bonus, "
-            "version, points_pending) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], "
-            "$4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[]) ON CONFLICT (tenant_id, "
-            "member_id) DO UPDATE SET points = EXCLUDED.points, sv_principal = "
-            "EXCLUDED.sv_principal, sv_bonus = EXCLUDED.sv_bonus, version = EXCLUDED.version, "
-            "points_pending = EXCLUDED.points_pending, updated_at = now()",
-            7, p, err, err_len, NULL);
+    if (dirty > 0) {
+        const char *p[BAL_COLUMNS];
+        for (int i = 0; i < BAL_COLUMNS; i++)
+            p[i] = db_array_finish(&a[i]);
+        PGresult *res = db_query(pg, WRITE_BALANCES_SQL, BAL_COLUMNS, p, err, err_len, NULL);
         rc = res ? 0 : -1;
+        if (res && strtoull(PQgetvalue(res, 0, 0), NULL, 10) != dirty) {
+            snprintf(err, err_len,
+                     "balances changed by another writer since this batch loaded them; "
+                     "retrying from a fresh load");
+            rc = -1;
+        }
         PQclear(res);
     }
-    db_array_free(&t), db_array_free(&m), db_array_free(&pts);
-    db_array_free(&pr), db_array_free(&bo), db_array_free(&ver), db_array_free(&pend);
+    for (int i = 0; i < BAL_COLUMNS; i++)
+        db_array_free(&a[i]);
     return rc;
 }
 
 int store_write(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
 {
+    if (l->rows.out_of_memory) {
+        snprintf(err, err_len, "store write: out of memory building the batch's rows");
+        return -1;
+    }
     if (write_commands(pg, &l->rows, err, err_len) < 0 ||
         write_journal(pg, &l->rows, err, err_len) < 0 || write_balances(pg, l, err, err_len) < 0 ||
         points_write(pg, l, err, err_len) < 0 || refunds_write(pg, l, err, err_len) < 0)

@@ -35,6 +35,7 @@ void tiering_begin_batch(void *ctx)
     for (size_t i = 0; i < t->ladder_count; i++)
         free(t->ladders[i].tenant_id);
     t->member_count = t->ladder_count = t->purchase_count = 0;
+    t->batch_counted = t->batch_duplicates = t->batch_changes = 0;
     tiering_change_rows_free(&t->changes);
     tiering_change_rows_init(&t->changes);
 }
@@ -169,7 +170,7 @@ static void decide_purchase(struct tiering_ctx *t, struct pipeline_batch *b, con
     if (p->occurred_at_us > m->last_purchase_at_us)
         m->last_purchase_at_us = p->occurred_at_us;
     m->spent = true;
-    atomic_fetch_add(&t->purchases_counted, 1);
+    t->batch_counted++;
     enum tier_reason why;
     const struct tier_level *q = tier_qualify(ld->levels, ld->count, &m->spend, &why);
     if (!tier_is_upgrade(m->has_tier, m->tier.rank, q))
@@ -185,7 +186,7 @@ static void decide_purchase(struct tiering_ctx *t, struct pipeline_batch *b, con
     char event_id[UUID_STR_SIZE];
     emit_changed(b, p, m, had, &previous, event_id);
     add_change_row(t, p, m, had, &previous, event_id);
-    atomic_fetch_add(&t->tier_changes, 1);
+    t->batch_changes++;
     log_fields(LOG_INFO, "tier changed", "tenant", p->tenant_id, "member", p->member_id, "tier",
                m->tier.name, "reason", m->reason, "correlation_id", p->correlation_id, NULL);
 }
@@ -221,7 +222,7 @@ int tiering_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *e
             if (t->purchases[i].counted)
                 decide_purchase(t, b, t->purchases[i].env);
             else
-                atomic_fetch_add(&t->duplicates_ignored, 1);
+                t->batch_duplicates++;
         }
         if (rc == 0)
             rc = tiering_store_write(pg, t, err, err_len);

@@ -62,6 +62,9 @@ static void member_item(const struct tiering_member *m, struct cache_tier *c)
 void tiering_after_commit(void *ctx, struct pipeline_batch *b)
 {
     struct tiering_ctx *t = ctx;
+    atomic_fetch_add(&t->purchases_counted, t->batch_counted);
+    atomic_fetch_add(&t->duplicates_ignored, t->batch_duplicates);
+    atomic_fetch_add(&t->tier_changes, t->batch_changes);
     size_t n = 0;
     for (size_t i = 0; i < t->member_count; i++)
         n += t->members[i].spent;

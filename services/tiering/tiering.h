@@ -68,7 +68,10 @@ struct tiering_ctx {
     int redis_port;
     redisContext *rc;
     atomic_bool redis_ok;
+    /* counters for /metrics, moved only after a commit (a retried batch
+     * decides again): the batch's own counts are added by after_commit */
     atomic_llong purchases_counted, duplicates_ignored, tier_changes;
+    long long batch_counted, batch_duplicates, batch_changes;
     /* the batch in hand (reset by tiering_begin_batch) */
     struct tiering_member *members;
     size_t member_count, member_cap;

@@ -5,7 +5,9 @@
  * SIGKILL three times at random moments and restarted, the second stopped
  * (SIGTERM) in the middle of the load:
  * afterwards every command has exactly one verdict, every member holds
- * exactly what its commands imply, and the audit passes. Purchases stay
+ * exactly what its commands imply (its own cards included: card sales on
+ * two workers of one process once shared one static card), and the audit
+ * passes. Purchases stay
  * under the demo ladder's first tier (500 yuan), so no tier discount
  * changes prices in the middle. */
 #include <setjmp.h>
@@ -25,9 +27,10 @@
 enum {
     CLIENTS = 8,
     MEMBERS_PER_CLIENT = 4,
-    ROUNDS = 15, /* per member: a purchase and a points grant each */
+    ROUNDS = 15,     /* per member: a purchase and a points grant each */
+    CARD_ROUNDS = 2, /* rounds 0 and ROUNDS / 2 also sell the member a card (cash) */
     KILLS = 3,
-    SINGLE_COMMANDS = CLIENTS * MEMBERS_PER_CLIENT * (1 + 2 * ROUNDS),
+    SINGLE_COMMANDS = CLIENTS * MEMBERS_PER_CLIENT * (1 + 2 * ROUNDS + CARD_ROUNDS),
     BATCH_MEMBERS = 91,
     BATCH_PURCHASES = 99, /* per batch member, after its top-up */
     BATCH_MEMBERS_PER_REQUEST = 5,
@@ -46,6 +49,7 @@ struct client {
 };
 
 static atomic_int sent;
+static char card_product[64];
 
 /* POST with an Idempotency-Key and a short wait, so a dead ledger costs a
  * client one second (202) rather than two. */
@@ -75,8 +79,14 @@ static void *client_main(void *arg)
     for (int m = 0; m < MEMBERS_PER_CLIENT; m++)
         send_one(c, c->members[m], "/topups",
                  "{\"amount\":100000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}", 0);
+    char sale[160];
+    snprintf(sale, sizeof(sale),
+             "{\"product_id\":\"%s\",\"branch_id\":\"hq\",\"payment\":{\"method\":\"cash\"}}",
+             card_product);
     for (int round = 0; round < ROUNDS; round++)
         for (int m = 0; m < MEMBERS_PER_CLIENT; m++) {
+            if (round == 0 || round == ROUNDS / 2)
+                send_one(c, c->members[m], "/cards", sale, 100 + round);
             send_one(c, c->members[m], "/purchases",
                      "{\"amount\":1100,\"branch_id\":\"branch-1\",\"payment\":{\"method\":"
                      "\"stored_value\"}}",
@@ -174,7 +184,18 @@ static void expect_member(PGconn *pg, const char *member_id)
     const char *p[1] = {member_id};
     assert_int_equal(
         test_pg_int(pg, "SELECT count(*) FROM ledger.commands WHERE member_id = $1", 1, p),
-        1 + 2 * ROUNDS + ROUNDS);
+        1 + 2 * ROUNDS + ROUNDS + CARD_ROUNDS);
+    /* Each sale's card (its id is the command id) is the member's own. */
+    assert_int_equal(test_pg_int(pg,
+                                 "SELECT count(*) FROM ledger.commands c JOIN ledger.cards k "
+                                 "ON k.tenant_id = c.tenant_id AND k.card_id = c.command_id "
+                                 "WHERE c.member_id = $1 AND k.member_id = $1 "
+                                 "AND k.product_id = $2 AND k.uses_left = 10",
+                                 2, (const char *const[]){member_id, card_product}),
+                     CARD_ROUNDS);
+    assert_int_equal(
+        test_pg_int(pg, "SELECT count(*) FROM ledger.cards WHERE member_id = $1", 1, p),
+        CARD_ROUNDS);
     assert_int_equal(
         test_pg_int(pg, "SELECT sv_principal FROM ledger.balances WHERE member_id = $1", 1, p),
         100000 - 1000 * ROUNDS);
@@ -199,6 +220,15 @@ static void test_sigkill_under_load_then_audit(void **state)
     for (int m = 0; m < BATCH_MEMBERS; m++)
         test_register_member(batch_members[m]);
     srand((unsigned)time(NULL));
+    snprintf(card_product, sizeof(card_product), "crash-10-classes-%ld", (long)time(NULL));
+    char product[256];
+    snprintf(product, sizeof(product),
+             "{\"product_id\":\"%s\",\"kind\":\"count\",\"name\":\"10 classes\","
+             "\"price\":5000,\"uses\":10,\"validity_days\":90}",
+             card_product);
+    struct api_response r = api_post("/v1/products", product, NULL);
+    assert_int_equal(r.status, 201);
+    api_response_free(&r);
     /* The second instance runs two pipelines (workers) of its own: three
      * members of the group, one process SIGKILLed, the other stopped. */
     setenv("TESSERA_LEDGER_WORKERS", "2", 1);

@@ -1,0 +1,162 @@
+/* The outbox's lease (issue 10, item 5): several relays (workers of one
+ * ledger, other instances, ingest's sweep) over one outbox send each
+ * stranded row once, never a row another relay holds, never a row still
+ * in flight. Deterministic: two connections claim in turn, one holding
+ * its claim's transaction open so the other meets locked rows (FOR UPDATE
+ * SKIP LOCKED: skipped, not waited for; a statement timeout turns a wait
+ * into a failure). Runs in a scratch schema made by db_migrate. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../support/api_client.h"
+#include "db/db.h"
+#include "db/migrate.h"
+#include "outbox/outbox.h"
+
+#define ROWS 5
+
+static char schema[64];
+
+static PGconn *relay_pg(void)
+{
+    char err[256];
+    PGconn *pg =
+        db_connect(getenv("TESSERA_PG_DSN"), schema, "test-outbox", 2000, err, sizeof(err));
+    if (!pg)
+        fprintf(stderr, "connect: %s\n", err);
+    assert_non_null(pg);
+    return pg;
+}
+
+static void exec_ok(PGconn *pg, const char *sql)
+{
+    char err[256];
+    if (db_exec(pg, sql, err, sizeof(err)) != 0)
+        fail_msg("%s: %s", sql, err);
+}
+
+static int setup(void **state)
+{
+    snprintf(schema, sizeof(schema), "outbox_test_%d", (int)getpid());
+    PGconn *pg = test_pg();
+    char err[256];
+    if (db_migrate(pg, schema, NULL, 0, err, sizeof(err)) != 0) {
+        fprintf(stderr, "migrate: %s\n", err);
+        return -1;
+    }
+    PQfinish(pg);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    PGconn *pg = test_pg();
+    char sql[128];
+    snprintf(sql, sizeof(sql), "DROP SCHEMA %s CASCADE", schema);
+    PQclear(PQexec(pg, "SET client_min_messages = warning"));
+    PQclear(PQexec(pg, sql));
+    PQfinish(pg);
+    return 0;
+}
+
+/* ROWS rows appended and committed as a batch would; ids out. */
+static void append_rows(PGconn *pg, int64_t ids[ROWS])
+{
+    static const uint8_t payload[] = {1, 2, 3};
+    struct outbox_row rows[ROWS];
+    for (int i = 0; i < ROWS; i++)
+        rows[i] = (struct outbox_row){
+            .topic = "ledger-events", .key = "m-1", .payload = payload, .len = sizeof(payload)};
+    char err[256];
+    exec_ok(pg, "BEGIN");
+    assert_int_equal(outbox_append(pg, rows, ROWS, ids, err, sizeof(err)), 0);
+    exec_ok(pg, "COMMIT");
+}
+
+static size_t claim(PGconn *pg, const char *owner, const int64_t *skip, size_t skip_count)
+{
+    struct outbox_stranded st;
+    char err[256];
+    if (outbox_claim(pg, owner, skip, skip_count, 100, &st, err, sizeof(err)) != 0)
+        fail_msg("claim by %s: %s", owner, err);
+    size_t n = st.count;
+    for (size_t i = 0; i < n; i++)
+        assert_memory_equal(st.rows[i].payload, "\1\2\3", 3);
+    outbox_stranded_free(&st);
+    return n;
+}
+
+/* The inserter's relay is sending them (or crashed): their lease ends. */
+static void expire_all(PGconn *pg)
+{
+    exec_ok(pg, "UPDATE outbox SET lease_until = now() - interval '1 second'");
+}
+
+/* Two relays sweep the same stranded rows: each row is sent once. */
+static void test_two_relays_claim_each_stranded_row_once(void **state)
+{
+    PGconn *a = relay_pg(), *b = relay_pg();
+    int64_t ids[ROWS];
+    exec_ok(a, "DELETE FROM outbox");
+    append_rows(a, ids);
+    /* Fresh rows belong to the relay that inserted them. */
+    assert_int_equal(claim(b, "relay-b", NULL, 0), 0);
+    expire_all(a);
+    /* A claims inside an open transaction: its rows are locked. */
+    exec_ok(a, "BEGIN");
+    assert_int_equal(claim(a, "relay-a", NULL, 0), ROWS);
+    /* B skips the locked rows at once (a wait would hit the timeout). */
+    assert_int_equal(claim(b, "relay-b", NULL, 0), 0);
+    exec_ok(a, "COMMIT");
+    /* Once A's lease is stored, B finds nothing to send either. */
+    assert_int_equal(claim(b, "relay-b", NULL, 0), 0);
+    assert_int_equal(claim(a, "relay-a", NULL, 0), 0);
+    PQfinish(a);
+    PQfinish(b);
+}
+
+/* A relay never claims the rows it holds in flight itself, and its
+ * renewal keeps other relays off them after the lease would have ended. */
+static void test_in_flight_rows_are_skipped_and_renewed(void **state)
+{
+    PGconn *a = relay_pg(), *b = relay_pg();
+    int64_t ids[ROWS];
+    char err[256];
+    exec_ok(a, "DELETE FROM outbox");
+    append_rows(a, ids);
+    expire_all(a);
+    /* Two rows still in flight at A (librdkafka holds them): not claimed. */
+    assert_int_equal(claim(a, "relay-a", ids, 2), ROWS - 2);
+    expire_all(a);
+    assert_int_equal(outbox_renew(a, "relay-a", ids, 2, err, sizeof(err)), 0);
+    assert_int_equal(claim(b, "relay-b", NULL, 0), ROWS - 2); /* only the other three */
+    /* A renewal never takes back a row another relay claimed meanwhile. */
+    expire_all(a);
+    assert_int_equal(outbox_renew(a, "relay-a", ids + 2, ROWS - 2, err, sizeof(err)), 0);
+    char sql[160];
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM %s.outbox WHERE lease_owner = 'relay-b' "
+             "AND lease_until <= now()",
+             schema);
+    PGconn *observer = test_pg();
+    assert_int_equal(test_pg_int(observer, sql, 0, NULL), ROWS - 2);
+    PQfinish(observer);
+    PQfinish(a);
+    PQfinish(b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_two_relays_claim_each_stranded_row_once),
+        cmocka_unit_test(test_in_flight_rows_are_skipped_and_renewed),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
