@@ -22,7 +22,7 @@
 #include "money/money.h"
 
 #define ID_MAX       EVENT_ID_FIELD_MAX
-#define NAME_MAX_LEN 200
+#define NAME_MAX_LEN TEXT_NAME_BYTES_MAX
 #define ACCOUNT_MAX  400
 #define LINES_MAX    6
 
@@ -121,9 +121,13 @@ static void *grow(void *arr, size_t count, size_t *cap, size_t elem)
     return arr;
 }
 
+/* Ids were checked at the door (ledger_command_text_problem) or come from
+ * rows written that way: one that does not fit is a programmer error, not
+ * something to cut. */
 static void copy_id(char dst[ID_MAX], const char *src)
 {
-    snprintf(dst, ID_MAX, "%s", src ? src : "");
+    int n = snprintf(dst, ID_MAX, "%s", src ? src : "");
+    assert(n >= 0 && n < ID_MAX);
 }
 
 /* ------------------------------------------------------- lookups */
@@ -1021,9 +1025,10 @@ static void record_rows(struct ledger_ctx *l, const struct card_outcome *o, cons
 {
     const Envelope *c = o->cmd;
     char reason[ID_MAX * 3 + 64];
-    snprintf(reason, sizeof(reason), "%s:card:%s:product:%s:%s", command_type(c),
-             o->card ? o->card->card_id : "", o->card ? o->card->product_id : "",
-             o->payment_method ? o->payment_method : "");
+    int n = snprintf(reason, sizeof(reason), "%s:card:%s:product:%s:%s", command_type(c),
+                     o->card ? o->card->card_id : "", o->card ? o->card->product_id : "",
+                     o->payment_method ? o->payment_method : "");
+    assert(n >= 0 && (size_t)n < sizeof(reason)); /* ids and payment method checked */
     store_add_verdict(&l->rows, c, cards_command_id(c), command_type(c), o->reject_code,
                       o->posting_id, verdict, verdict_len, o->lines, o->line_count, reason);
 }

@@ -13,6 +13,7 @@
 #include "db/copy.h"
 #include "db/db.h"
 #include "events/codec.h"
+#include "events/text_limits.h"
 #include "ids/uuid7.h"
 #include "rules.h"
 #include "rules_firstday.h"
@@ -164,7 +165,10 @@ struct ledger_ctx {
 
 #define LEDGER_ACCOUNT_MAX 300
 #define LEDGER_LINES_MAX   8
-#define LEDGER_REASON_MAX  300
+/* A journal reason: "<command kind>:" and the command's text, which
+ * ledger_command_text_problem keeps within its limit: it always fits. */
+#define LEDGER_REASON_PREFIX_MAX 64
+#define LEDGER_REASON_MAX        (LEDGER_REASON_PREFIX_MAX + TEXT_REASON_BYTES_MAX + 1)
 
 /* What one command produced, before it is encoded (apply.c decides
  * top-ups and purchases, points.c and refunds.c their commands). */
@@ -199,6 +203,15 @@ struct outcome {
 
 /* Adds a journal line (none when amount is 0). */
 void outcome_line(struct outcome *o, const char *account, const char *asset, int64_t amount);
+/* Sets the journal reason from fmt. Asserts it fits: the command's text
+ * was checked at the door (ledger_command_text_problem), and a cut could
+ * split a character that PostgreSQL then refuses. */
+void outcome_reason(struct outcome *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* command_text.c: why a command's text cannot be taken whole (longer than
+ * the limits of events/text_limits.h), or NULL. The message goes to the
+ * dead-letter topic: ingest never sends such text. */
+const char *ledger_command_text_problem(const Envelope *env);
 
 /* points.c */
 /* Makes room for one more element of a batch array (doubling; asserts on
