@@ -169,6 +169,13 @@ static void decide_topup(struct ledger_ctx *l, struct outcome *o)
         o->reject_detail = "the top-up amount is not acceptable";
         return;
     }
+    int64_t in = 0; /* both fit an int64 (rules_plan_topup): so does their sum */
+    o->reject_code = money_add(t->amount, bonus, &in) ? prepaid_check(l, env->tenant_id, in)
+                                                      : PREPAID_OVERFLOW_CODE;
+    if (o->reject_code) {
+        o->reject_detail = PREPAID_OVERFLOW_DETAIL;
+        return;
+    }
     char member[ACCOUNT_MAX], sold[ACCOUNT_MAX], issued[ACCOUNT_MAX];
     snprintf(member, sizeof(member), "member:%s", env->member_id);
     snprintf(sold, sizeof(sold), "tenant:%s:branch:%s:sv_sold", env->tenant_id, env->branch_id);

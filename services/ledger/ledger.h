@@ -45,10 +45,13 @@ struct ledger_fd_tenant {
     bool set_in_batch; /* a SetCardLimits of the batch names it */
 };
 
+/* Per tenant of the batch: its top-up ladder, and its outstanding prepaid
+ * value as the batch began (prepaid.c checks what commands add to it). */
 struct ledger_ladder {
     char *tenant_id;
     struct bonus_step steps[RULES_BONUS_STEPS_MAX];
     size_t count;
+    int64_t prepaid_outstanding;
 };
 
 /* A points lot of a batch member (points.c); loaded with remaining > 0. */
@@ -273,6 +276,14 @@ void firstday_limit_set(struct ledger_ctx *l, const char *tenant_id, int64_t lim
  * outstanding prepaid value and their threshold crossings (as events). */
 int prepaid_track(PGconn *pg, struct ledger_ctx *l, struct pipeline_batch *b, char *err,
                   size_t err_len);
+/* May a command add `in` (> 0) to its tenant's outstanding prepaid value?
+ * What the tenant had when the batch began, plus what the batch moved so
+ * far, plus in, must fit tenant_prepaid.outstanding (a bigint): NULL, or
+ * the rejection code PREPAID_OVERFLOW_CODE. Changes nothing. */
+#define PREPAID_OVERFLOW_CODE "prepaid_overflow"
+#define PREPAID_OVERFLOW_DETAIL                                                                    \
+    "the tenant's outstanding prepaid value would pass the most the ledger can hold"
+const char *prepaid_check(const struct ledger_ctx *l, const char *tenant_id, int64_t in);
 
 /* cache_resync.c: rewrites the cached balances and cards changed in the
  * last window_s seconds from PostgreSQL (versioned; 0 disables). Blocking;

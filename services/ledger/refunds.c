@@ -190,6 +190,14 @@ static void decide_purchase_refund(struct ledger_ctx *l, struct outcome *o)
         o->reject_detail = "the stored-value balance would overflow";
         return;
     }
+    int64_t in = 0;
+    o->reject_code = money_add(plan.principal, plan.bonus, &in)
+                         ? prepaid_check(l, cmd->tenant_id, in)
+                         : PREPAID_OVERFLOW_CODE;
+    if (o->reject_code) {
+        o->reject_detail = PREPAID_OVERFLOW_DETAIL;
+        return;
+    }
     char member[LEDGER_ACCOUNT_MAX], redeemed[LEDGER_ACCOUNT_MAX];
     snprintf(member, sizeof(member), "member:%s", cmd->member_id);
     branch_account(redeemed, cmd, "sv_redeemed");
