@@ -44,9 +44,11 @@
 #include "db/migrate.h"
 #include "log/log.h"
 #include "service/pipeline.h"
+#include "topics/topic_admin.h"
 
 #define DEADLINE_MS       60000
 #define STEP_MS           20
+#define CREATE_TIMEOUT_MS 3000 /* a broker without a controller (the mock) never answers */
 #define NAME_LEN          96
 #define KEY               "member-pipeline-faults"
 #define KAFKA_API_PRODUCE 0 /* the Kafka protocol's ApiKey of ProduceRequest */
@@ -212,6 +214,24 @@ static rd_kafka_t *producer_new(const char *bootstrap)
     return rk;
 }
 
+/* The test's topics, made where the broker does not create topics on
+ * first use (Apache Kafka with auto.create.topics.enable=false). A broker
+ * that refuses CreateTopics creates them on first use instead. */
+static void create_topics(struct world *w)
+{
+    static const struct topic_spec spec = {.retention_ms = "3600000",
+                                           .cleanup_policy = "delete",
+                                           .why = "test_pipeline_faults"};
+    rd_kafka_t *rk = producer_new(w->bootstrap);
+    const char *names[] = {w->topic, w->toy.out_topic};
+    for (size_t i = 0; i < 2; i++) {
+        char err[256];
+        if (topic_admin_create(rk, names[i], &spec, 1, 1, CREATE_TIMEOUT_MS, err, sizeof(err)) < 0)
+            fprintf(stderr, "creating %s: %s (left to the broker)\n", names[i], err);
+    }
+    rd_kafka_destroy(rk);
+}
+
 static void produce(rd_kafka_t *rk, const char *topic, const char *payload)
 {
     assert_int_equal(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
@@ -264,6 +284,7 @@ static void test_refused_message_is_dead_lettered_and_the_rest_applied(void **st
 {
     struct world w;
     world_init(&w, "refused", topic_bootstrap());
+    create_topics(&w);
     rd_kafka_t *rk = producer_new(w.bootstrap);
     static const char *const payloads[] = {"ok-0", "ok-1", "overflow-2", "ok-3", "ok-4"};
     for (size_t i = 0; i < 5; i++)
@@ -467,6 +488,7 @@ static void test_unanswered_commit_that_committed_finishes_the_batch(void **stat
         skip(); /* the proxy needs a TCP DSN in key=value form */
     struct world w;
     world_init(&w, "commit", topic_bootstrap());
+    create_topics(&w);
     struct pg_proxy proxy;
     proxy_start(&proxy, atoi(port + 5));
     char via_proxy[512];
