@@ -283,13 +283,15 @@ static int dl_send(struct pipeline *p, struct pipeline_batch *b, size_t from,
     if (bus_dead_letters_wait(p->producer, p->dl_result + from, b->count,
                               BUS_DEAD_LETTER_TIMEOUT_MS) == 0)
         return 0;
+    /* Only this attempt's poison counts: a message that was poison in an
+     * earlier attempt only (it should not happen) keeps its old result. */
     for (size_t i = 0; i < b->count; i++)
-        if (b->poison[i] && p->dl_result[from + i] != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (dl_pending(p, b, from, i)) {
             snprintf(err, err_len, "dead letter not delivered: %s",
                      rd_kafka_err2name(p->dl_result[from + i]));
-            break;
+            return -1;
         }
-    return -1;
+    return 0;
 }
 
 /* After the commit: the batch's dead letters are final, count them. */
