@@ -456,8 +456,9 @@ static enum attempt_result commit_settle(struct pipeline *p, long long xid)
     log_warn("commit unanswered (connection lost); asking the server whether it committed");
     for (int attempt = 0; !atomic_load(&p->stop); attempt++) {
         char why[256] = "";
-        enum db_xact_state st =
-            db_healthy(p->pg) ? db_xact_status(p->pg, xid, why, sizeof(why)) : DB_XACT_UNKNOWN;
+        bool up = db_healthy(p->pg);
+        atomic_store(&p->stats.postgres_ok, up);
+        enum db_xact_state st = up ? db_xact_status(p->pg, xid, why, sizeof(why)) : DB_XACT_UNKNOWN;
         if (st == DB_XACT_COMMITTED || st == DB_XACT_ABORTED) {
             const char *outcome = st == DB_XACT_COMMITTED ? "committed" : "rolled_back";
             log_fields(LOG_WARN, "unanswered commit settled", "outcome", outcome, NULL);
