@@ -74,9 +74,25 @@ rd_kafka_t *bus_producer_handle(struct bus_producer *p);
 /* Sends a message that could not be decoded or applied to the dead-letter
  * topic with the same key and payload, and headers x-original-topic,
  * x-original-partition, x-original-offset, x-dead-letter-reason,
- * x-dead-letter-service. Blocking producers only (no base). */
+ * x-dead-letter-service, plus extra (name, value pairs, NULL-terminated;
+ * may be NULL). Enqueues without waiting: *result is set to __IN_PROGRESS
+ * now and to the delivery result when its report is served (poll, flush,
+ * bus_dead_letters_wait), so a batch enqueues all its dead letters and
+ * waits once. result must stay valid until then. Blocking producers only
+ * (no base). Returns the enqueue error (then *result holds it too). */
+rd_kafka_resp_err_t bus_dead_letter_enqueue(struct bus_producer *p, const rd_kafka_message_t *rkm,
+                                            const char *service, const char *reason,
+                                            const char *const *extra, rd_kafka_resp_err_t *result);
+/* Serves reports until none of results[0..n) is __IN_PROGRESS, or
+ * timeout_ms passed. 0 when every one is delivered; -1 otherwise (one
+ * failed, or is still on its way: its report will still land in it). */
+int bus_dead_letters_wait(struct bus_producer *p, const rd_kafka_resp_err_t *results, size_t n,
+                          int timeout_ms) __attribute__((warn_unused_result));
+/* One dead letter, enqueued and waited for (BUS_DEAD_LETTER_TIMEOUT_MS).
+ * Returns the delivery result or __TIMED_OUT. */
 rd_kafka_resp_err_t bus_dead_letter(struct bus_producer *p, const rd_kafka_message_t *rkm,
                                     const char *service, const char *reason);
+#define BUS_DEAD_LETTER_TIMEOUT_MS 10000
 
 /* ---------------------------------------------------------------- consumer */
 struct bus_consumer;

@@ -16,11 +16,7 @@
 #include <time.h>
 
 #define BUS_PRODUCE_RETRY_POLL_MS 100 /* poll between queue-full retries */
-#define BUS_DEAD_LETTER_TIMEOUT_MS 10000
 #define BUS_LINGER_MS_MAX 10000
-/* Dead letters whose report is awaited: one in the normal case, more only
- * after timeouts (a late report still lands in its own slot). */
-#define BUS_DEAD_LETTER_SLOTS 8
 
 struct bus_producer {
     rd_kafka_t *rk;
@@ -31,18 +27,13 @@ struct bus_producer {
     /* Enqueued and not yet reported. Atomic because a caller may read it
      * from another thread than the one serving delivery reports. */
     atomic_int outstanding;
-    /* Results of dead letters: their reports go here, not to on_delivery
-     * (which does not know about them). __IN_PROGRESS marks a busy slot. */
-    rd_kafka_resp_err_t dead_letter_slots[BUS_DEAD_LETTER_SLOTS];
 };
 
-/* The dead-letter slot msg_opaque points to, or NULL. */
-static rd_kafka_resp_err_t *bus_dead_letter_slot(struct bus_producer *p, void *msg_opaque) {
-    uintptr_t at = (uintptr_t)msg_opaque;
-    uintptr_t first = (uintptr_t)&p->dead_letter_slots[0];
-    if (at < first || at >= first + sizeof(p->dead_letter_slots))
-        return NULL;
-    return msg_opaque;
+/* Only bus_dead_letter_enqueue produces to the dead-letter topic, and its
+ * msg_opaque is the caller's result cell: such reports go there, not to
+ * on_delivery (which does not know about them). */
+static bool bus_is_dead_letter(const rd_kafka_message_t *rkm) {
+    return strcmp(rd_kafka_topic_name(rkm->rkt), TOPIC_DEAD_LETTER) == 0;
 }
 
 /* Counts a delivery report by topic and result: "produced" means the
@@ -67,9 +58,9 @@ static void bus_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void 
     if (rkm->err != RD_KAFKA_RESP_ERR_NO_ERROR)
         log_fields(LOG_WARN, "kafka delivery failed", "topic", rd_kafka_topic_name(rkm->rkt),
                    "error", rd_kafka_err2name(rkm->err), NULL);
-    rd_kafka_resp_err_t *slot = bus_dead_letter_slot(p, msg_opaque);
-    if (slot != NULL) {
-        *slot = rkm->err;
+    if (bus_is_dead_letter(rkm)) {
+        if (msg_opaque != NULL)
+            *(rd_kafka_resp_err_t *)msg_opaque = rkm->err;
         return;
     }
     if (p->on_delivery != NULL)
@@ -122,8 +113,6 @@ struct bus_producer *bus_producer_new(const struct bus_config *cfg, struct event
     p->on_delivery = on_delivery;
     p->ctx = ctx;
     atomic_init(&p->outstanding, 0);
-    for (int i = 0; i < BUS_DEAD_LETTER_SLOTS; i++)
-        p->dead_letter_slots[i] = RD_KAFKA_RESP_ERR_NO_ERROR;
 
     rd_kafka_conf_t *conf = bus_conf_new(cfg, err, err_len);
     if (conf == NULL)
@@ -243,9 +232,11 @@ rd_kafka_t *bus_producer_handle(struct bus_producer *p) {
 /* ------------------------------------------------------------ dead letter */
 
 /* The original headers (CloudEvents routing data) plus why and where the
- * message was dead-lettered. Caller owns the result. */
+ * message was dead-lettered, and the caller's extra pairs. Caller owns the
+ * result. */
 static rd_kafka_headers_t *bus_dead_letter_headers(const rd_kafka_message_t *rkm,
-                                                   const char *service, const char *reason) {
+                                                   const char *service, const char *reason,
+                                                   const char *const *extra) {
     rd_kafka_headers_t *orig = NULL;
     rd_kafka_headers_t *hdrs;
     char partition[16], offset[24];
@@ -261,45 +252,61 @@ static rd_kafka_headers_t *bus_dead_letter_headers(const rd_kafka_message_t *rkm
     rd_kafka_header_add(hdrs, "x-original-offset", -1, offset, -1);
     rd_kafka_header_add(hdrs, "x-dead-letter-reason", -1, reason, -1);
     rd_kafka_header_add(hdrs, "x-dead-letter-service", -1, service, -1);
+    for (size_t i = 0; extra != NULL && extra[i] != NULL; i += 2) {
+        BUS_ASSERT(extra[i + 1] != NULL);
+        rd_kafka_header_add(hdrs, extra[i], -1, extra[i + 1], -1);
+    }
     return hdrs;
 }
 
-static rd_kafka_resp_err_t *bus_dead_letter_slot_take(struct bus_producer *p) {
-    for (int i = 0; i < BUS_DEAD_LETTER_SLOTS; i++) {
-        if (p->dead_letter_slots[i] != RD_KAFKA_RESP_ERR__IN_PROGRESS) {
-            p->dead_letter_slots[i] = RD_KAFKA_RESP_ERR__IN_PROGRESS;
-            return &p->dead_letter_slots[i];
-        }
-    }
-    return NULL;
-}
-
-/* Waits for the delivery report of the dead letter (up to
- * BUS_DEAD_LETTER_TIMEOUT_MS) so the caller commits past the original only
- * once the copy is stored. Returns the delivery result, __TIMED_OUT, or
- * __QUEUE_FULL while too many earlier dead letters are still unreported. */
-rd_kafka_resp_err_t bus_dead_letter(struct bus_producer *p, const rd_kafka_message_t *rkm,
-                                    const char *service, const char *reason) {
-    BUS_ASSERT(p != NULL && rkm != NULL && rkm->rkt != NULL);
+rd_kafka_resp_err_t bus_dead_letter_enqueue(struct bus_producer *p, const rd_kafka_message_t *rkm,
+                                            const char *service, const char *reason,
+                                            const char *const *extra, rd_kafka_resp_err_t *result) {
+    BUS_ASSERT(p != NULL && rkm != NULL && rkm->rkt != NULL && result != NULL);
     BUS_ASSERT(service != NULL && reason != NULL);
     BUS_ASSERT(p->base == NULL); /* blocking producers only */
+    *result = RD_KAFKA_RESP_ERR__IN_PROGRESS;
+    rd_kafka_headers_t *hdrs = bus_dead_letter_headers(rkm, service, reason, extra);
+    rd_kafka_resp_err_t err = bus_produce_raw(p, TOPIC_DEAD_LETTER, rkm->key, rkm->key_len,
+                                              rkm->payload, rkm->len, hdrs, result);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+        *result = err; /* never enqueued: no report will come */
+    return err;
+}
 
-    rd_kafka_resp_err_t *slot = bus_dead_letter_slot_take(p);
-    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__QUEUE_FULL;
-    if (slot != NULL) {
-        rd_kafka_headers_t *hdrs = bus_dead_letter_headers(rkm, service, reason);
-        err = bus_produce_raw(p, TOPIC_DEAD_LETTER, rkm->key, rkm->key_len, rkm->payload,
-                              rkm->len, hdrs, slot);
-        if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-            *slot = err; /* never enqueued: the slot is free again */
+int bus_dead_letters_wait(struct bus_producer *p, const rd_kafka_resp_err_t *results, size_t n,
+                          int timeout_ms) {
+    BUS_ASSERT(p != NULL && (results != NULL || n == 0) && timeout_ms >= 0);
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    rd_kafka_flush(p->rk, 0); /* send now, whatever linger.ms says */
+    for (size_t i = 0; i < n;) {
+        if (results[i] != RD_KAFKA_RESP_ERR__IN_PROGRESS) {
+            i++;
+            continue;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long elapsed_ms =
+            (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+        if (elapsed_ms >= timeout_ms)
+            return -1;
+        rd_kafka_poll(p->rk, 1);
     }
-    for (int waited_ms = 0; err == RD_KAFKA_RESP_ERR_NO_ERROR &&
-                            *slot == RD_KAFKA_RESP_ERR__IN_PROGRESS &&
-                            waited_ms < BUS_DEAD_LETTER_TIMEOUT_MS;
-         waited_ms += BUS_PRODUCE_RETRY_POLL_MS)
-        rd_kafka_poll(p->rk, BUS_PRODUCE_RETRY_POLL_MS);
-    if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
-        err = *slot == RD_KAFKA_RESP_ERR__IN_PROGRESS ? RD_KAFKA_RESP_ERR__TIMED_OUT : *slot;
+    for (size_t i = 0; i < n; i++)
+        if (results[i] != RD_KAFKA_RESP_ERR_NO_ERROR)
+            return -1;
+    return 0;
+}
+
+rd_kafka_resp_err_t bus_dead_letter(struct bus_producer *p, const rd_kafka_message_t *rkm,
+                                    const char *service, const char *reason) {
+    /* static: a report that comes after the timeout still has its cell
+     * (blocking producers are used from one thread each). */
+    static _Thread_local rd_kafka_resp_err_t result;
+    rd_kafka_resp_err_t err = bus_dead_letter_enqueue(p, rkm, service, reason, NULL, &result);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        bus_dead_letters_wait(p, &result, 1, BUS_DEAD_LETTER_TIMEOUT_MS) < 0)
+        err = result == RD_KAFKA_RESP_ERR__IN_PROGRESS ? RD_KAFKA_RESP_ERR__TIMED_OUT : result;
     log_fields(err ? LOG_ERROR : LOG_WARN, "message dead-lettered", "topic",
                rd_kafka_topic_name(rkm->rkt), "reason", reason, "result", rd_kafka_err2name(err),
                NULL);

@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "db/db.h"
+#include "db/db_internal.h"
+
 #define DB_COPY_CAP_MIN 4096
 #define DB_COPY_CHUNK_MAX (1 << 20) /* bytes per PQputCopyData */
 
@@ -119,6 +122,7 @@ int db_copy_send(PGconn *pg, const char *copy_sql, const struct db_copy *c, char
     PGresult *res = PQexec(pg, copy_sql);
     if (PQresultStatus(res) != PGRES_COPY_IN) {
         snprintf(err, err_len, "%s: %s", copy_sql, PQerrorMessage(pg));
+        db_failure_note(res);
         PQclear(res);
         return -1;
     }
@@ -131,9 +135,12 @@ int db_copy_send(PGconn *pg, const char *copy_sql, const struct db_copy *c, char
     if (PQputCopyEnd(pg, ok == 1 ? NULL : "client could not send the rows") != 1)
         ok = 0;
     int rc = ok == 1 ? 0 : -1;
+    if (rc < 0)
+        db_failure_note(NULL);
     while ((res = PQgetResult(pg)) != NULL) {
         if (PQresultStatus(res) != PGRES_COMMAND_OK) {
             snprintf(err, err_len, "%s: %s", copy_sql, PQresultErrorMessage(res));
+            db_failure_note(res);
             rc = -1;
         }
         PQclear(res);

@@ -106,6 +106,49 @@ PGconn *db_connect(const char *dsn, const char *schema, const char *app_name,
     return pg;
 }
 
+static _Thread_local struct db_failure last_failure;
+
+void db_failure_clear(void)
+{
+    memset(&last_failure, 0, sizeof last_failure);
+}
+
+const struct db_failure *db_failure_last(void)
+{
+    return &last_failure;
+}
+
+/* Appends " (<label> <value>)" for a diagnostic field the server set. */
+static void failure_append(const PGresult *res, int field, const char *label)
+{
+    const char *value = PQresultErrorField(res, field);
+    size_t len = strlen(last_failure.text);
+    if (value != NULL && len < sizeof last_failure.text)
+        snprintf(last_failure.text + len, sizeof last_failure.text - len, " (%s %s)", label, value);
+}
+
+void db_failure_note(const PGresult *res)
+{
+    db_failure_clear();
+    const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *primary = res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    if (state != NULL && strlen(state) == 5)
+        memcpy(last_failure.sqlstate, state, 6);
+    snprintf(last_failure.text, sizeof last_failure.text, "%s",
+             primary != NULL ? primary : "no answer from the server");
+    if (res == NULL)
+        return;
+    failure_append(res, PG_DIAG_CONSTRAINT_NAME, "constraint");
+    failure_append(res, PG_DIAG_TABLE_NAME, "table");
+    failure_append(res, PG_DIAG_COLUMN_NAME, "column");
+}
+
+bool db_sqlstate_is_deterministic(const char *sqlstate)
+{
+    return sqlstate != NULL && strlen(sqlstate) == 5 &&
+           (strncmp(sqlstate, "22", 2) == 0 || strncmp(sqlstate, "23", 2) == 0);
+}
+
 int db_exec(PGconn *pg, const char *sql, char *err, size_t err_len)
 {
     assert(pg != NULL && sql != NULL);
@@ -114,6 +157,7 @@ int db_exec(PGconn *pg, const char *sql, char *err, size_t err_len)
     if (res == NULL || (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)) {
         db_set_err(err, err_len, "db_exec",
                    res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(pg));
+        db_failure_note(res);
         PQclear(res);
         return -1;
     }
@@ -134,6 +178,7 @@ PGresult *db_query(PGconn *pg, const char *sql, int nparams, const char *const *
         return res;
     db_set_err(err, err_len, "db_query",
                res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(pg));
+    db_failure_note(res);
     if (sqlstate != NULL && res != NULL) {
         const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         if (state != NULL) {
@@ -178,6 +223,28 @@ bool db_healthy(PGconn *pg)
     }
     log_warn("db: reconnect failed: %s", PQerrorMessage(pg));
     return false;
+}
+
+enum db_xact_state db_xact_status(PGconn *pg, long long xid, char *err, size_t err_len)
+{
+    char text[DB_INT_TEXT_MAX];
+    snprintf(text, sizeof text, "%lld", xid);
+    const char *params[] = {text};
+    PGresult *res = db_query(pg, "SELECT txid_status($1::bigint)", 1, params, err, err_len, NULL);
+    if (res == NULL)
+        return DB_XACT_UNKNOWN;
+    enum db_xact_state st = DB_XACT_UNKNOWN;
+    const char *v = PQgetisnull(res, 0, 0) ? "" : PQgetvalue(res, 0, 0);
+    if (strcmp(v, "committed") == 0)
+        st = DB_XACT_COMMITTED;
+    else if (strcmp(v, "aborted") == 0)
+        st = DB_XACT_ABORTED;
+    else if (strcmp(v, "in progress") == 0)
+        st = DB_XACT_IN_PROGRESS;
+    else
+        snprintf(err, err_len, "db_xact_status: transaction %lld is too old to tell", xid);
+    PQclear(res);
+    return st;
 }
 
 /* ---- array literals ---- */

@@ -37,6 +37,39 @@ void db_rollback(PGconn *pg);
 /* True when the connection is usable; otherwise tries PQreset once. */
 bool db_healthy(PGconn *pg);
 
+/* The last statement that failed on this thread (db_exec, db_query,
+ * db_copy_send): its SQLSTATE ("" when there was no answer, e.g. the
+ * connection broke) and a description naming no values (the primary
+ * message, plus the constraint, table and column when the server names
+ * them; a DETAIL line can quote a row, personal data included). Consumer
+ * threads own one connection each, so the pipeline reads it after a failed
+ * batch without every caller passing the SQLSTATE up. */
+#define DB_FAILURE_TEXT_MAX 256
+struct db_failure {
+    char sqlstate[6];
+    char text[DB_FAILURE_TEXT_MAX];
+};
+void db_failure_clear(void);
+const struct db_failure *db_failure_last(void);
+/* True for SQLSTATE classes 22 (data exception: a value out of range, an
+ * invalid byte sequence) and 23 (integrity constraint violation): the same
+ * statements on the same data fail the same way, so retrying the batch as
+ * it is can never succeed. Pure. */
+bool db_sqlstate_is_deterministic(const char *sqlstate);
+
+/* What became of transaction xid (from txid_current()) after its COMMIT
+ * got no answer: committed, aborted, or still in progress (the server has
+ * not finished with the lost session yet). DB_XACT_UNKNOWN with err when
+ * the question itself failed. */
+enum db_xact_state {
+    DB_XACT_UNKNOWN = -1,
+    DB_XACT_ABORTED,
+    DB_XACT_COMMITTED,
+    DB_XACT_IN_PROGRESS
+};
+enum db_xact_state db_xact_status(PGconn *pg, long long xid, char *err, size_t err_len)
+    __attribute__((warn_unused_result));
+
 /* Appends text to a growing buffer as one element of a PostgreSQL array
  * literal ("{"a","b\"c"}"): quoted and escaped. NULL value = NULL element.
  * Used to send many rows in one statement through unnest(). */

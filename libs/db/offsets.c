@@ -13,7 +13,7 @@
 #include "db/db_internal.h"
 #include "log/log.h"
 
-#define OFFSETS_RANGES_MAX 65536 /* partitions in one batch; far above any real assignment */
+#define OFFSETS_RANGES_MAX   65536 /* partitions in one batch; far above any real assignment */
 #define OFFSETS_NUM_TEXT_MAX 24
 
 /* One row per requested partition, NULLs where nothing is stored; the
@@ -40,14 +40,15 @@ static const char STORE_SQL[] =
     " WHERE o.cluster_id <> EXCLUDED.cluster_id"
     "    OR o.next_offset <= (SELECT r.first_offset FROM r"
     "                          WHERE r.topic = EXCLUDED.topic AND r.partition = EXCLUDED.partition)"
-    " RETURNING 1";
+    " RETURNING txid_current()";
 
 static void offsets_log_foreign(const char *group_id, const rd_kafka_topic_partition_t *p,
                                 const char *stored_cluster, const char *cluster_id)
 {
     char partition[OFFSETS_NUM_TEXT_MAX];
     snprintf(partition, sizeof partition, "%" PRId32, p->partition);
-    log_fields(LOG_WARN, "ignoring stored offset of another Kafka cluster; starting from the beginning",
+    log_fields(LOG_WARN,
+               "ignoring stored offset of another Kafka cluster; starting from the beginning",
                "group_id", group_id, "topic", p->topic, "partition", partition, "stored_cluster_id",
                stored_cluster, "cluster_id", cluster_id, NULL);
 }
@@ -90,10 +91,13 @@ done:
 }
 
 int db_offsets_store(PGconn *pg, const char *group_id, const char *cluster_id,
-                     const struct db_offset_range *ranges, size_t count, char *err, size_t err_len)
+                     const struct db_offset_range *ranges, size_t count, long long *xid, char *err,
+                     size_t err_len)
 {
     assert(pg != NULL && group_id != NULL && cluster_id != NULL);
     assert(count <= OFFSETS_RANGES_MAX && (ranges != NULL || count == 0));
+    if (xid != NULL)
+        *xid = 0;
     if (count == 0)
         return 0;
     struct db_array topics, partitions, firsts, nexts;
@@ -118,6 +122,8 @@ int db_offsets_store(PGconn *pg, const char *group_id, const char *cluster_id,
     int rc = -1;
     if (res != NULL)
         rc = (size_t)PQntuples(res) == count ? 0 : 1;
+    if (rc == 0 && xid != NULL)
+        *xid = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     PQclear(res);
     db_array_free(&topics);
     db_array_free(&partitions);

@@ -29,9 +29,13 @@ int db_offsets_load(PGconn *pg, const char *group_id, const char *cluster_id,
 /* Inside the caller's transaction, records each range's next offset.
  * Returns 0; 1 when fenced: a stored offset of this cluster is already past
  * a range's first offset (another instance applied these messages), so the
- * caller must roll back and seek to the stored offsets; -1 with err. */
+ * caller must roll back and seek to the stored offsets; -1 with err.
+ * *xid (may be NULL) receives the transaction's id (txid_current()), so a
+ * COMMIT that gets no answer can be settled with db_xact_status: the
+ * offsets move only with the effects, so "this transaction committed" is
+ * exactly "the stored offsets are this batch's end, written by us". */
 int db_offsets_store(PGconn *pg, const char *group_id, const char *cluster_id,
-                     const struct db_offset_range *ranges, size_t count, char *err, size_t err_len)
-    __attribute__((warn_unused_result));
+                     const struct db_offset_range *ranges, size_t count, long long *xid, char *err,
+                     size_t err_len) __attribute__((warn_unused_result));
 
 #endif

@@ -5,6 +5,7 @@
 
 #include <assert.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <string.h>
 
 /* A hostile body could name thousands of unknown fields: keep the answer
@@ -69,6 +70,12 @@ static size_t utf8_length(const char *s, size_t bytes)
 bool validate_string(struct validation *v, json_t *obj, const char *field, bool required,
                      size_t min_len, size_t max_len, const char **out)
 {
+    return validate_text(v, obj, field, required, min_len, max_len, SIZE_MAX, out);
+}
+
+bool validate_text(struct validation *v, json_t *obj, const char *field, bool required,
+                   size_t min_len, size_t max_len, size_t max_bytes, const char **out)
+{
     char msg[VALIDATION_MESSAGE_MAX_BYTES];
     assert(min_len <= max_len && out != NULL);
     json_t *value = field_get(v, obj, field, required);
@@ -88,6 +95,11 @@ bool validate_string(struct validation *v, json_t *obj, const char *field, bool 
     if (chars < min_len || chars > max_len) {
         snprintf(msg, sizeof(msg), "must be between %zu and %zu characters long", min_len,
                  max_len);
+        validation_add(v, field, msg);
+        return false;
+    }
+    if (bytes > max_bytes) {
+        snprintf(msg, sizeof(msg), "must be at most %zu bytes of UTF-8", max_bytes);
         validation_add(v, field, msg);
         return false;
     }

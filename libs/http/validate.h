@@ -24,6 +24,11 @@ void validation_add(struct validation *v, const char *field, const char *message
  * must be valid UTF-8 (jansson guarantees it) with length in [min, max]. */
 bool validate_string(struct validation *v, json_t *obj, const char *field, bool required,
                      size_t min_len, size_t max_len, const char **out);
+/* validate_string with a limit in bytes too: text that a service copies
+ * into a buffer of max_bytes (events/text_limits.h) is refused here, at
+ * the edge, rather than cut there. */
+bool validate_text(struct validation *v, json_t *obj, const char *field, bool required,
+                   size_t min_chars, size_t max_chars, size_t max_bytes, const char **out);
 bool validate_int(struct validation *v, json_t *obj, const char *field, bool required,
                   int64_t min, int64_t max, int64_t *out);
 /* One of a NULL-terminated list of words. */

@@ -55,6 +55,10 @@ struct pipeline {
     int64_t *deletable; /* outbox ids delivered, rows still to delete */
     size_t deletable_count, deletable_cap;
     struct timespec last_sweep;
+    /* Per message of the polled batch: a dead letter was enqueued for it,
+     * and its delivery result (the report lands here, see dl_send). */
+    bool *dl_queued;
+    rd_kafka_resp_err_t *dl_result;
     atomic_bool stop;
     atomic_bool failed;
     struct pipeline_stats stats;
@@ -115,8 +119,8 @@ void pipeline_mark_poison(struct pipeline_batch *b, size_t i, const char *reason
     b->poison[i] = reason;
 }
 
-void pipeline_emit(struct pipeline_batch *b, const char *topic, const char *key,
-                   uint8_t *payload, size_t len)
+void pipeline_emit(struct pipeline_batch *b, const char *topic, const char *key, uint8_t *payload,
+                   size_t len)
 {
     assert(payload);
     if (b->out_count == b->out_cap) {
@@ -124,8 +128,8 @@ void pipeline_emit(struct pipeline_batch *b, const char *topic, const char *key,
         b->out = realloc(b->out, b->out_cap * sizeof(*b->out));
         assert(b->out);
     }
-    b->out[b->out_count++] =
-        (struct outbox_row){.topic = strdup(topic), .key = strdup(key), .payload = payload, .len = len};
+    b->out[b->out_count++] = (struct outbox_row){
+        .topic = strdup(topic), .key = strdup(key), .payload = payload, .len = len};
 }
 
 static void batch_reset_outputs(struct pipeline_batch *b)
@@ -183,8 +187,10 @@ static size_t batch_ranges(const struct pipeline_batch *b, struct db_offset_rang
             j++;
         if (j == n) {
             assert(n < max);
-            r[n++] = (struct db_offset_range){
-                .topic = topic, .partition = m->partition, .first = m->offset, .next = m->offset + 1};
+            r[n++] = (struct db_offset_range){.topic = topic,
+                                              .partition = m->partition,
+                                              .first = m->offset,
+                                              .next = m->offset + 1};
         } else {
             if (m->offset < r[j].first)
                 r[j].first = m->offset;
@@ -227,24 +233,80 @@ static void header_text(const rd_kafka_message_t *m, const char *name, char *out
         snprintf(out, len, "%.*s", (int)n, (const char *)v);
 }
 
-static void send_dead_letters(struct pipeline *p, struct pipeline_batch *b)
+/* Why the database refused a message applied alone (SQLSTATE class 22 or
+ * 23, twice in a row): it goes to the dead-letter topic with these. */
+struct refusal {
+    char sqlstate[6];
+    char text[DB_FAILURE_TEXT_MAX];
+};
+#define REFUSED_REASON "the database refused it"
+
+static void dl_log(const rd_kafka_message_t *m, const char *reason)
+{
+    /* The CloudEvents headers name the event, member and trace even
+     * when the payload cannot be decoded. */
+    char event_id[64], member[128], traceparent[TRACEPARENT_SIZE], trace_id[TRACE_ID_SIZE];
+    header_text(m, "ce_id", event_id, sizeof(event_id));
+    header_text(m, "ce_subject", member, sizeof(member));
+    header_text(m, "ce_traceparent", traceparent, sizeof(traceparent));
+    trace_id_of(traceparent, trace_id);
+    log_fields(LOG_WARN, "dead-lettering a message", "reason", reason, "topic",
+               rd_kafka_topic_name(m->rkt), "event_id", event_id, "member_id", member, "trace_id",
+               trace_id, NULL);
+}
+
+/* Marked poison, and its dead letter is not (yet) delivered. from is the
+ * index of b's first message in the polled batch. */
+static bool dl_pending(const struct pipeline *p, const struct pipeline_batch *b, size_t from,
+                       size_t i)
+{
+    return b->poison[i] &&
+           !(p->dl_queued[from + i] && p->dl_result[from + i] == RD_KAFKA_RESP_ERR_NO_ERROR);
+}
+
+/* Sends the dead letters of b's poison messages that are not delivered
+ * yet, all at once, then waits for them once. Called between attempts,
+ * outside any transaction: no row stays locked while the broker answers.
+ * A crash after this and before the commit sends them again (at least
+ * once); a dead letter that fails fails the batch, so the offsets never
+ * move past a message that is neither applied nor dead-lettered. */
+static int dl_send(struct pipeline *p, struct pipeline_batch *b, size_t from,
+                   const struct refusal *refused, char *err, size_t err_len)
+{
+    const char *extra[] = {"x-dead-letter-sqlstate", refused ? refused->sqlstate : "",
+                           "x-dead-letter-detail", refused ? refused->text : "", NULL};
+    for (size_t i = 0; i < b->count; i++) {
+        size_t k = from + i;
+        if (!dl_pending(p, b, from, i) ||
+            (p->dl_queued[k] && p->dl_result[k] == RD_KAFKA_RESP_ERR__IN_PROGRESS))
+            continue; /* nothing to send, or still on its way from an earlier try */
+        dl_log(b->msgs[i], b->poison[i]);
+        p->dl_queued[k] = true;
+        (void)bus_dead_letter_enqueue(p->producer, b->msgs[i], p->cfg.service, b->poison[i],
+                                      refused ? extra : NULL, &p->dl_result[k]);
+    }
+    if (bus_dead_letters_wait(p->producer, p->dl_result + from, b->count,
+                              BUS_DEAD_LETTER_TIMEOUT_MS) == 0)
+        return 0;
+    /* Only this attempt's poison counts: a message that was poison in an
+     * earlier attempt only (it should not happen) keeps its old result. */
+    for (size_t i = 0; i < b->count; i++)
+        if (dl_pending(p, b, from, i)) {
+            snprintf(err, err_len, "dead letter not delivered: %s",
+                     rd_kafka_err2name(p->dl_result[from + i]));
+            return -1;
+        }
+    return 0;
+}
+
+/* After the commit: the batch's dead letters are final, count them. */
+static void dl_count(struct pipeline *p, const struct pipeline_batch *b, bool refused)
 {
     for (size_t i = 0; i < b->count; i++) {
         if (!b->poison[i])
             continue;
-        /* The CloudEvents headers name the event, member and trace even
-         * when the payload cannot be decoded. */
-        char event_id[64], member[128], traceparent[TRACEPARENT_SIZE], trace_id[TRACE_ID_SIZE];
-        header_text(b->msgs[i], "ce_id", event_id, sizeof(event_id));
-        header_text(b->msgs[i], "ce_subject", member, sizeof(member));
-        header_text(b->msgs[i], "ce_traceparent", traceparent, sizeof(traceparent));
-        trace_id_of(traceparent, trace_id);
-        log_fields(LOG_WARN, "dead-lettering a message", "reason", b->poison[i], "topic",
-                   rd_kafka_topic_name(b->msgs[i]->rkt), "event_id", event_id, "member_id",
-                   member, "trace_id", trace_id, NULL);
-        bus_dead_letter(p->producer, b->msgs[i], p->cfg.service, b->poison[i]);
         atomic_fetch_add(&p->stats.dead_letters, 1);
-        pipeline_metrics_dead_letter(b->msgs[i]);
+        pipeline_metrics_dead_letter(b->msgs[i], refused ? "refused" : "invalid");
     }
 }
 
@@ -417,48 +479,12 @@ static void relay_tick(struct pipeline *p, bool idle)
     }
 }
 
-enum attempt_result { ATTEMPT_COMMITTED, ATTEMPT_FENCED, ATTEMPT_FAILED };
-
-/* One try at a batch in one transaction. *ids receives the outbox ids of
- * the batch's events (malloc'ed; the caller frees). */
-static enum attempt_result batch_attempt(struct pipeline *p, struct pipeline_batch *b,
-                                         const struct db_offset_range *r, size_t nr,
-                                         int64_t **ids, char *err, size_t err_len)
-{
-    batch_reset_outputs(b);
-    if (p->ops.begin_batch)
-        p->ops.begin_batch(p->ctx);
-    if (db_begin(p->pg, err, err_len) < 0)
-        return ATTEMPT_FAILED;
-    if (p->ops.apply(p->ctx, p->pg, b, err, err_len) < 0)
-        goto fail;
-    free(*ids);
-    *ids = calloc(b->out_count + 1, sizeof(**ids));
-    assert(*ids);
-    if (b->out_count > 0 && outbox_append(p->pg, b->out, b->out_count, *ids, err, err_len) < 0)
-        goto fail;
-    size_t deleted = p->deletable_count; /* reports served below add more */
-    if (relay_delete_delivered(p, err, err_len) < 0)
-        goto fail;
-    int stored = db_offsets_store(p->pg, p->cfg.group_id, bus_consumer_cluster_id(p->consumer), r,
-                                  nr, err, err_len);
-    if (stored < 0)
-        goto fail;
-    if (stored == 1) {
-        db_rollback(p->pg);
-        return ATTEMPT_FENCED;
-    }
-    /* Dead letters are delivered before commit: a crash in between sends
-     * one twice, never loses it (bus_dead_letter waits for each). */
-    send_dead_letters(p, b);
-    if (db_commit(p->pg, err, err_len) < 0)
-        return ATTEMPT_FAILED;
-    relay_deletable_drop(p, deleted); /* deleted with the batch */
-    return ATTEMPT_COMMITTED;
-fail:
-    db_rollback(p->pg);
-    return ATTEMPT_FAILED;
-}
+enum attempt_result {
+    ATTEMPT_COMMITTED,
+    ATTEMPT_FENCED,
+    ATTEMPT_FAILED,
+    ATTEMPT_DEAD_LETTERS /* rolled back: poison to dead-letter first */
+};
 
 static void backoff_sleep(int attempt)
 {
@@ -469,46 +495,203 @@ static void backoff_sleep(int attempt)
     nanosleep(&ts, NULL);
 }
 
-/* Applies one batch, retrying transient failures until it commits, is
- * fenced, or a stop is requested (then nothing is committed and the next
- * owner re-reads it). */
-static void process_batch(struct pipeline *p, struct pipeline_batch *b)
+/* COMMIT failed. While the connection is up, the server answered: the
+ * transaction is rolled back. When the connection is gone, the answer was
+ * lost and the server may well have committed; retrying would then be
+ * fenced and skip the cache writes and the relay of a committed batch. So
+ * ask the server (reconnecting) what became of transaction xid, until it
+ * can tell or a stop is requested. */
+static enum attempt_result commit_settle(struct pipeline *p, long long xid)
 {
-    /* One range per partition, at most one per message of the batch. */
+    if (PQstatus(p->pg) == CONNECTION_OK)
+        return ATTEMPT_FAILED;
+    log_warn("commit unanswered (connection lost); asking the server whether it committed");
+    for (int attempt = 0; !atomic_load(&p->stop); attempt++) {
+        char why[256] = "";
+        bool up = db_healthy(p->pg);
+        atomic_store(&p->stats.postgres_ok, up);
+        enum db_xact_state st = up ? db_xact_status(p->pg, xid, why, sizeof(why)) : DB_XACT_UNKNOWN;
+        if (st == DB_XACT_COMMITTED || st == DB_XACT_ABORTED) {
+            const char *outcome = st == DB_XACT_COMMITTED ? "committed" : "rolled_back";
+            log_fields(LOG_WARN, "unanswered commit settled", "outcome", outcome, NULL);
+            pipeline_metrics_commit_unanswered(outcome);
+            return st == DB_XACT_COMMITTED ? ATTEMPT_COMMITTED : ATTEMPT_FAILED;
+        }
+        if (why[0])
+            log_fields(LOG_WARN, "cannot settle the unanswered commit yet", "error", why, NULL);
+        backoff_sleep(attempt);
+    }
+    return ATTEMPT_FAILED; /* stopping: the next owner finds the offsets either way */
+}
+
+/* One try at a batch in one transaction. *ids receives the outbox ids of
+ * the batch's events (malloc'ed; the caller frees). from is the index of
+ * b's first message in the polled batch. With refused (b is then one
+ * message the database refused), nothing is applied: the message is
+ * dead-lettered and its offset stored. */
+static enum attempt_result batch_attempt(struct pipeline *p, struct pipeline_batch *b, size_t from,
+                                         const struct refusal *refused,
+                                         const struct db_offset_range *r, size_t nr, int64_t **ids,
+                                         char *err, size_t err_len)
+{
+    batch_reset_outputs(b);
+    if (refused)
+        pipeline_mark_poison(b, 0, REFUSED_REASON);
+    if (p->ops.begin_batch)
+        p->ops.begin_batch(p->ctx);
+    db_failure_clear();
+    if (db_begin(p->pg, err, err_len) < 0)
+        return ATTEMPT_FAILED;
+    if (!refused && p->ops.apply(p->ctx, p->pg, b, err, err_len) < 0)
+        goto fail;
+    for (size_t i = 0; i < b->count; i++)
+        if (dl_pending(p, b, from, i)) { /* send them with no row locked */
+            db_rollback(p->pg);
+            return ATTEMPT_DEAD_LETTERS;
+        }
+    free(*ids);
+    *ids = calloc(b->out_count + 1, sizeof(**ids));
+    assert(*ids);
+    if (b->out_count > 0 && outbox_append(p->pg, b->out, b->out_count, *ids, err, err_len) < 0)
+        goto fail;
+    size_t deleted = p->deletable_count; /* reports served below add more */
+    if (relay_delete_delivered(p, err, err_len) < 0)
+        goto fail;
+    long long xid = 0;
+    int stored = db_offsets_store(p->pg, p->cfg.group_id, bus_consumer_cluster_id(p->consumer), r,
+                                  nr, &xid, err, err_len);
+    if (stored < 0)
+        goto fail;
+    if (stored == 1) {
+        db_rollback(p->pg);
+        return ATTEMPT_FENCED;
+    }
+    if (db_commit(p->pg, err, err_len) < 0 && commit_settle(p, xid) != ATTEMPT_COMMITTED)
+        return ATTEMPT_FAILED;
+    relay_deletable_drop(p, deleted); /* deleted with the batch */
+    return ATTEMPT_COMMITTED;
+fail:
+    db_rollback(p->pg);
+    return ATTEMPT_FAILED;
+}
+
+/* A failed attempt the same data will fail again: a data exception or
+ * constraint violation on a connection that is still up. */
+static bool failure_is_deterministic(const struct pipeline *p)
+{
+    return PQstatus(p->pg) == CONNECTION_OK &&
+           db_sqlstate_is_deterministic(db_failure_last()->sqlstate);
+}
+
+enum range_result { RANGE_DONE, RANGE_FENCED, RANGE_STOPPED };
+static enum range_result process_range(struct pipeline *p, struct pipeline_batch *whole,
+                                       size_t from, size_t to);
+
+/* The database refused [from, to) deterministically: apply each half as
+ * a batch of its own, down to the one message that is refused alone. */
+static enum range_result split_range(struct pipeline *p, struct pipeline_batch *whole, size_t from,
+                                     size_t to)
+{
+    size_t mid = from + (to - from) / 2;
+    log_fields(LOG_WARN, "batch refused by the database; applying it in halves", "sqlstate",
+               db_failure_last()->sqlstate, "error", db_failure_last()->text, NULL);
+    enum range_result r = process_range(p, whole, from, mid);
+    return r == RANGE_DONE ? process_range(p, whole, mid, to) : r;
+}
+
+/* After the commit of [b]: cache writes, metrics, the outbox relay. */
+static void range_committed(struct pipeline *p, struct pipeline_batch *b,
+                            const struct refusal *refused, const int64_t *ids, double started_s)
+{
+    atomic_fetch_add(&p->stats.batches, 1);
+    atomic_fetch_add(&p->stats.messages, (long long)b->count);
+    pipeline_metrics_batch(b, metrics_now_seconds() - started_s);
+    dl_count(p, b, refused != NULL);
+    if (p->ops.after_commit && !refused) /* a refusal applied nothing */
+        p->ops.after_commit(p->ctx, b);
+    relay_send(p, b->out, ids, b->out_count);
+}
+
+/* Applies messages [from, to) of the polled batch as one batch, retrying
+ * transient failures until it commits, is fenced, or a stop is requested
+ * (then nothing more is committed and the next owner re-reads it). A
+ * deterministic database error splits it (split_range); a message refused
+ * alone twice in a row is dead-lettered with the SQLSTATE, so one bad
+ * message never stalls its partition. */
+static enum range_result process_range(struct pipeline *p, struct pipeline_batch *whole,
+                                       size_t from, size_t to)
+{
+    struct pipeline_batch b = {
+        .msgs = whole->msgs + from, .count = to - from, .poison = whole->poison + from};
+    /* The pipeline's ranges: a split (split_range) ends this call, so the
+     * halves may reuse them. */
     struct db_offset_range *ranges = p->ranges;
-    size_t nr = batch_ranges(b, ranges, p->cfg.batch_max);
+    size_t nr = batch_ranges(&b, ranges, p->cfg.batch_max);
+    struct refusal refusal, *refused = NULL;
+    int refused_alone = 0; /* deterministic failures of a lone message in a row */
     char err[512];
     int64_t *ids = NULL;
+    enum range_result result = RANGE_STOPPED;
     double started_s = metrics_now_seconds();
     for (int attempt = 0;; attempt++) {
         bus_producer_poll(p->producer, 0); /* reports decide what the batch deletes */
-        enum attempt_result r = batch_attempt(p, b, ranges, nr, &ids, err, sizeof(err));
+        enum attempt_result r =
+            batch_attempt(p, &b, from, refused, ranges, nr, &ids, err, sizeof(err));
         atomic_store(&p->stats.postgres_ok, r != ATTEMPT_FAILED || db_healthy(p->pg));
         if (r == ATTEMPT_FENCED) {
             handle_fence(p, ranges, nr);
-            free(ids);
-            return;
-        }
-        if (r == ATTEMPT_COMMITTED)
+            result = RANGE_FENCED;
             break;
+        }
+        if (r == ATTEMPT_COMMITTED) {
+            range_committed(p, &b, refused, ids, started_s);
+            result = RANGE_DONE;
+            break;
+        }
+        if (r == ATTEMPT_DEAD_LETTERS && dl_send(p, &b, from, refused, err, sizeof(err)) == 0) {
+            attempt--; /* not a failure: try again at once */
+            continue;
+        }
+        if (r == ATTEMPT_FAILED && !refused && failure_is_deterministic(p)) {
+            if (b.count > 1) {
+                result = split_range(p, whole, from, to);
+                break;
+            }
+            if (++refused_alone >= 2) { /* twice: not a race with another writer */
+                const struct db_failure *f = db_failure_last();
+                memcpy(refusal.sqlstate, f->sqlstate, sizeof(refusal.sqlstate));
+                snprintf(refusal.text, sizeof(refusal.text), "%s", f->text);
+                refused = &refusal;
+                log_fields(LOG_ERROR, "the database refuses a message; dead-lettering it",
+                           "sqlstate", refusal.sqlstate, "error", refusal.text, NULL);
+                continue;
+            }
+        } else {
+            refused_alone = 0;
+        }
         atomic_fetch_add(&p->stats.retries, 1);
         pipeline_metrics_count("tessera_consumer_batch_retries_total",
                                "Batch attempts that failed and were retried.", 1);
         log_fields(LOG_ERROR, "batch failed; retrying", "error", err, NULL);
-        if (atomic_load(&p->stop)) {
-            free(ids);
-            return;
-        }
+        if (atomic_load(&p->stop))
+            break;
         backoff_sleep(attempt);
         db_healthy(p->pg); /* resets a broken connection */
     }
-    atomic_fetch_add(&p->stats.batches, 1);
-    atomic_fetch_add(&p->stats.messages, (long long)b->count);
-    pipeline_metrics_batch(b, metrics_now_seconds() - started_s);
-    if (p->ops.after_commit)
-        p->ops.after_commit(p->ctx, b);
-    relay_send(p, b->out, ids, b->out_count);
+    batch_reset_outputs(&b);
+    free(b.out);
     free(ids);
+    return result;
+}
+
+/* Applies one polled batch (see process_range). */
+static void process_batch(struct pipeline *p, struct pipeline_batch *b)
+{
+    for (size_t i = 0; i < b->count; i++) {
+        p->dl_queued[i] = false;
+        p->dl_result[i] = RD_KAFKA_RESP_ERR_NO_ERROR;
+    }
+    (void)process_range(p, b, 0, b->count);
 }
 
 static void *pipeline_main(void *arg)
@@ -531,7 +714,7 @@ static void *pipeline_main(void *arg)
             continue;
         }
         process_batch(p, &b);
-        batch_reset_outputs(&b);
+        memset(b.poison, 0, b.count * sizeof(*b.poison));
         for (size_t i = 0; i < b.count; i++)
             rd_kafka_message_destroy(b.msgs[i]);
         b.count = 0;
@@ -553,10 +736,9 @@ static void *pipeline_main(void *arg)
     return NULL;
 }
 
-struct pipeline *pipeline_prepare(const struct pipeline_config *cfg,
-                                  const struct pipeline_ops *ops, void *ctx,
-                                  void (*on_exit)(void *exit_ctx), void *exit_ctx, char *err,
-                                  size_t err_len)
+struct pipeline *pipeline_prepare(const struct pipeline_config *cfg, const struct pipeline_ops *ops,
+                                  void *ctx, void (*on_exit)(void *exit_ctx), void *exit_ctx,
+                                  char *err, size_t err_len)
 {
     assert(cfg->batch_max > 0 && cfg->batch_max <= PIPELINE_BATCH_MAX && ops->apply);
     struct pipeline *p = calloc(1, sizeof(*p));
@@ -567,6 +749,9 @@ struct pipeline *pipeline_prepare(const struct pipeline_config *cfg,
     p->on_exit = on_exit;
     p->exit_ctx = exit_ctx;
     atomic_store(&p->stats.lag, -1);
+    p->dl_queued = calloc(cfg->batch_max, sizeof(*p->dl_queued));
+    p->dl_result = calloc(cfg->batch_max, sizeof(*p->dl_result));
+    assert(p->dl_queued && p->dl_result);
     snprintf(p->source, sizeof(p->source), "/tessera/%s", cfg->service);
     char lease_id[UUID_STR_SIZE];
     uuid7_generate(lease_id); /* unique per pipeline and start */
@@ -578,8 +763,8 @@ struct pipeline *pipeline_prepare(const struct pipeline_config *cfg,
         goto fail;
     }
 
-    p->pg = db_connect(cfg->pg_dsn, cfg->schema, cfg->service, cfg->statement_timeout_ms, err,
-                       err_len);
+    p->pg =
+        db_connect(cfg->pg_dsn, cfg->schema, cfg->service, cfg->statement_timeout_ms, err, err_len);
     if (!p->pg)
         goto fail;
     atomic_store(&p->stats.postgres_ok, true);
@@ -594,6 +779,8 @@ fail:
     if (p->pg)
         PQfinish(p->pg);
     free(p->ranges);
+    free(p->dl_queued);
+    free(p->dl_result);
     free(p);
     return NULL;
 }
@@ -603,8 +790,8 @@ int pipeline_run(struct pipeline *p, char *err, size_t err_len)
     assert(!p->running);
     static const struct bus_consumer_ops consumer_ops = {.on_assign = on_assign,
                                                          .on_revoke = on_revoke};
-    p->consumer = bus_consumer_new(p->cfg.bus, p->cfg.group_id, p->cfg.topics,
-                                   p->cfg.topic_count, &consumer_ops, p, err, err_len);
+    p->consumer = bus_consumer_new(p->cfg.bus, p->cfg.group_id, p->cfg.topics, p->cfg.topic_count,
+                                   &consumer_ops, p, err, err_len);
     if (!p->consumer)
         return -1;
     log_fields(LOG_INFO, "consumer started", "group", p->cfg.group_id, "cluster_id",
@@ -647,7 +834,7 @@ void pipeline_join(struct pipeline *p)
         live_remove(p);
     }
     bus_producer_free(p->producer); /* serves the last reports */
-    while (p->in_flight) {           /* undelivered: their rows stay for the sweep */
+    while (p->in_flight) {          /* undelivered: their rows stay for the sweep */
         struct relay_group *g = p->in_flight;
         p->in_flight = g->next;
         free(g->ids);
@@ -655,6 +842,8 @@ void pipeline_join(struct pipeline *p)
     }
     free(p->deletable);
     free(p->ranges);
+    free(p->dl_queued);
+    free(p->dl_result); /* after the producer: its last reports land here */
     PQfinish(p->pg);
     free(p);
 }

@@ -7,7 +7,10 @@
  * seeks to the offsets stored with the effects, and a second instance that
  * finds the stored offsets past its batch (it lost the partition) rolls
  * back and seeks instead of applying twice. Undecodable messages go to the
- * dead-letter topic and the partition moves on. */
+ * dead-letter topic and the partition moves on; so does a message the
+ * database refuses (SQLSTATE class 22 or 23), found by applying the batch
+ * in halves. A COMMIT whose answer is lost is settled by asking the
+ * server. See docs/poison-and-commits.md. */
 #ifndef TESSERA_PIPELINE_H
 #define TESSERA_PIPELINE_H
 
@@ -40,10 +43,13 @@ void pipeline_emit(struct pipeline_batch *b, const char *topic, const char *key,
 
 struct pipeline_ops {
     /* Inside the batch's transaction, on the pipeline thread. Applies every
-     * message not marked poison. Returns 0, or -1 for a transient failure
-     * (database error): the transaction is rolled back and the same batch
-     * retried with back-off. Must not keep state across calls that a
-     * rollback would make wrong (or reset it in begin_batch). */
+     * message not marked poison. Returns 0, or -1 for a database error: the
+     * transaction is rolled back and the same batch retried with back-off,
+     * or, when the error is deterministic (db_failure_last()), applied in
+     * smaller batches (b may then be part of what was polled). A batch
+     * with poison is rolled back once its dead letters are to be sent and
+     * applied again. Must not keep state across calls that a rollback
+     * would make wrong (or reset it in begin_batch). */
     int (*apply)(void *ctx, PGconn *pg, struct pipeline_batch *b, char *err, size_t err_len);
     /* After a successful commit (cache writes, metrics). May be NULL. */
     void (*after_commit)(void *ctx, struct pipeline_batch *b);

@@ -21,6 +21,14 @@ static struct metric_family *lag_family(void)
                          "topic,partition");
 }
 
+#define DEAD_LETTERS_HELP                                                                          \
+    "Messages sent to the dead-letter topic, by original topic and cause (invalid: not "           \
+    "decodable or not a valid command; refused: the database refused it, SQLSTATE in its "         \
+    "headers)."
+#define COMMITS_UNANSWERED_HELP                                                                    \
+    "COMMITs whose answer was lost with the connection, by what the server said became of the "    \
+    "transaction (committed, rolled_back)."
+
 void pipeline_metrics_register(void)
 {
     /* Families appear in /metrics from the start, before any traffic. */
@@ -29,8 +37,9 @@ void pipeline_metrics_register(void)
                   "Messages behind over every assigned partition (-1 while unknown).", NULL);
     metrics_counter("tessera_consumer_messages_total", "Messages consumed and committed, by topic.",
                     "topic");
-    metrics_counter("tessera_consumer_dead_letters_total",
-                    "Messages sent to the dead-letter topic, by original topic.", "topic");
+    metrics_counter("tessera_consumer_dead_letters_total", DEAD_LETTERS_HELP, "topic,cause");
+    metrics_counter("tessera_consumer_commits_unanswered_total", COMMITS_UNANSWERED_HELP,
+                    "outcome");
     pipeline_metrics_count("tessera_consumer_batches_total", "Batches committed.", 0);
     pipeline_metrics_count("tessera_consumer_batches_fenced_total",
                            "Batches dropped because another instance already applied them.", 0);
@@ -109,12 +118,12 @@ void pipeline_metrics_batch(const struct pipeline_batch *b, double seconds)
         "tessera_consumer_messages_total", "Messages consumed and committed, by topic.", "topic");
     for (size_t i = 0; i < b->count; i++)
         metrics_inc(metrics_with(consumed, rd_kafka_topic_name(b->msgs[i]->rkt)));
-    metrics_observe(metrics_series(metrics_histogram("tessera_consumer_batch_messages",
-                                                     "Messages per committed batch.", NULL,
-                                                     metrics_buckets_counts,
-                                                     metrics_buckets_counts_count),
-                                   NULL),
-                    (double)b->count);
+    metrics_observe(
+        metrics_series(metrics_histogram("tessera_consumer_batch_messages",
+                                         "Messages per committed batch.", NULL,
+                                         metrics_buckets_counts, metrics_buckets_counts_count),
+                       NULL),
+        (double)b->count);
     metrics_observe(
         metrics_series(metrics_histogram("tessera_consumer_batch_duration_seconds",
                                          "Time to apply and commit one batch, retries included.",
@@ -125,13 +134,18 @@ void pipeline_metrics_batch(const struct pipeline_batch *b, double seconds)
     pipeline_metrics_count("tessera_consumer_batches_total", "Batches committed.", 1);
 }
 
-void pipeline_metrics_dead_letter(const rd_kafka_message_t *rkm)
+void pipeline_metrics_dead_letter(const rd_kafka_message_t *rkm, const char *cause)
 {
-    metrics_inc(metrics_with(metrics_counter("tessera_consumer_dead_letters_total",
-                                             "Messages sent to the dead-letter topic, by original "
-                                             "topic.",
-                                             "topic"),
-                             rd_kafka_topic_name(rkm->rkt)));
+    metrics_inc(metrics_with(
+        metrics_counter("tessera_consumer_dead_letters_total", DEAD_LETTERS_HELP, "topic,cause"),
+        rd_kafka_topic_name(rkm->rkt), cause));
+}
+
+void pipeline_metrics_commit_unanswered(const char *outcome)
+{
+    metrics_inc(metrics_with(metrics_counter("tessera_consumer_commits_unanswered_total",
+                                             COMMITS_UNANSWERED_HELP, "outcome"),
+                             outcome));
 }
 
 void pipeline_metrics_outbox_backlog(PGconn *pg, size_t delivered_not_deleted)

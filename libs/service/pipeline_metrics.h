@@ -32,7 +32,11 @@ void pipeline_metrics_revoked(struct pipeline_lag_view *v);
 void pipeline_metrics_total_lag(long long lag);
 /* A committed batch and how long it took (seconds). */
 void pipeline_metrics_batch(const struct pipeline_batch *b, double seconds);
-void pipeline_metrics_dead_letter(const rd_kafka_message_t *rkm);
+/* A committed dead letter; cause "invalid" or "refused". */
+void pipeline_metrics_dead_letter(const rd_kafka_message_t *rkm, const char *cause);
+/* A COMMIT whose answer was lost, settled: outcome "committed" or
+ * "rolled_back". */
+void pipeline_metrics_commit_unanswered(const char *outcome);
 /* Rows still in the outbox minus those already delivered and waiting to
  * be deleted (outside a transaction). */
 void pipeline_metrics_outbox_backlog(PGconn *pg, size_t delivered_not_deleted);

@@ -65,7 +65,7 @@ static bool validate_key_request(struct req *r, struct key_request *k)
     validate_no_unknown_fields(&v, r->body, create_fields);
     validate_string(&v, r->body, "name", true, 1, KEY_NAME_MAX, &k->name);
     validate_enum(&v, r->body, "scope", true, scopes, &k->scope);
-    validate_string(&v, r->body, "branch_id", false, 1, INGEST_KEY_MAX - 1, &k->branch_id);
+    ingest_validate_id(&v, r->body, "branch_id", false, &k->branch_id);
     bool pos = k->scope && strcmp(k->scope, "pos") == 0;
     if (pos && !k->branch_id)
         validation_add(&v, "branch_id", "a pos key is bound to one branch: branch_id is required");

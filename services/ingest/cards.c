@@ -50,9 +50,10 @@ static bool validate_body(struct req *r, enum card_route route)
     const char *branch = "", *s;
     int64_t n;
     validate_no_unknown_fields(&v, b, fields[route]);
-    validate_string(&v, b, "branch_id", route != ROUTE_FREEZE, 1, INGEST_KEY_MAX - 1, &branch);
+    ingest_validate_id(&v, b, "branch_id", route != ROUTE_FREEZE, &branch);
     if (route == ROUTE_ISSUE)
-        validate_string(&v, b, "product_id", true, 1, INGEST_KEY_MAX - 1, &s);
+        validate_text(&v, b, "product_id", true, 1, TEXT_PRODUCT_ID_CHARS_MAX, TEXT_ID_BYTES_MAX,
+                      &s);
     if (route == ROUTE_ISSUE || route == ROUTE_RENEW)
         validate_payment(&v, b);
     if (route == ROUTE_FREEZE)

@@ -74,7 +74,7 @@ void commands_check_fields(struct validation *v, json_t *b, bool purchase, const
     int64_t amount = 0;
     validate_no_unknown_fields(v, b, purchase ? purchase_fields : topup_fields);
     validate_int(v, b, "amount", true, 1, MONEY_AMOUNT_MAX, &amount);
-    validate_string(v, b, "branch_id", true, 1, INGEST_KEY_MAX - 1, branch);
+    ingest_validate_id(v, b, "branch_id", true, branch);
     if (purchase) {
         json_t *payment = json_object_get(b, "payment");
         if (!json_is_object(payment))
@@ -84,12 +84,11 @@ void commands_check_fields(struct validation *v, json_t *b, bool purchase, const
                            "one of cash, bank_card, wechat_pay, alipay, stored_value");
         validate_items(v, json_object_get(b, "items"));
         const char *coupon = NULL;
-        if (validate_string(v, b, "coupon_id", false, 1, INGEST_KEY_MAX - 1, &coupon) && coupon &&
+        if (ingest_validate_id(v, b, "coupon_id", false, &coupon) && coupon &&
             !uuid_is_valid(coupon))
             validation_add(v, "coupon_id", "must be a coupon id");
         const char *card = NULL;
-        if (validate_string(v, b, "card_id", false, 1, INGEST_KEY_MAX - 1, &card) && card &&
-            !uuid_is_valid(card))
+        if (ingest_validate_id(v, b, "card_id", false, &card) && card && !uuid_is_valid(card))
             validation_add(v, "card_id", "must be the id of the member's discount card");
     } else {
         validate_enum(v, b, "payment_method", true, topup_methods, &method);

@@ -70,7 +70,7 @@ static bool validate_issue(struct validation *v, json_t *b)
     validate_int(v, b, "value", value, 1, MONEY_AMOUNT_MAX, &n);
     validate_int(v, b, "percent_bp", pct, 1, 10000, &n);
     validate_int(v, b, "valid_days", true, 1, COUPON_VALID_DAYS_MAX, &n);
-    validate_string(v, b, "name", false, 1, 200, &s);
+    validate_text(v, b, "name", false, 1, TEXT_NAME_CHARS_MAX, TEXT_NAME_BYTES_MAX, &s);
     if (!value && json_object_get(b, "value"))
         validation_add(v, "value", "only value coupons have a value");
     if (!pct && json_object_get(b, "percent_bp"))
@@ -110,7 +110,7 @@ static void coupon_authenticated(struct req *r, bool issue)
         validate_issue(&v, r->body);
     } else {
         validate_no_unknown_fields(&v, r->body, redeem_fields);
-        validate_string(&v, r->body, "branch_id", true, 1, INGEST_KEY_MAX - 1, &branch);
+        ingest_validate_id(&v, r->body, "branch_id", true, &branch);
         validate_int(&v, r->body, "amount", false, 0, MONEY_AMOUNT_MAX, &n);
     }
     if (!validation_ok(&v)) {

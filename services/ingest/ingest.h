@@ -13,8 +13,10 @@
 #include "cache/cache.h"
 #include "db/pg_pool.h"
 #include "events/codec.h"
+#include "events/text_limits.h"
 #include "http/http.h"
 #include "idempotency_purge.h"
+#include "http/validate.h"
 #include "pii.h"
 #include "pwhash.h"
 #include "ratelimit.h"
@@ -25,6 +27,14 @@
 #define INGEST_WAITERS_BUCKETS 4096
 #define INGEST_WAIT_MAX_MS 30000
 #define INGEST_KEY_MAX 128 /* Idempotency-Key, ids in paths */
+
+/* An id a request names (branch, coupon, card, operation): 1 to
+ * TEXT_ID_BYTES_MAX bytes, what an event's id may hold. */
+static inline bool ingest_validate_id(struct validation *v, json_t *obj, const char *field,
+                                      bool required, const char **out)
+{
+    return validate_text(v, obj, field, required, 1, TEXT_ID_BYTES_MAX, TEXT_ID_BYTES_MAX, out);
+}
 
 struct waiter;
 

@@ -72,7 +72,7 @@ static bool validate_registration(struct req *r, struct registration *g)
         !birthday_ok(g->birthday))
         validation_add(&v, "birthday", "must be a date YYYY-MM-DD");
     validate_enum(&v, b, "gender", false, genders, &g->gender);
-    validate_string(&v, b, "branch_id", true, 1, INGEST_KEY_MAX - 1, &g->branch_id);
+    ingest_validate_id(&v, b, "branch_id", true, &g->branch_id);
     validate_string(&v, b, "referral_code", false, 4, 16, &g->referred_by);
     json_t *attrs = json_object_get(b, "attributes");
     if (attrs && !json_is_object(attrs))

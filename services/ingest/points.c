@@ -10,7 +10,6 @@
 #include "http/validate.h"
 #include "ingest.h"
 
-#define POINTS_REASON_MAX 200
 #define POINTS_ABS_MAX    1000000000LL
 
 static const char *const adjustment_fields[] = {"points", "reason", "expires_at", "branch_id",
@@ -66,8 +65,8 @@ void points_check_fields(struct validation *v, json_t *b, const char **branch)
     if (validate_int(v, b, "points", true, -POINTS_ABS_MAX, POINTS_ABS_MAX, &points) &&
         points == 0)
         validation_add(v, "points", "must not be 0");
-    validate_string(v, b, "reason", true, 1, POINTS_REASON_MAX, &reason);
-    validate_string(v, b, "branch_id", false, 1, INGEST_KEY_MAX - 1, branch);
+    validate_text(v, b, "reason", true, 1, TEXT_REASON_CHARS_MAX, TEXT_REASON_BYTES_MAX, &reason);
+    ingest_validate_id(v, b, "branch_id", false, branch);
     if (validate_string(v, b, "expires_at", false, 1, 64, &expires) && expires) {
         if (!ingest_parse_rfc3339_us(expires, &expires_us))
             validation_add(v, "expires_at", "must be an RFC 3339 time");

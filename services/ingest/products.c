@@ -85,9 +85,9 @@ static bool validate_product(struct req *r)
     const char *s = NULL, *kind = NULL;
     int64_t n;
     validate_no_unknown_fields(&v, b, product_fields);
-    validate_string(&v, b, "product_id", false, 1, 64, &s);
+    validate_text(&v, b, "product_id", false, 1, TEXT_PRODUCT_ID_CHARS_MAX, TEXT_ID_BYTES_MAX, &s);
     validate_enum(&v, b, "kind", true, kinds, &kind);
-    validate_string(&v, b, "name", true, 1, 200, &s);
+    validate_text(&v, b, "name", true, 1, TEXT_NAME_CHARS_MAX, TEXT_NAME_BYTES_MAX, &s);
     validate_int(&v, b, "price", true, 0, MONEY_AMOUNT_MAX, &n);
     validate_branch_ids(&v, json_object_get(b, "branch_ids"));
     validate_terms(&v, b, kind);

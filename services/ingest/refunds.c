@@ -17,8 +17,6 @@
 #include "ingest.h"
 #include "money/money.h"
 
-#define REFUND_REASON_MAX 200
-
 static const char *const refund_fields[] = {
     "kind",   "reason", "branch_id", "principal", "refund_method", "purchase_operation_id",
     "amount", NULL};
@@ -32,8 +30,7 @@ static void validate_kind_fields(struct validation *v, json_t *b, const char *ki
     int64_t n = 0;
     bool purchase = kind && strcmp(kind, "purchase") == 0;
     if (purchase) {
-        if (validate_string(v, b, "purchase_operation_id", true, 1, INGEST_KEY_MAX - 1, &s) &&
-            !uuid_is_valid(s))
+        if (ingest_validate_id(v, b, "purchase_operation_id", true, &s) && !uuid_is_valid(s))
             validation_add(v, "purchase_operation_id", "must be the purchase's operation_id");
         validate_int(v, b, "amount", false, 1, MONEY_AMOUNT_MAX, &n);
         if (json_object_get(b, "principal") || json_object_get(b, "refund_method"))
@@ -57,8 +54,8 @@ static bool validate_refund(struct req *r)
     const char *kind = NULL, *reason = NULL, *branch = NULL;
     validate_no_unknown_fields(&v, b, refund_fields);
     validate_enum(&v, b, "kind", true, refund_kinds, &kind);
-    validate_string(&v, b, "reason", true, 1, REFUND_REASON_MAX, &reason);
-    validate_string(&v, b, "branch_id", true, 1, INGEST_KEY_MAX - 1, &branch);
+    validate_text(&v, b, "reason", true, 1, TEXT_REASON_CHARS_MAX, TEXT_REASON_BYTES_MAX, &reason);
+    ingest_validate_id(&v, b, "branch_id", true, &branch);
     validate_kind_fields(&v, b, kind);
     if (!validation_ok(&v)) {
         validation_reply(r->ex, &v);

@@ -4,6 +4,7 @@
  * lines and balances in three statements. The pipeline commits all of it
  * with the offsets and the outbox. */
 #include <assert.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,6 +149,15 @@ void outcome_line(struct outcome *o, const char *account, const char *asset, int
     o->line_ptrs[i] = &o->lines[i];
 }
 
+void outcome_reason(struct outcome *o, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(o->reason, sizeof(o->reason), fmt, ap);
+    va_end(ap);
+    assert(n >= 0 && (size_t)n < sizeof(o->reason));
+}
+
 static void decide_topup(struct ledger_ctx *l, struct outcome *o)
 {
     const Envelope *env = o->cmd;
@@ -160,6 +170,13 @@ static void decide_topup(struct ledger_ctx *l, struct outcome *o)
     if (r != RULES_OK) {
         o->reject_code = rules_result_code(r);
         o->reject_detail = "the top-up amount is not acceptable";
+        return;
+    }
+    int64_t in = 0; /* both fit an int64 (rules_plan_topup): so does their sum */
+    o->reject_code = money_add(t->amount, bonus, &in) ? prepaid_check(l, env->tenant_id, in)
+                                                      : PREPAID_OVERFLOW_CODE;
+    if (o->reject_code) {
+        o->reject_detail = PREPAID_OVERFLOW_DETAIL;
         return;
     }
     char member[ACCOUNT_MAX], sold[ACCOUNT_MAX], issued[ACCOUNT_MAX];
@@ -379,7 +396,7 @@ static void record_rows(struct ledger_ctx *l, const struct outcome *o, const uin
     const Envelope *c = o->cmd;
     char reason[LEDGER_REASON_MAX];
     if (o->reason[0]) {
-        snprintf(reason, sizeof(reason), "%s", o->reason);
+        memcpy(reason, o->reason, sizeof(reason));
     } else {
         const char *method =
             c->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_TOP_UP_STORED_VALUE
@@ -513,7 +530,7 @@ static const char *command_problem(const Envelope *env)
     }
     if (!env->member_id[0] && !cards_is_tenant_command(env))
         return "command without member_id";
-    return NULL;
+    return ledger_command_text_problem(env);
 }
 
 int ledger_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *err, size_t err_len)

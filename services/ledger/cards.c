@@ -22,9 +22,11 @@
 #include "money/money.h"
 
 #define ID_MAX       EVENT_ID_FIELD_MAX
-#define NAME_MAX_LEN 200
+#define NAME_MAX_LEN TEXT_NAME_BYTES_MAX
 #define ACCOUNT_MAX  400
 #define LINES_MAX    6
+#define VALIDITY_OVERFLOW_DETAIL                                                                   \
+    "the card's validity or uses would pass the most the ledger can hold"
 
 struct branches {
     char ids[CARD_BRANCHES_MAX][ID_MAX];
@@ -125,9 +127,13 @@ static void *grow(void *arr, size_t count, size_t *cap, size_t elem)
     return arr;
 }
 
+/* Ids were checked at the door (ledger_command_text_problem) or come from
+ * rows written that way: one that does not fit is a programmer error, not
+ * something to cut. */
 static void copy_id(char dst[ID_MAX], const char *src)
 {
-    snprintf(dst, ID_MAX, "%s", src ? src : "");
+    int n = snprintf(dst, ID_MAX, "%s", src ? src : "");
+    assert(n >= 0 && n < ID_MAX);
 }
 
 /* ------------------------------------------------------- lookups */
@@ -611,21 +617,24 @@ static void credit_card(struct card_outcome *o, const struct card_terms *t)
     add_line(o, sold, uses ? "card_uses" : "card_days", -amount);
 }
 
-/* The card a sale makes (not yet in the batch state). */
-static void new_card(const Envelope *e, const struct product *p, struct card *k)
+/* The card a sale makes (not yet in the batch state); CARD_OK or why not. */
+static enum card_result new_card(const Envelope *e, const struct product *p, struct card *k)
 {
     memset(k, 0, sizeof(*k));
+    enum card_result r = rules_card_issue(&p->terms, e->occurred_at_us, &k->st);
+    if (r != CARD_OK)
+        return r;
     copy_id(k->tenant_id, e->tenant_id);
     copy_id(k->card_id, e->issue_card->card_id);
     copy_id(k->member_id, e->member_id);
     copy_id(k->product_id, p->product_id);
     copy_id(k->sold_branch, e->branch_id);
-    k->st = rules_card_issue(&p->terms, e->occurred_at_us);
     k->price = k->paid_total = p->price;
     k->uses_total = p->terms.kind == CARD_COUNT ? p->terms.uses : 0;
     k->discount_bp = p->discount_bp;
     k->branches = p->branches;
     k->found = true;
+    return CARD_OK;
 }
 
 /* The member's own card, or NULL (another member's card is not found:
@@ -647,7 +656,10 @@ static bool plan_issue(struct ledger_ctx *l, struct card_outcome *o, const struc
             reject(o, "invalid_command", "the card id is taken");
             return false;
         }
-        new_card(e, p, next);
+        if (new_card(e, p, next) != CARD_OK) {
+            reject(o, "validity_overflow", VALIDITY_OVERFLOW_DETAIL);
+            return false;
+        }
         return true;
     }
     struct card *k = own_card(l, e, ic->renew_card_id);
@@ -660,8 +672,11 @@ static bool plan_issue(struct ledger_ctx *l, struct card_outcome *o, const struc
         return false;
     }
     *next = *k;
-    if (rules_card_renew(&next->st, &p->terms, e->occurred_at_us) != CARD_OK) {
-        reject(o, "invalid_command", "the product cannot renew this card");
+    enum card_result r = rules_card_renew(&next->st, &p->terms, e->occurred_at_us);
+    if (r != CARD_OK) {
+        reject(o, rules_card_code(r),
+               r == CARD_VALIDITY_OVERFLOW ? VALIDITY_OVERFLOW_DETAIL
+                                           : "the product cannot renew this card");
         return false;
     }
     next->price = p->price;
@@ -780,6 +795,7 @@ static void decide_freeze(struct ledger_ctx *l, struct card_outcome *o)
                r == CARD_FREEZE_EXCEEDS_ALLOWANCE
                    ? "more days than the card's freeze allowance left"
                : r == CARD_FREEZE_NOT_ALLOWED ? "only time cards and subscriptions freeze"
+               : r == CARD_VALIDITY_OVERFLOW  ? VALIDITY_OVERFLOW_DETAIL
                                               : "the card cannot be frozen now");
         return;
     }
@@ -1025,9 +1041,10 @@ static void record_rows(struct ledger_ctx *l, const struct card_outcome *o, cons
 {
     const Envelope *c = o->cmd;
     char reason[ID_MAX * 3 + 64];
-    snprintf(reason, sizeof(reason), "%s:card:%s:product:%s:%s", command_type(c),
-             o->card ? o->card->card_id : "", o->card ? o->card->product_id : "",
-             o->payment_method ? o->payment_method : "");
+    int n = snprintf(reason, sizeof(reason), "%s:card:%s:product:%s:%s", command_type(c),
+                     o->card ? o->card->card_id : "", o->card ? o->card->product_id : "",
+                     o->payment_method ? o->payment_method : "");
+    assert(n >= 0 && (size_t)n < sizeof(reason)); /* ids and payment method checked */
     store_add_verdict(&l->rows, c, cards_command_id(c), command_type(c), o->reject_code,
                       o->posting_id, verdict, verdict_len, o->lines, o->line_count, reason);
 }

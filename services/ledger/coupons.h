@@ -11,10 +11,11 @@
 
 #include "events/card_types.h"
 #include "events/codec.h"
+#include "events/text_limits.h"
 #include "rules_cards.h"
 
 #define COUPON_ID_MAX         EVENT_ID_FIELD_MAX
-#define COUPON_NAME_MAX       200
+#define COUPON_NAME_MAX       TEXT_NAME_BYTES_MAX
 #define COUPON_VALID_DAYS_MAX 3660
 
 struct ledger_coupon {

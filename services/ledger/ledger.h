@@ -13,6 +13,7 @@
 #include "db/copy.h"
 #include "db/db.h"
 #include "events/codec.h"
+#include "events/text_limits.h"
 #include "ids/uuid7.h"
 #include "rules.h"
 #include "rules_firstday.h"
@@ -45,10 +46,13 @@ struct ledger_fd_tenant {
     bool set_in_batch; /* a SetCardLimits of the batch names it */
 };
 
+/* Per tenant of the batch: its top-up ladder, and its outstanding prepaid
+ * value as the batch began (prepaid.c checks what commands add to it). */
 struct ledger_ladder {
     char *tenant_id;
     struct bonus_step steps[RULES_BONUS_STEPS_MAX];
     size_t count;
+    int64_t prepaid_outstanding;
 };
 
 /* A points lot of a batch member (points.c); loaded with remaining > 0. */
@@ -168,7 +172,10 @@ struct ledger_ctx {
 
 #define LEDGER_ACCOUNT_MAX 300
 #define LEDGER_LINES_MAX   8
-#define LEDGER_REASON_MAX  300
+/* A journal reason: "<command kind>:" and the command's text, which
+ * ledger_command_text_problem keeps within its limit: it always fits. */
+#define LEDGER_REASON_PREFIX_MAX 64
+#define LEDGER_REASON_MAX        (LEDGER_REASON_PREFIX_MAX + TEXT_REASON_BYTES_MAX + 1)
 
 /* What one command produced, before it is encoded (apply.c decides
  * top-ups and purchases, points.c and refunds.c their commands). */
@@ -203,6 +210,15 @@ struct outcome {
 
 /* Adds a journal line (none when amount is 0). */
 void outcome_line(struct outcome *o, const char *account, const char *asset, int64_t amount);
+/* Sets the journal reason from fmt. Asserts it fits: the command's text
+ * was checked at the door (ledger_command_text_problem), and a cut could
+ * split a character that PostgreSQL then refuses. */
+void outcome_reason(struct outcome *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* command_text.c: why a command's text cannot be taken whole (longer than
+ * the limits of events/text_limits.h), or NULL. The message goes to the
+ * dead-letter topic: ingest never sends such text. */
+const char *ledger_command_text_problem(const Envelope *env);
 
 /* points.c */
 /* Makes room for one more element of a batch array (doubling; asserts on
@@ -264,6 +280,14 @@ void firstday_limit_set(struct ledger_ctx *l, const char *tenant_id, int64_t lim
  * outstanding prepaid value and their threshold crossings (as events). */
 int prepaid_track(PGconn *pg, struct ledger_ctx *l, struct pipeline_batch *b, char *err,
                   size_t err_len);
+/* May a command add `in` (> 0) to its tenant's outstanding prepaid value?
+ * What the tenant had when the batch began, plus what the batch moved so
+ * far, plus in, must fit tenant_prepaid.outstanding (a bigint): NULL, or
+ * the rejection code PREPAID_OVERFLOW_CODE. Changes nothing. */
+#define PREPAID_OVERFLOW_CODE "prepaid_overflow"
+#define PREPAID_OVERFLOW_DETAIL                                                                    \
+    "the tenant's outstanding prepaid value would pass the most the ledger can hold"
+const char *prepaid_check(const struct ledger_ctx *l, const char *tenant_id, int64_t in);
 
 /* cache_resync.c: rewrites the cached balances and cards changed in the
  * last window_s seconds from PostgreSQL (versioned; 0 disables). Blocking;

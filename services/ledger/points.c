@@ -243,7 +243,7 @@ static void decide_adjust(struct ledger_ctx *l, struct outcome *o)
 {
     const AdjustPoints *a = o->cmd->adjust_points;
     o->points = a->points;
-    snprintf(o->reason, sizeof(o->reason), "points_adjustment:%s", a->reason);
+    outcome_reason(o, "points_adjustment:%s", a->reason);
     if (a->points == 0 || a->points > POINTS_ADJUST_MAX || a->points < -POINTS_ADJUST_MAX ||
         !a->reason[0]) {
         reject(o, "invalid_points", "points must be non-zero and a reason is required");
@@ -274,7 +274,7 @@ static void decide_expiry(struct ledger_ctx *l, struct outcome *o)
     const Envelope *cmd = o->cmd;
     const ExpirePoints *e = cmd->expire_points;
     snprintf(o->lot_id, sizeof(o->lot_id), "%s", e->lot_id);
-    snprintf(o->reason, sizeof(o->reason), "points_expiry:%s", e->lot_id);
+    outcome_reason(o, "points_expiry:%s", e->lot_id);
     struct ledger_lot *lot = lot_find(l, cmd, e->lot_id);
     if (!lot || lot->remaining == 0)
         return;
@@ -326,8 +326,8 @@ static void decide_earn(struct ledger_ctx *l, struct outcome *o)
     const Envelope *cmd = o->cmd;
     const EarnPoints *e = cmd->earn_points;
     bool of_purchase = e->purchase_command_id[0] != '\0';
-    snprintf(o->reason, sizeof(o->reason), "points_earned:%s%s%s", e->rule,
-             of_purchase ? ":purchase:" : "", e->purchase_command_id);
+    outcome_reason(o, "points_earned:%s%s%s", e->rule, of_purchase ? ":purchase:" : "",
+                   e->purchase_command_id);
     if (e->points <= 0 || e->points > POINTS_ADJUST_MAX || !e->rule[0] ||
         strlen(e->rule) > POINTS_RULE_MAX) {
         reject(o, "invalid_points", "points must be positive and the rule named (128 at most)");
@@ -400,7 +400,7 @@ static void decide_vest(struct ledger_ctx *l, struct outcome *o)
     const Envelope *cmd = o->cmd;
     const VestPoints *v = cmd->vest_points;
     snprintf(o->lot_id, sizeof(o->lot_id), "%s", v->lot_id);
-    snprintf(o->reason, sizeof(o->reason), "points_vested:%s", v->lot_id);
+    outcome_reason(o, "points_vested:%s", v->lot_id);
     struct ledger_lot *lot = lot_find(l, cmd, v->lot_id);
     if (!lot || lot->remaining == 0 || !lot->pending)
         return;

@@ -13,6 +13,20 @@
 
 #include "bus/topics.h"
 #include "ledger.h"
+#include "money/money.h"
+
+const char *prepaid_check(const struct ledger_ctx *l, const char *tenant_id, int64_t in)
+{
+    int64_t total = 0;
+    for (size_t i = 0; i < l->ladder_count; i++)
+        if (strcmp(l->ladders[i].tenant_id, tenant_id) == 0)
+            total = l->ladders[i].prepaid_outstanding;
+    for (size_t i = 0; i < l->rows.prepaid_count; i++) /* what the batch moved so far */
+        if (strcmp(l->rows.prepaid[i].tenant_id, tenant_id) == 0 &&
+            !money_add(total, l->rows.prepaid[i].delta, &total))
+            return PREPAID_OVERFLOW_CODE;
+    return money_add(total, in, &total) ? NULL : PREPAID_OVERFLOW_CODE;
+}
 
 static void emit_crossing(struct pipeline_batch *b, const PGresult *res, int i)
 {

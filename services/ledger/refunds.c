@@ -124,7 +124,7 @@ static void decide_sv_refund(struct ledger_ctx *l, struct outcome *o)
     enum refund_result res =
         rules_plan_sv_refund(o->member->sv, r->principal, rule->fee_bp, rule->fee_min, &plan);
     o->refund_kind = "stored_value";
-    snprintf(o->reason, sizeof(o->reason), "refund_stored_value:%s", r->reason);
+    outcome_reason(o, "refund_stored_value:%s", r->reason);
     if (res != REFUND_OK) {
         o->reject_code = rules_refund_code(res);
         o->reject_detail = res == REFUND_INSUFFICIENT ? "more than the unspent principal"
@@ -166,7 +166,7 @@ static void decide_purchase_refund(struct ledger_ctx *l, struct outcome *o)
     const RefundPurchase *r = cmd->refund_purchase;
     struct ledger_refundable *p = refunds_purchase_find(l, cmd->tenant_id, r->purchase_command_id);
     o->refund_kind = "purchase";
-    snprintf(o->reason, sizeof(o->reason), "refund_purchase:%s", r->reason);
+    outcome_reason(o, "refund_purchase:%s", r->reason);
     if (!p || !p->member_id || strcmp(p->member_id, cmd->member_id) != 0) {
         o->reject_code = "not_found";
         o->reject_detail = "no such purchase of this member";
@@ -188,6 +188,14 @@ static void decide_purchase_refund(struct ledger_ctx *l, struct outcome *o)
         !money_add(o->member->sv.bonus, plan.bonus, &after.bonus)) {
         o->reject_code = "balance_overflow";
         o->reject_detail = "the stored-value balance would overflow";
+        return;
+    }
+    int64_t in = 0;
+    o->reject_code = money_add(plan.principal, plan.bonus, &in)
+                         ? prepaid_check(l, cmd->tenant_id, in)
+                         : PREPAID_OVERFLOW_CODE;
+    if (o->reject_code) {
+        o->reject_detail = PREPAID_OVERFLOW_DETAIL;
         return;
     }
     char member[LEDGER_ACCOUNT_MAX], redeemed[LEDGER_ACCOUNT_MAX];

@@ -46,6 +46,8 @@ const char *rules_card_code(enum card_result r)
         return "not_a_discount_card";
     case CARD_NOT_USABLE:
         return "card_not_usable";
+    case CARD_VALIDITY_OVERFLOW:
+        return "validity_overflow";
     }
     return "unknown";
 }
@@ -85,13 +87,26 @@ enum card_result rules_card_check_cap(const struct card_limits *lim, const struc
                : CARD_OK;
 }
 
-struct card_state rules_card_issue(const struct card_terms *t, int64_t now_us)
+/* at_us + days, false when it does not fit an int64. */
+static bool time_after_days(int64_t at_us, int64_t days, int64_t *out)
 {
-    return (struct card_state){.kind = t->kind,
+    int64_t span;
+    return !__builtin_mul_overflow(days, CARD_US_PER_DAY, &span) &&
+           !__builtin_add_overflow(at_us, span, out);
+}
+
+enum card_result rules_card_issue(const struct card_terms *t, int64_t now_us,
+                                  struct card_state *out)
+{
+    int64_t to;
+    if (!time_after_days(now_us, t->validity_days, &to))
+        return CARD_VALIDITY_OVERFLOW;
+    *out = (struct card_state){.kind = t->kind,
                                .uses_left = t->kind == CARD_COUNT ? t->uses : 0,
                                .valid_from_us = now_us,
-                               .valid_to_us = now_us + t->validity_days * CARD_US_PER_DAY,
+                               .valid_to_us = to,
                                .freeze_days_left = t->freeze_days_max};
+    return CARD_OK;
 }
 
 enum card_result rules_card_renew(struct card_state *c, const struct card_terms *t, int64_t now_us)
@@ -99,10 +114,14 @@ enum card_result rules_card_renew(struct card_state *c, const struct card_terms 
     if (t->kind != c->kind || t->validity_days <= 0)
         return CARD_INVALID;
     int64_t from = c->valid_to_us > now_us ? c->valid_to_us : now_us;
-    c->valid_to_us = from + t->validity_days * CARD_US_PER_DAY;
-    if (c->kind == CARD_COUNT)
-        c->uses_left += t->uses;
-    c->freeze_days_left += t->freeze_days_max;
+    int64_t to, uses = c->uses_left, freeze_days;
+    if (!time_after_days(from, t->validity_days, &to) ||
+        (c->kind == CARD_COUNT && __builtin_add_overflow(c->uses_left, t->uses, &uses)) ||
+        __builtin_add_overflow(c->freeze_days_left, t->freeze_days_max, &freeze_days))
+        return CARD_VALIDITY_OVERFLOW;
+    c->valid_to_us = to;
+    c->uses_left = uses;
+    c->freeze_days_left = freeze_days;
     return CARD_OK;
 }
 
@@ -155,8 +174,11 @@ enum card_result rules_card_freeze(struct card_state *c, int64_t days, int64_t n
     if (days > c->freeze_days_left)
         return CARD_FREEZE_EXCEEDS_ALLOWANCE;
     int64_t from = c->frozen_until_us > now_us ? c->frozen_until_us : now_us;
-    c->frozen_until_us = from + days * CARD_US_PER_DAY;
-    c->valid_to_us += days * CARD_US_PER_DAY;
+    int64_t until, to;
+    if (!time_after_days(from, days, &until) || !time_after_days(c->valid_to_us, days, &to))
+        return CARD_VALIDITY_OVERFLOW;
+    c->frozen_until_us = until;
+    c->valid_to_us = to;
     c->freeze_days_left -= days;
     return CARD_OK;
 }

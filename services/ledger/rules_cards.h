@@ -31,6 +31,7 @@ enum card_result {
     CARD_COUPON_EXPIRED,
     CARD_NOT_A_DISCOUNT_CARD,
     CARD_NOT_USABLE,
+    CARD_VALIDITY_OVERFLOW, /* a time or count past what an int64 holds */
 };
 
 /* A tenant's card limits; card_limits_default() when it set none. */
@@ -80,11 +81,15 @@ int64_t rules_local_day(int64_t at_us, int32_t utc_offset_s);
  * uses, every other kind by validity days. */
 enum card_result rules_card_check_cap(const struct card_limits *lim, const struct card_terms *t);
 
-/* A new card sold at now_us. */
-struct card_state rules_card_issue(const struct card_terms *t, int64_t now_us);
+/* A new card sold at now_us into *out: CARD_OK, or CARD_VALIDITY_OVERFLOW
+ * when its end would not fit an int64 (the card's valid_to_us is a
+ * bigint: PostgreSQL would refuse it, C would wrap it). */
+enum card_result rules_card_issue(const struct card_terms *t, int64_t now_us,
+                                  struct card_state *out);
 
 /* A renewal: validity continues from valid_to (or now, if it has passed),
- * count cards get the product's uses on top. */
+ * count cards get the product's uses on top. Checked like an issue: on
+ * CARD_VALIDITY_OVERFLOW the card is unchanged. */
 enum card_result rules_card_renew(struct card_state *c, const struct card_terms *t, int64_t now_us);
 
 /* One use at now_us at a branch the card is (branch_ok) or is not valid
@@ -94,7 +99,7 @@ enum card_result rules_card_use(const struct card_limits *lim, struct card_state
 
 /* Pauses a time card (or subscription) for days from now (or from the end
  * of a freeze in progress): valid_to moves by as much; bounded by the
- * allowance left. */
+ * allowance left and, like a renewal, by what an int64 holds. */
 enum card_result rules_card_freeze(struct card_state *c, int64_t days, int64_t now_us);
 
 /* After a use recorded at now_us (already in recent uses): a burst when

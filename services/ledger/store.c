@@ -153,18 +153,27 @@ PGresult *store_query_batch_tenants(PGconn *pg, const struct ledger_ctx *l, cons
     return res;
 }
 
+/* The ladders' steps and the tenants' outstanding prepaid value in one
+ * statement: a row per step, or one without a step for a tenant that has
+ * none. */
 static int load_ladders(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
 {
-    PGresult *res =
-        store_query_batch_tenants(pg, l,
-                                  "SELECT tenant_id, threshold, bonus FROM topup_bonus_steps "
-                                  "WHERE tenant_id = ANY($1::text[]) ORDER BY tenant_id, threshold",
-                                  err, err_len);
+    PGresult *res = store_query_batch_tenants(
+        pg, l,
+        "SELECT t.tenant_id, s.threshold, s.bonus, coalesce(p.outstanding, 0) "
+        "FROM unnest($1::text[]) AS t(tenant_id) "
+        "LEFT JOIN topup_bonus_steps s ON s.tenant_id = t.tenant_id "
+        "LEFT JOIN tenant_prepaid p ON p.tenant_id = t.tenant_id "
+        "ORDER BY t.tenant_id, s.threshold",
+        err, err_len);
     if (!res)
         return -1;
     for (int i = 0; i < PQntuples(res); i++) {
         struct ledger_ladder *ld = ledger_ladder_find(l, PQgetvalue(res, i, 0), false);
-        if (!ld || ld->count == RULES_BONUS_STEPS_MAX)
+        if (!ld)
+            continue;
+        ld->prepaid_outstanding = int_at(res, i, 3);
+        if (PQgetisnull(res, i, 1) || ld->count == RULES_BONUS_STEPS_MAX)
             continue;
         ld->steps[ld->count++] =
             (struct bonus_step){.threshold = int_at(res, i, 1), .bonus = int_at(res, i, 2)};

@@ -9,7 +9,15 @@
  * two workers of one process once shared one static card), and the audit
  * passes. Purchases stay
  * under the demo ladder's first tier (500 yuan), so no tier discount
- * changes prices in the middle. */
+ * changes prices in the middle.
+ *
+ * Among them, the commands that used to stall a ledger worker for good
+ * (issue 10, items 1 and 2): a points grant whose reason is 200 Chinese
+ * characters (applied, the reason stored whole), the same with 300 put
+ * straight on ledger-commands as a producer other than ingest could
+ * (longer than the ledger takes: dead-lettered), and a top-up past the
+ * most a tenant's outstanding prepaid value can hold (refused with
+ * prepaid_overflow). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,6 +31,11 @@
 #include <time.h>
 
 #include "../support/api_client.h"
+#include "../support/full_tenant.h"
+#include "../support/topic_reader.h"
+#include "bus/topics.h"
+#include "events/codec.h"
+#include "events/text_limits.h"
 
 enum {
     CLIENTS = 8,
@@ -143,6 +156,126 @@ static void *batch_client_main(void *arg)
     return NULL;
 }
 
+/* ------------------------------------------------ the odd commands */
+#define CJK           "\xe7\xa7\xaf" /* 积: 3 bytes of UTF-8 */
+#define FULL_HEADROOM 1000
+
+static struct {
+    char member[64];         /* demo: the long reasons */
+    struct full_tenant full; /* near the most a tenant's total holds */
+    char full_member[64];
+    char reason[3 * 300 + 1]; /* 200 characters, then 300 for the injected one */
+    char injected_event[UUID_STR_SIZE];
+    char injected_command[UUID_STR_SIZE];
+} odd;
+
+static void cjk_reason(int chars)
+{
+    for (int i = 0; i < chars; i++)
+        memcpy(odd.reason + 3 * i, CJK, 3);
+    odd.reason[3 * chars] = '\0';
+}
+
+/* An AdjustPoints whose reason is longer than the ledger takes, produced
+ * to ledger-commands directly (ingest would refuse it with a 422). */
+static void inject_long_reason(void)
+{
+    cjk_reason(300);
+    assert_true(strlen(odd.reason) > TEXT_REASON_BYTES_MAX);
+    struct event_meta meta = {.tenant_id = "demo",
+                              .branch_id = "hq",
+                              .member_id = odd.member,
+                              .actor_kind = "test",
+                              .actor_id = "crash-audit"};
+    Envelope env;
+    Actor actor;
+    AdjustPoints a = TESSERA__LEDGER__V1__ADJUST_POINTS__INIT;
+    envelope_init(&env, &actor, &meta);
+    uuid7_generate(odd.injected_command);
+    snprintf(odd.injected_event, sizeof(odd.injected_event), "%s", meta.event_id);
+    a.command_id = odd.injected_command;
+    a.points = 10;
+    a.reason = odd.reason;
+    env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_ADJUST_POINTS;
+    env.adjust_points = &a;
+    size_t len = 0;
+    uint8_t *payload = envelope_encode(&env, &len);
+    assert_non_null(payload);
+    assert_int_equal(topic_produce(TOPIC_LEDGER_COMMANDS, RD_KAFKA_PARTITION_UA, odd.member,
+                                   strlen(odd.member), payload, len,
+                                   envelope_cloudevents_headers(&env, "/tessera/test")),
+                     0);
+    free(payload);
+}
+
+/* Sent in the middle of the load, like any client's commands. */
+static void send_odd_commands(void)
+{
+    char path[160], body[1200];
+    const char *headers[] = {"Prefer: wait=1", NULL};
+    cjk_reason(200);
+    snprintf(path, sizeof(path), "/v1/members/%s/points-adjustments", odd.member);
+    snprintf(body, sizeof(body), "{\"points\":10,\"reason\":\"%s\"}", odd.reason);
+    struct api_response r = api_call("POST", path, body, NULL, headers);
+    assert_true(r.status == 201 || r.status == 202);
+    api_response_free(&r);
+    snprintf(path, sizeof(path), "/v1/members/%s/topups", odd.full_member);
+    snprintf(body, sizeof(body), "{\"amount\":%d,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}",
+             FULL_HEADROOM + 1);
+    r = api_call("POST", path, body, odd.full.key, headers);
+    assert_true(r.status == 409 || r.status == 202);
+    api_response_free(&r);
+    inject_long_reason();
+}
+
+static bool odd_settled(void *arg)
+{
+    PGconn *pg = arg;
+    const char *p[] = {odd.member, odd.full_member};
+    return test_pg_int(pg, "SELECT count(*) FROM ledger.commands WHERE member_id = $1", 1, p) ==
+               1 &&
+           test_pg_int(pg, "SELECT count(*) FROM ledger.commands WHERE member_id = $1", 1, p + 1) ==
+               1;
+}
+
+static void on_dead_letter(void *ctx, const rd_kafka_message_t *m)
+{
+    rd_kafka_headers_t *h = NULL;
+    const void *v = NULL;
+    size_t n = 0;
+    if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        rd_kafka_header_get_last(h, "ce_id", &v, &n) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        n == strlen(odd.injected_event) && memcmp(v, odd.injected_event, n) == 0)
+        (*(int *)ctx)++;
+}
+
+/* The long reason applied whole, the longer one dead-lettered and never
+ * applied, the overflow refused with its code. */
+static void expect_odd_commands(PGconn *pg)
+{
+    assert_true(poll_until(odd_settled, pg, 60000));
+    char account[96], stored[1100];
+    cjk_reason(200);
+    snprintf(account, sizeof(account), "member:%s", odd.member);
+    snprintf(stored, sizeof(stored), "points_adjustment:%s", odd.reason);
+    const char *p[] = {account, stored};
+    assert_int_equal(
+        test_pg_int(pg, "SELECT count(*) FROM ledger.journal WHERE account = $1 AND reason = $2", 2,
+                    p),
+        1);
+    const char *q[] = {odd.injected_command, odd.full_member};
+    assert_int_equal(
+        test_pg_int(pg, "SELECT count(*) FROM ledger.commands WHERE command_id = $1", 1, q), 0);
+    int seen = 0;
+    assert_true(topic_read_all(TOPIC_DEAD_LETTER, on_dead_letter, &seen) >= 0);
+    assert_true(seen >= 1); /* at least once: a kill may send it twice */
+    assert_int_equal(test_pg_int(pg,
+                                 "SELECT count(*) FROM ledger.commands WHERE member_id = $1 AND "
+                                 "status = 'rejected' AND code = 'prepaid_overflow'",
+                                 1, q + 1),
+                     1);
+}
+
 static void expect_batch_member(PGconn *pg, const char *member_id)
 {
     const char *p[1] = {member_id};
@@ -219,6 +352,9 @@ static void test_sigkill_under_load_then_audit(void **state)
             test_register_member(clients[i].members[m]);
     for (int m = 0; m < BATCH_MEMBERS; m++)
         test_register_member(batch_members[m]);
+    test_register_member(odd.member);
+    full_tenant_make(&odd.full, FULL_HEADROOM);
+    full_tenant_member(&odd.full, odd.full_member);
     srand((unsigned)time(NULL));
     snprintf(card_product, sizeof(card_product), "crash-10-classes-%ld", (long)time(NULL));
     char product[256];
@@ -241,6 +377,8 @@ static void test_sigkill_under_load_then_audit(void **state)
     for (int k = 0; k < KILLS; k++) {
         int at = COMMANDS * (k + 1) / (KILLS + 2) + rand() % (COMMANDS / (KILLS + 2) / 2 + 1);
         assert_true(poll_until(sent_reached, &at, 120000));
+        if (k == 0)
+            send_odd_commands();
         assert_int_equal(runtime_do("kill-service ledger"), 0);
         assert_int_equal(runtime_do("start-service ledger"), 0);
         if (k == 1) /* the second instance leaves mid-load; the first takes over */
@@ -270,7 +408,9 @@ static void test_sigkill_under_load_then_audit(void **state)
     assert_int_equal(batch_unexpected, 0);
     for (int m = 0; m < BATCH_MEMBERS; m++)
         expect_batch_member(pg, batch_members[m]);
+    expect_odd_commands(pg);
     PQfinish(pg);
+    full_tenant_unseed(&odd.full);
     assert_int_equal(runtime_do("audit"), 0);
 }
 

@@ -377,7 +377,7 @@ static void test_offsets_load_and_store(void **state)
 
     struct db_offset_range ranges[] = {{"tessera.a", 0, 0, 10}, {"tessera.a", 1, 0, 7}};
     assert_int_equal(db_begin(pg, err, sizeof err), 0);
-    assert_int_equal(db_offsets_store(pg, "g1", "cluster-A", ranges, 2, err, sizeof err), 0);
+    assert_int_equal(db_offsets_store(pg, "g1", "cluster-A", ranges, 2, NULL, err, sizeof err), 0);
     assert_int_equal(db_commit(pg, err, sizeof err), 0);
 
     /* Same cluster: the stored offsets; unstored partition: beginning. */
@@ -396,13 +396,13 @@ static void test_offsets_load_and_store(void **state)
     /* Next batch continuing where we stopped: fine. */
     struct db_offset_range next[] = {{"tessera.a", 0, 10, 15}, {"tessera.b", 0, 0, 3}};
     assert_int_equal(db_begin(pg, err, sizeof err), 0);
-    assert_int_equal(db_offsets_store(pg, "g1", "cluster-A", next, 2, err, sizeof err), 0);
+    assert_int_equal(db_offsets_store(pg, "g1", "cluster-A", next, 2, NULL, err, sizeof err), 0);
     assert_int_equal(db_commit(pg, err, sizeof err), 0);
 
     /* A batch starting before the stored offset: fenced, rolled back. */
     struct db_offset_range stale[] = {{"tessera.a", 1, 7, 9}, {"tessera.a", 0, 12, 20}};
     assert_int_equal(db_begin(pg, err, sizeof err), 0);
-    assert_int_equal(db_offsets_store(pg, "g1", "cluster-A", stale, 2, err, sizeof err), 1);
+    assert_int_equal(db_offsets_store(pg, "g1", "cluster-A", stale, 2, NULL, err, sizeof err), 1);
     db_rollback(pg);
     assert_int_equal(db_offsets_load(pg, "g1", "cluster-A", parts, err, sizeof err), 0);
     assert_int_equal(parts->elems[0].offset, 15);
@@ -412,7 +412,7 @@ static void test_offsets_load_and_store(void **state)
     /* A new cluster starting from scratch overrides the old rows. */
     struct db_offset_range fresh[] = {{"tessera.a", 0, 0, 2}};
     assert_int_equal(db_begin(pg, err, sizeof err), 0);
-    assert_int_equal(db_offsets_store(pg, "g1", "cluster-B", fresh, 1, err, sizeof err), 0);
+    assert_int_equal(db_offsets_store(pg, "g1", "cluster-B", fresh, 1, NULL, err, sizeof err), 0);
     assert_int_equal(db_commit(pg, err, sizeof err), 0);
     assert_int_equal(db_offsets_load(pg, "g1", "cluster-B", parts, err, sizeof err), 0);
     assert_int_equal(parts->elems[0].offset, 2);

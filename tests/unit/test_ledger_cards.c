@@ -44,7 +44,8 @@ static const struct card_terms month = {
 static void test_issue_and_validity(void **state)
 {
     struct card_limits lim = card_limits_default();
-    struct card_state c = rules_card_issue(&ten_uses, T0);
+    struct card_state c;
+    assert_int_equal(rules_card_issue(&ten_uses, T0, &c), CARD_OK);
     assert_int_equal(c.uses_left, 10);
     assert_int_equal(c.valid_to_us, T0 + 90 * DAY);
     static const struct {
@@ -71,7 +72,8 @@ static void test_uses_run_out(void **state)
 {
     struct card_limits lim = card_limits_default();
     struct card_terms two = {.kind = CARD_COUNT, .uses = 2, .validity_days = 30};
-    struct card_state c = rules_card_issue(&two, T0);
+    struct card_state c;
+    assert_int_equal(rules_card_issue(&two, T0, &c), CARD_OK);
     assert_int_equal(rules_card_use(&lim, &c, T0 + 1 * DAY, 0, true), CARD_OK);
     assert_int_equal(rules_card_use(&lim, &c, T0 + 2 * DAY, 0, true), CARD_OK);
     assert_int_equal(rules_card_use(&lim, &c, T0 + 3 * DAY, 0, true), CARD_NO_USES_LEFT);
@@ -91,7 +93,8 @@ static void test_uses_run_out(void **state)
 static void test_daily_limit_in_time_zone(void **state)
 {
     struct card_limits lim = card_limits_default();
-    struct card_state c = rules_card_issue(&ten_uses, T0);
+    struct card_state c;
+    assert_int_equal(rules_card_issue(&ten_uses, T0, &c), CARD_OK);
     int64_t morning = T0 + 2 * 3600 * S; /* 10:00 in Shanghai */
     static const struct {
         int64_t after_s;
@@ -117,7 +120,8 @@ static void test_daily_limit_in_time_zone(void **state)
 static void test_freeze_bounds(void **state)
 {
     struct card_limits lim = card_limits_default();
-    struct card_state c = rules_card_issue(&month, T0);
+    struct card_state c;
+    assert_int_equal(rules_card_issue(&month, T0, &c), CARD_OK);
     static const struct {
         int64_t days, at_day;
         enum card_result want;
@@ -140,7 +144,8 @@ static void test_freeze_bounds(void **state)
     assert_int_equal(rules_card_use(&lim, &c, T0 + 15 * DAY - 1, 0, true), CARD_FROZEN);
     assert_int_equal(rules_card_use(&lim, &c, T0 + 15 * DAY, 0, true), CARD_OK);
     assert_int_equal(rules_card_use(&lim, &c, T0 + 44 * DAY, 0, true), CARD_EXPIRED);
-    struct card_state count = rules_card_issue(&ten_uses, T0);
+    struct card_state count;
+    assert_int_equal(rules_card_issue(&ten_uses, T0, &count), CARD_OK);
     assert_int_equal(rules_card_freeze(&count, 1, T0), CARD_FREEZE_NOT_ALLOWED);
     assert_int_equal(rules_card_freeze(&c, 1, T0 + 50 * DAY), CARD_EXPIRED);
 }
@@ -167,7 +172,8 @@ static void test_fraud_signals(void **state)
 {
     struct card_limits lim = card_limits_default();
     lim.daily_uses_max = 10;
-    struct card_state c = rules_card_issue(&ten_uses, T0);
+    struct card_state c;
+    assert_int_equal(rules_card_issue(&ten_uses, T0, &c), CARD_OK);
     int64_t n = 0;
     assert_int_equal(rules_card_use(&lim, &c, T0 + 60 * S, 0, true), CARD_OK);
     assert_int_equal(rules_card_fraud(&lim, &c, T0 + 60 * S, false, 0, &n), CARD_FRAUD_NONE);
@@ -243,7 +249,8 @@ static void test_coupon_redeem(void **state)
 static void test_discount_card(void **state)
 {
     struct card_terms year = {.kind = CARD_DISCOUNT, .validity_days = 365};
-    struct card_state c = rules_card_issue(&year, T0);
+    struct card_state c;
+    assert_int_equal(rules_card_issue(&year, T0, &c), CARD_OK);
     static const struct {
         int64_t amount, at_day, bp;
         bool branch_ok;
@@ -266,7 +273,8 @@ static void test_discount_card(void **state)
                          cases[i].want);
         assert_int_equal(discount, cases[i].discount);
     }
-    struct card_state count = rules_card_issue(&ten_uses, T0);
+    struct card_state count;
+    assert_int_equal(rules_card_issue(&ten_uses, T0, &count), CARD_OK);
     int64_t d = 0;
     assert_int_equal(rules_card_discount(&count, 8000, 100, T0, true, &d),
                      CARD_NOT_A_DISCOUNT_CARD);
@@ -299,6 +307,35 @@ static void test_codes_and_kinds_are_stable(void **state)
     assert_string_equal(rules_card_kind_name(CARD_TIME), "time");
 }
 
+/* Issue 10 item 2: a renewal, sale or freeze whose end would pass what an
+ * int64 holds is refused with validity_overflow and changes nothing (it
+ * used to wrap in C or fail the batch in PostgreSQL). */
+static void test_validity_overflow_refused(void **state)
+{
+    struct card_state c;
+    assert_int_equal(rules_card_issue(&month, INT64_MAX - 10 * DAY, &c), CARD_VALIDITY_OVERFLOW);
+    assert_int_equal(rules_card_issue(&month, T0, &c), CARD_OK);
+    c.valid_to_us = INT64_MAX - 29 * DAY; /* renewed for centuries */
+    struct card_state before = c;
+    assert_int_equal(rules_card_renew(&c, &month, T0), CARD_VALIDITY_OVERFLOW);
+    assert_memory_equal(&c, &before, sizeof(c));
+    c.valid_to_us = INT64_MAX - 30 * DAY; /* exactly fits */
+    assert_int_equal(rules_card_renew(&c, &month, T0), CARD_OK);
+    assert_true(c.valid_to_us == INT64_MAX);
+
+    assert_int_equal(rules_card_issue(&month, T0, &c), CARD_OK);
+    c.valid_to_us = INT64_MAX - DAY;
+    before = c;
+    assert_int_equal(rules_card_freeze(&c, 2, T0), CARD_VALIDITY_OVERFLOW);
+    assert_memory_equal(&c, &before, sizeof(c));
+
+    struct card_state count;
+    assert_int_equal(rules_card_issue(&ten_uses, T0, &count), CARD_OK);
+    count.uses_left = INT64_MAX - 5;
+    assert_int_equal(rules_card_renew(&count, &ten_uses, T0), CARD_VALIDITY_OVERFLOW);
+    assert_string_equal(rules_card_code(CARD_VALIDITY_OVERFLOW), "validity_overflow");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -312,6 +349,7 @@ int main(void)
         cmocka_unit_test(test_coupon_redeem),
         cmocka_unit_test(test_discount_card),
         cmocka_unit_test(test_codes_and_kinds_are_stable),
+        cmocka_unit_test(test_validity_overflow_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
