@@ -14,6 +14,10 @@ export TESSERA_LOCAL_PG_PORT=$((25532 + off))
 export TESSERA_LOCAL_REDIS_PORT=$((26479 + off))
 export TESSERA_LOCAL_API_PORT=$((18080 + off))
 export TESSERA_LOCAL_ADMIN_PORT_BASE=$((19100 + off))
+# Kafka: the client listener, the controller (+1) and a SASL listener for
+# the security tests (+2).
+export TESSERA_LOCAL_KAFKA_PORT=$((29092 + off))
+export TESSERA_LOCAL_KAFKA_SASL_PORT=$((29094 + off))
 export TESSERA_LOCAL_PG_OPTIONS="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
 export TESSERA_KAFKA_SESSION_TIMEOUT_MS=6000
 export TESSERA_RUNTIME=$repo/deploy/local/runtime.sh

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The local runtime: PostgreSQL and Redis from Debian's packages with their
-# data under $TESSERA_LOCAL_DIR (default .local/), the development Kafka
-# broker, and the five services. Used by `make run`, `make stop` and the
+# The local runtime: PostgreSQL and Redis from Debian's packages and an
+# Apache Kafka broker (deploy/kafka/), all with their data under
+# $TESSERA_LOCAL_DIR (default .local/), and the five services. Used by `make run`, `make stop` and the
 # tests (which point TESSERA_LOCAL_DIR and the ports elsewhere).
 #
 #   runtime.sh start            infrastructure, migrations, demo tenant, services
@@ -16,8 +16,11 @@
 #   runtime.sh stop-instance S N | kill-instance S N   SIGTERM / SIGKILL one instance
 #   runtime.sh stop-postgres|start-postgres|stop-redis|start-redis
 #                               take one dependency away and back (resilience tests)
-#   runtime.sh restart-kafka    stop the services in order, restart the broker (empty, with
-#                               a new cluster id), start the services again
+#   runtime.sh restart-kafka    stop the services in order, restart the broker on the same
+#                               data, start the services again
+#   runtime.sh stop-kafka|start-kafka|kill-kafka
+#                               SIGTERM (and wait) / start on the same data / SIGKILL the
+#                               broker, services left running (broker restart tests)
 #   runtime.sh audit            tessera-ledger --audit against this runtime (exit 0: all holds)
 #   runtime.sh rotate-master-key  new PII master key (the old one kept as previous),
 #                               restart ingest, reseal every member row, drop the old key
@@ -137,17 +140,9 @@ stop_redis() {
 }
 
 # -------------------------------------------------------------------- Kafka
-start_broker() {
-  mkdir -p "$local_dir/pids" "$local_dir/logs"
-  if pid_alive "$local_dir/pids/broker.pid" && [ -s "$local_dir/kafka.bootstrap" ]; then
-    return 0
-  fi
-  rm -f "$local_dir/kafka.bootstrap"
-  setsid "$repo/build/bin/tessera-devbroker" --partitions "$partitions" \
-    --bootstrap-file "$local_dir/kafka.bootstrap" >>"$local_dir/logs/broker.log" 2>&1 &
-  echo $! >"$local_dir/pids/broker.pid"
-  wait_for "the Kafka broker" 30 test -s "$local_dir/kafka.bootstrap"
-}
+# start_broker, stop_broker, kill_broker: Apache Kafka in KRaft mode.
+# shellcheck source=../kafka/broker.sh
+. "$repo/deploy/kafka/broker.sh"
 
 # Waits for the process of a pid file to exit (SIGKILL past the deadline).
 # A service takes a second SIGTERM as "exit at once", so each gets one.
@@ -220,15 +215,12 @@ rotate_master_key() {
 # Fills the array svc_env with the environment of service $1.
 service_env() {
   svc_env=(
-    "TESSERA_KAFKA_BOOTSTRAP=$(cat "$local_dir/kafka.bootstrap")"
+    "TESSERA_KAFKA_BOOTSTRAP=$(kafka_bootstrap)"
     "TESSERA_PG_DSN=$(pg_dsn)"
     "TESSERA_REDIS_HOST=127.0.0.1"
     "TESSERA_REDIS_PORT=$redis_port"
     "TESSERA_ADMIN_PORT=$(admin_port_of "$1")"
     "TESSERA_API_PORT=$api_port"
-    # The development broker answers an empty fetch only after the full
-    # wait, even when data arrives meanwhile: keep the wait short.
-    "TESSERA_KAFKA_FETCH_WAIT_MAX_MS=${TESSERA_KAFKA_FETCH_WAIT_MAX_MS:-10}"
   )
   if [ "$1" = ingest ]; then master_key_env; fi
 }
@@ -339,8 +331,7 @@ start_services() {
 
 cmd_stop() {
   stop_services
-  stop_pidfile broker
-  rm -f "$local_dir/kafka.bootstrap"
+  stop_broker
   stop_redis
   stop_postgres
 }
@@ -348,7 +339,10 @@ cmd_stop() {
 case ${1:-} in
   start) cmd_start ;;
   rotate-master-key) rotate_master_key ;;
-  restart-kafka) stop_services; stop_pidfile broker; start_broker; start_services ;;
+  restart-kafka) stop_services; stop_broker; start_broker; start_services ;;
+  stop-kafka) stop_broker ;;
+  start-kafka) start_broker ;;
+  kill-kafka) kill_broker ;;
   stop) cmd_stop ;;
   start-service) start_service "$2"; wait_ready "$2" ;;
   stop-service) stop_pidfile "$2" ;;
@@ -366,9 +360,9 @@ case ${1:-} in
     echo "TESSERA_PG_DSN='$(pg_dsn)'"
     echo "TESSERA_REDIS_HOST=127.0.0.1"
     echo "TESSERA_REDIS_PORT=$redis_port"
-    echo "TESSERA_KAFKA_BOOTSTRAP=$(cat "$local_dir/kafka.bootstrap" 2>/dev/null)"
+    echo "TESSERA_KAFKA_BOOTSTRAP=$(kafka_bootstrap)"
     echo "TESSERA_API_URL=http://127.0.0.1:$api_port"
     echo "TESSERA_API_KEY=$(cat "$local_dir/api-key" 2>/dev/null)"
     ;;
-  *) echo "usage: $0 start|stop|start-service S|stop-service S|kill-service S|launch-service S|start-instance S N|stop-instance S N|kill-instance S N|stop-postgres|start-postgres|stop-redis|start-redis|audit|env" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|start-service S|stop-service S|kill-service S|launch-service S|start-instance S N|stop-instance S N|kill-instance S N|restart-kafka|stop-kafka|start-kafka|kill-kafka|stop-postgres|start-postgres|stop-redis|start-redis|audit|env" >&2; exit 2 ;;
 esac
