@@ -38,7 +38,7 @@ SYS_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(SYS_SRC))
 TEST_SUPPORT_SRC := $(sort $(wildcard tests/support/*.c))
 TEST_SUPPORT_O := $(patsubst %.c,$(BUILD)/obj/%.o,$(TEST_SUPPORT_SRC))
 
-TOOLS := $(BUILD)/bin/tessera-devbroker $(BUILD)/bin/tessera-topics
+TOOLS := $(BUILD)/bin/tessera-topics
 BENCH_BINS := $(BUILD)/bin/tessera-loadgen $(BUILD)/bin/tessera-bench-bare \
 	$(BUILD)/bin/tessera-bench-produce
 
@@ -134,10 +134,6 @@ $(BUILD)/svc_%.a: $$(addprefix $(BUILD)/obj/,$$(addsuffix .o,$$(basename $$(filt
 	ar rcs $@ $^
 
 $(BUILD)/bin/tessera-%: $(BUILD)/obj/services/%/main.o $(BUILD)/svc_%.a $(LIBTESSERA)
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
-
-$(BUILD)/bin/tessera-devbroker: $(BUILD)/obj/deploy/local/devbroker.o $(LIBTESSERA)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 

@@ -158,3 +158,10 @@ kill_broker() {
   fi
   rm -f "$file" "$local_dir/kafka.bootstrap"
 }
+
+# Throws the broker's data and cluster id away (it must be stopped): the
+# next start is a new, empty cluster (the "lost the Kafka cluster" test).
+forget_broker_data() {
+  pid_alive "$local_dir/pids/broker.pid" && die "stop the broker before forgetting its data"
+  rm -rf "$kafka_dir/data" "$kafka_dir/cluster-id"
+}

@@ -18,6 +18,8 @@
 #                               take one dependency away and back (resilience tests)
 #   runtime.sh restart-kafka    stop the services in order, restart the broker on the same
 #                               data, start the services again
+#   runtime.sh recreate-kafka   the same with the broker's data thrown away: a new, empty
+#                               cluster with a new id (a lost cluster)
 #   runtime.sh stop-kafka|start-kafka|kill-kafka
 #                               SIGTERM (and wait) / start on the same data / SIGKILL the
 #                               broker, services left running (broker restart tests)
@@ -340,6 +342,7 @@ case ${1:-} in
   start) cmd_start ;;
   rotate-master-key) rotate_master_key ;;
   restart-kafka) stop_services; stop_broker; start_broker; start_services ;;
+  recreate-kafka) stop_services; stop_broker; forget_broker_data; start_broker; start_services ;;
   stop-kafka) stop_broker ;;
   start-kafka) start_broker ;;
   kill-kafka) kill_broker ;;
@@ -364,5 +367,5 @@ case ${1:-} in
     echo "TESSERA_API_URL=http://127.0.0.1:$api_port"
     echo "TESSERA_API_KEY=$(cat "$local_dir/api-key" 2>/dev/null)"
     ;;
-  *) echo "usage: $0 start|stop|start-service S|stop-service S|kill-service S|launch-service S|start-instance S N|stop-instance S N|kill-instance S N|restart-kafka|stop-kafka|start-kafka|kill-kafka|stop-postgres|start-postgres|stop-redis|start-redis|audit|env" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|start-service S|stop-service S|kill-service S|launch-service S|start-instance S N|stop-instance S N|kill-instance S N|restart-kafka|recreate-kafka|stop-kafka|start-kafka|kill-kafka|stop-postgres|start-postgres|stop-redis|start-redis|audit|env" >&2; exit 2 ;;
 esac
