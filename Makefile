@@ -57,7 +57,7 @@ help:
 	@echo "make bench   - benchmarks against their baselines on a private runtime (~10 min)"
 	@echo "make fuzz    - build the libFuzzer targets (clang) and run each for FUZZ_SECONDS (30)"
 	@echo "make format  - clang-format the C sources"
-	@echo "make clean   - remove build/"
+	@echo "make clean   - remove build/ and the test and bench runtimes (stopped) with their data"
 
 deps:
 	@./deploy/local/install-deps.sh
@@ -91,7 +91,12 @@ format:
 format-check:
 	@clang-format --dry-run --Werror $$(find libs services tests deploy -name '*.[ch]')
 
+# The test and bench runtimes' data too (PostgreSQL's may live outside the
+# checkout); make run's .local is kept: `make stop && rm -rf .local` resets it.
 clean:
+	@for d in .local-test .local-bench; do \
+	  if [ -d $$d ]; then TESSERA_LOCAL_DIR=$(CURDIR)/$$d ./deploy/local/runtime.sh destroy && rm -rf $$d; fi; \
+	done
 	rm -rf $(BUILD)
 
 # --- protobuf ---------------------------------------------------------------

@@ -69,7 +69,7 @@ percentile_of() { sort -n "$1" | awk -v p="$2" '{ v[NR] = $1 } END { i = int(p /
 
 command -v bc >/dev/null || "$repo/deploy/local/install-deps.sh" bench
 
-cleanup() { "$runtime" stop >/dev/null 2>&1 || true; pkill -f "tessera-bench-bare $bare_port" 2>/dev/null || true; }
+cleanup() { "$runtime" stop >/dev/null 2>&1 || true; "$runtime" destroy >/dev/null 2>&1 || true; pkill -f "tessera-bench-bare $bare_port" 2>/dev/null || true; }
 trap cleanup EXIT
 
 say "starting a private runtime in $TESSERA_LOCAL_DIR ($TESSERA_LOCAL_PARTITIONS partitions)"

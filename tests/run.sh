@@ -60,7 +60,9 @@ done
 echo "== starting a private runtime in $TESSERA_LOCAL_DIR"
 "$TESSERA_RUNTIME" stop >/dev/null 2>&1
 rm -rf "$TESSERA_LOCAL_DIR"
-cleanup() { "$TESSERA_RUNTIME" stop >/dev/null 2>&1; }
+# At the end nothing of the runtime stays but its logs (PostgreSQL's data
+# may live outside the checkout: see runtime.sh destroy).
+cleanup() { "$TESSERA_RUNTIME" stop >/dev/null 2>&1; "$TESSERA_RUNTIME" destroy >/dev/null 2>&1; }
 trap cleanup EXIT
 if "$TESSERA_RUNTIME" start; then
   eval "$("$TESSERA_RUNTIME" env | sed 's/^/export /')"

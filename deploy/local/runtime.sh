@@ -26,6 +26,8 @@
 #   runtime.sh audit            tessera-ledger --audit against this runtime (exit 0: all holds)
 #   runtime.sh rotate-master-key  new PII master key (the old one kept as previous),
 #                               restart ingest, reseal every member row, drop the old key
+#   runtime.sh destroy          remove the (stopped) runtime's data, logs kept: PostgreSQL's
+#                               also where it lives outside the local dir (see pg_data_dir)
 #   runtime.sh env              print the environment services and tests use
 set -euo pipefail
 
@@ -78,15 +80,21 @@ pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 # ---------------------------------------------------------------- PostgreSQL
 pg_data_dir() {
   # The data lives under the local dir; if the postgres user cannot reach
-  # it (a checkout under a private home), it lives in /var/lib/tessera and
-  # the local dir holds a link to it.
+  # it (a checkout under a private home, any mktemp -d), it lives in
+  # /var/lib/tessera/<hash of the local dir> and the local dir holds a
+  # link to it. `runtime.sh destroy` (make test and make bench at their
+  # end, make clean) removes it.
   local want=$local_dir/pg
   if [ "$(id -u)" -eq 0 ] && [ ! -L "$want" ]; then
     mkdir -p "$want"
     chown postgres "$want"
     if ! runuser -u postgres -- test -w "$want"; then
       local alt
-      alt=/var/lib/tessera/$(echo "$local_dir" | md5sum | cut -c1-12)/pg
+      alt=$(pg_outside_dir)/pg
+      # No link: this local dir is new (or was deleted to start from zero),
+      # so whatever an earlier runtime at the same path left there is not
+      # ours to reuse.
+      rm -rf "$alt"
       mkdir -p "$alt"
       chown postgres "$alt"
       rmdir "$want" 2>/dev/null || true
@@ -97,6 +105,8 @@ pg_data_dir() {
   # The real path: the postgres user may not traverse the link's directory.
   readlink -f "$want"
 }
+
+pg_outside_dir() { echo "/var/lib/tessera/$(echo "$local_dir" | md5sum | cut -c1-12)"; }
 
 start_postgres() {
   local dir
@@ -331,6 +341,22 @@ start_services() {
   for svc in "${services[@]}"; do wait_ready "$svc" || die "$svc is not ready"; done
 }
 
+# Removes everything this runtime keeps, logs excepted: the data of
+# PostgreSQL (also when it lives outside, see pg_data_dir), Redis and
+# Kafka, the keys and pid files. Refuses while any of it runs.
+cmd_destroy() {
+  local f
+  for f in "$local_dir"/pids/*.pid "$local_dir/redis/redis.pid"; do
+    if pid_alive "$f"; then die "the runtime in $local_dir is running ($(basename "$f")): stop it first"; fi
+  done
+  if [ -f "$(readlink -f "$local_dir/pg")/data/postmaster.pid" ]; then
+    die "PostgreSQL of $local_dir is running: stop it first"
+  fi
+  if [ -L "$local_dir/pg" ]; then rm -rf "$(pg_outside_dir)"; fi
+  [ -d "$local_dir" ] || return 0
+  find "$local_dir" -mindepth 1 -maxdepth 1 ! -name logs -exec rm -rf {} +
+}
+
 cmd_stop() {
   stop_services
   stop_broker
@@ -347,6 +373,7 @@ case ${1:-} in
   start-kafka) start_broker ;;
   kill-kafka) kill_broker ;;
   stop) cmd_stop ;;
+  destroy) cmd_destroy ;;
   start-service) start_service "$2"; wait_ready "$2" ;;
   stop-service) stop_pidfile "$2" ;;
   kill-service) kill -KILL "$(cat "$local_dir/pids/$2.pid")"; rm -f "$local_dir/pids/$2.pid" ;;
@@ -367,5 +394,5 @@ case ${1:-} in
     echo "TESSERA_API_URL=http://127.0.0.1:$api_port"
     echo "TESSERA_API_KEY=$(cat "$local_dir/api-key" 2>/dev/null)"
     ;;
-  *) echo "usage: $0 start|stop|start-service S|stop-service S|kill-service S|launch-service S|start-instance S N|stop-instance S N|kill-instance S N|restart-kafka|recreate-kafka|stop-kafka|start-kafka|kill-kafka|stop-postgres|start-postgres|stop-redis|start-redis|audit|env" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|start-service S|stop-service S|kill-service S|launch-service S|start-instance S N|stop-instance S N|kill-instance S N|restart-kafka|recreate-kafka|stop-kafka|start-kafka|kill-kafka|stop-postgres|start-postgres|stop-redis|start-redis|audit|destroy|env" >&2; exit 2 ;;
 esac
