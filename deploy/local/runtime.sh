@@ -44,6 +44,19 @@ consumers=(ledger tiering campaign notification)
 ready_timeout_s=${TESSERA_LOCAL_READY_TIMEOUT_S:-60}
 
 say() { echo "runtime: $*" >&2; }
+
+# One start or stop at a time per runtime: `make stop` from another shell
+# and make run's own stop (when it sees the API go) must not interleave,
+# nor may a late stop meet the next start half-way. flock -o: the services
+# and servers started here do not inherit the lock.
+case ${1:-} in
+  start | stop | restart-kafka | recreate-kafka | destroy)
+    if [ -z "${TESSERA_RUNTIME_LOCKED:-}" ] && { [ -d "$local_dir" ] || [ "$1" = start ]; }; then
+      mkdir -p "$local_dir"
+      TESSERA_RUNTIME_LOCKED=1 exec flock -o "$local_dir/.runtime.lock" "$0" "$@"
+    fi
+    ;;
+esac
 die() { say "error: $*"; exit 1; }
 
 admin_port_of() {
