@@ -13,8 +13,9 @@ export TESSERA_LOCAL_PG_PORT=25632
 export TESSERA_LOCAL_REDIS_PORT=26579
 export TESSERA_LOCAL_API_PORT=18180
 export TESSERA_LOCAL_ADMIN_PORT_BASE=19200
+export TESSERA_LOCAL_KAFKA_PORT=29192
+export TESSERA_LOCAL_KAFKA_HEAP=1g
 export TESSERA_LOCAL_PARTITIONS=${BENCH_PARTITIONS:-12}
-export TESSERA_KAFKA_FETCH_WAIT_MAX_MS=${BENCH_FETCH_WAIT_MAX_MS:-2}
 export TESSERA_LOCAL_PG_OPTIONS="-c shared_buffers=256MB"
 runtime=$repo/deploy/local/runtime.sh
 # The load comes from one key and one address: lift ingest's per-key and
@@ -237,8 +238,8 @@ md=$results_dir/$stamp.md
 cat >"$md" <<MD
 # Tessera benchmark, $stamp
 
-Machine: $machine. Development broker (librdkafka mock cluster), $TESSERA_LOCAL_PARTITIONS partitions,
-fetch.wait.max.ms $TESSERA_KAFKA_FETCH_WAIT_MAX_MS; PostgreSQL 15 with fsync on; load generator on the same machine.
+Machine: $machine. Apache Kafka $("$repo/deploy/kafka/fetch.sh" --version) (one node, KRaft), $TESSERA_LOCAL_PARTITIONS partitions;
+PostgreSQL 15 with fsync on; load generator on the same machine.
 
 | scenario | Tessera | baseline (same run) | ratio | goal | |
 |---|---|---|---|---|---|

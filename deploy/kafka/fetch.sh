@@ -6,6 +6,7 @@
 #
 #   fetch.sh           resolve (when needed) and verify
 #   fetch.sh --dir     print the cache directory
+#   fetch.sh --version print the pinned Kafka version
 #   fetch.sh --check   verify only (exit 1 when the cache is missing or wrong)
 set -euo pipefail
 
@@ -25,9 +26,10 @@ verify() {
 
 case ${1:-} in
   --dir) echo "$cache"; exit 0 ;;
+  --version) echo "$version"; exit 0 ;;
   --check) verify "$cache"; exit ;;
   "") ;;
-  *) echo "usage: $0 [--dir|--check]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--dir|--version|--check]" >&2; exit 2 ;;
 esac
 
 verify "$cache" && exit 0
