@@ -6,7 +6,9 @@
 #
 # Ports: the client listener ($kafka_port), the controller ($kafka_port + 1)
 # and, when TESSERA_LOCAL_KAFKA_SASL_PORT is set, a SASL_PLAINTEXT listener
-# taking SCRAM-SHA-256/512 and PLAIN for the user $kafka_sasl_user.
+# taking SCRAM-SHA-256/512 and PLAIN for the user $kafka_sasl_user (the
+# SCRAM credentials are written when the storage is formatted: turning the
+# listener on for existing data gives PLAIN only).
 
 kafka_port=${TESSERA_LOCAL_KAFKA_PORT:-59092}
 kafka_controller_port=$((kafka_port + 1))
@@ -48,6 +50,8 @@ kafka_write_config() {
     advertised+=",SASL_PLAINTEXT://127.0.0.1:$kafka_sasl_port"
     map+=",SASL_PLAINTEXT:SASL_PLAINTEXT"
   fi
+  # Mode 600: with the SASL listener it holds the PLAIN password.
+  install -m 600 /dev/null "$kafka_dir/server.properties"
   cat >"$kafka_dir/server.properties" <<PROPS
 # Written by deploy/kafka/broker.sh at every start: edit that file instead.
 process.roles=broker,controller

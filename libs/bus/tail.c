@@ -29,6 +29,9 @@
 #define BUS_GROUP_ID_LEN_MAX        256
 #define BUS_TAIL_TOPIC_LEN_MAX      249 /* Kafka's limit */
 #define BUS_TAIL_REFRESH_DEFAULT_MS 300000
+/* A watcher's metadata request: short, so a stop waits at most this long
+ * for the thread even while the broker does not answer. */
+#define BUS_TAIL_WATCH_TIMEOUT_MS 2000
 
 struct bus_tail {
     rd_kafka_t *rk;
@@ -74,12 +77,13 @@ static bool bus_tail_configure(rd_kafka_conf_t *conf, const struct bus_config *c
 
 /* Partition count of topic from a metadata request (blocking); -1 with
  * err when the topic is unknown or the cluster does not answer. */
-static int bus_tail_partition_count(rd_kafka_t *rk, const char *topic, char *err, size_t err_len)
+static int bus_tail_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, char *err,
+                                    size_t err_len)
 {
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
     BUS_ASSERT(rkt != NULL);
-    rd_kafka_resp_err_t kerr = rd_kafka_metadata(rk, 0, rkt, &md, BUS_START_TIMEOUT_MS);
+    rd_kafka_resp_err_t kerr = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
     rd_kafka_topic_destroy(rkt);
     int count = -1;
     if (kerr != RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -102,7 +106,7 @@ static int bus_tail_partition_count(rd_kafka_t *rk, const char *topic, char *err
  * this file). The partition count, or -1 with err. */
 static int bus_tail_assign_at_end(rd_kafka_t *rk, const char *topic, char *err, size_t err_len)
 {
-    int count = bus_tail_partition_count(rk, topic, err, err_len);
+    int count = bus_tail_partition_count(rk, topic, BUS_START_TIMEOUT_MS, err, err_len);
     if (count < 0)
         return -1;
     rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(count);
@@ -169,13 +173,14 @@ static bool bus_tail_wait(struct bus_tail *t, int ms)
 }
 
 /* The growth watcher thread (see the top of this file). A metadata error
- * (broker restarting) is logged once per occurrence and tried again. */
+ * (broker restarting) is logged and tried again at the next interval. */
 static void *bus_tail_watch(void *arg)
 {
     struct bus_tail *t = arg;
     char err[256];
     while (!bus_tail_wait(t, t->refresh_ms)) {
-        int count = bus_tail_partition_count(t->rk, t->topic, err, sizeof(err));
+        int count =
+            bus_tail_partition_count(t->rk, t->topic, BUS_TAIL_WATCH_TIMEOUT_MS, err, sizeof(err));
         if (count < 0)
             log_fields(LOG_WARN, "kafka tail metadata", "topic", t->topic, "error", err, NULL);
         else if (count > t->partitions)
@@ -195,6 +200,8 @@ static int bus_tail_watch_start(struct bus_tail *t, char *err, size_t err_len)
     int rc = pthread_create(&t->watcher, NULL, bus_tail_watch, t);
     if (rc != 0) {
         snprintf(err, err_len, "tail watcher thread: %s", strerror(rc));
+        pthread_cond_destroy(&t->wake);
+        pthread_mutex_destroy(&t->lock);
         return -1;
     }
     t->watcher_running = true;
