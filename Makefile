@@ -53,7 +53,7 @@ SYS_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(SYS_SRC))
 TEST_SUPPORT_SRC := $(sort $(wildcard tests/support/*.c))
 TEST_SUPPORT_O := $(patsubst %.c,$(BUILD)/obj/%.o,$(TEST_SUPPORT_SRC))
 
-TOOLS := $(BUILD)/bin/tessera-devbroker $(BUILD)/bin/tessera-topics
+TOOLS := $(BUILD)/bin/tessera-topics
 BENCH_BINS := $(BUILD)/bin/tessera-loadgen $(BUILD)/bin/tessera-bench-bare \
 	$(BUILD)/bin/tessera-bench-produce
 
@@ -74,7 +74,7 @@ help:
 	@echo "make fuzz    - build the libFuzzer targets (clang) and run each for FUZZ_SECONDS (30)"
 	@echo "make tsan    - ThreadSanitizer: the ledger with 2 workers through the card, crash and scale-out tests"
 	@echo "make format  - clang-format the C sources"
-	@echo "make clean   - remove build/"
+	@echo "make clean   - remove build/ and the test and bench runtimes (stopped) with their data"
 
 deps:
 	@./deploy/local/install-deps.sh
@@ -127,7 +127,12 @@ format:
 format-check:
 	@clang-format --dry-run --Werror $$(find libs services tests deploy -name '*.[ch]')
 
+# The test and bench runtimes' data too (PostgreSQL's may live outside the
+# checkout); make run's .local is kept: `make stop && rm -rf .local` resets it.
 clean:
+	@for d in .local-test .local-bench; do \
+	  if [ -d $$d ]; then TESSERA_LOCAL_DIR=$(CURDIR)/$$d ./deploy/local/runtime.sh destroy && rm -rf $$d; fi; \
+	done
 	rm -rf $(BUILD) $(TSAN_BUILD)
 
 # --- protobuf ---------------------------------------------------------------
@@ -170,10 +175,6 @@ $(BUILD)/svc_%.a: $$(addprefix $(BUILD)/obj/,$$(addsuffix .o,$$(basename $$(filt
 	ar rcs $@ $^
 
 $(BUILD)/bin/tessera-%: $(BUILD)/obj/services/%/main.o $(BUILD)/svc_%.a $(LIBTESSERA)
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
-
-$(BUILD)/bin/tessera-devbroker: $(BUILD)/obj/deploy/local/devbroker.o $(LIBTESSERA)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 

@@ -13,8 +13,9 @@ export TESSERA_LOCAL_PG_PORT=25632
 export TESSERA_LOCAL_REDIS_PORT=26579
 export TESSERA_LOCAL_API_PORT=18180
 export TESSERA_LOCAL_ADMIN_PORT_BASE=19200
+export TESSERA_LOCAL_KAFKA_PORT=29192
+export TESSERA_LOCAL_KAFKA_HEAP=1g
 export TESSERA_LOCAL_PARTITIONS=${BENCH_PARTITIONS:-12}
-export TESSERA_KAFKA_FETCH_WAIT_MAX_MS=${BENCH_FETCH_WAIT_MAX_MS:-2}
 export TESSERA_LOCAL_PG_OPTIONS="-c shared_buffers=256MB"
 runtime=$repo/deploy/local/runtime.sh
 # The load comes from one key and one address: lift ingest's per-key and
@@ -69,7 +70,7 @@ percentile_of() { sort -n "$1" | awk -v p="$2" '{ v[NR] = $1 } END { i = int(p /
 
 command -v bc >/dev/null || "$repo/deploy/local/install-deps.sh" bench
 
-cleanup() { "$runtime" stop >/dev/null 2>&1 || true; pkill -f "tessera-bench-bare $bare_port" 2>/dev/null || true; }
+cleanup() { "$runtime" stop >/dev/null 2>&1 || true; "$runtime" destroy >/dev/null 2>&1 || true; pkill -f "tessera-bench-bare $bare_port" 2>/dev/null || true; }
 trap cleanup EXIT
 
 say "starting a private runtime in $TESSERA_LOCAL_DIR ($TESSERA_LOCAL_PARTITIONS partitions)"
@@ -237,8 +238,8 @@ md=$results_dir/$stamp.md
 cat >"$md" <<MD
 # Tessera benchmark, $stamp
 
-Machine: $machine. Development broker (librdkafka mock cluster), $TESSERA_LOCAL_PARTITIONS partitions,
-fetch.wait.max.ms $TESSERA_KAFKA_FETCH_WAIT_MAX_MS; PostgreSQL 15 with fsync on; load generator on the same machine.
+Machine: $machine. Apache Kafka $("$repo/deploy/kafka/fetch.sh" --version) (one node, KRaft), $TESSERA_LOCAL_PARTITIONS partitions;
+PostgreSQL 15 with fsync on; load generator on the same machine.
 
 | scenario | Tessera | baseline (same run) | ratio | goal | |
 |---|---|---|---|---|---|

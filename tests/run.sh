@@ -14,6 +14,10 @@ export TESSERA_LOCAL_PG_PORT=$((25532 + off))
 export TESSERA_LOCAL_REDIS_PORT=$((26479 + off))
 export TESSERA_LOCAL_API_PORT=$((18080 + off))
 export TESSERA_LOCAL_ADMIN_PORT_BASE=$((19100 + off))
+# Kafka: the client listener, the controller (+1) and a SASL listener for
+# the security tests (+2).
+export TESSERA_LOCAL_KAFKA_PORT=$((29092 + off))
+export TESSERA_LOCAL_KAFKA_SASL_PORT=$((29094 + off))
 export TESSERA_LOCAL_PG_OPTIONS="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
 export TESSERA_KAFKA_SESSION_TIMEOUT_MS=6000
 # Expired Idempotency-Keys are purged every half second (test_idempotency_purge).
@@ -72,7 +76,9 @@ done
 echo "== starting a private runtime in $TESSERA_LOCAL_DIR"
 "$TESSERA_RUNTIME" stop >/dev/null 2>&1
 rm -rf "$TESSERA_LOCAL_DIR"
-cleanup() { "$TESSERA_RUNTIME" stop >/dev/null 2>&1; }
+# At the end nothing of the runtime stays but its logs (PostgreSQL's data
+# may live outside the checkout: see runtime.sh destroy).
+cleanup() { "$TESSERA_RUNTIME" stop >/dev/null 2>&1; "$TESSERA_RUNTIME" destroy >/dev/null 2>&1; }
 trap cleanup EXIT
 if "$TESSERA_RUNTIME" start; then
   eval "$("$TESSERA_RUNTIME" env | sed 's/^/export /')"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages Tessera builds and runs with, and nothing
+# Installs the Debian 12 packages Tessera builds and runs with, then the
+# pinned Apache Kafka broker's jars (deploy/kafka/fetch.sh), and nothing
 # else. Does nothing (and needs no network) when everything is already there.
 set -euo pipefail
 
@@ -12,6 +13,7 @@ packages=(
   postgresql postgresql-client redis-server
   curl ca-certificates procps
   docker-compose python3-yaml   # tests validate docker-compose.yml and deploy/k8s (no engine needed)
+  openjdk-17-jre-headless maven # the local Kafka broker (deploy/kafka/) and what fetches its jars
 )
 
 # Extra groups for the targets that need more: `install-deps.sh fuzz`
@@ -31,15 +33,15 @@ for p in "${packages[@]}"; do
   fi
 done
 
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}" >&2
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    sudo="sudo"
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-echo "install-deps: installing ${missing[*]}" >&2
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then
-  sudo="sudo"
-fi
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+"$(dirname "$0")/../kafka/fetch.sh"

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # `make run`: starts the local runtime and the five services, prints where
-# the API is and the demo admin key, and stops everything in order on
-# Ctrl-C (or `make stop` from another shell).
+# the API is and the demo admin key once every service is ready (consumers
+# hold their partitions: runtime.sh start waits for each /readyz), and
+# stops everything in order on Ctrl-C (or `make stop` from another shell).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 local_dir=${TESSERA_LOCAL_DIR:-$repo/.local}
 api_port=${TESSERA_LOCAL_API_PORT:-8080}
+kafka_port=${TESSERA_LOCAL_KAFKA_PORT:-59092}
 
 # Ctrl-C reaches everything in the terminal's process group at once; a
 # pipe reader (`make run | tee`) may be gone before we print, and printing
@@ -32,6 +34,7 @@ Tessera is running.
   API:            http://127.0.0.1:$api_port
   Demo admin key: $(cat "$local_dir/api-key")   (also in $local_dir/api-key)
   Tenant:         demo (branches hq, branch-1)
+  Kafka:          127.0.0.1:$kafka_port (Apache Kafka, data in $local_dir/kafka)
   Logs:           $local_dir/logs/
 Press Ctrl-C to stop (or run 'make stop' in another shell).
 INFO

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The local runtime: PostgreSQL and Redis from Debian's packages with their
-# data under $TESSERA_LOCAL_DIR (default .local/), the development Kafka
-# broker, and the five services. Used by `make run`, `make stop` and the
+# The local runtime: PostgreSQL and Redis from Debian's packages and an
+# Apache Kafka broker (deploy/kafka/), all with their data under
+# $TESSERA_LOCAL_DIR (default .local/), and the five services. Used by `make run`, `make stop` and the
 # tests (which point TESSERA_LOCAL_DIR and the ports elsewhere).
 #
 #   runtime.sh start            infrastructure, migrations, demo tenant, services
@@ -16,11 +16,18 @@
 #   runtime.sh stop-instance S N | kill-instance S N   SIGTERM / SIGKILL one instance
 #   runtime.sh stop-postgres|start-postgres|stop-redis|start-redis
 #                               take one dependency away and back (resilience tests)
-#   runtime.sh restart-kafka    stop the services in order, restart the broker (empty, with
-#                               a new cluster id), start the services again
+#   runtime.sh restart-kafka    stop the services in order, restart the broker on the same
+#                               data, start the services again
+#   runtime.sh recreate-kafka   the same with the broker's data thrown away: a new, empty
+#                               cluster with a new id (a lost cluster)
+#   runtime.sh stop-kafka|start-kafka|kill-kafka
+#                               SIGTERM (and wait) / start on the same data / SIGKILL the
+#                               broker, services left running (broker restart tests)
 #   runtime.sh audit            tessera-ledger --audit against this runtime (exit 0: all holds)
 #   runtime.sh rotate-master-key  new PII master key (the old one kept as previous),
 #                               restart ingest, reseal every member row, drop the old key
+#   runtime.sh destroy          remove the (stopped) runtime's data, logs kept: PostgreSQL's
+#                               also where it lives outside the local dir (see pg_data_dir)
 #   runtime.sh env              print the environment services and tests use
 set -euo pipefail
 
@@ -39,6 +46,19 @@ consumers=(ledger tiering campaign notification)
 ready_timeout_s=${TESSERA_LOCAL_READY_TIMEOUT_S:-60}
 
 say() { echo "runtime: $*" >&2; }
+
+# One start or stop at a time per runtime: `make stop` from another shell
+# and make run's own stop (when it sees the API go) must not interleave,
+# nor may a late stop meet the next start half-way. flock -o: the services
+# and servers started here do not inherit the lock.
+case ${1:-} in
+  start | stop | restart-kafka | recreate-kafka | destroy)
+    if [ -z "${TESSERA_RUNTIME_LOCKED:-}" ] && { [ -d "$local_dir" ] || [ "$1" = start ]; }; then
+      mkdir -p "$local_dir"
+      TESSERA_RUNTIME_LOCKED=1 exec flock -o "$local_dir/.runtime.lock" "$0" "$@"
+    fi
+    ;;
+esac
 die() { say "error: $*"; exit 1; }
 
 admin_port_of() {
@@ -75,15 +95,21 @@ pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 # ---------------------------------------------------------------- PostgreSQL
 pg_data_dir() {
   # The data lives under the local dir; if the postgres user cannot reach
-  # it (a checkout under a private home), it lives in /var/lib/tessera and
-  # the local dir holds a link to it.
+  # it (a checkout under a private home, any mktemp -d), it lives in
+  # /var/lib/tessera/<hash of the local dir> and the local dir holds a
+  # link to it. `runtime.sh destroy` (make test and make bench at their
+  # end, make clean) removes it.
   local want=$local_dir/pg
   if [ "$(id -u)" -eq 0 ] && [ ! -L "$want" ]; then
     mkdir -p "$want"
     chown postgres "$want"
     if ! runuser -u postgres -- test -w "$want"; then
       local alt
-      alt=/var/lib/tessera/$(echo "$local_dir" | md5sum | cut -c1-12)/pg
+      alt=$(pg_outside_dir)/pg
+      # No link: this local dir is new (or was deleted to start from zero),
+      # so whatever an earlier runtime at the same path left there is not
+      # ours to reuse.
+      rm -rf "$alt"
       mkdir -p "$alt"
       chown postgres "$alt"
       rmdir "$want" 2>/dev/null || true
@@ -94,6 +120,8 @@ pg_data_dir() {
   # The real path: the postgres user may not traverse the link's directory.
   readlink -f "$want"
 }
+
+pg_outside_dir() { echo "/var/lib/tessera/$(echo "$local_dir" | md5sum | cut -c1-12)"; }
 
 start_postgres() {
   local dir
@@ -153,17 +181,9 @@ stop_redis() {
 }
 
 # -------------------------------------------------------------------- Kafka
-start_broker() {
-  mkdir -p "$local_dir/pids" "$local_dir/logs"
-  if pid_alive "$local_dir/pids/broker.pid" && [ -s "$local_dir/kafka.bootstrap" ]; then
-    return 0
-  fi
-  rm -f "$local_dir/kafka.bootstrap"
-  setsid "$repo/build/bin/tessera-devbroker" --partitions "$partitions" \
-    --bootstrap-file "$local_dir/kafka.bootstrap" >>"$local_dir/logs/broker.log" 2>&1 &
-  echo $! >"$local_dir/pids/broker.pid"
-  wait_for "the Kafka broker" 30 test -s "$local_dir/kafka.bootstrap"
-}
+# start_broker, stop_broker, kill_broker: Apache Kafka in KRaft mode.
+# shellcheck source=../kafka/broker.sh
+. "$repo/deploy/kafka/broker.sh"
 
 # Waits for the process of a pid file to exit (SIGKILL past the deadline).
 # A service takes a second SIGTERM as "exit at once", so each gets one.
@@ -236,16 +256,13 @@ rotate_master_key() {
 # Fills the array svc_env with the environment of service $1.
 service_env() {
   svc_env=(
-    "TESSERA_KAFKA_BOOTSTRAP=$(cat "$local_dir/kafka.bootstrap")"
+    "TESSERA_KAFKA_BOOTSTRAP=$(kafka_bootstrap)"
     "TESSERA_PG_DSN=$(pg_dsn)"
     "TESSERA_REDIS_HOST=127.0.0.1"
     "TESSERA_REDIS_PORT=$redis_port"
     "TESSERA_REDIS_PASSWORD=$(cat "$local_dir/redis-password" 2>/dev/null)"
     "TESSERA_ADMIN_PORT=$(admin_port_of "$1")"
     "TESSERA_API_PORT=$api_port"
-    # The development broker answers an empty fetch only after the full
-    # wait, even when data arrives meanwhile: keep the wait short.
-    "TESSERA_KAFKA_FETCH_WAIT_MAX_MS=${TESSERA_KAFKA_FETCH_WAIT_MAX_MS:-10}"
   )
   if [ "$1" = ingest ]; then master_key_env; fi
 }
@@ -354,10 +371,25 @@ start_services() {
   for svc in "${services[@]}"; do wait_ready "$svc" || die "$svc is not ready"; done
 }
 
+# Removes everything this runtime keeps, logs excepted: the data of
+# PostgreSQL (also when it lives outside, see pg_data_dir), Redis and
+# Kafka, the keys and pid files. Refuses while any of it runs.
+cmd_destroy() {
+  local f
+  for f in "$local_dir"/pids/*.pid "$local_dir/redis/redis.pid"; do
+    if pid_alive "$f"; then die "the runtime in $local_dir is running ($(basename "$f")): stop it first"; fi
+  done
+  if [ -f "$(readlink -f "$local_dir/pg")/data/postmaster.pid" ]; then
+    die "PostgreSQL of $local_dir is running: stop it first"
+  fi
+  if [ -L "$local_dir/pg" ]; then rm -rf "$(pg_outside_dir)"; fi
+  [ -d "$local_dir" ] || return 0
+  find "$local_dir" -mindepth 1 -maxdepth 1 ! -name logs -exec rm -rf {} +
+}
+
 cmd_stop() {
   stop_services
-  stop_pidfile broker
-  rm -f "$local_dir/kafka.bootstrap"
+  stop_broker
   stop_redis
   stop_postgres
 }
@@ -365,8 +397,13 @@ cmd_stop() {
 case ${1:-} in
   start) cmd_start ;;
   rotate-master-key) rotate_master_key ;;
-  restart-kafka) stop_services; stop_pidfile broker; start_broker; start_services ;;
+  restart-kafka) stop_services; stop_broker; start_broker; start_services ;;
+  recreate-kafka) stop_services; stop_broker; forget_broker_data; start_broker; start_services ;;
+  stop-kafka) stop_broker ;;
+  start-kafka) start_broker ;;
+  kill-kafka) kill_broker ;;
   stop) cmd_stop ;;
+  destroy) cmd_destroy ;;
   start-service) start_service "$2"; wait_ready "$2" ;;
   stop-service) stop_pidfile "$2" ;;
   kill-service) kill -KILL "$(cat "$local_dir/pids/$2.pid")"; rm -f "$local_dir/pids/$2.pid" ;;
@@ -385,9 +422,9 @@ case ${1:-} in
     echo "TESSERA_REDIS_PORT=$redis_port"
     echo "TESSERA_REDIS_PASSWORD=$(cat "$local_dir/redis-password" 2>/dev/null)"
     echo "REDISCLI_AUTH=$(cat "$local_dir/redis-password" 2>/dev/null)"
-    echo "TESSERA_KAFKA_BOOTSTRAP=$(cat "$local_dir/kafka.bootstrap" 2>/dev/null)"
+    echo "TESSERA_KAFKA_BOOTSTRAP=$(kafka_bootstrap)"
     echo "TESSERA_API_URL=http://127.0.0.1:$api_port"
     echo "TESSERA_API_KEY=$(cat "$local_dir/api-key" 2>/dev/null)"
     ;;
-  *) echo "usage: $0 start|stop|start-service S|stop-service S|kill-service S|launch-service S|start-instance S N|stop-instance S N|kill-instance S N|stop-postgres|start-postgres|stop-redis|start-redis|audit|env" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|start-service S|stop-service S|kill-service S|launch-service S|start-instance S N|stop-instance S N|kill-instance S N|restart-kafka|recreate-kafka|stop-kafka|start-kafka|kill-kafka|stop-postgres|start-postgres|stop-redis|start-redis|audit|destroy|env" >&2; exit 2 ;;
 esac

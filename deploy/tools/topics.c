@@ -7,6 +7,9 @@
  *                  [--replication-factor N] [--prefix P] [--timeout-ms N]
  *                  [--dry-run] [--list]
  *
+ * Security (SASL, TLS) comes from the services' TESSERA_KAFKA_SECURITY_PROTOCOL,
+ * _SASL_MECHANISM, _SASL_USERNAME, _SASL_PASSWORD and _SSL_CA_LOCATION.
+ *
  * Exit status: 0 done (or nothing to do), 1 the cluster refused or did
  * not answer, 2 bad usage, 3 a shrink was asked for (nothing changed). */
 #include <getopt.h>
@@ -17,8 +20,8 @@
 #include "topics/topic_admin.h"
 
 #define TOPICS_PARTITIONS_DEFAULT 12
-#define TOPICS_NAME_MAX 249 /* Kafka's limit */
-#define TOPICS_MAX 16       /* rows of the table this tool can hold */
+#define TOPICS_NAME_MAX           249 /* Kafka's limit */
+#define TOPICS_MAX                16  /* rows of the table this tool can hold */
 
 struct options {
     const char *bootstrap;
@@ -58,16 +61,15 @@ static int parse_int(const char *s, int min, int max, int *out)
 /* 0 to go on, 1 to exit 0 (--help), 2 for bad usage. */
 static int parse_options(int argc, char **argv, struct options *o)
 {
-    static const struct option longs[] = {
-        {"bootstrap", required_argument, NULL, 'b'},
-        {"partitions", required_argument, NULL, 'p'},
-        {"replication-factor", required_argument, NULL, 'r'},
-        {"prefix", required_argument, NULL, 'x'},
-        {"timeout-ms", required_argument, NULL, 't'},
-        {"dry-run", no_argument, NULL, 'n'},
-        {"list", no_argument, NULL, 'l'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option longs[] = {{"bootstrap", required_argument, NULL, 'b'},
+                                          {"partitions", required_argument, NULL, 'p'},
+                                          {"replication-factor", required_argument, NULL, 'r'},
+                                          {"prefix", required_argument, NULL, 'x'},
+                                          {"timeout-ms", required_argument, NULL, 't'},
+                                          {"dry-run", no_argument, NULL, 'n'},
+                                          {"list", no_argument, NULL, 'l'},
+                                          {"help", no_argument, NULL, 'h'},
+                                          {NULL, 0, NULL, 0}};
     *o = (struct options){.bootstrap = getenv("TESSERA_KAFKA_BOOTSTRAP"),
                           .prefix = "",
                           .partitions = TOPICS_PARTITIONS_DEFAULT,
@@ -100,12 +102,27 @@ static int parse_options(int argc, char **argv, struct options *o)
     return 0;
 }
 
+/* The services' Kafka security variables, for a managed cluster. */
+static const char *const security_env[][2] = {
+    {"TESSERA_KAFKA_SECURITY_PROTOCOL", "security.protocol"},
+    {"TESSERA_KAFKA_SASL_MECHANISM", "sasl.mechanism"},
+    {"TESSERA_KAFKA_SASL_USERNAME", "sasl.username"},
+    {"TESSERA_KAFKA_SASL_PASSWORD", "sasl.password"},
+    {"TESSERA_KAFKA_SSL_CA_LOCATION", "ssl.ca.location"},
+};
+
 static rd_kafka_t *admin_client(const char *bootstrap)
 {
     char err[256];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err, sizeof(err)) ||
-        rd_kafka_conf_set(conf, "client.id", "tessera-topics", err, sizeof(err))) {
+    bool ok = rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err, sizeof(err)) == 0 &&
+              rd_kafka_conf_set(conf, "client.id", "tessera-topics", err, sizeof(err)) == 0;
+    for (size_t i = 0; ok && i < sizeof(security_env) / sizeof(security_env[0]); i++) {
+        const char *v = getenv(security_env[i][0]);
+        if (v && *v)
+            ok = rd_kafka_conf_set(conf, security_env[i][1], v, err, sizeof(err)) == 0;
+    }
+    if (!ok) {
         fprintf(stderr, "tessera-topics: %s\n", err);
         rd_kafka_conf_destroy(conf);
         return NULL;
@@ -123,8 +140,8 @@ static int apply_one(rd_kafka_t *rk, const struct options *o, const char *name,
     char err[512] = "";
     int rc = 0;
     if (a == TOPIC_CREATE)
-        rc = topic_admin_create(rk, name, spec, o->partitions, o->replication_factor,
-                                o->timeout_ms, err, sizeof(err));
+        rc = topic_admin_create(rk, name, spec, o->partitions, o->replication_factor, o->timeout_ms,
+                                err, sizeof(err));
     else if (a == TOPIC_GROW)
         rc = topic_admin_grow(rk, name, o->partitions, o->timeout_ms, err, sizeof(err));
     if (rc < 0) {

@@ -15,12 +15,14 @@
 
 #define BUS_SETTINGS_LOG_LEN_MAX 1024
 
-_Noreturn void bus_assert_fail(const char *expr, const char *file, int line, const char *func) {
+_Noreturn void bus_assert_fail(const char *expr, const char *file, int line, const char *func)
+{
     fprintf(stderr, "%s:%d: %s: assertion failed: %s\n", file, line, func, expr);
     abort();
 }
 
-int64_t bus_now_ms(void) {
+int64_t bus_now_ms(void)
+{
     struct timespec ts;
     BUS_ASSERT(clock_gettime(CLOCK_MONOTONIC, &ts) == 0);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
@@ -31,25 +33,28 @@ int64_t bus_now_ms(void) {
  * retries them itself, so they are logged; a fatal error (the idempotent
  * producer lost its guarantees) is read out in full because every later
  * call on the handle fails with __FATAL and the service must restart. */
-void bus_log_fatal(rd_kafka_t *rk) {
+void bus_log_fatal(rd_kafka_t *rk)
+{
     char fatal[512];
     rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
     log_fields(LOG_ERROR, "kafka fatal error", "client", rd_kafka_name(rk), "error",
                rd_kafka_err2name(orig), "reason", fatal, NULL);
 }
 
-static void bus_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+static void bus_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         bus_log_fatal(rk);
         return;
     }
-    log_fields(err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ? LOG_ERROR : LOG_WARN,
-               "kafka error", "client", rd_kafka_name(rk), "error",
-               rd_kafka_err2name((rd_kafka_resp_err_t)err), "reason", reason, NULL);
+    log_fields(err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ? LOG_ERROR : LOG_WARN, "kafka error",
+               "client", rd_kafka_name(rk), "error", rd_kafka_err2name((rd_kafka_resp_err_t)err),
+               "reason", reason, NULL);
 }
 
 static bool bus_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *err,
-                         size_t err_len) {
+                         size_t err_len)
+{
     char why[256];
 
     if (rd_kafka_conf_set(conf, key, value, why, sizeof(why)) == RD_KAFKA_CONF_OK)
@@ -58,7 +63,26 @@ static bool bus_conf_set(rd_kafka_conf_t *conf, const char *key, const char *val
     return false;
 }
 
-rd_kafka_conf_t *bus_conf_new(const struct bus_config *cfg, char *err, size_t err_len) {
+/* The security settings of cfg that are set (see struct bus_config);
+ * false with err on a value librdkafka refuses (which names the key, never
+ * the value: the password stays out of logs). */
+static bool bus_conf_security(rd_kafka_conf_t *conf, const struct bus_config *cfg, char *err,
+                              size_t err_len)
+{
+    const struct bus_setting settings[] = {
+        {"security.protocol", cfg->security_protocol}, {"sasl.mechanism", cfg->sasl_mechanism},
+        {"sasl.username", cfg->sasl_username},         {"sasl.password", cfg->sasl_password},
+        {"ssl.ca.location", cfg->ssl_ca_location},
+    };
+    for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++)
+        if (settings[i].value != NULL && settings[i].value[0] != '\0' &&
+            !bus_conf_set(conf, settings[i].key, settings[i].value, err, err_len))
+            return false;
+    return true;
+}
+
+rd_kafka_conf_t *bus_conf_new(const struct bus_config *cfg, char *err, size_t err_len)
+{
     BUS_ASSERT(cfg != NULL);
     if (cfg->bootstrap == NULL || cfg->bootstrap[0] == '\0') {
         snprintf(err, err_len, "kafka bootstrap servers not set");
@@ -69,6 +93,14 @@ rd_kafka_conf_t *bus_conf_new(const struct bus_config *cfg, char *err, size_t er
         goto fail;
     if (cfg->client_id != NULL && !bus_conf_set(conf, "client.id", cfg->client_id, err, err_len))
         goto fail;
+    if (!bus_conf_security(conf, cfg, err, err_len))
+        goto fail;
+    if (cfg->metadata_refresh_ms > 0) {
+        char ms[16];
+        snprintf(ms, sizeof(ms), "%d", cfg->metadata_refresh_ms);
+        if (!bus_conf_set(conf, "topic.metadata.refresh.interval.ms", ms, err, err_len))
+            goto fail;
+    }
     rd_kafka_conf_set_error_cb(conf, bus_on_error);
     return conf;
 fail:
@@ -77,7 +109,8 @@ fail:
 }
 
 bool bus_conf_apply(rd_kafka_conf_t *conf, const char *what, const struct bus_setting *settings,
-                    size_t count, char *err, size_t err_len) {
+                    size_t count, char *err, size_t err_len)
+{
     char line[BUS_SETTINGS_LOG_LEN_MAX];
     size_t used = 0;
 
@@ -86,8 +119,8 @@ bool bus_conf_apply(rd_kafka_conf_t *conf, const char *what, const struct bus_se
         if (!bus_conf_set(conf, settings[i].key, settings[i].value, err, err_len))
             return false;
         /* Nothing secret is set here (no SASL), so the values are logged. */
-        int n = snprintf(line + used, sizeof(line) - used, "%s%s=%s", i ? " " : "",
-                         settings[i].key, settings[i].value);
+        int n = snprintf(line + used, sizeof(line) - used, "%s%s=%s", i ? " " : "", settings[i].key,
+                         settings[i].value);
         if (n > 0 && (size_t)n < sizeof(line) - used)
             used += (size_t)n;
     }
@@ -97,7 +130,8 @@ bool bus_conf_apply(rd_kafka_conf_t *conf, const char *what, const struct bus_se
 
 /* --------------------------------------------------------- queue watcher */
 
-static void bus_qwatch_on_read(evutil_socket_t fd, short what, void *arg) {
+static void bus_qwatch_on_read(evutil_socket_t fd, short what, void *arg)
+{
     struct bus_qwatch *w = arg;
     char buf[64];
 
@@ -109,13 +143,15 @@ static void bus_qwatch_on_read(evutil_socket_t fd, short what, void *arg) {
         event_active(w->ev_read, EV_READ, 0);
 }
 
-static void bus_qwatch_on_timer(evutil_socket_t fd, short what, void *arg) {
+static void bus_qwatch_on_timer(evutil_socket_t fd, short what, void *arg)
+{
     struct bus_qwatch *w = arg;
     if (w->drain(w->ctx))
         event_active(w->ev_read, EV_READ, 0);
 }
 
-static int bus_pipe_nonblocking(int fds[2]) {
+static int bus_pipe_nonblocking(int fds[2])
+{
     if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
         fds[0] = fds[1] = -1;
         return -1;
@@ -124,7 +160,8 @@ static int bus_pipe_nonblocking(int fds[2]) {
 }
 
 int bus_qwatch_start(struct bus_qwatch *w, struct event_base *base, rd_kafka_queue_t *rkqu,
-                     bool (*drain)(void *ctx), void *ctx, char *err, size_t err_len) {
+                     bool (*drain)(void *ctx), void *ctx, char *err, size_t err_len)
+{
     static const char wake = 'k';
     const struct timeval safety = {0, BUS_DRAIN_SAFETY_MS * 1000};
 
@@ -152,7 +189,8 @@ fail:
     return -1;
 }
 
-void bus_qwatch_stop(struct bus_qwatch *w) {
+void bus_qwatch_stop(struct bus_qwatch *w)
+{
     if (w == NULL || !w->active)
         return;
     /* librdkafka must stop writing before the pipe closes. */
@@ -170,7 +208,8 @@ void bus_qwatch_stop(struct bus_qwatch *w) {
 
 /* ------------------------------------------------------------ cluster id */
 
-int bus_cluster_id(const struct bus_config *cfg, char *out, size_t out_len, int timeout_ms) {
+int bus_cluster_id(const struct bus_config *cfg, char *out, size_t out_len, int timeout_ms)
+{
     char err[256];
 
     BUS_ASSERT(out != NULL && out_len > 0 && timeout_ms >= 0);

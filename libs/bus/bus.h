@@ -4,8 +4,9 @@
  * and a "tail" that follows every partition of one topic from its end on a
  * libevent loop (ingest uses it to hear the ledger's verdicts).
  *
- * The same configuration keys work against the development broker and
- * against Apache Kafka; only bootstrap changes. */
+ * The same configuration works against the local Apache Kafka broker and
+ * a managed cluster: bootstrap and, for the latter, the security settings
+ * (SASL PLAIN / SCRAM, TLS) change. */
 #ifndef TESSERA_BUS_H
 #define TESSERA_BUS_H
 
@@ -24,9 +25,23 @@ struct bus_config {
     int session_timeout_ms;
     int linger_ms;
     /* fetch.wait.max.ms of consumers and tails; 0 keeps librdkafka's 500.
-     * The development broker holds an empty fetch for the whole wait even
-     * when data arrives, so the local runtime sets it low. */
+     * A broker answers a fetch as soon as data arrives, so this is only
+     * how long an idle fetch is held. */
     int fetch_wait_max_ms;
+    /* topic.metadata.refresh.interval.ms, and how often a tail looks for
+     * new partitions; 0 keeps librdkafka's 300000. Partitions added by
+     * tessera-topics reach producers, groups and tails within it. */
+    int metadata_refresh_ms;
+    /* Client security (NULL or "" leaves librdkafka's default):
+     * security.protocol (plaintext, ssl, sasl_plaintext, sasl_ssl),
+     * sasl.mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512), the SASL
+     * user and password, and ssl.ca.location (the CA file that signed the
+     * brokers' certificates). The password is never logged. */
+    const char *security_protocol;
+    const char *sasl_mechanism;
+    const char *sasl_username;
+    const char *sasl_password;
+    const char *ssl_ca_location;
 };
 
 /* ---------------------------------------------------------------- producer */

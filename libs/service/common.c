@@ -47,8 +47,8 @@ int service_init(const char *service, const char *summary, int argc, char **argv
     }
     enum log_level level;
     if (!log_level_parse(common->log_level, &level)) {
-        fprintf(stderr, "%s: configuration error: TESSERA_LOG_LEVEL: unknown level '%s'\n",
-                service, common->log_level);
+        fprintf(stderr, "%s: configuration error: TESSERA_LOG_LEVEL: unknown level '%s'\n", service,
+                common->log_level);
         return -1;
     }
     log_init(service, level);
@@ -89,8 +89,8 @@ int service_migrate(const struct service_common_config *c, const char *schema,
     return rc;
 }
 
-void service_bus_config(const struct service_common_config *c, const char *service,
-                        char *client_id, size_t client_id_len, struct bus_config *out)
+void service_bus_config(const struct service_common_config *c, const char *service, char *client_id,
+                        size_t client_id_len, struct bus_config *out)
 {
     if (!instance_id[0])
         service_set_instance(service, NULL); /* called without service_init (tests) */
@@ -99,7 +99,13 @@ void service_bus_config(const struct service_common_config *c, const char *servi
                                .client_id = client_id,
                                .session_timeout_ms = (int)c->kafka_session_timeout_ms,
                                .linger_ms = (int)c->kafka_linger_ms,
-                               .fetch_wait_max_ms = (int)c->kafka_fetch_wait_max_ms};
+                               .fetch_wait_max_ms = (int)c->kafka_fetch_wait_max_ms,
+                               .metadata_refresh_ms = (int)c->kafka_metadata_refresh_ms,
+                               .security_protocol = c->kafka_security_protocol,
+                               .sasl_mechanism = c->kafka_sasl_mechanism,
+                               .sasl_username = c->kafka_sasl_username,
+                               .sasl_password = c->kafka_sasl_password,
+                               .ssl_ca_location = c->kafka_ssl_ca_location};
 }
 
 struct service_signals {

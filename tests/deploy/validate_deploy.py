@@ -3,7 +3,9 @@
 
 docker-compose.yml: `docker-compose config` must accept it (Debian's
 docker-compose parses and resolves it offline), then the resolved file must
-have: the official apache/kafka 3.9.x image in KRaft mode, a topics job,
+have: the official apache/kafka image of the version the local runtime
+runs (deploy/kafka/pom.xml) in KRaft mode, with a fixed CLUSTER_ID and its
+log directory (KAFKA_LOG_DIRS) on a mounted volume, a topics job,
 PostgreSQL and Redis with healthchecks, Redis with requirepass, and every service built from
 deploy/docker/Dockerfile with an admin-port healthcheck and depends_on
 conditions.
@@ -51,15 +53,54 @@ def compose_resolved(path):
     return yaml.safe_load(out.stdout), None
 
 
-def check_compose(doc):
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def local_kafka_version():
+    """The broker version the local runtime runs (deploy/kafka/pom.xml)."""
+    with open(os.path.join(ROOT, "deploy", "kafka", "pom.xml")) as f:
+        m = re.search(r"<kafka.version>([^<]+)</kafka.version>", f.read())
+    return m.group(1) if m else None
+
+
+def volume_targets(service):
+    """Container paths of the service's volumes (short or long syntax)."""
+    targets = []
+    for v in service.get("volumes", []):
+        if isinstance(v, dict):
+            targets.append(str(v.get("target", "")))
+        else:
+            parts = str(v).split(":")
+            if len(parts) >= 2:
+                targets.append(parts[1])
+    return [t.rstrip("/") for t in targets if t]
+
+
+def check_kafka(kafka):
     problems = []
-    svcs = doc.get("services", {})
-    kafka = svcs.get("kafka", {})
-    if not str(kafka.get("image", "")).startswith("apache/kafka:3.9."):
-        problems.append("kafka: image must be apache/kafka:3.9.x")
+    version = local_kafka_version()
+    if str(kafka.get("image", "")) != f"apache/kafka:{version}":
+        problems.append(f"kafka: image must be apache/kafka:{version}, the local runtime's version")
     env = kafka.get("environment", {})
     if "controller" not in str(env.get("KAFKA_PROCESS_ROLES", "")):
         problems.append("kafka: not in KRaft mode (KAFKA_PROCESS_ROLES)")
+    # A Kafka cluster id: 16 bytes in URL-safe base64 without padding.
+    if not re.fullmatch(r"[A-Za-z0-9_-]{22}", str(env.get("CLUSTER_ID", ""))):
+        problems.append("kafka: no fixed CLUSTER_ID (22 base64url characters)")
+    log_dirs = [d.rstrip("/") for d in str(env.get("KAFKA_LOG_DIRS", "")).split(",") if d]
+    mounts = volume_targets(kafka)
+    if not log_dirs:
+        problems.append("kafka: KAFKA_LOG_DIRS unset (the image writes to /tmp/kraft-combined-logs)")
+    for d in log_dirs:
+        if not any(d == m or d.startswith(m + "/") for m in mounts):
+            problems.append(f"kafka: log dir {d} is not on a mounted volume")
+    return problems
+
+
+def check_compose(doc):
+    problems = []
+    svcs = doc.get("services", {})
+    problems += check_kafka(svcs.get("kafka", {}))
     for name in ["kafka", "postgres", "redis"]:
         if "healthcheck" not in svcs.get(name, {}):
             problems.append(f"{name}: no healthcheck")
@@ -189,6 +230,13 @@ def self_test(compose, docs, dockerfile):
             failures.append("self-test: not caught: " + what)
     mutations = [
         ("kafka 3.7", lambda c, k: c["services"]["kafka"].update(image="apache/kafka:3.7.0")),
+        ("kafka 3.9.0 beside a local 3.9.1",
+         lambda c, k: c["services"]["kafka"].update(image="apache/kafka:3.9.0")),
+        ("no log dirs", lambda c, k: c["services"]["kafka"]["environment"].pop("KAFKA_LOG_DIRS")),
+        ("log dirs off the volume", lambda c, k: c["services"]["kafka"]["environment"].update(
+            KAFKA_LOG_DIRS="/tmp/kraft-combined-logs")),
+        ("no cluster id", lambda c, k: c["services"]["kafka"]["environment"].pop("CLUSTER_ID")),
+        ("no kafka volume", lambda c, k: c["services"]["kafka"].pop("volumes")),
         ("no topics job", lambda c, k: c["services"].pop("topics")),
         ("no ledger healthcheck", lambda c, k: c["services"]["ledger"].pop("healthcheck")),
         ("no conditions", lambda c, k: c["services"]["tiering"].update(depends_on={})),
@@ -248,7 +296,7 @@ def self_test(compose, docs, dockerfile):
 
 
 def main():
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    root = ROOT
     compose, err = compose_resolved(os.path.join(root, "docker-compose.yml"))
     if err:
         print(err)

@@ -462,7 +462,10 @@ static void test_card_use_applied_once(void **state)
     char err[256], first[UUID_STR_SIZE], later[UUID_STR_SIZE];
     uuid7_generate(first);
     uuid7_generate(later);
-    struct bus_config cfg = {getenv("TESSERA_KAFKA_BOOTSTRAP"), "test-cards", 6000, 5, 10};
+    struct bus_config cfg = {.bootstrap = getenv("TESSERA_KAFKA_BOOTSTRAP"),
+                             .client_id = "test-cards",
+                             .session_timeout_ms = 6000,
+                             .linger_ms = 5};
     assert_non_null(cfg.bootstrap);
     struct bus_producer *producer = bus_producer_new(&cfg, NULL, NULL, NULL, err, sizeof(err));
     assert_non_null(producer);
@@ -741,7 +744,8 @@ static bool wait_for_alert(const char *card_id, const char *reason)
     snprintf(group, sizeof(group), "test-cards-alerts-%s-%s", run_id, reason);
     const char *bootstrap = getenv("TESSERA_KAFKA_BOOTSTRAP");
     assert_non_null(bootstrap);
-    struct bus_config cfg = {bootstrap, group, 6000, 5, 10};
+    struct bus_config cfg = {
+        .bootstrap = bootstrap, .client_id = group, .session_timeout_ms = 6000, .linger_ms = 5};
     const char *topics[1] = {TOPIC_LEDGER_EVENTS};
     struct bus_consumer *c =
         bus_consumer_new(&cfg, group, topics, 1, &from_beginning, NULL, err, sizeof(err));

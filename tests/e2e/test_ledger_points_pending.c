@@ -90,7 +90,10 @@ static int setup(void **state)
             0, NULL);
     PQfinish(pg);
     char err[256];
-    struct bus_config cfg = {getenv("TESSERA_KAFKA_BOOTSTRAP"), "test-points-pending", 6000, 5, 10};
+    struct bus_config cfg = {.bootstrap = getenv("TESSERA_KAFKA_BOOTSTRAP"),
+                             .client_id = "test-points-pending",
+                             .session_timeout_ms = 6000,
+                             .linger_ms = 5};
     assert_non_null(cfg.bootstrap);
     producer = bus_producer_new(&cfg, NULL, NULL, NULL, err, sizeof(err));
     assert_non_null(producer);

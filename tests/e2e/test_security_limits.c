@@ -133,7 +133,6 @@ static int start_second_ingest(void **state)
     snprintf(env_buf[n++], sizeof(env_buf[0]), "TESSERA_MASTER_KEY_VERSION=%s", version);
     snprintf(env_buf[n++], sizeof(env_buf[0]), "TESSERA_RATE_IP_PER_S=1");
     snprintf(env_buf[n++], sizeof(env_buf[0]), "TESSERA_RATE_IP_BURST=8");
-    snprintf(env_buf[n++], sizeof(env_buf[0]), "TESSERA_KAFKA_FETCH_WAIT_MAX_MS=10");
     snprintf(env_buf[n++], sizeof(env_buf[0]), "TESSERA_LOG_LEVEL=warn");
     char *envp[17];
     for (int i = 0; i < n; i++)

@@ -144,9 +144,8 @@ static void test_idempotency_key(void **state)
 
     PGconn *pg = test_pg();
     const char *p[1] = {member_id};
-    assert_int_equal(test_pg_int(pg, "SELECT count(*) FROM ledger.commands WHERE member_id = $1",
-                                 1, p),
-                     1);
+    assert_int_equal(
+        test_pg_int(pg, "SELECT count(*) FROM ledger.commands WHERE member_id = $1", 1, p), 1);
     PQfinish(pg);
     api_response_free(&first);
     api_response_free(&again);
@@ -181,11 +180,12 @@ static void test_bad_input(void **state)
     assert_non_null(strstr(detail, "email"));
     api_response_free(&r);
 
-    expect_problem(api_post(path, "{\"amount\":-5,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}",
-                            NULL),
-                   422, "validation_failed");
-    expect_problem(api_post(path, "{\"amount\":100,\"branch_id\":\"nowhere\",\"payment_method\":"
-                                  "\"cash\"}",
+    expect_problem(
+        api_post(path, "{\"amount\":-5,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}", NULL),
+        422, "validation_failed");
+    expect_problem(api_post(path,
+                            "{\"amount\":100,\"branch_id\":\"nowhere\",\"payment_method\":"
+                            "\"cash\"}",
                             NULL),
                    422, "validation_failed");
     expect_problem(api_post("/v1/members/01a2a2a2-0000-7000-8000-000000000000/topups",
@@ -260,8 +260,9 @@ static void test_registration_idempotency(void **state)
     assert_int_equal(again.status, 201);
     assert_string_equal(json_str_at(again.body, "member_id"), json_str_at(first.body, "member_id"));
     assert_string_equal(json_str_at(again.body, "member_no"), json_str_at(first.body, "member_no"));
-    expect_problem(api_post("/v1/members", "{\"name\":\"Other\",\"phone\":\"13912345678\","
-                                           "\"branch_id\":\"hq\"}",
+    expect_problem(api_post("/v1/members",
+                            "{\"name\":\"Other\",\"phone\":\"13912345678\","
+                            "\"branch_id\":\"hq\"}",
                             key),
                    422, "idempotency_key_reused");
     assert_int_equal(members_with_phone(phone), 1);
@@ -331,7 +332,8 @@ static void test_ledger_sigkill(void **state)
     test_register_member(member_id);
     path_of(path, sizeof(path), member_id, "/topups");
     const char *body_a = "{\"amount\":100000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}";
-    const char *body_b = "{\"amount\":50000,\"branch_id\":\"branch-1\",\"payment_method\":\"cash\"}";
+    const char *body_b =
+        "{\"amount\":50000,\"branch_id\":\"branch-1\",\"payment_method\":\"cash\"}";
     char key_a[96], key_b[96];
     snprintf(key_a, sizeof(key_a), "kill-a-%s", member_id);
     snprintf(key_b, sizeof(key_b), "kill-b-%s", member_id);
@@ -364,9 +366,8 @@ static void test_ledger_sigkill(void **state)
 
     PGconn *pg = test_pg();
     const char *p[1] = {member_id};
-    assert_int_equal(test_pg_int(pg, "SELECT count(*) FROM ledger.commands WHERE member_id = $1",
-                                 1, p),
-                     2);
+    assert_int_equal(
+        test_pg_int(pg, "SELECT count(*) FROM ledger.commands WHERE member_id = $1", 1, p), 2);
     assert_int_equal(test_pg_int(pg,
                                  "SELECT coalesce(sum(amount), 0) FROM ledger.journal "
                                  "WHERE member_id = $1",
@@ -385,9 +386,10 @@ static void test_ledger_sigkill(void **state)
     api_response_free(&b2);
 }
 
-/* The development broker restarts empty with a new cluster id. The
- * ledger's stored offsets belong to the old cluster: it must start the new
- * one from the beginning instead of seeking past new commands. */
+/* The Kafka cluster is lost and replaced by an empty one with a new
+ * cluster id (runtime.sh recreate-kafka throws the broker's data away).
+ * The ledger's stored offsets belong to the old cluster: it must start
+ * the new one from the beginning instead of seeking past new commands. */
 static void test_broker_restart_new_cluster(void **state)
 {
     enum { MEMBERS = 12 };
@@ -407,7 +409,7 @@ static void test_broker_restart_new_cluster(void **state)
     snprintf(old_cluster, sizeof(old_cluster), "%s", PQgetvalue(res, 0, 0));
     PQclear(res);
 
-    assert_int_equal(runtime_do("restart-kafka"), 0);
+    assert_int_equal(runtime_do("recreate-kafka"), 0);
 
     for (int i = 0; i < MEMBERS; i++) {
         path_of(path, sizeof(path), members[i], "/topups");
@@ -430,9 +432,12 @@ static void test_broker_restart_new_cluster(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_walkthrough),        cmocka_unit_test(test_idempotency_key),
-        cmocka_unit_test(test_bad_input),          cmocka_unit_test(test_duplicate_phone),
-        cmocka_unit_test(test_duplicate_phone_race), cmocka_unit_test(test_ledger_sigkill),
+        cmocka_unit_test(test_walkthrough),
+        cmocka_unit_test(test_idempotency_key),
+        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_duplicate_phone),
+        cmocka_unit_test(test_duplicate_phone_race),
+        cmocka_unit_test(test_ledger_sigkill),
         cmocka_unit_test(test_registration_idempotency),
         cmocka_unit_test(test_broker_restart_new_cluster),
     };

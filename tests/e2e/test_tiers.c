@@ -205,7 +205,8 @@ static size_t read_tier_changes(const char *member_id, size_t want, TierChanged 
 {
     char group[128], err[256];
     snprintf(group, sizeof(group), "test-tiers-%s-%s", run_id, member_id);
-    struct bus_config cfg = {bootstrap(), group, 6000, 5, 10};
+    struct bus_config cfg = {
+        .bootstrap = bootstrap(), .client_id = group, .session_timeout_ms = 6000, .linger_ms = 5};
     assert_non_null(cfg.bootstrap);
     const char *topics[1] = {TOPIC_TIER_EVENTS};
     struct bus_consumer *c =
@@ -585,7 +586,10 @@ static void test_fact_relayed_twice_counts_once(void **state)
     assert_non_null(payload);
 
     char err[256];
-    struct bus_config cfg = {bootstrap(), "test-tiers-relay", 6000, 5, 10};
+    struct bus_config cfg = {.bootstrap = bootstrap(),
+                             .client_id = "test-tiers-relay",
+                             .session_timeout_ms = 6000,
+                             .linger_ms = 5};
     assert_non_null(cfg.bootstrap);
     struct bus_producer *p = bus_producer_new(&cfg, NULL, NULL, NULL, err, sizeof(err));
     assert_non_null(p);

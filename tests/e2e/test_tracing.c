@@ -20,7 +20,7 @@
 #include "trace/trace.h"
 
 #define DEADLINE_MS 15000
-#define SEEN_MAX 16
+#define SEEN_MAX    16
 
 /* What a tail saw carrying one trace id. */
 struct seen {
@@ -106,8 +106,7 @@ static void tail_open(struct tail_run *t, const char *topic, const char *trace_i
     cfg = (struct bus_config){.bootstrap = bootstrap(),
                               .client_id = "test-tracing",
                               .session_timeout_ms = 6000,
-                              .linger_ms = 0,
-                              .fetch_wait_max_ms = 10};
+                              .linger_ms = 0};
     assert_non_null(cfg.bootstrap);
     memset(&t->seen, 0, sizeof(t->seen));
     snprintf(t->seen.trace_id, sizeof(t->seen.trace_id), "%s", trace_id);
@@ -145,7 +144,7 @@ static void assert_traced(const struct seen *s, const char *type, const char *se
     if (i < 0)
         fail_msg("no %s event carried trace %s", type, s->trace_id);
     assert_true(s->header_matches[i]);
-    assert_int_equal(strncmp(s->traceparents[i], sent, 35), 0); /* version + trace id */
+    assert_int_equal(strncmp(s->traceparents[i], sent, 35), 0);  /* version + trace id */
     assert_string_not_equal(s->traceparents[i] + 36, sent + 36); /* a span of ours */
 }
 

@@ -1,6 +1,5 @@
-/* Integration tests of libs/bus against a real Kafka protocol endpoint:
- * our development broker, started here (or TESSERA_KAFKA_BOOTSTRAP when
- * set). Every wait is a poll with a deadline. Messages carry a run id, so
+/* Integration tests of libs/bus against the runtime's Apache Kafka broker
+ * (TESSERA_KAFKA_BOOTSTRAP). Every wait is a poll with a deadline. Messages carry a run id, so
  * a shared broker holding older messages does not confuse the checks. */
 #include <setjmp.h> /* cmocka needs these first */
 #include <stdarg.h>
@@ -23,50 +22,55 @@
 #include <time.h>
 #include <unistd.h>
 
-#define TEST_DEADLINE_MS 30000
-#define TEST_BROKER_START_MS 10000
-#define TEST_POLL_STEP_MS 20
-#define TEST_MESSAGES 120
-#define TEST_BATCH_MAX 64
+#define TEST_DEADLINE_MS    30000
+#define TEST_POLL_STEP_MS   20
+#define TEST_MESSAGES       120
+#define TEST_BATCH_MAX      64
 #define TEST_PARTITIONS_MAX 256
-/* 6 s, the smallest session Kafka brokers accept by default: the mock
- * cluster's rebalance waits scale with it (see deploy/local/devbroker.c). */
+/* 6 s, the smallest session Kafka brokers accept by default
+ * (group.min.session.timeout.ms): a killed member is noticed after it. */
 #define TEST_SESSION_TIMEOUT_MS 6000
-#define TEST_TAKEOVER_MS_MAX 15000
+#define TEST_TAKEOVER_MS_MAX    15000
 
 static struct {
     char bootstrap[256];
     char run_id[64];
-    char bootstrap_file[128];
-    pid_t broker_pid; /* 0 when TESSERA_KAFKA_BOOTSTRAP was given */
 } env;
 
 /* ------------------------------------------------------------- helpers */
 
-static int64_t now_ms(void) {
+static int64_t now_ms(void)
+{
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* The pause between two looks at something a poll is waiting for. */
-static void poll_step(void) {
+static void poll_step(void)
+{
     struct timespec step = {0, TEST_POLL_STEP_MS * 1000000L};
     nanosleep(&step, NULL);
 }
 
-static struct bus_config test_config(const char *client_id) {
-    struct bus_config cfg = {env.bootstrap, client_id, TEST_SESSION_TIMEOUT_MS, 5, 10};
+static struct bus_config test_config(const char *client_id)
+{
+    struct bus_config cfg = {.bootstrap = env.bootstrap,
+                             .client_id = client_id,
+                             .session_timeout_ms = TEST_SESSION_TIMEOUT_MS,
+                             .linger_ms = 5};
     return cfg;
 }
 
-static void make_key(char *out, size_t len, int i) {
+static void make_key(char *out, size_t len, int i)
+{
     snprintf(out, len, "member-%s-%d", env.run_id, i);
 }
 
 /* Index i of a message of this run, from its payload "<run>:<i>"; -1 for
  * anything else. */
-static int payload_index(const rd_kafka_message_t *rkm) {
+static int payload_index(const rd_kafka_message_t *rkm)
+{
     char text[128];
     size_t run_len = strlen(env.run_id);
     if (rkm->len >= sizeof(text) || rkm->len <= run_len + 1)
@@ -80,7 +84,8 @@ static int payload_index(const rd_kafka_message_t *rkm) {
 
 /* Produces indexes [from, to) to topic with a blocking producer and waits
  * for every delivery. */
-static void produce_range(const char *topic, int from, int to) {
+static void produce_range(const char *topic, int from, int to)
+{
     char err[256], key[96], payload[96];
     struct bus_config cfg = test_config("test-producer");
     struct bus_producer *p = bus_producer_new(&cfg, NULL, NULL, NULL, err, sizeof(err));
@@ -108,7 +113,8 @@ struct seen {
     int assign_calls;
 };
 
-static void seen_init(struct seen *s) {
+static void seen_init(struct seen *s)
+{
     memset(s, 0, sizeof(*s));
     for (int i = 0; i < TEST_MESSAGES; i++)
         s->partition_of[i] = -1;
@@ -116,7 +122,8 @@ static void seen_init(struct seen *s) {
         s->stored[i] = -1;
 }
 
-static int on_assign_stored(void *ctx, rd_kafka_topic_partition_list_t *parts) {
+static int on_assign_stored(void *ctx, rd_kafka_topic_partition_list_t *parts)
+{
     struct seen *s = ctx;
     s->assign_calls++;
     if (s->assign_refusals_left > 0) {
@@ -126,8 +133,7 @@ static int on_assign_stored(void *ctx, rd_kafka_topic_partition_list_t *parts) {
     for (int i = 0; i < parts->cnt; i++) {
         int32_t part = parts->elems[i].partition;
         assert_true(part >= 0 && part < TEST_PARTITIONS_MAX);
-        parts->elems[i].offset = s->stored[part] >= 0 ? s->stored[part]
-                                                       : RD_KAFKA_OFFSET_BEGINNING;
+        parts->elems[i].offset = s->stored[part] >= 0 ? s->stored[part] : RD_KAFKA_OFFSET_BEGINNING;
     }
     return 0;
 }
@@ -135,7 +141,8 @@ static int on_assign_stored(void *ctx, rd_kafka_topic_partition_list_t *parts) {
 static const struct bus_consumer_ops stored_ops = {on_assign_stored, NULL};
 
 /* Records one message of this run; returns its index or -1. */
-static int seen_record(struct seen *s, const rd_kafka_message_t *rkm) {
+static int seen_record(struct seen *s, const rd_kafka_message_t *rkm)
+{
     int i = payload_index(rkm);
     if (i < 0 || i >= TEST_MESSAGES)
         return -1;
@@ -152,7 +159,8 @@ static int seen_record(struct seen *s, const rd_kafka_message_t *rkm) {
 /* Polls c until s->total reaches want (processing at most want messages
  * of this run; any further ones in a batch are dropped unprocessed, like a
  * crash would) or the deadline passes. */
-static void consume_until(struct bus_consumer *c, struct seen *s, int want) {
+static void consume_until(struct bus_consumer *c, struct seen *s, int want)
+{
     rd_kafka_message_t *msgs[TEST_BATCH_MAX];
     int64_t deadline = now_ms() + TEST_DEADLINE_MS;
 
@@ -167,19 +175,20 @@ static void consume_until(struct bus_consumer *c, struct seen *s, int want) {
     assert_int_equal(s->total, want);
 }
 
-static struct bus_consumer *consumer_new(const char *group, const char *topic,
-                                         struct seen *s) {
+static struct bus_consumer *consumer_new(const char *group, const char *topic, struct seen *s)
+{
     char err[256];
     const char *topics[] = {topic};
     struct bus_config cfg = test_config("test-consumer");
-    struct bus_consumer *c = bus_consumer_new(&cfg, group, topics, 1, &stored_ops, s, err,
-                                              sizeof(err));
+    struct bus_consumer *c =
+        bus_consumer_new(&cfg, group, topics, 1, &stored_ops, s, err, sizeof(err));
     if (c == NULL)
         fail_msg("bus_consumer_new: %s", err);
     return c;
 }
 
-static void group_name(char *out, size_t len, const char *what) {
+static void group_name(char *out, size_t len, const char *what)
+{
     snprintf(out, len, "test-%s-%s", what, env.run_id);
 }
 
@@ -187,7 +196,8 @@ static void group_name(char *out, size_t len, const char *what) {
 
 /* Keyed messages all arrive, each once, each key on one partition; the
  * lag then drains to 0 and the cluster id matches bus_cluster_id. */
-static void test_produce_consume_all(void **state) {
+static void test_produce_consume_all(void **state)
+{
     char group[128], cluster_id[128];
     struct seen s;
 
@@ -223,7 +233,8 @@ static void test_produce_consume_all(void **state) {
 /* A consumer that stops half way and a successor starting from the stored
  * offsets process every message exactly once between them. The successor's
  * on_assign refuses once first, so the retry path runs too. */
-static void test_resume_from_stored_offsets(void **state) {
+static void test_resume_from_stored_offsets(void **state)
+{
     char group[128];
     struct seen s;
 
@@ -254,9 +265,10 @@ struct tail_seen {
 };
 
 #define TAIL_BEFORE 10
-#define TAIL_AFTER 10
+#define TAIL_AFTER  10
 
-static void on_tail_message(void *ctx, const rd_kafka_message_t *rkm) {
+static void on_tail_message(void *ctx, const rd_kafka_message_t *rkm)
+{
     struct tail_seen *ts = ctx;
     int i = payload_index(rkm);
     if (i < 0)
@@ -267,7 +279,8 @@ static void on_tail_message(void *ctx, const rd_kafka_message_t *rkm) {
         ts->after++;
 }
 
-static void on_loop_delivery(void *ctx, void *msg_opaque, rd_kafka_resp_err_t err) {
+static void on_loop_delivery(void *ctx, void *msg_opaque, rd_kafka_resp_err_t err)
+{
     struct tail_seen *ts = ctx;
     ts->delivered++;
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -276,7 +289,8 @@ static void on_loop_delivery(void *ctx, void *msg_opaque, rd_kafka_resp_err_t er
 
 /* Runs base until the tail saw want messages and the loop producer had
  * want reports, or the deadline passes. */
-static void loop_until(struct event_base *base, struct tail_seen *ts, int want) {
+static void loop_until(struct event_base *base, struct tail_seen *ts, int want)
+{
     for (int64_t deadline = now_ms() + TEST_DEADLINE_MS;
          (ts->after < want || ts->delivered < want) && now_ms() < deadline;)
         event_base_loop(base, EVLOOP_ONCE); /* the safety timer bounds each turn */
@@ -284,7 +298,8 @@ static void loop_until(struct event_base *base, struct tail_seen *ts, int want) 
 
 /* The tail sees what is produced after it is ready and nothing from
  * before; the producer on the same loop gets its reports there. */
-static void test_tail_follows_end(void **state) {
+static void test_tail_follows_end(void **state)
+{
     char err[256], key[96], payload[96];
     struct tail_seen ts = {0};
 
@@ -292,14 +307,13 @@ static void test_tail_follows_end(void **state) {
     struct event_base *base = event_base_new();
     assert_non_null(base);
     struct bus_config cfg = test_config("test-tail");
-    struct bus_tail *t = bus_tail_new(&cfg, base, TOPIC_LEDGER_EVENTS, on_tail_message, &ts, err,
-                                      sizeof(err));
+    struct bus_tail *t =
+        bus_tail_new(&cfg, base, TOPIC_LEDGER_EVENTS, on_tail_message, &ts, err, sizeof(err));
     if (t == NULL)
         fail_msg("bus_tail_new: %s", err);
     assert_true(bus_tail_ready(t));
 
-    struct bus_producer *p = bus_producer_new(&cfg, base, on_loop_delivery, &ts, err,
-                                              sizeof(err));
+    struct bus_producer *p = bus_producer_new(&cfg, base, on_loop_delivery, &ts, err, sizeof(err));
     assert_non_null(p);
     for (int i = TAIL_BEFORE; i < TAIL_BEFORE + TAIL_AFTER; i++) {
         make_key(key, sizeof(key), i);
@@ -321,7 +335,8 @@ static void test_tail_follows_end(void **state) {
 /* ----------------------------------------------------------- dead letter */
 
 static const char *header_value(const rd_kafka_message_t *rkm, const char *name, char *out,
-                                size_t len) {
+                                size_t len)
+{
     rd_kafka_headers_t *hdrs = NULL;
     const void *value = NULL;
     size_t size = 0;
@@ -342,8 +357,8 @@ static const char *header_value(const rd_kafka_message_t *rkm, const char *name,
  * runtime dead-letter other tests' payloads (index 0...) too. */
 #define DEAD_LETTER_INDEX 999999
 
-static rd_kafka_message_t *take_one(const char *what, const char *topic,
-                                    struct bus_consumer **cp) {
+static rd_kafka_message_t *take_one(const char *what, const char *topic, struct bus_consumer **cp)
+{
     char group[128];
     struct seen s;
     rd_kafka_message_t *found = NULL;
@@ -366,7 +381,8 @@ static rd_kafka_message_t *take_one(const char *what, const char *topic,
     return found;
 }
 
-static void test_dead_letter_headers(void **state) {
+static void test_dead_letter_headers(void **state)
+{
     char err[256], key[96], payload[96], value[128], expect[32];
 
     /* An original with a routing header that must survive. */
@@ -378,8 +394,7 @@ static void test_dead_letter_headers(void **state) {
     make_key(key, sizeof(key), DEAD_LETTER_INDEX);
     int n = snprintf(payload, sizeof(payload), "%s:%d", env.run_id, DEAD_LETTER_INDEX);
     rd_kafka_resp_err_t result = RD_KAFKA_RESP_ERR__IN_PROGRESS;
-    assert_int_equal(bus_produce(p, TOPIC_TIER_EVENTS, key, payload, (size_t)n, hdrs, &result),
-                     0);
+    assert_int_equal(bus_produce(p, TOPIC_TIER_EVENTS, key, payload, (size_t)n, hdrs, &result), 0);
     assert_int_equal(bus_producer_flush(p, TEST_DEADLINE_MS), 0);
     assert_int_equal(result, RD_KAFKA_RESP_ERR_NO_ERROR);
 
@@ -413,7 +428,8 @@ static void test_dead_letter_headers(void **state) {
 
 /* Child process: joins group on topic, reports its assigned partition
  * count on fd once it has some, then keeps polling until killed. */
-static _Noreturn void member_run(const char *group, const char *topic, int fd) {
+static _Noreturn void member_run(const char *group, const char *topic, int fd)
+{
     char err[256];
     const char *topics[] = {topic};
     struct seen s;
@@ -422,8 +438,8 @@ static _Noreturn void member_run(const char *group, const char *topic, int fd) {
 
     seen_init(&s);
     struct bus_config cfg = test_config("test-doomed");
-    struct bus_consumer *c = bus_consumer_new(&cfg, group, topics, 1, &stored_ops, &s, err,
-                                              sizeof(err));
+    struct bus_consumer *c =
+        bus_consumer_new(&cfg, group, topics, 1, &stored_ops, &s, err, sizeof(err));
     if (c == NULL)
         _exit(1);
     for (;;) {
@@ -438,7 +454,8 @@ static _Noreturn void member_run(const char *group, const char *topic, int fd) {
 
 /* A member killed with SIGKILL (no LeaveGroup) is replaced by a new one,
  * which gets every partition within TEST_TAKEOVER_MS_MAX. */
-static void test_group_recovers_after_sigkill(void **state) {
+static void test_group_recovers_after_sigkill(void **state)
+{
     char group[128];
     int fds[2];
     unsigned char partitions = 0;
@@ -463,8 +480,7 @@ static void test_group_recovers_after_sigkill(void **state) {
     int64_t killed_ms = now_ms();
     seen_init(&s);
     struct bus_consumer *c = consumer_new(group, TOPIC_NOTIFY_REQUESTS, &s);
-    while (bus_consumer_assigned_count(c) < partitions &&
-           now_ms() - killed_ms < TEST_DEADLINE_MS) {
+    while (bus_consumer_assigned_count(c) < partitions && now_ms() - killed_ms < TEST_DEADLINE_MS) {
         rd_kafka_message_t *msgs[TEST_BATCH_MAX];
         size_t n = bus_consumer_poll_batch(c, msgs, TEST_BATCH_MAX, 100);
         for (size_t k = 0; k < n; k++)
@@ -480,64 +496,22 @@ static void test_group_recovers_after_sigkill(void **state) {
 
 /* ---------------------------------------------------------------- broker */
 
-/* Waits for the broker to publish its address; false if it exits or the
- * deadline passes first. */
-static bool broker_wait_bootstrap(void) {
-    for (int64_t deadline = now_ms() + TEST_BROKER_START_MS; now_ms() < deadline; poll_step()) {
-        FILE *f = fopen(env.bootstrap_file, "r");
-        if (f != NULL) {
-            bool ok = fgets(env.bootstrap, sizeof(env.bootstrap), f) != NULL;
-            fclose(f);
-            env.bootstrap[strcspn(env.bootstrap, "\n")] = '\0';
-            return ok && env.bootstrap[0] != '\0';
-        }
-        if (waitpid(env.broker_pid, NULL, WNOHANG) == env.broker_pid) {
-            env.broker_pid = 0;
-            return false;
-        }
-    }
-    return false;
-}
-
-static int broker_start(void **state) {
+/* The broker is the runtime's (make test exports TESSERA_KAFKA_BOOTSTRAP). */
+static int broker_setup(void **state)
+{
     const char *given = getenv("TESSERA_KAFKA_BOOTSTRAP");
-    const char *bin = getenv("TESSERA_DEVBROKER");
 
     snprintf(env.run_id, sizeof(env.run_id), "%ld-%ld", (long)getpid(), (long)time(NULL));
-    if (given != NULL && given[0] != '\0') {
-        snprintf(env.bootstrap, sizeof(env.bootstrap), "%s", given);
-        return 0;
-    }
-    snprintf(env.bootstrap_file, sizeof(env.bootstrap_file), "/tmp/test_bus.%ld.bootstrap",
-             (long)getpid());
-    unlink(env.bootstrap_file);
-    if (bin == NULL)
-        bin = "build/bin/tessera-devbroker";
-    env.broker_pid = fork();
-    if (env.broker_pid < 0)
-        return -1;
-    if (env.broker_pid == 0) {
-        execl(bin, bin, "--bootstrap-file", env.bootstrap_file, (char *)NULL);
-        fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
-        _exit(127);
-    }
-    if (!broker_wait_bootstrap()) {
-        fprintf(stderr, "development broker did not start (%s)\n", bin);
+    if (given == NULL || given[0] == '\0') {
+        fprintf(stderr, "TESSERA_KAFKA_BOOTSTRAP is not set (run through make test)\n");
         return -1;
     }
+    snprintf(env.bootstrap, sizeof(env.bootstrap), "%s", given);
     return 0;
 }
 
-static int broker_stop(void **state) {
-    if (env.broker_pid > 0) {
-        kill(env.broker_pid, SIGTERM);
-        waitpid(env.broker_pid, NULL, 0);
-        env.broker_pid = 0;
-    }
-    return 0;
-}
-
-int main(void) {
+int main(void)
+{
     log_init("test_bus", LOG_WARN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_produce_consume_all),
@@ -546,5 +520,5 @@ int main(void) {
         cmocka_unit_test(test_dead_letter_headers),
         cmocka_unit_test(test_group_recovers_after_sigkill),
     };
-    return cmocka_run_group_tests_name("bus", tests, broker_start, broker_stop);
+    return cmocka_run_group_tests_name("bus", tests, broker_setup, NULL);
 }

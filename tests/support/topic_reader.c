@@ -20,18 +20,6 @@ static int64_t now_ms(void)
 
 const char *topic_bootstrap(void)
 {
-    static char addr[256];
-    char path[512];
-    const char *dir = getenv("TESSERA_LOCAL_DIR");
-    snprintf(path, sizeof(path), "%s/kafka.bootstrap", dir ? dir : ".local-test");
-    FILE *f = fopen(path, "r");
-    if (f && fgets(addr, sizeof(addr), f)) {
-        addr[strcspn(addr, "\n")] = '\0';
-        fclose(f);
-        return addr;
-    }
-    if (f)
-        fclose(f);
     return getenv("TESSERA_KAFKA_BOOTSTRAP");
 }
 

@@ -9,8 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The broker's current address: other tests restart it (on a new port),
- * so $TESSERA_LOCAL_DIR/kafka.bootstrap wins over the environment. */
+/* The runtime broker's address (TESSERA_KAFKA_BOOTSTRAP: its port is
+ * fixed, also across the restarts some tests make). */
 const char *topic_bootstrap(void);
 
 typedef void (*topic_message_fn)(void *ctx, const rd_kafka_message_t *m);
