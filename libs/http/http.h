@@ -88,6 +88,14 @@ bool http_read_json_object(struct http_exchange *ex, json_t **out) __attribute__
  * no deeper than limit + 1: for bodies read another way (NDJSON lines). */
 size_t http_json_depth(json_t *value, size_t limit);
 
+/* The wait a client asks for with RFC 7240 "Prefer: wait=N" (N seconds, a
+ * non-negative integer), in milliseconds clamped to max_ms, in *wait_ms.
+ * False (and *wait_ms untouched: the caller's default holds) when prefer
+ * is NULL or has no usable wait preference. Only the first "wait" counts;
+ * other preferences and parameters are ignored. */
+bool http_prefer_wait_ms(const char *prefer, int max_ms, int *wait_ms)
+    __attribute__((warn_unused_result));
+
 /* --- replies: each frees the exchange; call exactly one, once --- */
 /* Steals the reference to body. Adds extra headers given as name, value
  * pairs ending in NULL. */

@@ -633,11 +633,9 @@ static void batch_authenticated(struct req *r)
         req_free(r);
         return;
     }
-    const char *prefer = http_header(r->ex, "Prefer");
-    const char *w = prefer ? strstr(prefer, "wait=") : NULL;
-    long secs = w ? strtol(w + 5, NULL, 10) : INGEST_WAIT_MAX_MS / 1000;
-    r->wait_ms = secs >= 0 && secs * 1000 <= INGEST_WAIT_MAX_MS ? (int)secs * 1000
-                                                                : INGEST_WAIT_MAX_MS;
+    /* A batch waits as long as allowed unless it asks for less. */
+    r->wait_ms = INGEST_WAIT_MAX_MS;
+    commands_read_prefer_wait(r);
     struct batch *b = calloc(1, sizeof(*b));
     assert(b);
     b->r = r;

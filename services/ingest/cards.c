@@ -197,11 +197,7 @@ static void card_authenticated(struct req *r, enum card_route route, void (*send
  * Idempotency-Key, then calls send. */
 void cards_check_then_send(struct req *r, void (*send)(struct req *r))
 {
-    const char *prefer = http_header(r->ex, "Prefer");
-    const char *w = prefer ? strstr(prefer, "wait=") : NULL;
-    long secs = w ? strtol(w + 5, NULL, 10) : -1;
-    if (secs >= 0 && secs * 1000 <= INGEST_WAIT_MAX_MS)
-        r->wait_ms = (int)(secs * 1000);
+    commands_read_prefer_wait(r);
     r->next = send;
     const char *card = http_param(r->ex, "card_id");
     const char *p[4] = {r->caller.tenant_id, r->member_id, r->branch_id, card ? card : ""};
