@@ -187,8 +187,12 @@ static void card_authenticated(struct req *r, enum card_route route, void (*send
         return;
     }
     snprintf(r->member_id, sizeof(r->member_id), "%s", id);
-    if (!http_read_json_object(r->ex, &r->body) || !validate_body(r, route))
+    if (!http_read_json_object(r->ex, &r->body)) {
+        req_free(r); /* answered: 400, 413 or 415 */
         return;
+    }
+    if (!validate_body(r, route))
+        return; /* answered and freed */
     cards_check_then_send(r, send);
 }
 

@@ -55,6 +55,9 @@ struct ingest {
     /* counters for /metrics */
     long long rate_limited;
     long long requests, commands_sent, verdicts_matched, wait_timeouts, relayed_events;
+    /* struct req alive (req_new minus req_free): 0 when idle, so a leaked
+     * request shows on /metrics (tessera_ingest_requests_live). */
+    long long requests_live;
 };
 
 /* Who is calling: filled by authentication. */

@@ -187,6 +187,10 @@ static void ingest_collect(void *ctx)
                                              "Messages produced and not yet acknowledged.", NULL),
                                NULL),
                 (double)bus_producer_outstanding(a->producer));
+    metrics_set(metrics_series(metrics_gauge("tessera_ingest_requests_live",
+                                             "API requests being served (0 when idle).", NULL),
+                               NULL),
+                (double)a->requests_live);
 }
 
 static bool waiters_empty(const struct ingest *a)
