@@ -330,11 +330,48 @@ static bool audit_points_lines(struct batch *b)
     return queued;
 }
 
+static void batch_after_pending(struct batch *b)
+{
+    if (!audit_points_lines(b))
+        batch_reply(b);
+}
+
+static void on_pending_recorded(void *arg, PGresult *res, const char *err, const char *sqlstate)
+{
+    if (!res)
+        log_fields(LOG_WARN, "the batch's 202 lines were not recorded", "error", err ? err : "",
+                   NULL);
+    batch_after_pending(arg);
+}
+
+/* Lines answered 202 are recorded before the answer, like single requests
+ * (operations_record_pending), so any instance answers their operation
+ * pending. True when the answer waits for the rows. */
+static bool record_pending_lines(struct batch *b)
+{
+    struct db_array ids;
+    db_array_init(&ids);
+    for (size_t i = 0; i < b->count; i++) {
+        const struct batch_line *l = &b->lines[i];
+        if (l->state != LINE_COPY && !l->record && l->status == 202)
+            db_array_add(&ids, l->command_id);
+    }
+    bool queued = false;
+    if (ids.count > 0) {
+        queued = operations_record_pending_many(b->r->app, b->r->caller.tenant_id,
+                                                db_array_finish(&ids), on_pending_recorded, b) == 0;
+        if (!queued)
+            log_warn("could not queue the batch's 202 lines");
+    }
+    db_array_free(&ids);
+    return queued;
+}
+
 static void batch_finish(struct batch *b)
 {
     record_answers(b);
-    if (!audit_points_lines(b))
-        batch_reply(b);
+    if (!record_pending_lines(b))
+        batch_after_pending(b);
 }
 
 static void batch_reply(struct batch *b)

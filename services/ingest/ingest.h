@@ -203,6 +203,15 @@ void members_find(struct http_exchange *ex, void *app);
 void commands_topup(struct http_exchange *ex, void *app);
 void commands_purchase(struct http_exchange *ex, void *app);
 void operations_get(struct http_exchange *ex, void *app);
+/* Records that r->command_id (r's tenant) was answered 202, so that GET
+ * /v1/operations/{id} says pending on every instance, then calls then(r)
+ * (also when the row could not be written: logged, the answer goes out). */
+void operations_record_pending(struct req *r, void (*then)(struct req *r));
+/* The same for many commands of one tenant (a text[] literal of their
+ * ids); done is called as a pg_pool callback. Negative when not queued. */
+int operations_record_pending_many(struct ingest *app, const char *tenant_id,
+                                   const char *command_ids, pg_pool_cb done, void *arg)
+    __attribute__((warn_unused_result));
 /* api_keys.c, branches.c, audit.c: admin endpoints (each audited) */
 void api_keys_create(struct http_exchange *ex, void *app);
 void api_keys_list(struct http_exchange *ex, void *app);

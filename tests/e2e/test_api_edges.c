@@ -61,11 +61,93 @@ static void test_malformed_json_ends_the_request(void **state)
     assert_true(poll_until(no_requests_live, NULL, LIVE_DEADLINE_MS));
 }
 
+static char first_url[256], second_url[256];
+
+static void use_instance(int n)
+{
+    setenv("TESSERA_API_URL", n == 1 ? first_url : second_url, 1);
+}
+
+static struct api_response get_operation(const char *operation_id)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/operations/%s", operation_id);
+    return api_get(path);
+}
+
+static void expect_operation(const char *operation_id, const char *status)
+{
+    struct api_response r = get_operation(operation_id);
+    if (r.status != 200 || strcmp(json_str_at(r.body, "status"), status) != 0)
+        fail_msg("operation %s: want 200 %s, got %ld %s", operation_id, status, r.status,
+                 r.raw ? r.raw : "");
+    api_response_free(&r);
+}
+
+static bool operation_posted(void *arg)
+{
+    struct api_response r = get_operation(arg);
+    bool posted = r.status == 200 && strcmp(json_str_at(r.body, "status"), "posted") == 0;
+    api_response_free(&r);
+    return posted;
+}
+
+/* Item 12: a top-up answered 202 (the ledger is stopped, and Prefer:
+ * wait=0) and a batch line answered 202 are "pending" on the instance
+ * that answered and on another one (before the fix: 404 on both, the
+ * waiter being gone), then "posted" once the ledger has applied them. */
+static void test_operation_pending_on_every_instance(void **state)
+{
+    snprintf(first_url, sizeof(first_url), "%s", getenv("TESSERA_API_URL"));
+    const char *colon = strrchr(first_url, ':');
+    assert_non_null(colon);
+    snprintf(second_url, sizeof(second_url), "%.*s:%d", (int)(colon - first_url), first_url,
+             atoi(colon + 1) + 10);
+    assert_int_equal(runtime_do("start-instance ingest 2"), 0);
+    char member[64], path[160], single[64], line[64], batch[512];
+    test_register_member(member);
+    assert_int_equal(runtime_do("stop-service ledger"), 0);
+
+    snprintf(path, sizeof(path), "/v1/members/%s/topups", member);
+    struct api_response r =
+        api_call("POST", path, "{\"amount\":1000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}",
+                 NULL, (const char *const[]){"Prefer: wait=0", NULL});
+    assert_int_equal(r.status, 202);
+    snprintf(single, sizeof(single), "%s", json_str_at(r.body, "operation_id"));
+    api_response_free(&r);
+    snprintf(batch, sizeof(batch),
+             "{\"type\":\"topup\",\"member_id\":\"%s\",\"idempotency_key\":\"edges-%s\","
+             "\"amount\":2000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}\n",
+             member, run_id);
+    r = api_call(
+        "POST", "/v1/events:batch", batch, NULL,
+        (const char *const[]){"Content-Type: application/x-ndjson", "Prefer: wait=0", NULL});
+    assert_int_equal(r.status, 200);
+    json_t *first = json_array_get(json_object_get(r.body, "results"), 0);
+    assert_int_equal(json_int_at(first, "status"), 202);
+    snprintf(line, sizeof(line), "%s", json_str_at(first, "result.operation_id"));
+    api_response_free(&r);
+
+    for (int n = 1; n <= 2; n++) {
+        use_instance(n);
+        expect_operation(single, "pending");
+        expect_operation(line, "pending");
+    }
+    assert_int_equal(runtime_do("start-service ledger"), 0);
+    use_instance(2);
+    assert_true(poll_until(operation_posted, single, 60000));
+    assert_true(poll_until(operation_posted, line, 60000));
+    use_instance(1);
+    expect_operation(single, "posted");
+    assert_int_equal(runtime_do("stop-instance ingest 2"), 0);
+}
+
 int main(void)
 {
     snprintf(run_id, sizeof(run_id), "%ld-%d", (long)time(NULL), (int)getpid());
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_malformed_json_ends_the_request),
+        cmocka_unit_test(test_operation_pending_on_every_instance),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
