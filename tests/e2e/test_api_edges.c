@@ -142,12 +142,122 @@ static void test_operation_pending_on_every_instance(void **state)
     assert_int_equal(runtime_do("stop-instance ingest 2"), 0);
 }
 
+static void make_pos_key(const char *branch, char key[128])
+{
+    char body[160];
+    snprintf(body, sizeof(body),
+             "{\"name\":\"edges till %s\",\"scope\":\"pos\",\"branch_id\":\"%s\"}", branch, branch);
+    struct api_response r = api_post("/v1/api-keys", body, NULL);
+    assert_int_equal(r.status, 201);
+    snprintf(key, 128, "%s", json_str_at(r.body, "key"));
+    api_response_free(&r);
+}
+
+static struct api_response member_post_as(const char *key, const char *member, const char *tail,
+                                          const char *body)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "/v1/members/%s%s", member, tail);
+    return api_call("POST", path, body, key, NULL);
+}
+
+static void expect_created(struct api_response r, char *operation_id)
+{
+    if (r.status != 201)
+        fail_msg("want 201, got %ld %s", r.status, r.raw ? r.raw : "");
+    if (operation_id)
+        snprintf(operation_id, 64, "%s", json_str_at(r.body, "operation_id"));
+    api_response_free(&r);
+}
+
+/* Item 15, freezes: a pos key acts at its own branch, named or not, and
+ * only on cards valid there (before the fix a freeze without branch_id
+ * skipped the check: any till could freeze any card of the tenant). */
+static void test_pos_freeze_stays_in_its_branch(void **state)
+{
+    char hq_key[128], b1_key[128], member[64], product[64], body[256], tail[128];
+    make_pos_key("hq", hq_key);
+    make_pos_key("branch-1", b1_key);
+    snprintf(product, sizeof(product), "edges-hq-month-%s", run_id);
+    snprintf(body, sizeof(body),
+             "{\"product_id\":\"%s\",\"kind\":\"time\",\"name\":\"HQ month\",\"price\":30000,"
+             "\"validity_days\":30,\"freeze_days_max\":10,\"branch_ids\":[\"hq\"]}",
+             product);
+    struct api_response r = api_post("/v1/products", body, NULL);
+    assert_int_equal(r.status, 201);
+    api_response_free(&r);
+    test_register_member(member);
+    snprintf(body, sizeof(body),
+             "{\"product_id\":\"%s\",\"branch_id\":\"hq\",\"payment\":{\"method\":\"cash\"}}",
+             product);
+    r = member_post_as(NULL, member, "/cards", body);
+    assert_int_equal(r.status, 201);
+    snprintf(tail, sizeof(tail), "/cards/%s/freeze", json_str_at(r.body, "card_id"));
+    api_response_free(&r);
+
+    expect_problem(member_post_as(b1_key, member, tail, "{\"days\":2}"), 409,
+                   "card_not_valid_here");
+    expect_problem(member_post_as(b1_key, member, tail, "{\"days\":2,\"branch_id\":\"hq\"}"), 403,
+                   "forbidden");
+    expect_created(member_post_as(hq_key, member, tail, "{\"days\":2}"), NULL);
+    expect_created(member_post_as(NULL, member, tail, "{\"days\":1}"), NULL); /* admin */
+}
+
+/* Item 15, refunds: a pos key refunds only what its branch took: a
+ * purchase recorded there, or stored value none of which was sold at
+ * another branch (before the fix any till refunded any branch's sales). */
+static void test_pos_refunds_stay_in_their_branch(void **state)
+{
+    char b1_key[128], member[64], local[64], purchase[64], body[256];
+    make_pos_key("branch-1", b1_key);
+    test_register_member(member);
+    expect_created(
+        member_post_as(NULL, member, "/topups",
+                       "{\"amount\":5000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}"),
+        NULL);
+    expect_created(member_post_as(NULL, member, "/purchases",
+                                  "{\"amount\":1000,\"branch_id\":\"hq\",\"payment\":{\"method\":"
+                                  "\"stored_value\"}}"),
+                   purchase);
+    snprintf(body, sizeof(body),
+             "{\"kind\":\"purchase\",\"reason\":\"edges\",\"branch_id\":\"branch-1\","
+             "\"purchase_operation_id\":\"%s\"}",
+             purchase);
+    expect_problem(member_post_as(b1_key, member, "/refunds", body), 403, "forbidden");
+    expect_problem(member_post_as(b1_key, member, "/refunds",
+                                  "{\"kind\":\"stored_value\",\"reason\":\"edges\","
+                                  "\"branch_id\":\"branch-1\"}"),
+                   403, "forbidden");
+
+    /* everything of this member was sold at branch-1: its till refunds it */
+    test_register_member(local);
+    expect_created(member_post_as(b1_key, local, "/topups",
+                                  "{\"amount\":5000,\"branch_id\":\"branch-1\",\"payment_method\":"
+                                  "\"cash\"}"),
+                   NULL);
+    expect_created(member_post_as(b1_key, local, "/purchases",
+                                  "{\"amount\":1000,\"branch_id\":\"branch-1\",\"payment\":{"
+                                  "\"method\":\"stored_value\"}}"),
+                   purchase);
+    snprintf(body, sizeof(body),
+             "{\"kind\":\"purchase\",\"reason\":\"edges\",\"branch_id\":\"branch-1\","
+             "\"purchase_operation_id\":\"%s\"}",
+             purchase);
+    expect_created(member_post_as(b1_key, local, "/refunds", body), NULL);
+    expect_created(member_post_as(b1_key, local, "/refunds",
+                                  "{\"kind\":\"stored_value\",\"reason\":\"edges\","
+                                  "\"branch_id\":\"branch-1\"}"),
+                   NULL);
+}
+
 int main(void)
 {
     snprintf(run_id, sizeof(run_id), "%ld-%d", (long)time(NULL), (int)getpid());
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_malformed_json_ends_the_request),
         cmocka_unit_test(test_operation_pending_on_every_instance),
+        cmocka_unit_test(test_pos_freeze_stays_in_its_branch),
+        cmocka_unit_test(test_pos_refunds_stay_in_their_branch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
