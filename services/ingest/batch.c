@@ -19,8 +19,7 @@
 #include "ingest.h"
 #include "log/log.h"
 
-#define BATCH_LINES_MAX 10000
-#define BATCH_BODY_MAX_BYTES (8 * 1024 * 1024)
+#define BATCH_LINES_MAX      10000
 #define BATCH_JSON_DEPTH_MAX 8
 
 enum line_state {

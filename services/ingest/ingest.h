@@ -23,6 +23,8 @@
 
 #define INGEST_WAITERS_BUCKETS 4096
 #define INGEST_WAIT_MAX_MS 30000
+/* POST /v1/events:batch takes bodies this large (every other route: TESSERA_BODY_MAX_BYTES). */
+#define BATCH_BODY_MAX_BYTES (8 * 1024 * 1024)
 #define INGEST_KEY_MAX 128 /* Idempotency-Key, ids in paths */
 
 struct waiter;
@@ -35,6 +37,7 @@ struct ingest {
     long long wait_default_ms;
     long long pg_pool_size;
     long long body_max_bytes;
+    long long connections_max;
     const char *master_key_hex;          /* secret; wiped from the keyring only */
     const char *master_key_previous_hex; /* secret; "" when not rotating */
     long long master_key_version;
