@@ -42,6 +42,7 @@ struct http_server {
     uint16_t port;
     const char *metrics_name; /* NULL: no request metrics */
     bool access_log;
+    struct http_admission *admission;
 };
 
 #define HTTP_CONTENT_TYPE_JSON "application/json"
@@ -273,6 +274,8 @@ const char *http_status_title(int status)
     case 408: return "Request Timeout";
     case 409: return "Conflict";
     case 410: return "Gone";
+    case 411:
+        return "Length Required";
     case 413: return "Content Too Large";
     case 415: return "Unsupported Media Type";
     case 422: return "Unprocessable Content";
@@ -407,6 +410,39 @@ static bool exchange_set_params(struct http_exchange *ex, const struct http_capt
     return true;
 }
 
+/* Answers a request the admission filter refused (its body never read);
+ * the connection closes after the answer. True when it did. */
+static bool exchange_refused(struct http_server *srv, struct http_exchange *ex,
+                             struct evhttp_request *req)
+{
+    int status = 0;
+    uint64_t declared = 0;
+    char detail[160];
+    if (!http_admission_refusal(srv->admission, req, &status, &declared))
+        return false;
+    const char *headers[] = {"Connection", "close", NULL, NULL, NULL};
+    const char *code = "bad_request";
+    if (status == 413) {
+        code = "payload_too_large";
+        snprintf(detail, sizeof(detail),
+                 "a body of %llu bytes exceeds this route's limit; nothing was read",
+                 (unsigned long long)declared);
+    } else if (status == 411) {
+        code = "length_required";
+        snprintf(detail, sizeof(detail),
+                 "a body must declare its Content-Length (Transfer-Encoding is not accepted)");
+    } else if (status == 503) {
+        code = "too_many_connections";
+        snprintf(detail, sizeof(detail), "the server has all the connections it takes; retry");
+        headers[2] = "Retry-After", headers[3] = "1";
+    } else {
+        status = 400;
+        snprintf(detail, sizeof(detail), "the request head cannot be read");
+    }
+    exchange_send_problem(ex, status, code, detail, NULL, headers);
+    return true;
+}
+
 /* evhttp generic callback: every request comes through here. */
 static void server_on_request(struct evhttp_request *req, void *arg)
 {
@@ -421,6 +457,8 @@ static void server_on_request(struct evhttp_request *req, void *arg)
         evhttp_send_error(req, 500, NULL);
         return;
     }
+    if (exchange_refused(srv, ex, req))
+        return;
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *query = uri != NULL ? evhttp_uri_get_query(uri) : NULL;
     if (query != NULL && evhttp_parse_query_str(query, &ex->query) != 0) {
@@ -443,6 +481,7 @@ static void server_on_request(struct evhttp_request *req, void *arg)
         break;
     }
     ex->route = route->pattern;
+    ex->body_max_bytes = http_route_body_max(&srv->limits, route->method, route->pattern);
     if (!exchange_set_params(ex, caps, cap_count)) {
         snprintf(detail, sizeof(detail), "no resource at %.200s", ex->path);
         http_reply_problem(ex, 404, "not_found", detail, NULL);
@@ -461,6 +500,33 @@ static void limits_check(const struct http_limits *limits)
     assert(limits->headers_max_bytes > 0 && limits->headers_max_bytes <= (size_t)INT32_MAX);
     assert(limits->json_depth_max >= 1);
     assert(limits->timeout_s > 0);
+    assert(limits->connections_max > 0);
+}
+
+/* The largest body any route takes: what evhttp may read at most. */
+static size_t routes_body_max(const struct http_limits *limits)
+{
+    size_t most = limits->body_max_bytes;
+    assert(limits->route_body_limits != NULL || limits->route_body_limit_count == 0);
+    for (size_t i = 0; i < limits->route_body_limit_count; i++) {
+        const struct http_body_limit *l = &limits->route_body_limits[i];
+        assert(l->method && l->pattern && l->body_max_bytes > 0);
+        assert(l->body_max_bytes <= limits->body_hard_max_bytes);
+        if (l->body_max_bytes > most)
+            most = l->body_max_bytes;
+    }
+    return most;
+}
+
+size_t http_route_body_max(const struct http_limits *limits, const char *method,
+                           const char *pattern)
+{
+    for (size_t i = 0; i < limits->route_body_limit_count; i++) {
+        const struct http_body_limit *l = &limits->route_body_limits[i];
+        if (strcmp(l->method, method) == 0 && strcmp(l->pattern, pattern) == 0)
+            return l->body_max_bytes;
+    }
+    return limits->body_max_bytes;
 }
 
 static bool server_read_port(struct http_server *srv, char *err, size_t err_len)
@@ -500,7 +566,13 @@ struct http_server *http_server_new(struct event_base *base, const char *addr, u
         snprintf(err, err_len, "evhttp_new failed");
         goto fail;
     }
-    evhttp_set_max_body_size(srv->http, (ev_ssize_t)limits->body_hard_max_bytes);
+    srv->admission = http_admission_new(routes, route_count, limits);
+    if (srv->admission == NULL) {
+        snprintf(err, err_len, "out of memory");
+        goto fail;
+    }
+    evhttp_set_bevcb(srv->http, http_admission_bevcb, srv->admission);
+    evhttp_set_max_body_size(srv->http, (ev_ssize_t)routes_body_max(limits));
     evhttp_set_max_headers_size(srv->http, (ev_ssize_t)limits->headers_max_bytes);
     evhttp_set_timeout(srv->http, limits->timeout_s);
     /* PATCH and OPTIONS are off by default; let them reach our router so
@@ -522,8 +594,15 @@ struct http_server *http_server_new(struct event_base *base, const char *addr, u
 fail:
     if (srv != NULL && srv->http != NULL)
         evhttp_free(srv->http);
+    if (srv != NULL)
+        http_admission_release(srv->admission);
     free(srv);
     return NULL;
+}
+
+size_t http_server_connections(const struct http_server *srv)
+{
+    return http_admission_live(srv->admission);
 }
 
 uint16_t http_server_port(const struct http_server *srv)
@@ -552,5 +631,6 @@ void http_server_free(struct http_server *srv)
     if (srv == NULL)
         return;
     evhttp_free(srv->http);
+    http_admission_release(srv->admission);
     free(srv);
 }

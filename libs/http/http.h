@@ -27,20 +27,40 @@ struct http_route {
     http_handler_fn handler;
 };
 
+/* A route whose bodies may be larger (or must be smaller) than the
+ * server's body_max_bytes: method and pattern as in its http_route. */
+struct http_body_limit {
+    const char *method;
+    const char *pattern;
+    size_t body_max_bytes; /* at most body_hard_max_bytes */
+};
+
+/* Bodies are screened on their request head, before a byte of them is
+ * read (admission.c): a Content-Length over the route's limit is 413
+ * payload_too_large, a Transfer-Encoding 411 length_required (a body must
+ * declare its length), a duplicate Content-Length 400 bad_request, each
+ * problem+json with Connection: close. A connection accepted while
+ * connections_max are open gets 503 too_many_connections (Retry-After)
+ * on its first request and is closed. */
 struct http_limits {
-    size_t body_max_bytes;      /* API limit: larger bodies get 413 problem+json */
-    size_t body_hard_max_bytes; /* evhttp stops reading past this (its own 413) */
+    size_t body_max_bytes;      /* API limit for routes without their own: larger is 413 */
+    size_t body_hard_max_bytes; /* no route may allow more */
     size_t headers_max_bytes;
     size_t json_depth_max;      /* deeper JSON is 400 */
     int timeout_s;              /* idle connection / slow client timeout */
+    size_t connections_max;     /* open connections at once; more are refused */
+    const struct http_body_limit *route_body_limits; /* may be NULL; must outlive the server */
+    size_t route_body_limit_count;
 };
 
-#define HTTP_LIMITS_DEFAULT                                                                    \
-    ((struct http_limits){.body_max_bytes = 64 * 1024,                                         \
-                          .body_hard_max_bytes = 16 * 1024 * 1024,                             \
-                          .headers_max_bytes = 16 * 1024,                                      \
-                          .json_depth_max = 16,                                                \
-                          .timeout_s = 30})
+#define HTTP_CONNECTIONS_MAX_DEFAULT 512 /* well under the usual 1024 open files */
+#define HTTP_LIMITS_DEFAULT                                                                        \
+    ((struct http_limits){.body_max_bytes = 64 * 1024,                                             \
+                          .body_hard_max_bytes = 16 * 1024 * 1024,                                 \
+                          .headers_max_bytes = 16 * 1024,                                          \
+                          .json_depth_max = 16,                                                    \
+                          .timeout_s = 30,                                                         \
+                          .connections_max = HTTP_CONNECTIONS_MAX_DEFAULT})
 
 /* Binds addr:port (port 0 picks a free one) and serves routes on base.
  * Unknown paths get 404 and known paths with another method 405, both as
@@ -63,6 +83,8 @@ void http_server_set_access_log(struct http_server *srv, bool on);
  * tenant_id, member_id, correlation_id, trace_id. key must be a static
  * string; value is copied (cut at 127 bytes). Up to 6 fields. */
 void http_exchange_log_field(struct http_exchange *ex, const char *key, const char *value);
+/* Connections open now (admitted or being refused). */
+size_t http_server_connections(const struct http_server *srv);
 /* Stops accepting; exchanges still in flight may still be answered. */
 void http_server_free(struct http_server *srv);
 
@@ -87,6 +109,14 @@ bool http_read_json_object(struct http_exchange *ex, json_t **out) __attribute__
 /* Nesting depth of a decoded JSON value (a scalar is 0, {} is 1), counted
  * no deeper than limit + 1: for bodies read another way (NDJSON lines). */
 size_t http_json_depth(json_t *value, size_t limit);
+
+/* The wait a client asks for with RFC 7240 "Prefer: wait=N" (N seconds, a
+ * non-negative integer), in milliseconds clamped to max_ms, in *wait_ms.
+ * False (and *wait_ms untouched: the caller's default holds) when prefer
+ * is NULL or has no usable wait preference. Only the first "wait" counts;
+ * other preferences and parameters are ignored. */
+bool http_prefer_wait_ms(const char *prefer, int max_ms, int *wait_ms)
+    __attribute__((warn_unused_result));
 
 /* --- replies: each frees the exchange; call exactly one, once --- */
 /* Steals the reference to body. Adds extra headers given as name, value

@@ -14,6 +14,13 @@
 /* "Allow" header text: every routable method, comma-separated. */
 #define HTTP_ALLOW_MAX_BYTES 64
 
+/* The admission filter's note to the request callback (admission.c). */
+#define HTTP_ADMISSION_HEADER "Tessera-Admission"
+/* Paths screened for their route; longer ones match no route anyway. */
+#define HTTP_PATH_SCREEN_MAX_BYTES 2048
+/* A head may be this much over headers_max_bytes (its request line). */
+#define HTTP_LINE_SLACK_BYTES (8 * 1024)
+
 #define HTTP_LOG_FIELDS_MAX 6
 #define HTTP_LOG_VALUE_MAX 128
 
@@ -73,5 +80,25 @@ enum http_match http_routes_find(const struct http_route *routes, size_t count,
 
 /* Replies with extra headers (name, value pairs) taken from a va_list. */
 void http_exchange_free(struct http_exchange *ex);
+
+/* The body limit of the route method + pattern under limits. */
+size_t http_route_body_max(const struct http_limits *limits, const char *method,
+                           const char *pattern);
+
+/* Admission (admission.c): screens request heads before evhttp reads a
+ * body and counts connections. routes must outlive it. */
+struct http_admission;
+struct bufferevent;
+struct http_admission *http_admission_new(const struct http_route *routes, size_t route_count,
+                                          const struct http_limits *limits);
+/* The server is gone: freed now, or when its last connection is. */
+void http_admission_release(struct http_admission *adm);
+size_t http_admission_live(const struct http_admission *adm);
+/* evhttp_set_bevcb callback: the filtered bufferevent of a new connection. */
+struct bufferevent *http_admission_bevcb(struct event_base *base, void *arg);
+/* True when the filter refused req: *status (400, 411, 413, 503) and
+ * *detail (the declared Content-Length for 413). */
+bool http_admission_refusal(const struct http_admission *adm, struct evhttp_request *req,
+                            int *status, uint64_t *detail);
 
 #endif

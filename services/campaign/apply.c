@@ -8,7 +8,7 @@
 void campaign_begin_batch(void *ctx)
 {
     struct campaign_ctx *c = ctx;
-    c->earn_commands = c->earn_points = c->earn_skipped = 0;
+    c->earn_commands = c->earn_points = c->earn_skipped = c->earn_deferred = 0;
 }
 
 int campaign_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *err, size_t err_len)
@@ -28,4 +28,8 @@ void campaign_after_commit(void *ctx, struct pipeline_batch *b)
     pipeline_metrics_count("tessera_campaign_purchases_not_earning_total",
                            "Purchases that earned nothing (no rule, disabled, below one unit).",
                            c->earn_skipped);
+    pipeline_metrics_count("tessera_campaign_purchases_deferred_total",
+                           "Purchases held back until an earning rule change of their time is "
+                           "stored (its event came after them).",
+                           c->earn_deferred);
 }

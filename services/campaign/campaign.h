@@ -14,6 +14,7 @@ struct campaign_ctx {
     long long earn_commands; /* EarnPoints emitted */
     long long earn_points;   /* their points */
     long long earn_skipped;  /* purchases that earned nothing: no rule, disabled, below a unit */
+    long long earn_deferred; /* purchases held back for a rule change not stored yet */
 };
 
 /* pipeline_ops of the campaign (pipeline thread). */

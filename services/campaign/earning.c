@@ -16,6 +16,10 @@
  *     nothing; the command id "earn:<purchase command id>" makes the
  *     ledger apply it once even if the command itself is relayed twice.
  *
+ * Between 1 and 2 a purchase recorded after a change this service has not
+ * stored yet (its event is late) waits instead (earning_order.h), and
+ * purchases that waited for changes stored now join the batch's.
+ *
  * A fact that cannot be applied (a rule out of bounds, a purchase without
  * a member) goes to dead-letter; the tally has counted it already. */
 #undef NDEBUG /* asserts stay on in production builds */
@@ -28,6 +32,7 @@
 #include "bus/topics.h"
 #include "campaign.h"
 #include "db/db.h"
+#include "earning_order.h"
 #include "events/campaign_types.h"
 #include "events/codec.h"
 #include "log/log.h"
@@ -38,8 +43,10 @@
 
 /* A purchase of the batch that may earn. */
 struct purchase_seen {
-    size_t msg;          /* index in the batch */
+    size_t msg;          /* index in the batch; unused when released */
     const Envelope *env; /* borrowed from the batch's decoded envelopes */
+    bool released;       /* it waited in deferred_purchases, not a message of the batch */
+    bool waits;          /* a rule change of its time is not stored yet: deferred */
     bool has_rule;
     char change_id[EVENT_ID_FIELD_MAX];
     int64_t points;
@@ -51,6 +58,8 @@ struct purchase_seen {
 struct earning_batch {
     Envelope **envs;
     size_t count;
+    Envelope **released; /* purchases that waited and may earn now */
+    size_t released_count;
     struct purchase_seen *purchases;
     size_t purchase_count;
 };
@@ -59,8 +68,23 @@ static void batch_free(struct earning_batch *e)
 {
     for (size_t i = 0; i < e->count; i++)
         envelope_free(e->envs[i]);
+    for (size_t i = 0; i < e->released_count; i++)
+        envelope_free(e->released[i]);
     free(e->envs);
+    free(e->released);
     free(e->purchases);
+}
+
+/* A purchase that cannot earn: dead-lettered when it is a message of the
+ * batch; one that waited is only logged (its message was consumed). */
+static void purchase_refuse(struct pipeline_batch *b, const struct purchase_seen *s,
+                            const char *reason)
+{
+    if (!s->released)
+        pipeline_mark_poison(b, s->msg, reason);
+    else
+        log_fields(LOG_ERROR, "a purchase that waited for its rules cannot earn", "tenant",
+                   s->env->tenant_id, "reason", reason, NULL);
 }
 
 /* The CloudEvents type header tells most messages apart without decoding
@@ -120,6 +144,10 @@ static int store_rule_changes(PGconn *pg, struct earning_batch *e, struct pipeli
         if (!c->purchase || !c->change_id[0] || strlen(c->change_id) >= EVENT_ID_FIELD_MAX ||
             !rules_earning_rule_valid(&rule) || !categories_ok(c->purchase)) {
             pipeline_mark_poison(b, i, "earning rules out of range");
+            /* nothing may wait for it (earning_order.h) */
+            if (c->change_id[0] && strlen(c->change_id) < EVENT_ID_FIELD_MAX &&
+                earning_order_refused(pg, env->tenant_id, c->change_id, err, err_len) < 0)
+                return -1;
             continue;
         }
         json_t *cats = json_array();
@@ -168,8 +196,11 @@ static int store_rule_changes(PGconn *pg, struct earning_batch *e, struct pipeli
  * command id to derive the earning's id from. */
 static void collect_purchases(struct earning_batch *e, struct pipeline_batch *b)
 {
-    e->purchases = calloc(e->count + 1, sizeof(*e->purchases));
+    e->purchases = calloc(e->count + e->released_count + 1, sizeof(*e->purchases));
     assert(e->purchases);
+    for (size_t i = 0; i < e->released_count; i++)
+        e->purchases[e->purchase_count++] =
+            (struct purchase_seen){.env = e->released[i], .released = true};
     for (size_t i = 0; i < e->count; i++) {
         const Envelope *env = e->envs[i];
         if (!env ||
@@ -216,7 +247,7 @@ static bool earn_one(struct purchase_seen *s, PGresult *res, int row, struct pip
         log_fields(LOG_ERROR, "purchase cannot earn", "tenant", s->env->tenant_id, "member",
                    s->env->member_id, "purchase_command_id", p->command_id, "reason",
                    rules_earning_result_text(r), NULL);
-        pipeline_mark_poison(b, s->msg, rules_earning_result_text(r));
+        purchase_refuse(b, s, rules_earning_result_text(r));
         return false;
     }
     s->has_rule = true;
@@ -232,6 +263,8 @@ static int compute_points(PGconn *pg, struct earning_batch *e, struct pipeline_b
     struct db_array tenants, times, idx;
     db_array_init(&tenants), db_array_init(&times), db_array_init(&idx);
     for (size_t i = 0; i < e->purchase_count; i++) {
+        if (e->purchases[i].waits)
+            continue;
         db_array_add(&tenants, e->purchases[i].env->tenant_id);
         db_array_add_int(&times, e->purchases[i].env->occurred_at_us);
         db_array_add_int(&idx, (long long)i);
@@ -315,7 +348,7 @@ static int record_and_emit(struct campaign_ctx *c, PGconn *pg, struct earning_ba
     db_array_init(&changes), db_array_init(&events);
     for (size_t i = 0; i < e->purchase_count; i++) {
         const struct purchase_seen *s = &e->purchases[i];
-        if (b->poison[s->msg])
+        if (s->waits || (!s->released && b->poison[s->msg]))
             continue;
         if (!s->has_rule || s->points == 0) {
             c->earn_skipped++;
@@ -369,6 +402,35 @@ static int record_and_emit(struct campaign_ctx *c, PGconn *pg, struct earning_ba
     return rc;
 }
 
+/* Marks the batch's purchases recorded after a change not stored yet and
+ * keeps their facts for later (released ones were checked on release). */
+static int defer_early_purchases(struct campaign_ctx *c, PGconn *pg, struct earning_batch *e,
+                                 struct pipeline_batch *b, char *err, size_t err_len)
+{
+    const char **tenants = calloc(e->purchase_count + 1, sizeof(*tenants));
+    int64_t *times = calloc(e->purchase_count + 1, sizeof(*times));
+    bool *wait = calloc(e->purchase_count + 1, sizeof(*wait));
+    assert(tenants && times && wait);
+    for (size_t i = 0; i < e->purchase_count; i++) {
+        tenants[i] = e->purchases[i].env->tenant_id;
+        times[i] = e->purchases[i].env->occurred_at_us;
+    }
+    int rc = earning_order_check(pg, tenants, times, e->purchase_count, wait, err, err_len);
+    for (size_t i = 0; rc == 0 && i < e->purchase_count; i++) {
+        struct purchase_seen *s = &e->purchases[i];
+        if (!wait[i] || s->released)
+            continue;
+        s->waits = true;
+        c->earn_deferred++;
+        rc = earning_order_defer(pg, s->env, b->msgs[s->msg]->payload, b->msgs[s->msg]->len, err,
+                                 err_len);
+    }
+    free(tenants);
+    free(times);
+    free(wait);
+    return rc;
+}
+
 int earning_apply_batch(struct campaign_ctx *c, PGconn *pg, struct pipeline_batch *b, char *err,
                         size_t err_len)
 {
@@ -381,7 +443,11 @@ int earning_apply_batch(struct campaign_ctx *c, PGconn *pg, struct pipeline_batc
         e.envs[i] = envelope_decode(b->msgs[i]->payload, b->msgs[i]->len, why, sizeof(why));
     }
     int rc = store_rule_changes(pg, &e, b, err, err_len);
+    if (rc == 0)
+        rc = earning_order_release(pg, &e.released, &e.released_count, err, err_len);
     collect_purchases(&e, b);
+    if (rc == 0 && e.purchase_count > 0)
+        rc = defer_early_purchases(c, pg, &e, b, err, err_len);
     if (rc == 0 && e.purchase_count > 0)
         rc = compute_points(pg, &e, b, err, err_len);
     if (rc == 0 && e.purchase_count > 0)

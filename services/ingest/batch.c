@@ -19,8 +19,7 @@
 #include "ingest.h"
 #include "log/log.h"
 
-#define BATCH_LINES_MAX 10000
-#define BATCH_BODY_MAX_BYTES (8 * 1024 * 1024)
+#define BATCH_LINES_MAX      10000
 #define BATCH_JSON_DEPTH_MAX 8
 
 enum line_state {
@@ -333,11 +332,48 @@ static bool audit_points_lines(struct batch *b)
     return queued;
 }
 
+static void batch_after_pending(struct batch *b)
+{
+    if (!audit_points_lines(b))
+        batch_reply(b);
+}
+
+static void on_pending_recorded(void *arg, PGresult *res, const char *err, const char *sqlstate)
+{
+    if (!res)
+        log_fields(LOG_WARN, "the batch's 202 lines were not recorded", "error", err ? err : "",
+                   NULL);
+    batch_after_pending(arg);
+}
+
+/* Lines answered 202 are recorded before the answer, like single requests
+ * (operations_record_pending), so any instance answers their operation
+ * pending. True when the answer waits for the rows. */
+static bool record_pending_lines(struct batch *b)
+{
+    struct db_array ids;
+    db_array_init(&ids);
+    for (size_t i = 0; i < b->count; i++) {
+        const struct batch_line *l = &b->lines[i];
+        if (l->state != LINE_COPY && !l->record && l->status == 202)
+            db_array_add(&ids, l->command_id);
+    }
+    bool queued = false;
+    if (ids.count > 0) {
+        queued = operations_record_pending_many(b->r->app, b->r->caller.tenant_id,
+                                                db_array_finish(&ids), on_pending_recorded, b) == 0;
+        if (!queued)
+            log_warn("could not queue the batch's 202 lines");
+    }
+    db_array_free(&ids);
+    return queued;
+}
+
 static void batch_finish(struct batch *b)
 {
     record_answers(b);
-    if (!audit_points_lines(b))
-        batch_reply(b);
+    if (!record_pending_lines(b))
+        batch_after_pending(b);
 }
 
 static void batch_reply(struct batch *b)
@@ -644,11 +680,9 @@ static void batch_authenticated(struct req *r)
         req_free(r);
         return;
     }
-    const char *prefer = http_header(r->ex, "Prefer");
-    const char *w = prefer ? strstr(prefer, "wait=") : NULL;
-    long secs = w ? strtol(w + 5, NULL, 10) : INGEST_WAIT_MAX_MS / 1000;
-    r->wait_ms = secs >= 0 && secs * 1000 <= INGEST_WAIT_MAX_MS ? (int)secs * 1000
-                                                                : INGEST_WAIT_MAX_MS;
+    /* A batch waits as long as allowed unless it asks for less. */
+    r->wait_ms = INGEST_WAIT_MAX_MS;
+    commands_read_prefer_wait(r);
     struct batch *b = calloc(1, sizeof(*b));
     assert(b);
     b->r = r;

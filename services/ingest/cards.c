@@ -64,6 +64,10 @@ static bool validate_body(struct req *r, enum card_route route)
         return false;
     }
     validation_free(&v);
+    /* A pos key always acts at its branch: a freeze that names none is
+     * made there (and checked there, see on_checked), never nowhere. */
+    if (!branch[0] && strcmp(r->caller.scope, "pos") == 0)
+        branch = r->caller.branch_id;
     if (branch[0] && !auth_may_use_branch(r, branch)) {
         http_reply_problem(r->ex, 403, "forbidden", "this key acts only for its own branch", NULL);
         req_free(r);
@@ -143,7 +147,8 @@ static void send_freeze(struct req *r)
 
 /* ------------------------------------------------------- checking */
 /* Columns: member exists, branch exists (or none named), the tenant's UTC
- * offset now, the card's product when the member holds that card. */
+ * offset now, the card's product when the member holds that card, and
+ * whether the card may be used at the branch (or none named). */
 static void on_checked(void *arg, PGresult *res, const char *err, const char *sqlstate)
 {
     struct req *r = arg;
@@ -163,6 +168,14 @@ static void on_checked(void *arg, PGresult *res, const char *err, const char *sq
     r->utc_offset_s = (int32_t)strtol(PQgetvalue(res, 0, 2), NULL, 10);
     if (http_param(r->ex, "card_id") && PQgetisnull(res, 0, 3)) {
         http_reply_problem(r->ex, 404, "card_not_found", "the member has no such card", NULL);
+        req_free(r);
+        return;
+    }
+    /* A freeze at a branch is that branch acting on the card: only where
+     * the card is valid, like a use (the ledger checks uses itself). */
+    if (r->next == send_freeze && strcmp(PQgetvalue(res, 0, 4), "t") != 0) {
+        http_reply_problem(r->ex, 409, "card_not_valid_here",
+                           "the card is not valid at this branch", NULL);
         req_free(r);
         return;
     }
@@ -188,8 +201,12 @@ static void card_authenticated(struct req *r, enum card_route route, void (*send
         return;
     }
     snprintf(r->member_id, sizeof(r->member_id), "%s", id);
-    if (!http_read_json_object(r->ex, &r->body) || !validate_body(r, route))
+    if (!http_read_json_object(r->ex, &r->body)) {
+        req_free(r); /* answered: 400, 413 or 415 */
         return;
+    }
+    if (!validate_body(r, route))
+        return; /* answered and freed */
     cards_check_then_send(r, send);
 }
 
@@ -198,11 +215,7 @@ static void card_authenticated(struct req *r, enum card_route route, void (*send
  * Idempotency-Key, then calls send. */
 void cards_check_then_send(struct req *r, void (*send)(struct req *r))
 {
-    const char *prefer = http_header(r->ex, "Prefer");
-    const char *w = prefer ? strstr(prefer, "wait=") : NULL;
-    long secs = w ? strtol(w + 5, NULL, 10) : -1;
-    if (secs >= 0 && secs * 1000 <= INGEST_WAIT_MAX_MS)
-        r->wait_ms = (int)(secs * 1000);
+    commands_read_prefer_wait(r);
     r->next = send;
     const char *card = http_param(r->ex, "card_id");
     const char *p[4] = {r->caller.tenant_id, r->member_id, r->branch_id, card ? card : ""};
@@ -213,7 +226,10 @@ void cards_check_then_send(struct req *r, void (*send)(struct req *r))
                       "EXTRACT(EPOCH FROM (now() AT TIME ZONE t.time_zone) - "
                       "(now() AT TIME ZONE 'UTC'))::int, "
                       "(SELECT product_id FROM ledger.cards WHERE tenant_id = $1 AND "
-                      "card_id = $4 AND member_id = $2) "
+                      "card_id = $4 AND member_id = $2), "
+                      "($3 = '' OR coalesce((SELECT cardinality(branch_ids) = 0 OR "
+                      "$3 = ANY(branch_ids) FROM ledger.cards WHERE tenant_id = $1 AND "
+                      "card_id = $4 AND member_id = $2), true)) "
                       "FROM tenants t WHERE t.tenant_id = $1",
                       4, p, on_checked, r) < 0)
         req_fail_db(r, "queue full");

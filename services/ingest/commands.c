@@ -21,16 +21,13 @@ static const char *const purchase_methods[] = {"cash", "bank_card", "wechat_pay"
                                                "stored_value", NULL};
 static const char *const item_fields[] = {"sku", "category", "quantity", "unit_price", NULL};
 
-/* "Prefer: wait=N" (seconds) changes the wait budget, up to the maximum. */
+/* "Prefer: wait=N" (seconds) changes the wait budget, clamped to the
+ * maximum; without one the instance default (TESSERA_WAIT_MS) holds. */
 void commands_read_prefer_wait(struct req *r)
 {
-    const char *prefer = http_header(r->ex, "Prefer");
-    const char *w = prefer ? strstr(prefer, "wait=") : NULL;
-    if (!w)
-        return;
-    long secs = strtol(w + 5, NULL, 10);
-    if (secs >= 0 && secs * 1000 <= INGEST_WAIT_MAX_MS)
-        r->wait_ms = (int)(secs * 1000);
+    int ms;
+    if (http_prefer_wait_ms(http_header(r->ex, "Prefer"), INGEST_WAIT_MAX_MS, &ms))
+        r->wait_ms = ms;
 }
 
 static void validate_items(struct validation *v, json_t *items)

@@ -100,8 +100,10 @@ static void coupon_authenticated(struct req *r, bool issue)
     snprintf(r->member_id, sizeof(r->member_id), "%s", id);
     if (issue)
         r->audit_action = "coupon.issue";
-    if (!http_read_json_object(r->ex, &r->body))
+    if (!http_read_json_object(r->ex, &r->body)) {
+        req_free(r); /* answered: 400, 413 or 415 */
         return;
+    }
     struct validation v;
     validation_init(&v);
     const char *branch = "";

@@ -26,6 +26,8 @@
 
 #define INGEST_WAITERS_BUCKETS 4096
 #define INGEST_WAIT_MAX_MS 30000
+/* POST /v1/events:batch takes bodies this large (every other route: TESSERA_BODY_MAX_BYTES). */
+#define BATCH_BODY_MAX_BYTES (8 * 1024 * 1024)
 #define INGEST_KEY_MAX 128 /* Idempotency-Key, ids in paths */
 
 /* An id a request names (branch, coupon, card, operation): 1 to
@@ -46,6 +48,7 @@ struct ingest {
     long long wait_default_ms;
     long long pg_pool_size;
     long long body_max_bytes;
+    long long connections_max;
     const char *master_key_hex;          /* secret; wiped from the keyring only */
     const char *master_key_previous_hex; /* secret; "" when not rotating */
     long long master_key_version;
@@ -71,6 +74,9 @@ struct ingest {
     long long rate_limited;
     long long requests, commands_sent, verdicts_matched, wait_timeouts, relayed_events;
     long long idem_purged;
+    /* struct req alive (req_new minus req_free): 0 when idle, so a leaked
+     * request shows on /metrics (tessera_ingest_requests_live). */
+    long long requests_live;
 };
 
 /* Who is calling: filled by authentication. */
@@ -223,6 +229,15 @@ void members_erase_personal_data(struct http_exchange *ex, void *app);
 void commands_topup(struct http_exchange *ex, void *app);
 void commands_purchase(struct http_exchange *ex, void *app);
 void operations_get(struct http_exchange *ex, void *app);
+/* Records that r->command_id (r's tenant) was answered 202, so that GET
+ * /v1/operations/{id} says pending on every instance, then calls then(r)
+ * (also when the row could not be written: logged, the answer goes out). */
+void operations_record_pending(struct req *r, void (*then)(struct req *r));
+/* The same for many commands of one tenant (a text[] literal of their
+ * ids); done is called as a pg_pool callback. Negative when not queued. */
+int operations_record_pending_many(struct ingest *app, const char *tenant_id,
+                                   const char *command_ids, pg_pool_cb done, void *arg)
+    __attribute__((warn_unused_result));
 /* api_keys.c, branches.c, audit.c: admin endpoints (each audited) */
 void api_keys_create(struct http_exchange *ex, void *app);
 void api_keys_list(struct http_exchange *ex, void *app);

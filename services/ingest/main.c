@@ -37,7 +37,10 @@ static const struct config_entry config_table[] = {
     {"TESSERA_PG_POOL_SIZE", CONFIG_INT, &app.pg_pool_size, "4", 1, 64, false,
      "PostgreSQL connections of the API"},
     {"TESSERA_BODY_MAX_BYTES", CONFIG_INT, &app.body_max_bytes, "65536", 1024, 1048576, false,
-     "largest accepted request body"},
+     "largest accepted request body (POST /v1/events:batch: 8 MiB)"},
+    {"TESSERA_HTTP_CONNECTIONS_MAX", CONFIG_INT, &app.connections_max, "512", 1, 65536, false,
+     "API connections open at once; more are answered 503 too_many_connections and closed "
+     "(keep it under the open-files limit)"},
     {"TESSERA_RATE_KEY_PER_S", CONFIG_INT, &app.rate_key_per_s, "1000", 1, RATE_PER_S_MAX, false,
      "requests per second per API key and instance (a key's own rate_limit_per_s wins)"},
     {"TESSERA_RATE_KEY_BURST", CONFIG_INT, &app.rate_key_burst, "2000", 1, RATE_PER_S_MAX, false,
@@ -196,6 +199,14 @@ static void ingest_collect(void *ctx)
                                              "Messages produced and not yet acknowledged.", NULL),
                                NULL),
                 (double)bus_producer_outstanding(a->producer));
+    metrics_set(metrics_series(metrics_gauge("tessera_ingest_requests_live",
+                                             "API requests being served (0 when idle).", NULL),
+                               NULL),
+                (double)a->requests_live);
+    metrics_set(
+        metrics_series(metrics_gauge("tessera_http_connections", "API connections open now.", NULL),
+                       NULL),
+        (double)http_server_connections(a->api));
 }
 
 static bool waiters_empty(const struct ingest *a)
@@ -271,11 +282,19 @@ static int ingest_open(char *err, size_t err_len)
         snprintf(err, err_len, "cannot create the session store");
         return -1;
     }
+    /* Batches are large by design; every other body is screened against
+     * TESSERA_BODY_MAX_BYTES before it is read. */
+    static const struct http_body_limit body_limits[] = {
+        {"POST", "/v1/events:batch", BATCH_BODY_MAX_BYTES},
+    };
     struct http_limits limits = HTTP_LIMITS_DEFAULT;
     limits.body_max_bytes = (size_t)app.body_max_bytes;
-    app.api =
-        http_server_new(app.base, app.api_addr, (uint16_t)app.api_port, api_routes,
-                        sizeof(api_routes) / sizeof(api_routes[0]), &limits, &app, err, err_len);
+    limits.connections_max = (size_t)app.connections_max;
+    limits.route_body_limits = body_limits;
+    limits.route_body_limit_count = sizeof(body_limits) / sizeof(body_limits[0]);
+    app.api = http_server_new(app.base, app.api_addr, (uint16_t)app.api_port, api_routes,
+                              sizeof(api_routes) / sizeof(api_routes[0]), &limits, &app, err,
+                              err_len);
     return app.api ? 0 : -1;
 }
 

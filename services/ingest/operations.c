@@ -1,10 +1,13 @@
 /* GET /v1/operations/{id}: the verdict of a command that answered 202
- * (or of any command), read from the ledger's own record of verdicts. */
+ * (or of any command), read from the ledger's own record of verdicts;
+ * "pending" while there is none and the command was answered 202 by any
+ * instance (pending_operations) or still waits here. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ingest.h"
+#include "log/log.h"
 
 static void on_verdict(void *arg, PGresult *res, const char *err, const char *sqlstate)
 {
@@ -13,9 +16,10 @@ static void on_verdict(void *arg, PGresult *res, const char *err, const char *sq
         req_fail_db(r, err);
         return;
     }
-    if (PQntuples(res) == 0) {
+    if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
         /* another tenant's command in flight is as unknown as any */
-        if (waiter_pending_in_tenant(r->app, r->caller.tenant_id, r->command_id))
+        bool recorded = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+        if (recorded || waiter_pending_in_tenant(r->app, r->caller.tenant_id, r->command_id))
             http_reply_json(r->ex, 200,
                             json_pack("{s:s, s:s}", "operation_id", r->command_id, "status",
                                       "pending"),
@@ -59,10 +63,42 @@ static void operation_authenticated(struct req *r)
     snprintf(r->command_id, sizeof(r->command_id), "%s", id);
     const char *p[2] = {r->caller.tenant_id, r->command_id};
     if (pg_pool_query(r->app->pg,
-                      "SELECT verdict FROM ledger.commands WHERE tenant_id = $1 "
-                      "AND command_id = $2",
+                      "SELECT (SELECT verdict FROM ledger.commands WHERE tenant_id = $1 "
+                      "AND command_id = $2), EXISTS (SELECT 1 FROM pending_operations "
+                      "WHERE tenant_id = $1 AND command_id = $2)",
                       2, p, on_verdict, r) < 0)
         req_fail_db(r, "queue full");
+}
+
+static void on_recorded(void *arg, PGresult *res, const char *err, const char *sqlstate)
+{
+    struct req *r = arg;
+    if (!res)
+        log_fields(LOG_WARN, "a 202 answer was not recorded; other instances answer 404 for it",
+                   "error", err ? err : "", NULL);
+    void (*then)(struct req *) = r->next;
+    then(r);
+}
+
+void operations_record_pending(struct req *r, void (*then)(struct req *r))
+{
+    const char *p[2] = {r->caller.tenant_id, r->command_id};
+    r->next = then;
+    if (pg_pool_query(r->app->pg,
+                      "INSERT INTO pending_operations (tenant_id, command_id) VALUES ($1, $2) "
+                      "ON CONFLICT DO NOTHING",
+                      2, p, on_recorded, r) < 0)
+        on_recorded(r, NULL, "queue full", NULL);
+}
+
+int operations_record_pending_many(struct ingest *app, const char *tenant_id,
+                                   const char *command_ids, pg_pool_cb done, void *arg)
+{
+    const char *p[2] = {tenant_id, command_ids};
+    return pg_pool_query(app->pg,
+                         "INSERT INTO pending_operations (tenant_id, command_id) "
+                         "SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING",
+                         2, p, done, arg);
 }
 
 void operations_get(struct http_exchange *ex, void *app)

@@ -170,8 +170,14 @@ static void on_branches(void *arg, PGresult *res, const char *err, const char *s
 
 static void product_authenticated(struct req *r)
 {
-    if (!admin_only(r) || !http_read_json_object(r->ex, &r->body) || !validate_product(r))
+    if (!admin_only(r))
+        return; /* answered and freed */
+    if (!http_read_json_object(r->ex, &r->body)) {
+        req_free(r); /* answered: 400, 413 or 415 */
         return;
+    }
+    if (!validate_product(r))
+        return; /* answered and freed */
     snprintf(r->member_id, sizeof(r->member_id), "%s", r->caller.tenant_id);
     r->audit_action = "product.define";
     json_t *ids = json_object_get(r->body, "branch_ids");
@@ -221,8 +227,12 @@ static void send_limits(struct req *r)
 
 static void limits_authenticated(struct req *r)
 {
-    if (!admin_only(r) || !http_read_json_object(r->ex, &r->body))
+    if (!admin_only(r))
+        return; /* answered and freed */
+    if (!http_read_json_object(r->ex, &r->body)) {
+        req_free(r); /* answered: 400, 413 or 415 */
         return;
+    }
     struct validation v;
     validation_init(&v);
     json_t *b = r->body;

@@ -105,6 +105,58 @@ static void refund_send(struct req *r)
     ledger_request_send(r, &env);
 }
 
+/* Columns: the purchase's verdict (kind purchase; NULL when unknown: the
+ * ledger answers for it), whether stored value was credited to the member
+ * at another branch (kind stored_value). */
+static void on_pos_checked(void *arg, PGresult *res, const char *err, const char *sqlstate)
+{
+    struct req *r = arg;
+    if (!res) {
+        req_fail_db(r, err);
+        return;
+    }
+    bool foreign = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+    if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)) {
+        size_t len = 0;
+        unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(res, 0, 0), &len);
+        char why[128];
+        Envelope *env = raw ? envelope_decode(raw, len, why, sizeof(why)) : NULL;
+        PQfreemem(raw);
+        foreign = !env || !env->branch_id || strcmp(env->branch_id, r->caller.branch_id) != 0;
+        envelope_free(env);
+    }
+    if (foreign) {
+        http_reply_problem(r->ex, 403, "forbidden",
+                           "this value was sold at another branch: refund it there, or at "
+                           "headquarters with an admin key",
+                           NULL);
+        req_free(r);
+        return;
+    }
+    ledger_request_check_then(r, refund_send);
+}
+
+/* A pos key refunds only what its own branch took: a purchase recorded at
+ * its branch, or stored value when none of the member's was sold (topped
+ * up, or put back by a refund) at another branch. The member's balance is
+ * one pool, so a branch till cannot pay out value another branch holds;
+ * HQ (an admin key) refunds across branches. */
+static void pos_check_then_send(struct req *r)
+{
+    const char *kind = json_string_value(json_object_get(r->body, "kind"));
+    const char *purchase = json_string_value(json_object_get(r->body, "purchase_operation_id"));
+    const char *p[5] = {r->caller.tenant_id, r->member_id, r->caller.branch_id, kind,
+                        purchase ? purchase : ""};
+    if (pg_pool_query(r->app->pg,
+                      "SELECT (SELECT verdict FROM ledger.commands WHERE tenant_id = $1 AND "
+                      "command_id = $5 AND member_id = $2 AND command_type = 'purchase'), "
+                      "$4 = 'stored_value' AND EXISTS (SELECT 1 FROM ledger.journal WHERE "
+                      "tenant_id = $1 AND member_id = $2 AND account = 'member:' || $2 AND "
+                      "asset = 'sv_principal' AND amount > 0 AND branch_id IS DISTINCT FROM $3)",
+                      5, p, on_pos_checked, r) < 0)
+        req_fail_db(r, "queue full");
+}
+
 static void refund_authenticated(struct req *r)
 {
     if (strcmp(r->caller.scope, "admin") != 0 && strcmp(r->caller.scope, "pos") != 0) {
@@ -116,7 +168,10 @@ static void refund_authenticated(struct req *r)
         return;
     r->audit_action = "refund";
     commands_read_prefer_wait(r);
-    ledger_request_check_then(r, refund_send);
+    if (strcmp(r->caller.scope, "pos") == 0)
+        pos_check_then_send(r);
+    else
+        ledger_request_check_then(r, refund_send);
 }
 
 void refunds_create(struct http_exchange *ex, void *app)

@@ -29,6 +29,7 @@ struct req *req_new(struct ingest *app, struct http_exchange *ex)
     r->ex = ex;
     r->wait_ms = (int)app->wait_default_ms;
     app->requests++;
+    app->requests_live++;
     req_trace_start(r);
     return r;
 }
@@ -37,6 +38,10 @@ void req_free(struct req *r)
 {
     if (!r)
         return;
+    if (r->app) { /* NULL only in a test's hand-made request (tests/fuzz) */
+        assert(r->app->requests_live > 0);
+        r->app->requests_live--;
+    }
     json_decref(r->body);
     json_decref(r->audit_result);
     free(r->command);

@@ -118,6 +118,21 @@ int waiter_send(struct ingest *app, const char *command_id, const char *member_i
 }
 
 /* ---------------------------------------------- a single request waiting */
+/* 202 with the operation to poll, once the 202 is recorded for every
+ * instance (operations_record_pending). */
+static void answer_pending(struct req *r)
+{
+    json_t *pending = json_pack("{s:s, s:s}", "operation_id", r->command_id, "status", "pending");
+    if (r->audit_action) { /* audited as pending: the verdict is in the ledger's record */
+        audit_verdict_then_answer(r, 202, pending); /* answers and frees r */
+        return;
+    }
+    char location[96];
+    snprintf(location, sizeof(location), "/v1/operations/%s", r->command_id);
+    http_reply_json(r->ex, 202, pending, "Location", location, NULL);
+    req_free(r);
+}
+
 static void request_done(void *arg, enum wait_outcome outcome, const Envelope *verdict)
 {
     struct req *r = arg;
@@ -132,15 +147,8 @@ static void request_done(void *arg, enum wait_outcome outcome, const Envelope *v
         }
         answer_json(r->ex, status, body);
     } else if (outcome == WAIT_TIMEOUT) {
-        json_t *pending =
-            json_pack("{s:s, s:s}", "operation_id", r->command_id, "status", "pending");
-        if (r->audit_action) { /* audited as pending: the verdict is in the ledger's record */
-            audit_verdict_then_answer(r, 202, pending); /* answers and frees r */
-            return;
-        }
-        char location[96];
-        snprintf(location, sizeof(location), "/v1/operations/%s", r->command_id);
-        http_reply_json(r->ex, 202, pending, "Location", location, NULL);
+        operations_record_pending(r, answer_pending); /* answers and frees r */
+        return;
     } else {
         http_reply_problem(r->ex, 503, "unavailable",
                            outcome == WAIT_SHUTDOWN ? "the service is shutting down"

@@ -679,6 +679,12 @@ static bool plan_issue(struct ledger_ctx *l, struct card_outcome *o, const struc
                                            : "the product cannot renew this card");
         return false;
     }
+    if (rules_card_check_cap_held(&limits_find(l->cards, e->tenant_id)->lim, &next->st,
+                                  e->occurred_at_us) != CARD_OK) {
+        reject(o, "prepaid_cap_exceeded",
+               "the card renewed would hold more than the tenant's prepaid cap");
+        return false;
+    }
     next->price = p->price;
     next->paid_total += p->price;
     next->uses_total += p->terms.kind == CARD_COUNT ? p->terms.uses : 0;

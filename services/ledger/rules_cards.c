@@ -87,6 +87,22 @@ enum card_result rules_card_check_cap(const struct card_limits *lim, const struc
                : CARD_OK;
 }
 
+enum card_result rules_card_check_cap_held(const struct card_limits *lim,
+                                           const struct card_state *c, int64_t now_us)
+{
+    if (c->kind == CARD_COUNT)
+        return lim->prepaid_uses_max > 0 && c->uses_left > lim->prepaid_uses_max
+                   ? CARD_PREPAID_CAP_EXCEEDED
+                   : CARD_OK;
+    if (lim->prepaid_days_max <= 0 || c->valid_to_us <= now_us)
+        return CARD_OK;
+    /* Both sides in microseconds; the cap is bounded (card_limits are
+     * validated), so the product does not overflow. */
+    return c->valid_to_us - now_us > lim->prepaid_days_max * CARD_US_PER_DAY
+               ? CARD_PREPAID_CAP_EXCEEDED
+               : CARD_OK;
+}
+
 /* at_us + days, false when it does not fit an int64. */
 static bool time_after_days(int64_t at_us, int64_t days, int64_t *out)
 {

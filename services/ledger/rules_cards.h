@@ -81,6 +81,14 @@ int64_t rules_local_day(int64_t at_us, int32_t utc_offset_s);
  * uses, every other kind by validity days. */
 enum card_result rules_card_check_cap(const struct card_limits *lim, const struct card_terms *t);
 
+/* Refuses a card that, renewed, would hold more than the tenant's prepaid
+ * cap at now_us: count cards by the uses left, every other kind by the
+ * time from now to valid_to (frozen days included), against the cap in
+ * days. A renewal adds to what is held, so it is checked after, not per
+ * sale (a sale at the cap, renewed at once, would double it). */
+enum card_result rules_card_check_cap_held(const struct card_limits *lim,
+                                           const struct card_state *c, int64_t now_us);
+
 /* A new card sold at now_us into *out: CARD_OK, or CARD_VALIDITY_OVERFLOW
  * when its end would not fit an int64 (the card's valid_to_us is a
  * bigint: PostgreSQL would refuse it, C would wrap it). */

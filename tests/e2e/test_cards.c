@@ -834,6 +834,19 @@ static void test_tenant_limits(void **state)
     assert_int_equal(r.status, 201);
     api_response_free(&r);
     expect_problem(use_at(member, card, "hq"), 409, "daily_limit_reached");
+    /* Issue 10 item 11: a renewal may not lift what the card holds over
+     * the cap (60 + 60 uses), whatever each sale is. */
+    expect_problem(card_post(member, card, "renewals",
+                             "{\"branch_id\":\"hq\",\"payment\":{\"method\":\"cash\"}}", NULL),
+                   409, "prepaid_cap_exceeded");
+    char quarter[64], qcard[64];
+    product_id(quarter, sizeof(quarter), "quarter");
+    define_product(quarter, "\"kind\":\"time\",\"name\":\"Quarter\","
+                            "\"price\":50000,\"period\":\"quarter\"");
+    sell_ok(member, quarter, qcard); /* 91 days: under the cap of 92 */
+    expect_problem(card_post(member, qcard, "renewals",
+                             "{\"branch_id\":\"hq\",\"payment\":{\"method\":\"cash\"}}", NULL),
+                   409, "prepaid_cap_exceeded");
 
     r = api_call("PUT", "/v1/config/card-limits", "{}", NULL,
                  (const char *const[]){"Content-Type: application/json", NULL});

@@ -24,6 +24,7 @@
 #include "../support/api_client.h"
 #include "../support/topic_reader.h"
 #include "bus/topics.h"
+#include "events/campaign_types.h"
 #include "events/codec.h"
 #include "trace/trace.h"
 
@@ -585,6 +586,133 @@ static void test_multiplier_on_the_fact(void **state)
     PQfinish(pg);
 }
 
+static char late_change[UUID_STR_SIZE];
+
+/* Whatever happens in the test, nothing of demo waits for the late change
+ * after it (a test failing before producing it must not stall the rest). */
+static int forget_late_change(void **state)
+{
+    if (!late_change[0])
+        return 0;
+    PGconn *pg = test_pg();
+    const char *p[1] = {late_change};
+    PQclear(PQexecParams(pg,
+                         "INSERT INTO campaign.refused_rule_changes (tenant_id, change_id) "
+                         "VALUES ('demo', $1) ON CONFLICT DO NOTHING",
+                         1, NULL, p, NULL, NULL, 0));
+    PQfinish(pg);
+    return 0;
+}
+
+/* Produces the fact of a cash purchase of amount by member, recorded at
+ * occurred_at_us, straight to ledger-events (as the ledger would). */
+static void produce_purchase_fact(const char *member, const char *op, int64_t amount,
+                                  int64_t occurred_at_us)
+{
+    struct event_meta meta = {.tenant_id = "demo",
+                              .branch_id = "hq",
+                              .member_id = member,
+                              .correlation_id = op,
+                              .actor_kind = "service",
+                              .actor_id = "ledger",
+                              .occurred_at_us = occurred_at_us};
+    Envelope env;
+    Actor actor;
+    PurchaseRecorded fact;
+    envelope_init(&env, &actor, &meta);
+    tessera__ledger__v1__purchase_recorded__init(&fact);
+    fact.command_id = (char *)op;
+    fact.purchase_id = (char *)op;
+    fact.amount = fact.charged = amount;
+    fact.payment_method = (char *)"cash";
+    env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_PURCHASE_RECORDED;
+    env.purchase_recorded = &fact;
+    size_t len = 0;
+    uint8_t *payload = envelope_encode(&env, &len);
+    assert_non_null(payload);
+    assert_int_equal(topic_produce(TOPIC_LEDGER_EVENTS, RD_KAFKA_PARTITION_UA, member,
+                                   strlen(member), payload, len,
+                                   envelope_cloudevents_headers(&env, "/tessera/ledger")),
+                     0);
+    free(payload);
+}
+
+/* Issue 10 item 13: a purchase recorded after a rule change, whose fact
+ * reaches the campaign before the change does, earns under the change
+ * (before the fix: under the old rule, for good). The change is made as
+ * ingest makes it (its audit row, the list the campaign reads, first)
+ * but its event is produced only after the purchase's fact was consumed:
+ * the purchase waits, then earns 4 points a yuan. */
+static void test_late_rule_change_is_waited_for(void **state)
+{
+    PGconn *pg = test_pg();
+    put_rules("{\"purchase\":{\"unit_amount\":100,\"points_per_unit\":1}}", NULL, 200, NULL);
+    char member[64], op[UUID_STR_SIZE], after[256], at[32];
+    test_register_member(member);
+    uuid7_generate(late_change);
+    uuid7_generate(op);
+    int64_t changed_at_us = event_now_us();
+    event_format_time(changed_at_us, at);
+    snprintf(after, sizeof(after), "{\"change_id\":\"%s\",\"effective_from\":\"%s\"}", late_change,
+             at);
+    const char *p[2] = {after, op};
+    PGresult *res = PQexecParams(pg,
+                                 "INSERT INTO ingest.audit_log (tenant_id, actor_key_id, actor_ip, "
+                                 "action, target, after) VALUES ('demo', 'test', '127.0.0.1', "
+                                 "'earning_rules.put', 'demo', $1::jsonb)",
+                                 1, NULL, p, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+
+    produce_purchase_fact(member, op, 12345, changed_at_us + 1000000);
+    struct row_wait consumed = {pg,
+                                "SELECT (SELECT count(*) FROM campaign.earnings WHERE "
+                                "purchase_command_id = $1) + (SELECT count(*) FROM "
+                                "campaign.deferred_purchases WHERE purchase_command_id = $1)",
+                                {op},
+                                1,
+                                1};
+    assert_true(poll_until(row_count_reached, &consumed, DEADLINE_MS));
+
+    /* the change's event, late, as ingest would have sent it */
+    struct event_meta meta = {.tenant_id = "demo",
+                              .correlation_id = late_change,
+                              .actor_kind = "api_key",
+                              .actor_id = "test",
+                              .occurred_at_us = changed_at_us};
+    Envelope env;
+    Actor actor;
+    EarningRulesChanged change;
+    PurchaseEarningRule rule;
+    envelope_init(&env, &actor, &meta);
+    tessera__campaign__v1__earning_rules_changed__init(&change);
+    tessera__campaign__v1__purchase_earning_rule__init(&rule);
+    rule.enabled = true;
+    rule.unit_amount = 100;
+    rule.points_per_unit = 4;
+    change.change_id = late_change;
+    change.purchase = &rule;
+    env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_EARNING_RULES_CHANGED;
+    env.earning_rules_changed = &change;
+    size_t len = 0;
+    uint8_t *payload = envelope_encode(&env, &len);
+    assert_non_null(payload);
+    assert_int_equal(topic_produce(TOPIC_MEMBER_EVENTS, RD_KAFKA_PARTITION_UA, "demo", 4, payload,
+                                   len, envelope_cloudevents_headers(&env, "/tessera/ingest")),
+                     0);
+    free(payload);
+
+    assert_int_equal(earned_points(pg, op), 123 * 4);
+    const char *q[2] = {op, late_change};
+    assert_int_equal(test_pg_int(pg,
+                                 "SELECT count(*) FROM campaign.earnings WHERE "
+                                 "purchase_command_id = $1 AND rule_change_id = $2",
+                                 2, q),
+                     1);
+    put_rules("{\"purchase\":{\"unit_amount\":100,\"points_per_unit\":1}}", NULL, 200, NULL);
+    PQfinish(pg);
+}
+
 /* Another tenant's PUT is its own: demo's next purchase earns as before. */
 static void test_rules_are_per_tenant(void **state)
 {
@@ -628,6 +756,7 @@ int main(void)
         cmocka_unit_test(test_bad_rules_are_refused_and_change_nothing),
         cmocka_unit_test(test_change_applies_to_purchases_recorded_after_it),
         cmocka_unit_test(test_multiplier_on_the_fact),
+        cmocka_unit_test_teardown(test_late_rule_change_is_waited_for, forget_late_change),
         cmocka_unit_test(test_rules_are_per_tenant),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -168,6 +168,37 @@ static void test_prepaid_caps(void **state)
     assert_int_equal(rules_card_check_cap(&lim, &year), CARD_PREPAID_CAP_EXCEEDED);
 }
 
+/* Issue 10 item 11: a renewal is held against the cap with what the card
+ * still holds, so two sales at the cap cannot stack into twice the cap. */
+static void test_prepaid_caps_after_renewal(void **state)
+{
+    struct card_limits lim = card_limits_default();
+    struct card_terms t40 = {.kind = CARD_COUNT, .uses = 40, .validity_days = 365};
+    struct card_terms quarter = {.kind = CARD_TIME, .validity_days = 46};
+    struct card_state count, time;
+    assert_int_equal(rules_card_issue(&t40, T0, &count), CARD_OK);
+    assert_int_equal(rules_card_issue(&quarter, T0, &time), CARD_OK);
+    assert_int_equal(rules_card_renew(&count, &t40, T0), CARD_OK);
+    assert_int_equal(rules_card_renew(&time, &quarter, T0), CARD_OK);
+    /* no cap by default */
+    assert_int_equal(rules_card_check_cap_held(&lim, &count, T0), CARD_OK);
+    assert_int_equal(rules_card_check_cap_held(&lim, &time, T0), CARD_OK);
+    lim.prepaid_uses_max = 60;
+    lim.prepaid_days_max = 92;
+    /* 80 uses held */
+    assert_int_equal(rules_card_check_cap_held(&lim, &count, T0), CARD_PREPAID_CAP_EXCEEDED);
+    count.uses_left = 60;
+    assert_int_equal(rules_card_check_cap_held(&lim, &count, T0), CARD_OK);
+    /* 92 days held exactly: at the cap; a second later there is less */
+    assert_int_equal(rules_card_check_cap_held(&lim, &time, T0), CARD_OK);
+    assert_int_equal(rules_card_renew(&time, &quarter, T0 + 45 * DAY), CARD_OK);
+    assert_int_equal(rules_card_check_cap_held(&lim, &time, T0 + 45 * DAY),
+                     CARD_PREPAID_CAP_EXCEEDED); /* 93 days ahead */
+    assert_int_equal(rules_card_check_cap_held(&lim, &time, T0 + 46 * DAY), CARD_OK);
+    /* a lapsed card holds nothing */
+    assert_int_equal(rules_card_check_cap_held(&lim, &time, T0 + 1000 * DAY), CARD_OK);
+}
+
 static void test_fraud_signals(void **state)
 {
     struct card_limits lim = card_limits_default();
@@ -345,6 +376,7 @@ int main(void)
         cmocka_unit_test(test_daily_limit_in_time_zone),
         cmocka_unit_test(test_freeze_bounds),
         cmocka_unit_test(test_prepaid_caps),
+        cmocka_unit_test(test_prepaid_caps_after_renewal),
         cmocka_unit_test(test_fraud_signals),
         cmocka_unit_test(test_coupon_redeem),
         cmocka_unit_test(test_discount_card),
