@@ -14,6 +14,7 @@ struct idem_purge {
     /* the run in progress */
     bool running;
     char cutoff_us[24];
+    bool keys_done; /* then the run purges pending_operations rows */
     long long purged;
     idem_purge_done_fn done;
     void *arg;
@@ -50,9 +51,20 @@ static void on_batch(void *arg, PGresult *res, const char *err, const char *sqls
         return;
     }
     long long n = atoll(PQcmdTuples(res));
-    p->purged += n;
-    if (n < p->batch_max || next_batch(p) < 0)
-        finish(p, n < p->batch_max);
+    if (!p->keys_done)
+        p->purged += n;
+    if (n == p->batch_max) { /* more may be left */
+        if (next_batch(p) < 0)
+            finish(p, false);
+        return;
+    }
+    if (p->keys_done) {
+        finish(p, true);
+        return;
+    }
+    p->keys_done = true;
+    if (next_batch(p) < 0)
+        finish(p, false);
 }
 
 /* Oldest rows first would need a sort; any expired rows will do, and the
@@ -63,6 +75,16 @@ static int next_batch(struct idem_purge *p)
     snprintf(limit, sizeof(limit), "%d", p->batch_max);
     const char *params[2] = {p->cutoff_us, limit};
     p->statements++;
+    /* The "pending" marks of 202 answers (operations.c) go with the same
+     * retention: the verdict is stored long before, and a key that is
+     * purged makes a retry a new request anyway. */
+    if (p->keys_done)
+        return pg_pool_query(p->pg,
+                             "DELETE FROM pending_operations WHERE (tenant_id, command_id) IN "
+                             "(SELECT tenant_id, command_id FROM pending_operations WHERE "
+                             "created_at < to_timestamp($1::bigint / 1000000.0) LIMIT $2::int "
+                             "FOR UPDATE SKIP LOCKED)",
+                             2, params, on_batch, p);
     return pg_pool_query(p->pg,
                          "DELETE FROM idempotency_keys WHERE (tenant_id, idempotency_key) IN "
                          "(SELECT tenant_id, idempotency_key FROM idempotency_keys WHERE "
@@ -78,6 +100,7 @@ int idem_purge_run(struct idem_purge *p, int64_t now_us, idem_purge_done_fn done
     snprintf(p->cutoff_us, sizeof(p->cutoff_us), "%lld",
              (long long)(now_us - p->retention_s * 1000000));
     p->purged = 0;
+    p->keys_done = false;
     p->done = done;
     p->arg = arg;
     if (next_batch(p) < 0)

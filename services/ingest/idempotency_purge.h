@@ -1,5 +1,6 @@
 /* Purging Idempotency-Keys, with the answers stored beside them, once they
- * are older than the retention (TESSERA_IDEMPOTENCY_RETENTION_S). A run
+ * are older than the retention (TESSERA_IDEMPOTENCY_RETENTION_S), then the
+ * "pending" marks of 202 answers (pending_operations) of the same age. A run
  * deletes in batches of at most batch_max rows, one asynchronous statement
  * at a time through the pool, so the loop keeps serving between and
  * during batches and no statement holds many row locks. Instances purging
@@ -16,7 +17,7 @@
 
 struct idem_purge;
 
-/* Called once at the end of a run, on the loop: the rows it deleted and
+/* Called once at the end of a run, on the loop: the keys it deleted and
  * whether every batch succeeded (a failed one ends the run early). */
 typedef void (*idem_purge_done_fn)(void *arg, long long purged, bool ok);
 

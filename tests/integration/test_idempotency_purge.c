@@ -22,7 +22,7 @@
 #define OLD_KEYS       10
 #define BATCH          3
 #define DEADLINE_MS    15000
-#define T2100_01_01_US 978307200000000LL /* 2001-01-01T00:00:00Z */
+#define T2100_01_01_US 4102444800000000LL /* 2100-01-01T00:00:00Z: past any running purge */
 #define HOUR_US        3600000000LL
 
 static char tenant[64];
@@ -47,6 +47,27 @@ static void insert_key(PGconn *pg, const char *name, int64_t at_us)
             "response_status, response_body, created_at) VALUES ($1, $2, 'h', 201, '{}', "
             "to_timestamp($3::bigint / 1000000.0))",
             3, p);
+}
+
+/* A "pending" mark of a 202 answer (operations.c) made at_us. */
+static void insert_pending(PGconn *pg, const char *command_id, int64_t at_us)
+{
+    char at[24];
+    snprintf(at, sizeof(at), "%lld", (long long)at_us);
+    const char *p[3] = {tenant, command_id, at};
+    exec_ok(pg,
+            "INSERT INTO ingest.pending_operations (tenant_id, command_id, created_at) "
+            "VALUES ($1, $2, to_timestamp($3::bigint / 1000000.0))",
+            3, p);
+}
+
+static int64_t pending_left(PGconn *pg, const char *like)
+{
+    const char *p[2] = {tenant, like};
+    return test_pg_int(pg,
+                       "SELECT count(*) FROM ingest.pending_operations WHERE tenant_id = $1 "
+                       "AND command_id LIKE $2",
+                       2, p);
 }
 
 static int64_t keys_left(PGconn *pg, const char *like)
@@ -86,6 +107,11 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 static void test_purge_deletes_expired_keys_in_batches(void **state)
 {
     PGconn *pg = test_pg();
+    /* The purge spans every tenant: rows an earlier, failed run of this
+     * test left (other pids) would be counted too. */
+    exec_ok(pg, "DELETE FROM ingest.idempotency_keys WHERE tenant_id LIKE 'purge-test-%'", 0, NULL);
+    exec_ok(pg, "DELETE FROM ingest.pending_operations WHERE tenant_id LIKE 'purge-test-%'", 0,
+            NULL);
     char name[64];
     for (int i = 0; i < OLD_KEYS; i++) {
         snprintf(name, sizeof(name), "old-%d", i);
@@ -95,6 +121,8 @@ static void test_purge_deletes_expired_keys_in_batches(void **state)
         snprintf(name, sizeof(name), "young-%d", i);
         insert_key(pg, name, T2100_01_01_US + (int64_t)WEEK_S * 1000000 + i * HOUR_US);
     }
+    insert_pending(pg, "op-old", T2100_01_01_US);
+    insert_pending(pg, "op-young", T2100_01_01_US + (int64_t)WEEK_S * 1000000);
     struct event_base *base = event_base_new();
     char err[256];
     struct pg_pool *pool =
@@ -117,7 +145,10 @@ static void test_purge_deletes_expired_keys_in_batches(void **state)
     assert_int_equal(run.done_calls, 1);
     assert_true(run.ok);
     assert_int_equal(run.purged, OLD_KEYS);
-    assert_int_equal(idem_purge_statements(p), 4);
+    /* 3 + 3 + 3 + 1 keys, then the one old pending mark */
+    assert_int_equal(idem_purge_statements(p), 5);
+    assert_int_equal(pending_left(pg, "op-old"), 0);
+    assert_int_equal(pending_left(pg, "op-young"), 1);
     assert_true(run.ticks > 0); /* the loop served other events meanwhile */
     assert_int_equal(keys_left(pg, "old-%"), 0);
     assert_int_equal(keys_left(pg, "young-%"), 2);
@@ -132,6 +163,7 @@ static void test_purge_deletes_expired_keys_in_batches(void **state)
 
     const char *t[1] = {tenant};
     exec_ok(pg, "DELETE FROM ingest.idempotency_keys WHERE tenant_id = $1", 1, t);
+    exec_ok(pg, "DELETE FROM ingest.pending_operations WHERE tenant_id = $1", 1, t);
     event_free(tick);
     pg_pool_free(pool);
     idem_purge_free(p);
