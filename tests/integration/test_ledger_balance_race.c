@@ -169,9 +169,15 @@ static bool waiting_on_lock(void *arg)
  * waits to write it; B must fail and its retry must add on top of A's. */
 static void race(const char *tenant, const char *member, int64_t start)
 {
+    /* Kept across races like a worker's across batches (ledger_begin_batch
+     * resets them): made once, so what they hold is never dropped. */
     static struct ledger_ctx la, lb;
-    ledger_init(&la);
-    ledger_init(&lb);
+    static bool made;
+    if (!made) {
+        ledger_init(&la);
+        ledger_init(&lb);
+        made = true;
+    }
     PGconn *pa = ledger_pg(), *pb = ledger_pg(), *observer = test_pg();
     char err[512];
     struct one_batch a, b;

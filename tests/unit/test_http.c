@@ -641,7 +641,9 @@ static void test_pipelined_requests_keep_their_bodies(void **state)
     const char *second = strstr(job.resps[0] + 1, "HTTP/1.1 ");
     const char *third = second ? strstr(second + 1, "HTTP/1.1 ") : NULL;
     assert_non_null(third);
-    assert_int_equal(parse_resp(job.resps[0]).status, 201);
+    struct resp first = parse_resp(job.resps[0]);
+    json_decref(first.json);
+    assert_int_equal(first.status, 201);
     assert_non_null(strstr(second, "{\"bytes\":3}"));
     assert_non_null(strstr(third, "\"member_id\":\"p\""));
     free(req);
@@ -652,7 +654,9 @@ static bool client_served(struct app *app)
 {
     struct client_job job = {.count = 1, .reqs = {GET("/v1/members/again")}};
     run_client(app, &job);
-    bool ok = parse_resp(job.resps[0]).status == 200;
+    struct resp r = parse_resp(job.resps[0]);
+    bool ok = r.status == 200;
+    json_decref(r.json);
     job_free(&job);
     return ok;
 }
