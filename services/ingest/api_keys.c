@@ -80,8 +80,7 @@ static bool validate_key_request(struct req *r, struct key_request *k)
     validate_int(&v, r->body, "rate_limit_per_s", false, 1, KEY_RATE_MAX, &k->rate_limit_per_s);
     snprintf(k->rate_text, sizeof(k->rate_text), "%lld", (long long)k->rate_limit_per_s);
     if (!validation_ok(&v)) {
-        validation_reply(r->ex, &v);
-        req_free(r);
+        req_fail_validation(r, &v);
         return false;
     }
     validation_free(&v);
@@ -121,16 +120,13 @@ static void on_created(void *arg, PGresult *res, const char *err, const char *sq
     char location[80];
     snprintf(location, sizeof(location), "/v1/api-keys/%s",
              json_string_value(json_object_get(answer, "key_id")));
-    http_reply_json(r->ex, 201, answer, "Location", location, "Cache-Control", "no-store", NULL);
-    req_free(r);
+    req_finish_with(r, 201, answer, "Location", location, "Cache-Control", "no-store", NULL);
 }
 
 static void create_authorized(struct req *r)
 {
-    if (!http_read_json_object(r->ex, &r->body)) {
-        req_free(r);
+    if (!req_read_body(r))
         return;
-    }
     struct key_request k;
     if (!validate_key_request(r, &k))
         return;
@@ -174,8 +170,7 @@ static void on_listed(void *arg, PGresult *res, const char *err, const char *sql
         return;
     }
     json_t *keys = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
-    http_reply_json(r->ex, 200, json_pack("{s:o}", "api_keys", keys ? keys : json_array()), NULL);
-    req_free(r);
+    req_finish(r, 200, json_pack("{s:o}", "api_keys", keys ? keys : json_array()));
 }
 
 static void list_authorized(struct req *r)
@@ -205,12 +200,10 @@ static void on_revoked(void *arg, PGresult *res, const char *err, const char *sq
         return;
     }
     if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
-        http_reply_problem(r->ex, 404, "not_found", "no such API key", NULL);
-        req_free(r);
+        req_fail(r, 404, "not_found", "no such API key");
         return;
     }
-    http_reply_json(r->ex, 200, json_pack("{s:s, s:b}", "key_id", r->target, "revoked", 1), NULL);
-    req_free(r);
+    req_finish(r, 200, json_pack("{s:s, s:b}", "key_id", r->target, "revoked", 1));
 }
 
 /* Revoking twice answers the same and audits once. */

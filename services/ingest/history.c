@@ -59,8 +59,7 @@ static bool history_params(struct req *r)
     if (cursor && !cursor_decode(cursor, &r->list_before_id))
         validation_add(&v, "cursor", "not a cursor this API gave");
     if (!validation_ok(&v)) {
-        validation_reply(r->ex, &v);
-        req_free(r);
+        req_fail_validation(r, &v);
         return false;
     }
     validation_free(&v);
@@ -102,11 +101,9 @@ static void on_lines(void *arg, PGresult *res, const char *err, const char *sqls
         cursor_encode(strtoll(PQgetvalue(res, shown - 1, 0), NULL, 10), cursor);
         next = json_string(cursor);
     }
-    http_reply_json(r->ex, 200,
-                    json_pack("{s:s, s:o, s:o}", "member_id", r->member_id, "entries", entries,
-                              "next_cursor", next),
-                    NULL);
-    req_free(r);
+    req_finish(r, 200,
+               json_pack("{s:s, s:o, s:o}", "member_id", r->member_id, "entries", entries,
+                         "next_cursor", next));
 }
 
 static void on_member(void *arg, PGresult *res, const char *err, const char *sqlstate)
@@ -117,8 +114,7 @@ static void on_member(void *arg, PGresult *res, const char *err, const char *sql
         return;
     }
     if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
-        http_reply_problem(r->ex, 404, "not_found", "no such member", NULL);
-        req_free(r);
+        req_fail_no_member(r);
         return;
     }
     char before[24], limit[24];
@@ -141,13 +137,8 @@ static void on_member(void *arg, PGresult *res, const char *err, const char *sql
 
 static void history_authenticated(struct req *r)
 {
-    const char *id = http_param(r->ex, "member_id");
-    if (!id || !uuid_is_valid(id)) {
-        http_reply_problem(r->ex, 404, "not_found", "no such member", NULL);
-        req_free(r);
+    if (!req_member_from_path(r))
         return;
-    }
-    snprintf(r->member_id, sizeof(r->member_id), "%s", id);
     if (!history_params(r))
         return;
     const char *p[2] = {r->caller.tenant_id, r->member_id};

@@ -77,10 +77,8 @@ static bool phone_valid(const char *p)
  * when the body is not acceptable. */
 static bool read_phone_body(struct req *r, const char *const *fields)
 {
-    if (!http_read_json_object(r->ex, &r->body)) {
-        req_free(r);
+    if (!req_read_body(r))
         return false;
-    }
     struct validation v;
     validation_init(&v);
     const char *phone = NULL;
@@ -88,8 +86,7 @@ static bool read_phone_body(struct req *r, const char *const *fields)
     if (validate_string(&v, r->body, "phone", true, 5, 24, &phone) && phone && !phone_valid(phone))
         validation_add(&v, "phone", "must be 5 to 20 digits, optionally after a +");
     if (!validation_ok(&v)) {
-        validation_reply(r->ex, &v);
-        req_free(r);
+        req_fail_validation(r, &v);
         return false;
     }
     validation_free(&v);
@@ -150,10 +147,9 @@ static void on_code_stored(void *arg, PGresult *res, const char *err, const char
      * the resend interval. The answer is the same either way. */
     if (PQntuples(res) == 1)
         send_code(r, PQgetvalue(res, 0, 0), strtoll(PQgetvalue(res, 0, 1), NULL, 10));
-    http_reply_json(
-        r->ex, 202,
-        json_pack("{s:i, s:i}", "expires_in_s", CODE_TTL_S, "resend_after_s", CODE_RESEND_S), NULL);
-    req_free(r);
+    req_finish(
+        r, 202,
+        json_pack("{s:i, s:i}", "expires_in_s", CODE_TTL_S, "resend_after_s", CODE_RESEND_S));
 }
 
 static void sms_code_authenticated(struct req *r)
@@ -198,12 +194,10 @@ void member_auth_sms_code(struct http_exchange *ex, void *app)
 /* ------------------------------------------------------------ sessions */
 static void reply_bad_credentials(struct req *r, const char *code)
 {
-    http_reply_problem(r->ex, 401, code,
-                       strcmp(code, "invalid_code") == 0
-                           ? "the code is wrong, expired, used or tried too often"
-                           : "the phone or the password is wrong",
-                       NULL);
-    req_free(r);
+    req_fail(r, 401, code,
+             strcmp(code, "invalid_code") == 0
+                 ? "the code is wrong, expired, used or tried too often"
+                 : "the phone or the password is wrong");
 }
 
 static void on_session_stored(void *arg, redisReply *reply)
@@ -211,17 +205,14 @@ static void on_session_stored(void *arg, redisReply *reply)
     struct req *r = arg;
     struct login *l = r->login;
     if (!reply) {
-        http_reply_problem(r->ex, 503, "unavailable", "sessions are unavailable; retry shortly",
-                           NULL);
-        req_free(r);
+        req_fail(r, 503, "unavailable", "sessions are unavailable; retry shortly");
         return;
     }
-    http_reply_json(r->ex, 201,
+    req_finish_with(r, 201,
                     json_pack("{s:s, s:s, s:s, s:I}", "token", l->token, "member_id", r->member_id,
                               "device_id", l->device_id, "expires_in_s",
                               (json_int_t)r->app->session_ttl_s),
                     "Cache-Control", "no-store", NULL);
-    req_free(r);
 }
 
 /* The member is who they say and the device is allowed: a new session. */
@@ -249,9 +240,8 @@ static void on_device(void *arg, PGresult *res, const char *err, const char *sql
         return;
     }
     if (strcmp(PQgetvalue(res, 0, 0), "0") == 0) {
-        http_reply_problem(r->ex, 403, "device_limit_reached",
-                           "this member uses the most devices allowed; log out of one first", NULL);
-        req_free(r);
+        req_fail(r, 403, "device_limit_reached",
+                 "this member uses the most devices allowed; log out of one first");
         return;
     }
     open_session(r);
@@ -338,8 +328,7 @@ static void on_password_row(void *arg, PGresult *res, const char *err, const cha
         const char *password = json_string_value(json_object_get(r->body, "password"));
         if (pwhash_verify(&r->app->pwhash, UNKNOWN_PASSWORD_HASH, password, on_password_checked,
                           r) < 0) {
-            http_reply_problem_retry_after(r->ex, 503, "busy", "too many logins at once", 1);
-            req_free(r);
+            req_fail_retry_after(r, 503, "busy", "too many logins at once", 1);
         }
         return;
     }
@@ -351,8 +340,7 @@ static void on_password_row(void *arg, PGresult *res, const char *err, const cha
     const char *password = json_string_value(json_object_get(r->body, "password"));
     if (pwhash_verify(&r->app->pwhash, PQgetvalue(res, 0, 1), password, on_password_checked, r) <
         0) {
-        http_reply_problem_retry_after(r->ex, 503, "busy", "too many logins at once", 1);
-        req_free(r);
+        req_fail_retry_after(r, 503, "busy", "too many logins at once", 1);
     }
 }
 
@@ -382,8 +370,7 @@ static void login_authenticated(struct req *r)
     if (!code == !password)
         validation_add(&v, "code", "send either code or password");
     if (!validation_ok(&v)) {
-        validation_reply(r->ex, &v);
-        req_free(r);
+        req_fail_validation(r, &v);
         return;
     }
     validation_free(&v);
@@ -404,13 +391,10 @@ static void on_logged_out(void *arg, redisReply *reply)
 {
     struct req *r = arg;
     if (!reply) {
-        http_reply_problem(r->ex, 503, "unavailable", "sessions are unavailable; retry shortly",
-                           NULL);
-        req_free(r);
+        req_fail(r, 503, "unavailable", "sessions are unavailable; retry shortly");
         return;
     }
-    http_reply_raw(r->ex, 204, NULL, NULL, 0);
-    req_free(r);
+    req_finish_no_content(r);
 }
 
 static void logout_authenticated(struct req *r)
@@ -429,16 +413,13 @@ static void on_session(void *arg, redisReply *reply)
 {
     struct req *r = arg;
     if (!reply) {
-        http_reply_problem(r->ex, 503, "unavailable", "sessions are unavailable; retry shortly",
-                           NULL);
-        req_free(r);
+        req_fail(r, 503, "unavailable", "sessions are unavailable; retry shortly");
         return;
     }
     char tenant[INGEST_KEY_MAX], member[INGEST_KEY_MAX], device[DEVICE_ID_MAX + 1];
     if (reply->type != REDIS_REPLY_STRING ||
         sscanf(reply->str, "%127[^\n]\n%127[^\n]\n%64[^\n]", tenant, member, device) != 3) {
-        http_reply_problem(r->ex, 401, "unauthorized", "the session is unknown or has ended", NULL);
-        req_free(r);
+        req_fail(r, 401, "unauthorized", "the session is unknown or has ended");
         return;
     }
     snprintf(r->caller.tenant_id, sizeof(r->caller.tenant_id), "%s", tenant);
@@ -458,9 +439,8 @@ void member_session_then(struct req *r, void (*next)(struct req *r))
     if (!header || strncasecmp(header, prefix, 7) != 0 ||
         strncmp(header + 7, TOKEN_PREFIX, strlen(TOKEN_PREFIX)) != 0 ||
         strlen(header) != strlen(prefix) + 2 * TOKEN_RANDOM_BYTES) {
-        http_reply_problem(r->ex, 401, "unauthorized",
-                           "send a member session token as 'Authorization: Bearer <token>'", NULL);
-        req_free(r);
+        req_fail(r, 401, "unauthorized",
+                 "send a member session token as 'Authorization: Bearer <token>'");
         return;
     }
     auth_hash_key(header + 7, login_of(r)->token_hash);

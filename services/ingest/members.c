@@ -85,14 +85,12 @@ static bool validate_registration(struct req *r, struct registration *g)
     if (g->branch_id && validation_ok(&v) && !auth_may_use_branch(r, g->branch_id)) {
         validation_free(&v);
         free(g->attributes);
-        http_reply_problem(r->ex, 403, "forbidden", "this key acts only for its own branch", NULL);
-        req_free(r);
+        req_fail(r, 403, "forbidden", "this key acts only for its own branch");
         return false;
     }
     if (!validation_ok(&v)) {
         free(g->attributes);
-        validation_reply(r->ex, &v);
-        req_free(r);
+        req_fail_validation(r, &v);
         return false;
     }
     validation_free(&v);
@@ -185,9 +183,7 @@ static json_t *registration_answer(struct req *r)
 
 static void reply_duplicate_phone(struct req *r)
 {
-    http_reply_problem(r->ex, 409, "duplicate_phone",
-                       "a member with this phone is already registered", NULL);
-    req_free(r);
+    req_fail(r, 409, "duplicate_phone", "a member with this phone is already registered");
 }
 
 static void on_inserted(void *arg, PGresult *res, const char *err, const char *sqlstate)
@@ -217,8 +213,7 @@ static void on_inserted(void *arg, PGresult *res, const char *err, const char *s
                           r->command_len);
     char location[200];
     snprintf(location, sizeof(location), "/v1/members/%s", r->member_id);
-    http_reply_json(r->ex, 201, registration_answer(r), "Location", location, NULL);
-    req_free(r);
+    req_finish_with(r, 201, registration_answer(r), "Location", location, NULL);
 }
 
 bool members_phone_indexes(const struct ingest *app, const char *tenant_id, const char *phone,
@@ -371,14 +366,11 @@ static void prepare(struct req *r)
 static void register_authenticated(struct req *r)
 {
     if (strcmp(r->caller.scope, "admin") != 0 && strcmp(r->caller.scope, "pos") != 0) {
-        http_reply_problem(r->ex, 403, "forbidden", "this key may not register members", NULL);
-        req_free(r);
+        req_fail(r, 403, "forbidden", "this key may not register members");
         return;
     }
-    if (!http_read_json_object(r->ex, &r->body)) {
-        req_free(r);
+    if (!req_read_body(r))
         return;
-    }
     struct registration g;
     if (!validate_registration(r, &g))
         return;
@@ -394,13 +386,9 @@ void members_register(struct http_exchange *ex, void *app)
 /* ------------------------------------------------------------ look-ups */
 static void get_authenticated(struct req *r)
 {
-    const char *id = http_param(r->ex, "member_id");
-    if (!id || !uuid_is_valid(id)) {
-        http_reply_problem(r->ex, 404, "not_found", "no such member", NULL);
-        req_free(r);
+    if (!req_member_from_path(r))
         return;
-    }
-    member_view_reply(r, id);
+    member_view_reply(r, r->member_id);
 }
 
 void members_get(struct http_exchange *ex, void *app)
@@ -416,8 +404,7 @@ static void on_found(void *arg, PGresult *res, const char *err, const char *sqls
         return;
     }
     if (PQntuples(res) == 0) {
-        http_reply_problem(r->ex, 404, "not_found", "no member with this phone", NULL);
-        req_free(r);
+        req_fail(r, 404, "not_found", "no member with this phone");
         return;
     }
     char id[INGEST_KEY_MAX];

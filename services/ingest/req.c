@@ -1,10 +1,13 @@
 /* The life of one API request across its asynchronous steps. */
 #include <assert.h>
 #include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "http/validate.h"
+#include "ids/uuid7.h"
 #include "ingest.h"
 #include "log/log.h"
 
@@ -34,10 +37,11 @@ struct req *req_new(struct ingest *app, struct http_exchange *ex)
     return r;
 }
 
-void req_free(struct req *r)
+/* The only place a request's memory goes: every end below calls it once
+ * the answer is out (the exchange is freed by the reply itself). */
+static void req_free(struct req *r)
 {
-    if (!r)
-        return;
+    assert(r);
     if (r->app) { /* NULL only in a test's hand-made request (tests/fuzz) */
         assert(r->app->requests_live > 0);
         r->app->requests_live--;
@@ -59,12 +63,77 @@ void req_free(struct req *r)
     free(r);
 }
 
+void req_finish(struct req *r, int status, json_t *body)
+{
+    http_reply_json(r->ex, status, body, NULL);
+    req_free(r);
+}
+
+void req_finish_with(struct req *r, int status, json_t *body, ...)
+{
+    /* http_reply_json takes its headers as arguments, not a va_list:
+     * pass on up to REQ_ANSWER_HEADERS_MAX pairs by position. */
+    const char *h[2 * REQ_ANSWER_HEADERS_MAX] = {0};
+    size_t n = 0;
+    va_list ap;
+    va_start(ap, body);
+    for (const char *name = va_arg(ap, const char *); name; name = va_arg(ap, const char *)) {
+        assert(n < 2 * REQ_ANSWER_HEADERS_MAX);
+        h[n++] = name;
+        h[n++] = va_arg(ap, const char *);
+    }
+    va_end(ap);
+    if (n == 0)
+        http_reply_json(r->ex, status, body, NULL);
+    else if (n == 2)
+        http_reply_json(r->ex, status, body, h[0], h[1], NULL);
+    else
+        http_reply_json(r->ex, status, body, h[0], h[1], h[2], h[3], NULL);
+    req_free(r);
+}
+
+void req_finish_verdict(struct req *r, int status, json_t *body)
+{
+    answer_json(r->ex, status, body);
+    req_free(r);
+}
+
+void req_finish_raw(struct req *r, int status, const char *content_type, const char *body,
+                    size_t len)
+{
+    http_reply_raw(r->ex, status, content_type, body, len);
+    req_free(r);
+}
+
+void req_finish_no_content(struct req *r)
+{
+    http_reply_raw(r->ex, 204, NULL, NULL, 0);
+    req_free(r);
+}
+
+void req_fail(struct req *r, int status, const char *code, const char *detail)
+{
+    http_reply_problem(r->ex, status, code, detail, NULL);
+    req_free(r);
+}
+
+void req_fail_retry_after(struct req *r, int status, const char *code, const char *detail,
+                          int retry_after_s)
+{
+    http_reply_problem_retry_after(r->ex, status, code, detail, retry_after_s);
+    req_free(r);
+}
+
+void req_fail_validation(struct req *r, struct validation *v)
+{
+    validation_reply(r->ex, v);
+    req_free(r);
+}
+
 void req_fail_db(struct req *r, const char *err)
 {
     log_fields(LOG_ERROR, "database statement failed", "error", err ? err : "", NULL);
-    http_reply_problem(r->ex, 503, "unavailable", "the database is unavailable; retry shortly",
-                       NULL);
-    req_free(r);
+    req_fail(r, 503, "unavailable", "the database is unavailable; retry shortly");
 }
 
 void req_reply_invalid(struct req *r, const char *field, const char *message)
@@ -72,6 +141,29 @@ void req_reply_invalid(struct req *r, const char *field, const char *message)
     struct validation v;
     validation_init(&v);
     validation_add(&v, field, message);
-    validation_reply(r->ex, &v);
-    req_free(r);
+    req_fail_validation(r, &v);
+}
+
+void req_fail_no_member(struct req *r)
+{
+    req_fail(r, 404, "not_found", "no such member");
+}
+
+bool req_member_from_path(struct req *r)
+{
+    const char *id = http_param(r->ex, "member_id");
+    if (!id || !uuid_is_valid(id)) {
+        req_fail_no_member(r);
+        return false;
+    }
+    snprintf(r->member_id, sizeof(r->member_id), "%s", id);
+    return true;
+}
+
+bool req_read_body(struct req *r)
+{
+    if (http_read_json_object(r->ex, &r->body))
+        return true;
+    req_free(r); /* answered: 400, 413 or 415 */
+    return false;
 }
