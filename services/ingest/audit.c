@@ -97,6 +97,7 @@ void audit_verdict_then_answer(struct req *r, int status, json_t *result)
                               "status", status, "result", result ? result : json_null());
     char *after_text = after ? json_dumps(after, JSON_COMPACT) : NULL;
     json_decref(after);
+    req_change_state(r, REQ_RECORDING);
     r->audit_status = status;
     r->audit_result = result;
     const char *params[6] = {r->caller.tenant_id, r->caller.key_id, http_peer(r->ex),

@@ -99,7 +99,7 @@ static void on_key(void *arg, PGresult *res, const char *err, const char *sqlsta
         return;
     }
     http_exchange_log_field(r->ex, "tenant_id", r->caller.tenant_id);
-    r->next(r);
+    req_continue(r);
 }
 
 void auth_then(struct req *r, void (*next)(struct req *r))

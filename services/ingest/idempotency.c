@@ -70,7 +70,7 @@ static void on_lookup(void *arg, PGresult *res, const char *err, const char *sql
         return;
     }
     if (PQntuples(res) == 0 || !known_key(r, res))
-        r->next(r);
+        req_continue(r);
 }
 
 static void lookup(struct req *r)
@@ -92,7 +92,7 @@ static void on_claim(void *arg, PGresult *res, const char *err, const char *sqls
         return;
     }
     if (PQntuples(res) == 1)
-        r->next(r); /* ours */
+        req_continue(r); /* ours */
     else
         lookup(r); /* someone had it: replay, refuse or resume */
 }
@@ -119,9 +119,10 @@ void idem_claim_then(struct req *r, void (*next)(struct req *r))
         return;
     r->next = next;
     if (!r->idem_key[0]) {
-        next(r);
+        next(r); /* nothing to claim: still the route's */
         return;
     }
+    req_change_state(r, REQ_IDEMPOTENCY);
     const char *params[4] = {r->caller.tenant_id, r->idem_key, r->request_hash, r->command_id};
     if (pg_pool_query(r->app->pg,
                       "INSERT INTO idempotency_keys (tenant_id, idempotency_key, request_hash, "
@@ -135,10 +136,12 @@ void idem_lookup_then(struct req *r, void (*next)(struct req *r))
     if (!read_key(r))
         return;
     r->next = next;
-    if (!r->idem_key[0])
-        next(r);
-    else
-        lookup(r);
+    if (!r->idem_key[0]) {
+        next(r); /* nothing to look up: still the route's */
+        return;
+    }
+    req_change_state(r, REQ_IDEMPOTENCY);
+    lookup(r);
 }
 
 static void on_stored(void *arg, PGresult *res, const char *err, const char *sqlstate)

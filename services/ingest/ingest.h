@@ -96,9 +96,26 @@ struct member_tier {
     int64_t points_multiplier_bp; /* 10000 = x1 */
 };
 
+/* Where a request is in its life, as pgbouncer's client states: only
+ * req_change_state() (req.c) moves it, along the edges its table allows.
+ * Each state names who holds r, that is whose callback runs it next. */
+enum req_state {
+    REQ_AUTHENTICATING, /* auth.c, member_auth.c: the API key or session is looked up */
+    REQ_ROUTE,          /* the route's own handler: its checks and statements */
+    REQ_TIER,           /* tier.c: the member's tier (cache, then tiering) */
+    REQ_IDEMPOTENCY,    /* idempotency.c: the Idempotency-Key claimed or looked up */
+    REQ_WAITING,        /* waiters.c: the command sent; its waiter holds r until the
+                         * verdict, the time-out or the shutdown */
+    REQ_RECORDING,      /* operations.c, audit.c: a pending operation or a verdict's
+                         * audit row written before the answer goes out */
+    REQ_ENDED,          /* req.c: answered, and freed before req_change_state returns */
+};
+#define REQ_STATES (REQ_ENDED + 1)
+
 /* One API request through its asynchronous steps. */
 struct req {
     struct ingest *app;
+    enum req_state state;
     struct http_exchange *ex;
     struct caller caller;
     json_t *body;
@@ -137,6 +154,12 @@ struct req {
  * exchange and frees r (the reply frees the exchange): handlers never free
  * a request themselves, and r is gone once one of them returns. */
 struct req *req_new(struct ingest *app, struct http_exchange *ex);
+/* Moves r to state; an edge the table does not allow is a programming
+ * error (assert). REQ_ENDED only through the ends below. */
+void req_change_state(struct req *r, enum req_state state);
+/* Back to the route: REQ_ROUTE, then r->next(r) (the continuation a step
+ * was given: auth_then, idem_claim_then, tier_lookup_then ...). */
+void req_continue(struct req *r);
 #define REQ_ANSWER_HEADERS_MAX 2 /* extra headers req_finish_with passes on */
 /* Answers status with body (stolen) as JSON. */
 void req_finish(struct req *r, int status, json_t *body);

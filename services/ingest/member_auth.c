@@ -427,7 +427,7 @@ static void on_session(void *arg, redisReply *reply)
     snprintf(r->caller.key_id, sizeof(r->caller.key_id), "member");
     snprintf(r->member_id, sizeof(r->member_id), "%s", member);
     snprintf(login_of(r)->device_id, DEVICE_ID_MAX + 1, "%s", device);
-    r->next(r);
+    req_continue(r);
 }
 
 void member_session_then(struct req *r, void (*next)(struct req *r))

@@ -75,6 +75,7 @@ static void on_recorded(void *arg, PGresult *res, const char *err, const char *s
 void operations_record_pending(struct req *r, void (*then)(struct req *r))
 {
     const char *p[2] = {r->caller.tenant_id, r->command_id};
+    req_change_state(r, REQ_RECORDING);
     r->next = then;
     if (pg_pool_query(r->app->pg,
                       "INSERT INTO pending_operations (tenant_id, command_id) VALUES ($1, $2) "

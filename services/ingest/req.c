@@ -24,10 +24,41 @@ static void req_trace_start(struct req *r)
         http_exchange_log_field(r->ex, "member_id", member);
 }
 
+/* The edges of a request's life: allowed[from][to]. Every state may end
+ * (an answer can go out from anywhere); nothing leaves REQ_ENDED. */
+static const bool allowed[REQ_STATES][REQ_STATES] = {
+    [REQ_AUTHENTICATING] = {[REQ_ROUTE] = true, [REQ_ENDED] = true},
+    [REQ_ROUTE] = {[REQ_TIER] = true,
+                   [REQ_IDEMPOTENCY] = true,
+                   [REQ_WAITING] = true,
+                   [REQ_RECORDING] = true,
+                   [REQ_ENDED] = true},
+    [REQ_TIER] = {[REQ_ROUTE] = true, [REQ_ENDED] = true},
+    [REQ_IDEMPOTENCY] = {[REQ_ROUTE] = true, [REQ_ENDED] = true},
+    [REQ_WAITING] = {[REQ_RECORDING] = true, [REQ_ENDED] = true},
+    /* a pending operation recorded, then the verdict's audit row */
+    [REQ_RECORDING] = {[REQ_RECORDING] = true, [REQ_ENDED] = true},
+};
+
+void req_change_state(struct req *r, enum req_state state)
+{
+    assert(r->state < REQ_STATES && state < REQ_STATES);
+    assert(allowed[r->state][state]);
+    r->state = state;
+}
+
+void req_continue(struct req *r)
+{
+    assert(r->next);
+    req_change_state(r, REQ_ROUTE);
+    r->next(r);
+}
+
 struct req *req_new(struct ingest *app, struct http_exchange *ex)
 {
     struct req *r = calloc(1, sizeof(*r));
     assert(r);
+    r->state = REQ_AUTHENTICATING; /* every route starts with its caller's key or session */
     r->app = app;
     r->ex = ex;
     r->wait_ms = (int)app->wait_default_ms;
@@ -42,6 +73,7 @@ struct req *req_new(struct ingest *app, struct http_exchange *ex)
 static void req_free(struct req *r)
 {
     assert(r);
+    req_change_state(r, REQ_ENDED);
     if (r->app) { /* NULL only in a test's hand-made request (tests/fuzz) */
         assert(r->app->requests_live > 0);
         r->app->requests_live--;

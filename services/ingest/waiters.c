@@ -159,6 +159,7 @@ void waiter_send_and_wait(struct req *r)
     http_exchange_log_field(r->ex, "correlation_id", r->command_id);
     rd_kafka_headers_t *headers = r->headers;
     r->headers = NULL; /* waiter_send takes them in every case */
+    req_change_state(r, REQ_WAITING); /* request_done runs it next */
     int rc = waiter_send(r->app, r->command_id, r->member_id, r->command, r->command_len,
                          headers, r->wait_ms, request_done, r);
     if (rc == -1) {
