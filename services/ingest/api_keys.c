@@ -87,7 +87,7 @@ static bool validate_key_request(struct req *r, struct key_request *k)
     return true;
 }
 
-/* The secret (shown once) in r->secret; r->request_hash its SHA-256. */
+/* The secret (shown once) in the route's secret; r->request_hash its SHA-256. */
 static void make_key(struct req *r, char key_id[32])
 {
     unsigned char raw[API_KEY_RANDOM_BYTES], id[KEY_ID_RANDOM_BYTES];
@@ -101,7 +101,7 @@ static void make_key(struct req *r, char key_id[32])
     memcpy(key_id, "key_", 4);
     sodium_bin2hex(key_id + 4, 2 * KEY_ID_RANDOM_BYTES + 1, id, sizeof(id));
     auth_hash_key(key, r->request_hash);
-    r->secret = key;
+    req_api_key_of(r)->secret = key;
 }
 
 static void on_created(void *arg, PGresult *res, const char *err, const char *sqlstate)
@@ -116,7 +116,7 @@ static void on_created(void *arg, PGresult *res, const char *err, const char *sq
         return;
     }
     json_t *answer = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
-    json_object_set_new(answer, "key", json_string(r->secret));
+    json_object_set_new(answer, "key", json_string(req_api_key_of(r)->secret));
     char location[80];
     snprintf(location, sizeof(location), "/v1/api-keys/%s",
              json_string_value(json_object_get(answer, "key_id")));
@@ -203,15 +203,16 @@ static void on_revoked(void *arg, PGresult *res, const char *err, const char *sq
         req_fail(r, 404, "not_found", "no such API key");
         return;
     }
-    req_finish(r, 200, json_pack("{s:s, s:b}", "key_id", r->target, "revoked", 1));
+    req_finish(r, 200, json_pack("{s:s, s:b}", "key_id", req_api_key_of(r)->target, "revoked", 1));
 }
 
 /* Revoking twice answers the same and audits once. */
 static void revoke_authorized(struct req *r)
 {
     const char *key_id = http_param(r->ex, "key_id");
-    snprintf(r->target, sizeof(r->target), "%s", key_id ? key_id : "");
-    const char *p[4] = {r->caller.tenant_id, r->caller.key_id, http_peer(r->ex), r->target};
+    struct req_api_key *k = req_api_key_of(r);
+    snprintf(k->target, sizeof(k->target), "%s", key_id ? key_id : "");
+    const char *p[4] = {r->caller.tenant_id, r->caller.key_id, http_peer(r->ex), k->target};
     if (pg_pool_query(r->app->pg,
                       "WITH changed AS (UPDATE api_keys SET revoked_at = now() WHERE tenant_id = "
                       "$1 AND key_id = $4 AND revoked_at IS NULL RETURNING key_id AS target, "

@@ -112,6 +112,34 @@ enum req_state {
 };
 #define REQ_STATES (REQ_ENDED + 1)
 
+/* The data of one kind of route, in r->route: the accessor of its kind
+ * claims it on first use (a request is of one kind for its life), and the
+ * end of the request releases it. */
+enum req_route_kind {
+    REQ_KIND_PLAIN, /* nothing of its own (most routes) */
+    REQ_KIND_REGISTRATION,
+    REQ_KIND_LIST,
+    REQ_KIND_API_KEY,
+    REQ_KIND_LOGIN,
+};
+struct req_registration { /* members.c: POST /v1/members */
+    char member_no[32];
+    char referral_code[16];
+    char *attributes_json; /* malloc'ed */
+};
+struct req_list {        /* history.c: one page */
+    long long limit;     /* page size */
+    long long before_id; /* the page ends before this key; 0: newest */
+};
+struct req_api_key {             /* api_keys.c */
+    char *secret;                /* a new key until shown; wiped when r ends */
+    char target[INGEST_KEY_MAX]; /* the key revoked */
+};
+struct req_login { /* member_auth.c's own state (logins, sessions); wiped when r ends */
+    void *state;
+    size_t size;
+};
+
 /* One API request through its asynchronous steps. */
 struct req {
     struct ingest *app;
@@ -130,23 +158,22 @@ struct req {
     size_t command_len;
     rd_kafka_headers_t *headers; /* CloudEvents headers of the command, until produced */
     char branch_id[INGEST_KEY_MAX];
-    char member_no[32]; /* registration */
-    char referral_code[16];
-    char *attributes_json; /* registration, malloc'ed */
-    long long list_limit;     /* lists: page size */
-    long long list_before_id; /* lists: the page ends before this key; 0: newest */
     int32_t utc_offset_s;  /* card uses, purchases: the tenant's time zone when checked */
     struct member_tier tier; /* tier_lookup_then's answer */
     void (*next)(struct req *r);
     void (*admin_next)(struct req *r); /* auth_admin_then's continuation */
     bool app_route;                    /* the route takes app keys (auth_app_then) */
-    char target[INGEST_KEY_MAX];       /* admin endpoints: the id acted on */
     const char *audit_action;          /* money commands whose verdict is audited */
     int audit_status;                  /* the verdict, while its audit row is written */
     json_t *audit_result;
-    char *secret; /* a new API key until shown; wiped when r ends */
-    void *login;  /* member_auth.c's state; wiped and freed when r ends */
-    size_t login_size;
+    /* what only one kind of route carries: see req_route_kind */
+    enum req_route_kind route_kind;
+    union {
+        struct req_registration registration;
+        struct req_list list;
+        struct req_api_key api_key;
+        struct req_login login;
+    } route;
 };
 
 /* req.c: a request's life. req_new starts it; it ends in exactly one of
@@ -160,6 +187,12 @@ void req_change_state(struct req *r, enum req_state state);
 /* Back to the route: REQ_ROUTE, then r->next(r) (the continuation a step
  * was given: auth_then, idem_claim_then, tier_lookup_then ...). */
 void req_continue(struct req *r);
+/* r's route data of that kind (claimed on first use; another kind's is a
+ * programming error). */
+struct req_registration *req_registration_of(struct req *r);
+struct req_list *req_list_of(struct req *r);
+struct req_api_key *req_api_key_of(struct req *r);
+struct req_login *req_login_of(struct req *r);
 #define REQ_ANSWER_HEADERS_MAX 2 /* extra headers req_finish_with passes on */
 /* Answers status with body (stolen) as JSON. */
 void req_finish(struct req *r, int status, json_t *body);

@@ -13,6 +13,7 @@
  *       second; the device must be known or under the device limit.
  *       → 201 {token, member_id, expires_in_s}: a session in Redis.
  *   DELETE /v1/auth/sessions          logout (the member's token). */
+#include <assert.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,11 +56,13 @@ struct login {
 
 static struct login *login_of(struct req *r)
 {
-    if (!r->login) {
-        r->login = calloc(1, sizeof(struct login));
-        r->login_size = sizeof(struct login);
+    struct req_login *l = req_login_of(r);
+    if (!l->state) {
+        l->state = calloc(1, sizeof(struct login));
+        assert(l->state);
+        l->size = sizeof(struct login);
     }
-    return r->login;
+    return l->state;
 }
 
 static bool phone_valid(const char *p)
@@ -101,7 +104,7 @@ static bool read_phone_body(struct req *r, const char *const *fields)
 /* ------------------------------------------------------------ SMS codes */
 static void send_code(struct req *r, const char *member_id, int64_t expires_at_us)
 {
-    struct login *l = r->login;
+    struct login *l = login_of(r);
     struct event_meta meta = {.tenant_id = r->caller.tenant_id,
                               .member_id = member_id,
                               .actor_kind = "member",
@@ -163,7 +166,7 @@ static void sms_code_authenticated(struct req *r)
         return;
     if (!read_phone_body(r, fields))
         return;
-    struct login *l = r->login;
+    struct login *l = login_of(r);
     snprintf(l->code, sizeof(l->code), "%06u", randombytes_uniform(1000000));
     if (!pii_code_hash(&r->app->pii, r->caller.tenant_id, l->index, l->code, l->code_hash)) {
         req_fail_db(r, "no key for the code hash");
@@ -203,7 +206,7 @@ static void reply_bad_credentials(struct req *r, const char *code)
 static void on_session_stored(void *arg, redisReply *reply)
 {
     struct req *r = arg;
-    struct login *l = r->login;
+    struct login *l = login_of(r);
     if (!reply) {
         req_fail(r, 503, "unavailable", "sessions are unavailable; retry shortly");
         return;
@@ -218,7 +221,7 @@ static void on_session_stored(void *arg, redisReply *reply)
 /* The member is who they say and the device is allowed: a new session. */
 static void open_session(struct req *r)
 {
-    struct login *l = r->login;
+    struct login *l = login_of(r);
     unsigned char raw[TOKEN_RANDOM_BYTES];
     randombytes_buf(raw, sizeof(raw));
     memcpy(l->token, TOKEN_PREFIX, sizeof(TOKEN_PREFIX) - 1);
@@ -284,7 +287,7 @@ static void on_code_checked(void *arg, PGresult *res, const char *err, const cha
  * up. Wrong codes count, so a code dies after CODE_ATTEMPTS_MAX tries. */
 static void login_with_code(struct req *r, const char *code)
 {
-    struct login *l = r->login;
+    struct login *l = login_of(r);
     if (!pii_code_hash(&r->app->pii, r->caller.tenant_id, l->index, code, l->code_hash)) {
         req_fail_db(r, "no key for the code hash");
         return;
@@ -346,7 +349,7 @@ static void on_password_row(void *arg, PGresult *res, const char *err, const cha
 
 static void login_with_password(struct req *r)
 {
-    struct login *l = r->login;
+    struct login *l = login_of(r);
     const char *p[3] = {r->caller.tenant_id, l->index, l->previous[0] ? l->previous : NULL};
     if (pg_pool_query(r->app->pg,
                       "SELECT m.member_id, c.password_hash FROM members m JOIN "

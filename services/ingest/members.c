@@ -125,7 +125,7 @@ static uint8_t *seal_personal(struct req *r, const unsigned char key[PII_DATA_KE
     d.birthday = OPT("birthday");
     d.gender = OPT("gender");
 #undef OPT
-    d.attributes_json = r->attributes_json;
+    d.attributes_json = req_registration_of(r)->attributes_json;
     size_t plain_len = tessera__member__v1__member_personal_data__get_packed_size(&d);
     uint8_t *plain = malloc(plain_len ? plain_len : 1);
     if (!plain)
@@ -153,10 +153,10 @@ static char *encode_registered(struct req *r, const unsigned char key[PII_DATA_K
     MemberRegistered m;
     envelope_init(&env, &actor, &meta);
     tessera__member__v1__member_registered__init(&m);
-    m.member_no = r->member_no;
+    m.member_no = req_registration_of(r)->member_no;
     m.referred_by_code =
         body_string(r, "referral_code") ? (char *)body_string(r, "referral_code") : (char *)"";
-    m.referral_code = r->referral_code;
+    m.referral_code = req_registration_of(r)->referral_code;
     m.personal_sealed.data = seal_personal(r, key, &m.personal_sealed.len);
     if (!m.personal_sealed.data)
         return NULL;
@@ -177,8 +177,9 @@ static char *encode_registered(struct req *r, const unsigned char key[PII_DATA_K
 
 static json_t *registration_answer(struct req *r)
 {
-    return json_pack("{s:s, s:s, s:s}", "member_id", r->member_id, "member_no", r->member_no,
-                     "referral_code", r->referral_code);
+    const struct req_registration *reg = req_registration_of(r);
+    return json_pack("{s:s, s:s, s:s}", "member_id", r->member_id, "member_no", reg->member_no,
+                     "referral_code", reg->referral_code);
 }
 
 static void reply_duplicate_phone(struct req *r)
@@ -252,7 +253,7 @@ static bool seal_registration(struct req *r, const unsigned char key[PII_DATA_KE
               seal_field(r, "email", body_string(r, "email"), &s->email) &&
               seal_field(r, "birthday", body_string(r, "birthday"), &s->birthday) &&
               seal_field(r, "gender", body_string(r, "gender"), &s->gender) &&
-              seal_field(r, "attributes", r->attributes_json, &s->attributes);
+              seal_field(r, "attributes", req_registration_of(r)->attributes_json, &s->attributes);
     snprintf(s->version, sizeof(s->version), "%d", r->app->pii.current_version);
     s->data_key = ok ? pii_data_key_wrap(&r->app->pii, t, r->member_id, key) : NULL;
     return ok && s->data_key &&
@@ -292,14 +293,14 @@ static void insert_member(struct req *r)
     json_decref(answer);
     const char *p[20] = {r->caller.tenant_id,
                          r->member_id,
-                         r->member_no,
+                         req_registration_of(r)->member_no,
                          sealed.name,
                          sealed.phone,
                          sealed.email,
                          sealed.birthday,
                          sealed.gender,
                          body_string(r, "branch_id"),
-                         r->referral_code,
+                         req_registration_of(r)->referral_code,
                          body_string(r, "referral_code"),
                          sealed.attributes,
                          payload,
@@ -345,9 +346,10 @@ static void on_prepared(void *arg, PGresult *res, const char *err, const char *s
         req_reply_invalid(r, "branch_id", "no such branch in this tenant");
         return;
     }
-    snprintf(r->member_no, sizeof(r->member_no), "M%s", PQgetvalue(res, 0, 0));
+    struct req_registration *reg = req_registration_of(r);
+    snprintf(reg->member_no, sizeof(reg->member_no), "M%s", PQgetvalue(res, 0, 0));
     uuid7_generate(r->member_id);
-    make_referral_code(r->referral_code);
+    make_referral_code(reg->referral_code);
     insert_member(r);
 }
 
@@ -374,7 +376,7 @@ static void register_authenticated(struct req *r)
     struct registration g;
     if (!validate_registration(r, &g))
         return;
-    r->attributes_json = g.attributes;
+    req_registration_of(r)->attributes_json = g.attributes;
     idem_lookup_then(r, prepare);
 }
 

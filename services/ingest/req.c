@@ -68,6 +68,61 @@ struct req *req_new(struct ingest *app, struct http_exchange *ex)
     return r;
 }
 
+/* The route data's own memory; secrets are wiped first. */
+static void route_release(struct req *r)
+{
+    switch (r->route_kind) {
+    case REQ_KIND_REGISTRATION:
+        free(r->route.registration.attributes_json);
+        break;
+    case REQ_KIND_API_KEY:
+        if (r->route.api_key.secret) {
+            sodium_memzero(r->route.api_key.secret, strlen(r->route.api_key.secret));
+            free(r->route.api_key.secret);
+        }
+        break;
+    case REQ_KIND_LOGIN:
+        if (r->route.login.state) {
+            sodium_memzero(r->route.login.state, r->route.login.size);
+            free(r->route.login.state);
+        }
+        break;
+    case REQ_KIND_PLAIN:
+    case REQ_KIND_LIST:
+        break;
+    }
+}
+
+static void route_claim(struct req *r, enum req_route_kind kind)
+{
+    assert(r->route_kind == REQ_KIND_PLAIN || r->route_kind == kind);
+    r->route_kind = kind;
+}
+
+struct req_registration *req_registration_of(struct req *r)
+{
+    route_claim(r, REQ_KIND_REGISTRATION);
+    return &r->route.registration;
+}
+
+struct req_list *req_list_of(struct req *r)
+{
+    route_claim(r, REQ_KIND_LIST);
+    return &r->route.list;
+}
+
+struct req_api_key *req_api_key_of(struct req *r)
+{
+    route_claim(r, REQ_KIND_API_KEY);
+    return &r->route.api_key;
+}
+
+struct req_login *req_login_of(struct req *r)
+{
+    route_claim(r, REQ_KIND_LOGIN);
+    return &r->route.login;
+}
+
 /* The only place a request's memory goes: every end below calls it once
  * the answer is out (the exchange is freed by the reply itself). */
 static void req_free(struct req *r)
@@ -81,15 +136,7 @@ static void req_free(struct req *r)
     json_decref(r->body);
     json_decref(r->audit_result);
     free(r->command);
-    free(r->attributes_json);
-    if (r->login) {
-        sodium_memzero(r->login, r->login_size);
-        free(r->login);
-    }
-    if (r->secret) {
-        sodium_memzero(r->secret, strlen(r->secret));
-        free(r->secret);
-    }
+    route_release(r);
     if (r->headers)
         rd_kafka_headers_destroy(r->headers);
     free(r);
