@@ -80,15 +80,14 @@ static bool validate_key_request(struct req *r, struct key_request *k)
     validate_int(&v, r->body, "rate_limit_per_s", false, 1, KEY_RATE_MAX, &k->rate_limit_per_s);
     snprintf(k->rate_text, sizeof(k->rate_text), "%lld", (long long)k->rate_limit_per_s);
     if (!validation_ok(&v)) {
-        validation_reply(r->ex, &v);
-        req_free(r);
+        req_fail_validation(r, &v);
         return false;
     }
     validation_free(&v);
     return true;
 }
 
-/* The secret (shown once) in r->secret; r->request_hash its SHA-256. */
+/* The secret (shown once) in the route's secret; r->request_hash its SHA-256. */
 static void make_key(struct req *r, char key_id[32])
 {
     unsigned char raw[API_KEY_RANDOM_BYTES], id[KEY_ID_RANDOM_BYTES];
@@ -102,7 +101,7 @@ static void make_key(struct req *r, char key_id[32])
     memcpy(key_id, "key_", 4);
     sodium_bin2hex(key_id + 4, 2 * KEY_ID_RANDOM_BYTES + 1, id, sizeof(id));
     auth_hash_key(key, r->request_hash);
-    r->secret = key;
+    req_api_key_of(r)->secret = key;
 }
 
 static void on_created(void *arg, PGresult *res, const char *err, const char *sqlstate)
@@ -117,20 +116,17 @@ static void on_created(void *arg, PGresult *res, const char *err, const char *sq
         return;
     }
     json_t *answer = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
-    json_object_set_new(answer, "key", json_string(r->secret));
+    json_object_set_new(answer, "key", json_string(req_api_key_of(r)->secret));
     char location[80];
     snprintf(location, sizeof(location), "/v1/api-keys/%s",
              json_string_value(json_object_get(answer, "key_id")));
-    http_reply_json(r->ex, 201, answer, "Location", location, "Cache-Control", "no-store", NULL);
-    req_free(r);
+    req_finish_with(r, 201, answer, "Location", location, "Cache-Control", "no-store", NULL);
 }
 
 static void create_authorized(struct req *r)
 {
-    if (!http_read_json_object(r->ex, &r->body)) {
-        req_free(r);
+    if (!req_read_body(r))
         return;
-    }
     struct key_request k;
     if (!validate_key_request(r, &k))
         return;
@@ -174,8 +170,7 @@ static void on_listed(void *arg, PGresult *res, const char *err, const char *sql
         return;
     }
     json_t *keys = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
-    http_reply_json(r->ex, 200, json_pack("{s:o}", "api_keys", keys ? keys : json_array()), NULL);
-    req_free(r);
+    req_finish(r, 200, json_pack("{s:o}", "api_keys", keys ? keys : json_array()));
 }
 
 static void list_authorized(struct req *r)
@@ -205,20 +200,19 @@ static void on_revoked(void *arg, PGresult *res, const char *err, const char *sq
         return;
     }
     if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
-        http_reply_problem(r->ex, 404, "not_found", "no such API key", NULL);
-        req_free(r);
+        req_fail(r, 404, "not_found", "no such API key");
         return;
     }
-    http_reply_json(r->ex, 200, json_pack("{s:s, s:b}", "key_id", r->target, "revoked", 1), NULL);
-    req_free(r);
+    req_finish(r, 200, json_pack("{s:s, s:b}", "key_id", req_api_key_of(r)->target, "revoked", 1));
 }
 
 /* Revoking twice answers the same and audits once. */
 static void revoke_authorized(struct req *r)
 {
     const char *key_id = http_param(r->ex, "key_id");
-    snprintf(r->target, sizeof(r->target), "%s", key_id ? key_id : "");
-    const char *p[4] = {r->caller.tenant_id, r->caller.key_id, http_peer(r->ex), r->target};
+    struct req_api_key *k = req_api_key_of(r);
+    snprintf(k->target, sizeof(k->target), "%s", key_id ? key_id : "");
+    const char *p[4] = {r->caller.tenant_id, r->caller.key_id, http_peer(r->ex), k->target};
     if (pg_pool_query(r->app->pg,
                       "WITH changed AS (UPDATE api_keys SET revoked_at = now() WHERE tenant_id = "
                       "$1 AND key_id = $4 AND revoked_at IS NULL RETURNING key_id AS target, "

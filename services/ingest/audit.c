@@ -35,8 +35,7 @@ static void on_listed(void *arg, PGresult *res, const char *err, const char *sql
     json_t *answer = json_pack("{s:o}", "entries", entries ? entries : json_array());
     if (!PQgetisnull(res, 0, 1))
         json_object_set_new(answer, "next_cursor", json_string(PQgetvalue(res, 0, 1)));
-    http_reply_json(r->ex, 200, answer, NULL);
-    req_free(r);
+    req_finish(r, 200, answer);
 }
 
 static void list_authorized(struct req *r)
@@ -81,15 +80,15 @@ static void on_recorded(void *arg, PGresult *res, const char *err, const char *s
     if (!res)
         log_fields(LOG_ERROR, "audit row not written", "action", r->audit_action, "member_id",
                    r->member_id, "error", err ? err : "", NULL);
+    json_t *result = r->audit_result; /* the answer takes it */
+    r->audit_result = NULL;
     if (r->audit_status == 202) {
         char location[96];
         snprintf(location, sizeof(location), "/v1/operations/%s", r->command_id);
-        http_reply_json(r->ex, 202, r->audit_result, "Location", location, NULL);
+        req_finish_with(r, 202, result, "Location", location, NULL);
     } else {
-        answer_json(r->ex, r->audit_status, r->audit_result);
+        req_finish_verdict(r, r->audit_status, result);
     }
-    r->audit_result = NULL;
-    req_free(r);
 }
 
 void audit_verdict_then_answer(struct req *r, int status, json_t *result)
@@ -98,6 +97,7 @@ void audit_verdict_then_answer(struct req *r, int status, json_t *result)
                               "status", status, "result", result ? result : json_null());
     char *after_text = after ? json_dumps(after, JSON_COMPACT) : NULL;
     json_decref(after);
+    req_change_state(r, REQ_RECORDING);
     r->audit_status = status;
     r->audit_result = result;
     const char *params[6] = {r->caller.tenant_id, r->caller.key_id, http_peer(r->ex),

@@ -30,17 +30,15 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Takes a token from name's bucket; otherwise answers 429 and frees r. */
+/* Takes a token from name's bucket; otherwise answers 429 and ends r. */
 static bool within_rate(struct req *r, const char *name, struct rate_limit limit)
 {
     int retry_after_s = 1;
     if (rate_limit_take(&r->app->limiter, name, limit, now_ms(), &retry_after_s))
         return true;
     r->app->rate_limited++;
-    http_reply_problem_retry_after(r->ex, 429, "rate_limited",
-                                   "too many requests; retry after the given seconds",
-                                   retry_after_s);
-    req_free(r);
+    req_fail_retry_after(r, 429, "rate_limited", "too many requests; retry after the given seconds",
+                         retry_after_s);
     return false;
 }
 
@@ -79,9 +77,7 @@ static void on_key(void *arg, PGresult *res, const char *err, const char *sqlsta
         return;
     }
     if (PQntuples(res) != 1) {
-        http_reply_problem(r->ex, 401, "unauthorized", "the API key is unknown, revoked or expired",
-                           NULL);
-        req_free(r);
+        req_fail(r, 401, "unauthorized", "the API key is unknown, revoked or expired");
         return;
     }
     snprintf(r->caller.tenant_id, sizeof(r->caller.tenant_id), "%s", PQgetvalue(res, 0, 0));
@@ -92,21 +88,18 @@ static void on_key(void *arg, PGresult *res, const char *err, const char *sqlsta
         return;
     if (strcmp(r->caller.scope, "analytics:read") == 0 &&
         strcmp(http_method(r->ex), "GET") != 0) {
-        http_reply_problem(r->ex, 403, "forbidden", "this key may only read", NULL);
-        req_free(r);
+        req_fail(r, 403, "forbidden", "this key may only read");
         return;
     }
     bool app_key = strcmp(r->caller.scope, "app") == 0;
     if (app_key != r->app_route) {
-        http_reply_problem(r->ex, 403, "forbidden",
-                           app_key ? "an app key serves only member login (/v1/auth/*)"
-                                   : "member login takes the tenant's app key",
-                           NULL);
-        req_free(r);
+        req_fail(r, 403, "forbidden",
+                 app_key ? "an app key serves only member login (/v1/auth/*)"
+                         : "member login takes the tenant's app key");
         return;
     }
     http_exchange_log_field(r->ex, "tenant_id", r->caller.tenant_id);
-    r->next(r);
+    req_continue(r);
 }
 
 void auth_then(struct req *r, void (*next)(struct req *r))
@@ -117,9 +110,7 @@ void auth_then(struct req *r, void (*next)(struct req *r))
     const char *prefix = "Bearer ";
     if (!header || strncasecmp(header, prefix, strlen(prefix)) != 0 ||
         strlen(header) > AUTH_KEY_MAX || strlen(header) == strlen(prefix)) {
-        http_reply_problem(r->ex, 401, "unauthorized",
-                           "send an API key as 'Authorization: Bearer <key>'", NULL);
-        req_free(r);
+        req_fail(r, 401, "unauthorized", "send an API key as 'Authorization: Bearer <key>'");
         return;
     }
     char hash[65];
@@ -154,8 +145,7 @@ bool auth_require_admin(struct req *r)
 {
     if (strcmp(r->caller.scope, "admin") == 0)
         return true;
-    http_reply_problem(r->ex, 403, "forbidden", "this action needs an admin key", NULL);
-    req_free(r);
+    req_fail(r, 403, "forbidden", "this action needs an admin key");
     return false;
 }
 

@@ -54,6 +54,9 @@ struct batch {
     struct batch_line *lines;
     size_t count;
     size_t waiting;
+    /* why batch_parse refused the body (its caller answers it) */
+    int refused_status;
+    const char *refused_code, *refused_detail;
 };
 
 static void line_answer(struct batch_line *l, int status, json_t *result)
@@ -73,15 +76,30 @@ static void line_problem(struct batch_line *l, int status, const char *code, con
     json_object_set_new(l->result, "type", json_sprintf("https://tessera.dev/problems/%s", code));
 }
 
-static void batch_free(struct batch *b)
+/* Frees b and hands back its request, which the caller ends. */
+static struct req *batch_release(struct batch *b)
 {
+    struct req *r = b->r;
     for (size_t i = 0; i < b->count; i++) {
         json_decref(b->lines[i].body);
         json_decref(b->lines[i].result);
     }
     free(b->lines);
-    req_free(b->r);
     free(b);
+    return r;
+}
+
+static void batch_fail(struct batch *b, int status, const char *code, const char *detail)
+{
+    req_fail(batch_release(b), status, code, detail);
+}
+
+static bool batch_refuse(struct batch *b, int status, const char *code, const char *detail)
+{
+    b->refused_status = status;
+    b->refused_code = code;
+    b->refused_detail = detail;
+    return false;
 }
 
 /* ------------------------------------------------------------- parsing */
@@ -184,7 +202,7 @@ static void mark_repeated_keys(struct batch *b)
     }
 }
 
-/* Splits the body into lines; false after answering a body-level error. */
+/* Splits the body into lines; false with b->refused_* for a body-level error. */
 static bool batch_parse(struct batch *b, const char *body, size_t len)
 {
     size_t lines = 0;
@@ -192,14 +210,11 @@ static bool batch_parse(struct batch *b, const char *body, size_t len)
         lines += body[i] == '\n';
     lines++;
     if (lines > BATCH_LINES_MAX + 1) {
-        http_reply_problem(b->r->ex, 413, "payload_too_large",
-                           "a batch holds at most 10000 lines", NULL);
-        return false;
+        return batch_refuse(b, 413, "payload_too_large", "a batch holds at most 10000 lines");
     }
     b->lines = calloc(lines, sizeof(*b->lines));
     if (!b->lines) {
-        http_reply_problem(b->r->ex, 503, "unavailable", "out of memory; retry", NULL);
-        return false;
+        return batch_refuse(b, 503, "unavailable", "out of memory; retry");
     }
     const char *p = body, *end = body + len;
     int line_no = 0;
@@ -218,13 +233,10 @@ static bool batch_parse(struct batch *b, const char *body, size_t len)
         p = nl ? nl + 1 : end;
     }
     if (b->count == 0) {
-        http_reply_problem(b->r->ex, 422, "validation_failed", "the batch holds no lines", NULL);
-        return false;
+        return batch_refuse(b, 422, "validation_failed", "the batch holds no lines");
     }
     if (b->count > BATCH_LINES_MAX) {
-        http_reply_problem(b->r->ex, 413, "payload_too_large",
-                           "a batch holds at most 10000 lines", NULL);
-        return false;
+        return batch_refuse(b, 413, "payload_too_large", "a batch holds at most 10000 lines");
     }
     mark_repeated_keys(b);
     return true;
@@ -395,13 +407,11 @@ static void batch_reply(struct batch *b)
         else
             refused++;
     }
-    http_reply_json(b->r->ex, 200,
-                    json_pack("{s:o, s:{s:i, s:I, s:I, s:I, s:I, s:I}}", "results", results,
-                              "summary", "lines", (int)b->count, "posted", (json_int_t)posted,
-                              "rejected", (json_int_t)rejected, "replayed", (json_int_t)replayed,
-                              "pending", (json_int_t)pending, "refused", (json_int_t)refused),
-                    NULL);
-    batch_free(b);
+    json_t *answer = json_pack("{s:o, s:{s:i, s:I, s:I, s:I, s:I, s:I}}", "results", results,
+                               "summary", "lines", (int)b->count, "posted", (json_int_t)posted,
+                               "rejected", (json_int_t)rejected, "replayed", (json_int_t)replayed,
+                               "pending", (json_int_t)pending, "refused", (json_int_t)refused);
+    req_finish(batch_release(b), 200, answer);
 }
 
 static void line_done(void *arg, enum wait_outcome outcome, const Envelope *verdict)
@@ -476,8 +486,7 @@ static void on_known_keys(void *arg, PGresult *res, const char *err, const char 
 {
     struct batch *b = arg;
     if (!res) {
-        http_reply_problem(b->r->ex, 503, "unavailable", "the database is unavailable", NULL);
-        batch_free(b);
+        batch_fail(b, 503, "unavailable", "the database is unavailable");
         return;
     }
     for (int i = 0; i < PQntuples(res); i++) {
@@ -501,8 +510,7 @@ static void on_claimed(void *arg, PGresult *res, const char *err, const char *sq
 {
     struct batch *b = arg;
     if (!res) {
-        http_reply_problem(b->r->ex, 503, "unavailable", "the database is unavailable", NULL);
-        batch_free(b);
+        batch_fail(b, 503, "unavailable", "the database is unavailable");
         return;
     }
     /* Claimed keys are ours: send. The others were known before. */
@@ -511,8 +519,7 @@ static void on_claimed(void *arg, PGresult *res, const char *err, const char *sq
         /* The keys stay claimed without an answer: a retry of the batch
          * sends their lines under the same command ids, as after a crash
          * here. */
-        http_reply_problem(b->r->ex, 503, "unavailable", "out of memory; retry", NULL);
-        batch_free(b);
+        batch_fail(b, 503, "unavailable", "out of memory; retry");
         return;
     }
     for (int i = 0; i < PQntuples(res); i++) {
@@ -539,8 +546,7 @@ static void on_claimed(void *arg, PGresult *res, const char *err, const char *sq
                            2, p, on_known_keys, b);
     db_array_free(&known);
     if (rc < 0) {
-        http_reply_problem(b->r->ex, 503, "unavailable", "the database is busy; retry", NULL);
-        batch_free(b);
+        batch_fail(b, 503, "unavailable", "the database is busy; retry");
     }
 }
 
@@ -574,8 +580,7 @@ static void claim_keys(struct batch *b)
                            4, p, on_claimed, b);
     db_array_free(&keys), db_array_free(&hashes), db_array_free(&ids);
     if (rc < 0) {
-        http_reply_problem(b->r->ex, 503, "unavailable", "the database is busy; retry", NULL);
-        batch_free(b);
+        batch_fail(b, 503, "unavailable", "the database is busy; retry");
     }
 }
 
@@ -592,8 +597,7 @@ static void on_checked(void *arg, PGresult *res, const char *err, const char *sq
 {
     struct batch *b = arg;
     if (!res) {
-        http_reply_problem(b->r->ex, 503, "unavailable", "the database is unavailable", NULL);
-        batch_free(b);
+        batch_fail(b, 503, "unavailable", "the database is unavailable");
         return;
     }
     for (int i = 0; i < PQntuples(res); i++)
@@ -642,8 +646,7 @@ static void check_members(struct batch *b)
                            2, p, on_checked, b);
     db_array_free(&members);
     if (rc < 0) {
-        http_reply_problem(b->r->ex, 503, "unavailable", "the database is busy; retry", NULL);
-        batch_free(b);
+        batch_fail(b, 503, "unavailable", "the database is busy; retry");
     }
 }
 
@@ -662,22 +665,18 @@ static bool ndjson_content_type(const char *ct)
 static void batch_authenticated(struct req *r)
 {
     if (strcmp(r->caller.scope, "admin") != 0 && strcmp(r->caller.scope, "pos") != 0) {
-        http_reply_problem(r->ex, 403, "forbidden", "this key may not move money", NULL);
-        req_free(r);
+        req_fail(r, 403, "forbidden", "this key may not move money");
         return;
     }
     if (!ndjson_content_type(http_header(r->ex, "Content-Type"))) {
-        http_reply_problem(r->ex, 415, "unsupported_media_type",
-                           "send one JSON object per line as application/x-ndjson", NULL);
-        req_free(r);
+        req_fail(r, 415, "unsupported_media_type",
+                 "send one JSON object per line as application/x-ndjson");
         return;
     }
     size_t len = 0;
     const char *body = (const char *)http_body(r->ex, &len);
     if (len > BATCH_BODY_MAX_BYTES) {
-        http_reply_problem(r->ex, 413, "payload_too_large", "a batch body is at most 8 MiB",
-                           NULL);
-        req_free(r);
+        req_fail(r, 413, "payload_too_large", "a batch body is at most 8 MiB");
         return;
     }
     /* A batch waits as long as allowed unless it asks for less. */
@@ -687,7 +686,7 @@ static void batch_authenticated(struct req *r)
     assert(b);
     b->r = r;
     if (!batch_parse(b, body ? body : "", len)) {
-        batch_free(b);
+        batch_fail(b, b->refused_status, b->refused_code, b->refused_detail);
         return;
     }
     check_members(b);

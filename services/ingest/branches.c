@@ -28,22 +28,17 @@ static void on_created(void *arg, PGresult *res, const char *err, const char *sq
         return;
     }
     if (PQntuples(res) == 0) {
-        http_reply_problem(r->ex, 409, "branch_exists", "this tenant already has that branch",
-                           NULL);
-        req_free(r);
+        req_fail(r, 409, "branch_exists", "this tenant already has that branch");
         return;
     }
     json_t *answer = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
-    http_reply_json(r->ex, 201, answer, NULL);
-    req_free(r);
+    req_finish(r, 201, answer);
 }
 
 static void create_authorized(struct req *r)
 {
-    if (!http_read_json_object(r->ex, &r->body)) {
-        req_free(r);
+    if (!req_read_body(r))
         return;
-    }
     struct validation v;
     validation_init(&v);
     const char *branch_id = NULL, *name = NULL;
@@ -53,8 +48,7 @@ static void create_authorized(struct req *r)
         validation_add(&v, "branch_id", "use lower-case letters, digits, '-' and '_'");
     validate_string(&v, r->body, "name", true, 1, BRANCH_NAME_MAX, &name);
     if (!validation_ok(&v)) {
-        validation_reply(r->ex, &v);
-        req_free(r);
+        req_fail_validation(r, &v);
         return;
     }
     validation_free(&v);

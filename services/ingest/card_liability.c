@@ -37,13 +37,11 @@ static void on_rows(void *arg, PGresult *res, const char *err, const char *sqlst
     }
     char as_of[32];
     event_format_time(event_now_us(), as_of);
-    http_reply_json(r->ex, 200,
-                    json_pack("{s:s, s:s, s:s, s:{s:I, s:I, s:I}, s:o}", "tenant_id",
-                              r->caller.tenant_id, "currency", "CNY", "as_of", as_of, "tenant",
-                              "cards", (json_int_t)cards, "paid", (json_int_t)paid, "unused_value",
-                              (json_int_t)unused, "branches", branches),
-                    NULL);
-    req_free(r);
+    req_finish(r, 200,
+               json_pack("{s:s, s:s, s:s, s:{s:I, s:I, s:I}, s:o}", "tenant_id",
+                         r->caller.tenant_id, "currency", "CNY", "as_of", as_of, "tenant", "cards",
+                         (json_int_t)cards, "paid", (json_int_t)paid, "unused_value",
+                         (json_int_t)unused, "branches", branches));
 }
 
 static void card_liability_authenticated(struct req *r)

@@ -59,8 +59,7 @@ static bool validate_body(struct req *r, enum card_route route)
     if (route == ROUTE_FREEZE)
         validate_int(&v, b, "days", true, 1, FREEZE_DAYS_MAX, &n);
     if (!validation_ok(&v)) {
-        validation_reply(r->ex, &v);
-        req_free(r);
+        req_fail_validation(r, &v);
         return false;
     }
     validation_free(&v);
@@ -69,8 +68,7 @@ static bool validate_body(struct req *r, enum card_route route)
     if (!branch[0] && strcmp(r->caller.scope, "pos") == 0)
         branch = r->caller.branch_id;
     if (branch[0] && !auth_may_use_branch(r, branch)) {
-        http_reply_problem(r->ex, 403, "forbidden", "this key acts only for its own branch", NULL);
-        req_free(r);
+        req_fail(r, 403, "forbidden", "this key acts only for its own branch");
         return false;
     }
     snprintf(r->branch_id, sizeof(r->branch_id), "%s", branch);
@@ -157,8 +155,7 @@ static void on_checked(void *arg, PGresult *res, const char *err, const char *sq
         return;
     }
     if (PQntuples(res) == 0 || strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
-        http_reply_problem(r->ex, 404, "not_found", "no such member", NULL);
-        req_free(r);
+        req_fail_no_member(r);
         return;
     }
     if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
@@ -167,16 +164,13 @@ static void on_checked(void *arg, PGresult *res, const char *err, const char *sq
     }
     r->utc_offset_s = (int32_t)strtol(PQgetvalue(res, 0, 2), NULL, 10);
     if (http_param(r->ex, "card_id") && PQgetisnull(res, 0, 3)) {
-        http_reply_problem(r->ex, 404, "card_not_found", "the member has no such card", NULL);
-        req_free(r);
+        req_fail(r, 404, "card_not_found", "the member has no such card");
         return;
     }
     /* A freeze at a branch is that branch acting on the card: only where
      * the card is valid, like a use (the ledger checks uses itself). */
     if (r->next == send_freeze && strcmp(PQgetvalue(res, 0, 4), "t") != 0) {
-        http_reply_problem(r->ex, 409, "card_not_valid_here",
-                           "the card is not valid at this branch", NULL);
-        req_free(r);
+        req_fail(r, 409, "card_not_valid_here", "the card is not valid at this branch");
         return;
     }
     if (r->next == send_issue && http_param(r->ex, "card_id"))
@@ -188,25 +182,20 @@ static void on_checked(void *arg, PGresult *res, const char *err, const char *sq
 static void card_authenticated(struct req *r, enum card_route route, void (*send)(struct req *))
 {
     if (strcmp(r->caller.scope, "admin") != 0 && strcmp(r->caller.scope, "pos") != 0) {
-        http_reply_problem(r->ex, 403, "forbidden", "this key may not act on cards", NULL);
-        req_free(r);
+        req_fail(r, 403, "forbidden", "this key may not act on cards");
         return;
     }
     const char *id = http_param(r->ex, "member_id"), *card = http_param(r->ex, "card_id");
     if (!id || !uuid_is_valid(id) || (card && !uuid_is_valid(card))) {
-        http_reply_problem(r->ex, 404,
-                           card && id && uuid_is_valid(id) ? "card_not_found" : "not_found",
-                           card ? "no such member or card" : "no such member", NULL);
-        req_free(r);
+        req_fail(r, 404, card && id && uuid_is_valid(id) ? "card_not_found" : "not_found",
+                 card ? "no such member or card" : "no such member");
         return;
     }
     snprintf(r->member_id, sizeof(r->member_id), "%s", id);
-    if (!http_read_json_object(r->ex, &r->body)) {
-        req_free(r); /* answered: 400, 413 or 415 */
+    if (!req_read_body(r))
         return;
-    }
     if (!validate_body(r, route))
-        return; /* answered and freed */
+        return; /* ended */
     cards_check_then_send(r, send);
 }
 
@@ -368,8 +357,7 @@ static void on_coupons(void *arg, PGresult *res, const char *err, const char *sq
         json_array_append_new(coupons, c);
     }
     json_object_set_new(r->body, "coupons", coupons);
-    http_reply_json(r->ex, 200, json_incref(r->body), NULL);
-    req_free(r);
+    req_finish(r, 200, json_incref(r->body));
 }
 
 /* A card as the member view shows it, from either source: its status is

@@ -100,14 +100,12 @@ static bool validate_command(struct req *r, bool purchase)
     const char *branch = NULL;
     commands_check_fields(&v, r->body, purchase, &branch);
     if (!validation_ok(&v)) {
-        validation_reply(r->ex, &v);
-        req_free(r);
+        req_fail_validation(r, &v);
         return false;
     }
     validation_free(&v);
     if (!auth_may_use_branch(r, branch)) {
-        http_reply_problem(r->ex, 403, "forbidden", "this key acts only for its own branch", NULL);
-        req_free(r);
+        req_fail(r, 403, "forbidden", "this key acts only for its own branch");
         return false;
     }
     snprintf(r->branch_id, sizeof(r->branch_id), "%s", branch);
@@ -201,8 +199,7 @@ static void on_checked(void *arg, PGresult *res, const char *err, const char *sq
         return;
     }
     if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
-        http_reply_problem(r->ex, 404, "not_found", "no such member", NULL);
-        req_free(r);
+        req_fail_no_member(r);
         return;
     }
     if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
@@ -221,21 +218,13 @@ static void on_checked(void *arg, PGresult *res, const char *err, const char *sq
 static void command_authenticated(struct req *r, bool purchase)
 {
     if (strcmp(r->caller.scope, "admin") != 0 && strcmp(r->caller.scope, "pos") != 0) {
-        http_reply_problem(r->ex, 403, "forbidden", "this key may not move money", NULL);
-        req_free(r);
+        req_fail(r, 403, "forbidden", "this key may not move money");
         return;
     }
-    const char *id = http_param(r->ex, "member_id");
-    if (!id || !uuid_is_valid(id)) {
-        http_reply_problem(r->ex, 404, "not_found", "no such member", NULL);
-        req_free(r);
+    if (!req_member_from_path(r))
         return;
-    }
-    snprintf(r->member_id, sizeof(r->member_id), "%s", id);
-    if (!http_read_json_object(r->ex, &r->body)) {
-        req_free(r);
+    if (!req_read_body(r))
         return;
-    }
     if (!validate_command(r, purchase))
         return;
     commands_read_prefer_wait(r);

@@ -83,27 +83,20 @@ static void coupon_authenticated(struct req *r, bool issue)
 {
     bool admin = strcmp(r->caller.scope, "admin") == 0;
     if (!admin && (issue || strcmp(r->caller.scope, "pos") != 0)) {
-        http_reply_problem(r->ex, 403, "forbidden",
-                           issue ? "only an admin key may issue coupons"
-                                 : "this key may not redeem coupons",
-                           NULL);
-        req_free(r);
+        req_fail(r, 403, "forbidden",
+                 issue ? "only an admin key may issue coupons" : "this key may not redeem coupons");
         return;
     }
     const char *id = http_param(r->ex, "member_id"), *coupon = http_param(r->ex, "coupon_id");
     if (!id || !uuid_is_valid(id) || (coupon && !uuid_is_valid(coupon))) {
-        http_reply_problem(r->ex, 404, coupon ? "coupon_not_found" : "not_found",
-                           "no such member or coupon", NULL);
-        req_free(r);
+        req_fail(r, 404, coupon ? "coupon_not_found" : "not_found", "no such member or coupon");
         return;
     }
     snprintf(r->member_id, sizeof(r->member_id), "%s", id);
     if (issue)
         r->audit_action = "coupon.issue";
-    if (!http_read_json_object(r->ex, &r->body)) {
-        req_free(r); /* answered: 400, 413 or 415 */
+    if (!req_read_body(r))
         return;
-    }
     struct validation v;
     validation_init(&v);
     const char *branch = "";
@@ -116,14 +109,12 @@ static void coupon_authenticated(struct req *r, bool issue)
         validate_int(&v, r->body, "amount", false, 0, MONEY_AMOUNT_MAX, &n);
     }
     if (!validation_ok(&v)) {
-        validation_reply(r->ex, &v);
-        req_free(r);
+        req_fail_validation(r, &v);
         return;
     }
     validation_free(&v);
     if (branch[0] && !auth_may_use_branch(r, branch)) {
-        http_reply_problem(r->ex, 403, "forbidden", "this key acts only for its own branch", NULL);
-        req_free(r);
+        req_fail(r, 403, "forbidden", "this key acts only for its own branch");
         return;
     }
     snprintf(r->branch_id, sizeof(r->branch_id), "%s", branch);

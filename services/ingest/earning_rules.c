@@ -51,13 +51,15 @@ static int64_t monotonic_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void rules_put_free(struct rules_put *put)
+/* Frees put and hands back its request, which the caller ends. */
+static struct req *rules_put_release(struct rules_put *put)
 {
+    struct req *r = put->r;
     if (put->timer)
         event_free(put->timer);
     json_decref(put->purchase);
-    req_free(put->r);
     free(put);
+    return r;
 }
 
 /* ------------------------------------------------------------ validation */
@@ -131,8 +133,7 @@ static bool validate_rules(struct req *r)
         validation_free(&v);
         return true;
     }
-    validation_reply(r->ex, &v);
-    req_free(r);
+    req_fail_validation(r, &v);
     return false;
 }
 
@@ -160,9 +161,8 @@ static json_t *answer_body(const struct rules_put *put, const char *status)
 
 static void answer(struct rules_put *put, bool applied)
 {
-    http_reply_json(put->r->ex, applied ? 200 : 202,
-                    answer_body(put, applied ? "applied" : "accepted"), NULL);
-    rules_put_free(put);
+    json_t *body = answer_body(put, applied ? "applied" : "accepted");
+    req_finish(rules_put_release(put), applied ? 200 : 202, body);
 }
 
 static void poll_again(struct rules_put *put)
@@ -204,9 +204,7 @@ static void on_published(void *arg, PGresult *res, const char *err, const char *
     struct rules_put *put = arg;
     struct req *r = put->r;
     if (!res) {
-        put->r = NULL;
-        rules_put_free(put);
-        req_fail_db(r, err);
+        req_fail_db(rules_put_release(put), err);
         return;
     }
     member_events_publish(r->app, PQgetvalue(res, 0, 0), r->caller.tenant_id, r->command,
@@ -290,10 +288,8 @@ static void publish(struct rules_put *put)
 
 static void put_authorized(struct req *r)
 {
-    if (!http_read_json_object(r->ex, &r->body)) {
-        req_free(r);
+    if (!req_read_body(r))
         return;
-    }
     if (!validate_rules(r))
         return;
     commands_read_prefer_wait(r);
@@ -303,9 +299,8 @@ static void put_authorized(struct req *r)
     put->purchase = purchase_rule_json(json_object_get(r->body, "purchase"));
     uuid7_generate(r->command_id); /* the change id */
     if (!put->purchase || !encode_change(put)) {
-        http_reply_problem(r->ex, 413, "payload_too_large", "the rules do not fit in an event",
-                           NULL);
-        rules_put_free(put);
+        req_fail(rules_put_release(put), 413, "payload_too_large",
+                 "the rules do not fit in an event");
         return;
     }
     publish(put);

@@ -26,26 +26,18 @@ static void on_erased(void *arg, PGresult *res, const char *err, const char *sql
         return;
     }
     if (PQntuples(res) == 0) {
-        http_reply_problem(r->ex, 404, "not_found", "no such member", NULL);
-        req_free(r);
+        req_fail_no_member(r);
         return;
     }
-    http_reply_json(r->ex, 200,
-                    json_pack("{s:s, s:b, s:s}", "member_id", PQgetvalue(res, 0, 0),
-                              "personal_data_erased", 1, "erased_at", PQgetvalue(res, 0, 1)),
-                    NULL);
-    req_free(r);
+    req_finish(r, 200,
+               json_pack("{s:s, s:b, s:s}", "member_id", PQgetvalue(res, 0, 0),
+                         "personal_data_erased", 1, "erased_at", PQgetvalue(res, 0, 1)));
 }
 
 static void erase_authorized(struct req *r)
 {
-    const char *id = http_param(r->ex, "member_id");
-    if (!id || !uuid_is_valid(id)) {
-        http_reply_problem(r->ex, 404, "not_found", "no such member", NULL);
-        req_free(r);
+    if (!req_member_from_path(r))
         return;
-    }
-    snprintf(r->member_id, sizeof(r->member_id), "%s", id);
     const char *p[4] = {r->caller.tenant_id, r->caller.key_id, http_peer(r->ex), r->member_id};
     if (pg_pool_query(
             r->app->pg,

@@ -48,19 +48,19 @@ static bool history_params(struct req *r)
     struct validation v;
     validation_init(&v);
     const char *limit = http_query(r->ex, "limit"), *cursor = http_query(r->ex, "cursor");
-    r->list_limit = HISTORY_LIMIT_DEFAULT;
-    r->list_before_id = 0;
+    struct req_list *page = req_list_of(r);
+    page->limit = HISTORY_LIMIT_DEFAULT;
+    page->before_id = 0;
     if (limit) {
         char *end = NULL;
-        r->list_limit = strtoll(limit, &end, 10);
-        if (!*limit || *end || r->list_limit < 1 || r->list_limit > HISTORY_LIMIT_MAX)
+        page->limit = strtoll(limit, &end, 10);
+        if (!*limit || *end || page->limit < 1 || page->limit > HISTORY_LIMIT_MAX)
             validation_add(&v, "limit", "an integer from 1 to 500");
     }
-    if (cursor && !cursor_decode(cursor, &r->list_before_id))
+    if (cursor && !cursor_decode(cursor, &page->before_id))
         validation_add(&v, "cursor", "not a cursor this API gave");
     if (!validation_ok(&v)) {
-        validation_reply(r->ex, &v);
-        req_free(r);
+        req_fail_validation(r, &v);
         return false;
     }
     validation_free(&v);
@@ -91,8 +91,9 @@ static void on_lines(void *arg, PGresult *res, const char *err, const char *sqls
         return;
     }
     int rows = PQntuples(res);
-    bool more = rows > r->list_limit; /* one row past the page says there is a next one */
-    int shown = more ? (int)r->list_limit : rows;
+    const struct req_list *page = req_list_of(r);
+    bool more = rows > page->limit; /* one row past the page says there is a next one */
+    int shown = more ? (int)page->limit : rows;
     json_t *entries = json_array();
     for (int i = 0; i < shown; i++)
         json_array_append_new(entries, history_entry(res, i));
@@ -102,11 +103,9 @@ static void on_lines(void *arg, PGresult *res, const char *err, const char *sqls
         cursor_encode(strtoll(PQgetvalue(res, shown - 1, 0), NULL, 10), cursor);
         next = json_string(cursor);
     }
-    http_reply_json(r->ex, 200,
-                    json_pack("{s:s, s:o, s:o}", "member_id", r->member_id, "entries", entries,
-                              "next_cursor", next),
-                    NULL);
-    req_free(r);
+    req_finish(r, 200,
+               json_pack("{s:s, s:o, s:o}", "member_id", r->member_id, "entries", entries,
+                         "next_cursor", next));
 }
 
 static void on_member(void *arg, PGresult *res, const char *err, const char *sqlstate)
@@ -117,15 +116,14 @@ static void on_member(void *arg, PGresult *res, const char *err, const char *sql
         return;
     }
     if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
-        http_reply_problem(r->ex, 404, "not_found", "no such member", NULL);
-        req_free(r);
+        req_fail_no_member(r);
         return;
     }
+    const struct req_list *page = req_list_of(r);
     char before[24], limit[24];
-    snprintf(before, sizeof(before), "%lld", r->list_before_id);
-    snprintf(limit, sizeof(limit), "%lld", r->list_limit + 1);
-    const char *p[4] = {r->caller.tenant_id, r->member_id, r->list_before_id ? before : NULL,
-                        limit};
+    snprintf(before, sizeof(before), "%lld", page->before_id);
+    snprintf(limit, sizeof(limit), "%lld", page->limit + 1);
+    const char *p[4] = {r->caller.tenant_id, r->member_id, page->before_id ? before : NULL, limit};
     if (pg_pool_query(
             r->app->pg,
             "SELECT j.line_id, j.posting_id, j.command_id, coalesce(c.command_type, ''), "
@@ -141,13 +139,8 @@ static void on_member(void *arg, PGresult *res, const char *err, const char *sql
 
 static void history_authenticated(struct req *r)
 {
-    const char *id = http_param(r->ex, "member_id");
-    if (!id || !uuid_is_valid(id)) {
-        http_reply_problem(r->ex, 404, "not_found", "no such member", NULL);
-        req_free(r);
+    if (!req_member_from_path(r))
         return;
-    }
-    snprintf(r->member_id, sizeof(r->member_id), "%s", id);
     if (!history_params(r))
         return;
     const char *p[2] = {r->caller.tenant_id, r->member_id};

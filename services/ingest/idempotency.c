@@ -33,9 +33,8 @@ void idem_hash_request(struct req *r)
 static void replay(struct req *r, int status, const char *body_text)
 {
     size_t len = strlen(body_text);
-    http_reply_raw(r->ex, status, status >= 400 ? "application/problem+json" : "application/json",
+    req_finish_raw(r, status, status >= 400 ? "application/problem+json" : "application/json",
                    body_text, len);
-    req_free(r);
 }
 
 /* Handles an existing record (columns: request_hash, command_id,
@@ -45,9 +44,8 @@ static void replay(struct req *r, int status, const char *body_text)
 static bool known_key(struct req *r, PGresult *res)
 {
     if (strcmp(PQgetvalue(res, 0, 0), r->request_hash) != 0) {
-        http_reply_problem(r->ex, 422, "idempotency_key_reused",
-                           "this Idempotency-Key was used with a different request", NULL);
-        req_free(r);
+        req_fail(r, 422, "idempotency_key_reused",
+                 "this Idempotency-Key was used with a different request");
         return true;
     }
     if (!PQgetisnull(res, 0, 2)) {
@@ -56,9 +54,8 @@ static bool known_key(struct req *r, PGresult *res)
     }
     const char *command_id = PQgetvalue(res, 0, 1);
     if (!command_id[0] || waiter_pending(r->app, command_id)) {
-        http_reply_problem(r->ex, 409, "request_in_progress",
-                           "a request with this Idempotency-Key is still in progress", NULL);
-        req_free(r);
+        req_fail(r, 409, "request_in_progress",
+                 "a request with this Idempotency-Key is still in progress");
         return true;
     }
     snprintf(r->command_id, sizeof(r->command_id), "%s", command_id);
@@ -73,7 +70,7 @@ static void on_lookup(void *arg, PGresult *res, const char *err, const char *sql
         return;
     }
     if (PQntuples(res) == 0 || !known_key(r, res))
-        r->next(r);
+        req_continue(r);
 }
 
 static void lookup(struct req *r)
@@ -95,7 +92,7 @@ static void on_claim(void *arg, PGresult *res, const char *err, const char *sqls
         return;
     }
     if (PQntuples(res) == 1)
-        r->next(r); /* ours */
+        req_continue(r); /* ours */
     else
         lookup(r); /* someone had it: replay, refuse or resume */
 }
@@ -108,9 +105,7 @@ static bool read_key(struct req *r)
         return true;
     size_t len = strlen(key);
     if (len == 0 || len >= INGEST_KEY_MAX) {
-        http_reply_problem(r->ex, 422, "validation_failed",
-                           "Idempotency-Key must be 1 to 127 characters", NULL);
-        req_free(r);
+        req_fail(r, 422, "validation_failed", "Idempotency-Key must be 1 to 127 characters");
         return false;
     }
     snprintf(r->idem_key, sizeof(r->idem_key), "%s", key);
@@ -124,9 +119,10 @@ void idem_claim_then(struct req *r, void (*next)(struct req *r))
         return;
     r->next = next;
     if (!r->idem_key[0]) {
-        next(r);
+        next(r); /* nothing to claim: still the route's */
         return;
     }
+    req_change_state(r, REQ_IDEMPOTENCY);
     const char *params[4] = {r->caller.tenant_id, r->idem_key, r->request_hash, r->command_id};
     if (pg_pool_query(r->app->pg,
                       "INSERT INTO idempotency_keys (tenant_id, idempotency_key, request_hash, "
@@ -140,10 +136,12 @@ void idem_lookup_then(struct req *r, void (*next)(struct req *r))
     if (!read_key(r))
         return;
     r->next = next;
-    if (!r->idem_key[0])
-        next(r);
-    else
-        lookup(r);
+    if (!r->idem_key[0]) {
+        next(r); /* nothing to look up: still the route's */
+        return;
+    }
+    req_change_state(r, REQ_IDEMPOTENCY);
+    lookup(r);
 }
 
 static void on_stored(void *arg, PGresult *res, const char *err, const char *sqlstate)

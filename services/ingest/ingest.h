@@ -74,7 +74,7 @@ struct ingest {
     long long rate_limited;
     long long requests, commands_sent, verdicts_matched, wait_timeouts, relayed_events;
     long long idem_purged;
-    /* struct req alive (req_new minus req_free): 0 when idle, so a leaked
+    /* struct req alive (req_new minus their ends in req.c): 0 when idle, so a leaked
      * request shows on /metrics (tessera_ingest_requests_live). */
     long long requests_live;
 };
@@ -96,9 +96,54 @@ struct member_tier {
     int64_t points_multiplier_bp; /* 10000 = x1 */
 };
 
+/* Where a request is in its life, as pgbouncer's client states: only
+ * req_change_state() (req.c) moves it, along the edges its table allows.
+ * Each state names who holds r, that is whose callback runs it next. */
+enum req_state {
+    REQ_AUTHENTICATING, /* auth.c, member_auth.c: the API key or session is looked up */
+    REQ_ROUTE,          /* the route's own handler: its checks and statements */
+    REQ_TIER,           /* tier.c: the member's tier (cache, then tiering) */
+    REQ_IDEMPOTENCY,    /* idempotency.c: the Idempotency-Key claimed or looked up */
+    REQ_WAITING,        /* waiters.c: the command sent; its waiter holds r until the
+                         * verdict, the time-out or the shutdown */
+    REQ_RECORDING,      /* operations.c, audit.c: a pending operation or a verdict's
+                         * audit row written before the answer goes out */
+    REQ_ENDED,          /* req.c: answered, and freed before req_change_state returns */
+};
+#define REQ_STATES (REQ_ENDED + 1)
+
+/* The data of one kind of route, in r->route: the accessor of its kind
+ * claims it on first use (a request is of one kind for its life), and the
+ * end of the request releases it. */
+enum req_route_kind {
+    REQ_KIND_PLAIN, /* nothing of its own (most routes) */
+    REQ_KIND_REGISTRATION,
+    REQ_KIND_LIST,
+    REQ_KIND_API_KEY,
+    REQ_KIND_LOGIN,
+};
+struct req_registration { /* members.c: POST /v1/members */
+    char member_no[32];
+    char referral_code[16];
+    char *attributes_json; /* malloc'ed */
+};
+struct req_list {        /* history.c: one page */
+    long long limit;     /* page size */
+    long long before_id; /* the page ends before this key; 0: newest */
+};
+struct req_api_key {             /* api_keys.c */
+    char *secret;                /* a new key until shown; wiped when r ends */
+    char target[INGEST_KEY_MAX]; /* the key revoked */
+};
+struct req_login { /* member_auth.c's own state (logins, sessions); wiped when r ends */
+    void *state;
+    size_t size;
+};
+
 /* One API request through its asynchronous steps. */
 struct req {
     struct ingest *app;
+    enum req_state state;
     struct http_exchange *ex;
     struct caller caller;
     json_t *body;
@@ -113,28 +158,72 @@ struct req {
     size_t command_len;
     rd_kafka_headers_t *headers; /* CloudEvents headers of the command, until produced */
     char branch_id[INGEST_KEY_MAX];
-    char member_no[32]; /* registration */
-    char referral_code[16];
-    char *attributes_json; /* registration, malloc'ed */
-    long long list_limit;     /* lists: page size */
-    long long list_before_id; /* lists: the page ends before this key; 0: newest */
     int32_t utc_offset_s;  /* card uses, purchases: the tenant's time zone when checked */
     struct member_tier tier; /* tier_lookup_then's answer */
     void (*next)(struct req *r);
     void (*admin_next)(struct req *r); /* auth_admin_then's continuation */
     bool app_route;                    /* the route takes app keys (auth_app_then) */
-    char target[INGEST_KEY_MAX];       /* admin endpoints: the id acted on */
     const char *audit_action;          /* money commands whose verdict is audited */
     int audit_status;                  /* the verdict, while its audit row is written */
     json_t *audit_result;
-    char *secret;                      /* a new API key until shown; wiped by req_free */
-    void *login;                       /* member_auth.c's state; wiped and freed by req_free */
-    size_t login_size;
+    /* what only one kind of route carries: see req_route_kind */
+    enum req_route_kind route_kind;
+    union {
+        struct req_registration registration;
+        struct req_list list;
+        struct req_api_key api_key;
+        struct req_login login;
+    } route;
 };
 
+/* req.c: a request's life. req_new starts it; it ends in exactly one of
+ * the req_finish* / req_fail* calls below, each of which answers the
+ * exchange and frees r (the reply frees the exchange): handlers never free
+ * a request themselves, and r is gone once one of them returns. */
 struct req *req_new(struct ingest *app, struct http_exchange *ex);
-/* Frees the request (not the exchange: replies free that). */
-void req_free(struct req *r);
+/* Moves r to state; an edge the table does not allow is a programming
+ * error (assert). REQ_ENDED only through the ends below. */
+void req_change_state(struct req *r, enum req_state state);
+/* Back to the route: REQ_ROUTE, then r->next(r) (the continuation a step
+ * was given: auth_then, idem_claim_then, tier_lookup_then ...). */
+void req_continue(struct req *r);
+/* r's route data of that kind (claimed on first use; another kind's is a
+ * programming error). */
+struct req_registration *req_registration_of(struct req *r);
+struct req_list *req_list_of(struct req *r);
+struct req_api_key *req_api_key_of(struct req *r);
+struct req_login *req_login_of(struct req *r);
+#define REQ_ANSWER_HEADERS_MAX 2 /* extra headers req_finish_with passes on */
+/* Answers status with body (stolen) as JSON. */
+void req_finish(struct req *r, int status, json_t *body);
+/* The same with extra headers as name, value pairs ending in NULL. */
+void req_finish_with(struct req *r, int status, json_t *body, ...) __attribute__((sentinel));
+/* A verdict's answer: JSON, or problem+json for an error status (answer_json). */
+void req_finish_verdict(struct req *r, int status, json_t *body);
+void req_finish_raw(struct req *r, int status, const char *content_type, const char *body,
+                    size_t len);
+/* 204 No Content. */
+void req_finish_no_content(struct req *r);
+/* Answers problem+json (RFC 9457) with a stable code. */
+void req_fail(struct req *r, int status, const char *code, const char *detail);
+void req_fail_retry_after(struct req *r, int status, const char *code, const char *detail,
+                          int retry_after_s);
+/* 422 validation_failed from v (its content freed). */
+struct validation;
+void req_fail_validation(struct req *r, struct validation *v);
+/* Answers a failed pg_pool statement as 503 (logged). */
+void req_fail_db(struct req *r, const char *err);
+/* Answers 422 validation_failed for one field. */
+void req_reply_invalid(struct req *r, const char *field, const char *message);
+/* 404 not_found "no such member": a {member_id} that is not a UUID, or
+ * that names no member of the caller's tenant. */
+void req_fail_no_member(struct req *r);
+/* Copies the {member_id} of the path into r->member_id; false after
+ * req_fail_no_member when it is not a UUID. */
+bool req_member_from_path(struct req *r) __attribute__((warn_unused_result));
+/* Reads the JSON object body into r->body; false after the request ended
+ * (400, 413 or 415, answered by http_read_json_object). */
+bool req_read_body(struct req *r) __attribute__((warn_unused_result));
 
 /* auth.c: checks the bearer key, then calls r->next (or answers 401; an
  * app key answers 403: it serves only the routes of auth_app_then). */
@@ -147,11 +236,11 @@ void auth_hash_key(const char *key, char out[65]);
 /* Authenticates, then requires an admin key, then calls next. */
 void auth_admin_then(struct req *r, void (*next)(struct req *r));
 /* Takes a token from the client address's bucket; otherwise answers 429
- * and frees r. */
+ * and ends r. */
 bool auth_address_within_rate(struct req *r);
 /* A bucket by any name (login attempts per member): the same contract. */
 bool auth_within_rate(struct req *r, const char *name, long long per_s, long long burst);
-/* True for an admin key; otherwise answers 403 forbidden, frees r and
+/* True for an admin key; otherwise answers 403 forbidden, ends r and
  * returns false. */
 bool auth_require_admin(struct req *r);
 /* True when the caller may act for branch_id (admin: any; pos: its own). */
@@ -246,7 +335,7 @@ void branches_create(struct http_exchange *ex, void *app);
 void audit_list(struct http_exchange *ex, void *app);
 /* Appends an audit row for a money command's verdict (r->audit_action,
  * the member as target, after = {request, status, result}), then answers
- * the verdict (result stolen) and frees r: the client hears of a refund
+ * the verdict (result stolen) and ends r: the client hears of a refund
  * only once its audit row is written (or its failure logged). */
 void audit_verdict_then_answer(struct req *r, int status, json_t *result);
 /* member_auth.c, me.c: member login and self-service */
@@ -272,7 +361,7 @@ void commands_read_prefer_wait(struct req *r);
 
 /* ledger_requests.c: the steps points and refund requests share. */
 /* Reads the member id of the path and the JSON body; answers (404, 400)
- * and frees r when either is wrong. */
+ * and ends r when either is wrong. */
 bool ledger_request_member_path(struct req *r);
 /* Confirms the member (404) and r->branch_id (422; "" takes the member's
  * home branch), assigns r->command_id, claims the Idempotency-Key, then
@@ -316,7 +405,7 @@ int cards_verdict_to_response(const Envelope *env, json_t **body);
 /* 404/422 for card rejections that are not state conflicts; 0 otherwise. */
 int cards_rejected_status(const char *code);
 /* Adds the member's cards and usable coupons (the ledger's projections,
- * read only) to the view in r->body, answers 200 with it and frees r. */
+ * read only) to the view in r->body, answers 200 with it and ends r. */
 void cards_view_reply(struct req *r);
 /* card_liability.c: GET /v1/reports/card-liability */
 void reports_card_liability(struct http_exchange *ex, void *app);
@@ -336,7 +425,7 @@ void cards_send_envelope(struct req *r, Envelope *env);
 
 /* tier.c: the member's current tier (the cache, then tiering's table). */
 /* Reads r->member_id's tier into r->tier, then calls next; answers 503
- * and frees r when the database fails. */
+ * and ends r when the database fails. */
 void tier_lookup_then(struct req *r, void (*next)(struct req *r));
 /* {name, rank, discount_bp, points_multiplier_bp}, or null without one. */
 json_t *tier_json(const struct member_tier *t);
@@ -377,9 +466,5 @@ bool members_phone_indexes(const struct ingest *app, const char *tenant_id, cons
 /* reports.c: ?branch_id= of a report (pos keys: their own branch only);
  * false after answering and freeing r. */
 bool report_branch_filter(struct req *r, const char **branch);
-/* Answers 422 validation_failed for one field and frees r. */
-void req_reply_invalid(struct req *r, const char *field, const char *message);
-/* Answers a failed pg_pool statement as 503 and frees r. */
-void req_fail_db(struct req *r, const char *err);
 
 #endif

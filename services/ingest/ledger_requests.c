@@ -18,8 +18,7 @@ static void on_member_checked(void *arg, PGresult *res, const char *err, const c
         return;
     }
     if (PQntuples(res) == 0) {
-        http_reply_problem(r->ex, 404, "not_found", "no such member", NULL);
-        req_free(r);
+        req_fail_no_member(r);
         return;
     }
     if (!r->branch_id[0]) {
@@ -46,17 +45,10 @@ void ledger_request_check_then(struct req *r, void (*send)(struct req *r))
 
 bool ledger_request_member_path(struct req *r)
 {
-    const char *id = http_param(r->ex, "member_id");
-    if (!id || !uuid_is_valid(id)) {
-        http_reply_problem(r->ex, 404, "not_found", "no such member", NULL);
-        req_free(r);
+    if (!req_member_from_path(r))
         return false;
-    }
-    snprintf(r->member_id, sizeof(r->member_id), "%s", id);
-    if (!http_read_json_object(r->ex, &r->body)) {
-        req_free(r);
+    if (!req_read_body(r))
         return false;
-    }
     return true;
 }
 
@@ -89,8 +81,7 @@ void req_send_command(struct req *r, uint8_t *command, size_t len, rd_kafka_head
     r->command_len = len;
     r->headers = headers;
     if (!command) {
-        http_reply_problem(r->ex, 413, "payload_too_large", "the command is too large", NULL);
-        req_free(r);
+        req_fail(r, 413, "payload_too_large", "the command is too large");
         return;
     }
     waiter_send_and_wait(r);

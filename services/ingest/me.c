@@ -28,16 +28,14 @@ static void on_password_stored(void *arg, PGresult *res, const char *err, const 
         req_fail_db(r, err);
         return;
     }
-    http_reply_raw(r->ex, 204, NULL, NULL, 0);
-    req_free(r);
+    req_finish_no_content(r);
 }
 
 static void on_password_hashed(void *arg, int result, const char *hash)
 {
     struct req *r = arg;
     if (result != 1) {
-        http_reply_problem(r->ex, 500, "internal", "the password could not be hashed", NULL);
-        req_free(r);
+        req_fail(r, 500, "internal", "the password could not be hashed");
         return;
     }
     const char *p[3] = {r->caller.tenant_id, r->member_id, hash};
@@ -52,10 +50,8 @@ static void on_password_hashed(void *arg, int result, const char *hash)
 static void set_password_authenticated(struct req *r)
 {
     static const char *const fields[] = {"password", NULL};
-    if (!http_read_json_object(r->ex, &r->body)) {
-        req_free(r);
+    if (!req_read_body(r))
         return;
-    }
     struct validation v;
     validation_init(&v);
     const char *password = NULL;
@@ -63,14 +59,12 @@ static void set_password_authenticated(struct req *r)
     validate_string(&v, r->body, "password", true, PWHASH_PASSWORD_MIN, PWHASH_PASSWORD_MAX,
                     &password);
     if (!validation_ok(&v)) {
-        validation_reply(r->ex, &v);
-        req_free(r);
+        req_fail_validation(r, &v);
         return;
     }
     validation_free(&v);
     if (pwhash_hash(&r->app->pwhash, password, on_password_hashed, r) < 0) {
-        http_reply_problem_retry_after(r->ex, 503, "busy", "too many password changes at once", 1);
-        req_free(r);
+        req_fail_retry_after(r, 503, "busy", "too many password changes at once", 1);
     }
 }
 

@@ -13,6 +13,7 @@
  *       second; the device must be known or under the device limit.
  *       → 201 {token, member_id, expires_in_s}: a session in Redis.
  *   DELETE /v1/auth/sessions          logout (the member's token). */
+#include <assert.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,11 +56,13 @@ struct login {
 
 static struct login *login_of(struct req *r)
 {
-    if (!r->login) {
-        r->login = calloc(1, sizeof(struct login));
-        r->login_size = sizeof(struct login);
+    struct req_login *l = req_login_of(r);
+    if (!l->state) {
+        l->state = calloc(1, sizeof(struct login));
+        assert(l->state);
+        l->size = sizeof(struct login);
     }
-    return r->login;
+    return l->state;
 }
 
 static bool phone_valid(const char *p)
@@ -77,10 +80,8 @@ static bool phone_valid(const char *p)
  * when the body is not acceptable. */
 static bool read_phone_body(struct req *r, const char *const *fields)
 {
-    if (!http_read_json_object(r->ex, &r->body)) {
-        req_free(r);
+    if (!req_read_body(r))
         return false;
-    }
     struct validation v;
     validation_init(&v);
     const char *phone = NULL;
@@ -88,8 +89,7 @@ static bool read_phone_body(struct req *r, const char *const *fields)
     if (validate_string(&v, r->body, "phone", true, 5, 24, &phone) && phone && !phone_valid(phone))
         validation_add(&v, "phone", "must be 5 to 20 digits, optionally after a +");
     if (!validation_ok(&v)) {
-        validation_reply(r->ex, &v);
-        req_free(r);
+        req_fail_validation(r, &v);
         return false;
     }
     validation_free(&v);
@@ -104,7 +104,7 @@ static bool read_phone_body(struct req *r, const char *const *fields)
 /* ------------------------------------------------------------ SMS codes */
 static void send_code(struct req *r, const char *member_id, int64_t expires_at_us)
 {
-    struct login *l = r->login;
+    struct login *l = login_of(r);
     struct event_meta meta = {.tenant_id = r->caller.tenant_id,
                               .member_id = member_id,
                               .actor_kind = "member",
@@ -150,10 +150,9 @@ static void on_code_stored(void *arg, PGresult *res, const char *err, const char
      * the resend interval. The answer is the same either way. */
     if (PQntuples(res) == 1)
         send_code(r, PQgetvalue(res, 0, 0), strtoll(PQgetvalue(res, 0, 1), NULL, 10));
-    http_reply_json(
-        r->ex, 202,
-        json_pack("{s:i, s:i}", "expires_in_s", CODE_TTL_S, "resend_after_s", CODE_RESEND_S), NULL);
-    req_free(r);
+    req_finish(
+        r, 202,
+        json_pack("{s:i, s:i}", "expires_in_s", CODE_TTL_S, "resend_after_s", CODE_RESEND_S));
 }
 
 static void sms_code_authenticated(struct req *r)
@@ -167,7 +166,7 @@ static void sms_code_authenticated(struct req *r)
         return;
     if (!read_phone_body(r, fields))
         return;
-    struct login *l = r->login;
+    struct login *l = login_of(r);
     snprintf(l->code, sizeof(l->code), "%06u", randombytes_uniform(1000000));
     if (!pii_code_hash(&r->app->pii, r->caller.tenant_id, l->index, l->code, l->code_hash)) {
         req_fail_db(r, "no key for the code hash");
@@ -198,36 +197,31 @@ void member_auth_sms_code(struct http_exchange *ex, void *app)
 /* ------------------------------------------------------------ sessions */
 static void reply_bad_credentials(struct req *r, const char *code)
 {
-    http_reply_problem(r->ex, 401, code,
-                       strcmp(code, "invalid_code") == 0
-                           ? "the code is wrong, expired, used or tried too often"
-                           : "the phone or the password is wrong",
-                       NULL);
-    req_free(r);
+    req_fail(r, 401, code,
+             strcmp(code, "invalid_code") == 0
+                 ? "the code is wrong, expired, used or tried too often"
+                 : "the phone or the password is wrong");
 }
 
 static void on_session_stored(void *arg, redisReply *reply)
 {
     struct req *r = arg;
-    struct login *l = r->login;
+    struct login *l = login_of(r);
     if (!reply) {
-        http_reply_problem(r->ex, 503, "unavailable", "sessions are unavailable; retry shortly",
-                           NULL);
-        req_free(r);
+        req_fail(r, 503, "unavailable", "sessions are unavailable; retry shortly");
         return;
     }
-    http_reply_json(r->ex, 201,
+    req_finish_with(r, 201,
                     json_pack("{s:s, s:s, s:s, s:I}", "token", l->token, "member_id", r->member_id,
                               "device_id", l->device_id, "expires_in_s",
                               (json_int_t)r->app->session_ttl_s),
                     "Cache-Control", "no-store", NULL);
-    req_free(r);
 }
 
 /* The member is who they say and the device is allowed: a new session. */
 static void open_session(struct req *r)
 {
-    struct login *l = r->login;
+    struct login *l = login_of(r);
     unsigned char raw[TOKEN_RANDOM_BYTES];
     randombytes_buf(raw, sizeof(raw));
     memcpy(l->token, TOKEN_PREFIX, sizeof(TOKEN_PREFIX) - 1);
@@ -249,9 +243,8 @@ static void on_device(void *arg, PGresult *res, const char *err, const char *sql
         return;
     }
     if (strcmp(PQgetvalue(res, 0, 0), "0") == 0) {
-        http_reply_problem(r->ex, 403, "device_limit_reached",
-                           "this member uses the most devices allowed; log out of one first", NULL);
-        req_free(r);
+        req_fail(r, 403, "device_limit_reached",
+                 "this member uses the most devices allowed; log out of one first");
         return;
     }
     open_session(r);
@@ -294,7 +287,7 @@ static void on_code_checked(void *arg, PGresult *res, const char *err, const cha
  * up. Wrong codes count, so a code dies after CODE_ATTEMPTS_MAX tries. */
 static void login_with_code(struct req *r, const char *code)
 {
-    struct login *l = r->login;
+    struct login *l = login_of(r);
     if (!pii_code_hash(&r->app->pii, r->caller.tenant_id, l->index, code, l->code_hash)) {
         req_fail_db(r, "no key for the code hash");
         return;
@@ -338,8 +331,7 @@ static void on_password_row(void *arg, PGresult *res, const char *err, const cha
         const char *password = json_string_value(json_object_get(r->body, "password"));
         if (pwhash_verify(&r->app->pwhash, UNKNOWN_PASSWORD_HASH, password, on_password_checked,
                           r) < 0) {
-            http_reply_problem_retry_after(r->ex, 503, "busy", "too many logins at once", 1);
-            req_free(r);
+            req_fail_retry_after(r, 503, "busy", "too many logins at once", 1);
         }
         return;
     }
@@ -351,14 +343,13 @@ static void on_password_row(void *arg, PGresult *res, const char *err, const cha
     const char *password = json_string_value(json_object_get(r->body, "password"));
     if (pwhash_verify(&r->app->pwhash, PQgetvalue(res, 0, 1), password, on_password_checked, r) <
         0) {
-        http_reply_problem_retry_after(r->ex, 503, "busy", "too many logins at once", 1);
-        req_free(r);
+        req_fail_retry_after(r, 503, "busy", "too many logins at once", 1);
     }
 }
 
 static void login_with_password(struct req *r)
 {
-    struct login *l = r->login;
+    struct login *l = login_of(r);
     const char *p[3] = {r->caller.tenant_id, l->index, l->previous[0] ? l->previous : NULL};
     if (pg_pool_query(r->app->pg,
                       "SELECT m.member_id, c.password_hash FROM members m JOIN "
@@ -382,8 +373,7 @@ static void login_authenticated(struct req *r)
     if (!code == !password)
         validation_add(&v, "code", "send either code or password");
     if (!validation_ok(&v)) {
-        validation_reply(r->ex, &v);
-        req_free(r);
+        req_fail_validation(r, &v);
         return;
     }
     validation_free(&v);
@@ -404,13 +394,10 @@ static void on_logged_out(void *arg, redisReply *reply)
 {
     struct req *r = arg;
     if (!reply) {
-        http_reply_problem(r->ex, 503, "unavailable", "sessions are unavailable; retry shortly",
-                           NULL);
-        req_free(r);
+        req_fail(r, 503, "unavailable", "sessions are unavailable; retry shortly");
         return;
     }
-    http_reply_raw(r->ex, 204, NULL, NULL, 0);
-    req_free(r);
+    req_finish_no_content(r);
 }
 
 static void logout_authenticated(struct req *r)
@@ -429,16 +416,13 @@ static void on_session(void *arg, redisReply *reply)
 {
     struct req *r = arg;
     if (!reply) {
-        http_reply_problem(r->ex, 503, "unavailable", "sessions are unavailable; retry shortly",
-                           NULL);
-        req_free(r);
+        req_fail(r, 503, "unavailable", "sessions are unavailable; retry shortly");
         return;
     }
     char tenant[INGEST_KEY_MAX], member[INGEST_KEY_MAX], device[DEVICE_ID_MAX + 1];
     if (reply->type != REDIS_REPLY_STRING ||
         sscanf(reply->str, "%127[^\n]\n%127[^\n]\n%64[^\n]", tenant, member, device) != 3) {
-        http_reply_problem(r->ex, 401, "unauthorized", "the session is unknown or has ended", NULL);
-        req_free(r);
+        req_fail(r, 401, "unauthorized", "the session is unknown or has ended");
         return;
     }
     snprintf(r->caller.tenant_id, sizeof(r->caller.tenant_id), "%s", tenant);
@@ -446,7 +430,7 @@ static void on_session(void *arg, redisReply *reply)
     snprintf(r->caller.key_id, sizeof(r->caller.key_id), "member");
     snprintf(r->member_id, sizeof(r->member_id), "%s", member);
     snprintf(login_of(r)->device_id, DEVICE_ID_MAX + 1, "%s", device);
-    r->next(r);
+    req_continue(r);
 }
 
 void member_session_then(struct req *r, void (*next)(struct req *r))
@@ -458,9 +442,8 @@ void member_session_then(struct req *r, void (*next)(struct req *r))
     if (!header || strncasecmp(header, prefix, 7) != 0 ||
         strncmp(header + 7, TOKEN_PREFIX, strlen(TOKEN_PREFIX)) != 0 ||
         strlen(header) != strlen(prefix) + 2 * TOKEN_RANDOM_BYTES) {
-        http_reply_problem(r->ex, 401, "unauthorized",
-                           "send a member session token as 'Authorization: Bearer <token>'", NULL);
-        req_free(r);
+        req_fail(r, 401, "unauthorized",
+                 "send a member session token as 'Authorization: Bearer <token>'");
         return;
     }
     auth_hash_key(header + 7, login_of(r)->token_hash);

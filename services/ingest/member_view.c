@@ -168,8 +168,7 @@ static void on_profile(void *arg, PGresult *res, const char *err, const char *sq
         return;
     }
     if (PQntuples(res) == 0) {
-        http_reply_problem(r->ex, 404, "not_found", "no such member", NULL);
-        req_free(r);
+        req_fail_no_member(r);
         return;
     }
     bool ok = true;
@@ -180,9 +179,7 @@ static void on_profile(void *arg, PGresult *res, const char *err, const char *sq
         /* A key missing from the ring or a tampered row: never guess. */
         log_fields(LOG_ERROR, "member PII does not open", "member_id", r->member_id, "key_version",
                    PQgetvalue(res, 0, COL_KEY_VERSION), NULL);
-        http_reply_problem(r->ex, 500, "pii_unavailable",
-                           "the member's personal data cannot be decrypted", NULL);
-        req_free(r);
+        req_fail(r, 500, "pii_unavailable", "the member's personal data cannot be decrypted");
         return;
     }
     cache_async_get_balances(r->app->cache, r->caller.tenant_id, r->member_id, on_cached, r);
@@ -190,7 +187,8 @@ static void on_profile(void *arg, PGresult *res, const char *err, const char *sq
 
 void member_view_reply(struct req *r, const char *member_id)
 {
-    snprintf(r->member_id, sizeof(r->member_id), "%s", member_id);
+    if (member_id != r->member_id)
+        snprintf(r->member_id, sizeof(r->member_id), "%s", member_id);
     const char *p[2] = {r->caller.tenant_id, r->member_id};
     if (pg_pool_query(r->app->pg,
                       "SELECT member_id, member_no, pii_key_version, name, phone, email, "

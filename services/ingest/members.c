@@ -85,14 +85,12 @@ static bool validate_registration(struct req *r, struct registration *g)
     if (g->branch_id && validation_ok(&v) && !auth_may_use_branch(r, g->branch_id)) {
         validation_free(&v);
         free(g->attributes);
-        http_reply_problem(r->ex, 403, "forbidden", "this key acts only for its own branch", NULL);
-        req_free(r);
+        req_fail(r, 403, "forbidden", "this key acts only for its own branch");
         return false;
     }
     if (!validation_ok(&v)) {
         free(g->attributes);
-        validation_reply(r->ex, &v);
-        req_free(r);
+        req_fail_validation(r, &v);
         return false;
     }
     validation_free(&v);
@@ -127,7 +125,7 @@ static uint8_t *seal_personal(struct req *r, const unsigned char key[PII_DATA_KE
     d.birthday = OPT("birthday");
     d.gender = OPT("gender");
 #undef OPT
-    d.attributes_json = r->attributes_json;
+    d.attributes_json = req_registration_of(r)->attributes_json;
     size_t plain_len = tessera__member__v1__member_personal_data__get_packed_size(&d);
     uint8_t *plain = malloc(plain_len ? plain_len : 1);
     if (!plain)
@@ -155,10 +153,10 @@ static char *encode_registered(struct req *r, const unsigned char key[PII_DATA_K
     MemberRegistered m;
     envelope_init(&env, &actor, &meta);
     tessera__member__v1__member_registered__init(&m);
-    m.member_no = r->member_no;
+    m.member_no = req_registration_of(r)->member_no;
     m.referred_by_code =
         body_string(r, "referral_code") ? (char *)body_string(r, "referral_code") : (char *)"";
-    m.referral_code = r->referral_code;
+    m.referral_code = req_registration_of(r)->referral_code;
     m.personal_sealed.data = seal_personal(r, key, &m.personal_sealed.len);
     if (!m.personal_sealed.data)
         return NULL;
@@ -179,15 +177,14 @@ static char *encode_registered(struct req *r, const unsigned char key[PII_DATA_K
 
 static json_t *registration_answer(struct req *r)
 {
-    return json_pack("{s:s, s:s, s:s}", "member_id", r->member_id, "member_no", r->member_no,
-                     "referral_code", r->referral_code);
+    const struct req_registration *reg = req_registration_of(r);
+    return json_pack("{s:s, s:s, s:s}", "member_id", r->member_id, "member_no", reg->member_no,
+                     "referral_code", reg->referral_code);
 }
 
 static void reply_duplicate_phone(struct req *r)
 {
-    http_reply_problem(r->ex, 409, "duplicate_phone",
-                       "a member with this phone is already registered", NULL);
-    req_free(r);
+    req_fail(r, 409, "duplicate_phone", "a member with this phone is already registered");
 }
 
 static void on_inserted(void *arg, PGresult *res, const char *err, const char *sqlstate)
@@ -217,8 +214,7 @@ static void on_inserted(void *arg, PGresult *res, const char *err, const char *s
                           r->command_len);
     char location[200];
     snprintf(location, sizeof(location), "/v1/members/%s", r->member_id);
-    http_reply_json(r->ex, 201, registration_answer(r), "Location", location, NULL);
-    req_free(r);
+    req_finish_with(r, 201, registration_answer(r), "Location", location, NULL);
 }
 
 bool members_phone_indexes(const struct ingest *app, const char *tenant_id, const char *phone,
@@ -257,7 +253,7 @@ static bool seal_registration(struct req *r, const unsigned char key[PII_DATA_KE
               seal_field(r, "email", body_string(r, "email"), &s->email) &&
               seal_field(r, "birthday", body_string(r, "birthday"), &s->birthday) &&
               seal_field(r, "gender", body_string(r, "gender"), &s->gender) &&
-              seal_field(r, "attributes", r->attributes_json, &s->attributes);
+              seal_field(r, "attributes", req_registration_of(r)->attributes_json, &s->attributes);
     snprintf(s->version, sizeof(s->version), "%d", r->app->pii.current_version);
     s->data_key = ok ? pii_data_key_wrap(&r->app->pii, t, r->member_id, key) : NULL;
     return ok && s->data_key &&
@@ -297,14 +293,14 @@ static void insert_member(struct req *r)
     json_decref(answer);
     const char *p[20] = {r->caller.tenant_id,
                          r->member_id,
-                         r->member_no,
+                         req_registration_of(r)->member_no,
                          sealed.name,
                          sealed.phone,
                          sealed.email,
                          sealed.birthday,
                          sealed.gender,
                          body_string(r, "branch_id"),
-                         r->referral_code,
+                         req_registration_of(r)->referral_code,
                          body_string(r, "referral_code"),
                          sealed.attributes,
                          payload,
@@ -350,9 +346,10 @@ static void on_prepared(void *arg, PGresult *res, const char *err, const char *s
         req_reply_invalid(r, "branch_id", "no such branch in this tenant");
         return;
     }
-    snprintf(r->member_no, sizeof(r->member_no), "M%s", PQgetvalue(res, 0, 0));
+    struct req_registration *reg = req_registration_of(r);
+    snprintf(reg->member_no, sizeof(reg->member_no), "M%s", PQgetvalue(res, 0, 0));
     uuid7_generate(r->member_id);
-    make_referral_code(r->referral_code);
+    make_referral_code(reg->referral_code);
     insert_member(r);
 }
 
@@ -371,18 +368,15 @@ static void prepare(struct req *r)
 static void register_authenticated(struct req *r)
 {
     if (strcmp(r->caller.scope, "admin") != 0 && strcmp(r->caller.scope, "pos") != 0) {
-        http_reply_problem(r->ex, 403, "forbidden", "this key may not register members", NULL);
-        req_free(r);
+        req_fail(r, 403, "forbidden", "this key may not register members");
         return;
     }
-    if (!http_read_json_object(r->ex, &r->body)) {
-        req_free(r);
+    if (!req_read_body(r))
         return;
-    }
     struct registration g;
     if (!validate_registration(r, &g))
         return;
-    r->attributes_json = g.attributes;
+    req_registration_of(r)->attributes_json = g.attributes;
     idem_lookup_then(r, prepare);
 }
 
@@ -394,13 +388,9 @@ void members_register(struct http_exchange *ex, void *app)
 /* ------------------------------------------------------------ look-ups */
 static void get_authenticated(struct req *r)
 {
-    const char *id = http_param(r->ex, "member_id");
-    if (!id || !uuid_is_valid(id)) {
-        http_reply_problem(r->ex, 404, "not_found", "no such member", NULL);
-        req_free(r);
+    if (!req_member_from_path(r))
         return;
-    }
-    member_view_reply(r, id);
+    member_view_reply(r, r->member_id);
 }
 
 void members_get(struct http_exchange *ex, void *app)
@@ -416,8 +406,7 @@ static void on_found(void *arg, PGresult *res, const char *err, const char *sqls
         return;
     }
     if (PQntuples(res) == 0) {
-        http_reply_problem(r->ex, 404, "not_found", "no member with this phone", NULL);
-        req_free(r);
+        req_fail(r, 404, "not_found", "no member with this phone");
         return;
     }
     char id[INGEST_KEY_MAX];

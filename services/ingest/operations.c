@@ -20,15 +20,11 @@ static void on_verdict(void *arg, PGresult *res, const char *err, const char *sq
         /* another tenant's command in flight is as unknown as any */
         bool recorded = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 1), "t") == 0;
         if (recorded || waiter_pending_in_tenant(r->app, r->caller.tenant_id, r->command_id))
-            http_reply_json(r->ex, 200,
-                            json_pack("{s:s, s:s}", "operation_id", r->command_id, "status",
-                                      "pending"),
-                            NULL);
+            req_finish(r, 200,
+                       json_pack("{s:s, s:s}", "operation_id", r->command_id, "status", "pending"));
         else
-            http_reply_problem(r->ex, 404, "not_found",
-                               "no verdict for this operation (unknown, or not applied yet)",
-                               NULL);
-        req_free(r);
+            req_fail(r, 404, "not_found",
+                     "no verdict for this operation (unknown, or not applied yet)");
         return;
     }
     size_t len = 0;
@@ -40,24 +36,20 @@ static void on_verdict(void *arg, PGresult *res, const char *err, const char *sq
     int status = env ? verdict_to_response(env, &result) : -1;
     envelope_free(env);
     if (status < 0) {
-        http_reply_problem(r->ex, 500, "internal", "the stored verdict cannot be read", NULL);
-        req_free(r);
+        req_fail(r, 500, "internal", "the stored verdict cannot be read");
         return;
     }
-    http_reply_json(r->ex, 200,
-                    json_pack("{s:s, s:s, s:i, s:o}", "operation_id", r->command_id, "status",
-                              status < 400 ? "posted" : "rejected", "http_status", status,
-                              "result", result),
-                    NULL);
-    req_free(r);
+    req_finish(r, 200,
+               json_pack("{s:s, s:s, s:i, s:o}", "operation_id", r->command_id, "status",
+                         status < 400 ? "posted" : "rejected", "http_status", status, "result",
+                         result));
 }
 
 static void operation_authenticated(struct req *r)
 {
     const char *id = http_param(r->ex, "operation_id");
     if (!id || !uuid_is_valid(id)) {
-        http_reply_problem(r->ex, 404, "not_found", "no such operation", NULL);
-        req_free(r);
+        req_fail(r, 404, "not_found", "no such operation");
         return;
     }
     snprintf(r->command_id, sizeof(r->command_id), "%s", id);
@@ -83,6 +75,7 @@ static void on_recorded(void *arg, PGresult *res, const char *err, const char *s
 void operations_record_pending(struct req *r, void (*then)(struct req *r))
 {
     const char *p[2] = {r->caller.tenant_id, r->command_id};
+    req_change_state(r, REQ_RECORDING);
     r->next = then;
     if (pg_pool_query(r->app->pg,
                       "INSERT INTO pending_operations (tenant_id, command_id) VALUES ($1, $2) "

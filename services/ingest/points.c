@@ -84,8 +84,7 @@ static bool validate_adjustment(struct req *r)
     const char *branch = NULL;
     points_check_fields(&v, r->body, &branch);
     if (!validation_ok(&v)) {
-        validation_reply(r->ex, &v);
-        req_free(r);
+        req_fail_validation(r, &v);
         return false;
     }
     validation_free(&v);
@@ -129,8 +128,7 @@ static void adjustment_send(struct req *r)
 static void adjustment_authenticated(struct req *r)
 {
     if (strcmp(r->caller.scope, "admin") != 0) {
-        http_reply_problem(r->ex, 403, "forbidden", "only an admin key adjusts points", NULL);
-        req_free(r);
+        req_fail(r, 403, "forbidden", "only an admin key adjusts points");
         return;
     }
     if (!ledger_request_member_path(r) || !validate_adjustment(r))

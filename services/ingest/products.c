@@ -34,8 +34,7 @@ static bool admin_only(struct req *r)
 {
     if (strcmp(r->caller.scope, "admin") == 0)
         return true;
-    http_reply_problem(r->ex, 403, "forbidden", "only an admin key may change configuration", NULL);
-    req_free(r);
+    req_fail(r, 403, "forbidden", "only an admin key may change configuration");
     return false;
 }
 
@@ -95,8 +94,7 @@ static bool validate_product(struct req *r)
         validation_free(&v);
         return true;
     }
-    validation_reply(r->ex, &v);
-    req_free(r);
+    req_fail_validation(r, &v);
     return false;
 }
 
@@ -171,13 +169,11 @@ static void on_branches(void *arg, PGresult *res, const char *err, const char *s
 static void product_authenticated(struct req *r)
 {
     if (!admin_only(r))
-        return; /* answered and freed */
-    if (!http_read_json_object(r->ex, &r->body)) {
-        req_free(r); /* answered: 400, 413 or 415 */
+        return; /* ended */
+    if (!req_read_body(r))
         return;
-    }
     if (!validate_product(r))
-        return; /* answered and freed */
+        return; /* ended */
     snprintf(r->member_id, sizeof(r->member_id), "%s", r->caller.tenant_id);
     r->audit_action = "product.define";
     json_t *ids = json_object_get(r->body, "branch_ids");
@@ -228,11 +224,9 @@ static void send_limits(struct req *r)
 static void limits_authenticated(struct req *r)
 {
     if (!admin_only(r))
-        return; /* answered and freed */
-    if (!http_read_json_object(r->ex, &r->body)) {
-        req_free(r); /* answered: 400, 413 or 415 */
+        return; /* ended */
+    if (!req_read_body(r))
         return;
-    }
     struct validation v;
     validation_init(&v);
     json_t *b = r->body;
@@ -246,8 +240,7 @@ static void limits_authenticated(struct req *r)
     validate_int(&v, b, "far_branch_window_s", false, 1, 86400, &n);
     validate_int(&v, b, "first_day_topup_spend_max", false, 0, MONEY_AMOUNT_MAX, &n);
     if (!validation_ok(&v)) {
-        validation_reply(r->ex, &v);
-        req_free(r);
+        req_fail_validation(r, &v);
         return;
     }
     validation_free(&v);

@@ -48,8 +48,7 @@ static void quote_answer(struct req *r)
     struct pricing_quote q;
     bool ok = pricing_begin(&q, amount_of(r), r->tier.has ? r->tier.discount_bp : 0);
     if (!ok) { /* a tier rate tiering would never store */
-        http_reply_problem(r->ex, 500, "internal", "the member's tier rate is not usable", NULL);
-        req_free(r);
+        req_fail(r, 500, "internal", "the member's tier rate is not usable");
         return;
     }
     json_t *card = json_object_get(r->body, "card"); /* set by on_checked */
@@ -64,8 +63,7 @@ static void quote_answer(struct req *r)
         "charged", (json_int_t)q.charged, "not_included", "coupons");
     if (card)
         json_object_set(body, "card", card);
-    http_reply_json(r->ex, 200, body, NULL);
-    req_free(r);
+    req_finish(r, 200, body);
 }
 
 static void on_checked(void *arg, PGresult *res, const char *err, const char *sqlstate)
@@ -76,8 +74,7 @@ static void on_checked(void *arg, PGresult *res, const char *err, const char *sq
         return;
     }
     if (strcmp(PQgetvalue(res, 0, COL_MEMBER), "t") != 0) {
-        http_reply_problem(r->ex, 404, "not_found", "no such member", NULL);
-        req_free(r);
+        req_fail_no_member(r);
         return;
     }
     if (strcmp(PQgetvalue(res, 0, COL_BRANCH), "t") != 0) {
@@ -114,8 +111,7 @@ static bool quote_params(struct req *r)
     if (card && !uuid_is_valid(card))
         validation_add(&v, "card_id", "must be the id of the member's discount card");
     if (!validation_ok(&v)) {
-        validation_reply(r->ex, &v);
-        req_free(r);
+        req_fail_validation(r, &v);
         return false;
     }
     validation_free(&v);
@@ -125,18 +121,12 @@ static bool quote_params(struct req *r)
 
 static void quote_authenticated(struct req *r)
 {
-    const char *id = http_param(r->ex, "member_id");
-    if (!id || !uuid_is_valid(id)) {
-        http_reply_problem(r->ex, 404, "not_found", "no such member", NULL);
-        req_free(r);
+    if (!req_member_from_path(r))
         return;
-    }
-    snprintf(r->member_id, sizeof(r->member_id), "%s", id);
     if (!quote_params(r))
         return;
     if (!auth_may_use_branch(r, r->branch_id)) {
-        http_reply_problem(r->ex, 403, "forbidden", "this key acts only for its own branch", NULL);
-        req_free(r);
+        req_fail(r, 403, "forbidden", "this key acts only for its own branch");
         return;
     }
     r->body = json_object(); /* the card's part, between the steps */

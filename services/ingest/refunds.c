@@ -58,14 +58,12 @@ static bool validate_refund(struct req *r)
     ingest_validate_id(&v, b, "branch_id", true, &branch);
     validate_kind_fields(&v, b, kind);
     if (!validation_ok(&v)) {
-        validation_reply(r->ex, &v);
-        req_free(r);
+        req_fail_validation(r, &v);
         return false;
     }
     validation_free(&v);
     if (!auth_may_use_branch(r, branch)) {
-        http_reply_problem(r->ex, 403, "forbidden", "this key acts only for its own branch", NULL);
-        req_free(r);
+        req_fail(r, 403, "forbidden", "this key acts only for its own branch");
         return false;
     }
     snprintf(r->branch_id, sizeof(r->branch_id), "%s", branch);
@@ -126,11 +124,9 @@ static void on_pos_checked(void *arg, PGresult *res, const char *err, const char
         envelope_free(env);
     }
     if (foreign) {
-        http_reply_problem(r->ex, 403, "forbidden",
-                           "this value was sold at another branch: refund it there, or at "
-                           "headquarters with an admin key",
-                           NULL);
-        req_free(r);
+        req_fail(r, 403, "forbidden",
+                 "this value was sold at another branch: refund it there, or at "
+                 "headquarters with an admin key");
         return;
     }
     ledger_request_check_then(r, refund_send);
@@ -160,8 +156,7 @@ static void pos_check_then_send(struct req *r)
 static void refund_authenticated(struct req *r)
 {
     if (strcmp(r->caller.scope, "admin") != 0 && strcmp(r->caller.scope, "pos") != 0) {
-        http_reply_problem(r->ex, 403, "forbidden", "this key may not move money", NULL);
-        req_free(r);
+        req_fail(r, 403, "forbidden", "this key may not move money");
         return;
     }
     if (!ledger_request_member_path(r) || !validate_refund(r))

@@ -95,23 +95,18 @@ static void on_counters(void *arg, PGresult *res, const char *err, const char *s
     json_object_del(tenant, "branch_id");
     char as_of[32];
     event_format_time(event_now_us(), as_of);
-    http_reply_json(r->ex, 200,
-                    json_pack("{s:s, s:s, s:s, s:o, s:o}", "tenant_id", r->caller.tenant_id,
-                              "currency", "CNY", "as_of", as_of, "tenant", tenant, "branches",
-                              branches),
-                    NULL);
-    req_free(r);
+    req_finish(r, 200,
+               json_pack("{s:s, s:s, s:s, s:o, s:o}", "tenant_id", r->caller.tenant_id, "currency",
+                         "CNY", "as_of", as_of, "tenant", tenant, "branches", branches));
 }
 
 /* Reads ?branch_id= of a report: a pos key must name its own branch; a bad
- * value is 422. Answers, frees r and returns false when refused. */
+ * value is 422. Ends r and returns false when refused. */
 bool report_branch_filter(struct req *r, const char **branch)
 {
     *branch = http_query(r->ex, "branch_id");
     if (strcmp(r->caller.scope, "pos") == 0 && (!*branch || !auth_may_use_branch(r, *branch))) {
-        http_reply_problem(r->ex, 403, "forbidden", "a pos key reports only on its own branch",
-                           NULL);
-        req_free(r);
+        req_fail(r, 403, "forbidden", "a pos key reports only on its own branch");
         return false;
     }
     if (*branch && (!**branch || strlen(*branch) >= INGEST_KEY_MAX)) {

@@ -49,7 +49,7 @@ static void on_tier_row(void *arg, PGresult *res, const char *err, const char *s
     }
     if (PQntuples(res) > 0)
         tier_from_row(&r->tier, res, 0, 0);
-    r->next(r);
+    req_continue(r);
 }
 
 static void on_cached_tier(void *arg, int status, const struct cache_tier *t)
@@ -62,7 +62,7 @@ static void on_cached_tier(void *arg, int status, const struct cache_tier *t)
         r->tier.rank = t->rank;
         r->tier.discount_bp = t->discount_bp;
         r->tier.points_multiplier_bp = t->points_multiplier_bp;
-        r->next(r);
+        req_continue(r);
         return;
     }
     const char *p[2] = {r->caller.tenant_id, r->member_id};
@@ -75,6 +75,7 @@ static void on_cached_tier(void *arg, int status, const struct cache_tier *t)
 
 void tier_lookup_then(struct req *r, void (*next)(struct req *r))
 {
+    req_change_state(r, REQ_TIER);
     memset(&r->tier, 0, sizeof(r->tier));
     r->next = next;
     cache_async_get_tier(r->app->cache, r->caller.tenant_id, r->member_id, on_cached_tier, r);

@@ -124,13 +124,12 @@ static void answer_pending(struct req *r)
 {
     json_t *pending = json_pack("{s:s, s:s}", "operation_id", r->command_id, "status", "pending");
     if (r->audit_action) { /* audited as pending: the verdict is in the ledger's record */
-        audit_verdict_then_answer(r, 202, pending); /* answers and frees r */
+        audit_verdict_then_answer(r, 202, pending); /* answers and ends r */
         return;
     }
     char location[96];
     snprintf(location, sizeof(location), "/v1/operations/%s", r->command_id);
-    http_reply_json(r->ex, 202, pending, "Location", location, NULL);
-    req_free(r);
+    req_finish_with(r, 202, pending, "Location", location, NULL);
 }
 
 static void request_done(void *arg, enum wait_outcome outcome, const Envelope *verdict)
@@ -142,20 +141,17 @@ static void request_done(void *arg, enum wait_outcome outcome, const Envelope *v
         if (r->idem_key[0])
             idem_store_answer(r->app, &r->caller, r->idem_key, status, body);
         if (r->audit_action) {
-            audit_verdict_then_answer(r, status, body); /* answers and frees r */
+            audit_verdict_then_answer(r, status, body); /* answers and ends r */
             return;
         }
-        answer_json(r->ex, status, body);
+        req_finish_verdict(r, status, body);
     } else if (outcome == WAIT_TIMEOUT) {
-        operations_record_pending(r, answer_pending); /* answers and frees r */
-        return;
+        operations_record_pending(r, answer_pending); /* answers and ends r */
     } else {
-        http_reply_problem(r->ex, 503, "unavailable",
-                           outcome == WAIT_SHUTDOWN ? "the service is shutting down"
-                                                    : "the ledger cannot be reached; retry",
-                           NULL);
+        req_fail(r, 503, "unavailable",
+                 outcome == WAIT_SHUTDOWN ? "the service is shutting down"
+                                          : "the ledger cannot be reached; retry");
     }
-    req_free(r);
 }
 
 void waiter_send_and_wait(struct req *r)
@@ -163,16 +159,14 @@ void waiter_send_and_wait(struct req *r)
     http_exchange_log_field(r->ex, "correlation_id", r->command_id);
     rd_kafka_headers_t *headers = r->headers;
     r->headers = NULL; /* waiter_send takes them in every case */
+    req_change_state(r, REQ_WAITING); /* request_done runs it next */
     int rc = waiter_send(r->app, r->command_id, r->member_id, r->command, r->command_len,
                          headers, r->wait_ms, request_done, r);
     if (rc == -1) {
-        http_reply_problem(r->ex, 409, "request_in_progress",
-                           "a request with this Idempotency-Key is still in progress", NULL);
-        req_free(r);
+        req_fail(r, 409, "request_in_progress",
+                 "a request with this Idempotency-Key is still in progress");
     } else if (rc < 0) {
-        http_reply_problem(r->ex, 503, "unavailable", "the ledger cannot be reached; retry",
-                           NULL);
-        req_free(r);
+        req_fail(r, 503, "unavailable", "the ledger cannot be reached; retry");
     }
 }
 
