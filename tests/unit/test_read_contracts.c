@@ -2,7 +2,8 @@
  * a service's SQL — the string literals of services/<svc>/ *.c and *.h and
  * its migrations — names another service's schema only through a view
  * that service publishes: a view named read_* created by the owner's own
- * migrations. The schemas are the directories of services/ that hold
+ * migrations (libs/, which runs inside every service, is held to the same
+ * rule). The schemas are the directories of services/ that hold
  * migrations (each service's schema is named after it). Reading the
  * source rather than the database catches a direct read before it runs;
  * the self-tests prove the scanner sees one (split across adjacent
@@ -24,6 +25,7 @@
 #include <cmocka.h>
 
 #define SERVICES_DIR   "services"
+#define LIBS_DIR       "libs"
 #define CONTRACTS_DOC  "docs/read-contracts.md"
 #define PUBLISHED      "read_" /* the prefix of a published view's name */
 #define SCHEMAS_MAX    16
@@ -495,6 +497,26 @@ static void test_services_read_only_published_views(void **state)
     assert_true(total.allowed > 0); /* the scan saw the reads through views */
 }
 
+/* The libraries run inside every service and own no schema: they too name
+ * a service's schema only through its published views. */
+static void test_libraries_read_only_published_views(void **state)
+{
+    struct contracts c;
+    contracts_load(&c);
+    struct dirent **libs;
+    int n = dir_list(LIBS_DIR, any_entry, &libs);
+    assert_true(n > 0);
+    struct scan total = {0};
+    for (int i = 0; i < n; i++) {
+        char dir[PATH_LEN_MAX];
+        assert_true(snprintf(dir, sizeof(dir), "%s/%s", LIBS_DIR, libs[i]->d_name) <
+                    (int)sizeof(dir));
+        service_scan(&c, "", dir, true, &total);
+    }
+    dir_list_free(libs, n);
+    assert_int_equal(total.violations, 0);
+}
+
 /* Every published view is in docs/read-contracts.md as <schema>.<view>. */
 static void test_published_views_are_documented(void **state)
 {
@@ -526,6 +548,7 @@ int main(void)
         cmocka_unit_test(test_scanner_sees_a_direct_read),
         cmocka_unit_test(test_published_views_follow_the_migrations),
         cmocka_unit_test(test_services_read_only_published_views),
+        cmocka_unit_test(test_libraries_read_only_published_views),
         cmocka_unit_test(test_published_views_are_documented),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
