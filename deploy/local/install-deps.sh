@@ -12,6 +12,7 @@ packages=(
   libcurl4-openssl-dev
   postgresql postgresql-client redis-server
   curl ca-certificates procps
+  clang-format                  # make format and the check in .ci/run (Debian 12: version 14)
   docker-compose python3-yaml   # tests validate docker-compose.yml and deploy/k8s (no engine needed)
   openjdk-17-jre-headless maven # the local Kafka broker (deploy/kafka/) and what fetches its jars
 )

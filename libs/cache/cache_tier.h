@@ -5,7 +5,7 @@
  * never undoes a newer one), beside the ledger's balances hash, so the two
  * writers never touch each other's fields. A hash whose name is "" says
  * "no tier" (version 0). Flushing it is always safe: readers fall back to
- * tiering.member_tiers. */
+ * tiering.read_member_tiers. */
 #ifndef TESSERA_CACHE_TIER_H
 #define TESSERA_CACHE_TIER_H
 

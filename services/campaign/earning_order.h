@@ -3,7 +3,7 @@
  * member's event has it already or waits for it). A rule change travels on
  * member-events keyed by tenant and a purchase's fact on ledger-events
  * keyed by member, so the fact may come first. Ingest lists every change
- * it published (ingest.earning_rule_changes, written with the change's
+ * it published (ingest.read_earning_rule_changes, written with the change's
  * event in one statement); a purchase recorded at or after a listed change
  * this service has neither stored nor refused waits in deferred_purchases
  * and earns when the change is stored. Changes older than the newest one

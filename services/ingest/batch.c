@@ -635,7 +635,7 @@ static void check_members(struct batch *b)
     int rc = pg_pool_query(b->r->app->pg,
                            "SELECT 'm', m.member_id, m.branch_id, t.name, t.rank, "
                            "t.discount_bp, t.points_multiplier_bp FROM members m "
-                           "LEFT JOIN tiering.member_tiers t ON t.tenant_id = m.tenant_id "
+                           "LEFT JOIN tiering.read_member_tiers t ON t.tenant_id = m.tenant_id "
                            "AND t.member_id = m.member_id "
                            "WHERE m.tenant_id = $1 AND m.member_id = ANY($2::text[]) "
                            "UNION ALL SELECT 'b', branch_id, '', NULL, NULL, NULL, NULL "

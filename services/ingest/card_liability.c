@@ -55,7 +55,7 @@ static void card_liability_authenticated(struct req *r)
     if (pg_pool_query(
             r->app->pg,
             "WITH n AS (SELECT (extract(epoch FROM now()) * 1000000)::bigint AS now_us), "
-            "live AS (SELECT c.* FROM ledger.cards c, n WHERE c.tenant_id = $1 "
+            "live AS (SELECT c.* FROM ledger.read_cards c, n WHERE c.tenant_id = $1 "
             "AND ($2::text IS NULL OR c.sold_branch_id = $2) AND c.valid_to_us > n.now_us) "
             "SELECT sold_branch_id, count(*), coalesce(sum(paid_total), 0), "
             "coalesce(sum(floor(CASE WHEN kind = 'count' THEN CASE WHEN uses_total > 0 THEN "

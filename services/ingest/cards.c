@@ -214,10 +214,10 @@ void cards_check_then_send(struct req *r, void (*send)(struct req *r))
                       "tenant_id = $1 AND branch_id = $3)), "
                       "EXTRACT(EPOCH FROM (now() AT TIME ZONE t.time_zone) - "
                       "(now() AT TIME ZONE 'UTC'))::int, "
-                      "(SELECT product_id FROM ledger.cards WHERE tenant_id = $1 AND "
+                      "(SELECT product_id FROM ledger.read_cards WHERE tenant_id = $1 AND "
                       "card_id = $4 AND member_id = $2), "
                       "($3 = '' OR coalesce((SELECT cardinality(branch_ids) = 0 OR "
-                      "$3 = ANY(branch_ids) FROM ledger.cards WHERE tenant_id = $1 AND "
+                      "$3 = ANY(branch_ids) FROM ledger.read_cards WHERE tenant_id = $1 AND "
                       "card_id = $4 AND member_id = $2), true)) "
                       "FROM tenants t WHERE t.tenant_id = $1",
                       4, p, on_checked, r) < 0)
@@ -399,7 +399,8 @@ static void cards_then_coupons(struct req *r, json_t *cards)
     json_object_set_new(r->body, "cards", cards);
     const char *p[2] = {r->caller.tenant_id, r->member_id};
     if (pg_pool_query(r->app->pg,
-                      "SELECT coupon_id, kind, value, percent_bp, valid_to_us FROM ledger.coupons "
+                      "SELECT coupon_id, kind, value, percent_bp, valid_to_us "
+                      "FROM ledger.read_coupons "
                       "WHERE tenant_id = $1 AND member_id = $2 AND redeemed_by IS NULL "
                       "AND valid_to_us > (extract(epoch FROM now()) * 1000000)::bigint "
                       "ORDER BY valid_to_us, coupon_id LIMIT 100",
@@ -451,7 +452,7 @@ static void on_cached_cards(void *arg, int status, const struct cache_cards_read
     const char *p[2] = {r->caller.tenant_id, r->member_id};
     if (pg_pool_query(r->app->pg,
                       "SELECT card_id, product_id, kind, uses_left, valid_from_us, valid_to_us, "
-                      "frozen_until_us, freeze_days_left, discount_bp FROM ledger.cards "
+                      "frozen_until_us, freeze_days_left, discount_bp FROM ledger.read_cards "
                       "WHERE tenant_id = $1 AND member_id = $2 ORDER BY created_at, card_id "
                       "LIMIT 100",
                       2, p, on_cards, r) < 0)

@@ -193,7 +193,7 @@ static void on_poll_tick(evutil_socket_t fd, short what, void *arg)
     struct rules_put *put = arg;
     const char *p[2] = {put->r->caller.tenant_id, put->r->command_id};
     if (pg_pool_query(put->r->app->pg,
-                      "SELECT 1 FROM campaign.earning_rules WHERE tenant_id = $1 "
+                      "SELECT 1 FROM campaign.read_earning_rules WHERE tenant_id = $1 "
                       "AND change_id = $2",
                       2, p, on_polled, put) < 0)
         on_polled(put, NULL, "queue full", "");

@@ -129,8 +129,9 @@ static void on_member(void *arg, PGresult *res, const char *err, const char *sql
             "SELECT j.line_id, j.posting_id, j.command_id, coalesce(c.command_type, ''), "
             "j.branch_id, j.asset, j.amount, j.reason, j.actor, "
             "to_char(j.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') "
-            "FROM ledger.journal j LEFT JOIN ledger.commands c ON c.tenant_id = j.tenant_id "
-            "AND c.command_id = j.command_id WHERE j.tenant_id = $1 AND j.member_id = $2 "
+            "FROM ledger.read_journal j LEFT JOIN ledger.read_commands c "
+            "ON c.tenant_id = j.tenant_id AND c.command_id = j.command_id "
+            "WHERE j.tenant_id = $1 AND j.member_id = $2 "
             "AND ($3::bigint IS NULL OR j.line_id < $3::bigint) "
             "ORDER BY j.line_id DESC LIMIT $4::bigint",
             4, p, on_lines, r) < 0)

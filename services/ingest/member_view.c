@@ -68,8 +68,8 @@ static void on_cached(void *arg, int status, const struct cache_balances *b)
     /* A read of the ledger's projection: only the ledger writes it. */
     const char *p[2] = {r->caller.tenant_id, r->member_id};
     if (pg_pool_query(r->app->pg,
-                      "SELECT points, sv_principal, sv_bonus, points_pending FROM ledger.balances "
-                      "WHERE tenant_id = $1 AND member_id = $2",
+                      "SELECT points, sv_principal, sv_bonus, points_pending "
+                      "FROM ledger.read_balances WHERE tenant_id = $1 AND member_id = $2",
                       2, p, on_ledger_balances, r) < 0)
         req_fail_db(r, "queue full");
 }

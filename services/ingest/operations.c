@@ -55,7 +55,7 @@ static void operation_authenticated(struct req *r)
     snprintf(r->command_id, sizeof(r->command_id), "%s", id);
     const char *p[2] = {r->caller.tenant_id, r->command_id};
     if (pg_pool_query(r->app->pg,
-                      "SELECT (SELECT verdict FROM ledger.commands WHERE tenant_id = $1 "
+                      "SELECT (SELECT verdict FROM ledger.read_commands WHERE tenant_id = $1 "
                       "AND command_id = $2), EXISTS (SELECT 1 FROM pending_operations "
                       "WHERE tenant_id = $1 AND command_id = $2)",
                       2, p, on_verdict, r) < 0)

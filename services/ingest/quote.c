@@ -137,7 +137,7 @@ static void quote_authenticated(struct req *r)
                       "member_id = $2), EXISTS (SELECT 1 FROM branches WHERE tenant_id = $1 AND "
                       "branch_id = $3), c.kind, c.discount_bp, c.valid_from_us, c.valid_to_us, "
                       "c.frozen_until_us, cardinality(c.branch_ids) = 0 OR $3 = ANY(c.branch_ids) "
-                      "FROM (SELECT 1) AS one LEFT JOIN ledger.cards c ON c.tenant_id = $1 "
+                      "FROM (SELECT 1) AS one LEFT JOIN ledger.read_cards c ON c.tenant_id = $1 "
                       "AND c.card_id = $4 AND c.member_id = $2",
                       4, p, on_checked, r) < 0)
         req_fail_db(r, "queue full");

@@ -144,9 +144,9 @@ static void pos_check_then_send(struct req *r)
     const char *p[5] = {r->caller.tenant_id, r->member_id, r->caller.branch_id, kind,
                         purchase ? purchase : ""};
     if (pg_pool_query(r->app->pg,
-                      "SELECT (SELECT verdict FROM ledger.commands WHERE tenant_id = $1 AND "
+                      "SELECT (SELECT verdict FROM ledger.read_commands WHERE tenant_id = $1 AND "
                       "command_id = $5 AND member_id = $2 AND command_type = 'purchase'), "
-                      "$4 = 'stored_value' AND EXISTS (SELECT 1 FROM ledger.journal WHERE "
+                      "$4 = 'stored_value' AND EXISTS (SELECT 1 FROM ledger.read_journal WHERE "
                       "tenant_id = $1 AND member_id = $2 AND account = 'member:' || $2 AND "
                       "asset = 'sv_principal' AND amount > 0 AND branch_id IS DISTINCT FROM $3)",
                       5, p, on_pos_checked, r) < 0)

@@ -124,7 +124,8 @@ static void liability_authenticated(struct req *r)
     const char *p[2] = {r->caller.tenant_id, branch};
     if (pg_pool_query(r->app->pg,
                       "SELECT coalesce(branch_id, ''), asset, regexp_replace(account, '^.*:', ''), "
-                      "sum(amount) FROM ledger.journal WHERE tenant_id = $1 AND member_id IS NULL "
+                      "sum(amount) FROM ledger.read_journal "
+                      "WHERE tenant_id = $1 AND member_id IS NULL "
                       "AND asset IN ('sv_principal', 'sv_bonus') "
                       "AND ($2::text IS NULL OR branch_id = $2) GROUP BY 1, 2, 3 ORDER BY 1",
                       2, p, on_counters, r) < 0)

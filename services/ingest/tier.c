@@ -1,5 +1,5 @@
 /* The member's current tier for the API: the Redis cache first (tiering
- * writes it after commit), tiering.member_tiers when the cache misses or
+ * writes it after commit), tiering.read_member_tiers when the cache misses or
  * is down. Read only: only tiering writes either. A purchase carries the
  * tier it was taken under in its command (RecordPurchase.tier_*), so the
  * ledger prices it with the tier the POS was quoted. */
@@ -68,7 +68,7 @@ static void on_cached_tier(void *arg, int status, const struct cache_tier *t)
     const char *p[2] = {r->caller.tenant_id, r->member_id};
     if (pg_pool_query(r->app->pg,
                       "SELECT name, rank, discount_bp, points_multiplier_bp "
-                      "FROM tiering.member_tiers WHERE tenant_id = $1 AND member_id = $2",
+                      "FROM tiering.read_member_tiers WHERE tenant_id = $1 AND member_id = $2",
                       2, p, on_tier_row, r) < 0)
         req_fail_db(r, "queue full");
 }

@@ -4,7 +4,7 @@
  * cache. Versioned: a write never replaces a newer one, so writing an
  * unchanged tier again is harmless. The cache is only a cache: a failed
  * write is logged, the connection re-made, and the writes kept (bounded)
- * for after the next batch; ingest reads tiering.member_tiers on a miss. */
+ * for after the next batch; ingest reads tiering.read_member_tiers on a miss. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
