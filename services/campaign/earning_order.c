@@ -14,14 +14,14 @@
 /* Per tenant of `tenants` (an SQL expression giving a set of tenant ids),
  * the earliest time from which a published change is missing: listed by
  * ingest, newer than every change stored here, not stored, not refused. */
-#define MISSING_CTE(tenants)                                                                   \
-    "missing AS (SELECT c.tenant_id, min(c.effective_from_us) AS from_us "                     \
-    "FROM ingest.earning_rule_changes c WHERE c.tenant_id IN (" tenants ") "                   \
-    "AND c.effective_from_us > coalesce((SELECT max(r.effective_from_us) FROM earning_rules r " \
-    "WHERE r.tenant_id = c.tenant_id), -1) "                                                   \
-    "AND NOT EXISTS (SELECT 1 FROM earning_rules r WHERE r.tenant_id = c.tenant_id "           \
-    "AND r.change_id = c.change_id) "                                                          \
-    "AND NOT EXISTS (SELECT 1 FROM refused_rule_changes x WHERE x.tenant_id = c.tenant_id "    \
+#define MISSING_CTE(tenants)                                                                       \
+    "missing AS (SELECT c.tenant_id, min(c.effective_from_us) AS from_us "                         \
+    "FROM ingest.earning_rule_changes c WHERE c.tenant_id IN (" tenants ") "                       \
+    "AND c.effective_from_us > coalesce((SELECT max(r.effective_from_us) FROM earning_rules r "    \
+    "WHERE r.tenant_id = c.tenant_id), -1) "                                                       \
+    "AND NOT EXISTS (SELECT 1 FROM earning_rules r WHERE r.tenant_id = c.tenant_id "               \
+    "AND r.change_id = c.change_id) "                                                              \
+    "AND NOT EXISTS (SELECT 1 FROM refused_rule_changes x WHERE x.tenant_id = c.tenant_id "        \
     "AND x.change_id = c.change_id) GROUP BY c.tenant_id)"
 
 int earning_order_check(PGconn *pg, const char *const *tenant_ids, const int64_t *occurred_at_us,
@@ -39,17 +39,20 @@ int earning_order_check(PGconn *pg, const char *const *tenant_ids, const int64_t
         db_array_add_int(&idx, (long long)i);
     }
     const char *p[3] = {db_array_finish(&tenants), db_array_finish(&times), db_array_finish(&idx)};
-    PGresult *res = db_query(pg,
-                             "WITH " MISSING_CTE("SELECT unnest($1::text[])") " "
-                             "SELECT u.i FROM unnest($1::text[], $2::bigint[], $3::int[]) "
-                             "AS u(t, at, i) JOIN missing m ON m.tenant_id = u.t "
-                             "WHERE u.at >= m.from_us",
-                             3, p, err, err_len, NULL);
+    PGresult *res = db_query(
+        pg,
+        "WITH " MISSING_CTE(
+            "SELECT unnest($1::text[])") " "
+                                         "SELECT u.i FROM unnest($1::text[], $2::bigint[], "
+                                         "$3::int[]) "
+                                         "AS u(t, at, i) JOIN missing m ON m.tenant_id = u.t "
+                                         "WHERE u.at >= m.from_us",
+        3, p, err, err_len, NULL);
     db_array_free(&tenants), db_array_free(&times), db_array_free(&idx);
     if (!res)
         return -1;
     for (int row = 0; row < PQntuples(res); row++) {
-        long long i = strtoll(PQgetvalue(res, row, 0), NULL, 10);
+        long long i = db_int_at(res, row, 0);
         assert(i >= 0 && (size_t)i < n);
         wait[i] = true;
     }
@@ -86,13 +89,16 @@ int earning_order_release(PGconn *pg, Envelope ***facts, size_t *count, char *er
 {
     *facts = NULL;
     *count = 0;
-    PGresult *res =
-        db_query(pg,
-                 "WITH " MISSING_CTE("SELECT tenant_id FROM deferred_purchases") " "
-                 "DELETE FROM deferred_purchases d WHERE NOT EXISTS (SELECT 1 FROM missing m "
-                 "WHERE m.tenant_id = d.tenant_id AND d.occurred_at_us >= m.from_us) "
-                 "RETURNING fact",
-                 0, NULL, err, err_len, NULL);
+    PGresult *res = db_query(
+        pg,
+        "WITH " MISSING_CTE(
+            "SELECT tenant_id FROM deferred_purchases") " "
+                                                        "DELETE FROM deferred_purchases d WHERE "
+                                                        "NOT EXISTS (SELECT 1 FROM missing m "
+                                                        "WHERE m.tenant_id = d.tenant_id AND "
+                                                        "d.occurred_at_us >= m.from_us) "
+                                                        "RETURNING fact",
+        0, NULL, err, err_len, NULL);
     if (!res)
         return -1;
     int rows = PQntuples(res);
@@ -100,12 +106,12 @@ int earning_order_release(PGconn *pg, Envelope ***facts, size_t *count, char *er
     assert(*facts);
     for (int row = 0; row < rows; row++) {
         size_t len = 0;
-        unsigned char *raw =
-            PQunescapeBytea((const unsigned char *)PQgetvalue(res, row, 0), &len);
+        unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(res, row, 0), &len);
         char why[128] = "out of memory";
         Envelope *env = raw ? envelope_decode(raw, len, why, sizeof(why)) : NULL;
         PQfreemem(raw);
-        if (!env || env->payload_case != TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_PURCHASE_RECORDED) {
+        if (!env ||
+            env->payload_case != TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_PURCHASE_RECORDED) {
             log_fields(LOG_ERROR, "a deferred purchase cannot be read; dropped", "reason", why,
                        NULL);
             envelope_free(env);
