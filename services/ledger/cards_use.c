@@ -39,15 +39,23 @@ static const char *use_detail(enum card_result r)
     }
 }
 
+/* The member's card the command names, now o's card; NULL, with o
+ * rejected, when the member has no such card. */
+static struct card *command_card(struct ledger_ctx *l, struct outcome *o, const char *card_id)
+{
+    struct card *k = cards_own_card(l, o->cmd, card_id);
+    if (!k)
+        outcome_reject(o, "card_not_found", "the member has no such card");
+    o->card = k;
+    return k;
+}
+
 void cards_decide_use(struct ledger_ctx *l, struct outcome *o)
 {
     const Envelope *e = o->cmd;
-    struct card *k = cards_own_card(l, e, e->use_card->card_id);
-    if (!k) {
-        outcome_reject(o, "card_not_found", "the member has no such card");
+    struct card *k = command_card(l, o, e->use_card->card_id);
+    if (!k)
         return;
-    }
-    o->card = k;
     const struct card_limits *lim = &cards_limits_find(l->cards, e->tenant_id)->lim;
     struct card_state st = k->st;
     int64_t previous_use_us = st.recent_count ? st.recent_uses_us[st.recent_count - 1] : 0;
@@ -75,12 +83,9 @@ void cards_decide_use(struct ledger_ctx *l, struct outcome *o)
 void cards_decide_freeze(struct ledger_ctx *l, struct outcome *o)
 {
     const Envelope *e = o->cmd;
-    struct card *k = cards_own_card(l, e, e->freeze_card->card_id);
-    if (!k) {
-        outcome_reject(o, "card_not_found", "the member has no such card");
+    struct card *k = command_card(l, o, e->freeze_card->card_id);
+    if (!k)
         return;
-    }
-    o->card = k;
     struct card_state st = k->st;
     enum card_result r = rules_card_freeze(&st, e->freeze_card->days, e->occurred_at_us);
     if (r != CARD_OK) {

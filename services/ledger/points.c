@@ -290,6 +290,17 @@ static struct ledger_lot *lot_find(struct ledger_ctx *l, const Envelope *cmd, co
     return NULL;
 }
 
+/* The lot an expiry or a vesting names (NULL when not loaded: spent,
+ * expired or another member's), noted in o with the journal reason
+ * "<kind>:<lot id>". */
+static struct ledger_lot *named_lot(struct ledger_ctx *l, struct outcome *o, const char *kind,
+                                    const char *lot_id)
+{
+    snprintf(o->lot_id, sizeof(o->lot_id), "%s", lot_id);
+    outcome_reason(o, "%s:%s", kind, lot_id);
+    return lot_find(l, o->cmd, lot_id);
+}
+
 /* What is left of a due lot expires. A lot already spent or expired is
  * not loaded: the command posts nothing (the scheduler may send a lot
  * twice; the command id, the lot id, makes the second a duplicate). A
@@ -298,10 +309,7 @@ static struct ledger_lot *lot_find(struct ledger_ctx *l, const Envelope *cmd, co
 static void decide_expiry(struct ledger_ctx *l, struct outcome *o)
 {
     const Envelope *cmd = o->cmd;
-    const ExpirePoints *e = cmd->expire_points;
-    snprintf(o->lot_id, sizeof(o->lot_id), "%s", e->lot_id);
-    outcome_reason(o, "points_expiry:%s", e->lot_id);
-    struct ledger_lot *lot = lot_find(l, cmd, e->lot_id);
+    struct ledger_lot *lot = named_lot(l, o, "points_expiry", cmd->expire_points->lot_id);
     if (!lot || lot->remaining == 0)
         return;
     o->lot_expires_at_us = lot->expires_at_us;
@@ -417,10 +425,7 @@ static void decide_earn(struct ledger_ctx *l, struct outcome *o)
 static void decide_vest(struct ledger_ctx *l, struct outcome *o)
 {
     const Envelope *cmd = o->cmd;
-    const VestPoints *v = cmd->vest_points;
-    snprintf(o->lot_id, sizeof(o->lot_id), "%s", v->lot_id);
-    outcome_reason(o, "points_vested:%s", v->lot_id);
-    struct ledger_lot *lot = lot_find(l, cmd, v->lot_id);
+    struct ledger_lot *lot = named_lot(l, o, "points_vested", cmd->vest_points->lot_id);
     if (!lot || lot->remaining == 0 || !lot->pending)
         return;
     o->lot_expires_at_us = lot->expires_at_us;
