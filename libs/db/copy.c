@@ -4,11 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sodium.h>
 
 #include "db/db.h"
 #include "db/db_internal.h"
 
-#define DB_COPY_CAP_MIN 4096
+#define DB_COPY_CAP_MIN   4096
 #define DB_COPY_CHUNK_MAX (1 << 20) /* bytes per PQputCopyData */
 
 void db_copy_init(struct db_copy *c)
@@ -71,11 +72,24 @@ void db_copy_text(struct db_copy *c, const char *value)
     for (size_t i = 0; i < n; i++) {
         char ch = value[i];
         switch (ch) {
-        case '\\': c->buf[c->len++] = '\\'; c->buf[c->len++] = '\\'; break;
-        case '\t': c->buf[c->len++] = '\\'; c->buf[c->len++] = 't'; break;
-        case '\n': c->buf[c->len++] = '\\'; c->buf[c->len++] = 'n'; break;
-        case '\r': c->buf[c->len++] = '\\'; c->buf[c->len++] = 'r'; break;
-        default: c->buf[c->len++] = ch;
+        case '\\':
+            c->buf[c->len++] = '\\';
+            c->buf[c->len++] = '\\';
+            break;
+        case '\t':
+            c->buf[c->len++] = '\\';
+            c->buf[c->len++] = 't';
+            break;
+        case '\n':
+            c->buf[c->len++] = '\\';
+            c->buf[c->len++] = 'n';
+            break;
+        case '\r':
+            c->buf[c->len++] = '\\';
+            c->buf[c->len++] = 'r';
+            break;
+        default:
+            c->buf[c->len++] = ch;
         }
     }
 }
@@ -89,19 +103,15 @@ void db_copy_int(struct db_copy *c, long long value)
 
 void db_copy_bytea(struct db_copy *c, const void *data, size_t len)
 {
-    static const char hex[] = "0123456789abcdef";
     assert(data || len == 0);
     copy_begin_field(c);
     /* The field text is \x<hex>, its backslash doubled for COPY. */
-    copy_reserve(c, 3 + 2 * len);
+    copy_reserve(c, 3 + 2 * len + 1); /* sodium_bin2hex ends with a NUL, written over next */
     c->buf[c->len++] = '\\';
     c->buf[c->len++] = '\\';
     c->buf[c->len++] = 'x';
-    const unsigned char *bytes = data;
-    for (size_t i = 0; i < len; i++) {
-        c->buf[c->len++] = hex[bytes[i] >> 4];
-        c->buf[c->len++] = hex[bytes[i] & 0x0f];
-    }
+    sodium_bin2hex(c->buf + c->len, 2 * len + 1, data, len);
+    c->len += 2 * len;
 }
 
 void db_copy_end_row(struct db_copy *c)

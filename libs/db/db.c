@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sodium.h>
 
 #include "db/db_internal.h"
 #include "log/log.h"
@@ -165,6 +166,11 @@ int db_exec(PGconn *pg, const char *sql, char *err, size_t err_len)
     return 0;
 }
 
+int64_t db_int_at(const PGresult *res, int row, int col)
+{
+    return strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
 PGresult *db_query(PGconn *pg, const char *sql, int nparams, const char *const *params, char *err,
                    size_t err_len, char sqlstate[6])
 {
@@ -317,19 +323,13 @@ void db_array_add_int(struct db_array *a, long long value)
 
 void db_array_add_bytea(struct db_array *a, const void *data, size_t len)
 {
-    static const char hex[] = "0123456789abcdef";
     assert(data != NULL || len == 0);
     /* The element text is \x<hex>; db_array_add escapes the backslash. */
     char *text = malloc(2 * len + 3);
     assert(text != NULL);
-    const unsigned char *bytes = data;
     text[0] = '\\';
     text[1] = 'x';
-    for (size_t i = 0; i < len; i++) {
-        text[2 + 2 * i] = hex[bytes[i] >> 4];
-        text[3 + 2 * i] = hex[bytes[i] & 0x0f];
-    }
-    text[2 + 2 * len] = '\0';
+    sodium_bin2hex(text + 2, 2 * len + 1, data, len);
     db_array_add(a, text);
     free(text);
 }

@@ -5,6 +5,7 @@
 #define TESSERA_DB_H
 
 #include <libpq-fe.h>
+#include <stdint.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -28,6 +29,9 @@ int db_exec(PGconn *pg, const char *sql, char *err, size_t err_len)
  * NULL (6 bytes). */
 PGresult *db_query(PGconn *pg, const char *sql, int nparams, const char *const *params, char *err,
                    size_t err_len, char sqlstate[6]) __attribute__((warn_unused_result));
+
+/* The integer in a result's cell (bigint, int or a count), 0 for NULL. */
+int64_t db_int_at(const PGresult *res, int row, int col);
 
 /* BEGIN / COMMIT / ROLLBACK. Rollback never fails loudly (logged). */
 int db_begin(PGconn *pg, char *err, size_t err_len) __attribute__((warn_unused_result));

@@ -80,7 +80,7 @@ int db_offsets_load(PGconn *pg, const char *group_id, const char *cluster_id,
             offsets_log_foreign(group_id, p, stored_cluster, cluster_id);
             continue;
         }
-        p->offset = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+        p->offset = db_int_at(res, i, 1);
     }
     rc = 0;
 done:
@@ -123,7 +123,7 @@ int db_offsets_store(PGconn *pg, const char *group_id, const char *cluster_id,
     if (res != NULL)
         rc = (size_t)PQntuples(res) == count ? 0 : 1;
     if (rc == 0 && xid != NULL)
-        *xid = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        *xid = db_int_at(res, 0, 0);
     PQclear(res);
     db_array_free(&topics);
     db_array_free(&partitions);

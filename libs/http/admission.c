@@ -38,13 +38,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sodium.h>
 
 #include "http/http_internal.h"
 
 #define ADMISSION_TOKEN_BYTES 16
-#define HEAD_END "\r\n\r\n"
-#define HEAD_END_LEN 4
-#define CONTENT_LENGTH_MAX ((uint64_t)1 << 62) /* larger values are "too large" */
+#define HEAD_END              "\r\n\r\n"
+#define HEAD_END_LEN          4
+#define CONTENT_LENGTH_MAX    ((uint64_t)1 << 62) /* larger values are "too large" */
 
 struct http_admission {
     const struct http_route *routes;
@@ -52,8 +53,8 @@ struct http_admission {
     struct http_limits limits; /* body limits per route */
     size_t headers_max_bytes;
     size_t connections_max;
-    size_t live;             /* filters alive */
-    bool server_gone;        /* freed when the last filter goes */
+    size_t live;      /* filters alive */
+    bool server_gone; /* freed when the last filter goes */
     char token[2 * ADMISSION_TOKEN_BYTES + 1];
 };
 
@@ -96,8 +97,7 @@ struct http_admission *http_admission_new(const struct http_route *routes, size_
                                    .connections_max = limits->connections_max};
     unsigned char raw[ADMISSION_TOKEN_BYTES];
     evutil_secure_rng_get_bytes(raw, sizeof(raw));
-    for (size_t i = 0; i < sizeof(raw); i++)
-        snprintf(adm->token + 2 * i, 3, "%02x", raw[i]);
+    sodium_bin2hex(adm->token, sizeof(adm->token), raw, sizeof(raw));
     return adm;
 }
 
@@ -219,15 +219,15 @@ static void head_refuse(struct conn *c, const struct head *h, struct evbuffer *d
     const char *line = h->line != NULL ? h->line : fallback;
     size_t line_len = h->line != NULL ? h->line_len : strlen(fallback);
     evbuffer_add(dst, line, line_len);
-    evbuffer_add_printf(dst, "\r\nConnection: close\r\n" HTTP_ADMISSION_HEADER ": %s %d %llu\r\n\r\n",
+    evbuffer_add_printf(dst,
+                        "\r\nConnection: close\r\n" HTTP_ADMISSION_HEADER ": %s %d %llu\r\n\r\n",
                         c->adm->token, status, (unsigned long long)detail);
     c->state = CONN_DISCARD;
 }
 
 /* A complete head of head_len bytes at the front of src: passed on, or
  * replaced by a refusal. */
-static void head_screen(struct conn *c, struct evbuffer *src, struct evbuffer *dst,
-                        size_t head_len)
+static void head_screen(struct conn *c, struct evbuffer *src, struct evbuffer *dst, size_t head_len)
 {
     struct head h = {0};
     const char *p = (const char *)evbuffer_pullup(src, (ev_ssize_t)head_len);
@@ -371,7 +371,10 @@ struct bufferevent *http_admission_bevcb(struct event_base *base, void *arg)
         free(c);
         return NULL;
     }
-    *c = (struct conn){.adm = adm, .sock = sock, .filter = bev, .state = CONN_HEAD,
+    *c = (struct conn){.adm = adm,
+                       .sock = sock,
+                       .filter = bev,
+                       .state = CONN_HEAD,
                        .over_cap = adm->live >= adm->connections_max};
     evbuffer_add_cb(bufferevent_get_output(bev), conn_on_output, c);
     adm->live++;
@@ -381,7 +384,8 @@ struct bufferevent *http_admission_bevcb(struct event_base *base, void *arg)
 bool http_admission_refusal(const struct http_admission *adm, struct evhttp_request *req,
                             int *status, uint64_t *detail)
 {
-    const char *v = evhttp_find_header(evhttp_request_get_input_headers(req), HTTP_ADMISSION_HEADER);
+    const char *v =
+        evhttp_find_header(evhttp_request_get_input_headers(req), HTTP_ADMISSION_HEADER);
     size_t token_len = strlen(adm->token);
     unsigned long long n = 0;
     if (v == NULL || strncmp(v, adm->token, token_len) != 0 || v[token_len] != ' ' ||

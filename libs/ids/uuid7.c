@@ -8,6 +8,7 @@
 
 #include <assert.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <sodium.h>
 #include <string.h>
 #include <time.h>
@@ -16,7 +17,7 @@
 /* A fresh millisecond starts the counter below this (11 random bits), so
  * at least 2048 ids fit in the millisecond before the carry. */
 #define UUID7_COUNTER_SEED_MASK 0x7ffu
-#define UUID_TEXT_LEN 36
+#define UUID_TEXT_LEN           36
 
 static pthread_mutex_t uuid7_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t uuid7_last_ms;
@@ -59,16 +60,12 @@ static void uuid7_next_stamp(uint16_t seed, uint64_t *ms, uint32_t *counter)
 
 static void uuid_format(const uint8_t b[16], char out[UUID_STR_SIZE])
 {
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-    for (size_t i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            out[o++] = '-';
-        out[o++] = hex[b[i] >> 4];
-        out[o++] = hex[b[i] & 0xf];
-    }
-    out[o] = '\0';
-    assert(o == UUID_TEXT_LEN);
+    char hex[2 * 16 + 1];
+    sodium_bin2hex(hex, sizeof(hex), b, 16);
+    /* RFC 9562 section 4: 8-4-4-4-12 hex digits */
+    int n = snprintf(out, UUID_STR_SIZE, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12,
+                     hex + 16, hex + 20);
+    assert(n == UUID_TEXT_LEN);
 }
 
 void uuid7_generate(char out[UUID_STR_SIZE])

@@ -32,7 +32,7 @@ int outbox_append(PGconn *pg, const struct outbox_row *rows, size_t count, int64
     struct db_copy copy;
     db_copy_init(&copy);
     for (size_t i = 0; i < count; i++) {
-        int64_t id = strtoll(PQgetvalue(res, (int)i, 0), NULL, 10);
+        int64_t id = db_int_at(res, (int)i, 0);
         if (ids)
             ids[i] = id;
         db_copy_int(&copy, id);
@@ -124,7 +124,7 @@ static bool stranded_copy(const PGresult *res, int i, struct outbox_stranded *ou
         free(copy), free(topic), free(key);
         return false;
     }
-    out->ids[out->count] = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+    out->ids[out->count] = db_int_at(res, i, 0);
     out->rows[out->count++] =
         (struct outbox_row){.topic = topic, .key = key, .payload = copy, .len = len};
     return true;

@@ -1,4 +1,4 @@
-#include "service/pipeline.h"
+#include "service/pipeline_internal.h"
 
 #include <assert.h>
 #include <pthread.h>
@@ -15,56 +15,7 @@
 #include "metrics/metrics.h"
 #include "service/pipeline_metrics.h"
 #include "trace/trace.h"
-
-#define RELAY_SWEEP_EVERY_S 5      /* look for stranded outbox rows this often */
-#define RELAY_RENEW_AFTER_S (OUTBOX_LEASE_S / 3) /* in flight this long: renew its lease */
-
-/* The outbox rows of one committed batch (or one sweep), produced without
- * waiting: the pipeline never waits for the broker (the development
- * broker takes ~40 ms to acknowledge a produce spread over 6 partitions).
- * When every event of the group is delivered its rows become deletable;
- * they are deleted in the next batch's transaction (or alone when idle).
- * When one fails, the rows stay and a sweep sends them again once their
- * lease is over (outbox.h). While a group is in flight its rows are
- * never claimed again here, and their lease is renewed for other relays. */
-struct relay_group {
-    struct relay_group *next;
-    struct pipeline *p;
-    int64_t *ids;
-    size_t count;
-    size_t pending;
-    bool failed;
-    double sent_s; /* monotonic */
-};
-
-struct pipeline {
-    struct pipeline_config cfg;
-    struct pipeline_ops ops;
-    void *ctx;
-    void (*on_exit)(void *);
-    void *exit_ctx;
-    char source[64];
-    char owner[OUTBOX_OWNER_MAX]; /* this relay's name on the outbox rows it leases */
-    PGconn *pg;
-    struct bus_consumer *consumer;
-    struct bus_producer *producer;
-    pthread_t thread;
-    struct db_offset_range *ranges; /* batch_max of them: a batch's partitions */
-    /* Events of committed batches on their way to Kafka (see relay_*). */
-    struct relay_group *in_flight;
-    int64_t *deletable; /* outbox ids delivered, rows still to delete */
-    size_t deletable_count, deletable_cap;
-    struct timespec last_sweep;
-    /* Per message of the polled batch: a dead letter was enqueued for it,
-     * and its delivery result (the report lands here, see dl_send). */
-    bool *dl_queued;
-    rd_kafka_resp_err_t *dl_result;
-    atomic_bool stop;
-    atomic_bool failed;
-    struct pipeline_stats stats;
-    struct pipeline_lag_view lag_view;
-    bool running; /* the thread was started (pipeline_run) */
-};
+#include "util/sleep.h"
 
 /* The process's live pipelines (a service may run several workers), for
  * the total lag gauge: the sum over them, set when /metrics renders, so
@@ -222,263 +173,6 @@ static void handle_fence(struct pipeline *p, const struct db_offset_range *r, si
 }
 
 /* A header's value as a string ("" when absent or not text). */
-static void header_text(const rd_kafka_message_t *m, const char *name, char *out, size_t len)
-{
-    rd_kafka_headers_t *h = NULL;
-    const void *v = NULL;
-    size_t n = 0;
-    out[0] = '\0';
-    if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-        rd_kafka_header_get_last(h, name, &v, &n) == RD_KAFKA_RESP_ERR_NO_ERROR && v)
-        snprintf(out, len, "%.*s", (int)n, (const char *)v);
-}
-
-/* Why the database refused a message applied alone (SQLSTATE class 22 or
- * 23, twice in a row): it goes to the dead-letter topic with these. */
-struct refusal {
-    char sqlstate[6];
-    char text[DB_FAILURE_TEXT_MAX];
-};
-#define REFUSED_REASON "the database refused it"
-
-static void dl_log(const rd_kafka_message_t *m, const char *reason)
-{
-    /* The CloudEvents headers name the event, member and trace even
-     * when the payload cannot be decoded. */
-    char event_id[64], member[128], traceparent[TRACEPARENT_SIZE], trace_id[TRACE_ID_SIZE];
-    header_text(m, "ce_id", event_id, sizeof(event_id));
-    header_text(m, "ce_subject", member, sizeof(member));
-    header_text(m, "ce_traceparent", traceparent, sizeof(traceparent));
-    trace_id_of(traceparent, trace_id);
-    log_fields(LOG_WARN, "dead-lettering a message", "reason", reason, "topic",
-               rd_kafka_topic_name(m->rkt), "event_id", event_id, "member_id", member, "trace_id",
-               trace_id, NULL);
-}
-
-/* Marked poison, and its dead letter is not (yet) delivered. from is the
- * index of b's first message in the polled batch. */
-static bool dl_pending(const struct pipeline *p, const struct pipeline_batch *b, size_t from,
-                       size_t i)
-{
-    return b->poison[i] &&
-           !(p->dl_queued[from + i] && p->dl_result[from + i] == RD_KAFKA_RESP_ERR_NO_ERROR);
-}
-
-/* Sends the dead letters of b's poison messages that are not delivered
- * yet, all at once, then waits for them once. Called between attempts,
- * outside any transaction: no row stays locked while the broker answers.
- * A crash after this and before the commit sends them again (at least
- * once); a dead letter that fails fails the batch, so the offsets never
- * move past a message that is neither applied nor dead-lettered. */
-static int dl_send(struct pipeline *p, struct pipeline_batch *b, size_t from,
-                   const struct refusal *refused, char *err, size_t err_len)
-{
-    const char *extra[] = {"x-dead-letter-sqlstate", refused ? refused->sqlstate : "",
-                           "x-dead-letter-detail", refused ? refused->text : "", NULL};
-    for (size_t i = 0; i < b->count; i++) {
-        size_t k = from + i;
-        if (!dl_pending(p, b, from, i) ||
-            (p->dl_queued[k] && p->dl_result[k] == RD_KAFKA_RESP_ERR__IN_PROGRESS))
-            continue; /* nothing to send, or still on its way from an earlier try */
-        dl_log(b->msgs[i], b->poison[i]);
-        p->dl_queued[k] = true;
-        (void)bus_dead_letter_enqueue(p->producer, b->msgs[i], p->cfg.service, b->poison[i],
-                                      refused ? extra : NULL, &p->dl_result[k]);
-    }
-    if (bus_dead_letters_wait(p->producer, p->dl_result + from, b->count,
-                              BUS_DEAD_LETTER_TIMEOUT_MS) == 0)
-        return 0;
-    /* Only this attempt's poison counts: a message that was poison in an
-     * earlier attempt only (it should not happen) keeps its old result. */
-    for (size_t i = 0; i < b->count; i++)
-        if (dl_pending(p, b, from, i)) {
-            snprintf(err, err_len, "dead letter not delivered: %s",
-                     rd_kafka_err2name(p->dl_result[from + i]));
-            return -1;
-        }
-    return 0;
-}
-
-/* After the commit: the batch's dead letters are final, count them. */
-static void dl_count(struct pipeline *p, const struct pipeline_batch *b, bool refused)
-{
-    for (size_t i = 0; i < b->count; i++) {
-        if (!b->poison[i])
-            continue;
-        atomic_fetch_add(&p->stats.dead_letters, 1);
-        pipeline_metrics_dead_letter(b->msgs[i], refused ? "refused" : "invalid");
-    }
-}
-
-static void relay_deletable_add(struct pipeline *p, const int64_t *ids, size_t n)
-{
-    if (p->deletable_count + n > p->deletable_cap) {
-        p->deletable_cap = (p->deletable_count + n) * 2;
-        p->deletable = realloc(p->deletable, p->deletable_cap * sizeof(*p->deletable));
-        assert(p->deletable);
-    }
-    memcpy(p->deletable + p->deletable_count, ids, n * sizeof(*ids));
-    p->deletable_count += n;
-}
-
-static void relay_deletable_drop(struct pipeline *p, size_t n)
-{
-    assert(n <= p->deletable_count);
-    memmove(p->deletable, p->deletable + n, (p->deletable_count - n) * sizeof(*p->deletable));
-    p->deletable_count -= n;
-}
-
-/* Delivery report of one relayed event (producer callback, served on the
- * pipeline thread by bus_producer_poll). */
-static void relay_on_delivery(void *ctx, void *msg_opaque, rd_kafka_resp_err_t err)
-{
-    struct relay_group *g = msg_opaque;
-    struct pipeline *p = ctx;
-    if (!g)
-        return;
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        g->failed = true;
-        log_fields(LOG_WARN, "event not delivered; its outbox row will be sent again", "error",
-                   rd_kafka_err2str(err), NULL);
-    }
-    if (--g->pending > 0)
-        return;
-    if (!g->failed) {
-        relay_deletable_add(p, g->ids, g->count);
-        atomic_fetch_add(&p->stats.relayed, (long long)g->count);
-        pipeline_metrics_count("tessera_outbox_relayed_total", "Outbox events relayed to Kafka.",
-                               (long long)g->count);
-    }
-    struct relay_group **link = &p->in_flight;
-    while (*link != g)
-        link = &(*link)->next;
-    *link = g->next;
-    free(g->ids);
-    free(g);
-}
-
-/* Produces rows whose outbox ids are ids, as one group. */
-static void relay_send(struct pipeline *p, const struct outbox_row *rows, const int64_t *ids,
-                       size_t n)
-{
-    if (n == 0)
-        return;
-    struct relay_group *g = calloc(1, sizeof(*g));
-    assert(g);
-    g->p = p;
-    g->ids = malloc(n * sizeof(*ids));
-    assert(g->ids);
-    memcpy(g->ids, ids, n * sizeof(*ids));
-    g->count = n;
-    g->pending = n;
-    g->sent_s = metrics_now_seconds();
-    g->next = p->in_flight;
-    p->in_flight = g;
-    for (size_t i = 0; i < n; i++) {
-        rd_kafka_resp_err_t e = outbox_produce(p->producer, p->source, &rows[i], g);
-        if (e != RD_KAFKA_RESP_ERR_NO_ERROR) /* no report will come for it */
-            relay_on_delivery(p, g, e);
-    }
-}
-
-/* Deletes the rows of delivered events. Inside a batch's transaction it
- * rides along with the batch; when idle it runs alone. */
-static int relay_delete_delivered(struct pipeline *p, char *err, size_t err_len)
-{
-    if (p->deletable_count == 0)
-        return 0;
-    if (outbox_delete(p->pg, p->deletable, p->deletable_count, err, err_len) < 0)
-        return -1;
-    return 0;
-}
-
-/* The outbox ids this relay holds: in flight (only those sent at least
- * older_s ago) and delivered but not deleted yet. malloc'ed (NULL when
- * none, or out of memory: then *n is 0 and the caller does without). */
-static int64_t *relay_held_ids(const struct pipeline *p, double older_s, size_t *n)
-{
-    double now_s = metrics_now_seconds();
-    size_t count = p->deletable_count;
-    for (const struct relay_group *g = p->in_flight; g; g = g->next)
-        count += now_s - g->sent_s >= older_s ? g->count : 0;
-    int64_t *ids = count ? malloc(count * sizeof(*ids)) : NULL;
-    *n = 0;
-    if (!ids)
-        return NULL;
-    if (p->deletable_count)
-        memcpy(ids, p->deletable, p->deletable_count * sizeof(*ids));
-    *n = p->deletable_count;
-    for (const struct relay_group *g = p->in_flight; g; g = g->next)
-        if (now_s - g->sent_s >= older_s) {
-            memcpy(ids + *n, g->ids, g->count * sizeof(*ids));
-            *n += g->count;
-        }
-    return ids;
-}
-
-/* Rows nobody is sending (a crash between commit and delivery, a failed
- * delivery), claimed with a lease and sent again, at least once. Runs
- * whatever is in flight (so it is never starved by a steady load), and
- * skips what this relay holds: a row is never in two groups, and nothing
- * librdkafka still holds is produced twice. */
-static void relay_sweep(struct pipeline *p)
-{
-    size_t held_count = 0;
-    int64_t *held = relay_held_ids(p, 0, &held_count);
-    if (!held && (p->in_flight || p->deletable_count))
-        return; /* out of memory: the next sweep tries again */
-    struct outbox_stranded st = {0};
-    char err[256];
-    int rc = outbox_claim(p->pg, p->owner, held, held_count, OUTBOX_RELAY_BATCH_MAX, &st, err,
-                          sizeof(err));
-    free(held);
-    if (rc < 0) {
-        log_fields(LOG_WARN, "outbox sweep failed; will retry", "error", err, NULL);
-        return;
-    }
-    if (st.count > 0)
-        log_fields(LOG_INFO, "sending stranded outbox rows again", NULL);
-    relay_send(p, st.rows, st.ids, st.count);
-    outbox_stranded_free(&st);
-}
-
-/* Keeps the lease of rows in flight a while (Kafka slow or away:
- * librdkafka holds them up to message.timeout.ms), so no other relay
- * claims them meanwhile. */
-static void relay_renew(struct pipeline *p)
-{
-    size_t n = 0;
-    int64_t *ids = relay_held_ids(p, RELAY_RENEW_AFTER_S, &n);
-    char err[256];
-    if (n > 0 && outbox_renew(p->pg, p->owner, ids, n, err, sizeof(err)) < 0)
-        log_fields(LOG_WARN, "could not renew the lease of outbox rows in flight", "error", err,
-                   NULL);
-    free(ids);
-}
-
-/* Between batches: serve delivery reports, delete what was delivered when
- * no batch will carry it, and sweep now and then. */
-static void relay_tick(struct pipeline *p, bool idle)
-{
-    bus_producer_poll(p->producer, 0);
-    char err[256];
-    if (idle && p->deletable_count > 0) {
-        size_t n = p->deletable_count;
-        if (relay_delete_delivered(p, err, sizeof(err)) == 0)
-            relay_deletable_drop(p, n);
-        else
-            log_fields(LOG_WARN, "could not delete relayed outbox rows", "error", err, NULL);
-    }
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    if (now.tv_sec - p->last_sweep.tv_sec >= RELAY_SWEEP_EVERY_S) {
-        p->last_sweep = now;
-        relay_renew(p);
-        relay_sweep(p);
-        pipeline_metrics_outbox_backlog(p->pg, p->deletable_count);
-    }
-}
-
 enum attempt_result {
     ATTEMPT_COMMITTED,
     ATTEMPT_FENCED,
@@ -491,8 +185,7 @@ static void backoff_sleep(int attempt)
     int ms = 100 << (attempt < 6 ? attempt : 6);
     if (ms > PIPELINE_RETRY_BACKOFF_MAX_MS)
         ms = PIPELINE_RETRY_BACKOFF_MAX_MS;
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
+    sleep_ms(ms);
 }
 
 /* COMMIT failed. While the connection is up, the server answered: the
@@ -545,7 +238,7 @@ static enum attempt_result batch_attempt(struct pipeline *p, struct pipeline_bat
     if (!refused && p->ops.apply(p->ctx, p->pg, b, err, err_len) < 0)
         goto fail;
     for (size_t i = 0; i < b->count; i++)
-        if (dl_pending(p, b, from, i)) { /* send them with no row locked */
+        if (pipeline_dl_pending(p, b, from, i)) { /* send them with no row locked */
             db_rollback(p->pg);
             return ATTEMPT_DEAD_LETTERS;
         }
@@ -555,7 +248,7 @@ static enum attempt_result batch_attempt(struct pipeline *p, struct pipeline_bat
     if (b->out_count > 0 && outbox_append(p->pg, b->out, b->out_count, *ids, err, err_len) < 0)
         goto fail;
     size_t deleted = p->deletable_count; /* reports served below add more */
-    if (relay_delete_delivered(p, err, err_len) < 0)
+    if (pipeline_relay_delete_delivered(p, err, err_len) < 0)
         goto fail;
     long long xid = 0;
     int stored = db_offsets_store(p->pg, p->cfg.group_id, bus_consumer_cluster_id(p->consumer), r,
@@ -568,7 +261,7 @@ static enum attempt_result batch_attempt(struct pipeline *p, struct pipeline_bat
     }
     if (db_commit(p->pg, err, err_len) < 0 && commit_settle(p, xid) != ATTEMPT_COMMITTED)
         return ATTEMPT_FAILED;
-    relay_deletable_drop(p, deleted); /* deleted with the batch */
+    pipeline_relay_deletable_drop(p, deleted); /* deleted with the batch */
     return ATTEMPT_COMMITTED;
 fail:
     db_rollback(p->pg);
@@ -606,10 +299,10 @@ static void range_committed(struct pipeline *p, struct pipeline_batch *b,
     atomic_fetch_add(&p->stats.batches, 1);
     atomic_fetch_add(&p->stats.messages, (long long)b->count);
     pipeline_metrics_batch(b, metrics_now_seconds() - started_s);
-    dl_count(p, b, refused != NULL);
+    pipeline_dl_count(p, b, refused != NULL);
     if (p->ops.after_commit && !refused) /* a refusal applied nothing */
         p->ops.after_commit(p->ctx, b);
-    relay_send(p, b->out, ids, b->out_count);
+    pipeline_relay_send(p, b->out, ids, b->out_count);
 }
 
 /* Applies messages [from, to) of the polled batch as one batch, retrying
@@ -648,7 +341,8 @@ static enum range_result process_range(struct pipeline *p, struct pipeline_batch
             result = RANGE_DONE;
             break;
         }
-        if (r == ATTEMPT_DEAD_LETTERS && dl_send(p, &b, from, refused, err, sizeof(err)) == 0) {
+        if (r == ATTEMPT_DEAD_LETTERS &&
+            pipeline_dl_send(p, &b, from, refused, err, sizeof(err)) == 0) {
             attempt--; /* not a failure: try again at once */
             continue;
         }
@@ -701,14 +395,14 @@ static void *pipeline_main(void *arg)
     struct pipeline_batch b = {.msgs = calloc(max, sizeof(*b.msgs)),
                                .poison = calloc(max, sizeof(*b.poison))};
     assert(b.msgs && b.poison);
-    relay_sweep(p); /* events a crash left behind, once their lease is over */
+    pipeline_relay_sweep(p); /* events a crash left behind, once their lease is over */
     pipeline_metrics_outbox_backlog(p->pg, p->deletable_count);
     while (!atomic_load(&p->stop)) {
         int wait_ms = p->in_flight ? 1 : p->cfg.poll_timeout_ms; /* reports are due soon */
         b.count = bus_consumer_poll_batch(p->consumer, b.msgs, max, wait_ms);
         atomic_store(&p->stats.lag, bus_consumer_lag(p->consumer));
         pipeline_metrics_lags(&p->lag_view, p->consumer);
-        relay_tick(p, b.count == 0);
+        pipeline_relay_tick(p, b.count == 0);
         if (b.count == 0) {
             atomic_store(&p->stats.postgres_ok, db_healthy(p->pg));
             continue;
@@ -727,7 +421,7 @@ static void *pipeline_main(void *arg)
      * nothing for the next start to send twice. */
     if (bus_producer_flush(p->producer, OUTBOX_FLUSH_TIMEOUT_MS) < 0)
         log_warn("pipeline stopping with events still in flight; they will be sent again");
-    relay_tick(p, true);
+    pipeline_relay_tick(p, true);
     log_info("pipeline stopping: leaving the consumer group");
     bus_consumer_close(p->consumer);
     p->consumer = NULL;
@@ -768,7 +462,7 @@ struct pipeline *pipeline_prepare(const struct pipeline_config *cfg, const struc
     if (!p->pg)
         goto fail;
     atomic_store(&p->stats.postgres_ok, true);
-    p->producer = bus_producer_new(cfg->bus, NULL, relay_on_delivery, p, err, err_len);
+    p->producer = bus_producer_new(cfg->bus, NULL, pipeline_relay_on_delivery, p, err, err_len);
     if (!p->producer)
         goto fail;
     static const char *const all_topics[] = TOPICS_ALL;

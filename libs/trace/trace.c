@@ -8,8 +8,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sodium.h>
 
-#define TRACE_ID_HEX 32
+#define TRACE_ID_HEX     32
 #define TRACE_PARENT_HEX 16
 
 static bool is_lower_hex(const char *s, size_t n)
@@ -54,16 +55,14 @@ bool trace_parse(const char *h, char trace_id[TRACE_ID_SIZE])
 
 static void random_hex(char *out, size_t hex_len)
 {
-    static const char digits[] = "0123456789abcdef";
     uint8_t bytes[16];
+    char hex[2 * sizeof(bytes) + 1];
     assert(hex_len <= 2 * sizeof(bytes) && hex_len % 2 == 0);
     do {
         ssize_t n = getrandom(bytes, hex_len / 2, 0);
         assert(n == (ssize_t)(hex_len / 2));
-        for (size_t i = 0; i < hex_len / 2; i++) {
-            out[2 * i] = digits[bytes[i] >> 4];
-            out[2 * i + 1] = digits[bytes[i] & 0xf];
-        }
+        sodium_bin2hex(hex, sizeof(hex), bytes, hex_len / 2);
+        memcpy(out, hex, hex_len);
     } while (all_zero(out, hex_len)); /* all-zero ids are invalid */
 }
 

@@ -231,8 +231,8 @@ static bool earn_one(struct purchase_seen *s, PGresult *res, int row, struct pip
         ok = names[k] != NULL;
     }
     struct earning_rule rule = {.enabled = strcmp(PQgetvalue(res, row, 2), "t") == 0,
-                                .unit_amount = strtoll(PQgetvalue(res, row, 3), NULL, 10),
-                                .points_per_unit = strtoll(PQgetvalue(res, row, 4), NULL, 10),
+                                .unit_amount = db_int_at(res, row, 3),
+                                .points_per_unit = db_int_at(res, row, 4),
                                 .excluded_categories = names,
                                 .excluded_count = ok ? n : 0};
     const PurchaseRecorded *p = s->env->purchase_recorded;
@@ -283,7 +283,7 @@ static int compute_points(PGconn *pg, struct earning_batch *e, struct pipeline_b
     if (!res)
         return -1;
     for (int row = 0; row < PQntuples(res); row++) {
-        long long i = strtoll(PQgetvalue(res, row, 0), NULL, 10);
+        long long i = db_int_at(res, row, 0);
         assert(i >= 0 && (size_t)i < e->purchase_count);
         earn_one(&e->purchases[i], res, row, b);
     }

@@ -52,7 +52,7 @@ int earning_order_check(PGconn *pg, const char *const *tenant_ids, const int64_t
     if (!res)
         return -1;
     for (int row = 0; row < PQntuples(res); row++) {
-        long long i = strtoll(PQgetvalue(res, row, 0), NULL, 10);
+        long long i = db_int_at(res, row, 0);
         assert(i >= 0 && (size_t)i < n);
         wait[i] = true;
     }

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "datetime/datetime.h"
 #include "http/validate.h"
 #include "ingest.h"
 
@@ -33,22 +34,11 @@ static const char *const scopes[] = {"admin", "pos", "analytics:read", "app", NU
 /* RFC 3339 UTC with seconds ("2027-01-31T00:00:00Z"); false otherwise. */
 static bool parse_utc(const char *s, time_t *out)
 {
-    struct tm tm = {0};
-    char zone = 0;
-    if (strlen(s) != 20 ||
-        sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%c", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-               &tm.tm_min, &tm.tm_sec, &zone) != 7 ||
-        zone != 'Z')
+    int64_t us;
+    if (strlen(s) != 20 || s[10] != 'T' || s[19] != 'Z' || !datetime_parse_rfc3339_us(s, &us))
         return false;
-    int year = tm.tm_year, month = tm.tm_mon, day = tm.tm_mday;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    *out = timegm(&tm);
-    struct tm back;
-    gmtime_r(out, &back);
-    /* timegm normalises 02-31 into March: a changed date was not a date */
-    return back.tm_year + 1900 == year && back.tm_mon + 1 == month && back.tm_mday == day &&
-           tm.tm_hour < 24 && tm.tm_min < 60 && tm.tm_sec < 60;
+    *out = (time_t)(us / 1000000);
+    return true;
 }
 
 struct key_request {

@@ -392,7 +392,6 @@ void refunds_create(struct http_exchange *ex, void *app);
 /* history.c, reports.c: route handlers */
 void history_get(struct http_exchange *ex, void *app);
 void reports_prepaid_liability(struct http_exchange *ex, void *app);
-bool ingest_parse_rfc3339_us(const char *text, int64_t *out);
 /* products.c, cards.c: card products, tenant card limits, member cards */
 void products_define(struct http_exchange *ex, void *app);
 void card_limits_put(struct http_exchange *ex, void *app);

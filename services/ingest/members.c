@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "datetime/datetime.h"
 #include "bus/topics.h"
 #include "http/validate.h"
 #include "ingest.h"
@@ -40,14 +41,7 @@ static bool phone_ok(const char *p)
 static bool birthday_ok(const char *d)
 {
     int y, m, day;
-    char tail;
-    if (strlen(d) != 10 || sscanf(d, "%4d-%2d-%2d%c", &y, &m, &day, &tail) != 3)
-        return false;
-    static const int days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (y < 1900 || y > 2100 || m < 1 || m > 12 || day < 1 || day > days[m - 1])
-        return false;
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    return !(m == 2 && day == 29 && !leap);
+    return datetime_parse_date(d, &y, &m, &day) && y >= 1900 && y <= 2100;
 }
 
 struct registration {

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "datetime/datetime.h"
 #include "http/validate.h"
 #include "ingest.h"
 
@@ -14,46 +15,6 @@
 
 static const char *const adjustment_fields[] = {"points", "reason", "expires_at", "branch_id",
                                                 NULL};
-
-/* RFC 3339 ("2027-01-01T00:00:00Z", fraction and ±hh:mm offset allowed)
- * to µs since the epoch; false when it is not one. */
-bool ingest_parse_rfc3339_us(const char *text, int64_t *out)
-{
-    struct tm tm = {0};
-    int consumed = 0;
-    if (sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-               &tm.tm_min, &tm.tm_sec, &consumed) != 6 ||
-        consumed != 19)
-        return false;
-    if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
-        tm.tm_min > 59 || tm.tm_sec > 60)
-        return false;
-    const char *p = text + consumed;
-    int64_t frac_us = 0, scale = 100000;
-    if (*p == '.') {
-        for (p++; *p >= '0' && *p <= '9'; p++, scale /= 10)
-            frac_us += scale > 0 ? (*p - '0') * scale : 0;
-    }
-    int64_t offset_s = 0;
-    if (*p == 'Z' || *p == 'z') {
-        p++;
-    } else if (*p == '+' || *p == '-') {
-        int oh, om, n = 0;
-        if (sscanf(p + 1, "%2d:%2d%n", &oh, &om, &n) != 2 || n != 5 || oh > 23 || om > 59)
-            return false;
-        offset_s = (*p == '-' ? -1 : 1) * (oh * 3600 + om * 60);
-        p += 6;
-    } else {
-        return false;
-    }
-    if (*p != '\0')
-        return false;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    time_t t = timegm(&tm);
-    *out = ((int64_t)t - offset_s) * 1000000 + frac_us;
-    return true;
-}
 
 /* Records every problem of an adjustment's body in v; sets *branch (NULL
  * when absent). Shared with the batch endpoint. */
@@ -68,7 +29,7 @@ void points_check_fields(struct validation *v, json_t *b, const char **branch)
     validate_text(v, b, "reason", true, 1, TEXT_REASON_CHARS_MAX, TEXT_REASON_BYTES_MAX, &reason);
     ingest_validate_id(v, b, "branch_id", false, branch);
     if (validate_string(v, b, "expires_at", false, 1, 64, &expires) && expires) {
-        if (!ingest_parse_rfc3339_us(expires, &expires_us))
+        if (!datetime_parse_rfc3339_us(expires, &expires_us))
             validation_add(v, "expires_at", "must be an RFC 3339 time");
         else if (expires_us <= event_now_us())
             validation_add(v, "expires_at", "must be in the future");
@@ -109,7 +70,7 @@ uint8_t *points_encode(const struct caller *c, const char *member_id, const char
     cmd.points = json_integer_value(json_object_get(body, "points"));
     cmd.reason = (char *)json_string_value(json_object_get(body, "reason"));
     const char *expires = json_string_value(json_object_get(body, "expires_at"));
-    if (expires && !ingest_parse_rfc3339_us(expires, &cmd.expires_at_us))
+    if (expires && !datetime_parse_rfc3339_us(expires, &cmd.expires_at_us))
         cmd.expires_at_us = 0; /* validated before: cannot happen */
     env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_ADJUST_POINTS;
     env.adjust_points = &cmd;

@@ -46,16 +46,6 @@ void ledger_begin_batch(void *ctx)
     store_rows_init(&l->rows);
 }
 
-static void *grow(void *arr, size_t count, size_t *cap, size_t elem)
-{
-    if (count < *cap)
-        return arr;
-    *cap = *cap ? *cap * 2 : 64;
-    arr = realloc(arr, *cap * elem);
-    assert(arr);
-    return arr;
-}
-
 /* Lookups are linear: a batch holds at most PIPELINE_BATCH_MAX commands. */
 struct ledger_member *ledger_member_find(struct ledger_ctx *l, const char *tenant_id,
                                          const char *member_id, bool create)
@@ -66,7 +56,7 @@ struct ledger_member *ledger_member_find(struct ledger_ctx *l, const char *tenan
             return &l->members[i];
     if (!create)
         return NULL;
-    l->members = grow(l->members, l->member_count, &l->member_cap, sizeof(*l->members));
+    l->members = array_grow(l->members, l->member_count, &l->member_cap, sizeof(*l->members));
     struct ledger_member *m = &l->members[l->member_count++];
     *m = (struct ledger_member){
         .tenant_id = strdup(tenant_id), .member_id = strdup(member_id), .loaded_version = -1};
@@ -81,7 +71,7 @@ struct ledger_ladder *ledger_ladder_find(struct ledger_ctx *l, const char *tenan
             return &l->ladders[i];
     if (!create)
         return NULL;
-    l->ladders = grow(l->ladders, l->ladder_count, &l->ladder_cap, sizeof(*l->ladders));
+    l->ladders = array_grow(l->ladders, l->ladder_count, &l->ladder_cap, sizeof(*l->ladders));
     struct ledger_ladder *ld = &l->ladders[l->ladder_count++];
     *ld = (struct ledger_ladder){.tenant_id = strdup(tenant_id)};
     return ld;
@@ -100,7 +90,7 @@ struct ledger_verdict *ledger_verdict_find(struct ledger_ctx *l, const char *ten
 void ledger_verdict_add(struct ledger_ctx *l, const char *tenant_id, const char *command_id,
                         uint8_t *envelope, size_t len)
 {
-    l->verdicts = grow(l->verdicts, l->verdict_count, &l->verdict_cap, sizeof(*l->verdicts));
+    l->verdicts = array_grow(l->verdicts, l->verdict_count, &l->verdict_cap, sizeof(*l->verdicts));
     l->verdicts[l->verdict_count++] = (struct ledger_verdict){.tenant_id = strdup(tenant_id),
                                                               .command_id = strdup(command_id),
                                                               .envelope = envelope,
@@ -126,6 +116,8 @@ static const char *command_id_of(const Envelope *env)
 
 static const char *command_type_of(const Envelope *env)
 {
+    if (cards_command_id(env))
+        return cards_command_type(env);
     if (points_is_command(env))
         return points_command_type(env);
     if (refunds_is_command(env))
@@ -147,6 +139,50 @@ void outcome_line(struct outcome *o, const char *account, const char *asset, int
     o->lines[i].asset = (char *)asset;
     o->lines[i].amount = amount;
     o->line_ptrs[i] = &o->lines[i];
+}
+
+void outcome_pay_from_sv(struct outcome *o, int64_t from_p, int64_t from_b)
+{
+    const Envelope *e = o->cmd;
+    char member[ACCOUNT_MAX], redeemed[ACCOUNT_MAX];
+    snprintf(member, sizeof(member), "member:%s", e->member_id);
+    snprintf(redeemed, sizeof(redeemed), "tenant:%s:branch:%s:sv_redeemed", e->tenant_id,
+             e->branch_id);
+    outcome_line(o, member, "sv_principal", -from_p);
+    outcome_line(o, redeemed, "sv_principal", from_p);
+    outcome_line(o, member, "sv_bonus", -from_b);
+    outcome_line(o, redeemed, "sv_bonus", from_b);
+    o->member->sv.principal -= from_p;
+    o->member->sv.bonus -= from_b;
+    o->paid_principal = from_p;
+    o->paid_bonus = from_b;
+}
+
+bool outcome_spend_sv(struct ledger_ctx *l, struct outcome *o, int64_t charge,
+                      const char *uncovered_detail, const char *invalid_detail)
+{
+    int64_t from_p = 0, from_b = 0;
+    enum rules_result r = rules_plan_sv_spend(o->member->sv, charge, &from_p, &from_b);
+    if (r != RULES_OK) {
+        outcome_reject(o, rules_result_code(r),
+                       r == RULES_INSUFFICIENT_BALANCE ? uncovered_detail : invalid_detail);
+        return false;
+    }
+    const char *first_day = firstday_check(l, o->cmd, o->member, charge);
+    if (first_day) {
+        outcome_reject(o, first_day,
+                       "stored value topped up today may be spent today only up to the tenant's "
+                       "first-day limit");
+        return false;
+    }
+    outcome_pay_from_sv(o, from_p, from_b);
+    return true;
+}
+
+void outcome_reject(struct outcome *o, const char *code, const char *detail)
+{
+    o->reject_code = code;
+    o->reject_detail = detail;
 }
 
 void outcome_reason(struct outcome *o, const char *fmt, ...)
@@ -223,55 +259,20 @@ static void decide_purchase(struct ledger_ctx *l, struct outcome *o)
     o->coupon_discount = q.coupon_discount;
     o->discount = pricing_discount_total(&q);
     if (strcmp(p->payment_method, "stored_value") == 0 && o->charged > 0) {
-        int64_t from_p = 0, from_b = 0;
-        enum rules_result r = rules_plan_sv_spend(o->member->sv, o->charged, &from_p, &from_b);
-        if (r != RULES_OK) {
-            o->reject_code = rules_result_code(r);
-            o->reject_detail = r == RULES_INSUFFICIENT_BALANCE
-                                   ? "the stored-value balance does not cover the charge"
-                                   : "the purchase amount is not acceptable";
+        if (!outcome_spend_sv(l, o, o->charged,
+                              "the stored-value balance does not cover the charge",
+                              "the purchase amount is not acceptable"))
             return;
-        }
-        o->reject_code = firstday_check(l, env, o->member, o->charged);
-        if (o->reject_code) {
-            o->reject_detail = "stored value topped up today may be spent today only up to "
-                               "the tenant's first-day limit";
-            return;
-        }
-        char member[ACCOUNT_MAX], redeemed[ACCOUNT_MAX];
-        snprintf(member, sizeof(member), "member:%s", env->member_id);
-        snprintf(redeemed, sizeof(redeemed), "tenant:%s:branch:%s:sv_redeemed", env->tenant_id,
-                 env->branch_id);
-        outcome_line(o, member, "sv_principal", -from_p);
-        outcome_line(o, redeemed, "sv_principal", from_p);
-        outcome_line(o, member, "sv_bonus", -from_b);
-        outcome_line(o, redeemed, "sv_bonus", from_b);
-        o->member->sv.principal -= from_p;
-        o->member->sv.bonus -= from_b;
-        o->paid_principal = from_p;
-        o->paid_bonus = from_b;
     }
     uuid7_generate(o->purchase_id);
 }
 
 /* ------------------------------------------------------- encoding */
-static void outcome_meta(const struct outcome *o, struct event_meta *meta)
-{
-    const Envelope *c = o->cmd;
-    *meta = (struct event_meta){.tenant_id = c->tenant_id,
-                                .branch_id = c->branch_id,
-                                .member_id = c->member_id,
-                                .causation_id = c->event_id,
-                                .correlation_id =
-                                    c->correlation_id[0] ? c->correlation_id : c->event_id,
-                                .actor_kind = "service",
-                                .actor_id = "ledger",
-                                .traceparent = c->traceparent};
-}
-
 static void outcome_balances(const struct outcome *o, Balances *bal)
 {
     tessera__ledger__v1__balances__init(bal);
+    if (!o->member)
+        return; /* a tenant command (cards_is_tenant_command) */
     bal->points = o->member->points;
     bal->points_pending = o->member->points_pending;
     bal->stored_value_principal = o->member->sv.principal;
@@ -279,20 +280,36 @@ static void outcome_balances(const struct outcome *o, Balances *bal)
     bal->version = o->member->version;
 }
 
+void outcome_event_init(struct outcome_event *ev, const struct outcome *o, bool fact)
+{
+    const Envelope *c = o->cmd;
+    ev->meta = (struct event_meta){.tenant_id = c->tenant_id,
+                                   .branch_id = c->branch_id,
+                                   .member_id = c->member_id,
+                                   .causation_id = c->event_id,
+                                   .correlation_id =
+                                       c->correlation_id[0] ? c->correlation_id : c->event_id,
+                                   .actor_kind = "service",
+                                   .actor_id = "ledger",
+                                   .traceparent = c->traceparent};
+    envelope_init(&ev->env, &ev->actor, &ev->meta);
+    outcome_balances(o, &ev->bal);
+    if (fact)
+        ev->env.occurred_at_us = c->occurred_at_us;
+}
+
 /* The verdict envelope (LedgerPosted or LedgerRejected), encoded. */
 static uint8_t *encode_verdict(const struct outcome *o, size_t *len)
 {
-    struct event_meta meta;
-    Envelope env;
-    Actor actor;
-    Balances bal;
+    struct outcome_event ev;
     LedgerPosted posted;
     LedgerRejected rejected;
     PointsLotDetail lot;
     RefundDetail refund;
-    outcome_meta(o, &meta);
-    envelope_init(&env, &actor, &meta);
-    outcome_balances(o, &bal);
+    CardState card;
+    CouponState coupon;
+    outcome_event_init(&ev, o, false);
+    Envelope *env = &ev.env;
     const char *cmd_id = command_id_of(o->cmd);
     if (o->reject_code) {
         tessera__ledger__v1__ledger_rejected__init(&rejected);
@@ -300,9 +317,9 @@ static uint8_t *encode_verdict(const struct outcome *o, size_t *len)
         rejected.command_type = (char *)command_type_of(o->cmd);
         rejected.code = (char *)o->reject_code;
         rejected.detail = (char *)o->reject_detail;
-        rejected.balances = &bal;
-        env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LEDGER_REJECTED;
-        env.ledger_rejected = &rejected;
+        rejected.balances = &ev.bal;
+        env->payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LEDGER_REJECTED;
+        env->ledger_rejected = &rejected;
     } else {
         tessera__ledger__v1__ledger_posted__init(&posted);
         posted.command_id = (char *)cmd_id;
@@ -310,7 +327,7 @@ static uint8_t *encode_verdict(const struct outcome *o, size_t *len)
         posted.command_type = (char *)command_type_of(o->cmd);
         posted.n_lines = o->line_count;
         posted.lines = (JournalLine **)o->line_ptrs;
-        posted.balances = &bal;
+        posted.balances = &ev.bal;
         posted.amount = o->amount;
         posted.charged = o->charged;
         posted.bonus = o->bonus;
@@ -334,39 +351,36 @@ static uint8_t *encode_verdict(const struct outcome *o, size_t *len)
             refunds_fill_detail(o, &refund);
             posted.refund = &refund;
         }
-        env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LEDGER_POSTED;
-        env.ledger_posted = &posted;
+        if (cards_command_id(o->cmd))
+            cards_fill_posted(o, &posted, &card, &coupon);
+        env->payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LEDGER_POSTED;
+        env->ledger_posted = &posted;
     }
-    return envelope_encode(&env, len);
+    return envelope_encode(env, len);
 }
 
 /* The business fact of a posted command (StoredValueToppedUp or
  * PurchaseRecorded), for tiering, campaign and analytics. */
 static uint8_t *encode_fact(const struct outcome *o, size_t *len)
 {
-    struct event_meta meta;
-    Envelope env;
-    Actor actor;
-    Balances bal;
+    struct outcome_event ev;
     StoredValueToppedUp topped;
     PurchaseRecorded purchase;
-    outcome_meta(o, &meta);
-    envelope_init(&env, &actor, &meta);
-    env.occurred_at_us = o->cmd->occurred_at_us;
-    outcome_balances(o, &bal);
+    outcome_event_init(&ev, o, true);
+    Envelope *env = &ev.env;
     if (points_is_command(o->cmd))
-        return points_encode_fact(o, &env, &bal, len);
+        return points_encode_fact(o, env, &ev.bal, len);
     if (refunds_is_command(o->cmd))
-        return refunds_encode_fact(o, &env, &bal, len);
+        return refunds_encode_fact(o, env, &ev.bal, len);
     if (o->cmd->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_TOP_UP_STORED_VALUE) {
         tessera__ledger__v1__stored_value_topped_up__init(&topped);
         topped.command_id = o->cmd->top_up_stored_value->command_id;
         topped.amount = o->amount;
         topped.bonus = o->bonus;
         topped.payment_method = o->cmd->top_up_stored_value->payment_method;
-        topped.balances = &bal;
-        env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_STORED_VALUE_TOPPED_UP;
-        env.stored_value_topped_up = &topped;
+        topped.balances = &ev.bal;
+        env->payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_STORED_VALUE_TOPPED_UP;
+        env->stored_value_topped_up = &topped;
     } else {
         const RecordPurchase *p = o->cmd->record_purchase;
         tessera__ledger__v1__purchase_recorded__init(&purchase);
@@ -383,10 +397,10 @@ static uint8_t *encode_fact(const struct outcome *o, size_t *len)
         purchase.tier_discount = o->tier_discount;
         purchase.points_multiplier_bp = p->points_multiplier_bp;
         purchase.tier = p->tier;
-        env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_PURCHASE_RECORDED;
-        env.purchase_recorded = &purchase;
+        env->payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_PURCHASE_RECORDED;
+        env->purchase_recorded = &purchase;
     }
-    return envelope_encode(&env, len);
+    return envelope_encode(env, len);
 }
 
 /* ------------------------------------------------------- rows */
@@ -427,7 +441,8 @@ static void emit_duplicate(struct ledger_ctx *l, struct pipeline_batch *b, const
     env->causation_id = cmd->event_id;
     env->traceparent = cmd->traceparent; /* the retry's trace, not the first request's */
     env->recorded_at_us = event_now_us();
-    if (env->ledger_posted && env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LEDGER_POSTED)
+    if (env->ledger_posted &&
+        env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LEDGER_POSTED)
         env->ledger_posted->duplicate = true;
     else if (env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LEDGER_REJECTED)
         env->ledger_rejected->duplicate = true;
@@ -455,6 +470,46 @@ static void log_verdict(const Envelope *cmd, const char *cmd_id, const struct ou
                o->reject_code ? o->reject_code : "", NULL);
 }
 
+static void decide(struct ledger_ctx *l, struct outcome *o)
+{
+    const Envelope *cmd = o->cmd;
+    if (cmd->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_TOP_UP_STORED_VALUE)
+        decide_topup(l, o);
+    else if (points_is_command(cmd))
+        points_decide(l, o);
+    else if (refunds_is_command(cmd))
+        refunds_decide(l, o);
+    else if (cards_command_id(cmd))
+        cards_decide(l, o);
+    else
+        decide_purchase(l, o);
+}
+
+/* Did the posted command move the member's balances (its version goes
+ * up)? A card command's lines move card uses and days, which are not
+ * balances: only a card paid from stored value moves them. */
+static bool moves_balances(const struct outcome *o)
+{
+    if (cards_command_id(o->cmd))
+        return o->paid_principal + o->paid_bonus > 0;
+    return o->line_count > 0;
+}
+
+/* The facts of a posted command, keyed like its verdict. */
+static void emit_facts(struct pipeline_batch *b, const struct outcome *o, const char *key)
+{
+    if (cards_command_id(o->cmd)) {
+        cards_emit_facts(b, o, key);
+        return;
+    }
+    size_t flen = 0;
+    uint8_t *fact = encode_fact(o, &flen);
+    if (fact)
+        pipeline_emit(b, TOPIC_LEDGER_EVENTS, key, fact, flen);
+}
+
+/* Every command kind's one path: decide, undo a rejection, record the
+ * verdict (rows, batch memory for duplicates, event), emit the facts. */
 static void apply_one(struct ledger_ctx *l, struct pipeline_batch *b, const Envelope *cmd)
 {
     const char *cmd_id = command_id_of(cmd);
@@ -463,27 +518,20 @@ static void apply_one(struct ledger_ctx *l, struct pipeline_batch *b, const Enve
         emit_duplicate(l, b, cmd, seen);
         return;
     }
-    if (cards_command_id(cmd)) {
-        cards_apply(l, b, cmd);
-        return;
-    }
-    struct outcome o = {.cmd = cmd,
-                        .member = ledger_member_find(l, cmd->tenant_id, cmd->member_id, false)};
-    assert(o.member);
+    bool tenant = cards_is_tenant_command(cmd);
+    struct outcome o = {
+        .cmd = cmd,
+        .member = tenant ? NULL : ledger_member_find(l, cmd->tenant_id, cmd->member_id, false)};
+    assert(tenant || o.member);
     uuid7_generate(o.posting_id);
-    struct ledger_member before = *o.member;
-    if (cmd->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_TOP_UP_STORED_VALUE)
-        decide_topup(l, &o);
-    else if (points_is_command(cmd))
-        points_decide(l, &o);
-    else if (refunds_is_command(cmd))
-        refunds_decide(l, &o);
-    else
-        decide_purchase(l, &o);
+    struct ledger_member before = o.member ? *o.member : (struct ledger_member){0};
+    decide(l, &o);
     if (o.reject_code) {
-        *o.member = before; /* a rejection changes nothing */
+        if (o.member)
+            *o.member = before; /* a rejection changes nothing */
         o.line_count = 0;
-    } else if (o.line_count > 0) {
+        o.fraud = CARD_FRAUD_NONE;
+    } else if (o.member && moves_balances(&o)) {
         o.member->version++;
         o.member->dirty = true;
     }
@@ -501,17 +549,15 @@ static void apply_one(struct ledger_ctx *l, struct pipeline_batch *b, const Enve
     assert(copy);
     memcpy(copy, verdict, vlen);
     ledger_verdict_add(l, cmd->tenant_id, cmd_id, copy, vlen);
+    const char *key = tenant ? cmd->tenant_id : cmd->member_id;
     if (!o.reject_code) {
-        size_t flen = 0;
-        uint8_t *fact = encode_fact(&o, &flen);
-        if (fact)
-            pipeline_emit(b, TOPIC_LEDGER_EVENTS, cmd->member_id, fact, flen);
+        emit_facts(b, &o, key);
         l->batch_posted++;
     } else {
         l->batch_rejected++;
     }
     log_verdict(cmd, cmd_id, &o);
-    pipeline_emit(b, TOPIC_LEDGER_EVENTS, cmd->member_id, verdict, vlen);
+    pipeline_emit(b, TOPIC_LEDGER_EVENTS, key, verdict, vlen);
 }
 
 /* Checks a decoded envelope is a ledger command we can key; the reason

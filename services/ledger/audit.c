@@ -23,6 +23,7 @@
 #include "cache/cache.h"
 #include "db/db.h"
 #include "events/codec.h"
+#include "util/sleep.h"
 
 #define AUDIT_EXAMPLES_MAX          20
 #define AUDIT_FETCH_ROWS            2000
@@ -65,7 +66,7 @@ static long long audit_examples(struct audit *a, const char *name, const char *s
         a->failed_checks++;
         return -1;
     }
-    long long problems = PQntuples(res) > 0 ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+    long long problems = PQntuples(res) > 0 ? db_int_at(res, 0, 0) : 0;
     audit_result(a, name, problems, what_ok);
     for (int i = 0; i < PQntuples(res); i++) {
         fprintf(a->out, "         ");
@@ -82,7 +83,7 @@ static long long audit_count(struct audit *a, const char *sql)
 {
     char err[256];
     PGresult *res = db_query(a->pg, sql, 0, NULL, err, sizeof(err), NULL);
-    long long n = res && PQntuples(res) == 1 ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : -1;
+    long long n = res && PQntuples(res) == 1 ? db_int_at(res, 0, 0) : -1;
     PQclear(res);
     return n;
 }
@@ -186,8 +187,8 @@ static const char *verdict_problem(const PGresult *res, int i)
 {
     const char *command_id = PQgetvalue(res, i, 1);
     bool posted = strcmp(PQgetvalue(res, i, 2), "posted") == 0;
-    long long lines = strtoll(PQgetvalue(res, i, 4), NULL, 10);
-    long long abs_sum = strtoll(PQgetvalue(res, i, 5), NULL, 10);
+    long long lines = db_int_at(res, i, 4);
+    long long abs_sum = db_int_at(res, i, 5);
     size_t len = 0;
     unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(res, i, 3), &len);
     char why[128];
@@ -368,7 +369,7 @@ static enum cache_verdict cache_compare(struct audit *a, redisContext *rc, const
     }
     int64_t pg[5];
     for (int k = 0; k < 5; k++)
-        pg[k] = strtoll(PQgetvalue(res, 0, k), NULL, 10);
+        pg[k] = db_int_at(res, 0, k);
     PQclear(res);
     snprintf(why, why_len,
              "redis points=%" PRId64 " points_pending=%" PRId64 " sv_principal=%" PRId64
@@ -380,12 +381,6 @@ static enum cache_verdict cache_compare(struct audit *a, redisContext *rc, const
         cb.version == pg[3] && cb.points_pending == pg[4])
         return CACHE_AGREES;
     return cb.version < pg[3] ? CACHE_BEHIND : CACHE_WRONG;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
 }
 
 /* Scans every cached member's hash of one kind; returns how many were
@@ -463,7 +458,7 @@ static const char *card_field_differs(const PGresult *res, int i, const struct c
                 {AC_DISCOUNT, k->discount_bp, "discount_bp"},
                 {AC_CREATED, k->created_us, "created_us"}};
     for (size_t f = 0; f < sizeof(ints) / sizeof(ints[0]); f++)
-        if (strtoll(PQgetvalue(res, i, ints[f].col), NULL, 10) != ints[f].cached)
+        if (db_int_at(res, i, ints[f].col) != ints[f].cached)
             return ints[f].name;
     return NULL;
 }
@@ -487,7 +482,7 @@ static enum cache_verdict cards_compare_each(const PGresult *res, const struct c
     for (int r = 0; r < rows; r++) {
         const char *id = PQgetvalue(res, r, AC_CARD);
         const struct cache_card *k = cached_card(cr, id);
-        int64_t version = strtoll(PQgetvalue(res, r, AC_VERSION), NULL, 10);
+        int64_t version = db_int_at(res, r, AC_VERSION);
         const char *field = k && k->version == version ? card_field_differs(res, r, k) : NULL;
         if (k && k->version == version && !field)
             continue;

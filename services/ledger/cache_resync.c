@@ -29,14 +29,13 @@ static int resync_chunk(redisContext *rc, const PGresult *res, char *err, size_t
     int n = PQntuples(res);
     struct cache_balances items[RESYNC_CHUNK];
     for (int i = 0; i < n; i++)
-        items[i] =
-            (struct cache_balances){.tenant_id = PQgetvalue(res, i, 0),
-                                    .member_id = PQgetvalue(res, i, 1),
-                                    .points = strtoll(PQgetvalue(res, i, 2), NULL, 10),
-                                    .sv_principal = strtoll(PQgetvalue(res, i, 3), NULL, 10),
-                                    .sv_bonus = strtoll(PQgetvalue(res, i, 4), NULL, 10),
-                                    .version = strtoll(PQgetvalue(res, i, 5), NULL, 10),
-                                    .points_pending = strtoll(PQgetvalue(res, i, 6), NULL, 10)};
+        items[i] = (struct cache_balances){.tenant_id = PQgetvalue(res, i, 0),
+                                           .member_id = PQgetvalue(res, i, 1),
+                                           .points = db_int_at(res, i, 2),
+                                           .sv_principal = db_int_at(res, i, 3),
+                                           .sv_bonus = db_int_at(res, i, 4),
+                                           .version = db_int_at(res, i, 5),
+                                           .points_pending = db_int_at(res, i, 6)};
     return cache_put_balances(rc, items, (size_t)n, err, err_len) < 0 ? -1 : n;
 }
 

@@ -21,6 +21,7 @@
 #include "cards.h"
 #include "ledger.h"
 #include "log/log.h"
+#include "util/sleep.h"
 
 #define CACHE_TIMEOUT_MS      1000
 #define CACHE_BACKOFF_MIN_MS  100
@@ -39,12 +40,6 @@ static double mono_now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
 }
 
 /* ---- the repair thread ---- */

@@ -35,9 +35,19 @@ bool cards_is_tenant_command(const Envelope *env);
 /* Notes what a command will need loaded (its card, product, limits). */
 void cards_note(struct ledger_ctx *l, const Envelope *env);
 int cards_load(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len);
-/* Decides one card command (not a duplicate: apply.c answered those),
- * recording its verdict, journal lines and events. */
-void cards_apply(struct ledger_ctx *l, struct pipeline_batch *b, const Envelope *cmd);
+/* The command type a card command's verdict and journal name. */
+const char *cards_command_type(const Envelope *env);
+
+struct outcome;
+/* Decides one card command (not a duplicate: apply.c answered those) into
+ * o; apply.c gives the verdict and calls the two below. */
+void cards_decide(struct ledger_ctx *l, struct outcome *o);
+/* What a posted card command's verdict carries beyond the common fields
+ * (its card or product, its coupon); borrows from o into cs and coupon. */
+void cards_fill_posted(const struct outcome *o, LedgerPosted *posted, CardState *cs,
+                       CouponState *coupon);
+/* The facts of a posted card command (CardChanged, CardFraudAlert). */
+void cards_emit_facts(struct pipeline_batch *b, const struct outcome *o, const char *key);
 /* Writes the batch's card rows, then reads back every card of each member
  * whose cards changed, for the cache. */
 int cards_write(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len);

@@ -68,11 +68,6 @@ void coupons_note(struct ledger_coupons *c, const char *tenant_id, const char *c
         find(c, tenant_id, coupon_id, true);
 }
 
-static int64_t int_at(const PGresult *res, int row, int col)
-{
-    return strtoll(PQgetvalue(res, row, col), NULL, 10);
-}
-
 int coupons_load(PGconn *pg, struct ledger_coupons *c, char *err, size_t err_len)
 {
     if (c->count == 0)
@@ -104,13 +99,13 @@ int coupons_load(PGconn *pg, struct ledger_coupons *c, char *err, size_t err_len
         snprintf(k->name, sizeof(k->name), "%s", PQgetvalue(res, i, 4));
         snprintf(k->redeemed_by, sizeof(k->redeemed_by), "%s", PQgetvalue(res, i, 9));
         k->st = (struct coupon_state){.kind = rules_coupon_kind(PQgetvalue(res, i, 3)),
-                                      .value = int_at(res, i, 5),
-                                      .percent_bp = int_at(res, i, 6),
-                                      .valid_from_us = int_at(res, i, 7),
-                                      .valid_to_us = int_at(res, i, 8),
+                                      .value = db_int_at(res, i, 5),
+                                      .percent_bp = db_int_at(res, i, 6),
+                                      .valid_from_us = db_int_at(res, i, 7),
+                                      .valid_to_us = db_int_at(res, i, 8),
                                       .redeemed = k->redeemed_by[0] != '\0'};
-        k->redeemed_at_us = int_at(res, i, 10);
-        k->discount = int_at(res, i, 11);
+        k->redeemed_at_us = db_int_at(res, i, 10);
+        k->discount = db_int_at(res, i, 11);
     }
     PQclear(res);
     return 0;

@@ -25,6 +25,7 @@
 #include "ledger.h"
 #include "log/log.h"
 #include "rules_resend.h"
+#include "util/sleep.h"
 
 #define SCHEDULER_LOTS_PER_ROUND 1000 /* the LIMIT of the due-lot queries */
 #define STRINGIFY_(x)            #x
@@ -49,12 +50,6 @@ static int64_t mono_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void expiry_sleep(long long ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
 }
 
 /* (Re)connects and tries for the scheduler's lock; true when we hold it. */
@@ -92,7 +87,7 @@ static bool expiry_lead(struct expiry *x)
  * again). */
 static void due_meta(const PGresult *res, int i, const char *actor, struct event_meta *meta)
 {
-    int64_t due_us = strtoll(PQgetvalue(res, i, 4), NULL, 10), now_us = event_now_us();
+    int64_t due_us = db_int_at(res, i, 4), now_us = event_now_us();
     *meta = (struct event_meta){.tenant_id = PQgetvalue(res, i, 0),
                                 .occurred_at_us = now_us > due_us ? now_us : due_us,
                                 .member_id = PQgetvalue(res, i, 1),
@@ -236,7 +231,7 @@ static void *expiry_main(void *arg)
     /* First repair what a crash may have left stale in the cache. */
     ledger_cache_resync(x->common, x->cache_resync_s);
     for (;;) {
-        expiry_sleep(x->interval_ms);
+        sleep_ms(x->interval_ms);
         if (!expiry_lead(x))
             continue;
         /* Vesting first: a lot that vests and expires in the same round

@@ -56,7 +56,7 @@ static struct ledger_fd_tenant *tenant_find(struct ledger_ctx *l, const char *te
     if (!create)
         return NULL;
     l->fd_tenants =
-        ledger_grow(l->fd_tenants, l->fd_tenant_count, &l->fd_tenant_cap, sizeof(*l->fd_tenants));
+        array_grow(l->fd_tenants, l->fd_tenant_count, &l->fd_tenant_cap, sizeof(*l->fd_tenants));
     struct ledger_fd_tenant *t = &l->fd_tenants[l->fd_tenant_count++];
     *t = (struct ledger_fd_tenant){.tenant_id = strdup(tenant_id)};
     assert(t->tenant_id);
@@ -165,11 +165,10 @@ int firstday_load(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
         if (!mb || !tn)
             continue;
         mb->fd_tracked = true;
-        tn->limit = strtoll(PQgetvalue(res, i, 2), NULL, 10);
+        tn->limit = db_int_at(res, i, 2);
         if (PQgetisnull(res, i, 3))
             continue;
-        fold_line(mb, strtoll(PQgetvalue(res, i, 3), NULL, 10),
-                  strtoll(PQgetvalue(res, i, 4), NULL, 10), PQgetvalue(res, i, 5)[0] == 't');
+        fold_line(mb, db_int_at(res, i, 3), db_int_at(res, i, 4), PQgetvalue(res, i, 5)[0] == 't');
     }
     PQclear(res);
     return 0;

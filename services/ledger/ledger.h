@@ -16,11 +16,13 @@
 #include "events/text_limits.h"
 #include "ids/uuid7.h"
 #include "rules.h"
+#include "rules_cards.h"
 #include "rules_firstday.h"
 #include "rules_points.h"
 #include "rules_refunds.h"
 #include "service/common.h"
 #include "service/pipeline.h"
+#include "util/array.h"
 
 struct ledger_member {
     char *tenant_id;
@@ -42,7 +44,7 @@ struct ledger_member {
 /* A tenant's first-day limit as the batch decides with it (firstday.c). */
 struct ledger_fd_tenant {
     char *tenant_id;
-    int64_t limit;   /* card_limits.first_day_topup_spend_max; 0: none */
+    int64_t limit;     /* card_limits.first_day_topup_spend_max; 0: none */
     bool set_in_batch; /* a SetCardLimits of the batch names it */
 };
 
@@ -177,8 +179,12 @@ struct ledger_ctx {
 #define LEDGER_REASON_PREFIX_MAX 64
 #define LEDGER_REASON_MAX        (LEDGER_REASON_PREFIX_MAX + TEXT_REASON_BYTES_MAX + 1)
 
-/* What one command produced, before it is encoded (apply.c decides
- * top-ups and purchases, points.c and refunds.c their commands). */
+/* What one command produced, before it is encoded: every command kind
+ * fills one (apply.c decides top-ups and purchases, points.c, refunds.c
+ * and cards.c their commands) and apply.c gives every verdict from it. */
+struct card;
+struct product;
+struct ledger_coupon;
 struct outcome {
     const Envelope *cmd;
     struct ledger_member *member;
@@ -206,7 +212,43 @@ struct outcome {
     const char *refund_kind;
     int64_t refund_principal, refund_bonus, refund_fee, refund_payout;
     int64_t refund_amount, points_reversed, points_unrecovered; /* purchase refunds */
+    /* card commands (cards*.c): amount is the card's price */
+    const char *payment_method;
+    struct card *card;            /* the card after (issue, renew, use, freeze) */
+    struct product *product;      /* product_define */
+    struct ledger_coupon *coupon; /* coupon commands */
+    enum card_fraud fraud;
+    int64_t fraud_in_window, previous_use_us;
+    char previous_branch[EVENT_ID_FIELD_MAX];
 };
+
+/* Refuses the command: its verdict is LedgerRejected with code and detail
+ * (static strings), and apply.c undoes what the decision changed. */
+void outcome_reject(struct outcome *o, const char *code, const char *detail);
+/* An event a command's outcome produces, being built: the envelope and
+ * what it points into (keep it alive until encoded). */
+struct outcome_event {
+    struct event_meta meta;
+    Envelope env;
+    Actor actor;
+    Balances bal; /* the member's after the command (empty for a tenant's) */
+};
+/* Starts an event of o: caused by its command, sent by the ledger, with
+ * the member's balances ready to point at; a fact (not a verdict) also
+ * carries when the command happened. */
+void outcome_event_init(struct outcome_event *ev, const struct outcome *o, bool fact);
+/* Moves from_p principal and from_b bonus out of the member's stored
+ * value to the branch that redeemed it (journal lines and balances). */
+void outcome_pay_from_sv(struct outcome *o, int64_t from_p, int64_t from_b);
+/* Pays charge (> 0) from the member's stored value, pro rata, redeemed at
+ * the command's branch like a purchase (the prepaid report and settlement
+ * read sv_redeemed; the line's reason says what was bought). False, with
+ * o rejected (uncovered_detail when the balance is short, invalid_detail
+ * for a charge the rules refuse), when it may not: the balance does not
+ * cover it or the first-day limit refuses it. */
+bool outcome_spend_sv(struct ledger_ctx *l, struct outcome *o, int64_t charge,
+                      const char *uncovered_detail, const char *invalid_detail)
+    __attribute__((warn_unused_result));
 
 /* Adds a journal line (none when amount is 0). */
 void outcome_line(struct outcome *o, const char *account, const char *asset, int64_t amount);
@@ -221,9 +263,6 @@ void outcome_reason(struct outcome *o, const char *fmt, ...) __attribute__((form
 const char *ledger_command_text_problem(const Envelope *env);
 
 /* points.c */
-/* Makes room for one more element of a batch array (doubling; asserts on
- * out of memory). Returns the array, maybe moved. */
-void *ledger_grow(void *arr, size_t count, size_t *cap, size_t elem);
 bool points_is_command(const Envelope *env);
 const char *points_command_id(const Envelope *env);
 /* Why a points command's id is unusable, or NULL: earnings carry an id
@@ -268,8 +307,8 @@ void firstday_note(struct ledger_ctx *l, const Envelope *env);
 int firstday_load(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len);
 /* May m pay charge from stored value for cmd (a purchase or a card sale)?
  * NULL, or the rejection code "first_day_limit_exceeded". Changes nothing. */
-const char *firstday_check(struct ledger_ctx *l, const Envelope *cmd,
-                           const struct ledger_member *m, int64_t charge);
+const char *firstday_check(struct ledger_ctx *l, const Envelope *cmd, const struct ledger_member *m,
+                           int64_t charge);
 /* After a posted top-up or stored-value refund: keeps today's fresh value
  * of a tracked member current. */
 void firstday_posted(struct ledger_ctx *l, const struct outcome *o);
@@ -321,6 +360,9 @@ int store_load(PGconn *pg, struct ledger_ctx *l, struct db_array *cmd_tenants,
                struct db_array *cmd_ids, char *err, size_t err_len);
 int store_write(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len);
 void store_rows_init(struct ledger_rows *r);
+/* Rows of the batch's members: sql's $1 and $2 are their tenants and ids. */
+PGresult *store_query_batch_members(PGconn *pg, const struct ledger_ctx *l, const char *sql,
+                                    char *err, size_t err_len);
 /* Per-tenant settings of the batch's tenants: sql's $1 is their array. */
 PGresult *store_query_batch_tenants(PGconn *pg, const struct ledger_ctx *l, const char *sql,
                                     char *err, size_t err_len);

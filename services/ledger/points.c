@@ -19,16 +19,6 @@
 
 #define POINTS_POLICY_KIND_MAX 16
 
-void *ledger_grow(void *arr, size_t count, size_t *cap, size_t elem)
-{
-    if (count < *cap)
-        return arr;
-    *cap = *cap ? *cap * 2 : 64;
-    arr = realloc(arr, *cap * elem);
-    assert(arr);
-    return arr;
-}
-
 #define VEST_ID_PREFIX "vest:"
 
 bool points_is_command(const Envelope *env)
@@ -120,7 +110,7 @@ void points_begin_batch(struct ledger_ctx *l)
 static struct ledger_lot *lot_add(struct ledger_ctx *l, const char *tenant_id,
                                   const char *member_id, const char *branch_id)
 {
-    l->lots = ledger_grow(l->lots, l->lot_count, &l->lot_cap, sizeof(*l->lots));
+    l->lots = array_grow(l->lots, l->lot_count, &l->lot_cap, sizeof(*l->lots));
     struct ledger_lot *lot = &l->lots[l->lot_count++];
     *lot = (struct ledger_lot){.tenant_id = strdup(tenant_id),
                                .member_id = strdup(member_id),
@@ -158,10 +148,68 @@ static int64_t command_time_us(const Envelope *cmd)
     return cmd->occurred_at_us > 0 ? cmd->occurred_at_us : event_now_us();
 }
 
-static void reject(struct outcome *o, const char *code, const char *detail)
+/* Moves to_member of asset into the member's account (out of it when
+ * negative) from the tenant's account `what`: two journal lines, the
+ * member's first. */
+static void points_lines(struct outcome *o, const char *what, const char *asset, int64_t to_member)
 {
-    o->reject_code = code;
-    o->reject_detail = detail;
+    char member[LEDGER_ACCOUNT_MAX], tenant[LEDGER_ACCOUNT_MAX];
+    snprintf(member, sizeof(member), "member:%s", o->cmd->member_id);
+    points_account(tenant, o->cmd, what);
+    outcome_line(o, member, asset, to_member);
+    outcome_line(o, tenant, asset, -to_member);
+}
+
+/* The command's member's lots with points left, as the spending rules see
+ * them (of_purchase marks the lots purchase_command_id earned; NULL:
+ * none), and what the rules take from each. */
+struct member_lots {
+    size_t n;
+    struct ledger_lot **mine;
+    struct points_lot_view *views;
+    int64_t *take;
+};
+
+static void member_lots_collect(struct ledger_ctx *l, const Envelope *cmd,
+                                const char *purchase_command_id, struct member_lots *ml)
+{
+    ml->n = 0;
+    ml->mine = calloc(l->lot_count + 1, sizeof(*ml->mine));
+    ml->views = calloc(l->lot_count + 1, sizeof(*ml->views));
+    ml->take = calloc(l->lot_count + 1, sizeof(*ml->take));
+    assert(ml->mine && ml->views && ml->take);
+    for (size_t i = 0; i < l->lot_count; i++) {
+        struct ledger_lot *lot = &l->lots[i];
+        if (!lot_of_member(lot, cmd))
+            continue;
+        ml->mine[ml->n] = lot;
+        ml->views[ml->n++] = (struct points_lot_view){
+            .remaining = lot->remaining,
+            .expires_at_us = lot->expires_at_us,
+            .pending = lot->pending,
+            .of_purchase =
+                purchase_command_id && strcmp(lot->purchase_command_id, purchase_command_id) == 0};
+    }
+}
+
+/* Takes from each lot what the rules planned; adds what came from
+ * pending and from vested lots to the two sums. */
+static void member_lots_take(struct member_lots *ml, int64_t *from_pending, int64_t *from_vested)
+{
+    for (size_t k = 0; k < ml->n; k++) {
+        if (ml->take[k] == 0)
+            continue;
+        ml->mine[k]->remaining -= ml->take[k];
+        ml->mine[k]->dirty = true;
+        *(ml->mine[k]->pending ? from_pending : from_vested) += ml->take[k];
+    }
+}
+
+static void member_lots_free(struct member_lots *ml)
+{
+    free(ml->mine);
+    free(ml->views);
+    free(ml->take);
 }
 
 /* A grant: a new lot expiring when the command says, else by the tenant's
@@ -174,12 +222,12 @@ static void decide_grant(struct ledger_ctx *l, struct outcome *o, const AdjustPo
                           ? a->expires_at_us
                           : rules_points_expiry_us(policy_of(l, cmd->tenant_id), now);
     if (expires != 0 && expires <= now) {
-        reject(o, "invalid_points", "expires_at is not in the future");
+        outcome_reject(o, "invalid_points", "expires_at is not in the future");
         return;
     }
     int64_t after;
     if (!money_add(o->member->points, a->points, &after)) {
-        reject(o, "balance_overflow", "the points balance would overflow");
+        outcome_reject(o, "balance_overflow", "the points balance would overflow");
         return;
     }
     struct ledger_lot *lot = lot_add(l, cmd->tenant_id, cmd->member_id, cmd->branch_id);
@@ -188,11 +236,7 @@ static void decide_grant(struct ledger_ctx *l, struct outcome *o, const AdjustPo
     lot->granted = lot->remaining = a->points;
     lot->expires_at_us = expires;
     lot->is_new = true;
-    char member[LEDGER_ACCOUNT_MAX], granted[LEDGER_ACCOUNT_MAX];
-    snprintf(member, sizeof(member), "member:%s", cmd->member_id);
-    points_account(granted, cmd, "points_granted");
-    outcome_line(o, member, "points", a->points);
-    outcome_line(o, granted, "points", -a->points);
+    points_lines(o, "points_granted", "points", a->points);
     o->member->points = after;
     snprintf(o->lot_id, sizeof(o->lot_id), "%s", lot->lot_id);
     o->lot_expires_at_us = expires;
@@ -203,40 +247,22 @@ static void decide_grant(struct ledger_ctx *l, struct outcome *o, const AdjustPo
  * points are not the member's to spend yet. */
 static void decide_deduction(struct ledger_ctx *l, struct outcome *o, int64_t points)
 {
-    const Envelope *cmd = o->cmd;
-    size_t n = 0;
-    struct ledger_lot **mine = calloc(l->lot_count + 1, sizeof(*mine));
-    struct points_lot_view *views = calloc(l->lot_count + 1, sizeof(*views));
-    int64_t *take = calloc(l->lot_count + 1, sizeof(*take));
-    assert(mine && views && take);
-    for (size_t i = 0; i < l->lot_count; i++)
-        if (lot_of_member(&l->lots[i], cmd)) {
-            mine[n] = &l->lots[i];
-            views[n++] = (struct points_lot_view){.remaining = l->lots[i].remaining,
-                                                  .expires_at_us = l->lots[i].expires_at_us,
-                                                  .pending = l->lots[i].pending};
-        }
-    enum points_result r = rules_points_plan_spend(views, n, command_time_us(cmd), points, take);
+    struct member_lots ml;
+    member_lots_collect(l, o->cmd, NULL, &ml);
+    enum points_result r =
+        rules_points_plan_spend(ml.views, ml.n, command_time_us(o->cmd), points, ml.take);
     if (r != POINTS_OK || o->member->points < points) {
-        reject(o, r == POINTS_INVALID ? "invalid_points" : "insufficient_points",
-               r == POINTS_INVALID ? "the points amount is not acceptable"
-                                   : "the member's unexpired points do not cover the deduction");
+        outcome_reject(o, r == POINTS_INVALID ? "invalid_points" : "insufficient_points",
+                       r == POINTS_INVALID
+                           ? "the points amount is not acceptable"
+                           : "the member's unexpired points do not cover the deduction");
     } else {
-        for (size_t k = 0; k < n; k++)
-            if (take[k] > 0) {
-                mine[k]->remaining -= take[k];
-                mine[k]->dirty = true;
-            }
-        char member[LEDGER_ACCOUNT_MAX], deducted[LEDGER_ACCOUNT_MAX];
-        snprintf(member, sizeof(member), "member:%s", cmd->member_id);
-        points_account(deducted, cmd, "points_deducted");
-        outcome_line(o, member, "points", -points);
-        outcome_line(o, deducted, "points", points);
+        int64_t from_pending = 0, from_vested = 0;
+        member_lots_take(&ml, &from_pending, &from_vested);
+        points_lines(o, "points_deducted", "points", -points);
         o->member->points -= points;
     }
-    free(mine);
-    free(views);
-    free(take);
+    member_lots_free(&ml);
 }
 
 static void decide_adjust(struct ledger_ctx *l, struct outcome *o)
@@ -246,7 +272,7 @@ static void decide_adjust(struct ledger_ctx *l, struct outcome *o)
     outcome_reason(o, "points_adjustment:%s", a->reason);
     if (a->points == 0 || a->points > POINTS_ADJUST_MAX || a->points < -POINTS_ADJUST_MAX ||
         !a->reason[0]) {
-        reject(o, "invalid_points", "points must be non-zero and a reason is required");
+        outcome_reject(o, "invalid_points", "points must be non-zero and a reason is required");
         return;
     }
     if (a->points > 0)
@@ -264,6 +290,17 @@ static struct ledger_lot *lot_find(struct ledger_ctx *l, const Envelope *cmd, co
     return NULL;
 }
 
+/* The lot an expiry or a vesting names (NULL when not loaded: spent,
+ * expired or another member's), noted in o with the journal reason
+ * "<kind>:<lot id>". */
+static struct ledger_lot *named_lot(struct ledger_ctx *l, struct outcome *o, const char *kind,
+                                    const char *lot_id)
+{
+    snprintf(o->lot_id, sizeof(o->lot_id), "%s", lot_id);
+    outcome_reason(o, "%s:%s", kind, lot_id);
+    return lot_find(l, o->cmd, lot_id);
+}
+
 /* What is left of a due lot expires. A lot already spent or expired is
  * not loaded: the command posts nothing (the scheduler may send a lot
  * twice; the command id, the lot id, makes the second a duplicate). A
@@ -272,23 +309,16 @@ static struct ledger_lot *lot_find(struct ledger_ctx *l, const Envelope *cmd, co
 static void decide_expiry(struct ledger_ctx *l, struct outcome *o)
 {
     const Envelope *cmd = o->cmd;
-    const ExpirePoints *e = cmd->expire_points;
-    snprintf(o->lot_id, sizeof(o->lot_id), "%s", e->lot_id);
-    outcome_reason(o, "points_expiry:%s", e->lot_id);
-    struct ledger_lot *lot = lot_find(l, cmd, e->lot_id);
+    struct ledger_lot *lot = named_lot(l, o, "points_expiry", cmd->expire_points->lot_id);
     if (!lot || lot->remaining == 0)
         return;
     o->lot_expires_at_us = lot->expires_at_us;
     if (lot->pending || lot->expires_at_us == 0 || lot->expires_at_us > command_time_us(cmd)) {
-        reject(o, "not_due", "the lot has not expired yet");
+        outcome_reject(o, "not_due", "the lot has not expired yet");
         return;
     }
     int64_t points = lot->remaining;
-    char member[LEDGER_ACCOUNT_MAX], expired[LEDGER_ACCOUNT_MAX];
-    snprintf(member, sizeof(member), "member:%s", cmd->member_id);
-    points_account(expired, cmd, "points_expired");
-    outcome_line(o, member, "points", -points);
-    outcome_line(o, expired, "points", points);
+    points_lines(o, "points_expired", "points", -points);
     o->member->points -= points;
     lot->remaining = 0;
     lot->dirty = true;
@@ -330,20 +360,22 @@ static void decide_earn(struct ledger_ctx *l, struct outcome *o)
                    e->purchase_command_id);
     if (e->points <= 0 || e->points > POINTS_ADJUST_MAX || !e->rule[0] ||
         strlen(e->rule) > POINTS_RULE_MAX) {
-        reject(o, "invalid_points", "points must be positive and the rule named (128 at most)");
+        outcome_reject(o, "invalid_points",
+                       "points must be positive and the rule named (128 at most)");
         return;
     }
     struct ledger_refundable *p = NULL;
     if (of_purchase) {
         p = refunds_purchase_find(l, cmd->tenant_id, e->purchase_command_id);
         if (!p || !p->member_id || strcmp(p->member_id, cmd->member_id) != 0) {
-            reject(o, "not_found", "no such purchase of this member");
+            outcome_reject(o, "not_found", "no such purchase of this member");
             return;
         }
     }
     int64_t granted = earn_granted(p, e->points);
     if (granted == 0) {
-        reject(o, "purchase_refunded", "the purchase was refunded: nothing left to earn on");
+        outcome_reject(o, "purchase_refunded",
+                       "the purchase was refunded: nothing left to earn on");
         return;
     }
     const struct points_policy *policy = policy_of(l, cmd->tenant_id);
@@ -351,12 +383,12 @@ static void decide_earn(struct ledger_ctx *l, struct outcome *o)
     int64_t expires = rules_points_expiry_us(policy, vests);
     bool pending = vests > now;
     if (expires != 0 && expires <= vests) {
-        reject(o, "invalid_points", "the tenant's policy would expire the points at once");
+        outcome_reject(o, "invalid_points", "the tenant's policy would expire the points at once");
         return;
     }
     int64_t after;
     if (!money_add(pending ? o->member->points_pending : o->member->points, granted, &after)) {
-        reject(o, "balance_overflow", "the points balance would overflow");
+        outcome_reject(o, "balance_overflow", "the points balance would overflow");
         return;
     }
     struct ledger_lot *lot = lot_add(l, cmd->tenant_id, cmd->member_id, cmd->branch_id);
@@ -373,12 +405,7 @@ static void decide_earn(struct ledger_ctx *l, struct outcome *o)
     lot->rule = strdup(e->rule);
     assert(lot->purchase_command_id && lot->rule);
     lot->is_new = true;
-    char member[LEDGER_ACCOUNT_MAX], earned[LEDGER_ACCOUNT_MAX];
-    const char *asset = pending ? "points_pending" : "points";
-    snprintf(member, sizeof(member), "member:%s", cmd->member_id);
-    points_account(earned, cmd, "points_earned");
-    outcome_line(o, member, asset, granted);
-    outcome_line(o, earned, asset, -granted);
+    points_lines(o, "points_earned", pending ? "points_pending" : "points", granted);
     *(pending ? &o->member->points_pending : &o->member->points) = after;
     if (p) {
         p->state.points_earned += e->points;
@@ -398,30 +425,22 @@ static void decide_earn(struct ledger_ctx *l, struct outcome *o)
 static void decide_vest(struct ledger_ctx *l, struct outcome *o)
 {
     const Envelope *cmd = o->cmd;
-    const VestPoints *v = cmd->vest_points;
-    snprintf(o->lot_id, sizeof(o->lot_id), "%s", v->lot_id);
-    outcome_reason(o, "points_vested:%s", v->lot_id);
-    struct ledger_lot *lot = lot_find(l, cmd, v->lot_id);
+    struct ledger_lot *lot = named_lot(l, o, "points_vested", cmd->vest_points->lot_id);
     if (!lot || lot->remaining == 0 || !lot->pending)
         return;
     o->lot_expires_at_us = lot->expires_at_us;
     o->lot_vests_at_us = lot->vests_at_us;
     if (lot->vests_at_us > command_time_us(cmd)) {
-        reject(o, "not_due", "the lot's lock period is not over");
+        outcome_reject(o, "not_due", "the lot's lock period is not over");
         return;
     }
     int64_t points = lot->remaining, after;
     if (!money_add(o->member->points, points, &after)) {
-        reject(o, "balance_overflow", "the points balance would overflow");
+        outcome_reject(o, "balance_overflow", "the points balance would overflow");
         return;
     }
-    char member[LEDGER_ACCOUNT_MAX], earned[LEDGER_ACCOUNT_MAX];
-    snprintf(member, sizeof(member), "member:%s", cmd->member_id);
-    points_account(earned, cmd, "points_earned");
-    outcome_line(o, member, "points_pending", -points);
-    outcome_line(o, earned, "points_pending", points);
-    outcome_line(o, member, "points", points);
-    outcome_line(o, earned, "points", -points);
+    points_lines(o, "points_earned", "points_pending", -points);
+    points_lines(o, "points_earned", "points", points);
     o->member->points_pending -= points;
     o->member->points = after;
     lot->pending = false;
@@ -434,46 +453,19 @@ int64_t points_reverse_for_refund(struct ledger_ctx *l, struct outcome *o,
 {
     if (points == 0)
         return 0;
-    const Envelope *cmd = o->cmd;
-    size_t n = 0;
-    struct ledger_lot **mine = calloc(l->lot_count + 1, sizeof(*mine));
-    struct points_lot_view *views = calloc(l->lot_count + 1, sizeof(*views));
-    int64_t *take = calloc(l->lot_count + 1, sizeof(*take));
-    assert(mine && views && take);
-    for (size_t i = 0; i < l->lot_count; i++) {
-        struct ledger_lot *lot = &l->lots[i];
-        if (!lot_of_member(lot, cmd))
-            continue;
-        mine[n] = lot;
-        views[n++] = (struct points_lot_view){
-            .remaining = lot->remaining,
-            .expires_at_us = lot->expires_at_us,
-            .pending = lot->pending,
-            .of_purchase = strcmp(lot->purchase_command_id, purchase_command_id) == 0};
-    }
-    int64_t unrecovered = rules_points_plan_reversal(views, n, command_time_us(cmd), points, take);
+    struct member_lots ml;
+    member_lots_collect(l, o->cmd, purchase_command_id, &ml);
+    int64_t unrecovered =
+        rules_points_plan_reversal(ml.views, ml.n, command_time_us(o->cmd), points, ml.take);
     int64_t from_pending = 0, from_vested = 0;
-    for (size_t k = 0; k < n; k++) {
-        if (take[k] == 0)
-            continue;
-        mine[k]->remaining -= take[k];
-        mine[k]->dirty = true;
-        *(mine[k]->pending ? &from_pending : &from_vested) += take[k];
-    }
-    char member[LEDGER_ACCOUNT_MAX], reversed[LEDGER_ACCOUNT_MAX];
-    snprintf(member, sizeof(member), "member:%s", cmd->member_id);
-    points_account(reversed, cmd, "points_reversed");
-    outcome_line(o, member, "points_pending", -from_pending);
-    outcome_line(o, reversed, "points_pending", from_pending);
-    outcome_line(o, member, "points", -from_vested);
-    outcome_line(o, reversed, "points", from_vested);
+    member_lots_take(&ml, &from_pending, &from_vested);
+    points_lines(o, "points_reversed", "points_pending", -from_pending);
+    points_lines(o, "points_reversed", "points", -from_vested);
     o->member->points_pending -= from_pending;
     o->member->points -= from_vested;
     /* lots hold exactly the balances: taking from lots cannot go below zero */
     assert(o->member->points >= 0 && o->member->points_pending >= 0);
-    free(mine);
-    free(views);
-    free(take);
+    member_lots_free(&ml);
     return unrecovered;
 }
 
@@ -557,11 +549,11 @@ static int load_policies(PGconn *pg, struct ledger_ctx *l, char *err, size_t err
     for (int i = 0; i < PQntuples(res); i++) {
         struct points_policy policy = {.periods = atoi(PQgetvalue(res, i, 2)),
                                        .utc_offset_minutes = atoi(PQgetvalue(res, i, 3)),
-                                       .lock_seconds = strtoll(PQgetvalue(res, i, 4), NULL, 10)};
+                                       .lock_seconds = db_int_at(res, i, 4)};
         if (!rules_points_kind_parse(PQgetvalue(res, i, 1), &policy.kind))
             continue; /* the table's CHECK makes this impossible */
         l->policies =
-            ledger_grow(l->policies, l->policy_count, &l->policy_cap, sizeof(*l->policies));
+            array_grow(l->policies, l->policy_count, &l->policy_cap, sizeof(*l->policies));
         l->policies[l->policy_count++] = (struct ledger_points_policy){
             .tenant_id = strdup(PQgetvalue(res, i, 0)), .policy = policy};
     }
@@ -573,16 +565,8 @@ static int load_policies(PGconn *pg, struct ledger_ctx *l, char *err, size_t err
  * UUIDv7, time-ordered), which is the tie order of the spending rule. */
 static int load_lots(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
 {
-    struct db_array tenants, members;
-    db_array_init(&tenants);
-    db_array_init(&members);
-    for (size_t i = 0; i < l->member_count; i++) {
-        db_array_add(&tenants, l->members[i].tenant_id);
-        db_array_add(&members, l->members[i].member_id);
-    }
-    const char *p[2] = {db_array_finish(&tenants), db_array_finish(&members)};
-    PGresult *res = db_query(
-        pg,
+    PGresult *res = store_query_batch_members(
+        pg, l,
         "SELECT x.lot_id, x.tenant_id, x.member_id, coalesce(x.branch_id, ''), x.posting_id, "
         "x.granted, x.remaining, "
         "coalesce((extract(epoch FROM x.expires_at) * 1000000)::bigint, 0), x.pending, "
@@ -590,9 +574,7 @@ static int load_lots(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len
         "coalesce(x.purchase_command_id, ''), coalesce(x.rule, ''), coalesce(x.earned, 0) "
         "FROM point_lots x JOIN unnest($1::text[], $2::text[]) AS k(t, m) "
         "ON x.tenant_id = k.t AND x.member_id = k.m WHERE x.remaining > 0 ORDER BY x.lot_id",
-        2, p, err, err_len, NULL);
-    db_array_free(&tenants);
-    db_array_free(&members);
+        err, err_len);
     if (!res)
         return -1;
     for (int i = 0; i < PQntuples(res); i++) {
@@ -600,17 +582,17 @@ static int load_lots(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len
             lot_add(l, PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), PQgetvalue(res, i, 3));
         snprintf(lot->lot_id, sizeof(lot->lot_id), "%s", PQgetvalue(res, i, 0));
         snprintf(lot->posting_id, sizeof(lot->posting_id), "%s", PQgetvalue(res, i, 4));
-        lot->granted = strtoll(PQgetvalue(res, i, 5), NULL, 10);
-        lot->remaining = strtoll(PQgetvalue(res, i, 6), NULL, 10);
-        lot->expires_at_us = strtoll(PQgetvalue(res, i, 7), NULL, 10);
+        lot->granted = db_int_at(res, i, 5);
+        lot->remaining = db_int_at(res, i, 6);
+        lot->expires_at_us = db_int_at(res, i, 7);
         lot->pending = strcmp(PQgetvalue(res, i, 8), "t") == 0;
-        lot->vests_at_us = strtoll(PQgetvalue(res, i, 9), NULL, 10);
+        lot->vests_at_us = db_int_at(res, i, 9);
         free(lot->purchase_command_id);
         free(lot->rule);
         lot->purchase_command_id = strdup(PQgetvalue(res, i, 10));
         lot->rule = strdup(PQgetvalue(res, i, 11));
         assert(lot->purchase_command_id && lot->rule);
-        lot->earned = strtoll(PQgetvalue(res, i, 12), NULL, 10);
+        lot->earned = db_int_at(res, i, 12);
     }
     PQclear(res);
     return 0;

@@ -38,8 +38,8 @@ static void emit_crossing(struct pipeline_batch *b, const PGresult *res, int i)
     envelope_init(&env, &actor, &meta);
     tessera__ledger__v1__prepaid_threshold_crossed__init(&fact);
     fact.tenant_id = (char *)meta.tenant_id;
-    fact.outstanding = strtoll(PQgetvalue(res, i, 1), NULL, 10);
-    fact.threshold = strtoll(PQgetvalue(res, i, 2), NULL, 10);
+    fact.outstanding = db_int_at(res, i, 1);
+    fact.threshold = db_int_at(res, i, 2);
     fact.above = strcmp(PQgetvalue(res, i, 3), "t") == 0;
     env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_PREPAID_THRESHOLD_CROSSED;
     env.prepaid_threshold_crossed = &fact;

@@ -20,9 +20,11 @@
     X(l->r_id)                                                                                     \
     X(l->r_tenant)                                                                                 \
     X(l->r_member)                                                                                 \
-    X(l->r_branch) X(l->r_command) X(l->r_posting) X(l->r_kind) X(l->r_purchase) X(l->r_principal) \
-        X(l->r_bonus) X(l->r_fee) X(l->r_payout) X(l->r_reason) X(l->r_actor) X(l->r_amount)       \
-            X(l->r_points_reversed) X(l->r_points_unrecovered)
+    X(l->r_branch)                                                                                 \
+    X(l->r_command)                                                                                \
+    X(l->r_posting) X(l->r_kind) X(l->r_purchase) X(l->r_principal) X(l->r_bonus) X(l->r_fee)      \
+        X(l->r_payout) X(l->r_reason) X(l->r_actor) X(l->r_amount) X(l->r_points_reversed)         \
+            X(l->r_points_unrecovered)
 #define INIT_ONE(a) db_array_init(&(a));
 #define FREE_ONE(a) db_array_free(&(a));
 
@@ -93,8 +95,8 @@ void refunds_note(struct ledger_ctx *l, const Envelope *env)
         l->lots_wanted = true;
     if (!purchase || !purchase[0] || refunds_purchase_find(l, env->tenant_id, purchase))
         return;
-    l->refundables = ledger_grow(l->refundables, l->refundable_count, &l->refundable_cap,
-                                 sizeof(*l->refundables));
+    l->refundables = array_grow(l->refundables, l->refundable_count, &l->refundable_cap,
+                                sizeof(*l->refundables));
     l->refundables[l->refundable_count++] = (struct ledger_refundable){
         .tenant_id = strdup(env->tenant_id), .purchase_command_id = strdup(purchase)};
 }
@@ -305,20 +307,20 @@ uint8_t *refunds_encode_fact(const struct outcome *o, Envelope *env, Balances *b
 /* ------------------------------------------------------- database */
 static int load_fee_rules(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
 {
-    PGresult *res = store_query_batch_tenants(
-        pg, l,
-        "SELECT tenant_id, fee_bp, fee_min FROM refund_fee_rules "
-        "WHERE tenant_id = ANY($1::text[])",
-        err, err_len);
+    PGresult *res =
+        store_query_batch_tenants(pg, l,
+                                  "SELECT tenant_id, fee_bp, fee_min FROM refund_fee_rules "
+                                  "WHERE tenant_id = ANY($1::text[])",
+                                  err, err_len);
     if (!res)
         return -1;
     for (int i = 0; i < PQntuples(res); i++) {
         l->fee_rules =
-            ledger_grow(l->fee_rules, l->fee_rule_count, &l->fee_rule_cap, sizeof(*l->fee_rules));
+            array_grow(l->fee_rules, l->fee_rule_count, &l->fee_rule_cap, sizeof(*l->fee_rules));
         l->fee_rules[l->fee_rule_count++] =
             (struct ledger_fee_rule){.tenant_id = strdup(PQgetvalue(res, i, 0)),
-                                     .fee_bp = strtoll(PQgetvalue(res, i, 1), NULL, 10),
-                                     .fee_min = strtoll(PQgetvalue(res, i, 2), NULL, 10)};
+                                     .fee_bp = db_int_at(res, i, 1),
+                                     .fee_min = db_int_at(res, i, 2)};
     }
     PQclear(res);
     return 0;
@@ -384,11 +386,11 @@ static int load_refundables(PGconn *pg, struct ledger_ctx *l, char *err, size_t 
         struct purchase_refund_state st = {0};
         if (!r || !purchase_terms(PQgetvalue(res, i, 3), &st))
             continue;
-        st.refunded = strtoll(PQgetvalue(res, i, 4), NULL, 10);
-        st.principal_returned = strtoll(PQgetvalue(res, i, 5), NULL, 10);
-        st.bonus_returned = strtoll(PQgetvalue(res, i, 6), NULL, 10);
-        st.points_reversed = strtoll(PQgetvalue(res, i, 7), NULL, 10);
-        st.points_earned = strtoll(PQgetvalue(res, i, 8), NULL, 10);
+        st.refunded = db_int_at(res, i, 4);
+        st.principal_returned = db_int_at(res, i, 5);
+        st.bonus_returned = db_int_at(res, i, 6);
+        st.points_reversed = db_int_at(res, i, 7);
+        st.points_earned = db_int_at(res, i, 8);
         r->member_id = strdup(PQgetvalue(res, i, 2));
         r->state = st;
     }

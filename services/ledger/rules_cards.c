@@ -52,14 +52,20 @@ const char *rules_card_code(enum card_result r)
     return "unknown";
 }
 
+/* The index of name in names (count of them), or count when none. */
+static int name_index(const char *const *names, int count, const char *name)
+{
+    for (int k = 0; k < count; k++)
+        if (name && strcmp(name, names[k]) == 0)
+            return k;
+    return count;
+}
+
 static const char *const kind_names[] = {"count", "time", "discount", "subscription"};
 
 enum card_kind rules_card_kind(const char *name)
 {
-    for (int k = CARD_COUNT; k < CARD_KIND_UNKNOWN; k++)
-        if (name && strcmp(name, kind_names[k]) == 0)
-            return (enum card_kind)k;
-    return CARD_KIND_UNKNOWN;
+    return (enum card_kind)name_index(kind_names, CARD_KIND_UNKNOWN, name);
 }
 
 const char *rules_card_kind_name(enum card_kind k)
@@ -152,6 +158,18 @@ static void remember_use(struct card_state *c, int64_t now_us)
     c->recent_uses_us[c->recent_count++] = now_us;
 }
 
+/* Can the card be used at all now and here? Its validity first (a card
+ * that is over is "expired" even at the wrong branch), then a freeze,
+ * then the branch. */
+static enum card_result usable_now(const struct card_state *c, int64_t now_us, bool branch_ok)
+{
+    if (now_us >= c->valid_to_us || now_us < c->valid_from_us)
+        return CARD_EXPIRED;
+    if (now_us < c->frozen_until_us)
+        return CARD_FROZEN;
+    return branch_ok ? CARD_OK : CARD_NOT_VALID_HERE;
+}
+
 enum card_result rules_card_use(const struct card_limits *lim, struct card_state *c, int64_t now_us,
                                 int32_t utc_offset_s, bool branch_ok)
 {
@@ -159,12 +177,9 @@ enum card_result rules_card_use(const struct card_limits *lim, struct card_state
      * at the wrong branch; a frozen one says so before counting uses. */
     if (c->kind == CARD_DISCOUNT)
         return CARD_NOT_USABLE;
-    if (now_us >= c->valid_to_us || now_us < c->valid_from_us)
-        return CARD_EXPIRED;
-    if (now_us < c->frozen_until_us)
-        return CARD_FROZEN;
-    if (!branch_ok)
-        return CARD_NOT_VALID_HERE;
+    enum card_result now = usable_now(c, now_us, branch_ok);
+    if (now != CARD_OK)
+        return now;
     if (c->kind == CARD_COUNT && c->uses_left <= 0)
         return CARD_NO_USES_LEFT;
     int64_t day = rules_local_day(now_us, utc_offset_s);
@@ -220,10 +235,7 @@ static const char *const coupon_kind_names[] = {"value", "percent"};
 
 enum coupon_kind rules_coupon_kind(const char *name)
 {
-    for (int k = COUPON_VALUE; k < COUPON_KIND_UNKNOWN; k++)
-        if (name && strcmp(name, coupon_kind_names[k]) == 0)
-            return (enum coupon_kind)k;
-    return COUPON_KIND_UNKNOWN;
+    return (enum coupon_kind)name_index(coupon_kind_names, COUPON_KIND_UNKNOWN, name);
 }
 
 const char *rules_coupon_kind_name(enum coupon_kind k)
@@ -255,12 +267,9 @@ enum card_result rules_card_discount(const struct card_state *c, int64_t discoun
 {
     if (c->kind != CARD_DISCOUNT)
         return CARD_NOT_A_DISCOUNT_CARD;
-    if (now_us >= c->valid_to_us || now_us < c->valid_from_us)
-        return CARD_EXPIRED;
-    if (now_us < c->frozen_until_us)
-        return CARD_FROZEN;
-    if (!branch_ok)
-        return CARD_NOT_VALID_HERE;
+    enum card_result now = usable_now(c, now_us, branch_ok);
+    if (now != CARD_OK)
+        return now;
     if (amount <= 0 || discount_bp <= 0 || discount_bp > 10000)
         return CARD_INVALID;
     *discount = amount - (int64_t)((__int128)amount * discount_bp / 10000);

@@ -97,12 +97,37 @@ void store_add_verdict(struct ledger_rows *r, const Envelope *c, const char *cmd
     }
 }
 
-static int64_t int_at(const PGresult *res, int row, int col)
+static int load_balances(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
 {
-    return strtoll(PQgetvalue(res, row, col), NULL, 10);
+    PGresult *res = store_query_batch_members(pg, l,
+                                              "SELECT b.tenant_id, b.member_id, b.points, "
+                                              "b.sv_principal, b.sv_bonus, b.version, "
+                                              "b.points_pending FROM balances b "
+                                              "JOIN unnest($1::text[], $2::text[]) AS k(t, m) "
+                                              "ON b.tenant_id = k.t AND b.member_id = k.m",
+                                              err, err_len);
+    if (!res)
+        return -1;
+    for (int i = 0; i < PQntuples(res); i++) {
+        struct ledger_member *m =
+            ledger_member_find(l, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), false);
+        if (!m)
+            continue;
+        m->points = db_int_at(res, i, 2);
+        m->sv.principal = db_int_at(res, i, 3);
+        m->sv.bonus = db_int_at(res, i, 4);
+        m->version = m->loaded_version = db_int_at(res, i, 5);
+        m->points_pending = db_int_at(res, i, 6);
+    }
+    PQclear(res);
+    return 0;
 }
 
-static int load_balances(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
+/* Runs a query of per-tenant settings whose $1 is the batch's tenants
+ * (the ladders hold one entry per tenant of the batch). Returns the result
+ * (caller PQclears) or NULL with err. */
+PGresult *store_query_batch_members(PGconn *pg, const struct ledger_ctx *l, const char *sql,
+                                    char *err, size_t err_len)
 {
     struct db_array tenants, members;
     db_array_init(&tenants);
@@ -112,34 +137,12 @@ static int load_balances(PGconn *pg, struct ledger_ctx *l, char *err, size_t err
         db_array_add(&members, l->members[i].member_id);
     }
     const char *params[2] = {db_array_finish(&tenants), db_array_finish(&members)};
-    PGresult *res = db_query(pg,
-                             "SELECT b.tenant_id, b.member_id, b.points, b.sv_principal, "
-                             "b.sv_bonus, b.version, b.points_pending FROM balances b "
-                             "JOIN unnest($1::text[], $2::text[]) AS k(t, m) "
-                             "ON b.tenant_id = k.t AND b.member_id = k.m",
-                             2, params, err, err_len, NULL);
+    PGresult *res = db_query(pg, sql, 2, params, err, err_len, NULL);
     db_array_free(&tenants);
     db_array_free(&members);
-    if (!res)
-        return -1;
-    for (int i = 0; i < PQntuples(res); i++) {
-        struct ledger_member *m =
-            ledger_member_find(l, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), false);
-        if (!m)
-            continue;
-        m->points = int_at(res, i, 2);
-        m->sv.principal = int_at(res, i, 3);
-        m->sv.bonus = int_at(res, i, 4);
-        m->version = m->loaded_version = int_at(res, i, 5);
-        m->points_pending = int_at(res, i, 6);
-    }
-    PQclear(res);
-    return 0;
+    return res;
 }
 
-/* Runs a query of per-tenant settings whose $1 is the batch's tenants
- * (the ladders hold one entry per tenant of the batch). Returns the result
- * (caller PQclears) or NULL with err. */
 PGresult *store_query_batch_tenants(PGconn *pg, const struct ledger_ctx *l, const char *sql,
                                     char *err, size_t err_len)
 {
@@ -172,11 +175,11 @@ static int load_ladders(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_
         struct ledger_ladder *ld = ledger_ladder_find(l, PQgetvalue(res, i, 0), false);
         if (!ld)
             continue;
-        ld->prepaid_outstanding = int_at(res, i, 3);
+        ld->prepaid_outstanding = db_int_at(res, i, 3);
         if (PQgetisnull(res, i, 1) || ld->count == RULES_BONUS_STEPS_MAX)
             continue;
         ld->steps[ld->count++] =
-            (struct bonus_step){.threshold = int_at(res, i, 1), .bonus = int_at(res, i, 2)};
+            (struct bonus_step){.threshold = db_int_at(res, i, 1), .bonus = db_int_at(res, i, 2)};
     }
     PQclear(res);
     return 0;

@@ -14,16 +14,7 @@
 #include "events/codec.h"
 #include "log/log.h"
 #include "tiering.h"
-
-static void *grow(void *arr, size_t count, size_t *cap, size_t elem)
-{
-    if (count < *cap)
-        return arr;
-    *cap = *cap ? *cap * 2 : 64;
-    arr = realloc(arr, *cap * elem);
-    assert(arr);
-    return arr;
-}
+#include "util/array.h"
 
 void tiering_begin_batch(void *ctx)
 {
@@ -50,7 +41,7 @@ struct tiering_member *tiering_member_find(struct tiering_ctx *t, const char *te
             return &t->members[i];
     if (!create)
         return NULL;
-    t->members = grow(t->members, t->member_count, &t->member_cap, sizeof(*t->members));
+    t->members = array_grow(t->members, t->member_count, &t->member_cap, sizeof(*t->members));
     struct tiering_member *m = &t->members[t->member_count++];
     *m = (struct tiering_member){.tenant_id = strdup(tenant_id), .member_id = strdup(member_id)};
     assert(m->tenant_id && m->member_id);
@@ -65,7 +56,7 @@ struct tiering_ladder *tiering_ladder_find(struct tiering_ctx *t, const char *te
             return &t->ladders[i];
     if (!create)
         return NULL;
-    t->ladders = grow(t->ladders, t->ladder_count, &t->ladder_cap, sizeof(*t->ladders));
+    t->ladders = array_grow(t->ladders, t->ladder_count, &t->ladder_cap, sizeof(*t->ladders));
     struct tiering_ladder *ld = &t->ladders[t->ladder_count++];
     *ld = (struct tiering_ladder){.tenant_id = strdup(tenant_id), .utc_offset_minutes = 480};
     assert(ld->tenant_id);
@@ -208,7 +199,7 @@ int tiering_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *e
             !e->member_id[0] || !e->purchase_recorded->command_id[0])
             continue;
         t->purchases =
-            grow(t->purchases, t->purchase_count, &t->purchase_cap, sizeof(*t->purchases));
+            array_grow(t->purchases, t->purchase_count, &t->purchase_cap, sizeof(*t->purchases));
         t->purchases[t->purchase_count++] = (struct tiering_purchase){.env = e};
         tiering_member_find(t, e->tenant_id, e->member_id, true);
         tiering_ladder_find(t, e->tenant_id, true);

@@ -29,11 +29,6 @@ void tiering_change_rows_free(struct tiering_change_rows *r)
         db_array_free(change_col(r, i));
 }
 
-static int64_t int_at(const PGresult *res, int row, int col)
-{
-    return strtoll(PQgetvalue(res, row, col), NULL, 10);
-}
-
 int tiering_store_count(PGconn *pg, struct tiering_ctx *t, char *err, size_t err_len)
 {
     struct db_array tenants, ids, members, amounts, times;
@@ -107,19 +102,19 @@ static int load_members(PGconn *pg, struct tiering_ctx *t, char *err, size_t err
             tiering_member_find(t, PQgetvalue(res, r, 0), PQgetvalue(res, r, 1), false);
         if (!m)
             continue;
-        m->spend = (struct tier_spend){.lifetime = int_at(res, r, 2),
-                                       .annual = int_at(res, r, 3),
-                                       .year = (int32_t)int_at(res, r, 4)};
-        m->purchases = int_at(res, r, 5);
-        m->last_purchase_at_us = int_at(res, r, 6);
+        m->spend = (struct tier_spend){.lifetime = db_int_at(res, r, 2),
+                                       .annual = db_int_at(res, r, 3),
+                                       .year = (int32_t)db_int_at(res, r, 4)};
+        m->purchases = db_int_at(res, r, 5);
+        m->last_purchase_at_us = db_int_at(res, r, 6);
         m->has_tier = !PQgetisnull(res, r, 7);
         if (m->has_tier) {
-            m->tier = (struct tier_level){.rank = (int32_t)int_at(res, r, 7),
-                                          .discount_bp = int_at(res, r, 9),
-                                          .points_multiplier_bp = int_at(res, r, 10),
+            m->tier = (struct tier_level){.rank = (int32_t)db_int_at(res, r, 7),
+                                          .discount_bp = db_int_at(res, r, 9),
+                                          .points_multiplier_bp = db_int_at(res, r, 10),
                                           .min_annual_spend = -1};
             snprintf(m->tier.name, sizeof(m->tier.name), "%s", PQgetvalue(res, r, 8));
-            m->version = int_at(res, r, 11);
+            m->version = db_int_at(res, r, 11);
         }
     }
     PQclear(res);
@@ -151,18 +146,18 @@ static int load_ladders(PGconn *pg, struct tiering_ctx *t, char *err, size_t err
         if (!ld)
             continue;
         if (PQgetisnull(res, r, 1)) {
-            ld->utc_offset_minutes = (int32_t)int_at(res, r, 8);
+            ld->utc_offset_minutes = (int32_t)db_int_at(res, r, 8);
             continue;
         }
         if (ld->count == TIER_LEVELS_MAX)
             continue; /* beyond the limit a ladder is cut, highest ranks last */
         struct tier_level *l = &ld->levels[ld->count++];
-        *l = (struct tier_level){.rank = (int32_t)int_at(res, r, 1),
-                                 .min_cumulative_spend = int_at(res, r, 3),
-                                 .min_annual_spend = int_at(res, r, 4),
+        *l = (struct tier_level){.rank = (int32_t)db_int_at(res, r, 1),
+                                 .min_cumulative_spend = db_int_at(res, r, 3),
+                                 .min_annual_spend = db_int_at(res, r, 4),
                                  .invitation_only = strcmp(PQgetvalue(res, r, 5), "t") == 0,
-                                 .discount_bp = int_at(res, r, 6),
-                                 .points_multiplier_bp = int_at(res, r, 7)};
+                                 .discount_bp = db_int_at(res, r, 6),
+                                 .points_multiplier_bp = db_int_at(res, r, 7)};
         snprintf(l->name, sizeof(l->name), "%s", PQgetvalue(res, r, 2));
     }
     PQclear(res);

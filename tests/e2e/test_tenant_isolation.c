@@ -271,28 +271,20 @@ static void route_pattern(const char *path, char *out, size_t len)
 }
 
 /* Every {"METHOD", "/v1/..."} line of services/ingest/main.c has a probe,
- * so a new route cannot skip the matrix. A route named twice (the route
- * table, and a per-route limit such as the batch's body size) counts once. */
+ * so a new route cannot skip the matrix. */
 static void test_matrix_covers_every_route(void **state)
 {
     FILE *f = fopen("services/ingest/main.c", "r");
     assert_non_null(f);
-    char line[512], method[16], path[256];
-    static char named[4 * ROUTES_COUNT][288];
+    char line[512], method[16], path[256], handler[64];
     int seen = 0;
     while (fgets(line, sizeof(line), f)) {
-        if (sscanf(line, " {\"%15[A-Z]\", \"%255[^\"]\"", method, path) != 2 ||
-            strncmp(path, "/v1/", 4) != 0)
+        /* route table lines only: {"METHOD", "/v1/...", route_...}; the
+         * per-route body limits name the same paths with a number */
+        if (sscanf(line, " {\"%15[A-Z]\", \"%255[^\"]\", %63[a-z_]", method, path, handler) != 3 ||
+            strncmp(path, "/v1/", 4) != 0 || strncmp(handler, "route_", 6) != 0)
             continue;
-        char key[288];
-        snprintf(key, sizeof(key), "%s %s", method, path);
-        bool again = false;
-        for (int i = 0; i < seen && !again; i++)
-            again = strcmp(named[i], key) == 0;
-        if (again)
-            continue;
-        assert_true(seen < (int)(sizeof(named) / sizeof(named[0])));
-        snprintf(named[seen++], sizeof(named[0]), "%s", key);
+        seen++;
         bool found = false;
         for (size_t i = 0; i < ROUTES_COUNT && !found; i++) {
             char pattern[256];
