@@ -27,8 +27,8 @@
 #include <time.h>
 
 #define CONNECTIONS_MAX 512
-#define MEMBERS_MAX 2000000
-#define SAMPLES_MAX 20000000
+#define MEMBERS_MAX     2000000
+#define SAMPLES_MAX     20000000
 
 struct options {
     const char *host;
@@ -57,11 +57,11 @@ struct gen {
     char **members;
     size_t member_count;
     double start, end;
-    long due;         /* open loop: requests that should have started */
+    long due; /* open loop: requests that should have started */
     long issued;
     long done, errors;
-    long status[6];   /* by hundreds */
-    double *due_at;   /* open loop: when request n was due */
+    long status[6]; /* by hundreds */
+    double *due_at; /* open loop: when request n was due */
     struct samples latency, visible;
     long visible_retries;
     bool stopping;
@@ -71,7 +71,7 @@ struct conn {
     struct gen *g;
     struct evhttp_connection *evcon;
     bool busy;
-    long seq;         /* request number in flight */
+    long seq; /* request number in flight */
     double sent_at;
     char member[64];
     int64_t expect_sv; /* visibility check: the stored value to see */
@@ -265,27 +265,58 @@ static void load_members(struct gen *g)
 
 static void parse_options(int argc, char **argv, struct options *o)
 {
-    static const struct option longs[] = {
-        {"host", 1, 0, 'h'},     {"port", 1, 0, 'p'},          {"target", 1, 0, 't'},
-        {"key", 1, 0, 'k'},      {"members", 1, 0, 'm'},       {"connections", 1, 0, 'c'},
-        {"duration", 1, 0, 'd'}, {"rate", 1, 0, 'r'},          {"stored-value-pct", 1, 0, 's'},
-        {"visible-every", 1, 0, 'v'}, {0, 0, 0, 0}};
-    *o = (struct options){.host = "127.0.0.1", .port = 8080, .target = "purchase",
-                          .connections = 32, .duration_s = 10};
+    static const struct option longs[] = {{"host", 1, 0, 'h'},
+                                          {"port", 1, 0, 'p'},
+                                          {"target", 1, 0, 't'},
+                                          {"key", 1, 0, 'k'},
+                                          {"members", 1, 0, 'm'},
+                                          {"connections", 1, 0, 'c'},
+                                          {"duration", 1, 0, 'd'},
+                                          {"rate", 1, 0, 'r'},
+                                          {"stored-value-pct", 1, 0, 's'},
+                                          {"visible-every", 1, 0, 'v'},
+                                          {0, 0, 0, 0}};
+    *o = (struct options){.host = "127.0.0.1",
+                          .port = 8080,
+                          .target = "purchase",
+                          .connections = 32,
+                          .duration_s = 10};
     int ch;
     while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         switch (ch) {
-        case 'h': o->host = optarg; break;
-        case 'p': o->port = atoi(optarg); break;
-        case 't': o->target = optarg; break;
-        case 'k': o->key = optarg; break;
-        case 'm': o->members_file = optarg; break;
-        case 'c': o->connections = atoi(optarg); break;
-        case 'd': o->duration_s = atoi(optarg); break;
-        case 'r': o->rate = atoi(optarg); break;
-        case 's': o->stored_value_pct = atoi(optarg); break;
-        case 'v': o->visible_every = atoi(optarg); break;
-        default: fprintf(stderr, "usage: see the comment at the top of bench/loadgen.c\n"); exit(2);
+        case 'h':
+            o->host = optarg;
+            break;
+        case 'p':
+            o->port = atoi(optarg);
+            break;
+        case 't':
+            o->target = optarg;
+            break;
+        case 'k':
+            o->key = optarg;
+            break;
+        case 'm':
+            o->members_file = optarg;
+            break;
+        case 'c':
+            o->connections = atoi(optarg);
+            break;
+        case 'd':
+            o->duration_s = atoi(optarg);
+            break;
+        case 'r':
+            o->rate = atoi(optarg);
+            break;
+        case 's':
+            o->stored_value_pct = atoi(optarg);
+            break;
+        case 'v':
+            o->visible_every = atoi(optarg);
+            break;
+        default:
+            fprintf(stderr, "usage: see the comment at the top of bench/loadgen.c\n");
+            exit(2);
         }
     }
     if (o->connections < 1 || o->connections > CONNECTIONS_MAX || o->duration_s < 1 ||

@@ -41,8 +41,11 @@ static uint8_t *encode_topup(const char *member, int64_t amount, size_t *len)
 {
     char command_id[UUID_STR_SIZE];
     uuid7_generate(command_id);
-    struct event_meta meta = {.tenant_id = "demo", .branch_id = "hq", .member_id = member,
-                              .actor_kind = "service", .actor_id = "bench"};
+    struct event_meta meta = {.tenant_id = "demo",
+                              .branch_id = "hq",
+                              .member_id = member,
+                              .actor_kind = "service",
+                              .actor_id = "bench"};
     Envelope env;
     Actor actor;
     TopUpStoredValue t;
@@ -99,7 +102,8 @@ int main(int argc, char **argv)
         return 1;
     }
     double secs = now_s() - t0;
-    printf("{\"produced\":%ld,\"seconds\":%.3f,\"rate\":%.1f}\n", count, secs, (double)count / secs);
+    printf("{\"produced\":%ld,\"seconds\":%.3f,\"rate\":%.1f}\n", count, secs,
+           (double)count / secs);
     bus_producer_free(p);
     return 0;
 }

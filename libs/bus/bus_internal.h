@@ -9,16 +9,15 @@
 #include <assert.h>
 
 /* Always-on assert for programmer errors, also in -DNDEBUG builds. */
-#define BUS_ASSERT(cond)                                                                       \
-    ((cond) ? (void)0 : bus_assert_fail(#cond, __FILE__, __LINE__, __func__))
+#define BUS_ASSERT(cond) ((cond) ? (void)0 : bus_assert_fail(#cond, __FILE__, __LINE__, __func__))
 _Noreturn void bus_assert_fail(const char *expr, const char *file, int line, const char *func);
 
 /* Limits. */
-#define BUS_CLUSTER_ID_LEN_MAX 64       /* Kafka cluster ids are 22 base64 chars */
-#define BUS_DRAIN_SAFETY_MS 100         /* safety timer of a queue watcher */
-#define BUS_DRAIN_EVENTS_MAX 10000      /* events served per drain call */
-#define BUS_START_TIMEOUT_MS 10000      /* blocking metadata calls at start-up */
-#define BUS_CLOSE_FLUSH_MS 10000        /* flush before a producer is destroyed */
+#define BUS_CLUSTER_ID_LEN_MAX         64    /* Kafka cluster ids are 22 base64 chars */
+#define BUS_DRAIN_SAFETY_MS            100   /* safety timer of a queue watcher */
+#define BUS_DRAIN_EVENTS_MAX           10000 /* events served per drain call */
+#define BUS_START_TIMEOUT_MS           10000 /* blocking metadata calls at start-up */
+#define BUS_CLOSE_FLUSH_MS             10000 /* flush before a producer is destroyed */
 #define BUS_SESSION_TIMEOUT_DEFAULT_MS 10000
 
 /* Monotonic clock in milliseconds. */

@@ -12,9 +12,9 @@
 
 #define BUS_SESSION_TIMEOUT_MS_MIN 1000
 #define BUS_SESSION_TIMEOUT_MS_MAX 300000
-#define BUS_ASSIGN_RETRY_MS 1000 /* after on_assign gave an assignment up */
-#define BUS_SEEK_TIMEOUT_MS 5000
-#define BUS_POLL_ERRORS_MAX 64 /* error events skipped per poll_batch */
+#define BUS_ASSIGN_RETRY_MS        1000 /* after on_assign gave an assignment up */
+#define BUS_SEEK_TIMEOUT_MS        5000
+#define BUS_POLL_ERRORS_MAX        64 /* error events skipped per poll_batch */
 
 struct bus_consumer {
     rd_kafka_t *rk;
@@ -33,11 +33,11 @@ struct bus_consumer {
 /* Asks the caller for start offsets and assigns. On refusal nothing is
  * assigned and the list is kept pending: bus_consumer_poll_batch tries
  * again later, and the group keeps waiting for our assign call. */
-static void bus_consumer_try_assign(struct bus_consumer *c) {
+static void bus_consumer_try_assign(struct bus_consumer *c)
+{
     BUS_ASSERT(c->assignment != NULL && c->pending);
     if (c->ops.on_assign(c->ctx, c->assignment) != 0) {
-        log_warn("consumer: start offsets not available, retrying in %d ms",
-                 BUS_ASSIGN_RETRY_MS);
+        log_warn("consumer: start offsets not available, retrying in %d ms", BUS_ASSIGN_RETRY_MS);
         c->next_assign_try_ms = bus_now_ms() + BUS_ASSIGN_RETRY_MS;
         return;
     }
@@ -52,7 +52,8 @@ static void bus_consumer_try_assign(struct bus_consumer *c) {
     log_info("consumer: %d partition(s) assigned", c->assigned_count);
 }
 
-static void bus_consumer_forget_assignment(struct bus_consumer *c) {
+static void bus_consumer_forget_assignment(struct bus_consumer *c)
+{
     if (c->assignment != NULL)
         rd_kafka_topic_partition_list_destroy(c->assignment);
     c->assignment = NULL;
@@ -63,7 +64,8 @@ static void bus_consumer_forget_assignment(struct bus_consumer *c) {
 /* Rebalance callback, from rd_kafka_consumer_poll (eager protocol: the
  * "range" strategy hands out and takes back whole assignments). */
 static void bus_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
-                             rd_kafka_topic_partition_list_t *parts, void *opaque) {
+                             rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
     struct bus_consumer *c = opaque;
 
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
@@ -85,10 +87,11 @@ static void bus_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 }
 
 static bool bus_consumer_configure(rd_kafka_conf_t *conf, const struct bus_config *cfg,
-                                   const char *group_id, char *err, size_t err_len) {
+                                   const char *group_id, char *err, size_t err_len)
+{
     char session[16], heartbeat[16];
-    int session_ms = cfg->session_timeout_ms ? cfg->session_timeout_ms
-                                             : BUS_SESSION_TIMEOUT_DEFAULT_MS;
+    int session_ms =
+        cfg->session_timeout_ms ? cfg->session_timeout_ms : BUS_SESSION_TIMEOUT_DEFAULT_MS;
 
     if (session_ms < BUS_SESSION_TIMEOUT_MS_MIN || session_ms > BUS_SESSION_TIMEOUT_MS_MAX) {
         snprintf(err, err_len, "session_timeout_ms %d outside %d..%d", session_ms,
@@ -97,7 +100,8 @@ static bool bus_consumer_configure(rd_kafka_conf_t *conf, const struct bus_confi
     }
     snprintf(session, sizeof(session), "%d", session_ms);
     char fetch_wait[16];
-    snprintf(fetch_wait, sizeof(fetch_wait), "%d", cfg->fetch_wait_max_ms > 0 ? cfg->fetch_wait_max_ms : 500);
+    snprintf(fetch_wait, sizeof(fetch_wait), "%d",
+             cfg->fetch_wait_max_ms > 0 ? cfg->fetch_wait_max_ms : 500);
     /* Three heartbeats per session, as Kafka recommends. */
     snprintf(heartbeat, sizeof(heartbeat), "%d", session_ms / 3);
     const struct bus_setting settings[] = {
@@ -112,14 +116,15 @@ static bool bus_consumer_configure(rd_kafka_conf_t *conf, const struct bus_confi
         {"partition.assignment.strategy", "range"},
         {"fetch.wait.max.ms", fetch_wait},
     };
-    return bus_conf_apply(conf, "consumer", settings, sizeof(settings) / sizeof(settings[0]),
-                          err, err_len);
+    return bus_conf_apply(conf, "consumer", settings, sizeof(settings) / sizeof(settings[0]), err,
+                          err_len);
 }
 
 /* Creates the handle and routes every event to the consumer queue, so
  * one rd_kafka_consumer_poll serves messages, rebalances and errors. */
 static rd_kafka_t *bus_consumer_handle_new(struct bus_consumer *c, const struct bus_config *cfg,
-                                           const char *group_id, char *err, size_t err_len) {
+                                           const char *group_id, char *err, size_t err_len)
+{
     rd_kafka_conf_t *conf = bus_conf_new(cfg, err, err_len);
     if (conf == NULL)
         return NULL;
@@ -139,9 +144,9 @@ static rd_kafka_t *bus_consumer_handle_new(struct bus_consumer *c, const struct 
 }
 
 static int bus_consumer_subscribe(struct bus_consumer *c, const char *const *topics,
-                                  size_t topic_count, char *err, size_t err_len) {
-    rd_kafka_topic_partition_list_t *subs =
-        rd_kafka_topic_partition_list_new((int)topic_count);
+                                  size_t topic_count, char *err, size_t err_len)
+{
+    rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new((int)topic_count);
     for (size_t i = 0; i < topic_count; i++)
         rd_kafka_topic_partition_list_add(subs, topics[i], RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t kerr = rd_kafka_subscribe(c->rk, subs);
@@ -155,12 +160,12 @@ static int bus_consumer_subscribe(struct bus_consumer *c, const char *const *top
 
 /* Fetches the cluster id (blocking, BUS_START_TIMEOUT_MS): a service
  * compares it with the one its stored offsets belong to. */
-static int bus_consumer_fetch_cluster_id(struct bus_consumer *c, char *err, size_t err_len) {
+static int bus_consumer_fetch_cluster_id(struct bus_consumer *c, char *err, size_t err_len)
+{
     char *id = rd_kafka_clusterid(c->rk, BUS_START_TIMEOUT_MS);
     int rc = 0;
     if (id == NULL || strlen(id) >= sizeof(c->cluster_id)) {
-        snprintf(err, err_len, "kafka cluster id not available within %d ms",
-                 BUS_START_TIMEOUT_MS);
+        snprintf(err, err_len, "kafka cluster id not available within %d ms", BUS_START_TIMEOUT_MS);
         rc = -1;
     } else {
         memcpy(c->cluster_id, id, strlen(id) + 1);
@@ -173,7 +178,8 @@ static int bus_consumer_fetch_cluster_id(struct bus_consumer *c, char *err, size
 struct bus_consumer *bus_consumer_new(const struct bus_config *cfg, const char *group_id,
                                       const char *const *topics, size_t topic_count,
                                       const struct bus_consumer_ops *ops, void *ctx, char *err,
-                                      size_t err_len) {
+                                      size_t err_len)
+{
     BUS_ASSERT(cfg != NULL && group_id != NULL && group_id[0] != '\0');
     BUS_ASSERT(topics != NULL && topic_count > 0);
     BUS_ASSERT(ops != NULL && ops->on_assign != NULL);
@@ -198,7 +204,8 @@ fail:
 }
 
 /* Logs an error event; partition EOF is routine and only debug. */
-static void bus_consumer_log_event(struct bus_consumer *c, const rd_kafka_message_t *rkm) {
+static void bus_consumer_log_event(struct bus_consumer *c, const rd_kafka_message_t *rkm)
+{
     if (rkm->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
         return;
     if (rkm->err == RD_KAFKA_RESP_ERR__FATAL) {
@@ -206,12 +213,13 @@ static void bus_consumer_log_event(struct bus_consumer *c, const rd_kafka_messag
         return;
     }
     log_fields(LOG_WARN, "kafka consumer error", "topic",
-               rkm->rkt ? rd_kafka_topic_name(rkm->rkt) : "", "error",
-               rd_kafka_err2name(rkm->err), "reason", rd_kafka_message_errstr(rkm), NULL);
+               rkm->rkt ? rd_kafka_topic_name(rkm->rkt) : "", "error", rd_kafka_err2name(rkm->err),
+               "reason", rd_kafka_message_errstr(rkm), NULL);
 }
 
 size_t bus_consumer_poll_batch(struct bus_consumer *c, rd_kafka_message_t **msgs, size_t max,
-                               int timeout_ms) {
+                               int timeout_ms)
+{
     size_t count = 0;
     int errors = 0;
 
@@ -237,7 +245,8 @@ size_t bus_consumer_poll_batch(struct bus_consumer *c, rd_kafka_message_t **msgs
     return count;
 }
 
-int bus_consumer_seek(struct bus_consumer *c, const rd_kafka_topic_partition_list_t *parts) {
+int bus_consumer_seek(struct bus_consumer *c, const rd_kafka_topic_partition_list_t *parts)
+{
     BUS_ASSERT(c != NULL && parts != NULL);
     /* seek_partitions writes per-partition results into its argument. */
     rd_kafka_topic_partition_list_t *copy = rd_kafka_topic_partition_list_copy(parts);
@@ -259,12 +268,14 @@ int bus_consumer_seek(struct bus_consumer *c, const rd_kafka_topic_partition_lis
     return rc;
 }
 
-const char *bus_consumer_cluster_id(const struct bus_consumer *c) {
+const char *bus_consumer_cluster_id(const struct bus_consumer *c)
+{
     BUS_ASSERT(c != NULL);
     return c->cluster_id;
 }
 
-int bus_consumer_assigned_count(const struct bus_consumer *c) {
+int bus_consumer_assigned_count(const struct bus_consumer *c)
+{
     BUS_ASSERT(c != NULL);
     return c->assigned_count;
 }
@@ -273,7 +284,8 @@ int bus_consumer_assigned_count(const struct bus_consumer *c) {
  * consumed + 1"; before the first message it is unknown to librdkafka, and
  * the start offset given at assignment stands in for it. */
 static int64_t bus_partition_lag(struct bus_consumer *c, const rd_kafka_topic_partition_t *pos,
-                                 const rd_kafka_topic_partition_t *start) {
+                                 const rd_kafka_topic_partition_t *start)
+{
     int64_t low, high;
     if (rd_kafka_get_watermark_offsets(c->rk, pos->topic, pos->partition, &low, &high) !=
             RD_KAFKA_RESP_ERR_NO_ERROR ||
@@ -289,12 +301,12 @@ static int64_t bus_partition_lag(struct bus_consumer *c, const rd_kafka_topic_pa
     return high > at ? high - at : 0;
 }
 
-int64_t bus_consumer_lag(struct bus_consumer *c) {
+int64_t bus_consumer_lag(struct bus_consumer *c)
+{
     BUS_ASSERT(c != NULL);
     if (c->assignment == NULL || c->pending)
         return -1;
-    rd_kafka_topic_partition_list_t *positions =
-        rd_kafka_topic_partition_list_copy(c->assignment);
+    rd_kafka_topic_partition_list_t *positions = rd_kafka_topic_partition_list_copy(c->assignment);
     int64_t lag = -1;
     if (rd_kafka_position(c->rk, positions) == RD_KAFKA_RESP_ERR_NO_ERROR) {
         lag = 0;
@@ -308,12 +320,12 @@ int64_t bus_consumer_lag(struct bus_consumer *c) {
 }
 
 size_t bus_consumer_partition_lags(struct bus_consumer *c, struct bus_partition_lag *out,
-                                   size_t max) {
+                                   size_t max)
+{
     BUS_ASSERT(c != NULL);
     if (c->assignment == NULL || c->pending)
         return 0;
-    rd_kafka_topic_partition_list_t *positions =
-        rd_kafka_topic_partition_list_copy(c->assignment);
+    rd_kafka_topic_partition_list_t *positions = rd_kafka_topic_partition_list_copy(c->assignment);
     size_t n = 0;
     bool known = rd_kafka_position(c->rk, positions) == RD_KAFKA_RESP_ERR_NO_ERROR;
     for (int i = 0; i < positions->cnt && n < max; i++) {
@@ -327,7 +339,8 @@ size_t bus_consumer_partition_lags(struct bus_consumer *c, struct bus_partition_
     return n;
 }
 
-void bus_consumer_close(struct bus_consumer *c) {
+void bus_consumer_close(struct bus_consumer *c)
+{
     if (c == NULL)
         return;
     if (c->rk != NULL) {

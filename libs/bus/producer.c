@@ -16,7 +16,7 @@
 #include <time.h>
 
 #define BUS_PRODUCE_RETRY_POLL_MS 100 /* poll between queue-full retries */
-#define BUS_LINGER_MS_MAX 10000
+#define BUS_LINGER_MS_MAX         10000
 
 struct bus_producer {
     rd_kafka_t *rk;
@@ -32,13 +32,15 @@ struct bus_producer {
 /* Only bus_dead_letter_enqueue produces to the dead-letter topic, and its
  * msg_opaque is the caller's result cell: such reports go there, not to
  * on_delivery (which does not know about them). */
-static bool bus_is_dead_letter(const rd_kafka_message_t *rkm) {
+static bool bus_is_dead_letter(const rd_kafka_message_t *rkm)
+{
     return strcmp(rd_kafka_topic_name(rkm->rkt), TOPIC_DEAD_LETTER) == 0;
 }
 
 /* Counts a delivery report by topic and result: "produced" means the
  * broker acknowledged it (acks=all), not merely that it was enqueued. */
-static void bus_producer_observe(const rd_kafka_message_t *rkm) {
+static void bus_producer_observe(const rd_kafka_message_t *rkm)
+{
     struct metric_family *f = metrics_counter(
         "tessera_kafka_produced_messages_total",
         "Messages produced to Kafka, by topic and delivery result.", "topic,result");
@@ -48,7 +50,8 @@ static void bus_producer_observe(const rd_kafka_message_t *rkm) {
 
 /* Delivery report callback, from rd_kafka_poll on the loop or the caller's
  * thread. Exactly one per enqueued message, whatever its fate. */
-static void bus_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque) {
+static void bus_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
+{
     struct bus_producer *p = opaque;
     void *msg_opaque = rkm->_private;
 
@@ -71,7 +74,8 @@ static void bus_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void 
 
 /* Queue watcher drain: serves the delivery reports waiting; true when it
  * stopped at BUS_DRAIN_EVENTS_MAX with more left. */
-static bool bus_producer_drain(void *arg) {
+static bool bus_producer_drain(void *arg)
+{
     struct bus_producer *p = arg;
     int served = 0;
     while (served < BUS_DRAIN_EVENTS_MAX) {
@@ -83,8 +87,9 @@ static bool bus_producer_drain(void *arg) {
     return true;
 }
 
-static bool bus_producer_configure(rd_kafka_conf_t *conf, const struct bus_config *cfg,
-                                   char *err, size_t err_len) {
+static bool bus_producer_configure(rd_kafka_conf_t *conf, const struct bus_config *cfg, char *err,
+                                   size_t err_len)
+{
     char linger[16];
 
     if (cfg->linger_ms < 0 || cfg->linger_ms > BUS_LINGER_MS_MAX) {
@@ -100,13 +105,14 @@ static bool bus_producer_configure(rd_kafka_conf_t *conf, const struct bus_confi
         {"partitioner", "murmur2_random"},
         {"linger.ms", linger},
     };
-    return bus_conf_apply(conf, "producer", settings, sizeof(settings) / sizeof(settings[0]),
-                          err, err_len);
+    return bus_conf_apply(conf, "producer", settings, sizeof(settings) / sizeof(settings[0]), err,
+                          err_len);
 }
 
 struct bus_producer *bus_producer_new(const struct bus_config *cfg, struct event_base *base,
                                       bus_delivery_fn on_delivery, void *ctx, char *err,
-                                      size_t err_len) {
+                                      size_t err_len)
+{
     struct bus_producer *p = calloc(1, sizeof(*p));
     BUS_ASSERT(p != NULL);
     p->base = base;
@@ -140,17 +146,17 @@ fail:
 /* One enqueue attempt and, for blocking producers, the queue-full retries.
  * Takes ownership of headers in every case. */
 static rd_kafka_resp_err_t bus_produce_raw(struct bus_producer *p, const char *topic,
-                                           const void *key, size_t key_len,
-                                           const void *payload, size_t len,
-                                           rd_kafka_headers_t *headers, void *msg_opaque) {
+                                           const void *key, size_t key_len, const void *payload,
+                                           size_t len, rd_kafka_headers_t *headers,
+                                           void *msg_opaque)
+{
     rd_kafka_resp_err_t err;
 
     for (int attempt = 0;; attempt++) {
-        err = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
-                                RD_KAFKA_V_VALUE((void *)payload, len),
-                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(msg_opaque),
-                                RD_KAFKA_V_END);
+        err = rd_kafka_producev(
+            p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
+            RD_KAFKA_V_VALUE((void *)payload, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
             atomic_fetch_add(&p->outstanding, 1);
             return err; /* librdkafka owns headers now */
@@ -175,13 +181,15 @@ static rd_kafka_resp_err_t bus_produce_raw(struct bus_producer *p, const char *t
 
 rd_kafka_resp_err_t bus_produce(struct bus_producer *p, const char *topic, const char *key,
                                 const void *payload, size_t len, rd_kafka_headers_t *headers,
-                                void *msg_opaque) {
+                                void *msg_opaque)
+{
     BUS_ASSERT(p != NULL && topic != NULL && key != NULL);
     BUS_ASSERT(payload != NULL || len == 0);
     return bus_produce_raw(p, topic, key, strlen(key), payload, len, headers, msg_opaque);
 }
 
-void bus_producer_poll(struct bus_producer *p, int timeout_ms) {
+void bus_producer_poll(struct bus_producer *p, int timeout_ms)
+{
     BUS_ASSERT(p != NULL && timeout_ms >= 0);
     rd_kafka_poll(p->rk, timeout_ms);
 }
@@ -192,14 +200,16 @@ void bus_producer_poll(struct bus_producer *p, int timeout_ms) {
  * produce+flush, 1.1 ms with this loop). So: wake the brokers to send now
  * (rd_kafka_flush with no wait ignores linger.ms), then serve reports in
  * 1 ms steps until none is outstanding. */
-int bus_producer_flush(struct bus_producer *p, int timeout_ms) {
+int bus_producer_flush(struct bus_producer *p, int timeout_ms)
+{
     BUS_ASSERT(p != NULL && timeout_ms >= 0);
     struct timespec start, now;
     clock_gettime(CLOCK_MONOTONIC, &start);
     rd_kafka_flush(p->rk, 0);
     while (rd_kafka_outq_len(p->rk) > 0) {
         clock_gettime(CLOCK_MONOTONIC, &now);
-        long elapsed_ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+        long elapsed_ms =
+            (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
         if (elapsed_ms >= timeout_ms)
             return -1;
         rd_kafka_poll(p->rk, 1);
@@ -207,12 +217,14 @@ int bus_producer_flush(struct bus_producer *p, int timeout_ms) {
     return 0;
 }
 
-int bus_producer_outstanding(struct bus_producer *p) {
+int bus_producer_outstanding(struct bus_producer *p)
+{
     BUS_ASSERT(p != NULL);
     return atomic_load(&p->outstanding);
 }
 
-void bus_producer_free(struct bus_producer *p) {
+void bus_producer_free(struct bus_producer *p)
+{
     if (p == NULL)
         return;
     if (p->rk != NULL && bus_producer_flush(p, BUS_CLOSE_FLUSH_MS) != 0)
@@ -224,7 +236,8 @@ void bus_producer_free(struct bus_producer *p) {
     free(p);
 }
 
-rd_kafka_t *bus_producer_handle(struct bus_producer *p) {
+rd_kafka_t *bus_producer_handle(struct bus_producer *p)
+{
     BUS_ASSERT(p != NULL);
     return p->rk;
 }
@@ -236,7 +249,8 @@ rd_kafka_t *bus_producer_handle(struct bus_producer *p) {
  * result. */
 static rd_kafka_headers_t *bus_dead_letter_headers(const rd_kafka_message_t *rkm,
                                                    const char *service, const char *reason,
-                                                   const char *const *extra) {
+                                                   const char *const *extra)
+{
     rd_kafka_headers_t *orig = NULL;
     rd_kafka_headers_t *hdrs;
     char partition[16], offset[24];
@@ -261,7 +275,8 @@ static rd_kafka_headers_t *bus_dead_letter_headers(const rd_kafka_message_t *rkm
 
 rd_kafka_resp_err_t bus_dead_letter_enqueue(struct bus_producer *p, const rd_kafka_message_t *rkm,
                                             const char *service, const char *reason,
-                                            const char *const *extra, rd_kafka_resp_err_t *result) {
+                                            const char *const *extra, rd_kafka_resp_err_t *result)
+{
     BUS_ASSERT(p != NULL && rkm != NULL && rkm->rkt != NULL && result != NULL);
     BUS_ASSERT(service != NULL && reason != NULL);
     BUS_ASSERT(p->base == NULL); /* blocking producers only */
@@ -275,7 +290,8 @@ rd_kafka_resp_err_t bus_dead_letter_enqueue(struct bus_producer *p, const rd_kaf
 }
 
 int bus_dead_letters_wait(struct bus_producer *p, const rd_kafka_resp_err_t *results, size_t n,
-                          int timeout_ms) {
+                          int timeout_ms)
+{
     BUS_ASSERT(p != NULL && (results != NULL || n == 0) && timeout_ms >= 0);
     struct timespec start, now;
     clock_gettime(CLOCK_MONOTONIC, &start);
@@ -299,7 +315,8 @@ int bus_dead_letters_wait(struct bus_producer *p, const rd_kafka_resp_err_t *res
 }
 
 rd_kafka_resp_err_t bus_dead_letter(struct bus_producer *p, const rd_kafka_message_t *rkm,
-                                    const char *service, const char *reason) {
+                                    const char *service, const char *reason)
+{
     /* static: a report that comes after the timeout still has its cell
      * (blocking producers are used from one thread each). */
     static _Thread_local rd_kafka_resp_err_t result;
@@ -318,7 +335,8 @@ rd_kafka_resp_err_t bus_dead_letter(struct bus_producer *p, const rd_kafka_messa
  * tick: the first request after start took ~1 s longer. Asking for each
  * topic's metadata up front removes that. */
 int bus_producer_prepare_topics(struct bus_producer *p, const char *const *topics, size_t count,
-                                int timeout_ms) {
+                                int timeout_ms)
+{
     int failures = 0;
     for (size_t i = 0; i < count; i++) {
         rd_kafka_topic_t *rkt = rd_kafka_topic_new(p->rk, topics[i], NULL);

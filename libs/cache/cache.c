@@ -108,7 +108,8 @@ int cache_balances_from_reply(const redisReply *reply, struct cache_balances *ou
 static void cache_set_err(char *err, size_t err_len, const char *what, const redisContext *rc)
 {
     if (err != NULL && err_len > 0)
-        snprintf(err, err_len, "%s: %s", what, rc != NULL && rc->err ? rc->errstr : "unexpected reply");
+        snprintf(err, err_len, "%s: %s", what,
+                 rc != NULL && rc->err ? rc->errstr : "unexpected reply");
 }
 
 /* Loads one script so EVALSHA works on this server; a failover or SCRIPT
@@ -199,7 +200,8 @@ static int cache_read_puts(redisContext *rc, size_t count, bool *retry, int *rep
             retry[i] = true;
         } else {
             if (err != NULL)
-                snprintf(err, err_len, "cache put: %s", r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+                snprintf(err, err_len, "cache put: %s",
+                         r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
             rc_status = -1;
         }
         freeReplyObject(r);
@@ -272,10 +274,10 @@ static int cache_put_timed(redisContext *rc, const struct cache_balances *balanc
 
 void cache_observe(const char *op, double seconds)
 {
-    struct metric_family *f = metrics_histogram(
-        "tessera_redis_command_duration_seconds",
-        "Redis round trip by operation (a pipelined batch counts once).", "op",
-        metrics_buckets_seconds, metrics_buckets_seconds_count);
+    struct metric_family *f =
+        metrics_histogram("tessera_redis_command_duration_seconds",
+                          "Redis round trip by operation (a pipelined batch counts once).", "op",
+                          metrics_buckets_seconds, metrics_buckets_seconds_count);
     metrics_observe(metrics_with(f, op), seconds);
 }
 

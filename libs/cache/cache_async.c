@@ -20,11 +20,12 @@
 #include "log/log.h"
 #include "metrics/metrics.h"
 
-#define CACHE_ASYNC_REQUEST_TIMEOUT_MS 100 /* a cache read slower than this is a miss we cannot afford */
+#define CACHE_ASYNC_REQUEST_TIMEOUT_MS                                                             \
+    100 /* a cache read slower than this is a miss we cannot afford */
 #define CACHE_ASYNC_CONNECT_TIMEOUT_MS 1000
-#define CACHE_ASYNC_BACKOFF_MIN_MS 100
-#define CACHE_ASYNC_BACKOFF_MAX_MS 5000
-#define CACHE_HOST_MAX 256
+#define CACHE_ASYNC_BACKOFF_MIN_MS     100
+#define CACHE_ASYNC_BACKOFF_MAX_MS     5000
+#define CACHE_HOST_MAX                 256
 
 struct cache_req {
     struct cache_req *prev, *next; /* in cache_async.reqs while alive */
@@ -35,7 +36,7 @@ struct cache_req {
     const char *op;          /* the round trip's name in the histogram */
     void *arg;
     struct event *ev_timeout;
-    bool answered;  /* cb has run */
+    bool answered;   /* cb has run */
     bool in_hiredis; /* hiredis still holds it as privdata */
     double sent_s;   /* for the round-trip histogram */
     char tenant_id[CACHE_KEY_MAX];
@@ -50,9 +51,9 @@ struct cache_async {
     bool connected;
     bool closing;
     int backoff_ms;
-    struct event *ev_reconnect;      /* back-off timer while down */
+    struct event *ev_reconnect;       /* back-off timer while down */
     struct event *ev_connect_timeout; /* armed while connecting */
-    struct cache_req *reqs;          /* every live request, for cache_async_free */
+    struct cache_req *reqs;           /* every live request, for cache_async_free */
 };
 
 static void cache_async_connect(struct cache_async *c);
@@ -224,8 +225,8 @@ static void cache_async_connect(struct cache_async *c)
 
 /* ---- public ---- */
 
-struct cache_async *cache_async_new(struct event_base *base, const char *host, int port,
-                                    char *err, size_t err_len)
+struct cache_async *cache_async_new(struct event_base *base, const char *host, int port, char *err,
+                                    size_t err_len)
 {
     assert(base != NULL && host != NULL && port > 0);
     struct cache_async *c = calloc(1, sizeof *c);
@@ -315,10 +316,11 @@ void cache_async_get_balances(struct cache_async *c, const char *tenant_id, cons
     struct cache_req *r = req_new(c, "get_balances", arg);
     r->cb = cb;
     char key[CACHE_KEY_MAX];
-    req_sent(r, req_prepare(r, cache_balances_key, tenant_id, member_id, key) &&
-                    redisAsyncCommand(c->ac, req_reply_cb, r,
-                                      "HMGET %s points sv_principal sv_bonus version points_pending",
-                                      key) == REDIS_OK);
+    req_sent(r,
+             req_prepare(r, cache_balances_key, tenant_id, member_id, key) &&
+                 redisAsyncCommand(c->ac, req_reply_cb, r,
+                                   "HMGET %s points sv_principal sv_bonus version points_pending",
+                                   key) == REDIS_OK);
 }
 
 void cache_async_get_cards(struct cache_async *c, const char *tenant_id, const char *member_id,

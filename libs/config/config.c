@@ -17,7 +17,7 @@
 #define CONFIG_LOG_ENTRIES_PER_LINE 16
 /* Longest value quoted back in an error message. */
 #define CONFIG_ERR_VALUE_MAX_BYTES 64
-#define CONFIG_NUM_TEXT_BYTES 32
+#define CONFIG_NUM_TEXT_BYTES      32
 
 static const char *const config_true_words[] = {"1", "true", "yes", "on"};
 static const char *const config_false_words[] = {"0", "false", "no", "off"};

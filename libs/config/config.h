@@ -12,7 +12,7 @@
 enum config_type { CONFIG_STRING, CONFIG_INT, CONFIG_BOOL };
 
 struct config_entry {
-    const char *name;          /* environment variable, e.g. TESSERA_PG_DSN */
+    const char *name; /* environment variable, e.g. TESSERA_PG_DSN */
     enum config_type type;
     void *dest;                /* const char ** | long long * | bool * */
     const char *default_value; /* NULL: the variable is required */

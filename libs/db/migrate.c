@@ -38,7 +38,7 @@ static const char BOOKKEEPING_SQL[] =
     "  ALTER TABLE %1$s.outbox ADD COLUMN lease_owner text,"
     "    ADD COLUMN lease_until timestamptz NOT NULL"
     "    DEFAULT now() + interval '" DB_STR(DB_OUTBOX_LEASE_S) " seconds';"
-    " END IF; END $$;";
+                                                               " END IF; END $$;";
 
 /* Serialises migrators of one schema for the rest of the transaction; the
  * key is derived from the schema name so other schemas never wait. */
@@ -85,8 +85,8 @@ static bool migration_known(const struct db_migration *migrations, size_t count,
 static int migrate_find_next(PGconn *pg, const struct db_migration *migrations, size_t count,
                              size_t *next, char *err, size_t err_len)
 {
-    PGresult *res = db_query(pg, "SELECT version FROM schema_migrations ORDER BY version", 0,
-                             NULL, err, err_len, NULL);
+    PGresult *res = db_query(pg, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL,
+                             err, err_len, NULL);
     if (res == NULL)
         return -1;
     int max_version = 0;
@@ -141,15 +141,15 @@ static int migrate_step(PGconn *pg, const char *schema, const char *ident,
     const char *params[] = {version, m->name};
     if (db_exec(pg, m->sql, err, err_len) != 0)
         goto fail;
-    PGresult *res = db_query(pg, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                             2, params, err, err_len, NULL);
+    PGresult *res = db_query(pg, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", 2,
+                             params, err, err_len, NULL);
     if (res == NULL)
         goto fail;
     PQclear(res);
     if (db_commit(pg, err, err_len) != 0)
         goto fail;
-    log_fields(LOG_INFO, "migration applied", "schema", schema, "version", version, "name",
-               m->name, NULL);
+    log_fields(LOG_INFO, "migration applied", "schema", schema, "version", version, "name", m->name,
+               NULL);
     *applied = true;
     return 0;
 fail:
@@ -157,12 +157,13 @@ fail:
     return -1;
 }
 
-int db_migrate(PGconn *pg, const char *schema, const struct db_migration *migrations,
-               size_t count, char *err, size_t err_len)
+int db_migrate(PGconn *pg, const char *schema, const struct db_migration *migrations, size_t count,
+               char *err, size_t err_len)
 {
     assert(pg != NULL && schema != NULL && (migrations != NULL || count == 0));
     for (size_t i = 0; i < count; i++) {
-        assert(migrations[i].version > 0 && migrations[i].sql != NULL && migrations[i].name != NULL);
+        assert(migrations[i].version > 0 && migrations[i].sql != NULL &&
+               migrations[i].name != NULL);
         assert(i == 0 || migrations[i].version > migrations[i - 1].version);
     }
     if (schema[0] == '\0' || strlen(schema) > DB_SCHEMA_NAME_MAX) {

@@ -23,7 +23,7 @@ struct db_migration {
  * advisory lock so concurrent instances apply each exactly once.
  * Fails when a recorded version is unknown to this binary (a newer binary
  * migrated the schema). Returns 0, or -1 with err. */
-int db_migrate(PGconn *pg, const char *schema, const struct db_migration *migrations,
-               size_t count, char *err, size_t err_len) __attribute__((warn_unused_result));
+int db_migrate(PGconn *pg, const char *schema, const struct db_migration *migrations, size_t count,
+               char *err, size_t err_len) __attribute__((warn_unused_result));
 
 #endif

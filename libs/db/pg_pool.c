@@ -15,14 +15,14 @@
 #include "log/log.h"
 #include "metrics/metrics.h"
 
-#define PG_POOL_CONNS_MAX 64
+#define PG_POOL_CONNS_MAX      64
 #define PG_POOL_BACKOFF_MIN_MS 100
 #define PG_POOL_BACKOFF_MAX_MS 5000
 /* A statement gets this long beyond statement_timeout before we decide the
  * server is gone (no answer at all, e.g. a dead network path). */
 #define PG_POOL_ANSWER_SLACK_MS 5000
-#define PG_POOL_ERR_MAX 512
-#define PG_POOL_APP_NAME "tessera-pg-pool"
+#define PG_POOL_ERR_MAX         512
+#define PG_POOL_APP_NAME        "tessera-pg-pool"
 
 enum conn_state {
     CONN_DOWN,       /* no PGconn; the back-off timer owns what happens next */
@@ -36,10 +36,10 @@ struct pg_req {
     pg_pool_cb cb;
     void *arg;
     int nparams;
-    char *sql;                            /* owned; params point into the same block */
+    char *sql; /* owned; params point into the same block */
     const char *params[PG_POOL_PARAMS_MAX];
-    PGresult *res;                        /* owned until after the callback */
-    char err[PG_POOL_ERR_MAX];            /* "" on success */
+    PGresult *res;             /* owned until after the callback */
+    char err[PG_POOL_ERR_MAX]; /* "" on success */
     char sqlstate[6];
     double sent_s; /* when it went to the server, for the round-trip histogram */
 };
@@ -54,12 +54,12 @@ struct pg_conn {
     unsigned index;
     enum conn_state state;
     PGconn *pg;
-    struct event *ev_io;    /* on PQsocket(pg); rebuilt when the socket or flags change */
+    struct event *ev_io; /* on PQsocket(pg); rebuilt when the socket or flags change */
     int io_fd;
     short io_what;
     struct event *ev_timer; /* back-off, connect deadline or answer deadline */
     int backoff_ms;
-    struct pg_req *req;     /* in flight when CONN_BUSY; owned */
+    struct pg_req *req; /* in flight when CONN_BUSY; owned */
 };
 
 struct pg_pool {
@@ -71,7 +71,7 @@ struct pg_pool {
     struct req_list queue; /* waiting for an idle connection */
     struct req_list done;  /* finished, callbacks not yet run */
     struct event *ev_done;
-    size_t pending;        /* accepted statements whose callback has not returned */
+    size_t pending; /* accepted statements whose callback has not returned */
     unsigned conn_count;
     struct pg_conn conns[];
 };
@@ -285,7 +285,8 @@ static void conn_up(struct pg_conn *c)
 static void conn_start(struct pg_conn *c)
 {
     struct pg_pool *pool = c->pool;
-    const char *keys[] = {"dbname", "connect_timeout", "options", "fallback_application_name", NULL};
+    const char *keys[] = {"dbname", "connect_timeout", "options", "fallback_application_name",
+                          NULL};
     const char *vals[] = {pool->dsn, pool->connect_timeout, pool->options, PG_POOL_APP_NAME, NULL};
     assert(c->pg == NULL);
     c->pg = PQconnectStartParams(keys, vals, 1);
@@ -369,10 +370,10 @@ static void req_take_result(struct pg_req *r, PGresult *res)
  * are labelled apart so a slow error does not look like a slow query. */
 static void pg_pool_observe(const struct pg_req *r)
 {
-    struct metric_family *f = metrics_histogram(
-        "tessera_pg_query_duration_seconds",
-        "PostgreSQL statement round trip from the async pool, by result.", "result",
-        metrics_buckets_seconds, metrics_buckets_seconds_count);
+    struct metric_family *f =
+        metrics_histogram("tessera_pg_query_duration_seconds",
+                          "PostgreSQL statement round trip from the async pool, by result.",
+                          "result", metrics_buckets_seconds, metrics_buckets_seconds_count);
     metrics_observe(metrics_with(f, r->err[0] == '\0' ? "ok" : "error"),
                     metrics_now_seconds() - r->sent_s);
 }
@@ -452,7 +453,8 @@ static void pool_dispatch(struct pg_pool *pool)
  * /readyz answers 503, until one connects). */
 static void pool_connect_all(struct pg_pool *pool)
 {
-    const char *keys[] = {"dbname", "connect_timeout", "options", "fallback_application_name", NULL};
+    const char *keys[] = {"dbname", "connect_timeout", "options", "fallback_application_name",
+                          NULL};
     const char *vals[] = {pool->dsn, pool->connect_timeout, pool->options, PG_POOL_APP_NAME, NULL};
     for (unsigned i = 0; i < pool->conn_count; i++) {
         struct pg_conn *c = &pool->conns[i];
@@ -488,7 +490,8 @@ struct pg_pool *pg_pool_new(struct event_base *base, const char *dsn, const char
         db_set_err(err, err_len, "pg_pool_new", "out of memory");
         goto fail;
     }
-    if (db_session_options(pool->options, sizeof pool->options, schema, statement_timeout_ms) != 0) {
+    if (db_session_options(pool->options, sizeof pool->options, schema, statement_timeout_ms) !=
+        0) {
         db_set_err(err, err_len, "pg_pool_new", "schema name too long");
         goto fail;
     }

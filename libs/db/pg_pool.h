@@ -10,7 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define PG_POOL_QUEUE_MAX 4096 /* statements waiting for a connection */
+#define PG_POOL_QUEUE_MAX  4096 /* statements waiting for a connection */
 #define PG_POOL_PARAMS_MAX 32
 
 struct pg_pool;

@@ -100,12 +100,14 @@ static bool utf8_ok(const char *text)
     const unsigned char *p = (const unsigned char *)text;
     while (*p) {
         unsigned char c = *p;
-        int extra = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2
-                                 : (c & 0xf8) == 0xf0 ? 3 : -1;
+        int extra = c < 0x80             ? 0
+                    : (c & 0xe0) == 0xc0 ? 1
+                    : (c & 0xf0) == 0xe0 ? 2
+                    : (c & 0xf8) == 0xf0 ? 3
+                                         : -1;
         if (extra < 0 || (extra == 1 && c < 0xc2) || (c == 0xf4 && p[1] > 0x8f) || c > 0xf4)
             return false;
-        if ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] > 0x9f) ||
-            (c == 0xf0 && p[1] < 0x90))
+        if ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] > 0x9f) || (c == 0xf0 && p[1] < 0x90))
             return false; /* overlong, surrogate, overlong */
         for (int i = 1; i <= extra; i++)
             if ((p[i] & 0xc0) != 0x80)

@@ -42,8 +42,8 @@ typedef Tessera__Ledger__V1__RefundDetail RefundDetail;
 typedef Tessera__Ledger__V1__RefundRecorded RefundRecorded;
 typedef Tessera__Ledger__V1__PrepaidThresholdCrossed PrepaidThresholdCrossed;
 
-#define EVENT_ENCODED_MAX (256 * 1024) /* bytes; larger events are refused both ways */
-#define EVENT_ID_FIELD_MAX 128         /* tenant, branch, member, actor ids */
+#define EVENT_ENCODED_MAX  (256 * 1024) /* bytes; larger events are refused both ways */
+#define EVENT_ID_FIELD_MAX 128          /* tenant, branch, member, actor ids */
 
 /* Ids and metadata an envelope points at; the envelope borrows these
  * strings, so the struct must outlive it. */

@@ -9,7 +9,7 @@
 #include "http/http_internal.h"
 
 #define HTTP_DETAIL_MAX_BYTES 256
-#define HTTP_MEDIA_TYPE_JSON "application/json"
+#define HTTP_MEDIA_TYPE_JSON  "application/json"
 
 /* True when content_type names application/json, parameters allowed
  * ("application/json; charset=utf-8"), case-insensitive. */

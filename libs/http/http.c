@@ -45,9 +45,9 @@ struct http_server {
     struct http_admission *admission;
 };
 
-#define HTTP_CONTENT_TYPE_JSON "application/json"
-#define HTTP_CONTENT_TYPE_PROBLEM "application/problem+json"
-#define HTTP_PROBLEM_TYPE_PREFIX "https://tessera.dev/problems/"
+#define HTTP_CONTENT_TYPE_JSON      "application/json"
+#define HTTP_CONTENT_TYPE_PROBLEM   "application/problem+json"
+#define HTTP_PROBLEM_TYPE_PREFIX    "https://tessera.dev/problems/"
 #define HTTP_PROBLEM_TYPE_MAX_BYTES 128
 
 /* --- exchange lifetime ---------------------------------------------------- */
@@ -97,8 +97,8 @@ static void exchange_log(const struct http_exchange *ex, int status)
     /* Unused pairs are NULL: log_fields stops at the first NULL key. */
     log_fields(LOG_INFO, "http request", "method", ex->method, "route",
                ex->route != NULL ? ex->route : "unmatched", "status", code, "duration_ms", ms,
-               "client_gone", ex->gone ? "true" : "false", kv[0], kv[1], kv[2], kv[3], kv[4],
-               kv[5], kv[6], kv[7], kv[8], kv[9], kv[10], kv[11], NULL);
+               "client_gone", ex->gone ? "true" : "false", kv[0], kv[1], kv[2], kv[3], kv[4], kv[5],
+               kv[6], kv[7], kv[8], kv[9], kv[10], kv[11], NULL);
 }
 
 void http_exchange_log_field(struct http_exchange *ex, const char *key, const char *value)
@@ -210,9 +210,9 @@ static json_t *problem_body(int status, const char *code, const char *detail, js
 {
     char type[HTTP_PROBLEM_TYPE_MAX_BYTES];
     snprintf(type, sizeof(type), "%s%s", HTTP_PROBLEM_TYPE_PREFIX, code);
-    json_t *body = json_pack("{s:s, s:s, s:i, s:s, s:s}", "type", type, "title",
-                             http_status_title(status), "status", status, "detail",
-                             detail != NULL ? detail : "", "code", code);
+    json_t *body =
+        json_pack("{s:s, s:s, s:i, s:s, s:s}", "type", type, "title", http_status_title(status),
+                  "status", status, "detail", detail != NULL ? detail : "", "code", code);
     if (body != NULL && extra != NULL)
         json_object_update_missing(body, extra);
     json_decref(extra);
@@ -262,29 +262,50 @@ void http_reply_raw(struct http_exchange *ex, int status, const char *content_ty
 const char *http_status_title(int status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 410: return "Gone";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 410:
+        return "Gone";
     case 411:
         return "Length Required";
-    case 413: return "Content Too Large";
-    case 415: return "Unsupported Media Type";
-    case 422: return "Unprocessable Content";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return status < 400 ? "OK" : status < 500 ? "Client Error" : "Server Error";
+    case 413:
+        return "Content Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 422:
+        return "Unprocessable Content";
+    case 429:
+        return "Too Many Requests";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return status < 400 ? "OK" : status < 500 ? "Client Error" : "Server Error";
     }
 }
 
@@ -342,14 +363,22 @@ const char *http_peer(const struct http_exchange *ex)
 static const char *method_name(enum evhttp_cmd_type cmd)
 {
     switch (cmd) {
-    case EVHTTP_REQ_GET: return "GET";
-    case EVHTTP_REQ_POST: return "POST";
-    case EVHTTP_REQ_PUT: return "PUT";
-    case EVHTTP_REQ_PATCH: return "PATCH";
-    case EVHTTP_REQ_DELETE: return "DELETE";
-    case EVHTTP_REQ_HEAD: return "HEAD";
-    case EVHTTP_REQ_OPTIONS: return "OPTIONS";
-    default: return "OTHER";
+    case EVHTTP_REQ_GET:
+        return "GET";
+    case EVHTTP_REQ_POST:
+        return "POST";
+    case EVHTTP_REQ_PUT:
+        return "PUT";
+    case EVHTTP_REQ_PATCH:
+        return "PATCH";
+    case EVHTTP_REQ_DELETE:
+        return "DELETE";
+    case EVHTTP_REQ_HEAD:
+        return "HEAD";
+    case EVHTTP_REQ_OPTIONS:
+        return "OPTIONS";
+    default:
+        return "OTHER";
     }
 }
 
@@ -369,8 +398,7 @@ static struct http_exchange *exchange_new(struct http_server *srv, struct evhttp
     ex->access_log = srv->access_log;
     ex->started_s = metrics_now_seconds();
     ex->json_depth_max = srv->limits.json_depth_max;
-    snprintf(ex->method, sizeof(ex->method), "%s",
-             method_name(evhttp_request_get_command(req)));
+    snprintf(ex->method, sizeof(ex->method), "%s", method_name(evhttp_request_get_command(req)));
 
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
@@ -559,8 +587,8 @@ struct http_server *http_server_new(struct event_base *base, const char *addr, u
         snprintf(err, err_len, "out of memory");
         goto fail;
     }
-    *srv = (struct http_server){.base = base, .routes = routes, .route_count = route_count,
-                                .limits = *limits, .app = app};
+    *srv = (struct http_server){
+        .base = base, .routes = routes, .route_count = route_count, .limits = *limits, .app = app};
     srv->http = evhttp_new(base);
     if (srv->http == NULL) {
         snprintf(err, err_len, "evhttp_new failed");
@@ -583,8 +611,7 @@ struct http_server *http_server_new(struct event_base *base, const char *addr, u
     evhttp_set_gencb(srv->http, server_on_request, srv);
     srv->sock = evhttp_bind_socket_with_handle(srv->http, addr, port);
     if (srv->sock == NULL) {
-        snprintf(err, err_len, "cannot listen on %s:%u: %s", addr, (unsigned)port,
-                 strerror(errno));
+        snprintf(err, err_len, "cannot listen on %s:%u: %s", addr, (unsigned)port, strerror(errno));
         goto fail;
     }
     if (!server_read_port(srv, err, err_len))

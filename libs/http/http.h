@@ -46,9 +46,9 @@ struct http_limits {
     size_t body_max_bytes;      /* API limit for routes without their own: larger is 413 */
     size_t body_hard_max_bytes; /* no route may allow more */
     size_t headers_max_bytes;
-    size_t json_depth_max;      /* deeper JSON is 400 */
-    int timeout_s;              /* idle connection / slow client timeout */
-    size_t connections_max;     /* open connections at once; more are refused */
+    size_t json_depth_max;  /* deeper JSON is 400 */
+    int timeout_s;          /* idle connection / slow client timeout */
+    size_t connections_max; /* open connections at once; more are refused */
     const struct http_body_limit *route_body_limits; /* may be NULL; must outlive the server */
     size_t route_body_limit_count;
 };
@@ -104,7 +104,8 @@ const char *http_peer(const struct http_exchange *ex);
  * exchange itself (413 payload_too_large, 400 malformed_json, 415
  * unsupported_media_type when Content-Type is present and not JSON) and
  * returns false. On success *out is a new reference the caller decrefs. */
-bool http_read_json_object(struct http_exchange *ex, json_t **out) __attribute__((warn_unused_result));
+bool http_read_json_object(struct http_exchange *ex, json_t **out)
+    __attribute__((warn_unused_result));
 
 /* Nesting depth of a decoded JSON value (a scalar is 0, {} is 1), counted
  * no deeper than limit + 1: for bodies read another way (NDJSON lines). */

@@ -22,7 +22,7 @@
 #define HTTP_LINE_SLACK_BYTES (8 * 1024)
 
 #define HTTP_LOG_FIELDS_MAX 6
-#define HTTP_LOG_VALUE_MAX 128
+#define HTTP_LOG_VALUE_MAX  128
 
 /* One request being served. Created by the server's request callback and
  * freed by exactly one reply function. req is NULL once the exchange is
@@ -35,8 +35,8 @@ struct http_exchange {
     struct evhttp_connection *evcon;
     bool gone;
     char method[HTTP_METHOD_MAX_BYTES];
-    char *path;                /* raw (still percent-encoded) path */
-    struct evkeyvalq query;    /* decoded query pairs */
+    char *path;             /* raw (still percent-encoded) path */
+    struct evkeyvalq query; /* decoded query pairs */
     size_t param_count;
     char *param_names[HTTP_PARAMS_MAX];
     char *param_values[HTTP_PARAMS_MAX]; /* percent-decoded */
@@ -73,10 +73,10 @@ bool http_route_match_path(const char *pattern, const char *path, struct http_ca
                            size_t *cap_count);
 /* Finds the route for method and path. HTTP_MATCH_PATH_ONLY means some
  * route has the path with other methods: allow then lists them. */
-enum http_match http_routes_find(const struct http_route *routes, size_t count,
-                                 const char *method, const char *path,
-                                 const struct http_route **found, struct http_capture *caps,
-                                 size_t *cap_count, char *allow, size_t allow_len);
+enum http_match http_routes_find(const struct http_route *routes, size_t count, const char *method,
+                                 const char *path, const struct http_route **found,
+                                 struct http_capture *caps, size_t *cap_count, char *allow,
+                                 size_t allow_len);
 
 /* Replies with extra headers (name, value pairs) taken from a va_list. */
 void http_exchange_free(struct http_exchange *ex);

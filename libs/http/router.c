@@ -90,10 +90,10 @@ static void allow_add(char *allow, size_t allow_len, const char *method)
     snprintf(allow + used, allow_len - used, "%s%s", used > 0 ? ", " : "", method);
 }
 
-enum http_match http_routes_find(const struct http_route *routes, size_t count,
-                                 const char *method, const char *path,
-                                 const struct http_route **found, struct http_capture *caps,
-                                 size_t *cap_count, char *allow, size_t allow_len)
+enum http_match http_routes_find(const struct http_route *routes, size_t count, const char *method,
+                                 const char *path, const struct http_route **found,
+                                 struct http_capture *caps, size_t *cap_count, char *allow,
+                                 size_t allow_len)
 {
     struct http_capture scratch[HTTP_PARAMS_MAX];
     size_t scratch_count;

@@ -10,9 +10,9 @@
 
 /* A hostile body could name thousands of unknown fields: keep the answer
  * bounded. Errors past the cap are counted in the last message. */
-#define VALIDATION_ERRORS_MAX 64
+#define VALIDATION_ERRORS_MAX        64
 #define VALIDATION_MESSAGE_MAX_BYTES 256
-#define VALIDATION_DETAIL_MAX_BYTES 1024
+#define VALIDATION_DETAIL_MAX_BYTES  1024
 
 void validation_init(struct validation *v)
 {
@@ -39,8 +39,7 @@ void validation_add(struct validation *v, const char *field, const char *message
     assert(v != NULL && v->errors != NULL && field != NULL && message != NULL);
     if (json_array_size(v->errors) >= VALIDATION_ERRORS_MAX)
         return;
-    json_array_append_new(v->errors,
-                          json_pack("{s:s, s:s}", "field", field, "message", message));
+    json_array_append_new(v->errors, json_pack("{s:s, s:s}", "field", field, "message", message));
 }
 
 /* The field's value, or NULL when absent or JSON null (both mean "not
@@ -93,8 +92,7 @@ bool validate_text(struct validation *v, json_t *obj, const char *field, bool re
     }
     size_t chars = utf8_length(s, bytes);
     if (chars < min_len || chars > max_len) {
-        snprintf(msg, sizeof(msg), "must be between %zu and %zu characters long", min_len,
-                 max_len);
+        snprintf(msg, sizeof(msg), "must be between %zu and %zu characters long", min_len, max_len);
         validation_add(v, field, msg);
         return false;
     }
@@ -107,8 +105,8 @@ bool validate_text(struct validation *v, json_t *obj, const char *field, bool re
     return true;
 }
 
-bool validate_int(struct validation *v, json_t *obj, const char *field, bool required,
-                  int64_t min, int64_t max, int64_t *out)
+bool validate_int(struct validation *v, json_t *obj, const char *field, bool required, int64_t min,
+                  int64_t max, int64_t *out)
 {
     char msg[VALIDATION_MESSAGE_MAX_BYTES];
     assert(min <= max && out != NULL);
@@ -121,8 +119,7 @@ bool validate_int(struct validation *v, json_t *obj, const char *field, bool req
     }
     json_int_t n = json_integer_value(value);
     if (n < min || n > max) {
-        snprintf(msg, sizeof(msg), "must be between %lld and %lld", (long long)min,
-                 (long long)max);
+        snprintf(msg, sizeof(msg), "must be between %lld and %lld", (long long)min, (long long)max);
         validation_add(v, field, msg);
         return false;
     }
@@ -147,8 +144,8 @@ bool validate_enum(struct validation *v, json_t *obj, const char *field, bool re
     }
     size_t used = (size_t)snprintf(msg, sizeof(msg), "must be one of:");
     for (size_t i = 0; allowed[i] != NULL && used < sizeof(msg); i++)
-        used += (size_t)snprintf(msg + used, sizeof(msg) - used, "%s %s", i > 0 ? "," : "",
-                                 allowed[i]);
+        used +=
+            (size_t)snprintf(msg + used, sizeof(msg) - used, "%s %s", i > 0 ? "," : "", allowed[i]);
     validation_add(v, field, msg);
     return false;
 }
@@ -179,8 +176,8 @@ static void validation_detail(const struct validation *v, char *buf, size_t len)
         const char *field = json_string_value(json_object_get(err, "field"));
         bool seen = false;
         for (size_t j = 0; j < i && !seen; j++)
-            seen = strcmp(field, json_string_value(json_object_get(
-                                     json_array_get(v->errors, j), "field"))) == 0;
+            seen = strcmp(field, json_string_value(
+                                     json_object_get(json_array_get(v->errors, j), "field"))) == 0;
         if (seen)
             continue;
         int n = snprintf(buf + used, len - used, "%s %s", i > 0 ? "," : "", field);

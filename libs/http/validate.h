@@ -29,8 +29,8 @@ bool validate_string(struct validation *v, json_t *obj, const char *field, bool 
  * the edge, rather than cut there. */
 bool validate_text(struct validation *v, json_t *obj, const char *field, bool required,
                    size_t min_chars, size_t max_chars, size_t max_bytes, const char **out);
-bool validate_int(struct validation *v, json_t *obj, const char *field, bool required,
-                  int64_t min, int64_t max, int64_t *out);
+bool validate_int(struct validation *v, json_t *obj, const char *field, bool required, int64_t min,
+                  int64_t max, int64_t *out);
 /* One of a NULL-terminated list of words. */
 bool validate_enum(struct validation *v, json_t *obj, const char *field, bool required,
                    const char *const *allowed, const char **out);

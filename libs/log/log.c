@@ -19,10 +19,10 @@
 /* Longest value of an extra field (bytes before escaping). */
 #define LOG_FIELD_MAX_BYTES 1024
 /* Extra fields per line; the rest are dropped (and counted). */
-#define LOG_FIELDS_MAX 32
+#define LOG_FIELDS_MAX        32
 #define LOG_SERVICE_MAX_BYTES 64
 /* Worst case: every byte escaped as \u00XX (6x) plus the fixed keys. */
-#define LOG_LINE_MAX_BYTES (6 * LOG_MSG_MAX_BYTES + 8192)
+#define LOG_LINE_MAX_BYTES   (6 * LOG_MSG_MAX_BYTES + 8192)
 #define LOG_TRUNCATED_MARKER "...[truncated]"
 
 static char log_service[LOG_SERVICE_MAX_BYTES] = "tessera";
@@ -244,8 +244,7 @@ void log_fields(enum log_level level, const char *msg, ...)
     line_append_json(&line, msg, LOG_MSG_MAX_BYTES);
 
     va_start(ap, msg);
-    for (const char *key = va_arg(ap, const char *); key != NULL;
-         key = va_arg(ap, const char *)) {
+    for (const char *key = va_arg(ap, const char *); key != NULL; key = va_arg(ap, const char *)) {
         const char *value = va_arg(ap, const char *);
         if (count == LOG_FIELDS_MAX) {
             dropped++;

@@ -29,7 +29,7 @@ struct metric_family;
 struct metric_series {
     const struct metric_family *family;
     char *values[METRICS_LABELS_MAX];
-    _Atomic double value; /* counter, gauge; histogram: sum */
+    _Atomic double value;                           /* counter, gauge; histogram: sum */
     atomic_ullong buckets[METRICS_BUCKETS_MAX + 1]; /* histogram; last is +Inf (= count) */
     atomic_bool hidden;
 };
@@ -290,8 +290,7 @@ static void write_number(FILE *out, double v)
     fputs(buf, out);
 }
 
-static void write_histogram(FILE *out, const struct metric_family *f,
-                            const struct metric_series *s)
+static void write_histogram(FILE *out, const struct metric_family *f, const struct metric_series *s)
 {
     unsigned long long cumulative = 0;
     for (size_t b = 0; b <= f->bound_count; b++) {
@@ -389,8 +388,8 @@ static void collect_process(void *ctx)
 
 void metrics_process_init(void)
 {
-    struct metric_family *f = metrics_gauge("process_resident_memory_bytes",
-                                            "Resident memory size in bytes.", NULL);
+    struct metric_family *f =
+        metrics_gauge("process_resident_memory_bytes", "Resident memory size in bytes.", NULL);
     metrics_on_collect(collect_process, metrics_series(f, NULL));
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);

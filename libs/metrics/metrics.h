@@ -18,11 +18,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define METRICS_FAMILIES_MAX 128
-#define METRICS_LABELS_MAX 4
-#define METRICS_SERIES_MAX 512 /* per family; more label sets share one hidden overflow series */
-#define METRICS_BUCKETS_MAX 16
-#define METRICS_NAME_MAX 96
+#define METRICS_FAMILIES_MAX    128
+#define METRICS_LABELS_MAX      4
+#define METRICS_SERIES_MAX      512 /* per family; more label sets share one hidden overflow series */
+#define METRICS_BUCKETS_MAX     16
+#define METRICS_NAME_MAX        96
 #define METRICS_LABEL_VALUE_MAX 128 /* longer values are cut */
 
 enum metric_type { METRIC_COUNTER, METRIC_GAUGE, METRIC_HISTOGRAM };
@@ -54,9 +54,9 @@ struct metric_series *metrics_series(struct metric_family *f, const char *const 
 
 void metrics_add(struct metric_series *s, double delta); /* counter (delta >= 0) or gauge */
 void metrics_inc(struct metric_series *s);
-void metrics_set(struct metric_series *s, double value); /* gauge */
+void metrics_set(struct metric_series *s, double value);     /* gauge */
 void metrics_observe(struct metric_series *s, double value); /* histogram */
-double metrics_value(const struct metric_series *s);     /* counter/gauge; histogram: count */
+double metrics_value(const struct metric_series *s);         /* counter/gauge; histogram: count */
 
 /* Hides every series of a gauge family until it is set again (e.g. the lag
  * of partitions this instance no longer owns). */

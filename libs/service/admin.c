@@ -63,13 +63,12 @@ struct admin_server *admin_server_new(struct event_base *base, const char *addr,
 {
     struct admin_server *a = calloc(1, sizeof(*a));
     assert(a);
-    *a = (struct admin_server){
-        .service = service, .ready = ready, .metrics = metrics, .ctx = ctx};
+    *a = (struct admin_server){.service = service, .ready = ready, .metrics = metrics, .ctx = ctx};
     struct http_limits limits = HTTP_LIMITS_DEFAULT;
     limits.body_max_bytes = 1024;
-    a->http = http_server_new(base, addr, port, admin_routes,
-                              sizeof(admin_routes) / sizeof(admin_routes[0]), &limits, a, err,
-                              err_len);
+    a->http =
+        http_server_new(base, addr, port, admin_routes,
+                        sizeof(admin_routes) / sizeof(admin_routes[0]), &limits, a, err, err_len);
     if (!a->http) {
         free(a);
         return NULL;
@@ -94,6 +93,7 @@ void admin_server_free(struct admin_server *a)
 
 void admin_metric(struct evbuffer *out, const char *name, const char *type, long long value)
 {
-    evbuffer_add_printf(out, "# HELP %s See the metrics table in README.md.\n# TYPE %s %s\n%s %lld\n",
+    evbuffer_add_printf(out,
+                        "# HELP %s See the metrics table in README.md.\n# TYPE %s %s\n%s %lld\n",
                         name, name, type, name, value);
 }

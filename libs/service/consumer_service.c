@@ -109,8 +109,8 @@ static int runner_start_step(void *arg, char *err, size_t err_len)
         if (r->pipelines[i])
             continue;
         void *ctx = svc->worker_ctx ? svc->worker_ctx(svc->ctx, i) : svc->ctx;
-        r->pipelines[i] = pipeline_prepare(&r->pc, svc->ops, ctx, runner_pipeline_exited, r,
-                                           err, err_len);
+        r->pipelines[i] =
+            pipeline_prepare(&r->pc, svc->ops, ctx, runner_pipeline_exited, r, err, err_len);
         if (!r->pipelines[i])
             return -1;
     }
@@ -173,8 +173,8 @@ int consumer_service_run(int argc, char **argv, const struct consumer_service *s
     snprintf(port, sizeof(port), "%u", admin_server_port(admin));
     log_fields(LOG_INFO, "starting", "admin_port", port, NULL);
     struct service_signals *signals = service_signals_new(r.base, runner_stop, &r);
-    r.startup = startup_begin(r.base, "migrations and consumer", runner_start_step,
-                              runner_started, &r);
+    r.startup =
+        startup_begin(r.base, "migrations and consumer", runner_start_step, runner_started, &r);
 
     event_base_dispatch(r.base);
 

@@ -23,7 +23,7 @@
 #include "bus/bus.h"
 #include "outbox/outbox.h"
 
-#define PIPELINE_BATCH_MAX 2000
+#define PIPELINE_BATCH_MAX            2000
 #define PIPELINE_RETRY_BACKOFF_MAX_MS 5000
 
 struct pipeline_batch {
@@ -38,8 +38,8 @@ struct pipeline_batch {
 void pipeline_mark_poison(struct pipeline_batch *b, size_t i, const char *reason);
 /* Queues an event to publish after commit; takes ownership of payload
  * (malloc'ed, e.g. from envelope_encode). topic and key are copied. */
-void pipeline_emit(struct pipeline_batch *b, const char *topic, const char *key,
-                   uint8_t *payload, size_t len);
+void pipeline_emit(struct pipeline_batch *b, const char *topic, const char *key, uint8_t *payload,
+                   size_t len);
 
 struct pipeline_ops {
     /* Inside the batch's transaction, on the pipeline thread. Applies every
@@ -75,7 +75,7 @@ struct pipeline_stats {
     atomic_bool postgres_ok;
     atomic_bool assignment_received; /* joined the group and got partitions (maybe none) */
     atomic_int assigned_partitions;
-    atomic_llong lag;                /* -1 while unknown */
+    atomic_llong lag; /* -1 while unknown */
     atomic_llong batches;
     atomic_llong messages;
     atomic_llong dead_letters;
@@ -96,12 +96,10 @@ struct pipeline *pipeline_start(const struct pipeline_config *cfg, const struct 
  * prepare (PostgreSQL, producer, topic metadata: up to a second each) and
  * then join the group together, in one rebalance instead of one per
  * worker. pipeline_join frees a pipeline that never ran. */
-struct pipeline *pipeline_prepare(const struct pipeline_config *cfg,
-                                  const struct pipeline_ops *ops, void *ctx,
-                                  void (*on_exit)(void *exit_ctx), void *exit_ctx, char *err,
-                                  size_t err_len);
-int pipeline_run(struct pipeline *p, char *err, size_t err_len)
-    __attribute__((warn_unused_result));
+struct pipeline *pipeline_prepare(const struct pipeline_config *cfg, const struct pipeline_ops *ops,
+                                  void *ctx, void (*on_exit)(void *exit_ctx), void *exit_ctx,
+                                  char *err, size_t err_len);
+int pipeline_run(struct pipeline *p, char *err, size_t err_len) __attribute__((warn_unused_result));
 
 /* Asks the thread to finish the batch in hand, commit it and leave the
  * group; returns at once. */

@@ -23,7 +23,7 @@ struct startup {
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t wake;
-    bool stop;            /* under lock */
+    bool stop; /* under lock */
     atomic_bool finished;
 };
 
@@ -60,8 +60,8 @@ static void *startup_main(void *arg)
                    "retry_in_ms", wait, "error", err, NULL);
         if (startup_wait(s, backoff_ms))
             return NULL;
-        backoff_ms = backoff_ms * 2 > STARTUP_BACKOFF_MAX_MS ? STARTUP_BACKOFF_MAX_MS
-                                                             : backoff_ms * 2;
+        backoff_ms =
+            backoff_ms * 2 > STARTUP_BACKOFF_MAX_MS ? STARTUP_BACKOFF_MAX_MS : backoff_ms * 2;
     }
     atomic_store(&s->finished, true);
     event_active(s->ev_done, 0, 0);

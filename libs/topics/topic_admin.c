@@ -36,10 +36,14 @@ enum topic_action topic_plan(int current, int wanted)
 const char *topic_action_name(enum topic_action a)
 {
     switch (a) {
-    case TOPIC_OK: return "up to date";
-    case TOPIC_CREATE: return "create";
-    case TOPIC_GROW: return "add partitions";
-    case TOPIC_REFUSE_SHRINK: return "refused: cannot shrink";
+    case TOPIC_OK:
+        return "up to date";
+    case TOPIC_CREATE:
+        return "create";
+    case TOPIC_GROW:
+        return "add partitions";
+    case TOPIC_REFUSE_SHRINK:
+        return "refused: cannot shrink";
     }
     return "?";
 }
@@ -131,8 +135,8 @@ int topic_admin_create(rd_kafka_t *rk, const char *name, const struct topic_spec
 int topic_admin_grow(rd_kafka_t *rk, const char *name, int partitions, int timeout_ms, char *err,
                      size_t err_len)
 {
-    rd_kafka_NewPartitions_t *np = rd_kafka_NewPartitions_new(name, (size_t)partitions, err,
-                                                              err_len);
+    rd_kafka_NewPartitions_t *np =
+        rd_kafka_NewPartitions_new(name, (size_t)partitions, err, err_len);
     if (!np)
         return -1;
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);

@@ -13,7 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define TOPIC_ADMIN_TIMEOUT_MS 30000 /* default wait for the cluster per request */
+#define TOPIC_ADMIN_TIMEOUT_MS     30000 /* default wait for the cluster per request */
 #define TOPIC_ADMIN_PARTITIONS_MAX 1024
 
 struct topic_spec {

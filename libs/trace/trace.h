@@ -9,9 +9,9 @@
 
 #include <stdbool.h>
 
-#define TRACEPARENT_LEN 55 /* characters, version 00 */
+#define TRACEPARENT_LEN  55 /* characters, version 00 */
 #define TRACEPARENT_SIZE (TRACEPARENT_LEN + 1)
-#define TRACE_ID_SIZE 33 /* 32 hex + NUL */
+#define TRACE_ID_SIZE    33 /* 32 hex + NUL */
 
 /* True when header is a valid version-00 traceparent (lowercase hex, trace
  * and parent ids not all zero). Later versions are accepted when their

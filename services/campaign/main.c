@@ -41,6 +41,6 @@ int main(int argc, char **argv)
         .ctx = &campaign,
     };
     return consumer_service_run(argc, argv, &svc, config_table,
-                                sizeof(config_table) / sizeof(config_table[0]), &common,
-                                &batch_max, &poll_timeout_ms);
+                                sizeof(config_table) / sizeof(config_table[0]), &common, &batch_max,
+                                &poll_timeout_ms);
 }

@@ -86,8 +86,7 @@ static void on_key(void *arg, PGresult *res, const char *err, const char *sqlsta
     snprintf(r->caller.key_id, sizeof(r->caller.key_id), "%s", PQgetvalue(res, 0, 3));
     if (!key_within_rate(r, atoll(PQgetvalue(res, 0, 4))))
         return;
-    if (strcmp(r->caller.scope, "analytics:read") == 0 &&
-        strcmp(http_method(r->ex), "GET") != 0) {
+    if (strcmp(r->caller.scope, "analytics:read") == 0 && strcmp(http_method(r->ex), "GET") != 0) {
         req_fail(r, 403, "forbidden", "this key may only read");
         return;
     }
@@ -151,7 +150,7 @@ bool auth_require_admin(struct req *r)
 
 static void admin_checked(struct req *r)
 {
-    void (*next)(struct req *r) = r->admin_next;
+    void (*next)(struct req * r) = r->admin_next;
     if (auth_require_admin(r))
         next(r);
 }

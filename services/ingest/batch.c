@@ -41,7 +41,7 @@ struct batch_line {
     char hash[65];
     char command_id[UUID_STR_SIZE];
     struct member_tier tier; /* purchases: the member's tier when checked */
-    long copy_of; /* LINE_COPY: index of the first line with this key */
+    long copy_of;            /* LINE_COPY: index of the first line with this key */
     int status;
     json_t *result;
     bool record;   /* a verdict to record under the key */
@@ -163,7 +163,8 @@ static void line_parse(struct batch *b, struct batch_line *l, const char *text, 
         char detail[512] = "invalid fields:";
         size_t i;
         json_t *e;
-        json_array_foreach(v.errors, i, e) {
+        json_array_foreach(v.errors, i, e)
+        {
             size_t n = strlen(detail);
             snprintf(detail + n, sizeof(detail) - n, "%s %s", i ? "," : "",
                      json_string_value(json_object_get(e, "field")));
@@ -245,8 +246,8 @@ static bool batch_parse(struct batch *b, const char *body, size_t len)
 /* ------------------------------------------------------------- answers */
 static json_t *line_json(const struct batch_line *l, const struct batch_line *source)
 {
-    json_t *o = json_pack("{s:i, s:i, s:O}", "line", l->line_no, "status", source->status,
-                          "result", source->result ? source->result : json_null());
+    json_t *o = json_pack("{s:i, s:i, s:O}", "line", l->line_no, "status", source->status, "result",
+                          source->result ? source->result : json_null());
     if (l->key[0])
         json_object_set_new(o, "idempotency_key", json_string(l->key));
     if (source != l)
@@ -279,11 +280,12 @@ static void record_answers(struct batch *b)
     if (keys.count > 0) {
         const char *p[4] = {b->r->caller.tenant_id, db_array_finish(&keys),
                             db_array_finish(&statuses), db_array_finish(&bodies)};
-        if (pg_pool_query(b->r->app->pg,
-                          "UPDATE idempotency_keys i SET response_status = u.s, response_body = u.b "
-                          "FROM unnest($2::text[], $3::int[], $4::text[]) AS u(k, s, b) "
-                          "WHERE i.tenant_id = $1 AND i.idempotency_key = u.k",
-                          4, p, on_recorded, NULL) < 0)
+        if (pg_pool_query(
+                b->r->app->pg,
+                "UPDATE idempotency_keys i SET response_status = u.s, response_body = u.b "
+                "FROM unnest($2::text[], $3::int[], $4::text[]) AS u(k, s, b) "
+                "WHERE i.tenant_id = $1 AND i.idempotency_key = u.k",
+                4, p, on_recorded, NULL) < 0)
             log_warn("could not queue the batch's answers");
     }
     db_array_free(&keys), db_array_free(&statuses), db_array_free(&bodies);
@@ -295,8 +297,8 @@ static void on_audited(void *arg, PGresult *res, const char *err, const char *sq
 {
     struct batch *b = arg;
     if (!res)
-        log_fields(LOG_ERROR, "batch audit rows not written", "action", "points.adjust",
-                   "error", err ? err : "", NULL);
+        log_fields(LOG_ERROR, "batch audit rows not written", "action", "points.adjust", "error",
+                   err ? err : "", NULL);
     batch_reply(b);
 }
 
@@ -316,9 +318,9 @@ static bool audit_points_lines(struct batch *b)
         if (l->kind != LINE_POINTS || l->state == LINE_COPY || l->replayed ||
             !(l->record || l->status == 202))
             continue;
-        json_t *after = json_pack("{s:O, s:i, s:O}", "request", l->body ? l->body : json_null(),
-                                  "status", l->status, "result",
-                                  l->result ? l->result : json_null());
+        json_t *after =
+            json_pack("{s:O, s:i, s:O}", "request", l->body ? l->body : json_null(), "status",
+                      l->status, "result", l->result ? l->result : json_null());
         char *text = after ? json_dumps(after, JSON_COMPACT) : NULL;
         json_decref(after);
         db_array_add(&targets, l->member_id);
@@ -447,9 +449,9 @@ static void send_lines(struct batch *b)
         uint8_t *cmd = l->kind == LINE_POINTS
                            ? points_encode(&r->caller, l->member_id, l->branch_id, l->command_id,
                                            r->traceparent, l->body, &len, &headers)
-                           : commands_encode(&r->caller, l->member_id, l->branch_id,
-                                             l->command_id, r->traceparent, l->body, &l->tier,
-                                             b->utc_offset_s, &len, &headers);
+                           : commands_encode(&r->caller, l->member_id, l->branch_id, l->command_id,
+                                             r->traceparent, l->body, &l->tier, b->utc_offset_s,
+                                             &len, &headers);
         if (!cmd) {
             line_problem(l, 413, "payload_too_large", "the command is too large");
             continue;
@@ -499,8 +501,7 @@ static void on_known_keys(void *arg, PGresult *res, const char *err, const char 
         else if (!PQgetisnull(res, i, 3)) {
             line_answer(l, atoi(PQgetvalue(res, i, 3)), json_loads(PQgetvalue(res, i, 4), 0, NULL));
             l->replayed = true;
-        }
-        else
+        } else
             snprintf(l->command_id, sizeof(l->command_id), "%s", PQgetvalue(res, i, 2));
     }
     send_lines(b);

@@ -13,12 +13,12 @@
 #define PURCHASE_ITEMS_MAX 200
 
 static const char *const topup_fields[] = {"amount", "branch_id", "payment_method", NULL};
-static const char *const topup_methods[] = {"cash", "bank_card", "wechat_pay", "alipay", "other",
-                                            NULL};
-static const char *const purchase_fields[] = {"amount", "branch_id", "payment", "items",
-                                              "coupon_id", "card_id", NULL};
-static const char *const purchase_methods[] = {"cash", "bank_card", "wechat_pay", "alipay",
-                                               "stored_value", NULL};
+static const char *const topup_methods[] = {"cash",   "bank_card", "wechat_pay",
+                                            "alipay", "other",     NULL};
+static const char *const purchase_fields[] = {"amount",    "branch_id", "payment", "items",
+                                              "coupon_id", "card_id",   NULL};
+static const char *const purchase_methods[] = {"cash",   "bank_card",    "wechat_pay",
+                                               "alipay", "stored_value", NULL};
 static const char *const item_fields[] = {"sku", "category", "quantity", "unit_price", NULL};
 
 /* "Prefer: wait=N" (seconds) changes the wait budget, clamped to the
@@ -40,7 +40,8 @@ static void validate_items(struct validation *v, json_t *items)
     }
     size_t i;
     json_t *item;
-    json_array_foreach(items, i, item) {
+    json_array_foreach(items, i, item)
+    {
         if (!json_is_object(item)) {
             validation_add(v, "items", "every item must be an object");
             return;
@@ -57,7 +58,8 @@ static void validate_items(struct validation *v, json_t *items)
         if (!validation_ok(&one)) {
             char field[32];
             snprintf(field, sizeof(field), "items[%zu]", i);
-            validation_add(v, field, "needs sku, quantity (1..100000) and unit_price (minor units)");
+            validation_add(v, field,
+                           "needs sku, quantity (1..100000) and unit_price (minor units)");
         }
         validation_free(&one);
     }
@@ -118,7 +120,8 @@ static void fill_items(RecordPurchase *p, json_t *items, PurchaseItem *store, Pu
     json_t *item;
     p->n_items = 0;
     p->items = ptrs;
-    json_array_foreach(items, i, item) {
+    json_array_foreach(items, i, item)
+    {
         tessera__ledger__v1__purchase_item__init(&store[i]);
         const char *cat = json_string_value(json_object_get(item, "category"));
         store[i].sku = (char *)json_string_value(json_object_get(item, "sku"));
@@ -180,9 +183,9 @@ static void send_command(struct req *r)
 {
     size_t len = 0;
     rd_kafka_headers_t *headers = NULL;
-    uint8_t *command = commands_encode(&r->caller, r->member_id, r->branch_id, r->command_id,
-                                       r->traceparent, r->body, &r->tier, r->utc_offset_s, &len,
-                                       &headers);
+    uint8_t *command =
+        commands_encode(&r->caller, r->member_id, r->branch_id, r->command_id, r->traceparent,
+                        r->body, &r->tier, r->utc_offset_s, &len, &headers);
     req_send_command(r, command, len, headers);
 }
 

@@ -150,8 +150,8 @@ static void on_stored(void *arg, PGresult *res, const char *err, const char *sql
         log_fields(LOG_WARN, "could not record an idempotent answer", "error", err, NULL);
 }
 
-void idem_store_answer(struct ingest *app, const struct caller *c, const char *idem_key,
-                       int status, json_t *body)
+void idem_store_answer(struct ingest *app, const struct caller *c, const char *idem_key, int status,
+                       json_t *body)
 {
     char status_text[8];
     snprintf(status_text, sizeof(status_text), "%d", status);

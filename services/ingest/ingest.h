@@ -25,10 +25,10 @@
 #include "trace/trace.h"
 
 #define INGEST_WAITERS_BUCKETS 4096
-#define INGEST_WAIT_MAX_MS 30000
+#define INGEST_WAIT_MAX_MS     30000
 /* POST /v1/events:batch takes bodies this large (every other route: TESSERA_BODY_MAX_BYTES). */
 #define BATCH_BODY_MAX_BYTES (8 * 1024 * 1024)
-#define INGEST_KEY_MAX 128 /* Idempotency-Key, ids in paths */
+#define INGEST_KEY_MAX       128 /* Idempotency-Key, ids in paths */
 
 /* An id a request names (branch, coupon, card, operation): 1 to
  * TEXT_ID_BYTES_MAX bytes, what an event's id may hold. */
@@ -158,7 +158,7 @@ struct req {
     size_t command_len;
     rd_kafka_headers_t *headers; /* CloudEvents headers of the command, until produced */
     char branch_id[INGEST_KEY_MAX];
-    int32_t utc_offset_s;  /* card uses, purchases: the tenant's time zone when checked */
+    int32_t utc_offset_s;    /* card uses, purchases: the tenant's time zone when checked */
     struct member_tier tier; /* tier_lookup_then's answer */
     void (*next)(struct req *r);
     void (*admin_next)(struct req *r); /* auth_admin_then's continuation */
@@ -259,8 +259,8 @@ void idem_claim_then(struct req *r, void (*next)(struct req *r));
  * its effect (registration does both in one statement). */
 void idem_lookup_then(struct req *r, void (*next)(struct req *r));
 /* Records the answer of an idempotent request (fire and forget). */
-void idem_store_answer(struct ingest *app, const struct caller *c, const char *idem_key,
-                       int status, json_t *body);
+void idem_store_answer(struct ingest *app, const struct caller *c, const char *idem_key, int status,
+                       json_t *body);
 
 /* waiters.c: commands waiting for their verdict */
 enum wait_outcome { WAIT_VERDICT, WAIT_TIMEOUT, WAIT_UNDELIVERED, WAIT_SHUTDOWN };
@@ -351,8 +351,8 @@ void member_session_then(struct req *r, void (*next)(struct req *r));
  * statement: a CTE named `audit` over a CTE `changed(target, before,
  * after)`, taking $1 tenant, $2 actor key id, $3 actor address and the
  * action as a literal. */
-#define AUDIT_CTE(action)                                                                      \
-    "audit AS (INSERT INTO audit_log (tenant_id, actor_key_id, actor_ip, action, target, "    \
+#define AUDIT_CTE(action)                                                                          \
+    "audit AS (INSERT INTO audit_log (tenant_id, actor_key_id, actor_ip, action, target, "         \
     "before, after) SELECT $1, $2, $3, '" action "', target, before, after FROM changed) "
 void batch_post(struct http_exchange *ex, void *app);
 

@@ -263,8 +263,8 @@ static int ingest_open(char *err, size_t err_len)
         snprintf(err, err_len, "no memory for the idempotency purge");
         return -1;
     }
-    app.cache = cache_async_new(app.base, app.common.redis_host, (int)app.common.redis_port, err,
-                                err_len);
+    app.cache =
+        cache_async_new(app.base, app.common.redis_host, (int)app.common.redis_port, err, err_len);
     if (!app.cache)
         return -1;
     app.producer = bus_producer_new(&bus, app.base, ingest_on_delivery, &app, err, err_len);
@@ -292,9 +292,9 @@ static int ingest_open(char *err, size_t err_len)
     limits.connections_max = (size_t)app.connections_max;
     limits.route_body_limits = body_limits;
     limits.route_body_limit_count = sizeof(body_limits) / sizeof(body_limits[0]);
-    app.api = http_server_new(app.base, app.api_addr, (uint16_t)app.api_port, api_routes,
-                              sizeof(api_routes) / sizeof(api_routes[0]), &limits, &app, err,
-                              err_len);
+    app.api =
+        http_server_new(app.base, app.api_addr, (uint16_t)app.api_port, api_routes,
+                        sizeof(api_routes) / sizeof(api_routes[0]), &limits, &app, err, err_len);
     return app.api ? 0 : -1;
 }
 

@@ -25,25 +25,25 @@
 #include "ingest.h"
 #include "log/log.h"
 
-#define CODE_DIGITS        6
-#define CODE_TTL_S         300
-#define CODE_ATTEMPTS_MAX  5
-#define CODE_RESEND_S      30
+#define CODE_DIGITS           6
+#define CODE_TTL_S            300
+#define CODE_ATTEMPTS_MAX     5
+#define CODE_RESEND_S         30
 #define SMS_PER_ADDRESS_PER_S 1
 #define SMS_PER_ADDRESS_BURST 10
-#define DEVICE_ID_MAX      64
-#define TOKEN_PREFIX       "tsm_"
-#define TOKEN_RANDOM_BYTES 32
-#define TOKEN_TEXT_BYTES   (sizeof(TOKEN_PREFIX) + 2 * TOKEN_RANDOM_BYTES)
-#define LOGIN_TRIES_PER_S  1
-#define LOGIN_TRIES_BURST  5
+#define DEVICE_ID_MAX         64
+#define TOKEN_PREFIX          "tsm_"
+#define TOKEN_RANDOM_BYTES    32
+#define TOKEN_TEXT_BYTES      (sizeof(TOKEN_PREFIX) + 2 * TOKEN_RANDOM_BYTES)
+#define LOGIN_TRIES_PER_S     1
+#define LOGIN_TRIES_BURST     5
 /* An argon2id hash (interactive limits) of 16 random bytes that were
  * thrown away: nothing verifies against it. */
-#define UNKNOWN_PASSWORD_HASH                                                                  \
-    "$argon2id$v=19$m=65536,t=2,p=1$7a5qcEh+HOVlw+b1kgj26g$"                                \
+#define UNKNOWN_PASSWORD_HASH                                                                      \
+    "$argon2id$v=19$m=65536,t=2,p=1$7a5qcEh+HOVlw+b1kgj26g$"                                       \
     "lCaU53yZKBkbkFsgwT44hhn93WqoCoDRWH4bO+8BrnA"
-#define STR(x)             #x
-#define XSTR(x)            STR(x)
+#define STR(x)  #x
+#define XSTR(x) STR(x)
 
 struct login {
     char index[PII_BLIND_INDEX_HEX_BYTES], previous[PII_BLIND_INDEX_HEX_BYTES];

@@ -16,13 +16,13 @@
 #include "ingest.h"
 #include "log/log.h"
 
-#define MEMBER_NAME_MAX 100
-#define MEMBER_EMAIL_MAX 254
+#define MEMBER_NAME_MAX       100
+#define MEMBER_EMAIL_MAX      254
 #define MEMBER_ATTRIBUTES_MAX 4096 /* bytes of JSON */
-#define REFERRAL_CODE_LEN 8
+#define REFERRAL_CODE_LEN     8
 
-static const char *const register_fields[] = {"name",   "phone",     "email",
-                                              "birthday", "gender",  "branch_id",
+static const char *const register_fields[] = {"name",          "phone",      "email",
+                                              "birthday",      "gender",     "branch_id",
                                               "referral_code", "attributes", NULL};
 static const char *const genders[] = {"female", "male", "other", "undisclosed", NULL};
 
@@ -204,8 +204,7 @@ static void on_inserted(void *arg, PGresult *res, const char *err, const char *s
         reply_duplicate_phone(r);
         return;
     }
-    member_events_publish(r->app, PQgetvalue(res, 0, 0), r->member_id, r->command,
-                          r->command_len);
+    member_events_publish(r->app, PQgetvalue(res, 0, 0), r->member_id, r->command, r->command_len);
     char location[200];
     snprintf(location, sizeof(location), "/v1/members/%s", r->member_id);
     req_finish_with(r, 201, registration_answer(r), "Location", location, NULL);

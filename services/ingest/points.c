@@ -11,7 +11,7 @@
 #include "http/validate.h"
 #include "ingest.h"
 
-#define POINTS_ABS_MAX    1000000000LL
+#define POINTS_ABS_MAX 1000000000LL
 
 static const char *const adjustment_fields[] = {"points", "reason", "expires_at", "branch_id",
                                                 NULL};
@@ -23,8 +23,7 @@ void points_check_fields(struct validation *v, json_t *b, const char **branch)
     int64_t points = 0, expires_us = 0;
     const char *reason = NULL, *expires = NULL;
     validate_no_unknown_fields(v, b, adjustment_fields);
-    if (validate_int(v, b, "points", true, -POINTS_ABS_MAX, POINTS_ABS_MAX, &points) &&
-        points == 0)
+    if (validate_int(v, b, "points", true, -POINTS_ABS_MAX, POINTS_ABS_MAX, &points) && points == 0)
         validation_add(v, "points", "must not be 0");
     validate_text(v, b, "reason", true, 1, TEXT_REASON_CHARS_MAX, TEXT_REASON_BYTES_MAX, &reason);
     ingest_validate_id(v, b, "branch_id", false, branch);

@@ -98,16 +98,15 @@ int verdict_to_response(const Envelope *env, json_t **body)
     } else if (strncmp(v->command_type, "refund_", 7) == 0) {
         *body = verdict_refund_json(v);
     } else if (strcmp(v->command_type, "topup") == 0) {
-        *body = json_pack("{s:s, s:s, s:s, s:I, s:I, s:o}", "operation_id", v->command_id,
-                          "posting_id", v->posting_id, "status", "posted", "amount",
-                          (json_int_t)v->amount, "bonus", (json_int_t)v->bonus, "balances",
-                          verdict_balances(v->balances));
+        *body =
+            json_pack("{s:s, s:s, s:s, s:I, s:I, s:o}", "operation_id", v->command_id, "posting_id",
+                      v->posting_id, "status", "posted", "amount", (json_int_t)v->amount, "bonus",
+                      (json_int_t)v->bonus, "balances", verdict_balances(v->balances));
     } else {
-        *body = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}",
-                          "operation_id", v->command_id, "purchase_id", v->purchase_id, "status",
-                          "completed", "amount", (json_int_t)v->amount, "charged",
-                          (json_int_t)v->charged, "discount_applied",
-                          (json_int_t)v->discount_applied, "tier_discount",
+        *body = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}", "operation_id",
+                          v->command_id, "purchase_id", v->purchase_id, "status", "completed",
+                          "amount", (json_int_t)v->amount, "charged", (json_int_t)v->charged,
+                          "discount_applied", (json_int_t)v->discount_applied, "tier_discount",
                           (json_int_t)v->tier_discount, "paid_principal",
                           (json_int_t)v->paid_principal, "paid_bonus", (json_int_t)v->paid_bonus,
                           "tier", v->tier[0] ? json_string(v->tier) : json_null(), "balances",

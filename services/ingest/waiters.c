@@ -158,10 +158,10 @@ void waiter_send_and_wait(struct req *r)
 {
     http_exchange_log_field(r->ex, "correlation_id", r->command_id);
     rd_kafka_headers_t *headers = r->headers;
-    r->headers = NULL; /* waiter_send takes them in every case */
+    r->headers = NULL;                /* waiter_send takes them in every case */
     req_change_state(r, REQ_WAITING); /* request_done runs it next */
-    int rc = waiter_send(r->app, r->command_id, r->member_id, r->command, r->command_len,
-                         headers, r->wait_ms, request_done, r);
+    int rc = waiter_send(r->app, r->command_id, r->member_id, r->command, r->command_len, headers,
+                         r->wait_ms, request_done, r);
     if (rc == -1) {
         req_fail(r, 409, "request_in_progress",
                  "a request with this Idempotency-Key is still in progress");
@@ -199,8 +199,7 @@ void waiters_on_event(void *ctx, const rd_kafka_message_t *rkm)
     const void *type = NULL;
     size_t type_len = 0;
     if (rd_kafka_message_headers(rkm, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-        rd_kafka_header_get_last(hdrs, "ce_type", &type, &type_len) ==
-            RD_KAFKA_RESP_ERR_NO_ERROR &&
+        rd_kafka_header_get_last(hdrs, "ce_type", &type, &type_len) == RD_KAFKA_RESP_ERR_NO_ERROR &&
         (type_len < sizeof(verdict_prefix) - 1 ||
          memcmp(type, verdict_prefix, sizeof(verdict_prefix) - 1) != 0))
         return;

@@ -94,9 +94,9 @@ static bool wants_audit(int argc, char **argv)
  * invariant and exits (see audit.c); it never consumes or writes. */
 static int run_audit(int argc, char **argv)
 {
-    int rc = service_init("ledger", "tessera-ledger --audit: checks the ledger's invariants",
-                          argc, argv, config_table, sizeof(config_table) / sizeof(config_table[0]),
-                          &common);
+    int rc =
+        service_init("ledger", "tessera-ledger --audit: checks the ledger's invariants", argc, argv,
+                     config_table, sizeof(config_table) / sizeof(config_table[0]), &common);
     if (rc != 0)
         return rc > 0 ? 0 : 2;
     return ledger_audit_run(common.pg_dsn, common.redis_host, (int)common.redis_port, stdout);
@@ -130,6 +130,6 @@ int main(int argc, char **argv)
         .metrics = ledger_metrics,
     };
     return consumer_service_run(argc, argv, &svc, config_table,
-                                sizeof(config_table) / sizeof(config_table[0]), &common,
-                                &batch_max, &poll_timeout_ms);
+                                sizeof(config_table) / sizeof(config_table[0]), &common, &batch_max,
+                                &poll_timeout_ms);
 }

@@ -16,15 +16,26 @@
 #include "money/money.h"
 #include "rules_refunds.h"
 
+/* clang-format off: clang-format 14 never settles on this list */
 #define REFUND_ROWS(l, X)                                                                          \
     X(l->r_id)                                                                                     \
     X(l->r_tenant)                                                                                 \
     X(l->r_member)                                                                                 \
     X(l->r_branch)                                                                                 \
     X(l->r_command)                                                                                \
-    X(l->r_posting) X(l->r_kind) X(l->r_purchase) X(l->r_principal) X(l->r_bonus) X(l->r_fee)      \
-        X(l->r_payout) X(l->r_reason) X(l->r_actor) X(l->r_amount) X(l->r_points_reversed)         \
-            X(l->r_points_unrecovered)
+    X(l->r_posting)                                                                                \
+    X(l->r_kind)                                                                                   \
+    X(l->r_purchase)                                                                               \
+    X(l->r_principal)                                                                              \
+    X(l->r_bonus)                                                                                  \
+    X(l->r_fee)                                                                                    \
+    X(l->r_payout)                                                                                 \
+    X(l->r_reason)                                                                                 \
+    X(l->r_actor)                                                                                  \
+    X(l->r_amount)                                                                                 \
+    X(l->r_points_reversed)                                                                        \
+    X(l->r_points_unrecovered)
+/* clang-format on */
 #define INIT_ONE(a) db_array_init(&(a));
 #define FREE_ONE(a) db_array_free(&(a));
 

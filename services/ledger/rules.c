@@ -44,8 +44,8 @@ enum rules_result rules_plan_topup(struct sv_balance bal, int64_t amount, int64_
     return RULES_OK;
 }
 
-enum rules_result rules_plan_sv_spend(struct sv_balance bal, int64_t charge, int64_t *from_principal,
-                                      int64_t *from_bonus)
+enum rules_result rules_plan_sv_spend(struct sv_balance bal, int64_t charge,
+                                      int64_t *from_principal, int64_t *from_bonus)
 {
     if (charge <= 0 || charge > MONEY_AMOUNT_MAX)
         return RULES_INVALID_AMOUNT;

@@ -39,7 +39,7 @@ enum rules_result rules_plan_topup(struct sv_balance bal, int64_t amount, int64_
 /* Paying charge from stored value draws principal and bonus in proportion
  * to the balances (rounding never creates or loses a fen: the bonus part
  * rounds down). Refused when the charge exceeds principal + bonus. */
-enum rules_result rules_plan_sv_spend(struct sv_balance bal, int64_t charge, int64_t *from_principal,
-                                      int64_t *from_bonus);
+enum rules_result rules_plan_sv_spend(struct sv_balance bal, int64_t charge,
+                                      int64_t *from_principal, int64_t *from_bonus);
 
 #endif

@@ -41,7 +41,7 @@ struct card_limits {
     int64_t prepaid_uses_max; /* 0: no cap */
     int64_t burst_uses;
     int64_t burst_window_s;
-    int64_t far_branch_window_s; /* 0: no distant-branch alert */
+    int64_t far_branch_window_s;       /* 0: no distant-branch alert */
     int64_t first_day_topup_spend_max; /* stored value, not cards (rules_firstday.h); 0: none */
 };
 
@@ -101,7 +101,8 @@ enum card_result rules_card_issue(const struct card_terms *t, int64_t now_us,
 enum card_result rules_card_renew(struct card_state *c, const struct card_terms *t, int64_t now_us);
 
 /* One use at now_us at a branch the card is (branch_ok) or is not valid
- * at. Discount cards are not used but named in purchases. On CARD_OK the card is changed (uses, today's count, recent uses). */
+ * at. Discount cards are not used but named in purchases. On CARD_OK the card is changed (uses,
+ * today's count, recent uses). */
 enum card_result rules_card_use(const struct card_limits *lim, struct card_state *c, int64_t now_us,
                                 int32_t utc_offset_s, bool branch_ok);
 

@@ -89,10 +89,11 @@ static void test_batch_applies_once(void **state)
                        members[m], run, key);
             }
         } else {
-            append(&body,
-                   "{\"type\":\"purchase\",\"member_id\":\"%s\",\"idempotency_key\":\"%s-%d\","
-                   "\"amount\":2500,\"branch_id\":\"branch-1\",\"payment\":{\"method\":\"cash\"}}\n",
-                   members[m], run, key);
+            append(
+                &body,
+                "{\"type\":\"purchase\",\"member_id\":\"%s\",\"idempotency_key\":\"%s-%d\","
+                "\"amount\":2500,\"branch_id\":\"branch-1\",\"payment\":{\"method\":\"cash\"}}\n",
+                members[m], run, key);
         }
         expect_status[i] = 201;
     }
@@ -115,8 +116,7 @@ static void test_batch_applies_once(void **state)
         for (int i = 0; i < LINES + 3; i++) {
             json_t *line = json_array_get(results, (size_t)i);
             assert_int_equal(json_integer_value(json_object_get(line, "line")), i + 1);
-            assert_int_equal(json_integer_value(json_object_get(line, "status")),
-                             expect_status[i]);
+            assert_int_equal(json_integer_value(json_object_get(line, "status")), expect_status[i]);
         }
         /* The second round applies nothing: every valid line is replayed. */
         int64_t replayed = json_int_at(r.body, "summary.replayed");
@@ -164,9 +164,8 @@ static void test_batch_points_adjustments(void **state)
     assert_int_equal(r.status, 200);
     json_t *results = json_object_get(r.body, "results");
     for (int i = 0; i < 4; i++)
-        assert_int_equal(json_integer_value(json_object_get(json_array_get(results, (size_t)i),
-                                                            "status")),
-                         201);
+        assert_int_equal(
+            json_integer_value(json_object_get(json_array_get(results, (size_t)i), "status")), 201);
     json_t *last = json_array_get(results, 4);
     assert_int_equal(json_integer_value(json_object_get(last, "status")), 409);
     assert_string_equal(json_str_at(json_object_get(last, "result"), "code"),

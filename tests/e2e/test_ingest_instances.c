@@ -47,12 +47,12 @@ static void test_two_ingest_instances(void **state)
     /* A retry on the other instance answers as the first did. */
     snprintf(key, sizeof(key), "two-instances-%s", member);
     use_instance(1);
-    struct api_response a = api_post(
-        path, "{\"amount\":7000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}", key);
+    struct api_response a =
+        api_post(path, "{\"amount\":7000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}", key);
     assert_int_equal(a.status, 201);
     use_instance(2);
-    struct api_response b = api_post(
-        path, "{\"amount\":7000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}", key);
+    struct api_response b =
+        api_post(path, "{\"amount\":7000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}", key);
     assert_int_equal(b.status, 201);
     assert_string_equal(json_str_at(a.body, "operation_id"), json_str_at(b.body, "operation_id"));
     api_response_free(&a);

@@ -143,8 +143,8 @@ static void *batch_client_main(void *arg)
         } else {
             json_t *results = json_object_get(r.body, "results");
             for (size_t i = 0; i < json_array_size(results); i++) {
-                json_int_t st = json_integer_value(
-                    json_object_get(json_array_get(results, i), "status"));
+                json_int_t st =
+                    json_integer_value(json_object_get(json_array_get(results, i), "status"));
                 if (st != 201 && st != 202)
                     batch_unexpected++;
             }
@@ -308,8 +308,8 @@ static bool all_applied(void *arg)
     struct verdict_count *v = arg;
     const char *p[1] = {v->members};
     return test_pg_int(v->pg,
-                       "SELECT count(*) FROM ledger.commands WHERE member_id = ANY($1::text[])",
-                       1, p) >= COMMANDS + EARNINGS;
+                       "SELECT count(*) FROM ledger.commands WHERE member_id = ANY($1::text[])", 1,
+                       p) >= COMMANDS + EARNINGS;
 }
 
 static void expect_member(PGconn *pg, const char *member_id)

@@ -18,12 +18,15 @@
 #define SETTLE_MS 15000
 
 static const char *const families_everywhere[] = {"process_resident_memory_bytes",
-                                                   "process_start_time_seconds", NULL};
-static const char *const families_ingest[] = {
-    "tessera_http_requests_total",       "tessera_http_request_duration_seconds",
-    "tessera_kafka_produced_messages_total", "tessera_pg_query_duration_seconds",
-    "tessera_redis_command_duration_seconds", "tessera_pg_pool_pending_statements",
-    "tessera_ledger_commands_sent_total",  NULL};
+                                                  "process_start_time_seconds", NULL};
+static const char *const families_ingest[] = {"tessera_http_requests_total",
+                                              "tessera_http_request_duration_seconds",
+                                              "tessera_kafka_produced_messages_total",
+                                              "tessera_pg_query_duration_seconds",
+                                              "tessera_redis_command_duration_seconds",
+                                              "tessera_pg_pool_pending_statements",
+                                              "tessera_ledger_commands_sent_total",
+                                              NULL};
 static const char *const families_consumer[] = {"tessera_consumer_messages_total",
                                                 "tessera_consumer_lag_messages",
                                                 "tessera_consumer_total_lag_messages",
@@ -124,15 +127,15 @@ static void test_metrics_valid_and_moving(void **state)
  * client cannot grow the series without bound. */
 static void test_unknown_paths_share_one_series(void **state)
 {
-    double before = ops_metric("ingest", "tessera_http_requests_total",
-                               "route=\"unmatched\",status=\"404\"");
+    double before =
+        ops_metric("ingest", "tessera_http_requests_total", "route=\"unmatched\",status=\"404\"");
     struct api_response r = api_get("/v1/no-such-thing/12345");
     assert_int_equal(r.status, 404);
     api_response_free(&r);
     r = api_get("/v1/no-such-thing/67890");
     api_response_free(&r);
-    double after = ops_metric("ingest", "tessera_http_requests_total",
-                              "route=\"unmatched\",status=\"404\"");
+    double after =
+        ops_metric("ingest", "tessera_http_requests_total", "route=\"unmatched\",status=\"404\"");
     assert_true(after - (before < 0 ? 0 : before) == 2);
     long status;
     char *text = ops_admin_get("ingest", "/metrics", &status);

@@ -20,9 +20,9 @@
 #include "../support/api_client.h"
 #include "../support/ops_client.h"
 
-#define READY_DEADLINE_MS 30000
+#define READY_DEADLINE_MS  30000
 #define TRAFFIC_WHILE_DOWN 10 /* writes that must succeed while Redis is down */
-#define TOPUP_AMOUNT 100
+#define TOPUP_AMOUNT       100
 
 struct probe {
     const char *service;
@@ -54,9 +54,8 @@ static void topup(const char *member_id, const char *idem_key, long *status)
 {
     char path[128];
     snprintf(path, sizeof(path), "/v1/members/%s/topups", member_id);
-    struct api_response r =
-        api_post(path, "{\"amount\":100,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}",
-                 idem_key);
+    struct api_response r = api_post(
+        path, "{\"amount\":100,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}", idem_key);
     *status = r.status;
     api_response_free(&r);
 }
@@ -172,8 +171,8 @@ static void test_redis_restart_under_traffic(void **state)
     pthread_join(thread, NULL);
 
     if (atomic_load(&t.failed) != 0)
-        fail_msg("%d of %d writes failed (first: %s)", atomic_load(&t.failed),
-                 atomic_load(&t.done), t.first_failure);
+        fail_msg("%d of %d writes failed (first: %s)", atomic_load(&t.failed), atomic_load(&t.done),
+                 t.first_failure);
     assert_true(during >= 3 * TOPUP_AMOUNT);
     assert_int_equal(stored_value(t.member_id), (int64_t)atomic_load(&t.done) * TOPUP_AMOUNT);
     wait_all_ready();
@@ -183,7 +182,7 @@ static void test_redis_restart_under_traffic(void **state)
  * nothing: it stays alive and unready, keeps retrying, and a SIGTERM
  * during start-up ends it promptly with status 0. */
 #define NOKAFKA_PORT_SHIFT 50 /* beside the runtime's ports, inside this offset's range of 100 */
-#define NOKAFKA_STOP_MS 10000
+#define NOKAFKA_STOP_MS    10000
 
 /* ingest needs the runtime's PII master key (and its version) to start:
  * both live in the runtime's directory, never in the repository. */

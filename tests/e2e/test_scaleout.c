@@ -18,19 +18,19 @@
 #include "../support/api_client.h"
 #include "../support/ops_client.h"
 
-#define THREADS 4
-#define MEMBERS_PER_THREAD 2
+#define THREADS             4
+#define MEMBERS_PER_THREAD  2
 #define REQUESTS_PER_THREAD 60
-#define TOPUP_AMOUNT 1000 /* under the first bonus step: no bonus */
-#define PURCHASE_AMOUNT 700
-#define DEADLINE_MS 60000
+#define TOPUP_AMOUNT        1000 /* under the first bonus step: no bonus */
+#define PURCHASE_AMOUNT     700
+#define DEADLINE_MS         60000
 
 struct member_book {
     char id[64];
-    int64_t expected_sv;     /* from the answers */
+    int64_t expected_sv;      /* from the answers */
     int64_t purchases, spend; /* purchases answered 201 and what they charged */
-    int commands;            /* requests sent */
-    int postings;            /* answered 201 */
+    int commands;             /* requests sent */
+    int postings;             /* answered 201 */
 };
 
 struct worker {
@@ -45,8 +45,7 @@ static atomic_int requests_done;
 
 /* One request with a fresh Idempotency-Key, waiting up to 30 s for the
  * verdict (a rebalance after SIGKILL takes a session timeout). */
-static struct api_response send_command(struct worker *w, int i, const char *path,
-                                        const char *body)
+static struct api_response send_command(struct worker *w, int i, const char *path, const char *body)
 {
     char key[160];
     snprintf(key, sizeof(key), "Idempotency-Key: scale-%d-%d-%d-%s", w->run, w->index, i,
@@ -126,9 +125,10 @@ static void *worker_main(void *arg)
         bool purchase = i % 3 == 2; /* two top-ups, then a purchase */
         snprintf(path, sizeof(path), "/v1/members/%s/%s", m->id, purchase ? "purchases" : "topups");
         if (purchase)
-            snprintf(body, sizeof(body),
-                     "{\"amount\":%d,\"branch_id\":\"hq\",\"payment\":{\"method\":\"stored_value\"}}",
-                     PURCHASE_AMOUNT);
+            snprintf(
+                body, sizeof(body),
+                "{\"amount\":%d,\"branch_id\":\"hq\",\"payment\":{\"method\":\"stored_value\"}}",
+                PURCHASE_AMOUNT);
         else
             snprintf(body, sizeof(body),
                      "{\"amount\":%d,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}",
@@ -223,8 +223,9 @@ static void audit_ledger(PGconn *pg, const struct worker *w)
                                          1, p),
                              PURCHASE_AMOUNT / 100 * m->purchases);
             int64_t journal = test_pg_int(
-                pg, "SELECT coalesce(sum(amount), 0) FROM ledger.journal WHERE member_id = $1 "
-                    "AND asset IN ('sv_principal', 'sv_bonus')",
+                pg,
+                "SELECT coalesce(sum(amount), 0) FROM ledger.journal WHERE member_id = $1 "
+                "AND asset IN ('sv_principal', 'sv_bonus')",
                 1, p);
             int64_t balance = test_pg_int(
                 pg, "SELECT sv_principal + sv_bonus FROM ledger.balances WHERE member_id = $1", 1,

@@ -20,12 +20,12 @@
 #include "db/offsets.h"
 #include "db/pg_pool.h"
 
-#define ERR_MAX 512
+#define ERR_MAX      512
 #define NAME_MAX_LEN 64
-#define DEADLINE_MS 15000
-#define TICK_MS 10
+#define DEADLINE_MS  15000
+#define TICK_MS      10
 #define POOL_QUERIES 500
-#define POOL_CONNS 4
+#define POOL_CONNS   4
 
 static const char *dsn;
 static char schema[NAME_MAX_LEN];      /* migrations, offsets */
@@ -80,7 +80,9 @@ static long long query_int(PGconn *pg, const char *sql)
 
 /* Runs the loop until done(arg) or the deadline; a 10 ms tick makes the
  * loop come back to check. True when done. */
-static void tick_cb(evutil_socket_t fd, short what, void *arg) {}
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+}
 static bool loop_until(struct event_base *base, bool (*done)(void *), void *arg, int deadline_ms)
 {
     struct event *tick = event_new(base, -1, EV_PERSIST, tick_cb, NULL);
@@ -172,9 +174,9 @@ static void test_connect_session_settings(void **state)
 static void test_array_text_round_trip(void **state)
 {
     REQUIRE_PG();
-    const char *values[] = {"plain", "with \"quotes\"", "back\\slash", "\\", "\"", "NULL", "",
-                            "{braces}", "a,b", " spaced ", "tab\tand\nnewline", "ünïcødé",
-                            NULL, "end\\\""};
+    const char *values[] = {
+        "plain", "with \"quotes\"", "back\\slash",       "\\",      "\"", "NULL",   "", "{braces}",
+        "a,b",   " spaced ",        "tab\tand\nnewline", "ünïcødé", NULL, "end\\\""};
     size_t n = sizeof values / sizeof values[0];
     struct db_array a;
     db_array_init(&a);
@@ -182,9 +184,9 @@ static void test_array_text_round_trip(void **state)
         db_array_add(&a, values[i]);
     const char *params[] = {db_array_finish(&a)};
     char err[ERR_MAX];
-    PGresult *res = db_query(admin,
-                             "SELECT x FROM unnest($1::text[]) WITH ORDINALITY AS t(x, i) ORDER BY i",
-                             1, params, err, sizeof err, NULL);
+    PGresult *res =
+        db_query(admin, "SELECT x FROM unnest($1::text[]) WITH ORDINALITY AS t(x, i) ORDER BY i", 1,
+                 params, err, sizeof err, NULL);
     if (res == NULL)
         fail_msg("%s (literal %s)", err, params[0]);
     assert_int_equal(PQntuples(res), n);
@@ -226,11 +228,12 @@ static void test_array_int_and_bytea_round_trip(void **state)
     db_array_add(&blobs, NULL);
     const char *params[] = {db_array_finish(&ints), db_array_finish(&blobs)};
     char err[ERR_MAX];
-    PGresult *res = db_query(admin,
-                             "SELECT sum(x::numeric)::text, (SELECT array_agg(coalesce(encode(b, "
-                             "'hex'), 'null') ORDER BY i)::text FROM unnest($2::bytea[]) WITH "
-                             "ORDINALITY AS u(b, i)), max(x), min(x) FROM unnest($1::bigint[]) AS t(x)",
-                             2, params, err, sizeof err, NULL);
+    PGresult *res =
+        db_query(admin,
+                 "SELECT sum(x::numeric)::text, (SELECT array_agg(coalesce(encode(b, "
+                 "'hex'), 'null') ORDER BY i)::text FROM unnest($2::bytea[]) WITH "
+                 "ORDINALITY AS u(b, i)), max(x), min(x) FROM unnest($1::bigint[]) AS t(x)",
+                 2, params, err, sizeof err, NULL);
     if (res == NULL)
         fail_msg("%s", err);
     assert_string_equal(PQgetvalue(res, 0, 0), "-2");
@@ -251,11 +254,14 @@ static void test_array_int_and_bytea_round_trip(void **state)
 /* ---- migrations ---- */
 
 static const struct db_migration migrations_v3[] = {
-    {1, "0001_runs", "CREATE TABLE runs (version int, at timestamptz DEFAULT clock_timestamp());"
-                     "INSERT INTO runs (version) VALUES (1);"},
-    {2, "0002_items", "CREATE TABLE items (id int PRIMARY KEY); INSERT INTO runs (version) VALUES (2);"},
+    {1, "0001_runs",
+     "CREATE TABLE runs (version int, at timestamptz DEFAULT clock_timestamp());"
+     "INSERT INTO runs (version) VALUES (1);"},
+    {2, "0002_items",
+     "CREATE TABLE items (id int PRIMARY KEY); INSERT INTO runs (version) VALUES (2);"},
     /* Depends on 2 running first (and in this schema: unqualified names). */
-    {5, "0005_items_name", "ALTER TABLE items ADD COLUMN name text; INSERT INTO runs (version) VALUES (5);"},
+    {5, "0005_items_name",
+     "ALTER TABLE items ADD COLUMN name text; INSERT INTO runs (version) VALUES (5);"},
 };
 
 static void test_migrate_applies_in_order_and_rerun_is_noop(void **state)
@@ -267,10 +273,14 @@ static void test_migrate_applies_in_order_and_rerun_is_noop(void **state)
         fail_msg("%s", err);
     if (db_migrate(pg, schema, migrations_v3, 3, err, sizeof err) != 0)
         fail_msg("%s", err);
-    char *order = query_value(pg, "SELECT string_agg(version::text, ',' ORDER BY at) FROM runs", 0, NULL);
+    char *order =
+        query_value(pg, "SELECT string_agg(version::text, ',' ORDER BY at) FROM runs", 0, NULL);
     assert_string_equal(order, "1,2,5");
     free(order);
-    char *recorded = query_value(pg, "SELECT string_agg(version::text || ':' || name, ',' ORDER BY version) FROM schema_migrations", 0, NULL);
+    char *recorded = query_value(pg,
+                                 "SELECT string_agg(version::text || ':' || name, ',' ORDER BY "
+                                 "version) FROM schema_migrations",
+                                 0, NULL);
     assert_string_equal(recorded, "1:0001_runs,2:0002_items,5:0005_items_name");
     free(recorded);
     /* Bookkeeping tables exist in the schema. */
@@ -323,7 +333,8 @@ static void *migrator_run(void *arg)
     struct migrator *m = arg;
     PGconn *pg = db_connect(dsn, schema_conc, "test_db_migrator", 0, m->err, sizeof m->err);
     pthread_barrier_wait(m->barrier);
-    m->rc = pg == NULL ? -1 : db_migrate(pg, schema_conc, migrations_slow, 3, m->err, sizeof m->err);
+    m->rc =
+        pg == NULL ? -1 : db_migrate(pg, schema_conc, migrations_slow, 3, m->err, sizeof m->err);
     PQfinish(pg);
     return NULL;
 }
@@ -344,7 +355,8 @@ static void test_migrate_concurrent_applies_once(void **state)
         if (m[i].rc != 0)
             fail_msg("migrator %d: %s", i, m[i].err);
     PGconn *pg = connect_or_fail(schema_conc, 0);
-    char *runs = query_value(pg, "SELECT string_agg(version::text, ',' ORDER BY version) FROM runs", 0, NULL);
+    char *runs = query_value(pg, "SELECT string_agg(version::text, ',' ORDER BY version) FROM runs",
+                             0, NULL);
     assert_string_equal(runs, "1,2,3");
     free(runs);
     PQfinish(pg);
@@ -454,8 +466,8 @@ static void pool_cb(void *arg, PGresult *res, const char *err, const char *sqlst
     }
 }
 
-static int pool_submit(struct pg_pool *pool, const char *sql, int nparams, const char *const *params,
-                       struct pool_call *call)
+static int pool_submit(struct pg_pool *pool, const char *sql, int nparams,
+                       const char *const *params, struct pool_call *call)
 {
     in_pool_query = true;
     int rc = pg_pool_query(pool, sql, nparams, params, pool_cb, call);
@@ -495,7 +507,8 @@ static void test_pool_concurrent_queries(void **state)
         snprintf(text, sizeof text, "%d", i);
         calls[i].input = i;
         const char *params[] = {text, i % 7 == 0 ? NULL : "x"};
-        assert_int_equal(pool_submit(pool, "SELECT $1::int * 2 || coalesce($2, 'N')", 2, params, &calls[i]), 0);
+        assert_int_equal(
+            pool_submit(pool, "SELECT $1::int * 2 || coalesce($2, 'N')", 2, params, &calls[i]), 0);
     }
     assert_int_equal(pg_pool_pending(pool), POOL_QUERIES);
     assert_true(loop_until(base, pool_all_done, NULL, DEADLINE_MS));
@@ -514,7 +527,9 @@ static void test_pool_error_sqlstate(void **state)
 {
     REQUIRE_PG();
     char sql[256];
-    snprintf(sql, sizeof sql, "CREATE SCHEMA IF NOT EXISTS \"%s\"; CREATE TABLE IF NOT EXISTS \"%s\".u (id int PRIMARY KEY)",
+    snprintf(sql, sizeof sql,
+             "CREATE SCHEMA IF NOT EXISTS \"%s\"; CREATE TABLE IF NOT EXISTS \"%s\".u (id int "
+             "PRIMARY KEY)",
              schema_pool, schema_pool);
     exec_ok(admin, sql);
     struct event_base *base = event_base_new();
@@ -592,7 +607,8 @@ static bool pool_recovered(void *arg)
 static bool pool_conns_back(void *arg)
 {
     const char *params[] = {arg};
-    char *count = query_value(admin, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", 1, params);
+    char *count = query_value(
+        admin, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", 1, params);
     bool back = strcmp(count, "4") == 0;
     free(count);
     return back;
@@ -604,15 +620,17 @@ static void test_pool_survives_terminate_backend(void **state)
     char app[NAME_MAX_LEN], pool_dsn[1024];
     snprintf(app, sizeof app, "test_db_pool_%d", (int)getpid());
     if (strstr(dsn, "://") != NULL)
-        snprintf(pool_dsn, sizeof pool_dsn, "%s%capplication_name=%s", dsn, strchr(dsn, '?') ? '&' : '?', app);
+        snprintf(pool_dsn, sizeof pool_dsn, "%s%capplication_name=%s", dsn,
+                 strchr(dsn, '?') ? '&' : '?', app);
     else
         snprintf(pool_dsn, sizeof pool_dsn, "%s application_name=%s", dsn, app);
     struct event_base *base = event_base_new();
     struct pg_pool *pool = pool_open(base, pool_dsn);
     const char *params[] = {app};
-    char *killed = query_value(admin,
-                               "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
-                               1, params);
+    char *killed = query_value(
+        admin,
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
+        1, params);
     assert_string_equal(killed, "4");
     free(killed);
 

@@ -219,9 +219,8 @@ static rd_kafka_t *producer_new(const char *bootstrap)
  * that refuses CreateTopics creates them on first use instead. */
 static void create_topics(struct world *w)
 {
-    static const struct topic_spec spec = {.retention_ms = "3600000",
-                                           .cleanup_policy = "delete",
-                                           .why = "test_pipeline_faults"};
+    static const struct topic_spec spec = {
+        .retention_ms = "3600000", .cleanup_policy = "delete", .why = "test_pipeline_faults"};
     rd_kafka_t *rk = producer_new(w->bootstrap);
     const char *names[] = {w->topic, w->toy.out_topic};
     for (size_t i = 0; i < 2; i++) {

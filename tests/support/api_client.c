@@ -134,8 +134,9 @@ void test_unique_phone(char out[16])
     static unsigned counter;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    unsigned long v = ((unsigned long)ts.tv_nsec / 1000 + (unsigned long)getpid() * 7919 +
-                       counter++ * 104729) % 100000000UL;
+    unsigned long v =
+        ((unsigned long)ts.tv_nsec / 1000 + (unsigned long)getpid() * 7919 + counter++ * 104729) %
+        100000000UL;
     snprintf(out, 16, "139%08lu", v);
 }
 

@@ -71,7 +71,8 @@ static inline bool prom_value_ok(const char *s)
 }
 
 /* The family a sample name belongs to, given the last TYPE line. */
-static inline bool prom_sample_in_family(const char *name, size_t len, const struct prom_family_seen *f)
+static inline bool prom_sample_in_family(const char *name, size_t len,
+                                         const struct prom_family_seen *f)
 {
     size_t flen = strlen(f->name);
     if (len == flen && strncmp(name, f->name, len) == 0)
@@ -92,7 +93,7 @@ static inline bool prom_fail(char *why, size_t why_len, int line, const char *wh
 }
 
 static inline bool prom_comment_ok(const char *l, struct prom_family_seen *seen, size_t *nseen,
-                            char *why, size_t why_len, int line)
+                                   char *why, size_t why_len, int line)
 {
     char kind[8], name[128], rest[64] = "";
     if (sscanf(l, "# %7s %127s %63s", kind, name, rest) < 2)

@@ -12,8 +12,11 @@
 
 static uint8_t *encode_topup(size_t *len, const char *tenant, int64_t amount)
 {
-    struct event_meta meta = {.tenant_id = tenant, .branch_id = "hq", .member_id = "m-1",
-                              .actor_kind = "api_key", .actor_id = "k"};
+    struct event_meta meta = {.tenant_id = tenant,
+                              .branch_id = "hq",
+                              .member_id = "m-1",
+                              .actor_kind = "api_key",
+                              .actor_id = "k"};
     Envelope env;
     Actor actor;
     TopUpStoredValue t;
@@ -82,8 +85,7 @@ static void test_cloudevents_headers(void **state)
     assert_memory_equal(v, "tessera.ledger.v1.TopUpStoredValue", n);
     assert_int_equal(rd_kafka_header_get_last(h, "ce_id", &v, &n), RD_KAFKA_RESP_ERR_NO_ERROR);
     assert_memory_equal(v, env->event_id, n);
-    assert_int_equal(rd_kafka_header_get_last(h, "ce_subject", &v, &n),
-                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    assert_int_equal(rd_kafka_header_get_last(h, "ce_subject", &v, &n), RD_KAFKA_RESP_ERR_NO_ERROR);
     assert_memory_equal(v, "m-1", n);
     assert_int_equal(rd_kafka_header_get_last(h, "content-type", &v, &n),
                      RD_KAFKA_RESP_ERR_NO_ERROR);
@@ -122,8 +124,11 @@ static void test_reencode_decoded(void **state)
 static uint8_t *encode_purchase_strings(size_t *len, const char *method, const char *category,
                                         const char *actor_id)
 {
-    struct event_meta meta = {.tenant_id = "demo", .branch_id = "hq", .member_id = "m-1",
-                              .actor_kind = "api_key", .actor_id = actor_id};
+    struct event_meta meta = {.tenant_id = "demo",
+                              .branch_id = "hq",
+                              .member_id = "m-1",
+                              .actor_kind = "api_key",
+                              .actor_id = actor_id};
     Envelope env;
     Actor actor;
     PurchaseRecorded p;
@@ -155,18 +160,18 @@ static void test_decode_refuses_strings_that_are_not_utf8(void **state)
         const char *method, *category, *actor;
         bool ok;
     } cases[] = {
-        {"stored_value", "饮品", "k", true},       /* multibyte is fine */
+        {"stored_value", "饮品", "k", true},              /* multibyte is fine */
         {"caf\xc3\xa9 \xf0\x9f\x8d\xb5", "x", "k", true}, /* 2- and 4-byte sequences */
-        {"cash\xff", "x", "k", false},            /* not a UTF-8 byte */
-        {"cash", "\xc0\x80", "k", false},         /* overlong NUL, in a repeated message */
-        {"cash", "x", "\xed\xa0\x80", false},     /* a surrogate, in the actor */
-        {"cash", "\xe4\xbd", "k", false},          /* truncated sequence */
-        {"cash", "\xf4\x90\x80\x80", "k", false}, /* past U+10FFFF */
+        {"cash\xff", "x", "k", false},                    /* not a UTF-8 byte */
+        {"cash", "\xc0\x80", "k", false},                 /* overlong NUL, in a repeated message */
+        {"cash", "x", "\xed\xa0\x80", false},             /* a surrogate, in the actor */
+        {"cash", "\xe4\xbd", "k", false},                 /* truncated sequence */
+        {"cash", "\xf4\x90\x80\x80", "k", false},         /* past U+10FFFF */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         size_t len = 0;
-        uint8_t *buf = encode_purchase_strings(&len, cases[i].method, cases[i].category,
-                                               cases[i].actor);
+        uint8_t *buf =
+            encode_purchase_strings(&len, cases[i].method, cases[i].category, cases[i].actor);
         assert_non_null(buf);
         char err[128] = "";
         Envelope *env = envelope_decode(buf, len, err, sizeof(err));

@@ -84,8 +84,8 @@ static void test_bool_words(void **state)
 
 static void test_int_strict(void **state)
 {
-    static const char *const bad[] = {"", " 5", "5 ", "5x", "0x10", "1e3", "99999999999999999999",
-                                      "0", "10001", "+"};
+    static const char *const bad[] = {
+        "", " 5", "5 ", "5x", "0x10", "1e3", "99999999999999999999", "0", "10001", "+"};
     char err[256];
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         setenv("T_BATCH", bad[i], 1);

@@ -289,8 +289,8 @@ static void test_discount_card(void **state)
         int64_t discount;
     } cases[] = {
         {10000, 1, 8000, true, CARD_OK, 2000},
-        {999, 1, 8000, true, CARD_OK, 200},   /* pays 799.2 -> 799 */
-        {1, 1, 8000, true, CARD_OK, 1},       /* pays 0.8 -> 0 */
+        {999, 1, 8000, true, CARD_OK, 200}, /* pays 799.2 -> 799 */
+        {1, 1, 8000, true, CARD_OK, 1},     /* pays 0.8 -> 0 */
         {10000, 1, 10000, true, CARD_OK, 0},
         {10000, 365, 8000, true, CARD_EXPIRED, 0},
         {10000, 1, 8000, false, CARD_NOT_VALID_HERE, 0},

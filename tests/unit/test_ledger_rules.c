@@ -16,9 +16,8 @@ static void test_topup_bonus_ladder(void **state)
     static const struct {
         int64_t amount, bonus;
     } cases[] = {
-        {1, 0},           {99999, 0},        {100000, 10000},  {150000, 10000},
-        {199999, 10000},  {200000, 30000},   {499999, 30000},  {500000, 100000},
-        {9000000, 100000},
+        {1, 0},          {99999, 0},      {100000, 10000},  {150000, 10000},   {199999, 10000},
+        {200000, 30000}, {499999, 30000}, {500000, 100000}, {9000000, 100000},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         assert_int_equal(rules_topup_bonus(demo_ladder, 3, cases[i].amount), cases[i].bonus);
@@ -46,13 +45,13 @@ static void test_sv_spend_table(void **state)
         enum rules_result result;
         int64_t from_principal, from_bonus;
     } cases[] = {
-        {100000, 10000, 11000, RULES_OK, 10000, 1000},  /* exact proportion */
-        {100000, 10000, 33333, RULES_OK, 30303, 3030},  /* the bonus part rounds down */
+        {100000, 10000, 11000, RULES_OK, 10000, 1000},    /* exact proportion */
+        {100000, 10000, 33333, RULES_OK, 30303, 3030},    /* the bonus part rounds down */
         {100000, 10000, 110000, RULES_OK, 100000, 10000}, /* everything */
         {100000, 10000, 110001, RULES_INSUFFICIENT_BALANCE, 0, 0},
-        {0, 500, 300, RULES_OK, 0, 300},                 /* bonus only */
-        {500, 0, 300, RULES_OK, 300, 0},                 /* principal only */
-        {1, 1, 1, RULES_OK, 1, 0},                       /* the odd fen from principal */
+        {0, 500, 300, RULES_OK, 0, 300}, /* bonus only */
+        {500, 0, 300, RULES_OK, 300, 0}, /* principal only */
+        {1, 1, 1, RULES_OK, 1, 0},       /* the odd fen from principal */
         {0, 0, 1, RULES_INSUFFICIENT_BALANCE, 0, 0},
         {100, 100, 0, RULES_INVALID_AMOUNT, 0, 0},
         {100, 100, -3, RULES_INVALID_AMOUNT, 0, 0},

@@ -121,7 +121,7 @@ static void test_process_memory_is_reported(void **state)
     free(text);
 }
 
-#define THREADS 4
+#define THREADS         4
 #define ADDS_PER_THREAD 100000
 
 static void *adder(void *arg)
@@ -162,8 +162,7 @@ static void test_validator_rejects_bad_text(void **state)
     assert_false(prom_validate("# TYPE x_total counter\nx_total{a=\"1} 1\n", why, sizeof(why)));
     assert_false(prom_validate("# TYPE x_total counter\nx_total one\n", why, sizeof(why)));
     assert_false(prom_validate("# TYPE x counter\nx 1\n", why, sizeof(why)));
-    assert_false(
-        prom_validate("# TYPE a gauge\na 1\n# TYPE a gauge\na 2\n", why, sizeof(why)));
+    assert_false(prom_validate("# TYPE a gauge\na 1\n# TYPE a gauge\na 2\n", why, sizeof(why)));
     assert_false(prom_validate("# TYPE a gauge\na 1", why, sizeof(why)));
     assert_true(prom_validate("# TYPE a gauge\na{b=\"c\\\"\"} 1\n", why, sizeof(why)));
 }

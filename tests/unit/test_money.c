@@ -51,8 +51,7 @@ static void test_split_table(void **state)
         {2, 1, 2, 1, 1},
         {MONEY_AMOUNT_MAX, MONEY_AMOUNT_MAX, MONEY_AMOUNT_MAX, MONEY_AMOUNT_MAX / 2,
          MONEY_AMOUNT_MAX / 2},
-        {INT64_MAX / 2, INT64_MAX / 2, INT64_MAX / 2, INT64_MAX / 2 - INT64_MAX / 4,
-         INT64_MAX / 4},
+        {INT64_MAX / 2, INT64_MAX / 2, INT64_MAX / 2, INT64_MAX / 2 - INT64_MAX / 4, INT64_MAX / 4},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const struct split_case *c = &cases[i];
@@ -74,8 +73,10 @@ static void test_split_random_invariants(void **state)
         int64_t b = (int64_t)(((uint64_t)rand_r(&seed) << 31 | (uint64_t)rand_r(&seed)) %
                               (uint64_t)(i % 5 == 0 ? 10 : MONEY_AMOUNT_MAX));
         int64_t sum = a + b;
-        int64_t total = sum == 0 ? 0 : (int64_t)(((uint64_t)rand_r(&seed) << 31 |
-                                                  (uint64_t)rand_r(&seed)) % (uint64_t)(sum + 1));
+        int64_t total = sum == 0
+                            ? 0
+                            : (int64_t)(((uint64_t)rand_r(&seed) << 31 | (uint64_t)rand_r(&seed)) %
+                                        (uint64_t)(sum + 1));
         int64_t pa, pb;
         money_split_pro_rata(total, a, b, &pa, &pb);
         assert_int_equal(pa + pb, total);
@@ -98,9 +99,9 @@ static void test_apply_bp(void **state)
     } cases[] = {
         {12345, 8000, 9876}, /* 9876.0 */
         {12800, 8000, 10240},
-        {1, 5000, 1},  /* 0.5 rounds up */
-        {3, 5000, 2},  /* 1.5 rounds up */
-        {1, 4999, 0},  /* 0.4999 rounds down */
+        {1, 5000, 1}, /* 0.5 rounds up */
+        {3, 5000, 2}, /* 1.5 rounds up */
+        {1, 4999, 0}, /* 0.4999 rounds down */
         {0, 8000, 0},
         {12345, 0, 0},
         {12345, 10000, 12345},
@@ -120,9 +121,16 @@ static void test_format(void **state)
         int64_t minor;
         const char *want;
     } cases[] = {
-        {110000, "1100.00"}, {-5, "-0.05"}, {0, "0.00"},     {5, "0.05"},
-        {100, "1.00"},       {-100, "-1.00"}, {12345, "123.45"}, {-123456, "-1234.56"},
-        {INT64_MAX, "92233720368547758.07"}, {INT64_MIN, "-92233720368547758.08"},
+        {110000, "1100.00"},
+        {-5, "-0.05"},
+        {0, "0.00"},
+        {5, "0.05"},
+        {100, "1.00"},
+        {-100, "-1.00"},
+        {12345, "123.45"},
+        {-123456, "-1234.56"},
+        {INT64_MAX, "92233720368547758.07"},
+        {INT64_MIN, "-92233720368547758.08"},
     };
     char buf[32];
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

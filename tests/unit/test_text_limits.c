@@ -49,7 +49,7 @@ static void test_validate_text_counts_characters_and_bytes(void **state)
     /* 200 characters of 4 bytes: the character limit implies the byte one */
     assert_true(text_ok(emoji200, TEXT_REASON_CHARS_MAX, TEXT_REASON_BYTES_MAX));
     char *cjk42 = repeat("\xe7\xa7\xaf", 42), *cjk43 = repeat("\xe7\xa7\xaf", 43);
-    assert_true(text_ok(cjk42, TEXT_PRODUCT_ID_CHARS_MAX, TEXT_ID_BYTES_MAX)); /* 126 bytes */
+    assert_true(text_ok(cjk42, TEXT_PRODUCT_ID_CHARS_MAX, TEXT_ID_BYTES_MAX));  /* 126 bytes */
     assert_false(text_ok(cjk43, TEXT_PRODUCT_ID_CHARS_MAX, TEXT_ID_BYTES_MAX)); /* 129 */
     free(cjk200), free(cjk201), free(emoji200), free(cjk42), free(cjk43);
 }

@@ -31,8 +31,8 @@ static void test_format_and_bits(void **state)
         else
             assert_non_null(strchr("0123456789abcdef", id[i])); /* lowercase hex */
     }
-    assert_int_equal(id[14], '7');                 /* version */
-    assert_non_null(strchr("89ab", id[19]));       /* variant 10 */
+    assert_int_equal(id[14], '7');           /* version */
+    assert_non_null(strchr("89ab", id[19])); /* variant 10 */
     assert_true(uuid_is_valid(id));
     assert_true(uuid_parse(id, b));
     assert_int_equal(b[6] >> 4, 7);
