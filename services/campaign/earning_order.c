@@ -24,6 +24,23 @@
     "AND NOT EXISTS (SELECT 1 FROM refused_rule_changes x WHERE x.tenant_id = c.tenant_id "        \
     "AND x.change_id = c.change_id) GROUP BY c.tenant_id)"
 
+/* The two statements below are kept as written: clang-format splits a
+ * macro call followed by literals badly. */
+/* clang-format off */
+/* The indexes (into $1 tenants, $2 times, $3 indexes) of the purchases
+ * that must wait. */
+#define WAITING_SQL \
+    "WITH " MISSING_CTE("SELECT unnest($1::text[])") " " \
+    "SELECT u.i FROM unnest($1::text[], $2::bigint[], $3::int[]) AS u(t, at, i) " \
+    "JOIN missing m ON m.tenant_id = u.t WHERE u.at >= m.from_us"
+
+/* Takes out the deferred purchases that need not wait any more. */
+#define RELEASE_SQL \
+    "WITH " MISSING_CTE("SELECT tenant_id FROM deferred_purchases") " " \
+    "DELETE FROM deferred_purchases d WHERE NOT EXISTS (SELECT 1 FROM missing m " \
+    "WHERE m.tenant_id = d.tenant_id AND d.occurred_at_us >= m.from_us) RETURNING fact"
+/* clang-format on */
+
 int earning_order_check(PGconn *pg, const char *const *tenant_ids, const int64_t *occurred_at_us,
                         size_t n, bool *wait, char *err, size_t err_len)
 {
@@ -39,15 +56,7 @@ int earning_order_check(PGconn *pg, const char *const *tenant_ids, const int64_t
         db_array_add_int(&idx, (long long)i);
     }
     const char *p[3] = {db_array_finish(&tenants), db_array_finish(&times), db_array_finish(&idx)};
-    PGresult *res = db_query(
-        pg,
-        "WITH " MISSING_CTE(
-            "SELECT unnest($1::text[])") " "
-                                         "SELECT u.i FROM unnest($1::text[], $2::bigint[], "
-                                         "$3::int[]) "
-                                         "AS u(t, at, i) JOIN missing m ON m.tenant_id = u.t "
-                                         "WHERE u.at >= m.from_us",
-        3, p, err, err_len, NULL);
+    PGresult *res = db_query(pg, WAITING_SQL, 3, p, err, err_len, NULL);
     db_array_free(&tenants), db_array_free(&times), db_array_free(&idx);
     if (!res)
         return -1;
@@ -89,16 +98,7 @@ int earning_order_release(PGconn *pg, Envelope ***facts, size_t *count, char *er
 {
     *facts = NULL;
     *count = 0;
-    PGresult *res = db_query(
-        pg,
-        "WITH " MISSING_CTE(
-            "SELECT tenant_id FROM deferred_purchases") " "
-                                                        "DELETE FROM deferred_purchases d WHERE "
-                                                        "NOT EXISTS (SELECT 1 FROM missing m "
-                                                        "WHERE m.tenant_id = d.tenant_id AND "
-                                                        "d.occurred_at_us >= m.from_us) "
-                                                        "RETURNING fact",
-        0, NULL, err, err_len, NULL);
+    PGresult *res = db_query(pg, RELEASE_SQL, 0, NULL, err, err_len, NULL);
     if (!res)
         return -1;
     int rows = PQntuples(res);

@@ -21,14 +21,8 @@
 static void on_erased(void *arg, PGresult *res, const char *err, const char *sqlstate)
 {
     struct req *r = arg;
-    if (!res) {
-        req_fail_db(r, err);
+    if (!req_member_row(r, res, err))
         return;
-    }
-    if (PQntuples(res) == 0) {
-        req_fail_no_member(r);
-        return;
-    }
     req_finish(r, 200,
                json_pack("{s:s, s:b, s:s}", "member_id", PQgetvalue(res, 0, 0),
                          "personal_data_erased", 1, "erased_at", PQgetvalue(res, 0, 1)));

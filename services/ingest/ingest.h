@@ -218,6 +218,11 @@ void req_reply_invalid(struct req *r, const char *field, const char *message);
 /* 404 not_found "no such member": a {member_id} that is not a UUID, or
  * that names no member of the caller's tenant. */
 void req_fail_no_member(struct req *r);
+/* The answer of a pg_pool statement whose rows are the member's: true
+ * when it has a row; otherwise the request is ended (req_fail_db on a
+ * failed statement, req_fail_no_member on no row) and false. */
+bool req_member_row(struct req *r, const PGresult *res, const char *err)
+    __attribute__((warn_unused_result));
 /* Copies the {member_id} of the path into r->member_id; false after
  * req_fail_no_member when it is not a UUID. */
 bool req_member_from_path(struct req *r) __attribute__((warn_unused_result));

@@ -13,14 +13,8 @@
 static void on_member_checked(void *arg, PGresult *res, const char *err, const char *sqlstate)
 {
     struct req *r = arg;
-    if (!res) {
-        req_fail_db(r, err);
+    if (!req_member_row(r, res, err))
         return;
-    }
-    if (PQntuples(res) == 0) {
-        req_fail_no_member(r);
-        return;
-    }
     if (!r->branch_id[0]) {
         snprintf(r->branch_id, sizeof(r->branch_id), "%s", PQgetvalue(res, 0, 0));
     } else if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {

@@ -163,14 +163,8 @@ static json_t *profile_json(struct req *r, const PGresult *res, bool *ok)
 static void on_profile(void *arg, PGresult *res, const char *err, const char *sqlstate)
 {
     struct req *r = arg;
-    if (!res) {
-        req_fail_db(r, err);
+    if (!req_member_row(r, res, err))
         return;
-    }
-    if (PQntuples(res) == 0) {
-        req_fail_no_member(r);
-        return;
-    }
     bool ok = true;
     json_decref(r->body);
     r->body = profile_json(r, res, &ok);

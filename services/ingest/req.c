@@ -228,6 +228,19 @@ void req_fail_no_member(struct req *r)
     req_fail(r, 404, "not_found", "no such member");
 }
 
+bool req_member_row(struct req *r, const PGresult *res, const char *err)
+{
+    if (!res) {
+        req_fail_db(r, err);
+        return false;
+    }
+    if (PQntuples(res) == 0) {
+        req_fail_no_member(r);
+        return false;
+    }
+    return true;
+}
+
 bool req_member_from_path(struct req *r)
 {
     const char *id = http_param(r->ex, "member_id");
