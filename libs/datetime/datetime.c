@@ -46,10 +46,7 @@ bool datetime_parse_date(const char *text, int *year, int *month, int *day)
     return text && date_at(&p, year, month, day) && *p == '\0';
 }
 
-/* Days since 1970-01-01 of a valid date (Howard Hinnant's
- * days_from_civil: exact over the whole proleptic Gregorian calendar,
- * and no dependence on the process's time zone). */
-static int64_t days_from_civil(int y, int m, int d)
+int64_t datetime_days_from_civil(int64_t y, int m, int d)
 {
     y -= m <= 2;
     int64_t era = (y >= 0 ? y : y - 399) / 400;
@@ -94,7 +91,7 @@ bool datetime_parse_rfc3339_us(const char *text, int64_t *out_us)
     int64_t offset_s;
     if (!offset_at(&p, &offset_s) || *p != '\0')
         return false;
-    int64_t t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s - offset_s;
+    int64_t t = datetime_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s - offset_s;
     *out_us = t * 1000000 + frac_us;
     return true;
 }

@@ -13,6 +13,12 @@
 /* Is year-month-day a day of the (proleptic) Gregorian calendar? */
 bool datetime_date_valid(int year, int month, int day);
 
+/* Days since 1970-01-01 of year-month-day of the proleptic Gregorian
+ * calendar (Howard Hinnant's days_from_civil: exact over the whole
+ * calendar, no time zone, no libc state). A month past 12 or a day past
+ * the month's end counts on, as the formula does. */
+int64_t datetime_days_from_civil(int64_t year, int month, int day);
+
 /* "YYYY-MM-DD" and nothing else, a real date: true with its parts. */
 bool datetime_parse_date(const char *text, int *year, int *month, int *day)
     __attribute__((warn_unused_result));

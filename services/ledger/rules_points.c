@@ -1,5 +1,7 @@
 #include "rules_points.h"
 
+#include "datetime/datetime.h"
+
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,19 +36,9 @@ const char *rules_points_code(enum points_result r)
     return "unknown";
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date, and back (Howard
- * Hinnant's algorithms): exact for any date we will meet, no time zone
- * database and no libc state involved. */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
+/* The date of a day since 1970-01-01 (Howard Hinnant's civil_from_days,
+ * the inverse of datetime_days_from_civil): exact for any date we will
+ * meet, no time zone database and no libc state involved. */
 static void civil_from_days(int64_t z, int64_t *y, int *m)
 {
     z += 719468;
@@ -81,10 +73,10 @@ int64_t rules_points_expiry_us(const struct points_policy *p, int64_t granted_at
     int64_t next_day;
     if (p->kind == POINTS_EXPIRE_END_OF_MONTH) {
         int64_t months = y * 12 + (m - 1) + p->periods + 1;
-        next_day = days_from_civil(floor_div(months, 12),
-                                   (int)(months - floor_div(months, 12) * 12) + 1, 1);
+        next_day = datetime_days_from_civil(floor_div(months, 12),
+                                            (int)(months - floor_div(months, 12) * 12) + 1, 1);
     } else {
-        next_day = days_from_civil(y + p->periods + 1, 1, 1);
+        next_day = datetime_days_from_civil(y + p->periods + 1, 1, 1);
     }
     return next_day * POINTS_US_PER_DAY - offset_us;
 }
