@@ -69,11 +69,8 @@ static bool validate_key_request(struct req *r, struct key_request *k)
                        "must be a future RFC 3339 UTC time (YYYY-MM-DDTHH:MM:SSZ) within 10 years");
     validate_int(&v, r->body, "rate_limit_per_s", false, 1, KEY_RATE_MAX, &k->rate_limit_per_s);
     snprintf(k->rate_text, sizeof(k->rate_text), "%lld", (long long)k->rate_limit_per_s);
-    if (!validation_ok(&v)) {
-        req_fail_validation(r, &v);
+    if (!req_validated(r, &v))
         return false;
-    }
-    validation_free(&v);
     return true;
 }
 

@@ -47,11 +47,8 @@ static void create_authorized(struct req *r)
         branch_id && !slug_ok(branch_id))
         validation_add(&v, "branch_id", "use lower-case letters, digits, '-' and '_'");
     validate_string(&v, r->body, "name", true, 1, BRANCH_NAME_MAX, &name);
-    if (!validation_ok(&v)) {
-        req_fail_validation(r, &v);
+    if (!req_validated(r, &v))
         return;
-    }
-    validation_free(&v);
     const char *p[5] = {r->caller.tenant_id, r->caller.key_id, http_peer(r->ex), branch_id, name};
     if (pg_pool_query(r->app->pg,
                       "WITH changed AS (INSERT INTO branches (tenant_id, branch_id, name) VALUES "

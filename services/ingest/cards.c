@@ -58,20 +58,14 @@ static bool validate_body(struct req *r, enum card_route route)
         validate_payment(&v, b);
     if (route == ROUTE_FREEZE)
         validate_int(&v, b, "days", true, 1, FREEZE_DAYS_MAX, &n);
-    if (!validation_ok(&v)) {
-        req_fail_validation(r, &v);
+    if (!req_validated(r, &v))
         return false;
-    }
-    validation_free(&v);
     /* A pos key always acts at its branch: a freeze that names none is
      * made there (and checked there, see on_checked), never nowhere. */
     if (!branch[0] && strcmp(r->caller.scope, "pos") == 0)
         branch = r->caller.branch_id;
-    if (branch[0] && !auth_may_use_branch(r, branch)) {
-        req_fail(r, 403, "forbidden", "this key acts only for its own branch");
+    if (!req_at_branch(r, branch))
         return false;
-    }
-    snprintf(r->branch_id, sizeof(r->branch_id), "%s", branch);
     return true;
 }
 

@@ -101,16 +101,10 @@ static bool validate_command(struct req *r, bool purchase)
     validation_init(&v);
     const char *branch = NULL;
     commands_check_fields(&v, r->body, purchase, &branch);
-    if (!validation_ok(&v)) {
-        req_fail_validation(r, &v);
+    if (!req_validated(r, &v))
         return false;
-    }
-    validation_free(&v);
-    if (!auth_may_use_branch(r, branch)) {
-        req_fail(r, 403, "forbidden", "this key acts only for its own branch");
+    if (!req_at_branch(r, branch))
         return false;
-    }
-    snprintf(r->branch_id, sizeof(r->branch_id), "%s", branch);
     return true;
 }
 

@@ -108,16 +108,10 @@ static void coupon_authenticated(struct req *r, bool issue)
         ingest_validate_id(&v, r->body, "branch_id", true, &branch);
         validate_int(&v, r->body, "amount", false, 0, MONEY_AMOUNT_MAX, &n);
     }
-    if (!validation_ok(&v)) {
-        req_fail_validation(r, &v);
+    if (!req_validated(r, &v))
         return;
-    }
-    validation_free(&v);
-    if (branch[0] && !auth_may_use_branch(r, branch)) {
-        req_fail(r, 403, "forbidden", "this key acts only for its own branch");
+    if (!req_at_branch(r, branch))
         return;
-    }
-    snprintf(r->branch_id, sizeof(r->branch_id), "%s", branch);
     cards_check_then_send(r, issue ? send_issue : send_redeem);
 }
 

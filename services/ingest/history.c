@@ -59,11 +59,8 @@ static bool history_params(struct req *r)
     }
     if (cursor && !cursor_decode(cursor, &page->before_id))
         validation_add(&v, "cursor", "not a cursor this API gave");
-    if (!validation_ok(&v)) {
-        req_fail_validation(r, &v);
+    if (!req_validated(r, &v))
         return false;
-    }
-    validation_free(&v);
     return true;
 }
 

@@ -211,6 +211,13 @@ void req_fail_retry_after(struct req *r, int status, const char *code, const cha
 /* 422 validation_failed from v (its content freed). */
 struct validation;
 void req_fail_validation(struct req *r, struct validation *v);
+/* The end of a request's validation: true (v freed) when it found no
+ * problem; otherwise the request ended with 422 validation_failed. */
+bool req_validated(struct req *r, struct validation *v) __attribute__((warn_unused_result));
+/* The branch a command acts at (NULL or "": none): true with
+ * r->branch_id set; false after 403 forbidden when the caller's key may
+ * not act there (a pos key acts only for its own branch). */
+bool req_at_branch(struct req *r, const char *branch) __attribute__((warn_unused_result));
 /* Answers a failed pg_pool statement as 503 (logged). */
 void req_fail_db(struct req *r, const char *err);
 /* Answers 422 validation_failed for one field. */

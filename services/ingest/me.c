@@ -58,11 +58,8 @@ static void set_password_authenticated(struct req *r)
     validate_no_unknown_fields(&v, r->body, fields);
     validate_string(&v, r->body, "password", true, PWHASH_PASSWORD_MIN, PWHASH_PASSWORD_MAX,
                     &password);
-    if (!validation_ok(&v)) {
-        req_fail_validation(r, &v);
+    if (!req_validated(r, &v))
         return;
-    }
-    validation_free(&v);
     if (pwhash_hash(&r->app->pwhash, password, on_password_hashed, r) < 0) {
         req_fail_retry_after(r, 503, "busy", "too many password changes at once", 1);
     }

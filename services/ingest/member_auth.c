@@ -88,11 +88,8 @@ static bool read_phone_body(struct req *r, const char *const *fields)
     validate_no_unknown_fields(&v, r->body, fields);
     if (validate_string(&v, r->body, "phone", true, 5, 24, &phone) && phone && !phone_valid(phone))
         validation_add(&v, "phone", "must be 5 to 20 digits, optionally after a +");
-    if (!validation_ok(&v)) {
-        req_fail_validation(r, &v);
+    if (!req_validated(r, &v))
         return false;
-    }
-    validation_free(&v);
     struct login *l = login_of(r);
     if (!members_phone_indexes(r->app, r->caller.tenant_id, phone, l->index, l->previous)) {
         req_fail_db(r, "no key for the phone's blind index");
@@ -372,11 +369,8 @@ static void login_authenticated(struct req *r)
     validate_string(&v, r->body, "device_id", true, 1, DEVICE_ID_MAX, &device);
     if (!code == !password)
         validation_add(&v, "code", "send either code or password");
-    if (!validation_ok(&v)) {
-        req_fail_validation(r, &v);
+    if (!req_validated(r, &v))
         return;
-    }
-    validation_free(&v);
     snprintf(login_of(r)->device_id, DEVICE_ID_MAX + 1, "%s", device);
     if (code)
         login_with_code(r, code);

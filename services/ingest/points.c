@@ -43,11 +43,8 @@ static bool validate_adjustment(struct req *r)
     validation_init(&v);
     const char *branch = NULL;
     points_check_fields(&v, r->body, &branch);
-    if (!validation_ok(&v)) {
-        req_fail_validation(r, &v);
+    if (!req_validated(r, &v))
         return false;
-    }
-    validation_free(&v);
     snprintf(r->branch_id, sizeof(r->branch_id), "%s", branch ? branch : "");
     return true;
 }

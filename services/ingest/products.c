@@ -239,11 +239,8 @@ static void limits_authenticated(struct req *r)
     validate_int(&v, b, "burst_window_s", false, 1, 86400, &n);
     validate_int(&v, b, "far_branch_window_s", false, 1, 86400, &n);
     validate_int(&v, b, "first_day_topup_spend_max", false, 0, MONEY_AMOUNT_MAX, &n);
-    if (!validation_ok(&v)) {
-        req_fail_validation(r, &v);
+    if (!req_validated(r, &v))
         return;
-    }
-    validation_free(&v);
     snprintf(r->member_id, sizeof(r->member_id), "%s", r->caller.tenant_id);
     r->audit_action = "card_limits.put";
     uuid7_generate(r->command_id);

@@ -110,11 +110,8 @@ static bool quote_params(struct req *r)
         validation_add(&v, "branch_id", "required: the branch of the bill");
     if (card && !uuid_is_valid(card))
         validation_add(&v, "card_id", "must be the id of the member's discount card");
-    if (!validation_ok(&v)) {
-        req_fail_validation(r, &v);
+    if (!req_validated(r, &v))
         return false;
-    }
-    validation_free(&v);
     snprintf(r->branch_id, sizeof(r->branch_id), "%s", branch);
     return true;
 }

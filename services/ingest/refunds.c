@@ -57,16 +57,10 @@ static bool validate_refund(struct req *r)
     validate_text(&v, b, "reason", true, 1, TEXT_REASON_CHARS_MAX, TEXT_REASON_BYTES_MAX, &reason);
     ingest_validate_id(&v, b, "branch_id", true, &branch);
     validate_kind_fields(&v, b, kind);
-    if (!validation_ok(&v)) {
-        req_fail_validation(r, &v);
+    if (!req_validated(r, &v))
         return false;
-    }
-    validation_free(&v);
-    if (!auth_may_use_branch(r, branch)) {
-        req_fail(r, 403, "forbidden", "this key acts only for its own branch");
+    if (!req_at_branch(r, branch))
         return false;
-    }
-    snprintf(r->branch_id, sizeof(r->branch_id), "%s", branch);
     return true;
 }
 

@@ -209,6 +209,27 @@ void req_fail_validation(struct req *r, struct validation *v)
     req_free(r);
 }
 
+bool req_validated(struct req *r, struct validation *v)
+{
+    if (!validation_ok(v)) {
+        req_fail_validation(r, v);
+        return false;
+    }
+    validation_free(v);
+    return true;
+}
+
+bool req_at_branch(struct req *r, const char *branch)
+{
+    assert(branch != r->branch_id);
+    if (branch && branch[0] && !auth_may_use_branch(r, branch)) {
+        req_fail(r, 403, "forbidden", "this key acts only for its own branch");
+        return false;
+    }
+    snprintf(r->branch_id, sizeof(r->branch_id), "%s", branch ? branch : "");
+    return true;
+}
+
 void req_fail_db(struct req *r, const char *err)
 {
     log_fields(LOG_ERROR, "database statement failed", "error", err ? err : "", NULL);
