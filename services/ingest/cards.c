@@ -144,18 +144,10 @@ static void send_freeze(struct req *r)
 static void on_checked(void *arg, PGresult *res, const char *err, const char *sqlstate)
 {
     struct req *r = arg;
-    if (!res) {
-        req_fail_db(r, err);
+    if (!req_member_exists(r, res, err))
         return;
-    }
-    if (PQntuples(res) == 0 || strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
-        req_fail_no_member(r);
+    if (!req_branch_exists(r, res, 1))
         return;
-    }
-    if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
-        req_reply_invalid(r, "branch_id", "no such branch in this tenant");
-        return;
-    }
     r->utc_offset_s = (int32_t)strtol(PQgetvalue(res, 0, 2), NULL, 10);
     if (http_param(r->ex, "card_id") && PQgetisnull(res, 0, 3)) {
         req_fail(r, 404, "card_not_found", "the member has no such card");

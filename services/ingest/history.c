@@ -108,14 +108,8 @@ static void on_lines(void *arg, PGresult *res, const char *err, const char *sqls
 static void on_member(void *arg, PGresult *res, const char *err, const char *sqlstate)
 {
     struct req *r = arg;
-    if (!res) {
-        req_fail_db(r, err);
+    if (!req_member_exists(r, res, err))
         return;
-    }
-    if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
-        req_fail_no_member(r);
-        return;
-    }
     const struct req_list *page = req_list_of(r);
     char before[24], limit[24];
     snprintf(before, sizeof(before), "%lld", page->before_id);

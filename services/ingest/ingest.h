@@ -230,6 +230,15 @@ void req_fail_no_member(struct req *r);
  * failed statement, req_fail_no_member on no row) and false. */
 bool req_member_row(struct req *r, const PGresult *res, const char *err)
     __attribute__((warn_unused_result));
+/* The answer of a check whose first column says whether the member
+ * exists ("t"): true when it does; otherwise the request is ended
+ * (req_fail_db, or req_fail_no_member) and false. */
+bool req_member_exists(struct req *r, const PGresult *res, const char *err)
+    __attribute__((warn_unused_result));
+/* Column col of the check's row says whether the named branch exists:
+ * true when it does, else false after 422 on branch_id. */
+bool req_branch_exists(struct req *r, const PGresult *res, int col)
+    __attribute__((warn_unused_result));
 /* Copies the {member_id} of the path into r->member_id; false after
  * req_fail_no_member when it is not a UUID. */
 bool req_member_from_path(struct req *r) __attribute__((warn_unused_result));

@@ -262,6 +262,28 @@ bool req_member_row(struct req *r, const PGresult *res, const char *err)
     return true;
 }
 
+bool req_member_exists(struct req *r, const PGresult *res, const char *err)
+{
+    if (!res) {
+        req_fail_db(r, err);
+        return false;
+    }
+    if (PQntuples(res) == 0 || strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+        req_fail_no_member(r);
+        return false;
+    }
+    return true;
+}
+
+bool req_branch_exists(struct req *r, const PGresult *res, int col)
+{
+    if (strcmp(PQgetvalue(res, 0, col), "t") != 0) {
+        req_reply_invalid(r, "branch_id", "no such branch in this tenant");
+        return false;
+    }
+    return true;
+}
+
 bool req_member_from_path(struct req *r)
 {
     const char *id = http_param(r->ex, "member_id");
