@@ -32,6 +32,7 @@ struct pg_listen {
     PGconn *pg;
     struct event *ev_io, *ev_timer;
     short io_what;
+    int io_fd;
     int backoff_ms;
     bool busy;         /* a statement (LISTEN or ping) awaits its result */
     int busy_ms;       /* how long the ping has waited, by ticks */
@@ -46,18 +47,22 @@ static void arm_timer(struct pg_listen *l, int ms)
     evtimer_add(l->ev_timer, &tv);
 }
 
+/* Watches the socket for what (0: not at all); rebuilt when the socket
+ * changes (PQconnectPoll may open another one). */
 static void watch(struct pg_listen *l, short what)
 {
-    if (l->ev_io && what == l->io_what)
+    int fd = l->pg ? PQsocket(l->pg) : -1;
+    if (l->ev_io && what == l->io_what && fd == l->io_fd)
         return;
     if (l->ev_io) {
         event_free(l->ev_io);
         l->ev_io = NULL;
     }
     l->io_what = what;
-    if (what == 0 || !l->pg || PQsocket(l->pg) < 0)
+    l->io_fd = fd;
+    if (what == 0 || fd < 0)
         return;
-    l->ev_io = event_new(l->base, PQsocket(l->pg), what | EV_PERSIST, io_cb, l);
+    l->ev_io = event_new(l->base, fd, what | EV_PERSIST, io_cb, l);
     assert(l->ev_io);
     event_add(l->ev_io, NULL);
 }
@@ -148,7 +153,6 @@ static void poll_connect(struct pg_listen *l)
             lost(l, PQerrorMessage(l->pg));
             return;
         }
-        watch(l, 0); /* the socket may be a new one */
         set_state(l, LISTEN_SUBSCRIBING);
         send_statement(l, l->sql);
         break;
