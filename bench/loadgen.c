@@ -4,6 +4,8 @@
  *   --target purchase   POST /v1/members/{id}/purchases over the members in
  *                       --members FILE (one id a line), paid by cash or by
  *                       stored value (--stored-value-pct)
+ *   --target member     GET /v1/members/{id} over the members in --members
+ *                       FILE: the read path
  *   --rate R            open loop at R requests/s (latency counted from
  *                       when each request was due, so a stall is not
  *                       hidden); 0 = closed loop, as fast as it answers
@@ -197,6 +199,11 @@ static void issue(struct conn *c)
     evhttp_add_header(h, "Authorization", auth);
     evhttp_add_header(h, "Content-Type", "application/json");
     snprintf(c->member, sizeof(c->member), "%s", g->members[(size_t)random() % g->member_count]);
+    if (strcmp(g->o.target, "member") == 0) {
+        snprintf(path, sizeof(path), "/v1/members/%s", c->member);
+        evhttp_make_request(c->evcon, req, EVHTTP_REQ_GET, path);
+        return;
+    }
     snprintf(path, sizeof(path), "/v1/members/%s/purchases", c->member);
     bool sv = (random() % 100) < g->o.stored_value_pct;
     snprintf(body, sizeof(body),
@@ -325,7 +332,7 @@ static void parse_options(int argc, char **argv, struct options *o)
         exit(2);
     }
     if (strcmp(o->target, "bare") != 0 && (!o->key || !o->members_file)) {
-        fprintf(stderr, "loadgen: --target purchase needs --key and --members\n");
+        fprintf(stderr, "loadgen: --target purchase or member needs --key and --members\n");
         exit(2);
     }
 }

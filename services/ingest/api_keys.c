@@ -186,14 +186,20 @@ static void on_revoked(void *arg, PGresult *res, const char *err, const char *sq
         req_fail_db(r, err);
         return;
     }
-    if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+    if (PQgetisnull(res, 0, 0)) {
         req_fail(r, 404, "not_found", "no such API key");
         return;
     }
+    /* This instance forgets the key before it answers, so the caller's
+     * next request here is refused; the others hear it from the trigger's
+     * NOTIFY when the statement commits (key_listen.c). */
+    if (r->app->keys)
+        key_cache_forget(r->app->keys, PQgetvalue(res, 0, 0));
     req_finish(r, 200, json_pack("{s:s, s:b}", "key_id", req_api_key_of(r)->target, "revoked", 1));
 }
 
-/* Revoking twice answers the same and audits once. */
+/* Revoking twice answers the same and audits once. The statement
+ * answers the key's hash (NULL: no such key). */
 static void revoke_authorized(struct req *r)
 {
     const char *key_id = http_param(r->ex, "key_id");
@@ -205,7 +211,7 @@ static void revoke_authorized(struct req *r)
                       "$1 AND key_id = $4 AND revoked_at IS NULL RETURNING key_id AS target, "
                       "jsonb_build_object('revoked_at', NULL) AS before, "
                       "jsonb_build_object('revoked_at', revoked_at) AS after), " AUDIT_CTE(
-                          "api_key.revoke") "SELECT EXISTS (SELECT 1 FROM api_keys WHERE "
+                          "api_key.revoke") "SELECT (SELECT key_hash FROM api_keys WHERE "
                                             "tenant_id = $1 AND key_id = $4)",
                       4, p, on_revoked, r) < 0)
         req_fail_db(r, "queue full");

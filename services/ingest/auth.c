@@ -69,22 +69,12 @@ static bool key_within_rate(struct req *r, long long own_per_s)
     return within_rate(r, name, limit);
 }
 
-static void on_key(void *arg, PGresult *res, const char *err, const char *sqlstate)
+/* The key is valid: its rate, then its scope against the route, then on
+ * to r->next (or an answer that ends r). */
+static void grant_then(struct req *r, const struct key_grant *g)
 {
-    struct req *r = arg;
-    if (!res) {
-        req_fail_db(r, err);
-        return;
-    }
-    if (PQntuples(res) != 1) {
-        req_fail(r, 401, "unauthorized", "the API key is unknown, revoked or expired");
-        return;
-    }
-    snprintf(r->caller.tenant_id, sizeof(r->caller.tenant_id), "%s", PQgetvalue(res, 0, 0));
-    snprintf(r->caller.scope, sizeof(r->caller.scope), "%s", PQgetvalue(res, 0, 1));
-    snprintf(r->caller.branch_id, sizeof(r->caller.branch_id), "%s", PQgetvalue(res, 0, 2));
-    snprintf(r->caller.key_id, sizeof(r->caller.key_id), "%s", PQgetvalue(res, 0, 3));
-    if (!key_within_rate(r, atoll(PQgetvalue(res, 0, 4))))
+    r->caller = g->caller;
+    if (!key_within_rate(r, g->rate_limit_per_s))
         return;
     if (strcmp(r->caller.scope, "analytics:read") == 0 && strcmp(http_method(r->ex), "GET") != 0) {
         req_fail(r, 403, "forbidden", "this key may only read");
@@ -101,6 +91,42 @@ static void on_key(void *arg, PGresult *res, const char *err, const char *sqlsta
     req_continue(r);
 }
 
+static void refuse_key(struct req *r)
+{
+    req_fail(r, 401, "unauthorized", "the API key is unknown, revoked or expired");
+}
+
+/* PostgreSQL's answer for a key the cache did not hold: remembered (unless
+ * the key changed meanwhile: key_cache_generation), then acted on. */
+static void on_key(void *arg, PGresult *res, const char *err, const char *sqlstate)
+{
+    struct req *r = arg;
+    struct key_cache *keys = r->app->keys;
+    if (!res) {
+        req_fail_db(r, err);
+        return;
+    }
+    if (PQntuples(res) != 1) {
+        if (keys)
+            key_cache_put_unknown(keys, r->key_hash, key_listen_now_ms(r->app), r->key_generation);
+        refuse_key(r);
+        return;
+    }
+    struct key_grant g = {.rate_limit_per_s = atoll(PQgetvalue(res, 0, 4)),
+                          .expires_at_ms = atoll(PQgetvalue(res, 0, 5))};
+    snprintf(g.caller.tenant_id, sizeof(g.caller.tenant_id), "%s", PQgetvalue(res, 0, 0));
+    snprintf(g.caller.scope, sizeof(g.caller.scope), "%s", PQgetvalue(res, 0, 1));
+    snprintf(g.caller.branch_id, sizeof(g.caller.branch_id), "%s", PQgetvalue(res, 0, 2));
+    snprintf(g.caller.key_id, sizeof(g.caller.key_id), "%s", PQgetvalue(res, 0, 3));
+    if (keys)
+        key_cache_put_known(keys, r->key_hash, &g, r->key_generation);
+    grant_then(r, &g);
+}
+
+/* A key is looked up in the instance's cache first (key_cache.h): a hit
+ * costs no round trip. A revocation reaches the cache of every instance
+ * through PostgreSQL's NOTIFY (key_listen.c), on this one at once
+ * (api_keys.c), and expiry is checked by the clock on every hit. */
 void auth_then(struct req *r, void (*next)(struct req *r))
 {
     if (!auth_address_within_rate(r))
@@ -112,15 +138,28 @@ void auth_then(struct req *r, void (*next)(struct req *r))
         req_fail(r, 401, "unauthorized", "send an API key as 'Authorization: Bearer <key>'");
         return;
     }
-    char hash[65];
-    auth_hash_key(header + strlen(prefix), hash);
+    auth_hash_key(header + strlen(prefix), r->key_hash);
     r->next = next;
-    const char *params[1] = {hash};
-    /* Every request reads the key's row: a revocation or an expiry holds
-     * on every ingest instance from the next request on. */
+    struct key_cache *keys = r->app->keys;
+    if (keys) {
+        struct key_grant g;
+        switch (key_cache_get(keys, r->key_hash, key_listen_now_ms(r->app), &g)) {
+        case KEY_CACHE_KNOWN:
+            grant_then(r, &g);
+            return;
+        case KEY_CACHE_UNKNOWN:
+            refuse_key(r);
+            return;
+        case KEY_CACHE_MISS:
+            r->key_generation = key_cache_generation(keys);
+            break;
+        }
+    }
+    const char *params[1] = {r->key_hash};
     if (pg_pool_query(r->app->pg,
                       "SELECT tenant_id, scope, coalesce(branch_id, ''), key_id, "
-                      "coalesce(rate_limit_per_s, 0) FROM api_keys "
+                      "coalesce(rate_limit_per_s, 0), "
+                      "coalesce((extract(epoch FROM expires_at) * 1000)::bigint, 0) FROM api_keys "
                       "WHERE key_hash = $1 AND revoked_at IS NULL "
                       "AND (expires_at IS NULL OR expires_at > now())",
                       1, params, on_key, r) < 0)

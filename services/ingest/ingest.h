@@ -11,12 +11,15 @@
 
 #include "bus/bus.h"
 #include "cache/cache.h"
+#include "caller.h"
+#include "db/pg_listen.h"
 #include "db/pg_pool.h"
 #include "events/codec.h"
 #include "events/text_limits.h"
 #include "http/http.h"
-#include "idempotency_purge.h"
 #include "http/validate.h"
+#include "idempotency_purge.h"
+#include "key_cache.h"
 #include "pii.h"
 #include "pwhash.h"
 #include "ratelimit.h"
@@ -28,7 +31,6 @@
 #define INGEST_WAIT_MAX_MS     30000
 /* POST /v1/events:batch takes bodies this large (every other route: TESSERA_BODY_MAX_BYTES). */
 #define BATCH_BODY_MAX_BYTES (8 * 1024 * 1024)
-#define INGEST_KEY_MAX       128 /* Idempotency-Key, ids in paths */
 
 /* An id a request names (branch, coupon, card, operation): 1 to
  * TEXT_ID_BYTES_MAX bytes, what an event's id may hold. */
@@ -59,6 +61,9 @@ struct ingest {
     struct session_store *sessions;
     struct pwhash_pool pwhash;
     struct pg_pool *pg;
+    long long key_cache_max;        /* 0: no API key cache */
+    struct key_cache *keys;         /* NULL without a cache (key_listen.c) */
+    struct pg_listen *key_listener; /* hears api_keys changes for keys */
     struct cache_async *cache;
     struct bus_producer *producer;
     struct bus_tail *verdicts;
@@ -77,14 +82,6 @@ struct ingest {
     /* struct req alive (req_new minus their ends in req.c): 0 when idle, so a leaked
      * request shows on /metrics (tessera_ingest_requests_live). */
     long long requests_live;
-};
-
-/* Who is calling: filled by authentication. */
-struct caller {
-    char tenant_id[INGEST_KEY_MAX];
-    char scope[32];
-    char branch_id[INGEST_KEY_MAX]; /* "" unless a pos key */
-    char key_id[24];                /* the key's public id (api_keys.key_id), for the actor */
 };
 
 /* A member's tier as the API shows it and a purchase carries it. */
@@ -162,6 +159,8 @@ struct req {
     struct member_tier tier; /* tier_lookup_then's answer */
     void (*next)(struct req *r);
     void (*admin_next)(struct req *r); /* auth_admin_then's continuation */
+    char key_hash[KEY_CACHE_HASH_HEX]; /* auth.c: the bearer key's SHA-256 */
+    uint64_t key_generation;           /* auth.c: the key cache's, when PostgreSQL was asked */
     bool app_route;                    /* the route takes app keys (auth_app_then) */
     const char *audit_action;          /* money commands whose verdict is audited */
     int audit_status;                  /* the verdict, while its audit row is written */
@@ -245,6 +244,14 @@ bool req_member_from_path(struct req *r) __attribute__((warn_unused_result));
 /* Reads the JSON object body into r->body; false after the request ended
  * (400, 413 or 415, answered by http_read_json_object). */
 bool req_read_body(struct req *r) __attribute__((warn_unused_result));
+
+/* key_listen.c: the API key cache and the LISTEN connection that keeps
+ * it true (nothing when key_cache_max is 0). 0, or -1 with err. */
+int key_listen_open(struct ingest *app, char *err, size_t err_len)
+    __attribute__((warn_unused_result));
+void key_listen_close(struct ingest *app);
+/* Unix ms by the loop's cached clock: what key expiry is checked against. */
+int64_t key_listen_now_ms(struct ingest *app);
 
 /* auth.c: checks the bearer key, then calls r->next (or answers 401; an
  * app key answers 403: it serves only the routes of auth_app_then). */

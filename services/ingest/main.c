@@ -49,6 +49,10 @@ static const struct config_entry config_table[] = {
      "requests per second per client address and instance (before authentication)"},
     {"TESSERA_RATE_IP_BURST", CONFIG_INT, &app.rate_ip_burst, "4000", 1, RATE_PER_S_MAX, false,
      "requests an idle client address may send at once"},
+    {"TESSERA_API_KEY_CACHE_MAX", CONFIG_INT, &app.key_cache_max, "100000", 0,
+     KEY_CACHE_KNOWN_MAX_LIMIT, false,
+     "API keys each instance keeps in memory (least recently used go first); 0: every request "
+     "reads the key from PostgreSQL"},
     {"TESSERA_SESSION_TTL_S", CONFIG_INT, &app.session_ttl_s, "86400", 60, 2592000, false,
      "lifetime of a member session token"},
     {"TESSERA_MEMBER_DEVICES_MAX", CONFIG_INT, &app.member_devices_max, "3", 1, 100, false,
@@ -161,6 +165,44 @@ static bool ingest_ready(void *ctx, json_t *checks)
     return pg && kafka && !a->stopping;
 }
 
+/* The API key cache's figures (key_cache.h); none without a cache. */
+static void key_cache_collect(struct ingest *a)
+{
+    if (!a->keys)
+        return;
+    struct key_cache_stats st;
+    key_cache_stats(a->keys, &st);
+    const struct {
+        const char *name, *help;
+        long long value;
+    } counters[] = {
+        {"tessera_api_key_cache_hits_total",
+         "Requests whose API key was answered from this instance's cache (no PostgreSQL read).",
+         st.hits},
+        {"tessera_api_key_cache_misses_total",
+         "Requests whose API key was read from PostgreSQL (not cached, or the cache is off).",
+         st.misses},
+        {"tessera_api_key_cache_forgotten_total",
+         "API key changes heard (NOTIFY api_key_changes) or made here: the key left the cache.",
+         st.forgotten},
+        {"tessera_api_key_cache_resets_total",
+         "Times the whole API key cache was dropped (its LISTEN connection lost, a TRUNCATE).",
+         st.resets},
+    };
+    for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++)
+        metrics_set(metrics_series(metrics_counter(counters[i].name, counters[i].help, NULL), NULL),
+                    (double)counters[i].value);
+    struct metric_family *entries = metrics_gauge(
+        "tessera_api_key_cache_entries", "API keys in this instance's cache, by kind.", "kind");
+    metrics_set(metrics_with(entries, "known"), (double)st.known);
+    metrics_set(metrics_with(entries, "unknown"), (double)st.unknown);
+    metrics_set(
+        metrics_series(metrics_gauge("tessera_api_key_listener_up",
+                                     "1 while key changes are heard (the cache is on).", NULL),
+                       NULL),
+        key_cache_enabled(a->keys) ? 1 : 0);
+}
+
 /* Read at each /metrics render on the loop, where these fields live.
  * HTTP requests, Kafka deliveries and PostgreSQL/Redis round trips are
  * counted by the libraries themselves. */
@@ -191,6 +233,7 @@ static void ingest_collect(void *ctx)
     for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++)
         metrics_set(metrics_series(metrics_counter(counters[i].name, counters[i].help, NULL), NULL),
                     (double)*(const long long *)((const char *)a + counters[i].offset));
+    key_cache_collect(a);
     metrics_set(metrics_series(metrics_gauge("tessera_pg_pool_pending_statements",
                                              "Statements queued or running in the pool.", NULL),
                                NULL),
@@ -263,6 +306,8 @@ static int ingest_open(char *err, size_t err_len)
         snprintf(err, err_len, "no memory for the idempotency purge");
         return -1;
     }
+    if (key_listen_open(&app, err, err_len) < 0)
+        return -1;
     app.cache =
         cache_async_new(app.base, app.common.redis_host, (int)app.common.redis_port, err, err_len);
     if (!app.cache)
@@ -335,6 +380,7 @@ static void ingest_close(void)
     cache_async_free(app.cache);
     session_store_free(app.sessions);
     pg_pool_free(app.pg); /* ends a purge run in progress (its statement fails) */
+    key_listen_close(&app);
     idem_purge_free(app.idem_purge);
     app.idem_purge = NULL;
     app.sessions = NULL;
