@@ -73,6 +73,17 @@ for bin in build/tests/unit/test_*; do
   [ -x "$bin" ] && run_binary "$bin"
 done
 
+# docs/openapi.yaml checked by an outside tool (tests/openapi/validate.sh).
+echo "== openapi document"
+if tests/openapi/validate.sh >"$log_dir/openapi-validate.txt" 2>&1; then
+  passed=$((passed + 1))
+  echo "  openapi-spec-validator: ok"
+else
+  failed=$((failed + 1))
+  echo "FAIL openapi-spec-validator (see $log_dir/openapi-validate.txt):"
+  tail -n 20 "$log_dir/openapi-validate.txt" | sed 's/^/  /'
+fi
+
 echo "== starting a private runtime in $TESSERA_LOCAL_DIR"
 "$TESSERA_RUNTIME" stop >/dev/null 2>&1
 rm -rf "$TESSERA_LOCAL_DIR"
