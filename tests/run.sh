@@ -97,6 +97,17 @@ if "$TESSERA_RUNTIME" start; then
   for bin in build/tests/integration/test_* build/tests/e2e/test_*; do
     [ -x "$bin" ] && run_binary "$bin"
   done
+  # Generated requests against docs/openapi.yaml: no 5xx, every answer as
+  # documented (tests/openapi/schemathesis.sh).
+  echo "== schemathesis"
+  if tests/openapi/schemathesis.sh >"$log_dir/schemathesis.txt" 2>&1; then
+    passed=$((passed + 1))
+    echo "  schemathesis: ok ($(grep -Eo '[0-9]+ generated, [0-9]+ passed' "$log_dir/schemathesis.txt"))"
+  else
+    failed=$((failed + 1))
+    echo "FAIL schemathesis (see $log_dir/schemathesis.txt):"
+    grep -E '^_{3,} |^- |^\[[0-9]{3}\]' "$log_dir/schemathesis.txt" | head -n 30 | sed 's/^/  /'
+  fi
   # Whatever the tests did, the ledger's invariants must still hold.
   echo "== ledger audit"
   if "$TESSERA_RUNTIME" audit >"$log_dir/ledger-audit.txt" 2>&1; then
