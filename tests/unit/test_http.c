@@ -419,7 +419,9 @@ static void test_not_found_and_method(void **state)
         .reqs = {GET("/v1/nothing"), GET("/v1/members/m1/"),
                  "DELETE /v1/members/m1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
                  GET("/v1/members/m1?flag"),
-                 "TRACE /v1/members/m1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"}};
+                 /* keep-alive, with a body evhttp leaves unread */
+                 "TRACE /v1/members/m1 HTTP/1.1\r\nHost: t\r\nContent-Length: 13\r\n\r\n"
+                 "{\"phone\": \"\"}"}};
     run_client(app, &job);
     struct resp r = parse_resp(job.resps[0]);
     assert_problem(&r, 404, "not_found");
@@ -437,7 +439,7 @@ static void test_not_found_and_method(void **state)
     json_decref(r.json);
     /* TRACE is ours to refuse too: evhttp would answer a 501 HTML page
      * (found by schemathesis). evhttp reads no body after it, so the
-     * connection is not kept for another request. */
+     * connection is closed rather than the body read as the next request. */
     r = parse_resp(job.resps[4]);
     assert_problem(&r, 405, "method_not_allowed");
     assert_header(&r, "Connection: close");
