@@ -73,6 +73,17 @@ for bin in build/tests/unit/test_*; do
   [ -x "$bin" ] && run_binary "$bin"
 done
 
+# docs/openapi.yaml checked by an outside tool (tests/openapi/validate.sh).
+echo "== openapi document"
+if tests/openapi/validate.sh >"$log_dir/openapi-validate.txt" 2>&1; then
+  passed=$((passed + 1))
+  echo "  openapi-spec-validator: ok"
+else
+  failed=$((failed + 1))
+  echo "FAIL openapi-spec-validator (see $log_dir/openapi-validate.txt):"
+  tail -n 20 "$log_dir/openapi-validate.txt" | sed 's/^/  /'
+fi
+
 echo "== starting a private runtime in $TESSERA_LOCAL_DIR"
 "$TESSERA_RUNTIME" stop >/dev/null 2>&1
 rm -rf "$TESSERA_LOCAL_DIR"
@@ -86,6 +97,17 @@ if "$TESSERA_RUNTIME" start; then
   for bin in build/tests/integration/test_* build/tests/e2e/test_*; do
     [ -x "$bin" ] && run_binary "$bin"
   done
+  # Generated requests against docs/openapi.yaml: no 5xx, every answer as
+  # documented (tests/openapi/schemathesis.sh).
+  echo "== schemathesis"
+  if tests/openapi/schemathesis.sh >"$log_dir/schemathesis.txt" 2>&1; then
+    passed=$((passed + 1))
+    echo "  schemathesis: ok ($(grep -Eo '[0-9]+ generated, [0-9]+ passed' "$log_dir/schemathesis.txt"))"
+  else
+    failed=$((failed + 1))
+    echo "FAIL schemathesis (see $log_dir/schemathesis.txt):"
+    grep -E '^_{3,} |^- |^\[[0-9]{3}\]' "$log_dir/schemathesis.txt" | head -n 30 | sed 's/^/  /'
+  fi
   # Whatever the tests did, the ledger's invariants must still hold.
   echo "== ledger audit"
   if "$TESSERA_RUNTIME" audit >"$log_dir/ledger-audit.txt" 2>&1; then

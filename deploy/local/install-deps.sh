@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages Tessera builds and runs with, then the
-# pinned Apache Kafka broker's jars (deploy/kafka/fetch.sh), and nothing
+# pinned Apache Kafka broker's jars (deploy/kafka/fetch.sh) and the pinned
+# Python test tools in a venv (deploy/local/python-venv.sh), and nothing
 # else. Does nothing (and needs no network) when everything is already there.
 set -euo pipefail
 
@@ -14,6 +15,7 @@ packages=(
   curl ca-certificates procps
   clang-format                  # make format and the check in .ci/run (Debian 12: version 14)
   docker-compose python3-yaml   # tests validate docker-compose.yml and deploy/k8s (no engine needed)
+  python3-venv python3-pip      # the pinned PyPI test tools (deploy/local/python-venv.sh)
   openjdk-17-jre-headless maven # the local Kafka broker (deploy/kafka/) and what fetches its jars
 )
 
@@ -46,3 +48,4 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 "$(dirname "$0")/../kafka/fetch.sh"
+"$(dirname "$0")/python-venv.sh"

@@ -377,6 +377,8 @@ static const char *method_name(enum evhttp_cmd_type cmd)
         return "HEAD";
     case EVHTTP_REQ_OPTIONS:
         return "OPTIONS";
+    case EVHTTP_REQ_TRACE:
+        return "TRACE";
     default:
         return "OTHER";
     }
@@ -493,14 +495,20 @@ static void server_on_request(struct evhttp_request *req, void *arg)
         http_reply_problem(ex, 400, "bad_request", "malformed query string", NULL);
         return;
     }
+    /* evhttp reads no body after a TRACE head, so bytes that follow it
+     * would be parsed as the next request: no route serves TRACE, and its
+     * refusal closes the connection. */
+    const char *closing = evhttp_request_get_command(req) == EVHTTP_REQ_TRACE ? "close" : NULL;
     switch (http_routes_find(srv->routes, srv->route_count, ex->method, ex->path, &route, caps,
                              &cap_count, allow, sizeof(allow))) {
-    case HTTP_MATCH_NONE:
+    case HTTP_MATCH_NONE: {
+        const char *headers[] = {"Connection", closing, NULL};
         snprintf(detail, sizeof(detail), "no resource at %.200s", ex->path);
-        http_reply_problem(ex, 404, "not_found", detail, NULL);
+        exchange_send_problem(ex, 404, "not_found", detail, NULL, closing ? headers : NULL);
         return;
+    }
     case HTTP_MATCH_PATH_ONLY: {
-        const char *headers[] = {"Allow", allow, NULL};
+        const char *headers[] = {"Allow", allow, closing ? "Connection" : NULL, closing, NULL};
         snprintf(detail, sizeof(detail), "%s is not allowed here; allowed: %s", ex->method, allow);
         exchange_send_problem(ex, 405, "method_not_allowed", detail, NULL, headers);
         return;
@@ -603,11 +611,12 @@ struct http_server *http_server_new(struct event_base *base, const char *addr, u
     evhttp_set_max_body_size(srv->http, (ev_ssize_t)routes_body_max(limits));
     evhttp_set_max_headers_size(srv->http, (ev_ssize_t)limits->headers_max_bytes);
     evhttp_set_timeout(srv->http, limits->timeout_s);
-    /* PATCH and OPTIONS are off by default; let them reach our router so
-     * unknown combinations get our 405 rather than evhttp's. */
-    evhttp_set_allowed_methods(srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-                                              EVHTTP_REQ_PATCH | EVHTTP_REQ_DELETE |
-                                              EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS);
+    /* PATCH, OPTIONS and TRACE are off by default; let them reach our
+     * router so unknown combinations get our 405 problem rather than
+     * evhttp's 501 HTML page. (CONNECT's request target is not a path.) */
+    evhttp_set_allowed_methods(
+        srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH |
+                       EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE);
     evhttp_set_gencb(srv->http, server_on_request, srv);
     srv->sock = evhttp_bind_socket_with_handle(srv->http, addr, port);
     if (srv->sock == NULL) {

@@ -251,15 +251,6 @@ void cards_freeze(struct http_exchange *ex, void *app)
 }
 
 /* ------------------------------------------------------- answers */
-int cards_rejected_status(const char *code)
-{
-    if (strcmp(code, "card_not_found") == 0 || strcmp(code, "coupon_not_found") == 0)
-        return 404;
-    if (strcmp(code, "product_not_found") == 0 || strcmp(code, "invalid_command") == 0)
-        return 422;
-    return 0;
-}
-
 static json_t *time_or_null(int64_t us)
 {
     if (us <= 0)

@@ -429,8 +429,6 @@ void cards_use(struct http_exchange *ex, void *app);
 void cards_freeze(struct http_exchange *ex, void *app);
 /* A card command's verdict as the HTTP answer; -1 when env is not one. */
 int cards_verdict_to_response(const Envelope *env, json_t **body);
-/* 404/422 for card rejections that are not state conflicts; 0 otherwise. */
-int cards_rejected_status(const char *code);
 /* Adds the member's cards and usable coupons (the ledger's projections,
  * read only) to the view in r->body, answers 200 with it and ends r. */
 void cards_view_reply(struct req *r);

@@ -5,26 +5,11 @@
 #include <string.h>
 
 #include "ingest.h"
+#include "problems.h"
 
 static json_t *verdict_balances(const Balances *b)
 {
     return balances_json_of(b);
-}
-
-static int rejected_status(const char *code)
-{
-    int card_status = cards_rejected_status(code);
-    if (card_status)
-        return card_status;
-    if (strcmp(code, "invalid_amount") == 0 || strcmp(code, "invalid_points") == 0 ||
-        strcmp(code, "validation_failed") == 0)
-        return 422;
-    if (strcmp(code, "not_found") == 0)
-        return 404;
-    /* insufficient_balance, insufficient_points, balance_overflow,
-     * nothing_to_refund, already_refunded, exceeds_refundable,
-     * not_refundable: the state refuses it */
-    return 409;
 }
 
 /* A posted points command: the points moved and, for a grant, its lot. */
@@ -78,7 +63,7 @@ int verdict_to_response(const Envelope *env, json_t **body)
 {
     if (env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LEDGER_REJECTED) {
         const LedgerRejected *v = env->ledger_rejected;
-        int status = rejected_status(v->code);
+        int status = problems_ledger_status(v->code);
         *body = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:o}", "type",
                           "https://tessera.dev/problems/", "title", http_status_title(status),
                           "status", status, "detail", v->detail, "code", v->code, "operation_id",

@@ -415,10 +415,13 @@ static void test_not_found_and_method(void **state)
 {
     struct app *app = *state;
     struct client_job job = {
-        .count = 4,
+        .count = 5,
         .reqs = {GET("/v1/nothing"), GET("/v1/members/m1/"),
                  "DELETE /v1/members/m1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-                 GET("/v1/members/m1?flag")}};
+                 GET("/v1/members/m1?flag"),
+                 /* keep-alive, with a body evhttp leaves unread */
+                 "TRACE /v1/members/m1 HTTP/1.1\r\nHost: t\r\nContent-Length: 13\r\n\r\n"
+                 "{\"phone\": \"\"}"}};
     run_client(app, &job);
     struct resp r = parse_resp(job.resps[0]);
     assert_problem(&r, 404, "not_found");
@@ -433,6 +436,13 @@ static void test_not_found_and_method(void **state)
     json_decref(r.json);
     r = parse_resp(job.resps[3]);
     assert_problem(&r, 400, "bad_request");
+    json_decref(r.json);
+    /* TRACE is ours to refuse too: evhttp would answer a 501 HTML page
+     * (found by schemathesis). evhttp reads no body after it, so the
+     * connection is closed rather than the body read as the next request. */
+    r = parse_resp(job.resps[4]);
+    assert_problem(&r, 405, "method_not_allowed");
+    assert_header(&r, "Connection: close");
     json_decref(r.json);
     job_free(&job);
 }
