@@ -16,6 +16,7 @@
  * only talks to librdkafka (thread-safe), never to the loop. */
 #include "bus/bus_internal.h"
 
+#include "util/sleep.h"
 #include "log/log.h"
 
 #include <errno.h>
@@ -156,14 +157,7 @@ static void bus_tail_add_partitions(struct bus_tail *t, int count)
 /* Waits up to ms for a stop; true when the tail is stopping. */
 static bool bus_tail_wait(struct bus_tail *t, int ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = deadline_after_ms(CLOCK_MONOTONIC, ms);
     pthread_mutex_lock(&t->lock);
     while (!t->stopping && pthread_cond_timedwait(&t->wake, &t->lock, &until) != ETIMEDOUT) {
     }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "util/sleep.h"
 #include "log/log.h"
 
 struct startup {
@@ -30,14 +31,7 @@ struct startup {
 /* Waits ms unless stopped first; true when stopped. */
 static bool startup_wait(struct startup *s, int ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = deadline_after_ms(CLOCK_REALTIME, ms);
     pthread_mutex_lock(&s->lock);
     while (!s->stop && pthread_cond_timedwait(&s->wake, &s->lock, &until) != ETIMEDOUT)
         ;
