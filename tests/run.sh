@@ -23,6 +23,10 @@ export TESSERA_KAFKA_SESSION_TIMEOUT_MS=6000
 # Expired Idempotency-Keys are purged every half second (test_idempotency_purge).
 export TESSERA_IDEMPOTENCY_PURGE_INTERVAL_MS=500
 export TESSERA_RUNTIME=$repo/deploy/local/runtime.sh
+# The test clock (libs/clock): every service and test of the run reads
+# this file's offset; tests/support/test_clock.h moves it. No file (the
+# runtime starts empty): wall time.
+export TESSERA_CLOCK_OFFSET_FILE=$TESSERA_LOCAL_DIR/clock-offset-us
 export CMOCKA_MESSAGE_OUTPUT=TAP
 
 passed=0

@@ -1,5 +1,7 @@
 #include "events/codec.h"
 
+#include "clock/clock.h"
+
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,9 +10,7 @@
 
 int64_t event_now_us(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    return clock_now_us();
 }
 
 void event_format_time(int64_t unix_us, char out[32])

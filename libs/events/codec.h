@@ -89,7 +89,8 @@ void envelope_free(Envelope *env);
  * result (bus_produce takes it). source is e.g. "/tessera/ledger". */
 rd_kafka_headers_t *envelope_cloudevents_headers(const Envelope *env, const char *source);
 
-/* Microseconds since the Unix epoch, wall clock. */
+/* Microseconds since the Unix epoch by the service's clock (clock/clock.h:
+ * wall time, moved by tests). */
 int64_t event_now_us(void);
 /* Formats microseconds as RFC 3339 UTC with milliseconds
  * ("2026-11-23T05:00:00.123Z"); out needs 32 bytes. */
