@@ -186,6 +186,17 @@ say "scenario 1: single requests over keep-alive HTTP vs a bare libevent server"
 sleep 0.2
 bare=$("$bin/tessera-loadgen" --target bare --port "$bare_port" --connections 64 --duration 10)
 pkill -f "tessera-bench-bare $bare_port" || true
+# The read path: GET /v1/members/{id}, served from Redis. One pass over
+# the members first, so what is measured is the cache, not its first fill.
+"$bin/tessera-loadgen" --target member --port "$api_port" --key "$key" \
+  --members "$work/members.txt" --connections 64 --duration 5 >/dev/null
+sample_start
+read_closed=$("$bin/tessera-loadgen" --target member --port "$api_port" --key "$key" \
+  --members "$work/members.txt" --connections 64 --duration 10)
+read_half_rate=$(printf '%.0f' "$(echo "$(jget rps "$read_closed") / 2" | bc -l)")
+read_half=$("$bin/tessera-loadgen" --target member --port "$api_port" --key "$key" \
+  --members "$work/members.txt" --connections 64 --duration 10 --rate "$read_half_rate")
+mem_s1r=$(sample_stop)
 sample_start
 single=$("$bin/tessera-loadgen" --target purchase --port "$api_port" --key "$key" \
   --members "$work/members.txt" --connections 64 --duration 10)
@@ -230,10 +241,16 @@ done
 machine="$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1), Linux $(uname -r)"
 verdict() { if [ "$(echo "$1" | bc -l)" = "1" ]; then echo "met"; else echo "**not met**"; fi; }
 f1() { printf '%.1f' "$1"; }
-s1_ratio=$(ratio "$(jget rps "$single")" "$(jget rps "$bare")")
-s2_ratio=$(ratio "$batch_rate" "$raw_rate")
+# The goals of issue 15, each a ratio to a baseline of this run. The
+# ledger's default is one worker, so "the ledger's apply rate" is
+# apply_rate_1 wherever a goal is measured against it.
+s1r_ratio=$(ratio "$(jget rps "$read_closed")" "$(jget rps "$bare")")
+s1_ratio=$(ratio "$(jget rps "$single")" "$apply_rate_1")
+s2_ratio=$(ratio "$batch_rate" "$apply_rate_1")
+s2_raw_ratio=$(ratio "$batch_rate" "$raw_rate")
 s3_ratio=$(ratio "$apply_rate_2" "$copy_rate")
 s3_ratio_1=$(ratio "$apply_rate_1" "$copy_rate")
+e2e_sustained=$(echo "$(jget rps "$e2e") >= $e2e_rate * 0.98" | bc -l)
 md=$results_dir/$stamp.md
 cat >"$md" <<MD
 # Tessera benchmark, $stamp
@@ -243,19 +260,22 @@ PostgreSQL 15 with fsync on; load generator on the same machine.
 
 | scenario | Tessera | baseline (same run) | ratio | goal | |
 |---|---|---|---|---|---|
-| 1. single purchase (cash), closed loop, 64 connections | $(f1 "$(jget rps "$single")") req/s, p50 $(jget p50_ms "$single") ms, p95 $(jget p95_ms "$single") ms, p99 $(jget p99_ms "$single") ms | bare libevent: $(f1 "$(jget rps "$bare")") req/s, p99 $(jget p99_ms "$bare") ms | $s1_ratio | ≥ 0.70 | $(verdict "$s1_ratio >= 0.70") |
-| 1b. same at half that load ($half_rate req/s, open loop) | p50 $(jget p50_ms "$half") ms, p95 $(jget p95_ms "$half") ms, p99 $(jget p99_ms "$half") ms | | | p99 < 10 ms | $(verdict "$(jget p99_ms "$half") < 10") |
-| 2. batch ingest, 10 000 lines a request, $members top-ups (answered with verdicts) | $(f1 "$batch_rate") lines/s ($batch_refused lines not applied); a request of 10 000 lines p50 $batch_p50 ms, p95 $batch_p95 ms, p99 $batch_p99 ms | raw librdkafka producer, same events: $(f1 "$raw_rate") events/s | $s2_ratio | ≥ 0.50 | $(verdict "$s2_ratio >= 0.50") |
-| 3. ledger apply, exactly once, $members top-ups over $members members, 2 ledger workers, rate between 10% and 90% applied | $(f1 "$apply_rate_2") postings/s | COPY of the same journal rows ($lines_per_posting a posting): $(f1 "$copy_rate") postings/s | $s3_ratio | ≥ 0.50 | $(verdict "$s3_ratio >= 0.50") |
-| 3a. the same with 1 ledger worker (the default) | $(f1 "$apply_rate_1") postings/s | the same COPY | $s3_ratio_1 | | |
-| 4. end to end, $e2e_rate purchases/s for $e2e_seconds s, half stored value | $(jget requests "$e2e") requests ($(jget status_5xx "$e2e") 5xx, $(jget errors "$e2e") errors), $(f1 "$(jget rps "$e2e")") req/s; accepted p99 $(jget p99_ms "$e2e") ms; balance visible p50 $(jget visible_p50_ms "$e2e") ms, p99 $(jget visible_p99_ms "$e2e") ms | | | p99 < 100 ms | $(verdict "$(jget visible_p99_ms "$e2e") < 100 && $(jget p99_ms "$e2e") < 100") |
+| 1r. read path: GET /v1/members/{id} from Redis, closed loop, 64 connections | $(f1 "$(jget rps "$read_closed")") req/s, p50 $(jget p50_ms "$read_closed") ms, p99 $(jget p99_ms "$read_closed") ms | bare libevent: $(f1 "$(jget rps "$bare")") req/s, p99 $(jget p99_ms "$bare") ms | $s1r_ratio | ≥ 0.50, p99 < 5 ms | $(verdict "$s1r_ratio >= 0.50 && $(jget p99_ms "$read_closed") < 5") |
+| 1r-b. read path at half that load ($read_half_rate req/s, open loop) | p50 $(jget p50_ms "$read_half") ms, p99 $(jget p99_ms "$read_half") ms | | | | |
+| 1. single purchase (cash, synchronous verdict), closed loop, 64 connections | $(f1 "$(jget rps "$single")") req/s, p50 $(jget p50_ms "$single") ms, p95 $(jget p95_ms "$single") ms, p99 $(jget p99_ms "$single") ms | the ledger's exactly-once apply (3a): $(f1 "$apply_rate_1") postings/s | $s1_ratio | ≥ 0.50 | $(verdict "$s1_ratio >= 0.50") |
+| 1b. same at half that load ($half_rate req/s, open loop) | p50 $(jget p50_ms "$half") ms, p95 $(jget p95_ms "$half") ms, p99 $(jget p99_ms "$half") ms | | | p99 ≤ 20 ms | $(verdict "$(jget p99_ms "$half") <= 20") |
+| 2. batch ingest, 10 000 lines a request, $members top-ups (answered with verdicts) | $(f1 "$batch_rate") lines/s ($batch_refused lines not applied); a request of 10 000 lines p50 $batch_p50 ms, p95 $batch_p95 ms, p99 $batch_p99 ms | the ledger's exactly-once apply (3a): $(f1 "$apply_rate_1") postings/s; raw librdkafka producer: $(f1 "$raw_rate") events/s (ratio $s2_raw_ratio) | $s2_ratio | ≥ 0.80 | $(verdict "$s2_ratio >= 0.80") |
+| 3a. ledger apply, exactly once, $members top-ups over $members members, 1 ledger worker (the default), rate between 10% and 90% applied | $(f1 "$apply_rate_1") postings/s | COPY of the same journal rows ($lines_per_posting a posting): $(f1 "$copy_rate") postings/s | $s3_ratio_1 | ≥ 0.50 | $(verdict "$s3_ratio_1 >= 0.50") |
+| 3b. the same with 2 ledger workers | $(f1 "$apply_rate_2") postings/s | the same COPY | $s3_ratio | | |
+| 4. end to end, $e2e_rate purchases/s offered for $e2e_seconds s, half stored value | $(jget requests "$e2e") requests ($(jget status_5xx "$e2e") 5xx, $(jget errors "$e2e") errors), $(f1 "$(jget rps "$e2e")") req/s; accepted p99 $(jget p99_ms "$e2e") ms; balance visible p50 $(jget visible_p50_ms "$e2e") ms, p99 $(jget visible_p99_ms "$e2e") ms | offered: $e2e_rate req/s | $(ratio "$(jget rps "$e2e")" "$e2e_rate") | sustained, visible p99 ≤ 100 ms | $(verdict "$e2e_sustained == 1 && $(jget visible_p99_ms "$e2e") <= 100") |
 | 4b. consumer lag back to zero after the load | $(printf '%.2f' "$drain_s") s | | | ≤ 1 s | $(verdict "$drain_s <= 1") |
 
 Peak resident memory of each service during each scenario (sampled every 0.2 s):
 
 | scenario | peak resident memory |
 |---|---|
-| 1. single requests | $mem_s1 |
+| 1r. read path | $mem_s1r |
+| 1. single purchases | $mem_s1 |
 | 2. batch ingest | $mem_s2 |
 | 3. ledger apply | $mem_s3 |
 | 4. end to end | $mem_s4 |
@@ -268,9 +288,9 @@ $mem_rows
 MD
 cat >"$results_dir/$stamp.json" <<JSON
 {"stamp":"$stamp","machine":"$machine","partitions":$TESSERA_LOCAL_PARTITIONS,
- "single":$single,"single_half_load":$half,"bare":$bare,
+ "read":$read_closed,"read_half_load":$read_half,"single":$single,"single_half_load":$half,"bare":$bare,
  "batch":{"lines":$members,"lines_per_s":$batch_rate,"not_applied":$batch_refused,"request_p50_ms":$batch_p50,"request_p95_ms":$batch_p95,"request_p99_ms":$batch_p99},
- "peak_rss":{"single":"$mem_s1","batch":"$mem_s2","ledger_apply":"$mem_s3","end_to_end":"$mem_s4"},"raw_producer":$raw,
+ "peak_rss":{"read":"$mem_s1r","single":"$mem_s1","batch":"$mem_s2","ledger_apply":"$mem_s3","end_to_end":"$mem_s4"},"raw_producer":$raw,
  "ledger_apply_postings_per_s":$apply_rate_2,"ledger_apply_postings_per_s_1_worker":$apply_rate_1,"copy_postings_per_s":$copy_rate,
  "end_to_end":$e2e,"lag_drain_s":$drain_s,
  "memory":{${mem_json%,}}}
