@@ -134,6 +134,7 @@ static void expand(char *out, size_t len, const char *tmpl)
 /* Every route of the API, aimed at the demo tenant's things. */
 static const struct probe probes[] = {
     {"GET", "/v1/members/%M", NULL, 404, "not_found"},
+    {"PATCH", "/v1/members/%M", "{\"name\":\"Rival Rename\"}", 404, "not_found"},
     {"GET", "/v1/members?phone=%P", NULL, 404, "not_found"},
     {"POST", "/v1/members/%M/topups",
      "{\"amount\":1000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}", 404, "not_found"},
@@ -200,6 +201,7 @@ static const struct route_probe routes[] = {
      APP_403, TOK_401},
     {"GET", "/v1/members?phone=%P", NULL, APP_403, TOK_401},
     {"GET", "/v1/members/%M", NULL, APP_403, TOK_401},
+    {"PATCH", "/v1/members/%M", "{\"name\":\"x\"}", APP_403, TOK_401},
     {"DELETE", "/v1/members/%M/personal-data", NULL, APP_403, TOK_401},
     {"POST", "/v1/members/%M/topups",
      "{\"amount\":1000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}", APP_403, TOK_401},
