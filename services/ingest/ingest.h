@@ -344,6 +344,21 @@ void members_find(struct http_exchange *ex, void *app);
 /* member_patch.c: PATCH /v1/members/{id}, the profile (sealed, audited,
  * MemberProfileChanged on member-events). */
 void members_patch(struct http_exchange *ex, void *app);
+/* members.c: admin and pos keys manage members; otherwise answers 403 and
+ * false. */
+bool auth_may_manage_members(struct req *r) __attribute__((warn_unused_result));
+/* member_list.c: GET /v1/members without phone=, filtered and paged. */
+void members_list(struct req *r);
+/* member_tags.c: manual tags. */
+#define MEMBER_TAG_MAX  64 /* characters */
+#define MEMBER_TAGS_MAX 32 /* per member */
+#define MEMBER_TAG_RULE "1 to 64 of a-z, 0-9, - _ . :"
+bool member_tag_ok(const char *tag);
+void member_tags_put(struct http_exchange *ex, void *app);
+void member_tags_delete(struct http_exchange *ex, void *app);
+/* member_devices.c: the devices a member logs in from, and unbinding one. */
+void member_devices_list(struct http_exchange *ex, void *app);
+void member_devices_delete(struct http_exchange *ex, void *app);
 /* erasure.c: DELETE /v1/members/{id}/personal-data (admin, audited). */
 void members_erase_personal_data(struct http_exchange *ex, void *app);
 void commands_topup(struct http_exchange *ex, void *app);

@@ -388,11 +388,8 @@ static void on_loaded(void *arg, PGresult *res, const char *err, const char *sql
 
 static void patch_authenticated(struct req *r)
 {
-    if (strcmp(r->caller.scope, "admin") != 0 && strcmp(r->caller.scope, "pos") != 0) {
-        req_fail(r, 403, "forbidden", "this key may not change members");
-        return;
-    }
-    if (!req_member_from_path(r) || !req_read_body(r) || !validate_patch(r))
+    if (!auth_may_manage_members(r) || !req_member_from_path(r) || !req_read_body(r) ||
+        !validate_patch(r))
         return;
     const char *p[2] = {r->caller.tenant_id, r->member_id};
     if (pg_pool_query(r->app->pg,

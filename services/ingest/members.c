@@ -396,12 +396,18 @@ static void prepare(struct req *r)
         req_fail_db(r, "queue full");
 }
 
+bool auth_may_manage_members(struct req *r)
+{
+    if (strcmp(r->caller.scope, "admin") == 0 || strcmp(r->caller.scope, "pos") == 0)
+        return true;
+    req_fail(r, 403, "forbidden", "this key may not change members");
+    return false;
+}
+
 static void register_authenticated(struct req *r)
 {
-    if (strcmp(r->caller.scope, "admin") != 0 && strcmp(r->caller.scope, "pos") != 0) {
-        req_fail(r, 403, "forbidden", "this key may not register members");
+    if (!auth_may_manage_members(r))
         return;
-    }
     if (!req_read_body(r))
         return;
     struct registration g;
@@ -448,7 +454,11 @@ static void on_found(void *arg, PGresult *res, const char *err, const char *sqls
 static void find_authenticated(struct req *r)
 {
     const char *phone = http_query(r->ex, "phone");
-    if (!phone || !members_phone_ok(phone)) {
+    if (!phone) { /* no exact look-up: the filtered list */
+        members_list(r);
+        return;
+    }
+    if (!members_phone_ok(phone)) {
         req_reply_invalid(r, "phone", "query parameter phone is required: 5 to 20 digits");
         return;
     }

@@ -35,6 +35,7 @@ const struct problem_code problem_codes[] = {
      "the member changed since the change was read; read it and try again"},
     {"personal_data_erased", 409, PROBLEM_INGEST,
      "the member's personal data was erased: the profile cannot change"},
+    {"tag_limit_reached", 409, PROBLEM_INGEST, "the member has the most tags allowed"},
     {"branch_exists", 409, PROBLEM_INGEST, "the tenant already has a branch with this id"},
     {"request_in_progress", 409, PROBLEM_INGEST,
      "the first request with this Idempotency-Key is still running"},

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sodium.h>
 #include <string.h>
 
 #include "../support/api_client.h"
@@ -266,6 +267,352 @@ static void test_patch_after_erasure_is_refused(void **state)
     api_response_free(&r);
 }
 
+/* ------------------------------------------------------------ listing */
+/* A branch of its own, so a listing filtered by it holds only this test's
+ * members whatever else the suite registered. */
+static void make_branch(char branch[32])
+{
+    char phone[16], body[128];
+    test_unique_phone(phone);
+    snprintf(branch, 32, "lst-%s", phone + 3);
+    snprintf(body, sizeof(body), "{\"branch_id\":\"%s\",\"name\":\"List %s\"}", branch, phone);
+    struct api_response r = api_post("/v1/branches", body, NULL);
+    assert_int_equal(r.status, 201);
+    api_response_free(&r);
+}
+
+static void register_at(struct member *m, const char *branch, const char *email)
+{
+    char body[512];
+    test_unique_phone(m->phone);
+    snprintf(m->name, sizeof(m->name), "Listed %s", m->phone + 3);
+    snprintf(body, sizeof(body),
+             "{\"name\":\"%s\",\"phone\":\"%s\",\"branch_id\":\"%s\",\"email\":\"%s\"}", m->name,
+             m->phone, branch, email);
+    struct api_response r = api_post("/v1/members", body, NULL);
+    assert_int_equal(r.status, 201);
+    snprintf(m->id, sizeof(m->id), "%s", json_str_at(r.body, "member_id"));
+    api_response_free(&r);
+}
+
+/* The ids of one page (query after "/v1/members?"), and its next cursor. */
+static size_t list_page(const char *query, char ids[][64], size_t max, char *next, size_t next_len)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "/v1/members?%s", query);
+    struct api_response r = api_get(path);
+    if (r.status != 200)
+        fprintf(stderr, "test: %s answered %ld: %s\n", path, r.status, r.raw);
+    assert_int_equal(r.status, 200);
+    json_t *members = json_object_get(r.body, "members"), *m;
+    size_t i, n = 0;
+    json_array_foreach(members, i, m)
+    {
+        assert_true(n < max);
+        snprintf(ids[n++], 64, "%s", json_string_value(json_object_get(m, "member_id")));
+    }
+    json_t *cursor = json_object_get(r.body, "next_cursor");
+    snprintf(next, next_len, "%s", json_is_string(cursor) ? json_string_value(cursor) : "");
+    api_response_free(&r);
+    return n;
+}
+
+static size_t list_ids(const char *query, char ids[][64], size_t max)
+{
+    char next[256];
+    return list_page(query, ids, max, next, sizeof(next));
+}
+
+#define LISTED 7
+
+static void test_paging_covers_every_member_exactly_once(void **state)
+{
+    char branch[32];
+    make_branch(branch);
+    struct member m[LISTED];
+    for (int i = 0; i < LISTED; i++)
+        register_at(&m[i], branch, "paged@example.com");
+    char seen[LISTED + 3][64], page[3][64], next[256] = "", query[512];
+    size_t total = 0;
+    int pages = 0;
+    do {
+        snprintf(query, sizeof(query), "branch_id=%s&limit=3%s%s", branch,
+                 next[0] ? "&cursor=" : "", next);
+        size_t n = list_page(query, page, 3, next, sizeof(next));
+        for (size_t i = 0; i < n; i++) {
+            assert_true(total < LISTED);
+            snprintf(seen[total++], sizeof(seen[0]), "%.63s", page[i]);
+        }
+        pages++;
+    } while (next[0] && pages < 10);
+    assert_int_equal(pages, 3); /* 3 + 3 + 1 */
+    assert_int_equal(total, LISTED);
+    for (int i = 0; i < LISTED; i++) { /* each registered member once, in order */
+        assert_string_equal(seen[i], m[i].id);
+    }
+}
+
+static void test_listing_filters(void **state)
+{
+    char branch[32], ids[LISTED][64], query[512], email[96];
+    make_branch(branch);
+    struct member a, b;
+    char unique[16];
+    test_unique_phone(unique);
+    snprintf(email, sizeof(email), "Mixed.Case%s@Example.com", unique);
+    register_at(&a, branch, email);
+    register_at(&b, branch, "other@example.com");
+
+    /* by email: case-blind, through the blind index */
+    for (char *c = email; *c; c++)
+        *c = (*c >= 'A' && *c <= 'Z') ? (char)(*c + 32) : *c;
+    snprintf(query, sizeof(query), "email=%s", email);
+    assert_int_equal(list_ids(query, ids, LISTED), 1);
+    assert_string_equal(ids[0], a.id);
+
+    /* by member number */
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/members/%s", b.id);
+    struct api_response r = api_get(path);
+    snprintf(query, sizeof(query), "member_no=%s", json_str_at(r.body, "member_no"));
+    api_response_free(&r);
+    assert_int_equal(list_ids(query, ids, LISTED), 1);
+    assert_string_equal(ids[0], b.id);
+
+    /* registered_from later than both: none; a day back: both */
+    snprintf(query, sizeof(query), "branch_id=%s&registered_from=2100-01-01", branch);
+    assert_int_equal(list_ids(query, ids, LISTED), 0);
+    snprintf(query, sizeof(query),
+             "branch_id=%s&registered_from=2000-01-01&registered_to=2100-01-01T00:00:00Z", branch);
+    assert_int_equal(list_ids(query, ids, LISTED), 2);
+
+    /* by tag */
+    snprintf(path, sizeof(path), "/v1/members/%s/tags/vip", b.id);
+    r = api_call("PUT", path, NULL, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    api_response_free(&r);
+    snprintf(query, sizeof(query), "branch_id=%s&tag=vip", branch);
+    assert_int_equal(list_ids(query, ids, LISTED), 1);
+    assert_string_equal(ids[0], b.id);
+}
+
+struct tier_wait {
+    const char *member_no, *member_id;
+};
+
+static bool tier_listed(void *arg)
+{
+    struct tier_wait *w = arg;
+    char query[128], ids[2][64];
+    snprintf(query, sizeof(query), "tier=Basic&member_no=%s", w->member_no);
+    return list_ids(query, ids, 2) == 1 && strcmp(ids[0], w->member_id) == 0;
+}
+
+static void test_listing_by_tier_reads_tierings_view(void **state)
+{
+    struct member m;
+    register_member(&m, NULL);
+    char path[128], member_no[32], query[128], ids[2][64];
+    snprintf(path, sizeof(path), "/v1/members/%s", m.id);
+    struct api_response r = api_get(path);
+    snprintf(member_no, sizeof(member_no), "%s", json_str_at(r.body, "member_no"));
+    api_response_free(&r);
+    snprintf(query, sizeof(query), "tier=Basic&member_no=%s", member_no);
+    assert_int_equal(list_ids(query, ids, 2), 0); /* no tier yet */
+    /* 500 yuan spent: the demo ladder's Basic */
+    snprintf(path, sizeof(path), "/v1/members/%s/purchases", m.id);
+    r = api_post(path, "{\"amount\":50000,\"branch_id\":\"hq\",\"payment\":{\"method\":\"cash\"}}",
+                 NULL);
+    assert_int_equal(r.status, 201);
+    api_response_free(&r);
+    struct tier_wait w = {member_no, m.id};
+    assert_true(poll_until(tier_listed, &w, POLL_MS));
+}
+
+static void test_listing_bad_input_is_422_naming_the_field(void **state)
+{
+    static const struct {
+        const char *query, *field;
+    } bad[] = {
+        {"limit=0", "limit"},
+        {"limit=501", "limit"},
+        {"limit=ten", "limit"},
+        {"cursor=not-a-cursor", "cursor"},
+        {"email=nobody", "email"},
+        {"registered_from=yesterday", "registered_from"},
+        {"registered_to=2026-02-30", "registered_to"},
+        {"tag=Not%20A%20Tag", "tag"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char path[128];
+        snprintf(path, sizeof(path), "/v1/members?%s", bad[i].query);
+        struct api_response r = api_get(path);
+        assert_invalid(&r, bad[i].field);
+        api_response_free(&r);
+    }
+}
+
+/* ------------------------------------------------------------ tags */
+static void test_tags_put_delete_and_show(void **state)
+{
+    struct member m;
+    register_member(&m, NULL);
+    char path[160];
+    snprintf(path, sizeof(path), "/v1/members/%s/tags/lapsed-2026", m.id);
+    for (int i = 0; i < 2; i++) { /* again: the same */
+        struct api_response r = api_call("PUT", path, NULL, NULL, NULL);
+        assert_int_equal(r.status, 200);
+        assert_true(json_is_true(json_object_get(r.body, "tagged")));
+        api_response_free(&r);
+    }
+    struct api_response r = get_member(m.id);
+    assert_int_equal(json_array_size(json_object_get(r.body, "tags")), 1);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(r.body, "tags"), 0)),
+                        "lapsed-2026");
+    api_response_free(&r);
+    for (int i = 0; i < 2; i++) {
+        r = api_call("DELETE", path, NULL, NULL, NULL);
+        assert_int_equal(r.status, 200);
+        api_response_free(&r);
+    }
+    r = get_member(m.id);
+    assert_int_equal(json_array_size(json_object_get(r.body, "tags")), 0);
+    api_response_free(&r);
+
+    snprintf(path, sizeof(path), "/v1/members/%s/tags/Bad%%20Tag", m.id);
+    r = api_call("PUT", path, NULL, NULL, NULL);
+    assert_invalid(&r, "tag");
+    api_response_free(&r);
+    r = api_call("PUT", "/v1/members/00000000-0000-7000-8000-000000000000/tags/vip", NULL, NULL,
+                 NULL);
+    assert_int_equal(r.status, 404);
+    api_response_free(&r);
+}
+
+static void test_tags_are_limited_per_member(void **state)
+{
+    struct member m;
+    register_member(&m, NULL);
+    char path[160];
+    for (int i = 0; i <= 32; i++) {
+        snprintf(path, sizeof(path), "/v1/members/%s/tags/t%02d", m.id, i);
+        struct api_response r = api_call("PUT", path, NULL, NULL, NULL);
+        assert_int_equal(r.status, i < 32 ? 200 : 409);
+        if (i == 32)
+            assert_string_equal(json_str_at(r.body, "code"), "tag_limit_reached");
+        api_response_free(&r);
+    }
+    /* a tag it has is still "put" at the limit */
+    snprintf(path, sizeof(path), "/v1/members/%s/tags/t00", m.id);
+    struct api_response r = api_call("PUT", path, NULL, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    api_response_free(&r);
+}
+
+/* ------------------------------------------------------------ devices */
+/* A password set straight in the table (argon2id, as PUT /v1/me/password
+ * stores it), so the test logs in without an SMS code. */
+static void set_password(const char *member_id, const char *password)
+{
+    char hash[crypto_pwhash_STRBYTES];
+    assert_int_equal(crypto_pwhash_str(hash, password, strlen(password),
+                                       crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                                       crypto_pwhash_MEMLIMIT_INTERACTIVE),
+                     0);
+    PGconn *pg = test_pg();
+    const char *p[2] = {member_id, hash};
+    PGresult *res = PQexecParams(pg,
+                                 "INSERT INTO ingest.member_credentials (tenant_id, member_id, "
+                                 "password_hash) VALUES ('demo', $1, $2)",
+                                 2, NULL, p, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    PQfinish(pg);
+}
+
+struct login_try {
+    const struct member *m;
+    const char *device;
+    long status;
+    char token[160];
+};
+
+/* One login; false (try again) while the member's login rate answers 429. */
+static bool try_login(void *arg)
+{
+    struct login_try *t = arg;
+    char body[256];
+    snprintf(body, sizeof(body),
+             "{\"phone\":\"%s\",\"password\":\"correct horse 1\",\"device_id\":\"%s\"}",
+             t->m->phone, t->device);
+    struct api_response r = api_app_post("/v1/auth/sessions", body);
+    t->status = r.status;
+    if (r.status == 201)
+        snprintf(t->token, sizeof(t->token), "%s", json_str_at(r.body, "token"));
+    api_response_free(&r);
+    return t->status != 429;
+}
+
+static long login_from(const struct member *m, const char *device, char token[160])
+{
+    struct login_try t = {.m = m, .device = device};
+    assert_true(poll_until(try_login, &t, POLL_MS));
+    if (token)
+        snprintf(token, 160, "%s", t.token);
+    return t.status;
+}
+
+static long me_status(const char *token)
+{
+    struct api_response r = api_call("GET", "/v1/me", NULL, token, NULL);
+    long status = r.status;
+    api_response_free(&r);
+    return status;
+}
+
+static void test_unbinding_a_device_frees_a_slot_and_ends_its_sessions(void **state)
+{
+    struct member m;
+    register_member(&m, NULL);
+    set_password(m.id, "correct horse 1");
+    char tokens[3][160], path[192];
+    const char *devices[3] = {"phone-a", "tablet b", "phone/c"};
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(login_from(&m, devices[i], tokens[i]), 201);
+    assert_int_equal(login_from(&m, "phone-d", NULL), 403); /* device_limit_reached */
+
+    snprintf(path, sizeof(path), "/v1/members/%s/devices", m.id);
+    struct api_response r = api_get(path);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(json_object_get(r.body, "devices")), 3);
+    assert_int_equal(json_int_at(r.body, "devices_max"), 3);
+    api_response_free(&r);
+
+    /* "tablet b" (a space, percent-encoded in the path) is unbound: its
+     * session ends, the others go on, and a new device may log in */
+    snprintf(path, sizeof(path), "/v1/members/%s/devices/tablet%%20b", m.id);
+    r = api_call("DELETE", path, NULL, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(json_str_at(r.body, "device_id"), "tablet b");
+    api_response_free(&r);
+    assert_int_equal(me_status(tokens[1]), 401);
+    assert_int_equal(me_status(tokens[0]), 200);
+    assert_int_equal(me_status(tokens[2]), 200);
+    assert_int_equal(login_from(&m, "phone-d", NULL), 201);
+
+    /* "phone/c": a slash, encoded */
+    snprintf(path, sizeof(path), "/v1/members/%s/devices/phone%%2Fc", m.id);
+    r = api_call("DELETE", path, NULL, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    api_response_free(&r);
+    assert_int_equal(me_status(tokens[2]), 401);
+    /* again: the member has no such device any more */
+    r = api_call("DELETE", path, NULL, NULL, NULL);
+    assert_int_equal(r.status, 404);
+    assert_string_equal(json_str_at(r.body, "code"), "not_found");
+    api_response_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -274,6 +621,13 @@ int main(void)
         cmocka_unit_test(test_patch_phone_rechecks_the_blind_index),
         cmocka_unit_test(test_patch_bad_input_is_422_naming_the_field),
         cmocka_unit_test(test_patch_after_erasure_is_refused),
+        cmocka_unit_test(test_paging_covers_every_member_exactly_once),
+        cmocka_unit_test(test_listing_filters),
+        cmocka_unit_test(test_listing_by_tier_reads_tierings_view),
+        cmocka_unit_test(test_listing_bad_input_is_422_naming_the_field),
+        cmocka_unit_test(test_tags_put_delete_and_show),
+        cmocka_unit_test(test_tags_are_limited_per_member),
+        cmocka_unit_test(test_unbinding_a_device_frees_a_slot_and_ends_its_sessions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
