@@ -354,6 +354,9 @@ void members_list(struct req *r);
 #define MEMBER_TAGS_MAX 32 /* per member */
 #define MEMBER_TAG_RULE "1 to 64 of a-z, 0-9, - _ . :"
 bool member_tag_ok(const char *tag);
+/* members.c: text from a query or path is valid UTF-8 (PostgreSQL refuses
+ * anything else: a 500 otherwise). */
+bool members_text_utf8(const char *text);
 void member_tags_put(struct http_exchange *ex, void *app);
 void member_tags_delete(struct http_exchange *ex, void *app);
 /* member_devices.c: the devices a member logs in from, and unbinding one. */

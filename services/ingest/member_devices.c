@@ -60,7 +60,7 @@ static char *device_from_path(struct req *r)
     if (!raw || strlen(raw) > 3 * DEVICE_ID_BYTES_MAX)
         return NULL;
     char *id = evhttp_uridecode(raw, 0, NULL);
-    if (id && (!*id || strlen(id) > DEVICE_ID_BYTES_MAX)) {
+    if (id && (!*id || strlen(id) > DEVICE_ID_BYTES_MAX || !members_text_utf8(id))) {
         free(id);
         return NULL;
     }

@@ -80,8 +80,8 @@ static void time_filter(struct validation *v, struct req *r, const char *name, c
 static const char *text_filter(struct validation *v, struct req *r, const char *name)
 {
     const char *text = http_query(r->ex, name);
-    if (text && (!*text || strlen(text) > LIST_FILTER_MAX)) {
-        validation_add(v, name, "must be 1 to 127 bytes");
+    if (text && (!*text || strlen(text) > LIST_FILTER_MAX || !members_text_utf8(text))) {
+        validation_add(v, name, "must be 1 to 127 bytes of UTF-8");
         return NULL;
     }
     return text;

@@ -396,6 +396,14 @@ static void prepare(struct req *r)
         req_fail_db(r, "queue full");
 }
 
+bool members_text_utf8(const char *text)
+{
+    json_t *s = json_string(text); /* jansson refuses a string that is not UTF-8 */
+    bool ok = s != NULL;
+    json_decref(s);
+    return ok;
+}
+
 bool auth_may_manage_members(struct req *r)
 {
     if (strcmp(r->caller.scope, "admin") == 0 || strcmp(r->caller.scope, "pos") == 0)
