@@ -88,6 +88,18 @@ else
   tail -n 20 "$log_dir/openapi-validate.txt" | sed 's/^/  /'
 fi
 
+# Every relative link of README.md and docs/*.md resolves, README.md stays
+# the door (under 300 lines), problem type URLs name docs/errors.md rows.
+echo "== docs links"
+if /usr/bin/env python3 tests/docs/check_links.py --self-test >"$log_dir/docs-links.txt" 2>&1; then
+  passed=$((passed + 1))
+  echo "  $(tail -n 1 "$log_dir/docs-links.txt")"
+else
+  failed=$((failed + 1))
+  echo "FAIL docs links (see $log_dir/docs-links.txt):"
+  head -n 20 "$log_dir/docs-links.txt" | sed 's/^/  /'
+fi
+
 echo "== starting a private runtime in $TESSERA_LOCAL_DIR"
 "$TESSERA_RUNTIME" stop >/dev/null 2>&1
 rm -rf "$TESSERA_LOCAL_DIR"

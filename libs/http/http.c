@@ -47,7 +47,6 @@ struct http_server {
 
 #define HTTP_CONTENT_TYPE_JSON      "application/json"
 #define HTTP_CONTENT_TYPE_PROBLEM   "application/problem+json"
-#define HTTP_PROBLEM_TYPE_PREFIX    "https://tessera.dev/problems/"
 #define HTTP_PROBLEM_TYPE_MAX_BYTES 128
 
 /* --- exchange lifetime ---------------------------------------------------- */

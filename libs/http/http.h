@@ -124,8 +124,11 @@ bool http_prefer_wait_ms(const char *prefer, int max_ms, int *wait_ms)
  * pairs ending in NULL. */
 void http_reply_json(struct http_exchange *ex, int status, json_t *body, ...)
     __attribute__((sentinel));
+/* A problem's type URL: this prefix and its code, which names the code's row
+ * of docs/errors.md (tests/docs/check_links.py checks every code has one). */
+#define HTTP_PROBLEM_TYPE_PREFIX "https://tessera.dev/docs/errors.md#"
 /* RFC 9457 body {type, title, status, detail, code}; type is
- * "https://tessera.dev/problems/<code>". extra (stolen, may be NULL) is
+ * HTTP_PROBLEM_TYPE_PREFIX "<code>". extra (stolen, may be NULL) is
  * merged into the body (e.g. "errors"). */
 void http_reply_problem(struct http_exchange *ex, int status, const char *code, const char *detail,
                         json_t *extra);

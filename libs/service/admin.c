@@ -93,7 +93,7 @@ void admin_server_free(struct admin_server *a)
 
 void admin_metric(struct evbuffer *out, const char *name, const char *type, long long value)
 {
-    evbuffer_add_printf(out,
-                        "# HELP %s See the metrics table in README.md.\n# TYPE %s %s\n%s %lld\n",
-                        name, name, type, name, value);
+    evbuffer_add_printf(
+        out, "# HELP %s See the metrics table in docs/operations.md.\n# TYPE %s %s\n%s %lld\n",
+        name, name, type, name, value);
 }

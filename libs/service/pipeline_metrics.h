@@ -1,4 +1,4 @@
-/* Prometheus metrics of the consumer pipeline (see README, Operations):
+/* Prometheus metrics of the consumer pipeline (see docs/operations.md, Metrics):
  * consumed messages by topic, lag per partition, batch sizes and
  * durations, dead letters, fencing, retries, outbox relay and backlog.
  * All called from the pipeline thread. */

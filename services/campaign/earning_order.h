@@ -1,4 +1,4 @@
-/* Earning in order with rule changes (README "Earning points"; the
+/* Earning in order with rule changes (docs/domain.md "Earning points"; the
  * architecture's rule 1: a consumer applying a tenant-wide setting to a
  * member's event has it already or waits for it). A rule change travels on
  * member-events keyed by tenant and a purchase's fact on ledger-events

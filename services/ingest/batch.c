@@ -70,10 +70,10 @@ static void line_answer(struct batch_line *l, int status, json_t *result)
 static void line_problem(struct batch_line *l, int status, const char *code, const char *detail)
 {
     line_answer(l, status,
-                json_pack("{s:s, s:s, s:i, s:s, s:s}", "type", "https://tessera.dev/problems/",
-                          "title", http_status_title(status), "status", status, "detail", detail,
-                          "code", code));
-    json_object_set_new(l->result, "type", json_sprintf("https://tessera.dev/problems/%s", code));
+                json_pack("{s:s, s:s, s:i, s:s, s:s}", "type", HTTP_PROBLEM_TYPE_PREFIX, "title",
+                          http_status_title(status), "status", status, "detail", detail, "code",
+                          code));
+    json_object_set_new(l->result, "type", json_sprintf(HTTP_PROBLEM_TYPE_PREFIX "%s", code));
 }
 
 /* Frees b and hands back its request, which the caller ends. */

@@ -2,7 +2,7 @@
  * to erasure. One statement, audited in it:
  *
  *   - the member row loses name, phone, email, birthday, gender,
- *     attributes and the phone's blind index (so the phone is free again
+ *     attributes and the phone's and email's blind indexes (so the phone is free again
  *     and nobody finds the member by it); personal_data_erased_at is set;
  *   - the member's data key is deleted: every MemberRegistered of the
  *     member on member-events (kept forever, copied to any consumer) was
@@ -40,7 +40,8 @@ static void erase_authorized(struct req *r)
             "m AS (UPDATE members SET name = NULL, phone = NULL, email = NULL, birthday = NULL, "
             "gender = NULL, attributes = '{}', name_enc = NULL, phone_enc = NULL, "
             "email_enc = NULL, birthday_enc = NULL, gender_enc = NULL, attributes_enc = NULL, "
-            "phone_bidx = NULL, personal_data_erased_at = coalesce(personal_data_erased_at, "
+            "phone_bidx = NULL, email_bidx = NULL, personal_data_erased_at = "
+            "coalesce(personal_data_erased_at, "
             "now()) WHERE tenant_id = $1 AND member_id = (SELECT member_id FROM b) "
             "RETURNING member_id, personal_data_erased_at AS erased_at), "
             "k AS (DELETE FROM member_keys WHERE tenant_id = $1 AND member_id = $4), "

@@ -341,6 +341,27 @@ uint8_t *commands_encode(const struct caller *c, const char *member_id, const ch
 void members_register(struct http_exchange *ex, void *app);
 void members_get(struct http_exchange *ex, void *app);
 void members_find(struct http_exchange *ex, void *app);
+/* member_patch.c: PATCH /v1/members/{id}, the profile (sealed, audited,
+ * MemberProfileChanged on member-events). */
+void members_patch(struct http_exchange *ex, void *app);
+/* members.c: admin and pos keys manage members; otherwise answers 403 and
+ * false. */
+bool auth_may_manage_members(struct req *r) __attribute__((warn_unused_result));
+/* member_list.c: GET /v1/members without phone=, filtered and paged. */
+void members_list(struct req *r);
+/* member_tags.c: manual tags. */
+#define MEMBER_TAG_MAX  64 /* characters */
+#define MEMBER_TAGS_MAX 32 /* per member */
+#define MEMBER_TAG_RULE "1 to 64 of a-z, 0-9, - _ . :"
+bool member_tag_ok(const char *tag);
+/* members.c: text from a query or path is valid UTF-8 (PostgreSQL refuses
+ * anything else: a 500 otherwise). */
+bool members_text_utf8(const char *text);
+void member_tags_put(struct http_exchange *ex, void *app);
+void member_tags_delete(struct http_exchange *ex, void *app);
+/* member_devices.c: the devices a member logs in from, and unbinding one. */
+void member_devices_list(struct http_exchange *ex, void *app);
+void member_devices_delete(struct http_exchange *ex, void *app);
 /* erasure.c: DELETE /v1/members/{id}/personal-data (admin, audited). */
 void members_erase_personal_data(struct http_exchange *ex, void *app);
 void commands_topup(struct http_exchange *ex, void *app);
@@ -482,6 +503,24 @@ void member_events_free(struct ingest *app);
  * -1 with err (rows under an unknown key count as failures). */
 long long pii_reencrypt_all(const char *pg_dsn, const struct pii_keyring *k, char *err,
                             size_t err_len);
+/* members.c: profile limits and checks shared by registration and PATCH. */
+#define MEMBER_NAME_MAX             100
+#define MEMBER_EMAIL_MAX            254
+#define MEMBER_ATTRIBUTES_MAX       4096 /* bytes of JSON */
+#define MEMBER_EMAIL_INDEX_TEXT_MAX (MEMBER_EMAIL_MAX * 4 + 16)
+extern const char *const member_genders[];
+bool members_phone_ok(const char *phone);
+bool members_birthday_ok(const char *date);
+/* An email's blind index under key version (the phone's scheme over
+ * "email:" and the address in lower case); false without that key. */
+bool members_email_index(const struct pii_keyring *k, int version, const char *tenant_id,
+                         const char *email, char out[PII_BLIND_INDEX_HEX_BYTES])
+    __attribute__((warn_unused_result));
+/* The same for the current key and, during a rotation, the previous one. */
+bool members_email_indexes(const struct ingest *app, const char *tenant_id, const char *email,
+                           char current[PII_BLIND_INDEX_HEX_BYTES],
+                           char previous[PII_BLIND_INDEX_HEX_BYTES])
+    __attribute__((warn_unused_result));
 /* members.c: the member's blind index as a bytea literal for the current
  * key and, during a rotation, the previous one ("" without one). */
 bool members_phone_indexes(const struct ingest *app, const char *tenant_id, const char *phone,

@@ -82,6 +82,11 @@ static const struct config_entry config_table[] = {
 GUARDED(route_register, members_register)
 GUARDED(route_find, members_find)
 GUARDED(route_get, members_get)
+GUARDED(route_patch, members_patch)
+GUARDED(route_tag_put, member_tags_put)
+GUARDED(route_tag_delete, member_tags_delete)
+GUARDED(route_devices, member_devices_list)
+GUARDED(route_device_delete, member_devices_delete)
 GUARDED(route_erase, members_erase_personal_data)
 GUARDED(route_topup, commands_topup)
 GUARDED(route_purchase, commands_purchase)
@@ -117,6 +122,11 @@ static const struct http_route api_routes[] = {
     {"POST", "/v1/members", route_register},
     {"GET", "/v1/members", route_find},
     {"GET", "/v1/members/{member_id}", route_get},
+    {"PATCH", "/v1/members/{member_id}", route_patch},
+    {"PUT", "/v1/members/{member_id}/tags/{tag}", route_tag_put},
+    {"DELETE", "/v1/members/{member_id}/tags/{tag}", route_tag_delete},
+    {"GET", "/v1/members/{member_id}/devices", route_devices},
+    {"DELETE", "/v1/members/{member_id}/devices/{device_id}", route_device_delete},
     {"DELETE", "/v1/members/{member_id}/personal-data", route_erase},
     {"POST", "/v1/members/{member_id}/topups", route_topup},
     {"POST", "/v1/members/{member_id}/purchases", route_purchase},

@@ -204,7 +204,7 @@ static void on_session_stored(void *arg, redisReply *reply)
 {
     struct req *r = arg;
     struct login *l = login_of(r);
-    if (!reply) {
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
         req_fail(r, 503, "unavailable", "sessions are unavailable; retry shortly");
         return;
     }
@@ -228,8 +228,13 @@ static void open_session(struct req *r)
     auth_hash_key(l->token, l->token_hash);
     char value[3 * INGEST_KEY_MAX];
     snprintf(value, sizeof(value), "%s\n%s\n%s", r->caller.tenant_id, r->member_id, l->device_id);
-    session_command(r->app->sessions, on_session_stored, r, "SET tessera:session:%s %s EX %lld",
-                    l->token_hash, value, r->app->session_ttl_s);
+    char session_key[96], device_key[3 * INGEST_KEY_MAX + 32];
+    snprintf(session_key, sizeof(session_key), "tessera:session:%s", l->token_hash);
+    snprintf(device_key, sizeof(device_key), DEVICE_SESSIONS_KEY, r->caller.tenant_id, r->member_id,
+             l->device_id);
+    session_command(r->app->sessions, on_session_stored, r, "EVAL %s 2 %s %s %s %lld %s",
+                    SESSION_OPEN_LUA, session_key, device_key, value, r->app->session_ttl_s,
+                    l->token_hash);
 }
 
 static void on_device(void *arg, PGresult *res, const char *err, const char *sqlstate)

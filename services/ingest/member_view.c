@@ -100,7 +100,8 @@ enum {
     COL_BIRTHDAY_ENC,
     COL_GENDER_ENC,
     COL_ATTRIBUTES_ENC,
-    COL_ERASED /* personal_data_erased_at: null, or when the personal data was erased */
+    COL_ERASED, /* personal_data_erased_at: null, or when the personal data was erased */
+    COL_TAGS    /* the member's manual tags, a JSON array */
 };
 
 /* One PII field in the clear, malloc'ed: opened from its sealed column, or
@@ -157,6 +158,8 @@ static json_t *profile_json(struct req *r, const PGresult *res, bool *ok)
         "referred_by", text_or_null(res, COL_REFERRED_BY), "attributes", pii_attributes(r, res, ok),
         "registered_at", PQgetvalue(res, 0, COL_CREATED), "tier", "cards");
     json_object_set_new(v, "personal_data_erased_at", text_or_null(res, COL_ERASED));
+    json_t *tags = json_loads(PQgetvalue(res, 0, COL_TAGS), 0, NULL);
+    json_object_set_new(v, "tags", json_is_array(tags) ? tags : (json_decref(tags), json_array()));
     return v;
 }
 
@@ -190,9 +193,10 @@ void member_view_reply(struct req *r, const char *member_id)
                       "branch_id, referral_code, referred_by, attributes::text, "
                       "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
                       "birthday_enc, gender_enc, attributes_enc, to_char(personal_data_erased_at "
-                      "AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM members "
-                      "WHERE tenant_id = $1 "
-                      "AND member_id = $2",
+                      "AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+                      "(SELECT coalesce(json_agg(g.tag ORDER BY g.tag), '[]') FROM member_tags g "
+                      "WHERE g.tenant_id = m.tenant_id AND g.member_id = m.member_id) "
+                      "FROM members m WHERE tenant_id = $1 AND member_id = $2",
                       2, p, on_profile, r) < 0)
         req_fail_db(r, "queue full");
 }

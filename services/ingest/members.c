@@ -16,18 +16,16 @@
 #include "ingest.h"
 #include "log/log.h"
 
-#define MEMBER_NAME_MAX       100
-#define MEMBER_EMAIL_MAX      254
-#define MEMBER_ATTRIBUTES_MAX 4096 /* bytes of JSON */
-#define REFERRAL_CODE_LEN     8
+#define REFERRAL_CODE_LEN  8
+#define EMAIL_INDEX_PREFIX "email:" /* keeps an email's index apart from a phone's */
 
 static const char *const register_fields[] = {"name",          "phone",      "email",
                                               "birthday",      "gender",     "branch_id",
                                               "referral_code", "attributes", NULL};
-static const char *const genders[] = {"female", "male", "other", "undisclosed", NULL};
+const char *const member_genders[] = {"female", "male", "other", "undisclosed", NULL};
 
 /* ------------------------------------------------------------ validation */
-static bool phone_ok(const char *p)
+bool members_phone_ok(const char *p)
 {
     size_t digits = 0;
     if (*p == '+')
@@ -38,7 +36,7 @@ static bool phone_ok(const char *p)
     return digits >= 5 && digits <= 20;
 }
 
-static bool birthday_ok(const char *d)
+bool members_birthday_ok(const char *d)
 {
     int y, m, day;
     return datetime_parse_date(d, &y, &m, &day) && y >= 1900 && y <= 2100;
@@ -57,15 +55,16 @@ static bool validate_registration(struct req *r, struct registration *g)
     validate_no_unknown_fields(&v, b, register_fields);
     *g = (struct registration){0};
     validate_string(&v, b, "name", true, 1, MEMBER_NAME_MAX, &g->name);
-    if (validate_string(&v, b, "phone", true, 1, 24, &g->phone) && g->phone && !phone_ok(g->phone))
+    if (validate_string(&v, b, "phone", true, 1, 24, &g->phone) && g->phone &&
+        !members_phone_ok(g->phone))
         validation_add(&v, "phone", "must be 5 to 20 digits, optionally after a +");
     if (validate_string(&v, b, "email", false, 3, MEMBER_EMAIL_MAX, &g->email) && g->email &&
         !strchr(g->email, '@'))
         validation_add(&v, "email", "must be an email address");
     if (validate_string(&v, b, "birthday", false, 10, 10, &g->birthday) && g->birthday &&
-        !birthday_ok(g->birthday))
+        !members_birthday_ok(g->birthday))
         validation_add(&v, "birthday", "must be a date YYYY-MM-DD");
-    validate_enum(&v, b, "gender", false, genders, &g->gender);
+    validate_enum(&v, b, "gender", false, member_genders, &g->gender);
     ingest_validate_id(&v, b, "branch_id", true, &g->branch_id);
     validate_string(&v, b, "referral_code", false, 4, 16, &g->referred_by);
     json_t *attrs = json_object_get(b, "attributes");
@@ -221,12 +220,44 @@ bool members_phone_indexes(const struct ingest *app, const char *tenant_id, cons
     return pii_blind_index(&app->pii, app->pii.current_version, tenant_id, phone, current);
 }
 
+/* The text an email's index is taken of: the prefix and the address in
+ * lower case (ASCII: mail hosts are case-blind, local parts nearly always). */
+static bool email_index_text(const char *email, char out[MEMBER_EMAIL_INDEX_TEXT_MAX])
+{
+    size_t n = strlen(EMAIL_INDEX_PREFIX), len = strlen(email);
+    if (n + len + 1 > MEMBER_EMAIL_INDEX_TEXT_MAX)
+        return false;
+    memcpy(out, EMAIL_INDEX_PREFIX, n);
+    for (size_t i = 0; i <= len; i++)
+        out[n + i] = (email[i] >= 'A' && email[i] <= 'Z') ? (char)(email[i] + 32) : email[i];
+    return true;
+}
+
+bool members_email_index(const struct pii_keyring *k, int version, const char *tenant_id,
+                         const char *email, char out[PII_BLIND_INDEX_HEX_BYTES])
+{
+    char text[MEMBER_EMAIL_INDEX_TEXT_MAX];
+    return email_index_text(email, text) && pii_blind_index(k, version, tenant_id, text, out);
+}
+
+bool members_email_indexes(const struct ingest *app, const char *tenant_id, const char *email,
+                           char current[PII_BLIND_INDEX_HEX_BYTES],
+                           char previous[PII_BLIND_INDEX_HEX_BYTES])
+{
+    previous[0] = '\0';
+    if (app->pii.previous_version &&
+        !members_email_index(&app->pii, app->pii.previous_version, tenant_id, email, previous))
+        return false;
+    return members_email_index(&app->pii, app->pii.current_version, tenant_id, email, current);
+}
+
 /* The member's personal fields sealed for its row; NULL entries when
  * sealing failed (only absent optional fields are NULL on success). */
 struct sealed_pii {
     char *name, *phone, *email, *birthday, *gender, *attributes;
     char *data_key; /* the member's data key, wrapped under the tenant key */
     char index[PII_BLIND_INDEX_HEX_BYTES], previous_index[PII_BLIND_INDEX_HEX_BYTES];
+    char email_index[PII_BLIND_INDEX_HEX_BYTES]; /* "" without an email */
     char version[16];
 };
 
@@ -249,6 +280,11 @@ static bool seal_registration(struct req *r, const unsigned char key[PII_DATA_KE
               seal_field(r, "attributes", req_registration_of(r)->attributes_json, &s->attributes);
     snprintf(s->version, sizeof(s->version), "%d", r->app->pii.current_version);
     s->data_key = ok ? pii_data_key_wrap(&r->app->pii, t, r->member_id, key) : NULL;
+    const char *email = body_string(r, "email");
+    s->email_index[0] = '\0';
+    if (ok && email)
+        ok = members_email_index(&r->app->pii, r->app->pii.current_version, t, email,
+                                 s->email_index);
     return ok && s->data_key &&
            members_phone_indexes(r->app, t, body_string(r, "phone"), s->index, s->previous_index);
 }
@@ -284,7 +320,7 @@ static void insert_member(struct req *r)
     json_t *answer = registration_answer(r);
     char *answer_text = json_dumps(answer, JSON_COMPACT);
     json_decref(answer);
-    const char *p[20] = {r->caller.tenant_id,
+    const char *p[21] = {r->caller.tenant_id,
                          r->member_id,
                          req_registration_of(r)->member_no,
                          sealed.name,
@@ -303,13 +339,15 @@ static void insert_member(struct req *r)
                          sealed.index,
                          sealed.previous_index[0] ? sealed.previous_index : NULL,
                          sealed.version,
-                         sealed.data_key};
+                         sealed.data_key,
+                         sealed.email_index[0] ? sealed.email_index : NULL};
     int rc = pg_pool_query(
         r->app->pg,
         "WITH m AS (INSERT INTO members (tenant_id, member_id, member_no, name_enc, phone_enc, "
         "email_enc, birthday_enc, gender_enc, branch_id, referral_code, referred_by, "
-        "attributes_enc, phone_bidx, pii_key_version) SELECT $1, $2, $3, $4::bytea, $5::bytea, "
-        "$6::bytea, $7::bytea, $8::bytea, $9, $10, $11, $12::bytea, $17::bytea, $19::int "
+        "attributes_enc, phone_bidx, pii_key_version, email_bidx) SELECT $1, $2, $3, $4::bytea, "
+        "$5::bytea, $6::bytea, $7::bytea, $8::bytea, $9, $10, $11, $12::bytea, $17::bytea, "
+        "$19::int, $21::bytea "
         "WHERE NOT EXISTS (SELECT 1 FROM members WHERE tenant_id = $1 "
         "AND phone_bidx = $18::bytea) RETURNING member_id), "
         "k AS (INSERT INTO member_keys (tenant_id, member_id, key_version, data_key_enc) "
@@ -320,7 +358,7 @@ static void insert_member(struct req *r)
         "response_status, response_body) SELECT $1, $14, $15, 201, $16 FROM m "
         "WHERE $14::text IS NOT NULL) "
         "SELECT id FROM o",
-        20, p, on_inserted, r);
+        21, p, on_inserted, r);
     sealed_pii_free(&sealed);
     free(payload);
     free(answer_text);
@@ -358,12 +396,26 @@ static void prepare(struct req *r)
         req_fail_db(r, "queue full");
 }
 
+bool members_text_utf8(const char *text)
+{
+    json_t *s = json_string(text); /* jansson refuses a string that is not UTF-8 */
+    bool ok = s != NULL;
+    json_decref(s);
+    return ok;
+}
+
+bool auth_may_manage_members(struct req *r)
+{
+    if (strcmp(r->caller.scope, "admin") == 0 || strcmp(r->caller.scope, "pos") == 0)
+        return true;
+    req_fail(r, 403, "forbidden", "this key may not change members");
+    return false;
+}
+
 static void register_authenticated(struct req *r)
 {
-    if (strcmp(r->caller.scope, "admin") != 0 && strcmp(r->caller.scope, "pos") != 0) {
-        req_fail(r, 403, "forbidden", "this key may not register members");
+    if (!auth_may_manage_members(r))
         return;
-    }
     if (!req_read_body(r))
         return;
     struct registration g;
@@ -410,7 +462,11 @@ static void on_found(void *arg, PGresult *res, const char *err, const char *sqls
 static void find_authenticated(struct req *r)
 {
     const char *phone = http_query(r->ex, "phone");
-    if (!phone || !phone_ok(phone)) {
+    if (!phone) { /* no exact look-up: the filtered list */
+        members_list(r);
+        return;
+    }
+    if (!members_phone_ok(phone)) {
         req_reply_invalid(r, "phone", "query parameter phone is required: 5 to 20 digits");
         return;
     }

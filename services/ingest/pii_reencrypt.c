@@ -49,25 +49,30 @@ static char *field_clear(const struct pii_keyring *k, const PGresult *res, int r
 }
 
 /* Opens every field of the row and seals it under the current key into
- * sealed[]; the phone in the clear goes to *phone. False on failure. */
+ * sealed[]; the phone's blind index goes to index, the email's to
+ * email_index ("" without an email). False on failure. */
 static bool row_reseal_fields(const struct pii_keyring *k, const PGresult *res, int row,
-                              char *sealed[FIELDS], char **phone)
+                              char *sealed[FIELDS], char *index, char *email_index)
 {
+    const char *tenant = PQgetvalue(res, row, COL_TENANT);
     int version = atoi(PQgetvalue(res, row, COL_VERSION));
-    bool ok = version == 0 || pii_keyring_has(k, version);
+    bool ok = version == 0 || pii_keyring_has(k, version), phone = false;
+    email_index[0] = '\0';
     for (int i = 0; i < FIELDS && ok; i++) {
         char *clear = field_clear(k, res, row, i, version, &ok);
         sealed[i] = clear ? pii_seal(k, PQgetvalue(res, row, COL_TENANT),
                                      PQgetvalue(res, row, COL_MEMBER), field_names[i], clear)
                           : NULL;
         ok = ok && (sealed[i] || !clear);
-        if (i == 1 && clear)
-            *phone = strdup(clear);
+        if (i == 1 && clear) /* the phone */
+            ok = ok && (phone = pii_blind_index(k, k->current_version, tenant, clear, index));
+        if (i == 2 && clear) /* the email */
+            ok = ok && members_email_index(k, k->current_version, tenant, clear, email_index);
         if (clear)
             sodium_memzero(clear, strlen(clear));
         free(clear);
     }
-    return ok && *phone && sealed[0];
+    return ok && phone && sealed[0];
 }
 
 /* Reseals row; 1 when updated, 0 when the row changed meanwhile, -1. */
@@ -75,22 +80,22 @@ static int row_reseal(PGconn *pg, const struct pii_keyring *k, const PGresult *r
                       char *err, size_t err_len)
 {
     const char *tenant = PQgetvalue(res, row, COL_TENANT), *member = PQgetvalue(res, row, 1);
-    char *sealed[FIELDS] = {0}, *phone = NULL, index[PII_BLIND_INDEX_HEX_BYTES], version[16];
-    bool ok = row_reseal_fields(k, res, row, sealed, &phone) &&
-              pii_blind_index(k, k->current_version, tenant, phone, index);
+    char *sealed[FIELDS] = {0}, index[PII_BLIND_INDEX_HEX_BYTES], version[16];
+    char email_index[PII_BLIND_INDEX_HEX_BYTES];
+    bool ok = row_reseal_fields(k, res, row, sealed, index, email_index);
     snprintf(version, sizeof(version), "%d", k->current_version);
     const char *p[12] = {tenant,    member,    PQgetvalue(res, row, COL_VERSION),
                          sealed[0], sealed[1], sealed[2],
                          sealed[3], sealed[4], sealed[5],
-                         index,     version,   NULL};
+                         index,     version,   email_index[0] ? email_index : NULL};
     PGresult *up = ok ? db_query(pg,
                                  "UPDATE members SET name = NULL, phone = NULL, email = NULL, "
                                  "birthday = NULL, gender = NULL, attributes = '{}', "
                                  "name_enc = $4, phone_enc = $5, email_enc = $6, birthday_enc = "
                                  "$7, gender_enc = $8, attributes_enc = $9, phone_bidx = $10, "
-                                 "pii_key_version = $11 WHERE tenant_id = $1 AND member_id = $2 "
-                                 "AND pii_key_version = $3",
-                                 11, p, err, err_len, NULL)
+                                 "pii_key_version = $11, email_bidx = $12 WHERE tenant_id = $1 "
+                                 "AND member_id = $2 AND pii_key_version = $3",
+                                 12, p, err, err_len, NULL)
                       : NULL;
     if (!ok)
         snprintf(err, err_len,
@@ -99,9 +104,6 @@ static int row_reseal(PGconn *pg, const struct pii_keyring *k, const PGresult *r
                  member, tenant, PQgetvalue(res, row, COL_VERSION));
     for (int i = 0; i < FIELDS; i++)
         free(sealed[i]);
-    if (phone)
-        sodium_memzero(phone, strlen(phone));
-    free(phone);
     if (!up)
         return -1;
     int changed = atoi(PQcmdTuples(up));
@@ -184,7 +186,9 @@ long long pii_reencrypt_all(const char *pg_dsn, const struct pii_keyring *k, cha
                                  "email, birthday::text, gender, attributes::text, name_enc, "
                                  "phone_enc, email_enc, birthday_enc, gender_enc, attributes_enc "
                                  "FROM members "
-                                 "WHERE pii_key_version <> $1 AND personal_data_erased_at IS NULL "
+                                 "WHERE (pii_key_version <> $1 OR (email_bidx IS NULL AND "
+                                 "(email_enc IS NOT NULL OR email IS NOT NULL))) "
+                                 "AND personal_data_erased_at IS NULL "
                                  "LIMIT " REENCRYPT_BATCH,
                                  1, p, err, err_len, NULL);
         if (!res) {

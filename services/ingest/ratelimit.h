@@ -2,7 +2,7 @@
  * this ingest instance's memory: N instances behind a load balancer allow
  * up to N times the configured rate (operators divide accordingly). Local
  * buckets cost no round trip on every request and keep working when Redis
- * is down; the trade-off is documented in the README.
+ * is down; the trade-off is documented in docs/security.md (Abuse limits).
  *
  * Memory is bounded: a fixed table of buckets, found by hashing the name
  * and probing a few slots. A full probe window evicts a bucket that has

@@ -16,6 +16,21 @@
 
 struct session_store;
 
+/* Each device's sessions are also kept in a set, so unbinding a device
+ * (DELETE /v1/members/{id}/devices/{device_id}) ends them:
+ * tessera:device-sessions:<tenant>:<member>:<device> holds the token
+ * hashes, with the sessions' expiry (renewed at each login). */
+#define DEVICE_SESSIONS_KEY "tessera:device-sessions:%s:%s:%s"
+/* A session and its place in its device's set, in one step (KEYS: the
+ * session, the device's set; ARGV: the value, the expiry in s, the hash). */
+#define SESSION_OPEN_LUA                                                                           \
+    "redis.call('SADD', KEYS[2], ARGV[3]) redis.call('EXPIRE', KEYS[2], ARGV[2]) "                 \
+    "return redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])"
+/* Ends every session of a device (KEYS: the device's set); their count. */
+#define DEVICE_SESSIONS_END_LUA                                                                    \
+    "local s = redis.call('SMEMBERS', KEYS[1]) for _, h in ipairs(s) do "                          \
+    "redis.call('DEL', 'tessera:session:' .. h) end redis.call('DEL', KEYS[1]) return #s"
+
 /* reply is NULL when Redis is unreachable; valid during the call only. */
 typedef void (*session_reply_fn)(void *arg, redisReply *reply);
 

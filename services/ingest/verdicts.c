@@ -64,12 +64,11 @@ int verdict_to_response(const Envelope *env, json_t **body)
     if (env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LEDGER_REJECTED) {
         const LedgerRejected *v = env->ledger_rejected;
         int status = problems_ledger_status(v->code);
-        *body = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:o}", "type",
-                          "https://tessera.dev/problems/", "title", http_status_title(status),
-                          "status", status, "detail", v->detail, "code", v->code, "operation_id",
-                          v->command_id, "balances", verdict_balances(v->balances));
-        json_object_set_new(*body, "type",
-                            json_sprintf("https://tessera.dev/problems/%s", v->code));
+        *body = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:o}", "type", HTTP_PROBLEM_TYPE_PREFIX,
+                          "title", http_status_title(status), "status", status, "detail", v->detail,
+                          "code", v->code, "operation_id", v->command_id, "balances",
+                          verdict_balances(v->balances));
+        json_object_set_new(*body, "type", json_sprintf(HTTP_PROBLEM_TYPE_PREFIX "%s", v->code));
         return status;
     }
     if (env->payload_case != TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LEDGER_POSTED)

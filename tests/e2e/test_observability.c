@@ -1,5 +1,5 @@
 /* Operability over the running services: every admin port's /metrics is
- * valid Prometheus text with the families the README documents, and the
+ * valid Prometheus text with the families docs/operations.md documents, and the
  * values move when traffic flows. */
 #include <setjmp.h>
 #include <stdarg.h>

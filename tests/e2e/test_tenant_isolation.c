@@ -121,6 +121,10 @@ static void expand(char *out, size_t len, const char *tmpl)
             v = demo.phone;
         else if (t[0] == '%' && t[1] == 'K')
             v = demo.key_id;
+        else if (t[0] == '%' && t[1] == 'T')
+            v = "vip";
+        else if (t[0] == '%' && t[1] == 'D')
+            v = "probe-device";
         if (v) {
             n += (size_t)snprintf(out + n, len - n, "%s", v);
             t++;
@@ -134,6 +138,11 @@ static void expand(char *out, size_t len, const char *tmpl)
 /* Every route of the API, aimed at the demo tenant's things. */
 static const struct probe probes[] = {
     {"GET", "/v1/members/%M", NULL, 404, "not_found"},
+    {"PATCH", "/v1/members/%M", "{\"name\":\"Rival Rename\"}", 404, "not_found"},
+    {"PUT", "/v1/members/%M/tags/rival", NULL, 404, "not_found"},
+    {"DELETE", "/v1/members/%M/tags/rival", NULL, 404, "not_found"},
+    {"GET", "/v1/members/%M/devices", NULL, 404, "not_found"},
+    {"DELETE", "/v1/members/%M/devices/iso-device", NULL, 404, "not_found"},
     {"GET", "/v1/members?phone=%P", NULL, 404, "not_found"},
     {"POST", "/v1/members/%M/topups",
      "{\"amount\":1000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}", 404, "not_found"},
@@ -200,6 +209,11 @@ static const struct route_probe routes[] = {
      APP_403, TOK_401},
     {"GET", "/v1/members?phone=%P", NULL, APP_403, TOK_401},
     {"GET", "/v1/members/%M", NULL, APP_403, TOK_401},
+    {"PATCH", "/v1/members/%M", "{\"name\":\"x\"}", APP_403, TOK_401},
+    {"PUT", "/v1/members/%M/tags/%T", NULL, APP_403, TOK_401},
+    {"DELETE", "/v1/members/%M/tags/%T", NULL, APP_403, TOK_401},
+    {"GET", "/v1/members/%M/devices", NULL, APP_403, TOK_401},
+    {"DELETE", "/v1/members/%M/devices/%D", NULL, APP_403, TOK_401},
     {"DELETE", "/v1/members/%M/personal-data", NULL, APP_403, TOK_401},
     {"POST", "/v1/members/%M/topups",
      "{\"amount\":1000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}", APP_403, TOK_401},
@@ -250,11 +264,15 @@ static void route_pattern(const char *path, char *out, size_t len)
 {
     static const struct {
         const char *from, *to;
-    } names[] = {{"%M", "{member_id}"}, {"%O", "{operation_id}"}, {"%K", "{key_id}"}};
+    } names[] = {{"%M", "{member_id}"},
+                 {"%O", "{operation_id}"},
+                 {"%K", "{key_id}"},
+                 {"%T", "{tag}"},
+                 {"%D", "{device_id}"}};
     size_t n = 0;
     for (const char *p = path; *p && *p != '?' && n + 16 < len; p++) {
         const char *to = NULL;
-        for (size_t i = 0; i < 3 && p[0] == '%'; i++)
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]) && p[0] == '%'; i++)
             if (p[1] == names[i].from[1])
                 to = names[i].to;
         if (to) {

@@ -327,7 +327,7 @@ static void assert_problem(const struct resp *r, int status, const char *code)
     assert_int_equal(r->status, status);
     assert_header(r, "Content-Type: application/problem+json");
     assert_non_null(r->json);
-    snprintf(type, sizeof(type), "https://tessera.dev/problems/%s", code);
+    snprintf(type, sizeof(type), HTTP_PROBLEM_TYPE_PREFIX "%s", code);
     assert_string_equal(jstr(r->json, "type"), type);
     assert_string_equal(jstr(r->json, "code"), code);
     assert_string_equal(jstr(r->json, "title"), http_status_title(status));
