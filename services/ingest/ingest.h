@@ -15,6 +15,7 @@
 #include "db/pg_listen.h"
 #include "db/pg_pool.h"
 #include "events/codec.h"
+#include "events/settings_types.h"
 #include "events/text_limits.h"
 #include "http/http.h"
 #include "http/validate.h"
@@ -163,6 +164,7 @@ struct req {
     uint64_t key_generation;           /* auth.c: the key cache's, when PostgreSQL was asked */
     bool app_route;                    /* the route takes app keys (auth_app_then) */
     const char *audit_action;          /* money commands whose verdict is audited */
+    const char *setting_kind;          /* settings.c: the SETTING_* a path names */
     int audit_status;                  /* the verdict, while its audit row is written */
     json_t *audit_result;
     /* what only one kind of route carries: see req_route_kind */
@@ -437,6 +439,27 @@ void reports_card_liability(struct http_exchange *ex, void *app);
 /* cards.c: confirms member, branch and card, claims the Idempotency-Key,
  * then calls send (card and coupon commands). */
 void cards_check_then_send(struct req *r, void (*send)(struct req *r));
+/* settings.c: GET/PUT /v1/config/{topup-bonus,points-policy,refund-fees,
+ * prepaid} (admin), sent to the ledger as SetLedgerSetting commands. */
+struct setting_msg {
+    SetLedgerSetting s;
+    TopUpBonusSetting ladder;
+    BonusStep steps[SETTINGS_BONUS_STEPS_MAX];
+    BonusStep *step_ptrs[SETTINGS_BONUS_STEPS_MAX];
+    PointsPolicySetting policy;
+    RefundFeeSetting fees;
+    PrepaidSetting prepaid;
+};
+void settings_put(struct http_exchange *ex, void *app);
+void settings_get(struct http_exchange *ex, void *app);
+struct validation;
+/* Adds every bad field of body, a setting of kind (SETTING_*), to v. */
+void settings_validate(struct validation *v, const char *kind, json_t *body);
+/* The command for a validated body; m holds its storage, body its strings. */
+void settings_fill(struct setting_msg *m, const char *kind, json_t *body, const char *change_id);
+/* A posted SetLedgerSetting's answer (200), or -1 for another command. */
+int settings_verdict_to_response(const LedgerPosted *v, json_t **body);
+
 /* earning_rules.c: PUT /v1/config/earning-rules (admin), published to the
  * campaign service; answers once it has stored the change (or 202). */
 void earning_rules_put(struct http_exchange *ex, void *app);
