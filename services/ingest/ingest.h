@@ -263,6 +263,17 @@ void auth_then(struct req *r, void (*next)(struct req *r));
 void auth_app_then(struct req *r, void (*next)(struct req *r));
 /* SHA-256 of a key as 64 hex digits: what api_keys.key_hash stores. */
 void auth_hash_key(const char *key, char out[65]);
+/* api_keys.c: a new API key (shown once) into req_api_key_of(r)->secret,
+ * its SHA-256 into r->request_hash and its id into key_id. */
+void api_keys_make(struct req *r, char key_id[32]);
+/* tenants.c: POST /v1/tenants (platform key). */
+void tenants_create(struct http_exchange *ex, void *app);
+/* branches.c: GET /v1/branches, PATCH and DELETE (close) /v1/branches/{id}. */
+void branches_list(struct http_exchange *ex, void *app);
+void branches_rename(struct http_exchange *ex, void *app);
+void branches_close(struct http_exchange *ex, void *app);
+/* platform_keys.c: `tessera-ingest --create-platform-key NAME`; 0 or 1. */
+int platform_key_create(const char *pg_dsn, const char *name);
 /* Authenticates, then requires an admin key, then calls next. */
 void auth_admin_then(struct req *r, void (*next)(struct req *r));
 /* Takes a token from the client address's bucket; otherwise answers 429
@@ -381,6 +392,11 @@ void member_session_then(struct req *r, void (*next)(struct req *r));
  * statement: a CTE named `audit` over a CTE `changed(target, before,
  * after)`, taking $1 tenant, $2 actor key id, $3 actor address and the
  * action as a literal. */
+/* A branch's state as one column: 't' open, 'closed', 'f' no such branch
+ * (req_branch_exists answers the last two). */
+#define BRANCH_STATE_SQL(tenant, branch)                                                           \
+    "coalesce((SELECT CASE WHEN closed_at IS NULL THEN 't' ELSE 'closed' END FROM branches "       \
+    "WHERE tenant_id = " tenant " AND branch_id = " branch "), 'f')"
 #define AUDIT_CTE(action)                                                                          \
     "audit AS (INSERT INTO audit_log (tenant_id, actor_key_id, actor_ip, action, target, "         \
     "before, after) SELECT $1, $2, $3, '" action "', target, before, after FROM changed) "
@@ -492,6 +508,9 @@ json_t *balances_json_of(const Balances *b);
 void member_view_reply(struct req *r, const char *member_id);
 
 /* outbox_relay.c: member events from ingest's own outbox */
+/* Like member_events_publish, to topic (member-events or ledger-commands). */
+void outbox_publish_to(struct ingest *app, const char *outbox_id, const char *topic,
+                       const char *member_id, const uint8_t *payload, size_t len);
 void member_events_publish(struct ingest *app, const char *outbox_id, const char *member_id,
                            const uint8_t *payload, size_t len);
 void member_events_sweep(evutil_socket_t fd, short what, void *arg);
