@@ -29,5 +29,6 @@ typedef Tessera__Ledger__V1__SetLedgerSetting SetLedgerSetting;
 #define SETTING_POINTS_POLICY "points-policy"
 #define SETTING_REFUND_FEES   "refund-fees"
 #define SETTING_PREPAID       "prepaid"
+#define SETTING_CARD_LIMITS   "card-limits" /* SetCardLimits (cards.proto): versioned alike */
 
 #endif

@@ -286,7 +286,8 @@ int cards_verdict_to_response(const Envelope *env, json_t **body)
     if (strncmp(type, "coupon_", 7) == 0 && v->coupon)
         return coupons_verdict_to_response(v, body);
     if (strcmp(type, "card_limits") == 0) {
-        *body = json_pack("{s:s, s:s}", "operation_id", v->command_id, "status", "applied");
+        *body = json_pack("{s:s, s:s, s:s}", "operation_id", v->command_id, "change_id",
+                          v->command_id, "status", "applied"); /* GET shows the version */
         return 200;
     }
     if (!v->card || (strncmp(type, "card_", 5) != 0 && strcmp(type, "product_define") != 0))

@@ -151,6 +151,7 @@ static const struct http_route api_routes[] = {
     {"GET", "/v1/config/refund-fees", route_setting_get},
     {"PUT", "/v1/config/refund-fees", route_setting_put},
     {"GET", "/v1/config/prepaid", route_setting_get},
+    {"GET", "/v1/config/card-limits", route_setting_get},
     {"PUT", "/v1/config/prepaid", route_setting_put},
     {"POST", "/v1/members/{member_id}/cards", route_card_issue},
     {"POST", "/v1/members/{member_id}/cards/{card_id}/renewals", route_card_renew},

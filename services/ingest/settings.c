@@ -12,15 +12,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "events/card_types.h"
 #include "events/settings_types.h"
 #include "http/validate.h"
 #include "ingest.h"
 
+/* card-limits last: GET only here (its PUT is products.c's) */
 static const char *const kinds[] = {SETTING_TOPUP_BONUS, SETTING_POINTS_POLICY, SETTING_REFUND_FEES,
-                                    SETTING_PREPAID, NULL};
-static const char *const audit_actions[] = {"settings.topup-bonus.put",
-                                            "settings.points-policy.put",
-                                            "settings.refund-fees.put", "settings.prepaid.put"};
+                                    SETTING_PREPAID,     SETTING_CARD_LIMITS,   NULL};
+static const char *const audit_actions[] = {
+    "settings.topup-bonus.put", "settings.points-policy.put", "settings.refund-fees.put",
+    "settings.prepaid.put", "card_limits.put"};
 static const char *const expiry_kinds[] = {"never", "days", "end_of_month", "end_of_year", NULL};
 
 /* The kind a path names ("/v1/config/<kind>"), or NULL. */
@@ -242,8 +244,8 @@ static void send_setting(struct req *r)
 static void put_authorized(struct req *r)
 {
     r->setting_kind = kind_of_path(r);
-    if (!r->setting_kind) {
-        req_fail(r, 404, "not_found", "no such setting");
+    if (!r->setting_kind || strcmp(r->setting_kind, SETTING_CARD_LIMITS) == 0) {
+        req_fail(r, 404, "not_found", "no such setting"); /* card limits: products.c */
         return;
     }
     if (!req_read_body(r))
@@ -278,6 +280,12 @@ static json_t *default_setting(const char *kind)
                          "points_per_unit", 0, "unit_amount", 0, "max_share_bp", 0);
     if (strcmp(kind, SETTING_REFUND_FEES) == 0)
         return json_pack("{s:i, s:i}", "fee_bp", 0, "fee_min", 0);
+    if (strcmp(kind, SETTING_CARD_LIMITS) == 0)
+        return json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:i}", "daily_uses_max",
+                         CARD_LIMITS_DEFAULT_DAILY_USES, "prepaid_days_max", 0, "prepaid_uses_max",
+                         0, "burst_uses", CARD_LIMITS_DEFAULT_BURST_USES, "burst_window_s",
+                         CARD_LIMITS_DEFAULT_BURST_WINDOW_S, "far_branch_window_s",
+                         CARD_LIMITS_DEFAULT_FAR_BRANCH_S, "first_day_topup_spend_max", 0);
     return json_pack("{s:i}", "alert_threshold", 0);
 }
 

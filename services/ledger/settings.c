@@ -143,6 +143,9 @@ static json_t *setting_json(const SetLedgerSetting *s)
     }
 }
 
+static void queue(struct ledger_ctx *l, const Envelope *env, const char *change_id,
+                  const char *kind, json_t *j);
+
 /* ------------------------------------------------------- the batch's state */
 static void apply_ladder(struct ledger_ctx *l, const char *tenant_id, const TopUpBonusSetting *t)
 {
@@ -203,15 +206,33 @@ void settings_decide(struct ledger_ctx *l, struct outcome *o)
         apply_fees(l, env->tenant_id, s->refund_fees);
     /* the prepaid threshold is read by prepaid_track's statement, after
      * settings_write has stored it */
-    json_t *j = setting_json(s);
+    queue(l, env, s->command_id, kind, setting_json(s));
+}
+
+static void queue(struct ledger_ctx *l, const Envelope *env, const char *change_id,
+                  const char *kind, json_t *j)
+{
     l->settings = array_grow(l->settings, l->setting_count, &l->setting_cap, sizeof(*l->settings));
     l->settings[l->setting_count++] =
         (struct ledger_setting_change){.tenant_id = strdup(env->tenant_id),
-                                       .change_id = strdup(s->command_id),
+                                       .change_id = strdup(change_id),
                                        .kind = kind,
                                        .setting = json_dumps(j, JSON_COMPACT),
                                        .effective_from_us = env->occurred_at_us};
     json_decref(j);
+}
+
+void settings_note_card_limits(struct ledger_ctx *l, const Envelope *cmd,
+                               const struct card_limits *lim)
+{
+    queue(l, cmd, cmd->set_card_limits->command_id, SETTING_CARD_LIMITS,
+          json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "daily_uses_max",
+                    (json_int_t)lim->daily_uses_max, "prepaid_days_max",
+                    (json_int_t)lim->prepaid_days_max, "prepaid_uses_max",
+                    (json_int_t)lim->prepaid_uses_max, "burst_uses", (json_int_t)lim->burst_uses,
+                    "burst_window_s", (json_int_t)lim->burst_window_s, "far_branch_window_s",
+                    (json_int_t)lim->far_branch_window_s, "first_day_topup_spend_max",
+                    (json_int_t)lim->first_day_topup_spend_max));
 }
 
 /* ------------------------------------------------------- rows */

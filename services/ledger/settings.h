@@ -35,6 +35,10 @@ void settings_begin_batch(struct ledger_ctx *l);
 /* Checks the change (a bad one is rejected: invalid_command), applies it
  * to the batch's state and queues its rows. */
 void settings_decide(struct ledger_ctx *l, struct outcome *o);
+struct card_limits;
+/* Queues a version of the tenant's card limits (cards.c applies them). */
+void settings_note_card_limits(struct ledger_ctx *l, const Envelope *cmd,
+                               const struct card_limits *lim);
 int settings_write(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
     __attribute__((warn_unused_result));
 

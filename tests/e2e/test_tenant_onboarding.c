@@ -33,6 +33,7 @@ static char platform_key[128];
 static char tenant_id[64];
 static char admin_key[128];
 static char template_ladder_change[64];
+static char template_limits_change[64];
 
 static void expect_status(struct api_response *r, long status)
 {
@@ -99,6 +100,10 @@ static int setup_tenant(void **state)
     assert_string_equal(json_string_value(json_object_get(first, "kind")), "topup-bonus");
     snprintf(template_ladder_change, sizeof(template_ladder_change), "%s",
              json_string_value(json_object_get(first, "change_id")));
+    json_t *limits = json_array_get(json_object_get(r.body, "settings"), 2);
+    assert_string_equal(json_string_value(json_object_get(limits, "kind")), "card-limits");
+    snprintf(template_limits_change, sizeof(template_limits_change), "%s",
+             json_string_value(json_object_get(limits, "change_id")));
     api_response_free(&r);
     /* the same tenant again: refused, nothing changed */
     r = api_call("POST", "/v1/tenants", body, platform_key, NULL);
@@ -126,6 +131,8 @@ static void test_platform_key_only(void **state)
     api_response_free(&r);
 }
 
+static void put_setting(const char *kind, const char *body, char change_id[64]);
+
 /* The template's ladder arrives through the ledger like any change. */
 static void test_template_applied(void **state)
 {
@@ -136,6 +143,16 @@ static void test_template_applied(void **state)
     assert_int_equal(json_array_size(steps), 3);
     assert_int_equal(json_int_at(json_array_get(steps, 0), "threshold"), 100000);
     assert_int_equal(json_int_at(json_array_get(steps, 0), "bonus"), 10000);
+    api_response_free(&r);
+    /* card limits are versioned the same way */
+    struct change_wait l = {"card-limits", template_limits_change};
+    assert_true(poll_until(change_in_force, &l, DEADLINE_MS));
+    char own[64];
+    put_setting("card-limits", "{\"daily_uses_max\":5}", own);
+    r = get_setting("card-limits");
+    assert_string_equal(json_str_at(r.body, "change_id"), own);
+    assert_int_equal(json_int_at(r.body, "daily_uses_max"), 5);
+    assert_int_equal(json_int_at(r.body, "burst_window_s"), 600); /* the default, filled in */
     api_response_free(&r);
 }
 

@@ -1,4 +1,5 @@
--- The tenants' ledger settings as versions (settings.c): every change
+-- The tenants' ledger settings as versions (settings.c; card limits
+-- too, from SetCardLimits): every change
 -- the ledger applied, with the time it took effect (the change's own
 -- occurred_at), in the form the API shows. The current tables
 -- (topup_bonus_steps, points_policy, refund_fee_rules, prepaid_thresholds)
@@ -7,7 +8,8 @@
 CREATE TABLE settings_changes (
     tenant_id          text        NOT NULL,
     kind               text        NOT NULL
-                       CHECK (kind IN ('topup-bonus', 'points-policy', 'refund-fees', 'prepaid')),
+                       CHECK (kind IN ('topup-bonus', 'points-policy', 'refund-fees', 'prepaid',
+                                     'card-limits')),
     change_id          text        NOT NULL,
     effective_from_us  bigint      NOT NULL,
     setting            jsonb       NOT NULL,
