@@ -33,7 +33,8 @@ cat <<INFO
 Tessera is running.
   API:            http://127.0.0.1:$api_port
   Demo admin key: $(cat "$local_dir/api-key")   (also in $local_dir/api-key)
-  Tenant:         demo (branches hq, branch-1)
+  Tenant:         demo (branches hq, branch-1), created through POST /v1/tenants
+  Platform key:   in $local_dir/platform-key (creates tenants: docs/tenants.md)
   Kafka:          127.0.0.1:$kafka_port (Apache Kafka, data in $local_dir/kafka)
   Logs:           $local_dir/logs/
 Press Ctrl-C to stop (or run 'make stop' in another shell).

@@ -317,14 +317,66 @@ wait_ready() {
     curl -fsS "http://127.0.0.1:$(admin_port_of "$svc")/readyz"
 }
 
-seed_demo() {
-  local key_file=$local_dir/api-key
-  if [ ! -s "$key_file" ]; then
-    echo "tsk_$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')" >"$key_file"
-    chmod 600 "$key_file"
-  fi
-  psql -q -v ON_ERROR_STOP=1 -v api_key="$(cat "$key_file")" "$(pg_dsn)" \
-    -f "$repo/deploy/local/seed-demo.sql" >/dev/null
+# The bootstrap of an installation (docs/tenants.md): a platform key,
+# printed once on stdout; only its SHA-256 is stored.
+create_platform_key() {
+  service_env ingest
+  env "${svc_env[@]}" "$bin_dir/tessera-ingest" --create-platform-key "$1" \
+    2>>"$local_dir/logs/ingest.log"
+}
+
+# A JSON field of stdin, by a dotted path (python3 is in every Debian).
+json_field() { python3 -c 'import json,sys
+v=json.load(sys.stdin)
+for k in sys.argv[1].split("."): v=v[int(k)] if isinstance(v, list) else v[k]
+print("" if v is None else v)' "$1"; }
+
+api() { # METHOD PATH KEY [BODY]
+  curl -fsS -X "$1" "http://127.0.0.1:$api_port$2" -H "Authorization: Bearer $3" \
+    -H 'Content-Type: application/json' ${4:+-d "$4"}
+}
+
+# Waits until the ledger has applied the tenant's template setting $2
+# (change id $3): GET /v1/config/$2 names it.
+wait_setting() {
+  local key=$1 kind=$2 change=$3 deadline=$((SECONDS + ready_timeout_s))
+  until [ "$(api GET "/v1/config/$kind" "$key" | json_field change_id)" = "$change" ]; do
+    [ $SECONDS -lt $deadline ] || die "the demo tenant's $kind was not applied in time"
+    sleep 0.2
+  done
+}
+
+# The demo tenant, created once through the API like any tenant: the
+# platform key bootstrap, POST /v1/tenants (template education, branch
+# hq), then branch-1 with the new admin key, written to api-key.
+create_demo() {
+  local key_file=$local_dir/api-key pk answer key
+  [ -s "$key_file" ] && return 0
+  pk=$(create_platform_key "local runtime") || die "no platform key (see $local_dir/logs/ingest.log)"
+  (umask 077; echo "$pk" >"$local_dir/platform-key")
+  answer=$(api POST /v1/tenants "$pk" '{"tenant_id":"demo","name":"Demo Chain","template":"education","branch":{"branch_id":"hq","name":"Headquarters"}}') ||
+    die "the demo tenant was not created (does it exist without $key_file?)"
+  key=$(echo "$answer" | json_field admin_key.key)
+  api POST /v1/branches "$key" '{"branch_id":"branch-1","name":"Branch 1"}' >/dev/null
+  wait_setting "$key" topup-bonus "$(echo "$answer" | json_field settings.0.change_id)"
+  wait_setting "$key" points-policy "$(echo "$answer" | json_field settings.1.change_id)"
+  seed_demo_tiers
+  (umask 077; echo "$key" >"$key_file")
+}
+
+# The demo tier ladder. Tiering has no settings API yet (PUT
+# /v1/config/tiers is issue 14's tier work): until it lands this one
+# table is still written by SQL, and only for the demo tenant.
+seed_demo_tiers() {
+  psql -q -v ON_ERROR_STOP=1 "$(pg_dsn)" >/dev/null <<'SQL'
+INSERT INTO tiering.tier_levels
+    (tenant_id, rank, name, min_cumulative_spend, min_annual_spend, invitation_only, discount_bp)
+VALUES
+    ('demo', 1, 'Basic', 50000, NULL, false, 8500),
+    ('demo', 2, 'Advanced', 200000, 500000, false, 8000),
+    ('demo', 3, 'Premium', 2000001, NULL, false, 7000)
+    ON CONFLICT DO NOTHING;
+SQL
 }
 
 # Waits until every consumer has read everything on its topics, so the
@@ -349,8 +401,8 @@ cmd_start() {
   ensure_master_key
   migrate_all
   reencrypt_pii
-  seed_demo
   start_services
+  create_demo
 }
 
 stop_services() {
@@ -396,6 +448,7 @@ cmd_stop() {
 
 case ${1:-} in
   start) cmd_start ;;
+  platform-key) create_platform_key "${2:-operator}" ;;
   rotate-master-key) rotate_master_key ;;
   restart-kafka) stop_services; stop_broker; start_broker; start_services ;;
   recreate-kafka) stop_services; stop_broker; forget_broker_data; start_broker; start_services ;;

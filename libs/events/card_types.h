@@ -16,4 +16,13 @@ typedef Tessera__Cards__V1__IssueCoupon IssueCoupon;
 typedef Tessera__Cards__V1__RedeemCoupon RedeemCoupon;
 typedef Tessera__Cards__V1__CouponState CouponState;
 
+/* A tenant's card limits until it sets its own (the domain brief's: 3 uses
+ * a day, no prepaid cap, an alert on 3 uses within 10 minutes or two
+ * branches within 30): the ledger decides with them, GET
+ * /v1/config/card-limits shows them. */
+#define CARD_LIMITS_DEFAULT_DAILY_USES     3
+#define CARD_LIMITS_DEFAULT_BURST_USES     3
+#define CARD_LIMITS_DEFAULT_BURST_WINDOW_S 600
+#define CARD_LIMITS_DEFAULT_FAR_BRANCH_S   1800
+
 #endif

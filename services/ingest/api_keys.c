@@ -75,7 +75,7 @@ static bool validate_key_request(struct req *r, struct key_request *k)
 }
 
 /* The secret (shown once) in the route's secret; r->request_hash its SHA-256. */
-static void make_key(struct req *r, char key_id[32])
+void api_keys_make(struct req *r, char key_id[32])
 {
     unsigned char raw[API_KEY_RANDOM_BYTES], id[KEY_ID_RANDOM_BYTES];
     randombytes_buf(raw, sizeof(raw));
@@ -118,7 +118,7 @@ static void create_authorized(struct req *r)
     if (!validate_key_request(r, &k))
         return;
     char key_id[32];
-    make_key(r, key_id);
+    api_keys_make(r, key_id);
     const char *p[10] = {r->caller.tenant_id,
                          r->caller.key_id,
                          http_peer(r->ex),

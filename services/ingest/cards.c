@@ -194,19 +194,20 @@ void cards_check_then_send(struct req *r, void (*send)(struct req *r))
     r->next = send;
     const char *card = http_param(r->ex, "card_id");
     const char *p[4] = {r->caller.tenant_id, r->member_id, r->branch_id, card ? card : ""};
-    if (pg_pool_query(r->app->pg,
-                      "SELECT EXISTS (SELECT 1 FROM members WHERE tenant_id = $1 AND "
-                      "member_id = $2), ($3 = '' OR EXISTS (SELECT 1 FROM branches WHERE "
-                      "tenant_id = $1 AND branch_id = $3)), "
-                      "EXTRACT(EPOCH FROM (now() AT TIME ZONE t.time_zone) - "
-                      "(now() AT TIME ZONE 'UTC'))::int, "
-                      "(SELECT product_id FROM ledger.read_cards WHERE tenant_id = $1 AND "
-                      "card_id = $4 AND member_id = $2), "
-                      "($3 = '' OR coalesce((SELECT cardinality(branch_ids) = 0 OR "
-                      "$3 = ANY(branch_ids) FROM ledger.read_cards WHERE tenant_id = $1 AND "
-                      "card_id = $4 AND member_id = $2), true)) "
-                      "FROM tenants t WHERE t.tenant_id = $1",
-                      4, p, on_checked, r) < 0)
+    if (pg_pool_query(
+            r->app->pg,
+            "SELECT EXISTS (SELECT 1 FROM members WHERE tenant_id = $1 AND "
+            "member_id = $2), CASE WHEN $3 = '' THEN 't' ELSE " BRANCH_STATE_SQL(
+                "$1", "$3") " END, "
+                            "EXTRACT(EPOCH FROM (now() AT TIME ZONE t.time_zone) - "
+                            "(now() AT TIME ZONE 'UTC'))::int, "
+                            "(SELECT product_id FROM ledger.read_cards WHERE tenant_id = $1 AND "
+                            "card_id = $4 AND member_id = $2), "
+                            "($3 = '' OR coalesce((SELECT cardinality(branch_ids) = 0 OR "
+                            "$3 = ANY(branch_ids) FROM ledger.read_cards WHERE tenant_id = $1 AND "
+                            "card_id = $4 AND member_id = $2), true)) "
+                            "FROM tenants t WHERE t.tenant_id = $1",
+            4, p, on_checked, r) < 0)
         req_fail_db(r, "queue full");
 }
 
@@ -285,7 +286,8 @@ int cards_verdict_to_response(const Envelope *env, json_t **body)
     if (strncmp(type, "coupon_", 7) == 0 && v->coupon)
         return coupons_verdict_to_response(v, body);
     if (strcmp(type, "card_limits") == 0) {
-        *body = json_pack("{s:s, s:s}", "operation_id", v->command_id, "status", "applied");
+        *body = json_pack("{s:s, s:s, s:s}", "operation_id", v->command_id, "change_id",
+                          v->command_id, "status", "applied"); /* GET shows the version */
         return 200;
     }
     if (!v->card || (strncmp(type, "card_", 5) != 0 && strcmp(type, "product_define") != 0))

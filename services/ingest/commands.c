@@ -218,13 +218,14 @@ static void command_authenticated(struct req *r, bool purchase)
         return;
     commands_read_prefer_wait(r);
     const char *p[3] = {r->caller.tenant_id, r->member_id, r->branch_id};
-    if (pg_pool_query(r->app->pg,
-                      "SELECT EXISTS (SELECT 1 FROM members WHERE tenant_id = $1 AND "
-                      "member_id = $2), EXISTS (SELECT 1 FROM branches WHERE tenant_id = $1 "
-                      "AND branch_id = $3), coalesce((SELECT EXTRACT(EPOCH FROM "
-                      "(now() AT TIME ZONE t.time_zone) - (now() AT TIME ZONE 'UTC'))::int "
-                      "FROM tenants t WHERE t.tenant_id = $1), 0)",
-                      3, p, on_checked, r) < 0)
+    if (pg_pool_query(
+            r->app->pg,
+            "SELECT EXISTS (SELECT 1 FROM members WHERE tenant_id = $1 AND "
+            "member_id = $2), " BRANCH_STATE_SQL(
+                "$1", "$3") ", coalesce((SELECT EXTRACT(EPOCH FROM "
+                            "(now() AT TIME ZONE t.time_zone) - (now() AT TIME ZONE 'UTC'))::int "
+                            "FROM tenants t WHERE t.tenant_id = $1), 0)",
+            3, p, on_checked, r) < 0)
         req_fail_db(r, "queue full");
 }
 

@@ -15,6 +15,7 @@
 #include "db/pg_listen.h"
 #include "db/pg_pool.h"
 #include "events/codec.h"
+#include "events/settings_types.h"
 #include "events/text_limits.h"
 #include "http/http.h"
 #include "http/validate.h"
@@ -163,6 +164,7 @@ struct req {
     uint64_t key_generation;           /* auth.c: the key cache's, when PostgreSQL was asked */
     bool app_route;                    /* the route takes app keys (auth_app_then) */
     const char *audit_action;          /* money commands whose verdict is audited */
+    const char *setting_kind;          /* settings.c: the SETTING_* a path names */
     int audit_status;                  /* the verdict, while its audit row is written */
     json_t *audit_result;
     /* what only one kind of route carries: see req_route_kind */
@@ -261,6 +263,17 @@ void auth_then(struct req *r, void (*next)(struct req *r));
 void auth_app_then(struct req *r, void (*next)(struct req *r));
 /* SHA-256 of a key as 64 hex digits: what api_keys.key_hash stores. */
 void auth_hash_key(const char *key, char out[65]);
+/* api_keys.c: a new API key (shown once) into req_api_key_of(r)->secret,
+ * its SHA-256 into r->request_hash and its id into key_id. */
+void api_keys_make(struct req *r, char key_id[32]);
+/* tenants.c: POST /v1/tenants (platform key). */
+void tenants_create(struct http_exchange *ex, void *app);
+/* branches.c: GET /v1/branches, PATCH and DELETE (close) /v1/branches/{id}. */
+void branches_list(struct http_exchange *ex, void *app);
+void branches_rename(struct http_exchange *ex, void *app);
+void branches_close(struct http_exchange *ex, void *app);
+/* platform_keys.c: `tessera-ingest --create-platform-key NAME`; 0 or 1. */
+int platform_key_create(const char *pg_dsn, const char *name);
 /* Authenticates, then requires an admin key, then calls next. */
 void auth_admin_then(struct req *r, void (*next)(struct req *r));
 /* Takes a token from the client address's bucket; otherwise answers 429
@@ -400,6 +413,11 @@ void member_session_then(struct req *r, void (*next)(struct req *r));
  * statement: a CTE named `audit` over a CTE `changed(target, before,
  * after)`, taking $1 tenant, $2 actor key id, $3 actor address and the
  * action as a literal. */
+/* A branch's state as one column: 't' open, 'closed', 'f' no such branch
+ * (req_branch_exists answers the last two). */
+#define BRANCH_STATE_SQL(tenant, branch)                                                           \
+    "coalesce((SELECT CASE WHEN closed_at IS NULL THEN 't' ELSE 'closed' END FROM branches "       \
+    "WHERE tenant_id = " tenant " AND branch_id = " branch "), 'f')"
 #define AUDIT_CTE(action)                                                                          \
     "audit AS (INSERT INTO audit_log (tenant_id, actor_key_id, actor_ip, action, target, "         \
     "before, after) SELECT $1, $2, $3, '" action "', target, before, after FROM changed) "
@@ -458,6 +476,27 @@ void reports_card_liability(struct http_exchange *ex, void *app);
 /* cards.c: confirms member, branch and card, claims the Idempotency-Key,
  * then calls send (card and coupon commands). */
 void cards_check_then_send(struct req *r, void (*send)(struct req *r));
+/* settings.c: GET/PUT /v1/config/{topup-bonus,points-policy,refund-fees,
+ * prepaid} (admin), sent to the ledger as SetLedgerSetting commands. */
+struct setting_msg {
+    SetLedgerSetting s;
+    TopUpBonusSetting ladder;
+    BonusStep steps[SETTINGS_BONUS_STEPS_MAX];
+    BonusStep *step_ptrs[SETTINGS_BONUS_STEPS_MAX];
+    PointsPolicySetting policy;
+    RefundFeeSetting fees;
+    PrepaidSetting prepaid;
+};
+void settings_put(struct http_exchange *ex, void *app);
+void settings_get(struct http_exchange *ex, void *app);
+struct validation;
+/* Adds every bad field of body, a setting of kind (SETTING_*), to v. */
+void settings_validate(struct validation *v, const char *kind, json_t *body);
+/* The command for a validated body; m holds its storage, body its strings. */
+void settings_fill(struct setting_msg *m, const char *kind, json_t *body, const char *change_id);
+/* A posted SetLedgerSetting's answer (200), or -1 for another command. */
+int settings_verdict_to_response(const LedgerPosted *v, json_t **body);
+
 /* earning_rules.c: PUT /v1/config/earning-rules (admin), published to the
  * campaign service; answers once it has stored the change (or 202). */
 void earning_rules_put(struct http_exchange *ex, void *app);
@@ -490,6 +529,9 @@ json_t *balances_json_of(const Balances *b);
 void member_view_reply(struct req *r, const char *member_id);
 
 /* outbox_relay.c: member events from ingest's own outbox */
+/* Like member_events_publish, to topic (member-events or ledger-commands). */
+void outbox_publish_to(struct ingest *app, const char *outbox_id, const char *topic,
+                       const char *member_id, const uint8_t *payload, size_t len);
 void member_events_publish(struct ingest *app, const char *outbox_id, const char *member_id,
                            const uint8_t *payload, size_t len);
 void member_events_sweep(evutil_socket_t fd, short what, void *arg);

@@ -17,8 +17,7 @@ static void on_member_checked(void *arg, PGresult *res, const char *err, const c
         return;
     if (!r->branch_id[0]) {
         snprintf(r->branch_id, sizeof(r->branch_id), "%s", PQgetvalue(res, 0, 0));
-    } else if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
-        req_reply_invalid(r, "branch_id", "no such branch in this tenant");
+    } else if (!req_branch_exists(r, res, 1)) {
         return;
     }
     uuid7_generate(r->command_id);
@@ -30,9 +29,9 @@ void ledger_request_check_then(struct req *r, void (*send)(struct req *r))
     r->next = send;
     const char *p[3] = {r->caller.tenant_id, r->member_id, r->branch_id};
     if (pg_pool_query(r->app->pg,
-                      "SELECT m.branch_id, EXISTS (SELECT 1 FROM branches b WHERE "
-                      "b.tenant_id = $1 AND b.branch_id = $3) FROM members m "
-                      "WHERE m.tenant_id = $1 AND m.member_id = $2",
+                      "SELECT m.branch_id, " BRANCH_STATE_SQL(
+                          "$1", "$3") " FROM members m "
+                                      "WHERE m.tenant_id = $1 AND m.member_id = $2",
                       3, p, on_member_checked, r) < 0)
         req_fail_db(r, "queue full");
 }

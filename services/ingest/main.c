@@ -104,6 +104,12 @@ GUARDED(route_me_password, me_set_password)
 GUARDED(route_product, products_define)
 GUARDED(route_card_limits, card_limits_put)
 GUARDED(route_earning_rules, earning_rules_put)
+GUARDED(route_setting_put, settings_put)
+GUARDED(route_tenant_create, tenants_create)
+GUARDED(route_branch_list, branches_list)
+GUARDED(route_branch_rename, branches_rename)
+GUARDED(route_branch_close, branches_close)
+GUARDED(route_setting_get, settings_get)
 GUARDED(route_card_issue, cards_issue)
 GUARDED(route_card_renew, cards_renew)
 GUARDED(route_card_use, cards_use)
@@ -135,6 +141,10 @@ static const struct http_route api_routes[] = {
     {"GET", "/v1/api-keys", route_key_list},
     {"DELETE", "/v1/api-keys/{key_id}", route_key_revoke},
     {"POST", "/v1/branches", route_branch_create},
+    {"GET", "/v1/branches", route_branch_list},
+    {"PATCH", "/v1/branches/{branch_id}", route_branch_rename},
+    {"DELETE", "/v1/branches/{branch_id}", route_branch_close},
+    {"POST", "/v1/tenants", route_tenant_create},
     {"GET", "/v1/audit-log", route_audit_list},
     {"POST", "/v1/auth/sms-codes", route_sms_code},
     {"POST", "/v1/auth/sessions", route_login},
@@ -144,6 +154,15 @@ static const struct http_route api_routes[] = {
     {"POST", "/v1/products", route_product},
     {"PUT", "/v1/config/card-limits", route_card_limits},
     {"PUT", "/v1/config/earning-rules", route_earning_rules},
+    {"GET", "/v1/config/topup-bonus", route_setting_get},
+    {"PUT", "/v1/config/topup-bonus", route_setting_put},
+    {"GET", "/v1/config/points-policy", route_setting_get},
+    {"PUT", "/v1/config/points-policy", route_setting_put},
+    {"GET", "/v1/config/refund-fees", route_setting_get},
+    {"PUT", "/v1/config/refund-fees", route_setting_put},
+    {"GET", "/v1/config/prepaid", route_setting_get},
+    {"GET", "/v1/config/card-limits", route_setting_get},
+    {"PUT", "/v1/config/prepaid", route_setting_put},
     {"POST", "/v1/members/{member_id}/cards", route_card_issue},
     {"POST", "/v1/members/{member_id}/cards/{card_id}/renewals", route_card_renew},
     {"POST", "/v1/members/{member_id}/cards/{card_id}/uses", route_card_use},
@@ -458,6 +477,15 @@ static void ingest_on_started(void *ctx)
     log_fields(LOG_INFO, "started", "api_addr", app.api_addr, "api_port", api_port, NULL);
 }
 
+/* The NAME of `--create-platform-key NAME`, or NULL. */
+static const char *platform_key_name(int argc, char **argv)
+{
+    for (int i = 1; i + 1 < argc; i++)
+        if (strcmp(argv[i], "--create-platform-key") == 0)
+            return argv[i + 1];
+    return NULL;
+}
+
 static bool wants_reencrypt(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++)
@@ -497,6 +525,12 @@ int main(int argc, char **argv)
     if (service_migrate_only(argc, argv))
         return service_migrate(&app.common, "ingest", ingest_migrations, ingest_migrations_count) <
                0;
+    const char *platform_key = platform_key_name(argc, argv);
+    if (platform_key) /* the bootstrap: migrate, then make the key */
+        return service_migrate(&app.common, "ingest", ingest_migrations, ingest_migrations_count) <
+                       0
+                   ? 1
+                   : platform_key_create(app.common.pg_dsn, platform_key);
     char err[512];
     if (pii_keyring_init(&app.pii, app.master_key_hex, (int)app.master_key_version,
                          app.master_key_previous_hex, err, sizeof(err)) < 0) {

@@ -373,10 +373,8 @@ static void on_prepared(void *arg, PGresult *res, const char *err, const char *s
         req_fail_db(r, err);
         return;
     }
-    if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
-        req_reply_invalid(r, "branch_id", "no such branch in this tenant");
+    if (!req_branch_exists(r, res, 1))
         return;
-    }
     struct req_registration *reg = req_registration_of(r);
     snprintf(reg->member_no, sizeof(reg->member_no), "M%s", PQgetvalue(res, 0, 0));
     uuid7_generate(r->member_id);
@@ -389,9 +387,7 @@ static void on_prepared(void *arg, PGresult *res, const char *err, const char *s
 static void prepare(struct req *r)
 {
     const char *p[2] = {r->caller.tenant_id, body_string(r, "branch_id")};
-    if (pg_pool_query(r->app->pg,
-                      "SELECT nextval('member_no_seq'), EXISTS (SELECT 1 FROM branches "
-                      "WHERE tenant_id = $1 AND branch_id = $2)",
+    if (pg_pool_query(r->app->pg, "SELECT nextval('member_no_seq'), " BRANCH_STATE_SQL("$1", "$2"),
                       2, p, on_prepared, r) < 0)
         req_fail_db(r, "queue full");
 }

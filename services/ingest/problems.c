@@ -37,6 +37,8 @@ const struct problem_code problem_codes[] = {
      "the member's personal data was erased: the profile cannot change"},
     {"tag_limit_reached", 409, PROBLEM_INGEST, "the member has the most tags allowed"},
     {"branch_exists", 409, PROBLEM_INGEST, "the tenant already has a branch with this id"},
+    {"branch_closed", 409, PROBLEM_INGEST, "the branch is closed: it takes no new transactions"},
+    {"tenant_exists", 409, PROBLEM_INGEST, "a tenant with this tenant_id exists"},
     {"request_in_progress", 409, PROBLEM_INGEST,
      "the first request with this Idempotency-Key is still running"},
     {"card_not_found", 404, PROBLEM_LEDGER, "the member has no such card"},

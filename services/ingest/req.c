@@ -277,6 +277,10 @@ bool req_member_exists(struct req *r, const PGresult *res, const char *err)
 
 bool req_branch_exists(struct req *r, const PGresult *res, int col)
 {
+    if (strcmp(PQgetvalue(res, 0, col), "closed") == 0) {
+        req_fail(r, 409, "branch_closed", "the branch is closed: it takes no new transactions");
+        return false;
+    }
     if (strcmp(PQgetvalue(res, 0, col), "t") != 0) {
         req_reply_invalid(r, "branch_id", "no such branch in this tenant");
         return false;

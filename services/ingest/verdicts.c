@@ -73,6 +73,9 @@ int verdict_to_response(const Envelope *env, json_t **body)
     }
     if (env->payload_case != TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LEDGER_POSTED)
         return -1;
+    int setting_status = settings_verdict_to_response(env->ledger_posted, body);
+    if (setting_status >= 0)
+        return setting_status;
     int card_status = cards_verdict_to_response(env, body);
     if (card_status >= 0)
         return card_status;

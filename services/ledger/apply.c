@@ -42,6 +42,7 @@ void ledger_begin_batch(void *ctx)
     points_begin_batch(l);
     refunds_begin_batch(l);
     firstday_begin_batch(l);
+    settings_begin_batch(l);
     store_rows_free(&l->rows);
     store_rows_init(&l->rows);
 }
@@ -110,12 +111,16 @@ static const char *command_id_of(const Envelope *env)
             return points_command_id(env);
         if (refunds_is_command(env))
             return refunds_command_id(env);
+        if (settings_is_command(env))
+            return settings_command_id(env);
         return cards_command_id(env);
     }
 }
 
 static const char *command_type_of(const Envelope *env)
 {
+    if (settings_is_command(env))
+        return settings_command_type(env);
     if (cards_command_id(env))
         return cards_command_type(env);
     if (points_is_command(env))
@@ -481,6 +486,8 @@ static void decide(struct ledger_ctx *l, struct outcome *o)
         refunds_decide(l, o);
     else if (cards_command_id(cmd))
         cards_decide(l, o);
+    else if (settings_is_command(cmd))
+        settings_decide(l, o);
     else
         decide_purchase(l, o);
 }
@@ -490,6 +497,8 @@ static void decide(struct ledger_ctx *l, struct outcome *o)
  * balances: only a card paid from stored value moves them. */
 static bool moves_balances(const struct outcome *o)
 {
+    if (!o->member)
+        return false; /* a tenant command */
     if (cards_command_id(o->cmd))
         return o->paid_principal + o->paid_bonus > 0;
     return o->line_count > 0;
@@ -502,6 +511,8 @@ static void emit_facts(struct pipeline_batch *b, const struct outcome *o, const 
         cards_emit_facts(b, o, key);
         return;
     }
+    if (settings_is_command(o->cmd))
+        return; /* the verdict is the fact: the version is in read_settings */
     size_t flen = 0;
     uint8_t *fact = encode_fact(o, &flen);
     if (fact)
@@ -518,7 +529,7 @@ static void apply_one(struct ledger_ctx *l, struct pipeline_batch *b, const Enve
         emit_duplicate(l, b, cmd, seen);
         return;
     }
-    bool tenant = cards_is_tenant_command(cmd);
+    bool tenant = cards_is_tenant_command(cmd) || settings_is_command(cmd);
     struct outcome o = {
         .cmd = cmd,
         .member = tenant ? NULL : ledger_member_find(l, cmd->tenant_id, cmd->member_id, false)};
@@ -574,7 +585,7 @@ static const char *command_problem(const Envelope *env)
     } else if (!uuid_is_valid(id)) {
         return "command_id is not a UUID";
     }
-    if (!env->member_id[0] && !cards_is_tenant_command(env))
+    if (!env->member_id[0] && !cards_is_tenant_command(env) && !settings_is_command(env))
         return "command without member_id";
     return ledger_command_text_problem(env);
 }
@@ -617,6 +628,8 @@ int ledger_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *er
             if (envs[i])
                 apply_one(l, b, envs[i]);
         rc = store_write(pg, l, err, err_len);
+        if (rc == 0)
+            rc = settings_write(pg, l, err, err_len);
         if (rc == 0)
             rc = prepaid_track(pg, l, b, err, err_len);
     }

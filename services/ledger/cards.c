@@ -278,6 +278,7 @@ static void decide_set_limits(struct ledger_ctx *l, struct outcome *o)
     tl->lim = next;
     tl->dirty = true;
     firstday_limit_set(l, o->cmd->tenant_id, next.first_day_topup_spend_max);
+    settings_note_card_limits(l, o->cmd, &next);
 }
 
 void cards_decide(struct ledger_ctx *l, struct outcome *o)

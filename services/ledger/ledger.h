@@ -22,6 +22,7 @@
 #include "rules_refunds.h"
 #include "service/common.h"
 #include "service/pipeline.h"
+#include "settings.h"
 #include "util/array.h"
 
 struct ledger_member {
@@ -165,6 +166,9 @@ struct ledger_ctx {
         r_principal, r_bonus, r_fee, r_payout, r_reason, r_actor, r_amount, r_points_reversed,
         r_points_unrecovered;
     struct ledger_cards *cards; /* card commands' batch state (cards.c) */
+    /* tenant settings changed in the batch (settings.c) */
+    struct ledger_setting_change *settings;
+    size_t setting_count, setting_cap;
     /* the first-day limit (firstday.c) */
     bool fd_wanted;    /* a stored-value spend in the batch */
     int64_t fd_now_us; /* the batch's clock: its local day is "today" */

@@ -2,16 +2,16 @@
 
 #include <string.h>
 
+#include "events/card_types.h"
+
 struct card_limits card_limits_default(void)
 {
-    /* The defaults of the domain brief: 3 uses a day, no prepaid cap, an
-     * alert on 3 uses within 10 minutes or two branches within 30. */
-    return (struct card_limits){.daily_uses_max = 3,
+    return (struct card_limits){.daily_uses_max = CARD_LIMITS_DEFAULT_DAILY_USES,
                                 .prepaid_days_max = 0,
                                 .prepaid_uses_max = 0,
-                                .burst_uses = 3,
-                                .burst_window_s = 600,
-                                .far_branch_window_s = 1800,
+                                .burst_uses = CARD_LIMITS_DEFAULT_BURST_USES,
+                                .burst_window_s = CARD_LIMITS_DEFAULT_BURST_WINDOW_S,
+                                .far_branch_window_s = CARD_LIMITS_DEFAULT_FAR_BRANCH_S,
                                 .first_day_topup_spend_max = 0};
 }
 

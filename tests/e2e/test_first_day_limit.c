@@ -61,11 +61,8 @@ static int setup(void **state)
             "INSERT INTO ingest.api_keys (key_hash, tenant_id, name, scope) VALUES "
             "(encode(sha256(convert_to($1, 'UTF8')), 'hex'), '" TENANT "', 'fd admin', 'admin')",
             1, p);
-    exec_ok(pg,
-            "INSERT INTO ledger.topup_bonus_steps (tenant_id, threshold, bonus) VALUES "
-            "('" TENANT "', 100000, 10000) ON CONFLICT DO NOTHING",
-            0, NULL);
     PQfinish(pg);
+    test_put_setting("topup-bonus", "{\"steps\":[{\"threshold\":100000,\"bonus\":10000}]}", key);
     return 0;
 }
 

@@ -176,18 +176,15 @@ static int64_t crossings(PGconn *pg, const char *threshold, const char *above)
  * member's stored value crosses back. */
 static void test_prepaid_threshold_crossing(void **state)
 {
-    char member_id[64], threshold[32], sql[256];
+    char member_id[64], threshold[32], body[96];
     PGconn *pg = test_pg();
     int64_t now = test_pg_int(
         pg,
         "SELECT coalesce(sum(outstanding), 0) FROM ledger.tenant_prepaid WHERE tenant_id = 'demo'",
         0, NULL);
     snprintf(threshold, sizeof(threshold), "%lld", (long long)(now + 150000));
-    snprintf(sql, sizeof(sql),
-             "INSERT INTO ledger.prepaid_thresholds VALUES ('demo', %s) ON CONFLICT (tenant_id) "
-             "DO UPDATE SET threshold = EXCLUDED.threshold",
-             threshold);
-    PQclear(PQexec(pg, sql));
+    snprintf(body, sizeof(body), "{\"alert_threshold\":%s}", threshold);
+    test_put_setting("prepaid", body, NULL);
     test_register_member(member_id);
     post_ok(member_id, "/topups",
             "{\"amount\":100000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}");
@@ -199,7 +196,7 @@ static void test_prepaid_threshold_crossing(void **state)
             "{\"kind\":\"stored_value\",\"reason\":\"threshold test\",\"branch_id\":\"hq\"}");
     assert_int_equal(crossings(pg, threshold, "false"), 1);
     assert_int_equal(crossings(pg, threshold, "true"), 1);
-    PQclear(PQexec(pg, "DELETE FROM ledger.prepaid_thresholds WHERE tenant_id = 'demo'"));
+    test_put_setting("prepaid", "{\"alert_threshold\":0}", NULL);
     PQfinish(pg);
 }
 

@@ -45,15 +45,16 @@ static void exec_ok(PGconn *pg, const char *sql, int n, const char *const *p)
     PQclear(res);
 }
 
+/* The tenant's points policy, by API: points expire at the end of the
+ * 12th month, locked for seconds. */
 static void set_lock(const char *seconds)
 {
-    PGconn *pg = test_pg();
-    const char *p[1] = {seconds};
-    exec_ok(pg,
-            "UPDATE ledger.points_policy SET lock_seconds = $1::bigint WHERE tenant_id = '" TENANT
-            "'",
-            1, p);
-    PQfinish(pg);
+    char body[160];
+    snprintf(body, sizeof(body),
+             "{\"expiry\":{\"kind\":\"end_of_month\",\"periods\":12,"
+             "\"utc_offset_minutes\":480},\"lock_seconds\":%s}",
+             seconds);
+    test_put_setting("points-policy", body, key);
 }
 
 /* The tenant, its hq branch, an admin key, a 7-day lock (points expire at
@@ -79,16 +80,9 @@ static int setup(void **state)
             "INSERT INTO ingest.api_keys (key_hash, tenant_id, name, scope) VALUES "
             "(encode(sha256(convert_to($1, 'UTF8')), 'hex'), '" TENANT "', 'lock admin', 'admin')",
             1, p);
-    exec_ok(pg,
-            "INSERT INTO ledger.points_policy (tenant_id, kind, periods, utc_offset_minutes, "
-            "lock_seconds) VALUES ('" TENANT "', 'end_of_month', 12, 480, " LOCK_WEEK_S ") "
-            "ON CONFLICT (tenant_id) DO UPDATE SET lock_seconds = EXCLUDED.lock_seconds",
-            0, NULL);
-    exec_ok(pg,
-            "INSERT INTO ledger.topup_bonus_steps (tenant_id, threshold, bonus) VALUES "
-            "('" TENANT "', 100000, 10000) ON CONFLICT DO NOTHING",
-            0, NULL);
     PQfinish(pg);
+    set_lock(LOCK_WEEK_S);
+    test_put_setting("topup-bonus", "{\"steps\":[{\"threshold\":100000,\"bonus\":10000}]}", key);
     char err[256];
     struct bus_config cfg = {.bootstrap = getenv("TESSERA_KAFKA_BOOTSTRAP"),
                              .client_id = "test-points-pending",

@@ -57,13 +57,6 @@ static void expect_problem(struct api_response r, long status, const char *code)
     api_response_free(&r);
 }
 
-static void exec_ok(PGconn *pg, const char *sql)
-{
-    PGresult *res = PQexec(pg, sql);
-    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
-    PQclear(res);
-}
-
 /* 1 000 yuan topped up (+100 bonus), 110 yuan spent (100 principal, 10
  * bonus): 900 principal and 90 bonus unspent. A refund of 300 forfeits 30
  * of bonus; the rest refunded forfeits the rest; then nothing is left. */
@@ -140,15 +133,13 @@ static void test_refund_fee_rule(void **state)
 {
     char member_id[64];
     PGconn *pg = test_pg();
-    exec_ok(pg, "INSERT INTO ledger.refund_fee_rules (tenant_id, fee_bp, fee_min) "
-                "VALUES ('demo', 200, 500) ON CONFLICT (tenant_id) DO UPDATE "
-                "SET fee_bp = 200, fee_min = 500");
+    test_put_setting("refund-fees", "{\"fee_bp\":200,\"fee_min\":500}", NULL);
     test_register_member(member_id);
     topup(member_id, 20000);
     struct api_response r =
         member_post(member_id, "/refunds",
                     "{\"kind\":\"stored_value\",\"reason\":\"fee test\",\"branch_id\":\"hq\"}");
-    exec_ok(pg, "DELETE FROM ledger.refund_fee_rules WHERE tenant_id = 'demo'");
+    test_put_setting("refund-fees", "{\"fee_bp\":0,\"fee_min\":0}", NULL);
     assert_int_equal(r.status, 201);
     assert_int_equal(json_int_at(r.body, "principal"), 20000);
     assert_int_equal(json_int_at(r.body, "fee"), 500);

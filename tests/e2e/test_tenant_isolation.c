@@ -125,6 +125,8 @@ static void expand(char *out, size_t len, const char *tmpl)
             v = "vip";
         else if (t[0] == '%' && t[1] == 'D')
             v = "probe-device";
+        else if (t[0] == '%' && t[1] == 'B')
+            v = "branch-1"; /* the demo's; the rival has none of that name */
         if (v) {
             n += (size_t)snprintf(out + n, len - n, "%s", v);
             t++;
@@ -160,6 +162,8 @@ static const struct probe probes[] = {
     {"POST", "/v1/members/%M/coupons", "{\"kind\":\"value\",\"value\":100,\"valid_days\":7}", 404,
      "not_found"},
     {"POST", "/v1/members/%M/coupons/%O/redeem", "{\"branch_id\":\"hq\"}", 404, "not_found"},
+    {"PATCH", "/v1/branches/%B", "{\"name\":\"renamed by a rival\"}", 404, "not_found"},
+    {"DELETE", "/v1/branches/%B", NULL, 404, "not_found"},
     {"POST", "/v1/members/%M/points-adjustments", "{\"points\":100,\"reason\":\"probe\"}", 404,
      "not_found"},
     {"POST", "/v1/members/%M/refunds",
@@ -225,6 +229,22 @@ static const struct route_probe routes[] = {
     {"DELETE", "/v1/api-keys/%K", NULL, APP_403, TOK_401},
     {"POST", "/v1/branches", "{\"branch_id\":\"app-made\",\"name\":\"x\"}", APP_403, TOK_401},
     {"GET", "/v1/audit-log", NULL, APP_403, TOK_401},
+    {"GET", "/v1/branches", NULL, APP_403, TOK_401},
+    {"PATCH", "/v1/branches/%B", "{\"name\":\"x\"}", APP_403, TOK_401},
+    {"DELETE", "/v1/branches/%B", NULL, APP_403, TOK_401},
+    /* not a platform key: 403 for both (the token's, below) */
+    {"POST", "/v1/tenants",
+     "{\"name\":\"x\",\"template\":\"retail\",\"branch\":{\"branch_id\":\"hq\",\"name\":\"x\"}}",
+     APP_403, 0},
+    {"GET", "/v1/config/topup-bonus", NULL, APP_403, TOK_401},
+    {"PUT", "/v1/config/topup-bonus", "{\"steps\":[]}", APP_403, TOK_401},
+    {"GET", "/v1/config/points-policy", NULL, APP_403, TOK_401},
+    {"PUT", "/v1/config/points-policy", "{\"expiry\":{\"kind\":\"never\"}}", APP_403, TOK_401},
+    {"GET", "/v1/config/refund-fees", NULL, APP_403, TOK_401},
+    {"PUT", "/v1/config/refund-fees", "{\"fee_bp\":0}", APP_403, TOK_401},
+    {"GET", "/v1/config/prepaid", NULL, APP_403, TOK_401},
+    {"PUT", "/v1/config/prepaid", "{\"alert_threshold\":0}", APP_403, TOK_401},
+    {"GET", "/v1/config/card-limits", NULL, APP_403, TOK_401},
     {"POST", "/v1/auth/sms-codes", "{\"phone\":\"%P\"}", 202, NULL, TOK_401},
     {"POST", "/v1/auth/sessions", "{\"phone\":\"%P\",\"code\":\"000000\",\"device_id\":\"m\"}", 401,
      "invalid_code", TOK_401},
@@ -264,11 +284,8 @@ static void route_pattern(const char *path, char *out, size_t len)
 {
     static const struct {
         const char *from, *to;
-    } names[] = {{"%M", "{member_id}"},
-                 {"%O", "{operation_id}"},
-                 {"%K", "{key_id}"},
-                 {"%T", "{tag}"},
-                 {"%D", "{device_id}"}};
+    } names[] = {{"%M", "{member_id}"}, {"%O", "{operation_id}"}, {"%K", "{key_id}"},
+                 {"%T", "{tag}"},       {"%D", "{device_id}"},    {"%B", "{branch_id}"}};
     size_t n = 0;
     for (const char *p = path; *p && *p != '?' && n + 16 < len; p++) {
         const char *to = NULL;
@@ -381,6 +398,10 @@ static void test_app_key_and_member_token_on_every_route(void **state)
             expect_probe("member token", routes[i].method, path, b, token, routes[i].member_status,
                          "unauthorized");
     }
+    expect_probe("member token", "POST", "/v1/tenants",
+                 "{\"name\":\"x\",\"template\":\"retail\",\"branch\":{\"branch_id\":\"hq\","
+                 "\"name\":\"x\"}}",
+                 token, 403, "forbidden");
     /* the token's own routes: its member, never another */
     struct api_response r = api_call("GET", "/v1/me", NULL, token, NULL);
     assert_int_equal(r.status, 200);

@@ -230,3 +230,17 @@ bool poll_until(bool (*pred)(void *arg), void *arg, int timeout_ms)
         nanosleep(&pause, NULL);
     }
 }
+
+void test_put_setting(const char *kind, const char *body, const char *key)
+{
+    char path[96];
+    snprintf(path, sizeof(path), "/v1/config/%s", kind);
+    const char *headers[] = {"Prefer: wait=10", NULL};
+    struct api_response r = api_call("PUT", path, body, key, headers);
+    const char *status = r.body ? json_string_value(json_object_get(r.body, "status")) : NULL;
+    if (r.status != 200 || !status || strcmp(status, "applied") != 0) {
+        fprintf(stderr, "test: PUT %s answered %ld: %s\n", path, r.status, r.raw);
+        abort();
+    }
+    api_response_free(&r);
+}

@@ -42,6 +42,10 @@ void test_register_member(char member_id[64]);
 int64_t json_int_at(json_t *obj, const char *path);
 const char *json_str_at(json_t *obj, const char *path);
 
+/* PUT /v1/config/<kind> with the demo key (or key); asserts 200 applied
+ * (the ledger has applied it: what follows is decided under it). */
+void test_put_setting(const char *kind, const char *body, const char *key);
+
 /* Runs `deploy/local/runtime.sh <args>` for the test runtime; exit status. */
 int runtime_do(const char *args);
 

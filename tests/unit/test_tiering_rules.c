@@ -11,7 +11,7 @@
 
 #include "../../services/tiering/rules.h"
 
-/* deploy/local/seed-demo.sql's ladder, out of order, with an
+/* The demo tenant's ladder (deploy/local/runtime.sh), out of order, with an
  * invitation-only level above it that no spend reaches */
 static const struct tier_level demo[] = {
     {.rank = 3,
