@@ -99,6 +99,10 @@ GUARDED(route_me_password, me_set_password)
 GUARDED(route_product, products_define)
 GUARDED(route_card_limits, card_limits_put)
 GUARDED(route_earning_rules, earning_rules_put)
+GUARDED(route_activity_rules_get, activity_rules_get)
+GUARDED(route_activity_rules_put, activity_rules_put)
+GUARDED(route_activity, activities_record)
+GUARDED(route_activity_me, activities_record_me)
 GUARDED(route_card_issue, cards_issue)
 GUARDED(route_card_renew, cards_renew)
 GUARDED(route_card_use, cards_use)
@@ -134,6 +138,10 @@ static const struct http_route api_routes[] = {
     {"POST", "/v1/products", route_product},
     {"PUT", "/v1/config/card-limits", route_card_limits},
     {"PUT", "/v1/config/earning-rules", route_earning_rules},
+    {"GET", "/v1/config/activity-rules", route_activity_rules_get},
+    {"PUT", "/v1/config/activity-rules", route_activity_rules_put},
+    {"POST", "/v1/members/{member_id}/activities", route_activity},
+    {"POST", "/v1/me/activities", route_activity_me},
     {"POST", "/v1/members/{member_id}/cards", route_card_issue},
     {"POST", "/v1/members/{member_id}/cards/{card_id}/renewals", route_card_renew},
     {"POST", "/v1/members/{member_id}/cards/{card_id}/uses", route_card_use},

@@ -32,6 +32,8 @@ const struct problem_code problem_codes[] = {
     {"idempotency_key_reused", 422, PROBLEM_INGEST, "this Idempotency-Key came with another body"},
     {"duplicate_phone", 409, PROBLEM_INGEST, "a member of the tenant already has this phone"},
     {"branch_exists", 409, PROBLEM_INGEST, "the tenant already has a branch with this id"},
+    {"rules_changed_concurrently", 409, PROBLEM_INGEST,
+     "another change of the same setting was made at the same time; read it and retry"},
     {"request_in_progress", 409, PROBLEM_INGEST,
      "the first request with this Idempotency-Key is still running"},
     {"card_not_found", 404, PROBLEM_LEDGER, "the member has no such card"},
