@@ -67,12 +67,12 @@ bool rules_streak_check_in(struct check_in_streak *s, int64_t day, int64_t strea
 /* A promotion as the rule reads it (strings borrowed). */
 struct promotion_rule {
     int64_t multiplier_bp;
-    int day_of_month;        /* 1..31, 0: every day */
-    int64_t from_us, to_us;  /* 0: open */
+    int day_of_month;       /* 1..31, 0: every day */
+    int64_t from_us, to_us; /* 0: open */
     const char *const *categories;
-    size_t category_count;   /* 0: all */
+    size_t category_count; /* 0: all */
     const char *const *branches;
-    size_t branch_count;     /* 0: all */
+    size_t branch_count; /* 0: all */
     bool activities, purchases;
 };
 

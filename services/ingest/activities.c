@@ -29,8 +29,8 @@
 #define ACTIVITY_PAST_MAX_US (INT64_C(31) * 24 * 3600 * 1000000)
 #define ACTIVITY_SCORE_MAX   INT64_C(1000000)
 
-static const char *const activity_fields[] = {"type",     "activity_id", "occurred_at", "course_id",
-                                              "score",    "details",     "branch_id",   NULL};
+static const char *const activity_fields[] = {"type",  "activity_id", "occurred_at", "course_id",
+                                              "score", "details",     "branch_id",   NULL};
 static const char *const member_types[] = {"check_in", "comment", "share", "login", NULL};
 
 static bool member_may_record(const char *type)
@@ -84,17 +84,15 @@ static void check_fields(struct req *r, struct validation *v, bool by_member, in
 /* The ActivityRecorded fact (caller frees), NULL when too large. */
 static uint8_t *encode_activity(struct req *r, int64_t occurred_us, size_t *len)
 {
-    struct event_meta meta = {.tenant_id = r->caller.tenant_id,
-                              .branch_id = r->branch_id,
-                              .member_id = r->member_id,
-                              .correlation_id = r->command_id,
-                              .actor_kind = strcmp(r->caller.scope, "member") == 0 ? "member"
-                                                                                   : "api_key",
-                              .actor_id = strcmp(r->caller.scope, "member") == 0
-                                              ? r->member_id
-                                              : r->caller.key_id,
-                              .traceparent = r->traceparent,
-                              .occurred_at_us = occurred_us};
+    struct event_meta meta = {
+        .tenant_id = r->caller.tenant_id,
+        .branch_id = r->branch_id,
+        .member_id = r->member_id,
+        .correlation_id = r->command_id,
+        .actor_kind = strcmp(r->caller.scope, "member") == 0 ? "member" : "api_key",
+        .actor_id = strcmp(r->caller.scope, "member") == 0 ? r->member_id : r->caller.key_id,
+        .traceparent = r->traceparent,
+        .occurred_at_us = occurred_us};
     Envelope env;
     Actor actor;
     ActivityRecorded a;

@@ -95,10 +95,9 @@ static void on_read(void *arg, PGresult *res, const char *err, const char *sqlst
         return;
     }
     bool stored = !PQgetisnull(res, 0, 1);
-    json_t *body = answer_body(rules, stored ? atoll(PQgetvalue(res, 0, 1)) : 0,
-                               stored ? PQgetvalue(res, 0, 2) : NULL,
-                               stored ? atoll(PQgetvalue(res, 0, 3)) : 0, PQgetvalue(res, 0, 0),
-                               NULL);
+    json_t *body = answer_body(
+        rules, stored ? atoll(PQgetvalue(res, 0, 1)) : 0, stored ? PQgetvalue(res, 0, 2) : NULL,
+        stored ? atoll(PQgetvalue(res, 0, 3)) : 0, PQgetvalue(res, 0, 0), NULL);
     json_decref(rules);
     req_finish(r, 200, body);
 }
@@ -123,9 +122,8 @@ void activity_rules_get(struct http_exchange *ex, void *app)
 /* ------------------------------------------------------------ PUT */
 static void answer(struct activity_put *put, bool applied)
 {
-    json_t *body = answer_body(put->rules, put->version, put->r->command_id,
-                               put->effective_from_us, put->time_zone,
-                               applied ? "applied" : "accepted");
+    json_t *body = answer_body(put->rules, put->version, put->r->command_id, put->effective_from_us,
+                               put->time_zone, applied ? "applied" : "accepted");
     req_finish(put_release(put), applied ? 200 : 202, body);
 }
 
@@ -213,8 +211,16 @@ static void publish(struct activity_put *put)
     char version[24], from[24];
     snprintf(version, sizeof(version), "%lld", (long long)put->version);
     snprintf(from, sizeof(from), "%lld", (long long)put->effective_from_us);
-    const char *p[10] = {r->caller.tenant_id, r->caller.key_id, http_peer(r->ex), after_text, hex,
-                         version, r->command_id, from, put->time_zone, rules_text};
+    const char *p[10] = {r->caller.tenant_id,
+                         r->caller.key_id,
+                         http_peer(r->ex),
+                         after_text,
+                         hex,
+                         version,
+                         r->command_id,
+                         from,
+                         put->time_zone,
+                         rules_text};
     int rc = pg_pool_query(r->app->pg, publish_sql, 10, p, on_published, put);
     free(after_text);
     free(rules_text);

@@ -20,13 +20,13 @@
 #include "events/codec.h"
 #include "http/validate.h"
 
-static const char *const top_fields[] = {"activities", "streak",   "monthly_cap", "promotions",
-                                         "birthday",   "welcome",  NULL};
+static const char *const top_fields[] = {"activities", "streak",  "monthly_cap", "promotions",
+                                         "birthday",   "welcome", NULL};
 static const char *const activity_fields[] = {"points", "per_day", "per_week", "per_month", NULL};
 static const char *const streak_fields[] = {"days", "points", NULL};
-static const char *const promotion_fields[] = {"name",       "multiplier_bp", "day_of_month",
-                                               "from",       "to",            "categories",
-                                               "branches",   "applies_to",    NULL};
+static const char *const promotion_fields[] = {
+    "name",       "multiplier_bp", "day_of_month", "from", "to",
+    "categories", "branches",      "applies_to",   NULL};
 static const char *const birthday_fields[] = {"points", NULL};
 static const char *const welcome_fields[] = {"days", "tasks", NULL};
 
@@ -120,8 +120,8 @@ static json_t *section_json(struct validation *v, json_t *body, const char *name
     else if (given && json_is_object(given))
         validate_no_unknown_fields(&one, given, fields);
     for (size_t i = 0; fields[i]; i++) {
-        int64_t n = json_is_object(given) ? int_or(&one, given, fields[i], min[i], max[i], def[i])
-                                          : def[i];
+        int64_t n =
+            json_is_object(given) ? int_or(&one, given, fields[i], min[i], max[i], def[i]) : def[i];
         json_object_set_new(out, fields[i], json_integer(n));
     }
     add_prefixed(v, name, &one);
@@ -185,9 +185,9 @@ static json_t *promotion_json(struct validation *v, json_t *p)
         if (!ok)
             validation_add(v, "applies_to", "must list activities and/or purchases");
     }
-    json_t *out = json_pack("{s:s, s:I, s:I, s:o, s:o}", "name", name ? name : "",
-                            "multiplier_bp", (json_int_t)bp, "day_of_month", (json_int_t)day,
-                            "categories", string_list(v, json_object_get(p, "categories"), "categories"),
+    json_t *out = json_pack("{s:s, s:I, s:I, s:o, s:o}", "name", name ? name : "", "multiplier_bp",
+                            (json_int_t)bp, "day_of_month", (json_int_t)day, "categories",
+                            string_list(v, json_object_get(p, "categories"), "categories"),
                             "branches", string_list(v, json_object_get(p, "branches"), "branches"));
     char at[32];
     if (from_us)
@@ -272,18 +272,17 @@ json_t *activity_rules_from_body(json_t *body, struct validation *v)
     json_t *rules = json_object();
     json_object_set_new(rules, "activities",
                         activities_json(v, body ? json_object_get(body, "activities") : NULL));
-    json_object_set_new(rules, "streak",
-                        section_json(v, body, "streak", streak_fields, streak_min, streak_max,
-                                     streak_def));
-    json_object_set_new(rules, "monthly_cap",
-                        json_integer(body ? int_or(v, body, "monthly_cap", 0,
-                                                   ACTIVITY_MONTHLY_CAP_MAX, 0)
-                                          : 0));
+    json_object_set_new(
+        rules, "streak",
+        section_json(v, body, "streak", streak_fields, streak_min, streak_max, streak_def));
+    json_object_set_new(
+        rules, "monthly_cap",
+        json_integer(body ? int_or(v, body, "monthly_cap", 0, ACTIVITY_MONTHLY_CAP_MAX, 0) : 0));
     json_object_set_new(rules, "promotions",
                         promotions_json(v, body ? json_object_get(body, "promotions") : NULL));
-    json_object_set_new(rules, "birthday",
-                        section_json(v, body, "birthday", birthday_fields, bday_min, bday_max,
-                                     bday_def));
+    json_object_set_new(
+        rules, "birthday",
+        section_json(v, body, "birthday", birthday_fields, bday_min, bday_max, bday_def));
     json_object_set_new(rules, "welcome",
                         welcome_json(v, body ? json_object_get(body, "welcome") : NULL));
     return rules;

@@ -126,7 +126,7 @@ static void test_streak_local_midnight(void **state)
     assert_int_equal(a_us / 1000000 / 86400, b_us / 1000000 / 86400); /* one UTC day */
     struct check_in_streak s = {0, 0};
     assert_false(rules_streak_check_in(&s, LOCAL_DAY(a_us), 2));
-    assert_true(rules_streak_check_in(&s, LOCAL_DAY(b_us), 2)); /* two local days */
+    assert_true(rules_streak_check_in(&s, LOCAL_DAY(b_us), 2));  /* two local days */
     assert_false(rules_streak_check_in(&s, LOCAL_DAY(c_us), 2)); /* same local day as b */
     assert_int_equal(s.length, 2);
 #undef LOCAL_DAY
@@ -186,8 +186,10 @@ static void test_welcome(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_points),    cmocka_unit_test(test_streaks),
-        cmocka_unit_test(test_streak_local_midnight), cmocka_unit_test(test_promotions),
+        cmocka_unit_test(test_points),
+        cmocka_unit_test(test_streaks),
+        cmocka_unit_test(test_streak_local_midnight),
+        cmocka_unit_test(test_promotions),
         cmocka_unit_test(test_welcome),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
