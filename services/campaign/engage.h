@@ -54,6 +54,12 @@ int engage_apply_activity(struct campaign_ctx *c, PGconn *pg, const Envelope *en
                           struct pipeline_batch *b, size_t i, char *err, size_t err_len)
     __attribute__((warn_unused_result));
 
+/* grants.c: an outbox row outside a pipeline batch (the scheduler), its
+ * lease over at once so that the pipeline's next sweep relays it (within
+ * RELAY_SWEEP_EVERY_S). 0 or -1 with err. */
+int engage_outbox_now(PGconn *pg, const char *topic, const char *key, const uint8_t *payload,
+                      size_t len, char *err, size_t err_len) __attribute__((warn_unused_result));
+
 /* grants.c: records grants and emits an EarnPoints command for each one
  * inserted now (a grant id seen before emits nothing). */
 struct engage_grant {
@@ -66,5 +72,11 @@ struct engage_grant {
 int engage_grant(struct campaign_ctx *c, PGconn *pg, struct pipeline_batch *b,
                  const Envelope *cause, const struct engage_grant *g, bool *granted, char *err,
                  size_t err_len) __attribute__((warn_unused_result));
+
+/* birthday.c: starts the birthday scheduler thread (one instance leads,
+ * by an advisory lock). 0 or -1. */
+struct service_common_config;
+int birthday_scheduler_start(const struct service_common_config *c, long long interval_ms)
+    __attribute__((warn_unused_result));
 
 #endif

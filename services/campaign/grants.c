@@ -15,7 +15,6 @@
 #include "campaign.h"
 #include "db/db.h"
 #include "engage.h"
-#include "outbox/outbox.h"
 
 #define GRANT_ACTOR_ID "campaign"
 
@@ -46,6 +45,27 @@ static uint8_t *encode_grant(const Envelope *cause, const struct engage_grant *g
     return envelope_encode(&env, len);
 }
 
+int engage_outbox_now(PGconn *pg, const char *topic, const char *key, const uint8_t *payload,
+                      size_t len, char *err, size_t err_len)
+{
+    struct db_array topics, keys, payloads;
+    db_array_init(&topics), db_array_init(&keys), db_array_init(&payloads);
+    db_array_add(&topics, topic);
+    db_array_add(&keys, key);
+    db_array_add_bytea(&payloads, payload, len);
+    const char *p[3] = {db_array_finish(&topics), db_array_finish(&keys),
+                        db_array_finish(&payloads)};
+    /* the lease over at once: the pipeline's next sweep relays the row */
+    PGresult *res = db_query(pg,
+                             "INSERT INTO outbox (topic, key, payload, lease_until) SELECT t, k, "
+                             "v, now() FROM unnest($1::text[], $2::text[], $3::bytea[]) "
+                             "AS u(t, k, v)",
+                             3, p, err, err_len, NULL);
+    db_array_free(&topics), db_array_free(&keys), db_array_free(&payloads);
+    PQclear(res);
+    return res ? 0 : -1;
+}
+
 int engage_grant(struct campaign_ctx *c, PGconn *pg, struct pipeline_batch *b,
                  const Envelope *cause, const struct engage_grant *g, bool *granted, char *err,
                  size_t err_len)
@@ -73,8 +93,7 @@ int engage_grant(struct campaign_ctx *c, PGconn *pg, struct pipeline_batch *b,
     if (b) {
         pipeline_emit(b, TOPIC_LEDGER_COMMANDS, cause->member_id, cmd, len);
     } else { /* the scheduler: relayed by the outbox sweep */
-        struct outbox_row row = {TOPIC_LEDGER_COMMANDS, cause->member_id, cmd, len};
-        rc = outbox_append(pg, &row, 1, NULL, err, err_len);
+        rc = engage_outbox_now(pg, TOPIC_LEDGER_COMMANDS, cause->member_id, cmd, len, err, err_len);
         free(cmd);
     }
     if (c) {

@@ -13,7 +13,6 @@
 #include "campaign.h"
 #include "db/db.h"
 #include "engage.h"
-#include "outbox/outbox.h"
 
 typedef Tessera__Notification__V1__NotifyRequest NotifyRequest;
 typedef Tessera__Notification__V1__Variable Variable;
@@ -58,8 +57,8 @@ int engage_notify(PGconn *pg, struct pipeline_batch *b, const Envelope *cause,
         pipeline_emit(b, TOPIC_NOTIFY_REQUESTS, cause->member_id, payload, len);
         return 0;
     }
-    struct outbox_row row = {TOPIC_NOTIFY_REQUESTS, cause->member_id, payload, len};
-    int rc = outbox_append(pg, &row, 1, NULL, err, err_len);
+    int rc =
+        engage_outbox_now(pg, TOPIC_NOTIFY_REQUESTS, cause->member_id, payload, len, err, err_len);
     free(payload);
     return rc;
 }

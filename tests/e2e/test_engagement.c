@@ -61,17 +61,25 @@ static void tenant_make(struct tenant *t, const char *name)
     PQfinish(pg);
 }
 
-static void member_make(const struct tenant *t, char member_id[64])
+/* Registers a member at hq, with a birthday ("YYYY-MM-DD") or none. */
+static void member_born(const struct tenant *t, const char *birthday, char member_id[64])
 {
-    char phone[16], body[160];
+    char phone[16], body[200], extra[48] = "";
     test_unique_phone(phone);
-    snprintf(body, sizeof(body), "{\"name\":\"Learner\",\"phone\":\"%s\",\"branch_id\":\"hq\"}",
-             phone);
+    if (birthday)
+        snprintf(extra, sizeof(extra), ",\"birthday\":\"%s\"", birthday);
+    snprintf(body, sizeof(body), "{\"name\":\"Learner\",\"phone\":\"%s\",\"branch_id\":\"hq\"%s}",
+             phone, extra);
     struct api_response r = api_call("POST", "/v1/members", body, t->key, NULL);
     if (r.status != 201)
         fail_msg("registering: %ld %s", r.status, r.raw);
     snprintf(member_id, 64, "%s", json_str_at(r.body, "member_id"));
     api_response_free(&r);
+}
+
+static void member_make(const struct tenant *t, char member_id[64])
+{
+    member_born(t, NULL, member_id);
 }
 
 static void put_rules(const struct tenant *t, const char *body, long status)
@@ -376,9 +384,12 @@ static void test_member_day(void **state)
 }
 
 /* ------------------------------------------------------------ welcome */
+/* NotifyRequests of one template for one member on notify-requests. */
 struct welcome_seen {
     const char *member;
     int count;
+    const char *template_name;
+    int want; /* how many the poll waits for */
 };
 
 static void on_notify(void *ctx, const rd_kafka_message_t *m)
@@ -388,7 +399,8 @@ static void on_notify(void *ctx, const rd_kafka_message_t *m)
     Envelope *env = envelope_decode(m->payload, m->len, why, sizeof(why));
     if (env && env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_NOTIFY_REQUEST &&
         strcmp(env->member_id, s->member) == 0 &&
-        strcmp(env->notify_request->template_, "welcome") == 0)
+        strcmp(env->notify_request->template_, s->template_name ? s->template_name : "welcome") ==
+            0)
         s->count++;
     envelope_free(env);
 }
@@ -397,7 +409,7 @@ static bool welcome_sent(void *arg)
 {
     struct welcome_seen *s = arg;
     s->count = 0;
-    return topic_read_all(TOPIC_NOTIFY_REQUESTS, on_notify, s) >= 0 && s->count > 0;
+    return topic_read_all(TOPIC_NOTIFY_REQUESTS, on_notify, s) >= 0 && s->count >= s->want;
 }
 
 static void test_welcome_month(void **state)
@@ -439,9 +451,88 @@ static void test_welcome_month(void **state)
                                 late),
                      0);
     /* the welcome message at registration, once */
-    struct welcome_seen seen = {m, 0};
+    struct welcome_seen seen = {m, 0, "welcome", 1};
     assert_true(poll_until(welcome_sent, &seen, DEADLINE_MS));
     assert_int_equal(seen.count, 1);
+    PQfinish(pg);
+    test_clock_restore(offset);
+}
+
+/* ------------------------------------------------------------ birthdays */
+static int64_t birthday_grants(PGconn *pg, const char *member)
+{
+    return member_int(pg,
+                      "SELECT count(*) FROM campaign.activity_grants WHERE member_id = $1 "
+                      "AND kind = 'birthday'",
+                      member);
+}
+
+/* Moves the clock to `when` and waits until the witness has `gifts`
+ * birthday gifts: then the scheduler has run a round at that time, and
+ * what another member did not get then, it was not given. */
+static void clock_until_gift(PGconn *pg, const char *when, const char *witness, int64_t gifts)
+{
+    clock_at(when);
+    struct count_wait w = {pg,
+                           "SELECT count(*) FROM campaign.activity_grants WHERE member_id = $1 "
+                           "AND kind = 'birthday'",
+                           witness, gifts};
+    if (!poll_until(count_reached, &w, DEADLINE_MS))
+        fail_msg("no birthday gift for the witness at %s", when);
+}
+
+static void test_birthday_gift(void **state)
+{
+    (void)state;
+    int64_t offset = clock_at("2031-03-01T12:00:00+08:00");
+    struct tenant t;
+    tenant_make(&t, "birthday");
+    put_rules(&t, "{\"birthday\":{\"points\":88}}", 200);
+    char m[64], eve[64];
+    member_born(&t, "1990-03-10", m);
+    member_born(&t, "1992-03-09", eve); /* the witness: born the day before */
+    PGconn *pg = test_pg();
+    struct count_wait known = {pg,
+                               "SELECT count(*) FROM campaign.engage_members WHERE member_id = "
+                               "$1 AND birth_month = 3 AND birth_day = 10",
+                               m, 1};
+    assert_true(poll_until(count_reached, &known, DEADLINE_MS));
+    /* 23:30 on the 9th in Shanghai: the eve's birthday, not m's */
+    clock_until_gift(pg, "2031-03-09T23:30:00+08:00", eve, 1);
+    assert_int_equal(birthday_grants(pg, m), 0);
+    /* 00:30 on the 10th in Shanghai (still the 9th in UTC): m's birthday */
+    clock_at("2031-03-10T00:30:00+08:00");
+    struct count_wait gift = {pg,
+                              "SELECT count(*) FROM campaign.activity_grants WHERE member_id = $1 "
+                              "AND kind = 'birthday'",
+                              m, 1};
+    assert_true(poll_until(count_reached, &gift, DEADLINE_MS));
+    assert_int_equal(journal_points(pg, m, "points_earned:birthday", 88), 88);
+    /* a year minus a day: the eve's next birthday, none for m */
+    clock_until_gift(pg, "2032-03-09T12:00:00+08:00", eve, 2);
+    assert_int_equal(birthday_grants(pg, m), 1);
+    /* the next birthday: once more */
+    clock_at("2032-03-10T12:00:00+08:00");
+    gift.at_least = 2;
+    assert_true(poll_until(count_reached, &gift, DEADLINE_MS));
+    assert_int_equal(journal_points(pg, m, "points_earned:birthday", 176), 176);
+    clock_until_gift(pg, "2032-03-10T18:00:00+08:00", eve, 2); /* later rounds: no more */
+    assert_int_equal(birthday_grants(pg, m), 2);
+    /* and the member was told, once per gift */
+    struct welcome_seen seen = {m, 0, "birthday.gift", 2};
+    assert_true(poll_until(welcome_sent, &seen, DEADLINE_MS));
+    assert_int_equal(seen.count, 2);
+    /* erasure: the campaign forgets the month and day too */
+    char path[160];
+    snprintf(path, sizeof(path), "/v1/members/%s/personal-data", m);
+    struct api_response r = api_call("DELETE", path, NULL, t.key, NULL);
+    assert_int_equal(r.status, 200);
+    api_response_free(&r);
+    struct count_wait forgotten = {pg,
+                                   "SELECT count(*) FROM campaign.engage_members WHERE member_id "
+                                   "= $1 AND birth_month IS NULL AND birth_day IS NULL",
+                                   m, 1};
+    assert_true(poll_until(count_reached, &forgotten, DEADLINE_MS));
     PQfinish(pg);
     test_clock_restore(offset);
 }
@@ -452,6 +543,7 @@ int main(void)
         cmocka_unit_test(test_rules_setting),  cmocka_unit_test(test_streaks),
         cmocka_unit_test(test_limits_and_cap), cmocka_unit_test(test_duplicate_activity),
         cmocka_unit_test(test_member_day),     cmocka_unit_test(test_welcome_month),
+        cmocka_unit_test(test_birthday_gift),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
