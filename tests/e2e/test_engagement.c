@@ -458,6 +458,78 @@ static void test_welcome_month(void **state)
     test_clock_restore(offset);
 }
 
+/* ------------------------------------------------------------ /v1/me */
+struct code_seen {
+    const char *member;
+    char code[16];
+};
+
+static void on_code(void *ctx, const rd_kafka_message_t *m)
+{
+    struct code_seen *s = ctx;
+    char why[128];
+    Envelope *env = envelope_decode(m->payload, m->len, why, sizeof(why));
+    if (env && strcmp(env->member_id, s->member) == 0 &&
+        env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LOGIN_CODE_REQUESTED)
+        snprintf(s->code, sizeof(s->code), "%s", env->login_code_requested->code);
+    envelope_free(env);
+}
+
+static bool code_sent(void *arg)
+{
+    struct code_seen *s = arg;
+    return topic_read_all(TOPIC_NOTIFY_REQUESTS, on_code, s) >= 0 && s->code[0];
+}
+
+/* A member of the demo tenant (its app key) logs in with an SMS code and
+ * records a comment for themself; an exam is refused them (422 naming
+ * type), and staff's branch_id is not theirs to give. */
+static void test_member_records_own_activity(void **state)
+{
+    (void)state;
+    char phone[16], body[200], member[64], token[200];
+    test_unique_phone(phone);
+    snprintf(body, sizeof(body), "{\"name\":\"App\",\"phone\":\"%s\",\"branch_id\":\"hq\"}", phone);
+    struct api_response r = api_post("/v1/members", body, NULL);
+    assert_int_equal(r.status, 201);
+    snprintf(member, sizeof(member), "%s", json_str_at(r.body, "member_id"));
+    api_response_free(&r);
+    snprintf(body, sizeof(body), "{\"phone\":\"%s\"}", phone);
+    r = api_app_post("/v1/auth/sms-codes", body);
+    assert_int_equal(r.status, 202);
+    api_response_free(&r);
+    struct code_seen seen = {member, ""};
+    assert_true(poll_until(code_sent, &seen, DEADLINE_MS));
+    snprintf(body, sizeof(body), "{\"phone\":\"%s\",\"code\":\"%s\",\"device_id\":\"d1\"}", phone,
+             seen.code);
+    r = api_app_post("/v1/auth/sessions", body);
+    assert_int_equal(r.status, 201);
+    snprintf(token, sizeof(token), "%s", json_str_at(r.body, "token"));
+    api_response_free(&r);
+    r = api_call("POST", "/v1/me/activities",
+                 "{\"type\":\"exam_passed\",\"activity_id\":\"mine-1\"}", token, NULL);
+    assert_int_equal(r.status, 422);
+    assert_non_null(strstr(r.raw, "\"type\""));
+    api_response_free(&r);
+    r = api_call("POST", "/v1/me/activities",
+                 "{\"type\":\"comment\",\"activity_id\":\"mine-2\",\"branch_id\":\"hq\"}", token,
+                 NULL);
+    assert_int_equal(r.status, 422);
+    api_response_free(&r);
+    r = api_call("POST", "/v1/me/activities", "{\"type\":\"comment\",\"activity_id\":\"mine-3\"}",
+                 token, NULL);
+    assert_int_equal(r.status, 202);
+    api_response_free(&r);
+    PGconn *pg = test_pg();
+    wait_applied(pg, member, 1);
+    assert_int_equal(member_int(pg,
+                                "SELECT count(*) FROM campaign.activities WHERE member_id = $1 "
+                                "AND activity_id = 'mine-3' AND type = 'comment'",
+                                member),
+                     1);
+    PQfinish(pg);
+}
+
 /* ------------------------------------------------------------ birthdays */
 static int64_t birthday_grants(PGconn *pg, const char *member)
 {
@@ -543,7 +615,7 @@ int main(void)
         cmocka_unit_test(test_rules_setting),  cmocka_unit_test(test_streaks),
         cmocka_unit_test(test_limits_and_cap), cmocka_unit_test(test_duplicate_activity),
         cmocka_unit_test(test_member_day),     cmocka_unit_test(test_welcome_month),
-        cmocka_unit_test(test_birthday_gift),
+        cmocka_unit_test(test_birthday_gift),  cmocka_unit_test(test_member_records_own_activity),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
