@@ -15,6 +15,10 @@ struct campaign_ctx {
     long long earn_points;   /* their points */
     long long earn_skipped;  /* purchases that earned nothing: no rule, disabled, below a unit */
     long long earn_deferred; /* purchases held back for a rule change not stored yet */
+    long long engage_grants; /* engagement EarnPoints emitted (engage.h) */
+    long long engage_points; /* their points */
+    long long engage_activities; /* activities applied (not duplicates) */
+    long long engage_duplicates; /* activities seen before */
 };
 
 /* pipeline_ops of the campaign (pipeline thread). */

@@ -33,6 +33,7 @@
 #include "campaign.h"
 #include "db/db.h"
 #include "earning_order.h"
+#include "engage.h"
 #include "events/campaign_types.h"
 #include "events/codec.h"
 #include "log/log.h"
@@ -40,6 +41,8 @@
 
 #define EARN_COMMAND_ID_MAX EVENT_ID_FIELD_MAX
 #define EARN_ACTOR_ID       "campaign"
+/* Item categories a promotion is matched against (ingest takes 200 items). */
+#define EARNING_PROMOTION_ITEMS_MAX 256
 
 /* A purchase of the batch that may earn. */
 struct purchase_seen {
@@ -217,6 +220,32 @@ static void collect_purchases(struct earning_batch *e, struct pipeline_batch *b)
     }
 }
 
+/* The points times the largest promotion in force for the purchase
+ * (columns 6, 7: the promotions JSON, the local day of month), at most
+ * EARNING_POINTS_MAX. A promotion naming categories applies to the whole
+ * purchase when one of its items is of one of them. */
+static int64_t promoted_points(const struct purchase_seen *s, PGresult *res, int row)
+{
+    if (s->points == 0 || PQgetisnull(res, row, 6))
+        return s->points;
+    const PurchaseRecorded *p = s->env->purchase_recorded;
+    const char *cats[EARNING_PROMOTION_ITEMS_MAX];
+    size_t n = 0;
+    for (size_t i = 0; i < p->n_items && n < EARNING_PROMOTION_ITEMS_MAX; i++)
+        if (p->items[i]->category && p->items[i]->category[0])
+            cats[n++] = p->items[i]->category;
+    struct promotion_target t = {.purchase = true,
+                                 .at_us = s->env->occurred_at_us,
+                                 .day_of_month = (int)db_int_at(res, row, 7),
+                                 .branch = s->env->branch_id,
+                                 .categories = cats,
+                                 .category_count = n};
+    int64_t bp = engage_promotion_multiplier(PQgetvalue(res, row, 6), &t);
+    /* points <= 10^9 and bp <= 10^5: the product fits in int64 */
+    int64_t promoted = s->points * bp / 10000;
+    return promoted > EARNING_POINTS_MAX ? EARNING_POINTS_MAX : promoted;
+}
+
 /* Earns one purchase under the rule row (columns 1..5 of row). false when
  * it cannot be computed (the message is marked poison). */
 static bool earn_one(struct purchase_seen *s, PGresult *res, int row, struct pipeline_batch *b)
@@ -252,6 +281,7 @@ static bool earn_one(struct purchase_seen *s, PGresult *res, int row, struct pip
     }
     s->has_rule = true;
     snprintf(s->change_id, sizeof(s->change_id), "%s", PQgetvalue(res, row, 1));
+    s->points = promoted_points(s, res, row);
     return true;
 }
 
@@ -273,11 +303,17 @@ static int compute_points(PGconn *pg, struct earning_batch *e, struct pipeline_b
     PGresult *res = db_query(
         pg,
         "SELECT u.i, r.change_id, r.purchase_enabled, r.purchase_unit_amount, "
-        "r.purchase_points_per_unit, r.purchase_excluded_categories::text "
+        "r.purchase_points_per_unit, r.purchase_excluded_categories::text, "
+        "a.promotions::text, extract(day FROM (to_timestamp(u.at / 1000000.0) AT TIME ZONE "
+        "coalesce(a.time_zone, '" ACTIVITY_TIME_ZONE_DEFAULT "')))::int "
         "FROM unnest($1::text[], $2::bigint[], $3::int[]) AS u(t, at, i) "
         "CROSS JOIN LATERAL (SELECT * FROM earning_rules e WHERE e.tenant_id = u.t "
         "AND e.effective_from_us <= u.at ORDER BY e.effective_from_us DESC, e.change_id DESC "
-        "LIMIT 1) r",
+        "LIMIT 1) r "
+        /* the promotions in force then (activity_rules, engage.h) */
+        "LEFT JOIN LATERAL (SELECT x.promotions, x.time_zone FROM activity_rules x "
+        "WHERE x.tenant_id = u.t AND x.effective_from_us <= u.at "
+        "ORDER BY x.effective_from_us DESC, x.change_id DESC LIMIT 1) a ON true",
         3, p, err, err_len, NULL);
     db_array_free(&tenants), db_array_free(&times), db_array_free(&idx);
     if (!res)

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bus/topics.h"
 #include "ids/uuid7.h"
 #include "ingest.h"
 
@@ -32,29 +33,40 @@ static void erase_authorized(struct req *r)
 {
     if (!req_member_from_path(r))
         return;
-    const char *p[4] = {r->caller.tenant_id, r->caller.key_id, http_peer(r->ex), r->member_id};
-    if (pg_pool_query(
-            r->app->pg,
-            "WITH b AS (SELECT member_id, personal_data_erased_at AS was FROM members "
-            "WHERE tenant_id = $1 AND member_id = $4 FOR UPDATE), "
-            "m AS (UPDATE members SET name = NULL, phone = NULL, email = NULL, birthday = NULL, "
-            "gender = NULL, attributes = '{}', name_enc = NULL, phone_enc = NULL, "
-            "email_enc = NULL, birthday_enc = NULL, gender_enc = NULL, attributes_enc = NULL, "
-            "phone_bidx = NULL, email_bidx = NULL, personal_data_erased_at = "
-            "coalesce(personal_data_erased_at, "
-            "now()) WHERE tenant_id = $1 AND member_id = (SELECT member_id FROM b) "
-            "RETURNING member_id, personal_data_erased_at AS erased_at), "
-            "k AS (DELETE FROM member_keys WHERE tenant_id = $1 AND member_id = $4), "
-            "c AS (DELETE FROM member_credentials WHERE tenant_id = $1 AND member_id = $4), "
-            "s AS (DELETE FROM sms_codes WHERE tenant_id = $1 AND member_id = $4), "
-            "d AS (DELETE FROM member_devices WHERE tenant_id = $1 AND member_id = $4), "
-            "changed AS (SELECT m.member_id AS target, jsonb_build_object("
-            "'personal_data_erased_at', b.was) AS before, jsonb_build_object("
-            "'personal_data_erased_at', m.erased_at, 'data_key', 'destroyed') AS after "
-            "FROM m JOIN b USING (member_id)), " AUDIT_CTE(
-                "member.personal_data.erase") "SELECT member_id, to_char(erased_at AT TIME ZONE "
-                                              "'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM m",
-            4, p, on_erased, r) < 0)
+    /* the campaign forgets the birthday's month and day too */
+    char *forget = member_birthday_fact_hex(&r->caller, r->member_id, "", r->traceparent, 0, 0);
+    if (!forget) {
+        req_fail_db(r, "out of memory");
+        return;
+    }
+    const char *p[5] = {r->caller.tenant_id, r->caller.key_id, http_peer(r->ex), r->member_id,
+                        forget};
+    int rc = pg_pool_query(
+        r->app->pg,
+        "WITH b AS (SELECT member_id, personal_data_erased_at AS was FROM members "
+        "WHERE tenant_id = $1 AND member_id = $4 FOR UPDATE), "
+        "m AS (UPDATE members SET name = NULL, phone = NULL, email = NULL, birthday = NULL, "
+        "gender = NULL, attributes = '{}', name_enc = NULL, phone_enc = NULL, "
+        "email_enc = NULL, birthday_enc = NULL, gender_enc = NULL, attributes_enc = NULL, "
+        "phone_bidx = NULL, email_bidx = NULL, personal_data_erased_at = "
+        "coalesce(personal_data_erased_at, "
+        "now()) WHERE tenant_id = $1 AND member_id = (SELECT member_id FROM b) "
+        "RETURNING member_id, personal_data_erased_at AS erased_at), "
+        "k AS (DELETE FROM member_keys WHERE tenant_id = $1 AND member_id = $4), "
+        "c AS (DELETE FROM member_credentials WHERE tenant_id = $1 AND member_id = $4), "
+        "s AS (DELETE FROM sms_codes WHERE tenant_id = $1 AND member_id = $4), "
+        "d AS (DELETE FROM member_devices WHERE tenant_id = $1 AND member_id = $4), "
+        "bd AS (INSERT INTO outbox (topic, key, payload, lease_until) SELECT '" TOPIC_MEMBER_EVENTS
+        "', member_id, $5::bytea, now() FROM m), "
+        "changed AS (SELECT m.member_id AS target, jsonb_build_object("
+        "'personal_data_erased_at', b.was) AS before, jsonb_build_object("
+        "'personal_data_erased_at', m.erased_at, 'data_key', 'destroyed') AS after "
+        "FROM m JOIN b USING (member_id)), " AUDIT_CTE(
+            "member.personal_data.erase") "SELECT member_id, to_char(erased_at AT TIME ZONE "
+                                          "'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM m",
+        5, p, on_erased, r);
+    free(forget);
+    if (rc < 0)
         req_fail_db(r, "queue full");
 }
 

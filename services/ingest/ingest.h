@@ -422,6 +422,15 @@ void member_session_then(struct req *r, void (*next)(struct req *r));
     "audit AS (INSERT INTO audit_log (tenant_id, actor_key_id, actor_ip, action, target, "         \
     "before, after) SELECT $1, $2, $3, '" action "', target, before, after FROM changed) "
 void batch_post(struct http_exchange *ex, void *app);
+/* member_birthday.c: a MemberBirthdaySet event as a bytea literal
+ * ("\\x..."; caller frees), month 0 to forget; NULL when out of memory. */
+char *member_birthday_fact_hex(const struct caller *c, const char *member_id, const char *branch_id,
+                               const char *traceparent, int month, int day);
+/* activity_rules.c, activities.c: engagement (issue 12) */
+void activity_rules_get(struct http_exchange *ex, void *app);
+void activity_rules_put(struct http_exchange *ex, void *app);
+void activities_record(struct http_exchange *ex, void *app);
+void activities_record_me(struct http_exchange *ex, void *app);
 
 /* commands.c: "Prefer: wait=N" (seconds) sets r->wait_ms, up to the maximum. */
 void commands_read_prefer_wait(struct req *r);

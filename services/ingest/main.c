@@ -110,6 +110,10 @@ GUARDED(route_branch_list, branches_list)
 GUARDED(route_branch_rename, branches_rename)
 GUARDED(route_branch_close, branches_close)
 GUARDED(route_setting_get, settings_get)
+GUARDED(route_activity_rules_get, activity_rules_get)
+GUARDED(route_activity_rules_put, activity_rules_put)
+GUARDED(route_activity, activities_record)
+GUARDED(route_activity_me, activities_record_me)
 GUARDED(route_card_issue, cards_issue)
 GUARDED(route_card_renew, cards_renew)
 GUARDED(route_card_use, cards_use)
@@ -163,6 +167,10 @@ static const struct http_route api_routes[] = {
     {"GET", "/v1/config/prepaid", route_setting_get},
     {"GET", "/v1/config/card-limits", route_setting_get},
     {"PUT", "/v1/config/prepaid", route_setting_put},
+    {"GET", "/v1/config/activity-rules", route_activity_rules_get},
+    {"PUT", "/v1/config/activity-rules", route_activity_rules_put},
+    {"POST", "/v1/members/{member_id}/activities", route_activity},
+    {"POST", "/v1/me/activities", route_activity_me},
     {"POST", "/v1/members/{member_id}/cards", route_card_issue},
     {"POST", "/v1/members/{member_id}/cards/{card_id}/renewals", route_card_renew},
     {"POST", "/v1/members/{member_id}/cards/{card_id}/uses", route_card_use},

@@ -320,7 +320,15 @@ static void insert_member(struct req *r)
     json_t *answer = registration_answer(r);
     char *answer_text = json_dumps(answer, JSON_COMPACT);
     json_decref(answer);
-    const char *p[21] = {r->caller.tenant_id,
+    /* the birthday's month and day for the campaign (member_birthday.c) */
+    const char *birthday = body_string(r, "birthday");
+    int by = 0, bm = 0, bd = 0;
+    char *birthday_fact =
+        birthday && datetime_parse_date(birthday, &by, &bm, &bd)
+            ? member_birthday_fact_hex(&r->caller, r->member_id, body_string(r, "branch_id"),
+                                       r->traceparent, bm, bd)
+            : NULL;
+    const char *p[22] = {r->caller.tenant_id,
                          r->member_id,
                          req_registration_of(r)->member_no,
                          sealed.name,
@@ -340,7 +348,8 @@ static void insert_member(struct req *r)
                          sealed.previous_index[0] ? sealed.previous_index : NULL,
                          sealed.version,
                          sealed.data_key,
-                         sealed.email_index[0] ? sealed.email_index : NULL};
+                         sealed.email_index[0] ? sealed.email_index : NULL,
+                         birthday_fact};
     int rc = pg_pool_query(
         r->app->pg,
         "WITH m AS (INSERT INTO members (tenant_id, member_id, member_no, name_enc, phone_enc, "
@@ -356,9 +365,12 @@ static void insert_member(struct req *r)
         "', member_id, $13::bytea FROM m RETURNING id), "
         "i AS (INSERT INTO idempotency_keys (tenant_id, idempotency_key, request_hash, "
         "response_status, response_body) SELECT $1, $14, $15, 201, $16 FROM m "
-        "WHERE $14::text IS NOT NULL) "
+        "WHERE $14::text IS NOT NULL), "
+        "bd AS (INSERT INTO outbox (topic, key, payload, lease_until) SELECT '" TOPIC_MEMBER_EVENTS
+        "', member_id, $22::bytea, now() FROM m WHERE $22::bytea IS NOT NULL) "
         "SELECT id FROM o",
-        21, p, on_inserted, r);
+        22, p, on_inserted, r);
+    free(birthday_fact);
     sealed_pii_free(&sealed);
     free(payload);
     free(answer_text);

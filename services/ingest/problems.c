@@ -39,6 +39,8 @@ const struct problem_code problem_codes[] = {
     {"branch_exists", 409, PROBLEM_INGEST, "the tenant already has a branch with this id"},
     {"branch_closed", 409, PROBLEM_INGEST, "the branch is closed: it takes no new transactions"},
     {"tenant_exists", 409, PROBLEM_INGEST, "a tenant with this tenant_id exists"},
+    {"rules_changed_concurrently", 409, PROBLEM_INGEST,
+     "another change of the same setting was made at the same time; read it and retry"},
     {"request_in_progress", 409, PROBLEM_INGEST,
      "the first request with this Idempotency-Key is still running"},
     {"card_not_found", 404, PROBLEM_LEDGER, "the member has no such card"},
