@@ -15,7 +15,9 @@ int campaign_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *
 {
     if (event_tally_apply(ctx, pg, b, err, err_len) < 0)
         return -1;
-    return earning_apply_batch(ctx, pg, b, err, err_len);
+    if (earning_apply_batch(ctx, pg, b, err, err_len) < 0)
+        return -1;
+    return referrals_apply_batch(pg, b, err, err_len);
 }
 
 void campaign_after_commit(void *ctx, struct pipeline_batch *b)

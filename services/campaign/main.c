@@ -11,7 +11,7 @@ extern const struct db_migration campaign_migrations[];
 extern const unsigned campaign_migrations_count;
 
 static struct service_common_config common;
-static long long batch_max, poll_timeout_ms;
+static long long batch_max, poll_timeout_ms, referral_interval_ms;
 
 static const struct config_entry config_table[] = {
     SERVICE_COMMON_CONFIG(common, "9103"),
@@ -19,7 +19,15 @@ static const struct config_entry config_table[] = {
      "events applied in one transaction at most"},
     {"TESSERA_CAMPAIGN_POLL_TIMEOUT_MS", CONFIG_INT, &poll_timeout_ms, "200", 1, 5000, false,
      "how long a poll waits for the first event"},
+    {"TESSERA_CAMPAIGN_REFERRAL_INTERVAL_MS", CONFIG_INT, &referral_interval_ms, "1000", 50,
+     3600000, false, "how often the referral scheduler looks for lock periods that are over"},
 };
+
+/* Before the pipeline starts: the referral scheduler's thread. */
+static int campaign_setup(void *ctx, const struct service_common_config *c)
+{
+    return referral_scheduler_start(c, referral_interval_ms);
+}
 
 int main(int argc, char **argv)
 {
@@ -39,6 +47,7 @@ int main(int argc, char **argv)
         .migration_count = campaign_migrations_count,
         .ops = &ops,
         .ctx = &campaign,
+        .setup = campaign_setup,
     };
     return consumer_service_run(argc, argv, &svc, config_table,
                                 sizeof(config_table) / sizeof(config_table[0]), &common, &batch_max,

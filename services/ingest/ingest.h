@@ -122,7 +122,8 @@ enum req_route_kind {
 struct req_registration { /* members.c: POST /v1/members */
     char member_no[32];
     char referral_code[16];
-    char *attributes_json; /* malloc'ed */
+    char referrer_member_id[INGEST_KEY_MAX]; /* whose referral_code was given; "" none */
+    char *attributes_json;                   /* malloc'ed */
 };
 struct req_list {        /* history.c: one page */
     long long limit;     /* page size */
@@ -440,6 +441,11 @@ void cards_check_then_send(struct req *r, void (*send)(struct req *r));
 /* earning_rules.c: PUT /v1/config/earning-rules (admin), published to the
  * campaign service; answers once it has stored the change (or 202). */
 void earning_rules_put(struct http_exchange *ex, void *app);
+
+/* referral_rules.c: GET and PUT /v1/config/referrals (admin), published to
+ * the campaign service as ReferralRulesChanged. */
+void referral_rules_put(struct http_exchange *ex, void *app);
+void referral_rules_get(struct http_exchange *ex, void *app);
 /* coupons.c */
 void coupons_issue(struct http_exchange *ex, void *app);
 void coupons_redeem(struct http_exchange *ex, void *app);

@@ -99,6 +99,8 @@ GUARDED(route_me_password, me_set_password)
 GUARDED(route_product, products_define)
 GUARDED(route_card_limits, card_limits_put)
 GUARDED(route_earning_rules, earning_rules_put)
+GUARDED(route_referral_rules_put, referral_rules_put)
+GUARDED(route_referral_rules_get, referral_rules_get)
 GUARDED(route_card_issue, cards_issue)
 GUARDED(route_card_renew, cards_renew)
 GUARDED(route_card_use, cards_use)
@@ -134,6 +136,8 @@ static const struct http_route api_routes[] = {
     {"POST", "/v1/products", route_product},
     {"PUT", "/v1/config/card-limits", route_card_limits},
     {"PUT", "/v1/config/earning-rules", route_earning_rules},
+    {"PUT", "/v1/config/referrals", route_referral_rules_put},
+    {"GET", "/v1/config/referrals", route_referral_rules_get},
     {"POST", "/v1/members/{member_id}/cards", route_card_issue},
     {"POST", "/v1/members/{member_id}/cards/{card_id}/renewals", route_card_renew},
     {"POST", "/v1/members/{member_id}/cards/{card_id}/uses", route_card_use},
