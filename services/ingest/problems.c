@@ -34,6 +34,8 @@ const struct problem_code problem_codes[] = {
     {"unknown_referral_code", 422, PROBLEM_INGEST,
      "no member of the tenant has this referral code"},
     {"self_referral", 422, PROBLEM_INGEST, "the referral code is the registering member's own"},
+    {"out_of_stock", 409, PROBLEM_INGEST, "the reward's stock is exhausted"},
+    {"reward_not_active", 409, PROBLEM_INGEST, "the reward is outside its active window"},
     {"branch_exists", 409, PROBLEM_INGEST, "the tenant already has a branch with this id"},
     {"request_in_progress", 409, PROBLEM_INGEST,
      "the first request with this Idempotency-Key is still running"},
