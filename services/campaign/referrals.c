@@ -163,8 +163,9 @@ int referrals_apply_batch(PGconn *pg, struct pipeline_batch *b, char *err, size_
                 rc = store_referral(pg, env, err, err_len);
             break;
         case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_PURCHASE_RECORDED:
-            if (env->purchase_recorded->charged <= 0 || !env->member_id[0] ||
-                !env->purchase_recorded->command_id[0])
+            /* paid: money changed hands, not only points */
+            if (env->purchase_recorded->charged - env->purchase_recorded->points_value <= 0 ||
+                !env->member_id[0] || !env->purchase_recorded->command_id[0])
                 break;
             db_array_add(&cols[0], env->tenant_id);
             db_array_add(&cols[1], env->member_id);
