@@ -178,6 +178,10 @@ static void on_listed(void *arg, PGresult *res, const char *err, const char *sql
 
 static void list_authenticated(struct req *r)
 {
+    if (strcmp(r->caller.scope, "admin") != 0 && strcmp(r->caller.scope, "pos") != 0) {
+        req_fail(r, 403, "forbidden", "this key may not read the rewards catalogue");
+        return;
+    }
     const char *p[1] = {r->caller.tenant_id};
     if (pg_pool_query(r->app->pg,
                       "SELECT reward_id, name, kind, points_price, stock, active_from_us, "
