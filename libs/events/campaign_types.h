@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "tessera/campaign/v1/campaign.pb-c.h"
+#include "tessera/campaign/v1/referrals.pb-c.h"
 
 typedef Tessera__Campaign__V1__PurchaseEarningRule PurchaseEarningRule;
 typedef Tessera__Campaign__V1__EarningRulesChanged EarningRulesChanged;
@@ -23,5 +24,13 @@ typedef Tessera__Campaign__V1__EarningRulesChanged EarningRulesChanged;
 /* "earn:" + the purchase's command id. */
 #define EARNING_COMMAND_ID_PREFIX "earn:"
 #define EARNING_RULE_PURCHASE     "purchase"
+
+typedef Tessera__Campaign__V1__ReferralReward ReferralReward;
+typedef Tessera__Campaign__V1__ReferralRulesChanged ReferralRulesChanged;
+typedef Tessera__Campaign__V1__ReferralCounted ReferralCounted;
+
+/* Bounds of a referral rule (ingest: 422; campaign: dead letter). */
+#define REFERRAL_LOCK_DAYS_MAX 365
+#define REFERRAL_POINTS_MAX    INT64_C(1000000) /* one side's points */
 
 #endif

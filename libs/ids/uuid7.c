@@ -122,6 +122,22 @@ bool uuid_parse(const char *text, uint8_t out[16])
     return true;
 }
 
+/* RFC 9562 section 5.8 (UUIDv8, custom) with the name-based layout of
+ * its appendix B.2: the first 128 bits of SHA-256(name), version and
+ * variant bits set. Same name, same id; a hash collision is as unlikely
+ * as a random v4 one. */
+void uuid8_from_name(const char *name, char out[UUID_STR_SIZE])
+{
+    uint8_t digest[crypto_hash_sha256_BYTES], b[16];
+    assert(name != NULL && out != NULL);
+    pthread_once(&uuid7_once, uuid7_init_sodium);
+    crypto_hash_sha256(digest, (const unsigned char *)name, strlen(name));
+    memcpy(b, digest, 16);
+    b[6] = (uint8_t)(0x80 | (b[6] & 0x0f)); /* version 8 */
+    b[8] = (uint8_t)(0x80 | (b[8] & 0x3f)); /* variant 10 */
+    uuid_format(b, out);
+}
+
 bool uuid_is_valid(const char *text)
 {
     uint8_t b[16];

@@ -12,6 +12,10 @@
 /* Writes a new lowercase canonical UUIDv7 string. Thread-safe. */
 void uuid7_generate(char out[UUID_STR_SIZE]);
 
+/* Writes the UUIDv8 derived from name (SHA-256, RFC 9562 appendix B.2):
+ * an id a command can be given from its cause, the same every time. */
+void uuid8_from_name(const char *name, char out[UUID_STR_SIZE]);
+
 /* True when text is a canonical 8-4-4-4-12 hex UUID (any version). */
 bool uuid_is_valid(const char *text);
 

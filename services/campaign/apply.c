@@ -19,7 +19,9 @@ int campaign_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *
         return -1;
     if (earning_apply_batch(ctx, pg, b, err, err_len) < 0)
         return -1;
-    return engage_apply_batch(ctx, pg, b, err, err_len);
+    if (engage_apply_batch(ctx, pg, b, err, err_len) < 0)
+        return -1;
+    return referrals_apply_batch(pg, b, err, err_len);
 }
 
 void campaign_after_commit(void *ctx, struct pipeline_batch *b)

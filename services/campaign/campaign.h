@@ -35,4 +35,16 @@ void campaign_after_commit(void *ctx, struct pipeline_batch *b);
 int earning_apply_batch(struct campaign_ctx *c, PGconn *pg, struct pipeline_batch *b, char *err,
                         size_t err_len);
 
+/* referrals.c: inside the batch's transaction: referral rule changes,
+ * referees' registrations and first paid purchases (see its top comment).
+ * 0 or -1 with err (the batch is retried). */
+int referrals_apply_batch(PGconn *pg, struct pipeline_batch *b, char *err, size_t err_len)
+    __attribute__((warn_unused_result));
+
+/* referral_scheduler.c: starts the thread that decides referrals whose
+ * lock period is over, every interval_ms. 0, or -1 when it cannot start. */
+struct service_common_config;
+int referral_scheduler_start(const struct service_common_config *c, long long interval_ms)
+    __attribute__((warn_unused_result));
+
 #endif

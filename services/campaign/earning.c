@@ -265,7 +265,8 @@ static bool earn_one(struct purchase_seen *s, PGresult *res, int row, struct pip
                                 .excluded_categories = names,
                                 .excluded_count = ok ? n : 0};
     const PurchaseRecorded *p = s->env->purchase_recorded;
-    struct earning_purchase purchase = {.charged = p->charged,
+    /* the part paid with points earns nothing (issue 12) */
+    struct earning_purchase purchase = {.charged = p->charged - p->points_value,
                                         .multiplier_bp = p->points_multiplier_bp,
                                         .items = p->items,
                                         .item_count = p->n_items};

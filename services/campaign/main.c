@@ -12,7 +12,7 @@ extern const struct db_migration campaign_migrations[];
 extern const unsigned campaign_migrations_count;
 
 static struct service_common_config common;
-static long long batch_max, poll_timeout_ms, birthday_interval_ms;
+static long long batch_max, poll_timeout_ms, birthday_interval_ms, referral_interval_ms;
 
 static const struct config_entry config_table[] = {
     SERVICE_COMMON_CONFIG(common, "9103"),
@@ -22,12 +22,17 @@ static const struct config_entry config_table[] = {
      "how long a poll waits for the first event"},
     {"TESSERA_CAMPAIGN_BIRTHDAY_INTERVAL_MS", CONFIG_INT, &birthday_interval_ms, "2000", 100,
      3600000, false, "how often the birthday scheduler looks for today's birthdays"},
+    {"TESSERA_CAMPAIGN_REFERRAL_INTERVAL_MS", CONFIG_INT, &referral_interval_ms, "1000", 50,
+     3600000, false, "how often the referral scheduler looks for lock periods that are over"},
 };
 
+/* Before the pipeline starts: the birthday and referral schedulers' threads. */
 static int campaign_setup(void *ctx, const struct service_common_config *c)
 {
     (void)ctx;
-    return birthday_scheduler_start(c, birthday_interval_ms);
+    if (birthday_scheduler_start(c, birthday_interval_ms) != 0)
+        return -1;
+    return referral_scheduler_start(c, referral_interval_ms);
 }
 
 int main(int argc, char **argv)

@@ -17,8 +17,11 @@ static const char *const topup_methods[] = {"cash",   "bank_card", "wechat_pay",
                                             "alipay", "other",     NULL};
 static const char *const purchase_fields[] = {"amount",    "branch_id", "payment", "items",
                                               "coupon_id", "card_id",   NULL};
-static const char *const purchase_methods[] = {"cash",   "bank_card",    "wechat_pay",
-                                               "alipay", "stored_value", NULL};
+static const char *const purchase_methods[] = {"cash",         "bank_card", "wechat_pay", "alipay",
+                                               "stored_value", "points",    NULL};
+/* payment.points: points paying part of the charge (all of it with method
+ * "points"), at the tenant's rate and up to its share (docs/rewards.md). */
+static const char *const payment_fields[] = {"method", "points", NULL};
 static const char *const item_fields[] = {"sku", "category", "quantity", "unit_price", NULL};
 
 /* "Prefer: wait=N" (seconds) changes the wait budget, clamped to the
@@ -80,7 +83,16 @@ void commands_check_fields(struct validation *v, json_t *b, bool purchase, const
             validation_add(v, "payment", "required: an object with a method");
         else if (!validate_enum(v, payment, "method", true, purchase_methods, &method))
             validation_add(v, "payment.method",
-                           "one of cash, bank_card, wechat_pay, alipay, stored_value");
+                           "one of cash, bank_card, wechat_pay, alipay, stored_value, points");
+        if (json_is_object(payment)) {
+            int64_t points = 0;
+            validate_no_unknown_fields(v, payment, payment_fields);
+            bool has = json_object_get(payment, "points") != NULL;
+            if (has)
+                validate_int(v, payment, "points", true, 1, MONEY_AMOUNT_MAX, &points);
+            if (!has && method && strcmp(method, "points") == 0)
+                validation_add(v, "payment.points", "required when the method is points");
+        }
         validate_items(v, json_object_get(b, "items"));
         const char *coupon = NULL;
         if (ingest_validate_id(v, b, "coupon_id", false, &coupon) && coupon &&
@@ -150,6 +162,7 @@ uint8_t *commands_encode(const struct caller *c, const char *member_id, const ch
         purchase.command_id = (char *)command_id;
         purchase.amount = amount;
         purchase.payment_method = (char *)json_string_value(json_object_get(payment, "method"));
+        purchase.points = json_integer_value(json_object_get(payment, "points"));
         purchase.currency = "CNY";
         const char *coupon = json_string_value(json_object_get(body, "coupon_id"));
         purchase.coupon_id = (char *)(coupon ? coupon : "");

@@ -70,6 +70,7 @@ struct ingest {
     struct bus_tail *verdicts;
     struct http_server *api;
     struct event *outbox_timer;
+    struct event *redemption_timer; /* redemption_settle.c */
     long long idem_retention_s, idem_purge_interval_ms;
     struct idem_purge *idem_purge;
     struct event *idem_purge_timer;
@@ -123,7 +124,8 @@ enum req_route_kind {
 struct req_registration { /* members.c: POST /v1/members */
     char member_no[32];
     char referral_code[16];
-    char *attributes_json; /* malloc'ed */
+    char referrer_member_id[INGEST_KEY_MAX]; /* whose referral_code was given; "" none */
+    char *attributes_json;                   /* malloc'ed */
 };
 struct req_list {        /* history.c: one page */
     long long limit;     /* page size */
@@ -509,6 +511,25 @@ int settings_verdict_to_response(const LedgerPosted *v, json_t **body);
 /* earning_rules.c: PUT /v1/config/earning-rules (admin), published to the
  * campaign service; answers once it has stored the change (or 202). */
 void earning_rules_put(struct http_exchange *ex, void *app);
+
+/* referral_rules.c: GET and PUT /v1/config/referrals (admin), published to
+ * the campaign service as ReferralRulesChanged. */
+void referral_rules_put(struct http_exchange *ex, void *app);
+void referral_rules_get(struct http_exchange *ex, void *app);
+
+/* rewards.c: POST /v1/rewards (admin), GET /v1/rewards: the catalogue. */
+void rewards_create(struct http_exchange *ex, void *app);
+void rewards_list(struct http_exchange *ex, void *app);
+/* redemptions.c: POST /v1/members/{id}/redemptions, POST /v1/me/redemptions */
+void redemptions_create(struct http_exchange *ex, void *app);
+void redemptions_create_mine(struct http_exchange *ex, void *app);
+/* The points debit of a redemption (AdjustPoints -points, command id the
+ * redemption id) and its headers (caller owns both); NULL when too large. */
+uint8_t *redemption_encode_debit(const struct event_meta *meta, const char *redemption_id,
+                                 int64_t points, const char *reward_id, size_t *len,
+                                 rd_kafka_headers_t **headers);
+/* redemption_settle.c: the timer that settles redemptions from verdicts. */
+void redemption_settle_tick(evutil_socket_t fd, short what, void *arg);
 /* coupons.c */
 void coupons_issue(struct http_exchange *ex, void *app);
 void coupons_redeem(struct http_exchange *ex, void *app);

@@ -16,6 +16,7 @@
 #define DRAIN_CHECK_MS        50
 #define DRAIN_MAX_MS          5000
 #define OUTBOX_SWEEP_S        3
+#define REDEMPTION_SETTLE_MS  250   /* how soon a verdict settles its redemption */
 #define INGEST_KAFKA_PROBE_MS 5000  /* one start-up check of the broker */
 #define RATE_BUCKETS          65536 /* keys and addresses tracked at once (~6 MiB) */
 
@@ -114,6 +115,12 @@ GUARDED(route_activity_rules_get, activity_rules_get)
 GUARDED(route_activity_rules_put, activity_rules_put)
 GUARDED(route_activity, activities_record)
 GUARDED(route_activity_me, activities_record_me)
+GUARDED(route_referral_rules_put, referral_rules_put)
+GUARDED(route_referral_rules_get, referral_rules_get)
+GUARDED(route_rewards_create, rewards_create)
+GUARDED(route_rewards_list, rewards_list)
+GUARDED(route_redemption, redemptions_create)
+GUARDED(route_redemption_mine, redemptions_create_mine)
 GUARDED(route_card_issue, cards_issue)
 GUARDED(route_card_renew, cards_renew)
 GUARDED(route_card_use, cards_use)
@@ -171,6 +178,12 @@ static const struct http_route api_routes[] = {
     {"PUT", "/v1/config/activity-rules", route_activity_rules_put},
     {"POST", "/v1/members/{member_id}/activities", route_activity},
     {"POST", "/v1/me/activities", route_activity_me},
+    {"PUT", "/v1/config/referrals", route_referral_rules_put},
+    {"GET", "/v1/config/referrals", route_referral_rules_get},
+    {"POST", "/v1/rewards", route_rewards_create},
+    {"GET", "/v1/rewards", route_rewards_list},
+    {"POST", "/v1/members/{member_id}/redemptions", route_redemption},
+    {"POST", "/v1/me/redemptions", route_redemption_mine},
     {"POST", "/v1/members/{member_id}/cards", route_card_issue},
     {"POST", "/v1/members/{member_id}/cards/{card_id}/renewals", route_card_renew},
     {"POST", "/v1/members/{member_id}/cards/{card_id}/uses", route_card_use},
@@ -476,6 +489,9 @@ static void ingest_on_started(void *ctx)
     struct timeval sweep_every = {OUTBOX_SWEEP_S, 0};
     app.outbox_timer = event_new(app.base, -1, EV_PERSIST, member_events_sweep, &app);
     event_add(app.outbox_timer, &sweep_every);
+    struct timeval settle_every = {0, REDEMPTION_SETTLE_MS * 1000};
+    app.redemption_timer = event_new(app.base, -1, EV_PERSIST, redemption_settle_tick, &app);
+    event_add(app.redemption_timer, &settle_every);
     struct timeval purge_every = {app.idem_purge_interval_ms / 1000,
                                   (app.idem_purge_interval_ms % 1000) * 1000};
     app.idem_purge_timer = event_new(app.base, -1, EV_PERSIST, on_idem_purge_tick, &app);
@@ -576,6 +592,8 @@ int main(int argc, char **argv)
     (void)startup_free(startup); /* the API, if opened, is closed below */
     if (app.outbox_timer)
         event_free(app.outbox_timer);
+    if (app.redemption_timer)
+        event_free(app.redemption_timer);
     if (app.idem_purge_timer)
         event_free(app.idem_purge_timer);
     if (open_retry)

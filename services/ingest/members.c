@@ -150,6 +150,7 @@ static char *encode_registered(struct req *r, const unsigned char key[PII_DATA_K
     m.referred_by_code =
         body_string(r, "referral_code") ? (char *)body_string(r, "referral_code") : (char *)"";
     m.referral_code = req_registration_of(r)->referral_code;
+    m.referrer_member_id = req_registration_of(r)->referrer_member_id;
     m.personal_sealed.data = seal_personal(r, key, &m.personal_sealed.len);
     if (!m.personal_sealed.data)
         return NULL;
@@ -378,6 +379,29 @@ static void insert_member(struct req *r)
         req_fail_db(r, "queue full");
 }
 
+/* The referral code given, checked: it must be a member's of this tenant
+ * (column 2 of the prepare query: that member's id, NULL when none), and
+ * not the registering person's own (column 3: that member has the phone
+ * being registered). One referrer per member, fixed at registration, so
+ * referrals form a forest: no loop is possible. false when answered. */
+static bool referral_checked(struct req *r, PGresult *res)
+{
+    if (!body_string(r, "referral_code"))
+        return true;
+    if (PQgetisnull(res, 0, 2)) {
+        req_fail(r, 422, "unknown_referral_code",
+                 "no member of this tenant has this referral code");
+        return false;
+    }
+    if (strcmp(PQgetvalue(res, 0, 3), "t") == 0) {
+        req_fail(r, 422, "self_referral", "a member cannot refer themself");
+        return false;
+    }
+    struct req_registration *reg = req_registration_of(r);
+    snprintf(reg->referrer_member_id, sizeof(reg->referrer_member_id), "%s", PQgetvalue(res, 0, 2));
+    return true;
+}
+
 static void on_prepared(void *arg, PGresult *res, const char *err, const char *sqlstate)
 {
     struct req *r = arg;
@@ -387,6 +411,8 @@ static void on_prepared(void *arg, PGresult *res, const char *err, const char *s
     }
     if (!req_branch_exists(r, res, 1))
         return;
+    if (!referral_checked(r, res))
+        return;
     struct req_registration *reg = req_registration_of(r);
     snprintf(reg->member_no, sizeof(reg->member_no), "M%s", PQgetvalue(res, 0, 0));
     uuid7_generate(r->member_id);
@@ -394,13 +420,28 @@ static void on_prepared(void *arg, PGresult *res, const char *err, const char *s
     insert_member(r);
 }
 
-/* After the idempotency look-up found nothing: a member number, and the
- * branch checked, in one round trip. */
+/* After the idempotency look-up found nothing: a member number, the
+ * branch checked and the referrer found, in one round trip. The phone is
+ * compared by its keyed blind indexes (current and, during a rotation,
+ * previous key). */
 static void prepare(struct req *r)
 {
-    const char *p[2] = {r->caller.tenant_id, body_string(r, "branch_id")};
-    if (pg_pool_query(r->app->pg, "SELECT nextval('member_no_seq'), " BRANCH_STATE_SQL("$1", "$2"),
-                      2, p, on_prepared, r) < 0)
+    char index[PII_BLIND_INDEX_HEX_BYTES], previous[PII_BLIND_INDEX_HEX_BYTES];
+    if (!members_phone_indexes(r->app, r->caller.tenant_id, body_string(r, "phone"), index,
+                               previous)) {
+        req_fail_db(r, "no key for the phone's blind index");
+        return;
+    }
+    const char *p[5] = {r->caller.tenant_id, body_string(r, "branch_id"),
+                        body_string(r, "referral_code"), index, previous[0] ? previous : NULL};
+    if (pg_pool_query(
+            r->app->pg,
+            "SELECT nextval('member_no_seq'), " BRANCH_STATE_SQL(
+                "$1", "$2") ", ref.member_id, "
+                            "coalesce(ref.phone_bidx IN ($4::bytea, $5::bytea), false) "
+                            "FROM (SELECT 1) one LEFT JOIN members ref ON ref.tenant_id = $1 "
+                            "AND ref.referral_code = $3",
+            5, p, on_prepared, r) < 0)
         req_fail_db(r, "queue full");
 }
 

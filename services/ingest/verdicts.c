@@ -49,6 +49,7 @@ static json_t *verdict_refund_json(const LedgerPosted *v)
         json_object_set_new(body, "bonus_returned", json_integer(d->bonus));
         json_object_set_new(body, "points_reversed", json_integer(d->points_reversed));
         json_object_set_new(body, "points_unrecovered", json_integer(d->points_unrecovered));
+        json_object_set_new(body, "points_returned", json_integer(d->points_returned));
     } else {
         json_object_set_new(body, "bonus_forfeited", json_integer(d->bonus));
         json_object_set_new(body, "fee", json_integer(d->fee));
@@ -98,6 +99,8 @@ int verdict_to_response(const Envelope *env, json_t **body)
                           (json_int_t)v->paid_principal, "paid_bonus", (json_int_t)v->paid_bonus,
                           "tier", v->tier[0] ? json_string(v->tier) : json_null(), "balances",
                           verdict_balances(v->balances));
+        json_object_set_new(*body, "points_paid", json_integer(v->points_paid));
+        json_object_set_new(*body, "points_value", json_integer(v->points_value));
     }
     return 201;
 }

@@ -233,6 +233,32 @@ static void decide_topup(struct ledger_ctx *l, struct outcome *o)
     o->charged = t->amount;
 }
 
+/* The part of the charge the purchase's points pay (rules_price_points,
+ * the tenant's terms), into *value: 0 when it names none. With payment
+ * method "points" they must pay all of it. false with o refused. */
+static bool purchase_points_check(struct ledger_ctx *l, struct outcome *o, int64_t *value)
+{
+    const RecordPurchase *p = o->cmd->record_purchase;
+    bool all_points = strcmp(p->payment_method, "points") == 0;
+    *value = 0;
+    if (p->points == 0 && !all_points)
+        return true;
+    struct points_payment_terms terms = points_payment_terms_of(l, o->cmd->tenant_id);
+    const char *code = rules_price_points(&terms, o->charged, p->points, value);
+    if (code) {
+        outcome_reject(o, code,
+                       strcmp(code, "points_share_exceeded") == 0
+                           ? "the points pay more of the bill than the tenant allows"
+                           : "the points are not a whole number of the tenant's points units");
+        return false;
+    }
+    if (all_points && *value < o->charged) {
+        outcome_reject(o, "points_do_not_cover", "paid with points alone, they must cover it all");
+        return false;
+    }
+    return points_spend_check(l, o, p->points);
+}
+
 /* A purchase's price (rules_pricing.c): the tier's discount off the list
  * price first (折上折), then the named discount card's and coupon's, each
  * on what the step before left; stored value pays what is left, principal
@@ -263,12 +289,20 @@ static void decide_purchase(struct ledger_ctx *l, struct outcome *o)
     o->tier_discount = q.tier_discount;
     o->coupon_discount = q.coupon_discount;
     o->discount = pricing_discount_total(&q);
-    if (strcmp(p->payment_method, "stored_value") == 0 && o->charged > 0) {
-        if (!outcome_spend_sv(l, o, o->charged,
+    int64_t by_points = 0;
+    if (!purchase_points_check(l, o, &by_points))
+        return;
+    if (strcmp(p->payment_method, "stored_value") == 0 && o->charged - by_points > 0) {
+        if (!outcome_spend_sv(l, o, o->charged - by_points,
                               "the stored-value balance does not cover the charge",
                               "the purchase amount is not acceptable"))
             return;
     }
+    /* Last: nothing below refuses, and the lots it takes stay taken. */
+    if (p->points > 0)
+        points_spend_commit(l, o, p->points);
+    o->points_paid = p->points;
+    o->points_value = by_points;
     uuid7_generate(o->purchase_id);
 }
 
@@ -343,6 +377,8 @@ static uint8_t *encode_verdict(const struct outcome *o, size_t *len)
         if (o->cmd->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_RECORD_PURCHASE) {
             posted.tier_discount = o->tier_discount;
             posted.tier = o->cmd->record_purchase->tier;
+            posted.points_paid = o->points_paid;
+            posted.points_value = o->points_value;
         }
         if (points_is_command(o->cmd)) {
             tessera__ledger__v1__points_lot_detail__init(&lot);
@@ -402,6 +438,8 @@ static uint8_t *encode_fact(const struct outcome *o, size_t *len)
         purchase.tier_discount = o->tier_discount;
         purchase.points_multiplier_bp = p->points_multiplier_bp;
         purchase.tier = p->tier;
+        purchase.points_paid = o->points_paid;
+        purchase.points_value = o->points_value;
         env->payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_PURCHASE_RECORDED;
         env->purchase_recorded = &purchase;
     }
@@ -610,7 +648,11 @@ int ledger_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *er
             continue;
         }
         ledger_member_find(l, envs[i]->tenant_id, envs[i]->member_id, true);
-        l->lots_wanted |= points_is_command(envs[i]);
+        l->lots_wanted |=
+            points_is_command(envs[i]) ||
+            (envs[i]->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_RECORD_PURCHASE &&
+             (envs[i]->record_purchase->points != 0 ||
+              strcmp(envs[i]->record_purchase->payment_method, "points") == 0));
         refunds_note(l, envs[i]);
         ledger_ladder_find(l, envs[i]->tenant_id, true);
         cards_note(l, envs[i]);

@@ -19,6 +19,7 @@
 #include "rules_cards.h"
 #include "rules_firstday.h"
 #include "rules_points.h"
+#include "rules_pricing.h"
 #include "rules_refunds.h"
 #include "service/common.h"
 #include "service/pipeline.h"
@@ -77,7 +78,8 @@ struct ledger_lot {
 
 struct ledger_points_policy {
     char *tenant_id;
-    struct points_policy policy; /* kind never when the tenant has none */
+    struct points_policy policy;         /* kind never when the tenant has none */
+    struct points_payment_terms payment; /* points as payment (rules_pricing.h) */
 };
 
 /* A tenant's refund fee rule (refunds.c); zero when the tenant has none. */
@@ -164,7 +166,7 @@ struct ledger_ctx {
     size_t refundable_count, refundable_cap;
     struct db_array r_id, r_tenant, r_member, r_branch, r_command, r_posting, r_kind, r_purchase,
         r_principal, r_bonus, r_fee, r_payout, r_reason, r_actor, r_amount, r_points_reversed,
-        r_points_unrecovered;
+        r_points_unrecovered, r_points_returned;
     struct ledger_cards *cards; /* card commands' batch state (cards.c) */
     /* tenant settings changed in the batch (settings.c) */
     struct ledger_setting_change *settings;
@@ -216,6 +218,8 @@ struct outcome {
     const char *refund_kind;
     int64_t refund_principal, refund_bonus, refund_fee, refund_payout;
     int64_t refund_amount, points_reversed, points_unrecovered; /* purchase refunds */
+    int64_t points_returned;           /* purchase refunds: points it was paid with, given back */
+    int64_t points_paid, points_value; /* purchases paid partly with points */
     /* card commands (cards*.c): amount is the card's price */
     const char *payment_method;
     struct card *card;            /* the card after (issue, renew, use, freeze) */
@@ -283,6 +287,19 @@ int points_write(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len);
 /* A refund of purchase_command_id takes back `points` earned by it
  * (rules_points_plan_reversal): adds the journal lines to o, moves the
  * member's balances and lots, and returns what could not be taken back. */
+/* Points as payment (issue 12), for decide_purchase and refunds. The
+ * tenant's terms (defaults when it has no policy row). */
+struct points_payment_terms points_payment_terms_of(struct ledger_ctx *l, const char *tenant_id);
+/* Whether the member's spendable lots cover points now; false with o
+ * refused (insufficient_points). Changes nothing. */
+bool points_spend_check(struct ledger_ctx *l, struct outcome *o, int64_t points);
+/* Spends them, soonest-expiring first: the lots, the balance and two
+ * journal lines (member -> tenant:<t>:points_paid). Only after
+ * points_spend_check held and nothing else can refuse the command. */
+void points_spend_commit(struct ledger_ctx *l, struct outcome *o, int64_t points);
+/* Gives points back as a new lot expiring by the tenant's policy from the
+ * command's time (tenant:<t>:points_paid -> member). */
+void points_return_for_refund(struct ledger_ctx *l, struct outcome *o, int64_t points);
 int64_t points_reverse_for_refund(struct ledger_ctx *l, struct outcome *o,
                                   const char *purchase_command_id, int64_t points);
 

@@ -448,6 +448,61 @@ static void decide_vest(struct ledger_ctx *l, struct outcome *o)
     o->points = points;
 }
 
+struct points_payment_terms points_payment_terms_of(struct ledger_ctx *l, const char *tenant_id)
+{
+    static const struct points_payment_terms fallback = POINTS_PAYMENT_TERMS_DEFAULT;
+    for (size_t i = 0; i < l->policy_count; i++)
+        if (strcmp(l->policies[i].tenant_id, tenant_id) == 0)
+            return l->policies[i].payment;
+    return fallback;
+}
+
+bool points_spend_check(struct ledger_ctx *l, struct outcome *o, int64_t points)
+{
+    struct member_lots ml;
+    member_lots_collect(l, o->cmd, NULL, &ml);
+    enum points_result r =
+        rules_points_plan_spend(ml.views, ml.n, command_time_us(o->cmd), points, ml.take);
+    member_lots_free(&ml);
+    if (r == POINTS_OK && o->member->points >= points)
+        return true;
+    outcome_reject(o, r == POINTS_INVALID ? "invalid_points" : "insufficient_points",
+                   r == POINTS_INVALID ? "the points amount is not acceptable"
+                                       : "the member's unexpired points do not cover the payment");
+    return false;
+}
+
+void points_spend_commit(struct ledger_ctx *l, struct outcome *o, int64_t points)
+{
+    struct member_lots ml;
+    member_lots_collect(l, o->cmd, NULL, &ml);
+    enum points_result r =
+        rules_points_plan_spend(ml.views, ml.n, command_time_us(o->cmd), points, ml.take);
+    assert(r == POINTS_OK); /* points_spend_check held on the same lots */
+    (void)r;
+    int64_t from_pending = 0, from_vested = 0;
+    member_lots_take(&ml, &from_pending, &from_vested);
+    assert(from_pending == 0 && from_vested == points);
+    points_lines(o, "points_paid", "points", -points);
+    o->member->points -= points;
+    member_lots_free(&ml);
+}
+
+void points_return_for_refund(struct ledger_ctx *l, struct outcome *o, int64_t points)
+{
+    const Envelope *cmd = o->cmd;
+    if (points <= 0)
+        return;
+    struct ledger_lot *lot = lot_add(l, cmd->tenant_id, cmd->member_id, cmd->branch_id);
+    uuid7_generate(lot->lot_id);
+    snprintf(lot->posting_id, sizeof(lot->posting_id), "%s", o->posting_id);
+    lot->granted = lot->remaining = points;
+    lot->expires_at_us = rules_points_expiry_us(policy_of(l, cmd->tenant_id), command_time_us(cmd));
+    lot->is_new = true;
+    points_lines(o, "points_paid", "points", points);
+    o->member->points += points;
+}
+
 int64_t points_reverse_for_refund(struct ledger_ctx *l, struct outcome *o,
                                   const char *purchase_command_id, int64_t points)
 {
@@ -541,7 +596,8 @@ static int load_policies(PGconn *pg, struct ledger_ctx *l, char *err, size_t err
 {
     PGresult *res = store_query_batch_tenants(
         pg, l,
-        "SELECT tenant_id, kind, periods, utc_offset_minutes, lock_seconds "
+        "SELECT tenant_id, kind, periods, utc_offset_minutes, lock_seconds, "
+        "payment_points_per_unit, payment_unit_minor, payment_max_share_bp "
         "FROM points_policy WHERE tenant_id = ANY($1::text[])",
         err, err_len);
     if (!res)
@@ -554,8 +610,12 @@ static int load_policies(PGconn *pg, struct ledger_ctx *l, char *err, size_t err
             continue; /* the table's CHECK makes this impossible */
         l->policies =
             array_grow(l->policies, l->policy_count, &l->policy_cap, sizeof(*l->policies));
-        l->policies[l->policy_count++] = (struct ledger_points_policy){
-            .tenant_id = strdup(PQgetvalue(res, i, 0)), .policy = policy};
+        l->policies[l->policy_count++] =
+            (struct ledger_points_policy){.tenant_id = strdup(PQgetvalue(res, i, 0)),
+                                          .policy = policy,
+                                          .payment = {.points_per_unit = db_int_at(res, i, 5),
+                                                      .unit_minor = db_int_at(res, i, 6),
+                                                      .max_share_bp = db_int_at(res, i, 7)}};
     }
     PQclear(res);
     return 0;

@@ -34,7 +34,8 @@
     X(l->r_actor)                                                                                  \
     X(l->r_amount)                                                                                 \
     X(l->r_points_reversed)                                                                        \
-    X(l->r_points_unrecovered)
+    X(l->r_points_unrecovered)                                                                     \
+    X(l->r_points_returned)
 /* clang-format on */
 #define INIT_ONE(a) db_array_init(&(a));
 #define FREE_ONE(a) db_array_free(&(a));
@@ -221,6 +222,9 @@ static void decide_purchase_refund(struct ledger_ctx *l, struct outcome *o)
     o->member->sv = after;
     /* Last: nothing below can refuse, and the lots it moves stay moved. */
     int64_t unrecovered = points_reverse_for_refund(l, o, r->purchase_command_id, plan.points);
+    points_return_for_refund(l, o, plan.points_returned);
+    p->state.points_returned += plan.points_returned;
+    o->points_returned = plan.points_returned;
     p->state.refunded += plan.amount;
     p->state.principal_returned += plan.principal;
     p->state.bonus_returned += plan.bonus;
@@ -258,6 +262,7 @@ static void record_trail(struct ledger_ctx *l, const struct outcome *o)
     db_array_add_int(&l->r_amount, o->refund_amount);
     db_array_add_int(&l->r_points_reversed, o->points_reversed);
     db_array_add_int(&l->r_points_unrecovered, o->points_unrecovered);
+    db_array_add_int(&l->r_points_returned, o->points_returned);
 }
 
 void refunds_decide(struct ledger_ctx *l, struct outcome *o)
@@ -299,6 +304,7 @@ void refunds_fill_detail(const struct outcome *o, RefundDetail *d)
     d->amount = o->refund_amount;
     d->points_reversed = o->points_reversed;
     d->points_unrecovered = o->points_unrecovered;
+    d->points_returned = o->points_returned;
 }
 
 uint8_t *refunds_encode_fact(const struct outcome *o, Envelope *env, Balances *bal, size_t *len)
@@ -351,6 +357,7 @@ static bool purchase_terms(const char *verdict_text, struct purchase_refund_stat
         st->charged = env->ledger_posted->charged;
         st->paid_principal = env->ledger_posted->paid_principal;
         st->paid_bonus = env->ledger_posted->paid_bonus;
+        st->points_paid = env->ledger_posted->points_paid;
     }
     envelope_free(env);
     return ok;
@@ -376,12 +383,13 @@ static int load_refundables(PGconn *pg, struct ledger_ctx *l, char *err, size_t 
     PGresult *res = db_query(
         pg,
         "SELECT k.t, k.id, c.member_id, c.verdict, r.amount, r.principal, r.bonus, "
-        "r.points + x.withheld, x.earned "
+        "r.points + x.withheld, x.earned, r.returned "
         "FROM unnest($1::text[], $2::text[]) AS k(t, id) JOIN commands c ON c.tenant_id = k.t "
         "AND c.command_id = k.id AND c.status = 'posted' AND c.command_type = 'purchase' "
         "CROSS JOIN LATERAL (SELECT coalesce(sum(amount), 0) AS amount, "
         "coalesce(sum(principal), 0) AS principal, coalesce(sum(bonus), 0) AS bonus, "
-        "coalesce(sum(points_reversed), 0) AS points FROM refunds "
+        "coalesce(sum(points_reversed), 0) AS points, "
+        "coalesce(sum(points_returned), 0) AS returned FROM refunds "
         "WHERE tenant_id = k.t AND purchase_command_id = k.id) r "
         "CROSS JOIN LATERAL (SELECT coalesce(sum(earned), 0) AS earned, "
         "coalesce(sum(earned - granted), 0) AS withheld FROM point_lots "
@@ -402,6 +410,7 @@ static int load_refundables(PGconn *pg, struct ledger_ctx *l, char *err, size_t 
         st.bonus_returned = db_int_at(res, i, 6);
         st.points_reversed = db_int_at(res, i, 7);
         st.points_earned = db_int_at(res, i, 8);
+        st.points_returned = db_int_at(res, i, 9);
         r->member_id = strdup(PQgetvalue(res, i, 2));
         r->state = st;
     }
@@ -421,7 +430,7 @@ int refunds_write(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
 {
     if (l->r_id.count == 0)
         return 0;
-    const char *p[17] = {db_array_finish(&l->r_id),
+    const char *p[18] = {db_array_finish(&l->r_id),
                          db_array_finish(&l->r_tenant),
                          db_array_finish(&l->r_member),
                          db_array_finish(&l->r_branch),
@@ -437,16 +446,18 @@ int refunds_write(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
                          db_array_finish(&l->r_actor),
                          db_array_finish(&l->r_amount),
                          db_array_finish(&l->r_points_reversed),
-                         db_array_finish(&l->r_points_unrecovered)};
+                         db_array_finish(&l->r_points_unrecovered),
+                         db_array_finish(&l->r_points_returned)};
     PGresult *res = db_query(
         pg,
         "INSERT INTO refunds (refund_id, tenant_id, member_id, branch_id, command_id, "
         "posting_id, kind, purchase_command_id, principal, bonus, fee, payout, reason, actor, "
-        "amount, points_reversed, points_unrecovered) "
+        "amount, points_reversed, points_unrecovered, points_returned) "
         "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
         "$6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], "
-        "$12::bigint[], $13::text[], $14::text[], $15::bigint[], $16::bigint[], $17::bigint[])",
-        17, p, err, err_len, NULL);
+        "$12::bigint[], $13::text[], $14::text[], $15::bigint[], $16::bigint[], $17::bigint[], "
+        "$18::bigint[])",
+        18, p, err, err_len, NULL);
     if (!res)
         return -1;
     PQclear(res);

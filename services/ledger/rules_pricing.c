@@ -41,3 +41,23 @@ const char *rules_price_purchase(int64_t amount, int64_t tier_bp, const struct p
     *q = next;
     return NULL;
 }
+
+const char *rules_price_points(const struct points_payment_terms *t, int64_t charged,
+                               int64_t points, int64_t *value)
+{
+    if (t->points_per_unit < 1 || t->points_per_unit > POINTS_PAYMENT_TERM_MAX ||
+        t->unit_minor < 1 || t->unit_minor > POINTS_PAYMENT_TERM_MAX || t->max_share_bp < 0 ||
+        t->max_share_bp > PRICING_BP_FULL || points <= 0 || points > MONEY_AMOUNT_MAX ||
+        points % t->points_per_unit != 0 || charged < 0)
+        return "invalid_points";
+    /* units <= MONEY_AMOUNT_MAX and unit_minor <= 1e6: the product fits
+     * in 128 bits; above MONEY_AMOUNT_MAX it is refused */
+    __int128 money = (__int128)(points / t->points_per_unit) * t->unit_minor;
+    __int128 cap = (__int128)charged * t->max_share_bp / PRICING_BP_FULL;
+    if (money > MONEY_AMOUNT_MAX)
+        return "invalid_points";
+    if (money > cap)
+        return "points_share_exceeded";
+    *value = (int64_t)money;
+    return NULL;
+}

@@ -29,4 +29,28 @@ const char *rules_price_purchase(int64_t amount, int64_t tier_bp, const struct p
                                  const struct coupon_state *coupon, int64_t now_us,
                                  struct pricing_quote *q);
 
+/* Paying part of a bill with points (issue 12). A tenant's terms:
+ * points_per_unit points are worth unit_minor minor units (the default,
+ * 100 points = 100 fen = 1 yuan), and at most max_share_bp of a bill's
+ * charge (after every discount) may be paid with points. Points are spent
+ * in whole units only, so no fraction of a fen is ever created. */
+struct points_payment_terms {
+    int64_t points_per_unit; /* 1..1 000 000 */
+    int64_t unit_minor;      /* 1..1 000 000 */
+    int64_t max_share_bp;    /* 0..10000 */
+};
+#define POINTS_PAYMENT_TERMS_DEFAULT                                                               \
+    {                                                                                              \
+        100, 100, 5000                                                                             \
+    }
+#define POINTS_PAYMENT_TERM_MAX INT64_C(1000000)
+
+/* The money `points` pay of a bill charging `charged`: points /
+ * points_per_unit * unit_minor. NULL with *value set, or the refusal's
+ * code: invalid_points (points <= 0, not whole units, terms out of range,
+ * value not representable), points_share_exceeded (value above
+ * floor(charged * max_share_bp / 10000)). */
+const char *rules_price_points(const struct points_payment_terms *t, int64_t charged,
+                               int64_t points, int64_t *value);
+
 #endif

@@ -80,6 +80,7 @@ enum refund_result rules_plan_purchase_refund(const struct purchase_refund_state
     int64_t principal = rules_refund_share(total, s->charged, s->paid_principal);
     int64_t drawn = rules_refund_share(total, s->charged, s->paid_principal + s->paid_bonus);
     int64_t points = rules_refund_share(total, s->charged, s->points_earned);
+    int64_t paid_back = rules_refund_share(total, s->charged, s->points_paid);
     /* Earlier refunds never took more than these totals (the shares only
      * grow with R), but a state read from elsewhere is not trusted to. */
     *out = (struct purchase_refund_plan){
@@ -87,6 +88,7 @@ enum refund_result rules_plan_purchase_refund(const struct purchase_refund_state
         .principal = at_least_zero(principal - s->principal_returned),
         .bonus = at_least_zero(drawn - principal - s->bonus_returned),
         .points = at_least_zero(points - s->points_reversed),
+        .points_returned = at_least_zero(paid_back - s->points_returned),
     };
     return REFUND_OK;
 }

@@ -49,20 +49,24 @@ struct purchase_refund_state {
     int64_t principal_returned; /* so far */
     int64_t bonus_returned;     /* so far */
     int64_t points_reversed;    /* so far, unrecovered ones and shares never granted included */
+    int64_t points_paid;        /* points the purchase was paid with (issue 12) */
+    int64_t points_returned;    /* of those, given back so far */
 };
 
 struct purchase_refund_plan {
     int64_t amount;    /* of the charge, refunded now */
     int64_t principal; /* returned to the member's stored value now */
     int64_t bonus;
-    int64_t points; /* earned points to take back now */
+    int64_t points;          /* earned points to take back now */
+    int64_t points_returned; /* points the purchase was paid with, to give back now */
 };
 
 /* A refund of `requested` of the purchase's charge (0: all not refunded
  * yet). Cumulative rounding: after it, the refunded total R stands for
  * floor(R * paid_principal / charged) of principal, R's stored-value part
  * floor(R * (paid_principal + paid_bonus) / charged) minus that of bonus,
- * and floor(R * points_earned / charged) points; the plan is those totals
+ * floor(R * points_earned / charged) points taken back and floor(R *
+ * points_paid / charged) points given back; the plan is those totals
  * minus what earlier refunds took. So however a purchase is refunded in
  * parts, the parts sum exactly to the whole once R reaches the charge. */
 enum refund_result rules_plan_purchase_refund(const struct purchase_refund_state *s,

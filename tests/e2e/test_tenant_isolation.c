@@ -284,6 +284,14 @@ static const struct route_probe routes[] = {
     {"GET", "/v1/members/%M/ledger", NULL, APP_403, TOK_401},
     {"GET", "/v1/members/%M/quote?amount=1000&branch_id=hq", NULL, APP_403, TOK_401},
     {"GET", "/v1/reports/prepaid-liability", NULL, APP_403, TOK_401},
+    {"PUT", "/v1/config/referrals",
+     "{\"lock_days\":7,\"referrer\":{\"points\":1},\"referee\":{\"points\":1}}", APP_403, TOK_401},
+    {"GET", "/v1/config/referrals", NULL, APP_403, TOK_401},
+    {"POST", "/v1/rewards", "{\"name\":\"x\",\"kind\":\"gift\",\"points_price\":1}", APP_403,
+     TOK_401},
+    {"GET", "/v1/rewards", NULL, APP_403, TOK_401},
+    {"POST", "/v1/members/%M/redemptions", "{\"reward_id\":\"r1\"}", APP_403, TOK_401},
+    {"POST", "/v1/me/redemptions", "{\"reward_id\":\"r1\"}", 401, "unauthorized", 0},
 };
 #define ROUTES_COUNT (sizeof(routes) / sizeof(routes[0]))
 
@@ -418,6 +426,8 @@ static void test_app_key_and_member_token_on_every_route(void **state)
     api_response_free(&r);
     expect_probe("member token", "PUT", "/v1/me/password", "{\"password\":\"short\"}", token, 422,
                  "validation_failed");
+    expect_probe("member token", "POST", "/v1/me/redemptions", "{\"reward_id\":\"no-such\"}", token,
+                 422, "validation_failed");
     /* admin and pos keys are not app keys: the login routes refuse them */
     expect_probe("admin key", "POST", "/v1/auth/sms-codes", "{\"phone\":\"13900000002\"}", NULL,
                  403, "forbidden");

@@ -73,27 +73,38 @@ static void test_purchase_refund_plan(void **state)
         struct purchase_refund_plan plan;
     } cases[] = {
         /* a cash purchase of 110 yuan that earned 110 points: no stored value back */
-        {{11000, 0, 0, 110, 0, 0, 0, 0}, 0, REFUND_OK, {11000, 0, 0, 110}},
-        {{11000, 0, 0, 110, 0, 0, 0, 0}, 5500, REFUND_OK, {5500, 0, 0, 55}},
+        {{11000, 0, 0, 110, 0, 0, 0, 0, 0, 0}, 0, REFUND_OK, {11000, 0, 0, 110, 0}},
+        {{11000, 0, 0, 110, 0, 0, 0, 0, 0, 0}, 5500, REFUND_OK, {5500, 0, 0, 55, 0}},
         /* paid from stored value at 10:1 principal to bonus */
-        {{11000, 10000, 1000, 110, 0, 0, 0, 0}, 0, REFUND_OK, {11000, 10000, 1000, 110}},
-        {{11000, 10000, 1000, 110, 0, 0, 0, 0}, 5500, REFUND_OK, {5500, 5000, 500, 55}},
+        {{11000, 10000, 1000, 110, 0, 0, 0, 0, 0, 0}, 0, REFUND_OK, {11000, 10000, 1000, 110, 0}},
+        {{11000, 10000, 1000, 110, 0, 0, 0, 0, 0, 0}, 5500, REFUND_OK, {5500, 5000, 500, 55, 0}},
         /* the rest after that half */
-        {{11000, 10000, 1000, 110, 5500, 5000, 500, 55}, 0, REFUND_OK, {5500, 5000, 500, 55}},
+        {{11000, 10000, 1000, 110, 5500, 5000, 500, 55, 0, 0},
+         0,
+         REFUND_OK,
+         {5500, 5000, 500, 55, 0}},
         /* rounding: a third of 100 fen drawn 2:1 and of 10 points; principal and
          * points round down, the bonus takes the rest of the stored value */
-        {{100, 67, 33, 10, 0, 0, 0, 0}, 33, REFUND_OK, {33, 22, 11, 3}},
+        {{100, 67, 33, 10, 0, 0, 0, 0, 0, 0}, 33, REFUND_OK, {33, 22, 11, 3, 0}},
         /* points withheld at earning (a refund came first) count as reversed */
-        {{1000, 0, 0, 100, 500, 0, 0, 50}, 0, REFUND_OK, {500, 0, 0, 50}},
-        {{11000, 0, 0, 110, 11000, 0, 0, 110}, 0, REFUND_ALREADY, {0}},
-        {{11000, 0, 0, 110, 11000, 0, 0, 110}, 1, REFUND_ALREADY, {0}},
-        {{11000, 0, 0, 110, 5500, 0, 0, 55}, 5501, REFUND_EXCEEDS, {0}},
-        {{11000, 0, 0, 110, 0, 0, 0, 0}, 11001, REFUND_EXCEEDS, {0}},
-        {{0, 0, 0, 0, 0, 0, 0, 0}, 0, REFUND_NOT_REFUNDABLE, {0}}, /* fully discounted */
-        {{11000, 0, 0, 110, 0, 0, 0, 0}, -1, REFUND_INVALID_AMOUNT, {0}},
+        {{1000, 0, 0, 100, 500, 0, 0, 50, 0, 0}, 0, REFUND_OK, {500, 0, 0, 50, 0}},
+        {{11000, 0, 0, 110, 11000, 0, 0, 110, 0, 0}, 0, REFUND_ALREADY, {0}},
+        {{11000, 0, 0, 110, 11000, 0, 0, 110, 0, 0}, 1, REFUND_ALREADY, {0}},
+        {{11000, 0, 0, 110, 5500, 0, 0, 55, 0, 0}, 5501, REFUND_EXCEEDS, {0}},
+        {{11000, 0, 0, 110, 0, 0, 0, 0, 0, 0}, 11001, REFUND_EXCEEDS, {0}},
+        {{0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, 0, REFUND_NOT_REFUNDABLE, {0}}, /* fully discounted */
+        {{11000, 0, 0, 110, 0, 0, 0, 0, 0, 0}, -1, REFUND_INVALID_AMOUNT, {0}},
+        /* paid 5000 points of a 100 yuan charge (cash the rest), earned
+         * 100: a full refund gives all 5000 back and takes the 100 */
+        {{10000, 0, 0, 100, 0, 0, 0, 0, 5000, 0}, 0, REFUND_OK, {10000, 0, 0, 100, 5000}},
+        /* a third, then the rest: 1666 then 3334 points back */
+        {{10000, 0, 0, 0, 0, 0, 0, 0, 5000, 0}, 3333, REFUND_OK, {3333, 0, 0, 0, 1666}},
+        {{10000, 0, 0, 0, 3333, 0, 0, 0, 5000, 1666}, 0, REFUND_OK, {6667, 0, 0, 0, 3334}},
+        /* stored value and points in one purchase */
+        {{10000, 4000, 1000, 0, 0, 0, 0, 0, 5000, 0}, 0, REFUND_OK, {10000, 4000, 1000, 0, 5000}},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        struct purchase_refund_plan p = {-1, -1, -1, -1};
+        struct purchase_refund_plan p = {-1, -1, -1, -1, -1};
         enum refund_result r = rules_plan_purchase_refund(&cases[i].s, cases[i].requested, &p);
         if (r != cases[i].result)
             print_error("case %zu: result %d\n", i, r);
@@ -106,6 +117,7 @@ static void test_purchase_refund_plan(void **state)
         assert_int_equal(p.principal, cases[i].plan.principal);
         assert_int_equal(p.bonus, cases[i].plan.bonus);
         assert_int_equal(p.points, cases[i].plan.points);
+        assert_int_equal(p.points_returned, cases[i].plan.points_returned);
     }
     assert_string_equal(rules_refund_code(REFUND_EXCEEDS), "exceeds_refundable");
     assert_string_equal(rules_refund_code(REFUND_ALREADY), "already_refunded");
@@ -154,17 +166,17 @@ static void test_partial_refunds_sum_exactly(void **state)
      * and 3+3+3 = 9 points; cumulative rounding gives the exact whole. */
     const int64_t thirds[] = {33, 33, 34};
     const struct purchase_refund_plan thirds_each[] = {
-        {33, 22, 11, 3}, {33, 22, 11, 3}, {34, 23, 11, 4}};
-    refund_in_parts((struct purchase_refund_state){100, 67, 33, 10, 0, 0, 0, 0}, thirds, 3,
+        {33, 22, 11, 3, 0}, {33, 22, 11, 3, 0}, {34, 23, 11, 4, 0}};
+    refund_in_parts((struct purchase_refund_state){100, 67, 33, 10, 0, 0, 0, 0, 0, 0}, thirds, 3,
                     thirds_each);
     /* a cash purchase: points only, seven unequal parts (the last 0: the rest) */
     const int64_t seven[] = {1, 2, 3, 5, 8, 13, 0};
-    refund_in_parts((struct purchase_refund_state){999, 0, 0, 7, 0, 0, 0, 0}, seven, 7, NULL);
+    refund_in_parts((struct purchase_refund_state){999, 0, 0, 7, 0, 0, 0, 0, 0, 0}, seven, 7, NULL);
     /* 1 fen at a time: every part rounds to nothing but the last ones catch up */
     int64_t fen[37];
     for (size_t k = 0; k < 37; k++)
         fen[k] = 1;
-    refund_in_parts((struct purchase_refund_state){37, 20, 17, 3, 0, 0, 0, 0}, fen, 37, NULL);
+    refund_in_parts((struct purchase_refund_state){37, 20, 17, 3, 0, 0, 0, 0, 0, 0}, fen, 37, NULL);
     /* many splits of one purchase, from a fixed pseudo-random sequence */
     uint64_t x = 88172645463325252ULL;
     for (int round = 0; round < 500; round++) {

@@ -191,13 +191,64 @@ static void test_rate_off(void **state)
     assert_int_equal(q.amount, 7); /* untouched */
 }
 
+/* Points as payment, from a table: whole units only, the share cap, the
+ * terms' bounds. */
+struct points_case {
+    struct points_payment_terms terms;
+    int64_t charged, points;
+    const char *code; /* NULL: accepted */
+    int64_t value;
+};
+
+static const struct points_case points_cases[] = {
+    /* the default: 100 points = 1 yuan, at most half the bill */
+    {POINTS_PAYMENT_TERMS_DEFAULT, 10000, 5000, NULL, 5000},
+    {POINTS_PAYMENT_TERMS_DEFAULT, 10000, 1000, NULL, 1000},
+    {POINTS_PAYMENT_TERMS_DEFAULT, 10000, 5100, "points_share_exceeded", 0},
+    {POINTS_PAYMENT_TERMS_DEFAULT, 10001, 5000, NULL, 5000}, /* cap floor(5000.5) */
+    {POINTS_PAYMENT_TERMS_DEFAULT, 9999, 5000, "points_share_exceeded", 0},
+    {POINTS_PAYMENT_TERMS_DEFAULT, 10000, 150, "invalid_points", 0}, /* not whole units */
+    {POINTS_PAYMENT_TERMS_DEFAULT, 10000, 0, "invalid_points", 0},
+    {POINTS_PAYMENT_TERMS_DEFAULT, 10000, -100, "invalid_points", 0},
+    /* 200 points buy 1 fen... of a whole bill */
+    {{200, 1, 10000}, 3, 600, NULL, 3},
+    {{200, 1, 10000}, 3, 800, "points_share_exceeded", 0},
+    /* 10 points = 1 yuan (100 fen) */
+    {{10, 100, 10000}, 2500, 250, NULL, 2500},
+    /* no share allowed */
+    {{100, 100, 0}, 10000, 100, "points_share_exceeded", 0},
+    /* terms out of range */
+    {{0, 100, 5000}, 10000, 100, "invalid_points", 0},
+    {{100, 0, 5000}, 10000, 100, "invalid_points", 0},
+    {{100, 100, 10001}, 10000, 100, "invalid_points", 0},
+    /* a value beyond any amount */
+    {{1, 1000000, 10000}, MONEY_AMOUNT_MAX, MONEY_AMOUNT_MAX, "invalid_points", 0},
+};
+
+static void test_points_payment_table(void **state)
+{
+    for (size_t i = 0; i < sizeof(points_cases) / sizeof(points_cases[0]); i++) {
+        const struct points_case *c = &points_cases[i];
+        int64_t value = -1;
+        const char *code = rules_price_points(&c->terms, c->charged, c->points, &value);
+        if (c->code) {
+            assert_non_null(code);
+            assert_string_equal(code, c->code);
+            assert_int_equal(value, -1); /* untouched */
+        } else {
+            if (code)
+                fail_msg("case %zu refused: %s", i, code);
+            assert_int_equal(value, c->value);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_chain_table),
-        cmocka_unit_test(test_card_branch_refused),
-        cmocka_unit_test(test_every_fen_conserved),
-        cmocka_unit_test(test_rate_off),
+        cmocka_unit_test(test_chain_table),          cmocka_unit_test(test_card_branch_refused),
+        cmocka_unit_test(test_every_fen_conserved),  cmocka_unit_test(test_rate_off),
+        cmocka_unit_test(test_points_payment_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -85,13 +85,29 @@ static void test_parse_rejects(void **state)
     assert_int_equal(uuid7_unix_ms("0190f5e2-7c3a-7b1e-8f00-123456789012"), 0x0190f5e27c3aull);
 }
 
+/* Same name, same id; another name, another id; version 8, variant 10. */
+static void test_name_based(void **state)
+{
+    char a[UUID_STR_SIZE], b[UUID_STR_SIZE], c[UUID_STR_SIZE];
+    uuid8_from_name("referral:m1:referrer", a);
+    uuid8_from_name("referral:m1:referrer", b);
+    uuid8_from_name("referral:m1:referee", c);
+    assert_string_equal(a, b);
+    assert_string_not_equal(a, c);
+    assert_true(uuid_is_valid(a));
+    assert_int_equal(a[14], '8');
+    assert_true(strchr("89ab", a[19]) != NULL);
+    /* SHA-256("abc") begins ba7816bf 8f01cfea 414140de 5dae2223 */
+    uuid8_from_name("abc", a);
+    assert_string_equal(a, "ba7816bf-8f01-8fea-8141-40de5dae2223");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_format_and_bits),
-        cmocka_unit_test(test_strictly_increasing),
-        cmocka_unit_test(test_timestamp),
-        cmocka_unit_test(test_parse_rejects),
+        cmocka_unit_test(test_format_and_bits), cmocka_unit_test(test_strictly_increasing),
+        cmocka_unit_test(test_timestamp),       cmocka_unit_test(test_parse_rejects),
+        cmocka_unit_test(test_name_based),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,360 @@
+/* The referral scheduler: a thread of the campaign service that, every
+ * interval, decides the referrals whose lock period is over (due_at_us at
+ * or before clock_now_us(), so the test clock moves it):
+ *
+ *  - the referee's first purchase was refunded (ledger.read_refunds has a
+ *    refund of it): status 'refunded', nobody is rewarded;
+ *  - else status 'rewarded', and in the same transaction the outbox gets
+ *    one AdjustPoints per side with points (ledger-commands, command id
+ *    the UUIDv8 of "referral:<tenant>:<referee>:<side>", reason
+ *    "referral:<rule change id>:<side>"),
+ *    one NotifyRequest referral.reward per side (request id
+ *    "referral.reward:<purchase event id>:<side>"), and the referrer's
+ *    ReferralCounted (member-events, keyed by the referrer) with its new
+ *    count from referral_counts.
+ *
+ * Exactly once: a row leaves 'locked' in the transaction that writes its
+ * events, rows are taken FOR UPDATE SKIP LOCKED, and only one instance
+ * schedules (a session advisory lock, like the ledger's expiry.c). After
+ * commit the thread relays its own rows and deletes them; a row it could
+ * not deliver stays in the outbox and the pipeline's relay sends it once
+ * its lease is over. The ledger and notification de-duplicate on the ids
+ * above should a row be sent twice. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus/topics.h"
+#include "campaign.h"
+#include "clock/clock.h"
+#include "db/db.h"
+#include "events/campaign_types.h"
+#include "events/codec.h"
+#include "ids/uuid7.h"
+#include "log/log.h"
+#include "outbox/outbox.h"
+#include "service/common.h"
+#include "tessera/notification/v1/notification.pb-c.h"
+#include "util/sleep.h"
+
+#define REFERRALS_PER_ROUND 100 /* the LIMIT of the due query */
+#define REFERRAL_EVENTS_MAX 5   /* per referral: 2 grants, 2 notices, 1 count */
+#define REFERRAL_FLUSH_MS   10000
+#define REFERRAL_LOCK_KEY   "tessera-campaign-referrals"
+#define REFERRAL_ACTOR      "campaign-referrals"
+#define REFERRAL_ID_MAX     (EVENT_ID_FIELD_MAX * 2 + 32)
+#define REFERRAL_SOURCE     "/tessera/campaign"
+
+struct referral_scheduler {
+    const struct service_common_config *common;
+    long long interval_ms;
+    struct bus_config bus;
+    char client_id[128];
+    struct bus_producer *producer;
+    PGconn *pg;
+    bool leader;
+};
+
+/* The events of one round, encoded (owned: freed by round_free). */
+struct round_out {
+    struct outbox_row rows[REFERRALS_PER_ROUND * REFERRAL_EVENTS_MAX];
+    uint8_t *payloads[REFERRALS_PER_ROUND * REFERRAL_EVENTS_MAX];
+    char *keys[REFERRALS_PER_ROUND * REFERRAL_EVENTS_MAX];
+    size_t count;
+};
+
+static void round_free(struct round_out *o)
+{
+    for (size_t i = 0; i < o->count; i++) {
+        free(o->payloads[i]);
+        free(o->keys[i]);
+    }
+    o->count = 0;
+}
+
+/* Takes ownership of payload. */
+static void round_add(struct round_out *o, const char *topic, const char *key, uint8_t *payload,
+                      size_t len)
+{
+    if (!payload) { /* every field is bounded: cannot happen */
+        log_fields(LOG_ERROR, "referral event does not encode", "topic", topic, NULL);
+        return;
+    }
+    o->payloads[o->count] = payload;
+    o->keys[o->count] = strdup(key);
+    o->rows[o->count] = (struct outbox_row){
+        .topic = topic, .key = o->keys[o->count], .payload = payload, .len = len};
+    o->count++;
+}
+
+/* Columns of the due query. */
+enum {
+    C_TENANT,
+    C_REFEREE,
+    C_REFERRER,
+    C_BRANCH,
+    C_PURCHASE,
+    C_EVENT,
+    C_RULE,
+    C_REFERRER_POINTS,
+    C_REFEREE_POINTS,
+    C_REFUNDED
+};
+
+/* clang-format off */
+static const char DUE_SQL[] =
+    "SELECT r.tenant_id, r.referee_member_id, r.referrer_member_id, r.branch_id, "
+    "r.purchase_command_id, r.purchase_event_id, r.rule_change_id, r.referrer_points, "
+    "r.referee_points, EXISTS (SELECT 1 FROM ledger.read_refunds f "
+    "WHERE f.tenant_id = r.tenant_id AND f.purchase_command_id = r.purchase_command_id "
+    "AND f.member_id = r.referee_member_id) "
+    "FROM referrals r WHERE r.status = 'locked' AND r.due_at_us <= $1::bigint "
+    "ORDER BY r.due_at_us LIMIT 100 FOR UPDATE OF r SKIP LOCKED";
+/* clang-format on */
+_Static_assert(REFERRALS_PER_ROUND == 100, "DUE_SQL's LIMIT");
+
+static void meta_for(const PGresult *res, int i, const char *member_id, struct event_meta *m)
+{
+    *m = (struct event_meta){.tenant_id = PQgetvalue(res, i, C_TENANT),
+                             .branch_id = PQgetvalue(res, i, C_BRANCH),
+                             .member_id = member_id,
+                             .causation_id = PQgetvalue(res, i, C_EVENT),
+                             .correlation_id = PQgetvalue(res, i, C_EVENT),
+                             .actor_kind = "service",
+                             .actor_id = REFERRAL_ACTOR};
+}
+
+/* One side's AdjustPoints and NotifyRequest (side: "referrer" | "referee"). */
+static void reward_side(struct round_out *o, const PGresult *res, int i, const char *side,
+                        const char *member_id, int64_t points)
+{
+    if (points <= 0)
+        return;
+    struct event_meta meta;
+    Envelope env;
+    Actor actor;
+    char name[REFERRAL_ID_MAX], command_id[UUID_STR_SIZE], reason[REFERRAL_ID_MAX],
+        request_id[REFERRAL_ID_MAX];
+    /* the ledger takes UUIDs: one derived from the referral and the side */
+    snprintf(name, sizeof(name), "referral:%s:%s:%s", PQgetvalue(res, i, C_TENANT),
+             PQgetvalue(res, i, C_REFEREE), side);
+    uuid8_from_name(name, command_id);
+    snprintf(reason, sizeof(reason), "referral:%s:%s", PQgetvalue(res, i, C_RULE), side);
+    AdjustPoints adjust;
+    meta_for(res, i, member_id, &meta);
+    envelope_init(&env, &actor, &meta);
+    tessera__ledger__v1__adjust_points__init(&adjust);
+    adjust.command_id = command_id;
+    adjust.points = points;
+    adjust.reason = reason;
+    env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_ADJUST_POINTS;
+    env.adjust_points = &adjust;
+    size_t len = 0;
+    uint8_t *bin = envelope_encode(&env, &len);
+    round_add(o, TOPIC_LEDGER_COMMANDS, member_id, bin, len);
+
+    Tessera__Notification__V1__NotifyRequest note;
+    Tessera__Notification__V1__Variable vpoints, vrole, *vars[2] = {&vpoints, &vrole};
+    snprintf(request_id, sizeof(request_id), "referral.reward:%s:%s", PQgetvalue(res, i, C_EVENT),
+             side);
+    meta_for(res, i, member_id, &meta);
+    envelope_init(&env, &actor, &meta);
+    tessera__notification__v1__notify_request__init(&note);
+    tessera__notification__v1__variable__init(&vpoints);
+    tessera__notification__v1__variable__init(&vrole);
+    vpoints.name = "reward.points";
+    vpoints.value_case = TESSERA__NOTIFICATION__V1__VARIABLE__VALUE_NUMBER;
+    vpoints.number = points;
+    vrole.name = "referral.role";
+    vrole.value_case = TESSERA__NOTIFICATION__V1__VARIABLE__VALUE_TEXT;
+    vrole.text = (char *)side;
+    note.request_id = request_id;
+    note.template_ = "referral.reward";
+    note.purpose = "transactional";
+    note.priority = "normal";
+    note.n_variables = 2;
+    note.variables = vars;
+    env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_NOTIFY_REQUEST;
+    env.notify_request = &note;
+    bin = envelope_encode(&env, &len);
+    round_add(o, TOPIC_NOTIFY_REQUESTS, member_id, bin, len);
+}
+
+/* The referrer's new count and its ReferralCounted. 0 or -1 with err. */
+static int count_referral(PGconn *pg, struct round_out *o, const PGresult *res, int i, char *err,
+                          size_t err_len)
+{
+    const char *p[2] = {PQgetvalue(res, i, C_TENANT), PQgetvalue(res, i, C_REFERRER)};
+    PGresult *c = db_query(pg,
+                           "INSERT INTO referral_counts (tenant_id, member_id, successful) "
+                           "VALUES ($1, $2, 1) ON CONFLICT (tenant_id, member_id) DO UPDATE "
+                           "SET successful = referral_counts.successful + 1 RETURNING successful",
+                           2, p, err, err_len, NULL);
+    if (!c)
+        return -1;
+    struct event_meta meta;
+    Envelope env;
+    Actor actor;
+    ReferralCounted counted;
+    meta_for(res, i, PQgetvalue(res, i, C_REFERRER), &meta);
+    envelope_init(&env, &actor, &meta);
+    tessera__campaign__v1__referral_counted__init(&counted);
+    counted.referrer_member_id = (char *)PQgetvalue(res, i, C_REFERRER);
+    counted.referee_member_id = (char *)PQgetvalue(res, i, C_REFEREE);
+    counted.purchase_command_id = (char *)PQgetvalue(res, i, C_PURCHASE);
+    counted.rule_change_id = (char *)PQgetvalue(res, i, C_RULE);
+    counted.successful_referrals = db_int_at(c, 0, 0);
+    env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_REFERRAL_COUNTED;
+    env.referral_counted = &counted;
+    size_t len = 0;
+    uint8_t *bin = envelope_encode(&env, &len);
+    round_add(o, TOPIC_MEMBER_EVENTS, PQgetvalue(res, i, C_REFERRER), bin, len);
+    PQclear(c);
+    return 0;
+}
+
+/* Decides row i of the due query inside the round's transaction. */
+static int decide(PGconn *pg, struct round_out *o, const PGresult *res, int i, int64_t now_us,
+                  char *err, size_t err_len)
+{
+    bool refunded = strcmp(PQgetvalue(res, i, C_REFUNDED), "t") == 0;
+    char now[24];
+    snprintf(now, sizeof(now), "%lld", (long long)now_us);
+    const char *p[4] = {PQgetvalue(res, i, C_TENANT), PQgetvalue(res, i, C_REFEREE),
+                        refunded ? "refunded" : "rewarded", now};
+    PGresult *u = db_query(pg,
+                           "UPDATE referrals SET status = $3, decided_at_us = $4::bigint "
+                           "WHERE tenant_id = $1 AND referee_member_id = $2 AND status = 'locked'",
+                           4, p, err, err_len, NULL);
+    if (!u)
+        return -1;
+    PQclear(u);
+    log_fields(LOG_INFO, "referral decided", "tenant", p[0], "referee", p[1], "status", p[2], NULL);
+    if (refunded)
+        return 0;
+    reward_side(o, res, i, "referrer", PQgetvalue(res, i, C_REFERRER),
+                db_int_at(res, i, C_REFERRER_POINTS));
+    reward_side(o, res, i, "referee", PQgetvalue(res, i, C_REFEREE),
+                db_int_at(res, i, C_REFEREE_POINTS));
+    return count_referral(pg, o, res, i, err, err_len);
+}
+
+/* Decides every due referral in one transaction with its outbox rows;
+ * their ids go to ids. Returns the rows' count, or -1 (rolled back). */
+static int decide_due(struct referral_scheduler *s, struct round_out *o, int64_t *ids)
+{
+    char err[256], now[24];
+    int64_t now_us = clock_now_us();
+    snprintf(now, sizeof(now), "%lld", (long long)now_us);
+    if (db_begin(s->pg, err, sizeof(err)) < 0)
+        goto fail;
+    const char *p[1] = {now};
+    PGresult *res = db_query(s->pg, DUE_SQL, 1, p, err, sizeof(err), NULL);
+    if (!res)
+        goto rollback;
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < PQntuples(res); i++)
+        rc = decide(s->pg, o, res, i, now_us, err, sizeof(err));
+    PQclear(res);
+    if (rc < 0 ||
+        (o->count > 0 && outbox_append(s->pg, o->rows, o->count, ids, err, sizeof(err)) < 0))
+        goto rollback;
+    if (db_commit(s->pg, err, sizeof(err)) < 0)
+        goto fail;
+    return (int)o->count;
+rollback:
+    db_rollback(s->pg);
+fail:
+    log_fields(LOG_WARN, "referral scheduler: round failed; next round retries", "error", err,
+               NULL);
+    return -1;
+}
+
+/* Sends the committed rows and deletes those Kafka acknowledged. */
+static void relay(struct referral_scheduler *s, struct round_out *o, const int64_t *ids)
+{
+    rd_kafka_resp_err_t results[REFERRALS_PER_ROUND * REFERRAL_EVENTS_MAX];
+    int64_t done[REFERRALS_PER_ROUND * REFERRAL_EVENTS_MAX];
+    size_t sent = 0, acked = 0;
+    for (size_t i = 0; i < o->count; i++) {
+        results[i] = RD_KAFKA_RESP_ERR__IN_PROGRESS;
+        if (outbox_produce(s->producer, REFERRAL_SOURCE, &o->rows[i], &results[i]) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR)
+            results[i] = RD_KAFKA_RESP_ERR__FAIL;
+        else
+            sent++;
+    }
+    /* reports write into results: every one must land before it goes */
+    while (sent > 0 && bus_producer_flush(s->producer, REFERRAL_FLUSH_MS) < 0)
+        log_warn("referral scheduler: Kafka is slow to acknowledge; still waiting");
+    for (size_t i = 0; i < o->count; i++)
+        if (results[i] == RD_KAFKA_RESP_ERR_NO_ERROR)
+            done[acked++] = ids[i];
+    char err[256];
+    if (acked > 0 && outbox_delete(s->pg, done, acked, err, sizeof(err)) < 0)
+        log_fields(LOG_WARN, "referral scheduler: relayed rows not deleted (sent again later)",
+                   "error", err, NULL);
+}
+
+/* (Re)connects and tries for the scheduler's lock; true when we hold it. */
+static bool lead(struct referral_scheduler *s)
+{
+    char err[256];
+    if (s->pg && !db_healthy(s->pg)) {
+        PQfinish(s->pg);
+        s->pg = NULL;
+    }
+    if (!s->pg) {
+        s->leader = false;
+        s->pg = db_connect(s->common->pg_dsn, "campaign", "tessera-campaign-referrals",
+                           (int)s->common->pg_statement_timeout_ms, err, sizeof(err));
+        if (!s->pg)
+            return false;
+    }
+    if (s->leader)
+        return true;
+    const char *p[1] = {REFERRAL_LOCK_KEY};
+    PGresult *res =
+        db_query(s->pg, "SELECT pg_try_advisory_lock(hashtext($1))", 1, p, err, sizeof(err), NULL);
+    s->leader = res && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    if (s->leader)
+        log_info("referral scheduler: this instance schedules");
+    return s->leader;
+}
+
+static void *scheduler_main(void *arg)
+{
+    struct referral_scheduler *s = arg;
+    static struct round_out out; /* large: not on the thread's stack */
+    static int64_t ids[REFERRALS_PER_ROUND * REFERRAL_EVENTS_MAX];
+    for (;;) {
+        sleep_ms(s->interval_ms);
+        if (!lead(s))
+            continue;
+        if (decide_due(s, &out, ids) > 0)
+            relay(s, &out, ids);
+        round_free(&out);
+    }
+    return NULL;
+}
+
+int referral_scheduler_start(const struct service_common_config *c, long long interval_ms)
+{
+    static struct referral_scheduler s;
+    char err[256];
+    s.common = c;
+    s.interval_ms = interval_ms;
+    service_bus_config(c, "campaign-referrals", s.client_id, sizeof(s.client_id), &s.bus);
+    s.producer = bus_producer_new(&s.bus, NULL, NULL, NULL, err, sizeof(err));
+    if (!s.producer) {
+        log_fields(LOG_ERROR, "referral scheduler: cannot create a producer", "error", err, NULL);
+        return -1;
+    }
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, scheduler_main, &s) != 0)
+        return -1;
+    pthread_detach(thread);
+    return 0;
+}

@@ -1,0 +1,188 @@
+/* Referrals, inside each batch's transaction (the decision itself is made
+ * later by referral_scheduler.c, once the lock period is over):
+ *
+ *  1. ReferralRulesChanged facts (member-events, keyed by tenant) become
+ *     rule versions in referral_rules, in force from their occurred_at.
+ *  2. A MemberRegistered naming a referrer (ingest checked the code)
+ *     becomes a referrals row; one per referee, so a redelivery is a no-op.
+ *  3. The referee's first paid PurchaseRecorded (charged > 0) locks the
+ *     referral under the rule in force when the purchase was recorded: due
+ *     lock_days later, with both sides' points copied from the rule, or
+ *     no_reward when no enabled rule was in force. Only a row still
+ *     'registered' moves, so only the first purchase counts.
+ *
+ * Order: a referee's registration (member-events) and purchase
+ * (ledger-events) are on different topics; a purchase met before its
+ * registration finds no row and locks nothing. Registration precedes a
+ * purchase by far more than the campaign's lag in practice; the gap is
+ * noted in docs/rewards.md. A rule out of bounds goes to dead-letter. */
+#undef NDEBUG /* asserts stay on in production builds */
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "campaign.h"
+#include "db/db.h"
+#include "events/campaign_types.h"
+#include "events/codec.h"
+#include "log/log.h"
+
+#define US_PER_DAY INT64_C(86400000000)
+
+static bool header_is(const rd_kafka_message_t *m, const char *const *types)
+{
+    rd_kafka_headers_t *h = NULL;
+    const void *v = NULL;
+    size_t n = 0;
+    if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        rd_kafka_header_get_last(h, "ce_type", &v, &n) != RD_KAFKA_RESP_ERR_NO_ERROR || !v)
+        return true; /* no header: decode and see */
+    for (size_t i = 0; types[i]; i++)
+        if (n == strlen(types[i]) && memcmp(v, types[i], n) == 0)
+            return true;
+    return false;
+}
+
+static bool may_concern_referrals(const rd_kafka_message_t *m)
+{
+    const char *types[] = {tessera__campaign__v1__referral_rules_changed__descriptor.name,
+                           tessera__member__v1__member_registered__descriptor.name,
+                           tessera__ledger__v1__purchase_recorded__descriptor.name, NULL};
+    return header_is(m, types);
+}
+
+static bool rule_ok(const ReferralRulesChanged *c)
+{
+    return c->change_id[0] && strlen(c->change_id) < EVENT_ID_FIELD_MAX && c->referrer &&
+           c->referee && c->lock_days >= 0 && c->lock_days <= REFERRAL_LOCK_DAYS_MAX &&
+           c->referrer->points >= 0 && c->referrer->points <= REFERRAL_POINTS_MAX &&
+           c->referee->points >= 0 && c->referee->points <= REFERRAL_POINTS_MAX;
+}
+
+/* Step 1: one rule version; a change seen before is left as it is. */
+static int store_rule(PGconn *pg, const Envelope *env, char *err, size_t err_len)
+{
+    const ReferralRulesChanged *c = env->referral_rules_changed;
+    char at[24], lock[24], referrer[24], referee[24];
+    snprintf(at, sizeof(at), "%lld", (long long)env->occurred_at_us);
+    snprintf(lock, sizeof(lock), "%lld", (long long)c->lock_days);
+    snprintf(referrer, sizeof(referrer), "%lld", (long long)c->referrer->points);
+    snprintf(referee, sizeof(referee), "%lld", (long long)c->referee->points);
+    const char *p[7] = {env->tenant_id, c->change_id, at,     c->enabled ? "t" : "f",
+                        lock,           referrer,     referee};
+    PGresult *res = db_query(pg,
+                             "INSERT INTO referral_rules (tenant_id, change_id, effective_from_us, "
+                             "enabled, lock_days, referrer_points, referee_points) "
+                             "VALUES ($1, $2, $3, $4, $5, $6, $7) "
+                             "ON CONFLICT (tenant_id, change_id) DO NOTHING",
+                             7, p, err, err_len, NULL);
+    PQclear(res);
+    if (res)
+        log_fields(LOG_INFO, "referral rule changed", "tenant", env->tenant_id, "change_id",
+                   c->change_id, NULL);
+    return res ? 0 : -1;
+}
+
+/* Step 2: the referee's row. */
+static int store_referral(PGconn *pg, const Envelope *env, char *err, size_t err_len)
+{
+    const char *p[4] = {env->tenant_id, env->member_id, env->member_registered->referrer_member_id,
+                        env->branch_id};
+    PGresult *res = db_query(pg,
+                             "INSERT INTO referrals (tenant_id, referee_member_id, "
+                             "referrer_member_id, branch_id) VALUES ($1, $2, $3, $4) "
+                             "ON CONFLICT (tenant_id, referee_member_id) DO NOTHING",
+                             4, p, err, err_len, NULL);
+    PQclear(res);
+    return res ? 0 : -1;
+}
+
+/* Step 3 for the batch's paid purchases, one statement: the earliest
+ * purchase of each referee in the batch (DISTINCT ON), under the rule in
+ * force at its time; only rows still 'registered' move. */
+static int lock_first_purchases(PGconn *pg, struct db_array *cols, char *err, size_t err_len)
+{
+    const char *p[5] = {db_array_finish(&cols[0]), db_array_finish(&cols[1]),
+                        db_array_finish(&cols[2]), db_array_finish(&cols[3]),
+                        db_array_finish(&cols[4])};
+    char day[24];
+    snprintf(day, sizeof(day), "%lld", (long long)US_PER_DAY);
+    const char *params[6] = {p[0], p[1], p[2], p[3], p[4], day};
+    PGresult *res = db_query(
+        pg,
+        "WITH u AS (SELECT DISTINCT ON (t, m) t, m, pc, ev, at FROM unnest($1::text[], "
+        "$2::text[], $3::text[], $4::text[], $5::bigint[]) AS x(t, m, pc, ev, at) "
+        "ORDER BY t, m, at), "
+        "j AS (SELECT u.*, r.change_id, r.enabled, r.lock_days, r.referrer_points, "
+        "r.referee_points FROM u LEFT JOIN LATERAL (SELECT * FROM referral_rules rr "
+        "WHERE rr.tenant_id = u.t AND rr.effective_from_us <= u.at "
+        "ORDER BY rr.effective_from_us DESC, rr.change_id DESC LIMIT 1) r ON true) "
+        "UPDATE referrals f SET status = CASE WHEN coalesce(j.enabled, false) "
+        "THEN 'locked' ELSE 'no_reward' END, purchase_command_id = j.pc, "
+        "purchase_event_id = j.ev, purchased_at_us = j.at, "
+        "due_at_us = j.at + coalesce(j.lock_days, 0) * $6::bigint, rule_change_id = j.change_id, "
+        "referrer_points = j.referrer_points, referee_points = j.referee_points "
+        "FROM j WHERE f.tenant_id = j.t AND f.referee_member_id = j.m "
+        "AND f.status = 'registered'",
+        6, params, err, err_len, NULL);
+    PQclear(res);
+    return res ? 0 : -1;
+}
+
+/* Decodes what may concern referrals and applies it in arrival order of
+ * kind (rules, registrations, then purchases). */
+int referrals_apply_batch(PGconn *pg, struct pipeline_batch *b, char *err, size_t err_len)
+{
+    struct db_array cols[5];
+    for (int k = 0; k < 5; k++)
+        db_array_init(&cols[k]);
+    Envelope **envs = calloc(b->count + 1, sizeof(*envs));
+    assert(envs);
+    int rc = 0;
+    for (size_t i = 0; i < b->count; i++) {
+        if (b->poison[i] || !may_concern_referrals(b->msgs[i]))
+            continue;
+        char why[128];
+        envs[i] = envelope_decode(b->msgs[i]->payload, b->msgs[i]->len, why, sizeof(why));
+    }
+    for (size_t i = 0; rc == 0 && i < b->count; i++) {
+        const Envelope *env = envs[i];
+        if (!env)
+            continue;
+        switch (env->payload_case) {
+        case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_REFERRAL_RULES_CHANGED:
+            if (!rule_ok(env->referral_rules_changed))
+                pipeline_mark_poison(b, i, "referral rule out of range");
+            else
+                rc = store_rule(pg, env, err, err_len);
+            break;
+        case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_MEMBER_REGISTERED:
+            if (env->member_id[0] && env->member_registered->referrer_member_id[0] &&
+                strcmp(env->member_id, env->member_registered->referrer_member_id) != 0)
+                rc = store_referral(pg, env, err, err_len);
+            break;
+        case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_PURCHASE_RECORDED:
+            /* paid: money changed hands, not only points */
+            if (env->purchase_recorded->charged - env->purchase_recorded->points_value <= 0 ||
+                !env->member_id[0] || !env->purchase_recorded->command_id[0])
+                break;
+            db_array_add(&cols[0], env->tenant_id);
+            db_array_add(&cols[1], env->member_id);
+            db_array_add(&cols[2], env->purchase_recorded->command_id);
+            db_array_add(&cols[3], env->event_id);
+            db_array_add_int(&cols[4], env->occurred_at_us);
+            break;
+        default:
+            break;
+        }
+    }
+    if (rc == 0 && cols[0].count > 0)
+        rc = lock_first_purchases(pg, cols, err, err_len);
+    for (int k = 0; k < 5; k++)
+        db_array_free(&cols[k]);
+    for (size_t i = 0; i < b->count; i++)
+        envelope_free(envs[i]);
+    free(envs);
+    return rc;
+}

@@ -1,0 +1,244 @@
+/* Settling redemptions (see redemptions.c) from the ledger's verdicts, on
+ * a libevent timer of every ingest instance. One round, three statements
+ * in a chain:
+ *
+ *  1. reserved redemptions whose debit has a verdict (ledger.read_commands,
+ *     command id = redemption id) move, once each (FOR UPDATE SKIP
+ *     LOCKED, WHERE status = 'reserved'): refused ones give their unit of
+ *     stock back in the same statement; a posted gift is done; a posted
+ *     coupon is delivering and its IssueCoupon (command id and coupon id:
+ *     the row's delivery_id) is sent;
+ *  2. delivering redemptions whose coupon has a verdict are done;
+ *  3. what is still open after a while is sent again: the debit of a
+ *     reservation without a verdict (its request's send was lost: ingest
+ *     crashed, Kafka refused), the coupon of a delivering one. The ledger
+ *     applies a command id once, so a second send changes nothing.
+ *
+ * Each redemption that becomes done sends NotifyRequest redemption.done
+ * (request id "redemption.done:<redemption id>", de-duplicated by
+ * notification). Sends are fire-and-forget after the statement committed:
+ * a crash between the two loses only the notice (the coupon is resent by
+ * step 3). Several instances may run rounds at once; the row locks and the
+ * status conditions make each move happen once. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus/topics.h"
+#include "events/card_types.h"
+#include "ingest.h"
+#include "log/log.h"
+#include "tessera/notification/v1/notification.pb-c.h"
+
+#define SETTLE_ROWS_MAX     200 /* the LIMIT of each statement */
+#define SETTLE_ACTOR        "ingest-redemptions"
+#define RESEND_DEBIT_AFTER  "30 seconds"
+#define RESEND_COUPON_AFTER "2 seconds"
+
+static bool settle_running;
+
+/* Sends an encoded envelope without a waiter (its delivery report only
+ * logs a failure). Takes nothing: payload stays the caller's. */
+static void send_plain(struct ingest *app, const char *topic, Envelope *env, const char *id)
+{
+    size_t len = 0;
+    uint8_t *bin = envelope_encode(env, &len);
+    if (!bin)
+        return;
+    rd_kafka_headers_t *headers = envelope_cloudevents_headers(env, "/tessera/ingest");
+    struct delivery *d = delivery_new(DELIVERY_COMMAND, id);
+    if (bus_produce(app->producer, topic, env->member_id, bin, len, headers, d) !=
+        RD_KAFKA_RESP_ERR_NO_ERROR) {
+        free(d);
+        log_fields(LOG_WARN, "redemption: send failed; the next round retries", "topic", topic,
+                   NULL);
+    }
+    free(bin);
+}
+
+/* Columns shared by the statements' results. */
+enum {
+    S_TENANT,
+    S_ID,
+    S_MEMBER,
+    S_BRANCH,
+    S_REWARD,
+    S_STATUS,
+    S_POINTS,
+    S_DELIVERY,
+    S_NAME,
+    S_CKIND,
+    S_CVALUE,
+    S_CPCT,
+    S_CDAYS
+};
+
+static void row_meta(const PGresult *res, int i, struct event_meta *m)
+{
+    *m = (struct event_meta){.tenant_id = PQgetvalue(res, i, S_TENANT),
+                             .branch_id = PQgetvalue(res, i, S_BRANCH),
+                             .member_id = PQgetvalue(res, i, S_MEMBER),
+                             .causation_id = PQgetvalue(res, i, S_ID),
+                             .correlation_id = PQgetvalue(res, i, S_ID),
+                             .actor_kind = "service",
+                             .actor_id = SETTLE_ACTOR};
+}
+
+static void send_coupon(struct ingest *app, const PGresult *res, int i)
+{
+    struct event_meta meta;
+    Envelope env;
+    Actor actor;
+    IssueCoupon ic;
+    row_meta(res, i, &meta);
+    envelope_init(&env, &actor, &meta);
+    tessera__cards__v1__issue_coupon__init(&ic);
+    ic.command_id = (char *)PQgetvalue(res, i, S_DELIVERY);
+    ic.coupon_id = (char *)PQgetvalue(res, i, S_DELIVERY);
+    ic.kind = (char *)PQgetvalue(res, i, S_CKIND);
+    ic.value = strtoll(PQgetvalue(res, i, S_CVALUE), NULL, 10);
+    ic.percent_bp = strtoll(PQgetvalue(res, i, S_CPCT), NULL, 10);
+    ic.valid_days = strtoll(PQgetvalue(res, i, S_CDAYS), NULL, 10);
+    ic.name = (char *)PQgetvalue(res, i, S_NAME);
+    env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_ISSUE_COUPON;
+    env.issue_coupon = &ic;
+    send_plain(app, TOPIC_LEDGER_COMMANDS, &env, ic.command_id);
+}
+
+static void send_debit(struct ingest *app, const PGresult *res, int i)
+{
+    struct event_meta meta;
+    row_meta(res, i, &meta);
+    size_t len = 0;
+    rd_kafka_headers_t *headers = NULL;
+    uint8_t *bin = redemption_encode_debit(&meta, PQgetvalue(res, i, S_ID),
+                                           strtoll(PQgetvalue(res, i, S_POINTS), NULL, 10),
+                                           PQgetvalue(res, i, S_REWARD), &len, &headers);
+    if (!bin)
+        return;
+    struct delivery *d = delivery_new(DELIVERY_COMMAND, PQgetvalue(res, i, S_ID));
+    if (bus_produce(app->producer, TOPIC_LEDGER_COMMANDS, meta.member_id, bin, len, headers, d) !=
+        RD_KAFKA_RESP_ERR_NO_ERROR)
+        free(d);
+    free(bin);
+}
+
+static void send_notice(struct ingest *app, const PGresult *res, int i)
+{
+    struct event_meta meta;
+    Envelope env;
+    Actor actor;
+    Tessera__Notification__V1__NotifyRequest note;
+    Tessera__Notification__V1__Variable vname, vpoints, *vars[2] = {&vname, &vpoints};
+    char request_id[INGEST_KEY_MAX + 32];
+    snprintf(request_id, sizeof(request_id), "redemption.done:%s", PQgetvalue(res, i, S_ID));
+    row_meta(res, i, &meta);
+    envelope_init(&env, &actor, &meta);
+    tessera__notification__v1__notify_request__init(&note);
+    tessera__notification__v1__variable__init(&vname);
+    tessera__notification__v1__variable__init(&vpoints);
+    vname.name = "reward.name";
+    vname.value_case = TESSERA__NOTIFICATION__V1__VARIABLE__VALUE_TEXT;
+    vname.text = (char *)PQgetvalue(res, i, S_NAME);
+    vpoints.name = "reward.points";
+    vpoints.value_case = TESSERA__NOTIFICATION__V1__VARIABLE__VALUE_NUMBER;
+    vpoints.number = strtoll(PQgetvalue(res, i, S_POINTS), NULL, 10);
+    note.request_id = request_id;
+    note.template_ = "redemption.done";
+    note.purpose = "transactional";
+    note.priority = "normal";
+    note.n_variables = 2;
+    note.variables = vars;
+    env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_NOTIFY_REQUEST;
+    env.notify_request = &note;
+    send_plain(app, TOPIC_NOTIFY_REQUESTS, &env, request_id);
+}
+
+/* The columns every statement returns, from s (redemptions) joined with
+ * w (rewards). */
+#define SETTLE_COLUMNS                                                                             \
+    "s.tenant_id, s.redemption_id, s.member_id, s.branch_id, s.reward_id, s.status, s.points, "    \
+    "s.delivery_id, w.name, coalesce(w.coupon_kind, ''), w.coupon_value, w.coupon_percent_bp, "    \
+    "w.coupon_valid_days "
+
+/* clang-format off */
+static const char SETTLE_DEBITS_SQL[] =
+    "WITH v AS (SELECT r.tenant_id, r.redemption_id, c.status AS verdict FROM redemptions r "
+    "JOIN ledger.read_commands c ON c.tenant_id = r.tenant_id AND c.command_id = r.redemption_id "
+    "WHERE r.status = 'reserved' LIMIT 200 FOR UPDATE OF r SKIP LOCKED), "
+    "s AS (UPDATE redemptions r SET settled_at = now(), status = CASE WHEN v.verdict <> 'posted' "
+    "THEN 'refused' WHEN r.kind = 'coupon' THEN 'delivering' ELSE 'done' END FROM v "
+    "WHERE r.tenant_id = v.tenant_id AND r.redemption_id = v.redemption_id "
+    "AND r.status = 'reserved' RETURNING r.*), "
+    "back AS (UPDATE rewards w SET stock = w.stock + n.units FROM (SELECT tenant_id, reward_id, "
+    "count(*) AS units FROM s WHERE status = 'refused' GROUP BY tenant_id, reward_id) n "
+    "WHERE w.tenant_id = n.tenant_id AND w.reward_id = n.reward_id AND w.stock IS NOT NULL) "
+    "SELECT " SETTLE_COLUMNS "FROM s JOIN rewards w ON w.tenant_id = s.tenant_id "
+    "AND w.reward_id = s.reward_id";
+
+static const char SETTLE_COUPONS_SQL[] =
+    "WITH v AS (SELECT r.tenant_id, r.redemption_id FROM redemptions r "
+    "JOIN ledger.read_commands c ON c.tenant_id = r.tenant_id AND c.command_id = r.delivery_id "
+    "WHERE r.status = 'delivering' LIMIT 200 FOR UPDATE OF r SKIP LOCKED), "
+    "s AS (UPDATE redemptions r SET status = 'done' FROM v WHERE r.tenant_id = v.tenant_id "
+    "AND r.redemption_id = v.redemption_id AND r.status = 'delivering' RETURNING r.*) "
+    "SELECT " SETTLE_COLUMNS "FROM s JOIN rewards w ON w.tenant_id = s.tenant_id "
+    "AND w.reward_id = s.reward_id";
+
+static const char RESEND_SQL[] =
+    "SELECT " SETTLE_COLUMNS "FROM redemptions s JOIN rewards w ON w.tenant_id = s.tenant_id "
+    "AND w.reward_id = s.reward_id WHERE (s.status = 'reserved' "
+    "AND s.created_at < now() - interval '" RESEND_DEBIT_AFTER "') OR (s.status = 'delivering' "
+    "AND s.settled_at < now() - interval '" RESEND_COUPON_AFTER "') ORDER BY s.created_at LIMIT 200";
+/* clang-format on */
+_Static_assert(SETTLE_ROWS_MAX == 200, "the statements' LIMIT");
+
+static void on_resend(void *arg, PGresult *res, const char *err, const char *sqlstate)
+{
+    struct ingest *app = arg;
+    settle_running = false;
+    for (int i = 0; res && i < PQntuples(res); i++) {
+        if (strcmp(PQgetvalue(res, i, S_STATUS), "reserved") == 0)
+            send_debit(app, res, i);
+        else
+            send_coupon(app, res, i);
+    }
+}
+
+static void on_coupons(void *arg, PGresult *res, const char *err, const char *sqlstate)
+{
+    struct ingest *app = arg;
+    for (int i = 0; res && i < PQntuples(res); i++)
+        send_notice(app, res, i);
+    if (!res || pg_pool_query(app->pg, RESEND_SQL, 0, NULL, on_resend, app) < 0)
+        settle_running = false;
+}
+
+static void on_debits(void *arg, PGresult *res, const char *err, const char *sqlstate)
+{
+    struct ingest *app = arg;
+    for (int i = 0; res && i < PQntuples(res); i++) {
+        const char *status = PQgetvalue(res, i, S_STATUS);
+        log_fields(LOG_INFO, "redemption settled", "redemption_id", PQgetvalue(res, i, S_ID),
+                   "status", status, NULL);
+        if (strcmp(status, "delivering") == 0)
+            send_coupon(app, res, i);
+        else if (strcmp(status, "done") == 0)
+            send_notice(app, res, i);
+    }
+    if (!res)
+        log_fields(LOG_WARN, "redemption settle failed; the next round retries", "error", err,
+                   NULL);
+    if (!res || pg_pool_query(app->pg, SETTLE_COUPONS_SQL, 0, NULL, on_coupons, app) < 0)
+        settle_running = false;
+}
+
+void redemption_settle_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct ingest *app = arg;
+    if (settle_running || app->stopping || !pg_pool_healthy(app->pg))
+        return;
+    settle_running = true;
+    if (pg_pool_query(app->pg, SETTLE_DEBITS_SQL, 0, NULL, on_debits, app) < 0)
+        settle_running = false;
+}

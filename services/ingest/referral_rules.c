@@ -1,0 +1,293 @@
+/* GET and PUT /v1/config/referrals (admin): the tenant's referral rule.
+ *
+ * Like the earning rules (earning_rules.c), the rule is the campaign
+ * service's: ingest validates a change, writes its audit row and the
+ * ReferralRulesChanged event's outbox row in one statement (a change is
+ * audited if and only if it is published; member-events keyed by tenant),
+ * and answers 200 {status: "applied"} once the campaign has stored it
+ * (campaign.read_referral_rules), or 202 {status: "accepted"} when the
+ * wait budget (Prefer: wait=N) runs out first. GET answers the last rule
+ * published, from the audit log ingest owns (a disabled rule when none).
+ *
+ * A rule: {enabled, lock_days, referrer: {points}, referee: {points}}.
+ * Only points are paid today (docs/rewards.md); other reward kinds are
+ * refused as unknown fields. */
+#include <assert.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bus/topics.h"
+#include "events/campaign_types.h"
+#include "http/validate.h"
+#include "ingest.h"
+
+#define REFERRAL_POLL_MS 20 /* how often the answer looks for the campaign's row */
+
+static const char *const rule_fields[] = {"enabled", "lock_days", "referrer", "referee", NULL};
+static const char *const reward_fields[] = {"points", NULL};
+
+struct referral_put {
+    struct req *r;
+    struct event *timer;
+    int64_t effective_from_us;
+    int64_t deadline_ms; /* monotonic */
+    json_t *rule;        /* as stored and answered */
+};
+
+static int64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Frees put and hands back its request, which the caller ends. */
+static struct req *put_release(struct referral_put *put)
+{
+    struct req *r = put->r;
+    if (put->timer)
+        event_free(put->timer);
+    json_decref(put->rule);
+    free(put);
+    return r;
+}
+
+/* ------------------------------------------------------------ validation */
+static void validate_reward(struct validation *v, json_t *body, const char *side)
+{
+    json_t *reward = json_object_get(body, side);
+    char field[64];
+    if (!reward || !json_is_object(reward)) {
+        validation_add(v, side, "is required: an object {points}");
+        return;
+    }
+    struct validation one;
+    validation_init(&one);
+    int64_t n;
+    validate_no_unknown_fields(&one, reward, reward_fields);
+    validate_int(&one, reward, "points", true, 0, REFERRAL_POINTS_MAX, &n);
+    size_t i;
+    json_t *e;
+    json_array_foreach(one.errors, i, e)
+    {
+        snprintf(field, sizeof(field), "%s.%s", side,
+                 json_string_value(json_object_get(e, "field")));
+        validation_add(v, field, json_string_value(json_object_get(e, "message")));
+    }
+    validation_free(&one);
+}
+
+static bool validate_rule(struct req *r)
+{
+    struct validation v;
+    validation_init(&v);
+    int64_t n;
+    json_t *enabled = json_object_get(r->body, "enabled");
+    validate_no_unknown_fields(&v, r->body, rule_fields);
+    if (enabled && !json_is_boolean(enabled))
+        validation_add(&v, "enabled", "must be true or false");
+    validate_int(&v, r->body, "lock_days", true, 0, REFERRAL_LOCK_DAYS_MAX, &n);
+    validate_reward(&v, r->body, "referrer");
+    validate_reward(&v, r->body, "referee");
+    if (validation_ok(&v)) {
+        validation_free(&v);
+        return true;
+    }
+    req_fail_validation(r, &v);
+    return false;
+}
+
+static int64_t side_points(json_t *rule, const char *side)
+{
+    return json_integer_value(json_object_get(json_object_get(rule, side), "points"));
+}
+
+/* The validated rule with its default (enabled) filled in. */
+static json_t *rule_json(json_t *body)
+{
+    return json_pack(
+        "{s:b, s:I, s:{s:I}, s:{s:I}}", "enabled", !json_is_false(json_object_get(body, "enabled")),
+        "lock_days", json_integer_value(json_object_get(body, "lock_days")), "referrer", "points",
+        side_points(body, "referrer"), "referee", "points", side_points(body, "referee"));
+}
+
+/* ------------------------------------------------------------ the answer */
+static json_t *answer_body(const struct referral_put *put, const char *status)
+{
+    char at[32];
+    event_format_time(put->effective_from_us, at);
+    json_t *body = json_deep_copy(put->rule);
+    json_object_set_new(body, "status", json_string(status));
+    json_object_set_new(body, "change_id", json_string(put->r->command_id));
+    json_object_set_new(body, "effective_from", json_string(at));
+    return body;
+}
+
+static void answer(struct referral_put *put, bool applied)
+{
+    json_t *body = answer_body(put, applied ? "applied" : "accepted");
+    req_finish(put_release(put), applied ? 200 : 202, body);
+}
+
+static void on_polled(void *arg, PGresult *res, const char *err, const char *sqlstate)
+{
+    struct referral_put *put = arg;
+    /* An error (the campaign's schema not migrated yet) is "not yet". */
+    if (res && PQntuples(res) > 0) {
+        answer(put, true);
+        return;
+    }
+    if (put->r->app->stopping || monotonic_ms() >= put->deadline_ms) {
+        answer(put, false);
+        return;
+    }
+    struct timeval tv = {0, REFERRAL_POLL_MS * 1000};
+    evtimer_add(put->timer, &tv);
+}
+
+static void on_poll_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct referral_put *put = arg;
+    const char *p[2] = {put->r->caller.tenant_id, put->r->command_id};
+    if (pg_pool_query(put->r->app->pg,
+                      "SELECT 1 FROM campaign.read_referral_rules WHERE tenant_id = $1 "
+                      "AND change_id = $2",
+                      2, p, on_polled, put) < 0)
+        on_polled(put, NULL, "queue full", "");
+}
+
+static void on_published(void *arg, PGresult *res, const char *err, const char *sqlstate)
+{
+    struct referral_put *put = arg;
+    struct req *r = put->r;
+    if (!res) {
+        req_fail_db(put_release(put), err);
+        return;
+    }
+    member_events_publish(r->app, PQgetvalue(res, 0, 0), r->caller.tenant_id, r->command,
+                          r->command_len);
+    put->deadline_ms = monotonic_ms() + r->wait_ms;
+    put->timer = evtimer_new(r->app->base, on_poll_tick, put);
+    assert(put->timer);
+    on_poll_tick(-1, 0, put);
+}
+
+/* The ReferralRulesChanged event into r->command. */
+static bool encode_change(struct referral_put *put)
+{
+    struct req *r = put->r;
+    struct event_meta meta = {.tenant_id = r->caller.tenant_id,
+                              .branch_id = "",
+                              .member_id = "",
+                              .correlation_id = r->command_id,
+                              .actor_kind = "api_key",
+                              .actor_id = r->caller.key_id,
+                              .traceparent = r->traceparent};
+    Envelope env;
+    Actor actor;
+    ReferralRulesChanged change;
+    ReferralReward referrer, referee;
+    envelope_init(&env, &actor, &meta);
+    put->effective_from_us = env.occurred_at_us;
+    tessera__campaign__v1__referral_rules_changed__init(&change);
+    tessera__campaign__v1__referral_reward__init(&referrer);
+    tessera__campaign__v1__referral_reward__init(&referee);
+    referrer.points = side_points(put->rule, "referrer");
+    referee.points = side_points(put->rule, "referee");
+    change.change_id = r->command_id;
+    change.enabled = json_is_true(json_object_get(put->rule, "enabled"));
+    change.lock_days = json_integer_value(json_object_get(put->rule, "lock_days"));
+    change.referrer = &referrer;
+    change.referee = &referee;
+    env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_REFERRAL_RULES_CHANGED;
+    env.referral_rules_changed = &change;
+    r->command = envelope_encode(&env, &r->command_len);
+    return r->command != NULL;
+}
+
+/* The audit row and the event's outbox row in one statement: $1 tenant,
+ * $2 actor key id, $3 actor address, $4 after, $5 the event. */
+/* clang-format off */
+static const char publish_sql[] =
+    "WITH changed AS (SELECT $1::text AS target, NULL::jsonb AS before, $4::jsonb AS after), "
+    AUDIT_CTE("referrals.put")
+    ", o AS (INSERT INTO outbox (topic, key, payload) "
+    "VALUES ('" TOPIC_MEMBER_EVENTS "', $1, $5::bytea) RETURNING id) "
+    "SELECT id FROM o";
+/* clang-format on */
+
+static void publish(struct referral_put *put)
+{
+    struct req *r = put->r;
+    char *hex = malloc(2 * r->command_len + 3);
+    assert(hex);
+    memcpy(hex, "\\x", 2);
+    sodium_bin2hex(hex + 2, 2 * r->command_len + 1, r->command, r->command_len);
+    json_t *after = answer_body(put, "published");
+    json_object_del(after, "status");
+    char *after_text = json_dumps(after, JSON_COMPACT);
+    json_decref(after);
+    const char *p[5] = {r->caller.tenant_id, r->caller.key_id, http_peer(r->ex), after_text, hex};
+    int rc = pg_pool_query(r->app->pg, publish_sql, 5, p, on_published, put);
+    free(after_text);
+    free(hex);
+    if (rc < 0)
+        on_published(put, NULL, "queue full", "");
+}
+
+static void put_authorized(struct req *r)
+{
+    if (!req_read_body(r) || !validate_rule(r))
+        return;
+    commands_read_prefer_wait(r);
+    struct referral_put *put = calloc(1, sizeof(*put));
+    assert(put);
+    put->r = r;
+    put->rule = rule_json(r->body);
+    uuid7_generate(r->command_id); /* the change id */
+    if (!put->rule || !encode_change(put)) {
+        req_fail(put_release(put), 413, "payload_too_large", "the rule does not fit in an event");
+        return;
+    }
+    publish(put);
+}
+
+void referral_rules_put(struct http_exchange *ex, void *app)
+{
+    auth_admin_then(req_new(app, ex), put_authorized);
+}
+
+/* ------------------------------------------------------------ GET */
+static void on_got(void *arg, PGresult *res, const char *err, const char *sqlstate)
+{
+    struct req *r = arg;
+    if (!res) {
+        req_fail_db(r, err);
+        return;
+    }
+    json_t *body = NULL;
+    if (PQntuples(res) > 0)
+        body = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+    if (!body) /* none published yet: nobody is rewarded */
+        body = json_pack("{s:b, s:i, s:{s:i}, s:{s:i}}", "enabled", 0, "lock_days", 0, "referrer",
+                         "points", 0, "referee", "points", 0);
+    req_finish(r, 200, body);
+}
+
+static void get_authorized(struct req *r)
+{
+    const char *p[1] = {r->caller.tenant_id};
+    if (pg_pool_query(r->app->pg,
+                      "SELECT after::text FROM audit_log WHERE tenant_id = $1 "
+                      "AND action = 'referrals.put' ORDER BY audit_id DESC LIMIT 1",
+                      1, p, on_got, r) < 0)
+        req_fail_db(r, "queue full");
+}
+
+void referral_rules_get(struct http_exchange *ex, void *app)
+{
+    auth_admin_then(req_new(app, ex), get_authorized);
+}

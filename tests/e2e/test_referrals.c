@@ -1,0 +1,294 @@
+/* Referrals end to end (issue 12), in a tenant of its own because it
+ * moves the test clock: the referral rule is set and read back (bad rules
+ * refused with 422, the old one kept); an unknown referral code and a
+ * member's own code are refused at registration and register nobody; a
+ * referee's first paid purchase rewards both sides exactly once when the
+ * lock period is over (ledger balances, one AdjustPoints each, the
+ * referrer's count); a referee whose first purchase was refunded inside
+ * the lock period rewards nobody; a second purchase changes nothing. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../support/api_client.h"
+#include "../support/test_clock.h"
+#include "ids/uuid7.h"
+
+#define DEADLINE_MS 30000
+#define US_PER_DAY  INT64_C(86400000000)
+
+static char tenant_id[48], admin_key[64];
+static int64_t clock_before;
+static bool clock_moved;
+
+/* Teardown too: a failed wait must not leave the runtime's clock moved. */
+static int restore_clock(void **state)
+{
+    if (clock_moved)
+        test_clock_restore(clock_before);
+    clock_moved = false;
+    return 0;
+}
+
+static void exec_ok(PGconn *pg, const char *sql, int n, const char *const *p)
+{
+    PGresult *res = PQexecParams(pg, sql, n, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(pg));
+    PQclear(res);
+}
+
+/* A tenant with an hq branch and an admin key, for this run only. */
+static void tenant_make(void)
+{
+    unsigned char raw[24];
+    randombytes_buf(raw, sizeof(raw));
+    strcpy(admin_key, "tsk_");
+    sodium_bin2hex(admin_key + 4, sizeof(admin_key) - 4, raw, sizeof(raw));
+    snprintf(tenant_id, sizeof(tenant_id), "refer-%d-%ld", (int)getpid(), (long)time(NULL));
+    const char *p[] = {tenant_id, admin_key};
+    PGconn *pg = test_pg();
+    exec_ok(pg, "INSERT INTO ingest.tenants (tenant_id, name) VALUES ($1, 'Referral Chain')", 1, p);
+    exec_ok(pg, "INSERT INTO ingest.branches (tenant_id, branch_id, name) VALUES ($1, 'hq', 'HQ')",
+            1, p);
+    exec_ok(pg,
+            "INSERT INTO ingest.api_keys (key_hash, tenant_id, name, scope) VALUES "
+            "(encode(sha256(convert_to($2, 'UTF8')), 'hex'), $1, 'referral admin', 'admin')",
+            2, p);
+    PQfinish(pg);
+}
+
+static void expect_status(struct api_response *r, long status)
+{
+    if (r->status != status)
+        fprintf(stderr, "test: expected %ld, got %ld: %s\n", status, r->status, r->raw);
+    assert_int_equal(r->status, status);
+}
+
+static void expect_problem(struct api_response r, long status, const char *code)
+{
+    expect_status(&r, status);
+    assert_string_equal(json_str_at(r.body, "code"), code);
+    api_response_free(&r);
+}
+
+/* Registers a member (phone given, or a new one) with an optional
+ * referral code; the raw response. */
+static struct api_response register_with(const char *phone, const char *code)
+{
+    char fresh[16], body[256], code_field[64] = "";
+    if (!phone) {
+        test_unique_phone(fresh);
+        phone = fresh;
+    }
+    if (code)
+        snprintf(code_field, sizeof(code_field), ",\"referral_code\":\"%s\"", code);
+    snprintf(body, sizeof(body), "{\"name\":\"R\",\"phone\":\"%s\",\"branch_id\":\"hq\"%s}", phone,
+             code_field);
+    return api_call("POST", "/v1/members", body, admin_key, NULL);
+}
+
+struct member {
+    char id[64], code[16], phone[16];
+};
+
+static void member_make(struct member *m, const char *referral_code)
+{
+    test_unique_phone(m->phone);
+    struct api_response r = register_with(m->phone, referral_code);
+    expect_status(&r, 201);
+    snprintf(m->id, sizeof(m->id), "%s", json_str_at(r.body, "member_id"));
+    snprintf(m->code, sizeof(m->code), "%s", json_str_at(r.body, "referral_code"));
+    api_response_free(&r);
+}
+
+static void cash_purchase(const char *member, int64_t amount, char op[64])
+{
+    char path[160], body[160];
+    snprintf(path, sizeof(path), "/v1/members/%s/purchases", member);
+    snprintf(body, sizeof(body),
+             "{\"amount\":%lld,\"branch_id\":\"hq\",\"payment\":{\"method\":\"cash\"}}",
+             (long long)amount);
+    struct api_response r = api_call("POST", path, body, admin_key, NULL);
+    expect_status(&r, 201);
+    snprintf(op, 64, "%s", json_str_at(r.body, "operation_id"));
+    api_response_free(&r);
+}
+
+static void refund_purchase(const char *member, const char *op)
+{
+    char path[160], body[256];
+    snprintf(path, sizeof(path), "/v1/members/%s/refunds", member);
+    snprintf(body, sizeof(body),
+             "{\"kind\":\"purchase\",\"reason\":\"changed mind\",\"branch_id\":\"hq\","
+             "\"purchase_operation_id\":\"%s\"}",
+             op);
+    struct api_response r = api_call("POST", path, body, admin_key, NULL);
+    expect_status(&r, 201);
+    api_response_free(&r);
+}
+
+struct sql_wait {
+    const char *sql;
+    const char *p1;
+    int64_t want;
+};
+
+static bool sql_reached(void *arg)
+{
+    struct sql_wait *w = arg;
+    PGconn *pg = test_pg();
+    const char *p[2] = {tenant_id, w->p1};
+    int64_t v = test_pg_int(pg, w->sql, 2, p);
+    PQfinish(pg);
+    return v == w->want;
+}
+
+static void wait_for(const char *sql, const char *p1, int64_t want, const char *what)
+{
+    struct sql_wait w = {sql, p1, want};
+    if (!poll_until(sql_reached, &w, DEADLINE_MS))
+        fail_msg("timed out waiting for %s", what);
+}
+
+static int64_t sql_int(const char *sql, const char *p1)
+{
+    PGconn *pg = test_pg();
+    const char *p[2] = {tenant_id, p1};
+    int64_t v = test_pg_int(pg, sql, 2, p);
+    PQfinish(pg);
+    return v;
+}
+
+#define STATUS_IS(s)                                                                               \
+    "SELECT count(*) FROM campaign.referrals WHERE tenant_id = $1 AND referee_member_id = $2 "     \
+    "AND status = '" s "'"
+#define POINTS_OF                                                                                  \
+    "SELECT coalesce(sum(points), 0) FROM ledger.read_balances WHERE tenant_id = $1 "              \
+    "AND member_id = $2"
+
+/* Ledger commands of the referral of referee for side (their id is the
+ * UUIDv8 of its name: the scheduler's exactly-once key). */
+static int64_t side_postings(const char *referee, const char *side)
+{
+    char name[200], id[UUID_STR_SIZE];
+    snprintf(name, sizeof(name), "referral:%s:%s:%s", tenant_id, referee, side);
+    uuid8_from_name(name, id);
+    return sql_int("SELECT count(*) FROM ledger.read_commands WHERE tenant_id = $1 "
+                   "AND command_id = $2 AND status = 'posted'",
+                   id);
+}
+
+/* ------------------------------------------------------------ tests */
+static void test_rule_is_set_validated_and_read_back(void **state)
+{
+    const char *headers[] = {"Prefer: wait=10", NULL};
+    struct api_response r =
+        api_call("PUT", "/v1/config/referrals",
+                 "{\"lock_days\":7,\"referrer\":{\"points\":200},\"referee\":{\"points\":100}}",
+                 admin_key, headers);
+    expect_status(&r, 200);
+    assert_string_equal(json_str_at(r.body, "status"), "applied");
+    api_response_free(&r);
+    expect_problem(api_call("PUT", "/v1/config/referrals",
+                            "{\"lock_days\":400,\"referrer\":{\"points\":1},\"referee\":{"
+                            "\"points\":1}}",
+                            admin_key, headers),
+                   422, "validation_failed");
+    expect_problem(api_call("PUT", "/v1/config/referrals",
+                            "{\"lock_days\":1,\"referrer\":{\"points\":1,\"coupon\":\"x\"},"
+                            "\"referee\":{\"points\":1}}",
+                            admin_key, headers),
+                   422, "validation_failed");
+    r = api_call("GET", "/v1/config/referrals", NULL, admin_key, NULL);
+    expect_status(&r, 200);
+    assert_int_equal(json_int_at(r.body, "lock_days"), 7);
+    assert_int_equal(json_int_at(r.body, "referrer.points"), 200);
+    assert_int_equal(json_int_at(r.body, "referee.points"), 100);
+    api_response_free(&r);
+}
+
+static void test_bad_codes_are_refused(void **state)
+{
+    struct member a;
+    member_make(&a, NULL);
+    expect_problem(register_with(NULL, "ZZZZ9999"), 422, "unknown_referral_code");
+    /* a's own phone with a's own code: the same person, refused before the
+     * duplicate phone is even looked at */
+    expect_problem(register_with(a.phone, a.code), 422, "self_referral");
+    /* another tenant's code is unknown here */
+    char demo_phone[16], body[200];
+    test_unique_phone(demo_phone);
+    snprintf(body, sizeof(body),
+             "{\"name\":\"D\",\"phone\":\"%s\",\"branch_id\":\"hq\",\"referral_code\":\"%s\"}",
+             demo_phone, a.code);
+    expect_problem(api_call("POST", "/v1/members", body, NULL, NULL), 422, "unknown_referral_code");
+}
+
+static void test_first_purchase_rewards_both_once_unless_refunded(void **state)
+{
+    struct member a, b, c;
+    member_make(&a, NULL);
+    member_make(&b, a.code);
+    member_make(&c, a.code);
+    char op_b[64], op_c[64], op_b2[64];
+    cash_purchase(b.id, 5000, op_b);
+    cash_purchase(c.id, 3000, op_c);
+    wait_for(STATUS_IS("locked"), b.id, 1, "b's referral to lock");
+    wait_for(STATUS_IS("locked"), c.id, 1, "c's referral to lock");
+    refund_purchase(c.id, op_c); /* inside the lock period */
+    cash_purchase(b.id, 7000, op_b2);
+
+    clock_before = test_clock_advance_us(8 * US_PER_DAY);
+    clock_moved = true;
+    wait_for(STATUS_IS("rewarded"), b.id, 1, "b's referral to be rewarded");
+    wait_for(STATUS_IS("refunded"), c.id, 1, "c's referral to be refused");
+    wait_for(POINTS_OF, a.id, 200, "the referrer's points");
+    wait_for(POINTS_OF, b.id, 100, "the referee's points");
+    restore_clock(NULL);
+
+    /* exactly once: one posting per side, named after the referee; c's
+     * refunded purchase rewarded nobody */
+    assert_int_equal(side_postings(b.id, "referrer"), 1);
+    assert_int_equal(side_postings(b.id, "referee"), 1);
+    assert_int_equal(side_postings(c.id, "referrer"), 0);
+    assert_int_equal(side_postings(c.id, "referee"), 0);
+    assert_int_equal(sql_int(POINTS_OF, c.id), 0);
+    /* the journal names the rule */
+    assert_int_equal(sql_int("SELECT count(*) FROM ledger.read_journal j JOIN "
+                             "campaign.referral_rules r ON r.tenant_id = j.tenant_id AND "
+                             "j.reason LIKE '%' || r.change_id || ':referrer' "
+                             "WHERE j.tenant_id = $1 AND j.member_id = $2",
+                             a.id),
+                     1);
+    assert_int_equal(sql_int("SELECT successful FROM campaign.read_referral_counts "
+                             "WHERE tenant_id = $1 AND member_id = $2",
+                             a.id),
+                     1);
+    /* b's referral decided on the first purchase: the second one is not
+     * its purchase */
+    assert_int_equal(sql_int("SELECT count(*) FROM campaign.referrals WHERE tenant_id = $1 "
+                             "AND purchase_command_id = $2",
+                             op_b),
+                     1);
+}
+
+int main(void)
+{
+    tenant_make();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rule_is_set_validated_and_read_back),
+        cmocka_unit_test(test_bad_codes_are_refused),
+        cmocka_unit_test_teardown(test_first_purchase_rewards_both_once_unless_refunded,
+                                  restore_clock),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
