@@ -22,7 +22,13 @@ typedef Tessera__Ledger__V1__SetLedgerSetting SetLedgerSetting;
 #define SETTINGS_UTC_OFFSET_MIN_MAX   840               /* minutes, either side */
 #define SETTINGS_LOCK_SECONDS_MAX     INT64_C(31622400) /* 366 days */
 #define SETTINGS_PAYMENT_PER_UNIT_MAX INT64_C(1000000)
-#define SETTINGS_BP_MAX               10000 /* 100% */
+#define SETTINGS_PAYMENT_UNIT_MAX     INT64_C(1000000) /* minor units a unit of points pays */
+/* Points as payment when a tenant says nothing: 100 points pay 100 fen
+ * (1 yuan), for at most half of a bill. max_share_bp 0: points never pay. */
+#define SETTINGS_PAYMENT_PER_UNIT_DEFAULT 100
+#define SETTINGS_PAYMENT_UNIT_DEFAULT     100
+#define SETTINGS_PAYMENT_SHARE_BP_DEFAULT 5000
+#define SETTINGS_BP_MAX                   10000 /* 100% */
 
 /* The setting kinds, as the API paths and the ledger's rows name them. */
 #define SETTING_TOPUP_BONUS   "topup-bonus"

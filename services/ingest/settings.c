@@ -120,8 +120,8 @@ static void check_payment(struct validation *v, json_t *p)
     static const char *const fields[] = {"points_per_unit", "unit_amount", "max_share_bp", NULL};
     int64_t n;
     validate_no_unknown_fields(v, p, fields);
-    validate_int(v, p, "points_per_unit", false, 0, SETTINGS_PAYMENT_PER_UNIT_MAX, &n);
-    validate_int(v, p, "unit_amount", false, 0, SETTINGS_MONEY_MAX, &n);
+    validate_int(v, p, "points_per_unit", false, 1, SETTINGS_PAYMENT_PER_UNIT_MAX, &n);
+    validate_int(v, p, "unit_amount", false, 1, SETTINGS_PAYMENT_UNIT_MAX, &n);
     validate_int(v, p, "max_share_bp", false, 0, SETTINGS_BP_MAX, &n);
 }
 
@@ -203,9 +203,11 @@ void settings_fill(struct setting_msg *m, const char *kind, json_t *b, const cha
         p->expiry_periods = (int32_t)int_at(b, "expiry", "periods", 0);
         p->utc_offset_minutes = (int32_t)int_at(b, "expiry", "utc_offset_minutes", 480);
         p->lock_seconds = int_at(b, "lock_seconds", NULL, 0);
-        p->payment_points_per_unit = int_at(b, "payment", "points_per_unit", 0);
-        p->payment_unit_amount = int_at(b, "payment", "unit_amount", 0);
-        p->payment_max_share_bp = (int32_t)int_at(b, "payment", "max_share_bp", 0);
+        p->payment_points_per_unit =
+            int_at(b, "payment", "points_per_unit", SETTINGS_PAYMENT_PER_UNIT_DEFAULT);
+        p->payment_unit_amount = int_at(b, "payment", "unit_amount", SETTINGS_PAYMENT_UNIT_DEFAULT);
+        p->payment_max_share_bp =
+            (int32_t)int_at(b, "payment", "max_share_bp", SETTINGS_PAYMENT_SHARE_BP_DEFAULT);
         m->s.setting_case = TESSERA__LEDGER__V1__SET_LEDGER_SETTING__SETTING_POINTS_POLICY;
         m->s.points_policy = p;
     } else if (strcmp(kind, SETTING_REFUND_FEES) == 0) {
@@ -277,7 +279,9 @@ static json_t *default_setting(const char *kind)
     if (strcmp(kind, SETTING_POINTS_POLICY) == 0)
         return json_pack("{s:{s:s, s:i, s:i}, s:i, s:{s:i, s:i, s:i}}", "expiry", "kind", "never",
                          "periods", 0, "utc_offset_minutes", 480, "lock_seconds", 0, "payment",
-                         "points_per_unit", 0, "unit_amount", 0, "max_share_bp", 0);
+                         "points_per_unit", SETTINGS_PAYMENT_PER_UNIT_DEFAULT, "unit_amount",
+                         SETTINGS_PAYMENT_UNIT_DEFAULT, "max_share_bp",
+                         SETTINGS_PAYMENT_SHARE_BP_DEFAULT);
     if (strcmp(kind, SETTING_REFUND_FEES) == 0)
         return json_pack("{s:i, s:i}", "fee_bp", 0, "fee_min", 0);
     if (strcmp(kind, SETTING_CARD_LIMITS) == 0)

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "events/settings_types.h"
 #include "pricing/pricing.h"
 #include "rules_cards.h"
 
@@ -41,7 +42,8 @@ struct points_payment_terms {
 };
 #define POINTS_PAYMENT_TERMS_DEFAULT                                                               \
     {                                                                                              \
-        100, 100, 5000                                                                             \
+        SETTINGS_PAYMENT_PER_UNIT_DEFAULT, SETTINGS_PAYMENT_UNIT_DEFAULT,                          \
+            SETTINGS_PAYMENT_SHARE_BP_DEFAULT                                                      \
     }
 #define POINTS_PAYMENT_TERM_MAX INT64_C(1000000)
 

@@ -89,9 +89,9 @@ static bool policy_ok(const PointsPolicySetting *p)
            (kind == POINTS_EXPIRE_NEVER || p->expiry_periods > 0) &&
            p->utc_offset_minutes >= -SETTINGS_UTC_OFFSET_MIN_MAX &&
            p->utc_offset_minutes <= SETTINGS_UTC_OFFSET_MIN_MAX && p->lock_seconds >= 0 &&
-           p->lock_seconds <= SETTINGS_LOCK_SECONDS_MAX && p->payment_points_per_unit >= 0 &&
+           p->lock_seconds <= SETTINGS_LOCK_SECONDS_MAX && p->payment_points_per_unit >= 1 &&
            p->payment_points_per_unit <= SETTINGS_PAYMENT_PER_UNIT_MAX &&
-           p->payment_unit_amount >= 0 && p->payment_unit_amount <= SETTINGS_MONEY_MAX &&
+           p->payment_unit_amount >= 1 && p->payment_unit_amount <= SETTINGS_PAYMENT_UNIT_MAX &&
            p->payment_max_share_bp >= 0 && p->payment_max_share_bp <= SETTINGS_BP_MAX;
 }
 
@@ -243,7 +243,7 @@ static const char *const current_sql[][2] = {
      "DELETE FROM topup_bonus_steps WHERE tenant_id = $1 AND $2::jsonb IS NOT NULL"},
     {SETTING_POINTS_POLICY,
      "INSERT INTO points_policy (tenant_id, kind, periods, utc_offset_minutes, lock_seconds, "
-     "payment_points_per_unit, payment_unit_amount, payment_max_share_bp) "
+     "payment_points_per_unit, payment_unit_minor, payment_max_share_bp) "
      "SELECT $1, s->'expiry'->>'kind', (s->'expiry'->>'periods')::int, "
      "(s->'expiry'->>'utc_offset_minutes')::int, (s->>'lock_seconds')::bigint, "
      "(s->'payment'->>'points_per_unit')::bigint, (s->'payment'->>'unit_amount')::bigint, "
@@ -251,7 +251,7 @@ static const char *const current_sql[][2] = {
      "ON CONFLICT (tenant_id) DO UPDATE SET kind = EXCLUDED.kind, periods = EXCLUDED.periods, "
      "utc_offset_minutes = EXCLUDED.utc_offset_minutes, lock_seconds = EXCLUDED.lock_seconds, "
      "payment_points_per_unit = EXCLUDED.payment_points_per_unit, "
-     "payment_unit_amount = EXCLUDED.payment_unit_amount, "
+     "payment_unit_minor = EXCLUDED.payment_unit_minor, "
      "payment_max_share_bp = EXCLUDED.payment_max_share_bp"},
     {SETTING_REFUND_FEES,
      "INSERT INTO refund_fee_rules (tenant_id, fee_bp, fee_min) "

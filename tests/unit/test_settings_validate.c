@@ -98,7 +98,7 @@ static void test_fill(void **state)
     assert_int_equal(m.s.points_policy->expiry_periods, 30);
     assert_int_equal(m.s.points_policy->utc_offset_minutes, 480); /* default: Asia/Shanghai */
     assert_int_equal(m.s.points_policy->lock_seconds, 60);
-    assert_int_equal(m.s.points_policy->payment_max_share_bp, 0);
+    assert_int_equal(m.s.points_policy->payment_max_share_bp, SETTINGS_PAYMENT_SHARE_BP_DEFAULT);
     json_decref(b);
 
     b = json_loads("{\"steps\":[{\"threshold\":100,\"bonus\":1},{\"threshold\":200,\"bonus\":5}]}",

@@ -19,16 +19,8 @@ CREATE TABLE settings_changes (
 CREATE INDEX settings_changes_latest_idx
     ON settings_changes (tenant_id, kind, effective_from_us DESC, change_id DESC);
 
--- Room for points paying part of a purchase (the rewards work decides
--- with it): payment_points_per_unit points pay payment_unit_amount minor
--- units, for at most payment_max_share_bp of the charge. 0: points do not pay.
-ALTER TABLE points_policy
-    ADD COLUMN payment_points_per_unit bigint  NOT NULL DEFAULT 0
-        CHECK (payment_points_per_unit >= 0),
-    ADD COLUMN payment_unit_amount     bigint  NOT NULL DEFAULT 0
-        CHECK (payment_unit_amount >= 0),
-    ADD COLUMN payment_max_share_bp    integer NOT NULL DEFAULT 0
-        CHECK (payment_max_share_bp BETWEEN 0 AND 10000);
+-- points_policy's payment_* columns (points paying part of a purchase)
+-- come from 0007_rewards.sql; the points-policy setting writes them.
 
 -- Read contract (docs/read-contracts.md): each tenant's setting in force,
 -- one row per kind, and every version.
