@@ -1,6 +1,7 @@
 #include "rules.h"
 
 #include <assert.h>
+#include <string.h>
 
 #include "money/money.h"
 
@@ -11,10 +12,17 @@ const char *tier_reason_name(enum tier_reason r)
         return "cumulative_spend";
     case TIER_REASON_ANNUAL:
         return "annual_spend";
+    case TIER_REASON_ROLLING:
+        return "rolling_spend";
     case TIER_REASON_NONE:
         break;
     }
     return "";
+}
+
+bool tier_reason_by_spend(const char *reason)
+{
+    return strcmp(reason, "invitation") != 0 && strcmp(reason, "override") != 0;
 }
 
 const struct tier_level *tier_qualify(const struct tier_level *ladder, size_t count,
@@ -28,10 +36,12 @@ const struct tier_level *tier_qualify(const struct tier_level *ladder, size_t co
         if (t->invitation_only)
             continue;
         enum tier_reason r = TIER_REASON_NONE;
-        if (spend->lifetime >= t->min_cumulative_spend)
+        if (t->min_cumulative_spend >= 0 && spend->lifetime >= t->min_cumulative_spend)
             r = TIER_REASON_CUMULATIVE;
         else if (t->min_annual_spend >= 0 && spend->annual >= t->min_annual_spend)
             r = TIER_REASON_ANNUAL;
+        else if (t->min_rolling_spend >= 0 && spend->rolling >= t->min_rolling_spend)
+            r = TIER_REASON_ROLLING;
         if (r != TIER_REASON_NONE && (!best || t->rank > best->rank)) {
             best = t;
             best_why = r;
@@ -65,21 +75,4 @@ int32_t tier_local_year(int64_t at_us, int32_t utc_offset_minutes)
     int64_t mp = (5 * doy + 2) / 153;
     int64_t month = mp < 10 ? mp + 3 : mp - 9;
     return (int32_t)(yoe + era * 400 + (month <= 2));
-}
-
-bool tier_spend_add(struct tier_spend *s, int64_t amount, int32_t year)
-{
-    if (amount < 0)
-        return false;
-    struct tier_spend next = *s;
-    if (!money_add(next.lifetime, amount, &next.lifetime))
-        return false;
-    if (year > next.year) {
-        next.year = year;
-        next.annual = amount;
-    } else if (year == next.year && !money_add(next.annual, amount, &next.annual)) {
-        return false;
-    }
-    *s = next;
-    return true;
 }

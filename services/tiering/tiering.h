@@ -22,6 +22,7 @@
 #include "db/db.h"
 #include "events/codec.h"
 #include "rules.h"
+#include "rules_spend.h"
 #include "service/pipeline.h"
 
 typedef Tessera__Tiering__V1__Tier Tier;
@@ -38,9 +39,10 @@ struct tiering_member {
     bool has_tier;
     struct tier_level tier; /* a copy of the level held, when has_tier */
     const char *reason;     /* of the last change (static string) */
+    bool held_by_spend;     /* reached by spend (not invited or overridden) */
     int64_t version;        /* tier version: +1 per change; 0 never had one */
     int64_t changed_at_us;
-    bool spent;        /* a purchase counted in this batch: spend to write */
+    bool spent;        /* a fact counted in this batch: spend to write */
     bool tier_changed; /* its member_tiers row to write */
 };
 
@@ -49,11 +51,22 @@ struct tiering_ladder {
     struct tier_level levels[TIER_LEVELS_MAX];
     size_t count;
     int32_t utc_offset_minutes; /* the calendar year of annual spend */
+    struct tier_spend_policy spend_policy;
+    enum tier_refund_rule refund_rule;
+    struct tier_windows windows; /* seen from the batch's clock_now_us */
 };
 
-/* A batch's purchase facts, in order: counted means first seen. */
+/* A batch's qualifying facts, in order: a purchase, a card or
+ * subscription sale, or a refund of a purchase. counted means first seen
+ * (and, for a refund, that the purchase it lowers was counted); at_us is
+ * when it counts (a refund: its purchase's time). */
 struct tiering_purchase {
     const Envelope *env;
+    const char *kind; /* purchase | card | subscription | refund */
+    const char *command_id;
+    const char *refund_of; /* refunds: the purchase's command id */
+    int64_t amount;        /* negative for a refund */
+    int64_t at_us;
     bool counted;
 };
 
@@ -61,6 +74,11 @@ struct tiering_purchase {
 struct tiering_change_rows {
     struct db_array tenant, member, version, from_rank, from_name, to_rank, to_name, reason,
         lifetime, annual, year, purchase, event, at;
+};
+
+/* Rows of tier_notes. */
+struct tiering_note_rows {
+    struct db_array tenant, member, kind, detail, event, at;
 };
 
 struct tiering_ctx {
@@ -80,6 +98,7 @@ struct tiering_ctx {
     struct tiering_purchase *purchases;
     size_t purchase_count, purchase_cap;
     struct tiering_change_rows changes;
+    struct tiering_note_rows notes;
     /* cache writes that failed, tried again after the next batch */
     struct cache_tier *unsynced;
     size_t unsynced_count;
@@ -97,15 +116,20 @@ struct tiering_ladder *tiering_ladder_find(struct tiering_ctx *t, const char *te
                                            bool create);
 
 /* store.c: the database side, inside the batch's transaction. */
-/* Records the batch's purchases in qualifying_purchases and marks those
- * not seen before as counted. */
+/* Records the batch's facts in qualifying_purchases and marks those not
+ * seen before as counted (refunds: with their purchase's time). */
 int tiering_store_count(PGconn *pg, struct tiering_ctx *t, char *err, size_t err_len);
-/* Loads the batch members' spend and tiers and its tenants' ladders. */
-int tiering_store_load(PGconn *pg, struct tiering_ctx *t, char *err, size_t err_len);
+/* Loads the batch tenants' ladders and policies. */
+int tiering_store_load_ladders(PGconn *pg, struct tiering_ctx *t, char *err, size_t err_len);
+/* Loads the batch members' tiers and their spend per window (before the
+ * batch's facts, which the caller counts in order). */
+int tiering_store_load_members(PGconn *pg, struct tiering_ctx *t, char *err, size_t err_len);
 /* Writes spend, changed tiers and the change trail. */
 int tiering_store_write(PGconn *pg, struct tiering_ctx *t, char *err, size_t err_len);
 void tiering_change_rows_init(struct tiering_change_rows *r);
 void tiering_change_rows_free(struct tiering_change_rows *r);
+void tiering_note_rows_init(struct tiering_note_rows *r);
+void tiering_note_rows_free(struct tiering_note_rows *r);
 
 /* cache_sync.c */
 /* Connects to Redis when not connected (logs and returns false when it

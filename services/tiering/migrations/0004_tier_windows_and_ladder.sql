@@ -1,0 +1,71 @@
+-- Tiers that live (issue 13): qualifying spend per window net of refunds,
+-- card and subscription sales when the tenant counts them, the ladder as
+-- versioned configuration from ingest (TierLadderChanged), and the notes
+-- that explain a tier that did not move.
+
+-- Every qualifying fact, not only purchases: a card or subscription sale
+-- (positive), a refund of a purchase (negative, counted at the refunded
+-- purchase's time so it lowers the windows that purchase was counted in).
+-- refund_of names the purchase a refund lowers.
+ALTER TABLE qualifying_purchases
+    ADD COLUMN kind      text NOT NULL DEFAULT 'purchase'
+        CHECK (kind IN ('purchase', 'card', 'subscription', 'refund')),
+    ADD COLUMN refund_of text;
+CREATE INDEX qualifying_purchases_member_idx
+    ON qualifying_purchases (tenant_id, member_id, occurred_at);
+
+ALTER TABLE member_spend
+    ADD COLUMN rolling_spend bigint NOT NULL DEFAULT 0 CHECK (rolling_spend >= 0);
+
+-- A level may be reached by any of three windows; NULL: not by that one.
+ALTER TABLE tier_levels
+    ALTER COLUMN min_cumulative_spend DROP NOT NULL,
+    ADD COLUMN min_rolling_spend bigint CHECK (min_rolling_spend IS NULL OR min_rolling_spend >= 0),
+    ADD COLUMN birthday_gift_points bigint NOT NULL DEFAULT 0 CHECK (birthday_gift_points >= 0),
+    ADD COLUMN priority_booking boolean NOT NULL DEFAULT false,
+    ADD COLUMN entitlements text[] NOT NULL DEFAULT '{}';
+
+-- The tenant's tier policy beside the zone: what counts, what a refund
+-- does, and the review (qualifying period in months, grace days after it,
+-- warning days before it).
+ALTER TABLE tier_policies
+    ADD COLUMN count_card_sales boolean NOT NULL DEFAULT false,
+    ADD COLUMN count_subscription_sales boolean NOT NULL DEFAULT false,
+    ADD COLUMN refund_rule text NOT NULL DEFAULT 'at_review'
+        CHECK (refund_rule IN ('at_review', 'immediately')),
+    ADD COLUMN review_months int NOT NULL DEFAULT 12 CHECK (review_months BETWEEN 1 AND 60),
+    ADD COLUMN grace_days int NOT NULL DEFAULT 0 CHECK (grace_days BETWEEN 0 AND 365),
+    ADD COLUMN warning_days int NOT NULL DEFAULT 30 CHECK (warning_days BETWEEN 0 AND 365);
+
+-- A member that falls to no tier keeps its member_tiers row (the version
+-- goes on): rank -1 and an empty name mean "none".
+
+-- Every ladder a tenant has had, as ingest published it: the version, the
+-- change that made it, the time it is in force from and the whole
+-- configuration as JSON (what GET /v1/config/tiers answers).
+CREATE TABLE tier_ladders (
+    tenant_id       text        NOT NULL,
+    version         bigint      NOT NULL CHECK (version > 0),
+    change_id       text        NOT NULL,
+    effective_from  timestamptz NOT NULL,
+    config          jsonb       NOT NULL,
+    recorded_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, version),
+    UNIQUE (tenant_id, change_id)
+);
+
+-- What happened to a member's tier that was not a change: a refund that
+-- left the member below the level kept until the review, a warning sent.
+CREATE TABLE tier_notes (
+    tenant_id    text        NOT NULL,
+    member_id    text        NOT NULL,
+    kind         text        NOT NULL,
+    detail       text        NOT NULL,
+    event_id     text        NOT NULL,
+    occurred_at  timestamptz NOT NULL,
+    PRIMARY KEY (tenant_id, member_id, event_id)
+);
+
+-- Read contract additions (docs/read-contracts.md).
+CREATE VIEW read_tier_ladders AS
+    SELECT tenant_id, version, change_id, effective_from, config FROM tier_ladders;
