@@ -440,6 +440,11 @@ void cards_check_then_send(struct req *r, void (*send)(struct req *r));
 /* earning_rules.c: PUT /v1/config/earning-rules (admin), published to the
  * campaign service; answers once it has stored the change (or 202). */
 void earning_rules_put(struct http_exchange *ex, void *app);
+/* tier_config.c: GET/PUT /v1/config/tiers and POST /v1/config/tiers:dry-run
+ * (admin); the ladder is published to tiering as TierLadderChanged. */
+void tiers_config_put(struct http_exchange *ex, void *app);
+void tiers_config_get(struct http_exchange *ex, void *app);
+void tiers_config_dry_run(struct http_exchange *ex, void *app);
 /* coupons.c */
 void coupons_issue(struct http_exchange *ex, void *app);
 void coupons_redeem(struct http_exchange *ex, void *app);

@@ -99,6 +99,9 @@ GUARDED(route_me_password, me_set_password)
 GUARDED(route_product, products_define)
 GUARDED(route_card_limits, card_limits_put)
 GUARDED(route_earning_rules, earning_rules_put)
+GUARDED(route_tiers_put, tiers_config_put)
+GUARDED(route_tiers_get, tiers_config_get)
+GUARDED(route_tiers_dry_run, tiers_config_dry_run)
 GUARDED(route_card_issue, cards_issue)
 GUARDED(route_card_renew, cards_renew)
 GUARDED(route_card_use, cards_use)
@@ -134,6 +137,9 @@ static const struct http_route api_routes[] = {
     {"POST", "/v1/products", route_product},
     {"PUT", "/v1/config/card-limits", route_card_limits},
     {"PUT", "/v1/config/earning-rules", route_earning_rules},
+    {"PUT", "/v1/config/tiers", route_tiers_put},
+    {"GET", "/v1/config/tiers", route_tiers_get},
+    {"POST", "/v1/config/tiers:dry-run", route_tiers_dry_run},
     {"POST", "/v1/members/{member_id}/cards", route_card_issue},
     {"POST", "/v1/members/{member_id}/cards/{card_id}/renewals", route_card_renew},
     {"POST", "/v1/members/{member_id}/cards/{card_id}/uses", route_card_use},

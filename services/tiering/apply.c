@@ -91,9 +91,9 @@ static void emit_changed(struct pipeline_batch *b, const Envelope *p, const char
                          const struct tiering_member *m, bool has_previous,
                          const struct tier_level *previous, char event_id[UUID_STR_SIZE])
 {
-    struct event_meta meta = {.tenant_id = p->tenant_id,
+    struct event_meta meta = {.tenant_id = m->tenant_id,
                               .branch_id = p->branch_id,
-                              .member_id = p->member_id,
+                              .member_id = m->member_id,
                               .causation_id = p->event_id,
                               .correlation_id =
                                   p->correlation_id[0] ? p->correlation_id : p->event_id,
@@ -123,7 +123,7 @@ static void emit_changed(struct pipeline_batch *b, const Envelope *p, const char
     size_t len = 0;
     uint8_t *out = envelope_encode(&env, &len);
     assert(out); /* bounded fields: an encoding failure is a programmer error */
-    pipeline_emit(b, TOPIC_TIER_EVENTS, p->member_id, out, len);
+    pipeline_emit(b, TOPIC_TIER_EVENTS, m->member_id, out, len);
     memcpy(event_id, meta.event_id, UUID_STR_SIZE);
 }
 
@@ -157,9 +157,9 @@ static void add_change_row(struct tiering_ctx *t, const Envelope *p, const char 
 
 /* Moves m to `to` (NULL: no tier) because of the fact f, for `reason`:
  * the member row to write, TierChanged through the outbox, the trail. */
-static void change_tier(struct tiering_ctx *t, struct pipeline_batch *b,
-                        const struct tiering_purchase *f, struct tiering_member *m,
-                        const struct tier_level *to, const char *reason)
+void tiering_change_tier(struct tiering_ctx *t, struct pipeline_batch *b,
+                         const struct tiering_purchase *f, struct tiering_member *m,
+                         const struct tier_level *to, const char *reason)
 {
     const Envelope *p = f->env;
     struct tier_level previous = m->tier;
@@ -176,7 +176,7 @@ static void change_tier(struct tiering_ctx *t, struct pipeline_batch *b,
     emit_changed(b, p, f->command_id, m, had, &previous, event_id);
     add_change_row(t, p, f->command_id, m, had, &previous, event_id);
     t->batch_changes++;
-    log_fields(LOG_INFO, "tier changed", "tenant", p->tenant_id, "member", p->member_id, "tier",
+    log_fields(LOG_INFO, "tier changed", "tenant", m->tenant_id, "member", m->member_id, "tier",
                m->has_tier ? m->tier.name : "", "reason", m->reason, "correlation_id",
                p->correlation_id, NULL);
 }
@@ -206,7 +206,7 @@ static void decide_refund(struct tiering_ctx *t, struct pipeline_batch *b,
         tier_after_refund(ld->levels, ld->count, &m->spend, m->has_tier, m->tier.rank,
                           m->held_by_spend, ld->refund_rule, &to);
     if (o == TIER_REFUND_DOWN_NOW) {
-        change_tier(t, b, f, m, to, "refund");
+        tiering_change_tier(t, b, f, m, to, "refund");
         return;
     }
     if (o == TIER_REFUND_BELOW_REVIEW) {
@@ -249,7 +249,7 @@ static void decide_fact(struct tiering_ctx *t, struct pipeline_batch *b,
     enum tier_reason why;
     const struct tier_level *q = tier_qualify(ld->levels, ld->count, &m->spend, &why);
     if (tier_is_upgrade(m->has_tier, m->tier.rank, q))
-        change_tier(t, b, f, m, q, tier_reason_name(why));
+        tiering_change_tier(t, b, f, m, q, tier_reason_name(why));
 }
 
 /* The qualifying fact in e, or false when e is none: a purchase, a card
@@ -327,8 +327,9 @@ int tiering_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *e
         tiering_member_find(t, f.env->tenant_id, f.env->member_id, true);
         tiering_ladder_find(t, f.env->tenant_id, true);
     }
-    int rc = 0;
-    if (t->purchase_count > 0) {
+    /* tenant-wide ladder changes first: the batch's facts see them */
+    int rc = tiering_apply_ladders(t, pg, b, envs, err, err_len);
+    if (rc == 0 && t->purchase_count > 0) {
         /* members before counting: their spend is what came before the
          * batch, and the batch's facts are counted in order below */
         rc = tiering_store_load_ladders(pg, t, err, err_len);

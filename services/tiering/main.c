@@ -54,7 +54,8 @@ static void tiering_metrics(void *ctx, struct evbuffer *out)
 
 int main(int argc, char **argv)
 {
-    static const char *const topics[] = {TOPIC_LEDGER_EVENTS};
+    /* member-events: the tenant's ladder (TierLadderChanged) */
+    static const char *const topics[] = {TOPIC_LEDGER_EVENTS, TOPIC_MEMBER_EVENTS};
     static const struct pipeline_ops ops = {.apply = tiering_apply_batch,
                                             .after_commit = tiering_after_commit,
                                             .begin_batch = tiering_begin_batch};
@@ -64,7 +65,7 @@ int main(int argc, char **argv)
         .schema = "tiering",
         .group_id = "tiering",
         .topics = topics,
-        .topic_count = 1,
+        .topic_count = 2,
         .migrations = tiering_migrations,
         .migration_count = tiering_migrations_count,
         .ops = &ops,

@@ -196,6 +196,22 @@ int tiering_store_load_members(PGconn *pg, struct tiering_ctx *t, char *err, siz
 
 /* The ladders and policies of the batch's tenants, in one statement: a
  * policy row has a NULL rank. */
+int tiering_store_tenant_members(PGconn *pg, struct tiering_ctx *t, const char *tenant_id,
+                                 char *err, size_t err_len)
+{
+    const char *p[1] = {tenant_id};
+    PGresult *res = db_query(pg,
+                             "SELECT member_id FROM member_spend WHERE tenant_id = $1 UNION "
+                             "SELECT member_id FROM member_tiers WHERE tenant_id = $1",
+                             1, p, err, err_len, NULL);
+    if (!res)
+        return -1;
+    for (int r = 0; r < PQntuples(res); r++)
+        tiering_member_find(t, tenant_id, PQgetvalue(res, r, 0), true);
+    PQclear(res);
+    return 0;
+}
+
 int tiering_store_load_ladders(PGconn *pg, struct tiering_ctx *t, char *err, size_t err_len)
 {
     struct db_array tenants;
@@ -217,6 +233,8 @@ int tiering_store_load_ladders(PGconn *pg, struct tiering_ctx *t, char *err, siz
     db_array_free(&tenants);
     if (!res)
         return -1;
+    for (size_t i = 0; i < t->ladder_count; i++)
+        t->ladders[i].count = 0; /* loaded again after a ladder change */
     for (int r = 0; r < PQntuples(res); r++) {
         struct tiering_ladder *ld = tiering_ladder_find(t, PQgetvalue(res, r, 0), false);
         if (!ld)

@@ -27,6 +27,7 @@
 
 typedef Tessera__Tiering__V1__Tier Tier;
 typedef Tessera__Tiering__V1__TierChanged TierChanged;
+typedef Tessera__Tiering__V1__TierLadderChanged TierLadderChanged;
 
 #define TIERING_CACHE_RETRY_MAX 10000 /* failed cache writes kept for the next batch */
 
@@ -109,6 +110,19 @@ void tiering_begin_batch(void *ctx);
 int tiering_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *err, size_t err_len);
 void tiering_after_commit(void *ctx, struct pipeline_batch *b);
 
+/* Moves m to `to` (NULL: no tier) because of the fact f, for reason (a
+ * static string): the member row to write, TierChanged through the
+ * outbox, the trail (apply.c). */
+void tiering_change_tier(struct tiering_ctx *t, struct pipeline_batch *b,
+                         const struct tiering_purchase *f, struct tiering_member *m,
+                         const struct tier_level *to, const char *reason);
+
+/* ladder.c: the batch's TierLadderChanged facts, stored and applied
+ * (members re-evaluated, written) before its member facts. */
+int tiering_apply_ladders(struct tiering_ctx *t, PGconn *pg, struct pipeline_batch *b,
+                          Envelope **envs, char *err, size_t err_len)
+    __attribute__((warn_unused_result));
+
 /* lookups in the batch state (apply.c) */
 struct tiering_member *tiering_member_find(struct tiering_ctx *t, const char *tenant_id,
                                            const char *member_id, bool create);
@@ -124,6 +138,9 @@ int tiering_store_load_ladders(PGconn *pg, struct tiering_ctx *t, char *err, siz
 /* Loads the batch members' tiers and their spend per window (before the
  * batch's facts, which the caller counts in order). */
 int tiering_store_load_members(PGconn *pg, struct tiering_ctx *t, char *err, size_t err_len);
+/* Adds every member of the tenant (with spend or a tier) to the batch. */
+int tiering_store_tenant_members(PGconn *pg, struct tiering_ctx *t, const char *tenant_id,
+                                 char *err, size_t err_len);
 /* Writes spend, changed tiers and the change trail. */
 int tiering_store_write(PGconn *pg, struct tiering_ctx *t, char *err, size_t err_len);
 void tiering_change_rows_init(struct tiering_change_rows *r);

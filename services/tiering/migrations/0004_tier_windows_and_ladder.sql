@@ -23,7 +23,10 @@ ALTER TABLE tier_levels
     ADD COLUMN min_rolling_spend bigint CHECK (min_rolling_spend IS NULL OR min_rolling_spend >= 0),
     ADD COLUMN birthday_gift_points bigint NOT NULL DEFAULT 0 CHECK (birthday_gift_points >= 0),
     ADD COLUMN priority_booking boolean NOT NULL DEFAULT false,
-    ADD COLUMN entitlements text[] NOT NULL DEFAULT '{}';
+    ADD COLUMN entitlements text[] NOT NULL DEFAULT '{}',
+    ADD COLUMN upgrade_skus text[] NOT NULL DEFAULT '{}',
+    ADD COLUMN referrals_required int NOT NULL DEFAULT 0 CHECK (referrals_required >= 0),
+    ADD COLUMN membership_years int NOT NULL DEFAULT 0 CHECK (membership_years >= 0);
 
 -- The tenant's tier policy beside the zone: what counts, what a refund
 -- does, and the review (qualifying period in months, grace days after it,
@@ -69,3 +72,14 @@ CREATE TABLE tier_notes (
 -- Read contract additions (docs/read-contracts.md).
 CREATE VIEW read_tier_ladders AS
     SELECT tenant_id, version, change_id, effective_from, config FROM tier_ladders;
+-- Every counted qualifying fact (ingest sums them per window for a
+-- ladder's dry-run, exactly as tiering does when it applies one).
+CREATE VIEW read_qualifying_facts AS
+    SELECT tenant_id, member_id, purchase_command_id AS command_id, kind, amount, occurred_at
+    FROM qualifying_purchases;
+-- The reason a member holds its tier (an invitation or an override is not
+-- moved by spend): a column added at the end of the published view.
+CREATE OR REPLACE VIEW read_member_tiers AS
+    SELECT tenant_id, member_id, rank, name, discount_bp, points_multiplier_bp, reason, version,
+           changed_at
+    FROM member_tiers;
