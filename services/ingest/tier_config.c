@@ -320,7 +320,7 @@ static void dry_run_query(struct tiers_put *put)
         "coalesce(q.r, 0), coalesce(t.rank, -1), t.name, coalesce(t.reason, '') "
         "FROM (SELECT member_id, greatest(sum(amount), 0) AS l, "
         "greatest(coalesce(sum(amount) FILTER (WHERE occurred_at >= $2::timestamptz), 0), 0) AS y, "
-        "greatest(coalesce(sum(amount) FILTER (WHERE occurred_at >= $3::timestamptz), 0), 0) AS r "
+        "greatest(coalesce(sum(amount) FILTER (WHERE occurred_at > $3::timestamptz), 0), 0) AS r "
         "FROM tiering.read_qualifying_facts WHERE tenant_id = $1 GROUP BY member_id) q "
         "FULL JOIN (SELECT member_id, rank, name, reason FROM tiering.read_member_tiers "
         "WHERE tenant_id = $1) t ON t.member_id = q.member_id",

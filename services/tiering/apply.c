@@ -66,7 +66,11 @@ struct tiering_ladder *tiering_ladder_find(struct tiering_ctx *t, const char *te
         return NULL;
     t->ladders = array_grow(t->ladders, t->ladder_count, &t->ladder_cap, sizeof(*t->ladders));
     struct tiering_ladder *ld = &t->ladders[t->ladder_count++];
-    *ld = (struct tiering_ladder){.tenant_id = strdup(tenant_id), .utc_offset_minutes = 480};
+    /* no policy row: the defaults of tier_policies' columns */
+    *ld = (struct tiering_ladder){.tenant_id = strdup(tenant_id),
+                                  .utc_offset_minutes = 480,
+                                  .review_months = 12,
+                                  .warning_days = 30};
     tier_windows_at(&ld->windows, clock_now_us(), ld->utc_offset_minutes);
     assert(ld->tenant_id);
     return ld;
@@ -164,26 +168,39 @@ void tiering_change_tier(struct tiering_ctx *t, struct pipeline_batch *b,
     const Envelope *p = f->env;
     struct tier_level previous = m->tier;
     bool had = m->has_tier;
+    const struct tiering_ladder *ld = tiering_ladder_find(t, m->tenant_id, false);
+    assert(ld);
     if (to)
         m->tier = *to;
     m->has_tier = to != NULL;
-    m->held_by_spend = true;
     m->reason = reason;
+    m->held_by_spend = tier_reason_by_spend(reason);
     m->version++;
     m->changed_at_us = p->occurred_at_us;
     m->tier_changed = true;
+    /* a level reached by spend is held for a qualifying period from now */
+    m->period_end_us =
+        m->has_tier && m->held_by_spend
+            ? tier_period_end(m->changed_at_us, ld->review_months, ld->utc_offset_minutes)
+            : 0;
     char event_id[UUID_STR_SIZE];
     emit_changed(b, p, f->command_id, m, had, &previous, event_id);
     add_change_row(t, p, f->command_id, m, had, &previous, event_id);
+    const struct tiering_var vars[] = {
+        {.name = "tier.name", .text = m->has_tier ? m->tier.name : ""},
+        {.name = "tier.previous", .text = had ? previous.name : ""},
+        {.name = "tier.reason", .text = reason},
+    };
+    tiering_notify(b, m->tenant_id, m->member_id, "tier.changed", event_id, vars,
+                   sizeof(vars) / sizeof(vars[0]));
     t->batch_changes++;
     log_fields(LOG_INFO, "tier changed", "tenant", m->tenant_id, "member", m->member_id, "tier",
                m->has_tier ? m->tier.name : "", "reason", m->reason, "correlation_id",
                p->correlation_id, NULL);
 }
 
-/* A note in the member's history that explains a tier that did not move. */
-static void add_note(struct tiering_ctx *t, const struct tiering_purchase *f,
-                     const struct tiering_member *m, const char *kind, const char *detail)
+void tiering_add_note(struct tiering_ctx *t, const struct tiering_purchase *f,
+                      const struct tiering_member *m, const char *kind, const char *detail)
 {
     char at[32];
     event_format_time(f->env->occurred_at_us, at);
@@ -216,7 +233,7 @@ static void decide_refund(struct tiering_ctx *t, struct pipeline_batch *b,
                  "12 months %lld); the level is kept until the review",
                  f->command_id, m->tier.name, (long long)m->spend.lifetime,
                  (long long)m->spend.annual, (long long)m->spend.rolling);
-        add_note(t, f, m, "below_after_refund", detail);
+        tiering_add_note(t, f, m, "below_after_refund", detail);
     }
 }
 
@@ -306,6 +323,16 @@ static void drop_uncounted_sales(struct tiering_ctx *t)
     t->purchase_count = kept;
 }
 
+int tiering_flush_phase(struct tiering_ctx *t, PGconn *pg, char *err, size_t err_len)
+{
+    int rc = tiering_store_write(pg, t, err, err_len);
+    tiering_change_rows_free(&t->changes);
+    tiering_change_rows_init(&t->changes);
+    for (size_t i = 0; i < t->member_count; i++)
+        t->members[i].spent = false;
+    return rc;
+}
+
 int tiering_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *err, size_t err_len)
 {
     struct tiering_ctx *t = ctx;
@@ -327,8 +354,11 @@ int tiering_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *e
         tiering_member_find(t, f.env->tenant_id, f.env->member_id, true);
         tiering_ladder_find(t, f.env->tenant_id, true);
     }
-    /* tenant-wide ladder changes first: the batch's facts see them */
+    /* tenant-wide ladder changes first, then reviews: the batch's facts
+     * see what they did */
     int rc = tiering_apply_ladders(t, pg, b, envs, err, err_len);
+    if (rc == 0)
+        rc = tiering_apply_reviews(t, pg, b, envs, err, err_len);
     if (rc == 0 && t->purchase_count > 0) {
         /* members before counting: their spend is what came before the
          * batch, and the batch's facts are counted in order below */

@@ -185,11 +185,6 @@ int tiering_apply_ladders(struct tiering_ctx *t, PGconn *pg, struct pipeline_bat
     if (!any)
         return 0;
     /* Written now, so the facts of this batch load what the ladders did
-     * (same transaction); the trail is emptied so it is written once. */
-    int rc = tiering_store_write(pg, t, err, err_len);
-    tiering_change_rows_free(&t->changes);
-    tiering_change_rows_init(&t->changes);
-    for (size_t i = 0; i < t->member_count; i++)
-        t->members[i].spent = false;
-    return rc;
+     * (same transaction). */
+    return tiering_flush_phase(t, pg, err, err_len);
 }

@@ -80,7 +80,7 @@ bool tier_spend_count(struct tier_spend *s, const struct tier_windows *w, int64_
         return false;
     if (at_us >= w->year_from_us && !add_floor0(&next.annual, amount))
         return false;
-    if (at_us >= w->rolling_from_us && !add_floor0(&next.rolling, amount))
+    if (at_us > w->rolling_from_us && !add_floor0(&next.rolling, amount))
         return false;
     *s = next;
     return true;

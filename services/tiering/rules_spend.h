@@ -6,8 +6,10 @@
  * the tenant's zone (a fixed UTC offset):
  *   lifetime        every counted fact;
  *   calendar year   facts at or after local 1 January 00:00 of now's year;
- *   rolling 12 mo.  facts at or after the same local date and time twelve
- *                   months before now (29 February -> 28 February).
+ *   rolling 12 mo.  facts after the same local date and time twelve months
+ *                   before now (29 February -> 28 February): a purchase
+ *                   made at T has left the window at T + 12 months, the
+ *                   end of a qualifying period it started.
  * A refund lowers the windows the refunded purchase was counted in: it
  * is counted at the purchase's time, not its own, so a refund in January
  * of a December purchase lowers last year's spend, not this year's. */

@@ -147,12 +147,14 @@ int tiering_store_load_members(PGconn *pg, struct tiering_ctx *t, char *err, siz
         "SELECT k.t, k.m, greatest(coalesce(q.lifetime, 0), 0), greatest(coalesce(q.annual, 0), 0), "
         "greatest(coalesce(q.rolling, 0), 0), coalesce(s.purchases, 0), "
         "coalesce((extract(epoch FROM s.last_purchase_at) * 1000000)::bigint, 0), "
-        "mt.rank, mt.name, mt.discount_bp, mt.points_multiplier_bp, mt.version, mt.reason "
+        "mt.rank, mt.name, mt.discount_bp, mt.points_multiplier_bp, mt.version, mt.reason, "
+        "coalesce((extract(epoch FROM mt.period_end) * 1000000)::bigint, 0), "
+        "coalesce((extract(epoch FROM mt.changed_at) * 1000000)::bigint, 0) "
         "FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[]) "
         "AS k(t, m, yf, rf) "
         "LEFT JOIN LATERAL (SELECT sum(amount) AS lifetime, "
         "sum(amount) FILTER (WHERE occurred_at >= k.yf) AS annual, "
-        "sum(amount) FILTER (WHERE occurred_at >= k.rf) AS rolling "
+        "sum(amount) FILTER (WHERE occurred_at > k.rf) AS rolling "
         "FROM qualifying_purchases WHERE tenant_id = k.t AND member_id = k.m) q ON true "
         "LEFT JOIN member_spend s ON s.tenant_id = k.t AND s.member_id = k.m "
         "LEFT JOIN member_tiers mt ON mt.tenant_id = k.t AND mt.member_id = k.m",
@@ -174,8 +176,12 @@ int tiering_store_load_members(PGconn *pg, struct tiering_ctx *t, char *err, siz
                                        .rolling = db_int_at(res, r, 4)};
         m->purchases = db_int_at(res, r, 5);
         m->last_purchase_at_us = db_int_at(res, r, 6);
-        if (!PQgetisnull(res, r, 7))
+        if (!PQgetisnull(res, r, 7)) {
             m->version = db_int_at(res, r, 11);
+            snprintf(m->reason_loaded, sizeof(m->reason_loaded), "%s", PQgetvalue(res, r, 12));
+            m->reason = NULL; /* reason_loaded (a pointer would not survive array_grow) */
+            m->changed_at_us = db_int_at(res, r, 14);
+        }
         /* a row with an empty name: the member fell to no tier */
         m->has_tier = !PQgetisnull(res, r, 7) && PQgetvalue(res, r, 8)[0] != '\0';
         m->held_by_spend = true;
@@ -188,6 +194,7 @@ int tiering_store_load_members(PGconn *pg, struct tiering_ctx *t, char *err, siz
                                           .min_rolling_spend = -1};
             snprintf(m->tier.name, sizeof(m->tier.name), "%s", PQgetvalue(res, r, 8));
             m->held_by_spend = tier_reason_by_spend(PQgetvalue(res, r, 12));
+            m->period_end_us = db_int_at(res, r, 13);
         }
     }
     PQclear(res);
@@ -223,10 +230,11 @@ int tiering_store_load_ladders(PGconn *pg, struct tiering_ctx *t, char *err, siz
     PGresult *res = db_query(pg,
         "SELECT tenant_id, rank, name, coalesce(min_cumulative_spend, -1), "
         "coalesce(min_annual_spend, -1), coalesce(min_rolling_spend, -1), invitation_only, "
-        "discount_bp, points_multiplier_bp, 0, false, false, '' FROM tier_levels "
+        "discount_bp, points_multiplier_bp, 0, false, false, '', 0, 0, 0 FROM tier_levels "
         "WHERE tenant_id = ANY($1::text[]) UNION ALL "
         "SELECT tenant_id, NULL, '', -1, -1, -1, false, 0, 0, utc_offset_minutes, "
-        "count_card_sales, count_subscription_sales, refund_rule FROM tier_policies "
+        "count_card_sales, count_subscription_sales, refund_rule, review_months, grace_days, "
+        "warning_days FROM tier_policies "
         "WHERE tenant_id = ANY($1::text[]) ORDER BY 1, 2",
         1, p, err, err_len, NULL);
     /* clang-format on */
@@ -245,6 +253,9 @@ int tiering_store_load_ladders(PGconn *pg, struct tiering_ctx *t, char *err, siz
             ld->spend_policy.count_subscription_sales = strcmp(PQgetvalue(res, r, 11), "t") == 0;
             if (!tier_refund_rule_parse(PQgetvalue(res, r, 12), &ld->refund_rule))
                 ld->refund_rule = TIER_REFUND_AT_REVIEW; /* the column's CHECK allows no other */
+            ld->review_months = (int32_t)db_int_at(res, r, 13);
+            ld->grace_days = (int32_t)db_int_at(res, r, 14);
+            ld->warning_days = (int32_t)db_int_at(res, r, 15);
             tier_windows_at(&ld->windows, ld->windows.now_us, ld->utc_offset_minutes);
             continue;
         }
@@ -301,7 +312,7 @@ static int write_spend(PGconn *pg, struct tiering_ctx *t, char *err, size_t err_
 
 static int write_tiers(PGconn *pg, struct tiering_ctx *t, char *err, size_t err_len)
 {
-    enum { T, M, RK, N, D, MU, R, V, AT, COLS };
+    enum { T, M, RK, N, D, MU, R, V, AT, PE, COLS };
     struct db_array a[COLS];
     for (int i = 0; i < COLS; i++)
         db_array_init(&a[i]);
@@ -318,19 +329,24 @@ static int write_tiers(PGconn *pg, struct tiering_ctx *t, char *err, size_t err_
         db_array_add(&a[N], m->has_tier ? m->tier.name : "");
         db_array_add_int(&a[D], m->has_tier ? m->tier.discount_bp : 10000);
         db_array_add_int(&a[MU], m->has_tier ? m->tier.points_multiplier_bp : 10000);
-        db_array_add(&a[R], m->reason);
+        db_array_add(&a[R], m->reason ? m->reason : m->reason_loaded);
         db_array_add_int(&a[V], m->version);
         db_array_add(&a[AT], at);
+        char pe[32];
+        event_format_time(m->period_end_us, pe);
+        db_array_add(&a[PE], m->period_end_us ? pe : NULL);
     }
     return db_write_columns(
         pg,
         "INSERT INTO member_tiers (tenant_id, member_id, rank, name, discount_bp, "
-        "points_multiplier_bp, reason, version, changed_at) SELECT * FROM unnest("
+        "points_multiplier_bp, reason, version, changed_at, period_end) SELECT * FROM unnest("
         "$1::text[], $2::text[], $3::int[], $4::text[], $5::int[], $6::int[], $7::text[], "
-        "$8::bigint[], $9::timestamptz[]) ON CONFLICT (tenant_id, member_id) DO UPDATE SET "
-        "rank = EXCLUDED.rank, name = EXCLUDED.name, discount_bp = EXCLUDED.discount_bp, "
+        "$8::bigint[], $9::timestamptz[], $10::timestamptz[]) ON CONFLICT (tenant_id, member_id) "
+        "DO UPDATE SET rank = EXCLUDED.rank, name = EXCLUDED.name, "
+        "discount_bp = EXCLUDED.discount_bp, "
         "points_multiplier_bp = EXCLUDED.points_multiplier_bp, reason = EXCLUDED.reason, "
-        "version = EXCLUDED.version, changed_at = EXCLUDED.changed_at",
+        "version = EXCLUDED.version, changed_at = EXCLUDED.changed_at, "
+        "period_end = EXCLUDED.period_end",
         a, COLS, err, err_len);
 }
 

@@ -22,7 +22,9 @@
 #include "db/db.h"
 #include "events/codec.h"
 #include "rules.h"
+#include "rules_review.h"
 #include "rules_spend.h"
+#include "service/common.h"
 #include "service/pipeline.h"
 
 typedef Tessera__Tiering__V1__Tier Tier;
@@ -39,8 +41,10 @@ struct tiering_member {
     int64_t last_purchase_at_us; /* 0: none yet */
     bool has_tier;
     struct tier_level tier; /* a copy of the level held, when has_tier */
-    const char *reason;     /* of the last change (static string) */
+    const char *reason;     /* of a change in this batch (static string); NULL: */
+    char reason_loaded[32]; /* the reason read from member_tiers */
     bool held_by_spend;     /* reached by spend (not invited or overridden) */
+    int64_t period_end_us;  /* the level's qualifying period ends (0: not reviewed) */
     int64_t version;        /* tier version: +1 per change; 0 never had one */
     int64_t changed_at_us;
     bool spent;        /* a fact counted in this batch: spend to write */
@@ -54,6 +58,7 @@ struct tiering_ladder {
     int32_t utc_offset_minutes; /* the calendar year of annual spend */
     struct tier_spend_policy spend_policy;
     enum tier_refund_rule refund_rule;
+    int32_t review_months, grace_days, warning_days;
     struct tier_windows windows; /* seen from the batch's clock_now_us */
 };
 
@@ -117,11 +122,44 @@ void tiering_change_tier(struct tiering_ctx *t, struct pipeline_batch *b,
                          const struct tiering_purchase *f, struct tiering_member *m,
                          const struct tier_level *to, const char *reason);
 
+/* A note in the member's history that explains a tier that did not move
+ * (apply.c). */
+void tiering_add_note(struct tiering_ctx *t, const struct tiering_purchase *f,
+                      const struct tiering_member *m, const char *kind, const char *detail);
+
 /* ladder.c: the batch's TierLadderChanged facts, stored and applied
  * (members re-evaluated, written) before its member facts. */
 int tiering_apply_ladders(struct tiering_ctx *t, PGconn *pg, struct pipeline_batch *b,
                           Envelope **envs, char *err, size_t err_len)
     __attribute__((warn_unused_result));
+
+/* review_apply.c: the batch's TierReviewDue commands (warnings and period
+ * end reviews), applied and written before its member facts. */
+int tiering_apply_reviews(struct tiering_ctx *t, PGconn *pg, struct pipeline_batch *b,
+                          Envelope **envs, char *err, size_t err_len)
+    __attribute__((warn_unused_result));
+/* Writes what a phase decided (ladders, reviews) and empties the trail so
+ * the batch's final write does not write it twice. */
+int tiering_flush_phase(struct tiering_ctx *t, PGconn *pg, char *err, size_t err_len)
+    __attribute__((warn_unused_result));
+
+/* notify.c: a NotifyRequest on notify-requests through the outbox, keyed
+ * by member; request_id "<template>:<cause event id>". */
+struct tiering_var {
+    const char *name;
+    const char *text; /* NULL: money */
+    int64_t money;
+    bool is_time; /* money holds a time in µs */
+};
+void tiering_notify(struct pipeline_batch *b, const char *tenant_id, const char *member_id,
+                    const char *template_name, const char *cause_event_id,
+                    const struct tiering_var *vars, size_t n);
+
+/* review.c: the review scheduler thread (one instance at a time, by
+ * advisory lock). 0 or -1. */
+int tiering_review_scheduler_start(const struct service_common_config *c, long long interval_ms);
+/* Rounds the scheduler completed as the leader. */
+long long tiering_review_rounds(void);
 
 /* lookups in the batch state (apply.c) */
 struct tiering_member *tiering_member_find(struct tiering_ctx *t, const char *tenant_id,

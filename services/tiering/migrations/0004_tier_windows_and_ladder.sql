@@ -41,7 +41,25 @@ ALTER TABLE tier_policies
     ADD COLUMN warning_days int NOT NULL DEFAULT 30 CHECK (warning_days BETWEEN 0 AND 365);
 
 -- A member that falls to no tier keeps its member_tiers row (the version
--- goes on): rank -1 and an empty name mean "none".
+-- goes on): rank -1 and an empty name mean "none". period_end: the end of
+-- the qualifying period of the level held (NULL: never reviewed: no tier,
+-- an invitation or an override); the review scheduler reads it.
+ALTER TABLE member_tiers ADD COLUMN period_end timestamptz;
+UPDATE member_tiers SET period_end = changed_at + interval '12 months' WHERE name <> '';
+CREATE INDEX member_tiers_period_end_idx ON member_tiers (period_end)
+    WHERE period_end IS NOT NULL;
+
+-- Each warning and review applied, once per member, period and kind: the
+-- scheduler may ask twice, the second finds the row and changes nothing.
+CREATE TABLE tier_reviews (
+    tenant_id    text        NOT NULL,
+    member_id    text        NOT NULL,
+    period_end   timestamptz NOT NULL,
+    kind         text        NOT NULL CHECK (kind IN ('warning', 'review')),
+    event_id     text        NOT NULL,
+    recorded_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, member_id, period_end, kind)
+);
 
 -- Every ladder a tenant has had, as ingest published it: the version, the
 -- change that made it, the time it is in force from and the whole
