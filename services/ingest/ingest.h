@@ -445,6 +445,12 @@ void earning_rules_put(struct http_exchange *ex, void *app);
 void tiers_config_put(struct http_exchange *ex, void *app);
 void tiers_config_get(struct http_exchange *ex, void *app);
 void tiers_config_dry_run(struct http_exchange *ex, void *app);
+/* tier_override.c: levels set by staff, sent to tiering (admin). */
+void tier_override_put(struct http_exchange *ex, void *app);
+void tier_override_delete(struct http_exchange *ex, void *app);
+void tier_invitation_post(struct http_exchange *ex, void *app);
+/* tier_view.c: GET /v1/members/{id}/tier: tier, progress, history. */
+void tier_view_get(struct http_exchange *ex, void *app);
 /* coupons.c */
 void coupons_issue(struct http_exchange *ex, void *app);
 void coupons_redeem(struct http_exchange *ex, void *app);

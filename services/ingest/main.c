@@ -102,6 +102,9 @@ GUARDED(route_earning_rules, earning_rules_put)
 GUARDED(route_tiers_put, tiers_config_put)
 GUARDED(route_tiers_get, tiers_config_get)
 GUARDED(route_tiers_dry_run, tiers_config_dry_run)
+GUARDED(route_tier_override_put, tier_override_put)
+GUARDED(route_tier_override_delete, tier_override_delete)
+GUARDED(route_tier_invitation, tier_invitation_post)
 GUARDED(route_card_issue, cards_issue)
 GUARDED(route_card_renew, cards_renew)
 GUARDED(route_card_use, cards_use)
@@ -140,6 +143,9 @@ static const struct http_route api_routes[] = {
     {"PUT", "/v1/config/tiers", route_tiers_put},
     {"GET", "/v1/config/tiers", route_tiers_get},
     {"POST", "/v1/config/tiers:dry-run", route_tiers_dry_run},
+    {"PUT", "/v1/members/{member_id}/tier-override", route_tier_override_put},
+    {"DELETE", "/v1/members/{member_id}/tier-override", route_tier_override_delete},
+    {"POST", "/v1/members/{member_id}/tier-invitations", route_tier_invitation},
     {"POST", "/v1/members/{member_id}/cards", route_card_issue},
     {"POST", "/v1/members/{member_id}/cards/{card_id}/renewals", route_card_renew},
     {"POST", "/v1/members/{member_id}/cards/{card_id}/uses", route_card_use},

@@ -175,6 +175,9 @@ void tiering_change_tier(struct tiering_ctx *t, struct pipeline_batch *b,
     m->has_tier = to != NULL;
     m->reason = reason;
     m->held_by_spend = tier_reason_by_spend(reason);
+    /* any other move ends a level set by hand (apply_set sets it after) */
+    m->override_reason[0] = m->override_by[0] = '\0';
+    m->override_expires_us = 0;
     m->version++;
     m->changed_at_us = p->occurred_at_us;
     m->tier_changed = true;
@@ -237,6 +240,30 @@ static void decide_refund(struct tiering_ctx *t, struct pipeline_batch *b,
     }
 }
 
+/* A purchase of an upgrade package (an item's SKU, or a card's product,
+ * listed in a level's upgrade_skus) moves the member to that level when
+ * it is above the one held. */
+static void decide_package(struct tiering_ctx *t, struct pipeline_batch *b,
+                           const struct tiering_purchase *f, struct tiering_member *m,
+                           const struct tiering_ladder *ld)
+{
+    const char *bought[TIERING_ITEMS_MAX];
+    size_t n = 0;
+    const Envelope *e = f->env;
+    if (e->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_PURCHASE_RECORDED) {
+        for (size_t i = 0; i < e->purchase_recorded->n_items && n < TIERING_ITEMS_MAX; i++)
+            bought[n++] = e->purchase_recorded->items[i]->sku;
+    } else if (e->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_CARD_CHANGED) {
+        bought[n++] = e->card_changed->card->product_id;
+    }
+    const char *skus[TIER_LEVELS_MAX];
+    for (size_t i = 0; i < ld->count; i++)
+        skus[i] = ld->skus[i];
+    const struct tier_level *p = tier_by_package(ld->levels, skus, ld->count, bought, n);
+    if (tier_is_upgrade(m->has_tier, m->tier.rank, p))
+        tiering_change_tier(t, b, f, m, p, "upgrade_package");
+}
+
 /* One counted fact: the spend per window moves; a level above the
  * member's tier that the spend now reaches is the member's tier from this
  * fact on; a refund may take the member down (decide_refund). */
@@ -267,6 +294,7 @@ static void decide_fact(struct tiering_ctx *t, struct pipeline_batch *b,
     const struct tier_level *q = tier_qualify(ld->levels, ld->count, &m->spend, &why);
     if (tier_is_upgrade(m->has_tier, m->tier.rank, q))
         tiering_change_tier(t, b, f, m, q, tier_reason_name(why));
+    decide_package(t, b, f, m, ld);
 }
 
 /* The qualifying fact in e, or false when e is none: a purchase, a card
@@ -359,6 +387,8 @@ int tiering_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *e
     int rc = tiering_apply_ladders(t, pg, b, envs, err, err_len);
     if (rc == 0)
         rc = tiering_apply_reviews(t, pg, b, envs, err, err_len);
+    if (rc == 0)
+        rc = tiering_apply_member_commands(t, pg, b, envs, err, err_len);
     if (rc == 0 && t->purchase_count > 0) {
         /* members before counting: their spend is what came before the
          * batch, and the batch's facts are counted in order below */

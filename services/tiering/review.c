@@ -1,12 +1,11 @@
 /* The review scheduler: a thread of tiering that, every interval, reads
  * the service clock and finds members whose downgrade warning or review
  * is due (member_tiers.period_end against the tenant's warning and grace
- * days), and sends one TierReviewDue per member and kind on member-events
- * keyed by member. The member's partition owner applies it in order with
- * its facts (review_apply.c), once per member, period and kind
- * (tier_reviews); so this thread never writes a member's tier itself, and
- * a command sent twice (the next round came before the first was
- * applied) changes nothing.
+ * days) and overrides whose expiry has come, and sends one TierReviewDue per member and kind on
+ * member-events keyed by member. The member's partition owner applies it in order with its facts
+ * (review_apply.c), once per member, period and kind (tier_reviews); so this thread never writes a
+ * member's tier itself, and a command sent twice (the next round came before the first was applied)
+ * changes nothing.
  *
  * Only one tiering instance schedules at a time: the one whose connection
  * holds a session advisory lock (as the ledger's points scheduler). */
@@ -83,7 +82,7 @@ static bool review_lead(struct review *x)
  * review once the period and the grace days are over; none already
  * applied. Tenants without a policy row have the columns' defaults. */
 static const char REVIEW_DUE_SQL[] =
-    "WITH m AS (SELECT mt.tenant_id, mt.member_id, mt.period_end, "
+    "(WITH m AS (SELECT mt.tenant_id, mt.member_id, mt.period_end, "
     "coalesce(p.warning_days, 30) AS warning_days, coalesce(p.grace_days, 0) AS grace_days "
     "FROM member_tiers mt LEFT JOIN tier_policies p ON p.tenant_id = mt.tenant_id "
     "WHERE mt.period_end IS NOT NULL AND mt.name <> '' "
@@ -94,7 +93,22 @@ static const char REVIEW_DUE_SQL[] =
     "ELSE period_end + make_interval(days => grace_days) > $1 END) "
     "AND NOT EXISTS (SELECT 1 FROM tier_reviews r WHERE r.tenant_id = m.tenant_id "
     "AND r.member_id = m.member_id AND r.period_end = m.period_end AND r.kind = k.kind) "
-    "ORDER BY period_end LIMIT " REVIEW_STRINGIFY(REVIEW_DUE_PER_ROUND);
+    "ORDER BY period_end LIMIT " REVIEW_STRINGIFY(
+        REVIEW_DUE_PER_ROUND) ") "
+                              /* overrides whose expiry has come: the member goes back to its spend
+                               */
+                              "UNION ALL (SELECT tenant_id, member_id, "
+                              "(extract(epoch FROM override_expires_at) * 1000000)::bigint, "
+                              "'override_expired' "
+                              "FROM member_tiers mt WHERE reason = 'override' AND "
+                              "override_expires_at <= $1 "
+                              "AND NOT EXISTS (SELECT 1 FROM tier_reviews r WHERE r.tenant_id = "
+                              "mt.tenant_id "
+                              "AND r.member_id = mt.member_id AND r.period_end = "
+                              "mt.override_expires_at "
+                              "AND r.kind = 'override_expired') "
+                              "ORDER BY override_expires_at LIMIT " REVIEW_STRINGIFY(
+                                  REVIEW_DUE_PER_ROUND) ")";
 
 static rd_kafka_resp_err_t send_due(struct review *x, const PGresult *res, int i,
                                     rd_kafka_resp_err_t *result)

@@ -9,6 +9,8 @@
  * review: the level is kept when that spend still reaches it (a new
  * period starts where the old one ended), else the member moves to what
  * it reaches (reason "review", TierChanged and "tier.changed").
+ * override_expired: the member's override has reached its expiry: the
+ * member goes to what its spend reaches (reason "override_expired").
  * A command about a period the member no longer holds (it moved since) is
  * ignored: the scheduler asks again about the new one when it is due. */
 #include <assert.h>
@@ -28,7 +30,15 @@ static bool is_review(const Envelope *e)
     return e && e->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_TIER_REVIEW_DUE &&
            e->member_id[0] &&
            (strcmp(e->tier_review_due->kind, "warning") == 0 ||
-            strcmp(e->tier_review_due->kind, "review") == 0);
+            strcmp(e->tier_review_due->kind, "review") == 0 ||
+            strcmp(e->tier_review_due->kind, "override_expired") == 0);
+}
+
+/* When the member's override ends (0: it holds none, or none that ends). */
+static int64_t override_expires(const struct tiering_member *m)
+{
+    const char *reason = m->reason ? m->reason : m->reason_loaded;
+    return m->has_tier && strcmp(reason, "override") == 0 ? m->override_expires_us : 0;
 }
 
 /* True when this (member, period, kind) was not applied before. */
@@ -181,8 +191,7 @@ int tiering_apply_reviews(struct tiering_ctx *t, PGconn *pg, struct pipeline_bat
         const Envelope *e = envs[i];
         if (!e || e->payload_case != TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_TIER_REVIEW_DUE)
             continue;
-        if (!e->member_id[0] || (strcmp(e->tier_review_due->kind, "warning") != 0 &&
-                                 strcmp(e->tier_review_due->kind, "review") != 0)) {
+        if (!is_review(e)) {
             pipeline_mark_poison(b, i, "tier review without member or with an unknown kind");
             continue;
         }
@@ -202,6 +211,17 @@ int tiering_apply_reviews(struct tiering_ctx *t, PGconn *pg, struct pipeline_bat
         struct tiering_member *m = tiering_member_find(t, e->tenant_id, e->member_id, false);
         const struct tiering_ladder *ld = tiering_ladder_find(t, e->tenant_id, false);
         assert(m && ld);
+        if (strcmp(e->tier_review_due->kind, "override_expired") == 0) {
+            if (override_expires(m) != e->tier_review_due->period_end_us)
+                continue; /* cleared or replaced since */
+            int claimed = claim(pg, e, err, err_len);
+            if (claimed < 0)
+                return -1;
+            struct tiering_purchase cause = {.env = e, .kind = "review", .command_id = ""};
+            if (claimed)
+                tiering_requalify(t, b, &cause, m, "override_expired");
+            continue;
+        }
         if (!m->has_tier || !m->held_by_spend ||
             m->period_end_us != e->tier_review_due->period_end_us)
             continue; /* moved since: not this period's any more */

@@ -76,3 +76,42 @@ int32_t tier_local_year(int64_t at_us, int32_t utc_offset_minutes)
     int64_t month = mp < 10 ? mp + 3 : mp - 9;
     return (int32_t)(yoe + era * 400 + (month <= 2));
 }
+
+const struct tier_level *tier_by_referrals(const struct tier_level *ladder, size_t count,
+                                           int64_t referrals)
+{
+    const struct tier_level *best = NULL;
+    for (size_t i = 0; i < count; i++) {
+        const struct tier_level *t = &ladder[i];
+        if (t->invitation_only || t->referrals_required <= 0 || referrals < t->referrals_required)
+            continue;
+        if (!best || t->rank > best->rank)
+            best = t;
+    }
+    return best;
+}
+
+/* true when list (names joined by TIER_SKU_SEPARATOR) names sku */
+static bool sku_listed(const char *list, const char *sku)
+{
+    size_t n = strlen(sku);
+    for (const char *p = list; p && *p;) {
+        const char *end = strchr(p, TIER_SKU_SEPARATOR);
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == n && n > 0 && memcmp(p, sku, n) == 0)
+            return true;
+        p = end ? end + 1 : NULL;
+    }
+    return false;
+}
+
+const struct tier_level *tier_by_package(const struct tier_level *ladder, const char *const *skus,
+                                         size_t count, const char *const *bought, size_t n_bought)
+{
+    const struct tier_level *best = NULL;
+    for (size_t i = 0; i < count; i++)
+        for (size_t j = 0; j < n_bought; j++)
+            if (sku_listed(skus[i], bought[j]) && (!best || ladder[i].rank > best->rank))
+                best = &ladder[i];
+    return best;
+}

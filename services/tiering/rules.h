@@ -26,6 +26,7 @@ struct tier_level {
     bool invitation_only;         /* never reached by spend */
     int64_t discount_bp;          /* share of the price paid: 8500 = 85% */
     int64_t points_multiplier_bp; /* 10000 = x1 */
+    int32_t referrals_required;   /* successful referrals that reach it; 0: not that way */
 };
 
 /* A member's qualifying spend per window (rules_spend.h): lifetime, the
@@ -67,6 +68,18 @@ const struct tier_level *tier_qualify(const struct tier_level *ladder, size_t co
  * to it now. A member never moves down here, nor off an invitation-only
  * tier by spend. */
 bool tier_is_upgrade(bool has_current, int32_t current_rank, const struct tier_level *qualified);
+
+/* The highest level (not invitation-only) whose referrals_required the
+ * member's successful referrals reach; NULL: none. */
+const struct tier_level *tier_by_referrals(const struct tier_level *ladder, size_t count,
+                                           int64_t referrals);
+
+/* The level to which a purchase of a package moves the member: the
+ * highest level whose upgrade SKUs (skus[i] for ladder[i], names joined by
+ * TIER_SKU_SEPARATOR) name one of the bought items; NULL: none. */
+#define TIER_SKU_SEPARATOR '\x1f'
+const struct tier_level *tier_by_package(const struct tier_level *ladder, const char *const *skus,
+                                         size_t count, const char *const *bought, size_t n_bought);
 
 /* The calendar year of at_us (microseconds since the epoch, UTC) in a zone
  * utc_offset_minutes east of UTC. */

@@ -149,7 +149,11 @@ int tiering_store_load_members(PGconn *pg, struct tiering_ctx *t, char *err, siz
         "coalesce((extract(epoch FROM s.last_purchase_at) * 1000000)::bigint, 0), "
         "mt.rank, mt.name, mt.discount_bp, mt.points_multiplier_bp, mt.version, mt.reason, "
         "coalesce((extract(epoch FROM mt.period_end) * 1000000)::bigint, 0), "
-        "coalesce((extract(epoch FROM mt.changed_at) * 1000000)::bigint, 0) "
+        "coalesce((extract(epoch FROM mt.changed_at) * 1000000)::bigint, 0), "
+        "coalesce(mt.override_reason, ''), coalesce(mt.override_by, ''), "
+        "coalesce((extract(epoch FROM mt.override_expires_at) * 1000000)::bigint, 0), "
+        "(SELECT count(*) FROM member_referrals mr WHERE mr.tenant_id = k.t "
+        "AND mr.member_id = k.m) "
         "FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[]) "
         "AS k(t, m, yf, rf) "
         "LEFT JOIN LATERAL (SELECT sum(amount) AS lifetime, "
@@ -175,6 +179,10 @@ int tiering_store_load_members(PGconn *pg, struct tiering_ctx *t, char *err, siz
                                        .year = ld->windows.year,
                                        .rolling = db_int_at(res, r, 4)};
         m->purchases = db_int_at(res, r, 5);
+        m->referrals = db_int_at(res, r, 18);
+        snprintf(m->override_reason, sizeof(m->override_reason), "%s", PQgetvalue(res, r, 15));
+        snprintf(m->override_by, sizeof(m->override_by), "%s", PQgetvalue(res, r, 16));
+        m->override_expires_us = db_int_at(res, r, 17);
         m->last_purchase_at_us = db_int_at(res, r, 6);
         if (!PQgetisnull(res, r, 7)) {
             m->version = db_int_at(res, r, 11);
@@ -230,11 +238,12 @@ int tiering_store_load_ladders(PGconn *pg, struct tiering_ctx *t, char *err, siz
     PGresult *res = db_query(pg,
         "SELECT tenant_id, rank, name, coalesce(min_cumulative_spend, -1), "
         "coalesce(min_annual_spend, -1), coalesce(min_rolling_spend, -1), invitation_only, "
-        "discount_bp, points_multiplier_bp, 0, false, false, '', 0, 0, 0 FROM tier_levels "
+        "discount_bp, points_multiplier_bp, 0, false, false, '', 0, 0, 0, referrals_required, "
+        "array_to_string(upgrade_skus, E'\\x1f') FROM tier_levels "
         "WHERE tenant_id = ANY($1::text[]) UNION ALL "
         "SELECT tenant_id, NULL, '', -1, -1, -1, false, 0, 0, utc_offset_minutes, "
         "count_card_sales, count_subscription_sales, refund_rule, review_months, grace_days, "
-        "warning_days FROM tier_policies "
+        "warning_days, 0, '' FROM tier_policies "
         "WHERE tenant_id = ANY($1::text[]) ORDER BY 1, 2",
         1, p, err, err_len, NULL);
     /* clang-format on */
@@ -268,8 +277,10 @@ int tiering_store_load_ladders(PGconn *pg, struct tiering_ctx *t, char *err, siz
                                  .min_rolling_spend = db_int_at(res, r, 5),
                                  .invitation_only = strcmp(PQgetvalue(res, r, 6), "t") == 0,
                                  .discount_bp = db_int_at(res, r, 7),
-                                 .points_multiplier_bp = db_int_at(res, r, 8)};
+                                 .points_multiplier_bp = db_int_at(res, r, 8),
+                                 .referrals_required = (int32_t)db_int_at(res, r, 16)};
         snprintf(l->name, sizeof(l->name), "%s", PQgetvalue(res, r, 2));
+        snprintf(ld->skus[ld->count - 1], sizeof(ld->skus[0]), "%s", PQgetvalue(res, r, 17));
     }
     PQclear(res);
     return 0;
@@ -312,7 +323,7 @@ static int write_spend(PGconn *pg, struct tiering_ctx *t, char *err, size_t err_
 
 static int write_tiers(PGconn *pg, struct tiering_ctx *t, char *err, size_t err_len)
 {
-    enum { T, M, RK, N, D, MU, R, V, AT, PE, COLS };
+    enum { T, M, RK, N, D, MU, R, V, AT, PE, OR, OB, OE, COLS };
     struct db_array a[COLS];
     for (int i = 0; i < COLS; i++)
         db_array_init(&a[i]);
@@ -335,18 +346,26 @@ static int write_tiers(PGconn *pg, struct tiering_ctx *t, char *err, size_t err_
         char pe[32];
         event_format_time(m->period_end_us, pe);
         db_array_add(&a[PE], m->period_end_us ? pe : NULL);
+        char oe[32];
+        event_format_time(m->override_expires_us, oe);
+        db_array_add(&a[OR], m->override_reason[0] ? m->override_reason : NULL);
+        db_array_add(&a[OB], m->override_by[0] ? m->override_by : NULL);
+        db_array_add(&a[OE], m->override_expires_us ? oe : NULL);
     }
     return db_write_columns(
         pg,
         "INSERT INTO member_tiers (tenant_id, member_id, rank, name, discount_bp, "
-        "points_multiplier_bp, reason, version, changed_at, period_end) SELECT * FROM unnest("
+        "points_multiplier_bp, reason, version, changed_at, period_end, override_reason, "
+        "override_by, override_expires_at) SELECT * FROM unnest("
         "$1::text[], $2::text[], $3::int[], $4::text[], $5::int[], $6::int[], $7::text[], "
-        "$8::bigint[], $9::timestamptz[], $10::timestamptz[]) ON CONFLICT (tenant_id, member_id) "
+        "$8::bigint[], $9::timestamptz[], $10::timestamptz[], $11::text[], $12::text[], "
+        "$13::timestamptz[]) ON CONFLICT (tenant_id, member_id) "
         "DO UPDATE SET rank = EXCLUDED.rank, name = EXCLUDED.name, "
         "discount_bp = EXCLUDED.discount_bp, "
         "points_multiplier_bp = EXCLUDED.points_multiplier_bp, reason = EXCLUDED.reason, "
         "version = EXCLUDED.version, changed_at = EXCLUDED.changed_at, "
-        "period_end = EXCLUDED.period_end",
+        "period_end = EXCLUDED.period_end, override_reason = EXCLUDED.override_reason, "
+        "override_by = EXCLUDED.override_by, override_expires_at = EXCLUDED.override_expires_at",
         a, COLS, err, err_len);
 }
 

@@ -32,6 +32,9 @@ typedef Tessera__Tiering__V1__TierChanged TierChanged;
 typedef Tessera__Tiering__V1__TierLadderChanged TierLadderChanged;
 
 #define TIERING_CACHE_RETRY_MAX 10000 /* failed cache writes kept for the next batch */
+#define TIERING_ITEMS_MAX       100   /* a purchase's items looked at for upgrade packages */
+#define TIERING_TEXT_MAX        200   /* bytes of an override's reason or author */
+#define TIERING_SKUS_TEXT_MAX   2400  /* a level's upgrade SKUs, joined (32 x 64 + separators) */
 
 struct tiering_member {
     char *tenant_id;
@@ -45,7 +48,12 @@ struct tiering_member {
     char reason_loaded[32]; /* the reason read from member_tiers */
     bool held_by_spend;     /* reached by spend (not invited or overridden) */
     int64_t period_end_us;  /* the level's qualifying period ends (0: not reviewed) */
-    int64_t version;        /* tier version: +1 per change; 0 never had one */
+    /* a level set by hand (reason override or invitation) */
+    char override_reason[TIERING_TEXT_MAX + 1];
+    char override_by[TIERING_TEXT_MAX + 1];
+    int64_t override_expires_us; /* 0: until cleared */
+    int64_t referrals;           /* successful referrals counted */
+    int64_t version;             /* tier version: +1 per change; 0 never had one */
     int64_t changed_at_us;
     bool spent;        /* a fact counted in this batch: spend to write */
     bool tier_changed; /* its member_tiers row to write */
@@ -54,6 +62,7 @@ struct tiering_member {
 struct tiering_ladder {
     char *tenant_id;
     struct tier_level levels[TIER_LEVELS_MAX];
+    char skus[TIER_LEVELS_MAX][TIERING_SKUS_TEXT_MAX + 1]; /* levels[i]'s upgrade SKUs */
     size_t count;
     int32_t utc_offset_minutes; /* the calendar year of annual spend */
     struct tier_spend_policy spend_policy;
@@ -121,6 +130,18 @@ void tiering_after_commit(void *ctx, struct pipeline_batch *b);
 void tiering_change_tier(struct tiering_ctx *t, struct pipeline_batch *b,
                          const struct tiering_purchase *f, struct tiering_member *m,
                          const struct tier_level *to, const char *reason);
+
+/* overrides.c: the batch's TierOverrideSet / TierOverrideCleared and
+ * ReferralCounted commands, applied and written before its facts. */
+int tiering_apply_member_commands(struct tiering_ctx *t, PGconn *pg, struct pipeline_batch *b,
+                                  Envelope **envs, char *err, size_t err_len)
+    __attribute__((warn_unused_result));
+/* Moves m to what its spend reaches (override ended or expired). */
+void tiering_requalify(struct tiering_ctx *t, struct pipeline_batch *b,
+                       const struct tiering_purchase *f, struct tiering_member *m,
+                       const char *reason);
+/* The ladder's level named name (NULL: none). */
+const struct tier_level *tiering_level_named(const struct tiering_ladder *ld, const char *name);
 
 /* A note in the member's history that explains a tier that did not move
  * (apply.c). */

@@ -190,6 +190,51 @@ static void test_local_year(void **state)
     }
 }
 
+static void test_referrals_and_packages(void **state)
+{
+    static const struct tier_level ways[] = {
+        {.rank = 1, .name = "Basic", .referrals_required = 1},
+        {.rank = 2, .name = "Advanced", .referrals_required = 5},
+        {.rank = 3, .name = "Black", .referrals_required = 1, .invitation_only = true},
+        {.rank = 4, .name = "Gold"},
+    };
+    static const struct {
+        int64_t referrals;
+        const char *to; /* NULL: none */
+    } refs[] = {{0, NULL}, {1, "Basic"}, {4, "Basic"}, {5, "Advanced"}, {50, "Advanced"}};
+    for (size_t i = 0; i < sizeof(refs) / sizeof(refs[0]); i++) {
+        const struct tier_level *l = tier_by_referrals(ways, 4, refs[i].referrals);
+        if (refs[i].to)
+            assert_string_equal(l->name, refs[i].to);
+        else
+            assert_null(l);
+    }
+    const char *const skus[] = {"", "PKG-ADV\x1fPKG-ADV-Y", "", "GOLD"};
+    static const struct {
+        const char *bought[3];
+        size_t n;
+        const char *to;
+    } pkgs[] = {
+        {{"PKG-ADV"}, 1, "Advanced"},
+        {{"PKG-ADV-Y"}, 1, "Advanced"},
+        {{"PKG-AD"}, 1, NULL}, /* a prefix is not the SKU */
+        {{"PKG-ADV", "GOLD"}, 2, "Gold"},
+        {{""}, 1, NULL},
+        {{NULL}, 0, NULL},
+    };
+    for (size_t i = 0; i < sizeof(pkgs) / sizeof(pkgs[0]); i++) {
+        const struct tier_level *l = tier_by_package(ways, skus, 4, pkgs[i].bought, pkgs[i].n);
+        if (pkgs[i].to)
+            assert_string_equal(l->name, pkgs[i].to);
+        else
+            assert_null(l);
+    }
+    assert_true(tier_reason_by_spend("cumulative_spend"));
+    assert_true(tier_reason_by_spend("review"));
+    assert_false(tier_reason_by_spend("override"));
+    assert_false(tier_reason_by_spend("invitation"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -198,6 +243,7 @@ int main(void)
         cmocka_unit_test(test_qualify_empty_and_invitation_only),
         cmocka_unit_test(test_upgrade_only),
         cmocka_unit_test(test_local_year),
+        cmocka_unit_test(test_referrals_and_packages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -49,13 +49,31 @@ UPDATE member_tiers SET period_end = changed_at + interval '12 months' WHERE nam
 CREATE INDEX member_tiers_period_end_idx ON member_tiers (period_end)
     WHERE period_end IS NOT NULL;
 
+-- A level set by hand (reason 'override' or 'invitation'): why, by whom,
+-- and when an override ends (NULL: until cleared). The review scheduler
+-- ends expired overrides.
+ALTER TABLE member_tiers
+    ADD COLUMN override_reason text,
+    ADD COLUMN override_by text,
+    ADD COLUMN override_expires_at timestamptz;
+
+-- Successful referrals per referrer, each counted once.
+CREATE TABLE member_referrals (
+    tenant_id    text        NOT NULL,
+    member_id    text        NOT NULL,
+    referral_id  text        NOT NULL,
+    occurred_at  timestamptz NOT NULL,
+    PRIMARY KEY (tenant_id, referral_id)
+);
+CREATE INDEX member_referrals_member_idx ON member_referrals (tenant_id, member_id);
+
 -- Each warning and review applied, once per member, period and kind: the
 -- scheduler may ask twice, the second finds the row and changes nothing.
 CREATE TABLE tier_reviews (
     tenant_id    text        NOT NULL,
     member_id    text        NOT NULL,
     period_end   timestamptz NOT NULL,
-    kind         text        NOT NULL CHECK (kind IN ('warning', 'review')),
+    kind         text        NOT NULL CHECK (kind IN ('warning', 'review', 'override_expired')),
     event_id     text        NOT NULL,
     recorded_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_id, member_id, period_end, kind)
