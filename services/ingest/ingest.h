@@ -451,6 +451,7 @@ void tier_override_delete(struct http_exchange *ex, void *app);
 void tier_invitation_post(struct http_exchange *ex, void *app);
 /* tier_view.c: GET /v1/members/{id}/tier: tier, progress, history. */
 void tier_view_get(struct http_exchange *ex, void *app);
+void tier_view_me(struct http_exchange *ex, void *app);
 /* coupons.c */
 void coupons_issue(struct http_exchange *ex, void *app);
 void coupons_redeem(struct http_exchange *ex, void *app);

@@ -54,6 +54,22 @@ static void test_climb_then_refund_immediately(void **state)
     tier_tenant_wait_tier(&t, member, "Advanced");
     tier_tenant_purchase(&t, member, 50000, op);
     tier_tenant_wait_tier(&t, member, "Premium");
+    /* the member view: Advanced -> Premium took 102 000 lifetime, the
+     * history lists each move with its rule, newest first */
+    char path[160];
+    snprintf(path, sizeof(path), "/v1/members/%s/tier", member);
+    struct api_response v = tier_tenant_call(&t, "GET", path, NULL);
+    assert_int_equal(v.status, 200);
+    assert_string_equal(json_str_at(v.body, "tier.name"), "Premium");
+    assert_string_equal(json_str_at(v.body, "tier.reason"), "cumulative_spend");
+    assert_true(json_is_null(json_object_get(json_object_get(v.body, "tier"), "override")));
+    assert_int_equal(json_int_at(v.body, "progress.spent.lifetime"), 102000);
+    assert_true(json_is_null(json_object_get(json_object_get(v.body, "progress"), "next_level")));
+    json_t *changes = json_object_get(json_object_get(v.body, "history"), "changes");
+    assert_int_equal(json_array_size(changes), 3);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(changes, 0), "to")),
+                        "Premium");
+    api_response_free(&v);
     /* the Premium purchase goes back: 52 000 left, Advanced at once */
     tier_tenant_refund(&t, member, op);
     tier_tenant_wait_tier(&t, member, "Advanced");
@@ -69,6 +85,16 @@ static void test_climb_then_refund_immediately(void **state)
     tier_tenant_reasons(pg, &t, member, reasons, sizeof(reasons));
     assert_string_equal(reasons, "cumulative_spend,cumulative_spend,cumulative_spend,refund");
     PQfinish(pg);
+    /* progress from Advanced: 48 000 more lifetime spend to Premium */
+    struct api_response v2 = tier_tenant_call(&t, "GET", path, NULL);
+    assert_int_equal(v2.status, 200);
+    assert_string_equal(json_str_at(v2.body, "tier.name"), "Advanced");
+    assert_string_equal(json_str_at(v2.body, "tier.reason"), "refund");
+    assert_string_equal(json_str_at(v2.body, "progress.next_level.name"), "Premium");
+    assert_int_equal(json_int_at(v2.body, "progress.next_level.needed"), 48000);
+    assert_string_equal(json_str_at(v2.body, "progress.next_level.window"), "lifetime");
+    assert_int_equal(json_int_at(v2.body, "progress.review.needed_to_keep"), 0);
+    api_response_free(&v2);
     /* the price follows the tier held now: Advanced's full price, no
      * longer Premium's 80% */
     assert_int_equal(tier_tenant_quote(&t, member, 10000), 10000);

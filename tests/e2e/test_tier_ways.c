@@ -77,6 +77,15 @@ static void test_override_shown_and_expires(void **state)
                                  "override_expires_at IS NOT NULL",
                                  2, p),
                      1);
+    /* the member view shows it as an override, with its reason */
+    snprintf(path, sizeof(path), "/v1/members/%s/tier", member);
+    r = tier_tenant_call(&t, "GET", path, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(json_str_at(r.body, "tier.override.kind"), "override");
+    assert_string_equal(json_str_at(r.body, "tier.override.reason"), "service complaint");
+    assert_true(json_is_string(json_object_get(
+        json_object_get(json_object_get(r.body, "tier"), "override"), "expires_at")));
+    api_response_free(&r);
     /* the expiry passes: back to what the spend reaches, Basic */
     test_clock_advance_us(11 * DAY_US);
     tier_tenant_wait_tier(&t, member, "Basic");

@@ -117,5 +117,13 @@ CREATE VIEW read_qualifying_facts AS
 -- moved by spend): a column added at the end of the published view.
 CREATE OR REPLACE VIEW read_member_tiers AS
     SELECT tenant_id, member_id, rank, name, discount_bp, points_multiplier_bp, reason, version,
-           changed_at
+           changed_at, period_end, override_reason, override_by, override_expires_at
     FROM member_tiers;
+-- The member's tier history: every change with its rule, and the notes
+-- that explain a level that did not move (the member view).
+CREATE VIEW read_tier_changes AS
+    SELECT tenant_id, member_id, version, from_name, to_name, reason, lifetime_spend,
+           annual_spend, event_id, occurred_at
+    FROM tier_changes;
+CREATE VIEW read_tier_notes AS
+    SELECT tenant_id, member_id, kind, detail, event_id, occurred_at FROM tier_notes;
