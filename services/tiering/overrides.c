@@ -11,7 +11,9 @@
  * TierOverrideSet kind "invitation": the way into an invitation-only
  * level (reason "invitation"); not reviewed, not moved down by spend.
  * ReferralCounted: one successful referral of the member, counted once
- * per referral_id; enough of them reach a level (reason "referrals"). */
+ * per referral_id; enough of them reach a level (reason "referrals").
+ * MemberRegistered: when the member joined, for levels reached by years
+ * of membership (review_apply.c, kind "anniversary"). */
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +50,7 @@ static bool is_member_command(const Envelope *e)
     case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_TIER_OVERRIDE_SET:
     case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_TIER_OVERRIDE_CLEARED:
     case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_REFERRAL_COUNTED:
+    case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_MEMBER_REGISTERED:
         return true;
     default:
         return false;
@@ -90,6 +93,23 @@ static int count_referral(PGconn *pg, const Envelope *e, char *err, size_t err_l
     return n;
 }
 
+/* When the member registered: its years of membership count from then
+ * (the review scheduler looks at each anniversary). */
+static int remember_registration(PGconn *pg, const Envelope *e, char *err, size_t err_len)
+{
+    char at[32];
+    event_format_time(e->occurred_at_us, at);
+    const char *p[3] = {e->tenant_id, e->member_id, at};
+    PGresult *res = db_query(pg,
+                             "INSERT INTO memberships (tenant_id, member_id, registered_at) "
+                             "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                             3, p, err, err_len, NULL);
+    if (!res)
+        return -1;
+    PQclear(res);
+    return 0;
+}
+
 static int apply_one(struct tiering_ctx *t, PGconn *pg, struct pipeline_batch *b, const Envelope *e,
                      char *err, size_t err_len)
 {
@@ -107,6 +127,8 @@ static int apply_one(struct tiering_ctx *t, PGconn *pg, struct pipeline_batch *b
             tiering_requalify(t, b, &cause, m, "override_ended");
         return 0;
     }
+    if (e->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_MEMBER_REGISTERED)
+        return remember_registration(pg, e, err, err_len);
     int counted = count_referral(pg, e, err, err_len);
     if (counted <= 0)
         return counted;

@@ -81,6 +81,7 @@ static bool review_lead(struct review *x)
  * is within the tenant's warning days (and its review not due yet), a
  * review once the period and the grace days are over; none already
  * applied. Tenants without a policy row have the columns' defaults. */
+/* clang-format off */
 static const char REVIEW_DUE_SQL[] =
     "(WITH m AS (SELECT mt.tenant_id, mt.member_id, mt.period_end, "
     "coalesce(p.warning_days, 30) AS warning_days, coalesce(p.grace_days, 0) AS grace_days "
@@ -93,22 +94,26 @@ static const char REVIEW_DUE_SQL[] =
     "ELSE period_end + make_interval(days => grace_days) > $1 END) "
     "AND NOT EXISTS (SELECT 1 FROM tier_reviews r WHERE r.tenant_id = m.tenant_id "
     "AND r.member_id = m.member_id AND r.period_end = m.period_end AND r.kind = k.kind) "
-    "ORDER BY period_end LIMIT " REVIEW_STRINGIFY(
-        REVIEW_DUE_PER_ROUND) ") "
-                              /* overrides whose expiry has come: the member goes back to its spend
-                               */
-                              "UNION ALL (SELECT tenant_id, member_id, "
-                              "(extract(epoch FROM override_expires_at) * 1000000)::bigint, "
-                              "'override_expired' "
-                              "FROM member_tiers mt WHERE reason = 'override' AND "
-                              "override_expires_at <= $1 "
-                              "AND NOT EXISTS (SELECT 1 FROM tier_reviews r WHERE r.tenant_id = "
-                              "mt.tenant_id "
-                              "AND r.member_id = mt.member_id AND r.period_end = "
-                              "mt.override_expires_at "
-                              "AND r.kind = 'override_expired') "
-                              "ORDER BY override_expires_at LIMIT " REVIEW_STRINGIFY(
-                                  REVIEW_DUE_PER_ROUND) ")";
+    "ORDER BY period_end LIMIT " REVIEW_STRINGIFY(REVIEW_DUE_PER_ROUND) ") "
+    /* overrides whose expiry has come: the member goes back to its spend */
+    "UNION ALL (SELECT tenant_id, member_id, "
+    "(extract(epoch FROM override_expires_at) * 1000000)::bigint, 'override_expired' "
+    "FROM member_tiers mt WHERE reason = 'override' AND override_expires_at <= $1 "
+    "AND NOT EXISTS (SELECT 1 FROM tier_reviews r WHERE r.tenant_id = mt.tenant_id "
+    "AND r.member_id = mt.member_id AND r.period_end = mt.override_expires_at "
+    "AND r.kind = 'override_expired') "
+    "ORDER BY override_expires_at LIMIT " REVIEW_STRINGIFY(REVIEW_DUE_PER_ROUND) ") "
+    /* membership anniversaries a level of the tenant's ladder rewards */
+    "UNION ALL (SELECT ms.tenant_id, ms.member_id, (extract(epoch FROM ms.registered_at + "
+    "make_interval(years => ms.years_done + 1)) * 1000000)::bigint, 'anniversary' "
+    "FROM memberships ms WHERE ms.registered_at + make_interval(years => ms.years_done + 1) <= $1 "
+    "AND EXISTS (SELECT 1 FROM tier_levels l WHERE l.tenant_id = ms.tenant_id "
+    "AND l.membership_years > ms.years_done) "
+    "AND NOT EXISTS (SELECT 1 FROM tier_reviews r WHERE r.tenant_id = ms.tenant_id "
+    "AND r.member_id = ms.member_id AND r.kind = 'anniversary' "
+    "AND r.period_end = ms.registered_at + make_interval(years => ms.years_done + 1)) "
+    "LIMIT " REVIEW_STRINGIFY(REVIEW_DUE_PER_ROUND) ")";
+/* clang-format on */
 
 static rd_kafka_resp_err_t send_due(struct review *x, const PGresult *res, int i,
                                     rd_kafka_resp_err_t *result)

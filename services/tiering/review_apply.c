@@ -31,7 +31,8 @@ static bool is_review(const Envelope *e)
            e->member_id[0] &&
            (strcmp(e->tier_review_due->kind, "warning") == 0 ||
             strcmp(e->tier_review_due->kind, "review") == 0 ||
-            strcmp(e->tier_review_due->kind, "override_expired") == 0);
+            strcmp(e->tier_review_due->kind, "override_expired") == 0 ||
+            strcmp(e->tier_review_due->kind, "anniversary") == 0);
 }
 
 /* When the member's override ends (0: it holds none, or none that ends). */
@@ -183,6 +184,37 @@ static int review_one(struct tiering_ctx *t, PGconn *pg, struct pipeline_batch *
     return 0;
 }
 
+/* A membership anniversary: the member's full years now; a level whose
+ * membership_years they reach lifts it (reason "membership_years"). The
+ * years looked at are kept so the scheduler asks about the next one. */
+static int anniversary(struct tiering_ctx *t, PGconn *pg, struct pipeline_batch *b,
+                       const Envelope *e, struct tiering_member *m, const struct tiering_ladder *ld,
+                       char *err, size_t err_len)
+{
+    if (m->registered_at_us == 0)
+        return 0;
+    int claimed = claim(pg, e, err, err_len);
+    if (claimed <= 0)
+        return claimed;
+    int32_t years =
+        tier_membership_years(m->registered_at_us, e->occurred_at_us, ld->utc_offset_minutes);
+    char y[16];
+    snprintf(y, sizeof(y), "%d", years);
+    const char *p[3] = {m->tenant_id, m->member_id, y};
+    PGresult *res = db_query(pg,
+                             "UPDATE memberships SET years_done = greatest(years_done, $3::int) "
+                             "WHERE tenant_id = $1 AND member_id = $2",
+                             3, p, err, err_len, NULL);
+    if (!res)
+        return -1;
+    PQclear(res);
+    const struct tier_level *q = tier_by_membership(ld->levels, ld->count, years);
+    struct tiering_purchase cause = {.env = e, .kind = "review", .command_id = ""};
+    if (tier_is_upgrade(m->has_tier, m->tier.rank, q))
+        tiering_change_tier(t, b, &cause, m, q, "membership_years");
+    return 0;
+}
+
 int tiering_apply_reviews(struct tiering_ctx *t, PGconn *pg, struct pipeline_batch *b,
                           Envelope **envs, char *err, size_t err_len)
 {
@@ -211,6 +243,11 @@ int tiering_apply_reviews(struct tiering_ctx *t, PGconn *pg, struct pipeline_bat
         struct tiering_member *m = tiering_member_find(t, e->tenant_id, e->member_id, false);
         const struct tiering_ladder *ld = tiering_ladder_find(t, e->tenant_id, false);
         assert(m && ld);
+        if (strcmp(e->tier_review_due->kind, "anniversary") == 0) {
+            if (anniversary(t, pg, b, e, m, ld, err, err_len) < 0)
+                return -1;
+            continue;
+        }
         if (strcmp(e->tier_review_due->kind, "override_expired") == 0) {
             if (override_expires(m) != e->tier_review_due->period_end_us)
                 continue; /* cleared or replaced since */

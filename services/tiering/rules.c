@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "money/money.h"
+#include "rules_review.h"
 
 const char *tier_reason_name(enum tier_reason r)
 {
@@ -114,4 +115,30 @@ const struct tier_level *tier_by_package(const struct tier_level *ladder, const 
             if (sku_listed(skus[i], bought[j]) && (!best || ladder[i].rank > best->rank))
                 best = &ladder[i];
     return best;
+}
+
+const struct tier_level *tier_by_membership(const struct tier_level *ladder, size_t count,
+                                            int32_t years)
+{
+    const struct tier_level *best = NULL;
+    for (size_t i = 0; i < count; i++) {
+        const struct tier_level *t = &ladder[i];
+        if (t->invitation_only || t->membership_years <= 0 || years < t->membership_years)
+            continue;
+        if (!best || t->rank > best->rank)
+            best = t;
+    }
+    return best;
+}
+
+int32_t tier_membership_years(int64_t registered_us, int64_t now_us, int32_t utc_offset_minutes)
+{
+    if (now_us <= registered_us)
+        return 0;
+    int32_t years = tier_local_year(now_us, utc_offset_minutes) -
+                    tier_local_year(registered_us, utc_offset_minutes);
+    /* not yet the anniversary this year: one fewer */
+    while (years > 0 && tier_period_end(registered_us, years * 12, utc_offset_minutes) > now_us)
+        years--;
+    return years;
 }

@@ -27,6 +27,7 @@ struct tier_level {
     int64_t discount_bp;          /* share of the price paid: 8500 = 85% */
     int64_t points_multiplier_bp; /* 10000 = x1 */
     int32_t referrals_required;   /* successful referrals that reach it; 0: not that way */
+    int32_t membership_years;     /* years of membership that reach it; 0: not that way */
 };
 
 /* A member's qualifying spend per window (rules_spend.h): lifetime, the
@@ -73,6 +74,16 @@ bool tier_is_upgrade(bool has_current, int32_t current_rank, const struct tier_l
  * member's successful referrals reach; NULL: none. */
 const struct tier_level *tier_by_referrals(const struct tier_level *ladder, size_t count,
                                            int64_t referrals);
+
+/* The highest level (not invitation-only) whose membership_years the
+ * member's full years of membership reach; NULL: none. */
+const struct tier_level *tier_by_membership(const struct tier_level *ladder, size_t count,
+                                            int32_t years);
+
+/* Full years from registered_us to now_us in a zone utc_offset_minutes
+ * east of UTC (an anniversary counts from the same local date and time;
+ * 29 February from 28 February). */
+int32_t tier_membership_years(int64_t registered_us, int64_t now_us, int32_t utc_offset_minutes);
 
 /* The level to which a purchase of a package moves the member: the
  * highest level whose upgrade SKUs (skus[i] for ladder[i], names joined by

@@ -153,7 +153,8 @@ int tiering_store_load_members(PGconn *pg, struct tiering_ctx *t, char *err, siz
         "coalesce(mt.override_reason, ''), coalesce(mt.override_by, ''), "
         "coalesce((extract(epoch FROM mt.override_expires_at) * 1000000)::bigint, 0), "
         "(SELECT count(*) FROM member_referrals mr WHERE mr.tenant_id = k.t "
-        "AND mr.member_id = k.m) "
+        "AND mr.member_id = k.m), "
+        "coalesce((extract(epoch FROM ms.registered_at) * 1000000)::bigint, 0) "
         "FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[]) "
         "AS k(t, m, yf, rf) "
         "LEFT JOIN LATERAL (SELECT sum(amount) AS lifetime, "
@@ -161,7 +162,8 @@ int tiering_store_load_members(PGconn *pg, struct tiering_ctx *t, char *err, siz
         "sum(amount) FILTER (WHERE occurred_at > k.rf) AS rolling "
         "FROM qualifying_purchases WHERE tenant_id = k.t AND member_id = k.m) q ON true "
         "LEFT JOIN member_spend s ON s.tenant_id = k.t AND s.member_id = k.m "
-        "LEFT JOIN member_tiers mt ON mt.tenant_id = k.t AND mt.member_id = k.m",
+        "LEFT JOIN member_tiers mt ON mt.tenant_id = k.t AND mt.member_id = k.m "
+        "LEFT JOIN memberships ms ON ms.tenant_id = k.t AND ms.member_id = k.m",
         COLS, p, err, err_len, NULL);
     /* clang-format on */
     for (int i = 0; i < COLS; i++)
@@ -180,6 +182,7 @@ int tiering_store_load_members(PGconn *pg, struct tiering_ctx *t, char *err, siz
                                        .rolling = db_int_at(res, r, 4)};
         m->purchases = db_int_at(res, r, 5);
         m->referrals = db_int_at(res, r, 18);
+        m->registered_at_us = db_int_at(res, r, 19);
         snprintf(m->override_reason, sizeof(m->override_reason), "%s", PQgetvalue(res, r, 15));
         snprintf(m->override_by, sizeof(m->override_by), "%s", PQgetvalue(res, r, 16));
         m->override_expires_us = db_int_at(res, r, 17);
@@ -239,11 +242,11 @@ int tiering_store_load_ladders(PGconn *pg, struct tiering_ctx *t, char *err, siz
         "SELECT tenant_id, rank, name, coalesce(min_cumulative_spend, -1), "
         "coalesce(min_annual_spend, -1), coalesce(min_rolling_spend, -1), invitation_only, "
         "discount_bp, points_multiplier_bp, 0, false, false, '', 0, 0, 0, referrals_required, "
-        "array_to_string(upgrade_skus, E'\\x1f') FROM tier_levels "
+        "array_to_string(upgrade_skus, E'\\x1f'), membership_years FROM tier_levels "
         "WHERE tenant_id = ANY($1::text[]) UNION ALL "
         "SELECT tenant_id, NULL, '', -1, -1, -1, false, 0, 0, utc_offset_minutes, "
         "count_card_sales, count_subscription_sales, refund_rule, review_months, grace_days, "
-        "warning_days, 0, '' FROM tier_policies "
+        "warning_days, 0, '', 0 FROM tier_policies "
         "WHERE tenant_id = ANY($1::text[]) ORDER BY 1, 2",
         1, p, err, err_len, NULL);
     /* clang-format on */
@@ -278,7 +281,8 @@ int tiering_store_load_ladders(PGconn *pg, struct tiering_ctx *t, char *err, siz
                                  .invitation_only = strcmp(PQgetvalue(res, r, 6), "t") == 0,
                                  .discount_bp = db_int_at(res, r, 7),
                                  .points_multiplier_bp = db_int_at(res, r, 8),
-                                 .referrals_required = (int32_t)db_int_at(res, r, 16)};
+                                 .referrals_required = (int32_t)db_int_at(res, r, 16),
+                                 .membership_years = (int32_t)db_int_at(res, r, 18)};
         snprintf(l->name, sizeof(l->name), "%s", PQgetvalue(res, r, 2));
         snprintf(ld->skus[ld->count - 1], sizeof(ld->skus[0]), "%s", PQgetvalue(res, r, 17));
     }

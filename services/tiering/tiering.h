@@ -53,6 +53,7 @@ struct tiering_member {
     char override_by[TIERING_TEXT_MAX + 1];
     int64_t override_expires_us; /* 0: until cleared */
     int64_t referrals;           /* successful referrals counted */
+    int64_t registered_at_us;    /* MemberRegistered; 0: not seen */
     int64_t version;             /* tier version: +1 per change; 0 never had one */
     int64_t changed_at_us;
     bool spent;        /* a fact counted in this batch: spend to write */

@@ -212,6 +212,34 @@ static void test_referrals_lift(void **state)
     PQfinish(pg);
 }
 
+/* One year of membership reaches a level that rewards it: the
+ * scheduler looks at the anniversary under the test clock. */
+static void test_one_year_of_membership(void **state)
+{
+    struct tier_tenant t;
+    tier_tenant_make(&t);
+    tier_tenant_put_ladder(&t, "{\"levels\":[{\"name\":\"Loyal\",\"rank\":1,"
+                               "\"membership_years\":1,\"benefits\":{\"discount_bp\":9500}}]}");
+    char member[64];
+    tier_tenant_member(&t, member);
+    PGconn *pg = test_pg();
+    const char *p[2] = {t.tenant_id, member};
+    tier_tenant_wait_sql(pg,
+                         "SELECT count(*) FROM tiering.memberships WHERE tenant_id = $1 AND "
+                         "member_id = $2",
+                         2, p, 1);
+    int64_t saved = test_clock_advance_us(300 * DAY_US);
+    /* 300 days: not yet (the scheduler has nothing due for it) */
+    tier_tenant_wait_tier(&t, member, "");
+    test_clock_advance_us(70 * DAY_US);
+    tier_tenant_wait_tier(&t, member, "Loyal");
+    char reasons[256];
+    tier_tenant_reasons(pg, &t, member, reasons, sizeof(reasons));
+    assert_string_equal(reasons, "membership_years");
+    PQfinish(pg);
+    test_clock_restore(saved);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -219,6 +247,7 @@ int main(void)
         cmocka_unit_test(test_invitation_then_cleared),
         cmocka_unit_test(test_upgrade_package),
         cmocka_unit_test(test_referrals_lift),
+        cmocka_unit_test(test_one_year_of_membership),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -235,6 +235,44 @@ static void test_referrals_and_packages(void **state)
     assert_false(tier_reason_by_spend("invitation"));
 }
 
+static void test_membership_years(void **state)
+{
+    static const struct {
+        int ry, rm, rd, rh; /* registered, UTC */
+        int ny, nm, nd, nh; /* now, UTC */
+        int32_t offset, years;
+    } cases[] = {
+        {2025, 6, 1, 10, 2026, 6, 1, 9, 0, 0},  /* an hour short */
+        {2025, 6, 1, 10, 2026, 6, 1, 10, 0, 1}, /* the anniversary itself */
+        {2025, 6, 1, 10, 2028, 5, 31, 23, 0, 2},
+        {2024, 2, 29, 0, 2025, 2, 28, 0, 0, 1}, /* 29 February: from the 28th */
+        {2025, 6, 1, 10, 2025, 5, 1, 0, 0, 0},  /* before registering */
+        {2025, 12, 31, 20, 2026, 12, 31, 20, 480, 1},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct tm r = {.tm_year = cases[i].ry - 1900,
+                       .tm_mon = cases[i].rm - 1,
+                       .tm_mday = cases[i].rd,
+                       .tm_hour = cases[i].rh};
+        struct tm n = {.tm_year = cases[i].ny - 1900,
+                       .tm_mon = cases[i].nm - 1,
+                       .tm_mday = cases[i].nd,
+                       .tm_hour = cases[i].nh};
+        assert_int_equal(tier_membership_years((int64_t)timegm(&r) * 1000000,
+                                               (int64_t)timegm(&n) * 1000000, cases[i].offset),
+                         cases[i].years);
+    }
+    static const struct tier_level loyal[] = {
+        {.rank = 1, .name = "Member", .membership_years = 1},
+        {.rank = 2, .name = "Loyal", .membership_years = 3},
+        {.rank = 5, .name = "Black", .membership_years = 1, .invitation_only = true},
+    };
+    assert_null(tier_by_membership(loyal, 3, 0));
+    assert_string_equal(tier_by_membership(loyal, 3, 1)->name, "Member");
+    assert_string_equal(tier_by_membership(loyal, 3, 2)->name, "Member");
+    assert_string_equal(tier_by_membership(loyal, 3, 3)->name, "Loyal");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -244,6 +282,7 @@ int main(void)
         cmocka_unit_test(test_upgrade_only),
         cmocka_unit_test(test_local_year),
         cmocka_unit_test(test_referrals_and_packages),
+        cmocka_unit_test(test_membership_years),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

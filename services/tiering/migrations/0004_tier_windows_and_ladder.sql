@@ -57,6 +57,16 @@ ALTER TABLE member_tiers
     ADD COLUMN override_by text,
     ADD COLUMN override_expires_at timestamptz;
 
+-- When each member registered (MemberRegistered), for levels reached by
+-- years of membership, and the anniversaries already looked at.
+CREATE TABLE memberships (
+    tenant_id      text        NOT NULL,
+    member_id      text        NOT NULL,
+    registered_at  timestamptz NOT NULL,
+    years_done     int         NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant_id, member_id)
+);
+
 -- Successful referrals per referrer, each counted once.
 CREATE TABLE member_referrals (
     tenant_id    text        NOT NULL,
@@ -73,7 +83,8 @@ CREATE TABLE tier_reviews (
     tenant_id    text        NOT NULL,
     member_id    text        NOT NULL,
     period_end   timestamptz NOT NULL,
-    kind         text        NOT NULL CHECK (kind IN ('warning', 'review', 'override_expired')),
+    kind         text        NOT NULL
+        CHECK (kind IN ('warning', 'review', 'override_expired', 'anniversary')),
     event_id     text        NOT NULL,
     recorded_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_id, member_id, period_end, kind)
