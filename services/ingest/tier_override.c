@@ -77,7 +77,7 @@ static void on_published(void *arg, PGresult *res, const char *err, const char *
         req_fail_db(r, err);
         return;
     }
-    member_events_publish(r->app, PQgetvalue(res, 0, 0), r->member_id, r->command, r->command_len);
+    member_events_publish(r->app, PQgetvalue(res, 0, 1), r->member_id, r->command, r->command_len);
     json_t *body = json_deep_copy(r->body);
     json_object_set_new(body, "status", json_string("accepted"));
     json_object_set_new(body, "override_id", json_string(r->command_id));
@@ -89,7 +89,8 @@ static void on_published(void *arg, PGresult *res, const char *err, const char *
  * member exists and (set, invite) the level is in the ladder in force or
  * (clear) the member holds a level set by hand: $1 tenant, $2 key id,
  * $3 address, $4 after, $5 command, $6 member, $7 level name (or ''),
- * $8 the check ('level' | 'held'). No row: the check failed. */
+ * $8 the check ('level' | 'held'). Answers whether the member exists and
+ * the outbox row's id (NULL: a check failed, nothing written). */
 /* clang-format off */
 static const char publish_sql[] =
     "WITH ok AS (SELECT 1 FROM members m WHERE m.tenant_id = $1 AND m.member_id = $6 AND "
@@ -102,17 +103,22 @@ static const char publish_sql[] =
     AUDIT_CTE("tiers.override")
     ", o AS (INSERT INTO outbox (topic, key, payload) "
     "SELECT '" TOPIC_MEMBER_EVENTS "', $6, $5::bytea FROM ok RETURNING id) "
-    "SELECT id FROM o";
+    "SELECT (SELECT count(*) FROM members WHERE tenant_id = $1 AND member_id = $6), "
+    "(SELECT id FROM o)";
 /* clang-format on */
 
 static void on_checked(void *arg, PGresult *res, const char *err, const char *sqlstate)
 {
     struct req *r = arg;
-    if (res && PQntuples(res) == 0) {
+    if (res && strcmp(PQgetvalue(res, 0, 0), "0") == 0) {
+        req_fail_no_member(r);
+        return;
+    }
+    if (res && PQgetisnull(res, 0, 1)) {
         bool set = r->audit_status != OVERRIDE_CLEAR;
         req_fail(r, set ? 422 : 404, set ? "validation_failed" : "not_found",
-                 set ? "the member does not exist or the tier is not a level of the ladder in "
-                       "force (set it with PUT /v1/config/tiers)"
+                 set ? "the tier is not a level of the ladder in force (set it with PUT "
+                       "/v1/config/tiers)"
                      : "the member holds no tier set by hand");
         return;
     }

@@ -5,6 +5,7 @@
  * progress (qualifying spend per window, what the next level needs, the
  * review date and what keeps the level held), and the history of changes
  * with their rules and the notes that explain a level that did not move.
+ * GET /v1/me carries the same view as "tier_progress" (tier_view_embed_then).
  * Spend is summed per window from read_qualifying_facts as tiering sums
  * it, with tiering's rules (rules*.c). Read only. */
 #include <assert.h>
@@ -25,6 +26,7 @@
 /* What the first query found, kept for the second. */
 struct tier_view {
     struct req *r;
+    void (*next)(struct req *r); /* embedded in GET /v1/me: what continues it */
     json_t *body;
     json_t *config; /* the ladder in force, or NULL */
     int32_t held_rank;
@@ -92,6 +94,14 @@ static void on_spend(void *arg, PGresult *res, const char *err, const char *sqls
                            .rolling = strtoll(PQgetvalue(res, 0, 2), NULL, 10),
                            .year = v->w.year};
     json_object_set_new(v->body, "progress", progress(v, &s));
+    void (*next)(struct req * r) = v->next;
+    if (next) { /* GET /v1/me: r->body is that answer; the view goes in it */
+        json_object_del(v->body, "member_id");
+        json_object_set(r->body, "tier_progress", v->body);
+        view_free(v);
+        next(r);
+        return;
+    }
     json_t *body = json_incref(v->body);
     view_free(v);
     req_finish(r, 200, body);
@@ -126,6 +136,8 @@ static json_t *json_text(const char *s)
 static void on_view(void *arg, PGresult *res, const char *err, const char *sqlstate)
 {
     struct req *r = arg;
+    void (*next)(struct req * r) = r->tier_view_next;
+    r->tier_view_next = NULL;
     if (!res) {
         req_fail_db(r, err);
         return;
@@ -137,6 +149,7 @@ static void on_view(void *arg, PGresult *res, const char *err, const char *sqlst
     struct tier_view *v = calloc(1, sizeof(*v));
     assert(v);
     v->r = r;
+    v->next = next;
     v->config = PQgetisnull(res, 0, 2) ? NULL : json_text(PQgetvalue(res, 0, 2));
     const char *name = PQgetisnull(res, 0, 3) ? "" : PQgetvalue(res, 0, 3);
     const char *reason = PQgetvalue(res, 0, 5);
@@ -210,6 +223,12 @@ static void get_authenticated(struct req *r)
 void tier_view_get(struct http_exchange *ex, void *app)
 {
     auth_then(req_new(app, ex), get_authenticated);
+}
+
+void tier_view_embed_then(struct req *r, void (*next)(struct req *r))
+{
+    r->tier_view_next = next;
+    view_reply(r);
 }
 
 /* member_session_then has set r->member_id to the session's member. */

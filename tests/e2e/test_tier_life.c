@@ -21,6 +21,9 @@
 
 #include "../support/api_client.h"
 #include "../support/tier_tenant.h"
+#include "../support/topic_reader.h"
+#include "bus/topics.h"
+#include "events/codec.h"
 
 #define TIER_DEADLINE_MS 20000
 
@@ -187,6 +190,11 @@ static void test_dry_run_matches_apply(void **state)
         tier_tenant_member(&t, members[i]);
         tier_tenant_purchase(&t, members[i], spends[i], op);
     }
+    /* every purchase counted (the one below Basic shows no tier either way) */
+    PGconn *pg = test_pg();
+    const char *tp[1] = {t.tenant_id};
+    tier_tenant_wait_sql(
+        pg, "SELECT count(*) FROM tiering.read_qualifying_facts WHERE tenant_id = $1", 1, tp, 5);
     for (int i = 0; i < 5; i++)
         tier_tenant_wait_tier(&t, members[i], before[i]);
     /* Basic from 150, Advanced from 250, Premium from 550 yuan: 30 000
@@ -223,7 +231,6 @@ static void test_dry_run_matches_apply(void **state)
     api_response_free(&r);
     /* applying the first one does what its dry-run said */
     tier_tenant_put_ladder(&t, ladder);
-    PGconn *pg = test_pg();
     const char *p[2] = {t.tenant_id, "Premium"};
     tier_tenant_wait_sql(pg,
                          "SELECT count(*) FROM tiering.tier_changes WHERE tenant_id = $1 AND "
@@ -244,6 +251,91 @@ static void test_dry_run_matches_apply(void **state)
     tier_tenant_wait_tier(&t, members[2], "Premium");
 }
 
+struct code_scan {
+    const char *member_id;
+    char code[8];
+};
+
+static void code_of(void *ctx, const rd_kafka_message_t *m)
+{
+    struct code_scan *c = ctx;
+    char why[128];
+    Envelope *e = envelope_decode(m->payload, m->len, why, sizeof(why));
+    if (e && e->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LOGIN_CODE_REQUESTED &&
+        strcmp(e->member_id, c->member_id) == 0)
+        snprintf(c->code, sizeof(c->code), "%s", e->login_code_requested->code);
+    envelope_free(e);
+}
+
+static bool code_found(void *arg)
+{
+    struct code_scan *c = arg;
+    return topic_read_all(TOPIC_NOTIFY_REQUESTS, code_of, c) >= 0 && c->code[0];
+}
+
+struct me_wait {
+    const char *token;
+    int64_t lifetime;
+};
+
+/* GET /v1/me's tier_progress shows Basic (and the spend counted). */
+static bool me_shows_basic(void *arg)
+{
+    struct me_wait *w = arg;
+    struct api_response r = api_call("GET", "/v1/me", NULL, w->token, NULL);
+    assert_int_equal(r.status, 200);
+    json_t *tp = json_object_get(r.body, "tier_progress");
+    assert_non_null(tp);
+    json_t *tier = json_object_get(tp, "tier");
+    bool basic = json_is_object(tier) &&
+                 strcmp(json_string_value(json_object_get(tier, "name")), "Basic") == 0;
+    if (basic)
+        w->lifetime = json_int_at(r.body, "tier_progress.progress.spent.lifetime");
+    api_response_free(&r);
+    return basic;
+}
+
+/* The member's own view (the demo tenant, whose app key the test has):
+ * GET /v1/me carries the tier view as tier_progress, as GET /v1/me/tier. */
+static void test_me_shows_tier_progress(void **state)
+{
+    char phone[16], body[256], member[64], token[160];
+    test_unique_phone(phone);
+    snprintf(body, sizeof(body), "{\"name\":\"Me Tier\",\"phone\":\"%s\",\"branch_id\":\"hq\"}",
+             phone);
+    struct api_response r = api_post("/v1/members", body, NULL);
+    assert_int_equal(r.status, 201);
+    snprintf(member, sizeof(member), "%s", json_str_at(r.body, "member_id"));
+    api_response_free(&r);
+    char path[160];
+    snprintf(path, sizeof(path), "/v1/members/%s/purchases", member);
+    r = api_post(path, "{\"amount\":60000,\"branch_id\":\"hq\",\"payment\":{\"method\":\"cash\"}}",
+                 NULL);
+    assert_int_equal(r.status, 201);
+    api_response_free(&r);
+    snprintf(body, sizeof(body), "{\"phone\":\"%s\"}", phone);
+    r = api_app_post("/v1/auth/sms-codes", body);
+    assert_int_equal(r.status, 202);
+    api_response_free(&r);
+    struct code_scan c = {.member_id = member};
+    assert_true(poll_until(code_found, &c, 20000));
+    snprintf(body, sizeof(body), "{\"phone\":\"%s\",\"code\":\"%s\",\"device_id\":\"tier-test\"}",
+             phone, c.code);
+    r = api_app_post("/v1/auth/sessions", body);
+    assert_int_equal(r.status, 201);
+    snprintf(token, sizeof(token), "%s", json_str_at(r.body, "token"));
+    api_response_free(&r);
+    /* tiering counts the purchase: the demo ladder's Basic (500 yuan) */
+    struct me_wait w = {token, 0};
+    assert_true(poll_until(me_shows_basic, &w, 20000));
+    assert_int_equal(w.lifetime, 60000);
+    r = api_call("GET", "/v1/me/tier", NULL, token, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(json_str_at(r.body, "tier.name"), "Basic");
+    assert_string_equal(json_str_at(r.body, "member_id"), member);
+    api_response_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -251,6 +343,7 @@ int main(void)
         cmocka_unit_test(test_refund_at_review_keeps_level_and_explains),
         cmocka_unit_test(test_inconsistent_ladder_refused_old_stays),
         cmocka_unit_test(test_dry_run_matches_apply),
+        cmocka_unit_test(test_me_shows_tier_progress),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
