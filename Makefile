@@ -187,6 +187,11 @@ $(BUILD)/svc_%.a: $$(addprefix $(BUILD)/obj/,$$(addsuffix .o,$$(basename $$(filt
 	@rm -f $@
 	ar rcs $@ $^
 
+# ingest's dry-run of a tier ladder decides with tiering's own pure rules
+# (no I/O), so both count members the same way.
+$(BUILD)/svc_ingest.a: $(BUILD)/obj/services/tiering/rules.o $(BUILD)/obj/services/tiering/rules_spend.o \
+	$(BUILD)/obj/services/tiering/rules_review.o
+
 $(BUILD)/bin/tessera-%: $(BUILD)/obj/services/%/main.o $(BUILD)/svc_%.a $(LIBTESSERA)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)

@@ -161,13 +161,15 @@ struct req {
     int32_t utc_offset_s;    /* card uses, purchases: the tenant's time zone when checked */
     struct member_tier tier; /* tier_lookup_then's answer */
     void (*next)(struct req *r);
-    void (*admin_next)(struct req *r); /* auth_admin_then's continuation */
-    char key_hash[KEY_CACHE_HASH_HEX]; /* auth.c: the bearer key's SHA-256 */
-    uint64_t key_generation;           /* auth.c: the key cache's, when PostgreSQL was asked */
-    bool app_route;                    /* the route takes app keys (auth_app_then) */
-    const char *audit_action;          /* money commands whose verdict is audited */
-    const char *setting_kind;          /* settings.c: the SETTING_* a path names */
-    int audit_status;                  /* the verdict, while its audit row is written */
+    void (*admin_next)(struct req *r);     /* auth_admin_then's continuation */
+    bool with_tier_view;                   /* GET /v1/me: the member view embeds the tier view */
+    void (*tier_view_next)(struct req *r); /* tier_view.c: what the embedded view continues */
+    char key_hash[KEY_CACHE_HASH_HEX];     /* auth.c: the bearer key's SHA-256 */
+    uint64_t key_generation;               /* auth.c: the key cache's, when PostgreSQL was asked */
+    bool app_route;                        /* the route takes app keys (auth_app_then) */
+    const char *audit_action;              /* money commands whose verdict is audited */
+    const char *setting_kind;              /* settings.c: the SETTING_* a path names */
+    int audit_status;                      /* the verdict, while its audit row is written */
     json_t *audit_result;
     /* what only one kind of route carries: see req_route_kind */
     enum req_route_kind route_kind;
@@ -530,6 +532,21 @@ uint8_t *redemption_encode_debit(const struct event_meta *meta, const char *rede
                                  rd_kafka_headers_t **headers);
 /* redemption_settle.c: the timer that settles redemptions from verdicts. */
 void redemption_settle_tick(evutil_socket_t fd, short what, void *arg);
+/* tier_config.c: GET/PUT /v1/config/tiers and POST /v1/config/tiers:dry-run
+ * (admin); the ladder is published to tiering as TierLadderChanged. */
+void tiers_config_put(struct http_exchange *ex, void *app);
+void tiers_config_get(struct http_exchange *ex, void *app);
+void tiers_config_dry_run(struct http_exchange *ex, void *app);
+/* tier_override.c: levels set by staff, sent to tiering (admin). */
+void tier_override_put(struct http_exchange *ex, void *app);
+void tier_override_delete(struct http_exchange *ex, void *app);
+void tier_invitation_post(struct http_exchange *ex, void *app);
+/* tier_view.c: GET /v1/members/{id}/tier: tier, progress, history. */
+void tier_view_get(struct http_exchange *ex, void *app);
+void tier_view_me(struct http_exchange *ex, void *app);
+/* Adds the tier view to r->body as "tier_progress" (GET /v1/me), then
+ * calls next; a database error ends r. */
+void tier_view_embed_then(struct req *r, void (*next)(struct req *r));
 /* coupons.c */
 void coupons_issue(struct http_exchange *ex, void *app);
 void coupons_redeem(struct http_exchange *ex, void *app);

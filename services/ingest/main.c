@@ -121,6 +121,14 @@ GUARDED(route_rewards_create, rewards_create)
 GUARDED(route_rewards_list, rewards_list)
 GUARDED(route_redemption, redemptions_create)
 GUARDED(route_redemption_mine, redemptions_create_mine)
+GUARDED(route_tiers_put, tiers_config_put)
+GUARDED(route_tiers_get, tiers_config_get)
+GUARDED(route_tiers_dry_run, tiers_config_dry_run)
+GUARDED(route_tier_override_put, tier_override_put)
+GUARDED(route_tier_override_delete, tier_override_delete)
+GUARDED(route_tier_invitation, tier_invitation_post)
+GUARDED(route_tier_view, tier_view_get)
+GUARDED(route_me_tier, tier_view_me)
 GUARDED(route_card_issue, cards_issue)
 GUARDED(route_card_renew, cards_renew)
 GUARDED(route_card_use, cards_use)
@@ -184,6 +192,14 @@ static const struct http_route api_routes[] = {
     {"GET", "/v1/rewards", route_rewards_list},
     {"POST", "/v1/members/{member_id}/redemptions", route_redemption},
     {"POST", "/v1/me/redemptions", route_redemption_mine},
+    {"PUT", "/v1/config/tiers", route_tiers_put},
+    {"GET", "/v1/config/tiers", route_tiers_get},
+    {"POST", "/v1/config/tiers:dry-run", route_tiers_dry_run},
+    {"PUT", "/v1/members/{member_id}/tier-override", route_tier_override_put},
+    {"DELETE", "/v1/members/{member_id}/tier-override", route_tier_override_delete},
+    {"POST", "/v1/members/{member_id}/tier-invitations", route_tier_invitation},
+    {"GET", "/v1/members/{member_id}/tier", route_tier_view},
+    {"GET", "/v1/me/tier", route_me_tier},
     {"POST", "/v1/members/{member_id}/cards", route_card_issue},
     {"POST", "/v1/members/{member_id}/cards/{card_id}/renewals", route_card_renew},
     {"POST", "/v1/members/{member_id}/cards/{card_id}/uses", route_card_use},

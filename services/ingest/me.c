@@ -13,6 +13,7 @@ static void me_authenticated(struct req *r)
 {
     char member_id[INGEST_KEY_MAX];
     snprintf(member_id, sizeof(member_id), "%s", r->member_id);
+    r->with_tier_view = true; /* the member sees its progress and history too */
     member_view_reply(r, member_id);
 }
 

@@ -32,7 +32,10 @@ json_t *balances_json_of(const Balances *b)
 static void view_with_tier(struct req *r)
 {
     json_object_set_new(r->body, "tier", tier_json(&r->tier));
-    cards_view_reply(r);
+    if (r->with_tier_view)
+        tier_view_embed_then(r, cards_view_reply);
+    else
+        cards_view_reply(r);
 }
 
 static void view_finish(struct req *r, json_t *balances)

@@ -22,7 +22,9 @@ json_t *tier_json(const struct member_tier *t)
 void tier_from_row(struct member_tier *t, const PGresult *res, int row, int col)
 {
     memset(t, 0, sizeof(*t));
-    if (PQgetisnull(res, row, col))
+    /* no row, or a row with an empty name: tiering says the member holds
+     * no tier (it fell below every level and keeps its version) */
+    if (PQgetisnull(res, row, col) || PQgetvalue(res, row, col)[0] == '\0')
         return;
     t->has = true;
     snprintf(t->name, sizeof(t->name), "%s", PQgetvalue(res, row, col));

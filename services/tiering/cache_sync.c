@@ -67,7 +67,7 @@ void tiering_after_commit(void *ctx, struct pipeline_batch *b)
     atomic_fetch_add(&t->tier_changes, t->batch_changes);
     size_t n = 0;
     for (size_t i = 0; i < t->member_count; i++)
-        n += t->members[i].spent;
+        n += t->members[i].spent || t->members[i].tier_changed;
     if (n == 0 && t->unsynced_count == 0)
         return;
     struct cache_tier *items = calloc(n + t->unsynced_count, sizeof(*items));
@@ -78,7 +78,7 @@ void tiering_after_commit(void *ctx, struct pipeline_batch *b)
     size_t count = t->unsynced_count;
     t->unsynced_count = 0;
     for (size_t i = 0; i < t->member_count; i++)
-        if (t->members[i].spent)
+        if (t->members[i].spent || t->members[i].tier_changed)
             member_item(&t->members[i], &items[count++]);
     char err[256];
     for (size_t done = 0; done < count;) {

@@ -12,7 +12,7 @@ extern const struct db_migration tiering_migrations[];
 extern const unsigned tiering_migrations_count;
 
 static struct service_common_config common;
-static long long batch_max, poll_timeout_ms;
+static long long batch_max, poll_timeout_ms, review_interval_ms;
 
 static const struct config_entry config_table[] = {
     SERVICE_COMMON_CONFIG(common, "9102"),
@@ -20,6 +20,8 @@ static const struct config_entry config_table[] = {
      "events applied in one transaction at most"},
     {"TESSERA_TIERING_POLL_TIMEOUT_MS", CONFIG_INT, &poll_timeout_ms, "200", 1, 5000, false,
      "how long a poll waits for the first event"},
+    {"TESSERA_TIERING_REVIEW_INTERVAL_MS", CONFIG_INT, &review_interval_ms, "1000", 50, 3600000,
+     false, "how often the review scheduler looks for due warnings and period-end reviews"},
 };
 
 static struct tiering_ctx tiering;
@@ -30,7 +32,10 @@ static int tiering_setup(void *ctx, const struct service_common_config *c)
     t->redis_host = c->redis_host;
     t->redis_port = (int)c->redis_port;
     tiering_change_rows_init(&t->changes);
+    tiering_note_rows_init(&t->notes);
     tiering_cache_ensure(t);
+    if (tiering_review_scheduler_start(c, review_interval_ms) < 0)
+        return -1;
     return 0; /* the cache may come later: it is only a cache */
 }
 
@@ -50,11 +55,13 @@ static void tiering_metrics(void *ctx, struct evbuffer *out)
                  atomic_load(&t->duplicates_ignored));
     admin_metric(out, "tessera_tiering_tier_changes_total", "counter",
                  atomic_load(&t->tier_changes));
+    admin_metric(out, "tessera_tiering_review_rounds_total", "counter", tiering_review_rounds());
 }
 
 int main(int argc, char **argv)
 {
-    static const char *const topics[] = {TOPIC_LEDGER_EVENTS};
+    /* member-events: the tenant's ladder (TierLadderChanged) */
+    static const char *const topics[] = {TOPIC_LEDGER_EVENTS, TOPIC_MEMBER_EVENTS};
     static const struct pipeline_ops ops = {.apply = tiering_apply_batch,
                                             .after_commit = tiering_after_commit,
                                             .begin_batch = tiering_begin_batch};
@@ -64,7 +71,7 @@ int main(int argc, char **argv)
         .schema = "tiering",
         .group_id = "tiering",
         .topics = topics,
-        .topic_count = 1,
+        .topic_count = 2,
         .migrations = tiering_migrations,
         .migration_count = tiering_migrations_count,
         .ops = &ops,

@@ -176,6 +176,12 @@ static const struct probe probes[] = {
      "validation_failed"},
     {"POST", "/v1/members", "{\"name\":\"x\",\"phone\":\"13900000000\",\"branch_id\":\"branch-1\"}",
      422, "validation_failed"},
+    {"GET", "/v1/members/%M/tier", NULL, 404, "not_found"},
+    {"PUT", "/v1/members/%M/tier-override", "{\"tier\":\"Basic\",\"reason\":\"probe\"}", 404,
+     "not_found"},
+    {"DELETE", "/v1/members/%M/tier-override", NULL, 404, "not_found"},
+    {"POST", "/v1/members/%M/tier-invitations", "{\"tier\":\"Basic\",\"reason\":\"probe\"}", 404,
+     "not_found"},
 };
 
 static void test_every_endpoint_with_another_tenants_key(void **state)
@@ -208,6 +214,9 @@ struct route_probe {
     long member_status;
 };
 
+#define TIER_LADDER_PROBE                                                                          \
+    "{\"levels\":[{\"name\":\"Basic\",\"rank\":1,\"thresholds\":{\"lifetime\":1},"                 \
+    "\"benefits\":{\"discount_bp\":9000}}]}"
 #define APP_403 403, "forbidden"
 #define TOK_401 401
 static const struct route_probe routes[] = {
@@ -292,6 +301,16 @@ static const struct route_probe routes[] = {
     {"GET", "/v1/rewards", NULL, APP_403, TOK_401},
     {"POST", "/v1/members/%M/redemptions", "{\"reward_id\":\"r1\"}", APP_403, TOK_401},
     {"POST", "/v1/me/redemptions", "{\"reward_id\":\"r1\"}", 401, "unauthorized", 0},
+    {"GET", "/v1/config/tiers", NULL, APP_403, TOK_401},
+    {"PUT", "/v1/config/tiers", TIER_LADDER_PROBE, APP_403, TOK_401},
+    {"POST", "/v1/config/tiers:dry-run", TIER_LADDER_PROBE, APP_403, TOK_401},
+    {"PUT", "/v1/members/%M/tier-override", "{\"tier\":\"Basic\",\"reason\":\"probe\"}", APP_403,
+     TOK_401},
+    {"DELETE", "/v1/members/%M/tier-override", NULL, APP_403, TOK_401},
+    {"POST", "/v1/members/%M/tier-invitations", "{\"tier\":\"Basic\",\"reason\":\"probe\"}",
+     APP_403, TOK_401},
+    {"GET", "/v1/members/%M/tier", NULL, APP_403, TOK_401},
+    {"GET", "/v1/me/tier", NULL, 401, "unauthorized", 0},
 };
 #define ROUTES_COUNT (sizeof(routes) / sizeof(routes[0]))
 

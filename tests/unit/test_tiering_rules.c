@@ -1,6 +1,7 @@
 /* Tiering's rules from tables of cases: the level a spend reaches (the
  * demo ladder's boundaries, annual spend, invitation-only levels, an empty
- * ladder), the upgrade-only policy, and the calendar-year spend. */
+ * ladder), the upgrade-only policy, and the local calendar year; the
+ * windows are in test_tiering_spend.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,18 +19,21 @@ static const struct tier_level demo[] = {
      .name = "Premium",
      .min_cumulative_spend = 2000001,
      .min_annual_spend = -1,
+     .min_rolling_spend = -1,
      .discount_bp = 7000,
      .points_multiplier_bp = 10000},
     {.rank = 1,
      .name = "Basic",
      .min_cumulative_spend = 50000,
      .min_annual_spend = -1,
+     .min_rolling_spend = -1,
      .discount_bp = 8500,
      .points_multiplier_bp = 10000},
     {.rank = 4,
      .name = "Black",
      .min_cumulative_spend = 0,
      .min_annual_spend = 0,
+     .min_rolling_spend = 0,
      .invitation_only = true,
      .discount_bp = 6000,
      .points_multiplier_bp = 20000},
@@ -37,6 +41,7 @@ static const struct tier_level demo[] = {
      .name = "Advanced",
      .min_cumulative_spend = 200000,
      .min_annual_spend = 500000,
+     .min_rolling_spend = -1,
      .discount_bp = 8000,
      .points_multiplier_bp = 10000},
 };
@@ -48,11 +53,13 @@ static const struct tier_level annual[] = {
      .name = "Basic",
      .min_cumulative_spend = 50000,
      .min_annual_spend = -1,
+     .min_rolling_spend = -1,
      .discount_bp = 8500},
     {.rank = 2,
      .name = "Advanced",
      .min_cumulative_spend = 200000,
      .min_annual_spend = 100000,
+     .min_rolling_spend = -1,
      .discount_bp = 8000},
 };
 
@@ -183,30 +190,87 @@ static void test_local_year(void **state)
     }
 }
 
-static void test_spend_add(void **state)
+static void test_referrals_and_packages(void **state)
 {
-    struct tier_spend s = {0};
-    assert_true(tier_spend_add(&s, 30000, 2026));
-    assert_true(tier_spend_add(&s, 20000, 2026));
-    assert_int_equal(s.lifetime, 50000);
-    assert_int_equal(s.annual, 50000);
-    assert_int_equal(s.year, 2026);
-    /* a new year starts its own annual spend */
-    assert_true(tier_spend_add(&s, 7000, 2027));
-    assert_int_equal(s.lifetime, 57000);
-    assert_int_equal(s.annual, 7000);
-    assert_int_equal(s.year, 2027);
-    /* an offline record from last year, uploaded late: lifetime only */
-    assert_true(tier_spend_add(&s, 1000, 2026));
-    assert_int_equal(s.lifetime, 58000);
-    assert_int_equal(s.annual, 7000);
-    assert_int_equal(s.year, 2027);
-    /* overflow and negative amounts change nothing */
-    struct tier_spend full = {.lifetime = INT64_MAX - 5, .annual = 0, .year = 2027};
-    assert_false(tier_spend_add(&full, 6, 2027));
-    assert_int_equal(full.lifetime, INT64_MAX - 5);
-    assert_false(tier_spend_add(&s, -1, 2027));
-    assert_int_equal(s.lifetime, 58000);
+    static const struct tier_level ways[] = {
+        {.rank = 1, .name = "Basic", .referrals_required = 1},
+        {.rank = 2, .name = "Advanced", .referrals_required = 5},
+        {.rank = 3, .name = "Black", .referrals_required = 1, .invitation_only = true},
+        {.rank = 4, .name = "Gold"},
+    };
+    static const struct {
+        int64_t referrals;
+        const char *to; /* NULL: none */
+    } refs[] = {{0, NULL}, {1, "Basic"}, {4, "Basic"}, {5, "Advanced"}, {50, "Advanced"}};
+    for (size_t i = 0; i < sizeof(refs) / sizeof(refs[0]); i++) {
+        const struct tier_level *l = tier_by_referrals(ways, 4, refs[i].referrals);
+        if (refs[i].to)
+            assert_string_equal(l->name, refs[i].to);
+        else
+            assert_null(l);
+    }
+    const char *const skus[] = {"", "PKG-ADV\x1fPKG-ADV-Y", "", "GOLD"};
+    static const struct {
+        const char *bought[3];
+        size_t n;
+        const char *to;
+    } pkgs[] = {
+        {{"PKG-ADV"}, 1, "Advanced"},
+        {{"PKG-ADV-Y"}, 1, "Advanced"},
+        {{"PKG-AD"}, 1, NULL}, /* a prefix is not the SKU */
+        {{"PKG-ADV", "GOLD"}, 2, "Gold"},
+        {{""}, 1, NULL},
+        {{NULL}, 0, NULL},
+    };
+    for (size_t i = 0; i < sizeof(pkgs) / sizeof(pkgs[0]); i++) {
+        const struct tier_level *l = tier_by_package(ways, skus, 4, pkgs[i].bought, pkgs[i].n);
+        if (pkgs[i].to)
+            assert_string_equal(l->name, pkgs[i].to);
+        else
+            assert_null(l);
+    }
+    assert_true(tier_reason_by_spend("cumulative_spend"));
+    assert_true(tier_reason_by_spend("review"));
+    assert_false(tier_reason_by_spend("override"));
+    assert_false(tier_reason_by_spend("invitation"));
+}
+
+static void test_membership_years(void **state)
+{
+    static const struct {
+        int ry, rm, rd, rh; /* registered, UTC */
+        int ny, nm, nd, nh; /* now, UTC */
+        int32_t offset, years;
+    } cases[] = {
+        {2025, 6, 1, 10, 2026, 6, 1, 9, 0, 0},  /* an hour short */
+        {2025, 6, 1, 10, 2026, 6, 1, 10, 0, 1}, /* the anniversary itself */
+        {2025, 6, 1, 10, 2028, 5, 31, 23, 0, 2},
+        {2024, 2, 29, 0, 2025, 2, 28, 0, 0, 1}, /* 29 February: from the 28th */
+        {2025, 6, 1, 10, 2025, 5, 1, 0, 0, 0},  /* before registering */
+        {2025, 12, 31, 20, 2026, 12, 31, 20, 480, 1},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct tm r = {.tm_year = cases[i].ry - 1900,
+                       .tm_mon = cases[i].rm - 1,
+                       .tm_mday = cases[i].rd,
+                       .tm_hour = cases[i].rh};
+        struct tm n = {.tm_year = cases[i].ny - 1900,
+                       .tm_mon = cases[i].nm - 1,
+                       .tm_mday = cases[i].nd,
+                       .tm_hour = cases[i].nh};
+        assert_int_equal(tier_membership_years((int64_t)timegm(&r) * 1000000,
+                                               (int64_t)timegm(&n) * 1000000, cases[i].offset),
+                         cases[i].years);
+    }
+    static const struct tier_level loyal[] = {
+        {.rank = 1, .name = "Member", .membership_years = 1},
+        {.rank = 2, .name = "Loyal", .membership_years = 3},
+        {.rank = 5, .name = "Black", .membership_years = 1, .invitation_only = true},
+    };
+    assert_null(tier_by_membership(loyal, 3, 0));
+    assert_string_equal(tier_by_membership(loyal, 3, 1)->name, "Member");
+    assert_string_equal(tier_by_membership(loyal, 3, 2)->name, "Member");
+    assert_string_equal(tier_by_membership(loyal, 3, 3)->name, "Loyal");
 }
 
 int main(void)
@@ -217,7 +281,8 @@ int main(void)
         cmocka_unit_test(test_qualify_empty_and_invitation_only),
         cmocka_unit_test(test_upgrade_only),
         cmocka_unit_test(test_local_year),
-        cmocka_unit_test(test_spend_add),
+        cmocka_unit_test(test_referrals_and_packages),
+        cmocka_unit_test(test_membership_years),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
