@@ -421,19 +421,17 @@ static int decide_channel(struct notify_ctx *c, PGconn *pg, struct pipeline_batc
     notify_message_id(r->tenant_id, r->request_id, channel, mid);
     if (d.status == POLICY_SUPPRESS) {
         c->suppressed++;
-        emit(b, r->member_id,
-             notify_outcome_suppressed(r->tenant_id, r->member_id, r->request_id, channel, d.rule,
-                                       &len),
-             len);
+        uint8_t *bin = notify_outcome_suppressed(r->tenant_id, r->member_id, r->request_id, channel,
+                                                 d.rule, &len);
+        emit(b, r->member_id, bin, len);
         return 0;
     }
     *counted |= marketing;
     if (!f.external) {
         c->inbox_delivered++;
-        emit(b, r->member_id,
-             notify_outcome_delivered(r->tenant_id, r->member_id, r->request_id, mid, channel, 1,
-                                      &len),
-             len);
+        uint8_t *bin = notify_outcome_delivered(r->tenant_id, r->member_id, r->request_id, mid,
+                                                channel, 1, &len);
+        emit(b, r->member_id, bin, len);
     } else if (d.status == POLICY_HOLD) {
         c->held++;
     } else {

@@ -190,11 +190,11 @@ static int finish_one(const struct finish *f, int64_t now, char *err, size_t err
     if (retry)
         return 0;
     size_t len = 0;
-    if (f->result == DELIVERY_OK)
-        return outbox_insert(TOPIC_NOTIFY_EVENTS, t->member_id,
-                             notify_outcome_delivered(t->tenant_id, t->member_id, t->request_id,
-                                                      t->message_id, t->channel, t->attempts, &len),
-                             len, err, err_len);
+    if (f->result == DELIVERY_OK) {
+        uint8_t *bin = notify_outcome_delivered(t->tenant_id, t->member_id, t->request_id,
+                                                t->message_id, t->channel, t->attempts, &len);
+        return outbox_insert(TOPIC_NOTIFY_EVENTS, t->member_id, bin, len, err, err_len);
+    }
     const char *reason = f->result == DELIVERY_TRANSIENT ? "retries_exhausted" : f->reason;
     bool permanent = f->result == DELIVERY_PERMANENT;
     uint8_t *a = notify_outcome_failed(t->tenant_id, t->member_id, t->request_id, t->message_id,
@@ -253,6 +253,12 @@ static struct transfer *transfer_of(const PGresult *res, int row, enum provider 
     return t;
 }
 
+/* A provider's reply body is not read: its status says it all. */
+static size_t discard_reply(char *data, size_t size, size_t n, void *arg)
+{
+    return size * n;
+}
+
 /* Starts t on the multi handle, or records at once why it cannot go. */
 static void transfer_start(struct transfer *t, int64_t expires_at_us, struct finish *done,
                            size_t *done_count)
@@ -280,6 +286,7 @@ static void transfer_start(struct transfer *t, int64_t expires_at_us, struct fin
     curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, (long)notify_cfg.send_timeout_ms);
     curl_easy_setopt(t->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)notify_cfg.send_timeout_ms);
     curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, t->error);
+    curl_easy_setopt(t->easy, CURLOPT_WRITEFUNCTION, discard_reply);
     curl_multi_add_handle(S.multi, t->easy);
     S.inflight[t->lane == LANE_HIGH ? 0 : 1]++;
 }
