@@ -468,9 +468,22 @@ json_t *balances_json(int64_t points, int64_t points_pending, int64_t principal,
 json_t *balances_json_of(const Balances *b);
 void member_view_reply(struct req *r, const char *member_id);
 
+/* inbox.c: GET /v1/members/{id}/inbox and GET /v1/me/inbox. */
+void inbox_get(struct http_exchange *ex, void *app);
+void inbox_get_mine(struct http_exchange *ex, void *app);
+/* notify_config.c: templates and the notification policy. */
+void notify_template_put(struct http_exchange *ex, void *app);
+void notify_template_get(struct http_exchange *ex, void *app);
+void notify_policy_put(struct http_exchange *ex, void *app);
+void notify_policy_get(struct http_exchange *ex, void *app);
+
 /* outbox_relay.c: member events from ingest's own outbox */
 void member_events_publish(struct ingest *app, const char *outbox_id, const char *member_id,
                            const uint8_t *payload, size_t len);
+/* The same for a row of another topic (notify-requests: templates and
+ * notification policy, keyed by tenant). */
+void outbox_events_publish(struct ingest *app, const char *topic, const char *outbox_id,
+                           const char *key, const uint8_t *payload, size_t len);
 void member_events_sweep(evutil_socket_t fd, short what, void *arg);
 /* Frees what the relay keeps (at exit, after the last delivery report). */
 void member_events_free(struct ingest *app);

@@ -578,6 +578,110 @@ static void test_high_lane_passes_bulk(void **state)
         0);
 }
 
+/* The routes: a template naming an unknown variable is refused with 422
+ * naming it; a saved one is read back and renders later requests; the
+ * inbox pages newest first with its unread count; the policy is saved
+ * and read back. (The demo tenant: routes need a real key.) */
+struct get_wait {
+    const char *path, *needle;
+};
+
+static bool get_has(void *arg)
+{
+    const struct get_wait *w = arg;
+    struct api_response r = api_get(w->path);
+    char *text = r.body ? json_dumps(r.body, 0) : NULL;
+    bool ok = r.status == 200 && text && strstr(text, w->needle);
+    free(text);
+    api_response_free(&r);
+    return ok;
+}
+
+static void test_template_and_inbox_routes(void **state)
+{
+    snprintf(tenant, sizeof(tenant), "demo");
+    struct api_response r = api_call(
+        "PUT", "/v1/templates/receipt.top_up",
+        "{\"locale\":\"en\",\"subject\":\"x\",\"body\":\"Hi {{member.nmae}}\"}", NULL, NULL);
+    assert_int_equal(r.status, 422);
+    char *text = json_dumps(r.body, 0);
+    assert_non_null(strstr(text, "member.nmae"));
+    free(text);
+    api_response_free(&r);
+    r = api_call("PUT", "/v1/templates/no.such",
+                 "{\"locale\":\"en\",\"subject\":\"x\",\"body\":\"y\"}", NULL, NULL);
+    assert_int_equal(r.status, 404);
+    api_response_free(&r);
+    r = api_call("PUT", "/v1/templates/receipt.top_up",
+                 "{\"locale\":\"en\",\"channel\":\"inbox\",\"subject\":\"Top-up {{amount}}\","
+                 "\"body\":\"Dear {{member.name}}, now {{balance.stored_value}}\"}",
+                 NULL, NULL);
+    assert_int_equal(r.status, 202);
+    api_response_free(&r);
+    struct get_wait saved = {"/v1/templates/receipt.top_up", "Top-up {{amount}}"};
+    assert_true(poll_until(get_has, &saved, WAIT_MS));
+
+    char m[64], rid[96], path[320];
+    test_register_member(m);
+    contact(m, "Ada", "", "");
+    for (int i = 0; i < 2; i++) {
+        snprintf(rid, sizeof(rid), "receipt:route:%d:%s", i, m);
+        request(m, rid, "receipt.top_up", "transactional", "normal", "inbox");
+    }
+    snprintf(path, sizeof(path), "/v1/members/%s/inbox", m);
+    struct get_wait two = {path, "\"unread\": 2"};
+    assert_true(poll_until(get_has, &two, WAIT_MS));
+    r = api_get(path);
+    json_t *msgs = json_object_get(r.body, "messages");
+    assert_int_equal(json_array_size(msgs), 2);
+    assert_string_equal(json_str_at(json_array_get(msgs, 0), "title"), "Top-up ¥128.00");
+    assert_string_equal(json_str_at(json_array_get(msgs, 0), "body"), "Dear Ada, now ¥500.50");
+    assert_true(json_is_null(json_object_get(r.body, "next_cursor")));
+    char newest[64];
+    snprintf(newest, sizeof(newest), "%s", json_str_at(json_array_get(msgs, 0), "message_id"));
+    api_response_free(&r);
+    /* pages of one: the newest, then the other, then no cursor */
+    snprintf(path, sizeof(path), "/v1/members/%s/inbox?limit=1", m);
+    r = api_get(path);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(
+        json_str_at(json_array_get(json_object_get(r.body, "messages"), 0), "message_id"), newest);
+    char cursor[160];
+    snprintf(cursor, sizeof(cursor), "%s", json_str_at(r.body, "next_cursor"));
+    api_response_free(&r);
+    snprintf(path, sizeof(path), "/v1/members/%s/inbox?limit=1&cursor=%s", m, cursor);
+    r = api_get(path);
+    assert_int_equal(r.status, 200);
+    msgs = json_object_get(r.body, "messages");
+    assert_int_equal(json_array_size(msgs), 1);
+    assert_string_not_equal(json_str_at(json_array_get(msgs, 0), "message_id"), newest);
+    assert_true(json_is_null(json_object_get(r.body, "next_cursor")));
+    api_response_free(&r);
+    snprintf(path, sizeof(path), "/v1/members/%s/inbox?cursor=bogus", m);
+    r = api_get(path);
+    assert_int_equal(r.status, 422);
+    api_response_free(&r);
+
+    r = api_call("PUT", "/v1/config/notifications",
+                 "{\"time_zone\":\"Mars/Olympus\",\"quiet_start\":\"25:00\",\"quiet_end\":"
+                 "\"08:00\",\"marketing_cap_per_week\":3,\"default_locale\":\"en\"}",
+                 NULL, NULL);
+    assert_int_equal(r.status, 422);
+    text = json_dumps(r.body, 0);
+    assert_non_null(strstr(text, "time_zone"));
+    assert_non_null(strstr(text, "quiet_start"));
+    free(text);
+    api_response_free(&r);
+    r = api_call("PUT", "/v1/config/notifications",
+                 "{\"time_zone\":\"Asia/Shanghai\",\"quiet_start\":\"22:30\",\"quiet_end\":"
+                 "\"07:45\",\"marketing_cap_per_week\":4,\"default_locale\":\"zh-CN\"}",
+                 NULL, NULL);
+    assert_int_equal(r.status, 202);
+    api_response_free(&r);
+    struct get_wait pol = {"/v1/config/notifications", "\"quiet_start\": \"22:30\""};
+    assert_true(poll_until(get_has, &pol, WAIT_MS));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -589,6 +693,7 @@ int main(void)
         cmocka_unit_test(test_quiet_hours_held_until_morning),
         cmocka_unit_test(test_provider_down_then_back),
         cmocka_unit_test(test_provider_400_fails),
+        cmocka_unit_test(test_template_and_inbox_routes),
         cmocka_unit_test(test_high_lane_passes_bulk),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -125,3 +125,8 @@ CREATE VIEW read_inbox AS
 CREATE VIEW read_templates AS
     SELECT tenant_id, name, channel, locale, subject, body, version, updated_us
     FROM templates;
+
+CREATE VIEW read_policies AS
+    SELECT tenant_id, time_zone, quiet_start_minute, quiet_end_minute, marketing_cap_per_week,
+           default_locale, currency, change_id, updated_us
+    FROM policies;
