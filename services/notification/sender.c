@@ -58,6 +58,7 @@ struct sender {
     CURLM *multi;
     int inflight[2]; /* [0] high lane, [1] normal and bulk */
     struct breaker breakers[PROVIDER_COUNT];
+    int64_t idle_until_ms[2][PROVIDER_COUNT]; /* per lane group: nothing was due */
 };
 
 static struct sender S;
@@ -389,8 +390,12 @@ static void claim_lanes(const char *lanes, int slot, long long cap, struct finis
         struct breaker *b = &S.breakers[p];
         if (!provider_url((enum provider)p)[0] || !breaker_closed_or_due(b, now_ms))
             continue;
+        /* a provider with nothing due is asked again only after the idle wait */
+        if (now_ms < S.idle_until_ms[slot][p])
+            continue;
         bool half_open = b->open_until_ms != 0;
         int got = claim((enum provider)p, lanes, half_open ? 1 : free_slots, done, nd);
+        S.idle_until_ms[slot][p] = got == 0 ? now_ms + SENDER_IDLE_WAIT_MS : 0;
         if (got < 0) {
             log_fields(LOG_WARN, "delivery claim failed", "error", PQerrorMessage(S.pg), NULL);
             return;
