@@ -14,8 +14,8 @@
  * rows wait; other providers and lanes go on).
  *
  * When a send completes, its row and its outcome (NotificationDelivered
- * or NotificationFailed, on notify-events through the outbox; a failure
- * also on dead-letter) commit together. A transient failure is retried
+ * or NotificationFailed, on notify-events through the outbox) commit
+ * together; a failed row and its event are the send's dead letter. A transient failure is retried
  * with exponential back-off and jitter up to ATTEMPTS_MAX; a permanent
  * one fails at once. A crash between the provider's answer and that
  * commit sends the message again after the lease: at least once, with
@@ -198,18 +198,15 @@ static int finish_one(const struct finish *f, int64_t now, char *err, size_t err
     }
     const char *reason = f->result == DELIVERY_TRANSIENT ? "retries_exhausted" : f->reason;
     bool permanent = f->result == DELIVERY_PERMANENT;
-    uint8_t *a = notify_outcome_failed(t->tenant_id, t->member_id, t->request_id, t->message_id,
-                                       t->channel, t->attempts, reason, permanent, &len);
-    size_t len2 = 0;
-    uint8_t *b = notify_outcome_failed(t->tenant_id, t->member_id, t->request_id, t->message_id,
-                                       t->channel, t->attempts, reason, permanent, &len2);
+    /* The failed row and this event are the dead letter of a send. (Not a
+     * copy on the dead-letter topic through the outbox: the relay's
+     * delivery reports for that topic are taken for bus_dead_letter's
+     * result cells, libs/bus/producer.c.) */
+    uint8_t *bin = notify_outcome_failed(t->tenant_id, t->member_id, t->request_id, t->message_id,
+                                         t->channel, t->attempts, reason, permanent, &len);
     log_fields(LOG_WARN, "notification failed", "request_id", t->request_id, "channel", t->channel,
                "reason", reason, NULL);
-    int rc = outbox_insert(TOPIC_NOTIFY_EVENTS, t->member_id, a, len, err, err_len);
-    if (rc == 0)
-        return outbox_insert(TOPIC_DEAD_LETTER, t->member_id, b, len2, err, err_len);
-    free(b);
-    return rc;
+    return outbox_insert(TOPIC_NOTIFY_EVENTS, t->member_id, bin, len, err, err_len);
 }
 
 /* Commits the outcomes of finished sends. On a database error the rows
