@@ -121,6 +121,8 @@ static void expand(char *out, size_t len, const char *tmpl)
             v = demo.phone;
         else if (t[0] == '%' && t[1] == 'K')
             v = demo.key_id;
+        else if (t[0] == '%' && t[1] == 'N')
+            v = "receipt.top_up"; /* a template name */
         if (v) {
             n += (size_t)snprintf(out + n, len - n, "%s", v);
             t++;
@@ -142,6 +144,7 @@ static const struct probe probes[] = {
      "not_found"},
     {"GET", "/v1/operations/%O", NULL, 404, "not_found"},
     {"GET", "/v1/members/%M/ledger", NULL, 404, "not_found"},
+    {"GET", "/v1/members/%M/inbox", NULL, 404, "not_found"},
     {"GET", "/v1/members/%M/quote?amount=1000&branch_id=hq", NULL, 404, "not_found"},
     {"POST", "/v1/members/%M/cards",
      "{\"product_id\":\"p1\",\"branch_id\":\"hq\",\"payment\":{\"method\":\"cash\"}}", 404,
@@ -242,6 +245,16 @@ static const struct route_probe routes[] = {
     {"GET", "/v1/members/%M/ledger", NULL, APP_403, TOK_401},
     {"GET", "/v1/members/%M/quote?amount=1000&branch_id=hq", NULL, APP_403, TOK_401},
     {"GET", "/v1/reports/prepaid-liability", NULL, APP_403, TOK_401},
+    {"GET", "/v1/members/%M/inbox", NULL, APP_403, TOK_401},
+    {"GET", "/v1/me/inbox", NULL, 401, "unauthorized", 0},
+    {"PUT", "/v1/templates/%N", "{\"locale\":\"en\",\"subject\":\"x\",\"body\":\"y\"}", APP_403,
+     TOK_401},
+    {"GET", "/v1/templates/%N", NULL, APP_403, TOK_401},
+    {"PUT", "/v1/config/notifications",
+     "{\"time_zone\":\"UTC\",\"quiet_start\":\"21:00\",\"quiet_end\":\"08:00\","
+     "\"marketing_cap_per_week\":3,\"default_locale\":\"en\"}",
+     APP_403, TOK_401},
+    {"GET", "/v1/config/notifications", NULL, APP_403, TOK_401},
 };
 #define ROUTES_COUNT (sizeof(routes) / sizeof(routes[0]))
 
@@ -250,11 +263,12 @@ static void route_pattern(const char *path, char *out, size_t len)
 {
     static const struct {
         const char *from, *to;
-    } names[] = {{"%M", "{member_id}"}, {"%O", "{operation_id}"}, {"%K", "{key_id}"}};
+    } names[] = {
+        {"%M", "{member_id}"}, {"%O", "{operation_id}"}, {"%K", "{key_id}"}, {"%N", "{name}"}};
     size_t n = 0;
     for (const char *p = path; *p && *p != '?' && n + 16 < len; p++) {
         const char *to = NULL;
-        for (size_t i = 0; i < 3 && p[0] == '%'; i++)
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]) && p[0] == '%'; i++)
             if (p[1] == names[i].from[1])
                 to = names[i].to;
         if (to) {
