@@ -3,7 +3,7 @@
 
 SHELL := /bin/bash
 BUILD := build
-PKGS := rdkafka hiredis libpq libprotobuf-c libevent libevent_pthreads jansson libsodium
+PKGS := rdkafka hiredis libpq libprotobuf-c libevent libevent_pthreads jansson libsodium libcurl
 SERVICES := ingest ledger tiering campaign notification
 
 CC ?= cc
@@ -55,7 +55,7 @@ TEST_SUPPORT_O := $(patsubst %.c,$(BUILD)/obj/%.o,$(TEST_SUPPORT_SRC))
 
 TOOLS := $(BUILD)/bin/tessera-topics
 BENCH_BINS := $(BUILD)/bin/tessera-loadgen $(BUILD)/bin/tessera-bench-bare \
-	$(BUILD)/bin/tessera-bench-produce
+	$(BUILD)/bin/tessera-bench-produce $(BUILD)/bin/tessera-bench-notify
 
 # Prerequisites below use $$* (secondary expansion) to list a service's files.
 .SECONDEXPANSION:
@@ -208,6 +208,10 @@ $(BUILD)/bin/tessera-bench-bare: $(BUILD)/obj/bench/bare_server.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
+$(BUILD)/bin/tessera-bench-notify: $(BUILD)/obj/bench/notify_produce.o $(LIBTESSERA)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
 $(BUILD)/bin/tessera-bench-produce: $(BUILD)/obj/bench/produce.o $(LIBTESSERA)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
@@ -219,7 +223,7 @@ $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(SVC_ARCHIVES) $(LIBTESSERA)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_SUPPORT_O) $(SVC_ARCHIVES) $(LIBTESSERA)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL) $(shell pkg-config --libs cmocka libcurl)
+	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL) $(shell pkg-config --libs cmocka)
 
 # --- fuzzing (clang + libFuzzer, ASan, UBSan) --------------------------------
 # Each tests/fuzz/fuzz_<name>.c is a libFuzzer target; the project's own

@@ -575,10 +575,20 @@ json_t *balances_json(int64_t points, int64_t points_pending, int64_t principal,
 json_t *balances_json_of(const Balances *b);
 void member_view_reply(struct req *r, const char *member_id);
 
+/* inbox.c: GET /v1/members/{id}/inbox and GET /v1/me/inbox. */
+void inbox_get(struct http_exchange *ex, void *app);
+void inbox_get_mine(struct http_exchange *ex, void *app);
+/* notify_config.c: templates and the notification policy. */
+void notify_template_put(struct http_exchange *ex, void *app);
+void notify_template_get(struct http_exchange *ex, void *app);
+void notify_policy_put(struct http_exchange *ex, void *app);
+void notify_policy_get(struct http_exchange *ex, void *app);
+
 /* outbox_relay.c: member events from ingest's own outbox */
-/* Like member_events_publish, to topic (member-events or ledger-commands). */
+/* Like member_events_publish, to the row's topic (member-events,
+ * ledger-commands, notify-requests), keyed by key (a member or tenant id). */
 void outbox_publish_to(struct ingest *app, const char *outbox_id, const char *topic,
-                       const char *member_id, const uint8_t *payload, size_t len);
+                       const char *key, const uint8_t *payload, size_t len);
 void member_events_publish(struct ingest *app, const char *outbox_id, const char *member_id,
                            const uint8_t *payload, size_t len);
 void member_events_sweep(evutil_socket_t fd, short what, void *arg);

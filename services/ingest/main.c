@@ -142,6 +142,12 @@ GUARDED(route_refund, refunds_create)
 GUARDED(route_history, history_get)
 GUARDED(route_liability, reports_prepaid_liability)
 GUARDED(route_quote, quote_get)
+GUARDED(route_inbox, inbox_get)
+GUARDED(route_me_inbox, inbox_get_mine)
+GUARDED(route_template_put, notify_template_put)
+GUARDED(route_template_get, notify_template_get)
+GUARDED(route_notify_policy_put, notify_policy_put)
+GUARDED(route_notify_policy_get, notify_policy_get)
 
 static const struct http_route api_routes[] = {
     {"POST", "/v1/members", route_register},
@@ -213,6 +219,12 @@ static const struct http_route api_routes[] = {
     {"GET", "/v1/members/{member_id}/ledger", route_history},
     {"GET", "/v1/members/{member_id}/quote", route_quote},
     {"GET", "/v1/reports/prepaid-liability", route_liability},
+    {"GET", "/v1/members/{member_id}/inbox", route_inbox},
+    {"GET", "/v1/me/inbox", route_me_inbox},
+    {"PUT", "/v1/templates/{name}", route_template_put},
+    {"GET", "/v1/templates/{name}", route_template_get},
+    {"PUT", "/v1/config/notifications", route_notify_policy_put},
+    {"GET", "/v1/config/notifications", route_notify_policy_get},
 };
 
 static bool ingest_ready(void *ctx, json_t *checks)

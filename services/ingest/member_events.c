@@ -147,15 +147,11 @@ void member_events_publish(struct ingest *app, const char *outbox_id, const char
     outbox_publish_to(app, outbox_id, TOPIC_MEMBER_EVENTS, member_id, payload, len);
 }
 
-/* The outbox's rows name their topic: member events, and the settings
- * commands a new tenant's template sends to the ledger (tenants.c). */
-static const char *relayed_topic(const char *topic)
-{
-    return strcmp(topic, TOPIC_LEDGER_COMMANDS) == 0 ? TOPIC_LEDGER_COMMANDS : TOPIC_MEMBER_EVENTS;
-}
-
+/* Each outbox row names its topic: member events, the settings commands a
+ * new tenant's template sends to the ledger (tenants.c), and what ingest
+ * asks of notification (notify-requests, keyed by member or tenant). */
 void outbox_publish_to(struct ingest *app, const char *outbox_id, const char *topic,
-                       const char *member_id, const uint8_t *payload, size_t len)
+                       const char *key, const uint8_t *payload, size_t len)
 {
     char why[128];
     Envelope *env = envelope_decode(payload, len, why, sizeof(why));
@@ -164,8 +160,7 @@ void outbox_publish_to(struct ingest *app, const char *outbox_id, const char *to
     struct delivery *d = delivery_new(DELIVERY_MEMBER_EVENT, outbox_id);
     int64_t id = strtoll(outbox_id, NULL, 10);
     relay_track(app, id);
-    rd_kafka_resp_err_t e =
-        bus_produce(app->producer, relayed_topic(topic), member_id, payload, len, headers, d);
+    rd_kafka_resp_err_t e = bus_produce(app->producer, topic, key, payload, len, headers, d);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
         free(d); /* no delivery report comes for a message not enqueued */
         relay_untrack(app, id);
@@ -185,6 +180,7 @@ static void on_stranded(void *arg, PGresult *res, const char *err, const char *s
         unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(res, i, 3), &len);
         if (!raw)
             continue;
+        /* the row's own topic (outbox_publish_to) */
         outbox_publish_to(app, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
                           raw, len);
         PQfreemem(raw);

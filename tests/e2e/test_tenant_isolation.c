@@ -127,6 +127,8 @@ static void expand(char *out, size_t len, const char *tmpl)
             v = "probe-device";
         else if (t[0] == '%' && t[1] == 'B')
             v = "branch-1"; /* the demo's; the rival has none of that name */
+        else if (t[0] == '%' && t[1] == 'N')
+            v = "receipt.top_up"; /* a template name */
         if (v) {
             n += (size_t)snprintf(out + n, len - n, "%s", v);
             t++;
@@ -153,6 +155,7 @@ static const struct probe probes[] = {
      "not_found"},
     {"GET", "/v1/operations/%O", NULL, 404, "not_found"},
     {"GET", "/v1/members/%M/ledger", NULL, 404, "not_found"},
+    {"GET", "/v1/members/%M/inbox", NULL, 404, "not_found"},
     {"GET", "/v1/members/%M/quote?amount=1000&branch_id=hq", NULL, 404, "not_found"},
     {"POST", "/v1/members/%M/activities", "{\"type\":\"comment\",\"activity_id\":\"probe\"}", 404,
      "not_found"},
@@ -311,6 +314,16 @@ static const struct route_probe routes[] = {
      APP_403, TOK_401},
     {"GET", "/v1/members/%M/tier", NULL, APP_403, TOK_401},
     {"GET", "/v1/me/tier", NULL, 401, "unauthorized", 0},
+    {"GET", "/v1/members/%M/inbox", NULL, APP_403, TOK_401},
+    {"GET", "/v1/me/inbox", NULL, 401, "unauthorized", 0},
+    {"PUT", "/v1/templates/%N", "{\"locale\":\"en\",\"subject\":\"x\",\"body\":\"y\"}", APP_403,
+     TOK_401},
+    {"GET", "/v1/templates/%N", NULL, APP_403, TOK_401},
+    {"PUT", "/v1/config/notifications",
+     "{\"time_zone\":\"UTC\",\"quiet_start\":\"21:00\",\"quiet_end\":\"08:00\","
+     "\"marketing_cap_per_week\":3,\"default_locale\":\"en\"}",
+     APP_403, TOK_401},
+    {"GET", "/v1/config/notifications", NULL, APP_403, TOK_401},
 };
 #define ROUTES_COUNT (sizeof(routes) / sizeof(routes[0]))
 
@@ -320,7 +333,8 @@ static void route_pattern(const char *path, char *out, size_t len)
     static const struct {
         const char *from, *to;
     } names[] = {{"%M", "{member_id}"}, {"%O", "{operation_id}"}, {"%K", "{key_id}"},
-                 {"%T", "{tag}"},       {"%D", "{device_id}"},    {"%B", "{branch_id}"}};
+                 {"%T", "{tag}"},       {"%D", "{device_id}"},    {"%B", "{branch_id}"},
+                 {"%N", "{name}"}};
     size_t n = 0;
     for (const char *p = path; *p && *p != '?' && n + 16 < len; p++) {
         const char *to = NULL;
