@@ -404,23 +404,24 @@ create_demo() {
   api POST /v1/branches "$key" '{"branch_id":"branch-1","name":"Branch 1"}' >/dev/null
   wait_setting "$key" topup-bonus "$(echo "$answer" | json_field settings.0.change_id)"
   wait_setting "$key" points-policy "$(echo "$answer" | json_field settings.1.change_id)"
-  seed_demo_tiers
+  demo_tiers "$key"
   (umask 077; echo "$key" >"$key_file")
 }
 
-# The demo tier ladder. Tiering has no settings API yet (PUT
-# /v1/config/tiers is issue 14's tier work): until it lands this one
-# table is still written by SQL, and only for the demo tenant.
-seed_demo_tiers() {
-  psql -q -v ON_ERROR_STOP=1 "$(pg_dsn)" >/dev/null <<'SQL'
-INSERT INTO tiering.tier_levels
-    (tenant_id, rank, name, min_cumulative_spend, min_annual_spend, invitation_only, discount_bp)
-VALUES
-    ('demo', 1, 'Basic', 50000, NULL, false, 8500),
-    ('demo', 2, 'Advanced', 200000, 500000, false, 8000),
-    ('demo', 3, 'Premium', 2000001, NULL, false, 7000)
-    ON CONFLICT DO NOTHING;
-SQL
+# The demo tier ladder, through PUT /v1/config/tiers like any tenant's;
+# the answer is 200 once tiering applied it (202: then wait for the GET).
+demo_tiers() {
+  local key=$1 deadline=$((SECONDS + ready_timeout_s)) answer
+  answer=$(api PUT /v1/config/tiers "$key" '{"levels":[
+    {"name":"Basic","rank":1,"thresholds":{"lifetime":50000},"benefits":{"discount_bp":8500}},
+    {"name":"Advanced","rank":2,"thresholds":{"lifetime":200000,"calendar_year":500000},"benefits":{"discount_bp":8000}},
+    {"name":"Premium","rank":3,"thresholds":{"lifetime":2000001},"benefits":{"discount_bp":7000}}]}') ||
+    die "the demo tier ladder was refused"
+  [ "$(echo "$answer" | json_field status)" = "applied" ] && return 0
+  until api GET /v1/config/tiers "$key" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || die "the demo tier ladder was not applied in time"
+    sleep 0.2
+  done
 }
 
 # Waits until every consumer has read everything on its topics, so the

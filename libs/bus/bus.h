@@ -62,9 +62,10 @@ struct bus_producer *bus_producer_new(const struct bus_config *cfg, struct event
                                       size_t err_len);
 
 /* Enqueues one message keyed by key (NUL-terminated). Takes ownership of
- * headers (may be NULL) in every case. Without a base it polls and retries
- * on a full queue; with a base it returns RD_KAFKA_RESP_ERR__QUEUE_FULL at
- * once. Returns 0 (RD_KAFKA_RESP_ERR_NO_ERROR) or the error. */
+ * headers (may be NULL) in every case. The dead-letter topic is refused
+ * (RD_KAFKA_RESP_ERR__INVALID_ARG): bus_dead_letter is its only way in. Without a base it polls and
+ * retries on a full queue; with a base it returns RD_KAFKA_RESP_ERR__QUEUE_FULL at once. Returns 0
+ * (RD_KAFKA_RESP_ERR_NO_ERROR) or the error. */
 rd_kafka_resp_err_t bus_produce(struct bus_producer *p, const char *topic, const char *key,
                                 const void *payload, size_t len, rd_kafka_headers_t *headers,
                                 void *msg_opaque);

@@ -185,6 +185,16 @@ rd_kafka_resp_err_t bus_produce(struct bus_producer *p, const char *topic, const
 {
     BUS_ASSERT(p != NULL && topic != NULL && key != NULL);
     BUS_ASSERT(payload != NULL || len == 0);
+    if (strcmp(topic, TOPIC_DEAD_LETTER) == 0) {
+        /* Its reports would write an error code through msg_opaque as if
+         * it were bus_dead_letter's result cell (bus_on_delivery), which
+         * corrupts whatever the caller passed: refused, loudly. */
+        log_fields(LOG_ERROR, "refused: only bus_dead_letter produces to the dead-letter topic",
+                   "topic", topic, NULL);
+        if (headers != NULL)
+            rd_kafka_headers_destroy(headers);
+        return RD_KAFKA_RESP_ERR__INVALID_ARG;
+    }
     return bus_produce_raw(p, topic, key, strlen(key), payload, len, headers, msg_opaque);
 }
 

@@ -27,6 +27,8 @@
 #define TOPUP           60000
 #define PURCHASE        12300 /* 123 points at 1 point per yuan */
 #define EXPIRY_DAYS     30
+#define OWN_TIER_SPEND  10000 /* the tenant's own one-level ladder: Gold from 100 yuan */
+#define OWN_TIER_BP     9000  /* Gold pays 90% */
 #define SECONDS_PER_DAY 86400
 
 static char platform_key[128];
@@ -177,6 +179,22 @@ static void test_own_settings_read_back(void **state)
     put_setting("topup-bonus", body, ladder);
     put_setting("points-policy",
                 "{\"expiry\":{\"kind\":\"days\",\"periods\":30},\"lock_seconds\":0}", policy);
+    /* its own tier ladder, read back too */
+    snprintf(body, sizeof(body),
+             "{\"levels\":[{\"name\":\"Gold\",\"rank\":1,\"thresholds\":{\"lifetime\":%d},"
+             "\"benefits\":{\"discount_bp\":%d}}]}",
+             OWN_TIER_SPEND, OWN_TIER_BP);
+    const char *wait[] = {"Prefer: wait=10", NULL};
+    struct api_response t = api_call("PUT", "/v1/config/tiers", body, admin_key, wait);
+    expect_status(&t, 200);
+    api_response_free(&t);
+    t = api_call("GET", "/v1/config/tiers", NULL, admin_key, NULL);
+    expect_status(&t, 200);
+    json_t *levels = json_object_get(t.body, "levels");
+    assert_int_equal(json_array_size(levels), 1);
+    assert_string_equal(json_str_at(json_array_get(levels, 0), "name"), "Gold");
+    assert_int_equal(json_int_at(json_array_get(levels, 0), "thresholds.lifetime"), OWN_TIER_SPEND);
+    api_response_free(&t);
     struct api_response r = get_setting("topup-bonus");
     assert_string_equal(json_str_at(r.body, "change_id"), ladder);
     json_t *steps = json_object_get(r.body, "steps");
@@ -246,8 +264,27 @@ static bool points_arrived(void *arg)
     return ok;
 }
 
-/* The ladder and the policy in force are the tenant's own: the template
- * would give no bonus for 600 yuan and would lock the points 7 days. */
+struct quote_wait {
+    const char *member;
+    int64_t charged;
+};
+
+/* The price of 100 yuan for the member, once its tier reached the cache. */
+static bool quote_discounted(void *arg)
+{
+    struct quote_wait *w = arg;
+    char path[160];
+    snprintf(path, sizeof(path), "/v1/members/%s/quote?amount=10000&branch_id=hq", w->member);
+    struct api_response r = api_call("GET", path, NULL, admin_key, NULL);
+    if (r.status == 200)
+        w->charged = json_int_at(r.body, "charged");
+    api_response_free(&r);
+    return w->charged == 10000 * OWN_TIER_BP / 10000;
+}
+
+/* The ladders and the policy in force are the tenant's own: the template
+ * would give no bonus for 600 yuan, would lock the points 7 days and has
+ * no level at 123 yuan. */
 static void test_settings_applied(void **state)
 {
     char member[64];
@@ -278,6 +315,9 @@ static void test_settings_applied(void **state)
                                2, p);
     PQfinish(pg);
     assert_int_equal(days, EXPIRY_DAYS);
+    /* 123 yuan spent: the tenant's own Gold, and its price */
+    struct quote_wait q = {.member = member};
+    assert_true(poll_until(quote_discounted, &q, DEADLINE_MS));
 }
 
 static void test_branches(void **state)

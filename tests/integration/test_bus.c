@@ -381,6 +381,28 @@ static rd_kafka_message_t *take_one(const char *what, const char *topic, struct 
     return found;
 }
 
+/* bus_produce refuses the dead-letter topic: its delivery report would
+ * write through the caller's msg_opaque as if it were a result cell. The
+ * refusal leaves the opaque untouched and nothing outstanding. */
+static void test_dead_letter_only_through_bus_dead_letter(void **state)
+{
+    char err[256];
+    struct bus_config cfg = test_config("test-dead-letter-refused");
+    struct bus_producer *p = bus_producer_new(&cfg, NULL, NULL, NULL, err, sizeof(err));
+    assert_non_null(p);
+    struct {
+        long canary[4];
+    } not_a_result = {{1, 2, 3, 4}};
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(1);
+    rd_kafka_header_add(hdrs, "ce_type", -1, "x", -1);
+    assert_int_equal(bus_produce(p, TOPIC_DEAD_LETTER, "k", "v", 1, hdrs, &not_a_result),
+                     RD_KAFKA_RESP_ERR__INVALID_ARG);
+    assert_int_equal(bus_producer_flush(p, TEST_DEADLINE_MS), 0);
+    assert_int_equal(not_a_result.canary[0], 1);
+    assert_int_equal(not_a_result.canary[3], 4);
+    bus_producer_free(p);
+}
+
 static void test_dead_letter_headers(void **state)
 {
     char err[256], key[96], payload[96], value[128], expect[32];
@@ -518,6 +540,7 @@ int main(void)
         cmocka_unit_test(test_resume_from_stored_offsets),
         cmocka_unit_test(test_tail_follows_end),
         cmocka_unit_test(test_dead_letter_headers),
+        cmocka_unit_test(test_dead_letter_only_through_bus_dead_letter),
         cmocka_unit_test(test_group_recovers_after_sigkill),
     };
     return cmocka_run_group_tests_name("bus", tests, broker_setup, NULL);
