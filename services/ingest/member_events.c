@@ -1,11 +1,11 @@
-/* Publishing MemberRegistered (and earning rule changes) from ingest's
- * outbox. The event is sent right after its row commits and the row
- * deleted once Kafka has it. A new row is leased to whoever inserted it
- * for OUTBOX_LEASE_S (libs/outbox/outbox.h); while it is in flight here
- * its lease is renewed, so another instance never sends it too. A sweep
- * every few seconds claims the rows whose lease ran out (a crash, a
- * failed delivery), skipping those in flight here: what librdkafka still
- * holds is never produced twice (consumers dedupe by event id anyway). */
+/* Publishing ingest's outbox: MemberRegistered and earning rule changes
+ * on member-events, what notification hears of members on
+ * notify-requests (notify_out.c), each row on the topic it names. The event is sent right after its
+ * row commits and the row deleted once Kafka has it. A new row is leased to whoever inserted it for
+ * OUTBOX_LEASE_S (libs/outbox/outbox.h); while it is in flight here its lease is renewed, so
+ * another instance never sends it too. A sweep every few seconds claims the rows whose lease ran
+ * out (a crash, a failed delivery), skipping those in flight here: what librdkafka still holds is
+ * never produced twice (consumers dedupe by event id anyway). */
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,8 +141,8 @@ void member_events_on_delivery(struct ingest *app, const char *outbox_id, rd_kaf
     app->relayed_events++;
 }
 
-void member_events_publish(struct ingest *app, const char *outbox_id, const char *member_id,
-                           const uint8_t *payload, size_t len)
+void member_events_publish(struct ingest *app, const char *outbox_id, const char *topic,
+                           const char *member_id, const uint8_t *payload, size_t len)
 {
     char why[128];
     Envelope *env = envelope_decode(payload, len, why, sizeof(why));
@@ -151,8 +151,7 @@ void member_events_publish(struct ingest *app, const char *outbox_id, const char
     struct delivery *d = delivery_new(DELIVERY_MEMBER_EVENT, outbox_id);
     int64_t id = strtoll(outbox_id, NULL, 10);
     relay_track(app, id);
-    rd_kafka_resp_err_t e =
-        bus_produce(app->producer, TOPIC_MEMBER_EVENTS, member_id, payload, len, headers, d);
+    rd_kafka_resp_err_t e = bus_produce(app->producer, topic, member_id, payload, len, headers, d);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
         free(d); /* no delivery report comes for a message not enqueued */
         relay_untrack(app, id);
@@ -162,19 +161,28 @@ void member_events_publish(struct ingest *app, const char *outbox_id, const char
                    rd_kafka_err2str(e), NULL);
 }
 
+void member_events_publish_rows(struct ingest *app, const PGresult *res, int col)
+{
+    for (int i = 0; i < PQntuples(res); i++) {
+        if (PQgetisnull(res, i, col))
+            continue;
+        size_t len = 0;
+        unsigned char *raw =
+            PQunescapeBytea((const unsigned char *)PQgetvalue(res, i, col + 3), &len);
+        if (!raw)
+            continue; /* no memory: the sweep sends it once its lease is over */
+        member_events_publish(app, PQgetvalue(res, i, col), PQgetvalue(res, i, col + 1),
+                              PQgetvalue(res, i, col + 2), raw, len);
+        PQfreemem(raw);
+    }
+}
+
 static void on_stranded(void *arg, PGresult *res, const char *err, const char *sqlstate)
 {
     struct ingest *app = arg;
     if (!res)
         return; /* the database is down; the next sweep tries again */
-    for (int i = 0; i < PQntuples(res); i++) {
-        size_t len = 0;
-        unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(res, i, 3), &len);
-        if (!raw)
-            continue;
-        member_events_publish(app, PQgetvalue(res, i, 0), PQgetvalue(res, i, 2), raw, len);
-        PQfreemem(raw);
-    }
+    member_events_publish_rows(app, res, 0);
 }
 
 static void on_renewed(void *arg, PGresult *res, const char *err, const char *sqlstate)
