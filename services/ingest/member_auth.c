@@ -125,13 +125,14 @@ static void send_code(struct req *r, const char *member_id, const char *code_id,
     Envelope env;
     Actor actor;
     Tessera__Notification__V1__NotifyRequest m;
-    Tessera__Notification__V1__Variable vars[3], *var_ptrs[3] = {&vars[0], &vars[1], &vars[2]};
+    Tessera__Notification__V1__Variable vars[4],
+        *var_ptrs[4] = {&vars[0], &vars[1], &vars[2], &vars[3]};
     char *channels[] = {"sms"};
     char request_id[64];
     snprintf(request_id, sizeof(request_id), "login_code:%s", code_id);
     envelope_init(&env, &actor, &meta);
     tessera__notification__v1__notify_request__init(&m);
-    for (size_t i = 0; i < 3; i++)
+    for (size_t i = 0; i < 4; i++)
         tessera__notification__v1__variable__init(&vars[i]);
     vars[0].name = "code";
     vars[0].value_case = TESSERA__NOTIFICATION__V1__VARIABLE__VALUE_TEXT;
@@ -142,13 +143,16 @@ static void send_code(struct req *r, const char *member_id, const char *code_id,
     vars[2].name = "recipient.phone";
     vars[2].value_case = TESSERA__NOTIFICATION__V1__VARIABLE__VALUE_TEXT;
     vars[2].text = (char *)json_string_value(json_object_get(r->body, "phone"));
+    vars[3].name = "expires_minutes"; /* what the default template shows */
+    vars[3].value_case = TESSERA__NOTIFICATION__V1__VARIABLE__VALUE_NUMBER;
+    vars[3].number = CODE_TTL_S / 60;
     m.request_id = request_id;
     m.template_ = "login_code";
     m.purpose = "transactional";
     m.priority = "high";
     m.n_channels = 1;
     m.channels = channels;
-    m.n_variables = 3;
+    m.n_variables = 4;
     m.variables = var_ptrs;
     m.expires_at_us = expires_at_us;
     env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_NOTIFY_REQUEST;

@@ -499,7 +499,8 @@ static bool moves_balances(const struct outcome *o)
 
 /* The facts of a posted command, keyed like its verdict, and the
  * receipt the member hears of it (receipts.c). */
-static void emit_facts(struct pipeline_batch *b, const struct outcome *o, const char *key)
+static void emit_facts(struct ledger_ctx *l, struct pipeline_batch *b, const struct outcome *o,
+                       const char *key)
 {
     char fact_id[UUID_STR_SIZE] = "";
     if (cards_command_id(o->cmd)) {
@@ -512,7 +513,7 @@ static void emit_facts(struct pipeline_batch *b, const struct outcome *o, const 
         else
             fact_id[0] = '\0';
     }
-    receipts_emit(b, o, fact_id);
+    receipts_emit(l, b, o, fact_id);
 }
 
 /* Every command kind's one path: decide, undo a rejection, record the
@@ -558,7 +559,7 @@ static void apply_one(struct ledger_ctx *l, struct pipeline_batch *b, const Enve
     ledger_verdict_add(l, cmd->tenant_id, cmd_id, copy, vlen);
     const char *key = tenant ? cmd->tenant_id : cmd->member_id;
     if (!o.reject_code) {
-        emit_facts(b, &o, key);
+        emit_facts(l, b, &o, key);
         l->batch_posted++;
     } else {
         l->batch_rejected++;

@@ -319,7 +319,8 @@ void firstday_limit_set(struct ledger_ctx *l, const char *tenant_id, int64_t lim
  * fact_event_id, "" when none was emitted) asks notification to send the
  * member, into the batch's outbox on notify-requests; none for commands
  * that send no receipt. Pipeline thread, while applying the batch. */
-void receipts_emit(struct pipeline_batch *b, const struct outcome *o, const char *fact_event_id);
+void receipts_emit(struct ledger_ctx *l, struct pipeline_batch *b, const struct outcome *o,
+                   const char *fact_event_id);
 
 /* prepaid.c: after store_write, in the batch's transaction: the tenants'
  * outstanding prepaid value and their threshold crossings (as events). */

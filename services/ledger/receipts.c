@@ -25,7 +25,7 @@
 typedef Tessera__Notification__V1__NotifyRequest NotifyRequest;
 typedef Tessera__Notification__V1__Variable Variable;
 
-#define RECEIPT_VARS_MAX       12
+#define RECEIPT_VARS_MAX       20
 #define RECEIPT_REQUEST_ID_MAX (32 + UUID_STR_SIZE)
 
 /* A receipt's variables, being built on the stack. */
@@ -82,8 +82,12 @@ static void vars_balances(struct receipt_vars *rv, const struct ledger_member *m
     var_number(rv, "balance.points", m->points);
 }
 
-static void vars_card(struct receipt_vars *rv, const struct card *k)
+/* The card's variables; its name is its product's when the batch loaded
+ * the product (a sale), else the product id (a use knows only the card). */
+static void vars_card(struct ledger_ctx *l, struct receipt_vars *rv, const struct card *k)
 {
+    const struct product *p = cards_product_find(l->cards, k->tenant_id, k->product_id, false);
+    var_text(rv, "card.name", p && p->found && p->name[0] ? p->name : k->product_id);
     var_text(rv, "card.id", k->card_id);
     var_text(rv, "card.product_id", k->product_id);
     var_text(rv, "card.kind", rules_card_kind_name(k->st.kind));
@@ -93,7 +97,8 @@ static void vars_card(struct receipt_vars *rv, const struct card *k)
 
 /* The template of a posted command's receipt, filling its own variables;
  * NULL when the command sends none. */
-static const char *receipt_template(const struct outcome *o, struct receipt_vars *rv)
+static const char *receipt_template(struct ledger_ctx *l, const struct outcome *o,
+                                    struct receipt_vars *rv)
 {
     const Envelope *c = o->cmd;
     if (c->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_TOP_UP_STORED_VALUE) {
@@ -106,6 +111,7 @@ static const char *receipt_template(const struct outcome *o, struct receipt_vars
         var_money(rv, "charged", o->charged);
         var_money(rv, "discount", o->discount);
         var_text(rv, "payment_method", c->record_purchase->payment_method);
+        var_money(rv, "paid.stored_value", o->paid_principal + o->paid_bonus);
         return "receipt.purchase";
     }
     if (o->is_refund) {
@@ -120,26 +126,30 @@ static const char *receipt_template(const struct outcome *o, struct receipt_vars
     const char *type = cards_command_type(c);
     if (strcmp(type, "card_issue") == 0) {
         var_money(rv, "amount", o->amount);
-        vars_card(rv, o->card);
+        vars_card(l, rv, o->card);
+        var_number(rv, "card.uses", o->card->st.uses_left);
+        var_time(rv, "card.expires_at", o->card->st.valid_to_us);
         return "card.sold";
     }
     if (strcmp(type, "card_use") == 0) {
-        vars_card(rv, o->card);
+        vars_card(l, rv, o->card);
         return "card.used";
     }
     return NULL;
 }
 
-void receipts_emit(struct pipeline_batch *b, const struct outcome *o, const char *fact_event_id)
+void receipts_emit(struct ledger_ctx *l, struct pipeline_batch *b, const struct outcome *o,
+                   const char *fact_event_id)
 {
     if (!o->member || !fact_event_id[0])
         return; /* a tenant command: nobody to tell */
     struct receipt_vars rv = {.n = 0};
-    const char *template = receipt_template(o, &rv);
+    const char *template = receipt_template(l, o, &rv);
     if (!template)
         return;
     vars_balances(&rv, o->member);
     var_text(&rv, "branch.id", o->cmd->branch_id);
+    var_text(&rv, "branch.name", o->cmd->branch_id); /* the ledger knows no branch names */
     var_time(&rv, "time", o->cmd->occurred_at_us);
 
     char request_id[RECEIPT_REQUEST_ID_MAX];

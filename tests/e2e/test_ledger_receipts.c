@@ -23,7 +23,7 @@
 
 #define DEADLINE_MS  20000
 #define RECEIPTS_MAX 16
-#define VARS_MAX     16
+#define VARS_MAX     24
 
 /* ------------------------------------------------------------ requests */
 struct seen_var {
@@ -342,6 +342,7 @@ static void test_one_receipt_per_fact(void **state)
     assert_int_equal(money_of(q, "balance.bonus"), 9000);
     assert_int_equal(money_of(q, "balance.stored_value"), 99000);
     assert_string_equal(text_of(q, "branch.id"), "branch-1");
+    assert_int_equal(money_of(q, "paid.stored_value"), 11000);
 
     q = expect_receipt(&s, member, "receipt.refund",
                        TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_REFUND_RECORDED, refund_op);
@@ -356,6 +357,8 @@ static void test_one_receipt_per_fact(void **state)
     assert_string_equal(text_of(q, "card.id"), card_id);
     assert_string_equal(text_of(q, "card.kind"), "count");
     assert_int_equal(number_of(q, "card.uses_left"), 5);
+    assert_int_equal(number_of(q, "card.uses"), 5);
+    assert_string_equal(text_of(q, "card.name"), "5 classes");
 
     q = expect_receipt(&s, member, "card.used",
                        TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_CARD_CHANGED, use_op);
