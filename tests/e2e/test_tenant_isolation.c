@@ -242,6 +242,16 @@ static const struct route_probe routes[] = {
     {"GET", "/v1/members/%M/ledger", NULL, APP_403, TOK_401},
     {"GET", "/v1/members/%M/quote?amount=1000&branch_id=hq", NULL, APP_403, TOK_401},
     {"GET", "/v1/reports/prepaid-liability", NULL, APP_403, TOK_401},
+    {"GET", "/v1/members/%M/consents", NULL, APP_403, TOK_401},
+    {"PUT", "/v1/members/%M/consents",
+     "{\"consents\":[{\"channel\":\"email\",\"purpose\":\"marketing\",\"granted\":true}]}", APP_403,
+     TOK_401},
+    {"POST", "/v1/members/%M/inbox/read", "{\"message_ids\":[\"probe\"]}", APP_403, TOK_401},
+    {"GET", "/v1/me/consents", NULL, 401, "unauthorized", 0},
+    {"PUT", "/v1/me/consents",
+     "{\"consents\":[{\"channel\":\"email\",\"purpose\":\"marketing\",\"granted\":true}]}", 401,
+     "unauthorized", 0},
+    {"POST", "/v1/me/inbox/read", "{\"message_ids\":[\"probe\"]}", 401, "unauthorized", 0},
 };
 #define ROUTES_COUNT (sizeof(routes) / sizeof(routes[0]))
 
@@ -371,6 +381,11 @@ static void test_app_key_and_member_token_on_every_route(void **state)
     api_response_free(&r);
     expect_probe("member token", "PUT", "/v1/me/password", "{\"password\":\"short\"}", token, 422,
                  "validation_failed");
+    r = api_call("GET", "/v1/me/consents", NULL, token, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(json_str_at(r.body, "member_id"), member);
+    assert_no_demo_data(&r);
+    api_response_free(&r);
     /* admin and pos keys are not app keys: the login routes refuse them */
     expect_probe("admin key", "POST", "/v1/auth/sms-codes", "{\"phone\":\"13900000002\"}", NULL,
                  403, "forbidden");
