@@ -3,7 +3,7 @@
 
 SHELL := /bin/bash
 BUILD := build
-PKGS := rdkafka hiredis libpq libprotobuf-c libevent libevent_pthreads jansson libsodium
+PKGS := rdkafka hiredis libpq libprotobuf-c libevent libevent_pthreads jansson libsodium libcurl
 SERVICES := ingest ledger tiering campaign notification
 
 CC ?= cc
@@ -214,7 +214,7 @@ $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(SVC_ARCHIVES) $(LIBTESSERA)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_SUPPORT_O) $(SVC_ARCHIVES) $(LIBTESSERA)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL) $(shell pkg-config --libs cmocka libcurl)
+	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL) $(shell pkg-config --libs cmocka)
 
 # --- fuzzing (clang + libFuzzer, ASan, UBSan) --------------------------------
 # Each tests/fuzz/fuzz_<name>.c is a libFuzzer target; the project's own

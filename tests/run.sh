@@ -18,6 +18,9 @@ export TESSERA_LOCAL_ADMIN_PORT_BASE=$((19100 + off))
 # the security tests (+2).
 export TESSERA_LOCAL_KAFKA_PORT=$((29092 + off))
 export TESSERA_LOCAL_KAFKA_SASL_PORT=$((29094 + off))
+# The notification providers (tests/support/notify_sinks.py): SMTP here,
+# the SMS/push webhook on the next port.
+export TESSERA_LOCAL_NOTIFY_SINKS_PORT=$((25025 + off))
 export TESSERA_LOCAL_PG_OPTIONS="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
 export TESSERA_KAFKA_SESSION_TIMEOUT_MS=6000
 # Expired Idempotency-Keys are purged every half second (test_idempotency_purge).

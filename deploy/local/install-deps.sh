@@ -16,6 +16,7 @@ packages=(
   clang-format                  # make format and the check in .ci/run (Debian 12: version 14)
   docker-compose python3-yaml   # tests validate docker-compose.yml and deploy/k8s (no engine needed)
   python3-venv python3-pip      # the pinned PyPI test tools (deploy/local/python-venv.sh)
+  python3-aiosmtpd              # the SMTP server the notification tests deliver to (tests/support/notify_sinks.py)
   openjdk-17-jre-headless maven # the local Kafka broker (deploy/kafka/) and what fetches its jars
 )
 

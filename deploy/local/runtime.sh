@@ -44,6 +44,10 @@ pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 services=(ingest ledger tiering campaign notification)
 consumers=(ledger tiering campaign notification)
 ready_timeout_s=${TESSERA_LOCAL_READY_TIMEOUT_S:-60}
+# Tests: the local notification providers (tests/support/notify_sinks.py),
+# SMTP on this port and the SMS/push webhook on the next one. Unset (make
+# run): no provider, so email, SMS and push are suppressed ("no_provider").
+sinks_port=${TESSERA_LOCAL_NOTIFY_SINKS_PORT:-}
 
 say() { echo "runtime: $*" >&2; }
 
@@ -265,6 +269,46 @@ service_env() {
     "TESSERA_API_PORT=$api_port"
   )
   if [ "$1" = ingest ]; then master_key_env; fi
+  if [ "$1" = notification ]; then notification_env; fi
+}
+
+# notification's own key for the addresses it keeps (mode 600, generated
+# on first start like the PII master key) and, in tests, its providers.
+notification_env() {
+  local key=$local_dir/notification-contact-key
+  if [ ! -s "$key" ]; then (umask 077; new_master_key >"$key"); fi
+  svc_env+=("TESSERA_NOTIFICATION_CONTACT_KEY=$(cat "$key")")
+  if [ -n "$sinks_port" ]; then
+    svc_env+=("TESSERA_NOTIFICATION_SMTP_URL=smtp://127.0.0.1:$sinks_port"
+              "TESSERA_NOTIFICATION_SMTP_TLS=none"
+              "TESSERA_NOTIFICATION_SMS_URL=http://127.0.0.1:$((sinks_port + 1))/sms"
+              "TESSERA_NOTIFICATION_PUSH_URL=http://127.0.0.1:$((sinks_port + 1))/push"
+              "TESSERA_NOTIFICATION_WEBHOOK_SECRET=$(sinks_secret)"
+              "TESSERA_NOTIFICATION_BACKOFF_BASE_MS=${TESSERA_NOTIFICATION_BACKOFF_BASE_MS:-200}"
+              "TESSERA_NOTIFICATION_BACKOFF_MAX_MS=${TESSERA_NOTIFICATION_BACKOFF_MAX_MS:-1000}"
+              "TESSERA_NOTIFICATION_BREAKER_OPEN_MS=${TESSERA_NOTIFICATION_BREAKER_OPEN_MS:-500}")
+  fi
+}
+
+sinks_secret() {
+  local f=$local_dir/notify-sinks-secret
+  if [ ! -s "$f" ]; then (umask 077; new_master_key >"$f"); fi
+  cat "$f"
+}
+
+# The notification tests' SMTP server and webhook sink: they record what
+# they receive under $local_dir/sinks (see tests/support/notify_sinks.py).
+start_sinks() {
+  [ -n "$sinks_port" ] || return 0
+  local file=$local_dir/pids/sinks.pid
+  mkdir -p "$local_dir/sinks" "$local_dir/pids" "$local_dir/logs"
+  pid_alive "$file" && return 0
+  # Debian's python3, which has python3-aiosmtpd (install-deps.sh).
+  setsid /usr/bin/python3 "$repo/tests/support/notify_sinks.py" --dir "$local_dir/sinks" \
+    --smtp-port "$sinks_port" --http-port $((sinks_port + 1)) >>"$local_dir/logs/sinks.log" 2>&1 &
+  echo $! >"$file"
+  wait_for "the notification sinks (see $local_dir/logs/sinks.log)" 20 \
+    curl -fsS "http://127.0.0.1:$((sinks_port + 1))/healthz"
 }
 
 migrate_all() {
@@ -350,6 +394,7 @@ cmd_start() {
   migrate_all
   reencrypt_pii
   seed_demo
+  start_sinks
   start_services
 }
 
@@ -389,6 +434,7 @@ cmd_destroy() {
 
 cmd_stop() {
   stop_services
+  stop_pidfile sinks
   stop_broker
   stop_redis
   stop_postgres
@@ -425,6 +471,10 @@ case ${1:-} in
     echo "TESSERA_KAFKA_BOOTSTRAP=$(kafka_bootstrap)"
     echo "TESSERA_API_URL=http://127.0.0.1:$api_port"
     echo "TESSERA_API_KEY=$(cat "$local_dir/api-key" 2>/dev/null)"
+    if [ -n "$sinks_port" ]; then
+      echo "TESSERA_NOTIFY_SINKS_DIR=$local_dir/sinks"
+      echo "TESSERA_NOTIFICATION_WEBHOOK_SECRET=$(sinks_secret)"
+    fi
     ;;
   *) echo "usage: $0 start|stop|start-service S|stop-service S|kill-service S|launch-service S|start-instance S N|stop-instance S N|kill-instance S N|restart-kafka|recreate-kafka|stop-kafka|start-kafka|kill-kafka|stop-postgres|start-postgres|stop-redis|start-redis|audit|destroy|env" >&2; exit 2 ;;
 esac

@@ -186,6 +186,8 @@ int consumer_service_run(int argc, char **argv, const struct consumer_service *s
             pipeline_request_stop(r.pipelines[i]);
     for (size_t i = 0; i < CONSUMER_WORKERS_MAX; i++)
         pipeline_join(r.pipelines[i]); /* NULL is fine */
+    if (svc->teardown)
+        svc->teardown(svc->ctx);
     bool failed = !r.stopping;
     admin_server_free(admin);
     service_signals_free(signals);

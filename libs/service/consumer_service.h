@@ -35,6 +35,9 @@ struct consumer_service {
     /* Optional: called once configuration is loaded, before the pipeline
      * starts (connect the cache, load settings). 0 or -1 to exit. */
     int (*setup)(void *ctx, const struct service_common_config *common);
+    /* Optional: called once the pipelines have stopped, before exit (stop
+     * what setup started). */
+    void (*teardown)(void *ctx);
     /* Optional: extra readiness checks and metrics. */
     bool (*ready)(void *ctx, json_t *checks);
     void (*metrics)(void *ctx, struct evbuffer *out);

@@ -94,7 +94,7 @@ static void on_changed(void *arg, PGresult *res, const char *err, const char *sq
         req_fail_no_member(r);
         return;
     }
-    member_events_publish_rows(r->app, res, 1);
+    outbox_events_publish_rows(r->app, res, 1);
     consents_reply(r);
 }
 

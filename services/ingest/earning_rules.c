@@ -207,8 +207,8 @@ static void on_published(void *arg, PGresult *res, const char *err, const char *
         req_fail_db(rules_put_release(put), err);
         return;
     }
-    member_events_publish(r->app, PQgetvalue(res, 0, 0), TOPIC_MEMBER_EVENTS, r->caller.tenant_id,
-                          r->command, r->command_len);
+    member_events_publish(r->app, PQgetvalue(res, 0, 0), r->caller.tenant_id, r->command,
+                          r->command_len);
     put->deadline_ms = monotonic_ms() + r->wait_ms;
     put->timer = evtimer_new(r->app->base, on_poll_tick, put);
     assert(put->timer);

@@ -32,7 +32,7 @@ static void on_erased(void *arg, PGresult *res, const char *err, const char *sql
     struct req *r = arg;
     if (!req_member_row(r, res, err))
         return;
-    member_events_publish_rows(r->app, res, 2);
+    outbox_events_publish_rows(r->app, res, 2);
     req_finish(r, 200,
                json_pack("{s:s, s:b, s:s}", "member_id", PQgetvalue(res, 0, 0),
                          "personal_data_erased", 1, "erased_at", PQgetvalue(res, 0, 1)));

@@ -25,7 +25,7 @@ static void on_queued(void *arg, PGresult *res, const char *err, const char *sql
     struct req *r = arg;
     if (!req_member_row(r, res, err))
         return;
-    member_events_publish_rows(r->app, res, 0);
+    outbox_events_publish_rows(r->app, res, 0);
     req_finish(r, 202, json_pack("{s:s, s:s}", "member_id", r->member_id, "status", "accepted"));
 }
 

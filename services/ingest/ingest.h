@@ -476,13 +476,26 @@ json_t *balances_json(int64_t points, int64_t points_pending, int64_t principal,
 json_t *balances_json_of(const Balances *b);
 void member_view_reply(struct req *r, const char *member_id);
 
+/* inbox.c: GET /v1/members/{id}/inbox and GET /v1/me/inbox. */
+void inbox_get(struct http_exchange *ex, void *app);
+void inbox_get_mine(struct http_exchange *ex, void *app);
+/* notify_config.c: templates and the notification policy. */
+void notify_template_put(struct http_exchange *ex, void *app);
+void notify_template_get(struct http_exchange *ex, void *app);
+void notify_policy_put(struct http_exchange *ex, void *app);
+void notify_policy_get(struct http_exchange *ex, void *app);
+
 /* member_events.c: ingest's own outbox, relayed after commit */
-/* Produces one outbox row (its id, topic, key and encoded envelope). */
-void member_events_publish(struct ingest *app, const char *outbox_id, const char *topic,
-                           const char *member_id, const uint8_t *payload, size_t len);
+/* A MemberRegistered (or earning rule change) row on member-events. */
+void member_events_publish(struct ingest *app, const char *outbox_id, const char *member_id,
+                           const uint8_t *payload, size_t len);
+/* A row of any topic (notify-requests: contacts, consents, inbox reads
+ * keyed by member; templates and notification policy keyed by tenant). */
+void outbox_events_publish(struct ingest *app, const char *topic, const char *outbox_id,
+                           const char *key, const uint8_t *payload, size_t len);
 /* Produces the outbox rows of res: columns col.. are id, topic, key and
  * payload (bytea); rows with a NULL id are skipped. */
-void member_events_publish_rows(struct ingest *app, const PGresult *res, int col);
+void outbox_events_publish_rows(struct ingest *app, const PGresult *res, int col);
 void member_events_sweep(evutil_socket_t fd, short what, void *arg);
 /* Frees what the relay keeps (at exit, after the last delivery report). */
 void member_events_free(struct ingest *app);

@@ -118,6 +118,12 @@ GUARDED(route_me_consents_get, consents_me_get)
 GUARDED(route_me_consents_put, consents_me_put)
 GUARDED(route_inbox_read, inbox_read_post)
 GUARDED(route_me_inbox_read, inbox_read_me_post)
+GUARDED(route_inbox, inbox_get)
+GUARDED(route_me_inbox, inbox_get_mine)
+GUARDED(route_template_put, notify_template_put)
+GUARDED(route_template_get, notify_template_get)
+GUARDED(route_notify_policy_put, notify_policy_put)
+GUARDED(route_notify_policy_get, notify_policy_get)
 
 static const struct http_route api_routes[] = {
     {"POST", "/v1/members", route_register},
@@ -159,6 +165,12 @@ static const struct http_route api_routes[] = {
     {"PUT", "/v1/me/consents", route_me_consents_put},
     {"POST", "/v1/members/{member_id}/inbox/read", route_inbox_read},
     {"POST", "/v1/me/inbox/read", route_me_inbox_read},
+    {"GET", "/v1/members/{member_id}/inbox", route_inbox},
+    {"GET", "/v1/me/inbox", route_me_inbox},
+    {"PUT", "/v1/templates/{name}", route_template_put},
+    {"GET", "/v1/templates/{name}", route_template_get},
+    {"PUT", "/v1/config/notifications", route_notify_policy_put},
+    {"GET", "/v1/config/notifications", route_notify_policy_get},
 };
 
 static bool ingest_ready(void *ctx, json_t *checks)

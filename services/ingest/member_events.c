@@ -141,8 +141,14 @@ void member_events_on_delivery(struct ingest *app, const char *outbox_id, rd_kaf
     app->relayed_events++;
 }
 
-void member_events_publish(struct ingest *app, const char *outbox_id, const char *topic,
-                           const char *member_id, const uint8_t *payload, size_t len)
+void member_events_publish(struct ingest *app, const char *outbox_id, const char *member_id,
+                           const uint8_t *payload, size_t len)
+{
+    outbox_events_publish(app, TOPIC_MEMBER_EVENTS, outbox_id, member_id, payload, len);
+}
+
+void outbox_events_publish(struct ingest *app, const char *topic, const char *outbox_id,
+                           const char *key, const uint8_t *payload, size_t len)
 {
     char why[128];
     Envelope *env = envelope_decode(payload, len, why, sizeof(why));
@@ -151,7 +157,7 @@ void member_events_publish(struct ingest *app, const char *outbox_id, const char
     struct delivery *d = delivery_new(DELIVERY_MEMBER_EVENT, outbox_id);
     int64_t id = strtoll(outbox_id, NULL, 10);
     relay_track(app, id);
-    rd_kafka_resp_err_t e = bus_produce(app->producer, topic, member_id, payload, len, headers, d);
+    rd_kafka_resp_err_t e = bus_produce(app->producer, topic, key, payload, len, headers, d);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
         free(d); /* no delivery report comes for a message not enqueued */
         relay_untrack(app, id);
@@ -161,7 +167,7 @@ void member_events_publish(struct ingest *app, const char *outbox_id, const char
                    rd_kafka_err2str(e), NULL);
 }
 
-void member_events_publish_rows(struct ingest *app, const PGresult *res, int col)
+void outbox_events_publish_rows(struct ingest *app, const PGresult *res, int col)
 {
     for (int i = 0; i < PQntuples(res); i++) {
         if (PQgetisnull(res, i, col))
@@ -171,7 +177,7 @@ void member_events_publish_rows(struct ingest *app, const PGresult *res, int col
             PQunescapeBytea((const unsigned char *)PQgetvalue(res, i, col + 3), &len);
         if (!raw)
             continue; /* no memory: the sweep sends it once its lease is over */
-        member_events_publish(app, PQgetvalue(res, i, col), PQgetvalue(res, i, col + 1),
+        outbox_events_publish(app, PQgetvalue(res, i, col + 1), PQgetvalue(res, i, col),
                               PQgetvalue(res, i, col + 2), raw, len);
         PQfreemem(raw);
     }
@@ -182,7 +188,7 @@ static void on_stranded(void *arg, PGresult *res, const char *err, const char *s
     struct ingest *app = arg;
     if (!res)
         return; /* the database is down; the next sweep tries again */
-    member_events_publish_rows(app, res, 0);
+    outbox_events_publish_rows(app, res, 0);
 }
 
 static void on_renewed(void *arg, PGresult *res, const char *err, const char *sqlstate)

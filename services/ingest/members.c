@@ -209,7 +209,7 @@ static void on_inserted(void *arg, PGresult *res, const char *err, const char *s
         reply_duplicate_phone(r);
         return;
     }
-    member_events_publish_rows(r->app, res, 0);
+    outbox_events_publish_rows(r->app, res, 0);
     char location[200];
     snprintf(location, sizeof(location), "/v1/members/%s", r->member_id);
     req_finish_with(r, 201, registration_answer(r), "Location", location, NULL);

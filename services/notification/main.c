@@ -1,29 +1,94 @@
-/* tessera-notification: renders and delivers messages under consent, quiet
- * hours, caps and de-duplication. It consumes notify-requests; today it
- * keeps the per-tenant tally that delivery will build on. Delivery
- * status will go to notify-events. */
+/* tessera-notification: renders and delivers messages (inbox, email, SMS,
+ * push) under consent, quiet hours, caps and de-duplication. It consumes
+ * notify-requests (apply.c), sends through SMTP and webhooks on its own
+ * delivery thread (sender.c) and reports outcomes on notify-events. */
 #include "bus/topics.h"
+#include "notification.h"
 #include "service/consumer_service.h"
-#include "service/event_tally.h"
+#include "log/log.h"
+#include <string.h>
 
 extern const struct db_migration notification_migrations[];
 extern const unsigned notification_migrations_count;
 
 static struct service_common_config common;
 static long long batch_max, poll_timeout_ms;
+struct notify_config notify_cfg;
 
+/* clang-format off */
 static const struct config_entry config_table[] = {
     SERVICE_COMMON_CONFIG(common, "9104"),
     {"TESSERA_NOTIFICATION_BATCH_MAX", CONFIG_INT, &batch_max, "1000", 1, PIPELINE_BATCH_MAX, false,
      "events applied in one transaction at most"},
     {"TESSERA_NOTIFICATION_POLL_TIMEOUT_MS", CONFIG_INT, &poll_timeout_ms, "200", 1, 5000, false,
      "how long a poll waits for the first event"},
+    {"TESSERA_NOTIFICATION_CONTACT_KEY", CONFIG_STRING, &notify_cfg.contact_key_hex, "", 0, 0, true,
+     "64 hex digits: the key members' addresses are sealed with at rest (empty: unsealed)"},
+    {"TESSERA_NOTIFICATION_SMTP_URL", CONFIG_STRING, &notify_cfg.smtp_url, "", 0, 0, false,
+     "smtp://host:port (smtps:// for implicit TLS); empty: email is suppressed (no_provider)"},
+    {"TESSERA_NOTIFICATION_SMTP_FROM", CONFIG_STRING, &notify_cfg.smtp_from, "noreply@tessera.local",
+     0, 0, false, "the envelope and header sender of email"},
+    {"TESSERA_NOTIFICATION_SMTP_USERNAME", CONFIG_STRING, &notify_cfg.smtp_username, "", 0, 0,
+     false, "SMTP AUTH user (empty: no AUTH)"},
+    {"TESSERA_NOTIFICATION_SMTP_PASSWORD", CONFIG_STRING, &notify_cfg.smtp_password, "", 0, 0, true,
+     "SMTP AUTH password"},
+    {"TESSERA_NOTIFICATION_SMTP_TLS", CONFIG_STRING, &notify_cfg.smtp_tls, "try", 0, 0, false,
+     "STARTTLS: none, try or required"},
+    {"TESSERA_NOTIFICATION_SMS_URL", CONFIG_STRING, &notify_cfg.sms_url, "", 0, 0, false,
+     "the SMS provider's webhook; empty: SMS is suppressed (no_provider)"},
+    {"TESSERA_NOTIFICATION_PUSH_URL", CONFIG_STRING, &notify_cfg.push_url, "", 0, 0, false,
+     "the push provider's webhook; empty: push is suppressed (no_provider)"},
+    {"TESSERA_NOTIFICATION_WEBHOOK_SECRET", CONFIG_STRING, &notify_cfg.webhook_secret, "", 0, 0,
+     true, "shared secret of the webhooks' X-Tessera-Signature (HMAC-SHA256)"},
+    {"TESSERA_NOTIFICATION_SEND_TIMEOUT_MS", CONFIG_INT, &notify_cfg.send_timeout_ms, "10000", 100,
+     120000, false, "one send's time limit (connect included)"},
+    {"TESSERA_NOTIFICATION_ATTEMPTS_MAX", CONFIG_INT, &notify_cfg.attempts_max, "8", 1, 100, false,
+     "sends of one message before it fails (retries_exhausted)"},
+    {"TESSERA_NOTIFICATION_BACKOFF_BASE_MS", CONFIG_INT, &notify_cfg.backoff_base_ms, "1000", 1,
+     3600000, false, "the first retry's delay; doubled each time, with jitter"},
+    {"TESSERA_NOTIFICATION_BACKOFF_MAX_MS", CONFIG_INT, &notify_cfg.backoff_max_ms, "300000", 1,
+     86400000, false, "the longest delay between retries"},
+    {"TESSERA_NOTIFICATION_INFLIGHT_HIGH", CONFIG_INT, &notify_cfg.inflight_high, "16", 1, 256,
+     false, "sends of the high lane (login codes) in flight at most: never used by bulk"},
+    {"TESSERA_NOTIFICATION_INFLIGHT_BULK", CONFIG_INT, &notify_cfg.inflight_bulk, "64", 1, 256,
+     false, "sends of the normal and bulk lanes in flight at most (a slice)"},
+    {"TESSERA_NOTIFICATION_BREAKER_FAILURES", CONFIG_INT, &notify_cfg.breaker_failures, "5", 1,
+     1000, false, "failures in a row that open a provider's circuit breaker"},
+    {"TESSERA_NOTIFICATION_BREAKER_OPEN_MS", CONFIG_INT, &notify_cfg.breaker_open_ms, "5000", 10,
+     600000, false, "how long an open breaker sends nothing before one probe"},
 };
+/* clang-format on */
+
+static int notify_setup(void *ctx, const struct service_common_config *c)
+{
+    const char *tls = notify_cfg.smtp_tls;
+    if (strcmp(tls, "none") != 0 && strcmp(tls, "try") != 0 && strcmp(tls, "required") != 0) {
+        log_fields(LOG_ERROR, "TESSERA_NOTIFICATION_SMTP_TLS must be none, try or required", NULL);
+        return -1;
+    }
+    if (notify_seal_init(notify_cfg.contact_key_hex) < 0) {
+        log_fields(LOG_ERROR, "TESSERA_NOTIFICATION_CONTACT_KEY must be 64 hex digits", NULL);
+        return -1;
+    }
+    if (notify_sender_start(c) < 0) {
+        log_fields(LOG_ERROR, "cannot start the delivery worker", NULL);
+        return -1;
+    }
+    return 0;
+}
+
+static void notify_teardown(void *ctx)
+{
+    notify_sender_stop();
+}
 
 int main(int argc, char **argv)
 {
     static const char *const topics[] = {TOPIC_NOTIFY_REQUESTS};
-    static const struct pipeline_ops ops = {.apply = event_tally_apply};
+    static struct notify_ctx ctx;
+    static const struct pipeline_ops ops = {.apply = notify_apply_batch,
+                                            .after_commit = notify_after_commit,
+                                            .begin_batch = notify_begin_batch};
     const struct consumer_service svc = {
         .name = "notification",
         .summary = "tessera-notification: message delivery",
@@ -34,6 +99,9 @@ int main(int argc, char **argv)
         .migrations = notification_migrations,
         .migration_count = notification_migrations_count,
         .ops = &ops,
+        .ctx = &ctx,
+        .setup = notify_setup,
+        .teardown = notify_teardown,
     };
     return consumer_service_run(argc, argv, &svc, config_table,
                                 sizeof(config_table) / sizeof(config_table[0]), &common, &batch_max,

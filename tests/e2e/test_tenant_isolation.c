@@ -121,6 +121,8 @@ static void expand(char *out, size_t len, const char *tmpl)
             v = demo.phone;
         else if (t[0] == '%' && t[1] == 'K')
             v = demo.key_id;
+        else if (t[0] == '%' && t[1] == 'N')
+            v = "receipt.top_up";
         if (v) {
             n += (size_t)snprintf(out + n, len - n, "%s", v);
             t++;
@@ -157,6 +159,11 @@ static const struct probe probes[] = {
      "{\"kind\":\"stored_value\",\"reason\":\"probe\",\"branch_id\":\"hq\"}", 404, "not_found"},
     {"DELETE", "/v1/api-keys/%K", NULL, 404, "not_found"},
     {"DELETE", "/v1/members/%M/personal-data", NULL, 404, "not_found"},
+    {"GET", "/v1/members/%M/consents", NULL, 404, "not_found"},
+    {"PUT", "/v1/members/%M/consents",
+     "{\"consents\":[{\"channel\":\"sms\",\"purpose\":\"marketing\",\"granted\":true}]}", 404,
+     "not_found"},
+    {"POST", "/v1/members/%M/inbox/read", "{\"message_ids\":[\"probe\"]}", 404, "not_found"},
     {"POST", "/v1/api-keys", "{\"name\":\"x\",\"scope\":\"pos\",\"branch_id\":\"branch-1\"}", 422,
      "validation_failed"},
     {"POST", "/v1/members", "{\"name\":\"x\",\"phone\":\"13900000000\",\"branch_id\":\"branch-1\"}",
@@ -252,6 +259,12 @@ static const struct route_probe routes[] = {
      "{\"consents\":[{\"channel\":\"email\",\"purpose\":\"marketing\",\"granted\":true}]}", 401,
      "unauthorized", 0},
     {"POST", "/v1/me/inbox/read", "{\"message_ids\":[\"probe\"]}", 401, "unauthorized", 0},
+    {"GET", "/v1/members/%M/inbox", NULL, APP_403, TOK_401},
+    {"GET", "/v1/me/inbox", NULL, 401, "unauthorized", 0},
+    {"PUT", "/v1/templates/%N", "{\"locale\":\"en\",\"body\":\"x\"}", APP_403, TOK_401},
+    {"GET", "/v1/templates/%N", NULL, APP_403, TOK_401},
+    {"PUT", "/v1/config/notifications", "{\"time_zone\":\"UTC\"}", APP_403, TOK_401},
+    {"GET", "/v1/config/notifications", NULL, APP_403, TOK_401},
 };
 #define ROUTES_COUNT (sizeof(routes) / sizeof(routes[0]))
 
@@ -260,11 +273,12 @@ static void route_pattern(const char *path, char *out, size_t len)
 {
     static const struct {
         const char *from, *to;
-    } names[] = {{"%M", "{member_id}"}, {"%O", "{operation_id}"}, {"%K", "{key_id}"}};
+    } names[] = {
+        {"%M", "{member_id}"}, {"%O", "{operation_id}"}, {"%K", "{key_id}"}, {"%N", "{name}"}};
     size_t n = 0;
     for (const char *p = path; *p && *p != '?' && n + 16 < len; p++) {
         const char *to = NULL;
-        for (size_t i = 0; i < 3 && p[0] == '%'; i++)
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]) && p[0] == '%'; i++)
             if (p[1] == names[i].from[1])
                 to = names[i].to;
         if (to) {

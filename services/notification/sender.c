@@ -1,0 +1,479 @@
+/* The delivery worker: one thread with its own PostgreSQL connection and
+ * a libcurl multi handle, so sends never block the consumer's loop and
+ * many run at once.
+ *
+ * Each round it claims due deliveries (pending, held past quiet hours,
+ * or a "sending" row whose lease ran out because a worker died) with FOR
+ * UPDATE SKIP LOCKED, lane by lane:
+ *   - the high lane (login codes) first, with its own in-flight slots
+ *     (TESSERA_NOTIFICATION_INFLIGHT_HIGH) that bulk can never fill;
+ *   - normal and bulk after it, in bounded slices (INFLIGHT_BULK), so a
+ *     campaign of 100 000 messages is drained a slice at a time and a
+ *     code that arrives meanwhile is claimed in the next round.
+ * A provider whose circuit breaker is open is not claimed for at all (its
+ * rows wait; other providers and lanes go on).
+ *
+ * When a send completes, its row and its outcome (NotificationDelivered
+ * or NotificationFailed, on notify-events through the outbox; a failure
+ * also on dead-letter) commit together. A transient failure is retried
+ * with exponential back-off and jitter up to ATTEMPTS_MAX; a permanent
+ * one fails at once. A crash between the provider's answer and that
+ * commit sends the message again after the lease: at least once, with
+ * the same message id for the provider to de-duplicate on. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include "bus/topics.h"
+#include "clock/clock.h"
+#include "db/db.h"
+#include "log/log.h"
+#include "rules_delivery.h"
+#include "metrics/metrics.h"
+#include "transfer.h"
+
+#define SENDER_LEASE_S        60 /* a claimed row is another worker's after this */
+#define SENDER_STR_(x)        #x
+#define SENDER_STR(x)         SENDER_STR_(x)
+#define SENDER_CLAIM_EVERY_MS 10  /* at most this often under load */
+#define SENDER_IDLE_WAIT_MS   100 /* poll the table this often when idle */
+#define SENDER_BUSY_WAIT_MS   10
+#define SENDER_RECONNECT_MS   1000
+#define SENDER_INFLIGHT_MAX   1024
+
+static const char *const provider_channels[PROVIDER_COUNT] = {"email", "sms", "push"};
+
+struct sender {
+    pthread_t thread;
+    atomic_bool stop;
+    bool started;
+    char dsn[1024];
+    int statement_timeout_ms;
+    PGconn *pg;
+    CURLM *multi;
+    int inflight[2]; /* [0] high lane, [1] normal and bulk */
+    struct breaker breakers[PROVIDER_COUNT];
+};
+
+static struct sender S;
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static const char *provider_url(enum provider p)
+{
+    return p == PROVIDER_SMTP  ? notify_cfg.smtp_url
+           : p == PROVIDER_SMS ? notify_cfg.sms_url
+                               : notify_cfg.push_url;
+}
+
+static void transfer_free(struct transfer *t)
+{
+    if (!t)
+        return;
+    if (t->easy)
+        curl_easy_cleanup(t->easy);
+    curl_slist_free_all(t->headers);
+    if (t->payload)
+        sodium_memzero(t->payload, t->payload_len);
+    free(t->payload);
+    free(t->tenant_id), free(t->request_id), free(t->member_id), free(t->channel);
+    free(t->message_id), free(t->template_name), free(t->address), free(t->subject);
+    free(t->body), free(t->html);
+    free(t);
+}
+
+/* Counts an outcome per channel in /metrics (any thread). */
+static void count_outcome(const char *channel, const char *outcome)
+{
+    const char *values[2] = {channel, outcome};
+    metrics_inc(metrics_series(metrics_counter("tessera_notification_sends_total",
+                                               "External send attempts by channel and outcome "
+                                               "(delivered, retry, failed, expired).",
+                                               "channel,outcome"),
+                               values));
+}
+
+static char *dup_value(const PGresult *res, int row, int col)
+{
+    char *s = strdup(PQgetisnull(res, row, col) ? "" : PQgetvalue(res, row, col));
+    if (!s)
+        abort(); /* out of memory */
+    return s;
+}
+
+/* The address column: sealed bytea, opened here. NULL when unreadable. */
+static char *address_of(const PGresult *res, int row, int col)
+{
+    if (PQgetisnull(res, row, col))
+        return NULL;
+    size_t len = 0;
+    unsigned char *bin = PQunescapeBytea((const unsigned char *)PQgetvalue(res, row, col), &len);
+    char *a = bin ? notify_unseal(bin, len) : NULL;
+    PQfreemem(bin);
+    return a;
+}
+
+/* --- completion ------------------------------------------------------------ */
+
+struct finish {
+    const struct transfer *t;
+    enum delivery_result result;
+    const char *reason; /* static or t->error */
+    char reason_buf[64];
+};
+
+/* Inserts an outcome into the outbox with its lease already over, so the
+ * pipeline's relay sweep (every few seconds) publishes it. Takes
+ * ownership of bin. */
+static int outbox_insert(const char *topic, const char *key, uint8_t *bin, size_t len, char *err,
+                         size_t err_len)
+{
+    if (!bin) {
+        snprintf(err, err_len, "outcome not encodable");
+        return -1;
+    }
+    struct db_array payload;
+    db_array_init(&payload);
+    db_array_add_bytea(&payload, bin, len);
+    const char *p[3] = {topic, key, db_array_finish(&payload)};
+    PGresult *res = db_query(S.pg,
+                             "INSERT INTO outbox (topic, key, payload, lease_until) "
+                             "VALUES ($1, $2, ($3::bytea[])[1], now())",
+                             3, p, err, err_len, NULL);
+    db_array_free(&payload);
+    free(bin);
+    PQclear(res);
+    return res ? 0 : -1;
+}
+
+/* The row's next state and its outcome, in the caller's transaction. */
+static int finish_one(const struct finish *f, int64_t now, char *err, size_t err_len)
+{
+    const struct transfer *t = f->t;
+    bool retry = f->result == DELIVERY_TRANSIENT && t->attempts < notify_cfg.attempts_max;
+    int64_t next = now;
+    if (retry)
+        next += 1000 * delivery_backoff_ms(t->attempts, notify_cfg.backoff_base_ms,
+                                           notify_cfg.backoff_max_ms,
+                                           randombytes_uniform(1000000) / 1e6);
+    const char *status = f->result == DELIVERY_OK ? "delivered" : retry ? "pending" : "failed";
+    char id[24], nows[24], nexts[24];
+    snprintf(id, sizeof(id), "%lld", (long long)t->id);
+    snprintf(nows, sizeof(nows), "%lld", (long long)now);
+    snprintf(nexts, sizeof(nexts), "%lld", (long long)next);
+    const char *p[5] = {id, status, f->reason, nexts, nows};
+    /* Over: the rendered text and the address go (a code never outlives
+     * its purpose in a table); the row keeps the decision and outcome. */
+    PGresult *res = db_query(S.pg,
+                             "UPDATE deliveries SET status = $2, last_error = NULLIF($3, ''), "
+                             "next_attempt_us = $4, updated_us = $5, lease_until = NULL, "
+                             "subject = CASE WHEN $2 = 'pending' THEN subject END, "
+                             "body = CASE WHEN $2 = 'pending' THEN body END, "
+                             "html = CASE WHEN $2 = 'pending' THEN html END, "
+                             "address = CASE WHEN $2 = 'pending' THEN address END "
+                             "WHERE id = $1",
+                             5, p, err, err_len, NULL);
+    PQclear(res);
+    if (!res)
+        return -1;
+    count_outcome(t->channel, status[0] == 'p' ? "retry" : status);
+    if (retry)
+        return 0;
+    size_t len = 0;
+    if (f->result == DELIVERY_OK) {
+        uint8_t *bin = notify_outcome_delivered(t->tenant_id, t->member_id, t->request_id,
+                                                t->message_id, t->channel, t->attempts, &len);
+        return outbox_insert(TOPIC_NOTIFY_EVENTS, t->member_id, bin, len, err, err_len);
+    }
+    const char *reason = f->result == DELIVERY_TRANSIENT ? "retries_exhausted" : f->reason;
+    bool permanent = f->result == DELIVERY_PERMANENT;
+    uint8_t *a = notify_outcome_failed(t->tenant_id, t->member_id, t->request_id, t->message_id,
+                                       t->channel, t->attempts, reason, permanent, &len);
+    size_t len2 = 0;
+    uint8_t *b = notify_outcome_failed(t->tenant_id, t->member_id, t->request_id, t->message_id,
+                                       t->channel, t->attempts, reason, permanent, &len2);
+    log_fields(LOG_WARN, "notification failed", "request_id", t->request_id, "channel", t->channel,
+               "reason", reason, NULL);
+    int rc = outbox_insert(TOPIC_NOTIFY_EVENTS, t->member_id, a, len, err, err_len);
+    if (rc == 0)
+        return outbox_insert(TOPIC_DEAD_LETTER, t->member_id, b, len2, err, err_len);
+    free(b);
+    return rc;
+}
+
+/* Commits the outcomes of finished sends. On a database error the rows
+ * stay "sending" and are sent again after their lease (at least once). */
+static void finish_all(struct finish *f, size_t n)
+{
+    if (n == 0)
+        return;
+    char err[512];
+    int64_t now = clock_now_us();
+    bool ok = db_begin(S.pg, err, sizeof(err)) == 0;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = finish_one(&f[i], now, err, sizeof(err)) == 0;
+    if (ok && db_commit(S.pg, err, sizeof(err)) == 0)
+        return;
+    db_rollback(S.pg);
+    log_fields(LOG_WARN, "could not record send outcomes; they will be sent again", "error", err,
+               NULL);
+}
+
+/* --- claiming and starting ------------------------------------------------- */
+
+static struct transfer *transfer_of(const PGresult *res, int row, enum provider p)
+{
+    struct transfer *t = calloc(1, sizeof(*t));
+    if (!t)
+        abort();
+    t->id = db_int_at(res, row, 0);
+    t->tenant_id = dup_value(res, row, 1);
+    t->request_id = dup_value(res, row, 2);
+    t->member_id = dup_value(res, row, 3);
+    t->channel = dup_value(res, row, 4);
+    t->message_id = dup_value(res, row, 5);
+    t->template_name = dup_value(res, row, 6);
+    t->address = address_of(res, row, 7);
+    t->subject = dup_value(res, row, 8);
+    t->body = dup_value(res, row, 9);
+    t->html = dup_value(res, row, 10);
+    t->attempts = (int)db_int_at(res, row, 11);
+    t->lane = db_int_at(res, row, 12) == LANE_HIGH ? LANE_HIGH : LANE_NORMAL;
+    t->provider = p;
+    return t;
+}
+
+/* A provider's reply body is not read: its status says it all. */
+static size_t discard_reply(char *data, size_t size, size_t n, void *arg)
+{
+    return size * n;
+}
+
+/* Starts t on the multi handle, or records at once why it cannot go. */
+static void transfer_start(struct transfer *t, int64_t expires_at_us, struct finish *done,
+                           size_t *done_count)
+{
+    const char *why = NULL;
+    t->easy = curl_easy_init();
+    bool ok = t->easy != NULL;
+    if (!ok)
+        why = "out of memory";
+    else if (!t->address)
+        ok = false, why = "no_address";
+    else if (expires_at_us > 0 && clock_now_us() >= expires_at_us)
+        ok = false, why = "expired";
+    else if (t->provider == PROVIDER_SMTP)
+        ok = smtp_prepare(t, &why);
+    else
+        ok = webhook_prepare(t, provider_url(t->provider), &why);
+    if (!ok) {
+        done[*done_count] = (struct finish){.t = t, .result = DELIVERY_PERMANENT, .reason = why};
+        (*done_count)++;
+        return;
+    }
+    curl_easy_setopt(t->easy, CURLOPT_PRIVATE, t);
+    curl_easy_setopt(t->easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, (long)notify_cfg.send_timeout_ms);
+    curl_easy_setopt(t->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)notify_cfg.send_timeout_ms);
+    curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, t->error);
+    curl_easy_setopt(t->easy, CURLOPT_WRITEFUNCTION, discard_reply);
+    curl_multi_add_handle(S.multi, t->easy);
+    S.inflight[t->lane == LANE_HIGH ? 0 : 1]++;
+}
+
+/* Claims up to max due rows of provider p in the lanes given and starts
+ * them. Rows that end at once (bad address, expired) go to done. */
+static int claim(enum provider p, const char *lanes, int max, struct finish *done,
+                 size_t *done_count)
+{
+    char now[24], limit[12];
+    snprintf(now, sizeof(now), "%lld", (long long)clock_now_us());
+    snprintf(limit, sizeof(limit), "%d", max);
+    const char *params[4] = {lanes, now, provider_channels[p], limit};
+    char err[512];
+    PGresult *res = db_query(
+        S.pg,
+        "UPDATE deliveries d SET status = 'sending', attempts = d.attempts + 1, "
+        "lease_until = now() + interval '" SENDER_STR(
+            SENDER_LEASE_S) " seconds' "
+                            "WHERE d.id IN (SELECT id FROM deliveries WHERE lane = "
+                            "ANY($1::smallint[]) AND "
+                            " status IN ('pending', 'held', 'sending') AND next_attempt_us <= "
+                            "$2::bigint AND "
+                            " channel = $3 AND (status <> 'sending' OR lease_until < now()) "
+                            " ORDER BY lane, next_attempt_us LIMIT $4::int FOR UPDATE SKIP LOCKED) "
+                            "RETURNING d.id, d.tenant_id, d.request_id, d.member_id, d.channel, "
+                            "d.message_id, "
+                            "d.template, d.address, d.subject, d.body, d.html, d.attempts, d.lane, "
+                            "d.expires_at_us",
+        4, params, err, sizeof(err), NULL);
+    if (!res)
+        return -1;
+    int n = PQntuples(res);
+    for (int i = 0; i < n; i++)
+        transfer_start(transfer_of(res, i, p), db_int_at(res, i, 13), done, done_count);
+    PQclear(res);
+    return n;
+}
+
+/* --- the loop --------------------------------------------------------------- */
+
+static void describe(struct finish *f, const char *kind, long code)
+{
+    snprintf(f->reason_buf, sizeof(f->reason_buf), "%s:%ld", kind, code);
+    f->reason = f->reason_buf;
+}
+
+/* The outcome of a finished transfer, and its breaker's view of it. */
+static void classify(struct transfer *t, CURLcode rc, struct finish *f)
+{
+    long code = 0;
+    curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &code);
+    *f = (struct finish){.t = t};
+    if (t->provider == PROVIDER_SMTP) {
+        f->result = delivery_classify_smtp(rc == CURLE_OK, code);
+        if (f->result != DELIVERY_OK)
+            code ? describe(f, code >= 500 ? "smtp_5xx" : "smtp_4xx", code)
+                 : (void)(f->reason = t->error[0] ? t->error : curl_easy_strerror(rc));
+    } else {
+        if (rc != CURLE_OK)
+            code = 0;
+        f->result = delivery_classify_http(code);
+        if (f->result != DELIVERY_OK)
+            code ? describe(f, code >= 500 ? "provider_5xx" : "provider_4xx", code)
+                 : (void)(f->reason = t->error[0] ? t->error : curl_easy_strerror(rc));
+    }
+    if (f->result != DELIVERY_PERMANENT) /* a refused message says nothing of the provider */
+        breaker_record(&S.breakers[t->provider], f->result == DELIVERY_OK, mono_ms(),
+                       (int)notify_cfg.breaker_failures, notify_cfg.breaker_open_ms);
+    else
+        S.breakers[t->provider].probing = false;
+}
+
+static size_t completions(struct finish *done, size_t n)
+{
+    CURLMsg *m;
+    int left;
+    while (n < SENDER_INFLIGHT_MAX && (m = curl_multi_info_read(S.multi, &left)) != NULL) {
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        struct transfer *t = NULL;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&t);
+        CURLcode rc = m->data.result;
+        curl_multi_remove_handle(S.multi, t->easy);
+        S.inflight[t->lane == LANE_HIGH ? 0 : 1]--;
+        classify(t, rc, &done[n++]);
+    }
+    return n;
+}
+
+/* Claims for one lane group: each provider with a configured URL whose
+ * breaker lets sends through, up to the group's free slots. */
+static void claim_lanes(const char *lanes, int slot, long long cap, struct finish *done, size_t *nd)
+{
+    int64_t now_ms = mono_ms();
+    for (int p = 0; p < PROVIDER_COUNT; p++) {
+        int free_slots = (int)cap - S.inflight[slot];
+        if (free_slots <= 0 || *nd + (size_t)free_slots > SENDER_INFLIGHT_MAX)
+            return;
+        struct breaker *b = &S.breakers[p];
+        if (!provider_url((enum provider)p)[0] || !breaker_closed_or_due(b, now_ms))
+            continue;
+        bool half_open = b->open_until_ms != 0;
+        int got = claim((enum provider)p, lanes, half_open ? 1 : free_slots, done, nd);
+        if (got < 0) {
+            log_fields(LOG_WARN, "delivery claim failed", "error", PQerrorMessage(S.pg), NULL);
+            return;
+        }
+        if (half_open && got > 0)
+            (void)breaker_allows(b, now_ms); /* the probe is out */
+    }
+}
+
+static void finish_and_free(struct finish *done, size_t n)
+{
+    finish_all(done, n);
+    for (size_t i = 0; i < n; i++)
+        transfer_free((struct transfer *)done[i].t);
+}
+
+static bool connected(void)
+{
+    if (S.pg && PQstatus(S.pg) == CONNECTION_OK)
+        return true;
+    if (S.pg)
+        PQfinish(S.pg);
+    char err[512];
+    S.pg = db_connect(S.dsn, "notification", "tessera-notification-sender", S.statement_timeout_ms,
+                      err, sizeof(err));
+    if (!S.pg)
+        log_fields(LOG_WARN, "delivery worker cannot reach PostgreSQL; will retry", "error", err,
+                   NULL);
+    return S.pg != NULL;
+}
+
+static void *sender_main(void *arg)
+{
+    static struct finish done[SENDER_INFLIGHT_MAX];
+    int64_t last_claim = 0;
+    while (!atomic_load(&S.stop)) {
+        if (!connected()) {
+            curl_multi_poll(S.multi, NULL, 0, SENDER_RECONNECT_MS, NULL);
+            continue;
+        }
+        size_t nd = 0;
+        if (mono_ms() - last_claim >= SENDER_CLAIM_EVERY_MS) {
+            last_claim = mono_ms();
+            /* the high lane first, with its own slots */
+            claim_lanes("{0}", 0, notify_cfg.inflight_high, done, &nd);
+            claim_lanes("{1,2}", 1, notify_cfg.inflight_bulk, done, &nd);
+        }
+        int running = 0;
+        curl_multi_perform(S.multi, &running);
+        nd = completions(done, nd);
+        finish_and_free(done, nd);
+        bool busy = S.inflight[0] + S.inflight[1] > 0;
+        curl_multi_poll(S.multi, NULL, 0, busy ? SENDER_CLAIM_EVERY_MS : SENDER_IDLE_WAIT_MS, NULL);
+    }
+    return NULL;
+}
+
+int notify_sender_start(const struct service_common_config *common)
+{
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return -1;
+    snprintf(S.dsn, sizeof(S.dsn), "%s", common->pg_dsn);
+    S.statement_timeout_ms = (int)common->pg_statement_timeout_ms;
+    S.multi = curl_multi_init();
+    if (!S.multi)
+        return -1;
+    if (pthread_create(&S.thread, NULL, sender_main, NULL) != 0)
+        return -1;
+    S.started = true;
+    return 0;
+}
+
+/* In-flight sends are abandoned: their rows stay "sending" and another
+ * worker sends them again after the lease, with the same message id. */
+void notify_sender_stop(void)
+{
+    if (!S.started)
+        return;
+    atomic_store(&S.stop, true);
+    curl_multi_wakeup(S.multi);
+    pthread_join(S.thread, NULL);
+    S.started = false;
+    if (S.pg)
+        PQfinish(S.pg);
+    S.pg = NULL;
+}
