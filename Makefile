@@ -55,7 +55,7 @@ TEST_SUPPORT_O := $(patsubst %.c,$(BUILD)/obj/%.o,$(TEST_SUPPORT_SRC))
 
 TOOLS := $(BUILD)/bin/tessera-topics
 BENCH_BINS := $(BUILD)/bin/tessera-loadgen $(BUILD)/bin/tessera-bench-bare \
-	$(BUILD)/bin/tessera-bench-produce
+	$(BUILD)/bin/tessera-bench-produce $(BUILD)/bin/tessera-bench-notify
 
 # Prerequisites below use $$* (secondary expansion) to list a service's files.
 .SECONDEXPANSION:
@@ -200,6 +200,10 @@ $(BUILD)/bin/tessera-loadgen: $(BUILD)/obj/bench/loadgen.o
 	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
 $(BUILD)/bin/tessera-bench-bare: $(BUILD)/obj/bench/bare_server.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+$(BUILD)/bin/tessera-bench-notify: $(BUILD)/obj/bench/notify_produce.o $(LIBTESSERA)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 

@@ -36,6 +36,10 @@ stamp=$(date -u +%Y%m%dT%H%M%SZ)
 api_port=$TESSERA_LOCAL_API_PORT
 ledger_admin=$((TESSERA_LOCAL_ADMIN_PORT_BASE + 1))
 bare_port=$((TESSERA_LOCAL_API_PORT + 919))
+# Scenario 6: notification sends SMS to a bare local server (bench/notify.sh).
+export NOTIFY_SINK_PORT=$((TESSERA_LOCAL_API_PORT + 920))
+export TESSERA_NOTIFICATION_SMS_URL=http://127.0.0.1:$NOTIFY_SINK_PORT/sms
+export TESSERA_NOTIFICATION_WEBHOOK_SECRET=bench
 
 say() { echo "bench: $*" >&2; }
 now() { date +%s.%N; }
@@ -226,6 +230,10 @@ for s in ingest ledger tiering campaign notification; do
   mem_json+="\"$s\":{\"rss_before_e2e_kb\":$b,\"rss_after_e2e_kb\":$a,\"rss_1m_members_kb\":$now_kb,\"peak_kb\":$peak},"
 done
 
+# ---------------------------------------------------------------- scenario 6
+say "scenario 6: notifications, ${BENCH_NOTIFY_COUNT:-100000} receipts rendered, in the inbox and sent by SMS"
+notify=$(NOTIFY_COUNT=${BENCH_NOTIFY_COUNT:-100000} "$repo/bench/notify.sh")
+
 # ------------------------------------------------------------------- report
 machine="$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1), Linux $(uname -r)"
 verdict() { if [ "$(echo "$1" | bc -l)" = "1" ]; then echo "met"; else echo "**not met**"; fi; }
@@ -250,6 +258,7 @@ PostgreSQL 15 with fsync on; load generator on the same machine.
 | 3a. the same with 1 ledger worker (the default) | $(f1 "$apply_rate_1") postings/s | the same COPY | $s3_ratio_1 | | |
 | 4. end to end, $e2e_rate purchases/s for $e2e_seconds s, half stored value | $(jget requests "$e2e") requests ($(jget status_5xx "$e2e") 5xx, $(jget errors "$e2e") errors), $(f1 "$(jget rps "$e2e")") req/s; accepted p99 $(jget p99_ms "$e2e") ms; balance visible p50 $(jget visible_p50_ms "$e2e") ms, p99 $(jget visible_p99_ms "$e2e") ms | | | p99 < 100 ms | $(verdict "$(jget visible_p99_ms "$e2e") < 100 && $(jget p99_ms "$e2e") < 100") |
 | 4b. consumer lag back to zero after the load | $(printf '%.2f' "$drain_s") s | | | ≤ 1 s | $(verdict "$drain_s <= 1") |
+| 6. notifications: $(jget messages "$notify") receipts rendered, put in the inbox and sent by SMS to a bare local server | $(f1 "$(jget rate "$notify")") messages/s ($(jget delivered "$notify") delivered in $(jget seconds "$notify") s); notification RSS $(( $(jget rss_start_kb "$notify") / 1024 )) MiB at start, max $(( $(jget rss_max_first_half_kb "$notify") / 1024 )) MiB in the first half, $(( $(jget rss_max_second_half_kb "$notify") / 1024 )) MiB in the second | | | ≥ 5 000/s, memory flat | $(verdict "$(jget rate "$notify") >= 5000") |
 
 Peak resident memory of each service during each scenario (sampled every 0.2 s):
 
@@ -272,7 +281,7 @@ cat >"$results_dir/$stamp.json" <<JSON
  "batch":{"lines":$members,"lines_per_s":$batch_rate,"not_applied":$batch_refused,"request_p50_ms":$batch_p50,"request_p95_ms":$batch_p95,"request_p99_ms":$batch_p99},
  "peak_rss":{"single":"$mem_s1","batch":"$mem_s2","ledger_apply":"$mem_s3","end_to_end":"$mem_s4"},"raw_producer":$raw,
  "ledger_apply_postings_per_s":$apply_rate_2,"ledger_apply_postings_per_s_1_worker":$apply_rate_1,"copy_postings_per_s":$copy_rate,
- "end_to_end":$e2e,"lag_drain_s":$drain_s,
+ "end_to_end":$e2e,"lag_drain_s":$drain_s,"notifications":$notify,
  "memory":{${mem_json%,}}}
 JSON
 cat "$md"

@@ -14,8 +14,8 @@
  * rows wait; other providers and lanes go on).
  *
  * When a send completes, its row and its outcome (NotificationDelivered
- * or NotificationFailed, on notify-events through the outbox; a failure
- * also on dead-letter) commit together. A transient failure is retried
+ * or NotificationFailed, on notify-events through the outbox) commit
+ * together; a failed row and its event are the send's dead letter. A transient failure is retried
  * with exponential back-off and jitter up to ATTEMPTS_MAX; a permanent
  * one fails at once. A crash between the provider's answer and that
  * commit sends the message again after the lease: at least once, with
@@ -58,6 +58,7 @@ struct sender {
     CURLM *multi;
     int inflight[2]; /* [0] high lane, [1] normal and bulk */
     struct breaker breakers[PROVIDER_COUNT];
+    int64_t idle_until_ms[2][PROVIDER_COUNT]; /* per lane group: nothing was due */
 };
 
 static struct sender S;
@@ -197,18 +198,15 @@ static int finish_one(const struct finish *f, int64_t now, char *err, size_t err
     }
     const char *reason = f->result == DELIVERY_TRANSIENT ? "retries_exhausted" : f->reason;
     bool permanent = f->result == DELIVERY_PERMANENT;
-    uint8_t *a = notify_outcome_failed(t->tenant_id, t->member_id, t->request_id, t->message_id,
-                                       t->channel, t->attempts, reason, permanent, &len);
-    size_t len2 = 0;
-    uint8_t *b = notify_outcome_failed(t->tenant_id, t->member_id, t->request_id, t->message_id,
-                                       t->channel, t->attempts, reason, permanent, &len2);
+    /* The failed row and this event are the dead letter of a send. (Not a
+     * copy on the dead-letter topic through the outbox: the relay's
+     * delivery reports for that topic are taken for bus_dead_letter's
+     * result cells, libs/bus/producer.c.) */
+    uint8_t *bin = notify_outcome_failed(t->tenant_id, t->member_id, t->request_id, t->message_id,
+                                         t->channel, t->attempts, reason, permanent, &len);
     log_fields(LOG_WARN, "notification failed", "request_id", t->request_id, "channel", t->channel,
                "reason", reason, NULL);
-    int rc = outbox_insert(TOPIC_NOTIFY_EVENTS, t->member_id, a, len, err, err_len);
-    if (rc == 0)
-        return outbox_insert(TOPIC_DEAD_LETTER, t->member_id, b, len2, err, err_len);
-    free(b);
-    return rc;
+    return outbox_insert(TOPIC_NOTIFY_EVENTS, t->member_id, bin, len, err, err_len);
 }
 
 /* Commits the outcomes of finished sends. On a database error the rows
@@ -389,8 +387,12 @@ static void claim_lanes(const char *lanes, int slot, long long cap, struct finis
         struct breaker *b = &S.breakers[p];
         if (!provider_url((enum provider)p)[0] || !breaker_closed_or_due(b, now_ms))
             continue;
+        /* a provider with nothing due is asked again only after the idle wait */
+        if (now_ms < S.idle_until_ms[slot][p])
+            continue;
         bool half_open = b->open_until_ms != 0;
         int got = claim((enum provider)p, lanes, half_open ? 1 : free_slots, done, nd);
+        S.idle_until_ms[slot][p] = got == 0 ? now_ms + SENDER_IDLE_WAIT_MS : 0;
         if (got < 0) {
             log_fields(LOG_WARN, "delivery claim failed", "error", PQerrorMessage(S.pg), NULL);
             return;

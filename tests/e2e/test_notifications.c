@@ -442,6 +442,18 @@ static void test_weekly_cap(void **state)
     expect_status(rid[2], "sms", "suppressed", "frequency_cap");
 }
 
+/* The clock goes back after the test that moved it, also when it failed. */
+static int64_t clock_saved;
+static bool clock_moved;
+
+static int restore_clock(void **state)
+{
+    if (clock_moved)
+        test_clock_restore(clock_saved);
+    clock_moved = false;
+    return 0;
+}
+
 /* Marketing inside quiet hours (tenant's zone) is held, not dropped, and
  * goes out when they end: the test clock moves to 08:00 local. */
 static void test_quiet_hours_held_until_morning(void **state)
@@ -456,7 +468,8 @@ static void test_quiet_hours_held_until_morning(void **state)
     /* 23:00 in Shanghai (15:00 UTC) of a day ahead of now */
     int64_t day = (int64_t)time(NULL) / 86400 + 2;
     int64_t night_us = (day * 86400 + 15 * 3600) * INT64_C(1000000);
-    int64_t saved = test_clock_set_now_us(night_us);
+    clock_saved = test_clock_set_now_us(night_us);
+    clock_moved = true;
     snprintf(rid, sizeof(rid), "offer:quiet:%s", m);
     request(m, rid, "birthday.gift", "marketing", "normal", "sms");
     expect_status(rid, "sms", "held", "quiet_hours");
@@ -470,7 +483,6 @@ static void test_quiet_hours_held_until_morning(void **state)
     test_clock_set_now_us(night_us + 9 * HOUR_US);
     expect_status(rid, "sms", "delivered", "quiet_hours");
     assert_int_equal(sink_count("sms", needle), 1);
-    test_clock_restore(saved);
 }
 
 /* The provider answers 503, then recovers: retried with back-off, then
@@ -674,6 +686,20 @@ static void test_template_and_inbox_routes(void **state)
     assert_string_not_equal(json_str_at(json_array_get(msgs, 0), "message_id"), newest);
     assert_true(json_is_null(json_object_get(r.body, "next_cursor")));
     api_response_free(&r);
+    /* InboxMessagesRead (from ingest) marks the newest read */
+    {
+        ENVELOPE(env, actor, meta, m);
+        Tessera__Notification__V1__InboxMessagesRead rd =
+            TESSERA__NOTIFICATION__V1__INBOX_MESSAGES_READ__INIT;
+        char *ids[1] = {newest};
+        rd.n_message_ids = 1, rd.message_ids = ids;
+        env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_INBOX_MESSAGES_READ;
+        env.inbox_messages_read = &rd;
+        produce(&env, m);
+    }
+    snprintf(path, sizeof(path), "/v1/members/%s/inbox", m);
+    struct get_wait one = {path, "\"unread\": 1"};
+    assert_true(poll_until(get_has, &one, WAIT_MS));
     snprintf(path, sizeof(path), "/v1/members/%s/inbox?cursor=bogus", m);
     r = api_get(path);
     assert_int_equal(r.status, 422);
@@ -707,7 +733,7 @@ int main(void)
         cmocka_unit_test(test_duplicate_delivered_once),
         cmocka_unit_test(test_consent_withdrawn),
         cmocka_unit_test(test_weekly_cap),
-        cmocka_unit_test(test_quiet_hours_held_until_morning),
+        cmocka_unit_test_teardown(test_quiet_hours_held_until_morning, restore_clock),
         cmocka_unit_test(test_provider_down_then_back),
         cmocka_unit_test(test_provider_400_fails),
         cmocka_unit_test(test_template_and_inbox_routes),

@@ -98,7 +98,8 @@ CREATE TABLE deliveries (
     updated_us      bigint  NOT NULL,
     UNIQUE (tenant_id, request_id, channel)
 );
-CREATE INDEX deliveries_due ON deliveries (lane, next_attempt_us)
+-- The delivery worker's queue: per provider (channel) and lane, due first.
+CREATE INDEX deliveries_due ON deliveries (channel, lane, next_attempt_us)
     WHERE status IN ('pending', 'held', 'sending');
 
 -- The in-app inbox.

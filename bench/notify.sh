@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The notification scenario of `make bench` (bench/run.sh runs it on its
+# private runtime; it also runs alone against any started runtime whose
+# notification service sends SMS to http://127.0.0.1:$NOTIFY_SINK_PORT/sms):
+# COUNT receipts (inbox + SMS, typed variables, rendered with the built-in
+# template) produced straight to notify-requests, then the time until every
+# SMS is delivered to a bare local HTTP server (tessera-bench-bare: the
+# provider costs nothing), and the service's resident memory sampled over
+# the run. Prints one JSON object.
+#   NOTIFY_COUNT (100000), NOTIFY_MEMBERS (10000), NOTIFY_SINK_PORT
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+bin=$repo/build/bin
+count=${NOTIFY_COUNT:-100000}
+members=${NOTIFY_MEMBERS:-10000}
+sink_port=${NOTIFY_SINK_PORT:?the port the notification service sends SMS to}
+timeout_s=${NOTIFY_TIMEOUT_S:-900}
+local_dir=${TESSERA_LOCAL_DIR:?}
+bootstrap=$(cat "$local_dir/kafka.bootstrap")
+pg="host=127.0.0.1 port=${TESSERA_LOCAL_PG_PORT:?} user=tessera dbname=tessera"
+tenant=bench-notify-$(date +%s)
+pid=$(cat "$local_dir/pids/notification.pid")
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$pid/status"; }
+delivered() {
+  psql -qtA "$pg" -c "SELECT count(*) FROM notification.deliveries WHERE tenant_id = '$tenant'
+    AND channel = 'sms' AND status = 'delivered'"
+}
+
+"$bin/tessera-bench-bare" "$sink_port" >/dev/null 2>&1 &
+sink=$!
+trap 'kill $sink 2>/dev/null || true' EXIT
+rss_start=$(rss_kb)
+t0=$(date +%s.%N)
+"$bin/tessera-bench-notify" "$bootstrap" "$tenant" "$members" "$count" >/dev/null 2>&1
+samples=()
+done_n=0
+while :; do
+  done_n=$(delivered)
+  samples+=("$(rss_kb)")
+  [ "$done_n" -ge "$count" ] && break
+  [ "$(echo "$(date +%s.%N) - $t0 < $timeout_s" | bc -l)" = 1 ] || break
+  sleep 1
+done
+t1=$(date +%s.%N)
+seconds=$(echo "$t1 - $t0" | bc -l)
+# memory flat: the largest sample of the second half against the first half's
+half=$((${#samples[@]} / 2))
+max_first=0 max_second=0
+for i in "${!samples[@]}"; do
+  if [ "$i" -lt "$half" ]; then
+    [ "${samples[$i]}" -gt "$max_first" ] && max_first=${samples[$i]}
+  else
+    [ "${samples[$i]}" -gt "$max_second" ] && max_second=${samples[$i]}
+  fi
+done
+printf '{"messages":%d,"delivered":%d,"seconds":%.2f,"rate":%.1f,"rss_start_kb":%d,"rss_max_first_half_kb":%d,"rss_max_second_half_kb":%d,"rss_end_kb":%d}\n' \
+  "$count" "$done_n" "$seconds" "$(echo "$done_n / $seconds" | bc -l)" "$rss_start" "$max_first" \
+  "$max_second" "$(rss_kb)"
