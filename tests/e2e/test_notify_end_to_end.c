@@ -6,7 +6,8 @@
  * a marketing message reaches the inbox while the member consents, and
  * once the member's marketing consent is withdrawn through the API the
  * next one is suppressed (NotificationSuppressed, rule no_consent, on
- * notify-events) and never reaches the inbox.
+ * notify-events) and never reaches the inbox; marking the top-up's
+ * receipt read (POST /v1/members/{id}/inbox/read) lowers the unread count.
  *
  * Marketing requests have no producer of their own yet (the campaign's
  * offers are another issue): the test produces them on notify-requests
@@ -76,6 +77,23 @@ static size_t count_of(json_t *inbox, const char *template_)
     for (size_t i = 0; i < json_array_size(list); i++)
         n += strcmp(json_str_at(json_array_get(list, i), "template"), template_) == 0;
     return n;
+}
+
+struct unread_wait {
+    const char *member;
+    int64_t unread;
+};
+
+static bool unread_is(void *arg)
+{
+    const struct unread_wait *w = arg;
+    char path[160];
+    snprintf(path, sizeof(path), "/v1/members/%s/inbox", w->member);
+    struct api_response r = api_get(path);
+    bool ok = r.status == 200 && json_int_at(r.body, "unread") == w->unread &&
+              !json_is_null(json_object_get(message_of(r.body, "receipt.top_up"), "read_at"));
+    api_response_free(&r);
+    return ok;
 }
 
 /* ------------------------------------------------------------ the mail */
@@ -302,7 +320,17 @@ static void test_receipts_reach_inbox_and_mail_and_consent_is_kept(void **state)
     assert_string_equal(s.channel, "inbox");
     inbox = inbox_at_least(member, 3);
     assert_int_equal(count_of(inbox, "coupon.issued"), 1);
+    assert_int_equal(json_int_at(inbox, "unread"), 3);
+    char read_body[160];
+    snprintf(read_body, sizeof(read_body), "{\"message_ids\":[\"%s\"]}",
+             json_str_at(message_of(inbox, "receipt.top_up"), "message_id"));
     json_decref(inbox);
+
+    /* the member reads the top-up's receipt: POST .../inbox/read */
+    snprintf(path, sizeof(path), "/v1/members/%s/inbox/read", member);
+    post_ok(path, read_body, 202);
+    struct unread_wait u = {member, 2};
+    assert_true(poll_until(unread_is, &u, WAIT_MS));
 }
 
 int main(void)
