@@ -122,7 +122,7 @@ static void expand(char *out, size_t len, const char *tmpl)
         else if (t[0] == '%' && t[1] == 'K')
             v = demo.key_id;
         else if (t[0] == '%' && t[1] == 'N')
-            v = "receipt.top_up";
+            v = "receipt.top_up"; /* a template name */
         if (v) {
             n += (size_t)snprintf(out + n, len - n, "%s", v);
             t++;
@@ -144,6 +144,7 @@ static const struct probe probes[] = {
      "not_found"},
     {"GET", "/v1/operations/%O", NULL, 404, "not_found"},
     {"GET", "/v1/members/%M/ledger", NULL, 404, "not_found"},
+    {"GET", "/v1/members/%M/inbox", NULL, 404, "not_found"},
     {"GET", "/v1/members/%M/quote?amount=1000&branch_id=hq", NULL, 404, "not_found"},
     {"POST", "/v1/members/%M/cards",
      "{\"product_id\":\"p1\",\"branch_id\":\"hq\",\"payment\":{\"method\":\"cash\"}}", 404,
@@ -261,9 +262,13 @@ static const struct route_probe routes[] = {
     {"POST", "/v1/me/inbox/read", "{\"message_ids\":[\"probe\"]}", 401, "unauthorized", 0},
     {"GET", "/v1/members/%M/inbox", NULL, APP_403, TOK_401},
     {"GET", "/v1/me/inbox", NULL, 401, "unauthorized", 0},
-    {"PUT", "/v1/templates/%N", "{\"locale\":\"en\",\"body\":\"x\"}", APP_403, TOK_401},
+    {"PUT", "/v1/templates/%N", "{\"locale\":\"en\",\"subject\":\"x\",\"body\":\"y\"}", APP_403,
+     TOK_401},
     {"GET", "/v1/templates/%N", NULL, APP_403, TOK_401},
-    {"PUT", "/v1/config/notifications", "{\"time_zone\":\"UTC\"}", APP_403, TOK_401},
+    {"PUT", "/v1/config/notifications",
+     "{\"time_zone\":\"UTC\",\"quiet_start\":\"21:00\",\"quiet_end\":\"08:00\","
+     "\"marketing_cap_per_week\":3,\"default_locale\":\"en\"}",
+     APP_403, TOK_401},
     {"GET", "/v1/config/notifications", NULL, APP_403, TOK_401},
 };
 #define ROUTES_COUNT (sizeof(routes) / sizeof(routes[0]))
