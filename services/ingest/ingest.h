@@ -410,6 +410,14 @@ void member_auth_login(struct http_exchange *ex, void *app);
 void member_auth_logout(struct http_exchange *ex, void *app);
 void me_get(struct http_exchange *ex, void *app);
 void me_set_password(struct http_exchange *ex, void *app);
+/* consents.c: GET/PUT /v1/members/{id}/consents and /v1/me/consents */
+void consents_get(struct http_exchange *ex, void *app);
+void consents_put(struct http_exchange *ex, void *app);
+void consents_me_get(struct http_exchange *ex, void *app);
+void consents_me_put(struct http_exchange *ex, void *app);
+/* inbox_read.c: POST /v1/members/{id}/inbox/read and /v1/me/inbox/read */
+void inbox_read_post(struct http_exchange *ex, void *app);
+void inbox_read_me_post(struct http_exchange *ex, void *app);
 /* Checks a member session token (Bearer tsm_...), fills r->caller (scope
  * "member") and r->member_id, then calls next; 401 otherwise. */
 void member_session_then(struct req *r, void (*next)(struct req *r));
@@ -591,6 +599,9 @@ void outbox_publish_to(struct ingest *app, const char *outbox_id, const char *to
                        const char *key, const uint8_t *payload, size_t len);
 void member_events_publish(struct ingest *app, const char *outbox_id, const char *member_id,
                            const uint8_t *payload, size_t len);
+/* Produces the outbox rows of res: columns col.. are id, topic, key and
+ * payload (bytea); rows with a NULL id are skipped. */
+void outbox_events_publish_rows(struct ingest *app, const PGresult *res, int col);
 void member_events_sweep(evutil_socket_t fd, short what, void *arg);
 /* Frees what the relay keeps (at exit, after the last delivery report). */
 void member_events_free(struct ingest *app);

@@ -142,6 +142,12 @@ GUARDED(route_refund, refunds_create)
 GUARDED(route_history, history_get)
 GUARDED(route_liability, reports_prepaid_liability)
 GUARDED(route_quote, quote_get)
+GUARDED(route_consents_get, consents_get)
+GUARDED(route_consents_put, consents_put)
+GUARDED(route_me_consents_get, consents_me_get)
+GUARDED(route_me_consents_put, consents_me_put)
+GUARDED(route_inbox_read, inbox_read_post)
+GUARDED(route_me_inbox_read, inbox_read_me_post)
 GUARDED(route_inbox, inbox_get)
 GUARDED(route_me_inbox, inbox_get_mine)
 GUARDED(route_template_put, notify_template_put)
@@ -219,6 +225,12 @@ static const struct http_route api_routes[] = {
     {"GET", "/v1/members/{member_id}/ledger", route_history},
     {"GET", "/v1/members/{member_id}/quote", route_quote},
     {"GET", "/v1/reports/prepaid-liability", route_liability},
+    {"GET", "/v1/members/{member_id}/consents", route_consents_get},
+    {"PUT", "/v1/members/{member_id}/consents", route_consents_put},
+    {"GET", "/v1/me/consents", route_me_consents_get},
+    {"PUT", "/v1/me/consents", route_me_consents_put},
+    {"POST", "/v1/members/{member_id}/inbox/read", route_inbox_read},
+    {"POST", "/v1/me/inbox/read", route_me_inbox_read},
     {"GET", "/v1/members/{member_id}/inbox", route_inbox},
     {"GET", "/v1/me/inbox", route_me_inbox},
     {"PUT", "/v1/templates/{name}", route_template_put},

@@ -3,7 +3,8 @@
  * password):
  *
  *   POST /v1/auth/sms-codes {phone}   a six-digit code goes out as a
- *       LoginCodeRequested on notify-requests; only its keyed hash is kept.
+ *       NotifyRequest (template login_code) on notify-requests; only its
+ *       keyed hash is kept.
  *       Always 202, known phone or not, so the endpoint does not tell who is
  *       a member; at most one code per phone per 30 s (later requests are
  *       answered the same and send nothing).
@@ -99,32 +100,67 @@ static bool read_phone_body(struct req *r, const char *const *fields)
 }
 
 /* ------------------------------------------------------------ SMS codes */
-static void send_code(struct req *r, const char *member_id, int64_t expires_at_us)
+/* The login code as a NotifyRequest (template login_code, transactional,
+ * priority high: a lane of its own at notification, never behind a
+ * campaign), by SMS only, not delivered after it expires. Its request_id
+ * is "login_code:<code id>" (the sms_codes row: one per code asked for).
+ *
+ * The phone travels as the variable recipient.phone: a member's first
+ * login may come before notification has stored the contact that
+ * registration sent (or the member registered before contacts were
+ * sent at all), and the phone the member typed is the one that must
+ * get the code. Notification sends to recipient.phone when it is given.
+ *
+ * Not through the outbox: a code lost with a crash is simply asked for
+ * again, and a code must never outlive its purpose in a table. */
+static void send_code(struct req *r, const char *member_id, const char *code_id,
+                      int64_t expires_at_us)
 {
     struct login *l = login_of(r);
     struct event_meta meta = {.tenant_id = r->caller.tenant_id,
                               .member_id = member_id,
                               .actor_kind = "member",
-                              .actor_id = member_id};
+                              .actor_id = member_id,
+                              .traceparent = r->traceparent};
     Envelope env;
     Actor actor;
-    Tessera__Identity__V1__LoginCodeRequested m;
+    Tessera__Notification__V1__NotifyRequest m;
+    Tessera__Notification__V1__Variable vars[4],
+        *var_ptrs[4] = {&vars[0], &vars[1], &vars[2], &vars[3]};
+    char *channels[] = {"sms"};
+    char request_id[64];
+    snprintf(request_id, sizeof(request_id), "login_code:%s", code_id);
     envelope_init(&env, &actor, &meta);
-    tessera__identity__v1__login_code_requested__init(&m);
-    m.channel = "sms";
-    m.priority = "high";
-    m.phone = (char *)json_string_value(json_object_get(r->body, "phone"));
-    m.code = l->code;
-    m.expires_at_us = expires_at_us;
+    tessera__notification__v1__notify_request__init(&m);
+    for (size_t i = 0; i < 4; i++)
+        tessera__notification__v1__variable__init(&vars[i]);
+    vars[0].name = "code";
+    vars[0].value_case = TESSERA__NOTIFICATION__V1__VARIABLE__VALUE_TEXT;
+    vars[0].text = l->code;
+    vars[1].name = "expires_at";
+    vars[1].value_case = TESSERA__NOTIFICATION__V1__VARIABLE__VALUE_TIME_US;
+    vars[1].time_us = expires_at_us;
+    vars[2].name = "recipient.phone";
+    vars[2].value_case = TESSERA__NOTIFICATION__V1__VARIABLE__VALUE_TEXT;
+    vars[2].text = (char *)json_string_value(json_object_get(r->body, "phone"));
+    vars[3].name = "expires_minutes"; /* what the default template shows */
+    vars[3].value_case = TESSERA__NOTIFICATION__V1__VARIABLE__VALUE_NUMBER;
+    vars[3].number = CODE_TTL_S / 60;
+    m.request_id = request_id;
     m.template_ = "login_code";
-    env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LOGIN_CODE_REQUESTED;
-    env.login_code_requested = &m;
+    m.purpose = "transactional";
+    m.priority = "high";
+    m.n_channels = 1;
+    m.channels = channels;
+    m.n_variables = 4;
+    m.variables = var_ptrs;
+    m.expires_at_us = expires_at_us;
+    env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_NOTIFY_REQUEST;
+    env.notify_request = &m;
     size_t len = 0;
     uint8_t *bin = envelope_encode(&env, &len);
     rd_kafka_headers_t *headers =
         bin ? envelope_cloudevents_headers(&env, "/tessera/ingest") : NULL;
-    /* Not through the outbox: a code lost with a crash is simply asked
-     * for again, and a code must never outlive its purpose in a table. */
     rd_kafka_resp_err_t e = bin ? bus_produce(r->app->producer, TOPIC_NOTIFY_REQUESTS, member_id,
                                               bin, len, headers, NULL)
                                 : RD_KAFKA_RESP_ERR__FAIL;
@@ -146,7 +182,8 @@ static void on_code_stored(void *arg, PGresult *res, const char *err, const char
     /* One row when a code was stored; none for an unknown phone or within
      * the resend interval. The answer is the same either way. */
     if (PQntuples(res) == 1)
-        send_code(r, PQgetvalue(res, 0, 0), strtoll(PQgetvalue(res, 0, 1), NULL, 10));
+        send_code(r, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 2),
+                  strtoll(PQgetvalue(res, 0, 1), NULL, 10));
     req_finish(
         r, 202,
         json_pack("{s:i, s:i}", "expires_in_s", CODE_TTL_S, "resend_after_s", CODE_RESEND_S));
@@ -181,7 +218,7 @@ static void sms_code_authenticated(struct req *r)
                             "tenant_id = $1 "
                             "AND phone_bidx = $2::bytea AND created_at > now() - interval '" XSTR(
                                 CODE_RESEND_S) " seconds') RETURNING member_id, (extract(epoch "
-                                               "FROM expires_at) * 1000000)::bigint",
+                                               "FROM expires_at) * 1000000)::bigint, code_id",
             4, p, on_code_stored, r) < 0)
         req_fail_db(r, "queue full");
 }

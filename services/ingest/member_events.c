@@ -1,11 +1,11 @@
-/* Publishing MemberRegistered (and earning rule changes) from ingest's
- * outbox. The event is sent right after its row commits and the row
- * deleted once Kafka has it. A new row is leased to whoever inserted it
- * for OUTBOX_LEASE_S (libs/outbox/outbox.h); while it is in flight here
- * its lease is renewed, so another instance never sends it too. A sweep
- * every few seconds claims the rows whose lease ran out (a crash, a
- * failed delivery), skipping those in flight here: what librdkafka still
- * holds is never produced twice (consumers dedupe by event id anyway). */
+/* Publishing ingest's outbox: MemberRegistered and earning rule changes
+ * on member-events, what notification hears of members on
+ * notify-requests (notify_out.c), each row on the topic it names. The event is sent right after its
+ * row commits and the row deleted once Kafka has it. A new row is leased to whoever inserted it for
+ * OUTBOX_LEASE_S (libs/outbox/outbox.h); while it is in flight here its lease is renewed, so
+ * another instance never sends it too. A sweep every few seconds claims the rows whose lease ran
+ * out (a crash, a failed delivery), skipping those in flight here: what librdkafka still holds is
+ * never produced twice (consumers dedupe by event id anyway). */
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,21 +170,28 @@ void outbox_publish_to(struct ingest *app, const char *outbox_id, const char *to
                    rd_kafka_err2str(e), NULL);
 }
 
+void outbox_events_publish_rows(struct ingest *app, const PGresult *res, int col)
+{
+    for (int i = 0; i < PQntuples(res); i++) {
+        if (PQgetisnull(res, i, col))
+            continue;
+        size_t len = 0;
+        unsigned char *raw =
+            PQunescapeBytea((const unsigned char *)PQgetvalue(res, i, col + 3), &len);
+        if (!raw)
+            continue; /* no memory: the sweep sends it once its lease is over */
+        outbox_publish_to(app, PQgetvalue(res, i, col), PQgetvalue(res, i, col + 1),
+                          PQgetvalue(res, i, col + 2), raw, len);
+        PQfreemem(raw);
+    }
+}
+
 static void on_stranded(void *arg, PGresult *res, const char *err, const char *sqlstate)
 {
     struct ingest *app = arg;
     if (!res)
         return; /* the database is down; the next sweep tries again */
-    for (int i = 0; i < PQntuples(res); i++) {
-        size_t len = 0;
-        unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(res, i, 3), &len);
-        if (!raw)
-            continue;
-        /* the row's own topic (outbox_publish_to) */
-        outbox_publish_to(app, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
-                          raw, len);
-        PQfreemem(raw);
-    }
+    outbox_events_publish_rows(app, res, 0);
 }
 
 static void on_renewed(void *arg, PGresult *res, const char *err, const char *sqlstate)

@@ -15,13 +15,14 @@
 #include "http/validate.h"
 #include "ingest.h"
 #include "log/log.h"
+#include "notify_out.h"
 
 #define REFERRAL_CODE_LEN  8
 #define EMAIL_INDEX_PREFIX "email:" /* keeps an email's index apart from a phone's */
 
-static const char *const register_fields[] = {"name",          "phone",      "email",
-                                              "birthday",      "gender",     "branch_id",
-                                              "referral_code", "attributes", NULL};
+static const char *const register_fields[] = {
+    "name",          "phone",      "email",  "birthday", "gender", "branch_id",
+    "referral_code", "attributes", "locale", "consents", NULL};
 const char *const member_genders[] = {"female", "male", "other", "undisclosed", NULL};
 
 /* ------------------------------------------------------------ validation */
@@ -67,6 +68,10 @@ static bool validate_registration(struct req *r, struct registration *g)
     validate_enum(&v, b, "gender", false, member_genders, &g->gender);
     ingest_validate_id(&v, b, "branch_id", true, &g->branch_id);
     validate_string(&v, b, "referral_code", false, 4, 16, &g->referred_by);
+    const char *locale = NULL;
+    validate_enum(&v, b, "locale", false, notify_locales, &locale);
+    struct notify_consent_set consents;
+    notify_parse_consents(&v, b, false, &consents);
     json_t *attrs = json_object_get(b, "attributes");
     if (attrs && !json_is_object(attrs))
         validation_add(&v, "attributes", "must be an object");
@@ -204,7 +209,7 @@ static void on_inserted(void *arg, PGresult *res, const char *err, const char *s
         reply_duplicate_phone(r);
         return;
     }
-    member_events_publish(r->app, PQgetvalue(res, 0, 0), r->member_id, r->command, r->command_len);
+    outbox_events_publish_rows(r->app, res, 0);
     char location[200];
     snprintf(location, sizeof(location), "/v1/members/%s", r->member_id);
     req_finish_with(r, 201, registration_answer(r), "Location", location, NULL);
@@ -301,6 +306,50 @@ static void sealed_pii_free(struct sealed_pii *s)
     free(s->data_key);
 }
 
+/* What the registration tells notification (notify_out.c): the member's
+ * contact, then each initial consent, as arrays of outbox topics and
+ * payloads ($23, $24) and the consents' rows ($25-$28). False when an
+ * envelope could not be encoded. */
+struct registration_notify {
+    struct db_array topics, payloads;
+    struct notify_consent_arrays consents;
+    char changed_at_us[24];
+};
+
+static bool registration_notify(struct req *r, struct registration_notify *n)
+{
+    struct validation ignored; /* validated before: the body has not changed */
+    validation_init(&ignored);
+    struct notify_consent_set set;
+    notify_parse_consents(&ignored, r->body, false, &set);
+    validation_free(&ignored);
+    db_array_init(&n->topics);
+    db_array_init(&n->payloads);
+    snprintf(n->changed_at_us, sizeof(n->changed_at_us), "%lld", (long long)event_now_us());
+    struct notify_contact contact = {.name = body_string(r, "name"),
+                                     .phone = body_string(r, "phone"),
+                                     .email = body_string(r, "email"),
+                                     .locale = body_string(r, "locale")};
+    size_t len = 0;
+    uint8_t *bin = notify_encode_contact(&r->caller, r->member_id, r->traceparent, &contact, &len);
+    /* the contact first: the consents are of a member notification knows */
+    if (bin) {
+        db_array_add(&n->topics, TOPIC_NOTIFY_REQUESTS);
+        db_array_add_bytea(&n->payloads, bin, len);
+        free(bin);
+    }
+    bool ok = notify_consent_arrays(&r->caller, r->member_id, r->traceparent, &set, "registration",
+                                    &n->consents, &n->topics, &n->payloads);
+    return bin && ok;
+}
+
+static void registration_notify_free(struct registration_notify *n)
+{
+    db_array_free(&n->topics);
+    db_array_free(&n->payloads);
+    notify_consent_arrays_free(&n->consents);
+}
+
 /* The member row (PII sealed), its data key, its MemberRegistered in the
  * outbox and the idempotency record, in one statement. During a rotation
  * the phone's index under the previous key must not exist either ($18);
@@ -308,13 +357,18 @@ static void sealed_pii_free(struct sealed_pii *s)
 static void insert_member(struct req *r)
 {
     struct sealed_pii sealed = {0};
+    struct registration_notify notify;
     unsigned char key[PII_DATA_KEY_BYTES];
     pii_data_key_new(key);
     char *payload = NULL;
-    if (!seal_registration(r, key, &sealed) || !(payload = encode_registered(r, key))) {
+    bool notify_ok = registration_notify(r, &notify);
+    if (!notify_ok || !seal_registration(r, key, &sealed) ||
+        !(payload = encode_registered(r, key))) {
         sodium_memzero(key, sizeof(key));
         sealed_pii_free(&sealed);
-        req_fail_db(r, "could not seal the member's PII");
+        registration_notify_free(&notify);
+        req_fail_db(r, notify_ok ? "could not seal the member's PII"
+                                 : "could not encode the member's notification events");
         return;
     }
     sodium_memzero(key, sizeof(key));
@@ -329,7 +383,7 @@ static void insert_member(struct req *r)
             ? member_birthday_fact_hex(&r->caller, r->member_id, body_string(r, "branch_id"),
                                        r->traceparent, bm, bd)
             : NULL;
-    const char *p[22] = {r->caller.tenant_id,
+    const char *p[28] = {r->caller.tenant_id,
                          r->member_id,
                          req_registration_of(r)->member_no,
                          sealed.name,
@@ -350,7 +404,13 @@ static void insert_member(struct req *r)
                          sealed.version,
                          sealed.data_key,
                          sealed.email_index[0] ? sealed.email_index : NULL,
-                         birthday_fact};
+                         birthday_fact,
+                         db_array_finish(&notify.topics),
+                         db_array_finish(&notify.payloads),
+                         db_array_finish(&notify.consents.channels),
+                         db_array_finish(&notify.consents.purposes),
+                         db_array_finish(&notify.consents.granted),
+                         notify.changed_at_us};
     int rc = pg_pool_query(
         r->app->pg,
         "WITH m AS (INSERT INTO members (tenant_id, member_id, member_no, name_enc, phone_enc, "
@@ -363,16 +423,26 @@ static void insert_member(struct req *r)
         "k AS (INSERT INTO member_keys (tenant_id, member_id, key_version, data_key_enc) "
         "SELECT $1, member_id, $19::int, $20::bytea FROM m), "
         "o AS (INSERT INTO outbox (topic, key, payload) SELECT '" TOPIC_MEMBER_EVENTS
-        "', member_id, $13::bytea FROM m RETURNING id), "
+        "', member_id, $13::bytea FROM m RETURNING id, topic, key, payload), "
+        /* what notification hears, in order: the contact, then consents */
+        "n AS (INSERT INTO outbox (topic, key, payload) SELECT x.topic, m.member_id, x.payload "
+        "FROM m, unnest($23::text[], $24::bytea[]) WITH ORDINALITY AS x(topic, payload, i) "
+        "ORDER BY x.i RETURNING id, topic, key, payload), "
+        "c AS (INSERT INTO member_consents (tenant_id, member_id, channel, purpose, granted, "
+        "source, changed_at_us) SELECT $1, m.member_id, x.channel, x.purpose, x.granted, "
+        "'registration', $28::bigint FROM m, unnest($25::text[], $26::text[], $27::bool[]) "
+        "AS x(channel, purpose, granted)), "
         "i AS (INSERT INTO idempotency_keys (tenant_id, idempotency_key, request_hash, "
         "response_status, response_body) SELECT $1, $14, $15, 201, $16 FROM m "
         "WHERE $14::text IS NOT NULL), "
         "bd AS (INSERT INTO outbox (topic, key, payload, lease_until) SELECT '" TOPIC_MEMBER_EVENTS
         "', member_id, $22::bytea, now() FROM m WHERE $22::bytea IS NOT NULL) "
-        "SELECT id FROM o",
-        22, p, on_inserted, r);
+        "SELECT id, topic, key, payload FROM o UNION ALL SELECT id, topic, key, payload FROM n "
+        "ORDER BY id",
+        28, p, on_inserted, r);
     free(birthday_fact);
     sealed_pii_free(&sealed);
+    registration_notify_free(&notify);
     free(payload);
     free(answer_text);
     if (rc < 0)

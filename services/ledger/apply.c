@@ -401,13 +401,15 @@ static uint8_t *encode_verdict(const struct outcome *o, size_t *len)
 }
 
 /* The business fact of a posted command (StoredValueToppedUp or
- * PurchaseRecorded), for tiering, campaign and analytics. */
-static uint8_t *encode_fact(const struct outcome *o, size_t *len)
+ * PurchaseRecorded), for tiering, campaign and analytics; its event id
+ * goes to event_id (the receipt names it). */
+static uint8_t *encode_fact(const struct outcome *o, size_t *len, char event_id[UUID_STR_SIZE])
 {
     struct outcome_event ev;
     StoredValueToppedUp topped;
     PurchaseRecorded purchase;
     outcome_event_init(&ev, o, true);
+    memcpy(event_id, ev.meta.event_id, UUID_STR_SIZE);
     Envelope *env = &ev.env;
     if (points_is_command(o->cmd))
         return points_encode_fact(o, env, &ev.bal, len);
@@ -542,19 +544,25 @@ static bool moves_balances(const struct outcome *o)
     return o->line_count > 0;
 }
 
-/* The facts of a posted command, keyed like its verdict. */
-static void emit_facts(struct pipeline_batch *b, const struct outcome *o, const char *key)
+/* The facts of a posted command, keyed like its verdict, and the
+ * receipt the member hears of it (receipts.c). */
+static void emit_facts(struct ledger_ctx *l, struct pipeline_batch *b, const struct outcome *o,
+                       const char *key)
 {
+    char fact_id[UUID_STR_SIZE] = "";
     if (cards_command_id(o->cmd)) {
-        cards_emit_facts(b, o, key);
-        return;
-    }
-    if (settings_is_command(o->cmd))
+        cards_emit_facts(b, o, key, fact_id);
+    } else if (settings_is_command(o->cmd)) {
         return; /* the verdict is the fact: the version is in read_settings */
-    size_t flen = 0;
-    uint8_t *fact = encode_fact(o, &flen);
-    if (fact)
-        pipeline_emit(b, TOPIC_LEDGER_EVENTS, key, fact, flen);
+    } else {
+        size_t flen = 0;
+        uint8_t *fact = encode_fact(o, &flen, fact_id);
+        if (fact)
+            pipeline_emit(b, TOPIC_LEDGER_EVENTS, key, fact, flen);
+        else
+            fact_id[0] = '\0';
+    }
+    receipts_emit(l, b, o, fact_id);
 }
 
 /* Every command kind's one path: decide, undo a rejection, record the
@@ -600,7 +608,7 @@ static void apply_one(struct ledger_ctx *l, struct pipeline_batch *b, const Enve
     ledger_verdict_add(l, cmd->tenant_id, cmd_id, copy, vlen);
     const char *key = tenant ? cmd->tenant_id : cmd->member_id;
     if (!o.reject_code) {
-        emit_facts(b, &o, key);
+        emit_facts(l, b, &o, key);
         l->batch_posted++;
     } else {
         l->batch_rejected++;

@@ -46,8 +46,10 @@ void cards_decide(struct ledger_ctx *l, struct outcome *o);
  * (its card or product, its coupon); borrows from o into cs and coupon. */
 void cards_fill_posted(const struct outcome *o, LedgerPosted *posted, CardState *cs,
                        CouponState *coupon);
-/* The facts of a posted card command (CardChanged, CardFraudAlert). */
-void cards_emit_facts(struct pipeline_batch *b, const struct outcome *o, const char *key);
+/* The facts of a posted card command (CardChanged, CardFraudAlert); the
+ * CardChanged's event id goes to change_id ("" when none was emitted). */
+void cards_emit_facts(struct pipeline_batch *b, const struct outcome *o, const char *key,
+                      char change_id[UUID_STR_SIZE]);
 /* Writes the batch's card rows, then reads back every card of each member
  * whose cards changed, for the cache. */
 int cards_write(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len);

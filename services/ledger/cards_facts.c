@@ -59,7 +59,7 @@ void cards_fill_posted(const struct outcome *o, LedgerPosted *posted, CardState 
 }
 
 /* CardChanged for tiering, campaign (renewal reminders) and analytics. */
-static uint8_t *encode_change(const struct outcome *o, size_t *len)
+static uint8_t *encode_change(const struct outcome *o, size_t *len, char event_id[UUID_STR_SIZE])
 {
     static const char *const changes[] = {"issued", "renewed", "used", "frozen"};
     const char *type = cards_command_type(o->cmd);
@@ -71,6 +71,7 @@ static uint8_t *encode_change(const struct outcome *o, size_t *len)
     CardState cs;
     CardChanged ch;
     outcome_event_init(&ev, o, true);
+    memcpy(event_id, ev.meta.event_id, UUID_STR_SIZE);
     outcome_card(o, &cs);
     tessera__cards__v1__card_changed__init(&ch);
     ch.command_id = (char *)cards_command_id(o->cmd);
@@ -98,14 +99,18 @@ static uint8_t *encode_alert(const struct outcome *o, size_t *len)
     return envelope_encode(&ev.env, len);
 }
 
-void cards_emit_facts(struct pipeline_batch *b, const struct outcome *o, const char *key)
+void cards_emit_facts(struct pipeline_batch *b, const struct outcome *o, const char *key,
+                      char change_id[UUID_STR_SIZE])
 {
     size_t len = 0;
     uint8_t *fact = NULL;
+    change_id[0] = '\0';
     if (o->card) {
-        fact = encode_change(o, &len);
+        fact = encode_change(o, &len, change_id);
         if (fact)
             pipeline_emit(b, TOPIC_LEDGER_EVENTS, key, fact, len);
+        else
+            change_id[0] = '\0';
     }
     if (o->fraud != CARD_FRAUD_NONE) {
         fact = encode_alert(o, &len);

@@ -336,6 +336,13 @@ void firstday_posted(struct ledger_ctx *l, const struct outcome *o);
 /* A SetCardLimits of the batch changed the tenant's limit. */
 void firstday_limit_set(struct ledger_ctx *l, const char *tenant_id, int64_t limit);
 
+/* receipts.c: the NotifyRequest a posted command's fact (event id
+ * fact_event_id, "" when none was emitted) asks notification to send the
+ * member, into the batch's outbox on notify-requests; none for commands
+ * that send no receipt. Pipeline thread, while applying the batch. */
+void receipts_emit(struct ledger_ctx *l, struct pipeline_batch *b, const struct outcome *o,
+                   const char *fact_event_id);
+
 /* prepaid.c: after store_write, in the batch's transaction: the tenants'
  * outstanding prepaid value and their threshold crossings (as events). */
 int prepaid_track(PGconn *pg, struct ledger_ctx *l, struct pipeline_batch *b, char *err,

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "../support/api_client.h"
+#include "../support/login_code.h"
 #include "../support/ops_client.h"
 #include "cache/cache.h"
 #include "events/codec.h"
@@ -354,9 +355,9 @@ static bool read_login_code(const char *member_id, char code[8])
                     memcmp(m->key, member_id, m->key_len) == 0;
         char why[128];
         Envelope *env = mine ? envelope_decode(m->payload, m->len, why, sizeof(why)) : NULL;
-        if (env &&
-            env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LOGIN_CODE_REQUESTED) {
-            snprintf(code, 8, "%s", env->login_code_requested->code);
+        struct login_code sent;
+        if (env && login_code_of(env, &sent)) {
+            snprintf(code, 8, "%s", sent.code);
             found = true;
         }
         envelope_free(env);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "../support/api_client.h"
+#include "../support/login_code.h"
 #include "events/codec.h"
 
 static rd_kafka_t *rk;
@@ -51,13 +52,8 @@ static int teardown(void **state)
     return 0;
 }
 
-struct sent_code {
-    char code[8], phone[24], priority[16], channel[16];
-    int64_t expires_at_us;
-};
-
 /* Polls notify-requests (up to 20 s) for the login code sent to member. */
-static bool read_code(const char *member_id, struct sent_code *out)
+static bool read_code(const char *member_id, struct login_code *out)
 {
     time_t deadline = time(NULL) + 20;
     while (time(NULL) < deadline) {
@@ -68,16 +64,7 @@ static bool read_code(const char *member_id, struct sent_code *out)
                     memcmp(m->key, member_id, m->key_len) == 0;
         char why[128];
         Envelope *env = mine ? envelope_decode(m->payload, m->len, why, sizeof(why)) : NULL;
-        bool found = env && env->payload_case ==
-                                TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LOGIN_CODE_REQUESTED;
-        if (found) {
-            const Tessera__Identity__V1__LoginCodeRequested *c = env->login_code_requested;
-            snprintf(out->code, sizeof(out->code), "%s", c->code);
-            snprintf(out->phone, sizeof(out->phone), "%s", c->phone);
-            snprintf(out->priority, sizeof(out->priority), "%s", c->priority);
-            snprintf(out->channel, sizeof(out->channel), "%s", c->channel);
-            out->expires_at_us = c->expires_at_us;
-        }
+        bool found = env && login_code_of(env, out);
         envelope_free(env);
         rd_kafka_message_destroy(m);
         if (found)
@@ -147,13 +134,16 @@ static void test_sms_code_login(void **state)
     struct member m;
     register_member(&m);
     request_code(&m);
-    struct sent_code sent;
+    struct login_code sent;
     assert_true(read_code(m.id, &sent));
     assert_string_equal(sent.phone, m.phone);
     assert_string_equal(sent.priority, "high");
     assert_string_equal(sent.channel, "sms");
     assert_int_equal(strlen(sent.code), 6);
     assert_true(sent.expires_at_us > (int64_t)time(NULL) * 1000000);
+    assert_true(sent.expires_var_us == sent.expires_at_us);
+    assert_string_equal(sent.purpose, "transactional");
+    assert_true(strncmp(sent.request_id, "login_code:", strlen("login_code:")) == 0);
     /* only a keyed hash of the code is stored */
     PGconn *pg = test_pg();
     const char *p[2] = {m.id, sent.code};
@@ -201,7 +191,7 @@ static void test_code_attempts_expiry_and_resend(void **state)
     struct member m;
     register_member(&m);
     request_code(&m);
-    struct sent_code sent;
+    struct login_code sent;
     assert_true(read_code(m.id, &sent));
     /* a second request within 30 s is answered alike but sends nothing */
     request_code(&m);
@@ -238,7 +228,7 @@ static void test_password_and_device_limit(void **state)
     struct member m;
     register_member(&m);
     request_code(&m);
-    struct sent_code sent;
+    struct login_code sent;
     assert_true(read_code(m.id, &sent));
     char token[160];
     assert_int_equal(login(&m, "code", sent.code, "dev-1", token, NULL), 201);
@@ -279,7 +269,7 @@ static void test_password_tries_are_throttled(void **state)
     struct member m;
     register_member(&m);
     request_code(&m);
-    struct sent_code sent;
+    struct login_code sent;
     assert_true(read_code(m.id, &sent));
     char token[160];
     assert_int_equal(login(&m, "code", sent.code, "dev-1", token, NULL), 201);

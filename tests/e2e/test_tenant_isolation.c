@@ -175,6 +175,11 @@ static const struct probe probes[] = {
      "{\"kind\":\"stored_value\",\"reason\":\"probe\",\"branch_id\":\"hq\"}", 404, "not_found"},
     {"DELETE", "/v1/api-keys/%K", NULL, 404, "not_found"},
     {"DELETE", "/v1/members/%M/personal-data", NULL, 404, "not_found"},
+    {"GET", "/v1/members/%M/consents", NULL, 404, "not_found"},
+    {"PUT", "/v1/members/%M/consents",
+     "{\"consents\":[{\"channel\":\"sms\",\"purpose\":\"marketing\",\"granted\":true}]}", 404,
+     "not_found"},
+    {"POST", "/v1/members/%M/inbox/read", "{\"message_ids\":[\"probe\"]}", 404, "not_found"},
     {"POST", "/v1/api-keys", "{\"name\":\"x\",\"scope\":\"pos\",\"branch_id\":\"branch-1\"}", 422,
      "validation_failed"},
     {"POST", "/v1/members", "{\"name\":\"x\",\"phone\":\"13900000000\",\"branch_id\":\"branch-1\"}",
@@ -314,6 +319,16 @@ static const struct route_probe routes[] = {
      APP_403, TOK_401},
     {"GET", "/v1/members/%M/tier", NULL, APP_403, TOK_401},
     {"GET", "/v1/me/tier", NULL, 401, "unauthorized", 0},
+    {"GET", "/v1/members/%M/consents", NULL, APP_403, TOK_401},
+    {"PUT", "/v1/members/%M/consents",
+     "{\"consents\":[{\"channel\":\"email\",\"purpose\":\"marketing\",\"granted\":true}]}", APP_403,
+     TOK_401},
+    {"POST", "/v1/members/%M/inbox/read", "{\"message_ids\":[\"probe\"]}", APP_403, TOK_401},
+    {"GET", "/v1/me/consents", NULL, 401, "unauthorized", 0},
+    {"PUT", "/v1/me/consents",
+     "{\"consents\":[{\"channel\":\"email\",\"purpose\":\"marketing\",\"granted\":true}]}", 401,
+     "unauthorized", 0},
+    {"POST", "/v1/me/inbox/read", "{\"message_ids\":[\"probe\"]}", 401, "unauthorized", 0},
     {"GET", "/v1/members/%M/inbox", NULL, APP_403, TOK_401},
     {"GET", "/v1/me/inbox", NULL, 401, "unauthorized", 0},
     {"PUT", "/v1/templates/%N", "{\"locale\":\"en\",\"subject\":\"x\",\"body\":\"y\"}", APP_403,
@@ -461,6 +476,11 @@ static void test_app_key_and_member_token_on_every_route(void **state)
                  "validation_failed");
     expect_probe("member token", "POST", "/v1/me/redemptions", "{\"reward_id\":\"no-such\"}", token,
                  422, "validation_failed");
+    r = api_call("GET", "/v1/me/consents", NULL, token, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(json_str_at(r.body, "member_id"), member);
+    assert_no_demo_data(&r);
+    api_response_free(&r);
     /* admin and pos keys are not app keys: the login routes refuse them */
     expect_probe("admin key", "POST", "/v1/auth/sms-codes", "{\"phone\":\"13900000002\"}", NULL,
                  403, "forbidden");
