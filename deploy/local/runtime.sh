@@ -404,22 +404,17 @@ create_demo() {
   api POST /v1/branches "$key" '{"branch_id":"branch-1","name":"Branch 1"}' >/dev/null
   wait_setting "$key" topup-bonus "$(echo "$answer" | json_field settings.0.change_id)"
   wait_setting "$key" points-policy "$(echo "$answer" | json_field settings.1.change_id)"
-  demo_tiers "$key"
+  wait_tiers "$key"
   (umask 077; echo "$key" >"$key_file")
 }
 
-# The demo tier ladder, through PUT /v1/config/tiers like any tenant's;
-# the answer is 200 once tiering applied it (202: then wait for the GET).
-demo_tiers() {
-  local key=$1 deadline=$((SECONDS + ready_timeout_s)) answer
-  answer=$(api PUT /v1/config/tiers "$key" '{"levels":[
-    {"name":"Basic","rank":1,"thresholds":{"lifetime":50000},"benefits":{"discount_bp":8500}},
-    {"name":"Advanced","rank":2,"thresholds":{"lifetime":200000,"calendar_year":500000},"benefits":{"discount_bp":8000}},
-    {"name":"Premium","rank":3,"thresholds":{"lifetime":2000001},"benefits":{"discount_bp":7000}}]}') ||
-    die "the demo tier ladder was refused"
-  [ "$(echo "$answer" | json_field status)" = "applied" ] && return 0
+# Waits until tiering has applied the template's tier ladder (GET
+# /v1/config/tiers answers it), so the walk-through's first purchase
+# already climbs it.
+wait_tiers() {
+  local key=$1 deadline=$((SECONDS + ready_timeout_s))
   until api GET /v1/config/tiers "$key" >/dev/null 2>&1; do
-    [ $SECONDS -lt $deadline ] || die "the demo tier ladder was not applied in time"
+    [ $SECONDS -lt $deadline ] || die "the demo tenant's tier ladder was not applied in time"
     sleep 0.2
   done
 }

@@ -24,11 +24,12 @@
 #include "http/validate.h"
 #include "ingest.h"
 #include "log/log.h"
+#include "tier_ladder.h"
 
 #define TENANT_ID_MAX      48
 #define TENANT_NAME_MAX    100
 #define TIME_ZONE_MAX      64
-#define TEMPLATE_COMMANDS  4 /* ladder, points policy, card limits, earning rule */
+#define TEMPLATE_COMMANDS  5 /* bonus ladder, points policy, card limits, earning, tiers */
 #define GENERATED_ID_BYTES 6
 
 static const char *const tenant_fields[] = {"tenant_id", "name",   "currency", "time_zone",
@@ -41,11 +42,18 @@ static const char *const templates[] = {"education", "fitness", "restaurant", "r
  * (ARCHITECTURE.md §2): the top-up ladder 1 000 -> +100, 2 000 -> +300,
  * 5 000 -> +1 000 yuan; points expiring at the end of the 12th month,
  * locked 7 days after a purchase; 1 point per yuan; at most 3 uses of a
- * card a day. They differ only in name today; the name is kept on the
- * tenant so later defaults can follow it. */
+ * card a day; the tiers Basic (500 yuan spent, pays 85%), Advanced (2 000,
+ * or 5 000 in a calendar year, 80%) and Premium (over 20 000, 70%). They differ only in name today;
+ * the name is kept on the tenant so later defaults can follow it. */
 static const char template_ladder[] =
     "{\"steps\":[{\"threshold\":100000,\"bonus\":10000},{\"threshold\":200000,\"bonus\":30000},"
     "{\"threshold\":500000,\"bonus\":100000}]}";
+static const char template_tiers[] =
+    "{\"levels\":[{\"name\":\"Basic\",\"rank\":1,\"thresholds\":{\"lifetime\":50000},"
+    "\"benefits\":{\"discount_bp\":8500}},{\"name\":\"Advanced\",\"rank\":2,\"thresholds\":"
+    "{\"lifetime\":200000,\"calendar_year\":500000},\"benefits\":{\"discount_bp\":8000}},"
+    "{\"name\":\"Premium\",\"rank\":3,\"thresholds\":{\"lifetime\":2000001},"
+    "\"benefits\":{\"discount_bp\":7000}}]}";
 #define TEMPLATE_EXPIRY_MONTHS 12
 #define TEMPLATE_LOCK_SECONDS  604800
 #define TEMPLATE_DAILY_USES    3
@@ -139,14 +147,12 @@ static void meta_for(struct event_meta *meta, const char *tenant_id, const char 
                                 .traceparent = ""};
 }
 
-/* Encodes env into c with its audit row: {change_id, effective_from,
- * request} like the PUT of the same setting. */
-static bool finish_cmd(struct template_cmd *c, Envelope *env, json_t *request)
+/* c from an encoded event (buf, freed here) and its audit row. */
+static bool finish_encoded(struct template_cmd *c, uint8_t *buf, size_t len, int64_t at_us,
+                           json_t *request)
 {
-    size_t len = 0;
-    uint8_t *buf = envelope_encode(env, &len);
     char at[32];
-    event_format_time(env->occurred_at_us, at);
+    event_format_time(at_us, at);
     json_t *after = json_pack("{s:s, s:s, s:O, s:s}", "change_id", c->change_id, "effective_from",
                               at, "request", request, "source", "template");
     json_t *purchase = json_object_get(request, "purchase");
@@ -157,6 +163,15 @@ static bool finish_cmd(struct template_cmd *c, Envelope *env, json_t *request)
     c->hex = buf ? hex_of(buf, len) : NULL;
     free(buf);
     return c->hex && c->after;
+}
+
+/* Encodes env into c with its audit row: {change_id, effective_from,
+ * request} like the PUT of the same setting. */
+static bool finish_cmd(struct template_cmd *c, Envelope *env, json_t *request)
+{
+    size_t len = 0;
+    uint8_t *buf = envelope_encode(env, &len);
+    return finish_encoded(c, buf, len, env->occurred_at_us, request);
 }
 
 static bool encode_setting(struct template_cmd *c, const char *tenant, const char *actor,
@@ -226,6 +241,32 @@ static bool encode_earning(struct template_cmd *c, const char *tenant, const cha
     return ok;
 }
 
+/* The seeds' tier ladder, normalized as PUT /v1/config/tiers would. */
+static bool encode_tiers(struct template_cmd *c, const char *tenant, const char *actor,
+                         int utc_offset_minutes)
+{
+    struct validation v;
+    validation_init(&v);
+    json_t *body = json_loads(template_tiers, 0, NULL);
+    json_t *config = body ? tier_ladder_normalize(body, &v) : NULL;
+    validation_free(&v);
+    json_decref(body);
+    if (!config)
+        return false; /* the template is wrong: test_tenant_onboarding says so */
+    struct event_meta meta;
+    uuid7_generate(c->change_id);
+    meta_for(&meta, tenant, c->change_id, actor);
+    int64_t at_us = 0;
+    size_t len = 0;
+    uint8_t *buf =
+        tier_ladder_encode(&meta, c->change_id, config, utc_offset_minutes, &at_us, &len);
+    c->topic = TOPIC_MEMBER_EVENTS; /* tiering reads its settings there */
+    c->action = "tiers.put";
+    bool ok = finish_encoded(c, buf, len, at_us, config);
+    json_decref(config);
+    return ok;
+}
+
 static bool encode_template(struct template_cmd cmds[TEMPLATE_COMMANDS], const char *tenant,
                             const char *actor, int utc_offset_minutes)
 {
@@ -238,7 +279,8 @@ static bool encode_template(struct template_cmd cmds[TEMPLATE_COMMANDS], const c
     bool ok = ladder && policy &&
               encode_setting(&cmds[0], tenant, actor, SETTING_TOPUP_BONUS, ladder) &&
               encode_setting(&cmds[1], tenant, actor, SETTING_POINTS_POLICY, policy) &&
-              encode_limits(&cmds[2], tenant, actor) && encode_earning(&cmds[3], tenant, actor);
+              encode_limits(&cmds[2], tenant, actor) && encode_earning(&cmds[3], tenant, actor) &&
+              encode_tiers(&cmds[4], tenant, actor, utc_offset_minutes);
     json_decref(ladder);
     json_decref(policy);
     return ok;
@@ -325,7 +367,7 @@ static json_t *answer_of(struct req *r, const char *tenant, const char *key_id,
     json_t *b = r->body, *branch = json_object_get(b, "branch");
     json_t *settings = json_array();
     static const char *const kinds[TEMPLATE_COMMANDS] = {SETTING_TOPUP_BONUS, SETTING_POINTS_POLICY,
-                                                         "card-limits", "earning-rules"};
+                                                         "card-limits", "earning-rules", "tiers"};
     for (size_t i = 0; i < TEMPLATE_COMMANDS; i++)
         json_array_append_new(
             settings, json_pack("{s:s, s:s}", "kind", kinds[i], "change_id", cmds[i].change_id));

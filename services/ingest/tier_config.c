@@ -34,9 +34,6 @@
 
 #define TIERS_POLL_MS 20 /* how often the answer looks for tiering's row */
 
-typedef Tessera__Tiering__V1__TierLadderChanged TierLadderChanged;
-typedef Tessera__Tiering__V1__TierLevelConfig TierLevelConfig;
-
 /* One PUT or dry-run from validation to its answer. */
 struct tiers_put {
     struct req *r;
@@ -67,35 +64,6 @@ static struct req *put_release(struct tiers_put *put)
 }
 
 /* ------------------------------------------------------------ the event */
-static void level_message(TierLevelConfig *m, json_t *l, char **ents, char **skus)
-{
-    json_t *th = json_object_get(l, "thresholds"), *b = json_object_get(l, "benefits");
-    tessera__tiering__v1__tier_level_config__init(m);
-    m->name = (char *)json_string_value(json_object_get(l, "name"));
-    m->rank = (int32_t)json_integer_value(json_object_get(l, "rank"));
-    json_t *w[3] = {json_object_get(th, "lifetime"), json_object_get(th, "calendar_year"),
-                    json_object_get(th, "rolling_12_months")};
-    m->min_lifetime_spend = json_is_integer(w[0]) ? json_integer_value(w[0]) : -1;
-    m->min_calendar_year_spend = json_is_integer(w[1]) ? json_integer_value(w[1]) : -1;
-    m->min_rolling_12_months_spend = json_is_integer(w[2]) ? json_integer_value(w[2]) : -1;
-    m->invitation_only = json_is_true(json_object_get(l, "invitation_only"));
-    m->discount_bp = json_integer_value(json_object_get(b, "discount_bp"));
-    m->points_multiplier_bp = json_integer_value(json_object_get(b, "points_multiplier_bp"));
-    m->birthday_gift_points = json_integer_value(json_object_get(b, "birthday_gift_points"));
-    m->priority_booking = json_is_true(json_object_get(b, "priority_booking"));
-    json_t *e = json_object_get(b, "entitlements"), *s = json_object_get(l, "upgrade_skus");
-    m->n_entitlements = json_array_size(e);
-    for (size_t i = 0; i < m->n_entitlements; i++)
-        ents[i] = (char *)json_string_value(json_array_get(e, i));
-    m->entitlements = ents;
-    m->n_upgrade_skus = json_array_size(s);
-    for (size_t i = 0; i < m->n_upgrade_skus; i++)
-        skus[i] = (char *)json_string_value(json_array_get(s, i));
-    m->upgrade_skus = skus;
-    m->referrals_required = (int32_t)json_integer_value(json_object_get(l, "referrals_required"));
-    m->membership_years = (int32_t)json_integer_value(json_object_get(l, "membership_years"));
-}
-
 /* The TierLadderChanged event into r->command; false when it does not
  * encode (over EVENT_ENCODED_MAX). */
 static bool encode_change(struct tiers_put *put)
@@ -108,37 +76,8 @@ static bool encode_change(struct tiers_put *put)
                               .actor_kind = "api_key",
                               .actor_id = r->caller.key_id,
                               .traceparent = r->traceparent};
-    Envelope env;
-    Actor actor;
-    TierLadderChanged c;
-    static TierLevelConfig levels[TIER_LEVELS_MAX];
-    static TierLevelConfig *level_ptrs[TIER_LEVELS_MAX];
-    static char *ents[TIER_LEVELS_MAX][TIER_ENTITLEMENTS_MAX],
-        *skus[TIER_LEVELS_MAX][TIER_SKUS_MAX];
-    envelope_init(&env, &actor, &meta);
-    put->effective_from_us = env.occurred_at_us;
-    tessera__tiering__v1__tier_ladder_changed__init(&c);
-    json_t *cfg = put->config, *ls = json_object_get(cfg, "levels");
-    c.change_id = r->command_id;
-    c.n_levels = json_array_size(ls);
-    assert(c.n_levels <= TIER_LEVELS_MAX); /* validated */
-    for (size_t i = 0; i < c.n_levels; i++) {
-        level_message(&levels[i], json_array_get(ls, i), ents[i], skus[i]);
-        level_ptrs[i] = &levels[i];
-    }
-    c.levels = level_ptrs;
-    c.review_months = (int32_t)json_integer_value(json_object_get(cfg, "review_months"));
-    c.grace_days = (int32_t)json_integer_value(json_object_get(cfg, "grace_days"));
-    c.warning_days = (int32_t)json_integer_value(json_object_get(cfg, "warning_days"));
-    c.refund_rule = (char *)json_string_value(json_object_get(cfg, "refund_rule"));
-    c.count_card_sales = json_is_true(json_object_get(cfg, "count_card_sales"));
-    c.count_subscription_sales = json_is_true(json_object_get(cfg, "count_subscription_sales"));
-    c.utc_offset_minutes = put->utc_offset_minutes;
-    c.config_json = json_dumps(cfg, JSON_COMPACT | JSON_SORT_KEYS);
-    env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_TIER_LADDER_CHANGED;
-    env.tier_ladder_changed = &c;
-    r->command = c.config_json ? envelope_encode(&env, &r->command_len) : NULL;
-    free(c.config_json);
+    r->command = tier_ladder_encode(&meta, r->command_id, put->config, put->utc_offset_minutes,
+                                    &put->effective_from_us, &r->command_len);
     return r->command != NULL;
 }
 

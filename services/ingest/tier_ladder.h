@@ -5,6 +5,9 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
+
+#include "events/codec.h"
 
 #include "../tiering/rules.h"
 #include "http/validate.h"
@@ -30,5 +33,12 @@ json_t *tier_ladder_normalize(json_t *body, struct validation *v);
 /* The normalized configuration's levels as tiering's rules read them;
  * returns their number (at most TIER_LEVELS_MAX). */
 size_t tier_ladder_levels(json_t *config, struct tier_level *out);
+
+/* The TierLadderChanged event (change id change_id) of a normalized
+ * configuration, in the envelope meta describes; *occurred_at_us is its
+ * time (the change's effective time). NULL when it does not encode (over
+ * EVENT_ENCODED_MAX). The PUT and a new tenant's template both send it. */
+uint8_t *tier_ladder_encode(struct event_meta *meta, const char *change_id, json_t *config,
+                            int32_t utc_offset_minutes, int64_t *occurred_at_us, size_t *len);
 
 #endif

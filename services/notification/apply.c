@@ -18,6 +18,22 @@ void notify_begin_batch(void *ctx)
     *c = (struct notify_ctx){0};
 }
 
+/* A login code's own recipient (the text variable "recipient.phone"
+ * ingest puts on it): the code goes there even before notification holds
+ * the member's contact. Other templates go to the contact only. */
+static const char *login_code_phone(const NotifyRequest *q)
+{
+    if (strcmp(q->template_, "login_code") != 0)
+        return NULL;
+    for (size_t i = 0; i < q->n_variables; i++) {
+        const NotifyVariable *v = q->variables[i];
+        if (strcmp(v->name, "recipient.phone") == 0 &&
+            v->value_case == TESSERA__NOTIFICATION__V1__VARIABLE__VALUE_TEXT && v->text[0])
+            return v->text;
+    }
+    return NULL;
+}
+
 /* A NotifyRequest as decide.c takes it. */
 static struct notify_request_in request_of(const Envelope *env)
 {
@@ -35,6 +51,7 @@ static struct notify_request_in request_of(const Envelope *env)
         .variable_count = q->n_variables,
         .locale = q->locale,
         .expires_at_us = q->expires_at_us,
+        .phone = login_code_phone(q),
     };
 }
 

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../support/login_code.h"
 #include "../support/api_client.h"
 #include "../support/test_clock.h"
 #include "../support/topic_reader.h"
@@ -469,9 +470,9 @@ static void on_code(void *ctx, const rd_kafka_message_t *m)
     struct code_seen *s = ctx;
     char why[128];
     Envelope *env = envelope_decode(m->payload, m->len, why, sizeof(why));
-    if (env && strcmp(env->member_id, s->member) == 0 &&
-        env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LOGIN_CODE_REQUESTED)
-        snprintf(s->code, sizeof(s->code), "%s", env->login_code_requested->code);
+    struct login_code lc;
+    if (env && strcmp(env->member_id, s->member) == 0 && login_code_of(env, &lc))
+        snprintf(s->code, sizeof(s->code), "%s", lc.code);
     envelope_free(env);
 }
 

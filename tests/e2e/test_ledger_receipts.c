@@ -78,8 +78,12 @@ static void on_request(void *ctx, const rd_kafka_message_t *m)
     Envelope *env = envelope_decode(m->payload, m->len, why, sizeof(why));
     if (!env)
         return;
-    if (env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_NOTIFY_REQUEST &&
-        strcmp(env->member_id, s->member) == 0 && s->count < RECEIPTS_MAX) {
+    /* the ledger's requests: receipts and card messages (the campaign's
+     * welcome for the same member is not one) */
+    bool ledgers = env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_NOTIFY_REQUEST &&
+                   (strncmp(env->notify_request->template_, "receipt.", 8) == 0 ||
+                    strncmp(env->notify_request->template_, "card.", 5) == 0);
+    if (ledgers && strcmp(env->member_id, s->member) == 0 && s->count < RECEIPTS_MAX) {
         const Tessera__Notification__V1__NotifyRequest *q = env->notify_request;
         struct seen_request *r = &s->r[s->count++];
         memset(r, 0, sizeof(*r));

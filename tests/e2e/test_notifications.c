@@ -399,6 +399,56 @@ static void test_duplicate_delivered_once(void **state)
     assert_int_equal(sink_count("sms", needle), 1);
 }
 
+/* A login code carries its recipient (recipient.phone): it reaches a
+ * member notification holds no contact for (registered before contacts
+ * were sent), and only the login code may be addressed that way. */
+static void test_login_code_to_its_recipient(void **state)
+{
+    new_tenant();
+    sink_mode("sms", "ok");
+    char m[64], rid[96], other[96];
+    member_id(m, "nocontact");
+    snprintf(rid, sizeof(rid), "login_code:direct:%s", m);
+    snprintf(other, sizeof(other), "receipt:direct:%s", m);
+    static const char *const templates[] = {"receipt.purchase", "login_code"};
+    const char *ids[] = {other, rid};
+    for (int i = 0; i < 2; i++) {
+        ENVELOPE(env, actor, meta, m);
+        Tessera__Notification__V1__NotifyRequest r =
+            TESSERA__NOTIFICATION__V1__NOTIFY_REQUEST__INIT;
+        Variable code = TESSERA__NOTIFICATION__V1__VARIABLE__INIT, to = code;
+        code.name = "code", code.value_case = TESSERA__NOTIFICATION__V1__VARIABLE__VALUE_TEXT;
+        code.text = "813579";
+        to.name = "recipient.phone",
+        to.value_case = TESSERA__NOTIFICATION__V1__VARIABLE__VALUE_TEXT;
+        to.text = "+8613900000077";
+        Variable *vars[2] = {&code, &to};
+        char *channels[1] = {"sms"};
+        r.request_id = (char *)ids[i], r.template_ = (char *)templates[i];
+        r.purpose = "transactional", r.priority = "high";
+        r.n_channels = 1, r.channels = channels, r.n_variables = 2, r.variables = vars;
+        r.locale = "";
+        env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_NOTIFY_REQUEST;
+        env.notify_request = &r;
+        produce(&env, m);
+    }
+    /* one partition: the receipt is decided before the code */
+    expect_status(rid, "sms", "delivered", NULL);
+    char needle[128];
+    snprintf(needle, sizeof(needle), "\\\"request_id\\\":\\\"%s\\\"", rid);
+    json_t *recs = sink_records("sms", needle);
+    assert_int_equal(json_array_size(recs), 1);
+    char *text = json_dumps(recs, 0);
+    assert_non_null(strstr(text, "8613900000077"));
+    assert_non_null(strstr(text, "813579"));
+    free(text);
+    json_decref(recs);
+    char *status = delivery_field(other, "sms", "status");
+    assert_non_null(status);
+    assert_string_not_equal(status, "delivered"); /* no contact, no recipient of its own */
+    free(status);
+}
+
 /* Marketing needs consent per channel; withdrawn, the next is
  * suppressed with its rule (and transactional still goes). */
 static void test_consent_withdrawn(void **state)
@@ -740,6 +790,7 @@ int main(void)
         cmocka_unit_test(test_login_code_by_sms),
         cmocka_unit_test(test_receipt_inbox_and_email),
         cmocka_unit_test(test_duplicate_delivered_once),
+        cmocka_unit_test(test_login_code_to_its_recipient),
         cmocka_unit_test(test_consent_withdrawn),
         cmocka_unit_test(test_weekly_cap),
         cmocka_unit_test_teardown(test_quiet_hours_held_until_morning, restore_clock),

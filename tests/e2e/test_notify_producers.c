@@ -73,7 +73,12 @@ static void on_message(void *ctx, const rd_kafka_message_t *m)
         return;
     char why[128];
     Envelope *env = envelope_decode(m->payload, m->len, why, sizeof(why));
-    if (env && s->count < SEEN_MAX && strcmp(env->member_id, s->member) == 0)
+    /* ingest's messages only: other services' requests for the member
+     * (the campaign's welcome, the ledger's receipts) are not counted */
+    bool others = env &&
+                  env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_NOTIFY_REQUEST &&
+                  strcmp(env->notify_request->template_, "login_code") != 0;
+    if (env && !others && s->count < SEEN_MAX && strcmp(env->member_id, s->member) == 0)
         keep(&s->m[s->count++], env);
     envelope_free(env);
 }

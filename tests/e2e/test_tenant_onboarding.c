@@ -36,6 +36,7 @@ static char tenant_id[64];
 static char admin_key[128];
 static char template_ladder_change[64];
 static char template_limits_change[64];
+static char template_tiers_change[64];
 
 static void expect_status(struct api_response *r, long status)
 {
@@ -106,6 +107,10 @@ static int setup_tenant(void **state)
     assert_string_equal(json_string_value(json_object_get(limits, "kind")), "card-limits");
     snprintf(template_limits_change, sizeof(template_limits_change), "%s",
              json_string_value(json_object_get(limits, "change_id")));
+    json_t *tiers = json_array_get(json_object_get(r.body, "settings"), 4);
+    assert_string_equal(json_string_value(json_object_get(tiers, "kind")), "tiers");
+    snprintf(template_tiers_change, sizeof(template_tiers_change), "%s",
+             json_string_value(json_object_get(tiers, "change_id")));
     api_response_free(&r);
     /* the same tenant again: refused, nothing changed */
     r = api_call("POST", "/v1/tenants", body, platform_key, NULL);
@@ -155,6 +160,15 @@ static void test_template_applied(void **state)
     assert_string_equal(json_str_at(r.body, "change_id"), own);
     assert_int_equal(json_int_at(r.body, "daily_uses_max"), 5);
     assert_int_equal(json_int_at(r.body, "burst_window_s"), 600); /* the default, filled in */
+    api_response_free(&r);
+    /* and the seeds' tier ladder, through tiering's own settings */
+    struct change_wait t = {"tiers", template_tiers_change};
+    assert_true(poll_until(change_in_force, &t, DEADLINE_MS));
+    r = get_setting("tiers");
+    json_t *levels = json_object_get(r.body, "levels");
+    assert_int_equal(json_array_size(levels), 3);
+    assert_string_equal(json_str_at(json_array_get(levels, 0), "name"), "Basic");
+    assert_int_equal(json_int_at(json_array_get(levels, 2), "benefits.discount_bp"), 7000);
     api_response_free(&r);
 }
 

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../support/login_code.h"
 #include "../support/api_client.h"
 #include "../support/tier_tenant.h"
 #include "../support/topic_reader.h"
@@ -261,9 +262,9 @@ static void code_of(void *ctx, const rd_kafka_message_t *m)
     struct code_scan *c = ctx;
     char why[128];
     Envelope *e = envelope_decode(m->payload, m->len, why, sizeof(why));
-    if (e && e->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LOGIN_CODE_REQUESTED &&
-        strcmp(e->member_id, c->member_id) == 0)
-        snprintf(c->code, sizeof(c->code), "%s", e->login_code_requested->code);
+    struct login_code lc;
+    if (e && strcmp(e->member_id, c->member_id) == 0 && login_code_of(e, &lc))
+        snprintf(c->code, sizeof(c->code), "%s", lc.code);
     envelope_free(e);
 }
 
