@@ -23,11 +23,13 @@ static const struct default_template defaults[] = {
      "{{member.name}}, you topped up {{amount}} (bonus {{bonus}}) at {{time}}. Stored value: "
      "{{balance.stored_value}}."},
     {"receipt.purchase", "消费成功",
-     "{{member.name}}，您于 {{time}} 消费 {{amount}}，获得 {{points.earned}} 积分。储值余额 "
-     "{{balance.stored_value}}，积分 {{balance.points}}。",
+     /* no points earned here: the campaign grants them after the ledger's
+      * receipt (the ledger cannot know them when it writes it) */
+     "{{member.name}}，您于 {{time}} 消费 {{amount}}。储值余额 {{balance.stored_value}}，积分 "
+     "{{balance.points}}。",
      "Purchase receipt",
-     "{{member.name}}, you spent {{amount}} at {{time}} and earned {{points.earned}} points. "
-     "Stored value: {{balance.stored_value}}, points: {{balance.points}}."},
+     "{{member.name}}, you spent {{amount}} at {{time}}. Stored value: "
+     "{{balance.stored_value}}, points: {{balance.points}}."},
     {"receipt.refund", "退款成功",
      "{{member.name}}，已退款 {{amount}}，扣回 {{points.reversed}} 积分。储值余额 "
      "{{balance.stored_value}}。",
