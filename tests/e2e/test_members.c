@@ -396,6 +396,35 @@ static void test_listing_filters(void **state)
     assert_string_equal(ids[0], b.id);
 }
 
+/* A pos key lists its own branch only. */
+static void test_a_pos_key_lists_its_branch_only(void **state)
+{
+    char branch[32];
+    make_branch(branch);
+    struct member m;
+    register_at(&m, branch, "till@example.com");
+    char body[160];
+    snprintf(body, sizeof(body), "{\"name\":\"list till\",\"scope\":\"pos\",\"branch_id\":\"%s\"}",
+             branch);
+    struct api_response r = api_post("/v1/api-keys", body, NULL);
+    assert_int_equal(r.status, 201);
+    char key[128];
+    snprintf(key, sizeof(key), "%s", json_str_at(r.body, "key"));
+    api_response_free(&r);
+    r = api_call("GET", "/v1/members?limit=500", NULL, key, NULL);
+    assert_int_equal(r.status, 200);
+    json_t *members = json_object_get(r.body, "members"), *one;
+    size_t i;
+    assert_int_equal(json_array_size(members), 1);
+    json_array_foreach(members, i, one)
+        assert_string_equal(json_string_value(json_object_get(one, "branch_id")), branch);
+    api_response_free(&r);
+    r = api_call("GET", "/v1/members?branch_id=hq", NULL, key, NULL);
+    assert_int_equal(r.status, 403);
+    assert_string_equal(json_str_at(r.body, "code"), "forbidden");
+    api_response_free(&r);
+}
+
 struct tier_wait {
     const char *member_no, *member_id;
 };
@@ -623,6 +652,7 @@ int main(void)
         cmocka_unit_test(test_patch_after_erasure_is_refused),
         cmocka_unit_test(test_paging_covers_every_member_exactly_once),
         cmocka_unit_test(test_listing_filters),
+        cmocka_unit_test(test_a_pos_key_lists_its_branch_only),
         cmocka_unit_test(test_listing_by_tier_reads_tierings_view),
         cmocka_unit_test(test_listing_bad_input_is_422_naming_the_field),
         cmocka_unit_test(test_tags_put_delete_and_show),
