@@ -627,6 +627,16 @@ static void test_unbinding_a_device_frees_a_slot_and_ends_its_sessions(void **st
     assert_int_equal(me_status(tokens[1]), 401);
     assert_int_equal(me_status(tokens[0]), 200);
     assert_int_equal(me_status(tokens[2]), 200);
+    /* the operator's tags are not shown in the member's own app */
+    snprintf(path, sizeof(path), "/v1/members/%s/tags/difficult", m.id);
+    r = api_call("PUT", path, NULL, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    api_response_free(&r);
+    r = api_call("GET", "/v1/me", NULL, tokens[0], NULL);
+    assert_int_equal(r.status, 200);
+    assert_null(json_object_get(r.body, "tags"));
+    assert_null(strstr(r.raw, "difficult"));
+    api_response_free(&r);
     assert_int_equal(login_from(&m, "phone-d", NULL), 201);
 
     /* "phone/c": a slash, encoded */
