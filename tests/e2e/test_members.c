@@ -11,6 +11,7 @@
 #include <cmocka.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <string.h>
 
@@ -264,6 +265,74 @@ static void test_patch_after_erasure_is_refused(void **state)
     r = patch(m.id, "{\"name\":\"Back Again\"}");
     assert_int_equal(r.status, 409);
     assert_string_equal(json_str_at(r.body, "code"), "personal_data_erased");
+    api_response_free(&r);
+}
+
+/* Another change lands between PATCH's read and its write: the write's
+ * compare-and-set refuses it (409 edit_conflict) instead of overwriting.
+ * The test holds the row locked, lets the PATCH read it and block on the
+ * lock (seen in pg_stat_activity, no sleep), changes the row, then lets go. */
+struct patch_call {
+    const char *id;
+    long status;
+    char code[64];
+};
+
+static void *patch_in_thread(void *arg)
+{
+    struct patch_call *c = arg;
+    struct api_response r = patch(c->id, "{\"name\":\"Second Writer\"}");
+    c->status = r.status;
+    snprintf(c->code, sizeof(c->code), "%s",
+             r.body && json_is_string(json_object_get(r.body, "code")) ? json_str_at(r.body, "code")
+                                                                       : "");
+    api_response_free(&r);
+    return NULL;
+}
+
+static bool patch_waits_on_the_lock(void *arg)
+{
+    PGconn *watcher = arg;
+    return test_pg_int(watcher,
+                       "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                       "AND query LIKE 'WITH dup AS%'",
+                       0, NULL) > 0;
+}
+
+static void exec_ok(PGconn *pg, const char *sql, int n, const char *const *p)
+{
+    PGresult *res = PQexecParams(pg, sql, n, NULL, p, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+}
+
+static void test_a_concurrent_change_is_an_edit_conflict(void **state)
+{
+    struct member m;
+    register_member(&m, NULL);
+    PGconn *holder = test_pg(), *watcher = test_pg();
+    const char *p[1] = {m.id};
+    exec_ok(holder, "BEGIN", 0, NULL);
+    PGresult *res =
+        PQexecParams(holder, "SELECT 1 FROM ingest.members WHERE member_id = $1 FOR UPDATE", 1,
+                     NULL, p, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    PQclear(res);
+    struct patch_call call = {.id = m.id};
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, patch_in_thread, &call), 0);
+    assert_true(poll_until(patch_waits_on_the_lock, watcher, POLL_MS));
+    exec_ok(holder,
+            "UPDATE ingest.members SET profile_version = profile_version + 1 WHERE member_id = $1",
+            1, p);
+    exec_ok(holder, "COMMIT", 0, NULL);
+    pthread_join(thread, NULL);
+    PQfinish(holder);
+    PQfinish(watcher);
+    assert_int_equal(call.status, 409);
+    assert_string_equal(call.code, "edit_conflict");
+    struct api_response r = get_member(m.id);
+    assert_string_equal(json_str_at(r.body, "name"), m.name); /* nothing overwritten */
     api_response_free(&r);
 }
 
@@ -660,6 +729,7 @@ int main(void)
         cmocka_unit_test(test_patch_phone_rechecks_the_blind_index),
         cmocka_unit_test(test_patch_bad_input_is_422_naming_the_field),
         cmocka_unit_test(test_patch_after_erasure_is_refused),
+        cmocka_unit_test(test_a_concurrent_change_is_an_edit_conflict),
         cmocka_unit_test(test_paging_covers_every_member_exactly_once),
         cmocka_unit_test(test_listing_filters),
         cmocka_unit_test(test_a_pos_key_lists_its_branch_only),
