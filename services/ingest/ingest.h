@@ -490,6 +490,9 @@ json_t *balances_json_of(const Balances *b);
 void member_view_reply(struct req *r, const char *member_id);
 
 /* outbox_relay.c: member events from ingest's own outbox */
+/* Any outbox row, to its own topic (the sweep; rows not on member-events). */
+void outbox_row_publish(struct ingest *app, const char *outbox_id, const char *topic,
+                        const char *key, const uint8_t *payload, size_t len);
 void member_events_publish(struct ingest *app, const char *outbox_id, const char *member_id,
                            const uint8_t *payload, size_t len);
 void member_events_sweep(evutil_socket_t fd, short what, void *arg);

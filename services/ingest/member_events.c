@@ -1,5 +1,5 @@
-/* Publishing MemberRegistered (and earning rule changes) from ingest's
- * outbox. The event is sent right after its row commits and the row
+/* Publishing MemberRegistered (and earning rule changes, profile and
+ * contact changes) from ingest's outbox. The event is sent right after its row commits and the row
  * deleted once Kafka has it. A new row is leased to whoever inserted it
  * for OUTBOX_LEASE_S (libs/outbox/outbox.h); while it is in flight here
  * its lease is renewed, so another instance never sends it too. A sweep
@@ -144,6 +144,12 @@ void member_events_on_delivery(struct ingest *app, const char *outbox_id, rd_kaf
 void member_events_publish(struct ingest *app, const char *outbox_id, const char *member_id,
                            const uint8_t *payload, size_t len)
 {
+    outbox_row_publish(app, outbox_id, TOPIC_MEMBER_EVENTS, member_id, payload, len);
+}
+
+void outbox_row_publish(struct ingest *app, const char *outbox_id, const char *topic,
+                        const char *key, const uint8_t *payload, size_t len)
+{
     char why[128];
     Envelope *env = envelope_decode(payload, len, why, sizeof(why));
     rd_kafka_headers_t *headers = env ? envelope_cloudevents_headers(env, "/tessera/ingest") : NULL;
@@ -151,8 +157,7 @@ void member_events_publish(struct ingest *app, const char *outbox_id, const char
     struct delivery *d = delivery_new(DELIVERY_MEMBER_EVENT, outbox_id);
     int64_t id = strtoll(outbox_id, NULL, 10);
     relay_track(app, id);
-    rd_kafka_resp_err_t e =
-        bus_produce(app->producer, TOPIC_MEMBER_EVENTS, member_id, payload, len, headers, d);
+    rd_kafka_resp_err_t e = bus_produce(app->producer, topic, key, payload, len, headers, d);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
         free(d); /* no delivery report comes for a message not enqueued */
         relay_untrack(app, id);
@@ -172,7 +177,10 @@ static void on_stranded(void *arg, PGresult *res, const char *err, const char *s
         unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(res, i, 3), &len);
         if (!raw)
             continue;
-        member_events_publish(app, PQgetvalue(res, i, 0), PQgetvalue(res, i, 2), raw, len);
+        /* each row on its own topic: member-events, or notify-requests for
+         * a member's contact change (member_patch.c) */
+        outbox_row_publish(app, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
+                           raw, len);
         PQfreemem(raw);
     }
 }

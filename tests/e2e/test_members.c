@@ -110,6 +110,39 @@ static bool profile_event_arrived(void *arg)
     return pe->changed > 0;
 }
 
+/* MemberContactChanged of a member on notify-requests. */
+struct contact_events {
+    const char *member_id, *name;
+    int found;
+    char email[96], phone[24];
+};
+
+static void on_notify_request(void *ctx, const rd_kafka_message_t *m)
+{
+    struct contact_events *ce = ctx;
+    if (!m->key || m->key_len != strlen(ce->member_id) ||
+        memcmp(m->key, ce->member_id, m->key_len) != 0)
+        return;
+    char why[128];
+    Envelope *env = envelope_decode(m->payload, m->len, why, sizeof(why));
+    if (env &&
+        env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_MEMBER_CONTACT_CHANGED &&
+        strcmp(env->member_contact_changed->name, ce->name) == 0) {
+        ce->found++;
+        snprintf(ce->email, sizeof(ce->email), "%s", env->member_contact_changed->email);
+        snprintf(ce->phone, sizeof(ce->phone), "%s", env->member_contact_changed->phone);
+    }
+    envelope_free(env);
+}
+
+static bool contact_change_arrived(void *arg)
+{
+    struct contact_events *ce = arg;
+    ce->found = 0;
+    assert_true(topic_read_all("notify-requests", on_notify_request, ce) >= 0);
+    return ce->found > 0;
+}
+
 static void test_patch_changes_the_profile_sealed_and_published(void **state)
 {
     struct member m;
@@ -161,6 +194,13 @@ static void test_patch_changes_the_profile_sealed_and_published(void **state)
     assert_int_equal(pe.needle_found, 0);
     assert_string_equal(pe.fields, "name,email,birthday,gender,attributes,");
     assert_int_equal(pe.version, 1);
+
+    /* notification is told the new contact (the name changed, the email went) */
+    struct contact_events ce = {.member_id = m.id, .name = new_name};
+    assert_true(poll_until(contact_change_arrived, &ce, POLL_MS));
+    assert_int_equal(ce.found, 1);
+    assert_string_equal(ce.phone, m.phone);
+    assert_string_equal(ce.email, "");
 }
 
 static void test_patch_without_a_change_publishes_nothing(void **state)
