@@ -10,6 +10,10 @@
  * version byte and the id), so paging visits every member exactly once
  * however the pages are cut; members registered meanwhile come last.
  *
+ * A pos key lists only its own branch's members (a till has no business
+ * paging through the whole member base): without branch_id it gets its
+ * branch, with another one 403 forbidden.
+ *
  * `GET /v1/members?phone=` stays the exact look-up answering one member
  * (members.c). */
 #include <sodium.h>
@@ -250,6 +254,13 @@ void members_list(struct req *r)
     struct list_query q = {0};
     if (!list_params(r, &q))
         return;
+    if (strcmp(r->caller.scope, "pos") == 0) {
+        if (q.p[4] && !auth_may_use_branch(r, q.p[4])) {
+            req_fail(r, 403, "forbidden", "this key lists only its own branch's members");
+            return;
+        }
+        q.p[4] = r->caller.branch_id;
+    }
     if (pg_pool_query(r->app->pg, LIST_SQL, 11, q.p, on_listed, r) < 0)
         req_fail_db(r, "queue full");
 }

@@ -11,7 +11,12 @@
  * MemberRegistered) in the outbox and writes the audit row (field names
  * only, no personal data). A new phone is checked like a registration's:
  * the unique blind index under the current key, and during a rotation the
- * previous key's index, answer 409 duplicate_phone. */
+ * previous key's index, answer 409 duplicate_phone.
+ *
+ * When the name, phone or email changed, the same statement also queues a
+ * MemberContactChanged on notify-requests (keyed by member) for the
+ * notification service: its addresses, in the clear as notification needs
+ * them to deliver (notify-requests keeps 7 days; restrict who reads it). */
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +25,7 @@
 #include "bus/topics.h"
 #include "http/validate.h"
 #include "ingest.h"
+#include "notify_out.h"
 #include "log/log.h"
 
 #define PROFILE_FIELDS               6
@@ -242,42 +248,31 @@ static uint8_t *seal_event_profile(struct req *r, const struct profile *p, size_
  * kept in r->command to publish after commit. */
 static char *encode_changed(struct req *r, const struct profile *p, const char *branch_id)
 {
-    struct event_meta meta = {.tenant_id = r->caller.tenant_id,
-                              .branch_id = branch_id,
-                              .member_id = r->member_id,
-                              .actor_kind = "api_key",
-                              .actor_id = r->caller.key_id,
-                              .traceparent = r->traceparent};
-    Envelope env;
-    Actor actor;
-    Tessera__Member__V1__MemberProfileChanged m;
-    envelope_init(&env, &actor, &meta);
-    tessera__member__v1__member_profile_changed__init(&m);
-    size_t n = json_array_size(p->changed);
-    char *names[PROFILE_FIELDS];
-    for (size_t i = 0; i < n; i++)
-        names[i] = (char *)json_string_value(json_array_get(p->changed, i));
-    m.n_changed_fields = n;
-    m.changed_fields = names;
-    m.profile_version = p->version + 1;
-    m.personal_sealed.data = seal_event_profile(r, p, &m.personal_sealed.len);
-    if (!m.personal_sealed.data)
-        return NULL;
-    env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_MEMBER_PROFILE_CHANGED;
-    env.member_profile_changed = &m;
+    struct notify_contact contact_now = {
+        .name = p->clear[F_NAME], .phone = p->clear[F_PHONE], .email = p->clear[F_EMAIL]};
     size_t len = 0;
-    uint8_t *bin = envelope_encode(&env, &len);
-    free(m.personal_sealed.data);
-    if (!bin)
-        return NULL;
-    r->command = bin;
-    r->command_len = len;
-    char *hex = malloc(2 * len + 3);
-    if (!hex)
-        return NULL;
-    memcpy(hex, "\\x", 2);
-    sodium_bin2hex(hex + 2, 2 * len + 1, bin, len);
+    uint8_t *bin =
+        notify_encode_contact(&r->caller, r->member_id, r->traceparent, &contact_now, &len);
+    char *hex = bin ? notify_bytea_text(bin, len) : NULL;
+    if (bin)
+        sodium_memzero(bin, len);
+    free(bin);
+    *failed = !hex;
     return hex;
+}
+
+/* After commit: the contact change's outbox row (id, payload) to
+ * notify-requests, when there is one. */
+static void publish_contact(struct req *r, const PGresult *res)
+{
+    if (PQgetisnull(res, 0, 2))
+        return;
+    size_t len = 0;
+    unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(res, 0, 3), &len);
+    if (!raw)
+        return; /* the sweep sends it */
+    outbox_publish_to(r->app, PQgetvalue(res, 0, 2), TOPIC_NOTIFY_REQUESTS, r->member_id, raw, len);
+    PQfreemem(raw);
 }
 
 /* ------------------------------------------------------------ the write */
@@ -302,6 +297,7 @@ static void on_written(void *arg, PGresult *res, const char *err, const char *sq
         return;
     }
     member_events_publish(r->app, PQgetvalue(res, 0, 1), r->member_id, r->command, r->command_len);
+    publish_contact(r, res);
     member_view_reply(r, r->member_id);
 }
 
@@ -322,18 +318,22 @@ static const char WRITE_SQL[] =
     "SELECT $1, member_id, $13::int, $16::bytea FROM m WHERE $16::bytea IS NOT NULL), "
     "o AS (INSERT INTO outbox (topic, key, payload) SELECT '" TOPIC_MEMBER_EVENTS
     "', member_id, $17::bytea FROM m RETURNING id), "
+    "c AS (INSERT INTO outbox (topic, key, payload) SELECT '" TOPIC_NOTIFY_REQUESTS
+    "', member_id, $19::bytea FROM m WHERE $19::bytea IS NOT NULL RETURNING id, payload), "
     "changed AS (SELECT member_id AS target, jsonb_build_object('profile_version', "
     "profile_version - 1) AS before, jsonb_build_object('profile_version', profile_version, "
     "'changed_fields', $18::jsonb) AS after FROM m), " AUDIT_CTE(
-        "member.profile.update") "SELECT (SELECT d FROM dup), (SELECT id FROM o)";
+        "member.profile.update") "SELECT (SELECT d FROM dup), (SELECT id FROM o), "
+                                 "(SELECT id FROM c), (SELECT payload FROM c)";
 
-static void write_profile(struct req *r, struct profile *p, const char *payload)
+static void write_profile(struct req *r, struct profile *p, const char *payload,
+                          const char *contact)
 {
     char version[16], read_version[24];
     snprintf(version, sizeof(version), "%d", r->app->pii.current_version);
     snprintf(read_version, sizeof(read_version), "%lld", p->version);
     char *changed = json_dumps(p->changed, JSON_COMPACT);
-    const char *params[18] = {r->caller.tenant_id,
+    const char *params[19] = {r->caller.tenant_id,
                               r->caller.key_id,
                               http_peer(r->ex),
                               r->member_id,
@@ -350,8 +350,9 @@ static void write_profile(struct req *r, struct profile *p, const char *payload)
                               read_version,
                               p->new_data_key,
                               payload,
-                              changed};
-    if (pg_pool_query(r->app->pg, WRITE_SQL, 18, params, on_written, r) < 0)
+                              changed,
+                              contact};
+    if (pg_pool_query(r->app->pg, WRITE_SQL, 19, params, on_written, r) < 0)
         req_fail_db(r, "queue full");
     free(changed);
 }
@@ -367,8 +368,8 @@ static void on_loaded(void *arg, PGresult *res, const char *err, const char *sql
         return;
     }
     struct profile p = {.version = strtoll(PQgetvalue(res, 0, COL_PROFILE_V), NULL, 10)};
-    char *payload = NULL;
-    bool ok = merge(r, res, &p);
+    char *payload = NULL, *contact = NULL;
+    bool ok = merge(r, res, &p), contact_failed = false;
     if (ok && json_array_size(p.changed) == 0) { /* nothing changes: nothing to publish */
         profile_free(&p);
         member_view_reply(r, r->member_id);
@@ -376,13 +377,17 @@ static void on_loaded(void *arg, PGresult *res, const char *err, const char *sql
     }
     ok = ok && seal(r, &p) && data_key(r, res, &p) &&
          (payload = encode_changed(r, &p, PQgetvalue(res, 0, COL_BRANCH)));
+    if (ok)
+        contact = encode_contact(r, &p, &contact_failed);
+    ok = ok && !contact_failed;
     if (!ok) {
         log_fields(LOG_ERROR, "member PII cannot be opened or sealed", "member_id", r->member_id,
                    "key_version", PQgetvalue(res, 0, COL_VERSION), NULL);
         req_fail(r, 500, "pii_unavailable", "the member's personal data cannot be decrypted");
     } else
-        write_profile(r, &p, payload);
+        write_profile(r, &p, payload, contact);
     free(payload);
+    free(contact);
     profile_free(&p);
 }
 

@@ -161,6 +161,8 @@ static json_t *profile_json(struct req *r, const PGresult *res, bool *ok)
         "referred_by", text_or_null(res, COL_REFERRED_BY), "attributes", pii_attributes(r, res, ok),
         "registered_at", PQgetvalue(res, 0, COL_CREATED), "tier", "cards");
     json_object_set_new(v, "personal_data_erased_at", text_or_null(res, COL_ERASED));
+    if (strcmp(r->caller.scope, "member") == 0)
+        return v; /* tags are the operator's labels, not shown in the member's own app */
     json_t *tags = json_loads(PQgetvalue(res, 0, COL_TAGS), 0, NULL);
     json_object_set_new(v, "tags", json_is_array(tags) ? tags : (json_decref(tags), json_array()));
     return v;

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <string.h>
 
@@ -109,6 +110,39 @@ static bool profile_event_arrived(void *arg)
     return pe->changed > 0;
 }
 
+/* MemberContactChanged of a member on notify-requests. */
+struct contact_events {
+    const char *member_id, *name;
+    int found;
+    char email[96], phone[24];
+};
+
+static void on_notify_request(void *ctx, const rd_kafka_message_t *m)
+{
+    struct contact_events *ce = ctx;
+    if (!m->key || m->key_len != strlen(ce->member_id) ||
+        memcmp(m->key, ce->member_id, m->key_len) != 0)
+        return;
+    char why[128];
+    Envelope *env = envelope_decode(m->payload, m->len, why, sizeof(why));
+    if (env &&
+        env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_MEMBER_CONTACT_CHANGED &&
+        strcmp(env->member_contact_changed->name, ce->name) == 0) {
+        ce->found++;
+        snprintf(ce->email, sizeof(ce->email), "%s", env->member_contact_changed->email);
+        snprintf(ce->phone, sizeof(ce->phone), "%s", env->member_contact_changed->phone);
+    }
+    envelope_free(env);
+}
+
+static bool contact_change_arrived(void *arg)
+{
+    struct contact_events *ce = arg;
+    ce->found = 0;
+    assert_true(topic_read_all("notify-requests", on_notify_request, ce) >= 0);
+    return ce->found > 0;
+}
+
 static void test_patch_changes_the_profile_sealed_and_published(void **state)
 {
     struct member m;
@@ -160,6 +194,13 @@ static void test_patch_changes_the_profile_sealed_and_published(void **state)
     assert_int_equal(pe.needle_found, 0);
     assert_string_equal(pe.fields, "name,email,birthday,gender,attributes,");
     assert_int_equal(pe.version, 1);
+
+    /* notification is told the new contact (the name changed, the email went) */
+    struct contact_events ce = {.member_id = m.id, .name = new_name};
+    assert_true(poll_until(contact_change_arrived, &ce, POLL_MS));
+    assert_int_equal(ce.found, 1);
+    assert_string_equal(ce.phone, m.phone);
+    assert_string_equal(ce.email, "");
 }
 
 static void test_patch_without_a_change_publishes_nothing(void **state)
@@ -264,6 +305,74 @@ static void test_patch_after_erasure_is_refused(void **state)
     r = patch(m.id, "{\"name\":\"Back Again\"}");
     assert_int_equal(r.status, 409);
     assert_string_equal(json_str_at(r.body, "code"), "personal_data_erased");
+    api_response_free(&r);
+}
+
+/* Another change lands between PATCH's read and its write: the write's
+ * compare-and-set refuses it (409 edit_conflict) instead of overwriting.
+ * The test holds the row locked, lets the PATCH read it and block on the
+ * lock (seen in pg_stat_activity, no sleep), changes the row, then lets go. */
+struct patch_call {
+    const char *id;
+    long status;
+    char code[64];
+};
+
+static void *patch_in_thread(void *arg)
+{
+    struct patch_call *c = arg;
+    struct api_response r = patch(c->id, "{\"name\":\"Second Writer\"}");
+    c->status = r.status;
+    snprintf(c->code, sizeof(c->code), "%s",
+             r.body && json_is_string(json_object_get(r.body, "code")) ? json_str_at(r.body, "code")
+                                                                       : "");
+    api_response_free(&r);
+    return NULL;
+}
+
+static bool patch_waits_on_the_lock(void *arg)
+{
+    PGconn *watcher = arg;
+    return test_pg_int(watcher,
+                       "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                       "AND query LIKE 'WITH dup AS%'",
+                       0, NULL) > 0;
+}
+
+static void exec_ok(PGconn *pg, const char *sql, int n, const char *const *p)
+{
+    PGresult *res = PQexecParams(pg, sql, n, NULL, p, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+}
+
+static void test_a_concurrent_change_is_an_edit_conflict(void **state)
+{
+    struct member m;
+    register_member(&m, NULL);
+    PGconn *holder = test_pg(), *watcher = test_pg();
+    const char *p[1] = {m.id};
+    exec_ok(holder, "BEGIN", 0, NULL);
+    PGresult *res =
+        PQexecParams(holder, "SELECT 1 FROM ingest.members WHERE member_id = $1 FOR UPDATE", 1,
+                     NULL, p, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    PQclear(res);
+    struct patch_call call = {.id = m.id};
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, patch_in_thread, &call), 0);
+    assert_true(poll_until(patch_waits_on_the_lock, watcher, POLL_MS));
+    exec_ok(holder,
+            "UPDATE ingest.members SET profile_version = profile_version + 1 WHERE member_id = $1",
+            1, p);
+    exec_ok(holder, "COMMIT", 0, NULL);
+    pthread_join(thread, NULL);
+    PQfinish(holder);
+    PQfinish(watcher);
+    assert_int_equal(call.status, 409);
+    assert_string_equal(call.code, "edit_conflict");
+    struct api_response r = get_member(m.id);
+    assert_string_equal(json_str_at(r.body, "name"), m.name); /* nothing overwritten */
     api_response_free(&r);
 }
 
@@ -394,6 +503,35 @@ static void test_listing_filters(void **state)
     snprintf(query, sizeof(query), "branch_id=%s&tag=vip", branch);
     assert_int_equal(list_ids(query, ids, LISTED), 1);
     assert_string_equal(ids[0], b.id);
+}
+
+/* A pos key lists its own branch only. */
+static void test_a_pos_key_lists_its_branch_only(void **state)
+{
+    char branch[32];
+    make_branch(branch);
+    struct member m;
+    register_at(&m, branch, "till@example.com");
+    char body[160];
+    snprintf(body, sizeof(body), "{\"name\":\"list till\",\"scope\":\"pos\",\"branch_id\":\"%s\"}",
+             branch);
+    struct api_response r = api_post("/v1/api-keys", body, NULL);
+    assert_int_equal(r.status, 201);
+    char key[128];
+    snprintf(key, sizeof(key), "%s", json_str_at(r.body, "key"));
+    api_response_free(&r);
+    r = api_call("GET", "/v1/members?limit=500", NULL, key, NULL);
+    assert_int_equal(r.status, 200);
+    json_t *members = json_object_get(r.body, "members"), *one;
+    size_t i;
+    assert_int_equal(json_array_size(members), 1);
+    json_array_foreach(members, i, one)
+        assert_string_equal(json_string_value(json_object_get(one, "branch_id")), branch);
+    api_response_free(&r);
+    r = api_call("GET", "/v1/members?branch_id=hq", NULL, key, NULL);
+    assert_int_equal(r.status, 403);
+    assert_string_equal(json_str_at(r.body, "code"), "forbidden");
+    api_response_free(&r);
 }
 
 struct tier_wait {
@@ -598,6 +736,16 @@ static void test_unbinding_a_device_frees_a_slot_and_ends_its_sessions(void **st
     assert_int_equal(me_status(tokens[1]), 401);
     assert_int_equal(me_status(tokens[0]), 200);
     assert_int_equal(me_status(tokens[2]), 200);
+    /* the operator's tags are not shown in the member's own app */
+    snprintf(path, sizeof(path), "/v1/members/%s/tags/difficult", m.id);
+    r = api_call("PUT", path, NULL, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    api_response_free(&r);
+    r = api_call("GET", "/v1/me", NULL, tokens[0], NULL);
+    assert_int_equal(r.status, 200);
+    assert_null(json_object_get(r.body, "tags"));
+    assert_null(strstr(r.raw, "difficult"));
+    api_response_free(&r);
     assert_int_equal(login_from(&m, "phone-d", NULL), 201);
 
     /* "phone/c": a slash, encoded */
@@ -621,8 +769,10 @@ int main(void)
         cmocka_unit_test(test_patch_phone_rechecks_the_blind_index),
         cmocka_unit_test(test_patch_bad_input_is_422_naming_the_field),
         cmocka_unit_test(test_patch_after_erasure_is_refused),
+        cmocka_unit_test(test_a_concurrent_change_is_an_edit_conflict),
         cmocka_unit_test(test_paging_covers_every_member_exactly_once),
         cmocka_unit_test(test_listing_filters),
+        cmocka_unit_test(test_a_pos_key_lists_its_branch_only),
         cmocka_unit_test(test_listing_by_tier_reads_tierings_view),
         cmocka_unit_test(test_listing_bad_input_is_422_naming_the_field),
         cmocka_unit_test(test_tags_put_delete_and_show),
