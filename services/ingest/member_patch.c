@@ -248,11 +248,59 @@ static uint8_t *seal_event_profile(struct req *r, const struct profile *p, size_
  * kept in r->command to publish after commit. */
 static char *encode_changed(struct req *r, const struct profile *p, const char *branch_id)
 {
-    struct notify_contact contact_now = {
+    struct event_meta meta = {.tenant_id = r->caller.tenant_id,
+                              .branch_id = branch_id,
+                              .member_id = r->member_id,
+                              .actor_kind = "api_key",
+                              .actor_id = r->caller.key_id,
+                              .traceparent = r->traceparent};
+    Envelope env;
+    Actor actor;
+    Tessera__Member__V1__MemberProfileChanged m;
+    envelope_init(&env, &actor, &meta);
+    tessera__member__v1__member_profile_changed__init(&m);
+    size_t n = json_array_size(p->changed);
+    char *names[PROFILE_FIELDS];
+    for (size_t i = 0; i < n; i++)
+        names[i] = (char *)json_string_value(json_array_get(p->changed, i));
+    m.n_changed_fields = n;
+    m.changed_fields = names;
+    m.profile_version = p->version + 1;
+    m.personal_sealed.data = seal_event_profile(r, p, &m.personal_sealed.len);
+    if (!m.personal_sealed.data)
+        return NULL;
+    env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_MEMBER_PROFILE_CHANGED;
+    env.member_profile_changed = &m;
+    size_t len = 0;
+    uint8_t *bin = envelope_encode(&env, &len);
+    free(m.personal_sealed.data);
+    if (!bin)
+        return NULL;
+    r->command = bin;
+    r->command_len = len;
+    char *hex = malloc(2 * len + 3);
+    if (!hex)
+        return NULL;
+    memcpy(hex, "\\x", 2);
+    sodium_bin2hex(hex + 2, 2 * len + 1, bin, len);
+    return hex;
+}
+
+/* MemberContactChanged as bytea text (malloc'ed), or NULL when neither
+ * name, phone nor email changed (*failed: it could not be encoded). */
+static char *encode_contact(struct req *r, const struct profile *p, bool *failed)
+{
+    bool contact = false;
+    for (size_t i = 0; i < json_array_size(p->changed); i++) {
+        const char *f = json_string_value(json_array_get(p->changed, i));
+        contact = contact || !strcmp(f, "name") || !strcmp(f, "phone") || !strcmp(f, "email");
+    }
+    if (!contact)
+        return NULL;
+    struct notify_contact now = {
         .name = p->clear[F_NAME], .phone = p->clear[F_PHONE], .email = p->clear[F_EMAIL]};
     size_t len = 0;
-    uint8_t *bin =
-        notify_encode_contact(&r->caller, r->member_id, r->traceparent, &contact_now, &len);
+    uint8_t *bin = notify_encode_contact(&r->caller, r->member_id, r->traceparent, &now, &len);
     char *hex = bin ? notify_bytea_text(bin, len) : NULL;
     if (bin)
         sodium_memzero(bin, len);
