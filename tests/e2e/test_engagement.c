@@ -21,6 +21,7 @@
 
 #include "../support/login_code.h"
 #include "../support/api_client.h"
+#include "../support/sql_tenant.h"
 #include "../support/test_clock.h"
 #include "../support/topic_reader.h"
 #include "bus/topics.h"
@@ -34,32 +35,12 @@ struct tenant {
     char key[64];
 };
 
-static void exec_ok(PGconn *pg, const char *sql, int n, const char *const *p)
-{
-    PGresult *res = PQexecParams(pg, sql, n, NULL, p, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        fail_msg("%s: %s", sql, PQerrorMessage(pg));
-    PQclear(res);
-}
-
 /* A tenant of this test (Asia/Shanghai, an hq branch, an admin key). */
 static void tenant_make(struct tenant *t, const char *name)
 {
-    unsigned char raw[24];
-    randombytes_buf(raw, sizeof(raw));
-    strcpy(t->key, "tsk_");
-    sodium_bin2hex(t->key + 4, sizeof(t->key) - 4, raw, sizeof(raw));
-    snprintf(t->id, sizeof(t->id), "eng-%s-%d-%ld", name, (int)getpid(), (long)time(NULL));
-    const char *p[] = {t->id, t->key};
-    PGconn *pg = test_pg();
-    exec_ok(pg, "INSERT INTO ingest.tenants (tenant_id, name) VALUES ($1, 'Engage School')", 1, p);
-    exec_ok(pg, "INSERT INTO ingest.branches (tenant_id, branch_id, name) VALUES ($1, 'hq', 'HQ')",
-            1, p);
-    exec_ok(pg,
-            "INSERT INTO ingest.api_keys (key_hash, tenant_id, name, scope) VALUES "
-            "(encode(sha256(convert_to($2, 'UTF8')), 'hex'), $1, 'engage admin', 'admin')",
-            2, p);
-    PQfinish(pg);
+    char prefix[40];
+    snprintf(prefix, sizeof(prefix), "eng-%s", name);
+    sql_tenant_make(prefix, "Engage School", t->id, sizeof(t->id), t->key);
 }
 
 /* Registers a member at hq, with a birthday ("YYYY-MM-DD") or none. */

@@ -19,36 +19,15 @@
 #include <unistd.h>
 
 #include "../support/api_client.h"
+#include "../support/sql_tenant.h"
 
 #define AUDIT_OUTPUT_MAX 65536
 
 static char tenant_id[48], admin_key[64];
 
-static void exec_ok(PGconn *pg, const char *sql, int n, const char *const *p)
-{
-    PGresult *res = PQexecParams(pg, sql, n, NULL, p, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        fail_msg("%s: %s", sql, PQerrorMessage(pg));
-    PQclear(res);
-}
-
 static void tenant_make(void)
 {
-    unsigned char raw[24];
-    randombytes_buf(raw, sizeof(raw));
-    strcpy(admin_key, "tsk_");
-    sodium_bin2hex(admin_key + 4, sizeof(admin_key) - 4, raw, sizeof(raw));
-    snprintf(tenant_id, sizeof(tenant_id), "ptspay-%d-%ld", (int)getpid(), (long)time(NULL));
-    const char *p[] = {tenant_id, admin_key};
-    PGconn *pg = test_pg();
-    exec_ok(pg, "INSERT INTO ingest.tenants (tenant_id, name) VALUES ($1, 'Points Chain')", 1, p);
-    exec_ok(pg, "INSERT INTO ingest.branches (tenant_id, branch_id, name) VALUES ($1, 'hq', 'HQ')",
-            1, p);
-    exec_ok(pg,
-            "INSERT INTO ingest.api_keys (key_hash, tenant_id, name, scope) VALUES "
-            "(encode(sha256(convert_to($2, 'UTF8')), 'hex'), $1, 'points admin', 'admin')",
-            2, p);
-    PQfinish(pg);
+    sql_tenant_make("ptspay", "Points Chain", tenant_id, sizeof(tenant_id), admin_key);
 }
 
 static void expect_status(struct api_response *r, long status)
@@ -152,10 +131,10 @@ static void test_points_pay_part_and_come_back_on_refund(void **state)
                    "points_share_exceeded");
     PGconn *pg = test_pg();
     const char *p[1] = {tenant_id};
-    exec_ok(pg,
-            "INSERT INTO ledger.points_policy (tenant_id, kind, payment_max_share_bp) "
-            "VALUES ($1, 'never', 10000)",
-            1, p);
+    test_exec_ok(pg,
+                 "INSERT INTO ledger.points_policy (tenant_id, kind, payment_max_share_bp) "
+                 "VALUES ($1, 'never', 10000)",
+                 1, p);
     PQfinish(pg);
     expect_problem(buy(member, 3000, "{\"method\":\"points\",\"points\":2000}"), 409,
                    "points_do_not_cover");

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "../support/api_client.h"
+#include "../support/sql_tenant.h"
 #include "../support/test_clock.h"
 #include "ids/uuid7.h"
 
@@ -26,6 +27,11 @@
 #define US_PER_DAY  INT64_C(86400000000)
 
 static char tenant_id[48], admin_key[64];
+static void tenant_make(void)
+{
+    sql_tenant_make("refer", "Referral Chain", tenant_id, sizeof(tenant_id), admin_key);
+}
+
 static int64_t clock_before;
 static bool clock_moved;
 
@@ -38,34 +44,7 @@ static int restore_clock(void **state)
     return 0;
 }
 
-static void exec_ok(PGconn *pg, const char *sql, int n, const char *const *p)
-{
-    PGresult *res = PQexecParams(pg, sql, n, NULL, p, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        fail_msg("%s: %s", sql, PQerrorMessage(pg));
-    PQclear(res);
-}
-
 /* A tenant with an hq branch and an admin key, for this run only. */
-static void tenant_make(void)
-{
-    unsigned char raw[24];
-    randombytes_buf(raw, sizeof(raw));
-    strcpy(admin_key, "tsk_");
-    sodium_bin2hex(admin_key + 4, sizeof(admin_key) - 4, raw, sizeof(raw));
-    snprintf(tenant_id, sizeof(tenant_id), "refer-%d-%ld", (int)getpid(), (long)time(NULL));
-    const char *p[] = {tenant_id, admin_key};
-    PGconn *pg = test_pg();
-    exec_ok(pg, "INSERT INTO ingest.tenants (tenant_id, name) VALUES ($1, 'Referral Chain')", 1, p);
-    exec_ok(pg, "INSERT INTO ingest.branches (tenant_id, branch_id, name) VALUES ($1, 'hq', 'HQ')",
-            1, p);
-    exec_ok(pg,
-            "INSERT INTO ingest.api_keys (key_hash, tenant_id, name, scope) VALUES "
-            "(encode(sha256(convert_to($2, 'UTF8')), 'hex'), $1, 'referral admin', 'admin')",
-            2, p);
-    PQfinish(pg);
-}
-
 static void expect_status(struct api_response *r, long status)
 {
     if (r->status != status)

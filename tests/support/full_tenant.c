@@ -10,39 +10,19 @@
 #include <unistd.h>
 
 #include "api_client.h"
-
-static void exec_ok(PGconn *pg, const char *sql, int n, const char *const *p)
-{
-    PGresult *res = PQexecParams(pg, sql, n, NULL, p, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        fprintf(stderr, "test: %s: %s\n", sql, PQerrorMessage(pg));
-        abort();
-    }
-    PQclear(res);
-}
+#include "sql_tenant.h"
 
 void full_tenant_make(struct full_tenant *t, int64_t headroom)
 {
     assert(headroom > 0);
-    unsigned char raw[24];
-    randombytes_buf(raw, sizeof(raw));
-    strcpy(t->key, "tsk_");
-    sodium_bin2hex(t->key + 4, sizeof(t->key) - 4, raw, sizeof(raw));
-    snprintf(t->tenant_id, sizeof(t->tenant_id), "full-%d-%ld", (int)getpid(), (long)time(NULL));
+    sql_tenant_make("full", "Full Chain", t->tenant_id, sizeof(t->tenant_id), t->key);
     t->seeded = INT64_MAX - headroom;
     char seed[24];
     snprintf(seed, sizeof(seed), "%lld", (long long)t->seeded);
-    const char *p[] = {t->tenant_id, t->key, seed};
     PGconn *pg = test_pg();
-    exec_ok(pg, "INSERT INTO ingest.tenants (tenant_id, name) VALUES ($1, 'Full Chain')", 1, p);
-    exec_ok(pg, "INSERT INTO ingest.branches (tenant_id, branch_id, name) VALUES ($1, 'hq', 'HQ')",
-            1, p);
-    exec_ok(pg,
-            "INSERT INTO ingest.api_keys (key_hash, tenant_id, name, scope) VALUES "
-            "(encode(sha256(convert_to($2, 'UTF8')), 'hex'), $1, 'full admin', 'admin')",
-            2, p);
     const char *q[] = {t->tenant_id, seed};
-    exec_ok(pg, "INSERT INTO ledger.tenant_prepaid (tenant_id, outstanding) VALUES ($1, $2)", 2, q);
+    test_exec_ok(pg, "INSERT INTO ledger.tenant_prepaid (tenant_id, outstanding) VALUES ($1, $2)",
+                 2, q);
     PQfinish(pg);
 }
 
@@ -67,9 +47,9 @@ void full_tenant_unseed(const struct full_tenant *t)
     snprintf(seed, sizeof(seed), "%lld", (long long)t->seeded);
     const char *p[] = {t->tenant_id, seed};
     PGconn *pg = test_pg();
-    exec_ok(pg,
-            "UPDATE ledger.tenant_prepaid SET outstanding = outstanding - $2::bigint "
-            "WHERE tenant_id = $1",
-            2, p);
+    test_exec_ok(pg,
+                 "UPDATE ledger.tenant_prepaid SET outstanding = outstanding - $2::bigint "
+                 "WHERE tenant_id = $1",
+                 2, p);
     PQfinish(pg);
 }

@@ -1,4 +1,5 @@
 #include "tier_tenant.h"
+#include "sql_tenant.h"
 
 #include <assert.h>
 #include <sodium.h>
@@ -9,36 +10,9 @@
 
 #define TIER_TENANT_DEADLINE_MS 20000
 
-static void exec_ok(PGconn *pg, const char *sql, int n, const char *const *p)
-{
-    PGresult *res = PQexecParams(pg, sql, n, NULL, p, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        fprintf(stderr, "test: %s: %s\n", sql, PQerrorMessage(pg));
-        abort();
-    }
-    PQclear(res);
-}
-
 void tier_tenant_make(struct tier_tenant *t)
 {
-    unsigned char raw[24];
-    randombytes_buf(raw, sizeof(raw));
-    strcpy(t->key, "tsk_");
-    sodium_bin2hex(t->key + 4, sizeof(t->key) - 4, raw, sizeof(raw));
-    randombytes_buf(raw, 6);
-    char hex[13];
-    sodium_bin2hex(hex, sizeof(hex), raw, 6);
-    snprintf(t->tenant_id, sizeof(t->tenant_id), "tiers-%d-%s", (int)getpid(), hex);
-    const char *p[] = {t->tenant_id, t->key};
-    PGconn *pg = test_pg();
-    exec_ok(pg, "INSERT INTO ingest.tenants (tenant_id, name) VALUES ($1, 'Tier Chain')", 1, p);
-    exec_ok(pg, "INSERT INTO ingest.branches (tenant_id, branch_id, name) VALUES ($1, 'hq', 'HQ')",
-            1, p);
-    exec_ok(pg,
-            "INSERT INTO ingest.api_keys (key_hash, tenant_id, name, scope) VALUES "
-            "(encode(sha256(convert_to($2, 'UTF8')), 'hex'), $1, 'tier admin', 'admin')",
-            2, p);
-    PQfinish(pg);
+    sql_tenant_make("tiers", "Tier Chain", t->tenant_id, sizeof(t->tenant_id), t->key);
 }
 
 struct api_response tier_tenant_call(const struct tier_tenant *t, const char *method,
