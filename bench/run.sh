@@ -9,11 +9,14 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 
 export TESSERA_LOCAL_DIR=$repo/.local-bench
-export TESSERA_LOCAL_PG_PORT=25632
-export TESSERA_LOCAL_REDIS_PORT=26579
-export TESSERA_LOCAL_API_PORT=18180
-export TESSERA_LOCAL_ADMIN_PORT_BASE=19200
-export TESSERA_LOCAL_KAFKA_PORT=29192
+# BENCH_PORT_OFFSET moves every port, so benchmarks of two worktrees can
+# run side by side on one machine.
+port_offset=${BENCH_PORT_OFFSET:-0}
+export TESSERA_LOCAL_PG_PORT=$((25632 + port_offset))
+export TESSERA_LOCAL_REDIS_PORT=$((26579 + port_offset))
+export TESSERA_LOCAL_API_PORT=$((18180 + port_offset))
+export TESSERA_LOCAL_ADMIN_PORT_BASE=$((19200 + port_offset))
+export TESSERA_LOCAL_KAFKA_PORT=$((29192 + port_offset))
 export TESSERA_LOCAL_KAFKA_HEAP=1g
 export TESSERA_LOCAL_PARTITIONS=${BENCH_PARTITIONS:-12}
 export TESSERA_LOCAL_PG_OPTIONS="-c shared_buffers=256MB"
