@@ -25,7 +25,7 @@ packages=(
 for group in "$@"; do
   case $group in
     fuzz) packages+=(clang libclang-rt-14-dev) ;;
-    bench) packages+=(bc) ;;
+    bench) packages+=(bc linux-perf) ;;
     *) echo "install-deps: unknown group '$group' (fuzz, bench)" >&2; exit 2 ;;
   esac
 done
