@@ -1,16 +1,19 @@
 /* The notification batch: every message of notify-requests in order,
  * inside the pipeline's one transaction with the offsets and the outbox.
- * Requests and login codes are decided (decide.c); contacts, consents,
- * inbox reads, templates and policy are stored (settings.c). A message
- * that cannot be applied goes to dead-letter; nothing else stops. */
+ * Consecutive requests and login codes are decided together, as one run
+ * (decide.h); contacts, consents, inbox reads, templates and policy are
+ * stored (settings.c), each ending the run before it so that a request
+ * sees every message before it. A message that cannot be applied goes to
+ * dead-letter; nothing else stops. */
 #include <stdio.h>
 #include <string.h>
 
+#include <stdlib.h>
+
+#include "decide.h"
 #include "log/log.h"
 #include "notification.h"
 #include "service/pipeline_metrics.h"
-
-#define LOGIN_CODE_REQUEST_PREFIX "login_code:"
 
 void notify_begin_batch(void *ctx)
 {
@@ -35,96 +38,125 @@ static const char *login_code_phone(const NotifyRequest *q)
 }
 
 /* A NotifyRequest as decide.c takes it. */
-static struct notify_request_in request_of(const Envelope *env)
+static void request_of(const Envelope *env, struct notify_pending *q)
 {
-    const NotifyRequest *q = env->notify_request;
-    return (struct notify_request_in){
+    const NotifyRequest *r = env->notify_request;
+    q->r = (struct notify_request_in){
         .tenant_id = env->tenant_id,
         .member_id = env->member_id,
-        .request_id = q->request_id,
-        .template_name = q->template_,
-        .purpose = q->purpose,
-        .priority = q->priority,
-        .channels = (const char *const *)q->channels,
-        .channel_count = q->n_channels,
-        .variables = (const NotifyVariable *const *)q->variables,
-        .variable_count = q->n_variables,
-        .locale = q->locale,
-        .expires_at_us = q->expires_at_us,
-        .phone = login_code_phone(q),
+        .request_id = r->request_id,
+        .template_name = r->template_,
+        .purpose = r->purpose,
+        .priority = r->priority,
+        .channels = (const char *const *)r->channels,
+        .channel_count = r->n_channels,
+        .variables = (const NotifyVariable *const *)r->variables,
+        .variable_count = r->n_variables,
+        .locale = r->locale,
+        .expires_at_us = r->expires_at_us,
+        .phone = login_code_phone(r),
     };
 }
 
 /* A login code (identity.proto) is a transactional SMS of the high lane;
  * its request id comes from the event id, so a re-delivery sends once. */
-static int apply_login_code(struct notify_ctx *c, PGconn *pg, struct pipeline_batch *b,
-                            const Envelope *env, const char **poison, char *err, size_t err_len)
+static void login_code_of(const Envelope *env, struct notify_pending *q)
 {
-    const LoginCodeRequested *l = env->login_code_requested;
-    char request_id[sizeof(LOGIN_CODE_REQUEST_PREFIX) + EVENT_ID_FIELD_MAX];
-    snprintf(request_id, sizeof(request_id), LOGIN_CODE_REQUEST_PREFIX "%s", env->event_id);
-    NotifyVariable code = TESSERA__NOTIFICATION__V1__VARIABLE__INIT, minutes = code;
-    code.name = "code";
-    code.value_case = TESSERA__NOTIFICATION__V1__VARIABLE__VALUE_TEXT;
-    code.text = l->code;
-    minutes.name = "expires_minutes";
-    minutes.value_case = TESSERA__NOTIFICATION__V1__VARIABLE__VALUE_NUMBER;
-    int64_t left_us = l->expires_at_us - env->occurred_at_us;
-    minutes.number = left_us > 0 ? (left_us + 59999999) / 60000000 : 0;
-    const NotifyVariable *vars[2] = {&code, &minutes};
     static const char *const sms[] = {"sms"};
-    struct notify_request_in r = {.tenant_id = env->tenant_id,
-                                  .member_id = env->member_id,
-                                  .request_id = request_id,
-                                  .template_name = "login_code",
-                                  .purpose = "transactional",
-                                  .priority = "high",
-                                  .channels = sms,
-                                  .channel_count = 1,
-                                  .variables = vars,
-                                  .variable_count = 2,
-                                  .locale = "",
-                                  .expires_at_us = l->expires_at_us,
-                                  .phone = l->phone};
-    return notify_decide(c, pg, b, &r, poison, err, err_len);
+    const LoginCodeRequested *l = env->login_code_requested;
+    snprintf(q->request_id, sizeof(q->request_id), LOGIN_CODE_REQUEST_PREFIX "%s", env->event_id);
+    NotifyVariable *code = &q->vars[0], *minutes = &q->vars[1];
+    *code = (NotifyVariable)TESSERA__NOTIFICATION__V1__VARIABLE__INIT;
+    *minutes = *code;
+    code->name = "code";
+    code->value_case = TESSERA__NOTIFICATION__V1__VARIABLE__VALUE_TEXT;
+    code->text = l->code;
+    minutes->name = "expires_minutes";
+    minutes->value_case = TESSERA__NOTIFICATION__V1__VARIABLE__VALUE_NUMBER;
+    int64_t left_us = l->expires_at_us - env->occurred_at_us;
+    minutes->number = left_us > 0 ? (left_us + 59999999) / 60000000 : 0;
+    q->var_ptrs[0] = code, q->var_ptrs[1] = minutes;
+    q->r = (struct notify_request_in){.tenant_id = env->tenant_id,
+                                      .member_id = env->member_id,
+                                      .request_id = q->request_id,
+                                      .template_name = "login_code",
+                                      .purpose = "transactional",
+                                      .priority = "high",
+                                      .channels = sms,
+                                      .channel_count = 1,
+                                      .variables = q->var_ptrs,
+                                      .variable_count = 2,
+                                      .locale = "",
+                                      .expires_at_us = l->expires_at_us,
+                                      .phone = l->phone};
 }
 
-static int apply_one(struct notify_ctx *c, PGconn *pg, struct pipeline_batch *b,
-                     const Envelope *env, const char **poison, char *err, size_t err_len)
+/* The requests of the batch not decided yet, with their envelopes (the
+ * requests point into them). */
+struct pending_run {
+    struct notify_pending *p;
+    Envelope **env;
+    size_t n;
+};
+
+/* Decides the run (unless the batch already failed) and empties it. */
+static int run_flush(struct notify_ctx *c, PGconn *pg, struct pipeline_batch *b,
+                     struct pending_run *run, bool failed, char *err, size_t err_len)
 {
-    switch (env->payload_case) {
-    case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_NOTIFY_REQUEST: {
-        struct notify_request_in r = request_of(env);
-        return notify_decide(c, pg, b, &r, poison, err, err_len);
+    int rc = run->n && !failed ? notify_decide_run(c, pg, b, run->p, run->n, err, err_len) : 0;
+    for (size_t i = 0; i < run->n; i++)
+        envelope_free(run->env[i]);
+    run->n = 0;
+    return rc;
+}
+
+/* Takes env: a request joins the run; a setting is applied after the run
+ * before it. 0, or -1 for a database error. */
+static int apply_one(struct notify_ctx *c, PGconn *pg, struct pipeline_batch *b, size_t i,
+                     Envelope *env, struct pending_run *run, char *err, size_t err_len)
+{
+    bool request = env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_NOTIFY_REQUEST;
+    if (request ||
+        env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LOGIN_CODE_REQUESTED) {
+        struct notify_pending *q = &run->p[run->n];
+        memset(q, 0, sizeof(*q));
+        q->msg = i;
+        request ? request_of(env, q) : login_code_of(env, q);
+        run->env[run->n++] = env;
+        return 0;
     }
-    case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LOGIN_CODE_REQUESTED:
-        return apply_login_code(c, pg, b, env, poison, err, err_len);
-    default:
-        return notify_apply_setting(pg, env, poison, err, err_len);
-    }
+    int rc = run_flush(c, pg, b, run, false, err, err_len);
+    const char *poison = NULL;
+    if (rc == 0)
+        rc = notify_apply_setting(pg, env, &poison, err, err_len);
+    envelope_free(env);
+    if (rc > 0)
+        pipeline_mark_poison(b, i, poison);
+    return rc < 0 ? -1 : 0;
 }
 
 int notify_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *err, size_t err_len)
 {
     struct notify_ctx *c = ctx;
-    for (size_t i = 0; i < b->count; i++) {
+    struct pending_run run = {.p = malloc((b->count ? b->count : 1) * sizeof(*run.p)),
+                              .env = malloc((b->count ? b->count : 1) * sizeof(*run.env))};
+    int rc = run.p && run.env ? 0 : -1;
+    if (rc < 0)
+        snprintf(err, err_len, "out of memory");
+    for (size_t i = 0; rc == 0 && i < b->count; i++) {
         if (b->poison[i])
             continue;
         char why[128];
         Envelope *env = envelope_decode(b->msgs[i]->payload, b->msgs[i]->len, why, sizeof(why));
-        if (!env) {
+        if (!env)
             pipeline_mark_poison(b, i, "undecodable envelope");
-            continue;
-        }
-        const char *poison = NULL;
-        int rc = apply_one(c, pg, b, env, &poison, err, err_len);
-        envelope_free(env);
-        if (rc < 0)
-            return -1;
-        if (rc > 0)
-            pipeline_mark_poison(b, i, poison);
+        else
+            rc = apply_one(c, pg, b, i, env, &run, err, err_len);
     }
-    return 0;
+    if (run.p && run.env && run_flush(c, pg, b, &run, rc < 0, err, err_len) < 0)
+        rc = -1;
+    free(run.p), free(run.env);
+    return rc;
 }
 
 void notify_after_commit(void *ctx, struct pipeline_batch *b)

@@ -74,7 +74,8 @@ void notify_after_commit(void *ctx, struct pipeline_batch *b);
 int notify_apply_setting(PGconn *pg, const Envelope *env, const char **poison, char *err,
                          size_t err_len);
 
-/* decide.c: one request (decoded from a NotifyRequest or a login code). */
+/* decide.c: one request (decoded from a NotifyRequest or a login code);
+ * decided in runs (decide.h). */
 struct notify_request_in {
     const char *tenant_id, *member_id, *request_id, *template_name, *purpose, *priority;
     const char *const *channels;
@@ -85,10 +86,6 @@ struct notify_request_in {
     int64_t expires_at_us;
     const char *phone; /* the login code's recipient, else NULL (the contact's) */
 };
-int notify_decide(struct notify_ctx *c, PGconn *pg, struct pipeline_batch *b,
-                  const struct notify_request_in *r, const char **poison, char *err,
-                  size_t err_len);
-
 /* The stable id of a request's message on a channel: providers and the
  * inbox de-duplicate on it. out must hold NOTIFY_MESSAGE_ID_LEN + 1. */
 void notify_message_id(const char *tenant_id, const char *request_id, const char *channel,

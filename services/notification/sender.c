@@ -58,7 +58,7 @@ struct sender {
     CURLM *multi;
     int inflight[2]; /* [0] high lane, [1] normal and bulk */
     struct breaker breakers[PROVIDER_COUNT];
-    int64_t idle_until_ms[2][PROVIDER_COUNT]; /* per lane group: nothing was due */
+    int64_t idle_until_ms[LANE_BULK + 1][PROVIDER_COUNT]; /* per lane: nothing was due */
 };
 
 static struct sender S;
@@ -133,32 +133,33 @@ struct finish {
     char reason_buf[64];
 };
 
-/* Inserts an outcome into the outbox with its lease already over, so the
- * pipeline's relay sweep (every few seconds) publishes it. Takes
+/* The outcomes of a round of finished sends, as column arrays: one
+ * UPDATE of their rows and one INSERT of their events for the round. */
+struct finish_rows {
+    struct db_array rows[5];   /* id, status, last_error, next_attempt_us, updated_us */
+    struct db_array outbox[3]; /* topic, key, payload */
+};
+
+/* Adds an outcome event to the outbox rows with its lease already over,
+ * so the pipeline's relay sweep (every few seconds) publishes it. Takes
  * ownership of bin. */
-static int outbox_insert(const char *topic, const char *key, uint8_t *bin, size_t len, char *err,
-                         size_t err_len)
+static int outbox_add(struct finish_rows *w, const char *key, uint8_t *bin, size_t len, char *err,
+                      size_t err_len)
 {
     if (!bin) {
         snprintf(err, err_len, "outcome not encodable");
         return -1;
     }
-    struct db_array payload;
-    db_array_init(&payload);
-    db_array_add_bytea(&payload, bin, len);
-    const char *p[3] = {topic, key, db_array_finish(&payload)};
-    PGresult *res = db_query(S.pg,
-                             "INSERT INTO outbox (topic, key, payload, lease_until) "
-                             "VALUES ($1, $2, ($3::bytea[])[1], now())",
-                             3, p, err, err_len, NULL);
-    db_array_free(&payload);
+    db_array_add(&w->outbox[0], TOPIC_NOTIFY_EVENTS);
+    db_array_add(&w->outbox[1], key);
+    db_array_add_bytea(&w->outbox[2], bin, len);
     free(bin);
-    PQclear(res);
-    return res ? 0 : -1;
+    return 0;
 }
 
-/* The row's next state and its outcome, in the caller's transaction. */
-static int finish_one(const struct finish *f, int64_t now, char *err, size_t err_len)
+/* The row's next state and its outcome; *status says which. */
+static int finish_one(const struct finish *f, int64_t now, struct finish_rows *w,
+                      const char **status, char *err, size_t err_len)
 {
     const struct transfer *t = f->t;
     bool retry = f->result == DELIVERY_TRANSIENT && t->attempts < notify_cfg.attempts_max;
@@ -167,34 +168,18 @@ static int finish_one(const struct finish *f, int64_t now, char *err, size_t err
         next += 1000 * delivery_backoff_ms(t->attempts, notify_cfg.backoff_base_ms,
                                            notify_cfg.backoff_max_ms,
                                            randombytes_uniform(1000000) / 1e6);
-    const char *status = f->result == DELIVERY_OK ? "delivered" : retry ? "pending" : "failed";
-    char id[24], nows[24], nexts[24];
-    snprintf(id, sizeof(id), "%lld", (long long)t->id);
-    snprintf(nows, sizeof(nows), "%lld", (long long)now);
-    snprintf(nexts, sizeof(nexts), "%lld", (long long)next);
-    const char *p[5] = {id, status, f->reason, nexts, nows};
-    /* Over: the rendered text and the address go (a code never outlives
-     * its purpose in a table); the row keeps the decision and outcome. */
-    PGresult *res = db_query(S.pg,
-                             "UPDATE deliveries SET status = $2, last_error = NULLIF($3, ''), "
-                             "next_attempt_us = $4, updated_us = $5, lease_until = NULL, "
-                             "subject = CASE WHEN $2 = 'pending' THEN subject END, "
-                             "body = CASE WHEN $2 = 'pending' THEN body END, "
-                             "html = CASE WHEN $2 = 'pending' THEN html END, "
-                             "address = CASE WHEN $2 = 'pending' THEN address END "
-                             "WHERE id = $1",
-                             5, p, err, err_len, NULL);
-    PQclear(res);
-    if (!res)
-        return -1;
-    count_outcome(t->channel, status[0] == 'p' ? "retry" : status);
+    *status = f->result == DELIVERY_OK ? "delivered" : retry ? "pending" : "failed";
+    db_array_add_int(&w->rows[0], t->id), db_array_add(&w->rows[1], *status);
+    db_array_add(&w->rows[2], f->reason), db_array_add_int(&w->rows[3], next);
+    db_array_add_int(&w->rows[4], now);
     if (retry)
         return 0;
     size_t len = 0;
+    uint8_t *bin;
     if (f->result == DELIVERY_OK) {
-        uint8_t *bin = notify_outcome_delivered(t->tenant_id, t->member_id, t->request_id,
-                                                t->message_id, t->channel, t->attempts, &len);
-        return outbox_insert(TOPIC_NOTIFY_EVENTS, t->member_id, bin, len, err, err_len);
+        bin = notify_outcome_delivered(t->tenant_id, t->member_id, t->request_id, t->message_id,
+                                       t->channel, t->attempts, &len);
+        return outbox_add(w, t->member_id, bin, len, err, err_len);
     }
     const char *reason = f->result == DELIVERY_TRANSIENT ? "retries_exhausted" : f->reason;
     bool permanent = f->result == DELIVERY_PERMANENT;
@@ -202,27 +187,72 @@ static int finish_one(const struct finish *f, int64_t now, char *err, size_t err
      * copy on the dead-letter topic through the outbox: the relay's
      * delivery reports for that topic are taken for bus_dead_letter's
      * result cells, libs/bus/producer.c.) */
-    uint8_t *bin = notify_outcome_failed(t->tenant_id, t->member_id, t->request_id, t->message_id,
-                                         t->channel, t->attempts, reason, permanent, &len);
     log_fields(LOG_WARN, "notification failed", "request_id", t->request_id, "channel", t->channel,
                "reason", reason, NULL);
-    return outbox_insert(TOPIC_NOTIFY_EVENTS, t->member_id, bin, len, err, err_len);
+    bin = notify_outcome_failed(t->tenant_id, t->member_id, t->request_id, t->message_id,
+                                t->channel, t->attempts, reason, permanent, &len);
+    return outbox_add(w, t->member_id, bin, len, err, err_len);
 }
 
-/* Commits the outcomes of finished sends. On a database error the rows
- * stay "sending" and are sent again after their lease (at least once). */
+static void finish_rows_free(struct finish_rows *w)
+{
+    for (int k = 0; k < 5; k++)
+        db_array_free(&w->rows[k]);
+    for (int k = 0; k < 3; k++)
+        db_array_free(&w->outbox[k]);
+}
+
+/* One statement (its own transaction): the rows' next states and the
+ * outcome events. Over, the rendered text and the address go (a code
+ * never outlives its purpose in a table); the row keeps the decision and
+ * outcome. Frees the rows. */
+static int finish_write(struct finish_rows *w, char *err, size_t err_len)
+{
+    const char *params[8];
+    for (int k = 0; k < 5; k++)
+        params[k] = db_array_finish(&w->rows[k]);
+    for (int k = 0; k < 3; k++)
+        params[5 + k] = db_array_finish(&w->outbox[k]);
+    PGresult *res = db_query(
+        S.pg,
+        "WITH done AS (UPDATE deliveries d SET status = u.st, "
+        " last_error = NULLIF(u.reason, ''), next_attempt_us = u.nxt, updated_us = u.upd, "
+        " lease_until = NULL, subject = CASE WHEN u.st = 'pending' THEN d.subject END, "
+        " body = CASE WHEN u.st = 'pending' THEN d.body END, "
+        " html = CASE WHEN u.st = 'pending' THEN d.html END, "
+        " address = CASE WHEN u.st = 'pending' THEN d.address END "
+        " FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) "
+        " AS u(id, st, reason, nxt, upd) WHERE d.id = u.id) "
+        "INSERT INTO outbox (topic, key, payload, lease_until) "
+        "SELECT t, k, p, now() FROM unnest($6::text[], $7::text[], $8::bytea[]) AS o(t, k, p)",
+        8, params, err, err_len, NULL);
+    finish_rows_free(w);
+    PQclear(res);
+    return res ? 0 : -1;
+}
+
+/* Records the outcomes of finished sends, rows and events together. On a
+ * database error the rows stay "sending" and are sent again after their
+ * lease (at least once). */
 static void finish_all(struct finish *f, size_t n)
 {
     if (n == 0)
         return;
-    char err[512];
+    char err[512] = "";
+    static const char *status[SENDER_INFLIGHT_MAX];
+    struct finish_rows w;
+    memset(&w, 0, sizeof(w));
     int64_t now = clock_now_us();
-    bool ok = db_begin(S.pg, err, sizeof(err)) == 0;
+    bool ok = true;
     for (size_t i = 0; ok && i < n; i++)
-        ok = finish_one(&f[i], now, err, sizeof(err)) == 0;
-    if (ok && db_commit(S.pg, err, sizeof(err)) == 0)
+        ok = finish_one(&f[i], now, &w, &status[i], err, sizeof(err)) == 0;
+    if (ok && finish_write(&w, err, sizeof(err)) == 0) {
+        for (size_t i = 0; i < n; i++)
+            count_outcome(f[i].t->channel, status[i][0] == 'p' ? "retry" : status[i]);
         return;
-    db_rollback(S.pg);
+    }
+    if (!ok)
+        finish_rows_free(&w);
     log_fields(LOG_WARN, "could not record send outcomes; they will be sent again", "error", err,
                NULL);
 }
@@ -289,12 +319,14 @@ static void transfer_start(struct transfer *t, int64_t expires_at_us, struct fin
     S.inflight[t->lane == LANE_HIGH ? 0 : 1]++;
 }
 
-/* Claims up to max due rows of provider p in the lanes given and starts
- * them. Rows that end at once (bad address, expired) go to done. */
-static int claim(enum provider p, const char *lanes, int max, struct finish *done,
-                 size_t *done_count)
+/* Claims up to max due rows of provider p in one lane and starts them.
+ * Rows that end at once (bad address, expired) go to done. One lane per
+ * statement: the index (channel, lane, next_attempt_us) then gives the
+ * due rows in order and the scan stops at max. */
+static int claim_lane(enum provider p, int lane, int max, struct finish *done, size_t *done_count)
 {
-    char now[24], limit[12];
+    char now[24], limit[12], lanes[8];
+    snprintf(lanes, sizeof(lanes), "%d", lane);
     snprintf(now, sizeof(now), "%lld", (long long)clock_now_us());
     snprintf(limit, sizeof(limit), "%d", max);
     const char *params[4] = {lanes, now, provider_channels[p], limit};
@@ -305,11 +337,11 @@ static int claim(enum provider p, const char *lanes, int max, struct finish *don
         "lease_until = now() + interval '" SENDER_STR(
             SENDER_LEASE_S) " seconds' "
                             "WHERE d.id IN (SELECT id FROM deliveries WHERE lane = "
-                            "ANY($1::smallint[]) AND "
+                            "$1::smallint AND "
                             " status IN ('pending', 'held', 'sending') AND next_attempt_us <= "
                             "$2::bigint AND "
                             " channel = $3 AND (status <> 'sending' OR lease_until < now()) "
-                            " ORDER BY lane, next_attempt_us LIMIT $4::int FOR UPDATE SKIP LOCKED) "
+                            " ORDER BY next_attempt_us LIMIT $4::int FOR UPDATE SKIP LOCKED) "
                             "RETURNING d.id, d.tenant_id, d.request_id, d.member_id, d.channel, "
                             "d.message_id, "
                             "d.template, d.address, d.subject, d.body, d.html, d.attempts, d.lane, "
@@ -322,6 +354,27 @@ static int claim(enum provider p, const char *lanes, int max, struct finish *don
         transfer_start(transfer_of(res, i, p), db_int_at(res, i, 13), done, done_count);
     PQclear(res);
     return n;
+}
+
+/* Claims up to max due rows of provider p in the lanes given (in their
+ * order: a lane before the next). A lane with nothing due is asked again
+ * only after the idle wait. The count claimed, or -1. */
+static int claim(enum provider p, const int *lanes, int nlanes, int max, struct finish *done,
+                 size_t *done_count)
+{
+    int got = 0;
+    int64_t now_ms = mono_ms();
+    for (int i = 0; i < nlanes && got < max; i++) {
+        int64_t *idle_until = &S.idle_until_ms[lanes[i]][p];
+        if (now_ms < *idle_until)
+            continue;
+        int n = claim_lane(p, lanes[i], max - got, done, done_count);
+        if (n < 0)
+            return -1;
+        *idle_until = n == 0 ? now_ms + SENDER_IDLE_WAIT_MS : 0;
+        got += n;
+    }
+    return got;
 }
 
 /* --- the loop --------------------------------------------------------------- */
@@ -377,7 +430,8 @@ static size_t completions(struct finish *done, size_t n)
 
 /* Claims for one lane group: each provider with a configured URL whose
  * breaker lets sends through, up to the group's free slots. */
-static void claim_lanes(const char *lanes, int slot, long long cap, struct finish *done, size_t *nd)
+static void claim_lanes(const int *lanes, int nlanes, int slot, long long cap, struct finish *done,
+                        size_t *nd)
 {
     int64_t now_ms = mono_ms();
     for (int p = 0; p < PROVIDER_COUNT; p++) {
@@ -387,12 +441,8 @@ static void claim_lanes(const char *lanes, int slot, long long cap, struct finis
         struct breaker *b = &S.breakers[p];
         if (!provider_url((enum provider)p)[0] || !breaker_closed_or_due(b, now_ms))
             continue;
-        /* a provider with nothing due is asked again only after the idle wait */
-        if (now_ms < S.idle_until_ms[slot][p])
-            continue;
         bool half_open = b->open_until_ms != 0;
-        int got = claim((enum provider)p, lanes, half_open ? 1 : free_slots, done, nd);
-        S.idle_until_ms[slot][p] = got == 0 ? now_ms + SENDER_IDLE_WAIT_MS : 0;
+        int got = claim((enum provider)p, lanes, nlanes, half_open ? 1 : free_slots, done, nd);
         if (got < 0) {
             log_fields(LOG_WARN, "delivery claim failed", "error", PQerrorMessage(S.pg), NULL);
             return;
@@ -426,6 +476,7 @@ static bool connected(void)
 
 static void *sender_main(void *arg)
 {
+    static const int lanes_high[] = {LANE_HIGH}, lanes_rest[] = {LANE_NORMAL, LANE_BULK};
     static struct finish done[SENDER_INFLIGHT_MAX];
     int64_t last_claim = 0;
     while (!atomic_load(&S.stop)) {
@@ -437,8 +488,8 @@ static void *sender_main(void *arg)
         if (mono_ms() - last_claim >= SENDER_CLAIM_EVERY_MS) {
             last_claim = mono_ms();
             /* the high lane first, with its own slots */
-            claim_lanes("{0}", 0, notify_cfg.inflight_high, done, &nd);
-            claim_lanes("{1,2}", 1, notify_cfg.inflight_bulk, done, &nd);
+            claim_lanes(lanes_high, 1, 0, notify_cfg.inflight_high, done, &nd);
+            claim_lanes(lanes_rest, 2, 1, notify_cfg.inflight_bulk, done, &nd);
         }
         int running = 0;
         curl_multi_perform(S.multi, &running);

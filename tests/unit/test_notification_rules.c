@@ -1,6 +1,7 @@
 /* Unit tests for the notification service's pure rules: the policy
  * decision and its order, quiet hours in the tenant's zone, back-off with
- * jitter, the classification of provider answers and the breaker. */
+ * jitter, the classification of provider answers and the breaker, and the
+ * cap counted inside one run of requests. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "../../services/notification/rules_cap.h"
 #include "../../services/notification/rules_delivery.h"
 #include "../../services/notification/rules_policy.h"
 
@@ -154,13 +156,44 @@ static void test_breaker(void **state)
     assert_int_equal(b.failures, 0);
 }
 
+/* A run's messages per member: counted per (tenant, member), never mixed
+ * up between members or tenants, and full runs of distinct members fit. */
+static void test_cap_tally(void **state)
+{
+    struct cap_tally t;
+    assert_true(cap_tally_init(&t, 4));
+    assert_int_equal(cap_tally_used(&t, "a", "m1"), 0);
+    cap_tally_add(&t, "a", "m1");
+    cap_tally_add(&t, "a", "m1");
+    cap_tally_add(&t, "b", "m1");
+    assert_int_equal(cap_tally_used(&t, "a", "m1"), 2);
+    assert_int_equal(cap_tally_used(&t, "b", "m1"), 1);
+    assert_int_equal(cap_tally_used(&t, "a", "m2"), 0);
+    /* the pair's boundary is part of the key */
+    cap_tally_add(&t, "ab", "c");
+    assert_int_equal(cap_tally_used(&t, "a", "bc"), 0);
+    assert_int_equal(cap_tally_used(&t, "ab", "c"), 1);
+    cap_tally_free(&t);
+
+    enum { RUN = 1000 };
+    static char ids[RUN][16];
+    assert_true(cap_tally_init(&t, RUN));
+    for (int i = 0; i < RUN; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "m%d", i);
+        cap_tally_add(&t, "t", ids[i]);
+    }
+    cap_tally_add(&t, "t", ids[RUN - 1]);
+    for (int i = 0; i < RUN; i++)
+        assert_int_equal(cap_tally_used(&t, "t", ids[i]), i == RUN - 1 ? 2 : 1);
+    cap_tally_free(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_decide_table),
-        cmocka_unit_test(test_quiet_hours_table),
-        cmocka_unit_test(test_backoff_and_classes),
-        cmocka_unit_test(test_breaker),
+        cmocka_unit_test(test_decide_table),        cmocka_unit_test(test_quiet_hours_table),
+        cmocka_unit_test(test_backoff_and_classes), cmocka_unit_test(test_breaker),
+        cmocka_unit_test(test_cap_tally),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
