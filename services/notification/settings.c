@@ -40,10 +40,12 @@ static int store_contact(PGconn *pg, const Envelope *env, const char **poison, c
         *poison = "contact without a member";
         return 1;
     }
-    if (c->erased) {
+    if (c->erased) { /* the inbox too: its rendered text names the member (not sealed) */
         const char *p[2] = {env->tenant_id, env->member_id};
-        return run(pg, "DELETE FROM contacts WHERE tenant_id = $1 AND member_id = $2", 2, p, err,
-                   err_len);
+        return run(pg,
+                   "WITH gone AS (DELETE FROM inbox WHERE tenant_id = $1 AND member_id = $2) "
+                   "DELETE FROM contacts WHERE tenant_id = $1 AND member_id = $2",
+                   2, p, err, err_len);
     }
     if (strlen(c->email) > NOTIFY_ADDRESS_MAX || strlen(c->phone) > NOTIFY_ADDRESS_MAX ||
         strlen(c->name) > NOTIFY_NAME_MAX || strlen(c->locale) > POLICY_LOCALE_MAX) {

@@ -507,6 +507,38 @@ static bool policy_stored(void *arg)
     return ok;
 }
 
+static bool member_forgotten(void *arg)
+{
+    const char *p[2] = {tenant, arg};
+    return test_pg_int(pg,
+                       "SELECT (SELECT count(*) FROM notification.inbox WHERE tenant_id = $1 "
+                       "AND member_id = $2) + (SELECT count(*) FROM notification.contacts "
+                       "WHERE tenant_id = $1 AND member_id = $2)",
+                       2, p) == 0;
+}
+
+/* Erasure forgets the member's contact and inbox: the inbox's rendered
+ * text is not sealed and names the member. */
+static void test_erasure_forgets_inbox(void **state)
+{
+    new_tenant();
+    char m[64], rid[96];
+    member_id(m, "erase");
+    contact(m, "Erasable Name", "", "");
+    snprintf(rid, sizeof(rid), "receipt:erase:%s", m);
+    request(m, rid, "receipt.purchase", "transactional", "normal", "inbox");
+    expect_status(rid, "inbox", "delivered", "transactional");
+    assert_false(member_forgotten(m));
+    ENVELOPE(env, actor, meta, m);
+    Tessera__Notification__V1__MemberContactChanged c =
+        TESSERA__NOTIFICATION__V1__MEMBER_CONTACT_CHANGED__INIT;
+    c.erased = true;
+    env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_MEMBER_CONTACT_CHANGED;
+    env.member_contact_changed = &c;
+    produce(&env, m);
+    assert_true(poll_until(member_forgotten, m, WAIT_MS));
+}
+
 /* Several requests of one member decided in one run: they are produced
  * while the service is stopped, so its first poll takes them together.
  * The cap counts the run's earlier messages too, and a duplicate inside
@@ -842,6 +874,7 @@ int main(void)
         cmocka_unit_test(test_consent_withdrawn),
         cmocka_unit_test(test_weekly_cap),
         cmocka_unit_test(test_cap_within_one_batch),
+        cmocka_unit_test(test_erasure_forgets_inbox),
         cmocka_unit_test_teardown(test_quiet_hours_held_until_morning, restore_clock),
         cmocka_unit_test(test_provider_down_then_back),
         cmocka_unit_test(test_provider_400_fails),
