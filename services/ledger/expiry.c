@@ -58,10 +58,10 @@ static void expiry_session_lost(void *ctx)
 }
 
 /* Columns of a due-lot query: tenant, member, lot, branch, due (µs). The
- * command's time is never before the lot is due: the lot was found due
- * by PostgreSQL's clock, and a lagging local clock must not make the
+ * command's time is never before the lot is due: the lot was found due at
+ * the round's clock reading, and a clock read again now must not make the
  * ledger refuse it as not due (its command id could then never be used
- * again). */
+ * again), should the test clock have been moved back meanwhile. */
 static void due_meta(const PGresult *res, int i, const char *actor, struct event_meta *meta)
 {
     int64_t due_us = db_int_at(res, i, 4), now_us = event_now_us();
@@ -134,10 +134,12 @@ typedef rd_kafka_resp_err_t (*due_send_fn)(struct expiry *x, const PGresult *res
  * soonest due first), one command each for those not delivered recently
  * (sent), produced and flushed. Returns how many were delivered, or -1. */
 static int scheduler_round(struct expiry *x, const char *what, const char *sql, due_send_fn send,
-                           struct resend_memory *sent)
+                           struct resend_memory *sent, int64_t now_us)
 {
-    char err[256];
-    PGresult *res = db_query(x->pg, sql, 0, NULL, err, sizeof(err), NULL);
+    char err[256], now[24];
+    snprintf(now, sizeof(now), "%lld", (long long)now_us);
+    const char *p[1] = {now};
+    PGresult *res = db_query(x->pg, sql, 1, p, err, sizeof(err), NULL);
     if (!res) {
         log_fields(LOG_WARN, "points scheduler: cannot read due lots", "what", what, "error", err,
                    NULL);
@@ -187,20 +189,23 @@ static int scheduler_round(struct expiry *x, const char *what, const char *sql, 
     return delivered;
 }
 
-/* Vested lots whose expiry is due (a pending lot's expiry counts from when
- * it vests, so it is never due while pending). */
+/* Vested lots whose expiry is due at $1, the service clock (µs): never
+ * PostgreSQL's now(), so a moved test clock expires lots as it moves
+ * every other date rule (a pending lot's expiry counts from when it
+ * vests, so it is never due while pending). */
 static const char EXPIRY_DUE_SQL[] =
     "SELECT tenant_id, member_id, lot_id, coalesce(branch_id, ''), "
     "(extract(epoch FROM expires_at) * 1000000)::bigint "
-    "FROM point_lots WHERE remaining > 0 AND expires_at <= now() AND NOT pending "
+    "FROM point_lots WHERE remaining > 0 AND expires_at <= to_timestamp($1::bigint / 1000000.0) "
+    "AND NOT pending "
     "ORDER BY expires_at LIMIT " STRINGIFY(SCHEDULER_LOTS_PER_ROUND);
 
-/* Pending lots whose lock period is over. */
-static const char VEST_DUE_SQL[] =
-    "SELECT tenant_id, member_id, lot_id, coalesce(branch_id, ''), "
-    "(extract(epoch FROM vests_at) * 1000000)::bigint "
-    "FROM point_lots WHERE pending AND remaining > 0 AND vests_at <= now() "
-    "ORDER BY vests_at LIMIT " STRINGIFY(SCHEDULER_LOTS_PER_ROUND);
+/* Pending lots whose lock period is over at $1 (the service clock, µs). */
+static const char VEST_DUE_SQL[] = "SELECT tenant_id, member_id, lot_id, coalesce(branch_id, ''), "
+                                   "(extract(epoch FROM vests_at) * 1000000)::bigint "
+                                   "FROM point_lots WHERE pending AND remaining > 0 AND vests_at "
+                                   "<= to_timestamp($1::bigint / 1000000.0) "
+                                   "ORDER BY vests_at LIMIT " STRINGIFY(SCHEDULER_LOTS_PER_ROUND);
 
 /* First repair what a crash may have left stale in the cache. */
 static void expiry_first(void *ctx)
@@ -215,8 +220,8 @@ static void expiry_round(void *ctx, PGconn *pg, int64_t now_us)
     x->pg = pg;
     /* Vesting first: a lot that vests and expires in the same round
      * is then found by the next expiry round, already vested. */
-    scheduler_round(x, "vesting", VEST_DUE_SQL, vest_send, &x->vest_sent);
-    scheduler_round(x, "expiry", EXPIRY_DUE_SQL, expiry_send, &x->expiry_sent);
+    scheduler_round(x, "vesting", VEST_DUE_SQL, vest_send, &x->vest_sent, now_us);
+    scheduler_round(x, "expiry", EXPIRY_DUE_SQL, expiry_send, &x->expiry_sent, now_us);
 }
 
 /* Starts the scheduler thread (which first resyncs the cache) (detached: it holds no state worth a
