@@ -14,8 +14,11 @@
 static bool schedule_lead(struct schedule *s)
 {
     char err[256];
-    if (s->pg && !db_healthy(s->pg)) {
-        PQfinish(s->pg); /* a new session must take the lock again */
+    /* A broken session is replaced by a new one, which must take the lock
+     * again: never PQreset (db_healthy), whose new session would be
+     * taken for the leader's while another instance holds the lock. */
+    if (s->pg && PQstatus(s->pg) != CONNECTION_OK) {
+        PQfinish(s->pg);
         s->pg = NULL;
     }
     if (!s->pg) {
