@@ -19,7 +19,6 @@
  * not granted later: the gift is for the day. */
 #undef NDEBUG /* asserts stay on in production builds */
 #include <assert.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,47 +29,13 @@
 #include "engage.h"
 #include "ids/uuid7.h"
 #include "log/log.h"
+#include "schedule/schedule.h"
 #include "service/common.h"
-#include "util/sleep.h"
 
 #define BIRTHDAY_LOCK_KEY      "tessera-campaign-birthdays"
 #define BIRTHDAYS_PER_ROUND    500
 #define BIRTHDAY_STRINGIFY_(x) #x
 #define BIRTHDAY_STRINGIFY(x)  BIRTHDAY_STRINGIFY_(x)
-
-struct birthdays {
-    const struct service_common_config *common;
-    long long interval_ms;
-    PGconn *pg;
-    bool leader;
-};
-
-/* (Re)connects and tries for the lock; true when this instance leads. */
-static bool birthdays_lead(struct birthdays *s)
-{
-    char err[256];
-    if (s->pg && !db_healthy(s->pg)) {
-        PQfinish(s->pg); /* a new session must take the lock again */
-        s->pg = NULL;
-    }
-    if (!s->pg) {
-        s->leader = false;
-        s->pg = db_connect(s->common->pg_dsn, "campaign", "tessera-campaign-birthdays",
-                           (int)s->common->pg_statement_timeout_ms, err, sizeof(err));
-        if (!s->pg)
-            return false;
-    }
-    if (s->leader)
-        return true;
-    const char *p[1] = {BIRTHDAY_LOCK_KEY};
-    PGresult *res =
-        db_query(s->pg, "SELECT pg_try_advisory_lock(hashtext($1))", 1, p, err, sizeof(err), NULL);
-    s->leader = res && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-    PQclear(res);
-    if (s->leader)
-        log_info("birthday scheduler: this instance schedules");
-    return s->leader;
-}
 
 /* Members whose birthday is today (in force rules' zone) and not granted
  * this year. $1: now (µs). Columns: tenant, member, branch, points, year,
@@ -96,7 +61,8 @@ static const char due_sql[] =
 
 /* One member's gift in one transaction (row i of due). 0, or -1 with err
  * (rolled back: the next round tries again). */
-static int grant_one(PGconn *pg, const PGresult *due, int i, char *err, size_t err_len)
+static int grant_one(PGconn *pg, const PGresult *due, int i, int64_t now_us, char *err,
+                     size_t err_len)
 {
     const char *tenant = PQgetvalue(due, i, 0), *member = PQgetvalue(due, i, 1);
     const char *year = PQgetvalue(due, i, 4);
@@ -108,7 +74,7 @@ static int grant_one(PGconn *pg, const PGresult *due, int i, char *err, size_t e
     cause.tenant_id = (char *)tenant;
     cause.member_id = (char *)member;
     cause.branch_id = (char *)PQgetvalue(due, i, 2);
-    cause.occurred_at_us = clock_now_us();
+    cause.occurred_at_us = now_us;
     struct engage_grant g = {
         .kind = "birthday", .points = db_int_at(due, i, 3), .local_day = PQgetvalue(due, i, 5)};
     snprintf(g.grant_id, sizeof(g.grant_id), "birthday:%s:%s", member, year);
@@ -144,18 +110,19 @@ static int grant_one(PGconn *pg, const PGresult *due, int i, char *err, size_t e
     return 0;
 }
 
-static void birthdays_round(struct birthdays *s)
+/* A round of the scheduler (schedule.h): the gifts due at now_us. */
+static void birthdays_round(void *ctx, PGconn *pg, int64_t now_us)
 {
     char err[256], now[24];
-    snprintf(now, sizeof(now), "%lld", (long long)clock_now_us());
+    snprintf(now, sizeof(now), "%lld", (long long)now_us);
     const char *p[1] = {now};
-    PGresult *due = db_query(s->pg, due_sql, 1, p, err, sizeof(err), NULL);
+    PGresult *due = db_query(pg, due_sql, 1, p, err, sizeof(err), NULL);
     if (!due) {
         log_fields(LOG_WARN, "birthday scheduler: cannot read due birthdays", "error", err, NULL);
         return;
     }
     for (int i = 0; i < PQntuples(due); i++)
-        if (grant_one(s->pg, due, i, err, sizeof(err)) < 0) {
+        if (grant_one(pg, due, i, now_us, err, sizeof(err)) < 0) {
             log_fields(LOG_WARN, "birthday scheduler: a gift failed; next round retries", "error",
                        err, NULL);
             break;
@@ -163,25 +130,16 @@ static void birthdays_round(struct birthdays *s)
     PQclear(due);
 }
 
-static void *birthdays_main(void *arg)
-{
-    struct birthdays *s = arg;
-    for (;;) {
-        sleep_ms(s->interval_ms);
-        if (birthdays_lead(s))
-            birthdays_round(s);
-    }
-    return NULL;
-}
-
 int birthday_scheduler_start(const struct service_common_config *c, long long interval_ms)
 {
-    static struct birthdays s;
-    s.common = c;
-    s.interval_ms = interval_ms;
-    pthread_t thread;
-    if (pthread_create(&thread, NULL, birthdays_main, &s) != 0)
-        return -1;
-    pthread_detach(thread); /* holds nothing worth a clean stop: see above */
-    return 0;
+    static struct schedule s;
+    s = (struct schedule){.name = "birthday scheduler",
+                          .pg_dsn = c->pg_dsn,
+                          .schema = "campaign",
+                          .app_name = "tessera-campaign-birthdays",
+                          .statement_timeout_ms = (int)c->pg_statement_timeout_ms,
+                          .lock_key = BIRTHDAY_LOCK_KEY,
+                          .interval_ms = interval_ms,
+                          .round = birthdays_round};
+    return schedule_start(&s);
 }

@@ -20,7 +20,6 @@
  * not deliver stays in the outbox and the pipeline's relay sends it once
  * its lease is over. The ledger and notification de-duplicate on the ids
  * above should a row be sent twice. */
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,9 +33,9 @@
 #include "ids/uuid7.h"
 #include "log/log.h"
 #include "outbox/outbox.h"
+#include "schedule/schedule.h"
 #include "service/common.h"
 #include "tessera/notification/v1/notification.pb-c.h"
-#include "util/sleep.h"
 
 #define REFERRALS_PER_ROUND 100 /* the LIMIT of the due query */
 #define REFERRAL_EVENTS_MAX 5   /* per referral: 2 grants, 2 notices, 1 count */
@@ -48,12 +47,11 @@
 
 struct referral_scheduler {
     const struct service_common_config *common;
-    long long interval_ms;
     struct bus_config bus;
     char client_id[128];
     struct bus_producer *producer;
-    PGconn *pg;
-    bool leader;
+    PGconn *pg; /* the scheduler's session, for the round in hand */
+    struct schedule schedule;
 };
 
 /* The events of one round, encoded (owned: freed by round_free). */
@@ -242,10 +240,10 @@ static int decide(PGconn *pg, struct round_out *o, const PGresult *res, int i, i
 
 /* Decides every due referral in one transaction with its outbox rows;
  * their ids go to ids. Returns the rows' count, or -1 (rolled back). */
-static int decide_due(struct referral_scheduler *s, struct round_out *o, int64_t *ids)
+static int decide_due(struct referral_scheduler *s, struct round_out *o, int64_t *ids,
+                      int64_t now_us)
 {
     char err[256], now[24];
-    int64_t now_us = clock_now_us();
     snprintf(now, sizeof(now), "%lld", (long long)now_us);
     if (db_begin(s->pg, err, sizeof(err)) < 0)
         goto fail;
@@ -297,47 +295,16 @@ static void relay(struct referral_scheduler *s, struct round_out *o, const int64
                    "error", err, NULL);
 }
 
-/* (Re)connects and tries for the scheduler's lock; true when we hold it. */
-static bool lead(struct referral_scheduler *s)
+/* A round of the scheduler (schedule.h): the referrals due at now_us. */
+static void scheduler_round(void *ctx, PGconn *pg, int64_t now_us)
 {
-    char err[256];
-    if (s->pg && !db_healthy(s->pg)) {
-        PQfinish(s->pg);
-        s->pg = NULL;
-    }
-    if (!s->pg) {
-        s->leader = false;
-        s->pg = db_connect(s->common->pg_dsn, "campaign", "tessera-campaign-referrals",
-                           (int)s->common->pg_statement_timeout_ms, err, sizeof(err));
-        if (!s->pg)
-            return false;
-    }
-    if (s->leader)
-        return true;
-    const char *p[1] = {REFERRAL_LOCK_KEY};
-    PGresult *res =
-        db_query(s->pg, "SELECT pg_try_advisory_lock(hashtext($1))", 1, p, err, sizeof(err), NULL);
-    s->leader = res && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-    PQclear(res);
-    if (s->leader)
-        log_info("referral scheduler: this instance schedules");
-    return s->leader;
-}
-
-static void *scheduler_main(void *arg)
-{
-    struct referral_scheduler *s = arg;
+    struct referral_scheduler *s = ctx;
     static struct round_out out; /* large: not on the thread's stack */
     static int64_t ids[REFERRALS_PER_ROUND * REFERRAL_EVENTS_MAX];
-    for (;;) {
-        sleep_ms(s->interval_ms);
-        if (!lead(s))
-            continue;
-        if (decide_due(s, &out, ids) > 0)
-            relay(s, &out, ids);
-        round_free(&out);
-    }
-    return NULL;
+    s->pg = pg;
+    if (decide_due(s, &out, ids, now_us) > 0)
+        relay(s, &out, ids);
+    round_free(&out);
 }
 
 int referral_scheduler_start(const struct service_common_config *c, long long interval_ms)
@@ -345,16 +312,20 @@ int referral_scheduler_start(const struct service_common_config *c, long long in
     static struct referral_scheduler s;
     char err[256];
     s.common = c;
-    s.interval_ms = interval_ms;
     service_bus_config(c, "campaign-referrals", s.client_id, sizeof(s.client_id), &s.bus);
     s.producer = bus_producer_new(&s.bus, NULL, NULL, NULL, err, sizeof(err));
     if (!s.producer) {
         log_fields(LOG_ERROR, "referral scheduler: cannot create a producer", "error", err, NULL);
         return -1;
     }
-    pthread_t thread;
-    if (pthread_create(&thread, NULL, scheduler_main, &s) != 0)
-        return -1;
-    pthread_detach(thread);
-    return 0;
+    s.schedule = (struct schedule){.name = "referral scheduler",
+                                   .pg_dsn = c->pg_dsn,
+                                   .schema = "campaign",
+                                   .app_name = "tessera-campaign-referrals",
+                                   .statement_timeout_ms = (int)c->pg_statement_timeout_ms,
+                                   .lock_key = REFERRAL_LOCK_KEY,
+                                   .interval_ms = interval_ms,
+                                   .round = scheduler_round,
+                                   .ctx = &s};
+    return schedule_start(&s.schedule);
 }

@@ -13,46 +13,38 @@
  * with mistakes is 422 naming every bad field; nothing is published and
  * the old version stays. */
 #include <assert.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "activity_rules.h"
 #include "bus/topics.h"
 #include "http/validate.h"
 #include "ingest.h"
 #include "log/log.h"
-
-#define RULES_POLL_MS 20 /* how often the answer looks for the campaign's row */
+#include "settings_publish.h"
 
 /* One PUT from its validation to its answer. */
 struct activity_put {
     struct req *r;
-    struct event *timer;
     json_t *rules; /* the full rule set, as stored and answered */
     char time_zone[TIME_ZONE_BYTES_MAX + 1];
     int64_t version;
     int64_t effective_from_us;
-    int64_t deadline_ms; /* monotonic */
 };
 
-static int64_t monotonic_ms(void)
+static void put_free(void *ctx)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    struct activity_put *put = ctx;
+    json_decref(put->rules);
+    free(put);
 }
 
 /* Frees put and hands back its request, which the caller ends. */
 static struct req *put_release(struct activity_put *put)
 {
     struct req *r = put->r;
-    if (put->timer)
-        event_free(put->timer);
-    json_decref(put->rules);
-    free(put);
+    put_free(put);
     return r;
 }
 
@@ -120,64 +112,11 @@ void activity_rules_get(struct http_exchange *ex, void *app)
 }
 
 /* ------------------------------------------------------------ PUT */
-static void answer(struct activity_put *put, bool applied)
+static json_t *answer(void *ctx, const char *status, const PGresult *row)
 {
-    json_t *body = answer_body(put->rules, put->version, put->r->command_id, put->effective_from_us,
-                               put->time_zone, applied ? "applied" : "accepted");
-    req_finish(put_release(put), applied ? 200 : 202, body);
-}
-
-static void poll_tick(evutil_socket_t fd, short what, void *arg);
-
-static void on_polled(void *arg, PGresult *res, const char *err, const char *sqlstate)
-{
-    struct activity_put *put = arg;
-    /* An error (the campaign's schema not migrated yet) is "not yet". */
-    if (res && PQntuples(res) > 0) {
-        answer(put, true);
-        return;
-    }
-    if (put->r->app->stopping || monotonic_ms() >= put->deadline_ms) {
-        answer(put, false);
-        return;
-    }
-    struct timeval tv = {0, RULES_POLL_MS * 1000};
-    evtimer_add(put->timer, &tv);
-}
-
-/* Timer: has the campaign stored the change? (its read contract) */
-static void poll_tick(evutil_socket_t fd, short what, void *arg)
-{
-    struct activity_put *put = arg;
-    const char *p[2] = {put->r->caller.tenant_id, put->r->command_id};
-    if (pg_pool_query(put->r->app->pg,
-                      "SELECT 1 FROM campaign.read_activity_rules WHERE tenant_id = $1 "
-                      "AND change_id = $2",
-                      2, p, on_polled, put) < 0)
-        on_polled(put, NULL, "queue full", "");
-}
-
-static void on_published(void *arg, PGresult *res, const char *err, const char *sqlstate)
-{
-    struct activity_put *put = arg;
-    struct req *r = put->r;
-    if (!res && sqlstate && strcmp(sqlstate, "23505") == 0) {
-        req_fail(put_release(put), 409, "rules_changed_concurrently",
-                 "another change of these rules was made at the same time; read and retry");
-        return;
-    }
-    if (!res) {
-        req_fail_db(put_release(put), err);
-        return;
-    }
-    member_events_publish(r->app, PQgetvalue(res, 0, 0), r->caller.tenant_id, r->command,
-                          r->command_len);
-    log_fields(LOG_INFO, "activity rules changed", "tenant", r->caller.tenant_id, "change_id",
-               r->command_id, NULL);
-    put->deadline_ms = monotonic_ms() + r->wait_ms;
-    put->timer = evtimer_new(r->app->base, poll_tick, put);
-    assert(put->timer);
-    poll_tick(-1, 0, put);
+    struct activity_put *put = ctx;
+    return answer_body(put->rules, put->version, put->r->command_id, put->effective_from_us,
+                       put->time_zone, status);
 }
 
 /* The version row, the audit row and the outbox row in one statement:
@@ -198,35 +137,30 @@ static const char publish_sql[] =
 static void publish(struct activity_put *put)
 {
     struct req *r = put->r;
-    char *hex = malloc(2 * r->command_len + 3);
-    assert(hex);
-    memcpy(hex, "\\x", 2);
-    sodium_bin2hex(hex + 2, 2 * r->command_len + 1, r->command, r->command_len);
     json_t *after = answer_body(put->rules, put->version, r->command_id, put->effective_from_us,
                                 put->time_zone, NULL);
     json_object_set(after, "request", r->body);
-    char *after_text = json_dumps(after, JSON_COMPACT);
     char *rules_text = json_dumps(put->rules, JSON_COMPACT);
-    json_decref(after);
     char version[24], from[24];
     snprintf(version, sizeof(version), "%lld", (long long)put->version);
     snprintf(from, sizeof(from), "%lld", (long long)put->effective_from_us);
-    const char *p[10] = {r->caller.tenant_id,
-                         r->caller.key_id,
-                         http_peer(r->ex),
-                         after_text,
-                         hex,
-                         version,
-                         r->command_id,
-                         from,
-                         put->time_zone,
-                         rules_text};
-    int rc = pg_pool_query(r->app->pg, publish_sql, 10, p, on_published, put);
-    free(after_text);
+    const char *extra[5] = {version, r->command_id, from, put->time_zone, rules_text};
+    struct settings_change c = {
+        .publish_sql = publish_sql,
+        .audit_after = after,
+        .extra = extra,
+        .n_extra = 5,
+        .applied_sql = "SELECT 1 FROM campaign.read_activity_rules WHERE tenant_id = $1 "
+                       "AND change_id = $2",
+        .answer = answer,
+        .release = put_free,
+        .ctx = put,
+        .conflict_code = "rules_changed_concurrently",
+        .conflict_detail =
+            "another change of these rules was made at the same time; read and retry"};
+    settings_publish(r, &c);
     free(rules_text);
-    free(hex);
-    if (rc < 0)
-        on_published(put, NULL, "queue full", "");
+    json_decref(after);
 }
 
 /* Columns: the tenant's zone, the next version. */
@@ -240,13 +174,7 @@ static void on_tenant(void *arg, PGresult *res, const char *err, const char *sql
     }
     snprintf(put->time_zone, sizeof(put->time_zone), "%s", PQgetvalue(res, 0, 0));
     put->version = atoll(PQgetvalue(res, 0, 1));
-    struct event_meta meta = {.tenant_id = r->caller.tenant_id,
-                              .branch_id = "",
-                              .member_id = "",
-                              .correlation_id = r->command_id,
-                              .actor_kind = "api_key",
-                              .actor_id = r->caller.key_id,
-                              .traceparent = r->traceparent};
+    struct event_meta meta = settings_event_meta(r);
     meta.occurred_at_us = event_now_us();
     put->effective_from_us = meta.occurred_at_us;
     r->command = activity_rules_encode(put->rules, &meta, r->command_id, put->version,

@@ -7,10 +7,13 @@
  * A PUT names 1 to 8 {channel, purpose, granted}; the pairs whose state
  * changes (or that were never set) are stored with their source
  * ("api_key:<key id>" or "member") and the service clock's time, and each
- * goes to notification as ConsentChanged through the outbox, in the same
- * statement. Every answer is the whole matrix: 4 channels x 2 purposes,
- * a pair never set showing its default (transactional granted, marketing
- * not) with source "default". */
+ * goes to notification as ConsentChanged through the outbox and gets an
+ * audit row (member.consents.update), in the same statement. A pos key
+ * changes the consents of any member of its tenant, as it changes their
+ * profile and tags (members belong to the tenant, and a till serves a
+ * member of any branch; docs/pos-scope.md). Every answer is the whole matrix: 4 channels x 2
+ * purposes, a pair never set showing its default (transactional granted, marketing not) with source
+ * "default". */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,9 +101,42 @@ static void on_changed(void *arg, PGresult *res, const char *err, const char *sq
     consents_reply(r);
 }
 
-/* Stores the changed pairs and their ConsentChanged events in one
- * statement; the first column says whether the member exists, the rest
+/* The changed pairs, their audit rows and their ConsentChanged events in
+ * one statement (a change is stored if and only if it is audited and
+ * published): $1 tenant, $2 member, $3-$6 the pairs and their events,
+ * $7 source, $8 changed at (µs), $9 actor key id ("member" for the
+ * member's session), $10 actor address. One audit row per pair that
+ * changes (member.consents.update, target the member): before, the state
+ * as it was (its default and source "default" when never set); after,
+ * the new one. The first column says whether the member exists, the rest
  * are the outbox rows (none when nothing changed). */
+/* clang-format off */
+static const char STORE_SQL[] =
+    "WITH mem AS (SELECT member_id FROM members WHERE tenant_id = $1 AND member_id = $2), "
+    "x AS (SELECT x.* FROM mem, unnest($3::text[], $4::text[], $5::bool[], $6::bytea[]) "
+    "WITH ORDINALITY AS x(channel, purpose, granted, payload, i)), "
+    "changed AS (SELECT x.* FROM x WHERE NOT EXISTS (SELECT 1 FROM member_consents c "
+    "WHERE c.tenant_id = $1 AND c.member_id = $2 AND c.channel = x.channel "
+    "AND c.purpose = x.purpose AND c.granted = x.granted)), "
+    "up AS (INSERT INTO member_consents (tenant_id, member_id, channel, purpose, granted, "
+    "source, changed_at_us) SELECT $1, $2, channel, purpose, granted, $7, $8::bigint "
+    "FROM changed ON CONFLICT (tenant_id, member_id, channel, purpose) DO UPDATE SET "
+    "granted = EXCLUDED.granted, source = EXCLUDED.source, "
+    "changed_at_us = EXCLUDED.changed_at_us), "
+    "audit AS (INSERT INTO audit_log (tenant_id, actor_key_id, actor_ip, action, target, "
+    "before, after) SELECT $1, $9, $10, 'member.consents.update', $2, "
+    "jsonb_build_object('channel', x.channel, 'purpose', x.purpose, 'granted', "
+    "coalesce(c.granted, x.purpose = 'transactional'), 'source', coalesce(c.source, 'default')), "
+    "jsonb_build_object('channel', x.channel, 'purpose', x.purpose, 'granted', x.granted, "
+    "'source', $7::text) FROM changed x LEFT JOIN member_consents c ON c.tenant_id = $1 "
+    "AND c.member_id = $2 AND c.channel = x.channel AND c.purpose = x.purpose ORDER BY x.i), "
+    "o AS (INSERT INTO outbox (topic, key, payload) SELECT '" TOPIC_NOTIFY_REQUESTS
+    "', $2, payload FROM changed ORDER BY i RETURNING id, topic, key, payload) "
+    "SELECT (SELECT count(*) FROM mem), o.id, o.topic, o.key, o.payload "
+    "FROM (SELECT 1) one LEFT JOIN o ON true ORDER BY o.id";
+/* clang-format on */
+
+/* Stores the changed pairs (STORE_SQL). */
 static void store_consents(struct req *r, const struct notify_consent_set *set, const char *source)
 {
     struct notify_consent_arrays a;
@@ -115,32 +151,17 @@ static void store_consents(struct req *r, const struct notify_consent_set *set, 
     }
     char now_us[24];
     snprintf(now_us, sizeof(now_us), "%lld", (long long)event_now_us());
-    const char *p[8] = {r->caller.tenant_id,
-                        r->member_id,
-                        db_array_finish(&a.channels),
-                        db_array_finish(&a.purposes),
-                        db_array_finish(&a.granted),
-                        db_array_finish(&payloads),
-                        source,
-                        now_us};
-    int rc = pg_pool_query(
-        r->app->pg,
-        "WITH mem AS (SELECT member_id FROM members WHERE tenant_id = $1 AND member_id = $2), "
-        "x AS (SELECT x.* FROM mem, unnest($3::text[], $4::text[], $5::bool[], $6::bytea[]) "
-        "WITH ORDINALITY AS x(channel, purpose, granted, payload, i)), "
-        "changed AS (SELECT x.* FROM x WHERE NOT EXISTS (SELECT 1 FROM member_consents c "
-        "WHERE c.tenant_id = $1 AND c.member_id = $2 AND c.channel = x.channel "
-        "AND c.purpose = x.purpose AND c.granted = x.granted)), "
-        "up AS (INSERT INTO member_consents (tenant_id, member_id, channel, purpose, granted, "
-        "source, changed_at_us) SELECT $1, $2, channel, purpose, granted, $7, $8::bigint "
-        "FROM changed ON CONFLICT (tenant_id, member_id, channel, purpose) DO UPDATE SET "
-        "granted = EXCLUDED.granted, source = EXCLUDED.source, "
-        "changed_at_us = EXCLUDED.changed_at_us), "
-        "o AS (INSERT INTO outbox (topic, key, payload) SELECT '" TOPIC_NOTIFY_REQUESTS
-        "', $2, payload FROM changed ORDER BY i RETURNING id, topic, key, payload) "
-        "SELECT (SELECT count(*) FROM mem), o.id, o.topic, o.key, o.payload "
-        "FROM (SELECT 1) one LEFT JOIN o ON true ORDER BY o.id",
-        8, p, on_changed, r);
+    const char *p[10] = {r->caller.tenant_id,
+                         r->member_id,
+                         db_array_finish(&a.channels),
+                         db_array_finish(&a.purposes),
+                         db_array_finish(&a.granted),
+                         db_array_finish(&payloads),
+                         source,
+                         now_us,
+                         r->caller.key_id,
+                         http_peer(r->ex)};
+    int rc = pg_pool_query(r->app->pg, STORE_SQL, 10, p, on_changed, r);
     notify_consent_arrays_free(&a);
     db_array_free(&payloads);
     if (rc < 0)

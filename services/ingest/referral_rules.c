@@ -13,46 +13,30 @@
  * Only points are paid today (docs/rewards.md); other reward kinds are
  * refused as unknown fields. */
 #include <assert.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "bus/topics.h"
 #include "events/campaign_types.h"
 #include "http/validate.h"
 #include "ingest.h"
-
-#define REFERRAL_POLL_MS 20 /* how often the answer looks for the campaign's row */
+#include "settings_publish.h"
 
 static const char *const rule_fields[] = {"enabled", "lock_days", "referrer", "referee", NULL};
 static const char *const reward_fields[] = {"points", NULL};
 
 struct referral_put {
     struct req *r;
-    struct event *timer;
     int64_t effective_from_us;
-    int64_t deadline_ms; /* monotonic */
-    json_t *rule;        /* as stored and answered */
+    json_t *rule; /* as stored and answered */
 };
 
-static int64_t monotonic_ms(void)
+static void put_free(void *ctx)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Frees put and hands back its request, which the caller ends. */
-static struct req *put_release(struct referral_put *put)
-{
-    struct req *r = put->r;
-    if (put->timer)
-        event_free(put->timer);
+    struct referral_put *put = ctx;
     json_decref(put->rule);
     free(put);
-    return r;
 }
 
 /* ------------------------------------------------------------ validation */
@@ -126,66 +110,16 @@ static json_t *answer_body(const struct referral_put *put, const char *status)
     return body;
 }
 
-static void answer(struct referral_put *put, bool applied)
+static json_t *answer(void *ctx, const char *status, const PGresult *row)
 {
-    json_t *body = answer_body(put, applied ? "applied" : "accepted");
-    req_finish(put_release(put), applied ? 200 : 202, body);
-}
-
-static void on_polled(void *arg, PGresult *res, const char *err, const char *sqlstate)
-{
-    struct referral_put *put = arg;
-    /* An error (the campaign's schema not migrated yet) is "not yet". */
-    if (res && PQntuples(res) > 0) {
-        answer(put, true);
-        return;
-    }
-    if (put->r->app->stopping || monotonic_ms() >= put->deadline_ms) {
-        answer(put, false);
-        return;
-    }
-    struct timeval tv = {0, REFERRAL_POLL_MS * 1000};
-    evtimer_add(put->timer, &tv);
-}
-
-static void on_poll_tick(evutil_socket_t fd, short what, void *arg)
-{
-    struct referral_put *put = arg;
-    const char *p[2] = {put->r->caller.tenant_id, put->r->command_id};
-    if (pg_pool_query(put->r->app->pg,
-                      "SELECT 1 FROM campaign.read_referral_rules WHERE tenant_id = $1 "
-                      "AND change_id = $2",
-                      2, p, on_polled, put) < 0)
-        on_polled(put, NULL, "queue full", "");
-}
-
-static void on_published(void *arg, PGresult *res, const char *err, const char *sqlstate)
-{
-    struct referral_put *put = arg;
-    struct req *r = put->r;
-    if (!res) {
-        req_fail_db(put_release(put), err);
-        return;
-    }
-    member_events_publish(r->app, PQgetvalue(res, 0, 0), r->caller.tenant_id, r->command,
-                          r->command_len);
-    put->deadline_ms = monotonic_ms() + r->wait_ms;
-    put->timer = evtimer_new(r->app->base, on_poll_tick, put);
-    assert(put->timer);
-    on_poll_tick(-1, 0, put);
+    return answer_body(ctx, status);
 }
 
 /* The ReferralRulesChanged event into r->command. */
 static bool encode_change(struct referral_put *put)
 {
     struct req *r = put->r;
-    struct event_meta meta = {.tenant_id = r->caller.tenant_id,
-                              .branch_id = "",
-                              .member_id = "",
-                              .correlation_id = r->command_id,
-                              .actor_kind = "api_key",
-                              .actor_id = r->caller.key_id,
-                              .traceparent = r->traceparent};
+    struct event_meta meta = settings_event_meta(r);
     Envelope env;
     Actor actor;
     ReferralRulesChanged change;
@@ -210,32 +144,21 @@ static bool encode_change(struct referral_put *put)
 
 /* The audit row and the event's outbox row in one statement: $1 tenant,
  * $2 actor key id, $3 actor address, $4 after, $5 the event. */
-/* clang-format off */
-static const char publish_sql[] =
-    "WITH changed AS (SELECT $1::text AS target, NULL::jsonb AS before, $4::jsonb AS after), "
-    AUDIT_CTE("referrals.put")
-    ", o AS (INSERT INTO outbox (topic, key, payload) "
-    "VALUES ('" TOPIC_MEMBER_EVENTS "', $1, $5::bytea) RETURNING id) "
-    "SELECT id FROM o";
-/* clang-format on */
+static const char publish_sql[] = SETTINGS_PUBLISH_SQL("referrals.put");
 
 static void publish(struct referral_put *put)
 {
-    struct req *r = put->r;
-    char *hex = malloc(2 * r->command_len + 3);
-    assert(hex);
-    memcpy(hex, "\\x", 2);
-    sodium_bin2hex(hex + 2, 2 * r->command_len + 1, r->command, r->command_len);
     json_t *after = answer_body(put, "published");
     json_object_del(after, "status");
-    char *after_text = json_dumps(after, JSON_COMPACT);
+    struct settings_change c = {.publish_sql = publish_sql,
+                                .audit_after = after,
+                                .applied_sql = "SELECT 1 FROM campaign.read_referral_rules "
+                                               "WHERE tenant_id = $1 AND change_id = $2",
+                                .answer = answer,
+                                .release = put_free,
+                                .ctx = put};
+    settings_publish(put->r, &c);
     json_decref(after);
-    const char *p[5] = {r->caller.tenant_id, r->caller.key_id, http_peer(r->ex), after_text, hex};
-    int rc = pg_pool_query(r->app->pg, publish_sql, 5, p, on_published, put);
-    free(after_text);
-    free(hex);
-    if (rc < 0)
-        on_published(put, NULL, "queue full", "");
 }
 
 static void put_authorized(struct req *r)
@@ -249,7 +172,8 @@ static void put_authorized(struct req *r)
     put->rule = rule_json(r->body);
     uuid7_generate(r->command_id); /* the change id */
     if (!put->rule || !encode_change(put)) {
-        req_fail(put_release(put), 413, "payload_too_large", "the rule does not fit in an event");
+        put_free(put);
+        req_fail(r, 413, "payload_too_large", "the rule does not fit in an event");
         return;
     }
     publish(put);

@@ -16,6 +16,7 @@
 #include "events/settings_types.h"
 #include "http/validate.h"
 #include "ingest.h"
+#include "settings_publish.h"
 
 /* card-limits last: GET only here (its PUT is products.c's) */
 static const char *const kinds[] = {SETTING_TOPUP_BONUS, SETTING_POINTS_POLICY, SETTING_REFUND_FEES,
@@ -226,13 +227,7 @@ void settings_fill(struct setting_msg *m, const char *kind, json_t *b, const cha
 
 static void send_setting(struct req *r)
 {
-    struct event_meta meta = {.tenant_id = r->caller.tenant_id,
-                              .branch_id = "",
-                              .member_id = "",
-                              .correlation_id = r->command_id,
-                              .actor_kind = "api_key",
-                              .actor_id = r->caller.key_id,
-                              .traceparent = r->traceparent};
+    struct event_meta meta = settings_event_meta(r);
     Envelope env;
     Actor actor;
     struct setting_msg m;

@@ -20,46 +20,38 @@
  * tiering's qualifying facts with tiering's own rules (rules*.c), as
  * tiering does when the ladder is applied. Nothing is changed. */
 #include <assert.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "../tiering/rules_spend.h"
 #include "bus/topics.h"
 #include "clock/clock.h"
 #include "ingest.h"
+#include "settings_publish.h"
 #include "tier_ladder.h"
-
-#define TIERS_POLL_MS 20 /* how often the answer looks for tiering's row */
 
 /* One PUT or dry-run from validation to its answer. */
 struct tiers_put {
     struct req *r;
-    struct event *timer;
     json_t *config; /* normalized */
     int32_t utc_offset_minutes;
     int64_t effective_from_us;
-    int64_t deadline_ms; /* monotonic */
     bool dry_run;
 };
 
-static int64_t monotonic_ms(void)
+static void put_free(void *ctx)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    struct tiers_put *put = ctx;
+    json_decref(put->config);
+    free(put);
 }
 
 /* Frees put and hands back its request, which the caller ends. */
 static struct req *put_release(struct tiers_put *put)
 {
     struct req *r = put->r;
-    if (put->timer)
-        event_free(put->timer);
-    json_decref(put->config);
-    free(put);
+    put_free(put);
     return r;
 }
 
@@ -69,13 +61,7 @@ static struct req *put_release(struct tiers_put *put)
 static bool encode_change(struct tiers_put *put)
 {
     struct req *r = put->r;
-    struct event_meta meta = {.tenant_id = r->caller.tenant_id,
-                              .branch_id = "",
-                              .member_id = "",
-                              .correlation_id = r->command_id,
-                              .actor_kind = "api_key",
-                              .actor_id = r->caller.key_id,
-                              .traceparent = r->traceparent};
+    struct event_meta meta = settings_event_meta(r);
     r->command = tier_ladder_encode(&meta, r->command_id, put->config, put->utc_offset_minutes,
                                     &put->effective_from_us, &r->command_len);
     return r->command != NULL;
@@ -94,67 +80,16 @@ static json_t *answer_body(const struct tiers_put *put, const char *status, int6
     return body;
 }
 
-static void poll_again(struct tiers_put *put)
+/* Column 0 of tiering's row: the version it stored the ladder as. */
+static json_t *answer(void *ctx, const char *status, const PGresult *row)
 {
-    struct timeval tv = {0, TIERS_POLL_MS * 1000};
-    evtimer_add(put->timer, &tv);
-}
-
-static void on_polled(void *arg, PGresult *res, const char *err, const char *sqlstate)
-{
-    struct tiers_put *put = arg;
-    /* An error (tiering's schema not migrated yet) is "not yet". */
-    if (res && PQntuples(res) > 0) {
-        json_t *body = answer_body(put, "applied", strtoll(PQgetvalue(res, 0, 0), NULL, 10));
-        req_finish(put_release(put), 200, body);
-        return;
-    }
-    if (put->r->app->stopping || monotonic_ms() >= put->deadline_ms) {
-        json_t *body = answer_body(put, "accepted", 0);
-        req_finish(put_release(put), 202, body);
-        return;
-    }
-    poll_again(put);
-}
-
-/* Timer: has tiering stored the ladder? (read only, its read contract) */
-static void on_poll_tick(evutil_socket_t fd, short what, void *arg)
-{
-    struct tiers_put *put = arg;
-    const char *p[2] = {put->r->caller.tenant_id, put->r->command_id};
-    if (pg_pool_query(put->r->app->pg,
-                      "SELECT version FROM tiering.read_tier_ladders WHERE tenant_id = $1 "
-                      "AND change_id = $2",
-                      2, p, on_polled, put) < 0)
-        on_polled(put, NULL, "queue full", "");
-}
-
-static void on_published(void *arg, PGresult *res, const char *err, const char *sqlstate)
-{
-    struct tiers_put *put = arg;
-    struct req *r = put->r;
-    if (!res) {
-        req_fail_db(put_release(put), err);
-        return;
-    }
-    member_events_publish(r->app, PQgetvalue(res, 0, 0), r->caller.tenant_id, r->command,
-                          r->command_len);
-    put->deadline_ms = monotonic_ms() + r->wait_ms;
-    put->timer = evtimer_new(r->app->base, on_poll_tick, put);
-    assert(put->timer);
-    on_poll_tick(-1, 0, put);
+    int64_t version = row ? strtoll(PQgetvalue(row, 0, 0), NULL, 10) : 0;
+    return answer_body(ctx, status, version);
 }
 
 /* The audit row and the event's outbox row in one statement: $1 tenant,
  * $2 actor key id, $3 actor address, $4 after, $5 the event. */
-/* clang-format off */
-static const char publish_sql[] =
-    "WITH changed AS (SELECT $1::text AS target, NULL::jsonb AS before, $4::jsonb AS after), "
-    AUDIT_CTE("tiers.put")
-    ", o AS (INSERT INTO outbox (topic, key, payload) "
-    "VALUES ('" TOPIC_MEMBER_EVENTS "', $1, $5::bytea) RETURNING id) "
-    "SELECT id FROM o";
-/* clang-format on */
+static const char publish_sql[] = SETTINGS_PUBLISH_SQL("tiers.put");
 
 static void publish(struct tiers_put *put)
 {
@@ -163,19 +98,16 @@ static void publish(struct tiers_put *put)
         req_fail(put_release(put), 413, "payload_too_large", "the ladder does not fit in an event");
         return;
     }
-    char *hex = malloc(2 * r->command_len + 3);
-    assert(hex);
-    memcpy(hex, "\\x", 2);
-    sodium_bin2hex(hex + 2, 2 * r->command_len + 1, r->command, r->command_len);
     json_t *after = answer_body(put, "published", 0);
-    char *after_text = json_dumps(after, JSON_COMPACT);
+    struct settings_change c = {.publish_sql = publish_sql,
+                                .audit_after = after,
+                                .applied_sql = "SELECT version FROM tiering.read_tier_ladders "
+                                               "WHERE tenant_id = $1 AND change_id = $2",
+                                .answer = answer,
+                                .release = put_free,
+                                .ctx = put};
+    settings_publish(r, &c);
     json_decref(after);
-    const char *p[5] = {r->caller.tenant_id, r->caller.key_id, http_peer(r->ex), after_text, hex};
-    int rc = pg_pool_query(r->app->pg, publish_sql, 5, p, on_published, put);
-    free(after_text);
-    free(hex);
-    if (rc < 0)
-        on_published(put, NULL, "queue full", "");
 }
 
 /* ------------------------------------------------------------ dry-run */

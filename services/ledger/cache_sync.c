@@ -79,6 +79,14 @@ static void *repair_main(void *arg)
     struct ledger_ctx *l = arg;
     for (;;) {
         repair_wait_for_redis(l);
+        /* Before the resync reads PostgreSQL: the pipeline stops skipping
+         * its writes now. Otherwise a batch committed after the resync's
+         * read, while the pipeline still backs off, left Redis holding the
+         * older balance the resync wrote, served to readers as a hit (a
+         * top-up answered 201 and then not shown) until the next pass. A
+         * batch that skipped before this store committed before the read
+         * below, which then sees it. */
+        atomic_store(&l->redis_back, true);
         long long since_us = atomic_exchange(&l->repair_since_us, 0);
         if (since_us == 0) {
             atomic_store(&l->repair_running, false);
@@ -149,7 +157,7 @@ static bool cache_ensure(struct ledger_ctx *l)
 {
     if (l->rc)
         return true;
-    if (mono_now_s() < l->cache_retry_at_s) {
+    if (!atomic_exchange(&l->redis_back, false) && mono_now_s() < l->cache_retry_at_s) {
         repair_request(l, l->cache_down_since_s); /* this batch's writes too */
         return false;
     }

@@ -15,7 +15,6 @@
  * holds a session advisory lock. Its memory of what it sent lives in the
  * thread; a crash, or another instance taking over, only means those lots
  * are sent once more (duplicate verdicts). */
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +24,7 @@
 #include "ledger.h"
 #include "log/log.h"
 #include "rules_resend.h"
-#include "util/sleep.h"
+#include "schedule/schedule.h"
 
 #define SCHEDULER_LOTS_PER_ROUND 1000 /* the LIMIT of the due-lot queries */
 #define STRINGIFY_(x)            #x
@@ -35,14 +34,13 @@
 
 struct expiry {
     const struct service_common_config *common;
-    long long interval_ms;
     long long cache_resync_s;
     struct bus_config bus;
     char client_id[128];
     struct bus_producer *producer;
-    PGconn *pg;
-    bool leader;
+    PGconn *pg; /* the scheduler's session, for the round in hand */
     struct resend_memory vest_sent, expiry_sent; /* what each kind delivered */
+    struct schedule schedule;
 };
 
 static int64_t mono_now_ms(void)
@@ -52,39 +50,18 @@ static int64_t mono_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* (Re)connects and tries for the scheduler's lock; true when we hold it. */
-static bool expiry_lead(struct expiry *x)
+/* A new session: another instance may have led meanwhile. */
+static void expiry_session_lost(void *ctx)
 {
-    char err[256];
-    if (x->pg && !db_healthy(x->pg)) {
-        PQfinish(x->pg); /* a new session must take the lock again */
-        x->pg = NULL;
-    }
-    if (!x->pg) {
-        x->leader = false;
-        x->vest_sent.count = x->expiry_sent.count = 0; /* another may have led meanwhile */
-        x->pg = db_connect(x->common->pg_dsn, "ledger", "tessera-ledger-expiry",
-                           (int)x->common->pg_statement_timeout_ms, err, sizeof(err));
-        if (!x->pg)
-            return false;
-    }
-    if (x->leader)
-        return true;
-    const char *p[1] = {EXPIRY_LOCK_KEY};
-    PGresult *res =
-        db_query(x->pg, "SELECT pg_try_advisory_lock(hashtext($1))", 1, p, err, sizeof(err), NULL);
-    x->leader = res && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-    PQclear(res);
-    if (x->leader)
-        log_info("points expiry scheduler: this instance schedules");
-    return x->leader;
+    struct expiry *x = ctx;
+    x->vest_sent.count = x->expiry_sent.count = 0;
 }
 
 /* Columns of a due-lot query: tenant, member, lot, branch, due (µs). The
- * command's time is never before the lot is due: the lot was found due
- * by PostgreSQL's clock, and a lagging local clock must not make the
+ * command's time is never before the lot is due: the lot was found due at
+ * the round's clock reading, and a clock read again now must not make the
  * ledger refuse it as not due (its command id could then never be used
- * again). */
+ * again), should the test clock have been moved back meanwhile. */
 static void due_meta(const PGresult *res, int i, const char *actor, struct event_meta *meta)
 {
     int64_t due_us = db_int_at(res, i, 4), now_us = event_now_us();
@@ -157,10 +134,12 @@ typedef rd_kafka_resp_err_t (*due_send_fn)(struct expiry *x, const PGresult *res
  * soonest due first), one command each for those not delivered recently
  * (sent), produced and flushed. Returns how many were delivered, or -1. */
 static int scheduler_round(struct expiry *x, const char *what, const char *sql, due_send_fn send,
-                           struct resend_memory *sent)
+                           struct resend_memory *sent, int64_t now_us)
 {
-    char err[256];
-    PGresult *res = db_query(x->pg, sql, 0, NULL, err, sizeof(err), NULL);
+    char err[256], now[24];
+    snprintf(now, sizeof(now), "%lld", (long long)now_us);
+    const char *p[1] = {now};
+    PGresult *res = db_query(x->pg, sql, 1, p, err, sizeof(err), NULL);
     if (!res) {
         log_fields(LOG_WARN, "points scheduler: cannot read due lots", "what", what, "error", err,
                    NULL);
@@ -210,36 +189,39 @@ static int scheduler_round(struct expiry *x, const char *what, const char *sql, 
     return delivered;
 }
 
-/* Vested lots whose expiry is due (a pending lot's expiry counts from when
- * it vests, so it is never due while pending). */
+/* Vested lots whose expiry is due at $1, the service clock (µs): never
+ * PostgreSQL's now(), so a moved test clock expires lots as it moves
+ * every other date rule (a pending lot's expiry counts from when it
+ * vests, so it is never due while pending). */
 static const char EXPIRY_DUE_SQL[] =
     "SELECT tenant_id, member_id, lot_id, coalesce(branch_id, ''), "
     "(extract(epoch FROM expires_at) * 1000000)::bigint "
-    "FROM point_lots WHERE remaining > 0 AND expires_at <= now() AND NOT pending "
+    "FROM point_lots WHERE remaining > 0 AND expires_at <= to_timestamp($1::bigint / 1000000.0) "
+    "AND NOT pending "
     "ORDER BY expires_at LIMIT " STRINGIFY(SCHEDULER_LOTS_PER_ROUND);
 
-/* Pending lots whose lock period is over. */
-static const char VEST_DUE_SQL[] =
-    "SELECT tenant_id, member_id, lot_id, coalesce(branch_id, ''), "
-    "(extract(epoch FROM vests_at) * 1000000)::bigint "
-    "FROM point_lots WHERE pending AND remaining > 0 AND vests_at <= now() "
-    "ORDER BY vests_at LIMIT " STRINGIFY(SCHEDULER_LOTS_PER_ROUND);
+/* Pending lots whose lock period is over at $1 (the service clock, µs). */
+static const char VEST_DUE_SQL[] = "SELECT tenant_id, member_id, lot_id, coalesce(branch_id, ''), "
+                                   "(extract(epoch FROM vests_at) * 1000000)::bigint "
+                                   "FROM point_lots WHERE pending AND remaining > 0 AND vests_at "
+                                   "<= to_timestamp($1::bigint / 1000000.0) "
+                                   "ORDER BY vests_at LIMIT " STRINGIFY(SCHEDULER_LOTS_PER_ROUND);
 
-static void *expiry_main(void *arg)
+/* First repair what a crash may have left stale in the cache. */
+static void expiry_first(void *ctx)
 {
-    struct expiry *x = arg;
-    /* First repair what a crash may have left stale in the cache. */
+    struct expiry *x = ctx;
     ledger_cache_resync(x->common, x->cache_resync_s);
-    for (;;) {
-        sleep_ms(x->interval_ms);
-        if (!expiry_lead(x))
-            continue;
-        /* Vesting first: a lot that vests and expires in the same round
-         * is then found by the next expiry round, already vested. */
-        scheduler_round(x, "vesting", VEST_DUE_SQL, vest_send, &x->vest_sent);
-        scheduler_round(x, "expiry", EXPIRY_DUE_SQL, expiry_send, &x->expiry_sent);
-    }
-    return NULL;
+}
+
+static void expiry_round(void *ctx, PGconn *pg, int64_t now_us)
+{
+    struct expiry *x = ctx;
+    x->pg = pg;
+    /* Vesting first: a lot that vests and expires in the same round
+     * is then found by the next expiry round, already vested. */
+    scheduler_round(x, "vesting", VEST_DUE_SQL, vest_send, &x->vest_sent, now_us);
+    scheduler_round(x, "expiry", EXPIRY_DUE_SQL, expiry_send, &x->expiry_sent, now_us);
 }
 
 /* Starts the scheduler thread (which first resyncs the cache) (detached: it holds no state worth a
@@ -250,7 +232,6 @@ int expiry_scheduler_start(const struct service_common_config *c, long long inte
     static struct expiry x;
     char err[256];
     x.common = c;
-    x.interval_ms = interval_ms;
     x.cache_resync_s = cache_resync_s;
     service_bus_config(c, "ledger-expiry", x.client_id, sizeof(x.client_id), &x.bus);
     x.producer = bus_producer_new(&x.bus, NULL, NULL, NULL, err, sizeof(err));
@@ -258,9 +239,16 @@ int expiry_scheduler_start(const struct service_common_config *c, long long inte
         log_fields(LOG_ERROR, "points expiry: cannot create a producer", "error", err, NULL);
         return -1;
     }
-    pthread_t thread;
-    if (pthread_create(&thread, NULL, expiry_main, &x) != 0)
-        return -1;
-    pthread_detach(thread);
-    return 0;
+    x.schedule = (struct schedule){.name = "points scheduler",
+                                   .pg_dsn = c->pg_dsn,
+                                   .schema = "ledger",
+                                   .app_name = "tessera-ledger-expiry",
+                                   .statement_timeout_ms = (int)c->pg_statement_timeout_ms,
+                                   .lock_key = EXPIRY_LOCK_KEY,
+                                   .interval_ms = interval_ms,
+                                   .first = expiry_first,
+                                   .round = expiry_round,
+                                   .session_lost = expiry_session_lost,
+                                   .ctx = &x};
+    return schedule_start(&x.schedule);
 }

@@ -140,6 +140,7 @@ struct ledger_ctx {
     int cache_backoff_ms;
     atomic_llong repair_since_us; /* the repair thread's: oldest write skipped; 0 none */
     atomic_bool repair_running;
+    atomic_bool redis_back; /* set by the repair thread: connect now, backoff or not */
     /* counters for /metrics, moved only after a commit: a retried batch
      * decides its commands again and must not count them twice */
     atomic_llong posted, rejected, duplicates;

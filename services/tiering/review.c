@@ -9,7 +9,6 @@
  *
  * Only one tiering instance schedules at a time: the one whose connection
  * holds a session advisory lock (as the ledger's points scheduler). */
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,9 +18,9 @@
 #include "bus/topics.h"
 #include "clock/clock.h"
 #include "log/log.h"
+#include "schedule/schedule.h"
 #include "service/common.h"
 #include "tiering.h"
-#include "util/sleep.h"
 
 #define REVIEW_DUE_PER_ROUND    1000 /* the LIMIT of the due query */
 #define REVIEW_STRINGIFY_(x)    #x
@@ -42,40 +41,11 @@ long long tiering_review_rounds(void)
 
 struct review {
     const struct service_common_config *common;
-    long long interval_ms;
     struct bus_config bus;
     char client_id[128];
     struct bus_producer *producer;
-    PGconn *pg;
-    bool leader;
+    struct schedule schedule;
 };
-
-/* (Re)connects and tries for the scheduler's lock; true when we hold it. */
-static bool review_lead(struct review *x)
-{
-    char err[256];
-    if (x->pg && !db_healthy(x->pg)) {
-        PQfinish(x->pg); /* a new session must take the lock again */
-        x->pg = NULL;
-    }
-    if (!x->pg) {
-        x->leader = false;
-        x->pg = db_connect(x->common->pg_dsn, "tiering", "tessera-tiering-review",
-                           (int)x->common->pg_statement_timeout_ms, err, sizeof(err));
-        if (!x->pg)
-            return false;
-    }
-    if (x->leader)
-        return true;
-    const char *p[1] = {REVIEW_LOCK_KEY};
-    PGresult *res =
-        db_query(x->pg, "SELECT pg_try_advisory_lock(hashtext($1))", 1, p, err, sizeof(err), NULL);
-    x->leader = res && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-    PQclear(res);
-    if (x->leader)
-        log_info("tier review scheduler: this instance schedules");
-    return x->leader;
-}
 
 /* Members due at $1 (the service clock): a warning once the period's end
  * is within the tenant's warning days (and its review not due yet), a
@@ -144,13 +114,15 @@ static rd_kafka_resp_err_t send_due(struct review *x, const PGresult *res, int i
     return e;
 }
 
-/* One round: every due (member, kind) sent and flushed. */
-static void review_round(struct review *x)
+/* One round of the scheduler (schedule.h): every (member, kind) due at
+ * now_us sent and flushed. */
+static void review_round(void *ctx, PGconn *pg, int64_t now_us)
 {
+    struct review *x = ctx;
     char err[256], now[32];
-    event_format_time(clock_now_us(), now);
+    event_format_time(now_us, now);
     const char *p[1] = {now};
-    PGresult *res = db_query(x->pg, REVIEW_DUE_SQL, 1, p, err, sizeof(err), NULL);
+    PGresult *res = db_query(pg, REVIEW_DUE_SQL, 1, p, err, sizeof(err), NULL);
     if (!res) {
         log_fields(LOG_WARN, "tier review scheduler: cannot read due reviews", "error", err, NULL);
         return;
@@ -180,17 +152,11 @@ static void review_round(struct review *x)
     PQclear(res);
 }
 
-static void *review_main(void *arg)
+/* A round, counted once done (tiering_review_rounds). */
+static void review_round_counted(void *ctx, PGconn *pg, int64_t now_us)
 {
-    struct review *x = arg;
-    for (;;) {
-        sleep_ms(x->interval_ms);
-        if (review_lead(x)) {
-            review_round(x);
-            atomic_fetch_add(&rounds_done, 1);
-        }
-    }
-    return NULL;
+    review_round(ctx, pg, now_us);
+    atomic_fetch_add(&rounds_done, 1);
 }
 
 int tiering_review_scheduler_start(const struct service_common_config *c, long long interval_ms)
@@ -198,16 +164,20 @@ int tiering_review_scheduler_start(const struct service_common_config *c, long l
     static struct review x;
     char err[256];
     x.common = c;
-    x.interval_ms = interval_ms;
     service_bus_config(c, "tiering-review", x.client_id, sizeof(x.client_id), &x.bus);
     x.producer = bus_producer_new(&x.bus, NULL, NULL, NULL, err, sizeof(err));
     if (!x.producer) {
         log_fields(LOG_ERROR, "tier review: cannot create a producer", "error", err, NULL);
         return -1;
     }
-    pthread_t thread;
-    if (pthread_create(&thread, NULL, review_main, &x) != 0)
-        return -1;
-    pthread_detach(thread);
-    return 0;
+    x.schedule = (struct schedule){.name = "tier review scheduler",
+                                   .pg_dsn = c->pg_dsn,
+                                   .schema = "tiering",
+                                   .app_name = "tessera-tiering-review",
+                                   .statement_timeout_ms = (int)c->pg_statement_timeout_ms,
+                                   .lock_key = REVIEW_LOCK_KEY,
+                                   .interval_ms = interval_ms,
+                                   .round = review_round_counted,
+                                   .ctx = &x};
+    return schedule_start(&x.schedule);
 }

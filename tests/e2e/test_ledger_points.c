@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "../support/api_client.h"
+#include "../support/test_clock.h"
 
 #define EXPIRY_WAIT_MS 20000
 
@@ -185,12 +186,64 @@ static void test_idempotent_grant(void **state)
     api_response_free(&again);
 }
 
+static int64_t clock_before;
+static bool clock_moved;
+
+/* Teardown too: a failed wait must not leave the runtime's clock moved. */
+static int restore_clock(void **state)
+{
+    if (clock_moved)
+        test_clock_restore(clock_before);
+    clock_moved = false;
+    return 0;
+}
+
+#define US_PER_S         1000000LL
+#define CLOCK_LOT_LIFE_S 3600 /* the lot expires an hour after its grant */
+#define CLOCK_MOVED_BY_S 7200 /* and the service clock is moved two hours on */
+
+/* Regression: the scheduler found due lots with PostgreSQL's now(), so a
+ * lot whose expiry had passed on the service clock (the test clock moved
+ * past it) was never expired; it must be, within a round or two. */
+static void test_expiry_follows_service_clock(void **state)
+{
+    char member_id[64], body[256], expires[32], lot[64];
+    test_register_member(member_id);
+    time_t at = time(NULL) + (time_t)(test_clock_offset_us() / US_PER_S) + CLOCK_LOT_LIFE_S;
+    struct tm tm;
+    gmtime_r(&at, &tm);
+    strftime(expires, sizeof(expires), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    snprintf(body, sizeof(body), "{\"points\":70,\"reason\":\"clock\",\"expires_at\":\"%s\"}",
+             expires);
+    struct api_response r = adjust(member_id, body);
+    assert_int_equal(r.status, 201);
+    snprintf(lot, sizeof(lot), "%s", json_str_at(r.body, "lot_id"));
+    api_response_free(&r);
+    assert_int_equal(points_of(member_id), 70);
+
+    clock_before = test_clock_advance_us(CLOCK_MOVED_BY_S * US_PER_S);
+    clock_moved = true;
+    struct points_target target = {member_id, 0};
+    assert_true(poll_until(points_reached, &target, EXPIRY_WAIT_MS));
+    PGconn *pg = test_pg();
+    assert_int_equal(lot_remaining(pg, lot), 0);
+    const char *p[2] = {member_id, lot};
+    assert_int_equal(test_pg_int(pg,
+                                 "SELECT sum(amount) FROM ledger.journal WHERE member_id = $1 "
+                                 "AND reason = 'points_expiry:' || $2",
+                                 2, p),
+                     -70);
+    PQfinish(pg);
+    restore_clock(state);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_grant_deduct_expire),
         cmocka_unit_test(test_bad_input_changes_nothing),
         cmocka_unit_test(test_idempotent_grant),
+        cmocka_unit_test_teardown(test_expiry_follows_service_clock, restore_clock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -278,6 +278,62 @@ static void test_registration_and_staff_consents(void **state)
     expect_consent(&s.m[4], "inbox", "marketing", true, "api_key:");
 }
 
+static int64_t consent_audits(const char *member, const char *actor_key_id)
+{
+    PGconn *pg = test_pg();
+    const char *p[2] = {member, actor_key_id};
+    int64_t n = test_pg_int(pg,
+                            "SELECT count(*) FROM ingest.audit_log WHERE target = $1 "
+                            "AND action = 'member.consents.update' AND actor_key_id = $2",
+                            2, p);
+    PQfinish(pg);
+    return n;
+}
+
+/* Regression: consent changes were not audited. A till of another branch
+ * than the member's (a pos key changes any member of its tenant, as for
+ * the profile) changes two pairs: two audit rows naming its key, with the
+ * state before (the default) and after; the same change again adds none. */
+static void test_consent_changes_audited(void **state)
+{
+    char phone[16], member[64], key[128], key_id[32];
+    test_unique_phone(phone);
+    register_with(phone, "", member);
+    struct api_response r =
+        api_post("/v1/api-keys",
+                 "{\"name\":\"consent till\",\"scope\":\"pos\",\"branch_id\":\"branch-1\"}", NULL);
+    expect_status(&r, 201);
+    snprintf(key, sizeof(key), "%s", json_str_at(r.body, "key"));
+    snprintf(key_id, sizeof(key_id), "%s", json_str_at(r.body, "key_id"));
+    api_response_free(&r);
+    const char *change = "{\"consents\":[{\"channel\":\"email\",\"purpose\":\"marketing\","
+                         "\"granted\":true},{\"channel\":\"sms\",\"purpose\":\"transactional\","
+                         "\"granted\":false}]}";
+    r = put_consents(member, change, key);
+    expect_status(&r, 200);
+    api_response_free(&r);
+    assert_int_equal(consent_audits(member, key_id), 2);
+    PGconn *pg = test_pg();
+    const char *p[2] = {member, key_id};
+    assert_int_equal(test_pg_int(pg,
+                                 "SELECT count(*) FROM ingest.audit_log WHERE target = $1 "
+                                 "AND actor_key_id = $2 AND action = 'member.consents.update' "
+                                 "AND after->>'source' = 'api_key:' || $2 AND ("
+                                 "(before @> '{\"channel\":\"email\",\"purpose\":\"marketing\","
+                                 "\"granted\":false,\"source\":\"default\"}' "
+                                 "AND after @> '{\"channel\":\"email\",\"granted\":true}') OR "
+                                 "(before @> '{\"channel\":\"sms\",\"purpose\":\"transactional\","
+                                 "\"granted\":true,\"source\":\"default\"}' "
+                                 "AND after @> '{\"channel\":\"sms\",\"granted\":false}'))",
+                                 2, p),
+                     2);
+    PQfinish(pg);
+    r = put_consents(member, change, key); /* nothing changes: nothing audited */
+    expect_status(&r, 200);
+    api_response_free(&r);
+    assert_int_equal(consent_audits(member, key_id), 2);
+}
+
 /* A member logs in with the code read from notify-requests, sets and
  * reads its own consents and marks its inbox read; staff mark messages
  * read; an erasure tells notification to forget the member's addresses. */
@@ -313,7 +369,8 @@ static void test_member_self_service_and_erasure(void **state)
     assert_string_equal(json_str_at(r.body, "member_id"), member);
     expect_pair(r.body, "push", "marketing", true, "member");
     api_response_free(&r);
-    r = put_consents(member, "{\"consents\":[]}", token); /* a member token: staff routes 401 */
+    assert_int_equal(consent_audits(member, "member"), 1); /* the member's own change */
+    r = put_consents(member, "{\"consents\":[]}", token);  /* a member token: staff routes 401 */
     expect_status(&r, 401);
     api_response_free(&r);
 
@@ -355,6 +412,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_registration_and_staff_consents),
         cmocka_unit_test(test_member_self_service_and_erasure),
+        cmocka_unit_test(test_consent_changes_audited),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
