@@ -8,10 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bus/topics.h"
 #include "ingest.h"
 #include "log/log.h"
+#include "metrics/metrics.h"
 
 struct waiter {
     struct waiter *next;
@@ -21,7 +23,33 @@ struct waiter {
     void *arg;
     struct event *timer;
     struct ingest *app;
+    double sent_s; /* when the command was produced (metrics_now_seconds) */
 };
+
+/* Where a synchronous command's time goes, per stage: "ack" from produce
+ * to the broker's acknowledgement, "verdict" from produce to the verdict
+ * here, "tail" from the ledger producing the verdict (its Kafka
+ * timestamp) to this instance reading it. */
+/* Kafka timestamps are wall-clock (librdkafka's, not the service clock). */
+static double wall_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void wait_observe(const char *stage, double seconds)
+{
+    metrics_observe(
+        metrics_with(metrics_histogram("tessera_ledger_wait_stage_seconds",
+                                       "Time of a synchronous ledger command by stage: ack "
+                                       "(produce to broker ack), verdict (produce to verdict "
+                                       "read), tail (verdict produced to verdict read).",
+                                       "stage", metrics_buckets_seconds,
+                                       metrics_buckets_seconds_count),
+                     stage),
+        seconds > 0 ? seconds : 0);
+}
 
 static unsigned bucket_of(const char *command_id)
 {
@@ -110,6 +138,7 @@ int waiter_send(struct ingest *app, const char *command_id, const char *member_i
     w->arg = arg;
     w->app = app;
     w->timer = evtimer_new(app->base, on_wait_timeout, w);
+    w->sent_s = metrics_now_seconds();
     *find_slot(app, w->command_id) = w;
     app->commands_sent++;
     struct timeval tv = {.tv_sec = wait_ms / 1000, .tv_usec = (wait_ms % 1000) * 1000};
@@ -174,8 +203,12 @@ void waiter_send_and_wait(struct req *r)
 /* Delivery report of a command: only failures end a waiter here. */
 void waiters_on_delivery(struct ingest *app, const char *command_id, rd_kafka_resp_err_t err)
 {
-    if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        const struct waiter *w = *find_slot(app, command_id);
+        if (w)
+            wait_observe("ack", metrics_now_seconds() - w->sent_s);
         return;
+    }
     log_fields(LOG_ERROR, "ledger command not delivered", "error", rd_kafka_err2str(err), NULL);
     waiter_end(app, command_id, WAIT_UNDELIVERED, NULL);
 }
@@ -208,7 +241,14 @@ void waiters_on_event(void *ctx, const rd_kafka_message_t *rkm)
     if (!env)
         return;
     const char *command_id = verdict_command_id(env);
-    if (command_id && waiter_pending(app, command_id)) {
+    struct waiter *w = command_id ? *find_slot(app, command_id) : NULL;
+    if (w) {
+        double now_s = metrics_now_seconds();
+        rd_kafka_timestamp_type_t ts_type;
+        int64_t produced_ms = rd_kafka_message_timestamp(rkm, &ts_type);
+        wait_observe("verdict", now_s - w->sent_s);
+        if (produced_ms > 0 && ts_type == RD_KAFKA_TIMESTAMP_CREATE_TIME)
+            wait_observe("tail", wall_now_s() - (double)produced_ms / 1000.0);
         app->verdicts_matched++;
         waiter_end(app, command_id, WAIT_VERDICT, env);
     }
