@@ -44,7 +44,8 @@ static void wait_observe(const char *stage, double seconds)
         metrics_with(metrics_histogram("tessera_ledger_wait_stage_seconds",
                                        "Time of a synchronous ledger command by stage: ack "
                                        "(produce to broker ack), verdict (produce to verdict "
-                                       "read), tail (verdict produced to verdict read).",
+                                       "read from Kafka), verdict_fast (the same from Redis), tail "
+                                       "(verdict produced to verdict read).",
                                        "stage", metrics_buckets_seconds,
                                        metrics_buckets_seconds_count),
                      stage),
@@ -222,6 +223,23 @@ static const char *verdict_command_id(const Envelope *env)
     return NULL;
 }
 
+/* Ends the waiter of the verdict env, if it waits here; produced_ms is
+ * the verdict's Kafka timestamp (0 when it came another way). */
+static void waiters_on_verdict(struct ingest *app, const Envelope *env, int64_t produced_ms,
+                               bool fast)
+{
+    const char *command_id = verdict_command_id(env);
+    struct waiter *w = command_id ? *find_slot(app, command_id) : NULL;
+    if (!w)
+        return;
+    wait_observe(fast ? "verdict_fast" : "verdict", metrics_now_seconds() - w->sent_s);
+    if (produced_ms > 0)
+        wait_observe("tail", wall_now_s() - (double)produced_ms / 1000.0);
+    app->verdicts_matched++;
+    app->fast_verdicts += fast;
+    waiter_end(app, command_id, WAIT_VERDICT, env);
+}
+
 /* Every ledger event passes here; most belong to other instances. The
  * CloudEvents type header saves decoding events that are not verdicts. */
 void waiters_on_event(void *ctx, const rd_kafka_message_t *rkm)
@@ -240,18 +258,20 @@ void waiters_on_event(void *ctx, const rd_kafka_message_t *rkm)
     Envelope *env = envelope_decode(rkm->payload, rkm->len, why, sizeof(why));
     if (!env)
         return;
-    const char *command_id = verdict_command_id(env);
-    struct waiter *w = command_id ? *find_slot(app, command_id) : NULL;
-    if (w) {
-        double now_s = metrics_now_seconds();
-        rd_kafka_timestamp_type_t ts_type;
-        int64_t produced_ms = rd_kafka_message_timestamp(rkm, &ts_type);
-        wait_observe("verdict", now_s - w->sent_s);
-        if (produced_ms > 0 && ts_type == RD_KAFKA_TIMESTAMP_CREATE_TIME)
-            wait_observe("tail", wall_now_s() - (double)produced_ms / 1000.0);
-        app->verdicts_matched++;
-        waiter_end(app, command_id, WAIT_VERDICT, env);
-    }
+    rd_kafka_timestamp_type_t ts_type;
+    int64_t produced_ms = rd_kafka_message_timestamp(rkm, &ts_type);
+    waiters_on_verdict(app, env, ts_type == RD_KAFKA_TIMESTAMP_CREATE_TIME ? produced_ms : 0,
+                       false);
+    envelope_free(env);
+}
+
+void waiters_on_published(void *ctx, const void *payload, size_t len)
+{
+    char why[128];
+    Envelope *env = envelope_decode(payload, len, why, sizeof(why));
+    if (!env)
+        return;
+    waiters_on_verdict(ctx, env, 0, true);
     envelope_free(env);
 }
 
