@@ -400,6 +400,7 @@ static void *pipeline_main(void *arg)
     while (!atomic_load(&p->stop)) {
         int wait_ms = p->in_flight ? 1 : p->cfg.poll_timeout_ms; /* reports are due soon */
         b.count = bus_consumer_poll_batch(p->consumer, b.msgs, max, wait_ms);
+        pipeline_metrics_fetched(b.msgs, b.count);
         atomic_store(&p->stats.lag, bus_consumer_lag(p->consumer));
         pipeline_metrics_lags(&p->lag_view, p->consumer);
         pipeline_relay_tick(p, b.count == 0);

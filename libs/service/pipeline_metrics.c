@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "db/db.h"
 #include "log/log.h"
@@ -159,4 +160,42 @@ void pipeline_metrics_outbox_backlog(PGconn *pg, size_t delivered_not_deleted)
                                NULL),
                 strtod(PQgetvalue(res, 0, 0), NULL) - (double)delivered_not_deleted);
     PQclear(res);
+}
+
+/* Kafka timestamps are wall-clock (the producer's librdkafka). */
+static double wall_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void pipeline_metrics_fetched(rd_kafka_message_t *const *msgs, size_t count)
+{
+    struct metric_series *delay = metrics_series(
+        metrics_histogram("tessera_consumer_fetch_delay_seconds",
+                          "From a message's producer timestamp to this consumer polling it.", NULL,
+                          metrics_buckets_seconds, metrics_buckets_seconds_count),
+        NULL);
+    double now_s = wall_now_s();
+    for (size_t i = 0; i < count; i++) {
+        rd_kafka_timestamp_type_t type;
+        int64_t ms = rd_kafka_message_timestamp(msgs[i], &type);
+        if (ms > 0 && type == RD_KAFKA_TIMESTAMP_CREATE_TIME) {
+            double d = now_s - (double)ms / 1000.0;
+            metrics_observe(delay, d > 0 ? d : 0);
+        }
+    }
+}
+
+void pipeline_metrics_relay_acked(double seconds)
+{
+    metrics_observe(
+        metrics_series(metrics_histogram("tessera_outbox_relay_ack_seconds",
+                                         "From relaying a batch's events to their last broker "
+                                         "acknowledgement.",
+                                         NULL, metrics_buckets_seconds,
+                                         metrics_buckets_seconds_count),
+                       NULL),
+        seconds);
 }

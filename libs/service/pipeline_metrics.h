@@ -32,6 +32,10 @@ void pipeline_metrics_revoked(struct pipeline_lag_view *v);
 void pipeline_metrics_total_lag(long long lag);
 /* A committed batch and how long it took (seconds). */
 void pipeline_metrics_batch(const struct pipeline_batch *b, double seconds);
+/* Per polled message: producer timestamp to poll (the fetch delay). */
+void pipeline_metrics_fetched(rd_kafka_message_t *const *msgs, size_t count);
+/* A relayed group's time from produce to its last acknowledgement. */
+void pipeline_metrics_relay_acked(double seconds);
 /* A committed dead letter; cause "invalid" or "refused". */
 void pipeline_metrics_dead_letter(const rd_kafka_message_t *rkm, const char *cause);
 /* A COMMIT whose answer was lost, settled: outcome "committed" or

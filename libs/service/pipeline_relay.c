@@ -44,6 +44,7 @@ void pipeline_relay_on_delivery(void *ctx, void *msg_opaque, rd_kafka_resp_err_t
     if (--g->pending > 0)
         return;
     if (!g->failed) {
+        pipeline_metrics_relay_acked(metrics_now_seconds() - g->sent_s);
         relay_deletable_add(p, g->ids, g->count);
         atomic_fetch_add(&p->stats.relayed, (long long)g->count);
         pipeline_metrics_count("tessera_outbox_relayed_total", "Outbox events relayed to Kafka.",

@@ -11,6 +11,7 @@
 
 #include "bus/bus.h"
 #include "cache/cache.h"
+#include "cache/cache_sub.h"
 #include "caller.h"
 #include "db/pg_listen.h"
 #include "db/pg_pool.h"
@@ -68,6 +69,7 @@ struct ingest {
     struct cache_async *cache;
     struct bus_producer *producer;
     struct bus_tail *verdicts;
+    struct cache_sub *verdicts_fast; /* the same verdicts, straight from the ledger (Redis) */
     struct http_server *api;
     struct event *outbox_timer;
     struct event *redemption_timer; /* redemption_settle.c */
@@ -80,6 +82,7 @@ struct ingest {
     /* counters for /metrics */
     long long rate_limited;
     long long requests, commands_sent, verdicts_matched, wait_timeouts, relayed_events;
+    long long fast_verdicts; /* of verdicts_matched: those that came by Redis first */
     long long idem_purged;
     /* struct req alive (req_new minus their ends in req.c): 0 when idle, so a leaked
      * request shows on /metrics (tessera_ingest_requests_live). */
@@ -335,6 +338,9 @@ struct delivery {
 struct delivery *delivery_new(int kind, const char *id);
 /* bus_producer delivery callback: dispatches on the kind. */
 void ingest_on_delivery(void *ctx, void *msg_opaque, rd_kafka_resp_err_t err);
+/* A verdict the ledger published on CACHE_VERDICTS_CHANNEL after its
+ * commit (cache_sub callback): ends its waiter, if any is still here. */
+void waiters_on_published(void *ctx, const void *payload, size_t len);
 void waiters_on_delivery(struct ingest *app, const char *command_id, rd_kafka_resp_err_t err);
 void member_events_on_delivery(struct ingest *app, const char *outbox_id, rd_kafka_resp_err_t err);
 void waiters_fail_all(struct ingest *app);

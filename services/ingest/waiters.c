@@ -8,10 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bus/topics.h"
 #include "ingest.h"
 #include "log/log.h"
+#include "metrics/metrics.h"
 
 struct waiter {
     struct waiter *next;
@@ -21,7 +23,34 @@ struct waiter {
     void *arg;
     struct event *timer;
     struct ingest *app;
+    double sent_s; /* when the command was produced (metrics_now_seconds) */
 };
+
+/* Where a synchronous command's time goes, per stage: "ack" from produce
+ * to the broker's acknowledgement, "verdict" from produce to the verdict
+ * here, "tail" from the ledger producing the verdict (its Kafka
+ * timestamp) to this instance reading it. */
+/* Kafka timestamps are wall-clock (librdkafka's, not the service clock). */
+static double wall_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void wait_observe(const char *stage, double seconds)
+{
+    metrics_observe(
+        metrics_with(metrics_histogram("tessera_ledger_wait_stage_seconds",
+                                       "Time of a synchronous ledger command by stage: ack "
+                                       "(produce to broker ack), verdict (produce to verdict "
+                                       "read from Kafka), verdict_fast (the same from Redis), tail "
+                                       "(verdict produced to verdict read).",
+                                       "stage", metrics_buckets_seconds,
+                                       metrics_buckets_seconds_count),
+                     stage),
+        seconds > 0 ? seconds : 0);
+}
 
 static unsigned bucket_of(const char *command_id)
 {
@@ -110,6 +139,7 @@ int waiter_send(struct ingest *app, const char *command_id, const char *member_i
     w->arg = arg;
     w->app = app;
     w->timer = evtimer_new(app->base, on_wait_timeout, w);
+    w->sent_s = metrics_now_seconds();
     *find_slot(app, w->command_id) = w;
     app->commands_sent++;
     struct timeval tv = {.tv_sec = wait_ms / 1000, .tv_usec = (wait_ms % 1000) * 1000};
@@ -174,8 +204,12 @@ void waiter_send_and_wait(struct req *r)
 /* Delivery report of a command: only failures end a waiter here. */
 void waiters_on_delivery(struct ingest *app, const char *command_id, rd_kafka_resp_err_t err)
 {
-    if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        const struct waiter *w = *find_slot(app, command_id);
+        if (w)
+            wait_observe("ack", metrics_now_seconds() - w->sent_s);
         return;
+    }
     log_fields(LOG_ERROR, "ledger command not delivered", "error", rd_kafka_err2str(err), NULL);
     waiter_end(app, command_id, WAIT_UNDELIVERED, NULL);
 }
@@ -187,6 +221,23 @@ static const char *verdict_command_id(const Envelope *env)
     if (env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LEDGER_REJECTED)
         return env->ledger_rejected->command_id;
     return NULL;
+}
+
+/* Ends the waiter of the verdict env, if it waits here; produced_ms is
+ * the verdict's Kafka timestamp (0 when it came another way). */
+static void waiters_on_verdict(struct ingest *app, const Envelope *env, int64_t produced_ms,
+                               bool fast)
+{
+    const char *command_id = verdict_command_id(env);
+    struct waiter *w = command_id ? *find_slot(app, command_id) : NULL;
+    if (!w)
+        return;
+    wait_observe(fast ? "verdict_fast" : "verdict", metrics_now_seconds() - w->sent_s);
+    if (produced_ms > 0)
+        wait_observe("tail", wall_now_s() - (double)produced_ms / 1000.0);
+    app->verdicts_matched++;
+    app->fast_verdicts += fast;
+    waiter_end(app, command_id, WAIT_VERDICT, env);
 }
 
 /* Every ledger event passes here; most belong to other instances. The
@@ -207,11 +258,20 @@ void waiters_on_event(void *ctx, const rd_kafka_message_t *rkm)
     Envelope *env = envelope_decode(rkm->payload, rkm->len, why, sizeof(why));
     if (!env)
         return;
-    const char *command_id = verdict_command_id(env);
-    if (command_id && waiter_pending(app, command_id)) {
-        app->verdicts_matched++;
-        waiter_end(app, command_id, WAIT_VERDICT, env);
-    }
+    rd_kafka_timestamp_type_t ts_type;
+    int64_t produced_ms = rd_kafka_message_timestamp(rkm, &ts_type);
+    waiters_on_verdict(app, env, ts_type == RD_KAFKA_TIMESTAMP_CREATE_TIME ? produced_ms : 0,
+                       false);
+    envelope_free(env);
+}
+
+void waiters_on_published(void *ctx, const void *payload, size_t len)
+{
+    char why[128];
+    Envelope *env = envelope_decode(payload, len, why, sizeof(why));
+    if (!env)
+        return;
+    waiters_on_verdict(ctx, env, 0, true);
     envelope_free(env);
 }
 

@@ -372,6 +372,9 @@ int expiry_scheduler_start(const struct service_common_config *c, long long inte
 void ledger_begin_batch(void *ctx);
 int ledger_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *err, size_t err_len);
 void ledger_after_commit(void *ctx, struct pipeline_batch *b);
+/* ledger_after_commit, then the batch's verdicts published on Redis for
+ * the waiting requests (verdict_publish.c). */
+void ledger_after_commit_publish(void *ctx, struct pipeline_batch *b);
 
 /* lookups in the batch state (apply.c) */
 struct ledger_member *ledger_member_find(struct ledger_ctx *l, const char *tenant_id,

@@ -108,7 +108,7 @@ int main(int argc, char **argv)
         return run_audit(argc, argv);
     static const char *const topics[] = {TOPIC_LEDGER_COMMANDS};
     static const struct pipeline_ops ops = {.apply = ledger_apply_batch,
-                                            .after_commit = ledger_after_commit,
+                                            .after_commit = ledger_after_commit_publish,
                                             .begin_batch = ledger_begin_batch};
     const struct consumer_service svc = {
         .name = "ledger",

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -146,9 +147,32 @@ static void wait_traffic(struct traffic *t, int more)
     assert_true(poll_until(traffic_reached, &p, READY_DEADLINE_MS));
 }
 
-/* Redis stops and starts while top-ups flow: every write answers 201,
- * reads during the outage come from PostgreSQL with the right balance,
- * and ingest stays ready (Redis is only a cache). */
+/* Verdicts that reached a waiting request by the ledger's Redis publish
+ * (the fast path, services/ledger/verdict_publish.c). */
+static double fast_verdicts(void)
+{
+    return fmax(0, ops_metric("ingest", "tessera_ledger_verdicts_fast_total", NULL));
+}
+
+static bool fast_verdicts_above(void *arg)
+{
+    return fast_verdicts() > *(double *)arg;
+}
+
+/* The fast path carries verdicts while the traffic flows (it may lose a
+ * race to the Kafka verdict now and then, never all of them). */
+static void wait_fast_verdicts(void)
+{
+    double before = fast_verdicts();
+    if (!poll_until(fast_verdicts_above, &before, READY_DEADLINE_MS))
+        fail_msg("no verdict came by the Redis fast path (still %.0f)", before);
+}
+
+/* Redis stops and starts while top-ups flow: every write answers 201 (the
+ * verdicts come from Kafka while the fast path is down), reads during the
+ * outage come from PostgreSQL with the right balance, ingest stays ready
+ * (Redis is only a cache), and once Redis is back the ledger and ingest
+ * take up the verdicts' fast path again. */
 static void test_redis_restart_under_traffic(void **state)
 {
     static struct traffic t;
@@ -157,6 +181,7 @@ static void test_redis_restart_under_traffic(void **state)
     pthread_t thread;
     assert_int_equal(pthread_create(&thread, NULL, traffic_main, &t), 0);
     wait_traffic(&t, 3);
+    wait_fast_verdicts();
 
     assert_int_equal(runtime_do("stop-redis"), 0);
     wait_traffic(&t, TRAFFIC_WHILE_DOWN);
@@ -167,6 +192,7 @@ static void test_redis_restart_under_traffic(void **state)
 
     assert_int_equal(runtime_do("start-redis"), 0);
     wait_traffic(&t, 3);
+    wait_fast_verdicts();
     atomic_store(&t.stop, true);
     pthread_join(thread, NULL);
 
