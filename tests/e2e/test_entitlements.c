@@ -16,9 +16,12 @@
 #include <string.h>
 
 #include "../support/api_client.h"
+#include "../support/login_code.h"
 #include "../support/ops_client.h"
 #include "../support/test_clock.h"
 #include "../support/tier_tenant.h"
+#include "../support/topic_reader.h"
+#include "bus/topics.h"
 #include "clock/clock.h"
 #include "events/codec.h"
 
@@ -273,6 +276,86 @@ static void test_purchase_window_and_refund(void **state)
     wait_answer(&t, other, "course:algebra-ever", false, "no_rule_met");
 }
 
+struct code_scan {
+    const char *member_id;
+    char code[8];
+};
+
+static void code_of(void *ctx, const rd_kafka_message_t *m)
+{
+    struct code_scan *c = ctx;
+    char why[128];
+    Envelope *e = envelope_decode(m->payload, m->len, why, sizeof(why));
+    struct login_code lc;
+    if (e && strcmp(e->member_id, c->member_id) == 0 && login_code_of(e, &lc))
+        snprintf(c->code, sizeof(c->code), "%s", lc.code);
+    envelope_free(e);
+}
+
+static bool code_found(void *arg)
+{
+    struct code_scan *c = arg;
+    return topic_read_all(TOPIC_NOTIFY_REQUESTS, code_of, c) >= 0 && c->code[0];
+}
+
+struct me_wait {
+    const char *token, *path;
+};
+
+static bool me_allowed(void *arg)
+{
+    struct me_wait *w = arg;
+    struct api_response r = api_call("GET", w->path, NULL, w->token, NULL);
+    bool ok = r.status == 200 && json_is_true(json_object_get(r.body, "allowed")) &&
+              strcmp(json_str_at(r.body, "reason"), "tier") == 0;
+    api_response_free(&r);
+    return ok;
+}
+
+/* The member's own check, on the demo tenant (whose app key the tests
+ * have): logged in by SMS code, GET /v1/me/entitlements answers for the
+ * session's member. */
+static void test_me_entitlements(void **state)
+{
+    char phone[16], body[256], member[64], token[160], resource[64], path[160];
+    snprintf(resource, sizeof(resource), "course:me-%08x", (unsigned)random());
+    snprintf(path, sizeof(path), "/v1/resources/%s", resource);
+    struct api_response r = api_call(
+        "PUT", path, "{\"rules\":[{\"kind\":\"tier\",\"min_tier\":\"Basic\"}]}", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    api_response_free(&r);
+    test_unique_phone(phone);
+    snprintf(body, sizeof(body), "{\"name\":\"Me Ent\",\"phone\":\"%s\",\"branch_id\":\"hq\"}",
+             phone);
+    r = api_post("/v1/members", body, NULL);
+    assert_int_equal(r.status, 201);
+    snprintf(member, sizeof(member), "%s", json_str_at(r.body, "member_id"));
+    api_response_free(&r);
+    snprintf(path, sizeof(path), "/v1/members/%s/purchases", member);
+    r = api_post(path, "{\"amount\":60000,\"branch_id\":\"hq\",\"payment\":{\"method\":\"cash\"}}",
+                 NULL);
+    assert_int_equal(r.status, 201);
+    api_response_free(&r);
+    snprintf(body, sizeof(body), "{\"phone\":\"%s\"}", phone);
+    r = api_app_post("/v1/auth/sms-codes", body);
+    assert_int_equal(r.status, 202);
+    api_response_free(&r);
+    struct code_scan c = {.member_id = member};
+    assert_true(poll_until(code_found, &c, DEADLINE_MS));
+    snprintf(body, sizeof(body), "{\"phone\":\"%s\",\"code\":\"%s\",\"device_id\":\"ent-test\"}",
+             phone, c.code);
+    r = api_app_post("/v1/auth/sessions", body);
+    assert_int_equal(r.status, 201);
+    snprintf(token, sizeof(token), "%s", json_str_at(r.body, "token"));
+    api_response_free(&r);
+    snprintf(path, sizeof(path), "/v1/me/entitlements?resource=%s", resource);
+    struct me_wait w = {token, path};
+    assert_true(poll_until(me_allowed, &w, DEADLINE_MS));
+    r = api_call("GET", path, NULL, token, NULL);
+    assert_string_equal(json_str_at(r.body, "member_id"), member);
+    api_response_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -280,6 +363,7 @@ int main(void)
         cmocka_unit_test(test_override_grants_then_expires),
         cmocka_unit_test(test_card_opens_until_it_expires),
         cmocka_unit_test(test_purchase_window_and_refund),
+        cmocka_unit_test(test_me_entitlements),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
