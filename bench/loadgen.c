@@ -6,6 +6,9 @@
  *                       stored value (--stored-value-pct)
  *   --target member     GET /v1/members/{id} over the members in --members
  *                       FILE: the read path
+ *   --target entitlement GET /v1/members/{id}/entitlements?resource=R over
+ *                       the members in --members FILE, R from --resource
+ *                       (default course:bench): the entitlement check
  *   --rate R            open loop at R requests/s (latency counted from
  *                       when each request was due, so a stall is not
  *                       hidden); 0 = closed loop, as fast as it answers
@@ -43,6 +46,7 @@ struct options {
     int rate;
     int stored_value_pct;
     int visible_every;
+    const char *resource; /* --target entitlement */
 };
 
 struct samples {
@@ -194,11 +198,17 @@ static void issue(struct conn *c)
         evhttp_make_request(c->evcon, req, EVHTTP_REQ_GET, "/");
         return;
     }
-    char auth[256], path[160], body[256];
+    char auth[256], path[512], body[256];
     snprintf(auth, sizeof(auth), "Bearer %s", g->o.key);
     evhttp_add_header(h, "Authorization", auth);
     evhttp_add_header(h, "Content-Type", "application/json");
     snprintf(c->member, sizeof(c->member), "%s", g->members[(size_t)random() % g->member_count]);
+    if (strcmp(g->o.target, "entitlement") == 0) {
+        snprintf(path, sizeof(path), "/v1/members/%s/entitlements?resource=%s", c->member,
+                 g->o.resource);
+        evhttp_make_request(c->evcon, req, EVHTTP_REQ_GET, path);
+        return;
+    }
     if (strcmp(g->o.target, "member") == 0) {
         snprintf(path, sizeof(path), "/v1/members/%s", c->member);
         evhttp_make_request(c->evcon, req, EVHTTP_REQ_GET, path);
@@ -282,11 +292,13 @@ static void parse_options(int argc, char **argv, struct options *o)
                                           {"rate", 1, 0, 'r'},
                                           {"stored-value-pct", 1, 0, 's'},
                                           {"visible-every", 1, 0, 'v'},
+                                          {"resource", 1, 0, 'e'},
                                           {0, 0, 0, 0}};
     *o = (struct options){.host = "127.0.0.1",
                           .port = 8080,
                           .target = "purchase",
                           .connections = 32,
+                          .resource = "course:bench",
                           .duration_s = 10};
     int ch;
     while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
@@ -321,6 +333,9 @@ static void parse_options(int argc, char **argv, struct options *o)
         case 'v':
             o->visible_every = atoi(optarg);
             break;
+        case 'e':
+            o->resource = optarg;
+            break;
         default:
             fprintf(stderr, "usage: see the comment at the top of bench/loadgen.c\n");
             exit(2);
@@ -332,7 +347,7 @@ static void parse_options(int argc, char **argv, struct options *o)
         exit(2);
     }
     if (strcmp(o->target, "bare") != 0 && (!o->key || !o->members_file)) {
-        fprintf(stderr, "loadgen: --target purchase or member needs --key and --members\n");
+        fprintf(stderr, "loadgen: --target purchase, member or entitlement needs --key and --members\n");
         exit(2);
     }
 }

@@ -248,6 +248,18 @@ done
 say "scenario 6: notifications, ${BENCH_NOTIFY_COUNT:-100000} receipts rendered, in the inbox and sent by SMS"
 notify=$(NOTIFY_COUNT=${BENCH_NOTIFY_COUNT:-100000} "$repo/bench/notify.sh")
 
+# ------------------------------------------------------------ scenarios 7, 8
+say "scenarios 7 and 8: entitlement checks; tier evaluations while the ledger is under load"
+psql_bench -c "SELECT member_id FROM tiering.member_spend WHERE tenant_id = 'demo' LIMIT $members" >"$work/tiered.txt"
+tiers=$(ENT_KEY=$key ENT_MEMBERS_FILE=$work/tiered.txt ENT_BARE_PORT=$bare_port \
+  ENT_LOAD_RATE=$e2e_rate ENT_LOAD_SECONDS=${BENCH_TIER_SECONDS:-40} "$repo/bench/entitlements.sh")
+pj() { python3 -c 'import json, sys
+d = json.load(sys.stdin)
+for k in sys.argv[1].split("."): d = d[k]
+print(d)' "$1" <<<"$tiers"; }
+ent_ratio=$(ratio "$(pj checks.rps)" "$(pj bare.rps)")
+tier_ratio=$(ratio "$(pj tier_evaluations_per_s)" "$apply_rate_1")
+
 # ------------------------------------------------------------------- report
 machine="$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1), Linux $(uname -r)"
 verdict() { if [ "$(echo "$1" | bc -l)" = "1" ]; then echo "met"; else echo "**not met**"; fi; }
@@ -281,6 +293,9 @@ PostgreSQL 15 with fsync on; load generator on the same machine.
 | 4. end to end, $e2e_rate purchases/s offered for $e2e_seconds s, half stored value | $(jget requests "$e2e") requests ($(jget status_5xx "$e2e") 5xx, $(jget errors "$e2e") errors), $(f1 "$(jget rps "$e2e")") req/s; accepted p99 $(jget p99_ms "$e2e") ms; balance visible p50 $(jget visible_p50_ms "$e2e") ms, p99 $(jget visible_p99_ms "$e2e") ms | offered: $e2e_rate req/s | $(ratio "$(jget rps "$e2e")" "$e2e_rate") | sustained, visible p99 ≤ 100 ms | $(verdict "$e2e_sustained == 1 && $(jget visible_p99_ms "$e2e") <= 100") |
 | 4b. consumer lag back to zero after the load | $(printf '%.2f' "$drain_s") s | | | ≤ 1 s | $(verdict "$drain_s <= 1") |
 | 6. notifications: $(jget messages "$notify") receipts rendered, put in the inbox and sent by SMS to a bare local server | $(f1 "$(jget rate "$notify")") messages/s ($(jget delivered "$notify") delivered in $(jget seconds "$notify") s); notification RSS $(( $(jget rss_start_kb "$notify") / 1024 )) MiB at start, max $(( $(jget rss_max_first_half_kb "$notify") / 1024 )) MiB in the first half, $(( $(jget rss_max_second_half_kb "$notify") / 1024 )) MiB in the second | | | ≥ 5 000/s, memory flat | $(verdict "$(jget rate "$notify") >= 5000") |
+| 7. entitlement checks: GET /v1/members/{id}/entitlements (tier rule) over members tiering cached, closed loop, 64 connections | $(f1 "$(pj checks.rps)") req/s, p50 $(pj checks.p50_ms) ms, p99 $(pj checks.p99_ms) ms; $(pj checks_pg_reads) PostgreSQL reads by the checks | bare libevent: $(f1 "$(pj bare.rps)") req/s, p99 $(pj bare.p99_ms) ms | $ent_ratio | ≥ 0.50 | $(verdict "$ent_ratio >= 0.50") |
+| 7b. entitlement checks at half that load ($(pj checks_half_rate) req/s, open loop) | p50 $(pj checks_half.p50_ms) ms, p99 $(pj checks_half.p99_ms) ms | bare libevent at the same rate: p50 $(pj bare_half.p50_ms) ms, p99 $(pj bare_half.p99_ms) ms | | p99 < 2 ms | $(verdict "$(pj checks_half.p99_ms) < 2") |
+| 8. tier evaluations while the ledger is under load: tiering restarted behind a backlog while $e2e_rate purchases/s are offered ($(f1 "$(pj tier_load.rps)") answered/s) | $(f1 "$(pj tier_evaluations_per_s)") purchases evaluated/s over $(pj tier_window_s) s | the ledger's exactly-once apply (3a): $(f1 "$apply_rate_1") postings/s; the ledger in the same window: $(f1 "$(pj ledger_applied_per_s)") messages/s | $tier_ratio | ≥ 1.0 (tiering never lags the ledger) | $(verdict "$tier_ratio >= 1.0") |
 
 Peak resident memory of each service during each scenario (sampled every 0.2 s):
 
@@ -304,7 +319,7 @@ cat >"$results_dir/$stamp.json" <<JSON
  "batch":{"lines":$members,"lines_per_s":$batch_rate,"not_applied":$batch_refused,"request_p50_ms":$batch_p50,"request_p95_ms":$batch_p95,"request_p99_ms":$batch_p99},
  "peak_rss":{"read":"$mem_s1r","single":"$mem_s1","batch":"$mem_s2","ledger_apply":"$mem_s3","end_to_end":"$mem_s4"},"raw_producer":$raw,
  "ledger_apply_postings_per_s":$apply_rate_2,"ledger_apply_postings_per_s_1_worker":$apply_rate_1,"copy_postings_per_s":$copy_rate,
- "end_to_end":$e2e,"lag_drain_s":$drain_s,"notifications":$notify,
+ "end_to_end":$e2e,"lag_drain_s":$drain_s,"notifications":$notify,"tiers":$tiers,
  "memory":{${mem_json%,}}}
 JSON
 cat "$md"

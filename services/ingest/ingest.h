@@ -24,6 +24,7 @@
 #include "key_cache.h"
 #include "pii.h"
 #include "pwhash.h"
+#include "resource_cache.h"
 #include "ratelimit.h"
 #include "sessions.h"
 #include "service/common.h"
@@ -67,6 +68,9 @@ struct ingest {
     struct key_cache *keys;         /* NULL without a cache (key_listen.c) */
     struct pg_listen *key_listener; /* hears api_keys changes for keys */
     struct cache_async *cache;
+    struct resource_cache *resources;                   /* entitlement rules (resource_listen.c) */
+    struct pg_listen *resource_listener;                /* hears entitlement_resources changes */
+    long long entitlement_checks, entitlement_pg_reads; /* answered; of which read PostgreSQL */
     struct bus_producer *producer;
     struct bus_tail *verdicts;
     struct cache_sub *verdicts_fast; /* the same verdicts, straight from the ledger (Redis) */
@@ -254,6 +258,22 @@ bool req_member_from_path(struct req *r) __attribute__((warn_unused_result));
  * (400, 413 or 415, answered by http_read_json_object). */
 bool req_read_body(struct req *r) __attribute__((warn_unused_result));
 
+/* resource_listen.c: the entitlement rules cache and its LISTEN
+ * connection. 0, or -1 with err. */
+int resource_listen_open(struct ingest *app, char *err, size_t err_len)
+    __attribute__((warn_unused_result));
+void resource_listen_close(struct ingest *app);
+/* resources.c: PUT/GET /v1/resources/{resource} (admin). */
+void resources_put(struct http_exchange *ex, void *app);
+void resources_get(struct http_exchange *ex, void *app);
+/* A resource name: "<kind>:<id>" (docs/entitlements.md). */
+bool resource_name_ok(const char *name);
+/* Stored (normalized) rules into out; false when they do not read. */
+bool resource_rules_from_json(json_t *rules_json, struct ent_rules *out)
+    __attribute__((warn_unused_result));
+/* entitlements.c: GET /v1/members/{id}/entitlements and /v1/me/entitlements. */
+void entitlements_get(struct http_exchange *ex, void *app);
+void entitlements_me(struct http_exchange *ex, void *app);
 /* key_listen.c: the API key cache and the LISTEN connection that keeps
  * it true (nothing when key_cache_max is 0). 0, or -1 with err. */
 int key_listen_open(struct ingest *app, char *err, size_t err_len)

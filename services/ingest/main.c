@@ -129,6 +129,10 @@ GUARDED(route_tier_override_delete, tier_override_delete)
 GUARDED(route_tier_invitation, tier_invitation_post)
 GUARDED(route_tier_view, tier_view_get)
 GUARDED(route_me_tier, tier_view_me)
+GUARDED(route_resource_put, resources_put)
+GUARDED(route_resource_get, resources_get)
+GUARDED(route_entitlements, entitlements_get)
+GUARDED(route_me_entitlements, entitlements_me)
 GUARDED(route_card_issue, cards_issue)
 GUARDED(route_card_renew, cards_renew)
 GUARDED(route_card_use, cards_use)
@@ -212,6 +216,10 @@ static const struct http_route api_routes[] = {
     {"POST", "/v1/members/{member_id}/tier-invitations", route_tier_invitation},
     {"GET", "/v1/members/{member_id}/tier", route_tier_view},
     {"GET", "/v1/me/tier", route_me_tier},
+    {"PUT", "/v1/resources/{resource}", route_resource_put},
+    {"GET", "/v1/resources/{resource}", route_resource_get},
+    {"GET", "/v1/members/{member_id}/entitlements", route_entitlements},
+    {"GET", "/v1/me/entitlements", route_me_entitlements},
     {"POST", "/v1/members/{member_id}/cards", route_card_issue},
     {"POST", "/v1/members/{member_id}/cards/{card_id}/renewals", route_card_renew},
     {"POST", "/v1/members/{member_id}/cards/{card_id}/uses", route_card_use},
@@ -320,6 +328,11 @@ static void ingest_collect(void *ctx)
          offsetof(struct ingest, relayed_events)},
         {"tessera_http_rate_limited_total", "Requests refused with 429 by a rate limit.",
          offsetof(struct ingest, rate_limited)},
+        {"tessera_entitlement_checks_total", "Entitlement checks answered.",
+         offsetof(struct ingest, entitlement_checks)},
+        {"tessera_entitlement_pg_reads_total",
+         "Entitlement checks that read PostgreSQL (a cache miss or the rules cache off).",
+         offsetof(struct ingest, entitlement_pg_reads)},
         {"tessera_idempotency_keys_purged_total",
          "Idempotency-Keys (and their stored answers) deleted after the retention.",
          offsetof(struct ingest, idem_purged)},
@@ -401,6 +414,8 @@ static int ingest_open(char *err, size_t err_len)
         return -1;
     }
     if (key_listen_open(&app, err, err_len) < 0)
+        return -1;
+    if (resource_listen_open(&app, err, err_len) < 0)
         return -1;
     app.cache =
         cache_async_new(app.base, app.common.redis_host, (int)app.common.redis_port, err, err_len);
@@ -484,6 +499,7 @@ static void ingest_close(void)
     session_store_free(app.sessions);
     pg_pool_free(app.pg); /* ends a purge run in progress (its statement fails) */
     key_listen_close(&app);
+    resource_listen_close(&app);
     idem_purge_free(app.idem_purge);
     app.idem_purge = NULL;
     app.sessions = NULL;

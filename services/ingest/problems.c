@@ -36,6 +36,8 @@ const struct problem_code problem_codes[] = {
     {"personal_data_erased", 409, PROBLEM_INGEST,
      "the member's personal data was erased: the profile cannot change"},
     {"tag_limit_reached", 409, PROBLEM_INGEST, "the member has the most tags allowed"},
+    {"resource_not_found", 404, PROBLEM_INGEST,
+     "no such entitlement resource in the tenant (PUT /v1/resources/{resource} first)"},
     {"unknown_referral_code", 422, PROBLEM_INGEST,
      "no member of the tenant has this referral code"},
     {"self_referral", 422, PROBLEM_INGEST, "the referral code is the registering member's own"},

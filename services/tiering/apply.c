@@ -37,6 +37,7 @@ void tiering_begin_batch(void *ctx)
     tiering_change_rows_init(&t->changes);
     tiering_note_rows_free(&t->notes);
     tiering_note_rows_init(&t->notes);
+    tiering_skus_reset(&t->skus);
 }
 
 /* Lookups are linear: a batch holds at most PIPELINE_BATCH_MAX facts. */
@@ -274,6 +275,7 @@ static void decide_fact(struct tiering_ctx *t, struct pipeline_batch *b,
     struct tiering_member *m = tiering_member_find(t, p->tenant_id, p->member_id, false);
     const struct tiering_ladder *ld = tiering_ladder_find(t, p->tenant_id, false);
     assert(m && ld);
+    tiering_skus_note(&t->skus, f);
     if (!tier_spend_count(&m->spend, &ld->windows, f->amount, f->at_us)) {
         log_fields(LOG_ERROR, "fact not counted: amount out of range", "tenant", p->tenant_id,
                    "member", p->member_id, "command_id", f->command_id, NULL);
@@ -407,6 +409,8 @@ int tiering_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *e
         }
         if (rc == 0)
             rc = tiering_store_write(pg, t, err, err_len);
+        if (rc == 0)
+            rc = tiering_skus_write(pg, &t->skus, err, err_len);
     }
     for (size_t i = 0; i < b->count; i++)
         envelope_free(envs[i]);

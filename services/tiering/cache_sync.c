@@ -65,6 +65,7 @@ void tiering_after_commit(void *ctx, struct pipeline_batch *b)
     atomic_fetch_add(&t->purchases_counted, t->batch_counted);
     atomic_fetch_add(&t->duplicates_ignored, t->batch_duplicates);
     atomic_fetch_add(&t->tier_changes, t->batch_changes);
+    tiering_skus_sync(t);
     size_t n = 0;
     for (size_t i = 0; i < t->member_count; i++)
         n += t->members[i].spent || t->members[i].tier_changed;

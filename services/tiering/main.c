@@ -33,6 +33,7 @@ static int tiering_setup(void *ctx, const struct service_common_config *c)
     t->redis_port = (int)c->redis_port;
     tiering_change_rows_init(&t->changes);
     tiering_note_rows_init(&t->notes);
+    tiering_skus_reset(&t->skus);
     tiering_cache_ensure(t);
     if (tiering_review_scheduler_start(c, review_interval_ms) < 0)
         return -1;

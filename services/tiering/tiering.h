@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "cache/cache_skus.h"
 #include "cache/cache_tier.h"
 #include "db/db.h"
 #include "events/codec.h"
@@ -97,6 +98,22 @@ struct tiering_note_rows {
     struct db_array tenant, member, kind, detail, event, at;
 };
 
+/* skus.c: the SKUs the batch's counted purchases carried and the
+ * purchases its counted refunds withdraw, as rows for unnest(); then,
+ * read back in the batch's transaction, the whole set of each member
+ * touched, for the cache after commit. */
+struct tiering_skus {
+    struct db_array tenant, member, sku, command, at;    /* bought */
+    struct db_array ref_tenant, ref_member, ref_command; /* refunded */
+    struct db_array touched_tenant, touched_member;      /* both, a member may repeat */
+    /* read back: one entry per member touched, names owned */
+    struct cache_member_skus *members;
+    size_t member_count, member_cap;
+    char **names;     /* the SKUs of every member, in order */
+    int64_t *last_us; /* beside names */
+    size_t name_count, name_cap;
+};
+
 struct tiering_ctx {
     const char *redis_host;
     int redis_port;
@@ -118,6 +135,7 @@ struct tiering_ctx {
     /* cache writes that failed, tried again after the next batch */
     struct cache_tier *unsynced;
     size_t unsynced_count;
+    struct tiering_skus skus; /* skus.c: what the batch's purchases bought */
 };
 
 /* pipeline_ops callbacks (apply.c, cache_sync.c) */
@@ -207,6 +225,17 @@ void tiering_change_rows_init(struct tiering_change_rows *r);
 void tiering_change_rows_free(struct tiering_change_rows *r);
 void tiering_note_rows_init(struct tiering_note_rows *r);
 void tiering_note_rows_free(struct tiering_note_rows *r);
+
+/* skus.c */
+void tiering_skus_reset(struct tiering_skus *s);
+/* Notes what the counted fact f of member m changes: a purchase's SKUs
+ * or a refund's withdrawal. */
+void tiering_skus_note(struct tiering_skus *s, const struct tiering_purchase *f);
+/* Writes the noted rows and reads back the touched members' sets. */
+int tiering_skus_write(PGconn *pg, struct tiering_skus *s, char *err, size_t err_len)
+    __attribute__((warn_unused_result));
+/* After commit: the read-back sets to Redis (logged on failure). */
+void tiering_skus_sync(struct tiering_ctx *t);
 
 /* cache_sync.c */
 /* Connects to Redis when not connected (logs and returns false when it

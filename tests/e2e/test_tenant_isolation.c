@@ -129,6 +129,8 @@ static void expand(char *out, size_t len, const char *tmpl)
             v = "branch-1"; /* the demo's; the rival has none of that name */
         else if (t[0] == '%' && t[1] == 'N')
             v = "receipt.top_up"; /* a template name */
+        else if (t[0] == '%' && t[1] == 'R')
+            v = "course:probe"; /* an entitlement resource */
         if (v) {
             n += (size_t)snprintf(out + n, len - n, "%s", v);
             t++;
@@ -185,6 +187,7 @@ static const struct probe probes[] = {
     {"POST", "/v1/members", "{\"name\":\"x\",\"phone\":\"13900000000\",\"branch_id\":\"branch-1\"}",
      422, "validation_failed"},
     {"GET", "/v1/members/%M/tier", NULL, 404, "not_found"},
+    {"GET", "/v1/members/%M/entitlements?resource=course:probe", NULL, 404, "resource_not_found"},
     {"PUT", "/v1/members/%M/tier-override", "{\"tier\":\"Basic\",\"reason\":\"probe\"}", 404,
      "not_found"},
     {"DELETE", "/v1/members/%M/tier-override", NULL, 404, "not_found"},
@@ -319,6 +322,11 @@ static const struct route_probe routes[] = {
      APP_403, TOK_401},
     {"GET", "/v1/members/%M/tier", NULL, APP_403, TOK_401},
     {"GET", "/v1/me/tier", NULL, 401, "unauthorized", 0},
+    {"PUT", "/v1/resources/%R", "{\"rules\":[{\"kind\":\"purchase\",\"skus\":[\"x\"]}]}", APP_403,
+     TOK_401},
+    {"GET", "/v1/resources/%R", NULL, APP_403, TOK_401},
+    {"GET", "/v1/members/%M/entitlements?resource=course:probe", NULL, APP_403, TOK_401},
+    {"GET", "/v1/me/entitlements?resource=course:probe", NULL, 401, "unauthorized", 0},
     {"GET", "/v1/members/%M/consents", NULL, APP_403, TOK_401},
     {"PUT", "/v1/members/%M/consents",
      "{\"consents\":[{\"channel\":\"email\",\"purpose\":\"marketing\",\"granted\":true}]}", APP_403,
@@ -349,7 +357,7 @@ static void route_pattern(const char *path, char *out, size_t len)
         const char *from, *to;
     } names[] = {{"%M", "{member_id}"}, {"%O", "{operation_id}"}, {"%K", "{key_id}"},
                  {"%T", "{tag}"},       {"%D", "{device_id}"},    {"%B", "{branch_id}"},
-                 {"%N", "{name}"}};
+                 {"%N", "{name}"},      {"%R", "{resource}"}};
     size_t n = 0;
     for (const char *p = path; *p && *p != '?' && n + 16 < len; p++) {
         const char *to = NULL;
