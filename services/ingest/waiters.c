@@ -11,6 +11,7 @@
 
 #include "bus/topics.h"
 #include "ingest.h"
+#include "profile_cache.h"
 #include "log/log.h"
 
 struct waiter {
@@ -189,6 +190,20 @@ static const char *verdict_command_id(const Envelope *env)
     return NULL;
 }
 
+/* A coupon issued or redeemed on its own (the verdict carries it), or a
+ * purchase with a discount beyond its tier's (a coupon's or a discount
+ * card's: the verdict does not say which): the member's cached coupons go,
+ * on every instance that sees it. */
+static bool verdict_touches_coupons(const Envelope *env)
+{
+    if (env->payload_case != TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LEDGER_POSTED ||
+        !env->tenant_id[0] || !env->member_id[0])
+        return false;
+    const LedgerPosted *p = env->ledger_posted;
+    return p->coupon != NULL ||
+           (strcmp(p->command_type, "purchase") == 0 && p->discount_applied > p->tier_discount);
+}
+
 /* Every ledger event passes here; most belong to other instances. The
  * CloudEvents type header saves decoding events that are not verdicts. */
 void waiters_on_event(void *ctx, const rd_kafka_message_t *rkm)
@@ -207,6 +222,8 @@ void waiters_on_event(void *ctx, const rd_kafka_message_t *rkm)
     Envelope *env = envelope_decode(rkm->payload, rkm->len, why, sizeof(why));
     if (!env)
         return;
+    if (verdict_touches_coupons(env))
+        profile_cache_forget_coupons(app, env->tenant_id, env->member_id);
     const char *command_id = verdict_command_id(env);
     if (command_id && waiter_pending(app, command_id)) {
         app->verdicts_matched++;
