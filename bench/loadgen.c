@@ -9,6 +9,9 @@
  *   --rate R            open loop at R requests/s (latency counted from
  *                       when each request was due, so a stall is not
  *                       hidden); 0 = closed loop, as fast as it answers
+ *   --each              the members in file order, each once, then stop
+ *                       (closed loop): a warming pass that leaves every
+ *                       member's view in the cache
  *   --visible-every N   every Nth purchase is followed by GETs of the
  *                       member until its balance shows the purchase: the
  *                       accepted-to-visible latency
@@ -43,6 +46,7 @@ struct options {
     int rate;
     int stored_value_pct;
     int visible_every;
+    bool each;
 };
 
 struct samples {
@@ -104,6 +108,10 @@ static void conn_next(struct conn *c)
 {
     struct gen *g = c->g;
     c->busy = false;
+    if (g->o.each && (size_t)g->done >= g->member_count) {
+        g->stopping = true;
+        event_base_loopexit(g->base, &(struct timeval){0, 0});
+    }
     if (g->stopping)
         return;
     if (g->o.rate == 0 || g->issued < g->due)
@@ -184,6 +192,8 @@ static void on_response(struct evhttp_request *req, void *arg)
 static void issue(struct conn *c)
 {
     struct gen *g = c->g;
+    if (g->o.each && strcmp(g->o.target, "bare") != 0 && (size_t)g->issued >= g->member_count)
+        return; /* every member asked: this connection rests */
     c->busy = true;
     c->seq = g->issued++;
     c->sent_at = now_s();
@@ -198,7 +208,8 @@ static void issue(struct conn *c)
     snprintf(auth, sizeof(auth), "Bearer %s", g->o.key);
     evhttp_add_header(h, "Authorization", auth);
     evhttp_add_header(h, "Content-Type", "application/json");
-    snprintf(c->member, sizeof(c->member), "%s", g->members[(size_t)random() % g->member_count]);
+    size_t pick = g->o.each ? (size_t)c->seq : (size_t)random() % g->member_count;
+    snprintf(c->member, sizeof(c->member), "%s", g->members[pick]);
     if (strcmp(g->o.target, "member") == 0) {
         snprintf(path, sizeof(path), "/v1/members/%s", c->member);
         evhttp_make_request(c->evcon, req, EVHTTP_REQ_GET, path);
@@ -272,17 +283,11 @@ static void load_members(struct gen *g)
 
 static void parse_options(int argc, char **argv, struct options *o)
 {
-    static const struct option longs[] = {{"host", 1, 0, 'h'},
-                                          {"port", 1, 0, 'p'},
-                                          {"target", 1, 0, 't'},
-                                          {"key", 1, 0, 'k'},
-                                          {"members", 1, 0, 'm'},
-                                          {"connections", 1, 0, 'c'},
-                                          {"duration", 1, 0, 'd'},
-                                          {"rate", 1, 0, 'r'},
-                                          {"stored-value-pct", 1, 0, 's'},
-                                          {"visible-every", 1, 0, 'v'},
-                                          {0, 0, 0, 0}};
+    static const struct option longs[] = {
+        {"host", 1, 0, 'h'},          {"port", 1, 0, 'p'},    {"target", 1, 0, 't'},
+        {"key", 1, 0, 'k'},           {"members", 1, 0, 'm'}, {"connections", 1, 0, 'c'},
+        {"duration", 1, 0, 'd'},      {"rate", 1, 0, 'r'},    {"stored-value-pct", 1, 0, 's'},
+        {"visible-every", 1, 0, 'v'}, {"each", 0, 0, 'e'},    {0, 0, 0, 0}};
     *o = (struct options){.host = "127.0.0.1",
                           .port = 8080,
                           .target = "purchase",
@@ -320,6 +325,9 @@ static void parse_options(int argc, char **argv, struct options *o)
             break;
         case 'v':
             o->visible_every = atoi(optarg);
+            break;
+        case 'e':
+            o->each = true;
             break;
         default:
             fprintf(stderr, "usage: see the comment at the top of bench/loadgen.c\n");

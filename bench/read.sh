@@ -4,7 +4,7 @@
 # READ_MEMBERS members made in SQL and topped up (so the ledger caches
 # their balances, as after scenario 2 of `make bench`), the bare libevent
 # server as the baseline, then GET /v1/members/{id} closed loop with 64
-# connections after one warming pass. With READ_PERF=1 a `perf record -g`
+# connections after one warming pass over every member (--each). With READ_PERF=1 a `perf record -g`
 # of tessera-ingest is taken during the measured run (perf.data in the
 # runtime's directory, the top of its report on stderr). Prints one JSON
 # object: {"bare":{...},"member":{...}}.
@@ -80,7 +80,7 @@ kill "$bare_pid" 2>/dev/null || true
 bare_pid=
 
 "$bin/tessera-loadgen" --target member --port "$api_port" --key "$key" \
-  --members "$work/members.txt" --connections 64 --duration 5 >/dev/null
+  --members "$work/members.txt" --connections 64 --duration 600 --each >/dev/null
 perf_pid=
 if [ "${READ_PERF:-0}" = 1 ]; then
   perf record -g -o "$TESSERA_LOCAL_DIR/perf.data" -p "$(cat "$TESSERA_LOCAL_DIR/pids/ingest.pid")" \

@@ -252,6 +252,35 @@ void cache_async_fill_view(struct cache_async *c, const char *tenant_id, const c
     eval_view(c, "fill_view", FILL_SCRIPT, key, 6, args, lens, NULL, NULL);
 }
 
+int cache_fill_view_profile(redisContext *rc, const char *tenant_id, const char *member_id,
+                            int64_t profile_version, const char *profile, size_t profile_len)
+{
+    char key[CACHE_KEY_MAX], version[24];
+    if (view_key(key, sizeof(key), tenant_id, member_id) != 0)
+        return -1;
+    snprintf(version, sizeof(version), "%" PRId64, profile_version);
+    const char *argv[] = {"EVAL", FILL_SCRIPT, "1", key, TTL_TEXT(CACHE_VIEW_TTL_S), version,
+                          profile, "0", "", ""};
+    size_t argv_len[10];
+    for (int i = 0; i < 10; i++)
+        argv_len[i] = strlen(argv[i]);
+    argv_len[6] = profile_len;
+    /* the script answers 1 either way: compare what the field holds after */
+    redisReply *r = redisCommandArgv(rc, 10, argv, argv_len);
+    bool ok = r && r->type == REDIS_REPLY_INTEGER;
+    freeReplyObject(r);
+    if (!ok)
+        return -1;
+    r = redisCommand(rc, "HGET %s " CACHE_VIEW_PROFILE, key);
+    size_t digits = 0;
+    int written = r && r->type == REDIS_REPLY_STRING &&
+                  leading_version(r->str, r->len, &digits) == profile_version &&
+                  r->len == digits + 1 + profile_len &&
+                  memcmp(r->str + digits + 1, profile, profile_len) == 0;
+    freeReplyObject(r);
+    return written;
+}
+
 void cache_async_forget_profile(struct cache_async *c, const char *tenant_id, const char *member_id,
                                 int64_t profile_version, cache_view_done_cb done, void *arg)
 {

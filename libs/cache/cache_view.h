@@ -32,6 +32,7 @@
 
 #include "cache/cache.h"
 #include "cache/cache_tier.h"
+#include <hiredis/hiredis.h>
 
 #define CACHE_VIEW_TTL_S      3600
 #define CACHE_VIEW_VALUE_MAX  (64 * 1024) /* a profile or coupon list larger is not cached */
@@ -73,6 +74,11 @@ void cache_async_get_member_view(struct cache_async *c, const char *tenant_id,
 void cache_async_fill_view(struct cache_async *c, const char *tenant_id, const char *member_id,
                            int64_t profile_version, const char *profile, size_t profile_len,
                            const char *coupons, const char *coupon_gen);
+
+/* The profile part of the same fill, blocking (tests and tools): 1 written,
+ * 0 refused (the hash holds a newer version), -1 Redis failed. */
+int cache_fill_view_profile(redisContext *rc, const char *tenant_id, const char *member_id,
+                            int64_t profile_version, const char *profile, size_t profile_len);
 
 /* Invalidations, after the writer's commit. done (may be NULL) is called
  * once on the loop with true when Redis took it. */
