@@ -86,9 +86,34 @@ struct forget {
     struct event *ev_retry;
     struct req *r; /* the request waiting for the first answer, or NULL */
     void (*next)(struct req *r);
+    struct forget *prev, *next_waiting; /* in waiting while its retry timer is armed */
 };
 
-static long long forgets_pending; /* the loop's only: retries waiting */
+/* The loop's only: retries waiting for their timer, for the count and for
+ * profile_cache_drop_pending at exit. */
+static struct forget *waiting;
+static long long forgets_pending;
+
+static void waiting_link(struct forget *f)
+{
+    f->prev = NULL;
+    f->next_waiting = waiting;
+    if (waiting)
+        waiting->prev = f;
+    waiting = f;
+    forgets_pending++;
+}
+
+static void waiting_unlink(struct forget *f)
+{
+    if (f->prev)
+        f->prev->next_waiting = f->next_waiting;
+    else
+        waiting = f->next_waiting;
+    if (f->next_waiting)
+        f->next_waiting->prev = f->prev;
+    forgets_pending--;
+}
 
 static void forget_send(struct forget *f);
 
@@ -102,7 +127,7 @@ static void forget_free(struct forget *f)
 static void forget_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct forget *f = arg;
-    forgets_pending--;
+    waiting_unlink(f);
     forget_send(f);
 }
 
@@ -121,7 +146,8 @@ static void on_forgotten(void *arg, bool ok)
     struct req *r = f->r;
     void (*next)(struct req *) = f->next;
     f->r = NULL;
-    if (ok || f->tries_left-- <= 0 || forgets_pending >= PROFILE_FORGET_PENDING_MAX) {
+    if (ok || f->app->stopping || f->tries_left-- <= 0 ||
+        forgets_pending >= PROFILE_FORGET_PENDING_MAX) {
         forget_count(ok ? "done" : "dropped");
         if (!ok)
             log_fields(LOG_ERROR,
@@ -137,7 +163,7 @@ static void on_forgotten(void *arg, bool ok)
         struct timeval tv = {PROFILE_FORGET_RETRY_MS / 1000,
                              (PROFILE_FORGET_RETRY_MS % 1000) * 1000};
         evtimer_add(f->ev_retry, &tv);
-        forgets_pending++;
+        waiting_link(f);
     }
     if (r)
         next(r); /* last: r may end in it */
@@ -177,4 +203,13 @@ void profile_cache_forget_then(struct req *r, int64_t view_version, void (*next)
 void profile_cache_forget_coupons(struct ingest *app, const char *tenant_id, const char *member_id)
 {
     forget_send(forget_new(app, FORGET_COUPONS, tenant_id, member_id));
+}
+
+void profile_cache_drop_pending(void)
+{
+    while (waiting) {
+        struct forget *f = waiting;
+        waiting_unlink(f);
+        forget_free(f);
+    }
 }

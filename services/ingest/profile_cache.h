@@ -50,4 +50,8 @@ struct ingest;
  * retried like a tombstone. */
 void profile_cache_forget_coupons(struct ingest *app, const char *tenant_id, const char *member_id);
 
+/* At exit, after the cache is freed: the retries still waiting are
+ * dropped (the hash expires on its own). */
+void profile_cache_drop_pending(void);
+
 #endif
