@@ -12,6 +12,9 @@
  *   --rate R            open loop at R requests/s (latency counted from
  *                       when each request was due, so a stall is not
  *                       hidden); 0 = closed loop, as fast as it answers
+ *   --each              the members in file order, each once, then stop
+ *                       (closed loop): a warming pass that leaves every
+ *                       member's view in the cache
  *   --visible-every N   every Nth purchase is followed by GETs of the
  *                       member until its balance shows the purchase: the
  *                       accepted-to-visible latency
@@ -47,6 +50,7 @@ struct options {
     int stored_value_pct;
     int visible_every;
     const char *resource; /* --target entitlement */
+    bool each;
 };
 
 struct samples {
@@ -108,6 +112,10 @@ static void conn_next(struct conn *c)
 {
     struct gen *g = c->g;
     c->busy = false;
+    if (g->o.each && (size_t)g->done >= g->member_count) {
+        g->stopping = true;
+        event_base_loopexit(g->base, &(struct timeval){0, 0});
+    }
     if (g->stopping)
         return;
     if (g->o.rate == 0 || g->issued < g->due)
@@ -188,6 +196,8 @@ static void on_response(struct evhttp_request *req, void *arg)
 static void issue(struct conn *c)
 {
     struct gen *g = c->g;
+    if (g->o.each && strcmp(g->o.target, "bare") != 0 && (size_t)g->issued >= g->member_count)
+        return; /* every member asked: this connection rests */
     c->busy = true;
     c->seq = g->issued++;
     c->sent_at = now_s();
@@ -202,7 +212,8 @@ static void issue(struct conn *c)
     snprintf(auth, sizeof(auth), "Bearer %s", g->o.key);
     evhttp_add_header(h, "Authorization", auth);
     evhttp_add_header(h, "Content-Type", "application/json");
-    snprintf(c->member, sizeof(c->member), "%s", g->members[(size_t)random() % g->member_count]);
+    size_t pick = g->o.each ? (size_t)c->seq : (size_t)random() % g->member_count;
+    snprintf(c->member, sizeof(c->member), "%s", g->members[pick]);
     if (strcmp(g->o.target, "entitlement") == 0) {
         snprintf(path, sizeof(path), "/v1/members/%s/entitlements?resource=%s", c->member,
                  g->o.resource);
@@ -292,7 +303,8 @@ static void parse_options(int argc, char **argv, struct options *o)
                                           {"rate", 1, 0, 'r'},
                                           {"stored-value-pct", 1, 0, 's'},
                                           {"visible-every", 1, 0, 'v'},
-                                          {"resource", 1, 0, 'e'},
+                                          {"each", 0, 0, 'e'},
+                                          {"resource", 1, 0, 'R'},
                                           {0, 0, 0, 0}};
     *o = (struct options){.host = "127.0.0.1",
                           .port = 8080,
@@ -334,6 +346,9 @@ static void parse_options(int argc, char **argv, struct options *o)
             o->visible_every = atoi(optarg);
             break;
         case 'e':
+            o->each = true;
+            break;
+        case 'R':
             o->resource = optarg;
             break;
         default:
@@ -347,7 +362,8 @@ static void parse_options(int argc, char **argv, struct options *o)
         exit(2);
     }
     if (strcmp(o->target, "bare") != 0 && (!o->key || !o->members_file)) {
-        fprintf(stderr, "loadgen: --target purchase, member or entitlement needs --key and --members\n");
+        fprintf(stderr,
+                "loadgen: --target purchase, member or entitlement needs --key and --members\n");
         exit(2);
     }
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cache/cache_internal.h"
+#include "cache/cache_view.h"
 #include "metrics/metrics.h"
 
 #define CACHE_PUT_MAX 4096 /* items in one pipelined write */
@@ -386,4 +387,22 @@ int cache_get_balances(redisContext *rc, const char *tenant_id, const char *memb
     int status = cache_balances_from_reply(r, out);
     freeReplyObject(r);
     return status;
+}
+
+static void on_no_cards_put(void *arg, const redisReply *reply)
+{
+    /* fire and forget: a failed fill only leaves a miss */
+}
+
+void cache_async_put_no_cards(struct cache_async *c, const char *tenant_id, const char *member_id)
+{
+    assert(c != NULL && tenant_id != NULL && member_id != NULL);
+    char key[CACHE_KEY_MAX];
+    if (cache_cards_key(key, sizeof key, tenant_id, member_id) != 0)
+        return;
+    /* the ledger's own script: "#count" only grows, so a count of 0 never
+     * hides a card the ledger wrote meanwhile */
+    const char *argv[] = {"EVAL", CARDS_SCRIPT, "1", key, "0"};
+    size_t argv_len[] = {4, strlen(CARDS_SCRIPT), 1, strlen(key), 1};
+    cache_async_argv(c, "put_no_cards", 5, argv, argv_len, on_no_cards_put, NULL);
 }

@@ -309,6 +309,16 @@ void cache_async_raw(struct cache_async *c, const char *op, const char *key, con
                     redisAsyncCommand(c->ac, req_reply_cb, r, fmt, key) == REDIS_OK);
 }
 
+void cache_async_argv(struct cache_async *c, const char *op, int argc, const char **argv,
+                      const size_t *argv_len, cache_reply_cb cb, void *arg)
+{
+    assert(c != NULL && op != NULL && argc > 0 && argv != NULL && argv_len != NULL && cb != NULL);
+    struct cache_req *r = req_new(c, op, arg);
+    r->raw_cb = cb;
+    req_sent(r, c->connected && redisAsyncCommandArgv(c->ac, req_reply_cb, r, argc, argv,
+                                                      argv_len) == REDIS_OK);
+}
+
 void cache_async_get_balances(struct cache_async *c, const char *tenant_id, const char *member_id,
                               cache_balances_cb cb, void *arg)
 {

@@ -33,4 +33,14 @@ typedef void (*cache_reply_cb)(void *arg, const redisReply *reply);
 void cache_async_raw(struct cache_async *c, const char *op, const char *key, const char *fmt,
                      cache_reply_cb cb, void *arg);
 
+/* The same for a command given as argv (binary-safe: values may hold any
+ * byte); the strings are copied before the call returns. */
+void cache_async_argv(struct cache_async *c, const char *op, int argc, const char **argv,
+                      const size_t *argv_len, cache_reply_cb cb, void *arg);
+
+/* An HMGET of CACHE_TIER_FIELDS into out (ids untouched): 1 hit, 0 miss,
+ * -1 bad reply (cache_tier.c). */
+struct cache_tier;
+int cache_tier_from_reply(const redisReply *reply, struct cache_tier *out);
+
 #endif

@@ -9,10 +9,10 @@
 #include <string.h>
 
 #include "cache/cache_internal.h"
+#include "cache/cache_view.h"
 #include "metrics/metrics.h"
 
 #define CACHE_TIER_PUT_MAX 4096 /* items in one pipelined write */
-#define CACHE_TIER_FIELDS  "name rank discount_bp points_multiplier_bp version"
 
 /* Replaces the hash only when it holds no version or an older one.
  * KEYS[1] the hash; ARGV name, rank, discount_bp, points_multiplier_bp,
@@ -32,7 +32,7 @@ int cache_tier_key(char *out, size_t out_len, const char *tenant_id, const char 
 
 /* An HMGET of CACHE_TIER_FIELDS into out (ids untouched): 1 hit, 0 miss
  * (absent, or partly written and flushed mid-way), -1 bad reply. */
-static int tier_from_reply(const redisReply *reply, struct cache_tier *out)
+int cache_tier_from_reply(const redisReply *reply, struct cache_tier *out)
 {
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 5)
         return -1;
@@ -107,7 +107,7 @@ int cache_get_tier(redisContext *rc, const char *tenant_id, const char *member_i
     if (cache_tier_key(key, sizeof key, tenant_id, member_id) != 0)
         return -1;
     redisReply *r = redisCommand(rc, "HMGET %s " CACHE_TIER_FIELDS, key);
-    int status = tier_from_reply(r, out);
+    int status = cache_tier_from_reply(r, out);
     freeReplyObject(r);
     return status;
 }
@@ -122,7 +122,7 @@ struct tier_get {
 static void on_tier_reply(void *arg, const redisReply *reply)
 {
     struct tier_get *g = arg;
-    int status = reply ? tier_from_reply(reply, &g->t) : -1;
+    int status = reply ? cache_tier_from_reply(reply, &g->t) : -1;
     g->cb(g->arg, status, status == 1 ? &g->t : NULL);
     free(g);
 }
@@ -146,4 +146,28 @@ void cache_async_get_tier(struct cache_async *c, const char *tenant_id, const ch
     /* a bad key is answered as an error, on the next loop turn */
     cache_async_raw(c, "get_tier", ok ? key : NULL, "HMGET %s " CACHE_TIER_FIELDS, on_tier_reply,
                     g);
+}
+
+static void on_tier_put(void *arg, const redisReply *reply)
+{
+    /* fire and forget: a failed fill only leaves a miss */
+}
+
+void cache_async_put_tier(struct cache_async *c, const struct cache_tier *t)
+{
+    assert(c != NULL && t != NULL);
+    char key[CACHE_KEY_MAX], rank[16], discount[24], multiplier[24], version[24];
+    if (cache_tier_key(key, sizeof key, t->tenant_id, t->member_id) != 0)
+        return;
+    snprintf(rank, sizeof rank, "%d", (int)t->rank);
+    snprintf(discount, sizeof discount, "%" PRId64, t->discount_bp);
+    snprintf(multiplier, sizeof multiplier, "%" PRId64, t->points_multiplier_bp);
+    snprintf(version, sizeof version, "%" PRId64, t->version);
+    const char *argv[] = {"EVAL", PUT_TIER_SCRIPT, "1",        key,    t->name,
+                          rank,   discount,        multiplier, version};
+    size_t argv_len[sizeof(argv) / sizeof(argv[0])];
+    for (size_t i = 0; i < sizeof(argv) / sizeof(argv[0]); i++)
+        argv_len[i] = strlen(argv[i]);
+    cache_async_argv(c, "put_tier", (int)(sizeof(argv) / sizeof(argv[0])), argv, argv_len,
+                     on_tier_put, NULL);
 }

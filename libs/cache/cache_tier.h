@@ -17,6 +17,8 @@
 
 #define CACHE_TIER_ID_MAX   128 /* tenant and member ids (EVENT_ID_FIELD_MAX) */
 #define CACHE_TIER_NAME_MAX 64
+/* What a reader asks for (HMGET), in this order. */
+#define CACHE_TIER_FIELDS "name rank discount_bp points_multiplier_bp version"
 
 struct cache_tier {
     char tenant_id[CACHE_TIER_ID_MAX];

@@ -317,31 +317,14 @@ int cards_verdict_to_response(const Envelope *env, json_t **body)
 }
 
 /* ------------------------------------------------------- the view */
-/* The coupons the member can still use, then the answer. */
-static void on_coupons(void *arg, PGresult *res, const char *err, const char *sqlstate)
+json_t *cards_time_or_null(int64_t us)
 {
-    struct req *r = arg;
-    if (!res) {
-        req_fail_db(r, err);
-        return;
-    }
-    json_t *coupons = json_array();
-    for (int i = 0; i < PQntuples(res); i++) {
-        bool value = strcmp(PQgetvalue(res, i, 1), "value") == 0;
-        json_t *c = json_pack("{s:s, s:s, s:o}", "coupon_id", PQgetvalue(res, i, 0), "kind",
-                              PQgetvalue(res, i, 1), "valid_to",
-                              time_or_null(strtoll(PQgetvalue(res, i, 4), NULL, 10)));
-        json_object_set_new(c, value ? "value" : "percent_bp",
-                            json_integer(strtoll(PQgetvalue(res, i, value ? 2 : 3), NULL, 10)));
-        json_array_append_new(coupons, c);
-    }
-    json_object_set_new(r->body, "coupons", coupons);
-    req_finish(r, 200, json_incref(r->body));
+    return time_or_null(us);
 }
 
 /* A card as the member view shows it, from either source: its status is
  * computed now from its validity, never read from a cache. */
-static json_t *card_view_json(const struct cache_card *k, int64_t now_us)
+json_t *cards_view_card_json(const struct cache_card *k, int64_t now_us)
 {
     CardState c;
     tessera__cards__v1__card_state__init(&c);
@@ -358,91 +341,4 @@ static json_t *card_view_json(const struct cache_card *k, int64_t now_us)
     json_object_del(j, "uses_today"); /* only meaningful at the moment of a use */
     json_object_set_new(j, "status", json_string(cache_card_status(k, now_us)));
     return j;
-}
-
-/* Counts which source answered a member's cards, in
- * tessera_ingest_member_cards_reads_total{source="cache"|"postgres"}. */
-static void count_cards_source(struct req *r, const char *source)
-{
-    metrics_inc(metrics_with(metrics_counter("tessera_ingest_member_cards_reads_total",
-                                             "Member views' cards, by the source that answered "
-                                             "(cache, or postgres on a miss or with Redis away).",
-                                             "source"),
-                             source));
-    log_fields(LOG_DEBUG, "member cards read", "member_id", r->member_id, "source", source, NULL);
-}
-
-/* The coupons, then the answer (both sources of cards end here). */
-static void cards_then_coupons(struct req *r, json_t *cards)
-{
-    json_object_set_new(r->body, "cards", cards);
-    const char *p[2] = {r->caller.tenant_id, r->member_id};
-    if (pg_pool_query(r->app->pg,
-                      "SELECT coupon_id, kind, value, percent_bp, valid_to_us "
-                      "FROM ledger.read_coupons "
-                      "WHERE tenant_id = $1 AND member_id = $2 AND redeemed_by IS NULL "
-                      "AND valid_to_us > (extract(epoch FROM now()) * 1000000)::bigint "
-                      "ORDER BY valid_to_us, coupon_id LIMIT 100",
-                      2, p, on_coupons, r) < 0)
-        req_fail_db(r, "queue full");
-}
-
-static void on_cards(void *arg, PGresult *res, const char *err, const char *sqlstate)
-{
-    struct req *r = arg;
-    if (!res) {
-        req_fail_db(r, err);
-        return;
-    }
-    json_t *cards = json_array();
-    int64_t now_us = event_now_us();
-    for (int i = 0; i < PQntuples(res); i++) {
-        struct cache_card k = {0};
-        snprintf(k.card_id, sizeof(k.card_id), "%s", PQgetvalue(res, i, 0));
-        snprintf(k.product_id, sizeof(k.product_id), "%s", PQgetvalue(res, i, 1));
-        snprintf(k.kind, sizeof(k.kind), "%s", PQgetvalue(res, i, 2));
-        k.uses_left = strtoll(PQgetvalue(res, i, 3), NULL, 10);
-        k.valid_from_us = strtoll(PQgetvalue(res, i, 4), NULL, 10);
-        k.valid_to_us = strtoll(PQgetvalue(res, i, 5), NULL, 10);
-        k.frozen_until_us = strtoll(PQgetvalue(res, i, 6), NULL, 10);
-        k.freeze_days_left = strtoll(PQgetvalue(res, i, 7), NULL, 10);
-        k.discount_bp = strtoll(PQgetvalue(res, i, 8), NULL, 10);
-        json_array_append_new(cards, card_view_json(&k, now_us));
-    }
-    cards_then_coupons(r, cards);
-}
-
-/* The ledger's cards cache answered: a complete set is served as it is
- * (ordered like the query below), anything else asks PostgreSQL. */
-static void on_cached_cards(void *arg, int status, const struct cache_cards_read *cached)
-{
-    struct req *r = arg;
-    if (status == 1) {
-        count_cards_source(r, "cache");
-        json_t *cards = json_array();
-        int64_t now_us = event_now_us();
-        for (size_t i = 0; i < cached->n_cards; i++)
-            json_array_append_new(cards, card_view_json(&cached->cards[i], now_us));
-        cards_then_coupons(r, cards);
-        return;
-    }
-    count_cards_source(r, "postgres");
-    /* A read of the ledger's projection: only the ledger writes it. */
-    const char *p[2] = {r->caller.tenant_id, r->member_id};
-    if (pg_pool_query(r->app->pg,
-                      "SELECT card_id, product_id, kind, uses_left, valid_from_us, valid_to_us, "
-                      "frozen_until_us, freeze_days_left, discount_bp FROM ledger.read_cards "
-                      "WHERE tenant_id = $1 AND member_id = $2 ORDER BY created_at, card_id "
-                      "LIMIT 100",
-                      2, p, on_cards, r) < 0)
-        req_fail_db(r, "queue full");
-}
-
-/* The query's LIMIT: a member with more cards is never served from the
- * cache (only its count is cached), so both sources list the same. */
-_Static_assert(CACHE_CARDS_PER_MEMBER_MAX == 100, "the cards query's LIMIT");
-
-void cards_view_reply(struct req *r)
-{
-    cache_async_get_cards(r->app->cache, r->caller.tenant_id, r->member_id, on_cached_cards, r);
 }

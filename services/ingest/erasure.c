@@ -25,7 +25,13 @@
 #include "bus/topics.h"
 #include "ids/uuid7.h"
 #include "ingest.h"
+#include "profile_cache.h"
 #include "notify_out.h"
+
+static void answer_erased(struct req *r)
+{
+    req_finish(r, 200, json_incref(r->body));
+}
 
 static void on_erased(void *arg, PGresult *res, const char *err, const char *sqlstate)
 {
@@ -33,9 +39,11 @@ static void on_erased(void *arg, PGresult *res, const char *err, const char *sql
     if (!req_member_row(r, res, err))
         return;
     outbox_events_publish_rows(r->app, res, 2);
-    req_finish(r, 200,
-               json_pack("{s:s, s:b, s:s}", "member_id", PQgetvalue(res, 0, 0),
-                         "personal_data_erased", 1, "erased_at", PQgetvalue(res, 0, 1)));
+    json_decref(r->body);
+    r->body = json_pack("{s:s, s:b, s:s}", "member_id", PQgetvalue(res, 0, 0),
+                        "personal_data_erased", 1, "erased_at", PQgetvalue(res, 0, 1));
+    /* the sealed copy of the profile in Redis goes before the answer */
+    profile_cache_forget_then(r, strtoll(PQgetvalue(res, 0, 6), NULL, 10), answer_erased);
 }
 
 static void erase_authorized(struct req *r)
@@ -65,10 +73,11 @@ static void erase_authorized(struct req *r)
             "m AS (UPDATE members SET name = NULL, phone = NULL, email = NULL, birthday = NULL, "
             "gender = NULL, attributes = '{}', name_enc = NULL, phone_enc = NULL, "
             "email_enc = NULL, birthday_enc = NULL, gender_enc = NULL, attributes_enc = NULL, "
-            "phone_bidx = NULL, email_bidx = NULL, personal_data_erased_at = "
+            "phone_bidx = NULL, email_bidx = NULL, view_version = view_version + 1, "
+            "personal_data_erased_at = "
             "coalesce(personal_data_erased_at, "
             "now()) WHERE tenant_id = $1 AND member_id = (SELECT member_id FROM b) "
-            "RETURNING member_id, personal_data_erased_at AS erased_at), "
+            "RETURNING member_id, personal_data_erased_at AS erased_at, view_version), "
             "k AS (DELETE FROM member_keys WHERE tenant_id = $1 AND member_id = $4), "
             "c AS (DELETE FROM member_credentials WHERE tenant_id = $1 AND member_id = $4), "
             "s AS (DELETE FROM sms_codes WHERE tenant_id = $1 AND member_id = $4), "
@@ -83,7 +92,8 @@ static void erase_authorized(struct req *r)
             "FROM m JOIN b USING (member_id)), " AUDIT_CTE(
                 "member.personal_data.erase") "SELECT member_id, to_char(erased_at AT TIME ZONE "
                                               "'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
-                                              "o.id, o.topic, o.key, o.payload FROM m, o",
+                                              "o.id, o.topic, o.key, o.payload, "
+                                              "m.view_version FROM m, o",
             6, p, on_erased, r) < 0)
         req_fail_db(r, "queue full");
     free(contact);

@@ -170,6 +170,7 @@ struct req {
     void (*next)(struct req *r);
     void (*admin_next)(struct req *r);     /* auth_admin_then's continuation */
     bool with_tier_view;                   /* GET /v1/me: the member view embeds the tier view */
+    struct member_view *view;              /* member_view.c, while the view is built */
     void (*tier_view_next)(struct req *r); /* tier_view.c: what the embedded view continues */
     char key_hash[KEY_CACHE_HASH_HEX];     /* auth.c: the bearer key's SHA-256 */
     uint64_t key_generation;               /* auth.c: the key cache's, when PostgreSQL was asked */
@@ -515,9 +516,11 @@ void cards_use(struct http_exchange *ex, void *app);
 void cards_freeze(struct http_exchange *ex, void *app);
 /* A card command's verdict as the HTTP answer; -1 when env is not one. */
 int cards_verdict_to_response(const Envelope *env, json_t **body);
-/* Adds the member's cards and usable coupons (the ledger's projections,
- * read only) to the view in r->body, answers 200 with it and ends r. */
-void cards_view_reply(struct req *r);
+/* The member view's parts (member_view.c): a timestamp as the API shows
+ * it (null for 0), and one card with its status at now_us. */
+json_t *cards_time_or_null(int64_t us);
+struct cache_card;
+json_t *cards_view_card_json(const struct cache_card *k, int64_t now_us);
 /* card_liability.c: GET /v1/reports/card-liability */
 void reports_card_liability(struct http_exchange *ex, void *app);
 /* cards.c: confirms member, branch and card, claims the Idempotency-Key,
@@ -603,11 +606,16 @@ void tier_fill_purchase(RecordPurchase *p, const struct member_tier *t);
 /* quote.c: GET /v1/members/{id}/quote */
 void quote_get(struct http_exchange *ex, void *app);
 
-/* member_view.c: a member's profile with balances (cache, then ledger). */
+/* member_view.c: the member view (profile, balances, tier, cards,
+ * coupons) from Redis in one round trip, each part missing there read
+ * from its owner's read contract (and put back in the cache). */
 json_t *balances_json(int64_t points, int64_t points_pending, int64_t principal, int64_t bonus);
 /* The same from a verdict's or fact's Balances (all zero when NULL). */
 json_t *balances_json_of(const Balances *b);
 void member_view_reply(struct req *r, const char *member_id);
+/* The view's state while it is built (r->view); freed with r. */
+struct member_view;
+void member_view_free(struct member_view *v);
 
 /* inbox.c: GET /v1/members/{id}/inbox and GET /v1/me/inbox. */
 void inbox_get(struct http_exchange *ex, void *app);

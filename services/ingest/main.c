@@ -8,6 +8,7 @@
 
 #include "bus/topics.h"
 #include "ingest.h"
+#include "profile_cache.h"
 #include "log/log.h"
 #include "metrics/metrics.h"
 #include "service/admin.h"
@@ -496,6 +497,7 @@ static void ingest_close(void)
     app.verdicts_fast = NULL;
     bus_producer_free(app.producer);
     cache_async_free(app.cache);
+    profile_cache_drop_pending();
     session_store_free(app.sessions);
     pg_pool_free(app.pg); /* ends a purge run in progress (its statement fails) */
     key_listen_close(&app);

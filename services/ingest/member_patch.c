@@ -25,6 +25,7 @@
 #include "bus/topics.h"
 #include "http/validate.h"
 #include "ingest.h"
+#include "profile_cache.h"
 #include "notify_out.h"
 #include "log/log.h"
 
@@ -324,6 +325,11 @@ static void publish_contact(struct req *r, const PGresult *res)
 }
 
 /* ------------------------------------------------------------ the write */
+static void reply_view(struct req *r)
+{
+    member_view_reply(r, r->member_id);
+}
+
 static void on_written(void *arg, PGresult *res, const char *err, const char *sqlstate)
 {
     struct req *r = arg;
@@ -346,7 +352,8 @@ static void on_written(void *arg, PGresult *res, const char *err, const char *sq
     }
     member_events_publish(r->app, PQgetvalue(res, 0, 1), r->member_id, r->command, r->command_len);
     publish_contact(r, res);
-    member_view_reply(r, r->member_id);
+    /* the cached profile goes before the answer, so the next read shows the change */
+    profile_cache_forget_then(r, strtoll(PQgetvalue(res, 0, 4), NULL, 10), reply_view);
 }
 
 /* The compare-and-set on profile_version, the data key of a member who had
@@ -358,10 +365,11 @@ static const char WRITE_SQL[] =
     "gender = NULL, attributes = '{}', name_enc = $5::bytea, phone_enc = $6::bytea, "
     "email_enc = $7::bytea, birthday_enc = $8::bytea, gender_enc = $9::bytea, "
     "attributes_enc = $10::bytea, phone_bidx = $11::bytea, email_bidx = $12::bytea, "
-    "pii_key_version = $13::int, profile_version = profile_version + 1 "
+    "pii_key_version = $13::int, profile_version = profile_version + 1, "
+    "view_version = view_version + 1 "
     "WHERE tenant_id = $1 AND member_id = $4 AND profile_version = $15::int "
     "AND personal_data_erased_at IS NULL AND NOT (SELECT d FROM dup) "
-    "RETURNING member_id, profile_version), "
+    "RETURNING member_id, profile_version, view_version), "
     "k AS (INSERT INTO member_keys (tenant_id, member_id, key_version, data_key_enc) "
     "SELECT $1, member_id, $13::int, $16::bytea FROM m WHERE $16::bytea IS NOT NULL), "
     "o AS (INSERT INTO outbox (topic, key, payload) SELECT '" TOPIC_MEMBER_EVENTS
@@ -372,7 +380,8 @@ static const char WRITE_SQL[] =
     "profile_version - 1) AS before, jsonb_build_object('profile_version', profile_version, "
     "'changed_fields', $18::jsonb) AS after FROM m), " AUDIT_CTE(
         "member.profile.update") "SELECT (SELECT d FROM dup), (SELECT id FROM o), "
-                                 "(SELECT id FROM c), (SELECT payload FROM c)";
+                                 "(SELECT id FROM c), (SELECT payload FROM c), "
+                                 "(SELECT view_version FROM m)";
 
 static void write_profile(struct req *r, struct profile *p, const char *payload,
                           const char *contact)

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ingest.h"
+#include "profile_cache.h"
 
 bool member_tag_ok(const char *tag)
 {
@@ -39,7 +40,24 @@ static json_t *tag_answer(struct req *r, const char *tag, bool tagged)
     return json_pack("{s:s, s:s, s:b}", "member_id", r->member_id, "tag", tag, "tagged", tagged);
 }
 
-/* Columns: the member exists, it had the tag, its tag count before. */
+static void answer_tag(struct req *r)
+{
+    req_finish(r, 200, json_incref(r->body));
+}
+
+/* The answer in r->body goes out after the cached profile, when column
+ * col holds the view version a change wrote (NULL: nothing changed). */
+static void forget_then_answer(struct req *r, const PGresult *res, int col)
+{
+    if (PQgetisnull(res, 0, col)) {
+        answer_tag(r);
+        return;
+    }
+    profile_cache_forget_then(r, strtoll(PQgetvalue(res, 0, col), NULL, 10), answer_tag);
+}
+
+/* Columns: the member exists, it had the tag, its tag count before, the
+ * view version written (NULL: the tag was there, or the limit refused it). */
 static void on_put(void *arg, PGresult *res, const char *err, const char *sqlstate)
 {
     struct req *r = arg;
@@ -50,7 +68,9 @@ static void on_put(void *arg, PGresult *res, const char *err, const char *sqlsta
         req_fail(r, 409, "tag_limit_reached", "the member has the most tags allowed (32)");
         return;
     }
-    req_finish(r, 200, tag_answer(r, http_param(r->ex, "tag"), true));
+    json_decref(r->body);
+    r->body = tag_answer(r, http_param(r->ex, "tag"), true);
+    forget_then_answer(r, res, 3);
 }
 
 static void put_authenticated(struct req *r)
@@ -68,9 +88,12 @@ static void put_authenticated(struct req *r)
                       "WHERE tenant_id = $1 AND member_id = $2), "
                       "ins AS (INSERT INTO member_tags (tenant_id, member_id, tag) "
                       "SELECT $1, member_id, $3 FROM m WHERE (SELECT n FROM t) < $4::int "
-                      "ON CONFLICT DO NOTHING) "
+                      "ON CONFLICT DO NOTHING RETURNING tag), "
+                      "v AS (UPDATE members SET view_version = view_version + 1 "
+                      "WHERE tenant_id = $1 AND member_id = $2 AND EXISTS (SELECT 1 FROM ins) "
+                      "RETURNING view_version) "
                       "SELECT EXISTS (SELECT 1 FROM m), coalesce((SELECT had FROM t), false), "
-                      "(SELECT n FROM t)",
+                      "(SELECT n FROM t), (SELECT view_version FROM v)",
                       4, p, on_put, r) < 0)
         req_fail_db(r, "queue full");
 }
@@ -85,7 +108,9 @@ static void on_deleted(void *arg, PGresult *res, const char *err, const char *sq
     struct req *r = arg;
     if (!req_member_exists(r, res, err))
         return;
-    req_finish(r, 200, tag_answer(r, http_param(r->ex, "tag"), false));
+    json_decref(r->body);
+    r->body = tag_answer(r, http_param(r->ex, "tag"), false);
+    forget_then_answer(r, res, 1);
 }
 
 static void delete_authenticated(struct req *r)
@@ -96,9 +121,12 @@ static void delete_authenticated(struct req *r)
     const char *p[3] = {r->caller.tenant_id, r->member_id, tag};
     if (pg_pool_query(r->app->pg,
                       "WITH d AS (DELETE FROM member_tags WHERE tenant_id = $1 AND member_id = $2 "
-                      "AND tag = $3) "
+                      "AND tag = $3 RETURNING tag), "
+                      "v AS (UPDATE members SET view_version = view_version + 1 "
+                      "WHERE tenant_id = $1 AND member_id = $2 AND EXISTS (SELECT 1 FROM d) "
+                      "RETURNING view_version) "
                       "SELECT EXISTS (SELECT 1 FROM members WHERE tenant_id = $1 "
-                      "AND member_id = $2)",
+                      "AND member_id = $2), (SELECT view_version FROM v)",
                       3, p, on_deleted, r) < 0)
         req_fail_db(r, "queue full");
 }

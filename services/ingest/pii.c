@@ -100,6 +100,13 @@ static bool derive(const struct pii_keyring *k, int version, const char *tenant_
     return true;
 }
 
+bool pii_tenant_seal_key(const struct pii_keyring *k, int version, const char *tenant_id,
+                         unsigned char key[PII_DATA_KEY_BYTES])
+{
+    _Static_assert(PII_DATA_KEY_BYTES == 32, "a seal key is 32 bytes");
+    return derive(k, version, tenant_id, SEAL_KDF_ID, SEAL_KDF_CONTEXT, key);
+}
+
 /* "tenant\0member\0field": binds a ciphertext to its row and column. */
 static size_t make_ad(unsigned char ad[AD_MAX], const char *tenant_id, const char *member_id,
                       const char *field)

@@ -83,6 +83,12 @@ bool pii_code_hash(const struct pii_keyring *k, const char *tenant_id, const cha
                    const char *code, char out[PII_BLIND_INDEX_HEX_BYTES])
     __attribute__((warn_unused_result));
 
+/* The tenant's seal key of key version (what pii_seal seals under), for
+ * sealing larger data with pii_box_seal (the member-profile cache). False
+ * when the keyring lacks that version. The caller wipes key. */
+bool pii_tenant_seal_key(const struct pii_keyring *k, int version, const char *tenant_id,
+                         unsigned char key[PII_DATA_KEY_BYTES]) __attribute__((warn_unused_result));
+
 /* A new random data key for one member. */
 void pii_data_key_new(unsigned char key[PII_DATA_KEY_BYTES]);
 /* The data key sealed under the tenant's key (current version) and bound

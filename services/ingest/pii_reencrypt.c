@@ -93,7 +93,8 @@ static int row_reseal(PGconn *pg, const struct pii_keyring *k, const PGresult *r
                                  "birthday = NULL, gender = NULL, attributes = '{}', "
                                  "name_enc = $4, phone_enc = $5, email_enc = $6, birthday_enc = "
                                  "$7, gender_enc = $8, attributes_enc = $9, phone_bidx = $10, "
-                                 "pii_key_version = $11, email_bidx = $12 WHERE tenant_id = $1 "
+                                 "pii_key_version = $11, email_bidx = $12, "
+                                 "view_version = view_version + 1 WHERE tenant_id = $1 "
                                  "AND member_id = $2 AND pii_key_version = $3",
                                  12, p, err, err_len, NULL)
                       : NULL;

@@ -135,6 +135,7 @@ static void req_free(struct req *r)
     }
     json_decref(r->body);
     json_decref(r->audit_result);
+    member_view_free(r->view);
     free(r->command);
     route_release(r);
     if (r->headers)

@@ -12,6 +12,7 @@
 
 #include "bus/topics.h"
 #include "ingest.h"
+#include "profile_cache.h"
 #include "log/log.h"
 #include "metrics/metrics.h"
 
@@ -223,11 +224,30 @@ static const char *verdict_command_id(const Envelope *env)
     return NULL;
 }
 
-/* Ends the waiter of the verdict env, if it waits here; produced_ms is
- * the verdict's Kafka timestamp (0 when it came another way). */
+/* A coupon issued or redeemed on its own (the verdict carries it), or a
+ * purchase with a discount beyond its tier's (a coupon's or a discount
+ * card's: the verdict does not say which): the member's cached coupons go,
+ * on every instance that sees it. */
+static bool verdict_touches_coupons(const Envelope *env)
+{
+    if (env->payload_case != TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LEDGER_POSTED ||
+        !env->tenant_id[0] || !env->member_id[0])
+        return false;
+    const LedgerPosted *p = env->ledger_posted;
+    return p->coupon != NULL ||
+           (strcmp(p->command_type, "purchase") == 0 && p->discount_applied > p->tier_discount);
+}
+
+/* Drops the member's cached coupons when the verdict changed them (before
+ * the answer, so a read after it sees the change), then ends the waiter of
+ * the verdict env, if it waits here; produced_ms is the verdict's Kafka
+ * timestamp (0 when it came another way). Every instance sees every
+ * verdict both ways, so the coupons are dropped on all of them. */
 static void waiters_on_verdict(struct ingest *app, const Envelope *env, int64_t produced_ms,
                                bool fast)
 {
+    if (verdict_touches_coupons(env))
+        profile_cache_forget_coupons(app, env->tenant_id, env->member_id);
     const char *command_id = verdict_command_id(env);
     struct waiter *w = command_id ? *find_slot(app, command_id) : NULL;
     if (!w)
