@@ -15,7 +15,9 @@
 #include "ids/uuid7.h"
 #include "ledger.h"
 #include "log/log.h"
+#include "metrics/metrics.h"
 #include "money/money.h"
+#include "service/pipeline_metrics.h"
 
 #define ACCOUNT_MAX LEDGER_ACCOUNT_MAX
 
@@ -636,9 +638,18 @@ static const char *command_problem(const Envelope *env)
     return ledger_command_text_problem(env);
 }
 
+/* Observes the ledger's step that started at started_s; returns now. */
+static double step_done(const char *step, double started_s)
+{
+    double now_s = metrics_now_seconds();
+    pipeline_metrics_step(step, now_s - started_s);
+    return now_s;
+}
+
 int ledger_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *err, size_t err_len)
 {
     struct ledger_ctx *l = ctx;
+    double t0 = metrics_now_seconds();
     Envelope **envs = calloc(b->count, sizeof(*envs));
     assert(envs);
     struct db_array cmd_tenants, cmd_ids;
@@ -668,15 +679,18 @@ int ledger_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *er
         db_array_add(&cmd_tenants, envs[i]->tenant_id);
         db_array_add(&cmd_ids, command_id_of(envs[i]));
     }
+    double t = step_done("ledger_decode", t0);
     int rc = store_load(pg, l, &cmd_tenants, &cmd_ids, err, err_len);
     if (rc == 0)
         rc = cards_load(pg, l, err, err_len);
     if (rc == 0)
         rc = firstday_load(pg, l, err, err_len);
     if (rc == 0) {
+        t = step_done("ledger_load", t);
         for (size_t i = 0; i < b->count; i++)
             if (envs[i])
                 apply_one(l, b, envs[i]);
+        t = step_done("ledger_decide", t);
         rc = store_write(pg, l, err, err_len);
         if (rc == 0)
             rc = settings_write(pg, l, err, err_len);
@@ -685,6 +699,8 @@ int ledger_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *er
     }
     if (rc == 0)
         rc = cards_write(pg, l, err, err_len);
+    if (rc == 0)
+        step_done("ledger_write", t);
     for (size_t i = 0; i < b->count; i++)
         envelope_free(envs[i]);
     free(envs);
