@@ -6,7 +6,8 @@
 # run), on a private runtime in .local-bench/ (BENCH_PORT_OFFSET moves its
 # ports). The first round primes every member's balance (as scenario 2 does
 # in `make bench`) and is not counted.
-#   LEDGER_APPLY_WORKERS ("1 2"): one measured round per worker count
+#   LEDGER_APPLY_WORKERS ("default 1"): one measured round per worker count
+#     ("default": the ledger's own); "1/2000" also sets TESSERA_LEDGER_BATCH_MAX
 #   LEDGER_APPLY_ROUNDS (1): rounds per worker count
 #   LEDGER_APPLY_KEEP (unset): leave the runtime running (reused next time)
 #   LEDGER_APPLY_PERF (unset): `perf record -g` the ledger in the first round
@@ -70,12 +71,15 @@ apply_run() {
   "$bin/tessera-bench-produce" "$bootstrap" "$work/members.txt" "$members" ledger-commands 100000 >/dev/null
   settle
   [ -z "${LEDGER_APPLY_PGSS:-}" ] || psql_bench -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()" >/dev/null
-  TESSERA_LEDGER_WORKERS=$1 "$runtime" start-service ledger
+  local workers=${1%/*} batch_max=${TESSERA_LEDGER_BATCH_MAX:-}
+  case $1 in */*) batch_max=${1#*/} ;; esac
+  [ "$workers" != default ] || workers=""
+  env ${workers:+TESSERA_LEDGER_WORKERS=$workers} ${batch_max:+TESSERA_LEDGER_BATCH_MAX=$batch_max} "$runtime" start-service ledger
   if [ -n "${2:-}" ]; then
     perf record -g -o "$2" -p "$(cat "$TESSERA_LOCAL_DIR/pids/ledger.pid")" >/dev/null 2>&1 &
     perf_pid=$!
   fi
-  top -b -d 2 -n 1000 >"$work/top.$1.log" 2>&1 &
+  top -b -d 2 -n 1000 >"$work/top.${1/\//-}.log" 2>&1 &
   local top_pid=$!
   while :; do
     n=$(applied)
@@ -90,11 +94,11 @@ apply_run() {
   verdicts=$(($(psql_bench -c "SELECT count(*) FROM ledger.commands") - before))
   [ "$verdicts" -eq "$members" ] || say "WARNING: $verdicts verdicts for $members commands"
   apply_rate=$(echo "($n1 - $n0) / $(elapsed "$t0" "$t1")" | bc -l)
-  curl -fsS "http://127.0.0.1:$ledger_admin/metrics" >"$work/metrics.$1.txt" || true
+  curl -fsS "http://127.0.0.1:$ledger_admin/metrics" >"$work/metrics.${1/\//-}.txt" || true
   [ -z "${LEDGER_APPLY_PGSS:-}" ] || psql_bench -c "SELECT calls, round(total_exec_time::numeric) AS ms,
       round((total_exec_time / calls)::numeric, 2) AS ms_per_call, rows, left(regexp_replace(query, '\s+', ' ', 'g'), 150)
     FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'tessera')
-    ORDER BY total_exec_time DESC LIMIT 40" >"$work/pgss.$1.txt"
+    ORDER BY total_exec_time DESC LIMIT 40" >"$work/pgss.${1/\//-}.txt"
 }
 
 if [ "$primed" = 0 ]; then
@@ -102,7 +106,7 @@ if [ "$primed" = 0 ]; then
   apply_run 1
 fi
 perf_file=${LEDGER_APPLY_PERF:+$work/perf.data}
-for w in ${LEDGER_APPLY_WORKERS:-1 2}; do
+for w in ${LEDGER_APPLY_WORKERS:-default 1}; do
   for r in $(seq 1 "${LEDGER_APPLY_ROUNDS:-1}"); do
     apply_run "$w" "$perf_file"
     perf_file=""
@@ -111,15 +115,16 @@ for w in ${LEDGER_APPLY_WORKERS:-1 2}; do
 done
 "$runtime" stop-service ledger
 "$runtime" start-service ledger
-awk -v n="$members" 'BEGIN { for (i = 0; i < n; i++) {
-    p = sprintf("bench-copy-%d", i);
-    printf "%s\tbench-copy-%d\tdemo\tm%d\thq\tmember:m%d\tsv_principal\t100000\tbench-copy\tbench\n", p, i, i, i, i;
-    printf "%s\tbench-copy-%d\tdemo\t\\N\thq\ttenant:demo:branch:hq:sv_sold\tsv_principal\t-100000\tbench-copy\tbench\n", p, i;
-    printf "%s\tbench-copy-%d\tdemo\tm%d\thq\tmember:m%d\tsv_bonus\t10000\tbench-copy\tbench\n", p, i, i, i;
-    printf "%s\tbench-copy-%d\tdemo\t\\N\thq\ttenant:demo:sv_bonus_issued\tsv_bonus\t-10000\tbench-copy\tbench\n", p, i } }' >"$work/journal.tsv"
-settle
-t0=$(now)
-psql_bench -c "\\copy ledger.journal (posting_id, command_id, tenant_id, member_id, branch_id, account, asset, amount, reason, actor) FROM '$work/journal.tsv'"
-t1=$(now)
-printf 'COPY: %.0f postings/s\n' "$(echo "$members / $(elapsed "$t0" "$t1")" | bc -l)"
-psql_bench -c "DELETE FROM ledger.journal WHERE reason = 'bench-copy'"
+# The COPY baselines (bench/journal_rows.sh): the ledger's own kind of
+# rows, then the synthetic rows of earlier runs.
+for kind in same synthetic; do
+  flag=""
+  [ "$kind" = same ] || flag=--synthetic
+  "$repo/bench/journal_rows.sh" "$work/members.txt" "$members" $flag >"$work/journal.tsv"
+  settle
+  t0=$(now)
+  psql_bench -c "\\copy ledger.journal (posting_id, command_id, tenant_id, member_id, branch_id, account, asset, amount, reason, actor) FROM '$work/journal.tsv'"
+  t1=$(now)
+  printf 'COPY (%s rows): %.0f postings/s\n' "$kind" "$(echo "$members / $(elapsed "$t0" "$t1")" | bc -l)"
+  psql_bench -c "DELETE FROM ledger.journal WHERE actor = 'service:bcopy'"
+done
