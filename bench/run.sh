@@ -142,15 +142,16 @@ applied() { curl -fsS "http://127.0.0.1:$ledger_admin/metrics" 2>/dev/null |
 settle() {
   psql_bench -c "VACUUM ANALYZE ledger.balances, ledger.commands, ledger.journal, ledger.outbox"
 }
-# apply_run N: $members top-ups produced while the ledger is stopped, then
-# applied by a ledger with N workers; sets apply_rate and mem_s3.
+# apply_run [N]: $members top-ups produced while the ledger is stopped, then
+# applied by a ledger with N workers (its default without N); sets
+# apply_rate and mem_s3.
 apply_run() {
   "$runtime" stop-service ledger
   local before n n0 n1 t0="" t1="" deadline=$((SECONDS + 300)) verdicts
   before=$(psql_bench -c "SELECT count(*) FROM ledger.commands")
   "$bin/tessera-bench-produce" "$bootstrap" "$work/members.txt" "$members" ledger-commands 100000 >/dev/null
   settle
-  TESSERA_LEDGER_WORKERS=$1 "$runtime" start-service ledger
+  env ${1:+TESSERA_LEDGER_WORKERS=$1} "$runtime" start-service ledger
   sample_start
   while :; do
     n=$(applied)
@@ -166,27 +167,30 @@ apply_run() {
   [ "$verdicts" -eq "$members" ] || say "WARNING: $verdicts verdicts for $members commands"
   apply_rate=$(echo "($n1 - $n0) / $(elapsed "$t0" "$t1")" | bc -l)
 }
-# One worker (the default) and two (TESSERA_LEDGER_WORKERS=2: two pipelines
-# in the process, each with its own partitions and PostgreSQL connection).
+# The default worker count (two since 2026-12-06: two pipelines in the
+# process, each with its own partitions and PostgreSQL connection), and one.
+apply_run
+apply_rate_default=$apply_rate
 apply_run 1
 apply_rate_1=$apply_rate
-apply_run 2
-apply_rate_2=$apply_rate
 "$runtime" stop-service ledger
 "$runtime" start-service ledger # the default again for the scenarios below
 lines_per_posting=4
-awk -v n="$members" 'BEGIN { for (i = 0; i < n; i++) {
-    p = sprintf("bench-copy-%d", i);
-    printf "%s\tbench-copy-%d\tdemo\tm%d\thq\tmember:m%d\tsv_principal\t100000\tbench-copy\tbench\n", p, i, i, i, i;
-    printf "%s\tbench-copy-%d\tdemo\t\\N\thq\ttenant:demo:branch:hq:sv_sold\tsv_principal\t-100000\tbench-copy\tbench\n", p, i;
-    printf "%s\tbench-copy-%d\tdemo\tm%d\thq\tmember:m%d\tsv_bonus\t10000\tbench-copy\tbench\n", p, i, i, i;
-    printf "%s\tbench-copy-%d\tdemo\t\\N\thq\ttenant:demo:sv_bonus_issued\tsv_bonus\t-10000\tbench-copy\tbench\n", p, i } }' >"$work/journal.tsv"
-settle
-t0=$(now)
-psql_bench -c "\\copy ledger.journal (posting_id, command_id, tenant_id, member_id, branch_id, account, asset, amount, reason, actor) FROM '$work/journal.tsv'"
-t1=$(now)
-copy_rate=$(echo "$members / $(elapsed "$t0" "$t1")" | bc -l)
-psql_bench -c "DELETE FROM ledger.journal WHERE reason = 'bench-copy'"
+# COPY of the same journal rows the ledger wrote for these top-ups (members'
+# ids, uuid7 ids: bench/journal_rows.sh), and of the synthetic rows earlier
+# runs used (sequential ids: cheaper index inserts), for comparison.
+copy_baseline() { # [--synthetic]; prints postings/s
+  "$repo/bench/journal_rows.sh" "$work/members.txt" "$members" "$@" >"$work/journal.tsv"
+  settle >/dev/null
+  local t0 t1
+  t0=$(now)
+  psql_bench -c "\\copy ledger.journal (posting_id, command_id, tenant_id, member_id, branch_id, account, asset, amount, reason, actor) FROM '$work/journal.tsv'" >/dev/null
+  t1=$(now)
+  psql_bench -c "DELETE FROM ledger.journal WHERE actor = 'service:bcopy'" >/dev/null
+  echo "$members / $(elapsed "$t0" "$t1")" | bc -l
+}
+copy_rate=$(copy_baseline)
+copy_rate_synthetic=$(copy_baseline --synthetic)
 
 # ---------------------------------------------------------------- scenario 1
 say "scenario 1: single requests over keep-alive HTTP vs a bare libevent server"
@@ -262,21 +266,22 @@ d = json.load(sys.stdin)
 for k in sys.argv[1].split("."): d = d[k]
 print(d)' "$1" <<<"$tiers"; }
 ent_ratio=$(ratio "$(pj checks.rps)" "$(pj bare.rps)")
-tier_ratio=$(ratio "$(pj tier_evaluations_per_s)" "$apply_rate_1")
+tier_ratio=$(ratio "$(pj tier_evaluations_per_s)" "$apply_rate_default")
 
 # ------------------------------------------------------------------- report
 machine="$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1), Linux $(uname -r)"
 verdict() { if [ "$(echo "$1" | bc -l)" = "1" ]; then echo "met"; else echo "**not met**"; fi; }
 f1() { printf '%.1f' "$1"; }
-# The goals of issue 15, each a ratio to a baseline of this run. The
-# ledger's default is one worker, so "the ledger's apply rate" is
-# apply_rate_1 wherever a goal is measured against it.
+# The goals of issue 15, each a ratio to a baseline of this run. "The
+# ledger's apply rate" is its rate with the default worker count
+# (apply_rate_default) wherever a goal is measured against it.
 s1r_ratio=$(ratio "$(jget rps "$read_closed")" "$(jget rps "$bare")")
-s1_ratio=$(ratio "$(jget rps "$single")" "$apply_rate_1")
-s2_ratio=$(ratio "$batch_rate" "$apply_rate_1")
+s1_ratio=$(ratio "$(jget rps "$single")" "$apply_rate_default")
+s2_ratio=$(ratio "$batch_rate" "$apply_rate_default")
 s2_raw_ratio=$(ratio "$batch_rate" "$raw_rate")
-s3_ratio=$(ratio "$apply_rate_2" "$copy_rate")
+s3_ratio=$(ratio "$apply_rate_default" "$copy_rate")
 s3_ratio_1=$(ratio "$apply_rate_1" "$copy_rate")
+s3_ratio_synthetic=$(ratio "$apply_rate_default" "$copy_rate_synthetic")
 e2e_sustained=$(echo "$(jget rps "$e2e") >= $e2e_rate * 0.98" | bc -l)
 md=$results_dir/$stamp.md
 cat >"$md" <<MD
@@ -289,17 +294,17 @@ PostgreSQL 15 with fsync on; load generator on the same machine.
 |---|---|---|---|---|---|
 | 1r. read path: GET /v1/members/{id} from Redis over $read_members members (warmed), closed loop, 64 connections | $(f1 "$(jget rps "$read_closed")") req/s, p50 $(jget p50_ms "$read_closed") ms, p99 $(jget p99_ms "$read_closed") ms | bare libevent: $(f1 "$(jget rps "$bare")") req/s, p99 $(jget p99_ms "$bare") ms | $s1r_ratio | ≥ 0.50, p99 < 5 ms | $(verdict "$s1r_ratio >= 0.50 && $(jget p99_ms "$read_closed") < 5") |
 | 1r-b. read path at half that load ($read_half_rate req/s, open loop) | p50 $(jget p50_ms "$read_half") ms, p99 $(jget p99_ms "$read_half") ms | | | | |
-| 1. single purchase (cash, synchronous verdict), closed loop, 64 connections | $(f1 "$(jget rps "$single")") req/s, p50 $(jget p50_ms "$single") ms, p95 $(jget p95_ms "$single") ms, p99 $(jget p99_ms "$single") ms | the ledger's exactly-once apply (3a): $(f1 "$apply_rate_1") postings/s | $s1_ratio | ≥ 0.50 | $(verdict "$s1_ratio >= 0.50") |
+| 1. single purchase (cash, synchronous verdict), closed loop, 64 connections | $(f1 "$(jget rps "$single")") req/s, p50 $(jget p50_ms "$single") ms, p95 $(jget p95_ms "$single") ms, p99 $(jget p99_ms "$single") ms | the ledger's exactly-once apply (3a): $(f1 "$apply_rate_default") postings/s | $s1_ratio | ≥ 0.50 | $(verdict "$s1_ratio >= 0.50") |
 | 1b. same at half that load ($half_rate req/s, open loop) | p50 $(jget p50_ms "$half") ms, p95 $(jget p95_ms "$half") ms, p99 $(jget p99_ms "$half") ms | | | p99 ≤ 20 ms | $(verdict "$(jget p99_ms "$half") <= 20") |
-| 2. batch ingest, 10 000 lines a request, $members top-ups (answered with verdicts) | $(f1 "$batch_rate") lines/s ($batch_refused lines not applied); a request of 10 000 lines p50 $batch_p50 ms, p95 $batch_p95 ms, p99 $batch_p99 ms | the ledger's exactly-once apply (3a): $(f1 "$apply_rate_1") postings/s; raw librdkafka producer: $(f1 "$raw_rate") events/s (ratio $s2_raw_ratio) | $s2_ratio | ≥ 0.80 | $(verdict "$s2_ratio >= 0.80") |
-| 3a. ledger apply, exactly once, $members top-ups over $members members, 1 ledger worker (the default), rate between 10% and 90% applied | $(f1 "$apply_rate_1") postings/s | COPY of the same journal rows ($lines_per_posting a posting): $(f1 "$copy_rate") postings/s | $s3_ratio_1 | ≥ 0.50 | $(verdict "$s3_ratio_1 >= 0.50") |
-| 3b. the same with 2 ledger workers | $(f1 "$apply_rate_2") postings/s | the same COPY | $s3_ratio | | |
+| 2. batch ingest, 10 000 lines a request, $members top-ups (answered with verdicts) | $(f1 "$batch_rate") lines/s ($batch_refused lines not applied); a request of 10 000 lines p50 $batch_p50 ms, p95 $batch_p95 ms, p99 $batch_p99 ms | the ledger's exactly-once apply (3a): $(f1 "$apply_rate_default") postings/s; raw librdkafka producer: $(f1 "$raw_rate") events/s (ratio $s2_raw_ratio) | $s2_ratio | ≥ 0.80 | $(verdict "$s2_ratio >= 0.80") |
+| 3a. ledger apply, exactly once, $members top-ups over $members members, the default ledger workers (2), rate between 10% and 90% applied | $(f1 "$apply_rate_default") postings/s | COPY of the same journal rows ($lines_per_posting a posting): $(f1 "$copy_rate") postings/s; of the synthetic rows of earlier runs (sequential ids): $(f1 "$copy_rate_synthetic") postings/s (ratio $s3_ratio_synthetic) | $s3_ratio | ≥ 0.50 | $(verdict "$s3_ratio >= 0.50") |
+| 3b. the same with 1 ledger worker | $(f1 "$apply_rate_1") postings/s | the same COPY | $s3_ratio_1 | | |
 | 4. end to end, $e2e_rate purchases/s offered for $e2e_seconds s, half stored value | $(jget requests "$e2e") requests ($(jget status_5xx "$e2e") 5xx, $(jget errors "$e2e") errors), $(f1 "$(jget rps "$e2e")") req/s; accepted p99 $(jget p99_ms "$e2e") ms; balance visible p50 $(jget visible_p50_ms "$e2e") ms, p99 $(jget visible_p99_ms "$e2e") ms | offered: $e2e_rate req/s | $(ratio "$(jget rps "$e2e")" "$e2e_rate") | sustained, visible p99 ≤ 100 ms | $(verdict "$e2e_sustained == 1 && $(jget visible_p99_ms "$e2e") <= 100") |
 | 4b. consumer lag back to zero after the load | $(printf '%.2f' "$drain_s") s | | | ≤ 1 s | $(verdict "$drain_s <= 1") |
 | 6. notifications: $(jget messages "$notify") receipts rendered, put in the inbox and sent by SMS to a bare local server | $(f1 "$(jget rate "$notify")") messages/s ($(jget delivered "$notify") delivered in $(jget seconds "$notify") s); notification RSS $(( $(jget rss_start_kb "$notify") / 1024 )) MiB at start, max $(( $(jget rss_max_first_half_kb "$notify") / 1024 )) MiB in the first half, $(( $(jget rss_max_second_half_kb "$notify") / 1024 )) MiB in the second | | | ≥ 5 000/s, memory flat | $(verdict "$(jget rate "$notify") >= 5000") |
 | 7. entitlement checks: GET /v1/members/{id}/entitlements (tier rule) over members tiering cached, closed loop, 64 connections | $(f1 "$(pj checks.rps)") req/s, p50 $(pj checks.p50_ms) ms, p99 $(pj checks.p99_ms) ms; $(pj checks_pg_reads) PostgreSQL reads by the checks | bare libevent: $(f1 "$(pj bare.rps)") req/s, p99 $(pj bare.p99_ms) ms | $ent_ratio | ≥ 0.50 | $(verdict "$ent_ratio >= 0.50") |
 | 7b. entitlement checks at half that load ($(pj checks_half_rate) req/s, open loop) | p50 $(pj checks_half.p50_ms) ms, p99 $(pj checks_half.p99_ms) ms | bare libevent at the same rate: p50 $(pj bare_half.p50_ms) ms, p99 $(pj bare_half.p99_ms) ms | | p99 < 2 ms | $(verdict "$(pj checks_half.p99_ms) < 2") |
-| 8. tier evaluations while the ledger is under load: tiering restarted behind a backlog while $e2e_rate purchases/s are offered ($(f1 "$(pj tier_load.rps)") answered/s) | $(f1 "$(pj tier_evaluations_per_s)") purchases evaluated/s over $(pj tier_window_s) s | the ledger's exactly-once apply (3a): $(f1 "$apply_rate_1") postings/s; the ledger in the same window: $(f1 "$(pj ledger_applied_per_s)") messages/s | $tier_ratio | ≥ 1.0 (tiering never lags the ledger) | $(verdict "$tier_ratio >= 1.0") |
+| 8. tier evaluations while the ledger is under load: tiering restarted behind a backlog while $e2e_rate purchases/s are offered ($(f1 "$(pj tier_load.rps)") answered/s) | $(f1 "$(pj tier_evaluations_per_s)") purchases evaluated/s over $(pj tier_window_s) s | the ledger's exactly-once apply (3a): $(f1 "$apply_rate_default") postings/s; the ledger in the same window: $(f1 "$(pj ledger_applied_per_s)") messages/s | $tier_ratio | ≥ 1.0 (tiering never lags the ledger) | $(verdict "$tier_ratio >= 1.0") |
 
 Peak resident memory of each service during each scenario (sampled every 0.2 s):
 
@@ -322,7 +327,7 @@ cat >"$results_dir/$stamp.json" <<JSON
  "read":$read_closed,"read_half_load":$read_half,"single":$single,"single_half_load":$half,"bare":$bare,
  "batch":{"lines":$members,"lines_per_s":$batch_rate,"not_applied":$batch_refused,"request_p50_ms":$batch_p50,"request_p95_ms":$batch_p95,"request_p99_ms":$batch_p99},
  "peak_rss":{"read":"$mem_s1r","single":"$mem_s1","batch":"$mem_s2","ledger_apply":"$mem_s3","end_to_end":"$mem_s4"},"raw_producer":$raw,
- "ledger_apply_postings_per_s":$apply_rate_2,"ledger_apply_postings_per_s_1_worker":$apply_rate_1,"copy_postings_per_s":$copy_rate,
+ "ledger_apply_postings_per_s":$apply_rate_default,"ledger_apply_postings_per_s_1_worker":$apply_rate_1,"copy_postings_per_s":$copy_rate,"copy_synthetic_postings_per_s":$copy_rate_synthetic,
  "end_to_end":$e2e,"lag_drain_s":$drain_s,"notifications":$notify,"tiers":$tiers,
  "memory":{${mem_json%,}}}
 JSON

@@ -217,6 +217,14 @@ static enum attempt_result commit_settle(struct pipeline *p, long long xid)
     return ATTEMPT_FAILED; /* stopping: the next owner finds the offsets either way */
 }
 
+/* Observes the step that started at started_s; returns now. */
+static double step_done(const char *step, double started_s)
+{
+    double now_s = metrics_now_seconds();
+    pipeline_metrics_step(step, now_s - started_s);
+    return now_s;
+}
+
 /* One try at a batch in one transaction. *ids receives the outbox ids of
  * the batch's events (malloc'ed; the caller frees). from is the index of
  * b's first message in the polled batch. With refused (b is then one
@@ -233,10 +241,12 @@ static enum attempt_result batch_attempt(struct pipeline *p, struct pipeline_bat
     if (p->ops.begin_batch)
         p->ops.begin_batch(p->ctx);
     db_failure_clear();
+    double t = metrics_now_seconds();
     if (db_begin(p->pg, err, err_len) < 0)
         return ATTEMPT_FAILED;
     if (!refused && p->ops.apply(p->ctx, p->pg, b, err, err_len) < 0)
         goto fail;
+    t = step_done("apply", t);
     for (size_t i = 0; i < b->count; i++)
         if (pipeline_dl_pending(p, b, from, i)) { /* send them with no row locked */
             db_rollback(p->pg);
@@ -250,6 +260,7 @@ static enum attempt_result batch_attempt(struct pipeline *p, struct pipeline_bat
     size_t deleted = p->deletable_count; /* reports served below add more */
     if (pipeline_relay_delete_delivered(p, err, err_len) < 0)
         goto fail;
+    t = step_done("outbox", t);
     long long xid = 0;
     int stored = db_offsets_store(p->pg, p->cfg.group_id, bus_consumer_cluster_id(p->consumer), r,
                                   nr, &xid, err, err_len);
@@ -259,8 +270,10 @@ static enum attempt_result batch_attempt(struct pipeline *p, struct pipeline_bat
         db_rollback(p->pg);
         return ATTEMPT_FENCED;
     }
+    t = step_done("offsets", t);
     if (db_commit(p->pg, err, err_len) < 0 && commit_settle(p, xid) != ATTEMPT_COMMITTED)
         return ATTEMPT_FAILED;
+    step_done("commit", t);
     pipeline_relay_deletable_drop(p, deleted); /* deleted with the batch */
     return ATTEMPT_COMMITTED;
 fail:
@@ -300,9 +313,12 @@ static void range_committed(struct pipeline *p, struct pipeline_batch *b,
     atomic_fetch_add(&p->stats.messages, (long long)b->count);
     pipeline_metrics_batch(b, metrics_now_seconds() - started_s);
     pipeline_dl_count(p, b, refused != NULL);
+    double t = metrics_now_seconds();
     if (p->ops.after_commit && !refused) /* a refusal applied nothing */
         p->ops.after_commit(p->ctx, b);
+    t = step_done("after_commit", t);
     pipeline_relay_send(p, b->out, ids, b->out_count);
+    step_done("relay", t);
 }
 
 /* Applies messages [from, to) of the polled batch as one batch, retrying
@@ -397,10 +413,14 @@ static void *pipeline_main(void *arg)
     assert(b.msgs && b.poison);
     pipeline_relay_sweep(p); /* events a crash left behind, once their lease is over */
     pipeline_metrics_outbox_backlog(p->pg, p->deletable_count);
+    double ended_s = 0;
     while (!atomic_load(&p->stop)) {
         int wait_ms = p->in_flight ? 1 : p->cfg.poll_timeout_ms; /* reports are due soon */
+        double poll_s = metrics_now_seconds();
         b.count = bus_consumer_poll_batch(p->consumer, b.msgs, max, wait_ms);
         pipeline_metrics_fetched(b.msgs, b.count);
+        if (b.count > 0)
+            pipeline_metrics_step("poll", metrics_now_seconds() - poll_s);
         atomic_store(&p->stats.lag, bus_consumer_lag(p->consumer));
         pipeline_metrics_lags(&p->lag_view, p->consumer);
         pipeline_relay_tick(p, b.count == 0);
@@ -408,7 +428,11 @@ static void *pipeline_main(void *arg)
             atomic_store(&p->stats.postgres_ok, db_healthy(p->pg));
             continue;
         }
+        double started_s = metrics_now_seconds();
+        if (ended_s > 0) /* polls, relay ticks and reports since the last batch */
+            pipeline_metrics_step("between", started_s - ended_s);
         process_batch(p, &b);
+        ended_s = metrics_now_seconds();
         memset(b.poison, 0, b.count * sizeof(*b.poison));
         for (size_t i = 0; i < b.count; i++)
             rd_kafka_message_destroy(b.msgs[i]);

@@ -22,6 +22,19 @@ static struct metric_family *lag_family(void)
                          "topic,partition");
 }
 
+static struct metric_family *step_family(void)
+{
+    return metrics_histogram("tessera_consumer_batch_step_seconds",
+                             "Time one step of a batch took, by step (poll_wait, apply, outbox, "
+                             "offsets, commit, after_commit, relay, and the service's own).",
+                             "step", metrics_buckets_seconds, metrics_buckets_seconds_count);
+}
+
+void pipeline_metrics_step(const char *step, double seconds)
+{
+    metrics_observe(metrics_with(step_family(), step), seconds);
+}
+
 #define DEAD_LETTERS_HELP                                                                          \
     "Messages sent to the dead-letter topic, by original topic and cause (invalid: not "           \
     "decodable or not a valid command; refused: the database refused it, SQLSTATE in its "         \
@@ -59,6 +72,7 @@ void pipeline_metrics_register(void)
                                              "Events in the outbox not yet relayed.", NULL),
                                NULL),
                 0);
+    step_family();
 }
 
 void pipeline_metrics_count(const char *name, const char *help, long long delta)

@@ -36,6 +36,14 @@ void pipeline_metrics_batch(const struct pipeline_batch *b, double seconds);
 void pipeline_metrics_fetched(rd_kafka_message_t *const *msgs, size_t count);
 /* A relayed group's time from produce to its last acknowledgement. */
 void pipeline_metrics_relay_acked(double seconds);
+/* Time one step of a batch took (seconds), by step: "between" (from the
+ * end of one batch to the start of the next: polls, relay ticks, delivery
+ * reports), "poll" (the poll that returned the batch), "apply" (the
+ * service's statements), "outbox" (its rows in, delivered rows out),
+ * "offsets", "commit", "after_commit", "relay" (producing the batch's
+ * events), and a service's own finer steps of apply (the ledger's
+ * "ledger_load", ...). Workers of one process add to the same series. */
+void pipeline_metrics_step(const char *step, double seconds);
 /* A committed dead letter; cause "invalid" or "refused". */
 void pipeline_metrics_dead_letter(const rd_kafka_message_t *rkm, const char *cause);
 /* A COMMIT whose answer was lost, settled: outcome "committed" or

@@ -15,7 +15,9 @@
 #include "ids/uuid7.h"
 #include "ledger.h"
 #include "log/log.h"
+#include "metrics/metrics.h"
 #include "money/money.h"
+#include "service/pipeline_metrics.h"
 
 #define ACCOUNT_MAX LEDGER_ACCOUNT_MAX
 
@@ -35,6 +37,8 @@ void ledger_begin_batch(void *ctx)
         free(l->verdicts[i].envelope);
     }
     l->member_count = l->ladder_count = l->verdict_count = 0;
+    batch_index_clear(&l->member_index);
+    batch_index_clear(&l->verdict_index);
     l->batch_posted = l->batch_rejected = l->batch_duplicates = 0;
     if (!l->cards)
         l->cards = cards_new();
@@ -47,17 +51,33 @@ void ledger_begin_batch(void *ctx)
     store_rows_init(&l->rows);
 }
 
-/* Lookups are linear: a batch holds at most PIPELINE_BATCH_MAX commands. */
+/* The key a member or verdict lookup compares (batch_index_find). */
+struct key_pair {
+    const struct ledger_ctx *l;
+    const char *tenant_id, *id;
+};
+
+static bool member_is(const void *ctx, size_t pos)
+{
+    const struct key_pair *k = ctx;
+    const struct ledger_member *m = &k->l->members[pos];
+    return strcmp(m->member_id, k->id) == 0 && strcmp(m->tenant_id, k->tenant_id) == 0;
+}
+
+/* Hashed: a batch holds up to PIPELINE_BATCH_MAX commands, and each looks
+ * its member up several times. */
 struct ledger_member *ledger_member_find(struct ledger_ctx *l, const char *tenant_id,
                                          const char *member_id, bool create)
 {
-    for (size_t i = 0; i < l->member_count; i++)
-        if (strcmp(l->members[i].member_id, member_id) == 0 &&
-            strcmp(l->members[i].tenant_id, tenant_id) == 0)
-            return &l->members[i];
+    uint64_t h = batch_index_hash(tenant_id, member_id);
+    const struct key_pair k = {l, tenant_id, member_id};
+    size_t pos = batch_index_find(&l->member_index, h, member_is, &k);
+    if (pos != BATCH_INDEX_NONE)
+        return &l->members[pos];
     if (!create)
         return NULL;
     l->members = array_grow(l->members, l->member_count, &l->member_cap, sizeof(*l->members));
+    batch_index_add(&l->member_index, h, l->member_count);
     struct ledger_member *m = &l->members[l->member_count++];
     *m = (struct ledger_member){
         .tenant_id = strdup(tenant_id), .member_id = strdup(member_id), .loaded_version = -1};
@@ -78,20 +98,27 @@ struct ledger_ladder *ledger_ladder_find(struct ledger_ctx *l, const char *tenan
     return ld;
 }
 
+static bool verdict_is(const void *ctx, size_t pos)
+{
+    const struct key_pair *k = ctx;
+    const struct ledger_verdict *v = &k->l->verdicts[pos];
+    return strcmp(v->command_id, k->id) == 0 && strcmp(v->tenant_id, k->tenant_id) == 0;
+}
+
 struct ledger_verdict *ledger_verdict_find(struct ledger_ctx *l, const char *tenant_id,
                                            const char *command_id)
 {
-    for (size_t i = 0; i < l->verdict_count; i++)
-        if (strcmp(l->verdicts[i].command_id, command_id) == 0 &&
-            strcmp(l->verdicts[i].tenant_id, tenant_id) == 0)
-            return &l->verdicts[i];
-    return NULL;
+    const struct key_pair k = {l, tenant_id, command_id};
+    size_t pos = batch_index_find(&l->verdict_index, batch_index_hash(tenant_id, command_id),
+                                  verdict_is, &k);
+    return pos == BATCH_INDEX_NONE ? NULL : &l->verdicts[pos];
 }
 
 void ledger_verdict_add(struct ledger_ctx *l, const char *tenant_id, const char *command_id,
                         uint8_t *envelope, size_t len)
 {
     l->verdicts = array_grow(l->verdicts, l->verdict_count, &l->verdict_cap, sizeof(*l->verdicts));
+    batch_index_add(&l->verdict_index, batch_index_hash(tenant_id, command_id), l->verdict_count);
     l->verdicts[l->verdict_count++] = (struct ledger_verdict){.tenant_id = strdup(tenant_id),
                                                               .command_id = strdup(command_id),
                                                               .envelope = envelope,
@@ -636,9 +663,18 @@ static const char *command_problem(const Envelope *env)
     return ledger_command_text_problem(env);
 }
 
+/* Observes the ledger's step that started at started_s; returns now. */
+static double step_done(const char *step, double started_s)
+{
+    double now_s = metrics_now_seconds();
+    pipeline_metrics_step(step, now_s - started_s);
+    return now_s;
+}
+
 int ledger_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *err, size_t err_len)
 {
     struct ledger_ctx *l = ctx;
+    double t0 = metrics_now_seconds();
     Envelope **envs = calloc(b->count, sizeof(*envs));
     assert(envs);
     struct db_array cmd_tenants, cmd_ids;
@@ -668,15 +704,18 @@ int ledger_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *er
         db_array_add(&cmd_tenants, envs[i]->tenant_id);
         db_array_add(&cmd_ids, command_id_of(envs[i]));
     }
+    double t = step_done("ledger_decode", t0);
     int rc = store_load(pg, l, &cmd_tenants, &cmd_ids, err, err_len);
     if (rc == 0)
         rc = cards_load(pg, l, err, err_len);
     if (rc == 0)
         rc = firstday_load(pg, l, err, err_len);
     if (rc == 0) {
+        t = step_done("ledger_load", t);
         for (size_t i = 0; i < b->count; i++)
             if (envs[i])
                 apply_one(l, b, envs[i]);
+        t = step_done("ledger_decide", t);
         rc = store_write(pg, l, err, err_len);
         if (rc == 0)
             rc = settings_write(pg, l, err, err_len);
@@ -685,6 +724,8 @@ int ledger_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *er
     }
     if (rc == 0)
         rc = cards_write(pg, l, err, err_len);
+    if (rc == 0)
+        step_done("ledger_write", t);
     for (size_t i = 0; i < b->count; i++)
         envelope_free(envs[i]);
     free(envs);

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "batch_index.h"
 #include "db/copy.h"
 #include "db/db.h"
 #include "events/codec.h"
@@ -152,6 +153,7 @@ struct ledger_ctx {
     size_t ladder_count, ladder_cap;
     struct ledger_verdict *verdicts;
     size_t verdict_count, verdict_cap;
+    struct batch_index member_index, verdict_index; /* (tenant, id) -> position */
     struct ledger_rows rows;
     /* points (points.c): lots of the batch's members, tenants' policies */
     bool lots_wanted;

@@ -20,7 +20,10 @@ static const struct config_entry config_table[] = {
     SERVICE_COMMON_CONFIG(common, "9101"),
     {"TESSERA_LEDGER_BATCH_MAX", CONFIG_INT, &batch_max, "500", 1, PIPELINE_BATCH_MAX, false,
      "commands applied in one transaction at most"},
-    {"TESSERA_LEDGER_WORKERS", CONFIG_INT, &workers, "1", 1, CONSUMER_WORKERS_MAX, false,
+    /* Two: one worker spends most of a batch waiting for PostgreSQL (or
+     * PostgreSQL for it); a second overlaps them, which is what two cores
+     * want (docs/benchmarks.md, scenario 3). */
+    {"TESSERA_LEDGER_WORKERS", CONFIG_INT, &workers, "2", 1, CONSUMER_WORKERS_MAX, false,
      "pipelines applying batches in parallel, each owning its own partitions (like instances)"},
     {"TESSERA_LEDGER_POLL_TIMEOUT_MS", CONFIG_INT, &poll_timeout_ms, "100", 1, 5000, false,
      "how long a poll waits for the first command"},

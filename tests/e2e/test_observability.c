@@ -32,6 +32,7 @@ static const char *const families_consumer[] = {"tessera_consumer_messages_total
                                                 "tessera_consumer_total_lag_messages",
                                                 "tessera_consumer_batch_messages",
                                                 "tessera_consumer_batch_duration_seconds",
+                                                "tessera_consumer_batch_step_seconds",
                                                 "tessera_consumer_batches_total",
                                                 "tessera_consumer_dead_letters_total",
                                                 "tessera_outbox_backlog_events",
