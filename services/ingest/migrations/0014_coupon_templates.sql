@@ -180,3 +180,10 @@ BEGIN
         WHERE c.tenant_id = p_tenant AND c.template_id = p_template;
     outcome := 'ok';
 END $$;
+
+-- Read contract (docs/read-contracts.md): the campaign pays a referral's
+-- coupon reward with a template's terms.
+CREATE VIEW read_coupon_templates AS
+    SELECT tenant_id, template_id, name, kind, value, percent_bp, free_sku, min_spend,
+           valid_days, valid_from_us, valid_to_us
+    FROM coupon_templates;
