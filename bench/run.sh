@@ -248,6 +248,11 @@ done
 say "scenario 6: notifications, ${BENCH_NOTIFY_COUNT:-100000} receipts rendered, in the inbox and sent by SMS"
 notify=$(NOTIFY_COUNT=${BENCH_NOTIFY_COUNT:-100000} "$repo/bench/notify.sh")
 
+# ---------------------------------------------------------------- scenario 7
+say "scenario 7: rule evaluations/s in the campaign, 87 rule clauses vs 1, with the ledger under load"
+rules=$(API_PORT=$api_port KEY=$key MEMBERS_FILE=$work/members.txt \
+  ADMIN_PORT_BASE=$TESSERA_LOCAL_ADMIN_PORT_BASE RUNTIME=$runtime BIN=$bin "$repo/bench/rules.sh")
+
 # ------------------------------------------------------------------- report
 machine="$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1), Linux $(uname -r)"
 verdict() { if [ "$(echo "$1" | bc -l)" = "1" ]; then echo "met"; else echo "**not met**"; fi; }
@@ -261,6 +266,7 @@ s2_ratio=$(ratio "$batch_rate" "$apply_rate_1")
 s2_raw_ratio=$(ratio "$batch_rate" "$raw_rate")
 s3_ratio=$(ratio "$apply_rate_2" "$copy_rate")
 s3_ratio_1=$(ratio "$apply_rate_1" "$copy_rate")
+s7_ratio=$(ratio "$(jget evaluations_per_s_many "$rules")" "$(jget evaluations_per_s_one "$rules")")
 e2e_sustained=$(echo "$(jget rps "$e2e") >= $e2e_rate * 0.98" | bc -l)
 md=$results_dir/$stamp.md
 cat >"$md" <<MD
@@ -280,6 +286,7 @@ PostgreSQL 15 with fsync on; load generator on the same machine.
 | 3b. the same with 2 ledger workers | $(f1 "$apply_rate_2") postings/s | the same COPY | $s3_ratio | | |
 | 4. end to end, $e2e_rate purchases/s offered for $e2e_seconds s, half stored value | $(jget requests "$e2e") requests ($(jget status_5xx "$e2e") 5xx, $(jget errors "$e2e") errors), $(f1 "$(jget rps "$e2e")") req/s; accepted p99 $(jget p99_ms "$e2e") ms; balance visible p50 $(jget visible_p50_ms "$e2e") ms, p99 $(jget visible_p99_ms "$e2e") ms | offered: $e2e_rate req/s | $(ratio "$(jget rps "$e2e")" "$e2e_rate") | sustained, visible p99 ≤ 100 ms | $(verdict "$e2e_sustained == 1 && $(jget visible_p99_ms "$e2e") <= 100") |
 | 4b. consumer lag back to zero after the load | $(printf '%.2f' "$drain_s") s | | | ≤ 1 s | $(verdict "$drain_s <= 1") |
+| 7. rule evaluations: $(jget activities "$rules") activities applied by the campaign under the largest rule set the API takes (87 clauses: 8 activity types with points and 3 limits, 16 promotions of 32 categories and branches, streak, cap, birthday, 3 welcome tasks, earning rule with 32 exclusions) while $(jget ledger_rate "$rules") purchases/s load the ledger | $(f1 "$(jget evaluations_per_s_many "$rules")") evaluations/s | the same activities under one rule (comment +5): $(f1 "$(jget evaluations_per_s_one "$rules")") evaluations/s | $s7_ratio | ≥ 0.50 | $(verdict "$s7_ratio >= 0.50") |
 | 6. notifications: $(jget messages "$notify") receipts rendered, put in the inbox and sent by SMS to a bare local server | $(f1 "$(jget rate "$notify")") messages/s ($(jget delivered "$notify") delivered in $(jget seconds "$notify") s); notification RSS $(( $(jget rss_start_kb "$notify") / 1024 )) MiB at start, max $(( $(jget rss_max_first_half_kb "$notify") / 1024 )) MiB in the first half, $(( $(jget rss_max_second_half_kb "$notify") / 1024 )) MiB in the second | | | ≥ 5 000/s, memory flat | $(verdict "$(jget rate "$notify") >= 5000") |
 
 Peak resident memory of each service during each scenario (sampled every 0.2 s):
@@ -304,7 +311,7 @@ cat >"$results_dir/$stamp.json" <<JSON
  "batch":{"lines":$members,"lines_per_s":$batch_rate,"not_applied":$batch_refused,"request_p50_ms":$batch_p50,"request_p95_ms":$batch_p95,"request_p99_ms":$batch_p99},
  "peak_rss":{"read":"$mem_s1r","single":"$mem_s1","batch":"$mem_s2","ledger_apply":"$mem_s3","end_to_end":"$mem_s4"},"raw_producer":$raw,
  "ledger_apply_postings_per_s":$apply_rate_2,"ledger_apply_postings_per_s_1_worker":$apply_rate_1,"copy_postings_per_s":$copy_rate,
- "end_to_end":$e2e,"lag_drain_s":$drain_s,"notifications":$notify,
+ "end_to_end":$e2e,"lag_drain_s":$drain_s,"notifications":$notify,"rules":$rules,
  "memory":{${mem_json%,}}}
 JSON
 cat "$md"
