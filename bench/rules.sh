@@ -33,7 +33,7 @@ campaign_admin=$((ADMIN_PORT_BASE + 3))
 say() { echo "bench rules: $*" >&2; }
 now() { date +%s.%N; }
 applied() { curl -fsS "http://127.0.0.1:$campaign_admin/metrics" 2>/dev/null |
-  awk '$1 == "tessera_campaign_activities_total" {print $2}'; }
+  awk '$1 == "tessera_campaign_activities_total" {v = $2} END {printf "%d\n", v}'; }
 
 put() { # path body
   curl -fsS -X PUT "http://127.0.0.1:$API_PORT$1" -H "Authorization: Bearer $KEY" \
