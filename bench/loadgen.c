@@ -9,6 +9,11 @@
  *   --target entitlement GET /v1/members/{id}/entitlements?resource=R over
  *                       the members in --members FILE, R from --resource
  *                       (default course:bench): the entitlement check
+ *   --target activity   POST /v1/members/{id}/activities over the members in
+ *                       --members FILE, types taken in turn from
+ *                       --activity-types a,b,... (default comment), each
+ *                       with an activity_id of its own
+ *   --count N           stop once N requests were answered (0: no limit)
  *   --rate R            open loop at R requests/s (latency counted from
  *                       when each request was due, so a stall is not
  *                       hidden); 0 = closed loop, as fast as it answers
@@ -38,6 +43,8 @@
 #define MEMBERS_MAX     2000000
 #define SAMPLES_MAX     20000000
 
+#define ACTIVITY_TYPES_MAX 16
+
 struct options {
     const char *host;
     int port;
@@ -51,6 +58,9 @@ struct options {
     int visible_every;
     const char *resource; /* --target entitlement */
     bool each;
+    long count;
+    char *activity_types[ACTIVITY_TYPES_MAX];
+    int activity_type_count;
 };
 
 struct samples {
@@ -112,11 +122,12 @@ static void conn_next(struct conn *c)
 {
     struct gen *g = c->g;
     c->busy = false;
-    if (g->o.each && (size_t)g->done >= g->member_count) {
+    bool all_read = g->o.each && (size_t)g->done >= g->member_count;
+    if (all_read || (g->o.count && g->done >= g->o.count)) {
         g->stopping = true;
         event_base_loopexit(g->base, &(struct timeval){0, 0});
     }
-    if (g->stopping)
+    if (g->stopping || (g->o.count && g->issued >= g->o.count))
         return;
     if (g->o.rate == 0 || g->issued < g->due)
         issue(c);
@@ -225,6 +236,14 @@ static void issue(struct conn *c)
         evhttp_make_request(c->evcon, req, EVHTTP_REQ_GET, path);
         return;
     }
+    if (strcmp(g->o.target, "activity") == 0) {
+        snprintf(path, sizeof(path), "/v1/members/%s/activities", c->member);
+        snprintf(body, sizeof(body), "{\"type\":\"%s\",\"activity_id\":\"lg-%ld-%ld\"}",
+                 g->o.activity_types[c->seq % g->o.activity_type_count], (long)g->start, c->seq);
+        evbuffer_add(evhttp_request_get_output_buffer(req), body, strlen(body));
+        evhttp_make_request(c->evcon, req, EVHTTP_REQ_POST, path);
+        return;
+    }
     snprintf(path, sizeof(path), "/v1/members/%s/purchases", c->member);
     bool sv = (random() % 100) < g->o.stored_value_pct;
     snprintf(body, sizeof(body),
@@ -251,7 +270,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         g->due_at[g->due] = g->start + (double)g->due / g->o.rate;
         g->due++;
     }
-    for (int i = 0; i < g->o.connections && g->issued < g->due; i++)
+    for (int i = 0;
+         i < g->o.connections && g->issued < g->due && (!g->o.count || g->issued < g->o.count); i++)
         if (!g->conns[i].busy)
             issue(&g->conns[i]);
 }
@@ -305,6 +325,8 @@ static void parse_options(int argc, char **argv, struct options *o)
                                           {"visible-every", 1, 0, 'v'},
                                           {"each", 0, 0, 'e'},
                                           {"resource", 1, 0, 'R'},
+                                          {"count", 1, 0, 'n'},
+                                          {"activity-types", 1, 0, 'a'},
                                           {0, 0, 0, 0}};
     *o = (struct options){.host = "127.0.0.1",
                           .port = 8080,
@@ -351,6 +373,14 @@ static void parse_options(int argc, char **argv, struct options *o)
         case 'R':
             o->resource = optarg;
             break;
+        case 'n':
+            o->count = atol(optarg);
+            break;
+        case 'a':
+            for (char *t = strtok(strdup(optarg), ",");
+                 t && o->activity_type_count < ACTIVITY_TYPES_MAX; t = strtok(NULL, ","))
+                o->activity_types[o->activity_type_count++] = t;
+            break;
         default:
             fprintf(stderr, "usage: see the comment at the top of bench/loadgen.c\n");
             exit(2);
@@ -361,9 +391,11 @@ static void parse_options(int argc, char **argv, struct options *o)
         fprintf(stderr, "loadgen: connections 1..512, duration 1..600 s, rate 0..1000000\n");
         exit(2);
     }
+    if (o->activity_type_count == 0)
+        o->activity_types[o->activity_type_count++] = "comment";
     if (strcmp(o->target, "bare") != 0 && (!o->key || !o->members_file)) {
-        fprintf(stderr,
-                "loadgen: --target purchase, member or entitlement needs --key and --members\n");
+        fprintf(stderr, "loadgen: --target purchase, member, entitlement or activity needs --key "
+                        "and --members\n");
         exit(2);
     }
 }

@@ -268,6 +268,11 @@ print(d)' "$1" <<<"$tiers"; }
 ent_ratio=$(ratio "$(pj checks.rps)" "$(pj bare.rps)")
 tier_ratio=$(ratio "$(pj tier_evaluations_per_s)" "$apply_rate_default")
 
+# ---------------------------------------------------------------- scenario 9
+say "scenario 9: rule evaluations/s in the campaign, 87 rule clauses vs 1, with the ledger under load"
+rules=$(API_PORT=$api_port KEY=$key MEMBERS_FILE=$work/members.txt \
+  ADMIN_PORT_BASE=$TESSERA_LOCAL_ADMIN_PORT_BASE RUNTIME=$runtime BIN=$bin "$repo/bench/rules.sh")
+
 # ------------------------------------------------------------------- report
 machine="$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1), Linux $(uname -r)"
 verdict() { if [ "$(echo "$1" | bc -l)" = "1" ]; then echo "met"; else echo "**not met**"; fi; }
@@ -282,6 +287,7 @@ s2_raw_ratio=$(ratio "$batch_rate" "$raw_rate")
 s3_ratio=$(ratio "$apply_rate_default" "$copy_rate")
 s3_ratio_1=$(ratio "$apply_rate_1" "$copy_rate")
 s3_ratio_synthetic=$(ratio "$apply_rate_default" "$copy_rate_synthetic")
+s9_ratio=$(ratio "$(jget evaluations_per_s_many "$rules")" "$(jget evaluations_per_s_one "$rules")")
 e2e_sustained=$(echo "$(jget rps "$e2e") >= $e2e_rate * 0.98" | bc -l)
 md=$results_dir/$stamp.md
 cat >"$md" <<MD
@@ -305,6 +311,7 @@ PostgreSQL 15 with fsync on; load generator on the same machine.
 | 7. entitlement checks: GET /v1/members/{id}/entitlements (tier rule) over members tiering cached, closed loop, 64 connections | $(f1 "$(pj checks.rps)") req/s, p50 $(pj checks.p50_ms) ms, p99 $(pj checks.p99_ms) ms; $(pj checks_pg_reads) PostgreSQL reads by the checks | bare libevent: $(f1 "$(pj bare.rps)") req/s, p99 $(pj bare.p99_ms) ms | $ent_ratio | ≥ 0.50 | $(verdict "$ent_ratio >= 0.50") |
 | 7b. entitlement checks at half that load ($(pj checks_half_rate) req/s, open loop) | p50 $(pj checks_half.p50_ms) ms, p99 $(pj checks_half.p99_ms) ms | bare libevent at the same rate: p50 $(pj bare_half.p50_ms) ms, p99 $(pj bare_half.p99_ms) ms | | p99 < 2 ms | $(verdict "$(pj checks_half.p99_ms) < 2") |
 | 8. tier evaluations while the ledger is under load: tiering restarted behind a backlog while $e2e_rate purchases/s are offered ($(f1 "$(pj tier_load.rps)") answered/s) | $(f1 "$(pj tier_evaluations_per_s)") purchases evaluated/s over $(pj tier_window_s) s | the ledger's exactly-once apply (3a): $(f1 "$apply_rate_default") postings/s; the ledger in the same window: $(f1 "$(pj ledger_applied_per_s)") messages/s | $tier_ratio | ≥ 1.0 (tiering never lags the ledger) | $(verdict "$tier_ratio >= 1.0") |
+| 9. rule evaluations: $(jget activities "$rules") activities applied by the campaign under the largest rule set the API takes (87 clauses: 8 activity types with points and 3 limits, 16 promotions of 32 categories and branches, streak, cap, birthday, 3 welcome tasks, earning rule with 32 exclusions) while $(jget ledger_rate "$rules") purchases/s load the ledger | $(f1 "$(jget evaluations_per_s_many "$rules")") evaluations/s | the same activities under one rule (comment +5): $(f1 "$(jget evaluations_per_s_one "$rules")") evaluations/s | $s9_ratio | ≥ 0.50 | $(verdict "$s9_ratio >= 0.50") |
 
 Peak resident memory of each service during each scenario (sampled every 0.2 s):
 
@@ -328,7 +335,7 @@ cat >"$results_dir/$stamp.json" <<JSON
  "batch":{"lines":$members,"lines_per_s":$batch_rate,"not_applied":$batch_refused,"request_p50_ms":$batch_p50,"request_p95_ms":$batch_p95,"request_p99_ms":$batch_p99},
  "peak_rss":{"read":"$mem_s1r","single":"$mem_s1","batch":"$mem_s2","ledger_apply":"$mem_s3","end_to_end":"$mem_s4"},"raw_producer":$raw,
  "ledger_apply_postings_per_s":$apply_rate_default,"ledger_apply_postings_per_s_1_worker":$apply_rate_1,"copy_postings_per_s":$copy_rate,"copy_synthetic_postings_per_s":$copy_rate_synthetic,
- "end_to_end":$e2e,"lag_drain_s":$drain_s,"notifications":$notify,"tiers":$tiers,
+ "end_to_end":$e2e,"lag_drain_s":$drain_s,"notifications":$notify,"tiers":$tiers,"rules":$rules,
  "memory":{${mem_json%,}}}
 JSON
 cat "$md"

@@ -164,7 +164,8 @@ static int grant_all(struct campaign_ctx *c, PGconn *pg, struct pipeline_batch *
                  k->a->activity_id);
         snprintf(g.rule, sizeof(g.rule), "activity:%s", k->a->type);
         g.points = k->points;
-        if (engage_grant(c, pg, b, env, &g, &granted, err, err_len) < 0)
+        if (engage_grant(c, pg, b, env, &g, &granted, err, err_len) < 0 ||
+            (granted && engage_notify_reward(pg, b, env, &g, k->a->type, err, err_len) < 0))
             return -1;
     }
     if (strcmp(k->a->type, "check_in") == 0) {
@@ -192,7 +193,10 @@ static int grant_all(struct campaign_ctx *c, PGconn *pg, struct pipeline_batch *
             snprintf(g.grant_id, sizeof(g.grant_id), ACTIVITY_GRANT_PREFIX "%s:%s:streak",
                      env->member_id, k->a->activity_id);
             snprintf(g.rule, sizeof(g.rule), "streak:check_in:%lld", (long long)days);
-            if (engage_grant(c, pg, b, env, &g, &granted, err, err_len) < 0)
+            char streak_name[48];
+            snprintf(streak_name, sizeof(streak_name), "%lld-day check-in streak", (long long)days);
+            if (engage_grant(c, pg, b, env, &g, &granted, err, err_len) < 0 ||
+                (granted && engage_notify_reward(pg, b, env, &g, streak_name, err, err_len) < 0))
                 return -1;
         }
     }

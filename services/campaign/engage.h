@@ -72,6 +72,12 @@ struct engage_grant {
 int engage_grant(struct campaign_ctx *c, PGconn *pg, struct pipeline_batch *b,
                  const Envelope *cause, const struct engage_grant *g, bool *granted, char *err,
                  size_t err_len) __attribute__((warn_unused_result));
+/* notify.c: the "<g->kind>.reward" message of a grant just made
+ * (activity.reward, streak.reward), request id "<template>:<grant id>",
+ * variables reward.points and activity.name. 0 or -1 with err. */
+int engage_notify_reward(PGconn *pg, struct pipeline_batch *b, const Envelope *cause,
+                         const struct engage_grant *g, const char *activity_name, char *err,
+                         size_t err_len) __attribute__((warn_unused_result));
 
 /* birthday.c: starts the birthday scheduler thread (one instance leads,
  * by an advisory lock). 0 or -1. */

@@ -7,7 +7,10 @@
  *  - else status 'rewarded', and in the same transaction the outbox gets
  *    one AdjustPoints per side with points (ledger-commands, command id
  *    the UUIDv8 of "referral:<tenant>:<referee>:<side>", reason
- *    "referral:<rule change id>:<side>"),
+ *    "referral:<rule change id>:<side>"), one TopUpStoredValue bonus
+ *    grant per side with a stored-value bonus (id "...:<side>:sv_bonus")
+ *    and one IssueCoupon per side with a coupon template (id and coupon
+ *    id "...:<side>:coupon", the terms from ingest.read_coupon_templates),
  *    one NotifyRequest referral.reward per side (request id
  *    "referral.reward:<purchase event id>:<side>"), and the referrer's
  *    ReferralCounted (member-events, keyed by the referrer) with its new
@@ -29,6 +32,7 @@
 #include "clock/clock.h"
 #include "db/db.h"
 #include "events/campaign_types.h"
+#include "events/card_types.h"
 #include "events/codec.h"
 #include "ids/uuid7.h"
 #include "log/log.h"
@@ -38,7 +42,7 @@
 #include "tessera/notification/v1/notification.pb-c.h"
 
 #define REFERRALS_PER_ROUND 100 /* the LIMIT of the due query */
-#define REFERRAL_EVENTS_MAX 5   /* per referral: 2 grants, 2 notices, 1 count */
+#define REFERRAL_EVENTS_MAX 9   /* per referral: 2 x (points, bonus, coupon, notice), 1 count */
 #define REFERRAL_FLUSH_MS   10000
 #define REFERRAL_LOCK_KEY   "tessera-campaign-referrals"
 #define REFERRAL_ACTOR      "campaign-referrals"
@@ -97,8 +101,19 @@ enum {
     C_RULE,
     C_REFERRER_POINTS,
     C_REFEREE_POINTS,
-    C_REFUNDED
+    C_REFUNDED,
+    C_REFERRER_SV,
+    C_REFEREE_SV,
+    C_REFERRER_COUPON, /* the 9 columns of COUPON_COLUMNS, then the referee's */
+    C_REFEREE_COUPON = C_REFERRER_COUPON + 9
 };
+/* A side's coupon template terms (t: its alias), "" / 0 when none. */
+enum { K_NAME, K_KIND, K_VALUE, K_PCT, K_SKU, K_MIN, K_DAYS, K_FROM, K_TO };
+#define COUPON_COLUMNS(t)                                                                          \
+    "coalesce(" t ".name, ''), coalesce(" t ".kind, ''), coalesce(" t ".value, 0), "               \
+    "coalesce(" t ".percent_bp, 0), coalesce(" t ".free_sku, ''), coalesce(" t ".min_spend, 0), "  \
+    "coalesce(" t ".valid_days, 0), coalesce(" t ".valid_from_us, 0), "                            \
+    "coalesce(" t ".valid_to_us, 0)"
 
 /* clang-format off */
 static const char DUE_SQL[] =
@@ -106,8 +121,15 @@ static const char DUE_SQL[] =
     "r.purchase_command_id, r.purchase_event_id, r.rule_change_id, r.referrer_points, "
     "r.referee_points, EXISTS (SELECT 1 FROM ledger.read_refunds f "
     "WHERE f.tenant_id = r.tenant_id AND f.purchase_command_id = r.purchase_command_id "
-    "AND f.member_id = r.referee_member_id) "
-    "FROM referrals r WHERE r.status = 'locked' AND r.due_at_us <= $1::bigint "
+    "AND f.member_id = r.referee_member_id), coalesce(rr.referrer_sv_bonus, 0), "
+    "coalesce(rr.referee_sv_bonus, 0), " COUPON_COLUMNS("ta") ", " COUPON_COLUMNS("tb") " "
+    "FROM referrals r LEFT JOIN referral_rules rr ON rr.tenant_id = r.tenant_id "
+    "AND rr.change_id = r.rule_change_id "
+    "LEFT JOIN ingest.read_coupon_templates ta ON ta.tenant_id = r.tenant_id "
+    "AND ta.template_id = rr.referrer_coupon_template "
+    "LEFT JOIN ingest.read_coupon_templates tb ON tb.tenant_id = r.tenant_id "
+    "AND tb.template_id = rr.referee_coupon_template "
+    "WHERE r.status = 'locked' AND r.due_at_us <= $1::bigint "
     "ORDER BY r.due_at_us LIMIT 100 FOR UPDATE OF r SKIP LOCKED";
 /* clang-format on */
 _Static_assert(REFERRALS_PER_ROUND == 100, "DUE_SQL's LIMIT");
@@ -123,60 +145,157 @@ static void meta_for(const PGresult *res, int i, const char *member_id, struct e
                              .actor_id = REFERRAL_ACTOR};
 }
 
-/* One side's AdjustPoints and NotifyRequest (side: "referrer" | "referee"). */
-static void reward_side(struct round_out *o, const PGresult *res, int i, const char *side,
-                        const char *member_id, int64_t points)
+/* One side of a referral: who, and what the rule gives. */
+struct side {
+    const char *name, *member; /* "referrer" | "referee" */
+    int64_t points, sv_bonus;
+    int coupon; /* the first of its COUPON_COLUMNS */
+};
+
+/* The ledger takes UUIDs: the command id of one reward of one side,
+ * derived from the referral, the side and the reward's kind. */
+static void reward_command_id(const PGresult *res, int i, const struct side *s, const char *kind,
+                              char out[UUID_STR_SIZE])
 {
-    if (points <= 0)
-        return;
+    char name[REFERRAL_ID_MAX];
+    snprintf(name, sizeof(name), "referral:%s:%s:%s%s", PQgetvalue(res, i, C_TENANT),
+             PQgetvalue(res, i, C_REFEREE), s->name, kind);
+    uuid8_from_name(name, out);
+}
+
+static void emit(struct round_out *o, const char *topic, const char *member, Envelope *env)
+{
+    size_t len = 0;
+    uint8_t *bin = envelope_encode(env, &len);
+    round_add(o, topic, member, bin, len);
+}
+
+static void side_points(struct round_out *o, const PGresult *res, int i, const struct side *s)
+{
     struct event_meta meta;
     Envelope env;
     Actor actor;
-    char name[REFERRAL_ID_MAX], command_id[UUID_STR_SIZE], reason[REFERRAL_ID_MAX],
-        request_id[REFERRAL_ID_MAX];
-    /* the ledger takes UUIDs: one derived from the referral and the side */
-    snprintf(name, sizeof(name), "referral:%s:%s:%s", PQgetvalue(res, i, C_TENANT),
-             PQgetvalue(res, i, C_REFEREE), side);
-    uuid8_from_name(name, command_id);
-    snprintf(reason, sizeof(reason), "referral:%s:%s", PQgetvalue(res, i, C_RULE), side);
+    char command_id[UUID_STR_SIZE], reason[REFERRAL_ID_MAX];
+    reward_command_id(res, i, s, "", command_id); /* the id points rewards always had */
+    snprintf(reason, sizeof(reason), "referral:%s:%s", PQgetvalue(res, i, C_RULE), s->name);
     AdjustPoints adjust;
-    meta_for(res, i, member_id, &meta);
+    meta_for(res, i, s->member, &meta);
     envelope_init(&env, &actor, &meta);
     tessera__ledger__v1__adjust_points__init(&adjust);
     adjust.command_id = command_id;
-    adjust.points = points;
+    adjust.points = s->points;
     adjust.reason = reason;
     env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_ADJUST_POINTS;
     env.adjust_points = &adjust;
-    size_t len = 0;
-    uint8_t *bin = envelope_encode(&env, &len);
-    round_add(o, TOPIC_LEDGER_COMMANDS, member_id, bin, len);
+    emit(o, TOPIC_LEDGER_COMMANDS, s->member, &env);
+}
 
-    Tessera__Notification__V1__NotifyRequest note;
-    Tessera__Notification__V1__Variable vpoints, vrole, *vars[2] = {&vpoints, &vrole};
+/* A stored-value bonus: a TopUpStoredValue of amount 0 with bonus_grant. */
+static void side_sv_bonus(struct round_out *o, const PGresult *res, int i, const struct side *s)
+{
+    struct event_meta meta;
+    Envelope env;
+    Actor actor;
+    char command_id[UUID_STR_SIZE], reason[REFERRAL_ID_MAX];
+    reward_command_id(res, i, s, ":sv_bonus", command_id);
+    snprintf(reason, sizeof(reason), "referral:%s:%s", PQgetvalue(res, i, C_RULE), s->name);
+    TopUpStoredValue grant;
+    meta_for(res, i, s->member, &meta);
+    envelope_init(&env, &actor, &meta);
+    tessera__ledger__v1__top_up_stored_value__init(&grant);
+    grant.command_id = command_id;
+    grant.payment_method = "reward";
+    grant.bonus_grant = s->sv_bonus;
+    grant.grant_reason = reason;
+    env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_TOP_UP_STORED_VALUE;
+    env.top_up_stored_value = &grant;
+    emit(o, TOPIC_LEDGER_COMMANDS, s->member, &env);
+}
+
+/* A coupon with the template's terms (coupon id = command id). */
+static void side_coupon(struct round_out *o, const PGresult *res, int i, const struct side *s)
+{
+    struct event_meta meta;
+    Envelope env;
+    Actor actor;
+    char command_id[UUID_STR_SIZE];
+    reward_command_id(res, i, s, ":coupon", command_id);
+    IssueCoupon ic;
+    meta_for(res, i, s->member, &meta);
+    envelope_init(&env, &actor, &meta);
+    tessera__cards__v1__issue_coupon__init(&ic);
+    ic.command_id = ic.coupon_id = command_id;
+    ic.name = (char *)PQgetvalue(res, i, s->coupon + K_NAME);
+    ic.kind = (char *)PQgetvalue(res, i, s->coupon + K_KIND);
+    ic.value = strcmp(ic.kind, "value") == 0 ? db_int_at(res, i, s->coupon + K_VALUE) : 0;
+    ic.percent_bp = strcmp(ic.kind, "percent") == 0 ? db_int_at(res, i, s->coupon + K_PCT) : 0;
+    ic.free_sku = (char *)PQgetvalue(res, i, s->coupon + K_SKU);
+    ic.min_spend = db_int_at(res, i, s->coupon + K_MIN);
+    ic.valid_days = db_int_at(res, i, s->coupon + K_DAYS);
+    ic.valid_from_us = db_int_at(res, i, s->coupon + K_FROM);
+    ic.valid_to_us = db_int_at(res, i, s->coupon + K_TO);
+    env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_ISSUE_COUPON;
+    env.issue_coupon = &ic;
+    emit(o, TOPIC_LEDGER_COMMANDS, s->member, &env);
+}
+
+static void side_notice(struct round_out *o, const PGresult *res, int i, const struct side *s,
+                        bool coupon)
+{
+    struct event_meta meta;
+    Envelope env;
+    Actor actor;
+    char request_id[REFERRAL_ID_MAX];
     snprintf(request_id, sizeof(request_id), "referral.reward:%s:%s", PQgetvalue(res, i, C_EVENT),
-             side);
-    meta_for(res, i, member_id, &meta);
+             s->name);
+    Tessera__Notification__V1__NotifyRequest note;
+    Tessera__Notification__V1__Variable v[4], *vars[4];
+    size_t n = 0;
+    for (int k = 0; k < 4; k++)
+        tessera__notification__v1__variable__init(&v[k]), vars[k] = &v[k];
+    v[n].name = "reward.points",
+    v[n].value_case = TESSERA__NOTIFICATION__V1__VARIABLE__VALUE_NUMBER;
+    v[n++].number = s->points;
+    v[n].name = "referral.role", v[n].value_case = TESSERA__NOTIFICATION__V1__VARIABLE__VALUE_TEXT;
+    v[n++].text = (char *)s->name;
+    if (s->sv_bonus > 0) {
+        v[n].name = "reward.amount";
+        v[n].value_case = TESSERA__NOTIFICATION__V1__VARIABLE__VALUE_MONEY_MINOR;
+        v[n++].money_minor = s->sv_bonus;
+    }
+    if (coupon) {
+        v[n].name = "reward.name";
+        v[n].value_case = TESSERA__NOTIFICATION__V1__VARIABLE__VALUE_TEXT;
+        v[n++].text = (char *)PQgetvalue(res, i, s->coupon + K_NAME);
+    }
+    meta_for(res, i, s->member, &meta);
     envelope_init(&env, &actor, &meta);
     tessera__notification__v1__notify_request__init(&note);
-    tessera__notification__v1__variable__init(&vpoints);
-    tessera__notification__v1__variable__init(&vrole);
-    vpoints.name = "reward.points";
-    vpoints.value_case = TESSERA__NOTIFICATION__V1__VARIABLE__VALUE_NUMBER;
-    vpoints.number = points;
-    vrole.name = "referral.role";
-    vrole.value_case = TESSERA__NOTIFICATION__V1__VARIABLE__VALUE_TEXT;
-    vrole.text = (char *)side;
     note.request_id = request_id;
     note.template_ = "referral.reward";
     note.purpose = "transactional";
     note.priority = "normal";
-    note.n_variables = 2;
+    note.n_variables = n;
     note.variables = vars;
     env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_NOTIFY_REQUEST;
     env.notify_request = &note;
-    bin = envelope_encode(&env, &len);
-    round_add(o, TOPIC_NOTIFY_REQUESTS, member_id, bin, len);
+    emit(o, TOPIC_NOTIFY_REQUESTS, s->member, &env);
+}
+
+/* One side's rewards (each command once: ids derived from the referral)
+ * and its NotifyRequest. A coupon template the tenant no longer has is
+ * left out. */
+static void reward_side(struct round_out *o, const PGresult *res, int i, const struct side *s)
+{
+    bool coupon = PQgetvalue(res, i, s->coupon + K_KIND)[0] != '\0';
+    if (s->points > 0)
+        side_points(o, res, i, s);
+    if (s->sv_bonus > 0)
+        side_sv_bonus(o, res, i, s);
+    if (coupon)
+        side_coupon(o, res, i, s);
+    if (s->points > 0 || s->sv_bonus > 0 || coupon)
+        side_notice(o, res, i, s, coupon);
 }
 
 /* The referrer's new count and its ReferralCounted. 0 or -1 with err. */
@@ -231,10 +350,14 @@ static int decide(PGconn *pg, struct round_out *o, const PGresult *res, int i, i
     log_fields(LOG_INFO, "referral decided", "tenant", p[0], "referee", p[1], "status", p[2], NULL);
     if (refunded)
         return 0;
-    reward_side(o, res, i, "referrer", PQgetvalue(res, i, C_REFERRER),
-                db_int_at(res, i, C_REFERRER_POINTS));
-    reward_side(o, res, i, "referee", PQgetvalue(res, i, C_REFEREE),
-                db_int_at(res, i, C_REFEREE_POINTS));
+    struct side referrer = {"referrer", PQgetvalue(res, i, C_REFERRER),
+                            db_int_at(res, i, C_REFERRER_POINTS), db_int_at(res, i, C_REFERRER_SV),
+                            C_REFERRER_COUPON};
+    struct side referee = {"referee", PQgetvalue(res, i, C_REFEREE),
+                           db_int_at(res, i, C_REFEREE_POINTS), db_int_at(res, i, C_REFEREE_SV),
+                           C_REFEREE_COUPON};
+    reward_side(o, res, i, &referrer);
+    reward_side(o, res, i, &referee);
     return count_referral(pg, o, res, i, err, err_len);
 }
 

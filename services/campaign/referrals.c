@@ -57,26 +57,45 @@ static bool rule_ok(const ReferralRulesChanged *c)
     return c->change_id[0] && strlen(c->change_id) < EVENT_ID_FIELD_MAX && c->referrer &&
            c->referee && c->lock_days >= 0 && c->lock_days <= REFERRAL_LOCK_DAYS_MAX &&
            c->referrer->points >= 0 && c->referrer->points <= REFERRAL_POINTS_MAX &&
-           c->referee->points >= 0 && c->referee->points <= REFERRAL_POINTS_MAX;
+           c->referee->points >= 0 && c->referee->points <= REFERRAL_POINTS_MAX &&
+           c->referrer->stored_value_bonus >= 0 &&
+           c->referrer->stored_value_bonus <= REFERRAL_SV_BONUS_MAX &&
+           c->referee->stored_value_bonus >= 0 &&
+           c->referee->stored_value_bonus <= REFERRAL_SV_BONUS_MAX &&
+           strlen(c->referrer->coupon_template_id) < EVENT_ID_FIELD_MAX &&
+           strlen(c->referee->coupon_template_id) < EVENT_ID_FIELD_MAX;
 }
 
 /* Step 1: one rule version; a change seen before is left as it is. */
 static int store_rule(PGconn *pg, const Envelope *env, char *err, size_t err_len)
 {
     const ReferralRulesChanged *c = env->referral_rules_changed;
-    char at[24], lock[24], referrer[24], referee[24];
+    char at[24], lock[24], referrer[24], referee[24], referrer_sv[24], referee_sv[24];
     snprintf(at, sizeof(at), "%lld", (long long)env->occurred_at_us);
     snprintf(lock, sizeof(lock), "%lld", (long long)c->lock_days);
     snprintf(referrer, sizeof(referrer), "%lld", (long long)c->referrer->points);
     snprintf(referee, sizeof(referee), "%lld", (long long)c->referee->points);
-    const char *p[7] = {env->tenant_id, c->change_id, at,     c->enabled ? "t" : "f",
-                        lock,           referrer,     referee};
+    snprintf(referrer_sv, sizeof(referrer_sv), "%lld", (long long)c->referrer->stored_value_bonus);
+    snprintf(referee_sv, sizeof(referee_sv), "%lld", (long long)c->referee->stored_value_bonus);
+    const char *p[11] = {env->tenant_id,
+                         c->change_id,
+                         at,
+                         c->enabled ? "t" : "f",
+                         lock,
+                         referrer,
+                         referee,
+                         referrer_sv,
+                         referee_sv,
+                         c->referrer->coupon_template_id,
+                         c->referee->coupon_template_id};
     PGresult *res = db_query(pg,
                              "INSERT INTO referral_rules (tenant_id, change_id, effective_from_us, "
-                             "enabled, lock_days, referrer_points, referee_points) "
-                             "VALUES ($1, $2, $3, $4, $5, $6, $7) "
+                             "enabled, lock_days, referrer_points, referee_points, "
+                             "referrer_sv_bonus, referee_sv_bonus, referrer_coupon_template, "
+                             "referee_coupon_template) "
+                             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
                              "ON CONFLICT (tenant_id, change_id) DO NOTHING",
-                             7, p, err, err_len, NULL);
+                             11, p, err, err_len, NULL);
     PQclear(res);
     if (res)
         log_fields(LOG_INFO, "referral rule changed", "tenant", env->tenant_id, "change_id",

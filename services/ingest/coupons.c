@@ -150,8 +150,12 @@ int coupons_verdict_to_response(const LedgerPosted *v, json_t **body)
                       "valid_to", time_text(c->valid_to_us), "status", c->status);
     if (strcmp(c->kind, "value") == 0)
         json_object_set_new(*body, "value", json_integer(c->value));
-    else
+    else if (strcmp(c->kind, "percent") == 0)
         json_object_set_new(*body, "percent_bp", json_integer(c->percent_bp));
+    else
+        json_object_set_new(*body, "free_sku", json_string(c->free_sku));
+    if (c->min_spend > 0)
+        json_object_set_new(*body, "min_spend", json_integer(c->min_spend));
     if (strcmp(v->command_type, "coupon_redeem") == 0) {
         json_object_set_new(*body, "amount", json_integer(v->amount));
         json_object_set_new(*body, "discount_applied", json_integer(v->discount_applied));

@@ -77,6 +77,7 @@ struct ingest {
     struct http_server *api;
     struct event *outbox_timer;
     struct event *redemption_timer; /* redemption_settle.c */
+    struct event *coupon_timer;     /* coupon_issuer.c */
     long long idem_retention_s, idem_purge_interval_ms;
     struct idem_purge *idem_purge;
     struct event *idem_purge_timer;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "bus/topics.h"
+#include "coupon_templates.h"
 #include "ingest.h"
 #include "profile_cache.h"
 #include "log/log.h"
@@ -120,6 +121,12 @@ GUARDED(route_referral_rules_put, referral_rules_put)
 GUARDED(route_referral_rules_get, referral_rules_get)
 GUARDED(route_rewards_create, rewards_create)
 GUARDED(route_rewards_list, rewards_list)
+GUARDED(route_coupon_templates_create, coupon_templates_create)
+GUARDED(route_coupon_templates_list, coupon_templates_list)
+GUARDED(route_coupon_templates_get, coupon_templates_get)
+GUARDED(route_coupon_issues_create, coupon_issues_create)
+GUARDED(route_coupon_issues_get, coupon_issues_get)
+GUARDED(route_coupon_claims_create, coupon_claims_create)
 GUARDED(route_redemption, redemptions_create)
 GUARDED(route_redemption_mine, redemptions_create_mine)
 GUARDED(route_tiers_put, tiers_config_put)
@@ -207,6 +214,12 @@ static const struct http_route api_routes[] = {
     {"GET", "/v1/config/referrals", route_referral_rules_get},
     {"POST", "/v1/rewards", route_rewards_create},
     {"GET", "/v1/rewards", route_rewards_list},
+    {"POST", "/v1/coupon-templates", route_coupon_templates_create},
+    {"GET", "/v1/coupon-templates", route_coupon_templates_list},
+    {"GET", "/v1/coupon-templates/{template_id}", route_coupon_templates_get},
+    {"POST", "/v1/coupon-templates/{template_id}/issues", route_coupon_issues_create},
+    {"GET", "/v1/coupon-templates/{template_id}/issues/{issue_id}", route_coupon_issues_get},
+    {"POST", "/v1/coupon-templates/{template_id}/claims", route_coupon_claims_create},
     {"POST", "/v1/members/{member_id}/redemptions", route_redemption},
     {"POST", "/v1/me/redemptions", route_redemption_mine},
     {"PUT", "/v1/config/tiers", route_tiers_put},
@@ -563,6 +576,9 @@ static void ingest_on_started(void *ctx)
     struct timeval settle_every = {0, REDEMPTION_SETTLE_MS * 1000};
     app.redemption_timer = event_new(app.base, -1, EV_PERSIST, redemption_settle_tick, &app);
     event_add(app.redemption_timer, &settle_every);
+    struct timeval coupons_every = {0, COUPON_ISSUER_MS * 1000};
+    app.coupon_timer = event_new(app.base, -1, EV_PERSIST, coupon_issuer_tick, &app);
+    event_add(app.coupon_timer, &coupons_every);
     struct timeval purge_every = {app.idem_purge_interval_ms / 1000,
                                   (app.idem_purge_interval_ms % 1000) * 1000};
     app.idem_purge_timer = event_new(app.base, -1, EV_PERSIST, on_idem_purge_tick, &app);
@@ -665,6 +681,8 @@ int main(int argc, char **argv)
         event_free(app.outbox_timer);
     if (app.redemption_timer)
         event_free(app.redemption_timer);
+    if (app.coupon_timer)
+        event_free(app.coupon_timer);
     if (app.idem_purge_timer)
         event_free(app.idem_purge_timer);
     if (open_retry)

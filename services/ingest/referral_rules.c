@@ -9,9 +9,10 @@
  * wait budget (Prefer: wait=N) runs out first. GET answers the last rule
  * published, from the audit log ingest owns (a disabled rule when none).
  *
- * A rule: {enabled, lock_days, referrer: {points}, referee: {points}}.
- * Only points are paid today (docs/rewards.md); other reward kinds are
- * refused as unknown fields. */
+ * A rule: {enabled, lock_days, referrer: {points, stored_value_bonus?,
+ * coupon_template_id?}, referee: {...}} (docs/rewards.md): a template
+ * must be the tenant's (422 naming the field). Days on a membership card
+ * are not paid yet and refused as an unknown field. */
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +25,8 @@
 #include "settings_publish.h"
 
 static const char *const rule_fields[] = {"enabled", "lock_days", "referrer", "referee", NULL};
-static const char *const reward_fields[] = {"points", NULL};
+static const char *const reward_fields[] = {"points", "stored_value_bonus", "coupon_template_id",
+                                            NULL};
 
 struct referral_put {
     struct req *r;
@@ -39,20 +41,35 @@ static void put_free(void *ctx)
     free(put);
 }
 
+/* Frees the change and hands back its request, to answer it. */
+static struct req *put_release(struct referral_put *put)
+{
+    struct req *r = put->r;
+    put_free(put);
+    return r;
+}
+
 /* ------------------------------------------------------------ validation */
 static void validate_reward(struct validation *v, json_t *body, const char *side)
 {
     json_t *reward = json_object_get(body, side);
     char field[64];
     if (!reward || !json_is_object(reward)) {
-        validation_add(v, side, "is required: an object {points}");
+        validation_add(v, side,
+                       "is required: an object {points, stored_value_bonus, "
+                       "coupon_template_id}");
         return;
     }
     struct validation one;
     validation_init(&one);
     int64_t n;
+    const char *template_id = NULL;
     validate_no_unknown_fields(&one, reward, reward_fields);
     validate_int(&one, reward, "points", true, 0, REFERRAL_POINTS_MAX, &n);
+    validate_int(&one, reward, "stored_value_bonus", false, 0, REFERRAL_SV_BONUS_MAX, &n);
+    if (validate_string(&one, reward, "coupon_template_id", false, 1, 64, &template_id) &&
+        template_id && !uuid_is_valid(template_id))
+        validation_add(&one, "coupon_template_id", "must be a coupon template's id");
     size_t i;
     json_t *e;
     json_array_foreach(one.errors, i, e)
@@ -84,18 +101,43 @@ static bool validate_rule(struct req *r)
     return false;
 }
 
+static int64_t side_int(json_t *rule, const char *side, const char *field)
+{
+    return json_integer_value(json_object_get(json_object_get(rule, side), field));
+}
+
 static int64_t side_points(json_t *rule, const char *side)
 {
-    return json_integer_value(json_object_get(json_object_get(rule, side), "points"));
+    return side_int(rule, side, "points");
+}
+
+/* A side's coupon template id, "" when none. */
+static const char *side_template(json_t *rule, const char *side)
+{
+    const char *id =
+        json_string_value(json_object_get(json_object_get(rule, side), "coupon_template_id"));
+    return id ? id : "";
+}
+
+/* One side as stored: points always, the other rewards when given. */
+static json_t *side_json(json_t *body, const char *side)
+{
+    json_t *out = json_pack("{s:I}", "points", side_points(body, side));
+    if (side_int(body, side, "stored_value_bonus") > 0)
+        json_object_set_new(out, "stored_value_bonus",
+                            json_integer(side_int(body, side, "stored_value_bonus")));
+    if (side_template(body, side)[0])
+        json_object_set_new(out, "coupon_template_id", json_string(side_template(body, side)));
+    return out;
 }
 
 /* The validated rule with its default (enabled) filled in. */
 static json_t *rule_json(json_t *body)
 {
-    return json_pack(
-        "{s:b, s:I, s:{s:I}, s:{s:I}}", "enabled", !json_is_false(json_object_get(body, "enabled")),
-        "lock_days", json_integer_value(json_object_get(body, "lock_days")), "referrer", "points",
-        side_points(body, "referrer"), "referee", "points", side_points(body, "referee"));
+    return json_pack("{s:b, s:I, s:o, s:o}", "enabled",
+                     !json_is_false(json_object_get(body, "enabled")), "lock_days",
+                     json_integer_value(json_object_get(body, "lock_days")), "referrer",
+                     side_json(body, "referrer"), "referee", side_json(body, "referee"));
 }
 
 /* ------------------------------------------------------------ the answer */
@@ -131,6 +173,10 @@ static bool encode_change(struct referral_put *put)
     tessera__campaign__v1__referral_reward__init(&referee);
     referrer.points = side_points(put->rule, "referrer");
     referee.points = side_points(put->rule, "referee");
+    referrer.stored_value_bonus = side_int(put->rule, "referrer", "stored_value_bonus");
+    referee.stored_value_bonus = side_int(put->rule, "referee", "stored_value_bonus");
+    referrer.coupon_template_id = (char *)side_template(put->rule, "referrer");
+    referee.coupon_template_id = (char *)side_template(put->rule, "referee");
     change.change_id = r->command_id;
     change.enabled = json_is_true(json_object_get(put->rule, "enabled"));
     change.lock_days = json_integer_value(json_object_get(put->rule, "lock_days"));
@@ -161,6 +207,33 @@ static void publish(struct referral_put *put)
     json_decref(after);
 }
 
+static void encode_then_publish(struct referral_put *put)
+{
+    uuid7_generate(put->r->command_id); /* the change id */
+    if (!encode_change(put)) {
+        req_fail(put_release(put), 413, "payload_too_large", "the rule does not fit in an event");
+        return;
+    }
+    publish(put);
+}
+
+/* The coupon templates the rule names must be the tenant's. */
+static void on_templates(void *arg, PGresult *res, const char *err, const char *sqlstate)
+{
+    struct referral_put *put = arg;
+    if (!res) {
+        req_fail_db(put_release(put), err);
+        return;
+    }
+    const char *missing = PQgetvalue(res, 0, 0);
+    if (missing[0]) {
+        struct req *r = put_release(put);
+        req_reply_invalid(r, missing, "no such coupon template in this tenant");
+        return;
+    }
+    encode_then_publish(put);
+}
+
 static void put_authorized(struct req *r)
 {
     if (!req_read_body(r) || !validate_rule(r))
@@ -170,13 +243,24 @@ static void put_authorized(struct req *r)
     assert(put);
     put->r = r;
     put->rule = rule_json(r->body);
-    uuid7_generate(r->command_id); /* the change id */
-    if (!put->rule || !encode_change(put)) {
-        put_free(put);
-        req_fail(r, 413, "payload_too_large", "the rule does not fit in an event");
+    if (!put->rule) {
+        req_fail(put_release(put), 413, "payload_too_large", "the rule does not fit in an event");
         return;
     }
-    publish(put);
+    const char *a = side_template(put->rule, "referrer"), *b = side_template(put->rule, "referee");
+    if (!a[0] && !b[0]) {
+        encode_then_publish(put);
+        return;
+    }
+    const char *p[3] = {r->caller.tenant_id, a, b};
+    if (pg_pool_query(r->app->pg,
+                      "SELECT CASE WHEN $2 <> '' AND NOT EXISTS (SELECT 1 FROM coupon_templates "
+                      "WHERE tenant_id = $1 AND template_id = $2) "
+                      "THEN 'referrer.coupon_template_id' WHEN $3 <> '' AND NOT EXISTS (SELECT 1 "
+                      "FROM coupon_templates WHERE tenant_id = $1 AND template_id = $3) "
+                      "THEN 'referee.coupon_template_id' ELSE '' END",
+                      3, p, on_templates, put) < 0)
+        req_fail_db(put_release(put), "queue full");
 }
 
 void referral_rules_put(struct http_exchange *ex, void *app)

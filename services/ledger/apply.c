@@ -226,10 +226,43 @@ void outcome_reason(struct outcome *o, const char *fmt, ...)
     assert(n >= 0 && (size_t)n < sizeof(o->reason));
 }
 
+/* A stored-value bonus given as a reward: bonus only, counted against the
+ * tenant's prepaid cap like any top-up's. */
+static void decide_bonus_grant(struct ledger_ctx *l, struct outcome *o)
+{
+    const Envelope *env = o->cmd;
+    const TopUpStoredValue *t = env->top_up_stored_value;
+    int64_t bonus = t->bonus_grant, after = 0;
+    if (bonus <= 0 || bonus > MONEY_AMOUNT_MAX || !t->grant_reason[0] ||
+        strlen(t->grant_reason) > LEDGER_REASON_MAX / 2) {
+        outcome_reject(o, "invalid_command", "a bonus grant needs a bonus and a reason");
+        return;
+    }
+    o->reject_code = money_add(o->member->sv.bonus, bonus, &after)
+                         ? prepaid_check(l, env->tenant_id, bonus)
+                         : PREPAID_OVERFLOW_CODE;
+    if (o->reject_code) {
+        o->reject_detail = PREPAID_OVERFLOW_DETAIL;
+        return;
+    }
+    char member[ACCOUNT_MAX], issued[ACCOUNT_MAX];
+    snprintf(member, sizeof(member), "member:%s", env->member_id);
+    snprintf(issued, sizeof(issued), "tenant:%s:sv_bonus_issued", env->tenant_id);
+    outcome_line(o, member, "sv_bonus", bonus);
+    outcome_line(o, issued, "sv_bonus", -bonus);
+    o->member->sv.bonus = after;
+    o->bonus = bonus;
+    outcome_reason(o, "sv_bonus_grant:%s", t->grant_reason);
+}
+
 static void decide_topup(struct ledger_ctx *l, struct outcome *o)
 {
     const Envelope *env = o->cmd;
     const TopUpStoredValue *t = env->top_up_stored_value;
+    if (t->amount == 0 && t->bonus_grant > 0) {
+        decide_bonus_grant(l, o);
+        return;
+    }
     struct ledger_ladder *ld = ledger_ladder_find(l, env->tenant_id, false);
     int64_t bonus = ld ? rules_topup_bonus(ld->steps, ld->count, t->amount) : 0;
     struct sv_balance after;

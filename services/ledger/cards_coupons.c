@@ -61,6 +61,13 @@ const char *cards_purchase_terms(struct ledger_ctx *l, const Envelope *cmd,
         /* another member's coupon is as unknown as one never issued */
         if (!k || !k->found || strcmp(k->member_id, cmd->member_id) != 0)
             return "coupon_not_found";
+        /* a free item coupon takes the item off only when bought */
+        k->st.free_item_price = 0;
+        for (size_t i = 0; k->st.kind == COUPON_FREE_ITEM && i < p->n_items; i++)
+            if (strcmp(p->items[i]->sku, k->st.free_sku) == 0 && p->items[i]->quantity > 0) {
+                k->st.free_item_price = p->items[i]->unit_price;
+                break;
+            }
         *coupon = &k->st;
     }
     return NULL;
@@ -78,4 +85,6 @@ void cards_coupon_state(const struct ledger_coupon *k, CouponState *cs)
     cs->valid_to_us = k->st.valid_to_us;
     cs->status = k->st.redeemed ? "redeemed" : "issued";
     cs->discount = k->discount;
+    cs->min_spend = k->st.min_spend;
+    cs->free_sku = (char *)k->st.free_sku;
 }

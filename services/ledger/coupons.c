@@ -83,7 +83,7 @@ int coupons_load(PGconn *pg, struct ledger_coupons *c, char *err, size_t err_len
         pg,
         "SELECT c.tenant_id, c.coupon_id, c.member_id, c.kind, c.name, c.value, c.percent_bp, "
         "c.valid_from_us, c.valid_to_us, coalesce(c.redeemed_by, ''), "
-        "coalesce(c.redeemed_at_us, 0), c.discount FROM coupons c "
+        "coalesce(c.redeemed_at_us, 0), c.discount, c.min_spend, c.free_sku FROM coupons c "
         "JOIN unnest($1::text[], $2::text[]) AS k(t, id) "
         "ON c.tenant_id = k.t AND c.coupon_id = k.id",
         2, p, err, err_len, NULL);
@@ -103,7 +103,9 @@ int coupons_load(PGconn *pg, struct ledger_coupons *c, char *err, size_t err_len
                                       .percent_bp = db_int_at(res, i, 6),
                                       .valid_from_us = db_int_at(res, i, 7),
                                       .valid_to_us = db_int_at(res, i, 8),
+                                      .min_spend = db_int_at(res, i, 12),
                                       .redeemed = k->redeemed_by[0] != '\0'};
+        snprintf(k->st.free_sku, sizeof(k->st.free_sku), "%s", PQgetvalue(res, i, 13));
         k->redeemed_at_us = db_int_at(res, i, 10);
         k->discount = db_int_at(res, i, 11);
     }
@@ -113,7 +115,7 @@ int coupons_load(PGconn *pg, struct ledger_coupons *c, char *err, size_t err_len
 
 int coupons_write(PGconn *pg, struct ledger_coupons *c, char *err, size_t err_len)
 {
-    enum { T, ID, M, K, N, V, P, VF, VT, RB, RA, D, COLS };
+    enum { T, ID, M, K, N, V, P, VF, VT, RB, RA, D, MS, FS, COLS };
     struct db_array a[COLS];
     for (int i = 0; i < COLS; i++)
         db_array_init(&a[i]);
@@ -136,29 +138,61 @@ int coupons_write(PGconn *pg, struct ledger_coupons *c, char *err, size_t err_le
         else
             db_array_add(&a[RA], NULL);
         db_array_add_int(&a[D], k->discount);
+        db_array_add_int(&a[MS], k->st.min_spend);
+        db_array_add(&a[FS], k->st.free_sku);
     }
     return db_write_columns(
         pg,
         "INSERT INTO coupons (tenant_id, coupon_id, member_id, kind, name, value, "
-        "percent_bp, valid_from_us, valid_to_us, redeemed_by, redeemed_at_us, discount) "
+        "percent_bp, valid_from_us, valid_to_us, redeemed_by, redeemed_at_us, discount, "
+        "min_spend, free_sku) "
         "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
         "$6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], "
-        "$11::bigint[], $12::bigint[]) "
+        "$11::bigint[], $12::bigint[], $13::bigint[], $14::text[]) "
         "ON CONFLICT (tenant_id, coupon_id) DO UPDATE SET "
         "redeemed_by = EXCLUDED.redeemed_by, redeemed_at_us = EXCLUDED.redeemed_at_us, "
         "discount = EXCLUDED.discount",
         a, COLS, err, err_len);
 }
 
+/* The validity of an IssueCoupon: a fixed window when it names one, else
+ * valid_days from now; false when neither is acceptable. */
+static bool issue_window(const IssueCoupon *ic, int64_t now_us, int64_t *from, int64_t *to)
+{
+    if (ic->valid_to_us > 0) {
+        *from = ic->valid_from_us > 0 ? ic->valid_from_us : now_us;
+        *to = ic->valid_to_us;
+        return *to > *from && *to - *from <= COUPON_VALID_DAYS_MAX * US_PER_DAY;
+    }
+    *from = now_us;
+    *to = now_us + ic->valid_days * US_PER_DAY;
+    return ic->valid_days > 0 && ic->valid_days <= COUPON_VALID_DAYS_MAX;
+}
+
+static bool issue_terms_ok(const IssueCoupon *ic, enum coupon_kind kind)
+{
+    if (ic->min_spend < 0 || ic->min_spend > MONEY_AMOUNT_MAX ||
+        strlen(ic->free_sku) > COUPON_SKU_MAX || strlen(ic->name) > COUPON_NAME_MAX)
+        return false;
+    switch (kind) {
+    case COUPON_VALUE:
+        return ic->value > 0 && ic->value <= MONEY_AMOUNT_MAX;
+    case COUPON_PERCENT:
+        return ic->percent_bp > 0 && ic->percent_bp <= 10000;
+    case COUPON_FREE_ITEM:
+        return ic->free_sku[0] != '\0';
+    default:
+        return false;
+    }
+}
+
 const char *coupons_issue(struct ledger_coupons *c, const Envelope *cmd, struct ledger_coupon **out)
 {
     const IssueCoupon *ic = cmd->issue_coupon;
     enum coupon_kind kind = rules_coupon_kind(ic->kind);
-    bool ok = kind != COUPON_KIND_UNKNOWN && ic->coupon_id[0] && ic->valid_days > 0 &&
-              ic->valid_days <= COUPON_VALID_DAYS_MAX && strlen(ic->name) <= COUPON_NAME_MAX &&
-              (kind == COUPON_VALUE ? ic->value > 0 && ic->value <= MONEY_AMOUNT_MAX
-                                    : ic->percent_bp > 0 && ic->percent_bp <= 10000);
-    if (!ok)
+    int64_t from = 0, to = 0;
+    if (!ic->coupon_id[0] || !issue_terms_ok(ic, kind) ||
+        !issue_window(ic, cmd->occurred_at_us, &from, &to))
         return "invalid_command";
     /* noted and loaded like any coupon: an id already issued is refused
      * rather than overwritten */
@@ -170,8 +204,11 @@ const char *coupons_issue(struct ledger_coupons *c, const Envelope *cmd, struct 
     k->st = (struct coupon_state){.kind = kind,
                                   .value = kind == COUPON_VALUE ? ic->value : 0,
                                   .percent_bp = kind == COUPON_PERCENT ? ic->percent_bp : 0,
-                                  .valid_from_us = cmd->occurred_at_us,
-                                  .valid_to_us = cmd->occurred_at_us + ic->valid_days * US_PER_DAY};
+                                  .valid_from_us = from,
+                                  .valid_to_us = to,
+                                  .min_spend = ic->min_spend};
+    if (kind == COUPON_FREE_ITEM)
+        snprintf(k->st.free_sku, sizeof(k->st.free_sku), "%s", ic->free_sku);
     k->found = k->dirty = true;
     *out = k;
     return NULL;

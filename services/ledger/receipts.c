@@ -102,6 +102,8 @@ static const char *receipt_template(struct ledger_ctx *l, const struct outcome *
 {
     const Envelope *c = o->cmd;
     if (c->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_TOP_UP_STORED_VALUE) {
+        if (c->top_up_stored_value->bonus_grant > 0)
+            return NULL; /* a reward: its giver tells the member */
         var_money(rv, "amount", o->amount);
         var_money(rv, "bonus", o->bonus);
         return "receipt.top_up";

@@ -42,6 +42,10 @@ const char *rules_card_code(enum card_result r)
         return "coupon_used";
     case CARD_COUPON_EXPIRED:
         return "coupon_expired";
+    case CARD_COUPON_MIN_SPEND:
+        return "coupon_min_spend_not_met";
+    case CARD_COUPON_NOT_APPLICABLE:
+        return "coupon_not_applicable";
     case CARD_NOT_A_DISCOUNT_CARD:
         return "not_a_discount_card";
     case CARD_NOT_USABLE:
@@ -231,7 +235,7 @@ enum card_fraud rules_card_fraud(const struct card_limits *lim, const struct car
     return CARD_FRAUD_NONE;
 }
 
-static const char *const coupon_kind_names[] = {"value", "percent"};
+static const char *const coupon_kind_names[] = {"value", "percent", "free_item"};
 
 enum coupon_kind rules_coupon_kind(const char *name)
 {
@@ -252,6 +256,14 @@ enum card_result rules_coupon_redeem(const struct coupon_state *c, int64_t amoun
         return CARD_COUPON_EXPIRED;
     if (amount < 0 || (c->kind == COUPON_PERCENT && amount == 0))
         return CARD_INVALID;
+    if (amount < c->min_spend)
+        return CARD_COUPON_MIN_SPEND;
+    if (c->kind == COUPON_FREE_ITEM) {
+        if (amount > 0 && c->free_item_price <= 0)
+            return CARD_COUPON_NOT_APPLICABLE;
+        *discount = c->free_item_price < amount ? c->free_item_price : amount;
+        return CARD_OK;
+    }
     if (c->kind == COUPON_VALUE) {
         *discount = amount > 0 && amount < c->value ? amount : c->value;
         return CARD_OK;

@@ -28,6 +28,8 @@ enum card_result {
     CARD_PREPAID_CAP_EXCEEDED,
     CARD_INVALID,
     CARD_COUPON_USED,
+    CARD_COUPON_MIN_SPEND,
+    CARD_COUPON_NOT_APPLICABLE,
     CARD_COUPON_EXPIRED,
     CARD_NOT_A_DISCOUNT_CARD,
     CARD_NOT_USABLE,
@@ -126,21 +128,32 @@ enum card_result rules_card_discount(const struct card_state *c, int64_t discoun
                                      int64_t amount, int64_t now_us, bool branch_ok,
                                      int64_t *discount);
 
-/* A single-use coupon: a value off, or a percentage of the bill. */
-enum coupon_kind { COUPON_VALUE, COUPON_PERCENT, COUPON_KIND_UNKNOWN };
+/* A single-use coupon: a value off, a percentage of the bill, or one
+ * unit of an item free; usable on a bill of at least min_spend. */
+#define COUPON_SKU_MAX 64
+enum coupon_kind { COUPON_VALUE, COUPON_PERCENT, COUPON_FREE_ITEM, COUPON_KIND_UNKNOWN };
 struct coupon_state {
     enum coupon_kind kind;
     int64_t value, percent_bp;
     int64_t valid_from_us, valid_to_us;
+    int64_t min_spend;
+    char free_sku[COUPON_SKU_MAX + 1];
+    /* free_item, set by the purchase being priced: the unit price of
+     * free_sku in its items (0: not among them); not stored */
+    int64_t free_item_price;
     bool redeemed;
 };
 
 enum coupon_kind rules_coupon_kind(const char *name);
 const char *rules_coupon_kind_name(enum coupon_kind k);
 
-/* Redeeming a coupon on a bill of amount (0: no bill, value coupons only)
- * at now_us: the discount (never more than the bill; percentages round
- * down, in the member's disfavour by less than a fen), or why not. */
+/* Redeeming a coupon on a bill of amount (0: no bill, value and free item
+ * coupons only) at now_us: the discount (never more than the bill;
+ * percentages round down, in the member's disfavour by less than a fen),
+ * or why not. A bill under min_spend is refused (no bill counts as 0); a
+ * free item coupon takes the item's unit price off a bill that holds it
+ * (free_item_price), and nothing when redeemed without a bill (the item
+ * is handed over). */
 enum card_result rules_coupon_redeem(const struct coupon_state *c, int64_t amount, int64_t now_us,
                                      int64_t *discount);
 

@@ -138,6 +138,22 @@ static int64_t journal_points(PGconn *pg, const char *member, const char *reason
     return member_int(pg, sql, member);
 }
 
+/* Waits until the member's inbox holds `expected` messages of template
+ * (or the deadline), then returns how many it holds: a message sent twice
+ * fails the caller's equality. */
+static int64_t inbox_count(PGconn *pg, const char *member, const char *template_name,
+                           int64_t expected)
+{
+    char sql[300];
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM notification.read_inbox WHERE member_id = $1 "
+             "AND template = '%s' AND request_id LIKE '%s:%%'",
+             template_name, template_name);
+    struct count_wait w = {pg, sql, member, expected};
+    poll_until(count_reached, &w, DEADLINE_MS);
+    return member_int(pg, sql, member);
+}
+
 /* Moves the clock to a local time (RFC 3339); returns the offset replaced. */
 static int64_t clock_at(const char *when)
 {
@@ -226,6 +242,13 @@ static void test_streaks(void **state)
     wait_applied(pg, kept, 7);
     wait_applied(pg, broken, 7);
     assert_int_equal(journal_points(pg, kept, "points_earned:streak:check_in:7", 50), 50);
+    /* the streak's grant told the member once, in the inbox */
+    assert_int_equal(inbox_count(pg, kept, "streak.reward", 1), 1);
+    assert_int_equal(member_int(pg,
+                                "SELECT count(*) FROM notification.read_inbox WHERE member_id = "
+                                "$1 AND template = 'streak.reward' AND body LIKE '%50%'",
+                                kept),
+                     1);
     assert_int_equal(member_int(pg,
                                 "SELECT count(*) FROM campaign.activity_grants WHERE member_id "
                                 "= $1 AND kind = 'streak'",
@@ -309,6 +332,14 @@ static void test_duplicate_activity(void **state)
     assert_int_equal(member_int(pg,
                                 "SELECT count(*) FROM campaign.activity_grants WHERE member_id "
                                 "= $1 AND rule = 'activity:exam_passed'",
+                                m),
+                     1);
+    /* one activity.reward per grant (exam and comment), none for the copies */
+    assert_int_equal(inbox_count(pg, m, "activity.reward", 2), 2);
+    assert_int_equal(member_int(pg,
+                                "SELECT count(*) FROM notification.read_inbox WHERE member_id = "
+                                "$1 AND template = 'activity.reward' AND body LIKE '%200%' "
+                                "AND body LIKE '%exam_passed%'",
                                 m),
                      1);
     PQfinish(pg);

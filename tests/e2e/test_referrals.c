@@ -260,6 +260,87 @@ static void test_first_purchase_rewards_both_once_unless_refunded(void **state)
                      1);
 }
 
+/* A reward's ledger command of the referral of referee (kind: ":sv_bonus"
+ * or ":coupon"), posted: its count. */
+static int64_t side_reward_posted(const char *referee, const char *side, const char *kind,
+                                  char id[UUID_STR_SIZE])
+{
+    char name[200];
+    snprintf(name, sizeof(name), "referral:%s:%s:%s%s", tenant_id, referee, side, kind);
+    uuid8_from_name(name, id);
+    return sql_int("SELECT count(*) FROM ledger.read_commands WHERE tenant_id = $1 "
+                   "AND command_id = $2 AND status = 'posted'",
+                   id);
+}
+
+#define SV_BONUS_OF                                                                                \
+    "SELECT coalesce(sum(sv_bonus), 0) FROM ledger.read_balances WHERE tenant_id = $1 "            \
+    "AND member_id = $2"
+
+/* A rule giving the referrer a stored-value bonus and the referee a coupon
+ * of a template (no points): each side gets its own once; a template of
+ * no such id is refused. */
+static void test_bonus_and_coupon_rewards_once(void **state)
+{
+    const char *headers[] = {"Prefer: wait=10", NULL};
+    char tpl[64], body[400];
+    struct api_response r = api_call("POST", "/v1/coupon-templates",
+                                     "{\"name\":\"Welcome friend\",\"kind\":\"value\","
+                                     "\"value\":800,\"valid_days\":30}",
+                                     admin_key, NULL);
+    expect_status(&r, 201);
+    snprintf(tpl, sizeof(tpl), "%s", json_str_at(r.body, "template_id"));
+    api_response_free(&r);
+    r = api_call("PUT", "/v1/config/referrals",
+                 "{\"lock_days\":7,\"referrer\":{\"points\":0},\"referee\":{\"points\":0,"
+                 "\"coupon_template_id\":\"00000000-0000-7000-8000-000000000000\"}}",
+                 admin_key, headers);
+    expect_status(&r, 422);
+    assert_non_null(strstr(r.raw, "referee.coupon_template_id"));
+    api_response_free(&r);
+    snprintf(body, sizeof(body),
+             "{\"lock_days\":7,\"referrer\":{\"points\":0,\"stored_value_bonus\":1500},"
+             "\"referee\":{\"points\":0,\"coupon_template_id\":\"%s\"}}",
+             tpl);
+    r = api_call("PUT", "/v1/config/referrals", body, admin_key, headers);
+    expect_status(&r, 200);
+    api_response_free(&r);
+    struct member a, b;
+    member_make(&a, NULL);
+    member_make(&b, a.code);
+    char op[64], op2[64], id[UUID_STR_SIZE];
+    cash_purchase(b.id, 5000, op);
+    wait_for(STATUS_IS("locked"), b.id, 1, "the referral to lock");
+    cash_purchase(b.id, 6000, op2);
+    clock_before = test_clock_advance_us(8 * US_PER_DAY);
+    clock_moved = true;
+    wait_for(STATUS_IS("rewarded"), b.id, 1, "the referral to be rewarded");
+    wait_for(SV_BONUS_OF, a.id, 1500, "the referrer's stored-value bonus");
+    wait_for("SELECT count(*) FROM ledger.read_coupons WHERE tenant_id = $1 AND member_id = $2 "
+             "AND kind = 'value' AND value = 800",
+             b.id, 1, "the referee's coupon");
+    restore_clock(NULL);
+    assert_int_equal(side_reward_posted(b.id, "referrer", ":sv_bonus", id), 1);
+    assert_int_equal(side_reward_posted(b.id, "referee", ":coupon", id), 1);
+    assert_int_equal(sql_int("SELECT count(*) FROM ledger.read_coupons WHERE tenant_id = $1 "
+                             "AND coupon_id = $2",
+                             id),
+                     1);
+    /* nothing else: no points, no bonus for the referee, no coupon for the
+     * referrer, and the bonus's journal line names the rule */
+    assert_int_equal(side_postings(b.id, "referrer") + side_postings(b.id, "referee"), 0);
+    assert_int_equal(sql_int(SV_BONUS_OF, b.id), 0);
+    assert_int_equal(sql_int("SELECT count(*) FROM ledger.read_coupons WHERE tenant_id = $1 "
+                             "AND member_id = $2",
+                             a.id),
+                     0);
+    assert_int_equal(sql_int("SELECT count(*) FROM ledger.read_journal WHERE tenant_id = $1 "
+                             "AND member_id = $2 AND asset = 'sv_bonus' "
+                             "AND reason LIKE 'sv_bonus_grant:referral:%:referrer'",
+                             a.id),
+                     1);
+}
+
 int main(void)
 {
     tenant_make();
@@ -268,6 +349,7 @@ int main(void)
         cmocka_unit_test(test_bad_codes_are_refused),
         cmocka_unit_test_teardown(test_first_purchase_rewards_both_once_unless_refunded,
                                   restore_clock),
+        cmocka_unit_test_teardown(test_bonus_and_coupon_rewards_once, restore_clock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -131,6 +131,10 @@ static void expand(char *out, size_t len, const char *tmpl)
             v = "receipt.top_up"; /* a template name */
         else if (t[0] == '%' && t[1] == 'R')
             v = "course:probe"; /* an entitlement resource */
+        else if (t[0] == '%' && t[1] == 'U')
+            v = "00000000-0000-7000-8000-00000000c0de"; /* a coupon template id */
+        else if (t[0] == '%' && t[1] == 'I')
+            v = "00000000-0000-7000-8000-00000000155e"; /* a coupon issue id */
         if (v) {
             n += (size_t)snprintf(out + n, len - n, "%s", v);
             t++;
@@ -310,6 +314,13 @@ static const struct route_probe routes[] = {
     {"POST", "/v1/rewards", "{\"name\":\"x\",\"kind\":\"gift\",\"points_price\":1}", APP_403,
      TOK_401},
     {"GET", "/v1/rewards", NULL, APP_403, TOK_401},
+    {"POST", "/v1/coupon-templates",
+     "{\"name\":\"x\",\"kind\":\"value\",\"value\":100,\"valid_days\":7}", APP_403, TOK_401},
+    {"GET", "/v1/coupon-templates", NULL, APP_403, TOK_401},
+    {"GET", "/v1/coupon-templates/%U", NULL, APP_403, TOK_401},
+    {"POST", "/v1/coupon-templates/%U/issues", "{\"filter\":{}}", APP_403, TOK_401},
+    {"GET", "/v1/coupon-templates/%U/issues/%I", NULL, APP_403, TOK_401},
+    {"POST", "/v1/coupon-templates/%U/claims", "{}", 401, "unauthorized", 0},
     {"POST", "/v1/members/%M/redemptions", "{\"reward_id\":\"r1\"}", APP_403, TOK_401},
     {"POST", "/v1/me/redemptions", "{\"reward_id\":\"r1\"}", 401, "unauthorized", 0},
     {"GET", "/v1/config/tiers", NULL, APP_403, TOK_401},
@@ -357,7 +368,8 @@ static void route_pattern(const char *path, char *out, size_t len)
         const char *from, *to;
     } names[] = {{"%M", "{member_id}"}, {"%O", "{operation_id}"}, {"%K", "{key_id}"},
                  {"%T", "{tag}"},       {"%D", "{device_id}"},    {"%B", "{branch_id}"},
-                 {"%N", "{name}"},      {"%R", "{resource}"}};
+                 {"%N", "{name}"},      {"%R", "{resource}"},     {"%U", "{template_id}"},
+                 {"%I", "{issue_id}"}};
     size_t n = 0;
     for (const char *p = path; *p && *p != '?' && n + 16 < len; p++) {
         const char *to = NULL;

@@ -277,6 +277,40 @@ static void test_coupon_redeem(void **state)
     assert_string_equal(rules_card_code(CARD_COUPON_EXPIRED), "coupon_expired");
 }
 
+/* Minimum spend and the free item (coupon templates, issue 12). */
+static void test_coupon_terms(void **state)
+{
+    static const struct {
+        enum coupon_kind kind;
+        int64_t min_spend, item_price, amount;
+        enum card_result want;
+        int64_t discount;
+    } cases[] = {
+        {COUPON_VALUE, 10000, 0, 10000, CARD_OK, 1000}, /* exactly the minimum */
+        {COUPON_VALUE, 10000, 0, 9999, CARD_COUPON_MIN_SPEND, 0},
+        {COUPON_VALUE, 10000, 0, 0, CARD_COUPON_MIN_SPEND, 0}, /* no bill is under it */
+        {COUPON_FREE_ITEM, 0, 1800, 5000, CARD_OK, 1800},
+        {COUPON_FREE_ITEM, 0, 1800, 1000, CARD_OK, 1000}, /* never more than the bill */
+        {COUPON_FREE_ITEM, 0, 0, 5000, CARD_COUPON_NOT_APPLICABLE, 0}, /* item not bought */
+        {COUPON_FREE_ITEM, 0, 0, 0, CARD_OK, 0},                       /* handed over alone */
+        {COUPON_FREE_ITEM, 3000, 1800, 2999, CARD_COUPON_MIN_SPEND, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct coupon_state c = {.kind = cases[i].kind,
+                                 .value = 1000,
+                                 .min_spend = cases[i].min_spend,
+                                 .free_item_price = cases[i].item_price,
+                                 .valid_from_us = T0,
+                                 .valid_to_us = T0 + DAY};
+        int64_t discount = 0;
+        assert_int_equal(rules_coupon_redeem(&c, cases[i].amount, T0 + 1, &discount),
+                         cases[i].want);
+        assert_int_equal(discount, cases[i].discount);
+    }
+    assert_int_equal(rules_coupon_kind("free_item"), COUPON_FREE_ITEM);
+    assert_string_equal(rules_card_code(CARD_COUPON_MIN_SPEND), "coupon_min_spend_not_met");
+}
+
 static void test_discount_card(void **state)
 {
     struct card_terms year = {.kind = CARD_DISCOUNT, .validity_days = 365};
@@ -379,6 +413,7 @@ int main(void)
         cmocka_unit_test(test_prepaid_caps_after_renewal),
         cmocka_unit_test(test_fraud_signals),
         cmocka_unit_test(test_coupon_redeem),
+        cmocka_unit_test(test_coupon_terms),
         cmocka_unit_test(test_discount_card),
         cmocka_unit_test(test_codes_and_kinds_are_stable),
         cmocka_unit_test(test_validity_overflow_refused),
