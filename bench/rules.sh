@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Scenario 7 of `make bench` (bench/run.sh), or alone against a started
+# Scenario 9 of `make bench` (bench/run.sh), or alone against a started
 # runtime: rule evaluations per second in the campaign for a tenant with
 # the largest rule set the API takes, while the ledger is under a purchase
 # load, next to the same evaluations with one rule in the same run.
