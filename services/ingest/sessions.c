@@ -108,9 +108,13 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 
 void session_command(struct session_store *s, session_reply_fn cb, void *arg, const char *fmt, ...)
 {
-    if (!s->connected) {
-        if (!s->ac)
-            connect_store(s); /* for the next request */
+    /* After a drop the link is remade here, and this command rides on it:
+     * hiredis sends what was queued once the connection is up (or answers
+     * it with a NULL reply if the connect fails), so the first request
+     * after a Redis restart is served, not refused. */
+    if (!s->ac)
+        connect_store(s);
+    if (!s->ac) {
         cb(arg, NULL);
         return;
     }
