@@ -11,9 +11,10 @@
  *     suppress and names its rule (the cap counting the run's earlier
  *     messages to the member too, rules_cap.h); the text is rendered with
  *     the tenant's template (or the built-in one) in the member's locale;
- *  4. the inbox gets its row at once; an external channel gets a delivery
- *     row (pending, or held until quiet hours end) that the delivery
- *     worker sends; a suppression is recorded with its rule. Rows of the
+ *  4. the inbox gets its row at once (with the rule: no delivery row); an
+ *     external channel gets a delivery row (pending, or held until quiet
+ *     hours end) that the delivery worker sends; a suppression is a
+ *     delivery row with its rule. Rows of the
  *     run go in one statement per table; outcomes of the inbox and
  *     suppressions go to notify-events in this transaction.
  */
@@ -166,16 +167,25 @@ static void emit(struct pipeline_batch *b, const char *member_id, uint8_t *bin, 
                    NULL);
 }
 
-/* One channel's decision as rows of the run: the delivery row (every
- * decision is recorded) and, for the inbox, the message itself. */
+/* One channel's decision as rows of the run: a delivery row for every
+ * decision, except a message put in the inbox, whose inbox row records it
+ * (with its rule): one row fewer per request. */
 static void add_rows(struct decide_rows *w, const struct notify_request_in *r, const char *channel,
                      const char *mid, const struct policy_decision *d, const char *address,
                      const struct rendered *t, int64_t now)
 {
     bool inbox = strcmp(channel, "inbox") == 0;
+    if (inbox && d->status == POLICY_SEND) {
+        struct db_copy *i = &w->inbox;
+        db_copy_text(i, r->tenant_id), db_copy_text(i, mid), db_copy_text(i, r->member_id);
+        db_copy_text(i, r->request_id), db_copy_text(i, r->template_name);
+        db_copy_text(i, t->subject), db_copy_text(i, t->body), db_copy_int(i, now);
+        db_copy_text(i, d->rule);
+        db_copy_end_row(i);
+        return;
+    }
     const char *status = d->status == POLICY_SUPPRESS ? "suppressed"
                          : d->status == POLICY_HOLD   ? "held"
-                         : inbox                      ? "delivered"
                                                       : "pending";
     bool queued = d->status != POLICY_SUPPRESS && !inbox;
     struct db_copy *c = &w->deliveries;
@@ -195,13 +205,6 @@ static void add_rows(struct decide_rows *w, const struct notify_request_in *r, c
     db_copy_int(c, d->status == POLICY_HOLD ? d->hold_until_us : now);
     db_copy_int(c, r->expires_at_us), db_copy_int(c, now), db_copy_int(c, now);
     db_copy_end_row(c);
-    if (!inbox || d->status != POLICY_SEND)
-        return;
-    struct db_copy *i = &w->inbox;
-    db_copy_text(i, r->tenant_id), db_copy_text(i, mid), db_copy_text(i, r->member_id);
-    db_copy_text(i, r->request_id), db_copy_text(i, r->template_name);
-    db_copy_text(i, t->subject), db_copy_text(i, t->body), db_copy_int(i, now);
-    db_copy_end_row(i);
 }
 
 /* Channels of the request: those it names (each once, in its order),

@@ -232,7 +232,8 @@ void decide_rows_free(struct decide_rows *w)
     db_array_free(&w->counted[0]), db_array_free(&w->counted[1]);
 }
 
-/* Every decision is a delivery row. */
+/* Every decision is a delivery row, but a message put in the inbox: its
+ * inbox row (with the rule) records it. */
 int decide_rows_write(PGconn *pg, struct decide_rows *w, char *err, size_t err_len)
 {
     int rc = db_copy_send(pg,
@@ -243,7 +244,7 @@ int decide_rows_write(PGconn *pg, struct decide_rows *w, char *err, size_t err_l
     if (rc == 0)
         rc = db_copy_send(pg,
                           "COPY inbox (tenant_id, message_id, member_id, request_id, template, "
-                          "title, body, created_us) FROM STDIN",
+                          "title, body, created_us, rule) FROM STDIN",
                           &w->inbox, err, err_len);
     if (rc == 0)
         rc = db_write_columns(pg,

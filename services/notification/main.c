@@ -15,6 +15,14 @@ static struct service_common_config common;
 static long long batch_max, poll_timeout_ms;
 struct notify_config notify_cfg;
 
+/* Bulk sends in flight: measured on the benchmark's bare local sink
+ * (bench/notify.sh), where curl's multi handle keeps this many keep-alive
+ * connections busy without the sink or the worker's loop becoming the
+ * limit; a real provider's limits are set per deployment. The circuit
+ * breaker still stops claiming for a failing provider, so a dead one never
+ * ties up more than the slots of one round. */
+#define NOTIFY_INFLIGHT_BULK_DEFAULT "512"
+
 /* clang-format off */
 static const struct config_entry config_table[] = {
     SERVICE_COMMON_CONFIG(common, "9104"),
@@ -50,8 +58,9 @@ static const struct config_entry config_table[] = {
      86400000, false, "the longest delay between retries"},
     {"TESSERA_NOTIFICATION_INFLIGHT_HIGH", CONFIG_INT, &notify_cfg.inflight_high, "16", 1, 256,
      false, "sends of the high lane (login codes) in flight at most: never used by bulk"},
-    {"TESSERA_NOTIFICATION_INFLIGHT_BULK", CONFIG_INT, &notify_cfg.inflight_bulk, "64", 1, 256,
-     false, "sends of the normal and bulk lanes in flight at most (a slice)"},
+    {"TESSERA_NOTIFICATION_INFLIGHT_BULK", CONFIG_INT, &notify_cfg.inflight_bulk,
+     NOTIFY_INFLIGHT_BULK_DEFAULT, 1, 768, false,
+     "sends of the normal and bulk lanes in flight at most (a slice; claimed once half is free)"},
     {"TESSERA_NOTIFICATION_BREAKER_FAILURES", CONFIG_INT, &notify_cfg.breaker_failures, "5", 1,
      1000, false, "failures in a row that open a provider's circuit breaker"},
     {"TESSERA_NOTIFICATION_BREAKER_OPEN_MS", CONFIG_INT, &notify_cfg.breaker_open_ms, "5000", 10,

@@ -2,14 +2,16 @@
  * a libcurl multi handle, so sends never block the consumer's loop and
  * many run at once.
  *
- * Each round it claims due deliveries (pending, held past quiet hours,
- * or a "sending" row whose lease ran out because a worker died) with FOR
- * UPDATE SKIP LOCKED, lane by lane:
+ * Each round it claims due deliveries (pending, or held past quiet hours;
+ * a "sending" row whose lease ran out because a worker died is put back
+ * to pending by a sweep every second) with FOR UPDATE SKIP LOCKED, lane by
+ * lane:
  *   - the high lane (login codes) first, with its own in-flight slots
  *     (TESSERA_NOTIFICATION_INFLIGHT_HIGH) that bulk can never fill;
- *   - normal and bulk after it, in bounded slices (INFLIGHT_BULK), so a
- *     campaign of 100 000 messages is drained a slice at a time and a
- *     code that arrives meanwhile is claimed in the next round.
+ *   - normal and bulk after it, in bounded slices (INFLIGHT_BULK), claimed
+ *     once half the slice is free, so a campaign of 100 000 messages is
+ *     drained a big slice at a time and a code that arrives meanwhile is
+ *     claimed in the next round.
  * A provider whose circuit breaker is open is not claimed for at all (its
  * rows wait; other providers and lanes go on).
  *
@@ -44,7 +46,13 @@
 #define SENDER_IDLE_WAIT_MS   100 /* poll the table this often when idle */
 #define SENDER_BUSY_WAIT_MS   10
 #define SENDER_RECONNECT_MS   1000
-#define SENDER_INFLIGHT_MAX   1024
+#define SENDER_INFLIGHT_MAX   1024 /* both lanes' limits together (main.c keeps them under) */
+/* The normal and bulk lanes claim only when at least this share of their
+ * slots is free (1/SENDER_SLICE_DIVISOR): one claim for a big slice
+ * instead of one per few finished sends. The high lane claims for any free
+ * slot (a login code never waits for a slice). */
+#define SENDER_SLICE_DIVISOR  2
+#define SENDER_SWEEP_EVERY_MS 1000 /* how often leases that ran out are looked for */
 
 static const char *const provider_channels[PROVIDER_COUNT] = {"email", "sms", "push"};
 
@@ -321,8 +329,9 @@ static void transfer_start(struct transfer *t, int64_t expires_at_us, struct fin
 
 /* Claims up to max due rows of provider p in one lane and starts them.
  * Rows that end at once (bad address, expired) go to done. One lane per
- * statement: the index (channel, lane, next_attempt_us) then gives the
- * due rows in order and the scan stops at max. */
+ * statement: the index of waiting rows (channel, lane, next_attempt_us;
+ * pending and held only, so the slice in flight is not walked past) then
+ * gives the due rows in order and the scan stops at max. */
 static int claim_lane(enum provider p, int lane, int max, struct finish *done, size_t *done_count)
 {
     char now[24], limit[12], lanes[8];
@@ -334,18 +343,17 @@ static int claim_lane(enum provider p, int lane, int max, struct finish *done, s
     PGresult *res = db_query(
         S.pg,
         "UPDATE deliveries d SET status = 'sending', attempts = d.attempts + 1, "
-        "lease_until = now() + interval '" SENDER_STR(
+        " lease_until = now() + interval '" SENDER_STR(
             SENDER_LEASE_S) " seconds' "
-                            "WHERE d.id IN (SELECT id FROM deliveries WHERE lane = "
-                            "$1::smallint AND "
-                            " status IN ('pending', 'held', 'sending') AND next_attempt_us <= "
-                            "$2::bigint AND "
-                            " channel = $3 AND (status <> 'sending' OR lease_until < now()) "
+                            "WHERE d.id IN (SELECT id FROM deliveries WHERE status IN ('pending', "
+                            "'held') "
+                            " AND channel = $3 AND lane = $1::smallint AND next_attempt_us <= "
+                            "$2::bigint "
                             " ORDER BY next_attempt_us LIMIT $4::int FOR UPDATE SKIP LOCKED) "
                             "RETURNING d.id, d.tenant_id, d.request_id, d.member_id, d.channel, "
                             "d.message_id, "
-                            "d.template, d.address, d.subject, d.body, d.html, d.attempts, d.lane, "
-                            "d.expires_at_us",
+                            " d.template, d.address, d.subject, d.body, d.html, d.attempts, "
+                            "d.lane, d.expires_at_us",
         4, params, err, sizeof(err), NULL);
     if (!res)
         return -1;
@@ -375,6 +383,21 @@ static int claim(enum provider p, const int *lanes, int nlanes, int max, struct 
         got += n;
     }
     return got;
+}
+
+/* Rows whose lease ran out (their worker died before recording the
+ * outcome) go back to pending, to be claimed and sent again with the same
+ * message id. Cheap: the index of leased rows holds only those in flight. */
+static void sweep_leases(void)
+{
+    char err[512];
+    PGresult *res = db_query(S.pg,
+                             "UPDATE deliveries SET status = 'pending', lease_until = NULL "
+                             "WHERE status = 'sending' AND lease_until < now()",
+                             0, NULL, err, sizeof(err), NULL);
+    if (!res)
+        log_fields(LOG_WARN, "lease sweep failed", "error", err, NULL);
+    PQclear(res);
 }
 
 /* --- the loop --------------------------------------------------------------- */
@@ -429,14 +452,16 @@ static size_t completions(struct finish *done, size_t n)
 }
 
 /* Claims for one lane group: each provider with a configured URL whose
- * breaker lets sends through, up to the group's free slots. */
-static void claim_lanes(const int *lanes, int nlanes, int slot, long long cap, struct finish *done,
-                        size_t *nd)
+ * breaker lets sends through, up to the group's free slots, once at least
+ * min_free of them are free. */
+static void claim_lanes(const int *lanes, int nlanes, int slot, long long cap, int min_free,
+                        struct finish *done, size_t *nd)
 {
     int64_t now_ms = mono_ms();
     for (int p = 0; p < PROVIDER_COUNT; p++) {
         int free_slots = (int)cap - S.inflight[slot];
-        if (free_slots <= 0 || *nd + (size_t)free_slots > SENDER_INFLIGHT_MAX)
+        if (free_slots <= 0 || free_slots < min_free ||
+            *nd + (size_t)free_slots > SENDER_INFLIGHT_MAX)
             return;
         struct breaker *b = &S.breakers[p];
         if (!provider_url((enum provider)p)[0] || !breaker_closed_or_due(b, now_ms))
@@ -478,7 +503,7 @@ static void *sender_main(void *arg)
 {
     static const int lanes_high[] = {LANE_HIGH}, lanes_rest[] = {LANE_NORMAL, LANE_BULK};
     static struct finish done[SENDER_INFLIGHT_MAX];
-    int64_t last_claim = 0;
+    int64_t last_claim = 0, last_sweep = 0;
     while (!atomic_load(&S.stop)) {
         if (!connected()) {
             curl_multi_poll(S.multi, NULL, 0, SENDER_RECONNECT_MS, NULL);
@@ -487,9 +512,15 @@ static void *sender_main(void *arg)
         size_t nd = 0;
         if (mono_ms() - last_claim >= SENDER_CLAIM_EVERY_MS) {
             last_claim = mono_ms();
+            if (last_claim - last_sweep >= SENDER_SWEEP_EVERY_MS) {
+                last_sweep = last_claim;
+                sweep_leases();
+            }
             /* the high lane first, with its own slots */
-            claim_lanes(lanes_high, 1, 0, notify_cfg.inflight_high, done, &nd);
-            claim_lanes(lanes_rest, 2, 1, notify_cfg.inflight_bulk, done, &nd);
+            claim_lanes(lanes_high, 1, 0, notify_cfg.inflight_high, 1, done, &nd);
+            int slice = (int)(notify_cfg.inflight_bulk / SENDER_SLICE_DIVISOR);
+            claim_lanes(lanes_rest, 2, 1, notify_cfg.inflight_bulk, slice > 0 ? slice : 1, done,
+                        &nd);
         }
         int running = 0;
         curl_multi_perform(S.multi, &running);
