@@ -1,5 +1,5 @@
 /* The coupon sweep (docs/coupons.md), on a libevent timer of every ingest
- * instance. One round, three statements in a chain:
+ * instance. One round, four statements in a chain:
  *
  *  1. coupon_issue_round (migration 0014) takes the oldest running issue
  *     nobody else holds (SKIP LOCKED) and decides its next chunk of
@@ -9,13 +9,16 @@
  *     IssueCoupon, command id and coupon id = the grant's coupon id; the
  *     ledger applies a command id once, so a second send changes nothing;
  *  3. grants whose IssueCoupon has a verdict (ledger.read_commands) move
- *     once to issued or refused; each issued one sends NotifyRequest
- *     coupon.issued (request id "coupon.issued:<coupon id>", de-duplicated
- *     by notification).
+ *     once to issued or refused; an issued one owes its member a notice
+ *     (noticed_at NULL, migration 0020) in the same statement;
+ *  4. owed notices, not sent yet or sent a while ago without a delivery
+ *     report (a crash), are (re)sent as NotifyRequest coupon.issued
+ *     (request id "coupon.issued:<coupon id>", de-duplicated by
+ *     notification); the producer's delivery report marks noticed_at, so a
+ *     crash or a refused produce after the settle never loses a notice.
  *
- * Sends are fire-and-forget after the statement committed, like the
- * redemption settle (redemption_settle.c): a crash between the two loses
- * only a notice; a coupon is resent by step 2. */
+ * Sends follow their statement's commit; whatever a crash between the two
+ * loses, a later round sends again. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,14 +75,15 @@ static int64_t int_at(const PGresult *res, int i, int col)
     return strtoll(PQgetvalue(res, i, col), NULL, 10);
 }
 
-static void send_plain(struct ingest *app, const char *topic, Envelope *env, const char *id)
+static void send_plain(struct ingest *app, const char *topic, Envelope *env, int kind,
+                       const char *id)
 {
     size_t len = 0;
     uint8_t *bin = envelope_encode(env, &len);
     if (!bin)
         return;
     rd_kafka_headers_t *headers = envelope_cloudevents_headers(env, "/tessera/ingest");
-    struct delivery *d = delivery_new(DELIVERY_COMMAND, id);
+    struct delivery *d = delivery_new(kind, id);
     if (bus_produce(app->producer, topic, env->member_id, bin, len, headers, d) !=
         RD_KAFKA_RESP_ERR_NO_ERROR) {
         free(d);
@@ -109,7 +113,7 @@ static void send_issue(struct ingest *app, const PGresult *res, int i)
     ic.name = (char *)PQgetvalue(res, i, G_NAME);
     env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_ISSUE_COUPON;
     env.issue_coupon = &ic;
-    send_plain(app, TOPIC_LEDGER_COMMANDS, &env, ic.command_id);
+    send_plain(app, TOPIC_LEDGER_COMMANDS, &env, DELIVERY_COMMAND, ic.command_id);
 }
 
 static void send_notice(struct ingest *app, const PGresult *res, int i)
@@ -147,7 +151,8 @@ static void send_notice(struct ingest *app, const PGresult *res, int i)
     note.variables = vars;
     env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_NOTIFY_REQUEST;
     env.notify_request = &note;
-    send_plain(app, TOPIC_NOTIFY_REQUESTS, &env, request_id);
+    send_plain(app, TOPIC_NOTIFY_REQUESTS, &env, DELIVERY_COUPON_NOTICE,
+               PQgetvalue(res, i, G_COUPON));
 }
 
 /* clang-format off */
@@ -170,25 +175,66 @@ static const char SETTLE_SQL[] =
     "FOR UPDATE OF g SKIP LOCKED), "
     "g AS (UPDATE coupon_grants g SET settled_at = now(), status = CASE WHEN v.verdict = "
     "'posted' THEN 'issued' ELSE 'refused' END FROM v WHERE g.tenant_id = v.tenant_id "
-    "AND g.coupon_id = v.coupon_id AND g.status = 'sent' RETURNING g.*) "
+    "AND g.coupon_id = v.coupon_id AND g.status = 'sent' RETURNING g.coupon_id, g.status) "
+    "SELECT coupon_id FROM g WHERE status = 'refused'";
+
+/* Settled grants whose notice is owed: never sent, or sent without a
+ * delivery report for RESEND_AFTER (the report may have died with us). */
+static const char NOTICE_SQL[] =
+    "WITH d AS (SELECT g.tenant_id, g.coupon_id FROM coupon_grants g WHERE g.status = 'issued' "
+    "AND g.noticed_at IS NULL AND (g.notice_sent_at IS NULL "
+    "OR g.notice_sent_at < now() - interval '" RESEND_AFTER "') "
+    "LIMIT " STRINGIFY(COUPON_SEND_MAX) " FOR UPDATE SKIP LOCKED), "
+    "g AS (UPDATE coupon_grants g SET notice_sent_at = now() FROM d WHERE g.tenant_id = "
+    "d.tenant_id AND g.coupon_id = d.coupon_id RETURNING g.*) "
     "SELECT " GRANT_COLUMNS ", coalesce(k.valid_to_us, 0) FROM g JOIN coupon_templates t "
     "ON t.tenant_id = g.tenant_id AND t.template_id = g.template_id "
     "LEFT JOIN ledger.read_coupons k ON k.tenant_id = g.tenant_id AND k.coupon_id = g.coupon_id";
+
+static const char NOTICED_SQL[] =
+    "UPDATE coupon_grants SET noticed_at = now() WHERE coupon_id = $1 AND status = 'issued' "
+    "AND noticed_at IS NULL";
 /* clang-format on */
 
-static void on_settled(void *arg, PGresult *res, const char *err, const char *sqlstate)
+static void on_noticed(void *arg, PGresult *res, const char *err, const char *sqlstate)
 {
     struct ingest *app = arg;
     issuer_running = false;
     if (!res)
+        log_fields(LOG_WARN, "coupon notices failed; the next round retries", "error", err, NULL);
+    for (int i = 0; res && i < PQntuples(res); i++)
+        send_notice(app, res, i);
+}
+
+static void on_settled(void *arg, PGresult *res, const char *err, const char *sqlstate)
+{
+    struct ingest *app = arg;
+    if (!res)
         log_fields(LOG_WARN, "coupon settle failed; the next round retries", "error", err, NULL);
-    for (int i = 0; res && i < PQntuples(res); i++) {
-        if (strcmp(PQgetvalue(res, i, G_STATUS), "issued") == 0)
-            send_notice(app, res, i);
-        else
-            log_fields(LOG_WARN, "coupon refused by the ledger", "coupon_id",
-                       PQgetvalue(res, i, G_COUPON), NULL);
+    for (int i = 0; res && i < PQntuples(res); i++)
+        log_fields(LOG_WARN, "coupon refused by the ledger", "coupon_id", PQgetvalue(res, i, 0),
+                   NULL);
+    if (pg_pool_query(app->pg, NOTICE_SQL, 0, NULL, on_noticed, app) < 0)
+        issuer_running = false;
+}
+
+static void on_marked(void *arg, PGresult *res, const char *err, const char *sqlstate)
+{
+    if (!res)
+        log_fields(LOG_WARN, "could not mark a coupon notice sent; it is sent again", "error", err,
+                   NULL);
+}
+
+void coupon_notice_on_delivery(struct ingest *app, const char *coupon_id, rd_kafka_resp_err_t err)
+{
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        log_fields(LOG_WARN, "coupon notice not delivered; a later round resends", "error",
+                   rd_kafka_err2str(err), NULL);
+        return;
     }
+    const char *params[1] = {coupon_id};
+    if (pg_pool_query(app->pg, NOTICED_SQL, 1, params, on_marked, NULL) < 0)
+        log_warn("could not queue a coupon notice mark; it is sent again");
 }
 
 static void on_sent(void *arg, PGresult *res, const char *err, const char *sqlstate)

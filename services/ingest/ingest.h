@@ -354,8 +354,8 @@ bool waiter_pending_in_tenant(struct ingest *app, const char *tenant_id, const c
 void waiters_on_event(void *ctx, const rd_kafka_message_t *rkm);
 /* What a produced message was, for its delivery report (the opaque). */
 struct delivery {
-    enum { DELIVERY_COMMAND, DELIVERY_MEMBER_EVENT } kind;
-    char id[UUID_STR_SIZE]; /* command id, or outbox row id */
+    enum { DELIVERY_COMMAND, DELIVERY_MEMBER_EVENT, DELIVERY_COUPON_NOTICE } kind;
+    char id[UUID_STR_SIZE]; /* command id, outbox row id, or coupon id */
 };
 struct delivery *delivery_new(int kind, const char *id);
 /* bus_producer delivery callback: dispatches on the kind. */
@@ -365,6 +365,9 @@ void ingest_on_delivery(void *ctx, void *msg_opaque, rd_kafka_resp_err_t err);
 void waiters_on_published(void *ctx, const void *payload, size_t len);
 void waiters_on_delivery(struct ingest *app, const char *command_id, rd_kafka_resp_err_t err);
 void member_events_on_delivery(struct ingest *app, const char *outbox_id, rd_kafka_resp_err_t err);
+/* coupon_issuer.c: the report of a coupon.issued notice; once the broker
+ * has it, the grant's notice is no longer owed. */
+void coupon_notice_on_delivery(struct ingest *app, const char *coupon_id, rd_kafka_resp_err_t err);
 void waiters_fail_all(struct ingest *app);
 
 /* verdicts.c: a ledger verdict as an HTTP answer */

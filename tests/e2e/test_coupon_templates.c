@@ -10,7 +10,10 @@
  *  - redeemed in a purchase: the minimum spend and the free item are
  *    honoured (409 under them, the discount when met);
  *  - claims: a member racing 6 claims of a public template with a limit
- *    of 2 gets exactly 2; a template not public is refused. */
+ *    of 2 gets exactly 2; a template not public is refused;
+ *  - a notice owed after a crash: a grant left issued with its notice not
+ *    yet sent (what a crash between the settle and the send leaves) is
+ *    noticed by a later round: the message arrives and noticed_at is set. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -376,6 +379,40 @@ static void test_claims_respect_the_limit(void **state)
     wait_for(ISSUED_IN_LEDGER, tpl, NULL, LIMIT, "the claimed coupons in the ledger");
 }
 
+/* A crash right after the settle committed leaves a grant issued with its
+ * notice owed and nobody holding it in memory; the sweep must still send
+ * it. The row is written as such a crash leaves it. */
+static void test_owed_notice_survives_a_crash(void **state)
+{
+    (void)state;
+    char member[64], tpl[64];
+    member_make(admin_key, member);
+    template_make(admin_key,
+                  "{\"name\":\"Crash gift\",\"kind\":\"value\",\"value\":500,"
+                  "\"valid_days\":10}",
+                  tpl);
+    PGconn *pg = test_pg();
+    const char *p[3] = {tenant_id, tpl, member};
+    PGresult *res =
+        PQexecParams(pg,
+                     "INSERT INTO ingest.coupon_grants (tenant_id, template_id, "
+                     "member_id, source, coupon_id, branch_id, sent_at, status, "
+                     "settled_at) VALUES ($1, $2, $3, 'crash', gen_random_uuid()::text, "
+                     "'hq', now(), 'issued', now()) RETURNING coupon_id",
+                     3, NULL, p, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    char coupon[64];
+    snprintf(coupon, sizeof(coupon), "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    PQfinish(pg);
+    wait_for("SELECT count(*) FROM notification.read_inbox WHERE request_id = "
+             "'coupon.issued:' || $1 AND template = 'coupon.issued' AND member_id = $2",
+             coupon, member, 1, "the owed coupon.issued message");
+    wait_for("SELECT count(*) FROM ingest.coupon_grants WHERE coupon_id = $1 "
+             "AND noticed_at IS NOT NULL",
+             coupon, NULL, 1, "the notice to be recorded as delivered");
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -390,6 +427,7 @@ int main(void)
         cmocka_unit_test(test_bulk_issue_within_budget),
         cmocka_unit_test(test_min_spend_and_free_item),
         cmocka_unit_test(test_claims_respect_the_limit),
+        cmocka_unit_test(test_owed_notice_survives_a_crash),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
