@@ -259,8 +259,8 @@ int cache_fill_view_profile(redisContext *rc, const char *tenant_id, const char 
     if (view_key(key, sizeof(key), tenant_id, member_id) != 0)
         return -1;
     snprintf(version, sizeof(version), "%" PRId64, profile_version);
-    const char *argv[] = {"EVAL", FILL_SCRIPT, "1", key, TTL_TEXT(CACHE_VIEW_TTL_S), version,
-                          profile, "0", "", ""};
+    const char *argv[] = {"EVAL",  FILL_SCRIPT, "1", key, TTL_TEXT(CACHE_VIEW_TTL_S),
+                          version, profile,     "0", "",  ""};
     size_t argv_len[10];
     for (int i = 0; i < 10; i++)
         argv_len[i] = strlen(argv[i]);

@@ -31,7 +31,7 @@ typedef Tessera__Campaign__V1__ReferralCounted ReferralCounted;
 
 /* Bounds of a referral rule (ingest: 422; campaign: dead letter). */
 #define REFERRAL_LOCK_DAYS_MAX 365
-#define REFERRAL_POINTS_MAX    INT64_C(1000000) /* one side's points */
+#define REFERRAL_POINTS_MAX    INT64_C(1000000)   /* one side's points */
 #define REFERRAL_SV_BONUS_MAX  INT64_C(100000000) /* one side's stored-value bonus, minor units */
 
 #endif
