@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "../support/api_client.h"
+#include "../support/expect.h"
 #include "../support/login_code.h"
 #include "../support/sql_tenant.h"
 #include "../support/topic_reader.h"
@@ -38,27 +39,13 @@
 
 static char tenant_id[48], admin_key[64];
 
-static void expect_status(struct api_response *r, long status)
-{
-    if (r->status != status)
-        fprintf(stderr, "test: expected %ld, got %ld: %s\n", status, r->status, r->raw);
-    assert_int_equal(r->status, status);
-}
-
-static void expect_problem(struct api_response r, long status, const char *code)
-{
-    expect_status(&r, status);
-    assert_string_equal(json_str_at(r.body, "code"), code);
-    api_response_free(&r);
-}
-
 static void member_make(const char *key, char id[64])
 {
     char phone[16], body[160];
     test_unique_phone(phone);
     snprintf(body, sizeof(body), "{\"name\":\"C\",\"phone\":\"%s\",\"branch_id\":\"hq\"}", phone);
     struct api_response r = api_call("POST", "/v1/members", body, key, NULL);
-    expect_status(&r, 201);
+    api_expect_status(&r, 201);
     snprintf(id, 64, "%s", json_str_at(r.body, "member_id"));
     api_response_free(&r);
 }
@@ -66,7 +53,7 @@ static void member_make(const char *key, char id[64])
 static void template_make(const char *key, const char *body, char id[64])
 {
     struct api_response r = api_call("POST", "/v1/coupon-templates", body, key, NULL);
-    expect_status(&r, 201);
+    api_expect_status(&r, 201);
     snprintf(id, 64, "%s", json_str_at(r.body, "template_id"));
     api_response_free(&r);
 }
@@ -106,7 +93,7 @@ static json_t *issue_and_wait(const char *key, const char *template_id, const ch
     char path[200];
     snprintf(path, sizeof(path), "/v1/coupon-templates/%s/issues", template_id);
     struct api_response r = api_call("POST", path, body, key, NULL);
-    expect_status(&r, 202);
+    api_expect_status(&r, 202);
     char issue[64];
     snprintf(issue, sizeof(issue), "%s", json_str_at(r.body, "issue_id"));
     api_response_free(&r);
@@ -114,7 +101,7 @@ static json_t *issue_and_wait(const char *key, const char *template_id, const ch
              issue, NULL, 1, "the issue to finish");
     snprintf(path, sizeof(path), "/v1/coupon-templates/%s/issues/%s", template_id, issue);
     r = api_call("GET", path, NULL, key, NULL);
-    expect_status(&r, 200);
+    api_expect_status(&r, 200);
     json_t *out = json_incref(r.body);
     api_response_free(&r);
     return out;
@@ -128,19 +115,19 @@ static json_t *issue_and_wait(const char *key, const char *template_id, const ch
 static void test_templates(void **state)
 {
     (void)state;
-    expect_problem(api_call("POST", "/v1/coupon-templates",
-                            "{\"name\":\"X\",\"kind\":\"value\",\"valid_days\":30}", admin_key,
-                            NULL),
-                   422, "validation_failed"); /* no value */
-    expect_problem(api_call("POST", "/v1/coupon-templates",
-                            "{\"name\":\"X\",\"kind\":\"percent\",\"percent_bp\":1000}", admin_key,
-                            NULL),
-                   422, "validation_failed"); /* no validity */
-    expect_problem(api_call("POST", "/v1/coupon-templates",
-                            "{\"name\":\"X\",\"kind\":\"free_item\",\"free_sku\":\"latte\","
-                            "\"valid_days\":3,\"valid_to\":\"2030-01-01T00:00:00Z\"}",
-                            admin_key, NULL),
-                   422, "validation_failed"); /* both validities */
+    api_expect_problem(api_call("POST", "/v1/coupon-templates",
+                                "{\"name\":\"X\",\"kind\":\"value\",\"valid_days\":30}", admin_key,
+                                NULL),
+                       422, "validation_failed"); /* no value */
+    api_expect_problem(api_call("POST", "/v1/coupon-templates",
+                                "{\"name\":\"X\",\"kind\":\"percent\",\"percent_bp\":1000}",
+                                admin_key, NULL),
+                       422, "validation_failed"); /* no validity */
+    api_expect_problem(api_call("POST", "/v1/coupon-templates",
+                                "{\"name\":\"X\",\"kind\":\"free_item\",\"free_sku\":\"latte\","
+                                "\"valid_days\":3,\"valid_to\":\"2030-01-01T00:00:00Z\"}",
+                                admin_key, NULL),
+                       422, "validation_failed"); /* both validities */
     char id[64], path[120];
     template_make(admin_key,
                   "{\"name\":\"Autumn\",\"kind\":\"percent\",\"percent_bp\":1500,"
@@ -149,19 +136,19 @@ static void test_templates(void **state)
                   id);
     snprintf(path, sizeof(path), "/v1/coupon-templates/%s", id);
     struct api_response r = api_call("GET", path, NULL, admin_key, NULL);
-    expect_status(&r, 200);
+    api_expect_status(&r, 200);
     assert_int_equal(json_int_at(r.body, "percent_bp"), 1500);
     assert_int_equal(json_int_at(r.body, "total_count"), 10);
     assert_string_equal(json_str_at(r.body, "valid_to"), "2036-01-01T00:00:00Z");
     assert_true(json_is_true(json_object_get(r.body, "public")));
     api_response_free(&r);
     r = api_call("GET", "/v1/coupon-templates", NULL, admin_key, NULL);
-    expect_status(&r, 200);
+    api_expect_status(&r, 200);
     assert_non_null(strstr(r.raw, id));
     api_response_free(&r);
-    expect_problem(api_call("GET", "/v1/coupon-templates/00000000-0000-7000-8000-000000000000",
-                            NULL, admin_key, NULL),
-                   404, "coupon_template_not_found");
+    api_expect_problem(api_call("GET", "/v1/coupon-templates/00000000-0000-7000-8000-000000000000",
+                                NULL, admin_key, NULL),
+                       404, "coupon_template_not_found");
 }
 
 static void test_bulk_issue_within_budget(void **state)
@@ -262,21 +249,21 @@ static void test_min_spend_and_free_item(void **state)
     json_decref(issue_and_wait(admin_key, spend, body));
     json_decref(issue_and_wait(admin_key, item, body));
     coupon_of(spend, member, coupon);
-    expect_problem(buy(member, coupon, 4999, NULL), 409, "coupon_min_spend_not_met");
+    api_expect_problem(buy(member, coupon, 4999, NULL), 409, "coupon_min_spend_not_met");
     struct api_response r = buy(member, coupon, 6000, NULL);
-    expect_status(&r, 201);
+    api_expect_status(&r, 201);
     assert_int_equal(json_int_at(r.body, "discount_applied"), 1000);
     api_response_free(&r);
     coupon_of(item, member, coupon);
-    expect_problem(buy(member, coupon, 3000,
-                       ",\"items\":[{\"sku\":\"cake\",\"category\":\"food\",\"quantity\":1,"
-                       "\"unit_price\":3000}]"),
-                   409, "coupon_not_applicable");
+    api_expect_problem(buy(member, coupon, 3000,
+                           ",\"items\":[{\"sku\":\"cake\",\"category\":\"food\",\"quantity\":1,"
+                           "\"unit_price\":3000}]"),
+                       409, "coupon_not_applicable");
     r = buy(member, coupon, 4800,
             ",\"items\":[{\"sku\":\"cake\",\"category\":\"food\",\"quantity\":1,"
             "\"unit_price\":3000},{\"sku\":\"latte\",\"category\":\"drink\",\"quantity\":1,"
             "\"unit_price\":1800}]");
-    expect_status(&r, 201);
+    api_expect_status(&r, 201);
     assert_int_equal(json_int_at(r.body, "discount_applied"), 1800);
     api_response_free(&r);
 }
@@ -311,19 +298,19 @@ static void member_session(char member[64], char token[200])
     test_unique_phone(phone);
     snprintf(body, sizeof(body), "{\"name\":\"App\",\"phone\":\"%s\",\"branch_id\":\"hq\"}", phone);
     struct api_response r = api_post("/v1/members", body, NULL);
-    expect_status(&r, 201);
+    api_expect_status(&r, 201);
     snprintf(member, 64, "%s", json_str_at(r.body, "member_id"));
     api_response_free(&r);
     snprintf(body, sizeof(body), "{\"phone\":\"%s\"}", phone);
     r = api_app_post("/v1/auth/sms-codes", body);
-    expect_status(&r, 202);
+    api_expect_status(&r, 202);
     api_response_free(&r);
     struct code_seen seen = {member, ""};
     assert_true(poll_until(code_sent, &seen, DEADLINE_MS));
     snprintf(body, sizeof(body), "{\"phone\":\"%s\",\"code\":\"%s\",\"device_id\":\"d1\"}", phone,
              seen.code);
     r = api_app_post("/v1/auth/sessions", body);
-    expect_status(&r, 201);
+    api_expect_status(&r, 201);
     snprintf(token, 200, "%s", json_str_at(r.body, "token"));
     api_response_free(&r);
 }
@@ -359,7 +346,8 @@ static void test_claims_respect_the_limit(void **state)
                   "{\"name\":\"Staff only\",\"kind\":\"value\",\"value\":500,\"valid_days\":7}",
                   closed);
     snprintf(path, sizeof(path), "/v1/coupon-templates/%s/claims", closed);
-    expect_problem(api_call("POST", path, "{}", token, NULL), 409, "coupon_template_not_claimable");
+    api_expect_problem(api_call("POST", path, "{}", token, NULL), 409,
+                       "coupon_template_not_claimable");
     snprintf(path, sizeof(path), "/v1/coupon-templates/%s/claims", tpl);
     struct racer racers[RACERS];
     pthread_t threads[RACERS];

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "../support/api_client.h"
+#include "../support/expect.h"
 #include "../support/sql_tenant.h"
 
 #define AUDIT_OUTPUT_MAX 65536
@@ -28,20 +29,6 @@ static char tenant_id[48], admin_key[64];
 static void tenant_make(void)
 {
     sql_tenant_make("ptspay", "Points Chain", tenant_id, sizeof(tenant_id), admin_key);
-}
-
-static void expect_status(struct api_response *r, long status)
-{
-    if (r->status != status)
-        fprintf(stderr, "test: expected %ld, got %ld: %s\n", status, r->status, r->raw);
-    assert_int_equal(r->status, status);
-}
-
-static void expect_problem(struct api_response r, long status, const char *code)
-{
-    expect_status(&r, status);
-    assert_string_equal(json_str_at(r.body, "code"), code);
-    api_response_free(&r);
 }
 
 static struct api_response member_post(const char *member, const char *what, const char *body)
@@ -57,7 +44,7 @@ static void member_make(char id[64])
     test_unique_phone(phone);
     snprintf(body, sizeof(body), "{\"name\":\"P\",\"phone\":\"%s\",\"branch_id\":\"hq\"}", phone);
     struct api_response r = api_call("POST", "/v1/members", body, admin_key, NULL);
-    expect_status(&r, 201);
+    api_expect_status(&r, 201);
     snprintf(id, 64, "%s", json_str_at(r.body, "member_id"));
     api_response_free(&r);
 }
@@ -104,12 +91,12 @@ static void test_points_pay_part_and_come_back_on_refund(void **state)
     member_make(member);
     struct api_response r =
         member_post(member, "points-adjustments", "{\"points\":10000,\"reason\":\"test grant\"}");
-    expect_status(&r, 201);
+    api_expect_status(&r, 201);
     api_response_free(&r);
 
     /* refused, nothing changes: above the default 50% share, part of a unit */
-    expect_problem(buy(member, 10000, "{\"method\":\"cash\",\"points\":5100}"), 409,
-                   "points_share_exceeded");
+    api_expect_problem(buy(member, 10000, "{\"method\":\"cash\",\"points\":5100}"), 409,
+                       "points_share_exceeded");
     r = buy(member, 10000, "{\"method\":\"cash\",\"points\":150}");
     assert_true(r.status == 409 || r.status == 422);
     assert_string_equal(json_str_at(r.body, "code"), "invalid_points");
@@ -118,7 +105,7 @@ static void test_points_pay_part_and_come_back_on_refund(void **state)
 
     /* half of a 100 yuan bill with 5000 points */
     r = buy(member, 10000, "{\"method\":\"cash\",\"points\":5000}");
-    expect_status(&r, 201);
+    api_expect_status(&r, 201);
     assert_int_equal(json_int_at(r.body, "charged"), 10000);
     assert_int_equal(json_int_at(r.body, "points_paid"), 5000);
     assert_int_equal(json_int_at(r.body, "points_value"), 5000);
@@ -127,8 +114,8 @@ static void test_points_pay_part_and_come_back_on_refund(void **state)
     api_response_free(&r);
 
     /* points alone need the tenant to allow the whole bill */
-    expect_problem(buy(member, 3000, "{\"method\":\"points\",\"points\":3000}"), 409,
-                   "points_share_exceeded");
+    api_expect_problem(buy(member, 3000, "{\"method\":\"points\",\"points\":3000}"), 409,
+                       "points_share_exceeded");
     PGconn *pg = test_pg();
     const char *p[1] = {tenant_id};
     test_exec_ok(pg,
@@ -136,20 +123,20 @@ static void test_points_pay_part_and_come_back_on_refund(void **state)
                  "VALUES ($1, 'never', 10000)",
                  1, p);
     PQfinish(pg);
-    expect_problem(buy(member, 3000, "{\"method\":\"points\",\"points\":2000}"), 409,
-                   "points_do_not_cover");
+    api_expect_problem(buy(member, 3000, "{\"method\":\"points\",\"points\":2000}"), 409,
+                       "points_do_not_cover");
     r = buy(member, 3000, "{\"method\":\"points\",\"points\":3000}");
-    expect_status(&r, 201);
+    api_expect_status(&r, 201);
     assert_int_equal(json_int_at(r.body, "balances.points"), 2000);
     api_response_free(&r);
 
     /* stored value and points split a bill */
     r = member_post(member, "topups",
                     "{\"amount\":5000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}");
-    expect_status(&r, 201);
+    api_expect_status(&r, 201);
     api_response_free(&r);
     r = buy(member, 4000, "{\"method\":\"stored_value\",\"points\":1000}");
-    expect_status(&r, 201);
+    api_expect_status(&r, 201);
     assert_int_equal(json_int_at(r.body, "paid_principal") + json_int_at(r.body, "paid_bonus"),
                      3000);
     assert_int_equal(json_int_at(r.body, "balances.points"), 1000);
@@ -162,7 +149,7 @@ static void test_points_pay_part_and_come_back_on_refund(void **state)
              "\"purchase_operation_id\":\"%s\"}",
              op);
     r = member_post(member, "refunds", body);
-    expect_status(&r, 201);
+    api_expect_status(&r, 201);
     assert_int_equal(json_int_at(r.body, "points_returned"), 5000);
     assert_int_equal(json_int_at(r.body, "balances.points"), 6000);
     api_response_free(&r);

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "../support/api_client.h"
+#include "../support/expect.h"
 #include "../support/sql_tenant.h"
 
 #define DEADLINE_MS 30000
@@ -34,27 +35,13 @@ static void tenant_make(void)
     sql_tenant_make("redeem", "Rewards Chain", tenant_id, sizeof(tenant_id), admin_key);
 }
 
-static void expect_status(struct api_response *r, long status)
-{
-    if (r->status != status)
-        fprintf(stderr, "test: expected %ld, got %ld: %s\n", status, r->status, r->raw);
-    assert_int_equal(r->status, status);
-}
-
-static void expect_problem(struct api_response r, long status, const char *code)
-{
-    expect_status(&r, status);
-    assert_string_equal(json_str_at(r.body, "code"), code);
-    api_response_free(&r);
-}
-
 static void member_make(char id[64])
 {
     char phone[16], body[160];
     test_unique_phone(phone);
     snprintf(body, sizeof(body), "{\"name\":\"R\",\"phone\":\"%s\",\"branch_id\":\"hq\"}", phone);
     struct api_response r = api_call("POST", "/v1/members", body, admin_key, NULL);
-    expect_status(&r, 201);
+    api_expect_status(&r, 201);
     snprintf(id, 64, "%s", json_str_at(r.body, "member_id"));
     api_response_free(&r);
 }
@@ -65,7 +52,7 @@ static void grant(const char *member, int64_t points)
     snprintf(path, sizeof(path), "/v1/members/%s/points-adjustments", member);
     snprintf(body, sizeof(body), "{\"points\":%lld,\"reason\":\"test grant\"}", (long long)points);
     struct api_response r = api_call("POST", path, body, admin_key, NULL);
-    expect_status(&r, 201);
+    api_expect_status(&r, 201);
     api_response_free(&r);
 }
 
@@ -73,7 +60,7 @@ static void grant(const char *member, int64_t points)
 static void reward_make(const char *body, char id[64])
 {
     struct api_response r = api_call("POST", "/v1/rewards", body, admin_key, NULL);
-    expect_status(&r, 201);
+    api_expect_status(&r, 201);
     snprintf(id, 64, "%s", json_str_at(r.body, "reward_id"));
     api_response_free(&r);
 }
@@ -122,17 +109,17 @@ static void wait_for(const char *sql, const char *p1, int64_t want, const char *
 static void test_catalogue(void **state)
 {
     char id[64];
-    expect_problem(api_call("POST", "/v1/rewards",
-                            "{\"name\":\"Mug\",\"kind\":\"gift\",\"points_price\":0}", admin_key,
-                            NULL),
-                   422, "validation_failed");
-    expect_problem(api_call("POST", "/v1/rewards",
-                            "{\"name\":\"Coupon\",\"kind\":\"coupon\",\"points_price\":10}",
-                            admin_key, NULL),
-                   422, "validation_failed");
+    api_expect_problem(api_call("POST", "/v1/rewards",
+                                "{\"name\":\"Mug\",\"kind\":\"gift\",\"points_price\":0}",
+                                admin_key, NULL),
+                       422, "validation_failed");
+    api_expect_problem(api_call("POST", "/v1/rewards",
+                                "{\"name\":\"Coupon\",\"kind\":\"coupon\",\"points_price\":10}",
+                                admin_key, NULL),
+                       422, "validation_failed");
     reward_make("{\"name\":\"Mug\",\"kind\":\"gift\",\"points_price\":500,\"stock\":2}", id);
     struct api_response r = api_call("GET", "/v1/rewards", NULL, admin_key, NULL);
-    expect_status(&r, 200);
+    api_expect_status(&r, 200);
     json_t *list = json_object_get(r.body, "rewards");
     bool found = false;
     for (size_t i = 0; i < json_array_size(list); i++) {
@@ -205,7 +192,7 @@ static void test_stock_under_concurrency(void **state)
              "AND status = 'done'",
              reward, STOCK, "the winners' redemptions to be done");
     /* one more after the race: still out of stock */
-    expect_problem(redeem(racers[0].member, reward), 409, "out_of_stock");
+    api_expect_problem(redeem(racers[0].member, reward), 409, "out_of_stock");
 }
 
 static void test_refused_debit_gives_the_unit_back(void **state)
@@ -214,7 +201,7 @@ static void test_refused_debit_gives_the_unit_back(void **state)
     reward_make("{\"name\":\"Pen\",\"kind\":\"gift\",\"points_price\":100,\"stock\":1}", reward);
     member_make(poor);
     grant(poor, 50);
-    expect_problem(redeem(poor, reward), 409, "insufficient_points");
+    api_expect_problem(redeem(poor, reward), 409, "insufficient_points");
     wait_for(STOCK_OF, reward, 1, "the unit to come back");
     wait_for("SELECT count(*) FROM ingest.redemptions WHERE tenant_id = $1 AND reward_id = $2 "
              "AND status = 'refused'",
@@ -230,7 +217,7 @@ static void test_coupon_reward_is_delivered_once(void **state)
     member_make(member);
     grant(member, 100);
     struct api_response r = redeem(member, reward);
-    expect_status(&r, 201);
+    api_expect_status(&r, 201);
     api_response_free(&r);
     wait_for("SELECT count(*) FROM ingest.redemptions WHERE tenant_id = $1 AND member_id = $2 "
              "AND status = 'done'",

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "../support/api_client.h"
+#include "../support/expect.h"
 #include "../support/sql_tenant.h"
 #include "../support/test_clock.h"
 #include "ids/uuid7.h"
@@ -45,19 +46,6 @@ static int restore_clock(void **state)
 }
 
 /* A tenant with an hq branch and an admin key, for this run only. */
-static void expect_status(struct api_response *r, long status)
-{
-    if (r->status != status)
-        fprintf(stderr, "test: expected %ld, got %ld: %s\n", status, r->status, r->raw);
-    assert_int_equal(r->status, status);
-}
-
-static void expect_problem(struct api_response r, long status, const char *code)
-{
-    expect_status(&r, status);
-    assert_string_equal(json_str_at(r.body, "code"), code);
-    api_response_free(&r);
-}
 
 /* Registers a member (phone given, or a new one) with an optional
  * referral code; the raw response. */
@@ -83,7 +71,7 @@ static void member_make(struct member *m, const char *referral_code)
 {
     test_unique_phone(m->phone);
     struct api_response r = register_with(m->phone, referral_code);
-    expect_status(&r, 201);
+    api_expect_status(&r, 201);
     snprintf(m->id, sizeof(m->id), "%s", json_str_at(r.body, "member_id"));
     snprintf(m->code, sizeof(m->code), "%s", json_str_at(r.body, "referral_code"));
     api_response_free(&r);
@@ -97,7 +85,7 @@ static void cash_purchase(const char *member, int64_t amount, char op[64])
              "{\"amount\":%lld,\"branch_id\":\"hq\",\"payment\":{\"method\":\"cash\"}}",
              (long long)amount);
     struct api_response r = api_call("POST", path, body, admin_key, NULL);
-    expect_status(&r, 201);
+    api_expect_status(&r, 201);
     snprintf(op, 64, "%s", json_str_at(r.body, "operation_id"));
     api_response_free(&r);
 }
@@ -111,7 +99,7 @@ static void refund_purchase(const char *member, const char *op)
              "\"purchase_operation_id\":\"%s\"}",
              op);
     struct api_response r = api_call("POST", path, body, admin_key, NULL);
-    expect_status(&r, 201);
+    api_expect_status(&r, 201);
     api_response_free(&r);
 }
 
@@ -174,21 +162,21 @@ static void test_rule_is_set_validated_and_read_back(void **state)
         api_call("PUT", "/v1/config/referrals",
                  "{\"lock_days\":7,\"referrer\":{\"points\":200},\"referee\":{\"points\":100}}",
                  admin_key, headers);
-    expect_status(&r, 200);
+    api_expect_status(&r, 200);
     assert_string_equal(json_str_at(r.body, "status"), "applied");
     api_response_free(&r);
-    expect_problem(api_call("PUT", "/v1/config/referrals",
-                            "{\"lock_days\":400,\"referrer\":{\"points\":1},\"referee\":{"
-                            "\"points\":1}}",
-                            admin_key, headers),
-                   422, "validation_failed");
-    expect_problem(api_call("PUT", "/v1/config/referrals",
-                            "{\"lock_days\":1,\"referrer\":{\"points\":1,\"coupon\":\"x\"},"
-                            "\"referee\":{\"points\":1}}",
-                            admin_key, headers),
-                   422, "validation_failed");
+    api_expect_problem(api_call("PUT", "/v1/config/referrals",
+                                "{\"lock_days\":400,\"referrer\":{\"points\":1},\"referee\":{"
+                                "\"points\":1}}",
+                                admin_key, headers),
+                       422, "validation_failed");
+    api_expect_problem(api_call("PUT", "/v1/config/referrals",
+                                "{\"lock_days\":1,\"referrer\":{\"points\":1,\"coupon\":\"x\"},"
+                                "\"referee\":{\"points\":1}}",
+                                admin_key, headers),
+                       422, "validation_failed");
     r = api_call("GET", "/v1/config/referrals", NULL, admin_key, NULL);
-    expect_status(&r, 200);
+    api_expect_status(&r, 200);
     assert_int_equal(json_int_at(r.body, "lock_days"), 7);
     assert_int_equal(json_int_at(r.body, "referrer.points"), 200);
     assert_int_equal(json_int_at(r.body, "referee.points"), 100);
@@ -199,17 +187,18 @@ static void test_bad_codes_are_refused(void **state)
 {
     struct member a;
     member_make(&a, NULL);
-    expect_problem(register_with(NULL, "ZZZZ9999"), 422, "unknown_referral_code");
+    api_expect_problem(register_with(NULL, "ZZZZ9999"), 422, "unknown_referral_code");
     /* a's own phone with a's own code: the same person, refused before the
      * duplicate phone is even looked at */
-    expect_problem(register_with(a.phone, a.code), 422, "self_referral");
+    api_expect_problem(register_with(a.phone, a.code), 422, "self_referral");
     /* another tenant's code is unknown here */
     char demo_phone[16], body[200];
     test_unique_phone(demo_phone);
     snprintf(body, sizeof(body),
              "{\"name\":\"D\",\"phone\":\"%s\",\"branch_id\":\"hq\",\"referral_code\":\"%s\"}",
              demo_phone, a.code);
-    expect_problem(api_call("POST", "/v1/members", body, NULL, NULL), 422, "unknown_referral_code");
+    api_expect_problem(api_call("POST", "/v1/members", body, NULL, NULL), 422,
+                       "unknown_referral_code");
 }
 
 static void test_first_purchase_rewards_both_once_unless_refunded(void **state)
@@ -288,14 +277,14 @@ static void test_bonus_and_coupon_rewards_once(void **state)
                                      "{\"name\":\"Welcome friend\",\"kind\":\"value\","
                                      "\"value\":800,\"valid_days\":30}",
                                      admin_key, NULL);
-    expect_status(&r, 201);
+    api_expect_status(&r, 201);
     snprintf(tpl, sizeof(tpl), "%s", json_str_at(r.body, "template_id"));
     api_response_free(&r);
     r = api_call("PUT", "/v1/config/referrals",
                  "{\"lock_days\":7,\"referrer\":{\"points\":0},\"referee\":{\"points\":0,"
                  "\"coupon_template_id\":\"00000000-0000-7000-8000-000000000000\"}}",
                  admin_key, headers);
-    expect_status(&r, 422);
+    api_expect_status(&r, 422);
     assert_non_null(strstr(r.raw, "referee.coupon_template_id"));
     api_response_free(&r);
     snprintf(body, sizeof(body),
@@ -303,7 +292,7 @@ static void test_bonus_and_coupon_rewards_once(void **state)
              "\"referee\":{\"points\":0,\"coupon_template_id\":\"%s\"}}",
              tpl);
     r = api_call("PUT", "/v1/config/referrals", body, admin_key, headers);
-    expect_status(&r, 200);
+    api_expect_status(&r, 200);
     api_response_free(&r);
     struct member a, b;
     member_make(&a, NULL);
