@@ -246,9 +246,8 @@ void cache_async_fill_view(struct cache_async *c, const char *tenant_id, const c
                            version[0] ? profile : "",   with_coupons ? "1" : "0",
                            with_coupons ? coupons : "", coupon_gen ? coupon_gen : ""};
     size_t lens[6];
-    for (int i = 0; i < 6; i++)
-        lens[i] = strlen(args[i]);
-    lens[2] = version[0] ? profile_len : 0; /* sealed bytes: binary */
+    for (int i = 0; i < 6; i++) /* the sealed profile is binary: never strlen it */
+        lens[i] = i == 2 ? (version[0] ? profile_len : 0) : strlen(args[i]);
     eval_view(c, "fill_view", FILL_SCRIPT, key, 6, args, lens, NULL, NULL);
 }
 
@@ -262,9 +261,8 @@ int cache_fill_view_profile(redisContext *rc, const char *tenant_id, const char 
     const char *argv[] = {"EVAL",  FILL_SCRIPT, "1", key, TTL_TEXT(CACHE_VIEW_TTL_S),
                           version, profile,     "0", "",  ""};
     size_t argv_len[10];
-    for (int i = 0; i < 10; i++)
-        argv_len[i] = strlen(argv[i]);
-    argv_len[6] = profile_len;
+    for (int i = 0; i < 10; i++) /* the sealed profile is binary: never strlen it */
+        argv_len[i] = i == 6 ? profile_len : strlen(argv[i]);
     /* the script answers 1 either way: compare what the field holds after */
     redisReply *r = redisCommandArgv(rc, 10, argv, argv_len);
     bool ok = r && r->type == REDIS_REPLY_INTEGER;
