@@ -252,28 +252,6 @@ static void test_dry_run_matches_apply(void **state)
     tier_tenant_wait_tier(&t, members[2], "Premium");
 }
 
-struct code_scan {
-    const char *member_id;
-    char code[8];
-};
-
-static void code_of(void *ctx, const rd_kafka_message_t *m)
-{
-    struct code_scan *c = ctx;
-    char why[128];
-    Envelope *e = envelope_decode(m->payload, m->len, why, sizeof(why));
-    struct login_code lc;
-    if (e && strcmp(e->member_id, c->member_id) == 0 && login_code_of(e, &lc))
-        snprintf(c->code, sizeof(c->code), "%s", lc.code);
-    envelope_free(e);
-}
-
-static bool code_found(void *arg)
-{
-    struct code_scan *c = arg;
-    return topic_read_all(TOPIC_NOTIFY_REQUESTS, code_of, c) >= 0 && c->code[0];
-}
-
 struct me_wait {
     const char *token;
     int64_t lifetime;
@@ -318,10 +296,10 @@ static void test_me_shows_tier_progress(void **state)
     r = api_app_post("/v1/auth/sms-codes", body);
     assert_int_equal(r.status, 202);
     api_response_free(&r);
-    struct code_scan c = {.member_id = member};
-    assert_true(poll_until(code_found, &c, 20000));
+    char code[8];
+    assert_true(login_code_wait(member, code, 20000));
     snprintf(body, sizeof(body), "{\"phone\":\"%s\",\"code\":\"%s\",\"device_id\":\"tier-test\"}",
-             phone, c.code);
+             phone, code);
     r = api_app_post("/v1/auth/sessions", body);
     assert_int_equal(r.status, 201);
     snprintf(token, sizeof(token), "%s", json_str_at(r.body, "token"));

@@ -18,4 +18,8 @@ struct login_code {
 /* True when env is a login code request; its fields to out. */
 bool login_code_of(const Envelope *env, struct login_code *out);
 
+/* Polls notify-requests (up to timeout_ms) for a login code sent to the
+ * member; writes it and answers true once found. */
+bool login_code_wait(const char *member_id, char code[8], int timeout_ms);
+
 #endif
