@@ -22,6 +22,7 @@
 #include "http/validate.h"
 #include "idempotency_purge.h"
 #include "key_cache.h"
+#include "command_producers.h"
 #include "pii.h"
 #include "pwhash.h"
 #include "resource_cache.h"
@@ -72,6 +73,10 @@ struct ingest {
     struct pg_listen *resource_listener;                /* hears entitlement_resources changes */
     long long entitlement_checks, entitlement_pg_reads; /* answered; of which read PostgreSQL */
     struct bus_producer *producer;
+    /* Ledger commands go by these (command_producers.h); the first is
+     * producer itself. */
+    long long command_producer_count;
+    struct bus_producer *command_producers[INGEST_COMMAND_PRODUCERS_MAX];
     struct bus_tail *verdicts;
     struct cache_sub *verdicts_fast; /* the same verdicts, straight from the ledger (Redis) */
     struct http_server *api;
@@ -93,6 +98,15 @@ struct ingest {
      * request shows on /metrics (tessera_ingest_requests_live). */
     long long requests_live;
 };
+
+/* The producer of member_id's ledger commands (command_producers.h). */
+static inline struct bus_producer *ingest_command_producer(struct ingest *app,
+                                                           const char *member_id)
+{
+    size_t count = app->command_producer_count > 0 ? (size_t)app->command_producer_count : 1;
+    struct bus_producer *p = app->command_producers[command_producer_index(member_id, count)];
+    return p ? p : app->producer;
+}
 
 /* A member's tier as the API shows it and a purchase carries it. */
 struct member_tier {

@@ -37,6 +37,10 @@ static const struct config_entry config_table[] = {
      "port of the HTTP API (0 picks a free one)"},
     {"TESSERA_WAIT_MS", CONFIG_INT, &app.wait_default_ms, "2000", 0, INGEST_WAIT_MAX_MS, false,
      "how long a money request waits for the ledger before answering 202"},
+    {"TESSERA_KAFKA_COMMAND_PRODUCERS", CONFIG_INT, &app.command_producer_count, "8", 1,
+     INGEST_COMMAND_PRODUCERS_MAX, false,
+     "Kafka producers (broker connections) carrying ledger commands, a member's always by the "
+     "same one (docs/purchase-path.md)"},
     {"TESSERA_PG_POOL_SIZE", CONFIG_INT, &app.pg_pool_size, "4", 1, 64, false,
      "PostgreSQL connections of the API"},
     {"TESSERA_BODY_MAX_BYTES", CONFIG_INT, &app.body_max_bytes, "65536", 1024, 1048576, false,
@@ -315,6 +319,40 @@ static void key_cache_collect(struct ingest *a)
         key_cache_enabled(a->keys) ? 1 : 0);
 }
 
+/* Messages produced and not yet acknowledged, over every producer. */
+static int producers_outstanding(struct ingest *a)
+{
+    int n = a->producer ? bus_producer_outstanding(a->producer) : 0;
+    for (long long i = 1; i < a->command_producer_count; i++)
+        if (a->command_producers[i])
+            n += bus_producer_outstanding(a->command_producers[i]);
+    return n;
+}
+
+/* The command producers beyond the first (app.producer), on the loop. */
+static int command_producers_open(const struct bus_config *bus, char *err, size_t err_len)
+{
+    static const char *const commands[] = {TOPIC_LEDGER_COMMANDS};
+    app.command_producers[0] = app.producer;
+    for (long long i = 1; i < app.command_producer_count; i++) {
+        app.command_producers[i] =
+            bus_producer_new(bus, app.base, ingest_on_delivery, &app, err, err_len);
+        if (!app.command_producers[i])
+            return -1;
+        bus_producer_prepare_topics(app.command_producers[i], commands, 1, 5000);
+    }
+    return 0;
+}
+
+static void command_producers_close(void)
+{
+    for (long long i = 1; i < app.command_producer_count; i++) {
+        bus_producer_free(app.command_producers[i]);
+        app.command_producers[i] = NULL;
+    }
+    app.command_producers[0] = NULL;
+}
+
 /* Read at each /metrics render on the loop, where these fields live.
  * HTTP requests, Kafka deliveries and PostgreSQL/Redis round trips are
  * counted by the libraries themselves. */
@@ -362,7 +400,7 @@ static void ingest_collect(void *ctx)
     metrics_set(metrics_series(metrics_gauge("tessera_kafka_outstanding_messages",
                                              "Messages produced and not yet acknowledged.", NULL),
                                NULL),
-                (double)bus_producer_outstanding(a->producer));
+                (double)producers_outstanding(a));
     metrics_set(metrics_series(metrics_gauge("tessera_ingest_requests_live",
                                              "API requests being served (0 when idle).", NULL),
                                NULL),
@@ -391,7 +429,7 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
     static int waited_ms;
     waited_ms += DRAIN_CHECK_MS;
     bool idle = waiters_empty(&app) && pg_pool_pending(app.pg) == 0 && app.pwhash.inflight == 0 &&
-                bus_producer_outstanding(app.producer) == 0;
+                producers_outstanding(&app) == 0;
     if (!idle && waited_ms < DRAIN_MAX_MS)
         return;
     waiters_fail_all(&app);
@@ -441,6 +479,8 @@ static int ingest_open(char *err, size_t err_len)
     static const char *const produced[] = {TOPIC_LEDGER_COMMANDS, TOPIC_MEMBER_EVENTS,
                                            TOPIC_NOTIFY_REQUESTS};
     bus_producer_prepare_topics(app.producer, produced, 3, 5000);
+    if (command_producers_open(&bus, err, err_len) < 0)
+        return -1;
     app.verdicts =
         bus_tail_new(&bus, app.base, TOPIC_LEDGER_EVENTS, waiters_on_event, &app, err, err_len);
     if (!app.verdicts)
@@ -508,6 +548,7 @@ static void ingest_close(void)
     bus_tail_free(app.verdicts);
     cache_sub_free(app.verdicts_fast);
     app.verdicts_fast = NULL;
+    command_producers_close();
     bus_producer_free(app.producer);
     cache_async_free(app.cache);
     profile_cache_drop_pending();

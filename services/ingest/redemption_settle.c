@@ -117,8 +117,8 @@ static void send_debit(struct ingest *app, const PGresult *res, int i)
     if (!bin)
         return;
     struct delivery *d = delivery_new(DELIVERY_COMMAND, PQgetvalue(res, i, S_ID));
-    if (bus_produce(app->producer, TOPIC_LEDGER_COMMANDS, meta.member_id, bin, len, headers, d) !=
-        RD_KAFKA_RESP_ERR_NO_ERROR)
+    if (bus_produce(ingest_command_producer(app, meta.member_id), TOPIC_LEDGER_COMMANDS,
+                    meta.member_id, bin, len, headers, d) != RD_KAFKA_RESP_ERR_NO_ERROR)
         free(d);
     free(bin);
 }

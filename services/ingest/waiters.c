@@ -124,8 +124,8 @@ int waiter_send(struct ingest *app, const char *command_id, const char *member_i
         return -1;
     }
     struct delivery *d = delivery_new(DELIVERY_COMMAND, command_id);
-    rd_kafka_resp_err_t e =
-        bus_produce(app->producer, TOPIC_LEDGER_COMMANDS, member_id, command, len, headers, d);
+    rd_kafka_resp_err_t e = bus_produce(ingest_command_producer(app, member_id),
+                                        TOPIC_LEDGER_COMMANDS, member_id, command, len, headers, d);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
         free(d); /* no delivery report comes for a message not enqueued */
         log_fields(LOG_ERROR, "cannot enqueue a ledger command", "error", rd_kafka_err2str(e),
