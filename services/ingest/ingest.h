@@ -76,6 +76,7 @@ struct ingest {
     /* Ledger commands go by these (command_producers.h); the first is
      * producer itself. */
     long long command_producer_count;
+    long long command_linger_ms; /* linger.ms of every producer here (commands wait on it) */
     struct bus_producer *command_producers[INGEST_COMMAND_PRODUCERS_MAX];
     struct bus_tail *verdicts;
     struct cache_sub *verdicts_fast; /* the same verdicts, straight from the ledger (Redis) */

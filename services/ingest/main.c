@@ -41,6 +41,9 @@ static const struct config_entry config_table[] = {
      INGEST_COMMAND_PRODUCERS_MAX, false,
      "Kafka producers (broker connections) carrying ledger commands, a member's always by the "
      "same one (docs/purchase-path.md)"},
+    {"TESSERA_KAFKA_COMMAND_LINGER_MS", CONFIG_INT, &app.command_linger_ms, "0", 0, 1000, false,
+     "linger.ms of ingest's producers, in place of TESSERA_KAFKA_LINGER_MS: a command waits for "
+     "its verdict, so it goes at once"},
     {"TESSERA_PG_POOL_SIZE", CONFIG_INT, &app.pg_pool_size, "4", 1, 64, false,
      "PostgreSQL connections of the API"},
     {"TESSERA_BODY_MAX_BYTES", CONFIG_INT, &app.body_max_bytes, "65536", 1024, 1048576, false,
@@ -456,6 +459,7 @@ static int ingest_open(char *err, size_t err_len)
     static char client_id[128];
     static struct bus_config bus;
     service_bus_config(&app.common, "ingest", client_id, sizeof(client_id), &bus);
+    bus.linger_ms = (int)app.command_linger_ms;
     app.pg = pg_pool_new(app.base, app.common.pg_dsn, "ingest", (unsigned)app.pg_pool_size,
                          (int)app.common.pg_statement_timeout_ms, err, err_len);
     if (!app.pg)
