@@ -8,11 +8,11 @@
 # points, its limits per day/week/month, the monthly cap, the check-in
 # streak, the welcome tasks and every promotion in force (rules_activities.c
 # and promotions.c), committed with its grant. The large set ("many"):
-# 8 activity types each with points and 3 limits (32), 16 promotions
+# 8 activity types each with points and 3 limits (32), 64 promotions
 # (PROMOTIONS_MAX) of 32 categories and 32 branches each, a streak, a
 # monthly cap, a birthday gift, 3 welcome tasks, and an earning rule with 32
-# excluded categories (33): 87 rule clauses, the most the API accepts (the
-# issue's "100 rules" cannot be configured). The baseline ("one"): comment
+# excluded categories (33): 135 rule clauses, the most the API accepts (the
+# issue's "a tenant with 100 active rules"). The baseline ("one"): comment
 # +5 and nothing else.
 #
 # Each run: the campaign is stopped, BENCH_RULES_ACTIVITIES activities
@@ -28,6 +28,8 @@
 set -euo pipefail
 
 activities=${BENCH_RULES_ACTIVITIES:-20000}
+promotions=64 # PROMOTIONS_MAX (libs/events/engage_types.h)
+clauses=$((8 * 4 + promotions + 1 + 1 + 1 + 3 + 33))
 ledger_rate=${BENCH_RULES_LEDGER_RATE:-300}
 campaign_admin=$((ADMIN_PORT_BASE + 3))
 say() { echo "bench rules: $*" >&2; }
@@ -50,7 +52,7 @@ many_rules() {
   local cats branches promos="" i t acts=""
   cats=$(list32 cat-)
   branches="\"hq\",$(list32 branch- | cut -d, -f2-)"
-  for i in $(seq 1 16); do
+  for i in $(seq 1 "$promotions"); do
     promos+="{\"name\":\"promo $i\",\"multiplier_bp\":$((10000 + i * 1000)),\"day_of_month\":0,"
     promos+="\"categories\":[$cats],\"branches\":[$branches],\"applies_to\":[\"activities\",\"purchases\"]},"
   done
@@ -96,4 +98,4 @@ earning_one='{"purchase":{"unit_amount":100,"points_per_unit":1}}'
 one=$(run one "$one_rule" "$earning_one" comment)
 many=$(run many "$(many_rules)" "$earning_many" comment,share,check_in,course_completed,exam_passed)
 load=$(uptime | sed 's/.*load average: //')
-echo "{\"activities\":$activities,\"ledger_rate\":$ledger_rate,\"rule_clauses\":87,\"evaluations_per_s_many\":$many,\"evaluations_per_s_one\":$one,\"load_average\":\"$load\"}"
+echo "{\"activities\":$activities,\"ledger_rate\":$ledger_rate,\"rule_clauses\":$clauses,\"evaluations_per_s_many\":$many,\"evaluations_per_s_one\":$one,\"load_average\":\"$load\"}"

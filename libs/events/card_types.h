@@ -9,6 +9,7 @@ typedef Tessera__Cards__V1__SetCardLimits SetCardLimits;
 typedef Tessera__Cards__V1__IssueCard IssueCard;
 typedef Tessera__Cards__V1__UseCard UseCard;
 typedef Tessera__Cards__V1__FreezeCard FreezeCard;
+typedef Tessera__Cards__V1__ExtendCard ExtendCard;
 typedef Tessera__Cards__V1__CardState CardState;
 typedef Tessera__Cards__V1__CardChanged CardChanged;
 typedef Tessera__Cards__V1__CardFraudAlert CardFraudAlert;

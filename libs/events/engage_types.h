@@ -19,14 +19,21 @@ typedef Tessera__Engage__V1__ActivityRulesChanged ActivityRulesChanged;
 typedef Tessera__Engage__V1__ActivityRecorded ActivityRecorded;
 typedef Tessera__Engage__V1__MemberBirthdaySet MemberBirthdaySet;
 
-#define ACTIVITY_POINTS_MAX         INT64_C(1000000)    /* one activity's points */
-#define ACTIVITY_LIMIT_MAX          INT64_C(100000)     /* per day/week/month */
-#define ACTIVITY_MONTHLY_CAP_MAX    INT64_C(1000000000) /* points per member and month */
-#define ACTIVITY_STREAK_DAYS_MIN    2
-#define ACTIVITY_STREAK_DAYS_MAX    366
-#define ACTIVITY_ID_BYTES_MAX       64 /* the caller's activity id (grant ids derive from it) */
-#define ACTIVITY_DETAILS_BYTES_MAX  2048
-#define PROMOTIONS_MAX              16
+#define ACTIVITY_POINTS_MAX        INT64_C(1000000)    /* one activity's points */
+#define ACTIVITY_LIMIT_MAX         INT64_C(100000)     /* per day/week/month */
+#define ACTIVITY_MONTHLY_CAP_MAX   INT64_C(1000000000) /* points per member and month */
+#define ACTIVITY_STREAK_DAYS_MIN   2
+#define ACTIVITY_STREAK_DAYS_MAX   366
+#define ACTIVITY_ID_BYTES_MAX      64 /* the caller's activity id (grant ids derive from it) */
+#define ACTIVITY_DETAILS_BYTES_MAX 2048
+/* Promotions of one tenant's rules: with the 8 activity types' points and
+ * limits (32), the streak, cap, birthday and welcome tasks and an earning
+ * rule with its exclusions, 64 lets a tenant configure well over 100 rule
+ * clauses (issue 12: "a tenant with 100 active rules"); the largest such
+ * body (64 promotions of 32 categories and 32 branches, ~50 KiB) still
+ * fits the API's 64 KiB body and an event. */
+#define PROMOTIONS_MAX              64
+#define PROMOTIONS_MAX_TEXT         "64"
 #define PROMOTION_MULTIPLIER_BP_MIN INT64_C(10000)  /* x1 */
 #define PROMOTION_MULTIPLIER_BP_MAX INT64_C(100000) /* x10 */
 #define PROMOTION_LIST_MAX          32              /* categories or branches of one promotion */

@@ -71,16 +71,12 @@ static const struct template_var_def tier_downgrade_warning[] = {
     {"points.needed", NUM},
 };
 static const struct template_var_def reward[] = {
-    {"activity.name", T},
-    {"reward.points", NUM},
-    {"reward.amount", M},
-    {"reward.name", T},
+    {"activity.name", T}, {"reward.points", NUM}, {"reward.amount", M},
+    {"reward.name", T},   {"reward.days", NUM},
 };
 static const struct template_var_def redemption_done[] = {
-    {"reward.name", T},
-    {"points.spent", NUM},
-    {"balance.points", NUM},
-    {"time", TM},
+    {"reward.name", T},      {"points.spent", NUM}, {"reward.days", NUM},
+    {"balance.points", NUM}, {"time", TM},
 };
 static const struct template_var_def coupon_issued[] = {
     {"coupon.name", T},

@@ -42,12 +42,13 @@
 #include "tessera/notification/v1/notification.pb-c.h"
 
 #define REFERRALS_PER_ROUND 100 /* the LIMIT of the due query */
-#define REFERRAL_EVENTS_MAX 9   /* per referral: 2 x (points, bonus, coupon, notice), 1 count */
-#define REFERRAL_FLUSH_MS   10000
-#define REFERRAL_LOCK_KEY   "tessera-campaign-referrals"
-#define REFERRAL_ACTOR      "campaign-referrals"
-#define REFERRAL_ID_MAX     (EVENT_ID_FIELD_MAX * 2 + 32)
-#define REFERRAL_SOURCE     "/tessera/campaign"
+#define REFERRAL_EVENTS_MAX                                                                        \
+    11 /* per referral: 2 x (points, bonus, coupon, days, notice), 1 count */
+#define REFERRAL_FLUSH_MS 10000
+#define REFERRAL_LOCK_KEY "tessera-campaign-referrals"
+#define REFERRAL_ACTOR    "campaign-referrals"
+#define REFERRAL_ID_MAX   (EVENT_ID_FIELD_MAX * 2 + 32)
+#define REFERRAL_SOURCE   "/tessera/campaign"
 
 struct referral_scheduler {
     const struct service_common_config *common;
@@ -105,8 +106,18 @@ enum {
     C_REFERRER_SV,
     C_REFEREE_SV,
     C_REFERRER_COUPON, /* the 9 columns of COUPON_COLUMNS, then the referee's */
-    C_REFEREE_COUPON = C_REFERRER_COUPON + 9
+    C_REFEREE_COUPON = C_REFERRER_COUPON + 9,
+    C_REFERRER_CARD = C_REFEREE_COUPON + 9, /* the 3 columns of CARD_COLUMNS, then the referee's */
+    C_REFEREE_CARD = C_REFERRER_CARD + 3
 };
+/* A side's card days: the product ('' none), the days, and whether the
+ * member holds a time card of it valid now ($1, the scheduler's clock). */
+enum { D_PRODUCT, D_DAYS, D_ACTIVE };
+#define CARD_COLUMNS(side)                                                                         \
+    "coalesce(rr." side "_card_product, ''), coalesce(rr." side "_card_days, 0), "                 \
+    "EXISTS (SELECT 1 FROM ledger.read_cards k WHERE k.tenant_id = r.tenant_id "                   \
+    "AND k.member_id = r." side "_member_id AND k.product_id = rr." side "_card_product "          \
+    "AND k.kind IN ('time', 'subscription') AND k.valid_to_us > $1::bigint)"
 /* A side's coupon template terms (t: its alias), "" / 0 when none. */
 enum { K_NAME, K_KIND, K_VALUE, K_PCT, K_SKU, K_MIN, K_DAYS, K_FROM, K_TO };
 #define COUPON_COLUMNS(t)                                                                          \
@@ -122,7 +133,8 @@ static const char DUE_SQL[] =
     "r.referee_points, EXISTS (SELECT 1 FROM ledger.read_refunds f "
     "WHERE f.tenant_id = r.tenant_id AND f.purchase_command_id = r.purchase_command_id "
     "AND f.member_id = r.referee_member_id), coalesce(rr.referrer_sv_bonus, 0), "
-    "coalesce(rr.referee_sv_bonus, 0), " COUPON_COLUMNS("ta") ", " COUPON_COLUMNS("tb") " "
+    "coalesce(rr.referee_sv_bonus, 0), " COUPON_COLUMNS("ta") ", " COUPON_COLUMNS("tb") ", "
+    CARD_COLUMNS("referrer") ", " CARD_COLUMNS("referee") " "
     "FROM referrals r LEFT JOIN referral_rules rr ON rr.tenant_id = r.tenant_id "
     "AND rr.change_id = r.rule_change_id "
     "LEFT JOIN ingest.read_coupon_templates ta ON ta.tenant_id = r.tenant_id "
@@ -150,7 +162,24 @@ struct side {
     const char *name, *member; /* "referrer" | "referee" */
     int64_t points, sv_bonus;
     int coupon; /* the first of its COUPON_COLUMNS */
+    int card;   /* the first of its CARD_COLUMNS */
 };
+
+/* The days the side is given: the rule's, when the member holds an
+ * active card of the product; 0 otherwise. */
+static int64_t side_days(const PGresult *res, int i, const struct side *s)
+{
+    return strcmp(PQgetvalue(res, i, s->card + D_ACTIVE), "t") == 0
+               ? db_int_at(res, i, s->card + D_DAYS)
+               : 0;
+}
+
+/* Why the rule's days were not given ("" when given or none in the rule). */
+static const char *side_card_note(const PGresult *res, int i, const struct side *s)
+{
+    return db_int_at(res, i, s->card + D_DAYS) > 0 && side_days(res, i, s) == 0 ? "no_active_card"
+                                                                                : "";
+}
 
 /* The ledger takes UUIDs: the command id of one reward of one side,
  * derived from the referral, the side and the reward's kind. */
@@ -239,6 +268,30 @@ static void side_coupon(struct round_out *o, const PGresult *res, int i, const s
     emit(o, TOPIC_LEDGER_COMMANDS, s->member, &env);
 }
 
+/* Days on the member's active card of the product (the ledger picks it;
+ * should it have expired since the check, the ledger refuses with
+ * no_active_card and its verdict records why). */
+static void side_card_days(struct round_out *o, const PGresult *res, int i, const struct side *s)
+{
+    struct event_meta meta;
+    Envelope env;
+    Actor actor;
+    char command_id[UUID_STR_SIZE], reason[REFERRAL_ID_MAX];
+    reward_command_id(res, i, s, ":card_days", command_id);
+    snprintf(reason, sizeof(reason), "referral:%s:%s", PQgetvalue(res, i, C_RULE), s->name);
+    ExtendCard x;
+    meta_for(res, i, s->member, &meta);
+    envelope_init(&env, &actor, &meta);
+    tessera__cards__v1__extend_card__init(&x);
+    x.command_id = command_id;
+    x.product_id = (char *)PQgetvalue(res, i, s->card + D_PRODUCT);
+    x.days = side_days(res, i, s);
+    x.reason = reason;
+    env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_EXTEND_CARD;
+    env.extend_card = &x;
+    emit(o, TOPIC_LEDGER_COMMANDS, s->member, &env);
+}
+
 static void side_notice(struct round_out *o, const PGresult *res, int i, const struct side *s,
                         bool coupon)
 {
@@ -249,9 +302,9 @@ static void side_notice(struct round_out *o, const PGresult *res, int i, const s
     snprintf(request_id, sizeof(request_id), "referral.reward:%s:%s", PQgetvalue(res, i, C_EVENT),
              s->name);
     Tessera__Notification__V1__NotifyRequest note;
-    Tessera__Notification__V1__Variable v[4], *vars[4];
+    Tessera__Notification__V1__Variable v[5], *vars[5];
     size_t n = 0;
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < 5; k++)
         tessera__notification__v1__variable__init(&v[k]), vars[k] = &v[k];
     v[n].name = "reward.points",
     v[n].value_case = TESSERA__NOTIFICATION__V1__VARIABLE__VALUE_NUMBER;
@@ -267,6 +320,11 @@ static void side_notice(struct round_out *o, const PGresult *res, int i, const s
         v[n].name = "reward.name";
         v[n].value_case = TESSERA__NOTIFICATION__V1__VARIABLE__VALUE_TEXT;
         v[n++].text = (char *)PQgetvalue(res, i, s->coupon + K_NAME);
+    }
+    if (side_days(res, i, s) > 0) {
+        v[n].name = "reward.days";
+        v[n].value_case = TESSERA__NOTIFICATION__V1__VARIABLE__VALUE_NUMBER;
+        v[n++].number = side_days(res, i, s);
     }
     meta_for(res, i, s->member, &meta);
     envelope_init(&env, &actor, &meta);
@@ -288,13 +346,16 @@ static void side_notice(struct round_out *o, const PGresult *res, int i, const s
 static void reward_side(struct round_out *o, const PGresult *res, int i, const struct side *s)
 {
     bool coupon = PQgetvalue(res, i, s->coupon + K_KIND)[0] != '\0';
+    int64_t days = side_days(res, i, s);
     if (s->points > 0)
         side_points(o, res, i, s);
     if (s->sv_bonus > 0)
         side_sv_bonus(o, res, i, s);
     if (coupon)
         side_coupon(o, res, i, s);
-    if (s->points > 0 || s->sv_bonus > 0 || coupon)
+    if (days > 0)
+        side_card_days(o, res, i, s);
+    if (s->points > 0 || s->sv_bonus > 0 || coupon || days > 0)
         side_notice(o, res, i, s, coupon);
 }
 
@@ -338,24 +399,36 @@ static int decide(PGconn *pg, struct round_out *o, const PGresult *res, int i, i
     bool refunded = strcmp(PQgetvalue(res, i, C_REFUNDED), "t") == 0;
     char now[24];
     snprintf(now, sizeof(now), "%lld", (long long)now_us);
-    const char *p[4] = {PQgetvalue(res, i, C_TENANT), PQgetvalue(res, i, C_REFEREE),
-                        refunded ? "refunded" : "rewarded", now};
+    struct side referrer = {"referrer",
+                            PQgetvalue(res, i, C_REFERRER),
+                            db_int_at(res, i, C_REFERRER_POINTS),
+                            db_int_at(res, i, C_REFERRER_SV),
+                            C_REFERRER_COUPON,
+                            C_REFERRER_CARD};
+    struct side referee = {"referee",
+                           PQgetvalue(res, i, C_REFEREE),
+                           db_int_at(res, i, C_REFEREE_POINTS),
+                           db_int_at(res, i, C_REFEREE_SV),
+                           C_REFEREE_COUPON,
+                           C_REFEREE_CARD};
+    const char *p[6] = {PQgetvalue(res, i, C_TENANT),
+                        PQgetvalue(res, i, C_REFEREE),
+                        refunded ? "refunded" : "rewarded",
+                        now,
+                        refunded ? "" : side_card_note(res, i, &referrer),
+                        refunded ? "" : side_card_note(res, i, &referee)};
     PGresult *u = db_query(pg,
-                           "UPDATE referrals SET status = $3, decided_at_us = $4::bigint "
+                           "UPDATE referrals SET status = $3, decided_at_us = $4::bigint, "
+                           "referrer_card_note = $5, referee_card_note = $6 "
                            "WHERE tenant_id = $1 AND referee_member_id = $2 AND status = 'locked'",
-                           4, p, err, err_len, NULL);
+                           6, p, err, err_len, NULL);
     if (!u)
         return -1;
     PQclear(u);
-    log_fields(LOG_INFO, "referral decided", "tenant", p[0], "referee", p[1], "status", p[2], NULL);
+    log_fields(LOG_INFO, "referral decided", "tenant", p[0], "referee", p[1], "status", p[2],
+               "referrer_card_note", p[4], "referee_card_note", p[5], NULL);
     if (refunded)
         return 0;
-    struct side referrer = {"referrer", PQgetvalue(res, i, C_REFERRER),
-                            db_int_at(res, i, C_REFERRER_POINTS), db_int_at(res, i, C_REFERRER_SV),
-                            C_REFERRER_COUPON};
-    struct side referee = {"referee", PQgetvalue(res, i, C_REFEREE),
-                           db_int_at(res, i, C_REFEREE_POINTS), db_int_at(res, i, C_REFEREE_SV),
-                           C_REFEREE_COUPON};
     reward_side(o, res, i, &referrer);
     reward_side(o, res, i, &referee);
     return count_referral(pg, o, res, i, err, err_len);

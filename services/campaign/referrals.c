@@ -52,6 +52,14 @@ static bool may_concern_referrals(const rd_kafka_message_t *m)
     return header_is(m, types);
 }
 
+/* Card days: both the product and the days, or neither. */
+static bool card_days_ok(const ReferralReward *w)
+{
+    bool product = w->card_product_id[0] != '\0';
+    return strlen(w->card_product_id) < EVENT_ID_FIELD_MAX && w->card_days >= 0 &&
+           w->card_days <= REFERRAL_CARD_DAYS_MAX && product == (w->card_days > 0);
+}
+
 static bool rule_ok(const ReferralRulesChanged *c)
 {
     return c->change_id[0] && strlen(c->change_id) < EVENT_ID_FIELD_MAX && c->referrer &&
@@ -63,7 +71,8 @@ static bool rule_ok(const ReferralRulesChanged *c)
            c->referee->stored_value_bonus >= 0 &&
            c->referee->stored_value_bonus <= REFERRAL_SV_BONUS_MAX &&
            strlen(c->referrer->coupon_template_id) < EVENT_ID_FIELD_MAX &&
-           strlen(c->referee->coupon_template_id) < EVENT_ID_FIELD_MAX;
+           strlen(c->referee->coupon_template_id) < EVENT_ID_FIELD_MAX &&
+           card_days_ok(c->referrer) && card_days_ok(c->referee);
 }
 
 /* Step 1: one rule version; a change seen before is left as it is. */
@@ -71,13 +80,16 @@ static int store_rule(PGconn *pg, const Envelope *env, char *err, size_t err_len
 {
     const ReferralRulesChanged *c = env->referral_rules_changed;
     char at[24], lock[24], referrer[24], referee[24], referrer_sv[24], referee_sv[24];
+    char referrer_days[24], referee_days[24];
+    snprintf(referrer_days, sizeof(referrer_days), "%lld", (long long)c->referrer->card_days);
+    snprintf(referee_days, sizeof(referee_days), "%lld", (long long)c->referee->card_days);
     snprintf(at, sizeof(at), "%lld", (long long)env->occurred_at_us);
     snprintf(lock, sizeof(lock), "%lld", (long long)c->lock_days);
     snprintf(referrer, sizeof(referrer), "%lld", (long long)c->referrer->points);
     snprintf(referee, sizeof(referee), "%lld", (long long)c->referee->points);
     snprintf(referrer_sv, sizeof(referrer_sv), "%lld", (long long)c->referrer->stored_value_bonus);
     snprintf(referee_sv, sizeof(referee_sv), "%lld", (long long)c->referee->stored_value_bonus);
-    const char *p[11] = {env->tenant_id,
+    const char *p[15] = {env->tenant_id,
                          c->change_id,
                          at,
                          c->enabled ? "t" : "f",
@@ -87,15 +99,20 @@ static int store_rule(PGconn *pg, const Envelope *env, char *err, size_t err_len
                          referrer_sv,
                          referee_sv,
                          c->referrer->coupon_template_id,
-                         c->referee->coupon_template_id};
+                         c->referee->coupon_template_id,
+                         c->referrer->card_product_id,
+                         referrer_days,
+                         c->referee->card_product_id,
+                         referee_days};
     PGresult *res = db_query(pg,
                              "INSERT INTO referral_rules (tenant_id, change_id, effective_from_us, "
                              "enabled, lock_days, referrer_points, referee_points, "
                              "referrer_sv_bonus, referee_sv_bonus, referrer_coupon_template, "
-                             "referee_coupon_template) "
-                             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
-                             "ON CONFLICT (tenant_id, change_id) DO NOTHING",
-                             11, p, err, err_len, NULL);
+                             "referee_coupon_template, referrer_card_product, referrer_card_days, "
+                             "referee_card_product, referee_card_days) "
+                             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
+                             "$14, $15) ON CONFLICT (tenant_id, change_id) DO NOTHING",
+                             15, p, err, err_len, NULL);
     PQclear(res);
     if (res)
         log_fields(LOG_INFO, "referral rule changed", "tenant", env->tenant_id, "change_id",

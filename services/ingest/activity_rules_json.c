@@ -209,7 +209,8 @@ static json_t *promotions_json(struct validation *v, json_t *given)
     if (!given || json_is_null(given))
         return out;
     if (!json_is_array(given) || json_array_size(given) > PROMOTIONS_MAX) {
-        validation_add(v, "promotions", "must be an array of at most 16 promotions");
+        validation_add(v, "promotions",
+                       "must be an array of at most " PROMOTIONS_MAX_TEXT " promotions");
         return out;
     }
     for (size_t i = 0; i < json_array_size(given); i++) {

@@ -9,7 +9,8 @@
  *     IssueCoupon, command id and coupon id = the grant's coupon id; the
  *     ledger applies a command id once, so a second send changes nothing;
  *  3. grants whose IssueCoupon has a verdict (ledger.read_commands) move
- *     once to issued or refused; an issued one owes its member a notice
+ *     once to issued or refused (a refused one gives its unit of the
+ *     template's budget back); an issued one owes its member a notice
  *     (noticed_at NULL, migration 0020) in the same statement;
  *  4. owed notices, not sent yet or sent a while ago without a delivery
  *     report (a crash), are (re)sent as NotifyRequest coupon.issued
@@ -175,7 +176,14 @@ static const char SETTLE_SQL[] =
     "FOR UPDATE OF g SKIP LOCKED), "
     "g AS (UPDATE coupon_grants g SET settled_at = now(), status = CASE WHEN v.verdict = "
     "'posted' THEN 'issued' ELSE 'refused' END FROM v WHERE g.tenant_id = v.tenant_id "
-    "AND g.coupon_id = v.coupon_id AND g.status = 'sent' RETURNING g.coupon_id, g.status) "
+    "AND g.coupon_id = v.coupon_id AND g.status = 'sent' "
+    "RETURNING g.tenant_id, g.template_id, g.coupon_id, g.status), "
+    /* a refused grant gave nobody a coupon: its unit of the budget goes
+     * back, once (the grant leaves 'sent' once, in this statement) */
+    "back AS (UPDATE coupon_templates t SET issued_count = t.issued_count - n.units "
+    "FROM (SELECT tenant_id, template_id, count(*) AS units FROM g WHERE status = 'refused' "
+    "GROUP BY tenant_id, template_id) n WHERE t.tenant_id = n.tenant_id "
+    "AND t.template_id = n.template_id) "
     "SELECT coupon_id FROM g WHERE status = 'refused'";
 
 /* Settled grants whose notice is owed: never sent, or sent without a

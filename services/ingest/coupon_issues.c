@@ -3,7 +3,10 @@
  *  - POST /v1/coupon-templates/{id}/issues (admin) records an issue: to
  *    member_ids (1 to 1000) or to everyone matching a filter (tier,
  *    branch_id, registered_from / registered_to). It answers 202 at once;
- *    the sweep (coupon_issuer.c) walks the members a chunk per round.
+ *    the sweep (coupon_issuer.c) walks the members a chunk per round. An
+ *    Idempotency-Key is stored with its answer in the statement that
+ *    records the issue (like a registration's), so a retry is answered
+ *    with the first issue and makes no second one.
  *  - GET /v1/coupon-templates/{id}/issues/{issue_id}: its progress
  *    (status running | done; issued, skipped, over_budget).
  *  - POST /v1/coupon-templates/{id}/claims (a member session): the member
@@ -85,9 +88,22 @@ static void validate_filter(struct validation *v, json_t *f, struct issue_filter
     validate_time_text(v, f, "registered_to", out->to);
 }
 
+/* The 202 answer of a new issue (also what its Idempotency-Key replays). */
+static json_t *issue_answer(struct req *r)
+{
+    return json_pack("{s:s, s:s, s:s, s:i, s:i, s:i}", "issue_id", r->command_id, "template_id",
+                     http_param(r->ex, "template_id"), "status", "running", "issued", 0, "skipped",
+                     0, "over_budget", 0);
+}
+
 static void on_issue_inserted(void *arg, PGresult *res, const char *err, const char *sqlstate)
 {
     struct req *r = arg;
+    if (!res && sqlstate && strcmp(sqlstate, "23505") == 0 && r->idem_key[0] &&
+        strstr(err, "idempotency_keys")) {
+        idem_lookup_then(r, NULL); /* the same key raced us and won: answer as it did */
+        return;
+    }
     if (!res && sqlstate && strcmp(sqlstate, "23503") == 0) {
         req_fail(r, 404, "coupon_template_not_found", "no such coupon template");
         return;
@@ -96,17 +112,13 @@ static void on_issue_inserted(void *arg, PGresult *res, const char *err, const c
         req_fail_db(r, err);
         return;
     }
-    req_finish(r, 202,
-               json_pack("{s:s, s:s, s:s, s:i, s:i, s:i}", "issue_id", r->command_id, "template_id",
-                         http_param(r->ex, "template_id"), "status", "running", "issued", 0,
-                         "skipped", 0, "over_budget", 0));
+    req_finish(r, 202, issue_answer(r));
 }
 
-static void issue_authorized(struct req *r)
+/* After the Idempotency-Key (none, or not seen before). */
+static void issue_new(struct req *r)
 {
-    const char *template_id;
-    if (!template_param(r, &template_id) || !req_read_body(r))
-        return;
+    const char *template_id = http_param(r->ex, "template_id");
     struct validation v;
     validation_init(&v);
     struct db_array ids;
@@ -127,21 +139,41 @@ static void issue_authorized(struct req *r)
     }
     uuid7_generate(r->command_id); /* the issue's id */
     r->audit_action = "coupon_template.issue";
-    const char *p[8] = {r->caller.tenant_id,
-                        r->command_id,
-                        template_id,
-                        list ? db_array_finish(&ids) : NULL,
-                        f.tier,
-                        f.branch,
-                        f.from[0] ? f.from : NULL,
-                        f.to[0] ? f.to : NULL};
+    json_t *answer = issue_answer(r);
+    char *answer_text = json_dumps(answer, JSON_COMPACT);
+    json_decref(answer);
+    const char *p[11] = {r->caller.tenant_id,
+                         r->command_id,
+                         template_id,
+                         list ? db_array_finish(&ids) : NULL,
+                         f.tier,
+                         f.branch,
+                         f.from[0] ? f.from : NULL,
+                         f.to[0] ? f.to : NULL,
+                         r->idem_key[0] ? r->idem_key : NULL,
+                         r->request_hash,
+                         answer_text};
     if (pg_pool_query(r->app->pg,
-                      "INSERT INTO coupon_issues (tenant_id, issue_id, template_id, member_ids, "
-                      "tier, branch_id, registered_from, registered_to) VALUES ($1, $2, $3, "
-                      "$4::text[], $5, $6, $7::timestamptz, $8::timestamptz)",
-                      8, p, on_issue_inserted, r) < 0)
+                      "WITH i AS (INSERT INTO coupon_issues (tenant_id, issue_id, template_id, "
+                      "member_ids, tier, branch_id, registered_from, registered_to) VALUES ($1, "
+                      "$2, $3, $4::text[], $5, $6, $7::timestamptz, $8::timestamptz) "
+                      "RETURNING issue_id), "
+                      "k AS (INSERT INTO idempotency_keys (tenant_id, idempotency_key, "
+                      "request_hash, command_id, response_status, response_body) SELECT $1, $9, "
+                      "$10, issue_id, 202, $11 FROM i WHERE $9::text IS NOT NULL) "
+                      "SELECT issue_id FROM i",
+                      11, p, on_issue_inserted, r) < 0)
         req_fail_db(r, "queue full");
-    db_array_free(&ids); /* pg_pool_query copies its parameters */
+    free(answer_text); /* pg_pool_query copies its parameters */
+    db_array_free(&ids);
+}
+
+static void issue_authorized(struct req *r)
+{
+    const char *template_id;
+    if (!template_param(r, &template_id) || !req_read_body(r))
+        return;
+    idem_lookup_then(r, issue_new); /* a key seen before: its first answer */
 }
 
 void coupon_issues_create(struct http_exchange *ex, void *app)

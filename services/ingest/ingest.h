@@ -369,8 +369,13 @@ bool waiter_pending_in_tenant(struct ingest *app, const char *tenant_id, const c
 void waiters_on_event(void *ctx, const rd_kafka_message_t *rkm);
 /* What a produced message was, for its delivery report (the opaque). */
 struct delivery {
-    enum { DELIVERY_COMMAND, DELIVERY_MEMBER_EVENT, DELIVERY_COUPON_NOTICE } kind;
-    char id[UUID_STR_SIZE]; /* command id, outbox row id, or coupon id */
+    enum {
+        DELIVERY_COMMAND,
+        DELIVERY_MEMBER_EVENT,
+        DELIVERY_COUPON_NOTICE,
+        DELIVERY_REDEMPTION_NOTICE
+    } kind;
+    char id[UUID_STR_SIZE]; /* command id, outbox row id, coupon or redemption id */
 };
 struct delivery *delivery_new(int kind, const char *id);
 /* bus_producer delivery callback: dispatches on the kind. */
@@ -383,6 +388,10 @@ void member_events_on_delivery(struct ingest *app, const char *outbox_id, rd_kaf
 /* coupon_issuer.c: the report of a coupon.issued notice; once the broker
  * has it, the grant's notice is no longer owed. */
 void coupon_notice_on_delivery(struct ingest *app, const char *coupon_id, rd_kafka_resp_err_t err);
+/* redemption_settle.c: the report of a redemption.done notice; once the
+ * broker has it, the redemption's notice is no longer owed. */
+void redemption_notice_on_delivery(struct ingest *app, const char *redemption_id,
+                                   rd_kafka_resp_err_t err);
 void waiters_fail_all(struct ingest *app);
 
 /* verdicts.c: a ledger verdict as an HTTP answer */
@@ -581,11 +590,18 @@ void rewards_list(struct http_exchange *ex, void *app);
 /* redemptions.c: POST /v1/members/{id}/redemptions, POST /v1/me/redemptions */
 void redemptions_create(struct http_exchange *ex, void *app);
 void redemptions_create_mine(struct http_exchange *ex, void *app);
-/* The points debit of a redemption (AdjustPoints -points, command id the
- * redemption id) and its headers (caller owns both); NULL when too large. */
-uint8_t *redemption_encode_debit(const struct event_meta *meta, const char *redemption_id,
-                                 int64_t points, const char *reward_id, size_t *len,
-                                 rd_kafka_headers_t **headers);
+/* What a redemption asks the ledger first (command id: the redemption
+ * id): the points debit (AdjustPoints -points), or for a card_days reward
+ * (card_product_id not "") the days and their points in one ExtendCard. */
+struct redemption_debit {
+    const char *redemption_id, *reward_id;
+    int64_t points;
+    const char *card_product_id; /* "" / NULL: not a card_days reward */
+    int64_t card_days;
+};
+/* The command and its headers (caller owns both); NULL when too large. */
+uint8_t *redemption_encode_debit(const struct event_meta *meta, const struct redemption_debit *d,
+                                 size_t *len, rd_kafka_headers_t **headers);
 /* redemption_settle.c: the timer that settles redemptions from verdicts. */
 void redemption_settle_tick(evutil_socket_t fd, short what, void *arg);
 /* tier_config.c: GET/PUT /v1/config/tiers and POST /v1/config/tiers:dry-run

@@ -118,6 +118,8 @@ void ingest_on_delivery(void *ctx, void *msg_opaque, rd_kafka_resp_err_t err)
         waiters_on_delivery(ctx, d->id, err);
     else if (d->kind == DELIVERY_COUPON_NOTICE)
         coupon_notice_on_delivery(ctx, d->id, err);
+    else if (d->kind == DELIVERY_REDEMPTION_NOTICE)
+        redemption_notice_on_delivery(ctx, d->id, err);
     else
         member_events_on_delivery(ctx, d->id, err);
     free(d);

@@ -96,6 +96,8 @@ const struct problem_code problem_codes[] = {
     {"freeze_exceeds_allowance", 409, PROBLEM_LEDGER, "more freeze days than the card has left"},
     {"not_a_discount_card", 409, PROBLEM_LEDGER,
      "the card named for pricing is not a discount card"},
+    {"no_active_card", 409, PROBLEM_LEDGER,
+     "card days as a reward: the member has no active time card of the product"},
     {"validity_overflow", 409, PROBLEM_LEDGER,
      "the card's validity would leave the representable range"},
     {"coupon_used", 409, PROBLEM_LEDGER, "the coupon was already redeemed"},

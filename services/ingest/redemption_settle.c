@@ -1,25 +1,29 @@
 /* Settling redemptions (see redemptions.c) from the ledger's verdicts, on
- * a libevent timer of every ingest instance. One round, three statements
+ * a libevent timer of every ingest instance. One round, four statements
  * in a chain:
  *
  *  1. reserved redemptions whose debit has a verdict (ledger.read_commands,
  *     command id = redemption id) move, once each (FOR UPDATE SKIP
  *     LOCKED, WHERE status = 'reserved'): refused ones give their unit of
- *     stock back in the same statement; a posted gift is done; a posted
- *     coupon is delivering and its IssueCoupon (command id and coupon id:
- *     the row's delivery_id) is sent;
+ *     stock back in the same statement; a posted gift or card_days reward
+ *     is done (the ledger's ExtendCard added the days in the debit's own
+ *     posting); a posted coupon is delivering and its IssueCoupon (command
+ *     id and coupon id: the row's delivery_id) is sent;
  *  2. delivering redemptions whose coupon has a verdict are done;
- *  3. what is still open after a while is sent again: the debit of a
+ *  3. done redemptions owe their member NotifyRequest redemption.done
+ *     (request id "redemption.done:<redemption id>") until the producer's
+ *     delivery report says Kafka has it (noticed_at, migration 0022); an
+ *     owed notice not sent yet, or sent a while ago without a report (a
+ *     crash), is sent; notification de-duplicates by request id;
+ *  4. what is still open after a while is sent again: the debit of a
  *     reservation without a verdict (its request's send was lost: ingest
  *     crashed, Kafka refused), the coupon of a delivering one. The ledger
  *     applies a command id once, so a second send changes nothing.
  *
- * Each redemption that becomes done sends NotifyRequest redemption.done
- * (request id "redemption.done:<redemption id>", de-duplicated by
- * notification). Sends are fire-and-forget after the statement committed:
- * a crash between the two loses only the notice (the coupon is resent by
- * step 3). Several instances may run rounds at once; the row locks and the
- * status conditions make each move happen once. */
+ * Sends follow their statement's commit; whatever a crash between the two
+ * loses, a later round sends again. Several instances may run rounds at
+ * once; the row locks and the status conditions make each move happen
+ * once. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,19 +38,21 @@
 #define SETTLE_ACTOR        "ingest-redemptions"
 #define RESEND_DEBIT_AFTER  "30 seconds"
 #define RESEND_COUPON_AFTER "2 seconds"
+#define RESEND_NOTICE_AFTER "5 seconds" /* a send without a delivery report */
 
 static bool settle_running;
 
 /* Sends an encoded envelope without a waiter (its delivery report only
  * logs a failure). Takes nothing: payload stays the caller's. */
-static void send_plain(struct ingest *app, const char *topic, Envelope *env, const char *id)
+static void send_plain(struct ingest *app, const char *topic, Envelope *env, int kind,
+                       const char *id)
 {
     size_t len = 0;
     uint8_t *bin = envelope_encode(env, &len);
     if (!bin)
         return;
     rd_kafka_headers_t *headers = envelope_cloudevents_headers(env, "/tessera/ingest");
-    struct delivery *d = delivery_new(DELIVERY_COMMAND, id);
+    struct delivery *d = delivery_new(kind, id);
     if (bus_produce(app->producer, topic, env->member_id, bin, len, headers, d) !=
         RD_KAFKA_RESP_ERR_NO_ERROR) {
         free(d);
@@ -70,7 +76,9 @@ enum {
     S_CKIND,
     S_CVALUE,
     S_CPCT,
-    S_CDAYS
+    S_CDAYS,
+    S_CARD_PRODUCT,
+    S_CARD_DAYS
 };
 
 static void row_meta(const PGresult *res, int i, struct event_meta *m)
@@ -102,7 +110,7 @@ static void send_coupon(struct ingest *app, const PGresult *res, int i)
     ic.name = (char *)PQgetvalue(res, i, S_NAME);
     env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_ISSUE_COUPON;
     env.issue_coupon = &ic;
-    send_plain(app, TOPIC_LEDGER_COMMANDS, &env, ic.command_id);
+    send_plain(app, TOPIC_LEDGER_COMMANDS, &env, DELIVERY_COMMAND, ic.command_id);
 }
 
 static void send_debit(struct ingest *app, const PGresult *res, int i)
@@ -111,9 +119,13 @@ static void send_debit(struct ingest *app, const PGresult *res, int i)
     row_meta(res, i, &meta);
     size_t len = 0;
     rd_kafka_headers_t *headers = NULL;
-    uint8_t *bin = redemption_encode_debit(&meta, PQgetvalue(res, i, S_ID),
-                                           strtoll(PQgetvalue(res, i, S_POINTS), NULL, 10),
-                                           PQgetvalue(res, i, S_REWARD), &len, &headers);
+    struct redemption_debit debit = {.redemption_id = PQgetvalue(res, i, S_ID),
+                                     .reward_id = PQgetvalue(res, i, S_REWARD),
+                                     .points = strtoll(PQgetvalue(res, i, S_POINTS), NULL, 10),
+                                     .card_product_id = PQgetvalue(res, i, S_CARD_PRODUCT),
+                                     .card_days =
+                                         strtoll(PQgetvalue(res, i, S_CARD_DAYS), NULL, 10)};
+    uint8_t *bin = redemption_encode_debit(&meta, &debit, &len, &headers);
     if (!bin)
         return;
     struct delivery *d = delivery_new(DELIVERY_COMMAND, PQgetvalue(res, i, S_ID));
@@ -129,7 +141,8 @@ static void send_notice(struct ingest *app, const PGresult *res, int i)
     Envelope env;
     Actor actor;
     Tessera__Notification__V1__NotifyRequest note;
-    Tessera__Notification__V1__Variable vname, vpoints, *vars[2] = {&vname, &vpoints};
+    Tessera__Notification__V1__Variable vname, vpoints, vdays,
+        *vars[3] = {&vname, &vpoints, &vdays};
     char request_id[INGEST_KEY_MAX + 32];
     snprintf(request_id, sizeof(request_id), "redemption.done:%s", PQgetvalue(res, i, S_ID));
     row_meta(res, i, &meta);
@@ -137,21 +150,26 @@ static void send_notice(struct ingest *app, const PGresult *res, int i)
     tessera__notification__v1__notify_request__init(&note);
     tessera__notification__v1__variable__init(&vname);
     tessera__notification__v1__variable__init(&vpoints);
+    tessera__notification__v1__variable__init(&vdays);
     vname.name = "reward.name";
     vname.value_case = TESSERA__NOTIFICATION__V1__VARIABLE__VALUE_TEXT;
     vname.text = (char *)PQgetvalue(res, i, S_NAME);
-    vpoints.name = "reward.points";
+    vpoints.name = "points.spent"; /* the catalogue's name (libs/template/catalogue.c) */
     vpoints.value_case = TESSERA__NOTIFICATION__V1__VARIABLE__VALUE_NUMBER;
     vpoints.number = strtoll(PQgetvalue(res, i, S_POINTS), NULL, 10);
+    vdays.name = "reward.days"; /* card_days rewards: the days added */
+    vdays.value_case = TESSERA__NOTIFICATION__V1__VARIABLE__VALUE_NUMBER;
+    vdays.number = strtoll(PQgetvalue(res, i, S_CARD_DAYS), NULL, 10);
     note.request_id = request_id;
     note.template_ = "redemption.done";
     note.purpose = "transactional";
     note.priority = "normal";
-    note.n_variables = 2;
+    note.n_variables = vdays.number > 0 ? 3 : 2;
     note.variables = vars;
     env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_NOTIFY_REQUEST;
     env.notify_request = &note;
-    send_plain(app, TOPIC_NOTIFY_REQUESTS, &env, request_id);
+    send_plain(app, TOPIC_NOTIFY_REQUESTS, &env, DELIVERY_REDEMPTION_NOTICE,
+               PQgetvalue(res, i, S_ID));
 }
 
 /* The columns every statement returns, from s (redemptions) joined with
@@ -159,7 +177,7 @@ static void send_notice(struct ingest *app, const PGresult *res, int i)
 #define SETTLE_COLUMNS                                                                             \
     "s.tenant_id, s.redemption_id, s.member_id, s.branch_id, s.reward_id, s.status, s.points, "    \
     "s.delivery_id, w.name, coalesce(w.coupon_kind, ''), w.coupon_value, w.coupon_percent_bp, "    \
-    "w.coupon_valid_days "
+    "w.coupon_valid_days, coalesce(w.card_product_id, ''), w.card_days "
 
 /* clang-format off */
 static const char SETTLE_DEBITS_SQL[] =
@@ -185,6 +203,23 @@ static const char SETTLE_COUPONS_SQL[] =
     "SELECT " SETTLE_COLUMNS "FROM s JOIN rewards w ON w.tenant_id = s.tenant_id "
     "AND w.reward_id = s.reward_id";
 
+/* Done redemptions whose notice is owed: never sent, or sent without a
+ * delivery report for RESEND_NOTICE_AFTER (the report may have died with
+ * us). */
+static const char NOTICE_SQL[] =
+    "WITH d AS (SELECT r.tenant_id, r.redemption_id FROM redemptions r WHERE r.status = 'done' "
+    "AND r.noticed_at IS NULL AND (r.notice_sent_at IS NULL "
+    "OR r.notice_sent_at < now() - interval '" RESEND_NOTICE_AFTER "') "
+    "LIMIT 200 FOR UPDATE SKIP LOCKED), "
+    "s AS (UPDATE redemptions r SET notice_sent_at = now() FROM d WHERE r.tenant_id = d.tenant_id "
+    "AND r.redemption_id = d.redemption_id RETURNING r.*) "
+    "SELECT " SETTLE_COLUMNS "FROM s JOIN rewards w ON w.tenant_id = s.tenant_id "
+    "AND w.reward_id = s.reward_id";
+
+static const char NOTICED_SQL[] =
+    "UPDATE redemptions SET noticed_at = now() WHERE redemption_id = $1 AND status = 'done' "
+    "AND noticed_at IS NULL";
+
 static const char RESEND_SQL[] =
     "SELECT " SETTLE_COLUMNS "FROM redemptions s JOIN rewards w ON w.tenant_id = s.tenant_id "
     "AND w.reward_id = s.reward_id WHERE (s.status = 'reserved' "
@@ -205,13 +240,43 @@ static void on_resend(void *arg, PGresult *res, const char *err, const char *sql
     }
 }
 
+static void on_notices(void *arg, PGresult *res, const char *err, const char *sqlstate)
+{
+    struct ingest *app = arg;
+    if (!res)
+        log_fields(LOG_WARN, "redemption notices failed; the next round retries", "error", err,
+                   NULL);
+    for (int i = 0; res && i < PQntuples(res); i++)
+        send_notice(app, res, i);
+    if (pg_pool_query(app->pg, RESEND_SQL, 0, NULL, on_resend, app) < 0)
+        settle_running = false;
+}
+
 static void on_coupons(void *arg, PGresult *res, const char *err, const char *sqlstate)
 {
     struct ingest *app = arg;
-    for (int i = 0; res && i < PQntuples(res); i++)
-        send_notice(app, res, i);
-    if (!res || pg_pool_query(app->pg, RESEND_SQL, 0, NULL, on_resend, app) < 0)
+    if (!res || pg_pool_query(app->pg, NOTICE_SQL, 0, NULL, on_notices, app) < 0)
         settle_running = false;
+}
+
+static void on_marked(void *arg, PGresult *res, const char *err, const char *sqlstate)
+{
+    if (!res)
+        log_fields(LOG_WARN, "could not mark a redemption notice sent; it is sent again", "error",
+                   err, NULL);
+}
+
+void redemption_notice_on_delivery(struct ingest *app, const char *redemption_id,
+                                   rd_kafka_resp_err_t err)
+{
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        log_fields(LOG_WARN, "redemption notice not delivered; a later round resends", "error",
+                   rd_kafka_err2str(err), NULL);
+        return;
+    }
+    const char *params[1] = {redemption_id};
+    if (pg_pool_query(app->pg, NOTICED_SQL, 1, params, on_marked, NULL) < 0)
+        log_warn("could not queue a redemption notice mark; it is sent again");
 }
 
 static void on_debits(void *arg, PGresult *res, const char *err, const char *sqlstate)
@@ -222,9 +287,7 @@ static void on_debits(void *arg, PGresult *res, const char *err, const char *sql
         log_fields(LOG_INFO, "redemption settled", "redemption_id", PQgetvalue(res, i, S_ID),
                    "status", status, NULL);
         if (strcmp(status, "delivering") == 0)
-            send_coupon(app, res, i);
-        else if (strcmp(status, "done") == 0)
-            send_notice(app, res, i);
+            send_coupon(app, res, i); /* a done one's notice: the notice step */
     }
     if (!res)
         log_fields(LOG_WARN, "redemption settle failed; the next round retries", "error", err,

@@ -2,6 +2,11 @@
  * key) and POST /v1/me/redemptions (the member's session) spend points on
  * a reward of the catalogue (rewards.c).
  *
+ * A card_days reward is one ledger command instead of the debit: an
+ * ExtendCard that spends the points and adds the days to the member's
+ * active time card of the product in one posting, so a member without one
+ * is refused (409 no_active_card) and keeps the points.
+ *
  * Stock: the request reserves one unit with a conditional UPDATE (stock >
  * 0, or unlimited) in the statement that records the redemption
  * (reserved), so concurrent requests can never take more than the stock:
@@ -21,26 +26,38 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "events/card_types.h"
 #include "http/validate.h"
 #include "ingest.h"
 
 static const char *const staff_fields[] = {"reward_id", "branch_id", NULL};
 static const char *const member_fields[] = {"reward_id", NULL};
 
-uint8_t *redemption_encode_debit(const struct event_meta *meta_in, const char *redemption_id,
-                                 int64_t points, const char *reward_id, size_t *len,
-                                 rd_kafka_headers_t **headers)
+uint8_t *redemption_encode_debit(const struct event_meta *meta_in, const struct redemption_debit *d,
+                                 size_t *len, rd_kafka_headers_t **headers)
 {
     struct event_meta meta = *meta_in;
     Envelope env;
     Actor actor;
     AdjustPoints cmd;
+    ExtendCard extend;
     char reason[INGEST_KEY_MAX + 16];
-    snprintf(reason, sizeof(reason), "redemption:%s", reward_id);
+    snprintf(reason, sizeof(reason), "redemption:%s", d->reward_id);
     envelope_init(&env, &actor, &meta);
+    if (d->card_product_id && d->card_product_id[0]) {
+        tessera__cards__v1__extend_card__init(&extend);
+        extend.command_id = (char *)d->redemption_id;
+        extend.product_id = (char *)d->card_product_id;
+        extend.days = d->card_days;
+        extend.points_price = d->points;
+        extend.reason = reason;
+        env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_EXTEND_CARD;
+        env.extend_card = &extend;
+        return command_encode(&env, len, headers);
+    }
     tessera__ledger__v1__adjust_points__init(&cmd);
-    cmd.command_id = (char *)redemption_id;
-    cmd.points = -points;
+    cmd.command_id = (char *)d->redemption_id;
+    cmd.points = -d->points;
     cmd.reason = reason;
     env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_ADJUST_POINTS;
     env.adjust_points = &cmd;
@@ -48,7 +65,7 @@ uint8_t *redemption_encode_debit(const struct event_meta *meta_in, const char *r
 }
 
 /* Columns: the price reserved (NULL: nothing reserved), whether the reward
- * exists, whether it is active now. */
+ * exists, whether it is active now, its card product ("" none) and days. */
 static void on_reserved(void *arg, PGresult *res, const char *err, const char *sqlstate)
 {
     struct req *r = arg;
@@ -69,9 +86,13 @@ static void on_reserved(void *arg, PGresult *res, const char *err, const char *s
     ledger_request_meta(r, &meta);
     size_t len = 0;
     rd_kafka_headers_t *headers = NULL;
-    uint8_t *command = redemption_encode_debit(
-        &meta, r->command_id, strtoll(PQgetvalue(res, 0, 0), NULL, 10),
-        json_string_value(json_object_get(r->body, "reward_id")), &len, &headers);
+    struct redemption_debit d = {.redemption_id = r->command_id,
+                                 .reward_id =
+                                     json_string_value(json_object_get(r->body, "reward_id")),
+                                 .points = strtoll(PQgetvalue(res, 0, 0), NULL, 10),
+                                 .card_product_id = PQgetvalue(res, 0, 3),
+                                 .card_days = strtoll(PQgetvalue(res, 0, 4), NULL, 10)};
+    uint8_t *command = redemption_encode_debit(&meta, &d, &len, &headers);
     req_send_command(r, command, len, headers);
 }
 
@@ -92,7 +113,8 @@ static void reserve(struct req *r)
             "WITH w AS (UPDATE rewards SET stock = stock - 1 WHERE tenant_id = $1 "
             "AND reward_id = $2 AND (stock IS NULL OR stock > 0) "
             "AND active_from_us <= $6::bigint AND (active_to_us IS NULL "
-            "OR active_to_us > $6::bigint) RETURNING reward_id, kind, points_price), "
+            "OR active_to_us > $6::bigint) RETURNING reward_id, kind, points_price, "
+            "card_product_id, card_days), "
             "d AS (INSERT INTO redemptions (tenant_id, redemption_id, member_id, branch_id, "
             "reward_id, kind, points, delivery_id) SELECT $1, $3, $4, $5, reward_id, kind, "
             "points_price, $7 "
@@ -100,7 +122,8 @@ static void reserve(struct req *r)
             "SELECT (SELECT points FROM d), EXISTS (SELECT 1 FROM rewards WHERE tenant_id = $1 "
             "AND reward_id = $2), EXISTS (SELECT 1 FROM rewards WHERE tenant_id = $1 "
             "AND reward_id = $2 AND active_from_us <= $6::bigint AND (active_to_us IS NULL "
-            "OR active_to_us > $6::bigint))",
+            "OR active_to_us > $6::bigint)), coalesce((SELECT card_product_id FROM w), ''), "
+            "coalesce((SELECT card_days FROM w), 0)",
             7, p, on_reserved, r) < 0)
         req_fail_db(r, "queue full");
 }

@@ -10,9 +10,10 @@
  * published, from the audit log ingest owns (a disabled rule when none).
  *
  * A rule: {enabled, lock_days, referrer: {points, stored_value_bonus?,
- * coupon_template_id?}, referee: {...}} (docs/rewards.md): a template
- * must be the tenant's (422 naming the field). Days on a membership card
- * are not paid yet and refused as an unknown field. */
+ * coupon_template_id?, card?: {product_id, days}}, referee: {...}}
+ * (docs/rewards.md): a template must be the tenant's (422 naming the
+ * field); card days go to the member's active time card of the product
+ * when the reward is paid (the ledger owns products: not checked here). */
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +27,8 @@
 
 static const char *const rule_fields[] = {"enabled", "lock_days", "referrer", "referee", NULL};
 static const char *const reward_fields[] = {"points", "stored_value_bonus", "coupon_template_id",
-                                            NULL};
+                                            "card", NULL};
+static const char *const card_fields[] = {"product_id", "days", NULL};
 
 struct referral_put {
     struct req *r;
@@ -50,6 +52,34 @@ static struct req *put_release(struct referral_put *put)
 }
 
 /* ------------------------------------------------------------ validation */
+/* card (optional): {product_id, days}; null is none. */
+static void validate_card_days(struct validation *one, json_t *reward)
+{
+    json_t *card = json_object_get(reward, "card");
+    const char *product = NULL;
+    int64_t days = 0;
+    if (!card || json_is_null(card))
+        return;
+    if (!json_is_object(card)) {
+        validation_add(one, "card", "must be an object {product_id, days}");
+        return;
+    }
+    struct validation inner;
+    validation_init(&inner);
+    validate_no_unknown_fields(&inner, card, card_fields);
+    ingest_validate_id(&inner, card, "product_id", true, &product);
+    validate_int(&inner, card, "days", true, 1, REFERRAL_CARD_DAYS_MAX, &days);
+    char field[64];
+    size_t i;
+    json_t *e;
+    json_array_foreach(inner.errors, i, e)
+    {
+        snprintf(field, sizeof(field), "card.%s", json_string_value(json_object_get(e, "field")));
+        validation_add(one, field, json_string_value(json_object_get(e, "message")));
+    }
+    validation_free(&inner);
+}
+
 static void validate_reward(struct validation *v, json_t *body, const char *side)
 {
     json_t *reward = json_object_get(body, side);
@@ -70,6 +100,7 @@ static void validate_reward(struct validation *v, json_t *body, const char *side
     if (validate_string(&one, reward, "coupon_template_id", false, 1, 64, &template_id) &&
         template_id && !uuid_is_valid(template_id))
         validation_add(&one, "coupon_template_id", "must be a coupon template's id");
+    validate_card_days(&one, reward);
     size_t i;
     json_t *e;
     json_array_foreach(one.errors, i, e)
@@ -119,6 +150,13 @@ static const char *side_template(json_t *rule, const char *side)
     return id ? id : "";
 }
 
+/* A side's card days ({product_id, days}), NULL when none. */
+static json_t *side_card(json_t *rule, const char *side)
+{
+    json_t *card = json_object_get(json_object_get(rule, side), "card");
+    return json_is_object(card) ? card : NULL;
+}
+
 /* One side as stored: points always, the other rewards when given. */
 static json_t *side_json(json_t *body, const char *side)
 {
@@ -128,6 +166,12 @@ static json_t *side_json(json_t *body, const char *side)
                             json_integer(side_int(body, side, "stored_value_bonus")));
     if (side_template(body, side)[0])
         json_object_set_new(out, "coupon_template_id", json_string(side_template(body, side)));
+    json_t *card = side_card(body, side);
+    if (card)
+        json_object_set_new(out, "card",
+                            json_pack("{s:O, s:O}", "product_id",
+                                      json_object_get(card, "product_id"), "days",
+                                      json_object_get(card, "days")));
     return out;
 }
 
@@ -157,6 +201,16 @@ static json_t *answer(void *ctx, const char *status, const PGresult *row)
     return answer_body(ctx, status);
 }
 
+/* A side's card days into its reward (borrows the rule's strings). */
+static void side_card_fill(json_t *rule, const char *side, ReferralReward *w)
+{
+    json_t *card = side_card(rule, side);
+    if (!card)
+        return;
+    w->card_product_id = (char *)json_string_value(json_object_get(card, "product_id"));
+    w->card_days = json_integer_value(json_object_get(card, "days"));
+}
+
 /* The ReferralRulesChanged event into r->command. */
 static bool encode_change(struct referral_put *put)
 {
@@ -177,6 +231,8 @@ static bool encode_change(struct referral_put *put)
     referee.stored_value_bonus = side_int(put->rule, "referee", "stored_value_bonus");
     referrer.coupon_template_id = (char *)side_template(put->rule, "referrer");
     referee.coupon_template_id = (char *)side_template(put->rule, "referee");
+    side_card_fill(put->rule, "referrer", &referrer);
+    side_card_fill(put->rule, "referee", &referee);
     change.change_id = r->command_id;
     change.enabled = json_is_true(json_object_get(put->rule, "enabled"));
     change.lock_days = json_integer_value(json_object_get(put->rule, "lock_days"));

@@ -1,11 +1,12 @@
 /* The rewards catalogue (issue 12): POST /v1/rewards (admin) defines a
  * reward members buy with points, GET /v1/rewards lists the tenant's.
  *
- * A reward: {name, kind: coupon | gift, points_price, stock (absent or
- * null: unlimited), coupon: {kind: value | percent, value | percent_bp,
- * valid_days} for coupons, active_from / active_to (RFC 3339; from now,
- * no end by default)}. The id is ingest's (a UUIDv7). Redemptions are in
- * redemptions.c. */
+ * A reward: {name, kind: coupon | gift | card_days, points_price, stock
+ * (absent or null: unlimited), coupon: {kind: value | percent, value |
+ * percent_bp, valid_days} for coupons, card: {product_id, days} for days
+ * added to the member's active time card of the product, active_from /
+ * active_to (RFC 3339; from now, no end by default)}. The id is ingest's
+ * (a UUIDv7). Redemptions are in redemptions.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,11 +21,13 @@
 #define REWARD_COUPON_DAYS  3660
 #define REWARD_COUPON_VALUE INT64_C(100000000) /* minor units */
 #define REWARD_LIST_MAX     500
+#define REWARD_CARD_DAYS    3660 /* the ledger's CARD_VALIDITY_DAYS_MAX */
 
-static const char *const reward_fields[] = {"name",   "kind",        "points_price", "stock",
-                                            "coupon", "active_from", "active_to",    NULL};
+static const char *const reward_fields[] = {
+    "name", "kind", "points_price", "stock", "coupon", "active_from", "active_to", "card", NULL};
 static const char *const coupon_fields[] = {"kind", "value", "percent_bp", "valid_days", NULL};
-static const char *const reward_kinds[] = {"coupon", "gift", NULL};
+static const char *const card_fields[] = {"product_id", "days", NULL};
+static const char *const reward_kinds[] = {"coupon", "gift", "card_days", NULL};
 static const char *const coupon_kinds[] = {"value", "percent", NULL};
 
 static void validate_coupon(struct validation *v, json_t *coupon)
@@ -38,6 +41,26 @@ static void validate_coupon(struct validation *v, json_t *coupon)
         validate_int(v, coupon, "value", true, 1, REWARD_COUPON_VALUE, &n);
     if (kind && strcmp(kind, "percent") == 0)
         validate_int(v, coupon, "percent_bp", true, 1, 10000, &n);
+}
+
+/* card: {product_id, days} of a card_days reward; only that kind has one.
+ * The product is not checked here (the ledger owns products): a member
+ * without an active card of it is refused at redemption. */
+static void validate_card(struct validation *v, json_t *b, const char *kind)
+{
+    json_t *card = json_object_get(b, "card");
+    bool is_days = kind && strcmp(kind, "card_days") == 0;
+    const char *product = NULL;
+    int64_t days = 0;
+    if (is_days && !json_is_object(card)) {
+        validation_add(v, "card", "a card_days reward needs {product_id, days}");
+    } else if (!is_days && card && !json_is_null(card)) {
+        validation_add(v, "card", "only a card_days reward has one");
+    } else if (is_days) {
+        validate_no_unknown_fields(v, card, card_fields);
+        ingest_validate_id(v, card, "product_id", true, &product);
+        validate_int(v, card, "days", true, 1, REWARD_CARD_DAYS, &days);
+    }
 }
 
 /* A time field: absent is fallback; sets *us. */
@@ -79,6 +102,7 @@ static bool validate_reward(struct req *r, struct reward_input *in)
         validation_add(&v, "coupon", "only a coupon reward has one");
     else if (is_coupon)
         validate_coupon(&v, coupon);
+    validate_card(&v, b, in->kind);
     validate_time(&v, b, "active_from", event_now_us(), &in->from_us);
     validate_time(&v, b, "active_to", 0, &in->to_us);
     if (in->to_us && in->to_us <= in->from_us)
@@ -104,8 +128,8 @@ static void create_authorized(struct req *r)
     if (!req_read_body(r) || !validate_reward(r, &in))
         return;
     uuid7_generate(r->command_id); /* the reward's id */
-    json_t *coupon = json_object_get(r->body, "coupon");
-    char price[24], stock[24], from[24], to[24], value[24], pct[24], days[24];
+    json_t *coupon = json_object_get(r->body, "coupon"), *card = json_object_get(r->body, "card");
+    char price[24], stock[24], from[24], to[24], value[24], pct[24], days[24], card_days[24];
     snprintf(price, sizeof(price), "%lld", (long long)in.price);
     snprintf(stock, sizeof(stock), "%lld", (long long)in.stock);
     snprintf(from, sizeof(from), "%lld", (long long)in.from_us);
@@ -116,7 +140,9 @@ static void create_authorized(struct req *r)
              (long long)json_integer_value(json_object_get(coupon, "percent_bp")));
     snprintf(days, sizeof(days), "%lld",
              (long long)json_integer_value(json_object_get(coupon, "valid_days")));
-    const char *p[12] = {r->caller.tenant_id,
+    snprintf(card_days, sizeof(card_days), "%lld",
+             (long long)json_integer_value(json_object_get(card, "days")));
+    const char *p[14] = {r->caller.tenant_id,
                          r->command_id,
                          in.name,
                          in.kind,
@@ -127,14 +153,16 @@ static void create_authorized(struct req *r)
                          pct,
                          days,
                          from,
-                         in.to_us ? to : NULL};
+                         in.to_us ? to : NULL,
+                         json_string_value(json_object_get(card, "product_id")),
+                         card_days};
     if (pg_pool_query(r->app->pg,
                       "INSERT INTO rewards (tenant_id, reward_id, name, kind, points_price, stock, "
                       "coupon_kind, coupon_value, coupon_percent_bp, coupon_valid_days, "
-                      "active_from_us, active_to_us) VALUES ($1, $2, $3, $4, $5::bigint, "
-                      "$6::bigint, $7, $8::bigint, $9::bigint, $10::bigint, $11::bigint, "
-                      "$12::bigint)",
-                      12, p, on_inserted, r) < 0)
+                      "active_from_us, active_to_us, card_product_id, card_days) VALUES ($1, $2, "
+                      "$3, $4, $5::bigint, $6::bigint, $7, $8::bigint, $9::bigint, $10::bigint, "
+                      "$11::bigint, $12::bigint, $13, $14::bigint)",
+                      14, p, on_inserted, r) < 0)
         req_fail_db(r, "queue full");
 }
 
@@ -171,6 +199,8 @@ static void on_listed(void *arg, PGresult *res, const char *err, const char *sql
             "active_from", time_or_null(res, i, 5), "active_to", time_or_null(res, i, 6));
         if (!PQgetisnull(res, i, 7))
             json_object_set_new(item, "coupon", json_loads(PQgetvalue(res, i, 7), 0, NULL));
+        if (!PQgetisnull(res, i, 8))
+            json_object_set_new(item, "card", json_loads(PQgetvalue(res, i, 8), 0, NULL));
         json_array_append_new(items, item);
     }
     req_finish(r, 200, json_pack("{s:o}", "rewards", items));
@@ -187,7 +217,9 @@ static void list_authenticated(struct req *r)
                       "SELECT reward_id, name, kind, points_price, stock, active_from_us, "
                       "active_to_us, CASE WHEN kind = 'coupon' THEN json_build_object('kind', "
                       "coupon_kind, 'value', coupon_value, 'percent_bp', coupon_percent_bp, "
-                      "'valid_days', coupon_valid_days)::text END "
+                      "'valid_days', coupon_valid_days)::text END, CASE WHEN kind = 'card_days' "
+                      "THEN json_build_object('product_id', card_product_id, 'days', "
+                      "card_days)::text END "
                       "FROM rewards WHERE tenant_id = $1 ORDER BY created_at, reward_id LIMIT 500",
                       1, p, on_listed, r) < 0)
         req_fail_db(r, "queue full");

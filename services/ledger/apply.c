@@ -600,7 +600,7 @@ static bool moves_balances(const struct outcome *o)
     if (!o->member)
         return false; /* a tenant command */
     if (cards_command_id(o->cmd))
-        return o->paid_principal + o->paid_bonus > 0;
+        return o->paid_principal + o->paid_bonus + o->points_paid > 0;
     return o->line_count > 0;
 }
 
@@ -729,7 +729,9 @@ int ledger_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *er
             points_is_command(envs[i]) ||
             (envs[i]->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_RECORD_PURCHASE &&
              (envs[i]->record_purchase->points != 0 ||
-              strcmp(envs[i]->record_purchase->payment_method, "points") == 0));
+              strcmp(envs[i]->record_purchase->payment_method, "points") == 0)) ||
+            (envs[i]->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_EXTEND_CARD &&
+             envs[i]->extend_card->points_price != 0);
         refunds_note(l, envs[i]);
         ledger_ladder_find(l, envs[i]->tenant_id, true);
         cards_note(l, envs[i]);

@@ -28,6 +28,7 @@ void cards_free(struct ledger_cards *c)
 {
     if (!c)
         return;
+    free(c->wanted);
     free(c->products);
     free(c->limits);
     free(c->cards);
@@ -40,7 +41,7 @@ void cards_free(struct ledger_cards *c)
 
 void cards_begin_batch(struct ledger_cards *c)
 {
-    c->product_count = c->limit_count = c->card_count = 0;
+    c->wanted_count = c->product_count = c->limit_count = c->card_count = 0;
     c->cached_member_count = c->cached_count = 0;
     coupons_begin_batch(c->coupons);
 }
@@ -140,6 +141,8 @@ const char *cards_command_id(const Envelope *env)
         return env->issue_coupon->command_id;
     case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_REDEEM_COUPON:
         return env->redeem_coupon->command_id;
+    case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_EXTEND_CARD:
+        return env->extend_card->command_id;
     default:
         return NULL;
     }
@@ -166,9 +169,22 @@ const char *cards_command_type(const Envelope *env)
         return "coupon_issue";
     case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_REDEEM_COUPON:
         return "coupon_redeem";
+    case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_EXTEND_CARD:
+        return "card_extend";
     default:
         return "card_freeze";
     }
+}
+
+/* A member's cards of a product to load (ExtendCard picks among them). */
+static void wanted_add(struct ledger_cards *c, const char *tenant_id, const char *member_id,
+                       const char *product_id)
+{
+    c->wanted = array_grow(c->wanted, c->wanted_count, &c->wanted_cap, sizeof(*c->wanted));
+    struct member_product *w = &c->wanted[c->wanted_count++];
+    cards_copy_id(w->tenant_id, tenant_id);
+    cards_copy_id(w->member_id, member_id);
+    cards_copy_id(w->product_id, product_id);
 }
 
 void cards_note(struct ledger_ctx *l, const Envelope *env)
@@ -203,6 +219,9 @@ void cards_note(struct ledger_ctx *l, const Envelope *env)
         break;
     case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_FREEZE_CARD:
         cards_card_find(c, env->tenant_id, env->freeze_card->card_id, true);
+        break;
+    case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_EXTEND_CARD:
+        wanted_add(c, env->tenant_id, env->member_id, env->extend_card->product_id);
         break;
     default:
         break;
@@ -302,12 +321,18 @@ void cards_decide(struct ledger_ctx *l, struct outcome *o)
     case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_REDEEM_COUPON:
         cards_decide_redeem_coupon(l, o);
         break;
+    case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_EXTEND_CARD:
+        cards_decide_extend(l, o);
+        break;
     default:
         cards_decide_freeze(l, o);
         break;
     }
-    /* the journal's reason names the command, its card and product */
+    /* the journal's reason names the command, its card and product, and
+     * what paid for it (a sale's method; a reward's cause) */
+    const char *why = o->payment_method ? o->payment_method : "";
+    if (o->cmd->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_EXTEND_CARD)
+        why = o->cmd->extend_card->reason;
     outcome_reason(o, "%s:card:%s:product:%s:%s", cards_command_type(o->cmd),
-                   o->card ? o->card->card_id : "", o->card ? o->card->product_id : "",
-                   o->payment_method ? o->payment_method : "");
+                   o->card ? o->card->card_id : "", o->card ? o->card->product_id : "", why);
 }

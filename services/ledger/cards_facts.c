@@ -42,6 +42,7 @@ void cards_fill_posted(const struct outcome *o, LedgerPosted *posted, CardState 
                        CouponState *coupon)
 {
     posted->charged = o->amount;
+    posted->points_paid = o->points_paid; /* a redemption's card days */
     if (o->card || o->product) {
         outcome_card(o, cs);
         posted->card = cs;
@@ -61,12 +62,13 @@ void cards_fill_posted(const struct outcome *o, LedgerPosted *posted, CardState 
 /* CardChanged for tiering, campaign (renewal reminders) and analytics. */
 static uint8_t *encode_change(const struct outcome *o, size_t *len, char event_id[UUID_STR_SIZE])
 {
-    static const char *const changes[] = {"issued", "renewed", "used", "frozen"};
+    static const char *const changes[] = {"issued", "renewed", "used", "frozen", "extended"};
     const char *type = cards_command_type(o->cmd);
-    size_t which = strcmp(type, "card_issue") == 0   ? 0
-                   : strcmp(type, "card_renew") == 0 ? 1
-                   : strcmp(type, "card_use") == 0   ? 2
-                                                     : 3;
+    size_t which = strcmp(type, "card_issue") == 0    ? 0
+                   : strcmp(type, "card_renew") == 0  ? 1
+                   : strcmp(type, "card_use") == 0    ? 2
+                   : strcmp(type, "card_extend") == 0 ? 4
+                                                      : 3;
     struct outcome_event ev;
     CardState cs;
     CardChanged ch;

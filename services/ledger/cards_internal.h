@@ -54,7 +54,15 @@ struct cached_member {
     size_t first, n; /* in ledger_cards.cached */
 };
 
+/* A member whose active card of a product a command asks for (ExtendCard
+ * names the product, not the card): its cards of the product are loaded. */
+struct member_product {
+    char tenant_id[ID_MAX], member_id[ID_MAX], product_id[ID_MAX];
+};
+
 struct ledger_cards {
+    struct member_product *wanted;
+    size_t wanted_count, wanted_cap;
     struct product *products;
     size_t product_count, product_cap;
     struct tenant_limits *limits;
@@ -92,7 +100,13 @@ void cards_decide_issue(struct ledger_ctx *l, struct outcome *o);         /* car
 void cards_decide_use(struct ledger_ctx *l, struct outcome *o);           /* cards_use.c */
 void cards_decide_freeze(struct ledger_ctx *l, struct outcome *o);        /* cards_use.c */
 void cards_decide_issue_coupon(struct ledger_ctx *l, struct outcome *o);  /* cards_coupons.c */
+void cards_decide_extend(struct ledger_ctx *l, struct outcome *o);        /* cards_extend.c */
 void cards_decide_redeem_coupon(struct ledger_ctx *l, struct outcome *o); /* cards_coupons.c */
+
+/* cards_store.c: adds to the batch state every card of the members and
+ * products in c->wanted (one statement; none when nothing is wanted). */
+int cards_load_wanted(PGconn *pg, struct ledger_cards *c, char *err, size_t err_len)
+    __attribute__((warn_unused_result));
 
 /* cards_cache.c: reads back, in the batch's transaction, every card of
  * the members whose cards the batch changed (for the cache). */

@@ -168,6 +168,33 @@ static int load_cards(PGconn *pg, struct ledger_cards *c, char *err, size_t err_
     return 0;
 }
 
+int cards_load_wanted(PGconn *pg, struct ledger_cards *c, char *err, size_t err_len)
+{
+    if (c->wanted_count == 0)
+        return 0;
+    struct db_array t, m, p;
+    db_array_init(&t), db_array_init(&m), db_array_init(&p);
+    for (size_t i = 0; i < c->wanted_count; i++) {
+        db_array_add(&t, c->wanted[i].tenant_id);
+        db_array_add(&m, c->wanted[i].member_id);
+        db_array_add(&p, c->wanted[i].product_id);
+    }
+    const char *params[3] = {db_array_finish(&t), db_array_finish(&m), db_array_finish(&p)};
+    /* cards_member_idx finds a member's cards; a member holds few */
+    PGresult *res = db_query(pg,
+                             "SELECT c.tenant_id, c.card_id FROM cards c "
+                             "JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(t, m, p) "
+                             "ON c.tenant_id = k.t AND c.member_id = k.m AND c.product_id = k.p",
+                             3, params, err, err_len, NULL);
+    db_array_free(&t), db_array_free(&m), db_array_free(&p);
+    if (!res)
+        return -1;
+    for (int i = 0; i < PQntuples(res); i++)
+        cards_card_find(c, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), true);
+    PQclear(res);
+    return 0;
+}
+
 int cards_load(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
 {
     struct ledger_cards *c = l->cards;
@@ -176,7 +203,7 @@ int cards_load(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
     if (coupons_load(pg, c->coupons, err, err_len) < 0 ||
         (c->product_count && load_products(pg, c, err, err_len) < 0) ||
         (c->limit_count && load_limits(pg, c, err, err_len) < 0) ||
-        load_cards(pg, c, err, err_len) < 0)
+        cards_load_wanted(pg, c, err, err_len) < 0 || load_cards(pg, c, err, err_len) < 0)
         return -1;
     return 0;
 }

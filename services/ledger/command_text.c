@@ -53,6 +53,10 @@ static bool card_ids_fit(const Envelope *env)
                fits(env->issue_coupon->name, TEXT_NAME_BYTES_MAX);
     case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_REDEEM_COUPON:
         return IDS_FIT(env->redeem_coupon->coupon_id);
+    case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_EXTEND_CARD:
+        /* the reason is a cause's id with a prefix: id-sized, so the
+         * journal reason (with the card and product) always fits */
+        return IDS_FIT(env->extend_card->product_id, env->extend_card->reason);
     default:
         return true;
     }

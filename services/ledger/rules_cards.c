@@ -52,6 +52,8 @@ const char *rules_card_code(enum card_result r)
         return "card_not_usable";
     case CARD_VALIDITY_OVERFLOW:
         return "validity_overflow";
+    case CARD_NO_ACTIVE_CARD:
+        return "no_active_card";
     }
     return "unknown";
 }
@@ -215,6 +217,24 @@ enum card_result rules_card_freeze(struct card_state *c, int64_t days, int64_t n
     c->frozen_until_us = until;
     c->valid_to_us = to;
     c->freeze_days_left -= days;
+    return CARD_OK;
+}
+
+bool rules_card_extendable(const struct card_state *c, int64_t now_us)
+{
+    return (c->kind == CARD_TIME || c->kind == CARD_SUBSCRIPTION) && now_us < c->valid_to_us;
+}
+
+enum card_result rules_card_extend(struct card_state *c, int64_t days, int64_t now_us)
+{
+    if (days <= 0 || days > CARD_VALIDITY_DAYS_MAX)
+        return CARD_INVALID;
+    if (!rules_card_extendable(c, now_us))
+        return CARD_NO_ACTIVE_CARD;
+    int64_t to;
+    if (!time_after_days(c->valid_to_us, days, &to))
+        return CARD_VALIDITY_OVERFLOW;
+    c->valid_to_us = to;
     return CARD_OK;
 }
 

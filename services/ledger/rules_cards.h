@@ -34,6 +34,7 @@ enum card_result {
     CARD_NOT_A_DISCOUNT_CARD,
     CARD_NOT_USABLE,
     CARD_VALIDITY_OVERFLOW, /* a time or count past what an int64 holds */
+    CARD_NO_ACTIVE_CARD,    /* a reward of days: no valid time card of the product */
 };
 
 /* A tenant's card limits; card_limits_default() when it set none. */
@@ -112,6 +113,18 @@ enum card_result rules_card_use(const struct card_limits *lim, struct card_state
  * of a freeze in progress): valid_to moves by as much; bounded by the
  * allowance left and, like a renewal, by what an int64 holds. */
 enum card_result rules_card_freeze(struct card_state *c, int64_t days, int64_t now_us);
+
+/* Can a reward of days go to this card at now_us: a time card or a
+ * subscription still valid (frozen or not)? The ledger extends the one of
+ * these valid longest (cards_extend.c). */
+bool rules_card_extendable(const struct card_state *c, int64_t now_us);
+
+/* Adds days (1..CARD_VALIDITY_DAYS_MAX) to a card rules_card_extendable
+ * allows: valid_to moves by as much, nothing else changes (a gift, not a
+ * sale: the freeze allowance and the prepaid cap are untouched). On any
+ * refusal the card is unchanged: CARD_INVALID (days), CARD_NO_ACTIVE_CARD
+ * (not extendable), CARD_VALIDITY_OVERFLOW. */
+enum card_result rules_card_extend(struct card_state *c, int64_t days, int64_t now_us);
 
 /* After a use recorded at now_us (already in recent uses): a burst when
  * burst_uses uses fall within burst_window_s; distant branches when the

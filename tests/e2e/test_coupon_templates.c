@@ -401,6 +401,79 @@ static void test_owed_notice_survives_a_crash(void **state)
              coupon, NULL, 1, "the notice to be recorded as delivered");
 }
 
+static void sql_exec(const char *sql, const char *p1)
+{
+    PGconn *pg = test_pg();
+    const char *p[1] = {p1};
+    PGresult *res = PQexecParams(pg, sql, 1, NULL, p, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    PQfinish(pg);
+}
+
+/* A grant the ledger refuses gave nobody a coupon: its unit of the budget
+ * comes back. The refusal is provoked by terms the ledger cannot take
+ * (a value coupon worth 0, written past the API's validation), then the
+ * template is put right and another member gets the one coupon. */
+static void test_refused_grant_releases_its_budget(void **state)
+{
+    (void)state;
+    char a[64], b[64], tpl[64], body[160];
+    member_make(admin_key, a);
+    member_make(admin_key, b);
+    template_make(admin_key,
+                  "{\"name\":\"One only\",\"kind\":\"value\",\"value\":500,\"valid_days\":10,"
+                  "\"total_count\":1}",
+                  tpl);
+    sql_exec("UPDATE ingest.coupon_templates SET value = 0 WHERE template_id = $1", tpl);
+    snprintf(body, sizeof(body), "{\"member_ids\":[\"%s\"]}", a);
+    json_decref(issue_and_wait(admin_key, tpl, body));
+    wait_for("SELECT count(*) FROM ingest.coupon_grants WHERE template_id = $1 "
+             "AND status = 'refused'",
+             tpl, NULL, 1, "the grant to be refused");
+    wait_for("SELECT issued_count FROM ingest.coupon_templates WHERE template_id = $1", tpl, NULL,
+             0, "the budget to come back");
+    sql_exec("UPDATE ingest.coupon_templates SET value = 500 WHERE template_id = $1", tpl);
+    snprintf(body, sizeof(body), "{\"member_ids\":[\"%s\"]}", b);
+    json_t *done = issue_and_wait(admin_key, tpl, body);
+    assert_int_equal(json_int_at(done, "issued"), 1);
+    assert_int_equal(json_int_at(done, "over_budget"), 0);
+    json_decref(done);
+    wait_for(ISSUED_IN_LEDGER, tpl, NULL, 1, "b's coupon in the ledger");
+}
+
+/* A retried POST .../issues with its Idempotency-Key is answered with the
+ * first issue and records no second one; the key with another body is
+ * 422 idempotency_key_reused. */
+static void test_issue_retry_makes_one_issue(void **state)
+{
+    (void)state;
+    char a[64], tpl[64], body[160], path[200], key[120], issue[64];
+    member_make(admin_key, a);
+    template_make(admin_key,
+                  "{\"name\":\"Retry\",\"kind\":\"value\",\"value\":100,\"valid_days\":10,"
+                  "\"per_member_limit\":5}",
+                  tpl);
+    snprintf(path, sizeof(path), "/v1/coupon-templates/%s/issues", tpl);
+    snprintf(body, sizeof(body), "{\"member_ids\":[\"%s\"]}", a);
+    snprintf(key, sizeof(key), "Idempotency-Key: issue-%s", tpl);
+    const char *headers[] = {key, NULL};
+    struct api_response r = api_call("POST", path, body, admin_key, headers);
+    api_expect_status(&r, 202);
+    snprintf(issue, sizeof(issue), "%s", json_str_at(r.body, "issue_id"));
+    api_response_free(&r);
+    r = api_call("POST", path, body, admin_key, headers);
+    api_expect_status(&r, 202);
+    assert_string_equal(json_str_at(r.body, "issue_id"), issue);
+    api_response_free(&r);
+    api_expect_problem(api_call("POST", path, "{\"filter\":{}}", admin_key, headers), 422,
+                       "idempotency_key_reused");
+    assert_int_equal(
+        sql_int("SELECT count(*) FROM ingest.coupon_issues WHERE template_id = $1", tpl, NULL), 1);
+    wait_for("SELECT count(*) FROM ingest.coupon_grants WHERE template_id = $1 AND member_id = $2",
+             tpl, a, 1, "the member's one coupon");
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -416,6 +489,8 @@ int main(void)
         cmocka_unit_test(test_min_spend_and_free_item),
         cmocka_unit_test(test_claims_respect_the_limit),
         cmocka_unit_test(test_owed_notice_survives_a_crash),
+        cmocka_unit_test(test_refused_grant_releases_its_budget),
+        cmocka_unit_test(test_issue_retry_makes_one_issue),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -211,6 +211,69 @@ static void test_rules_setting(void **state)
     api_response_free(&r);
 }
 
+/* n promotions of 32 categories and 32 branches each (bench/rules.sh's
+ * shape): only the last applies to comments, x3; the others to a category
+ * no activity has. Caller frees. */
+static char *many_promotions(int n)
+{
+    size_t cap = 4096 + (size_t)n * 1024, len = 0;
+    char *body = malloc(cap);
+    assert_non_null(body);
+    len += (size_t)snprintf(body + len, cap - len, "{\"promotions\":[");
+    for (int i = 1; i <= n; i++) {
+        len += (size_t)snprintf(body + len, cap - len,
+                                "%s{\"name\":\"promo %d\",\"multiplier_bp\":%d,\"categories\":[",
+                                i > 1 ? "," : "", i, i == n ? 30000 : 20000);
+        for (int c = 1; c <= 32; c++) {
+            if (i == n && c == 1)
+                len += (size_t)snprintf(body + len, cap - len, "\"comment\"");
+            else
+                len += (size_t)snprintf(body + len, cap - len, "%s\"cat-%d\"", c > 1 ? "," : "", c);
+        }
+        len += (size_t)snprintf(body + len, cap - len, "],\"branches\":[\"hq\"");
+        for (int b = 2; b <= 32; b++)
+            len += (size_t)snprintf(body + len, cap - len, ",\"branch-%d\"", b);
+        len += (size_t)snprintf(body + len, cap - len, "]}");
+        assert_true(len < cap);
+    }
+    snprintf(body + len, cap - len, "]}");
+    return body;
+}
+
+/* "A tenant with 100 active rules" (issue 12): 64 promotions (PROMOTIONS_MAX)
+ * with the activity rules are over 100 rule clauses; the campaign applies
+ * the 64th; 65 is 422 naming promotions and the old version stays. */
+static void test_many_promotions(void **state)
+{
+    (void)state;
+    struct tenant t;
+    tenant_make(&t, "manyrules");
+    char *body = many_promotions(64);
+    put_rules(&t, body, 200);
+    free(body);
+    body = many_promotions(65);
+    struct api_response r = api_call("PUT", "/v1/config/activity-rules", body, t.key, NULL);
+    free(body);
+    assert_int_equal(r.status, 422);
+    assert_non_null(strstr(r.raw, "\"promotions\""));
+    api_response_free(&r);
+    r = api_call("GET", "/v1/config/activity-rules", NULL, t.key, NULL);
+    assert_int_equal(json_int_at(r.body, "version"), 1);
+    assert_int_equal(json_array_size(json_object_get(r.body, "promotions")), 64);
+    api_response_free(&r);
+    char m[64];
+    member_make(&t, m);
+    activity(&t, m, "comment", "under-64", NULL);
+    PGconn *pg = test_pg();
+    wait_applied(pg, m, 1);
+    assert_int_equal(member_int(pg,
+                                "SELECT points FROM campaign.activities WHERE member_id = $1 "
+                                "AND activity_id = 'under-64'",
+                                m),
+                     15);
+    PQfinish(pg);
+}
+
 /* ------------------------------------------------------------ streaks */
 static void test_streaks(void **state)
 {
@@ -625,10 +688,15 @@ static void test_birthday_gift(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rules_setting),  cmocka_unit_test(test_streaks),
-        cmocka_unit_test(test_limits_and_cap), cmocka_unit_test(test_duplicate_activity),
-        cmocka_unit_test(test_member_day),     cmocka_unit_test(test_welcome_month),
-        cmocka_unit_test(test_birthday_gift),  cmocka_unit_test(test_member_records_own_activity),
+        cmocka_unit_test(test_rules_setting),
+        cmocka_unit_test(test_many_promotions),
+        cmocka_unit_test(test_streaks),
+        cmocka_unit_test(test_limits_and_cap),
+        cmocka_unit_test(test_duplicate_activity),
+        cmocka_unit_test(test_member_day),
+        cmocka_unit_test(test_welcome_month),
+        cmocka_unit_test(test_birthday_gift),
+        cmocka_unit_test(test_member_records_own_activity),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -349,6 +349,49 @@ static void test_discount_card(void **state)
     assert_int_equal(rules_card_discount(&c, 8000, 100, T0 + DAY, true, &d), CARD_FROZEN);
 }
 
+/* Issue 12: days given as a reward go to a time card or subscription
+ * still valid (frozen too), move valid_to only, and a refusal changes
+ * nothing. */
+static void test_extend_days(void **state)
+{
+    struct card_state c;
+    assert_int_equal(rules_card_issue(&month, T0, &c), CARD_OK);
+    static const struct {
+        int64_t days, at_day;
+        enum card_result r;
+        int64_t to_day; /* valid_to after, in days from T0 */
+    } cases[] = {
+        {7, 0, CARD_OK, 37},       /* 30 + 7 */
+        {1, 36, CARD_OK, 38},      /* the last valid day still counts */
+        {0, 1, CARD_INVALID, 38},  /* no days */
+        {-3, 1, CARD_INVALID, 38}, /* no negative days */
+        {CARD_VALIDITY_DAYS_MAX + 1, 1, CARD_INVALID, 38},
+        {5, 38, CARD_NO_ACTIVE_CARD, 38}, /* over at valid_to */
+        {5, 60, CARD_NO_ACTIVE_CARD, 38},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int64_t freeze_left = c.freeze_days_left;
+        assert_int_equal(rules_card_extend(&c, cases[i].days, T0 + cases[i].at_day * DAY),
+                         cases[i].r);
+        assert_true(c.valid_to_us == T0 + cases[i].to_day * DAY);
+        assert_int_equal(c.freeze_days_left, freeze_left);
+    }
+    struct card_state frozen;
+    assert_int_equal(rules_card_issue(&month, T0, &frozen), CARD_OK);
+    assert_int_equal(rules_card_freeze(&frozen, 3, T0), CARD_OK);
+    assert_int_equal(rules_card_extend(&frozen, 2, T0 + DAY), CARD_OK);
+    assert_true(frozen.valid_to_us == T0 + 35 * DAY);
+    struct card_state count;
+    assert_int_equal(rules_card_issue(&ten_uses, T0, &count), CARD_OK);
+    struct card_state before = count;
+    assert_int_equal(rules_card_extend(&count, 5, T0), CARD_NO_ACTIVE_CARD);
+    assert_memory_equal(&count, &before, sizeof(count));
+    c.valid_to_us = INT64_MAX - DAY;
+    before = c;
+    assert_int_equal(rules_card_extend(&c, 2, T0), CARD_VALIDITY_OVERFLOW);
+    assert_memory_equal(&c, &before, sizeof(c));
+}
+
 static void test_codes_and_kinds_are_stable(void **state)
 {
     static const struct {
@@ -362,6 +405,7 @@ static void test_codes_and_kinds_are_stable(void **state)
         {CARD_NOT_VALID_HERE, "card_not_valid_here"},
         {CARD_FREEZE_EXCEEDS_ALLOWANCE, "freeze_exceeds_allowance"},
         {CARD_PREPAID_CAP_EXCEEDED, "prepaid_cap_exceeded"},
+        {CARD_NO_ACTIVE_CARD, "no_active_card"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         assert_string_equal(rules_card_code(cases[i].r), cases[i].code);
@@ -415,6 +459,7 @@ int main(void)
         cmocka_unit_test(test_coupon_redeem),
         cmocka_unit_test(test_coupon_terms),
         cmocka_unit_test(test_discount_card),
+        cmocka_unit_test(test_extend_days),
         cmocka_unit_test(test_codes_and_kinds_are_stable),
         cmocka_unit_test(test_validity_overflow_refused),
     };
