@@ -8,8 +8,10 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "bus/bus.h"
+#include "bus/topics.h"
 #include "cache/cache.h"
 #include "cache/cache_sub.h"
 #include "caller.h"
@@ -107,6 +109,15 @@ static inline struct bus_producer *ingest_command_producer(struct ingest *app,
     size_t count = app->command_producer_count > 0 ? (size_t)app->command_producer_count : 1;
     struct bus_producer *p = app->command_producers[command_producer_index(member_id, count)];
     return p ? p : app->producer;
+}
+
+/* The producer for a message to topic keyed by member_id: ledger commands go
+ * by the member's command producer (their order kept), the rest by the main one. */
+static inline struct bus_producer *ingest_producer_for(struct ingest *app, const char *topic,
+                                                       const char *member_id)
+{
+    return strcmp(topic, TOPIC_LEDGER_COMMANDS) == 0 ? ingest_command_producer(app, member_id)
+                                                     : app->producer;
 }
 
 /* A member's tier as the API shows it and a purchase carries it. */

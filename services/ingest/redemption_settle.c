@@ -53,8 +53,8 @@ static void send_plain(struct ingest *app, const char *topic, Envelope *env, int
         return;
     rd_kafka_headers_t *headers = envelope_cloudevents_headers(env, "/tessera/ingest");
     struct delivery *d = delivery_new(kind, id);
-    if (bus_produce(app->producer, topic, env->member_id, bin, len, headers, d) !=
-        RD_KAFKA_RESP_ERR_NO_ERROR) {
+    if (bus_produce(ingest_producer_for(app, topic, env->member_id), topic, env->member_id, bin,
+                    len, headers, d) != RD_KAFKA_RESP_ERR_NO_ERROR) {
         free(d);
         log_fields(LOG_WARN, "redemption: send failed; the next round retries", "topic", topic,
                    NULL);
