@@ -13,6 +13,10 @@
 #   LEDGER_APPLY_PERF (unset): `perf record -g` the ledger in the first round
 #   LEDGER_APPLY_PGSS (unset): PostgreSQL with pg_stat_statements (a new
 #     runtime); each round's statements go to $work/pgss.<workers>.txt
+#   LEDGER_APPLY_BIN_DIRS (unset): "label=dir ..." to compare builds in one
+#     run: each round runs the ledger from each dir in turn (TESSERA_BIN_DIR;
+#     e.g. a copy of build/bin made before a change). Builds that differ in
+#     migrations cannot share a database: compare those in separate runs.
 # Prints one line per round and the COPY baseline.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -79,7 +83,7 @@ apply_run() {
     perf record -g -o "$2" -p "$(cat "$TESSERA_LOCAL_DIR/pids/ledger.pid")" >/dev/null 2>&1 &
     perf_pid=$!
   fi
-  top -b -d 2 -n 1000 >"$work/top.${1/\//-}.log" 2>&1 &
+  top -b -d 2 -n 1000 >"$work/top.${1/\//-}${LEDGER_APPLY_LABEL:+.$LEDGER_APPLY_LABEL}.log" 2>&1 &
   local top_pid=$!
   while :; do
     n=$(applied)
@@ -94,11 +98,11 @@ apply_run() {
   verdicts=$(($(psql_bench -c "SELECT count(*) FROM ledger.commands") - before))
   [ "$verdicts" -eq "$members" ] || say "WARNING: $verdicts verdicts for $members commands"
   apply_rate=$(echo "($n1 - $n0) / $(elapsed "$t0" "$t1")" | bc -l)
-  curl -fsS "http://127.0.0.1:$ledger_admin/metrics" >"$work/metrics.${1/\//-}.txt" || true
+  curl -fsS "http://127.0.0.1:$ledger_admin/metrics" >"$work/metrics.${1/\//-}${LEDGER_APPLY_LABEL:+.$LEDGER_APPLY_LABEL}.txt" || true
   [ -z "${LEDGER_APPLY_PGSS:-}" ] || psql_bench -c "SELECT calls, round(total_exec_time::numeric) AS ms,
       round((total_exec_time / calls)::numeric, 2) AS ms_per_call, rows, left(regexp_replace(query, '\s+', ' ', 'g'), 150)
     FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'tessera')
-    ORDER BY total_exec_time DESC LIMIT 40" >"$work/pgss.${1/\//-}.txt"
+    ORDER BY total_exec_time DESC LIMIT 40" >"$work/pgss.${1/\//-}${LEDGER_APPLY_LABEL:+.$LEDGER_APPLY_LABEL}.txt"
 }
 
 if [ "$primed" = 0 ]; then
@@ -108,9 +112,12 @@ fi
 perf_file=${LEDGER_APPLY_PERF:+$work/perf.data}
 for w in ${LEDGER_APPLY_WORKERS:-default 1}; do
   for r in $(seq 1 "${LEDGER_APPLY_ROUNDS:-1}"); do
-    apply_run "$w" "$perf_file"
-    perf_file=""
-    printf 'workers %s round %s: %.0f postings/s (load %s)\n' "$w" "$r" "$apply_rate" "$(cut -d' ' -f1-3 /proc/loadavg)"
+    for build in ${LEDGER_APPLY_BIN_DIRS:-current=$bin}; do
+      TESSERA_BIN_DIR=${build#*=} LEDGER_APPLY_LABEL=${build%%=*} apply_run "$w" "$perf_file"
+      perf_file=""
+      printf 'workers %s round %s build %s: %.0f postings/s (load %s)\n' "$w" "$r" "${build%%=*}" \
+        "$apply_rate" "$(cut -d' ' -f1-3 /proc/loadavg)"
+    done
   done
 done
 "$runtime" stop-service ledger

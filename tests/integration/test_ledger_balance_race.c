@@ -109,13 +109,16 @@ static void ledger_init(struct ledger_ctx *l)
     store_rows_init(&l->rows);
 }
 
-/* One attempt as the pipeline makes it: begin, apply; the caller ends it. */
+/* One attempt as the pipeline makes it: begin, apply, the step before
+ * commit; the caller ends it. */
 static int attempt(struct ledger_ctx *l, PGconn *pg, struct one_batch *ob, char *err,
                    size_t err_len)
 {
     ledger_begin_batch(l);
     assert_int_equal(db_begin(pg, err, err_len), 0);
-    return ledger_apply_batch(l, pg, &ob->b, err, err_len);
+    if (ledger_apply_batch(l, pg, &ob->b, err, err_len) != 0)
+        return -1;
+    return ledger_before_commit(l, pg, &ob->b, err, err_len);
 }
 
 static void commit(PGconn *pg)
