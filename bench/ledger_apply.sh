@@ -13,6 +13,9 @@
 #   LEDGER_APPLY_PERF (unset): `perf record -g` the ledger in the first round
 #   LEDGER_APPLY_PGSS (unset): PostgreSQL with pg_stat_statements (a new
 #     runtime); each round's statements go to $work/pgss.<workers>.txt
+#   LEDGER_APPLY_SQL (unset): SQL run before each measured round (after
+#     the commands are produced), e.g. to try a storage setting
+#   LEDGER_APPLY_NO_COPY (unset): skip the COPY baselines
 #   LEDGER_APPLY_BIN_DIRS (unset): "label=dir ..." to compare builds in one
 #     run: each round runs the ledger from each dir in turn (TESSERA_BIN_DIR;
 #     e.g. a copy of build/bin made before a change). Builds that differ in
@@ -73,6 +76,7 @@ apply_run() {
   local before n n0 n1 t0="" t1="" deadline=$((SECONDS + 300)) verdicts perf_pid=""
   before=$(psql_bench -c "SELECT count(*) FROM ledger.commands")
   "$bin/tessera-bench-produce" "$bootstrap" "$work/members.txt" "$members" ledger-commands 100000 >/dev/null
+  [ -z "${LEDGER_APPLY_SQL:-}" ] || psql_bench -c "$LEDGER_APPLY_SQL"
   settle
   [ -z "${LEDGER_APPLY_PGSS:-}" ] || psql_bench -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()" >/dev/null
   local workers=${1%/*} batch_max=${TESSERA_LEDGER_BATCH_MAX:-}
@@ -124,6 +128,7 @@ done
 "$runtime" start-service ledger
 # The COPY baselines (bench/journal_rows.sh): the ledger's own kind of
 # rows, then the synthetic rows of earlier runs.
+[ -z "${LEDGER_APPLY_NO_COPY:-}" ] || exit 0
 for kind in same synthetic; do
   flag=""
   [ "$kind" = same ] || flag=--synthetic
