@@ -287,7 +287,7 @@ static enum attempt_result batch_attempt(struct pipeline *p, struct pipeline_bat
         return ATTEMPT_FENCED;
     }
     t = step_done("offsets", t);
-    if (p->ops.before_commit && before_commit(p, b, ids, err, err_len) < 0)
+    if (!refused && p->ops.before_commit && before_commit(p, b, ids, err, err_len) < 0)
         goto fail;
     t = step_done("before_commit", t);
     if (db_commit(p->pg, err, err_len) < 0 && commit_settle(p, xid) != ATTEMPT_COMMITTED)

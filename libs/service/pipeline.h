@@ -59,8 +59,8 @@ struct pipeline_ops {
      * rows and the offsets are written): for a row every batch updates
      * (a tenant's running total), so its lock is held for the commit
      * only, not the whole batch. Events it emits (pipeline_emit) go to
-     * the outbox too. Returns 0 or -1 (a database error, as apply). May
-     * be NULL. */
+     * the outbox too. Not called when apply was not (a refused message).
+     * Returns 0 or -1 (a database error, as apply). May be NULL. */
     int (*before_commit)(void *ctx, PGconn *pg, struct pipeline_batch *b, char *err,
                          size_t err_len);
 };
