@@ -13,6 +13,13 @@
 #   LEDGER_APPLY_PERF (unset): `perf record -g` the ledger in the first round
 #   LEDGER_APPLY_PGSS (unset): PostgreSQL with pg_stat_statements (a new
 #     runtime); each round's statements go to $work/pgss.<workers>.txt
+#   LEDGER_APPLY_SQL (unset): SQL run before each measured round (after
+#     the commands are produced), e.g. to try a storage setting
+#   LEDGER_APPLY_NO_COPY (unset): skip the COPY baselines
+#   LEDGER_APPLY_BIN_DIRS (unset): "label=dir ..." to compare builds in one
+#     run: each round runs the ledger from each dir in turn (TESSERA_BIN_DIR;
+#     e.g. a copy of build/bin made before a change). Builds that differ in
+#     migrations cannot share a database: compare those in separate runs.
 # Prints one line per round and the COPY baseline.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -69,6 +76,7 @@ apply_run() {
   local before n n0 n1 t0="" t1="" deadline=$((SECONDS + 300)) verdicts perf_pid=""
   before=$(psql_bench -c "SELECT count(*) FROM ledger.commands")
   "$bin/tessera-bench-produce" "$bootstrap" "$work/members.txt" "$members" ledger-commands 100000 >/dev/null
+  [ -z "${LEDGER_APPLY_SQL:-}" ] || psql_bench -c "$LEDGER_APPLY_SQL"
   settle
   [ -z "${LEDGER_APPLY_PGSS:-}" ] || psql_bench -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()" >/dev/null
   local workers=${1%/*} batch_max=${TESSERA_LEDGER_BATCH_MAX:-}
@@ -79,7 +87,7 @@ apply_run() {
     perf record -g -o "$2" -p "$(cat "$TESSERA_LOCAL_DIR/pids/ledger.pid")" >/dev/null 2>&1 &
     perf_pid=$!
   fi
-  top -b -d 2 -n 1000 >"$work/top.${1/\//-}.log" 2>&1 &
+  top -b -d 2 -n 1000 >"$work/top.${1/\//-}${LEDGER_APPLY_LABEL:+.$LEDGER_APPLY_LABEL}.log" 2>&1 &
   local top_pid=$!
   while :; do
     n=$(applied)
@@ -94,11 +102,11 @@ apply_run() {
   verdicts=$(($(psql_bench -c "SELECT count(*) FROM ledger.commands") - before))
   [ "$verdicts" -eq "$members" ] || say "WARNING: $verdicts verdicts for $members commands"
   apply_rate=$(echo "($n1 - $n0) / $(elapsed "$t0" "$t1")" | bc -l)
-  curl -fsS "http://127.0.0.1:$ledger_admin/metrics" >"$work/metrics.${1/\//-}.txt" || true
+  curl -fsS "http://127.0.0.1:$ledger_admin/metrics" >"$work/metrics.${1/\//-}${LEDGER_APPLY_LABEL:+.$LEDGER_APPLY_LABEL}.txt" || true
   [ -z "${LEDGER_APPLY_PGSS:-}" ] || psql_bench -c "SELECT calls, round(total_exec_time::numeric) AS ms,
       round((total_exec_time / calls)::numeric, 2) AS ms_per_call, rows, left(regexp_replace(query, '\s+', ' ', 'g'), 150)
     FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'tessera')
-    ORDER BY total_exec_time DESC LIMIT 40" >"$work/pgss.${1/\//-}.txt"
+    ORDER BY total_exec_time DESC LIMIT 40" >"$work/pgss.${1/\//-}${LEDGER_APPLY_LABEL:+.$LEDGER_APPLY_LABEL}.txt"
 }
 
 if [ "$primed" = 0 ]; then
@@ -108,15 +116,19 @@ fi
 perf_file=${LEDGER_APPLY_PERF:+$work/perf.data}
 for w in ${LEDGER_APPLY_WORKERS:-default 1}; do
   for r in $(seq 1 "${LEDGER_APPLY_ROUNDS:-1}"); do
-    apply_run "$w" "$perf_file"
-    perf_file=""
-    printf 'workers %s round %s: %.0f postings/s (load %s)\n' "$w" "$r" "$apply_rate" "$(cut -d' ' -f1-3 /proc/loadavg)"
+    for build in ${LEDGER_APPLY_BIN_DIRS:-current=$bin}; do
+      TESSERA_BIN_DIR=${build#*=} LEDGER_APPLY_LABEL=${build%%=*} apply_run "$w" "$perf_file"
+      perf_file=""
+      printf 'workers %s round %s build %s: %.0f postings/s (load %s)\n' "$w" "$r" "${build%%=*}" \
+        "$apply_rate" "$(cut -d' ' -f1-3 /proc/loadavg)"
+    done
   done
 done
 "$runtime" stop-service ledger
 "$runtime" start-service ledger
 # The COPY baselines (bench/journal_rows.sh): the ledger's own kind of
 # rows, then the synthetic rows of earlier runs.
+[ -z "${LEDGER_APPLY_NO_COPY:-}" ] || exit 0
 for kind in same synthetic; do
   flag=""
   [ "$kind" = same ] || flag=--synthetic

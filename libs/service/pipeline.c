@@ -225,6 +225,22 @@ static double step_done(const char *step, double started_s)
     return now_s;
 }
 
+/* The service's last step of a batch (pipeline_ops.before_commit), and
+ * the outbox rows of the events it emitted; *ids grows to hold them. */
+static int before_commit(struct pipeline *p, struct pipeline_batch *b, int64_t **ids, char *err,
+                         size_t err_len)
+{
+    size_t had = b->out_count;
+    if (p->ops.before_commit(p->ctx, p->pg, b, err, err_len) < 0)
+        return -1;
+    if (b->out_count == had)
+        return 0;
+    int64_t *grown = realloc(*ids, (b->out_count + 1) * sizeof(**ids));
+    assert(grown);
+    *ids = grown;
+    return outbox_append(p->pg, b->out + had, b->out_count - had, *ids + had, err, err_len);
+}
+
 /* One try at a batch in one transaction. *ids receives the outbox ids of
  * the batch's events (malloc'ed; the caller frees). from is the index of
  * b's first message in the polled batch. With refused (b is then one
@@ -271,6 +287,9 @@ static enum attempt_result batch_attempt(struct pipeline *p, struct pipeline_bat
         return ATTEMPT_FENCED;
     }
     t = step_done("offsets", t);
+    if (!refused && p->ops.before_commit && before_commit(p, b, ids, err, err_len) < 0)
+        goto fail;
+    t = step_done("before_commit", t);
     if (db_commit(p->pg, err, err_len) < 0 && commit_settle(p, xid) != ATTEMPT_COMMITTED)
         return ATTEMPT_FAILED;
     step_done("commit", t);

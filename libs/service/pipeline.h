@@ -55,6 +55,14 @@ struct pipeline_ops {
     void (*after_commit)(void *ctx, struct pipeline_batch *b);
     /* Before each attempt at a batch (including retries). May be NULL. */
     void (*begin_batch)(void *ctx);
+    /* Inside the batch's transaction, last before COMMIT (after the outbox
+     * rows and the offsets are written): for a row every batch updates
+     * (a tenant's running total), so its lock is held for the commit
+     * only, not the whole batch. Events it emits (pipeline_emit) go to
+     * the outbox too. Not called when apply was not (a refused message).
+     * Returns 0 or -1 (a database error, as apply). May be NULL. */
+    int (*before_commit)(void *ctx, PGconn *pg, struct pipeline_batch *b, char *err,
+                         size_t err_len);
 };
 
 struct pipeline_config {

@@ -15,6 +15,10 @@
 
 #define RELAY_SWEEP_EVERY_S 5                    /* look for stranded outbox rows this often */
 #define RELAY_RENEW_AFTER_S (OUTBOX_LEASE_S / 3) /* in flight this long: renew its lease */
+/* The backlog gauge counts the outbox: under load a queue of dead rows
+ * (each batch inserts and deletes ~3 rows a command), 40-135 ms a count
+ * (docs/benchmarks.md, scenario 3): six times less often than the sweep. */
+#define RELAY_BACKLOG_EVERY_S 30
 
 /* The outbox rows of one committed batch (or one sweep), produced without
  * waiting: the pipeline never waits for the broker (the development
@@ -52,6 +56,7 @@ struct pipeline {
     int64_t *deletable; /* outbox ids delivered, rows still to delete */
     size_t deletable_count, deletable_cap;
     struct timespec last_sweep;
+    struct timespec last_backlog; /* the outbox backlog gauge's last count */
     /* Per message of the polled batch: a dead letter was enqueued for it,
      * and its delivery result (the report lands here, see dl_send). */
     bool *dl_queued;

@@ -176,6 +176,9 @@ void pipeline_relay_tick(struct pipeline *p, bool idle)
         p->last_sweep = now;
         relay_renew(p);
         pipeline_relay_sweep(p);
+    }
+    if (now.tv_sec - p->last_backlog.tv_sec >= RELAY_BACKLOG_EVERY_S) {
+        p->last_backlog = now;
         pipeline_metrics_outbox_backlog(p->pg, p->deletable_count);
     }
 }

@@ -17,6 +17,7 @@
 #include "db/db.h"
 #include "http/validate.h"
 #include "ingest.h"
+#include "key_index.h"
 #include "log/log.h"
 
 #define BATCH_LINES_MAX      10000
@@ -186,21 +187,30 @@ static void line_parse(struct batch *b, struct batch_line *l, const char *text, 
     l->state = LINE_SEND;
 }
 
-/* Lines sharing a key with an earlier line copy its answer. */
-static void mark_repeated_keys(struct batch *b)
+/* Lines sharing a key with an earlier line copy its answer (the first
+ * line with the key). False when out of memory. */
+static bool mark_repeated_keys(struct batch *b)
 {
+    struct key_index x;
+    if (key_index_init(&x, b->count) < 0)
+        return false;
+    for (size_t i = 0; i < b->count; i++)
+        if (b->lines[i].key[0])
+            key_index_add(&x, b->lines[i].key, i);
+    key_index_sort(&x);
     for (size_t i = 0; i < b->count; i++) {
         struct batch_line *l = &b->lines[i];
-        if (l->state != LINE_SEND)
+        size_t n = 0;
+        const struct key_entry *first =
+            l->state == LINE_SEND ? key_index_find(&x, l->key, &n) : NULL;
+        if (!first || first->pos >= i)
             continue;
-        for (size_t j = 0; j < i; j++) {
-            if (b->lines[j].key[0] && strcmp(b->lines[j].key, l->key) == 0) {
-                l->state = LINE_COPY;
-                l->copy_of = (long)(b->lines[j].state == LINE_COPY ? b->lines[j].copy_of : (long)j);
-                break;
-            }
-        }
+        size_t j = first->pos;
+        l->state = LINE_COPY;
+        l->copy_of = (long)(b->lines[j].state == LINE_COPY ? b->lines[j].copy_of : (long)j);
     }
+    key_index_free(&x);
+    return true;
 }
 
 /* Splits the body into lines; false with b->refused_* for a body-level error. */
@@ -239,7 +249,8 @@ static bool batch_parse(struct batch *b, const char *body, size_t len)
     if (b->count > BATCH_LINES_MAX) {
         return batch_refuse(b, 413, "payload_too_large", "a batch holds at most 10000 lines");
     }
-    mark_repeated_keys(b);
+    if (!mark_repeated_keys(b))
+        return batch_refuse(b, 503, "unavailable", "out of memory; retry");
     return true;
 }
 
@@ -474,11 +485,26 @@ static void send_lines(struct batch *b)
         batch_finish(b);
 }
 
-static struct batch_line *line_by_key(struct batch *b, const char *key)
+/* The lines still to send, by key (at most one a key: repeats are
+ * LINE_COPY). -1 when out of memory. */
+static int index_sendable(const struct batch *b, struct key_index *x)
 {
+    if (key_index_init(x, b->count) < 0)
+        return -1;
     for (size_t i = 0; i < b->count; i++)
-        if (b->lines[i].state == LINE_SEND && strcmp(b->lines[i].key, key) == 0)
-            return &b->lines[i];
+        if (b->lines[i].state == LINE_SEND)
+            key_index_add(x, b->lines[i].key, i);
+    key_index_sort(x);
+    return 0;
+}
+
+static struct batch_line *line_by_key(struct batch *b, const struct key_index *x, const char *key)
+{
+    size_t n = 0;
+    const struct key_entry *e = key_index_find(x, key, &n);
+    for (size_t k = 0; k < n; k++)
+        if (b->lines[e[k].pos].state == LINE_SEND)
+            return &b->lines[e[k].pos];
     return NULL;
 }
 
@@ -491,8 +517,13 @@ static void on_known_keys(void *arg, PGresult *res, const char *err, const char 
         batch_fail(b, 503, "unavailable", "the database is unavailable");
         return;
     }
+    struct key_index x;
+    if (index_sendable(b, &x) < 0) {
+        batch_fail(b, 503, "unavailable", "out of memory; retry");
+        return;
+    }
     for (int i = 0; i < PQntuples(res); i++) {
-        struct batch_line *l = line_by_key(b, PQgetvalue(res, i, 0));
+        struct batch_line *l = line_by_key(b, &x, PQgetvalue(res, i, 0));
         if (!l)
             continue;
         if (strcmp(PQgetvalue(res, i, 1), l->hash) != 0)
@@ -504,6 +535,7 @@ static void on_known_keys(void *arg, PGresult *res, const char *err, const char 
         } else
             snprintf(l->command_id, sizeof(l->command_id), "%s", PQgetvalue(res, i, 2));
     }
+    key_index_free(&x);
     send_lines(b);
 }
 
@@ -516,7 +548,10 @@ static void on_claimed(void *arg, PGresult *res, const char *err, const char *sq
     }
     /* Claimed keys are ours: send. The others were known before. */
     bool *claimed = calloc(b->count + 1, sizeof(*claimed));
-    if (!claimed) {
+    struct key_index x = {0};
+    if (!claimed || index_sendable(b, &x) < 0) {
+        free(claimed);
+        key_index_free(&x);
         /* The keys stay claimed without an answer: a retry of the batch
          * sends their lines under the same command ids, as after a crash
          * here. */
@@ -524,10 +559,11 @@ static void on_claimed(void *arg, PGresult *res, const char *err, const char *sq
         return;
     }
     for (int i = 0; i < PQntuples(res); i++) {
-        struct batch_line *l = line_by_key(b, PQgetvalue(res, i, 0));
+        struct batch_line *l = line_by_key(b, &x, PQgetvalue(res, i, 0));
         if (l)
             claimed[l - b->lines] = true;
     }
+    key_index_free(&x);
     struct db_array known;
     db_array_init(&known);
     for (size_t i = 0; i < b->count; i++)
@@ -585,13 +621,26 @@ static void claim_keys(struct batch *b)
     }
 }
 
-/* The row of kind ('m' member, 'b' branch) and value, or -1. */
-static int find_row(PGresult *res, const char *kind, const char *value)
+/* The row of kind ('m' member, 'b' branch) and value, or -1; x indexes
+ * the rows by value (index_rows). */
+static int find_row(PGresult *res, const struct key_index *x, const char *kind, const char *value)
 {
-    for (int i = 0; i < PQntuples(res); i++)
-        if (strcmp(PQgetvalue(res, i, 0), kind) == 0 && strcmp(PQgetvalue(res, i, 1), value) == 0)
-            return i;
+    size_t n = 0;
+    const struct key_entry *e = key_index_find(x, value, &n);
+    for (size_t k = 0; k < n; k++)
+        if (strcmp(PQgetvalue(res, (int)e[k].pos, 0), kind) == 0)
+            return (int)e[k].pos;
     return -1;
+}
+
+static int index_rows(PGresult *res, struct key_index *x)
+{
+    if (key_index_init(x, (size_t)PQntuples(res)) < 0)
+        return -1;
+    for (int i = 0; i < PQntuples(res); i++)
+        key_index_add(x, PQgetvalue(res, i, 1), (size_t)i);
+    key_index_sort(x);
+    return 0;
 }
 
 static void on_checked(void *arg, PGresult *res, const char *err, const char *sqlstate)
@@ -601,6 +650,11 @@ static void on_checked(void *arg, PGresult *res, const char *err, const char *sq
         batch_fail(b, 503, "unavailable", "the database is unavailable");
         return;
     }
+    struct key_index x;
+    if (index_rows(res, &x) < 0) {
+        batch_fail(b, 503, "unavailable", "out of memory; retry");
+        return;
+    }
     for (int i = 0; i < PQntuples(res); i++)
         if (strcmp(PQgetvalue(res, i, 0), "z") == 0)
             b->utc_offset_s = (int32_t)strtol(PQgetvalue(res, i, 1), NULL, 10);
@@ -608,16 +662,17 @@ static void on_checked(void *arg, PGresult *res, const char *err, const char *sq
         struct batch_line *l = &b->lines[i];
         if (l->state != LINE_SEND)
             continue;
-        int member = find_row(res, "m", l->member_id);
+        int member = find_row(res, &x, "m", l->member_id);
         if (member >= 0 && !l->branch_id[0]) /* points without a branch: the home branch */
             snprintf(l->branch_id, sizeof(l->branch_id), "%s", PQgetvalue(res, member, 2));
         if (member >= 0 && l->kind == LINE_PURCHASE)
             tier_from_row(&l->tier, res, member, 3);
         if (member < 0)
             line_problem(l, 404, "not_found", "no such member");
-        else if (find_row(res, "b", l->branch_id) < 0)
+        else if (find_row(res, &x, "b", l->branch_id) < 0)
             line_problem(l, 422, "validation_failed", "invalid fields: branch_id (no such branch)");
     }
+    key_index_free(&x);
     claim_keys(b);
 }
 

@@ -346,7 +346,7 @@ void firstday_limit_set(struct ledger_ctx *l, const char *tenant_id, int64_t lim
 void receipts_emit(struct ledger_ctx *l, struct pipeline_batch *b, const struct outcome *o,
                    const char *fact_event_id);
 
-/* prepaid.c: after store_write, in the batch's transaction: the tenants'
+/* prepaid.c: last in the batch's transaction (ledger_before_commit): the tenants'
  * outstanding prepaid value and their threshold crossings (as events). */
 int prepaid_track(PGconn *pg, struct ledger_ctx *l, struct pipeline_batch *b, char *err,
                   size_t err_len);
@@ -373,6 +373,10 @@ int expiry_scheduler_start(const struct service_common_config *c, long long inte
 /* pipeline_ops callbacks (apply.c) */
 void ledger_begin_batch(void *ctx);
 int ledger_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *err, size_t err_len);
+/* Last in the batch's transaction (prepaid_track): must follow
+ * ledger_apply_batch before COMMIT. */
+int ledger_before_commit(void *ctx, PGconn *pg, struct pipeline_batch *b, char *err, size_t err_len)
+    __attribute__((warn_unused_result));
 void ledger_after_commit(void *ctx, struct pipeline_batch *b);
 /* ledger_after_commit, then the batch's verdicts published on Redis for
  * the waiting requests (verdict_publish.c). */

@@ -112,7 +112,8 @@ int main(int argc, char **argv)
     static const char *const topics[] = {TOPIC_LEDGER_COMMANDS};
     static const struct pipeline_ops ops = {.apply = ledger_apply_batch,
                                             .after_commit = ledger_after_commit_publish,
-                                            .begin_batch = ledger_begin_batch};
+                                            .begin_batch = ledger_begin_batch,
+                                            .before_commit = ledger_before_commit};
     const struct consumer_service svc = {
         .name = "ledger",
         .summary = "tessera-ledger: applies ledger commands exactly once\n"

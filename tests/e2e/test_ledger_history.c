@@ -11,6 +11,9 @@
 #include <string.h>
 
 #include "../support/api_client.h"
+#include "../support/topic_reader.h"
+#include "bus/topics.h"
+#include "events/codec.h"
 
 static void post_ok(const char *member_id, const char *tail, const char *body)
 {
@@ -171,6 +174,38 @@ static int64_t crossings(PGconn *pg, const char *threshold, const char *above)
                        2, p);
 }
 
+/* The PrepaidThresholdCrossed events of tenant demo for one threshold and
+ * direction on ledger-events (the ledger emits them in its last step
+ * before commit: they must reach the outbox and the topic like the
+ * batch's others). */
+struct crossing_seen {
+    int64_t threshold;
+    bool above;
+    int found;
+};
+
+static void count_crossing(void *ctx, const rd_kafka_message_t *m)
+{
+    struct crossing_seen *s = ctx;
+    char why[128];
+    Envelope *env = envelope_decode(m->payload, m->len, why, sizeof(why));
+    if (!env)
+        return;
+    if (env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_PREPAID_THRESHOLD_CROSSED &&
+        strcmp(env->tenant_id, "demo") == 0 &&
+        env->prepaid_threshold_crossed->threshold == s->threshold &&
+        env->prepaid_threshold_crossed->above == s->above)
+        s->found++;
+    envelope_free(env);
+}
+
+static bool crossing_published(void *arg)
+{
+    struct crossing_seen *s = arg;
+    s->found = 0;
+    return topic_read_all(TOPIC_LEDGER_EVENTS, count_crossing, s) >= 0 && s->found == 1;
+}
+
 /* A threshold 1 500 yuan above today's outstanding: a 1 000 top-up (+100
  * bonus) stays below, a 500 one crosses it (one event), refunding that
  * member's stored value crosses back. */
@@ -192,6 +227,8 @@ static void test_prepaid_threshold_crossing(void **state)
     post_ok(member_id, "/topups",
             "{\"amount\":50000,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}");
     assert_int_equal(crossings(pg, threshold, "true"), 1);
+    struct crossing_seen up = {.threshold = now + 150000, .above = true};
+    assert_true(poll_until(crossing_published, &up, 20000));
     post_ok(member_id, "/refunds",
             "{\"kind\":\"stored_value\",\"reason\":\"threshold test\",\"branch_id\":\"hq\"}");
     assert_int_equal(crossings(pg, threshold, "false"), 1);

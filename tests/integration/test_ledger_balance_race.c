@@ -10,7 +10,8 @@
  * and the retry must end with both top-ups in the balance.
  *
  * Also (item 16): a batch that rolls back and is retried counts its
- * verdicts once, when it commits.
+ * verdicts once, when it commits; and (issue 15) two batches of one
+ * tenant do not wait for each other on its prepaid row but at commit.
  *
  * Drives ledger_apply_batch directly (the pipeline's apply callback) on
  * two connections, with commands of a tenant of its own. */
@@ -109,13 +110,16 @@ static void ledger_init(struct ledger_ctx *l)
     store_rows_init(&l->rows);
 }
 
-/* One attempt as the pipeline makes it: begin, apply; the caller ends it. */
+/* One attempt as the pipeline makes it: begin, apply, the step before
+ * commit; the caller ends it. */
 static int attempt(struct ledger_ctx *l, PGconn *pg, struct one_batch *ob, char *err,
                    size_t err_len)
 {
     ledger_begin_batch(l);
     assert_int_equal(db_begin(pg, err, err_len), 0);
-    return ledger_apply_batch(l, pg, &ob->b, err, err_len);
+    if (ledger_apply_batch(l, pg, &ob->b, err, err_len) != 0)
+        return -1;
+    return ledger_before_commit(l, pg, &ob->b, err, err_len);
 }
 
 static void commit(PGconn *pg)
@@ -268,12 +272,62 @@ static void test_retried_batch_counts_once(void **state)
     PQfinish(pg);
 }
 
+static int64_t prepaid_of(PGconn *observer, const char *tenant)
+{
+    const char *p[1] = {tenant};
+    return test_pg_int(observer,
+                       "SELECT outstanding FROM ledger.tenant_prepaid WHERE tenant_id = $1", 1, p);
+}
+
+/* Two workers' batches of one tenant (different members): the tenant's
+ * prepaid row is locked only by the step before commit, so B applies and
+ * commits while A is still in its batch's writes. Were the row updated in
+ * apply, B would wait for A's commit: lock_timeout makes that a failure. */
+static void test_prepaid_row_locked_only_before_commit(void **state)
+{
+    char tenant[64], m1[64], m2[64];
+    unique_ids(tenant, m1);
+    uuid7_generate(m2);
+    static struct ledger_ctx la, lb;
+    ledger_init(&la);
+    ledger_init(&lb);
+    PGconn *pa = ledger_pg(), *pb = ledger_pg(), *observer = test_pg();
+    char err[512];
+    struct one_batch first, a, b;
+    batch_of_topup(&first, tenant, m1, 1000); /* the tenant's row exists */
+    assert_int_equal(attempt(&la, pa, &first, err, sizeof(err)), 0);
+    commit(pa);
+    batch_of_topup(&a, tenant, m1, 2000);
+    batch_of_topup(&b, tenant, m2, 3000);
+    PQclear(db_query(pb, "SET lock_timeout = '2s'", 0, NULL, err, sizeof(err), NULL));
+
+    ledger_begin_batch(&la); /* A: in its batch, before its last step */
+    assert_int_equal(db_begin(pa, err, sizeof(err)), 0);
+    assert_int_equal(ledger_apply_batch(&la, pa, &a.b, err, sizeof(err)), 0);
+    int rc = attempt(&lb, pb, &b, err, sizeof(err));
+    if (rc != 0)
+        fprintf(stderr, "B: %s\n", err);
+    assert_int_equal(rc, 0);
+    commit(pb);
+    assert_int_equal(ledger_before_commit(&la, pa, &a.b, err, sizeof(err)), 0);
+    commit(pa);
+    assert_int_equal(prepaid_of(observer, tenant), 6000);
+
+    batch_free(&first);
+    batch_free(&a);
+    batch_free(&b);
+    PQfinish(pa);
+    PQfinish(pb);
+    PQfinish(observer);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_second_write_from_a_stale_balance_fails),
         cmocka_unit_test(test_second_insert_of_a_new_balance_fails),
         cmocka_unit_test(test_retried_batch_counts_once),
+        cmocka_unit_test(test_prepaid_row_locked_only_before_commit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -121,6 +121,7 @@ static void apply_commit(struct worker *w, rd_kafka_message_t *msgs, size_t n)
     ledger_begin_batch(&w->l);
     if (db_begin(w->pg, w->err, sizeof(w->err)) != 0 ||
         ledger_apply_batch(&w->l, w->pg, &b, w->err, sizeof(w->err)) != 0 ||
+        ledger_before_commit(&w->l, w->pg, &b, w->err, sizeof(w->err)) != 0 ||
         db_commit(w->pg, w->err, sizeof(w->err)) != 0) {
         db_rollback(w->pg);
         w->failures++;
