@@ -37,24 +37,46 @@ bool profile_text_marks_find(const char *text, size_t len, struct profile_text_m
     return true;
 }
 
-/* ---- the parts' text (no personal data: balances, tier, cards, coupons) */
+/* ---- the parts' text (no personal data: balances, tier, cards, coupons)
+ * In a buffer on the stack while it fits (a member with a few cards and
+ * coupons): a malloc of a kilobyte or more on every read makes glibc
+ * consolidate its free lists. */
+#define TEXT_INLINE_BYTES 2048
+
 struct text {
-    char *buf;
+    char *buf; /* inline, or malloc'ed once it outgrew it */
     size_t len, cap;
+    char inline_buf[TEXT_INLINE_BYTES];
 };
+
+static void text_init(struct text *t)
+{
+    t->buf = t->inline_buf;
+    t->len = 0;
+    t->cap = sizeof(t->inline_buf);
+    t->buf[0] = '\0';
+}
+
+static void text_release(struct text *t)
+{
+    if (t->buf != t->inline_buf)
+        free(t->buf);
+}
 
 static int text_add(const char *s, size_t n, void *arg)
 {
     struct text *t = arg;
     if (t->len + n + 1 > t->cap) {
-        size_t cap = t->cap ? 2 * t->cap : 1024;
+        size_t cap = 2 * t->cap;
         while (cap < t->len + n + 1)
             cap *= 2;
         if (cap > PARTS_TEXT_MAX)
             return -1;
-        char *grown = realloc(t->buf, cap);
+        char *grown = malloc(cap);
         if (grown == NULL)
             return -1;
+        memcpy(grown, t->buf, t->len);
+        text_release(t);
         t->buf = grown;
         t->cap = cap;
     }
@@ -107,7 +129,9 @@ char *member_view_text_render(const char *profile, const struct profile_text_mar
                               bool with_tags, const json_t *parts, size_t *out_len)
 {
     assert(m->placeholders_at < m->erased_at && m->erased_at <= m->tags_at && m->tags_at < m->len);
-    struct text head = {0}, tail = {0};
+    struct text head, tail;
+    text_init(&head);
+    text_init(&tail);
     char *out = NULL;
     if (!parts_text(parts, &head, &tail))
         goto done;
@@ -134,7 +158,7 @@ char *member_view_text_render(const char *profile, const struct profile_text_mar
     *p = '\0';
     *out_len = len;
 done:
-    free(head.buf);
-    free(tail.buf);
+    text_release(&head);
+    text_release(&tail);
     return out;
 }

@@ -61,13 +61,19 @@ static char *expected(const char *profile_text, const json_t *p, bool with_tags)
     return text;
 }
 
+static void check_renders_with_parts(json_t *prof, json_t *p);
+
 static void check_renders_as_jansson(json_t *prof)
+{
+    check_renders_with_parts(prof, parts());
+}
+
+static void check_renders_with_parts(json_t *prof, json_t *p)
 {
     char *text = json_dumps(prof, JSON_COMPACT);
     json_decref(prof);
     struct profile_text_marks m;
     assert_true(profile_text_marks_find(text, strlen(text), &m));
-    json_t *p = parts();
     for (int with_tags = 0; with_tags <= 1; with_tags++) {
         size_t len = 0;
         char *out = member_view_text_render(text, &m, with_tags, p, &len);
@@ -105,6 +111,23 @@ static void test_personal_data_that_spells_the_markers(void **state)
         ",\"tier\":null,\"cards\":[],\"personal_data_erased_at\":null,\"tags\":[]}"));
 }
 
+/* Parts larger than the renderer's buffer on the stack (100 cards, many
+ * coupons) come out the same. */
+static void test_large_parts(void **state)
+{
+    json_t *p = parts();
+    json_t *cards = json_object_get(p, "cards"), *coupons = json_object_get(p, "coupons");
+    for (int i = 0; i < 100; i++) {
+        json_array_append_new(cards, json_pack("{s:s, s:i, s:s}", "card_id",
+                                               "0190a1b2-0000-7000-8000-00000000abcd", "uses_left",
+                                               i, "status", "active"));
+        json_array_append_new(coupons, json_pack("{s:s, s:I}", "coupon_id",
+                                                 "0190a1b2-0000-7000-8000-00000000cdef", "value",
+                                                 (json_int_t)i * 100));
+    }
+    check_renders_with_parts(profile(json_object(), json_array(), "Ann"), p);
+}
+
 static void test_other_shapes_are_refused(void **state)
 {
     struct profile_text_marks m;
@@ -140,6 +163,7 @@ int main(void)
         cmocka_unit_test(test_a_plain_profile),
         cmocka_unit_test(test_no_tags),
         cmocka_unit_test(test_personal_data_that_spells_the_markers),
+        cmocka_unit_test(test_large_parts),
         cmocka_unit_test(test_other_shapes_are_refused),
         cmocka_unit_test(test_parts_without_tier_or_cards_are_refused),
     };
