@@ -6,7 +6,8 @@
 # server as the baseline, then GET /v1/members/{id} closed loop with 64
 # connections after one warming pass over every member (--each). With READ_PERF=1 a `perf record -g`
 # of tessera-ingest is taken during the measured run (perf.data in the
-# runtime's directory, the top of its report on stderr). Prints one JSON
+# runtime's directory, the top of its report on stderr). The CPU that
+# ingest and Redis spent per request goes to stderr. Prints one JSON
 # object: {"bare":{...},"member":{...}}.
 #   READ_MEMBERS (20000), READ_SECONDS (10), READ_KEEP=1 leaves it running.
 set -euo pipefail
@@ -99,5 +100,10 @@ fi
 read -r i0 p0 r0 <<<"$cpu0"
 read -r i1 p1 r1 <<<"$cpu1"
 cores() { echo "scale=2; ($2 - $1) / $(getconf CLK_TCK) / $seconds" | bc -l; }
+# CPU per request: steadier than req/s on a shared machine (a starved
+# ingest answers fewer requests, but each costs about the same).
+requests=$(echo "$member" | sed -n 's/.*"requests":\([0-9]*\).*/\1/p')
+per_request() { echo "scale=1; ($2 - $1) * 1000000 / $(getconf CLK_TCK) / ${requests:-1}" | bc -l; }
 say "CPU during the run (cores): ingest $(cores "$i0" "$i1"), postgres $(cores "$p0" "$p1"), redis $(cores "$r0" "$r1"); load average $(cut -d' ' -f1-3 /proc/loadavg)"
+say "CPU per request (us): ingest $(per_request "$i0" "$i1"), redis $(per_request "$r0" "$r1")"
 echo "{\"bare\":$bare,\"member\":$member}"

@@ -32,11 +32,16 @@ struct cache_req {
     struct cache_async *c;
     cache_balances_cb cb;    /* a balances read, or */
     cache_cards_cb cards_cb; /* a cards read, or */
-    cache_reply_cb raw_cb;   /* a raw request (cache_async_raw) */
-    const char *op;          /* the round trip's name in the histogram */
+    cache_reply_cb raw_cb;   /* a raw request (cache_async_raw), or */
+    /* a pipeline (cache_async_pipeline): one callback a command, called in
+     * order; parts[next_part] is the next to be called */
+    cache_reply_cb parts[CACHE_PIPELINE_MAX];
+    int n_parts, next_part;
+    int in_hiredis_n; /* a pipeline's commands hiredis still holds */
+    const char *op;   /* the round trip's name in the histogram */
     void *arg;
     struct event *ev_timeout;
-    bool answered;   /* cb has run */
+    bool answered;   /* cb has run (a pipeline: every part's) */
     bool in_hiredis; /* hiredis still holds it as privdata */
     double sent_s;   /* for the round-trip histogram */
     char tenant_id[CACHE_KEY_MAX];
@@ -88,7 +93,10 @@ static void req_answer(struct cache_req *r, int status, const void *result)
         return;
     r->answered = true;
     evtimer_del(r->ev_timeout);
-    if (r->raw_cb)
+    if (r->n_parts > 0)
+        while (r->next_part < r->n_parts) /* the parts without a reply */
+            r->parts[r->next_part++](r->arg, NULL);
+    else if (r->raw_cb)
         r->raw_cb(r->arg, NULL); /* raw requests get here only without a reply */
     else if (r->cards_cb != NULL)
         r->cards_cb(r->arg, status, result);
@@ -96,14 +104,15 @@ static void req_answer(struct cache_req *r, int status, const void *result)
         r->cb(r->arg, status, result);
 }
 
-/* A cards reply, decoded for the user's callback. */
+/* A cards reply, decoded for the user's callback into a per-thread
+ * scratch struct (about 20 KB: a malloc of that size on every read made
+ * glibc consolidate its free lists each time). The callback has it only
+ * while it runs, and a decode never nests in another. */
 static void req_answer_cards(struct cache_req *r, const redisReply *reply)
 {
-    struct cache_cards_read *cards = malloc(sizeof(*cards));
-    assert(cards != NULL);
-    int status = cache_cards_from_reply(reply, cards);
-    req_answer(r, status, status == 1 ? cards : NULL);
-    free(cards);
+    static _Thread_local struct cache_cards_read cards;
+    int status = cache_cards_from_reply(reply, &cards);
+    req_answer(r, status, status == 1 ? &cards : NULL);
 }
 
 /* Timer: the reply is late (or the request never reached Redis). A late
@@ -317,6 +326,48 @@ void cache_async_argv(struct cache_async *c, const char *op, int argc, const cha
     r->raw_cb = cb;
     req_sent(r, c->connected && redisAsyncCommandArgv(c->ac, req_reply_cb, r, argc, argv,
                                                       argv_len) == REDIS_OK);
+}
+
+/* hiredis reply callback of one command of a pipeline, in order. The
+ * request is answered when its last part is (or by its timer), and freed
+ * once hiredis holds none of its commands. */
+static void pipe_reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    struct cache_req *r = privdata;
+    assert(r->in_hiredis_n > 0);
+    r->in_hiredis = --r->in_hiredis_n > 0;
+    if (!r->answered) {
+        r->parts[r->next_part++](r->arg, reply);
+        if (r->next_part == r->n_parts && reply != NULL)
+            cache_observe(r->op, metrics_now_seconds() - r->sent_s);
+        if (r->next_part == r->n_parts || !r->in_hiredis)
+            req_answer(r, -1, NULL); /* done, or the rest never reached hiredis */
+    }
+    if (!r->in_hiredis)
+        req_unlink_free(r);
+}
+
+void cache_async_pipeline(struct cache_async *c, const char *op, int n,
+                          const struct cache_command *cmds, void *arg)
+{
+    assert(c != NULL && op != NULL && n > 0 && n <= CACHE_PIPELINE_MAX && cmds != NULL);
+    struct cache_req *r = req_new(c, op, arg);
+    bool sendable = c->connected;
+    for (int i = 0; i < n; i++) {
+        assert(cmds[i].cb != NULL);
+        r->parts[i] = cmds[i].cb;
+        sendable = sendable && cmds[i].argc > 0;
+    }
+    r->n_parts = n;
+    /* all or none: a command hiredis refuses (a context being freed)
+     * leaves the later ones unsent, answered when the sent ones are */
+    for (int i = 0; sendable && i < n; i++) {
+        if (redisAsyncCommandArgv(c->ac, pipe_reply_cb, r, cmds[i].argc, cmds[i].argv,
+                                  cmds[i].argv_len) != REDIS_OK)
+            break;
+        r->in_hiredis_n++;
+    }
+    req_sent(r, r->in_hiredis_n > 0);
 }
 
 void cache_async_get_balances(struct cache_async *c, const char *tenant_id, const char *member_id,

@@ -38,6 +38,21 @@ void cache_async_raw(struct cache_async *c, const char *op, const char *key, con
 void cache_async_argv(struct cache_async *c, const char *op, int argc, const char **argv,
                       const size_t *argv_len, cache_reply_cb cb, void *arg);
 
+/* Commands sent back to back, one round trip, one timer and one
+ * histogram observation for all of them: each command's cb is called
+ * exactly once, in order, on the loop (with NULL when Redis is down, the
+ * replies are late or a command has argc 0: then none is sent). The
+ * strings are copied before the call returns. */
+#define CACHE_PIPELINE_MAX 4
+struct cache_command {
+    int argc;
+    const char **argv;
+    const size_t *argv_len;
+    cache_reply_cb cb;
+};
+void cache_async_pipeline(struct cache_async *c, const char *op, int n,
+                          const struct cache_command *cmds, void *arg);
+
 /* An HMGET of CACHE_TIER_FIELDS into out (ids untouched): 1 hit, 0 miss,
  * -1 bad reply (cache_tier.c). */
 struct cache_tier;

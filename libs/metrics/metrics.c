@@ -74,14 +74,24 @@ static size_t labels_split(const char *labels, char **out)
     return n;
 }
 
+/* Whether f was registered with this type and label list ("a,b"). Runs on
+ * every lookup (hot paths call metrics_counter per event): compares in
+ * place, never formats. */
 static bool family_same_shape(const struct metric_family *f, enum metric_type type,
                               const char *labels)
 {
-    char joined[METRICS_NAME_MAX * METRICS_LABELS_MAX] = "";
-    for (size_t i = 0; i < f->label_count; i++)
-        snprintf(joined + strlen(joined), sizeof(joined) - strlen(joined), "%s%s", i ? "," : "",
-                 f->labels[i]);
-    return f->type == type && strcmp(joined, labels ? labels : "") == 0;
+    if (f->type != type)
+        return false;
+    const char *p = labels ? labels : "";
+    for (size_t i = 0; i < f->label_count; i++) {
+        size_t len = strlen(f->labels[i]);
+        if (i > 0 && *p++ != ',')
+            return false;
+        if (strncmp(p, f->labels[i], len) != 0)
+            return false;
+        p += len;
+    }
+    return *p == '\0';
 }
 
 static struct metric_family *family_register(const char *name, const char *help,

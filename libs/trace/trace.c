@@ -1,5 +1,5 @@
 /* W3C traceparent parsing and generation. No allocation; random ids come
- * from getrandom(2). */
+ * from getrandom(2), through a small per-thread pool. */
 #undef NDEBUG /* asserts stay on in production builds */
 #include "trace/trace.h"
 
@@ -53,14 +53,34 @@ bool trace_parse(const char *h, char trace_id[TRACE_ID_SIZE])
     return true;
 }
 
+/* Random bytes drawn from a per-thread pool filled by one getrandom(2)
+ * call every TRACE_RANDOM_POOL_BYTES / 16 ids: every API request starts
+ * a trace (two ids), and a system call for each was a measurable part of
+ * a cached read. Ids need to be unique, not secret (no service forks, so
+ * no two processes share a pool). */
+#define TRACE_RANDOM_POOL_BYTES 512
+
+static void random_bytes(uint8_t *out, size_t len)
+{
+    static _Thread_local uint8_t pool[TRACE_RANDOM_POOL_BYTES];
+    static _Thread_local size_t used = TRACE_RANDOM_POOL_BYTES;
+    assert(len <= TRACE_RANDOM_POOL_BYTES);
+    if (TRACE_RANDOM_POOL_BYTES - used < len) {
+        ssize_t n = getrandom(pool, sizeof(pool), 0);
+        assert(n == (ssize_t)sizeof(pool));
+        used = 0;
+    }
+    memcpy(out, pool + used, len);
+    used += len;
+}
+
 static void random_hex(char *out, size_t hex_len)
 {
     uint8_t bytes[16];
     char hex[2 * sizeof(bytes) + 1];
     assert(hex_len <= 2 * sizeof(bytes) && hex_len % 2 == 0);
     do {
-        ssize_t n = getrandom(bytes, hex_len / 2, 0);
-        assert(n == (ssize_t)(hex_len / 2));
+        random_bytes(bytes, hex_len / 2);
         sodium_bin2hex(hex, sizeof(hex), bytes, hex_len / 2);
         memcpy(out, hex, hex_len);
     } while (all_zero(out, hex_len)); /* all-zero ids are invalid */

@@ -92,7 +92,7 @@ static void test_metrics_valid_and_moving(void **state)
         {"ingest", "tessera_http_request_duration_seconds_count", TOPUP_ROUTE, 0},
         {"ingest", "tessera_kafka_produced_messages_total", "topic=\"ledger-commands\"", 0},
         {"ingest", "tessera_pg_query_duration_seconds_count", NULL, 0},
-        {"ingest", "tessera_redis_command_duration_seconds_count", "op=\"get_balances\"", 0},
+        {"ingest", "tessera_redis_command_duration_seconds_count", "op=\"get_view\"", 0},
         {"ledger", "tessera_consumer_messages_total", "topic=\"ledger-commands\"", 0},
         {"ledger", "tessera_consumer_batch_messages_count", NULL, 0},
         {"ledger", "tessera_redis_command_duration_seconds_count", "op=\"put_balances\"", 0},

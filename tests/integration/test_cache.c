@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "cache/cache.h"
+#include "cache/cache_view.h"
 
 #define ERR_MAX     256
 #define TIMEOUT_MS  2000
@@ -561,6 +562,120 @@ static void test_async_request_timeout(void **state)
     close(fd);
 }
 
+/* ---- the member view: four reads in one pipeline (cache_view.c) ---- */
+struct view_call {
+    int calls;
+    struct cache_member_view v;
+};
+
+static void view_cb(void *arg, struct cache_member_view *v)
+{
+    struct view_call *call = arg;
+    call->calls++;
+    call->v = *v; /* takes what v holds */
+    free(v);
+}
+
+static bool view_done(void *arg)
+{
+    return ((struct view_call *)arg)->calls > 0;
+}
+
+/* Issues a view read and waits for its answer: called once, never inside
+ * the call. The caller clears call.v. */
+static struct view_call async_view(struct event_base *base, struct cache_async *c,
+                                   const char *member)
+{
+    struct view_call call = {0};
+    cache_async_get_member_view(c, tenant, member, view_cb, &call);
+    assert_int_equal(call.calls, 0);
+    assert_true(loop_until(base, view_done, &call, DEADLINE_MS));
+    struct event *ev = evtimer_new(base, tick_cb, NULL);
+    struct timeval tv = {0, 200 * 1000};
+    evtimer_add(ev, &tv);
+    event_base_loop(base, EVLOOP_ONCE);
+    event_free(ev);
+    assert_int_equal(call.calls, 1);
+    return call;
+}
+
+/* Each part answers from its own hash: a hit where the hash is, a miss
+ * where it is not, in the same round trip. */
+static void test_async_member_view_parts(void **state)
+{
+    REQUIRE_REDIS();
+    char err[ERR_MAX];
+    struct cache_balances b = bal("m-view", 300, 3);
+    assert_int_equal(cache_put_balances(rc, &b, 1, err, sizeof err), 1);
+    struct event_base *base = event_base_new();
+    struct cache_async *c = cache_async_new(base, host, port, err, sizeof err);
+    assert_non_null(c);
+    assert_true(loop_until(base, async_connected, c, DEADLINE_MS));
+
+    struct view_call call = async_view(base, c, "m-view");
+    assert_int_equal(call.v.balances_status, 1);
+    assert_int_equal(call.v.balances.points, 300);
+    assert_int_equal(call.v.balances.version, 3);
+    assert_int_equal(call.v.profile_status, 0);
+    assert_int_equal(call.v.coupons_status, 0);
+    assert_int_equal(call.v.tier_status, 0);
+    assert_int_equal(call.v.cards_status, 0);
+    cache_member_view_clear(&call.v);
+
+    call = async_view(base, c, "m-view-nobody");
+    assert_int_equal(call.v.balances_status, 0);
+    assert_int_equal(call.v.profile_status, 0);
+    cache_member_view_clear(&call.v);
+    cache_async_free(c);
+    event_base_free(base);
+}
+
+/* Redis away: every part fails (-1), and the caller hears once. */
+static void test_async_member_view_unreachable(void **state)
+{
+    char err[ERR_MAX];
+    struct event_base *base = event_base_new();
+    struct cache_async *c = cache_async_new(base, "127.0.0.1", unused_port(), err, sizeof err);
+    assert_non_null(c);
+    struct view_call call = async_view(base, c, "m-any");
+    assert_int_equal(call.v.profile_status, -1);
+    assert_int_equal(call.v.coupons_status, -1);
+    assert_int_equal(call.v.balances_status, -1);
+    assert_int_equal(call.v.tier_status, -1);
+    assert_int_equal(call.v.cards_status, -1);
+    cache_member_view_clear(&call.v);
+    cache_async_free(c);
+    event_base_free(base);
+}
+
+/* A server that never answers: the pipeline's one timer fails every part
+ * once; freeing the client (the commands still in hiredis) calls nobody
+ * again. */
+static void test_async_member_view_timeout(void **state)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(fd, 4), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    char err[ERR_MAX];
+    struct event_base *base = event_base_new();
+    struct cache_async *c = cache_async_new(base, "127.0.0.1", ntohs(sa.sin_port), err, sizeof err);
+    assert_non_null(c);
+    assert_true(loop_until(base, async_connected, c, DEADLINE_MS));
+    struct view_call call = async_view(base, c, "m-silent");
+    assert_int_equal(call.v.profile_status, -1);
+    assert_int_equal(call.v.balances_status, -1);
+    assert_int_equal(call.v.tier_status, -1);
+    assert_int_equal(call.v.cards_status, -1);
+    cache_member_view_clear(&call.v);
+    cache_async_free(c);
+    assert_int_equal(call.calls, 1);
+    event_base_free(base);
+    close(fd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -577,6 +692,9 @@ int main(void)
         cmocka_unit_test(test_async_get_hit_miss_flush),
         cmocka_unit_test(test_async_unreachable),
         cmocka_unit_test(test_async_request_timeout),
+        cmocka_unit_test(test_async_member_view_parts),
+        cmocka_unit_test(test_async_member_view_unreachable),
+        cmocka_unit_test(test_async_member_view_timeout),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -1,6 +1,9 @@
 /* Unit tests for libs/metrics: exposition format, histogram buckets,
  * label escaping, hidden gauges, concurrent updates. */
 #include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -167,6 +170,38 @@ static void test_validator_rejects_bad_text(void **state)
     assert_true(prom_validate("# TYPE a gauge\na{b=\"c\\\"\"} 1\n", why, sizeof(why)));
 }
 
+/* A family looked up again must have the shape it was registered with
+ * (an always-on assert): the same labels pass, any other list aborts. */
+static bool registers_in_child(const char *labels)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(STDERR_FILENO); /* the assert's message is expected */
+        metrics_counter("t_shape_total", "Shape.", labels);
+        _exit(0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+static void test_a_family_keeps_its_shape(void **state)
+{
+    struct metric_family *f = metrics_counter("t_shape_total", "Shape.", "route,status");
+    assert_ptr_equal(metrics_counter("t_shape_total", "Shape.", "route,status"), f);
+    assert_true(registers_in_child("route,status"));
+    assert_false(registers_in_child("route,statu"));
+    assert_false(registers_in_child("route,statuses"));
+    assert_false(registers_in_child("route"));
+    assert_false(registers_in_child("route,status,extra"));
+    assert_false(registers_in_child("routestatus"));
+    assert_false(registers_in_child(""));
+    assert_false(registers_in_child(NULL));
+    struct metric_family *bare = metrics_counter("t_bare_total", "No labels.", NULL);
+    assert_ptr_equal(metrics_counter("t_bare_total", "No labels.", ""), bare);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -177,6 +212,7 @@ int main(void)
         cmocka_unit_test_setup(test_series_past_the_limit_share_an_unrendered_series, reset),
         cmocka_unit_test_setup(test_process_memory_is_reported, reset),
         cmocka_unit_test_setup(test_concurrent_updates_are_not_lost, reset),
+        cmocka_unit_test_setup(test_a_family_keeps_its_shape, reset),
         cmocka_unit_test(test_validator_rejects_bad_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -3,6 +3,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -66,6 +68,30 @@ static void test_continue_starts_a_trace_from_garbage(void **state)
     assert_memory_equal(a, "00-", 3);
 }
 
+/* Ids come from a pool refilled now and then: across several refills
+ * every new trace and span id is distinct and valid. */
+static int compare_ids(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+static void test_new_ids_are_distinct_across_pool_refills(void **state)
+{
+    enum { IDS = 200 }; /* 48 bytes an id pair: about 19 refills of the pool */
+    static char seen[2 * IDS][TRACE_ID_SIZE];
+    for (int i = 0; i < IDS; i++) {
+        char out[TRACEPARENT_SIZE], id[TRACE_ID_SIZE];
+        trace_continue(NULL, out);
+        trace_id_of(out, id);
+        assert_int_equal(strlen(id), 32);
+        snprintf(seen[2 * i], TRACE_ID_SIZE, "%s", id);
+        snprintf(seen[2 * i + 1], TRACE_ID_SIZE, "%.16s", out + 36);
+    }
+    qsort(seen, 2 * IDS, TRACE_ID_SIZE, compare_ids);
+    for (int i = 1; i < 2 * IDS; i++)
+        assert_string_not_equal(seen[i - 1], seen[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -73,6 +99,7 @@ int main(void)
         cmocka_unit_test(test_parse_rejects_malformed),
         cmocka_unit_test(test_continue_keeps_trace_and_flags_with_a_new_span),
         cmocka_unit_test(test_continue_starts_a_trace_from_garbage),
+        cmocka_unit_test(test_new_ids_are_distinct_across_pool_refills),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
