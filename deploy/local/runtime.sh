@@ -20,8 +20,6 @@
 #                               data, start the services again
 #   runtime.sh recreate-kafka   the same with the broker's data thrown away: a new, empty
 #                               cluster with a new id (a lost cluster)
-#   runtime.sh replace-kafka    the broker's data thrown away under running services: a new
-#                               cluster behind the same address, which they must notice
 #   runtime.sh stop-kafka|start-kafka|kill-kafka
 #                               SIGTERM (and wait) / start on the same data / SIGKILL the
 #                               broker, services left running (broker restart tests)
@@ -58,7 +56,7 @@ say() { echo "runtime: $*" >&2; }
 # nor may a late stop meet the next start half-way. flock -o: the services
 # and servers started here do not inherit the lock.
 case ${1:-} in
-  start | stop | restart-kafka | recreate-kafka | replace-kafka | destroy)
+  start | stop | restart-kafka | recreate-kafka | destroy)
     if [ -z "${TESSERA_RUNTIME_LOCKED:-}" ] && { [ -d "$local_dir" ] || [ "$1" = start ]; }; then
       mkdir -p "$local_dir"
       TESSERA_RUNTIME_LOCKED=1 exec flock -o "$local_dir/.runtime.lock" "$0" "$@"
@@ -496,7 +494,6 @@ case ${1:-} in
   rotate-master-key) rotate_master_key ;;
   restart-kafka) stop_services; stop_broker; start_broker; start_services ;;
   recreate-kafka) stop_services; stop_broker; forget_broker_data; start_broker; start_services ;;
-  replace-kafka) stop_broker; forget_broker_data; start_broker ;;
   stop-kafka) stop_broker ;;
   start-kafka) start_broker ;;
   kill-kafka) kill_broker ;;
@@ -528,5 +525,5 @@ case ${1:-} in
       echo "TESSERA_NOTIFICATION_WEBHOOK_SECRET=$(sinks_secret)"
     fi
     ;;
-  *) echo "usage: $0 start|stop|start-service S|stop-service S|kill-service S|launch-service S|start-instance S N|stop-instance S N|kill-instance S N|restart-kafka|recreate-kafka|replace-kafka|stop-kafka|start-kafka|kill-kafka|stop-postgres|start-postgres|stop-redis|start-redis|audit|destroy|env" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|start-service S|stop-service S|kill-service S|launch-service S|start-instance S N|stop-instance S N|kill-instance S N|restart-kafka|recreate-kafka|stop-kafka|start-kafka|kill-kafka|stop-postgres|start-postgres|stop-redis|start-redis|audit|destroy|env" >&2; exit 2 ;;
 esac

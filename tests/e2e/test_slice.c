@@ -442,27 +442,6 @@ static void test_broker_restart_new_cluster(void **state)
     PQfinish(pg);
 }
 
-/* The cluster is replaced under running services (runtime.sh
- * replace-kafka: no restart). The consumers rejoin their groups on the new
- * cluster; the ledger must read the new cluster id at that assignment
- * (libs/bus/consumer.c): with the id read at start only, its stored
- * offsets passed as the new cluster's, it sought past the new commands,
- * was fenced on every batch, and applied nothing. */
-static void test_cluster_replaced_under_running_services(void **state)
-{
-    char member[64], path[1024];
-    test_register_member(member);
-    path_of(path, sizeof(path), member, "/topups");
-    assert_int_equal(runtime_do("replace-kafka"), 0);
-    struct api_response r =
-        api_call("POST", path, "{\"amount\":500,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}",
-                 NULL, (const char *const[]){"Prefer: wait=30", NULL});
-    if (r.status != 201)
-        fail_msg("after the replacement: %ld %s", r.status, r.raw);
-    assert_int_equal(json_int_at(r.body, "balances.stored_value"), 500);
-    api_response_free(&r);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -474,7 +453,6 @@ int main(void)
         cmocka_unit_test(test_ledger_sigkill),
         cmocka_unit_test(test_registration_idempotency),
         cmocka_unit_test(test_broker_restart_new_cluster),
-        cmocka_unit_test(test_cluster_replaced_under_running_services),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
