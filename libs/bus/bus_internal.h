@@ -20,6 +20,10 @@ _Noreturn void bus_assert_fail(const char *expr, const char *file, int line, con
 #define BUS_CLOSE_FLUSH_MS             10000 /* flush before a producer is destroyed */
 #define BUS_SESSION_TIMEOUT_DEFAULT_MS 10000
 
+/* Re-reading the cluster id before an assignment: the cached id, or one
+ * metadata request. */
+#define BUS_ASSIGN_CLUSTER_ID_TIMEOUT_MS 2000
+
 /* Monotonic clock in milliseconds. */
 int64_t bus_now_ms(void);
 

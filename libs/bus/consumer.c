@@ -30,13 +30,37 @@ struct bus_consumer {
     int assigned_count;
 };
 
+/* Re-reads the cluster id before an assignment. The cluster behind the
+ * bootstrap address can be replaced while we run (a lost cluster rebuilt
+ * under the same name, empty, with a new id): librdkafka's metadata then
+ * carries the new id, and the new coordinator makes the group join again,
+ * so an assignment follows. With the id read only at start, the start
+ * offsets of the old cluster would pass as ours (seeking past the new
+ * cluster's messages) and new offsets would be stored under the old id.
+ * -1 when the id cannot be read now (the assignment is retried). */
+static int bus_consumer_refresh_cluster_id(struct bus_consumer *c)
+{
+    char *id = rd_kafka_clusterid(c->rk, BUS_ASSIGN_CLUSTER_ID_TIMEOUT_MS);
+    int rc = -1;
+    if (id != NULL && strlen(id) < sizeof(c->cluster_id)) {
+        if (strcmp(id, c->cluster_id) != 0)
+            log_fields(LOG_WARN, "kafka cluster id changed: offsets of the old one are not ours",
+                       "was", c->cluster_id, "now", id, NULL);
+        memcpy(c->cluster_id, id, strlen(id) + 1);
+        rc = 0;
+    }
+    if (id != NULL)
+        rd_kafka_mem_free(c->rk, id);
+    return rc;
+}
+
 /* Asks the caller for start offsets and assigns. On refusal nothing is
  * assigned and the list is kept pending: bus_consumer_poll_batch tries
  * again later, and the group keeps waiting for our assign call. */
 static void bus_consumer_try_assign(struct bus_consumer *c)
 {
     BUS_ASSERT(c->assignment != NULL && c->pending);
-    if (c->ops.on_assign(c->ctx, c->assignment) != 0) {
+    if (bus_consumer_refresh_cluster_id(c) != 0 || c->ops.on_assign(c->ctx, c->assignment) != 0) {
         log_warn("consumer: start offsets not available, retrying in %d ms", BUS_ASSIGN_RETRY_MS);
         c->next_assign_try_ms = bus_now_ms() + BUS_ASSIGN_RETRY_MS;
         return;

@@ -321,15 +321,21 @@ void db_array_add_int(struct db_array *a, long long value)
     db_array_add(a, text);
 }
 
-void db_array_add_bytea(struct db_array *a, const void *data, size_t len)
+char *db_bytea_text(const void *data, size_t len)
 {
     assert(data != NULL || len == 0);
-    /* The element text is \x<hex>; db_array_add escapes the backslash. */
     char *text = malloc(2 * len + 3);
     assert(text != NULL);
     text[0] = '\\';
     text[1] = 'x';
     sodium_bin2hex(text + 2, 2 * len + 1, data, len);
+    return text;
+}
+
+void db_array_add_bytea(struct db_array *a, const void *data, size_t len)
+{
+    /* The element text is \x<hex>; db_array_add escapes the backslash. */
+    char *text = db_bytea_text(data, len);
     db_array_add(a, text);
     free(text);
 }

@@ -85,6 +85,10 @@ struct db_array {
 void db_array_init(struct db_array *a);
 void db_array_add(struct db_array *a, const char *value);
 void db_array_add_int(struct db_array *a, long long value);
+/* data as the text of a bytea parameter in hex form ("\\x" then two hex
+ * digits a byte). Caller frees; asserts on out of memory. The one encoder
+ * of bytea parameters: services pass events and sealed fields this way. */
+char *db_bytea_text(const void *data, size_t len);
 /* bytea element in hex form (\x...). */
 void db_array_add_bytea(struct db_array *a, const void *data, size_t len);
 /* Closes the literal and returns it (owned by a; valid until free). */

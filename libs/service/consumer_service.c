@@ -30,16 +30,18 @@ static bool runner_ready(void *arg, json_t *checks)
     json_object_set_new(checks, "startup", json_boolean(startup_finished(r->startup)));
     if (!startup_finished(r->startup))
         return false;
-    bool pg = true, assigned = true;
+    bool pg = true, assigned = true, positioned = true;
     for (size_t i = 0; i < r->worker_count; i++) {
         const struct pipeline_stats *s = pipeline_stats(r->pipelines[i]);
         pg = pg && atomic_load(&s->postgres_ok);
         assigned = assigned && atomic_load(&s->assignment_received);
+        positioned = positioned && atomic_load(&s->positioned);
     }
     json_object_set_new(checks, "postgres", json_boolean(pg));
     json_object_set_new(checks, "kafka_assignment", json_boolean(assigned));
+    json_object_set_new(checks, "kafka_positioned", json_boolean(positioned));
     bool extra = r->svc->ready ? r->svc->ready(r->svc->ctx, checks) : true;
-    return pg && assigned && extra && !r->stopping;
+    return pg && assigned && positioned && extra && !r->stopping;
 }
 
 /* The pipeline's own metrics live in the registry (pipeline_metrics.c);

@@ -113,6 +113,7 @@ static int on_assign(void *arg, rd_kafka_topic_partition_list_t *parts)
                    part, "start_offset", off, NULL);
     }
     atomic_store(&p->stats.assigned_partitions, parts->cnt);
+    atomic_store(&p->stats.positioned, false);
     atomic_store(&p->stats.assignment_received, true);
     return 0;
 }
@@ -122,6 +123,7 @@ static void on_revoke(void *arg, const rd_kafka_topic_partition_list_t *parts)
     struct pipeline *p = arg;
     log_fields(LOG_INFO, "partitions revoked", NULL);
     atomic_store(&p->stats.assigned_partitions, 0);
+    atomic_store(&p->stats.positioned, false);
     pipeline_metrics_revoked(&p->lag_view);
 }
 
@@ -423,6 +425,25 @@ static void process_batch(struct pipeline *p, struct pipeline_batch *b)
     (void)process_range(p, b, 0, b->count);
 }
 
+/* After each poll and each applied batch: the lag (known once a fetch
+ * has answered for every assigned partition). applied_all says every
+ * message fetched so far has been applied (an empty poll, or the batch in
+ * hand done): only then does a small lag mean caught up, and positioned
+ * is set the first time it does since the latest assignment. */
+static void note_position(struct pipeline *p, bool applied_all)
+{
+    int64_t lag = bus_consumer_lag(p->consumer);
+    atomic_store(&p->stats.lag, lag);
+    if (!applied_all || lag < 0 || lag > PIPELINE_READY_LAG_MAX ||
+        atomic_load(&p->stats.positioned))
+        return;
+    char text[24];
+    snprintf(text, sizeof(text), "%lld", (long long)lag);
+    log_fields(LOG_INFO, "consumer positioned: every partition fetched and caught up", "lag", text,
+               NULL);
+    atomic_store(&p->stats.positioned, true);
+}
+
 static void *pipeline_main(void *arg)
 {
     struct pipeline *p = arg;
@@ -440,7 +461,7 @@ static void *pipeline_main(void *arg)
         pipeline_metrics_fetched(b.msgs, b.count);
         if (b.count > 0)
             pipeline_metrics_step("poll", metrics_now_seconds() - poll_s);
-        atomic_store(&p->stats.lag, bus_consumer_lag(p->consumer));
+        note_position(p, b.count == 0);
         pipeline_metrics_lags(&p->lag_view, p->consumer);
         pipeline_relay_tick(p, b.count == 0);
         if (b.count == 0) {
@@ -456,7 +477,7 @@ static void *pipeline_main(void *arg)
         for (size_t i = 0; i < b.count; i++)
             rd_kafka_message_destroy(b.msgs[i]);
         b.count = 0;
-        atomic_store(&p->stats.lag, bus_consumer_lag(p->consumer));
+        note_position(p, true);
     }
     free(b.out);
     free(b.msgs);

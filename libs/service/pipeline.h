@@ -25,6 +25,11 @@
 
 #define PIPELINE_BATCH_MAX            2000
 #define PIPELINE_RETRY_BACKOFF_MAX_MS 5000
+/* Readiness: at most this many messages left to apply once every fetched
+ * one is applied (a backlog left to a restarted service is worked off
+ * before it says ready; a trickle of new traffic does not keep it
+ * unready forever). */
+#define PIPELINE_READY_LAG_MAX 100
 
 struct pipeline_batch {
     rd_kafka_message_t **msgs;
@@ -83,6 +88,15 @@ struct pipeline_stats {
     atomic_bool postgres_ok;
     atomic_bool assignment_received; /* joined the group and got partitions (maybe none) */
     atomic_int assigned_partitions;
+    /* Since the latest assignment, the consumer has fetched from every
+     * assigned partition and, with all it fetched applied, was at most
+     * PIPELINE_READY_LAG_MAX messages from the ends: what it is given next
+     * is applied within a batch. Set on
+     * the pipeline thread, cleared on every assignment and revocation.
+     * /readyz waits for it: before, a restarted service was "ready" at its
+     * assignment while the group join, the first fetch and any backlog
+     * still stood between a new command and its verdict. */
+    atomic_bool positioned;
     atomic_llong lag; /* -1 while unknown */
     atomic_llong batches;
     atomic_llong messages;

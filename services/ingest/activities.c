@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "db/db.h"
 #include "activity_rules.h"
 #include "bus/topics.h"
 #include "datetime/datetime.h"
@@ -151,10 +152,7 @@ static void on_member_checked(void *arg, PGresult *res, const char *err, const c
         req_fail(r, 413, "payload_too_large", "the activity does not fit in an event");
         return;
     }
-    char *hex = malloc(2 * r->command_len + 3);
-    assert(hex);
-    memcpy(hex, "\\x", 2);
-    sodium_bin2hex(hex + 2, 2 * r->command_len + 1, r->command, r->command_len);
+    char *hex = db_bytea_text(r->command, r->command_len);
     const char *p[2] = {r->member_id, hex};
     int rc = pg_pool_query(r->app->pg,
                            "INSERT INTO outbox (topic, key, payload) VALUES ('" TOPIC_MEMBER_EVENTS

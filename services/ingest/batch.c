@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "db/db.h"
+#include "clock/clock.h"
 #include "http/validate.h"
 #include "ingest.h"
 #include "key_index.h"
@@ -676,6 +677,19 @@ static void on_checked(void *arg, PGresult *res, const char *err, const char *sq
     claim_keys(b);
 }
 
+/* clang-format off */
+static const char check_sql[] =
+    "SELECT 'm', m.member_id, m.branch_id, t.name, t.rank, "
+    "t.discount_bp, t.points_multiplier_bp FROM members m "
+    "LEFT JOIN tiering.read_member_tiers t ON t.tenant_id = m.tenant_id "
+    "AND t.member_id = m.member_id "
+    "WHERE m.tenant_id = $1 AND m.member_id = ANY($2::text[]) "
+    "UNION ALL SELECT 'b', branch_id, '', NULL, NULL, NULL, NULL "
+    "FROM branches WHERE tenant_id = $1 "
+    "UNION ALL SELECT 'z', " TENANT_UTC_OFFSET_SQL("time_zone", "$3") "::text, '', NULL, "
+    "NULL, NULL, NULL FROM tenants WHERE tenant_id = $1";
+/* clang-format on */
+
 /* Which of the batch's members exist, with their tiers (tiering's table:
  * the whole batch in the same single statement, where the cache would
  * cost a round trip of its own), the tenant's branches and its UTC offset
@@ -687,19 +701,10 @@ static void check_members(struct batch *b)
     for (size_t i = 0; i < b->count; i++)
         if (b->lines[i].state == LINE_SEND)
             db_array_add(&members, b->lines[i].member_id);
-    const char *p[2] = {b->r->caller.tenant_id, db_array_finish(&members)};
-    int rc = pg_pool_query(b->r->app->pg,
-                           "SELECT 'm', m.member_id, m.branch_id, t.name, t.rank, "
-                           "t.discount_bp, t.points_multiplier_bp FROM members m "
-                           "LEFT JOIN tiering.read_member_tiers t ON t.tenant_id = m.tenant_id "
-                           "AND t.member_id = m.member_id "
-                           "WHERE m.tenant_id = $1 AND m.member_id = ANY($2::text[]) "
-                           "UNION ALL SELECT 'b', branch_id, '', NULL, NULL, NULL, NULL "
-                           "FROM branches WHERE tenant_id = $1 "
-                           "UNION ALL SELECT 'z', EXTRACT(EPOCH FROM (now() AT TIME ZONE "
-                           "time_zone) - (now() AT TIME ZONE 'UTC'))::int::text, '', NULL, "
-                           "NULL, NULL, NULL FROM tenants WHERE tenant_id = $1",
-                           2, p, on_checked, b);
+    char now_us[24];
+    snprintf(now_us, sizeof(now_us), "%lld", (long long)clock_now_us());
+    const char *p[3] = {b->r->caller.tenant_id, db_array_finish(&members), now_us};
+    int rc = pg_pool_query(b->r->app->pg, check_sql, 3, p, on_checked, b);
     db_array_free(&members);
     if (rc < 0) {
         batch_fail(b, 503, "unavailable", "the database is busy; retry");

@@ -51,10 +51,12 @@ static void card_liability_authenticated(struct req *r)
         return;
     /* numeric arithmetic: a paid total times uses or microseconds would
      * overflow bigint */
-    const char *p[2] = {r->caller.tenant_id, branch};
+    char now_us[24];
+    snprintf(now_us, sizeof(now_us), "%lld", (long long)event_now_us());
+    const char *p[3] = {r->caller.tenant_id, branch, now_us};
     if (pg_pool_query(
             r->app->pg,
-            "WITH n AS (SELECT (extract(epoch FROM now()) * 1000000)::bigint AS now_us), "
+            "WITH n AS (SELECT $3::bigint AS now_us), "
             "live AS (SELECT c.* FROM ledger.read_cards c, n WHERE c.tenant_id = $1 "
             "AND ($2::text IS NULL OR c.sold_branch_id = $2) AND c.valid_to_us > n.now_us) "
             "SELECT sold_branch_id, count(*), coalesce(sum(paid_total), 0), "
@@ -63,7 +65,7 @@ static void card_liability_authenticated(struct req *r)
             "ELSE paid_total::numeric * (valid_to_us - greatest(n.now_us, valid_from_us)) / "
             "greatest(valid_to_us - valid_from_us, 1) END)), 0)::bigint "
             "FROM live, n GROUP BY 1 ORDER BY 1",
-            2, p, on_rows, r) < 0)
+            3, p, on_rows, r) < 0)
         req_fail_db(r, "queue full");
 }
 

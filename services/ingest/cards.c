@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock/clock.h"
 #include "http/validate.h"
 #include "ingest.h"
 #include "events/card_types.h"
@@ -185,6 +186,19 @@ static void card_authenticated(struct req *r, enum card_route route, void (*send
     cards_check_then_send(r, send);
 }
 
+/* clang-format off */
+static const char check_sql[] =
+    "SELECT EXISTS (SELECT 1 FROM members WHERE tenant_id = $1 AND member_id = $2), "
+    "CASE WHEN $3 = '' THEN 't' ELSE " BRANCH_STATE_SQL("$1", "$3") " END, "
+    TENANT_UTC_OFFSET_SQL("t.time_zone", "$5") ", "
+    "(SELECT product_id FROM ledger.read_cards WHERE tenant_id = $1 AND "
+    "card_id = $4 AND member_id = $2), "
+    "($3 = '' OR coalesce((SELECT cardinality(branch_ids) = 0 OR "
+    "$3 = ANY(branch_ids) FROM ledger.read_cards WHERE tenant_id = $1 AND "
+    "card_id = $4 AND member_id = $2), true)) "
+    "FROM tenants t WHERE t.tenant_id = $1";
+/* clang-format on */
+
 /* Confirms the member, the branch (when one is named) and the card (when
  * the path names one), reads the tenant's UTC offset, claims the
  * Idempotency-Key, then calls send. */
@@ -193,21 +207,10 @@ void cards_check_then_send(struct req *r, void (*send)(struct req *r))
     commands_read_prefer_wait(r);
     r->next = send;
     const char *card = http_param(r->ex, "card_id");
-    const char *p[4] = {r->caller.tenant_id, r->member_id, r->branch_id, card ? card : ""};
-    if (pg_pool_query(
-            r->app->pg,
-            "SELECT EXISTS (SELECT 1 FROM members WHERE tenant_id = $1 AND "
-            "member_id = $2), CASE WHEN $3 = '' THEN 't' ELSE " BRANCH_STATE_SQL(
-                "$1", "$3") " END, "
-                            "EXTRACT(EPOCH FROM (now() AT TIME ZONE t.time_zone) - "
-                            "(now() AT TIME ZONE 'UTC'))::int, "
-                            "(SELECT product_id FROM ledger.read_cards WHERE tenant_id = $1 AND "
-                            "card_id = $4 AND member_id = $2), "
-                            "($3 = '' OR coalesce((SELECT cardinality(branch_ids) = 0 OR "
-                            "$3 = ANY(branch_ids) FROM ledger.read_cards WHERE tenant_id = $1 AND "
-                            "card_id = $4 AND member_id = $2), true)) "
-                            "FROM tenants t WHERE t.tenant_id = $1",
-            4, p, on_checked, r) < 0)
+    char now_us[24];
+    snprintf(now_us, sizeof(now_us), "%lld", (long long)clock_now_us());
+    const char *p[5] = {r->caller.tenant_id, r->member_id, r->branch_id, card ? card : "", now_us};
+    if (pg_pool_query(r->app->pg, check_sql, 5, p, on_checked, r) < 0)
         req_fail_db(r, "queue full");
 }
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock/clock.h"
 #include "http/validate.h"
 #include "ingest.h"
 #include "money/money.h"
@@ -217,6 +218,15 @@ static void on_checked(void *arg, PGresult *res, const char *err, const char *sq
         claim_then_send(r);
 }
 
+/* Member exists, branch state, the tenant's UTC offset at the clock's now. */
+/* clang-format off */
+static const char check_sql[] =
+    "SELECT EXISTS (SELECT 1 FROM members WHERE tenant_id = $1 AND member_id = $2), "
+    BRANCH_STATE_SQL("$1", "$3") ", "
+    "coalesce((SELECT " TENANT_UTC_OFFSET_SQL("t.time_zone", "$4") " "
+    "FROM tenants t WHERE t.tenant_id = $1), 0)";
+/* clang-format on */
+
 static void command_authenticated(struct req *r, bool purchase)
 {
     if (strcmp(r->caller.scope, "admin") != 0 && strcmp(r->caller.scope, "pos") != 0) {
@@ -230,15 +240,10 @@ static void command_authenticated(struct req *r, bool purchase)
     if (!validate_command(r, purchase))
         return;
     commands_read_prefer_wait(r);
-    const char *p[3] = {r->caller.tenant_id, r->member_id, r->branch_id};
-    if (pg_pool_query(
-            r->app->pg,
-            "SELECT EXISTS (SELECT 1 FROM members WHERE tenant_id = $1 AND "
-            "member_id = $2), " BRANCH_STATE_SQL(
-                "$1", "$3") ", coalesce((SELECT EXTRACT(EPOCH FROM "
-                            "(now() AT TIME ZONE t.time_zone) - (now() AT TIME ZONE 'UTC'))::int "
-                            "FROM tenants t WHERE t.tenant_id = $1), 0)",
-            3, p, on_checked, r) < 0)
+    char now_us[24];
+    snprintf(now_us, sizeof(now_us), "%lld", (long long)clock_now_us());
+    const char *p[4] = {r->caller.tenant_id, r->member_id, r->branch_id, now_us};
+    if (pg_pool_query(r->app->pg, check_sql, 4, p, on_checked, r) < 0)
         req_fail_db(r, "queue full");
 }
 

@@ -53,7 +53,7 @@ static void erase_authorized(struct req *r)
     struct notify_contact erased = {.erased = true};
     size_t len = 0;
     uint8_t *bin = notify_encode_contact(&r->caller, r->member_id, r->traceparent, &erased, &len);
-    char *contact = bin ? notify_bytea_text(bin, len) : NULL;
+    char *contact = bin ? db_bytea_text(bin, len) : NULL;
     free(bin);
     /* the campaign forgets the birthday's month and day too */
     char *forget =

@@ -74,7 +74,7 @@ static void read_validated(struct req *r)
     size_t len = 0;
     uint8_t *bin =
         notify_encode_inbox_read(&r->caller, r->member_id, r->traceparent, ids, n, up_to_us, &len);
-    char *payload = bin ? notify_bytea_text(bin, len) : NULL;
+    char *payload = bin ? db_bytea_text(bin, len) : NULL;
     free(bin);
     if (!payload) {
         req_fail_db(r, "could not encode the inbox change");

@@ -496,6 +496,14 @@ void member_session_then(struct req *r, void (*next)(struct req *r));
 #define BRANCH_STATE_SQL(tenant, branch)                                                           \
     "coalesce((SELECT CASE WHEN closed_at IS NULL THEN 't' ELSE 'closed' END FROM branches "       \
     "WHERE tenant_id = " tenant " AND branch_id = " branch "), 'f')"
+/* The tenant's UTC offset in seconds at the instant at_us (a parameter
+ * holding clock_now_us() as text), for rules that need the local day.
+ * The offset depends on the date (summer time), so it is read at the
+ * service clock's date, never PostgreSQL's now(): a test that moves the
+ * clock moves the offset with it. */
+#define TENANT_UTC_OFFSET_SQL(zone, at_us)                                                         \
+    "EXTRACT(EPOCH FROM (to_timestamp(" at_us "::bigint / 1000000.0) AT TIME ZONE " zone ") - "    \
+    "(to_timestamp(" at_us "::bigint / 1000000.0) AT TIME ZONE 'UTC'))::int"
 #define AUDIT_CTE(action)                                                                          \
     "audit AS (INSERT INTO audit_log (tenant_id, actor_key_id, actor_ip, action, target, "         \
     "before, after) SELECT $1, $2, $3, '" action "', target, before, after FROM changed) "

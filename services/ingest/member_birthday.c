@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "db/db.h"
 #include "events/engage_types.h"
 #include "ingest.h"
 
@@ -36,11 +37,7 @@ char *member_birthday_fact_hex(const struct caller *c, const char *member_id, co
     uint8_t *bin = envelope_encode(&env, &len);
     if (!bin)
         return NULL;
-    char *hex = malloc(2 * len + 3);
-    if (hex) {
-        memcpy(hex, "\\x", 2);
-        sodium_bin2hex(hex + 2, 2 * len + 1, bin, len);
-    }
+    char *hex = db_bytea_text(bin, len);
     free(bin);
     return hex;
 }

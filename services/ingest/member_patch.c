@@ -279,12 +279,7 @@ static char *encode_changed(struct req *r, const struct profile *p, const char *
         return NULL;
     r->command = bin;
     r->command_len = len;
-    char *hex = malloc(2 * len + 3);
-    if (!hex)
-        return NULL;
-    memcpy(hex, "\\x", 2);
-    sodium_bin2hex(hex + 2, 2 * len + 1, bin, len);
-    return hex;
+    return db_bytea_text(bin, len);
 }
 
 /* MemberContactChanged as bytea text (malloc'ed), or NULL when neither
@@ -302,7 +297,7 @@ static char *encode_contact(struct req *r, const struct profile *p, bool *failed
         .name = p->clear[F_NAME], .phone = p->clear[F_PHONE], .email = p->clear[F_EMAIL]};
     size_t len = 0;
     uint8_t *bin = notify_encode_contact(&r->caller, r->member_id, r->traceparent, &now, &len);
-    char *hex = bin ? notify_bytea_text(bin, len) : NULL;
+    char *hex = bin ? db_bytea_text(bin, len) : NULL;
     if (bin)
         sodium_memzero(bin, len);
     free(bin);

@@ -168,10 +168,7 @@ static char *encode_registered(struct req *r, const unsigned char key[PII_DATA_K
         return NULL;
     r->command = bin; /* kept to publish after commit */
     r->command_len = len;
-    char *hex = malloc(2 * len + 3);
-    memcpy(hex, "\\x", 2);
-    sodium_bin2hex(hex + 2, 2 * len + 1, bin, len);
-    return hex;
+    return db_bytea_text(bin, len);
 }
 
 static json_t *registration_answer(struct req *r)

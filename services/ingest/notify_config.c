@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "db/db.h"
 #include "bus/topics.h"
 #include "clock/clock.h"
 #include "http/validate.h"
@@ -73,10 +74,7 @@ static void publish(struct req *r, Envelope *env, const char *action)
         req_fail(r, 413, "payload_too_large", "the change does not fit in an event");
         return;
     }
-    char *hex = malloc(2 * r->command_len + 3);
-    assert(hex);
-    memcpy(hex, "\\x", 2);
-    sodium_bin2hex(hex + 2, 2 * r->command_len + 1, r->command, r->command_len);
+    char *hex = db_bytea_text(r->command, r->command_len);
     char *after = json_dumps(r->body, JSON_COMPACT);
     const char *p[6] = {
         r->caller.tenant_id, r->caller.key_id, http_peer(r->ex), after, hex, action};

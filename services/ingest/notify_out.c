@@ -94,16 +94,6 @@ uint8_t *notify_encode_inbox_read(const struct caller *c, const char *member_id,
     return envelope_encode(&env, len);
 }
 
-char *notify_bytea_text(const uint8_t *bin, size_t len)
-{
-    char *hex = malloc(2 * len + 3);
-    if (!hex)
-        return NULL;
-    memcpy(hex, "\\x", 2);
-    sodium_bin2hex(hex + 2, 2 * len + 1, bin, len);
-    return hex;
-}
-
 static bool word_in(const char *s, const char *const *words)
 {
     for (size_t i = 0; words[i]; i++)

@@ -47,9 +47,6 @@ uint8_t *notify_encode_inbox_read(const struct caller *c, const char *member_id,
                                   size_t id_count, int64_t up_to_us, size_t *len)
     __attribute__((warn_unused_result));
 
-/* bin as PostgreSQL bytea text ("\x..."), malloc'ed (NULL: no memory). */
-char *notify_bytea_text(const uint8_t *bin, size_t len);
-
 /* The body's "consents" array: 1 to 8 {channel, purpose, granted}, no pair
  * twice; problems recorded in v as "consents[i].field". Absent: count 0
  * (and "is required" when required). Items borrow from body. */

@@ -1,4 +1,5 @@
 /* Sealing and blind-indexing member PII (see pii.h for the key scheme). */
+#include "db/db.h"
 #include "pii.h"
 
 #include <sodium.h>
@@ -133,12 +134,7 @@ char *pii_seal(const struct pii_keyring *k, const char *tenant_id, const char *m
                                                NULL, sealed, key);
     sodium_memzero(key, sizeof(key));
     size_t total = NONCE_BYTES + (size_t)sealed_len;
-    char *hex = malloc(2 * total + 3);
-    if (!hex)
-        return NULL;
-    memcpy(hex, "\\x", 2);
-    sodium_bin2hex(hex + 2, 2 * total + 1, sealed, total);
-    return hex;
+    return db_bytea_text(sealed, total);
 }
 
 char *pii_open(const struct pii_keyring *k, int version, const char *tenant_id,
@@ -257,11 +253,7 @@ char *pii_data_key_wrap(const struct pii_keyring *k, const char *tenant_id, cons
     uint8_t *sealed = pii_box_seal(tenant_key, tenant_id, member_id, DATA_KEY_FIELD, key,
                                    PII_DATA_KEY_BYTES, &len);
     sodium_memzero(tenant_key, sizeof(tenant_key));
-    char *hex = sealed ? malloc(2 * len + 3) : NULL;
-    if (hex) {
-        memcpy(hex, "\\x", 2);
-        sodium_bin2hex(hex + 2, 2 * len + 1, sealed, len);
-    }
+    char *hex = sealed ? db_bytea_text(sealed, len) : NULL;
     free(sealed);
     return hex;
 }

@@ -1,6 +1,7 @@
 /* Publish a settings change with its audit row and wait until its owner
  * applied it: the one flow behind the campaign's and tiering's settings
  * PUTs (settings_publish.h). */
+#include "db/db.h"
 #include "settings_publish.h"
 
 #include <assert.h>
@@ -112,10 +113,7 @@ void settings_publish(struct req *r, const struct settings_change *c)
                                 .ctx = c->ctx,
                                 .conflict_code = c->conflict_code,
                                 .conflict_detail = c->conflict_detail};
-    char *hex = malloc(2 * r->command_len + 3);
-    assert(hex);
-    memcpy(hex, "\\x", 2);
-    sodium_bin2hex(hex + 2, 2 * r->command_len + 1, r->command, r->command_len);
+    char *hex = db_bytea_text(r->command, r->command_len);
     char *after = json_dumps(c->audit_after, JSON_COMPACT);
     const char *p[5 + SETTINGS_EXTRA_PARAMS_MAX] = {r->caller.tenant_id, r->caller.key_id,
                                                     http_peer(r->ex), after, hex};

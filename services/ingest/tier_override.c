@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "db/db.h"
 #include "bus/topics.h"
 #include "clock/clock.h"
 #include "datetime/datetime.h"
@@ -127,10 +128,7 @@ static void on_checked(void *arg, PGresult *res, const char *err, const char *sq
 
 static void publish(struct req *r, enum override_kind kind, const char *tier)
 {
-    char *hex = malloc(2 * r->command_len + 3);
-    assert(hex);
-    memcpy(hex, "\\x", 2);
-    sodium_bin2hex(hex + 2, 2 * r->command_len + 1, r->command, r->command_len);
+    char *hex = db_bytea_text(r->command, r->command_len);
     json_t *after = json_pack("{s:s, s:s, s:O}", "override_id", r->command_id, "kind",
                               kind == OVERRIDE_SET      ? "override"
                               : kind == OVERRIDE_INVITE ? "invitation"
