@@ -33,7 +33,8 @@ typedef Tessera__Campaign__V1__ReferralCounted ReferralCounted;
 #define REFERRAL_LOCK_DAYS_MAX 365
 #define REFERRAL_POINTS_MAX    INT64_C(1000000)   /* one side's points */
 #define REFERRAL_SV_BONUS_MAX  INT64_C(100000000) /* one side's stored-value bonus, minor units */
-#define REFERRAL_CARD_DAYS_MAX 3660 /* one side's card days: the ledger's CARD_VALIDITY_DAYS_MAX   \
-                                     */
+#define REFERRAL_CARD_DAYS_MAX                                                                     \
+    3660 /* one side's card days: the ledger's CARD_VALIDITY_DAYS_MAX                              \
+          */
 
 #endif
