@@ -23,6 +23,16 @@ struct notify_config notify_cfg;
  * ties up more than the slots of one round. */
 #define NOTIFY_INFLIGHT_BULK_DEFAULT "512"
 
+/* The consumer's prefetch, per partition of notify-requests (librdkafka
+ * 2.0 counts queued.max.messages.kbytes and queued.min.messages per
+ * partition). librdkafka's defaults (64 MiB, 100 000 messages) let the
+ * service read a whole campaign of 100 000 requests into memory while the
+ * decisions fall behind (129 MiB resident in bench/notify.sh); a request
+ * is a few hundred bytes, so 256 KiB still holds about a thousand of them
+ * (a full batch, TESSERA_NOTIFICATION_BATCH_MAX) per partition. */
+#define NOTIFY_PREFETCH_KBYTES   256
+#define NOTIFY_PREFETCH_MESSAGES 1000
+
 /* clang-format off */
 static const struct config_entry config_table[] = {
     SERVICE_COMMON_CONFIG(common, "9104"),
@@ -111,6 +121,8 @@ int main(int argc, char **argv)
         .ctx = &ctx,
         .setup = notify_setup,
         .teardown = notify_teardown,
+        .prefetch_kbytes = NOTIFY_PREFETCH_KBYTES,
+        .prefetch_messages = NOTIFY_PREFETCH_MESSAGES,
     };
     return consumer_service_run(argc, argv, &svc, config_table,
                                 sizeof(config_table) / sizeof(config_table[0]), &common, &batch_max,

@@ -53,6 +53,11 @@
  * slot (a login code never waits for a slice). */
 #define SENDER_SLICE_DIVISOR  2
 #define SENDER_SWEEP_EVERY_MS 1000 /* how often leases that ran out are looked for */
+/* Finished sends are recorded once per claim round (SENDER_CLAIM_EVERY_MS),
+ * all of them in one statement, not after every wake-up of the multi
+ * handle: between two rounds at most every in-flight send finishes and
+ * every row a round claimed can end at once (bad address, expired). */
+#define SENDER_DONE_MAX (2 * SENDER_INFLIGHT_MAX)
 
 static const char *const provider_channels[PROVIDER_COUNT] = {"email", "sms", "push"};
 
@@ -247,7 +252,7 @@ static void finish_all(struct finish *f, size_t n)
     if (n == 0)
         return;
     char err[512] = "";
-    static const char *status[SENDER_INFLIGHT_MAX];
+    static const char *status[SENDER_DONE_MAX];
     struct finish_rows w;
     memset(&w, 0, sizeof(w));
     int64_t now = clock_now_us();
@@ -438,7 +443,7 @@ static size_t completions(struct finish *done, size_t n)
 {
     CURLMsg *m;
     int left;
-    while (n < SENDER_INFLIGHT_MAX && (m = curl_multi_info_read(S.multi, &left)) != NULL) {
+    while (n < SENDER_DONE_MAX && (m = curl_multi_info_read(S.multi, &left)) != NULL) {
         if (m->msg != CURLMSG_DONE)
             continue;
         struct transfer *t = NULL;
@@ -460,8 +465,7 @@ static void claim_lanes(const int *lanes, int nlanes, int slot, long long cap, i
     int64_t now_ms = mono_ms();
     for (int p = 0; p < PROVIDER_COUNT; p++) {
         int free_slots = (int)cap - S.inflight[slot];
-        if (free_slots <= 0 || free_slots < min_free ||
-            *nd + (size_t)free_slots > SENDER_INFLIGHT_MAX)
+        if (free_slots <= 0 || free_slots < min_free || *nd + (size_t)free_slots > SENDER_DONE_MAX)
             return;
         struct breaker *b = &S.breakers[p];
         if (!provider_url((enum provider)p)[0] || !breaker_closed_or_due(b, now_ms))
@@ -493,25 +497,40 @@ static bool connected(void)
     char err[512];
     S.pg = db_connect(S.dsn, "notification", "tessera-notification-sender", S.statement_timeout_ms,
                       err, sizeof(err));
-    if (!S.pg)
+    if (!S.pg) {
         log_fields(LOG_WARN, "delivery worker cannot reach PostgreSQL; will retry", "error", err,
                    NULL);
-    return S.pg != NULL;
+        return false;
+    }
+    /* The worker's commits do not wait for the WAL flush. Losing its last
+     * few commits in a database crash loses nothing: a lost claim leaves
+     * the row pending, a lost outcome leaves it "sending" until the lease
+     * runs out, and it is sent again with the same message id (at least
+     * once, as after a crash of the worker). The decisions (the consumer's
+     * commits, with their offsets) stay synchronous. */
+    PGresult *res = db_query(S.pg, "SET synchronous_commit = off", 0, NULL, err, sizeof(err), NULL);
+    if (!res)
+        log_fields(LOG_WARN, "delivery worker: synchronous_commit stays on", "error", err, NULL);
+    PQclear(res);
+    return true;
 }
 
 static void *sender_main(void *arg)
 {
     static const int lanes_high[] = {LANE_HIGH}, lanes_rest[] = {LANE_NORMAL, LANE_BULK};
-    static struct finish done[SENDER_INFLIGHT_MAX];
+    static struct finish done[SENDER_DONE_MAX];
+    size_t nd = 0; /* finished, not yet recorded */
     int64_t last_claim = 0, last_sweep = 0;
     while (!atomic_load(&S.stop)) {
         if (!connected()) {
             curl_multi_poll(S.multi, NULL, 0, SENDER_RECONNECT_MS, NULL);
             continue;
         }
-        size_t nd = 0;
         if (mono_ms() - last_claim >= SENDER_CLAIM_EVERY_MS) {
             last_claim = mono_ms();
+            /* the round's outcomes first: their slots are free again */
+            finish_and_free(done, nd);
+            nd = 0;
             if (last_claim - last_sweep >= SENDER_SWEEP_EVERY_MS) {
                 last_sweep = last_claim;
                 sweep_leases();
@@ -525,10 +544,14 @@ static void *sender_main(void *arg)
         int running = 0;
         curl_multi_perform(S.multi, &running);
         nd = completions(done, nd);
-        finish_and_free(done, nd);
         bool busy = S.inflight[0] + S.inflight[1] > 0;
-        curl_multi_poll(S.multi, NULL, 0, busy ? SENDER_CLAIM_EVERY_MS : SENDER_IDLE_WAIT_MS, NULL);
+        int64_t next_claim = last_claim + SENDER_CLAIM_EVERY_MS - mono_ms();
+        int wait_ms = busy ? SENDER_CLAIM_EVERY_MS : SENDER_IDLE_WAIT_MS;
+        if (nd > 0 && next_claim < wait_ms)
+            wait_ms = next_claim > 0 ? (int)next_claim : 0; /* record them in time */
+        curl_multi_poll(S.multi, NULL, 0, wait_ms, NULL);
     }
+    finish_and_free(done, nd);
     return NULL;
 }
 
