@@ -37,6 +37,7 @@
 #include "log/log.h"
 #include "rules_delivery.h"
 #include "metrics/metrics.h"
+#include "multi.h"
 #include "transfer.h"
 
 #define SENDER_LEASE_S        60 /* a claimed row is another worker's after this */
@@ -90,12 +91,36 @@ static const char *provider_url(enum provider p)
                                : notify_cfg.push_url;
 }
 
+/* Easy handles are kept for the next sends, their options cleared
+ * (curl_easy_reset keeps the handle's buffers): one made and freed per
+ * send was a good share of the worker's allocations. At most as many as
+ * can be in flight are kept. */
+static CURL *easy_pool[SENDER_INFLIGHT_MAX];
+static int easy_pooled;
+
+static CURL *easy_get(void)
+{
+    return easy_pooled > 0 ? easy_pool[--easy_pooled] : curl_easy_init();
+}
+
+/* e must be off the multi handle. */
+static void easy_put(CURL *e)
+{
+    if (!e)
+        return;
+    if (easy_pooled == SENDER_INFLIGHT_MAX) {
+        curl_easy_cleanup(e);
+        return;
+    }
+    curl_easy_reset(e); /* nothing points at the freed transfer */
+    easy_pool[easy_pooled++] = e;
+}
+
 static void transfer_free(struct transfer *t)
 {
     if (!t)
         return;
-    if (t->easy)
-        curl_easy_cleanup(t->easy);
+    easy_put(t->easy);
     curl_slist_free_all(t->headers);
     if (t->payload)
         sodium_memzero(t->payload, t->payload_len);
@@ -305,7 +330,7 @@ static void transfer_start(struct transfer *t, int64_t expires_at_us, struct fin
                            size_t *done_count)
 {
     const char *why = NULL;
-    t->easy = curl_easy_init();
+    t->easy = easy_get();
     bool ok = t->easy != NULL;
     if (!ok)
         why = "out of memory";
@@ -523,7 +548,7 @@ static void *sender_main(void *arg)
     int64_t last_claim = 0, last_sweep = 0;
     while (!atomic_load(&S.stop)) {
         if (!connected()) {
-            curl_multi_poll(S.multi, NULL, 0, SENDER_RECONNECT_MS, NULL);
+            multi_wait(SENDER_RECONNECT_MS);
             continue;
         }
         if (mono_ms() - last_claim >= SENDER_CLAIM_EVERY_MS) {
@@ -541,15 +566,13 @@ static void *sender_main(void *arg)
             claim_lanes(lanes_rest, 2, 1, notify_cfg.inflight_bulk, slice > 0 ? slice : 1, done,
                         &nd);
         }
-        int running = 0;
-        curl_multi_perform(S.multi, &running);
         nd = completions(done, nd);
         bool busy = S.inflight[0] + S.inflight[1] > 0;
         int64_t next_claim = last_claim + SENDER_CLAIM_EVERY_MS - mono_ms();
         int wait_ms = busy ? SENDER_CLAIM_EVERY_MS : SENDER_IDLE_WAIT_MS;
         if (nd > 0 && next_claim < wait_ms)
             wait_ms = next_claim > 0 ? (int)next_claim : 0; /* record them in time */
-        curl_multi_poll(S.multi, NULL, 0, wait_ms, NULL);
+        multi_wait(wait_ms);
     }
     finish_and_free(done, nd);
     return NULL;
@@ -561,7 +584,7 @@ int notify_sender_start(const struct service_common_config *common)
         return -1;
     snprintf(S.dsn, sizeof(S.dsn), "%s", common->pg_dsn);
     S.statement_timeout_ms = (int)common->pg_statement_timeout_ms;
-    S.multi = curl_multi_init();
+    S.multi = multi_open();
     if (!S.multi)
         return -1;
     if (pthread_create(&S.thread, NULL, sender_main, NULL) != 0)
@@ -577,7 +600,7 @@ void notify_sender_stop(void)
     if (!S.started)
         return;
     atomic_store(&S.stop, true);
-    curl_multi_wakeup(S.multi);
+    multi_wakeup();
     pthread_join(S.thread, NULL);
     S.started = false;
     if (S.pg)
