@@ -33,6 +33,13 @@ struct notify_config notify_cfg;
 #define NOTIFY_PREFETCH_KBYTES   256
 #define NOTIFY_PREFETCH_MESSAGES 1000
 
+/* Delivery workers: two, so that while one waits for PostgreSQL (recording
+ * a round's outcomes, claiming the next slice) the other drives its sends;
+ * with one, the sends stood still during every statement (bench/notify.sh
+ * on 2 cores). More only adds connections. */
+#define NOTIFY_SENDERS_DEFAULT "2"
+#define NOTIFY_SENDERS_MAX     8
+
 /* clang-format off */
 static const struct config_entry config_table[] = {
     SERVICE_COMMON_CONFIG(common, "9104"),
@@ -71,6 +78,10 @@ static const struct config_entry config_table[] = {
     {"TESSERA_NOTIFICATION_INFLIGHT_BULK", CONFIG_INT, &notify_cfg.inflight_bulk,
      NOTIFY_INFLIGHT_BULK_DEFAULT, 1, 768, false,
      "sends of the normal and bulk lanes in flight at most (a slice; claimed once half is free)"},
+    {"TESSERA_NOTIFICATION_SENDERS", CONFIG_INT, &notify_cfg.senders, NOTIFY_SENDERS_DEFAULT, 1,
+     NOTIFY_SENDERS_MAX, false,
+     "delivery workers (threads, each with its own PostgreSQL connection); the in-flight slots "
+     "are split among them"},
     {"TESSERA_NOTIFICATION_BREAKER_FAILURES", CONFIG_INT, &notify_cfg.breaker_failures, "5", 1,
      1000, false, "failures in a row that open a provider's circuit breaker"},
     {"TESSERA_NOTIFICATION_BREAKER_OPEN_MS", CONFIG_INT, &notify_cfg.breaker_open_ms, "5000", 10,

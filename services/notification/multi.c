@@ -3,9 +3,10 @@
  * not every transfer in flight. (curl_multi_perform and curl_multi_poll
  * walk every easy handle and socket on each call; with a slice of 512 sends
  * in flight that was most of the worker's CPU in bench/notify.sh.)
- * One worker thread uses it; multi_wakeup may be called from any thread. */
+ * One worker thread uses each; multi_wakeup may be called from any thread. */
 #include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <time.h>
@@ -15,11 +16,11 @@
 
 #define MULTI_EVENTS_MAX 256 /* sockets served per epoll_wait */
 
-static struct {
+struct multi {
     CURLM *multi;
     int epfd, wakefd;
     int64_t timer_due_ms; /* curl's timer: -1 none */
-} M = {.epfd = -1, .wakefd = -1, .timer_due_ms = -1};
+};
 
 static int64_t now_ms(void)
 {
@@ -31,8 +32,9 @@ static int64_t now_ms(void)
 /* curl says which events a socket waits for (or that it is done). */
 static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
+    struct multi *m = userp;
     if (what == CURL_POLL_REMOVE) {
-        epoll_ctl(M.epfd, EPOLL_CTL_DEL, s, NULL); /* may be closed already: ignored */
+        epoll_ctl(m->epfd, EPOLL_CTL_DEL, s, NULL); /* may be closed already: ignored */
         return 0;
     }
     struct epoll_event ev = {.data.fd = s};
@@ -40,59 +42,71 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *s
         ev.events |= EPOLLIN;
     if (what & CURL_POLL_OUT)
         ev.events |= EPOLLOUT;
-    if (epoll_ctl(M.epfd, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT)
-        epoll_ctl(M.epfd, EPOLL_CTL_ADD, s, &ev);
+    if (epoll_ctl(m->epfd, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT)
+        epoll_ctl(m->epfd, EPOLL_CTL_ADD, s, &ev);
     return 0;
 }
 
 /* curl's single timer: -1 stops it, 0 means now. */
 static int on_timer(CURLM *multi, long timeout_ms, void *userp)
 {
-    M.timer_due_ms = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+    struct multi *m = userp;
+    m->timer_due_ms = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
     return 0;
 }
 
-CURLM *multi_open(void)
+struct multi *multi_open(void)
 {
-    M.multi = curl_multi_init();
-    M.epfd = epoll_create1(EPOLL_CLOEXEC);
-    M.wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    struct multi *m = calloc(1, sizeof(*m));
+    if (!m)
+        return NULL;
+    m->multi = curl_multi_init();
+    m->epfd = epoll_create1(EPOLL_CLOEXEC);
+    m->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    m->timer_due_ms = -1;
     struct epoll_event ev = {.events = EPOLLIN, .data.fd = -1};
-    if (!M.multi || M.epfd < 0 || M.wakefd < 0 ||
-        epoll_ctl(M.epfd, EPOLL_CTL_ADD, M.wakefd, &ev) != 0) {
-        multi_close();
+    if (!m->multi || m->epfd < 0 || m->wakefd < 0 ||
+        epoll_ctl(m->epfd, EPOLL_CTL_ADD, m->wakefd, &ev) != 0) {
+        multi_close(m);
         return NULL;
     }
-    curl_multi_setopt(M.multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-    curl_multi_setopt(M.multi, CURLMOPT_TIMERFUNCTION, on_timer);
-    return M.multi;
+    curl_multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(m->multi, CURLMOPT_SOCKETDATA, m);
+    curl_multi_setopt(m->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(m->multi, CURLMOPT_TIMERDATA, m);
+    return m;
+}
+
+CURLM *multi_curl(struct multi *m)
+{
+    return m->multi;
 }
 
 /* Runs curl's timer if it is due; the time until it is, or -1. */
-static int run_timer(void)
+static int run_timer(struct multi *m)
 {
     int running;
-    if (M.timer_due_ms >= 0 && now_ms() >= M.timer_due_ms) {
-        M.timer_due_ms = -1;
-        curl_multi_socket_action(M.multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    if (m->timer_due_ms >= 0 && now_ms() >= m->timer_due_ms) {
+        m->timer_due_ms = -1;
+        curl_multi_socket_action(m->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     }
-    if (M.timer_due_ms < 0)
+    if (m->timer_due_ms < 0)
         return -1;
-    int64_t left = M.timer_due_ms - now_ms();
+    int64_t left = m->timer_due_ms - now_ms();
     return left > 0 ? (int)left : 0;
 }
 
-void multi_wait(int timeout_ms)
+void multi_wait(struct multi *m, int timeout_ms)
 {
-    int timer = run_timer(); /* a transfer just added is started here */
+    int timer = run_timer(m); /* a transfer just added is started here */
     if (timer >= 0 && timer < timeout_ms)
         timeout_ms = timer;
     struct epoll_event ev[MULTI_EVENTS_MAX];
-    int n = epoll_wait(M.epfd, ev, MULTI_EVENTS_MAX, timeout_ms);
+    int n = epoll_wait(m->epfd, ev, MULTI_EVENTS_MAX, timeout_ms);
     for (int i = 0; i < n; i++) {
         if (ev[i].data.fd < 0) {
             uint64_t v;
-            if (read(M.wakefd, &v, sizeof(v)) < 0) { /* drained: nothing to do */
+            if (read(m->wakefd, &v, sizeof(v)) < 0) { /* drained: nothing to do */
             }
             continue;
         }
@@ -100,25 +114,27 @@ void multi_wait(int timeout_ms)
                     (ev[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
                     (ev[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
         int running;
-        curl_multi_socket_action(M.multi, ev[i].data.fd, flags, &running);
+        curl_multi_socket_action(m->multi, ev[i].data.fd, flags, &running);
     }
-    run_timer();
+    run_timer(m);
 }
 
-void multi_wakeup(void)
+void multi_wakeup(struct multi *m)
 {
     uint64_t one = 1;
-    if (write(M.wakefd, &one, sizeof(one)) < 0) { /* already signalled */
+    if (write(m->wakefd, &one, sizeof(one)) < 0) { /* already signalled */
     }
 }
 
-void multi_close(void)
+void multi_close(struct multi *m)
 {
-    if (M.multi)
-        curl_multi_cleanup(M.multi);
-    if (M.epfd >= 0)
-        close(M.epfd);
-    if (M.wakefd >= 0)
-        close(M.wakefd);
-    M.multi = NULL, M.epfd = M.wakefd = -1, M.timer_due_ms = -1;
+    if (!m)
+        return;
+    if (m->multi)
+        curl_multi_cleanup(m->multi);
+    if (m->epfd >= 0)
+        close(m->epfd);
+    if (m->wakefd >= 0)
+        close(m->wakefd);
+    free(m);
 }
