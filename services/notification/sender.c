@@ -1,8 +1,10 @@
-/* The delivery worker: one thread with its own PostgreSQL connection and
- * a libcurl multi handle, so sends never block the consumer's loop and
- * many run at once.
+/* The delivery workers: TESSERA_NOTIFICATION_SENDERS threads, each with
+ * its own PostgreSQL connection and libcurl multi handle (multi.c), so
+ * sends never block the consumer's loop, many run at once, and one
+ * worker's sends go on while another waits for PostgreSQL. The in-flight
+ * slots are split between them; the circuit breakers are shared.
  *
- * Each round it claims due deliveries (pending, or held past quiet hours;
+ * Each round a worker claims due deliveries (pending, or held past quiet hours;
  * a "sending" row whose lease ran out because a worker died is put back
  * to pending by a sweep every second) with FOR UPDATE SKIP LOCKED, lane by
  * lane:
@@ -663,6 +665,16 @@ int notify_sender_start(const struct service_common_config *common)
     return 0;
 }
 
+/* A worker's kept easy handles and multi handle, once its thread ended. */
+static void worker_free(struct worker *w)
+{
+    while (w->easy_pooled > 0)
+        curl_easy_cleanup(w->easy_pool[--w->easy_pooled]);
+    multi_close(w->mh);
+    free(w->done), free(w->status);
+    w->mh = NULL, w->multi = NULL, w->done = NULL, w->status = NULL;
+}
+
 /* In-flight sends are abandoned: their rows stay "sending" and a worker
  * sends them again after the lease, with the same message id. */
 void notify_sender_stop(void)
@@ -680,5 +692,8 @@ void notify_sender_stop(void)
         if (w->pg)
             PQfinish(w->pg);
         w->pg = NULL, w->started = false;
+        worker_free(w);
     }
+    free(S.workers);
+    S.workers = NULL;
 }
