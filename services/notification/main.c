@@ -33,11 +33,13 @@ struct notify_config notify_cfg;
 #define NOTIFY_PREFETCH_KBYTES   256
 #define NOTIFY_PREFETCH_MESSAGES 1000
 
-/* Delivery workers: two, so that while one waits for PostgreSQL (recording
- * a round's outcomes, claiming the next slice) the other drives its sends;
- * with one, the sends stood still during every statement (bench/notify.sh
- * on 2 cores). More only adds connections. */
-#define NOTIFY_SENDERS_DEFAULT "2"
+/* Delivery workers. One by default: on the benchmark's 2 shared cores
+ * (bench/notify.sh, 100 000 messages) one worker took 64 s and two 70-75 s,
+ * the second competing with the consumer for the same cores. Two help
+ * when one worker's waits for PostgreSQL are what holds the sends back
+ * (a database on other cores or machines): while one waits, the other
+ * drives its sends. */
+#define NOTIFY_SENDERS_DEFAULT "1"
 #define NOTIFY_SENDERS_MAX     8
 
 /* clang-format off */
