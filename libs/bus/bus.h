@@ -32,6 +32,12 @@ struct bus_config {
      * new partitions; 0 keeps librdkafka's 300000. Partitions added by
      * tessera-topics reach producers, groups and tails within it. */
     int metadata_refresh_ms;
+    /* Consumers' prefetch bound: queued.max.messages.kbytes and
+     * queued.min.messages (per partition in librdkafka 2.0). 0 keeps
+     * librdkafka's 65536 KiB and 100000 messages, which lets a consumer
+     * that falls behind hold a whole backlog in memory. */
+    int prefetch_kbytes;
+    int prefetch_messages;
     /* Client security (NULL or "" leaves librdkafka's default):
      * security.protocol (plaintext, ssl, sasl_plaintext, sasl_ssl),
      * sasl.mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512), the SASL

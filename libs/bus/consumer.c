@@ -110,6 +110,23 @@ static void bus_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     log_info("consumer: partitions revoked");
 }
 
+/* The prefetch bound of cfg, when it sets one (struct bus_config). */
+static bool bus_consumer_bound_prefetch(rd_kafka_conf_t *conf, const struct bus_config *cfg,
+                                        char *err, size_t err_len)
+{
+    if (cfg->prefetch_kbytes <= 0 || cfg->prefetch_messages <= 0)
+        return true;
+    char kbytes[16], messages[16];
+    snprintf(kbytes, sizeof(kbytes), "%d", cfg->prefetch_kbytes);
+    snprintf(messages, sizeof(messages), "%d", cfg->prefetch_messages);
+    const struct bus_setting settings[] = {
+        {"queued.max.messages.kbytes", kbytes},
+        {"queued.min.messages", messages},
+    };
+    return bus_conf_apply(conf, "consumer prefetch", settings,
+                          sizeof(settings) / sizeof(settings[0]), err, err_len);
+}
+
 static bool bus_consumer_configure(rd_kafka_conf_t *conf, const struct bus_config *cfg,
                                    const char *group_id, char *err, size_t err_len)
 {
@@ -140,8 +157,10 @@ static bool bus_consumer_configure(rd_kafka_conf_t *conf, const struct bus_confi
         {"partition.assignment.strategy", "range"},
         {"fetch.wait.max.ms", fetch_wait},
     };
-    return bus_conf_apply(conf, "consumer", settings, sizeof(settings) / sizeof(settings[0]), err,
-                          err_len);
+    if (!bus_conf_apply(conf, "consumer", settings, sizeof(settings) / sizeof(settings[0]), err,
+                        err_len))
+        return false;
+    return bus_consumer_bound_prefetch(conf, cfg, err, err_len);
 }
 
 /* Creates the handle and routes every event to the consumer queue, so

@@ -153,6 +153,8 @@ int consumer_service_run(int argc, char **argv, const struct consumer_service *s
     char client_id[128], err[512];
     struct bus_config bus;
     service_bus_config(common, svc->name, client_id, sizeof(client_id), &bus);
+    bus.prefetch_kbytes = svc->prefetch_kbytes;
+    bus.prefetch_messages = svc->prefetch_messages;
     r.pc = (struct pipeline_config){.service = svc->name,
                                     .group_id = svc->group_id,
                                     .topics = svc->topics,

@@ -41,6 +41,10 @@ struct consumer_service {
     /* Optional: extra readiness checks and metrics. */
     bool (*ready)(void *ctx, json_t *checks);
     void (*metrics)(void *ctx, struct evbuffer *out);
+    /* Optional: the consumer's prefetch bound (struct bus_config's
+     * prefetch_kbytes and prefetch_messages); 0 keeps librdkafka's. */
+    int prefetch_kbytes;
+    int prefetch_messages;
 };
 
 /* Runs the service until SIGINT/SIGTERM. table must start with

@@ -23,6 +23,25 @@ struct notify_config notify_cfg;
  * ties up more than the slots of one round. */
 #define NOTIFY_INFLIGHT_BULK_DEFAULT "512"
 
+/* The consumer's prefetch, per partition of notify-requests (librdkafka
+ * 2.0 counts queued.max.messages.kbytes and queued.min.messages per
+ * partition). librdkafka's defaults (64 MiB, 100 000 messages) let the
+ * service read a whole campaign of 100 000 requests into memory while the
+ * decisions fall behind (129 MiB resident in bench/notify.sh); a request
+ * is a few hundred bytes, so 256 KiB still holds about a thousand of them
+ * (a full batch, TESSERA_NOTIFICATION_BATCH_MAX) per partition. */
+#define NOTIFY_PREFETCH_KBYTES   256
+#define NOTIFY_PREFETCH_MESSAGES 1000
+
+/* Delivery workers. One by default: on the benchmark's 2 shared cores
+ * (bench/notify.sh, 100 000 messages) one worker took 64 s and two 70-75 s,
+ * the second competing with the consumer for the same cores. Two help
+ * when one worker's waits for PostgreSQL are what holds the sends back
+ * (a database on other cores or machines): while one waits, the other
+ * drives its sends. */
+#define NOTIFY_SENDERS_DEFAULT "1"
+#define NOTIFY_SENDERS_MAX     8
+
 /* clang-format off */
 static const struct config_entry config_table[] = {
     SERVICE_COMMON_CONFIG(common, "9104"),
@@ -61,6 +80,10 @@ static const struct config_entry config_table[] = {
     {"TESSERA_NOTIFICATION_INFLIGHT_BULK", CONFIG_INT, &notify_cfg.inflight_bulk,
      NOTIFY_INFLIGHT_BULK_DEFAULT, 1, 768, false,
      "sends of the normal and bulk lanes in flight at most (a slice; claimed once half is free)"},
+    {"TESSERA_NOTIFICATION_SENDERS", CONFIG_INT, &notify_cfg.senders, NOTIFY_SENDERS_DEFAULT, 1,
+     NOTIFY_SENDERS_MAX, false,
+     "delivery workers (threads, each with its own PostgreSQL connection); the in-flight slots "
+     "are split among them"},
     {"TESSERA_NOTIFICATION_BREAKER_FAILURES", CONFIG_INT, &notify_cfg.breaker_failures, "5", 1,
      1000, false, "failures in a row that open a provider's circuit breaker"},
     {"TESSERA_NOTIFICATION_BREAKER_OPEN_MS", CONFIG_INT, &notify_cfg.breaker_open_ms, "5000", 10,
@@ -111,6 +134,8 @@ int main(int argc, char **argv)
         .ctx = &ctx,
         .setup = notify_setup,
         .teardown = notify_teardown,
+        .prefetch_kbytes = NOTIFY_PREFETCH_KBYTES,
+        .prefetch_messages = NOTIFY_PREFETCH_MESSAGES,
     };
     return consumer_service_run(argc, argv, &svc, config_table,
                                 sizeof(config_table) / sizeof(config_table[0]), &common, &batch_max,

@@ -53,6 +53,7 @@ struct notify_config {
     long long backoff_max_ms;
     long long inflight_high;
     long long inflight_bulk;
+    long long senders; /* delivery workers (threads) */
     long long breaker_failures;
     long long breaker_open_ms;
 };

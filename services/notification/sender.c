@@ -1,8 +1,10 @@
-/* The delivery worker: one thread with its own PostgreSQL connection and
- * a libcurl multi handle, so sends never block the consumer's loop and
- * many run at once.
+/* The delivery workers: TESSERA_NOTIFICATION_SENDERS threads, each with
+ * its own PostgreSQL connection and libcurl multi handle (multi.c), so
+ * sends never block the consumer's loop, many run at once, and one
+ * worker's sends go on while another waits for PostgreSQL. The in-flight
+ * slots are split between them; the circuit breakers are shared.
  *
- * Each round it claims due deliveries (pending, or held past quiet hours;
+ * Each round a worker claims due deliveries (pending, or held past quiet hours;
  * a "sending" row whose lease ran out because a worker died is put back
  * to pending by a sweep every second) with FOR UPDATE SKIP LOCKED, lane by
  * lane:
@@ -37,6 +39,7 @@
 #include "log/log.h"
 #include "rules_delivery.h"
 #include "metrics/metrics.h"
+#include "multi.h"
 #include "transfer.h"
 
 #define SENDER_LEASE_S        60 /* a claimed row is another worker's after this */
@@ -53,23 +56,48 @@
  * slot (a login code never waits for a slice). */
 #define SENDER_SLICE_DIVISOR  2
 #define SENDER_SWEEP_EVERY_MS 1000 /* how often leases that ran out are looked for */
+/* Finished sends are recorded once per claim round (SENDER_CLAIM_EVERY_MS),
+ * all of them in one statement, not after every wake-up of the multi
+ * handle: between two rounds at most every in-flight send finishes and
+ * every row a round claimed can end at once (bad address, expired). */
+#define SENDER_DONE_MAX (2 * SENDER_INFLIGHT_MAX)
 
 static const char *const provider_channels[PROVIDER_COUNT] = {"email", "sms", "push"};
 
-struct sender {
+struct finish;
+
+/* One delivery worker: its thread, PostgreSQL connection, multi handle
+ * and share of the in-flight slots. Workers claim with SKIP LOCKED, so
+ * they never take the same row; while one waits for PostgreSQL another
+ * drives its sends. */
+struct worker {
     pthread_t thread;
-    atomic_bool stop;
     bool started;
-    char dsn[1024];
-    int statement_timeout_ms;
     PGconn *pg;
+    struct multi *mh;
     CURLM *multi;
-    int inflight[2]; /* [0] high lane, [1] normal and bulk */
-    struct breaker breakers[PROVIDER_COUNT];
+    int inflight[2];        /* [0] high lane, [1] normal and bulk */
+    int cap_high, cap_bulk; /* this worker's share of the configured slots */
     int64_t idle_until_ms[LANE_BULK + 1][PROVIDER_COUNT]; /* per lane: nothing was due */
+    CURL *easy_pool[SENDER_INFLIGHT_MAX];                 /* kept easy handles (easy_get) */
+    int easy_pooled;
+    struct finish *done; /* SENDER_DONE_MAX finished sends, not yet recorded */
+    const char **status; /* their rows' next states */
 };
 
-static struct sender S;
+/* What the workers share: the breakers (one per provider, whichever
+ * worker sends) under a lock. */
+static struct {
+    atomic_bool stop;
+    char dsn[1024];
+    int statement_timeout_ms;
+    pthread_mutex_t breaker_lock;
+    struct breaker breakers[PROVIDER_COUNT];
+    int count;
+    struct worker *workers;
+} S = {.breaker_lock = PTHREAD_MUTEX_INITIALIZER};
+
+static _Thread_local struct worker *W; /* the calling thread's */
 
 static int64_t mono_ms(void)
 {
@@ -85,12 +113,33 @@ static const char *provider_url(enum provider p)
                                : notify_cfg.push_url;
 }
 
+/* Easy handles are kept for the next sends, their options cleared
+ * (curl_easy_reset keeps the handle's buffers): one made and freed per
+ * send was a good share of the worker's allocations. At most as many as
+ * can be in flight are kept. */
+static CURL *easy_get(void)
+{
+    return W->easy_pooled > 0 ? W->easy_pool[--W->easy_pooled] : curl_easy_init();
+}
+
+/* e must be off the multi handle. */
+static void easy_put(CURL *e)
+{
+    if (!e)
+        return;
+    if (W->easy_pooled == SENDER_INFLIGHT_MAX) {
+        curl_easy_cleanup(e);
+        return;
+    }
+    curl_easy_reset(e); /* nothing points at the freed transfer */
+    W->easy_pool[W->easy_pooled++] = e;
+}
+
 static void transfer_free(struct transfer *t)
 {
     if (!t)
         return;
-    if (t->easy)
-        curl_easy_cleanup(t->easy);
+    easy_put(t->easy);
     curl_slist_free_all(t->headers);
     if (t->payload)
         sodium_memzero(t->payload, t->payload_len);
@@ -222,7 +271,7 @@ static int finish_write(struct finish_rows *w, char *err, size_t err_len)
     for (int k = 0; k < 3; k++)
         params[5 + k] = db_array_finish(&w->outbox[k]);
     PGresult *res = db_query(
-        S.pg,
+        W->pg,
         "WITH done AS (UPDATE deliveries d SET status = u.st, "
         " last_error = NULLIF(u.reason, ''), next_attempt_us = u.nxt, updated_us = u.upd, "
         " lease_until = NULL, subject = CASE WHEN u.st = 'pending' THEN d.subject END, "
@@ -247,7 +296,7 @@ static void finish_all(struct finish *f, size_t n)
     if (n == 0)
         return;
     char err[512] = "";
-    static const char *status[SENDER_INFLIGHT_MAX];
+    const char **status = W->status;
     struct finish_rows w;
     memset(&w, 0, sizeof(w));
     int64_t now = clock_now_us();
@@ -300,7 +349,7 @@ static void transfer_start(struct transfer *t, int64_t expires_at_us, struct fin
                            size_t *done_count)
 {
     const char *why = NULL;
-    t->easy = curl_easy_init();
+    t->easy = easy_get();
     bool ok = t->easy != NULL;
     if (!ok)
         why = "out of memory";
@@ -323,8 +372,8 @@ static void transfer_start(struct transfer *t, int64_t expires_at_us, struct fin
     curl_easy_setopt(t->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)notify_cfg.send_timeout_ms);
     curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, t->error);
     curl_easy_setopt(t->easy, CURLOPT_WRITEFUNCTION, discard_reply);
-    curl_multi_add_handle(S.multi, t->easy);
-    S.inflight[t->lane == LANE_HIGH ? 0 : 1]++;
+    curl_multi_add_handle(W->multi, t->easy);
+    W->inflight[t->lane == LANE_HIGH ? 0 : 1]++;
 }
 
 /* Claims up to max due rows of provider p in one lane and starts them.
@@ -341,7 +390,7 @@ static int claim_lane(enum provider p, int lane, int max, struct finish *done, s
     const char *params[4] = {lanes, now, provider_channels[p], limit};
     char err[512];
     PGresult *res = db_query(
-        S.pg,
+        W->pg,
         "UPDATE deliveries d SET status = 'sending', attempts = d.attempts + 1, "
         " lease_until = now() + interval '" SENDER_STR(
             SENDER_LEASE_S) " seconds' "
@@ -373,7 +422,7 @@ static int claim(enum provider p, const int *lanes, int nlanes, int max, struct 
     int got = 0;
     int64_t now_ms = mono_ms();
     for (int i = 0; i < nlanes && got < max; i++) {
-        int64_t *idle_until = &S.idle_until_ms[lanes[i]][p];
+        int64_t *idle_until = &W->idle_until_ms[lanes[i]][p];
         if (now_ms < *idle_until)
             continue;
         int n = claim_lane(p, lanes[i], max - got, done, done_count);
@@ -391,7 +440,7 @@ static int claim(enum provider p, const int *lanes, int nlanes, int max, struct 
 static void sweep_leases(void)
 {
     char err[512];
-    PGresult *res = db_query(S.pg,
+    PGresult *res = db_query(W->pg,
                              "UPDATE deliveries SET status = 'pending', lease_until = NULL "
                              "WHERE status = 'sending' AND lease_until < now()",
                              0, NULL, err, sizeof(err), NULL);
@@ -427,53 +476,82 @@ static void classify(struct transfer *t, CURLcode rc, struct finish *f)
             code ? describe(f, code >= 500 ? "provider_5xx" : "provider_4xx", code)
                  : (void)(f->reason = t->error[0] ? t->error : curl_easy_strerror(rc));
     }
+    pthread_mutex_lock(&S.breaker_lock);
     if (f->result != DELIVERY_PERMANENT) /* a refused message says nothing of the provider */
         breaker_record(&S.breakers[t->provider], f->result == DELIVERY_OK, mono_ms(),
                        (int)notify_cfg.breaker_failures, notify_cfg.breaker_open_ms);
     else
         S.breakers[t->provider].probing = false;
+    pthread_mutex_unlock(&S.breaker_lock);
 }
 
 static size_t completions(struct finish *done, size_t n)
 {
     CURLMsg *m;
     int left;
-    while (n < SENDER_INFLIGHT_MAX && (m = curl_multi_info_read(S.multi, &left)) != NULL) {
+    while (n < SENDER_DONE_MAX && (m = curl_multi_info_read(W->multi, &left)) != NULL) {
         if (m->msg != CURLMSG_DONE)
             continue;
         struct transfer *t = NULL;
         curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&t);
         CURLcode rc = m->data.result;
-        curl_multi_remove_handle(S.multi, t->easy);
-        S.inflight[t->lane == LANE_HIGH ? 0 : 1]--;
+        curl_multi_remove_handle(W->multi, t->easy);
+        W->inflight[t->lane == LANE_HIGH ? 0 : 1]--;
         classify(t, rc, &done[n++]);
     }
     return n;
 }
 
+/* How many rows of provider p this worker may claim now: free_slots
+ * while its breaker is closed, one when it is half open (the probe, taken
+ * here so that one worker sends it), none while it is open. */
+static int breaker_take(enum provider p, int free_slots, int64_t now_ms, bool *probe)
+{
+    pthread_mutex_lock(&S.breaker_lock);
+    struct breaker *b = &S.breakers[p];
+    int n = 0;
+    *probe = false;
+    if (breaker_closed_or_due(b, now_ms)) {
+        *probe = b->open_until_ms != 0;
+        n = *probe ? (int)breaker_allows(b, now_ms) : free_slots;
+    }
+    pthread_mutex_unlock(&S.breaker_lock);
+    return n;
+}
+
+/* A probe that was not sent after all (nothing due, or it ended at once)
+ * lets the next round probe again. */
+static void breaker_probe_unused(enum provider p)
+{
+    pthread_mutex_lock(&S.breaker_lock);
+    S.breakers[p].probing = false;
+    pthread_mutex_unlock(&S.breaker_lock);
+}
+
 /* Claims for one lane group: each provider with a configured URL whose
  * breaker lets sends through, up to the group's free slots, once at least
  * min_free of them are free. */
-static void claim_lanes(const int *lanes, int nlanes, int slot, long long cap, int min_free,
+static void claim_lanes(const int *lanes, int nlanes, int slot, int cap, int min_free,
                         struct finish *done, size_t *nd)
 {
     int64_t now_ms = mono_ms();
     for (int p = 0; p < PROVIDER_COUNT; p++) {
-        int free_slots = (int)cap - S.inflight[slot];
-        if (free_slots <= 0 || free_slots < min_free ||
-            *nd + (size_t)free_slots > SENDER_INFLIGHT_MAX)
+        int free_slots = cap - W->inflight[slot];
+        if (free_slots <= 0 || free_slots < min_free || *nd + (size_t)free_slots > SENDER_DONE_MAX)
             return;
-        struct breaker *b = &S.breakers[p];
-        if (!provider_url((enum provider)p)[0] || !breaker_closed_or_due(b, now_ms))
+        bool probe;
+        int max =
+            provider_url((enum provider)p)[0] ? breaker_take(p, free_slots, now_ms, &probe) : 0;
+        if (max == 0)
             continue;
-        bool half_open = b->open_until_ms != 0;
-        int got = claim((enum provider)p, lanes, nlanes, half_open ? 1 : free_slots, done, nd);
+        int before = W->inflight[slot];
+        int got = claim((enum provider)p, lanes, nlanes, max, done, nd);
+        if (probe && W->inflight[slot] == before)
+            breaker_probe_unused(p);
         if (got < 0) {
-            log_fields(LOG_WARN, "delivery claim failed", "error", PQerrorMessage(S.pg), NULL);
+            log_fields(LOG_WARN, "delivery claim failed", "error", PQerrorMessage(W->pg), NULL);
             return;
         }
-        if (half_open && got > 0)
-            (void)breaker_allows(b, now_ms); /* the probe is out */
     }
 }
 
@@ -486,50 +564,89 @@ static void finish_and_free(struct finish *done, size_t n)
 
 static bool connected(void)
 {
-    if (S.pg && PQstatus(S.pg) == CONNECTION_OK)
+    if (W->pg && PQstatus(W->pg) == CONNECTION_OK)
         return true;
-    if (S.pg)
-        PQfinish(S.pg);
+    if (W->pg)
+        PQfinish(W->pg);
     char err[512];
-    S.pg = db_connect(S.dsn, "notification", "tessera-notification-sender", S.statement_timeout_ms,
-                      err, sizeof(err));
-    if (!S.pg)
+    W->pg = db_connect(S.dsn, "notification", "tessera-notification-sender", S.statement_timeout_ms,
+                       err, sizeof(err));
+    if (!W->pg) {
         log_fields(LOG_WARN, "delivery worker cannot reach PostgreSQL; will retry", "error", err,
                    NULL);
-    return S.pg != NULL;
+        return false;
+    }
+    /* The worker's commits do not wait for the WAL flush. Losing its last
+     * few commits in a database crash loses nothing: a lost claim leaves
+     * the row pending, a lost outcome leaves it "sending" until the lease
+     * runs out, and it is sent again with the same message id (at least
+     * once, as after a crash of the worker). The decisions (the consumer's
+     * commits, with their offsets) stay synchronous. */
+    PGresult *res =
+        db_query(W->pg, "SET synchronous_commit = off", 0, NULL, err, sizeof(err), NULL);
+    if (!res)
+        log_fields(LOG_WARN, "delivery worker: synchronous_commit stays on", "error", err, NULL);
+    PQclear(res);
+    return true;
 }
 
 static void *sender_main(void *arg)
 {
     static const int lanes_high[] = {LANE_HIGH}, lanes_rest[] = {LANE_NORMAL, LANE_BULK};
-    static struct finish done[SENDER_INFLIGHT_MAX];
+    W = arg;
+    struct finish *done = W->done;
+    size_t nd = 0; /* finished, not yet recorded */
     int64_t last_claim = 0, last_sweep = 0;
     while (!atomic_load(&S.stop)) {
         if (!connected()) {
-            curl_multi_poll(S.multi, NULL, 0, SENDER_RECONNECT_MS, NULL);
+            multi_wait(W->mh, SENDER_RECONNECT_MS);
             continue;
         }
-        size_t nd = 0;
         if (mono_ms() - last_claim >= SENDER_CLAIM_EVERY_MS) {
             last_claim = mono_ms();
+            /* the round's outcomes first: their slots are free again */
+            finish_and_free(done, nd);
+            nd = 0;
             if (last_claim - last_sweep >= SENDER_SWEEP_EVERY_MS) {
                 last_sweep = last_claim;
                 sweep_leases();
             }
             /* the high lane first, with its own slots */
-            claim_lanes(lanes_high, 1, 0, notify_cfg.inflight_high, 1, done, &nd);
-            int slice = (int)(notify_cfg.inflight_bulk / SENDER_SLICE_DIVISOR);
-            claim_lanes(lanes_rest, 2, 1, notify_cfg.inflight_bulk, slice > 0 ? slice : 1, done,
-                        &nd);
+            claim_lanes(lanes_high, 1, 0, W->cap_high, 1, done, &nd);
+            int slice = W->cap_bulk / SENDER_SLICE_DIVISOR;
+            claim_lanes(lanes_rest, 2, 1, W->cap_bulk, slice > 0 ? slice : 1, done, &nd);
         }
-        int running = 0;
-        curl_multi_perform(S.multi, &running);
         nd = completions(done, nd);
-        finish_and_free(done, nd);
-        bool busy = S.inflight[0] + S.inflight[1] > 0;
-        curl_multi_poll(S.multi, NULL, 0, busy ? SENDER_CLAIM_EVERY_MS : SENDER_IDLE_WAIT_MS, NULL);
+        bool busy = W->inflight[0] + W->inflight[1] > 0;
+        int64_t next_claim = last_claim + SENDER_CLAIM_EVERY_MS - mono_ms();
+        int wait_ms = busy ? SENDER_CLAIM_EVERY_MS : SENDER_IDLE_WAIT_MS;
+        if (nd > 0 && next_claim < wait_ms)
+            wait_ms = next_claim > 0 ? (int)next_claim : 0; /* record them in time */
+        multi_wait(W->mh, wait_ms);
     }
+    finish_and_free(done, nd);
     return NULL;
+}
+
+/* Worker i's share of the slots: the configured counts are for the
+ * service, split evenly (each worker keeps at least one of each). */
+static int worker_init(struct worker *w, int i)
+{
+    int n = S.count;
+    w->cap_high = (int)(notify_cfg.inflight_high / n + (i < notify_cfg.inflight_high % n));
+    w->cap_bulk = (int)(notify_cfg.inflight_bulk / n + (i < notify_cfg.inflight_bulk % n));
+    w->cap_high = w->cap_high > 0 ? w->cap_high : 1;
+    w->cap_bulk = w->cap_bulk > 0 ? w->cap_bulk : 1;
+    w->done = calloc(SENDER_DONE_MAX, sizeof(*w->done));
+    w->status = calloc(SENDER_DONE_MAX, sizeof(*w->status));
+    w->mh = multi_open();
+    if (!w->done || !w->status || !w->mh)
+        return -1;
+    w->multi = multi_curl(w->mh);
+    if (pthread_create(&w->thread, NULL, sender_main, w) != 0)
+        return -1;
+    w->started = true;
+    return 0;
 }
 
 int notify_sender_start(const struct service_common_config *common)
@@ -538,26 +655,45 @@ int notify_sender_start(const struct service_common_config *common)
         return -1;
     snprintf(S.dsn, sizeof(S.dsn), "%s", common->pg_dsn);
     S.statement_timeout_ms = (int)common->pg_statement_timeout_ms;
-    S.multi = curl_multi_init();
-    if (!S.multi)
+    S.count = (int)notify_cfg.senders;
+    S.workers = calloc((size_t)S.count, sizeof(*S.workers));
+    if (!S.workers)
         return -1;
-    if (pthread_create(&S.thread, NULL, sender_main, NULL) != 0)
-        return -1;
-    S.started = true;
+    for (int i = 0; i < S.count; i++)
+        if (worker_init(&S.workers[i], i) < 0)
+            return -1;
     return 0;
 }
 
-/* In-flight sends are abandoned: their rows stay "sending" and another
- * worker sends them again after the lease, with the same message id. */
+/* A worker's kept easy handles and multi handle, once its thread ended. */
+static void worker_free(struct worker *w)
+{
+    while (w->easy_pooled > 0)
+        curl_easy_cleanup(w->easy_pool[--w->easy_pooled]);
+    multi_close(w->mh);
+    free(w->done), free(w->status);
+    w->mh = NULL, w->multi = NULL, w->done = NULL, w->status = NULL;
+}
+
+/* In-flight sends are abandoned: their rows stay "sending" and a worker
+ * sends them again after the lease, with the same message id. */
 void notify_sender_stop(void)
 {
-    if (!S.started)
+    if (!S.workers)
         return;
     atomic_store(&S.stop, true);
-    curl_multi_wakeup(S.multi);
-    pthread_join(S.thread, NULL);
-    S.started = false;
-    if (S.pg)
-        PQfinish(S.pg);
-    S.pg = NULL;
+    for (int i = 0; i < S.count; i++)
+        if (S.workers[i].started)
+            multi_wakeup(S.workers[i].mh);
+    for (int i = 0; i < S.count; i++) {
+        struct worker *w = &S.workers[i];
+        if (w->started)
+            pthread_join(w->thread, NULL);
+        if (w->pg)
+            PQfinish(w->pg);
+        w->pg = NULL, w->started = false;
+        worker_free(w);
+    }
+    free(S.workers);
+    S.workers = NULL;
 }
