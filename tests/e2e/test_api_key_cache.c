@@ -80,16 +80,26 @@ static void revoke_on_first(const char *key_id)
     api_response_free(&r);
 }
 
-/* key used on instance 2 twice: the second time from its cache. */
+/* One use of key on instance 2 counted as a cache hit and not a miss. */
+static bool hit_on_second(void *key)
+{
+    double hits = second_metric("tessera_api_key_cache_hits_total", NULL);
+    double misses = second_metric("tessera_api_key_cache_misses_total", NULL);
+    if (status_with(2, key) != 200)
+        return false;
+    return second_metric("tessera_api_key_cache_hits_total", NULL) == hits + 1 &&
+           second_metric("tessera_api_key_cache_misses_total", NULL) == misses;
+}
+
+/* key used on instance 2, then again from its cache. The key's creation is
+ * announced by NOTIFY too (it drops a cached "unknown"), and on a busy
+ * machine that can reach instance 2 after its first use and forget the
+ * entry once: so a hit is awaited, never assumed at the second use. */
 static void expect_cached_on_second(const char *key)
 {
     assert_int_equal(status_with(2, key), 200);
-    double hits = second_metric("tessera_api_key_cache_hits_total", NULL);
-    double misses = second_metric("tessera_api_key_cache_misses_total", NULL);
-    assert_true(hits >= 0 && misses >= 1);
-    assert_int_equal(status_with(2, key), 200);
-    assert_int_equal(second_metric("tessera_api_key_cache_hits_total", NULL), hits + 1);
-    assert_int_equal(second_metric("tessera_api_key_cache_misses_total", NULL), misses);
+    assert_true(second_metric("tessera_api_key_cache_misses_total", NULL) >= 1);
+    assert_true(poll_until(hit_on_second, (void *)key, SETTLE_MS));
 }
 
 static int setup(void **state)
