@@ -32,7 +32,8 @@ int64_t bus_now_ms(void)
  * thread. Most errors are transient (a broker restarting) and librdkafka
  * retries them itself, so they are logged; a fatal error (the idempotent
  * producer lost its guarantees) is read out in full because every later
- * call on the handle fails with __FATAL and the service must restart. */
+ * call on the handle fails with __FATAL: a producer replaces its handle
+ * (producer.c, bus_producer_recover). */
 void bus_log_fatal(rd_kafka_t *rk)
 {
     char fatal[512];

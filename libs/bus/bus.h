@@ -62,7 +62,13 @@ typedef void (*bus_delivery_fn)(void *ctx, void *msg_opaque, rd_kafka_resp_err_t
  * the caller drives them with bus_producer_poll/flush. When on_delivery is
  * NULL, a non-NULL msg_opaque must point to an rd_kafka_resp_err_t which
  * receives the message's result (callers preset it to
- * RD_KAFKA_RESP_ERR__IN_PROGRESS). Returns NULL with err on bad config. */
+ * RD_KAFKA_RESP_ERR__IN_PROGRESS). Returns NULL with err on bad config.
+ * After a fatal error (the idempotent producer lost its guarantees) the
+ * producer replaces its handle, at most every 5 s, when it next serves
+ * reports or produces: held messages get a failed report, later ones go
+ * out (docs/kafka-producer-recovery.md). So every call but
+ * bus_producer_outstanding must come from the thread that serves its
+ * reports (the loop's, or the one calling poll/flush). */
 struct bus_producer *bus_producer_new(const struct bus_config *cfg, struct event_base *base,
                                       bus_delivery_fn on_delivery, void *ctx, char *err,
                                       size_t err_len);

@@ -17,9 +17,18 @@
 
 #define BUS_PRODUCE_RETRY_POLL_MS 100 /* poll between queue-full retries */
 #define BUS_LINGER_MS_MAX         10000
+/* A handle is replaced after a fatal error at most this often: a broker
+ * that keeps breaking the idempotent producer is not met with a new
+ * connection storm. Until then every produce fails, and callers retry. */
+#define BUS_RECREATE_INTERVAL_MS 5000
+/* How long a replacement waits for the old handle's purged reports. */
+#define BUS_RECREATE_PURGE_WAIT_MS 2000
 
 struct bus_producer {
     rd_kafka_t *rk;
+    rd_kafka_conf_t *conf;   /* a copy of rk's, to build a replacement from */
+    int64_t recreated_ms;    /* bus_now_ms() of the last replacement, 0: none */
+    bool recreating;         /* reports of the old handle are being served */
     struct event_base *base; /* NULL: the caller polls */
     struct bus_qwatch qwatch;
     bus_delivery_fn on_delivery;
@@ -28,6 +37,8 @@ struct bus_producer {
      * from another thread than the one serving delivery reports. */
     atomic_int outstanding;
 };
+
+static bool bus_producer_drain(void *arg);
 
 /* Only bus_dead_letter_enqueue produces to the dead-letter topic, and its
  * msg_opaque is the caller's result cell: such reports go there, not to
@@ -72,12 +83,81 @@ static void bus_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void 
         *(rd_kafka_resp_err_t *)msg_opaque = rkm->err;
 }
 
+/* Serves the old handle's reports after purging it: every message it still
+ * held gets a failed report (__PURGE_QUEUE or __PURGE_INFLIGHT), which
+ * its caller already handles as any failed delivery (the outbox relays the
+ * row again, ingest answers 503 or 202, dead letters are waited for
+ * again). */
+static void bus_producer_purge_old(struct bus_producer *p)
+{
+    int64_t deadline = bus_now_ms() + BUS_RECREATE_PURGE_WAIT_MS;
+    rd_kafka_resp_err_t e =
+        rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+        log_fields(LOG_WARN, "kafka purge failed", "error", rd_kafka_err2name(e), NULL);
+    rd_kafka_poll(p->rk, 0);
+    while (rd_kafka_outq_len(p->rk) > 0 && bus_now_ms() < deadline)
+        rd_kafka_poll(p->rk, 1);
+    if (rd_kafka_outq_len(p->rk) > 0)
+        log_fields(LOG_ERROR, "kafka producer replaced with messages unreported", "client",
+                   rd_kafka_name(p->rk), NULL);
+}
+
+static void bus_producer_count_recreated(const char *error)
+{
+    struct metric_family *f = metrics_counter(
+        "tessera_kafka_producer_recreated_total",
+        "Kafka producer handles replaced after a fatal error, by the error.", "error");
+    metrics_inc(metrics_with(f, error));
+}
+
+/* An idempotent producer's fatal error (e.g. OUT_OF_ORDER_SEQUENCE_NUMBER
+ * after a broker lost unflushed messages) makes every later call on its
+ * handle fail with __FATAL: the handle is replaced with a new one built
+ * from the same configuration, here on the thread that serves the
+ * producer's reports (its loop, or the caller of poll/flush/produce). A
+ * message whose report was purged may still have reached the broker and is
+ * sent again by its caller: that is safe because every consumer
+ * de-duplicates by the message's id (event id, command id). */
+static void bus_producer_recover(struct bus_producer *p)
+{
+    char reason[512], err[256];
+    rd_kafka_resp_err_t fatal = rd_kafka_fatal_error(p->rk, reason, sizeof(reason));
+    if (fatal == RD_KAFKA_RESP_ERR_NO_ERROR || p->recreating)
+        return;
+    int64_t now = bus_now_ms();
+    if (p->recreated_ms != 0 && now - p->recreated_ms < BUS_RECREATE_INTERVAL_MS)
+        return;
+    p->recreated_ms = now;
+    rd_kafka_conf_t *conf = rd_kafka_conf_dup(p->conf);
+    rd_kafka_t *fresh = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    if (fresh == NULL) {
+        rd_kafka_conf_destroy(conf);
+        log_fields(LOG_ERROR, "kafka producer not replaced", "error", err, NULL);
+        return;
+    }
+    p->recreating = true; /* a report callback that produces must not recurse */
+    bus_producer_purge_old(p);
+    p->recreating = false;
+    bus_qwatch_stop(&p->qwatch);
+    rd_kafka_destroy(p->rk);
+    p->rk = fresh;
+    if (p->base != NULL && bus_qwatch_start(&p->qwatch, p->base, rd_kafka_queue_get_main(p->rk),
+                                            bus_producer_drain, p, err, sizeof(err)) != 0)
+        log_fields(LOG_ERROR, "kafka producer replaced without its queue watcher", "error", err,
+                   NULL);
+    log_fields(LOG_ERROR, "kafka producer replaced after a fatal error", "client",
+               rd_kafka_name(p->rk), "error", rd_kafka_err2name(fatal), "reason", reason, NULL);
+    bus_producer_count_recreated(rd_kafka_err2name(fatal));
+}
+
 /* Queue watcher drain: serves the delivery reports waiting; true when it
  * stopped at BUS_DRAIN_EVENTS_MAX with more left. */
 static bool bus_producer_drain(void *arg)
 {
     struct bus_producer *p = arg;
     int served = 0;
+    bus_producer_recover(p);
     while (served < BUS_DRAIN_EVENTS_MAX) {
         int n = rd_kafka_poll(p->rk, 0);
         if (n <= 0)
@@ -129,6 +209,7 @@ struct bus_producer *bus_producer_new(const struct bus_config *cfg, struct event
     }
     rd_kafka_conf_set_dr_msg_cb(conf, bus_on_delivery);
     rd_kafka_conf_set_opaque(conf, p);
+    p->conf = rd_kafka_conf_dup(conf);
     p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, err_len);
     if (p->rk == NULL) {
         rd_kafka_conf_destroy(conf);
@@ -172,7 +253,7 @@ static rd_kafka_resp_err_t bus_produce_raw(struct bus_producer *p, const char *t
     if (headers != NULL)
         rd_kafka_headers_destroy(headers);
     if (err == RD_KAFKA_RESP_ERR__FATAL)
-        bus_log_fatal(p->rk);
+        bus_producer_recover(p); /* this message failed; the next one may go */
     else if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
         log_fields(LOG_WARN, "kafka produce failed", "topic", topic, "error",
                    rd_kafka_err2name(err), NULL);
@@ -201,6 +282,7 @@ rd_kafka_resp_err_t bus_produce(struct bus_producer *p, const char *topic, const
 void bus_producer_poll(struct bus_producer *p, int timeout_ms)
 {
     BUS_ASSERT(p != NULL && timeout_ms >= 0);
+    bus_producer_recover(p);
     rd_kafka_poll(p->rk, timeout_ms);
 }
 
@@ -223,6 +305,7 @@ int bus_producer_flush(struct bus_producer *p, int timeout_ms)
         if (elapsed_ms >= timeout_ms)
             return -1;
         rd_kafka_poll(p->rk, 1);
+        bus_producer_recover(p);
     }
     return 0;
 }
@@ -243,6 +326,8 @@ void bus_producer_free(struct bus_producer *p)
     bus_qwatch_stop(&p->qwatch);
     if (p->rk != NULL)
         rd_kafka_destroy(p->rk);
+    if (p->conf != NULL)
+        rd_kafka_conf_destroy(p->conf);
     free(p);
 }
 
@@ -317,6 +402,7 @@ int bus_dead_letters_wait(struct bus_producer *p, const rd_kafka_resp_err_t *res
         if (elapsed_ms >= timeout_ms)
             return -1;
         rd_kafka_poll(p->rk, 1);
+        bus_producer_recover(p);
     }
     for (size_t i = 0; i < n; i++)
         if (results[i] != RD_KAFKA_RESP_ERR_NO_ERROR)
