@@ -79,7 +79,7 @@ pg_reads=$(( $(metric_sum "$ingest_admin" tessera_entitlement_pg_reads_total) - 
   >"$work/load.json" &
 load=$!
 sleep $((load_s / 2))
-"$runtime" start-service tiering >/dev/null
+"$runtime" launch-service tiering >/dev/null # not start-service: ready means caught up
 c_prev=$(metric_sum "$tiering_admin" tessera_tiering_purchases_counted_total)
 t0="" c0=0 l0=0 t1="" c1=0 l1=0
 while kill -0 "$load" 2>/dev/null; do

@@ -82,7 +82,7 @@ apply_run() {
   local workers=${1%/*} batch_max=${TESSERA_LEDGER_BATCH_MAX:-}
   case $1 in */*) batch_max=${1#*/} ;; esac
   [ "$workers" != default ] || workers=""
-  env ${workers:+TESSERA_LEDGER_WORKERS=$workers} ${batch_max:+TESSERA_LEDGER_BATCH_MAX=$batch_max} "$runtime" start-service ledger
+  env ${workers:+TESSERA_LEDGER_WORKERS=$workers} ${batch_max:+TESSERA_LEDGER_BATCH_MAX=$batch_max} "$runtime" launch-service ledger # ready would mean caught up
   if [ -n "${2:-}" ]; then
     perf record -g -o "$2" -p "$(cat "$TESSERA_LOCAL_DIR/pids/ledger.pid")" >/dev/null 2>&1 &
     perf_pid=$!

@@ -77,7 +77,7 @@ run() {
   "$BIN/tessera-loadgen" --target purchase --port "$API_PORT" --key "$KEY" \
     --members "$MEMBERS_FILE" --connections 32 --rate "$ledger_rate" --duration 600 >/dev/null &
   local load=$! start end t10="" t90="" n base
-  "$RUNTIME" start-service campaign >/dev/null
+  "$RUNTIME" launch-service campaign >/dev/null # not start-service: ready means caught up
   base=$(applied)
   start=$(now)
   while :; do

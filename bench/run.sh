@@ -151,7 +151,7 @@ apply_run() {
   before=$(psql_bench -c "SELECT count(*) FROM ledger.commands")
   "$bin/tessera-bench-produce" "$bootstrap" "$work/members.txt" "$members" ledger-commands 100000 >/dev/null
   settle
-  env ${1:+TESSERA_LEDGER_WORKERS=$1} "$runtime" start-service ledger
+  env ${1:+TESSERA_LEDGER_WORKERS=$1} "$runtime" launch-service ledger # ready would mean caught up
   sample_start
   while :; do
     n=$(applied)

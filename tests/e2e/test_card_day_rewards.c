@@ -26,6 +26,7 @@
 #include "../support/api_client.h"
 #include "../support/expect.h"
 #include "../support/sql_tenant.h"
+#include "../support/sql_wait.h"
 #include "../support/test_clock.h"
 #include "../support/topic_reader.h"
 #include "bus/topics.h"
@@ -59,30 +60,12 @@ static void expect_status(struct api_response *r, long status, const char *what)
 
 static int64_t sql_int(const char *sql, const char *p1)
 {
-    PGconn *pg = test_pg();
-    const char *p[2] = {tenant_id, p1};
-    int64_t v = test_pg_int(pg, sql, 2, p);
-    PQfinish(pg);
-    return v;
-}
-
-struct sql_wait {
-    const char *sql, *p1;
-    int64_t want;
-};
-
-static bool sql_reached(void *arg)
-{
-    struct sql_wait *w = arg;
-    return sql_int(w->sql, w->p1) == w->want;
+    return sql_int_of(sql, tenant_id, p1);
 }
 
 static void wait_for(const char *sql, const char *p1, int64_t want, const char *what)
 {
-    struct sql_wait w = {sql, p1, want};
-    if (!poll_until(sql_reached, &w, DEADLINE_MS))
-        fail_msg("timed out waiting for %s (last %lld, want %lld)", what,
-                 (long long)sql_int(sql, p1), (long long)want);
+    sql_wait_for(sql, tenant_id, p1, want, what);
 }
 
 #define POINTS_OF                                                                                  \

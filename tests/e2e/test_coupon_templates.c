@@ -28,6 +28,7 @@
 #include "../support/expect.h"
 #include "../support/login_code.h"
 #include "../support/sql_tenant.h"
+#include "../support/sql_wait.h"
 #include "../support/topic_reader.h"
 #include "bus/topics.h"
 
@@ -58,35 +59,6 @@ static void template_make(const char *key, const char *body, char id[64])
     api_response_free(&r);
 }
 
-static int64_t sql_int(const char *sql, const char *p1, const char *p2)
-{
-    PGconn *pg = test_pg();
-    const char *p[2] = {p1, p2};
-    int64_t v = test_pg_int(pg, sql, p2 ? 2 : 1, p);
-    PQfinish(pg);
-    return v;
-}
-
-struct sql_wait {
-    const char *sql, *p1, *p2;
-    int64_t want;
-};
-
-static bool sql_reached(void *arg)
-{
-    struct sql_wait *w = arg;
-    return sql_int(w->sql, w->p1, w->p2) == w->want;
-}
-
-static void wait_for(const char *sql, const char *p1, const char *p2, int64_t want,
-                     const char *what)
-{
-    struct sql_wait w = {sql, p1, p2, want};
-    if (!poll_until(sql_reached, &w, DEADLINE_MS))
-        fail_msg("timed out waiting for %s (last %lld, want %lld)", what,
-                 (long long)sql_int(sql, p1, p2), (long long)want);
-}
-
 /* Issues template to body; waits for the issue to be done; its JSON. */
 static json_t *issue_and_wait(const char *key, const char *template_id, const char *body)
 {
@@ -97,8 +69,9 @@ static json_t *issue_and_wait(const char *key, const char *template_id, const ch
     char issue[64];
     snprintf(issue, sizeof(issue), "%s", json_str_at(r.body, "issue_id"));
     api_response_free(&r);
-    wait_for("SELECT count(*) FROM ingest.coupon_issues WHERE issue_id = $1 AND status = 'done'",
-             issue, NULL, 1, "the issue to finish");
+    sql_wait_for(
+        "SELECT count(*) FROM ingest.coupon_issues WHERE issue_id = $1 AND status = 'done'", issue,
+        NULL, 1, "the issue to finish");
     snprintf(path, sizeof(path), "/v1/coupon-templates/%s/issues/%s", template_id, issue);
     r = api_call("GET", path, NULL, key, NULL);
     api_expect_status(&r, 200);
@@ -186,28 +159,29 @@ static void test_bulk_issue_within_budget(void **state)
     assert_int_equal(json_int_at(again, "issued"), 0);
     assert_int_equal(json_int_at(again, "skipped") + json_int_at(again, "over_budget"), 3);
     json_decref(again);
-    wait_for(ISSUED_IN_LEDGER, tpl, NULL, BUDGET, "the ledger's coupons");
-    assert_int_equal(sql_int("SELECT issued_count FROM ingest.coupon_templates "
-                             "WHERE template_id = $1",
-                             tpl, NULL),
+    sql_wait_for(ISSUED_IN_LEDGER, tpl, NULL, BUDGET, "the ledger's coupons");
+    assert_int_equal(sql_int_of("SELECT issued_count FROM ingest.coupon_templates "
+                                "WHERE template_id = $1",
+                                tpl, NULL),
                      BUDGET);
-    assert_int_equal(sql_int("SELECT count(DISTINCT member_id) FROM ingest.coupon_grants "
-                             "WHERE template_id = $1",
-                             tpl, NULL),
+    assert_int_equal(sql_int_of("SELECT count(DISTINCT member_id) FROM ingest.coupon_grants "
+                                "WHERE template_id = $1",
+                                tpl, NULL),
                      BUDGET);
     /* each member given one was told once */
-    wait_for("SELECT count(*) FROM notification.read_inbox i JOIN ingest.coupon_grants g "
-             "ON g.tenant_id = i.tenant_id AND i.request_id = 'coupon.issued:' || g.coupon_id "
-             "WHERE g.template_id = $1 AND i.template = 'coupon.issued'",
-             tpl, NULL, BUDGET, "the coupon.issued messages");
+    sql_wait_for("SELECT count(*) FROM notification.read_inbox i JOIN ingest.coupon_grants g "
+                 "ON g.tenant_id = i.tenant_id AND i.request_id = 'coupon.issued:' || g.coupon_id "
+                 "WHERE g.template_id = $1 AND i.template = 'coupon.issued'",
+                 tpl, NULL, BUDGET, "the coupon.issued messages");
 }
 
 /* The coupon id one member was given from template. */
 static void coupon_of(const char *tpl, const char *member, char out[64])
 {
-    wait_for("SELECT count(*) FROM ingest.coupon_grants WHERE template_id = $1 AND member_id = $2 "
-             "AND status = 'issued'",
-             tpl, member, 1, "the coupon to be issued");
+    sql_wait_for(
+        "SELECT count(*) FROM ingest.coupon_grants WHERE template_id = $1 AND member_id = $2 "
+        "AND status = 'issued'",
+        tpl, member, 1, "the coupon to be issued");
     PGconn *pg = test_pg();
     const char *p[2] = {tpl, member};
     PGresult *res = PQexecParams(pg,
@@ -364,7 +338,7 @@ static void test_claims_respect_the_limit(void **state)
             assert_string_equal(racers[i].code, "coupon_limit_reached");
     }
     assert_int_equal(won, LIMIT);
-    wait_for(ISSUED_IN_LEDGER, tpl, NULL, LIMIT, "the claimed coupons in the ledger");
+    sql_wait_for(ISSUED_IN_LEDGER, tpl, NULL, LIMIT, "the claimed coupons in the ledger");
 }
 
 /* A crash right after the settle committed leaves a grant issued with its
@@ -393,12 +367,12 @@ static void test_owed_notice_survives_a_crash(void **state)
     snprintf(coupon, sizeof(coupon), "%s", PQgetvalue(res, 0, 0));
     PQclear(res);
     PQfinish(pg);
-    wait_for("SELECT count(*) FROM notification.read_inbox WHERE request_id = "
-             "'coupon.issued:' || $1 AND template = 'coupon.issued' AND member_id = $2",
-             coupon, member, 1, "the owed coupon.issued message");
-    wait_for("SELECT count(*) FROM ingest.coupon_grants WHERE coupon_id = $1 "
-             "AND noticed_at IS NOT NULL",
-             coupon, NULL, 1, "the notice to be recorded as delivered");
+    sql_wait_for("SELECT count(*) FROM notification.read_inbox WHERE request_id = "
+                 "'coupon.issued:' || $1 AND template = 'coupon.issued' AND member_id = $2",
+                 coupon, member, 1, "the owed coupon.issued message");
+    sql_wait_for("SELECT count(*) FROM ingest.coupon_grants WHERE coupon_id = $1 "
+                 "AND noticed_at IS NOT NULL",
+                 coupon, NULL, 1, "the notice to be recorded as delivered");
 }
 
 static void sql_exec(const char *sql, const char *p1)
@@ -428,18 +402,18 @@ static void test_refused_grant_releases_its_budget(void **state)
     sql_exec("UPDATE ingest.coupon_templates SET value = 0 WHERE template_id = $1", tpl);
     snprintf(body, sizeof(body), "{\"member_ids\":[\"%s\"]}", a);
     json_decref(issue_and_wait(admin_key, tpl, body));
-    wait_for("SELECT count(*) FROM ingest.coupon_grants WHERE template_id = $1 "
-             "AND status = 'refused'",
-             tpl, NULL, 1, "the grant to be refused");
-    wait_for("SELECT issued_count FROM ingest.coupon_templates WHERE template_id = $1", tpl, NULL,
-             0, "the budget to come back");
+    sql_wait_for("SELECT count(*) FROM ingest.coupon_grants WHERE template_id = $1 "
+                 "AND status = 'refused'",
+                 tpl, NULL, 1, "the grant to be refused");
+    sql_wait_for("SELECT issued_count FROM ingest.coupon_templates WHERE template_id = $1", tpl,
+                 NULL, 0, "the budget to come back");
     sql_exec("UPDATE ingest.coupon_templates SET value = 500 WHERE template_id = $1", tpl);
     snprintf(body, sizeof(body), "{\"member_ids\":[\"%s\"]}", b);
     json_t *done = issue_and_wait(admin_key, tpl, body);
     assert_int_equal(json_int_at(done, "issued"), 1);
     assert_int_equal(json_int_at(done, "over_budget"), 0);
     json_decref(done);
-    wait_for(ISSUED_IN_LEDGER, tpl, NULL, 1, "b's coupon in the ledger");
+    sql_wait_for(ISSUED_IN_LEDGER, tpl, NULL, 1, "b's coupon in the ledger");
 }
 
 /* A retried POST .../issues with its Idempotency-Key is answered with the
@@ -469,9 +443,11 @@ static void test_issue_retry_makes_one_issue(void **state)
     api_expect_problem(api_call("POST", path, "{\"filter\":{}}", admin_key, headers), 422,
                        "idempotency_key_reused");
     assert_int_equal(
-        sql_int("SELECT count(*) FROM ingest.coupon_issues WHERE template_id = $1", tpl, NULL), 1);
-    wait_for("SELECT count(*) FROM ingest.coupon_grants WHERE template_id = $1 AND member_id = $2",
-             tpl, a, 1, "the member's one coupon");
+        sql_int_of("SELECT count(*) FROM ingest.coupon_issues WHERE template_id = $1", tpl, NULL),
+        1);
+    sql_wait_for(
+        "SELECT count(*) FROM ingest.coupon_grants WHERE template_id = $1 AND member_id = $2", tpl,
+        a, 1, "the member's one coupon");
 }
 
 static int setup(void **state)

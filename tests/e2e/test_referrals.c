@@ -21,6 +21,7 @@
 #include "../support/api_client.h"
 #include "../support/expect.h"
 #include "../support/sql_tenant.h"
+#include "../support/sql_wait.h"
 #include "../support/test_clock.h"
 #include "ids/uuid7.h"
 
@@ -103,36 +104,14 @@ static void refund_purchase(const char *member, const char *op)
     api_response_free(&r);
 }
 
-struct sql_wait {
-    const char *sql;
-    const char *p1;
-    int64_t want;
-};
-
-static bool sql_reached(void *arg)
-{
-    struct sql_wait *w = arg;
-    PGconn *pg = test_pg();
-    const char *p[2] = {tenant_id, w->p1};
-    int64_t v = test_pg_int(pg, w->sql, 2, p);
-    PQfinish(pg);
-    return v == w->want;
-}
-
 static void wait_for(const char *sql, const char *p1, int64_t want, const char *what)
 {
-    struct sql_wait w = {sql, p1, want};
-    if (!poll_until(sql_reached, &w, DEADLINE_MS))
-        fail_msg("timed out waiting for %s", what);
+    sql_wait_for(sql, tenant_id, p1, want, what);
 }
 
 static int64_t sql_int(const char *sql, const char *p1)
 {
-    PGconn *pg = test_pg();
-    const char *p[2] = {tenant_id, p1};
-    int64_t v = test_pg_int(pg, sql, 2, p);
-    PQfinish(pg);
-    return v;
+    return sql_int_of(sql, tenant_id, p1);
 }
 
 #define STATUS_IS(s)                                                                               \
