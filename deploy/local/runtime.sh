@@ -43,7 +43,7 @@ bin_dir=${TESSERA_BIN_DIR:-$repo/build/bin}
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 services=(ingest ledger tiering campaign notification)
 consumers=(ledger tiering campaign notification)
-ready_timeout_s=${TESSERA_LOCAL_READY_TIMEOUT_S:-60}
+ready_timeout_s=${TESSERA_LOCAL_READY_TIMEOUT_S:-180} # ready = caught up: a backlog takes time
 # Tests: the local notification providers (tests/support/notify_sinks.py),
 # SMTP on this port and the SMS/push webhook on the next one. Unset (make
 # run): no provider, so email, SMS and push are suppressed ("no_provider").
