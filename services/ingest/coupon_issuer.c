@@ -29,9 +29,10 @@
 #include "events/card_types.h"
 #include "ingest.h"
 #include "log/log.h"
-#include "tessera/notification/v1/notification.pb-c.h"
+#include "sweep_send.h"
 
 #define ISSUER_ACTOR  "ingest-coupons"
+#define SWEEP_NAME    "coupons" /* in the shared senders' logs */
 #define RESEND_AFTER  "5 seconds"
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x)  STRINGIFY_(x)
@@ -76,31 +77,11 @@ static int64_t int_at(const PGresult *res, int i, int col)
     return strtoll(PQgetvalue(res, i, col), NULL, 10);
 }
 
-static void send_plain(struct ingest *app, const char *topic, Envelope *env, int kind,
-                       const char *id)
-{
-    size_t len = 0;
-    uint8_t *bin = envelope_encode(env, &len);
-    if (!bin)
-        return;
-    rd_kafka_headers_t *headers = envelope_cloudevents_headers(env, "/tessera/ingest");
-    struct delivery *d = delivery_new(kind, id);
-    if (bus_produce(ingest_producer_for(app, topic, env->member_id), topic, env->member_id, bin,
-                    len, headers, d) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        free(d);
-        log_fields(LOG_WARN, "coupon: send failed; a later round resends", "topic", topic, NULL);
-    }
-    free(bin);
-}
-
 static void send_issue(struct ingest *app, const PGresult *res, int i)
 {
     struct event_meta meta;
-    Envelope env;
-    Actor actor;
     IssueCoupon ic;
     row_meta(res, i, &meta);
-    envelope_init(&env, &actor, &meta);
     tessera__cards__v1__issue_coupon__init(&ic);
     ic.command_id = ic.coupon_id = (char *)PQgetvalue(res, i, G_COUPON);
     ic.kind = (char *)PQgetvalue(res, i, G_KIND);
@@ -112,22 +93,17 @@ static void send_issue(struct ingest *app, const PGresult *res, int i)
     ic.valid_from_us = int_at(res, i, G_FROM);
     ic.valid_to_us = int_at(res, i, G_TO);
     ic.name = (char *)PQgetvalue(res, i, G_NAME);
-    env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_ISSUE_COUPON;
-    env.issue_coupon = &ic;
-    send_plain(app, TOPIC_LEDGER_COMMANDS, &env, DELIVERY_COMMAND, ic.command_id);
+    sweep_send_command(app, &meta, &ic, SWEEP_NAME);
 }
 
 static void send_notice(struct ingest *app, const PGresult *res, int i)
 {
     struct event_meta meta;
-    Envelope env;
-    Actor actor;
     Tessera__Notification__V1__NotifyRequest note;
     Tessera__Notification__V1__Variable v[4], *vars[4];
     char request_id[INGEST_KEY_MAX + 32];
     snprintf(request_id, sizeof(request_id), "coupon.issued:%s", PQgetvalue(res, i, G_COUPON));
     row_meta(res, i, &meta);
-    envelope_init(&env, &actor, &meta);
     tessera__notification__v1__notify_request__init(&note);
     size_t n = 0;
     for (int k = 0; k < 4; k++)
@@ -150,10 +126,8 @@ static void send_notice(struct ingest *app, const PGresult *res, int i)
     note.priority = "bulk"; /* a campaign: behind receipts and codes */
     note.n_variables = n;
     note.variables = vars;
-    env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_NOTIFY_REQUEST;
-    env.notify_request = &note;
-    send_plain(app, TOPIC_NOTIFY_REQUESTS, &env, DELIVERY_COUPON_NOTICE,
-               PQgetvalue(res, i, G_COUPON));
+    sweep_send_notice(app, &meta, &note, DELIVERY_COUPON_NOTICE, PQgetvalue(res, i, G_COUPON),
+                      SWEEP_NAME);
 }
 
 /* clang-format off */
@@ -226,23 +200,9 @@ static void on_settled(void *arg, PGresult *res, const char *err, const char *sq
         issuer_running = false;
 }
 
-static void on_marked(void *arg, PGresult *res, const char *err, const char *sqlstate)
-{
-    if (!res)
-        log_fields(LOG_WARN, "could not mark a coupon notice sent; it is sent again", "error", err,
-                   NULL);
-}
-
 void coupon_notice_on_delivery(struct ingest *app, const char *coupon_id, rd_kafka_resp_err_t err)
 {
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        log_fields(LOG_WARN, "coupon notice not delivered; a later round resends", "error",
-                   rd_kafka_err2str(err), NULL);
-        return;
-    }
-    const char *params[1] = {coupon_id};
-    if (pg_pool_query(app->pg, NOTICED_SQL, 1, params, on_marked, NULL) < 0)
-        log_warn("could not queue a coupon notice mark; it is sent again");
+    sweep_notice_delivered(app, NOTICED_SQL, coupon_id, err, SWEEP_NAME);
 }
 
 static void on_sent(void *arg, PGresult *res, const char *err, const char *sqlstate)

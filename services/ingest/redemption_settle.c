@@ -32,35 +32,16 @@
 #include "events/card_types.h"
 #include "ingest.h"
 #include "log/log.h"
-#include "tessera/notification/v1/notification.pb-c.h"
+#include "sweep_send.h"
 
 #define SETTLE_ROWS_MAX     200 /* the LIMIT of each statement */
 #define SETTLE_ACTOR        "ingest-redemptions"
+#define SWEEP_NAME          "redemptions" /* in the shared senders' logs */
 #define RESEND_DEBIT_AFTER  "30 seconds"
 #define RESEND_COUPON_AFTER "2 seconds"
 #define RESEND_NOTICE_AFTER "5 seconds" /* a send without a delivery report */
 
 static bool settle_running;
-
-/* Sends an encoded envelope without a waiter (its delivery report only
- * logs a failure). Takes nothing: payload stays the caller's. */
-static void send_plain(struct ingest *app, const char *topic, Envelope *env, int kind,
-                       const char *id)
-{
-    size_t len = 0;
-    uint8_t *bin = envelope_encode(env, &len);
-    if (!bin)
-        return;
-    rd_kafka_headers_t *headers = envelope_cloudevents_headers(env, "/tessera/ingest");
-    struct delivery *d = delivery_new(kind, id);
-    if (bus_produce(ingest_producer_for(app, topic, env->member_id), topic, env->member_id, bin,
-                    len, headers, d) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        free(d);
-        log_fields(LOG_WARN, "redemption: send failed; the next round retries", "topic", topic,
-                   NULL);
-    }
-    free(bin);
-}
 
 /* Columns shared by the statements' results. */
 enum {
@@ -95,11 +76,8 @@ static void row_meta(const PGresult *res, int i, struct event_meta *m)
 static void send_coupon(struct ingest *app, const PGresult *res, int i)
 {
     struct event_meta meta;
-    Envelope env;
-    Actor actor;
     IssueCoupon ic;
     row_meta(res, i, &meta);
-    envelope_init(&env, &actor, &meta);
     tessera__cards__v1__issue_coupon__init(&ic);
     ic.command_id = (char *)PQgetvalue(res, i, S_DELIVERY);
     ic.coupon_id = (char *)PQgetvalue(res, i, S_DELIVERY);
@@ -108,9 +86,7 @@ static void send_coupon(struct ingest *app, const PGresult *res, int i)
     ic.percent_bp = strtoll(PQgetvalue(res, i, S_CPCT), NULL, 10);
     ic.valid_days = strtoll(PQgetvalue(res, i, S_CDAYS), NULL, 10);
     ic.name = (char *)PQgetvalue(res, i, S_NAME);
-    env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_ISSUE_COUPON;
-    env.issue_coupon = &ic;
-    send_plain(app, TOPIC_LEDGER_COMMANDS, &env, DELIVERY_COMMAND, ic.command_id);
+    sweep_send_command(app, &meta, &ic, SWEEP_NAME);
 }
 
 static void send_debit(struct ingest *app, const PGresult *res, int i)
@@ -138,15 +114,12 @@ static void send_debit(struct ingest *app, const PGresult *res, int i)
 static void send_notice(struct ingest *app, const PGresult *res, int i)
 {
     struct event_meta meta;
-    Envelope env;
-    Actor actor;
     Tessera__Notification__V1__NotifyRequest note;
     Tessera__Notification__V1__Variable vname, vpoints, vdays,
         *vars[3] = {&vname, &vpoints, &vdays};
     char request_id[INGEST_KEY_MAX + 32];
     snprintf(request_id, sizeof(request_id), "redemption.done:%s", PQgetvalue(res, i, S_ID));
     row_meta(res, i, &meta);
-    envelope_init(&env, &actor, &meta);
     tessera__notification__v1__notify_request__init(&note);
     tessera__notification__v1__variable__init(&vname);
     tessera__notification__v1__variable__init(&vpoints);
@@ -166,10 +139,8 @@ static void send_notice(struct ingest *app, const PGresult *res, int i)
     note.priority = "normal";
     note.n_variables = vdays.number > 0 ? 3 : 2;
     note.variables = vars;
-    env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_NOTIFY_REQUEST;
-    env.notify_request = &note;
-    send_plain(app, TOPIC_NOTIFY_REQUESTS, &env, DELIVERY_REDEMPTION_NOTICE,
-               PQgetvalue(res, i, S_ID));
+    sweep_send_notice(app, &meta, &note, DELIVERY_REDEMPTION_NOTICE, PQgetvalue(res, i, S_ID),
+                      SWEEP_NAME);
 }
 
 /* The columns every statement returns, from s (redemptions) joined with
@@ -259,24 +230,10 @@ static void on_coupons(void *arg, PGresult *res, const char *err, const char *sq
         settle_running = false;
 }
 
-static void on_marked(void *arg, PGresult *res, const char *err, const char *sqlstate)
-{
-    if (!res)
-        log_fields(LOG_WARN, "could not mark a redemption notice sent; it is sent again", "error",
-                   err, NULL);
-}
-
 void redemption_notice_on_delivery(struct ingest *app, const char *redemption_id,
                                    rd_kafka_resp_err_t err)
 {
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        log_fields(LOG_WARN, "redemption notice not delivered; a later round resends", "error",
-                   rd_kafka_err2str(err), NULL);
-        return;
-    }
-    const char *params[1] = {redemption_id};
-    if (pg_pool_query(app->pg, NOTICED_SQL, 1, params, on_marked, NULL) < 0)
-        log_warn("could not queue a redemption notice mark; it is sent again");
+    sweep_notice_delivered(app, NOTICED_SQL, redemption_id, err, SWEEP_NAME);
 }
 
 static void on_debits(void *arg, PGresult *res, const char *err, const char *sqlstate)
