@@ -14,7 +14,10 @@
  *
  * Activities are applied in the batch's order; one member's are ordered in
  * their partition and this service is their only writer, so the counts of
- * step 1 include every earlier activity of the member. */
+ * step 1 include every earlier activity of the member.
+ *
+ * Step 1 leaves the version's promotions out when promotions.c keeps them
+ * parsed (the tenant's kept change_id is its parameter $6). */
 #undef NDEBUG /* asserts stay on in production builds */
 #include <assert.h>
 #include <jansson.h>
@@ -44,7 +47,10 @@ static const char context_sql[] =
     "  p.day::text, (p.day - DATE '1970-01-01'), extract(day FROM p.day)::int, " /* 1-3 */
     "  (SELECT change_id FROM r), (SELECT activities -> $4 FROM r)::text, "     /* 4-5 */
     "  (SELECT monthly_cap FROM r), (SELECT streak_days FROM r), "               /* 6-7 */
-    "  (SELECT streak_points FROM r), (SELECT promotions FROM r)::text, "        /* 8-9 */
+    "  (SELECT streak_points FROM r), "                                          /* 8 */
+    /* the promotions only when those kept parsed (promotions.c) are of another version */
+    "  CASE WHEN (SELECT change_id FROM r) = $6 THEN NULL "
+    "    ELSE (SELECT promotions FROM r)::text END, "                               /* 9 */
     "  (SELECT welcome_days FROM r), (SELECT welcome_tasks -> $4 FROM r)::text, " /* 10-11 */
     "  (SELECT registered_at_us FROM engage_members WHERE tenant_id = $1 "
     "    AND member_id = $2), "                                                   /* 12 */
@@ -106,7 +112,12 @@ static int64_t read_multiplier(const struct activity_case *k)
                                  .branch = k->env->branch_id,
                                  .categories = &type,
                                  .category_count = 1};
-    return engage_promotion_multiplier(col_null(k, 9) ? NULL : PQgetvalue(k->ctx, 0, 9), &t);
+    if (col_null(k, 4))
+        return promotions_multiplier(NULL, &t); /* no rules set */
+    /* column 9 is NULL when the kept promotions are of this version */
+    const struct promotions *p = promotions_of(k->env->tenant_id, PQgetvalue(k->ctx, 0, 4),
+                                               col_null(k, 9) ? NULL : PQgetvalue(k->ctx, 0, 9));
+    return promotions_multiplier(p, &t);
 }
 
 /* Step 2 for the activity's own points. */
@@ -235,8 +246,10 @@ int engage_apply_activity(struct campaign_ctx *c, PGconn *pg, const Envelope *en
     struct activity_case k = {.env = env, .a = env->activity_recorded};
     char at[24];
     snprintf(at, sizeof(at), "%lld", (long long)env->occurred_at_us);
-    const char *p[5] = {env->tenant_id, env->member_id, at, k.a->type, k.a->activity_id};
-    k.ctx = db_query(pg, context_sql, 5, p, err, err_len, NULL);
+    const char *kept = promotions_cached_version(env->tenant_id);
+    const char *p[6] = {env->tenant_id, env->member_id,   at,
+                        k.a->type,      k.a->activity_id, kept ? kept : ""};
+    k.ctx = db_query(pg, context_sql, 6, p, err, err_len, NULL);
     if (!k.ctx)
         return -1;
     assert(PQntuples(k.ctx) == 1);

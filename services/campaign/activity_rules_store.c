@@ -146,9 +146,11 @@ int engage_store_rules(PGconn *pg, const Envelope *env, struct pipeline_batch *b
         13, p, err, err_len, NULL);
     free(acts), free(promos), free(tasks);
     PQclear(res);
-    if (res)
+    if (res) {
+        promotions_forget(env->tenant_id); /* the kept parsed ones are superseded */
         log_fields(LOG_INFO, "activity rules changed", "tenant", env->tenant_id, "change_id",
                    c->change_id, NULL);
+    }
     return res ? 0 : -1;
 }
 

@@ -240,7 +240,10 @@ static int64_t promoted_points(const struct purchase_seen *s, PGresult *res, int
                                  .branch = s->env->branch_id,
                                  .categories = cats,
                                  .category_count = n};
-    int64_t bp = engage_promotion_multiplier(PQgetvalue(res, row, 6), &t);
+    /* column 8: the version's change_id, the key of its parsed promotions */
+    const struct promotions *promos =
+        promotions_of(s->env->tenant_id, PQgetvalue(res, row, 8), PQgetvalue(res, row, 6));
+    int64_t bp = promotions_multiplier(promos, &t);
     /* points <= 10^9 and bp <= 10^5: the product fits in int64 */
     int64_t promoted = s->points * bp / 10000;
     return promoted > EARNING_POINTS_MAX ? EARNING_POINTS_MAX : promoted;
@@ -306,13 +309,13 @@ static int compute_points(PGconn *pg, struct earning_batch *e, struct pipeline_b
         "SELECT u.i, r.change_id, r.purchase_enabled, r.purchase_unit_amount, "
         "r.purchase_points_per_unit, r.purchase_excluded_categories::text, "
         "a.promotions::text, extract(day FROM (to_timestamp(u.at / 1000000.0) AT TIME ZONE "
-        "coalesce(a.time_zone, '" ACTIVITY_TIME_ZONE_DEFAULT "')))::int "
+        "coalesce(a.time_zone, '" ACTIVITY_TIME_ZONE_DEFAULT "')))::int, a.change_id "
         "FROM unnest($1::text[], $2::bigint[], $3::int[]) AS u(t, at, i) "
         "CROSS JOIN LATERAL (SELECT * FROM earning_rules e WHERE e.tenant_id = u.t "
         "AND e.effective_from_us <= u.at ORDER BY e.effective_from_us DESC, e.change_id DESC "
         "LIMIT 1) r "
         /* the promotions in force then (activity_rules, engage.h) */
-        "LEFT JOIN LATERAL (SELECT x.promotions, x.time_zone FROM activity_rules x "
+        "LEFT JOIN LATERAL (SELECT x.promotions, x.time_zone, x.change_id FROM activity_rules x "
         "WHERE x.tenant_id = u.t AND x.effective_from_us <= u.at "
         "ORDER BY x.effective_from_us DESC, x.change_id DESC LIMIT 1) a ON true",
         3, p, err, err_len, NULL);

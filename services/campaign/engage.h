@@ -44,10 +44,22 @@ int engage_member_registered(struct campaign_ctx *c, PGconn *pg, const Envelope 
                              struct pipeline_batch *b, char *err, size_t err_len)
     __attribute__((warn_unused_result));
 
-/* promotions.c: the largest multiplier (basis points, 10000 = x1) of the
- * promotions (activity_rules.promotions as JSON text; NULL: none) in force
- * for t. */
-int64_t engage_promotion_multiplier(const char *promotions_json, const struct promotion_target *t);
+/* promotions.c: a tenant's promotions of one rule version (activity_rules,
+ * keyed by its change_id), parsed once and kept until another version is
+ * used or the tenant's rules change (pipeline thread only). */
+struct promotions;
+/* The change_id of the tenant's kept promotions, or NULL: a reader may
+ * leave their JSON out when this version is in force. */
+const char *promotions_cached_version(const char *tenant);
+/* The tenant's promotions of version change_id: the kept ones, else json
+ * (activity_rules.promotions as text; NULL: none) parsed and kept. Valid
+ * until the next call of promotions_of or promotions_forget. */
+const struct promotions *promotions_of(const char *tenant, const char *change_id, const char *json);
+/* Drops the tenant's kept promotions (its rules changed). */
+void promotions_forget(const char *tenant);
+/* The largest multiplier (basis points, 10000 = x1) of p (NULL: none) in
+ * force for t. */
+int64_t promotions_multiplier(const struct promotions *p, const struct promotion_target *t);
 
 /* activities.c: one ActivityRecorded (message i of b). */
 int engage_apply_activity(struct campaign_ctx *c, PGconn *pg, const Envelope *env,

@@ -459,6 +459,49 @@ static void test_member_day(void **state)
     test_clock_restore(offset);
 }
 
+/* ------------------------------------------------------------ promotion versions */
+/* The campaign keeps a tenant's parsed promotions, one rule version at a
+ * time (promotions.c): activities that occurred under two versions, sent
+ * in alternation, are each decided under their own version's promotions
+ * (x2 before the change, x3 after), and two in a row under one version
+ * (the kept one) as well. */
+static int64_t activity_points(PGconn *pg, const char *member, const char *activity_id)
+{
+    const char *p[2] = {member, activity_id};
+    return test_pg_int(pg,
+                       "SELECT points FROM campaign.activities WHERE member_id = $1 "
+                       "AND activity_id = $2",
+                       2, p);
+}
+
+static void test_promotion_versions(void **state)
+{
+    (void)state;
+    int64_t offset = clock_at("2031-05-10T09:00:00+08:00");
+    struct tenant t;
+    tenant_make(&t, "promoversion");
+    put_rules(&t, "{\"promotions\":[{\"name\":\"double\",\"multiplier_bp\":20000}]}", 200);
+    char m[64];
+    member_make(&t, m);
+    clock_at("2031-05-10T11:00:00+08:00");
+    put_rules(&t, "{\"promotions\":[{\"name\":\"triple\",\"multiplier_bp\":30000}]}", 200);
+    clock_at("2031-05-10T13:00:00+08:00");
+    activity(&t, m, "comment", "v1-a", "2031-05-10T10:00:00+08:00");
+    activity(&t, m, "comment", "v2-a", "2031-05-10T12:00:00+08:00");
+    activity(&t, m, "comment", "v2-b", "2031-05-10T12:30:00+08:00");
+    activity(&t, m, "comment", "v1-b", "2031-05-10T10:30:00+08:00");
+    activity(&t, m, "comment", "v2-c", "2031-05-10T12:45:00+08:00");
+    PGconn *pg = test_pg();
+    wait_applied(pg, m, 5);
+    assert_int_equal(activity_points(pg, m, "v1-a"), 10);
+    assert_int_equal(activity_points(pg, m, "v2-a"), 15);
+    assert_int_equal(activity_points(pg, m, "v2-b"), 15);
+    assert_int_equal(activity_points(pg, m, "v1-b"), 10);
+    assert_int_equal(activity_points(pg, m, "v2-c"), 15);
+    PQfinish(pg);
+    test_clock_restore(offset);
+}
+
 /* ------------------------------------------------------------ welcome */
 /* NotifyRequests of one template for one member on notify-requests. */
 struct welcome_seen {
@@ -694,6 +737,7 @@ int main(void)
         cmocka_unit_test(test_limits_and_cap),
         cmocka_unit_test(test_duplicate_activity),
         cmocka_unit_test(test_member_day),
+        cmocka_unit_test(test_promotion_versions),
         cmocka_unit_test(test_welcome_month),
         cmocka_unit_test(test_birthday_gift),
         cmocka_unit_test(test_member_records_own_activity),
