@@ -40,8 +40,8 @@ trap 'kill "${bare:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
 
 jget() { sed -n "s/.*\"$1\":\([-0-9.e]*\).*/\1/p" <<<"$2"; }
 metric_sum() { # admin port, metric name prefix: the sum of its samples
-  curl -fsS "http://127.0.0.1:$1/metrics" 2>/dev/null |
-    awk -v m="$2" 'index($1, m) == 1 {s += $2} END {printf "%.0f", s + 0}' || echo 0
+  { curl -fsS "http://127.0.0.1:$1/metrics" 2>/dev/null || true; } |
+    awk -v m="$2" 'index($1, m) == 1 {s += $2} END {printf "%.0f", s + 0}'
 }
 now() { date +%s.%N; }
 

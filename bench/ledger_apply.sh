@@ -49,8 +49,8 @@ say() { echo "ledger_apply: $*" >&2; }
 now() { date +%s.%N; }
 elapsed() { echo "$2 - $1" | bc -l; }
 psql_bench() { psql -qtA -v ON_ERROR_STOP=1 "host=127.0.0.1 port=$TESSERA_LOCAL_PG_PORT user=tessera dbname=tessera" "$@"; }
-applied() { curl -fsS "http://127.0.0.1:$ledger_admin/metrics" 2>/dev/null |
-  awk '$1 ~ /^tessera_consumer_messages_total/ {s += $2} END {print s + 0}' || echo 0; }
+applied() { { curl -fsS "http://127.0.0.1:$ledger_admin/metrics" 2>/dev/null || true; } |
+  awk '$1 ~ /^tessera_consumer_messages_total/ {s += $2} END {print s + 0}'; }
 settle() { psql_bench -c "VACUUM ANALYZE ledger.balances, ledger.commands, ledger.journal, ledger.outbox"; }
 
 if ! curl -fsS "http://127.0.0.1:$ledger_admin/metrics" >/dev/null 2>&1; then

@@ -34,7 +34,7 @@ ledger_rate=${BENCH_RULES_LEDGER_RATE:-300}
 campaign_admin=$((ADMIN_PORT_BASE + 3))
 say() { echo "bench rules: $*" >&2; }
 now() { date +%s.%N; }
-applied() { curl -fsS "http://127.0.0.1:$campaign_admin/metrics" 2>/dev/null |
+applied() { { curl -fsS "http://127.0.0.1:$campaign_admin/metrics" 2>/dev/null || true; } |
   awk '$1 == "tessera_campaign_activities_total" {v = $2} END {printf "%d\n", v}'; }
 
 put() { # path body
