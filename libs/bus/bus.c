@@ -30,7 +30,8 @@ int64_t bus_now_ms(void)
 
 /* Called by librdkafka from rd_kafka_poll/consumer_poll on the polling
  * thread. Most errors are transient (a broker restarting) and librdkafka
- * retries them itself, so they are logged; a fatal error (the idempotent
+ * retries them itself, so they are logged (once per kind a while, see
+ * error_log.c: every handle reports the same outage); a fatal error (the idempotent
  * producer lost its guarantees) is read out in full because every later
  * call on the handle fails with __FATAL: a producer replaces its handle
  * (producer.c, bus_producer_recover). */
@@ -48,9 +49,14 @@ static void bus_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaq
         bus_log_fatal(rk);
         return;
     }
+    long held_back = 0;
+    if (!bus_error_log_due(err, bus_now_ms(), &held_back))
+        return; /* the same kind, from another handle or a retry: logged a moment ago */
+    char held[24];
+    snprintf(held, sizeof(held), "%ld", held_back);
     log_fields(err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ? LOG_ERROR : LOG_WARN, "kafka error",
                "client", rd_kafka_name(rk), "error", rd_kafka_err2name((rd_kafka_resp_err_t)err),
-               "reason", reason, NULL);
+               "reason", reason, "same_kind_not_logged", held, NULL);
 }
 
 static bool bus_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *err,

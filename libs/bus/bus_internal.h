@@ -27,6 +27,14 @@ _Noreturn void bus_assert_fail(const char *expr, const char *file, int line, con
 /* Monotonic clock in milliseconds. */
 int64_t bus_now_ms(void);
 
+/* error_log.c: whether a report of error err (librdkafka's error
+ * callback) is to be logged at now_ms: the first of its kind in
+ * BUS_ERROR_LOG_EVERY_MS across the process is; *held_back says how many
+ * of its kind were not logged since the last one that was. Thread-safe. */
+#define BUS_ERROR_LOG_EVERY_MS 10000
+#define BUS_ERROR_KINDS_MAX    32 /* kinds remembered; more are always logged */
+bool bus_error_log_due(int err, int64_t now_ms, long *held_back);
+
 /* Logs the fatal error of rk in full (after a call returned __FATAL). */
 void bus_log_fatal(rd_kafka_t *rk);
 
