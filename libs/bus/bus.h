@@ -172,6 +172,15 @@ struct bus_partition_lag {
 };
 size_t bus_consumer_partition_lags(struct bus_consumer *c, struct bus_partition_lag *out,
                                    size_t max);
+/* Whether librdkafka raised a fatal error on the consumer. In librdkafka
+ * 2.0.2 a consumer raises one when the group fences it (static membership:
+ * another member with its group.instance.id; rd_kafka_test_fatal_error in
+ * tests); after it the handle can neither commit nor be trusted to fetch,
+ * and librdkafka does not recover it. The caller ends with an error so its
+ * supervisor starts it afresh (pipeline.c). From the polling thread. */
+bool bus_consumer_fatal(struct bus_consumer *c);
+/* The librdkafka handle (tests raise a fatal error on it). */
+rd_kafka_t *bus_consumer_handle(struct bus_consumer *c);
 /* Leaves the group cleanly and destroys. NULL is fine. */
 void bus_consumer_close(struct bus_consumer *c);
 

@@ -28,6 +28,7 @@ struct bus_consumer {
     bool pending;
     int64_t next_assign_try_ms;
     int assigned_count;
+    bool fatal; /* a fatal error was raised: the handle is done (bus_consumer_fatal) */
 };
 
 /* Re-reads the cluster id before an assignment. The cluster behind the
@@ -252,12 +253,26 @@ static void bus_consumer_log_event(struct bus_consumer *c, const rd_kafka_messag
     if (rkm->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
         return;
     if (rkm->err == RD_KAFKA_RESP_ERR__FATAL) {
+        c->fatal = true;
         bus_log_fatal(c->rk);
         return;
     }
     log_fields(LOG_WARN, "kafka consumer error", "topic",
                rkm->rkt ? rd_kafka_topic_name(rkm->rkt) : "", "error", rd_kafka_err2name(rkm->err),
                "reason", rd_kafka_message_errstr(rkm), NULL);
+}
+
+bool bus_consumer_fatal(struct bus_consumer *c)
+{
+    char why[256];
+    if (!c->fatal && rd_kafka_fatal_error(c->rk, why, sizeof(why)) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        c->fatal = true; /* raised, its error event not polled yet */
+    return c->fatal;
+}
+
+rd_kafka_t *bus_consumer_handle(struct bus_consumer *c)
+{
+    return c->rk;
 }
 
 size_t bus_consumer_poll_batch(struct bus_consumer *c, rd_kafka_message_t **msgs, size_t max,
@@ -392,7 +407,13 @@ void bus_consumer_close(struct bus_consumer *c)
         rd_kafka_resp_err_t err = rd_kafka_consumer_close(c->rk);
         if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
             log_fields(LOG_WARN, "kafka consumer close", "error", rd_kafka_err2name(err), NULL);
-        rd_kafka_destroy(c->rk);
+        /* librdkafka never closes a consumer with a fatal error (close
+         * returns __FATAL at once) and rd_kafka_destroy would wait for that
+         * close for ever: destroy it without. */
+        if (err == RD_KAFKA_RESP_ERR__FATAL)
+            rd_kafka_destroy_flags(c->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+        else
+            rd_kafka_destroy(c->rk);
     }
     bus_consumer_forget_assignment(c);
     free(c);

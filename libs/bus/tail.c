@@ -40,6 +40,7 @@ struct bus_tail {
     bus_tail_fn on_message;
     void *ctx;
     bool ready;
+    bool fatal; /* librdkafka raised a fatal error: never ready again */
     char topic[BUS_TAIL_TOPIC_LEN_MAX + 1];
     /* The growth watcher: partitions assigned so far (written by the
      * thread once started), its interval, and the stop flag under lock. */
@@ -228,9 +229,13 @@ static bool bus_tail_drain(void *arg)
             return false;
         if (rkm->err == RD_KAFKA_RESP_ERR_NO_ERROR)
             t->on_message(t->ctx, rkm);
-        else if (rkm->err == RD_KAFKA_RESP_ERR__FATAL)
+        else if (rkm->err == RD_KAFKA_RESP_ERR__FATAL) {
+            /* librdkafka does not recover the handle: the tail is no longer
+             * ready for good, so its owner's /readyz says so (ingest:
+             * kafka_verdicts false) and it is restarted (docs/kafka.md) */
+            t->fatal = true;
             bus_log_fatal(t->rk);
-        else if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+        } else if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
             log_fields(LOG_WARN, "kafka tail error", "error", rd_kafka_err2name(rkm->err), "reason",
                        rd_kafka_message_errstr(rkm), NULL);
         rd_kafka_message_destroy(rkm);
@@ -285,7 +290,9 @@ fail:
 bool bus_tail_ready(const struct bus_tail *t)
 {
     BUS_ASSERT(t != NULL);
-    return t->ready;
+    char why[256]; /* raised, its error event not drained yet: not ready either */
+    return t->ready && !t->fatal &&
+           rd_kafka_fatal_error(t->rk, why, sizeof(why)) == RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
 void bus_tail_free(struct bus_tail *t)
@@ -297,8 +304,11 @@ void bus_tail_free(struct bus_tail *t)
     if (t->rk != NULL) {
         /* No group membership to leave; this only stops the fetchers. */
         rd_kafka_assign(t->rk, NULL);
-        rd_kafka_consumer_close(t->rk);
-        rd_kafka_destroy(t->rk);
+        /* a handle with a fatal error is never closed (see consumer.c) */
+        if (rd_kafka_consumer_close(t->rk) == RD_KAFKA_RESP_ERR__FATAL)
+            rd_kafka_destroy_flags(t->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+        else
+            rd_kafka_destroy(t->rk);
     }
     free(t);
 }

@@ -461,6 +461,18 @@ static void *pipeline_main(void *arg)
         pipeline_metrics_fetched(b.msgs, b.count);
         if (b.count > 0)
             pipeline_metrics_step("poll", metrics_now_seconds() - poll_s);
+        if (bus_consumer_fatal(p->consumer)) {
+            /* librdkafka does not recover a consumer from a fatal error:
+             * ending on an error (not stopping) ends the service with
+             * status 1 (consumer_service.c) and its supervisor starts it
+             * again; what was fetched is applied by the next owner. */
+            log_fields(LOG_ERROR, "pipeline ending: its Kafka consumer hit a fatal error", NULL);
+            for (size_t i = 0; i < b.count; i++)
+                rd_kafka_message_destroy(b.msgs[i]);
+            b.count = 0;
+            atomic_store(&p->failed, true);
+            break;
+        }
         note_position(p, b.count == 0);
         pipeline_metrics_lags(&p->lag_view, p->consumer);
         pipeline_relay_tick(p, b.count == 0);

@@ -16,6 +16,9 @@
  *   transaction is committed) and closes the client's connection instead
  *   of forwarding it.
  *
+ * - a fatal error on the consumer (rd_kafka_test_fatal_error) ends the
+ *   pipeline as failed, so its service exits for its supervisor.
+ *
  * Needs TESSERA_PG_DSN and the test runtime's broker (skipped otherwise).
  * Every wait polls for a condition with a deadline. */
 #include <setjmp.h> /* cmocka needs these first */
@@ -44,6 +47,7 @@
 #include "db/migrate.h"
 #include "log/log.h"
 #include "service/pipeline.h"
+#include "service/pipeline_internal.h" /* the pipeline's consumer, to raise a fatal error on */
 #include "topics/topic_admin.h"
 
 #define DEADLINE_MS       60000
@@ -526,6 +530,37 @@ static void test_unanswered_commit_that_committed_finishes_the_batch(void **stat
     proxy_stop(&proxy);
 }
 
+/* ------------------------- 4. a fatal consumer error ends the pipeline */
+/* librdkafka does not recover a consumer from a fatal error (2.0.2 raises
+ * one when the group fences a static member): the pipeline ends as failed
+ * (its service exits 1 and its supervisor starts it again) instead of
+ * polling a dead handle for ever while /readyz keeps saying ready. The
+ * fault: rd_kafka_test_fatal_error on the pipeline's own consumer. */
+static void test_fatal_consumer_error_ends_the_pipeline(void **state)
+{
+    struct world w;
+    world_init(&w, "fatal", topic_bootstrap());
+    create_topics(&w);
+    rd_kafka_t *rk = producer_new(w.bootstrap);
+    produce(rk, w.topic, "ok-0");
+    world_start(&w, getenv("TESSERA_PG_DSN"));
+    wait_offset(&w, 1); /* the consumer is running */
+    assert_false(pipeline_failed(w.p));
+
+    assert_int_equal(rd_kafka_test_fatal_error(bus_consumer_handle(w.p->consumer),
+                                               RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID,
+                                               "test_pipeline_faults"),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    int64_t deadline = now_ms() + DEADLINE_MS;
+    while (!pipeline_failed(w.p) && now_ms() < deadline)
+        step();
+    assert_true(pipeline_failed(w.p));
+    assert_int_equal(count_rows(&w, "SELECT count(*) FROM applied"), 1);
+
+    world_free(&w);
+    rd_kafka_destroy(rk);
+}
+
 int main(void)
 {
     log_init("test_pipeline_faults", LOG_WARN);
@@ -533,6 +568,7 @@ int main(void)
         cmocka_unit_test(test_refused_message_is_dead_lettered_and_the_rest_applied),
         cmocka_unit_test(test_failed_dead_letter_fails_the_batch),
         cmocka_unit_test(test_unanswered_commit_that_committed_finishes_the_batch),
+        cmocka_unit_test(test_fatal_consumer_error_ends_the_pipeline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
