@@ -15,6 +15,9 @@
 #     runtime); each round's statements go to $work/pgss.<workers>.txt
 #   LEDGER_APPLY_SQL (unset): SQL run before each measured round (after
 #     the commands are produced), e.g. to try a storage setting
+#   LEDGER_APPLY_SQL_<label> (unset): the same, only before the rounds of
+#     the build labelled <label> (see LEDGER_APPLY_BIN_DIRS), e.g. to drop
+#     an index the other build's start creates
 #   LEDGER_APPLY_NO_COPY (unset): skip the COPY baselines
 #   LEDGER_APPLY_BIN_DIRS (unset): "label=dir ..." to compare builds in one
 #     run: each round runs the ledger from each dir in turn (TESSERA_BIN_DIR;
@@ -49,8 +52,9 @@ say() { echo "ledger_apply: $*" >&2; }
 now() { date +%s.%N; }
 elapsed() { echo "$2 - $1" | bc -l; }
 psql_bench() { psql -qtA -v ON_ERROR_STOP=1 "host=127.0.0.1 port=$TESSERA_LOCAL_PG_PORT user=tessera dbname=tessera" "$@"; }
+# (0 while the ledger starts: awk prints one number even when curl fails)
 applied() { curl -fsS "http://127.0.0.1:$ledger_admin/metrics" 2>/dev/null |
-  awk '$1 ~ /^tessera_consumer_messages_total/ {s += $2} END {print s + 0}' || echo 0; }
+  awk '$1 ~ /^tessera_consumer_messages_total/ {s += $2} END {print s + 0}' || true; }
 settle() { psql_bench -c "VACUUM ANALYZE ledger.balances, ledger.commands, ledger.journal, ledger.outbox"; }
 
 if ! curl -fsS "http://127.0.0.1:$ledger_admin/metrics" >/dev/null 2>&1; then
@@ -77,6 +81,8 @@ apply_run() {
   before=$(psql_bench -c "SELECT count(*) FROM ledger.commands")
   "$bin/tessera-bench-produce" "$bootstrap" "$work/members.txt" "$members" ledger-commands 100000 >/dev/null
   [ -z "${LEDGER_APPLY_SQL:-}" ] || psql_bench -c "$LEDGER_APPLY_SQL"
+  local per_build=LEDGER_APPLY_SQL_${LEDGER_APPLY_LABEL:-current}
+  [ -z "${!per_build:-}" ] || psql_bench -c "${!per_build}"
   settle
   [ -z "${LEDGER_APPLY_PGSS:-}" ] || psql_bench -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()" >/dev/null
   local workers=${1%/*} batch_max=${TESSERA_LEDGER_BATCH_MAX:-}
