@@ -15,6 +15,9 @@
 #     runtime); each round's statements go to $work/pgss.<workers>.txt
 #   LEDGER_APPLY_SQL (unset): SQL run before each measured round (after
 #     the commands are produced), e.g. to try a storage setting
+#   LEDGER_APPLY_SQL_<label> (unset): the same, only before the rounds of
+#     the build labelled <label> (see LEDGER_APPLY_BIN_DIRS), e.g. to drop
+#     an index the other build's start creates
 #   LEDGER_APPLY_NO_COPY (unset): skip the COPY baselines
 #   LEDGER_APPLY_BIN_DIRS (unset): "label=dir ..." to compare builds in one
 #     run: each round runs the ledger from each dir in turn (TESSERA_BIN_DIR;
@@ -77,6 +80,8 @@ apply_run() {
   before=$(psql_bench -c "SELECT count(*) FROM ledger.commands")
   "$bin/tessera-bench-produce" "$bootstrap" "$work/members.txt" "$members" ledger-commands 100000 >/dev/null
   [ -z "${LEDGER_APPLY_SQL:-}" ] || psql_bench -c "$LEDGER_APPLY_SQL"
+  local per_build=LEDGER_APPLY_SQL_${LEDGER_APPLY_LABEL:-current}
+  [ -z "${!per_build:-}" ] || psql_bench -c "${!per_build}"
   settle
   [ -z "${LEDGER_APPLY_PGSS:-}" ] || psql_bench -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()" >/dev/null
   local workers=${1%/*} batch_max=${TESSERA_LEDGER_BATCH_MAX:-}
