@@ -235,7 +235,8 @@ static void head_screen(struct conn *c, struct evbuffer *src, struct evbuffer *d
     struct head h = {0};
     const char *p = (const char *)evbuffer_pullup(src, (ev_ssize_t)head_len);
     bool parsed = p != NULL && head_parse(p, head_len, &h);
-    size_t limit = parsed ? head_body_max(c->adm, &h) : 0;
+    /* the route is looked up only for a body: most requests have none */
+    size_t limit = parsed && h.has_length ? head_body_max(c->adm, &h) : 0;
     if (c->over_cap)
         head_refuse(c, &h, dst, 503, 0);
     else if (!parsed || h.length_conflict)
