@@ -7,9 +7,13 @@
 # connections after one warming pass over every member (--each). With READ_PERF=1 a `perf record -g`
 # of tessera-ingest is taken during the measured run (perf.data in the
 # runtime's directory, the top of its report on stderr). The CPU that
-# ingest and Redis spent per request goes to stderr. Prints one JSON
-# object: {"bare":{...},"member":{...}}.
-#   READ_MEMBERS (20000), READ_SECONDS (10), READ_KEEP=1 leaves it running.
+# ingest and Redis spent per request goes to stderr. With READ_STRACE=1
+# the system calls per reply of ingest (and of the bare server) are
+# counted by `strace -c` over a further 5 s of load, after the measured
+# run (strace slows what it traces): unlike req/s they do not move with
+# the machine's load. Prints one JSON object: {"bare":{...},"member":{...}}.
+#   READ_MEMBERS (20000), READ_SECONDS (10), READ_KEEP=1 leaves it running,
+#   READ_REUSE=1 uses the runtime a READ_KEEP=1 run left, READ_STRACE=1.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -104,6 +108,33 @@ cores() { echo "scale=2; ($2 - $1) / $(getconf CLK_TCK) / $seconds" | bc -l; }
 # ingest answers fewer requests, but each costs about the same).
 requests=$(echo "$member" | sed -n 's/.*"requests":\([0-9]*\).*/\1/p')
 per_request() { echo "scale=1; ($2 - $1) * 1000000 / $(getconf CLK_TCK) / ${requests:-1}" | bc -l; }
+# System calls per reply under `strace -c` for 5 s of a 7 s closed loop.
+syscalls_per_request() { # pid, loadgen options...
+  local pid=$1 out
+  shift
+  "$bin/tessera-loadgen" "$@" --connections 64 --duration 7 >"$work/strace-load.json" &
+  local load=$!
+  sleep 1
+  out=$(timeout 5 strace -c -f -p "$pid" 2>&1 >/dev/null | grep -v 'attached\|detached' || true)
+  wait "$load" || true
+  # per reply: each reply is one writev(2) in both servers (strace slows
+  # the traced process, so the load generator's request count over the
+  # whole run does not apply to the traced window)
+  echo "$out" | awk '$NF ~ /^[a-z_0-9]+$/ && $4 ~ /^[0-9]+$/ && $NF != "total" {n[$NF] = $4}
+    END {for (s in n) if (n["writev"] > 0 && n[s] / n["writev"] >= 0.01)
+      printf "%s %.2f  ", s, n[s] / n["writev"]}'
+  echo
+}
+if [ "${READ_STRACE:-0}" = 1 ]; then
+  say "system calls per reply, ingest: $(syscalls_per_request "$(cat "$TESSERA_LOCAL_DIR/pids/ingest.pid")" \
+    --target member --port "$api_port" --key "$key" --members "$work/members.txt")"
+  "$bin/tessera-bench-bare" "$bare_port" >/dev/null 2>&1 &
+  bare_pid=$!
+  sleep 0.2
+  say "system calls per reply, bare server: $(syscalls_per_request "$bare_pid" --target bare --port "$bare_port")"
+  kill "$bare_pid" 2>/dev/null || true
+  bare_pid=
+fi
 say "CPU during the run (cores): ingest $(cores "$i0" "$i1"), postgres $(cores "$p0" "$p1"), redis $(cores "$r0" "$r1"); load average $(cut -d' ' -f1-3 /proc/loadavg)"
 say "CPU per request (us): ingest $(per_request "$i0" "$i1"), redis $(per_request "$r0" "$r1")"
 echo "{\"bare\":$bare,\"member\":$member}"

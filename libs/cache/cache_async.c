@@ -347,6 +347,55 @@ static void pipe_reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
         req_unlink_free(r);
 }
 
+/* Appends "<prefix><n>\r\n" at p; returns the bytes written. */
+static size_t resp_header(char *p, char prefix, size_t n)
+{
+    char digits[24];
+    size_t d = 0;
+    do {
+        digits[d++] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n > 0);
+    size_t len = 0;
+    p[len++] = prefix;
+    while (d > 0)
+        p[len++] = digits[--d];
+    p[len++] = '\r';
+    p[len++] = '\n';
+    return len;
+}
+
+size_t cache_resp_format(char *buf, size_t cap, int argc, const char **argv, const size_t *argv_len)
+{
+    assert(buf != NULL && argc > 0 && argv != NULL && argv_len != NULL);
+    size_t need = RESP_HEADER_MAX_BYTES;
+    for (int i = 0; i < argc; i++)
+        need += RESP_HEADER_MAX_BYTES + argv_len[i] + 2;
+    if (need > cap)
+        return 0;
+    size_t len = resp_header(buf, '*', (size_t)argc);
+    for (int i = 0; i < argc; i++) {
+        len += resp_header(buf + len, '$', argv_len[i]);
+        memcpy(buf + len, argv[i], argv_len[i]);
+        len += argv_len[i];
+        buf[len++] = '\r';
+        buf[len++] = '\n';
+    }
+    return len;
+}
+
+/* Hands one command of a pipeline to hiredis, formatted here when it fits
+ * RESP_COMMAND_MAX_BYTES: hiredis 0.14 formats with sdscatfmt into an sds
+ * of its own per command (3% of ingest's CPU on the read path). */
+static int pipe_send(struct cache_async *c, struct cache_req *r, const struct cache_command *cmd)
+{
+    char text[RESP_COMMAND_MAX_BYTES];
+    size_t len = cache_resp_format(text, sizeof(text), cmd->argc, cmd->argv, cmd->argv_len);
+    if (len > 0)
+        return redisAsyncFormattedCommand(c->ac, pipe_reply_cb, r, text, len);
+    return redisAsyncCommandArgv(c->ac, pipe_reply_cb, r, cmd->argc, cmd->argv, cmd->argv_len);
+}
+
 void cache_async_pipeline(struct cache_async *c, const char *op, int n,
                           const struct cache_command *cmds, void *arg)
 {
@@ -362,8 +411,7 @@ void cache_async_pipeline(struct cache_async *c, const char *op, int n,
     /* all or none: a command hiredis refuses (a context being freed)
      * leaves the later ones unsent, answered when the sent ones are */
     for (int i = 0; sendable && i < n; i++) {
-        if (redisAsyncCommandArgv(c->ac, pipe_reply_cb, r, cmds[i].argc, cmds[i].argv,
-                                  cmds[i].argv_len) != REDIS_OK)
+        if (pipe_send(c, r, &cmds[i]) != REDIS_OK)
             break;
         r->in_hiredis_n++;
     }

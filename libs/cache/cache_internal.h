@@ -50,6 +50,16 @@ struct cache_command {
     const size_t *argv_len;
     cache_reply_cb cb;
 };
+/* One command of a pipeline formatted in RESP by us up to this size. */
+#define RESP_COMMAND_MAX_BYTES 1024
+/* "*<n>\r\n" or "$<n>\r\n" at most: a prefix, 20 digits, CRLF. */
+#define RESP_HEADER_MAX_BYTES 23
+/* argv as a RESP array into buf, as redisFormatCommandArgv writes it;
+ * returns its length, or 0 when it may not fit in cap (nothing usable is
+ * written then). */
+size_t cache_resp_format(char *buf, size_t cap, int argc, const char **argv, const size_t *argv_len)
+    __attribute__((warn_unused_result));
+
 void cache_async_pipeline(struct cache_async *c, const char *op, int n,
                           const struct cache_command *cmds, void *arg);
 

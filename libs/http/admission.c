@@ -68,6 +68,7 @@ struct conn {
     struct http_admission *adm;
     struct bufferevent *sock;   /* the socket under the filter */
     struct bufferevent *filter; /* what evhttp reads and writes */
+    struct event *push;         /* activated when evhttp adds to a reply */
     struct event *writable;     /* armed while a reply waits for the socket */
     enum conn_state state;
     uint64_t remaining;
@@ -121,6 +122,8 @@ static void conn_free(void *arg)
     struct http_admission *adm = c->adm;
     assert(adm->live > 0);
     adm->live--;
+    if (c->push)
+        event_free(c->push);
     if (c->writable)
         event_free(c->writable);
     free(c);
@@ -232,7 +235,8 @@ static void head_screen(struct conn *c, struct evbuffer *src, struct evbuffer *d
     struct head h = {0};
     const char *p = (const char *)evbuffer_pullup(src, (ev_ssize_t)head_len);
     bool parsed = p != NULL && head_parse(p, head_len, &h);
-    size_t limit = parsed ? head_body_max(c->adm, &h) : 0;
+    /* the route is looked up only for a body: most requests have none */
+    size_t limit = parsed && h.has_length ? head_body_max(c->adm, &h) : 0;
     if (c->over_cap)
         head_refuse(c, &h, dst, 503, 0);
     else if (!parsed || h.length_conflict)
@@ -294,10 +298,11 @@ static enum bufferevent_filter_result conn_filter(struct evbuffer *src, struct e
     return evbuffer_get_length(dst) > before ? BEV_OK : BEV_NEED_MORE;
 }
 
-/* The socket can take (more of) a reply: push the filter's output. Not
- * once evhttp has freed the connection (bufferevent_free clears the
- * callbacks; the filter is finalized later, freeing this event first). */
-static void conn_on_writable(evutil_socket_t fd, short what, void *arg)
+/* The socket can take (more of) a reply, or evhttp added to one: push the
+ * filter's output. Not once evhttp has freed the connection
+ * (bufferevent_free clears the callbacks; the filter is finalized later,
+ * freeing these events first). */
+static void conn_push(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
     bufferevent_event_cb alive = NULL;
@@ -306,28 +311,37 @@ static void conn_on_writable(evutil_socket_t fd, short what, void *arg)
         bufferevent_flush(c->filter, EV_WRITE, BEV_FLUSH);
 }
 
-/* Waits for the socket to be writable, once. */
+/* Waits for the socket to be writable, once: only when it did not take a
+ * whole reply (each arming and disarming is an epoll_ctl(2)). */
 static void conn_arm_writable(struct conn *c)
 {
     evutil_socket_t fd = bufferevent_getfd(c->sock);
     if (c->writable == NULL && fd >= 0)
-        c->writable = event_new(bufferevent_get_base(c->sock), fd, EV_WRITE, conn_on_writable, c);
+        c->writable = event_new(bufferevent_get_base(c->sock), fd, EV_WRITE, conn_push, c);
     if (c->writable != NULL)
         event_add(c->writable, NULL);
 }
 
 /* evhttp added to its reply. The filter pushes output only while writing
- * is enabled, and evhttp enables it after adding: whatever is added is
- * pushed from the next loop pass at the latest. */
+ * is enabled, and evhttp enables it after adding: the push runs after the
+ * callbacks already active in this pass of the loop, with no system call
+ * to arrange it (a socket with room takes a reply at once). */
 static void conn_on_output(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
-    if (info->n_added > 0)
-        conn_arm_writable(arg);
+    struct conn *c = arg;
+    if (info->n_added == 0)
+        return;
+    if (c->push == NULL)
+        c->push = event_new(bufferevent_get_base(c->sock), -1, 0, conn_push, c);
+    if (c->push != NULL)
+        event_active(c->push, EV_WRITE, 1);
+    else
+        conn_arm_writable(c);
 }
 
 /* bufferevent output filter: writes src (evhttp's reply) to the socket
  * itself, so that src is empty only once the kernel has every byte. What
- * the socket does not take now waits for conn_on_writable. A failed write
+ * the socket does not take now waits for the socket to be writable. A failed write
  * drops the reply: the read side then sees the connection fail. */
 static enum bufferevent_filter_result conn_write(struct evbuffer *src, struct evbuffer *dst,
                                                  ev_ssize_t dst_limit,

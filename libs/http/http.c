@@ -21,6 +21,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,8 +82,17 @@ bool http_exchange_gone(const struct http_exchange *ex)
     return ex->gone;
 }
 
-/* One request answered (or its client gone, counted with the status it
- * would have had): a counter and a latency histogram per route pattern. */
+/* Writes the access lines batched during this pass of the loop. */
+static void access_log_flush(evutil_socket_t fd, short what, void *arg)
+{
+    log_batch_flush();
+}
+
+/* One request answered (or its client gone, with the status it would have
+ * had): its access line. Lines are batched, one write(2) per pass of the
+ * loop rather than one per request (5% of ingest's CPU on the read path):
+ * the first line of a batch activates a one-shot event, which runs after
+ * the callbacks already active in this pass. */
 static void exchange_log(const struct http_exchange *ex, int status)
 {
     char code[8], ms[24];
@@ -94,10 +104,13 @@ static void exchange_log(const struct http_exchange *ex, int status)
         kv[2 * i + 1] = ex->log_values[i];
     }
     /* Unused pairs are NULL: log_fields stops at the first NULL key. */
-    log_fields(LOG_INFO, "http request", "method", ex->method, "route",
-               ex->route != NULL ? ex->route : "unmatched", "status", code, "duration_ms", ms,
-               "client_gone", ex->gone ? "true" : "false", kv[0], kv[1], kv[2], kv[3], kv[4], kv[5],
-               kv[6], kv[7], kv[8], kv[9], kv[10], kv[11], NULL);
+    bool first = log_fields_batched(LOG_INFO, "http request", "method", ex->method, "route",
+                                    ex->route != NULL ? ex->route : "unmatched", "status", code,
+                                    "duration_ms", ms, "client_gone", ex->gone ? "true" : "false",
+                                    kv[0], kv[1], kv[2], kv[3], kv[4], kv[5], kv[6], kv[7], kv[8],
+                                    kv[9], kv[10], kv[11], NULL);
+    if (first && event_base_once(ex->base, -1, EV_TIMEOUT, access_log_flush, NULL, NULL) != 0)
+        log_batch_flush(); /* no event: written at once */
 }
 
 void http_exchange_log_field(struct http_exchange *ex, const char *key, const char *value)
@@ -397,6 +410,7 @@ static struct http_exchange *exchange_new(struct http_server *srv, struct evhttp
     ex->body_max_bytes = srv->limits.body_max_bytes;
     ex->metrics_server = srv->metrics_name;
     ex->access_log = srv->access_log;
+    ex->base = srv->base;
     ex->started_s = metrics_now_seconds();
     ex->json_depth_max = srv->limits.json_depth_max;
     snprintf(ex->method, sizeof(ex->method), "%s", method_name(evhttp_request_get_command(req)));
@@ -666,6 +680,7 @@ void http_server_free(struct http_server *srv)
     if (srv == NULL)
         return;
     evhttp_free(srv->http);
+    log_batch_flush(); /* the last access lines, if their event has not run */
     http_admission_release(srv->admission);
     free(srv);
 }

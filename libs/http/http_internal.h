@@ -50,8 +50,10 @@ struct http_exchange {
     const char *route;
     double started_s;
     /* Access log: one line per answered request with these fields (keys
-     * are static strings, values copied). */
+     * are static strings, values copied), batched and written once per
+     * pass of base's loop (the server's; it outlives every exchange). */
     bool access_log;
+    struct event_base *base;
     size_t log_count;
     const char *log_keys[HTTP_LOG_FIELDS_MAX];
     char log_values[HTTP_LOG_FIELDS_MAX][HTTP_LOG_VALUE_MAX];

@@ -6,6 +6,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -178,17 +179,15 @@ static void line_begin(struct log_line *line, enum log_level level)
     }
 }
 
-/* Closes the object and writes the whole line with one write(2). A full
- * line was cut inside a value; it is rebuilt short rather than emitted as
- * broken JSON. errno is preserved so logging never disturbs the caller. */
-static void line_emit(struct log_line *line)
+/* Writes len bytes to stderr with as many write(2) calls as it takes (one,
+ * but for a signal or a short write). errno is preserved so logging never
+ * disturbs the caller. */
+static void write_all(const char *buf, size_t len)
 {
     int saved_errno = errno;
-    line->buf[line->len++] = '}';
-    line->buf[line->len++] = '\n';
     size_t off = 0;
-    while (off < line->len) {
-        ssize_t n = write(STDERR_FILENO, line->buf + off, line->len - off);
+    while (off < len) {
+        ssize_t n = write(STDERR_FILENO, buf + off, len - off);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -198,7 +197,9 @@ static void line_emit(struct log_line *line)
     errno = saved_errno;
 }
 
-static void line_finish(struct log_line *line, enum log_level level, const char *msg)
+/* Closes the object. A full line was cut inside a value; it is rebuilt
+ * short rather than emitted as broken JSON. */
+static void line_close(struct log_line *line, enum log_level level, const char *msg)
 {
     if (line->full) {
         /* Only reachable with many long fields: keep the message. */
@@ -207,7 +208,15 @@ static void line_finish(struct log_line *line, enum log_level level, const char 
         line_append_json(line, msg, LOG_MSG_MAX_BYTES);
         line_append_str(line, ",\"log_line_truncated\":\"true\"");
     }
-    line_emit(line);
+    line->buf[line->len++] = '}';
+    line->buf[line->len++] = '\n';
+}
+
+/* Closes the line and writes it with one write(2). */
+static void line_finish(struct log_line *line, enum log_level level, const char *msg)
+{
+    line_close(line, level, msg);
+    write_all(line->buf, line->len);
 }
 
 void log_write(enum log_level level, const char *fmt, ...)
@@ -230,41 +239,87 @@ void log_write(enum log_level level, const char *fmt, ...)
     line_finish(&line, level, msg);
 }
 
-void log_fields(enum log_level level, const char *msg, ...)
+/* The line of log_fields: msg and the key, value pairs of ap. */
+static void line_fields(struct log_line *line, enum log_level level, const char *msg, va_list ap)
 {
-    struct log_line line;
-    va_list ap;
     size_t count = 0, dropped = 0;
-
-    assert(level >= LOG_DEBUG && level <= LOG_ERROR && msg != NULL);
-    if (level < log_min_level)
-        return;
-    line_begin(&line, level);
-    line_append_str(&line, ",\"msg\":");
-    line_append_json(&line, msg, LOG_MSG_MAX_BYTES);
-
-    va_start(ap, msg);
+    line_begin(line, level);
+    line_append_str(line, ",\"msg\":");
+    line_append_json(line, msg, LOG_MSG_MAX_BYTES);
     for (const char *key = va_arg(ap, const char *); key != NULL; key = va_arg(ap, const char *)) {
         const char *value = va_arg(ap, const char *);
         if (count == LOG_FIELDS_MAX) {
             dropped++;
             continue;
         }
-        line_append(&line, ",", 1);
-        line_append_json(&line, key, LOG_FIELD_MAX_BYTES);
-        line_append(&line, ":", 1);
+        line_append(line, ",", 1);
+        line_append_json(line, key, LOG_FIELD_MAX_BYTES);
+        line_append(line, ":", 1);
         if (value == NULL)
-            line_append_str(&line, "null");
+            line_append_str(line, "null");
         else
-            line_append_json(&line, value, LOG_FIELD_MAX_BYTES);
+            line_append_json(line, value, LOG_FIELD_MAX_BYTES);
         count++;
     }
-    va_end(ap);
     if (dropped > 0) {
         char text[32];
         snprintf(text, sizeof(text), "\"%zu\"", dropped);
-        line_append_str(&line, ",\"log_fields_dropped\":");
-        line_append_str(&line, text);
+        line_append_str(line, ",\"log_fields_dropped\":");
+        line_append_str(line, text);
     }
+}
+
+void log_fields(enum log_level level, const char *msg, ...)
+{
+    struct log_line line;
+    va_list ap;
+
+    assert(level >= LOG_DEBUG && level <= LOG_ERROR && msg != NULL);
+    if (level < log_min_level)
+        return;
+    va_start(ap, msg);
+    line_fields(&line, level, msg, ap);
+    va_end(ap);
     line_finish(&line, level, msg);
+}
+
+/* --- batched lines ----------------------------------------------------------- */
+
+/* This thread's batch of whole lines, written by log_batch_flush. At most
+ * LOG_BATCH_BYTES (PIPE_BUF): a write of it stays whole on a pipe too, so
+ * batches of different threads never interleave. */
+#define LOG_BATCH_BYTES PIPE_BUF
+static _Thread_local char log_batch[LOG_BATCH_BYTES];
+static _Thread_local size_t log_batch_len;
+
+void log_batch_flush(void)
+{
+    if (log_batch_len == 0)
+        return;
+    write_all(log_batch, log_batch_len);
+    log_batch_len = 0;
+}
+
+bool log_fields_batched(enum log_level level, const char *msg, ...)
+{
+    struct log_line line;
+    va_list ap;
+
+    assert(level >= LOG_DEBUG && level <= LOG_ERROR && msg != NULL);
+    if (level < log_min_level)
+        return false;
+    va_start(ap, msg);
+    line_fields(&line, level, msg, ap);
+    va_end(ap);
+    line_close(&line, level, msg);
+    if (line.len > LOG_BATCH_BYTES - log_batch_len)
+        log_batch_flush(); /* full: the lines before this one go first */
+    if (line.len > LOG_BATCH_BYTES) {
+        write_all(line.buf, line.len); /* too long for any batch */
+        return false;
+    }
+    bool was_empty = log_batch_len == 0;
+    memcpy(log_batch + log_batch_len, line.buf, line.len);
+    log_batch_len += line.len;
+    return was_empty;
 }

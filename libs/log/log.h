@@ -27,6 +27,19 @@ void log_write(enum log_level level, const char *fmt, ...) __attribute__((format
  * log_fields(LOG_INFO, "consumer assigned", "topic", t, "partition", "3", NULL) */
 void log_fields(enum log_level level, const char *msg, ...) __attribute__((sentinel));
 
+/* log_fields into this thread's batch of lines, written by log_batch_flush
+ * with one write(2): for a line on every request (the access log), flushed
+ * once per event-loop pass. A line that does not fit flushes the batch
+ * first. True when the batch was empty before, so the caller arranges the
+ * flush (on this thread); false when nothing waits on this line (filtered
+ * by level, or too long for a batch and written at once). Lines still in
+ * the batch are lost if the process dies before the flush. */
+bool log_fields_batched(enum log_level level, const char *msg, ...)
+    __attribute__((sentinel, warn_unused_result));
+
+/* Writes this thread's batched lines (nothing when there are none). */
+void log_batch_flush(void);
+
 #define log_debug(...) log_write(LOG_DEBUG, __VA_ARGS__)
 #define log_info(...)  log_write(LOG_INFO, __VA_ARGS__)
 #define log_warn(...)  log_write(LOG_WARN, __VA_ARGS__)

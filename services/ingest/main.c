@@ -739,6 +739,7 @@ int main(int argc, char **argv)
     admin_server_free(admin);
     service_signals_free(signals);
     event_base_free(app.base);
+    log_batch_flush(); /* access lines of exchanges answered after the server closed */
     pii_keyring_wipe(&app.pii);
     rate_limiter_free(&app.limiter);
     log_info("stopped");

@@ -239,6 +239,34 @@ static void test_registration_event_carries_the_trace(void **state)
     tail_close(&t);
 }
 
+struct member_search {
+    const char *member_id;
+    char trace_id[64]; /* of the newest line found */
+};
+
+/* Finds the newest access line of a GET of the member. */
+static bool log_has_member_get(void *arg)
+{
+    struct member_search *q = arg;
+    char path[512], line[8192];
+    snprintf(path, sizeof(path), "%s/logs/ingest.log", getenv("TESSERA_LOCAL_DIR"));
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    q->trace_id[0] = '\0';
+    while (fgets(line, sizeof(line), f)) {
+        if (!strstr(line, q->member_id) || !strstr(line, "\"route\":\"/v1/members/{member_id}\""))
+            continue;
+        json_t *j = json_loads(line, 0, NULL);
+        assert_non_null(j);
+        snprintf(q->trace_id, sizeof(q->trace_id), "%s",
+                 json_string_value(json_object_get(j, "trace_id")));
+        json_decref(j);
+    }
+    fclose(f);
+    return q->trace_id[0] != '\0';
+}
+
 /* A malformed traceparent is not propagated: the request gets a new,
  * valid trace, which its access-log line names. */
 static void test_bad_traceparent_starts_a_new_trace(void **state)
@@ -251,23 +279,13 @@ static void test_bad_traceparent_starts_a_new_trace(void **state)
     assert_int_equal(r.status, 200);
     api_response_free(&r);
 
-    /* The newest access line for this member's GET has a valid trace id. */
-    char log_path[512], line[8192], last_trace[64] = "";
-    snprintf(log_path, sizeof(log_path), "%s/logs/ingest.log", getenv("TESSERA_LOCAL_DIR"));
-    FILE *f = fopen(log_path, "r");
-    assert_non_null(f);
-    while (fgets(line, sizeof(line), f)) {
-        if (!strstr(line, member_id) || !strstr(line, "\"route\":\"/v1/members/{member_id}\""))
-            continue;
-        json_t *j = json_loads(line, 0, NULL);
-        assert_non_null(j);
-        snprintf(last_trace, sizeof(last_trace), "%s",
-                 json_string_value(json_object_get(j, "trace_id")));
-        json_decref(j);
-    }
-    fclose(f);
-    assert_int_equal(strlen(last_trace), 32);
-    assert_string_not_equal(last_trace, "00000000000000000000000000000000");
+    /* The access line for this member's GET (written once per pass of
+     * ingest's loop, so awaited) has a valid trace id. */
+    struct member_search q = {.member_id = member_id};
+    if (!poll_until(log_has_member_get, &q, DEADLINE_MS))
+        fail_msg("no access-log line for the GET of %s", member_id);
+    assert_int_equal(strlen(q.trace_id), 32);
+    assert_string_not_equal(q.trace_id, "00000000000000000000000000000000");
 }
 
 int main(void)

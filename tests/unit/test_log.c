@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -152,6 +153,58 @@ static void test_truncation_and_bad_utf8(void **state)
     free(msg);
 }
 
+/* What the pipe holds now, without waiting (the write end stays open). */
+static size_t pipe_pending(char *buf, size_t cap)
+{
+    int flags = fcntl(pipe_fds[0], F_GETFL);
+    assert_int_equal(fcntl(pipe_fds[0], F_SETFL, flags | O_NONBLOCK), 0);
+    ssize_t n = read(pipe_fds[0], buf, cap - 1);
+    assert_int_equal(fcntl(pipe_fds[0], F_SETFL, flags), 0);
+    size_t len = n > 0 ? (size_t)n : 0;
+    buf[len] = '\0';
+    return len;
+}
+
+/* Batched lines wait for log_batch_flush; a full batch writes itself
+ * first, whole lines at most PIPE_BUF at a time; a filtered line is not
+ * batched. */
+static void test_batched_lines(void **state)
+{
+    static char pending[CAPTURE_MAX_BYTES];
+    log_init("ingest", LOG_INFO);
+    capture_begin();
+    assert_false(log_fields_batched(LOG_DEBUG, "filtered", NULL));
+    assert_true(log_fields_batched(LOG_INFO, "http request", "status", "200", NULL));
+    assert_false(log_fields_batched(LOG_INFO, "http request", "status", "404", NULL));
+    assert_int_equal(pipe_pending(pending, sizeof(pending)), 0);
+    log_batch_flush();
+    assert_true(pipe_pending(pending, sizeof(pending)) > 0);
+    char *second = strchr(pending, '\n') + 1;
+    assert_non_null(strstr(pending, "\"200\""));
+    json_decref(parse_line(second));
+    assert_non_null(strstr(second, "\"404\""));
+
+    char value[300];
+    memset(value, 'v', sizeof(value) - 1);
+    value[sizeof(value) - 1] = '\0';
+    size_t firsts = 0;
+    for (int i = 0; i < 40; i++)
+        firsts += log_fields_batched(LOG_INFO, "http request", "value", value, NULL);
+    size_t early = pipe_pending(pending, sizeof(pending));
+    assert_true(early > 0 && pending[early - 1] == '\n'); /* whole lines */
+    /* 40 lines of over 300 bytes: a new batch at least every 4096 bytes */
+    assert_true(firsts >= 40 * 300 / 4096);
+    log_batch_flush();
+    char *out = capture_end();
+    size_t lines = 0;
+    for (const char *p = pending; (p = strchr(p, '\n')) != NULL; p++)
+        lines++;
+    for (const char *p = out; (p = strchr(p, '\n')) != NULL; p++)
+        lines++;
+    assert_int_equal(lines, 40);
+    free(out);
+}
+
 static void test_level_parse(void **state)
 {
     enum log_level lv = LOG_ERROR;
@@ -171,6 +224,7 @@ int main(void)
         cmocka_unit_test(test_fields_and_level_filter),
         cmocka_unit_test(test_instance_field),
         cmocka_unit_test(test_truncation_and_bad_utf8),
+        cmocka_unit_test(test_batched_lines),
         cmocka_unit_test(test_level_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
