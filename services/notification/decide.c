@@ -205,6 +205,10 @@ static void add_rows(struct decide_rows *w, const struct notify_request_in *r, c
     db_copy_int(c, d->status == POLICY_HOLD ? d->hold_until_us : now);
     db_copy_int(c, r->expires_at_us), db_copy_int(c, now), db_copy_int(c, now);
     db_copy_end_row(c);
+    if (queued) {
+        db_array_add(&w->queued[0], r->tenant_id), db_array_add(&w->queued[1], r->request_id);
+        db_array_add(&w->queued[2], channel);
+    }
 }
 
 /* Channels of the request: those it names (each once, in its order),

@@ -53,10 +53,12 @@ bool decide_template_find(const PGresult *t, const char *tenant_id, const char *
                           const char **body);
 
 /* The run's writes: COPY rows of deliveries and the inbox (a fresh
- * request's rows cannot exist yet: no conflict to skip), and the requests
- * that count for the cap. */
+ * request's rows cannot exist yet: no conflict to skip), the deliveries
+ * to send (their send_queue rows) and the requests that count for the
+ * cap. */
 struct decide_rows {
     struct db_copy deliveries, inbox;
+    struct db_array queued[3];  /* tenant_id, request_id, channel */
     struct db_array counted[2]; /* tenant_id, request_id */
 };
 void decide_rows_init(struct decide_rows *w);

@@ -223,17 +223,23 @@ bool decide_template_find(const PGresult *t, const char *tenant_id, const char *
 void decide_rows_init(struct decide_rows *w)
 {
     db_copy_init(&w->deliveries), db_copy_init(&w->inbox);
+    for (int k = 0; k < 3; k++)
+        db_array_init(&w->queued[k]);
     db_array_init(&w->counted[0]), db_array_init(&w->counted[1]);
 }
 
 void decide_rows_free(struct decide_rows *w)
 {
     db_copy_free(&w->deliveries), db_copy_free(&w->inbox);
+    for (int k = 0; k < 3; k++)
+        db_array_free(&w->queued[k]);
     db_array_free(&w->counted[0]), db_array_free(&w->counted[1]);
 }
 
 /* Every decision is a delivery row, but a message put in the inbox: its
- * inbox row (with the rule) records it. */
+ * inbox row (with the rule) records it. A delivery to send also gets its
+ * send_queue row (migration 0006), found by the key just written (COPY
+ * returns no ids): index lookups in pages the COPY has just touched. */
 int decide_rows_write(PGconn *pg, struct decide_rows *w, char *err, size_t err_len)
 {
     int rc = db_copy_send(pg,
@@ -246,6 +252,15 @@ int decide_rows_write(PGconn *pg, struct decide_rows *w, char *err, size_t err_l
                           "COPY inbox (tenant_id, message_id, member_id, request_id, template, "
                           "title, body, created_us, rule) FROM STDIN",
                           &w->inbox, err, err_len);
+    if (rc == 0)
+        rc =
+            db_write_columns(pg,
+                             "INSERT INTO send_queue (delivery_id, channel, lane, next_attempt_us) "
+                             "SELECT d.id, d.channel, d.lane, d.next_attempt_us "
+                             "FROM unnest($1::text[], $2::text[], $3::text[]) AS u(t, r, c) "
+                             "JOIN deliveries d ON d.tenant_id = u.t AND d.request_id = u.r "
+                             " AND d.channel = u.c",
+                             w->queued, 3, err, err_len);
     if (rc == 0)
         rc = db_write_columns(pg,
                               "UPDATE requests q SET counts_for_cap = true "
