@@ -170,9 +170,9 @@ static void emit(struct pipeline_batch *b, const char *member_id, uint8_t *bin, 
 /* One channel's decision as rows of the run: a delivery row for every
  * decision, except a message put in the inbox, whose inbox row records it
  * (with its rule): one row fewer per request. */
-static void add_rows(struct decide_rows *w, const struct notify_request_in *r, const char *channel,
-                     const char *mid, const struct policy_decision *d, const char *address,
-                     const struct rendered *t, int64_t now)
+static void add_rows(struct decide_rows *w, const struct notify_request_in *r, int64_t id,
+                     const char *channel, const char *mid, const struct policy_decision *d,
+                     const char *address, const struct rendered *t, int64_t now)
 {
     bool inbox = strcmp(channel, "inbox") == 0;
     if (inbox && d->status == POLICY_SEND) {
@@ -189,7 +189,7 @@ static void add_rows(struct decide_rows *w, const struct notify_request_in *r, c
                                                       : "pending";
     bool queued = d->status != POLICY_SUPPRESS && !inbox;
     struct db_copy *c = &w->deliveries;
-    db_copy_text(c, r->tenant_id), db_copy_text(c, r->request_id);
+    db_copy_int(c, id), db_copy_text(c, r->tenant_id), db_copy_text(c, r->request_id);
     db_copy_text(c, r->member_id), db_copy_text(c, channel), db_copy_text(c, mid);
     db_copy_text(c, r->template_name), db_copy_int(c, lane_of(r->priority));
     db_copy_text(c, status), db_copy_text(c, d->rule);
@@ -202,9 +202,29 @@ static void add_rows(struct decide_rows *w, const struct notify_request_in *r, c
     free(sealed);
     db_copy_text(c, queued ? t->subject : NULL), db_copy_text(c, queued ? t->body : NULL);
     db_copy_text(c, queued ? t->html : NULL);
-    db_copy_int(c, d->status == POLICY_HOLD ? d->hold_until_us : now);
+    int64_t due = d->status == POLICY_HOLD ? d->hold_until_us : now;
+    db_copy_int(c, due);
     db_copy_int(c, r->expires_at_us), db_copy_int(c, now), db_copy_int(c, now);
     db_copy_end_row(c);
+    if (!queued)
+        return;
+    struct db_copy *q = &w->queue;
+    db_copy_int(q, id), db_copy_text(q, channel), db_copy_int(q, lane_of(r->priority));
+    db_copy_int(q, due);
+    db_copy_end_row(q);
+}
+
+/* The channels, in the order of a request's delivery ids. */
+static const char *const channel_names[CHANNELS_MAX] = {"inbox", "email", "sms", "push"};
+_Static_assert(CHANNELS_MAX == DECIDE_IDS_PER_REQUEST, "one delivery id per channel");
+
+/* The delivery id of the request's row for channel (one of channel_names). */
+static int64_t delivery_id(const struct member_facts *m, const char *channel)
+{
+    int64_t k = 0;
+    while (k < CHANNELS_MAX - 1 && strcmp(channel_names[k], channel) != 0)
+        k++;
+    return m->delivery_ids + k;
 }
 
 /* Channels of the request: those it names (each once, in its order),
@@ -212,21 +232,20 @@ static void add_rows(struct decide_rows *w, const struct notify_request_in *r, c
 static size_t channels_of(const struct notify_request_in *r, const struct template_kind *kind,
                           const char **out)
 {
-    static const char *const names[] = {"inbox", "email", "sms", "push"};
     unsigned seen = 0;
     size_t n = 0;
     if (r->channel_count > 0) {
         for (size_t i = 0; i < r->channel_count; i++)
             for (size_t k = 0; k < CHANNELS_MAX; k++)
-                if (!(seen & (1u << k)) && strcmp(r->channels[i], names[k]) == 0) {
+                if (!(seen & (1u << k)) && strcmp(r->channels[i], channel_names[k]) == 0) {
                     seen |= 1u << k;
-                    out[n++] = names[k];
+                    out[n++] = channel_names[k];
                 }
         return n;
     }
     for (size_t k = 0; k < CHANNELS_MAX; k++)
         if (kind->default_channels & (1u << k))
-            out[n++] = names[k];
+            out[n++] = channel_names[k];
     return n;
 }
 
@@ -283,7 +302,7 @@ static int decide_channel(const struct run *x, struct notify_pending *q, const c
             return rc;
         }
     }
-    add_rows(x->w, r, channel, mid, &d, address, &t, x->now);
+    add_rows(x->w, r, delivery_id(m, channel), channel, mid, &d, address, &t, x->now);
     rendered_free(&t);
     size_t len = 0;
     if (d.status == POLICY_SUPPRESS) {

@@ -21,7 +21,16 @@ struct member_facts {
     char consents[64]; /* ",email,sms," granted for the request's purpose */
     int cap_used;      /* marketing messages this week before the run */
     struct notify_policy policy;
+    /* The first of the request's DECIDE_IDS_PER_REQUEST delivery ids, one
+     * per channel (deliveries_id_seq counts by that many, migration 0006):
+     * the rows are written with their ids, so their send_queue rows need
+     * no look-up. */
+    int64_t delivery_ids;
 };
+
+/* Delivery ids reserved per request: one per channel (inbox, email, sms,
+ * push). Must be deliveries_id_seq's increment. */
+#define DECIDE_IDS_PER_REQUEST 4
 
 /* One request of the run, with the storage a login code's request needs
  * (it is built here, not decoded). Never moved once filled: r points into
@@ -53,10 +62,11 @@ bool decide_template_find(const PGresult *t, const char *tenant_id, const char *
                           const char **body);
 
 /* The run's writes: COPY rows of deliveries and the inbox (a fresh
- * request's rows cannot exist yet: no conflict to skip), and the requests
- * that count for the cap. */
+ * request's rows cannot exist yet: no conflict to skip), the deliveries
+ * to send (their send_queue rows) and the requests that count for the
+ * cap. */
 struct decide_rows {
-    struct db_copy deliveries, inbox;
+    struct db_copy deliveries, inbox, queue;
     struct db_array counted[2]; /* tenant_id, request_id */
 };
 void decide_rows_init(struct decide_rows *w);

@@ -120,10 +120,12 @@ static void facts_of(struct member_facts *m, const PGresult *res, int row)
     }
     m->cap_used = (int)db_int_at(res, row, 9);
     snprintf(m->consents, sizeof(m->consents), "%s", PQgetvalue(res, row, 10));
+    m->delivery_ids = db_int_at(res, row, 11);
 }
 
 /* Each fresh request's member contact, consents for its purpose, the
- * week's marketing count (before the run) and its tenant's policy. */
+ * week's marketing count (before the run), its tenant's policy and its
+ * delivery ids. */
 int decide_load_facts(PGconn *pg, struct notify_pending *p, size_t n, int64_t now, char *err,
                       size_t err_len)
 {
@@ -158,7 +160,7 @@ int decide_load_facts(PGconn *pg, struct notify_pending *p, size_t n, int64_t no
                      " AND q.received_us > $4::bigint) END, "
                      "(SELECT ',' || string_agg(channel, ',') || ',' FROM consents k "
                      " WHERE k.tenant_id = u.t AND k.member_id = u.m AND k.purpose = u.purpose "
-                     " AND k.granted) "
+                     " AND k.granted), nextval('deliveries_id_seq') "
                      "FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY "
                      " AS u(t, m, purpose, i) "
                      "LEFT JOIN contacts c ON c.tenant_id = u.t AND c.member_id = u.m "
@@ -222,30 +224,36 @@ bool decide_template_find(const PGresult *t, const char *tenant_id, const char *
 
 void decide_rows_init(struct decide_rows *w)
 {
-    db_copy_init(&w->deliveries), db_copy_init(&w->inbox);
+    db_copy_init(&w->deliveries), db_copy_init(&w->inbox), db_copy_init(&w->queue);
     db_array_init(&w->counted[0]), db_array_init(&w->counted[1]);
 }
 
 void decide_rows_free(struct decide_rows *w)
 {
-    db_copy_free(&w->deliveries), db_copy_free(&w->inbox);
+    db_copy_free(&w->deliveries), db_copy_free(&w->inbox), db_copy_free(&w->queue);
     db_array_free(&w->counted[0]), db_array_free(&w->counted[1]);
 }
 
 /* Every decision is a delivery row, but a message put in the inbox: its
- * inbox row (with the rule) records it. */
+ * inbox row (with the rule) records it. A delivery to send also gets its
+ * send_queue row (migration 0006). */
 int decide_rows_write(PGconn *pg, struct decide_rows *w, char *err, size_t err_len)
 {
-    int rc = db_copy_send(pg,
-                          "COPY deliveries (tenant_id, request_id, member_id, channel, message_id, "
-                          "template, lane, status, rule, address, subject, body, html, "
-                          "next_attempt_us, expires_at_us, created_us, updated_us) FROM STDIN",
-                          &w->deliveries, err, err_len);
+    int rc =
+        db_copy_send(pg,
+                     "COPY deliveries (id, tenant_id, request_id, member_id, channel, message_id, "
+                     "template, lane, status, rule, address, subject, body, html, "
+                     "next_attempt_us, expires_at_us, created_us, updated_us) FROM STDIN",
+                     &w->deliveries, err, err_len);
     if (rc == 0)
         rc = db_copy_send(pg,
                           "COPY inbox (tenant_id, message_id, member_id, request_id, template, "
                           "title, body, created_us, rule) FROM STDIN",
                           &w->inbox, err, err_len);
+    if (rc == 0)
+        rc = db_copy_send(
+            pg, "COPY send_queue (delivery_id, channel, lane, next_attempt_us) FROM STDIN",
+            &w->queue, err, err_len);
     if (rc == 0)
         rc = db_write_columns(pg,
                               "UPDATE requests q SET counts_for_cap = true "

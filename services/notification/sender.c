@@ -4,10 +4,10 @@
  * worker's sends go on while another waits for PostgreSQL. The in-flight
  * slots are split between them; the circuit breakers are shared.
  *
- * Each round a worker claims due deliveries (pending, or held past quiet hours;
- * a "sending" row whose lease ran out because a worker died is put back
- * to pending by a sweep every second) with FOR UPDATE SKIP LOCKED, lane by
- * lane:
+ * Each round a worker claims due deliveries (their send_queue rows not
+ * leased and due: pending, or held past quiet hours; a lease that ran out
+ * because a worker died is lifted by a sweep every second) with FOR
+ * UPDATE SKIP LOCKED, lane by lane (the SQL is in send_queue.c):
  *   - the high lane (login codes) first, with its own in-flight slots
  *     (TESSERA_NOTIFICATION_INFLIGHT_HIGH) that bulk can never fill;
  *   - normal and bulk after it, in bounded slices (INFLIGHT_BULK), claimed
@@ -40,11 +40,9 @@
 #include "rules_delivery.h"
 #include "metrics/metrics.h"
 #include "multi.h"
+#include "send_queue.h"
 #include "transfer.h"
 
-#define SENDER_LEASE_S        60 /* a claimed row is another worker's after this */
-#define SENDER_STR_(x)        #x
-#define SENDER_STR(x)         SENDER_STR_(x)
 #define SENDER_CLAIM_EVERY_MS 10  /* at most this often under load */
 #define SENDER_IDLE_WAIT_MS   100 /* poll the table this often when idle */
 #define SENDER_BUSY_WAIT_MS   10
@@ -81,8 +79,9 @@ struct worker {
     int64_t idle_until_ms[LANE_BULK + 1][PROVIDER_COUNT]; /* per lane: nothing was due */
     CURL *easy_pool[SENDER_INFLIGHT_MAX];                 /* kept easy handles (easy_get) */
     int easy_pooled;
-    struct finish *done; /* SENDER_DONE_MAX finished sends, not yet recorded */
-    const char **status; /* their rows' next states */
+    struct finish *done;     /* SENDER_DONE_MAX finished sends, not yet recorded */
+    const char **status;     /* their rows' next states */
+    struct claimed *claimed; /* a claim's rows (SENDER_INFLIGHT_MAX) */
 };
 
 /* What the workers share: the breakers (one per provider, whichever
@@ -161,26 +160,6 @@ static void count_outcome(const char *channel, const char *outcome)
                                values));
 }
 
-static char *dup_value(const PGresult *res, int row, int col)
-{
-    char *s = strdup(PQgetisnull(res, row, col) ? "" : PQgetvalue(res, row, col));
-    if (!s)
-        abort(); /* out of memory */
-    return s;
-}
-
-/* The address column: sealed bytea, opened here. NULL when unreadable. */
-static char *address_of(const PGresult *res, int row, int col)
-{
-    if (PQgetisnull(res, row, col))
-        return NULL;
-    size_t len = 0;
-    unsigned char *bin = PQunescapeBytea((const unsigned char *)PQgetvalue(res, row, col), &len);
-    char *a = bin ? notify_unseal(bin, len) : NULL;
-    PQfreemem(bin);
-    return a;
-}
-
 /* --- completion ------------------------------------------------------------ */
 
 struct finish {
@@ -190,32 +169,8 @@ struct finish {
     char reason_buf[64];
 };
 
-/* The outcomes of a round of finished sends, as column arrays: one
- * UPDATE of their rows and one INSERT of their events for the round. */
-struct finish_rows {
-    struct db_array rows[5];   /* id, status, last_error, next_attempt_us, updated_us */
-    struct db_array outbox[3]; /* topic, key, payload */
-};
-
-/* Adds an outcome event to the outbox rows with its lease already over,
- * so the pipeline's relay sweep (every few seconds) publishes it. Takes
- * ownership of bin. */
-static int outbox_add(struct finish_rows *w, const char *key, uint8_t *bin, size_t len, char *err,
-                      size_t err_len)
-{
-    if (!bin) {
-        snprintf(err, err_len, "outcome not encodable");
-        return -1;
-    }
-    db_array_add(&w->outbox[0], TOPIC_NOTIFY_EVENTS);
-    db_array_add(&w->outbox[1], key);
-    db_array_add_bytea(&w->outbox[2], bin, len);
-    free(bin);
-    return 0;
-}
-
 /* The row's next state and its outcome; *status says which. */
-static int finish_one(const struct finish *f, int64_t now, struct finish_rows *w,
+static int finish_one(const struct finish *f, int64_t now, struct send_outcomes *w,
                       const char **status, char *err, size_t err_len)
 {
     const struct transfer *t = f->t;
@@ -226,9 +181,7 @@ static int finish_one(const struct finish *f, int64_t now, struct finish_rows *w
                                            notify_cfg.backoff_max_ms,
                                            randombytes_uniform(1000000) / 1e6);
     *status = f->result == DELIVERY_OK ? "delivered" : retry ? "pending" : "failed";
-    db_array_add_int(&w->rows[0], t->id), db_array_add(&w->rows[1], *status);
-    db_array_add(&w->rows[2], f->reason), db_array_add_int(&w->rows[3], next);
-    db_array_add_int(&w->rows[4], now);
+    send_outcomes_row(w, t, *status, f->reason, next, now);
     if (retry)
         return 0;
     size_t len = 0;
@@ -236,7 +189,7 @@ static int finish_one(const struct finish *f, int64_t now, struct finish_rows *w
     if (f->result == DELIVERY_OK) {
         bin = notify_outcome_delivered(t->tenant_id, t->member_id, t->request_id, t->message_id,
                                        t->channel, t->attempts, &len);
-        return outbox_add(w, t->member_id, bin, len, err, err_len);
+        return send_outcomes_event(w, t->member_id, bin, len, err, err_len);
     }
     const char *reason = f->result == DELIVERY_TRANSIENT ? "retries_exhausted" : f->reason;
     bool permanent = f->result == DELIVERY_PERMANENT;
@@ -248,44 +201,7 @@ static int finish_one(const struct finish *f, int64_t now, struct finish_rows *w
                "reason", reason, NULL);
     bin = notify_outcome_failed(t->tenant_id, t->member_id, t->request_id, t->message_id,
                                 t->channel, t->attempts, reason, permanent, &len);
-    return outbox_add(w, t->member_id, bin, len, err, err_len);
-}
-
-static void finish_rows_free(struct finish_rows *w)
-{
-    for (int k = 0; k < 5; k++)
-        db_array_free(&w->rows[k]);
-    for (int k = 0; k < 3; k++)
-        db_array_free(&w->outbox[k]);
-}
-
-/* One statement (its own transaction): the rows' next states and the
- * outcome events. Over, the rendered text and the address go (a code
- * never outlives its purpose in a table); the row keeps the decision and
- * outcome. Frees the rows. */
-static int finish_write(struct finish_rows *w, char *err, size_t err_len)
-{
-    const char *params[8];
-    for (int k = 0; k < 5; k++)
-        params[k] = db_array_finish(&w->rows[k]);
-    for (int k = 0; k < 3; k++)
-        params[5 + k] = db_array_finish(&w->outbox[k]);
-    PGresult *res = db_query(
-        W->pg,
-        "WITH done AS (UPDATE deliveries d SET status = u.st, "
-        " last_error = NULLIF(u.reason, ''), next_attempt_us = u.nxt, updated_us = u.upd, "
-        " lease_until = NULL, subject = CASE WHEN u.st = 'pending' THEN d.subject END, "
-        " body = CASE WHEN u.st = 'pending' THEN d.body END, "
-        " html = CASE WHEN u.st = 'pending' THEN d.html END, "
-        " address = CASE WHEN u.st = 'pending' THEN d.address END "
-        " FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) "
-        " AS u(id, st, reason, nxt, upd) WHERE d.id = u.id) "
-        "INSERT INTO outbox (topic, key, payload, lease_until) "
-        "SELECT t, k, p, now() FROM unnest($6::text[], $7::text[], $8::bytea[]) AS o(t, k, p)",
-        8, params, err, err_len, NULL);
-    finish_rows_free(w);
-    PQclear(res);
-    return res ? 0 : -1;
+    return send_outcomes_event(w, t->member_id, bin, len, err, err_len);
 }
 
 /* Records the outcomes of finished sends, rows and events together. On a
@@ -297,46 +213,24 @@ static void finish_all(struct finish *f, size_t n)
         return;
     char err[512] = "";
     const char **status = W->status;
-    struct finish_rows w;
-    memset(&w, 0, sizeof(w));
+    struct send_outcomes w;
+    send_outcomes_init(&w);
     int64_t now = clock_now_us();
     bool ok = true;
     for (size_t i = 0; ok && i < n; i++)
         ok = finish_one(&f[i], now, &w, &status[i], err, sizeof(err)) == 0;
-    if (ok && finish_write(&w, err, sizeof(err)) == 0) {
+    if (ok && send_outcomes_write(W->pg, &w, err, sizeof(err)) == 0) {
         for (size_t i = 0; i < n; i++)
             count_outcome(f[i].t->channel, status[i][0] == 'p' ? "retry" : status[i]);
         return;
     }
     if (!ok)
-        finish_rows_free(&w);
+        send_outcomes_free(&w);
     log_fields(LOG_WARN, "could not record send outcomes; they will be sent again", "error", err,
                NULL);
 }
 
 /* --- claiming and starting ------------------------------------------------- */
-
-static struct transfer *transfer_of(const PGresult *res, int row, enum provider p)
-{
-    struct transfer *t = calloc(1, sizeof(*t));
-    if (!t)
-        abort();
-    t->id = db_int_at(res, row, 0);
-    t->tenant_id = dup_value(res, row, 1);
-    t->request_id = dup_value(res, row, 2);
-    t->member_id = dup_value(res, row, 3);
-    t->channel = dup_value(res, row, 4);
-    t->message_id = dup_value(res, row, 5);
-    t->template_name = dup_value(res, row, 6);
-    t->address = address_of(res, row, 7);
-    t->subject = dup_value(res, row, 8);
-    t->body = dup_value(res, row, 9);
-    t->html = dup_value(res, row, 10);
-    t->attempts = (int)db_int_at(res, row, 11);
-    t->lane = db_int_at(res, row, 12) == LANE_HIGH ? LANE_HIGH : LANE_NORMAL;
-    t->provider = p;
-    return t;
-}
 
 /* A provider's reply body is not read: its status says it all. */
 static size_t discard_reply(char *data, size_t size, size_t n, void *arg)
@@ -376,40 +270,19 @@ static void transfer_start(struct transfer *t, int64_t expires_at_us, struct fin
     W->inflight[t->lane == LANE_HIGH ? 0 : 1]++;
 }
 
-/* Claims up to max due rows of provider p in one lane and starts them.
- * Rows that end at once (bad address, expired) go to done. One lane per
- * statement: the index of waiting rows (channel, lane, next_attempt_us;
- * pending and held only, so the slice in flight is not walked past) then
- * gives the due rows in order and the scan stops at max. */
+/* Claims up to max due rows of provider p in one lane (send_queue.c)
+ * and starts them. Rows that end at once (bad address, expired) go to
+ * done. */
 static int claim_lane(enum provider p, int lane, int max, struct finish *done, size_t *done_count)
 {
-    char now[24], limit[12], lanes[8];
-    snprintf(lanes, sizeof(lanes), "%d", lane);
-    snprintf(now, sizeof(now), "%lld", (long long)clock_now_us());
-    snprintf(limit, sizeof(limit), "%d", max);
-    const char *params[4] = {lanes, now, provider_channels[p], limit};
     char err[512];
-    PGresult *res = db_query(
-        W->pg,
-        "UPDATE deliveries d SET status = 'sending', attempts = d.attempts + 1, "
-        " lease_until = now() + interval '" SENDER_STR(
-            SENDER_LEASE_S) " seconds' "
-                            "WHERE d.id IN (SELECT id FROM deliveries WHERE status IN ('pending', "
-                            "'held') "
-                            " AND channel = $3 AND lane = $1::smallint AND next_attempt_us <= "
-                            "$2::bigint "
-                            " ORDER BY next_attempt_us LIMIT $4::int FOR UPDATE SKIP LOCKED) "
-                            "RETURNING d.id, d.tenant_id, d.request_id, d.member_id, d.channel, "
-                            "d.message_id, "
-                            " d.template, d.address, d.subject, d.body, d.html, d.attempts, "
-                            "d.lane, d.expires_at_us",
-        4, params, err, sizeof(err), NULL);
-    if (!res)
-        return -1;
-    int n = PQntuples(res);
+    struct claimed *c = W->claimed;
+    int n = send_queue_claim(W->pg, p, provider_channels[p], lane, max, clock_now_us(), c, err,
+                             sizeof(err));
+    if (n < 0)
+        log_fields(LOG_WARN, "delivery claim failed", "error", err, NULL);
     for (int i = 0; i < n; i++)
-        transfer_start(transfer_of(res, i, p), db_int_at(res, i, 13), done, done_count);
-    PQclear(res);
+        transfer_start(c[i].t, c[i].expires_at_us, done, done_count);
     return n;
 }
 
@@ -432,21 +305,6 @@ static int claim(enum provider p, const int *lanes, int nlanes, int max, struct 
         got += n;
     }
     return got;
-}
-
-/* Rows whose lease ran out (their worker died before recording the
- * outcome) go back to pending, to be claimed and sent again with the same
- * message id. Cheap: the index of leased rows holds only those in flight. */
-static void sweep_leases(void)
-{
-    char err[512];
-    PGresult *res = db_query(W->pg,
-                             "UPDATE deliveries SET status = 'pending', lease_until = NULL "
-                             "WHERE status = 'sending' AND lease_until < now()",
-                             0, NULL, err, sizeof(err), NULL);
-    if (!res)
-        log_fields(LOG_WARN, "lease sweep failed", "error", err, NULL);
-    PQclear(res);
 }
 
 /* --- the loop --------------------------------------------------------------- */
@@ -548,10 +406,8 @@ static void claim_lanes(const int *lanes, int nlanes, int slot, int cap, int min
         int got = claim((enum provider)p, lanes, nlanes, max, done, nd);
         if (probe && W->inflight[slot] == before)
             breaker_probe_unused(p);
-        if (got < 0) {
-            log_fields(LOG_WARN, "delivery claim failed", "error", PQerrorMessage(W->pg), NULL);
-            return;
-        }
+        if (got < 0)
+            return; /* logged by claim_lane */
     }
 }
 
@@ -609,7 +465,7 @@ static void *sender_main(void *arg)
             nd = 0;
             if (last_claim - last_sweep >= SENDER_SWEEP_EVERY_MS) {
                 last_sweep = last_claim;
-                sweep_leases();
+                send_queue_sweep(W->pg);
             }
             /* the high lane first, with its own slots */
             claim_lanes(lanes_high, 1, 0, W->cap_high, 1, done, &nd);
@@ -639,8 +495,9 @@ static int worker_init(struct worker *w, int i)
     w->cap_bulk = w->cap_bulk > 0 ? w->cap_bulk : 1;
     w->done = calloc(SENDER_DONE_MAX, sizeof(*w->done));
     w->status = calloc(SENDER_DONE_MAX, sizeof(*w->status));
+    w->claimed = calloc(SENDER_INFLIGHT_MAX, sizeof(*w->claimed));
     w->mh = multi_open();
-    if (!w->done || !w->status || !w->mh)
+    if (!w->done || !w->status || !w->claimed || !w->mh)
         return -1;
     w->multi = multi_curl(w->mh);
     if (pthread_create(&w->thread, NULL, sender_main, w) != 0)
@@ -671,8 +528,8 @@ static void worker_free(struct worker *w)
     while (w->easy_pooled > 0)
         curl_easy_cleanup(w->easy_pool[--w->easy_pooled]);
     multi_close(w->mh);
-    free(w->done), free(w->status);
-    w->mh = NULL, w->multi = NULL, w->done = NULL, w->status = NULL;
+    free(w->done), free(w->status), free(w->claimed);
+    w->mh = NULL, w->multi = NULL, w->done = NULL, w->status = NULL, w->claimed = NULL;
 }
 
 /* In-flight sends are abandoned: their rows stay "sending" and a worker

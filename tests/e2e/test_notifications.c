@@ -678,6 +678,72 @@ static void test_provider_400_fails(void **state)
     assert_int_equal(sink_count("sms", needle), 1);
 }
 
+/* The queue row of the tenant's request (send_queue, migration 0006)
+ * with the given condition on it: a count. */
+static int64_t queued_where(const char *request_id, const char *condition)
+{
+    char sql[512];
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM notification.send_queue q JOIN notification.deliveries d "
+             "ON d.id = q.delivery_id WHERE d.tenant_id = $1 AND d.request_id = $2 AND %s",
+             condition);
+    const char *p[2] = {tenant, request_id};
+    return test_pg_int(pg, sql, 2, p);
+}
+
+static bool leased(void *arg)
+{
+    return queued_where(arg, "q.lease_until IS NOT NULL") == 1;
+}
+
+/* The service dies mid-send (the provider takes five seconds): the claim
+ * holds the row's lease and no outcome was recorded. Nothing is lost:
+ * once the lease runs out (60 s, run out here by hand) the row is claimed
+ * again and delivered, with the same message id, its second attempt, and
+ * it leaves the queue. */
+static void test_crash_mid_send_sent_again(void **state)
+{
+    new_tenant();
+    char m[64], rid[96], needle[128];
+    member_id(m, "crash");
+    contact(m, "Crash", "+8613900000008", "");
+    snprintf(rid, sizeof(rid), "receipt:crash:%s", m);
+    snprintf(needle, sizeof(needle), "\\\"request_id\\\":\\\"%s\\\"", rid);
+    sink_mode("sms", "ok 5000");
+    request(m, rid, "receipt.refund", "transactional", "normal", "sms");
+    assert_true(poll_until(leased, rid, WAIT_MS));
+    assert_int_equal(runtime_do("kill-service notification"), 0);
+    sink_mode("sms", "ok");
+    char *s = delivery_field(rid, "sms", "status");
+    assert_string_equal(s, "pending"); /* the lease is the queue row's */
+    free(s);
+    const char *p[2] = {tenant, rid};
+    assert_int_equal(test_pg_int(pg,
+                                 "WITH u AS (UPDATE notification.send_queue q "
+                                 " SET lease_until = now() - interval '1 second' "
+                                 " FROM notification.deliveries d WHERE d.id = q.delivery_id "
+                                 " AND d.tenant_id = $1 AND d.request_id = $2 RETURNING 1) "
+                                 "SELECT count(*) FROM u",
+                                 2, p),
+                     1);
+    assert_int_equal(runtime_do("start-service notification"), 0);
+    expect_status(rid, "sms", "delivered", NULL);
+    char *a = delivery_field(rid, "sms", "attempts");
+    assert_string_equal(a, "2");
+    free(a);
+    assert_int_equal(queued_where(rid, "true"), 0);
+    json_t *recs = sink_records("sms", needle);
+    size_t n = json_array_size(recs);
+    assert_true(n >= 1);
+    for (size_t i = 1; i < n; i++)
+        assert_string_equal(
+            json_string_value(json_object_get(json_object_get(json_array_get(recs, 0), "headers"),
+                                              "x-tessera-message-id")),
+            json_string_value(json_object_get(json_object_get(json_array_get(recs, i), "headers"),
+                                              "x-tessera-message-id")));
+    json_decref(recs);
+}
+
 #define BULK_COUNT 600
 
 /* Bulk waiting in the delivery queue behind a slow provider, then a login
@@ -883,6 +949,7 @@ int main(void)
         cmocka_unit_test_teardown(test_quiet_hours_held_until_morning, restore_clock),
         cmocka_unit_test(test_provider_down_then_back),
         cmocka_unit_test(test_provider_400_fails),
+        cmocka_unit_test(test_crash_mid_send_sent_again),
         cmocka_unit_test(test_template_and_inbox_routes),
         cmocka_unit_test(test_high_lane_passes_bulk),
     };
