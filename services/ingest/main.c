@@ -37,7 +37,7 @@ static const struct config_entry config_table[] = {
      "port of the HTTP API (0 picks a free one)"},
     {"TESSERA_WAIT_MS", CONFIG_INT, &app.wait_default_ms, "2000", 0, INGEST_WAIT_MAX_MS, false,
      "how long a money request waits for the ledger before answering 202"},
-    {"TESSERA_KAFKA_COMMAND_PRODUCERS", CONFIG_INT, &app.command_producer_count, "2", 1,
+    {"TESSERA_KAFKA_COMMAND_PRODUCERS", CONFIG_INT, &app.command_producer_count, "8", 1,
      INGEST_COMMAND_PRODUCERS_MAX, false,
      "Kafka producers (broker connections) carrying ledger commands, a member's always by the "
      "same one (docs/purchase-path.md)"},
