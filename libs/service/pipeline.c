@@ -478,10 +478,14 @@ static void *pipeline_main(void *arg)
         pipeline_relay_tick(p, b.count == 0);
         if (b.count == 0) {
             atomic_store(&p->stats.postgres_ok, db_healthy(p->pg));
+            ended_s = 0; /* idle: the next batch did not wait for this loop */
             continue;
         }
         double started_s = metrics_now_seconds();
-        if (ended_s > 0) /* polls, relay ticks and reports since the last batch */
+        /* Polls, relay ticks and reports between two batches back to back
+         * (an empty poll in between was idle time, not overhead: counting
+         * it made "between" look like a wait behind the loop). */
+        if (ended_s > 0)
             pipeline_metrics_step("between", started_s - ended_s);
         process_batch(p, &b);
         ended_s = metrics_now_seconds();

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <math.h>
 #include <string.h>
+#include <time.h>
 
 #include "../support/api_client.h"
 #include "../support/ops_client.h"
@@ -144,11 +145,44 @@ static void test_unknown_paths_share_one_series(void **state)
     free(text);
 }
 
+#define BETWEEN_STEP "step=\"between\""
+#define IDLE_GAP_NS  1500000000L /* the ledger left idle between two batches */
+
+static void topup_one(const char *member_id)
+{
+    char path[160];
+    snprintf(path, sizeof(path), "/v1/members/%s/topups", member_id);
+    struct api_response r =
+        api_post(path, "{\"amount\":100,\"branch_id\":\"hq\",\"payment_method\":\"cash\"}", NULL);
+    assert_int_equal(r.status, 201); /* answered: its batch has committed */
+    api_response_free(&r);
+}
+
+/* The consumer's "between" step is the loop's own time between batches
+ * back to back; an idle ledger (nothing to poll) is not counted in it, or
+ * the per-hop means would show idle time as a wait behind the loop. The
+ * pause is the idle time under test, not a synchronisation. */
+static void test_between_step_leaves_idle_out(void **state)
+{
+    const char *name = "tessera_consumer_batch_step_seconds_sum";
+    char member_id[64];
+    test_register_member(member_id);
+    topup_one(member_id);
+    double before = fmax(0, ops_metric("ledger", name, BETWEEN_STEP));
+    nanosleep(&(struct timespec){IDLE_GAP_NS / 1000000000L, IDLE_GAP_NS % 1000000000L}, NULL);
+    topup_one(member_id);
+    double grown = fmax(0, ops_metric("ledger", name, BETWEEN_STEP)) - before;
+    if (grown >= (double)IDLE_GAP_NS / 2e9)
+        fail_msg("between grew by %.3f s over an idle gap of %.1f s", grown,
+                 (double)IDLE_GAP_NS / 1e9);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_metrics_valid_and_moving),
         cmocka_unit_test(test_unknown_paths_share_one_series),
+        cmocka_unit_test(test_between_step_leaves_idle_out),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
