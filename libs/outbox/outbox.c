@@ -57,8 +57,9 @@ int outbox_delete(PGconn *pg, const int64_t *ids, size_t count, char *err, size_
     for (size_t i = 0; i < count; i++)
         db_array_add_int(&a, ids[i]);
     const char *params[1] = {db_array_finish(&a)};
-    PGresult *res = db_query(pg, "DELETE FROM outbox WHERE id = ANY($1::bigint[])", 1, params, err,
-                             err_len, NULL);
+    /* Through the primary key whatever the statistics (db/migrate.c). */
+    PGresult *res =
+        db_query(pg, "SELECT outbox_delete($1::bigint[])", 1, params, err, err_len, NULL);
     db_array_free(&a);
     if (!res)
         return -1;
@@ -86,7 +87,8 @@ rd_kafka_resp_err_t outbox_produce(struct bus_producer *p, const char *source,
 #define STR(x)  STR_(x)
 
 /* The rows whose lease ran out longest ago, found through the index on
- * (lease_until, id) (db/migrate.c) and updated through the primary key.
+ * (lease_until, id) (db/migrate.c: partial, so that only a statement on
+ * lease_until can use it) and updated through the primary key.
  * Ordered by id alone, and joined to the update, the planner walked the
  * primary key or the whole table, every row in flight and every dead row
  * of a busy outbox (its statistics are always stale): 0.1-4 s a sweep.
