@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "decide.h"
+#include "decide_sql.h"
 
 static void copy_json(char *dst, size_t len, json_t *j, const char *key)
 {
@@ -125,7 +126,7 @@ static void facts_of(struct member_facts *m, const PGresult *res, int row)
 
 /* Each fresh request's member contact, consents for its purpose, the
  * week's marketing count (before the run), its tenant's policy and its
- * delivery ids. */
+ * delivery ids (DECIDE_FACTS_SQL, decide_sql.h). */
 int decide_load_facts(PGconn *pg, struct notify_pending *p, size_t n, int64_t now, char *err,
                       size_t err_len)
 {
@@ -149,23 +150,7 @@ int decide_load_facts(PGconn *pg, struct notify_pending *p, size_t n, int64_t no
     snprintf(since, sizeof(since), "%lld", (long long)(now - POLICY_WEEK_US));
     const char *params[4] = {db_array_finish(&col[0]), db_array_finish(&col[1]),
                              db_array_finish(&col[2]), since};
-    PGresult *res =
-        m == 0 ? NULL
-               : db_query(
-                     pg,
-                     "SELECT u.i, c.sealed, c.locale, p.time_zone, p.quiet_start_minute, "
-                     "p.quiet_end_minute, p.marketing_cap_per_week, p.default_locale, p.currency, "
-                     "CASE WHEN u.purpose = 'marketing' THEN (SELECT count(*) FROM requests q "
-                     " WHERE q.tenant_id = u.t AND q.member_id = u.m AND q.counts_for_cap "
-                     " AND q.received_us > $4::bigint) END, "
-                     "(SELECT ',' || string_agg(channel, ',') || ',' FROM consents k "
-                     " WHERE k.tenant_id = u.t AND k.member_id = u.m AND k.purpose = u.purpose "
-                     " AND k.granted), nextval('deliveries_id_seq') "
-                     "FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY "
-                     " AS u(t, m, purpose, i) "
-                     "LEFT JOIN contacts c ON c.tenant_id = u.t AND c.member_id = u.m "
-                     "LEFT JOIN policies p ON p.tenant_id = u.t",
-                     4, params, err, err_len, NULL);
+    PGresult *res = m == 0 ? NULL : db_query(pg, DECIDE_FACTS_SQL, 4, params, err, err_len, NULL);
     for (int k = 0; k < 3; k++)
         db_array_free(&col[k]);
     int rc = m == 0 || res ? 0 : -1;

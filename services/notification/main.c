@@ -27,11 +27,16 @@ struct notify_config notify_cfg;
  * 2.0 counts queued.max.messages.kbytes and queued.min.messages per
  * partition). librdkafka's defaults (64 MiB, 100 000 messages) let the
  * service read a whole campaign of 100 000 requests into memory while the
- * decisions fall behind (129 MiB resident in bench/notify.sh); a request
- * is a few hundred bytes, so 256 KiB still holds about a thousand of them
- * (a full batch, TESSERA_NOTIFICATION_BATCH_MAX) per partition. */
-#define NOTIFY_PREFETCH_KBYTES   256
-#define NOTIFY_PREFETCH_MESSAGES 1000
+ * decisions fall behind (129 MiB resident in bench/notify.sh). Too small
+ * a bound starves the consumer instead: once a partition's queue is full,
+ * librdkafka 2.0 fetches it again only at its broker thread's next
+ * wake-up, not when the queue drains, so with 256 KiB (about a thousand
+ * requests) the consumer waited for messages most of the time (a run of
+ * 30 000: 29 s waiting, 3.6 s deciding; 1 200 messages/s). 4 MiB and
+ * 10 000 messages a partition: 5 000-5 900 messages/s, 56 MiB peak over
+ * 100 000 requests, flat. */
+#define NOTIFY_PREFETCH_KBYTES   4096
+#define NOTIFY_PREFETCH_MESSAGES 10000
 
 /* Delivery workers. One by default: on the benchmark's 2 shared cores
  * (bench/notify.sh, 100 000 messages) one worker took 64 s and two 70-75 s,
