@@ -524,6 +524,30 @@ static int unused_port(void)
     return ntohs(sa.sin_port);
 }
 
+/* A server that accepts connections (the kernel's backlog) and never
+ * answers; returns its socket and sets *out_port. */
+static int silent_listener(int *out_port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(fd, 4), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    *out_port = ntohs(sa.sin_port);
+    return fd;
+}
+
+/* An async client connected to 127.0.0.1:server_port within the deadline. */
+static struct cache_async *connected_client(struct event_base *base, int server_port)
+{
+    char err[ERR_MAX];
+    struct cache_async *c = cache_async_new(base, "127.0.0.1", server_port, err, sizeof err);
+    assert_non_null(c);
+    assert_true(loop_until(base, async_connected, c, DEADLINE_MS));
+    return c;
+}
+
 static void test_async_unreachable(void **state)
 {
     char err[ERR_MAX];
@@ -543,17 +567,10 @@ static void test_async_unreachable(void **state)
  * must time out with -1, exactly once. */
 static void test_async_request_timeout(void **state)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof sa;
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    assert_int_equal(listen(fd, 4), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    char err[ERR_MAX];
+    int server_port;
+    int fd = silent_listener(&server_port);
     struct event_base *base = event_base_new();
-    struct cache_async *c = cache_async_new(base, "127.0.0.1", ntohs(sa.sin_port), err, sizeof err);
-    assert_non_null(c);
-    assert_true(loop_until(base, async_connected, c, DEADLINE_MS));
+    struct cache_async *c = connected_client(base, server_port);
     struct get_call call = async_get(base, c, "m-silent");
     assert_int_equal(call.status, -1);
     cache_async_free(c); /* the request is still in hiredis: freed, not answered again */
@@ -653,17 +670,10 @@ static void test_async_member_view_unreachable(void **state)
  * again. */
 static void test_async_member_view_timeout(void **state)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof sa;
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    assert_int_equal(listen(fd, 4), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    char err[ERR_MAX];
+    int server_port;
+    int fd = silent_listener(&server_port);
     struct event_base *base = event_base_new();
-    struct cache_async *c = cache_async_new(base, "127.0.0.1", ntohs(sa.sin_port), err, sizeof err);
-    assert_non_null(c);
-    assert_true(loop_until(base, async_connected, c, DEADLINE_MS));
+    struct cache_async *c = connected_client(base, server_port);
     struct view_call call = async_view(base, c, "m-silent");
     assert_int_equal(call.v.profile_status, -1);
     assert_int_equal(call.v.balances_status, -1);
