@@ -294,6 +294,12 @@ static bool code_requested(void *arg)
     return status == 202;
 }
 
+/* What a sink's log holds for a request: its id as the JSON body quotes it. */
+static void sink_needle(char *needle, size_t size, const char *request_id)
+{
+    snprintf(needle, size, "\\\"request_id\\\":\\\"%s\\\"", request_id);
+}
+
 /* A login code reaches the SMS provider signed, in the high lane, and the
  * code in it logs the member in. */
 static void test_login_code_by_sms(void **state)
@@ -399,7 +405,7 @@ static void test_duplicate_delivered_once(void **state)
     expect_status(marker, "sms", "delivered", NULL);
     expect_status(rid, "sms", "delivered", NULL);
     char needle[128];
-    snprintf(needle, sizeof(needle), "\\\"request_id\\\":\\\"%s\\\"", rid);
+    sink_needle(needle, sizeof(needle), rid);
     assert_int_equal(sink_count("sms", needle), 1);
 }
 
@@ -439,7 +445,7 @@ static void test_login_code_to_its_recipient(void **state)
     /* one partition: the receipt is decided before the code */
     expect_status(rid, "sms", "delivered", NULL);
     char needle[128];
-    snprintf(needle, sizeof(needle), "\\\"request_id\\\":\\\"%s\\\"", rid);
+    sink_needle(needle, sizeof(needle), rid);
     json_t *recs = sink_records("sms", needle);
     assert_int_equal(json_array_size(recs), 1);
     char *text = json_dumps(recs, 0);
@@ -478,7 +484,7 @@ static void test_consent_withdrawn(void **state)
     expect_status(r2, "sms", "suppressed", "no_consent");
     expect_status(r3, "sms", "delivered", "transactional");
     char needle[128];
-    snprintf(needle, sizeof(needle), "\\\"request_id\\\":\\\"%s\\\"", r2);
+    sink_needle(needle, sizeof(needle), r2);
     assert_int_equal(sink_count("sms", needle), 0);
 }
 
@@ -573,7 +579,7 @@ static void test_cap_within_one_batch(void **state)
     for (int i = 2; i < 5; i++)
         expect_status(rid[i], "sms", "suppressed", "frequency_cap");
     char needle[128];
-    snprintf(needle, sizeof(needle), "\\\"request_id\\\":\\\"%s\\\"", rid[0]);
+    sink_needle(needle, sizeof(needle), rid[0]);
     assert_int_equal(sink_count("sms", needle), 1);
 }
 
@@ -609,7 +615,7 @@ static void test_quiet_hours_held_until_morning(void **state)
     request(m, rid, "birthday.gift", "marketing", "normal", "sms");
     expect_status(rid, "sms", "held", "quiet_hours");
     char needle[128];
-    snprintf(needle, sizeof(needle), "\\\"request_id\\\":\\\"%s\\\"", rid);
+    sink_needle(needle, sizeof(needle), rid);
     assert_int_equal(sink_count("sms", needle), 0);
     /* 07:59 local: still held; then 08:00 */
     test_clock_set_now_us(night_us + 8 * HOUR_US + 59 * INT64_C(60000000));
@@ -629,7 +635,7 @@ static void test_provider_down_then_back(void **state)
     member_id(m, "down");
     contact(m, "Down", "+8613900000005", "");
     snprintf(rid, sizeof(rid), "receipt:down:%s", m);
-    snprintf(needle, sizeof(needle), "\\\"request_id\\\":\\\"%s\\\"", rid);
+    sink_needle(needle, sizeof(needle), rid);
     sink_mode("sms", "503");
     request(m, rid, "receipt.refund", "transactional", "normal", "sms");
     assert_true(wait_sink("sms", needle, 2)); /* tried, refused, tried again */
@@ -660,7 +666,7 @@ static void test_provider_400_fails(void **state)
     member_id(m, "bad");
     contact(m, "Bad", "+8613900000006", "");
     snprintf(rid, sizeof(rid), "receipt:bad:%s", m);
-    snprintf(needle, sizeof(needle), "\\\"request_id\\\":\\\"%s\\\"", rid);
+    sink_needle(needle, sizeof(needle), rid);
     sink_mode("sms", "400");
     request(m, rid, "receipt.refund", "transactional", "normal", "sms");
     expect_status(rid, "sms", "failed", NULL);
@@ -708,7 +714,7 @@ static void test_crash_mid_send_sent_again(void **state)
     member_id(m, "crash");
     contact(m, "Crash", "+8613900000008", "");
     snprintf(rid, sizeof(rid), "receipt:crash:%s", m);
-    snprintf(needle, sizeof(needle), "\\\"request_id\\\":\\\"%s\\\"", rid);
+    sink_needle(needle, sizeof(needle), rid);
     sink_mode("sms", "ok 5000");
     request(m, rid, "receipt.refund", "transactional", "normal", "sms");
     assert_true(poll_until(leased, rid, WAIT_MS));
@@ -777,7 +783,7 @@ static void test_high_lane_passes_bulk(void **state)
     assert_true(poll_until(all_decided, &want, 120000));
     snprintf(high, sizeof(high), "code:%s", m);
     request(m, high, "login_code", "transactional", "high", "sms");
-    snprintf(needle, sizeof(needle), "\\\"request_id\\\":\\\"%s\\\"", high);
+    sink_needle(needle, sizeof(needle), high);
     assert_true(wait_sink("sms", needle, 1));
     size_t bulk_done = 0;
     json_t *recs = sink_records("sms", m);

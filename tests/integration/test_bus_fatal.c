@@ -46,18 +46,25 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Serves delivery reports for one poll step: the event loop's when the
+ * producer is loop-driven, a poll otherwise. */
+static void serve_reports(struct bus_producer *p, struct event_base *base)
+{
+    if (base != NULL) {
+        struct timeval step = {0, TEST_POLL_STEP_MS * 1000};
+        event_base_loopexit(base, &step);
+        event_base_dispatch(base);
+    } else
+        bus_producer_poll(p, TEST_POLL_STEP_MS);
+}
+
 /* Serves reports (the loop when there is one, else poll) until message i
  * has its report or the deadline passed. */
 static void wait_report(struct bus_producer *p, struct event_base *base, int i)
 {
     int64_t deadline = now_ms() + TEST_DEADLINE_MS;
     while (reports[i] == RD_KAFKA_RESP_ERR__IN_PROGRESS && now_ms() < deadline) {
-        if (base != NULL) {
-            struct timeval step = {0, TEST_POLL_STEP_MS * 1000};
-            event_base_loopexit(base, &step);
-            event_base_dispatch(base);
-        } else
-            bus_producer_poll(p, TEST_POLL_STEP_MS);
+        serve_reports(p, base);
     }
     assert_int_not_equal(reports[i], RD_KAFKA_RESP_ERR__IN_PROGRESS);
 }
@@ -72,12 +79,7 @@ static void produce(struct bus_producer *p, struct event_base *base, int i)
     int64_t deadline = now_ms() + TEST_DEADLINE_MS;
     while (bus_produce(p, TOPIC_TIER_EVENTS, key, key, strlen(key), NULL, &reports[i]) != 0) {
         assert_true(now_ms() < deadline);
-        if (base != NULL) {
-            struct timeval step = {0, TEST_POLL_STEP_MS * 1000};
-            event_base_loopexit(base, &step);
-            event_base_dispatch(base);
-        } else
-            bus_producer_poll(p, TEST_POLL_STEP_MS);
+        serve_reports(p, base);
     }
 }
 
