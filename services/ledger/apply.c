@@ -739,12 +739,11 @@ int ledger_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *er
         db_array_add(&cmd_tenants, envs[i]->tenant_id);
         db_array_add(&cmd_ids, command_id_of(envs[i]));
     }
+    l->rows.by_insert = b->count <= LEDGER_INSERT_BATCH_MAX;
     double t = step_done("ledger_decode", t0);
     int rc = store_load(pg, l, &cmd_tenants, &cmd_ids, err, err_len);
     if (rc == 0)
         rc = cards_load(pg, l, err, err_len);
-    if (rc == 0)
-        rc = firstday_load(pg, l, err, err_len);
     if (rc == 0) {
         t = step_done("ledger_load", t);
         for (size_t i = 0; i < b->count; i++)

@@ -135,10 +135,28 @@ static const char fresh_sql[] =
     "ORDER BY k.t, k.m, j.line_id";
 
 /* After cards_load, in the batch's transaction. Returns 0 or -1 with err. */
-int firstday_load(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
+static int read_fresh(void *ctx, const PGresult *res, char *err, size_t err_len)
+{
+    struct ledger_ctx *l = ctx;
+    for (int i = 0; i < PQntuples(res); i++) {
+        struct ledger_member *mb =
+            ledger_member_find(l, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), false);
+        struct ledger_fd_tenant *tn = tenant_find(l, PQgetvalue(res, i, 0), false);
+        if (!mb || !tn)
+            continue;
+        mb->fd_tracked = true;
+        tn->limit = db_int_at(res, i, 2);
+        if (PQgetisnull(res, i, 3))
+            continue;
+        fold_line(mb, db_int_at(res, i, 3), db_int_at(res, i, 4), PQgetvalue(res, i, 5)[0] == 't');
+    }
+    return 0;
+}
+
+void firstday_queue_load(struct db_pipeline *pl, struct ledger_ctx *l)
 {
     if (!l->fd_wanted)
-        return 0;
+        return;
     struct db_array t, m, since, set;
     db_array_init(&t), db_array_init(&m), db_array_init(&since), db_array_init(&set);
     for (size_t i = 0; i < l->member_count; i++) {
@@ -154,24 +172,8 @@ int firstday_load(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
             db_array_add(&set, l->fd_tenants[i].tenant_id);
     const char *p[4] = {db_array_finish(&t), db_array_finish(&m), db_array_finish(&since),
                         db_array_finish(&set)};
-    PGresult *res = db_query(pg, fresh_sql, 4, p, err, err_len, NULL);
+    db_pipeline_add(pl, fresh_sql, 4, p, read_fresh, l);
     db_array_free(&t), db_array_free(&m), db_array_free(&since), db_array_free(&set);
-    if (!res)
-        return -1;
-    for (int i = 0; i < PQntuples(res); i++) {
-        struct ledger_member *mb =
-            ledger_member_find(l, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), false);
-        struct ledger_fd_tenant *tn = tenant_find(l, PQgetvalue(res, i, 0), false);
-        if (!mb || !tn)
-            continue;
-        mb->fd_tracked = true;
-        tn->limit = db_int_at(res, i, 2);
-        if (PQgetisnull(res, i, 3))
-            continue;
-        fold_line(mb, db_int_at(res, i, 3), db_int_at(res, i, 4), PQgetvalue(res, i, 5)[0] == 't');
-    }
-    PQclear(res);
-    return 0;
 }
 
 const char *firstday_check(struct ledger_ctx *l, const Envelope *cmd, const struct ledger_member *m,

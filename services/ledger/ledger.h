@@ -13,6 +13,7 @@
 #include "batch_index.h"
 #include "db/copy.h"
 #include "db/db.h"
+#include "db/pipeline.h"
 #include "events/codec.h"
 #include "events/text_limits.h"
 #include "ids/uuid7.h"
@@ -115,12 +116,24 @@ struct ledger_prepaid_delta {
     char *last_command_id;
 };
 
+/* A batch of up to this many commands writes its verdicts and journal
+ * lines with INSERTs from arrays, sent in one round trip with the
+ * balances and lots (store_write); a larger one with COPY, two round trips
+ * each but cheaper per row (docs/ledger-performance.md). */
+#define LEDGER_INSERT_BATCH_MAX 64
+#define LEDGER_COMMAND_COLUMNS  8
+#define LEDGER_JOURNAL_COLUMNS  10
+
 /* Rows one batch writes: verdicts and journal lines as COPY rows (the
- * journal is most of what the ledger writes), and the per-tenant prepaid
- * deltas summed as lines are added. */
+ * journal is most of what the ledger writes) or, for a small batch
+ * (by_insert), as column arrays; and the per-tenant prepaid deltas summed
+ * as lines are added. */
 struct ledger_rows {
+    bool by_insert; /* set before the first row is added */
     struct db_copy commands;
     struct db_copy journal;
+    struct db_array command_cols[LEDGER_COMMAND_COLUMNS];
+    struct db_array journal_cols[LEDGER_JOURNAL_COLUMNS];
     size_t journal_lines;
     struct ledger_prepaid_delta *prepaid;
     size_t prepaid_count, prepaid_cap;
@@ -285,8 +298,12 @@ void points_decide(struct ledger_ctx *l, struct outcome *o);
  * the caller's, already filled. */
 uint8_t *points_encode_fact(const struct outcome *o, Envelope *env, Balances *bal, size_t *len);
 void points_begin_batch(struct ledger_ctx *l);
-int points_load(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len);
-int points_write(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len);
+/* Queues the points policies and lots the batch needs (none when it
+ * needs none) to store_load's pipeline. */
+void points_queue_load(struct db_pipeline *pl, struct ledger_ctx *l);
+/* Queues the upsert of the batch's new and changed lots to store_write's
+ * pipeline. */
+void points_queue_write(struct db_pipeline *pl, struct ledger_ctx *l);
 /* A refund of purchase_command_id takes back `points` earned by it
  * (rules_points_plan_reversal): adds the journal lines to o, moves the
  * member's balances and lots, and returns what could not be taken back. */
@@ -324,11 +341,11 @@ int refunds_write(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len);
 
 /* firstday.c: the first-day limit on freshly topped-up stored value
  * (rules_firstday.h). Called from the pipeline thread, in the batch's
- * phases: note (decode), load (after cards_load), check (deciding a
+ * phases: note (decode), load (queued to store_load's pipeline), check (deciding a
  * stored-value spend), posted (after every posted command). */
 void firstday_begin_batch(struct ledger_ctx *l);
 void firstday_note(struct ledger_ctx *l, const Envelope *env);
-int firstday_load(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len);
+void firstday_queue_load(struct db_pipeline *pl, struct ledger_ctx *l);
 /* May m pay charge from stored value for cmd (a purchase or a card sale)?
  * NULL, or the rejection code "first_day_limit_exceeded". Changes nothing. */
 const char *firstday_check(struct ledger_ctx *l, const Envelope *cmd, const struct ledger_member *m,
@@ -393,14 +410,20 @@ struct ledger_ladder *ledger_ladder_find(struct ledger_ctx *l, const char *tenan
 
 /* the database side (store.c) */
 /* Loads the verdicts already given for the batch's command ids, the
- * balances of its members and the ladders of its tenants. */
+ * balances of its members, the ladders of its tenants and what the
+ * points, first-day and refund rules need, the first ones in one round
+ * trip. */
 int store_load(PGconn *pg, struct ledger_ctx *l, struct db_array *cmd_tenants,
                struct db_array *cmd_ids, char *err, size_t err_len);
 int store_write(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len);
 void store_rows_init(struct ledger_rows *r);
-/* Rows of the batch's members: sql's $1 and $2 are their tenants and ids. */
-PGresult *store_query_batch_members(PGconn *pg, const struct ledger_ctx *l, const char *sql,
-                                    char *err, size_t err_len);
+/* Queues sql, whose $1 and $2 are the batch's members' tenants and ids
+ * (store_queue_batch_members) or $1 its tenants (..._tenants), with read
+ * called on l. */
+void store_queue_batch_members(struct db_pipeline *pl, struct ledger_ctx *l, const char *sql,
+                               db_pipeline_read_fn read);
+void store_queue_batch_tenants(struct db_pipeline *pl, struct ledger_ctx *l, const char *sql,
+                               db_pipeline_read_fn read);
 /* Per-tenant settings of the batch's tenants: sql's $1 is their array. */
 PGresult *store_query_batch_tenants(PGconn *pg, const struct ledger_ctx *l, const char *sql,
                                     char *err, size_t err_len);

@@ -592,16 +592,14 @@ uint8_t *points_encode_fact(const struct outcome *o, Envelope *env, Balances *ba
 }
 
 /* ------------------------------------------------------- database */
-static int load_policies(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
+static const char LOAD_POLICIES_SQL[] =
+    "SELECT tenant_id, kind, periods, utc_offset_minutes, lock_seconds, "
+    "payment_points_per_unit, payment_unit_minor, payment_max_share_bp "
+    "FROM points_policy WHERE tenant_id = ANY($1::text[])";
+
+static int read_policies(void *ctx, const PGresult *res, char *err, size_t err_len)
 {
-    PGresult *res = store_query_batch_tenants(
-        pg, l,
-        "SELECT tenant_id, kind, periods, utc_offset_minutes, lock_seconds, "
-        "payment_points_per_unit, payment_unit_minor, payment_max_share_bp "
-        "FROM points_policy WHERE tenant_id = ANY($1::text[])",
-        err, err_len);
-    if (!res)
-        return -1;
+    struct ledger_ctx *l = ctx;
     for (int i = 0; i < PQntuples(res); i++) {
         struct points_policy policy = {.periods = atoi(PQgetvalue(res, i, 2)),
                                        .utc_offset_minutes = atoi(PQgetvalue(res, i, 3)),
@@ -617,26 +615,23 @@ static int load_policies(PGconn *pg, struct ledger_ctx *l, char *err, size_t err
                                                       .unit_minor = db_int_at(res, i, 6),
                                                       .max_share_bp = db_int_at(res, i, 7)}};
     }
-    PQclear(res);
     return 0;
 }
 
 /* The batch members' lots with points left, oldest first (lot ids are
  * UUIDv7, time-ordered), which is the tie order of the spending rule. */
-static int load_lots(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
+static const char LOAD_LOTS_SQL[] =
+    "SELECT x.lot_id, x.tenant_id, x.member_id, coalesce(x.branch_id, ''), x.posting_id, "
+    "x.granted, x.remaining, "
+    "coalesce((extract(epoch FROM x.expires_at) * 1000000)::bigint, 0), x.pending, "
+    "coalesce((extract(epoch FROM x.vests_at) * 1000000)::bigint, 0), "
+    "coalesce(x.purchase_command_id, ''), coalesce(x.rule, ''), coalesce(x.earned, 0) "
+    "FROM point_lots x JOIN unnest($1::text[], $2::text[]) AS k(t, m) "
+    "ON x.tenant_id = k.t AND x.member_id = k.m WHERE x.remaining > 0 ORDER BY x.lot_id";
+
+static int read_lots(void *ctx, const PGresult *res, char *err, size_t err_len)
 {
-    PGresult *res = store_query_batch_members(
-        pg, l,
-        "SELECT x.lot_id, x.tenant_id, x.member_id, coalesce(x.branch_id, ''), x.posting_id, "
-        "x.granted, x.remaining, "
-        "coalesce((extract(epoch FROM x.expires_at) * 1000000)::bigint, 0), x.pending, "
-        "coalesce((extract(epoch FROM x.vests_at) * 1000000)::bigint, 0), "
-        "coalesce(x.purchase_command_id, ''), coalesce(x.rule, ''), coalesce(x.earned, 0) "
-        "FROM point_lots x JOIN unnest($1::text[], $2::text[]) AS k(t, m) "
-        "ON x.tenant_id = k.t AND x.member_id = k.m WHERE x.remaining > 0 ORDER BY x.lot_id",
-        err, err_len);
-    if (!res)
-        return -1;
+    struct ledger_ctx *l = ctx;
     for (int i = 0; i < PQntuples(res); i++) {
         struct ledger_lot *lot =
             lot_add(l, PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), PQgetvalue(res, i, 3));
@@ -654,21 +649,34 @@ static int load_lots(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len
         assert(lot->purchase_command_id && lot->rule);
         lot->earned = db_int_at(res, i, 12);
     }
-    PQclear(res);
     return 0;
 }
 
-int points_load(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
+void points_queue_load(struct db_pipeline *pl, struct ledger_ctx *l)
 {
     if (!l->lots_wanted)
-        return 0;
-    return load_policies(pg, l, err, err_len) < 0 || load_lots(pg, l, err, err_len) < 0 ? -1 : 0;
+        return;
+    store_queue_batch_tenants(pl, l, LOAD_POLICIES_SQL, read_policies);
+    store_queue_batch_members(pl, l, LOAD_LOTS_SQL, read_lots);
 }
 
 /* New lots and lots whose remaining (or pending state) changed, in one
  * upsert. */
 #define LOT_COLUMNS 13
-int points_write(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
+static const char WRITE_LOTS_SQL[] =
+    "INSERT INTO point_lots (lot_id, tenant_id, member_id, branch_id, posting_id, "
+    "granted, remaining, expires_at, pending, vests_at, purchase_command_id, rule, "
+    "earned) SELECT i, t, m, b, p, g, r, CASE WHEN e = 0 THEN NULL ELSE "
+    "'epoch'::timestamptz + e * interval '1 microsecond' END, pe, CASE WHEN v = 0 THEN "
+    "NULL ELSE 'epoch'::timestamptz + v * interval '1 microsecond' END, pu, ru, ea "
+    "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
+    "$6::bigint[], $7::bigint[], $8::bigint[], $9::boolean[], $10::bigint[], "
+    "$11::text[], $12::text[], $13::bigint[]) "
+    "AS x(i, t, m, b, p, g, r, e, pe, v, pu, ru, ea) "
+    "ON CONFLICT (lot_id) DO UPDATE SET remaining = EXCLUDED.remaining, "
+    "pending = EXCLUDED.pending";
+
+void points_queue_write(struct db_pipeline *pl, struct ledger_ctx *l)
 {
     struct db_array id, t, m, br, post, granted, remaining, expires, pending, vests, purchase, rule,
         earned;
@@ -698,29 +706,12 @@ int points_write(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
         else
             db_array_add(&earned, NULL);
     }
-    int rc = 0;
     if (id.count > 0) {
         const char *p[LOT_COLUMNS];
         for (size_t k = 0; k < LOT_COLUMNS; k++)
             p[k] = db_array_finish(all[k]);
-        PGresult *res = db_query(
-            pg,
-            "INSERT INTO point_lots (lot_id, tenant_id, member_id, branch_id, posting_id, "
-            "granted, remaining, expires_at, pending, vests_at, purchase_command_id, rule, "
-            "earned) SELECT i, t, m, b, p, g, r, CASE WHEN e = 0 THEN NULL ELSE "
-            "'epoch'::timestamptz + e * interval '1 microsecond' END, pe, CASE WHEN v = 0 THEN "
-            "NULL ELSE 'epoch'::timestamptz + v * interval '1 microsecond' END, pu, ru, ea "
-            "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
-            "$6::bigint[], $7::bigint[], $8::bigint[], $9::boolean[], $10::bigint[], "
-            "$11::text[], $12::text[], $13::bigint[]) "
-            "AS x(i, t, m, b, p, g, r, e, pe, v, pu, ru, ea) "
-            "ON CONFLICT (lot_id) DO UPDATE SET remaining = EXCLUDED.remaining, "
-            "pending = EXCLUDED.pending",
-            LOT_COLUMNS, p, err, err_len, NULL);
-        rc = res ? 0 : -1;
-        PQclear(res);
+        db_pipeline_add(pl, WRITE_LOTS_SQL, LOT_COLUMNS, p, NULL, NULL);
     }
     for (size_t k = 0; k < LOT_COLUMNS; k++)
         db_array_free(all[k]);
-    return rc;
 }
