@@ -8,6 +8,13 @@
 #   PURCHASE_MEMBERS (20000), PURCHASE_SECONDS (10), PURCHASE_E2E_RATE (2000),
 #   PURCHASE_E2E_SECONDS (20), PURCHASE_KEEP=1 leaves the runtime running,
 #   PURCHASE_REUSE=1 runs against the one left running.
+#   PURCHASE_LEDGER_BIN_DIR: first restart the runtime's ledger from this
+#     build dir (with PURCHASE_REUSE=1, two builds of the ledger compare
+#     round by round on one runtime; they must share migrations).
+#   PURCHASE_RATES (unset): open-loop rounds at these rates first, e.g.
+#     "30 235" (a quiet and a busy purchase path: batches of about 1 and
+#     10 messages), each as "rate<N>" in the JSON.
+#   PURCHASE_ONLY_RATES=1: only those rounds.
 # Prints the hops per run on stderr and one JSON object on stdout:
 # {"closed":{...},"half":{...},"e2e":{...}} (tessera-loadgen's figures).
 set -euo pipefail
@@ -64,6 +71,11 @@ if [ "${PURCHASE_REUSE:-0}" != 1 ]; then
   done
 fi
 key=$(cat "$TESSERA_LOCAL_DIR/api-key")
+if [ -n "${PURCHASE_LEDGER_BIN_DIR:-}" ]; then
+  say "restarting the ledger from $PURCHASE_LEDGER_BIN_DIR"
+  "$runtime" stop-service ledger >/dev/null
+  TESSERA_BIN_DIR=$PURCHASE_LEDGER_BIN_DIR "$runtime" start-service ledger >/dev/null
+fi
 
 # The histograms of every hop, both services, as "name{labels} sum count".
 hops() {
@@ -95,10 +107,19 @@ run() { # label, loadgen args...
 }
 
 say "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+rates=""
+for r in ${PURCHASE_RATES:-}; do
+  out=$(run "open loop at $r/s" --connections 64 --duration "$seconds" --rate "$r")
+  rates+="\"rate$r\":$out,"
+done
+if [ "${PURCHASE_ONLY_RATES:-0}" = 1 ]; then
+  echo "{${rates%,}}"
+  exit 0
+fi
 closed=$(run "1. closed loop, 64 connections" --connections 64 --duration "$seconds")
 half_rate=$(printf '%.0f' "$(echo "$(jget rps "$closed") / 2" | bc -l)")
 half=$(run "1b. open loop at $half_rate/s" --connections 64 --duration "$seconds" --rate "$half_rate")
 e2e=$(run "4. $e2e_rate/s offered, half stored value" --connections 128 --duration "$e2e_seconds" \
   --rate "$e2e_rate" --stored-value-pct 50 --visible-every 20)
 say "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "{\"closed\":$closed,\"half\":$half,\"e2e\":$e2e}"
+echo "{$rates\"closed\":$closed,\"half\":$half,\"e2e\":$e2e}"

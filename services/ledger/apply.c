@@ -739,7 +739,7 @@ int ledger_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *er
         db_array_add(&cmd_tenants, envs[i]->tenant_id);
         db_array_add(&cmd_ids, command_id_of(envs[i]));
     }
-    l->rows.by_insert = b->count <= LEDGER_INSERT_BATCH_MAX;
+    l->rows.by_insert = b->count <= l->insert_batch_max;
     double t = step_done("ledger_decode", t0);
     int rc = store_load(pg, l, &cmd_tenants, &cmd_ids, err, err_len);
     if (rc == 0)

@@ -116,13 +116,8 @@ struct ledger_prepaid_delta {
     char *last_command_id;
 };
 
-/* A batch of up to this many commands writes its verdicts and journal
- * lines with INSERTs from arrays, sent in one round trip with the
- * balances and lots (store_write); a larger one with COPY, two round trips
- * each but cheaper per row (docs/ledger-performance.md). */
-#define LEDGER_INSERT_BATCH_MAX 64
-#define LEDGER_COMMAND_COLUMNS  8
-#define LEDGER_JOURNAL_COLUMNS  10
+#define LEDGER_COMMAND_COLUMNS 8
+#define LEDGER_JOURNAL_COLUMNS 10
 
 /* Rows one batch writes: verdicts and journal lines as COPY rows (the
  * journal is most of what the ledger writes) or, for a small batch
@@ -145,6 +140,12 @@ struct ledger_ctx {
     const char *redis_host;
     int redis_port;
     const struct service_common_config *common;
+    /* A batch of up to this many commands writes its verdicts and journal
+     * lines with INSERTs from arrays, in one round trip with the balances
+     * and lots (store_write); a larger one with COPY, two round trips each
+     * but cheaper per row (TESSERA_LEDGER_INSERT_BATCH_MAX, 0: always COPY;
+     * docs/ledger-performance.md). */
+    size_t insert_batch_max;
     long long cache_resync_s;
     redisContext *rc;
     atomic_bool redis_ok;

@@ -14,12 +14,17 @@ extern const struct db_migration ledger_migrations[];
 extern const unsigned ledger_migrations_count;
 
 static struct service_common_config common;
-static long long batch_max, poll_timeout_ms, expiry_interval_ms, cache_resync_s, workers;
+static long long batch_max, insert_batch_max, poll_timeout_ms, expiry_interval_ms, cache_resync_s,
+    workers;
 
 static const struct config_entry config_table[] = {
     SERVICE_COMMON_CONFIG(common, "9101"),
     {"TESSERA_LEDGER_BATCH_MAX", CONFIG_INT, &batch_max, "500", 1, PIPELINE_BATCH_MAX, false,
      "commands applied in one transaction at most"},
+    {"TESSERA_LEDGER_INSERT_BATCH_MAX", CONFIG_INT, &insert_batch_max, "64", 0, PIPELINE_BATCH_MAX,
+     false,
+     "a batch of up to this many commands writes its verdicts and journal with INSERTs in one "
+     "round trip, a larger one with COPY (0: always COPY)"},
     /* Two: one worker spends most of a batch waiting for PostgreSQL (or
      * PostgreSQL for it); a second overlaps them, which is what two cores
      * want (docs/benchmarks.md, scenario 3). */
@@ -51,6 +56,7 @@ static int ledger_setup(void *ctx, const struct service_common_config *c)
         l->redis_port = (int)c->redis_port;
         l->common = c;
         l->cache_resync_s = cache_resync_s;
+        l->insert_batch_max = (size_t)insert_batch_max;
         store_rows_init(&l->rows);
         char err[256];
         l->rc = cache_connect(l->redis_host, l->redis_port, 1000, err, sizeof(err));
