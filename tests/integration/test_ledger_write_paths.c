@@ -245,16 +245,18 @@ static void refuse_journal(PGconn *admin, const char *tenant, bool on)
     char sql[1024], err[256];
     if (on)
         snprintf(sql, sizeof(sql),
-                 "CREATE FUNCTION ledger.test_refuse_journal() RETURNS trigger LANGUAGE plpgsql "
+                 "CREATE OR REPLACE FUNCTION ledger.test_refuse_journal() RETURNS trigger "
+                 "LANGUAGE plpgsql "
                  "AS $$BEGIN IF NEW.tenant_id = '%s' THEN RAISE EXCEPTION 'refused by the "
                  "test'; END IF; RETURN NEW; END$$; "
+                 "DROP TRIGGER IF EXISTS test_refuse_journal ON ledger.journal; "
                  "CREATE TRIGGER test_refuse_journal BEFORE INSERT ON ledger.journal "
                  "FOR EACH ROW EXECUTE FUNCTION ledger.test_refuse_journal()",
                  tenant);
     else
         snprintf(sql, sizeof(sql),
-                 "DROP TRIGGER test_refuse_journal ON ledger.journal; "
-                 "DROP FUNCTION ledger.test_refuse_journal()");
+                 "DROP TRIGGER IF EXISTS test_refuse_journal ON ledger.journal; "
+                 "DROP FUNCTION IF EXISTS ledger.test_refuse_journal()");
     int rc = db_exec(admin, sql, err, sizeof(err));
     if (rc != 0)
         fprintf(stderr, "trigger: %s\n", err);
@@ -319,11 +321,21 @@ static void test_failure_mid_pipeline_leaves_nothing_and_the_retry_stores_once(v
     PQfinish(observer);
 }
 
+/* A failed assertion must not leave the trigger to other tests. */
+static int drop_trigger(void **state)
+{
+    PGconn *admin = test_pg();
+    refuse_journal(admin, "", false);
+    PQfinish(admin);
+    return 0;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_insert_and_copy_store_the_same_rows),
-        cmocka_unit_test(test_failure_mid_pipeline_leaves_nothing_and_the_retry_stores_once),
+        cmocka_unit_test_teardown(
+            test_failure_mid_pipeline_leaves_nothing_and_the_retry_stores_once, drop_trigger),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
