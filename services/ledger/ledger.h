@@ -330,14 +330,14 @@ const char *refunds_command_id(const Envelope *env);
 const char *refunds_command_type(const Envelope *env);
 void refunds_note(struct ledger_ctx *l, const Envelope *env);
 /* The purchase a refund or an earning of the batch names (noted by
- * refunds_note, loaded by refunds_load); NULL when none was noted. */
+ * refunds_note, loaded by refunds_queue_load); NULL when none was noted. */
 struct ledger_refundable *refunds_purchase_find(struct ledger_ctx *l, const char *tenant_id,
                                                 const char *purchase_command_id);
 void refunds_decide(struct ledger_ctx *l, struct outcome *o);
 uint8_t *refunds_encode_fact(const struct outcome *o, Envelope *env, Balances *bal, size_t *len);
 void refunds_fill_detail(const struct outcome *o, RefundDetail *d);
 void refunds_begin_batch(struct ledger_ctx *l);
-int refunds_load(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len);
+void refunds_queue_load(struct db_pipeline *pl, struct ledger_ctx *l);
 int refunds_write(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len);
 
 /* firstday.c: the first-day limit on freshly topped-up stored value
@@ -425,9 +425,6 @@ void store_queue_batch_members(struct db_pipeline *pl, struct ledger_ctx *l, con
                                db_pipeline_read_fn read);
 void store_queue_batch_tenants(struct db_pipeline *pl, struct ledger_ctx *l, const char *sql,
                                db_pipeline_read_fn read);
-/* Per-tenant settings of the batch's tenants: sql's $1 is their array. */
-PGresult *store_query_batch_tenants(PGconn *pg, const struct ledger_ctx *l, const char *sql,
-                                    char *err, size_t err_len);
 /* Adds a command's one verdict row and its journal lines (each with the
  * reason and the actor: the history answers "why") to the batch's rows. */
 void store_add_verdict(struct ledger_rows *r, const Envelope *c, const char *cmd_id,

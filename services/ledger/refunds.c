@@ -322,15 +322,12 @@ uint8_t *refunds_encode_fact(const struct outcome *o, Envelope *env, Balances *b
 }
 
 /* ------------------------------------------------------- database */
-static int load_fee_rules(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
+static const char LOAD_FEE_RULES_SQL[] =
+    "SELECT tenant_id, fee_bp, fee_min FROM refund_fee_rules WHERE tenant_id = ANY($1::text[])";
+
+static int read_fee_rules(void *ctx, const PGresult *res, char *err, size_t err_len)
 {
-    PGresult *res =
-        store_query_batch_tenants(pg, l,
-                                  "SELECT tenant_id, fee_bp, fee_min FROM refund_fee_rules "
-                                  "WHERE tenant_id = ANY($1::text[])",
-                                  err, err_len);
-    if (!res)
-        return -1;
+    struct ledger_ctx *l = ctx;
     for (int i = 0; i < PQntuples(res); i++) {
         l->fee_rules =
             array_grow(l->fee_rules, l->fee_rule_count, &l->fee_rule_cap, sizeof(*l->fee_rules));
@@ -339,7 +336,6 @@ static int load_fee_rules(PGconn *pg, struct ledger_ctx *l, char *err, size_t er
                                      .fee_bp = db_int_at(res, i, 1),
                                      .fee_min = db_int_at(res, i, 2)};
     }
-    PQclear(res);
     return 0;
 }
 
@@ -368,37 +364,23 @@ static bool purchase_terms(const char *verdict_text, struct purchase_refund_stat
  * refunds took so far and the points they earned (from their lots: earned
  * is what the rules awarded, and earned - granted the share withheld
  * because a refund came first, which counts as reversed). */
-static int load_refundables(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
+static const char LOAD_REFUNDABLES_SQL[] =
+    "SELECT k.t, k.id, c.member_id, c.verdict, r.amount, r.principal, r.bonus, "
+    "r.points + x.withheld, x.earned, r.returned "
+    "FROM unnest($1::text[], $2::text[]) AS k(t, id) JOIN commands c ON c.tenant_id = k.t "
+    "AND c.command_id = k.id AND c.status = 'posted' AND c.command_type = 'purchase' "
+    "CROSS JOIN LATERAL (SELECT coalesce(sum(amount), 0) AS amount, "
+    "coalesce(sum(principal), 0) AS principal, coalesce(sum(bonus), 0) AS bonus, "
+    "coalesce(sum(points_reversed), 0) AS points, "
+    "coalesce(sum(points_returned), 0) AS returned FROM refunds "
+    "WHERE tenant_id = k.t AND purchase_command_id = k.id) r "
+    "CROSS JOIN LATERAL (SELECT coalesce(sum(earned), 0) AS earned, "
+    "coalesce(sum(earned - granted), 0) AS withheld FROM point_lots "
+    "WHERE tenant_id = k.t AND purchase_command_id = k.id) x";
+
+static int read_refundables(void *ctx, const PGresult *res, char *err, size_t err_len)
 {
-    if (l->refundable_count == 0)
-        return 0;
-    struct db_array tenants, ids;
-    db_array_init(&tenants);
-    db_array_init(&ids);
-    for (size_t i = 0; i < l->refundable_count; i++) {
-        db_array_add(&tenants, l->refundables[i].tenant_id);
-        db_array_add(&ids, l->refundables[i].purchase_command_id);
-    }
-    const char *p[2] = {db_array_finish(&tenants), db_array_finish(&ids)};
-    PGresult *res = db_query(
-        pg,
-        "SELECT k.t, k.id, c.member_id, c.verdict, r.amount, r.principal, r.bonus, "
-        "r.points + x.withheld, x.earned, r.returned "
-        "FROM unnest($1::text[], $2::text[]) AS k(t, id) JOIN commands c ON c.tenant_id = k.t "
-        "AND c.command_id = k.id AND c.status = 'posted' AND c.command_type = 'purchase' "
-        "CROSS JOIN LATERAL (SELECT coalesce(sum(amount), 0) AS amount, "
-        "coalesce(sum(principal), 0) AS principal, coalesce(sum(bonus), 0) AS bonus, "
-        "coalesce(sum(points_reversed), 0) AS points, "
-        "coalesce(sum(points_returned), 0) AS returned FROM refunds "
-        "WHERE tenant_id = k.t AND purchase_command_id = k.id) r "
-        "CROSS JOIN LATERAL (SELECT coalesce(sum(earned), 0) AS earned, "
-        "coalesce(sum(earned - granted), 0) AS withheld FROM point_lots "
-        "WHERE tenant_id = k.t AND purchase_command_id = k.id) x",
-        2, p, err, err_len, NULL);
-    db_array_free(&tenants);
-    db_array_free(&ids);
-    if (!res)
-        return -1;
+    struct ledger_ctx *l = ctx;
     for (int i = 0; i < PQntuples(res); i++) {
         struct ledger_refundable *r =
             refunds_purchase_find(l, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
@@ -414,16 +396,27 @@ static int load_refundables(PGconn *pg, struct ledger_ctx *l, char *err, size_t 
         r->member_id = strdup(PQgetvalue(res, i, 2));
         r->state = st;
     }
-    PQclear(res);
     return 0;
 }
 
-int refunds_load(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)
+void refunds_queue_load(struct db_pipeline *pl, struct ledger_ctx *l)
 {
     if (!l->refunds_wanted)
-        return 0;
-    return load_fee_rules(pg, l, err, err_len) < 0 || load_refundables(pg, l, err, err_len) < 0 ? -1
-                                                                                                : 0;
+        return;
+    store_queue_batch_tenants(pl, l, LOAD_FEE_RULES_SQL, read_fee_rules);
+    if (l->refundable_count == 0)
+        return;
+    struct db_array tenants, ids;
+    db_array_init(&tenants);
+    db_array_init(&ids);
+    for (size_t i = 0; i < l->refundable_count; i++) {
+        db_array_add(&tenants, l->refundables[i].tenant_id);
+        db_array_add(&ids, l->refundables[i].purchase_command_id);
+    }
+    const char *p[2] = {db_array_finish(&tenants), db_array_finish(&ids)};
+    db_pipeline_add(pl, LOAD_REFUNDABLES_SQL, 2, p, read_refundables, l);
+    db_array_free(&tenants);
+    db_array_free(&ids);
 }
 
 int refunds_write(PGconn *pg, struct ledger_ctx *l, char *err, size_t err_len)

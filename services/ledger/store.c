@@ -196,22 +196,6 @@ void store_queue_batch_tenants(struct db_pipeline *pl, struct ledger_ctx *l, con
     db_array_free(&tenants);
 }
 
-/* Runs a query of per-tenant settings whose $1 is the batch's tenants
- * (the ladders hold one entry per tenant of the batch). Returns the result
- * (caller PQclears) or NULL with err. */
-PGresult *store_query_batch_tenants(PGconn *pg, const struct ledger_ctx *l, const char *sql,
-                                    char *err, size_t err_len)
-{
-    struct db_array tenants;
-    db_array_init(&tenants);
-    for (size_t i = 0; i < l->ladder_count; i++)
-        db_array_add(&tenants, l->ladders[i].tenant_id);
-    const char *params[1] = {db_array_finish(&tenants)};
-    PGresult *res = db_query(pg, sql, 1, params, err, err_len, NULL);
-    db_array_free(&tenants);
-    return res;
-}
-
 /* The ladders' steps and the tenants' outstanding prepaid value in one
  * statement: a row per step, or one without a step for a tenant that has
  * none. */
@@ -266,9 +250,9 @@ static int read_verdicts(void *ctx, const PGresult *res, char *err, size_t err_l
 
 /* The batch's loads in one round trip (db/pipeline.h): verdicts already
  * given, balances, ladders and prepaid totals, and when the batch needs
- * them the points policies and lots and the first-day lines. Each reads
- * keys the decode step collected, none another's rows. The refunds' loads
- * (rare) follow on their own. */
+ * them the points policies and lots, the first-day lines, the refund fee
+ * rules and the purchases refunds and earnings name. Each reads keys the
+ * decode step collected, none another's rows. */
 int store_load(PGconn *pg, struct ledger_ctx *l, struct db_array *cmd_tenants,
                struct db_array *cmd_ids, char *err, size_t err_len)
 {
@@ -280,11 +264,10 @@ int store_load(PGconn *pg, struct ledger_ctx *l, struct db_array *cmd_tenants,
     store_queue_batch_tenants(&pl, l, LOAD_LADDERS_SQL, read_ladders);
     points_queue_load(&pl, l);
     firstday_queue_load(&pl, l);
+    refunds_queue_load(&pl, l);
     int rc = db_pipeline_run(pg, &pl, err, err_len);
     db_pipeline_free(&pl);
-    if (rc < 0 || refunds_load(pg, l, err, err_len) < 0)
-        return -1;
-    return 0;
+    return rc;
 }
 
 static int write_commands(PGconn *pg, struct ledger_rows *r, char *err, size_t err_len)
