@@ -129,6 +129,8 @@ int db_copy_send(PGconn *pg, const char *copy_sql, const struct db_copy *c, char
     assert(c->fields_in_row == 0); /* no row left half built */
     if (c->rows == 0)
         return 0;
+    if (db_begin_take(pg) && db_exec(pg, "BEGIN", err, err_len) < 0)
+        return -1;
     PGresult *res = PQexec(pg, copy_sql);
     if (PQresultStatus(res) != PGRES_COPY_IN) {
         snprintf(err, err_len, "%s: %s", copy_sql, PQerrorMessage(pg));

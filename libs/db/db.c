@@ -150,9 +150,44 @@ bool db_sqlstate_is_deterministic(const char *sqlstate)
            (strncmp(sqlstate, "22", 2) == 0 || strncmp(sqlstate, "23", 2) == 0);
 }
 
+/* The connection whose BEGIN waits for its transaction's first statement
+ * (db_begin_deferred). A consumer thread owns one connection: per thread. */
+static _Thread_local PGconn *begin_deferred;
+
+bool db_begin_take(PGconn *pg)
+{
+    if (pg == NULL || begin_deferred != pg)
+        return false;
+    begin_deferred = NULL;
+    return true;
+}
+
+static int exec_now(PGconn *pg, const char *sql, char *err, size_t err_len);
+
+/* Sends a deferred BEGIN on its own, before a statement that cannot carry
+ * it. */
+static int begin_now(PGconn *pg, char *err, size_t err_len)
+{
+    return db_begin_take(pg) ? exec_now(pg, "BEGIN", err, err_len) : 0;
+}
+
+int db_begin_deferred(PGconn *pg)
+{
+    assert(pg != NULL);
+    begin_deferred = pg; /* one per thread: a newer one replaces it */
+    return 0;
+}
+
 int db_exec(PGconn *pg, const char *sql, char *err, size_t err_len)
 {
     assert(pg != NULL && sql != NULL);
+    if (begin_now(pg, err, err_len) < 0)
+        return -1;
+    return exec_now(pg, sql, err, err_len);
+}
+
+static int exec_now(PGconn *pg, const char *sql, char *err, size_t err_len)
+{
     PGresult *res = PQexec(pg, sql);
     ExecStatusType st = PQresultStatus(res);
     if (res == NULL || (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)) {
@@ -178,6 +213,8 @@ PGresult *db_query(PGconn *pg, const char *sql, int nparams, const char *const *
     assert(nparams >= 0 && (nparams == 0 || params != NULL));
     if (sqlstate != NULL)
         sqlstate[0] = '\0';
+    if (begin_now(pg, err, err_len) < 0)
+        return NULL;
     PGresult *res = PQexecParams(pg, sql, nparams, NULL, params, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus(res);
     if (res != NULL && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK))
@@ -203,6 +240,8 @@ int db_begin(PGconn *pg, char *err, size_t err_len)
 
 int db_commit(PGconn *pg, char *err, size_t err_len)
 {
+    if (db_begin_take(pg))
+        return 0; /* no statement ran: nothing to commit */
     return db_exec(pg, "COMMIT", err, err_len);
 }
 
@@ -211,6 +250,8 @@ int db_commit(PGconn *pg, char *err, size_t err_len)
 void db_rollback(PGconn *pg)
 {
     char err[256];
+    if (db_begin_take(pg))
+        return; /* no statement ran: nothing to roll back */
     if (db_exec(pg, "ROLLBACK", err, sizeof err) != 0)
         log_warn("%s", err);
 }

@@ -35,6 +35,15 @@ int64_t db_int_at(const PGresult *res, int row, int col);
 
 /* BEGIN / COMMIT / ROLLBACK. Rollback never fails loudly (logged). */
 int db_begin(PGconn *pg, char *err, size_t err_len) __attribute__((warn_unused_result));
+/* BEGIN sent with the transaction's first statement instead of in a round
+ * trip of its own: in the same pipeline when that is a db_pipeline_run
+ * (db/pipeline.h), just before it otherwise (every statement of libs/db
+ * sends it first). COMMIT or ROLLBACK before any statement sends nothing.
+ * One deferred BEGIN per thread at a time. Always 0. */
+int db_begin_deferred(PGconn *pg) __attribute__((warn_unused_result));
+/* Clears pg's deferred BEGIN: true when there was one (the caller sends
+ * it). For libs/db's own senders. */
+bool db_begin_take(PGconn *pg);
 int db_commit(PGconn *pg, char *err, size_t err_len) __attribute__((warn_unused_result));
 void db_rollback(PGconn *pg);
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "db/db.h"
 #include "db/db_internal.h"
 
 void db_pipeline_init(struct db_pipeline *pl)
@@ -100,10 +101,23 @@ static bool send_all(PGconn *pg, const struct db_pipeline *pl, char *err, size_t
     return true;
 }
 
+/* A deferred BEGIN (db_begin_deferred) goes first in the same round trip;
+ * its result is read like a statement's. */
+static void begin_first(PGconn *pg, struct db_pipeline *pl)
+{
+    if (!db_begin_take(pg))
+        return;
+    db_pipeline_add(pl, "BEGIN", 0, NULL, NULL, NULL);
+    struct db_pipeline_stmt begin = pl->stmts[pl->count - 1];
+    memmove(pl->stmts + 1, pl->stmts, (pl->count - 1) * sizeof(*pl->stmts));
+    pl->stmts[0] = begin;
+}
+
 int db_pipeline_run(PGconn *pg, struct db_pipeline *pl, char *err, size_t err_len)
 {
     if (pl->count == 0)
         return 0;
+    begin_first(pg, pl);
     if (!PQenterPipelineMode(pg)) {
         db_set_err(err, err_len, "db_pipeline enter", PQerrorMessage(pg));
         db_failure_note(NULL);

@@ -260,7 +260,9 @@ static enum attempt_result batch_attempt(struct pipeline *p, struct pipeline_bat
         p->ops.begin_batch(p->ctx);
     db_failure_clear();
     double t = metrics_now_seconds();
-    if (db_begin(p->pg, err, err_len) < 0)
+    /* BEGIN rides with the first statement (the ledger's loads: one round
+     * trip less a batch) */
+    if (db_begin_deferred(p->pg) < 0)
         return ATTEMPT_FAILED;
     if (!refused && p->ops.apply(p->ctx, p->pg, b, err, err_len) < 0)
         goto fail;

@@ -19,6 +19,7 @@
 #include "db/migrate.h"
 #include "db/offsets.h"
 #include "db/pg_pool.h"
+#include "db/pipeline.h"
 
 #define ERR_MAX      512
 #define NAME_MAX_LEN 64
@@ -31,6 +32,7 @@ static const char *dsn;
 static char schema[NAME_MAX_LEN];      /* migrations, offsets */
 static char schema_conc[NAME_MAX_LEN]; /* concurrent migrators */
 static char schema_pool[NAME_MAX_LEN]; /* pg_pool tables */
+static char schema_pipe[NAME_MAX_LEN]; /* db_pipeline and the deferred BEGIN */
 static PGconn *admin;
 
 /* ---- helpers ---- */
@@ -104,6 +106,7 @@ static int group_setup(void **state)
     snprintf(schema, sizeof schema, "test_db_%d", (int)getpid());
     snprintf(schema_conc, sizeof schema_conc, "test_db_%d_conc", (int)getpid());
     snprintf(schema_pool, sizeof schema_pool, "test_db_%d_pool", (int)getpid());
+    snprintf(schema_pipe, sizeof schema_pipe, "test_db_%d_pipe", (int)getpid());
     char err[ERR_MAX];
     admin = db_connect(dsn, NULL, "test_db_admin", 0, err, sizeof err);
     if (admin == NULL) {
@@ -117,8 +120,8 @@ static int group_teardown(void **state)
 {
     if (admin == NULL)
         return 0;
-    const char *names[] = {schema, schema_conc, schema_pool};
-    for (size_t i = 0; i < 3; i++) {
+    const char *names[] = {schema, schema_conc, schema_pool, schema_pipe};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         char sql[256];
         snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS \"%s\" CASCADE", names[i]);
         char err[ERR_MAX];
@@ -646,6 +649,80 @@ static void test_pool_survives_terminate_backend(void **state)
     event_base_free(base);
 }
 
+/* ---- db_pipeline and the deferred BEGIN ---- */
+
+static int read_count(void *ctx, const PGresult *res, char *err, size_t err_len)
+{
+    *(long long *)ctx = atoll(PQgetvalue(res, 0, 0));
+    return 0;
+}
+
+static long long rows_seen(void)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM \"%s\".t", schema_pipe);
+    return query_int(admin, sql);
+}
+
+static PGconn *pipe_conn(void)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "DROP SCHEMA IF EXISTS \"%s\" CASCADE; CREATE SCHEMA \"%s\"; "
+             "CREATE TABLE \"%s\".t (id int PRIMARY KEY)",
+             schema_pipe, schema_pipe, schema_pipe);
+    exec_ok(admin, sql);
+    return connect_or_fail(schema_pipe, 0);
+}
+
+/* A pipeline's Sync would commit statements run outside a transaction:
+ * the deferred BEGIN must go first in the same pipeline. */
+static void test_pipeline_runs_inside_the_deferred_transaction(void **state)
+{
+    REQUIRE_PG();
+    PGconn *pg = pipe_conn();
+    char err[ERR_MAX];
+    long long seen_inside = -1;
+    struct db_pipeline pl;
+    db_pipeline_init(&pl);
+    assert_int_equal(db_begin_deferred(pg), 0);
+    db_pipeline_add(&pl, "INSERT INTO t VALUES (1)", 0, NULL, NULL, NULL);
+    db_pipeline_add(&pl, "SELECT count(*) FROM t", 0, NULL, read_count, &seen_inside);
+    assert_int_equal(db_pipeline_run(pg, &pl, err, sizeof err), 0);
+    assert_int_equal(seen_inside, 1);
+    assert_int_equal(PQtransactionStatus(pg), PQTRANS_INTRANS);
+    assert_int_equal(rows_seen(), 0); /* not committed by the Sync */
+    db_rollback(pg);
+    assert_int_equal(rows_seen(), 0);
+
+    /* A failing statement: every result read, the connection out of
+     * pipeline mode and usable, nothing of the transaction kept. */
+    assert_int_equal(db_begin_deferred(pg), 0);
+    db_pipeline_add(&pl, "INSERT INTO t VALUES (2)", 0, NULL, NULL, NULL);
+    db_pipeline_add(&pl, "INSERT INTO t VALUES (2)", 0, NULL, NULL, NULL);
+    db_pipeline_add(&pl, "SELECT count(*) FROM t", 0, NULL, read_count, &seen_inside);
+    assert_int_equal(db_pipeline_run(pg, &pl, err, sizeof err), -1);
+    assert_string_equal(db_failure_last()->sqlstate, "23505");
+    assert_int_equal(PQpipelineStatus(pg), PQ_PIPELINE_OFF);
+    db_rollback(pg);
+    assert_int_equal(rows_seen(), 0);
+
+    /* Any other statement sends the BEGIN just before it. */
+    assert_int_equal(db_begin_deferred(pg), 0);
+    exec_ok(pg, "INSERT INTO t VALUES (3)");
+    assert_int_equal(PQtransactionStatus(pg), PQTRANS_INTRANS);
+    assert_int_equal(rows_seen(), 0);
+    assert_int_equal(db_commit(pg, err, sizeof err), 0);
+    assert_int_equal(rows_seen(), 1);
+
+    /* Nothing ran: COMMIT sends nothing. */
+    assert_int_equal(db_begin_deferred(pg), 0);
+    assert_int_equal(db_commit(pg, err, sizeof err), 0);
+    assert_int_equal(PQtransactionStatus(pg), PQTRANS_IDLE);
+    db_pipeline_free(&pl);
+    PQfinish(pg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -660,6 +737,7 @@ int main(void)
         cmocka_unit_test(test_pool_error_sqlstate),
         cmocka_unit_test(test_pool_queue_bound_and_free),
         cmocka_unit_test(test_pool_survives_terminate_backend),
+        cmocka_unit_test(test_pipeline_runs_inside_the_deferred_transaction),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
