@@ -21,7 +21,7 @@ static const struct config_entry config_table[] = {
     SERVICE_COMMON_CONFIG(common, "9101"),
     {"TESSERA_LEDGER_BATCH_MAX", CONFIG_INT, &batch_max, "500", 1, PIPELINE_BATCH_MAX, false,
      "commands applied in one transaction at most"},
-    {"TESSERA_LEDGER_INSERT_BATCH_MAX", CONFIG_INT, &insert_batch_max, "64", 0, PIPELINE_BATCH_MAX,
+    {"TESSERA_LEDGER_INSERT_BATCH_MAX", CONFIG_INT, &insert_batch_max, "8", 0, PIPELINE_BATCH_MAX,
      false,
      "a batch of up to this many commands writes its verdicts and journal with INSERTs in one "
      "round trip, a larger one with COPY (0: always COPY)"},
