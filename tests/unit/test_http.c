@@ -19,7 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,6 +37,16 @@
 #define TEST_BIG_BODY_MAX_BYTES (8 * 1024) /* POST /v1/big */
 #define TEST_CONNECTIONS_MAX    4
 #define CLIENT_HELD_MAX         8
+
+/* Every epoll_ctl(2) libevent makes goes through here (the executable's
+ * definition comes first in the lookup of libevent's calls), counted. */
+static long epoll_ctl_calls;
+
+int epoll_ctl(int epfd, int op, int fd, struct epoll_event *event)
+{
+    __atomic_add_fetch(&epoll_ctl_calls, 1, __ATOMIC_RELAXED);
+    return (int)syscall(SYS_epoll_ctl, epfd, op, fd, event);
+}
 
 /* --- the application under test ------------------------------------------ */
 
@@ -183,6 +195,10 @@ struct client_job {
     bool close_early[CLIENT_REQUESTS_MAX]; /* send, then close at once */
     char *resps[CLIENT_REQUESTS_MAX];      /* raw responses, "" if none */
     size_t held;                           /* idle connections opened first, kept to the end */
+    size_t keep_alive; /* >0: reqs[0] sent this many times on one connection, each after the
+                          last answer; the answers go to resps[0], one after the other */
+    const char *then;  /* sent after reqs[0] in a write of its own, then the client's side
+                          is shut (SHUT_WR); the answers go to resps[0] */
 };
 
 static int64_t now_ms(void)
@@ -194,7 +210,7 @@ static int64_t now_ms(void)
 
 /* Sends one request on a new connection and reads until the server closes
  * (requests say Connection: close) or the deadline passes. */
-static char *client_exchange(uint16_t port, const char *req, bool close_early)
+static char *client_exchange(uint16_t port, const char *req, bool close_early, const char *then)
 {
     char *buf = calloc(1, RESPONSE_MAX_BYTES + 1);
     size_t len = 0;
@@ -210,6 +226,9 @@ static char *client_exchange(uint16_t port, const char *req, bool close_early)
         off += (size_t)w;
     }
     if (close_early)
+        goto done;
+    if (then != NULL && (send(fd, then, strlen(then), MSG_NOSIGNAL) != (ssize_t)strlen(then) ||
+                         shutdown(fd, SHUT_WR) != 0))
         goto done;
     int64_t deadline = now_ms() + CLIENT_DEADLINE_MS;
     while (len < RESPONSE_MAX_BYTES) {
@@ -229,9 +248,55 @@ done:
     return buf;
 }
 
+/* Reads one answer (head, then Content-Length bytes) into buf at *len. */
+static bool client_read_answer(int fd, char *buf, size_t *len, int64_t deadline)
+{
+    size_t start = *len;
+    while (*len < RESPONSE_MAX_BYTES) {
+        buf[*len] = '\0';
+        const char *head_end = strstr(buf + start, "\r\n\r\n");
+        const char *cl = head_end ? strcasestr(buf + start, "Content-Length: ") : NULL;
+        if (cl && head_end + 4 + atoi(cl + 16) <= buf + *len)
+            return true;
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int64_t left = deadline - now_ms();
+        if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
+            return false;
+        ssize_t r = recv(fd, buf + *len, RESPONSE_MAX_BYTES - *len, 0);
+        if (r <= 0)
+            return false;
+        *len += (size_t)r;
+    }
+    return false;
+}
+
+/* reqs[0], job->keep_alive times on one connection, one at a time. */
+static char *client_keep_alive(uint16_t port, const char *req, size_t times)
+{
+    char *buf = calloc(1, RESPONSE_MAX_BYTES + 1);
+    size_t len = 0;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    int64_t deadline = now_ms() + CLIENT_DEADLINE_MS;
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+        for (size_t i = 0; i < times; i++)
+            if (send(fd, req, strlen(req), MSG_NOSIGNAL) != (ssize_t)strlen(req) ||
+                !client_read_answer(fd, buf, &len, deadline))
+                break;
+    if (fd >= 0)
+        close(fd);
+    buf[len] = '\0';
+    return buf;
+}
+
 static void *client_main(void *arg)
 {
     struct client_job *job = arg;
+    if (job->keep_alive > 0) {
+        job->resps[0] = client_keep_alive(job->port, job->reqs[0], job->keep_alive);
+        goto done;
+    }
     int held[CLIENT_HELD_MAX];
     for (size_t i = 0; i < job->held; i++) {
         struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(job->port)};
@@ -243,10 +308,11 @@ static void *client_main(void *arg)
         }
     }
     for (size_t i = 0; i < job->count; i++)
-        job->resps[i] = client_exchange(job->port, job->reqs[i], job->close_early[i]);
+        job->resps[i] = client_exchange(job->port, job->reqs[i], job->close_early[i], job->then);
     for (size_t i = 0; i < job->held; i++)
         if (held[i] >= 0)
             close(held[i]);
+done:;
     char one = 1;
     if (write(job->done_fd, &one, 1) != 1)
         abort();
@@ -660,6 +726,53 @@ static void test_pipelined_requests_keep_their_bodies(void **state)
     job_free(&job);
 }
 
+/* Issue 15: evhttp stops reading a connection while a request waits for
+ * its answer and reads again after it; that used to cost two epoll_ctl(2)
+ * calls a request (the socket's read event removed and added back). With
+ * the admission filter's keeper they are gone: KEEP_ALIVE_REQUESTS answers,
+ * each awaited before the next request, cost a handful of calls (the
+ * connection's own), where there were over two a request. */
+#define KEEP_ALIVE_REQUESTS 20
+static void test_keep_alive_requests_do_not_rearm_reading(void **state)
+{
+    struct app *app = *state;
+    struct client_job job = {.count = 1,
+                             .reqs = {"GET /v1/members/k HTTP/1.1\r\nHost: t\r\n\r\n"},
+                             .keep_alive = KEEP_ALIVE_REQUESTS};
+    long before = __atomic_load_n(&epoll_ctl_calls, __ATOMIC_RELAXED);
+    run_client(app, &job);
+    long calls = __atomic_load_n(&epoll_ctl_calls, __ATOMIC_RELAXED) - before;
+    size_t answers = 0;
+    for (const char *p = job.resps[0]; (p = strstr(p, "HTTP/1.1 200 ")) != NULL; p++)
+        answers++;
+    assert_int_equal(answers, KEEP_ALIVE_REQUESTS);
+    assert_non_null(strstr(job.resps[0], "\"member_id\":\"k\""));
+    print_message("%ld epoll_ctl calls for %d keep-alive requests\n", calls, KEEP_ALIVE_REQUESTS);
+    if (calls >= KEEP_ALIVE_REQUESTS / 2)
+        fail_msg("%ld epoll_ctl calls for %d keep-alive requests", calls, KEEP_ALIVE_REQUESTS);
+    job_free(&job);
+}
+
+/* A request pipelined behind one that waits (a timer), sent in a write of
+ * its own and followed by the client shutting its side, is read once the
+ * first is answered, and both are answered (the keeper steps aside while
+ * the bytes and the EOF wait, and the socket is read again after the
+ * first answer, as evhttp alone did). */
+static void test_pipelined_behind_a_waiting_request(void **state)
+{
+    struct app *app = *state;
+    struct client_job job = {.count = 1,
+                             .reqs = {"GET /v1/slow HTTP/1.1\r\nHost: t\r\n\r\n"},
+                             .then = "GET /v1/members/q HTTP/1.1\r\nHost: t\r\n\r\n"};
+    run_client(app, &job);
+    const char *second = strstr(job.resps[0] + 1, "HTTP/1.1 ");
+    assert_non_null(strstr(job.resps[0], "\"async\":true"));
+    assert_non_null(second);
+    assert_non_null(strstr(second, "\"member_id\":\"q\""));
+    assert_int_equal(app->async_replies, 1);
+    job_free(&job);
+}
+
 static bool client_served(struct app *app)
 {
     struct client_job job = {.count = 1, .reqs = {GET("/v1/members/again")}};
@@ -707,6 +820,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_body_refused_before_it_is_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_requests_keep_their_bodies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connections_capped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keep_alive_requests_do_not_rearm_reading, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_pipelined_behind_a_waiting_request, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
