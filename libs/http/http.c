@@ -20,6 +20,7 @@
 #undef NDEBUG /* asserts stay on in production builds */
 #include <assert.h>
 #include <errno.h>
+#include <math.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <stdarg.h>
@@ -31,6 +32,7 @@
 #include "http/http_internal.h"
 #include "log/log.h"
 #include "metrics/metrics.h"
+#include "util/fmt.h"
 
 struct http_server {
     struct event_base *base;
@@ -82,6 +84,15 @@ bool http_exchange_gone(const struct http_exchange *ex)
     return ex->gone;
 }
 
+/* src into dst (cap bytes), cut to fit: snprintf "%s" without the format
+ * (several times a request). */
+static void copy_text(char *dst, size_t cap, const char *src)
+{
+    size_t n = strnlen(src, cap - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 /* Writes the access lines batched during this pass of the loop. */
 static void access_log_flush(evutil_socket_t fd, short what, void *arg)
 {
@@ -95,10 +106,10 @@ static void access_log_flush(evutil_socket_t fd, short what, void *arg)
  * the callbacks already active in this pass. */
 static void exchange_log(const struct http_exchange *ex, int status)
 {
-    char code[8], ms[24];
+    char code[FMT_I64_MAX], ms[FMT_MS3_MAX];
     const char *kv[2 * HTTP_LOG_FIELDS_MAX + 1] = {NULL};
-    snprintf(code, sizeof(code), "%d", status);
-    snprintf(ms, sizeof(ms), "%.3f", (metrics_now_seconds() - ex->started_s) * 1000.0);
+    fmt_i64(code, status);
+    fmt_ms3(ms, llround((metrics_now_seconds() - ex->started_s) * 1e6));
     for (size_t i = 0; i < ex->log_count; i++) {
         kv[2 * i] = ex->log_keys[i];
         kv[2 * i + 1] = ex->log_values[i];
@@ -122,7 +133,7 @@ void http_exchange_log_field(struct http_exchange *ex, const char *key, const ch
     if (i == HTTP_LOG_FIELDS_MAX)
         return; /* a full line keeps its first fields */
     ex->log_keys[i] = key;
-    snprintf(ex->log_values[i], HTTP_LOG_VALUE_MAX, "%s", value != NULL ? value : "");
+    copy_text(ex->log_values[i], HTTP_LOG_VALUE_MAX, value != NULL ? value : "");
     if (i == ex->log_count)
         ex->log_count++;
 }
@@ -133,8 +144,8 @@ static void exchange_observe(const struct http_exchange *ex, int status)
         exchange_log(ex, status);
     if (ex->metrics_server == NULL)
         return;
-    char code[8];
-    snprintf(code, sizeof(code), "%d", status);
+    char code[FMT_I64_MAX];
+    fmt_i64(code, status);
     const char *route = ex->route != NULL ? ex->route : "unmatched";
     metrics_inc(metrics_with(metrics_counter("tessera_http_requests_total",
                                              "HTTP requests answered, by route pattern and status.",
@@ -413,7 +424,7 @@ static struct http_exchange *exchange_new(struct http_server *srv, struct evhttp
     ex->base = srv->base;
     ex->started_s = metrics_now_seconds();
     ex->json_depth_max = srv->limits.json_depth_max;
-    snprintf(ex->method, sizeof(ex->method), "%s", method_name(evhttp_request_get_command(req)));
+    copy_text(ex->method, sizeof(ex->method), method_name(evhttp_request_get_command(req)));
 
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
@@ -425,7 +436,7 @@ static struct http_exchange *exchange_new(struct http_server *srv, struct evhttp
     char *peer = NULL;
     ev_uint16_t peer_port = 0;
     evhttp_connection_get_peer(ex->evcon, &peer, &peer_port);
-    snprintf(ex->peer, sizeof(ex->peer), "%s", peer != NULL ? peer : "");
+    copy_text(ex->peer, sizeof(ex->peer), peer != NULL ? peer : "");
     evhttp_connection_set_closecb(ex->evcon, exchange_on_close, ex);
     return ex;
 }
