@@ -23,6 +23,7 @@
 #include <math.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -188,22 +189,44 @@ static void exchange_send(struct http_exchange *ex, int status, const char *cont
 
 /* --- replies -------------------------------------------------------------- */
 
+/* The reference's argument of a body to wipe before it is freed. */
+static char body_wipe;
+
+/* libevent is done with a body handed over (written, or the reply
+ * dropped): it is freed, wiped first when the reference said so. */
+static void body_release(const void *data, size_t len, void *wipe)
+{
+    if (wipe == &body_wipe)
+        sodium_memzero((void *)data, len);
+    free((void *)data);
+}
+
+/* A buffer holding text (malloc'ed, handed over) by reference: no copy of
+ * it, no second allocation. NULL when out of memory (text freed). */
+static struct evbuffer *body_buffer(char *text, size_t len, bool wipe)
+{
+    struct evbuffer *buf = evbuffer_new();
+    if (buf != NULL &&
+        evbuffer_add_reference(buf, text, len, body_release, wipe ? &body_wipe : NULL) == 0)
+        return buf;
+    if (buf != NULL)
+        evbuffer_free(buf);
+    body_release(text, len, wipe ? &body_wipe : NULL);
+    return NULL;
+}
+
 /* Encodes body (stolen) and sends it. */
 static void exchange_send_json(struct http_exchange *ex, int status, const char *content_type,
                                json_t *body, const char *const *headers)
 {
     char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
-    struct evbuffer *buf = evbuffer_new();
     json_decref(body);
-    if (text == NULL || buf == NULL || evbuffer_add(buf, text, strlen(text)) != 0) {
+    struct evbuffer *buf = text != NULL ? body_buffer(text, strlen(text), false) : NULL;
+    if (buf == NULL) {
         log_error("http: cannot encode a %d reply for %s", status, ex->path);
-        free(text);
-        if (buf != NULL)
-            evbuffer_free(buf);
         exchange_send(ex, 500, NULL, NULL, NULL);
         return;
     }
-    free(text);
     exchange_send(ex, status, content_type, buf, headers);
     evbuffer_free(buf);
 }
@@ -275,6 +298,19 @@ void http_reply_raw(struct http_exchange *ex, int status, const char *content_ty
     if (buf == NULL || evbuffer_add(buf, body, len) != 0) {
         if (buf != NULL)
             evbuffer_free(buf);
+        exchange_send(ex, 500, NULL, NULL, NULL);
+        return;
+    }
+    exchange_send(ex, status, content_type, buf, NULL);
+    evbuffer_free(buf);
+}
+
+void http_reply_owned(struct http_exchange *ex, int status, const char *content_type, char *body,
+                      size_t len, bool wipe)
+{
+    assert(ex != NULL && body != NULL);
+    struct evbuffer *buf = body_buffer(body, len, wipe);
+    if (buf == NULL) {
         exchange_send(ex, 500, NULL, NULL, NULL);
         return;
     }

@@ -185,6 +185,13 @@ void req_finish_raw(struct req *r, int status, const char *content_type, const c
     req_free(r);
 }
 
+void req_finish_owned(struct req *r, int status, const char *content_type, char *body, size_t len,
+                      bool wipe)
+{
+    http_reply_owned(r->ex, status, content_type, body, len, wipe);
+    req_free(r);
+}
+
 void req_finish_no_content(struct req *r)
 {
     http_reply_raw(r->ex, 204, NULL, NULL, 0);

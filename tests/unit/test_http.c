@@ -31,7 +31,7 @@
 #define CLIENT_REQUESTS_MAX     16
 #define CLIENT_DEADLINE_MS      5000
 #define LOOP_DEADLINE_S         10
-#define RESPONSE_MAX_BYTES      (64 * 1024)
+#define RESPONSE_MAX_BYTES      (256 * 1024)
 #define ASYNC_DELAY_MS          50
 #define TEST_BODY_MAX_BYTES     1024
 #define TEST_BIG_BODY_MAX_BYTES (8 * 1024) /* POST /v1/big */
@@ -171,6 +171,17 @@ static void on_big(struct http_exchange *ex, void *arg)
     http_reply_json(ex, 200, json_pack("{s:I}", "bytes", (json_int_t)len), NULL);
 }
 
+#define OWNED_BODY_BYTES 100000 /* more than one write of the socket may take */
+
+/* A malloc'ed body handed over (http_reply_owned): sent without a copy. */
+static void on_owned(struct http_exchange *ex, void *arg)
+{
+    char *body = malloc(OWNED_BODY_BYTES);
+    for (size_t i = 0; i < OWNED_BODY_BYTES; i++)
+        body[i] = (char)('a' + i % 26);
+    http_reply_owned(ex, 200, "text/plain", body, OWNED_BODY_BYTES, true);
+}
+
 static const struct http_body_limit body_limits[] = {
     {"POST", "/v1/big", TEST_BIG_BODY_MAX_BYTES},
 };
@@ -183,6 +194,7 @@ static const struct http_route routes[] = {
     {"POST", "/v1/members", on_member_post},
     {"GET", "/v1/slow", on_slow},
     {"GET", "/v1/hold", on_hold},
+    {"GET", "/v1/owned", on_owned},
 };
 
 /* --- the client thread ---------------------------------------------------- */
@@ -773,6 +785,28 @@ static void test_pipelined_behind_a_waiting_request(void **state)
     job_free(&job);
 }
 
+/* A body handed over arrives whole, twice on one connection (the second
+ * after the first was written and its memory released). */
+static void test_owned_body_is_sent_whole(void **state)
+{
+    struct app *app = *state;
+    struct client_job job = {
+        .count = 1, .reqs = {"GET /v1/owned HTTP/1.1\r\nHost: t\r\n\r\n"}, .keep_alive = 2};
+    run_client(app, &job);
+    const char *p = job.resps[0];
+    for (int n = 0; n < 2; n++) {
+        p = strstr(p, "\r\n\r\n");
+        assert_non_null(p);
+        p += 4;
+        for (size_t i = 0; i < OWNED_BODY_BYTES; i++)
+            if (p[i] != (char)('a' + i % 26))
+                fail_msg("answer %d: byte %zu is %d", n, i, p[i]);
+        p += OWNED_BODY_BYTES;
+    }
+    assert_int_equal(*p, '\0');
+    job_free(&job);
+}
+
 static bool client_served(struct app *app)
 {
     struct client_job job = {.count = 1, .reqs = {GET("/v1/members/again")}};
@@ -823,6 +857,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_keep_alive_requests_do_not_rearm_reading, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_behind_a_waiting_request, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_owned_body_is_sent_whole, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
