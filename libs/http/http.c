@@ -34,6 +34,12 @@
 #include "log/log.h"
 #include "metrics/metrics.h"
 #include "util/fmt.h"
+#include "util/pool.h"
+
+/* Exchanges freed on this thread, kept for the next requests (pool.h). */
+#define EXCHANGES_KEPT 256
+static _Thread_local struct pool exchanges =
+    POOL_INIT(sizeof(struct http_exchange), EXCHANGES_KEPT);
 
 struct http_server {
     struct event_base *base;
@@ -76,7 +82,7 @@ void http_exchange_free(struct http_exchange *ex)
     }
     evhttp_clear_headers(&ex->query);
     free(ex->path);
-    free(ex);
+    pool_give(&exchanges, ex);
 }
 
 bool http_exchange_gone(const struct http_exchange *ex)
@@ -447,7 +453,7 @@ static const char *method_name(enum evhttp_cmd_type cmd)
  * NULL when out of memory. */
 static struct http_exchange *exchange_new(struct http_server *srv, struct evhttp_request *req)
 {
-    struct http_exchange *ex = calloc(1, sizeof(*ex));
+    struct http_exchange *ex = pool_take(&exchanges);
     if (ex == NULL)
         return NULL;
     TAILQ_INIT(&ex->query);
@@ -466,7 +472,7 @@ static struct http_exchange *exchange_new(struct http_server *srv, struct evhttp
     const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
     ex->path = strdup(path != NULL && path[0] != '\0' ? path : "/");
     if (ex->path == NULL) {
-        free(ex);
+        pool_give(&exchanges, ex);
         return NULL;
     }
     char *peer = NULL;
