@@ -34,6 +34,7 @@
 #include "log/log.h"
 #include "metrics/metrics.h"
 #include "util/fmt.h"
+#include "util/json_text.h"
 #include "util/pool.h"
 
 /* Exchanges freed on this thread, kept for the next requests (pool.h). */
@@ -225,9 +226,11 @@ static struct evbuffer *body_buffer(char *text, size_t len, bool wipe)
 static void exchange_send_json(struct http_exchange *ex, int status, const char *content_type,
                                json_t *body, const char *const *headers)
 {
-    char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+    size_t len = 0;
+    /* json_dumps(JSON_COMPACT)'s text, without its printf (json_text.h) */
+    char *text = body != NULL ? json_text_dumps(body, &len) : NULL;
     json_decref(body);
-    struct evbuffer *buf = text != NULL ? body_buffer(text, strlen(text), false) : NULL;
+    struct evbuffer *buf = text != NULL ? body_buffer(text, len, false) : NULL;
     if (buf == NULL) {
         log_error("http: cannot encode a %d reply for %s", status, ex->path);
         exchange_send(ex, 500, NULL, NULL, NULL);

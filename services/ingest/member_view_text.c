@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util/fmt.h"
+#include "util/json_text.h"
 
 #define MARKER         ",\"tier\":null,\"cards\":[],\"personal_data_erased_at\":"
 #define PLACEHOLDERS   ",\"tier\":null,\"cards\":[]"
@@ -99,123 +99,12 @@ static bool key_is_plain(const char *key)
     return true;
 }
 
-/* Appends s as a JSON string, escaped as jansson's dump_string escapes it
- * without flags: '"', '\\' and the control characters below 0x20 (the
- * usual short forms, else \u00XX in capitals), every other byte as it is
- * (jansson's strings are valid UTF-8). */
-static int text_add_string(struct text *t, const char *s, size_t len)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    int rc = text_add("\"", 1, t);
-    size_t run = 0; /* bytes copied as they are, pending */
-    for (size_t i = 0; rc == 0 && i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\') {
-            run++;
-            continue;
-        }
-        char esc[6] = {'\\', (char)c};
-        size_t n = 2;
-        switch (c) {
-        case '"':
-        case '\\':
-            break;
-        case '\b':
-            esc[1] = 'b';
-            break;
-        case '\f':
-            esc[1] = 'f';
-            break;
-        case '\n':
-            esc[1] = 'n';
-            break;
-        case '\r':
-            esc[1] = 'r';
-            break;
-        case '\t':
-            esc[1] = 't';
-            break;
-        default:
-            memcpy(esc + 1, "u00", 3);
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 0xf];
-            n = 6;
-        }
-        rc = text_add(s + i - run, run, t);
-        run = 0;
-        if (rc == 0)
-            rc = text_add(esc, n, t);
-    }
-    if (rc == 0)
-        rc = text_add(s + len - run, run, t);
-    return rc == 0 ? text_add("\"", 1, t) : -1;
-}
-
-/* Appends value as json_dumps(JSON_COMPACT) writes it, without its
- * printf: objects (keys in their order), arrays, strings, integers, true,
- * false, null; a real (none in the view) is left to jansson. */
-static int text_add_json(struct text *t, const json_t *value)
-{
-    char num[FMT_I64_MAX];
-    switch (json_typeof(value)) {
-    case JSON_OBJECT: {
-        const char *key;
-        json_t *member;
-        const char *sep = "{";
-        json_object_foreach((json_t *)value, key, member)
-        {
-            if (text_add(sep, 1, t) != 0 || text_add_string(t, key, strlen(key)) != 0 ||
-                text_add(":", 1, t) != 0 || text_add_json(t, member) != 0)
-                return -1;
-            sep = ",";
-        }
-        return *sep == '{' ? text_add("{}", 2, t) : text_add("}", 1, t);
-    }
-    case JSON_ARRAY: {
-        size_t n = json_array_size(value);
-        if (text_add("[", 1, t) != 0)
-            return -1;
-        for (size_t i = 0; i < n; i++)
-            if ((i > 0 && text_add(",", 1, t) != 0) ||
-                text_add_json(t, json_array_get(value, i)) != 0)
-                return -1;
-        return text_add("]", 1, t);
-    }
-    case JSON_STRING:
-        return text_add_string(t, json_string_value(value), json_string_length(value));
-    case JSON_INTEGER:
-        return text_add(num, fmt_i64(num, json_integer_value(value)), t);
-    case JSON_TRUE:
-        return text_add("true", 4, t);
-    case JSON_FALSE:
-        return text_add("false", 5, t);
-    case JSON_NULL:
-        return text_add("null", 4, t);
-    default:
-        return json_dump_callback(value, text_add, t, JSON_COMPACT | JSON_ENCODE_ANY);
-    }
-}
-
-int member_view_json_text(const json_t *value, char **out, size_t *out_len)
-{
-    struct text t;
-    text_init(&t);
-    int rc = text_add_json(&t, value);
-    *out = NULL;
-    if (rc == 0 && (*out = malloc(t.len + 1)) != NULL) {
-        memcpy(*out, t.buf, t.len + 1);
-        *out_len = t.len;
-    }
-    text_release(&t);
-    return *out != NULL ? 0 : -1;
-}
-
 /* Appends ,"key":<value>. */
 static bool text_add_member(struct text *t, const char *key, const json_t *value)
 {
     assert(key_is_plain(key)); /* the view's own names: nothing to escape */
     return text_add(",\"", 2, t) == 0 && text_add(key, strlen(key), t) == 0 &&
-           text_add("\":", 2, t) == 0 && text_add_json(t, value) == 0;
+           text_add("\":", 2, t) == 0 && json_text_write(value, text_add, t) == 0;
 }
 
 /* The tier and cards members (`,"tier":…,"cards":…`) into head, every

@@ -43,10 +43,4 @@ char *member_view_text_render(const char *profile, const struct profile_text_mar
                               bool with_tags, const json_t *parts, size_t *out_len)
     __attribute__((warn_unused_result));
 
-/* value as json_dumps(JSON_COMPACT) writes it, byte for byte, written by
- * the encoder the answer's parts go through (no printf): malloc'ed in
- * *out, its length in *out_len. -1 when out of memory. For the tests. */
-int member_view_json_text(const json_t *value, char **out, size_t *out_len)
-    __attribute__((warn_unused_result));
-
 #endif
