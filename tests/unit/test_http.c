@@ -220,16 +220,27 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* A connected socket to the server, or -1. */
+static int client_connect(uint16_t port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
 /* Sends one request on a new connection and reads until the server closes
  * (requests say Connection: close) or the deadline passes. */
 static char *client_exchange(uint16_t port, const char *req, bool close_early, const char *then)
 {
     char *buf = calloc(1, RESPONSE_MAX_BYTES + 1);
     size_t len = 0;
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+    int fd = client_connect(port);
+    if (fd < 0)
         goto done;
     for (size_t off = 0, n = strlen(req); off < n;) {
         ssize_t w = send(fd, req + off, n - off, MSG_NOSIGNAL);
@@ -287,11 +298,9 @@ static char *client_keep_alive(uint16_t port, const char *req, size_t times)
 {
     char *buf = calloc(1, RESPONSE_MAX_BYTES + 1);
     size_t len = 0;
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    int fd = client_connect(port);
     int64_t deadline = now_ms() + CLIENT_DEADLINE_MS;
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+    if (fd >= 0)
         for (size_t i = 0; i < times; i++)
             if (send(fd, req, strlen(req), MSG_NOSIGNAL) != (ssize_t)strlen(req) ||
                 !client_read_answer(fd, buf, &len, deadline))
@@ -310,15 +319,8 @@ static void *client_main(void *arg)
         goto done;
     }
     int held[CLIENT_HELD_MAX];
-    for (size_t i = 0; i < job->held; i++) {
-        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(job->port)};
-        inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-        held[i] = socket(AF_INET, SOCK_STREAM, 0);
-        if (held[i] >= 0 && connect(held[i], (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-            close(held[i]);
-            held[i] = -1;
-        }
-    }
+    for (size_t i = 0; i < job->held; i++)
+        held[i] = client_connect(job->port);
     for (size_t i = 0; i < job->count; i++)
         job->resps[i] = client_exchange(job->port, job->reqs[i], job->close_early[i], job->then);
     for (size_t i = 0; i < job->held; i++)
