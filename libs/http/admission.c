@@ -22,6 +22,16 @@
  * reply written while it still sat there, and evhttp, closing the
  * connection after a "Connection: close" reply, would drop it.
  *
+ * evhttp stops reading a connection while its request waits for the reply
+ * and reads again after it: the filter passes that on to the socket's read
+ * event, an epoll_ctl(2) to remove it and another to add it back on every
+ * request. A second read event of ours on the same socket (the keeper,
+ * conn_keep) stays added, so libevent only changes its count of readers
+ * and epoll is not told. The keeper reads nothing: when the socket turns
+ * readable while evhttp is not reading (a pipelined request, the client's
+ * EOF), it removes itself, so that the loop does not spin on the unread
+ * bytes, and the next read of the socket puts it back.
+ *
  * The admission header carries a per-server random token: a client that
  * sends one itself cannot make it count. Live connections are counted
  * from the filter's creation to its free_context callback; a connection
@@ -46,6 +56,9 @@
 #define HEAD_END              "\r\n\r\n"
 #define HEAD_END_LEN          4
 #define CONTENT_LENGTH_MAX    ((uint64_t)1 << 62) /* larger values are "too large" */
+/* Times the keeper may see the socket readable with no read in between
+ * before it steps aside (conn_keeper_fired). */
+#define KEEPER_IDLE_FIRES_MAX 2
 
 struct http_admission {
     const struct http_route *routes;
@@ -70,6 +83,9 @@ struct conn {
     struct bufferevent *filter; /* what evhttp reads and writes */
     struct event *push;         /* activated when evhttp adds to a reply */
     struct event *writable;     /* armed while a reply waits for the socket */
+    struct event *keeper;       /* a second reader of the socket (see the top) */
+    bool keeper_off;            /* stepped aside until the socket is read again */
+    int keeper_idle_fires;      /* fired since the socket was last read */
     enum conn_state state;
     uint64_t remaining;
     bool over_cap; /* accepted at the cap: its first request is refused */
@@ -126,6 +142,8 @@ static void conn_free(void *arg)
         event_free(c->push);
     if (c->writable)
         event_free(c->writable);
+    if (c->keeper)
+        event_free(c->keeper); /* before the socket closes: it is closed after us */
     free(c);
     if (adm->server_gone && adm->live == 0)
         free(adm);
@@ -256,6 +274,42 @@ static void head_screen(struct conn *c, struct evbuffer *src, struct evbuffer *d
     c->state = c->remaining > 0 ? CONN_BODY : CONN_HEAD;
 }
 
+/* The socket turned readable. While evhttp reads, the socket's own read
+ * event reads it in this same pass; while it does not (a request waits for
+ * its reply), the bytes stay unread and a level-triggered event would fire
+ * on every pass: after the second time with no read in between, the
+ * keeper steps aside (its epoll_ctl is paid only then). */
+static void conn_keeper_fired(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    bufferevent_event_cb alive = NULL;
+    bufferevent_getcb(c->filter, NULL, NULL, &alive, NULL);
+    bool reading = alive != NULL && (bufferevent_get_enabled(c->filter) & EV_READ);
+    c->keeper_idle_fires++;
+    if (reading ? c->keeper_idle_fires > KEEPER_IDLE_FIRES_MAX
+                : c->keeper_idle_fires >= KEEPER_IDLE_FIRES_MAX) {
+        event_del(c->keeper);
+        c->keeper_off = true;
+    }
+}
+
+/* The socket was read: the keeper is (back) in place. Made on the first
+ * read, once evhttp has given the socket to the bufferevent. */
+static void conn_keep(struct conn *c)
+{
+    c->keeper_idle_fires = 0;
+    if (c->keeper == NULL) {
+        evutil_socket_t fd = bufferevent_getfd(c->sock);
+        if (fd < 0)
+            return;
+        c->keeper = event_new(bufferevent_get_base(c->sock), fd, EV_READ | EV_PERSIST,
+                              conn_keeper_fired, c);
+        c->keeper_off = c->keeper == NULL || event_add(c->keeper, NULL) != 0;
+    } else if (c->keeper_off) {
+        c->keeper_off = event_add(c->keeper, NULL) != 0;
+    }
+}
+
 /* bufferevent input filter: moves src (the socket) to dst (evhttp). */
 static enum bufferevent_filter_result conn_filter(struct evbuffer *src, struct evbuffer *dst,
                                                   ev_ssize_t dst_limit,
@@ -263,6 +317,7 @@ static enum bufferevent_filter_result conn_filter(struct evbuffer *src, struct e
 {
     struct conn *c = arg;
     size_t before = evbuffer_get_length(dst);
+    conn_keep(c);
     while (evbuffer_get_length(src) > 0) {
         if (c->state == CONN_DISCARD) {
             evbuffer_drain(src, evbuffer_get_length(src));

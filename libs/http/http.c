@@ -20,8 +20,10 @@
 #undef NDEBUG /* asserts stay on in production builds */
 #include <assert.h>
 #include <errno.h>
+#include <math.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +33,14 @@
 #include "http/http_internal.h"
 #include "log/log.h"
 #include "metrics/metrics.h"
+#include "util/fmt.h"
+#include "util/json_text.h"
+#include "util/pool.h"
+
+/* Exchanges freed on this thread, kept for the next requests (pool.h). */
+#define EXCHANGES_KEPT 256
+static _Thread_local struct pool exchanges =
+    POOL_INIT(sizeof(struct http_exchange), EXCHANGES_KEPT);
 
 struct http_server {
     struct event_base *base;
@@ -73,13 +83,22 @@ void http_exchange_free(struct http_exchange *ex)
     }
     evhttp_clear_headers(&ex->query);
     free(ex->path);
-    free(ex);
+    pool_give(&exchanges, ex);
 }
 
 bool http_exchange_gone(const struct http_exchange *ex)
 {
     assert(ex != NULL);
     return ex->gone;
+}
+
+/* src into dst (cap bytes), cut to fit: snprintf "%s" without the format
+ * (several times a request). */
+static void copy_text(char *dst, size_t cap, const char *src)
+{
+    size_t n = strnlen(src, cap - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
 }
 
 /* Writes the access lines batched during this pass of the loop. */
@@ -95,10 +114,10 @@ static void access_log_flush(evutil_socket_t fd, short what, void *arg)
  * the callbacks already active in this pass. */
 static void exchange_log(const struct http_exchange *ex, int status)
 {
-    char code[8], ms[24];
+    char code[FMT_I64_MAX], ms[FMT_MS3_MAX];
     const char *kv[2 * HTTP_LOG_FIELDS_MAX + 1] = {NULL};
-    snprintf(code, sizeof(code), "%d", status);
-    snprintf(ms, sizeof(ms), "%.3f", (metrics_now_seconds() - ex->started_s) * 1000.0);
+    fmt_i64(code, status);
+    fmt_ms3(ms, llround((metrics_now_seconds() - ex->started_s) * 1e6));
     for (size_t i = 0; i < ex->log_count; i++) {
         kv[2 * i] = ex->log_keys[i];
         kv[2 * i + 1] = ex->log_values[i];
@@ -122,7 +141,7 @@ void http_exchange_log_field(struct http_exchange *ex, const char *key, const ch
     if (i == HTTP_LOG_FIELDS_MAX)
         return; /* a full line keeps its first fields */
     ex->log_keys[i] = key;
-    snprintf(ex->log_values[i], HTTP_LOG_VALUE_MAX, "%s", value != NULL ? value : "");
+    copy_text(ex->log_values[i], HTTP_LOG_VALUE_MAX, value != NULL ? value : "");
     if (i == ex->log_count)
         ex->log_count++;
 }
@@ -133,8 +152,8 @@ static void exchange_observe(const struct http_exchange *ex, int status)
         exchange_log(ex, status);
     if (ex->metrics_server == NULL)
         return;
-    char code[8];
-    snprintf(code, sizeof(code), "%d", status);
+    char code[FMT_I64_MAX];
+    fmt_i64(code, status);
     const char *route = ex->route != NULL ? ex->route : "unmatched";
     metrics_inc(metrics_with(metrics_counter("tessera_http_requests_total",
                                              "HTTP requests answered, by route pattern and status.",
@@ -177,22 +196,46 @@ static void exchange_send(struct http_exchange *ex, int status, const char *cont
 
 /* --- replies -------------------------------------------------------------- */
 
+/* The reference's argument of a body to wipe before it is freed. */
+static char body_wipe;
+
+/* libevent is done with a body handed over (written, or the reply
+ * dropped): it is freed, wiped first when the reference said so. */
+static void body_release(const void *data, size_t len, void *wipe)
+{
+    if (wipe == &body_wipe)
+        sodium_memzero((void *)data, len);
+    free((void *)data);
+}
+
+/* A buffer holding text (malloc'ed, handed over) by reference: no copy of
+ * it, no second allocation. NULL when out of memory (text freed). */
+static struct evbuffer *body_buffer(char *text, size_t len, bool wipe)
+{
+    struct evbuffer *buf = evbuffer_new();
+    if (buf != NULL &&
+        evbuffer_add_reference(buf, text, len, body_release, wipe ? &body_wipe : NULL) == 0)
+        return buf;
+    if (buf != NULL)
+        evbuffer_free(buf);
+    body_release(text, len, wipe ? &body_wipe : NULL);
+    return NULL;
+}
+
 /* Encodes body (stolen) and sends it. */
 static void exchange_send_json(struct http_exchange *ex, int status, const char *content_type,
                                json_t *body, const char *const *headers)
 {
-    char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
-    struct evbuffer *buf = evbuffer_new();
+    size_t len = 0;
+    /* json_dumps(JSON_COMPACT)'s text, without its printf (json_text.h) */
+    char *text = body != NULL ? json_text_dumps(body, &len) : NULL;
     json_decref(body);
-    if (text == NULL || buf == NULL || evbuffer_add(buf, text, strlen(text)) != 0) {
+    struct evbuffer *buf = text != NULL ? body_buffer(text, len, false) : NULL;
+    if (buf == NULL) {
         log_error("http: cannot encode a %d reply for %s", status, ex->path);
-        free(text);
-        if (buf != NULL)
-            evbuffer_free(buf);
         exchange_send(ex, 500, NULL, NULL, NULL);
         return;
     }
-    free(text);
     exchange_send(ex, status, content_type, buf, headers);
     evbuffer_free(buf);
 }
@@ -264,6 +307,19 @@ void http_reply_raw(struct http_exchange *ex, int status, const char *content_ty
     if (buf == NULL || evbuffer_add(buf, body, len) != 0) {
         if (buf != NULL)
             evbuffer_free(buf);
+        exchange_send(ex, 500, NULL, NULL, NULL);
+        return;
+    }
+    exchange_send(ex, status, content_type, buf, NULL);
+    evbuffer_free(buf);
+}
+
+void http_reply_owned(struct http_exchange *ex, int status, const char *content_type, char *body,
+                      size_t len, bool wipe)
+{
+    assert(ex != NULL && body != NULL);
+    struct evbuffer *buf = body_buffer(body, len, wipe);
+    if (buf == NULL) {
         exchange_send(ex, 500, NULL, NULL, NULL);
         return;
     }
@@ -400,7 +456,7 @@ static const char *method_name(enum evhttp_cmd_type cmd)
  * NULL when out of memory. */
 static struct http_exchange *exchange_new(struct http_server *srv, struct evhttp_request *req)
 {
-    struct http_exchange *ex = calloc(1, sizeof(*ex));
+    struct http_exchange *ex = pool_take(&exchanges);
     if (ex == NULL)
         return NULL;
     TAILQ_INIT(&ex->query);
@@ -413,19 +469,19 @@ static struct http_exchange *exchange_new(struct http_server *srv, struct evhttp
     ex->base = srv->base;
     ex->started_s = metrics_now_seconds();
     ex->json_depth_max = srv->limits.json_depth_max;
-    snprintf(ex->method, sizeof(ex->method), "%s", method_name(evhttp_request_get_command(req)));
+    copy_text(ex->method, sizeof(ex->method), method_name(evhttp_request_get_command(req)));
 
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
     ex->path = strdup(path != NULL && path[0] != '\0' ? path : "/");
     if (ex->path == NULL) {
-        free(ex);
+        pool_give(&exchanges, ex);
         return NULL;
     }
     char *peer = NULL;
     ev_uint16_t peer_port = 0;
     evhttp_connection_get_peer(ex->evcon, &peer, &peer_port);
-    snprintf(ex->peer, sizeof(ex->peer), "%s", peer != NULL ? peer : "");
+    copy_text(ex->peer, sizeof(ex->peer), peer != NULL ? peer : "");
     evhttp_connection_set_closecb(ex->evcon, exchange_on_close, ex);
     return ex;
 }

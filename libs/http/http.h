@@ -139,6 +139,10 @@ void http_reply_problem_retry_after(struct http_exchange *ex, int status, const 
 /* Replies with a status and a raw body of the given content type. */
 void http_reply_raw(struct http_exchange *ex, int status, const char *content_type,
                     const char *body, size_t len);
+/* The same with a malloc'ed body handed over: sent without a copy, and
+ * freed (wiped first when wipe: personal data) once written or dropped. */
+void http_reply_owned(struct http_exchange *ex, int status, const char *content_type, char *body,
+                      size_t len, bool wipe);
 
 /* True when the client has gone away; the handler may skip work. */
 bool http_exchange_gone(const struct http_exchange *ex);

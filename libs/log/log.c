@@ -154,16 +154,41 @@ static void line_append_json(struct log_line *line, const char *s, size_t max_by
     line_append(line, "\"", 1);
 }
 
+/* The second last formatted, per thread: gmtime_r and strftime run once a
+ * second rather than on every line (the access line is written for every
+ * request). */
+static _Thread_local time_t ts_second = (time_t)-1;
+static _Thread_local char ts_second_text[LOG_TS_MAX];
+static _Thread_local size_t ts_second_len;
+
+size_t log_format_ts(const struct timespec *now, char out[LOG_TS_MAX])
+{
+    if (now->tv_sec != ts_second) {
+        struct tm tm;
+        gmtime_r(&now->tv_sec, &tm);
+        ts_second_len = strftime(ts_second_text, sizeof(ts_second_text) - sizeof(".000Z"),
+                                 "%Y-%m-%dT%H:%M:%S", &tm);
+        ts_second = now->tv_sec;
+    }
+    long ms = now->tv_nsec / 1000000L;
+    memcpy(out, ts_second_text, ts_second_len);
+    char *p = out + ts_second_len;
+    *p++ = '.';
+    *p++ = (char)('0' + ms / 100 % 10);
+    *p++ = (char)('0' + ms / 10 % 10);
+    *p++ = (char)('0' + ms % 10);
+    *p++ = 'Z';
+    *p = '\0';
+    return (size_t)(p - out);
+}
+
 static void line_begin(struct log_line *line, enum log_level level)
 {
     struct timespec now;
-    struct tm tm;
-    char ts[64];
+    char ts[LOG_TS_MAX];
 
     clock_gettime(CLOCK_REALTIME, &now);
-    gmtime_r(&now.tv_sec, &tm);
-    size_t n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(ts + n, sizeof(ts) - n, ".%03ldZ", now.tv_nsec / 1000000L);
+    log_format_ts(&now, ts);
 
     line->len = 0;
     line->full = false;

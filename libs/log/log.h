@@ -5,6 +5,7 @@
 #define TESSERA_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR };
 
@@ -39,6 +40,13 @@ bool log_fields_batched(enum log_level level, const char *msg, ...)
 
 /* Writes this thread's batched lines (nothing when there are none). */
 void log_batch_flush(void);
+
+/* A line's "ts": now (UTC) as "YYYY-MM-DDTHH:MM:SS.mmmZ", what strftime
+ * "%Y-%m-%dT%H:%M:%S" and ".%03ldZ" of the milliseconds write, for
+ * tv_nsec in [0, 1e9). Returns its length. */
+#define LOG_TS_MAX 64
+struct timespec;
+size_t log_format_ts(const struct timespec *now, char out[LOG_TS_MAX]);
 
 #define log_debug(...) log_write(LOG_DEBUG, __VA_ARGS__)
 #define log_info(...)  log_write(LOG_INFO, __VA_ARGS__)

@@ -242,6 +242,9 @@ void req_finish_with(struct req *r, int status, json_t *body, ...) __attribute__
 void req_finish_verdict(struct req *r, int status, json_t *body);
 void req_finish_raw(struct req *r, int status, const char *content_type, const char *body,
                     size_t len);
+/* The same with a malloc'ed body handed over (http_reply_owned). */
+void req_finish_owned(struct req *r, int status, const char *content_type, char *body, size_t len,
+                      bool wipe);
 /* 204 No Content. */
 void req_finish_no_content(struct req *r);
 /* Answers problem+json (RFC 9457) with a stable code. */

@@ -212,9 +212,8 @@ static bool view_send_text(struct req *r, bool with_tags)
     size_t len = 0;
     char *text = member_view_text_render(v->profile_text, &v->marks, with_tags, r->body, &len);
     if (text) {
-        req_finish_raw(r, 200, "application/json", text, len); /* frees r and v */
-        sodium_memzero(text, len);
-        free(text);
+        /* sent without a copy, wiped and freed once written; frees r and v */
+        req_finish_owned(r, 200, "application/json", text, len, true);
         return true;
     }
     json_t *profile = json_loads(v->profile_text, 0, NULL);

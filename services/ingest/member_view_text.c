@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/json_text.h"
+
 #define MARKER         ",\"tier\":null,\"cards\":[],\"personal_data_erased_at\":"
 #define PLACEHOLDERS   ",\"tier\":null,\"cards\":[]"
 #define TAGS           ",\"tags\":["
@@ -102,8 +104,7 @@ static bool text_add_member(struct text *t, const char *key, const json_t *value
 {
     assert(key_is_plain(key)); /* the view's own names: nothing to escape */
     return text_add(",\"", 2, t) == 0 && text_add(key, strlen(key), t) == 0 &&
-           text_add("\":", 2, t) == 0 &&
-           json_dump_callback(value, text_add, t, JSON_COMPACT | JSON_ENCODE_ANY) == 0;
+           text_add("\":", 2, t) == 0 && json_text_write(value, text_add, t) == 0;
 }
 
 /* The tier and cards members (`,"tier":…,"cards":…`) into head, every

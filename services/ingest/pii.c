@@ -3,6 +3,7 @@
 #include "pii.h"
 
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,29 @@
 _Static_assert(sizeof(SEAL_KDF_CONTEXT) - 1 == crypto_kdf_CONTEXTBYTES, "kdf context size");
 _Static_assert(sizeof(INDEX_KDF_CONTEXT) - 1 == crypto_kdf_CONTEXTBYTES, "kdf context size");
 _Static_assert(PII_MASTER_KEY_BYTES == crypto_kdf_KEYBYTES, "master key size");
+
+/* The keyrings made so far: each gets the next number (pii.h). */
+static atomic_uint_fast64_t keyring_generations;
+
+/* ---- derived keys, memoised per thread
+ * Every cached member view opens a box under its tenant's seal key, and
+ * deriving it was a fifth of the box's cost: the last keys derived are
+ * kept per thread (no lock), named by the keyring's generation, the key
+ * version, the kdf id and the tenant. They are as secret as the master
+ * keys the process already holds, and live as long. */
+#define DERIVED_MEMO_SLOTS      16
+#define DERIVED_MEMO_TENANT_MAX 64 /* longer tenant ids are derived each time */
+
+struct derived_memo {
+    uint64_t generation; /* 0: an empty slot */
+    int version;
+    uint64_t kdf_id;
+    char tenant_id[DERIVED_MEMO_TENANT_MAX];
+    unsigned char key[32];
+};
+
+static _Thread_local struct derived_memo derived_memo[DERIVED_MEMO_SLOTS];
+static _Thread_local unsigned derived_memo_next; /* the slot replaced next */
 
 static int key_from_hex(unsigned char out[PII_MASTER_KEY_BYTES], const char *hex)
 {
@@ -50,6 +74,7 @@ int pii_keyring_init(struct pii_keyring *k, const char *current_hex, int current
         return -1;
     }
     k->current_version = current_version;
+    k->generation = atomic_fetch_add(&keyring_generations, 1) + 1;
     if (previous_hex && *previous_hex) {
         if (current_version < 2 || key_from_hex(k->previous, previous_hex) < 0) {
             pii_keyring_wipe(k);
@@ -65,6 +90,9 @@ int pii_keyring_init(struct pii_keyring *k, const char *current_hex, int current
 
 void pii_keyring_wipe(struct pii_keyring *k)
 {
+    for (size_t i = 0; k->generation != 0 && i < DERIVED_MEMO_SLOTS; i++)
+        if (derived_memo[i].generation == k->generation)
+            sodium_memzero(&derived_memo[i], sizeof(derived_memo[i]));
     sodium_memzero(k, sizeof(*k));
 }
 
@@ -82,13 +110,11 @@ static const unsigned char *master_of(const struct pii_keyring *k, int version)
     return NULL;
 }
 
-/* Derives the tenant's key number kdf_id; false when the version is unknown. */
-static bool derive(const struct pii_keyring *k, int version, const char *tenant_id, uint64_t kdf_id,
-                   const char *context, unsigned char out[32])
+/* Derives the tenant's key number kdf_id from the master key (two
+ * BLAKE2b passes). */
+static void derive_from_master(const unsigned char *master, const char *tenant_id, uint64_t kdf_id,
+                               const char *context, unsigned char out[32])
 {
-    const unsigned char *master = master_of(k, version);
-    if (!master)
-        return false;
     unsigned char root[crypto_kdf_KEYBYTES];
     crypto_generichash_state st;
     crypto_generichash_init(&st, master, PII_MASTER_KEY_BYTES, sizeof(root));
@@ -98,6 +124,41 @@ static bool derive(const struct pii_keyring *k, int version, const char *tenant_
     crypto_generichash_final(&st, root, sizeof(root));
     crypto_kdf_derive_from_key(out, 32, kdf_id, context, root);
     sodium_memzero(root, sizeof(root));
+}
+
+static struct derived_memo *memo_find(uint64_t generation, int version, uint64_t kdf_id,
+                                      const char *tenant_id)
+{
+    for (size_t i = 0; i < DERIVED_MEMO_SLOTS; i++) {
+        struct derived_memo *m = &derived_memo[i];
+        if (m->generation == generation && m->version == version && m->kdf_id == kdf_id &&
+            strcmp(m->tenant_id, tenant_id) == 0)
+            return m;
+    }
+    return NULL;
+}
+
+/* Derives the tenant's key number kdf_id; false when the version is unknown. */
+static bool derive(const struct pii_keyring *k, int version, const char *tenant_id, uint64_t kdf_id,
+                   const char *context, unsigned char out[32])
+{
+    const unsigned char *master = master_of(k, version);
+    if (!master)
+        return false;
+    bool memoised = k->generation != 0 && strlen(tenant_id) < DERIVED_MEMO_TENANT_MAX;
+    struct derived_memo *m = memoised ? memo_find(k->generation, version, kdf_id, tenant_id) : NULL;
+    if (m) {
+        memcpy(out, m->key, 32);
+        return true;
+    }
+    derive_from_master(master, tenant_id, kdf_id, context, out);
+    if (memoised) {
+        m = &derived_memo[derived_memo_next++ % DERIVED_MEMO_SLOTS];
+        *m = (struct derived_memo){
+            .generation = k->generation, .version = version, .kdf_id = kdf_id};
+        memcpy(m->tenant_id, tenant_id, strlen(tenant_id) + 1);
+        memcpy(m->key, out, 32);
+    }
     return true;
 }
 

@@ -42,6 +42,9 @@ struct pii_keyring {
     unsigned char current[PII_MASTER_KEY_BYTES];
     int previous_version; /* 0: no previous key configured */
     unsigned char previous[PII_MASTER_KEY_BYTES];
+    /* Set by pii_keyring_init, unique in the process (0 once wiped): names
+     * these keys in the per-thread memo of derived tenant keys (pii.c). */
+    uint64_t generation;
 };
 
 /* Fills the keyring from hex keys (64 hex digits each). previous_hex may be

@@ -10,6 +10,11 @@
 #include "ids/uuid7.h"
 #include "ingest.h"
 #include "log/log.h"
+#include "util/pool.h"
+
+/* Requests freed on the loop, kept for the next ones (pool.h). */
+#define REQS_KEPT 256
+static _Thread_local struct pool reqs = POOL_INIT(sizeof(struct req), REQS_KEPT);
 
 /* Continues the client's W3C trace (or starts one) and names the request
  * in its access-log line; the member is known from the path when there. */
@@ -56,7 +61,7 @@ void req_continue(struct req *r)
 
 struct req *req_new(struct ingest *app, struct http_exchange *ex)
 {
-    struct req *r = calloc(1, sizeof(*r));
+    struct req *r = pool_take(&reqs);
     assert(r);
     r->state = REQ_AUTHENTICATING; /* every route starts with its caller's key or session */
     r->app = app;
@@ -140,7 +145,7 @@ static void req_free(struct req *r)
     route_release(r);
     if (r->headers)
         rd_kafka_headers_destroy(r->headers);
-    free(r);
+    pool_give(&reqs, r);
 }
 
 void req_finish(struct req *r, int status, json_t *body)
@@ -182,6 +187,13 @@ void req_finish_raw(struct req *r, int status, const char *content_type, const c
                     size_t len)
 {
     http_reply_raw(r->ex, status, content_type, body, len);
+    req_free(r);
+}
+
+void req_finish_owned(struct req *r, int status, const char *content_type, char *body, size_t len,
+                      bool wipe)
+{
+    http_reply_owned(r->ex, status, content_type, body, len, wipe);
     req_free(r);
 }
 

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,12 +66,30 @@ static void test_too_long_is_refused(void **state)
     assert_int_equal(cache_resp_format(out, 16, 2, small, small_len), 0);
 }
 
+/* The key names, written without snprintf (cache.c): the same text as
+ * "tessera:%s:member:%s:%s", and refused (-1) exactly when that text and
+ * its NUL do not fit. */
+static void test_member_key_as_printf(void **state)
+{
+    const char *tenant = "demo", *member = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
+    char want[256], got[256];
+    int n = snprintf(want, sizeof(want), "tessera:%s:member:%s:%s", tenant, member, "balances");
+    assert_int_equal(cache_member_key(got, sizeof(got), tenant, member, "balances"), 0);
+    assert_string_equal(got, want);
+    assert_int_equal(cache_member_key(got, (size_t)n + 1, tenant, member, "balances"), 0);
+    assert_string_equal(got, want);
+    assert_int_equal(cache_member_key(got, (size_t)n, tenant, member, "balances"), -1);
+    assert_int_equal(cache_member_key(got, sizeof(got), "", "", ""), 0);
+    assert_string_equal(got, "tessera::member::");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_view_reads_as_hiredis_writes_them),
         cmocka_unit_test(test_binary_and_empty_arguments),
         cmocka_unit_test(test_too_long_is_refused),
+        cmocka_unit_test(test_member_key_as_printf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

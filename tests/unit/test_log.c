@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
+#include <time.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -217,6 +219,28 @@ static void test_level_parse(void **state)
     assert_false(log_level_parse(NULL, &lv));
 }
 
+/* The timestamp, formatted once a second and its milliseconds appended
+ * (log.c), is what strftime and snprintf wrote for the same instant: in
+ * one second, across seconds, days and years, and back in time. */
+static void test_timestamp_as_strftime(void **state)
+{
+    const time_t seconds[] = {0,          1,          59,         60,          86399,
+                              86400,      951782400,  1798761599, 1798761600,  1798761600,
+                              1798761599, 2147483647, 4102444800, 253402300799};
+    const long nanos[] = {0, 999999, 1000000, 123456789, 999000000, 999999999};
+    for (size_t i = 0; i < sizeof(seconds) / sizeof(seconds[0]); i++)
+        for (size_t j = 0; j < sizeof(nanos) / sizeof(nanos[0]); j++) {
+            struct timespec now = {.tv_sec = seconds[i], .tv_nsec = nanos[j]};
+            struct tm tm;
+            char want[LOG_TS_MAX], got[LOG_TS_MAX];
+            gmtime_r(&now.tv_sec, &tm);
+            size_t n = strftime(want, sizeof(want), "%Y-%m-%dT%H:%M:%S", &tm);
+            snprintf(want + n, sizeof(want) - n, ".%03ldZ", now.tv_nsec / 1000000L);
+            assert_int_equal(log_format_ts(&now, got), strlen(want));
+            assert_string_equal(got, want);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -226,6 +250,7 @@ int main(void)
         cmocka_unit_test(test_truncation_and_bad_utf8),
         cmocka_unit_test(test_batched_lines),
         cmocka_unit_test(test_level_parse),
+        cmocka_unit_test(test_timestamp_as_strftime),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

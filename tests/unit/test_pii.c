@@ -66,6 +66,30 @@ static void test_wrong_key_or_version_does_not_open(void **state)
     free(sealed);
 }
 
+/* The derived tenant keys are memoised per thread (pii.c): a keyring set
+ * again in the same place with another key, or wiped, never opens with
+ * what was derived from the old one; a third tenant between two opens
+ * of the same tenant's value does not mix up keys. */
+static void test_derived_keys_follow_the_keyring(void **state)
+{
+    struct pii_keyring k = ring(KEY_A, 1, NULL);
+    char *sealed = pii_seal(&k, "demo", "m-1", "name", "Li Lei");
+    char *clear = pii_open(&k, 1, "demo", "m-1", "name", sealed);
+    assert_string_equal(clear, "Li Lei");
+    free(clear);
+    char *other = pii_seal(&k, "other", "m-1", "name", "Han Meimei");
+    clear = pii_open(&k, 1, "demo", "m-1", "name", sealed);
+    assert_string_equal(clear, "Li Lei");
+    free(clear);
+    assert_null(pii_open(&k, 1, "demo", "m-1", "name", other));
+    k = ring(KEY_B, 1, NULL); /* the same place, another key */
+    assert_null(pii_open(&k, 1, "demo", "m-1", "name", sealed));
+    pii_keyring_wipe(&k);
+    assert_null(pii_open(&k, 1, "demo", "m-1", "name", sealed));
+    free(other);
+    free(sealed);
+}
+
 /* After a rotation the ring reads both versions and seals under the new. */
 static void test_rotation_reads_previous_and_seals_current(void **state)
 {
@@ -185,6 +209,7 @@ int main(void)
         cmocka_unit_test(test_data_key_wrap_and_box),
         cmocka_unit_test(test_sealed_value_is_bound_to_its_row),
         cmocka_unit_test(test_wrong_key_or_version_does_not_open),
+        cmocka_unit_test(test_derived_keys_follow_the_keyring),
         cmocka_unit_test(test_rotation_reads_previous_and_seals_current),
         cmocka_unit_test(test_blind_index),
         cmocka_unit_test(test_bad_key_configuration),
