@@ -31,8 +31,9 @@
 struct relay_group {
     struct relay_group *next;
     struct pipeline *p;
-    int64_t *ids;
-    size_t count;
+    int64_t *ids;  /* its outbox rows */
+    size_t count;  /* of ids */
+    size_t events; /* the events they hold, each produced once */
     size_t pending;
     bool failed;
     double sent_s; /* monotonic */
