@@ -10,6 +10,7 @@
 #include "db/db.h"
 #include "events/codec.h"
 #include "log/log.h"
+#include "outbox/outbox_copy.h"
 #include "outbox/outbox_pack.h"
 
 /* How many of rows (from the first) the next outbox row holds. */
@@ -23,23 +24,18 @@ static size_t chunk_take(const struct outbox_row *rows, size_t count, bool packe
 static int copy_chunk(struct db_copy *copy, int64_t id, const struct outbox_row *rows, size_t n,
                       char *err, size_t err_len)
 {
-    db_copy_int(copy, id);
-    db_copy_text(copy, rows[0].topic);
-    db_copy_text(copy, rows[0].key);
     if (n == 1) {
-        db_copy_bytea(copy, rows[0].payload, rows[0].len);
-    } else {
-        size_t len = 0;
-        uint8_t *packed = outbox_pack(rows, n, &len);
-        if (!packed) {
-            snprintf(err, err_len, "outbox: cannot pack %zu events (out of memory?)", n);
-            return -1;
-        }
-        db_copy_bytea(copy, packed, len);
-        free(packed);
+        outbox_copy_row(copy, id, rows[0].topic, rows[0].key, rows[0].payload, rows[0].len, 1);
+        return 0;
     }
-    db_copy_int(copy, (long long)n);
-    db_copy_end_row(copy);
+    size_t len = 0;
+    uint8_t *packed = outbox_pack(rows, n, &len);
+    if (!packed) {
+        snprintf(err, err_len, "outbox: cannot pack %zu events (out of memory?)", n);
+        return -1;
+    }
+    outbox_copy_row(copy, id, rows[0].topic, rows[0].key, packed, len, (int32_t)n);
+    free(packed);
     return 0;
 }
 
@@ -69,6 +65,7 @@ static int append_rows(PGconn *pg, const struct outbox_row *rows, size_t count, 
      * sweep sends stranded rows again in the order their events were made. */
     struct db_copy copy;
     db_copy_init(&copy);
+    outbox_copy_begin(&copy);
     int rc = 0;
     for (size_t i = 0, c = 0; rc == 0 && i < count; c++) {
         size_t take = chunk_take(rows + i, count - i, packed);
@@ -79,9 +76,9 @@ static int append_rows(PGconn *pg, const struct outbox_row *rows, size_t count, 
         i += take;
     }
     PQclear(res);
+    outbox_copy_end(&copy);
     if (rc == 0)
-        rc = db_copy_send(pg, "COPY outbox (id, topic, key, payload, events) FROM STDIN", &copy,
-                          err, err_len);
+        rc = db_copy_send(pg, OUTBOX_COPY_SQL, &copy, err, err_len);
     db_copy_free(&copy);
     return rc;
 }
