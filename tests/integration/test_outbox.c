@@ -19,8 +19,10 @@
 #include "../support/api_client.h"
 #include "db/db.h"
 #include "db/migrate.h"
+#include "metrics/metrics.h"
 #include "outbox/outbox.h"
 #include "outbox/outbox_pack.h"
+#include "service/pipeline_metrics.h"
 
 #define ROWS 5
 /* A burst after a drained queue's VACUUM, and the part of it delivered. */
@@ -491,6 +493,33 @@ static void test_rows_of_the_old_shape_are_relayed_after_upgrade(void **state)
     PQfinish(pg);
 }
 
+/* The backlog gauge counts events, not rows (issue 15): a packed row of 7
+ * and two plain rows, one of them delivered and waiting to be deleted,
+ * are 8 events behind. */
+static void test_backlog_gauge_counts_events(void **state)
+{
+    PGconn *a = relay_pg();
+    static const uint8_t payload[] = {1, 2, 3};
+    struct outbox_row rows[7];
+    for (int i = 0; i < 7; i++)
+        rows[i] = (struct outbox_row){"ledger-events", "m-1", payload, sizeof(payload)};
+    int64_t plain[2];
+    char err[256];
+    exec_ok(a, "DELETE FROM outbox");
+    exec_ok(a, "BEGIN");
+    assert_int_equal(outbox_append_packed(a, rows, 7, NULL, err, sizeof(err)), 0);
+    assert_int_equal(outbox_append(a, rows, 2, plain, err, sizeof(err)), 0);
+    exec_ok(a, "COMMIT");
+    pipeline_metrics_outbox_backlog(a, plain, 1);
+    struct metric_series *gauge =
+        metrics_series(metrics_gauge("tessera_outbox_backlog_events",
+                                     "Events in the outbox not yet relayed.", NULL),
+                       NULL);
+    assert_int_equal((int)metrics_value(gauge), 8);
+    exec_ok(a, "DELETE FROM outbox");
+    PQfinish(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -503,6 +532,7 @@ int main(void)
         cmocka_unit_test(test_packed_rows_are_relayed_in_order),
         cmocka_unit_test(test_a_row_partly_sent_is_sent_again_whole_after_its_lease),
         cmocka_unit_test(test_rows_of_the_old_shape_are_relayed_after_upgrade),
+        cmocka_unit_test(test_backlog_gauge_counts_events),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
