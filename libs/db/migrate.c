@@ -12,7 +12,7 @@
 #include "db/db_internal.h"
 #include "log/log.h"
 
-#define MIGRATE_SQL_MAX 2048
+#define MIGRATE_SQL_MAX 4096
 #define MIGRATE_ERR_MAX 512
 #define DB_STR_(x)      #x
 #define DB_STR(x)       DB_STR_(x)
@@ -37,8 +37,23 @@ static const char BOOKKEEPING_SQL[] =
     "  '%1$s.outbox'::regclass AND attname = 'lease_until' AND NOT attisdropped) THEN"
     "  ALTER TABLE %1$s.outbox ADD COLUMN lease_owner text,"
     "    ADD COLUMN lease_until timestamptz NOT NULL"
-    "    DEFAULT now() + interval '" DB_STR(DB_OUTBOX_LEASE_S) " seconds';"
-                                                               " END IF; END $$;";
+    "    DEFAULT now() + interval '" DB_STR(
+        DB_OUTBOX_LEASE_S) " seconds';"
+                           " END IF;"
+                           /* Packed rows (outbox/outbox_pack.h): how many events a row holds;
+                            * the rows of before hold one each (no rewrite: a constant default). */
+                           " IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = "
+                           "'%1$s.outbox'::regclass"
+                           "  AND attname = 'events' AND NOT attisdropped) THEN"
+                           "  ALTER TABLE %1$s.outbox ADD COLUMN events int NOT NULL DEFAULT 1;"
+                           " END IF;"
+                           /* A packed row is stored out of line; compressing a queue's rows on
+                            * the way in costs CPU for pages deleted a moment later. */
+                           " IF EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = "
+                           "'%1$s.outbox'::regclass"
+                           "  AND attname = 'payload' AND attstorage <> 'e') THEN"
+                           "  ALTER TABLE %1$s.outbox ALTER COLUMN payload SET STORAGE EXTERNAL;"
+                           " END IF; END $$;";
 
 /* How the relays find outbox rows whatever the statistics say (a queue's
  * are always stale: VACUUM counts a drained table, the next burst fills
@@ -51,9 +66,13 @@ static const char BOOKKEEPING_SQL[] =
  *   Partial on a predicate every row meets, it serves only statements
  *   that compare lease_until (a strict comparison implies IS NOT NULL);
  *   ids are looked up through the primary key alone.
- * - outbox_delete() deletes by id with sequential scans off, so it reads
- *   the primary key even when the table seems too small to need it; a
- *   function, so the setting never reaches the batch it rides along with.
+ * - outbox_delete(), outbox_claim() and outbox_renew() run with
+ *   sequential scans off, so they look rows up by id through the primary
+ *   key even when the table seems too small to need it; functions, so the
+ *   setting never reaches the batch they ride along with. The claim's
+ *   order and limit are explained at OUTBOX_CLAIM_SQL (outbox/outbox.c):
+ *   the rows whose lease ended longest ago, whole rows up to p_max events
+ *   (at least one row), returned in id order.
  * Each index is checked first: CREATE and DROP INDEX lock the table even
  * when there is nothing to do. */
 static const char OUTBOX_INDEX_SQL[] =
@@ -66,7 +85,31 @@ static const char OUTBOX_INDEX_SQL[] =
     " END IF; END $$;"
     "CREATE OR REPLACE FUNCTION %1$s.outbox_delete(ids bigint[]) RETURNS void"
     "  LANGUAGE sql SET enable_seqscan = off"
-    "  AS $f$ DELETE FROM %1$s.outbox WHERE id = ANY(ids) $f$;";
+    "  AS $f$ DELETE FROM %1$s.outbox WHERE id = ANY(ids) $f$;"
+    "CREATE OR REPLACE FUNCTION %1$s.outbox_claim(p_owner text, p_skip bigint[], p_max int)"
+    "  RETURNS TABLE (claimed_id bigint, claimed_topic text, claimed_key text,"
+    "    claimed_payload bytea, claimed_events int)"
+    "  LANGUAGE sql SET enable_seqscan = off AS $f$"
+    "  WITH cand AS (SELECT id, lease_until, events FROM %1$s.outbox"
+    "    WHERE lease_until <= now() AND id <> ALL(p_skip)"
+    "    ORDER BY lease_until, id LIMIT p_max FOR UPDATE SKIP LOCKED),"
+    "  pick AS (SELECT id FROM (SELECT id, events,"
+    "    sum(events) OVER (ORDER BY lease_until, id) AS upto FROM cand) s"
+    "    WHERE upto - events < p_max),"
+    "  c AS (UPDATE %1$s.outbox o SET lease_owner = p_owner,"
+    "    lease_until = now() + interval '" DB_STR(
+        DB_OUTBOX_LEASE_S) " seconds'"
+                           "    WHERE o.id = ANY(ARRAY(SELECT id FROM pick))"
+                           "    RETURNING o.id, o.topic, o.key, o.payload, o.events)"
+                           "  SELECT * FROM c ORDER BY id $f$;"
+                           "CREATE OR REPLACE FUNCTION %1$s.outbox_renew(p_owner text, p_ids "
+                           "bigint[]) RETURNS void"
+                           "  LANGUAGE sql SET enable_seqscan = off AS $f$"
+                           "  UPDATE %1$s.outbox SET lease_owner = p_owner,"
+                           "    lease_until = now() + interval '" DB_STR(
+                               DB_OUTBOX_LEASE_S) " seconds'"
+                                                  "  WHERE id = ANY(p_ids) AND (lease_owner IS "
+                                                  "NULL OR lease_owner = p_owner) $f$;";
 
 /* Serialises migrators of one schema for the rest of the transaction; the
  * key is derived from the schema name so other schemas never wait. */

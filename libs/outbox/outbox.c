@@ -10,42 +10,89 @@
 #include "db/db.h"
 #include "events/codec.h"
 #include "log/log.h"
+#include "outbox/outbox_copy.h"
+#include "outbox/outbox_pack.h"
 
-int outbox_append(PGconn *pg, const struct outbox_row *rows, size_t count, int64_t *ids, char *err,
-                  size_t err_len)
+/* How many of rows (from the first) the next outbox row holds. */
+static size_t chunk_take(const struct outbox_row *rows, size_t count, bool packed)
+{
+    return packed ? outbox_pack_take(rows, count) : 1;
+}
+
+/* One outbox row holding rows[0..n) into copy: the plain shape for one
+ * event, the packed one for more (outbox_pack.h). */
+static int copy_chunk(struct db_copy *copy, int64_t id, const struct outbox_row *rows, size_t n,
+                      char *err, size_t err_len)
+{
+    if (n == 1) {
+        outbox_copy_row(copy, id, rows[0].topic, rows[0].key, rows[0].payload, rows[0].len, 1);
+        return 0;
+    }
+    size_t len = 0;
+    uint8_t *packed = outbox_pack(rows, n, &len);
+    if (!packed) {
+        snprintf(err, err_len, "outbox: cannot pack %zu events (out of memory?)", n);
+        return -1;
+    }
+    outbox_copy_row(copy, id, rows[0].topic, rows[0].key, packed, len, (int32_t)n);
+    free(packed);
+    return 0;
+}
+
+/* Inserts rows as outbox rows of one event each (packed false) or of
+ * several (packed true); ids[i] gets the id of the row holding rows[i]. */
+static int append_rows(PGconn *pg, const struct outbox_row *rows, size_t count, int64_t *ids,
+                       bool packed, char *err, size_t err_len)
 {
     if (count == 0)
         return 0;
+    size_t chunks = 0;
+    for (size_t i = 0; i < count; chunks++)
+        i += chunk_take(rows + i, count - i, packed);
     /* The ids first, then the rows through COPY: COPY cannot return them,
      * and an insert through unnest() pays for parsing every payload as an
      * array element (twice the cost for a batch of ledger verdicts). */
     char n[24];
-    snprintf(n, sizeof(n), "%zu", count);
+    snprintf(n, sizeof(n), "%zu", chunks);
     const char *params[1] = {n};
     PGresult *res = db_query(pg, "SELECT nextval('outbox_id_seq') FROM generate_series(1, $1::int)",
                              1, params, err, err_len, NULL);
     if (!res)
         return -1;
-    assert((size_t)PQntuples(res) == count);
+    assert((size_t)PQntuples(res) == chunks);
     /* The new rows take the column's default lease: this relay sends them
-     * after commit (see outbox.h). */
+     * after commit (see outbox.h). Ids rise with the events' order, so a
+     * sweep sends stranded rows again in the order their events were made. */
     struct db_copy copy;
     db_copy_init(&copy);
-    for (size_t i = 0; i < count; i++) {
-        int64_t id = db_int_at(res, (int)i, 0);
-        if (ids)
-            ids[i] = id;
-        db_copy_int(&copy, id);
-        db_copy_text(&copy, rows[i].topic);
-        db_copy_text(&copy, rows[i].key);
-        db_copy_bytea(&copy, rows[i].payload, rows[i].len);
-        db_copy_end_row(&copy);
+    outbox_copy_begin(&copy);
+    int rc = 0;
+    for (size_t i = 0, c = 0; rc == 0 && i < count; c++) {
+        size_t take = chunk_take(rows + i, count - i, packed);
+        int64_t id = db_int_at(res, (int)c, 0);
+        for (size_t k = 0; ids && k < take; k++)
+            ids[i + k] = id;
+        rc = copy_chunk(&copy, id, rows + i, take, err, err_len);
+        i += take;
     }
     PQclear(res);
-    int rc =
-        db_copy_send(pg, "COPY outbox (id, topic, key, payload) FROM STDIN", &copy, err, err_len);
+    outbox_copy_end(&copy);
+    if (rc == 0)
+        rc = db_copy_send(pg, OUTBOX_COPY_SQL, &copy, err, err_len);
     db_copy_free(&copy);
     return rc;
+}
+
+int outbox_append(PGconn *pg, const struct outbox_row *rows, size_t count, int64_t *ids, char *err,
+                  size_t err_len)
+{
+    return append_rows(pg, rows, count, ids, false, err, err_len);
+}
+
+int outbox_append_packed(PGconn *pg, const struct outbox_row *rows, size_t count, int64_t *ids,
+                         char *err, size_t err_len)
+{
+    return append_rows(pg, rows, count, ids, true, err, err_len);
 }
 
 int outbox_delete(PGconn *pg, const int64_t *ids, size_t count, char *err, size_t err_len)
@@ -83,32 +130,21 @@ rd_kafka_resp_err_t outbox_produce(struct bus_producer *p, const char *source,
     return bus_produce(p, row->topic, row->key, row->payload, row->len, headers, msg_opaque);
 }
 
-#define STR_(x) #x
-#define STR(x)  STR_(x)
-
 /* The rows whose lease ran out longest ago, found through the index on
  * (lease_until, id) (db/migrate.c: partial, so that only a statement on
- * lease_until can use it) and updated through the primary key.
+ * lease_until can use it) and updated through the primary key, whatever
+ * the statistics (the function outbox_claim, db/migrate.c).
  * Ordered by id alone, and joined to the update, the planner walked the
  * primary key or the whole table, every row in flight and every dead row
  * of a busy outbox (its statistics are always stale): 0.1-4 s a sweep.
  * Rows of one batch share their lease (now() of its transaction), so the
  * id breaks the tie and a limit never leaves a batch's earlier row for a
- * later sweep. Returned in id order: a member's events are sent again in
- * the order they were made. */
-const char OUTBOX_CLAIM_SQL[] =
-    "WITH c AS (UPDATE outbox SET lease_owner = $1, lease_until = now() + interval '" STR(
-        OUTBOX_LEASE_S) " seconds' "
-                        "WHERE id = ANY(ARRAY(SELECT id FROM outbox WHERE lease_until <= now() "
-                        "AND id <> ALL($2::bigint[]) ORDER BY lease_until, id LIMIT $3::int "
-                        "FOR UPDATE SKIP LOCKED)) RETURNING id, topic, key, payload) "
-                        "SELECT id, topic, key, payload FROM c ORDER BY id";
+ * later sweep. $3 counts events: whole rows are claimed while fewer than
+ * $3 events are taken (at least one row). Returned in id order: a
+ * member's events are sent again in the order they were made. */
+const char OUTBOX_CLAIM_SQL[] = "SELECT * FROM outbox_claim($1, $2::bigint[], $3::int)";
 
-const char OUTBOX_RENEW_SQL[] =
-    "UPDATE outbox SET lease_owner = $1, lease_until = now() + interval '" STR(
-        OUTBOX_LEASE_S) " seconds' "
-                        "WHERE id = ANY($2::bigint[]) AND (lease_owner IS NULL OR lease_owner = "
-                        "$1)";
+const char OUTBOX_RENEW_SQL[] = "SELECT outbox_renew($1, $2::bigint[])";
 
 /* ids as a bigint[] literal in a (caller frees with db_array_free). */
 static const char *ids_literal(struct db_array *a, const int64_t *ids, size_t count)
@@ -119,13 +155,28 @@ static const char *ids_literal(struct db_array *a, const int64_t *ids, size_t co
     return db_array_finish(a);
 }
 
-/* Copies row i of a claim's result into out; false when out of memory. */
+/* Copies row i of a claim's result (one event, or a packed row of
+ * several) into out; false when out of memory. A packed row that does not
+ * unpack is left out with a warning (it is claimed again after its lease,
+ * and warned about again). */
 static bool stranded_copy(const PGresult *res, int i, struct outbox_stranded *out)
 {
-    size_t len = 0;
+    size_t len = 0, events = (size_t)db_int_at(res, i, 4);
     unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(res, i, 3), &len);
     if (!raw)
         return false;
+    int64_t id = db_int_at(res, i, 0);
+    if (events > 1) {
+        if (outbox_unpack(raw, len, events, out->rows + out->count)) {
+            for (size_t k = 0; k < events; k++)
+                out->ids[out->count++] = id;
+        } else {
+            log_fields(LOG_WARN, "outbox row does not unpack; left for the next sweep", "id",
+                       PQgetvalue(res, i, 0), NULL);
+        }
+        PQfreemem(raw);
+        return true;
+    }
     uint8_t *copy = malloc(len ? len : 1);
     char *topic = strdup(PQgetvalue(res, i, 1)), *key = strdup(PQgetvalue(res, i, 2));
     if (copy)
@@ -135,10 +186,19 @@ static bool stranded_copy(const PGresult *res, int i, struct outbox_stranded *ou
         free(copy), free(topic), free(key);
         return false;
     }
-    out->ids[out->count] = db_int_at(res, i, 0);
+    out->ids[out->count] = id;
     out->rows[out->count++] =
         (struct outbox_row){.topic = topic, .key = key, .payload = copy, .len = len};
     return true;
+}
+
+/* The events the rows of a claim's result hold. */
+static size_t claimed_events(const PGresult *res)
+{
+    size_t n = 0;
+    for (int i = 0; i < PQntuples(res); i++)
+        n += (size_t)db_int_at(res, i, 4);
+    return n;
 }
 
 int outbox_claim(PGconn *pg, const char *owner, const int64_t *skip, size_t skip_count, size_t max,
@@ -156,8 +216,9 @@ int outbox_claim(PGconn *pg, const char *owner, const int64_t *skip, size_t skip
     if (!res)
         return -1;
     int n = PQntuples(res);
-    out->ids = calloc((size_t)n + 1, sizeof(*out->ids));
-    out->rows = calloc((size_t)n + 1, sizeof(*out->rows));
+    size_t events = claimed_events(res);
+    out->ids = calloc(events + 1, sizeof(*out->ids));
+    out->rows = calloc(events + 1, sizeof(*out->rows));
     bool ok = out->ids && out->rows;
     for (int i = 0; ok && i < n; i++)
         ok = stranded_copy(res, i, out);

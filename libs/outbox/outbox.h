@@ -36,11 +36,19 @@ struct outbox_row {
     size_t len;
 };
 
-/* Inside the caller's transaction, inserts rows with one statement and,
- * when ids is not NULL, writes the new rows' ids there (count of them, in
- * no particular order). Returns 0 or -1 with err. */
+/* Inside the caller's transaction, inserts rows with one statement, one
+ * outbox row per event, and, when ids is not NULL, writes ids[i] = the id
+ * of the row holding rows[i]. Returns 0 or -1 with err. For a caller that
+ * deletes each event's row as soon as that event is acknowledged. */
 int outbox_append(PGconn *pg, const struct outbox_row *rows, size_t count, int64_t *ids, char *err,
                   size_t err_len) __attribute__((warn_unused_result));
+/* The same with up to OUTBOX_PACK_EVENTS_MAX events in one outbox row
+ * (outbox_pack.h): ids[i] is still the id of the row holding rows[i], so
+ * consecutive events share ids. A row may be deleted only once every
+ * event it holds is acknowledged (the pipeline's relay deletes a batch's
+ * rows when all its events are); a row not deleted is sent again whole. */
+int outbox_append_packed(PGconn *pg, const struct outbox_row *rows, size_t count, int64_t *ids,
+                         char *err, size_t err_len) __attribute__((warn_unused_result));
 
 /* Deletes relayed rows by id (inside the caller's transaction, or alone). */
 int outbox_delete(PGconn *pg, const int64_t *ids, size_t count, char *err, size_t err_len)
@@ -52,14 +60,15 @@ int outbox_delete(PGconn *pg, const int64_t *ids, size_t count, char *err, size_
 rd_kafka_resp_err_t outbox_produce(struct bus_producer *p, const char *source,
                                    const struct outbox_row *row, void *msg_opaque);
 
-/* Rows a crash or a failed delivery left behind: up to max rows whose
- * lease is over, not in skip (the caller's own rows in flight), oldest
- * first, leased to owner for OUTBOX_LEASE_S and copied out (free with
- * outbox_stranded_free). Rows another relay is claiming at the same time
- * are skipped, not waited for. Returns 0 or -1 with err. */
+/* Rows a crash or a failed delivery left behind: whole rows whose lease
+ * is over, while fewer than max events are taken (at least one row), not
+ * in skip (the caller's own rows in flight), oldest first, leased to owner
+ * for OUTBOX_LEASE_S and copied out event by event, packed rows unpacked
+ * (free with outbox_stranded_free). Rows another relay is claiming at the
+ * same time are skipped, not waited for. Returns 0 or -1 with err. */
 struct outbox_stranded {
-    int64_t *ids;
-    struct outbox_row *rows;
+    int64_t *ids;            /* ids[i]: the row holding rows[i] */
+    struct outbox_row *rows; /* events, in the order they were made */
     size_t count;
 };
 int outbox_claim(PGconn *pg, const char *owner, const int64_t *skip, size_t skip_count, size_t max,
@@ -67,7 +76,9 @@ int outbox_claim(PGconn *pg, const char *owner, const int64_t *skip, size_t skip
     __attribute__((warn_unused_result));
 /* The statements behind outbox_claim and outbox_renew, for a caller on an
  * asynchronous pool (ingest): claim's $1 owner, $2 skip (bigint[]), $3
- * max, returning id, topic, key, payload; renew's $1 owner, $2 ids. */
+ * max events, returning id, topic, key, payload, events (a caller reading
+ * them itself must unpack a row of events > 1; ingest writes none: only
+ * outbox_append_packed does, for the pipeline); renew's $1 owner, $2 ids. */
 extern const char OUTBOX_CLAIM_SQL[];
 extern const char OUTBOX_RENEW_SQL[];
 /* Extends the lease of rows still in flight here (ids), unless another

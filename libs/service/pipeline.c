@@ -240,7 +240,7 @@ static int before_commit(struct pipeline *p, struct pipeline_batch *b, int64_t *
     int64_t *grown = realloc(*ids, (b->out_count + 1) * sizeof(**ids));
     assert(grown);
     *ids = grown;
-    return outbox_append(p->pg, b->out + had, b->out_count - had, *ids + had, err, err_len);
+    return outbox_append_packed(p->pg, b->out + had, b->out_count - had, *ids + had, err, err_len);
 }
 
 /* One try at a batch in one transaction. *ids receives the outbox ids of
@@ -275,7 +275,8 @@ static enum attempt_result batch_attempt(struct pipeline *p, struct pipeline_bat
     free(*ids);
     *ids = calloc(b->out_count + 1, sizeof(**ids));
     assert(*ids);
-    if (b->out_count > 0 && outbox_append(p->pg, b->out, b->out_count, *ids, err, err_len) < 0)
+    if (b->out_count > 0 &&
+        outbox_append_packed(p->pg, b->out, b->out_count, *ids, err, err_len) < 0)
         goto fail;
     size_t deleted = p->deletable_count; /* reports served below add more */
     if (pipeline_relay_delete_delivered(p, err, err_len) < 0)
@@ -454,7 +455,7 @@ static void *pipeline_main(void *arg)
                                .poison = calloc(max, sizeof(*b.poison))};
     assert(b.msgs && b.poison);
     pipeline_relay_sweep(p); /* events a crash left behind, once their lease is over */
-    pipeline_metrics_outbox_backlog(p->pg, p->deletable_count);
+    pipeline_metrics_outbox_backlog(p->pg, p->deletable, p->deletable_count);
     double ended_s = 0;
     while (!atomic_load(&p->stop)) {
         int wait_ms = p->in_flight ? 1 : p->cfg.poll_timeout_ms; /* reports are due soon */

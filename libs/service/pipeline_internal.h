@@ -15,9 +15,10 @@
 
 #define RELAY_SWEEP_EVERY_S 5                    /* look for stranded outbox rows this often */
 #define RELAY_RENEW_AFTER_S (OUTBOX_LEASE_S / 3) /* in flight this long: renew its lease */
-/* The backlog gauge counts the outbox: under load a queue of dead rows
- * (each batch inserts and deletes ~3 rows a command), 40-135 ms a count
- * (docs/benchmarks.md, scenario 3): six times less often than the sweep. */
+/* The backlog gauge counts the outbox: with a row per event, under load a
+ * queue of dead rows, 40-210 ms a count (docs/benchmarks.md, scenario 3);
+ * packed rows (outbox/outbox_pack.h) and a bounded scan made it cheap,
+ * but a gauge needs no more: six times less often than the sweep. */
 #define RELAY_BACKLOG_EVERY_S 30
 
 /* The outbox rows of one committed batch (or one sweep), produced without
@@ -31,8 +32,9 @@
 struct relay_group {
     struct relay_group *next;
     struct pipeline *p;
-    int64_t *ids;
-    size_t count;
+    int64_t *ids;  /* its outbox rows */
+    size_t count;  /* of ids */
+    size_t events; /* the events they hold, each produced once */
     size_t pending;
     bool failed;
     double sent_s; /* monotonic */

@@ -163,16 +163,35 @@ void pipeline_metrics_commit_unanswered(const char *outcome)
                              outcome));
 }
 
-void pipeline_metrics_outbox_backlog(PGconn *pg, size_t delivered_not_deleted)
+/* A bounded count: a row holds up to OUTBOX_PACK_EVENTS_MAX events
+ * (outbox_pack.h), so a batch leaves a few rows instead of one per event,
+ * and the scan reads at most this many live rows (and the dead ones
+ * between them). Beyond it the gauge is a lower bound: the outbox is then
+ * at least this many events behind, which is what an alert needs. */
+#define OUTBOX_BACKLOG_ROWS_MAX 10000
+#define STR_(x)                 #x
+#define STR(x)                  STR_(x)
+
+void pipeline_metrics_outbox_backlog(PGconn *pg, const int64_t *delivered, size_t n)
 {
     char err[256];
-    PGresult *res = db_query(pg, "SELECT count(*) FROM outbox", 0, NULL, err, sizeof(err), NULL);
+    struct db_array a;
+    db_array_init(&a);
+    for (size_t i = 0; i < n; i++)
+        db_array_add_int(&a, delivered[i]);
+    const char *params[1] = {db_array_finish(&a)};
+    PGresult *res =
+        db_query(pg,
+                 "SELECT coalesce(sum(events), 0) FROM (SELECT events FROM outbox "
+                 "WHERE id <> ALL($1::bigint[]) LIMIT " STR(OUTBOX_BACKLOG_ROWS_MAX) ") s",
+                 1, params, err, sizeof(err), NULL);
+    db_array_free(&a);
     if (!res)
         return; /* the next batch tries again; the gauge keeps its last value */
     metrics_set(metrics_series(metrics_gauge("tessera_outbox_backlog_events",
                                              "Events in the outbox not yet relayed.", NULL),
                                NULL),
-                strtod(PQgetvalue(res, 0, 0), NULL) - (double)delivered_not_deleted);
+                strtod(PQgetvalue(res, 0, 0), NULL));
     PQclear(res);
 }
 

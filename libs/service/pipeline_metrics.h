@@ -49,8 +49,9 @@ void pipeline_metrics_dead_letter(const rd_kafka_message_t *rkm, const char *cau
 /* A COMMIT whose answer was lost, settled: outcome "committed" or
  * "rolled_back". */
 void pipeline_metrics_commit_unanswered(const char *outcome);
-/* Rows still in the outbox minus those already delivered and waiting to
- * be deleted (outside a transaction). */
-void pipeline_metrics_outbox_backlog(PGconn *pg, size_t delivered_not_deleted);
+/* Events in the outbox's rows, but those of the rows delivered and
+ * waiting to be deleted (delivered[0..n)), counted on at most
+ * OUTBOX_BACKLOG_ROWS_MAX rows (outside a transaction). */
+void pipeline_metrics_outbox_backlog(PGconn *pg, const int64_t *delivered, size_t n);
 
 #endif

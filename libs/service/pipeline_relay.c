@@ -46,9 +46,9 @@ void pipeline_relay_on_delivery(void *ctx, void *msg_opaque, rd_kafka_resp_err_t
     if (!g->failed) {
         pipeline_metrics_relay_acked(metrics_now_seconds() - g->sent_s);
         relay_deletable_add(p, g->ids, g->count);
-        atomic_fetch_add(&p->stats.relayed, (long long)g->count);
+        atomic_fetch_add(&p->stats.relayed, (long long)g->events);
         pipeline_metrics_count("tessera_outbox_relayed_total", "Outbox events relayed to Kafka.",
-                               (long long)g->count);
+                               (long long)g->events);
     }
     struct relay_group **link = &p->in_flight;
     while (*link != g)
@@ -58,7 +58,9 @@ void pipeline_relay_on_delivery(void *ctx, void *msg_opaque, rd_kafka_resp_err_t
     free(g);
 }
 
-/* Produces rows whose outbox ids are ids, as one group. */
+/* Produces events rows[0..n), ids[i] the outbox row holding rows[i], as
+ * one group: the group's rows (each id once; the events of a packed row
+ * are consecutive) are deleted when every event is acknowledged. */
 void pipeline_relay_send(struct pipeline *p, const struct outbox_row *rows, const int64_t *ids,
                          size_t n)
 {
@@ -69,9 +71,11 @@ void pipeline_relay_send(struct pipeline *p, const struct outbox_row *rows, cons
     g->p = p;
     g->ids = malloc(n * sizeof(*ids));
     assert(g->ids);
-    memcpy(g->ids, ids, n * sizeof(*ids));
-    g->count = n;
+    for (size_t i = 0; i < n; i++)
+        if (i == 0 || ids[i] != ids[i - 1])
+            g->ids[g->count++] = ids[i];
     g->pending = n;
+    g->events = n;
     g->sent_s = metrics_now_seconds();
     g->next = p->in_flight;
     p->in_flight = g;
@@ -179,6 +183,6 @@ void pipeline_relay_tick(struct pipeline *p, bool idle)
     }
     if (now.tv_sec - p->last_backlog.tv_sec >= RELAY_BACKLOG_EVERY_S) {
         p->last_backlog = now;
-        pipeline_metrics_outbox_backlog(p->pg, p->deletable_count);
+        pipeline_metrics_outbox_backlog(p->pg, p->deletable, p->deletable_count);
     }
 }
