@@ -7,7 +7,9 @@
 # members made in SQL and topped up (stored value for scenario 4's half).
 #   PURCHASE_MEMBERS (20000), PURCHASE_SECONDS (10), PURCHASE_E2E_RATE (2000),
 #   PURCHASE_E2E_SECONDS (20), PURCHASE_KEEP=1 leaves the runtime running,
-#   PURCHASE_REUSE=1 runs against the one left running.
+#   PURCHASE_REUSE=1 runs against the one left running, BENCH_WARMUP_S (25):
+#   seconds of purchases before the measured runs, not counted (0: none;
+#   docs/benchmarks.md, Method).
 # Prints the hops per run on stderr and one JSON object on stdout:
 # {"closed":{...},"half":{...},"e2e":{...}} (tessera-loadgen's figures).
 set -euo pipefail
@@ -28,6 +30,7 @@ export TESSERA_RATE_IP_PER_S=1000000 TESSERA_RATE_IP_BURST=1000000
 runtime=$repo/deploy/local/runtime.sh
 bin=$repo/build/bin
 members=${PURCHASE_MEMBERS:-20000}
+warmup_s=${BENCH_WARMUP_S:-25}
 seconds=${PURCHASE_SECONDS:-10}
 e2e_rate=${PURCHASE_E2E_RATE:-2000}
 e2e_seconds=${PURCHASE_E2E_SECONDS:-20}
@@ -94,6 +97,14 @@ run() { # label, loadgen args...
   echo "$out"
 }
 
+# A fresh runtime gets faster for minutes (the broker's JIT, caches,
+# PostgreSQL's plans and buffers): without this pass the first runs
+# measure a cold system and A/B comparisons mislead.
+if [ "$warmup_s" -gt 0 ]; then
+  say "warm-up: $warmup_s s of purchases, not counted"
+  "$bin/tessera-loadgen" --target purchase --port "$api_port" --key "$key" --members "$work/members.txt" \
+    --connections 64 --duration "$warmup_s" >/dev/null
+fi
 say "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 closed=$(run "1. closed loop, 64 connections" --connections 64 --duration "$seconds")
 half_rate=$(printf '%.0f' "$(echo "$(jget rps "$closed") / 2" | bc -l)")
