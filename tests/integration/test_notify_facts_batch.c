@@ -46,31 +46,37 @@ static void add(struct batch *b, Envelope *env)
     b->count++;
 }
 
-static void contact(struct batch *b, const char *member, const char *phone, bool erased)
+/* One fact of member (a contact change or, without one, a consent). */
+static void add_fact(struct batch *b, const char *member, MemberContactChanged *contact,
+                     ConsentChanged *consent)
 {
     struct event_meta meta = {.tenant_id = tenant, .member_id = member, .actor_kind = "test"};
     Envelope env;
     Actor actor;
     envelope_init(&env, &actor, &meta);
+    if (contact) {
+        env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_MEMBER_CONTACT_CHANGED;
+        env.member_contact_changed = contact;
+    } else {
+        env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_CONSENT_CHANGED;
+        env.consent_changed = consent;
+    }
+    add(b, &env);
+}
+
+static void contact(struct batch *b, const char *member, const char *phone, bool erased)
+{
     MemberContactChanged c = TESSERA__NOTIFICATION__V1__MEMBER_CONTACT_CHANGED__INIT;
     c.name = "Facts Member", c.phone = (char *)phone, c.email = "", c.locale = "en";
     c.erased = erased;
-    env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_MEMBER_CONTACT_CHANGED;
-    env.member_contact_changed = &c;
-    add(b, &env);
+    add_fact(b, member, &c, NULL);
 }
 
 static void consent(struct batch *b, const char *member, const char *channel, bool granted)
 {
-    struct event_meta meta = {.tenant_id = tenant, .member_id = member, .actor_kind = "test"};
-    Envelope env;
-    Actor actor;
-    envelope_init(&env, &actor, &meta);
     ConsentChanged c = TESSERA__NOTIFICATION__V1__CONSENT_CHANGED__INIT;
     c.channel = (char *)channel, c.purpose = "marketing", c.granted = granted, c.source = "test";
-    env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_CONSENT_CHANGED;
-    env.consent_changed = &c;
-    add(b, &env);
+    add_fact(b, member, NULL, &c);
 }
 
 /* Applies b as the pipeline does (the caller's transaction). */
