@@ -15,6 +15,8 @@
 #     "30 235" (a quiet and a busy purchase path: batches of about 1 and
 #     10 messages), each as "rate<N>" in the JSON.
 #   PURCHASE_ONLY_RATES=1: only those rounds.
+#   BENCH_WARMUP_S (25): seconds of purchases before the measured runs, not
+#   counted (0: none; docs/benchmarks.md, Method).
 # Prints the hops per run on stderr and one JSON object on stdout:
 # {"closed":{...},"half":{...},"e2e":{...}} (tessera-loadgen's figures).
 set -euo pipefail
@@ -35,6 +37,7 @@ export TESSERA_RATE_IP_PER_S=1000000 TESSERA_RATE_IP_BURST=1000000
 runtime=$repo/deploy/local/runtime.sh
 bin=$repo/build/bin
 members=${PURCHASE_MEMBERS:-20000}
+warmup_s=${BENCH_WARMUP_S:-25}
 seconds=${PURCHASE_SECONDS:-10}
 e2e_rate=${PURCHASE_E2E_RATE:-2000}
 e2e_seconds=${PURCHASE_E2E_SECONDS:-20}
@@ -106,6 +109,14 @@ run() { # label, loadgen args...
   echo "$out"
 }
 
+# A fresh runtime gets faster for minutes (the broker's JIT, caches,
+# PostgreSQL's plans and buffers): without this pass the first runs
+# measure a cold system and A/B comparisons mislead.
+if [ "$warmup_s" -gt 0 ]; then
+  say "warm-up: $warmup_s s of purchases, not counted"
+  "$bin/tessera-loadgen" --target purchase --port "$api_port" --key "$key" --members "$work/members.txt" \
+    --connections 64 --duration "$warmup_s" >/dev/null
+fi
 say "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 rates=""
 for r in ${PURCHASE_RATES:-}; do

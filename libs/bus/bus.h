@@ -196,6 +196,14 @@ struct bus_tail *bus_tail_new(const struct bus_config *cfg, struct event_base *b
                               const char *topic, bus_tail_fn on_message, void *ctx, char *err,
                               size_t err_len);
 bool bus_tail_ready(const struct bus_tail *t);
+/* Called once, on the loop, when librdkafka raises a fatal error on the
+ * tail's handle: it is never recovered, so its owner ends (ingest exits 1
+ * for its supervisor: docs/kafka-consumer-recovery.md). The callback may
+ * start a shutdown but must not free the tail. */
+typedef void (*bus_tail_fatal_fn)(void *ctx);
+void bus_tail_on_fatal(struct bus_tail *t, bus_tail_fatal_fn on_fatal, void *ctx);
+/* The librdkafka handle (tests raise a fatal error on it). */
+rd_kafka_t *bus_tail_handle(struct bus_tail *t);
 void bus_tail_free(struct bus_tail *t);
 
 /* Reads the cluster id with a short-lived metadata request (blocking, up

@@ -40,7 +40,9 @@ struct bus_tail {
     bus_tail_fn on_message;
     void *ctx;
     bool ready;
-    bool fatal; /* librdkafka raised a fatal error: never ready again */
+    bool fatal;                 /* librdkafka raised a fatal error: never ready again */
+    bus_tail_fatal_fn on_fatal; /* told once, when fatal becomes true */
+    void *fatal_ctx;
     char topic[BUS_TAIL_TOPIC_LEN_MAX + 1];
     /* The growth watcher: partitions assigned so far (written by the
      * thread once started), its interval, and the stop flag under lock. */
@@ -231,10 +233,14 @@ static bool bus_tail_drain(void *arg)
             t->on_message(t->ctx, rkm);
         else if (rkm->err == RD_KAFKA_RESP_ERR__FATAL) {
             /* librdkafka does not recover the handle: the tail is no longer
-             * ready for good, so its owner's /readyz says so (ingest:
-             * kafka_verdicts false) and it is restarted (docs/kafka.md) */
+             * ready for good (/readyz: kafka_verdicts false) and its owner
+             * is told, so it ends and its supervisor restarts it
+             * (docs/kafka-consumer-recovery.md) */
+            bool first = !t->fatal;
             t->fatal = true;
             bus_log_fatal(t->rk);
+            if (first && t->on_fatal)
+                t->on_fatal(t->fatal_ctx);
         } else if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
             log_fields(LOG_WARN, "kafka tail error", "error", rd_kafka_err2name(rkm->err), "reason",
                        rd_kafka_message_errstr(rkm), NULL);
@@ -293,6 +299,19 @@ bool bus_tail_ready(const struct bus_tail *t)
     char why[256]; /* raised, its error event not drained yet: not ready either */
     return t->ready && !t->fatal &&
            rd_kafka_fatal_error(t->rk, why, sizeof(why)) == RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+void bus_tail_on_fatal(struct bus_tail *t, bus_tail_fatal_fn on_fatal, void *ctx)
+{
+    BUS_ASSERT(t != NULL);
+    t->on_fatal = on_fatal;
+    t->fatal_ctx = ctx;
+}
+
+rd_kafka_t *bus_tail_handle(struct bus_tail *t)
+{
+    BUS_ASSERT(t != NULL);
+    return t->rk;
 }
 
 void bus_tail_free(struct bus_tail *t)

@@ -13,13 +13,27 @@ struct admin_server {
     admin_ready_fn ready;
     admin_metrics_fn metrics;
     void *ctx;
+    const char *failed; /* admin_server_set_failed's reason; NULL while alive */
 };
 
 static void handle_livez(struct http_exchange *ex, void *app)
 {
     struct admin_server *a = app;
+    if (a->failed) {
+        http_reply_json(ex, 503,
+                        json_pack("{s:s, s:s, s:s}", "status", "failed", "service", a->service,
+                                  "reason", a->failed),
+                        NULL);
+        return;
+    }
     http_reply_json(ex, 200, json_pack("{s:s, s:s}", "status", "alive", "service", a->service),
                     NULL);
+}
+
+void admin_server_set_failed(struct admin_server *a, const char *reason)
+{
+    assert(a && reason);
+    a->failed = reason;
 }
 
 static void handle_readyz(struct http_exchange *ex, void *app)

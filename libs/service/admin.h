@@ -26,6 +26,11 @@ struct admin_server *admin_server_new(struct event_base *base, const char *addr,
                                       admin_metrics_fn metrics, void *ctx, char *err,
                                       size_t err_len);
 uint16_t admin_server_port(const struct admin_server *a);
+/* From now on /livez answers 503 {"status": "failed", "reason": reason}:
+ * the process is on its way out after an error it cannot recover from
+ * (ingest's verdict tail hit a fatal Kafka error) and only drains what is
+ * in flight. reason must outlive the server (a literal). */
+void admin_server_set_failed(struct admin_server *a, const char *reason);
 void admin_server_free(struct admin_server *a);
 
 /* Appends "# HELP ...\n# TYPE name type\nname value\n" for one unlabelled

@@ -462,8 +462,7 @@ static void *pipeline_main(void *arg)
         double poll_s = metrics_now_seconds();
         b.count = bus_consumer_poll_batch(p->consumer, b.msgs, max, wait_ms);
         pipeline_metrics_fetched(b.msgs, b.count);
-        if (b.count > 0)
-            pipeline_metrics_step("poll", metrics_now_seconds() - poll_s);
+        pipeline_metrics_poll(b.count, metrics_now_seconds() - poll_s);
         if (bus_consumer_fatal(p->consumer)) {
             /* librdkafka does not recover a consumer from a fatal error:
              * ending on an error (not stopping) ends the service with

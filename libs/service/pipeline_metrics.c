@@ -35,6 +35,24 @@ void pipeline_metrics_step(const char *step, double seconds)
     metrics_observe(metrics_with(step_family(), step), seconds);
 }
 
+#define EMPTY_POLLS_HELP                                                                           \
+    "Consumer polls that returned no message (idle, or starved: a prefetch too small, a slow "     \
+    "broker)."
+#define EMPTY_POLL_SECONDS_HELP "Time spent in consumer polls that returned no message."
+
+void pipeline_metrics_poll(size_t count, double seconds)
+{
+    if (count > 0) {
+        pipeline_metrics_step("poll", seconds);
+        return;
+    }
+    pipeline_metrics_count("tessera_consumer_empty_polls_total", EMPTY_POLLS_HELP, 1);
+    metrics_add(metrics_series(metrics_counter("tessera_consumer_empty_poll_seconds_total",
+                                               EMPTY_POLL_SECONDS_HELP, NULL),
+                               NULL),
+                seconds);
+}
+
 #define DEAD_LETTERS_HELP                                                                          \
     "Messages sent to the dead-letter topic, by original topic and cause (invalid: not "           \
     "decodable or not a valid command; refused: the database refused it, SQLSTATE in its "         \
@@ -60,6 +78,10 @@ void pipeline_metrics_register(void)
     pipeline_metrics_count("tessera_consumer_batch_retries_total",
                            "Batch attempts that failed and were retried.", 0);
     pipeline_metrics_count("tessera_outbox_relayed_total", "Outbox events relayed to Kafka.", 0);
+    pipeline_metrics_count("tessera_consumer_empty_polls_total", EMPTY_POLLS_HELP, 0);
+    metrics_series(
+        metrics_counter("tessera_consumer_empty_poll_seconds_total", EMPTY_POLL_SECONDS_HELP, NULL),
+        NULL);
     metrics_series(metrics_histogram("tessera_consumer_batch_messages",
                                      "Messages per committed batch.", NULL, metrics_buckets_counts,
                                      metrics_buckets_counts_count),

@@ -32,6 +32,13 @@ void pipeline_metrics_revoked(struct pipeline_lag_view *v);
 void pipeline_metrics_total_lag(long long lag);
 /* A committed batch and how long it took (seconds). */
 void pipeline_metrics_batch(const struct pipeline_batch *b, double seconds);
+/* One poll of the consumer: how many messages it returned and how long it
+ * took. A poll that returned a batch is the "poll" step; an empty one is
+ * counted with its time (tessera_consumer_empty_polls_total and
+ * tessera_consumer_empty_poll_seconds_total), so a starved consumer (a
+ * prefetch too small, a slow broker) shows as time waiting on empty polls
+ * rather than only as a large "between" step. */
+void pipeline_metrics_poll(size_t count, double seconds);
 /* Per polled message: producer timestamp to poll (the fetch delay). */
 void pipeline_metrics_fetched(rd_kafka_message_t *const *msgs, size_t count);
 /* A relayed group's time from produce to its last acknowledgement. */

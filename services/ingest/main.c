@@ -26,8 +26,10 @@ extern const struct db_migration ingest_migrations[];
 extern const unsigned ingest_migrations_count;
 
 static struct ingest app;
-static struct startup *startup;  /* waits for the database before opening the API */
-static struct event *open_retry; /* armed while ingest_open keeps failing */
+static struct startup *startup;    /* waits for the database before opening the API */
+static struct event *open_retry;   /* armed while ingest_open keeps failing */
+static struct admin_server *admin; /* its /livez says failed once the verdict tail is dead */
+static bool failed;                /* ending on an error: exit status 1 */
 
 static const struct config_entry config_table[] = {
     SERVICE_COMMON_CONFIG(app.common, "9100"),
@@ -454,6 +456,20 @@ static void ingest_stop(void *ctx)
     event_add(drain_timer, &tv);
 }
 
+/* The verdict tail's handle hit a fatal Kafka error (bus_tail_on_fatal):
+ * librdkafka never recovers it, so no verdict would reach a request again.
+ * Ending beats living on not-ready: /livez says failed at once, the drain
+ * answers what is in flight (503 to new requests, 202 to waiting money
+ * requests, whose commands are sent) and the process exits 1, so a
+ * supervisor that watches only liveness or the exit starts it afresh. */
+static void on_verdicts_fatal(void *ctx)
+{
+    log_fields(LOG_ERROR, "ingest ending: its verdict tail hit a fatal Kafka error", NULL);
+    failed = true;
+    admin_server_set_failed(admin, "the verdict tail hit a fatal Kafka error");
+    ingest_stop(ctx);
+}
+
 static int ingest_open(char *err, size_t err_len)
 {
     static char client_id[128];
@@ -489,6 +505,7 @@ static int ingest_open(char *err, size_t err_len)
         bus_tail_new(&bus, app.base, TOPIC_LEDGER_EVENTS, waiters_on_event, &app, err, err_len);
     if (!app.verdicts)
         return -1;
+    bus_tail_on_fatal(app.verdicts, on_verdicts_fatal, &app);
     /* The fast path of the verdicts: the Kafka tail above stays the one
      * that cannot miss one. */
     app.verdicts_fast =
@@ -704,9 +721,8 @@ int main(int argc, char **argv)
     app.pwhash.base = app.base;
     /* The admin port comes first, so /readyz can say 503 while the
      * database or the broker are not there yet. */
-    struct admin_server *admin =
-        admin_server_new(app.base, app.common.admin_addr, (uint16_t)app.common.admin_port, "ingest",
-                         ingest_ready, NULL, &app, err, sizeof(err));
+    admin = admin_server_new(app.base, app.common.admin_addr, (uint16_t)app.common.admin_port,
+                             "ingest", ingest_ready, NULL, &app, err, sizeof(err));
     if (!admin) {
         log_fields(LOG_ERROR, "cannot open the admin port", "error", err, NULL);
         return 1;
@@ -742,6 +758,6 @@ int main(int argc, char **argv)
     log_batch_flush(); /* access lines of exchanges answered after the server closed */
     pii_keyring_wipe(&app.pii);
     rate_limiter_free(&app.limiter);
-    log_info("stopped");
-    return 0;
+    log_info(failed ? "stopped after a fatal error" : "stopped");
+    return failed ? 1 : 0;
 }

@@ -1,9 +1,10 @@
 /* The notification batch: every message of notify-requests in order,
  * inside the pipeline's one transaction with the offsets and the outbox.
  * Consecutive requests and login codes are decided together, as one run
- * (decide.h); contacts, consents, inbox reads, templates and policy are
- * stored (settings.c), each ending the run before it so that a request
- * sees every message before it. A message that cannot be applied goes to
+ * (decide.h); consecutive contacts and consents are written together too
+ * (facts.c); inbox reads, templates and policy are stored (settings.c);
+ * each kind ends the run before it so that a request sees every message
+ * before it. A message that cannot be applied goes to
  * dead-letter; nothing else stops. */
 #include <stdio.h>
 #include <string.h>
@@ -110,14 +111,21 @@ static int run_flush(struct notify_ctx *c, PGconn *pg, struct pipeline_batch *b,
     return rc;
 }
 
-/* Takes env: a request joins the run; a setting is applied after the run
- * before it. 0, or -1 for a database error. */
+/* Takes env: a request joins the run of requests, a contact or consent
+ * the run of facts, each after the other run is written (a request sees
+ * every fact before it); any other setting is applied after both. 0, or
+ * -1 for a database error. */
 static int apply_one(struct notify_ctx *c, PGconn *pg, struct pipeline_batch *b, size_t i,
-                     Envelope *env, struct pending_run *run, char *err, size_t err_len)
+                     Envelope *env, struct pending_run *run, struct notify_facts *facts, char *err,
+                     size_t err_len)
 {
     bool request = env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_NOTIFY_REQUEST;
     if (request ||
         env->payload_case == TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_LOGIN_CODE_REQUESTED) {
+        if (notify_facts_flush(facts, pg, err, err_len) < 0) {
+            envelope_free(env);
+            return -1;
+        }
         struct notify_pending *q = &run->p[run->n];
         memset(q, 0, sizeof(*q));
         q->msg = i;
@@ -127,7 +135,9 @@ static int apply_one(struct notify_ctx *c, PGconn *pg, struct pipeline_batch *b,
     }
     int rc = run_flush(c, pg, b, run, false, err, err_len);
     const char *poison = NULL;
-    if (rc == 0)
+    if (rc == 0 && notify_is_fact(env))
+        rc = notify_facts_add(facts, env, &poison, err, err_len);
+    else if (rc == 0 && (rc = notify_facts_flush(facts, pg, err, err_len)) == 0)
         rc = notify_apply_setting(pg, env, &poison, err, err_len);
     envelope_free(env);
     if (rc > 0)
@@ -140,6 +150,8 @@ int notify_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *er
     struct notify_ctx *c = ctx;
     struct pending_run run = {.p = malloc((b->count ? b->count : 1) * sizeof(*run.p)),
                               .env = malloc((b->count ? b->count : 1) * sizeof(*run.env))};
+    struct notify_facts facts;
+    notify_facts_init(&facts);
     int rc = run.p && run.env ? 0 : -1;
     if (rc < 0)
         snprintf(err, err_len, "out of memory");
@@ -151,10 +163,13 @@ int notify_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *er
         if (!env)
             pipeline_mark_poison(b, i, "undecodable envelope");
         else
-            rc = apply_one(c, pg, b, i, env, &run, err, err_len);
+            rc = apply_one(c, pg, b, i, env, &run, &facts, err, err_len);
     }
     if (run.p && run.env && run_flush(c, pg, b, &run, rc < 0, err, err_len) < 0)
         rc = -1;
+    if (rc == 0 && notify_facts_flush(&facts, pg, err, err_len) < 0)
+        rc = -1;
+    notify_facts_free(&facts);
     free(run.p), free(run.env);
     return rc;
 }

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "db/db.h"
 #include "events/codec.h"
 #include "service/common.h"
 #include "service/pipeline.h"
@@ -69,9 +70,29 @@ void notify_begin_batch(void *ctx);
 int notify_apply_batch(void *ctx, PGconn *pg, struct pipeline_batch *b, char *err, size_t err_len);
 void notify_after_commit(void *ctx, struct pipeline_batch *b);
 
-/* settings.c: contacts, consents, inbox reads, templates and policy, one
- * message each inside the batch's transaction. 0, 1 (poison: reason set)
- * or -1 (database error with err). */
+/* facts.c: contacts and consents, gathered over a run of consecutive
+ * facts and written in one statement (last change by message order wins). */
+#define NOTIFY_CONTACT_COLUMNS 5 /* tenant, member, sealed, locale, erased */
+#define NOTIFY_CONSENT_COLUMNS 6 /* tenant, member, channel, purpose, granted, source */
+struct notify_facts {
+    struct db_array contact[NOTIFY_CONTACT_COLUMNS], consent[NOTIFY_CONSENT_COLUMNS];
+    size_t count; /* facts gathered since the last flush */
+};
+bool notify_is_fact(const Envelope *env);
+void notify_facts_init(struct notify_facts *f);
+void notify_facts_free(struct notify_facts *f);
+/* Checks and gathers one fact: 0, 1 (poison: reason set, nothing gathered)
+ * or -1 (out of memory, with err). */
+int notify_facts_add(struct notify_facts *f, const Envelope *env, const char **poison, char *err,
+                     size_t err_len) __attribute__((warn_unused_result));
+/* Writes what was gathered (nothing: no statement) and empties f. 0, or -1
+ * with err. */
+int notify_facts_flush(struct notify_facts *f, PGconn *pg, char *err, size_t err_len)
+    __attribute__((warn_unused_result));
+
+/* settings.c: inbox reads, templates and policy, one message each inside
+ * the batch's transaction. 0, 1 (poison: reason set) or -1 (database
+ * error with err). */
 int notify_apply_setting(PGconn *pg, const Envelope *env, const char **poison, char *err,
                          size_t err_len);
 

@@ -1,8 +1,7 @@
 /* What ingest tells notification about members and tenants, stored in
- * message order inside the batch's transaction: contacts (sealed),
- * consents, inbox reads, templates and policy. A later message always
- * wins (a member's and a tenant's messages share one partition). */
-#include <jansson.h>
+ * message order inside the batch's transaction: inbox reads, templates and
+ * policy (contacts and consents: facts.c). A later message always wins (a
+ * member's and a tenant's messages share one partition). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,85 +22,12 @@ static bool one_of(const char *s, const char *const *set)
 }
 
 static const char *const CHANNELS[] = {"inbox", "email", "sms", "push", NULL};
-static const char *const PURPOSES[] = {"marketing", "transactional", NULL};
 
 static int run(PGconn *pg, const char *sql, int n, const char *const *p, char *err, size_t err_len)
 {
     PGresult *res = db_query(pg, sql, n, p, err, err_len, NULL);
     PQclear(res);
     return res ? 0 : -1;
-}
-
-static int store_contact(PGconn *pg, const Envelope *env, const char **poison, char *err,
-                         size_t err_len)
-{
-    const MemberContactChanged *c = env->member_contact_changed;
-    if (!env->member_id[0]) {
-        *poison = "contact without a member";
-        return 1;
-    }
-    if (c->erased) { /* the inbox too: its rendered text names the member (not sealed) */
-        const char *p[2] = {env->tenant_id, env->member_id};
-        return run(pg,
-                   "WITH gone AS (DELETE FROM inbox WHERE tenant_id = $1 AND member_id = $2) "
-                   "DELETE FROM contacts WHERE tenant_id = $1 AND member_id = $2",
-                   2, p, err, err_len);
-    }
-    if (strlen(c->email) > NOTIFY_ADDRESS_MAX || strlen(c->phone) > NOTIFY_ADDRESS_MAX ||
-        strlen(c->name) > NOTIFY_NAME_MAX || strlen(c->locale) > POLICY_LOCALE_MAX) {
-        *poison = "contact field too long";
-        return 1;
-    }
-    json_t *j = json_pack("{s:s, s:s, s:s, s:[]}", "name", c->name, "phone", c->phone, "email",
-                          c->email, "push_tokens");
-    for (size_t i = 0; j && i < c->n_push_tokens && i < 8; i++)
-        json_array_append_new(json_object_get(j, "push_tokens"), json_string(c->push_tokens[i]));
-    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    size_t sealed_len = 0;
-    unsigned char *sealed = text ? notify_seal(text, &sealed_len) : NULL;
-    free(text);
-    if (!sealed) {
-        snprintf(err, err_len, "out of memory sealing a contact");
-        return -1;
-    }
-    struct db_array hex;
-    db_array_init(&hex);
-    db_array_add_bytea(&hex, sealed, sealed_len);
-    free(sealed);
-    /* db_array renders "{...}": take the one element as a bytea[] */
-    char now[24];
-    snprintf(now, sizeof(now), "%lld", (long long)clock_now_us());
-    const char *p[5] = {env->tenant_id, env->member_id, db_array_finish(&hex), c->locale, now};
-    int rc = run(pg,
-                 "INSERT INTO contacts (tenant_id, member_id, sealed, locale, updated_us) "
-                 "VALUES ($1, $2, ($3::bytea[])[1], $4, $5) ON CONFLICT (tenant_id, member_id) "
-                 "DO UPDATE SET sealed = EXCLUDED.sealed, locale = EXCLUDED.locale, "
-                 "updated_us = EXCLUDED.updated_us",
-                 5, p, err, err_len);
-    db_array_free(&hex);
-    return rc;
-}
-
-static int store_consent(PGconn *pg, const Envelope *env, const char **poison, char *err,
-                         size_t err_len)
-{
-    const ConsentChanged *c = env->consent_changed;
-    if (!env->member_id[0] || !one_of(c->channel, CHANNELS) || !one_of(c->purpose, PURPOSES) ||
-        strlen(c->source) > EVENT_ID_FIELD_MAX) {
-        *poison = "consent for an unknown channel or purpose";
-        return 1;
-    }
-    char now[24];
-    snprintf(now, sizeof(now), "%lld", (long long)clock_now_us());
-    const char *p[7] = {env->tenant_id,         env->member_id, c->channel, c->purpose,
-                        c->granted ? "t" : "f", c->source,      now};
-    return run(pg,
-               "INSERT INTO consents (tenant_id, member_id, channel, purpose, granted, source, "
-               "updated_us) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant_id, "
-               "member_id, channel, purpose) DO UPDATE SET granted = EXCLUDED.granted, "
-               "source = EXCLUDED.source, updated_us = EXCLUDED.updated_us",
-               7, p, err, err_len);
 }
 
 static int store_read(PGconn *pg, const Envelope *env, const char **poison, char *err,
@@ -207,10 +133,6 @@ int notify_apply_setting(PGconn *pg, const Envelope *env, const char **poison, c
                          size_t err_len)
 {
     switch (env->payload_case) {
-    case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_MEMBER_CONTACT_CHANGED:
-        return store_contact(pg, env, poison, err, err_len);
-    case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_CONSENT_CHANGED:
-        return store_consent(pg, env, poison, err, err_len);
     case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_INBOX_MESSAGES_READ:
         return store_read(pg, env, poison, err, err_len);
     case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_TEMPLATE_CHANGED:

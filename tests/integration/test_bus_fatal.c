@@ -1,4 +1,8 @@
-/* A producer whose handle hits a fatal error (what an idempotent producer
+/* A tail (ingest's follower of the verdicts) whose handle hits a fatal
+ * error tells its owner once, on the loop, and is never ready again; the
+ * admin port's /livez then says the process failed (ingest exits 1).
+ *
+ * A producer whose handle hits a fatal error (what an idempotent producer
  * gets when a SIGKILLed broker lost messages it had acknowledged: see
  * tests/e2e/test_broker_restart.c) replaces the handle and delivers again,
  * and the message it held gets a failed report (its caller sends it
@@ -14,7 +18,12 @@
 #include "bus/topics.h"
 #include "log/log.h"
 #include "metrics/metrics.h"
+#include "service/admin.h"
+#include "../support/ops_client.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,6 +149,106 @@ static void test_loop_producer_recovers(void **state)
     event_base_free(base);
 }
 
+/* ---------------------------------------------------------------- tail */
+static int tail_fatal_calls;
+
+static void on_tail_message(void *ctx, const rd_kafka_message_t *rkm)
+{
+    (void)ctx;
+    (void)rkm;
+}
+
+/* What ingest's on_verdicts_fatal does first: /livez says failed. */
+static void on_tail_fatal(void *ctx)
+{
+    tail_fatal_calls++;
+    admin_server_set_failed(ctx, "test: the tail hit a fatal error");
+}
+
+static void loop_step(struct event_base *base)
+{
+    struct timeval step = {0, TEST_POLL_STEP_MS * 1000};
+    event_base_loopexit(base, &step);
+    event_base_dispatch(base);
+}
+
+struct livez_get {
+    char url[64];
+    long status;
+    atomic_bool done;
+};
+
+static void *livez_get_run(void *arg)
+{
+    struct livez_get *g = arg;
+    free(ops_http_get(g->url, &g->status));
+    atomic_store(&g->done, true);
+    return NULL;
+}
+
+/* The status of /livez; the admin server answers on this thread's loop,
+ * so the GET runs on its own thread while the loop is served. */
+static long livez_status(struct event_base *base, struct admin_server *admin)
+{
+    struct livez_get g = {.status = 0};
+    atomic_init(&g.done, false);
+    snprintf(g.url, sizeof(g.url), "http://127.0.0.1:%u/livez", admin_server_port(admin));
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, livez_get_run, &g), 0);
+    int64_t deadline = now_ms() + TEST_DEADLINE_MS;
+    while (!atomic_load(&g.done) && now_ms() < deadline)
+        loop_step(base);
+    pthread_join(th, NULL);
+    return g.status;
+}
+
+static bool always_ready(void *ctx, json_t *checks)
+{
+    (void)ctx;
+    (void)checks;
+    return true;
+}
+
+static void test_tail_fatal_tells_its_owner_once(void **state)
+{
+    (void)state;
+    char err[256];
+    struct event_base *base = event_base_new();
+    assert_non_null(base);
+    struct admin_server *admin =
+        admin_server_new(base, "127.0.0.1", 0, "test", always_ready, NULL, NULL, err, sizeof(err));
+    assert_non_null(admin);
+    struct bus_config cfg = {.bootstrap = bootstrap, .client_id = "test-tail-fatal"};
+    struct bus_tail *t =
+        bus_tail_new(&cfg, base, TOPIC_LEDGER_EVENTS, on_tail_message, NULL, err, sizeof(err));
+    assert_non_null(t);
+    bus_tail_on_fatal(t, on_tail_fatal, admin);
+    tail_fatal_calls = 0;
+    for (int i = 0; i < 5; i++)
+        loop_step(base);
+    assert_int_equal(tail_fatal_calls, 0); /* nothing told while the handle is healthy */
+    assert_true(bus_tail_ready(t));
+    assert_int_equal(livez_status(base, admin), 200);
+
+    assert_int_equal(rd_kafka_test_fatal_error(bus_tail_handle(t),
+                                               RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID,
+                                               "test_bus_fatal"),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    int64_t deadline = now_ms() + TEST_DEADLINE_MS;
+    while (tail_fatal_calls == 0 && now_ms() < deadline)
+        loop_step(base);
+    assert_int_equal(tail_fatal_calls, 1);
+    assert_false(bus_tail_ready(t));
+    for (int i = 0; i < 5; i++)
+        loop_step(base);
+    assert_int_equal(tail_fatal_calls, 1); /* once, not at every drain */
+    assert_int_equal(livez_status(base, admin), 503);
+
+    bus_tail_free(t); /* returns: a fatal handle is destroyed without a close */
+    admin_server_free(admin);
+    event_base_free(base);
+}
+
 static int broker_setup(void **state)
 {
     (void)state;
@@ -158,6 +267,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_blocking_producer_recovers),
         cmocka_unit_test(test_loop_producer_recovers),
+        cmocka_unit_test(test_tail_fatal_tells_its_owner_once),
     };
     return cmocka_run_group_tests_name("bus_fatal", tests, broker_setup, NULL);
 }
