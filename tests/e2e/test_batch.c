@@ -233,14 +233,14 @@ static void test_batch_refuses_bad_bodies(void **state)
     free(big.text);
 }
 
-/* A batch is checked, claimed and sent in chunks of 1 000 lines
+/* A batch is checked, claimed and sent in chunks of 2 500 lines
  * (BATCH_CHUNK_LINES in services/ingest/batch.c): a key repeated in a
  * later chunk is answered from its first line and applied once, broken
  * lines in a later chunk are answered in place, and a re-sent batch is
  * replayed whole. */
 static void test_batch_chunk_boundaries(void **state)
 {
-    enum { CHUNK = 1000, BOUNDARY_LINES = 2 * CHUNK + 10 };
+    enum { CHUNK = 2500, BOUNDARY_LINES = 2 * CHUNK + 10 };
     char member[64], run[48];
     test_register_member(member);
     snprintf(run, sizeof(run), "chunk-%d-%ld", (int)getpid(), (long)random());
@@ -253,7 +253,7 @@ static void test_batch_chunk_boundaries(void **state)
         if (line == CHUNK + 1)
             key = 0; /* the second chunk's first line repeats line 1 */
         else if (line == 2 * CHUNK + 1)
-            key = CHUNK + 5; /* the third chunk's first line repeats line 1005 */
+            key = CHUNK + 5; /* the third chunk's first line repeats line CHUNK + 6 */
         if (line == CHUNK + 2) {
             append(&body, "not json\n");
             want[i] = 400;
