@@ -1,0 +1,11 @@
+-- Issue 15, the batch endpoint: recording an answer under its key
+-- (response_status, response_body: no index covers them) is a HOT update
+-- when the new row version fits on the same page. A key's row is claimed
+-- without its answer and grows several-fold with it, so at the
+-- default fillfactor (100) almost no update stays on its page: each one
+-- writes a new entry into both indexes. At 30 every update of a 10 000-key
+-- batch was HOT (pg_stat_user_tables.n_tup_hot_upd), the recording took
+-- 85-122 ms instead of 148-261 ms, the indexes stayed a third smaller, and
+-- the table, once answered, was 4% larger (docs/batch.md). Pages written
+-- before this migration keep their fill.
+ALTER TABLE idempotency_keys SET (fillfactor = 30);
