@@ -380,6 +380,11 @@ static void produce_registration(const char *member, const char *referrer, int64
     free(payload);
 }
 
+#define TALLY_OF                                                                                   \
+    "SELECT coalesce(sum(events), 0) FROM campaign.event_tally WHERE tenant_id = $1 "              \
+    "AND event_type = $2"
+#define PURCHASE_TYPE "tessera.ledger.v1.PurchaseRecorded"
+
 #define REMEMBERED_AS                                                                              \
     "SELECT count(*) FROM campaign.referral_first_purchases WHERE tenant_id = $1 "                 \
     "AND purchase_command_id = $2"
@@ -408,10 +413,15 @@ static void test_purchase_met_before_registration_locks(void **state)
     uuid7_generate(early);
     uuid7_generate(late);
     int64_t t0 = event_now_us(); /* the rule just set is in force */
+    /* each purchase applied (the campaign's tally moves in the batch's
+     * transaction) before the next fact is produced */
+    int64_t seen = sql_int(TALLY_OF, PURCHASE_TYPE);
     produce_purchase_fact(referee, late, t0 + 60000000);
-    wait_for(REMEMBERED_AS, late, 1, "the later purchase to be remembered");
+    wait_for(TALLY_OF, PURCHASE_TYPE, seen + 1, "the later purchase to be applied");
+    assert_int_equal(sql_int(REMEMBERED_AS, late), 1);
     produce_purchase_fact(referee, early, t0);
-    wait_for(REMEMBERED_AS, early, 1, "the earlier purchase, met later, to replace it");
+    wait_for(TALLY_OF, PURCHASE_TYPE, seen + 2, "the earlier purchase to be applied");
+    assert_int_equal(sql_int(REMEMBERED_AS, early), 1); /* it replaced the later one */
     assert_int_equal(sql_int(REMEMBERED_OF, referee), 1);
     assert_int_equal(sql_int(STATUS_IS("registered"), referee), 0);
 
@@ -438,11 +448,6 @@ static void test_purchase_met_before_registration_locks(void **state)
     restore_clock(NULL);
     assert_int_equal(side_postings(referee, "referrer"), 1);
 }
-
-#define TALLY_OF                                                                                   \
-    "SELECT coalesce(sum(events), 0) FROM campaign.event_tally WHERE tenant_id = $1 "              \
-    "AND event_type = $2"
-#define PURCHASE_TYPE "tessera.ledger.v1.PurchaseRecorded"
 
 /* The bound: only members whose registration the campaign has not applied
  * are kept. A registration without a referrer forgets its member's
