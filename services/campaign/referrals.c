@@ -29,12 +29,19 @@
 #include <string.h>
 
 #include "campaign.h"
+#include "clock/clock.h"
 #include "db/db.h"
 #include "events/campaign_types.h"
 #include "events/codec.h"
 #include "log/log.h"
 
 #define US_PER_DAY INT64_C(86400000000)
+/* How long a purchase met before its registration is remembered: the
+ * longest the campaign's member-events may trail its ledger-events (an
+ * outage, a replay) before the referral is lost. */
+#define REFERRAL_REMEMBER_DAYS 30
+/* Rows forgotten per scheduler round, so a round stays short. */
+#define REFERRAL_FORGET_PER_ROUND 1000
 
 static bool header_is(const rd_kafka_message_t *m, const char *const *types)
 {
@@ -184,12 +191,15 @@ static int lock_first_purchases(PGconn *pg, const char *const *p, char *err, siz
  * purchase met later replaces a remembered one). */
 static int remember_first_purchases(PGconn *pg, const char *const *p, char *err, size_t err_len)
 {
+    char now[24];
+    snprintf(now, sizeof(now), "%lld", (long long)clock_now_us());
+    const char *params[6] = {p[0], p[1], p[2], p[3], p[4], now};
     PGresult *res = db_query(
         pg,
         "WITH " BATCH_FIRST_PURCHASES
         "INSERT INTO referral_first_purchases AS fp (tenant_id, member_id, "
-        "purchase_command_id, purchase_event_id, occurred_at_us) "
-        "SELECT t, m, pc, ev, at FROM j0 WHERE NOT EXISTS (SELECT 1 FROM referrals f "
+        "purchase_command_id, purchase_event_id, occurred_at_us, remembered_at_us) "
+        "SELECT t, m, pc, ev, at, $6 FROM j0 WHERE NOT EXISTS (SELECT 1 FROM referrals f "
         "WHERE f.tenant_id = j0.t AND f.referee_member_id = j0.m) "
         "AND NOT EXISTS (SELECT 1 FROM engage_members e WHERE e.tenant_id = j0.t "
         "AND e.member_id = j0.m AND e.registered_at_us IS NOT NULL) "
@@ -198,7 +208,23 @@ static int remember_first_purchases(PGconn *pg, const char *const *p, char *err,
         "purchase_event_id = excluded.purchase_event_id, occurred_at_us = excluded.occurred_at_us "
         "WHERE (excluded.occurred_at_us, excluded.purchase_command_id) < "
         "(fp.occurred_at_us, fp.purchase_command_id)",
-        5, p, err, err_len, NULL);
+        6, params, err, err_len, NULL);
+    PQclear(res);
+    return res ? 0 : -1;
+}
+
+int referrals_forget_stale(PGconn *pg, int64_t now_us, char *err, size_t err_len)
+{
+    char before[24], limit[24];
+    snprintf(before, sizeof(before), "%lld",
+             (long long)(now_us - REFERRAL_REMEMBER_DAYS * US_PER_DAY));
+    snprintf(limit, sizeof(limit), "%d", REFERRAL_FORGET_PER_ROUND);
+    const char *p[2] = {before, limit};
+    PGresult *res = db_query(pg,
+                             "DELETE FROM referral_first_purchases WHERE ctid IN (SELECT ctid "
+                             "FROM referral_first_purchases WHERE remembered_at_us < $1 "
+                             "LIMIT $2::int)",
+                             2, p, err, err_len, NULL);
     PQclear(res);
     return res ? 0 : -1;
 }

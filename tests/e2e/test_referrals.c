@@ -10,8 +10,9 @@
  * two facts are on different topics; produced here straight to them, in
  * that order) is remembered and locks the referral when the registration
  * comes, from the earliest purchase, then rewards; a registration without
- * a referrer forgets a remembered purchase, and a purchase after an
- * applied registration is never remembered (the table's bound). */
+ * a referrer forgets a remembered purchase, a purchase after an applied
+ * registration is never remembered, and one whose registration never
+ * comes is forgotten 30 days later (the table's bound). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -477,6 +478,18 @@ static void test_remembered_purchases_stay_bounded(void **state)
     cash_purchase(e.id, 4000, op_e);
     wait_for(TALLY_OF, PURCHASE_TYPE, seen + 1, "e's purchase to be applied");
     assert_int_equal(sql_int(REMEMBERED_OF, e.id), 0);
+
+    /* the backstop: a purchase whose registration never comes is
+     * forgotten 30 days (by the service clock) after it was met */
+    char f[UUID_STR_SIZE], op_f[UUID_STR_SIZE];
+    uuid7_generate(f);
+    uuid7_generate(op_f);
+    produce_purchase_fact(f, op_f, event_now_us());
+    wait_for(REMEMBERED_AS, op_f, 1, "f's purchase to be remembered");
+    clock_before = test_clock_advance_us(31 * US_PER_DAY);
+    clock_moved = true;
+    wait_for(REMEMBERED_OF, f, 0, "f's purchase to be forgotten");
+    restore_clock(NULL);
 }
 
 int main(void)
@@ -489,7 +502,7 @@ int main(void)
                                   restore_clock),
         cmocka_unit_test_teardown(test_bonus_and_coupon_rewards_once, restore_clock),
         cmocka_unit_test_teardown(test_purchase_met_before_registration_locks, restore_clock),
-        cmocka_unit_test(test_remembered_purchases_stay_bounded),
+        cmocka_unit_test_teardown(test_remembered_purchases_stay_bounded, restore_clock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
