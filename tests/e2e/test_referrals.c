@@ -27,10 +27,10 @@
 
 #include "../support/api_client.h"
 #include "../support/expect.h"
+#include "../support/facts.h"
 #include "../support/sql_tenant.h"
 #include "../support/sql_wait.h"
 #include "../support/test_clock.h"
-#include "../support/topic_reader.h"
 #include "bus/topics.h"
 #include "events/codec.h"
 #include "ids/uuid7.h"
@@ -319,39 +319,6 @@ static void test_bonus_and_coupon_rewards_once(void **state)
                      1);
 }
 
-/* Produces the fact of a cash purchase by member (op its command id),
- * recorded at occurred_at_us, straight to ledger-events as the ledger
- * would. */
-static void produce_purchase_fact(const char *member, const char *op, int64_t occurred_at_us)
-{
-    struct event_meta meta = {.tenant_id = tenant_id,
-                              .branch_id = "hq",
-                              .member_id = member,
-                              .correlation_id = op,
-                              .actor_kind = "service",
-                              .actor_id = "ledger",
-                              .occurred_at_us = occurred_at_us};
-    Envelope env;
-    Actor actor;
-    PurchaseRecorded fact;
-    envelope_init(&env, &actor, &meta);
-    tessera__ledger__v1__purchase_recorded__init(&fact);
-    fact.command_id = (char *)op;
-    fact.purchase_id = (char *)op;
-    fact.amount = fact.charged = 5000;
-    fact.payment_method = (char *)"cash";
-    env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_PURCHASE_RECORDED;
-    env.purchase_recorded = &fact;
-    size_t len = 0;
-    uint8_t *payload = envelope_encode(&env, &len);
-    assert_non_null(payload);
-    assert_int_equal(topic_produce(TOPIC_LEDGER_EVENTS, RD_KAFKA_PARTITION_UA, member,
-                                   strlen(member), payload, len,
-                                   envelope_cloudevents_headers(&env, "/tessera/ledger")),
-                     0);
-    free(payload);
-}
-
 /* Produces member's MemberRegistered (referrer "" for none) straight to
  * member-events as ingest would (no personal data: none is needed). */
 static void produce_registration(const char *member, const char *referrer, int64_t occurred_at_us)
@@ -371,14 +338,7 @@ static void produce_registration(const char *member, const char *referrer, int64
     fact.referrer_member_id = (char *)referrer;
     env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_MEMBER_REGISTERED;
     env.member_registered = &fact;
-    size_t len = 0;
-    uint8_t *payload = envelope_encode(&env, &len);
-    assert_non_null(payload);
-    assert_int_equal(topic_produce(TOPIC_MEMBER_EVENTS, RD_KAFKA_PARTITION_UA, member,
-                                   strlen(member), payload, len,
-                                   envelope_cloudevents_headers(&env, "/tessera/ingest")),
-                     0);
-    free(payload);
+    assert_int_equal(fact_produce(TOPIC_MEMBER_EVENTS, member, &env, "/tessera/ingest"), 0);
 }
 
 #define TALLY_OF                                                                                   \
@@ -417,10 +377,10 @@ static void test_purchase_met_before_registration_locks(void **state)
     /* each purchase applied (the campaign's tally moves in the batch's
      * transaction) before the next fact is produced */
     int64_t seen = sql_int(TALLY_OF, PURCHASE_TYPE);
-    produce_purchase_fact(referee, late, t0 + 60000000);
+    assert_int_equal(fact_purchase(tenant_id, referee, late, 5000, t0 + 60000000), 0);
     wait_for(TALLY_OF, PURCHASE_TYPE, seen + 1, "the later purchase to be applied");
     assert_int_equal(sql_int(REMEMBERED_AS, late), 1);
-    produce_purchase_fact(referee, early, t0);
+    assert_int_equal(fact_purchase(tenant_id, referee, early, 5000, t0), 0);
     wait_for(TALLY_OF, PURCHASE_TYPE, seen + 2, "the earlier purchase to be applied");
     assert_int_equal(sql_int(REMEMBERED_AS, early), 1); /* it replaced the later one */
     assert_int_equal(sql_int(REMEMBERED_OF, referee), 1);
@@ -459,7 +419,7 @@ static void test_remembered_purchases_stay_bounded(void **state)
     char d[UUID_STR_SIZE], op[UUID_STR_SIZE];
     uuid7_generate(d);
     uuid7_generate(op);
-    produce_purchase_fact(d, op, event_now_us());
+    assert_int_equal(fact_purchase(tenant_id, d, op, 5000, event_now_us()), 0);
     wait_for(REMEMBERED_AS, op, 1, "d's purchase to be remembered");
     produce_registration(d, "", event_now_us());
     wait_for(REMEMBERED_OF, d, 0, "d's registration to forget it");
@@ -484,7 +444,7 @@ static void test_remembered_purchases_stay_bounded(void **state)
     char f[UUID_STR_SIZE], op_f[UUID_STR_SIZE];
     uuid7_generate(f);
     uuid7_generate(op_f);
-    produce_purchase_fact(f, op_f, event_now_us());
+    assert_int_equal(fact_purchase(tenant_id, f, op_f, 5000, event_now_us()), 0);
     wait_for(REMEMBERED_AS, op_f, 1, "f's purchase to be remembered");
     clock_before = test_clock_advance_us(31 * US_PER_DAY);
     clock_moved = true;
