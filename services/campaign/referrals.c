@@ -40,6 +40,9 @@
  * longest the campaign's member-events may trail its ledger-events (an
  * outage, a replay) before the referral is lost. */
 #define REFERRAL_REMEMBER_DAYS 30
+/* The first key of the per-member transaction locks ("REFR"); the two-key
+ * form never meets the schedulers' one-key session locks. */
+#define REFERRAL_MEMBER_LOCK_CLASS 0x52454652
 /* Rows forgotten per scheduler round, so a round stays short. */
 #define REFERRAL_FORGET_PER_ROUND 1000
 
@@ -232,11 +235,12 @@ int referrals_forget_stale(PGconn *pg, int64_t now_us, char *err, size_t err_len
 /* The batch's registrations (tenant, member columns): each takes its
  * member's remembered purchase away; a referral still 'registered' (its
  * registration named a referrer) is locked from it as step 3 would have. */
-static int claim_remembered_purchases(PGconn *pg, struct db_array *reg, char *err, size_t err_len)
+static int claim_remembered_purchases(PGconn *pg, const char *tenants, const char *members,
+                                      char *err, size_t err_len)
 {
     char day[24];
     snprintf(day, sizeof(day), "%lld", (long long)US_PER_DAY);
-    const char *p[3] = {db_array_finish(&reg[0]), db_array_finish(&reg[1]), day};
+    const char *p[3] = {tenants, members, day};
     PGresult *res = db_query(
         pg,
         "WITH reg AS (SELECT DISTINCT t, m FROM unnest($1::text[], $2::text[]) AS x(t, m)), "
@@ -249,18 +253,45 @@ static int claim_remembered_purchases(PGconn *pg, struct db_array *reg, char *er
     return res ? 0 : -1;
 }
 
+/* Serialises the batch's members with any other campaign instance's batch
+ * (scale-out: a member's registration and purchase may be on partitions
+ * of two instances): without it both could miss the other's uncommitted
+ * row, the purchase remembered and the registration finding nothing.
+ * Transaction locks, taken in one sorted pass (no deadlock between two
+ * batches); each statement after it sees what the other committed. */
+static int lock_members(PGconn *pg, const char *const *p, char *err, size_t err_len)
+{
+    char cls[16];
+    snprintf(cls, sizeof(cls), "%d", REFERRAL_MEMBER_LOCK_CLASS);
+    const char *params[5] = {p[0], p[1], p[2], p[3], cls};
+    PGresult *res = db_query(pg,
+                             "SELECT count(pg_advisory_xact_lock($5::int, k)) FROM (SELECT "
+                             "DISTINCT hashtext(t || ':' || m) AS k FROM (SELECT * FROM "
+                             "unnest($1::text[], $2::text[]) UNION ALL SELECT * FROM "
+                             "unnest($3::text[], $4::text[])) AS x(t, m) ORDER BY k) s",
+                             5, params, err, err_len, NULL);
+    PQclear(res);
+    return res ? 0 : -1;
+}
+
 /* After the batch's facts were read: registrations claim remembered
  * purchases, then the batch's purchases lock or are remembered. */
 static int apply_collected(PGconn *pg, struct db_array *cols, struct db_array *reg, char *err,
                            size_t err_len)
 {
-    if (reg[0].count > 0 && claim_remembered_purchases(pg, reg, err, err_len) < 0)
-        return -1;
-    if (cols[0].count == 0)
+    if (reg[0].count == 0 && cols[0].count == 0)
         return 0;
+    const char *r[2] = {db_array_finish(&reg[0]), db_array_finish(&reg[1])};
     const char *p[5] = {db_array_finish(&cols[0]), db_array_finish(&cols[1]),
                         db_array_finish(&cols[2]), db_array_finish(&cols[3]),
                         db_array_finish(&cols[4])};
+    const char *members[4] = {r[0], r[1], p[0], p[1]};
+    if (lock_members(pg, members, err, err_len) < 0)
+        return -1;
+    if (reg[0].count > 0 && claim_remembered_purchases(pg, r[0], r[1], err, err_len) < 0)
+        return -1;
+    if (cols[0].count == 0)
+        return 0;
     if (lock_first_purchases(pg, p, err, err_len) < 0)
         return -1;
     return remember_first_purchases(pg, p, err, err_len);
