@@ -41,6 +41,12 @@ int earning_apply_batch(struct campaign_ctx *c, PGconn *pg, struct pipeline_batc
 int referrals_apply_batch(PGconn *pg, struct pipeline_batch *b, char *err, size_t err_len)
     __attribute__((warn_unused_result));
 
+/* referrals.c: forgets purchases remembered before their registration
+ * more than REFERRAL_REMEMBER_DAYS before now_us (at most a round's worth:
+ * the next round takes the rest). 0 or -1 with err. */
+int referrals_forget_stale(PGconn *pg, int64_t now_us, char *err, size_t err_len)
+    __attribute__((warn_unused_result));
+
 /* referral_scheduler.c: starts the thread that decides referrals whose
  * lock period is over, every interval_ms. 0, or -1 when it cannot start. */
 struct service_common_config;

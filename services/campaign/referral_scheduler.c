@@ -1,6 +1,7 @@
 /* The referral scheduler: a thread of the campaign service that, every
  * interval, decides the referrals whose lock period is over (due_at_us at
- * or before clock_now_us(), so the test clock moves it):
+ * or before clock_now_us(), so the test clock moves it), after forgetting
+ * stale purchases remembered before their registration (referrals.c):
  *
  *  - the referee's first purchase was refunded (ledger.read_refunds has a
  *    refund of it): status 'refunded', nobody is rewarded;
@@ -498,6 +499,10 @@ static void scheduler_round(void *ctx, PGconn *pg, int64_t now_us)
     static struct round_out out; /* large: not on the thread's stack */
     static int64_t ids[REFERRALS_PER_ROUND * REFERRAL_EVENTS_MAX];
     s->pg = pg;
+    char err[256];
+    if (referrals_forget_stale(pg, now_us, err, sizeof(err)) < 0)
+        log_fields(LOG_WARN, "referral scheduler: remembered purchases not forgotten; next round",
+                   "error", err, NULL);
     if (decide_due(s, &out, ids, now_us) > 0)
         relay(s, &out, ids);
     round_free(&out);

@@ -12,10 +12,16 @@
  *     'registered' moves, so only the first purchase counts.
  *
  * Order: a referee's registration (member-events) and purchase
- * (ledger-events) are on different topics; a purchase met before its
- * registration finds no row and locks nothing. Registration precedes a
- * purchase by far more than the campaign's lag in practice; the gap is
- * noted in docs/rewards.md. A rule out of bounds goes to dead-letter. */
+ * (ledger-events) are on different topics, so a purchase may be met
+ * before its registration (a lag, a replay, a restart). Such a purchase,
+ * of a member with no referrals row whose registration was not applied
+ * yet (engage_members, written earlier in the same batch transaction by
+ * engage.c), is remembered in referral_first_purchases (the earliest by
+ * occurred_at). Every registration takes its member's remembered purchase
+ * away and, when it named a referrer, locks the referral from it exactly
+ * as step 3 would have. The table so holds only members whose
+ * registration the campaign has not caught up with. A rule out of bounds
+ * goes to dead-letter. */
 #undef NDEBUG /* asserts stay on in production builds */
 #include <assert.h>
 #include <stdio.h>
@@ -23,12 +29,22 @@
 #include <string.h>
 
 #include "campaign.h"
+#include "clock/clock.h"
 #include "db/db.h"
 #include "events/campaign_types.h"
 #include "events/codec.h"
 #include "log/log.h"
 
 #define US_PER_DAY INT64_C(86400000000)
+/* How long a purchase met before its registration is remembered: the
+ * longest the campaign's member-events may trail its ledger-events (an
+ * outage, a replay) before the referral is lost. */
+#define REFERRAL_REMEMBER_DAYS 30
+/* The first key of the per-member transaction locks ("REFR"); the two-key
+ * form never meets the schedulers' one-key session locks. */
+#define REFERRAL_MEMBER_LOCK_CLASS 0x52454652
+/* Rows forgotten per scheduler round, so a round stays short. */
+#define REFERRAL_FORGET_PER_ROUND 1000
 
 static bool header_is(const rd_kafka_message_t *m, const char *const *types)
 {
@@ -134,45 +150,162 @@ static int store_referral(PGconn *pg, const Envelope *env, char *err, size_t err
     return res ? 0 : -1;
 }
 
+/* The rule in force at j0.at for each row of j0 (t, m, pc, ev, at), as j. */
+#define RULE_AT_J0                                                                                 \
+    "j AS (SELECT j0.*, r.change_id, r.enabled, r.lock_days, r.referrer_points, "                  \
+    "r.referee_points FROM j0 LEFT JOIN LATERAL (SELECT * FROM referral_rules rr "                 \
+    "WHERE rr.tenant_id = j0.t AND rr.effective_from_us <= j0.at "                                 \
+    "ORDER BY rr.effective_from_us DESC, rr.change_id DESC LIMIT 1) r ON true) "
+
+/* Step 3's lock of the referrals named by j (rows still 'registered'
+ * only); $N is the microseconds of a day. */
+#define LOCK_FROM_J(day_param)                                                                     \
+    "UPDATE referrals f SET status = CASE WHEN coalesce(j.enabled, false) "                        \
+    "THEN 'locked' ELSE 'no_reward' END, purchase_command_id = j.pc, "                             \
+    "purchase_event_id = j.ev, purchased_at_us = j.at, "                                           \
+    "due_at_us = j.at + coalesce(j.lock_days, 0) * " day_param "::bigint, "                        \
+    "rule_change_id = j.change_id, "                                                               \
+    "referrer_points = j.referrer_points, referee_points = j.referee_points "                      \
+    "FROM j WHERE f.tenant_id = j.t AND f.referee_member_id = j.m "                                \
+    "AND f.status = 'registered'"
+
+/* The earliest paid purchase of each member of the batch's columns. */
+#define BATCH_FIRST_PURCHASES                                                                      \
+    "j0 AS (SELECT DISTINCT ON (t, m) t, m, pc, ev, at FROM unnest($1::text[], "                   \
+    "$2::text[], $3::text[], $4::text[], $5::bigint[]) AS x(t, m, pc, ev, at) "                    \
+    "ORDER BY t, m, at, pc) "
+
 /* Step 3 for the batch's paid purchases, one statement: the earliest
- * purchase of each referee in the batch (DISTINCT ON), under the rule in
- * force at its time; only rows still 'registered' move. */
-static int lock_first_purchases(PGconn *pg, struct db_array *cols, char *err, size_t err_len)
+ * purchase of each referee in the batch, under the rule in force at its
+ * time; only rows still 'registered' move. */
+static int lock_first_purchases(PGconn *pg, const char *const *p, char *err, size_t err_len)
 {
-    const char *p[5] = {db_array_finish(&cols[0]), db_array_finish(&cols[1]),
-                        db_array_finish(&cols[2]), db_array_finish(&cols[3]),
-                        db_array_finish(&cols[4])};
     char day[24];
     snprintf(day, sizeof(day), "%lld", (long long)US_PER_DAY);
     const char *params[6] = {p[0], p[1], p[2], p[3], p[4], day};
+    PGresult *res = db_query(pg, "WITH " BATCH_FIRST_PURCHASES ", " RULE_AT_J0 LOCK_FROM_J("$6"), 6,
+                             params, err, err_len, NULL);
+    PQclear(res);
+    return res ? 0 : -1;
+}
+
+/* The batch's first purchases of members with no referral and no applied
+ * registration: remembered until their registration comes (an earlier
+ * purchase met later replaces a remembered one). */
+static int remember_first_purchases(PGconn *pg, const char *const *p, char *err, size_t err_len)
+{
+    char now[24];
+    snprintf(now, sizeof(now), "%lld", (long long)clock_now_us());
+    const char *params[6] = {p[0], p[1], p[2], p[3], p[4], now};
     PGresult *res = db_query(
         pg,
-        "WITH u AS (SELECT DISTINCT ON (t, m) t, m, pc, ev, at FROM unnest($1::text[], "
-        "$2::text[], $3::text[], $4::text[], $5::bigint[]) AS x(t, m, pc, ev, at) "
-        "ORDER BY t, m, at), "
-        "j AS (SELECT u.*, r.change_id, r.enabled, r.lock_days, r.referrer_points, "
-        "r.referee_points FROM u LEFT JOIN LATERAL (SELECT * FROM referral_rules rr "
-        "WHERE rr.tenant_id = u.t AND rr.effective_from_us <= u.at "
-        "ORDER BY rr.effective_from_us DESC, rr.change_id DESC LIMIT 1) r ON true) "
-        "UPDATE referrals f SET status = CASE WHEN coalesce(j.enabled, false) "
-        "THEN 'locked' ELSE 'no_reward' END, purchase_command_id = j.pc, "
-        "purchase_event_id = j.ev, purchased_at_us = j.at, "
-        "due_at_us = j.at + coalesce(j.lock_days, 0) * $6::bigint, rule_change_id = j.change_id, "
-        "referrer_points = j.referrer_points, referee_points = j.referee_points "
-        "FROM j WHERE f.tenant_id = j.t AND f.referee_member_id = j.m "
-        "AND f.status = 'registered'",
+        "WITH " BATCH_FIRST_PURCHASES
+        "INSERT INTO referral_first_purchases AS fp (tenant_id, member_id, "
+        "purchase_command_id, purchase_event_id, occurred_at_us, remembered_at_us) "
+        "SELECT t, m, pc, ev, at, $6 FROM j0 WHERE NOT EXISTS (SELECT 1 FROM referrals f "
+        "WHERE f.tenant_id = j0.t AND f.referee_member_id = j0.m) "
+        "AND NOT EXISTS (SELECT 1 FROM engage_members e WHERE e.tenant_id = j0.t "
+        "AND e.member_id = j0.m AND e.registered_at_us IS NOT NULL) "
+        "ON CONFLICT (tenant_id, member_id) DO UPDATE SET "
+        "purchase_command_id = excluded.purchase_command_id, "
+        "purchase_event_id = excluded.purchase_event_id, occurred_at_us = excluded.occurred_at_us "
+        "WHERE (excluded.occurred_at_us, excluded.purchase_command_id) < "
+        "(fp.occurred_at_us, fp.purchase_command_id)",
         6, params, err, err_len, NULL);
     PQclear(res);
     return res ? 0 : -1;
+}
+
+int referrals_forget_stale(PGconn *pg, int64_t now_us, char *err, size_t err_len)
+{
+    char before[24], limit[24];
+    snprintf(before, sizeof(before), "%lld",
+             (long long)(now_us - REFERRAL_REMEMBER_DAYS * US_PER_DAY));
+    snprintf(limit, sizeof(limit), "%d", REFERRAL_FORGET_PER_ROUND);
+    const char *p[2] = {before, limit};
+    PGresult *res = db_query(pg,
+                             "DELETE FROM referral_first_purchases WHERE ctid IN (SELECT ctid "
+                             "FROM referral_first_purchases WHERE remembered_at_us < $1 "
+                             "LIMIT $2::int)",
+                             2, p, err, err_len, NULL);
+    PQclear(res);
+    return res ? 0 : -1;
+}
+
+/* The batch's registrations (tenant, member columns): each takes its
+ * member's remembered purchase away; a referral still 'registered' (its
+ * registration named a referrer) is locked from it as step 3 would have. */
+static int claim_remembered_purchases(PGconn *pg, const char *tenants, const char *members,
+                                      char *err, size_t err_len)
+{
+    char day[24];
+    snprintf(day, sizeof(day), "%lld", (long long)US_PER_DAY);
+    const char *p[3] = {tenants, members, day};
+    PGresult *res = db_query(
+        pg,
+        "WITH reg AS (SELECT DISTINCT t, m FROM unnest($1::text[], $2::text[]) AS x(t, m)), "
+        "j0 AS (DELETE FROM referral_first_purchases fp USING reg WHERE fp.tenant_id = reg.t "
+        "AND fp.member_id = reg.m RETURNING fp.tenant_id AS t, fp.member_id AS m, "
+        "fp.purchase_command_id AS pc, fp.purchase_event_id AS ev, fp.occurred_at_us AS "
+        "at), " RULE_AT_J0 LOCK_FROM_J("$3"),
+        3, p, err, err_len, NULL);
+    PQclear(res);
+    return res ? 0 : -1;
+}
+
+/* Serialises the batch's members with any other campaign instance's batch
+ * (scale-out: a member's registration and purchase may be on partitions
+ * of two instances): without it both could miss the other's uncommitted
+ * row, the purchase remembered and the registration finding nothing.
+ * Transaction locks, taken in one sorted pass (no deadlock between two
+ * batches); each statement after it sees what the other committed. */
+static int lock_members(PGconn *pg, const char *const *p, char *err, size_t err_len)
+{
+    char cls[16];
+    snprintf(cls, sizeof(cls), "%d", REFERRAL_MEMBER_LOCK_CLASS);
+    const char *params[5] = {p[0], p[1], p[2], p[3], cls};
+    PGresult *res = db_query(pg,
+                             "SELECT count(pg_advisory_xact_lock($5::int, k)) FROM (SELECT "
+                             "DISTINCT hashtext(t || ':' || m) AS k FROM (SELECT * FROM "
+                             "unnest($1::text[], $2::text[]) UNION ALL SELECT * FROM "
+                             "unnest($3::text[], $4::text[])) AS x(t, m) ORDER BY k) s",
+                             5, params, err, err_len, NULL);
+    PQclear(res);
+    return res ? 0 : -1;
+}
+
+/* After the batch's facts were read: registrations claim remembered
+ * purchases, then the batch's purchases lock or are remembered. */
+static int apply_collected(PGconn *pg, struct db_array *cols, struct db_array *reg, char *err,
+                           size_t err_len)
+{
+    if (reg[0].count == 0 && cols[0].count == 0)
+        return 0;
+    const char *r[2] = {db_array_finish(&reg[0]), db_array_finish(&reg[1])};
+    const char *p[5] = {db_array_finish(&cols[0]), db_array_finish(&cols[1]),
+                        db_array_finish(&cols[2]), db_array_finish(&cols[3]),
+                        db_array_finish(&cols[4])};
+    const char *members[4] = {r[0], r[1], p[0], p[1]};
+    if (lock_members(pg, members, err, err_len) < 0)
+        return -1;
+    if (reg[0].count > 0 && claim_remembered_purchases(pg, r[0], r[1], err, err_len) < 0)
+        return -1;
+    if (cols[0].count == 0)
+        return 0;
+    if (lock_first_purchases(pg, p, err, err_len) < 0)
+        return -1;
+    return remember_first_purchases(pg, p, err, err_len);
 }
 
 /* Decodes what may concern referrals and applies it in arrival order of
  * kind (rules, registrations, then purchases). */
 int referrals_apply_batch(PGconn *pg, struct pipeline_batch *b, char *err, size_t err_len)
 {
-    struct db_array cols[5];
+    struct db_array cols[5], reg[2];
     for (int k = 0; k < 5; k++)
         db_array_init(&cols[k]);
+    db_array_init(&reg[0]);
+    db_array_init(&reg[1]);
     Envelope **envs = calloc(b->count + 1, sizeof(*envs));
     assert(envs);
     int rc = 0;
@@ -194,6 +327,10 @@ int referrals_apply_batch(PGconn *pg, struct pipeline_batch *b, char *err, size_
                 rc = store_rule(pg, env, err, err_len);
             break;
         case TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_MEMBER_REGISTERED:
+            if (env->member_id[0]) { /* with or without a referrer */
+                db_array_add(&reg[0], env->tenant_id);
+                db_array_add(&reg[1], env->member_id);
+            }
             if (env->member_id[0] && env->member_registered->referrer_member_id[0] &&
                 strcmp(env->member_id, env->member_registered->referrer_member_id) != 0)
                 rc = store_referral(pg, env, err, err_len);
@@ -213,10 +350,12 @@ int referrals_apply_batch(PGconn *pg, struct pipeline_batch *b, char *err, size_
             break;
         }
     }
-    if (rc == 0 && cols[0].count > 0)
-        rc = lock_first_purchases(pg, cols, err, err_len);
+    if (rc == 0)
+        rc = apply_collected(pg, cols, reg, err, err_len);
     for (int k = 0; k < 5; k++)
         db_array_free(&cols[k]);
+    db_array_free(&reg[0]);
+    db_array_free(&reg[1]);
     for (size_t i = 0; i < b->count; i++)
         envelope_free(envs[i]);
     free(envs);

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "../support/api_client.h"
+#include "../support/facts.h"
 #include "../support/topic_reader.h"
 #include "bus/topics.h"
 #include "events/campaign_types.h"
@@ -604,39 +605,6 @@ static int forget_late_change(void **state)
     return 0;
 }
 
-/* Produces the fact of a cash purchase of amount by member, recorded at
- * occurred_at_us, straight to ledger-events (as the ledger would). */
-static void produce_purchase_fact(const char *member, const char *op, int64_t amount,
-                                  int64_t occurred_at_us)
-{
-    struct event_meta meta = {.tenant_id = "demo",
-                              .branch_id = "hq",
-                              .member_id = member,
-                              .correlation_id = op,
-                              .actor_kind = "service",
-                              .actor_id = "ledger",
-                              .occurred_at_us = occurred_at_us};
-    Envelope env;
-    Actor actor;
-    PurchaseRecorded fact;
-    envelope_init(&env, &actor, &meta);
-    tessera__ledger__v1__purchase_recorded__init(&fact);
-    fact.command_id = (char *)op;
-    fact.purchase_id = (char *)op;
-    fact.amount = fact.charged = amount;
-    fact.payment_method = (char *)"cash";
-    env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_PURCHASE_RECORDED;
-    env.purchase_recorded = &fact;
-    size_t len = 0;
-    uint8_t *payload = envelope_encode(&env, &len);
-    assert_non_null(payload);
-    assert_int_equal(topic_produce(TOPIC_LEDGER_EVENTS, RD_KAFKA_PARTITION_UA, member,
-                                   strlen(member), payload, len,
-                                   envelope_cloudevents_headers(&env, "/tessera/ledger")),
-                     0);
-    free(payload);
-}
-
 /* Issue 10 item 13: a purchase recorded after a rule change, whose fact
  * reaches the campaign before the change does, earns under the change
  * (before the fix: under the old rule, for good). The change is made as
@@ -664,7 +632,7 @@ static void test_late_rule_change_is_waited_for(void **state)
     assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
     PQclear(res);
 
-    produce_purchase_fact(member, op, 12345, changed_at_us + 1000000);
+    assert_int_equal(fact_purchase("demo", member, op, 12345, changed_at_us + 1000000), 0);
     struct row_wait consumed = {pg,
                                 "SELECT (SELECT count(*) FROM campaign.earnings WHERE "
                                 "purchase_command_id = $1) + (SELECT count(*) FROM "

@@ -5,7 +5,14 @@
  * referee's first paid purchase rewards both sides exactly once when the
  * lock period is over (ledger balances, one AdjustPoints each, the
  * referrer's count); a referee whose first purchase was refunded inside
- * the lock period rewards nobody; a second purchase changes nothing. */
+ * the lock period rewards nobody; a second purchase changes nothing. A
+ * referee's purchase the campaign meets before their registration (the
+ * two facts are on different topics; produced here straight to them, in
+ * that order) is remembered and locks the referral when the registration
+ * comes, from the earliest purchase, then rewards; a registration without
+ * a referrer forgets a remembered purchase, a purchase after an applied
+ * registration is never remembered, and one whose registration never
+ * comes is forgotten 30 days later (the table's bound). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,9 +27,12 @@
 
 #include "../support/api_client.h"
 #include "../support/expect.h"
+#include "../support/facts.h"
 #include "../support/sql_tenant.h"
 #include "../support/sql_wait.h"
 #include "../support/test_clock.h"
+#include "bus/topics.h"
+#include "events/codec.h"
 #include "ids/uuid7.h"
 
 #define DEADLINE_MS 30000
@@ -309,6 +319,139 @@ static void test_bonus_and_coupon_rewards_once(void **state)
                      1);
 }
 
+/* Produces member's MemberRegistered (referrer "" for none) straight to
+ * member-events as ingest would (no personal data: none is needed). */
+static void produce_registration(const char *member, const char *referrer, int64_t occurred_at_us)
+{
+    struct event_meta meta = {.tenant_id = tenant_id,
+                              .branch_id = "hq",
+                              .member_id = member,
+                              .correlation_id = member,
+                              .actor_kind = "api_key",
+                              .actor_id = "test",
+                              .occurred_at_us = occurred_at_us};
+    Envelope env;
+    Actor actor;
+    MemberRegistered fact;
+    envelope_init(&env, &actor, &meta);
+    tessera__member__v1__member_registered__init(&fact);
+    fact.referrer_member_id = (char *)referrer;
+    env.payload_case = TESSERA__ENVELOPE__V1__ENVELOPE__PAYLOAD_MEMBER_REGISTERED;
+    env.member_registered = &fact;
+    assert_int_equal(fact_produce(TOPIC_MEMBER_EVENTS, member, &env, "/tessera/ingest"), 0);
+}
+
+#define TALLY_OF                                                                                   \
+    "SELECT coalesce(sum(events), 0) FROM campaign.event_tally WHERE tenant_id = $1 "              \
+    "AND event_type = $2"
+#define PURCHASE_TYPE "tessera.ledger.v1.PurchaseRecorded"
+
+#define REMEMBERED_AS                                                                              \
+    "SELECT count(*) FROM campaign.referral_first_purchases WHERE tenant_id = $1 "                 \
+    "AND purchase_command_id = $2"
+#define REMEMBERED_OF                                                                              \
+    "SELECT count(*) FROM campaign.referral_first_purchases WHERE tenant_id = $1 "                 \
+    "AND member_id = $2"
+
+/* The race of issue s6 (test 3 lost it about one run in three): the
+ * referee's purchases are met first, the later one before the earlier
+ * one; the registration naming the referrer then locks the referral from
+ * the earliest, due lock_days (7) after it, and the lock period's end
+ * rewards the referrer. */
+static void test_purchase_met_before_registration_locks(void **state)
+{
+    const char *headers[] = {"Prefer: wait=10", NULL};
+    struct api_response r =
+        api_call("PUT", "/v1/config/referrals",
+                 "{\"lock_days\":7,\"referrer\":{\"points\":200},\"referee\":{\"points\":100}}",
+                 admin_key, headers);
+    api_expect_status(&r, 200);
+    api_response_free(&r);
+    struct member a;
+    member_make(&a, NULL);
+    char referee[UUID_STR_SIZE], early[UUID_STR_SIZE], late[UUID_STR_SIZE];
+    uuid7_generate(referee);
+    uuid7_generate(early);
+    uuid7_generate(late);
+    int64_t t0 = event_now_us(); /* the rule just set is in force */
+    /* each purchase applied (the campaign's tally moves in the batch's
+     * transaction) before the next fact is produced */
+    int64_t seen = sql_int(TALLY_OF, PURCHASE_TYPE);
+    assert_int_equal(fact_purchase(tenant_id, referee, late, 5000, t0 + 60000000), 0);
+    wait_for(TALLY_OF, PURCHASE_TYPE, seen + 1, "the later purchase to be applied");
+    assert_int_equal(sql_int(REMEMBERED_AS, late), 1);
+    assert_int_equal(fact_purchase(tenant_id, referee, early, 5000, t0), 0);
+    wait_for(TALLY_OF, PURCHASE_TYPE, seen + 2, "the earlier purchase to be applied");
+    assert_int_equal(sql_int(REMEMBERED_AS, early), 1); /* it replaced the later one */
+    assert_int_equal(sql_int(REMEMBERED_OF, referee), 1);
+    assert_int_equal(sql_int(STATUS_IS("registered"), referee), 0);
+
+    produce_registration(referee, a.id, t0 - 1000000);
+    wait_for(STATUS_IS("locked"), referee, 1, "the registration to lock the referral");
+    assert_int_equal(sql_int("SELECT count(*) FROM campaign.referrals WHERE tenant_id = $1 "
+                             "AND purchase_command_id = $2",
+                             early),
+                     1);
+    assert_int_equal(sql_int("SELECT due_at_us - purchased_at_us FROM campaign.referrals "
+                             "WHERE tenant_id = $1 AND referee_member_id = $2",
+                             referee),
+                     7 * US_PER_DAY);
+    assert_int_equal(sql_int("SELECT purchased_at_us FROM campaign.referrals "
+                             "WHERE tenant_id = $1 AND referee_member_id = $2",
+                             referee),
+                     t0);
+    assert_int_equal(sql_int(REMEMBERED_OF, referee), 0); /* taken by the lock */
+
+    clock_before = test_clock_advance_us(8 * US_PER_DAY);
+    clock_moved = true;
+    wait_for(STATUS_IS("rewarded"), referee, 1, "the referral to be rewarded");
+    wait_for(POINTS_OF, a.id, 200, "the referrer's points");
+    restore_clock(NULL);
+    assert_int_equal(side_postings(referee, "referrer"), 1);
+}
+
+/* The bound: only members whose registration the campaign has not applied
+ * are kept. A registration without a referrer forgets its member's
+ * purchase (no referral); a purchase after an applied registration
+ * without a referrer is never kept. */
+static void test_remembered_purchases_stay_bounded(void **state)
+{
+    char d[UUID_STR_SIZE], op[UUID_STR_SIZE];
+    uuid7_generate(d);
+    uuid7_generate(op);
+    assert_int_equal(fact_purchase(tenant_id, d, op, 5000, event_now_us()), 0);
+    wait_for(REMEMBERED_AS, op, 1, "d's purchase to be remembered");
+    produce_registration(d, "", event_now_us());
+    wait_for(REMEMBERED_OF, d, 0, "d's registration to forget it");
+    assert_int_equal(sql_int("SELECT count(*) FROM campaign.referrals WHERE tenant_id = $1 "
+                             "AND referee_member_id = $2",
+                             d),
+                     0);
+
+    struct member e;
+    member_make(&e, NULL);
+    wait_for("SELECT count(*) FROM campaign.engage_members WHERE tenant_id = $1 "
+             "AND member_id = $2 AND registered_at_us IS NOT NULL",
+             e.id, 1, "e's registration to be applied");
+    int64_t seen = sql_int(TALLY_OF, PURCHASE_TYPE);
+    char op_e[64];
+    cash_purchase(e.id, 4000, op_e);
+    wait_for(TALLY_OF, PURCHASE_TYPE, seen + 1, "e's purchase to be applied");
+    assert_int_equal(sql_int(REMEMBERED_OF, e.id), 0);
+
+    /* the backstop: a purchase whose registration never comes is
+     * forgotten 30 days (by the service clock) after it was met */
+    char f[UUID_STR_SIZE], op_f[UUID_STR_SIZE];
+    uuid7_generate(f);
+    uuid7_generate(op_f);
+    assert_int_equal(fact_purchase(tenant_id, f, op_f, 5000, event_now_us()), 0);
+    wait_for(REMEMBERED_AS, op_f, 1, "f's purchase to be remembered");
+    clock_before = test_clock_advance_us(31 * US_PER_DAY);
+    clock_moved = true;
+    wait_for(REMEMBERED_OF, f, 0, "f's purchase to be forgotten");
+    restore_clock(NULL);
+}
+
 int main(void)
 {
     tenant_make();
@@ -318,6 +461,8 @@ int main(void)
         cmocka_unit_test_teardown(test_first_purchase_rewards_both_once_unless_refunded,
                                   restore_clock),
         cmocka_unit_test_teardown(test_bonus_and_coupon_rewards_once, restore_clock),
+        cmocka_unit_test_teardown(test_purchase_met_before_registration_locks, restore_clock),
+        cmocka_unit_test_teardown(test_remembered_purchases_stay_bounded, restore_clock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
