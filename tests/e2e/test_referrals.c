@@ -143,26 +143,28 @@ static int64_t side_postings(const char *referee, const char *side)
                    id);
 }
 
+/* PUT /v1/config/referrals, waiting until the campaign has applied it;
+ * the answer is the caller's to check and free. */
+static struct api_response put_referral_rule(const char *body)
+{
+    const char *headers[] = {"Prefer: wait=10", NULL};
+    return api_call("PUT", "/v1/config/referrals", body, admin_key, headers);
+}
+
+#define RULE_200_100 "{\"lock_days\":7,\"referrer\":{\"points\":200},\"referee\":{\"points\":100}}"
+
 /* ------------------------------------------------------------ tests */
 static void test_rule_is_set_validated_and_read_back(void **state)
 {
-    const char *headers[] = {"Prefer: wait=10", NULL};
-    struct api_response r =
-        api_call("PUT", "/v1/config/referrals",
-                 "{\"lock_days\":7,\"referrer\":{\"points\":200},\"referee\":{\"points\":100}}",
-                 admin_key, headers);
+    struct api_response r = put_referral_rule(RULE_200_100);
     api_expect_status(&r, 200);
     assert_string_equal(json_str_at(r.body, "status"), "applied");
     api_response_free(&r);
-    api_expect_problem(api_call("PUT", "/v1/config/referrals",
-                                "{\"lock_days\":400,\"referrer\":{\"points\":1},\"referee\":{"
-                                "\"points\":1}}",
-                                admin_key, headers),
+    api_expect_problem(put_referral_rule("{\"lock_days\":400,\"referrer\":{\"points\":1},"
+                                         "\"referee\":{\"points\":1}}"),
                        422, "validation_failed");
-    api_expect_problem(api_call("PUT", "/v1/config/referrals",
-                                "{\"lock_days\":1,\"referrer\":{\"points\":1,\"coupon\":\"x\"},"
-                                "\"referee\":{\"points\":1}}",
-                                admin_key, headers),
+    api_expect_problem(put_referral_rule("{\"lock_days\":1,\"referrer\":{\"points\":1,"
+                                         "\"coupon\":\"x\"},\"referee\":{\"points\":1}}"),
                        422, "validation_failed");
     r = api_call("GET", "/v1/config/referrals", NULL, admin_key, NULL);
     api_expect_status(&r, 200);
@@ -260,7 +262,6 @@ static int64_t side_reward_posted(const char *referee, const char *side, const c
  * no such id is refused. */
 static void test_bonus_and_coupon_rewards_once(void **state)
 {
-    const char *headers[] = {"Prefer: wait=10", NULL};
     char tpl[64], body[400];
     struct api_response r = api_call("POST", "/v1/coupon-templates",
                                      "{\"name\":\"Welcome friend\",\"kind\":\"value\","
@@ -269,10 +270,8 @@ static void test_bonus_and_coupon_rewards_once(void **state)
     api_expect_status(&r, 201);
     snprintf(tpl, sizeof(tpl), "%s", json_str_at(r.body, "template_id"));
     api_response_free(&r);
-    r = api_call("PUT", "/v1/config/referrals",
-                 "{\"lock_days\":7,\"referrer\":{\"points\":0},\"referee\":{\"points\":0,"
-                 "\"coupon_template_id\":\"00000000-0000-7000-8000-000000000000\"}}",
-                 admin_key, headers);
+    r = put_referral_rule("{\"lock_days\":7,\"referrer\":{\"points\":0},\"referee\":{\"points\":0,"
+                          "\"coupon_template_id\":\"00000000-0000-7000-8000-000000000000\"}}");
     api_expect_status(&r, 422);
     assert_non_null(strstr(r.raw, "referee.coupon_template_id"));
     api_response_free(&r);
@@ -280,7 +279,7 @@ static void test_bonus_and_coupon_rewards_once(void **state)
              "{\"lock_days\":7,\"referrer\":{\"points\":0,\"stored_value_bonus\":1500},"
              "\"referee\":{\"points\":0,\"coupon_template_id\":\"%s\"}}",
              tpl);
-    r = api_call("PUT", "/v1/config/referrals", body, admin_key, headers);
+    r = put_referral_rule(body);
     api_expect_status(&r, 200);
     api_response_free(&r);
     struct member a, b;
@@ -360,11 +359,7 @@ static void produce_registration(const char *member, const char *referrer, int64
  * rewards the referrer. */
 static void test_purchase_met_before_registration_locks(void **state)
 {
-    const char *headers[] = {"Prefer: wait=10", NULL};
-    struct api_response r =
-        api_call("PUT", "/v1/config/referrals",
-                 "{\"lock_days\":7,\"referrer\":{\"points\":200},\"referee\":{\"points\":100}}",
-                 admin_key, headers);
+    struct api_response r = put_referral_rule(RULE_200_100);
     api_expect_status(&r, 200);
     api_response_free(&r);
     struct member a;
