@@ -357,6 +357,27 @@ static void batch_events(struct outbox_row *rows, uint32_t *payloads, char (*key
     }
 }
 
+/* One packed batch of a test: what was written and what came back. */
+struct packed_batch {
+    struct outbox_row rows[PACKED_EVENTS], got[PACKED_EVENTS];
+    uint32_t payloads[PACKED_EVENTS];
+    char keys[PACKED_EVENTS][16];
+    int64_t ids[PACKED_EVENTS], got_ids[PACKED_EVENTS];
+};
+
+/* An empty outbox, then the first count events of a batch appended packed
+ * and committed on pg. */
+static void packed_write(PGconn *pg, struct packed_batch *pb, size_t count)
+{
+    char err[256];
+    batch_events(pb->rows, pb->payloads, pb->keys);
+    exec_ok(pg, "DELETE FROM outbox");
+    exec_ok(pg, "BEGIN");
+    if (outbox_append_packed(pg, pb->rows, count, pb->ids, err, sizeof(err)) != 0)
+        fail_msg("append: %s", err);
+    exec_ok(pg, "COMMIT");
+}
+
 /* Claims every stranded event (sweeps of up to max) into got from *n. */
 static void claim_all(PGconn *pg, size_t max, struct outbox_row *got, int64_t *ids, size_t *n)
 {
@@ -380,16 +401,11 @@ static void claim_all(PGconn *pg, size_t max, struct outbox_row *got, int64_t *i
 static void test_packed_rows_are_relayed_in_order(void **state)
 {
     PGconn *a = relay_pg(), *b = relay_pg();
-    static struct outbox_row rows[PACKED_EVENTS], got[PACKED_EVENTS];
-    static uint32_t payloads[PACKED_EVENTS];
-    static char keys[PACKED_EVENTS][16];
-    static int64_t ids[PACKED_EVENTS], got_ids[PACKED_EVENTS];
-    char err[256];
-    batch_events(rows, payloads, keys);
-    exec_ok(a, "DELETE FROM outbox");
-    exec_ok(a, "BEGIN");
-    assert_int_equal(outbox_append_packed(a, rows, PACKED_EVENTS, ids, err, sizeof(err)), 0);
-    exec_ok(a, "COMMIT");
+    static struct packed_batch pb;
+    struct outbox_row *rows = pb.rows, *got = pb.got;
+    uint32_t *payloads = pb.payloads;
+    int64_t *ids = pb.ids, *got_ids = pb.got_ids;
+    packed_write(a, &pb, PACKED_EVENTS);
     int64_t packed_rows = (PACKED_EVENTS + OUTBOX_PACK_EVENTS_MAX - 1) / OUTBOX_PACK_EVENTS_MAX;
     assert_int_equal(test_pg_int(a, "SELECT count(*) FROM outbox", 0, NULL), packed_rows);
     assert_int_equal(test_pg_int(a, "SELECT sum(events) FROM outbox", 0, NULL), PACKED_EVENTS);
@@ -419,16 +435,12 @@ static void test_packed_rows_are_relayed_in_order(void **state)
 static void test_a_row_partly_sent_is_sent_again_whole_after_its_lease(void **state)
 {
     PGconn *a = relay_pg(), *b = relay_pg();
-    static struct outbox_row rows[PACKED_EVENTS], got[PACKED_EVENTS];
-    static uint32_t payloads[PACKED_EVENTS];
-    static char keys[PACKED_EVENTS][16];
-    static int64_t ids[PACKED_EVENTS], got_ids[PACKED_EVENTS];
+    static struct packed_batch pb;
+    struct outbox_row *got = pb.got;
+    uint32_t *payloads = pb.payloads;
+    int64_t *ids = pb.ids, *got_ids = pb.got_ids;
     char err[256];
-    batch_events(rows, payloads, keys);
-    exec_ok(a, "DELETE FROM outbox");
-    exec_ok(a, "BEGIN");
-    assert_int_equal(outbox_append_packed(a, rows, 7, ids, err, sizeof(err)), 0);
-    exec_ok(a, "COMMIT");
+    packed_write(a, &pb, 7);
     assert_int_equal(ids[0], ids[6]); /* one row */
     /* A sent them; 3 of 7 were acknowledged when it died: its row stays. */
     size_t n = 0;
