@@ -202,9 +202,14 @@ static void assert_verdicts_as_emitted(PGconn *pg, const char *tenant, const str
 static void apply_and_dump(size_t insert_batch_max, const struct names *n, char *out,
                            size_t out_len)
 {
-    static struct ledger_ctx l; /* a worker's, kept across batches */
-    memset(&l, 0, sizeof(l));
-    store_rows_init(&l.rows);
+    /* a worker's, kept across batches and calls as a worker keeps it
+     * (ledger_begin_batch resets a batch's part and reuses its arrays) */
+    static struct ledger_ctx l;
+    static bool made;
+    if (!made) {
+        store_rows_init(&l.rows);
+        made = true;
+    }
     l.insert_batch_max = insert_batch_max;
     PGconn *pg = ledger_pg();
     char err[512];
